@@ -1,0 +1,207 @@
+import { EventEmitter } from 'eventemitter3';
+import type { Broker, BrokerStatus, TopicListener, Unsubscribe } from '../contracts.js';
+import { BrokerClosedError, BrokerUnavailableError, InvalidOptionError } from '../errors.js';
+
+/** Options every {@link BaseBroker} accepts. */
+export interface BaseBrokerOptions {
+  /**
+   * How many publishes may wait while the broker is not connected. They are sent in order once it
+   * is; past this bound `publish` rejects with {@link BrokerUnavailableError}. `0` rejects at once.
+   * @default 10000
+   */
+  maxQueuedPublishes?: number;
+}
+
+/** Events of a {@link BaseBroker}: its `status`, and `error` for a listener that threw. */
+export interface BaseBrokerEvents {
+  status: [status: BrokerStatus, error?: Error];
+  error: [error: Error];
+}
+
+interface TopicState {
+  listeners: Set<TopicListener>;
+  /** Settles when the broker-level subscription exists (or failed). */
+  ready: Promise<void>;
+}
+
+interface QueuedPublish {
+  topic: string;
+  payload: Uint8Array;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * The part of a broker that is the same for every broker: listener sets with one broker-level
+ * subscription per topic (reference counted), a bounded publish queue while disconnected, status
+ * events, and resubscription after a reconnect.
+ *
+ * An adapter extends it and implements four methods that talk to its broker:
+ * {@link BaseBroker.subscribeTopic}, {@link BaseBroker.unsubscribeTopic},
+ * {@link BaseBroker.publishTopic} and {@link BaseBroker.closeConnection}; it calls
+ * {@link BaseBroker.deliver} for every message that arrives and {@link BaseBroker.setStatus} when
+ * its connection changes state.
+ */
+export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implements Broker {
+  #status: BrokerStatus = 'connecting';
+  readonly #topics = new Map<string, TopicState>();
+  readonly #queue: QueuedPublish[] = [];
+  readonly #maxQueued: number;
+  #flushing = false;
+
+  constructor(options: BaseBrokerOptions = {}) {
+    super();
+    const maxQueued = options.maxQueuedPublishes ?? 10_000;
+    if (!Number.isInteger(maxQueued) || maxQueued < 0) {
+      throw new InvalidOptionError('maxQueuedPublishes must be a whole number >= 0');
+    }
+    this.#maxQueued = maxQueued;
+  }
+
+  /** Creates the broker-level subscription for a topic (called once per topic). */
+  protected abstract subscribeTopic(topic: string): Promise<void>;
+  /** Removes the broker-level subscription for a topic (called when its last listener leaves). */
+  protected abstract unsubscribeTopic(topic: string): Promise<void>;
+  /** Sends one message; only called while the status is `ready`. */
+  protected abstract publishTopic(topic: string, payload: Uint8Array): Promise<void>;
+  /** Closes the connections this broker opened. */
+  protected abstract closeConnection(): Promise<void>;
+
+  get status(): BrokerStatus {
+    return this.#status;
+  }
+
+  async publish(topic: string, payload: Uint8Array): Promise<void> {
+    if (this.#status === 'closed') throw new BrokerClosedError();
+    if (this.#status === 'ready' && this.#queue.length === 0) {
+      try {
+        await this.publishTopic(topic, payload);
+        return;
+      } catch (error) {
+        if (this.#status === 'ready') throw asUnavailable(error);
+        // The connection dropped under us: fall through and queue, the message is not lost.
+      }
+    }
+    if (this.#queue.length >= this.#maxQueued) {
+      throw new BrokerUnavailableError(
+        `broker is ${this.#status} and ${this.#maxQueued} publishes are already queued`,
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ topic, payload, resolve, reject });
+    });
+  }
+
+  async subscribe(topic: string, listener: TopicListener): Promise<Unsubscribe> {
+    if (this.#status === 'closed') throw new BrokerClosedError();
+    let state = this.#topics.get(topic);
+    if (state === undefined) {
+      const created: TopicState = { listeners: new Set(), ready: Promise.resolve() };
+      created.ready = this.subscribeTopic(topic).catch((error: unknown) => {
+        if (this.#topics.get(topic) === created && created.listeners.size === 0) {
+          this.#topics.delete(topic);
+        }
+        throw asUnavailable(error);
+      });
+      state = created;
+      this.#topics.set(topic, state);
+    }
+    const current = state;
+    const entry: TopicListener = (payload, t) => listener(payload, t);
+    current.listeners.add(entry);
+    try {
+      await current.ready;
+    } catch (error) {
+      current.listeners.delete(entry);
+      if (this.#topics.get(topic) === current && current.listeners.size === 0) {
+        this.#topics.delete(topic);
+      }
+      throw error;
+    }
+    let removed = false;
+    return async () => {
+      if (removed) return;
+      removed = true;
+      current.listeners.delete(entry);
+      if (current.listeners.size > 0 || this.#topics.get(topic) !== current) return;
+      this.#topics.delete(topic);
+      if (this.#status !== 'closed') await this.unsubscribeTopic(topic).catch(() => undefined);
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#status === 'closed') return;
+    this.setStatus('closed');
+    this.#topics.clear();
+    for (const queued of this.#queue.splice(0)) queued.reject(new BrokerClosedError());
+    await this.closeConnection();
+  }
+
+  /** The topics that currently have listeners: what to resubscribe after a reconnect. */
+  protected get subscribedTopics(): string[] {
+    return [...this.#topics.keys()];
+  }
+
+  /** Hands a message that arrived on `topic` to that topic's listeners. */
+  protected deliver(topic: string, payload: Uint8Array): void {
+    const state = this.#topics.get(topic);
+    if (state === undefined) return;
+    for (const listener of state.listeners) {
+      try {
+        listener(payload, topic);
+      } catch (error) {
+        this.emit('error', error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+  }
+
+  /**
+   * Reports a connection state change. Going to `ready` flushes the publish queue in order; an
+   * adapter whose client does not resubscribe by itself calls {@link BaseBroker.resubscribeAll}
+   * first.
+   */
+  protected setStatus(status: BrokerStatus, error?: Error): void {
+    if (this.#status === status || this.#status === 'closed') return;
+    this.#status = status;
+    this.emit('status', status, error);
+    if (status === 'ready') void this.#flush();
+  }
+
+  /** Subscribes every topic that has listeners again, for clients that lose them on reconnect. */
+  protected async resubscribeAll(): Promise<void> {
+    await Promise.all(this.subscribedTopics.map((topic) => this.subscribeTopic(topic)));
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      await this.#drainQueue();
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  async #drainQueue(): Promise<void> {
+    while (this.#status === 'ready' && this.#queue.length > 0) {
+      const next = this.#queue[0]!;
+      try {
+        await this.publishTopic(next.topic, next.payload);
+      } catch (error) {
+        if (this.#status === 'ready') {
+          this.#queue.shift();
+          next.reject(asUnavailable(error));
+        }
+        continue;
+      }
+      this.#queue.shift();
+      next.resolve();
+    }
+  }
+}
+
+function asUnavailable(error: unknown): Error {
+  if (error instanceof BrokerUnavailableError || error instanceof BrokerClosedError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new BrokerUnavailableError(`broker operation failed: ${message}`, { cause: error });
+}

@@ -1,0 +1,25 @@
+/**
+ * The WebSocket close codes wscale uses. The 1xxx codes are RFC 6455's; the 4xxx codes are wscale's.
+ */
+export enum CloseCode {
+  /** The connection did its job. */
+  Normal = 1000,
+  /** The node is shutting down or the client was closed by the application. */
+  GoingAway = 1001,
+  /** A frame could not be decoded (malformed `wscale.v1` envelope, invalid UTF-8). */
+  InvalidPayload = 1007,
+  /** A policy was violated, such as a rate limit. */
+  PolicyViolation = 1008,
+  /** A frame was larger than `maxPayload`. */
+  MessageTooBig = 1009,
+  /** The node had an unexpected failure. */
+  InternalError = 1011,
+  /** The node is restarting or draining: reconnect, probably to another node. */
+  ServiceRestart = 1012,
+  /** The client could not keep up (its send buffer passed `maxBufferedBytes`): reconnect later. */
+  TryAgainLater = 1013,
+  /** The peer stopped answering heartbeats (never sent on the wire; reported locally). */
+  Abnormal = 1006,
+  /** The session token was refused. */
+  SessionRejected = 4401,
+}

@@ -1,0 +1,34 @@
+export { BaseBroker, type BaseBrokerEvents, type BaseBrokerOptions } from './broker/base-broker.js';
+export { MemoryBroker, type MemoryBrokerOptions, MemoryBus } from './broker/memory-broker.js';
+export { CloseCode } from './close-codes.js';
+export type {
+  Broker,
+  BrokerEventSource,
+  BrokerEvents,
+  BrokerStatus,
+  History,
+  HistoryEntry,
+  HistoryPosition,
+  HistoryReadResult,
+  StateStore,
+  TopicListener,
+  Unsubscribe,
+  Version,
+  Versioned,
+} from './contracts.js';
+export {
+  BrokerClosedError,
+  BrokerUnavailableError,
+  HandlerError,
+  HistoryError,
+  InvalidOptionError,
+  ProtocolError,
+  ServerClosedError,
+  StateStoreError,
+  UpgradeRejectedError,
+  WscaleError,
+  type WscaleErrorCode,
+} from './errors.js';
+export { MemoryHistory, type MemoryHistoryOptions } from './history/memory-history.js';
+export { MemoryStateStore, type MemoryStateStoreOptions } from './state/memory-state-store.js';
+export { updateState } from './state/update-state.js';
