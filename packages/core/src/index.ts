@@ -30,5 +30,22 @@ export {
   type WscaleErrorCode,
 } from './errors.js';
 export { MemoryHistory, type MemoryHistoryOptions } from './history/memory-history.js';
+export { BroadcastOperator } from './server/broadcast.js';
+export { Client, type ClientEvents } from './server/client.js';
+export type {
+  Authenticate,
+  Awaitable,
+  ServerOptions,
+  SlowConsumerPolicy,
+} from './server/options.js';
+export type { Sendable, SendOptions } from './server/payload.js';
+export {
+  type ClientInfo,
+  type QueryOptions,
+  type RemoteClient,
+  ScaledWebSocketServer,
+  type ServerEvents,
+  type ServerStats,
+} from './server/scaled-server.js';
 export { MemoryStateStore, type MemoryStateStoreOptions } from './state/memory-state-store.js';
 export { updateState } from './state/update-state.js';

@@ -1,0 +1,94 @@
+import { ProtocolError } from '../errors.js';
+
+/**
+ * What nodes say to each other over the broker. One frame: a fixed 6-byte prefix (kind, flags,
+ * header length), a small JSON header, then the application's payload bytes untouched, so a
+ * broadcast's payload is never re-encoded between nodes.
+ */
+export enum BusKind {
+  /** A message for the members of some rooms (or everyone), minus some clients. */
+  Broadcast = 1,
+  /** An operation on one client, wherever it is connected. */
+  Direct = 2,
+  /** A node says it is alive. */
+  Heartbeat = 3,
+  /** A node is leaving on purpose. */
+  Bye = 4,
+  /** A question to every node. */
+  Request = 5,
+  /** One node's answer to a question. */
+  Response = 6,
+}
+
+/** Flag bits of a bus frame. */
+export const BusFlag = {
+  /** The payload is binary (a WebSocket binary frame), not UTF-8 text. */
+  Binary: 1,
+  /** The payload may be dropped for a slow consumer. */
+  Volatile: 2,
+} as const;
+
+/** The JSON header of a bus frame; short keys because it travels with every message. */
+export interface BusHeader {
+  /** Sending node id. */
+  n: string;
+  /** Rooms a broadcast is for; absent means everyone. */
+  r?: string[];
+  /** Client ids a broadcast skips. */
+  x?: string[];
+  /** Target client id of a direct operation. */
+  c?: string;
+  /** Direct operation. */
+  o?: DirectOp;
+  /** Argument of a direct operation or answer of a response. */
+  a?: unknown;
+  /** Request id. */
+  i?: number;
+  /** Request type. */
+  q?: string;
+}
+
+/** Operations a node can ask of a client held by another node. */
+export type DirectOp = 'send' | 'join' | 'leave' | 'close';
+
+/** A decoded bus frame. */
+export interface BusFrame {
+  kind: BusKind;
+  flags: number;
+  header: BusHeader;
+  payload: Buffer;
+}
+
+const PREFIX = 6;
+const EMPTY = Buffer.alloc(0);
+
+/** Encodes one bus frame into a single buffer. */
+export function encodeBusFrame(
+  kind: BusKind,
+  header: BusHeader,
+  payload: Uint8Array = EMPTY,
+  flags = 0,
+): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const frame = Buffer.allocUnsafe(PREFIX + json.length + payload.length);
+  frame[0] = kind;
+  frame[1] = flags;
+  frame.writeUInt32BE(json.length, 2);
+  json.copy(frame, PREFIX);
+  frame.set(payload, PREFIX + json.length);
+  return frame;
+}
+
+/** Decodes a bus frame; the payload is a view of `bytes`, not a copy. */
+export function decodeBusFrame(bytes: Uint8Array): BusFrame {
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.length < PREFIX) throw new ProtocolError('bus frame shorter than its prefix');
+  const kind = view[0]!;
+  if (!(kind in BusKind)) throw new ProtocolError(`unknown bus frame kind ${kind}`);
+  const headerLength = view.readUInt32BE(2);
+  const payloadStart = PREFIX + headerLength;
+  if (payloadStart > view.length) throw new ProtocolError('bus frame header overruns the frame');
+  const header = JSON.parse(view.toString('utf8', PREFIX, payloadStart)) as BusHeader;
+  if (typeof header?.n !== 'string') throw new ProtocolError('bus frame without a node id');
+  return { kind, flags: view[1]!, header, payload: view.subarray(payloadStart) };
+}

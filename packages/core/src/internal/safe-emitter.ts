@@ -1,0 +1,73 @@
+import { EventEmitter } from 'eventemitter3';
+
+type Listener = (...args: never[]) => unknown;
+type Wrapped = (this: SafeEmitter<never>, ...args: unknown[]) => void;
+
+// One wrapper per handler function, shared by every emitter it is registered on, so a handler
+// used for thousands of clients costs nothing per client.
+const wrappers = new WeakMap<Listener, Wrapped>();
+
+function wrap(listener: Listener): Wrapped {
+  let wrapped = wrappers.get(listener);
+  if (wrapped === undefined) {
+    wrapped = function (this: SafeEmitter<never>, ...args: unknown[]) {
+      try {
+        const result = (listener as (...a: unknown[]) => unknown).apply(this, args);
+        if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
+      } catch (error) {
+        this.handlerFailed(error);
+      }
+    };
+    wrappers.set(listener, wrapped);
+  }
+  return wrapped;
+}
+
+/**
+ * An `eventemitter3` emitter for application handlers: a handler that throws, or returns a promise
+ * that rejects, is reported to {@link SafeEmitter.handlerFailed} instead of taking the process
+ * down, and the other handlers still run. Handlers are called with the emitter as `this`.
+ */
+export abstract class SafeEmitter<
+  Events extends EventEmitter.ValidEventTypes,
+> extends EventEmitter<Events> {
+  /** @internal Receives what a handler threw or rejected with. */
+  abstract handlerFailed(error: unknown): void;
+
+  override on<T extends EventEmitter.EventNames<Events>>(
+    event: T,
+    listener: EventEmitter.EventListener<Events, T>,
+  ): this {
+    return super.on(event, wrap(listener) as never);
+  }
+
+  override addListener<T extends EventEmitter.EventNames<Events>>(
+    event: T,
+    listener: EventEmitter.EventListener<Events, T>,
+  ): this {
+    return this.on(event, listener);
+  }
+
+  override once<T extends EventEmitter.EventNames<Events>>(
+    event: T,
+    listener: EventEmitter.EventListener<Events, T>,
+  ): this {
+    return super.once(event, wrap(listener) as never);
+  }
+
+  override off<T extends EventEmitter.EventNames<Events>>(
+    event: T,
+    listener?: EventEmitter.EventListener<Events, T>,
+  ): this {
+    if (listener === undefined) return super.off(event);
+    const wrapped = wrappers.get(listener);
+    return wrapped === undefined ? this : super.off(event, wrapped as never);
+  }
+
+  override removeListener<T extends EventEmitter.EventNames<Events>>(
+    event: T,
+    listener?: EventEmitter.EventListener<Events, T>,
+  ): this {
+    return this.off(event, listener);
+  }
+}

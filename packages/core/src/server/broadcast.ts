@@ -1,0 +1,51 @@
+import type { Sendable, SendOptions } from './payload.js';
+
+/** What a broadcast needs from its server. */
+export interface BroadcastTarget {
+  broadcast(
+    rooms: readonly string[],
+    except: readonly string[],
+    data: Sendable,
+    options?: SendOptions,
+  ): Promise<void>;
+}
+
+/**
+ * A broadcast being described: `wss.to('a').to('b').except(id).send(msg)`. Immutable: each call
+ * returns a new operator, so one can be kept and reused.
+ */
+export class BroadcastOperator {
+  readonly #target: BroadcastTarget;
+  readonly #rooms: readonly string[];
+  readonly #except: readonly string[];
+
+  /** @internal */
+  constructor(target: BroadcastTarget, rooms: readonly string[], except: readonly string[]) {
+    this.#target = target;
+    this.#rooms = rooms;
+    this.#except = except;
+  }
+
+  /** Adds rooms: members of any of them receive the message, once. */
+  to(...rooms: string[]): BroadcastOperator {
+    return new BroadcastOperator(
+      this.#target,
+      [...new Set([...this.#rooms, ...rooms])],
+      this.#except,
+    );
+  }
+
+  /** Skips these clients (by id), wherever they are connected. */
+  except(...clientIds: string[]): BroadcastOperator {
+    return new BroadcastOperator(this.#target, this.#rooms, [...this.#except, ...clientIds]);
+  }
+
+  /**
+   * Sends to the members of the rooms on every node (everyone, when no room was named). Local
+   * members receive it at once; the promise resolves once the broker accepted it for the others.
+   * @throws {@link BrokerUnavailableError} when the broker is down and its queue is full.
+   */
+  send(data: Sendable, options?: SendOptions): Promise<void> {
+    return this.#target.broadcast(this.#rooms, this.#except, data, options);
+  }
+}

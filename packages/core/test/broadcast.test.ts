@@ -1,0 +1,158 @@
+import {
+  type Broker,
+  MemoryBroker,
+  type MemoryBus,
+  type TopicListener,
+  type Unsubscribe,
+} from '@wscale/core';
+import { delay, until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+
+const cluster = new TestCluster();
+afterEach(() => cluster.closeAll());
+
+/** A broker that counts what a node asks of it. */
+class CountingBroker extends MemoryBroker {
+  readonly subscribes = new Map<string, number>();
+  readonly publishes = new Map<string, number>();
+  active = new Map<string, number>();
+
+  constructor(bus: MemoryBus) {
+    super({ bus });
+  }
+
+  override async subscribe(topic: string, listener: TopicListener): Promise<Unsubscribe> {
+    this.subscribes.set(topic, (this.subscribes.get(topic) ?? 0) + 1);
+    this.active.set(topic, (this.active.get(topic) ?? 0) + 1);
+    const unsubscribe = await super.subscribe(topic, listener);
+    return async () => {
+      this.active.set(topic, (this.active.get(topic) ?? 0) - 1);
+      await unsubscribe();
+    };
+  }
+
+  override publish(topic: string, payload: Uint8Array): Promise<void> {
+    this.publishes.set(topic, (this.publishes.get(topic) ?? 0) + 1);
+    return super.publish(topic, payload);
+  }
+}
+
+describe('broadcast across nodes', () => {
+  it('reaches every member of a room on every node exactly once, and nobody else', async () => {
+    const [a, b, c] = await cluster.start(3);
+    const members = [];
+    for (const server of [a!, b!, c!]) {
+      for (let i = 0; i < 2; i++) members.push(await cluster.connect(server));
+    }
+    const outsiders = [await cluster.connect(a!), await cluster.connect(c!)];
+    for (const member of members) await a!.client(member.id).join('news');
+    await until(
+      async () => (await a!.fetchClients('news')).clients.length === members.length,
+      3000,
+      'joins',
+    );
+
+    await b!.to('news').send('hello');
+    await a!.to('news').send(Buffer.from([1, 2, 3]));
+
+    for (const member of members) await member.waitFor(2);
+    await delay(100);
+    for (const member of members) {
+      expect(member.messages).toHaveLength(2);
+      expect(member.texts).toContain('hello');
+      const binary = member.messages.find((m) => m.binary)!;
+      expect([...(binary.data as Buffer)]).toEqual([1, 2, 3]);
+    }
+    for (const outsider of outsiders) expect(outsider.messages).toHaveLength(0);
+  });
+
+  it('skips the clients named in except, wherever they are', async () => {
+    const [a, b] = await cluster.start(2);
+    const onA = await cluster.connect(a!);
+    const onB = await cluster.connect(b!);
+    const other = await cluster.connect(b!);
+    for (const client of [onA, onB, other]) await a!.client(client.id).join('room');
+    await until(async () => (await a!.fetchClients('room')).clients.length === 3, 3000, 'joins');
+
+    await a!.to('room').except(onA.id, onB.id).send('not for you');
+    await other.waitFor(1);
+    await delay(100);
+    expect(other.texts).toEqual(['not for you']);
+    expect(onA.messages).toHaveLength(0);
+    expect(onB.messages).toHaveLength(0);
+  });
+
+  it('sends once to a client in several of the rooms named', async () => {
+    const [a, b] = await cluster.start(2);
+    const both = await cluster.connect(b!);
+    await b!.clients.get(both.id)!.join('x');
+    await b!.clients.get(both.id)!.join('y');
+    await a!.to('x', 'y').send('once');
+    await both.waitFor(1);
+    await delay(100);
+    expect(both.texts).toEqual(['once']);
+  });
+
+  it('broadcasts to everyone on every node', async () => {
+    const [a, b] = await cluster.start(2);
+    const clients = [await cluster.connect(a!), await cluster.connect(b!)];
+    await b!.broadcast('all hands');
+    for (const client of clients) await client.waitFor(1);
+    expect(clients.map((client) => client.texts)).toEqual([['all hands'], ['all hands']]);
+  });
+
+  it('sends directly to a client on another node', async () => {
+    const [a, b] = await cluster.start(2);
+    const target = await cluster.connect(b!);
+    const bystander = await cluster.connect(b!);
+    await a!.client(target.id).send('psst');
+    await target.waitFor(1);
+    await delay(100);
+    expect(target.texts).toEqual(['psst']);
+    expect(bystander.messages).toHaveLength(0);
+  });
+
+  it('stops delivering after leave and after the client closed', async () => {
+    const [a, b] = await cluster.start(2);
+    const leaver = await cluster.connect(b!);
+    const stayer = await cluster.connect(b!);
+    const server = b!;
+    await server.clients.get(leaver.id)!.join('room');
+    await server.clients.get(stayer.id)!.join('room');
+    await server.clients.get(leaver.id)!.leave('room');
+    await a!.to('room').send('one');
+    await stayer.waitFor(1);
+
+    stayer.ws.close();
+    await stayer.closed;
+    await until(() => server.clients.size === 1, 2000, 'server to drop the closed client');
+    expect((await a!.fetchClients('room')).clients).toEqual([]);
+    await a!.to('room').send('two');
+    await delay(100);
+    expect(leaver.messages).toHaveLength(0);
+    expect(stayer.texts).toEqual(['one']);
+  });
+
+  it('holds one broker subscription per room per node and publishes once per broadcast', async () => {
+    let broker: CountingBroker | undefined;
+    const [a] = await cluster.start(1, {
+      brokerFor: (bus) => {
+        broker = new CountingBroker(bus);
+        return broker as Broker;
+      },
+    });
+    const [b] = await cluster.start(1);
+    const clients = await Promise.all(Array.from({ length: 20 }, () => cluster.connect(a!)));
+    await Promise.all(clients.map((client) => a!.clients.get(client.id)!.join('busy')));
+    expect(broker!.subscribes.get('wscale:room:busy')).toBe(1);
+
+    await b!.to('busy').send('fan-out');
+    await a!.to('busy').send('local');
+    for (const client of clients) await client.waitFor(2);
+    expect(broker!.publishes.get('wscale:room:busy')).toBe(1);
+
+    await Promise.all(clients.map((client) => a!.clients.get(client.id)!.leave('busy')));
+    expect(broker!.active.get('wscale:room:busy')).toBe(0);
+  });
+});

@@ -1,0 +1,219 @@
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  CloseCode,
+  HandlerError,
+  InvalidOptionError,
+  ScaledWebSocketServer,
+  UpgradeRejectedError,
+} from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient, TestCluster, urlOf } from './helpers/nodes.js';
+
+const cluster = new TestCluster();
+afterEach(() => cluster.closeAll());
+
+/** Sends an upgrade request and returns the HTTP status the server answered with. */
+function upgradeStatus(port: number, path: string, headers: Record<string, string> = {}) {
+  return new Promise<number>((resolve, reject) => {
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      path,
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        ...headers,
+      },
+    });
+    req.on('response', (response) => resolve(response.statusCode ?? 0));
+    req.on('upgrade', (response, socket) => {
+      socket.destroy();
+      resolve(response.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('connections', () => {
+  it('terminates a peer that stops answering pings', async () => {
+    const [node] = await cluster.start(1, { heartbeatIntervalMs: 50 });
+    const silent = await cluster.connect(node!, { autoPong: false });
+    const lively = await cluster.connect(node!);
+    const { code } = await silent.closed;
+    expect(code).toBe(1006);
+    await until(() => !node!.clients.has(silent.id), 2000, 'the server to drop the silent peer');
+    expect(node!.clients.has(lively.id)).toBe(true);
+  });
+
+  it('closes with 1009 on a frame over maxPayload and keeps serving others', async () => {
+    const [node] = await cluster.start(1, { maxPayload: 1024 });
+    const big = await cluster.connect(node!);
+    const fine = await cluster.connect(node!);
+    big.ws.send(Buffer.alloc(2048));
+    expect((await big.closed).code).toBe(CloseCode.MessageTooBig);
+    await node!.clients.get(fine.id)!.join('r');
+    await node!.to('r').send('still here');
+    await fine.waitFor(1);
+  });
+
+  it('answers 401 before the upgrade when authentication fails, and 403 when told', async () => {
+    const connections: string[] = [];
+    const [node] = await cluster.start(1, {
+      authenticate: (request) => {
+        const token = request.headers.authorization;
+        if (token === 'Bearer banned') throw new UpgradeRejectedError(403);
+        return token === 'Bearer good' ? { user: 'ada' } : undefined;
+      },
+    });
+    node!.on('connection', (client) =>
+      connections.push(String((client.identity as { user: string }).user)),
+    );
+    const { port } = node!.address()!;
+    expect(await upgradeStatus(port, '/')).toBe(401);
+    expect(await upgradeStatus(port, '/', { authorization: 'Bearer banned' })).toBe(403);
+    expect(node!.stats.connections).toBe(0);
+    await cluster.connect(node!, { headers: { authorization: 'Bearer good' } });
+    expect(connections).toEqual(['ada']);
+  });
+
+  it('closes a slow consumer with 1013 and keeps feeding the others', async () => {
+    const [node] = await cluster.start(1, { maxBufferedBytes: 256 * 1024 });
+    const slow = await cluster.connect(node!);
+    const fast = await cluster.connect(node!);
+    const server = node!;
+    await server.clients.get(slow.id)!.join('feed');
+    await server.clients.get(fast.id)!.join('feed');
+    slow.ws.pause();
+    const chunk = 'x'.repeat(64 * 1024);
+    let sent = 0;
+    while (server.stats.slowConsumersClosed === 0 && sent < 2000) {
+      await server.to('feed').send(chunk);
+      sent++;
+      await fast.waitFor(sent);
+    }
+    expect(server.stats.slowConsumersClosed).toBe(1);
+    expect(server.clients.get(slow.id)?.open ?? false).toBe(false);
+    await fast.waitFor(sent);
+    slow.ws.resume();
+    expect((await slow.closed).code).toBe(CloseCode.TryAgainLater);
+  });
+
+  it("drops a slow consumer's volatile messages and counts them", async () => {
+    const [node] = await cluster.start(1, { maxBufferedBytes: 256 * 1024, slowConsumer: 'drop' });
+    const slow = await cluster.connect(node!);
+    const server = node!;
+    await server.clients.get(slow.id)!.join('cursor');
+    slow.ws.pause();
+    const chunk = 'y'.repeat(64 * 1024);
+    for (let i = 0; i < 2000 && server.stats.dropped === 0; i++) {
+      await server.to('cursor').send(chunk, { volatile: true });
+      if (i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(server.stats.dropped).toBeGreaterThan(0);
+    expect(server.clients.get(slow.id)!.dropped).toBe(server.stats.dropped);
+    expect(server.clients.get(slow.id)!.open).toBe(true);
+    expect(server.stats.slowConsumersClosed).toBe(0);
+  });
+
+  it('survives handlers that throw or reject, and reports them as error events', async () => {
+    const [node] = await cluster.start(1);
+    const server = node!;
+    const errors: Error[] = [];
+    server.on('error', (error) => errors.push(error));
+    server.on('connection', () => {
+      throw new Error('connection handler broke');
+    });
+    server.on('connection', (client) => {
+      client.on('message', async (data) => {
+        if (data === 'reject') throw new Error('async handler broke');
+        if (data === 'throw') JSON.parse('{not json');
+        client.send(`echo:${data}`);
+      });
+    });
+    const client = await cluster.connect(server);
+    client.ws.send('throw');
+    client.ws.send('reject');
+    client.ws.send('ok');
+    await client.waitFor(1);
+    expect(client.texts).toEqual(['echo:ok']);
+    await until(() => errors.length === 3, 2000, 'three error events');
+    expect(errors.every((error) => error instanceof HandlerError)).toBe(true);
+    expect(errors.map((error) => (error as HandlerError).code)).toEqual([
+      'HANDLER_FAILED',
+      'HANDLER_FAILED',
+      'HANDLER_FAILED',
+    ]);
+  });
+
+  it('close() closes every client with 1012 and refuses new ones', async () => {
+    const [node] = await cluster.start(1);
+    const clients = [await cluster.connect(node!), await cluster.connect(node!)];
+    const { port } = node!.address()!;
+    await node!.close();
+    for (const client of clients) expect((await client.closed).code).toBe(CloseCode.ServiceRestart);
+    await expect(upgradeStatus(port, '/')).rejects.toThrow();
+    await expect(node!.broadcast('late')).rejects.toMatchObject({ code: 'SERVER_CLOSED' });
+  });
+});
+
+describe('attaching', () => {
+  it('shares an existing HTTP server, only on its path, beside the HTTP routes', async () => {
+    const http = createServer((_request, response) => response.end('plain http'));
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const wss = new ScaledWebSocketServer({ server: http, path: '/ws' });
+    await wss.ready();
+    const { port } = http.address() as AddressInfo;
+    try {
+      const body = await fetch(`http://127.0.0.1:${port}/`).then((response) => response.text());
+      expect(body).toBe('plain http');
+      expect(await upgradeStatus(port, '/elsewhere')).toBe(400);
+      const client = new TestClient(`ws://127.0.0.1:${port}/ws?x=1`);
+      await client.opened;
+      await until(() => wss.clients.size === 1, 2000, 'connection');
+      await wss.broadcast('hi');
+      await client.waitFor(1);
+      client.ws.close();
+    } finally {
+      await wss.close();
+      await new Promise((resolve) => http.close(resolve));
+    }
+  });
+
+  it('takes upgrades handed over with noServer', async () => {
+    const wss = new ScaledWebSocketServer({ noServer: true });
+    const http = createServer();
+    http.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head));
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const { port } = http.address() as AddressInfo;
+    try {
+      await wss.ready();
+      const client = new TestClient(`ws://127.0.0.1:${port}/anything`);
+      await client.opened;
+      await until(() => wss.clients.size === 1, 2000, 'connection');
+      client.ws.close();
+    } finally {
+      await wss.close();
+      await new Promise((resolve) => http.close(resolve));
+    }
+  });
+
+  it('refuses contradictory options with a typed error', () => {
+    expect(() => new ScaledWebSocketServer({})).toThrow(InvalidOptionError);
+    expect(() => new ScaledWebSocketServer({ port: 0, noServer: true })).toThrow(
+      InvalidOptionError,
+    );
+    expect(() => new ScaledWebSocketServer({ noServer: true, maxPayload: 0 })).toThrow(
+      /maxPayload/,
+    );
+  });
+
+  it('serves a URL built from its address', async () => {
+    const [node] = await cluster.start(1);
+    expect(urlOf(node!)).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/$/);
+  });
+});

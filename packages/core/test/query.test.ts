@@ -1,0 +1,84 @@
+import { MemoryBroker } from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+
+const cluster = new TestCluster();
+afterEach(() => cluster.closeAll());
+
+/** A node's broker link that can be cut, as when a node hangs or its network fails. */
+class CuttableBroker extends MemoryBroker {
+  cut = false;
+
+  override receive(topic: string, payload: Uint8Array): void {
+    if (!this.cut) super.receive(topic, payload);
+  }
+}
+
+describe('cross-node queries', () => {
+  it('collects rooms and clients from every node', async () => {
+    const [a, b, c] = await cluster.start(3);
+    const clients = [
+      await cluster.connect(a!),
+      await cluster.connect(b!),
+      await cluster.connect(c!),
+    ];
+    await a!.client(clients[0]!.id).join('one');
+    await a!.client(clients[1]!.id).join('two');
+    await a!.client(clients[2]!.id).join('two');
+    await until(async () => (await a!.fetchRooms()).rooms.length === 2, 3000, 'remote joins');
+
+    expect(await a!.fetchRooms()).toEqual({ rooms: ['one', 'two'], missing: [] });
+    const { clients: inTwo, missing } = await c!.fetchClients('two');
+    expect(missing).toEqual([]);
+    expect(inTwo.map((info) => [info.id, info.nodeId]).sort()).toEqual(
+      [
+        [clients[1]!.id, 'node-2'],
+        [clients[2]!.id, 'node-3'],
+      ].sort(),
+    );
+    expect((await b!.fetchClients()).clients).toHaveLength(3);
+  });
+
+  it('returns the answers it has and names the node that did not answer', async () => {
+    let frozen: CuttableBroker | undefined;
+    await cluster.start(2);
+    const [hung] = await cluster.start(1, {
+      brokerFor: (bus) => {
+        frozen = new CuttableBroker({ bus });
+        return frozen;
+      },
+    });
+    const [a, b] = cluster.servers;
+    await a!.client((await cluster.connect(a!)).id).join('alpha');
+    await b!.client((await cluster.connect(b!)).id).join('beta');
+    await hung!.client((await cluster.connect(hung!)).id).join('gamma');
+    frozen!.cut = true;
+
+    const started = Date.now();
+    const answer = await a!.fetchRooms({ timeoutMs: 300 });
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(answer).toEqual({ rooms: ['alpha', 'beta'], missing: [hung!.nodeId] });
+  });
+
+  it('forgets a node that left, and notices one that stopped beating', async () => {
+    let frozen: CuttableBroker | undefined;
+    const [a] = await cluster.start(1, { nodeHeartbeatMs: 50 });
+    const [leaving] = await cluster.start(1, { nodeHeartbeatMs: 50 });
+    const [silent] = await cluster.start(1, {
+      nodeHeartbeatMs: 50,
+      brokerFor: (bus) => {
+        frozen = new CuttableBroker({ bus });
+        return frozen;
+      },
+    });
+    const down: string[] = [];
+    a!.on('nodeDown', (nodeId) => down.push(nodeId));
+    await leaving!.close();
+    await until(() => down.includes(leaving!.nodeId), 1000, 'goodbye');
+    frozen!.cut = true;
+    frozen!.publish = async () => undefined;
+    await until(() => down.includes(silent!.nodeId), 2000, 'heartbeat timeout');
+    expect(a!.nodes).toEqual([]);
+  });
+});
