@@ -1,1 +1,9 @@
-export {};
+export {
+  type Decoded,
+  decodeClientFrame,
+  decodeServerFrame,
+  encodeBinary,
+  encodeText,
+  ProtocolViolation,
+} from './codec.js';
+export * from './messages.js';

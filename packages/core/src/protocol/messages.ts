@@ -1,0 +1,198 @@
+/**
+ * The `wscale.v1` messages, as TypeScript types. `docs/protocol.md` is the normative description;
+ * this module and `codec.ts` are shared by the server and `@wscale/client`, so they use no Node
+ * built-in and no server code.
+ *
+ * Every message has a type `t`. Application payloads travel in `d` as text, or, when binary, as
+ * the payload of a binary frame whose header is the message without `d`.
+ */
+
+/** The subprotocol name, sent in `Sec-WebSocket-Protocol`. */
+export const PROTOCOL = 'wscale.v1';
+
+/** A position in a room's history: offset and epoch. */
+export interface Position {
+  /** Offset of the last message seen (0 before the first). */
+  o: number;
+  /** Epoch of the room's log the offset belongs to. */
+  e: string;
+}
+
+/** Why a room was not recovered on resume. */
+export type NotRecoveredReason =
+  /** The room keeps no history: messages sent while away are gone. */
+  | 'no-history'
+  /** The gap is older than the history keeps. */
+  | 'too-old'
+  /** The room's log was lost and restarted; old offsets mean nothing. */
+  | 'epoch-changed'
+  /** The history could not be read (the store is down). */
+  | 'unavailable';
+
+/** A room's state in a `welcome`. */
+export interface WelcomeRoom {
+  /** Whether every message missed while away was replayed, in order, right after `welcome`. */
+  recovered: boolean;
+  reason?: NotRecoveredReason;
+  /** Current position, for rooms that keep history. */
+  o?: number;
+  e?: string;
+}
+
+/** Why a session was not resumed. */
+export type NotResumedReason =
+  /** No token was presented: a new session. */
+  | 'new'
+  /** The token's signature did not verify. */
+  | 'invalid-token'
+  /** The session expired (or never existed). */
+  | 'expired'
+  /** The session belongs to another identity. */
+  | 'forbidden'
+  /** The session store could not be read. */
+  | 'unavailable';
+
+/** Stable codes of protocol errors (`error` messages and failed `ack`s). */
+export type ProtocolErrorCode =
+  | 'UNKNOWN_OP'
+  | 'BAD_REQUEST'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'HANDLER_FAILED'
+  | 'UNAVAILABLE';
+
+/** Client → server: the first message of a connection. */
+export interface HelloMessage {
+  t: 'hello';
+  /** Session token from an earlier `welcome`, to resume. */
+  session?: string;
+  /** Last position seen per room, to recover what was missed. */
+  rooms?: Record<string, Position>;
+}
+
+/** Client → server: ask to join a room (the server may refuse). */
+export interface JoinMessage {
+  t: 'join';
+  id: number;
+  r: string;
+}
+
+/** Client → server: leave a room. */
+export interface LeaveMessage {
+  t: 'leave';
+  id: number;
+  r: string;
+}
+
+/** Either way: an application message. From the server, `r`/`o`/`e` say which room and where. */
+export interface DataMessage {
+  t: 'msg';
+  d?: string;
+  r?: string;
+  o?: number;
+  e?: string;
+}
+
+/** Client → server: a request the server acknowledges with an `ack` of the same id. */
+export interface RequestMessage {
+  t: 'req';
+  id: number;
+  d?: string;
+}
+
+/** Client → server: an application-level ping (browsers cannot send WebSocket pings). */
+export interface PingMessage {
+  t: 'ping';
+}
+
+/** Server → client: the answer to `hello`. */
+export interface WelcomeMessage {
+  t: 'welcome';
+  /** The session token to present on the next connection. */
+  session: string;
+  /** This client's id, stable across resumes. */
+  client: string;
+  /** The node the connection is on. */
+  node: string;
+  resumed: boolean;
+  reason?: NotResumedReason;
+  rooms: Record<string, WelcomeRoom>;
+}
+
+/** Server → client: the client was put in a room (by the server or its own `join`). */
+export interface JoinedMessage {
+  t: 'joined';
+  r: string;
+  o?: number;
+  e?: string;
+}
+
+/** Server → client: the client was taken out of a room. */
+export interface LeftMessage {
+  t: 'left';
+  r: string;
+}
+
+/** Server → client: the answer to `join`, `leave` or `req`. */
+export interface AckMessage {
+  t: 'ack';
+  id: number;
+  d?: string;
+  error?: { code: ProtocolErrorCode; message: string };
+}
+
+/** Server → client: a room's stream could not be kept whole; start over from this position. */
+export interface ResyncMessage {
+  t: 'resync';
+  r: string;
+  o: number;
+  e: string;
+}
+
+/** Server → client: a message that could not be handled and has no id to answer. */
+export interface ErrorMessage {
+  t: 'error';
+  code: ProtocolErrorCode;
+  message: string;
+}
+
+/** Server → client: answer to `ping`. */
+export interface PongMessage {
+  t: 'pong';
+}
+
+/** Everything a client may send. */
+export type ClientMessage =
+  | HelloMessage
+  | JoinMessage
+  | LeaveMessage
+  | DataMessage
+  | RequestMessage
+  | PingMessage;
+
+/** Everything a server may send. */
+export type ServerMessage =
+  | WelcomeMessage
+  | JoinedMessage
+  | LeftMessage
+  | DataMessage
+  | AckMessage
+  | ResyncMessage
+  | ErrorMessage
+  | PongMessage;
+
+/** Bounds every decoder enforces. */
+export const LIMITS = {
+  /** Longest room name, in UTF-16 code units. */
+  room: 256,
+  /** Longest session token. */
+  token: 512,
+  /** Longest epoch. */
+  epoch: 128,
+  /** Most rooms in a `hello`. */
+  rooms: 1024,
+  /** Largest JSON header of a binary frame, in bytes. */
+  binaryHeader: 16 * 1024,
+  /** Largest request id. */
+  id: 2 ** 31 - 1,
+} as const;
