@@ -1,0 +1,154 @@
+import { parseArgs } from 'node:util';
+
+/** The sizes of a run. */
+export interface Sizes {
+  /** Rounds: every implementation runs once per round, in a rotating order. */
+  rounds: number;
+  /** Node processes per implementation (the memory broker always runs one). */
+  nodes: number;
+  /** Clients in the room, spread round-robin over the nodes. */
+  clients: number;
+  /** Fixed-rate broadcast: messages and messages per second. */
+  messages: number;
+  rate: number;
+  /** Broadcast at the publisher's top speed: messages. */
+  maxMessages: number;
+  /** Direct messages to clients on other nodes: count and rate. */
+  directMessages: number;
+  directRate: number;
+  /** Connections of the idle-memory scenario. */
+  idleClients: number;
+  /** Payload bytes. */
+  size: number;
+  /** Warm-up broadcasts before measuring. */
+  warmup: number;
+  /** After the last send, stop waiting once nothing arrived for this long (ms). */
+  quietMs: number;
+  /** After the last send, stop waiting after this long in any case (ms). */
+  drainMs: number;
+}
+
+export const DEFAULT_SIZES: Sizes = {
+  rounds: 3,
+  nodes: 2,
+  clients: 1000,
+  messages: 200,
+  rate: 20,
+  maxMessages: 500,
+  directMessages: 2000,
+  directRate: 1000,
+  idleClients: 5000,
+  size: 64,
+  warmup: 20,
+  quietMs: 3000,
+  drainMs: 30_000,
+};
+
+export const SMOKE_SIZES: Sizes = {
+  rounds: 1,
+  nodes: 2,
+  clients: 20,
+  messages: 20,
+  rate: 100,
+  maxMessages: 20,
+  directMessages: 20,
+  directRate: 200,
+  idleClients: 50,
+  size: 64,
+  warmup: 5,
+  quietMs: 2000,
+  drainMs: 10_000,
+};
+
+export interface RunOptions {
+  sizes: Sizes;
+  smoke: boolean;
+  /** Implementation ids to run (default: all that are available). */
+  only: string[] | undefined;
+  /** Where the results go: `<out>/benchmarks.md` and `<out>/benchmarks/`. */
+  out: string;
+  /** Write `--cpu-prof` profiles of these implementations' server processes. */
+  profile: string[];
+  /** Stop the whole run after this long (ms). */
+  budgetMs: number;
+  verbose: boolean;
+  skipIdle: boolean;
+  skipFanout: boolean;
+}
+
+const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
+  [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
+  [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
+  [--no-idle] [--no-fanout] [--verbose]`;
+
+/** Reads the command line. */
+export function parseOptions(argv: string[], defaultOut: string): RunOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      smoke: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      rounds: { type: 'string' },
+      nodes: { type: 'string' },
+      clients: { type: 'string' },
+      messages: { type: 'string' },
+      rate: { type: 'string' },
+      'max-messages': { type: 'string' },
+      'direct-messages': { type: 'string' },
+      'direct-rate': { type: 'string' },
+      'idle-clients': { type: 'string' },
+      size: { type: 'string' },
+      out: { type: 'string' },
+      profile: { type: 'string' },
+      'budget-minutes': { type: 'string' },
+      'no-idle': { type: 'boolean', default: false },
+      'no-fanout': { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const sizes = { ...(values.smoke ? SMOKE_SIZES : DEFAULT_SIZES) };
+  const number = (name: string, value: string | undefined, min: number): number | undefined => {
+    if (value === undefined) return undefined;
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < min) throw new Error(`--${name} must be >= ${min}`);
+    return parsed;
+  };
+  const set = (key: keyof Sizes, name: string, min: number) => {
+    const value = number(name, values[name as keyof typeof values] as string | undefined, min);
+    if (value !== undefined) sizes[key] = value;
+  };
+  set('rounds', 'rounds', 1);
+  set('nodes', 'nodes', 1);
+  set('clients', 'clients', 1);
+  set('messages', 'messages', 1);
+  set('rate', 'rate', 1);
+  set('maxMessages', 'max-messages', 1);
+  set('directMessages', 'direct-messages', 1);
+  set('directRate', 'direct-rate', 1);
+  set('idleClients', 'idle-clients', 1);
+  set('size', 'size', 16);
+  const list = (value: string | undefined) =>
+    value === undefined
+      ? undefined
+      : value
+          .split(',')
+          .map((item) => item.trim())
+          .filter(Boolean);
+  return {
+    sizes,
+    smoke: values.smoke ?? false,
+    only: list(values.only),
+    out: values.out ?? defaultOut,
+    profile: list(values.profile) ?? [],
+    budgetMs: (number('budget-minutes', values['budget-minutes'], 1) ?? 20) * 60_000,
+    verbose: values.verbose ?? false,
+    skipIdle: values['no-idle'] ?? false,
+    skipFanout: values['no-fanout'] ?? false,
+  };
+}

@@ -1,0 +1,149 @@
+import { fileURLToPath } from 'node:url';
+import { isReady, Peer } from '../ipc.js';
+import { CONFIG_ENV, type NodeConfig } from '../servers/config.js';
+import type { ProcessSample } from '../servers/process-stats.js';
+import type { Implementation } from './implementations.js';
+import type { Processes, Started } from './processes.js';
+
+const NODE_MAIN = fileURLToPath(new URL('./servers/node-main.js', import.meta.url));
+const CLUSTER_PRIMARY = fileURLToPath(new URL('./servers/cluster-primary.js', import.meta.url));
+
+/** The node processes of one implementation, started for one round. */
+export interface NodeGroup {
+  /** One WebSocket URL per node. */
+  urls: string[];
+  pids: number[];
+  /** Each node's own sample (CPU time, memory). */
+  sample(op?: 'sample' | 'resetPeak' | 'settle'): Promise<ProcessSample[]>;
+  /** The node:cluster primary's sample (the broker of `wscale-cluster`). */
+  primary?: () => Promise<ProcessSample>;
+  stop(): Promise<void>;
+}
+
+export interface NodeGroupOptions {
+  implementation: Implementation;
+  nodes: number;
+  redisUrl?: string;
+  natsUrl?: string;
+  execArgv: string[];
+  timeoutMs: number;
+}
+
+interface Member {
+  started: Started;
+  peer: Peer;
+  /** The worker index for a cluster primary's members. */
+  node?: number;
+}
+
+/** Starts the nodes (one process each, or a node:cluster primary and its workers). */
+export async function startNodes(
+  processes: Processes,
+  options: NodeGroupOptions,
+): Promise<NodeGroup> {
+  const { implementation } = options;
+  const count = implementation.singleNode ? 1 : options.nodes;
+  const config = (node: number): NodeConfig => ({
+    impl: implementation.id,
+    node,
+    nodes: count,
+    host: '127.0.0.1',
+    ...(options.redisUrl === undefined ? {} : { redisUrl: options.redisUrl }),
+    ...(options.natsUrl === undefined ? {} : { natsUrl: options.natsUrl }),
+  });
+  const ports = new Array<number>(count);
+  const pids = new Array<number>(count);
+  const members: Member[] = [];
+  const launched: { started: Started; peer: Peer }[] = [];
+  const readies: Promise<void>[] = [];
+
+  const expectReady = (started: Started, nodes: number[]) =>
+    new Promise<void>((resolve, reject) => {
+      const pending = new Set(nodes);
+      const timer = setTimeout(
+        () => fail(new Error(`${started.name} not ready in ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
+      const onMessage = (message: unknown) => {
+        if (!isReady(message)) return;
+        ports[message.node] = message.port;
+        pids[message.node] = message.pid;
+        pending.delete(message.node);
+        if (pending.size === 0) {
+          cleanup();
+          resolve();
+        }
+      };
+      const onExit = () => fail(new Error(`${started.name} exited before it was ready`));
+      const fail = (error: Error) => {
+        cleanup();
+        reject(new Error(`${error.message}\n${started.output()}`));
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        started.child.off('message', onMessage);
+        started.child.off('exit', onExit);
+      };
+      started.child.on('message', onMessage);
+      started.child.once('exit', onExit);
+    });
+
+  if (implementation.cluster) {
+    const started = processes.fork(
+      `${implementation.id} primary`,
+      CLUSTER_PRIMARY,
+      { [CONFIG_ENV]: JSON.stringify(config(-1)) },
+      options.execArgv,
+    );
+    const peer = new Peer(started.child);
+    launched.push({ started, peer });
+    for (let node = 0; node < count; node++) members.push({ started, peer, node });
+    readies.push(expectReady(started, [...Array(count).keys()]));
+  } else {
+    for (let node = 0; node < count; node++) {
+      const started = processes.fork(
+        `${implementation.id} node ${node}`,
+        NODE_MAIN,
+        { [CONFIG_ENV]: JSON.stringify(config(node)) },
+        options.execArgv,
+      );
+      const peer = new Peer(started.child);
+      launched.push({ started, peer });
+      members.push({ started, peer });
+      readies.push(expectReady(started, [node]));
+    }
+  }
+
+  const stop = async () => {
+    await Promise.all(
+      launched.map(async ({ started, peer }) => {
+        await peer.request('stop', undefined, 10_000).catch(() => undefined);
+        await processes.reap(started, 3000);
+      }),
+    );
+  };
+
+  try {
+    await Promise.all(readies);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+
+  const group: NodeGroup = {
+    urls: ports.map((port) => `ws://127.0.0.1:${port}`),
+    pids,
+    sample: (op = 'sample') =>
+      Promise.all(
+        members.map((member) =>
+          member.peer.request<ProcessSample>(op, undefined, 10_000, member.node),
+        ),
+      ),
+    stop,
+  };
+  if (implementation.cluster) {
+    const peer = members[0]!.peer;
+    group.primary = () => peer.request<ProcessSample>('sample', undefined, 10_000);
+  }
+  return group;
+}

@@ -1,0 +1,31 @@
+import type { Sizes } from './config.js';
+import type { Machine } from './machine.js';
+import type { FanoutRound, IdleRound } from './scenarios.js';
+
+/** Everything one run measured; written as `benchmarks/results.json`. */
+export interface Results {
+  version: 1;
+  meta: {
+    startedAt: string;
+    durationMs: number;
+    smoke: boolean;
+    sizes: Sizes;
+    machine: Machine;
+    brokers: Record<string, string | undefined>;
+    packages: Record<string, string>;
+    command: string;
+    /** How busy the machine was: other work on it disturbs the numbers. */
+    load?: { loadavgStart: number; loadavgEnd: number; busyPercent: number };
+  };
+  implementations: Array<{
+    id: string;
+    label: string;
+    available: boolean;
+    reason?: string;
+    fanout: boolean;
+    idle: boolean;
+  }>;
+  fanout: Record<string, FanoutRound[]>;
+  idle: Record<string, IdleRound[]>;
+  errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;
+}

@@ -1,0 +1,249 @@
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { Peer } from '../ipc.js';
+import type { ConnectArgs, ConnectResult, SendArgs, WarmupArgs } from '../load/load-main.js';
+import type { DeliveryResult } from '../load/tracker.js';
+import type { ProcessSample } from '../servers/process-stats.js';
+import type { Sizes } from './config.js';
+import type { Implementation } from './implementations.js';
+import { type NodeGroup, startNodes } from './nodes.js';
+import type { Processes } from './processes.js';
+import { cpuMicrosOf, type Service } from './services.js';
+
+const LOAD_MAIN = fileURLToPath(new URL('./load/load-main.js', import.meta.url));
+
+/** What one scenario measured: the load generator's counts and each process's own CPU time. */
+export interface PhaseResult {
+  delivery: DeliveryResult;
+  /** CPU time each node process used during the scenario, µs. */
+  nodeCpuMicros: number[];
+  /** The broker process's (redis-server, nats-server or the node:cluster primary), µs. */
+  brokerCpuMicros: number | null;
+  /** The load generator's (clients and publisher), µs. */
+  loadCpuMicros: number;
+  /** Highest RSS of each node during the scenario. */
+  peakRss: number[];
+}
+
+export interface FanoutRound {
+  round: number;
+  nodes: number;
+  /** Clients per node, as the servers said. */
+  perNode: number[];
+  connectMs: number;
+  warmupMs: number;
+  /** RSS of each node once it listens, and once every client is connected and warmed up. */
+  rssStarted: number[];
+  rssConnected: number[];
+  fixed: PhaseResult;
+  max: PhaseResult;
+  direct: PhaseResult;
+}
+
+export interface IdleRound {
+  round: number;
+  connections: number;
+  rssBefore: number;
+  rssAfter: number;
+  heapBefore: number;
+  heapAfter: number;
+}
+
+/** What the scenarios need from the run. */
+export interface RunContext {
+  processes: Processes;
+  sizes: Sizes;
+  redis?: Service;
+  nats?: Service;
+  /** Node options of the server processes (e.g. `--cpu-prof`). */
+  serverExecArgv: (implementation: Implementation) => string[];
+  log: (line: string) => void;
+}
+
+async function flushRedis(context: RunContext): Promise<void> {
+  if (context.redis === undefined) return;
+  const redis = new Redis(context.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    await redis.flushall();
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function startLoad(context: RunContext) {
+  const started = context.processes.fork('load', LOAD_MAIN, {}, ['--max-old-space-size=4096']);
+  const peer = new Peer(started.child);
+  return {
+    peer,
+    async stop() {
+      await peer.request('exit', undefined, 5000).catch(() => undefined);
+      await context.processes.reap(started, 3000);
+    },
+  };
+}
+
+async function startGroup(
+  context: RunContext,
+  implementation: Implementation,
+  nodes: number,
+): Promise<NodeGroup> {
+  await flushRedis(context);
+  return startNodes(context.processes, {
+    implementation,
+    nodes,
+    ...(context.redis === undefined ? {} : { redisUrl: context.redis.url }),
+    ...(context.nats === undefined ? {} : { natsUrl: context.nats.url }),
+    execArgv: ['--expose-gc', ...context.serverExecArgv(implementation)],
+    timeoutMs: 20_000,
+  });
+}
+
+function brokerCpu(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+): Promise<number | null> {
+  if (group.primary !== undefined) return group.primary().then((sample) => sample.cpuMicros);
+  const service = implementation.needs.includes('nats')
+    ? context.nats
+    : implementation.needs.includes('redis')
+      ? context.redis
+      : undefined;
+  return Promise.resolve(service === undefined ? null : (cpuMicrosOf(service.pid) ?? null));
+}
+
+async function measure(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+  load: Peer,
+  op: 'fanout' | 'direct',
+  args: SendArgs & { publisherNode?: number },
+): Promise<PhaseResult> {
+  await group.sample('resetPeak');
+  const [before, brokerBefore, loadBefore] = await Promise.all([
+    group.sample(),
+    brokerCpu(context, implementation, group),
+    load.request<ProcessSample>('sample'),
+  ]);
+  const sendMs = args.rate > 0 ? (args.messages / args.rate) * 1000 : args.messages * 5;
+  const delivery = await load.request<DeliveryResult>(op, args, sendMs + args.drainMs + 60_000);
+  const [after, brokerAfter, loadAfter] = await Promise.all([
+    group.sample(),
+    brokerCpu(context, implementation, group),
+    load.request<ProcessSample>('sample'),
+  ]);
+  return {
+    delivery,
+    nodeCpuMicros: after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros),
+    brokerCpuMicros:
+      brokerBefore === null || brokerAfter === null ? null : brokerAfter - brokerBefore,
+    loadCpuMicros: loadAfter.cpuMicros - loadBefore.cpuMicros,
+    peakRss: after.map((sample) => sample.peakRss),
+  };
+}
+
+/**
+ * Fan-out and direct messages for one implementation: fresh nodes and a fresh load generator,
+ * clients spread round-robin over the nodes, a warm-up that proves every client is reachable,
+ * then a fixed-rate broadcast, a broadcast at the publisher's top speed, and direct messages to
+ * clients on other nodes.
+ */
+export async function runFanout(
+  context: RunContext,
+  implementation: Implementation,
+  round: number,
+): Promise<FanoutRound> {
+  const { sizes } = context;
+  const group = await startGroup(context, implementation, sizes.nodes);
+  const load = startLoad(context);
+  try {
+    const rssStarted = (await group.sample('settle')).map((sample) => sample.rss);
+    const connectArgs: ConnectArgs = {
+      kind: implementation.client,
+      urls: group.urls,
+      clients: sizes.clients,
+      publisherNode: 0,
+      concurrency: 50,
+      timeoutMs: 120_000,
+    };
+    const connected = await load.peer.request<ConnectResult>('connect', connectArgs, 130_000);
+    const warmupArgs: WarmupArgs = { messages: sizes.warmup, timeoutMs: 15_000 };
+    const warm = await load.peer.request<{ ms: number }>('warmup', warmupArgs, 30_000);
+    const rssConnected = (await group.sample('settle')).map((sample) => sample.rss);
+    const common = { size: sizes.size, quietMs: sizes.quietMs, drainMs: sizes.drainMs };
+    context.log(`  fixed rate: ${sizes.messages} messages at ${sizes.rate}/s`);
+    const fixed = await measure(context, implementation, group, load.peer, 'fanout', {
+      ...common,
+      messages: sizes.messages,
+      rate: sizes.rate,
+    });
+    context.log(`  max rate: ${sizes.maxMessages} messages`);
+    const max = await measure(context, implementation, group, load.peer, 'fanout', {
+      ...common,
+      messages: sizes.maxMessages,
+      rate: 0,
+    });
+    context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
+    const direct = await measure(context, implementation, group, load.peer, 'direct', {
+      ...common,
+      messages: sizes.directMessages,
+      rate: sizes.directRate,
+      publisherNode: 0,
+    });
+    return {
+      round,
+      nodes: group.urls.length,
+      perNode: connected.perNode,
+      connectMs: connected.ms,
+      warmupMs: warm.ms,
+      rssStarted,
+      rssConnected,
+      fixed,
+      max,
+      direct,
+    };
+  } finally {
+    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
+    await load.stop();
+    await group.stop();
+  }
+}
+
+/** Idle memory: one node, RSS after collecting garbage, before and after `idleClients` connect. */
+export async function runIdle(
+  context: RunContext,
+  implementation: Implementation,
+  round: number,
+): Promise<IdleRound> {
+  const { sizes } = context;
+  const group = await startGroup(context, implementation, 1);
+  const load = startLoad(context);
+  try {
+    const [before] = await group.sample('settle');
+    const connectArgs: ConnectArgs = {
+      kind: implementation.client,
+      urls: [group.urls[0]!],
+      clients: sizes.idleClients,
+      publisherNode: -1,
+      concurrency: 100,
+      timeoutMs: 120_000,
+    };
+    await load.peer.request<ConnectResult>('connect', connectArgs, 130_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const [after] = await group.sample('settle');
+    return {
+      round,
+      connections: sizes.idleClients,
+      rssBefore: before!.rss,
+      rssAfter: after!.rss,
+      heapBefore: before!.heapUsed,
+      heapAfter: after!.heapUsed,
+    };
+  } finally {
+    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
+    await load.stop();
+    await group.stop();
+  }
+}

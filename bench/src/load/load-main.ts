@@ -1,0 +1,197 @@
+/**
+ * The load generator: a process of its own that holds every client, publishes, and measures what
+ * arrives. Driven by the orchestrator over IPC; each operation is bounded in count and time.
+ */
+import { performance } from 'node:perf_hooks';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { serveRequests } from '../ipc.js';
+import { ProcessStats } from '../servers/process-stats.js';
+import { directSeqStart, Kind, kindOf, payload, readSeq } from '../wire.js';
+import { type BenchClient, type ClientKind, connectClient } from './clients.js';
+import { type DeliveryResult, DeliveryTracker } from './tracker.js';
+
+export interface ConnectArgs {
+  kind: ClientKind;
+  /** One URL per node. */
+  urls: string[];
+  clients: number;
+  /** The node the publisher connects to; -1 for no publisher. */
+  publisherNode: number;
+  /** How many connections are opened at once. */
+  concurrency: number;
+  timeoutMs: number;
+}
+
+export interface ConnectResult {
+  /** Clients per node, as their hellos say. */
+  perNode: number[];
+  ms: number;
+}
+
+export interface SendArgs {
+  messages: number;
+  /** Messages per second; 0 sends as fast as the publisher can. */
+  rate: number;
+  /** Payload size in bytes. */
+  size: number;
+  /** After the last send, stop waiting once nothing arrived for this long. */
+  quietMs: number;
+  /** After the last send, stop waiting after this long in any case. */
+  drainMs: number;
+}
+
+export interface WarmupArgs {
+  messages: number;
+  timeoutMs: number;
+}
+
+const stats = new ProcessStats();
+let clients: BenchClient[] = [];
+let publisher: BenchClient | undefined;
+let tracker: DeliveryTracker | undefined;
+let warmupSeen = new Int32Array(0);
+
+function onData(index: number, data: Buffer | string): void {
+  const kind = kindOf(data);
+  if (kind === Kind.Broadcast) {
+    tracker?.received(index, readSeq(data, 1), performance.now());
+  } else if (kind === Kind.Direct) {
+    tracker?.received(index, readSeq(data, directSeqStart(data)), performance.now());
+  } else if (kind === Kind.Warmup) {
+    const seq = readSeq(data, 1);
+    if (seq > warmupSeen[index]!) warmupSeen[index] = seq;
+  }
+}
+
+async function connect(args: ConnectArgs): Promise<ConnectResult> {
+  const started = performance.now();
+  const deadline = started + args.timeoutMs;
+  clients = new Array(args.clients);
+  warmupSeen = new Int32Array(args.clients).fill(-1);
+  for (let from = 0; from < args.clients; from += args.concurrency) {
+    const left = deadline - performance.now();
+    if (left <= 0)
+      throw new Error(`connecting ${args.clients} clients took over ${args.timeoutMs} ms`);
+    const batch: Promise<BenchClient>[] = [];
+    for (let i = from; i < Math.min(args.clients, from + args.concurrency); i++) {
+      const url = args.urls[i % args.urls.length]!;
+      batch.push(connectClient(args.kind, url, i, false, onData, left));
+    }
+    for (const client of await Promise.all(batch)) clients[client.index] = client;
+  }
+  if (args.publisherNode >= 0) {
+    const url = args.urls[args.publisherNode]!;
+    publisher = await connectClient(args.kind, url, -1, true, onData, args.timeoutMs);
+  }
+  const perNode = args.urls.map(() => 0);
+  for (const client of clients) perNode[client.node] = (perNode[client.node] ?? 0) + 1;
+  return { perNode, ms: performance.now() - started };
+}
+
+/**
+ * Warms up (JIT, connections) and proves every client is reachable: publishes `messages` warm-up
+ * broadcasts, then one more at a time until one reaches every client.
+ */
+async function warmup(args: WarmupArgs): Promise<{ ms: number; rounds: number }> {
+  const started = performance.now();
+  const pub = publisher!;
+  let seq = 0;
+  for (; seq < args.messages; seq++) {
+    pub.send(payload('W', seq, 32));
+    await sleep(5);
+  }
+  for (let round = 0; performance.now() - started < args.timeoutMs; round++, seq++) {
+    pub.send(payload('W', seq, 32));
+    const until = performance.now() + 1000;
+    while (performance.now() < until) {
+      if (warmupSeen.every((seen) => seen >= seq))
+        return { ms: performance.now() - started, rounds: round };
+      await sleep(10);
+    }
+  }
+  const missing = warmupSeen.filter((seen) => seen < seq - 1).length;
+  throw new Error(
+    `warm-up: ${missing} of ${clients.length} clients unreachable after ${args.timeoutMs} ms`,
+  );
+}
+
+async function publish(
+  args: SendArgs,
+  make: (seq: number) => string,
+  track: DeliveryTracker,
+): Promise<DeliveryResult> {
+  tracker = track;
+  const pub = publisher!;
+  const period = args.rate > 0 ? 1000 / args.rate : 0;
+  const started = performance.now();
+  for (let seq = 0; seq < args.messages; seq++) {
+    if (period > 0) {
+      const wait = started + seq * period - performance.now();
+      if (wait > 1) await sleep(wait);
+    } else if (seq % 8 === 0) {
+      await yieldToLoop();
+    }
+    const text = make(seq);
+    track.sent(seq, performance.now());
+    pub.send(text);
+  }
+  const sendEnded = performance.now();
+  const drainEnd = sendEnded + args.drainMs;
+  while (!track.complete && performance.now() < drainEnd) {
+    const quietFor = performance.now() - Math.max(track.lastAt, sendEnded);
+    if (quietFor > args.quietMs) break;
+    await Promise.race([track.whenComplete(), sleep(50)]);
+  }
+  const ended = track.complete ? track.lastAt : performance.now();
+  tracker = undefined;
+  return track.result(started, sendEnded, ended);
+}
+
+function fanout(args: SendArgs): Promise<DeliveryResult> {
+  return publish(
+    args,
+    (seq) => payload('B', seq, args.size),
+    new DeliveryTracker(clients.length, args.messages),
+  );
+}
+
+/** Direct messages from the publisher to clients on other nodes than its own (round robin). */
+function direct(args: SendArgs & { publisherNode: number }): Promise<DeliveryResult> {
+  const remote = clients.filter((client) => client.node !== args.publisherNode);
+  const recipients = remote.length > 0 ? remote : clients;
+  const targets = new Int32Array(args.messages);
+  for (let seq = 0; seq < args.messages; seq++) {
+    targets[seq] = recipients[seq % recipients.length]!.index;
+  }
+  return publish(
+    args,
+    (seq) => payload('D', seq, args.size, `${clients[targets[seq]!]!.id}|`),
+    new DeliveryTracker(clients.length, args.messages, targets),
+  );
+}
+
+async function close(): Promise<boolean> {
+  for (const client of clients) client?.close();
+  publisher?.close();
+  clients = [];
+  publisher = undefined;
+  await sleep(50);
+  return true;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+serveRequests({
+  connect: (args) => connect(args as ConnectArgs),
+  warmup: (args) => warmup(args as WarmupArgs),
+  fanout: (args) => fanout(args as SendArgs),
+  direct: (args) => direct(args as SendArgs & { publisherNode: number }),
+  close: () => close(),
+  sample: () => stats.sample(),
+  exit: () => {
+    setTimeout(() => process.exit(0), 10);
+    return true;
+  },
+});

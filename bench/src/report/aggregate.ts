@@ -1,0 +1,178 @@
+import type { Results } from '../harness/results.js';
+import type { FanoutRound, IdleRound, PhaseResult } from '../harness/scenarios.js';
+
+/** A value over the rounds: its median and range. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  rounds: number;
+}
+
+export function spread(values: number[]): Spread | undefined {
+  const finite = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
+  if (finite.length === 0) return undefined;
+  const middle = Math.floor(finite.length / 2);
+  const median =
+    finite.length % 2 === 1 ? finite[middle]! : (finite[middle - 1]! + finite[middle]!) / 2;
+  return { median, min: finite[0]!, max: finite[finite.length - 1]!, rounds: finite.length };
+}
+
+/** The numbers of one scenario of one implementation, over the rounds. */
+export interface PhaseSummary {
+  /** Deliveries (or direct messages) per second. */
+  rate?: Spread;
+  /** Server CPU per delivery: the node processes' own CPU time, µs. */
+  cpu?: Spread;
+  /** The broker process's CPU per delivery, µs. */
+  brokerCpu?: Spread;
+  /** The load generator's CPU per delivery, µs. */
+  loadCpu?: Spread;
+  p50?: Spread;
+  p95?: Spread;
+  p99?: Spread;
+  p99First?: Spread;
+  /** Highest RSS of any node during the scenario, bytes. */
+  peakRss?: Spread;
+  /** Summed over the rounds. */
+  lost: number;
+  duplicated: number;
+  reordered: number;
+  misrouted: number;
+  deliveries: number;
+}
+
+export interface FanoutSummary {
+  id: string;
+  label: string;
+  nodes: number;
+  rounds: number;
+  fixed: PhaseSummary;
+  max: PhaseSummary;
+  direct: PhaseSummary;
+  /** RSS of a node with its clients connected (mean over nodes), bytes. */
+  rssConnected?: Spread;
+  /** Highest RSS of any node during the whole round over its connected RSS. */
+  peakOverConnected?: Spread;
+}
+
+export interface IdleSummary {
+  id: string;
+  label: string;
+  rounds: number;
+  /** RSS growth per connection, bytes. */
+  rssPerConnection?: Spread;
+  /** JS heap growth per connection, bytes. */
+  heapPerConnection?: Spread;
+}
+
+const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+const max = (values: number[]) => values.reduce((top, value) => Math.max(top, value), 0);
+
+function summarizePhase(phases: PhaseResult[]): PhaseSummary {
+  const per = (pick: (phase: PhaseResult) => number) => spread(phases.map(pick));
+  const delivered = (phase: PhaseResult) => Math.max(1, phase.delivery.delivered);
+  const summary: PhaseSummary = {
+    lost: sum(phases.map((phase) => phase.delivery.lost)),
+    duplicated: sum(phases.map((phase) => phase.delivery.duplicated)),
+    reordered: sum(phases.map((phase) => phase.delivery.reordered)),
+    misrouted: sum(phases.map((phase) => phase.delivery.misrouted)),
+    deliveries: sum(phases.map((phase) => phase.delivery.delivered)),
+  };
+  const assign = <K extends keyof PhaseSummary>(key: K, value: PhaseSummary[K] | undefined) => {
+    if (value !== undefined) summary[key] = value;
+  };
+  assign(
+    'rate',
+    per((phase) => phase.delivery.delivered / (phase.delivery.durationMs / 1000)),
+  );
+  assign(
+    'cpu',
+    per((phase) => sum(phase.nodeCpuMicros) / delivered(phase)),
+  );
+  assign(
+    'brokerCpu',
+    spread(
+      phases
+        .filter((phase) => phase.brokerCpuMicros !== null)
+        .map((phase) => phase.brokerCpuMicros! / delivered(phase)),
+    ),
+  );
+  assign(
+    'loadCpu',
+    per((phase) => phase.loadCpuMicros / delivered(phase)),
+  );
+  assign(
+    'p50',
+    per((phase) => phase.delivery.latencyAll.p50),
+  );
+  assign(
+    'p95',
+    per((phase) => phase.delivery.latencyAll.p95),
+  );
+  assign(
+    'p99',
+    per((phase) => phase.delivery.latencyAll.p99),
+  );
+  assign(
+    'p99First',
+    per((phase) => phase.delivery.latencyFirst.p99),
+  );
+  assign(
+    'peakRss',
+    per((phase) => max(phase.peakRss)),
+  );
+  return summary;
+}
+
+function summarizeFanout(id: string, label: string, rounds: FanoutRound[]): FanoutSummary {
+  const summary: FanoutSummary = {
+    id,
+    label,
+    nodes: rounds[0]?.nodes ?? 0,
+    rounds: rounds.length,
+    fixed: summarizePhase(rounds.map((round) => round.fixed)),
+    max: summarizePhase(rounds.map((round) => round.max)),
+    direct: summarizePhase(rounds.map((round) => round.direct)),
+  };
+  const connected = spread(
+    rounds.map((round) => sum(round.rssConnected) / round.rssConnected.length),
+  );
+  if (connected !== undefined) summary.rssConnected = connected;
+  const peak = spread(
+    rounds.map((round) => {
+      const peaks = [round.fixed, round.max, round.direct].flatMap((phase) => phase.peakRss);
+      return max(peaks) / max(round.rssConnected);
+    }),
+  );
+  if (peak !== undefined) summary.peakOverConnected = peak;
+  return summary;
+}
+
+function summarizeIdle(id: string, label: string, rounds: IdleRound[]): IdleSummary {
+  const summary: IdleSummary = { id, label, rounds: rounds.length };
+  const rss = spread(rounds.map((round) => (round.rssAfter - round.rssBefore) / round.connections));
+  const heap = spread(
+    rounds.map((round) => (round.heapAfter - round.heapBefore) / round.connections),
+  );
+  if (rss !== undefined) summary.rssPerConnection = rss;
+  if (heap !== undefined) summary.heapPerConnection = heap;
+  return summary;
+}
+
+/** Per implementation, in the order of the run's list. */
+export function summarize(results: Results): { fanout: FanoutSummary[]; idle: IdleSummary[] } {
+  const fanout: FanoutSummary[] = [];
+  const idle: IdleSummary[] = [];
+  for (const implementation of results.implementations) {
+    const rounds = results.fanout[implementation.id];
+    if (rounds !== undefined && rounds.length > 0) {
+      fanout.push(summarizeFanout(implementation.id, implementation.label, rounds));
+    }
+    const idleRounds = results.idle[implementation.id];
+    if (idleRounds !== undefined && idleRounds.length > 0) {
+      idle.push(summarizeIdle(implementation.id, implementation.label, idleRounds));
+    }
+  }
+  return { fanout, idle };
+}

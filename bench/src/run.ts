@@ -1,0 +1,241 @@
+/**
+ * The benchmark: `pnpm bench` (or `pnpm --filter @wscale/bench bench`). Starts its own
+ * redis-server / nats-server, the node processes of each implementation and a load-generator
+ * process, runs every scenario for every implementation in interleaved rounds, stops everything
+ * it started, and writes `docs/benchmarks.md`, `docs/benchmarks/results.json` and charts.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseOptions } from './harness/config.js';
+import {
+  IMPLEMENTATIONS,
+  type Implementation,
+  type Needs,
+  unavailableReason,
+} from './harness/implementations.js';
+import { cpuTimes, describeMachine, loadAverage, packageVersions } from './harness/machine.js';
+import { Processes } from './harness/processes.js';
+import type { Results } from './harness/results.js';
+import { type RunContext, runFanout, runIdle } from './harness/scenarios.js';
+import { hasBinary, type Service, startNats, startRedis } from './harness/services.js';
+import { writeReport } from './report/write-report.js';
+
+const DOCS = fileURLToPath(new URL('../../docs', import.meta.url));
+const ANALYSIS = fileURLToPath(new URL('../ANALYSIS.md', import.meta.url));
+
+async function main(): Promise<number> {
+  const options = parseOptions(process.argv.slice(2), DOCS);
+  const started = Date.now();
+  const loadavgStart = loadAverage();
+  const timesStart = cpuTimes();
+  const log = (line: string) =>
+    console.log(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${line}`);
+  const processes = new Processes(options.verbose);
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal}: stopping everything this run started`);
+    void processes.stopAll().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // However a step hangs, the run ends: a little after its budget, everything is stopped.
+  const watchdog = setTimeout(() => {
+    log(`over budget (${options.budgetMs / 60_000} min): stopping`);
+    void processes.stopAll().finally(() => process.exit(2));
+  }, options.budgetMs + 120_000);
+  watchdog.unref();
+
+  const binaries: Record<Needs, boolean> = {
+    redis: hasBinary('redis-server'),
+    nats: hasBinary('nats-server'),
+  };
+  const implementations: Results['implementations'] = [];
+  const runnable: Implementation[] = [];
+  for (const implementation of IMPLEMENTATIONS) {
+    if (options.only !== undefined && !options.only.includes(implementation.id)) continue;
+    const reason = await unavailableReason(implementation, binaries);
+    implementations.push({
+      id: implementation.id,
+      label: implementation.label,
+      available: reason === undefined,
+      ...(reason === undefined ? {} : { reason }),
+      fanout: implementation.fanout,
+      idle: implementation.idle,
+    });
+    if (reason === undefined) runnable.push(implementation);
+    else log(`${implementation.id}: ${reason}`);
+  }
+
+  const results: Results = {
+    version: 1,
+    meta: {
+      startedAt: new Date(started).toISOString(),
+      durationMs: 0,
+      smoke: options.smoke,
+      sizes: options.sizes,
+      machine: describeMachine(),
+      brokers: {},
+      packages: packageVersions([
+        'ws',
+        'ioredis',
+        'socket.io',
+        'socket.io-client',
+        '@socket.io/redis-adapter',
+        '@socket.io/redis-streams-adapter',
+        '@wscale/core',
+        '@wscale/redis',
+        '@wscale/nats',
+      ]),
+      command: `pnpm bench ${process.argv.slice(2).join(' ')}`.trim(),
+    },
+    implementations,
+    fanout: {},
+    idle: {},
+    errors: [],
+  };
+
+  let redis: Service | undefined;
+  let nats: Service | undefined;
+  try {
+    if (runnable.some((implementation) => implementation.needs.includes('redis'))) {
+      redis = await startRedis(processes);
+      results.meta.brokers.redis = redis.version;
+      log(`redis-server on ${redis.url} (pid ${redis.pid})`);
+    }
+    if (runnable.some((implementation) => implementation.needs.includes('nats'))) {
+      nats = await startNats(processes);
+      results.meta.brokers.nats = nats.version;
+      log(`nats-server on ${nats.url} (pid ${nats.pid})`);
+    }
+    const profileDir = join(options.out, 'benchmarks', 'profiles');
+    const context: RunContext = {
+      processes,
+      sizes: options.sizes,
+      ...(redis === undefined ? {} : { redis }),
+      ...(nats === undefined ? {} : { nats }),
+      serverExecArgv: (implementation) =>
+        options.profile.includes(implementation.id)
+          ? ['--cpu-prof', '--cpu-prof-dir', join(profileDir, implementation.id)]
+          : [],
+      log,
+    };
+    const overBudget = () => Date.now() - started > options.budgetMs;
+
+    for (let round = 1; round <= options.sizes.rounds && !interrupted; round++) {
+      const order = rotate(runnable, round - 1);
+      if (!options.skipFanout) {
+        for (const implementation of order.filter((item) => item.fanout)) {
+          if (interrupted) break;
+          if (overBudget()) {
+            results.errors.push({
+              implementation: implementation.id,
+              scenario: 'fanout',
+              round,
+              message: 'skipped: the run is over its time budget',
+            });
+            continue;
+          }
+          log(`round ${round} fan-out: ${implementation.id}`);
+          try {
+            const measured = await runFanout(context, implementation, round);
+            results.fanout[implementation.id] = [
+              ...(results.fanout[implementation.id] ?? []),
+              measured,
+            ];
+            log(`  ${summary(measured.fixed)} | max ${summary(measured.max)}`);
+          } catch (error) {
+            recordError(results, implementation.id, 'fanout', round, error, log);
+          }
+        }
+      }
+      if (!options.skipIdle) {
+        for (const implementation of order.filter((item) => item.idle)) {
+          if (interrupted) break;
+          if (overBudget()) {
+            results.errors.push({
+              implementation: implementation.id,
+              scenario: 'idle',
+              round,
+              message: 'skipped: the run is over its time budget',
+            });
+            continue;
+          }
+          log(`round ${round} idle memory: ${implementation.id}`);
+          try {
+            const measured = await runIdle(context, implementation, round);
+            results.idle[implementation.id] = [
+              ...(results.idle[implementation.id] ?? []),
+              measured,
+            ];
+            const perConnection = (measured.rssAfter - measured.rssBefore) / measured.connections;
+            log(`  ${(perConnection / 1024).toFixed(1)} KiB RSS per connection`);
+          } catch (error) {
+            recordError(results, implementation.id, 'idle', round, error, log);
+          }
+        }
+      }
+    }
+  } finally {
+    await nats?.stop();
+    await redis?.stop();
+    await processes.stopAll();
+  }
+
+  results.meta.durationMs = Date.now() - started;
+  const timesEnd = cpuTimes();
+  if (timesStart !== undefined && timesEnd !== undefined) {
+    results.meta.load = {
+      loadavgStart,
+      loadavgEnd: loadAverage(),
+      busyPercent:
+        (100 * (timesEnd.busy - timesStart.busy)) / Math.max(1, timesEnd.total - timesStart.total),
+    };
+  }
+  mkdirSync(join(options.out, 'benchmarks'), { recursive: true });
+  const files = writeReport(results, options.out, ANALYSIS);
+  for (const file of files) log(`wrote ${file}`);
+  clearTimeout(watchdog);
+  return results.errors.some((error) => !error.message.startsWith('skipped')) ? 1 : 0;
+}
+
+function rotate<T>(items: readonly T[], by: number): T[] {
+  if (items.length === 0) return [];
+  const shift = by % items.length;
+  return [...items.slice(shift), ...items.slice(0, shift)];
+}
+
+function summary(phase: import('./harness/scenarios.js').PhaseResult): string {
+  const { delivery } = phase;
+  const cpu = phase.nodeCpuMicros.reduce((sum, value) => sum + value, 0);
+  const perSecond = delivery.delivered / (delivery.durationMs / 1000);
+  return [
+    `${Math.round(perSecond)} deliveries/s`,
+    `${(cpu / Math.max(1, delivery.delivered)).toFixed(2)} µs CPU/delivery`,
+    `p99 ${delivery.latencyAll.p99.toFixed(1)} ms`,
+    `lost ${delivery.lost} dup ${delivery.duplicated} reordered ${delivery.reordered}`,
+  ].join(', ');
+}
+
+function recordError(
+  results: Results,
+  implementation: string,
+  scenario: string,
+  round: number,
+  error: unknown,
+  log: (line: string) => void,
+): void {
+  const message = error instanceof Error ? error.message : String(error);
+  results.errors.push({ implementation, scenario, round, message });
+  log(`  FAILED: ${message}`);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

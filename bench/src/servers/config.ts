@@ -1,0 +1,43 @@
+/** How a node process is told what to run (through its environment). */
+export interface NodeConfig {
+  impl: string;
+  /** This node's index, from 0. */
+  node: number;
+  /** How many nodes the run has. */
+  nodes: number;
+  redisUrl?: string;
+  natsUrl?: string;
+  /** Listen on a port of its own even in a node:cluster worker. */
+  host: string;
+}
+
+/** A server running in this process. */
+export interface RunningServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export const CONFIG_ENV = 'WSCALE_BENCH_NODE';
+
+export function readConfig(): NodeConfig {
+  const raw = process.env[CONFIG_ENV];
+  if (raw === undefined) throw new Error(`${CONFIG_ENV} is not set`);
+  return JSON.parse(raw) as NodeConfig;
+}
+
+/** Resolves `import(name)` or undefined when the package is not installed (or not built). */
+export async function optionalImport<T>(name: string): Promise<T | undefined> {
+  try {
+    return (await import(name)) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Closes with a bound, so a stuck close never holds the run. */
+export function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
+  return Promise.race([
+    promise.then(() => undefined),
+    new Promise<void>((resolve) => setTimeout(resolve, ms).unref()),
+  ]);
+}

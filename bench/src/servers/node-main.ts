@@ -1,0 +1,46 @@
+/**
+ * A node process: runs one implementation's server, says `ready` with its port, and answers the
+ * orchestrator's samples (its own CPU time and memory, so the load generator's work is never
+ * counted as the server's). Exits when told to stop or when its parent goes away.
+ */
+import { send, serveRequests } from '../ipc.js';
+import { startBareWs } from './bare-ws-server.js';
+import { type NodeConfig, type RunningServer, readConfig } from './config.js';
+import { ProcessStats } from './process-stats.js';
+import { startSocketIo } from './socketio-server.js';
+import { startWsRedis } from './ws-redis-server.js';
+import { startWscale } from './wscale-server.js';
+
+function start(config: NodeConfig): Promise<RunningServer> {
+  if (config.impl.startsWith('wscale-')) return startWscale(config);
+  if (config.impl.startsWith('socketio-')) return startSocketIo(config);
+  if (config.impl === 'ws-redis') return startWsRedis(config);
+  if (config.impl === 'bare-ws') return startBareWs(config);
+  throw new Error(`unknown implementation ${config.impl}`);
+}
+
+const config = readConfig();
+const stats = new ProcessStats();
+let server: RunningServer | undefined;
+
+serveRequests({
+  sample: () => stats.sample(),
+  resetPeak: () => stats.resetPeak(),
+  settle: () => stats.settle(),
+  stop: async () => {
+    await server?.close();
+    setTimeout(() => process.exit(0), 10).unref();
+    return true;
+  },
+});
+
+start(config).then(
+  (running) => {
+    server = running;
+    send({ bench: 1, ready: true, node: config.node, port: running.port, pid: process.pid });
+  },
+  (error: unknown) => {
+    console.error(`[node ${config.node}] failed to start:`, error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,75 @@
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { hello, isPublisher, Kind, ROOM } from '../wire.js';
+import { bounded, type NodeConfig, type RunningServer } from './config.js';
+
+const TEXT = { binary: false } as const;
+const roomChannel = `bench:room:${ROOM}`;
+const nodeChannel = (node: number) => `bench:node:${node}`;
+
+/**
+ * The hand-written baseline: `ws` and `ioredis` pub/sub with nothing else. Each node subscribes
+ * one channel per room (and one for direct messages to its clients) and forwards what arrives to
+ * its sockets; a broadcast is published once and delivered by every node from the subscription.
+ * Payloads stay Buffers end to end. Client ids name their node, so a direct message is published
+ * only to the node that holds its target.
+ */
+export async function startWsRedis(config: NodeConfig): Promise<RunningServer> {
+  const pub = new Redis(config.redisUrl!, { lazyConnect: true });
+  const sub = new Redis(config.redisUrl!, { lazyConnect: true });
+  await Promise.all([pub.connect(), sub.connect()]);
+  const members = new Set<WebSocket>();
+  const byId = new Map<string, WebSocket>();
+  const room = Buffer.from(roomChannel);
+
+  sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+    if (channel.equals(room)) {
+      for (const ws of members) ws.send(message, TEXT);
+      return;
+    }
+    const target = message.toString('latin1', 1, message.indexOf(124));
+    byId.get(target)?.send(message, TEXT);
+  });
+  await sub.subscribe(roomChannel, nodeChannel(config.node));
+
+  const wss = new WebSocketServer({
+    port: 0,
+    host: config.host,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  let next = 0;
+  wss.on('connection', (ws, request) => {
+    const id = `${config.node}.${next++}`;
+    ws.on('error', () => undefined);
+    ws.on('message', (data: Buffer) => {
+      if (data[0] !== Kind.Direct) {
+        void pub.publish(roomChannel, data);
+        return;
+      }
+      const target = data.toString('latin1', 1, data.indexOf(124));
+      const local = byId.get(target);
+      if (local !== undefined) local.send(data, TEXT);
+      else void pub.publish(nodeChannel(Number(target.slice(0, target.indexOf('.')))), data);
+    });
+    byId.set(id, ws);
+    ws.on('close', () => {
+      byId.delete(id);
+      members.delete(ws);
+    });
+    if (isPublisher(request.url)) return;
+    members.add(ws);
+    ws.send(hello(id, config.node));
+  });
+  await new Promise<void>((resolve) => wss.once('listening', resolve));
+  return {
+    port: (wss.address() as AddressInfo).port,
+    async close() {
+      for (const ws of byId.values()) ws.terminate();
+      await bounded(new Promise((resolve) => wss.close(resolve)), 2000);
+      pub.disconnect();
+      sub.disconnect();
+    },
+  };
+}

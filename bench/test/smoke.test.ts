@@ -1,0 +1,114 @@
+/**
+ * Runs the benchmark harness in smoke mode (tiny sizes) for every implementation available here,
+ * and checks that it produced complete results with nothing lost, duplicated or reordered. No
+ * timing is asserted: speed is for the full run to report, not for a test to judge.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Results } from '../src/harness/results.js';
+
+const bench = fileURLToPath(new URL('..', import.meta.url));
+const require = createRequire(join(bench, 'package.json'));
+const redisAvailable = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+if (!redisAvailable && process.env.WSCALE_REQUIRE_SERVICES === '1') {
+  throw new Error('redis-server not found, and WSCALE_REQUIRE_SERVICES=1');
+}
+
+/** Builds what the harness runs: the workspace packages it uses (if not built yet) and itself. */
+function build(): void {
+  const workspace = readdirSync(join(bench, 'node_modules', '@wscale'));
+  const unbuilt = workspace.filter(
+    (name) => !existsSync(join(bench, 'node_modules', '@wscale', name, 'dist', 'index.js')),
+  );
+  const run = (command: string, args: string[]) => {
+    const result = spawnSync(command, args, { cwd: bench, stdio: 'pipe', timeout: 120_000 });
+    if (result.status !== 0) {
+      throw new Error(`${command} ${args.join(' ')} failed: ${result.stderr?.toString()}`);
+    }
+  };
+  if (unbuilt.length > 0) run('pnpm', ['--filter', '@wscale/bench^...', 'run', 'build']);
+  const tsup = join(dirname(require.resolve('tsup/package.json')), 'dist', 'cli-default.js');
+  run(process.execPath, [tsup, '--silent']);
+}
+
+function runSmoke(out: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(bench, 'dist', 'run.js'), '--smoke', '--out', out, '--budget-minutes', '1'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // The harness stops everything it started on SIGTERM.
+    const timer = setTimeout(() => child.kill('SIGTERM'), 75_000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+describe.skipIf(!redisAvailable)('bench --smoke', () => {
+  const out = mkdtempSync(join(tmpdir(), 'wscale-bench-smoke-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('measures every available implementation and loses, duplicates or reorders nothing', async () => {
+    build();
+    const { code, output } = await runSmoke(out);
+    expect(code, output).toBe(0);
+    const results = JSON.parse(
+      readFileSync(join(out, 'benchmarks', 'results.json'), 'utf8'),
+    ) as Results;
+    expect(results.errors).toEqual([]);
+
+    const available = results.implementations.filter((item) => item.available);
+    const ids = available.map((item) => item.id);
+    // The ones that need nothing but Redis and the packages of this workspace always run.
+    expect(ids).toEqual(
+      expect.arrayContaining(['ws-redis', 'wscale-memory', 'socketio-redis', 'bare-ws']),
+    );
+    for (const implementation of available.filter((item) => item.fanout)) {
+      const rounds = results.fanout[implementation.id];
+      expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
+      for (const round of rounds!) {
+        expect(round.perNode.reduce((sum, count) => sum + count, 0)).toBe(
+          results.meta.sizes.clients,
+        );
+        for (const phase of [round.fixed, round.max, round.direct]) {
+          const { delivery } = phase;
+          const label = `${implementation.id} round ${round.round}`;
+          expect(delivery.expected, label).toBeGreaterThan(0);
+          expect(delivery.delivered, label).toBe(delivery.expected);
+          expect(
+            [delivery.lost, delivery.duplicated, delivery.reordered, delivery.misrouted],
+            label,
+          ).toEqual([0, 0, 0, 0]);
+          expect(phase.nodeCpuMicros).toHaveLength(round.nodes);
+          expect(
+            phase.nodeCpuMicros.every((micros) => micros > 0),
+            label,
+          ).toBe(true);
+          expect(delivery.latencyAll.count, label).toBe(delivery.expected);
+        }
+      }
+    }
+    for (const implementation of available.filter((item) => item.idle)) {
+      const rounds = results.idle[implementation.id];
+      expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
+      for (const round of rounds!) expect(round.rssAfter).toBeGreaterThan(0);
+    }
+    const report = readFileSync(join(out, 'benchmarks.md'), 'utf8');
+    for (const item of available) expect(report).toContain(item.label);
+    for (const chart of ['cpu-per-delivery.svg', 'latency-p99.svg', 'idle-memory.svg']) {
+      expect(readFileSync(join(out, 'benchmarks', chart), 'utf8')).toMatch(/^<svg /);
+    }
+  }, 100_000);
+});

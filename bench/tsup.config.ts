@@ -1,0 +1,16 @@
+import { defineConfig } from 'tsup';
+
+// Each process of the harness is an entry of its own; packages stay external (the built ones).
+export default defineConfig({
+  entry: {
+    run: 'src/run.ts',
+    'servers/node-main': 'src/servers/node-main.ts',
+    'servers/cluster-primary': 'src/servers/cluster-primary.ts',
+    'load/load-main': 'src/load/load-main.ts',
+  },
+  format: ['esm'],
+  target: 'node20',
+  clean: true,
+  sourcemap: true,
+  splitting: false,
+});
