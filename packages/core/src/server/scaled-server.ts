@@ -342,6 +342,7 @@ export class ScaledWebSocketServer<
     const closed = clients.map(
       (client) => new Promise<void>((resolve) => client.once('close', () => resolve())),
     );
+    this.#v1.closeOpening(CloseCode.ServiceRestart, 'draining');
     for (const client of clients) client.close(CloseCode.ServiceRestart, 'draining');
     const timer = setTimeout(() => {
       for (const client of clients) client.terminate();

@@ -51,6 +51,8 @@ export interface V1Host {
  */
 export class V1Endpoint {
   readonly #host: V1Host;
+  /** Connections that have not finished their hello yet. */
+  readonly #opening = new Set<WebSocket>();
 
   constructor(host: V1Host) {
     this.#host = host;
@@ -62,11 +64,15 @@ export class V1Endpoint {
       () => ws.close(CloseCode.PolicyViolation, 'hello expected'),
       this.#host.helloTimeoutMs,
     );
+    this.#opening.add(ws);
     const onError = () => undefined;
-    const onClose = () => clearTimeout(timer);
+    const onClose = () => {
+      clearTimeout(timer);
+      this.#opening.delete(ws);
+    };
     const onMessage = (data: Buffer, isBinary: boolean) => {
       clearTimeout(timer);
-      ws.off('message', onMessage).off('close', onClose).off('error', onError);
+      ws.off('message', onMessage).off('error', onError);
       const message = this.#decode(ws, data, isBinary)?.message;
       if (message === undefined) return;
       if (message.t !== 'hello') {
@@ -81,6 +87,11 @@ export class V1Endpoint {
       });
     };
     ws.on('message', onMessage).on('close', onClose).on('error', onError);
+  }
+
+  /** Closes the connections still opening (the node is draining). */
+  closeOpening(code: number, reason: string): void {
+    for (const ws of this.#opening) ws.close(code, reason);
   }
 
   /** Handles one frame of a client whose session is open. */
@@ -100,6 +111,7 @@ export class V1Endpoint {
     const session = await host.sessions.open(hello.session, host.owner(identity));
     if (ws.readyState !== WebSocket.OPEN) return;
     if (session.resumed) await host.kick(session.id);
+    this.#opening.delete(ws);
     const client = host.register(session, ws, socket, identity);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
