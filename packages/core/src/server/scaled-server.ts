@@ -463,7 +463,7 @@ export class ScaledWebSocketServer<
         | ((client: AnyClient, room: string) => Promise<boolean> | boolean)
         | undefined,
       onRequest: this.#options.onRequest as
-        | ((client: AnyClient, data: string | Buffer) => Promise<Sendable | undefined | void>)
+        | ((client: AnyClient, data: string | Buffer) => Promise<unknown>)
         | undefined,
       connected: (client: AnyClient, request: IncomingMessage) =>
         this.emit('connection', client as Client<Identity, Data>, request),

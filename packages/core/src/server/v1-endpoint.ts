@@ -39,7 +39,7 @@ export interface V1Host {
   leave(client: AnyClient, room: string): Promise<void>;
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<boolean>;
-  onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<Sendable | undefined | void>;
+  onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<unknown>;
   connected(client: AnyClient, request: IncomingMessage): void;
   resumed(client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage): void;
   report(error: unknown): void;
@@ -205,7 +205,7 @@ export class V1Endpoint {
     if (onRequest === undefined) {
       return fail(client, id, 'NOT_FOUND', 'the server has no request handler');
     }
-    let reply: Sendable | undefined | void;
+    let reply: unknown;
     try {
       reply = await onRequest(client, data);
     } catch (error) {
@@ -214,7 +214,7 @@ export class V1Endpoint {
     }
     const ack: AckMessage = { t: 'ack', id };
     if (reply === undefined) return send(client, ack);
-    const { bytes, binary } = prepareMessage(reply);
+    const { bytes, binary } = prepareMessage(reply as Sendable);
     if (!binary) return send(client, { ...ack, d: bytes.toString('utf8') });
     const frame = encodeBinary(ack, bytes);
     client.write(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), true);
