@@ -17,6 +17,7 @@ export default defineConfig({
       'packages/*/test/**/*.test.ts',
       'examples/*/test/**/*.test.ts',
       'bench/test/**/*.test.ts',
+      'e2e/test/**/*.test.ts',
     ],
     testTimeout: 20_000,
     hookTimeout: 60_000,
