@@ -319,8 +319,9 @@ export class NatsHistory implements History {
     last: number,
     tail: Tail,
   ): Promise<HistoryEntry[] | undefined> {
+    // A single filter as a string: the array form needs nats-server 2.10.
     const consumer = await js.consumers.get(this.#stream, {
-      filter_subjects: [this.entrySubject(room)],
+      filter_subjects: this.entrySubject(room),
     });
     const messages = await consumer.consume({ max_messages: Math.min(last - first + 1, 256) });
     // Bounded like every operation: a scan that outlives it must not keep its consumer.
