@@ -32,6 +32,15 @@ export interface NatsBrokerOptions extends BaseBrokerOptions, NatsConnectOptions
    * @default 5000
    */
   publishTimeoutMs?: number;
+  /**
+   * Extra wait before `subscribe` resolves, after the connected server confirmed the
+   * subscription. In a NATS cluster the other servers learn of a new subscription asynchronously
+   * (route interest propagation, normally well under a millisecond): a message published through
+   * another server in that instant can miss it. A few milliseconds here narrow that window; only
+   * history (offsets and replay) closes it.
+   * @default 0
+   */
+  subscribeSettleMs?: number;
 }
 
 /**
@@ -46,6 +55,7 @@ export class NatsBroker extends BaseBroker {
   readonly #prefix: string;
   readonly #confirm: boolean;
   readonly #publishTimeoutMs: number;
+  readonly #settleMs: number;
   readonly #owned: boolean;
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #ready: Promise<NatsConnection>;
@@ -66,6 +76,8 @@ export class NatsBroker extends BaseBroker {
     this.#confirm = options.confirmPublishes ?? true;
     this.#publishTimeoutMs = options.publishTimeoutMs ?? 5000;
     if (!(this.#publishTimeoutMs > 0)) throw new InvalidOptionError('publishTimeoutMs must be > 0');
+    this.#settleMs = options.subscribeSettleMs ?? 0;
+    if (!(this.#settleMs >= 0)) throw new InvalidOptionError('subscribeSettleMs must be >= 0');
     const { connection, owned } = resolveConnection(options, 'wscale-broker');
     this.#owned = owned;
     this.#ready = connection.then((nc) => this.#attach(nc));
@@ -96,6 +108,7 @@ export class NatsBroker extends BaseBroker {
         cause: error,
       });
     }
+    if (this.#settleMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#settleMs));
   }
 
   protected async unsubscribeTopic(topic: string): Promise<void> {
@@ -198,6 +211,7 @@ export class NatsBroker extends BaseBroker {
   async #resubscribed(nc: NatsConnection): Promise<boolean> {
     try {
       await withTimeout(nc.flush(), this.#publishTimeoutMs, () => new Error('flush timed out'));
+      if (this.#settleMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#settleMs));
       return true;
     } catch (error) {
       return error instanceof Error && error.message === 'flush timed out';
