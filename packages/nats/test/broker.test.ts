@@ -59,6 +59,16 @@ describe.skipIf(skipWithoutNats())('NatsBroker on one nats-server', () => {
     expect(got).toEqual(['y']);
   });
 
+  it('delivers without publish confirmation when asked to', async () => {
+    const [a, b] = [broker({ confirmPublishes: false }), broker()];
+    await until(() => a.status === 'ready' && b.status === 'ready', 5000, 'ready');
+    const got: string[] = [];
+    await b.subscribe('fast', (payload) => got.push(Buffer.from(payload).toString()));
+    await Promise.all(['1', '2', '3'].map((n) => a.publish('fast', Buffer.from(n))));
+    await until(() => got.length === 3, 5000, 'three messages');
+    expect(got).toEqual(['1', '2', '3']);
+  });
+
   it('uses a given connection and leaves it open on close', async () => {
     const nc = await connect({ servers: nats.server.url });
     try {
