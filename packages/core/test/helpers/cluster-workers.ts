@@ -66,7 +66,7 @@ export class WorkerHandle {
           reject(error);
         },
       });
-      this.worker.send(encode({ rpc: 'call', id, op, args }));
+      this.worker.send(encode({ rpc: 'call', id, op, args }) as object);
     });
   }
 
