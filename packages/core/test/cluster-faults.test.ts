@@ -60,6 +60,7 @@ describe('node:cluster without a hub', () => {
     // The request's own timeout is 30 s: it failed because the channel closed, not by timing out.
     expect(report.pending.ms).toBeLessThan(10_000);
     expect(report.after).toBe('STATE_STORE_FAILED');
+    expect(report.publish).toBe('BROKER_UNAVAILABLE');
     expect(report.status).toBe('down');
   });
 

@@ -42,6 +42,17 @@ export class ClusterBroker extends BaseBroker {
     this.setStatus(this.#channel.status, this.#channel.error);
   }
 
+  /**
+   * Publishes as {@link BaseBroker.publish}, except that once the IPC channel to the primary has
+   * closed it rejects at once: that channel never comes back, so queueing would only hide the loss.
+   */
+  override async publish(topic: string, payload: Uint8Array): Promise<void> {
+    if (this.#channel.disconnected && this.status !== 'closed') {
+      throw new BrokerUnavailableError('the IPC channel to the primary process is closed');
+    }
+    return super.publish(topic, payload);
+  }
+
   protected async subscribeTopic(topic: string): Promise<void> {
     this.#topics.add(topic);
     try {

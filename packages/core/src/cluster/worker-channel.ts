@@ -95,6 +95,11 @@ export class WorkerChannel {
     return this.#status;
   }
 
+  /** Whether the IPC channel to the primary closed: for good, it never comes back. */
+  get disconnected(): boolean {
+    return this.#disconnected;
+  }
+
   /** Why the channel is not `ready`, when known. */
   get error(): Error | undefined {
     return this.#error;
