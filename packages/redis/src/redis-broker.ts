@@ -39,6 +39,13 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
 }
 
 const RESUBSCRIBE_BATCH = 500;
+/**
+ * How often the Cluster subscriber re-reads the slot map, so ioredis moves subscriptions along
+ * with a topology change it was not told about by an error.
+ */
+const SLOTS_REFRESH_MS = 5000;
+/** How long the Cluster subscriber lets a burst of dropped subscriptions settle before repairing. */
+const REPAIR_DELAY_MS = 100;
 
 /**
  * A {@link Broker} on Redis pub/sub: one connection publishes, a dedicated one subscribes, with
@@ -62,6 +69,7 @@ export class RedisBroker extends BaseBroker {
   #restored = false;
   #restoring = 0;
   #lastError: Error | undefined;
+  #repairTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisBrokerOptions = {}) {
     super(options);
@@ -80,7 +88,7 @@ export class RedisBroker extends BaseBroker {
     this.#ownsPub = owned;
     this.#cluster = isCluster(client);
     this.#sub = isCluster(client)
-      ? client.duplicate([], { shardedSubscribers: true })
+      ? client.duplicate([], { shardedSubscribers: true, slotsRefreshInterval: SLOTS_REFRESH_MS })
       : client.duplicate({
           // The broker resubscribes itself, to know when it is done.
           autoResubscribe: false,
@@ -97,7 +105,13 @@ export class RedisBroker extends BaseBroker {
       if (connection.status === 'wait') connection.connect().catch(() => undefined);
     }
     this.#sub.on(this.#cluster ? 'smessageBuffer' : 'messageBuffer', this.#onMessage);
-    if (!this.#cluster) {
+    if (isCluster(this.#sub)) {
+      // A shard that drops our subscriptions (its slot moved, or it was demoted) sends an
+      // unsolicited SUNSUBSCRIBE, which ioredis reports as a node error and does not act on.
+      this.#sub.on('nodeError', (error: Error) => {
+        if (/sunsubscribe/i.test(error.message)) this.#scheduleRepair();
+      });
+    } else {
       this.#sub.on('ready', () => void this.#restore());
       this.#sub.on('close', () => {
         this.#restored = false;
@@ -131,6 +145,7 @@ export class RedisBroker extends BaseBroker {
   }
 
   protected async closeConnection(): Promise<void> {
+    clearTimeout(this.#repairTimer);
     this.#sub.disconnect();
     this.#sub.removeAllListeners();
     for (const event of ['ready', 'close', 'reconnecting', 'end'])
@@ -164,6 +179,29 @@ export class RedisBroker extends BaseBroker {
     }
     this.setStatus(status, status === 'ready' ? undefined : this.#lastError);
   };
+
+  #scheduleRepair(): void {
+    if (this.#repairTimer !== undefined || this.status === 'closed') return;
+    this.#repairTimer = setTimeout(() => {
+      this.#repairTimer = undefined;
+      void this.#repair();
+    }, REPAIR_DELAY_MS);
+  }
+
+  /**
+   * Re-reads the slot map, then subscribes every topic again where it now lives. Subscribing a
+   * channel twice is harmless; missing one is not.
+   */
+  async #repair(): Promise<void> {
+    const sub = this.#sub;
+    if (!isCluster(sub) || this.status === 'closed') return;
+    await new Promise<void>((resolve) => sub.refreshSlotsCache(() => resolve()));
+    await Promise.all(
+      this.subscribedTopics.map((topic) =>
+        sub.ssubscribe(channelName(this.#prefix, topic)).catch(() => this.#scheduleRepair()),
+      ),
+    );
+  }
 
   /** Subscribes every topic again on a fresh subscriber connection, then reports ready. */
   async #restore(): Promise<void> {

@@ -165,10 +165,20 @@ export class RedisServer {
   }
 }
 
+/** How {@link RedisClusterFixture.launch} shapes a cluster. */
+export interface ClusterShape {
+  /** @default 3 */
+  masters?: number;
+  /** Replicas per master. @default 0 */
+  replicas?: number;
+  /** `cluster-node-timeout`: how long a silent node takes to be failed over. @default 3000 */
+  nodeTimeoutMs?: number;
+}
+
 /**
- * A Redis Cluster of our own: `masters` `redis-server --cluster-enabled yes` processes, no
- * replicas, joined with `redis-cli --cluster create`, ready once every node says
- * `cluster_state:ok`.
+ * A Redis Cluster of our own: `redis-server --cluster-enabled yes` processes joined with
+ * `redis-cli --cluster create`, ready once every node says `cluster_state:ok` and every replica has
+ * synced with its master.
  */
 export class RedisClusterFixture {
   readonly servers: RedisServer[];
@@ -177,10 +187,11 @@ export class RedisClusterFixture {
     this.servers = servers;
   }
 
-  static async launch(masters = 3, timeoutMs = 30_000): Promise<RedisClusterFixture> {
+  static async launch(shape: ClusterShape = {}, timeoutMs = 30_000): Promise<RedisClusterFixture> {
+    const { masters = 3, replicas = 0, nodeTimeoutMs = 3000 } = shape;
     const servers: RedisServer[] = [];
     try {
-      for (let i = 0; i < masters; i++) {
+      for (let i = 0; i < masters * (1 + replicas); i++) {
         servers.push(
           await RedisServer.launch(async () => [
             '--cluster-enabled',
@@ -190,7 +201,10 @@ export class RedisClusterFixture {
             '--cluster-port',
             String(await freePort()),
             '--cluster-node-timeout',
-            '3000',
+            String(nodeTimeoutMs),
+            // A replica that never finished its first sync cannot take over: sync at once.
+            '--repl-diskless-sync-delay',
+            '0',
           ]),
         );
       }
@@ -200,7 +214,7 @@ export class RedisClusterFixture {
         'create',
         ...servers.map((server) => `127.0.0.1:${server.port}`),
         '--cluster-replicas',
-        '0',
+        String(replicas),
         '--cluster-yes',
       ]);
       await cluster.#waitUntilOk(timeoutMs);
@@ -220,11 +234,32 @@ export class RedisClusterFixture {
     await Promise.all(this.servers.map((server) => server.destroy()));
   }
 
-  async #waitUntilOk(timeoutMs: number): Promise<void> {
+  /** Resolves once every running node says `cluster_state:ok` and every replica is in sync. */
+  async waitUntilOk(timeoutMs: number): Promise<void> {
+    await this.#waitUntilOk(
+      timeoutMs,
+      this.servers.filter((server) => server.pid !== undefined),
+    );
+  }
+
+  async #waitUntilOk(timeoutMs: number, servers = this.servers): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const infos = await Promise.all(this.servers.map((server) => server.cli('cluster', 'info')));
-      if (infos.every((info) => info.includes('cluster_state:ok'))) return;
+      const infos = await Promise.all(
+        servers.map(async (server) => {
+          const [cluster, replication] = await Promise.all([
+            server.cli('cluster', 'info'),
+            server.cli('info', 'replication'),
+          ]).catch(() => ['', '']);
+          return { cluster, replication };
+        }),
+      );
+      const ok = infos.every(
+        ({ cluster, replication }) =>
+          cluster.includes('cluster_state:ok') &&
+          (replication.includes('role:master') || replication.includes('master_link_status:up')),
+      );
+      if (ok) return;
       if (Date.now() > deadline) throw new Error(`cluster not ok after ${timeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
