@@ -1,6 +1,12 @@
-import { HistoryError } from '@wscale/core';
+import { type Broker, type History, HistoryError } from '@wscale/core';
 import { delay, historySuite, until } from '@wscale/core/testing';
-import { decodeHistoryMessage, encodeHistoryMessage, RedisHistory } from '@wscale/redis';
+import {
+  decodeHistoryMessage,
+  encodeHistoryMessage,
+  type HistoryMessage,
+  RedisBroker,
+  RedisHistory,
+} from '@wscale/redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closingWith, clusterClient, standalone } from './helpers/clients.js';
 import { describeRedis, RedisClusterFixture, RedisServer } from './helpers/redis-server.js';
@@ -11,6 +17,47 @@ const texts = (entries: Array<{ payload: Uint8Array }>) =>
   entries.map((entry) => new TextDecoder().decode(entry.payload));
 let roomCounter = 0;
 const fresh = (name = 'room') => `test:${process.pid}:${Date.now()}:${roomCounter++}:${name}`;
+
+/**
+ * Two histories append-and-publish concurrently to one room; a broker on another "node" must see
+ * every message once, framed with its position, in offset order, with its payload exact.
+ */
+async function appendAndPublishInOrder(
+  histories: [RedisHistory, RedisHistory],
+  subscriber: Broker,
+  room: string,
+  topic: string,
+) {
+  const received: HistoryMessage[] = [];
+  const unsubscribe = await subscriber.subscribe(topic, (bytes) => {
+    received.push(decodeHistoryMessage(bytes));
+  });
+  const count = 40;
+  const payload = (i: number) => Uint8Array.from([i, 0, 255, 13, 10]);
+  const positions = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      histories[i % 2]!.appendAndPublish(room, payload(i), topic),
+    ),
+  );
+  await until(() => received.length >= count, 5000, `${count} published messages`);
+  const { epoch } = positions[0]!;
+  expect(received.map((message) => message.offset)).toEqual(
+    Array.from({ length: count }, (_, i) => i + 1),
+  );
+  expect(new Set(received.map((message) => message.epoch))).toEqual(new Set([epoch]));
+  for (const message of received) {
+    const sent = positions.findIndex((position) => position.offset === message.offset);
+    expect([...message.payload]).toEqual([...payload(sent)]);
+  }
+  const read = await histories[0].read(room, { offset: 0, epoch });
+  expect(read.ok && read.entries.map((entry) => [...entry.payload])).toEqual(
+    received.map((message) => [...message.payload]),
+  );
+  await unsubscribe();
+}
+
+const closeAll = (...things: Array<History | Broker>) =>
+  Promise.all(things.map((thing) => thing.close()));
 
 describe('history message wire format', () => {
   it('round-trips offset, epoch and binary payload', () => {
@@ -92,6 +139,19 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('appends and publishes in one step: subscribers see offsets in order', async () => {
+    const histories: [RedisHistory, RedisHistory] = [
+      new RedisHistory({ redis: standalone(server) }),
+      new RedisHistory({ redis: standalone(server) }),
+    ];
+    const broker = new RedisBroker({ redis: standalone(server) });
+    try {
+      await appendAndPublishInOrder(histories, broker, fresh('live'), 'any topic');
+    } finally {
+      await closeAll(...histories, broker);
+    }
+  });
+
   it('rejects with HistoryError while Redis is down, and gives a new epoch after a restart', async () => {
     const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
     try {
@@ -143,5 +203,39 @@ describeRedis('RedisHistory on Redis Cluster', () => {
       const client = clusterClient(cluster);
       return closingWith(new RedisHistory({ redis: client, maxEntries }), client);
     },
+  });
+
+  const openHistory = () => {
+    const client = clusterClient(cluster);
+    return closingWith(new RedisHistory({ redis: client }), client);
+  };
+
+  it('appends and publishes (sharded) in one step when the topic is the room', async () => {
+    const histories: [RedisHistory, RedisHistory] = [openHistory(), openHistory()];
+    const client = clusterClient(cluster);
+    const broker = closingWith(new RedisBroker({ redis: client }), client);
+    try {
+      const room = fresh('live');
+      await appendAndPublishInOrder(histories, broker, room, room);
+    } finally {
+      await closeAll(...histories, broker);
+    }
+  });
+
+  it('refuses, appending nothing, a topic in another slot than the room', async () => {
+    const history = openHistory();
+    try {
+      const room = fresh('here');
+      const slot = (name: string) => cluster.servers[0]!.cli('cluster', 'keyslot', `{${name}}`);
+      let topic = 'elsewhere';
+      while ((await slot(topic)) === (await slot(room))) topic += '!';
+      const before = await history.position(room);
+      const error = await history.appendAndPublish(room, bytes('x'), topic).catch((e) => e);
+      expect(error).toBeInstanceOf(HistoryError);
+      expect(String(error.message)).toMatch(/CROSSSLOT.*use the room name/);
+      expect(await history.position(room)).toEqual(before);
+    } finally {
+      await history.close();
+    }
   });
 });
