@@ -19,6 +19,15 @@ export function channelName(channelPrefix: string, topic: string): string {
   return `${channelPrefix}${hashTagged(topic)}`;
 }
 
+/** The topic a channel made by {@link channelName} carries, or `undefined` if it is not one. */
+export function topicOfChannel(channelPrefix: string, channel: string): string | undefined {
+  if (!channel.startsWith(channelPrefix) || !channel.endsWith('}')) return undefined;
+  const inner = channel.slice(channelPrefix.length + 1, -1);
+  if (!inner.includes('%')) return inner;
+  if (inner === '%') return '';
+  return inner.replace(/%(25|7D)/g, (_, code: string) => (code === '25' ? '%' : '}'));
+}
+
 /**
  * Checks a key or channel prefix. Braces are refused: a prefix with a hash tag of its own would
  * move every name into one slot (or, half-open, make the room's keys and its channel disagree).

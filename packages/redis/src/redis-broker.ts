@@ -12,7 +12,7 @@ import {
   type RedisConnection,
   whenReady,
 } from './connection.js';
-import { channelName, checkPrefix } from './naming.js';
+import { channelName, checkPrefix, topicOfChannel } from './naming.js';
 
 /** Options of {@link RedisBroker}. */
 export interface RedisBrokerOptions extends BaseBrokerOptions {
@@ -146,8 +146,9 @@ export class RedisBroker extends BaseBroker {
 
   protected async closeConnection(): Promise<void> {
     clearTimeout(this.#repairTimer);
-    this.#sub.disconnect();
     this.#sub.removeAllListeners();
+    this.#sub.on('error', () => undefined); // late socket errors of a connection being torn down
+    this.#sub.disconnect();
     for (const event of ['ready', 'close', 'reconnecting', 'end'])
       this.#pub.off(event, this.#refresh);
     this.#pub.off('error', this.#onError);
@@ -155,9 +156,8 @@ export class RedisBroker extends BaseBroker {
   }
 
   readonly #onMessage = (channel: Buffer, message: Buffer): void => {
-    const name = channel.toString();
-    if (!name.startsWith(this.#prefix)) return;
-    this.deliver(topicOf(name.slice(this.#prefix.length)), message);
+    const topic = topicOfChannel(this.#prefix, channel.toString());
+    if (topic !== undefined) this.deliver(topic, message);
   };
 
   readonly #onError = (error: Error): void => {
@@ -207,8 +207,9 @@ export class RedisBroker extends BaseBroker {
   async #restore(): Promise<void> {
     const attempt = ++this.#restoring;
     const channels = this.subscribedTopics.map((topic) => channelName(this.#prefix, topic));
+    const sub = this.#sub;
+    if (isCluster(sub)) return;
     try {
-      const sub = this.#sub as Exclude<RedisClient, { isCluster: true }>;
       for (let i = 0; i < channels.length; i += RESUBSCRIBE_BATCH) {
         await sub.subscribe(...channels.slice(i, i + RESUBSCRIBE_BATCH));
       }
@@ -221,12 +222,4 @@ export class RedisBroker extends BaseBroker {
     this.#restored = true;
     this.#refresh();
   }
-}
-
-/** Reverses `hashTagged`: `{name}` with `%25` and `%7D` escapes, `{%}` for the empty name. */
-function topicOf(tagged: string): string {
-  const inner = tagged.slice(1, -1);
-  if (!inner.includes('%')) return inner;
-  if (inner === '%') return '';
-  return inner.replace(/%(25|7D)/g, (_, code: string) => (code === '25' ? '%' : '}'));
 }
