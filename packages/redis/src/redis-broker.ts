@@ -38,7 +38,6 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
   commandTimeoutMs?: number;
 }
 
-const RESUBSCRIBE_BATCH = 500;
 /**
  * How often the Cluster subscriber re-reads the slot map, so ioredis moves subscriptions along
  * with a topology change it was not told about by an error.
@@ -206,13 +205,8 @@ export class RedisBroker extends BaseBroker {
   /** Subscribes every topic again on a fresh subscriber connection, then reports ready. */
   async #restore(): Promise<void> {
     const attempt = ++this.#restoring;
-    const channels = this.subscribedTopics.map((topic) => channelName(this.#prefix, topic));
-    const sub = this.#sub;
-    if (isCluster(sub)) return;
     try {
-      for (let i = 0; i < channels.length; i += RESUBSCRIBE_BATCH) {
-        await sub.subscribe(...channels.slice(i, i + RESUBSCRIBE_BATCH));
-      }
+      await this.resubscribeAll();
     } catch (error) {
       // The connection dropped again: its next `ready` restores.
       this.#onError(error instanceof Error ? error : new Error(String(error)));
