@@ -6,19 +6,14 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
+import { ClusterHub } from '@wscale/core';
 import { isReady, isReply, send, serveRequests } from '../ipc.js';
 import { CONFIG_ENV, readConfig } from './config.js';
 import { ProcessStats } from './process-stats.js';
 
-interface HubModule {
-  ClusterHub?: new () => { close(): Promise<void> };
-}
-
 const config = readConfig();
 const stats = new ProcessStats();
-const core = (await import('@wscale/core')) as HubModule;
-if (core.ClusterHub === undefined) throw new Error('ClusterHub is not available in @wscale/core');
-const hub = new core.ClusterHub();
+const hub = new ClusterHub();
 
 cluster.setupPrimary({
   exec: fileURLToPath(new URL('./node-main.js', import.meta.url)),

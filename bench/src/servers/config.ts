@@ -25,15 +25,6 @@ export function readConfig(): NodeConfig {
   return JSON.parse(raw) as NodeConfig;
 }
 
-/** Resolves `import(name)` or undefined when the package is not installed (or not built). */
-export async function optionalImport<T>(name: string): Promise<T | undefined> {
-  try {
-    return (await import(name)) as T;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Closes with a bound, so a stuck close never holds the run. */
 export function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
   return Promise.race([

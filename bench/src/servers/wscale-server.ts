@@ -1,38 +1,24 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Broker, ScaledWebSocketServer } from '@wscale/core';
+import { type Broker, ClusterBroker, ScaledWebSocketServer } from '@wscale/core';
 import { directTarget, hello, isPublisher, Kind, ROOM } from '../wire.js';
-import { bounded, type NodeConfig, optionalImport, type RunningServer } from './config.js';
+import { bounded, type NodeConfig, type RunningServer } from './config.js';
 
-interface RedisModule {
-  RedisBroker: new (options: { redis: string }) => Broker;
-}
-interface NatsModule {
-  NatsBroker: new (options: { servers: string }) => Broker;
-}
-interface ClusterModule {
-  ClusterBroker?: new () => Broker;
-}
-
+// Each broker's package is loaded only by the implementation that uses it.
 async function brokerFor(config: NodeConfig): Promise<Broker | undefined> {
   switch (config.impl) {
     case 'wscale-memory':
       return undefined;
     case 'wscale-redis': {
-      const redis = await optionalImport<RedisModule>('@wscale/redis');
-      if (redis === undefined) throw new Error('@wscale/redis is not available');
-      return new redis.RedisBroker({ redis: config.redisUrl! });
+      const { RedisBroker } = await import('@wscale/redis');
+      return new RedisBroker({ redis: config.redisUrl! });
     }
     case 'wscale-nats': {
-      const nats = await optionalImport<NatsModule>('@wscale/nats');
-      if (nats === undefined) throw new Error('@wscale/nats is not available');
-      return new nats.NatsBroker({ servers: config.natsUrl! });
+      const { NatsBroker } = await import('@wscale/nats');
+      return new NatsBroker({ servers: config.natsUrl! });
     }
-    case 'wscale-cluster': {
-      const core = (await import('@wscale/core')) as ClusterModule;
-      if (core.ClusterBroker === undefined) throw new Error('ClusterBroker is not available');
-      return new core.ClusterBroker();
-    }
+    case 'wscale-cluster':
+      return new ClusterBroker();
     default:
       throw new Error(`not a wscale implementation: ${config.impl}`);
   }

@@ -1,6 +1,11 @@
 export { BaseBroker, type BaseBrokerEvents, type BaseBrokerOptions } from './broker/base-broker.js';
 export { MemoryBroker, type MemoryBrokerOptions, MemoryBus } from './broker/memory-broker.js';
 export { CloseCode } from './close-codes.js';
+export { ClusterBroker, type ClusterBrokerOptions } from './cluster/cluster-broker.js';
+export { ClusterHistory, type ClusterHistoryOptions } from './cluster/cluster-history.js';
+export { ClusterHub, type ClusterHubStats } from './cluster/cluster-hub.js';
+export { ClusterStateStore, type ClusterStateStoreOptions } from './cluster/cluster-state-store.js';
+export { isClusterMessage } from './cluster/protocol.js';
 export type {
   Broker,
   BrokerEventSource,

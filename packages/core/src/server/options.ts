@@ -76,6 +76,7 @@ export interface ServerOptions<Identity = unknown> {
   onRequest?: (
     client: Client<Identity, object>,
     data: string | Buffer,
+    // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing
   ) => Awaitable<Sendable | undefined | void>;
   /** How long a `wscale.v1` client may take to send `hello`. @default 10000 */
   helloTimeoutMs?: number;

@@ -342,6 +342,7 @@ export class ScaledWebSocketServer<
     const closed = clients.map(
       (client) => new Promise<void>((resolve) => client.once('close', () => resolve())),
     );
+    this.#v1.closeOpening(CloseCode.ServiceRestart, 'draining');
     for (const client of clients) client.close(CloseCode.ServiceRestart, 'draining');
     const timer = setTimeout(() => {
       for (const client of clients) client.terminate();
@@ -462,7 +463,7 @@ export class ScaledWebSocketServer<
         | ((client: AnyClient, room: string) => Promise<boolean> | boolean)
         | undefined,
       onRequest: this.#options.onRequest as
-        | ((client: AnyClient, data: string | Buffer) => Promise<Sendable | undefined | void>)
+        | ((client: AnyClient, data: string | Buffer) => Promise<unknown>)
         | undefined,
       connected: (client: AnyClient, request: IncomingMessage) =>
         this.emit('connection', client as Client<Identity, Data>, request),

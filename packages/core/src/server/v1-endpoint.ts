@@ -39,7 +39,7 @@ export interface V1Host {
   leave(client: AnyClient, room: string): Promise<void>;
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<boolean>;
-  onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<Sendable | undefined | void>;
+  onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<unknown>;
   connected(client: AnyClient, request: IncomingMessage): void;
   resumed(client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage): void;
   report(error: unknown): void;
@@ -51,6 +51,8 @@ export interface V1Host {
  */
 export class V1Endpoint {
   readonly #host: V1Host;
+  /** Connections that have not finished their hello yet. */
+  readonly #opening = new Set<WebSocket>();
 
   constructor(host: V1Host) {
     this.#host = host;
@@ -62,11 +64,15 @@ export class V1Endpoint {
       () => ws.close(CloseCode.PolicyViolation, 'hello expected'),
       this.#host.helloTimeoutMs,
     );
+    this.#opening.add(ws);
     const onError = () => undefined;
-    const onClose = () => clearTimeout(timer);
+    const onClose = () => {
+      clearTimeout(timer);
+      this.#opening.delete(ws);
+    };
     const onMessage = (data: Buffer, isBinary: boolean) => {
       clearTimeout(timer);
-      ws.off('message', onMessage).off('close', onClose).off('error', onError);
+      ws.off('message', onMessage).off('error', onError);
       const message = this.#decode(ws, data, isBinary)?.message;
       if (message === undefined) return;
       if (message.t !== 'hello') {
@@ -81,6 +87,11 @@ export class V1Endpoint {
       });
     };
     ws.on('message', onMessage).on('close', onClose).on('error', onError);
+  }
+
+  /** Closes the connections still opening (the node is draining). */
+  closeOpening(code: number, reason: string): void {
+    for (const ws of this.#opening) ws.close(code, reason);
   }
 
   /** Handles one frame of a client whose session is open. */
@@ -100,6 +111,7 @@ export class V1Endpoint {
     const session = await host.sessions.open(hello.session, host.owner(identity));
     if (ws.readyState !== WebSocket.OPEN) return;
     if (session.resumed) await host.kick(session.id);
+    this.#opening.delete(ws);
     const client = host.register(session, ws, socket, identity);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
@@ -193,7 +205,7 @@ export class V1Endpoint {
     if (onRequest === undefined) {
       return fail(client, id, 'NOT_FOUND', 'the server has no request handler');
     }
-    let reply: Sendable | undefined | void;
+    let reply: unknown;
     try {
       reply = await onRequest(client, data);
     } catch (error) {
@@ -202,7 +214,7 @@ export class V1Endpoint {
     }
     const ack: AckMessage = { t: 'ack', id };
     if (reply === undefined) return send(client, ack);
-    const { bytes, binary } = prepareMessage(reply);
+    const { bytes, binary } = prepareMessage(reply as Sendable);
     if (!binary) return send(client, { ...ack, d: bytes.toString('utf8') });
     const frame = encodeBinary(ack, bytes);
     client.write(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), true);

@@ -38,10 +38,14 @@ export class MemoryStateStore implements StateStore {
     return entry && { value: entry.value, version: String(entry.version) };
   }
 
+  /**
+   * Writes a key, as {@link StateStore.set}. `ttlMs` overrides this store's time to live for this
+   * write, so one store can keep keys for clients configured differently (the cluster hub does).
+   */
   async set(
     key: string,
     value: string,
-    options: { ifVersion?: Version | null } = {},
+    options: { ifVersion?: Version | null; ttlMs?: number } = {},
   ): Promise<Version | undefined> {
     const current = this.#live(key);
     if (options.ifVersion === null && current !== undefined) return undefined;
@@ -49,7 +53,11 @@ export class MemoryStateStore implements StateStore {
       return undefined;
     }
     const version = ++this.#version;
-    this.#entries.set(key, { value, version, expiresAt: Date.now() + this.ttlMs });
+    this.#entries.set(key, {
+      value,
+      version,
+      expiresAt: Date.now() + (options.ttlMs ?? this.ttlMs),
+    });
     return String(version);
   }
 

@@ -1,0 +1,265 @@
+import cluster, { type Worker } from 'node:cluster';
+import { InvalidOptionError } from '../errors.js';
+import { MemoryHistory } from '../history/memory-history.js';
+import { MemoryStateStore } from '../state/memory-state-store.js';
+import { processWide } from './process-wide.js';
+import {
+  CLUSTER_TAG,
+  type DeliverMessage,
+  fromWire,
+  type HistoryLimits,
+  type HubMessage,
+  isBinaryChannel,
+  isClusterMessage,
+  PROBE,
+  type PublishMessage,
+  type RequestMessage,
+  toBase64,
+  toWire,
+  type WorkerMessage,
+} from './protocol.js';
+
+interface WorkerLink {
+  worker: Worker;
+  /** Whether this worker's channel carries bytes as they are (`serialization: 'advanced'`). */
+  binary: boolean;
+  topics: Set<string>;
+}
+
+/** What a {@link ClusterHub} currently serves. */
+export interface ClusterHubStats {
+  /** Workers that connected a cluster broker, state store or history. */
+  workers: number;
+  /** Topics at least one worker subscribes to. */
+  topics: number;
+}
+
+interface HubRegistry {
+  hub?: ClusterHub;
+}
+
+// On globalThis so the ESM and CJS copies of core cannot attach two hubs to one primary.
+const registry = processWide<HubRegistry>('wscale.cluster.hub.v1', () => ({}));
+
+const ignoreSendError = () => undefined;
+
+/**
+ * The broker, state store and history of a node:cluster application, run by its primary process.
+ *
+ * Create one in the primary, before or after forking: workers then use {@link ClusterBroker},
+ * {@link ClusterStateStore} and {@link ClusterHistory}, which talk to it over the workers' IPC
+ * channels. The hub routes each publish to the workers that subscribed its topic (one IPC message
+ * per worker, however many listeners the worker has), and keeps the state and history in the
+ * primary's memory: they last as long as the primary does.
+ *
+ * A worker that exits or disconnects loses its subscriptions. The hub holds no timer and no handle
+ * of its own: it never keeps the primary alive.
+ */
+export class ClusterHub {
+  readonly #links = new Map<Worker, WorkerLink>();
+  readonly #subscribers = new Map<string, Set<WorkerLink>>();
+  readonly #state = new MemoryStateStore();
+  readonly #histories = new Map<string, MemoryHistory>();
+  #closed = false;
+
+  /**
+   * Attaches the hub to node:cluster and tells the workers already running that it is there.
+   * @throws {@link InvalidOptionError} outside the primary, or when another hub is attached.
+   */
+  constructor() {
+    if (!cluster.isPrimary) {
+      throw new InvalidOptionError('a ClusterHub runs in the primary process, not in a worker');
+    }
+    if (registry.hub !== undefined) {
+      throw new InvalidOptionError('a ClusterHub is already attached in this process');
+    }
+    registry.hub = this;
+    cluster.on('message', this.#onMessage);
+    cluster.on('disconnect', this.#onGone);
+    cluster.on('exit', this.#onGone);
+    for (const worker of Object.values(cluster.workers ?? {})) {
+      if (worker !== undefined) this.#post(worker, { wscale: CLUSTER_TAG, kind: 'hub' });
+    }
+  }
+
+  /** How many workers and topics the hub serves now. */
+  stats(): ClusterHubStats {
+    return { workers: this.#links.size, topics: this.#subscribers.size };
+  }
+
+  /**
+   * Detaches from node:cluster and drops every subscription, state and history. The workers' brokers
+   * go `down` and queue their publishes until a new hub attaches.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    cluster.off('message', this.#onMessage);
+    cluster.off('disconnect', this.#onGone);
+    cluster.off('exit', this.#onGone);
+    if (registry.hub === this) registry.hub = undefined;
+    for (const link of this.#links.values()) {
+      this.#post(link.worker, { wscale: CLUSTER_TAG, kind: 'bye' });
+    }
+    this.#links.clear();
+    this.#subscribers.clear();
+    await this.#state.close();
+    await Promise.all([...this.#histories.values()].map((history) => history.close()));
+    this.#histories.clear();
+  }
+
+  readonly #onMessage = (worker: Worker, message: unknown): void => {
+    if (!isClusterMessage(message)) return;
+    const msg = message as WorkerMessage;
+    if (msg.kind === 'pub') {
+      this.#publish(msg);
+      return;
+    }
+    const link = this.#link(worker);
+    let result: unknown;
+    try {
+      result = this.#handle(link, msg);
+    } catch (error) {
+      this.#reply(link, msg.id, error, false);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (value) => this.#reply(link, msg.id, value, true),
+        (error: unknown) => this.#reply(link, msg.id, error, false),
+      );
+    } else {
+      this.#reply(link, msg.id, result, true);
+    }
+  };
+
+  readonly #onGone = (worker: Worker): void => {
+    const link = this.#links.get(worker);
+    if (link === undefined) return;
+    this.#setTopics(link, []);
+    this.#links.delete(worker);
+  };
+
+  #link(worker: Worker): WorkerLink {
+    let link = this.#links.get(worker);
+    if (link === undefined) {
+      link = { worker, binary: false, topics: new Set() };
+      this.#links.set(worker, link);
+    }
+    return link;
+  }
+
+  #handle(link: WorkerLink, msg: RequestMessage): unknown {
+    switch (msg.kind) {
+      case 'hello':
+        link.binary = isBinaryChannel(msg.probe);
+        this.#setTopics(link, msg.topics);
+        return { probe: PROBE };
+      case 'sub':
+        this.#subscribe(link, msg.topic);
+        return undefined;
+      case 'unsub':
+        this.#unsubscribe(link, msg.topic);
+        return undefined;
+      case 'state.get':
+        return this.#state.get(msg.key);
+      case 'state.set':
+        return this.#state.set(msg.key, msg.value, { ifVersion: msg.ifVersion, ttlMs: msg.ttlMs });
+      case 'state.delete':
+        return this.#state.delete(msg.key);
+      case 'history.append':
+        return this.#history(msg).append(msg.room, fromWire(msg.payload));
+      case 'history.position':
+        return this.#history(msg).position(msg.room);
+      case 'history.read':
+        return this.#history(msg)
+          .read(msg.room, msg.after, msg.limit)
+          .then((read) =>
+            read.ok
+              ? {
+                  ...read,
+                  entries: read.entries.map(({ offset, payload }) => ({
+                    offset,
+                    payload: toWire(payload, link.binary),
+                  })),
+                }
+              : read,
+          );
+      default:
+        throw new Error(`unknown request kind "${(msg as { kind: unknown }).kind}"`);
+    }
+  }
+
+  #publish(msg: PublishMessage): void {
+    const links = this.#subscribers.get(msg.topic);
+    if (links === undefined) return;
+    // Each form is built at most once per publish, whatever the number of workers.
+    let raw: DeliverMessage | undefined;
+    let base64: DeliverMessage | undefined;
+    for (const link of links) {
+      if (link.binary) {
+        raw ??= { wscale: CLUSTER_TAG, kind: 'msg', topic: msg.topic, payload: bytes(msg) };
+        this.#post(link.worker, raw);
+      } else {
+        base64 ??= { wscale: CLUSTER_TAG, kind: 'msg', topic: msg.topic, payload: text(msg) };
+        this.#post(link.worker, base64);
+      }
+    }
+  }
+
+  #setTopics(link: WorkerLink, topics: string[]): void {
+    for (const topic of link.topics) this.#unsubscribe(link, topic);
+    for (const topic of topics) this.#subscribe(link, topic);
+  }
+
+  #subscribe(link: WorkerLink, topic: string): void {
+    link.topics.add(topic);
+    let links = this.#subscribers.get(topic);
+    if (links === undefined) {
+      links = new Set();
+      this.#subscribers.set(topic, links);
+    }
+    links.add(link);
+  }
+
+  #unsubscribe(link: WorkerLink, topic: string): void {
+    link.topics.delete(topic);
+    const links = this.#subscribers.get(topic);
+    if (links === undefined) return;
+    links.delete(link);
+    if (links.size === 0) this.#subscribers.delete(topic);
+  }
+
+  /** Histories with the same limits share their room logs. */
+  #history(limits: HistoryLimits): MemoryHistory {
+    const key = `${limits.maxEntries}/${limits.maxAgeMs}`;
+    let history = this.#histories.get(key);
+    if (history === undefined) {
+      history = new MemoryHistory(limits);
+      this.#histories.set(key, history);
+    }
+    return history;
+  }
+
+  #reply(link: WorkerLink, id: number, value: unknown, ok: boolean): void {
+    if (ok) {
+      this.#post(link.worker, { wscale: CLUSTER_TAG, kind: 'reply', id, ok, result: value });
+    } else {
+      const error = value instanceof Error ? value.message : String(value);
+      this.#post(link.worker, { wscale: CLUSTER_TAG, kind: 'reply', id, ok, error });
+    }
+  }
+
+  #post(worker: Worker, message: HubMessage): void {
+    // A worker that is exiting cannot be told anything; its `exit` event cleans up after it.
+    if (worker.isConnected()) worker.send(message, ignoreSendError);
+  }
+}
+
+function bytes(msg: PublishMessage): Uint8Array {
+  return fromWire(msg.payload);
+}
+
+function text(msg: PublishMessage): string {
+  return typeof msg.payload === 'string' ? msg.payload : toBase64(msg.payload);
+}
