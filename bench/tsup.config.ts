@@ -7,6 +7,7 @@ export default defineConfig({
     'servers/node-main': 'src/servers/node-main.ts',
     'servers/cluster-primary': 'src/servers/cluster-primary.ts',
     'load/load-main': 'src/load/load-main.ts',
+    'tools/profile-summary': 'src/tools/profile-summary.ts',
   },
   format: ['esm'],
   target: 'node20',

@@ -116,10 +116,10 @@ async function main(): Promise<number> {
       sizes: options.sizes,
       ...(redis === undefined ? {} : { redis }),
       ...(nats === undefined ? {} : { nats }),
-      serverExecArgv: (implementation) =>
+      profileDir: (implementation) =>
         options.profile.includes(implementation.id)
-          ? ['--cpu-prof', '--cpu-prof-dir', join(profileDir, implementation.id)]
-          : [],
+          ? join(profileDir, implementation.id)
+          : undefined,
       log,
     };
     const overBudget = () => Date.now() - started > options.budgetMs;

@@ -67,7 +67,7 @@ export interface RunOptions {
   only: string[] | undefined;
   /** Where the results go: `<out>/benchmarks.md` and `<out>/benchmarks/`. */
   out: string;
-  /** Write `--cpu-prof` profiles of these implementations' server processes. */
+  /** Profile (V8 CPU profiler, per scenario) the server processes of these implementations. */
   profile: string[];
   /** Stop the whole run after this long (ms). */
   budgetMs: number;

@@ -14,7 +14,11 @@ export interface NodeGroup {
   urls: string[];
   pids: number[];
   /** Each node's own sample (CPU time, memory). */
-  sample(op?: 'sample' | 'resetPeak' | 'settle'): Promise<ProcessSample[]>;
+  sample(op?: 'sample' | 'settle'): Promise<ProcessSample[]>;
+  /** Starts each node's CPU profiler. */
+  profileStart(): Promise<void>;
+  /** Stops each node's CPU profiler and writes `<prefix>-node<i>.cpuprofile`. */
+  profileStop(prefix: string): Promise<string[]>;
   /** The node:cluster primary's sample (the broker of `wscale-cluster`). */
   primary?: () => Promise<ProcessSample>;
   stop(): Promise<void>;
@@ -137,6 +141,24 @@ export async function startNodes(
       Promise.all(
         members.map((member) =>
           member.peer.request<ProcessSample>(op, undefined, 10_000, member.node),
+        ),
+      ),
+    profileStart: async () => {
+      await Promise.all(
+        members.map((member) =>
+          member.peer.request('profileStart', undefined, 10_000, member.node),
+        ),
+      );
+    },
+    profileStop: (prefix) =>
+      Promise.all(
+        members.map((member, i) =>
+          member.peer.request<string>(
+            'profileStop',
+            `${prefix}-node${i}.cpuprofile`,
+            30_000,
+            member.node,
+          ),
         ),
       ),
     stop,

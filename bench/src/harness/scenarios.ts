@@ -7,6 +7,7 @@ import type { ProcessSample } from '../servers/process-stats.js';
 import type { Sizes } from './config.js';
 import type { Implementation } from './implementations.js';
 import { type NodeGroup, startNodes } from './nodes.js';
+import { PeakRss } from './peak-rss.js';
 import type { Processes } from './processes.js';
 import { cpuMicrosOf, type Service } from './services.js';
 
@@ -55,8 +56,8 @@ export interface RunContext {
   sizes: Sizes;
   redis?: Service;
   nats?: Service;
-  /** Node options of the server processes (e.g. `--cpu-prof`). */
-  serverExecArgv: (implementation: Implementation) => string[];
+  /** Where to write CPU profiles of an implementation's nodes per scenario, if it is profiled. */
+  profileDir: (implementation: Implementation) => string | undefined;
   log: (line: string) => void;
 }
 
@@ -94,7 +95,7 @@ async function startGroup(
     nodes,
     ...(context.redis === undefined ? {} : { redisUrl: context.redis.url }),
     ...(context.nats === undefined ? {} : { natsUrl: context.nats.url }),
-    execArgv: ['--expose-gc', ...context.serverExecArgv(implementation)],
+    execArgv: ['--expose-gc'],
     timeoutMs: 20_000,
   });
 }
@@ -120,28 +121,41 @@ async function measure(
   load: Peer,
   op: 'fanout' | 'direct',
   args: SendArgs & { publisherNode?: number },
+  name: string,
+  round: number,
 ): Promise<PhaseResult> {
-  await group.sample('resetPeak');
-  const [before, brokerBefore, loadBefore] = await Promise.all([
-    group.sample(),
-    brokerCpu(context, implementation, group),
-    load.request<ProcessSample>('sample'),
-  ]);
-  const sendMs = args.rate > 0 ? (args.messages / args.rate) * 1000 : args.messages * 5;
-  const delivery = await load.request<DeliveryResult>(op, args, sendMs + args.drainMs + 60_000);
-  const [after, brokerAfter, loadAfter] = await Promise.all([
-    group.sample(),
-    brokerCpu(context, implementation, group),
-    load.request<ProcessSample>('sample'),
-  ]);
-  return {
-    delivery,
-    nodeCpuMicros: after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros),
-    brokerCpuMicros:
-      brokerBefore === null || brokerAfter === null ? null : brokerAfter - brokerBefore,
-    loadCpuMicros: loadAfter.cpuMicros - loadBefore.cpuMicros,
-    peakRss: after.map((sample) => sample.peakRss),
-  };
+  const peaks = new PeakRss(group.pids);
+  try {
+    const profileDir = context.profileDir(implementation);
+    if (profileDir !== undefined) await group.profileStart();
+    const [before, brokerBefore, loadBefore] = await Promise.all([
+      group.sample(),
+      brokerCpu(context, implementation, group),
+      load.request<ProcessSample>('sample'),
+    ]);
+    const sendMs = args.rate > 0 ? (args.messages / args.rate) * 1000 : args.messages * 5;
+    const delivery = await load.request<DeliveryResult>(op, args, sendMs + args.drainMs + 60_000);
+    const [after, brokerAfter, loadAfter] = await Promise.all([
+      group.sample(),
+      brokerCpu(context, implementation, group),
+      load.request<ProcessSample>('sample'),
+    ]);
+    const peakRss = peaks.peaks().map((peak, i) => Math.max(peak, after[i]!.rss));
+    if (profileDir !== undefined) {
+      const files = await group.profileStop(`${profileDir}/round${round}-${name}`);
+      context.log(`  profiles: ${files.join(', ')}`);
+    }
+    return {
+      delivery,
+      nodeCpuMicros: after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros),
+      brokerCpuMicros:
+        brokerBefore === null || brokerAfter === null ? null : brokerAfter - brokerBefore,
+      loadCpuMicros: loadAfter.cpuMicros - loadBefore.cpuMicros,
+      peakRss,
+    };
+  } finally {
+    peaks.stop();
+  }
 }
 
 /**
@@ -174,24 +188,51 @@ export async function runFanout(
     const rssConnected = (await group.sample('settle')).map((sample) => sample.rss);
     const common = { size: sizes.size, quietMs: sizes.quietMs, drainMs: sizes.drainMs };
     context.log(`  fixed rate: ${sizes.messages} messages at ${sizes.rate}/s`);
-    const fixed = await measure(context, implementation, group, load.peer, 'fanout', {
-      ...common,
-      messages: sizes.messages,
-      rate: sizes.rate,
-    });
+    const fixed = await measure(
+      context,
+      implementation,
+      group,
+      load.peer,
+      'fanout',
+      {
+        ...common,
+        messages: sizes.messages,
+        rate: sizes.rate,
+      },
+      'fixed',
+      round,
+    );
     context.log(`  max rate: ${sizes.maxMessages} messages`);
-    const max = await measure(context, implementation, group, load.peer, 'fanout', {
-      ...common,
-      messages: sizes.maxMessages,
-      rate: 0,
-    });
+    const max = await measure(
+      context,
+      implementation,
+      group,
+      load.peer,
+      'fanout',
+      {
+        ...common,
+        messages: sizes.maxMessages,
+        rate: 0,
+      },
+      'max',
+      round,
+    );
     context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
-    const direct = await measure(context, implementation, group, load.peer, 'direct', {
-      ...common,
-      messages: sizes.directMessages,
-      rate: sizes.directRate,
-      publisherNode: 0,
-    });
+    const direct = await measure(
+      context,
+      implementation,
+      group,
+      load.peer,
+      'direct',
+      {
+        ...common,
+        messages: sizes.directMessages,
+        rate: sizes.directRate,
+        publisherNode: 0,
+      },
+      'direct',
+      round,
+    );
     return {
       round,
       nodes: group.urls.length,

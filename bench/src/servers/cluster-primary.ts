@@ -35,7 +35,6 @@ process.on('disconnect', () => {
 serveRequests(
   {
     sample: () => stats.sample(),
-    resetPeak: () => stats.resetPeak(),
     settle: () => stats.settle(),
     stop: async () => {
       await Promise.all(

@@ -7,6 +7,7 @@ import { send, serveRequests } from '../ipc.js';
 import { startBareWs } from './bare-ws-server.js';
 import { type NodeConfig, type RunningServer, readConfig } from './config.js';
 import { ProcessStats } from './process-stats.js';
+import { Profiler } from './profiler.js';
 import { startSocketIo } from './socketio-server.js';
 import { startWsRedis } from './ws-redis-server.js';
 import { startWscale } from './wscale-server.js';
@@ -21,12 +22,14 @@ function start(config: NodeConfig): Promise<RunningServer> {
 
 const config = readConfig();
 const stats = new ProcessStats();
+const profiler = new Profiler();
 let server: RunningServer | undefined;
 
 serveRequests({
   sample: () => stats.sample(),
-  resetPeak: () => stats.resetPeak(),
   settle: () => stats.settle(),
+  profileStart: () => profiler.start(),
+  profileStop: (file) => profiler.stop(String(file)),
   stop: async () => {
     await server?.close();
     setTimeout(() => process.exit(0), 10).unref();
