@@ -8,6 +8,7 @@ export default defineConfig({
     'servers/cluster-primary': 'src/servers/cluster-primary.ts',
     'load/load-main': 'src/load/load-main.ts',
     'tools/profile-summary': 'src/tools/profile-summary.ts',
+    'tools/heap-summary': 'src/tools/heap-summary.ts',
   },
   format: ['esm'],
   target: 'node20',

@@ -4,7 +4,7 @@
  * process, runs every scenario for every implementation in interleaved rounds, stops everything
  * it started, and writes `docs/benchmarks.md`, `docs/benchmarks/results.json` and charts.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseOptions } from './harness/config.js';
@@ -26,18 +26,27 @@ const ANALYSIS = fileURLToPath(new URL('../ANALYSIS.md', import.meta.url));
 
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2), DOCS);
+  if (options.reportFrom !== undefined) {
+    const results = JSON.parse(readFileSync(options.reportFrom, 'utf8')) as Results;
+    for (const file of writeReport(results, options.out, ANALYSIS)) console.log(`wrote ${file}`);
+    return 0;
+  }
   const started = Date.now();
   const loadavgStart = loadAverage();
   const timesStart = cpuTimes();
   const log = (line: string) =>
     console.log(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${line}`);
   const processes = new Processes(options.verbose);
+  let redis: Service | undefined;
+  let nats: Service | undefined;
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) return;
     interrupted = true;
     log(`${signal}: stopping everything this run started`);
-    void processes.stopAll().finally(() => process.exit(130));
+    void Promise.all([redis?.stop(), nats?.stop(), processes.stopAll()]).finally(() =>
+      process.exit(130),
+    );
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -64,6 +73,7 @@ async function main(): Promise<number> {
       ...(reason === undefined ? {} : { reason }),
       fanout: implementation.fanout,
       idle: implementation.idle,
+      ...(implementation.experimental ? { experimental: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
     else log(`${implementation.id}: ${reason}`);
@@ -97,8 +107,6 @@ async function main(): Promise<number> {
     errors: [],
   };
 
-  let redis: Service | undefined;
-  let nats: Service | undefined;
   try {
     if (runnable.some((implementation) => implementation.needs.includes('redis'))) {
       redis = await startRedis(processes);

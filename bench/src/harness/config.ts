@@ -74,12 +74,15 @@ export interface RunOptions {
   verbose: boolean;
   skipIdle: boolean;
   skipFanout: boolean;
+  /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
+  reportFrom: string | undefined;
 }
 
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
-  [--no-idle] [--no-fanout] [--verbose]`;
+  [--no-idle] [--no-fanout] [--verbose]
+  bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
 export function parseOptions(argv: string[], defaultOut: string): RunOptions {
@@ -103,6 +106,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'budget-minutes': { type: 'string' },
       'no-idle': { type: 'boolean', default: false },
       'no-fanout': { type: 'boolean', default: false },
+      'report-from': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -150,5 +154,6 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     verbose: values.verbose ?? false,
     skipIdle: values['no-idle'] ?? false,
     skipFanout: values['no-fanout'] ?? false,
+    reportFrom: values['report-from'],
   };
 }

@@ -17,6 +17,8 @@ export interface Implementation {
   fanout: boolean;
   /** Takes part in the idle-memory scenario. */
   idle: boolean;
+  /** An experiment (not a product): shown in the tables, left out of the targets. */
+  experimental?: boolean;
   /** What must be importable for it to run (besides its brokers). */
   requires?: { module: string; exportName?: string };
 }
@@ -94,6 +96,17 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
     singleNode: false,
     fanout: true,
     idle: false,
+  },
+  {
+    id: 'ws-redis-preframed',
+    label: 'experiment: hand-written, framed once + corked',
+    client: 'ws',
+    needs: ['redis'],
+    cluster: false,
+    singleNode: false,
+    fanout: true,
+    idle: false,
+    experimental: true,
   },
   {
     id: 'bare-ws',

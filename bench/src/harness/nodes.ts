@@ -15,6 +15,8 @@ export interface NodeGroup {
   pids: number[];
   /** Each node's own sample (CPU time, memory). */
   sample(op?: 'sample' | 'settle'): Promise<ProcessSample[]>;
+  /** Writes a heap snapshot of each node: `<prefix>-node<i>.heapsnapshot`. */
+  heapSnapshot(prefix: string): Promise<string[]>;
   /** Starts each node's CPU profiler. */
   profileStart(): Promise<void>;
   /** Stops each node's CPU profiler and writes `<prefix>-node<i>.cpuprofile`. */
@@ -141,6 +143,17 @@ export async function startNodes(
       Promise.all(
         members.map((member) =>
           member.peer.request<ProcessSample>(op, undefined, 10_000, member.node),
+        ),
+      ),
+    heapSnapshot: (prefix) =>
+      Promise.all(
+        members.map((member, i) =>
+          member.peer.request<string>(
+            'heapSnapshot',
+            `${prefix}-node${i}.heapsnapshot`,
+            120_000,
+            member.node,
+          ),
         ),
       ),
     profileStart: async () => {

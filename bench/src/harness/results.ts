@@ -24,6 +24,7 @@ export interface Results {
     reason?: string;
     fanout: boolean;
     idle: boolean;
+    experimental?: boolean;
   }>;
   fanout: Record<string, FanoutRound[]>;
   idle: Record<string, IdleRound[]>;

@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Peer } from '../ipc.js';
@@ -274,6 +275,12 @@ export async function runIdle(
     await load.peer.request<ConnectResult>('connect', connectArgs, 130_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const [after] = await group.sample('settle');
+    const profileDir = context.profileDir(implementation);
+    if (profileDir !== undefined) {
+      mkdirSync(profileDir, { recursive: true });
+      const files = await group.heapSnapshot(`${profileDir}/round${round}-idle`);
+      context.log(`  heap snapshot: ${files.join(', ')}`);
+    }
     return {
       round,
       connections: sizes.idleClients,

@@ -8,6 +8,8 @@ export interface Bar {
   baseline?: boolean;
   /** Drawn in wscale's colour. */
   own?: boolean;
+  /** Drawn in the experiments' colour. */
+  experiment?: boolean;
 }
 
 const WIDTH = 760;
@@ -32,7 +34,13 @@ export function barChart(title: string, unit: string, bars: Bar[], digits = 2): 
   const x = (value: number) => LABEL_WIDTH + (value / top) * plot;
   const rows = bars.map((bar, i) => {
     const y = TOP + i * ROW;
-    const colour = bar.own ? '#2563eb' : bar.baseline ? '#6b7280' : '#f59e0b';
+    const colour = bar.own
+      ? '#2563eb'
+      : bar.baseline
+        ? '#6b7280'
+        : bar.experiment
+          ? '#a855f7'
+          : '#f59e0b';
     const mid = y + ROW / 2;
     const value = bar.value.median.toFixed(digits);
     return [
@@ -52,7 +60,7 @@ export function barChart(title: string, unit: string, bars: Bar[], digits = 2): 
     `<text x="12" y="24" font-size="15" font-weight="600">${escapeXml(title)}</text>`,
     `<line x1="${LABEL_WIDTH}" x2="${LABEL_WIDTH}" y1="${TOP - 4}" y2="${TOP + bars.length * ROW + 4}" stroke="#9ca3af"/>`,
     ...rows,
-    `<text x="12" y="${height - 8}" font-size="11" fill="#6b7280">bar: median over rounds; whisker: min–max. Grey: baseline, blue: wscale.</text>`,
+    `<text x="12" y="${height - 8}" font-size="11" fill="#6b7280">bar: median over rounds; whisker: min–max. Grey: baseline, blue: wscale, purple: experiment.</text>`,
     '</svg>',
     '',
   ].join('\n');

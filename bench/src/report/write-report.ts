@@ -10,6 +10,7 @@ function bars<Row extends { id: string; label: string }>(
   rows: Row[],
   pick: (row: Row) => Spread | undefined,
   baseline: string,
+  experiments: ReadonlySet<string>,
   scale = 1,
 ): Bar[] {
   const out: Bar[] = [];
@@ -26,6 +27,7 @@ function bars<Row extends { id: string; label: string }>(
       },
       baseline: row.id === baseline,
       own: row.id.startsWith('wscale-'),
+      experiment: experiments.has(row.id),
     });
   }
   return out;
@@ -46,13 +48,16 @@ export function writeReport(results: Results, out: string, analysisFile?: string
   write(join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
   const { fanout, idle } = summarize(results);
+  const experiments = new Set(
+    results.implementations.filter((item) => item.experimental).map((item) => item.id),
+  );
   const charts: Array<[string, string]> = [
     [
       'cpu-per-delivery.svg',
       barChart(
         'Server CPU per delivery, fan-out at a fixed rate (lower is better)',
         'µs',
-        bars(fanout, (row) => row.fixed.cpu, BASELINE.fanout),
+        bars(fanout, (row) => row.fixed.cpu, BASELINE.fanout, experiments),
       ),
     ],
     [
@@ -60,7 +65,7 @@ export function writeReport(results: Results, out: string, analysisFile?: string
       barChart(
         'p99 end-to-end latency, fan-out at a fixed rate (lower is better)',
         'ms',
-        bars(fanout, (row) => row.fixed.p99, BASELINE.fanout),
+        bars(fanout, (row) => row.fixed.p99, BASELINE.fanout, experiments),
       ),
     ],
     [
@@ -68,7 +73,7 @@ export function writeReport(results: Results, out: string, analysisFile?: string
       barChart(
         'Deliveries per second at top speed (higher is better; bounded by the machine)',
         'k/s',
-        bars(fanout, (row) => row.max.rate, BASELINE.fanout, 1000),
+        bars(fanout, (row) => row.max.rate, BASELINE.fanout, experiments, 1000),
         1,
       ),
     ],
@@ -77,7 +82,7 @@ export function writeReport(results: Results, out: string, analysisFile?: string
       barChart(
         'Idle memory per connection, RSS (lower is better)',
         'KiB',
-        bars(idle, (row) => row.rssPerConnection, BASELINE.idle, 1024),
+        bars(idle, (row) => row.rssPerConnection, BASELINE.idle, experiments, 1024),
         2,
       ),
     ],

@@ -3,12 +3,14 @@
  * orchestrator's samples (its own CPU time and memory, so the load generator's work is never
  * counted as the server's). Exits when told to stop or when its parent goes away.
  */
+import { writeHeapSnapshot } from 'node:v8';
 import { send, serveRequests } from '../ipc.js';
 import { startBareWs } from './bare-ws-server.js';
 import { type NodeConfig, type RunningServer, readConfig } from './config.js';
 import { ProcessStats } from './process-stats.js';
 import { Profiler } from './profiler.js';
 import { startSocketIo } from './socketio-server.js';
+import { startWsRedisPreframed } from './ws-redis-preframed-server.js';
 import { startWsRedis } from './ws-redis-server.js';
 import { startWscale } from './wscale-server.js';
 
@@ -16,6 +18,7 @@ function start(config: NodeConfig): Promise<RunningServer> {
   if (config.impl.startsWith('wscale-')) return startWscale(config);
   if (config.impl.startsWith('socketio-')) return startSocketIo(config);
   if (config.impl === 'ws-redis') return startWsRedis(config);
+  if (config.impl === 'ws-redis-preframed') return startWsRedisPreframed(config);
   if (config.impl === 'bare-ws') return startBareWs(config);
   throw new Error(`unknown implementation ${config.impl}`);
 }
@@ -28,6 +31,7 @@ let server: RunningServer | undefined;
 serveRequests({
   sample: () => stats.sample(),
   settle: () => stats.settle(),
+  heapSnapshot: (file) => writeHeapSnapshot(String(file)),
   profileStart: () => profiler.start(),
   profileStop: (file) => profiler.stop(String(file)),
   stop: async () => {

@@ -1,0 +1,112 @@
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Redis } from 'ioredis';
+import * as wsModule from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { hello, isPublisher, Kind, ROOM } from '../wire.js';
+import { bounded, type NodeConfig, type RunningServer } from './config.js';
+
+/** The part of `ws`'s Sender this experiment uses (not in @types/ws). */
+interface FrameOptions {
+  fin: boolean;
+  opcode: number;
+  mask: boolean;
+  readOnly: boolean;
+  rsv1: boolean;
+}
+const { Sender } = wsModule as unknown as {
+  Sender: { frame(data: Buffer, options: FrameOptions): Buffer[] };
+};
+const TEXT = { binary: false } as const;
+const TEXT_FRAME: FrameOptions = {
+  fin: true,
+  opcode: 1,
+  mask: false,
+  readOnly: false,
+  rsv1: false,
+};
+
+const roomChannel = `bench:room:${ROOM}`;
+const nodeChannel = (node: number) => `bench:node:${node}`;
+
+/** The socket under a `ws` connection (a private field of `ws`; fine for an experiment). */
+function socketOf(ws: WebSocket): Duplex {
+  return (ws as unknown as { _socket: Duplex })._socket;
+}
+
+/**
+ * An experiment, not a contender: the hand-written baseline with the two things wscale's design
+ * asks for done by hand: each broadcast is framed once per node and the same bytes are written
+ * to every socket (one chunk, no per-recipient header), and writes to a socket are corked until
+ * the end of the tick. It shows what encode-once could save wscale.
+ */
+export async function startWsRedisPreframed(config: NodeConfig): Promise<RunningServer> {
+  const pub = new Redis(config.redisUrl!, { lazyConnect: true });
+  const sub = new Redis(config.redisUrl!, { lazyConnect: true });
+  await Promise.all([pub.connect(), sub.connect()]);
+  const members = new Set<Duplex>();
+  const byId = new Map<string, WebSocket>();
+  const room = Buffer.from(roomChannel);
+  const corked: Duplex[] = [];
+  const uncork = () => {
+    for (const socket of corked.splice(0)) socket.uncork();
+  };
+
+  sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+    if (!channel.equals(room)) {
+      // Direct messages: as the baseline does.
+      byId.get(message.toString('latin1', 1, message.indexOf(124)))?.send(message, TEXT);
+      return;
+    }
+    const frame = Buffer.concat(Sender.frame(message, TEXT_FRAME));
+    for (const socket of members) {
+      if (socket.writableCorked === 0) {
+        socket.cork();
+        if (corked.push(socket) === 1) process.nextTick(uncork);
+      }
+      socket.write(frame);
+    }
+  });
+  await sub.subscribe(roomChannel, nodeChannel(config.node));
+
+  const wss = new WebSocketServer({
+    port: 0,
+    host: config.host,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  let next = 0;
+  wss.on('connection', (ws, request) => {
+    const id = `${config.node}.${next++}`;
+    const socket = socketOf(ws);
+    byId.set(id, ws);
+    ws.on('error', () => undefined);
+    ws.on('message', (data: Buffer) => {
+      if (data[0] !== Kind.Direct) {
+        void pub.publish(roomChannel, data);
+        return;
+      }
+      const target = data.toString('latin1', 1, data.indexOf(124));
+      const local = byId.get(target);
+      if (local !== undefined) local.send(data, TEXT);
+      else void pub.publish(nodeChannel(Number(target.slice(0, target.indexOf('.')))), data);
+    });
+    ws.on('close', () => {
+      byId.delete(id);
+      members.delete(socket);
+    });
+    if (isPublisher(request.url)) return;
+    members.add(socket);
+    ws.send(hello(id, config.node));
+  });
+  await new Promise<void>((resolve) => wss.once('listening', resolve));
+  return {
+    port: (wss.address() as AddressInfo).port,
+    async close() {
+      for (const ws of byId.values()) ws.terminate();
+      await bounded(new Promise((resolve) => wss.close(resolve)), 2000);
+      pub.disconnect();
+      sub.disconnect();
+    },
+  };
+}
