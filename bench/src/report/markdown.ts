@@ -24,11 +24,21 @@ function faults(phase: PhaseSummary, misrouted = false): string {
   return parts.join(' / ');
 }
 
+/** A table laid out the way the repository's formatter (Biome) lays out markdown tables. */
 function table(header: string[], rows: string[][]): string {
+  const width = (text: string) => [...text].length;
+  const widths = header.map((cell, column) =>
+    Math.max(3, width(cell), ...rows.map((row) => width(row[column] ?? ''))),
+  );
+  const pad = (cell: string, column: number) => {
+    const fill = ' '.repeat(widths[column]! - width(cell));
+    return column === 0 ? cell + fill : fill + cell;
+  };
+  const line = (cells: string[]) => `| ${cells.map(pad).join(' | ')} |`;
   return [
-    `| ${header.join(' | ')} |`,
-    `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
-    ...rows.map((row) => `| ${row.join(' | ')} |`),
+    line(header),
+    `| ${widths.map((size, column) => (column === 0 ? '-'.repeat(size) : `${'-'.repeat(size - 1)}:`)).join(' | ')} |`,
+    ...rows.map(line),
   ].join('\n');
 }
 
@@ -121,6 +131,12 @@ export function markdown({ results, fanout, idle, charts, analysis }: ReportInpu
     'library can have) and Socket.IO 4, in one run, interleaved: every implementation runs once per',
     `round with fresh processes, in an order that rotates each round; ${sizes.rounds} round(s).`,
     'Each cell is the median over the rounds, with the range (min–max) in small print.',
+    ...(results.implementations.some((item) => item.experimental && item.available)
+      ? [
+          'Rows named "experiment" are not products: each tries one idea by hand, to measure what it',
+          'would give (see the analysis at the end).',
+        ]
+      : []),
     '',
     '## Reproduce',
     '',
@@ -150,7 +166,7 @@ export function markdown({ results, fanout, idle, charts, analysis }: ReportInpu
   );
   if (meta.load !== undefined) {
     push(
-      `- machine load: load average ${meta.load.loadavgStart.toFixed(2)} at the start, ${meta.load.loadavgEnd.toFixed(2)} at the end; all cores ${meta.load.busyPercent.toFixed(0)}% busy over the run`,
+      `- machine load: load average ${meta.load.loadavgStart.toFixed(2)} at the start, ${meta.load.loadavgEnd.toFixed(2)} at the end; all cores ${meta.load.busyPercent.toFixed(0)}% busy over the run (other work on the machine disturbs the numbers; the rounds and medians absorb some of it)`,
     );
   }
   push(
@@ -169,8 +185,8 @@ export function markdown({ results, fanout, idle, charts, analysis }: ReportInpu
     '',
     `- **Fan-out**: ${sizes.clients} clients in one room, spread round-robin over ${sizes.nodes} node processes`,
     `  (the memory broker runs one node); a publisher client on node 0 sends numbered, timestamped`,
-    `  ${sizes.size}-byte messages that the server broadcasts to the room. *Fixed rate*: ${sizes.messages} messages at`,
-    `  ${sizes.rate}/s (${sizes.rate * sizes.clients} deliveries/s). *Top speed*: ${sizes.maxMessages} messages as fast as the publisher can send.`,
+    `  ${sizes.size}-byte messages that the server broadcasts to the room. _Fixed rate_: ${sizes.messages} messages at`,
+    `  ${sizes.rate}/s (${sizes.rate * sizes.clients} deliveries/s). _Top speed_: ${sizes.maxMessages} messages as fast as the publisher can send.`,
     `- **Direct**: ${sizes.directMessages} messages at ${sizes.directRate}/s from the publisher to clients on other nodes, round robin.`,
     `- **Idle memory**: RSS growth of one node process (after garbage collection) per connection, at`,
     `  ${sizes.idleClients} connections, each in the room.`,

@@ -56,6 +56,7 @@ export function barChart(title: string, unit: string, bars: Bar[], digits = 2): 
   });
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="13" fill="#111827">`,
+    `<title>${escapeXml(title)}</title>`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     `<text x="12" y="24" font-size="15" font-weight="600">${escapeXml(title)}</text>`,
     `<line x1="${LABEL_WIDTH}" x2="${LABEL_WIDTH}" y1="${TOP - 4}" y2="${TOP + bars.length * ROW + 4}" stroke="#9ca3af"/>`,
