@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^@wscale\/core\/protocol$/, replacement: src('core/src/protocol/index.ts') },
       { find: /^@wscale\/core$/, replacement: src('core/src/index.ts') },
       { find: /^@wscale\/nats$/, replacement: src('nats/src/index.ts') },
+      { find: /^@wscale\/redis$/, replacement: src('redis/src/index.ts') },
     ],
   },
   test: {

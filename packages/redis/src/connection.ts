@@ -1,0 +1,101 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+
+/** A connected ioredis client: a standalone (or Sentinel-backed) `Redis`, or a `Cluster`. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * How an adapter reaches Redis: a `redis://` URL, ioredis `RedisOptions` (Sentinel included), or
+ * a client you created yourself. A client you pass is used as is and never closed by wscale; one
+ * wscale creates from a URL or options is closed by the adapter's `close()`.
+ */
+export type RedisConnection = string | RedisOptions | RedisClient;
+
+/** A client and whether the adapter created it (and so must close it). */
+export interface OpenedClient {
+  client: RedisClient;
+  owned: boolean;
+}
+
+/**
+ * Opens the client an adapter talks through. Options you pass win over the adapter's `defaults`.
+ */
+export function openClient(
+  connection: RedisConnection | undefined,
+  defaults: RedisOptions,
+): OpenedClient {
+  if (isClient(connection)) return { client: connection, owned: false };
+  if (typeof connection === 'string') {
+    return { client: new Redis(connection, defaults), owned: true };
+  }
+  return { client: new Redis({ ...defaults, ...connection }), owned: true };
+}
+
+/** Whether a value is an ioredis client (duck-typed: the app may hold another copy of ioredis). */
+export function isClient(value: unknown): value is RedisClient {
+  if (value instanceof Redis || value instanceof Cluster) return true;
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Partial<Redis>;
+  return typeof candidate.duplicate === 'function' && typeof candidate.sendCommand === 'function';
+}
+
+/** Whether a client speaks to a Redis Cluster. */
+export function isCluster(client: RedisClient): client is Cluster {
+  return (client as Cluster).isCluster === true;
+}
+
+/** One pending wait per client, however many calls are waiting for it. */
+const waits = new WeakMap<RedisClient, Promise<void>>();
+
+/**
+ * Resolves when the client is ready for commands; rejects after `timeoutMs` or if it has ended.
+ *
+ * The adapters send nothing to a client that is not ready: a command parked in ioredis's offline
+ * queue would outlive the caller's timeout and still run after a reconnect, long after the caller
+ * was told it failed.
+ */
+export function whenReady(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  if (client.status === 'end') return Promise.reject(new Error('the Redis connection is closed'));
+  let wait = waits.get(client);
+  if (wait === undefined) {
+    wait = waitForReady(client, timeoutMs).finally(() => waits.delete(client));
+    waits.set(client, wait);
+  }
+  return wait;
+}
+
+function waitForReady(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'wait') client.connect().catch(() => undefined);
+  return new Promise<void>((resolve, reject) => {
+    const settle = (error?: Error) => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      client.off('end', onEnd);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onReady = () => settle();
+    const onEnd = () => settle(new Error('the Redis connection is closed'));
+    const timer = setTimeout(
+      () => settle(new Error(`Redis is not reachable (${client.status}) after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    client.on('ready', onReady);
+    client.on('end', onEnd);
+  });
+}
+
+/** Closes a client the adapter created: politely when connected, at once otherwise. */
+export async function closeClient(client: RedisClient): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  await client.quit().catch(() => client.disconnect());
+}
+
+/** The message of whatever was thrown. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,10 @@
+export type { RedisClient, RedisConnection } from './connection.js';
+export {
+  decodeHistoryMessage,
+  encodeHistoryMessage,
+  HISTORY_MESSAGE_VERSION,
+  type HistoryMessage,
+} from './history-message.js';
+export { RedisBroker, type RedisBrokerOptions } from './redis-broker.js';
+export { RedisHistory, type RedisHistoryOptions } from './redis-history.js';
+export { RedisStateStore, type RedisStateStoreOptions } from './redis-state-store.js';

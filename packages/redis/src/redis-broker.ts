@@ -1,0 +1,219 @@
+import {
+  BaseBroker,
+  type BaseBrokerOptions,
+  type BrokerStatus,
+  InvalidOptionError,
+} from '@wscale/core';
+import {
+  closeClient,
+  isCluster,
+  openClient,
+  type RedisClient,
+  type RedisConnection,
+  whenReady,
+} from './connection.js';
+import { channelName, checkPrefix, topicOfChannel } from './naming.js';
+
+/** Options of {@link RedisBroker}. */
+export interface RedisBrokerOptions extends BaseBrokerOptions {
+  /**
+   * Where Redis is: a URL, ioredis options (Sentinel too), or a `Redis` / `Cluster` client you
+   * created. A client you pass publishes as is and is never closed by the broker; the broker
+   * subscribes on a `duplicate()` of it. Given a `Cluster`, the broker uses sharded pub/sub
+   * (Redis 7 or newer).
+   * @default `{}` (ioredis's default: 127.0.0.1:6379)
+   */
+  redis?: RedisConnection;
+  /**
+   * Put before every channel name, so several applications can share one Redis (pub/sub
+   * channels ignore the database number). No `{` or `}`.
+   * @default 'wscale:'
+   */
+  channelPrefix?: string;
+  /**
+   * How long a publish or subscribe may wait for Redis to answer (and a subscribe for it to
+   * connect) before it rejects with `BrokerUnavailableError`.
+   * @default 5000
+   */
+  commandTimeoutMs?: number;
+}
+
+/**
+ * How often the Cluster subscriber re-reads the slot map, so ioredis moves subscriptions along
+ * with a topology change it was not told about by an error.
+ */
+const SLOTS_REFRESH_MS = 5000;
+/** How long the Cluster subscriber lets a burst of dropped subscriptions settle before repairing. */
+const REPAIR_DELAY_MS = 100;
+
+/**
+ * A {@link Broker} on Redis pub/sub: one connection publishes, a dedicated one subscribes, with
+ * one Redis subscription per topic. On a Redis Cluster it uses sharded pub/sub (`SPUBLISH` /
+ * `SSUBSCRIBE`), so a message travels only within the shard that owns its topic, and ioredis
+ * moves subscriptions along when slots move or a replica takes over.
+ *
+ * While Redis is unreachable the broker reports `reconnecting` and queues publishes in
+ * {@link BaseBroker}'s bounded queue (ioredis's own unbounded offline queue is turned off on the
+ * connections the broker creates); it reports `ready` again only once every subscription is
+ * restored, then sends what it queued, in order.
+ */
+export class RedisBroker extends BaseBroker {
+  readonly #pub: RedisClient;
+  readonly #sub: RedisClient;
+  readonly #ownsPub: boolean;
+  readonly #cluster: boolean;
+  readonly #prefix: string;
+  readonly #timeoutMs: number;
+  #everReady = false;
+  #restored = false;
+  #restoring = 0;
+  #lastError: Error | undefined;
+  #repairTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: RedisBrokerOptions = {}) {
+    super(options);
+    this.#prefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
+    this.#timeoutMs = options.commandTimeoutMs ?? 5000;
+    if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
+    const { client, owned } = openClient(options.redis, {
+      // BaseBroker queues while Redis is away (bounded); in-flight publishes fail at once on a
+      // disconnect and go back to that queue instead of being resent by ioredis.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: this.#timeoutMs,
+    });
+    this.#pub = client;
+    this.#ownsPub = owned;
+    this.#cluster = isCluster(client);
+    this.#sub = isCluster(client)
+      ? client.duplicate([], { shardedSubscribers: true, slotsRefreshInterval: SLOTS_REFRESH_MS })
+      : client.duplicate({
+          // The broker resubscribes itself, to know when it is done.
+          autoResubscribe: false,
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 0,
+          autoResendUnfulfilledCommands: false,
+          commandTimeout: this.#timeoutMs,
+        });
+    for (const connection of [this.#pub, this.#sub]) {
+      for (const event of ['ready', 'close', 'reconnecting', 'end']) {
+        connection.on(event, this.#refresh);
+      }
+      connection.on('error', this.#onError);
+      if (connection.status === 'wait') connection.connect().catch(() => undefined);
+    }
+    this.#sub.on(this.#cluster ? 'smessageBuffer' : 'messageBuffer', this.#onMessage);
+    if (isCluster(this.#sub)) {
+      // A shard that drops our subscriptions (its slot moved, or it was demoted) sends an
+      // unsolicited SUNSUBSCRIBE, which ioredis reports as a node error and does not act on.
+      this.#sub.on('nodeError', (error: Error) => {
+        if (/sunsubscribe/i.test(error.message)) this.#scheduleRepair();
+      });
+    } else {
+      this.#sub.on('ready', () => void this.#restore());
+      this.#sub.on('close', () => {
+        this.#restored = false;
+      });
+    }
+    this.#refresh();
+  }
+
+  protected async subscribeTopic(topic: string): Promise<void> {
+    await whenReady(this.#sub, this.#timeoutMs);
+    const channel = channelName(this.#prefix, topic);
+    if (isCluster(this.#sub)) await this.#sub.ssubscribe(channel);
+    else await this.#sub.subscribe(channel);
+  }
+
+  protected async unsubscribeTopic(topic: string): Promise<void> {
+    // A connection that is not ready holds no subscriptions, and will not get this one back.
+    if (this.#sub.status !== 'ready') return;
+    const channel = channelName(this.#prefix, topic);
+    if (isCluster(this.#sub)) await this.#sub.sunsubscribe(channel);
+    else await this.#sub.unsubscribe(channel);
+  }
+
+  protected async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
+    const channel = channelName(this.#prefix, topic);
+    const message = Buffer.isBuffer(payload)
+      ? payload
+      : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (isCluster(this.#pub)) await this.#pub.spublish(channel, message);
+    else await this.#pub.publish(channel, message);
+  }
+
+  protected async closeConnection(): Promise<void> {
+    clearTimeout(this.#repairTimer);
+    this.#sub.removeAllListeners();
+    this.#sub.on('error', () => undefined); // late socket errors of a connection being torn down
+    this.#sub.disconnect();
+    for (const event of ['ready', 'close', 'reconnecting', 'end'])
+      this.#pub.off(event, this.#refresh);
+    this.#pub.off('error', this.#onError);
+    if (this.#ownsPub) await closeClient(this.#pub);
+  }
+
+  readonly #onMessage = (channel: Buffer, message: Buffer): void => {
+    const topic = topicOfChannel(this.#prefix, channel.toString());
+    if (topic !== undefined) this.deliver(topic, message);
+  };
+
+  readonly #onError = (error: Error): void => {
+    this.#lastError = error;
+  };
+
+  /** Maps the two connections' states onto the broker's status. */
+  readonly #refresh = (): void => {
+    const pub = this.#pub.status;
+    const sub = this.#sub.status;
+    let status: BrokerStatus;
+    if (pub === 'ready' && sub === 'ready' && (this.#cluster || this.#restored)) {
+      this.#everReady = true;
+      status = 'ready';
+    } else if (pub === 'end' || sub === 'end') {
+      status = 'down';
+    } else {
+      status = this.#everReady ? 'reconnecting' : 'connecting';
+    }
+    this.setStatus(status, status === 'ready' ? undefined : this.#lastError);
+  };
+
+  #scheduleRepair(): void {
+    if (this.#repairTimer !== undefined || this.status === 'closed') return;
+    this.#repairTimer = setTimeout(() => {
+      this.#repairTimer = undefined;
+      void this.#repair();
+    }, REPAIR_DELAY_MS);
+  }
+
+  /**
+   * Re-reads the slot map, then subscribes every topic again where it now lives. Subscribing a
+   * channel twice is harmless; missing one is not.
+   */
+  async #repair(): Promise<void> {
+    const sub = this.#sub;
+    if (!isCluster(sub) || this.status === 'closed') return;
+    await new Promise<void>((resolve) => sub.refreshSlotsCache(() => resolve()));
+    await Promise.all(
+      this.subscribedTopics.map((topic) =>
+        sub.ssubscribe(channelName(this.#prefix, topic)).catch(() => this.#scheduleRepair()),
+      ),
+    );
+  }
+
+  /** Subscribes every topic again on a fresh subscriber connection, then reports ready. */
+  async #restore(): Promise<void> {
+    const attempt = ++this.#restoring;
+    try {
+      await this.resubscribeAll();
+    } catch (error) {
+      // The connection dropped again: its next `ready` restores.
+      this.#onError(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    if (attempt !== this.#restoring || this.#sub.status !== 'ready') return;
+    this.#restored = true;
+    this.#refresh();
+  }
+}

@@ -1,0 +1,229 @@
+import { randomBytes } from 'node:crypto';
+import {
+  type History,
+  type HistoryEntry,
+  HistoryError,
+  type HistoryPosition,
+  type HistoryReadResult,
+  InvalidOptionError,
+} from '@wscale/core';
+import {
+  closeClient,
+  isCluster,
+  messageOf,
+  openClient,
+  type RedisClient,
+  type RedisConnection,
+  whenReady,
+} from './connection.js';
+import { APPEND, POSITION, READ } from './history-scripts.js';
+import { channelName, checkPrefix, hashTagged } from './naming.js';
+
+/** Options of {@link RedisHistory}. */
+export interface RedisHistoryOptions {
+  /**
+   * Where Redis is: a URL, ioredis options (Sentinel too), or a `Redis` / `Cluster` client you
+   * created (used as is, never closed by the history). Needs Redis 6.2 or newer.
+   * @default `{}` (ioredis's default: 127.0.0.1:6379)
+   */
+  redis?: RedisConnection;
+  /**
+   * Entries kept per room; older ones are trimmed (exactly, not approximately).
+   * @default 1000
+   */
+  maxEntries?: number;
+  /**
+   * Entries older than this are trimmed, on the room's next append or read.
+   * @default 600000 (ten minutes)
+   */
+  maxAgeMs?: number;
+  /**
+   * A room nobody appended to for this long is forgotten (its keys expire); a client that comes
+   * back with a position in it is then told `epoch-changed`. `0` keeps rooms forever. When not
+   * `0`, at least `maxAgeMs`.
+   * @default 86400000 (one day)
+   */
+  roomTtlMs?: number;
+  /**
+   * Put before every key, so several applications can share one Redis. No `{` or `}`.
+   * @default 'wscale:'
+   */
+  keyPrefix?: string;
+  /**
+   * Put before every channel {@link RedisHistory.appendAndPublish} publishes to. Must match the
+   * `channelPrefix` of the {@link RedisBroker} that subscribes. No `{` or `}`.
+   * @default 'wscale:'
+   */
+  channelPrefix?: string;
+  /**
+   * How long a call may wait for Redis (to connect, or to answer) before it rejects with
+   * {@link HistoryError}.
+   * @default 5000
+   */
+  commandTimeoutMs?: number;
+}
+
+type Reply = Array<Buffer | number>;
+
+/**
+ * A {@link History} in Redis Streams: one stream per room, bounded by `maxEntries` and `maxAgeMs`,
+ * with offsets 1, 2, 3… and a random epoch kept in a companion hash. Every operation is one Lua
+ * script, so appends from many nodes get consecutive offsets and a read is never a partial replay.
+ * Both keys of a room share a hash tag, so it works on Redis Cluster.
+ */
+export class RedisHistory implements History {
+  readonly #client: RedisClient;
+  readonly #owned: boolean;
+  readonly #cluster: boolean;
+  readonly #keyPrefix: string;
+  readonly #channelPrefix: string;
+  readonly #maxEntries: string;
+  readonly #maxAgeMs: string;
+  readonly #roomTtlMs: string;
+  readonly #timeoutMs: number;
+
+  constructor(options: RedisHistoryOptions = {}) {
+    const maxEntries = options.maxEntries ?? 1000;
+    const maxAgeMs = options.maxAgeMs ?? 600_000;
+    const roomTtlMs = options.roomTtlMs ?? 86_400_000;
+    this.#timeoutMs = options.commandTimeoutMs ?? 5000;
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+      throw new InvalidOptionError('maxEntries must be a whole number >= 1');
+    }
+    if (!Number.isInteger(maxAgeMs) || maxAgeMs < 1) {
+      throw new InvalidOptionError('maxAgeMs must be a whole number of ms >= 1');
+    }
+    if (!Number.isInteger(roomTtlMs) || (roomTtlMs !== 0 && roomTtlMs < maxAgeMs)) {
+      throw new InvalidOptionError('roomTtlMs must be 0 or a whole number of ms >= maxAgeMs');
+    }
+    if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
+    this.#maxEntries = String(maxEntries);
+    this.#maxAgeMs = String(maxAgeMs);
+    this.#roomTtlMs = String(roomTtlMs);
+    this.#keyPrefix = `${checkPrefix('keyPrefix', options.keyPrefix ?? 'wscale:')}history:`;
+    this.#channelPrefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
+    const { client, owned } = openClient(options.redis, {
+      // Fail fast while disconnected instead of replaying stale appends after a reconnect.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: this.#timeoutMs,
+    });
+    this.#client = client;
+    this.#owned = owned;
+    this.#cluster = isCluster(client);
+    if (owned) client.on('error', () => undefined); // reported through the calls that fail
+  }
+
+  append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
+    return this.#append(room, payload, undefined);
+  }
+
+  /**
+   * Appends a message and publishes it to a broker topic in the same Lua script, so subscribers
+   * see a room's messages in offset order and a message is never published without being in the
+   * history (nor kept without being published).
+   *
+   * What is published is the payload framed with its position (see {@link decodeHistoryMessage}
+   * for the format), on the channel a {@link RedisBroker} with the same `channelPrefix` uses for
+   * `topic`: `PUBLISH` on standalone Redis, `SPUBLISH` on a Cluster. On a Cluster the topic must
+   * live in the room's slot, which holds when `topic === room`; otherwise it rejects with
+   * {@link HistoryError} and appends nothing.
+   */
+  appendAndPublish(room: string, payload: Uint8Array, topic: string): Promise<HistoryPosition> {
+    return this.#append(room, payload, channelName(this.#channelPrefix, topic));
+  }
+
+  async read(room: string, after: HistoryPosition, limit = Infinity): Promise<HistoryReadResult> {
+    if (!Number.isSafeInteger(after.offset) || after.offset < 0) {
+      throw new HistoryError(`invalid offset ${after.offset}: a whole number >= 0 is expected`);
+    }
+    const count = limit === Infinity ? 0 : limit >= 1 ? Math.floor(limit) : -1;
+    const reply = (await this.#run('read', room, (client) =>
+      READ.runBuffer(client, this.#keys(room), [
+        newEpoch(),
+        this.#maxAgeMs,
+        this.#roomTtlMs,
+        after.epoch,
+        String(after.offset),
+        String(count),
+      ]),
+    )) as Reply;
+    const status = String(reply[0]);
+    const position = { offset: reply[1] as number, epoch: String(reply[2]) };
+    if (status !== 'ok') {
+      return { ok: false, reason: status as 'too-old' | 'epoch-changed', position };
+    }
+    const entries: HistoryEntry[] = [];
+    for (let i = 3; i < reply.length; i += 2) {
+      entries.push({ offset: reply[i] as number, payload: reply[i + 1] as Buffer });
+    }
+    return { ok: true, epoch: position.epoch, entries };
+  }
+
+  async position(room: string): Promise<HistoryPosition> {
+    const reply = (await this.#run('read the position of', room, (client) =>
+      POSITION.run(client, this.#keys(room), [newEpoch(), this.#roomTtlMs]),
+    )) as [number, string];
+    return { offset: reply[0], epoch: reply[1] };
+  }
+
+  async close(): Promise<void> {
+    if (this.#owned) await closeClient(this.#client);
+  }
+
+  async #append(
+    room: string,
+    payload: Uint8Array,
+    channel: string | undefined,
+  ): Promise<HistoryPosition> {
+    const keys = this.#keys(room);
+    let command = '';
+    if (channel !== undefined) {
+      command = this.#cluster ? 'SPUBLISH' : 'PUBLISH';
+      if (this.#cluster) keys.push(channel);
+    }
+    const reply = (await this.#run('append to', room, (client) =>
+      APPEND.run(client, keys, [
+        asBuffer(payload),
+        newEpoch(),
+        this.#maxEntries,
+        this.#maxAgeMs,
+        this.#roomTtlMs,
+        command,
+        channel ?? '',
+      ]),
+    )) as [number, string];
+    return { offset: reply[0], epoch: reply[1] };
+  }
+
+  #keys(room: string): string[] {
+    const base = this.#keyPrefix + hashTagged(room);
+    return [`${base}:meta`, `${base}:log`];
+  }
+
+  async #run<T>(what: string, room: string, command: (client: RedisClient) => Promise<T>) {
+    try {
+      await whenReady(this.#client, this.#timeoutMs);
+      return await command(this.#client);
+    } catch (error) {
+      const hint = messageOf(error).includes('CROSSSLOT')
+        ? ' (on Redis Cluster, appendAndPublish needs a topic in the room’s slot: use the room name)'
+        : '';
+      throw new HistoryError(`could not ${what} room "${room}": ${messageOf(error)}${hint}`, {
+        cause: error,
+      });
+    }
+  }
+}
+
+/** A fresh epoch, used only if the script finds the room without one: 96 random bits. */
+function newEpoch(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

@@ -1,0 +1,239 @@
+import { type BrokerStatus, WscaleError } from '@wscale/core';
+import { brokerSuite, until } from '@wscale/core/testing';
+import { RedisBroker } from '@wscale/redis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { closingWith, clusterClient, standalone } from './helpers/clients.js';
+import { describeRedis, RedisClusterFixture, RedisServer } from './helpers/redis-server.js';
+
+const runner = { describe, it, afterEach };
+
+describeRedis('RedisBroker on standalone Redis', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.launch();
+  });
+  afterAll(() => server?.destroy());
+
+  brokerSuite(runner, {
+    create: () => new RedisBroker({ redis: standalone(server) }),
+    outage: { stop: () => server.stop(), start: () => server.start() },
+  });
+
+  it('rides out a crash under steady publishing: reports it, resubscribes, flows again', async () => {
+    const [a, b] = [
+      new RedisBroker({ redis: standalone(server) }),
+      new RedisBroker({ redis: standalone(server) }),
+    ];
+    const statuses: BrokerStatus[] = [];
+    const received: number[] = [];
+    let sent = 0;
+    let publishing = true;
+    const failures: unknown[] = [];
+    try {
+      await until(() => a.status === 'ready' && b.status === 'ready', 5000, 'ready');
+      b.on('status', (status) => statuses.push(status));
+      await b.subscribe('steady', (payload) => received.push(Number(Buffer.from(payload))));
+      const publisher = (async () => {
+        while (publishing) {
+          const n = ++sent;
+          await a.publish('steady', Buffer.from(String(n))).catch((error) => failures.push(error));
+          await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+      })();
+      await until(() => received.length >= 20, 5000, 'messages before the crash');
+      await server.stop();
+      await until(() => b.status === 'reconnecting' && a.status === 'reconnecting', 5000, 'outage');
+      const sentBeforeRestart = sent;
+      await server.start();
+      await until(() => a.status === 'ready' && b.status === 'ready', 15_000, 'ready again');
+      const sentAfterReady = sent;
+      await until(() => received.some((n) => n > sentAfterReady), 5000, 'messages after restart');
+      publishing = false;
+      await publisher;
+      expect(sentBeforeRestart).toBeGreaterThan(0);
+      expect(statuses).toEqual(['reconnecting', 'ready']);
+      // Every failure is typed; what arrives is in publish order, never twice.
+      for (const failure of failures) expect(failure).toBeInstanceOf(WscaleError);
+      for (let i = 1; i < received.length; i++)
+        expect(received[i]).toBeGreaterThan(received[i - 1]!);
+    } finally {
+      publishing = false;
+      await server.start();
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 40_000);
+
+  it('keeps its own channels apart from another channelPrefix', async () => {
+    const a = new RedisBroker({ redis: standalone(server), channelPrefix: 'one:' });
+    const b = new RedisBroker({ redis: standalone(server), channelPrefix: 'two:' });
+    try {
+      const got: string[] = [];
+      await a.subscribe('t', (payload) => got.push(`a:${Buffer.from(payload)}`));
+      await b.subscribe('t', (payload) => got.push(`b:${Buffer.from(payload)}`));
+      expect(await server.cli('pubsub', 'channels', '*')).toContain('one:{t}');
+      await a.publish('t', Buffer.from('x'));
+      await b.publish('t', Buffer.from('y'));
+      await until(() => got.length >= 2, 5000, 'both messages');
+      expect(got.sort()).toEqual(['a:x', 'b:y']);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describeRedis('RedisBroker on Redis Cluster (sharded pub/sub)', () => {
+  let cluster: RedisClusterFixture;
+  beforeAll(async () => {
+    cluster = await RedisClusterFixture.launch();
+  });
+  afterAll(() => cluster?.destroy());
+
+  const open = () => {
+    const client = clusterClient(cluster);
+    return closingWith(new RedisBroker({ redis: client }), client);
+  };
+
+  brokerSuite(runner, { create: open });
+
+  it('subscribes only on the shard that owns the topic', async () => {
+    const [a, b] = [open(), open()];
+    try {
+      const got: string[] = [];
+      const topics = ['alpha', 'beta', 'gamma', 'delta'];
+      for (const topic of topics) {
+        await b.subscribe(topic, (payload, t) => got.push(`${t}=${Buffer.from(payload)}`));
+      }
+      for (const topic of topics) {
+        const channel = `wscale:{${topic}}`;
+        const counts = await Promise.all(
+          cluster.servers.map(async (server) =>
+            Number((await server.cli('pubsub', 'shardnumsub', channel)).split('\n')[1]),
+          ),
+        );
+        const owner = Number(
+          await cluster.servers[0]!.cli('cluster', 'keyslot', channel).then(async (slot) => {
+            const nodes = await cluster.servers[0]!.cli('cluster', 'shards');
+            return findOwnerPort(nodes, Number(slot));
+          }),
+        );
+        expect(counts).toEqual(cluster.servers.map((server) => (server.port === owner ? 1 : 0)));
+      }
+      await Promise.all(topics.map((topic) => a.publish(topic, Buffer.from(topic))));
+      await until(() => got.length >= topics.length, 5000, 'every topic');
+      expect(got.sort()).toEqual(topics.map((topic) => `${topic}=${topic}`).sort());
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('follows a topic whose slot moves to another shard', async () => {
+    const [a, b] = [open(), open()];
+    try {
+      const got: string[] = [];
+      await b.subscribe('moving', (payload) => got.push(String(Buffer.from(payload))));
+      await a.publish('moving', Buffer.from('before'));
+      await until(() => got.includes('before'), 5000, 'before the move');
+      const [source, target] = await ownerAndOther(cluster, 'wscale:{moving}');
+      await moveSlot(cluster, 'wscale:{moving}', source, target);
+      let n = 0;
+      await until(
+        async () => {
+          await a.publish('moving', Buffer.from(`after${n++}`));
+          return got.some((text) => text.startsWith('after'));
+        },
+        15_000,
+        'a message after the move',
+      );
+      expect(await target.cli('pubsub', 'shardnumsub', 'wscale:{moving}')).toBe(
+        'wscale:{moving}\n1',
+      );
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 30_000);
+});
+
+describeRedis('RedisBroker on Redis Cluster with replicas', () => {
+  let cluster: RedisClusterFixture;
+  beforeAll(async () => {
+    cluster = await RedisClusterFixture.launch({ replicas: 1, nodeTimeoutMs: 1000 });
+  });
+  afterAll(() => cluster?.destroy());
+
+  it('follows a topic to the replica that takes over when its master dies', async () => {
+    const clients = [clusterClient(cluster), clusterClient(cluster)];
+    const [a, b] = clients.map((client) => closingWith(new RedisBroker({ redis: client }), client));
+    try {
+      const got: string[] = [];
+      await b!.subscribe('failover', (payload) => got.push(String(Buffer.from(payload))));
+      await a!.publish('failover', Buffer.from('before'));
+      await until(() => got.includes('before'), 5000, 'before the failover');
+      const [master] = await ownerAndOther(cluster, 'wscale:{failover}');
+      await master.stop();
+      let n = 0;
+      let inFlight = false;
+      await until(
+        () => {
+          if (!inFlight) {
+            inFlight = true;
+            a!
+              .publish('failover', Buffer.from(`after${n++}`))
+              .catch(() => undefined)
+              .finally(() => {
+                inFlight = false;
+              });
+          }
+          return got.some((text) => text.startsWith('after'));
+        },
+        30_000,
+        'a message after the failover',
+      );
+    } finally {
+      await Promise.all([a!.close(), b!.close()]);
+    }
+  }, 45_000);
+});
+
+async function ownerAndOther(cluster: RedisClusterFixture, channel: string) {
+  const slot = Number(await cluster.servers[0]!.cli('cluster', 'keyslot', channel));
+  const port = findOwnerPort(await cluster.servers[0]!.cli('cluster', 'shards'), slot);
+  const source = cluster.servers.find((server) => server.port === port)!;
+  const target = cluster.servers.find((server) => server.port !== port)!;
+  return [source, target] as const;
+}
+
+/** Moves the (key-less) slot of `channel` from `source` to `target`, as resharding does. */
+async function moveSlot(
+  cluster: RedisClusterFixture,
+  channel: string,
+  source: RedisServer,
+  target: RedisServer,
+) {
+  const slot = await source.cli('cluster', 'keyslot', channel);
+  const [sourceId, targetId] = [
+    await source.cli('cluster', 'myid'),
+    await target.cli('cluster', 'myid'),
+  ];
+  await target.cli('cluster', 'setslot', slot, 'importing', sourceId);
+  await source.cli('cluster', 'setslot', slot, 'migrating', targetId);
+  await target.cli('cluster', 'setslot', slot, 'node', targetId);
+  await source.cli('cluster', 'setslot', slot, 'node', targetId);
+  for (const server of cluster.servers)
+    await server.cli('cluster', 'setslot', slot, 'node', targetId);
+}
+
+/** Reads `CLUSTER SHARDS` (redis-cli's flat output) to find the port of the master of `slot`. */
+function findOwnerPort(shards: string, slot: number): number {
+  const lines = shards.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i] !== 'slots') continue;
+    const ranges: number[] = [];
+    let j = i + 1;
+    while (/^\d+$/.test(lines[j] ?? '')) ranges.push(Number(lines[j++]));
+    const owns = ranges.some((_, k) => k % 2 === 0 && slot >= ranges[k]! && slot <= ranges[k + 1]!);
+    if (!owns) continue;
+    const port = lines.indexOf('port', j);
+    return Number(lines[port + 1]);
+  }
+  throw new Error(`no shard owns slot ${slot}`);
+}

@@ -1,0 +1,241 @@
+import { type Broker, type History, HistoryError } from '@wscale/core';
+import { delay, historySuite, until } from '@wscale/core/testing';
+import {
+  decodeHistoryMessage,
+  encodeHistoryMessage,
+  type HistoryMessage,
+  RedisBroker,
+  RedisHistory,
+} from '@wscale/redis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { closingWith, clusterClient, standalone } from './helpers/clients.js';
+import { describeRedis, RedisClusterFixture, RedisServer } from './helpers/redis-server.js';
+
+const runner = { describe, it, afterEach };
+const bytes = (text: string) => new TextEncoder().encode(text);
+const texts = (entries: Array<{ payload: Uint8Array }>) =>
+  entries.map((entry) => new TextDecoder().decode(entry.payload));
+let roomCounter = 0;
+const fresh = (name = 'room') => `test:${process.pid}:${Date.now()}:${roomCounter++}:${name}`;
+
+/**
+ * Two histories append-and-publish concurrently to one room; a broker on another "node" must see
+ * every message once, framed with its position, in offset order, with its payload exact.
+ */
+async function appendAndPublishInOrder(
+  histories: [RedisHistory, RedisHistory],
+  subscriber: Broker,
+  room: string,
+  topic: string,
+) {
+  const received: HistoryMessage[] = [];
+  const unsubscribe = await subscriber.subscribe(topic, (bytes) => {
+    received.push(decodeHistoryMessage(bytes));
+  });
+  const count = 40;
+  const payload = (i: number) => Uint8Array.from([i, 0, 255, 13, 10]);
+  const positions = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      histories[i % 2]!.appendAndPublish(room, payload(i), topic),
+    ),
+  );
+  await until(() => received.length >= count, 5000, `${count} published messages`);
+  const { epoch } = positions[0]!;
+  expect(received.map((message) => message.offset)).toEqual(
+    Array.from({ length: count }, (_, i) => i + 1),
+  );
+  expect(new Set(received.map((message) => message.epoch))).toEqual(new Set([epoch]));
+  for (const message of received) {
+    const sent = positions.findIndex((position) => position.offset === message.offset);
+    expect([...message.payload]).toEqual([...payload(sent)]);
+  }
+  const read = await histories[0].read(room, { offset: 0, epoch });
+  expect(read.ok && read.entries.map((entry) => [...entry.payload])).toEqual(
+    received.map((message) => [...message.payload]),
+  );
+  await unsubscribe();
+}
+
+const closeAll = (...things: Array<History | Broker>) =>
+  Promise.all(things.map((thing) => thing.close()));
+
+describe('history message wire format', () => {
+  it('round-trips offset, epoch and binary payload', () => {
+    const message = { offset: 2 ** 40 + 5, epoch: 'AbC-_9', payload: Uint8Array.from([0, 255, 1]) };
+    const framed = encodeHistoryMessage(message);
+    expect([...framed.subarray(0, 10)]).toEqual([1, 0, 0, 1, 0, 0, 0, 0, 5, 6]);
+    const decoded = decodeHistoryMessage(framed);
+    expect({ ...decoded, payload: [...decoded.payload] }).toEqual({
+      ...message,
+      payload: [0, 255, 1],
+    });
+    expect(() => decodeHistoryMessage(Uint8Array.from([2, 0]))).toThrow(/version-1/);
+  });
+});
+
+describeRedis('RedisHistory on standalone Redis', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.launch();
+  });
+  afterAll(() => server?.destroy());
+
+  historySuite(runner, {
+    create: ({ maxEntries }) => new RedisHistory({ redis: standalone(server), maxEntries }),
+  });
+
+  it('trims entries older than maxAgeMs and answers too-old for them', async () => {
+    const history = new RedisHistory({ redis: standalone(server), maxAgeMs: 300, roomTtlMs: 0 });
+    try {
+      const room = fresh();
+      let epoch = '';
+      for (let i = 1; i <= 9; i++) epoch = (await history.append(room, bytes(`old${i}`))).epoch;
+      await delay(400);
+      for (let i = 10; i <= 12; i++) await history.append(room, bytes(`new${i}`));
+      expect(await history.read(room, { offset: 8, epoch })).toEqual({
+        ok: false,
+        reason: 'too-old',
+        position: { offset: 12, epoch },
+      });
+      expect(await server.cli('xlen', `wscale:history:{${room}}:log`)).toBe('3');
+      const kept = await history.read(room, { offset: 9, epoch });
+      expect(kept.ok && texts(kept.entries)).toEqual(['new10', 'new11', 'new12']);
+      // A read trims too: once everything aged out, only the current position is readable.
+      await delay(400);
+      expect((await history.read(room, { offset: 11, epoch })).ok).toBe(false);
+      expect(await history.read(room, { offset: 12, epoch })).toEqual({
+        ok: true,
+        epoch,
+        entries: [],
+      });
+    } finally {
+      await history.close();
+    }
+  });
+
+  it('starts a new epoch when the room’s keys were lost, and keeps prefixes apart', async () => {
+    const history = new RedisHistory({ redis: standalone(server), keyPrefix: 'app-h:' });
+    const other = new RedisHistory({ redis: standalone(server), keyPrefix: 'app-i:' });
+    try {
+      const room = 'lost';
+      const before = await history.append(room, bytes('one'));
+      await history.append(room, bytes('two'));
+      await other.append(room, bytes('elsewhere'));
+      expect(await server.cli('del', 'app-h:history:{lost}:meta')).toBe('1');
+      const after = await history.position(room);
+      expect(after.offset).toBe(0);
+      expect(after.epoch).not.toBe(before.epoch);
+      expect(await history.read(room, { offset: 1, epoch: before.epoch })).toEqual({
+        ok: false,
+        reason: 'epoch-changed',
+        position: after,
+      });
+      expect(await history.append(room, bytes('three'))).toEqual({ offset: 1, epoch: after.epoch });
+      const read = await history.read(room, after);
+      expect(read.ok && texts(read.entries)).toEqual(['three']);
+      expect(await other.position(room)).toEqual(expect.objectContaining({ offset: 1 }));
+    } finally {
+      await Promise.all([history.close(), other.close()]);
+    }
+  });
+
+  it('appends and publishes in one step: subscribers see offsets in order', async () => {
+    const histories: [RedisHistory, RedisHistory] = [
+      new RedisHistory({ redis: standalone(server) }),
+      new RedisHistory({ redis: standalone(server) }),
+    ];
+    const broker = new RedisBroker({ redis: standalone(server) });
+    try {
+      await appendAndPublishInOrder(histories, broker, fresh('live'), 'any topic');
+    } finally {
+      await closeAll(...histories, broker);
+    }
+  });
+
+  it('rejects with HistoryError while Redis is down, and gives a new epoch after a restart', async () => {
+    const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
+    try {
+      const room = fresh();
+      const before = await history.append(room, bytes('kept?'));
+      await server.stop();
+      const started = Date.now();
+      const errors = await Promise.all(
+        [history.append(room, bytes('x')), history.read(room, before), history.position(room)].map(
+          (call) =>
+            call.then(
+              () => undefined,
+              (error: unknown) => error,
+            ),
+        ),
+      );
+      for (const error of errors) expect(error).toBeInstanceOf(HistoryError);
+      expect(Date.now() - started).toBeLessThan(2500);
+      // No persistence: the restarted server lost the room, so the old position means nothing.
+      await server.start();
+      await until(
+        () =>
+          history.position(room).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+        'the history to answer again',
+      );
+      const read = await history.read(room, before);
+      expect(read).toEqual({ ok: false, reason: 'epoch-changed', position: expect.anything() });
+      expect(read.ok === false && read.position.epoch).not.toBe(before.epoch);
+    } finally {
+      await server.start();
+      await history.close();
+    }
+  }, 20_000);
+});
+
+describeRedis('RedisHistory on Redis Cluster', () => {
+  let cluster: RedisClusterFixture;
+  beforeAll(async () => {
+    cluster = await RedisClusterFixture.launch();
+  });
+  afterAll(() => cluster?.destroy());
+
+  historySuite(runner, {
+    create: ({ maxEntries }) => {
+      const client = clusterClient(cluster);
+      return closingWith(new RedisHistory({ redis: client, maxEntries }), client);
+    },
+  });
+
+  const openHistory = () => {
+    const client = clusterClient(cluster);
+    return closingWith(new RedisHistory({ redis: client }), client);
+  };
+
+  it('appends and publishes (sharded) in one step when the topic is the room', async () => {
+    const histories: [RedisHistory, RedisHistory] = [openHistory(), openHistory()];
+    const client = clusterClient(cluster);
+    const broker = closingWith(new RedisBroker({ redis: client }), client);
+    try {
+      const room = fresh('live');
+      await appendAndPublishInOrder(histories, broker, room, room);
+    } finally {
+      await closeAll(...histories, broker);
+    }
+  });
+
+  it('refuses, appending nothing, a topic in another slot than the room', async () => {
+    const history = openHistory();
+    try {
+      const room = fresh('here');
+      const slot = (name: string) => cluster.servers[0]!.cli('cluster', 'keyslot', `{${name}}`);
+      let topic = 'elsewhere';
+      while ((await slot(topic)) === (await slot(room))) topic += '!';
+      const before = await history.position(room);
+      const error = await history.appendAndPublish(room, bytes('x'), topic).catch((e) => e);
+      expect(error).toBeInstanceOf(HistoryError);
+      expect(String(error.message)).toMatch(/CROSSSLOT.*use the room name/);
+      expect(await history.position(room)).toEqual(before);
+    } finally {
+      await history.close();
+    }
+  });
+});
