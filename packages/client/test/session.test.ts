@@ -1,21 +1,9 @@
 import type { HelloMessage, WelcomeMessage } from '@wscale/core/protocol';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeClients, openClient, stateOf, texts } from './helpers/clients.js';
-import { FixtureServer } from './helpers/fixture-server.js';
+import { closeAll, openClient, startFixture as start, stateOf, texts } from './helpers/clients.js';
 
-let server: FixtureServer | undefined;
-
-async function start(...args: Parameters<typeof FixtureServer.start>): Promise<FixtureServer> {
-  server = await FixtureServer.start(...args);
-  return server;
-}
-
-afterEach(async () => {
-  await closeClients();
-  await server?.close();
-  server = undefined;
-});
+afterEach(closeAll);
 
 describe('hello and welcome', () => {
   it('offers wscale.v1, says hello first, and keeps what welcome gives', async () => {

@@ -10,6 +10,7 @@ import {
   type WelcomeInfo,
   WscaleClient,
 } from '../../src/index.js';
+import { type FixtureBehavior, FixtureServer } from './fixture-server.js';
 
 /** What a client went through, recorded from its events. */
 export interface Recorded {
@@ -49,8 +50,21 @@ export function openClient(
   return { client, seen };
 }
 
-export async function closeClients(): Promise<void> {
+const servers: FixtureServer[] = [];
+
+/** Starts a fixture server, closed by {@link closeAll}. */
+export async function startFixture(
+  behavior: Partial<FixtureBehavior> = {},
+): Promise<FixtureServer> {
+  const server = await FixtureServer.start(behavior);
+  servers.push(server);
+  return server;
+}
+
+/** Closes the clients, then the fixture servers, a test opened (call it in `afterEach`). */
+export async function closeAll(): Promise<void> {
   await Promise.all(opened.splice(0).map((client) => client.close()));
+  await Promise.all(servers.splice(0).map((server) => server.close()));
 }
 
 /** Waits for the client to reach `state`. */

@@ -48,8 +48,8 @@ export class FixtureServer {
   readonly behavior: FixtureBehavior;
   /** Session token → client id, for the default resume. */
   readonly sessions = new Map<string, string>();
-  /** Upgrade attempts seen, including refused ones. */
-  attempts = 0;
+  /** Upgrade attempts seen, including refused ones: when, and the request URL. */
+  readonly attempts: Array<{ at: number; url: string }> = [];
   /** Answer upgrades with this HTTP status instead of accepting them. */
   refuseWith: number | undefined;
   readonly #wss: WebSocketServer;
@@ -81,8 +81,8 @@ export class FixtureServer {
       port: 0,
       handleProtocols: (protocols) =>
         server?.behavior.selectProtocol !== false && protocols.has(PROTOCOL) ? PROTOCOL : false,
-      verifyClient: (_info, done) => {
-        if (server) server.attempts++;
+      verifyClient: (info, done) => {
+        server?.attempts.push({ at: performance.now(), url: info.req.url ?? '' });
         if (server?.refuseWith !== undefined) done(false, server.refuseWith);
         else done(true);
       },
