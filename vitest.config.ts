@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^@wscale\/core\/protocol$/, replacement: src('core/src/protocol/index.ts') },
       { find: /^@wscale\/core$/, replacement: src('core/src/index.ts') },
       { find: /^@wscale\/client$/, replacement: src('client/src/index.ts') },
+      { find: /^@wscale\/nats$/, replacement: src('nats/src/index.ts') },
     ],
   },
   test: {
@@ -18,6 +19,7 @@ export default defineConfig({
       'packages/*/test/**/*.test.ts',
       'examples/*/test/**/*.test.ts',
       'bench/test/**/*.test.ts',
+      'e2e/test/**/*.test.ts',
     ],
     testTimeout: 20_000,
     hookTimeout: 60_000,

@@ -22,4 +22,6 @@ export enum CloseCode {
   Abnormal = 1006,
   /** The session token was refused. */
   SessionRejected = 4401,
+  /** The session was resumed on another connection; this one is closed. */
+  SessionTakenOver = 4409,
 }

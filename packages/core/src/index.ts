@@ -35,6 +35,8 @@ export { Client, type ClientEvents } from './server/client.js';
 export type {
   Authenticate,
   Awaitable,
+  HistoryRule,
+  RoomPattern,
   ServerOptions,
   SlowConsumerPolicy,
 } from './server/options.js';
@@ -43,6 +45,7 @@ export {
   type ClientInfo,
   type QueryOptions,
   type RemoteClient,
+  type ResumeInfo,
   ScaledWebSocketServer,
   type ServerEvents,
   type ServerStats,

@@ -46,6 +46,10 @@ export interface BusHeader {
   i?: number;
   /** Request type. */
   q?: string;
+  /** Offset of a history room's message. */
+  s?: number;
+  /** Epoch of a history room's message. */
+  e?: string;
 }
 
 /** Operations a node can ask of a client held by another node. */

@@ -27,7 +27,9 @@ export type NotRecoveredReason =
   /** The room's log was lost and restarted; old offsets mean nothing. */
   | 'epoch-changed'
   /** The history could not be read (the store is down). */
-  | 'unavailable';
+  | 'unavailable'
+  /** The client gave no position for the room, so what it missed is unknown. */
+  | 'no-position';
 
 /** A room's state in a `welcome`. */
 export interface WelcomeRoom {

@@ -2,7 +2,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import { preparePayload, type Sendable, type SendOptions } from './payload.js';
+import type { Outgoing } from './outgoing.js';
+import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 
 /** Events of a {@link Client}. */
 export interface ClientEvents {
@@ -25,6 +26,8 @@ export interface ClientHost {
   cork(socket: Duplex): void;
   slowConsumer(client: AnyClient, volatile: boolean): void;
   handlerFailed(error: unknown, client: AnyClient): void;
+  /** The client's `data` was replaced: its session must be saved. */
+  dataChanged(client: AnyClient): void;
   readonly maxBufferedBytes: number;
 }
 
@@ -45,10 +48,15 @@ export class Client<
   readonly id: string;
   /** What the `authenticate` hook returned (`true` when there is no hook). */
   readonly identity: Identity;
-  /** The application's per-client state. */
-  data: Data;
+  /** Whether the client speaks `wscale.v1` (else it is a raw WebSocket client). */
+  readonly v1: boolean;
   /** Messages dropped for this client because it could not keep up. */
   dropped = 0;
+  /** @internal The connection id that holds this client's `wscale.v1` session. */
+  conn: string | undefined;
+  #data: Data;
+  /** Frames held back while a resume is being prepared, written in order on release. */
+  #held: Array<[Buffer, boolean]> | undefined;
   readonly #ws: WebSocket;
   readonly #socket: Duplex;
   readonly #host: ClientHost;
@@ -56,14 +64,42 @@ export class Client<
   #alive = true;
 
   /** @internal Created by the server for each accepted connection. */
-  constructor(id: string, identity: Identity, ws: WebSocket, socket: Duplex, host: ClientHost) {
+  constructor(
+    id: string,
+    identity: Identity,
+    ws: WebSocket,
+    socket: Duplex,
+    host: ClientHost,
+    v1: boolean,
+    data: Data = {} as Data,
+  ) {
     super();
     this.id = id;
     this.identity = identity;
-    this.data = {} as Data;
+    this.v1 = v1;
+    this.#data = data;
     this.#ws = ws;
     this.#socket = socket;
     this.#host = host;
+  }
+
+  /**
+   * The application's per-client state. For `wscale.v1` clients it is part of the session and
+   * survives reconnects: assign a new object (or call {@link Client.saveData} after changing it in
+   * place) and it is saved to the state store at once.
+   */
+  get data(): Data {
+    return this.#data;
+  }
+
+  set data(data: Data) {
+    this.#data = data;
+    this.#host.dataChanged(this);
+  }
+
+  /** Saves `data` after it was changed in place (`wscale.v1` sessions). */
+  saveData(): void {
+    this.#host.dataChanged(this);
   }
 
   /** Rooms this client is in. */
@@ -91,8 +127,7 @@ export class Client<
    * @returns `false` when the message was not written (closed, or dropped as a slow consumer).
    */
   send(data: Sendable, options?: SendOptions): boolean {
-    const { bytes, binary } = preparePayload(data);
-    return this.deliver(bytes, binary, options?.volatile === true);
+    return this.deliver(prepareMessage(data, options));
   }
 
   /** Joins a room; resolves once broadcasts to it from every node reach this client. */
@@ -115,17 +150,41 @@ export class Client<
     this.#ws.terminate();
   }
 
-  /** @internal Writes an already encoded payload; the fan-out hot path. */
-  deliver(bytes: Buffer, binary: boolean, volatile: boolean): boolean {
+  /** @internal Writes a message encoded once per node; the fan-out hot path. */
+  deliver(message: Outgoing): boolean {
     const ws = this.#ws;
-    if (ws.readyState !== WebSocket.OPEN) return false;
+    if (ws.readyState !== WebSocket.OPEN || message.skip?.has(this.id)) return false;
     if (ws.bufferedAmount >= this.#host.maxBufferedBytes) {
-      this.#host.slowConsumer(this, volatile);
+      this.#host.slowConsumer(this, message.volatile);
       return false;
     }
-    this.#host.cork(this.#socket);
-    ws.send(bytes, binary ? BINARY : TEXT);
+    this.write(this.v1 ? message.envelope() : message.bytes, message.binary);
     return true;
+  }
+
+  /** @internal Writes one frame (or holds it while a resume is prepared). */
+  write(frame: Buffer | string, binary: boolean): void {
+    const bytes = typeof frame === 'string' ? Buffer.from(frame) : frame;
+    if (this.#held !== undefined) {
+      this.#held.push([bytes, binary]);
+      return;
+    }
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    this.#host.cork(this.#socket);
+    this.#ws.send(bytes, binary ? BINARY : TEXT);
+  }
+
+  /** @internal Holds every frame back until {@link Client.release}. */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  /** @internal Writes `first`, then everything held, and stops holding. */
+  release(first: Array<[Buffer | string, boolean]>): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const [frame, binary] of first) this.write(frame, binary);
+    for (const [frame, binary] of held) this.write(frame, binary);
   }
 
   /** @internal Room membership as the server's room registry sees it. */

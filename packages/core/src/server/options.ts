@@ -1,6 +1,8 @@
 import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Broker, History, StateStore } from '../contracts.js';
+import type { Client } from './client.js';
+import type { Sendable } from './payload.js';
 
 /** A value or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;
@@ -37,10 +39,47 @@ export interface ServerOptions<Identity = unknown> {
    * @default a `MemoryBroker` of its own (a single node)
    */
   broker?: Broker;
-  /** Where sessions are kept (used by `wscale.v1` resume). Not closed by `close()`. */
+  /**
+   * Where `wscale.v1` sessions are kept, so a client can resume on any node. Its `ttlMs` is how
+   * long a session outlives its connection. Not closed by `close()`.
+   * @default a `MemoryStateStore` of its own (resume works on this node only)
+   */
   stateStore?: StateStore;
-  /** Where room history is kept (used by `wscale.v1` recovery). Not closed by `close()`. */
-  history?: History;
+  /**
+   * Secret(s) that sign session tokens; the same on every node. Sign with the first, verify with
+   * any: to rotate, put the new secret first and drop the old one after a session TTL.
+   * Required with a `stateStore`. @default a random secret (this node only)
+   */
+  sessionSecret?: string | string[];
+  /**
+   * The rooms that keep history, and where. The first rule whose pattern matches a room wins.
+   * A pattern is a room name, a name with `*` wildcards (`'chat:*'`) or a RegExp. Rooms no rule
+   * matches are plain pub/sub: a client that comes back recovers nothing in them.
+   * @default no room keeps history
+   */
+  history?: HistoryRule[];
+  /**
+   * Who may resume a session: the owner key of the identity `authenticate` returned. A session is
+   * resumed only by a connection whose key is the same.
+   * @default `String(identity.id)` when the identity has an `id`, else the identity as JSON
+   */
+  sessionOwner?: (identity: Identity) => string;
+  /**
+   * Decides whether a `wscale.v1` client may join a room it asked for. Without it, clients may
+   * not join rooms themselves (the server still can, with `client.join`).
+   */
+  authorizeJoin?: (client: Client<Identity, object>, room: string) => Awaitable<boolean>;
+  /**
+   * Answers a `wscale.v1` client's `request()`; the value returned is the reply. A throw or
+   * rejection answers with a `HANDLER_FAILED` error.
+   */
+  onRequest?: (
+    client: Client<Identity, object>,
+    data: string | Buffer,
+    // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing
+  ) => Awaitable<Sendable | undefined | void>;
+  /** How long a `wscale.v1` client may take to send `hello`. @default 10000 */
+  helloTimeoutMs?: number;
   /**
    * Prefix of every broker topic, so several applications can share one broker.
    * @default 'wscale:'
@@ -79,6 +118,17 @@ export interface ServerOptions<Identity = unknown> {
   closeTimeoutMs?: number;
 }
 
+/** Where a set of rooms keeps its history. */
+export interface HistoryRule {
+  /** Which rooms: a name, a name with `*` wildcards, a RegExp, or a list of them. */
+  rooms: RoomPattern | RoomPattern[];
+  /** The history store (its own bounds: entries kept, age). Not closed by `close()`. */
+  store: History;
+}
+
+/** A room name, a name with `*` wildcards, or a RegExp. */
+export type RoomPattern = string | RegExp;
+
 /** Options with every default applied. */
 export type ResolvedOptions<Identity> = Required<
   Omit<
@@ -92,9 +142,23 @@ export type ResolvedOptions<Identity> = Required<
     | 'stateStore'
     | 'history'
     | 'authenticate'
+    | 'sessionSecret'
+    | 'sessionOwner'
+    | 'authorizeJoin'
+    | 'onRequest'
   >
 > &
   Pick<
     ServerOptions<Identity>,
-    'port' | 'host' | 'server' | 'noServer' | 'path' | 'stateStore' | 'history' | 'authenticate'
-  >;
+    | 'port'
+    | 'host'
+    | 'server'
+    | 'noServer'
+    | 'path'
+    | 'authenticate'
+    | 'authorizeJoin'
+    | 'onRequest'
+  > & {
+    sessionOwner: (identity: Identity) => string;
+    history: HistoryRule[];
+  };

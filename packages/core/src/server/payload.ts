@@ -1,3 +1,5 @@
+import { Outgoing } from './outgoing.js';
+
 /** What `send` accepts: text goes as a text frame, everything else as a binary frame. */
 export type Sendable = string | Buffer | ArrayBuffer | ArrayBufferView;
 
@@ -11,19 +13,21 @@ export interface SendOptions {
   volatile?: boolean;
 }
 
-/** A payload encoded once, ready to be written to any number of sockets. */
-export interface PreparedPayload {
-  bytes: Buffer;
-  binary: boolean;
-}
-
 /** Encodes a payload once per node: every recipient's socket is written the same bytes. */
-export function preparePayload(data: Sendable): PreparedPayload {
-  if (typeof data === 'string') return { bytes: Buffer.from(data, 'utf8'), binary: false };
-  if (Buffer.isBuffer(data)) return { bytes: data, binary: true };
+export function prepareMessage(
+  data: Sendable,
+  options?: SendOptions,
+  room?: string,
+  skip?: ReadonlySet<string>,
+): Outgoing {
+  const volatile = options?.volatile === true;
+  const make = (bytes: Buffer, binary: boolean) =>
+    new Outgoing(bytes, binary, volatile, room, undefined, undefined, skip);
+  if (typeof data === 'string') return make(Buffer.from(data, 'utf8'), false);
+  if (Buffer.isBuffer(data)) return make(data, true);
   if (ArrayBuffer.isView(data)) {
-    return { bytes: Buffer.from(data.buffer, data.byteOffset, data.byteLength), binary: true };
+    return make(Buffer.from(data.buffer, data.byteOffset, data.byteLength), true);
   }
-  if (data instanceof ArrayBuffer) return { bytes: Buffer.from(data), binary: true };
+  if (data instanceof ArrayBuffer) return make(Buffer.from(data), true);
   throw new TypeError('send() takes a string, a Buffer, an ArrayBuffer or a typed array');
 }

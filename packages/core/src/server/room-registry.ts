@@ -1,26 +1,42 @@
-import type { Unsubscribe } from '../contracts.js';
+import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
+import { type JoinOutcome, RoomStream } from '../history/room-stream.js';
 import type { AnyClient as Client } from './client.js';
+import type { Outgoing } from './outgoing.js';
 
 interface Room {
   members: Set<Client>;
   /** The broker subscription of the room's topic, shared by all its local members. */
   subscription: Promise<Unsubscribe>;
+  /** The room's order, when it keeps history. */
+  stream?: RoomStream;
+  /** Joins waiting for their turn in the stream; the room stays while any is pending. */
+  joining: number;
+}
+
+/** What the registry needs from its node. */
+export interface RoomHost {
+  /** Subscribes a room's topic; `deliver` gets messages of other nodes. */
+  subscribe(room: string, deliver: (message: Outgoing) => void): Promise<Unsubscribe>;
+  /** The history a room keeps, if any. */
+  historyOf(room: string): History | undefined;
+  /** Tells a client it is now in a room (and, for a history room, from which position). */
+  joined(client: Client, room: string, position: HistoryPosition | undefined): void;
+  /** Tells a room's local `wscale.v1` members to start over from a position. */
+  resync(room: string, members: Iterable<Client>, position: HistoryPosition): void;
+  error(error: unknown): void;
 }
 
 /**
  * The rooms of one node: which local clients are in which room, and one broker subscription per
- * room that has local members, taken by the first member and dropped with the last.
+ * room that has local members, taken by the first member and dropped with the last. Rooms that
+ * keep history deliver through a {@link RoomStream}, in offset order.
  */
 export class RoomRegistry {
   readonly #rooms = new Map<string, Room>();
-  readonly #subscribe: (room: string, isCurrent: () => boolean) => Promise<Unsubscribe>;
+  readonly #host: RoomHost;
 
-  /**
-   * @param subscribe - subscribes a room's topic; the listener must check `isCurrent()` so a
-   * subscription being torn down never delivers to the room's next incarnation.
-   */
-  constructor(subscribe: (room: string, isCurrent: () => boolean) => Promise<Unsubscribe>) {
-    this.#subscribe = subscribe;
+  constructor(host: RoomHost) {
+    this.#host = host;
   }
 
   /** Local members of a room (empty when none). */
@@ -33,28 +49,57 @@ export class RoomRegistry {
     return [...this.#rooms.keys()];
   }
 
-  async join(client: Client, room: string): Promise<void> {
-    let state = this.#rooms.get(room);
-    if (state === undefined) {
-      const created: Room = { members: new Set(), subscription: Promise.resolve(noop) };
-      created.subscription = this.#subscribe(room, () => this.#rooms.get(room) === created);
-      state = created;
-      this.#rooms.set(room, state);
+  /** Delivers a message to a room's local members (in offset order for history rooms). */
+  deliver(room: string, message: Outgoing): void {
+    const state = this.#rooms.get(room);
+    if (state !== undefined) this.#dispatch(state, message);
+  }
+
+  /**
+   * Adds a client to a room. For a history room, `from` is the last position the client saw: what
+   * it missed comes back in the outcome's `replay`; without `from` it starts at the current end.
+   * With `announce`, the client is told it joined, in order with the room's messages. Resolves
+   * once broadcasts to the room from every node reach the client.
+   */
+  async join(
+    client: Client,
+    room: string,
+    from?: HistoryPosition,
+    announce = true,
+  ): Promise<JoinOutcome | undefined> {
+    const state = this.#state(room);
+    if (state.members.has(client)) {
+      await state.subscription;
+      return undefined;
     }
-    if (state.members.has(client)) return void (await state.subscription);
-    state.members.add(client);
     client.memberships.add(room);
     try {
+      if (state.stream !== undefined) {
+        state.joining++;
+        try {
+          const admitted = announce
+            ? (position: HistoryPosition) => this.#host.joined(client, room, position)
+            : undefined;
+          return await state.stream.join(client, from, admitted);
+        } finally {
+          state.joining--;
+          // It may have left while it waited for its turn.
+          if (!client.memberships.has(room)) await this.#dropIfEmpty(room, state);
+        }
+      }
+      state.members.add(client);
+      if (announce) this.#host.joined(client, room, undefined);
       await state.subscription;
+      return undefined;
     } catch (error) {
-      this.#remove(client, room, state);
+      await this.#remove(client, room, state);
       throw error;
     }
   }
 
   async leave(client: Client, room: string): Promise<void> {
     const state = this.#rooms.get(room);
-    if (state === undefined || !state.members.has(client)) return;
+    if (state === undefined || !client.memberships.has(room)) return;
     await this.#remove(client, room, state);
   }
 
@@ -63,10 +108,50 @@ export class RoomRegistry {
     await Promise.all([...client.memberships].map((room) => this.leave(client, room)));
   }
 
+  #state(room: string): Room {
+    let state = this.#rooms.get(room);
+    if (state !== undefined) return state;
+    const created: Room = { members: new Set(), subscription: Promise.resolve(noop), joining: 0 };
+    created.subscription = this.#host.subscribe(room, (message) => {
+      if (this.#rooms.get(room) === created) this.#dispatch(created, message);
+    });
+    const history = this.#host.historyOf(room);
+    if (history !== undefined) {
+      created.stream = new RoomStream(
+        room,
+        history,
+        {
+          members: () => created.members,
+          admit: (client) => {
+            if (client.memberships.has(room)) created.members.add(client);
+          },
+          resync: (position) => this.#host.resync(room, created.members, position),
+          error: (error) => this.#host.error(error),
+        },
+        created.subscription,
+      );
+    }
+    state = created;
+    this.#rooms.set(room, state);
+    return state;
+  }
+
+  #dispatch(state: Room, message: Outgoing): void {
+    if (state.stream !== undefined && message.offset !== undefined) {
+      state.stream.receive(message);
+      return;
+    }
+    for (const client of state.members) client.deliver(message);
+  }
+
   async #remove(client: Client, room: string, state: Room): Promise<void> {
     state.members.delete(client);
     client.memberships.delete(room);
-    if (state.members.size > 0 || this.#rooms.get(room) !== state) return;
+    await this.#dropIfEmpty(room, state);
+  }
+
+  async #dropIfEmpty(room: string, state: Room): Promise<void> {
+    if (state.members.size > 0 || state.joining > 0 || this.#rooms.get(room) !== state) return;
     this.#rooms.delete(room);
     const unsubscribe = await state.subscription.catch(() => noop);
     await unsubscribe();

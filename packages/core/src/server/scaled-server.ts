@@ -5,14 +5,9 @@ import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { MemoryBroker } from '../broker/memory-broker.js';
 import { CloseCode } from '../close-codes.js';
-import type { Broker, BrokerStatus } from '../contracts.js';
-import {
-  HandlerError,
-  InvalidOptionError,
-  ServerClosedError,
-  UpgradeRejectedError,
-  WscaleError,
-} from '../errors.js';
+import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
+import { HandlerError, ServerClosedError, UpgradeRejectedError, WscaleError } from '../errors.js';
+import { historyMatcher } from '../history/history-rules.js';
 import {
   BusFlag,
   type BusFrame,
@@ -21,17 +16,29 @@ import {
   type DirectOp,
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
+import { PROTOCOL, type WelcomeRoom } from '../protocol/messages.js';
+import { SessionTokens } from '../session/session-token.js';
+import { type OpenedSession, Sessions } from '../session/sessions.js';
+import { MemoryStateStore } from '../state/memory-state-store.js';
 import { BroadcastOperator } from './broadcast.js';
 import { type AnyClient, Client, type ClientHost } from './client.js';
 import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
-import { preparePayload, type Sendable, type SendOptions } from './payload.js';
+import { Outgoing } from './outgoing.js';
+import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
+import { resolveOptions } from './resolve-options.js';
 import { RoomRegistry } from './room-registry.js';
+import { V1Endpoint } from './v1-endpoint.js';
 
 /** Events of a {@link ScaledWebSocketServer}. */
 export interface ServerEvents<Identity, Data extends object> {
-  /** A client connected to this node. */
+  /** A client connected to this node with a new session (or in raw mode). */
   connection: [client: Client<Identity, Data>, request: IncomingMessage];
+  /**
+   * A `wscale.v1` client came back and resumed its session on this node: its rooms and `data` are
+   * restored, and `rooms` says per room whether what it missed was recovered.
+   */
+  resume: [client: Client<Identity, Data>, info: ResumeInfo, request: IncomingMessage];
   /** Something failed that did not stop the node: a throwing handler, a bad frame, a broker error. */
   error: [error: Error];
   /** Another node was heard from for the first time (or again after it was gone). */
@@ -40,6 +47,12 @@ export interface ServerEvents<Identity, Data extends object> {
   nodeDown: [nodeId: string];
   /** The broker's connection changed state. */
   brokerStatus: [status: BrokerStatus, error?: Error];
+}
+
+/** What a resume restored. */
+export interface ResumeInfo {
+  /** Per room of the session: whether every missed message was replayed, and if not, why. */
+  rooms: Record<string, WelcomeRoom>;
 }
 
 /** A client's description in cross-node query answers. */
@@ -77,12 +90,10 @@ export interface RemoteClient {
   close(code?: number, reason?: string): Promise<void>;
 }
 
-const TRY_AGAIN_LATER = 'send buffer full';
-
 /**
  * A WebSocket server that is one node of a cluster. Clients connect to any node; a broadcast to a
  * room reaches its members on every node, and a message to one client finds the node that holds
- * it. Wraps `ws`.
+ * it. Clients speaking `wscale.v1` get sessions that survive their node. Wraps `ws`.
  *
  * @example
  * ```ts
@@ -103,30 +114,43 @@ export class ScaledWebSocketServer<
   readonly #options: ResolvedOptions<Identity>;
   readonly #broker: Broker;
   readonly #ownsBroker: boolean;
+  readonly #ownedStore: StateStore | undefined;
+  readonly #sessions: Sessions;
+  readonly #historyOf: (room: string) => History | undefined;
   readonly #wss: WebSocketServer;
   readonly #http: Server | undefined;
   readonly #attached: Server | undefined;
   readonly #mesh: NodeMesh;
   readonly #rooms: RoomRegistry;
+  readonly #v1: V1Endpoint;
   readonly #clients = new Map<string, Client<Identity, Data>>();
   readonly #corked: Duplex[] = [];
   readonly #started: Promise<void>;
   readonly #stats = { dropped: 0, slowConsumersClosed: 0 };
   readonly #host: ClientHost;
-  #heartbeat: NodeJS.Timeout | undefined;
+  readonly #timers: NodeJS.Timeout[] = [];
   #closing: Promise<void> | undefined;
 
   constructor(options: ServerOptions<Identity>) {
     super();
-    this.#options = resolveOptions(options);
+    this.#options = resolveOptions(options, newId);
     this.nodeId = this.#options.nodeId;
     this.#ownsBroker = options.broker === undefined;
     this.#broker = options.broker ?? new MemoryBroker();
+    this.#ownedStore = options.stateStore === undefined ? new MemoryStateStore() : undefined;
+    this.#sessions = new Sessions(
+      options.stateStore ?? this.#ownedStore!,
+      new SessionTokens(options.sessionSecret ?? randomBytes(32).toString('base64url')),
+      this.#options.topicPrefix,
+      (error) => this.#report(error),
+    );
+    this.#historyOf = historyMatcher(this.#options.history);
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: this.#options.maxPayload,
+      handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
     });
     this.#host = this.#clientHost();
     this.#mesh = new NodeMesh(
@@ -142,11 +166,25 @@ export class ScaledWebSocketServer<
         error: (error) => this.#report(error),
       },
     );
-    this.#rooms = new RoomRegistry((room, isCurrent) =>
-      this.#mesh.subscribeRoom(room, (frame) => {
-        if (isCurrent()) this.#onRemote(frame);
-      }),
-    );
+    this.#rooms = new RoomRegistry({
+      subscribe: (room, deliver) =>
+        this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
+      historyOf: this.#historyOf,
+      joined: (client, room, position) => {
+        if (client.v1) client.write(JSON.stringify(joinedMessage(room, position)), false);
+      },
+      resync: (room, members, position) => {
+        const frame = JSON.stringify({
+          t: 'resync',
+          r: room,
+          o: position.offset,
+          e: position.epoch,
+        });
+        for (const client of members) if (client.v1) client.write(frame, false);
+      },
+      error: (error) => this.#report(error),
+    });
+    this.#v1 = new V1Endpoint(this.#v1Host());
     this.#broker.on('status', this.#onBrokerStatus);
 
     if (options.port !== undefined) {
@@ -206,10 +244,7 @@ export class ScaledWebSocketServer<
   /** Operations on one client by id, wherever it is connected. */
   client(id: string): RemoteClient {
     return {
-      send: (data, options) => {
-        const { bytes, binary } = preparePayload(data);
-        return this.#direct(id, 'send', undefined, bytes, flagsOf(binary, options));
-      },
+      send: (data, options) => this.#direct(id, 'send', undefined, prepareMessage(data, options)),
       join: (room) => this.#direct(id, 'join', room),
       leave: (room) => this.#direct(id, 'leave', room),
       close: (code = CloseCode.Normal, reason = '') => this.#direct(id, 'close', [code, reason]),
@@ -251,8 +286,9 @@ export class ScaledWebSocketServer<
   }
 
   /**
-   * Shuts the node down gracefully: stops accepting, closes its clients with 1012 so they
-   * reconnect elsewhere, leaves the cluster, and resolves when all of that is done.
+   * Drains the node: stops accepting, saves the sessions of its `wscale.v1` clients, closes every
+   * client with 1012 so it reconnects elsewhere, leaves the cluster, and resolves when all of that
+   * is done. A rolling deploy that closes nodes this way loses nothing.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -267,11 +303,14 @@ export class ScaledWebSocketServer<
   async #start(): Promise<void> {
     await this.#mesh.start();
     if (this.#options.heartbeatIntervalMs > 0) {
-      this.#heartbeat = setInterval(() => {
+      this.#every(this.#options.heartbeatIntervalMs, () => {
         for (const client of this.#clients.values()) client.heartbeat();
-      }, this.#options.heartbeatIntervalMs);
-      this.#heartbeat.unref();
+      });
     }
+    // Connected sessions are written again well within their time to live.
+    this.#every(Math.max(1000, this.#sessions.ttlMs / 3), () => {
+      for (const client of this.#clients.values()) if (client.v1) this.#save(client);
+    });
     const http = this.#http;
     if (http !== undefined) {
       await new Promise<void>((resolve, reject) => {
@@ -284,23 +323,36 @@ export class ScaledWebSocketServer<
     }
   }
 
+  #every(ms: number, run: () => void): void {
+    const timer = setInterval(run, ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+
   async #close(): Promise<void> {
     await this.#started.catch(() => undefined);
     this.#http?.off('upgrade', this.#onUpgrade);
     this.#attached?.off('upgrade', this.#onUpgrade);
-    clearInterval(this.#heartbeat);
-    const closed = [...this.#clients.values()].map(
+    for (const timer of this.#timers) clearInterval(timer);
+    const clients = [...this.#clients.values()];
+    await Promise.race([
+      Promise.all(clients.filter((client) => client.v1).map((client) => this.#save(client))),
+      sleep(this.#options.closeTimeoutMs),
+    ]);
+    const closed = clients.map(
       (client) => new Promise<void>((resolve) => client.once('close', () => resolve())),
     );
-    for (const client of this.#clients.values()) client.close(CloseCode.ServiceRestart, 'draining');
+    this.#v1.closeOpening(CloseCode.ServiceRestart, 'draining');
+    for (const client of clients) client.close(CloseCode.ServiceRestart, 'draining');
     const timer = setTimeout(() => {
-      for (const client of this.#clients.values()) client.terminate();
+      for (const client of clients) client.terminate();
     }, this.#options.closeTimeoutMs);
     await Promise.all(closed);
     clearTimeout(timer);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
+    await this.#ownedStore?.close();
     this.#wss.close();
     const http = this.#http;
     if (http?.listening) await new Promise((resolve) => http.close(resolve));
@@ -337,32 +389,118 @@ export class ScaledWebSocketServer<
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);
-      this.#accept(ws, socket, request, identity);
+      if (ws.protocol === PROTOCOL) {
+        this.#v1.accept(ws, socket, request, identity);
+        return;
+      }
+      const client = this.#register(newId(), ws, socket, identity, false);
+      this.emit('connection', client, request);
     });
   }
 
-  #accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: Identity): void {
-    const client = new Client<Identity, Data>(newId(), identity, ws, socket, this.#host);
-    this.#clients.set(client.id, client);
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
+  #register(
+    id: string,
+    ws: WebSocket,
+    socket: Duplex,
+    identity: Identity,
+    v1: boolean,
+    data?: Data,
+  ): Client<Identity, Data> {
+    const client = new Client<Identity, Data>(id, identity, ws, socket, this.#host, v1, data);
+    this.#clients.set(id, client);
+    ws.on('message', (frame: Buffer, isBinary: boolean) => {
       client.markAlive();
-      client.emit('message', isBinary ? data : data.toString('utf8'), isBinary);
+      if (v1) this.#v1.receive(client, frame, isBinary);
+      else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
     });
     ws.on('pong', () => client.markAlive());
     ws.on('error', (error) => client.emit('error', error));
     ws.on('close', (code, reason) => {
-      this.#clients.delete(client.id);
+      if (this.#clients.get(id) === client) this.#clients.delete(id);
       this.#rooms.leaveAll(client).catch((error) => this.#report(error));
       client.emit('close', code, reason.toString('utf8'));
       client.removeAllListeners();
     });
-    this.emit('connection', client, request);
+    return client;
+  }
+
+  #v1Host() {
+    return {
+      nodeId: this.nodeId,
+      helloTimeoutMs: this.#options.helloTimeoutMs,
+      sessions: this.#sessions,
+      owner: (identity: unknown) => this.#options.sessionOwner(identity as Identity),
+      kick: async (sessionId: string) => {
+        const older = this.#clients.get(sessionId);
+        if (older !== undefined) {
+          this.#clients.delete(sessionId);
+          older.close(CloseCode.SessionTakenOver, 'session resumed elsewhere');
+        }
+        await this.#mesh
+          .direct(
+            {
+              n: this.nodeId,
+              c: sessionId,
+              o: 'close',
+              a: [CloseCode.SessionTakenOver, 'session resumed elsewhere'],
+            },
+            EMPTY,
+            0,
+          )
+          .catch((error) => this.#report(error));
+      },
+      register: (session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown) => {
+        const data = session.record?.data as Data | undefined;
+        const client = this.#register(session.id, ws, socket, identity as Identity, true, data);
+        client.conn = session.conn;
+        return client;
+      },
+      join: (client: AnyClient, room: string, from?: HistoryPosition, announce?: boolean) =>
+        this.#join(client, room, from, announce),
+      leave: (client: AnyClient, room: string) => this.#leave(client, room),
+      save: (client: AnyClient) => void this.#save(client),
+      authorizeJoin: this.#options.authorizeJoin as
+        | ((client: AnyClient, room: string) => Promise<boolean> | boolean)
+        | undefined,
+      onRequest: this.#options.onRequest as
+        | ((client: AnyClient, data: string | Buffer) => Promise<unknown>)
+        | undefined,
+      connected: (client: AnyClient, request: IncomingMessage) =>
+        this.emit('connection', client as Client<Identity, Data>, request),
+      resumed: (client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage) =>
+        this.emit('resume', client as Client<Identity, Data>, { rooms }, request),
+      report: (error: unknown) => this.#report(error),
+    };
+  }
+
+  async #join(client: AnyClient, room: string, from?: HistoryPosition, announce = true) {
+    const outcome = await this.#rooms.join(client, room, from, announce);
+    if (client.v1 && announce) this.#save(client);
+    return outcome;
+  }
+
+  async #leave(client: AnyClient, room: string): Promise<void> {
+    if (!client.rooms.has(room)) return;
+    await this.#rooms.leave(client, room);
+    if (!client.v1) return;
+    client.write(JSON.stringify({ t: 'left', r: room }), false);
+    this.#save(client);
+  }
+
+  #save(client: AnyClient): Promise<void> {
+    const conn = client.conn;
+    if (conn === undefined) return Promise.resolve();
+    return this.#sessions.save(client.id, conn, () => ({
+      owner: this.#options.sessionOwner(client.identity as Identity),
+      data: client.data,
+      rooms: [...client.rooms],
+    }));
   }
 
   #clientHost(): ClientHost {
     return {
-      join: (client, room) => this.#rooms.join(client, room),
-      leave: (client, room) => this.#rooms.leave(client, room),
+      join: async (client, room) => void (await this.#join(client, room)),
+      leave: (client, room) => this.#leave(client, room),
       cork: (socket) => {
         if (socket.writableCorked > 0) return;
         socket.cork();
@@ -376,9 +514,10 @@ export class ScaledWebSocketServer<
         }
         this.#stats.slowConsumersClosed++;
         // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
-        client.close(CloseCode.TryAgainLater, TRY_AGAIN_LATER);
+        client.close(CloseCode.TryAgainLater, 'send buffer full');
       },
       handlerFailed: (error) => this.#report(new HandlerError('client event', error)),
+      dataChanged: (client) => void this.#save(client),
       maxBufferedBytes: this.#options.maxBufferedBytes,
     };
   }
@@ -403,63 +542,65 @@ export class ScaledWebSocketServer<
     options?: SendOptions,
   ): Promise<void> {
     if (this.#closing !== undefined) throw new ServerClosedError();
-    const { bytes, binary } = preparePayload(data);
-    const flags = flagsOf(binary, options);
+    if (rooms.length > 1 && rooms.some((room) => this.#historyOf(room) !== undefined)) {
+      // Each history room numbers its own messages, so each gets its own copy.
+      await Promise.all(rooms.map((room) => this.#broadcast([room], except, data, options)));
+      return;
+    }
+    const room = rooms.length === 1 ? rooms[0] : undefined;
+    const skip = except.length > 0 ? new Set(except) : undefined;
+    let message = prepareMessage(data, options, room, skip);
     const header: BusHeader = { n: this.nodeId };
     if (rooms.length > 0) header.r = rooms as string[];
     if (except.length > 0) header.x = except as string[];
-    this.#deliverLocal(header, bytes, flags);
-    await this.#mesh.broadcast(rooms.length === 1 ? rooms[0] : undefined, header, bytes, flags);
+    const history = room === undefined ? undefined : this.#historyOf(room);
+    if (room !== undefined && history !== undefined) {
+      const position = await history.append(room, message.historyPayload());
+      message = message.at(room, position.offset, position.epoch);
+      header.s = position.offset;
+      header.e = position.epoch;
+    }
+    this.#deliverLocal(rooms, message);
+    const flags = (message.binary ? BusFlag.Binary : 0) | (message.volatile ? BusFlag.Volatile : 0);
+    await this.#mesh.broadcast(room, header, message.bytes, flags);
   }
 
   /** Writes a broadcast to the local clients it is for: the fan-out hot path. */
-  #deliverLocal(header: BusHeader, bytes: Buffer, flags: number): void {
-    const binary = (flags & BusFlag.Binary) !== 0;
-    const volatile = (flags & BusFlag.Volatile) !== 0;
-    const except = header.x === undefined ? undefined : new Set(header.x);
-    const rooms = header.r;
-    let targets: Iterable<AnyClient>;
-    if (rooms === undefined) targets = this.#clients.values();
-    else if (rooms.length === 1) targets = this.#rooms.members(rooms[0]!);
-    else targets = new Set(rooms.flatMap((room) => [...this.#rooms.members(room)]));
-    for (const client of targets) {
-      if (except === undefined || !except.has(client.id)) client.deliver(bytes, binary, volatile);
+  #deliverLocal(rooms: readonly string[] | undefined, message: Outgoing): void {
+    if (rooms === undefined || rooms.length === 0) {
+      for (const client of this.#clients.values()) client.deliver(message);
+    } else if (rooms.length === 1) {
+      this.#rooms.deliver(rooms[0]!, message);
+    } else {
+      const once = new Set<AnyClient>();
+      for (const room of rooms) for (const client of this.#rooms.members(room)) once.add(client);
+      for (const client of once) client.deliver(message);
     }
   }
 
-  async #direct(
-    id: string,
-    op: DirectOp,
-    argument: unknown,
-    payload?: Buffer,
-    flags = 0,
-  ): Promise<void> {
+  async #direct(id: string, op: DirectOp, argument: unknown, message?: Outgoing): Promise<void> {
     if (this.#closing !== undefined) throw new ServerClosedError();
     const header: BusHeader = { n: this.nodeId, c: id, o: op };
     if (argument !== undefined) header.a = argument;
     const local = this.#clients.get(id);
-    if (local !== undefined) return this.#applyDirect(local, header, payload, flags);
-    await this.#mesh.direct(header, payload ?? EMPTY, flags);
+    if (local !== undefined) return this.#applyDirect(local, header, message);
+    const flags = message?.binary ? BusFlag.Binary : 0;
+    await this.#mesh.direct(
+      header,
+      message?.bytes ?? EMPTY,
+      flags | (message?.volatile ? BusFlag.Volatile : 0),
+    );
   }
 
-  async #applyDirect(
-    client: AnyClient,
-    header: BusHeader,
-    payload: Buffer | undefined,
-    flags: number,
-  ): Promise<void> {
+  async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
     switch (header.o) {
       case 'send':
-        client.deliver(
-          payload ?? EMPTY,
-          (flags & BusFlag.Binary) !== 0,
-          (flags & BusFlag.Volatile) !== 0,
-        );
+        if (message !== undefined) client.deliver(message);
         return;
       case 'join':
-        return client.join(String(header.a));
+        return void (await this.#join(client, String(header.a)));
       case 'leave':
-        return client.leave(String(header.a));
+        return this.#leave(client, String(header.a));
       case 'close': {
         const [code, reason] = Array.isArray(header.a) ? header.a : [];
         client.close(Number(code ?? CloseCode.Normal), String(reason ?? ''));
@@ -470,12 +611,12 @@ export class ScaledWebSocketServer<
 
   #onRemote(frame: BusFrame): void {
     if (frame.kind === BusKind.Broadcast) {
-      this.#deliverLocal(frame.header, frame.payload, frame.flags);
+      this.#deliverLocal(frame.header.r, messageOf(frame));
       return;
     }
     const client = frame.header.c === undefined ? undefined : this.#clients.get(frame.header.c);
     if (client !== undefined) {
-      this.#applyDirect(client, frame.header, frame.payload, frame.flags).catch((error) =>
+      this.#applyDirect(client, frame.header, messageOf(frame)).catch((error) =>
         this.#report(error),
       );
     }
@@ -515,12 +656,33 @@ export class ScaledWebSocketServer<
 
 const EMPTY = Buffer.alloc(0);
 
-function flagsOf(binary: boolean, options: SendOptions | undefined): number {
-  return (binary ? BusFlag.Binary : 0) | (options?.volatile ? BusFlag.Volatile : 0);
+/** The message a frame from another node carries, ready for local fan-out. */
+function messageOf(frame: BusFrame): Outgoing {
+  const { header, flags } = frame;
+  const room = header.r?.length === 1 ? header.r[0] : undefined;
+  return new Outgoing(
+    frame.payload,
+    (flags & BusFlag.Binary) !== 0,
+    (flags & BusFlag.Volatile) !== 0,
+    room,
+    header.s,
+    header.e,
+    header.x === undefined ? undefined : new Set(header.x),
+  );
+}
+
+function joinedMessage(room: string, position: HistoryPosition | undefined) {
+  return position === undefined
+    ? { t: 'joined', r: room }
+    : { t: 'joined', r: room, o: position.offset, e: position.epoch };
 }
 
 function newId(): string {
   return randomBytes(12).toString('base64url');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function pathOf(request: IncomingMessage): string {
@@ -537,46 +699,4 @@ function refuse(socket: Duplex, status: number): void {
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
   );
-}
-
-function resolveOptions<Identity>(options: ServerOptions<Identity>): ResolvedOptions<Identity> {
-  const modes = [
-    options.port !== undefined,
-    options.server !== undefined,
-    options.noServer === true,
-  ];
-  if (modes.filter(Boolean).length !== 1) {
-    throw new InvalidOptionError('give exactly one of port, server and noServer');
-  }
-  const nodeHeartbeatMs = options.nodeHeartbeatMs ?? 5000;
-  const resolved: ResolvedOptions<Identity> = {
-    ...options,
-    nodeId: options.nodeId ?? newId(),
-    topicPrefix: options.topicPrefix ?? 'wscale:',
-    maxPayload: options.maxPayload ?? 1024 * 1024,
-    maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
-    slowConsumer: options.slowConsumer ?? 'close',
-    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 30_000,
-    nodeHeartbeatMs,
-    nodeTimeoutMs: options.nodeTimeoutMs ?? nodeHeartbeatMs * 3,
-    requestTimeoutMs: options.requestTimeoutMs ?? 5000,
-    closeTimeoutMs: options.closeTimeoutMs ?? 5000,
-  };
-  for (const key of [
-    'maxPayload',
-    'maxBufferedBytes',
-    'nodeHeartbeatMs',
-    'nodeTimeoutMs',
-    'requestTimeoutMs',
-    'closeTimeoutMs',
-  ] as const) {
-    if (!(resolved[key] > 0)) throw new InvalidOptionError(`${key} must be > 0`);
-  }
-  if (!(resolved.heartbeatIntervalMs >= 0)) {
-    throw new InvalidOptionError('heartbeatIntervalMs must be >= 0');
-  }
-  if (!['close', 'drop'].includes(resolved.slowConsumer)) {
-    throw new InvalidOptionError("slowConsumer must be 'close' or 'drop'");
-  }
-  return resolved;
 }

@@ -1,0 +1,67 @@
+import type { HistoryEntry } from '../contracts.js';
+import { encodeBinary } from '../protocol/codec.js';
+import type { DataMessage } from '../protocol/messages.js';
+
+/**
+ * One application message on its way to local clients. It is built once per node and every
+ * recipient gets the same bytes: raw clients the payload as it was sent, `wscale.v1` clients the
+ * `msg` envelope, encoded the first time one of them needs it.
+ */
+export class Outgoing {
+  #envelope: Buffer | undefined;
+
+  constructor(
+    /** The application's payload. */
+    readonly bytes: Buffer,
+    /** Whether the payload is binary (else UTF-8 text). */
+    readonly binary: boolean,
+    /** Whether it may be dropped for a slow consumer. */
+    readonly volatile: boolean,
+    /** The one room it was sent to, if it was sent to one room. */
+    readonly room?: string,
+    /** Its offset in the room's history, for rooms that keep history. */
+    readonly offset?: number,
+    readonly epoch?: string,
+    /** Ids of clients it must not be written to (`except`). */
+    readonly skip?: ReadonlySet<string>,
+  ) {}
+
+  /** The `wscale.v1` frame of this message (a text frame unless the payload is binary). */
+  envelope(): Buffer {
+    if (this.#envelope === undefined) {
+      const message: DataMessage = { t: 'msg' };
+      if (this.room !== undefined) message.r = this.room;
+      if (this.offset !== undefined) {
+        message.o = this.offset;
+        message.e = this.epoch;
+      }
+      if (this.binary) {
+        const frame = encodeBinary(message, this.bytes);
+        this.#envelope = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+      } else {
+        message.d = this.bytes.toString('utf8');
+        this.#envelope = Buffer.from(JSON.stringify(message));
+      }
+    }
+    return this.#envelope;
+  }
+
+  /** What is kept in a room's history: a flags byte, then the payload. */
+  historyPayload(): Buffer {
+    const entry = Buffer.allocUnsafe(1 + this.bytes.length);
+    entry[0] = this.binary ? 1 : 0;
+    this.bytes.copy(entry, 1);
+    return entry;
+  }
+
+  /** Rebuilds a message from a history entry of a room. */
+  static fromHistory(room: string, entry: HistoryEntry, epoch: string): Outgoing {
+    const view = Buffer.from(entry.payload.buffer, entry.payload.byteOffset, entry.payload.length);
+    return new Outgoing(view.subarray(1), view[0] === 1, false, room, entry.offset, epoch);
+  }
+
+  /** The same message, placed at a position of a room's history. */
+  at(room: string, offset: number, epoch: string): Outgoing {
+    return new Outgoing(this.bytes, this.binary, this.volatile, room, offset, epoch, this.skip);
+  }
+}

@@ -1,0 +1,69 @@
+import { InvalidOptionError } from '../errors.js';
+import type { ResolvedOptions, ServerOptions } from './options.js';
+
+/** Applies the defaults and checks every option, with a typed error naming the one that is off. */
+export function resolveOptions<Identity>(
+  options: ServerOptions<Identity>,
+  randomId: () => string,
+): ResolvedOptions<Identity> {
+  const modes = [
+    options.port !== undefined,
+    options.server !== undefined,
+    options.noServer === true,
+  ];
+  if (modes.filter(Boolean).length !== 1) {
+    throw new InvalidOptionError('give exactly one of port, server and noServer');
+  }
+  if (options.stateStore !== undefined && options.sessionSecret === undefined) {
+    throw new InvalidOptionError(
+      'sessionSecret is required with a stateStore: every node must sign tokens alike',
+    );
+  }
+  const nodeHeartbeatMs = options.nodeHeartbeatMs ?? 5000;
+  const resolved: ResolvedOptions<Identity> = {
+    ...options,
+    nodeId: options.nodeId ?? randomId(),
+    topicPrefix: options.topicPrefix ?? 'wscale:',
+    maxPayload: options.maxPayload ?? 1024 * 1024,
+    maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
+    slowConsumer: options.slowConsumer ?? 'close',
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 30_000,
+    nodeHeartbeatMs,
+    nodeTimeoutMs: options.nodeTimeoutMs ?? nodeHeartbeatMs * 3,
+    requestTimeoutMs: options.requestTimeoutMs ?? 5000,
+    closeTimeoutMs: options.closeTimeoutMs ?? 5000,
+    helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+    history: options.history ?? [],
+    sessionOwner: options.sessionOwner ?? defaultOwner,
+  };
+  for (const key of [
+    'maxPayload',
+    'maxBufferedBytes',
+    'nodeHeartbeatMs',
+    'nodeTimeoutMs',
+    'requestTimeoutMs',
+    'closeTimeoutMs',
+    'helloTimeoutMs',
+  ] as const) {
+    if (!(resolved[key] > 0)) throw new InvalidOptionError(`${key} must be > 0`);
+  }
+  if (!(resolved.heartbeatIntervalMs >= 0)) {
+    throw new InvalidOptionError('heartbeatIntervalMs must be >= 0');
+  }
+  if (!['close', 'drop'].includes(resolved.slowConsumer)) {
+    throw new InvalidOptionError("slowConsumer must be 'close' or 'drop'");
+  }
+  return resolved;
+}
+
+function defaultOwner(identity: unknown): string {
+  if (identity === true || identity === undefined) return '';
+  if (typeof identity === 'object' && identity !== null && 'id' in identity) {
+    return String((identity as { id: unknown }).id);
+  }
+  try {
+    return JSON.stringify(identity) ?? '';
+  } catch {
+    return String(identity);
+  }
+}

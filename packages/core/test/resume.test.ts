@@ -1,0 +1,307 @@
+import {
+  CloseCode,
+  MemoryBroker,
+  MemoryHistory,
+  MemoryStateStore,
+  type ResumeInfo,
+} from '@wscale/core';
+import { delay, until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+const stores: Array<{ close(): Promise<void> }> = [];
+afterEach(async () => {
+  await cluster.closeAll();
+  for (const store of stores.splice(0)) await store.close();
+});
+
+/** Nodes sharing one session store and one history for rooms named `chat*`. */
+async function startNodes(
+  count: number,
+  options: { ttlMs?: number; maxEntries?: number; broker?: () => MemoryBroker } = {},
+) {
+  const stateStore = new MemoryStateStore({ ttlMs: options.ttlMs ?? 60_000 });
+  const history = new MemoryHistory({ maxEntries: options.maxEntries ?? 100 });
+  stores.push(stateStore, history);
+  const nodes = await cluster.start(count, {
+    stateStore,
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    history: [{ rooms: 'chat*', store: history }],
+    authorizeJoin: (_client, room) => room.startsWith('chat'),
+    onRequest: (_client, data) => {
+      if (data === 'boom') throw new Error('handler failed on purpose');
+      return typeof data === 'string' ? data.toUpperCase() : Buffer.from([...data].reverse());
+    },
+  });
+  for (const node of nodes) {
+    node.on('connection', (client) => {
+      if (client.v1) void client.join('chat');
+    });
+  }
+  return nodes;
+}
+
+describe('wscale.v1 sessions', () => {
+  it('welcomes a new session, joins a history room and numbers its messages', async () => {
+    const [a] = await startNodes(1);
+    const { peer, welcome } = await V1Peer.connect(a!);
+    expect(welcome).toMatchObject({ t: 'welcome', resumed: false, reason: 'new', node: 'node-1' });
+    expect(welcome.session).toMatch(/^v1\./);
+    const joined = await peer.next('joined');
+    expect(joined).toMatchObject({ r: 'chat', o: 0 });
+    await a!.to('chat').send('one');
+    await a!.to('chat').send(Buffer.from([7, 8]));
+    await until(() => peer.all('msg').length === 2, 2000, 'two messages');
+    const [text, binary] = peer.received.filter((entry) => entry.message.t === 'msg');
+    expect(text!.message).toEqual({ t: 'msg', r: 'chat', o: 1, e: joined.e, d: 'one' });
+    expect([...binary!.binary!]).toEqual([7, 8]);
+    expect(binary!.message).toMatchObject({ r: 'chat', o: 2 });
+  });
+
+  it('resumes on another node with rooms, data and exactly the missed messages', async () => {
+    const [a, b] = await startNodes(2);
+    const resumes: ResumeInfo[] = [];
+    b!.on('resume', (client, info) => {
+      resumes.push(info);
+      client.send(`welcome back ${(client.data as { name?: string }).name}`);
+    });
+    a!.on('connection', (client) => {
+      client.data = { name: 'ada' };
+    });
+    const first = await V1Peer.connect(a!);
+    const joined = await first.peer.next('joined');
+    for (const n of [1, 2, 3]) await a!.to('chat').send(`m${n}`);
+    await until(() => first.peer.all('msg').length === 3, 2000, 'three messages');
+    const last = first.peer.all('msg').at(-1)!;
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'node a to see the drop');
+
+    for (const n of [4, 5, 6]) await b!.to('chat').send(`m${n}`);
+    const second = await V1Peer.connect(b!, {
+      session: first.welcome.session,
+      rooms: { chat: { o: last.o!, e: last.e! } },
+    });
+    expect(second.welcome).toMatchObject({
+      resumed: true,
+      client: first.welcome.client,
+      node: 'node-2',
+      rooms: { chat: { recovered: true, o: 6, e: joined.e } },
+    });
+    await a!.to('chat').send('m7');
+    await until(() => second.peer.texts('chat').length === 4, 2000, 'replay and live');
+    expect(second.peer.texts('chat')).toEqual(['m4', 'm5', 'm6', 'm7']);
+    const offsets = second.peer
+      .all('msg')
+      .filter((m) => m.r === 'chat')
+      .map((m) => m.o);
+    expect(offsets).toEqual([4, 5, 6, 7]);
+    expect(second.peer.texts(undefined)).toEqual(['welcome back ada']);
+    expect(resumes).toEqual([{ rooms: { chat: { recovered: true, o: 6, e: joined.e } } }]);
+    expect(b!.clients.get(first.welcome.client)?.rooms.has('chat')).toBe(true);
+  });
+
+  it('says recovered: false when the gap is older than the history keeps', async () => {
+    const [a] = await startNodes(1, { maxEntries: 3 });
+    const first = await V1Peer.connect(a!);
+    const joined = await first.peer.next('joined');
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the drop');
+    for (let n = 1; n <= 6; n++) await a!.to('chat').send(`m${n}`);
+    const second = await V1Peer.connect(a!, {
+      session: first.welcome.session,
+      rooms: { chat: { o: joined.o!, e: joined.e! } },
+    });
+    expect(second.welcome.resumed).toBe(true);
+    expect(second.welcome.rooms.chat).toEqual({
+      recovered: false,
+      reason: 'too-old',
+      o: 6,
+      e: joined.e,
+    });
+    await a!.to('chat').send('m7');
+    await second.peer.next('msg');
+    expect(second.peer.texts('chat')).toEqual(['m7']);
+  });
+
+  it('never resumes from a tampered token or another identity, nor an expired session', async () => {
+    const [a] = await startNodes(1, { ttlMs: 300 });
+    const first = await V1Peer.connect(a!);
+    const [head, id, signature] = first.welcome.session.split('.');
+    const forged = `${head}.${id}.${signature!.slice(0, -2)}xx`;
+    const tampered = await V1Peer.connect(a!, { session: forged });
+    expect(tampered.welcome).toMatchObject({ resumed: false, reason: 'invalid-token' });
+    expect(tampered.welcome.client).not.toBe(first.welcome.client);
+
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 1, 2000, 'the drop');
+    await delay(600);
+    const late = await V1Peer.connect(a!, { session: first.welcome.session });
+    expect(late.welcome).toMatchObject({ resumed: false, reason: 'expired' });
+  });
+
+  it('refuses a session to a different authenticated identity', async () => {
+    const stateStore = new MemoryStateStore();
+    stores.push(stateStore);
+    const [a] = await cluster.start(1, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      authenticate: (request) => ({ id: request.headers['x-user'] }),
+    });
+    const ada = await V1Peer.connect(a!, {}, { 'x-user': 'ada' });
+    const eve = await V1Peer.connect(a!, { session: ada.welcome.session }, { 'x-user': 'eve' });
+    expect(eve.welcome).toMatchObject({ resumed: false, reason: 'forbidden' });
+    expect(a!.clients.has(ada.welcome.client)).toBe(true);
+  });
+
+  it('closes the older connection when a session is resumed twice', async () => {
+    const [a, b] = await startNodes(2);
+    const first = await V1Peer.connect(a!);
+    const second = await V1Peer.connect(b!, { session: first.welcome.session });
+    expect(second.welcome.resumed).toBe(true);
+    expect((await first.peer.closed).code).toBe(CloseCode.SessionTakenOver);
+    await b!.client(first.welcome.client).send('to the newest');
+    await second.peer.next('msg');
+  });
+
+  it('saves every change at once, so a killed node loses nothing', async () => {
+    const [a, b] = await startNodes(2);
+    const first = await V1Peer.connect(a!);
+    await first.peer.next('joined');
+    const client = a!.clients.get(first.welcome.client)!;
+    await client.join('chat-2');
+    client.data = { score: 42 };
+    // No close, no drain: node a just disappears from the client's point of view.
+    first.peer.ws.terminate();
+    let resumed: { data: object; rooms: string[] } | undefined;
+    b!.on('resume', (c) => {
+      resumed = { data: c.data, rooms: [...c.rooms].sort() };
+    });
+    await until(
+      async () => {
+        const probe = await V1Peer.connect(b!, { session: first.welcome.session });
+        probe.peer.ws.close();
+        return resumed !== undefined && resumed.rooms.length === 2;
+      },
+      3000,
+      'a resume with both rooms',
+    );
+    expect(resumed).toEqual({ data: { score: 42 }, rooms: ['chat', 'chat-2'] });
+  });
+});
+
+/** A node's broker link that loses the next few room messages, as in a broker hiccup. */
+class LossyBroker extends MemoryBroker {
+  lose = 0;
+
+  override receive(topic: string, payload: Uint8Array): void {
+    if (topic.includes(':room:') && this.lose > 0) {
+      this.lose--;
+      return;
+    }
+    super.receive(topic, payload);
+  }
+}
+
+describe('wscale.v1 live repair', () => {
+  it('fills a gap in what a node received from the history, in order', async () => {
+    const history = new MemoryHistory();
+    stores.push(history);
+    let lossy: LossyBroker | undefined;
+    const [sender] = await cluster.start(1, { history: [{ rooms: 'chat', store: history }] });
+    const [receiver] = await cluster.start(1, {
+      history: [{ rooms: 'chat', store: history }],
+      brokerFor: (bus) => {
+        lossy = new LossyBroker({ bus });
+        return lossy;
+      },
+    });
+    receiver!.on('connection', (client) => void client.join('chat'));
+    const { peer } = await V1Peer.connect(receiver!);
+    await peer.next('joined');
+    lossy!.lose = 2;
+    for (const n of [1, 2, 3, 4]) await sender!.to('chat').send(`m${n}`);
+    await until(() => peer.texts('chat').length === 4, 2000, 'four messages');
+    expect(peer.texts('chat')).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(peer.all('msg').map((m) => m.o)).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('wscale.v1 operations', () => {
+  it('answers requests with the handler result, and a typed error when it throws', async () => {
+    const [a] = await startNodes(1);
+    const { peer } = await V1Peer.connect(a!);
+    peer.send({ t: 'req', id: 1, d: 'hello' });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 1, d: 'HELLO' });
+    peer.send({ t: 'req', id: 2 }, Uint8Array.from([1, 2, 3]));
+    await until(() => peer.all('ack').length === 2, 2000, 'binary ack');
+    const binaryAck = peer.received.find((e) => e.message.t === 'ack' && e.binary !== undefined)!;
+    expect(binaryAck.message).toEqual({ t: 'ack', id: 2 });
+    expect([...binaryAck.binary!]).toEqual([3, 2, 1]);
+    peer.send({ t: 'req', id: 3, d: 'boom' });
+    await until(() => peer.all('ack').length === 3, 2000, 'error ack');
+    expect(peer.all('ack')[2]).toMatchObject({ id: 3, error: { code: 'HANDLER_FAILED' } });
+  });
+
+  it('lets a client join only the rooms authorizeJoin allows', async () => {
+    const [a, b] = await startNodes(2);
+    const { peer } = await V1Peer.connect(a!);
+    await peer.next('joined');
+    peer.send({ t: 'join', id: 1, r: 'secret' });
+    expect(await peer.next('ack')).toMatchObject({ id: 1, error: { code: 'FORBIDDEN' } });
+    peer.send({ t: 'join', id: 2, r: 'chat-x' });
+    expect(await peer.next('joined')).toMatchObject({ r: 'chat-x', o: 0 });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 2 });
+    await b!.to('chat-x').send('hi x');
+    await peer.next('msg');
+    expect(peer.texts('chat-x')).toEqual(['hi x']);
+    peer.send({ t: 'leave', id: 3, r: 'chat-x' });
+    await peer.next('left');
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 3 });
+  });
+
+  it('delivers client messages to the application as text or bytes', async () => {
+    const [a] = await startNodes(1);
+    const got: Array<[string | Buffer, boolean]> = [];
+    a!.on('connection', (client) =>
+      client.on('message', (data, binary) => got.push([data, binary])),
+    );
+    const { peer } = await V1Peer.connect(a!);
+    peer.send({ t: 'msg', d: 'text' });
+    peer.send({ t: 'msg' }, Uint8Array.from([9]));
+    await until(() => got.length === 2, 2000, 'two messages');
+    expect(got[0]).toEqual(['text', false]);
+    expect([...(got[1]![0] as Buffer)]).toEqual([9]);
+    expect(got[1]![1]).toBe(true);
+  });
+
+  it('closes with 1007 on malformed frames, 1008 before hello, and answers unknown types', async () => {
+    const [a] = await startNodes(1);
+    const notJson = new V1Peer(a!);
+    await notJson.opened;
+    notJson.send({ t: 'hello' });
+    await notJson.next('welcome');
+    notJson.ws.send('{not json');
+    expect((await notJson.closed).code).toBe(CloseCode.InvalidPayload);
+
+    const overrun = (await V1Peer.connect(a!)).peer;
+    overrun.ws.send(Uint8Array.from([0, 0, 1, 0, 123]));
+    expect((await overrun.closed).code).toBe(CloseCode.InvalidPayload);
+
+    const badField = (await V1Peer.connect(a!)).peer;
+    badField.ws.send(JSON.stringify({ t: 'join', id: -1, r: 'chat' }));
+    expect((await badField.closed).code).toBe(CloseCode.InvalidPayload);
+
+    const rude = new V1Peer(a!);
+    await rude.opened;
+    rude.send({ t: 'msg', d: 'before hello' });
+    expect((await rude.closed).code).toBe(CloseCode.PolicyViolation);
+
+    const curious = (await V1Peer.connect(a!)).peer;
+    curious.ws.send(JSON.stringify({ t: 'teleport' }));
+    expect(await curious.next('error')).toMatchObject({ code: 'UNKNOWN_OP' });
+    curious.send({ t: 'ping' });
+    await curious.next('pong');
+  });
+});

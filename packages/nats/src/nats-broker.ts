@@ -1,0 +1,231 @@
+import type { NatsConnection, Status, Subscription } from '@nats-io/transport-node';
+import {
+  BaseBroker,
+  type BaseBrokerOptions,
+  BrokerUnavailableError,
+  InvalidOptionError,
+} from '@wscale/core';
+import { type NatsConnectOptions, resolveConnection } from './connection.js';
+import { encodeToken, isSubjectPrefix } from './subject-token.js';
+import { describe, withTimeout } from './timeout.js';
+
+/** Options of {@link NatsBroker}. */
+export interface NatsBrokerOptions extends BaseBrokerOptions, NatsConnectOptions {
+  /**
+   * Prefix of every subject the broker uses; a topic `t` travels on `<subjectPrefix><token(t)>`,
+   * where the token is the base64url of `t` (see the README). Brokers that should reach each
+   * other need the same prefix; different prefixes keep applications on one NATS apart.
+   * @default 'wscale.'
+   */
+  subjectPrefix?: string;
+  /**
+   * Whether `publish` resolves only once the NATS server has the message (one PING/PONG round
+   * trip, shared by every publish made in the same tick). Turn it off to resolve as soon as the
+   * message is handed to the client: faster, but a message published in the instant a connection
+   * dies, before the client notices, is then lost silently.
+   * @default true
+   */
+  confirmPublishes?: boolean;
+  /**
+   * How long a publish may wait for the server's confirmation before it rejects with
+   * `BrokerUnavailableError` (the message may or may not have been delivered).
+   * @default 5000
+   */
+  publishTimeoutMs?: number;
+  /**
+   * Extra wait before `subscribe` resolves, after the connected server confirmed the
+   * subscription. In a NATS cluster the other servers learn of a new subscription asynchronously
+   * (route interest propagation, normally well under a millisecond): a message published through
+   * another server in that instant can miss it. A few milliseconds here narrow that window; only
+   * history (offsets and replay) closes it.
+   * @default 0
+   */
+  subscribeSettleMs?: number;
+}
+
+/**
+ * A {@link Broker} on core NATS subjects: one NATS subscription per topic per broker, delivery at
+ * most once per subscription while connected (NATS's own guarantee), in publish order per
+ * publisher.
+ *
+ * While the connection is down, publishes wait in {@link BaseBroker}'s bounded queue and are sent
+ * in order once it is back; the NATS client re-sends every subscription by itself on reconnect.
+ */
+export class NatsBroker extends BaseBroker {
+  readonly #prefix: string;
+  readonly #confirm: boolean;
+  readonly #publishTimeoutMs: number;
+  readonly #settleMs: number;
+  readonly #owned: boolean;
+  readonly #subscriptions = new Map<string, Subscription>();
+  readonly #ready: Promise<NatsConnection>;
+  #connection: NatsConnection | undefined;
+  #statusStream: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
+  #batch: Promise<void> | undefined;
+  #lastError: Error | undefined;
+  #closing = false;
+
+  constructor(options: NatsBrokerOptions = {}) {
+    super(options);
+    this.#prefix = options.subjectPrefix ?? 'wscale.';
+    if (!isSubjectPrefix(this.#prefix)) {
+      throw new InvalidOptionError(
+        'subjectPrefix must be literal subject tokens each followed by a dot, like "wscale."',
+      );
+    }
+    this.#confirm = options.confirmPublishes ?? true;
+    this.#publishTimeoutMs = options.publishTimeoutMs ?? 5000;
+    if (!(this.#publishTimeoutMs > 0)) throw new InvalidOptionError('publishTimeoutMs must be > 0');
+    this.#settleMs = options.subscribeSettleMs ?? 0;
+    if (!(this.#settleMs >= 0)) throw new InvalidOptionError('subscribeSettleMs must be >= 0');
+    const { connection, owned } = resolveConnection(options, 'wscale-broker');
+    this.#owned = owned;
+    this.#ready = connection.then((nc) => this.#attach(nc));
+    this.#ready.catch((error: unknown) => this.#lost(asError(error)));
+  }
+
+  /** The NATS subject a topic travels on. */
+  subjectFor(topic: string): string {
+    return this.#prefix + encodeToken(topic);
+  }
+
+  protected async subscribeTopic(topic: string): Promise<void> {
+    const nc = await this.#ready;
+    const subject = this.subjectFor(topic);
+    const subscription = nc.subscribe(subject, {
+      callback: (error, message) => {
+        if (error === null) this.deliver(topic, message.data);
+      },
+    });
+    this.#subscriptions.set(topic, subscription);
+    try {
+      // Resolve only once the server has the subscription: a publish after this reaches it.
+      await withTimeout(nc.flush(), this.#publishTimeoutMs, () => new Error('flush timed out'));
+    } catch (error) {
+      if (this.#subscriptions.get(topic) === subscription) this.#subscriptions.delete(topic);
+      subscription.unsubscribe();
+      throw new BrokerUnavailableError(`could not subscribe to ${subject}: ${describe(error)}`, {
+        cause: error,
+      });
+    }
+    if (this.#settleMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#settleMs));
+  }
+
+  protected async unsubscribeTopic(topic: string): Promise<void> {
+    const subscription = this.#subscriptions.get(topic);
+    this.#subscriptions.delete(topic);
+    subscription?.unsubscribe();
+  }
+
+  protected async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
+    const nc = this.#connection;
+    if (nc === undefined) throw new BrokerUnavailableError('not connected to NATS');
+    nc.publish(this.subjectFor(topic), payload);
+    if (!this.#confirm) return;
+    try {
+      await this.#confirmed(nc);
+    } catch (error) {
+      // The NATS client drops what it buffered when it reconnects and fails the pending flush:
+      // report the link as down before the status stream does, so BaseBroker queues the message
+      // and sends it again once connected, instead of failing it.
+      if (!(error instanceof BrokerUnavailableError)) this.setStatus('down', asError(error));
+      throw error;
+    }
+  }
+
+  protected async closeConnection(): Promise<void> {
+    this.#closing = true;
+    this.#statusStream?.stop?.();
+    const subscriptions = [...this.#subscriptions.values()];
+    this.#subscriptions.clear();
+    const nc = this.#connection;
+    if (nc === undefined || nc.isClosed()) return;
+    if (this.#owned) {
+      await nc.close();
+    } else {
+      for (const subscription of subscriptions) subscription.unsubscribe();
+    }
+  }
+
+  /** One server round trip confirms every publish made before it, so publishes in a tick share one. */
+  #confirmed(nc: NatsConnection): Promise<void> {
+    this.#batch ??= Promise.resolve().then(() => {
+      this.#batch = undefined;
+      return withTimeout(
+        nc.flush(),
+        this.#publishTimeoutMs,
+        () =>
+          new BrokerUnavailableError(
+            `NATS did not confirm a publish in ${this.#publishTimeoutMs} ms`,
+          ),
+      );
+    });
+    return this.#batch;
+  }
+
+  #attach(nc: NatsConnection): NatsConnection {
+    this.#connection = nc;
+    if (this.#closing) {
+      if (this.#owned) void nc.close();
+      return nc;
+    }
+    const stream = nc.status() as AsyncIterable<Status> & { stop?: () => void };
+    this.#statusStream = stream;
+    void this.#watch(nc, stream);
+    void nc.closed().then((error) => {
+      if (!this.#closing) this.#lost(error ?? new Error('the NATS connection was closed'));
+    });
+    if (!nc.isClosed()) this.setStatus('ready');
+    return nc;
+  }
+
+  async #watch(nc: NatsConnection, stream: AsyncIterable<Status>): Promise<void> {
+    for await (const status of stream) {
+      switch (status.type) {
+        case 'disconnect':
+        case 'staleConnection':
+          this.setStatus('down', this.#lastError);
+          break;
+        case 'reconnecting':
+          this.setStatus('reconnecting', this.#lastError);
+          break;
+        case 'reconnect':
+          this.#lastError = undefined;
+          if (await this.#resubscribed(nc)) this.setStatus('ready');
+          break;
+        case 'error':
+          this.#lastError = status.error;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /**
+   * The client re-sends every subscription on reconnect, before it reports `reconnect`, but the
+   * server may not have processed them yet: a message published through another connection
+   * right then would miss them. One round trip on this connection settles it, so `ready` means
+   * "subscriptions restored". Returns false if the connection dropped again meanwhile.
+   */
+  async #resubscribed(nc: NatsConnection): Promise<boolean> {
+    try {
+      await withTimeout(nc.flush(), this.#publishTimeoutMs, () => new Error('flush timed out'));
+      if (this.#settleMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#settleMs));
+      return true;
+    } catch (error) {
+      return error instanceof Error && error.message === 'flush timed out';
+    }
+  }
+
+  /** The connection is gone for good (closed by its owner, or the first connect failed). */
+  #lost(error: Error): void {
+    if (this.#closing) return;
+    this.setStatus('down', error);
+    void this.close();
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

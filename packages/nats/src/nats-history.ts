@@ -1,0 +1,443 @@
+import { randomUUID } from 'node:crypto';
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { headers, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import {
+  type History,
+  type HistoryEntry,
+  HistoryError,
+  type HistoryPosition,
+  type HistoryReadResult,
+  InvalidOptionError,
+} from '@wscale/core';
+import { type NatsConnectOptions, resolveConnection } from './connection.js';
+import { nanos } from './nanos.js';
+import { encodeToken, isSubjectPrefix } from './subject-token.js';
+import { describe, withTimeout } from './timeout.js';
+
+/** Header holding an entry's offset in its room. */
+export const OFFSET_HEADER = 'Wscale-Offset';
+/** Header holding the epoch an entry belongs to. */
+export const EPOCH_HEADER = 'Wscale-Epoch';
+
+/** Options of {@link NatsHistory}. */
+export interface NatsHistoryOptions extends NatsConnectOptions {
+  /**
+   * The JetStream stream holding every room's history (created when missing). Nodes sharing a
+   * history use the same stream and the same options.
+   * @default 'wscale_history'
+   */
+  stream?: string;
+  /**
+   * Prefix of the stream's subjects: a room's entries are on `<prefix>m.<token(room)>` and its
+   * epoch on `<prefix>e.<token(room)>`; the stream captures `<prefix>>`.
+   * @default 'wscale-history.'
+   */
+  subjectPrefix?: string;
+  /**
+   * Entries kept per room (the stream's max messages per subject); older ones are trimmed.
+   * @default 1000
+   */
+  maxEntries?: number;
+  /**
+   * Entries older than this are trimmed (the stream's max age).
+   * @default 600000 (ten minutes)
+   */
+  maxAgeMs?: number;
+  /**
+   * Replicas of the stream when this history creates it (3 on a cluster survives a node's loss).
+   * @default 1
+   */
+  replicas?: number;
+  /**
+   * How long one operation may take before it rejects with `HistoryError`.
+   * @default 5000
+   */
+  timeoutMs?: number;
+  /**
+   * The `subjectPrefix` of the {@link NatsBroker}s that should receive every stored entry. When
+   * set, the stream republishes each entry of room `r`, once stored, to the broker subject of
+   * topic `r`, and {@link NatsHistory.appendAndPublish} is available. Leave it unset when the
+   * application publishes history rooms through the broker itself, or they arrive twice.
+   * @default undefined (no republish)
+   */
+  republishTo?: string;
+  /**
+   * How often one append retries after losing the race for an offset to another writer.
+   * @default 100
+   */
+  maxAppendAttempts?: number;
+}
+
+/** The newest entry of a room, or where an empty room stands. */
+interface Tail {
+  /** Stream sequence of the newest entry; 0 when the room has none. */
+  seq: number;
+  offset: number;
+  epoch: string;
+}
+
+const MAX_CACHED_ROOMS = 10_000;
+
+/**
+ * A {@link History} on a JetStream stream: one subject per room, limited by the stream's max
+ * messages per subject (`maxEntries`) and max age (`maxAgeMs`).
+ *
+ * Offsets are per room, not stream sequences: each entry carries its room offset and epoch in
+ * headers, and an append is a JetStream publish that expects the room subject's last sequence to
+ * be the one it read (`Nats-Expected-Last-Subject-Sequence`), retried on conflict. So offsets are
+ * consecutive whatever the number of writers. The epoch of a room is a random id stored on the
+ * room's epoch subject of the same stream before the room's first entry; see the README for why
+ * that makes offsets unambiguous across trimming, expiry and stream recreation.
+ */
+export class NatsHistory implements History {
+  readonly #stream: string;
+  readonly #prefix: string;
+  readonly #maxEntries: number;
+  readonly #maxAgeMs: number;
+  readonly #replicas: number;
+  readonly #timeoutMs: number;
+  readonly #republishTo: string | undefined;
+  readonly #maxAttempts: number;
+  readonly #connection: Promise<NatsConnection>;
+  readonly #owned: boolean;
+  /** The last entry this instance wrote per room: spares a read before the next append. */
+  readonly #tails = new Map<string, Tail>();
+  /** Appends of one room from this instance run one at a time: they would only race each other. */
+  readonly #appending = new Map<string, Promise<unknown>>();
+  #api: Promise<{ js: JetStreamClient; jsm: JetStreamManager }> | undefined;
+  #closed = false;
+
+  constructor(options: NatsHistoryOptions = {}) {
+    this.#stream = options.stream ?? 'wscale_history';
+    this.#prefix = options.subjectPrefix ?? 'wscale-history.';
+    this.#maxEntries = options.maxEntries ?? 1000;
+    this.#maxAgeMs = options.maxAgeMs ?? 600_000;
+    this.#replicas = options.replicas ?? 1;
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#republishTo = options.republishTo;
+    this.#maxAttempts = options.maxAppendAttempts ?? 100;
+    if (!/^[-\w]+$/.test(this.#stream)) {
+      throw new InvalidOptionError('stream may only hold letters, digits, "-" and "_"');
+    }
+    if (!isSubjectPrefix(this.#prefix)) {
+      throw new InvalidOptionError('subjectPrefix must be literal tokens each followed by a dot');
+    }
+    if (!Number.isInteger(this.#maxEntries) || this.#maxEntries < 1) {
+      throw new InvalidOptionError('maxEntries must be a whole number >= 1');
+    }
+    if (!(this.#maxAgeMs >= 1)) throw new InvalidOptionError('maxAgeMs must be >= 1');
+    if (!Number.isInteger(this.#replicas) || this.#replicas < 1) {
+      throw new InvalidOptionError('replicas must be a whole number >= 1');
+    }
+    if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('timeoutMs must be > 0');
+    if (!Number.isInteger(this.#maxAttempts) || this.#maxAttempts < 1) {
+      throw new InvalidOptionError('maxAppendAttempts must be a whole number >= 1');
+    }
+    const republish = this.#republishTo;
+    if (republish !== undefined) {
+      if (!isSubjectPrefix(republish)) {
+        throw new InvalidOptionError('republishTo must be a broker subjectPrefix, like "wscale."');
+      }
+      if (republish.startsWith(this.#prefix) || this.#prefix.startsWith(republish)) {
+        throw new InvalidOptionError('republishTo and subjectPrefix must not overlap');
+      }
+    }
+    const { connection, owned } = resolveConnection(options, 'wscale-history');
+    this.#connection = connection;
+    this.#owned = owned;
+  }
+
+  async append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
+    return this.#append(room, () => payload);
+  }
+
+  /**
+   * Appends an entry whose payload may depend on its own position, and (through the stream's
+   * republish) delivers it to every {@link NatsBroker} subscribed to topic `room` with the
+   * `republishTo` prefix: storing and broadcasting are one step, in offset order, and a message
+   * is broadcast if and only if it was stored.
+   *
+   * `build` may run more than once (once per attempt when writers race); only the payload of the
+   * winning attempt is stored and delivered. Requires the `republishTo` option.
+   */
+  async appendAndPublish(
+    room: string,
+    build: (position: HistoryPosition) => Uint8Array,
+  ): Promise<HistoryPosition> {
+    if (this.#republishTo === undefined) {
+      throw new InvalidOptionError('appendAndPublish needs the republishTo option');
+    }
+    return this.#append(room, build);
+  }
+
+  async read(room: string, after: HistoryPosition, limit = Infinity): Promise<HistoryReadResult> {
+    return this.#run('read', room, async ({ js, jsm }) => {
+      const tail = await this.#tail(jsm, js, room);
+      const position = { offset: tail.offset, epoch: tail.epoch };
+      if (after.epoch !== tail.epoch) return { ok: false, reason: 'epoch-changed', position };
+      if (after.offset >= tail.offset || !(limit > 0)) {
+        return { ok: true, epoch: tail.epoch, entries: [] };
+      }
+      const first = after.offset + 1;
+      const last = Math.min(tail.offset, after.offset + limit);
+      const entries = await this.#scan(js, room, first, last, tail);
+      if (entries === undefined) return { ok: false, reason: 'too-old', position };
+      return { ok: true, epoch: tail.epoch, entries };
+    });
+  }
+
+  async position(room: string): Promise<HistoryPosition> {
+    return this.#run('position', room, async ({ js, jsm }) => {
+      const { offset, epoch } = await this.#tail(jsm, js, room);
+      return { offset, epoch };
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#tails.clear();
+    if (!this.#owned) return;
+    const nc = await this.#connection.catch(() => undefined);
+    if (nc !== undefined && !nc.isClosed()) await nc.close();
+  }
+
+  /** The subject a room's entries are stored on. */
+  entrySubject(room: string): string {
+    return `${this.#prefix}m.${encodeToken(room)}`;
+  }
+
+  #epochSubject(room: string): string {
+    return `${this.#prefix}e.${encodeToken(room)}`;
+  }
+
+  #append(room: string, build: (position: HistoryPosition) => Uint8Array) {
+    const previous = this.#appending.get(room) ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(() => this.#run('append', room, (api) => this.#appendNow(api, room, build)));
+    this.#appending.set(room, next);
+    void next
+      .catch(() => undefined)
+      .then(() => {
+        if (this.#appending.get(room) === next) this.#appending.delete(room);
+      });
+    return next;
+  }
+
+  async #appendNow(
+    { js, jsm }: { js: JetStreamClient; jsm: JetStreamManager },
+    room: string,
+    build: (position: HistoryPosition) => Uint8Array,
+  ): Promise<HistoryPosition> {
+    const subject = this.entrySubject(room);
+    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+      const tail = this.#tails.get(room) ?? (await this.#tail(jsm, js, room));
+      const position = { offset: tail.offset + 1, epoch: tail.epoch };
+      const hdrs = headers();
+      hdrs.set(OFFSET_HEADER, String(position.offset));
+      hdrs.set(EPOCH_HEADER, position.epoch);
+      try {
+        const ack = await js.publish(subject, build(position), {
+          headers: hdrs,
+          expect: { lastSubjectSequence: tail.seq },
+          timeout: this.#timeoutMs,
+        });
+        this.#remember(room, { seq: ack.seq, ...position });
+        return position;
+      } catch (error) {
+        this.#tails.delete(room);
+        if (!isConflict(error)) throw error;
+        // Another writer took this offset (or the room expired under us): read again and retry.
+        if (attempt >= 3) await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
+      }
+    }
+    throw new HistoryError(
+      `append to "${room}" lost the race for an offset ${this.#maxAttempts} times in a row`,
+    );
+  }
+
+  #remember(room: string, tail: Tail): void {
+    this.#tails.delete(room);
+    this.#tails.set(room, tail);
+    if (this.#tails.size > MAX_CACHED_ROOMS) {
+      const oldest = this.#tails.keys().next().value;
+      if (oldest !== undefined) this.#tails.delete(oldest);
+    }
+  }
+
+  /** Where a room stands, read from the stream leader. */
+  async #tail(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<Tail> {
+    const last = await jsm.streams.getMessage(this.#stream, {
+      last_by_subj: this.entrySubject(room),
+    });
+    if (last !== null) return { seq: last.seq, ...parseEntry(last.header) };
+    return { seq: 0, offset: 0, epoch: await this.#epoch(jsm, js, room) };
+  }
+
+  /**
+   * The epoch of a room that has no entries: the one on its epoch subject, or a new random one
+   * written there (compare-and-set, so concurrent callers agree on one).
+   */
+  async #epoch(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<string> {
+    const subject = this.#epochSubject(room);
+    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+      const stored = await jsm.streams.getMessage(this.#stream, { last_by_subj: subject });
+      if (stored !== null) return stored.string();
+      const epoch = randomUUID();
+      try {
+        await js.publish(subject, epoch, {
+          expect: { lastSubjectSequence: 0 },
+          timeout: this.#timeoutMs,
+        });
+        return epoch;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+      }
+    }
+    throw new HistoryError(`could not settle the epoch of "${room}"`);
+  }
+
+  /**
+   * Entries `first..last` of the room, in order, or `undefined` when `first` was already trimmed.
+   * An ordered consumer walks the room's subject from its oldest kept entry.
+   */
+  async #scan(
+    js: JetStreamClient,
+    room: string,
+    first: number,
+    last: number,
+    tail: Tail,
+  ): Promise<HistoryEntry[] | undefined> {
+    // A single filter as a string: the array form needs nats-server 2.10.
+    const consumer = await js.consumers.get(this.#stream, {
+      filter_subjects: this.entrySubject(room),
+    });
+    const messages = await consumer.consume({ max_messages: Math.min(last - first + 1, 256) });
+    // Bounded like every operation: a scan that outlives it must not keep its consumer.
+    const timer = setTimeout(() => void messages.close(), this.#timeoutMs);
+    const entries: HistoryEntry[] = [];
+    try {
+      for await (const message of messages) {
+        const { offset, epoch } = parseEntry(message.headers);
+        if (epoch !== tail.epoch) return undefined;
+        if (offset > first + entries.length) return undefined;
+        if (offset === first + entries.length) entries.push({ offset, payload: message.data });
+        if (entries.length === last - first + 1) return entries;
+        if (message.info.pending === 0 || message.seq >= tail.seq) return undefined;
+      }
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+      await messages.close();
+    }
+  }
+
+  async #run<T>(
+    what: string,
+    room: string,
+    operation: (api: { js: JetStreamClient; jsm: JetStreamManager }) => Promise<T>,
+  ): Promise<T> {
+    if (this.#closed) throw new HistoryError('the history is closed');
+    try {
+      return await withTimeout(
+        this.#open().then(operation),
+        this.#timeoutMs,
+        () => new Error(`timed out after ${this.#timeoutMs} ms`),
+      );
+    } catch (error) {
+      if (error instanceof HistoryError) throw error;
+      throw new HistoryError(`NATS history ${what} of "${room}" failed: ${describe(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  #open(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {
+    if (this.#api !== undefined) return this.#api;
+    const opening = this.#connection.then(async (nc) => {
+      const jsm = await jetstreamManager(nc, { timeout: this.#timeoutMs });
+      await this.#ensureStream(jsm);
+      return { js: jetstream(nc, { timeout: this.#timeoutMs }), jsm };
+    });
+    this.#api = opening;
+    opening.catch(() => {
+      if (this.#api === opening) this.#api = undefined;
+    });
+    return opening;
+  }
+
+  /** Creates the stream, or brings an existing one's limits and republish rule to ours. */
+  async #ensureStream(jsm: JetStreamManager): Promise<void> {
+    const limits: Partial<StreamConfig> = {
+      max_msgs_per_subject: this.#maxEntries,
+      max_age: nanos(this.#maxAgeMs),
+      duplicate_window: nanos(Math.min(this.#maxAgeMs, 120_000)),
+    };
+    const republish =
+      this.#republishTo === undefined
+        ? undefined
+        : { src: `${this.#prefix}m.>`, dest: `${this.#republishTo}>` };
+    let config: StreamConfig;
+    try {
+      config = (await jsm.streams.info(this.#stream)).config;
+    } catch (error) {
+      if (
+        !(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)
+      ) {
+        throw error;
+      }
+      try {
+        await jsm.streams.add({
+          name: this.#stream,
+          subjects: [`${this.#prefix}>`],
+          retention: RetentionPolicy.Limits,
+          discard: DiscardPolicy.Old,
+          num_replicas: this.#replicas,
+          ...limits,
+          ...(republish ? { republish } : {}),
+        });
+        return;
+      } catch (addError) {
+        // Another instance created it meanwhile: fall through and check its limits.
+        config = (await jsm.streams.info(this.#stream).catch(() => Promise.reject(addError)))
+          .config;
+      }
+    }
+    const same =
+      config.max_msgs_per_subject === limits.max_msgs_per_subject &&
+      config.max_age === limits.max_age &&
+      config.republish?.src === republish?.src &&
+      config.republish?.dest === republish?.dest;
+    if (same) return;
+    // The client merges this into the current configuration; `republish: undefined` removes it.
+    await jsm.streams.update(this.#stream, { ...limits, republish });
+  }
+}
+
+function parseEntry(hdrs: MsgHdrs | undefined): { offset: number; epoch: string } {
+  const offset = Number(hdrs?.get(OFFSET_HEADER));
+  const epoch = hdrs?.get(EPOCH_HEADER) ?? '';
+  if (!Number.isSafeInteger(offset) || offset < 1 || epoch === '') {
+    throw new HistoryError('a history entry has no valid offset/epoch headers');
+  }
+  return { offset, epoch };
+}
+
+function isConflict(error: unknown): boolean {
+  return (
+    error instanceof JetStreamApiError &&
+    (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}

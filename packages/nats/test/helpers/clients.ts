@@ -1,0 +1,26 @@
+import type { NodeConnectionOptions } from '@nats-io/transport-node';
+
+/** Client timings for tests: reconnect quickly so outages stay short. */
+export const fastReconnect: NodeConnectionOptions = {
+  reconnectTimeWait: 200,
+  reconnectJitter: 50,
+  timeout: 2000,
+};
+
+/** A unique name for this test file's buckets and streams. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${process.pid}_${Date.now().toString(36)}`;
+}
+
+/**
+ * Whether compare-and-set on a replicated (R>1) stream is serialisable on this server version.
+ * Before the fix for nats-server issue #4320 (released in 2.9.21), the expected-last-subject-
+ * sequence check of a clustered stream ran before consensus, so two concurrent writers expecting
+ * the same sequence could both be accepted.
+ */
+export function replicatedCasIsSafe(version: string): boolean {
+  const [major = 0, minor = 0, patch = 0] = version.split(/[.-]/).map(Number);
+  if (major !== 2) return major > 2;
+  if (minor !== 9) return minor > 9;
+  return patch >= 21;
+}

@@ -1,0 +1,235 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * Starts and stops real `nats-server` processes for the tests: loopback only, free ports, a
+ * temporary JetStream store directory, stopped by the pid we started (never by name).
+ */
+
+const BINARY = process.env.NATS_SERVER_BIN ?? 'nats-server';
+
+/** Whether a `nats-server` binary can be run here. */
+export const natsServerAvailable = (() => {
+  const probe = spawnSync(BINARY, ['--version'], { encoding: 'utf8' });
+  return probe.status === 0;
+})();
+
+/**
+ * Whether the NATS suites must be skipped: only when the binary is missing and
+ * `WSCALE_REQUIRE_SERVICES` is not set (CI sets it, and then a missing binary fails loudly).
+ */
+export function skipWithoutNats(): boolean {
+  if (natsServerAvailable) return false;
+  if (process.env.WSCALE_REQUIRE_SERVICES === '1') {
+    throw new Error(`WSCALE_REQUIRE_SERVICES=1 but "${BINARY}" cannot be run`);
+  }
+  return true;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === 'object') resolve(address.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
+
+interface ServerSpec {
+  name: string;
+  port: number;
+  monitorPort: number;
+  storeDir: string;
+  cluster?: { name: string; port: number; routes: number[] };
+}
+
+/** One `nats-server -js` process that can be killed and started again on the same port and store. */
+export class NatsServer {
+  readonly #spec: ServerSpec;
+  #child: ChildProcess | undefined;
+  #log = '';
+
+  constructor(spec: ServerSpec) {
+    this.#spec = spec;
+  }
+
+  get name(): string {
+    return this.#spec.name;
+  }
+
+  /** `nats://127.0.0.1:PORT` */
+  get url(): string {
+    return `nats://127.0.0.1:${this.#spec.port}`;
+  }
+
+  get port(): number {
+    return this.#spec.port;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined;
+  }
+
+  /** Starts the process (no-op when it runs) and waits until it reports healthy. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    if (this.#child === undefined) this.#spawn();
+    await this.waitHealthy(timeoutMs);
+  }
+
+  /** Starts the process without waiting (for clusters, whose nodes are only healthy together). */
+  spawnOnly(): void {
+    if (this.#child === undefined) this.#spawn();
+  }
+
+  /** Waits for `/healthz` (JetStream included) to answer 200. */
+  async waitHealthy(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.#child === undefined) throw new Error(`${this.name} exited:\n${this.#log}`);
+      if ((await this.#health()) === 200) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`${this.name} not healthy after ${timeoutMs} ms:\n${this.#log.slice(-4000)}`);
+  }
+
+  /** Kills the process at once (SIGKILL), as a crash would, and waits for it to exit. */
+  async kill(): Promise<void> {
+    await this.#stop('SIGKILL');
+  }
+
+  /** Stops the process gracefully (SIGTERM, then SIGKILL after 5 s). */
+  async stop(): Promise<void> {
+    await this.#stop('SIGTERM');
+  }
+
+  #spawn(): void {
+    const { name, port, monitorPort, storeDir, cluster } = this.#spec;
+    const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
+    args.push('-sd', storeDir, '-n', name);
+    if (cluster !== undefined) {
+      const routes = cluster.routes.map((p) => `nats://127.0.0.1:${p}`).join(',');
+      args.push('--cluster_name', cluster.name, '--cluster', `nats://127.0.0.1:${cluster.port}`);
+      args.push('--routes', routes);
+    }
+    const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#log = '';
+    const keep = (chunk: Buffer) => {
+      this.#log = (this.#log + chunk.toString()).slice(-20_000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    child.on('exit', () => {
+      if (this.#child === child) this.#child = undefined;
+    });
+    this.#child = child;
+  }
+
+  async #stop(signal: NodeJS.Signals): Promise<void> {
+    const child = this.#child;
+    if (child === undefined || child.pid === undefined) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    process.kill(child.pid, signal);
+    const timer = setTimeout(() => {
+      if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+    }, 5000);
+    await exited;
+    clearTimeout(timer);
+    if (this.#child === child) this.#child = undefined;
+  }
+
+  #health(): Promise<number> {
+    return new Promise((resolve) => {
+      const request = get(
+        { host: '127.0.0.1', port: this.#spec.monitorPort, path: '/healthz', timeout: 1000 },
+        (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        },
+      );
+      request.on('error', () => resolve(0));
+      request.on('timeout', () => {
+        request.destroy();
+        resolve(0);
+      });
+    });
+  }
+}
+
+/** A single JetStream server with its own store directory. */
+export interface SingleNats {
+  server: NatsServer;
+  /** Stops the server and removes its store. */
+  close(): Promise<void>;
+}
+
+/** Starts one `nats-server -js` on free loopback ports with a temporary store directory. */
+export async function startNatsServer(): Promise<SingleNats> {
+  const storeDir = mkdtempSync(join(tmpdir(), 'wscale-nats-'));
+  const server = new NatsServer({
+    name: 'wscale-single',
+    port: await freePort(),
+    monitorPort: await freePort(),
+    storeDir,
+  });
+  await server.start();
+  return {
+    server,
+    close: async () => {
+      await server.stop();
+      rmSync(storeDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A cluster of JetStream servers connected by routes. */
+export interface NatsCluster {
+  servers: NatsServer[];
+  /** Every server's client URL. */
+  urls: string[];
+  /** Stops every server and removes their stores. */
+  close(): Promise<void>;
+}
+
+/** Starts `size` routed `nats-server -js` nodes (own store dirs, one cluster name). */
+export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  const root = mkdtempSync(join(tmpdir(), 'wscale-nats-cluster-'));
+  const clusterPorts: number[] = [];
+  for (let i = 0; i < size; i++) clusterPorts.push(await freePort());
+  const servers: NatsServer[] = [];
+  for (let i = 0; i < size; i++) {
+    servers.push(
+      new NatsServer({
+        name: `wscale-n${i + 1}`,
+        port: await freePort(),
+        monitorPort: await freePort(),
+        storeDir: join(root, `n${i + 1}`),
+        cluster: {
+          name: 'wscale-test',
+          port: clusterPorts[i]!,
+          routes: clusterPorts.filter((_, j) => j !== i),
+        },
+      }),
+    );
+  }
+  for (const server of servers) server.spawnOnly();
+  await Promise.all(servers.map((server) => server.waitHealthy(30_000)));
+  return {
+    servers,
+    urls: servers.map((server) => server.url),
+    close: async () => {
+      await Promise.all(servers.map((server) => server.stop()));
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
