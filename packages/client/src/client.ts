@@ -303,6 +303,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #open(): void {
     const attempt = ++this.#attempt;
     this.#setState(this.#session === undefined ? 'connecting' : 'resuming');
+    if (attempt !== this.#attempt) return; // a state listener closed the client
     this.#connectTimer = setTimeout(
       () => this.#drop(`no welcome within ${this.#options.connectTimeoutMs} ms`, 1006),
       this.#options.connectTimeoutMs,
@@ -378,17 +379,20 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   /** The socket closed (or failed to open). Reconnects or closes, as the policy says. */
   #closed(close: CloseInfo): void {
+    if (this.#state === 'closed') return;
     this.#release();
     this.#requests.rejectSent(() => new DisconnectedError());
     const reconnecting =
       this.#options.shouldReconnect(close) && this.#scheduler.plan(close.code === SERVICE_RESTART);
     this.emit('close', { ...close, reconnecting });
+    if (this.#isClosed()) return; // a listener called close()
     if (reconnecting) this.#setState('reconnecting');
     else this.#finish(close, false);
   }
 
   /** Gives up on the current socket (dead, or broken) and goes on as if it had closed. */
   #drop(reason: string, code: number): void {
+    if (this.#state === 'closed') return;
     const socket = this.#socket;
     if (socket === undefined) {
       // Still resolving the URL: nothing to close.
@@ -422,12 +426,21 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   /** Enters `closed`: nothing more is attempted; whatever waits is rejected. */
   #finish(close: CloseInfo, emitClose = true): void {
+    // Closed before any listener runs, so a listener calling close() again is a no-op.
+    const previous = this.#state;
+    this.#state = 'closed';
     this.#scheduler.stop();
     this.#requests.rejectSent(() => new DisconnectedError());
     this.#requests.rejectAll(() => new ClientClosedError());
     this.#queue = [];
     if (emitClose) this.emit('close', { ...close, reconnecting: false });
-    this.#setState('closed');
+    // Unless a listener already called connect() again.
+    if (this.#isClosed() && previous !== 'closed') this.emit('state', 'closed', previous);
+  }
+
+  /** Whether the client is closed now (a listener may have closed it during an emit). */
+  #isClosed(): boolean {
+    return this.#state === 'closed';
   }
 
   #setState(state: ClientState): void {
@@ -517,6 +530,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     // Queued frames go first, so that what listeners send below comes after them.
     this.#flush(socket);
     this.#setState('open');
+    if (this.#socket !== socket) return; // a state listener closed the client
     for (const room of gone) this.emit('left', { room });
     const info: WelcomeInfo = {
       session: message.session,

@@ -155,6 +155,18 @@ describe('close codes', () => {
     await stateOf(client, 'open');
   });
 
+  it('stays closed when a listener calls close() while the client is about to reconnect', async () => {
+    const fixture = await startFixture();
+    const { client } = openClient(fixture.url, { backoffBaseMs: 10 });
+    await stateOf(client, 'open');
+    client.on('close', () => void client.close());
+    fixture.last.ws.close(1011);
+    await stateOf(client, 'closed');
+    await delay(SETTLE_MS);
+    expect(client.state).toBe('closed');
+    expect(fixture.connections).toHaveLength(1);
+  });
+
   it('asks a url function for every attempt, also an async one', async () => {
     const fixture = await startFixture();
     let n = 0;
