@@ -33,6 +33,18 @@ export class NodeProcess {
     await this.#next((message) => message.published === count, count * intervalMs + 30_000);
   }
 
+  /** Broadcasts a text to a room from this node. */
+  async broadcast(room: string, text: string): Promise<void> {
+    this.#child.send({ broadcast: { room, text } });
+    await this.#next((message) => message.done === true, 10_000);
+  }
+
+  /** Sends a text to one client, wherever it is connected, from this node. */
+  async direct(id: string, text: string): Promise<void> {
+    this.#child.send({ direct: { id, text } });
+    await this.#next((message) => message.done === true, 10_000);
+  }
+
   /** Kills the process at once, as a crash would. */
   async kill(): Promise<void> {
     this.#child.kill('SIGKILL');
