@@ -65,7 +65,7 @@ const wss = new ScaledWebSocketServer({
   sessionSecret: process.env.SESSION_SECRET,
   history: [{ rooms: 'chat:*', store: history }],
   nodeHeartbeatMs: 1000,
-  onRequest: (client, data) => {
+  onRequest: (_client, data) => {
     if (data === 'whoami') return nodeId;
     if (data === 'kill') {
       // Demo only: this node dies on the spot (no drain), as a crash would.
