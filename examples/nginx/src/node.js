@@ -4,6 +4,7 @@
 //   NODE_ID, PORT, HOST (default 127.0.0.1), REDIS_URL, SESSION_SECRET (the same on every node).
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
 import { ScaledWebSocketServer } from '@wscale/core';
 import { RedisBroker, RedisHistory, RedisStateStore } from '@wscale/redis';
 
@@ -16,6 +17,8 @@ const broker = new RedisBroker({ redis });
 const stateStore = new RedisStateStore({ redis, ttlMs: 2 * 60_000 }); // a session waits 2 min
 const history = new RedisHistory({ redis, maxEntries: 500, maxAgeMs: 10 * 60_000 });
 const page = await readFile(new URL('../public/index.html', import.meta.url));
+// The page's client library: @wscale/client's ESM build is one file with no dependencies.
+const clientLibrary = await readFile(fileURLToPath(import.meta.resolve('@wscale/client')));
 let draining = false;
 
 const http = createServer((request, response) => {
@@ -25,6 +28,8 @@ const http = createServer((request, response) => {
     response.end(JSON.stringify({ node: nodeId, draining, connections: wss.stats.connections }));
   } else if (request.url === '/' || request.url === '/index.html') {
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  } else if (request.url === '/client.js') {
+    response.writeHead(200, { 'content-type': 'text/javascript' }).end(clientLibrary);
   } else {
     response.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   }

@@ -1,3 +1,10 @@
+/**
+ * The `wscale.v1` client for browsers and Node: reconnect with backoff and jitter, session resume,
+ * exact recovery of missed messages, joins and acknowledged requests.
+ *
+ * @packageDocumentation
+ * @module @wscale/client
+ */
 export type {
   NotRecoveredReason,
   NotResumedReason,
