@@ -10,6 +10,7 @@ export default defineConfig({
       { find: /^@wscale\/core\/testing$/, replacement: src('core/src/testing/index.ts') },
       { find: /^@wscale\/core\/protocol$/, replacement: src('core/src/protocol/index.ts') },
       { find: /^@wscale\/core$/, replacement: src('core/src/index.ts') },
+      { find: /^@wscale\/client$/, replacement: src('client/src/index.ts') },
       { find: /^@wscale\/nats$/, replacement: src('nats/src/index.ts') },
       { find: /^@wscale\/redis$/, replacement: src('redis/src/index.ts') },
     ],

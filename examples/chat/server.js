@@ -1,39 +1,45 @@
-// A chat room on wscale. Run `pnpm demo` from the repository root, then open the printed URL in
-// two tabs. PORT picks the port (default 3000).
-import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import { ScaledWebSocketServer } from '@wscale/core';
+// The wscale chat demo. `pnpm demo` from the repository root runs it.
+//
+// The primary process forks WORKERS worker processes (default: the number of cores, at least 2)
+// that share one port through node:cluster; each worker is a wscale node. With no broker
+// configured they talk through the primary (node:cluster IPC, no external service); with
+// REDIS_URL or NATS_URL set they use Redis or NATS instead. PORT picks the port (default 3000).
+import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { ClusterHub } from '@wscale/core';
 
 const port = Number(process.env.PORT ?? 3000);
-const page = await readFile(new URL('./public/index.html', import.meta.url));
+const workers = Math.max(2, Number(process.env.WORKERS ?? availableParallelism()));
 
-const http = createServer((request, response) => {
-  if (request.url === '/' || request.url === '/index.html') {
-    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
-  } else {
-    response.writeHead(404).end('not found');
+if (cluster.isPrimary) {
+  new ClusterHub();
+  cluster.setupPrimary({ exec: new URL('./worker.js', import.meta.url).pathname });
+  const env = { PORT: String(port), SESSION_SECRET: randomBytes(32).toString('hex') };
+  const fork = () => cluster.fork(env);
+  for (let i = 0; i < workers; i++) fork();
+  let listening = 0;
+  cluster.on('listening', () => {
+    if (++listening === workers) {
+      const broker = process.env.REDIS_URL
+        ? 'Redis'
+        : process.env.NATS_URL
+          ? 'NATS'
+          : 'node:cluster IPC';
+      console.log(
+        `chat demo: http://localhost:${port}  (${workers} nodes on ${broker}; Ctrl-C stops)`,
+      );
+    }
+  });
+  // The demo's "kill this node" button ends a worker; start a new one in its place.
+  let shuttingDown = false;
+  cluster.on('exit', () => {
+    if (!shuttingDown) fork();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      shuttingDown = true;
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGTERM');
+    });
   }
-});
-
-const wss = new ScaledWebSocketServer({ server: http, path: '/ws' });
-wss.on('error', (error) => console.error('[chat]', error.message));
-wss.on('connection', (client) => {
-  void client.join('lobby');
-  client.send(JSON.stringify({ type: 'welcome', node: wss.nodeId, id: client.id }));
-  client.on('message', (text, isBinary) => {
-    if (isBinary || typeof text !== 'string' || text.length > 2000) return;
-    void wss
-      .to('lobby')
-      .send(JSON.stringify({ type: 'chat', from: client.id, text, node: wss.nodeId }));
-  });
-});
-
-await wss.ready();
-http.listen(port, () => console.log(`chat demo: http://localhost:${port}  (node ${wss.nodeId})`));
-
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, async () => {
-    await wss.close();
-    http.close();
-  });
 }

@@ -1,3 +1,11 @@
+/**
+ * The scale-out WebSocket server (`ScaledWebSocketServer`), the `Broker`, `StateStore` and
+ * `History` contracts, their in-memory and node:cluster implementations, close codes and typed
+ * errors.
+ *
+ * @packageDocumentation
+ * @module @wscale/core
+ */
 export { BaseBroker, type BaseBrokerEvents, type BaseBrokerOptions } from './broker/base-broker.js';
 export { MemoryBroker, type MemoryBrokerOptions, MemoryBus } from './broker/memory-broker.js';
 export { CloseCode } from './close-codes.js';

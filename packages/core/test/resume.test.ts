@@ -304,4 +304,34 @@ describe('wscale.v1 operations', () => {
     curious.send({ t: 'ping' });
     await curious.next('pong');
   });
+
+  it('close() finishes when a client leaves while its session is being saved', async () => {
+    // A store whose writes wait for a gate: close() is saving when the client goes away.
+    let openGate = () => {};
+    let gate: Promise<void> = Promise.resolve();
+    class GatedStore extends MemoryStateStore {
+      override async set(...args: Parameters<MemoryStateStore['set']>) {
+        await gate;
+        return super.set(...args);
+      }
+    }
+    const stateStore = new GatedStore();
+    stores.push(stateStore);
+    const [a] = await cluster.start(1, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const { peer } = await V1Peer.connect(a!);
+    gate = new Promise((resolve) => {
+      openGate = resolve;
+    });
+    const closing = a!.close();
+    await delay(20); // close() is now waiting for the save
+    peer.ws.close();
+    await until(() => a!.clients.size === 0, 2000, 'the node to see the client go');
+    openGate();
+    await expect(
+      Promise.race([closing.then(() => 'closed'), delay(3000).then(() => 'stuck')]),
+    ).resolves.toBe('closed');
+  });
 });

@@ -1,3 +1,10 @@
+/**
+ * NATS adapters: `NatsBroker` (core subjects), `NatsKvStateStore` (JetStream KV) and
+ * `NatsHistory` (JetStream).
+ *
+ * @packageDocumentation
+ * @module @wscale/nats
+ */
 export type { NatsConnectOptions } from './connection.js';
 export { NatsBroker, type NatsBrokerOptions } from './nats-broker.js';
 export {

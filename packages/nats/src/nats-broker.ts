@@ -44,9 +44,9 @@ export interface NatsBrokerOptions extends BaseBrokerOptions, NatsConnectOptions
 }
 
 /**
- * A {@link Broker} on core NATS subjects: one NATS subscription per topic per broker, delivery at
- * most once per subscription while connected (NATS's own guarantee), in publish order per
- * publisher.
+ * A {@link @wscale/core!Broker | Broker} on core NATS subjects: one NATS subscription per topic
+ * per broker, delivery at most once per subscription while connected (NATS's own guarantee), in
+ * publish order per publisher.
  *
  * While the connection is down, publishes wait in {@link BaseBroker}'s bounded queue and are sent
  * in order once it is back; the NATS client re-sends every subscription by itself on reconnect.

@@ -42,7 +42,8 @@ export function encodeHistoryMessage(message: HistoryMessage): Uint8Array {
 /**
  * Reads a message framed by {@link encodeHistoryMessage} or by the `appendAndPublish` script. The
  * payload is a view into `bytes`, not a copy.
- * @throws {@link ProtocolError} when the bytes are not a version-1 history message.
+ * @throws {@link @wscale/core!ProtocolError | ProtocolError} when the bytes are not a version-1
+ *   history message.
  */
 export function decodeHistoryMessage(bytes: Uint8Array): HistoryMessage {
   if (bytes.byteLength < HEADER + 1 || bytes[0] !== HISTORY_MESSAGE_VERSION) {

@@ -1,3 +1,10 @@
+/**
+ * Redis adapters: `RedisBroker` (pub/sub, sharded pub/sub on a Cluster), `RedisStateStore` and
+ * `RedisHistory` (Streams), on ioredis.
+ *
+ * @packageDocumentation
+ * @module @wscale/redis
+ */
 export type { RedisClient, RedisConnection } from './connection.js';
 export {
   decodeHistoryMessage,

@@ -47,10 +47,10 @@ const SLOTS_REFRESH_MS = 5000;
 const REPAIR_DELAY_MS = 100;
 
 /**
- * A {@link Broker} on Redis pub/sub: one connection publishes, a dedicated one subscribes, with
- * one Redis subscription per topic. On a Redis Cluster it uses sharded pub/sub (`SPUBLISH` /
- * `SSUBSCRIBE`), so a message travels only within the shard that owns its topic, and ioredis
- * moves subscriptions along when slots move or a replica takes over.
+ * A {@link @wscale/core!Broker | Broker} on Redis pub/sub: one connection publishes, a dedicated
+ * one subscribes, with one Redis subscription per topic. On a Redis Cluster it uses sharded pub/sub
+ * (`SPUBLISH` / `SSUBSCRIBE`), so a message travels only within the shard that owns its topic, and
+ * ioredis moves subscriptions along when slots move or a replica takes over.
  *
  * While Redis is unreachable the broker reports `reconnecting` and queues publishes in
  * {@link BaseBroker}'s bounded queue (ioredis's own unbounded offline queue is turned off on the

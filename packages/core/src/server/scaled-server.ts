@@ -335,13 +335,14 @@ export class ScaledWebSocketServer<
     this.#attached?.off('upgrade', this.#onUpgrade);
     for (const timer of this.#timers) clearInterval(timer);
     const clients = [...this.#clients.values()];
+    // Listen before saving: a client that goes away while its session is saved must count too.
+    const closed = clients.map(
+      (client) => new Promise<void>((resolve) => client.once('close', () => resolve())),
+    );
     await Promise.race([
       Promise.all(clients.filter((client) => client.v1).map((client) => this.#save(client))),
       sleep(this.#options.closeTimeoutMs),
     ]);
-    const closed = clients.map(
-      (client) => new Promise<void>((resolve) => client.once('close', () => resolve())),
-    );
     this.#v1.closeOpening(CloseCode.ServiceRestart, 'draining');
     for (const client of clients) client.close(CloseCode.ServiceRestart, 'draining');
     const timer = setTimeout(() => {

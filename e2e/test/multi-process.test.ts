@@ -1,0 +1,98 @@
+import { until } from '@wscale/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import {
+  type SingleNats,
+  skipWithoutNats,
+  startNatsServer,
+} from '../../packages/nats/test/helpers/nats-server.js';
+import { RedisServer, redisAvailable } from '../../packages/redis/test/helpers/redis-server.js';
+import { NodeProcess } from './helpers/nodes.js';
+
+/** A raw `ws` client of one node: learns its id, then records what it receives. */
+class RawClient {
+  readonly ws: WebSocket;
+  readonly received: string[] = [];
+  id = '';
+  node = '';
+
+  constructor(port: number, rooms: string[]) {
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/?rooms=${rooms.join(',')}`);
+    this.ws.on('message', (data) => {
+      const text = String(data);
+      if (this.id === '') {
+        ({ id: this.id, node: this.node } = JSON.parse(text) as { id: string; node: string });
+      } else {
+        this.received.push(text);
+      }
+    });
+  }
+}
+
+/**
+ * Three node processes on one broker service, real clients spread across them: a room broadcast
+ * and a direct send reach exactly the right clients, once.
+ */
+function multiProcess(env: () => Record<string, string>, prefix: string) {
+  it('delivers room broadcasts and direct sends to exactly the right clients, once', async () => {
+    const nodes = await Promise.all(
+      [0, 1, 2].map((i) =>
+        NodeProcess.start(`${prefix}-${i}`, { ...env(), SESSION_SECRET: 'x'.repeat(32) }),
+      ),
+    );
+    const clients: RawClient[] = [];
+    try {
+      // Per node: one client in "red", one in "blue", one in both, one in none.
+      for (const node of nodes) {
+        for (const rooms of [['red'], ['blue'], ['red', 'blue'], []]) {
+          clients.push(new RawClient(node.port, rooms));
+        }
+      }
+      await until(() => clients.every((c) => c.id !== ''), 10_000, 'every client to learn its id');
+      const inRoom = (room: string) =>
+        clients.filter((_, i) => [['red'], ['blue'], ['red', 'blue'], []][i % 4]!.includes(room));
+
+      await nodes[0]!.broadcast('red', 'red alert');
+      await nodes[2]!.broadcast('blue', 'blue moon');
+      const target = clients.find((c) => c.node === nodes[1]!.id)!;
+      await nodes[0]!.direct(target.id, 'just for you');
+
+      const expected = new Map<RawClient, string[]>(clients.map((c) => [c, []]));
+      for (const c of inRoom('red')) expected.get(c)!.push('red alert');
+      for (const c of inRoom('blue')) expected.get(c)!.push('blue moon');
+      expected.get(target)!.push('just for you');
+      const total = [...expected.values()].reduce((sum, texts) => sum + texts.length, 0);
+      await until(
+        () => clients.reduce((sum, c) => sum + c.received.length, 0) >= total,
+        10_000,
+        `${total} deliveries`,
+      );
+      // A settle window for anything that should not arrive, then the exact picture.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      for (const client of clients) {
+        expect(client.received.sort()).toEqual(expected.get(client)!.sort());
+      }
+    } finally {
+      for (const client of clients) client.ws.terminate();
+      await Promise.all(nodes.map((node) => node.stop()));
+    }
+  }, 60_000);
+}
+
+describe.skipIf(!redisAvailable)('three node processes on Redis', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await RedisServer.launch();
+  });
+  afterAll(() => redis.destroy());
+  multiProcess(() => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }), 'redis');
+});
+
+describe.skipIf(skipWithoutNats())('three node processes on NATS', () => {
+  let nats: SingleNats;
+  beforeAll(async () => {
+    nats = await startNatsServer();
+  });
+  afterAll(() => nats.close());
+  multiProcess(() => ({ BROKER: 'nats', NATS_URL: nats.server.url }), 'nats');
+});

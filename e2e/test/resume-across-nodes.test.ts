@@ -1,0 +1,192 @@
+import { type WelcomeInfo, WscaleClient } from '@wscale/client';
+import {
+  MemoryBroker,
+  MemoryBus,
+  MemoryHistory,
+  MemoryStateStore,
+  ScaledWebSocketServer,
+} from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import {
+  type SingleNats,
+  skipWithoutNats,
+  startNatsServer,
+} from '../../packages/nats/test/helpers/nats-server.js';
+import { RedisServer, redisAvailable } from '../../packages/redis/test/helpers/redis-server.js';
+import { Balancer } from './helpers/balancer.js';
+import { NodeProcess } from './helpers/nodes.js';
+
+/**
+ * The seed's promise, end to end: clients behind a round-robin balancer, three nodes, a numbered
+ * stream in a history room; one node dies (or drains) in the middle. Every client must end with
+ * every number exactly once and in order, and the clients of the lost node must have resumed
+ * with `recovered: true`.
+ */
+
+const COUNT = 150;
+const INTERVAL_MS = 10;
+const CLIENTS = 6;
+const SECRET = 'e2e-secret-of-enough-length';
+
+/** One scenario cluster: three nodes behind a balancer, however they are run. */
+interface Cluster {
+  ports: number[];
+  publish(fromNode: number): Promise<void>;
+  kill(node: number): Promise<void>;
+  drain(node: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Watched {
+  client: WscaleClient;
+  numbers: number[];
+  welcomes: WelcomeInfo[];
+}
+
+async function runScenario(cluster: Cluster, lose: (node: number) => Promise<void>) {
+  const balancer = new Balancer(cluster.ports);
+  const port = await balancer.listen();
+  const watched: Watched[] = [];
+  try {
+    for (let i = 0; i < CLIENTS; i++) {
+      const client = new WscaleClient(`ws://127.0.0.1:${port}/`, {
+        WebSocket: WebSocket as never,
+        backoffBaseMs: 50,
+        backoffCapMs: 500,
+        restartJitterMs: 50,
+        network: false,
+      });
+      const entry: Watched = { client, numbers: [], welcomes: [] };
+      client.on('welcome', (info) => entry.welcomes.push(info));
+      client.on('message', (data, meta) => {
+        if (meta.room === 'feed') entry.numbers.push(Number(data));
+      });
+      watched.push(entry);
+    }
+    await until(() => watched.every((w) => w.welcomes.length === 1), 10_000, 'every welcome');
+    const nodesUsed = new Set(watched.map((w) => w.welcomes[0]!.node));
+    expect(nodesUsed.size).toBe(3);
+    // Every client is in the room before the stream starts.
+    await until(() => watched.every((w) => w.client.rooms.includes('feed')), 5000, 'joins');
+
+    const victim = 1;
+    const victimId = watched.find((w) => w.welcomes[0]!.node.endsWith(`-${victim}`))!.welcomes[0]!
+      .node;
+    const published = cluster.publish(0);
+    await until(() => watched.every((w) => w.numbers.length >= COUNT / 3), 20_000, 'a third');
+    balancer.backends = cluster.ports.filter((_, i) => i !== victim);
+    await lose(victim);
+    await published;
+    await until(() => watched.every((w) => w.numbers.length >= COUNT), 30_000, 'every number');
+
+    const expected = Array.from({ length: COUNT }, (_, i) => i + 1);
+    for (const w of watched) expect(w.numbers).toEqual(expected);
+    const moved = watched.filter((w) => w.welcomes[0]!.node === victimId);
+    expect(moved.length).toBeGreaterThan(0);
+    for (const w of moved) {
+      const resumed = w.welcomes.at(-1)!;
+      expect(resumed.resumed).toBe(true);
+      expect(resumed.node).not.toBe(victimId);
+      expect(resumed.rooms.feed?.recovered).toBe(true);
+    }
+  } finally {
+    await Promise.all(watched.map((w) => w.client.close()));
+    await balancer.close();
+  }
+}
+
+/** Three nodes in this process on one memory bus; a "kill" drops every connection at once. */
+async function memoryCluster(): Promise<Cluster> {
+  const bus = new MemoryBus();
+  const stateStore = new MemoryStateStore();
+  const history = new MemoryHistory({ maxEntries: 10_000 });
+  const nodes = [0, 1, 2].map(
+    (i) =>
+      new ScaledWebSocketServer({
+        port: 0,
+        host: '127.0.0.1',
+        nodeId: `mem-${i}`,
+        broker: new MemoryBroker({ bus }),
+        stateStore,
+        sessionSecret: SECRET,
+        history: [{ rooms: 'feed', store: history }],
+      }),
+  );
+  for (const node of nodes) node.on('connection', (client) => void client.join('feed'));
+  await Promise.all(nodes.map((node) => node.ready()));
+  return {
+    ports: nodes.map((node) => node.address()!.port),
+    publish: async (from) => {
+      for (let n = 1; n <= COUNT; n++) {
+        await nodes[from]!.to('feed').send(String(n));
+        await new Promise((resolve) => setTimeout(resolve, INTERVAL_MS));
+      }
+    },
+    kill: async (i) => {
+      for (const client of nodes[i]!.clients.values()) client.terminate();
+    },
+    drain: (i) => nodes[i]!.close(),
+    close: async () => {
+      await Promise.all(nodes.map((node) => node.close()));
+      await Promise.all([stateStore.close(), history.close()]);
+    },
+  };
+}
+
+/** Three node processes on a broker service. */
+async function processCluster(env: Record<string, string>, prefix: string): Promise<Cluster> {
+  const nodes = await Promise.all(
+    [0, 1, 2].map((i) => NodeProcess.start(`${prefix}-${i}`, { ...env, SESSION_SECRET: SECRET })),
+  );
+  return {
+    ports: nodes.map((node) => node.port),
+    publish: (from) => nodes[from]!.publish(COUNT, INTERVAL_MS),
+    kill: (i) => nodes[i]!.kill(),
+    drain: (i) => nodes[i]!.drain(),
+    close: async () => {
+      await Promise.all(nodes.map((node) => node.stop()));
+    },
+  };
+}
+
+function scenarios(make: () => Promise<Cluster>) {
+  let cluster: Cluster | undefined;
+  afterEach(async () => {
+    await cluster?.close();
+    cluster = undefined;
+  });
+  it('a killed node loses nothing', async () => {
+    cluster = await make();
+    await runScenario(cluster, (node) => cluster!.kill(node));
+  }, 90_000);
+  it('a drained node loses nothing', async () => {
+    cluster = await make();
+    await runScenario(cluster, (node) => cluster!.drain(node));
+  }, 90_000);
+}
+
+describe('resume across nodes, on memory', () => {
+  scenarios(memoryCluster);
+});
+
+describe.skipIf(!redisAvailable)('resume across node processes, on Redis', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await RedisServer.launch();
+  });
+  afterAll(() => redis.destroy());
+  scenarios(() =>
+    processCluster({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }, 'redis'),
+  );
+});
+
+describe.skipIf(skipWithoutNats())('resume across node processes, on NATS', () => {
+  let nats: SingleNats;
+  beforeAll(async () => {
+    nats = await startNatsServer();
+  });
+  afterAll(() => nats.close());
+  scenarios(() => processCluster({ BROKER: 'nats', NATS_URL: nats.server.url }, 'nats'));
+});

@@ -1,0 +1,95 @@
+// One node of the chat demo: a wscale server on the port the workers share.
+
+import cluster from 'node:cluster';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import {
+  ClusterBroker,
+  ClusterHistory,
+  ClusterStateStore,
+  ScaledWebSocketServer,
+} from '@wscale/core';
+
+const require = createRequire(import.meta.url);
+const page = await readFile(new URL('./public/index.html', import.meta.url));
+const clientBundle = await readFile(
+  require.resolve('@wscale/client').replace(/index\.cjs$/, 'index.js'),
+);
+const nodeId = `node-${cluster.worker?.id ?? process.pid}`;
+const ROOM = 'chat:lobby';
+
+async function backends() {
+  if (process.env.REDIS_URL) {
+    const { RedisBroker, RedisHistory, RedisStateStore } = await import('@wscale/redis');
+    const redis = process.env.REDIS_URL;
+    return {
+      broker: new RedisBroker({ redis }),
+      stateStore: new RedisStateStore({ redis, ttlMs: 120_000 }),
+      history: new RedisHistory({ redis, maxEntries: 500 }),
+    };
+  }
+  if (process.env.NATS_URL) {
+    const { NatsBroker, NatsHistory, NatsKvStateStore } = await import('@wscale/nats');
+    const servers = process.env.NATS_URL;
+    return {
+      broker: new NatsBroker({ servers }),
+      stateStore: new NatsKvStateStore({ servers, ttlMs: 120_000 }),
+      history: new NatsHistory({ servers, maxEntries: 500 }),
+    };
+  }
+  return {
+    broker: new ClusterBroker(),
+    stateStore: new ClusterStateStore({ ttlMs: 120_000 }),
+    history: new ClusterHistory({ maxEntries: 500 }),
+  };
+}
+
+const http = createServer((request, response) => {
+  if (request.url === '/' || request.url === '/index.html') {
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  } else if (request.url === '/client.js') {
+    response.writeHead(200, { 'content-type': 'text/javascript' }).end(clientBundle);
+  } else {
+    response.writeHead(404).end('not found');
+  }
+});
+
+const { broker, stateStore, history } = await backends();
+const wss = new ScaledWebSocketServer({
+  server: http,
+  path: '/ws',
+  nodeId,
+  broker,
+  stateStore,
+  sessionSecret: process.env.SESSION_SECRET,
+  history: [{ rooms: 'chat:*', store: history }],
+  nodeHeartbeatMs: 1000,
+  onRequest: (_client, data) => {
+    if (data === 'whoami') return nodeId;
+    if (data === 'kill') {
+      // Demo only: this node dies on the spot (no drain), as a crash would.
+      setTimeout(() => process.kill(process.pid, 'SIGKILL'), 50);
+      return `${nodeId} is going down`;
+    }
+    return undefined;
+  },
+});
+wss.on('error', (error) => console.error(`[${nodeId}]`, error.message));
+wss.on('connection', (client) => void client.join(ROOM));
+wss.on('connection', (client) => {
+  client.on('message', (text) => {
+    if (typeof text !== 'string' || text.length === 0 || text.length > 2000) return;
+    void wss.to(ROOM).send(JSON.stringify({ from: client.id.slice(0, 6), node: nodeId, text }));
+  });
+});
+
+await wss.ready();
+http.listen(Number(process.env.PORT ?? 3000));
+
+process.once('SIGTERM', async () => {
+  await wss.close();
+  await Promise.allSettled([broker.close(), stateStore.close(), history.close()]);
+  http.close();
+  process.exit(0);
+});

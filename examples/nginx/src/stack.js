@@ -1,0 +1,312 @@
+// @ts-check
+// Starts the whole example: a redis-server of its own (or REDIS_URL's), three wscale nodes
+// (src/node.js) and the load balancer in front (src/balancer.js). Every process is started by this
+// file and stopped by the pid it got, never by name. src/start.js is the command line; the tests
+// call startStack() directly.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import * as balancer from './balancer.js';
+
+const NODE_SCRIPT = fileURLToPath(new URL('./node.js', import.meta.url));
+const NODE_COUNT = 3;
+
+/**
+ * @typedef {object} StackOptions
+ * @property {number} [port] the load balancer's port (default: a free port)
+ * @property {string} [host] the load balancer's address (default: '127.0.0.1')
+ * @property {string} [redisUrl] use this Redis instead of starting one
+ * @property {number} [redisPort] port of the redis-server the stack starts (default: a free port)
+ * @property {string} [sessionSecret] the nodes' shared secret (default: a random one)
+ * @property {(line: string) => void} [log] every output line of every process (default: none)
+ * @property {number} [startTimeoutMs] how long each process may take to be ready (default: 20000)
+ */
+
+/**
+ * @typedef {object} NodeHandle
+ * @property {string} id the node's id (`node-1`…), as its welcome messages name it
+ * @property {number} port where it listens, on 127.0.0.1
+ * @property {number} pid its process id
+ * @property {() => Promise<void>} kill SIGKILLs it, as a crash would, and waits until it is gone
+ */
+
+/**
+ * @typedef {object} Stack
+ * @property {string} url `http://host:port` of the load balancer
+ * @property {string} wsUrl `ws://host:port/ws` through the load balancer
+ * @property {string} redisUrl the Redis the nodes use
+ * @property {NodeHandle[]} nodes
+ * @property {() => Promise<void>} stop drains the nodes, then stops the balancer and Redis
+ */
+
+/**
+ * Starts Redis (unless `redisUrl` is given), three nodes and the load balancer, and resolves once
+ * a health check through the balancer succeeds. On failure, whatever was started is stopped.
+ *
+ * @param {StackOptions} [options]
+ * @returns {Promise<Stack>}
+ */
+export async function startStack(options = {}) {
+  const host = options.host ?? '127.0.0.1';
+  const log = options.log ?? (() => {});
+  const timeoutMs = options.startTimeoutMs ?? 20_000;
+  const dir = mkdtempSync(join(tmpdir(), `wscale-${balancer.name}-`));
+  /** @type {Child[]} */
+  const children = [];
+  const killAll = () => {
+    for (const child of children) child.killNow();
+  };
+  process.on('exit', killAll);
+  /** @type {Promise<void> | undefined} */
+  let stopping;
+  const stop = () => {
+    stopping ??= (async () => {
+      const [lb, redis, ...nodes] = [
+        children.find((c) => c.role === 'lb'),
+        children.find((c) => c.role === 'redis'),
+        ...children.filter((c) => c.role === 'node'),
+      ];
+      await Promise.all(nodes.map((node) => node.stop('SIGTERM', 10_000)));
+      await lb?.stop(lb.stopSignal, 5000);
+      await redis?.stop('SIGTERM', 5000);
+      process.off('exit', killAll);
+      rmSync(dir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    let redisUrl = options.redisUrl;
+    if (redisUrl === undefined) {
+      const port = options.redisPort ?? (await freePort());
+      const redis = new Child('redis', 'redis', 'redis-server', log, {
+        args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        cwd: dir,
+      });
+      children.push(redis);
+      await redis.waitForLine(/Ready to accept connections/, timeoutMs);
+      redisUrl = `redis://127.0.0.1:${port}`;
+    }
+
+    const sessionSecret = options.sessionSecret ?? randomBytes(32).toString('hex');
+    const starting = [];
+    for (let i = 1; i <= NODE_COUNT; i++) {
+      const id = `node-${i}`;
+      const child = new Child(id, 'node', process.execPath, log, {
+        args: [NODE_SCRIPT],
+        // PORT=0: the node picks a free port and reports it in its "ready" line.
+        env: {
+          NODE_ID: id,
+          PORT: '0',
+          HOST: '127.0.0.1',
+          REDIS_URL: redisUrl,
+          SESSION_SECRET: sessionSecret,
+        },
+      });
+      children.push(child);
+      starting.push(
+        child.waitForLine(/^ready (\S+) (\d+)$/, timeoutMs).then((match) => ({
+          id,
+          port: Number(match[2]),
+          pid: /** @type {number} */ (child.pid),
+          kill: () => child.stop('SIGKILL', 0),
+        })),
+      );
+    }
+    const nodes = await Promise.all(starting);
+
+    const port = options.port ?? (await freePort());
+    const lbCommand = balancer.command({
+      host,
+      port,
+      nodes: nodes.map((node) => `127.0.0.1:${node.port}`),
+      dir,
+    });
+    const lb = new Child(balancer.name, 'lb', balancer.binary, log, {
+      args: lbCommand.args,
+      env: lbCommand.env,
+      stopSignal: lbCommand.stopSignal,
+    });
+    children.push(lb);
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    await lb.until(() => healthy(`${url}/health`), timeoutMs);
+
+    return { url, wsUrl: `${url.replace(/^http/, 'ws')}/ws`, redisUrl, nodes, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** A process this stack started: its output goes to `log` line by line, prefixed with its label. */
+class Child {
+  /** @type {import('node:child_process').ChildProcess} */
+  #process;
+  /** @type {Promise<void>} */
+  #exited;
+  #output = '';
+  /** @type {Set<(line: string) => void>} */
+  #lineListeners = new Set();
+
+  /**
+   * @param {string} label
+   * @param {'redis' | 'node' | 'lb'} role
+   * @param {string} command
+   * @param {(line: string) => void} log
+   * @param {{ args: string[], env?: Record<string, string>, cwd?: string, stopSignal?: NodeJS.Signals }} options
+   */
+  constructor(label, role, command, log, options) {
+    this.role = role;
+    this.label = label;
+    /** @type {NodeJS.Signals} */
+    this.stopSignal = options.stopSignal ?? 'SIGTERM';
+    // Its own process group: Ctrl-C reaches only the launcher, which stops things in order.
+    this.#process = spawn(command, options.args, {
+      cwd: options.cwd,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    this.#exited = new Promise((resolve) => this.#process.once('exit', () => resolve()));
+    this.#process.once('error', (error) => {
+      this.#output += `${error.message}\n`;
+      log(`[${label}] ${error.message}`);
+    });
+    for (const stream of [this.#process.stdout, this.#process.stderr]) {
+      if (stream === null) continue;
+      createInterface({ input: stream }).on('line', (line) => {
+        this.#output = `${this.#output}${line}\n`.slice(-8000);
+        log(`[${label}] ${line}`);
+        for (const listener of this.#lineListeners) listener(line);
+      });
+    }
+  }
+
+  get pid() {
+    return this.#process.pid;
+  }
+
+  get running() {
+    return (
+      this.#process.exitCode === null && this.#process.signalCode === null && this.pid !== undefined
+    );
+  }
+
+  /**
+   * Resolves with the first output line that matches; rejects if the process exits or the time
+   * runs out first.
+   *
+   * @param {RegExp} pattern
+   * @param {number} timeoutMs
+   * @returns {Promise<RegExpMatchArray>}
+   */
+  waitForLine(pattern, timeoutMs) {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#lineListeners.delete(onLine);
+        this.#process.off('exit', onExit);
+      };
+      /** @param {string} line */
+      const onLine = (line) => {
+        const match = line.match(pattern);
+        if (match !== null) {
+          done();
+          resolve(match);
+        }
+      };
+      const onExit = () => {
+        done();
+        reject(new Error(`${this.label} exited before it was ready:\n${this.#output}`));
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.label} not ready after ${timeoutMs} ms:\n${this.#output}`));
+      }, timeoutMs);
+      this.#lineListeners.add(onLine);
+      this.#process.once('exit', onExit);
+      if (!this.running) onExit();
+    });
+  }
+
+  /**
+   * Polls `check` (every 100 ms, there is no event to wait for) until it returns true; rejects if
+   * the process exits or the time runs out first.
+   *
+   * @param {() => Promise<boolean>} check
+   * @param {number} timeoutMs
+   */
+  async until(check, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (!this.running) throw new Error(`${this.label} exited:\n${this.#output}`);
+      if (await check()) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`${this.label} not ready after ${timeoutMs} ms:\n${this.#output}`);
+  }
+
+  /**
+   * Sends `signal`, then SIGKILL if the process is still there after `graceMs`; resolves once it
+   * has exited.
+   *
+   * @param {NodeJS.Signals} signal
+   * @param {number} graceMs
+   */
+  async stop(signal, graceMs) {
+    if (this.running) {
+      this.#signal(signal);
+      const timer = setTimeout(() => this.#signal('SIGKILL'), graceMs);
+      await this.#exited;
+      clearTimeout(timer);
+    }
+  }
+
+  /** SIGKILL without waiting: for the launcher's own exit. */
+  killNow() {
+    if (this.running) this.#signal('SIGKILL');
+  }
+
+  /** @param {NodeJS.Signals} signal */
+  #signal(signal) {
+    try {
+      process.kill(/** @type {number} */ (this.pid), signal);
+    } catch {
+      // it exited meanwhile
+    }
+  }
+}
+
+/** @param {string} url */
+function healthy(url) {
+  return new Promise((resolve) => {
+    const request = get(url, { timeout: 1000 }, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200);
+    });
+    request.on('error', () => resolve(false));
+    request.on('timeout', () => request.destroy());
+  });
+}
+
+/** @returns {Promise<number>} a TCP port free on 127.0.0.1 right now */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}

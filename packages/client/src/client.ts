@@ -1,0 +1,648 @@
+import {
+  type AckMessage,
+  type ClientMessage,
+  type DataMessage,
+  decodeServerFrame,
+  encodeBinary,
+  encodeText,
+  type HelloMessage,
+  LIMITS,
+  type NotResumedReason,
+  PROTOCOL,
+  type ServerMessage,
+  type WelcomeMessage,
+  type WelcomeRoom,
+} from '@wscale/core/protocol';
+import { type CloseInfo, SERVICE_RESTART } from './close-policy.js';
+import { TypedEmitter } from './emitter.js';
+import {
+  ClientClosedError,
+  type ClientError,
+  DisconnectedError,
+  InvalidArgumentError,
+  InvalidOptionError,
+  ProtocolError,
+  QueueFullError,
+  ServerError,
+} from './errors.js';
+import { Heartbeat } from './heartbeat.js';
+import { browserNetwork } from './network.js';
+import {
+  type ClientOptions,
+  type ResolvedOptions,
+  resolveOptions,
+  type SessionSnapshot,
+} from './options.js';
+import { type AckPayload, PendingRequests } from './pending-requests.js';
+import { ReconnectScheduler } from './reconnect-scheduler.js';
+import { RoomPositions } from './room-positions.js';
+import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
+
+/**
+ * Where the client is. `connecting` and `resuming` both open a socket and wait for `welcome`;
+ * `resuming` presents a session token, `connecting` starts a new session.
+ *
+ * ```
+ * closed ──connect()──▶ connecting ─┐
+ *                                   ├─welcome─▶ open ──drop──▶ reconnecting ──timer / online──▶ resuming
+ *                       resuming ───┘                              ▲                           │
+ *                          └───────────────failed──────────────────┴───────────────────────────┘
+ * any ──close(), a final close code, or the last attempt failed──▶ closed
+ * ```
+ */
+export type ClientState = 'connecting' | 'resuming' | 'open' | 'reconnecting' | 'closed';
+
+/** An application payload: text arrives as a string, binary as bytes. */
+export type Payload = string | Uint8Array;
+
+/** Where a received message belongs. */
+export interface MessageMeta {
+  /** The room of a broadcast; absent for a direct message. */
+  room?: string;
+  /** The message's offset in the room, when the room keeps history. */
+  offset?: number;
+  /** The epoch the offset belongs to. */
+  epoch?: string;
+}
+
+/** What a `welcome` said. */
+export interface WelcomeInfo {
+  /** The session token (already kept by the client). */
+  session: string;
+  /** This client's id, the same across resumes. */
+  clientId: string;
+  /** The node the connection is on. */
+  node: string;
+  /** Whether the session was resumed. */
+  resumed: boolean;
+  /** Why the session was not resumed (`new` for a first connection). */
+  reason?: NotResumedReason;
+  /** Per room: whether what was missed is replayed (`recovered`), or why not. */
+  rooms: Record<string, WelcomeRoom>;
+}
+
+/** A connection closed. */
+export interface ClientCloseInfo extends CloseInfo {
+  /** Whether the client will reconnect. */
+  reconnecting: boolean;
+}
+
+/** The events of {@link WscaleClient}. */
+export interface WscaleClientEvents {
+  /** The state changed. */
+  state: (state: ClientState, previous: ClientState) => void;
+  /** The server answered `hello`: a new session, or a resumed one (`resumed: true`). */
+  welcome: (info: WelcomeInfo) => void;
+  /** The session was resumed (after `welcome`); missed messages of recovered rooms follow. */
+  resume: (info: WelcomeInfo) => void;
+  /** An application message; each room message at most once, in offset order. */
+  message: (data: Payload, meta: MessageMeta) => void;
+  /** The client was put in a room (by its own `join` or by the server). */
+  joined: (info: { room: string; offset?: number; epoch?: string }) => void;
+  /** The client is no longer in a room (it left, the server removed it, or the session was lost). */
+  left: (info: { room: string }) => void;
+  /** The server could not keep a room's stream whole: messages were lost; it goes on from here. */
+  resync: (info: { room: string; offset: number; epoch: string }) => void;
+  /** The server reported an error, or broke the protocol. The client keeps running. */
+  error: (error: ClientError) => void;
+  /** A connection closed (every time, also when the client reconnects afterwards). */
+  close: (info: ClientCloseInfo) => void;
+}
+
+/** Where to connect: a URL, or a function giving one per attempt (for example with a fresh token). */
+export type ClientUrl = string | URL | (() => string | URL | Promise<string | URL>);
+
+/** A frame waiting for the connection. */
+interface Queued {
+  frame: string | Uint8Array;
+  requestId?: number;
+}
+
+/** How long `close()` waits for the closing handshake before it resolves anyway. */
+const CLOSE_WAIT_MS = 2000;
+
+/**
+ * A `wscale.v1` client: one logical connection to a wscale cluster that survives dropped
+ * connections and lost nodes. It reconnects with backoff, resumes its session, and delivers room
+ * messages exactly once and in order when the rooms keep history.
+ *
+ * @example
+ * ```ts
+ * const client = new WscaleClient('wss://example.com/ws');
+ * client.on('message', (data, { room }) => console.log(room, data));
+ * await client.join('chat');
+ * client.send(JSON.stringify({ text: 'hi' }));
+ * ```
+ */
+export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
+  readonly #url: ClientUrl;
+  readonly #options: ResolvedOptions;
+  readonly #rooms = new RoomPositions();
+  readonly #requests = new PendingRequests();
+  readonly #heartbeat: Heartbeat;
+  readonly #scheduler: ReconnectScheduler;
+  #queue: Queued[] = [];
+  #state: ClientState = 'closed';
+  #socket: WebSocketLike | undefined;
+  /** Bumped by each attempt, so a late URL or a late socket of an old attempt is ignored. */
+  #attempt = 0;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  #session: string | undefined;
+  #clientId: string | undefined;
+  #node: string | undefined;
+
+  constructor(url: ClientUrl, options: ClientOptions = {}) {
+    super();
+    this.#url = url;
+    this.#options = resolveOptions(options, {
+      WebSocket: (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket,
+      network: browserNetwork(),
+    });
+    const { resume } = this.#options;
+    if (resume !== undefined && resume.session.length <= LIMITS.token) {
+      this.#session = resume.session;
+      this.#rooms.restore(resume.rooms ?? {});
+    }
+    this.#heartbeat = new Heartbeat(this.#options.pingIntervalMs, this.#options.pongTimeoutMs);
+    this.#scheduler = new ReconnectScheduler(
+      {
+        baseMs: this.#options.backoffBaseMs,
+        capMs: this.#options.backoffCapMs,
+        maxAttempts: this.#options.maxReconnectAttempts,
+        restartJitterMs: this.#options.restartJitterMs,
+        network: this.#options.network,
+      },
+      () => this.#open(),
+    );
+    if (this.#options.autoConnect) this.connect();
+  }
+
+  /** Where the client is; see {@link ClientState}. */
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** This client's id, from the last `welcome`. */
+  get clientId(): string | undefined {
+    return this.#clientId;
+  }
+
+  /** The node of the current (or last) connection. */
+  get node(): string | undefined {
+    return this.#node;
+  }
+
+  /** The session token presented on the next connection. */
+  get session(): string | undefined {
+    return this.#session;
+  }
+
+  /** The rooms the client is in, as far as it knows. */
+  get rooms(): string[] {
+    return this.#rooms.rooms;
+  }
+
+  /** Frames waiting to be sent after the next `welcome`. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** The last position seen in `room`, for a room that keeps history. */
+  position(room: string): { offset: number; epoch: string } | undefined {
+    const position = this.#rooms.get(room);
+    return position && { offset: position.o, epoch: position.e };
+  }
+
+  /**
+   * The session and room positions, to save (for example in `sessionStorage`) and pass as
+   * `options.resume` to a later client, which then resumes instead of starting over.
+   */
+  snapshot(): SessionSnapshot | undefined {
+    return this.#session === undefined
+      ? undefined
+      : { session: this.#session, rooms: this.#rooms.snapshot() };
+  }
+
+  /** Opens the connection (done by the constructor unless `autoConnect: false`). No-op unless closed. */
+  connect(): void {
+    if (this.#state !== 'closed') return;
+    this.#scheduler.start();
+    this.#open();
+  }
+
+  /**
+   * Closes the connection for good (until `connect()`): no reconnect. In-flight requests reject
+   * with `DisconnectedError`, queued ones with `ClientClosedError`; queued messages are dropped.
+   * Resolves when the socket has closed (at most about 2 s).
+   */
+  close(code = 1000, reason = ''): Promise<void> {
+    if (this.#state === 'closed') return Promise.resolve();
+    const socket = this.#socket;
+    this.#release();
+    this.#finish({ code, reason });
+    if (socket === undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        socket.terminate?.();
+        resolve();
+      }, CLOSE_WAIT_MS);
+      socket.onclose = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      try {
+        socket.close(code, reason);
+      } catch {
+        socket.close();
+      }
+    });
+  }
+
+  /**
+   * Sends an application message: a string as text, bytes as a binary frame. While not connected
+   * it is queued (see `sendQueueSize`) and sent after the next `welcome`. Delivery is at most once:
+   * a message on a connection that drops may be lost.
+   *
+   * @throws {@link QueueFullError} when not connected and the queue is full.
+   * @throws {@link DisconnectedError} when not connected and `sendQueueSize` is 0.
+   * @throws {@link ClientClosedError} when the client is closed.
+   */
+  send(data: Payload): void {
+    this.#write(this.#payloadFrame({ t: 'msg' }, data));
+  }
+
+  /**
+   * Asks to join a room. Resolves when the server acknowledged it (the `joined` event came first);
+   * rejects with a {@link ServerError} (such as `FORBIDDEN`) when refused, a `TimeoutError`, or a
+   * `DisconnectedError` when the connection dropped before the answer.
+   */
+  async join(room: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    checkRoom(room);
+    await this.#ask(`join "${room}"`, (id) => encodeText({ t: 'join', id, r: room }), options);
+  }
+
+  /** Leaves a room. Resolves when the server acknowledged it. Rejects like {@link join}. */
+  async leave(room: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    checkRoom(room);
+    await this.#ask(`leave "${room}"`, (id) => encodeText({ t: 'leave', id, r: room }), options);
+    if (this.#rooms.remove(room)) this.emit('left', { room });
+  }
+
+  /**
+   * Sends a request; resolves with the server's reply (a string, bytes, or `undefined` for an
+   * empty reply). Rejects with a {@link ServerError} (such as `HANDLER_FAILED`) when the server
+   * answers with an error, a `TimeoutError` after `timeoutMs`, or a `DisconnectedError` when the
+   * connection dropped after the request went out (the server may or may not have handled it).
+   */
+  request(data: Payload, options: { timeoutMs?: number } = {}): Promise<AckPayload> {
+    return this.#ask('request', (id) => this.#payloadFrame({ t: 'req', id }, data), options);
+  }
+
+  // ---- connection lifecycle ----
+
+  #open(): void {
+    const attempt = ++this.#attempt;
+    this.#setState(this.#session === undefined ? 'connecting' : 'resuming');
+    if (attempt !== this.#attempt) return; // a state listener closed the client
+    this.#connectTimer = setTimeout(
+      () => this.#drop(`no welcome within ${this.#options.connectTimeoutMs} ms`, 1006),
+      this.#options.connectTimeoutMs,
+    );
+    let url: string | URL | Promise<string | URL>;
+    try {
+      url = typeof this.#url === 'function' ? this.#url() : this.#url;
+    } catch (error) {
+      this.#urlFailed(error);
+      return;
+    }
+    if (typeof url === 'string' || url instanceof URL) this.#createSocket(url);
+    else
+      url.then(
+        (resolved) => {
+          if (attempt === this.#attempt && this.#state !== 'closed') this.#createSocket(resolved);
+        },
+        (error: unknown) => {
+          if (attempt === this.#attempt && this.#state !== 'closed') this.#urlFailed(error);
+        },
+      );
+  }
+
+  #createSocket(url: string | URL): void {
+    let socket: WebSocketLike;
+    try {
+      socket = new this.#options.WebSocket(String(url), [PROTOCOL]);
+    } catch (error) {
+      // An invalid URL: retrying would fail the same way.
+      this.#release();
+      this.emit(
+        'error',
+        new InvalidOptionError(`cannot connect to ${String(url)}: ${describe(error)}`),
+      );
+      this.#finish({ code: 1006, reason: 'invalid URL' });
+      return;
+    }
+    this.#socket = socket;
+    socket.binaryType = 'arraybuffer';
+    socket.onopen = () => {
+      if (this.#socket === socket) this.#onOpen(socket);
+    };
+    socket.onmessage = (event) => {
+      if (this.#socket === socket) this.#onFrame(event.data);
+    };
+    socket.onclose = (event) => {
+      if (this.#socket === socket) this.#closed({ code: event.code, reason: event.reason });
+    };
+    // A close event always follows an error event, and browsers say nothing useful in errors.
+    socket.onerror = () => undefined;
+  }
+
+  #urlFailed(error: unknown): void {
+    this.emit('error', new InvalidOptionError(`the url function failed: ${describe(error)}`));
+    this.#closed({ code: 1006, reason: 'the url function failed' });
+  }
+
+  #onOpen(socket: WebSocketLike): void {
+    if (socket.protocol !== PROTOCOL) {
+      this.#protocolError(
+        new ProtocolError(`the server did not select ${PROTOCOL} (got "${socket.protocol}")`),
+      );
+      return;
+    }
+    const hello: HelloMessage = { t: 'hello' };
+    if (this.#session !== undefined) {
+      hello.session = this.#session;
+      const rooms = this.#rooms.snapshot();
+      if (Object.keys(rooms).length > 0) hello.rooms = rooms;
+    }
+    socket.send(encodeText(hello));
+  }
+
+  /** The socket closed (or failed to open). Reconnects or closes, as the policy says. */
+  #closed(close: CloseInfo): void {
+    if (this.#state === 'closed') return;
+    this.#release();
+    this.#requests.rejectSent(() => new DisconnectedError());
+    const reconnecting =
+      this.#options.shouldReconnect(close) && this.#scheduler.plan(close.code === SERVICE_RESTART);
+    this.emit('close', { ...close, reconnecting });
+    if (this.#isClosed()) return; // a listener called close()
+    if (reconnecting) this.#setState('reconnecting');
+    else this.#finish(close, false);
+  }
+
+  /** Gives up on the current socket (dead, or broken) and goes on as if it had closed. */
+  #drop(reason: string, code: number): void {
+    if (this.#state === 'closed') return;
+    const socket = this.#socket;
+    if (socket === undefined) {
+      // Still resolving the URL: nothing to close.
+      this.#closed({ code, reason });
+      return;
+    }
+    detach(socket);
+    try {
+      if (socket.terminate) socket.terminate();
+      else socket.close(4000, reason.slice(0, 120));
+    } catch {
+      // Already closing.
+    }
+    this.#closed({ code, reason });
+  }
+
+  #protocolError(error: ProtocolError): void {
+    this.emit('error', error);
+    this.#drop(error.message, 1002);
+  }
+
+  /** Stops the current socket's timers and listeners; the socket itself is not closed here. */
+  #release(): void {
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
+    this.#heartbeat.stop();
+    if (this.#socket) detach(this.#socket);
+    this.#socket = undefined;
+    this.#attempt++;
+  }
+
+  /** Enters `closed`: nothing more is attempted; whatever waits is rejected. */
+  #finish(close: CloseInfo, emitClose = true): void {
+    // Closed before any listener runs, so a listener calling close() again is a no-op.
+    const previous = this.#state;
+    this.#state = 'closed';
+    this.#scheduler.stop();
+    this.#requests.rejectSent(() => new DisconnectedError());
+    this.#requests.rejectAll(() => new ClientClosedError());
+    this.#queue = [];
+    if (emitClose) this.emit('close', { ...close, reconnecting: false });
+    // Unless a listener already called connect() again.
+    if (this.#isClosed() && previous !== 'closed') this.emit('state', 'closed', previous);
+  }
+
+  /** Whether the client is closed now (a listener may have closed it during an emit). */
+  #isClosed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  #setState(state: ClientState): void {
+    const previous = this.#state;
+    if (previous === state) return;
+    this.#state = state;
+    this.emit('state', state, previous);
+  }
+
+  // ---- frames in ----
+
+  #onFrame(data: unknown): void {
+    this.#heartbeat.alive();
+    let frame: string | Uint8Array;
+    if (typeof data === 'string') frame = data;
+    else if (data instanceof ArrayBuffer) frame = new Uint8Array(data);
+    else if (ArrayBuffer.isView(data)) {
+      frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } else {
+      this.#protocolError(new ProtocolError('received a frame of an unexpected type'));
+      return;
+    }
+    let decoded: { message: ServerMessage; binary?: Uint8Array };
+    try {
+      decoded = decodeServerFrame(frame);
+    } catch (error) {
+      this.#protocolError(
+        new ProtocolError(`malformed frame: ${describe(error)}`, { cause: error }),
+      );
+      return;
+    }
+    const { message, binary } = decoded;
+    switch (message.t) {
+      case 'welcome':
+        this.#onWelcome(message);
+        break;
+      case 'msg':
+        this.#onMessage(message, binary);
+        break;
+      case 'ack':
+        this.#onAck(message, binary);
+        break;
+      case 'joined':
+        if (typeof message.r !== 'string') break;
+        this.#rooms.joined(message.r, offsetOf(message.o), epochOf(message.e));
+        this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
+        break;
+      case 'left':
+        if (typeof message.r === 'string' && this.#rooms.remove(message.r)) {
+          this.emit('left', { room: message.r });
+        }
+        break;
+      case 'resync':
+        if (offsetOf(message.o) === undefined || epochOf(message.e) === undefined) break;
+        this.#rooms.resync(message.r, message.o, message.e);
+        this.emit('resync', { room: message.r, offset: message.o, epoch: message.e });
+        break;
+      case 'error':
+        this.emit('error', new ServerError(message.code, message.message));
+        break;
+      default:
+        // `pong`, and message types newer than this client: ignored, as the protocol asks.
+        break;
+    }
+  }
+
+  #onWelcome(message: WelcomeMessage): void {
+    const socket = this.#socket;
+    if (socket === undefined || (this.#state !== 'connecting' && this.#state !== 'resuming'))
+      return;
+    if (typeof message.session !== 'string' || typeof message.client !== 'string') {
+      this.#protocolError(new ProtocolError('welcome without session or client'));
+      return;
+    }
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
+    const rooms = message.rooms ?? {};
+    this.#session = message.session.length <= LIMITS.token ? message.session : undefined;
+    this.#clientId = message.client;
+    this.#node = message.node;
+    const gone = message.resumed === true ? this.#rooms.resumed(rooms) : this.#rooms.reset(rooms);
+    this.#scheduler.succeeded();
+    this.#heartbeat.start(
+      () => socket.send(encodeText({ t: 'ping' })),
+      () => this.#drop(`no pong within ${this.#options.pongTimeoutMs} ms`, 1006),
+    );
+    // Queued frames go first, so that what listeners send below comes after them.
+    this.#flush(socket);
+    this.#setState('open');
+    if (this.#socket !== socket) return; // a state listener closed the client
+    for (const room of gone) this.emit('left', { room });
+    const info: WelcomeInfo = {
+      session: message.session,
+      clientId: message.client,
+      node: message.node,
+      resumed: message.resumed === true,
+      rooms,
+    };
+    if (message.reason !== undefined) info.reason = message.reason;
+    this.emit('welcome', info);
+    if (info.resumed) this.emit('resume', info);
+  }
+
+  #onMessage(message: DataMessage, binary: Uint8Array | undefined): void {
+    const meta: MessageMeta = {};
+    if (typeof message.r === 'string') {
+      meta.room = message.r;
+      const o = offsetOf(message.o);
+      const e = epochOf(message.e);
+      if (o !== undefined && e !== undefined) {
+        if (!this.#rooms.accept(message.r, o, e)) return;
+        meta.offset = o;
+        meta.epoch = e;
+      }
+    }
+    this.emit('message', binary ?? message.d ?? '', meta);
+  }
+
+  #onAck(message: AckMessage, binary: Uint8Array | undefined): void {
+    if (Number.isInteger(message.id)) this.#requests.settle(message, binary);
+  }
+
+  // ---- frames out ----
+
+  #payloadFrame(message: ClientMessage, data: Payload): string | Uint8Array {
+    if (typeof data === 'string') return encodeText({ ...message, d: data } as ClientMessage);
+    if (data instanceof Uint8Array) return encodeBinary(message, data);
+    throw new InvalidArgumentError('a payload is a string or a Uint8Array');
+  }
+
+  #write(frame: string | Uint8Array, requestId?: number): void {
+    if (this.#state === 'closed') throw new ClientClosedError();
+    const socket = this.#socket;
+    if (this.#state === 'open' && socket !== undefined && socket.readyState === OPEN) {
+      socket.send(frame);
+      if (requestId !== undefined) this.#requests.sent(requestId);
+      return;
+    }
+    const size = this.#options.sendQueueSize;
+    if (size === 0) throw new DisconnectedError('not connected (and sendQueueSize is 0)');
+    if (this.#queue.length >= size) throw new QueueFullError(size);
+    this.#queue.push(requestId === undefined ? { frame } : { frame, requestId });
+  }
+
+  #flush(socket: WebSocketLike): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    for (const { frame, requestId } of queue) {
+      socket.send(frame);
+      if (requestId !== undefined) this.#requests.sent(requestId);
+    }
+  }
+
+  #ask(
+    what: string,
+    frame: (id: number) => string | Uint8Array,
+    options: { timeoutMs?: number },
+  ): Promise<AckPayload> {
+    if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+    const { id, promise } = this.#requests.open(what, timeoutMs, (expired) => {
+      // A request that timed out before it could be sent is not sent later.
+      this.#queue = this.#queue.filter((queued) => queued.requestId !== expired);
+    });
+    try {
+      this.#write(frame(id), id);
+    } catch (error) {
+      this.#requests.fail(id, error as ClientError);
+    }
+    return promise;
+  }
+}
+
+/** Creates a {@link WscaleClient} (and connects it, unless `autoConnect: false`). */
+export function createClient(url: ClientUrl, options?: ClientOptions): WscaleClient {
+  return new WscaleClient(url, options);
+}
+
+function detach(socket: WebSocketLike): void {
+  socket.onopen = null;
+  socket.onmessage = null;
+  socket.onclose = null;
+  // Keep swallowing errors: an unhandled 'error' would crash Node with the `ws` package.
+  socket.onerror = () => undefined;
+}
+
+function checkRoom(room: string): void {
+  if (typeof room !== 'string' || room.length === 0 || room.length > LIMITS.room) {
+    throw new InvalidArgumentError(
+      `a room name is a string of 1 to ${LIMITS.room} characters, got ${JSON.stringify(room)}`,
+    );
+  }
+}
+
+function offsetOf(value: unknown): number | undefined {
+  return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : undefined;
+}
+
+function epochOf(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length <= LIMITS.epoch ? value : undefined;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,97 @@
+import type { ProtocolErrorCode } from '@wscale/core/protocol';
+
+/**
+ * Every error the client raises is a {@link ClientError} with a stable `code`: match on the code
+ * (or use `instanceof`), never on the message.
+ */
+
+/** Stable codes of the client's errors. A {@link ServerError} carries the server's code instead. */
+export type ClientErrorCode =
+  | 'INVALID_OPTION'
+  | 'INVALID_ARGUMENT'
+  | 'TIMEOUT'
+  | 'DISCONNECTED'
+  | 'CLIENT_CLOSED'
+  | 'QUEUE_FULL'
+  | 'PROTOCOL_ERROR'
+  | ProtocolErrorCode;
+
+/** Base class of every error the client raises. */
+export class ClientError extends Error {
+  /** A stable, machine-readable code. */
+  readonly code: ClientErrorCode;
+
+  constructor(code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option is missing or out of range, or no `WebSocket` constructor is available. */
+export class InvalidOptionError extends ClientError {
+  constructor(message: string) {
+    super('INVALID_OPTION', message);
+  }
+}
+
+/** An argument is out of the protocol's bounds (a room name over 256 characters…). */
+export class InvalidArgumentError extends ClientError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
+/** A request, `join` or `leave` got no `ack` in time. The server may still have handled it. */
+export class TimeoutError extends ClientError {
+  /** How long the client waited, in ms. */
+  readonly timeoutMs: number;
+
+  constructor(what: string, timeoutMs: number) {
+    super('TIMEOUT', `${what} got no answer within ${timeoutMs} ms`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * The connection closed while a request was in flight (sent, not yet answered): whether the server
+ * handled it is unknown. Also thrown by `send` while not connected when `sendQueueSize` is 0.
+ */
+export class DisconnectedError extends ClientError {
+  constructor(message = 'the connection closed before the server answered') {
+    super('DISCONNECTED', message);
+  }
+}
+
+/** The client is closed (by `close()`, a final close code, or after its last reconnect attempt). */
+export class ClientClosedError extends ClientError {
+  constructor(message = 'the client is closed; call connect() to open it again') {
+    super('CLIENT_CLOSED', message);
+  }
+}
+
+/** The client is not connected and its bounded send queue is full: nothing was queued. */
+export class QueueFullError extends ClientError {
+  constructor(size: number) {
+    super('QUEUE_FULL', `the send queue is full (${size} frames) while not connected`);
+  }
+}
+
+/** The server broke the protocol: a malformed frame, or it did not select `wscale.v1`. */
+export class ProtocolError extends ClientError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PROTOCOL_ERROR', message, options);
+  }
+}
+
+/**
+ * The server answered with an error: a failed `ack` (a refused `join`, a request whose handler
+ * failed…) or an `error` message. `code` is the protocol's code, such as `FORBIDDEN`.
+ */
+export class ServerError extends ClientError {
+  declare readonly code: ProtocolErrorCode;
+
+  constructor(code: ProtocolErrorCode, message: string) {
+    super(code, message);
+  }
+}

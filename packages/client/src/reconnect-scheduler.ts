@@ -1,0 +1,108 @@
+import { backoffDelay } from './backoff.js';
+import type { NetworkSignal } from './network.js';
+
+/** How the scheduler waits between attempts. */
+export interface ReconnectSchedule {
+  baseMs: number;
+  capMs: number;
+  maxAttempts: number;
+  /** The window of the quick reconnect after close code 1012. */
+  restartJitterMs: number;
+  network: NetworkSignal | false | undefined;
+}
+
+/**
+ * Decides when the next connection attempt happens: exponential backoff with full jitter, a quick
+ * jittered retry after a node restart, a limit on consecutive attempts, and no attempts while the
+ * device is offline (then one at once when it comes back online).
+ */
+export class ReconnectScheduler {
+  readonly #schedule: ReconnectSchedule;
+  readonly #attemptNow: () => void;
+  /** Attempts made since the last successful connection. */
+  #attempts = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether an attempt is due (a timer runs, or it waits for the network). */
+  #waiting = false;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(schedule: ReconnectSchedule, attemptNow: () => void) {
+    this.#schedule = schedule;
+    this.#attemptNow = attemptNow;
+  }
+
+  /** Attempts made since the last successful connection. */
+  get attempts(): number {
+    return this.#attempts;
+  }
+
+  /** Starts listening to the network (when the client connects). */
+  start(): void {
+    if (this.#unsubscribe || !this.#schedule.network) return;
+    this.#unsubscribe = this.#schedule.network.subscribe((online) => this.#onNetwork(online));
+  }
+
+  /** Stops everything (when the client closes). */
+  stop(): void {
+    this.cancel();
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    this.#attempts = 0;
+  }
+
+  /** A connection succeeded: the next drop starts the backoff from the beginning. */
+  succeeded(): void {
+    this.#attempts = 0;
+  }
+
+  /**
+   * Plans the next attempt after a failed or dropped connection. Returns false when the attempts
+   * are used up (then nothing is planned).
+   */
+  plan(restart: boolean): boolean {
+    const { baseMs, capMs, maxAttempts, restartJitterMs } = this.#schedule;
+    if (this.#attempts >= maxAttempts) return false;
+    // A restart (1012) on a connection that was working means "go to another node now"; a restart
+    // again before any success backs off like any failure.
+    const delay =
+      restart && this.#attempts === 0
+        ? Math.floor(Math.random() * restartJitterMs)
+        : backoffDelay(this.#attempts, baseMs, capMs);
+    this.cancel();
+    this.#waiting = true;
+    if (this.#offline()) return true;
+    this.#timer = setTimeout(() => this.#fire(), delay);
+    return true;
+  }
+
+  /** Cancels a planned attempt. */
+  cancel(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#waiting = false;
+  }
+
+  #fire(): void {
+    this.cancel();
+    this.#attempts++;
+    this.#attemptNow();
+  }
+
+  #onNetwork(online: boolean): void {
+    if (!this.#waiting) return;
+    if (!online) {
+      // Offline: an attempt now would fail and waste a step of the backoff; wait for `online`.
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
+    // Back online: the network changed, so the old backoff says nothing about the server.
+    this.#attempts = 0;
+    this.#fire();
+  }
+
+  #offline(): boolean {
+    const network = this.#schedule.network;
+    return network ? !network.online : false;
+  }
+}

@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeAll, startFixture } from './helpers/clients.js';
+
+const run = promisify(execFile);
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Builds the package with its real tsup config into a temporary directory and checks what a
+ * browser would load: the protocol codec is bundled in, and nothing reaches Node or the server.
+ */
+describe('the built bundle', () => {
+  let out = '';
+  const read = (file: string) => readFile(join(out, file), 'utf8');
+
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), 'wscale-client-build-'));
+    await run('npx', ['tsup', '--out-dir', out], { cwd: packageDir, timeout: 120_000 });
+  }, 120_000);
+
+  afterAll(async () => {
+    await closeAll();
+    if (out) await rm(out, { recursive: true, force: true });
+  });
+
+  it('the ESM bundle imports nothing: no node: built-in, no ws, no @wscale/core', async () => {
+    const esm = await read('index.js');
+    expect(esm).toContain('wscale.v1');
+    expect(esm).not.toMatch(/^\s*import[\s{*]/m);
+    expect(esm).not.toMatch(/\bimport\s*\(/);
+    expect(esm).not.toMatch(/\brequire\s*\(/);
+    expect(esm).not.toMatch(/["']node:/);
+    expect(esm).not.toMatch(/["']ws["']/);
+    expect(esm).not.toMatch(/["']@wscale\/core/);
+  });
+
+  it('the CJS bundle requires nothing', async () => {
+    const cjs = await read('index.cjs');
+    expect(cjs).not.toMatch(/\brequire\s*\(/);
+    expect(cjs).not.toMatch(/["']node:/);
+  });
+
+  it('the type declarations are self-contained', async () => {
+    for (const file of ['index.d.ts', 'index.d.cts']) {
+      const dts = await read(file);
+      expect(dts).toContain('declare class WscaleClient');
+      expect(dts).not.toMatch(/from\s+["']/);
+      expect(dts).not.toMatch(/import\(["']/);
+    }
+  });
+
+  it('runs on a standard WebSocket (the global one, as in browsers)', async () => {
+    const fixture = await startFixture();
+    fixture.behavior.join = (room, connection, id) => {
+      connection.send({ t: 'joined', r: room, o: 0, e: 'E' });
+      connection.send({ t: 'ack', id });
+    };
+    fixture.behavior.request = ({ message, binary }) => {
+      if (message.t === 'req' && !binary) {
+        // A message to the client once it asked: binary, in the room, at offset 1.
+        fixture.last.send({ t: 'msg', r: 'smoke', o: 1, e: 'E' }, new Uint8Array([7, 7]));
+      }
+      return binary ? { binary } : { d: `re:${(message as { d?: string }).d}` };
+    };
+    // Node 20 has a global WebSocket only behind a flag; later versions have it by default.
+    const flags = 'WebSocket' in globalThis ? [] : ['--experimental-websocket'];
+    const { stdout } = await run(
+      process.execPath,
+      [
+        ...flags,
+        fileURLToPath(new URL('./helpers/bundle-smoke.mjs', import.meta.url)),
+        pathToFileURL(join(out, 'index.js')).href,
+        fixture.url,
+      ],
+      { timeout: 20_000 },
+    );
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({
+      states: ['open', 'closed'],
+      rooms: ['smoke'],
+      text: 're:hello',
+      binary: [true, 1, 2, 3],
+      received: [true, 7, 7, { room: 'smoke', offset: 1, epoch: 'E' }],
+    });
+  });
+});

@@ -1,0 +1,316 @@
+import { delay, until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import {
+  backoffDelay,
+  browserNetwork,
+  type ClientState,
+  InvalidOptionError,
+  WscaleClient,
+} from '../src/index.js';
+import { closeAll, openClient, startFixture, stateOf } from './helpers/clients.js';
+import { FakeNetwork } from './helpers/fake-network.js';
+
+afterEach(closeAll);
+
+/** A settle window for negative checks: long against the tiny backoffs these tests use. */
+const SETTLE_MS = 250;
+
+describe('backoff', () => {
+  it('stays within [0, min(cap, base × 2^attempt)) and uses the whole range', () => {
+    for (let attempt = 0; attempt < 12; attempt++) {
+      const ceiling = Math.min(1000, 50 * 2 ** attempt);
+      expect(backoffDelay(attempt, 50, 1000, () => 0)).toBe(0);
+      expect(backoffDelay(attempt, 50, 1000, () => 0.999999)).toBe(Math.floor(0.999999 * ceiling));
+      for (let i = 0; i < 200; i++) {
+        const d = backoffDelay(attempt, 50, 1000);
+        expect(d).toBeGreaterThanOrEqual(0);
+        expect(d).toBeLessThan(ceiling);
+      }
+    }
+    // 2^5000 is Infinity: the cap still holds.
+    expect(backoffDelay(5000, 50, 1000, () => 0.5)).toBe(500);
+  });
+
+  it('retries a refused server with bounded delays, then gives up after maxReconnectAttempts', async () => {
+    const fixture = await startFixture();
+    fixture.refuseWith = 503;
+    const cap = 40;
+    const { client, seen } = openClient(fixture.url, {
+      backoffBaseMs: 10,
+      backoffCapMs: cap,
+      maxReconnectAttempts: 6,
+    });
+    await stateOf(client, 'closed', 5000);
+    expect(fixture.attempts).toHaveLength(7);
+    expect(seen.closes).toHaveLength(7);
+    expect(seen.closes.slice(0, 6).every((c) => c.reconnecting)).toBe(true);
+    expect(seen.closes[6]).toMatchObject({ code: 1006, reconnecting: false });
+    const gaps = fixture.attempts.slice(1).map((a, i) => a.at - fixture.attempts[i]!.at);
+    // Each gap is the jittered delay (< cap) plus a refused handshake on loopback.
+    for (const gap of gaps) expect(gap).toBeLessThan(cap + 200);
+    await delay(SETTLE_MS);
+    expect(fixture.attempts).toHaveLength(7);
+  });
+
+  it('starts the backoff over after a successful connection', async () => {
+    const fixture = await startFixture();
+    const { client } = openClient(fixture.url, { backoffBaseMs: 10, maxReconnectAttempts: 1 });
+    for (let n = 1; n <= 4; n++) {
+      const connection = await fixture.connection(n);
+      await stateOf(client, 'open');
+      if (n < 4) connection.ws.terminate();
+    }
+    expect(client.state).toBe('open');
+  });
+});
+
+describe('close codes', () => {
+  for (const code of [1000, 1007, 1008, 1009, 4401, 4409]) {
+    it(`does not reconnect after ${code}`, async () => {
+      const fixture = await startFixture();
+      const { client, seen } = openClient(fixture.url, { backoffBaseMs: 10 });
+      const connection = await fixture.connection(1);
+      await stateOf(client, 'open');
+      connection.ws.close(code, 'bye');
+      await stateOf(client, 'closed');
+      expect(seen.closes).toEqual([{ code, reason: 'bye', reconnecting: false }]);
+      await delay(SETTLE_MS);
+      expect(fixture.connections).toHaveLength(1);
+    });
+  }
+
+  for (const code of [1001, 1011, 1013, 'dropped'] as const) {
+    it(`reconnects with backoff after ${code}`, async () => {
+      const fixture = await startFixture();
+      const { client, seen } = openClient(fixture.url, { backoffBaseMs: 10 });
+      const connection = await fixture.connection(1);
+      await stateOf(client, 'open');
+      if (code === 'dropped') connection.ws.terminate();
+      else connection.ws.close(code);
+      const second = await fixture.connection(2);
+      expect(second.messages[0]).toMatchObject({ t: 'hello', session: 'token-1' });
+      expect(seen.closes[0]).toMatchObject({
+        code: code === 'dropped' ? 1006 : code,
+        reconnecting: true,
+      });
+    });
+  }
+
+  it('reconnects at once after 1012, whatever the backoff', async () => {
+    const fixture = await startFixture();
+    const { client } = openClient(fixture.url, { backoffBaseMs: 60_000, restartJitterMs: 20 });
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    connection.ws.close(1012, 'draining');
+    await fixture.connection(2, 1000);
+    await stateOf(client, 'open');
+  });
+
+  it('lets shouldReconnect overrule the default', async () => {
+    const fixture = await startFixture();
+    const { client } = openClient(fixture.url, {
+      backoffBaseMs: 10,
+      shouldReconnect: ({ code }) => code === 1000,
+    });
+    await fixture.connection(1);
+    await stateOf(client, 'open');
+    fixture.last.ws.close(1000);
+    await fixture.connection(2);
+    await stateOf(client, 'open');
+    fixture.last.ws.close(1011);
+    await stateOf(client, 'closed');
+  });
+
+  it('closes for good on a malformed frame and reports a ProtocolError', async () => {
+    const fixture = await startFixture();
+    const { client, seen } = openClient(fixture.url, { backoffBaseMs: 10 });
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    connection.ws.send('{"t":"msg","d":');
+    await stateOf(client, 'closed');
+    expect(seen.errors[0]).toMatchObject({ name: 'ProtocolError', code: 'PROTOCOL_ERROR' });
+    expect(seen.closes).toEqual([
+      { code: 1002, reason: expect.stringContaining('malformed'), reconnecting: false },
+    ]);
+    await connection.closed;
+  });
+
+  it('close() sends 1000, never reconnects, and connect() resumes the session later', async () => {
+    const fixture = await startFixture();
+    const { client, seen } = openClient(fixture.url, { backoffBaseMs: 10 });
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    await client.close();
+    expect(client.state).toBe('closed');
+    expect(await connection.closed).toEqual({ code: 1000, reason: '' });
+    expect(seen.closes).toEqual([{ code: 1000, reason: '', reconnecting: false }]);
+    await delay(SETTLE_MS);
+    expect(fixture.connections).toHaveLength(1);
+
+    client.connect();
+    expect(client.state).toBe('resuming');
+    const second = await fixture.connection(2);
+    expect(second.messages[0]).toMatchObject({ session: 'token-1' });
+    await stateOf(client, 'open');
+  });
+
+  it('stays closed when a listener calls close() while the client is about to reconnect', async () => {
+    const fixture = await startFixture();
+    const { client } = openClient(fixture.url, { backoffBaseMs: 10 });
+    await stateOf(client, 'open');
+    client.on('close', () => void client.close());
+    fixture.last.ws.close(1011);
+    await stateOf(client, 'closed');
+    await delay(SETTLE_MS);
+    expect(client.state).toBe('closed');
+    expect(fixture.connections).toHaveLength(1);
+  });
+
+  it('asks a url function for every attempt, also an async one', async () => {
+    const fixture = await startFixture();
+    let n = 0;
+    const { client } = openClient(async () => `${fixture.url}/?attempt=${++n}`, {
+      backoffBaseMs: 10,
+    });
+    await fixture.connection(1);
+    await stateOf(client, 'open');
+    fixture.last.ws.terminate();
+    await fixture.connection(2);
+    expect(fixture.attempts.map((a) => a.url)).toEqual(['/?attempt=1', '/?attempt=2']);
+  });
+});
+
+describe('liveness', () => {
+  it('drops a connection whose pings go unanswered, and reconnects', async () => {
+    const fixture = await startFixture({ answerPing: false });
+    const { client, seen } = openClient(fixture.url, {
+      backoffBaseMs: 10,
+      pingIntervalMs: 40,
+      pongTimeoutMs: 40,
+    });
+    const first = await fixture.connection(1);
+    await first.waitFor((m) => m.t === 'ping');
+    await fixture.connection(2);
+    expect(seen.closes[0]).toMatchObject({
+      code: 1006,
+      reason: expect.stringContaining('no pong'),
+      reconnecting: true,
+    });
+    await stateOf(client, 'open');
+  });
+
+  it('keeps a connection whose pings are answered', async () => {
+    const fixture = await startFixture();
+    const { client } = openClient(fixture.url, { pingIntervalMs: 30, pongTimeoutMs: 30 });
+    const connection = await fixture.connection(1);
+    await until(() => connection.messages.filter((m) => m.t === 'ping').length >= 5, 2000, 'pings');
+    expect(fixture.connections).toHaveLength(1);
+    expect(client.state).toBe('open');
+  });
+
+  it('gives up on a server that never says welcome, after connectTimeoutMs', async () => {
+    const fixture = await startFixture({ welcome: () => undefined });
+    const { seen } = openClient(fixture.url, { backoffBaseMs: 10, connectTimeoutMs: 100 });
+    await fixture.connection(2);
+    expect(seen.closes[0]).toMatchObject({
+      code: 1006,
+      reason: expect.stringContaining('no welcome'),
+      reconnecting: true,
+    });
+  });
+});
+
+describe('online and offline', () => {
+  it('waits while offline and reconnects at once when back online', async () => {
+    const fixture = await startFixture();
+    const network = new FakeNetwork();
+    const { client } = openClient(fixture.url, { backoffBaseMs: 60_000, network });
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    network.set(false);
+    expect(client.state).toBe('open'); // offline alone does not drop a working connection
+    connection.ws.terminate();
+    await stateOf(client, 'reconnecting');
+    await delay(SETTLE_MS);
+    expect(fixture.attempts).toHaveLength(1);
+    network.set(true);
+    await fixture.connection(2, 1000);
+    await stateOf(client, 'open');
+  });
+
+  it('stops a pending retry when the network goes offline', async () => {
+    const fixture = await startFixture();
+    fixture.refuseWith = 503;
+    const network = new FakeNetwork();
+    const states: ClientState[] = [];
+    const { client } = openClient(fixture.url, { backoffBaseMs: 100, backoffCapMs: 100, network });
+    client.on('state', (s) => states.push(s));
+    await until(() => fixture.attempts.length >= 2, 2000, 'two attempts');
+    network.set(false);
+    const attempts = fixture.attempts.length;
+    await delay(SETTLE_MS + 100);
+    // At most the attempt already in flight when the network went away.
+    expect(fixture.attempts.length).toBeLessThanOrEqual(attempts + 1);
+    expect(client.state).toBe('reconnecting');
+    fixture.refuseWith = undefined;
+    network.set(true);
+    await stateOf(client, 'open');
+  });
+
+  it('listens to the network only while not closed', async () => {
+    const fixture = await startFixture();
+    const network = new FakeNetwork();
+    const { client } = openClient(fixture.url, { network });
+    await stateOf(client, 'open');
+    expect(network.listeners.size).toBe(1);
+    await client.close();
+    expect(network.listeners.size).toBe(0);
+  });
+
+  it('reads the browser signal from navigator.onLine and online/offline events', () => {
+    const target = Object.assign(new EventTarget(), { navigator: { onLine: true } });
+    const signal = browserNetwork(target);
+    expect(signal?.online).toBe(true);
+    const heard: boolean[] = [];
+    const stop = signal!.subscribe((online) => heard.push(online));
+    target.navigator.onLine = false;
+    target.dispatchEvent(new Event('offline'));
+    expect(signal!.online).toBe(false);
+    target.dispatchEvent(new Event('online'));
+    stop();
+    target.dispatchEvent(new Event('offline'));
+    expect(heard).toEqual([false, true]);
+    // Node has no such thing.
+    expect(browserNetwork(new EventTarget())).toBeUndefined();
+    expect(browserNetwork()).toBeUndefined();
+  });
+});
+
+describe('options', () => {
+  it('asks for a WebSocket constructor where the runtime has none', () => {
+    // Node 20 has no global WebSocket; on later versions, hide it for this test.
+    const saved = Object.getOwnPropertyDescriptor(globalThis, 'WebSocket');
+    delete (globalThis as { WebSocket?: unknown }).WebSocket;
+    try {
+      expect(() => new WscaleClient('ws://127.0.0.1:1', { autoConnect: false })).toThrow(
+        InvalidOptionError,
+      );
+    } finally {
+      if (saved) Object.defineProperty(globalThis, 'WebSocket', saved);
+    }
+  });
+
+  it('rejects out-of-range options with INVALID_OPTION', () => {
+    for (const options of [
+      { backoffBaseMs: -1 },
+      { backoffCapMs: Number.NaN },
+      { requestTimeoutMs: 0 },
+      { sendQueueSize: -5 },
+    ]) {
+      expect(
+        () => new WscaleClient('ws://x', { WebSocket, autoConnect: false, ...options }),
+      ).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
+    }
+  });
+});
