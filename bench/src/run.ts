@@ -17,7 +17,7 @@ import {
 import { cpuTimes, describeMachine, loadAverage, packageVersions } from './harness/machine.js';
 import { Processes } from './harness/processes.js';
 import type { Results } from './harness/results.js';
-import { type RunContext, runFanout, runIdle } from './harness/scenarios.js';
+import { type RunContext, runChurn, runFanout, runIdle } from './harness/scenarios.js';
 import { hasBinary, type Service, startNats, startRedis } from './harness/services.js';
 import { writeReport } from './report/write-report.js';
 
@@ -74,6 +74,7 @@ async function main(): Promise<number> {
       fanout: implementation.fanout,
       idle: implementation.idle,
       ...(implementation.experimental ? { experimental: true } : {}),
+      ...(implementation.churn ? { churn: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
     else log(`${implementation.id}: ${reason}`);
@@ -104,6 +105,7 @@ async function main(): Promise<number> {
     implementations,
     fanout: {},
     idle: {},
+    churn: {},
     errors: [],
   };
 
@@ -182,6 +184,29 @@ async function main(): Promise<number> {
             log(`  ${(perConnection / 1024).toFixed(1)} KiB RSS per connection`);
           } catch (error) {
             recordError(results, implementation.id, 'idle', round, error, log);
+          }
+        }
+      }
+      if (!options.skipChurn) {
+        for (const implementation of order.filter((item) => item.churn)) {
+          if (interrupted) break;
+          if (overBudget()) {
+            results.errors.push({
+              implementation: implementation.id,
+              scenario: 'churn',
+              round,
+              message: 'skipped: the run is over its time budget',
+            });
+            continue;
+          }
+          log(`round ${round} connect + resume churn: ${implementation.id}`);
+          try {
+            const measured = await runChurn(context, implementation, round);
+            const churn = results.churn ?? {};
+            churn[implementation.id] = [...(churn[implementation.id] ?? []), measured];
+            results.churn = churn;
+          } catch (error) {
+            recordError(results, implementation.id, 'churn', round, error, log);
           }
         }
       }

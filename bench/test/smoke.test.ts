@@ -1,6 +1,7 @@
 /**
  * Runs the benchmark harness in smoke mode (tiny sizes) for every implementation available here,
- * and checks that it produced complete results with nothing lost, duplicated or reordered. No
+ * and checks that it produced complete results with nothing lost, duplicated or reordered, and
+ * that every dropped `wscale.v1` client resumed and recovered what it missed. No
  * timing is asserted: speed is for the full run to report, not for a test to judge.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -97,6 +98,24 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
             label,
           ).toBe(true);
           expect(delivery.latencyAll.count, label).toBe(delivery.expected);
+        }
+      }
+    }
+    for (const implementation of available.filter((item) => item.churn)) {
+      const rounds = results.churn?.[implementation.id];
+      expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
+      for (const round of rounds!) {
+        for (const cycle of round.cycles) {
+          const label = `${implementation.id} churn, ${cycle.messages} messages`;
+          expect(cycle.result.dropped, label).toBeGreaterThan(0);
+          expect(cycle.result.resumed, label).toBe(cycle.result.dropped);
+          expect(cycle.result.recovered, label).toBe(cycle.result.dropped);
+          if (cycle.messages === 0) continue;
+          const delivery = cycle.result.delivery!;
+          expect(delivery.delivered, label).toBe(delivery.expected);
+          expect([delivery.lost, delivery.duplicated, delivery.reordered], label).toEqual([
+            0, 0, 0,
+          ]);
         }
       }
     }

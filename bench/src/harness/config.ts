@@ -18,6 +18,9 @@ export interface Sizes {
   directRate: number;
   /** Connections of the idle-memory scenario. */
   idleClients: number;
+  /** `wscale.v1` clients of the churn scenario, and messages published while some are away. */
+  churnClients: number;
+  churnMessages: number;
   /** Payload bytes. */
   size: number;
   /** Warm-up broadcasts before measuring. */
@@ -38,6 +41,8 @@ export const DEFAULT_SIZES: Sizes = {
   directMessages: 2000,
   directRate: 1000,
   idleClients: 5000,
+  churnClients: 1000,
+  churnMessages: 20,
   size: 64,
   warmup: 20,
   quietMs: 3000,
@@ -54,6 +59,8 @@ export const SMOKE_SIZES: Sizes = {
   directMessages: 20,
   directRate: 200,
   idleClients: 50,
+  churnClients: 20,
+  churnMessages: 5,
   size: 64,
   warmup: 5,
   quietMs: 2000,
@@ -74,6 +81,7 @@ export interface RunOptions {
   verbose: boolean;
   skipIdle: boolean;
   skipFanout: boolean;
+  skipChurn: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
 }
@@ -81,7 +89,7 @@ export interface RunOptions {
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
-  [--no-idle] [--no-fanout] [--verbose]
+  [--churn-clients C] [--churn-messages M] [--no-idle] [--no-fanout] [--no-churn] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -106,6 +114,9 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'budget-minutes': { type: 'string' },
       'no-idle': { type: 'boolean', default: false },
       'no-fanout': { type: 'boolean', default: false },
+      'no-churn': { type: 'boolean', default: false },
+      'churn-clients': { type: 'string' },
+      'churn-messages': { type: 'string' },
       'report-from': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -137,6 +148,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('directRate', 'direct-rate', 1);
   set('idleClients', 'idle-clients', 1);
   set('size', 'size', 16);
+  set('churnClients', 'churn-clients', 1);
+  set('churnMessages', 'churn-messages', 1);
   const list = (value: string | undefined) =>
     value === undefined
       ? undefined
@@ -154,6 +167,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     verbose: values.verbose ?? false,
     skipIdle: values['no-idle'] ?? false,
     skipFanout: values['no-fanout'] ?? false,
+    skipChurn: values['no-churn'] ?? false,
     reportFrom: values['report-from'],
   };
 }

@@ -17,6 +17,8 @@ export interface Implementation {
   fanout: boolean;
   /** Takes part in the idle-memory scenario. */
   idle: boolean;
+  /** Takes part in the connect + resume churn scenario (needs session resume). */
+  churn?: boolean;
   /** An experiment (not a product): shown in the tables, left out of the targets. */
   experimental?: boolean;
   /** What must be importable for it to run (besides its brokers). */
@@ -36,6 +38,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   },
   {
     id: 'wscale-redis',
+    churn: true,
     label: 'wscale (Redis)',
     client: 'ws',
     needs: ['redis'],
@@ -47,6 +50,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   },
   {
     id: 'wscale-memory',
+    churn: true,
     label: 'wscale (memory, 1 node)',
     client: 'ws',
     needs: [],
@@ -57,6 +61,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   },
   {
     id: 'wscale-cluster',
+    churn: true,
     label: 'wscale (node:cluster)',
     client: 'ws',
     needs: [],
@@ -68,6 +73,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   },
   {
     id: 'wscale-nats',
+    churn: true,
     label: 'wscale (NATS)',
     client: 'ws',
     needs: ['nats'],

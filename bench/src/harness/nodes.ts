@@ -15,6 +15,8 @@ export interface NodeGroup {
   pids: number[];
   /** Each node's own sample (CPU time, memory). */
   sample(op?: 'sample' | 'settle'): Promise<ProcessSample[]>;
+  /** Drops every `wscale.v1` connection of one node; resolves with how many. */
+  dropClients(node: number): Promise<number>;
   /** Writes a heap snapshot of each node: `<prefix>-node<i>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<string[]>;
   /** Starts each node's CPU profiler. */
@@ -33,6 +35,8 @@ export interface NodeGroupOptions {
   natsUrl?: string;
   execArgv: string[];
   timeoutMs: number;
+  /** With a shared state store and a history for the room (the churn scenario). */
+  resumable?: boolean;
 }
 
 interface Member {
@@ -54,6 +58,7 @@ export async function startNodes(
     node,
     nodes: count,
     host: '127.0.0.1',
+    ...(options.resumable ? { resumable: true } : {}),
     ...(options.redisUrl === undefined ? {} : { redisUrl: options.redisUrl }),
     ...(options.natsUrl === undefined ? {} : { natsUrl: options.natsUrl }),
   });
@@ -145,6 +150,10 @@ export async function startNodes(
           member.peer.request<ProcessSample>(op, undefined, 10_000, member.node),
         ),
       ),
+    dropClients: (node) => {
+      const member = members[node]!;
+      return member.peer.request<number>('dropClients', undefined, 10_000, member.node);
+    },
     heapSnapshot: (prefix) =>
       Promise.all(
         members.map((member, i) =>

@@ -1,6 +1,6 @@
 import type { Sizes } from './config.js';
 import type { Machine } from './machine.js';
-import type { FanoutRound, IdleRound } from './scenarios.js';
+import type { ChurnRound, FanoutRound, IdleRound } from './scenarios.js';
 
 /** Everything one run measured; written as `benchmarks/results.json`. */
 export interface Results {
@@ -25,8 +25,11 @@ export interface Results {
     fanout: boolean;
     idle: boolean;
     experimental?: boolean;
+    churn?: boolean;
   }>;
   fanout: Record<string, FanoutRound[]>;
   idle: Record<string, IdleRound[]>;
+  /** Absent in results written before the churn scenario existed. */
+  churn?: Record<string, ChurnRound[]>;
   errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;
 }

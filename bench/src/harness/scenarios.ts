@@ -2,7 +2,14 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Peer } from '../ipc.js';
-import type { ConnectArgs, ConnectResult, SendArgs, WarmupArgs } from '../load/load-main.js';
+import type {
+  ChurnArgs,
+  ChurnResult,
+  ConnectArgs,
+  ConnectResult,
+  SendArgs,
+  WarmupArgs,
+} from '../load/load-main.js';
 import type { DeliveryResult } from '../load/tracker.js';
 import type { ProcessSample } from '../servers/process-stats.js';
 import type { Sizes } from './config.js';
@@ -40,6 +47,25 @@ export interface FanoutRound {
   fixed: PhaseResult;
   max: PhaseResult;
   direct: PhaseResult;
+}
+
+/** One drop of a node's `wscale.v1` clients, and their coming back. */
+export interface ChurnCycle {
+  /** Messages published while the dropped clients were away. */
+  messages: number;
+  result: ChurnResult;
+  /** CPU time of each node, and of the broker process, from the drop until all were back, µs. */
+  nodeCpuMicros: number[];
+  brokerCpuMicros: number | null;
+}
+
+export interface ChurnRound {
+  round: number;
+  nodes: number;
+  clients: number;
+  /** Connecting every `wscale.v1` client and joining the room (acknowledged), ms. */
+  connectMs: number;
+  cycles: ChurnCycle[];
 }
 
 export interface IdleRound {
@@ -89,6 +115,7 @@ async function startGroup(
   context: RunContext,
   implementation: Implementation,
   nodes: number,
+  resumable = false,
 ): Promise<NodeGroup> {
   await flushRedis(context);
   return startNodes(context.processes, {
@@ -98,6 +125,7 @@ async function startGroup(
     ...(context.nats === undefined ? {} : { natsUrl: context.nats.url }),
     execArgv: ['--expose-gc'],
     timeoutMs: 20_000,
+    resumable,
   });
 }
 
@@ -288,6 +316,81 @@ export async function runIdle(
       rssAfter: after!.rss,
       heapBefore: before!.heapUsed,
       heapAfter: after!.heapUsed,
+    };
+  } finally {
+    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
+    await load.stop();
+    await group.stop();
+  }
+}
+
+/**
+ * Connect + resume churn (wscale only: it needs session resume). `wscale.v1` clients join the room
+ * (with history, on a shared state store); then a node's connections are all dropped at once and
+ * every client comes back on another node and resumes. Twice: first with nothing published
+ * meanwhile (the cost of resuming), then with messages published while they are away (each must
+ * be recovered exactly once, in order).
+ */
+export async function runChurn(
+  context: RunContext,
+  implementation: Implementation,
+  round: number,
+): Promise<ChurnRound> {
+  const { sizes } = context;
+  const group = await startGroup(context, implementation, sizes.nodes, true);
+  const load = startLoad(context);
+  try {
+    const nodes = group.urls.length;
+    const connectArgs: ConnectArgs = {
+      kind: 'ws',
+      urls: group.urls,
+      clients: sizes.churnClients,
+      publisherNode: nodes - 1,
+      concurrency: 50,
+      timeoutMs: 120_000,
+    };
+    const connected = await load.peer.request<ConnectResult>(
+      'connectSessions',
+      connectArgs,
+      130_000,
+    );
+    const warmupArgs: WarmupArgs = { messages: sizes.warmup, timeoutMs: 15_000 };
+    await load.peer.request('warmup', warmupArgs, 30_000);
+    const cycles: ChurnCycle[] = [];
+    for (const [cycle, messages] of [0, sizes.churnMessages].entries()) {
+      const node = cycle % nodes;
+      await load.peer.request('churnArm');
+      const [before, brokerBefore] = await Promise.all([
+        group.sample(),
+        brokerCpu(context, implementation, group),
+      ]);
+      const drops = await group.dropClients(node);
+      const args: ChurnArgs = { drops, messages, size: sizes.size, timeoutMs: 60_000 };
+      const result = await load.peer.request<ChurnResult>('churnRun', args, 70_000);
+      const [after, brokerAfter] = await Promise.all([
+        group.sample(),
+        brokerCpu(context, implementation, group),
+      ]);
+      context.log(
+        `  churn: ${result.resumed}/${result.dropped} resumed, p99 ${result.resumeLatency.p99.toFixed(1)} ms` +
+          (result.delivery === undefined
+            ? ''
+            : `, ${messages} missed messages: lost ${result.delivery.lost} dup ${result.delivery.duplicated} reordered ${result.delivery.reordered}`),
+      );
+      cycles.push({
+        messages,
+        result,
+        nodeCpuMicros: after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros),
+        brokerCpuMicros:
+          brokerBefore === null || brokerAfter === null ? null : brokerAfter - brokerBefore,
+      });
+    }
+    return {
+      round,
+      nodes,
+      clients: sizes.churnClients,
+      connectMs: connected.ms,
+      cycles,
     };
   } finally {
     await load.peer.request('close', undefined, 10_000).catch(() => undefined);

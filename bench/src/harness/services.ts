@@ -145,13 +145,13 @@ export function startRedis(processes: Processes): Promise<Service> {
   );
 }
 
-/** Starts `nats-server` (core NATS; no JetStream is needed by the broker). */
+/** Starts `nats-server` with JetStream (the churn scenario's state store and history use it). */
 export function startNats(processes: Processes): Promise<Service> {
   return launch(
     processes,
     'nats',
     'nats-server',
-    (port) => ['-a', '127.0.0.1', '-p', String(port)],
+    (port, dir) => ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir],
     'Server is ready',
     (port) => `nats://127.0.0.1:${port}`,
   );

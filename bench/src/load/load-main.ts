@@ -8,7 +8,9 @@ import { serveRequests } from '../ipc.js';
 import { ProcessStats } from '../servers/process-stats.js';
 import { directSeqStart, Kind, kindOf, payload, readSeq } from '../wire.js';
 import { type BenchClient, type ClientKind, connectClient } from './clients.js';
+import { type Percentiles, percentiles } from './percentiles.js';
 import { type DeliveryResult, DeliveryTracker } from './tracker.js';
+import { connectV1, type V1Client } from './v1-clients.js';
 
 export interface ConnectArgs {
   kind: ClientKind;
@@ -40,13 +42,37 @@ export interface SendArgs {
   drainMs: number;
 }
 
+export interface ChurnArgs {
+  /** Clients expected to drop (those of the node the orchestrator drops). */
+  drops: number;
+  /** Messages published while they are away (0: measure resuming alone). */
+  messages: number;
+  size: number;
+  timeoutMs: number;
+}
+
+/** What one churn cycle measured. */
+export interface ChurnResult {
+  dropped: number;
+  /** Clients that came back with their session resumed, and with the room recovered. */
+  resumed: number;
+  recovered: number;
+  /** From starting to resume (after the backoff) to `welcome`, ms. */
+  resumeLatency: Percentiles;
+  /** From the first drop to the last client back, ms (includes the reconnect backoff). */
+  allBackMs: number;
+  /** The messages published while they were away, as every client (dropped or not) got them. */
+  delivery: DeliveryResult | undefined;
+}
+
 export interface WarmupArgs {
   messages: number;
   timeoutMs: number;
 }
 
 const stats = new ProcessStats();
-let clients: BenchClient[] = [];
+let clients: Array<BenchClient | V1Client> = [];
+let v1Clients: V1Client[] = [];
 let publisher: BenchClient | undefined;
 let tracker: DeliveryTracker | undefined;
 let warmupSeen = new Int32Array(0);
@@ -84,8 +110,90 @@ async function connect(args: ConnectArgs): Promise<ConnectResult> {
     publisher = await connectClient(args.kind, url, -1, true, onData, args.timeoutMs);
   }
   const perNode = args.urls.map(() => 0);
-  for (const client of clients) perNode[client.node] = (perNode[client.node] ?? 0) + 1;
+  for (const client of clients as BenchClient[])
+    perNode[client.node] = (perNode[client.node] ?? 0) + 1;
   return { perNode, ms: performance.now() - started };
+}
+
+/** Connects `wscale.v1` clients (each joins the room), then a raw publisher. */
+async function connectSessions(args: ConnectArgs): Promise<ConnectResult> {
+  const started = performance.now();
+  const deadline = started + args.timeoutMs;
+  v1Clients = new Array(args.clients);
+  warmupSeen = new Int32Array(args.clients).fill(-1);
+  for (let from = 0; from < args.clients; from += args.concurrency) {
+    const left = deadline - performance.now();
+    if (left <= 0)
+      throw new Error(`connecting ${args.clients} clients took over ${args.timeoutMs} ms`);
+    const batch: Promise<V1Client>[] = [];
+    for (let i = from; i < Math.min(args.clients, from + args.concurrency); i++) {
+      batch.push(connectV1(args.urls, i, onData, left));
+    }
+    for (const client of await Promise.all(batch)) v1Clients[client.index] = client;
+  }
+  clients = v1Clients;
+  const url = args.urls[args.publisherNode]!;
+  publisher = await connectClient('ws', url, -1, true, onData, args.timeoutMs);
+  const perNode = args.urls.map(
+    (_, node) => v1Clients.filter((client) => client.index % args.urls.length === node).length,
+  );
+  return { perNode, ms: performance.now() - started };
+}
+
+/** Forgets the last drop and resume of every client, before the orchestrator drops some. */
+function churnArm(): boolean {
+  for (const client of v1Clients) {
+    client.downAt = 0;
+    client.resumingAt = 0;
+    client.welcomedAt = 0;
+    client.resumed = false;
+    client.recovered = false;
+  }
+  return true;
+}
+
+/**
+ * Waits for the dropped clients to notice, publishes while they are away, and waits until each is
+ * back and every client got every message (bounded).
+ */
+async function churnRun(args: ChurnArgs): Promise<ChurnResult> {
+  const deadline = performance.now() + args.timeoutMs;
+  const down = () => v1Clients.filter((client) => client.downAt > 0);
+  while (down().length < args.drops && performance.now() < deadline) await sleep(5);
+  const dropped = down();
+  const track =
+    args.messages > 0 ? new DeliveryTracker(v1Clients.length, args.messages) : undefined;
+  tracker = track;
+  const started = performance.now();
+  for (let seq = 0; seq < args.messages; seq++) {
+    const text = payload('B', seq, args.size);
+    track!.sent(seq, performance.now());
+    publisher!.send(text);
+  }
+  const sendEnded = performance.now();
+  const back = () => dropped.every((client) => client.welcomedAt > client.downAt);
+  while ((!back() || (track !== undefined && !track.complete)) && performance.now() < deadline) {
+    await sleep(10);
+  }
+  tracker = undefined;
+  const latencies = new Float64Array(dropped.length);
+  let count = 0;
+  let lastBack = 0;
+  for (const client of dropped) {
+    if (client.welcomedAt > client.downAt && client.resumingAt > 0) {
+      latencies[count++] = client.welcomedAt - client.resumingAt;
+      lastBack = Math.max(lastBack, client.welcomedAt);
+    }
+  }
+  const firstDown = Math.min(...dropped.map((client) => client.downAt));
+  return {
+    dropped: dropped.length,
+    resumed: dropped.filter((client) => client.resumed).length,
+    recovered: dropped.filter((client) => client.recovered).length,
+    resumeLatency: percentiles(latencies, count),
+    allBackMs: lastBack > 0 ? lastBack - firstDown : 0,
+    delivery: track?.result(started, sendEnded, track.complete ? track.lastAt : performance.now()),
+  };
 }
 
 /**
@@ -157,21 +265,27 @@ function fanout(args: SendArgs): Promise<DeliveryResult> {
 
 /** Direct messages from the publisher to clients on other nodes than its own (round robin). */
 function direct(args: SendArgs & { publisherNode: number }): Promise<DeliveryResult> {
-  const remote = clients.filter((client) => client.node !== args.publisherNode);
-  const recipients = remote.length > 0 ? remote : clients;
+  const raw = clients as BenchClient[];
+  const remote = raw.filter((client) => client.node !== args.publisherNode);
+  const recipients = remote.length > 0 ? remote : raw;
   const targets = new Int32Array(args.messages);
   for (let seq = 0; seq < args.messages; seq++) {
     targets[seq] = recipients[seq % recipients.length]!.index;
   }
   return publish(
     args,
-    (seq) => payload('D', seq, args.size, `${clients[targets[seq]!]!.id}|`),
+    (seq) => payload('D', seq, args.size, `${raw[targets[seq]!]!.id}|`),
     new DeliveryTracker(clients.length, args.messages, targets),
   );
 }
 
 async function close(): Promise<boolean> {
-  for (const client of clients) client?.close();
+  for (const client of clients) {
+    if (client === undefined) continue;
+    if ('close' in client) client.close();
+    else client.client.close();
+  }
+  v1Clients = [];
   publisher?.close();
   clients = [];
   publisher = undefined;
@@ -185,6 +299,9 @@ function sleep(ms: number): Promise<void> {
 
 serveRequests({
   connect: (args) => connect(args as ConnectArgs),
+  connectSessions: (args) => connectSessions(args as ConnectArgs),
+  churnArm: () => churnArm(),
+  churnRun: (args) => churnRun(args as ChurnArgs),
   warmup: (args) => warmup(args as WarmupArgs),
   fanout: (args) => fanout(args as SendArgs),
   direct: (args) => direct(args as SendArgs & { publisherNode: number }),

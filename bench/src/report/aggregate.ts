@@ -1,5 +1,11 @@
 import type { Results } from '../harness/results.js';
-import type { FanoutRound, IdleRound, PhaseResult } from '../harness/scenarios.js';
+import type {
+  ChurnCycle,
+  ChurnRound,
+  FanoutRound,
+  IdleRound,
+  PhaseResult,
+} from '../harness/scenarios.js';
 
 /** A value over the rounds: its median and range. */
 export interface Spread {
@@ -54,6 +60,37 @@ export interface FanoutSummary {
   rssConnected?: Spread;
   /** Highest RSS of any node during the whole round over its connected RSS. */
   peakOverConnected?: Spread;
+  /** Clients connected (and in the room) per second, 50 at a time. */
+  connectRate?: Spread;
+}
+
+/** One churn cycle over the rounds. */
+export interface ChurnCycleSummary {
+  messages: number;
+  dropped: number;
+  resumed: number;
+  recovered: number;
+  /** From starting to resume to `welcome`, ms. */
+  p50?: Spread;
+  p99?: Spread;
+  /** From the drop to the last client back (with the client's reconnect backoff), ms. */
+  allBack?: Spread;
+  /** Server (node processes') CPU per resumed client, µs. */
+  cpu?: Spread;
+  brokerCpu?: Spread;
+  lost: number;
+  duplicated: number;
+  reordered: number;
+}
+
+export interface ChurnSummary {
+  id: string;
+  label: string;
+  rounds: number;
+  clients: number;
+  /** `wscale.v1` clients connected and joined (acknowledged) per second. */
+  connectRate?: Spread;
+  cycles: ChurnCycleSummary[];
 }
 
 export interface IdleSummary {
@@ -146,6 +183,55 @@ function summarizeFanout(id: string, label: string, rounds: FanoutRound[]): Fano
     }),
   );
   if (peak !== undefined) summary.peakOverConnected = peak;
+  const connect = spread(rounds.map((round) => (sum(round.perNode) / round.connectMs) * 1000));
+  if (connect !== undefined) summary.connectRate = connect;
+  return summary;
+}
+
+function summarizeCycle(cycles: ChurnCycle[]): ChurnCycleSummary {
+  const resumed = (cycle: ChurnCycle) => Math.max(1, cycle.result.resumed);
+  const summary: ChurnCycleSummary = {
+    messages: cycles[0]?.messages ?? 0,
+    dropped: sum(cycles.map((cycle) => cycle.result.dropped)),
+    resumed: sum(cycles.map((cycle) => cycle.result.resumed)),
+    recovered: sum(cycles.map((cycle) => cycle.result.recovered)),
+    lost: sum(cycles.map((cycle) => cycle.result.delivery?.lost ?? 0)),
+    duplicated: sum(cycles.map((cycle) => cycle.result.delivery?.duplicated ?? 0)),
+    reordered: sum(cycles.map((cycle) => cycle.result.delivery?.reordered ?? 0)),
+  };
+  const set = <K extends keyof ChurnCycleSummary>(
+    key: K,
+    value: ChurnCycleSummary[K] | undefined,
+  ) => {
+    if (value !== undefined) summary[key] = value;
+  };
+  set('p50', spread(cycles.map((cycle) => cycle.result.resumeLatency.p50)));
+  set('p99', spread(cycles.map((cycle) => cycle.result.resumeLatency.p99)));
+  set('allBack', spread(cycles.map((cycle) => cycle.result.allBackMs)));
+  set('cpu', spread(cycles.map((cycle) => sum(cycle.nodeCpuMicros) / resumed(cycle))));
+  set(
+    'brokerCpu',
+    spread(
+      cycles
+        .filter((cycle) => cycle.brokerCpuMicros !== null)
+        .map((cycle) => cycle.brokerCpuMicros! / resumed(cycle)),
+    ),
+  );
+  return summary;
+}
+
+function summarizeChurn(id: string, label: string, rounds: ChurnRound[]): ChurnSummary {
+  const summary: ChurnSummary = {
+    id,
+    label,
+    rounds: rounds.length,
+    clients: rounds[0]?.clients ?? 0,
+    cycles: (rounds[0]?.cycles ?? []).map((_, i) =>
+      summarizeCycle(rounds.map((round) => round.cycles[i]!).filter(Boolean)),
+    ),
+  };
+  const connect = spread(rounds.map((round) => (round.clients / round.connectMs) * 1000));
+  if (connect !== undefined) summary.connectRate = connect;
   return summary;
 }
 
@@ -161,9 +247,14 @@ function summarizeIdle(id: string, label: string, rounds: IdleRound[]): IdleSumm
 }
 
 /** Per implementation, in the order of the run's list. */
-export function summarize(results: Results): { fanout: FanoutSummary[]; idle: IdleSummary[] } {
+export function summarize(results: Results): {
+  fanout: FanoutSummary[];
+  idle: IdleSummary[];
+  churn: ChurnSummary[];
+} {
   const fanout: FanoutSummary[] = [];
   const idle: IdleSummary[] = [];
+  const churn: ChurnSummary[] = [];
   for (const implementation of results.implementations) {
     const rounds = results.fanout[implementation.id];
     if (rounds !== undefined && rounds.length > 0) {
@@ -173,6 +264,10 @@ export function summarize(results: Results): { fanout: FanoutSummary[]; idle: Id
     if (idleRounds !== undefined && idleRounds.length > 0) {
       idle.push(summarizeIdle(implementation.id, implementation.label, idleRounds));
     }
+    const churnRounds = results.churn?.[implementation.id];
+    if (churnRounds !== undefined && churnRounds.length > 0) {
+      churn.push(summarizeChurn(implementation.id, implementation.label, churnRounds));
+    }
   }
-  return { fanout, idle };
+  return { fanout, idle, churn };
 }

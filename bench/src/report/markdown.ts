@@ -1,6 +1,12 @@
 import { BASELINE } from '../harness/implementations.js';
 import type { Results } from '../harness/results.js';
-import type { FanoutSummary, IdleSummary, PhaseSummary, Spread } from './aggregate.js';
+import type {
+  ChurnSummary,
+  FanoutSummary,
+  IdleSummary,
+  PhaseSummary,
+  Spread,
+} from './aggregate.js';
 
 const MiB = 2 ** 20;
 const KiB = 1024;
@@ -45,7 +51,7 @@ function table(header: string[], rows: string[][]): string {
 const isOwn = (id: string) => id.startsWith('wscale-');
 
 /** The targets of DESIGN.md, checked for each wscale implementation measured. */
-function targets(fanout: FanoutSummary[], idle: IdleSummary[]): string {
+function targets(fanout: FanoutSummary[], idle: IdleSummary[], churn: ChurnSummary[]): string {
   const base = fanout.find((row) => row.id === BASELINE.fanout);
   const bare = idle.find((row) => row.id === BASELINE.idle);
   const rows: string[][] = [];
@@ -76,9 +82,13 @@ function targets(fanout: FanoutSummary[], idle: IdleSummary[]): string {
       peak === undefined ? '—' : `${peak.toFixed(2)}×`,
       peak === undefined ? undefined : peak <= 1.5,
     );
+    const churnFaults = (churn.find((item) => item.id === row.id)?.cycles ?? []).reduce(
+      (total, cycle) => total + cycle.lost + cycle.duplicated + cycle.reordered,
+      0,
+    );
     const faultsTotal = [row.fixed, row.max, row.direct].reduce(
       (total, phase) => total + phase.lost + phase.duplicated + phase.reordered + phase.misrouted,
-      0,
+      churnFaults,
     );
     check(row.label, 'zero lost / duplicated / reordered', String(faultsTotal), faultsTotal === 0);
   }
@@ -101,12 +111,13 @@ export interface ReportInput {
   results: Results;
   fanout: FanoutSummary[];
   idle: IdleSummary[];
+  churn: ChurnSummary[];
   charts: string[];
   analysis: string | undefined;
 }
 
 /** `docs/benchmarks.md`. */
-export function markdown({ results, fanout, idle, charts, analysis }: ReportInput): string {
+export function markdown({ results, fanout, idle, churn, charts, analysis }: ReportInput): string {
   const { meta } = results;
   const { sizes, machine } = meta;
   const base = fanout.find((row) => row.id === BASELINE.fanout);
@@ -190,6 +201,12 @@ export function markdown({ results, fanout, idle, charts, analysis }: ReportInpu
     `- **Direct**: ${sizes.directMessages} messages at ${sizes.directRate}/s from the publisher to clients on other nodes, round robin.`,
     `- **Idle memory**: RSS growth of one node process (after garbage collection) per connection, at`,
     `  ${sizes.idleClients} connections, each in the room.`,
+    `- **Connect + resume churn** (wscale only: the others have no session resume across nodes):`,
+    `  ${sizes.churnClients ?? '?'} \`wscale.v1\` clients (\`@wscale/client\`) join the room, which keeps history, on a shared`,
+    '  state store. Then every connection of a node is dropped at once; each client reconnects (with',
+    '  its backoff) to the next node and resumes its session there. First with nothing published',
+    `  meanwhile (the cost of a resume), then with ${sizes.churnMessages ?? '?'} messages published while they are away,`,
+    '  which each client must recover exactly once and in order.',
     '',
     'Before measuring, a warm-up publishes until a broadcast reaches every client. A message counts',
     'as lost if it has not arrived when nothing more arrived for a few seconds; duplicated and',
@@ -301,9 +318,61 @@ export function markdown({ results, fanout, idle, charts, analysis }: ReportInpu
       ]),
     ),
     '',
+  );
+  if (churn.length > 0) {
+    push(
+      '## Connect + resume churn',
+      '',
+      table(
+        [
+          'implementation',
+          'connect + join /s',
+          'messages while away',
+          'resumed / dropped',
+          'recovered',
+          'resume p50 ms',
+          'resume p99 ms',
+          'all back after (ms)',
+          'server CPU µs/resume',
+          'broker CPU µs/resume',
+          'lost / dup / reordered',
+        ],
+        churn.flatMap((row) =>
+          row.cycles.map((cycle, i) => [
+            i === 0 ? row.label : '',
+            i === 0 ? fmt(row.connectRate, 0) : '',
+            String(cycle.messages),
+            `${cycle.resumed} / ${cycle.dropped}`,
+            String(cycle.recovered),
+            fmt(cycle.p50),
+            fmt(cycle.p99),
+            fmt(cycle.allBack, 0),
+            fmt(cycle.cpu, 0),
+            fmt(cycle.brokerCpu, 0),
+            cycle.messages > 0 ? `${cycle.lost} / ${cycle.duplicated} / ${cycle.reordered}` : '—',
+          ]),
+        ),
+      ),
+      '',
+      'Resume latency runs from the moment a client starts to resume (after its backoff) to its',
+      '`welcome`; "all back" runs from the drop to the last client back, backoff included (the',
+      "client's default: a random wait below 500 ms). Counts are summed over the rounds.",
+      '',
+    );
+  }
+  push(
+    '## Connecting',
+    '',
+    table(
+      ['implementation', 'clients connected and in the room per second'],
+      fanout.map((row) => [row.label, fmt(row.connectRate, 0)]),
+    ),
+    '',
+    `${sizes.clients} clients of the fan-out scenario, 50 at a time, each counted once its server said it is in the room.`,
+    '',
     '## Targets',
     '',
-    targets(fanout, idle),
+    targets(fanout, idle, churn),
     '',
   );
   if (charts.length > 0) {

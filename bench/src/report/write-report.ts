@@ -47,7 +47,7 @@ export function writeReport(results: Results, out: string, analysisFile?: string
   };
   write(join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
-  const { fanout, idle } = summarize(results);
+  const { fanout, idle, churn } = summarize(results);
   const experiments = new Set(
     results.implementations.filter((item) => item.experimental).map((item) => item.id),
   );
@@ -97,6 +97,9 @@ export function writeReport(results: Results, out: string, analysisFile?: string
     analysisFile !== undefined && existsSync(analysisFile) && !results.meta.smoke
       ? readFileSync(analysisFile, 'utf8')
       : undefined;
-  write(join(out, 'benchmarks.md'), markdown({ results, fanout, idle, charts: drawn, analysis }));
+  write(
+    join(out, 'benchmarks.md'),
+    markdown({ results, fanout, idle, churn, charts: drawn, analysis }),
+  );
   return written;
 }

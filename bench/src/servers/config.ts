@@ -7,14 +7,20 @@ export interface NodeConfig {
   nodes: number;
   redisUrl?: string;
   natsUrl?: string;
-  /** Listen on a port of its own even in a node:cluster worker. */
   host: string;
+  /**
+   * Run wscale with a shared state store and a history for the room, so that `wscale.v1` clients
+   * can resume on any node and recover what they missed (the churn scenario).
+   */
+  resumable?: boolean;
 }
 
 /** A server running in this process. */
 export interface RunningServer {
   port: number;
   close(): Promise<void>;
+  /** Drops every `wscale.v1` connection at once, as a crash of the network would. */
+  dropClients?(): number;
 }
 
 export const CONFIG_ENV = 'WSCALE_BENCH_NODE';

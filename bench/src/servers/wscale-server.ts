@@ -1,6 +1,17 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Broker, ClusterBroker, ScaledWebSocketServer } from '@wscale/core';
+import {
+  type Broker,
+  ClusterBroker,
+  ClusterHistory,
+  ClusterStateStore,
+  type History,
+  MemoryHistory,
+  MemoryStateStore,
+  ScaledWebSocketServer,
+  type ServerOptions,
+  type StateStore,
+} from '@wscale/core';
 import { directTarget, hello, isPublisher, Kind, ROOM } from '../wire.js';
 import { bounded, type NodeConfig, type RunningServer } from './config.js';
 
@@ -24,12 +35,54 @@ async function brokerFor(config: NodeConfig): Promise<Broker | undefined> {
   }
 }
 
+const HISTORY_ENTRIES = 10_000;
+
+/** The state store and history of the churn scenario, on the implementation's broker. */
+async function storesFor(config: NodeConfig): Promise<{ state: StateStore; history: History }> {
+  switch (config.impl) {
+    case 'wscale-memory':
+      return {
+        state: new MemoryStateStore(),
+        history: new MemoryHistory({ maxEntries: HISTORY_ENTRIES }),
+      };
+    case 'wscale-redis': {
+      const { RedisHistory, RedisStateStore } = await import('@wscale/redis');
+      return {
+        state: new RedisStateStore({ redis: config.redisUrl! }),
+        history: new RedisHistory({ redis: config.redisUrl!, maxEntries: HISTORY_ENTRIES }),
+      };
+    }
+    case 'wscale-nats': {
+      const { NatsHistory, NatsKvStateStore } = await import('@wscale/nats');
+      return {
+        state: new NatsKvStateStore({ servers: config.natsUrl! }),
+        history: new NatsHistory({ servers: config.natsUrl!, maxEntries: HISTORY_ENTRIES }),
+      };
+    }
+    case 'wscale-cluster':
+      return {
+        state: new ClusterStateStore(),
+        history: new ClusterHistory({ maxEntries: HISTORY_ENTRIES }),
+      };
+    default:
+      throw new Error(`not a wscale implementation: ${config.impl}`);
+  }
+}
+
 /** wscale: a `ScaledWebSocketServer` (raw clients) on the broker the implementation names. */
 export async function startWscale(config: NodeConfig): Promise<RunningServer> {
   const broker = await brokerFor(config);
+  const stores = config.resumable ? await storesFor(config) : undefined;
   // An HTTP server of our own, so a node:cluster worker can listen on a port of its own.
   const http = createServer();
-  const wss = new ScaledWebSocketServer({ server: http, nodeId: `node-${config.node}`, broker });
+  const options: ServerOptions = { server: http, nodeId: `node-${config.node}`, broker };
+  if (stores !== undefined) {
+    options.stateStore = stores.state;
+    options.sessionSecret = 'wscale-bench-session-secret';
+    options.history = [{ rooms: ROOM, store: stores.history }];
+    options.authorizeJoin = () => true;
+  }
+  const wss = new ScaledWebSocketServer(options);
   wss.on('error', (error) => console.error(`[wscale node ${config.node}]`, error));
   const report = (error: unknown) => console.error(`[wscale node ${config.node}]`, error);
 
@@ -43,7 +96,8 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
   };
   wss.on('connection', (client, request) => {
     client.on('message', route);
-    if (isPublisher(request.url)) return;
+    // wscale.v1 clients join by themselves.
+    if (client.v1 || isPublisher(request.url)) return;
     client.join(ROOM).then(() => client.send(hello(client.id, config.node)), report);
   });
   await wss.ready();
@@ -53,9 +107,20 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
   });
   return {
     port: (http.address() as AddressInfo).port,
+    dropClients() {
+      let dropped = 0;
+      for (const client of wss.clients.values()) {
+        if (!client.v1) continue;
+        client.terminate();
+        dropped++;
+      }
+      return dropped;
+    },
     async close() {
       await bounded(wss.close(), 5000);
       await bounded(broker?.close() ?? Promise.resolve(), 3000);
+      await bounded(stores?.state.close() ?? Promise.resolve(), 3000);
+      await bounded(stores?.history.close() ?? Promise.resolve(), 3000);
       http.closeAllConnections();
       await bounded(new Promise((resolve) => http.close(resolve)), 2000);
     },

@@ -1,0 +1,61 @@
+import { createClient, type WelcomeInfo, type WscaleClient } from '@wscale/client';
+import { WebSocket } from 'ws';
+import { ROOM } from '../wire.js';
+import type { OnData } from './clients.js';
+
+/** A `wscale.v1` client of the churn scenario, with the times of its last drop and resume. */
+export interface V1Client {
+  readonly index: number;
+  readonly client: WscaleClient;
+  /** When its connection last dropped (performance.now()), 0 if it did not. */
+  downAt: number;
+  /** When it last started to resume (connecting with its session). */
+  resumingAt: number;
+  /** When its last `welcome` arrived, and whether it was a resume and the room was recovered. */
+  welcomedAt: number;
+  resumed: boolean;
+  recovered: boolean;
+}
+
+/**
+ * Connects a `wscale.v1` client that joins the room. Attempt n goes to node (index + n) mod K, so a
+ * client whose connection drops comes back on the next node and must resume there.
+ */
+export async function connectV1(
+  urls: string[],
+  index: number,
+  onData: OnData,
+  timeoutMs: number,
+): Promise<V1Client> {
+  let attempt = 0;
+  const client = createClient(() => urls[(index + attempt++) % urls.length]!, {
+    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+    pingIntervalMs: 0,
+    connectTimeoutMs: timeoutMs,
+    requestTimeoutMs: timeoutMs,
+  });
+  const record: V1Client = {
+    index,
+    client,
+    downAt: 0,
+    resumingAt: 0,
+    welcomedAt: 0,
+    resumed: false,
+    recovered: false,
+  };
+  client.on('message', (data) =>
+    onData(index, typeof data === 'string' ? data : Buffer.from(data)),
+  );
+  client.on('state', (state, previous) => {
+    const now = performance.now();
+    if (previous === 'open' && state !== 'open') record.downAt = now;
+    if (state === 'resuming') record.resumingAt = now;
+  });
+  client.on('welcome', (info: WelcomeInfo) => {
+    record.welcomedAt = performance.now();
+    record.resumed = info.resumed;
+    record.recovered = info.rooms[ROOM]?.recovered === true;
+  });
+  await client.join(ROOM);
+  return record;
+}
