@@ -15,8 +15,8 @@ export interface NodeGroup {
   pids: number[];
   /** Each node's own sample (CPU time, memory). */
   sample(op?: 'sample' | 'settle'): Promise<ProcessSample[]>;
-  /** Drops every `wscale.v1` connection of one node; resolves with how many. */
-  dropClients(node: number): Promise<number>;
+  /** Drops up to `limit` `wscale.v1` connections of one node; resolves with how many. */
+  dropClients(node: number, limit: number): Promise<number>;
   /** Writes a heap snapshot of each node: `<prefix>-node<i>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<string[]>;
   /** Starts each node's CPU profiler. */
@@ -150,9 +150,9 @@ export async function startNodes(
           member.peer.request<ProcessSample>(op, undefined, 10_000, member.node),
         ),
       ),
-    dropClients: (node) => {
+    dropClients: (node, limit) => {
       const member = members[node]!;
-      return member.peer.request<number>('dropClients', undefined, 10_000, member.node);
+      return member.peer.request<number>('dropClients', limit, 10_000, member.node);
     },
     heapSnapshot: (prefix) =>
       Promise.all(

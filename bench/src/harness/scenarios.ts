@@ -326,8 +326,8 @@ export async function runIdle(
 
 /**
  * Connect + resume churn (wscale only: it needs session resume). `wscale.v1` clients join the room
- * (with history, on a shared state store); then a node's connections are all dropped at once and
- * every client comes back on another node and resumes. Twice: first with nothing published
+ * (with history, on a shared state store); then 1/K of them, all on one node, are dropped at once
+ * and each comes back on another node and resumes. Twice: first with nothing published
  * meanwhile (the cost of resuming), then with messages published while they are away (each must
  * be recovered exactly once, in order).
  */
@@ -360,17 +360,24 @@ export async function runChurn(
     for (const [cycle, messages] of [0, sizes.churnMessages].entries()) {
       const node = cycle % nodes;
       await load.peer.request('churnArm');
+      const profileDir = context.profileDir(implementation);
+      if (profileDir !== undefined) await group.profileStart();
       const [before, brokerBefore] = await Promise.all([
         group.sample(),
         brokerCpu(context, implementation, group),
       ]);
-      const drops = await group.dropClients(node);
+      // The same number each time (clients move to the next node when they come back).
+      const drops = await group.dropClients(node, Math.ceil(sizes.churnClients / nodes));
       const args: ChurnArgs = { drops, messages, size: sizes.size, timeoutMs: 60_000 };
       const result = await load.peer.request<ChurnResult>('churnRun', args, 70_000);
       const [after, brokerAfter] = await Promise.all([
         group.sample(),
         brokerCpu(context, implementation, group),
       ]);
+      if (profileDir !== undefined) {
+        const files = await group.profileStop(`${profileDir}/round${round}-churn${cycle}`);
+        context.log(`  profiles: ${files.join(', ')}`);
+      }
       context.log(
         `  churn: ${result.resumed}/${result.dropped} resumed, p99 ${result.resumeLatency.p99.toFixed(1)} ms` +
           (result.delivery === undefined

@@ -64,7 +64,7 @@ function targets(fanout: FanoutSummary[], idle: IdleSummary[], churn: ChurnSumma
     check(
       row.label,
       'server CPU / delivery ≤ 0.9× hand-written',
-      cpu === undefined ? '—' : `${cpu.toFixed(2)}×`,
+      cpu === undefined ? '—' : `${cpu.toFixed(3)}×`,
       cpu === undefined ? undefined : cpu <= 0.9,
     );
     const p99 =
@@ -72,14 +72,14 @@ function targets(fanout: FanoutSummary[], idle: IdleSummary[], churn: ChurnSumma
     check(
       row.label,
       'p99 latency ≤ hand-written',
-      p99 === undefined ? '—' : `${p99.toFixed(2)}×`,
+      p99 === undefined ? '—' : `${p99.toFixed(3)}×`,
       p99 === undefined ? undefined : p99 <= 1,
     );
     const peak = row.peakOverConnected?.median;
     check(
       row.label,
       'peak RSS under overload ≤ 1.5× connected',
-      peak === undefined ? '—' : `${peak.toFixed(2)}×`,
+      peak === undefined ? '—' : `${peak.toFixed(3)}×`,
       peak === undefined ? undefined : peak <= 1.5,
     );
     const churnFaults = (churn.find((item) => item.id === row.id)?.cycles ?? []).reduce(
@@ -100,7 +100,7 @@ function targets(fanout: FanoutSummary[], idle: IdleSummary[], churn: ChurnSumma
     check(
       row.label,
       'idle memory / connection ≤ 1.1× bare ws',
-      memory === undefined ? '—' : `${memory.toFixed(2)}×`,
+      memory === undefined ? '—' : `${memory.toFixed(3)}×`,
       memory === undefined ? undefined : memory <= 1.1,
     );
   }
@@ -203,7 +203,8 @@ export function markdown({ results, fanout, idle, churn, charts, analysis }: Rep
     `  ${sizes.idleClients} connections, each in the room.`,
     `- **Connect + resume churn** (wscale only: the others have no session resume across nodes):`,
     `  ${sizes.churnClients ?? '?'} \`wscale.v1\` clients (\`@wscale/client\`) join the room, which keeps history, on a shared`,
-    '  state store. Then every connection of a node is dropped at once; each client reconnects (with',
+    '  state store. Then the connections of one node (1/K of the clients) are dropped at once; each',
+    '  client reconnects (with',
     '  its backoff) to the next node and resumes its session there. First with nothing published',
     `  meanwhile (the cost of a resume), then with ${sizes.churnMessages ?? '?'} messages published while they are away,`,
     '  which each client must recover exactly once and in order.',

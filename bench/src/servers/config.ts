@@ -19,8 +19,8 @@ export interface NodeConfig {
 export interface RunningServer {
   port: number;
   close(): Promise<void>;
-  /** Drops every `wscale.v1` connection at once, as a crash of the network would. */
-  dropClients?(): number;
+  /** Drops up to `limit` `wscale.v1` connections at once, as a crash of the network would. */
+  dropClients?(limit: number): number;
 }
 
 export const CONFIG_ENV = 'WSCALE_BENCH_NODE';

@@ -31,7 +31,7 @@ let server: RunningServer | undefined;
 serveRequests({
   sample: () => stats.sample(),
   settle: () => stats.settle(),
-  dropClients: () => server?.dropClients?.() ?? 0,
+  dropClients: (limit) => server?.dropClients?.(Number(limit)) ?? 0,
   heapSnapshot: (file) => writeHeapSnapshot(String(file)),
   profileStart: () => profiler.start(),
   profileStop: (file) => profiler.stop(String(file)),

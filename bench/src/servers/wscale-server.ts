@@ -107,9 +107,10 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
   });
   return {
     port: (http.address() as AddressInfo).port,
-    dropClients() {
+    dropClients(limit) {
       let dropped = 0;
-      for (const client of wss.clients.values()) {
+      for (const client of [...wss.clients.values()]) {
+        if (dropped >= limit) break;
         if (!client.v1) continue;
         client.terminate();
         dropped++;
