@@ -13,16 +13,6 @@ if (!hasChromium && process.env.WSCALE_REQUIRE_SERVICES === '1') {
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shots = fileURLToPath(new URL('../../../.test-results/', import.meta.url));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
 /** Waits for a page's connection state badge to read `state`. */
 async function stateIs(page: Page, state: string, timeout = 15_000): Promise<void> {
   await page.waitForSelector(`#state[data-state="${state}"]`, { timeout });
