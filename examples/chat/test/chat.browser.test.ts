@@ -1,15 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { freePort, serviceAvailable } from '@wscale/test-support';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium && process.env.WSCALE_REQUIRE_SERVICES === '1') {
-  throw new Error(`${CHROMIUM} not found, and WSCALE_REQUIRE_SERVICES=1`);
-}
+const hasChromium = serviceAvailable(CHROMIUM);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shots = fileURLToPath(new URL('../../../.test-results/', import.meta.url));
 
