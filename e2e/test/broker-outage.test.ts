@@ -3,14 +3,15 @@ import { ScaledWebSocketServer as Server } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { NatsBroker } from '@wscale/nats';
 import { RedisBroker } from '@wscale/redis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import {
+  RedisServer,
+  redisAvailable,
   type SingleNats,
   skipWithoutNats,
   startNatsServer,
-} from '../../packages/nats/test/helpers/nats-server.js';
-import { RedisServer, redisAvailable } from '../../packages/redis/test/helpers/redis-server.js';
+} from '@wscale/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 
 /** A raw client of a node, in room "live". */
 async function member(server: ScaledWebSocketServer) {
@@ -73,7 +74,7 @@ function outage(
   }, 90_000);
 }
 
-describe.skipIf(!redisAvailable)('Redis outage under ScaledWebSocketServer', () => {
+describe.skipIf(!redisAvailable())('Redis outage under ScaledWebSocketServer', () => {
   let redis: RedisServer;
   const brokers: Broker[] = [];
   beforeAll(async () => {

@@ -1,12 +1,13 @@
 import { until } from '@wscale/core/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import {
+  RedisServer,
+  redisAvailable,
   type SingleNats,
   skipWithoutNats,
   startNatsServer,
-} from '../../packages/nats/test/helpers/nats-server.js';
-import { RedisServer, redisAvailable } from '../../packages/redis/test/helpers/redis-server.js';
+} from '@wscale/test-support';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { NodeProcess } from './helpers/nodes.js';
 
 /** A raw `ws` client of one node: learns its id, then records what it receives. */
@@ -79,7 +80,7 @@ function multiProcess(env: () => Record<string, string>, prefix: string) {
   }, 60_000);
 }
 
-describe.skipIf(!redisAvailable)('three node processes on Redis', () => {
+describe.skipIf(!redisAvailable())('three node processes on Redis', () => {
   let redis: RedisServer;
   beforeAll(async () => {
     redis = await RedisServer.launch();

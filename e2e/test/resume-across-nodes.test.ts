@@ -7,14 +7,15 @@ import {
   ScaledWebSocketServer,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import {
+  RedisServer,
+  redisAvailable,
   type SingleNats,
   skipWithoutNats,
   startNatsServer,
-} from '../../packages/nats/test/helpers/nats-server.js';
-import { RedisServer, redisAvailable } from '../../packages/redis/test/helpers/redis-server.js';
+} from '@wscale/test-support';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { Balancer } from './helpers/balancer.js';
 import { NodeProcess } from './helpers/nodes.js';
 
@@ -171,7 +172,7 @@ describe('resume across nodes, on memory', () => {
   scenarios(memoryCluster);
 });
 
-describe.skipIf(!redisAvailable)('resume across node processes, on Redis', () => {
+describe.skipIf(!redisAvailable())('resume across node processes, on Redis', () => {
   let redis: RedisServer;
   beforeAll(async () => {
     redis = await RedisServer.launch();

@@ -1,27 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { freePort, serviceAvailable } from '@wscale/test-support';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium && process.env.WSCALE_REQUIRE_SERVICES === '1') {
-  throw new Error(`${CHROMIUM} not found, and WSCALE_REQUIRE_SERVICES=1`);
-}
+const hasChromium = serviceAvailable(CHROMIUM);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const shots = fileURLToPath(new URL('../../../.test-results/', import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** Waits for a page's connection state badge to read `state`. */
 async function stateIs(page: Page, state: string, timeout = 15_000): Promise<void> {

@@ -1,6 +1,6 @@
 // @ts-check
-// How src/stack.js runs the load balancer: HAProxy with ../haproxy.cfg as it is, its addresses
-// given through the environment. (examples/nginx has the same file for nginx.)
+// How the shared stack (examples/load-balanced) runs this example's load balancer: HAProxy with
+// ../haproxy.cfg as it is, its addresses given through the environment.
 import { fileURLToPath } from 'node:url';
 
 /** The load balancer's name, for logs. */

@@ -1,6 +1,6 @@
 // @ts-check
-// How src/stack.js runs the load balancer: nginx with ../nginx.conf, its ${WSCALE_…} placeholders
-// filled in, from a temporary prefix directory. (examples/haproxy has the same file for HAProxy.)
+// How the shared stack (examples/load-balanced) runs this example's load balancer: nginx with
+// ../nginx.conf, its ${WSCALE_…} placeholders filled in, from a temporary prefix directory.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,29 +1,7 @@
 // @ts-check
 // `pnpm --filter @wscale/example-nginx start`: Redis, three wscale nodes and nginx in front.
-// Environment: PORT (default 8080) and HOST (default 127.0.0.1) of the load balancer; REDIS_URL to
-// use a Redis you run, else a redis-server is started on REDIS_PORT (default: a free port).
-// Ctrl-C drains the nodes and stops everything.
-import { startStack } from './stack.js';
+// Environment: PORT, HOST, REDIS_URL, REDIS_PORT (see the README). Ctrl-C stops everything.
+import { runStack } from '@wscale/example-load-balanced';
+import * as balancer from './balancer.js';
 
-const stack = await startStack({
-  port: Number(process.env.PORT ?? 8080),
-  host: process.env.HOST ?? '127.0.0.1',
-  redisUrl: process.env.REDIS_URL,
-  redisPort: process.env.REDIS_PORT === undefined ? undefined : Number(process.env.REDIS_PORT),
-  log: (line) => console.log(line),
-});
-
-console.log(`
-  open ${stack.url} in a few tabs: each connection goes to the next node
-  redis: ${stack.redisUrl}
-${stack.nodes.map((node) => `  ${node.id}: 127.0.0.1:${node.port}  pid ${node.pid}  (kill -9 ${node.pid} to crash it)`).join('\n')}
-  Ctrl-C stops everything
-`);
-
-for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {
-  process.once(signal, async () => {
-    console.log('stopping…');
-    await stack.stop();
-    process.exit(0);
-  });
-}
+await runStack({ balancer });

@@ -134,6 +134,24 @@ describe('broadcast across nodes', () => {
     expect(stayer.texts).toEqual(['one']);
   });
 
+  it('frames every payload size right, text and binary (1-, 2- and 8-byte lengths)', async () => {
+    const [a, b] = await cluster.start(2);
+    const local = await cluster.connect(a!);
+    const remote = await cluster.connect(b!);
+    const sizes = [0, 1, 125, 126, 127, 65_535, 65_536, 70_000];
+    const sent: Array<string | Buffer> = [];
+    for (const size of sizes) {
+      sent.push('é'.repeat(Math.floor(size / 2)) + 'x'.repeat(size % 2));
+      sent.push(Buffer.alloc(size, size % 251));
+    }
+    for (const payload of sent) await a!.broadcast(payload);
+    for (const client of [local, remote]) {
+      await client.waitFor(sent.length, 5000);
+      expect(client.messages.map((m) => m.data)).toEqual(sent);
+      expect(client.messages.map((m) => m.binary)).toEqual(sent.map((p) => typeof p !== 'string'));
+    }
+  });
+
   it('holds one broker subscription per room per node and publishes once per broadcast', async () => {
     let broker: CountingBroker | undefined;
     const [a] = await cluster.start(1, {

@@ -2,9 +2,9 @@ import { connect } from '@nats-io/transport-node';
 import { type BrokerStatus, BrokerUnavailableError, WscaleError } from '@wscale/core';
 import { brokerSuite, until } from '@wscale/core/testing';
 import { NatsBroker } from '@wscale/nats';
+import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fastReconnect } from './helpers/clients.js';
-import { type SingleNats, skipWithoutNats, startNatsServer } from './helpers/nats-server.js';
 
 const runner = { describe, it, afterEach };
 

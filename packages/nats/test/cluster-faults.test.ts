@@ -7,9 +7,9 @@ import {
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { NatsBroker, NatsHistory, NatsKvStateStore } from '@wscale/nats';
+import { type NatsCluster, skipWithoutNats, startNatsCluster } from '@wscale/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fastReconnect, uniqueName } from './helpers/clients.js';
-import { type NatsCluster, skipWithoutNats, startNatsCluster } from './helpers/nats-server.js';
 
 /** Retries `attempt` until it succeeds, accepting only `expected` errors meanwhile. */
 async function eventually<T>(

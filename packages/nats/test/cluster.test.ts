@@ -1,9 +1,9 @@
 import { connect } from '@nats-io/transport-node';
 import { brokerSuite, historySuite, stateStoreSuite } from '@wscale/core/testing';
 import { NatsBroker, NatsHistory, NatsKvStateStore } from '@wscale/nats';
+import { type NatsCluster, skipWithoutNats, startNatsCluster } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
 import { fastReconnect, replicatedCasIsSafe, uniqueName } from './helpers/clients.js';
-import { type NatsCluster, skipWithoutNats, startNatsCluster } from './helpers/nats-server.js';
 
 const runner = { describe, it, afterEach };
 

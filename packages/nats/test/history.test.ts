@@ -3,9 +3,9 @@ import { connect } from '@nats-io/transport-node';
 import { HistoryError, type HistoryPosition, WscaleError } from '@wscale/core';
 import { historySuite, until } from '@wscale/core/testing';
 import { NatsBroker, NatsHistory } from '@wscale/nats';
+import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fastReconnect, uniqueName } from './helpers/clients.js';
-import { type SingleNats, skipWithoutNats, startNatsServer } from './helpers/nats-server.js';
 
 const runner = { describe, it, afterEach };
 const text = (bytes: Uint8Array) => Buffer.from(bytes).toString();

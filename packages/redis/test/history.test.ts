@@ -7,9 +7,9 @@ import {
   RedisBroker,
   RedisHistory,
 } from '@wscale/redis';
+import { describeRedis, RedisClusterFixture, RedisServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closingWith, clusterClient, standalone } from './helpers/clients.js';
-import { describeRedis, RedisClusterFixture, RedisServer } from './helpers/redis-server.js';
 
 const runner = { describe, it, afterEach };
 const bytes = (text: string) => new TextEncoder().encode(text);

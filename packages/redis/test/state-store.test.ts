@@ -1,9 +1,9 @@
 import { StateStoreError } from '@wscale/core';
 import { stateStoreSuite, until } from '@wscale/core/testing';
 import { RedisStateStore } from '@wscale/redis';
+import { describeRedis, RedisClusterFixture, RedisServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closingWith, clusterClient, standalone } from './helpers/clients.js';
-import { describeRedis, RedisClusterFixture, RedisServer } from './helpers/redis-server.js';
 
 const runner = { describe, it, afterEach };
 

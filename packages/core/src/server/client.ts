@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
+import { wsFrame } from '../internal/ws-frame.js';
 import type { Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 
@@ -31,8 +32,14 @@ export interface ClientHost {
   readonly maxBufferedBytes: number;
 }
 
-const TEXT = { binary: false } as const;
-const BINARY = { binary: true } as const;
+/** Fields few clients ever use, kept apart so that every client stays small. */
+interface Rare {
+  dropped: number;
+  conn?: string;
+  held?: Buffer[];
+}
+
+const NO_ROOMS: ReadonlySet<string> = new Set();
 
 /**
  * One connection held by this node. `data` is the application's own per-client state.
@@ -50,17 +57,12 @@ export class Client<
   readonly identity: Identity;
   /** Whether the client speaks `wscale.v1` (else it is a raw WebSocket client). */
   readonly v1: boolean;
-  /** Messages dropped for this client because it could not keep up. */
-  dropped = 0;
-  /** @internal The connection id that holds this client's `wscale.v1` session. */
-  conn: string | undefined;
-  #data: Data;
-  /** Frames held back while a resume is being prepared, written in order on release. */
-  #held: Array<[Buffer, boolean]> | undefined;
   readonly #ws: WebSocket;
   readonly #socket: Duplex;
   readonly #host: ClientHost;
-  readonly #rooms = new Set<string>();
+  #data: Data | undefined;
+  #rooms: Set<string> | undefined;
+  #rare: Rare | undefined;
   #alive = true;
 
   /** @internal Created by the server for each accepted connection. */
@@ -71,16 +73,16 @@ export class Client<
     socket: Duplex,
     host: ClientHost,
     v1: boolean,
-    data: Data = {} as Data,
+    data?: Data,
   ) {
     super();
     this.id = id;
     this.identity = identity;
     this.v1 = v1;
-    this.#data = data;
     this.#ws = ws;
     this.#socket = socket;
     this.#host = host;
+    this.#data = data;
   }
 
   /**
@@ -89,6 +91,7 @@ export class Client<
    * place) and it is saved to the state store at once.
    */
   get data(): Data {
+    this.#data ??= {} as Data;
     return this.#data;
   }
 
@@ -104,7 +107,12 @@ export class Client<
 
   /** Rooms this client is in. */
   get rooms(): ReadonlySet<string> {
-    return this.#rooms;
+    return this.#rooms ?? NO_ROOMS;
+  }
+
+  /** Messages dropped for this client because it could not keep up. */
+  get dropped(): number {
+    return this.#rare?.dropped ?? 0;
   }
 
   /** Whether the connection is open. */
@@ -150,7 +158,7 @@ export class Client<
     this.#ws.terminate();
   }
 
-  /** @internal Writes a message encoded once per node; the fan-out hot path. */
+  /** @internal Writes a message framed once per node; the fan-out hot path. */
   deliver(message: Outgoing): boolean {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN || message.skip?.has(this.id)) return false;
@@ -158,38 +166,66 @@ export class Client<
       this.#host.slowConsumer(this, message.volatile);
       return false;
     }
-    this.write(this.v1 ? message.envelope() : message.bytes, message.binary);
+    this.writeFrame(this.v1 ? message.envelopeFrame() : message.rawFrame());
     return true;
   }
 
-  /** @internal Writes one frame (or holds it while a resume is prepared). */
-  write(frame: Buffer | string, binary: boolean): void {
-    const bytes = typeof frame === 'string' ? Buffer.from(frame) : frame;
-    if (this.#held !== undefined) {
-      this.#held.push([bytes, binary]);
+  /** @internal Writes one `wscale.v1` control message (a text frame). */
+  writeText(text: string): void {
+    this.writeFrame(wsFrame(Buffer.from(text), false));
+  }
+
+  /** @internal Writes one complete WebSocket frame, or holds it while a resume is prepared. */
+  writeFrame(frame: Buffer): void {
+    const held = this.#rare?.held;
+    if (held !== undefined) {
+      held.push(frame);
       return;
     }
     if (this.#ws.readyState !== WebSocket.OPEN) return;
     this.#host.cork(this.#socket);
-    this.#ws.send(bytes, binary ? BINARY : TEXT);
+    this.#socket.write(frame);
   }
 
   /** @internal Holds every frame back until {@link Client.release}. */
   hold(): void {
-    this.#held ??= [];
+    this.#rare ??= { dropped: 0 };
+    this.#rare.held ??= [];
   }
 
   /** @internal Writes `first`, then everything held, and stops holding. */
-  release(first: Array<[Buffer | string, boolean]>): void {
-    const held = this.#held ?? [];
-    this.#held = undefined;
-    for (const [frame, binary] of first) this.write(frame, binary);
-    for (const [frame, binary] of held) this.write(frame, binary);
+  release(first: Buffer[]): void {
+    const held = this.#rare?.held ?? [];
+    if (this.#rare !== undefined) this.#rare.held = undefined;
+    for (const frame of first) this.writeFrame(frame);
+    for (const frame of held) this.writeFrame(frame);
   }
 
-  /** @internal Room membership as the server's room registry sees it. */
-  get memberships(): Set<string> {
-    return this.#rooms;
+  /** @internal The connection id that holds this client's `wscale.v1` session. */
+  get conn(): string | undefined {
+    return this.#rare?.conn;
+  }
+
+  set conn(conn: string | undefined) {
+    this.#rare ??= { dropped: 0 };
+    this.#rare.conn = conn;
+  }
+
+  /** @internal Counts a message dropped for this slow consumer. */
+  countDropped(): void {
+    this.#rare ??= { dropped: 0 };
+    this.#rare.dropped++;
+  }
+
+  /** @internal Room membership, kept by the server's room registry. */
+  addRoom(room: string): void {
+    this.#rooms ??= new Set();
+    this.#rooms.add(room);
+  }
+
+  /** @internal */
+  removeRoom(room: string): void {
+    this.#rooms?.delete(room);
   }
 
   /** @internal One heartbeat round: terminate if the last ping went unanswered, else ping. */

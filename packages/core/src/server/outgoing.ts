@@ -1,4 +1,5 @@
 import type { HistoryEntry } from '../contracts.js';
+import { wsFrame } from '../internal/ws-frame.js';
 import { encodeBinary } from '../protocol/codec.js';
 import type { DataMessage } from '../protocol/messages.js';
 
@@ -9,6 +10,8 @@ import type { DataMessage } from '../protocol/messages.js';
  */
 export class Outgoing {
   #envelope: Buffer | undefined;
+  #rawFrame: Buffer | undefined;
+  #envelopeFrame: Buffer | undefined;
 
   constructor(
     /** The application's payload. */
@@ -44,6 +47,18 @@ export class Outgoing {
       }
     }
     return this.#envelope;
+  }
+
+  /** The WebSocket frame a raw client is written: built once, shared by every recipient. */
+  rawFrame(): Buffer {
+    this.#rawFrame ??= wsFrame(this.bytes, this.binary);
+    return this.#rawFrame;
+  }
+
+  /** The WebSocket frame a `wscale.v1` client is written: built once, shared by every recipient. */
+  envelopeFrame(): Buffer {
+    this.#envelopeFrame ??= wsFrame(this.envelope(), this.binary);
+    return this.#envelopeFrame;
   }
 
   /** What is kept in a room's history: a flags byte, then the payload. */

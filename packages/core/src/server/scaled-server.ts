@@ -16,6 +16,7 @@ import {
   type DirectOp,
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
+import { wsFrame } from '../internal/ws-frame.js';
 import { PROTOCOL, type WelcomeRoom } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { type OpenedSession, Sessions } from '../session/sessions.js';
@@ -171,16 +172,12 @@ export class ScaledWebSocketServer<
         this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
       historyOf: this.#historyOf,
       joined: (client, room, position) => {
-        if (client.v1) client.write(JSON.stringify(joinedMessage(room, position)), false);
+        if (client.v1) client.writeText(JSON.stringify(joinedMessage(room, position)));
       },
       resync: (room, members, position) => {
-        const frame = JSON.stringify({
-          t: 'resync',
-          r: room,
-          o: position.offset,
-          e: position.epoch,
-        });
-        for (const client of members) if (client.v1) client.write(frame, false);
+        const resync = { t: 'resync', r: room, o: position.offset, e: position.epoch };
+        const frame = wsFrame(Buffer.from(JSON.stringify(resync)), false);
+        for (const client of members) if (client.v1) client.writeFrame(frame);
       },
       error: (error) => this.#report(error),
     });
@@ -484,7 +481,7 @@ export class ScaledWebSocketServer<
     if (!client.rooms.has(room)) return;
     await this.#rooms.leave(client, room);
     if (!client.v1) return;
-    client.write(JSON.stringify({ t: 'left', r: room }), false);
+    client.writeText(JSON.stringify({ t: 'left', r: room }));
     this.#save(client);
   }
 
@@ -503,13 +500,17 @@ export class ScaledWebSocketServer<
       join: async (client, room) => void (await this.#join(client, room)),
       leave: (client, room) => this.#leave(client, room),
       cork: (socket) => {
-        if (socket.writableCorked > 0) return;
+        if (socket.writableCorked > 0) {
+          // A socket holding a lot already goes out now: what one tick holds stays bounded.
+          if (socket.writableLength >= CORK_LIMIT) socket.uncork();
+          return;
+        }
         socket.cork();
         if (this.#corked.push(socket) === 1) process.nextTick(this.#uncork);
       },
       slowConsumer: (client, volatile) => {
         if (volatile || this.#options.slowConsumer === 'drop') {
-          client.dropped++;
+          client.countDropped();
           this.#stats.dropped++;
           return;
         }
@@ -656,6 +657,8 @@ export class ScaledWebSocketServer<
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Bytes a socket may gather within one tick before they are written anyway. */
+const CORK_LIMIT = 64 * 1024;
 
 /** The message a frame from another node carries, ready for local fan-out. */
 function messageOf(frame: BusFrame): Outgoing {

@@ -5,6 +5,7 @@ import { CloseCode } from '../close-codes.js';
 import type { HistoryPosition } from '../contracts.js';
 import { HandlerError } from '../errors.js';
 import type { JoinOutcome } from '../history/room-stream.js';
+import { wsFrame } from '../internal/ws-frame.js';
 import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
 import type {
   AckMessage,
@@ -115,7 +116,7 @@ export class V1Endpoint {
     const client = host.register(session, ws, socket, identity);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
-    const replay: Array<[Buffer, boolean]> = [];
+    const replay: Buffer[] = [];
     for (const room of session.record?.rooms ?? []) {
       const seen = hello.rooms?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
@@ -130,7 +131,7 @@ export class V1Endpoint {
       rooms,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    client.release([[JSON.stringify(welcome), false], ...replay]);
+    client.release([wsFrame(Buffer.from(JSON.stringify(welcome)), false), ...replay]);
     ws.resume();
     if (session.resumed) {
       host.save(client);
@@ -144,7 +145,7 @@ export class V1Endpoint {
     client: AnyClient,
     room: string,
     from: HistoryPosition | undefined,
-    replay: Array<[Buffer, boolean]>,
+    replay: Buffer[],
   ): Promise<WelcomeRoom> {
     let outcome: JoinOutcome | undefined;
     try {
@@ -166,7 +167,7 @@ export class V1Endpoint {
     } else if (outcome.reason !== undefined) {
       state.reason = outcome.reason;
     }
-    for (const message of outcome.replay) replay.push([message.envelope(), message.binary]);
+    for (const message of outcome.replay) replay.push(message.envelopeFrame());
     return state;
   }
 
@@ -216,8 +217,7 @@ export class V1Endpoint {
     if (reply === undefined) return send(client, ack);
     const { bytes, binary } = prepareMessage(reply as Sendable);
     if (!binary) return send(client, { ...ack, d: bytes.toString('utf8') });
-    const frame = encodeBinary(ack, bytes);
-    client.write(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), true);
+    client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
   }
 
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
@@ -263,7 +263,7 @@ export class V1Endpoint {
 }
 
 function send(client: AnyClient, message: ServerMessage): void {
-  client.write(JSON.stringify(message), false);
+  client.writeText(JSON.stringify(message));
 }
 
 function fail(client: AnyClient, id: number, code: ProtocolErrorCode, message: string): void {

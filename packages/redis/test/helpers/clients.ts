@@ -1,5 +1,5 @@
+import type { RedisClusterFixture, RedisServer } from '@wscale/test-support';
 import { Cluster, type RedisOptions } from 'ioredis';
-import type { RedisClusterFixture, RedisServer } from './redis-server.js';
 
 /** Options for a client of one of our test servers, reconnecting quickly after an outage. */
 export function standalone(server: RedisServer): RedisOptions {

@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, serviceAvailable } from './free-port.js';
 
 /**
  * Starts and stops real `nats-server` processes for the tests: loopback only, free ports, a
@@ -12,38 +12,12 @@ import { join } from 'node:path';
 
 const BINARY = process.env.NATS_SERVER_BIN ?? 'nats-server';
 
-/** Whether a `nats-server` binary can be run here. */
-export const natsServerAvailable = (() => {
-  const probe = spawnSync(BINARY, ['--version'], { encoding: 'utf8' });
-  return probe.status === 0;
-})();
-
 /**
  * Whether the NATS suites must be skipped: only when the binary is missing and
  * `WSCALE_REQUIRE_SERVICES` is not set (CI sets it, and then a missing binary fails loudly).
  */
 export function skipWithoutNats(): boolean {
-  if (natsServerAvailable) return false;
-  if (process.env.WSCALE_REQUIRE_SERVICES === '1') {
-    throw new Error(`WSCALE_REQUIRE_SERVICES=1 but "${BINARY}" cannot be run`);
-  }
-  return true;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolve(address.port);
-        else reject(new Error('no port'));
-      });
-    });
-  });
+  return !serviceAvailable(BINARY);
 }
 
 interface ServerSpec {

@@ -1,24 +1,48 @@
 // @ts-check
-// Starts the whole example: a redis-server of its own (or REDIS_URL's), three wscale nodes
-// (src/node.js) and the load balancer in front (src/balancer.js). Every process is started by this
-// file and stopped by the pid it got, never by name. src/start.js is the command line; the tests
-// call startStack() directly.
-import { spawn } from 'node:child_process';
+// Starts the whole stack of examples/haproxy and examples/nginx: a redis-server of its own (or
+// REDIS_URL's), three wscale nodes (src/node.js) and the load balancer the caller names in front.
+// Every process is started by this file and stopped by the pid it got, never by name.
+// src/run.js is the examples' command line; the tests call startStack() directly.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import * as balancer from './balancer.js';
+import { Child } from './child.js';
 
 const NODE_SCRIPT = fileURLToPath(new URL('./node.js', import.meta.url));
 const NODE_COUNT = 3;
 
 /**
+ * How the stack runs a load balancer: each example's `src/balancer.js` exports these.
+ *
+ * @typedef {object} Balancer
+ * @property {string} name its name, for logs and the temporary directory
+ * @property {string} binary the executable to run
+ * @property {(options: BalancerOptions) => BalancerCommand} command the arguments that run it in
+ *   the foreground in front of the given nodes
+ */
+
+/**
+ * @typedef {object} BalancerOptions
+ * @property {string} host where the balancer listens
+ * @property {number} port where the balancer listens
+ * @property {string[]} nodes `host:port` of each node
+ * @property {string} dir a temporary directory of this stack, removed when it stops
+ */
+
+/**
+ * @typedef {object} BalancerCommand
+ * @property {string[]} args
+ * @property {Record<string, string>} env added to the environment
+ * @property {NodeJS.Signals} stopSignal the signal that stops it at once
+ */
+
+/**
  * @typedef {object} StackOptions
+ * @property {Balancer} balancer the load balancer in front of the nodes
  * @property {number} [port] the load balancer's port (default: a free port)
  * @property {string} [host] the load balancer's address (default: '127.0.0.1')
  * @property {string} [redisUrl] use this Redis instead of starting one
@@ -49,10 +73,11 @@ const NODE_COUNT = 3;
  * Starts Redis (unless `redisUrl` is given), three nodes and the load balancer, and resolves once
  * a health check through the balancer succeeds. On failure, whatever was started is stopped.
  *
- * @param {StackOptions} [options]
+ * @param {StackOptions} options
  * @returns {Promise<Stack>}
  */
-export async function startStack(options = {}) {
+export async function startStack(options) {
+  const { balancer } = options;
   const host = options.host ?? '127.0.0.1';
   const log = options.log ?? (() => {});
   const timeoutMs = options.startTimeoutMs ?? 20_000;
@@ -141,145 +166,6 @@ export async function startStack(options = {}) {
   } catch (error) {
     await stop();
     throw error;
-  }
-}
-
-/** A process this stack started: its output goes to `log` line by line, prefixed with its label. */
-class Child {
-  /** @type {import('node:child_process').ChildProcess} */
-  #process;
-  /** @type {Promise<void>} */
-  #exited;
-  #output = '';
-  /** @type {Set<(line: string) => void>} */
-  #lineListeners = new Set();
-
-  /**
-   * @param {string} label
-   * @param {'redis' | 'node' | 'lb'} role
-   * @param {string} command
-   * @param {(line: string) => void} log
-   * @param {{ args: string[], env?: Record<string, string>, cwd?: string, stopSignal?: NodeJS.Signals }} options
-   */
-  constructor(label, role, command, log, options) {
-    this.role = role;
-    this.label = label;
-    /** @type {NodeJS.Signals} */
-    this.stopSignal = options.stopSignal ?? 'SIGTERM';
-    // Its own process group: Ctrl-C reaches only the launcher, which stops things in order.
-    this.#process = spawn(command, options.args, {
-      cwd: options.cwd,
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    this.#exited = new Promise((resolve) => this.#process.once('exit', () => resolve()));
-    this.#process.once('error', (error) => {
-      this.#output += `${error.message}\n`;
-      log(`[${label}] ${error.message}`);
-    });
-    for (const stream of [this.#process.stdout, this.#process.stderr]) {
-      if (stream === null) continue;
-      createInterface({ input: stream }).on('line', (line) => {
-        this.#output = `${this.#output}${line}\n`.slice(-8000);
-        log(`[${label}] ${line}`);
-        for (const listener of this.#lineListeners) listener(line);
-      });
-    }
-  }
-
-  get pid() {
-    return this.#process.pid;
-  }
-
-  get running() {
-    return (
-      this.#process.exitCode === null && this.#process.signalCode === null && this.pid !== undefined
-    );
-  }
-
-  /**
-   * Resolves with the first output line that matches; rejects if the process exits or the time
-   * runs out first.
-   *
-   * @param {RegExp} pattern
-   * @param {number} timeoutMs
-   * @returns {Promise<RegExpMatchArray>}
-   */
-  waitForLine(pattern, timeoutMs) {
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#lineListeners.delete(onLine);
-        this.#process.off('exit', onExit);
-      };
-      /** @param {string} line */
-      const onLine = (line) => {
-        const match = line.match(pattern);
-        if (match !== null) {
-          done();
-          resolve(match);
-        }
-      };
-      const onExit = () => {
-        done();
-        reject(new Error(`${this.label} exited before it was ready:\n${this.#output}`));
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`${this.label} not ready after ${timeoutMs} ms:\n${this.#output}`));
-      }, timeoutMs);
-      this.#lineListeners.add(onLine);
-      this.#process.once('exit', onExit);
-      if (!this.running) onExit();
-    });
-  }
-
-  /**
-   * Polls `check` (every 100 ms, there is no event to wait for) until it returns true; rejects if
-   * the process exits or the time runs out first.
-   *
-   * @param {() => Promise<boolean>} check
-   * @param {number} timeoutMs
-   */
-  async until(check, timeoutMs) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (!this.running) throw new Error(`${this.label} exited:\n${this.#output}`);
-      if (await check()) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    throw new Error(`${this.label} not ready after ${timeoutMs} ms:\n${this.#output}`);
-  }
-
-  /**
-   * Sends `signal`, then SIGKILL if the process is still there after `graceMs`; resolves once it
-   * has exited.
-   *
-   * @param {NodeJS.Signals} signal
-   * @param {number} graceMs
-   */
-  async stop(signal, graceMs) {
-    if (this.running) {
-      this.#signal(signal);
-      const timer = setTimeout(() => this.#signal('SIGKILL'), graceMs);
-      await this.#exited;
-      clearTimeout(timer);
-    }
-  }
-
-  /** SIGKILL without waiting: for the launcher's own exit. */
-  killNow() {
-    if (this.running) this.#signal('SIGKILL');
-  }
-
-  /** @param {NodeJS.Signals} signal */
-  #signal(signal) {
-    try {
-      process.kill(/** @type {number} */ (this.pid), signal);
-    } catch {
-      // it exited meanwhile
-    }
   }
 }
 

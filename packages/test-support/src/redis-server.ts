@@ -1,44 +1,21 @@
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe } from 'vitest';
+import { freePort, serviceAvailable } from './free-port.js';
 
 const run = promisify(execFile);
 
-function hasBinary(name: string): boolean {
-  return spawnSync(name, ['--version'], { stdio: 'ignore' }).status === 0;
-}
-
-/** Whether `redis-server` and `redis-cli` can be run here. */
-export const redisAvailable = hasBinary('redis-server') && hasBinary('redis-cli');
-
-if (!redisAvailable && process.env.WSCALE_REQUIRE_SERVICES === '1') {
-  throw new Error('redis-server / redis-cli not found, and WSCALE_REQUIRE_SERVICES=1');
+/** Whether `redis-server` and `redis-cli` can be run here (see {@link serviceAvailable}). */
+export function redisAvailable(): boolean {
+  return serviceAvailable('redis-server', 'redis-cli');
 }
 
 /** `describe`, skipped when Redis is not installed (and CI did not require it). */
 export function describeRedis(name: string, body: () => void): void {
-  describe.skipIf(!redisAvailable)(name, body);
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked: a server started on it may still race). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address
-          ? resolve(address.port)
-          : reject(new Error('no port')),
-      );
-    });
-  });
+  describe.skipIf(!redisAvailable())(name, body);
 }
 
 /**

@@ -1,0 +1,3 @@
+export { freePort, serviceAvailable } from './free-port.js';
+export * from './nats-server.js';
+export * from './redis-server.js';
