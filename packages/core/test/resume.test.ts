@@ -228,6 +228,74 @@ describe('wscale.v1 live repair', () => {
   });
 });
 
+/** A history whose reads wait until the test lets them go, as a slow store would. */
+class SlowHistory extends MemoryHistory {
+  gate: Promise<void> | undefined;
+
+  override async read(...args: Parameters<MemoryHistory['read']>) {
+    await this.gate;
+    return super.read(...args);
+  }
+}
+
+describe('wscale.v1 resume under load', () => {
+  it('replays a short gap from memory and never holds live messages behind a history read', async () => {
+    const history = new SlowHistory();
+    stores.push(history);
+    const [a, b] = await cluster.start(2, {
+      stateStore: new MemoryStateStore(),
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: 'chat', store: history }],
+    });
+    for (const node of [a!, b!]) node.on('connection', (client) => void client.join('chat'));
+    // Sent before anyone is in the room: only the history has it.
+    await a!.to('chat').send('m0');
+    // b stays in the room the whole time, so its stream and its memory of recent messages live.
+    const watcher = await V1Peer.connect(b!);
+    await watcher.peer.next('joined');
+    const leaver = await V1Peer.connect(a!);
+    const joined = await leaver.peer.next('joined');
+    leaver.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the drop');
+    for (const n of [1, 2, 3]) await a!.to('chat').send(`m${n}`);
+    await until(() => watcher.peer.texts('chat').length === 3, 2000, 'the watcher');
+
+    // Every history read now hangs: a resume on b must be served from b's memory.
+    let release = () => {};
+    history.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const back = await V1Peer.connect(b!, {
+      session: leaver.welcome.session,
+      rooms: { chat: { o: joined.o!, e: joined.e! } },
+    });
+    expect(back.welcome.rooms.chat).toMatchObject({ recovered: true, o: 4 });
+    await until(() => back.peer.texts('chat').length === 3, 2000, 'the replay');
+
+    // A resume from before b's stream began needs the (stuck) history; live traffic goes on.
+    const old = await V1Peer.connect(a!);
+    const oldJoined = await old.peer.next('joined');
+    old.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the second drop');
+    const slow = V1Peer.connect(b!, {
+      session: old.welcome.session,
+      rooms: { chat: { o: 0, e: oldJoined.e! } },
+    });
+    await a!.to('chat').send('m4');
+    await until(
+      () => watcher.peer.texts('chat').length === 4,
+      2000,
+      'live delivery while a read hangs',
+    );
+    release();
+    const late = await slow;
+    expect(late.welcome.rooms.chat).toMatchObject({ recovered: true, o: 5 });
+    await until(() => late.peer.texts('chat').length === 5, 2000, 'replay then live');
+    expect(late.peer.texts('chat')).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+    expect(back.peer.texts('chat')).toEqual(['m1', 'm2', 'm3', 'm4']);
+  });
+});
+
 describe('wscale.v1 operations', () => {
   it('answers requests with the handler result, and a typed error when it throws', async () => {
     const [a] = await startNodes(1);

@@ -24,7 +24,30 @@ export interface StreamHost {
   error(error: unknown): void;
 }
 
+/** A message this node delivered lately, kept to replay short gaps without reading the history. */
+interface Recent {
+  offset: number;
+  bytes: Buffer;
+  binary: boolean;
+}
+
+/** A join waiting for its history read; live messages meanwhile are kept for it. */
+interface Catcher {
+  client: AnyClient;
+  from: HistoryPosition;
+  /** The stream's last offset when the read started: the read covers up to it. */
+  upTo: number;
+  epoch: string;
+  /** Messages delivered while the read was out, to replay after it. */
+  live: Outgoing[];
+  settle: (outcome: JoinOutcome) => void;
+}
+
 type Step = () => void | Promise<void>;
+
+/** How many recent messages, and bytes, a stream keeps for replays. */
+const RECENT_COUNT = 256;
+const RECENT_BYTES = 256 * 1024;
 
 /**
  * The node-side order of one history room: every local member receives the room's messages in
@@ -34,13 +57,18 @@ type Step = () => void | Promise<void>;
  * messages after it meet with no gap and no duplicate.
  *
  * When nothing is pending and a message is the next one, it is delivered at once: the sequence
- * costs nothing on the hot path.
+ * costs nothing on the hot path. A resume whose gap is among the last messages this node delivered
+ * is replayed from memory; a longer one reads the history without holding the room's live messages
+ * back for anyone else.
  */
 export class RoomStream {
   readonly #room: string;
   readonly #history: History;
   readonly #host: StreamHost;
   readonly #steps: Step[] = [];
+  readonly #recent: Recent[] = [];
+  readonly #catchers = new Set<Catcher>();
+  #recentBytes = 0;
   #busy = false;
   #epoch = '';
   #last = 0;
@@ -66,8 +94,7 @@ export class RoomStream {
       message.epoch === this.#epoch &&
       message.offset === this.#last + 1
     ) {
-      this.#last = message.offset;
-      this.#fanOut(message);
+      this.#deliver(message);
       return;
     }
     this.#enqueue(() => this.#accept(message));
@@ -83,47 +110,73 @@ export class RoomStream {
     from?: HistoryPosition,
     admitted?: (position: HistoryPosition) => void,
   ): Promise<JoinOutcome> {
-    return new Promise((resolve, reject) => {
-      this.#enqueue(async () => {
-        try {
-          const outcome = await this.#catchUp(from);
-          this.#host.admit(client);
-          admitted?.(outcome.position);
-          resolve(outcome);
-        } catch (error) {
-          reject(error);
-        }
+    return new Promise((resolve) => {
+      const settle = (outcome: JoinOutcome) => {
+        this.#host.admit(client);
+        admitted?.(outcome.position);
+        resolve(outcome);
+      };
+      this.#enqueue(() => {
+        const outcome = this.#fromMemory(from);
+        if (outcome !== undefined) return settle(outcome);
+        const catcher: Catcher = {
+          client,
+          from: from!,
+          upTo: this.#last,
+          epoch: this.#epoch,
+          live: [],
+          settle,
+        };
+        this.#catchers.add(catcher);
+        void this.#catchUp(catcher);
       });
     });
   }
 
-  async #catchUp(from: HistoryPosition | undefined): Promise<JoinOutcome> {
+  /** Settles a join without reading the history, when that is possible. */
+  #fromMemory(from: HistoryPosition | undefined): JoinOutcome | undefined {
     const position = { offset: this.#last, epoch: this.#epoch };
-    const outcome = (recovered: boolean, reason?: NotRecoveredReason, replay: Outgoing[] = []) => ({
-      position,
-      recovered,
-      reason,
-      replay,
-    });
-    if (from === undefined) return outcome(true);
-    if (from.epoch !== this.#epoch) return outcome(false, 'epoch-changed');
+    if (from === undefined) return { position, recovered: true, replay: [] };
+    if (from.epoch !== this.#epoch) {
+      return { position, recovered: false, reason: 'epoch-changed', replay: [] };
+    }
     // A client ahead of this node saw messages still on their way here; its dedupe drops them.
-    if (from.offset >= this.#last) return outcome(true);
-    const missed = this.#last - from.offset;
-    let read: Awaited<ReturnType<History['read']>>;
+    if (from.offset >= this.#last) return { position, recovered: true, replay: [] };
+    const first = this.#recent[0]?.offset;
+    if (first === undefined || from.offset + 1 < first) return undefined;
+    const replay = this.#recent
+      .slice(from.offset + 1 - first)
+      .map((m) => new Outgoing(m.bytes, m.binary, false, this.#room, m.offset, this.#epoch));
+    return { position, recovered: true, replay };
+  }
+
+  /** Reads what a joining client missed from the history; live messages keep flowing meanwhile. */
+  async #catchUp(catcher: Catcher): Promise<void> {
+    const { from, upTo } = catcher;
+    let outcome: Pick<JoinOutcome, 'recovered' | 'reason' | 'replay'>;
     try {
-      read = await this.#history.read(this.#room, from, missed);
+      const read = await this.#history.read(this.#room, from, upTo - from.offset);
+      const entries = read.ok ? read.entries.filter((e) => e.offset <= upTo) : [];
+      const whole =
+        read.ok &&
+        entries.length === upTo - from.offset &&
+        entries.every((entry, i) => entry.offset === from.offset + 1 + i);
+      if (this.#epoch !== catcher.epoch) {
+        outcome = { recovered: false, reason: 'epoch-changed', replay: [] };
+      } else if (!whole) {
+        outcome = { recovered: false, reason: read.ok ? 'too-old' : read.reason, replay: [] };
+      } else {
+        const replayed = entries.map((entry) =>
+          Outgoing.fromHistory(this.#room, entry, from.epoch),
+        );
+        outcome = { recovered: true, replay: [...replayed, ...catcher.live] };
+      }
     } catch (error) {
       this.#host.error(error);
-      return outcome(false, 'unavailable');
+      outcome = { recovered: false, reason: 'unavailable', replay: [] };
     }
-    if (!read.ok) return outcome(false, read.reason);
-    if (read.entries.length !== missed) return outcome(false, 'too-old');
-    return outcome(
-      true,
-      undefined,
-      read.entries.map((entry) => Outgoing.fromHistory(this.#room, entry, this.#epoch)),
-    );
+    this.#catchers.delete(catcher);
+    catcher.settle({ ...outcome, position: { offset: this.#last, epoch: this.#epoch } });
   }
 
   async #accept(message: Outgoing): Promise<void> {
@@ -132,12 +185,13 @@ export class RoomStream {
       // The room's log restarted (or this node's position predates it): follow the new epoch.
       this.#epoch = message.epoch!;
       this.#last = offset - 1;
+      this.#recent.length = 0;
+      this.#recentBytes = 0;
       this.#host.resync({ offset: this.#last, epoch: this.#epoch });
     }
     if (offset <= this.#last) return;
     if (offset > this.#last + 1) await this.#fill(offset - 1);
-    this.#last = offset;
-    this.#fanOut(message);
+    this.#deliver(message);
   }
 
   /** Delivers the messages between the last one delivered and `upTo` from the history. */
@@ -149,8 +203,7 @@ export class RoomStream {
         for (const entry of read.entries) {
           if (entry.offset <= this.#last || entry.offset > upTo) continue;
           if (entry.offset !== this.#last + 1) break;
-          this.#last = entry.offset;
-          this.#fanOut(Outgoing.fromHistory(this.#room, entry, this.#epoch));
+          this.#deliver(Outgoing.fromHistory(this.#room, entry, this.#epoch));
         }
       }
     } catch (error) {
@@ -158,12 +211,27 @@ export class RoomStream {
     }
     if (this.#last < upTo) {
       this.#last = upTo;
+      this.#recent.length = 0;
+      this.#recentBytes = 0;
       this.#host.resync({ offset: upTo, epoch: this.#epoch });
     }
   }
 
-  #fanOut(message: Outgoing): void {
+  /** Writes the next message to the members, and keeps it for joins still catching up. */
+  #deliver(message: Outgoing): void {
+    this.#last = message.offset!;
     for (const client of this.#host.members()) client.deliver(message);
+    for (const catcher of this.#catchers) catcher.live.push(message);
+    this.#remember(message);
+  }
+
+  #remember(message: Outgoing): void {
+    const recent = this.#recent;
+    recent.push({ offset: message.offset!, bytes: message.bytes, binary: message.binary });
+    this.#recentBytes += message.bytes.length;
+    while (recent.length > RECENT_COUNT || this.#recentBytes > RECENT_BYTES) {
+      this.#recentBytes -= recent.shift()!.bytes.length;
+    }
   }
 
   #enqueue(step: Step): void {
