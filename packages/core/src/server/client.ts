@@ -40,6 +40,7 @@ interface Rare {
 }
 
 const NO_ROOMS: ReadonlySet<string> = new Set();
+const NO_ROOM_LIST: readonly string[] = [];
 
 /**
  * One connection held by this node. `data` is the application's own per-client state.
@@ -61,7 +62,8 @@ export class Client<
   readonly #socket: Duplex;
   readonly #host: ClientHost;
   #data: Data | undefined;
-  #rooms: Set<string> | undefined;
+  /** Rooms joined; an array, since a client is in few rooms and a Set costs far more memory. */
+  #rooms: string[] | undefined;
   #rare: Rare | undefined;
   #alive = true;
 
@@ -105,9 +107,19 @@ export class Client<
     this.#host.dataChanged(this);
   }
 
-  /** Rooms this client is in. */
+  /** Rooms this client is in (a snapshot). */
   get rooms(): ReadonlySet<string> {
-    return this.#rooms ?? NO_ROOMS;
+    return this.#rooms === undefined ? NO_ROOMS : new Set(this.#rooms);
+  }
+
+  /** Whether the client is in a room. */
+  inRoom(room: string): boolean {
+    return this.#rooms?.includes(room) ?? false;
+  }
+
+  /** @internal The rooms, without a copy. */
+  get roomList(): readonly string[] {
+    return this.#rooms ?? NO_ROOM_LIST;
   }
 
   /** Messages dropped for this client because it could not keep up. */
@@ -219,13 +231,14 @@ export class Client<
 
   /** @internal Room membership, kept by the server's room registry. */
   addRoom(room: string): void {
-    this.#rooms ??= new Set();
-    this.#rooms.add(room);
+    this.#rooms ??= [];
+    if (!this.#rooms.includes(room)) this.#rooms.push(room);
   }
 
   /** @internal */
   removeRoom(room: string): void {
-    this.#rooms?.delete(room);
+    const index = this.#rooms?.indexOf(room) ?? -1;
+    if (index !== -1) this.#rooms!.splice(index, 1);
   }
 
   /** @internal One heartbeat round: terminate if the last ping went unanswered, else ping. */

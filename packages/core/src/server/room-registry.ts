@@ -84,7 +84,7 @@ export class RoomRegistry {
         } finally {
           state.joining--;
           // It may have left while it waited for its turn.
-          if (!client.rooms.has(room)) await this.#dropIfEmpty(room, state);
+          if (!client.inRoom(room)) await this.#dropIfEmpty(room, state);
         }
       }
       state.members.add(client);
@@ -99,13 +99,13 @@ export class RoomRegistry {
 
   async leave(client: Client, room: string): Promise<void> {
     const state = this.#rooms.get(room);
-    if (state === undefined || !client.rooms.has(room)) return;
+    if (state === undefined || !client.inRoom(room)) return;
     await this.#remove(client, room, state);
   }
 
   /** Removes a client from every room it is in (it disconnected). */
   async leaveAll(client: Client): Promise<void> {
-    await Promise.all([...client.rooms].map((room) => this.leave(client, room)));
+    await Promise.all([...client.roomList].map((room) => this.leave(client, room)));
   }
 
   #state(room: string): Room {
@@ -123,7 +123,7 @@ export class RoomRegistry {
         {
           members: () => created.members,
           admit: (client) => {
-            if (client.rooms.has(room)) created.members.add(client);
+            if (client.inRoom(room)) created.members.add(client);
           },
           resync: (position) => this.#host.resync(room, created.members, position),
           error: (error) => this.#host.error(error),

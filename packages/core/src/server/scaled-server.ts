@@ -406,21 +406,35 @@ export class ScaledWebSocketServer<
   ): Client<Identity, Data> {
     const client = new Client<Identity, Data>(id, identity, ws, socket, this.#host, v1, data);
     this.#clients.set(id, client);
-    ws.on('message', (frame: Buffer, isBinary: boolean) => {
-      client.markAlive();
-      if (v1) this.#v1.receive(client, frame, isBinary);
-      else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
-    });
-    ws.on('pong', () => client.markAlive());
-    ws.on('error', (error) => client.emit('error', error));
-    ws.on('close', (code, reason) => {
-      if (this.#clients.get(id) === client) this.#clients.delete(id);
-      this.#rooms.leaveAll(client).catch((error) => this.#report(error));
-      client.emit('close', code, reason.toString('utf8'));
-      client.removeAllListeners();
-    });
+    // One set of handler functions for every socket (not four closures per client): the socket
+    // is `this` in them, and names its client.
+    (ws as TaggedSocket)[CLIENT] = client;
+    const on = this.#socketEvents;
+    ws.on('message', on.message).on('pong', on.pong).on('error', on.error).on('close', on.close);
     return client;
   }
+
+  readonly #socketEvents = ((server) => ({
+    message(this: TaggedSocket, frame: Buffer, isBinary: boolean) {
+      const client = this[CLIENT]!;
+      client.markAlive();
+      if (client.v1) server.#v1.receive(client, frame, isBinary);
+      else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
+    },
+    pong(this: TaggedSocket) {
+      this[CLIENT]!.markAlive();
+    },
+    error(this: TaggedSocket, error: Error) {
+      this[CLIENT]!.emit('error', error);
+    },
+    close(this: TaggedSocket, code: number, reason: Buffer) {
+      const client = this[CLIENT]!;
+      if (server.#clients.get(client.id) === client) server.#clients.delete(client.id);
+      server.#rooms.leaveAll(client).catch((error) => server.#report(error));
+      client.emit('close', code, reason.toString('utf8'));
+      client.removeAllListeners();
+    },
+  }))(this);
 
   #v1Host() {
     return {
@@ -478,7 +492,7 @@ export class ScaledWebSocketServer<
   }
 
   async #leave(client: AnyClient, room: string): Promise<void> {
-    if (!client.rooms.has(room)) return;
+    if (!client.inRoom(room)) return;
     await this.#rooms.leave(client, room);
     if (!client.v1) return;
     client.writeText(JSON.stringify({ t: 'left', r: room }));
@@ -491,7 +505,7 @@ export class ScaledWebSocketServer<
     return this.#sessions.save(client.id, conn, () => ({
       owner: this.#options.sessionOwner(client.identity as Identity),
       data: client.data,
-      rooms: [...client.rooms],
+      rooms: [...client.roomList],
     }));
   }
 
@@ -635,7 +649,7 @@ export class ScaledWebSocketServer<
     return [...clients].map((client) => ({
       id: client.id,
       nodeId: this.nodeId,
-      rooms: [...client.rooms],
+      rooms: [...client.roomList],
     }));
   }
 
@@ -657,6 +671,9 @@ export class ScaledWebSocketServer<
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Where a socket keeps its client, for the handlers every socket shares. */
+const CLIENT = Symbol('wscale.client');
+type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
 /** Bytes a socket may gather within one tick before they are written anyway. */
 const CORK_LIMIT = 64 * 1024;
 
