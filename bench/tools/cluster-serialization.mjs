@@ -1,8 +1,8 @@
 // Throughput of ClusterBroker over node:cluster IPC, 'json' vs 'advanced' serialization.
 // One worker publishes, another receives; the primary runs the hub and times each run.
-// Run after `pnpm build`: node packages/core/bench/cluster-serialization.mjs
+// Run after `pnpm build`: node bench/tools/cluster-serialization.mjs
 import cluster from 'node:cluster';
-import { ClusterBroker, ClusterHub } from '../dist/index.js';
+import { ClusterBroker, ClusterHub } from '@wscale/core';
 
 const cases = [
   { size: 64, count: 50_000 },
