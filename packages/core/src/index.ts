@@ -54,14 +54,14 @@ export type {
   SlowConsumerPolicy,
 } from './server/options.js';
 export type { Sendable, SendOptions } from './server/payload.js';
-export {
-  type ClientInfo,
-  type QueryOptions,
-  type RemoteClient,
-  type ResumeInfo,
-  ScaledWebSocketServer,
-  type ServerEvents,
-  type ServerStats,
-} from './server/scaled-server.js';
+export { ScaledWebSocketServer } from './server/scaled-server.js';
+export type {
+  ClientInfo,
+  QueryOptions,
+  RemoteClient,
+  ResumeInfo,
+  ServerEvents,
+  ServerStats,
+} from './server/server-types.js';
 export { MemoryStateStore, type MemoryStateStoreOptions } from './state/memory-state-store.js';
 export { updateState } from './state/update-state.js';

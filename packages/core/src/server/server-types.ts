@@ -1,0 +1,65 @@
+import type { IncomingMessage } from 'node:http';
+import type { BrokerStatus } from '../contracts.js';
+import type { WelcomeRoom } from '../protocol/messages.js';
+import type { Client } from './client.js';
+import type { Sendable, SendOptions } from './payload.js';
+
+/** Events of a `ScaledWebSocketServer`. */
+export interface ServerEvents<Identity, Data extends object> {
+  /** A client connected to this node with a new session (or in raw mode). */
+  connection: [client: Client<Identity, Data>, request: IncomingMessage];
+  /**
+   * A `wscale.v1` client came back and resumed its session on this node: its rooms and `data` are
+   * restored, and `rooms` says per room whether what it missed was recovered.
+   */
+  resume: [client: Client<Identity, Data>, info: ResumeInfo, request: IncomingMessage];
+  /** Something failed that did not stop the node: a throwing handler, a bad frame, a broker error. */
+  error: [error: Error];
+  /** Another node was heard from for the first time (or again after it was gone). */
+  nodeUp: [nodeId: string];
+  /** Another node said goodbye or stopped sending heartbeats. */
+  nodeDown: [nodeId: string];
+  /** The broker's connection changed state. */
+  brokerStatus: [status: BrokerStatus, error?: Error];
+}
+
+/** What a resume restored. */
+export interface ResumeInfo {
+  /** Per room of the session: whether every missed message was replayed, and if not, why. */
+  rooms: Record<string, WelcomeRoom>;
+}
+
+/** A client's description in cross-node query answers. */
+export interface ClientInfo {
+  id: string;
+  nodeId: string;
+  rooms: string[];
+}
+
+/** Options of cross-node queries. */
+export interface QueryOptions {
+  /** How long to wait for other nodes. @default the server's `requestTimeoutMs` */
+  timeoutMs?: number;
+}
+
+/** Counters of one node. */
+export interface ServerStats {
+  /** Clients connected to this node now. */
+  connections: number;
+  /** Messages dropped for slow consumers. */
+  dropped: number;
+  /** Clients closed with 1013 because they could not keep up. */
+  slowConsumersClosed: number;
+}
+
+/** Operations on one client wherever in the cluster it is connected. */
+export interface RemoteClient {
+  /** Sends a message to the client. */
+  send(data: Sendable, options?: SendOptions): Promise<void>;
+  /** Makes the client join a room. */
+  join(room: string): Promise<void>;
+  /** Makes the client leave a room. */
+  leave(room: string): Promise<void>;
+  /** Closes the client's connection. */
+  close(code?: number, reason?: string): Promise<void>;
+}
