@@ -22,7 +22,7 @@ import {
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { nanos } from './nanos.js';
 import { encodeToken, isSubjectPrefix } from './subject-token.js';
-import { describe, withTimeout } from './timeout.js';
+import { runTyped } from './timeout.js';
 
 /** Header holding an entry's offset in its room. */
 export const OFFSET_HEADER = 'Wscale-Offset';
@@ -349,18 +349,12 @@ export class NatsHistory implements History {
     operation: (api: { js: JetStreamClient; jsm: JetStreamManager }) => Promise<T>,
   ): Promise<T> {
     if (this.#closed) throw new HistoryError('the history is closed');
-    try {
-      return await withTimeout(
-        this.#open().then(operation),
-        this.#timeoutMs,
-        () => new Error(`timed out after ${this.#timeoutMs} ms`),
-      );
-    } catch (error) {
-      if (error instanceof HistoryError) throw error;
-      throw new HistoryError(`NATS history ${what} of "${room}" failed: ${describe(error)}`, {
-        cause: error,
-      });
-    }
+    return runTyped(
+      () => this.#open().then(operation),
+      this.#timeoutMs,
+      HistoryError,
+      `NATS history ${what} of "${room}" failed`,
+    );
   }
 
   #open(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {

@@ -11,7 +11,7 @@ import {
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { nanos } from './nanos.js';
 import { encodeToken } from './subject-token.js';
-import { describe, withTimeout } from './timeout.js';
+import { runTyped } from './timeout.js';
 
 /** Options of {@link NatsKvStateStore}. */
 export interface NatsKvStateStoreOptions extends NatsConnectOptions {
@@ -122,18 +122,12 @@ export class NatsKvStateStore implements StateStore {
 
   async #run<T>(what: string, key: string, operation: (kv: KV) => Promise<T>): Promise<T> {
     if (this.#closed) throw new StateStoreError('the state store is closed');
-    try {
-      return await withTimeout(
-        this.#open().then(operation),
-        this.#timeoutMs,
-        () => new Error(`timed out after ${this.#timeoutMs} ms`),
-      );
-    } catch (error) {
-      if (error instanceof StateStoreError) throw error;
-      throw new StateStoreError(`NATS KV ${what} of "${key}" failed: ${describe(error)}`, {
-        cause: error,
-      });
-    }
+    return runTyped(
+      () => this.#open().then(operation),
+      this.#timeoutMs,
+      StateStoreError,
+      `NATS KV ${what} of "${key}" failed`,
+    );
   }
 
   /** Opens (creating or re-configuring) the bucket once; a failed attempt is retried next time. */

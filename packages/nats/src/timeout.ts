@@ -15,3 +15,21 @@ export function withTimeout<T>(
 export function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Runs `work` within `ms`. A failure that is not already a `Typed` error becomes one, with the
+ * cause kept: callers only ever see the adapter's typed error.
+ */
+export async function runTyped<T>(
+  work: () => Promise<T>,
+  ms: number,
+  Typed: new (message: string, options?: { cause?: unknown }) => Error,
+  failure: string,
+): Promise<T> {
+  try {
+    return await withTimeout(work(), ms, () => new Error(`timed out after ${ms} ms`));
+  } catch (error) {
+    if (error instanceof Typed) throw error;
+    throw new Typed(`${failure}: ${describe(error)}`, { cause: error });
+  }
+}

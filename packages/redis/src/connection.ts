@@ -17,12 +17,22 @@ export interface OpenedClient {
 }
 
 /**
- * Opens the client an adapter talks through. Options you pass win over the adapter's `defaults`.
+ * Opens the client an adapter talks through. A client wscale creates fails fast while Redis is
+ * away — no offline queue, no retries, no resending after a reconnect — so every call either
+ * happens now or fails typed within `commandTimeoutMs`: the broker then queues in `BaseBroker`'s
+ * bounded queue, and the stores report the failure instead of replaying stale writes later.
+ * Options you pass win over these.
  */
 export function openClient(
   connection: RedisConnection | undefined,
-  defaults: RedisOptions,
+  commandTimeoutMs: number,
 ): OpenedClient {
+  const defaults: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: commandTimeoutMs,
+  };
   if (isClient(connection)) return { client: connection, owned: false };
   if (typeof connection === 'string') {
     return { client: new Redis(connection, defaults), owned: true };

@@ -75,14 +75,7 @@ export class RedisBroker extends BaseBroker {
     this.#prefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
     this.#timeoutMs = options.commandTimeoutMs ?? 5000;
     if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
-    const { client, owned } = openClient(options.redis, {
-      // BaseBroker queues while Redis is away (bounded); in-flight publishes fail at once on a
-      // disconnect and go back to that queue instead of being resent by ioredis.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: this.#timeoutMs,
-    });
+    const { client, owned } = openClient(options.redis, this.#timeoutMs);
     this.#pub = client;
     this.#ownsPub = owned;
     this.#cluster = isCluster(client);

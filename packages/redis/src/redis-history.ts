@@ -102,13 +102,7 @@ export class RedisHistory implements History {
     this.#roomTtlMs = String(roomTtlMs);
     this.#keyPrefix = `${checkPrefix('keyPrefix', options.keyPrefix ?? 'wscale:')}history:`;
     this.#channelPrefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
-    const { client, owned } = openClient(options.redis, {
-      // Fail fast while disconnected instead of replaying stale appends after a reconnect.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: this.#timeoutMs,
-    });
+    const { client, owned } = openClient(options.redis, this.#timeoutMs);
     this.#client = client;
     this.#owned = owned;
     this.#cluster = isCluster(client);

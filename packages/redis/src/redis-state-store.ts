@@ -83,13 +83,7 @@ export class RedisStateStore implements StateStore {
     if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
     this.#prefix = `${checkPrefix('keyPrefix', options.keyPrefix ?? 'wscale:')}state:`;
     this.#pexpire = String(Math.ceil(this.ttlMs));
-    const { client, owned } = openClient(options.redis, {
-      // Fail fast while disconnected instead of replaying stale writes after a reconnect.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: this.#timeoutMs,
-    });
+    const { client, owned } = openClient(options.redis, this.#timeoutMs);
     this.#client = client;
     this.#owned = owned;
     if (owned) client.on('error', () => undefined); // reported through the calls that fail
