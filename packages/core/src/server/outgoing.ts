@@ -1,4 +1,5 @@
 import type { HistoryEntry } from '../contracts.js';
+import { BusFlag } from '../internal/bus-codec.js';
 import { wsFrame } from '../internal/ws-frame.js';
 import { encodeBinary } from '../protocol/codec.js';
 import type { DataMessage } from '../protocol/messages.js';
@@ -9,7 +10,6 @@ import type { DataMessage } from '../protocol/messages.js';
  * `msg` envelope, encoded the first time one of them needs it.
  */
 export class Outgoing {
-  #envelope: Buffer | undefined;
   #rawFrame: Buffer | undefined;
   #envelopeFrame: Buffer | undefined;
 
@@ -29,24 +29,22 @@ export class Outgoing {
     readonly skip?: ReadonlySet<string>,
   ) {}
 
-  /** The `wscale.v1` frame of this message (a text frame unless the payload is binary). */
-  envelope(): Buffer {
-    if (this.#envelope === undefined) {
-      const message: DataMessage = { t: 'msg' };
-      if (this.room !== undefined) message.r = this.room;
-      if (this.offset !== undefined) {
-        message.o = this.offset;
-        message.e = this.epoch;
-      }
-      if (this.binary) {
-        const frame = encodeBinary(message, this.bytes);
-        this.#envelope = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-      } else {
-        message.d = this.bytes.toString('utf8');
-        this.#envelope = Buffer.from(JSON.stringify(message));
-      }
+  /** Its flags on the bus between nodes. */
+  get busFlags(): number {
+    return (this.binary ? BusFlag.Binary : 0) | (this.volatile ? BusFlag.Volatile : 0);
+  }
+
+  /** The `wscale.v1` `msg` of this message (JSON, or the binary layout for a binary payload). */
+  #envelope(): Uint8Array {
+    const message: DataMessage = { t: 'msg' };
+    if (this.room !== undefined) message.r = this.room;
+    if (this.offset !== undefined) {
+      message.o = this.offset;
+      message.e = this.epoch;
     }
-    return this.#envelope;
+    if (this.binary) return encodeBinary(message, this.bytes);
+    message.d = this.bytes.toString('utf8');
+    return Buffer.from(JSON.stringify(message));
   }
 
   /** The WebSocket frame a raw client is written: built once, shared by every recipient. */
@@ -57,7 +55,7 @@ export class Outgoing {
 
   /** The WebSocket frame a `wscale.v1` client is written: built once, shared by every recipient. */
   envelopeFrame(): Buffer {
-    this.#envelopeFrame ??= wsFrame(this.envelope(), this.binary);
+    this.#envelopeFrame ??= wsFrame(this.#envelope(), this.binary);
     return this.#envelopeFrame;
   }
 

@@ -525,8 +525,7 @@ export class ScaledWebSocketServer<
       header.e = position.epoch;
     }
     this.#deliverLocal(rooms, message);
-    const flags = (message.binary ? BusFlag.Binary : 0) | (message.volatile ? BusFlag.Volatile : 0);
-    await this.#mesh.broadcast(room, header, message.bytes, flags);
+    await this.#mesh.broadcast(room, header, message.bytes, message.busFlags);
   }
 
   /** Writes a broadcast to the local clients it is for: the fan-out hot path. */
@@ -548,12 +547,7 @@ export class ScaledWebSocketServer<
     if (argument !== undefined) header.a = argument;
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, message);
-    const flags = message?.binary ? BusFlag.Binary : 0;
-    await this.#mesh.direct(
-      header,
-      message?.bytes ?? EMPTY,
-      flags | (message?.volatile ? BusFlag.Volatile : 0),
-    );
+    await this.#mesh.direct(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
   }
 
   async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
