@@ -10,7 +10,6 @@ import { type NodeConfig, type RunningServer, readConfig } from './config.js';
 import { ProcessStats } from './process-stats.js';
 import { Profiler } from './profiler.js';
 import { startSocketIo } from './socketio-server.js';
-import { startWsRedisPreframed } from './ws-redis-preframed-server.js';
 import { startWsRedis } from './ws-redis-server.js';
 import { startWscale } from './wscale-server.js';
 
@@ -18,7 +17,7 @@ function start(config: NodeConfig): Promise<RunningServer> {
   if (config.impl.startsWith('wscale-')) return startWscale(config);
   if (config.impl.startsWith('socketio-')) return startSocketIo(config);
   if (config.impl === 'ws-redis') return startWsRedis(config);
-  if (config.impl === 'ws-redis-preframed') return startWsRedisPreframed(config);
+  if (config.impl === 'ws-redis-preframed') return startWsRedis(config, { preframed: true });
   if (config.impl === 'bare-ws') return startBareWs(config);
   throw new Error(`unknown implementation ${config.impl}`);
 }
