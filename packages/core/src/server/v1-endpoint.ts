@@ -131,6 +131,11 @@ export class V1Endpoint {
     for (const ws of this.#opening) close(ws, code, reason);
   }
 
+  /** Ends the connections still opening at once: they did not answer the close in time. */
+  terminateOpening(): void {
+    for (const ws of this.#opening) ws.terminate();
+  }
+
   /** Handles one frame of a client whose session is open. */
   receive(client: AnyClient, data: Buffer, isBinary: boolean): void {
     const decoded = this.#decode(client, data, isBinary);
