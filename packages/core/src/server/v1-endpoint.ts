@@ -301,13 +301,14 @@ export class V1Endpoint {
     }
     // Checked again: other joins of the client may have finished while this one was authorized.
     if (!this.#roomLeft(client, id, room)) return;
+    // Marked first: the join saves the session, and leaving (or failing) unmarks it.
+    client.markOwn(room);
     try {
       await this.#host.join(client, room);
     } catch (error) {
       this.#host.report(error);
       return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
-    if (client.inRoom(room)) client.markOwn(room);
     client.writeMessage({ t: 'ack', id });
   }
 
