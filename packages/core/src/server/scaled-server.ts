@@ -54,9 +54,10 @@ import { V1Endpoint, type V1Host } from './v1-endpoint.js';
  * @example
  * ```ts
  * const wss = new ScaledWebSocketServer({ port: 8080, broker });
+ * // Every client comes in here: new, raw, or a `wscale.v1` session resumed on this node.
  * wss.on('connection', (client) => {
- *   void client.join('lobby');
  *   client.on('message', (text) => wss.to('lobby').send(text));
+ *   if (!client.resumed) void client.join('lobby'); // a resumed client is back in its rooms
  * });
  * await wss.ready();
  * ```
@@ -438,7 +439,7 @@ export class ScaledWebSocketServer<
       return;
     }
     if (client.v1) this.#v1.receive(client, frame, isBinary);
-    else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
+    else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
   }
 
   readonly #socketEvents = ((server) => ({
@@ -503,8 +504,6 @@ export class ScaledWebSocketServer<
       onRequest: options.onRequest as V1Host['onRequest'],
       connected: (client, request) =>
         this.emit('connection', client as Client<Identity, Data>, request),
-      resumed: (client, rooms, request) =>
-        this.emit('resume', client as Client<Identity, Data>, { rooms }, request),
       limited: (limit) => void this.#limited[limit]++,
       report: (error) => this.#report(error),
     };
