@@ -35,7 +35,7 @@ export interface ClientHost {
   slowConsumer(client: AnyClient, message: Outgoing | undefined): void;
   handlerFailed(error: unknown, client: AnyClient): void;
   /** The client's `data` was replaced: its session must be saved. */
-  dataChanged(client: AnyClient): void;
+  dataChanged(client: AnyClient): Promise<void>;
   readonly maxBufferedBytes: number;
   readonly maxOpsPerSecond: number;
 }
@@ -130,12 +130,16 @@ export class Client<
 
   set data(data: Data) {
     this.#data = data;
-    this.#host.dataChanged(this);
+    void this.#host.dataChanged(this);
   }
 
-  /** Saves `data` after it was changed in place (`wscale.v1` sessions). */
-  saveData(): void {
-    this.#host.dataChanged(this);
+  /**
+   * Saves `data` after it was changed in place (`wscale.v1` sessions). Resolves once the state
+   * store has it (a failed save is emitted as the server's `error` and resolves too): await it
+   * before acknowledging something that must survive this node.
+   */
+  saveData(): Promise<void> {
+    return this.#host.dataChanged(this);
   }
 
   /** Whether this `wscale.v1` connection resumed an existing session (rooms and `data` restored). */
@@ -232,7 +236,10 @@ export class Client<
     return this.deliver(prepareMessage(data, options));
   }
 
-  /** Joins a room; resolves once broadcasts to it from every node reach this client. */
+  /**
+   * Joins a room; resolves once broadcasts to it from every node reach this client and, for a
+   * `wscale.v1` client, its session is saved with the room.
+   */
   join(room: string): Promise<void> {
     return this.#host.join(this, room);
   }

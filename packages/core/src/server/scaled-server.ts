@@ -471,7 +471,13 @@ export class ScaledWebSocketServer<
       maxInFlightPerClient: options.maxInFlightPerClient,
       replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
       sessions: this.#sessions,
-      owner: (identity) => options.sessionOwner(identity as Identity),
+      owner: (identity) => {
+        try {
+          return options.sessionOwner(identity as Identity);
+        } catch (error) {
+          throw new HandlerError('sessionOwner', error);
+        }
+      },
       kick: (sessionId) => {
         const older = this.#clients.get(sessionId);
         if (older !== undefined) {
@@ -517,7 +523,8 @@ export class ScaledWebSocketServer<
     budget?: ReplayBudget,
   ) {
     const outcome = await this.#rooms.join(client, room, from, announce, budget);
-    if (client.v1 && announce) this.#save(client);
+    // Awaited: a join that was acknowledged is in the session, even if this node dies next.
+    if (client.v1 && announce) await this.#save(client);
     return outcome;
   }
 
@@ -526,7 +533,7 @@ export class ScaledWebSocketServer<
     await this.#rooms.leave(client, room);
     if (!client.v1) return;
     client.writeMessage({ t: 'left', r: room });
-    this.#save(client);
+    await this.#save(client);
   }
 
   #save(client: AnyClient): Promise<void> {
@@ -579,7 +586,7 @@ export class ScaledWebSocketServer<
         client.close(CloseCode.TryAgainLater, 'send buffer full');
       },
       handlerFailed: (error) => this.#report(new HandlerError('client event', error)),
-      dataChanged: (client) => void this.#save(client),
+      dataChanged: (client) => this.#save(client),
       maxBufferedBytes: this.#options.maxBufferedBytes,
       maxOpsPerSecond: this.#options.maxOpsPerSecond,
     };
