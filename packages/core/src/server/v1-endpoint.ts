@@ -84,12 +84,13 @@ export class V1Endpoint {
    * happens within `helloTimeoutMs`, or the connection is closed.
    */
   accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: unknown): void {
-    // Frames behind the hello (often in the same TCP segment) wait, in order, for the session.
-    // The socket is paused meanwhile, so they are at most what it had already read.
-    let queued: Queued[] | undefined;
+    // `undefined` until the hello; then the frames behind it (often in the same TCP segment), which
+    // wait, in order, for the session. The socket is paused meanwhile, so they are at most what it
+    // had already read. `null` once the connection was refused: what it still sends is dropped.
+    let queued: Queued[] | null | undefined;
     const timer = setTimeout(() => {
       if (queued === undefined) close(ws, CloseCode.PolicyViolation, 'hello expected');
-      else close(ws, CloseCode.TryAgainLater, 'session could not be opened in time');
+      else if (queued !== null) close(ws, CloseCode.TryAgainLater, 'session not opened in time');
     }, this.#host.helloTimeoutMs);
     this.#opening.add(ws);
     const settled = () => {
@@ -97,30 +98,35 @@ export class V1Endpoint {
       this.#opening.delete(ws);
       ws.off('message', onMessage).off('close', settled);
     };
+    const refuse = (code: number, reason: string) => {
+      queued = null;
+      close(ws, code, reason);
+    };
     const onMessage = (data: Buffer, isBinary: boolean) => {
       if (queued !== undefined) {
-        queued.push([data, isBinary]);
+        queued?.push([data, isBinary]);
+        return;
+      }
+      const message = this.#decode(ws, data, isBinary)?.message;
+      if (message?.t !== 'hello') {
+        if (message === undefined) queued = null;
+        else refuse(CloseCode.PolicyViolation, 'hello expected');
         return;
       }
       queued = [];
-      const message = this.#decode(ws, data, isBinary)?.message;
-      if (message === undefined) return;
-      if (message.t !== 'hello') {
-        close(ws, CloseCode.PolicyViolation, 'hello expected');
-        return;
-      }
       ws.pause();
       this.#open(ws, socket, request, identity, message)
         .then((client) => {
           if (client === undefined) return;
+          const behind = queued ?? [];
           settled();
           this.#host.listen(ws);
-          for (const [frame, binary] of queued!.splice(0)) this.#host.frame(client, frame, binary);
+          for (const [frame, binary] of behind) this.#host.frame(client, frame, binary);
           ws.resume();
         })
         .catch((error) => {
           this.#host.report(error);
-          close(ws, CloseCode.InternalError, 'session could not be opened');
+          refuse(CloseCode.InternalError, 'session could not be opened');
         });
     };
     ws.on('message', onMessage).on('close', settled);
