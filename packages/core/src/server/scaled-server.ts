@@ -166,6 +166,14 @@ export class ScaledWebSocketServer<
     return this.#mesh.nodes;
   }
 
+  /**
+   * The broker's connection state now. The `brokerStatus` event reports changes only: read this
+   * first to start a gauge or a log from the current state.
+   */
+  get brokerStatus(): BrokerStatus {
+    return this.#broker.status;
+  }
+
   /** Counters of this node. */
   get stats(): ServerStats {
     return { connections: this.#clients.size, ...this.#stats };

@@ -82,7 +82,9 @@ export class Sessions {
       return this.#create(owner, conn, 'unavailable', false);
     }
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
-    return { id, token, conn, resumed: true, record: claimed };
+    // Signed again with the current secret, so a rotation completes: once the old secret is
+    // dropped, a client that resumed since the rotation still holds a token that verifies.
+    return { id, token: this.#tokens.issue(id), conn, resumed: true, record: claimed };
   }
 
   /**
