@@ -56,23 +56,40 @@ describe('the documented programs print what the text says', () => {
     const env = await services.for(snippet);
     // The service is not installed here (in CI, which requires it, `for` throws instead).
     if (env === undefined) return context.skip();
-    const dir = join(ROOT, 'docs/.tmp');
-    mkdirSync(dir, { recursive: true });
-    const programDir = mkdtempSync(join(dir, 'program-'));
-    try {
-      // In docs/, so that its imports resolve from docs/node_modules as a user's would.
-      const file = join(programDir, 'program.mjs');
-      writeFileSync(file, snippet.code);
-      const { stdout } = await run(process.execPath, [file], {
-        cwd: programDir,
-        env: { ...process.env, ...env },
-        timeout: PROGRAM_TIMEOUT_MS,
-        killSignal: 'SIGKILL',
-      });
-      expect(lines(stdout)).toEqual(lines(snippet.output ?? ''));
-    } finally {
-      rmSync(programDir, { recursive: true, force: true });
-    }
+    expect(lines(await runProgram(snippet.code, env))).toEqual(lines(snippet.output ?? ''));
+  });
+});
+
+describe('blocks that the text pairs', () => {
+  it("the root README's server answers the client README's browser block", async () => {
+    const block = (file: string) => snippets.find((snippet) => snippet.file === file)!;
+    const server = replaced(block('README.md').code, [
+      ['port: 8080,', "port: 0, host: '127.0.0.1',"],
+    ]);
+    const client = replaced(block('packages/client/README.md').code, [
+      [
+        "createClient('wss://example.com/ws')",
+        'createClient(`ws://127.0.0.1:${wss.address()?.port}`, { WebSocket })',
+      ],
+    ]);
+    const program = [
+      // What the text says to put in the placeholders, for one process.
+      "import { MemoryBroker } from '@wscale/core';",
+      "import WebSocket from 'ws';",
+      'const broker = new MemoryBroker();',
+      "const someClientId = 'a-client-id';",
+      server,
+      client,
+      'console.log(reply);',
+      'await client.close();',
+      'await wss.close();',
+      'await broker.close();',
+    ].join('\n');
+    expect(lines(await runProgram(program, {}))).toEqual([
+      'connection open',
+      'you said hello',
+      'connection closed',
+    ]);
   });
 });
 
@@ -166,6 +183,35 @@ describe('reading the markdown', () => {
     expect(at('x.md:4')).toEqual(['x.md:6']); // `port` of the block it continues is known
   }, 120_000);
 });
+
+/** Runs a program with `node` from docs/, as a user's file; resolves with what it printed. */
+async function runProgram(code: string, env: Record<string, string>): Promise<string> {
+  const dir = join(ROOT, 'docs/.tmp');
+  mkdirSync(dir, { recursive: true });
+  const programDir = mkdtempSync(join(dir, 'program-'));
+  try {
+    // In docs/, so that its imports resolve from docs/node_modules as a user's would.
+    const file = join(programDir, 'program.mjs');
+    writeFileSync(file, code);
+    const { stdout } = await run(process.execPath, [file], {
+      cwd: programDir,
+      env: { ...process.env, ...env },
+      timeout: PROGRAM_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+    });
+    return stdout;
+  } finally {
+    rmSync(programDir, { recursive: true, force: true });
+  }
+}
+
+/** `code` with each `[from, to]` replaced; a `from` that is not there is the text having changed. */
+function replaced(code: string, replacements: Array<[string, string]>): string {
+  return replacements.reduce((text, [from, to]) => {
+    if (!text.includes(from)) throw new Error(`the block no longer contains ${from}`);
+    return text.replace(from, to);
+  }, code);
+}
 
 /** Trimmed, non-empty lines. */
 function lines(text: string): string[] {
