@@ -69,7 +69,7 @@ describe('blocks that the text pairs', () => {
     const client = replaced(block('packages/client/README.md').code, [
       [
         "createClient('wss://example.com/ws')",
-        'createClient(`ws://127.0.0.1:${wss.address()?.port}`, { WebSocket })',
+        "createClient('ws://127.0.0.1:' + wss.address()?.port, { WebSocket })",
       ],
     ]);
     const program = [
