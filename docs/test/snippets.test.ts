@@ -232,20 +232,21 @@ class Services {
   /** The environment a program needs, or `undefined` when a service is missing here. */
   async for(snippet: Snippet): Promise<Record<string, string> | undefined> {
     const env: Record<string, string> = {};
-    const needs = (name: string, library: string) => {
+    const needs = (name: string, libraries: string[]) => {
       const reads = snippet.code.includes(`process.env.${name}`);
-      if (snippet.code.includes(library) && !reads) {
+      const library = libraries.find((candidate) => snippet.code.includes(`'${candidate}`));
+      if (library !== undefined && !reads) {
         // Without it the program would reach a server on the default port: the machine's own.
         throw new Error(`${snippet.where} uses ${library}: it must read process.env.${name}`);
       }
       return reads;
     };
-    if (needs('REDIS_URL', '@wscale/redis')) {
+    if (needs('REDIS_URL', ['@wscale/redis', 'ioredis'])) {
       if (!redisAvailable()) return undefined;
       this.#redis ??= RedisServer.launch();
       env.REDIS_URL = (await this.#redis).url;
     }
-    if (needs('NATS_URL', '@wscale/nats')) {
+    if (needs('NATS_URL', ['@wscale/nats', '@nats-io/'])) {
       if (skipWithoutNats()) return undefined;
       this.#nats ??= startNatsServer();
       env.NATS_URL = (await this.#nats).server.url;
