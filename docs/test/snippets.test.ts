@@ -117,6 +117,9 @@ describe('reading the markdown', () => {
       '```sh',
       'ls',
       '```',
+      '```JavaScript',
+      'untold();',
+      '```',
     ].join('\n');
     const found = snippetsOf('x.md', markdown);
     expect(
@@ -160,6 +163,16 @@ describe('reading the markdown', () => {
         continues: true,
         folder: undefined,
         unknown: ['shiny'],
+      },
+      {
+        where: 'x.md:22',
+        kind: undefined,
+        lang: 'js',
+        code: 'untold();\n',
+        output: undefined,
+        continues: false,
+        folder: undefined,
+        unknown: [],
       },
     ]);
   });

@@ -30,6 +30,16 @@ export interface Snippet {
   output: string | undefined;
 }
 
+/** Info strings that name TypeScript or JavaScript, so that no spelling escapes the check. */
+const LANGUAGES: Record<string, 'ts' | 'js' | undefined> = {
+  ts: 'ts',
+  typescript: 'ts',
+  mts: 'ts',
+  js: 'js',
+  javascript: 'js',
+  mjs: 'js',
+};
+
 interface Fence {
   line: number;
   lang: string;
@@ -62,7 +72,8 @@ export function snippetsOf(file: string, markdown: string): Snippet[] {
   const fences = fencesOf(markdown);
   const snippets: Snippet[] = [];
   fences.forEach((fence, index) => {
-    if (fence.lang !== 'ts' && fence.lang !== 'js') return;
+    const lang = LANGUAGES[fence.lang.toLowerCase()];
+    if (lang === undefined) return;
     const [marker, ...attributes] = fence.words;
     const kind = marker === 'run' || marker === 'fragment' ? marker : undefined;
     const folder = attributes.find((word) => word.startsWith('in='))?.slice('in='.length);
@@ -73,7 +84,7 @@ export function snippetsOf(file: string, markdown: string): Snippet[] {
       where: `${relative(ROOT, join(ROOT, file))}:${fence.line}`,
       file,
       line: fence.line,
-      lang: fence.lang,
+      lang,
       kind,
       continues: attributes.includes('continues'),
       folder,
