@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root. */
@@ -81,7 +81,7 @@ export function snippetsOf(file: string, markdown: string): Snippet[] {
     const output =
       kind === 'run' && next?.lang === 'text' && next.words[0] === 'output' ? next.body : undefined;
     snippets.push({
-      where: `${relative(ROOT, join(ROOT, file))}:${fence.line}`,
+      where: `${file}:${fence.line}`,
       file,
       line: fence.line,
       lang,
