@@ -33,6 +33,7 @@ export function resolveOptions<Identity>(
     requestTimeoutMs: options.requestTimeoutMs ?? 5000,
     closeTimeoutMs: options.closeTimeoutMs ?? 5000,
     helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+    upstreamSaveMs: options.upstreamSaveMs ?? 1000,
     history: options.history ?? [],
     sessionOwner: options.sessionOwner ?? defaultOwner,
   };
@@ -44,6 +45,7 @@ export function resolveOptions<Identity>(
     'requestTimeoutMs',
     'closeTimeoutMs',
     'helloTimeoutMs',
+    'upstreamSaveMs',
   ] as const) {
     if (!(resolved[key] > 0)) throw new InvalidOptionError(`${key} must be > 0`);
   }

@@ -37,6 +37,7 @@ import type {
   ServerStats,
 } from './server-types.js';
 import { pathOf, refuse } from './upgrade-response.js';
+import type { MessageInfo } from './upstream.js';
 import { V1Endpoint } from './v1-endpoint.js';
 
 /**
@@ -79,6 +80,8 @@ export class ScaledWebSocketServer<
   readonly #stats = { dropped: 0, slowConsumersClosed: 0 };
   readonly #host: ClientHost;
   readonly #timers: NodeJS.Timeout[] = [];
+  /** Last saves of closed connections, which a drain waits for. */
+  readonly #finalSaves = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
 
   constructor(options: ServerOptions<Identity>) {
@@ -93,6 +96,7 @@ export class ScaledWebSocketServer<
       new SessionTokens(options.sessionSecret ?? randomBytes(32).toString('base64url')),
       this.#options.topicPrefix,
       (error) => this.#report(error),
+      this.nodeId,
     );
     this.#historyOf = historyMatcher(this.#options.history);
     this.#wss = new WebSocketServer({
@@ -265,6 +269,12 @@ export class ScaledWebSocketServer<
     this.#every(Math.max(1000, this.#sessions.ttlMs / 3), () => {
       for (const client of this.#clients.values()) if (client.v1) this.#save(client);
     });
+    // What clients sent is recorded in batches: a node that dies rewinds at most this far.
+    this.#every(this.#options.upstreamSaveMs, () => {
+      for (const client of this.#clients.values()) {
+        if (client.v1 && this.#v1.upstreamDirty(client)) this.#save(client);
+      }
+    });
     const http = this.#http;
     if (http !== undefined) {
       await new Promise<void>((resolve, reject) => {
@@ -304,6 +314,7 @@ export class ScaledWebSocketServer<
     }, this.#options.closeTimeoutMs);
     await Promise.all(closed);
     clearTimeout(timer);
+    await Promise.race([Promise.all(this.#finalSaves), sleep(this.#options.closeTimeoutMs)]);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
@@ -386,6 +397,7 @@ export class ScaledWebSocketServer<
     },
     close(this: TaggedSocket, code: number, reason: Buffer) {
       const client = this[CLIENT]!;
+      if (client.v1) server.#finalSave(client);
       if (server.#clients.get(client.id) === client) server.#clients.delete(client.id);
       server.#rooms.leaveAll(client).catch((error) => server.#report(error));
       client.emit('close', code, reason.toString('utf8'));
@@ -397,8 +409,10 @@ export class ScaledWebSocketServer<
     return {
       nodeId: this.nodeId,
       helloTimeoutMs: this.#options.helloTimeoutMs,
+      receiptDelayMs: RECEIPT_DELAY_MS,
       sessions: this.#sessions,
       owner: (identity: unknown) => this.#options.sessionOwner(identity as Identity),
+      alive: (nodeId: string) => nodeId === this.nodeId || this.#mesh.nodes.includes(nodeId),
       kick: async (sessionId: string) => {
         const older = this.#clients.get(sessionId);
         if (older !== undefined) {
@@ -432,7 +446,7 @@ export class ScaledWebSocketServer<
         | ((client: AnyClient, room: string) => Promise<boolean> | boolean)
         | undefined,
       onRequest: this.#options.onRequest as
-        | ((client: AnyClient, data: string | Buffer) => Promise<unknown>)
+        | ((client: AnyClient, data: string | Buffer, info: MessageInfo) => Promise<unknown>)
         | undefined,
       connected: (client: AnyClient, request: IncomingMessage) =>
         this.emit('connection', client as Client<Identity, Data>, request),
@@ -456,12 +470,35 @@ export class ScaledWebSocketServer<
 
   #save(client: AnyClient): Promise<void> {
     const conn = client.conn;
-    if (conn === undefined) return Promise.resolve();
-    return this.#sessions.save(client.id, conn, () => ({
+    // A client that is gone was saved for the last time when it closed.
+    if (conn === undefined || this.#clients.get(client.id) !== client) return Promise.resolve();
+    return this.#sessions.save(client.id, conn, () => this.#record(client, [...client.roomList]));
+  }
+
+  /**
+   * The last save of a connection that closed while this node lives: its rooms as they were, and
+   * `live: false`, which tells a resume that everything handed on was recorded.
+   */
+  #finalSave(client: AnyClient): void {
+    const conn = client.conn;
+    this.#v1.forget(client);
+    if (conn === undefined) return;
+    const rooms = [...client.roomList];
+    const saved = this.#sessions.save(client.id, conn, () => ({
+      ...this.#record(client, rooms),
+      live: false,
+    }));
+    this.#finalSaves.add(saved);
+    void saved.finally(() => this.#finalSaves.delete(saved));
+  }
+
+  #record(client: AnyClient, rooms: string[]) {
+    return {
       owner: this.#options.sessionOwner(client.identity as Identity),
       data: client.data,
-      rooms: [...client.roomList],
-    }));
+      rooms,
+      ...this.#v1.upstreamRecord(client),
+    };
   }
 
   #clientHost(): ClientHost {
@@ -625,6 +662,8 @@ const CLIENT = Symbol('wscale.client');
 type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
 /** Bytes a socket may gather within one tick before they are written anyway. */
 const CORK_LIMIT = 64 * 1024;
+/** How long a `rcv` waits to cover every frame a client sends meanwhile. */
+const RECEIPT_DELAY_MS = 20;
 
 /** The message a frame from another node carries, ready for local fan-out. */
 function messageOf(frame: BusFrame): Outgoing {
