@@ -8,11 +8,15 @@ import type { ServerMessage } from '../protocol/messages.js';
 import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import type { ResumeInfo } from './server-types.js';
+import { type MessageInfo, UNNUMBERED } from './upstream.js';
 
 /** Events of a {@link Client}. */
 export interface ClientEvents {
-  /** A message from the client: text arrives as a string, binary as a Buffer. */
-  message: [data: string | Buffer, isBinary: boolean];
+  /**
+   * A message from the client: text arrives as a string, binary as a Buffer. `info` gives
+   * `wscale.v1` messages a stable id and says whether one may have been handled before.
+   */
+  message: [data: string | Buffer, isBinary: boolean, info: MessageInfo];
   /** The connection closed (for any reason, including a heartbeat timeout: 1006). */
   close: [code: number, reason: string];
   /** A protocol error on the connection (the connection is closed by then). */
@@ -54,7 +58,7 @@ interface Rare {
   gaps?: Set<string>;
   recovery?: ResumeInfo;
   /** Messages that arrived before the application listened for them. */
-  inbox?: [data: string | Buffer, isBinary: boolean][];
+  inbox?: [data: string | Buffer, isBinary: boolean, info: MessageInfo][];
 }
 
 /**
@@ -175,22 +179,22 @@ export class Client<
   }
 
   /** @internal A message from the peer, for the application. */
-  receive(data: string | Buffer, isBinary: boolean): void {
+  receive(data: string | Buffer, isBinary: boolean, info: MessageInfo = UNNUMBERED): void {
     const inbox = this.#rare?.inbox;
     if (inbox === undefined && this.listenerCount('message') > 0) {
-      this.emit('message', data, isBinary);
+      this.emit('message', data, isBinary, info);
       return;
     }
     this.#rare ??= { dropped: 0 };
     this.#rare.inbox ??= [];
-    if (this.#rare.inbox.length < INBOX_LIMIT) this.#rare.inbox.push([data, isBinary]);
+    if (this.#rare.inbox.length < INBOX_LIMIT) this.#rare.inbox.push([data, isBinary, info]);
   }
 
   #flushInbox(): void {
     const inbox = this.#rare?.inbox;
     if (inbox === undefined || this.listenerCount('message') === 0) return;
     this.#rare!.inbox = undefined;
-    for (const [data, isBinary] of inbox) this.emit('message', data, isBinary);
+    for (const [data, isBinary, info] of inbox) this.emit('message', data, isBinary, info);
   }
 
   /** Rooms this client is in (a snapshot). */
