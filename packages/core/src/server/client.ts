@@ -68,6 +68,9 @@ interface Rare {
  */
 const INBOX_LIMIT = 256;
 
+/** How many seconds' worth of operations a client may send at once (its rate bucket's size). */
+const BURST_SECONDS = 2;
+
 const NO_ROOMS: ReadonlySet<string> = new Set();
 
 const NO_ROOM_LIST: readonly string[] = [];
@@ -118,7 +121,7 @@ export class Client<
     this.#socket = socket;
     this.#host = host;
     this.#data = data;
-    this.#tokens = host.maxOpsPerSecond;
+    this.#tokens = BURST_SECONDS * host.maxOpsPerSecond;
     this.#filledAt = Date.now();
   }
 
@@ -341,13 +344,16 @@ export class Client<
   }
 
   /**
-   * @internal Takes one incoming frame from the client's rate budget (a token bucket holding one
-   * second's worth); `false` when the budget is spent.
+   * @internal Takes one incoming frame from the client's rate budget (a token bucket holding two
+   * seconds' worth); `false` when the budget is spent.
    */
   takeOp(): boolean {
     const rate = this.#host.maxOpsPerSecond;
     const now = Date.now();
-    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#filledAt) * rate) / 1000);
+    this.#tokens = Math.min(
+      BURST_SECONDS * rate,
+      this.#tokens + ((now - this.#filledAt) * rate) / 1000,
+    );
     this.#filledAt = now;
     if (this.#tokens < 1) return false;
     this.#tokens--;

@@ -129,15 +129,18 @@ export interface ServerOptions<Identity = unknown> {
   maxRoomsPerClient?: number;
   /**
    * Most `join`s and `req`s of one `wscale.v1` client waiting for their `ack`; one more is
-   * answered at once with a `BUSY` ack.
-   * @default 100
+   * answered at once with a `BUSY` ack. The default matches `@wscale/client`'s
+   * `maxUnacknowledged`, so a client that sends its unacknowledged requests again after a resume
+   * stays within it.
+   * @default 1000
    */
   maxInFlightPerClient?: number;
   /**
-   * Frames a client may send per second, on average (a token bucket that holds one second's
-   * worth, so short bursts pass); past it the connection closes with 1008. Applies to raw and
+   * Frames a client may send per second, on average: a token bucket that holds two seconds'
+   * worth, so a burst passes (such as a `@wscale/client` sending up to its `maxUnacknowledged`
+   * frames again after a resume). Past it the connection closes with 1008. Applies to raw and
    * `wscale.v1` clients alike. `Infinity` turns it off.
-   * @default 500
+   * @default 1000
    */
   maxOpsPerSecond?: number;
   /**
