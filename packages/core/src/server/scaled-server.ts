@@ -259,7 +259,11 @@ export class ScaledWebSocketServer<
    * status and no WebSocket is created.
    */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    void this.#upgrade(request, socket, head);
+    this.#upgrade(request, socket, head).catch((error) => {
+      // Nothing an upgrade does should throw; if it does, one socket goes, never the process.
+      this.#report(error);
+      socket.destroy();
+    });
   }
 
   /**
