@@ -13,6 +13,7 @@ export default defineConfig({
       { find: /^@wscale\/client$/, replacement: src('client/src/index.ts') },
       { find: /^@wscale\/nats$/, replacement: src('nats/src/index.ts') },
       { find: /^@wscale\/redis$/, replacement: src('redis/src/index.ts') },
+      { find: /^@wscale\/prometheus$/, replacement: src('prometheus/src/index.ts') },
     ],
   },
   test: {

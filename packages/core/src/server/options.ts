@@ -1,6 +1,7 @@
 import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Broker, History, StateStore } from '../contracts.js';
+import type { Logger } from '../ops/logger.js';
 import type { Client } from './client.js';
 import type { Sendable } from './payload.js';
 import type { MessageInfo } from './upstream.js';
@@ -193,6 +194,14 @@ export interface ServerOptions<Identity = unknown> {
   requestTimeoutMs?: number;
   /** How long `close()` waits for clients to close before terminating them. @default 5000 */
   closeTimeoutMs?: number;
+  /**
+   * Where the node logs: start and stop, broker status, other nodes up and down, errors (also
+   * emitted as `error`), slow consumers, partial query answers (`info`/`warn`); limits hit,
+   * protocol violations and resumes (`debug`). Fields name the node, client, room and code;
+   * message payloads are never logged. pino and `console` fit as they are.
+   * @default none: errors go to the `error` event, or a process warning without a listener
+   */
+  logger?: Logger;
 }
 
 /** Where a set of rooms keeps its history. */
@@ -224,6 +233,7 @@ export type ResolvedOptions<Identity> = Required<
     | 'authorizeJoin'
     | 'onRequest'
     | 'allowedOrigins'
+    | 'logger'
   >
 > &
   Pick<

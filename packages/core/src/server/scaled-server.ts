@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { BaseBroker } from '../broker/base-broker.js';
 import { MemoryBroker } from '../broker/memory-broker.js';
 import { CloseCode } from '../close-codes.js';
 import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
@@ -23,6 +24,14 @@ import {
   type DirectOp,
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
+import {
+  type HealthOptions,
+  type HealthReport,
+  probeHistories,
+  probeStateStore,
+} from '../ops/health.js';
+import { NodeLog } from '../ops/logger.js';
+import { OutKind, Traffic } from '../ops/traffic.js';
 import { type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { Sessions } from '../session/sessions.js';
@@ -38,6 +47,7 @@ import { RoomRegistry } from './room-registry.js';
 import type {
   ClientInfo,
   LimitCounters,
+  NodeStats,
   QueryOptions,
   RemoteClient,
   ServerEvents,
@@ -71,6 +81,7 @@ export class ScaledWebSocketServer<
   readonly #options: ResolvedOptions<Identity>;
   readonly #broker: Broker;
   readonly #ownsBroker: boolean;
+  readonly #store: StateStore;
   readonly #ownedStore: StateStore | undefined;
   readonly #sessions: Sessions;
   readonly #historyOf: (room: string) => History | undefined;
@@ -84,6 +95,8 @@ export class ScaledWebSocketServer<
   readonly #corked: Duplex[] = [];
   readonly #started: Promise<void>;
   readonly #stats = { dropped: 0, slowConsumersClosed: 0 };
+  readonly #traffic = new Traffic();
+  readonly #log: NodeLog;
   readonly #limited: LimitCounters = {
     rooms: 0,
     inFlight: 0,
@@ -103,16 +116,20 @@ export class ScaledWebSocketServer<
   /** Last saves of closed connections, which a drain waits for. */
   readonly #finalSaves = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
+  /** `ready()` resolved. */
+  #up = false;
 
   constructor(options: ServerOptions<Identity>) {
     super();
     this.#options = resolveOptions(options, newId);
     this.nodeId = this.#options.nodeId;
+    this.#log = new NodeLog(options.logger, this.nodeId);
     this.#ownsBroker = options.broker === undefined;
     this.#broker = options.broker ?? new MemoryBroker();
     this.#ownedStore = options.stateStore === undefined ? new MemoryStateStore() : undefined;
+    this.#store = options.stateStore ?? this.#ownedStore!;
     this.#sessions = new Sessions(
-      options.stateStore ?? this.#ownedStore!,
+      this.#store,
       new SessionTokens(options.sessionSecret ?? randomBytes(32).toString('base64url')),
       this.#options.topicPrefix,
       (error) => this.#report(error),
@@ -135,8 +152,14 @@ export class ScaledWebSocketServer<
       {
         deliver: (frame) => this.#onRemote(frame),
         answer: (type, argument) => this.#answer(type, argument),
-        nodeUp: (nodeId) => this.emit('nodeUp', nodeId),
-        nodeDown: (nodeId) => this.emit('nodeDown', nodeId),
+        nodeUp: (nodeId) => {
+          this.#log.write('info', 'node up', { peer: nodeId });
+          this.emit('nodeUp', nodeId);
+        },
+        nodeDown: (nodeId) => {
+          this.#log.write('warn', 'node down', { peer: nodeId });
+          this.emit('nodeDown', nodeId);
+        },
         error: (error) => this.#report(error),
       },
     );
@@ -198,9 +221,56 @@ export class ScaledWebSocketServer<
     return this.#broker.status;
   }
 
-  /** Counters of this node. */
+  /** Counters of this node: gauges (connections, rooms) and totals since it started. */
   get stats(): ServerStats {
-    return { connections: this.#clients.size, ...this.#stats, limited: { ...this.#limited } };
+    const traffic = this.#traffic;
+    let subscriptions = 0;
+    for (const client of this.#clients.values()) subscriptions += client.roomList.length;
+    return {
+      connections: this.#clients.size,
+      ...this.#stats,
+      limited: { ...this.#limited },
+      rooms: this.#rooms.names().length,
+      subscriptions,
+      messagesIn: traffic.messagesIn,
+      bytesIn: traffic.bytesIn,
+      messagesOut: traffic.messagesOut,
+      bytesOut: traffic.bytesOut,
+      resumes: structuredClone(traffic.resumes),
+      queries: { ...traffic.queries },
+      joinsRefused: { ...traffic.joinsRefused },
+      brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
+    };
+  }
+
+  /**
+   * Whether this node can take clients, and the state of what it depends on. The state store and
+   * each history store are probed with a read that must answer within `timeoutMs`.
+   */
+  async health(options?: HealthOptions): Promise<HealthReport> {
+    const ms = options?.timeoutMs ?? 1000;
+    const probe = `${this.#options.topicPrefix}health`;
+    const [stateStore, history] = await Promise.all([
+      probeStateStore(this.#store, probe, ms),
+      probeHistories(
+        this.#options.history.map((rule) => rule.store),
+        probe,
+        ms,
+      ),
+    ]);
+    const http = this.#http ?? this.#attached;
+    const listening = this.#up && (http === undefined || http.listening);
+    const draining = this.#closing !== undefined;
+    return {
+      ready: listening && !draining,
+      listening,
+      draining,
+      broker: this.#broker.status,
+      stateStore,
+      history,
+      nodes: this.#mesh.nodes,
+      connections: this.#clients.size,
+    };
   }
 
   /** Starts a broadcast to the members of a room, on every node. */
@@ -251,6 +321,25 @@ export class ScaledWebSocketServer<
     const clients = this.#localClients(room);
     for (const answer of answers.values()) clients.push(...(answer as ClientInfo[]));
     return { clients, missing };
+  }
+
+  /**
+   * Every node's view of itself (counters, broker status, recent resumes), this node's first.
+   * Nodes that do not answer within the timeout are named in `missing`.
+   */
+  async fetchStats(options?: QueryOptions): Promise<{ nodes: NodeStats[]; missing: string[] }> {
+    const { answers, missing } = await this.#ask('stats', undefined, options);
+    return { nodes: [this.#nodeStats(), ...(answers.values() as Iterable<NodeStats>)], missing };
+  }
+
+  #nodeStats(): NodeStats {
+    return {
+      nodeId: this.nodeId,
+      at: Date.now(),
+      broker: this.#broker.status,
+      stats: this.stats,
+      recentResumes: [...this.#traffic.recentResumes],
+    };
   }
 
   /**
@@ -308,6 +397,8 @@ export class ScaledWebSocketServer<
         });
       });
     }
+    this.#up = true;
+    this.#log.write('info', 'node started', { port: this.address()?.port });
   }
 
   #every(ms: number, run: () => void): void {
@@ -318,6 +409,7 @@ export class ScaledWebSocketServer<
 
   async #close(): Promise<void> {
     await this.#started.catch(() => undefined);
+    this.#log.write('info', 'node draining', { connections: this.#clients.size });
     for (const timer of this.#timers) clearInterval(timer);
     const clients = [...this.#clients.values()];
     // Listen before saving: a client that goes away while its session is saved must count too.
@@ -347,6 +439,7 @@ export class ScaledWebSocketServer<
     this.#attached?.off('upgrade', this.#onUpgrade);
     const http = this.#http;
     if (http?.listening) await new Promise((resolve) => http.close(resolve));
+    this.#log.write('info', 'node stopped');
   }
 
   readonly #onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -393,12 +486,12 @@ export class ScaledWebSocketServer<
     const origins = this.#options.allowedOrigins;
     const origin = request.headers.origin;
     if (origins !== undefined && origin !== undefined && !origins.includes(origin)) {
-      this.#limited.origins++;
+      this.#limit('origins', { origin });
       return 403;
     }
     const connections = this.#clients.size + this.#v1.opening + this.#authenticating;
     if (connections >= this.#options.maxConnections) {
-      this.#limited.connections++;
+      this.#limit('connections', { connections });
       return 503;
     }
     return undefined;
@@ -414,7 +507,7 @@ export class ScaledWebSocketServer<
     try {
       const result = await Promise.race([this.#options.authenticate!(request), late]);
       if (result === 'late') {
-        this.#limited.authenticateTimeouts++;
+        this.#limit('authenticateTimeouts');
         this.#report(new HandlerError('authenticate', `no answer within ${ms} ms`));
         return 503;
       }
@@ -455,8 +548,10 @@ export class ScaledWebSocketServer<
   #onFrame(client: AnyClient, frame: Buffer, isBinary: boolean): void {
     if (!client.open) return;
     client.markAlive();
+    this.#traffic.messagesIn++;
+    this.#traffic.bytesIn += frame.length;
     if (!client.takeOp()) {
-      this.#limited.rate++;
+      this.#limit('rate', { client: client.id });
       client.close(CloseCode.PolicyViolation, 'rate limit');
       return;
     }
@@ -535,8 +630,19 @@ export class ScaledWebSocketServer<
       onRequest: options.onRequest as V1Host['onRequest'],
       connected: (client, request) =>
         this.emit('connection', client as Client<Identity, Data>, request),
-      limited: (limit) => void this.#limited[limit]++,
+      limited: (limit) => this.#limit(limit),
+      resumed: (client, reason) => {
+        const recovery = client.recovery;
+        const unrecovered = Object.values(recovery?.rooms ?? {}).find((room) => !room.recovered);
+        const result =
+          recovery === undefined ? 'failed' : recovery.recovered ? 'recovered' : 'partial';
+        const why = recovery === undefined ? reason : unrecovered?.reason;
+        this.#traffic.resumed(client.id, result, why);
+        this.#log.write('debug', `resume ${result}`, { client: client.id, reason: why });
+      },
+      joinRefused: (code) => this.#traffic.joinRefused(code),
       report: (error) => this.#report(error),
+      log: this.#log,
     };
   }
 
@@ -599,7 +705,7 @@ export class ScaledWebSocketServer<
   #sessionData(client: AnyClient): object | undefined {
     const bytes = Buffer.byteLength(JSON.stringify(client.data));
     if (bytes <= this.#options.maxSessionDataBytes) return client.data;
-    this.#limited.sessionData++;
+    this.#limit('sessionData', { client: client.id });
     this.#report(
       new LimitExceededError(
         `client ${client.id}: data is ${bytes} bytes, over maxSessionDataBytes ` +
@@ -630,6 +736,7 @@ export class ScaledWebSocketServer<
         }
         if (!client.open) return;
         this.#stats.slowConsumersClosed++;
+        this.#log.write('warn', 'slow consumer closed 1013', { client: client.id });
         // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
         client.close(CloseCode.TryAgainLater, 'send buffer full');
       },
@@ -637,6 +744,7 @@ export class ScaledWebSocketServer<
       dataChanged: (client) => this.#save(client),
       maxBufferedBytes: this.#options.maxBufferedBytes,
       maxOpsPerSecond: this.#options.maxOpsPerSecond,
+      traffic: this.#traffic,
     };
   }
 
@@ -707,7 +815,7 @@ export class ScaledWebSocketServer<
   async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
     switch (header.o) {
       case 'send':
-        if (message !== undefined) client.deliver(message);
+        if (message !== undefined) client.deliver(message, OutKind.Direct);
         return;
       case 'join':
         return void (await this.#join(client, String(header.a)));
@@ -737,6 +845,7 @@ export class ScaledWebSocketServer<
   #answer(type: string, argument: unknown): unknown {
     if (type === 'rooms') return this.#rooms.names();
     if (type === 'clients') return this.#localClients(argument as string | undefined);
+    if (type === 'stats') return this.#nodeStats();
     return undefined;
   }
 
@@ -751,18 +860,36 @@ export class ScaledWebSocketServer<
 
   async #ask(type: string, argument: unknown, options?: QueryOptions): Promise<MeshAnswers> {
     if (this.#closing !== undefined) throw new ServerClosedError();
-    return this.#mesh.request(type, argument, options?.timeoutMs ?? this.#options.requestTimeoutMs);
+    const started = performance.now();
+    const ms = options?.timeoutMs ?? this.#options.requestTimeoutMs;
+    const answers = await this.#mesh.request(type, argument, ms);
+    this.#traffic.queried(performance.now() - started, answers.missing.length);
+    if (answers.missing.length > 0) {
+      this.#log.write('warn', `partial answer to ${type}`, { missing: answers.missing });
+    }
+    return answers;
+  }
+
+  /** Counts a limit hit, and logs it (debug: a client over its limit is the client's business). */
+  #limit(limit: keyof LimitCounters, fields?: object): void {
+    this.#limited[limit]++;
+    this.#log.write('debug', `limit hit: ${limit}`, fields);
   }
 
   readonly #onBrokerStatus = (status: BrokerStatus, error?: Error): void => {
+    const fields = { status, error: error?.message };
+    this.#log.write(status === 'ready' ? 'info' : 'warn', `broker ${status}`, fields);
     this.emit('brokerStatus', status, error);
   };
 
   #report(error: unknown): void {
     const reported =
       error instanceof Error ? error : new WscaleError('HANDLER_FAILED', String(error));
+    const code = reported instanceof WscaleError ? reported.code : undefined;
+    this.#log.write('error', reported.message, { code, err: reported });
     if (this.listenerCount('error') === 0 || this.#reporting) {
-      process.emitWarning(reported);
+      // A logger given took it; else it must not go unseen.
+      if (!this.#log.enabled) process.emitWarning(reported);
       return;
     }
     this.#reporting = true;

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { BrokerStatus } from '../contracts.js';
+import type { JoinRefusal, OutCounters, QueryCounters, ResumeCounters } from '../ops/traffic.js';
 import type { WelcomeRoom } from '../protocol/messages.js';
 import type { Client } from './client.js';
 import type { Sendable, SendOptions } from './payload.js';
@@ -53,6 +54,49 @@ export interface ServerStats {
   slowConsumersClosed: number;
   /** How often each limit was hit. */
   limited: LimitCounters;
+  /** Rooms with members on this node. */
+  rooms: number;
+  /** Room memberships of this node's clients (a client in three rooms counts three). */
+  subscriptions: number;
+  /**
+   * Frames received from connected clients: application messages and, from `wscale.v1` clients,
+   * protocol frames (join, leave, ping…; a hello comes before the client and is not counted).
+   */
+  messagesIn: number;
+  /** Bytes of the frames received from clients (payloads, without WebSocket framing). */
+  bytesIn: number;
+  /** Frames written to clients, by kind (a broadcast to a room of 100 here counts 100). */
+  messagesOut: OutCounters;
+  /** Bytes written to clients, by kind (whole WebSocket frames). */
+  bytesOut: OutCounters;
+  /** Resumes of `wscale.v1` sessions, by result. */
+  resumes: ResumeCounters;
+  /** Cross-node queries this node asked. */
+  queries: QueryCounters;
+  /** `wscale.v1` joins refused, by the code of their `ack` (`LIMIT` also counts in `limited.rooms`). */
+  joinsRefused: Partial<Record<JoinRefusal, number>>;
+  /** Publishes waiting for the broker to come back (brokers built on `BaseBroker`; else 0). */
+  brokerQueue: number;
+}
+
+/** One recent resume, in {@link NodeStats.recentResumes}. */
+export interface ResumeRecord {
+  /** When (ms since the epoch). */
+  at: number;
+  client: string;
+  result: 'recovered' | 'partial' | 'failed';
+  reason?: string;
+}
+
+/** One node's view of itself, as `fetchStats()` gathers it from every node. */
+export interface NodeStats {
+  nodeId: string;
+  /** When the node took it (ms since the epoch): rates are the difference of two over their time. */
+  at: number;
+  broker: BrokerStatus;
+  stats: ServerStats;
+  /** The last resumes on this node, newest last (at most 20). */
+  recentResumes: ResumeRecord[];
 }
 
 /** How often each of a node's limits was hit (see the options of the same names). */
