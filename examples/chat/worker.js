@@ -10,6 +10,7 @@ import {
   ClusterStateStore,
   ScaledWebSocketServer,
 } from '@wscale/core';
+import { clusterView } from '@wscale/prometheus/cluster-view';
 
 const require = createRequire(import.meta.url);
 const page = await readFile(new URL('./public/index.html', import.meta.url));
@@ -45,8 +46,13 @@ async function backends() {
   };
 }
 
+/** @type {ReturnType<typeof clusterView>} */
+let clusterPage;
 const http = createServer((request, response) => {
-  if (request.url === '/' || request.url === '/index.html') {
+  if (request.url === '/cluster' || request.url?.startsWith('/cluster/')) {
+    // Demo only: a real application mounts the cluster view behind its own authentication.
+    clusterPage(request, response);
+  } else if (request.url === '/' || request.url === '/index.html') {
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
   } else if (request.url === '/client.js') {
     response.writeHead(200, { 'content-type': 'text/javascript' }).end(clientBundle);
@@ -76,6 +82,7 @@ const wss = new ScaledWebSocketServer({
   },
 });
 wss.on('error', (error) => console.error(`[${nodeId}]`, error.message));
+clusterPage = clusterView(wss, { refreshMs: 1000, timeoutMs: 1000 });
 // Every client comes in here, new or resumed (a resumed one is back in its rooms already).
 wss.on('connection', (client) => {
   if (!client.resumed) void client.join(ROOM);

@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts' },
+  // The cluster view is its own entry: it needs no prom-client.
+  entry: { index: 'src/index.ts', 'cluster-view': 'src/cluster-view.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   clean: true,

@@ -1,14 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { freePort, serviceAvailable } from '@wscale/test-support';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = serviceAvailable(CHROMIUM);
-const root = fileURLToPath(new URL('..', import.meta.url));
-const shots = fileURLToPath(new URL('../../../.test-results/', import.meta.url));
+import { type Demo, hasChromium, shots, startDemo } from './demo.js';
 
 /** Waits for a page's connection state badge to read `state`. */
 async function stateIs(page: Page, state: string, timeout = 15_000): Promise<void> {
@@ -20,42 +13,16 @@ const chatLines = (page: Page) =>
   page.$$eval('#log p.chat', (lines) => lines.map((line) => line.firstChild?.textContent ?? ''));
 
 describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
-  let demo: ChildProcess;
-  let browser: Browser;
+  let demo: Demo;
+  let browser: Demo['browser'];
   let url = '';
 
   beforeAll(async () => {
-    const port = await freePort();
-    demo = spawn(process.execPath, ['server.js'], {
-      cwd: root,
-      env: { ...process.env, PORT: String(port), WORKERS: '2' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the demo did not start')), 20_000);
-      demo.stdout!.on('data', (chunk: Buffer) => {
-        if (String(chunk).includes('chat demo:')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      demo.once('exit', (code) => reject(new Error(`the demo exited with ${code}`)));
-    });
-    url = `http://127.0.0.1:${port}/`;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    demo = await startDemo();
+    ({ browser, url } = demo);
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    if (demo && demo.exitCode === null) {
-      const exited = new Promise((resolve) => demo.once('exit', resolve));
-      demo.kill('SIGTERM');
-      await exited;
-    }
-  });
+  afterAll(() => demo?.stop());
 
   it('two pages on different nodes chat; one node is killed, its page resumes losing nothing and is heard again', async () => {
     const alice = await browser.newPage();
