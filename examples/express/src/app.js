@@ -27,7 +27,7 @@ export function createApp(options = {}) {
   // The WebSocket endpoint shares the app's port; every other path stays Express's.
   const wss = new ScaledWebSocketServer({ ...options, server, path: '/ws' });
   // A registry per app (not prom-client's global one): a test runs two apps in one process.
-  const metrics = collectMetrics(wss, { registry: new Registry() });
+  const registry = collectMetrics(wss, { registry: new Registry() });
   let stopping = false;
 
   app.use(express.json({ limit: '16kb' }));
@@ -48,7 +48,7 @@ export function createApp(options = {}) {
 
   // Prometheus scrapes this (behind your own network rules or auth in production).
   app.get('/metrics', async (_request, response) => {
-    response.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    response.type(registry.contentType).send(await registry.metrics());
   });
 
   // Rooms with members on any node; `missing` names nodes that did not answer in time.

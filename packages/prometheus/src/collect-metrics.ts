@@ -1,32 +1,12 @@
 import type { BrokerStatus, ScaledWebSocketServer, ServerStats } from '@wscale/core';
-import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
+import { Counter, Gauge, type Registry, register } from 'prom-client';
 
-/** Options of {@link collectMetrics}. */
-export interface CollectMetricsOptions {
+/** Where metrics go: options of {@link collectMetrics} and of the store instrumentation. */
+export interface MetricsOptions {
   /** Where the metrics are registered. @default prom-client's global `register` */
   registry?: Registry;
   /** Put before every metric's name. @default 'wscale_' */
   prefix?: string;
-  /** Bucket bounds (seconds) of the latency histograms. @default prom-client's default buckets */
-  buckets?: number[];
-}
-
-/**
- * The metrics of one node, as {@link collectMetrics} registered them. Pass it to
- * `instrumentStateStore` and `instrumentHistory` to time the stores.
- */
-export interface WscaleMetrics {
-  readonly registry: Registry;
-  /** `<prefix>state_store_seconds{op}`: how long state store calls took. */
-  readonly stateStoreSeconds: Histogram<'op'>;
-  /** `<prefix>state_store_errors_total{op}`: state store calls that failed. */
-  readonly stateStoreErrors: Counter<'op'>;
-  /** `<prefix>history_read_seconds`: how long history reads took (a resume's replay, a gap fill). */
-  readonly historyReadSeconds: Histogram<string>;
-  /** `<prefix>history_seconds{op}`: how long the other history calls took (append, position). */
-  readonly historySeconds: Histogram<'op'>;
-  /** `<prefix>history_errors_total{op}`: history calls that failed. */
-  readonly historyErrors: Counter<'op'>;
 }
 
 const STATUSES: BrokerStatus[] = ['connecting', 'ready', 'reconnecting', 'down', 'closed'];
@@ -34,20 +14,20 @@ const STATUSES: BrokerStatus[] = ['connecting', 'ready', 'reconnecting', 'down',
 /**
  * Registers Prometheus metrics of a node. Counters and gauges are read from `wss.stats` when
  * scraped, so nothing is added to the node's hot path; connects and disconnects by close code are
- * counted from the node's events (call it before the node takes clients).
+ * counted from the node's events (call it before the node takes clients). Returns the registry.
  *
  * @example
  * ```ts
- * const metrics = collectMetrics(wss);
+ * const registry = collectMetrics(wss);
  * app.get('/metrics', async (_req, res) => {
- *   res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+ *   res.type(registry.contentType).send(await registry.metrics());
  * });
  * ```
  */
 export function collectMetrics<Identity, Data extends object>(
   node: ScaledWebSocketServer<Identity, Data>,
-  options: CollectMetricsOptions = {},
-): WscaleMetrics {
+  options: MetricsOptions = {},
+): Registry {
   const registry = options.registry ?? register;
   const p = options.prefix ?? 'wscale_';
   const registers = [registry];
@@ -185,40 +165,5 @@ export function collectMetrics<Identity, Data extends object>(
     client.on('close', (code) => disconnects.inc({ code: String(code) }));
   });
 
-  const buckets = options.buckets === undefined ? {} : { buckets: options.buckets };
-  return {
-    registry,
-    stateStoreSeconds: new Histogram({
-      name: `${p}state_store_seconds`,
-      help: 'State store call latency, by operation.',
-      labelNames: ['op'],
-      registers,
-      ...buckets,
-    }),
-    stateStoreErrors: new Counter({
-      name: `${p}state_store_errors_total`,
-      help: 'State store calls that failed, by operation.',
-      labelNames: ['op'],
-      registers,
-    }),
-    historyReadSeconds: new Histogram({
-      name: `${p}history_read_seconds`,
-      help: 'History read latency.',
-      registers,
-      ...buckets,
-    }),
-    historySeconds: new Histogram({
-      name: `${p}history_seconds`,
-      help: 'History append and position latency, by operation.',
-      labelNames: ['op'],
-      registers,
-      ...buckets,
-    }),
-    historyErrors: new Counter({
-      name: `${p}history_errors_total`,
-      help: 'History calls that failed, by operation.',
-      labelNames: ['op'],
-      registers,
-    }),
-  };
+  return registry;
 }

@@ -1,8 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MemoryHistory, ScaledWebSocketServer } from '@wscale/core';
+import { MemoryHistory, MemoryStateStore, ScaledWebSocketServer } from '@wscale/core';
 import { until } from '@wscale/core/testing';
-import { collectMetrics, instrumentHistory } from '@wscale/prometheus';
+import { collectMetrics, instrumentHistory, instrumentStateStore } from '@wscale/prometheus';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, urlOf } from '../../core/test/helpers/nodes.js';
@@ -113,11 +114,18 @@ describe('collectMetrics', () => {
     expect(m('wscale_disconnects_total{code="1000"}')).toBe(1);
   });
 
-  it('times history reads through an instrumented store, and counts a resume that failed', async () => {
+  it('times the stores through instrumented ones, and counts a resume that failed', async () => {
     const registry = new Registry();
-    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1' });
-    const metrics = collectMetrics(wss, { registry });
-    const history = instrumentHistory(new MemoryHistory(), metrics);
+    const stateStore = instrumentStateStore(new MemoryStateStore(), { registry });
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      stateStore,
+      sessionSecret: 'a secret of sixteen bytes or more',
+    });
+    cleanup.push(() => stateStore.close());
+    collectMetrics(wss, { registry });
+    const history = instrumentHistory(new MemoryHistory(), { registry });
     cleanup.push(() => wss.close());
     await wss.ready();
     const position = await history.append('room', Buffer.from('x'));
@@ -127,8 +135,34 @@ describe('collectMetrics', () => {
     expect(welcome.resumed).toBe(false);
     const scrape = await endpoint(registry);
     const m = await scrape();
-    expect(m('wscale_history_read_seconds_count')).toBe(1);
+    expect(m('wscale_history_seconds_count{op="read"}')).toBe(1);
     expect(m('wscale_history_seconds_count{op="append"}')).toBe(1);
+    expect(m('wscale_state_store_seconds_count{op="set"}')).toBeGreaterThanOrEqual(1); // the session
+    expect(stateStore.ttlMs).toBe(new MemoryStateStore().ttlMs); // other members are the store's own
     expect(m(`wscale_resumes_total{result="failed",reason="${welcome.reason}"}`)).toBe(1);
+  });
+});
+
+describe('the Grafana dashboard and the metrics table', () => {
+  it('name only metrics that exist', async () => {
+    const registry = new Registry();
+    const wss = new ScaledWebSocketServer({ noServer: true });
+    cleanup.push(() => wss.close());
+    collectMetrics(wss, { registry });
+    instrumentStateStore(new MemoryStateStore(), { registry });
+    instrumentHistory(new MemoryHistory(), { registry });
+    const registered = new Set(registry.getMetricsAsArray().map((metric) => metric.name));
+    const root = new URL('../../../docs/', import.meta.url);
+    for (const file of ['grafana-dashboard.json', 'operations.md']) {
+      const text = await readFile(new URL(file, root), 'utf8');
+      const named = new Set(
+        [...text.matchAll(/\bwscale_[a-z_]+/g)].map(([name]) => name.replace(/_bucket$/, '')),
+      );
+      expect(named.size).toBeGreaterThan(10);
+      expect(
+        [...named].filter((name) => !registered.has(name)),
+        file,
+      ).toEqual([]);
+    }
   });
 });
