@@ -92,7 +92,8 @@ export function collectMetrics<Identity, Data extends object>(
     entries(s.bytesOut).map(([kind, value]) => [{ kind }, value]),
   );
   total('dropped_total', 'Messages not written to a client, by reason.', ['reason'], (s) => [
-    [{ reason: 'slow_consumer' }, s.dropped],
+    [{ reason: 'volatile' }, s.droppedVolatile],
+    [{ reason: 'slow_consumer' }, s.dropped - s.droppedVolatile],
   ]);
   total('slow_consumer_closes_total', 'Clients closed with 1013: send buffer full.', [], (s) => [
     [{}, s.slowConsumersClosed],

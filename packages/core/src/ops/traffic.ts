@@ -1,5 +1,5 @@
 import type { NotRecoveredReason, NotResumedReason } from '../protocol/messages.js';
-import type { ResumeRecord } from '../server/server-types.js';
+import type { ResumeInfo, ResumeRecord, ServerStats } from '../server/server-types.js';
 
 /** What a frame written to a client is, for the counters. Indexes into {@link Traffic}'s arrays. */
 export const OutKind = { Broadcast: 0, Direct: 1, Replay: 2, Control: 3 } as const;
@@ -47,6 +47,8 @@ export interface QueryCounters {
 export class Traffic {
   messagesIn = 0;
   bytesIn = 0;
+  /** Volatile messages dropped for slow consumers (the rest of `stats.dropped` is by policy). */
+  droppedVolatile = 0;
   readonly #messagesOut = new Float64Array(4);
   readonly #bytesOut = new Float64Array(4);
   readonly resumes: ResumeCounters = { recovered: 0, partial: {}, failed: {} };
@@ -62,8 +64,20 @@ export class Traffic {
     this.#bytesOut[kind]! += bytes;
   }
 
-  /** Counts a resume: `reason` is why it failed, or the first unrecovered room's reason. */
-  resumed(client: string, result: ResumeRecord['result'], reason: string | undefined): void {
+  /**
+   * Counts a hello that presented a session token: resumed with what `recovery` says (by the
+   * first unrecovered room's reason), or not resumed for `reason`. Returns the record.
+   */
+  resumed(
+    client: string,
+    recovery: ResumeInfo | undefined,
+    notResumed: string | undefined,
+  ): ResumeRecord {
+    const result = recovery === undefined ? 'failed' : recovery.recovered ? 'recovered' : 'partial';
+    const reason =
+      recovery === undefined
+        ? notResumed
+        : Object.values(recovery.rooms).find((room) => !room.recovered)?.reason;
     if (result === 'recovered') this.resumes.recovered++;
     else {
       const counts: Record<string, number> = this.resumes[result];
@@ -73,6 +87,7 @@ export class Traffic {
     const record: ResumeRecord = { at: Date.now(), client, result };
     if (reason !== undefined) record.reason = reason;
     if (this.recentResumes.push(record) > RECENT_RESUMES) this.recentResumes.shift();
+    return record;
   }
 
   joinRefused(code: JoinRefusal): void {
@@ -86,14 +101,31 @@ export class Traffic {
     this.queries.seconds += ms / 1000;
   }
 
-  get messagesOut(): OutCounters {
-    return counters(this.#messagesOut);
-  }
-
-  get bytesOut(): OutCounters {
-    return counters(this.#bytesOut);
+  /** The traffic part of `wss.stats`: copies, so a reader cannot change the counters. */
+  snapshot(): Pick<ServerStats, TrafficStat> {
+    return {
+      messagesIn: this.messagesIn,
+      bytesIn: this.bytesIn,
+      messagesOut: counters(this.#messagesOut),
+      bytesOut: counters(this.#bytesOut),
+      droppedVolatile: this.droppedVolatile,
+      resumes: structuredClone(this.resumes),
+      queries: { ...this.queries },
+      joinsRefused: { ...this.joinsRefused },
+    };
   }
 }
+
+/** The members of `wss.stats` that {@link Traffic} keeps. */
+type TrafficStat =
+  | 'messagesIn'
+  | 'bytesIn'
+  | 'messagesOut'
+  | 'bytesOut'
+  | 'droppedVolatile'
+  | 'resumes'
+  | 'queries'
+  | 'joinsRefused';
 
 /** How many resumes a node keeps for the cluster view. */
 const RECENT_RESUMES = 20;

@@ -223,7 +223,6 @@ export class ScaledWebSocketServer<
 
   /** Counters of this node: gauges (connections, rooms) and totals since it started. */
   get stats(): ServerStats {
-    const traffic = this.#traffic;
     let subscriptions = 0;
     for (const client of this.#clients.values()) subscriptions += client.roomList.length;
     return {
@@ -232,13 +231,7 @@ export class ScaledWebSocketServer<
       limited: { ...this.#limited },
       rooms: this.#rooms.names().length,
       subscriptions,
-      messagesIn: traffic.messagesIn,
-      bytesIn: traffic.bytesIn,
-      messagesOut: traffic.messagesOut,
-      bytesOut: traffic.bytesOut,
-      resumes: structuredClone(traffic.resumes),
-      queries: { ...traffic.queries },
-      joinsRefused: { ...traffic.joinsRefused },
+      ...this.#traffic.snapshot(),
       brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
     };
   }
@@ -632,13 +625,8 @@ export class ScaledWebSocketServer<
         this.emit('connection', client as Client<Identity, Data>, request),
       limited: (limit) => this.#limit(limit),
       resumed: (client, reason) => {
-        const recovery = client.recovery;
-        const unrecovered = Object.values(recovery?.rooms ?? {}).find((room) => !room.recovered);
-        const result =
-          recovery === undefined ? 'failed' : recovery.recovered ? 'recovered' : 'partial';
-        const why = recovery === undefined ? reason : unrecovered?.reason;
-        this.#traffic.resumed(client.id, result, why);
-        this.#log.write('debug', `resume ${result}`, { client: client.id, reason: why });
+        const { result, ...fields } = this.#traffic.resumed(client.id, client.recovery, reason);
+        this.#log.write('debug', `resume ${result}`, fields);
       },
       joinRefused: (code) => this.#traffic.joinRefused(code),
       report: (error) => this.#report(error),
@@ -732,6 +720,7 @@ export class ScaledWebSocketServer<
         if (message !== undefined && (message.volatile || this.#options.slowConsumer === 'drop')) {
           client.countDropped(message);
           this.#stats.dropped++;
+          if (message.volatile) this.#traffic.droppedVolatile++;
           return;
         }
         if (!client.open) return;

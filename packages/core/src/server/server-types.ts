@@ -69,6 +69,8 @@ export interface ServerStats {
   messagesOut: OutCounters;
   /** Bytes written to clients, by kind (whole WebSocket frames). */
   bytesOut: OutCounters;
+  /** Of `dropped`, the volatile messages (the others were dropped by `slowConsumer: 'drop'`). */
+  droppedVolatile: number;
   /** Resumes of `wscale.v1` sessions, by result. */
   resumes: ResumeCounters;
   /** Cross-node queries this node asked. */
