@@ -126,6 +126,30 @@ describe('wscale.v1 sessions', () => {
     expect(second.peer.texts('chat')).toEqual(['m7']);
   });
 
+  it('says recovered: false with no-history for a room that keeps no history', async () => {
+    const [a, b] = await startNodes(2);
+    const first = await V1Peer.connect(a!);
+    const joined = await first.peer.next('joined');
+    await a!.clients.get(first.welcome.client)!.join('plain');
+    await first.peer.next('joined');
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the drop');
+    await a!.to('plain').send('sent while away');
+    await a!.to('chat').send('kept while away');
+    const second = await V1Peer.connect(b!, {
+      session: first.welcome.session,
+      rooms: { chat: { o: joined.o!, e: joined.e! } },
+    });
+    expect(second.welcome.rooms).toEqual({
+      chat: { recovered: true, o: 1, e: joined.e },
+      plain: { recovered: false, reason: 'no-history' },
+    });
+    await a!.to('plain').send('live again');
+    await settle(() => second.peer.texts('plain').length >= 1, 2000, 'live in plain');
+    expect(second.peer.texts('plain')).toEqual(['live again']);
+    expect(second.peer.texts('chat')).toEqual(['kept while away']);
+  });
+
   it('never resumes from a tampered token or another identity, nor an expired session', async () => {
     const [a] = await startNodes(1, { ttlMs: 300 });
     const first = await V1Peer.connect(a!);
@@ -218,6 +242,38 @@ describe('wscale.v1 live repair', () => {
     await settle(() => peer.texts('chat').length >= 4, 2000, 'four messages');
     expect(peer.texts('chat')).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(peer.all('msg').map((m) => m.o)).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('wscale.v1 resync', () => {
+  it('sends resync when a gap can no longer be filled from the history, then goes on', async () => {
+    // The history keeps two entries: by the time the receiver sees a gap, its start is gone.
+    const history = new MemoryHistory({ maxEntries: 2 });
+    stores.push(history);
+    let lossy: LossyBroker | undefined;
+    const [sender] = await cluster.start(1, { history: [{ rooms: 'chat', store: history }] });
+    const [receiver] = await cluster.start(1, {
+      history: [{ rooms: 'chat', store: history }],
+      brokerFor: (bus) => {
+        lossy = new LossyBroker({ bus });
+        return lossy;
+      },
+    });
+    receiver!.on('connection', (client) => void client.join('chat'));
+    const { peer } = await V1Peer.connect(receiver!);
+    const joined = await peer.next('joined');
+    lossy!.lose = 3;
+    for (const n of [1, 2, 3, 4, 5]) await sender!.to('chat').send(`m${n}`);
+    await settle(() => peer.texts('chat').length >= 2, 2000, 'the messages after the gap');
+    // m1 and m2 are trimmed: the client is told it lost up to offset 3, then gets 4 and 5.
+    const after = peer.received
+      .map((entry) => entry.message)
+      .filter((message) => message.t === 'resync' || message.t === 'msg');
+    expect(after).toEqual([
+      { t: 'resync', r: 'chat', o: 3, e: joined.e },
+      { t: 'msg', r: 'chat', o: 4, e: joined.e, d: 'm4' },
+      { t: 'msg', r: 'chat', o: 5, e: joined.e, d: 'm5' },
+    ]);
   });
 });
 
