@@ -72,6 +72,8 @@ export class RoomStream {
   #busy = false;
   #epoch = '';
   #last = 0;
+  /** Whether the start position was read (it is not while the history is unreachable). */
+  #started = false;
 
   constructor(room: string, history: History, host: StreamHost, subscribed: Promise<unknown>) {
     this.#room = room;
@@ -80,10 +82,15 @@ export class RoomStream {
     // The start position is read once the subscription exists, so nothing after it is missed.
     this.#enqueue(async () => {
       await subscribed;
-      const position = await this.#history.position(room);
-      this.#epoch = position.epoch;
-      this.#last = position.offset;
+      await this.#readStart();
     });
+  }
+
+  async #readStart(): Promise<void> {
+    const position = await this.#history.position(this.#room);
+    this.#epoch = position.epoch;
+    this.#last = position.offset;
+    this.#started = true;
   }
 
   /** Takes a message of this room (offset and epoch set) from this node or another. */
@@ -116,7 +123,18 @@ export class RoomStream {
         admitted?.(outcome.position);
         resolve(outcome);
       };
-      this.#enqueue(() => {
+      this.#enqueue(async () => {
+        if (from !== undefined && !this.#started) {
+          // The history was unreachable when the stream began: without its position nothing can
+          // be compared, so read it now, and say plainly that the room is unavailable if that fails.
+          try {
+            await this.#readStart();
+          } catch (error) {
+            this.#host.error(error);
+            const position = { offset: this.#last, epoch: this.#epoch };
+            return settle({ position, recovered: false, reason: 'unavailable', replay: [] });
+          }
+        }
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {
