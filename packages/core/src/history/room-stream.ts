@@ -70,10 +70,9 @@ export class RoomStream {
   readonly #catchers = new Set<Catcher>();
   #recentBytes = 0;
   #busy = false;
+  /** Empty until the start position was read (it is not while the history is unreachable). */
   #epoch = '';
   #last = 0;
-  /** Whether the start position was read (it is not while the history is unreachable). */
-  #started = false;
 
   constructor(room: string, history: History, host: StreamHost, subscribed: Promise<unknown>) {
     this.#room = room;
@@ -82,15 +81,10 @@ export class RoomStream {
     // The start position is read once the subscription exists, so nothing after it is missed.
     this.#enqueue(async () => {
       await subscribed;
-      await this.#readStart();
+      const position = await this.#history.position(room);
+      this.#epoch = position.epoch;
+      this.#last = position.offset;
     });
-  }
-
-  async #readStart(): Promise<void> {
-    const position = await this.#history.position(this.#room);
-    this.#epoch = position.epoch;
-    this.#last = position.offset;
-    this.#started = true;
   }
 
   /** Takes a message of this room (offset and epoch set) from this node or another. */
@@ -124,11 +118,11 @@ export class RoomStream {
         resolve(outcome);
       };
       this.#enqueue(async () => {
-        if (from !== undefined && !this.#started) {
+        if (from !== undefined && this.#epoch === '') {
           // The history was unreachable when the stream began: without its position nothing can
           // be compared, so read it now, and say plainly that the room is unavailable if that fails.
           try {
-            await this.#readStart();
+            ({ offset: this.#last, epoch: this.#epoch } = await this.#history.position(this.#room));
           } catch (error) {
             this.#host.error(error);
             const position = { offset: this.#last, epoch: this.#epoch };
