@@ -64,8 +64,9 @@ describe('wscale.v1 sessions', () => {
   it('resumes on another node with rooms, data and exactly the missed messages', async () => {
     const [a, b] = await startNodes(2);
     const resumes: ResumeInfo[] = [];
-    b!.on('resume', (client, info) => {
-      resumes.push(info);
+    b!.on('connection', (client) => {
+      if (!client.resumed) return;
+      resumes.push(client.recovery!);
       client.send(`welcome back ${(client.data as { name?: string }).name}`);
     });
     a!.on('connection', (client) => {
@@ -99,7 +100,9 @@ describe('wscale.v1 sessions', () => {
       .map((m) => m.o);
     expect(offsets).toEqual([4, 5, 6, 7]);
     expect(second.peer.texts(undefined)).toEqual(['welcome back ada']);
-    expect(resumes).toEqual([{ rooms: { chat: { recovered: true, o: 6, e: joined.e } } }]);
+    expect(resumes).toEqual([
+      { recovered: true, rooms: { chat: { recovered: true, o: 6, e: joined.e } } },
+    ]);
     expect(b!.clients.get(first.welcome.client)?.rooms.has('chat')).toBe(true);
   });
 
@@ -201,7 +204,9 @@ describe('wscale.v1 sessions', () => {
     // process: e2e/test/resume-across-nodes.test.ts.)
     first.peer.ws.terminate();
     const resumed: Array<{ data: object; rooms: string[] }> = [];
-    b!.on('resume', (c) => resumed.push({ data: c.data, rooms: [...c.rooms].sort() }));
+    b!.on('connection', (c) => {
+      if (c.resumed) resumed.push({ data: c.data, rooms: [...c.rooms].sort() });
+    });
     const second = await V1Peer.connect(b!, { session: first.welcome.session });
     expect(second.welcome).toMatchObject({ resumed: true, client: first.welcome.client });
     expect(resumed).toEqual([{ data: { score: 42 }, rooms: ['chat', 'chat-2'] }]);

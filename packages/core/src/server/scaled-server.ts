@@ -17,7 +17,7 @@ import {
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
 import { wsFrame } from '../internal/ws-frame.js';
-import { PROTOCOL, type WelcomeRoom } from '../protocol/messages.js';
+import { PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { type OpenedSession, Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
@@ -47,9 +47,10 @@ import { V1Endpoint } from './v1-endpoint.js';
  * @example
  * ```ts
  * const wss = new ScaledWebSocketServer({ port: 8080, broker });
+ * // Every client comes in here: new, raw, or a `wscale.v1` session resumed on this node.
  * wss.on('connection', (client) => {
- *   void client.join('lobby');
  *   client.on('message', (text) => wss.to('lobby').send(text));
+ *   if (!client.resumed) void client.join('lobby'); // a resumed client is back in its rooms
  * });
  * await wss.ready();
  * ```
@@ -367,7 +368,7 @@ export class ScaledWebSocketServer<
       const client = this[CLIENT]!;
       client.markAlive();
       if (client.v1) server.#v1.receive(client, frame, isBinary);
-      else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
+      else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
     },
     pong(this: TaggedSocket) {
       this[CLIENT]!.markAlive();
@@ -427,8 +428,6 @@ export class ScaledWebSocketServer<
         | undefined,
       connected: (client: AnyClient, request: IncomingMessage) =>
         this.emit('connection', client as Client<Identity, Data>, request),
-      resumed: (client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage) =>
-        this.emit('resume', client as Client<Identity, Data>, { rooms }, request),
       report: (error: unknown) => this.#report(error),
     };
   }

@@ -41,8 +41,8 @@ export interface V1Host {
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<boolean>;
   onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<unknown>;
+  /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: AnyClient, request: IncomingMessage): void;
-  resumed(client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage): void;
   report(error: unknown): void;
 }
 
@@ -134,11 +134,11 @@ export class V1Endpoint {
     client.release([wsFrame(Buffer.from(JSON.stringify(welcome)), false), ...replay]);
     ws.resume();
     if (session.resumed) {
+      const recovered = Object.values(rooms).every((room) => room.recovered);
+      client.recovery = { recovered, rooms };
       host.save(client);
-      host.resumed(client, rooms, request);
-    } else {
-      host.connected(client, request);
     }
+    host.connected(client, request);
   }
 
   async #rejoin(
@@ -175,7 +175,7 @@ export class V1Endpoint {
     const payload = binary ?? ('d' in message && message.d !== undefined ? message.d : '');
     switch (message.t) {
       case 'msg':
-        client.emit('message', payload, binary !== undefined);
+        client.receive(payload, binary !== undefined);
         return;
       case 'req':
         void this.#request(client, message.id, payload);
