@@ -129,6 +129,35 @@ describe('wscale.v1 sessions', () => {
     expect(second.peer.texts('chat')).toEqual(['m7']);
   });
 
+  it("says recovered: false with epoch-changed when the room's log was lost and restarted", async () => {
+    // Node b's history is a new log for the same room, as after a history store lost its data.
+    const stateStore = new MemoryStateStore();
+    const [before, after] = [new MemoryHistory(), new MemoryHistory()];
+    stores.push(stateStore, before, after);
+    const options = { stateStore, sessionSecret: 'a-test-secret-of-enough-bytes' };
+    const [a] = await cluster.start(1, { ...options, history: [{ rooms: 'chat', store: before }] });
+    const [b] = await cluster.start(1, { ...options, history: [{ rooms: 'chat', store: after }] });
+    for (const node of [a!, b!]) node.on('connection', (client) => void client.join('chat'));
+    const first = await V1Peer.connect(a!);
+    const joined = await first.peer.next('joined');
+    await a!.to('chat').send('m1');
+    const seen = await first.peer.next('msg');
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the drop');
+    await b!.to('chat').send('in the new log');
+    const second = await V1Peer.connect(b!, {
+      session: first.welcome.session,
+      rooms: { chat: { o: seen.o!, e: seen.e! } },
+    });
+    const now = second.welcome.rooms.chat!;
+    expect(now).toMatchObject({ recovered: false, reason: 'epoch-changed' });
+    expect(now.e).not.toBe(joined.e);
+    // The client starts over in the new log: what comes next is delivered.
+    await b!.to('chat').send('next');
+    await settle(() => second.peer.texts('chat').length >= 1, 2000, 'the next message');
+    expect(second.peer.texts('chat')).toEqual(['next']);
+  });
+
   it('says recovered: false with no-history for a room that keeps no history', async () => {
     const [a, b] = await startNodes(2);
     const first = await V1Peer.connect(a!);
