@@ -117,6 +117,8 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
           expect(cycle.result.dropped, label).toBeGreaterThan(0);
           expect(cycle.result.resumed, label).toBe(cycle.result.dropped);
           expect(cycle.result.recovered, label).toBe(cycle.result.dropped);
+          // On the wire, not only in what the client hands the application: no offset twice.
+          expect(cycle.result.wireRepeats, label).toBe(0);
           if (cycle.messages === 0) continue;
           const delivery = cycle.result.delivery!;
           expect(delivery.delivered, label).toBe(delivery.expected);
