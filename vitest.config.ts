@@ -18,6 +18,8 @@ export default defineConfig({
         replacement: src('prometheus/src/cluster-view.ts'),
       },
       { find: /^@wscale\/prometheus$/, replacement: src('prometheus/src/index.ts') },
+      // Test helpers for every package's tests, whether or not the package lists it.
+      { find: /^@wscale\/test-support$/, replacement: src('test-support/src/index.ts') },
     ],
   },
   test: {
