@@ -143,6 +143,29 @@ describe('collectMetrics', () => {
   });
 });
 
+describe('direct messages kept for a session (directHistory)', () => {
+  it('count as direct, and their stream is no room', async () => {
+    const registry = new Registry();
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      directHistory: new MemoryHistory(),
+    });
+    collectMetrics(wss, { registry });
+    cleanup.push(() => wss.close());
+    await wss.ready();
+    const { peer, welcome } = await V1Peer.connect(wss);
+    cleanup.push(() => peer.ws.terminate());
+    await wss.client(welcome.client).send('for you');
+    await until(() => peer.all('msg').length === 1, 3000, 'the direct message');
+    const m = await (await endpoint(registry))();
+    expect(m('wscale_messages_out_total{kind="direct"}')).toBe(1);
+    expect(m('wscale_messages_out_total{kind="broadcast"}')).toBe(0);
+    expect(m('wscale_rooms')).toBe(0);
+    expect(m('wscale_subscriptions')).toBe(0);
+  });
+});
+
 describe('the Grafana dashboard and the metrics table', () => {
   it('name only metrics that exist', async () => {
     const registry = new Registry();

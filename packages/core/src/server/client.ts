@@ -5,7 +5,7 @@ import { CloseCode } from '../close-codes.js';
 import { closeReason } from '../internal/close-reason.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
 import { OutKind, type Traffic } from '../ops/traffic.js';
-import type { ServerMessage } from '../protocol/messages.js';
+import { isInbox, type ServerMessage } from '../protocol/messages.js';
 import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import type { ResumeInfo } from './server-types.js';
@@ -205,7 +205,10 @@ export class Client<
 
   /** Rooms this client is in (a snapshot). */
   get rooms(): ReadonlySet<string> {
-    return this.#rooms === undefined ? NO_ROOMS : new Set(this.#rooms);
+    // The session's stream of direct messages is the server's own, not a room of the application.
+    return this.#rooms === undefined
+      ? NO_ROOMS
+      : new Set(this.#rooms.filter((room) => !isInbox(room)));
   }
 
   /** Whether the client is in a room. */
@@ -270,7 +273,7 @@ export class Client<
   }
 
   /** @internal Writes a message framed once per node; the fan-out hot path. */
-  deliver(message: Outgoing, kind: OutKind = OutKind.Broadcast): boolean {
+  deliver(message: Outgoing, kind: OutKind = message.kind): boolean {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN || message.skip?.has(this.id)) return false;
     if (this.#queuedBytes() >= this.#host.maxBufferedBytes) {

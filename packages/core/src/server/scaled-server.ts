@@ -32,7 +32,7 @@ import {
 } from '../ops/health.js';
 import { NodeLog } from '../ops/logger.js';
 import { OutKind, Traffic } from '../ops/traffic.js';
-import { type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
+import { inboxOf, isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
@@ -135,7 +135,9 @@ export class ScaledWebSocketServer<
       (error) => this.#report(error),
       this.nodeId,
     );
-    this.#historyOf = historyMatcher(this.#options.history);
+    const historyOf = historyMatcher(this.#options.history);
+    const { directHistory } = this.#options;
+    this.#historyOf = (room) => (isInbox(room) ? directHistory : historyOf(room));
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -164,8 +166,11 @@ export class ScaledWebSocketServer<
       },
     );
     this.#rooms = new RoomRegistry({
+      // A session's direct messages come by the direct path, not on a room topic.
       subscribe: (room, deliver) =>
-        this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
+        isInbox(room)
+          ? Promise.resolve(unsubscribed)
+          : this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
       historyOf: this.#historyOf,
       joined: (client, room, position) => {
         if (client.v1) client.writeMessage(joinedMessage(room, position));
@@ -224,12 +229,14 @@ export class ScaledWebSocketServer<
   /** Counters of this node: gauges (connections, rooms) and totals since it started. */
   get stats(): ServerStats {
     let subscriptions = 0;
-    for (const client of this.#clients.values()) subscriptions += client.roomList.length;
+    for (const client of this.#clients.values()) {
+      for (const room of client.roomList) if (!isInbox(room)) subscriptions++;
+    }
     return {
       connections: this.#clients.size,
       ...this.#stats,
       limited: { ...this.#limited },
-      rooms: this.#rooms.names().length,
+      rooms: this.#roomNames().length,
       subscriptions,
       ...this.#traffic.snapshot(),
       brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
@@ -243,13 +250,11 @@ export class ScaledWebSocketServer<
   async health(options?: HealthOptions): Promise<HealthReport> {
     const ms = options?.timeoutMs ?? 1000;
     const probe = `${this.#options.topicPrefix}health`;
+    const histories = this.#options.history.map((rule) => rule.store);
+    if (this.#options.directHistory !== undefined) histories.push(this.#options.directHistory);
     const [stateStore, history] = await Promise.all([
       probeStateStore(this.#store, probe, ms),
-      probeHistories(
-        this.#options.history.map((rule) => rule.store),
-        probe,
-        ms,
-      ),
+      probeHistories(histories, probe, ms),
     ]);
     const http = this.#http ?? this.#attached;
     const listening = this.#up && (http === undefined || http.listening);
@@ -297,7 +302,7 @@ export class ScaledWebSocketServer<
    */
   async fetchRooms(options?: QueryOptions): Promise<{ rooms: string[]; missing: string[] }> {
     const { answers, missing } = await this.#ask('rooms', undefined, options);
-    const rooms = new Set(this.#rooms.names());
+    const rooms = new Set(this.#roomNames());
     for (const answer of answers.values()) for (const room of answer as string[]) rooms.add(room);
     return { rooms: [...rooms].sort(), missing };
   }
@@ -582,6 +587,7 @@ export class ScaledWebSocketServer<
       maxInFlightPerClient: options.maxInFlightPerClient,
       replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
       receiptDelayMs: RECEIPT_DELAY_MS,
+      keepsDirect: this.#options.directHistory !== undefined,
       sessions: this.#sessions,
       owner: (identity) => {
         try {
@@ -796,6 +802,21 @@ export class ScaledWebSocketServer<
     if (this.#closing !== undefined) throw new ServerClosedError();
     const header: BusHeader = { n: this.nodeId, c: id, o: op };
     if (argument !== undefined) header.a = argument;
+    const inbox = this.#options.directHistory;
+    if (
+      message !== undefined &&
+      !message.volatile &&
+      inbox !== undefined &&
+      SessionTokens.isSessionId(id)
+    ) {
+      // Kept in the session's stream first, so a client that is away gets it when it resumes.
+      const room = inboxOf(id);
+      const position = await inbox.append(room, message.historyPayload());
+      message = message.at(room, position.offset, position.epoch);
+      header.r = [room];
+      header.s = position.offset;
+      header.e = position.epoch;
+    }
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, message);
     await this.#mesh.direct(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
@@ -804,7 +825,13 @@ export class ScaledWebSocketServer<
   async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
     switch (header.o) {
       case 'send':
-        if (message !== undefined) client.deliver(message, OutKind.Direct);
+        if (message === undefined) return;
+        // A kept direct message goes through the session's stream: in order, once.
+        if (message.room !== undefined && client.inRoom(message.room)) {
+          this.#rooms.deliver(message.room, message);
+        } else {
+          client.deliver(message, OutKind.Direct);
+        }
         return;
       case 'join':
         return void (await this.#join(client, String(header.a)));
@@ -832,7 +859,7 @@ export class ScaledWebSocketServer<
   }
 
   #answer(type: string, argument: unknown): unknown {
-    if (type === 'rooms') return this.#rooms.names();
+    if (type === 'rooms') return this.#roomNames();
     if (type === 'clients') return this.#localClients(argument as string | undefined);
     if (type === 'stats') return this.#nodeStats();
     return undefined;
@@ -843,8 +870,13 @@ export class ScaledWebSocketServer<
     return [...clients].map((client) => ({
       id: client.id,
       nodeId: this.nodeId,
-      rooms: [...client.roomList],
+      rooms: [...client.rooms],
     }));
+  }
+
+  /** The application's rooms with local members (not the sessions' direct-message streams). */
+  #roomNames(): string[] {
+    return this.#rooms.names().filter((room) => !isInbox(room));
   }
 
   async #ask(type: string, argument: unknown, options?: QueryOptions): Promise<MeshAnswers> {
@@ -929,3 +961,5 @@ function sleep(ms: number): Promise<void> {
 }
 
 function ignore(): void {}
+
+async function unsubscribed(): Promise<void> {}
