@@ -31,11 +31,17 @@ export function collectMetrics<Identity, Data extends object>(
   const registry = options.registry ?? register;
   const p = options.prefix ?? 'wscale_';
   const registers = [registry];
-  let stats: ServerStats = node.stats;
-  // One read of the stats per scrape: prom-client calls each metric's collect in turn.
-  const fresh = () => {
-    stats = node.stats;
-    return stats;
+  // One read of the stats per scrape (it walks the clients), shared by every metric collected
+  // in the same turn of the event loop, whichever is read first.
+  let cached: ServerStats | undefined;
+  const current = (): ServerStats => {
+    if (cached === undefined) {
+      cached = node.stats;
+      setImmediate(() => {
+        cached = undefined;
+      });
+    }
+    return cached;
   };
 
   /** A counter whose value is a total the node keeps: set from `read` at each scrape. */
@@ -44,7 +50,6 @@ export function collectMetrics<Identity, Data extends object>(
     help: string,
     labelNames: L[],
     read: (stats: ServerStats) => [Partial<Record<L, string>>, number][],
-    first = false,
   ) =>
     new Counter<L>({
       name: p + name,
@@ -52,9 +57,8 @@ export function collectMetrics<Identity, Data extends object>(
       labelNames,
       registers,
       collect() {
-        const current = first ? fresh() : stats;
         this.reset();
-        for (const [labels, value] of read(current)) this.inc(labels as never, value);
+        for (const [labels, value] of read(current())) this.inc(labels as never, value);
       },
     });
   const gauge = <L extends string>(
@@ -76,14 +80,7 @@ export function collectMetrics<Identity, Data extends object>(
   const entries = <K extends string>(record: Partial<Record<K, number>>) =>
     Object.entries(record) as [K, number][];
 
-  // The first metric collected reads the stats for all of them.
-  total(
-    'messages_in_total',
-    'Frames received from clients.',
-    [],
-    (s) => [[{}, s.messagesIn]],
-    true,
-  );
+  total('messages_in_total', 'Frames received from clients.', [], (s) => [[{}, s.messagesIn]]);
   total('bytes_in_total', 'Bytes received from clients (payloads).', [], (s) => [[{}, s.bytesIn]]);
   total('messages_out_total', 'Frames written to clients, by kind.', ['kind'], (s) =>
     entries(s.messagesOut).map(([kind, value]) => [{ kind }, value]),
@@ -138,15 +135,15 @@ export function collectMetrics<Identity, Data extends object>(
       [{ protocol: 'wscale.v1' }, v1],
     ];
   });
-  gauge('rooms', 'Rooms with members on this node.', [], () => [[{}, stats.rooms]]);
+  gauge('rooms', 'Rooms with members on this node.', [], () => [[{}, current().rooms]]);
   gauge('subscriptions', "Room memberships of this node's clients.", [], () => [
-    [{}, stats.subscriptions],
+    [{}, current().subscriptions],
   ]);
   gauge('broker_status', 'The broker state: 1 for the current one.', ['status'], () =>
     STATUSES.map((status) => [{ status }, node.brokerStatus === status ? 1 : 0]),
   );
   gauge('broker_queue_depth', 'Publishes waiting for the broker.', [], () => [
-    [{}, stats.brokerQueue],
+    [{}, current().brokerQueue],
   ]);
   gauge('peer_nodes', 'Other nodes alive.', [], () => [[{}, node.nodes.length]]);
 
