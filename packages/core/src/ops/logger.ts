@@ -10,9 +10,13 @@
  * ```
  */
 export interface Logger {
+  /** Limits hit, protocol violations, resumes: one line per client event. */
   debug(fields: object, message: string): void;
+  /** Start, drain and stop, other nodes up, the broker ready. */
   info(fields: object, message: string): void;
+  /** The broker not ready, a node down, a slow consumer closed, a partial query answer. */
   warn(fields: object, message: string): void;
+  /** What is also emitted as `error`, with its `code`. */
   error(fields: object, message: string): void;
 }
 

@@ -85,17 +85,23 @@ export interface ServerStats {
 export interface ResumeRecord {
   /** When (ms since the epoch). */
   at: number;
+  /** The client's id (after a failed resume, the id of its new session). */
   client: string;
+  /** Every missed message replayed, some room not, or no resume (a new session). */
   result: 'recovered' | 'partial' | 'failed';
+  /** Why not: the first unrecovered room's reason, or why the session was not resumed. */
   reason?: string;
 }
 
 /** One node's view of itself, as `fetchStats()` gathers it from every node. */
 export interface NodeStats {
+  /** The node's id. */
   nodeId: string;
   /** When the node took it (ms since the epoch): rates are the difference of two over their time. */
   at: number;
+  /** Its broker's state. */
   broker: BrokerStatus;
+  /** Its counters (`wss.stats` on that node). */
   stats: ServerStats;
   /** The last resumes on this node, newest last (at most 20). */
   recentResumes: ResumeRecord[];
