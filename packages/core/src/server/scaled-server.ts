@@ -23,6 +23,7 @@ import { type OpenedSession, Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
 import { BroadcastOperator } from './broadcast.js';
 import { type AnyClient, Client, type ClientHost } from './client.js';
+import { DirectRouter } from './direct-router.js';
 import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import { Outgoing } from './outgoing.js';
@@ -70,6 +71,7 @@ export class ScaledWebSocketServer<
   readonly #http: Server | undefined;
   readonly #attached: Server | undefined;
   readonly #mesh: NodeMesh;
+  readonly #router: DirectRouter;
   readonly #rooms: RoomRegistry;
   readonly #v1: V1Endpoint;
   readonly #clients = new Map<string, Client<Identity, Data>>();
@@ -110,11 +112,18 @@ export class ScaledWebSocketServer<
       {
         deliver: (frame) => this.#onRemote(frame),
         answer: (type, argument) => this.#answer(type, argument),
-        nodeUp: (nodeId) => this.emit('nodeUp', nodeId),
-        nodeDown: (nodeId) => this.emit('nodeDown', nodeId),
+        nodeUp: (nodeId) => {
+          this.#router.nodeUp(nodeId);
+          this.emit('nodeUp', nodeId);
+        },
+        nodeDown: (nodeId) => {
+          this.#router.nodeDown(nodeId);
+          this.emit('nodeDown', nodeId);
+        },
         error: (error) => this.#report(error),
       },
     );
+    this.#router = this.#directRouter();
     this.#rooms = new RoomRegistry({
       subscribe: (room, deliver) =>
         this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
@@ -339,7 +348,7 @@ export class ScaledWebSocketServer<
         this.#v1.accept(ws, socket, request, identity);
         return;
       }
-      const client = this.#register(newId(), ws, socket, identity, false);
+      const client = this.#register(this.#router.newClientId(), ws, socket, identity, false);
       this.emit('connection', client, request);
     });
   }
@@ -391,28 +400,19 @@ export class ScaledWebSocketServer<
       sessions: this.#sessions,
       owner: (identity: unknown) => this.#options.sessionOwner(identity as Identity),
       kick: async (sessionId: string) => {
-        const older = this.#clients.get(sessionId);
-        if (older !== undefined) {
-          this.#clients.delete(sessionId);
-          older.close(CloseCode.SessionTakenOver, 'session resumed elsewhere');
-        }
-        await this.#mesh
-          .direct(
-            {
-              n: this.nodeId,
-              c: sessionId,
-              o: 'close',
-              a: [CloseCode.SessionTakenOver, 'session resumed elsewhere'],
-            },
-            EMPTY,
-            0,
-          )
+        this.#release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER);
+        await this.#router
+          .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
           .catch((error) => this.#report(error));
       },
       register: (session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown) => {
         const data = session.record?.data as Data | undefined;
         const client = this.#register(session.id, ws, socket, identity as Identity, true, data);
         client.conn = session.conn;
+        const arrived = this.#router.arrived(session.id);
+        // Operations that came while the session was being taken over wait behind its welcome.
+        if (arrived.length > 0) client.hold();
+        for (const frame of arrived) this.#applyRemote(client, frame);
         return client;
       },
       join: (client: AnyClient, room: string, from?: HistoryPosition, announce?: boolean) =>
@@ -547,7 +547,37 @@ export class ScaledWebSocketServer<
     if (argument !== undefined) header.a = argument;
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, message);
-    await this.#mesh.direct(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
+    await this.#router.send(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
+  }
+
+  #directRouter(): DirectRouter {
+    return new DirectRouter({
+      nodeId: this.nodeId,
+      alive: (nodeId) => this.#mesh.isAlive(nodeId),
+      publish: (kind, node, header, payload, flags) =>
+        this.#mesh.send(kind, node, header, payload, flags),
+      apply: (frame) => {
+        const client = this.#clients.get(frame.header.c!);
+        if (client === undefined) return false;
+        this.#applyRemote(client, frame);
+        return true;
+      },
+      release: (id, code, reason) => this.#release(id, code, reason),
+      error: (error) => this.#report(error),
+    });
+  }
+
+  #applyRemote(client: AnyClient, frame: BusFrame): void {
+    this.#applyDirect(client, frame.header, messageOf(frame)).catch((error) => this.#report(error));
+  }
+
+  /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
+  #release(id: string, code: number, reason: string): boolean {
+    const older = this.#clients.get(id);
+    if (older === undefined) return false;
+    this.#clients.delete(id);
+    older.close(code, reason);
+    return true;
   }
 
   async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
@@ -568,16 +598,8 @@ export class ScaledWebSocketServer<
   }
 
   #onRemote(frame: BusFrame): void {
-    if (frame.kind === BusKind.Broadcast) {
-      this.#deliverLocal(frame.header.r, messageOf(frame));
-      return;
-    }
-    const client = frame.header.c === undefined ? undefined : this.#clients.get(frame.header.c);
-    if (client !== undefined) {
-      this.#applyDirect(client, frame.header, messageOf(frame)).catch((error) =>
-        this.#report(error),
-      );
-    }
+    if (frame.kind === BusKind.Broadcast) this.#deliverLocal(frame.header.r, messageOf(frame));
+    else this.#router.receive(frame);
   }
 
   #answer(type: string, argument: unknown): unknown {
@@ -613,6 +635,7 @@ export class ScaledWebSocketServer<
 }
 
 const EMPTY = Buffer.alloc(0);
+const TAKEN_OVER = 'session resumed elsewhere';
 /** Where a socket keeps its client, for the handlers every socket shares. */
 const CLIENT = Symbol('wscale.client');
 type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
