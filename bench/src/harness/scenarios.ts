@@ -68,6 +68,13 @@ export interface ChurnRound {
   cycles: ChurnCycle[];
 }
 
+/** Direct messages with the clients spread over one of the scenario's node counts. */
+export interface ScaleRound {
+  round: number;
+  nodes: number;
+  direct: PhaseResult;
+}
+
 export interface IdleRound {
   round: number;
   connections: number;
@@ -203,17 +210,7 @@ export async function runFanout(
   const load = startLoad(context);
   try {
     const rssStarted = (await group.sample('settle')).map((sample) => sample.rss);
-    const connectArgs: ConnectArgs = {
-      kind: implementation.client,
-      urls: group.urls,
-      clients: sizes.clients,
-      publisherNode: 0,
-      concurrency: 50,
-      timeoutMs: 120_000,
-    };
-    const connected = await load.peer.request<ConnectResult>('connect', connectArgs, 130_000);
-    const warmupArgs: WarmupArgs = { messages: sizes.warmup, timeoutMs: 15_000 };
-    const warm = await load.peer.request<{ ms: number }>('warmup', warmupArgs, 30_000);
+    const { connected, warm } = await connectAll(context, implementation, group, load.peer);
     const rssConnected = (await group.sample('settle')).map((sample) => sample.rss);
     const common = { size: sizes.size, quietMs: sizes.quietMs, drainMs: sizes.drainMs };
     context.log(`  fixed rate: ${sizes.messages} messages at ${sizes.rate}/s`);
@@ -247,21 +244,7 @@ export async function runFanout(
       round,
     );
     context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
-    const direct = await measure(
-      context,
-      implementation,
-      group,
-      load.peer,
-      'direct',
-      {
-        ...common,
-        messages: sizes.directMessages,
-        rate: sizes.directRate,
-        publisherNode: 0,
-      },
-      'direct',
-      round,
-    );
+    const direct = await measureDirect(context, implementation, group, load.peer, 'direct', round);
     return {
       round,
       nodes: group.urls.length,
@@ -274,6 +257,79 @@ export async function runFanout(
       max,
       direct,
     };
+  } finally {
+    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
+    await load.stop();
+    await group.stop();
+  }
+}
+
+/** Connects the fan-out scenario's clients round-robin over the nodes, and warms them up. */
+async function connectAll(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+  load: Peer,
+) {
+  const connectArgs: ConnectArgs = {
+    kind: implementation.client,
+    urls: group.urls,
+    clients: context.sizes.clients,
+    publisherNode: 0,
+    concurrency: 50,
+    timeoutMs: 120_000,
+  };
+  const connected = await load.request<ConnectResult>('connect', connectArgs, 130_000);
+  const warmupArgs: WarmupArgs = { messages: context.sizes.warmup, timeoutMs: 15_000 };
+  const warm = await load.request<{ ms: number }>('warmup', warmupArgs, 30_000);
+  return { connected, warm };
+}
+
+/** Direct messages from the publisher on node 0 to clients on the other nodes, round robin. */
+function measureDirect(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+  load: Peer,
+  name: string,
+  round: number,
+): Promise<PhaseResult> {
+  const { sizes } = context;
+  const args = {
+    size: sizes.size,
+    quietMs: sizes.quietMs,
+    drainMs: sizes.drainMs,
+    messages: sizes.directMessages,
+    rate: sizes.directRate,
+    publisherNode: 0,
+  };
+  return measure(context, implementation, group, load, 'direct', args, name, round);
+}
+
+/**
+ * Direct messages as nodes are added: the fan-out scenario's clients spread over `nodes` node
+ * processes, then the direct phase alone. The whole cluster's CPU per message is what must not
+ * grow with the node count.
+ */
+export async function runScale(
+  context: RunContext,
+  implementation: Implementation,
+  nodes: number,
+  round: number,
+): Promise<ScaleRound> {
+  const group = await startGroup(context, implementation, nodes);
+  const load = startLoad(context);
+  try {
+    await connectAll(context, implementation, group, load.peer);
+    const direct = await measureDirect(
+      context,
+      implementation,
+      group,
+      load.peer,
+      `scale${nodes}`,
+      round,
+    );
+    return { round, nodes: group.urls.length, direct };
   } finally {
     await load.peer.request('close', undefined, 10_000).catch(() => undefined);
     await load.stop();

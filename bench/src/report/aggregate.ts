@@ -93,6 +93,15 @@ export interface ChurnSummary {
   cycles: ChurnCycleSummary[];
 }
 
+/** Direct messages at one node count, over the rounds. */
+export interface ScaleSummary {
+  id: string;
+  label: string;
+  nodes: number;
+  rounds: number;
+  direct: PhaseSummary;
+}
+
 export interface IdleSummary {
   id: string;
   label: string;
@@ -251,10 +260,12 @@ export function summarize(results: Results): {
   fanout: FanoutSummary[];
   idle: IdleSummary[];
   churn: ChurnSummary[];
+  scale: ScaleSummary[];
 } {
   const fanout: FanoutSummary[] = [];
   const idle: IdleSummary[] = [];
   const churn: ChurnSummary[] = [];
+  const scale: ScaleSummary[] = [];
   for (const implementation of results.implementations) {
     const rounds = results.fanout[implementation.id];
     if (rounds !== undefined && rounds.length > 0) {
@@ -268,6 +279,19 @@ export function summarize(results: Results): {
     if (churnRounds !== undefined && churnRounds.length > 0) {
       churn.push(summarizeChurn(implementation.id, implementation.label, churnRounds));
     }
+    const scaleRounds = results.scale?.[implementation.id] ?? [];
+    for (const nodes of [...new Set(scaleRounds.map((round) => round.nodes))].sort(
+      (a, b) => a - b,
+    )) {
+      const rounds = scaleRounds.filter((round) => round.nodes === nodes);
+      scale.push({
+        id: implementation.id,
+        label: implementation.label,
+        nodes,
+        rounds: rounds.length,
+        direct: summarizePhase(rounds.map((round) => round.direct)),
+      });
+    }
   }
-  return { fanout, idle, churn };
+  return { fanout, idle, churn, scale };
 }
