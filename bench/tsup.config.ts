@@ -9,6 +9,7 @@ export default defineConfig({
     'load/load-main': 'src/load/load-main.ts',
     'tools/profile-summary': 'src/tools/profile-summary.ts',
     'tools/heap-summary': 'src/tools/heap-summary.ts',
+    'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',
   },
   format: ['esm'],
   target: 'node20',

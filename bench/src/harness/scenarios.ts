@@ -7,6 +7,7 @@ import type {
   ChurnResult,
   ConnectArgs,
   ConnectResult,
+  DirectArgs,
   SendArgs,
   WarmupArgs,
 } from '../load/load-main.js';
@@ -72,6 +73,9 @@ export interface ChurnRound {
 export interface ScaleRound {
   round: number;
   nodes: number;
+  /** CPU time of each node over an idle window just before the phase, and its length. */
+  idleCpuMicros: number[];
+  idleMs: number;
   direct: PhaseResult;
 }
 
@@ -285,7 +289,10 @@ async function connectAll(
   return { connected, warm };
 }
 
-/** Direct messages from the publisher on node 0 to clients on the other nodes, round robin. */
+/**
+ * Direct messages from the publisher on node 0 to clients on the other nodes, round robin, or on
+ * `targetNode` alone.
+ */
 function measureDirect(
   context: RunContext,
   implementation: Implementation,
@@ -293,23 +300,27 @@ function measureDirect(
   load: Peer,
   name: string,
   round: number,
+  targetNode?: number,
 ): Promise<PhaseResult> {
   const { sizes } = context;
-  const args = {
+  const args: DirectArgs = {
     size: sizes.size,
     quietMs: sizes.quietMs,
     drainMs: sizes.drainMs,
     messages: sizes.directMessages,
     rate: sizes.directRate,
     publisherNode: 0,
+    ...(targetNode === undefined ? {} : { targetNode }),
   };
   return measure(context, implementation, group, load, 'direct', args, name, round);
 }
 
 /**
  * Direct messages as nodes are added: the fan-out scenario's clients spread over `nodes` node
- * processes, then the direct phase alone. The whole cluster's CPU per message is what must not
- * grow with the node count.
+ * processes, then the direct phase alone, every message for a client of node 1. What a message
+ * needs (node 0 takes it, node 1 writes it) is then the same at every node count, so the whole
+ * cluster's CPU per message grows only with what the other nodes spend on it, which should be
+ * nothing.
  */
 export async function runScale(
   context: RunContext,
@@ -321,6 +332,15 @@ export async function runScale(
   const load = startLoad(context);
   try {
     await connectAll(context, implementation, group, load.peer);
+    // What the nodes cost doing nothing (timers, the broker connection), as long as the phase
+    // sends: the more nodes, the more of it, whatever the messages cost.
+    await group.sample('settle');
+    const idleMs = (context.sizes.directMessages / context.sizes.directRate) * 1000;
+    const before = await group.sample();
+    const idleStart = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
+    const after = await group.sample();
+    const idleCpuMicros = after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros);
     const direct = await measureDirect(
       context,
       implementation,
@@ -328,8 +348,15 @@ export async function runScale(
       load.peer,
       `scale${nodes}`,
       round,
+      1,
     );
-    return { round, nodes: group.urls.length, direct };
+    return {
+      round,
+      nodes: group.urls.length,
+      idleCpuMicros,
+      idleMs: performance.now() - idleStart,
+      direct,
+    };
   } finally {
     await load.peer.request('close', undefined, 10_000).catch(() => undefined);
     await load.stop();
