@@ -45,6 +45,12 @@ export class NodeProcess {
     await this.#next((message) => message.done === true, 10_000);
   }
 
+  /** Sends "1" to "count" to one client from this node, one every `intervalMs`. */
+  async directs(id: string, count: number, intervalMs: number): Promise<void> {
+    this.#child.send({ directs: { id, count, intervalMs } });
+    await this.#next((message) => message.directsSent === count, count * intervalMs + 30_000);
+  }
+
   /** Kills the process at once, as a crash would. */
   async kill(): Promise<void> {
     this.#child.kill('SIGKILL');
