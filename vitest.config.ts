@@ -13,6 +13,8 @@ export default defineConfig({
       { find: /^@wscale\/client$/, replacement: src('client/src/index.ts') },
       { find: /^@wscale\/nats$/, replacement: src('nats/src/index.ts') },
       { find: /^@wscale\/redis$/, replacement: src('redis/src/index.ts') },
+      // Test helpers for every package's tests, whether or not the package lists it.
+      { find: /^@wscale\/test-support$/, replacement: src('test-support/src/index.ts') },
     ],
   },
   test: {
@@ -21,6 +23,7 @@ export default defineConfig({
       'examples/*/test/**/*.test.ts',
       'bench/test/**/*.test.ts',
       'e2e/test/**/*.test.ts',
+      'docs/test/**/*.test.ts',
     ],
     testTimeout: 20_000,
     hookTimeout: 60_000,

@@ -10,6 +10,8 @@ export default defineConfig({
     'tools/profile-summary': 'src/tools/profile-summary.ts',
     'tools/heap-summary': 'src/tools/heap-summary.ts',
     'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',
+    'upstream/upstream-run': 'src/upstream/upstream-run.ts',
+    'upstream/upstream-node': 'src/upstream/upstream-node.ts',
   },
   format: ['esm'],
   target: 'node20',

@@ -35,6 +35,7 @@ export {
   HandlerError,
   HistoryError,
   InvalidOptionError,
+  LimitExceededError,
   ProtocolError,
   ServerClosedError,
   StateStoreError,
@@ -57,11 +58,13 @@ export type { Sendable, SendOptions } from './server/payload.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
 export type {
   ClientInfo,
+  LimitCounters,
   QueryOptions,
   RemoteClient,
   ResumeInfo,
   ServerEvents,
   ServerStats,
 } from './server/server-types.js';
+export type { MessageInfo } from './server/upstream.js';
 export { MemoryStateStore, type MemoryStateStoreOptions } from './state/memory-state-store.js';
 export { updateState } from './state/update-state.js';

@@ -4,7 +4,8 @@ import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import type { HistoryPosition } from '../contracts.js';
 import { HandlerError } from '../errors.js';
-import type { JoinOutcome } from '../history/room-stream.js';
+import type { JoinOutcome, ReplayBudget } from '../history/room-stream.js';
+import { closeReason } from '../internal/close-reason.js';
 import { wsFrame } from '../internal/ws-frame.js';
 import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
 import type {
@@ -12,39 +13,58 @@ import type {
   ClientMessage,
   HelloMessage,
   ProtocolErrorCode,
-  ServerMessage,
   WelcomeMessage,
   WelcomeRoom,
 } from '../protocol/messages.js';
-import type { OpenedSession, Sessions } from '../session/sessions.js';
+import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../session/sessions.js';
 import type { AnyClient } from './client.js';
 import type { Awaitable } from './options.js';
+import { controlFrame } from './outgoing.js';
 import { prepareMessage, type Sendable } from './payload.js';
+import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
 
 /** What the `wscale.v1` endpoint needs from its server. */
 export interface V1Host {
   readonly nodeId: string;
   readonly helloTimeoutMs: number;
+  readonly maxRoomsPerClient: number;
+  readonly maxInFlightPerClient: number;
+  /** How long a `rcv` may wait, so that it covers every frame a client sent meanwhile. */
+  readonly receiptDelayMs: number;
   readonly sessions: Sessions;
+  /** What one resume may replay, over all its rooms. */
+  replayBudget(): ReplayBudget;
   owner(identity: unknown): string;
-  /** Closes an older connection of the session, wherever it is. */
-  kick(sessionId: string): Promise<void>;
+  /** Whether a node (this one or another) is alive. */
+  alive(nodeId: string): boolean;
+  /** Closes an older connection of the session, wherever it is, without waiting. */
+  kick(sessionId: string): void;
   /** Creates and registers the client of an opened session. */
   register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): AnyClient;
+  /** Starts taking the frames of a registered client's socket. */
+  listen(ws: WebSocket): void;
+  /** Takes one frame of a registered client, as if it had just arrived. */
+  frame(client: AnyClient, data: Buffer, isBinary: boolean): void;
   join(
     client: AnyClient,
     room: string,
     from?: HistoryPosition,
     announce?: boolean,
+    budget?: ReplayBudget,
   ): Promise<JoinOutcome | undefined>;
   leave(client: AnyClient, room: string): Promise<void>;
   save(client: AnyClient): void;
-  authorizeJoin?: (client: AnyClient, room: string) => Awaitable<boolean>;
-  onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<unknown>;
+  authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
+  onRequest?: (client: AnyClient, data: string | Buffer, info: MessageInfo) => Awaitable<unknown>;
+  /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: AnyClient, request: IncomingMessage): void;
-  resumed(client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage): void;
+  /** Counts a limit that was hit. */
+  limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
 }
+
+/** A frame that came in behind the `hello`, before the session was open. */
+type Queued = [data: Buffer, isBinary: boolean];
 
 /**
  * The server side of `wscale.v1` (see `docs/protocol.md`): the `hello` that opens or resumes a
@@ -52,47 +72,103 @@ export interface V1Host {
  */
 export class V1Endpoint {
   readonly #host: V1Host;
-  /** Connections that have not finished their hello yet. */
+  /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
+  /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
+  readonly #upstream = new WeakMap<AnyClient, UpstreamLedger>();
+  readonly #receipts: ReceiptBatcher<AnyClient>;
 
   constructor(host: V1Host) {
     this.#host = host;
+    this.#receipts = new ReceiptBatcher(host.receiptDelayMs, (client) => {
+      const last = this.#upstream.get(client)?.last;
+      if (last !== undefined && client.open) client.writeMessage({ t: 'rcv', s: last });
+    });
   }
 
-  /** Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. */
+  /** What the session record keeps of a client's upstream. */
+  upstreamRecord(client: AnyClient): UpstreamRecord | undefined {
+    return this.#upstream.get(client)?.record();
+  }
+
+  /** Whether the client's upstream changed since its session was last saved. */
+  upstreamDirty(client: AnyClient): boolean {
+    return this.#upstream.get(client)?.dirty ?? false;
+  }
+
+  /** The client went away: no more receipts for it. */
+  forget(client: AnyClient): void {
+    this.#receipts.forget(client);
+  }
+
+  /** How many connections are waiting for their `welcome`. */
+  get opening(): number {
+    return this.#opening.size;
+  }
+
+  /**
+   * Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. Either
+   * happens within `helloTimeoutMs`, or the connection is closed.
+   */
   accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: unknown): void {
-    const timer = setTimeout(
-      () => ws.close(CloseCode.PolicyViolation, 'hello expected'),
-      this.#host.helloTimeoutMs,
-    );
+    // `undefined` until the hello; then the frames behind it (often in the same TCP segment), which
+    // wait, in order, for the session. The socket is paused meanwhile, so they are at most what it
+    // had already read. `null` once the connection was refused: what it still sends is dropped.
+    let queued: Queued[] | null | undefined;
+    const refuse = (code: number, reason: string) => {
+      queued = null;
+      close(ws, code, reason);
+      // Read on, or the peer's answer to the close would never arrive.
+      ws.resume();
+    };
+    const timer = setTimeout(() => {
+      if (queued === undefined) refuse(CloseCode.PolicyViolation, 'hello expected');
+      else if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
+    }, this.#host.helloTimeoutMs);
     this.#opening.add(ws);
-    const onError = () => undefined;
-    const onClose = () => {
+    const settled = () => {
       clearTimeout(timer);
       this.#opening.delete(ws);
+      ws.off('message', onMessage).off('close', settled);
     };
     const onMessage = (data: Buffer, isBinary: boolean) => {
-      clearTimeout(timer);
-      ws.off('message', onMessage).off('error', onError);
-      const message = this.#decode(ws, data, isBinary)?.message;
-      if (message === undefined) return;
-      if (message.t !== 'hello') {
-        ws.close(CloseCode.PolicyViolation, 'hello expected');
+      if (queued !== undefined) {
+        queued?.push([data, isBinary]);
         return;
       }
-      // Operations sent right behind the hello wait until the session is open.
+      const message = this.#decode(ws, data, isBinary)?.message;
+      if (message?.t !== 'hello') {
+        if (message === undefined) queued = null;
+        else refuse(CloseCode.PolicyViolation, 'hello expected');
+        return;
+      }
+      queued = [];
       ws.pause();
-      this.#open(ws, socket, request, identity, message).catch((error) => {
-        this.#host.report(error);
-        ws.close(CloseCode.InternalError, 'session could not be opened');
-      });
+      this.#open(ws, socket, request, identity, message)
+        .then((client) => {
+          if (client === undefined) return;
+          const behind = queued ?? [];
+          settled();
+          this.#host.listen(ws);
+          for (const [frame, binary] of behind) this.#host.frame(client, frame, binary);
+          ws.resume();
+        })
+        .catch((error) => {
+          this.#host.report(error);
+          refuse(CloseCode.InternalError, 'session could not be opened');
+        });
     };
-    ws.on('message', onMessage).on('close', onClose).on('error', onError);
+    ws.on('message', onMessage).on('close', settled);
   }
 
   /** Closes the connections still opening (the node is draining). */
   closeOpening(code: number, reason: string): void {
-    for (const ws of this.#opening) ws.close(code, reason);
+    for (const ws of this.#opening) close(ws, code, reason);
+  }
+
+  /** Ends the connections still opening at once: they did not answer the close in time. */
+  terminateOpening(): void {
+    for (const ws of this.#opening) ws.terminate();
   }
 
   /** Handles one frame of a client whose session is open. */
@@ -101,27 +177,46 @@ export class V1Endpoint {
     if (decoded !== undefined) this.#dispatch(client, decoded.message, decoded.binary);
   }
 
+  /** Opens the session of a `hello` and welcomes the client; `undefined` if it left meanwhile. */
   async #open(
     ws: WebSocket,
     socket: Duplex,
     request: IncomingMessage,
     identity: unknown,
     hello: HelloMessage,
-  ): Promise<void> {
+  ): Promise<AnyClient | undefined> {
     const host = this.#host;
-    const session = await host.sessions.open(hello.session, host.owner(identity));
-    if (ws.readyState !== WebSocket.OPEN) return;
-    if (session.resumed) await host.kick(session.id);
+    const owner = host.owner(identity);
+    if (hello.session !== undefined) await this.#handOver(hello.session, owner);
+    const session = await host.sessions.open(hello.session, owner);
+    if (ws.readyState !== WebSocket.OPEN) {
+      // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
+      ws.terminate();
+      return undefined;
+    }
+    if (session.claimed) host.kick(session.id);
     this.#opening.delete(ws);
     const client = host.register(session, ws, socket, identity);
+    // Whether the previous connection recorded all it handed on: only a clean close says so.
+    const doubtful = session.cleanlyClosed !== true;
+    const ledger = new UpstreamLedger(session.record, doubtful);
+    this.#upstream.set(client, ledger);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
+    const budget = host.replayBudget();
+    const own = new Set(session.record?.own);
     for (const room of session.record?.rooms ?? []) {
+      if (own.has(room) && !(await this.#authorized(client, room))) {
+        client.writeMessage({ t: 'left', r: room });
+        continue;
+      }
+      if (own.has(room)) client.markOwn(room);
       const seen = hello.rooms?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
-      rooms[room] = await this.#rejoin(client, room, from, replay);
+      rooms[room] = await this.#rejoin(client, room, from, replay, budget);
     }
+    if (client.gone) return undefined;
     const welcome: WelcomeMessage = {
       t: 'welcome',
       session: session.token,
@@ -129,15 +224,32 @@ export class V1Endpoint {
       node: host.nodeId,
       resumed: session.resumed,
       rooms,
+      s: ledger.last,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    client.release([wsFrame(Buffer.from(JSON.stringify(welcome)), false), ...replay]);
-    ws.resume();
+    client.release([controlFrame(welcome), ...replay]);
     if (session.resumed) {
+      const recovered = Object.values(rooms).every((room) => room.recovered);
+      client.recovery = { recovered, rooms };
       host.save(client);
-      host.resumed(client, rooms, request);
-    } else {
-      host.connected(client, request);
+    }
+    host.connected(client, request);
+    return client;
+  }
+
+  /**
+   * When a connection on a live node still holds the session (that node has not seen it drop
+   * yet), has it closed and waits a moment for its node to record what it handed on: the resume
+   * then knows exactly which of the client's messages arrived, and none comes twice.
+   */
+  async #handOver(token: string, owner: string): Promise<void> {
+    const sessions = this.#host.sessions;
+    const holder = await sessions.holder(token);
+    if (holder === undefined || holder.owner !== owner || !this.#host.alive(holder.node)) return;
+    this.#host.kick(holder.id);
+    const deadline = Date.now() + HANDOVER_MS;
+    while (Date.now() < deadline && (await sessions.holder(token)) !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, HANDOVER_POLL_MS));
     }
   }
 
@@ -146,10 +258,11 @@ export class V1Endpoint {
     room: string,
     from: HistoryPosition | undefined,
     replay: Buffer[],
+    budget: ReplayBudget,
   ): Promise<WelcomeRoom> {
     let outcome: JoinOutcome | undefined;
     try {
-      outcome = await this.#host.join(client, room, from, false);
+      outcome = await this.#host.join(client, room, from, false, budget);
     } catch (error) {
       this.#host.report(error);
       return { recovered: false, reason: 'unavailable' };
@@ -166,6 +279,7 @@ export class V1Endpoint {
       state.reason = 'no-position';
     } else if (outcome.reason !== undefined) {
       state.reason = outcome.reason;
+      if (outcome.overBudget === true) this.#host.limited('replay');
     }
     for (const message of outcome.replay) replay.push(message.envelopeFrame());
     return state;
@@ -174,26 +288,31 @@ export class V1Endpoint {
   #dispatch(client: AnyClient, message: ClientMessage, binary: Buffer | undefined): void {
     const payload = binary ?? ('d' in message && message.d !== undefined ? message.d : '');
     switch (message.t) {
-      case 'msg':
-        client.emit('message', payload, binary !== undefined);
+      case 'msg': {
+        const info = this.#admit(client, message);
+        if (info !== undefined) client.receive(payload, binary !== undefined, info);
         return;
-      case 'req':
-        void this.#request(client, message.id, payload);
+      }
+      case 'req': {
+        const info = this.#admit(client, message);
+        if (info === undefined) this.#answerAgain(client, message);
+        else this.#answer(client, message.id, () => this.#request(client, message, payload, info));
         return;
+      }
       case 'join':
-        void this.#join(client, message.id, message.r);
+        this.#answer(client, message.id, () => this.#join(client, message.id, message.r));
         return;
       case 'leave':
         void this.#leave(client, message.id, message.r);
         return;
       case 'ping':
-        send(client, { t: 'pong' });
+        client.writeMessage({ t: 'pong' });
         return;
       case 'hello':
-        send(client, { t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
+        client.writeMessage({ t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
         return;
       default:
-        send(client, {
+        client.writeMessage({
           t: 'error',
           code: 'UNKNOWN_OP',
           message: `unknown message type "${String((message as { t: unknown }).t).slice(0, 64)}"`,
@@ -201,46 +320,141 @@ export class V1Endpoint {
     }
   }
 
-  async #request(client: AnyClient, id: number, data: string | Buffer): Promise<void> {
+  /** Runs an operation that ends in an `ack`, within the client's operations in flight. */
+  #answer(client: AnyClient, id: number, operation: () => Promise<void>): void {
+    if (client.inFlight >= this.#host.maxInFlightPerClient) {
+      this.#host.limited('inFlight');
+      fail(client, id, 'BUSY', 'too many operations waiting for their ack');
+      return;
+    }
+    client.inFlight++;
+    operation()
+      .catch((error) => {
+        this.#host.report(error);
+        fail(client, id, 'UNAVAILABLE', 'the operation failed');
+      })
+      .finally(() => client.inFlight--);
+  }
+
+  /**
+   * Takes a numbered `msg` or `req` into the client's upstream (and owes it a `rcv`): yields what
+   * the application is told about it, or `undefined` when it was handed on already.
+   */
+  #admit(client: AnyClient, message: { s?: number; p?: 1 }): MessageInfo | undefined {
+    const ledger = message.s === undefined ? undefined : this.#upstream.get(client);
+    if (ledger === undefined) return UNNUMBERED;
+    const admission = ledger.admit(message.s!, message.p === 1);
+    this.#receipts.owe(client);
+    if (admission === 'duplicate') return undefined;
+    return { id: `${client.id}:${message.s}`, redelivered: admission === 'redelivery' };
+  }
+
+  /** A request sent again that was handled before: the kept reply, if there is one. */
+  #answerAgain(client: AnyClient, message: { id: number; s?: number }): void {
+    const kept = this.#upstream.get(client)?.replyTo(message.s!);
+    if (kept === undefined) {
+      fail(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
+    } else {
+      writeAck(client, message.id, kept, kept.b === undefined ? undefined : base64(kept.b));
+    }
+  }
+
+  async #request(
+    client: AnyClient,
+    message: { id: number; s?: number },
+    data: string | Buffer,
+    info: MessageInfo,
+  ): Promise<void> {
+    const { reply, bytes } = await this.#reply(client, data, info);
+    if (message.s !== undefined) this.#upstream.get(client)?.keepReply({ s: message.s, ...reply });
+    writeAck(client, message.id, reply, bytes);
+  }
+
+  /** Runs the application's request handler: its reply, or the error that answers instead. */
+  async #reply(
+    client: AnyClient,
+    data: string | Buffer,
+    info: MessageInfo,
+  ): Promise<{ reply: Omit<StoredReply, 's'>; bytes?: Buffer }> {
     const onRequest = this.#host.onRequest;
     if (onRequest === undefined) {
-      return fail(client, id, 'NOT_FOUND', 'the server has no request handler');
+      return {
+        reply: { error: { code: 'NOT_FOUND', message: 'the server has no request handler' } },
+      };
     }
-    let reply: unknown;
+    let result: unknown;
     try {
-      reply = await onRequest(client, data);
+      result = await onRequest(client, data, info);
     } catch (error) {
       this.#host.report(new HandlerError('onRequest', error));
-      return fail(client, id, 'HANDLER_FAILED', 'the request handler failed');
+      return {
+        reply: { error: { code: 'HANDLER_FAILED', message: 'the request handler failed' } },
+      };
     }
-    const ack: AckMessage = { t: 'ack', id };
-    if (reply === undefined) return send(client, ack);
-    const { bytes, binary } = prepareMessage(reply as Sendable);
-    if (!binary) return send(client, { ...ack, d: bytes.toString('utf8') });
-    client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
+    if (result === undefined) return { reply: {} };
+    if (!isSendable(result)) {
+      const type = result === null ? 'null' : typeof result;
+      this.#host.report(
+        new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
+      );
+      return {
+        reply: { error: { code: 'HANDLER_FAILED', message: 'the request handler failed' } },
+      };
+    }
+    const { bytes, binary } = prepareMessage(result);
+    if (!binary) return { reply: { d: bytes.toString('utf8') } };
+    return { reply: { b: bytes.toString('base64') }, bytes };
   }
 
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
-    const authorize = this.#host.authorizeJoin;
-    let allowed = false;
-    try {
-      allowed = authorize !== undefined && (await authorize(client, room));
-    } catch (error) {
-      this.#host.report(new HandlerError('authorizeJoin', error));
+    if (!this.#roomLeft(client, id, room)) return;
+    if (!(await this.#authorized(client, room))) {
+      return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
-    if (!allowed) return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
+    // Checked again: other joins of the client may have finished while this one was authorized.
+    if (!this.#roomLeft(client, id, room)) return;
+    // Marked first: the join saves the session, and leaving (or failing) unmarks it.
+    client.markOwn(room);
     try {
       await this.#host.join(client, room);
     } catch (error) {
       this.#host.report(error);
       return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
-    send(client, { t: 'ack', id });
+    client.writeMessage({ t: 'ack', id });
+  }
+
+  /** Whether the client may be in one more room; if not, its join is answered `LIMIT`. */
+  #roomLeft(client: AnyClient, id: number, room: string): boolean {
+    const max = this.#host.maxRoomsPerClient;
+    if (client.inRoom(room) || client.roomList.length < max) return true;
+    this.#host.limited('rooms');
+    fail(client, id, 'LIMIT', `already in ${max} rooms`);
+    return false;
+  }
+
+  /** Whether `authorizeJoin` lets the client into a room; a throw or a non-boolean is a no. */
+  async #authorized(client: AnyClient, room: string): Promise<boolean> {
+    const authorize = this.#host.authorizeJoin;
+    if (authorize === undefined) return false;
+    let allowed: unknown;
+    try {
+      allowed = await authorize(client, room);
+    } catch (error) {
+      this.#host.report(new HandlerError('authorizeJoin', error));
+      return false;
+    }
+    if (typeof allowed === 'boolean') return allowed;
+    const type = allowed === null ? 'null' : typeof allowed;
+    this.#host.report(
+      new HandlerError('authorizeJoin', new TypeError(`it returned ${type}, not a boolean`)),
+    );
+    return false;
   }
 
   async #leave(client: AnyClient, id: number, room: string): Promise<void> {
     await this.#host.leave(client, room).catch((error) => this.#host.report(error));
-    send(client, { t: 'ack', id });
+    client.writeMessage({ t: 'ack', id });
   }
 
   /** Decodes a frame; a malformed one closes the connection with 1007 and yields `undefined`. */
@@ -256,16 +470,38 @@ export class V1Endpoint {
       return { message, binary: Buffer.from(buffer, byteOffset, byteLength) };
     } catch (error) {
       if (!(error instanceof ProtocolViolation)) throw error;
-      target.close(CloseCode.InvalidPayload, error.message.slice(0, 120));
+      close(target, CloseCode.InvalidPayload, error.message);
       return undefined;
     }
   }
 }
 
-function send(client: AnyClient, message: ServerMessage): void {
-  client.writeText(JSON.stringify(message));
+/** How long a resume waits for a live node to let go of the session, and how often it looks. */
+const HANDOVER_MS = 250;
+const HANDOVER_POLL_MS = 10;
+
+/** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
+function close(target: WebSocket | AnyClient, code: number, reason: string): void {
+  target.close(code, closeReason(reason));
+}
+
+function isSendable(value: unknown): value is Sendable {
+  return typeof value === 'string' || value instanceof ArrayBuffer || ArrayBuffer.isView(value);
+}
+
+/** Answers a request: text or no reply in a text frame, bytes in a binary one. */
+function writeAck(client: AnyClient, id: number, reply: Omit<StoredReply, 's'>, bytes?: Buffer) {
+  const ack: AckMessage = { t: 'ack', id };
+  if (reply.error !== undefined) ack.error = reply.error;
+  if (reply.d !== undefined) ack.d = reply.d;
+  if (bytes === undefined) client.writeMessage(ack);
+  else client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
+}
+
+function base64(text: string): Buffer {
+  return Buffer.from(text, 'base64');
 }
 
 function fail(client: AnyClient, id: number, code: ProtocolErrorCode, message: string): void {
-  send(client, { t: 'ack', id, error: { code, message } });
+  client.writeMessage({ t: 'ack', id, error: { code, message } });
 }
