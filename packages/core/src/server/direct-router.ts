@@ -57,9 +57,11 @@ export class DirectRouter {
   readonly #tag: string;
   /** Node tags of the nodes alive (this one included), for raw client ids. */
   readonly #tags = new Map<string, string>();
+  /** Where clients are, as the cluster told this node (least recently learned dropped first). */
   readonly #located = new Map<string, string>();
   /** Sessions this node held and another took over, to the node that took them. */
   readonly #moved = new Map<string, string>();
+  /** Sessions this node is taking over, with the operations that came for them meanwhile. */
   readonly #arriving = new Map<string, Arrival>();
 
   constructor(host: DirectHost) {
@@ -73,10 +75,12 @@ export class DirectRouter {
     return `${this.#tag}.${randomBytes(12).toString('base64url')}`;
   }
 
+  /** A node is alive: raw client ids with its tag route to it. */
   nodeUp(nodeId: string): void {
     this.#tags.set(tagOf(nodeId), nodeId);
   }
 
+  /** A node is gone, and its raw clients with it: their ids no longer name a node. */
   nodeDown(nodeId: string): void {
     const tag = tagOf(nodeId);
     if (this.#tags.get(tag) === nodeId) this.#tags.delete(tag);
