@@ -41,7 +41,8 @@ export interface QueryCounters {
 }
 
 /**
- * The traffic counters of one node. Plain numbers in typed arrays: the fan-out adds to them
+ * The counters of one node beyond connections and limits: frames in and out, resumes, queries,
+ * refused joins. Frames out are numbers in typed arrays indexed by kind: the fan-out adds to them
  * without allocating, and `wss.stats` copies them out.
  */
 export class Traffic {
