@@ -43,6 +43,14 @@ export {
   type WscaleErrorCode,
 } from './errors.js';
 export { MemoryHistory, type MemoryHistoryOptions } from './history/memory-history.js';
+export type {
+  PresenceChange,
+  PresenceList,
+  PresenceMember,
+  PresenceQuery,
+  PresenceRule,
+  PresenceStats,
+} from './presence/presence-types.js';
 export { BroadcastOperator } from './server/broadcast.js';
 export { Client, type ClientEvents } from './server/client.js';
 export type {

@@ -36,6 +36,8 @@ export function resolveOptions<Identity>(
     upstreamSaveMs: options.upstreamSaveMs ?? 1000,
     history: options.history ?? [],
     sessionOwner: options.sessionOwner ?? defaultOwner,
+    presence: options.presence ?? [],
+    presenceGraceMs: options.presenceGraceMs ?? 5000,
   };
   for (const key of [
     'maxPayload',
@@ -46,6 +48,7 @@ export function resolveOptions<Identity>(
     'closeTimeoutMs',
     'helloTimeoutMs',
     'upstreamSaveMs',
+    'presenceGraceMs',
   ] as const) {
     if (!(resolved[key] > 0)) throw new InvalidOptionError(`${key} must be > 0`);
   }

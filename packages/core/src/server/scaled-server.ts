@@ -6,7 +6,13 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { MemoryBroker } from '../broker/memory-broker.js';
 import { CloseCode } from '../close-codes.js';
 import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
-import { HandlerError, ServerClosedError, UpgradeRejectedError, WscaleError } from '../errors.js';
+import {
+  HandlerError,
+  InvalidOptionError,
+  ServerClosedError,
+  UpgradeRejectedError,
+  WscaleError,
+} from '../errors.js';
 import { historyMatcher } from '../history/history-rules.js';
 import {
   BusFlag,
@@ -17,6 +23,13 @@ import {
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
 import { wsFrame } from '../internal/ws-frame.js';
+import { PresenceService } from '../presence/presence-service.js';
+import type {
+  PresenceList,
+  PresenceRule,
+  PresenceQuery,
+  PresenceStats,
+} from '../presence/presence-types.js';
 import { PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { type OpenedSession, Sessions } from '../session/sessions.js';
@@ -74,6 +87,8 @@ export class ScaledWebSocketServer<
   readonly #mesh: NodeMesh;
   readonly #rooms: RoomRegistry;
   readonly #v1: V1Endpoint;
+  /** Presence, when some rooms keep it. */
+  readonly #presence: PresenceService | undefined;
   readonly #clients = new Map<string, Client<Identity, Data>>();
   readonly #corked: Duplex[] = [];
   readonly #started: Promise<void>;
@@ -115,8 +130,14 @@ export class ScaledWebSocketServer<
       {
         deliver: (frame) => this.#onRemote(frame),
         answer: (type, argument) => this.#answer(type, argument),
-        nodeUp: (nodeId) => this.emit('nodeUp', nodeId),
-        nodeDown: (nodeId) => this.emit('nodeDown', nodeId),
+        nodeUp: (nodeId) => {
+          this.#presence?.nodeUp(nodeId);
+          this.emit('nodeUp', nodeId);
+        },
+        nodeDown: (nodeId) => {
+          this.#presence?.nodeDown(nodeId);
+          this.emit('nodeDown', nodeId);
+        },
         error: (error) => this.#report(error),
       },
     );
@@ -135,6 +156,7 @@ export class ScaledWebSocketServer<
       error: (error) => this.#report(error),
     });
     this.#v1 = new V1Endpoint(this.#v1Host());
+    this.#presence = this.#presenceService();
     this.#broker.on('status', this.#onBrokerStatus);
 
     if (options.port !== undefined) {
@@ -235,6 +257,24 @@ export class ScaledWebSocketServer<
   }
 
   /**
+   * The members of a presence room, cluster-wide, by user, in user key order (a page of at most
+   * `query.limit`, default and most 1000; pass `next` as `after` for the next one). Answered from
+   * this node's replicated view, with no round trip: `missing` names live nodes whose entries it
+   * does not hold in full right now. Empty for a room that keeps no presence.
+   */
+  async presence(room: string, query?: PresenceQuery): Promise<PresenceList> {
+    if (this.#closing !== undefined) throw new ServerClosedError();
+    return (
+      this.#presence?.list(room, query) ?? { users: 0, connections: 0, members: [], missing: [] }
+    );
+  }
+
+  /** How many users and connections a presence room has, cluster-wide: O(1), from counters. */
+  presenceStats(room: string): PresenceStats {
+    return this.#presence?.stats(room) ?? { users: 0, connections: 0 };
+  }
+
+  /**
    * Completes an upgrade the application received itself (with `noServer`, or from a framework
    * that owns the `upgrade` event). Runs `authenticate` first; a refusal answers with an HTTP
    * status and no WebSocket is created.
@@ -260,6 +300,7 @@ export class ScaledWebSocketServer<
 
   async #start(): Promise<void> {
     await this.#mesh.start();
+    await this.#presence?.start();
     if (this.#options.heartbeatIntervalMs > 0) {
       this.#every(this.#options.heartbeatIntervalMs, () => {
         for (const client of this.#clients.values()) client.heartbeat();
@@ -295,6 +336,8 @@ export class ScaledWebSocketServer<
 
   async #close(): Promise<void> {
     await this.#started.catch(() => undefined);
+    // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
+    await this.#presence?.stop();
     this.#http?.off('upgrade', this.#onUpgrade);
     this.#attached?.off('upgrade', this.#onUpgrade);
     for (const timer of this.#timers) clearInterval(timer);
@@ -398,6 +441,7 @@ export class ScaledWebSocketServer<
     close(this: TaggedSocket, code: number, reason: Buffer) {
       const client = this[CLIENT]!;
       if (client.v1) server.#finalSave(client);
+      server.#presence?.closed(client, client.roomList, code);
       if (server.#clients.get(client.id) === client) server.#clients.delete(client.id);
       server.#rooms.leaveAll(client).catch((error) => server.#report(error));
       client.emit('close', code, reason.toString('utf8'));
@@ -441,6 +485,8 @@ export class ScaledWebSocketServer<
       join: (client: AnyClient, room: string, from?: HistoryPosition, announce?: boolean) =>
         this.#join(client, room, from, announce),
       leave: (client: AnyClient, room: string) => this.#leave(client, room),
+      watchPresence: (client: AnyClient, room: string, on: boolean) =>
+        this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room, on),
       save: (client: AnyClient) => void this.#save(client),
       authorizeJoin: this.#options.authorizeJoin as
         | ((client: AnyClient, room: string) => Promise<boolean> | boolean)
@@ -456,6 +502,9 @@ export class ScaledWebSocketServer<
 
   async #join(client: AnyClient, room: string, from?: HistoryPosition, announce = true) {
     const outcome = await this.#rooms.join(client, room, from, announce);
+    if (client.inRoom(room) && this.#clients.get(client.id) === client) {
+      this.#presence?.entered(client, room);
+    }
     if (client.v1 && announce) this.#save(client);
     return outcome;
   }
@@ -463,9 +512,30 @@ export class ScaledWebSocketServer<
   async #leave(client: AnyClient, room: string): Promise<void> {
     if (!client.inRoom(room)) return;
     await this.#rooms.leave(client, room);
+    this.#presence?.left(client, room);
     if (!client.v1) return;
     client.writeText(JSON.stringify({ t: 'left', r: room }));
     this.#save(client);
+  }
+
+  #presenceService(): PresenceService | undefined {
+    const { presence, presenceGraceMs } = this.#options;
+    if (presence.length === 0) return undefined;
+    if (presenceGraceMs > this.#sessions.ttlMs) {
+      throw new InvalidOptionError("presenceGraceMs must not exceed the state store's ttlMs");
+    }
+    return new PresenceService({
+      broker: this.#broker,
+      nodeId: this.nodeId,
+      topicPrefix: this.#options.topicPrefix,
+      rules: presence as PresenceRule<AnyClient>[],
+      graceMs: presenceGraceMs,
+      tickMs: this.#options.nodeHeartbeatMs,
+      owner: (client) => this.#options.sessionOwner(client.identity as Identity),
+      nodes: () => this.#mesh.nodes,
+      changed: (room, change) => this.emit('presence', room, change),
+      report: (error) => this.#report(error),
+    });
   }
 
   #save(client: AnyClient): Promise<void> {
