@@ -26,8 +26,8 @@ import { wsFrame } from '../internal/ws-frame.js';
 import { PresenceService } from '../presence/presence-service.js';
 import type {
   PresenceList,
-  PresenceRule,
   PresenceQuery,
+  PresenceRule,
   PresenceStats,
 } from '../presence/presence-types.js';
 import { PROTOCOL } from '../protocol/messages.js';
