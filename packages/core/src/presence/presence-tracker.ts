@@ -8,6 +8,8 @@ interface Entry {
   user: string;
   info?: unknown;
   node: string;
+  /** The node's incarnation: a restarted node's old entries are other connections than its new ones. */
+  incarnation: string;
 }
 
 /** A room as this node sees it, cluster-wide: users, their connections, and the counts. */
@@ -106,7 +108,7 @@ export class PresenceTracker {
       return;
     }
     if (local !== undefined) this.leave(local.holder, room, conn);
-    const entry: Entry = { room, conn, user, node: this.nodeId };
+    const entry: Entry = { room, conn, user, node: this.nodeId, incarnation: this.incarnation };
     if (info !== undefined) entry.info = info;
     this.#local.set(key, { holder, entry });
     this.#add(entry);
@@ -125,13 +127,13 @@ export class PresenceTracker {
 
   /**
    * A local connection dropped: its entry stays for the grace period, so a resume (here or on any
-   * node) is no leave. When the same connection is already in the room elsewhere, it goes now.
+   * node) is no leave. It stays even when the connection is back elsewhere already: a leave
+   * published now could reach a third node before that node hears of the resume (the broker
+   * orders one publisher's messages, not two publishers'), and would show as a leave and a join.
    */
   drop(holder: object, room: string, conn: string, now: number): void {
     const local = this.#local.get(entryKey(room, conn));
-    if (local === undefined || local.holder !== holder) return;
-    if (this.#elsewhere(room, conn, local.entry.user)) this.leave(holder, room, conn);
-    else local.away = now + this.#graceMs;
+    if (local !== undefined && local.holder === holder) local.away = now + this.#graceMs;
   }
 
   // ---- other nodes ----
@@ -191,7 +193,7 @@ export class PresenceTracker {
     const next = new Map<string, Entry>();
     for (const list of parts.got.values()) {
       for (const wire of list) {
-        const entry = fromWire(wire, node);
+        const entry = fromWire(wire, node, incarnation);
         next.set(entryKey(entry.room, entry.conn), entry);
       }
     }
@@ -349,16 +351,11 @@ export class PresenceTracker {
 
   #apply(node: string, replica: Replica, delta: Delta): void {
     if ('j' in delta) {
-      const entry = fromWire(delta.j, node);
+      const entry = fromWire(delta.j, node, replica.incarnation);
       const key = entryKey(entry.room, entry.conn);
       const old = replica.entries.get(key);
       if (old !== undefined) this.#removeRemote(replica, key, old);
       this.#addRemote(replica, key, entry);
-      // The same connection came back elsewhere: a local entry kept for it can go now.
-      const local = this.#local.get(key);
-      if (local?.away !== undefined && local.entry.user === entry.user) {
-        this.leave(local.holder, entry.room, entry.conn);
-      }
       return;
     }
     const [room, conn] = delta.l;
@@ -377,15 +374,6 @@ export class PresenceTracker {
     this.#remove(entry);
   }
 
-  #elsewhere(room: string, conn: string, user: string): boolean {
-    const connections = this.#rooms.get(room)?.users.get(user);
-    if (connections === undefined) return false;
-    for (const entry of connections.values()) {
-      if (entry.conn === conn && entry.node !== this.nodeId) return true;
-    }
-    return false;
-  }
-
   #add(entry: Entry): void {
     let view = this.#rooms.get(entry.room);
     if (view === undefined) {
@@ -398,7 +386,7 @@ export class PresenceTracker {
       connections = new Map();
       view.users.set(entry.user, connections);
     }
-    const key = connKey(entry.node, entry.conn);
+    const key = connKey(entry);
     if (!connections.has(key)) view.connections++;
     connections.set(key, entry);
     if (first) this.#changed(entry.room, change('join', entry));
@@ -408,7 +396,7 @@ export class PresenceTracker {
     const view = this.#rooms.get(entry.room);
     const connections = view?.users.get(entry.user);
     if (view === undefined || connections === undefined) return;
-    if (!connections.delete(connKey(entry.node, entry.conn))) return;
+    if (!connections.delete(connKey(entry))) return;
     view.connections--;
     if (connections.size > 0) return;
     view.users.delete(entry.user);
@@ -428,8 +416,9 @@ function entryKey(room: string, conn: string): string {
   return `${room}\u0000${conn}`;
 }
 
-function connKey(node: string, conn: string): string {
-  return `${node}\u0000${conn}`;
+/** Where a connection is in a member's list: sorts by node, then id. */
+function connKey(entry: Entry): string {
+  return `${entry.node}\u0000${entry.conn}\u0000${entry.incarnation}`;
 }
 
 function toWire(entry: Entry): EntryWire {
@@ -438,9 +427,9 @@ function toWire(entry: Entry): EntryWire {
     : [entry.room, entry.conn, entry.user, entry.info];
 }
 
-function fromWire(wire: EntryWire, node: string): Entry {
+function fromWire(wire: EntryWire, node: string, incarnation: string): Entry {
   const [room, conn, user, info] = wire;
-  const entry: Entry = { room, conn, user, node };
+  const entry: Entry = { room, conn, user, node, incarnation };
   if (info !== undefined) entry.info = info;
   return entry;
 }
