@@ -134,7 +134,7 @@ class Sim {
         break;
       case 'q': {
         const { seq, parts } = t.snapshot(2);
-        parts.forEach((e, p) =>
+        for (const [p, e] of parts.entries()) {
           this.#send(to, message.n, {
             k: 's',
             n: to,
@@ -143,8 +143,8 @@ class Sim {
             p,
             m: parts.length,
             e,
-          }),
-        );
+          });
+        }
         break;
       }
       case 's':
