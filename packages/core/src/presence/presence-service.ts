@@ -150,12 +150,8 @@ export class PresenceService {
     this.#flush();
   }
 
-  /** A client asks for a room's presence (or, with `on` false, stops). */
-  watch(client: AnyClient, room: string, on: boolean): ProtocolErrorCode | undefined {
-    if (!on) {
-      this.#watchers.unwatch(client, room);
-      return undefined;
-    }
+  /** A client asks for a room's presence. */
+  watch(client: AnyClient, room: string): ProtocolErrorCode | undefined {
     if (!this.tracks(room)) return 'NOT_FOUND';
     if (!client.inRoom(room)) return 'FORBIDDEN';
     const members = this.#tracker.members(room, LIST_LIMIT);

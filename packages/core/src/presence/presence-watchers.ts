@@ -22,20 +22,15 @@ export class PresenceWatchers {
     const snapshot: PresenceUpdateMessage = {
       t: 'presence',
       r: room,
-      m: members.map((member) => {
-        const listed: { u: string; i?: unknown; c: number } = {
-          u: member.user,
-          c: member.connections.length,
-        };
-        if (member.info !== undefined) listed.i = member.info;
-        return listed;
-      }),
+      m: members.map((member) =>
+        member.info === undefined ? { u: member.user } : { u: member.user, i: member.info },
+      ),
       n: users,
     };
     client.writeText(JSON.stringify(snapshot));
   }
 
-  /** Stops sending a room's changes to a client (it asked, left the room, or went away). */
+  /** Stops sending a room's changes to a client (it left the room, or went away). */
   unwatch(client: AnyClient, room: string): void {
     const watchers = this.#rooms.get(room);
     if (watchers?.delete(client) && watchers.size === 0) this.#rooms.delete(room);

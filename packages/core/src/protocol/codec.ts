@@ -114,8 +114,6 @@ function checkClientMessage(m: Record<string, unknown>, binary: boolean): Client
     case 'presence':
       id(m.id);
       text(m.r, 'r', LIMITS.room);
-      if (m.off !== undefined && m.off !== 1)
-        throw new ProtocolViolation('off must be 1 when given');
       return m as unknown as ClientMessage;
     default:
       if (typeof m.t !== 'string') throw new ProtocolViolation('message without a type');

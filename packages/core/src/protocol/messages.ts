@@ -192,21 +192,20 @@ export interface ReceivedMessage {
 
 /**
  * Client → server: send me the presence of a room I am in (a `presence` snapshot, then `pjoin` and
- * `pleave` as users come and go), or stop with `off: 1`. Answered with an `ack` of the same id,
- * after the snapshot. Ask again after every resume: the snapshot replaces what the client had.
+ * `pleave` as users come and go, until I leave the room or the connection ends). Answered with an
+ * `ack` of the same id, after the snapshot. Ask again after every resume: the snapshot replaces
+ * what the client had.
  */
 export interface PresenceRequestMessage {
   t: 'presence';
   id: number;
   r: string;
-  off?: 1;
 }
 
-/** A member in a `presence` snapshot: user key, public info, number of connections. */
+/** A member in a `presence` snapshot: its user key and public info. */
 export interface PresenceEntry {
   u: string;
   i?: unknown;
-  c: number;
 }
 
 /** Server → client: the members of a room now (at most a server-chosen number, by user key). */

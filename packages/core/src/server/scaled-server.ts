@@ -485,8 +485,8 @@ export class ScaledWebSocketServer<
       join: (client: AnyClient, room: string, from?: HistoryPosition, announce?: boolean) =>
         this.#join(client, room, from, announce),
       leave: (client: AnyClient, room: string) => this.#leave(client, room),
-      watchPresence: (client: AnyClient, room: string, on: boolean) =>
-        this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room, on),
+      watchPresence: (client: AnyClient, room: string) =>
+        this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room),
       save: (client: AnyClient) => void this.#save(client),
       authorizeJoin: this.#options.authorizeJoin as
         | ((client: AnyClient, room: string) => Promise<boolean> | boolean)

@@ -43,8 +43,8 @@ export interface V1Host {
     announce?: boolean,
   ): Promise<JoinOutcome | undefined>;
   leave(client: AnyClient, room: string): Promise<void>;
-  /** Starts (or stops) sending a room's presence to a client; an error code when refused. */
-  watchPresence(client: AnyClient, room: string, on: boolean): ProtocolErrorCode | undefined;
+  /** Starts sending a room's presence to a client; an error code when refused. */
+  watchPresence(client: AnyClient, room: string): ProtocolErrorCode | undefined;
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<boolean>;
   onRequest?: (client: AnyClient, data: string | Buffer, info: MessageInfo) => Awaitable<unknown>;
@@ -251,7 +251,7 @@ export class V1Endpoint {
         send(client, { t: 'pong' });
         return;
       case 'presence': {
-        const refused = this.#host.watchPresence(client, message.r, message.off !== 1);
+        const refused = this.#host.watchPresence(client, message.r);
         if (refused === undefined) send(client, { t: 'ack', id: message.id });
         else fail(client, message.id, refused, `no presence of "${message.r}" for this client`);
         return;
