@@ -299,8 +299,9 @@ export class ScaledWebSocketServer<
   }
 
   async #start(): Promise<void> {
-    await this.#mesh.start();
+    // Presence listens first: the nodes that hear this one's hello ask it for its entries at once.
     await this.#presence?.start();
+    await this.#mesh.start();
     if (this.#options.heartbeatIntervalMs > 0) {
       this.#every(this.#options.heartbeatIntervalMs, () => {
         for (const client of this.#clients.values()) client.heartbeat();
