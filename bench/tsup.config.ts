@@ -11,6 +11,7 @@ export default defineConfig({
     'tools/heap-summary': 'src/tools/heap-summary.ts',
     'upstream/upstream-run': 'src/upstream/upstream-run.ts',
     'upstream/upstream-node': 'src/upstream/upstream-node.ts',
+    'presence/presence-run': 'src/presence/presence-run.ts',
   },
   format: ['esm'],
   target: 'node20',

@@ -237,24 +237,22 @@ export class PresenceService {
   #answer(nodeId: string): void {
     const { seq, parts } = this.#tracker.snapshot(SNAPSHOT_PART);
     const base = { k: 's' as const, n: this.#host.nodeId, x: this.#tracker.incarnation, s: seq };
-    parts.forEach((entries, p) => {
+    for (const [p, entries] of parts.entries()) {
       this.#publish(this.#nodeTopic(nodeId), { ...base, p, m: parts.length, e: entries });
-    });
+    }
   }
 
+  /** Asks a node for its snapshot; a lost question is asked again at a later tick. */
   #ask(nodeId: string): void {
-    this.#publish(this.#nodeTopic(nodeId), { k: 'q', n: this.#host.nodeId });
+    this.#publish(this.#nodeTopic(nodeId), { k: 'q', n: this.#host.nodeId }, false);
   }
 
   #tick(): void {
     if (this.#stopped) return;
     const tracker = this.#tracker;
-    this.#publish(this.#allTopic, {
-      k: 't',
-      n: this.#host.nodeId,
-      x: tracker.incarnation,
-      s: tracker.seq,
-    });
+    // Best effort: the next tick says the same, so a failed one is not worth an error.
+    const tick = { k: 't' as const, n: this.#host.nodeId, x: tracker.incarnation, s: tracker.seq };
+    this.#publish(this.#allTopic, tick, false);
     const alive = new Set(this.#host.nodes());
     for (const node of tracker.toAsk(Date.now())) if (alive.has(node)) this.#ask(node);
   }
@@ -268,9 +266,10 @@ export class PresenceService {
     }
   }
 
-  #publish(topic: string, message: PresenceWire): void {
+  /** Publishes a message; a failure is reported when `report` (a lost delta heals at a tick). */
+  #publish(topic: string, message: PresenceWire, report = true): void {
     this.#host.broker.publish(topic, encodePresence(message)).catch((error) => {
-      if (!this.#stopped) this.#host.report(error);
+      if (report && !this.#stopped) this.#host.report(error);
     });
   }
 
