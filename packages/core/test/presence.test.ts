@@ -29,7 +29,7 @@ afterEach(async () => {
 });
 
 function start(bus: MemoryBus, id: string, broker = new LossyBroker({ bus })) {
-  const node = new ScaledWebSocketServer({
+  const node = new ScaledWebSocketServer<unknown>({
     port: 0,
     host: '127.0.0.1',
     nodeId: id,
