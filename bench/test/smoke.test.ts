@@ -140,3 +140,21 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
     }
   }, 180_000);
 });
+
+describe('bench upstream --smoke', () => {
+  it('measures acknowledged and at-most-once client messages in one run and loses none', () => {
+    build();
+    const run = spawnSync(
+      process.execPath,
+      [join(bench, 'dist', 'upstream', 'upstream-run.js'), '--smoke'],
+      { cwd: bench, encoding: 'utf8', timeout: 120_000 },
+    );
+    const output = `${run.stdout}${run.stderr}`;
+    expect(run.status, output).toBe(0);
+    for (const mode of ['at-most-once', 'acknowledged']) {
+      // The last column is what was lost: nothing, in either mode.
+      expect(output, mode).toMatch(new RegExp(`^\\| ${mode} \\|.*\\| 0 \\|$`, 'm'));
+    }
+    expect(output).toMatch(/Acknowledged \/ at most once: CPU \d+\.\d+×/);
+  }, 150_000);
+});

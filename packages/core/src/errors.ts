@@ -13,7 +13,8 @@ export type WscaleErrorCode =
   | 'HISTORY_FAILED'
   | 'UPGRADE_REJECTED'
   | 'HANDLER_FAILED'
-  | 'PROTOCOL_ERROR';
+  | 'PROTOCOL_ERROR'
+  | 'LIMIT_EXCEEDED';
 
 /** Base class of every error wscale raises. */
 export class WscaleError extends Error {
@@ -86,10 +87,13 @@ export class UpgradeRejectedError extends WscaleError {
   }
 }
 
-/** An application handler threw or rejected; the node keeps running and emits this as `error`. */
+/**
+ * An application handler threw, rejected, returned the wrong type or took too long; the node keeps
+ * running and emits this as `error`. `cause` holds what the handler threw (or a `TypeError`).
+ */
 export class HandlerError extends WscaleError {
   constructor(where: string, cause: unknown) {
-    super('HANDLER_FAILED', `a ${where} handler threw: ${describe(cause)}`, { cause });
+    super('HANDLER_FAILED', `the ${where} handler failed: ${describe(cause)}`, { cause });
   }
 }
 
@@ -97,6 +101,13 @@ export class HandlerError extends WscaleError {
 export class ProtocolError extends WscaleError {
   constructor(message: string) {
     super('PROTOCOL_ERROR', message);
+  }
+}
+
+/** The application went past one of the server's limits (such as `maxSessionDataBytes`). */
+export class LimitExceededError extends WscaleError {
+  constructor(message: string) {
+    super('LIMIT_EXCEEDED', message);
   }
 }
 

@@ -15,7 +15,7 @@ import { standalone } from './helpers/clients.js';
 
 /**
  * What a resume says when Redis is down (a real `redis-server`, stopped): with the session store
- * gone, new sessions still work and a resume says `unavailable`; with the history gone, the
+ * gone, new sessions still work and a resume says `unavailable` (keeping the session for later); with the history gone, the
  * session resumes and the room says `recovered: false, reason: "unavailable"`.
  */
 describeRedis('resume while Redis is down', () => {
@@ -84,7 +84,9 @@ describeRedis('resume while Redis is down', () => {
     const back = open(node, saved);
     await until(() => back.welcomes.length === 1, 10_000, 'the resume attempt');
     expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
-    expect(back.welcomes[0]!.clientId).not.toBe(first.welcomes[0]!.clientId);
+    // The session is not thrown away: same client id and token, to resume once the store is back.
+    expect(back.welcomes[0]!.clientId).toBe(first.welcomes[0]!.clientId);
+    expect(back.welcomes[0]!.session).toBe(saved.session);
   }, 40_000);
 
   it('the history down: the session resumes and the room says unavailable', async () => {

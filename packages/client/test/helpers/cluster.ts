@@ -19,8 +19,11 @@ export class Cluster {
   readonly history = new MemoryHistory({ maxEntries: 1000 });
   readonly nodes: ScaledWebSocketServer[] = [];
 
-  /** Starts `count` nodes (with `extra` options) and waits until they see each other. */
-  async start(count: number, extra: Partial<ServerOptions> = {}): Promise<ScaledWebSocketServer[]> {
+  /** Starts `count` nodes (with `options` on top of the defaults) and waits until they see each other. */
+  async start(
+    count: number,
+    options: Partial<ServerOptions> = {},
+  ): Promise<ScaledWebSocketServer[]> {
     for (let i = 0; i < count; i++) {
       const node = new ScaledWebSocketServer({
         port: 0,
@@ -35,7 +38,7 @@ export class Cluster {
           if (data === 'boom') throw new Error('failed on purpose');
           return typeof data === 'string' ? data.toUpperCase() : Buffer.from([...data].reverse());
         },
-        ...extra,
+        ...options,
       });
       node.on('error', () => undefined);
       this.nodes.push(node);

@@ -3,7 +3,7 @@ import { CloseCode } from '../close-codes.js';
 import type { Broker, Unsubscribe } from '../contracts.js';
 import { HandlerError } from '../errors.js';
 import { toTests } from '../history/history-rules.js';
-import type { ProtocolErrorCode } from '../protocol/messages.js';
+import { isInbox, type ProtocolErrorCode } from '../protocol/messages.js';
 import type { AnyClient } from '../server/client.js';
 import { PresenceTracker } from './presence-tracker.js';
 import type {
@@ -106,9 +106,9 @@ export class PresenceService {
     await Promise.all(this.#unsubscribes.splice(0).map((unsubscribe) => unsubscribe()));
   }
 
-  /** Whether a room keeps presence. */
+  /** Whether a room keeps presence (a session's own direct-message stream never does). */
   tracks(room: string): boolean {
-    return this.#matches.some((test) => test(room));
+    return !isInbox(room) && this.#matches.some((test) => test(room));
   }
 
   /** A local client is in a room. */
@@ -191,6 +191,7 @@ export class PresenceService {
   }
 
   #rule(room: string): PresenceRule<AnyClient> | undefined {
+    if (isInbox(room)) return undefined;
     const index = this.#matches.findIndex((test) => test(room));
     return index < 0 ? undefined : this.#host.rules[index];
   }

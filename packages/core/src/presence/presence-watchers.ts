@@ -1,6 +1,6 @@
-import { wsFrame } from '../internal/ws-frame.js';
 import type { PresenceUpdateMessage } from '../protocol/messages.js';
 import type { AnyClient } from '../server/client.js';
+import { controlFrame } from '../server/outgoing.js';
 import type { PresenceChange, PresenceMember } from './presence-types.js';
 
 /**
@@ -27,7 +27,7 @@ export class PresenceWatchers {
       ),
       n: users,
     };
-    client.writeText(JSON.stringify(snapshot));
+    client.writeMessage(snapshot);
   }
 
   /** Stops sending a room's changes to a client (it left the room, or went away). */
@@ -46,7 +46,7 @@ export class PresenceWatchers {
           ? { t: 'pjoin', r: room, u: change.user }
           : { t: 'pjoin', r: room, u: change.user, i: change.info }
         : { t: 'pleave', r: room, u: change.user };
-    const frame = wsFrame(Buffer.from(JSON.stringify(message)), false);
+    const frame = controlFrame(message);
     for (const client of watchers) if (client.open) client.writeFrame(frame);
   }
 }

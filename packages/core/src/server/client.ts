@@ -2,9 +2,10 @@ import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'eventemitter3';
 import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
+import { closeReason } from '../internal/close-reason.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import { wsFrame } from '../internal/ws-frame.js';
-import type { Outgoing } from './outgoing.js';
+import { isInbox, type ServerMessage } from '../protocol/messages.js';
+import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import type { ResumeInfo } from './server-types.js';
 import { type MessageInfo, UNNUMBERED } from './upstream.js';
@@ -31,11 +32,16 @@ export interface ClientHost {
   leave(client: AnyClient, room: string): Promise<void>;
   /** Holds the socket's writes until the end of this tick, so they go out together. */
   cork(socket: Duplex): void;
-  slowConsumer(client: AnyClient, volatile: boolean): void;
+  /**
+   * The client's send buffer is full: `message` is the application message that did not fit,
+   * or `undefined` for a protocol frame (which is never dropped).
+   */
+  slowConsumer(client: AnyClient, message: Outgoing | undefined): void;
   handlerFailed(error: unknown, client: AnyClient): void;
   /** The client's `data` was replaced: its session must be saved. */
-  dataChanged(client: AnyClient): void;
+  dataChanged(client: AnyClient): Promise<void>;
   readonly maxBufferedBytes: number;
+  readonly maxOpsPerSecond: number;
 }
 
 /** Fields few clients ever use, kept apart so that every client stays small. */
@@ -43,6 +49,13 @@ interface Rare {
   dropped: number;
   conn?: string;
   held?: Buffer[];
+  heldBytes?: number;
+  /** Joins and requests waiting for their `ack`. */
+  inFlight?: number;
+  /** Rooms the client joined by its own `join`: authorized again when it resumes. */
+  own?: string[];
+  /** History rooms a message was dropped from: the client gets a `resync` before the next one. */
+  gaps?: Set<string>;
   recovery?: ResumeInfo;
   /** Messages that arrived before the application listened for them. */
   inbox?: [data: string | Buffer, isBinary: boolean, info: MessageInfo][];
@@ -55,7 +68,11 @@ interface Rare {
  */
 const INBOX_LIMIT = 256;
 
+/** How many seconds' worth of operations a client may send at once (its rate bucket's size). */
+const BURST_SECONDS = 2;
+
 const NO_ROOMS: ReadonlySet<string> = new Set();
+
 const NO_ROOM_LIST: readonly string[] = [];
 
 /**
@@ -82,6 +99,9 @@ export class Client<
   #rooms: string[] | undefined;
   #rare: Rare | undefined;
   #alive = true;
+  /** The rate limit's token bucket: operations left, and when it was last filled. */
+  #tokens: number;
+  #filledAt: number;
 
   /** @internal Created by the server for each accepted connection. */
   constructor(
@@ -101,6 +121,8 @@ export class Client<
     this.#socket = socket;
     this.#host = host;
     this.#data = data;
+    this.#tokens = BURST_SECONDS * host.maxOpsPerSecond;
+    this.#filledAt = Date.now();
   }
 
   /**
@@ -115,12 +137,16 @@ export class Client<
 
   set data(data: Data) {
     this.#data = data;
-    this.#host.dataChanged(this);
+    void this.#host.dataChanged(this);
   }
 
-  /** Saves `data` after it was changed in place (`wscale.v1` sessions). */
-  saveData(): void {
-    this.#host.dataChanged(this);
+  /**
+   * Saves `data` after it was changed in place (`wscale.v1` sessions). Resolves once the state
+   * store has it (a failed save is emitted as the server's `error` and resolves too): await it
+   * before acknowledging something that must survive this node.
+   */
+  saveData(): Promise<void> {
+    return this.#host.dataChanged(this);
   }
 
   /** Whether this `wscale.v1` connection resumed an existing session (rooms and `data` restored). */
@@ -176,7 +202,10 @@ export class Client<
 
   /** Rooms this client is in (a snapshot). */
   get rooms(): ReadonlySet<string> {
-    return this.#rooms === undefined ? NO_ROOMS : new Set(this.#rooms);
+    // The session's stream of direct messages is the server's own, not a room of the application.
+    return this.#rooms === undefined
+      ? NO_ROOMS
+      : new Set(this.#rooms.filter((room) => !isInbox(room)));
   }
 
   /** Whether the client is in a room. */
@@ -217,7 +246,10 @@ export class Client<
     return this.deliver(prepareMessage(data, options));
   }
 
-  /** Joins a room; resolves once broadcasts to it from every node reach this client. */
+  /**
+   * Joins a room; resolves once broadcasts to it from every node reach this client and, for a
+   * `wscale.v1` client, its session is saved with the room.
+   */
   join(room: string): Promise<void> {
     return this.#host.join(this, room);
   }
@@ -227,9 +259,9 @@ export class Client<
     return this.#host.leave(this, room);
   }
 
-  /** Closes the connection with a close code and reason. */
+  /** Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). */
   close(code: number = CloseCode.Normal, reason = ''): void {
-    this.#ws.close(code, reason);
+    this.#ws.close(code, closeReason(reason));
   }
 
   /** Ends the connection at once, without a closing handshake. */
@@ -241,27 +273,54 @@ export class Client<
   deliver(message: Outgoing): boolean {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN || message.skip?.has(this.id)) return false;
-    if (ws.bufferedAmount >= this.#host.maxBufferedBytes) {
-      this.#host.slowConsumer(this, message.volatile);
+    if (this.#queuedBytes() >= this.#host.maxBufferedBytes) {
+      this.#host.slowConsumer(this, message);
       return false;
     }
-    this.writeFrame(this.v1 ? message.envelopeFrame() : message.rawFrame());
+    if (!this.v1) {
+      this.#write(message.rawFrame());
+      return true;
+    }
+    const gaps = this.#rare?.gaps;
+    const { room, offset } = message;
+    if (gaps !== undefined && room !== undefined && offset !== undefined && gaps.delete(room)) {
+      this.#write(controlFrame({ t: 'resync', r: room, o: offset - 1, e: message.epoch! }));
+    }
+    this.#write(message.envelopeFrame());
     return true;
   }
 
-  /** @internal Writes one `wscale.v1` control message (a text frame). */
-  writeText(text: string): void {
-    this.writeFrame(wsFrame(Buffer.from(text), false));
+  /** @internal Writes one `wscale.v1` protocol message. */
+  writeMessage(message: ServerMessage): boolean {
+    return this.writeFrame(controlFrame(message));
   }
 
-  /** @internal Writes one complete WebSocket frame, or holds it while a resume is prepared. */
-  writeFrame(frame: Buffer): void {
-    const held = this.#rare?.held;
-    if (held !== undefined) {
-      held.push(frame);
+  /**
+   * @internal Writes one complete protocol frame, within the send-buffer budget: a frame that
+   * does not fit makes the client a slow consumer instead.
+   */
+  writeFrame(frame: Buffer): boolean {
+    if (this.#ws.readyState !== WebSocket.OPEN) return false;
+    if (this.#queuedBytes() >= this.#host.maxBufferedBytes) {
+      this.#host.slowConsumer(this, undefined);
+      return false;
+    }
+    this.#write(frame);
+    return true;
+  }
+
+  /** Bytes on their way to the client: in the socket's buffer, and held during a resume. */
+  #queuedBytes(): number {
+    return this.#ws.bufferedAmount + (this.#rare?.heldBytes ?? 0);
+  }
+
+  #write(frame: Buffer): void {
+    const rare = this.#rare;
+    if (rare?.held !== undefined) {
+      rare.held.push(frame);
+      rare.heldBytes = (rare.heldBytes ?? 0) + frame.length;
       return;
     }
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
     this.#host.cork(this.#socket);
     this.#socket.write(frame);
   }
@@ -272,12 +331,58 @@ export class Client<
     this.#rare.held ??= [];
   }
 
-  /** @internal Writes `first`, then everything held, and stops holding. */
+  /**
+   * @internal Writes `first` (within the budget), then everything held (counted when it was
+   * held), and stops holding.
+   */
   release(first: Buffer[]): void {
     const held = this.#rare?.held ?? [];
-    if (this.#rare !== undefined) this.#rare.held = undefined;
-    for (const frame of first) this.writeFrame(frame);
-    for (const frame of held) this.writeFrame(frame);
+    if (this.#rare !== undefined) {
+      this.#rare.held = undefined;
+      this.#rare.heldBytes = undefined;
+    }
+    for (const frame of first) if (!this.writeFrame(frame)) return;
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    for (const frame of held) this.#write(frame);
+  }
+
+  /**
+   * @internal Takes one incoming frame from the client's rate budget (a token bucket holding two
+   * seconds' worth); `false` when the budget is spent.
+   */
+  takeOp(): boolean {
+    const rate = this.#host.maxOpsPerSecond;
+    const now = Date.now();
+    this.#tokens = Math.min(
+      BURST_SECONDS * rate,
+      this.#tokens + ((now - this.#filledAt) * rate) / 1000,
+    );
+    this.#filledAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens--;
+    return true;
+  }
+
+  /** @internal Joins and requests of this client waiting for their `ack`. */
+  get inFlight(): number {
+    return this.#rare?.inFlight ?? 0;
+  }
+
+  set inFlight(count: number) {
+    this.#rare ??= { dropped: 0 };
+    this.#rare.inFlight = count;
+  }
+
+  /** @internal Rooms the client is in by its own `join`. */
+  get ownRooms(): readonly string[] {
+    return this.#rare?.own?.filter((room) => this.inRoom(room)) ?? NO_ROOM_LIST;
+  }
+
+  /** @internal Marks a room as joined at the client's own request. */
+  markOwn(room: string): void {
+    this.#rare ??= { dropped: 0 };
+    this.#rare.own ??= [];
+    if (!this.#rare.own.includes(room)) this.#rare.own.push(room);
   }
 
   /** @internal The connection id that holds this client's `wscale.v1` session. */
@@ -291,9 +396,14 @@ export class Client<
   }
 
   /** @internal Counts a message dropped for this slow consumer. */
-  countDropped(): void {
+  countDropped(message: Outgoing): void {
     this.#rare ??= { dropped: 0 };
     this.#rare.dropped++;
+    // A gap in a history room must not go unnoticed: the room's next message brings a resync.
+    if (this.v1 && message.offset !== undefined && message.room !== undefined) {
+      this.#rare.gaps ??= new Set();
+      this.#rare.gaps.add(message.room);
+    }
   }
 
   /** @internal Room membership, kept by the server's room registry. */
@@ -306,6 +416,13 @@ export class Client<
   removeRoom(room: string): void {
     const index = this.#rooms?.indexOf(room) ?? -1;
     if (index !== -1) this.#rooms!.splice(index, 1);
+    const own = this.#rare?.own;
+    if (own?.includes(room)) own.splice(own.indexOf(room), 1);
+  }
+
+  /** @internal Whether the connection is over (its `close` event was emitted or is due now). */
+  get gone(): boolean {
+    return this.#ws.readyState === WebSocket.CLOSED;
   }
 
   /** @internal One heartbeat round: terminate if the last ping went unanswered, else ping. */

@@ -61,6 +61,14 @@ export interface ServerOptions<Identity = unknown> {
    */
   history?: HistoryRule[];
   /**
+   * Keeps each `wscale.v1` session's direct messages (`wss.client(id).send()`) in this history
+   * store, a stream per session bounded by the store's own limits, so a client that reconnects, on
+   * any node, gets the ones it missed, in order and once — or is told `recovered: false` with a
+   * reason, as for a room. Volatile messages are not kept.
+   * @default direct messages are not kept (a client reconnecting when one is sent misses it)
+   */
+  directHistory?: History;
+  /**
    * Who may resume a session: the owner key of the identity `authenticate` returned. A session is
    * resumed only by a connection whose key is the same.
    * @default `String(identity.id)` when the identity has an `id`, else the identity as JSON
@@ -68,14 +76,17 @@ export interface ServerOptions<Identity = unknown> {
   sessionOwner?: (identity: Identity) => string;
   /**
    * Decides whether a `wscale.v1` client may join a room it asked for. Without it, clients may
-   * not join rooms themselves (the server still can, with `client.join`).
+   * not join rooms themselves (the server still can, with `client.join`). Asked again for those
+   * rooms when the client resumes its session. Anything but `true` refuses with `FORBIDDEN`; a
+   * throw or a value that is not a boolean also emits a `HandlerError`.
    */
   authorizeJoin?: (client: Client<Identity, object>, room: string) => Awaitable<boolean>;
   /**
-   * Answers a `wscale.v1` client's `request()`; the value returned is the reply. A throw or
-   * rejection answers with a `HANDLER_FAILED` error. A request the client sends again after a
-   * reconnect is answered with the kept reply, not handled twice; `info.redelivered` marks one
-   * that a node which died may have handled already.
+   * Answers a `wscale.v1` client's `request()`; the value returned is the reply (a string, bytes,
+   * or nothing). A throw, a rejection or a reply of another type answers with a `HANDLER_FAILED`
+   * error and emits a `HandlerError`. A request the client sends again after a reconnect is
+   * answered with the kept reply, not handled twice; `info.redelivered` marks one that a node
+   * which died may have handled already.
    */
   onRequest?: (
     client: Client<Identity, object>,
@@ -98,19 +109,82 @@ export interface ServerOptions<Identity = unknown> {
    */
   topicPrefix?: string;
 
-  /** Accepts or refuses each upgrade before the WebSocket exists. @default accept everyone */
+  /**
+   * Accepts or refuses each upgrade before the WebSocket exists. A throw answers 500, a hook that
+   * takes longer than {@link ServerOptions.authenticateTimeoutMs} 503; both are emitted as
+   * `HandlerError`. @default accept everyone
+   */
   authenticate?: Authenticate<Identity>;
+  /** How long `authenticate` may take before the upgrade is answered 503. @default 10000 */
+  authenticateTimeoutMs?: number;
+  /**
+   * Origins (`scheme://host[:port]`, as browsers send them) whose pages may connect; an upgrade
+   * from another origin is answered 403. A request without an `Origin` header (not from a
+   * browser) is let through: check such clients in `authenticate`.
+   * @default every origin
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * Most connections this node holds (counting those still upgrading or saying `hello`); the
+   * next upgrade is answered 503 and the load balancer can pick another node.
+   * @default 50000
+   */
+  maxConnections?: number;
+  /**
+   * Most rooms a `wscale.v1` client may be in by its own `join`; one more is refused with a
+   * `LIMIT` ack. Rooms the server joins it to (`client.join`) are not limited.
+   * @default 128
+   */
+  maxRoomsPerClient?: number;
+  /**
+   * Most `join`s and `req`s of one `wscale.v1` client waiting for their `ack`; one more is
+   * answered at once with a `BUSY` ack. The default matches `@wscale/client`'s
+   * `maxUnacknowledged`, so a client that sends its unacknowledged requests again after a resume
+   * stays within it.
+   * @default 1000
+   */
+  maxInFlightPerClient?: number;
+  /**
+   * Frames a client may send per second, on average: a token bucket that holds two seconds'
+   * worth, so a burst passes (such as a `@wscale/client` sending up to its `maxUnacknowledged`
+   * frames again after a resume). Past it the connection closes with 1008. Applies to raw and
+   * `wscale.v1` clients alike. `Infinity` turns it off.
+   * @default 1000
+   */
+  maxOpsPerSecond?: number;
+  /**
+   * Largest `client.data` saved with a `wscale.v1` session, in bytes of JSON. A larger one is not
+   * saved (the session keeps the `data` saved before) and an `error` names the client.
+   * @default 65536
+   */
+  maxSessionDataBytes?: number;
+  /**
+   * Most bytes of missed messages replayed on one resume, over all its rooms; the rooms past it
+   * are answered `recovered: false, reason: 'too-old'`.
+   * @default 1048576
+   */
+  maxReplayBytes?: number;
+  /**
+   * Most missed messages replayed on one resume, over all its rooms; the rooms past it are
+   * answered `recovered: false, reason: 'too-old'`.
+   * @default 5000
+   */
+  maxReplayEntries?: number;
   /** Largest frame a client may send, in bytes; larger ones close with 1009. @default 1048576 */
   maxPayload?: number;
   /**
    * Bytes a client's send buffer may hold before it counts as a slow consumer: volatile messages
-   * are dropped from then on, and other messages follow {@link ServerOptions.slowConsumer}.
+   * are dropped from then on, and other messages follow {@link ServerOptions.slowConsumer}. Every
+   * frame counts, whatever it is: broadcasts, direct messages, replays and protocol replies.
    * @default 4194304
    */
   maxBufferedBytes?: number;
   /**
    * `'close'` closes a slow consumer with 1013 (it reconnects and, with `wscale.v1` history,
-   * recovers what it missed); `'drop'` drops its messages and counts them.
+   * recovers what it missed); `'drop'` drops its application messages and counts them (a
+   * `wscale.v1` client gets a `resync` before the next message of a history room it missed one
+   * of). A protocol reply (`ack`, `pong`, `welcome`, …) is never dropped: past the limit it
+   * closes the client with 1013 under either policy.
    * @default 'close'
    */
   slowConsumer?: SlowConsumerPolicy;
@@ -168,12 +242,14 @@ export type ResolvedOptions<Identity> = Required<
     | 'broker'
     | 'stateStore'
     | 'history'
+    | 'directHistory'
     | 'authenticate'
     | 'sessionSecret'
     | 'sessionOwner'
     | 'authorizeJoin'
     | 'onRequest'
     | 'presence'
+    | 'allowedOrigins'
   >
 > &
   Pick<
@@ -186,6 +262,8 @@ export type ResolvedOptions<Identity> = Required<
     | 'authenticate'
     | 'authorizeJoin'
     | 'onRequest'
+    | 'allowedOrigins'
+    | 'directHistory'
   > & {
     sessionOwner: (identity: Identity) => string;
     history: HistoryRule[];

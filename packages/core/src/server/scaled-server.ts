@@ -9,11 +9,13 @@ import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from 
 import {
   HandlerError,
   InvalidOptionError,
+  LimitExceededError,
   ServerClosedError,
   UpgradeRejectedError,
   WscaleError,
 } from '../errors.js';
 import { historyMatcher } from '../history/history-rules.js';
+import type { ReplayBudget } from '../history/room-stream.js';
 import {
   BusFlag,
   type BusFrame,
@@ -22,7 +24,6 @@ import {
   type DirectOp,
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import { wsFrame } from '../internal/ws-frame.js';
 import { PresenceService } from '../presence/presence-service.js';
 import type {
   PresenceList,
@@ -30,28 +31,28 @@ import type {
   PresenceRule,
   PresenceStats,
 } from '../presence/presence-types.js';
-import { PROTOCOL } from '../protocol/messages.js';
+import { inboxOf, isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
-import { type OpenedSession, Sessions } from '../session/sessions.js';
+import { Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
 import { BroadcastOperator } from './broadcast.js';
 import { type AnyClient, Client, type ClientHost } from './client.js';
 import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
-import { Outgoing } from './outgoing.js';
+import { controlFrame, Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import { resolveOptions } from './resolve-options.js';
 import { RoomRegistry } from './room-registry.js';
 import type {
   ClientInfo,
+  LimitCounters,
   QueryOptions,
   RemoteClient,
   ServerEvents,
   ServerStats,
 } from './server-types.js';
 import { pathOf, refuse } from './upgrade-response.js';
-import type { MessageInfo } from './upstream.js';
-import { V1Endpoint } from './v1-endpoint.js';
+import { V1Endpoint, type V1Host } from './v1-endpoint.js';
 
 /**
  * A WebSocket server that is one node of a cluster. Clients connect to any node; a broadcast to a
@@ -93,6 +94,20 @@ export class ScaledWebSocketServer<
   readonly #corked: Duplex[] = [];
   readonly #started: Promise<void>;
   readonly #stats = { dropped: 0, slowConsumersClosed: 0 };
+  readonly #limited: LimitCounters = {
+    rooms: 0,
+    inFlight: 0,
+    rate: 0,
+    connections: 0,
+    origins: 0,
+    authenticateTimeouts: 0,
+    sessionData: 0,
+    replay: 0,
+  };
+  /** Upgrades waiting for `authenticate`: connections too, for `maxConnections`. */
+  #authenticating = 0;
+  /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
+  #reporting = false;
   readonly #host: ClientHost;
   readonly #timers: NodeJS.Timeout[] = [];
   /** Last saves of closed connections, which a drain waits for. */
@@ -113,7 +128,9 @@ export class ScaledWebSocketServer<
       (error) => this.#report(error),
       this.nodeId,
     );
-    this.#historyOf = historyMatcher(this.#options.history);
+    const historyOf = historyMatcher(this.#options.history);
+    const { directHistory } = this.#options;
+    this.#historyOf = (room) => (isInbox(room) ? directHistory : historyOf(room));
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -142,15 +159,17 @@ export class ScaledWebSocketServer<
       },
     );
     this.#rooms = new RoomRegistry({
+      // A session's direct messages come by the direct path, not on a room topic.
       subscribe: (room, deliver) =>
-        this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
+        isInbox(room)
+          ? Promise.resolve(unsubscribed)
+          : this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
       historyOf: this.#historyOf,
       joined: (client, room, position) => {
-        if (client.v1) client.writeText(JSON.stringify(joinedMessage(room, position)));
+        if (client.v1) client.writeMessage(joinedMessage(room, position));
       },
       resync: (room, members, position) => {
-        const resync = { t: 'resync', r: room, o: position.offset, e: position.epoch };
-        const frame = wsFrame(Buffer.from(JSON.stringify(resync)), false);
+        const frame = controlFrame({ t: 'resync', r: room, o: position.offset, e: position.epoch });
         for (const client of members) if (client.v1) client.writeFrame(frame);
       },
       error: (error) => this.#report(error),
@@ -203,7 +222,7 @@ export class ScaledWebSocketServer<
 
   /** Counters of this node. */
   get stats(): ServerStats {
-    return { connections: this.#clients.size, ...this.#stats };
+    return { connections: this.#clients.size, ...this.#stats, limited: { ...this.#limited } };
   }
 
   /** Starts a broadcast to the members of a room, on every node. */
@@ -237,7 +256,7 @@ export class ScaledWebSocketServer<
    */
   async fetchRooms(options?: QueryOptions): Promise<{ rooms: string[]; missing: string[] }> {
     const { answers, missing } = await this.#ask('rooms', undefined, options);
-    const rooms = new Set(this.#rooms.names());
+    const rooms = new Set(this.#roomNames());
     for (const answer of answers.values()) for (const room of answer as string[]) rooms.add(room);
     return { rooms: [...rooms].sort(), missing };
   }
@@ -280,7 +299,11 @@ export class ScaledWebSocketServer<
    * status and no WebSocket is created.
    */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    void this.#upgrade(request, socket, head);
+    this.#upgrade(request, socket, head).catch((error) => {
+      // Nothing an upgrade does should throw; if it does, one socket goes, never the process.
+      this.#report(error);
+      socket.destroy();
+    });
   }
 
   /**
@@ -339,8 +362,6 @@ export class ScaledWebSocketServer<
     await this.#started.catch(() => undefined);
     // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
     await this.#presence?.stop();
-    this.#http?.off('upgrade', this.#onUpgrade);
-    this.#attached?.off('upgrade', this.#onUpgrade);
     for (const timer of this.#timers) clearInterval(timer);
     const clients = [...this.#clients.values()];
     // Listen before saving: a client that goes away while its session is saved must count too.
@@ -355,6 +376,7 @@ export class ScaledWebSocketServer<
     for (const client of clients) client.close(CloseCode.ServiceRestart, 'draining');
     const timer = setTimeout(() => {
       for (const client of clients) client.terminate();
+      this.#v1.terminateOpening();
     }, this.#options.closeTimeoutMs);
     await Promise.all(closed);
     clearTimeout(timer);
@@ -364,6 +386,9 @@ export class ScaledWebSocketServer<
     if (this.#ownsBroker) await this.#broker.close();
     await this.#ownedStore?.close();
     this.#wss.close();
+    // Upgrades were answered 503 all along the drain; only now does the server stop taking them.
+    this.#http?.off('upgrade', this.#onUpgrade);
+    this.#attached?.off('upgrade', this.#onUpgrade);
     const http = this.#http;
     if (http?.listening) await new Promise((resolve) => http.close(resolve));
   }
@@ -381,31 +406,71 @@ export class ScaledWebSocketServer<
   };
 
   async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    if (this.#closing !== undefined) return refuse(socket, 503);
     socket.on('error', ignore);
+    const refusal = this.#refusal(request);
+    if (refusal !== undefined) return refuse(socket, refusal);
     let identity: Identity = true as Identity;
-    const authenticate = this.#options.authenticate;
-    if (authenticate !== undefined) {
-      try {
-        const result = await authenticate(request);
-        if (result === false || result === null || result === undefined) return refuse(socket, 401);
-        identity = result;
-      } catch (error) {
-        if (error instanceof UpgradeRejectedError) return refuse(socket, error.status);
-        this.#report(new HandlerError('authenticate', error));
-        return refuse(socket, 500);
-      }
+    if (this.#options.authenticate !== undefined) {
+      this.#authenticating++;
+      const outcome = await this.#authenticate(request).finally(() => this.#authenticating--);
+      if (typeof outcome === 'number') return refuse(socket, outcome);
+      identity = outcome.identity;
       if (this.#closing !== undefined || socket.destroyed) return refuse(socket, 503);
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);
+      // From here to its end, a socket's errors (a bad frame, a reset) come as `error` events.
+      ws.on('error', this.#socketEvents.error);
       if (ws.protocol === PROTOCOL) {
         this.#v1.accept(ws, socket, request, identity);
         return;
       }
       const client = this.#register(newId(), ws, socket, identity, false);
+      this.#listen(ws);
       this.emit('connection', client, request);
     });
+  }
+
+  /** The HTTP status an upgrade is refused with before `authenticate`, if it is. */
+  #refusal(request: IncomingMessage): number | undefined {
+    if (this.#closing !== undefined) return 503;
+    const origins = this.#options.allowedOrigins;
+    const origin = request.headers.origin;
+    if (origins !== undefined && origin !== undefined && !origins.includes(origin)) {
+      this.#limited.origins++;
+      return 403;
+    }
+    const connections = this.#clients.size + this.#v1.opening + this.#authenticating;
+    if (connections >= this.#options.maxConnections) {
+      this.#limited.connections++;
+      return 503;
+    }
+    return undefined;
+  }
+
+  /** Runs `authenticate` within its time: the identity, or the HTTP status to refuse with. */
+  async #authenticate(request: IncomingMessage): Promise<{ identity: Identity } | number> {
+    const ms = this.#options.authenticateTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), ms);
+    });
+    try {
+      const result = await Promise.race([this.#options.authenticate!(request), late]);
+      if (result === 'late') {
+        this.#limited.authenticateTimeouts++;
+        this.#report(new HandlerError('authenticate', `no answer within ${ms} ms`));
+        return 503;
+      }
+      if (result === false || result === null || result === undefined) return 401;
+      return { identity: result as Identity };
+    } catch (error) {
+      if (error instanceof UpgradeRejectedError) return error.status;
+      this.#report(new HandlerError('authenticate', error));
+      return 500;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #register(
@@ -421,23 +486,38 @@ export class ScaledWebSocketServer<
     // One set of handler functions for every socket (not four closures per client): the socket
     // is `this` in them, and names its client.
     (ws as TaggedSocket)[CLIENT] = client;
-    const on = this.#socketEvents;
-    ws.on('message', on.message).on('pong', on.pong).on('error', on.error).on('close', on.close);
+    ws.on('pong', this.#socketEvents.pong).on('close', this.#socketEvents.close);
     return client;
+  }
+
+  /** Starts taking the frames of a registered client's socket. */
+  #listen(ws: WebSocket): void {
+    ws.on('message', this.#socketEvents.message);
+  }
+
+  /** One frame from a client, within its rate limit. */
+  #onFrame(client: AnyClient, frame: Buffer, isBinary: boolean): void {
+    if (!client.open) return;
+    client.markAlive();
+    if (!client.takeOp()) {
+      this.#limited.rate++;
+      client.close(CloseCode.PolicyViolation, 'rate limit');
+      return;
+    }
+    if (client.v1) this.#v1.receive(client, frame, isBinary);
+    else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
   }
 
   readonly #socketEvents = ((server) => ({
     message(this: TaggedSocket, frame: Buffer, isBinary: boolean) {
-      const client = this[CLIENT]!;
-      client.markAlive();
-      if (client.v1) server.#v1.receive(client, frame, isBinary);
-      else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
+      server.#onFrame(this[CLIENT]!, frame, isBinary);
     },
     pong(this: TaggedSocket) {
       this[CLIENT]!.markAlive();
     },
     error(this: TaggedSocket, error: Error) {
-      this[CLIENT]!.emit('error', error);
+      // A socket still opening has no client yet: `ws` closes it, and there is nobody to tell.
+      this[CLIENT]?.emit('error', error);
     },
     close(this: TaggedSocket, code: number, reason: Buffer) {
       const client = this[CLIENT]!;
@@ -450,63 +530,77 @@ export class ScaledWebSocketServer<
     },
   }))(this);
 
-  #v1Host() {
+  #v1Host(): V1Host {
+    const options = this.#options;
     return {
       nodeId: this.nodeId,
-      helloTimeoutMs: this.#options.helloTimeoutMs,
+      helloTimeoutMs: options.helloTimeoutMs,
+      maxRoomsPerClient: options.maxRoomsPerClient,
+      maxInFlightPerClient: options.maxInFlightPerClient,
+      replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
       receiptDelayMs: RECEIPT_DELAY_MS,
+      keepsDirect: this.#options.directHistory !== undefined,
       sessions: this.#sessions,
-      owner: (identity: unknown) => this.#options.sessionOwner(identity as Identity),
-      alive: (nodeId: string) => nodeId === this.nodeId || this.#mesh.nodes.includes(nodeId),
-      kick: async (sessionId: string) => {
+      owner: (identity) => {
+        try {
+          return options.sessionOwner(identity as Identity);
+        } catch (error) {
+          throw new HandlerError('sessionOwner', error);
+        }
+      },
+      alive: (nodeId) => nodeId === this.nodeId || this.#mesh.nodes.includes(nodeId),
+      kick: (sessionId) => {
         const older = this.#clients.get(sessionId);
         if (older !== undefined) {
           this.#clients.delete(sessionId);
           older.close(CloseCode.SessionTakenOver, 'session resumed elsewhere');
         }
-        await this.#mesh
-          .direct(
-            {
-              n: this.nodeId,
-              c: sessionId,
-              o: 'close',
-              a: [CloseCode.SessionTakenOver, 'session resumed elsewhere'],
-            },
-            EMPTY,
-            0,
-          )
-          .catch((error) => this.#report(error));
+        // Not awaited: the new connection already holds the session in the store, and a broker
+        // that is down must not hold its welcome back.
+        const close: BusHeader = {
+          n: this.nodeId,
+          c: sessionId,
+          o: 'close',
+          a: [CloseCode.SessionTakenOver, 'session resumed elsewhere'],
+        };
+        this.#mesh.direct(close, EMPTY, 0).catch((error) => this.#report(error));
       },
-      register: (session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown) => {
+      register: (session, ws, socket, identity) => {
         const data = session.record?.data as Data | undefined;
         const client = this.#register(session.id, ws, socket, identity as Identity, true, data);
         client.conn = session.conn;
         return client;
       },
-      join: (client: AnyClient, room: string, from?: HistoryPosition, announce?: boolean) =>
-        this.#join(client, room, from, announce),
-      leave: (client: AnyClient, room: string) => this.#leave(client, room),
-      watchPresence: (client: AnyClient, room: string) =>
+      listen: (ws) => this.#listen(ws),
+      frame: (client, frame, isBinary) => this.#onFrame(client, frame, isBinary),
+      join: (client, room, from, announce, budget) =>
+        this.#join(client, room, from, announce, budget),
+      leave: (client, room) => this.#leave(client, room),
+      watchPresence: (client, room) =>
         this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room),
-      save: (client: AnyClient) => void this.#save(client),
-      authorizeJoin: this.#options.authorizeJoin as
-        | ((client: AnyClient, room: string) => Promise<boolean> | boolean)
-        | undefined,
-      onRequest: this.#options.onRequest as
-        | ((client: AnyClient, data: string | Buffer, info: MessageInfo) => Promise<unknown>)
-        | undefined,
-      connected: (client: AnyClient, request: IncomingMessage) =>
+      save: (client) => void this.#save(client),
+      authorizeJoin: options.authorizeJoin as V1Host['authorizeJoin'],
+      onRequest: options.onRequest as V1Host['onRequest'],
+      connected: (client, request) =>
         this.emit('connection', client as Client<Identity, Data>, request),
-      report: (error: unknown) => this.#report(error),
+      limited: (limit) => void this.#limited[limit]++,
+      report: (error) => this.#report(error),
     };
   }
 
-  async #join(client: AnyClient, room: string, from?: HistoryPosition, announce = true) {
-    const outcome = await this.#rooms.join(client, room, from, announce);
+  async #join(
+    client: AnyClient,
+    room: string,
+    from?: HistoryPosition,
+    announce = true,
+    budget?: ReplayBudget,
+  ) {
+    const outcome = await this.#rooms.join(client, room, from, announce, budget);
     if (client.inRoom(room) && this.#clients.get(client.id) === client) {
       this.#presence?.entered(client, room);
     }
-    if (client.v1 && announce) this.#save(client);
+    // Awaited: a join that was acknowledged is in the session, even if this node dies next.
+    if (client.v1 && announce) await this.#save(client);
     return outcome;
   }
 
@@ -515,8 +609,8 @@ export class ScaledWebSocketServer<
     await this.#rooms.leave(client, room);
     this.#presence?.left(client, room);
     if (!client.v1) return;
-    client.writeText(JSON.stringify({ t: 'left', r: room }));
-    this.#save(client);
+    client.writeMessage({ t: 'left', r: room });
+    await this.#save(client);
   }
 
   #presenceService(): PresenceService | undefined {
@@ -566,10 +660,25 @@ export class ScaledWebSocketServer<
   #record(client: AnyClient, rooms: string[]) {
     return {
       owner: this.#options.sessionOwner(client.identity as Identity),
-      data: client.data,
+      data: this.#sessionData(client),
       rooms,
+      own: [...client.ownRooms],
       ...this.#v1.upstreamRecord(client),
     };
+  }
+
+  /** The client's `data` to save, or `undefined` to keep what was saved: it is over its limit. */
+  #sessionData(client: AnyClient): object | undefined {
+    const bytes = Buffer.byteLength(JSON.stringify(client.data));
+    if (bytes <= this.#options.maxSessionDataBytes) return client.data;
+    this.#limited.sessionData++;
+    this.#report(
+      new LimitExceededError(
+        `client ${client.id}: data is ${bytes} bytes, over maxSessionDataBytes ` +
+          `(${this.#options.maxSessionDataBytes}); its session keeps the data saved before`,
+      ),
+    );
+    return undefined;
   }
 
   #clientHost(): ClientHost {
@@ -585,19 +694,21 @@ export class ScaledWebSocketServer<
         socket.cork();
         if (this.#corked.push(socket) === 1) process.nextTick(this.#uncork);
       },
-      slowConsumer: (client, volatile) => {
-        if (volatile || this.#options.slowConsumer === 'drop') {
-          client.countDropped();
+      slowConsumer: (client, message) => {
+        if (message !== undefined && (message.volatile || this.#options.slowConsumer === 'drop')) {
+          client.countDropped(message);
           this.#stats.dropped++;
           return;
         }
+        if (!client.open) return;
         this.#stats.slowConsumersClosed++;
         // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
         client.close(CloseCode.TryAgainLater, 'send buffer full');
       },
       handlerFailed: (error) => this.#report(new HandlerError('client event', error)),
-      dataChanged: (client) => void this.#save(client),
+      dataChanged: (client) => this.#save(client),
       maxBufferedBytes: this.#options.maxBufferedBytes,
+      maxOpsPerSecond: this.#options.maxOpsPerSecond,
     };
   }
 
@@ -660,6 +771,21 @@ export class ScaledWebSocketServer<
     if (this.#closing !== undefined) throw new ServerClosedError();
     const header: BusHeader = { n: this.nodeId, c: id, o: op };
     if (argument !== undefined) header.a = argument;
+    const inbox = this.#options.directHistory;
+    if (
+      message !== undefined &&
+      !message.volatile &&
+      inbox !== undefined &&
+      SessionTokens.isSessionId(id)
+    ) {
+      // Kept in the session's stream first, so a client that is away gets it when it resumes.
+      const room = inboxOf(id);
+      const position = await inbox.append(room, message.historyPayload());
+      message = message.at(room, position.offset, position.epoch);
+      header.r = [room];
+      header.s = position.offset;
+      header.e = position.epoch;
+    }
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, message);
     await this.#mesh.direct(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
@@ -668,7 +794,13 @@ export class ScaledWebSocketServer<
   async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
     switch (header.o) {
       case 'send':
-        if (message !== undefined) client.deliver(message);
+        if (message === undefined) return;
+        // A kept direct message goes through the session's stream: in order, once.
+        if (message.room !== undefined && client.inRoom(message.room)) {
+          this.#rooms.deliver(message.room, message);
+        } else {
+          client.deliver(message);
+        }
         return;
       case 'join':
         return void (await this.#join(client, String(header.a)));
@@ -696,7 +828,7 @@ export class ScaledWebSocketServer<
   }
 
   #answer(type: string, argument: unknown): unknown {
-    if (type === 'rooms') return this.#rooms.names();
+    if (type === 'rooms') return this.#roomNames();
     if (type === 'clients') return this.#localClients(argument as string | undefined);
     return undefined;
   }
@@ -706,8 +838,13 @@ export class ScaledWebSocketServer<
     return [...clients].map((client) => ({
       id: client.id,
       nodeId: this.nodeId,
-      rooms: [...client.roomList],
+      rooms: [...client.rooms],
     }));
+  }
+
+  /** The application's rooms with local members (not the sessions' direct-message streams). */
+  #roomNames(): string[] {
+    return this.#rooms.names().filter((room) => !isInbox(room));
   }
 
   async #ask(type: string, argument: unknown, options?: QueryOptions): Promise<MeshAnswers> {
@@ -722,8 +859,16 @@ export class ScaledWebSocketServer<
   #report(error: unknown): void {
     const reported =
       error instanceof Error ? error : new WscaleError('HANDLER_FAILED', String(error));
-    if (this.listenerCount('error') > 0) this.emit('error', reported);
-    else process.emitWarning(reported);
+    if (this.listenerCount('error') === 0 || this.#reporting) {
+      process.emitWarning(reported);
+      return;
+    }
+    this.#reporting = true;
+    try {
+      this.emit('error', reported);
+    } finally {
+      this.#reporting = false;
+    }
   }
 }
 
@@ -734,7 +879,7 @@ type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
 /** Bytes a socket may gather within one tick before they are written anyway. */
 const CORK_LIMIT = 64 * 1024;
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
-const RECEIPT_DELAY_MS = 20;
+const RECEIPT_DELAY_MS = 100;
 
 /** The message a frame from another node carries, ready for local fan-out. */
 function messageOf(frame: BusFrame): Outgoing {
@@ -751,7 +896,7 @@ function messageOf(frame: BusFrame): Outgoing {
   );
 }
 
-function joinedMessage(room: string, position: HistoryPosition | undefined) {
+function joinedMessage(room: string, position: HistoryPosition | undefined): JoinedMessage {
   return position === undefined
     ? { t: 'joined', r: room }
     : { t: 'joined', r: room, o: position.offset, e: position.epoch };
@@ -766,3 +911,5 @@ function sleep(ms: number): Promise<void> {
 }
 
 function ignore(): void {}
+
+async function unsubscribed(): Promise<void> {}

@@ -4,21 +4,24 @@ import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import type { HistoryPosition } from '../contracts.js';
 import { HandlerError } from '../errors.js';
-import type { JoinOutcome } from '../history/room-stream.js';
+import type { JoinOutcome, ReplayBudget } from '../history/room-stream.js';
+import { closeReason } from '../internal/close-reason.js';
 import { wsFrame } from '../internal/ws-frame.js';
 import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
-import type {
-  AckMessage,
-  ClientMessage,
-  HelloMessage,
-  ProtocolErrorCode,
-  ServerMessage,
-  WelcomeMessage,
-  WelcomeRoom,
+import {
+  type AckMessage,
+  type ClientMessage,
+  type HelloMessage,
+  inboxOf,
+  type ProtocolErrorCode,
+  RESERVED_ROOM_PREFIX,
+  type WelcomeMessage,
+  type WelcomeRoom,
 } from '../protocol/messages.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../session/sessions.js';
 import type { AnyClient } from './client.js';
 import type { Awaitable } from './options.js';
+import { controlFrame } from './outgoing.js';
 import { prepareMessage, type Sendable } from './payload.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
 
@@ -26,32 +29,48 @@ import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './
 export interface V1Host {
   readonly nodeId: string;
   readonly helloTimeoutMs: number;
+  readonly maxRoomsPerClient: number;
+  readonly maxInFlightPerClient: number;
   /** How long a `rcv` may wait, so that it covers every frame a client sent meanwhile. */
   readonly receiptDelayMs: number;
+  /** Whether sessions keep their direct messages in a stream of their own. */
+  readonly keepsDirect: boolean;
   readonly sessions: Sessions;
+  /** What one resume may replay, over all its rooms. */
+  replayBudget(): ReplayBudget;
   owner(identity: unknown): string;
   /** Whether a node (this one or another) is alive. */
   alive(nodeId: string): boolean;
-  /** Closes an older connection of the session, wherever it is. */
-  kick(sessionId: string): Promise<void>;
+  /** Closes an older connection of the session, wherever it is, without waiting. */
+  kick(sessionId: string): void;
   /** Creates and registers the client of an opened session. */
   register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): AnyClient;
+  /** Starts taking the frames of a registered client's socket. */
+  listen(ws: WebSocket): void;
+  /** Takes one frame of a registered client, as if it had just arrived. */
+  frame(client: AnyClient, data: Buffer, isBinary: boolean): void;
   join(
     client: AnyClient,
     room: string,
     from?: HistoryPosition,
     announce?: boolean,
+    budget?: ReplayBudget,
   ): Promise<JoinOutcome | undefined>;
   leave(client: AnyClient, room: string): Promise<void>;
   /** Starts sending a room's presence to a client; an error code when refused. */
   watchPresence(client: AnyClient, room: string): ProtocolErrorCode | undefined;
   save(client: AnyClient): void;
-  authorizeJoin?: (client: AnyClient, room: string) => Awaitable<boolean>;
+  authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
   onRequest?: (client: AnyClient, data: string | Buffer, info: MessageInfo) => Awaitable<unknown>;
   /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: AnyClient, request: IncomingMessage): void;
+  /** Counts a limit that was hit. */
+  limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
 }
+
+/** A frame that came in behind the `hello`, before the session was open. */
+type Queued = [data: Buffer, isBinary: boolean];
 
 /**
  * The server side of `wscale.v1` (see `docs/protocol.md`): the `hello` that opens or resumes a
@@ -59,7 +78,7 @@ export interface V1Host {
  */
 export class V1Endpoint {
   readonly #host: V1Host;
-  /** Connections that have not finished their hello yet. */
+  /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
   /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
   readonly #upstream = new WeakMap<AnyClient, UpstreamLedger>();
@@ -69,7 +88,7 @@ export class V1Endpoint {
     this.#host = host;
     this.#receipts = new ReceiptBatcher(host.receiptDelayMs, (client) => {
       const last = this.#upstream.get(client)?.last;
-      if (last !== undefined && client.open) send(client, { t: 'rcv', s: last });
+      if (last !== undefined && client.open) client.writeMessage({ t: 'rcv', s: last });
     });
   }
 
@@ -88,40 +107,74 @@ export class V1Endpoint {
     this.#receipts.forget(client);
   }
 
-  /** Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. */
+  /** How many connections are waiting for their `welcome`. */
+  get opening(): number {
+    return this.#opening.size;
+  }
+
+  /**
+   * Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. Either
+   * happens within `helloTimeoutMs`, or the connection is closed.
+   */
   accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: unknown): void {
-    const timer = setTimeout(
-      () => ws.close(CloseCode.PolicyViolation, 'hello expected'),
-      this.#host.helloTimeoutMs,
-    );
+    // `undefined` until the hello; then the frames behind it (often in the same TCP segment), which
+    // wait, in order, for the session. The socket is paused meanwhile, so they are at most what it
+    // had already read. `null` once the connection was refused: what it still sends is dropped.
+    let queued: Queued[] | null | undefined;
+    const refuse = (code: number, reason: string) => {
+      queued = null;
+      close(ws, code, reason);
+      // Read on, or the peer's answer to the close would never arrive.
+      ws.resume();
+    };
+    const timer = setTimeout(() => {
+      if (queued === undefined) refuse(CloseCode.PolicyViolation, 'hello expected');
+      else if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
+    }, this.#host.helloTimeoutMs);
     this.#opening.add(ws);
-    const onError = () => undefined;
-    const onClose = () => {
+    const settled = () => {
       clearTimeout(timer);
       this.#opening.delete(ws);
+      ws.off('message', onMessage).off('close', settled);
     };
     const onMessage = (data: Buffer, isBinary: boolean) => {
-      clearTimeout(timer);
-      ws.off('message', onMessage).off('error', onError);
-      const message = this.#decode(ws, data, isBinary)?.message;
-      if (message === undefined) return;
-      if (message.t !== 'hello') {
-        ws.close(CloseCode.PolicyViolation, 'hello expected');
+      if (queued !== undefined) {
+        queued?.push([data, isBinary]);
         return;
       }
-      // Operations sent right behind the hello wait until the session is open.
+      const message = this.#decode(ws, data, isBinary)?.message;
+      if (message?.t !== 'hello') {
+        if (message === undefined) queued = null;
+        else refuse(CloseCode.PolicyViolation, 'hello expected');
+        return;
+      }
+      queued = [];
       ws.pause();
-      this.#open(ws, socket, request, identity, message).catch((error) => {
-        this.#host.report(error);
-        ws.close(CloseCode.InternalError, 'session could not be opened');
-      });
+      this.#open(ws, socket, request, identity, message)
+        .then((client) => {
+          if (client === undefined) return;
+          const behind = queued ?? [];
+          settled();
+          this.#host.listen(ws);
+          for (const [frame, binary] of behind) this.#host.frame(client, frame, binary);
+          ws.resume();
+        })
+        .catch((error) => {
+          this.#host.report(error);
+          refuse(CloseCode.InternalError, 'session could not be opened');
+        });
     };
-    ws.on('message', onMessage).on('close', onClose).on('error', onError);
+    ws.on('message', onMessage).on('close', settled);
   }
 
   /** Closes the connections still opening (the node is draining). */
   closeOpening(code: number, reason: string): void {
-    for (const ws of this.#opening) ws.close(code, reason);
+    for (const ws of this.#opening) close(ws, code, reason);
+  }
+
+  /** Ends the connections still opening at once: they did not answer the close in time. */
+  terminateOpening(): void {
+    for (const ws of this.#opening) ws.terminate();
   }
 
   /** Handles one frame of a client whose session is open. */
@@ -130,13 +183,14 @@ export class V1Endpoint {
     if (decoded !== undefined) this.#dispatch(client, decoded.message, decoded.binary);
   }
 
+  /** Opens the session of a `hello` and welcomes the client; `undefined` if it left meanwhile. */
   async #open(
     ws: WebSocket,
     socket: Duplex,
     request: IncomingMessage,
     identity: unknown,
     hello: HelloMessage,
-  ): Promise<void> {
+  ): Promise<AnyClient | undefined> {
     const host = this.#host;
     const owner = host.owner(identity);
     if (hello.session !== undefined) await this.#handOver(hello.session, owner);
@@ -144,9 +198,9 @@ export class V1Endpoint {
     if (ws.readyState !== WebSocket.OPEN) {
       // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
       ws.terminate();
-      return;
+      return undefined;
     }
-    if (session.resumed) await host.kick(session.id);
+    if (session.claimed) host.kick(session.id);
     this.#opening.delete(ws);
     const client = host.register(session, ws, socket, identity);
     // Whether the previous connection recorded all it handed on: only a clean close says so.
@@ -156,11 +210,24 @@ export class V1Endpoint {
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
+    const budget = host.replayBudget();
+    const own = new Set(session.record?.own);
     for (const room of session.record?.rooms ?? []) {
+      if (own.has(room) && !(await this.#authorized(client, room))) {
+        client.writeMessage({ t: 'left', r: room });
+        continue;
+      }
+      if (own.has(room)) client.markOwn(room);
       const seen = hello.rooms?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
-      rooms[room] = await this.#rejoin(client, room, from, replay);
+      rooms[room] = await this.#rejoin(client, room, from, replay, budget);
     }
+    // A session whose direct messages are kept is in its own stream from its start.
+    const inbox = inboxOf(client.id);
+    if (host.keepsDirect && !(inbox in rooms)) {
+      rooms[inbox] = await this.#rejoin(client, inbox, undefined, replay, budget);
+    }
+    if (client.gone) return undefined;
     const welcome: WelcomeMessage = {
       t: 'welcome',
       session: session.token,
@@ -171,14 +238,14 @@ export class V1Endpoint {
       s: ledger.last,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    client.release([wsFrame(Buffer.from(JSON.stringify(welcome)), false), ...replay]);
-    ws.resume();
+    client.release([controlFrame(welcome), ...replay]);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
       host.save(client);
     }
     host.connected(client, request);
+    return client;
   }
 
   /**
@@ -190,7 +257,7 @@ export class V1Endpoint {
     const sessions = this.#host.sessions;
     const holder = await sessions.holder(token);
     if (holder === undefined || holder.owner !== owner || !this.#host.alive(holder.node)) return;
-    await this.#host.kick(holder.id);
+    this.#host.kick(holder.id);
     const deadline = Date.now() + HANDOVER_MS;
     while (Date.now() < deadline && (await sessions.holder(token)) !== undefined) {
       await new Promise((resolve) => setTimeout(resolve, HANDOVER_POLL_MS));
@@ -202,10 +269,11 @@ export class V1Endpoint {
     room: string,
     from: HistoryPosition | undefined,
     replay: Buffer[],
+    budget: ReplayBudget,
   ): Promise<WelcomeRoom> {
     let outcome: JoinOutcome | undefined;
     try {
-      outcome = await this.#host.join(client, room, from, false);
+      outcome = await this.#host.join(client, room, from, false, budget);
     } catch (error) {
       this.#host.report(error);
       return { recovered: false, reason: 'unavailable' };
@@ -222,6 +290,7 @@ export class V1Endpoint {
       state.reason = 'no-position';
     } else if (outcome.reason !== undefined) {
       state.reason = outcome.reason;
+      if (outcome.overBudget === true) this.#host.limited('replay');
     }
     for (const message of outcome.replay) replay.push(message.envelopeFrame());
     return state;
@@ -237,35 +306,51 @@ export class V1Endpoint {
       }
       case 'req': {
         const info = this.#admit(client, message);
-        if (info !== undefined) void this.#request(client, message, payload, info);
-        else this.#answerAgain(client, message);
+        if (info === undefined) this.#answerAgain(client, message);
+        else this.#answer(client, message.id, () => this.#request(client, message, payload, info));
         return;
       }
       case 'join':
-        void this.#join(client, message.id, message.r);
+        this.#answer(client, message.id, () => this.#join(client, message.id, message.r));
         return;
       case 'leave':
         void this.#leave(client, message.id, message.r);
         return;
       case 'ping':
-        send(client, { t: 'pong' });
+        client.writeMessage({ t: 'pong' });
         return;
       case 'presence': {
         const refused = this.#host.watchPresence(client, message.r);
-        if (refused === undefined) send(client, { t: 'ack', id: message.id });
+        if (refused === undefined) client.writeMessage({ t: 'ack', id: message.id });
         else fail(client, message.id, refused, `no presence of "${message.r}" for this client`);
         return;
       }
       case 'hello':
-        send(client, { t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
+        client.writeMessage({ t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
         return;
       default:
-        send(client, {
+        client.writeMessage({
           t: 'error',
           code: 'UNKNOWN_OP',
           message: `unknown message type "${String((message as { t: unknown }).t).slice(0, 64)}"`,
         });
     }
+  }
+
+  /** Runs an operation that ends in an `ack`, within the client's operations in flight. */
+  #answer(client: AnyClient, id: number, operation: () => Promise<void>): void {
+    if (client.inFlight >= this.#host.maxInFlightPerClient) {
+      this.#host.limited('inFlight');
+      fail(client, id, 'BUSY', 'too many operations waiting for their ack');
+      return;
+    }
+    client.inFlight++;
+    operation()
+      .catch((error) => {
+        this.#host.report(error);
+        fail(client, id, 'UNAVAILABLE', 'the operation failed');
+      })
+      .finally(() => client.inFlight--);
   }
 
   /**
@@ -324,32 +409,69 @@ export class V1Endpoint {
       };
     }
     if (result === undefined) return { reply: {} };
-    const { bytes, binary } = prepareMessage(result as Sendable);
+    if (!isSendable(result)) {
+      const type = result === null ? 'null' : typeof result;
+      this.#host.report(
+        new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
+      );
+      return {
+        reply: { error: { code: 'HANDLER_FAILED', message: 'the request handler failed' } },
+      };
+    }
+    const { bytes, binary } = prepareMessage(result);
     if (!binary) return { reply: { d: bytes.toString('utf8') } };
     return { reply: { b: bytes.toString('base64') }, bytes };
   }
 
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
-    const authorize = this.#host.authorizeJoin;
-    let allowed = false;
-    try {
-      allowed = authorize !== undefined && (await authorize(client, room));
-    } catch (error) {
-      this.#host.report(new HandlerError('authorizeJoin', error));
+    if (!this.#roomLeft(client, id, room)) return;
+    if (room.startsWith(RESERVED_ROOM_PREFIX) || !(await this.#authorized(client, room))) {
+      return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
-    if (!allowed) return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
+    // Checked again: other joins of the client may have finished while this one was authorized.
+    if (!this.#roomLeft(client, id, room)) return;
+    // Marked first: the join saves the session, and leaving (or failing) unmarks it.
+    client.markOwn(room);
     try {
       await this.#host.join(client, room);
     } catch (error) {
       this.#host.report(error);
       return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
-    send(client, { t: 'ack', id });
+    client.writeMessage({ t: 'ack', id });
+  }
+
+  /** Whether the client may be in one more room; if not, its join is answered `LIMIT`. */
+  #roomLeft(client: AnyClient, id: number, room: string): boolean {
+    const max = this.#host.maxRoomsPerClient;
+    if (client.inRoom(room) || client.roomList.length < max) return true;
+    this.#host.limited('rooms');
+    fail(client, id, 'LIMIT', `already in ${max} rooms`);
+    return false;
+  }
+
+  /** Whether `authorizeJoin` lets the client into a room; a throw or a non-boolean is a no. */
+  async #authorized(client: AnyClient, room: string): Promise<boolean> {
+    const authorize = this.#host.authorizeJoin;
+    if (authorize === undefined) return false;
+    let allowed: unknown;
+    try {
+      allowed = await authorize(client, room);
+    } catch (error) {
+      this.#host.report(new HandlerError('authorizeJoin', error));
+      return false;
+    }
+    if (typeof allowed === 'boolean') return allowed;
+    const type = allowed === null ? 'null' : typeof allowed;
+    this.#host.report(
+      new HandlerError('authorizeJoin', new TypeError(`it returned ${type}, not a boolean`)),
+    );
+    return false;
   }
 
   async #leave(client: AnyClient, id: number, room: string): Promise<void> {
     await this.#host.leave(client, room).catch((error) => this.#host.report(error));
-    send(client, { t: 'ack', id });
+    client.writeMessage({ t: 'ack', id });
   }
 
   /** Decodes a frame; a malformed one closes the connection with 1007 and yields `undefined`. */
@@ -365,7 +487,7 @@ export class V1Endpoint {
       return { message, binary: Buffer.from(buffer, byteOffset, byteLength) };
     } catch (error) {
       if (!(error instanceof ProtocolViolation)) throw error;
-      target.close(CloseCode.InvalidPayload, error.message.slice(0, 120));
+      close(target, CloseCode.InvalidPayload, error.message);
       return undefined;
     }
   }
@@ -375,8 +497,13 @@ export class V1Endpoint {
 const HANDOVER_MS = 250;
 const HANDOVER_POLL_MS = 10;
 
-function send(client: AnyClient, message: ServerMessage): void {
-  client.writeText(JSON.stringify(message));
+/** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
+function close(target: WebSocket | AnyClient, code: number, reason: string): void {
+  target.close(code, closeReason(reason));
+}
+
+function isSendable(value: unknown): value is Sendable {
+  return typeof value === 'string' || value instanceof ArrayBuffer || ArrayBuffer.isView(value);
 }
 
 /** Answers a request: text or no reply in a text frame, bytes in a binary one. */
@@ -384,7 +511,7 @@ function writeAck(client: AnyClient, id: number, reply: Omit<StoredReply, 's'>, 
   const ack: AckMessage = { t: 'ack', id };
   if (reply.error !== undefined) ack.error = reply.error;
   if (reply.d !== undefined) ack.d = reply.d;
-  if (bytes === undefined) send(client, ack);
+  if (bytes === undefined) client.writeMessage(ack);
   else client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
 }
 
@@ -393,5 +520,5 @@ function base64(text: string): Buffer {
 }
 
 function fail(client: AnyClient, id: number, code: ProtocolErrorCode, message: string): void {
-  send(client, { t: 'ack', id, error: { code, message } });
+  client.writeMessage({ t: 'ack', id, error: { code, message } });
 }

@@ -39,7 +39,12 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
   data: object;
   /** Rooms the client is in. */
   rooms: string[];
+  /** Those of `rooms` it joined by its own `join` (authorized again when it resumes). */
+  own?: string[];
 }
+
+/** What a connection saves of its session; without `data`, the data saved before is kept. */
+export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: object | undefined };
 
 /** The outcome of a `hello`. */
 export interface OpenedSession {
@@ -47,6 +52,11 @@ export interface OpenedSession {
   token: string;
   conn: string;
   resumed: boolean;
+  /**
+   * Whether the session is the one the token named: resumed, or kept for a later resume because
+   * the store could not be read (then `resumed` is false and `reason` is `unavailable`).
+   */
+  claimed: boolean;
   reason?: NotResumedReason;
   /** The stored record of a resumed session. */
   record?: SessionRecord;
@@ -64,7 +74,7 @@ export class Sessions {
   readonly #prefix: string;
   readonly #saving = new Map<
     string,
-    { done: Promise<void>; again: boolean; snapshot: () => Omit<SessionRecord, 'conn'> }
+    { done: Promise<void>; again: boolean; snapshot: () => SessionSnapshot }
   >();
   readonly #onError: (error: unknown) => void;
   /** This node's id, kept in the records of the sessions it holds. */
@@ -133,16 +143,16 @@ export class Sessions {
       });
     } catch (error) {
       this.#onError(error);
-      return this.#create(owner, conn, 'unavailable', false);
+      // The same session, not saved by this connection: the client may resume it later.
+      return { id, token, conn, resumed: false, claimed: true, reason: 'unavailable' };
     }
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
-    // Signed again with the current secret, so a rotation completes: once the old secret is
-    // dropped, a client that resumed since the rotation still holds a token that verifies.
     return {
       id,
       token: this.#tokens.issue(id),
       conn,
       resumed: true,
+      claimed: true,
       record: claimed,
       cleanlyClosed,
     };
@@ -152,7 +162,7 @@ export class Sessions {
    * Writes a session's record, if `conn` still holds it. Saves of one session never overlap and
    * a burst of changes costs at most one extra write.
    */
-  save(id: string, conn: string, snapshot: () => Omit<SessionRecord, 'conn'>): Promise<void> {
+  save(id: string, conn: string, snapshot: () => SessionSnapshot): Promise<void> {
     const pending = this.#saving.get(id);
     if (pending !== undefined) {
       // The newest snapshot is the one written next (a closing connection's has its last rooms).
@@ -172,28 +182,22 @@ export class Sessions {
     return entry.done;
   }
 
-  async #write(id: string, conn: string, snapshot: Omit<SessionRecord, 'conn'>): Promise<void> {
+  async #write(id: string, conn: string, snapshot: SessionSnapshot): Promise<void> {
     await updateState(this.#store, this.#key(id), (current) => {
       const stored = current === undefined ? undefined : parseRecord(current);
       if (stored !== undefined && stored.conn !== conn) return undefined;
-      return JSON.stringify({ ...snapshot, conn, node: this.#node } satisfies SessionRecord);
+      const data = snapshot.data ?? stored?.data ?? {};
+      return JSON.stringify({ ...snapshot, data, conn, node: this.#node } satisfies SessionRecord);
     });
   }
 
-  async #create(
-    owner: string,
-    conn: string,
-    reason: NotResumedReason,
-    persist = true,
-  ): Promise<OpenedSession> {
+  async #create(owner: string, conn: string, reason: NotResumedReason): Promise<OpenedSession> {
     const id = SessionTokens.newSessionId();
-    if (persist) {
-      const record: SessionRecord = { owner, conn, data: {}, rooms: [], node: this.#node };
-      await this.#store
-        .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
-        .catch(this.#onError);
-    }
-    return { id, token: this.#tokens.issue(id), conn, resumed: false, reason };
+    const record: SessionRecord = { owner, conn, data: {}, rooms: [], node: this.#node };
+    await this.#store
+      .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
+      .catch(this.#onError);
+    return { id, token: this.#tokens.issue(id), conn, resumed: false, claimed: false, reason };
   }
 
   #key(id: string): string {
