@@ -105,6 +105,43 @@ describe('presence on raw clients', () => {
     expect((await b.presence('room')).missing).toEqual([]);
   });
 
+  it('lists a member without info when the info hook throws or returns too much, and reports it', async () => {
+    const node = new ScaledWebSocketServer<unknown>({
+      port: 0,
+      host: '127.0.0.1',
+      presence: [
+        {
+          rooms: 'room',
+          info: (client) => {
+            const user = (client.identity as { id?: string }).id;
+            if (user === 'thrower') throw new Error('no info for you');
+            return user === 'big' ? { text: 'x'.repeat(2000) } : { user };
+          },
+        },
+      ],
+      authenticate: (request) => ({
+        id: new URL(request.url ?? '/', 'http://x').searchParams.get('user'),
+      }),
+    });
+    nodes.push(node);
+    const errors: Error[] = [];
+    node.on('error', (error) => errors.push(error));
+    node.on('connection', (client) => void client.join('room'));
+    await node.ready();
+    for (const user of ['ann', 'thrower', 'big']) await connect(node, `?user=${user}`);
+    await until(() => node.presenceStats('room').users === 3, 3000, 'three members');
+    const { members } = await node.presence('room');
+    expect(members.map((m) => [m.user, m.info])).toEqual([
+      ['ann', { user: 'ann' }],
+      ['big', undefined],
+      ['thrower', undefined],
+    ]);
+    expect(errors.map((error) => (error as { code?: string }).code)).toEqual([
+      'HANDLER_FAILED',
+      'HANDLER_FAILED',
+    ]);
+  });
+
   it('refuses a grace period longer than the sessions live', async () => {
     const stateStore = new MemoryStateStore({ ttlMs: 1000 });
     const options = { noServer: true, stateStore, sessionSecret: 'a-secret' } as const;
