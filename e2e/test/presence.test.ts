@@ -38,6 +38,8 @@ interface User {
 interface Scene {
   nodes: NodeProcess[];
   balancer: Balancer;
+  /** The balancer's port. */
+  port: number;
   users: User[];
 }
 
@@ -77,7 +79,7 @@ async function startScene(env: Record<string, string>, prefix: string): Promise<
   }
   await allList(nodes, names(users));
   for (const node of nodes) node.presenceEvents.length = 0;
-  return { nodes, balancer, users };
+  return { nodes, balancer, port, users };
 }
 
 function names(users: User[]): string[] {
@@ -194,7 +196,57 @@ describe.skipIf(!redisAvailable())('presence across node processes, on Redis', (
     redis = await RedisServer.launch();
   });
   afterAll(() => redis.destroy());
-  scenarios(() => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }), 'redis');
+  const env = () => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` });
+  scenarios(env, 'redis');
+
+  let scene: Scene | undefined;
+  afterEach(async () => {
+    await endScene(scene);
+    scene = undefined;
+  });
+
+  it('a node whose Redis subscription is cut again and again while users come and go converges', async () => {
+    scene = await startScene(env(), 'redis-cut');
+    const { nodes, users } = scene;
+    const victim = nodes[1]!;
+    // Kill the victim's subscriber connection every 50 ms for 2 s: what is published while it
+    // reconnects never reaches it, yet it stays alive to the others (it still publishes).
+    let cuts = 0;
+    const cutting = (async () => {
+      const end = Date.now() + 2000;
+      while (Date.now() < end) {
+        const list = await redis.cli('CLIENT', 'LIST', 'TYPE', 'pubsub');
+        for (const line of list.split('\n')) {
+          const id = /\bid=(\d+)/.exec(line)?.[1];
+          if (id !== undefined && line.includes(` name=${victim.id} `)) {
+            await redis.cli('CLIENT', 'KILL', 'ID', id);
+            cuts++;
+          }
+        }
+        await delay(50);
+      }
+    })();
+    const gone = users.slice(0, 3);
+    await Promise.all(gone.map((user) => user.client.close()));
+    const comers: WscaleClient[] = [];
+    for (let i = 0; i < 4; i++) {
+      const client = new WscaleClient(`ws://127.0.0.1:${scene.port}/?user=new${i}`, {
+        WebSocket: WebSocket as never,
+        network: false,
+      });
+      comers.push(client);
+      await until(() => client.rooms.includes(ROOM), 10_000, `new${i} in the room`);
+      await delay(200);
+    }
+    await cutting;
+    expect(cuts).toBeGreaterThan(5);
+    try {
+      const expected = [...users.slice(3).map((user) => user.name), 'new0', 'new1', 'new2', 'new3'];
+      await allList(nodes, expected.sort(), NODE_TIMEOUT_MS + GRACE_MS + 10_000);
+    } finally {
+      await Promise.all(comers.map((client) => client.close()));
+    }
+  }, 90_000);
 });
 
 describe.skipIf(skipWithoutNats())('presence across node processes, on NATS', () => {
