@@ -314,11 +314,6 @@ export class PresenceTracker {
     return users.slice(start, start + limit).map((user) => member(user, view.users.get(user)!));
   }
 
-  /** Rooms with at least one member. */
-  rooms(): string[] {
-    return [...this.#rooms.keys()];
-  }
-
   // ---- internals ----
 
   #replica(node: string, incarnation: string, now: number): Replica {
