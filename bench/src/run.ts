@@ -17,7 +17,7 @@ import {
 import { cpuTimes, describeMachine, loadAverage, packageVersions } from './harness/machine.js';
 import { Processes } from './harness/processes.js';
 import type { Results } from './harness/results.js';
-import { type RunContext, runChurn, runFanout, runIdle } from './harness/scenarios.js';
+import { type RunContext, runChurn, runFanout, runIdle, runScale } from './harness/scenarios.js';
 import { hasBinary, type Service, startNats, startRedis } from './harness/services.js';
 import { writeReport } from './report/write-report.js';
 
@@ -75,6 +75,7 @@ async function main(): Promise<number> {
       idle: implementation.idle,
       ...(implementation.experimental ? { experimental: true } : {}),
       ...(implementation.churn ? { churn: true } : {}),
+      ...(implementation.scale ? { scale: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
     else log(`${implementation.id}: ${reason}`);
@@ -106,6 +107,7 @@ async function main(): Promise<number> {
     fanout: {},
     idle: {},
     churn: {},
+    scale: {},
     errors: [],
   };
 
@@ -207,6 +209,33 @@ async function main(): Promise<number> {
             results.churn = churn;
           } catch (error) {
             recordError(results, implementation.id, 'churn', round, error, log);
+          }
+        }
+      }
+      if (!options.skipScale) {
+        // Node counts and implementations both rotate, so neither always runs first.
+        for (const nodes of rotate(options.sizes.scaleNodes ?? [], round - 1)) {
+          for (const implementation of order.filter((item) => item.scale)) {
+            if (interrupted) break;
+            if (overBudget()) {
+              results.errors.push({
+                implementation: implementation.id,
+                scenario: `scale ${nodes} nodes`,
+                round,
+                message: 'skipped: the run is over its time budget',
+              });
+              continue;
+            }
+            log(`round ${round} direct on ${nodes} nodes: ${implementation.id}`);
+            try {
+              const measured = await runScale(context, implementation, nodes, round);
+              const scale = results.scale ?? {};
+              scale[implementation.id] = [...(scale[implementation.id] ?? []), measured];
+              results.scale = scale;
+              log(`  ${summary(measured.direct)}`);
+            } catch (error) {
+              recordError(results, implementation.id, `scale ${nodes} nodes`, round, error, log);
+            }
           }
         }
       }

@@ -21,6 +21,11 @@ export interface Sizes {
   /** `wscale.v1` clients of the churn scenario, and messages published while some are away. */
   churnClients: number;
   churnMessages: number;
+  /**
+   * Node counts of the direct-scaling scenario (direct messages as nodes are added). Absent in
+   * results written before it existed.
+   */
+  scaleNodes?: number[];
   /** Payload bytes. */
   size: number;
   /** Warm-up broadcasts before measuring. */
@@ -43,6 +48,7 @@ export const DEFAULT_SIZES: Sizes = {
   idleClients: 5000,
   churnClients: 1000,
   churnMessages: 20,
+  scaleNodes: [2, 4, 8],
   size: 64,
   warmup: 20,
   quietMs: 3000,
@@ -61,6 +67,7 @@ export const SMOKE_SIZES: Sizes = {
   idleClients: 50,
   churnClients: 20,
   churnMessages: 5,
+  scaleNodes: [2, 3],
   size: 64,
   warmup: 5,
   quietMs: 2000,
@@ -82,6 +89,7 @@ export interface RunOptions {
   skipIdle: boolean;
   skipFanout: boolean;
   skipChurn: boolean;
+  skipScale: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
 }
@@ -89,7 +97,8 @@ export interface RunOptions {
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
-  [--churn-clients C] [--churn-messages M] [--no-idle] [--no-fanout] [--no-churn] [--verbose]
+  [--churn-clients C] [--churn-messages M] [--scale-nodes 2,4,8]
+  [--no-idle] [--no-fanout] [--no-churn] [--no-scale] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -115,6 +124,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'no-idle': { type: 'boolean', default: false },
       'no-fanout': { type: 'boolean', default: false },
       'no-churn': { type: 'boolean', default: false },
+      'no-scale': { type: 'boolean', default: false },
+      'scale-nodes': { type: 'string' },
       'churn-clients': { type: 'string' },
       'churn-messages': { type: 'string' },
       'report-from': { type: 'string' },
@@ -134,7 +145,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     if (!Number.isFinite(parsed) || parsed < min) throw new Error(`--${name} must be >= ${min}`);
     return parsed;
   };
-  const set = (key: keyof Sizes, name: string, min: number) => {
+  const set = (key: Exclude<keyof Sizes, 'scaleNodes'>, name: string, min: number) => {
     const value = number(name, values[name as keyof typeof values] as string | undefined, min);
     if (value !== undefined) sizes[key] = value;
   };
@@ -157,6 +168,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
           .split(',')
           .map((item) => item.trim())
           .filter(Boolean);
+  const scaleNodes = list(values['scale-nodes'])?.map((item) => number('scale-nodes', item, 2)!);
+  if (scaleNodes !== undefined) sizes.scaleNodes = scaleNodes;
   return {
     sizes,
     smoke: values.smoke ?? false,
@@ -168,6 +181,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     skipIdle: values['no-idle'] ?? false,
     skipFanout: values['no-fanout'] ?? false,
     skipChurn: values['no-churn'] ?? false,
+    skipScale: values['no-scale'] ?? false,
     reportFrom: values['report-from'],
   };
 }

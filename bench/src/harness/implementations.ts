@@ -19,6 +19,8 @@ export interface Implementation {
   idle: boolean;
   /** Takes part in the connect + resume churn scenario (needs session resume). */
   churn?: boolean;
+  /** Takes part in the direct-scaling scenario (direct messages at several node counts). */
+  scale?: boolean;
   /** An experiment (not a product): shown in the tables, left out of the targets. */
   experimental?: boolean;
   /** What must be importable for it to run (besides its brokers). */
@@ -28,6 +30,7 @@ export interface Implementation {
 export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'ws-redis',
+    scale: true,
     label: 'hand-written ws + ioredis',
     client: 'ws',
     needs: ['redis'],
@@ -39,6 +42,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'wscale-redis',
     churn: true,
+    scale: true,
     label: 'wscale (Redis)',
     client: 'ws',
     needs: ['redis'],
