@@ -20,6 +20,12 @@ const clientBundle = await readFile(
 const nodeId = `node-${cluster.worker?.id ?? process.pid}`;
 const ROOM = 'chat:lobby';
 
+/** The name the page chose (`/ws?name=…`). A demo: a real application authenticates its users. */
+function nameOf(request) {
+  const name = new URL(request.url ?? '/', 'http://x').searchParams.get('name') ?? '';
+  return name.trim().slice(0, 24) || 'guest';
+}
+
 async function backends() {
   if (process.env.REDIS_URL) {
     const { RedisBroker, RedisHistory, RedisStateStore } = await import('@wscale/redis');
@@ -49,12 +55,13 @@ async function backends() {
 /** @type {ReturnType<typeof clusterView>} */
 let clusterPage;
 const http = createServer((request, response) => {
-  if (request.url === '/cluster' || request.url?.startsWith('/cluster/')) {
+  const path = new URL(request.url ?? '/', 'http://x').pathname;
+  if (path === '/cluster' || path.startsWith('/cluster/')) {
     // Demo only: a real application mounts the cluster view behind its own authentication.
     clusterPage(request, response);
-  } else if (request.url === '/' || request.url === '/index.html') {
+  } else if (path === '/' || path === '/index.html') {
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
-  } else if (request.url === '/client.js') {
+  } else if (path === '/client.js') {
     response.writeHead(200, { 'content-type': 'text/javascript' }).end(clientBundle);
   } else {
     response.writeHead(404).end('not found');
@@ -70,6 +77,11 @@ const wss = new ScaledWebSocketServer({
   stateStore,
   sessionSecret: process.env.SESSION_SECRET,
   history: [{ rooms: 'chat:*', store: history }],
+  // A user is who the page says it is; two tabs of one name are one member of the room.
+  authenticate: (request) => ({ id: nameOf(request) }),
+  presence: [{ rooms: 'chat:*', info: (client) => ({ name: client.identity.id }) }],
+  // A page whose node died may need a few attempts to get through: it stays online meanwhile.
+  presenceGraceMs: 10_000,
   nodeHeartbeatMs: 1000,
   onRequest: (_client, data) => {
     if (data === 'whoami') return nodeId;
@@ -88,7 +100,7 @@ wss.on('connection', (client) => {
   if (!client.resumed) void client.join(ROOM);
   client.on('message', (text) => {
     if (typeof text !== 'string' || text.length === 0 || text.length > 2000) return;
-    void wss.to(ROOM).send(JSON.stringify({ from: client.id.slice(0, 6), node: nodeId, text }));
+    void wss.to(ROOM).send(JSON.stringify({ from: client.identity.id, node: nodeId, text }));
   });
 });
 

@@ -9,6 +9,13 @@ async function stateIs(page: Page, state: string, timeout = 15_000): Promise<voi
 }
 
 const nodeOf = (page: Page) => page.textContent('#node') as Promise<string>;
+const onlineOf = (page: Page) =>
+  page.$$eval('#online li', (items) => items.map((item) => item.textContent ?? ''));
+/** The joins and leaves a page's online list went through, recorded inside the page. */
+const presenceLog = (page: Page) =>
+  page.evaluate(() => (window as unknown as { presenceLog: string[] }).presenceLog);
+/** The worker's node timeout (3 × its 1 s heartbeat) plus its presence grace, and a margin. */
+const PRESENCE_SETTLE_MS = 3000 + 10_000 + 2000;
 const chatLines = (page: Page) =>
   page.$$eval('#log p.chat', (lines) => lines.map((line) => line.firstChild?.textContent ?? ''));
 
@@ -26,14 +33,14 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
 
   it('two pages on different nodes chat; one node is killed, its page resumes losing nothing and is heard again', async () => {
     const alice = await browser.newPage();
-    await alice.goto(url);
+    await alice.goto(`${url}?name=alice`);
     await stateIs(alice, 'open');
     const aliceNode = await nodeOf(alice);
 
     // node:cluster deals connections round-robin: a new page lands on the other worker soon.
     const bob = await browser.newPage();
     for (let attempt = 0; attempt < 10; attempt++) {
-      await bob.goto(url);
+      await bob.goto(`${url}?name=bob`);
       await stateIs(bob, 'open');
       if ((await nodeOf(bob)) !== aliceNode) break;
     }
@@ -55,6 +62,18 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
       page.seen = [];
       page.chat.on('state', (state) => page.seen.push(state));
     });
+    // Both see each other online; from now on, nobody may leave or join in either list.
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(
+        () => document.querySelectorAll('#online li').length === 2,
+        undefined,
+        { timeout: 10_000 },
+      );
+      expect(await onlineOf(page)).toEqual(['alice', 'bob']);
+      await page.evaluate(() => {
+        (window as unknown as { presenceLog: string[] }).presenceLog.length = 0;
+      });
+    }
     await alice.click('#kill');
     await alice.waitForFunction(
       () => (window as unknown as { seen: string[] }).seen.some((state) => state !== 'open'),
@@ -100,6 +119,14 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
       expect(seen).toEqual(expected);
     }
     expect(await alice.textContent('#log')).toMatch(/resumed on node-\d+ — chat:lobby: recovered/);
+
+    // The dead node's entry for alice outlives it by the node timeout plus the grace; by then
+    // alice is back on another node, so the online lists never flickered.
+    await new Promise((resolve) => setTimeout(resolve, PRESENCE_SETTLE_MS));
+    for (const page of [alice, bob]) {
+      expect(await presenceLog(page)).toEqual([]);
+      expect(await onlineOf(page)).toEqual(['alice', 'bob']);
+    }
 
     mkdirSync(shots, { recursive: true });
     await alice.screenshot({ path: `${shots}chat-demo.png`, fullPage: true });

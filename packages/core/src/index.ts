@@ -52,6 +52,14 @@ export type {
   QueryCounters,
   ResumeCounters,
 } from './ops/traffic.js';
+export type {
+  PresenceChange,
+  PresenceList,
+  PresenceMember,
+  PresenceQuery,
+  PresenceRule,
+  PresenceStats,
+} from './presence/presence-types.js';
 export { BroadcastOperator } from './server/broadcast.js';
 export { Client, type ClientEvents } from './server/client.js';
 export type {

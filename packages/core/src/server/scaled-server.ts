@@ -9,6 +9,7 @@ import { CloseCode } from '../close-codes.js';
 import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
 import {
   HandlerError,
+  InvalidOptionError,
   LimitExceededError,
   ServerClosedError,
   UpgradeRejectedError,
@@ -32,6 +33,13 @@ import {
 } from '../ops/health.js';
 import { NodeLog } from '../ops/logger.js';
 import { OutKind, Traffic } from '../ops/traffic.js';
+import { PresenceService } from '../presence/presence-service.js';
+import type {
+  PresenceList,
+  PresenceQuery,
+  PresenceRule,
+  PresenceStats,
+} from '../presence/presence-types.js';
 import { inboxOf, isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { Sessions } from '../session/sessions.js';
@@ -93,6 +101,8 @@ export class ScaledWebSocketServer<
   readonly #router: DirectRouter;
   readonly #rooms: RoomRegistry;
   readonly #v1: V1Endpoint;
+  /** Presence, when some rooms keep it. */
+  readonly #presence: PresenceService | undefined;
   readonly #clients = new Map<string, Client<Identity, Data>>();
   readonly #corked: Duplex[] = [];
   readonly #started: Promise<void>;
@@ -159,11 +169,13 @@ export class ScaledWebSocketServer<
         nodeUp: (nodeId) => {
           this.#log.write('info', 'node up', { peer: nodeId });
           this.#router.nodeUp(nodeId);
+          this.#presence?.nodeUp(nodeId);
           this.emit('nodeUp', nodeId);
         },
         nodeDown: (nodeId) => {
           this.#log.write('warn', 'node down', { peer: nodeId });
           this.#router.nodeDown(nodeId);
+          this.#presence?.nodeDown(nodeId);
           this.emit('nodeDown', nodeId);
         },
         error: (error) => this.#report(error),
@@ -187,6 +199,7 @@ export class ScaledWebSocketServer<
       error: (error) => this.#report(error),
     });
     this.#v1 = new V1Endpoint(this.#v1Host());
+    this.#presence = this.#presenceService();
     this.#broker.on('status', this.#onBrokerStatus);
 
     if (options.port !== undefined) {
@@ -346,6 +359,24 @@ export class ScaledWebSocketServer<
   }
 
   /**
+   * The members of a presence room, cluster-wide, by user, in user key order (a page of at most
+   * `query.limit`, default and most 1000; pass `next` as `after` for the next one). Answered from
+   * this node's replicated view, with no round trip: `missing` names live nodes whose entries it
+   * does not hold in full right now. Empty for a room that keeps no presence.
+   */
+  async presence(room: string, query?: PresenceQuery): Promise<PresenceList> {
+    if (this.#closing !== undefined) throw new ServerClosedError();
+    return (
+      this.#presence?.list(room, query) ?? { users: 0, connections: 0, members: [], missing: [] }
+    );
+  }
+
+  /** How many users and connections a presence room has, cluster-wide: O(1), from counters. */
+  presenceStats(room: string): PresenceStats {
+    return this.#presence?.stats(room) ?? { users: 0, connections: 0 };
+  }
+
+  /**
    * Completes an upgrade the application received itself (with `noServer`, or from a framework
    * that owns the `upgrade` event). Runs `authenticate` first; a refusal answers with an HTTP
    * status and no WebSocket is created.
@@ -374,6 +405,8 @@ export class ScaledWebSocketServer<
   }
 
   async #start(): Promise<void> {
+    // Presence listens first: the nodes that hear this one's hello ask it for its entries at once.
+    await this.#presence?.start();
     await this.#mesh.start();
     if (this.#options.heartbeatIntervalMs > 0) {
       this.#every(this.#options.heartbeatIntervalMs, () => {
@@ -413,6 +446,8 @@ export class ScaledWebSocketServer<
   async #close(): Promise<void> {
     await this.#started.catch(() => undefined);
     this.#log.write('info', 'node draining', { connections: this.#clients.size });
+    // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
+    await this.#presence?.stop();
     for (const timer of this.#timers) clearInterval(timer);
     const clients = [...this.#clients.values()];
     // Listen before saving: a client that goes away while its session is saved must count too.
@@ -576,6 +611,7 @@ export class ScaledWebSocketServer<
     close(this: TaggedSocket, code: number, reason: Buffer) {
       const client = this[CLIENT]!;
       if (client.v1) server.#finalSave(client);
+      server.#presence?.closed(client, client.roomList, code);
       if (server.#clients.get(client.id) === client) server.#clients.delete(client.id);
       server.#rooms.leaveAll(client).catch((error) => server.#report(error));
       client.emit('close', code, reason.toString('utf8'));
@@ -625,6 +661,8 @@ export class ScaledWebSocketServer<
       join: (client, room, from, announce, budget) =>
         this.#join(client, room, from, announce, budget),
       leave: (client, room) => this.#leave(client, room),
+      watchPresence: (client, room) =>
+        this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room),
       save: (client) => void this.#save(client),
       authorizeJoin: options.authorizeJoin as V1Host['authorizeJoin'],
       onRequest: options.onRequest as V1Host['onRequest'],
@@ -649,6 +687,9 @@ export class ScaledWebSocketServer<
     budget?: ReplayBudget,
   ) {
     const outcome = await this.#rooms.join(client, room, from, announce, budget);
+    if (client.inRoom(room) && this.#clients.get(client.id) === client) {
+      this.#presence?.entered(client, room);
+    }
     // Awaited: a join that was acknowledged is in the session, even if this node dies next.
     if (client.v1 && announce) await this.#save(client);
     return outcome;
@@ -657,9 +698,30 @@ export class ScaledWebSocketServer<
   async #leave(client: AnyClient, room: string): Promise<void> {
     if (!client.inRoom(room)) return;
     await this.#rooms.leave(client, room);
+    this.#presence?.left(client, room);
     if (!client.v1) return;
     client.writeMessage({ t: 'left', r: room });
     await this.#save(client);
+  }
+
+  #presenceService(): PresenceService | undefined {
+    const { presence, presenceGraceMs } = this.#options;
+    if (presence.length === 0) return undefined;
+    if (presenceGraceMs > this.#sessions.ttlMs) {
+      throw new InvalidOptionError("presenceGraceMs must not exceed the state store's ttlMs");
+    }
+    return new PresenceService({
+      broker: this.#broker,
+      nodeId: this.nodeId,
+      topicPrefix: this.#options.topicPrefix,
+      rules: presence as PresenceRule<AnyClient>[],
+      graceMs: presenceGraceMs,
+      tickMs: this.#options.nodeHeartbeatMs,
+      owner: (client) => this.#options.sessionOwner(client.identity as Identity),
+      nodes: () => this.#mesh.nodes,
+      changed: (room, change) => this.emit('presence', room, change),
+      report: (error) => this.#report(error),
+    });
   }
 
   #save(client: AnyClient): Promise<void> {

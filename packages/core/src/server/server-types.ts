@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { BrokerStatus } from '../contracts.js';
 import type { JoinRefusal, OutCounters, QueryCounters, ResumeCounters } from '../ops/traffic.js';
+import type { PresenceChange } from '../presence/presence-types.js';
 import type { WelcomeRoom } from '../protocol/messages.js';
 import type { Client } from './client.js';
 import type { Sendable, SendOptions } from './payload.js';
@@ -21,6 +22,11 @@ export interface ServerEvents<Identity, Data extends object> {
   nodeDown: [nodeId: string];
   /** The broker's connection changed state. */
   brokerStatus: [status: BrokerStatus, error?: Error];
+  /**
+   * A user joined a presence room (its first connection anywhere) or left it (its last one, after
+   * the grace period when it dropped). Every node emits it, once per change.
+   */
+  presence: [room: string, change: PresenceChange];
 }
 
 /** What a resume restored (see `Client.recovery`). */

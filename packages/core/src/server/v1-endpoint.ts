@@ -60,6 +60,8 @@ export interface V1Host {
     budget?: ReplayBudget,
   ): Promise<JoinOutcome | undefined>;
   leave(client: AnyClient, room: string): Promise<void>;
+  /** Starts sending a room's presence to a client; an error code when refused. */
+  watchPresence(client: AnyClient, room: string): ProtocolErrorCode | undefined;
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
   onRequest?: (client: AnyClient, data: string | Buffer, info: MessageInfo) => Awaitable<unknown>;
@@ -326,6 +328,12 @@ export class V1Endpoint {
       case 'ping':
         client.writeMessage({ t: 'pong' });
         return;
+      case 'presence': {
+        const refused = this.#host.watchPresence(client, message.r);
+        if (refused === undefined) client.writeMessage({ t: 'ack', id: message.id });
+        else fail(client, message.id, refused, `no presence of "${message.r}" for this client`);
+        return;
+      }
       case 'hello':
         client.writeMessage({ t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
         return;
