@@ -1,4 +1,7 @@
+import { type Broker, Publisher } from '@wscale/core';
 import { until } from '@wscale/core/testing';
+import { NatsBroker } from '@wscale/nats';
+import { RedisBroker } from '@wscale/redis';
 import {
   RedisServer,
   redisAvailable,
@@ -130,6 +133,55 @@ function multiProcess(env: () => Record<string, string>, prefix: string) {
   }, 60_000);
 }
 
+/** A broker of the test process on the nodes' broker service. */
+function brokerOf(env: Record<string, string>): Broker {
+  return env.BROKER === 'redis'
+    ? new RedisBroker({ redis: env.REDIS_URL! })
+    : new NatsBroker({ servers: env.NATS_URL! });
+}
+
+/**
+ * A process that holds no sockets publishes through the nodes' broker: its broadcasts and direct
+ * messages reach the right clients on every node, once.
+ */
+function publishing(env: () => Record<string, string>, prefix: string) {
+  it('a Publisher in another process reaches room members and one client on every node', async () => {
+    const nodes = await Promise.all(
+      [0, 1].map((i) =>
+        NodeProcess.start(`${prefix}-pub-${i}`, { ...env(), SESSION_SECRET: 'x'.repeat(32) }),
+      ),
+    );
+    const broker = brokerOf(env());
+    const publisher = new Publisher({ broker });
+    const clients = nodes.flatMap((node) => [
+      new RawClient(node.port, ['red']),
+      new RawClient(node.port, []),
+    ]);
+    try {
+      await until(() => clients.every((c) => c.id !== ''), 10_000, 'every client to learn its id');
+      await publisher.to('red').send('from a worker');
+      const target = clients[3]!;
+      await publisher.client(target.id).send('for you, from a worker');
+      await until(
+        () => clients.reduce((sum, c) => sum + c.received.length, 0) >= 3,
+        10_000,
+        'three deliveries',
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(clients.map((c) => c.received)).toEqual([
+        ['from a worker'],
+        [],
+        ['from a worker'],
+        ['for you, from a worker'],
+      ]);
+    } finally {
+      for (const client of clients) client.ws.terminate();
+      await broker.close();
+      await Promise.all(nodes.map((node) => node.stop()));
+    }
+  }, 60_000);
+}
+
 /**
  * A node that hangs (SIGSTOP) does not make a cross-node query fail or wait forever: the others
  * answer in time and the hung one is named in `missing`; once it runs again (SIGCONT) it answers.
@@ -185,6 +237,7 @@ describe.skipIf(!redisAvailable())('three node processes on Redis', () => {
   afterAll(() => redis.destroy());
   const env = () => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` });
   multiProcess(env, 'redis');
+  publishing(env, 'redis');
   partialAnswers(env, 'redis');
 });
 
@@ -196,5 +249,6 @@ describe.skipIf(skipWithoutNats())('three node processes on NATS', () => {
   afterAll(() => nats.close());
   const env = () => ({ BROKER: 'nats', NATS_URL: nats.server.url });
   multiProcess(env, 'nats');
+  publishing(env, 'nats');
   partialAnswers(env, 'nats');
 });

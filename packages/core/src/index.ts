@@ -71,6 +71,7 @@ export type {
   SlowConsumerPolicy,
 } from './server/options.js';
 export type { Sendable, SendOptions } from './server/payload.js';
+export { Publisher, type PublisherOptions } from './server/publisher.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
 export type {
   ClientInfo,

@@ -36,6 +36,16 @@ export interface MeshAnswers {
   missing: string[];
 }
 
+/**
+ * The broker topics of a cluster: every node, one node (answers, and direct operations for its
+ * clients), one room (nodes with local members of it). A `Publisher` writes to the same ones.
+ */
+export const topics = {
+  all: (prefix: string): string => `${prefix}all`,
+  node: (prefix: string, nodeId: string): string => `${prefix}node:${nodeId}`,
+  room: (prefix: string, room: string): string => `${prefix}room:${room}`,
+};
+
 interface PendingRequest {
   expected: Set<string>;
   answers: Map<string, unknown>;
@@ -101,17 +111,17 @@ export class NodeMesh {
   }
 
   get #allTopic(): string {
-    return `${this.#prefix}all`;
+    return topics.all(this.#prefix);
   }
 
   /** The topic of one node. */
   nodeTopic(nodeId: string): string {
-    return `${this.#prefix}node:${nodeId}`;
+    return topics.node(this.#prefix, nodeId);
   }
 
   /** The topic of one room. */
   roomTopic(room: string): string {
-    return `${this.#prefix}room:${room}`;
+    return topics.room(this.#prefix, room);
   }
 
   /** Listens to a room's topic; the listener gets other nodes' frames only. */
@@ -182,7 +192,11 @@ export class NodeMesh {
     if (frame === undefined) return;
     const { header } = frame;
     if (header.n === this.#nodeId) return;
-    this.#seen(header.n);
+    // Only a node says hello, beats and asks: a `Publisher` also writes here but is no node.
+    const { kind } = frame;
+    if (kind === BusKind.Heartbeat || kind === BusKind.Request || kind === BusKind.Response) {
+      this.#seen(header.n);
+    }
     switch (frame.kind) {
       case BusKind.Broadcast:
       case BusKind.Direct:

@@ -40,7 +40,7 @@ import type {
   PresenceRule,
   PresenceStats,
 } from '../presence/presence-types.js';
-import { inboxOf, isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
+import { isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
@@ -51,6 +51,7 @@ import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import { controlFrame, Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
+import { broadcastPublication, directPublication, roomGroups } from './publication.js';
 import { resolveOptions } from './resolve-options.js';
 import { RoomRegistry } from './room-registry.js';
 import type {
@@ -826,26 +827,22 @@ export class ScaledWebSocketServer<
     options?: SendOptions,
   ): Promise<void> {
     if (this.#closing !== undefined) throw new ServerClosedError();
-    if (rooms.length > 1 && rooms.some((room) => this.#historyOf(room) !== undefined)) {
-      // Each history room numbers its own messages, so each gets its own copy.
-      await Promise.all(rooms.map((room) => this.#broadcast([room], except, data, options)));
-      return;
-    }
-    const room = rooms.length === 1 ? rooms[0] : undefined;
-    const skip = except.length > 0 ? new Set(except) : undefined;
-    let message = prepareMessage(data, options, room, skip);
-    const header: BusHeader = { n: this.nodeId };
-    if (rooms.length > 0) header.r = rooms as string[];
-    if (except.length > 0) header.x = except as string[];
-    const history = room === undefined ? undefined : this.#historyOf(room);
-    if (room !== undefined && history !== undefined) {
-      const position = await history.append(room, message.historyPayload());
-      message = message.at(room, position.offset, position.epoch);
-      header.s = position.offset;
-      header.e = position.epoch;
-    }
-    this.#deliverLocal(rooms, message);
-    await this.#mesh.broadcast(room, header, message.bytes, message.busFlags);
+    const groups = roomGroups(rooms, this.#historyOf);
+    await Promise.all(
+      groups.map(async (group) => {
+        const { message, header } = await broadcastPublication(
+          this.nodeId,
+          group,
+          except,
+          data,
+          options,
+          this.#historyOf,
+        );
+        this.#deliverLocal(group, message);
+        const room = group.length === 1 ? group[0] : undefined;
+        await this.#mesh.broadcast(room, header, message.bytes, message.busFlags);
+      }),
+    );
   }
 
   /** Writes a broadcast to the local clients it is for: the fan-out hot path. */
@@ -863,23 +860,15 @@ export class ScaledWebSocketServer<
 
   async #direct(id: string, op: DirectOp, argument: unknown, message?: Outgoing): Promise<void> {
     if (this.#closing !== undefined) throw new ServerClosedError();
-    const header: BusHeader = { n: this.nodeId, c: id, o: op };
-    if (argument !== undefined) header.a = argument;
-    const inbox = this.#options.directHistory;
-    if (
-      message !== undefined &&
-      !message.volatile &&
-      inbox !== undefined &&
-      SessionTokens.isSessionId(id)
-    ) {
-      // Kept in the session's stream first, so a client that is away gets it when it resumes.
-      const room = inboxOf(id);
-      const position = await inbox.append(room, message.historyPayload());
-      message = message.at(room, position.offset, position.epoch);
-      header.r = [room];
-      header.s = position.offset;
-      header.e = position.epoch;
-    }
+    const { header, message: kept } = await directPublication(
+      this.nodeId,
+      id,
+      op,
+      argument,
+      message,
+      this.#options.directHistory,
+    );
+    message = kept;
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, message);
     await this.#router.send(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);

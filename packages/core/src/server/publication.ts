@@ -1,0 +1,85 @@
+import type { History } from '../contracts.js';
+import type { BusHeader, DirectOp } from '../internal/bus-codec.js';
+import { inboxOf } from '../protocol/messages.js';
+import { SessionTokens } from '../session/session-token.js';
+import type { Outgoing } from './outgoing.js';
+import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
+
+/**
+ * What one `send()` becomes before it goes to the broker: the message framed once and the header
+ * the other nodes read, with its place in the history when it keeps one. Nodes and `Publisher`
+ * build their messages here alike, so that a message is the same whoever sent it.
+ */
+export interface Publication {
+  message: Outgoing;
+  header: BusHeader;
+}
+
+/**
+ * The rooms of a broadcast, grouped as they are sent: all together, or one by one when several of
+ * them keep history (each history room numbers its own messages, so each gets its own copy).
+ */
+export function roomGroups(
+  rooms: readonly string[],
+  historyOf: (room: string) => History | undefined,
+): (readonly string[])[] {
+  if (rooms.length > 1 && rooms.some((room) => historyOf(room) !== undefined)) {
+    return rooms.map((room) => [room]);
+  }
+  return [rooms];
+}
+
+/** A broadcast to `rooms` (one group of {@link roomGroups}), or to everyone when there is none. */
+export async function broadcastPublication(
+  origin: string,
+  rooms: readonly string[],
+  except: readonly string[],
+  data: Sendable,
+  options: SendOptions | undefined,
+  historyOf: (room: string) => History | undefined,
+): Promise<Publication> {
+  const room = rooms.length === 1 ? rooms[0] : undefined;
+  const skip = except.length > 0 ? new Set(except) : undefined;
+  let message = prepareMessage(data, options, room, skip);
+  const header: BusHeader = { n: origin };
+  if (rooms.length > 0) header.r = rooms as string[];
+  if (except.length > 0) header.x = except as string[];
+  const history = room === undefined ? undefined : historyOf(room);
+  if (room !== undefined && history !== undefined) {
+    const position = await history.append(room, message.historyPayload());
+    message = message.at(room, position.offset, position.epoch);
+    header.s = position.offset;
+    header.e = position.epoch;
+  }
+  return { message, header };
+}
+
+/**
+ * A direct operation on client `id`. A message to a `wscale.v1` session is first kept in the
+ * session's stream when `directHistory` is given, so a client that is away gets it when it resumes.
+ */
+export async function directPublication(
+  origin: string,
+  id: string,
+  op: DirectOp,
+  argument: unknown,
+  message: Outgoing | undefined,
+  directHistory: History | undefined,
+): Promise<{ header: BusHeader; message: Outgoing | undefined }> {
+  const header: BusHeader = { n: origin, c: id, o: op };
+  if (argument !== undefined) header.a = argument;
+  if (
+    message !== undefined &&
+    !message.volatile &&
+    directHistory !== undefined &&
+    SessionTokens.isSessionId(id)
+  ) {
+    const room = inboxOf(id);
+    const position = await directHistory.append(room, message.historyPayload());
+    message = message.at(room, position.offset, position.epoch);
+    header.r = [room];
+    header.s = position.offset;
+    header.e = position.epoch;
+  }
+  return { header, message };
+}

@@ -1,0 +1,149 @@
+import { randomBytes } from 'node:crypto';
+import { CloseCode } from '../close-codes.js';
+import type { Broker, History } from '../contracts.js';
+import { ServerClosedError } from '../errors.js';
+import { historyMatcher } from '../history/history-rules.js';
+import { BusKind, type DirectOp, encodeBusFrame } from '../internal/bus-codec.js';
+import { isInbox } from '../protocol/messages.js';
+import { BroadcastOperator } from './broadcast.js';
+import { topics } from './node-mesh.js';
+import type { HistoryRule } from './options.js';
+import type { Outgoing } from './outgoing.js';
+import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
+import { broadcastPublication, directPublication, roomGroups } from './publication.js';
+import type { RemoteClient } from './server-types.js';
+
+/** Options of a {@link Publisher}: the same broker, history and prefix as the nodes'. */
+export interface PublisherOptions {
+  /** The nodes' broker (or one connected to the same server). Not closed by `close()`. */
+  broker: Broker;
+  /**
+   * The nodes' history rules: a broadcast to a room that keeps history is appended to it first,
+   * as a node does, so clients that resume recover it.
+   * @default no room keeps history
+   */
+  history?: HistoryRule[];
+  /** The nodes' `directHistory`, when they keep direct messages. @default none */
+  directHistory?: History;
+  /** The nodes' `topicPrefix`. @default 'wscale:' */
+  topicPrefix?: string;
+  /** An id for this publisher in what it sends (never taken for a node). @default a random id */
+  id?: string;
+}
+
+/**
+ * Publishes to a wscale cluster from a process that holds no sockets: a worker, a cron job, an HTTP
+ * handler of another service. It speaks to the nodes through their broker exactly as a node does —
+ * broadcasts to rooms (appended to the rooms' history first), messages to one client, joins,
+ * leaves and closes — so clients cannot tell a publisher's message from a node's.
+ *
+ * @example
+ * ```ts
+ * const publisher = new Publisher({ broker: new RedisBroker({ redis: process.env.REDIS_URL }) });
+ * await publisher.to('chat:lobby').send(JSON.stringify({ text: 'deploy finished' }));
+ * await publisher.client(clientId).send('your report is ready');
+ * ```
+ */
+export class Publisher {
+  /** This publisher's id, the `n` of what it sends. */
+  readonly id: string;
+  readonly #broker: Broker;
+  readonly #historyOf: (room: string) => History | undefined;
+  readonly #directHistory: History | undefined;
+  readonly #prefix: string;
+  #closed = false;
+
+  constructor(options: PublisherOptions) {
+    this.#broker = options.broker;
+    this.#prefix = options.topicPrefix ?? 'wscale:';
+    this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
+    const historyOf = historyMatcher(options.history ?? []);
+    const directHistory = options.directHistory;
+    this.#historyOf = (room) => (isInbox(room) ? directHistory : historyOf(room));
+    this.#directHistory = directHistory;
+  }
+
+  /** Starts a broadcast to the members of rooms, on every node. */
+  to(...rooms: string[]): BroadcastOperator {
+    return new BroadcastOperator(this.#target, [...new Set(rooms)], []);
+  }
+
+  /** Starts a broadcast to every client except some, on every node. */
+  except(...clientIds: string[]): BroadcastOperator {
+    return new BroadcastOperator(this.#target, [], clientIds);
+  }
+
+  /** Sends to every client of every node. */
+  broadcast(data: Sendable, options?: SendOptions): Promise<void> {
+    return this.#broadcast([], [], data, options);
+  }
+
+  /**
+   * Operations on one client by id, on whatever node holds it. They go to every node and the one
+   * that holds the client applies them (a publisher does not learn where clients are).
+   */
+  client(id: string): RemoteClient {
+    return {
+      send: (data, options) => this.#direct(id, 'send', undefined, prepareMessage(data, options)),
+      join: (room) => this.#direct(id, 'join', room),
+      leave: (room) => this.#direct(id, 'leave', room),
+      close: (code = CloseCode.Normal, reason = '') => this.#direct(id, 'close', [code, reason]),
+    };
+  }
+
+  /** Refuses further sends. The broker and stores stay open: they are the caller's. */
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  readonly #target = {
+    broadcast: (
+      rooms: readonly string[],
+      except: readonly string[],
+      data: Sendable,
+      options?: SendOptions,
+    ) => this.#broadcast(rooms, except, data, options),
+  };
+
+  async #broadcast(
+    rooms: readonly string[],
+    except: readonly string[],
+    data: Sendable,
+    options?: SendOptions,
+  ): Promise<void> {
+    if (this.#closed) throw new ServerClosedError('the publisher is closed');
+    await Promise.all(
+      roomGroups(rooms, this.#historyOf).map(async (group) => {
+        const { message, header } = await broadcastPublication(
+          this.id,
+          group,
+          except,
+          data,
+          options,
+          this.#historyOf,
+        );
+        const topic =
+          group.length === 1 ? topics.room(this.#prefix, group[0]!) : topics.all(this.#prefix);
+        const frame = encodeBusFrame(BusKind.Broadcast, header, message.bytes, message.busFlags);
+        await this.#broker.publish(topic, frame);
+      }),
+    );
+  }
+
+  async #direct(id: string, op: DirectOp, argument: unknown, message?: Outgoing): Promise<void> {
+    if (this.#closed) throw new ServerClosedError('the publisher is closed');
+    const publication = await directPublication(
+      this.id,
+      id,
+      op,
+      argument,
+      message,
+      this.#directHistory,
+    );
+    const { bytes, busFlags } = publication.message ?? { bytes: EMPTY, busFlags: 0 };
+    const frame = encodeBusFrame(BusKind.Direct, publication.header, bytes, busFlags);
+    await this.#broker.publish(topics.all(this.#prefix), frame);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

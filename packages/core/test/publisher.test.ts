@@ -1,0 +1,97 @@
+import {
+  MemoryBroker,
+  MemoryHistory,
+  MemoryStateStore,
+  Publisher,
+  type ScaledWebSocketServer,
+} from '@wscale/core';
+import { inboxOf } from '@wscale/core/protocol';
+import { until } from '@wscale/core/testing';
+import { settle } from '@wscale/test-support';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+afterEach(() => cluster.closeAll());
+
+const history = () => new MemoryHistory({ maxEntries: 100 });
+
+/** Two nodes with a history room `feed`, sessions and kept direct messages; and a publisher. */
+async function setUp() {
+  const feed = history();
+  const direct = history();
+  const nodes = await cluster.start(2, {
+    stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    history: [{ rooms: 'feed', store: feed }],
+    directHistory: direct,
+  });
+  for (const node of nodes) node.on('connection', (client) => void client.join('feed'));
+  const publisher = new Publisher({
+    broker: new MemoryBroker({ bus: cluster.bus }),
+    history: [{ rooms: 'feed', store: feed }],
+    directHistory: direct,
+  });
+  return { nodes: nodes as [ScaledWebSocketServer, ScaledWebSocketServer], publisher };
+}
+
+describe('Publisher', () => {
+  it('broadcasts to members on every node once, numbered in the room’s history, and is no node', async () => {
+    const { nodes, publisher } = await setUp();
+    const heardUp: string[] = [];
+    for (const node of nodes) node.on('nodeUp', (id) => heardUp.push(id));
+    const peers = [await V1Peer.connect(nodes[0]), await V1Peer.connect(nodes[1])];
+    for (const { peer } of peers) await peer.next('joined');
+    await nodes[0].to('feed').send('from node-1');
+    await publisher.to('feed').send('from the publisher');
+    await nodes[1].to('feed').send('from node-2');
+    for (const { peer } of peers) {
+      await settle(() => peer.texts('feed').length >= 3, 2000, 'three messages');
+      expect(peer.texts('feed')).toEqual(['from node-1', 'from the publisher', 'from node-2']);
+      expect(peer.all('msg').map((m) => m.o)).toEqual([1, 2, 3]);
+    }
+    expect(heardUp).toEqual([]);
+    expect(nodes[0].nodes).toEqual(['node-2']);
+  });
+
+  it('sends to one client, joins, leaves and closes it, on whatever node holds it', async () => {
+    const { nodes, publisher } = await setUp();
+    const raw = await cluster.connect(nodes[1]);
+    await publisher.client(raw.id).send('just for you');
+    await raw.waitFor(1);
+    expect(raw.texts).toEqual(['just for you']);
+    await publisher.client(raw.id).join('news');
+    await until(() => nodes[1].clients.get(raw.id)?.inRoom('news') === true, 2000, 'the join');
+    await publisher.client(raw.id).leave('news');
+    await until(() => nodes[1].clients.get(raw.id)?.inRoom('news') === false, 2000, 'the leave');
+    await publisher.client(raw.id).close(4000, 'bye');
+    expect(await raw.closed).toEqual({ code: 4000, reason: 'bye' });
+    // What it sent to every node did not make it one of them.
+    expect(nodes.map((node) => node.nodes)).toEqual([['node-2'], ['node-1']]);
+  });
+
+  it('keeps direct messages for a session that is away: they come with its resume', async () => {
+    const { nodes, publisher } = await setUp();
+    const first = await V1Peer.connect(nodes[0]);
+    const inbox = inboxOf(first.welcome.client);
+    first.peer.ws.terminate();
+    await until(() => nodes[0].clients.size === 0, 2000, 'the drop');
+    await publisher.client(first.welcome.client).send('while you were away');
+    const second = await V1Peer.connect(nodes[1], {
+      session: first.welcome.session,
+      rooms: { [inbox]: { o: 0, e: first.welcome.rooms[inbox]!.e! } },
+    });
+    expect(second.welcome.rooms[inbox]).toMatchObject({ recovered: true, o: 1 });
+    await until(() => second.peer.texts(inbox).length === 1, 2000, 'the replay');
+    expect(second.peer.texts(inbox)).toEqual(['while you were away']);
+  });
+
+  it('refuses to send once closed', async () => {
+    const { publisher } = await setUp();
+    await publisher.close();
+    await expect(publisher.to('feed').send('late')).rejects.toMatchObject({
+      code: 'SERVER_CLOSED',
+    });
+  });
+});
