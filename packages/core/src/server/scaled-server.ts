@@ -267,6 +267,10 @@ export class ScaledWebSocketServer<
    * each history store are probed with a read that must answer within `timeoutMs`.
    */
   async health(options?: HealthOptions): Promise<HealthReport> {
+    // The node's own state as it is when asked; the probes answer a moment later.
+    const http = this.#http ?? this.#attached;
+    const listening = this.#up && (http === undefined || http.listening);
+    const draining = this.#closing !== undefined;
     const ms = options?.timeoutMs ?? 1000;
     const probe = `${this.#options.topicPrefix}health`;
     const histories = this.#options.history.map((rule) => rule.store);
@@ -275,9 +279,6 @@ export class ScaledWebSocketServer<
       probeStateStore(this.#store, probe, ms),
       probeHistories(histories, probe, ms),
     ]);
-    const http = this.#http ?? this.#attached;
-    const listening = this.#up && (http === undefined || http.listening);
-    const draining = this.#closing !== undefined;
     return {
       ready: listening && !draining,
       listening,
