@@ -7,7 +7,12 @@ import {
   decodeBusFrame,
   encodeBusFrame,
 } from '../src/internal/bus-codec.js';
-import { fuzzRuns, garbageBytes, messageLikeObject, mutatedBytes } from './helpers/arbitraries.js';
+import {
+  fuzzParameters,
+  garbageBytes,
+  messageLikeObject,
+  mutatedBytes,
+} from './helpers/arbitraries.js';
 
 const text = fc.string({ unit: 'binary' });
 // JSON has no -0: what a node sends in `a` is what JSON can carry.
@@ -56,7 +61,7 @@ describe('node bus codec (property)', () => {
         expect(received.header).toEqual(sent.header);
         expect(Buffer.from(received.payload).equals(sent.payload)).toBe(true);
       }),
-      { numRuns: fuzzRuns(500) },
+      fuzzParameters(500),
     );
   });
 
@@ -70,7 +75,7 @@ describe('node bus codec (property)', () => {
         expect(received.header).toEqual(sent.header);
         expect(Buffer.from(received.payload).equals(sent.payload)).toBe(true);
       }),
-      { numRuns: fuzzRuns(200) },
+      fuzzParameters(200),
     );
   });
 
@@ -95,7 +100,7 @@ describe('node bus codec (property)', () => {
         expect(decoded.kind in BusKind).toBe(true);
         expect(typeof decoded.header.n).toBe('string');
       }),
-      { numRuns: fuzzRuns(1000) },
+      fuzzParameters(1000),
     );
   });
 });

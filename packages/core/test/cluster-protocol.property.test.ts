@@ -12,7 +12,7 @@ import {
   toWire,
   type WorkerMessage,
 } from '../src/cluster/protocol.js';
-import { fuzzRuns, messageLikeObject } from './helpers/arbitraries.js';
+import { fuzzParameters, messageLikeObject } from './helpers/arbitraries.js';
 
 /** What node's IPC does to a message with each `serialization` option. */
 const channels = {
@@ -125,7 +125,7 @@ describe('node:cluster IPC protocol (property)', () => {
           expect({ ...received, payload: undefined }).toEqual({ ...message, payload: undefined });
           expect(Buffer.from(fromWire(received.payload)).equals(sent)).toBe(true);
         }),
-        { numRuns: fuzzRuns(300) },
+        fuzzParameters(300),
       );
     });
   }
@@ -139,7 +139,7 @@ describe('node:cluster IPC protocol (property)', () => {
           (message as { wscale?: unknown }).wscale === 1;
         expect(isClusterMessage(message)).toBe(tagged);
       }),
-      { numRuns: fuzzRuns(500) },
+      fuzzParameters(500),
     );
   });
 
@@ -148,7 +148,7 @@ describe('node:cluster IPC protocol (property)', () => {
       fc.property(text, (wire) => {
         expect(fromWire(wire)).toBeInstanceOf(Uint8Array);
       }),
-      { numRuns: fuzzRuns(500) },
+      fuzzParameters(500),
     );
   });
 
@@ -175,7 +175,7 @@ describe('node:cluster IPC protocol (property)', () => {
         expect(replies.length).toBe(expectsReply ? 1 : 0);
         if (expectsReply) expect(replies[0]!.id).toEqual(message.id);
       }),
-      { numRuns: fuzzRuns(500) },
+      fuzzParameters(500),
     );
   });
 });

@@ -10,7 +10,7 @@ import {
 } from '@wscale/core/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fuzzRuns, garbageBytes, garbageText, mutatedBytes } from './helpers/arbitraries.js';
+import { fuzzParameters, garbageBytes, garbageText, mutatedBytes } from './helpers/arbitraries.js';
 
 // Strings of any code point, lone surrogates included, short enough for the codec's limits
 // (an astral code point takes two UTF-16 units, so `max / 2` code points always fit).
@@ -150,7 +150,7 @@ describe('wscale.v1 codec (property)', () => {
         expect(decoded.message).toEqual(message);
         expect(decoded.binary).toBeUndefined();
       }),
-      { numRuns: fuzzRuns(500) },
+      fuzzParameters(500),
     );
   });
 
@@ -162,7 +162,7 @@ describe('wscale.v1 codec (property)', () => {
         expect(decoded.message).toEqual(header);
         expect(Buffer.from(decoded.binary!).equals(payload)).toBe(true);
       }),
-      { numRuns: fuzzRuns(500) },
+      fuzzParameters(500),
     );
   });
 
@@ -175,7 +175,7 @@ describe('wscale.v1 codec (property)', () => {
         expect(decoded.message).toEqual(header);
         expect(Buffer.from(decoded.binary!).equals(payload)).toBe(true);
       }),
-      { numRuns: fuzzRuns(500) },
+      fuzzParameters(500),
     );
   });
 
@@ -185,7 +185,7 @@ describe('wscale.v1 codec (property)', () => {
         decodesOrViolates(() => decodeClientFrame(text));
         decodesOrViolates(() => decodeServerFrame(text));
       }),
-      { numRuns: fuzzRuns(1000) },
+      fuzzParameters(1000),
     );
   });
 
@@ -195,7 +195,7 @@ describe('wscale.v1 codec (property)', () => {
         decodesOrViolates(() => decodeClientFrame(bytes));
         decodesOrViolates(() => decodeServerFrame(bytes));
       }),
-      { numRuns: fuzzRuns(1000) },
+      fuzzParameters(1000),
     );
   });
 
@@ -210,7 +210,7 @@ describe('wscale.v1 codec (property)', () => {
         }
         expect(decodeClientFrame(encodeText(message)).message).toEqual(message);
       }),
-      { numRuns: fuzzRuns(1000) },
+      fuzzParameters(1000),
     );
   });
 });

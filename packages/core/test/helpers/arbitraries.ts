@@ -4,9 +4,19 @@ import fc from 'fast-check';
  * Runs of a property or fuzz test: `base` by default, so CI stays within seconds, or
  * `WSCALE_FUZZ_RUNS` when set (`WSCALE_FUZZ_RUNS=5000 npx vitest run …` for a long run).
  */
-export function fuzzRuns(base: number): number {
+function fuzzRuns(base: number): number {
   const runs = Number(process.env.WSCALE_FUZZ_RUNS);
   return Number.isInteger(runs) && runs > 0 ? runs : base;
+}
+
+/**
+ * fast-check parameters: {@link fuzzRuns} runs, and the seed and path of a failure to replay when
+ * `WSCALE_FUZZ_SEED` (and `WSCALE_FUZZ_PATH`) are set, as fast-check printed them.
+ */
+export function fuzzParameters(base: number): { numRuns: number; seed?: number; path?: string } {
+  const seed = process.env.WSCALE_FUZZ_SEED;
+  if (seed === undefined) return { numRuns: fuzzRuns(base) };
+  return { numRuns: fuzzRuns(base), seed: Number(seed), path: process.env.WSCALE_FUZZ_PATH };
 }
 
 const messageTypes = [
