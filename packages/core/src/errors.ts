@@ -13,7 +13,8 @@ export type WscaleErrorCode =
   | 'HISTORY_FAILED'
   | 'UPGRADE_REJECTED'
   | 'HANDLER_FAILED'
-  | 'PROTOCOL_ERROR';
+  | 'PROTOCOL_ERROR'
+  | 'LIMIT_EXCEEDED';
 
 /** Base class of every error wscale raises. */
 export class WscaleError extends Error {
@@ -97,6 +98,13 @@ export class HandlerError extends WscaleError {
 export class ProtocolError extends WscaleError {
   constructor(message: string) {
     super('PROTOCOL_ERROR', message);
+  }
+}
+
+/** Something the application did went past one of the server's limits (such as `maxSessionDataBytes`). */
+export class LimitExceededError extends WscaleError {
+  constructor(message: string) {
+    super('LIMIT_EXCEEDED', message);
   }
 }
 

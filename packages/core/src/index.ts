@@ -35,6 +35,7 @@ export {
   HandlerError,
   HistoryError,
   InvalidOptionError,
+  LimitExceededError,
   ProtocolError,
   ServerClosedError,
   StateStoreError,
@@ -57,6 +58,7 @@ export type { Sendable, SendOptions } from './server/payload.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
 export type {
   ClientInfo,
+  LimitCounters,
   QueryOptions,
   RemoteClient,
   ResumeInfo,

@@ -11,6 +11,14 @@ export interface JoinOutcome {
   reason?: NotRecoveredReason;
   /** Missed messages, oldest first, to write to the client before anything live. */
   replay: Outgoing[];
+  /** Set when the replay was left out (`too-old`) because it did not fit the replay budget. */
+  overBudget?: boolean;
+}
+
+/** What a resume may still replay, over all its rooms; each replay takes its share. */
+export interface ReplayBudget {
+  bytes: number;
+  entries: number;
 }
 
 /** What a stream needs from the node. */
@@ -40,6 +48,8 @@ interface Catcher {
   epoch: string;
   /** Messages delivered while the read was out, to replay after it. */
   live: Outgoing[];
+  /** The most entries the read may return, if the join has a replay budget. */
+  maxEntries: number;
   settle: (outcome: JoinOutcome) => void;
 }
 
@@ -79,7 +89,12 @@ export class RoomStream {
     this.#host = host;
     // The start position is read once the subscription exists, so nothing after it is missed.
     this.#enqueue(async () => {
-      await subscribed;
+      try {
+        await subscribed;
+      } catch {
+        // Joins fail with the subscription and the room is dropped: there is nothing to read.
+        return;
+      }
       const position = await this.#history.position(room);
       this.#epoch = position.epoch;
       this.#last = position.offset;
@@ -109,9 +124,11 @@ export class RoomStream {
     client: AnyClient,
     from?: HistoryPosition,
     admitted?: (position: HistoryPosition) => void,
+    budget?: ReplayBudget,
   ): Promise<JoinOutcome> {
     return new Promise((resolve) => {
-      const settle = (outcome: JoinOutcome) => {
+      const settle = (settled: JoinOutcome) => {
+        const outcome = budget === undefined ? settled : withinBudget(settled, budget);
         this.#host.admit(client);
         admitted?.(outcome.position);
         resolve(outcome);
@@ -125,6 +142,7 @@ export class RoomStream {
           upTo: this.#last,
           epoch: this.#epoch,
           live: [],
+          maxEntries: budget?.entries ?? Number.POSITIVE_INFINITY,
           settle,
         };
         this.#catchers.add(catcher);
@@ -152,8 +170,17 @@ export class RoomStream {
 
   /** Reads what a joining client missed from the history; live messages keep flowing meanwhile. */
   async #catchUp(catcher: Catcher): Promise<void> {
+    // A gap longer than the join may replay is not worth reading.
+    const outcome =
+      catcher.upTo - catcher.from.offset > catcher.maxEntries
+        ? TOO_LONG
+        : await this.#read(catcher);
+    this.#catchers.delete(catcher);
+    catcher.settle({ ...outcome, position: { offset: this.#last, epoch: this.#epoch } });
+  }
+
+  async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
     const { from, upTo } = catcher;
-    let outcome: Pick<JoinOutcome, 'recovered' | 'reason' | 'replay'>;
     try {
       const read = await this.#history.read(this.#room, from, upTo - from.offset);
       const entries = read.ok ? read.entries.filter((e) => e.offset <= upTo) : [];
@@ -162,21 +189,16 @@ export class RoomStream {
         entries.length === upTo - from.offset &&
         entries.every((entry, i) => entry.offset === from.offset + 1 + i);
       if (this.#epoch !== catcher.epoch) {
-        outcome = { recovered: false, reason: 'epoch-changed', replay: [] };
-      } else if (!whole) {
-        outcome = { recovered: false, reason: read.ok ? 'too-old' : read.reason, replay: [] };
-      } else {
-        const replayed = entries.map((entry) =>
-          Outgoing.fromHistory(this.#room, entry, from.epoch),
-        );
-        outcome = { recovered: true, replay: [...replayed, ...catcher.live] };
+        return { recovered: false, reason: 'epoch-changed', replay: [] };
       }
+      if (!whole)
+        return { recovered: false, reason: read.ok ? 'too-old' : read.reason, replay: [] };
+      const replayed = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
+      return { recovered: true, replay: [...replayed, ...catcher.live] };
     } catch (error) {
       this.#host.error(error);
-      outcome = { recovered: false, reason: 'unavailable', replay: [] };
+      return { recovered: false, reason: 'unavailable', replay: [] };
     }
-    this.#catchers.delete(catcher);
-    catcher.settle({ ...outcome, position: { offset: this.#last, epoch: this.#epoch } });
   }
 
   async #accept(message: Outgoing): Promise<void> {
@@ -251,4 +273,23 @@ export class RoomStream {
     }
     this.#busy = false;
   }
+}
+
+const TOO_LONG: Omit<JoinOutcome, 'position'> = {
+  recovered: false,
+  reason: 'too-old',
+  replay: [],
+  overBudget: true,
+};
+
+/** The outcome, or `too-old` when its replay does not fit what is left of the budget. */
+function withinBudget(outcome: JoinOutcome, budget: ReplayBudget): JoinOutcome {
+  let bytes = 0;
+  for (const message of outcome.replay) bytes += message.bytes.length;
+  if (outcome.replay.length <= budget.entries && bytes <= budget.bytes) {
+    budget.entries -= outcome.replay.length;
+    budget.bytes -= bytes;
+    return outcome;
+  }
+  return { ...TOO_LONG, position: outcome.position };
 }

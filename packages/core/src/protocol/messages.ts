@@ -61,7 +61,11 @@ export type ProtocolErrorCode =
   | 'FORBIDDEN'
   | 'NOT_FOUND'
   | 'HANDLER_FAILED'
-  | 'UNAVAILABLE';
+  | 'UNAVAILABLE'
+  /** A `join` past the most rooms a client may be in. */
+  | 'LIMIT'
+  /** A `join` or `req` past the most a client may have waiting for their `ack`. */
+  | 'BUSY';
 
 /** Client → server: the first message of a connection. */
 export interface HelloMessage {

@@ -1,9 +1,10 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
+import { closeReason } from '../internal/close-reason.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import { wsFrame } from '../internal/ws-frame.js';
-import type { Outgoing } from './outgoing.js';
+import type { ServerMessage } from '../protocol/messages.js';
+import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 
 /** Events of a {@link Client}. */
@@ -25,11 +26,16 @@ export interface ClientHost {
   leave(client: AnyClient, room: string): Promise<void>;
   /** Holds the socket's writes until the end of this tick, so they go out together. */
   cork(socket: Duplex): void;
-  slowConsumer(client: AnyClient, volatile: boolean): void;
+  /**
+   * The client's send buffer is full: `message` is the application message that did not fit,
+   * or `undefined` for a protocol frame (which is never dropped).
+   */
+  slowConsumer(client: AnyClient, message: Outgoing | undefined): void;
   handlerFailed(error: unknown, client: AnyClient): void;
   /** The client's `data` was replaced: its session must be saved. */
   dataChanged(client: AnyClient): void;
   readonly maxBufferedBytes: number;
+  readonly maxOpsPerSecond: number;
 }
 
 /** Fields few clients ever use, kept apart so that every client stays small. */
@@ -37,9 +43,17 @@ interface Rare {
   dropped: number;
   conn?: string;
   held?: Buffer[];
+  heldBytes?: number;
+  /** Joins and requests waiting for their `ack`. */
+  inFlight?: number;
+  /** Rooms the client joined by its own `join`: authorized again when it resumes. */
+  own?: string[];
+  /** History rooms a message was dropped from: the client gets a `resync` before the next one. */
+  gaps?: Set<string>;
 }
 
 const NO_ROOMS: ReadonlySet<string> = new Set();
+
 const NO_ROOM_LIST: readonly string[] = [];
 
 /**
@@ -66,6 +80,9 @@ export class Client<
   #rooms: string[] | undefined;
   #rare: Rare | undefined;
   #alive = true;
+  /** The rate limit's token bucket: operations left, and when it was last filled. */
+  #tokens: number;
+  #filledAt: number;
 
   /** @internal Created by the server for each accepted connection. */
   constructor(
@@ -85,6 +102,8 @@ export class Client<
     this.#socket = socket;
     this.#host = host;
     this.#data = data;
+    this.#tokens = host.maxOpsPerSecond;
+    this.#filledAt = Date.now();
   }
 
   /**
@@ -160,9 +179,9 @@ export class Client<
     return this.#host.leave(this, room);
   }
 
-  /** Closes the connection with a close code and reason. */
+  /** Closes the connection with a close code and reason (cut to the 123 bytes a close frame holds). */
   close(code: number = CloseCode.Normal, reason = ''): void {
-    this.#ws.close(code, reason);
+    this.#ws.close(code, closeReason(reason));
   }
 
   /** Ends the connection at once, without a closing handshake. */
@@ -174,27 +193,54 @@ export class Client<
   deliver(message: Outgoing): boolean {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN || message.skip?.has(this.id)) return false;
-    if (ws.bufferedAmount >= this.#host.maxBufferedBytes) {
-      this.#host.slowConsumer(this, message.volatile);
+    if (this.#queuedBytes() >= this.#host.maxBufferedBytes) {
+      this.#host.slowConsumer(this, message);
       return false;
     }
-    this.writeFrame(this.v1 ? message.envelopeFrame() : message.rawFrame());
+    if (!this.v1) {
+      this.#write(message.rawFrame());
+      return true;
+    }
+    const gaps = this.#rare?.gaps;
+    if (gaps !== undefined && message.offset !== undefined && gaps.delete(message.room!)) {
+      const room = message.room!;
+      this.#write(controlFrame({ t: 'resync', r: room, o: message.offset - 1, e: message.epoch! }));
+    }
+    this.#write(message.envelopeFrame());
     return true;
   }
 
-  /** @internal Writes one `wscale.v1` control message (a text frame). */
-  writeText(text: string): void {
-    this.writeFrame(wsFrame(Buffer.from(text), false));
+  /** @internal Writes one `wscale.v1` protocol message. */
+  writeMessage(message: ServerMessage): boolean {
+    return this.writeFrame(controlFrame(message));
   }
 
-  /** @internal Writes one complete WebSocket frame, or holds it while a resume is prepared. */
-  writeFrame(frame: Buffer): void {
-    const held = this.#rare?.held;
-    if (held !== undefined) {
-      held.push(frame);
+  /**
+   * @internal Writes one complete protocol frame, within the send-buffer budget: a frame that
+   * does not fit makes the client a slow consumer instead.
+   */
+  writeFrame(frame: Buffer): boolean {
+    if (this.#ws.readyState !== WebSocket.OPEN) return false;
+    if (this.#queuedBytes() >= this.#host.maxBufferedBytes) {
+      this.#host.slowConsumer(this, undefined);
+      return false;
+    }
+    this.#write(frame);
+    return true;
+  }
+
+  /** Bytes on their way to the client: in the socket's buffer, and held during a resume. */
+  #queuedBytes(): number {
+    return this.#ws.bufferedAmount + (this.#rare?.heldBytes ?? 0);
+  }
+
+  #write(frame: Buffer): void {
+    const rare = this.#rare;
+    if (rare?.held !== undefined) {
+      rare.held.push(frame);
+      rare.heldBytes = (rare.heldBytes ?? 0) + frame.length;
       return;
     }
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
     this.#host.cork(this.#socket);
     this.#socket.write(frame);
   }
@@ -205,12 +251,55 @@ export class Client<
     this.#rare.held ??= [];
   }
 
-  /** @internal Writes `first`, then everything held, and stops holding. */
+  /**
+   * @internal Writes `first` (within the budget), then everything held (counted when it was
+   * held), and stops holding.
+   */
   release(first: Buffer[]): void {
     const held = this.#rare?.held ?? [];
-    if (this.#rare !== undefined) this.#rare.held = undefined;
-    for (const frame of first) this.writeFrame(frame);
-    for (const frame of held) this.writeFrame(frame);
+    if (this.#rare !== undefined) {
+      this.#rare.held = undefined;
+      this.#rare.heldBytes = undefined;
+    }
+    for (const frame of first) if (!this.writeFrame(frame)) return;
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    for (const frame of held) this.#write(frame);
+  }
+
+  /**
+   * @internal Takes one incoming frame from the client's rate budget (a token bucket holding one
+   * second's worth); `false` when the budget is spent.
+   */
+  takeOp(): boolean {
+    const rate = this.#host.maxOpsPerSecond;
+    const now = Date.now();
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#filledAt) * rate) / 1000);
+    this.#filledAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens--;
+    return true;
+  }
+
+  /** @internal Joins and requests of this client waiting for their `ack`. */
+  get inFlight(): number {
+    return this.#rare?.inFlight ?? 0;
+  }
+
+  set inFlight(count: number) {
+    this.#rare ??= { dropped: 0 };
+    this.#rare.inFlight = count;
+  }
+
+  /** @internal Rooms the client is in by its own `join`. */
+  get ownRooms(): readonly string[] {
+    return this.#rare?.own?.filter((room) => this.inRoom(room)) ?? NO_ROOM_LIST;
+  }
+
+  /** @internal Marks a room as joined at the client's own request. */
+  markOwn(room: string): void {
+    this.#rare ??= { dropped: 0 };
+    this.#rare.own ??= [];
+    if (!this.#rare.own.includes(room)) this.#rare.own.push(room);
   }
 
   /** @internal The connection id that holds this client's `wscale.v1` session. */
@@ -224,9 +313,14 @@ export class Client<
   }
 
   /** @internal Counts a message dropped for this slow consumer. */
-  countDropped(): void {
+  countDropped(message: Outgoing): void {
     this.#rare ??= { dropped: 0 };
     this.#rare.dropped++;
+    // A gap in a history room must not go unnoticed: the room's next message brings a resync.
+    if (this.v1 && message.offset !== undefined && message.room !== undefined) {
+      this.#rare.gaps ??= new Set();
+      this.#rare.gaps.add(message.room);
+    }
   }
 
   /** @internal Room membership, kept by the server's room registry. */
@@ -239,6 +333,13 @@ export class Client<
   removeRoom(room: string): void {
     const index = this.#rooms?.indexOf(room) ?? -1;
     if (index !== -1) this.#rooms!.splice(index, 1);
+    const own = this.#rare?.own;
+    if (own?.includes(room)) own.splice(own.indexOf(room), 1);
+  }
+
+  /** @internal Whether the connection is over (its `close` event has been emitted or is due now). */
+  get gone(): boolean {
+    return this.#ws.readyState === WebSocket.CLOSED;
   }
 
   /** @internal One heartbeat round: terminate if the last ping went unanswered, else ping. */

@@ -66,12 +66,15 @@ export interface ServerOptions<Identity = unknown> {
   sessionOwner?: (identity: Identity) => string;
   /**
    * Decides whether a `wscale.v1` client may join a room it asked for. Without it, clients may
-   * not join rooms themselves (the server still can, with `client.join`).
+   * not join rooms themselves (the server still can, with `client.join`). Asked again for those
+   * rooms when the client resumes its session. Anything but `true` refuses with `FORBIDDEN`; a
+   * throw or a value that is not a boolean also emits a `HandlerError`.
    */
   authorizeJoin?: (client: Client<Identity, object>, room: string) => Awaitable<boolean>;
   /**
-   * Answers a `wscale.v1` client's `request()`; the value returned is the reply. A throw or
-   * rejection answers with a `HANDLER_FAILED` error.
+   * Answers a `wscale.v1` client's `request()`; the value returned is the reply (a string, bytes,
+   * or nothing). A throw, a rejection or a reply of another type answers with a `HANDLER_FAILED`
+   * error and emits a `HandlerError`.
    */
   onRequest?: (
     client: Client<Identity, object>,
@@ -86,19 +89,79 @@ export interface ServerOptions<Identity = unknown> {
    */
   topicPrefix?: string;
 
-  /** Accepts or refuses each upgrade before the WebSocket exists. @default accept everyone */
+  /**
+   * Accepts or refuses each upgrade before the WebSocket exists. A throw answers 500, a hook that
+   * takes longer than {@link ServerOptions.authenticateTimeoutMs} 503; both are emitted as
+   * `HandlerError`. @default accept everyone
+   */
   authenticate?: Authenticate<Identity>;
+  /** How long `authenticate` may take before the upgrade is answered 503. @default 10000 */
+  authenticateTimeoutMs?: number;
+  /**
+   * Origins (`scheme://host[:port]`, as browsers send them) whose pages may connect; an upgrade
+   * from another origin is answered 403. A request without an `Origin` header (not from a
+   * browser) is let through: check such clients in `authenticate`.
+   * @default every origin
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * Most connections this node holds (counting those still upgrading or saying `hello`); the
+   * next upgrade is answered 503 and the load balancer can pick another node.
+   * @default 50000
+   */
+  maxConnections?: number;
+  /**
+   * Most rooms a `wscale.v1` client may be in by its own `join`; one more is refused with a
+   * `LIMIT` ack. Rooms the server joins it to (`client.join`) are not limited.
+   * @default 128
+   */
+  maxRoomsPerClient?: number;
+  /**
+   * Most `join`s and `req`s of one `wscale.v1` client waiting for their `ack`; one more is
+   * answered at once with a `BUSY` ack.
+   * @default 100
+   */
+  maxInFlightPerClient?: number;
+  /**
+   * Frames a client may send per second, on average (a token bucket that holds one second's
+   * worth, so short bursts pass); past it the connection closes with 1008. Applies to raw and
+   * `wscale.v1` clients alike. `Infinity` turns it off.
+   * @default 500
+   */
+  maxOpsPerSecond?: number;
+  /**
+   * Largest `client.data` saved with a `wscale.v1` session, in bytes of JSON. A larger one is not
+   * saved (the session keeps the `data` saved before) and an `error` names the client.
+   * @default 65536
+   */
+  maxSessionDataBytes?: number;
+  /**
+   * Most bytes of missed messages replayed on one resume, over all its rooms; the rooms past it
+   * are answered `recovered: false, reason: 'too-old'`.
+   * @default 1048576
+   */
+  maxReplayBytes?: number;
+  /**
+   * Most missed messages replayed on one resume, over all its rooms; the rooms past it are
+   * answered `recovered: false, reason: 'too-old'`.
+   * @default 5000
+   */
+  maxReplayEntries?: number;
   /** Largest frame a client may send, in bytes; larger ones close with 1009. @default 1048576 */
   maxPayload?: number;
   /**
    * Bytes a client's send buffer may hold before it counts as a slow consumer: volatile messages
-   * are dropped from then on, and other messages follow {@link ServerOptions.slowConsumer}.
+   * are dropped from then on, and other messages follow {@link ServerOptions.slowConsumer}. Every
+   * frame counts, whatever it is: broadcasts, direct messages, replays and protocol replies.
    * @default 4194304
    */
   maxBufferedBytes?: number;
   /**
    * `'close'` closes a slow consumer with 1013 (it reconnects and, with `wscale.v1` history,
-   * recovers what it missed); `'drop'` drops its messages and counts them.
+   * recovers what it missed); `'drop'` drops its application messages and counts them (a
+   * `wscale.v1` client gets a `resync` before the next message of a history room it missed one
+   * of). A protocol reply (`ack`, `pong`, `welcome`, …) is never dropped: past the limit it
+   * closes the client with 1013 under either policy.
    * @default 'close'
    */
   slowConsumer?: SlowConsumerPolicy;
@@ -146,6 +209,7 @@ export type ResolvedOptions<Identity> = Required<
     | 'sessionOwner'
     | 'authorizeJoin'
     | 'onRequest'
+    | 'allowedOrigins'
   >
 > &
   Pick<
@@ -158,6 +222,7 @@ export type ResolvedOptions<Identity> = Required<
     | 'authenticate'
     | 'authorizeJoin'
     | 'onRequest'
+    | 'allowedOrigins'
   > & {
     sessionOwner: (identity: Identity) => string;
     history: HistoryRule[];

@@ -2,7 +2,12 @@ import type { HistoryEntry } from '../contracts.js';
 import { BusFlag } from '../internal/bus-codec.js';
 import { wsFrame } from '../internal/ws-frame.js';
 import { encodeBinary } from '../protocol/codec.js';
-import type { DataMessage } from '../protocol/messages.js';
+import type { DataMessage, ServerMessage } from '../protocol/messages.js';
+
+/** The text frame of one `wscale.v1` protocol message the server sends (not an application message). */
+export function controlFrame(message: ServerMessage): Buffer {
+  return wsFrame(Buffer.from(JSON.stringify(message)), false);
+}
 
 /**
  * One application message on its way to local clients. It is built once per node and every

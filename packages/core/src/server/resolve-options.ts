@@ -33,6 +33,14 @@ export function resolveOptions<Identity>(
     requestTimeoutMs: options.requestTimeoutMs ?? 5000,
     closeTimeoutMs: options.closeTimeoutMs ?? 5000,
     helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+    authenticateTimeoutMs: options.authenticateTimeoutMs ?? 10_000,
+    maxConnections: options.maxConnections ?? 50_000,
+    maxRoomsPerClient: options.maxRoomsPerClient ?? 128,
+    maxInFlightPerClient: options.maxInFlightPerClient ?? 100,
+    maxOpsPerSecond: options.maxOpsPerSecond ?? 500,
+    maxSessionDataBytes: options.maxSessionDataBytes ?? 64 * 1024,
+    maxReplayBytes: options.maxReplayBytes ?? 1024 * 1024,
+    maxReplayEntries: options.maxReplayEntries ?? 5000,
     history: options.history ?? [],
     sessionOwner: options.sessionOwner ?? defaultOwner,
   };
@@ -44,6 +52,14 @@ export function resolveOptions<Identity>(
     'requestTimeoutMs',
     'closeTimeoutMs',
     'helloTimeoutMs',
+    'authenticateTimeoutMs',
+    'maxConnections',
+    'maxRoomsPerClient',
+    'maxInFlightPerClient',
+    'maxOpsPerSecond',
+    'maxSessionDataBytes',
+    'maxReplayBytes',
+    'maxReplayEntries',
   ] as const) {
     if (!(resolved[key] > 0)) throw new InvalidOptionError(`${key} must be > 0`);
   }

@@ -1,5 +1,5 @@
 import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
-import { type JoinOutcome, RoomStream } from '../history/room-stream.js';
+import { type JoinOutcome, type ReplayBudget, RoomStream } from '../history/room-stream.js';
 import type { AnyClient as Client } from './client.js';
 import type { Outgoing } from './outgoing.js';
 
@@ -59,14 +59,18 @@ export class RoomRegistry {
    * Adds a client to a room. For a history room, `from` is the last position the client saw: what
    * it missed comes back in the outcome's `replay`; without `from` it starts at the current end.
    * With `announce`, the client is told it joined, in order with the room's messages. Resolves
-   * once broadcasts to the room from every node reach the client.
+   * once broadcasts to the room from every node reach the client; rejects, leaving the client
+   * out, when the room's broker subscription fails (the next join subscribes again). A client
+   * whose connection is over by the time it gets here is not added.
    */
   async join(
     client: Client,
     room: string,
     from?: HistoryPosition,
     announce = true,
+    budget?: ReplayBudget,
   ): Promise<JoinOutcome | undefined> {
+    if (client.gone) return undefined;
     const state = this.#state(room);
     if (state.members.has(client)) {
       await state.subscription;
@@ -77,10 +81,12 @@ export class RoomRegistry {
       if (state.stream !== undefined) {
         state.joining++;
         try {
+          // A member of a room that could not subscribe would hear nothing from other nodes.
+          await state.subscription;
           const admitted = announce
             ? (position: HistoryPosition) => this.#host.joined(client, room, position)
             : undefined;
-          return await state.stream.join(client, from, admitted);
+          return await state.stream.join(client, from, admitted, budget);
         } finally {
           state.joining--;
           // It may have left while it waited for its turn.

@@ -6,8 +6,15 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { MemoryBroker } from '../broker/memory-broker.js';
 import { CloseCode } from '../close-codes.js';
 import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
-import { HandlerError, ServerClosedError, UpgradeRejectedError, WscaleError } from '../errors.js';
+import {
+  HandlerError,
+  LimitExceededError,
+  ServerClosedError,
+  UpgradeRejectedError,
+  WscaleError,
+} from '../errors.js';
 import { historyMatcher } from '../history/history-rules.js';
+import type { ReplayBudget } from '../history/room-stream.js';
 import {
   BusFlag,
   type BusFrame,
@@ -16,28 +23,28 @@ import {
   type DirectOp,
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import { wsFrame } from '../internal/ws-frame.js';
-import { PROTOCOL, type WelcomeRoom } from '../protocol/messages.js';
+import { type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
-import { type OpenedSession, Sessions } from '../session/sessions.js';
+import { Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
 import { BroadcastOperator } from './broadcast.js';
 import { type AnyClient, Client, type ClientHost } from './client.js';
 import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
-import { Outgoing } from './outgoing.js';
+import { controlFrame, Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import { resolveOptions } from './resolve-options.js';
 import { RoomRegistry } from './room-registry.js';
 import type {
   ClientInfo,
+  LimitCounters,
   QueryOptions,
   RemoteClient,
   ServerEvents,
   ServerStats,
 } from './server-types.js';
 import { pathOf, refuse } from './upgrade-response.js';
-import { V1Endpoint } from './v1-endpoint.js';
+import { V1Endpoint, type V1Host } from './v1-endpoint.js';
 
 /**
  * A WebSocket server that is one node of a cluster. Clients connect to any node; a broadcast to a
@@ -76,6 +83,20 @@ export class ScaledWebSocketServer<
   readonly #corked: Duplex[] = [];
   readonly #started: Promise<void>;
   readonly #stats = { dropped: 0, slowConsumersClosed: 0 };
+  readonly #limited: LimitCounters = {
+    rooms: 0,
+    inFlight: 0,
+    rate: 0,
+    connections: 0,
+    origins: 0,
+    authenticateTimeouts: 0,
+    sessionData: 0,
+    replay: 0,
+  };
+  /** Upgrades waiting for `authenticate`: connections too, for `maxConnections`. */
+  #authenticating = 0;
+  /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
+  #reporting = false;
   readonly #host: ClientHost;
   readonly #timers: NodeJS.Timeout[] = [];
   #closing: Promise<void> | undefined;
@@ -120,11 +141,10 @@ export class ScaledWebSocketServer<
         this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
       historyOf: this.#historyOf,
       joined: (client, room, position) => {
-        if (client.v1) client.writeText(JSON.stringify(joinedMessage(room, position)));
+        if (client.v1) client.writeMessage(joinedMessage(room, position));
       },
       resync: (room, members, position) => {
-        const resync = { t: 'resync', r: room, o: position.offset, e: position.epoch };
-        const frame = wsFrame(Buffer.from(JSON.stringify(resync)), false);
+        const frame = controlFrame({ t: 'resync', r: room, o: position.offset, e: position.epoch });
         for (const client of members) if (client.v1) client.writeFrame(frame);
       },
       error: (error) => this.#report(error),
@@ -168,7 +188,7 @@ export class ScaledWebSocketServer<
 
   /** Counters of this node. */
   get stats(): ServerStats {
-    return { connections: this.#clients.size, ...this.#stats };
+    return { connections: this.#clients.size, ...this.#stats, limited: { ...this.#limited } };
   }
 
   /** Starts a broadcast to the members of a room, on every node. */
@@ -276,8 +296,6 @@ export class ScaledWebSocketServer<
 
   async #close(): Promise<void> {
     await this.#started.catch(() => undefined);
-    this.#http?.off('upgrade', this.#onUpgrade);
-    this.#attached?.off('upgrade', this.#onUpgrade);
     for (const timer of this.#timers) clearInterval(timer);
     const clients = [...this.#clients.values()];
     // Listen before saving: a client that goes away while its session is saved must count too.
@@ -300,6 +318,9 @@ export class ScaledWebSocketServer<
     if (this.#ownsBroker) await this.#broker.close();
     await this.#ownedStore?.close();
     this.#wss.close();
+    // Upgrades were answered 503 all along the drain; only now does the server stop taking them.
+    this.#http?.off('upgrade', this.#onUpgrade);
+    this.#attached?.off('upgrade', this.#onUpgrade);
     const http = this.#http;
     if (http?.listening) await new Promise((resolve) => http.close(resolve));
   }
@@ -317,31 +338,71 @@ export class ScaledWebSocketServer<
   };
 
   async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    if (this.#closing !== undefined) return refuse(socket, 503);
     socket.on('error', ignore);
+    const refusal = this.#refusal(request);
+    if (refusal !== undefined) return refuse(socket, refusal);
     let identity: Identity = true as Identity;
-    const authenticate = this.#options.authenticate;
-    if (authenticate !== undefined) {
-      try {
-        const result = await authenticate(request);
-        if (result === false || result === null || result === undefined) return refuse(socket, 401);
-        identity = result;
-      } catch (error) {
-        if (error instanceof UpgradeRejectedError) return refuse(socket, error.status);
-        this.#report(new HandlerError('authenticate', error));
-        return refuse(socket, 500);
-      }
+    if (this.#options.authenticate !== undefined) {
+      this.#authenticating++;
+      const outcome = await this.#authenticate(request).finally(() => this.#authenticating--);
+      if (typeof outcome === 'number') return refuse(socket, outcome);
+      identity = outcome.identity;
       if (this.#closing !== undefined || socket.destroyed) return refuse(socket, 503);
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);
+      // From here to its end, a socket's errors (a bad frame, a reset) come as `error` events.
+      ws.on('error', this.#socketEvents.error);
       if (ws.protocol === PROTOCOL) {
         this.#v1.accept(ws, socket, request, identity);
         return;
       }
       const client = this.#register(newId(), ws, socket, identity, false);
+      this.#listen(ws);
       this.emit('connection', client, request);
     });
+  }
+
+  /** The HTTP status an upgrade is refused with before `authenticate`, if it is. */
+  #refusal(request: IncomingMessage): number | undefined {
+    if (this.#closing !== undefined) return 503;
+    const origins = this.#options.allowedOrigins;
+    const origin = request.headers.origin;
+    if (origins !== undefined && origin !== undefined && !origins.includes(origin)) {
+      this.#limited.origins++;
+      return 403;
+    }
+    const connections = this.#clients.size + this.#v1.opening + this.#authenticating;
+    if (connections >= this.#options.maxConnections) {
+      this.#limited.connections++;
+      return 503;
+    }
+    return undefined;
+  }
+
+  /** Runs `authenticate` within its time: the identity, or the HTTP status to refuse with. */
+  async #authenticate(request: IncomingMessage): Promise<{ identity: Identity } | number> {
+    const ms = this.#options.authenticateTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), ms);
+    });
+    try {
+      const result = await Promise.race([this.#options.authenticate!(request), late]);
+      if (result === 'late') {
+        this.#limited.authenticateTimeouts++;
+        this.#report(new HandlerError('authenticate', `no answer within ${ms} ms`));
+        return 503;
+      }
+      if (result === false || result === null || result === undefined) return 401;
+      return { identity: result as Identity };
+    } catch (error) {
+      if (error instanceof UpgradeRejectedError) return error.status;
+      this.#report(new HandlerError('authenticate', error));
+      return 500;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #register(
@@ -357,23 +418,38 @@ export class ScaledWebSocketServer<
     // One set of handler functions for every socket (not four closures per client): the socket
     // is `this` in them, and names its client.
     (ws as TaggedSocket)[CLIENT] = client;
-    const on = this.#socketEvents;
-    ws.on('message', on.message).on('pong', on.pong).on('error', on.error).on('close', on.close);
+    ws.on('pong', this.#socketEvents.pong).on('close', this.#socketEvents.close);
     return client;
+  }
+
+  /** Starts taking the frames of a registered client's socket. */
+  #listen(ws: WebSocket): void {
+    ws.on('message', this.#socketEvents.message);
+  }
+
+  /** One frame from a client, within its rate limit. */
+  #onFrame(client: AnyClient, frame: Buffer, isBinary: boolean): void {
+    if (!client.open) return;
+    client.markAlive();
+    if (!client.takeOp()) {
+      this.#limited.rate++;
+      client.close(CloseCode.PolicyViolation, 'rate limit');
+      return;
+    }
+    if (client.v1) this.#v1.receive(client, frame, isBinary);
+    else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
   }
 
   readonly #socketEvents = ((server) => ({
     message(this: TaggedSocket, frame: Buffer, isBinary: boolean) {
-      const client = this[CLIENT]!;
-      client.markAlive();
-      if (client.v1) server.#v1.receive(client, frame, isBinary);
-      else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
+      server.#onFrame(this[CLIENT]!, frame, isBinary);
     },
     pong(this: TaggedSocket) {
       this[CLIENT]!.markAlive();
     },
     error(this: TaggedSocket, error: Error) {
-      this[CLIENT]!.emit('error', error);
+      // A socket still opening has no client yet: `ws` closes it, and there is nobody to tell.
+      this[CLIENT]?.emit('error', error);
     },
     close(this: TaggedSocket, code: number, reason: Buffer) {
       const client = this[CLIENT]!;
@@ -384,57 +460,63 @@ export class ScaledWebSocketServer<
     },
   }))(this);
 
-  #v1Host() {
+  #v1Host(): V1Host {
+    const options = this.#options;
     return {
       nodeId: this.nodeId,
-      helloTimeoutMs: this.#options.helloTimeoutMs,
+      helloTimeoutMs: options.helloTimeoutMs,
+      maxRoomsPerClient: options.maxRoomsPerClient,
+      maxInFlightPerClient: options.maxInFlightPerClient,
+      replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
       sessions: this.#sessions,
-      owner: (identity: unknown) => this.#options.sessionOwner(identity as Identity),
-      kick: async (sessionId: string) => {
+      owner: (identity) => options.sessionOwner(identity as Identity),
+      kick: (sessionId) => {
         const older = this.#clients.get(sessionId);
         if (older !== undefined) {
           this.#clients.delete(sessionId);
           older.close(CloseCode.SessionTakenOver, 'session resumed elsewhere');
         }
-        await this.#mesh
-          .direct(
-            {
-              n: this.nodeId,
-              c: sessionId,
-              o: 'close',
-              a: [CloseCode.SessionTakenOver, 'session resumed elsewhere'],
-            },
-            EMPTY,
-            0,
-          )
-          .catch((error) => this.#report(error));
+        // Not awaited: the new connection already holds the session in the store, and a broker
+        // that is down must not hold its welcome back.
+        const close: BusHeader = {
+          n: this.nodeId,
+          c: sessionId,
+          o: 'close',
+          a: [CloseCode.SessionTakenOver, 'session resumed elsewhere'],
+        };
+        this.#mesh.direct(close, EMPTY, 0).catch((error) => this.#report(error));
       },
-      register: (session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown) => {
+      register: (session, ws, socket, identity) => {
         const data = session.record?.data as Data | undefined;
         const client = this.#register(session.id, ws, socket, identity as Identity, true, data);
         client.conn = session.conn;
         return client;
       },
-      join: (client: AnyClient, room: string, from?: HistoryPosition, announce?: boolean) =>
-        this.#join(client, room, from, announce),
-      leave: (client: AnyClient, room: string) => this.#leave(client, room),
-      save: (client: AnyClient) => void this.#save(client),
-      authorizeJoin: this.#options.authorizeJoin as
-        | ((client: AnyClient, room: string) => Promise<boolean> | boolean)
-        | undefined,
-      onRequest: this.#options.onRequest as
-        | ((client: AnyClient, data: string | Buffer) => Promise<unknown>)
-        | undefined,
-      connected: (client: AnyClient, request: IncomingMessage) =>
+      listen: (ws) => this.#listen(ws),
+      frame: (client, frame, isBinary) => this.#onFrame(client, frame, isBinary),
+      join: (client, room, from, announce, budget) =>
+        this.#join(client, room, from, announce, budget),
+      leave: (client, room) => this.#leave(client, room),
+      save: (client) => void this.#save(client),
+      authorizeJoin: options.authorizeJoin as V1Host['authorizeJoin'],
+      onRequest: options.onRequest as V1Host['onRequest'],
+      connected: (client, request) =>
         this.emit('connection', client as Client<Identity, Data>, request),
-      resumed: (client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage) =>
+      resumed: (client, rooms, request) =>
         this.emit('resume', client as Client<Identity, Data>, { rooms }, request),
-      report: (error: unknown) => this.#report(error),
+      limited: (limit) => void this.#limited[limit]++,
+      report: (error) => this.#report(error),
     };
   }
 
-  async #join(client: AnyClient, room: string, from?: HistoryPosition, announce = true) {
-    const outcome = await this.#rooms.join(client, room, from, announce);
+  async #join(
+    client: AnyClient,
+    room: string,
+    from?: HistoryPosition,
+    announce = true,
+    budget?: ReplayBudget,
+  ) {
+    const outcome = await this.#rooms.join(client, room, from, announce, budget);
     if (client.v1 && announce) this.#save(client);
     return outcome;
   }
@@ -443,7 +525,7 @@ export class ScaledWebSocketServer<
     if (!client.inRoom(room)) return;
     await this.#rooms.leave(client, room);
     if (!client.v1) return;
-    client.writeText(JSON.stringify({ t: 'left', r: room }));
+    client.writeMessage({ t: 'left', r: room });
     this.#save(client);
   }
 
@@ -452,9 +534,24 @@ export class ScaledWebSocketServer<
     if (conn === undefined) return Promise.resolve();
     return this.#sessions.save(client.id, conn, () => ({
       owner: this.#options.sessionOwner(client.identity as Identity),
-      data: client.data,
+      data: this.#sessionData(client),
       rooms: [...client.roomList],
+      own: [...client.ownRooms],
     }));
+  }
+
+  /** The client's `data` to save, or `undefined` to keep what was saved: it is over its limit. */
+  #sessionData(client: AnyClient): object | undefined {
+    const bytes = Buffer.byteLength(JSON.stringify(client.data));
+    if (bytes <= this.#options.maxSessionDataBytes) return client.data;
+    this.#limited.sessionData++;
+    this.#report(
+      new LimitExceededError(
+        `client ${client.id}: data is ${bytes} bytes, over maxSessionDataBytes ` +
+          `(${this.#options.maxSessionDataBytes}); its session keeps the data saved before`,
+      ),
+    );
+    return undefined;
   }
 
   #clientHost(): ClientHost {
@@ -470,12 +567,13 @@ export class ScaledWebSocketServer<
         socket.cork();
         if (this.#corked.push(socket) === 1) process.nextTick(this.#uncork);
       },
-      slowConsumer: (client, volatile) => {
-        if (volatile || this.#options.slowConsumer === 'drop') {
-          client.countDropped();
+      slowConsumer: (client, message) => {
+        if (message !== undefined && (message.volatile || this.#options.slowConsumer === 'drop')) {
+          client.countDropped(message);
           this.#stats.dropped++;
           return;
         }
+        if (!client.open) return;
         this.#stats.slowConsumersClosed++;
         // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
         client.close(CloseCode.TryAgainLater, 'send buffer full');
@@ -483,6 +581,7 @@ export class ScaledWebSocketServer<
       handlerFailed: (error) => this.#report(new HandlerError('client event', error)),
       dataChanged: (client) => void this.#save(client),
       maxBufferedBytes: this.#options.maxBufferedBytes,
+      maxOpsPerSecond: this.#options.maxOpsPerSecond,
     };
   }
 
@@ -607,8 +706,16 @@ export class ScaledWebSocketServer<
   #report(error: unknown): void {
     const reported =
       error instanceof Error ? error : new WscaleError('HANDLER_FAILED', String(error));
-    if (this.listenerCount('error') > 0) this.emit('error', reported);
-    else process.emitWarning(reported);
+    if (this.listenerCount('error') === 0 || this.#reporting) {
+      process.emitWarning(reported);
+      return;
+    }
+    this.#reporting = true;
+    try {
+      this.emit('error', reported);
+    } finally {
+      this.#reporting = false;
+    }
   }
 }
 
@@ -634,7 +741,7 @@ function messageOf(frame: BusFrame): Outgoing {
   );
 }
 
-function joinedMessage(room: string, position: HistoryPosition | undefined) {
+function joinedMessage(room: string, position: HistoryPosition | undefined): JoinedMessage {
   return position === undefined
     ? { t: 'joined', r: room }
     : { t: 'joined', r: room, o: position.offset, e: position.epoch };

@@ -50,6 +50,28 @@ export interface ServerStats {
   dropped: number;
   /** Clients closed with 1013 because they could not keep up. */
   slowConsumersClosed: number;
+  /** How often each limit was hit. */
+  limited: LimitCounters;
+}
+
+/** How often each of a node's limits was hit (see the options of the same names). */
+export interface LimitCounters {
+  /** Joins refused with `LIMIT`: the client was in `maxRoomsPerClient` rooms. */
+  rooms: number;
+  /** Joins and requests refused with `BUSY`: `maxInFlightPerClient` were waiting. */
+  inFlight: number;
+  /** Clients closed with 1008 for sending more than `maxOpsPerSecond`. */
+  rate: number;
+  /** Upgrades refused with 503: the node held `maxConnections`. */
+  connections: number;
+  /** Upgrades refused with 403: the `Origin` is not in `allowedOrigins`. */
+  origins: number;
+  /** Upgrades refused with 503: `authenticate` took longer than `authenticateTimeoutMs`. */
+  authenticateTimeouts: number;
+  /** Session saves that kept the `data` saved before: the new one was over `maxSessionDataBytes`. */
+  sessionData: number;
+  /** Resumes that replayed less than was missed: past `maxReplayBytes` or `maxReplayEntries`. */
+  replay: number;
 }
 
 /** Operations on one client wherever in the cluster it is connected. */

@@ -4,7 +4,8 @@ import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import type { HistoryPosition } from '../contracts.js';
 import { HandlerError } from '../errors.js';
-import type { JoinOutcome } from '../history/room-stream.js';
+import type { JoinOutcome, ReplayBudget } from '../history/room-stream.js';
+import { closeReason } from '../internal/close-reason.js';
 import { wsFrame } from '../internal/ws-frame.js';
 import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
 import type {
@@ -12,39 +13,53 @@ import type {
   ClientMessage,
   HelloMessage,
   ProtocolErrorCode,
-  ServerMessage,
   WelcomeMessage,
   WelcomeRoom,
 } from '../protocol/messages.js';
 import type { OpenedSession, Sessions } from '../session/sessions.js';
 import type { AnyClient } from './client.js';
 import type { Awaitable } from './options.js';
+import { controlFrame } from './outgoing.js';
 import { prepareMessage, type Sendable } from './payload.js';
 
 /** What the `wscale.v1` endpoint needs from its server. */
 export interface V1Host {
   readonly nodeId: string;
   readonly helloTimeoutMs: number;
+  readonly maxRoomsPerClient: number;
+  readonly maxInFlightPerClient: number;
   readonly sessions: Sessions;
+  /** What one resume may replay, over all its rooms. */
+  replayBudget(): ReplayBudget;
   owner(identity: unknown): string;
-  /** Closes an older connection of the session, wherever it is. */
-  kick(sessionId: string): Promise<void>;
+  /** Closes an older connection of the session, wherever it is, without waiting. */
+  kick(sessionId: string): void;
   /** Creates and registers the client of an opened session. */
   register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): AnyClient;
+  /** Starts taking the frames of a registered client's socket. */
+  listen(ws: WebSocket): void;
+  /** Takes one frame of a registered client, as if it had just arrived. */
+  frame(client: AnyClient, data: Buffer, isBinary: boolean): void;
   join(
     client: AnyClient,
     room: string,
     from?: HistoryPosition,
     announce?: boolean,
+    budget?: ReplayBudget,
   ): Promise<JoinOutcome | undefined>;
   leave(client: AnyClient, room: string): Promise<void>;
   save(client: AnyClient): void;
-  authorizeJoin?: (client: AnyClient, room: string) => Awaitable<boolean>;
+  authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
   onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<unknown>;
   connected(client: AnyClient, request: IncomingMessage): void;
   resumed(client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage): void;
+  /** Counts a limit that was hit. */
+  limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
 }
+
+/** A frame that came in behind the `hello`, before the session was open. */
+type Queued = [data: Buffer, isBinary: boolean];
 
 /**
  * The server side of `wscale.v1` (see `docs/protocol.md`): the `hello` that opens or resumes a
@@ -52,47 +67,68 @@ export interface V1Host {
  */
 export class V1Endpoint {
   readonly #host: V1Host;
-  /** Connections that have not finished their hello yet. */
+  /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
 
   constructor(host: V1Host) {
     this.#host = host;
   }
 
-  /** Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. */
+  /** How many connections are waiting for their `welcome`. */
+  get opening(): number {
+    return this.#opening.size;
+  }
+
+  /**
+   * Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. Either
+   * happens within `helloTimeoutMs`, or the connection is closed.
+   */
   accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: unknown): void {
-    const timer = setTimeout(
-      () => ws.close(CloseCode.PolicyViolation, 'hello expected'),
-      this.#host.helloTimeoutMs,
-    );
+    // Frames behind the hello (often in the same TCP segment) wait, in order, for the session.
+    // The socket is paused meanwhile, so they are at most what it had already read.
+    let queued: Queued[] | undefined;
+    const timer = setTimeout(() => {
+      if (queued === undefined) close(ws, CloseCode.PolicyViolation, 'hello expected');
+      else close(ws, CloseCode.TryAgainLater, 'session could not be opened in time');
+    }, this.#host.helloTimeoutMs);
     this.#opening.add(ws);
-    const onError = () => undefined;
-    const onClose = () => {
+    const settled = () => {
       clearTimeout(timer);
       this.#opening.delete(ws);
+      ws.off('message', onMessage).off('close', settled);
     };
     const onMessage = (data: Buffer, isBinary: boolean) => {
-      clearTimeout(timer);
-      ws.off('message', onMessage).off('error', onError);
+      if (queued !== undefined) {
+        queued.push([data, isBinary]);
+        return;
+      }
+      queued = [];
       const message = this.#decode(ws, data, isBinary)?.message;
       if (message === undefined) return;
       if (message.t !== 'hello') {
-        ws.close(CloseCode.PolicyViolation, 'hello expected');
+        close(ws, CloseCode.PolicyViolation, 'hello expected');
         return;
       }
-      // Operations sent right behind the hello wait until the session is open.
       ws.pause();
-      this.#open(ws, socket, request, identity, message).catch((error) => {
-        this.#host.report(error);
-        ws.close(CloseCode.InternalError, 'session could not be opened');
-      });
+      this.#open(ws, socket, request, identity, message)
+        .then((client) => {
+          if (client === undefined) return;
+          settled();
+          this.#host.listen(ws);
+          for (const [frame, binary] of queued!.splice(0)) this.#host.frame(client, frame, binary);
+          ws.resume();
+        })
+        .catch((error) => {
+          this.#host.report(error);
+          close(ws, CloseCode.InternalError, 'session could not be opened');
+        });
     };
-    ws.on('message', onMessage).on('close', onClose).on('error', onError);
+    ws.on('message', onMessage).on('close', settled);
   }
 
   /** Closes the connections still opening (the node is draining). */
   closeOpening(code: number, reason: string): void {
-    for (const ws of this.#opening) ws.close(code, reason);
+    for (const ws of this.#opening) close(ws, code, reason);
   }
 
   /** Handles one frame of a client whose session is open. */
@@ -101,27 +137,35 @@ export class V1Endpoint {
     if (decoded !== undefined) this.#dispatch(client, decoded.message, decoded.binary);
   }
 
+  /** Opens the session of a `hello` and welcomes the client; `undefined` if it left meanwhile. */
   async #open(
     ws: WebSocket,
     socket: Duplex,
     request: IncomingMessage,
     identity: unknown,
     hello: HelloMessage,
-  ): Promise<void> {
+  ): Promise<AnyClient | undefined> {
     const host = this.#host;
     const session = await host.sessions.open(hello.session, host.owner(identity));
-    if (ws.readyState !== WebSocket.OPEN) return;
-    if (session.resumed) await host.kick(session.id);
-    this.#opening.delete(ws);
+    if (ws.readyState !== WebSocket.OPEN) return undefined;
+    if (session.claimed) host.kick(session.id);
     const client = host.register(session, ws, socket, identity);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
+    const budget = host.replayBudget();
+    const own = new Set(session.record?.own);
     for (const room of session.record?.rooms ?? []) {
+      if (own.has(room) && !(await this.#authorized(client, room))) {
+        client.writeMessage({ t: 'left', r: room });
+        continue;
+      }
       const seen = hello.rooms?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
-      rooms[room] = await this.#rejoin(client, room, from, replay);
+      rooms[room] = await this.#rejoin(client, room, from, replay, budget);
+      if (own.has(room)) client.markOwn(room);
     }
+    if (client.gone) return undefined;
     const welcome: WelcomeMessage = {
       t: 'welcome',
       session: session.token,
@@ -131,14 +175,14 @@ export class V1Endpoint {
       rooms,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    client.release([wsFrame(Buffer.from(JSON.stringify(welcome)), false), ...replay]);
-    ws.resume();
+    client.release([controlFrame(welcome), ...replay]);
     if (session.resumed) {
       host.save(client);
       host.resumed(client, rooms, request);
     } else {
       host.connected(client, request);
     }
+    return client;
   }
 
   async #rejoin(
@@ -146,10 +190,11 @@ export class V1Endpoint {
     room: string,
     from: HistoryPosition | undefined,
     replay: Buffer[],
+    budget: ReplayBudget,
   ): Promise<WelcomeRoom> {
     let outcome: JoinOutcome | undefined;
     try {
-      outcome = await this.#host.join(client, room, from, false);
+      outcome = await this.#host.join(client, room, from, false, budget);
     } catch (error) {
       this.#host.report(error);
       return { recovered: false, reason: 'unavailable' };
@@ -166,6 +211,7 @@ export class V1Endpoint {
       state.reason = 'no-position';
     } else if (outcome.reason !== undefined) {
       state.reason = outcome.reason;
+      if (outcome.overBudget === true) this.#host.limited('replay');
     }
     for (const message of outcome.replay) replay.push(message.envelopeFrame());
     return state;
@@ -178,27 +224,43 @@ export class V1Endpoint {
         client.emit('message', payload, binary !== undefined);
         return;
       case 'req':
-        void this.#request(client, message.id, payload);
+        this.#answer(client, message.id, () => this.#request(client, message.id, payload));
         return;
       case 'join':
-        void this.#join(client, message.id, message.r);
+        this.#answer(client, message.id, () => this.#join(client, message.id, message.r));
         return;
       case 'leave':
         void this.#leave(client, message.id, message.r);
         return;
       case 'ping':
-        send(client, { t: 'pong' });
+        client.writeMessage({ t: 'pong' });
         return;
       case 'hello':
-        send(client, { t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
+        client.writeMessage({ t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
         return;
       default:
-        send(client, {
+        client.writeMessage({
           t: 'error',
           code: 'UNKNOWN_OP',
           message: `unknown message type "${String((message as { t: unknown }).t).slice(0, 64)}"`,
         });
     }
+  }
+
+  /** Runs an operation that ends in an `ack`, within the client's operations in flight. */
+  #answer(client: AnyClient, id: number, operation: () => Promise<void>): void {
+    if (client.inFlight >= this.#host.maxInFlightPerClient) {
+      this.#host.limited('inFlight');
+      fail(client, id, 'BUSY', 'too many operations waiting for their ack');
+      return;
+    }
+    client.inFlight++;
+    operation()
+      .catch((error) => {
+        this.#host.report(error);
+        fail(client, id, 'UNAVAILABLE', 'the operation failed');
+      })
+      .finally(() => client.inFlight--);
   }
 
   async #request(client: AnyClient, id: number, data: string | Buffer): Promise<void> {
@@ -214,33 +276,67 @@ export class V1Endpoint {
       return fail(client, id, 'HANDLER_FAILED', 'the request handler failed');
     }
     const ack: AckMessage = { t: 'ack', id };
-    if (reply === undefined) return send(client, ack);
-    const { bytes, binary } = prepareMessage(reply as Sendable);
-    if (!binary) return send(client, { ...ack, d: bytes.toString('utf8') });
+    if (reply === undefined) return void client.writeMessage(ack);
+    if (!isSendable(reply)) {
+      const type = reply === null ? 'null' : typeof reply;
+      this.#host.report(
+        new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
+      );
+      return fail(client, id, 'HANDLER_FAILED', 'the request handler failed');
+    }
+    const { bytes, binary } = prepareMessage(reply);
+    if (!binary) return void client.writeMessage({ ...ack, d: bytes.toString('utf8') });
     client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
   }
 
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
-    const authorize = this.#host.authorizeJoin;
-    let allowed = false;
-    try {
-      allowed = authorize !== undefined && (await authorize(client, room));
-    } catch (error) {
-      this.#host.report(new HandlerError('authorizeJoin', error));
+    if (!this.#roomLeft(client, id, room)) return;
+    if (!(await this.#authorized(client, room))) {
+      return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
-    if (!allowed) return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
+    // Checked again: other joins of the client may have finished while this one was authorized.
+    if (!this.#roomLeft(client, id, room)) return;
     try {
       await this.#host.join(client, room);
     } catch (error) {
       this.#host.report(error);
       return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
-    send(client, { t: 'ack', id });
+    if (client.inRoom(room)) client.markOwn(room);
+    client.writeMessage({ t: 'ack', id });
+  }
+
+  /** Whether the client may be in one more room; if not, its join is answered `LIMIT`. */
+  #roomLeft(client: AnyClient, id: number, room: string): boolean {
+    const max = this.#host.maxRoomsPerClient;
+    if (client.inRoom(room) || client.roomList.length < max) return true;
+    this.#host.limited('rooms');
+    fail(client, id, 'LIMIT', `already in ${max} rooms`);
+    return false;
+  }
+
+  /** Whether `authorizeJoin` lets the client into a room; a throw or a non-boolean is a no. */
+  async #authorized(client: AnyClient, room: string): Promise<boolean> {
+    const authorize = this.#host.authorizeJoin;
+    if (authorize === undefined) return false;
+    let allowed: unknown;
+    try {
+      allowed = await authorize(client, room);
+    } catch (error) {
+      this.#host.report(new HandlerError('authorizeJoin', error));
+      return false;
+    }
+    if (typeof allowed === 'boolean') return allowed;
+    const type = allowed === null ? 'null' : typeof allowed;
+    this.#host.report(
+      new HandlerError('authorizeJoin', new TypeError(`it returned ${type}, not a boolean`)),
+    );
+    return false;
   }
 
   async #leave(client: AnyClient, id: number, room: string): Promise<void> {
     await this.#host.leave(client, room).catch((error) => this.#host.report(error));
-    send(client, { t: 'ack', id });
+    client.writeMessage({ t: 'ack', id });
   }
 
   /** Decodes a frame; a malformed one closes the connection with 1007 and yields `undefined`. */
@@ -256,16 +352,21 @@ export class V1Endpoint {
       return { message, binary: Buffer.from(buffer, byteOffset, byteLength) };
     } catch (error) {
       if (!(error instanceof ProtocolViolation)) throw error;
-      target.close(CloseCode.InvalidPayload, error.message.slice(0, 120));
+      close(target, CloseCode.InvalidPayload, error.message);
       return undefined;
     }
   }
 }
 
-function send(client: AnyClient, message: ServerMessage): void {
-  client.writeText(JSON.stringify(message));
+/** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
+function close(target: WebSocket | AnyClient, code: number, reason: string): void {
+  target.close(code, closeReason(reason));
+}
+
+function isSendable(value: unknown): value is Sendable {
+  return typeof value === 'string' || value instanceof ArrayBuffer || ArrayBuffer.isView(value);
 }
 
 function fail(client: AnyClient, id: number, code: ProtocolErrorCode, message: string): void {
-  send(client, { t: 'ack', id, error: { code, message } });
+  client.writeMessage({ t: 'ack', id, error: { code, message } });
 }

@@ -13,7 +13,12 @@ export interface SessionRecord {
   data: object;
   /** Rooms the client is in. */
   rooms: string[];
+  /** Those of `rooms` it joined by its own `join` (authorized again when it resumes). */
+  own?: string[];
 }
+
+/** What a connection saves of its session; without `data`, the data saved before is kept. */
+export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: object | undefined };
 
 /** The outcome of a `hello`. */
 export interface OpenedSession {
@@ -21,6 +26,11 @@ export interface OpenedSession {
   token: string;
   conn: string;
   resumed: boolean;
+  /**
+   * Whether the session is the one the token named: resumed, or kept for a later resume because
+   * the store could not be read (then `resumed` is false and `reason` is `unavailable`).
+   */
+  claimed: boolean;
   reason?: NotResumedReason;
   /** The stored record of a resumed session. */
   record?: SessionRecord;
@@ -79,17 +89,18 @@ export class Sessions {
       });
     } catch (error) {
       this.#onError(error);
-      return this.#create(owner, conn, 'unavailable', false);
+      // The same session, not saved by this connection: the client may resume it later.
+      return { id, token, conn, resumed: false, claimed: true, reason: 'unavailable' };
     }
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
-    return { id, token, conn, resumed: true, record: claimed };
+    return { id, token, conn, resumed: true, claimed: true, record: claimed };
   }
 
   /**
    * Writes a session's record, if `conn` still holds it. Saves of one session never overlap and
    * a burst of changes costs at most one extra write.
    */
-  save(id: string, conn: string, snapshot: () => Omit<SessionRecord, 'conn'>): Promise<void> {
+  save(id: string, conn: string, snapshot: () => SessionSnapshot): Promise<void> {
     const pending = this.#saving.get(id);
     if (pending !== undefined) {
       pending.again = true;
@@ -107,28 +118,22 @@ export class Sessions {
     return entry.done;
   }
 
-  async #write(id: string, conn: string, snapshot: Omit<SessionRecord, 'conn'>): Promise<void> {
+  async #write(id: string, conn: string, snapshot: SessionSnapshot): Promise<void> {
     await updateState(this.#store, this.#key(id), (current) => {
       const stored = current === undefined ? undefined : parseRecord(current);
       if (stored !== undefined && stored.conn !== conn) return undefined;
-      return JSON.stringify({ ...snapshot, conn } satisfies SessionRecord);
+      const data = snapshot.data ?? stored?.data ?? {};
+      return JSON.stringify({ ...snapshot, data, conn } satisfies SessionRecord);
     });
   }
 
-  async #create(
-    owner: string,
-    conn: string,
-    reason: NotResumedReason,
-    persist = true,
-  ): Promise<OpenedSession> {
+  async #create(owner: string, conn: string, reason: NotResumedReason): Promise<OpenedSession> {
     const id = SessionTokens.newSessionId();
-    if (persist) {
-      const record: SessionRecord = { owner, conn, data: {}, rooms: [] };
-      await this.#store
-        .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
-        .catch(this.#onError);
-    }
-    return { id, token: this.#tokens.issue(id), conn, resumed: false, reason };
+    const record: SessionRecord = { owner, conn, data: {}, rooms: [] };
+    await this.#store
+      .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
+      .catch(this.#onError);
+    return { id, token: this.#tokens.issue(id), conn, resumed: false, claimed: false, reason };
   }
 
   #key(id: string): string {
