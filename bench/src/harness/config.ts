@@ -21,6 +21,8 @@ export interface Sizes {
   /** `wscale.v1` clients of the churn scenario, and messages published while some are away. */
   churnClients: number;
   churnMessages: number;
+  /** Client lives of the churn soak. */
+  soakCycles: number;
   /** Payload bytes. */
   size: number;
   /** Warm-up broadcasts before measuring. */
@@ -43,6 +45,7 @@ export const DEFAULT_SIZES: Sizes = {
   idleClients: 5000,
   churnClients: 1000,
   churnMessages: 20,
+  soakCycles: 5000,
   size: 64,
   warmup: 20,
   quietMs: 3000,
@@ -61,6 +64,7 @@ export const SMOKE_SIZES: Sizes = {
   idleClients: 50,
   churnClients: 20,
   churnMessages: 5,
+  soakCycles: 60,
   size: 64,
   warmup: 5,
   quietMs: 2000,
@@ -82,6 +86,7 @@ export interface RunOptions {
   skipIdle: boolean;
   skipFanout: boolean;
   skipChurn: boolean;
+  skipSoak: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
 }
@@ -89,7 +94,8 @@ export interface RunOptions {
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
-  [--churn-clients C] [--churn-messages M] [--no-idle] [--no-fanout] [--no-churn] [--verbose]
+  [--churn-clients C] [--churn-messages M] [--soak-cycles N]
+  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -115,6 +121,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'no-idle': { type: 'boolean', default: false },
       'no-fanout': { type: 'boolean', default: false },
       'no-churn': { type: 'boolean', default: false },
+      'no-soak': { type: 'boolean', default: false },
+      'soak-cycles': { type: 'string' },
       'churn-clients': { type: 'string' },
       'churn-messages': { type: 'string' },
       'report-from': { type: 'string' },
@@ -150,6 +158,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('size', 'size', 16);
   set('churnClients', 'churn-clients', 1);
   set('churnMessages', 'churn-messages', 1);
+  set('soakCycles', 'soak-cycles', 10);
   const list = (value: string | undefined) =>
     value === undefined
       ? undefined
@@ -168,6 +177,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     skipIdle: values['no-idle'] ?? false,
     skipFanout: values['no-fanout'] ?? false,
     skipChurn: values['no-churn'] ?? false,
+    skipSoak: values['no-soak'] ?? false,
     reportFrom: values['report-from'],
   };
 }

@@ -19,6 +19,8 @@ export interface Implementation {
   idle: boolean;
   /** Takes part in the connect + resume churn scenario (needs session resume). */
   churn?: boolean;
+  /** Takes part in the churn soak (wscale on Redis: its subscriptions can be counted). */
+  soak?: boolean;
   /** An experiment (not a product): shown in the tables, left out of the targets. */
   experimental?: boolean;
   /** What must be importable for it to run (besides its brokers). */
@@ -39,6 +41,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'wscale-redis',
     churn: true,
+    soak: true,
     label: 'wscale (Redis)',
     client: 'ws',
     needs: ['redis'],

@@ -1,6 +1,7 @@
 import type { Sizes } from './config.js';
 import type { Machine } from './machine.js';
 import type { ChurnRound, FanoutRound, IdleRound } from './scenarios.js';
+import type { SoakRound } from './soak-scenario.js';
 
 /** Everything one run measured; written as `benchmarks/results.json`. */
 export interface Results {
@@ -26,10 +27,13 @@ export interface Results {
     idle: boolean;
     experimental?: boolean;
     churn?: boolean;
+    soak?: boolean;
   }>;
   fanout: Record<string, FanoutRound[]>;
   idle: Record<string, IdleRound[]>;
   /** Absent in results written before the churn scenario existed. */
   churn?: Record<string, ChurnRound[]>;
+  /** Absent in results written before the churn soak existed. */
+  soak?: Record<string, SoakRound[]>;
   errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;
 }

@@ -117,6 +117,10 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
       }
       return dropped;
     },
+    async counts() {
+      const { rooms } = await wss.fetchRooms({ timeoutMs: 2000 });
+      return { clients: wss.clients.size, rooms: rooms.length };
+    },
     async close() {
       await bounded(wss.close(), 5000);
       await bounded(broker?.close() ?? Promise.resolve(), 3000);
