@@ -15,6 +15,8 @@ export interface SoakState extends ServerCounts {
 
 export interface SoakRound {
   round: number;
+  /** When the round started (ISO 8601): a soak may be run, and merged into a report, alone. */
+  startedAt: string;
   result: SoakResult;
   /** After a warm-up, before the soak; and once the soak's clients are gone. */
   baseline: SoakState;
@@ -36,6 +38,7 @@ export async function runSoak(
   round: number,
 ): Promise<SoakRound> {
   const { sizes } = context;
+  const startedAt = new Date().toISOString();
   const group = await startGroup(context, implementation, 1, true);
   const load = startLoad(context);
   try {
@@ -48,7 +51,8 @@ export async function runSoak(
       timeoutMs: 300_000,
     };
     // Warm-up: code paths compiled, pools and caches filled, before the baseline is taken.
-    await load.peer.request('soak', { ...args, cycles: Math.min(100, args.cycles) }, 60_000);
+    const warmup = Math.min(1000, Math.ceil(args.cycles / 5));
+    await load.peer.request('soak', { ...args, cycles: warmup }, 120_000);
     const baseline = await state(context, group, undefined);
     const result = await load.peer.request<SoakResult>('soak', args, args.timeoutMs + 10_000);
     context.log(
@@ -60,7 +64,7 @@ export async function runSoak(
       `  heap ${mib(baseline.heapUsed)} → ${mib(after.heapUsed)} MiB, clients ${baseline.clients} → ${after.clients}, ` +
         `rooms ${baseline.rooms} → ${after.rooms}, subscriptions ${baseline.subscriptions} → ${after.subscriptions}`,
     );
-    return { round, result, baseline, after };
+    return { round, startedAt, result, baseline, after };
   } finally {
     await load.peer.request('close', undefined, 10_000).catch(() => undefined);
     await load.stop();

@@ -30,13 +30,10 @@ export function soakSection(
     }
   }
   if (rows.length === 0) return [];
-  const first = Object.values(results.soak ?? {})[0]?.[0]?.result.cycles;
-  const mix =
-    first === undefined
-      ? ''
-      : Object.entries(first)
-          .map(([kind, count]) => `${kind} ${count}`)
-          .join(', ');
+  const first = Object.values(results.soak ?? {})[0]?.[0];
+  const mix = Object.entries(first?.result.cycles ?? {})
+    .map(([kind, count]) => `${kind} ${count}`)
+    .join(', ');
   return [
     '## Churn soak',
     '',
@@ -60,9 +57,10 @@ export function soakSection(
     '`v1`: `@wscale/client` joins the room and a soak room, leaves it, closes; `resume`: joins, loses',
     'its connection, resumes, closes; `raw`: a plain `ws` client put in the room; `malformed`: a frame',
     'that breaks RFC 6455; `silent`: hello, join, then 20 000 pings without ever reading; `vanish`:',
-    'half a hello, then gone. Before: after a warm-up of 100 lives. After: once the node let go of the',
-    'last clients (bounded), after garbage collection. Clients, rooms and Redis channels must be back',
-    'to their baseline exactly; the heap to within noise.',
+    'half a hello, then gone. Before: after a warm-up of a fifth as many lives (at most 1000).',
+    'After: once the node let go of the last clients (bounded), after garbage collection. Clients,',
+    'rooms and Redis channels must be back to their baseline exactly; the heap to within noise.',
+    `First round started ${first?.startedAt ?? '?'}.`,
     '',
   ];
 }
