@@ -310,6 +310,7 @@ export class ScaledWebSocketServer<
     for (const client of clients) client.close(CloseCode.ServiceRestart, 'draining');
     const timer = setTimeout(() => {
       for (const client of clients) client.terminate();
+      this.#v1.terminateOpening();
     }, this.#options.closeTimeoutMs);
     await Promise.all(closed);
     clearTimeout(timer);

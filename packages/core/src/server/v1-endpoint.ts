@@ -131,6 +131,11 @@ export class V1Endpoint {
     for (const ws of this.#opening) close(ws, code, reason);
   }
 
+  /** Ends the connections still opening at once: they did not answer the close in time. */
+  terminateOpening(): void {
+    for (const ws of this.#opening) ws.terminate();
+  }
+
   /** Handles one frame of a client whose session is open. */
   receive(client: AnyClient, data: Buffer, isBinary: boolean): void {
     const decoded = this.#decode(client, data, isBinary);
@@ -296,13 +301,14 @@ export class V1Endpoint {
     }
     // Checked again: other joins of the client may have finished while this one was authorized.
     if (!this.#roomLeft(client, id, room)) return;
+    // Marked first: the join saves the session, and leaving (or failing) unmarks it.
+    client.markOwn(room);
     try {
       await this.#host.join(client, room);
     } catch (error) {
       this.#host.report(error);
       return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
-    if (client.inRoom(room)) client.markOwn(room);
     client.writeMessage({ t: 'ack', id });
   }
 

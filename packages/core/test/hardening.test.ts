@@ -1,0 +1,260 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { CloseCode, HandlerError, ScaledWebSocketServer, type ServerOptions } from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+import { frame, json, RawSocket, upgradeStatus } from './helpers/raw-socket.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+afterEach(() => {
+  RawSocket.destroyAll();
+  return cluster.closeAll();
+});
+
+async function node(options: Partial<ServerOptions> = {}) {
+  const [server] = await cluster.start(1, options);
+  const errors: Error[] = [];
+  server!.on('error', (error) => errors.push(error));
+  return { server: server!, port: (server!.address() as AddressInfo).port, errors };
+}
+
+/** A well-behaved client still gets served: the node is alive and answering. */
+async function stillServes(server: ScaledWebSocketServer): Promise<void> {
+  const { peer } = await V1Peer.connect(server);
+  peer.send({ t: 'ping' });
+  await peer.next('pong');
+  peer.ws.terminate();
+}
+
+describe('frames behind hello', () => {
+  it('handles join, msg and req written in the same TCP write as hello, in order', async () => {
+    const received: string[] = [];
+    const { server, port } = await node({
+      authorizeJoin: () => true,
+      onRequest: (_client, data) => `echo:${String(data)}`,
+    });
+    server.on('connection', (client) => {
+      client.on('message', (data) => void received.push(String(data)));
+    });
+    const raw = await RawSocket.open(port);
+    raw.write(
+      Buffer.concat([
+        json({ t: 'hello' }),
+        json({ t: 'join', id: 1, r: 'room' }),
+        json({ t: 'msg', d: 'first' }),
+        json({ t: 'req', id: 2, d: 'second' }),
+        json({ t: 'ping' }),
+      ]),
+    );
+    await raw.next('pong');
+    expect(await raw.next('ack', 2)).toMatchObject({ d: 'echo:second' });
+    expect(await raw.next('ack', 1)).not.toHaveProperty('error');
+    const types = raw.messages().map((message) => message.t);
+    expect(types[0]).toBe('welcome');
+    expect(received).toEqual(['first']);
+    raw.destroy();
+  });
+});
+
+describe('a live node process', () => {
+  let child: ChildProcess;
+  let port = 0;
+  let output = '';
+
+  beforeAll(async () => {
+    child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/lone-node.mjs', import.meta.url))],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString();
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    await until(() => /port \d+/.test(output), 10_000, `the node to start:\n${output}`);
+    port = Number(/port (\d+)/.exec(output)![1]);
+  });
+  afterAll(() => void child.kill());
+
+  /** The process is still running and still serves a well-behaved client. */
+  async function alive(): Promise<void> {
+    const raw = await RawSocket.open(port);
+    raw.write(Buffer.concat([json({ t: 'hello' }), json({ t: 'req', id: 1, d: 'text' })]));
+    expect(await raw.next('ack', 1)).toMatchObject({ d: 'ok' });
+    raw.destroy();
+    expect(child.exitCode, output).toBeNull();
+  }
+
+  for (const [name, bad, code] of [
+    ['invalid UTF-8 text', frame(0x1, Buffer.from([0xc3, 0x28])), CloseCode.InvalidPayload],
+    ['an unmasked frame', frame(0x1, Buffer.from('{"t":"ping"}'), { mask: false }), 1002],
+    ['a length over maxPayload', frame(0x2, Buffer.alloc(0), { length: 4096 }), 1009],
+  ] as const) {
+    it(`survives ${name} right behind hello in one segment`, async () => {
+      const raw = await RawSocket.open(port);
+      raw.write(Buffer.concat([json({ t: 'hello' }), bad]));
+      expect((await raw.closeFrame()).code).toBe(code);
+      await alive();
+    });
+
+    it(`survives ${name} as the first frame`, async () => {
+      const raw = await RawSocket.open(port);
+      raw.write(bad);
+      expect((await raw.closeFrame()).code).toBe(code);
+      await alive();
+    });
+  }
+
+  it('survives a hello whose bad room name would make a close reason too long', async () => {
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello', rooms: { ['é'.repeat(200)]: { o: -1, e: 'x' } } }));
+    expect((await raw.closeFrame()).code).toBe(CloseCode.InvalidPayload);
+    await alive();
+  });
+
+  for (const reply of ['null', 'number', 'object']) {
+    it(`survives an onRequest that returns ${reply}`, async () => {
+      const raw = await RawSocket.open(port);
+      raw.write(Buffer.concat([json({ t: 'hello' }), json({ t: 'req', id: 7, d: reply })]));
+      expect(await raw.next('ack', 7)).toMatchObject({ error: { code: 'HANDLER_FAILED' } });
+      await alive();
+    });
+  }
+});
+
+describe('close reasons', () => {
+  it('cuts a reason that quotes non-ASCII client input to the 123 bytes a close frame holds', async () => {
+    const { server, port } = await node();
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello', rooms: { ['é'.repeat(200)]: { o: -1, e: 'x' } } }));
+    const { code, reason } = await raw.closeFrame();
+    expect(code).toBe(CloseCode.InvalidPayload);
+    expect(reason.length).toBeLessThanOrEqual(123);
+    expect(reason.toString('utf8')).toMatch(/^rooms\["é+$/);
+    await stillServes(server);
+  });
+
+  it('cuts an application close reason instead of throwing', async () => {
+    const { server } = await node();
+    const { peer, welcome } = await V1Peer.connect(server);
+    server.clients.get(welcome.client)!.close(4000, 'ü'.repeat(100));
+    const { code, reason } = await peer.closed;
+    expect(code).toBe(4000);
+    expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(123);
+  });
+});
+
+describe('application hooks', () => {
+  for (const [name, reply] of [
+    ['null', null],
+    ['a number', 42],
+    ['a plain object', { ok: true }],
+  ] as const) {
+    it(`answers HANDLER_FAILED when onRequest returns ${name}, and emits a HandlerError`, async () => {
+      const { server, errors } = await node({ onRequest: () => reply as never });
+      const { peer } = await V1Peer.connect(server);
+      peer.send({ t: 'req', id: 1, d: 'x' });
+      expect(await peer.next('ack')).toMatchObject({ id: 1, error: { code: 'HANDLER_FAILED' } });
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toBeInstanceOf(HandlerError);
+      await stillServes(server);
+    });
+  }
+
+  it('refuses a join when authorizeJoin returns something other than a boolean', async () => {
+    const { server, errors } = await node({ authorizeJoin: () => 'yes' as never });
+    const { peer, welcome } = await V1Peer.connect(server);
+    peer.send({ t: 'join', id: 1, r: 'room' });
+    expect(await peer.next('ack')).toMatchObject({ id: 1, error: { code: 'FORBIDDEN' } });
+    expect(server.clients.get(welcome.client)!.rooms.size).toBe(0);
+    expect(errors[0]).toBeInstanceOf(HandlerError);
+  });
+
+  it('answers 503 when authenticate does not answer within authenticateTimeoutMs', async () => {
+    const { port, errors } = await node({
+      authenticate: () => new Promise(() => undefined),
+      authenticateTimeoutMs: 100,
+    });
+    expect(await upgradeStatus(port)).toBe(503);
+    expect(errors[0]).toBeInstanceOf(HandlerError);
+  });
+
+  it('keeps going when an error listener itself throws', async () => {
+    const { server } = await node({ onRequest: () => null as never });
+    server.on('error', () => {
+      throw new Error('the error listener is broken too');
+    });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const { peer } = await V1Peer.connect(server);
+      peer.send({ t: 'req', id: 1 });
+      expect(await peer.next('ack')).toMatchObject({ error: { code: 'HANDLER_FAILED' } });
+      await until(() => warnings.length > 0, 2000, 'the failure to be reported as a warning');
+      await stillServes(server);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
+
+describe('a draining node', () => {
+  /** Starts a drain that lasts: a raw client that never answers the close keeps it going. */
+  async function drain(server: ScaledWebSocketServer, port: number) {
+    const stuck = await RawSocket.open(port, { protocol: '' });
+    await until(() => server.clients.size === 1, 2000, 'the stuck client');
+    const closed = server.close();
+    await stuck.closeFrame();
+    return { closed, stuck };
+  }
+
+  it('answers 503 to an upgrade in port mode', async () => {
+    const server = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', closeTimeoutMs: 2000 });
+    await server.ready();
+    const port = (server.address() as AddressInfo).port;
+    const { closed, stuck } = await drain(server, port);
+    expect(await upgradeStatus(port)).toBe(503);
+    stuck.destroy();
+    await closed;
+  });
+
+  it('answers 503 to an upgrade on an attached server', async () => {
+    const http = createServer();
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const port = (http.address() as AddressInfo).port;
+    const server = new ScaledWebSocketServer({ server: http, closeTimeoutMs: 2000 });
+    await server.ready();
+    const { closed, stuck } = await drain(server, port);
+    expect(await upgradeStatus(port)).toBe(503);
+    stuck.destroy();
+    await closed;
+    await closeHttp(http);
+  });
+
+  it('answers 503 to an upgrade handed over with handleUpgrade', async () => {
+    const server = new ScaledWebSocketServer({ noServer: true, closeTimeoutMs: 2000 });
+    const http = createServer();
+    http.on('upgrade', (request, socket, head) => server.handleUpgrade(request, socket, head));
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const port = (http.address() as AddressInfo).port;
+    await server.ready();
+    const { closed, stuck } = await drain(server, port);
+    expect(await upgradeStatus(port)).toBe(503);
+    stuck.destroy();
+    await closed;
+    await closeHttp(http);
+  });
+});
+
+function closeHttp(http: Server): Promise<void> {
+  http.closeAllConnections();
+  return new Promise((resolve) => http.close(() => resolve()));
+}

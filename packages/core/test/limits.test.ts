@@ -1,0 +1,186 @@
+import type { AddressInfo } from 'node:net';
+import {
+  CloseCode,
+  LimitExceededError,
+  MemoryHistory,
+  MemoryStateStore,
+  type ServerOptions,
+} from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+import { json, RawSocket, upgradeStatus } from './helpers/raw-socket.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+afterEach(() => {
+  RawSocket.destroyAll();
+  return cluster.closeAll();
+});
+
+async function node(options: Partial<ServerOptions> = {}) {
+  const [server] = await cluster.start(1, options);
+  const errors: Error[] = [];
+  server!.on('error', (error) => errors.push(error));
+  return { server: server!, port: (server!.address() as AddressInfo).port, errors };
+}
+
+/** Writes `total` bytes of `chunk`s, waiting for the socket to drain, until `stop()` holds. */
+async function flood(raw: RawSocket, chunk: Buffer, total: number, stop: () => boolean) {
+  for (let sent = 0; sent < total && !stop() && !raw.ended; sent += chunk.length) {
+    if (!raw.socket.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        raw.socket.once('drain', resolve);
+        raw.socket.once('close', resolve);
+      });
+    }
+  }
+}
+
+describe('per-client limits', () => {
+  it('refuses a join past maxRoomsPerClient with LIMIT, and counts it', async () => {
+    const { server } = await node({ authorizeJoin: () => true, maxRoomsPerClient: 2 });
+    const { peer, welcome } = await V1Peer.connect(server);
+    for (const [id, room] of [
+      [1, 'a'],
+      [2, 'b'],
+      [3, 'c'],
+    ] as const) {
+      peer.send({ t: 'join', id, r: room });
+    }
+    await until(() => peer.all('ack').length === 3, 2000, 'three acks');
+    expect(peer.all('ack').find((ack) => ack.id === 3)).toMatchObject({ error: { code: 'LIMIT' } });
+    expect([...server.clients.get(welcome.client)!.rooms].sort()).toEqual(['a', 'b']);
+    expect(server.stats.limited.rooms).toBe(1);
+  });
+
+  it('answers BUSY past maxInFlightPerClient without calling the handler', async () => {
+    let calls = 0;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { server } = await node({
+      maxInFlightPerClient: 2,
+      onRequest: async () => {
+        calls++;
+        await held;
+        return 'done';
+      },
+    });
+    const { peer } = await V1Peer.connect(server);
+    for (const id of [1, 2, 3]) peer.send({ t: 'req', id, d: 'x' });
+    expect(await peer.next('ack')).toMatchObject({ id: 3, error: { code: 'BUSY' } });
+    expect(calls).toBe(2);
+    release();
+    await until(() => peer.all('ack').length === 3, 2000, 'the held requests to be answered');
+    expect(server.stats.limited.inFlight).toBe(1);
+  });
+
+  it('closes a client past maxOpsPerSecond with 1008, and counts it', async () => {
+    const { server, port } = await node({ maxOpsPerSecond: 20 });
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello' }));
+    await raw.next('welcome');
+    raw.write(Buffer.concat(Array.from({ length: 100 }, () => json({ t: 'ping' }))));
+    expect((await raw.closeFrame()).code).toBe(CloseCode.PolicyViolation);
+    expect(raw.messages().filter((m) => m.t === 'pong').length).toBeLessThan(25);
+    expect(server.stats.limited.rate).toBe(1);
+  });
+
+  it('keeps the saved data of a session when client.data grows past maxSessionDataBytes', async () => {
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const { server, errors } = await node({
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      maxSessionDataBytes: 100,
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    const client = server.clients.get(welcome.client)!;
+    client.data = { name: 'small' };
+    await until(
+      async () =>
+        (await stateStore.get(`wscale:session:${client.id}`))?.value.includes('small') ?? false,
+      2000,
+      'the small data to be saved',
+    );
+    client.data = { name: 'x'.repeat(200) };
+    await until(() => errors.length > 0, 2000, 'the error');
+    expect(errors[0]).toBeInstanceOf(LimitExceededError);
+    expect(server.stats.limited.sessionData).toBeGreaterThan(0);
+    peer.ws.terminate();
+    await until(() => !server.clients.has(client.id), 2000, 'the client to leave');
+    const back = await V1Peer.connect(server, { session: welcome.session });
+    expect(back.welcome.resumed).toBe(true);
+    expect(server.clients.get(client.id)!.data).toEqual({ name: 'small' });
+    await stateStore.close();
+  });
+});
+
+describe('per-node limits', () => {
+  it('answers 503 to an upgrade past maxConnections, and counts it', async () => {
+    const { server, port } = await node({ maxConnections: 2 });
+    await V1Peer.connect(server);
+    await cluster.connect(server);
+    expect(await upgradeStatus(port)).toBe(503);
+    expect(server.stats.limited.connections).toBe(1);
+  });
+
+  it('answers 403 to a browser from an origin not in allowedOrigins, and counts it', async () => {
+    const { server, port } = await node({ allowedOrigins: ['https://app.example'] });
+    expect(await upgradeStatus(port, { origin: 'https://evil.example' })).toBe(403);
+    expect(await upgradeStatus(port, { origin: 'https://app.example' })).toBe(101);
+    expect(await upgradeStatus(port)).toBe(101);
+    expect(server.stats.limited.origins).toBe(1);
+  });
+});
+
+describe('one send budget for every frame', () => {
+  it('closes a client that never reads and keeps sending junk, before its replies outgrow the budget', async () => {
+    const maxBufferedBytes = 64 * 1024;
+    const { server, port } = await node({
+      maxBufferedBytes,
+      maxOpsPerSecond: Number.POSITIVE_INFINITY,
+    });
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello' }));
+    await raw.next('welcome');
+    const client = [...server.clients.values()][0]!;
+    raw.socket.pause();
+    let most = 0;
+    const junk = Buffer.concat(Array.from({ length: 1000 }, () => json({ t: 'x'.repeat(64) })));
+    await flood(raw, junk, 60 * 1024 * 1024, () => {
+      most = Math.max(most, client.bufferedAmount);
+      return !client.open;
+    });
+    await until(() => !client.open, 5000, 'the server to close the client');
+    expect(server.stats.slowConsumersClosed).toBe(1);
+    // Within the budget, plus the one reply that crossed it and the close frame.
+    expect(most).toBeLessThan(maxBufferedBytes + 1024);
+  });
+
+  it('replays at most maxReplayEntries on a resume; a longer gap is too-old', async () => {
+    const history = new MemoryHistory({ maxEntries: 1000 });
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const { server } = await node({
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: '*', store: history }],
+      maxReplayEntries: 5,
+    });
+    server.on('connection', (client) => void client.join('chat'));
+    const { peer, welcome } = await V1Peer.connect(server);
+    const joined = await peer.next('joined');
+    peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to leave');
+    for (let i = 0; i < 300; i++) await server.to('chat').send(`m${i}`);
+    const back = await V1Peer.connect(server, {
+      session: welcome.session,
+      rooms: { chat: { o: joined.o!, e: joined.e! } },
+    });
+    expect(back.welcome.rooms.chat).toMatchObject({ recovered: false, reason: 'too-old', o: 300 });
+    expect(back.peer.all('msg')).toHaveLength(0);
+    expect(server.stats.limited.replay).toBe(1);
+    await Promise.all([history.close(), stateStore.close()]);
+  });
+});

@@ -1,0 +1,250 @@
+import {
+  MemoryBroker,
+  type MemoryBrokerOptions,
+  MemoryHistory,
+  MemoryStateStore,
+  type ScaledWebSocketServer,
+  type StateStore,
+  StateStoreError,
+  type Version,
+} from '@wscale/core';
+import { delay, until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+import { json, RawSocket } from './helpers/raw-socket.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+const closers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  RawSocket.destroyAll();
+  await cluster.closeAll();
+  for (const close of closers.splice(0)) await close();
+});
+
+const secret = 'a-test-secret-of-enough-bytes';
+
+/** A memory broker whose next subscribe of a topic can be made to fail. */
+class FlakyBroker extends MemoryBroker {
+  readonly failNext = new Set<string>();
+
+  constructor(options: MemoryBrokerOptions) {
+    super(options);
+  }
+
+  protected override async subscribeTopic(topic: string): Promise<void> {
+    if (this.failNext.delete(topic)) throw new Error(`subscribe to ${topic} refused`);
+    await super.subscribeTopic(topic);
+  }
+}
+
+/** A memory state store that can be made to fail every call, as a store that is down. */
+class SwitchableStore implements StateStore {
+  failing = false;
+  readonly #inner = new MemoryStateStore({ ttlMs: 60_000 });
+
+  get ttlMs(): number {
+    return this.#inner.ttlMs;
+  }
+
+  get(key: string) {
+    return this.#check().then(() => this.#inner.get(key));
+  }
+
+  set(key: string, value: string, options?: { ifVersion?: Version | null }) {
+    return this.#check().then(() => this.#inner.set(key, value, options));
+  }
+
+  delete(key: string) {
+    return this.#check().then(() => this.#inner.delete(key));
+  }
+
+  close() {
+    return this.#inner.close();
+  }
+
+  async #check(): Promise<void> {
+    if (this.failing) throw new StateStoreError('the store is down');
+  }
+}
+
+async function node(
+  options: Parameters<TestCluster['start']>[1] = {},
+): Promise<ScaledWebSocketServer> {
+  const [server] = await cluster.start(1, options);
+  return server!;
+}
+
+/** Waits until the stored session of `id` mentions every one of `words`. */
+function saved(store: StateStore, id: string, ...words: string[]): Promise<void> {
+  return until(
+    async () => {
+      const record = (await store.get(`wscale:session:${id}`))?.value ?? '';
+      return words.every((word) => record.includes(word));
+    },
+    2000,
+    `the session to be saved with ${words.join(', ')}`,
+  );
+}
+
+describe('membership after the client is gone', () => {
+  it('undoes a join whose authorizeJoin finishes after the connection reset', async () => {
+    let asked = 0;
+    let allow!: (allowed: boolean) => void;
+    const decision = new Promise<boolean>((resolve) => {
+      allow = resolve;
+    });
+    let broker!: MemoryBroker;
+    const server = await node({
+      brokerFor: (bus) => {
+        broker = new MemoryBroker({ bus });
+        return broker;
+      },
+      authorizeJoin: async () => {
+        asked++;
+        return decision;
+      },
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    peer.send({ t: 'join', id: 1, r: 'late' });
+    await until(() => asked === 1, 2000, 'authorizeJoin to be asked');
+    peer.ws.terminate();
+    await until(() => !server.clients.has(welcome.client), 2000, 'the client to be gone');
+    allow(true);
+    // Nothing to wait for when it works: give a wrong join time to land.
+    await delay(100);
+    expect((await server.fetchRooms()).rooms).toEqual([]);
+    expect(broker.wants('wscale:room:late')).toBe(false);
+  });
+});
+
+describe('resume', () => {
+  it('asks authorizeJoin again for rooms the client joined, and keeps rooms the server joined', async () => {
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    closers.push(() => stateStore.close());
+    const allowed = new Set(['mine']);
+    const server = await node({
+      stateStore,
+      sessionSecret: secret,
+      authorizeJoin: (_client, room) => allowed.has(room),
+    });
+    server.on('connection', (client) => void client.join('given'));
+    const { peer, welcome } = await V1Peer.connect(server);
+    peer.send({ t: 'join', id: 1, r: 'mine' });
+    expect(await peer.next('ack')).not.toHaveProperty('error');
+    await saved(stateStore, welcome.client, 'mine', 'given');
+    peer.ws.terminate();
+    await until(() => !server.clients.has(welcome.client), 2000, 'the client to be gone');
+
+    allowed.delete('mine');
+    const back = await V1Peer.connect(server, { session: welcome.session });
+    expect(back.welcome.resumed).toBe(true);
+    expect(Object.keys(back.welcome.rooms)).toEqual(['given']);
+    expect(await back.peer.next('left')).toMatchObject({ r: 'mine' });
+    expect([...server.clients.get(welcome.client)!.rooms]).toEqual(['given']);
+  });
+
+  it('keeps a session resumable when the state store fails during its hello', async () => {
+    const store = new SwitchableStore();
+    closers.push(() => store.close());
+    const server = await node({ stateStore: store, sessionSecret: secret });
+    server.on('connection', (client) => void client.join('kept'));
+    const first = await V1Peer.connect(server);
+    await saved(store, first.welcome.client, 'kept');
+    first.peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to be gone');
+
+    store.failing = true;
+    const during = await V1Peer.connect(server, { session: first.welcome.session });
+    expect(during.welcome).toMatchObject({ resumed: false, reason: 'unavailable' });
+    during.peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to be gone');
+
+    store.failing = false;
+    // As @wscale/client does: present the token of the latest welcome.
+    const after = await V1Peer.connect(server, { session: during.welcome.session });
+    expect(after.welcome.resumed).toBe(true);
+    expect(Object.keys(after.welcome.rooms)).toEqual(['kept']);
+  });
+
+  it('welcomes a resume while the broker is down', async () => {
+    const server = await node();
+    const { peer, welcome } = await V1Peer.connect(server);
+    peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to be gone');
+    cluster.bus.disconnect();
+    try {
+      const back = await V1Peer.connect(server, { session: welcome.session });
+      expect(back.welcome.resumed).toBe(true);
+    } finally {
+      cluster.bus.reconnect();
+    }
+  });
+});
+
+describe('broker subscriptions', () => {
+  it('subscribes a history room again after its first subscribe failed: it never goes deaf', async () => {
+    const history = new MemoryHistory();
+    closers.push(() => history.close());
+    const brokers: FlakyBroker[] = [];
+    const [a, b] = await cluster.start(2, {
+      brokerFor: (bus) => {
+        const broker = new FlakyBroker({ bus });
+        brokers.push(broker);
+        return broker;
+      },
+      history: [{ rooms: '*', store: history }],
+      authorizeJoin: () => true,
+    });
+    brokers[1]!.failNext.add('wscale:room:h');
+    const { peer } = await V1Peer.connect(b!);
+    let id = 0;
+    do {
+      peer.send({ t: 'join', id: ++id, r: 'h' });
+    } while ((await peer.next('ack')).error !== undefined && id < 3);
+    await a!.to('h').send('from a');
+    await until(() => peer.texts('h').includes('from a'), 2000, 'the message from node a');
+  });
+});
+
+describe('gaps a client is told about', () => {
+  for (const [name, options, volatile] of [
+    ["slowConsumer: 'drop'", { slowConsumer: 'drop' }, false],
+    ['a volatile message', {}, true],
+  ] as const) {
+    it(`sends resync before the next message of a history room after dropping ${name}`, async () => {
+      const history = new MemoryHistory({ maxEntries: 5000 });
+      closers.push(() => history.close());
+      const server = await node({
+        ...options,
+        maxBufferedBytes: 64 * 1024,
+        history: [{ rooms: '*', store: history }],
+        authorizeJoin: () => true,
+      });
+      const port = (server.address() as { port: number }).port;
+      const raw = await RawSocket.open(port);
+      raw.write(Buffer.concat([json({ t: 'hello' }), json({ t: 'join', id: 1, r: 'h' })]));
+      await raw.next('ack', 1);
+      const client = [...server.clients.values()][0]!;
+      raw.socket.pause();
+      const big = 'x'.repeat(16 * 1024);
+      for (let i = 0; i < 4000 && client.dropped === 0; i++) {
+        await server.to('h').send(big, { volatile });
+      }
+      expect(client.dropped).toBeGreaterThan(0);
+      raw.socket.resume();
+      await until(() => client.bufferedAmount === 0, 5000, 'the client to read everything');
+      await server.to('h').send('after');
+      await until(() => raw.messages().some((m) => m.d === 'after'), 5000, 'the message after');
+      const messages = raw.messages();
+      const index = messages.findIndex((m) => m.d === 'after');
+      expect(messages[index - 1]).toEqual({
+        t: 'resync',
+        r: 'h',
+        o: (messages[index]!.o as number) - 1,
+        e: messages[index]!.e,
+      });
+      expect(client.open).toBe(true);
+    });
+  }
+});
