@@ -166,6 +166,15 @@ export const rawChunk: fc.Arbitrary<Chunk> = fc.oneof(
   { weight: 2, arbitrary: fragmented(fc.string({ maxLength: 40 }).map(utf8)).map(asChunk) },
   { weight: 2, arbitrary: brokenFrame.map(asChunk) },
   { weight: 1, arbitrary: closeFrame },
+  // More frames than a client may send in a second.
+  {
+    weight: 1,
+    arbitrary: fc
+      .integer({ min: 400, max: 800 })
+      .map((count) =>
+        asChunk(Buffer.concat(Array.from({ length: count }, () => data(1, utf8('x'))))),
+      ),
+  },
 );
 
 const room = fc.oneof(
@@ -218,6 +227,26 @@ export const helloChunk: fc.Arbitrary<Chunk> = fc
   )
   .map((hello) => asChunk(data(1, utf8(JSON.stringify(hello)))));
 
+/**
+ * Hundreds of operations at once, past the per-client limits: joins of distinct rooms (rooms per
+ * client, in flight), slow or large requests (in flight, send budget), pings (operations per
+ * second).
+ */
+const burst: fc.Arbitrary<Chunk> = fc
+  .tuple(fc.constantFrom('join', 'slow', 'big', 'ping'), fc.integer({ min: 100, max: 700 }))
+  .map(([kind, count]) => {
+    const message = (id: number) =>
+      kind === 'join'
+        ? { t: 'join', id, r: `burst:${id}` }
+        : kind === 'ping'
+          ? { t: 'ping' }
+          : { t: 'req', id, d: kind };
+    const frames = Array.from({ length: count }, (_, id) =>
+      data(1, utf8(JSON.stringify(message(id)))),
+    );
+    return asChunk(Buffer.concat(frames));
+  });
+
 /** Frames of any kind for a `wscale.v1` client. */
 export const v1Chunk: fc.Arbitrary<Chunk> = fc.oneof(
   {
@@ -236,6 +265,7 @@ export const v1Chunk: fc.Arbitrary<Chunk> = fc.oneof(
   { weight: 1, arbitrary: pingPong.map(asChunk) },
   { weight: 2, arbitrary: brokenFrame.map(asChunk) },
   { weight: 1, arbitrary: closeFrame },
+  { weight: 1, arbitrary: burst },
 );
 
 /** What a node wrote back: the HTTP status of the upgrade and the close code of its close frame. */
