@@ -99,6 +99,7 @@ export async function checkServes(node: FuzzedNode, probe: number): Promise<void
   }
 }
 
+/** `promise`, or a rejection naming `what` once {@link stepTimeoutMs} passed. */
 export function within<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
