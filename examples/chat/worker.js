@@ -76,8 +76,9 @@ const wss = new ScaledWebSocketServer({
   },
 });
 wss.on('error', (error) => console.error(`[${nodeId}]`, error.message));
-wss.on('connection', (client) => void client.join(ROOM));
+// Every client comes in here, new or resumed (a resumed one is back in its rooms already).
 wss.on('connection', (client) => {
+  if (!client.resumed) void client.join(ROOM);
   client.on('message', (text) => {
     if (typeof text !== 'string' || text.length === 0 || text.length > 2000) return;
     void wss.to(ROOM).send(JSON.stringify({ from: client.id.slice(0, 6), node: nodeId, text }));

@@ -75,7 +75,13 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
   const stores = config.resumable ? await storesFor(config) : undefined;
   // An HTTP server of our own, so a node:cluster worker can listen on a port of its own.
   const http = createServer();
-  const options: ServerOptions = { server: http, nodeId: `node-${config.node}`, broker };
+  const options: ServerOptions = {
+    server: http,
+    nodeId: `node-${config.node}`,
+    broker,
+    // The publisher sends as fast as it can on purpose: the peers it is compared with limit nothing.
+    maxOpsPerSecond: Number.POSITIVE_INFINITY,
+  };
   if (stores !== undefined) {
     options.stateStore = stores.state;
     options.sessionSecret = 'wscale-bench-session-secret';

@@ -57,7 +57,7 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
     }
   });
 
-  it('two pages on different nodes chat; one node is killed and its page resumes losing nothing', async () => {
+  it('two pages on different nodes chat; one node is killed, its page resumes losing nothing and is heard again', async () => {
     const alice = await browser.newPage();
     await alice.goto(url);
     await stateIs(alice, 'open');
@@ -106,6 +106,12 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
       },
     );
     await stateIs(alice, 'open', 20_000);
+    // The page that moved speaks on its new node, and everyone hears it.
+    await alice.fill('#text', 'alice is back');
+    await alice.click('button[type="submit"]');
+    await bob.waitForFunction(() =>
+      document.querySelector('#log')?.textContent?.includes('alice is back'),
+    );
     await bob.fill('#text', 'welcome back');
     await bob.click('button[type="submit"]');
 
@@ -114,15 +120,18 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
       'while you were away 1',
       'while you were away 2',
       'while you were away 3',
+      'alice is back',
       'welcome back',
     ];
-    await alice.waitForFunction(
-      (count) => document.querySelectorAll('#log p.chat').length >= count,
-      expected.length,
-      { timeout: 10_000 },
-    );
-    const seen = (await chatLines(alice)).map((text) => text.replace(/^[^:]+: /, ''));
-    expect(seen).toEqual(expected);
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(
+        (count) => document.querySelectorAll('#log p.chat').length >= count,
+        expected.length,
+        { timeout: 10_000 },
+      );
+      const seen = (await chatLines(page)).map((text) => text.replace(/^[^:]+: /, ''));
+      expect(seen).toEqual(expected);
+    }
     expect(await alice.textContent('#log')).toMatch(/resumed on node-\d+ — chat:lobby: recovered/);
 
     mkdirSync(shots, { recursive: true });

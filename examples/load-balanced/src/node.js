@@ -56,15 +56,12 @@ function serve(client) {
   });
 }
 
+// Every client comes in here, new or resumed; a resumed one is already back in its rooms.
 wss.on('connection', async (client) => {
   serve(client);
-  await client.join('chat:lobby');
-  client.send(JSON.stringify({ type: 'welcome', id: client.id, node: nodeId }));
-});
-// A wscale.v1 client resumed its session here: its rooms are back, only the handlers are new.
-wss.on('resume', (client) => {
-  serve(client);
-  client.send(JSON.stringify({ type: 'welcome', id: client.id, node: nodeId, resumed: true }));
+  if (!client.resumed) await client.join('chat:lobby');
+  const { id, resumed } = client;
+  client.send(JSON.stringify({ type: 'welcome', id, node: nodeId, resumed }));
 });
 wss.on('error', (error) => console.error(`[${nodeId}]`, error.message));
 wss.on('brokerStatus', (status) => console.log(`[${nodeId}] broker ${status}`));

@@ -13,7 +13,6 @@ export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
   1007, // malformed frame: a client bug, reconnecting would repeat it
   1008, // policy violation
   1009, // a frame over the server's maxPayload
-  4401, // the session token was refused
   4409, // the session was resumed on another connection
 ]);
 

@@ -45,7 +45,7 @@ export interface ClientOptions {
   /**
    * Decides whether to reconnect after a connection closed (not after `close()`, which never
    * reconnects).
-   * @default reconnect unless the code is 1000, 1002, 1003, 1007, 1008, 1009, 4401 or 4409
+   * @default reconnect unless the code is 1000, 1002, 1003, 1007, 1008, 1009 or 4409
    */
   shouldReconnect?: (close: CloseInfo) => boolean;
   /**

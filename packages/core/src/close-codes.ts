@@ -20,8 +20,6 @@ export enum CloseCode {
   TryAgainLater = 1013,
   /** The peer stopped answering heartbeats (never sent on the wire; reported locally). */
   Abnormal = 1006,
-  /** The session token was refused. */
-  SessionRejected = 4401,
   /** The session was resumed on another connection; this one is closed. */
   SessionTakenOver = 4409,
 }

@@ -87,10 +87,13 @@ export class UpgradeRejectedError extends WscaleError {
   }
 }
 
-/** An application handler threw or rejected; the node keeps running and emits this as `error`. */
+/**
+ * An application handler threw, rejected, returned the wrong type or took too long; the node keeps
+ * running and emits this as `error`. `cause` holds what the handler threw (or a `TypeError`).
+ */
 export class HandlerError extends WscaleError {
   constructor(where: string, cause: unknown) {
-    super('HANDLER_FAILED', `a ${where} handler threw: ${describe(cause)}`, { cause });
+    super('HANDLER_FAILED', `the ${where} handler failed: ${describe(cause)}`, { cause });
   }
 }
 

@@ -38,9 +38,10 @@ class FlakyBroker extends MemoryBroker {
   }
 }
 
-/** A memory state store that can be made to fail every call, as a store that is down. */
+/** A memory state store that can be made to fail every call (a store that is down), or be slow. */
 class SwitchableStore implements StateStore {
   failing = false;
+  delayMs = 0;
   readonly #inner = new MemoryStateStore({ ttlMs: 60_000 });
 
   get ttlMs(): number {
@@ -64,6 +65,7 @@ class SwitchableStore implements StateStore {
   }
 
   async #check(): Promise<void> {
+    if (this.delayMs > 0) await delay(this.delayMs);
     if (this.failing) throw new StateStoreError('the store is down');
   }
 }
@@ -165,6 +167,23 @@ describe('resume', () => {
     const after = await V1Peer.connect(server, { session: during.welcome.session });
     expect(after.welcome.resumed).toBe(true);
     expect(Object.keys(after.welcome.rooms)).toEqual(['kept']);
+  });
+
+  it('acknowledges a join only once the session holds the room', async () => {
+    const store = new SwitchableStore();
+    closers.push(() => store.close());
+    const server = await node({
+      stateStore: store,
+      sessionSecret: secret,
+      authorizeJoin: () => true,
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    store.delayMs = 100;
+    peer.send({ t: 'join', id: 1, r: 'durable' });
+    expect(await peer.next('ack')).not.toHaveProperty('error');
+    store.delayMs = 0;
+    const record = await store.get(`wscale:session:${welcome.client}`);
+    expect(JSON.parse(record!.value).rooms).toEqual(['durable']);
   });
 
   it('welcomes a resume while the broker is down', async () => {

@@ -63,8 +63,9 @@ describe('wscale.v1 sessions', () => {
   it('resumes on another node with rooms, data and exactly the missed messages', async () => {
     const [a, b] = await startNodes(2);
     const resumes: ResumeInfo[] = [];
-    b!.on('resume', (client, info) => {
-      resumes.push(info);
+    b!.on('connection', (client) => {
+      if (!client.resumed) return;
+      resumes.push(client.recovery!);
       client.send(`welcome back ${(client.data as { name?: string }).name}`);
     });
     a!.on('connection', (client) => {
@@ -98,7 +99,9 @@ describe('wscale.v1 sessions', () => {
       .map((m) => m.o);
     expect(offsets).toEqual([4, 5, 6, 7]);
     expect(second.peer.texts(undefined)).toEqual(['welcome back ada']);
-    expect(resumes).toEqual([{ rooms: { chat: { recovered: true, o: 6, e: joined.e } } }]);
+    expect(resumes).toEqual([
+      { recovered: true, rooms: { chat: { recovered: true, o: 6, e: joined.e } } },
+    ]);
     expect(b!.clients.get(first.welcome.client)?.rooms.has('chat')).toBe(true);
   });
 
@@ -175,8 +178,8 @@ describe('wscale.v1 sessions', () => {
     // No close, no drain: node a just disappears from the client's point of view.
     first.peer.ws.terminate();
     let resumed: { data: object; rooms: string[] } | undefined;
-    b!.on('resume', (c) => {
-      resumed = { data: c.data, rooms: [...c.rooms].sort() };
+    b!.on('connection', (c) => {
+      if (c.resumed) resumed = { data: c.data, rooms: [...c.rooms].sort() };
     });
     await until(
       async () => {

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { EventEmitter } from 'eventemitter3';
 import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import { closeReason } from '../internal/close-reason.js';
@@ -6,6 +7,7 @@ import { SafeEmitter } from '../internal/safe-emitter.js';
 import type { ServerMessage } from '../protocol/messages.js';
 import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
+import type { ResumeInfo } from './server-types.js';
 
 /** Events of a {@link Client}. */
 export interface ClientEvents {
@@ -33,7 +35,7 @@ export interface ClientHost {
   slowConsumer(client: AnyClient, message: Outgoing | undefined): void;
   handlerFailed(error: unknown, client: AnyClient): void;
   /** The client's `data` was replaced: its session must be saved. */
-  dataChanged(client: AnyClient): void;
+  dataChanged(client: AnyClient): Promise<void>;
   readonly maxBufferedBytes: number;
   readonly maxOpsPerSecond: number;
 }
@@ -50,7 +52,17 @@ interface Rare {
   own?: string[];
   /** History rooms a message was dropped from: the client gets a `resync` before the next one. */
   gaps?: Set<string>;
+  recovery?: ResumeInfo;
+  /** Messages that arrived before the application listened for them. */
+  inbox?: [data: string | Buffer, isBinary: boolean][];
 }
+
+/**
+ * Messages kept for the application until it attaches a `message` listener (for example while a
+ * `connection` handler awaits a join). An application that never listens gets none of them, as
+ * before; the bound keeps such a client from growing the node's memory.
+ */
+const INBOX_LIMIT = 256;
 
 const NO_ROOMS: ReadonlySet<string> = new Set();
 
@@ -118,12 +130,67 @@ export class Client<
 
   set data(data: Data) {
     this.#data = data;
-    this.#host.dataChanged(this);
+    void this.#host.dataChanged(this);
   }
 
-  /** Saves `data` after it was changed in place (`wscale.v1` sessions). */
-  saveData(): void {
-    this.#host.dataChanged(this);
+  /**
+   * Saves `data` after it was changed in place (`wscale.v1` sessions). Resolves once the state
+   * store has it (a failed save is emitted as the server's `error` and resolves too): await it
+   * before acknowledging something that must survive this node.
+   */
+  saveData(): Promise<void> {
+    return this.#host.dataChanged(this);
+  }
+
+  /** Whether this `wscale.v1` connection resumed an existing session (rooms and `data` restored). */
+  get resumed(): boolean {
+    return this.#rare?.recovery !== undefined;
+  }
+
+  /** For a resumed client: per room, whether what it missed while away was replayed. */
+  get recovery(): ResumeInfo | undefined {
+    return this.#rare?.recovery;
+  }
+
+  /** @internal Marks the client as the resumption of a session. */
+  set recovery(info: ResumeInfo | undefined) {
+    this.#rare ??= { dropped: 0 };
+    this.#rare.recovery = info;
+  }
+
+  /**
+   * Listens for an event. Messages the client sent before the first `message` listener was
+   * attached are kept and handed to it, in order, so a `connection` handler may await (a join, a
+   * lookup) before it listens without losing what the client sent meanwhile.
+   */
+  override on<T extends EventEmitter.EventNames<ClientEvents>>(
+    event: T,
+    listener: EventEmitter.EventListener<ClientEvents, T>,
+  ): this {
+    super.on(event, listener);
+    if (event === 'message' && this.#rare?.inbox !== undefined) {
+      queueMicrotask(() => this.#flushInbox());
+    }
+    return this;
+  }
+
+  /** @internal A message from the peer, for the application. */
+  receive(data: string | Buffer, isBinary: boolean): void {
+    const inbox = this.#rare?.inbox;
+    if (inbox === undefined && this.listenerCount('message') > 0) {
+      this.emit('message', data, isBinary);
+      return;
+    }
+    this.#rare ??= { dropped: 0 };
+    this.#rare.inbox ??= [];
+    if (this.#rare.inbox.length < INBOX_LIMIT) this.#rare.inbox.push([data, isBinary]);
+  }
+
+  #flushInbox(): void {
+    const inbox = this.#rare?.inbox;
+    if (inbox === undefined || this.listenerCount('message') === 0) return;
+    this.#rare!.inbox = undefined;
+    for (const [data, isBinary] of inbox) this.emit('message', data, isBinary);
   }
 
   /** Rooms this client is in (a snapshot). */
@@ -169,7 +236,10 @@ export class Client<
     return this.deliver(prepareMessage(data, options));
   }
 
-  /** Joins a room; resolves once broadcasts to it from every node reach this client. */
+  /**
+   * Joins a room; resolves once broadcasts to it from every node reach this client and, for a
+   * `wscale.v1` client, its session is saved with the room.
+   */
   join(room: string): Promise<void> {
     return this.#host.join(this, room);
   }

@@ -54,9 +54,10 @@ import { V1Endpoint, type V1Host } from './v1-endpoint.js';
  * @example
  * ```ts
  * const wss = new ScaledWebSocketServer({ port: 8080, broker });
+ * // Every client comes in here: new, raw, or a `wscale.v1` session resumed on this node.
  * wss.on('connection', (client) => {
- *   void client.join('lobby');
  *   client.on('message', (text) => wss.to('lobby').send(text));
+ *   if (!client.resumed) void client.join('lobby'); // a resumed client is back in its rooms
  * });
  * await wss.ready();
  * ```
@@ -438,7 +439,7 @@ export class ScaledWebSocketServer<
       return;
     }
     if (client.v1) this.#v1.receive(client, frame, isBinary);
-    else client.emit('message', isBinary ? frame : frame.toString('utf8'), isBinary);
+    else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
   }
 
   readonly #socketEvents = ((server) => ({
@@ -470,7 +471,13 @@ export class ScaledWebSocketServer<
       maxInFlightPerClient: options.maxInFlightPerClient,
       replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
       sessions: this.#sessions,
-      owner: (identity) => options.sessionOwner(identity as Identity),
+      owner: (identity) => {
+        try {
+          return options.sessionOwner(identity as Identity);
+        } catch (error) {
+          throw new HandlerError('sessionOwner', error);
+        }
+      },
       kick: (sessionId) => {
         const older = this.#clients.get(sessionId);
         if (older !== undefined) {
@@ -503,8 +510,6 @@ export class ScaledWebSocketServer<
       onRequest: options.onRequest as V1Host['onRequest'],
       connected: (client, request) =>
         this.emit('connection', client as Client<Identity, Data>, request),
-      resumed: (client, rooms, request) =>
-        this.emit('resume', client as Client<Identity, Data>, { rooms }, request),
       limited: (limit) => void this.#limited[limit]++,
       report: (error) => this.#report(error),
     };
@@ -518,7 +523,8 @@ export class ScaledWebSocketServer<
     budget?: ReplayBudget,
   ) {
     const outcome = await this.#rooms.join(client, room, from, announce, budget);
-    if (client.v1 && announce) this.#save(client);
+    // Awaited: a join that was acknowledged is in the session, even if this node dies next.
+    if (client.v1 && announce) await this.#save(client);
     return outcome;
   }
 
@@ -527,7 +533,7 @@ export class ScaledWebSocketServer<
     await this.#rooms.leave(client, room);
     if (!client.v1) return;
     client.writeMessage({ t: 'left', r: room });
-    this.#save(client);
+    await this.#save(client);
   }
 
   #save(client: AnyClient): Promise<void> {
@@ -580,7 +586,7 @@ export class ScaledWebSocketServer<
         client.close(CloseCode.TryAgainLater, 'send buffer full');
       },
       handlerFailed: (error) => this.#report(new HandlerError('client event', error)),
-      dataChanged: (client) => void this.#save(client),
+      dataChanged: (client) => this.#save(client),
       maxBufferedBytes: this.#options.maxBufferedBytes,
       maxOpsPerSecond: this.#options.maxOpsPerSecond,
     };

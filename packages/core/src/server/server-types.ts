@@ -6,13 +6,12 @@ import type { Sendable, SendOptions } from './payload.js';
 
 /** Events of a `ScaledWebSocketServer`. */
 export interface ServerEvents<Identity, Data extends object> {
-  /** A client connected to this node with a new session (or in raw mode). */
-  connection: [client: Client<Identity, Data>, request: IncomingMessage];
   /**
-   * A `wscale.v1` client came back and resumed its session on this node: its rooms and `data` are
-   * restored, and `rooms` says per room whether what it missed was recovered.
+   * A client connected to this node: every client, raw or `wscale.v1`, new or resumed, comes in
+   * here. A `wscale.v1` client that resumed its session has `client.resumed` set, its rooms and
+   * `data` restored, and `client.recovery` saying per room whether what it missed was replayed.
    */
-  resume: [client: Client<Identity, Data>, info: ResumeInfo, request: IncomingMessage];
+  connection: [client: Client<Identity, Data>, request: IncomingMessage];
   /** Something failed that did not stop the node: a throwing handler, a bad frame, a broker error. */
   error: [error: Error];
   /** Another node was heard from for the first time (or again after it was gone). */
@@ -23,8 +22,10 @@ export interface ServerEvents<Identity, Data extends object> {
   brokerStatus: [status: BrokerStatus, error?: Error];
 }
 
-/** What a resume restored. */
+/** What a resume restored (see `Client.recovery`). */
 export interface ResumeInfo {
+  /** Whether every missed message of every room was replayed. */
+  recovered: boolean;
   /** Per room of the session: whether every missed message was replayed, and if not, why. */
   rooms: Record<string, WelcomeRoom>;
 }

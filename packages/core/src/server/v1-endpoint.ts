@@ -51,8 +51,8 @@ export interface V1Host {
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
   onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<unknown>;
+  /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: AnyClient, request: IncomingMessage): void;
-  resumed(client: AnyClient, rooms: Record<string, WelcomeRoom>, request: IncomingMessage): void;
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
@@ -165,10 +165,10 @@ export class V1Endpoint {
         client.writeMessage({ t: 'left', r: room });
         continue;
       }
+      if (own.has(room)) client.markOwn(room);
       const seen = hello.rooms?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[room] = await this.#rejoin(client, room, from, replay, budget);
-      if (own.has(room)) client.markOwn(room);
     }
     if (client.gone) return undefined;
     const welcome: WelcomeMessage = {
@@ -182,11 +182,11 @@ export class V1Endpoint {
     if (session.reason !== undefined) welcome.reason = session.reason;
     client.release([controlFrame(welcome), ...replay]);
     if (session.resumed) {
+      const recovered = Object.values(rooms).every((room) => room.recovered);
+      client.recovery = { recovered, rooms };
       host.save(client);
-      host.resumed(client, rooms, request);
-    } else {
-      host.connected(client, request);
     }
+    host.connected(client, request);
     return client;
   }
 
@@ -226,7 +226,7 @@ export class V1Endpoint {
     const payload = binary ?? ('d' in message && message.d !== undefined ? message.d : '');
     switch (message.t) {
       case 'msg':
-        client.emit('message', payload, binary !== undefined);
+        client.receive(payload, binary !== undefined);
         return;
       case 'req':
         this.#answer(client, message.id, () => this.#request(client, message.id, payload));
