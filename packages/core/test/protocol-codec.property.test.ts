@@ -32,14 +32,19 @@ const membership = fc.record({
   id,
   r: anyText(LIMITS.room),
 });
+// Upstream numbering of `msg` and `req`: a sequence number from 1, and a mark for a frame sent again.
+const sequence = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
+const again = fc.constant(1 as const);
 const request = fc.record(
-  { t: fc.constant('req' as const), id, d: fc.string() },
+  { t: fc.constant('req' as const), id, d: fc.string(), s: sequence, p: again },
   { requiredKeys: ['t', 'id'] },
 );
 const data = fc.record(
   {
     t: fc.constant('msg' as const),
     d: fc.string(),
+    s: sequence,
+    p: again,
     r: anyText(LIMITS.room),
     o: offset,
     e: anyText(64),

@@ -59,6 +59,8 @@ export const messageLikeObject = fc.record(
     ),
     o: oddValue,
     e: oddValue,
+    s: fc.oneof(oddValue, fc.constantFrom(0, 1, 2 ** 53)),
+    p: fc.oneof(oddValue, fc.constantFrom(0, 1, 2, true)),
   },
   { requiredKeys: [] },
 );
