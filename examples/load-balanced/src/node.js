@@ -1,7 +1,8 @@
 // @ts-check
 // One wscale node: an HTTP server (the page, /health) with a ScaledWebSocketServer on /ws, on Redis.
 // src/stack.js starts three of these behind the load balancer. Environment:
-//   NODE_ID, PORT, HOST (default 127.0.0.1), REDIS_URL, SESSION_SECRET (the same on every node).
+//   NODE_ID, PORT, HOST (default 127.0.0.1), REDIS_URL, SESSION_SECRET (the same on every node),
+//   DRAIN_DELAY_MS (default 3000: how long /health answers 503 before the drain on SIGTERM).
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,8 @@ import { RedisBroker, RedisHistory, RedisStateStore } from '@wscale/redis';
 const nodeId = process.env.NODE_ID ?? `node-${process.pid}`;
 const redis = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const sessionSecret = process.env.SESSION_SECRET;
+// Longer than the load balancer takes to see a failing health check (HAProxy: inter 1s fall 2).
+const drainDelayMs = Number(process.env.DRAIN_DELAY_MS ?? 3000);
 if (!sessionSecret) throw new Error('SESSION_SECRET must be set, to the same value on every node');
 
 const broker = new RedisBroker({ redis });
@@ -67,19 +70,35 @@ wss.on('error', (error) => console.error(`[${nodeId}]`, error.message));
 wss.on('brokerStatus', (status) => console.log(`[${nodeId}] broker ${status}`));
 
 await wss.ready();
+// The event reports changes only: the broker may have been ready before the listener was attached.
+console.log(`[${nodeId}] broker ${wss.brokerStatus}`);
 http.listen(Number(process.env.PORT ?? 3000), process.env.HOST ?? '127.0.0.1', () => {
   const { port } = /** @type {import('node:net').AddressInfo} */ (http.address());
   console.log(`ready ${nodeId} ${port}`); // src/stack.js waits for this line
 });
 
-// SIGTERM (a rolling deploy) or Ctrl-C: fail the health check, drain, then let go of Redis.
-for (const signal of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
-  process.once(signal, async () => {
-    console.log(`[${nodeId}] ${signal}: draining`);
-    draining = true;
-    await wss.close(); // stop accepting, save sessions, close clients with 1012
-    await Promise.all([broker.close(), stateStore.close(), history.close()]);
-    http.close();
-    http.closeAllConnections();
+/**
+ * Fails the health check, waits `delayMs` for the load balancer to notice and send new clients
+ * elsewhere, then drains: stops accepting, saves sessions, closes clients with 1012.
+ * @param {number} delayMs
+ */
+async function drain(delayMs) {
+  draining = true;
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
+  await wss.close();
+  await Promise.all([broker.close(), stateStore.close(), history.close()]);
+  http.close();
+  http.closeAllConnections();
+}
+
+// SIGTERM is a rolling deploy: the other nodes take this one's clients once the load balancer has
+// taken it out. SIGINT (Ctrl-C, or src/stack.js stopping everything) has nowhere to send them: at once.
+for (const [signal, delayMs] of /** @type {const} */ ([
+  ['SIGTERM', drainDelayMs],
+  ['SIGINT', 0],
+])) {
+  process.once(signal, () => {
+    console.log(`[${nodeId}] ${signal}: draining${delayMs > 0 ? ` in ${delayMs} ms` : ''}`);
+    if (!draining) void drain(delayMs);
   });
 }

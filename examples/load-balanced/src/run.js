@@ -25,7 +25,7 @@ export async function runStack({ balancer }) {
   console.log(`
   open ${stack.url} in a few tabs: each connection goes to the next node
   redis: ${stack.redisUrl}
-${stack.nodes.map((node) => `  ${node.id}: 127.0.0.1:${node.port}  pid ${node.pid}  (kill -9 ${node.pid} to crash it)`).join('\n')}
+${stack.nodes.map((node) => `  ${node.id}: 127.0.0.1:${node.port}  pid ${node.pid}  (kill ${node.pid} to drain it, kill -9 ${node.pid} to crash it)`).join('\n')}
   Ctrl-C stops everything
 `);
 

@@ -97,7 +97,9 @@ export async function startStack(options) {
         children.find((c) => c.role === 'redis'),
         ...children.filter((c) => c.role === 'node'),
       ];
-      await Promise.all(nodes.map((node) => node.stop('SIGTERM', 10_000)));
+      // SIGINT: the whole stack stops, so the nodes drain at once (SIGTERM would first wait for
+      // the load balancer to take each node out, as in a rolling deploy).
+      await Promise.all(nodes.map((node) => node.stop('SIGINT', 10_000)));
       await lb?.stop(lb.stopSignal, 5000);
       await redis?.stop('SIGTERM', 5000);
       process.off('exit', killAll);
@@ -182,7 +184,7 @@ function healthy(url) {
 }
 
 /** @returns {Promise<number>} a TCP port free on 127.0.0.1 right now */
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.on('error', reject);

@@ -33,6 +33,7 @@ import {
   resolveOptions,
   type SessionSnapshot,
 } from './options.js';
+import { Outbox, type Payload, type Upstream } from './outbox.js';
 import { type AckPayload, PendingRequests } from './pending-requests.js';
 import { ReconnectScheduler } from './reconnect-scheduler.js';
 import { RoomPositions } from './room-positions.js';
@@ -52,8 +53,7 @@ import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js
  */
 export type ClientState = 'connecting' | 'resuming' | 'open' | 'reconnecting' | 'closed';
 
-/** An application payload: text arrives as a string, binary as bytes. */
-export type Payload = string | Uint8Array;
+export type { Payload } from './outbox.js';
 
 /** Where a received message belongs. */
 export interface MessageMeta {
@@ -112,10 +112,11 @@ export interface WscaleClientEvents {
 /** Where to connect: a URL, or a function giving one per attempt (for example with a fresh token). */
 export type ClientUrl = string | URL | (() => string | URL | Promise<string | URL>);
 
-/** A frame waiting for the connection. */
+/** A frame waiting for the connection: a `join`/`leave`, or a numbered `msg`/`req`. */
 interface Queued {
-  frame: string | Uint8Array;
+  frame?: string | Uint8Array;
   requestId?: number;
+  upstream?: Upstream;
 }
 
 /** How long `close()` waits for the closing handshake before it resolves anyway. */
@@ -139,6 +140,9 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   readonly #options: ResolvedOptions;
   readonly #rooms = new RoomPositions();
   readonly #requests = new PendingRequests();
+  readonly #outbox = new Outbox();
+  /** Whether the server of this connection numbers upstream frames (its `welcome` had `s`). */
+  #numbered = false;
   readonly #heartbeat: Heartbeat;
   readonly #scheduler: ReconnectScheduler;
   #queue: Queued[] = [];
@@ -260,15 +264,24 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   /**
    * Sends an application message: a string as text, bytes as a binary frame. While not connected
-   * it is queued (see `sendQueueSize`) and sent after the next `welcome`. Delivery is at most once:
-   * a message on a connection that drops may be lost.
+   * it is queued (see `sendQueueSize`) and sent after the next `welcome`. It is kept until the
+   * server acknowledges it, and sent again after a resume if the connection or its node died
+   * first: it reaches the server's application, or the returned promise rejects. Awaiting the
+   * promise is optional.
    *
-   * @throws {@link QueueFullError} when not connected and the queue is full.
+   * @returns a promise that resolves once the server's application has the message, and rejects
+   * with `ClientClosedError` if the client is closed first.
+   * @throws {@link QueueFullError} when `maxUnacknowledged` messages wait for acknowledgement, or
+   * when not connected and the queue is full.
    * @throws {@link DisconnectedError} when not connected and `sendQueueSize` is 0.
    * @throws {@link ClientClosedError} when the client is closed.
    */
-  send(data: Payload): void {
-    this.#write(this.#payloadFrame({ t: 'msg' }, data));
+  send(data: Payload): Promise<void> {
+    checkPayload(data);
+    this.#checkWritable();
+    const { entry, acked } = this.#outbox.add({ t: 'msg' }, data);
+    this.#writeUpstream(entry);
+    return acked;
   }
 
   /**
@@ -290,12 +303,27 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   /**
    * Sends a request; resolves with the server's reply (a string, bytes, or `undefined` for an
-   * empty reply). Rejects with a {@link ServerError} (such as `HANDLER_FAILED`) when the server
-   * answers with an error, a `TimeoutError` after `timeoutMs`, or a `DisconnectedError` when the
-   * connection dropped after the request went out (the server may or may not have handled it).
+   * empty reply). A request survives a dropped connection: it is sent again after the resume, and
+   * a server that handled it already answers with the reply it kept. Rejects with a
+   * {@link ServerError} (such as `HANDLER_FAILED`, or `REPLY_LOST` when a handled request's reply
+   * was not kept) when the server answers with an error, a `TimeoutError` after `timeoutMs`, or a
+   * `ClientClosedError` when the client is closed first.
    */
   request(data: Payload, options: { timeoutMs?: number } = {}): Promise<AckPayload> {
-    return this.#ask('request', (id) => this.#payloadFrame({ t: 'req', id }, data), options);
+    if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+    const { id, promise } = this.#requests.open('request', timeoutMs, (expired) => {
+      this.#outbox.answered(expired);
+      this.#unqueue(expired);
+    });
+    try {
+      checkPayload(data);
+      this.#checkWritable();
+      this.#writeUpstream(this.#outbox.add({ t: 'req', id }, data, id).entry);
+    } catch (error) {
+      this.#requests.fail(id, error as ClientError);
+    }
+    return promise;
   }
 
   // ---- connection lifecycle ----
@@ -432,6 +460,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#scheduler.stop();
     this.#requests.rejectSent(() => new DisconnectedError());
     this.#requests.rejectAll(() => new ClientClosedError());
+    this.#outbox.rejectAll(() => new ClientClosedError());
     this.#queue = [];
     if (emitClose) this.emit('close', { ...close, reconnecting: false });
     // Unless a listener already called connect() again.
@@ -501,6 +530,9 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       case 'error':
         this.emit('error', new ServerError(message.code, message.message));
         break;
+      case 'rcv':
+        if (Number.isSafeInteger(message.s)) this.#outbox.received(message.s);
+        break;
       default:
         // `pong`, and message types newer than this client: ignored, as the protocol asks.
         break;
@@ -522,12 +554,17 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#clientId = message.client;
     this.#node = message.node;
     const gone = message.resumed === true ? this.#rooms.resumed(rooms) : this.#rooms.reset(rooms);
+    this.#numbered = Number.isSafeInteger(message.s);
+    if (message.resumed !== true) this.#outbox.renumber();
+    else if (this.#numbered) this.#outbox.received(message.s!);
     this.#scheduler.succeeded();
     this.#heartbeat.start(
       () => socket.send(encodeText({ t: 'ping' })),
       () => this.#drop(`no pong within ${this.#options.pongTimeoutMs} ms`, 1006),
     );
-    // Queued frames go first, so that what listeners send below comes after them.
+    // What went out before and is not acknowledged goes first, then what was queued, so that what
+    // listeners send below comes after them.
+    for (const entry of this.#outbox.sentBefore()) this.#sendUpstream(socket, entry);
     this.#flush(socket);
     this.#setState('open');
     if (this.#socket !== socket) return; // a state listener closed the client
@@ -560,38 +597,91 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   }
 
   #onAck(message: AckMessage, binary: Uint8Array | undefined): void {
-    if (Number.isInteger(message.id)) this.#requests.settle(message, binary);
+    if (Number.isInteger(message.id) && this.#requests.settle(message, binary)) {
+      this.#outbox.answered(message.id);
+    }
   }
 
   // ---- frames out ----
 
   #payloadFrame(message: ClientMessage, data: Payload): string | Uint8Array {
-    if (typeof data === 'string') return encodeText({ ...message, d: data } as ClientMessage);
-    if (data instanceof Uint8Array) return encodeBinary(message, data);
-    throw new InvalidArgumentError('a payload is a string or a Uint8Array');
+    return typeof data === 'string'
+      ? encodeText({ ...message, d: data } as ClientMessage)
+      : encodeBinary(message, data);
   }
 
-  #write(frame: string | Uint8Array, requestId?: number): void {
-    if (this.#state === 'closed') throw new ClientClosedError();
+  /** The socket frames can be written on now, if any. */
+  #openSocket(): WebSocketLike | undefined {
     const socket = this.#socket;
-    if (this.#state === 'open' && socket !== undefined && socket.readyState === OPEN) {
-      socket.send(frame);
-      if (requestId !== undefined) this.#requests.sent(requestId);
-      return;
+    return this.#state === 'open' && socket !== undefined && socket.readyState === OPEN
+      ? socket
+      : undefined;
+  }
+
+  /** Throws unless a frame can be sent or queued now. */
+  #checkWritable(upstream = true): void {
+    if (this.#state === 'closed') throw new ClientClosedError();
+    if (upstream && this.#outbox.size >= this.#options.maxUnacknowledged) {
+      throw new QueueFullError(this.#options.maxUnacknowledged);
     }
+    if (this.#openSocket() !== undefined) return;
     const size = this.#options.sendQueueSize;
     if (size === 0) throw new DisconnectedError('not connected (and sendQueueSize is 0)');
     if (this.#queue.length >= size) throw new QueueFullError(size);
-    this.#queue.push(requestId === undefined ? { frame } : { frame, requestId });
+  }
+
+  #write(frame: string | Uint8Array, requestId?: number): void {
+    this.#checkWritable(false);
+    const socket = this.#openSocket();
+    if (socket === undefined) {
+      this.#queue.push(requestId === undefined ? { frame } : { frame, requestId });
+      return;
+    }
+    socket.send(frame);
+    if (requestId !== undefined) this.#requests.sent(requestId);
+  }
+
+  /** Sends a numbered frame now, or queues it (after {@link #checkWritable}). */
+  #writeUpstream(entry: Upstream): void {
+    const socket = this.#openSocket();
+    if (socket === undefined) this.#queue.push({ upstream: entry });
+    else this.#sendUpstream(socket, entry);
+  }
+
+  #sendUpstream(socket: WebSocketLike, entry: Upstream): void {
+    const message = this.#numbered
+      ? { ...entry.message, s: entry.s, ...(entry.sent ? { p: 1 as const } : {}) }
+      : entry.message;
+    socket.send(this.#payloadFrame(message, entry.data));
+    entry.sent = true;
+    if (this.#numbered) return;
+    // A server that does not number frames never acknowledges them: at most once, as before
+    // (a request is then answered on this connection or fails with the connection).
+    if (entry.requestId === undefined) this.#outbox.received(entry.s);
+    else {
+      this.#requests.sent(entry.requestId);
+      this.#outbox.answered(entry.requestId);
+    }
   }
 
   #flush(socket: WebSocketLike): void {
     const queue = this.#queue;
     this.#queue = [];
-    for (const { frame, requestId } of queue) {
-      socket.send(frame);
+    for (const { frame, requestId, upstream } of queue) {
+      if (upstream !== undefined) {
+        this.#sendUpstream(socket, upstream);
+        continue;
+      }
+      socket.send(frame!);
       if (requestId !== undefined) this.#requests.sent(requestId);
     }
+  }
+
+  /** Takes a request that timed out out of the queue: it is not sent later. */
+  #unqueue(requestId: number): void {
+    this.#queue = this.#queue.filter(
+      (queued) => (queued.requestId ?? queued.upstream?.requestId) !== requestId,
+    );
   }
 
   #ask(
@@ -601,10 +691,10 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   ): Promise<AckPayload> {
     if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    const { id, promise } = this.#requests.open(what, timeoutMs, (expired) => {
-      // A request that timed out before it could be sent is not sent later.
-      this.#queue = this.#queue.filter((queued) => queued.requestId !== expired);
-    });
+    // A request that timed out before it could be sent is not sent later.
+    const { id, promise } = this.#requests.open(what, timeoutMs, (expired) =>
+      this.#unqueue(expired),
+    );
     try {
       this.#write(frame(id), id);
     } catch (error) {
@@ -625,6 +715,12 @@ function detach(socket: WebSocketLike): void {
   socket.onclose = null;
   // Keep swallowing errors: an unhandled 'error' would crash Node with the `ws` package.
   socket.onerror = () => undefined;
+}
+
+function checkPayload(data: Payload): void {
+  if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+    throw new InvalidArgumentError('a payload is a string or a Uint8Array');
+  }
 }
 
 function checkRoom(room: string): void {

@@ -78,6 +78,13 @@ export interface ClientOptions {
    * @default 100
    */
   sendQueueSize?: number;
+  /**
+   * Messages and requests kept until the server acknowledges them (sent or not yet sent): a
+   * resume sends them again, so none is lost with a connection or a node. When full, `send` and
+   * `request` fail with `QueueFullError` until acknowledgements come in.
+   * @default 1000
+   */
+  maxUnacknowledged?: number;
 }
 
 /** Options with every default applied. */
@@ -112,6 +119,7 @@ export function resolveOptions(
     pingIntervalMs: options.pingIntervalMs ?? 25_000,
     pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
     sendQueueSize: options.sendQueueSize ?? 100,
+    maxUnacknowledged: options.maxUnacknowledged ?? 1000,
   };
   for (const name of [
     'backoffBaseMs',
@@ -123,7 +131,12 @@ export function resolveOptions(
   ] as const) {
     nonNegative(name, resolved[name]);
   }
-  for (const name of ['connectTimeoutMs', 'requestTimeoutMs', 'pongTimeoutMs'] as const) {
+  for (const name of [
+    'connectTimeoutMs',
+    'requestTimeoutMs',
+    'pongTimeoutMs',
+    'maxUnacknowledged',
+  ] as const) {
     nonNegative(name, resolved[name]);
     if (resolved[name] === 0) throw new InvalidOptionError(`${name} must be greater than 0`);
   }

@@ -1,14 +1,23 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeAll, startFixture } from './helpers/clients.js';
 
 const run = promisify(execFile);
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
+/** How far the README's size may be from the measured one, in kB. */
+const SIZE_TOLERANCE_KB = 0.2;
+
+/** What this test uses of esbuild's API. */
+interface Bundler {
+  build(options: object): Promise<{ outputFiles: Array<{ contents: Uint8Array }> }>;
+}
 
 /**
  * Builds the package with its real tsup config into a temporary directory and checks what a
@@ -52,6 +61,29 @@ describe('the built bundle', () => {
       expect(dts).not.toMatch(/from\s+["']/);
       expect(dts).not.toMatch(/import\(["']/);
     }
+  });
+
+  it('is as small as the README says, minified and gzipped as a bundler ships it', async () => {
+    // esbuild is tsup's own bundler: the one the build already uses, not a dependency of ours.
+    const esbuild: Bundler = createRequire(createRequire(import.meta.url).resolve('tsup'))(
+      'esbuild',
+    );
+    const bundle = await esbuild.build({
+      stdin: { contents: "export * from './index.js';", resolveDir: out },
+      bundle: true,
+      minify: true,
+      format: 'esm',
+      platform: 'browser',
+      write: false,
+    });
+    const kB = gzipSync(bundle.outputFiles[0]!.contents, { level: 9 }).length / 1000;
+    const readme = await readFile(join(packageDir, 'README.md'), 'utf8');
+    const stated = /\*\*(\d+(?:\.\d+)?) kB minified and gzipped\*\*/.exec(readme)?.[1];
+    expect(stated, 'the README states "**<n> kB minified and gzipped**"').toBeDefined();
+    expect(
+      Math.abs(Number(stated) - kB),
+      `the README says ${stated} kB, the bundle is ${kB.toFixed(2)} kB`,
+    ).toBeLessThanOrEqual(SIZE_TOLERANCE_KB);
   });
 
   it('runs on a standard WebSocket (the global one, as in browsers)', async () => {

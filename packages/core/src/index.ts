@@ -65,5 +65,6 @@ export type {
   ServerEvents,
   ServerStats,
 } from './server/server-types.js';
+export type { MessageInfo } from './server/upstream.js';
 export { MemoryStateStore, type MemoryStateStoreOptions } from './state/memory-state-store.js';
 export { updateState } from './state/update-state.js';

@@ -103,9 +103,11 @@ function checkClientMessage(m: Record<string, unknown>, binary: boolean): Client
     case 'req':
       id(m.id);
       payload(m, binary);
+      upstream(m);
       return m as unknown as ClientMessage;
     case 'msg':
       payload(m, binary);
+      upstream(m);
       return m as unknown as ClientMessage;
     case 'ping':
       return m as unknown as ClientMessage;
@@ -132,6 +134,13 @@ function payload(m: Record<string, unknown>, binary: boolean): void {
   if (!binary && m.d !== undefined && typeof m.d !== 'string') {
     throw new ProtocolViolation('d must be a string');
   }
+}
+
+function upstream(m: Record<string, unknown>): void {
+  if (m.s !== undefined && !(Number.isSafeInteger(m.s) && (m.s as number) > 0)) {
+    throw new ProtocolViolation('s must be a whole number from 1');
+  }
+  if (m.p !== undefined && m.p !== 1) throw new ProtocolViolation('p must be 1 when given');
 }
 
 function positions(value: unknown): void {

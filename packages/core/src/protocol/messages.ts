@@ -62,6 +62,8 @@ export type ProtocolErrorCode =
   | 'NOT_FOUND'
   | 'HANDLER_FAILED'
   | 'UNAVAILABLE'
+  /** A request sent again after a reconnect was handled before, and its reply is no longer kept. */
+  | 'REPLY_LOST'
   /** A `join` past the most rooms a client may be in. */
   | 'LIMIT'
   /** A `join` or `req` past the most a client may have waiting for their `ack`. */
@@ -90,8 +92,19 @@ export interface LeaveMessage {
   r: string;
 }
 
+/**
+ * Numbering of what a client sends (`msg` and `req`), so that nothing is lost when a connection or
+ * a node dies: the server acknowledges with `rcv` and drops what it has already handed on.
+ */
+export interface Upstream {
+  /** Upstream sequence number: 1, 2, 3… per session, in sending order. */
+  s?: number;
+  /** 1 when the frame was already sent on an earlier connection (it is sent again). */
+  p?: 1;
+}
+
 /** Either way: an application message. From the server, `r`/`o`/`e` say which room and where. */
-export interface DataMessage {
+export interface DataMessage extends Upstream {
   t: 'msg';
   d?: string;
   r?: string;
@@ -100,7 +113,7 @@ export interface DataMessage {
 }
 
 /** Client → server: a request the server acknowledges with an `ack` of the same id. */
-export interface RequestMessage {
+export interface RequestMessage extends Upstream {
   t: 'req';
   id: number;
   d?: string;
@@ -123,6 +136,11 @@ export interface WelcomeMessage {
   resumed: boolean;
   reason?: NotResumedReason;
   rooms: Record<string, WelcomeRoom>;
+  /**
+   * The highest upstream sequence number of this session the server had recorded: the client
+   * sends again, in order, what it numbered after it and has not seen acknowledged.
+   */
+  s?: number;
 }
 
 /** Server → client: the client was put in a room (by the server or its own `join`). */
@@ -167,6 +185,15 @@ export interface PongMessage {
   t: 'pong';
 }
 
+/**
+ * Server → client: every upstream frame up to sequence number `s` reached the application
+ * (cumulative; sent at most every few milliseconds, not once per frame).
+ */
+export interface ReceivedMessage {
+  t: 'rcv';
+  s: number;
+}
+
 /** Everything a client may send. */
 export type ClientMessage =
   | HelloMessage
@@ -185,7 +212,8 @@ export type ServerMessage =
   | AckMessage
   | ResyncMessage
   | ErrorMessage
-  | PongMessage;
+  | PongMessage
+  | ReceivedMessage;
 
 /** Bounds every decoder enforces. */
 export const LIMITS = {

@@ -8,11 +8,15 @@ import type { ServerMessage } from '../protocol/messages.js';
 import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import type { ResumeInfo } from './server-types.js';
+import { type MessageInfo, UNNUMBERED } from './upstream.js';
 
 /** Events of a {@link Client}. */
 export interface ClientEvents {
-  /** A message from the client: text arrives as a string, binary as a Buffer. */
-  message: [data: string | Buffer, isBinary: boolean];
+  /**
+   * A message from the client: text arrives as a string, binary as a Buffer. `info` gives
+   * `wscale.v1` messages a stable id and says whether one may have been handled before.
+   */
+  message: [data: string | Buffer, isBinary: boolean, info: MessageInfo];
   /** The connection closed (for any reason, including a heartbeat timeout: 1006). */
   close: [code: number, reason: string];
   /** A protocol error on the connection (the connection is closed by then). */
@@ -54,7 +58,7 @@ interface Rare {
   gaps?: Set<string>;
   recovery?: ResumeInfo;
   /** Messages that arrived before the application listened for them. */
-  inbox?: [data: string | Buffer, isBinary: boolean][];
+  inbox?: [data: string | Buffer, isBinary: boolean, info: MessageInfo][];
 }
 
 /**
@@ -63,6 +67,9 @@ interface Rare {
  * before; the bound keeps such a client from growing the node's memory.
  */
 const INBOX_LIMIT = 256;
+
+/** How many seconds' worth of operations a client may send at once (its rate bucket's size). */
+const BURST_SECONDS = 2;
 
 const NO_ROOMS: ReadonlySet<string> = new Set();
 
@@ -114,7 +121,7 @@ export class Client<
     this.#socket = socket;
     this.#host = host;
     this.#data = data;
-    this.#tokens = host.maxOpsPerSecond;
+    this.#tokens = BURST_SECONDS * host.maxOpsPerSecond;
     this.#filledAt = Date.now();
   }
 
@@ -175,22 +182,22 @@ export class Client<
   }
 
   /** @internal A message from the peer, for the application. */
-  receive(data: string | Buffer, isBinary: boolean): void {
+  receive(data: string | Buffer, isBinary: boolean, info: MessageInfo = UNNUMBERED): void {
     const inbox = this.#rare?.inbox;
     if (inbox === undefined && this.listenerCount('message') > 0) {
-      this.emit('message', data, isBinary);
+      this.emit('message', data, isBinary, info);
       return;
     }
     this.#rare ??= { dropped: 0 };
     this.#rare.inbox ??= [];
-    if (this.#rare.inbox.length < INBOX_LIMIT) this.#rare.inbox.push([data, isBinary]);
+    if (this.#rare.inbox.length < INBOX_LIMIT) this.#rare.inbox.push([data, isBinary, info]);
   }
 
   #flushInbox(): void {
     const inbox = this.#rare?.inbox;
     if (inbox === undefined || this.listenerCount('message') === 0) return;
     this.#rare!.inbox = undefined;
-    for (const [data, isBinary] of inbox) this.emit('message', data, isBinary);
+    for (const [data, isBinary, info] of inbox) this.emit('message', data, isBinary, info);
   }
 
   /** Rooms this client is in (a snapshot). */
@@ -337,13 +344,16 @@ export class Client<
   }
 
   /**
-   * @internal Takes one incoming frame from the client's rate budget (a token bucket holding one
-   * second's worth); `false` when the budget is spent.
+   * @internal Takes one incoming frame from the client's rate budget (a token bucket holding two
+   * seconds' worth); `false` when the budget is spent.
    */
   takeOp(): boolean {
     const rate = this.#host.maxOpsPerSecond;
     const now = Date.now();
-    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#filledAt) * rate) / 1000);
+    this.#tokens = Math.min(
+      BURST_SECONDS * rate,
+      this.#tokens + ((now - this.#filledAt) * rate) / 1000,
+    );
     this.#filledAt = now;
     if (this.#tokens < 1) return false;
     this.#tokens--;

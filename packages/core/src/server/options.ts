@@ -3,6 +3,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Broker, History, StateStore } from '../contracts.js';
 import type { Client } from './client.js';
 import type { Sendable } from './payload.js';
+import type { MessageInfo } from './upstream.js';
 
 /** A value or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;
@@ -74,15 +75,25 @@ export interface ServerOptions<Identity = unknown> {
   /**
    * Answers a `wscale.v1` client's `request()`; the value returned is the reply (a string, bytes,
    * or nothing). A throw, a rejection or a reply of another type answers with a `HANDLER_FAILED`
-   * error and emits a `HandlerError`.
+   * error and emits a `HandlerError`. A request the client sends again after a reconnect is
+   * answered with the kept reply, not handled twice; `info.redelivered` marks one that a node
+   * which died may have handled already.
    */
   onRequest?: (
     client: Client<Identity, object>,
     data: string | Buffer,
+    info: MessageInfo,
     // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing
   ) => Awaitable<Sendable | undefined | void>;
   /** How long a `wscale.v1` client may take to send `hello`. @default 10000 */
   helloTimeoutMs?: number;
+  /**
+   * How often a session records what its client sent (the last upstream sequence number and the
+   * latest request replies), while it sends. A node that dies rewinds at most this far: the client
+   * sends those messages again, marked `redelivered`. Never one state-store write per message.
+   * @default 1000
+   */
+  upstreamSaveMs?: number;
   /**
    * Prefix of every broker topic, so several applications can share one broker.
    * @default 'wscale:'
@@ -118,15 +129,18 @@ export interface ServerOptions<Identity = unknown> {
   maxRoomsPerClient?: number;
   /**
    * Most `join`s and `req`s of one `wscale.v1` client waiting for their `ack`; one more is
-   * answered at once with a `BUSY` ack.
-   * @default 100
+   * answered at once with a `BUSY` ack. The default matches `@wscale/client`'s
+   * `maxUnacknowledged`, so a client that sends its unacknowledged requests again after a resume
+   * stays within it.
+   * @default 1000
    */
   maxInFlightPerClient?: number;
   /**
-   * Frames a client may send per second, on average (a token bucket that holds one second's
-   * worth, so short bursts pass); past it the connection closes with 1008. Applies to raw and
+   * Frames a client may send per second, on average: a token bucket that holds two seconds'
+   * worth, so a burst passes (such as a `@wscale/client` sending up to its `maxUnacknowledged`
+   * frames again after a resume). Past it the connection closes with 1008. Applies to raw and
    * `wscale.v1` clients alike. `Infinity` turns it off.
-   * @default 500
+   * @default 1000
    */
   maxOpsPerSecond?: number;
   /**

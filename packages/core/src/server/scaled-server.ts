@@ -100,6 +100,8 @@ export class ScaledWebSocketServer<
   #reporting = false;
   readonly #host: ClientHost;
   readonly #timers: NodeJS.Timeout[] = [];
+  /** Last saves of closed connections, which a drain waits for. */
+  readonly #finalSaves = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
 
   constructor(options: ServerOptions<Identity>) {
@@ -114,6 +116,7 @@ export class ScaledWebSocketServer<
       new SessionTokens(options.sessionSecret ?? randomBytes(32).toString('base64url')),
       this.#options.topicPrefix,
       (error) => this.#report(error),
+      this.nodeId,
     );
     this.#historyOf = historyMatcher(this.#options.history);
     this.#wss = new WebSocketServer({
@@ -187,6 +190,14 @@ export class ScaledWebSocketServer<
     return this.#mesh.nodes;
   }
 
+  /**
+   * The broker's connection state now. The `brokerStatus` event reports changes only: read this
+   * first to start a gauge or a log from the current state.
+   */
+  get brokerStatus(): BrokerStatus {
+    return this.#broker.status;
+  }
+
   /** Counters of this node. */
   get stats(): ServerStats {
     return { connections: this.#clients.size, ...this.#stats, limited: { ...this.#limited } };
@@ -248,7 +259,11 @@ export class ScaledWebSocketServer<
    * status and no WebSocket is created.
    */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    void this.#upgrade(request, socket, head);
+    this.#upgrade(request, socket, head).catch((error) => {
+      // Nothing an upgrade does should throw; if it does, one socket goes, never the process.
+      this.#report(error);
+      socket.destroy();
+    });
   }
 
   /**
@@ -276,6 +291,12 @@ export class ScaledWebSocketServer<
     // Connected sessions are written again well within their time to live.
     this.#every(Math.max(1000, this.#sessions.ttlMs / 3), () => {
       for (const client of this.#clients.values()) if (client.v1) this.#save(client);
+    });
+    // What clients sent is recorded in batches: a node that dies rewinds at most this far.
+    this.#every(this.#options.upstreamSaveMs, () => {
+      for (const client of this.#clients.values()) {
+        if (client.v1 && this.#v1.upstreamDirty(client)) this.#save(client);
+      }
     });
     const http = this.#http;
     if (http !== undefined) {
@@ -315,6 +336,7 @@ export class ScaledWebSocketServer<
     }, this.#options.closeTimeoutMs);
     await Promise.all(closed);
     clearTimeout(timer);
+    await Promise.race([Promise.all(this.#finalSaves), sleep(this.#options.closeTimeoutMs)]);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
@@ -455,6 +477,7 @@ export class ScaledWebSocketServer<
     },
     close(this: TaggedSocket, code: number, reason: Buffer) {
       const client = this[CLIENT]!;
+      if (client.v1) server.#finalSave(client);
       if (server.#clients.get(client.id) === client) server.#clients.delete(client.id);
       server.#rooms.leaveAll(client).catch((error) => server.#report(error));
       client.emit('close', code, reason.toString('utf8'));
@@ -470,6 +493,7 @@ export class ScaledWebSocketServer<
       maxRoomsPerClient: options.maxRoomsPerClient,
       maxInFlightPerClient: options.maxInFlightPerClient,
       replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
+      receiptDelayMs: RECEIPT_DELAY_MS,
       sessions: this.#sessions,
       owner: (identity) => {
         try {
@@ -478,6 +502,7 @@ export class ScaledWebSocketServer<
           throw new HandlerError('sessionOwner', error);
         }
       },
+      alive: (nodeId) => nodeId === this.nodeId || this.#mesh.nodes.includes(nodeId),
       kick: (sessionId) => {
         const older = this.#clients.get(sessionId);
         if (older !== undefined) {
@@ -538,13 +563,36 @@ export class ScaledWebSocketServer<
 
   #save(client: AnyClient): Promise<void> {
     const conn = client.conn;
-    if (conn === undefined) return Promise.resolve();
-    return this.#sessions.save(client.id, conn, () => ({
+    // A client that is gone was saved for the last time when it closed.
+    if (conn === undefined || this.#clients.get(client.id) !== client) return Promise.resolve();
+    return this.#sessions.save(client.id, conn, () => this.#record(client, [...client.roomList]));
+  }
+
+  /**
+   * The last save of a connection that closed while this node lives: its rooms as they were, and
+   * `live: false`, which tells a resume that everything handed on was recorded.
+   */
+  #finalSave(client: AnyClient): void {
+    const conn = client.conn;
+    this.#v1.forget(client);
+    if (conn === undefined) return;
+    const rooms = [...client.roomList];
+    const saved = this.#sessions.save(client.id, conn, () => ({
+      ...this.#record(client, rooms),
+      live: false,
+    }));
+    this.#finalSaves.add(saved);
+    void saved.finally(() => this.#finalSaves.delete(saved));
+  }
+
+  #record(client: AnyClient, rooms: string[]) {
+    return {
       owner: this.#options.sessionOwner(client.identity as Identity),
       data: this.#sessionData(client),
-      rooms: [...client.roomList],
+      rooms,
       own: [...client.ownRooms],
-    }));
+      ...this.#v1.upstreamRecord(client),
+    };
   }
 
   /** The client's `data` to save, or `undefined` to keep what was saved: it is over its limit. */
@@ -732,6 +780,8 @@ const CLIENT = Symbol('wscale.client');
 type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
 /** Bytes a socket may gather within one tick before they are written anyway. */
 const CORK_LIMIT = 64 * 1024;
+/** How long a `rcv` waits to cover every frame a client sends meanwhile. */
+const RECEIPT_DELAY_MS = 20;
 
 /** The message a frame from another node carries, ready for local fan-out. */
 function messageOf(frame: BusFrame): Outgoing {

@@ -16,11 +16,12 @@ import type {
   WelcomeMessage,
   WelcomeRoom,
 } from '../protocol/messages.js';
-import type { OpenedSession, Sessions } from '../session/sessions.js';
+import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../session/sessions.js';
 import type { AnyClient } from './client.js';
 import type { Awaitable } from './options.js';
 import { controlFrame } from './outgoing.js';
 import { prepareMessage, type Sendable } from './payload.js';
+import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
 
 /** What the `wscale.v1` endpoint needs from its server. */
 export interface V1Host {
@@ -28,10 +29,14 @@ export interface V1Host {
   readonly helloTimeoutMs: number;
   readonly maxRoomsPerClient: number;
   readonly maxInFlightPerClient: number;
+  /** How long a `rcv` may wait, so that it covers every frame a client sent meanwhile. */
+  readonly receiptDelayMs: number;
   readonly sessions: Sessions;
   /** What one resume may replay, over all its rooms. */
   replayBudget(): ReplayBudget;
   owner(identity: unknown): string;
+  /** Whether a node (this one or another) is alive. */
+  alive(nodeId: string): boolean;
   /** Closes an older connection of the session, wherever it is, without waiting. */
   kick(sessionId: string): void;
   /** Creates and registers the client of an opened session. */
@@ -50,7 +55,7 @@ export interface V1Host {
   leave(client: AnyClient, room: string): Promise<void>;
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
-  onRequest?: (client: AnyClient, data: string | Buffer) => Awaitable<unknown>;
+  onRequest?: (client: AnyClient, data: string | Buffer, info: MessageInfo) => Awaitable<unknown>;
   /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: AnyClient, request: IncomingMessage): void;
   /** Counts a limit that was hit. */
@@ -69,9 +74,31 @@ export class V1Endpoint {
   readonly #host: V1Host;
   /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
+  /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
+  readonly #upstream = new WeakMap<AnyClient, UpstreamLedger>();
+  readonly #receipts: ReceiptBatcher<AnyClient>;
 
   constructor(host: V1Host) {
     this.#host = host;
+    this.#receipts = new ReceiptBatcher(host.receiptDelayMs, (client) => {
+      const last = this.#upstream.get(client)?.last;
+      if (last !== undefined && client.open) client.writeMessage({ t: 'rcv', s: last });
+    });
+  }
+
+  /** What the session record keeps of a client's upstream. */
+  upstreamRecord(client: AnyClient): UpstreamRecord | undefined {
+    return this.#upstream.get(client)?.record();
+  }
+
+  /** Whether the client's upstream changed since its session was last saved. */
+  upstreamDirty(client: AnyClient): boolean {
+    return this.#upstream.get(client)?.dirty ?? false;
+  }
+
+  /** The client went away: no more receipts for it. */
+  forget(client: AnyClient): void {
+    this.#receipts.forget(client);
   }
 
   /** How many connections are waiting for their `welcome`. */
@@ -84,12 +111,13 @@ export class V1Endpoint {
    * happens within `helloTimeoutMs`, or the connection is closed.
    */
   accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: unknown): void {
-    // Frames behind the hello (often in the same TCP segment) wait, in order, for the session.
-    // The socket is paused meanwhile, so they are at most what it had already read.
-    let queued: Queued[] | undefined;
+    // `undefined` until the hello; then the frames behind it (often in the same TCP segment), which
+    // wait, in order, for the session. The socket is paused meanwhile, so they are at most what it
+    // had already read. `null` once the connection was refused: what it still sends is dropped.
+    let queued: Queued[] | null | undefined;
     const timer = setTimeout(() => {
       if (queued === undefined) close(ws, CloseCode.PolicyViolation, 'hello expected');
-      else close(ws, CloseCode.TryAgainLater, 'session could not be opened in time');
+      else if (queued !== null) close(ws, CloseCode.TryAgainLater, 'session not opened in time');
     }, this.#host.helloTimeoutMs);
     this.#opening.add(ws);
     const settled = () => {
@@ -97,30 +125,35 @@ export class V1Endpoint {
       this.#opening.delete(ws);
       ws.off('message', onMessage).off('close', settled);
     };
+    const refuse = (code: number, reason: string) => {
+      queued = null;
+      close(ws, code, reason);
+    };
     const onMessage = (data: Buffer, isBinary: boolean) => {
       if (queued !== undefined) {
-        queued.push([data, isBinary]);
+        queued?.push([data, isBinary]);
+        return;
+      }
+      const message = this.#decode(ws, data, isBinary)?.message;
+      if (message?.t !== 'hello') {
+        if (message === undefined) queued = null;
+        else refuse(CloseCode.PolicyViolation, 'hello expected');
         return;
       }
       queued = [];
-      const message = this.#decode(ws, data, isBinary)?.message;
-      if (message === undefined) return;
-      if (message.t !== 'hello') {
-        close(ws, CloseCode.PolicyViolation, 'hello expected');
-        return;
-      }
       ws.pause();
       this.#open(ws, socket, request, identity, message)
         .then((client) => {
           if (client === undefined) return;
+          const behind = queued ?? [];
           settled();
           this.#host.listen(ws);
-          for (const [frame, binary] of queued!.splice(0)) this.#host.frame(client, frame, binary);
+          for (const [frame, binary] of behind) this.#host.frame(client, frame, binary);
           ws.resume();
         })
         .catch((error) => {
           this.#host.report(error);
-          close(ws, CloseCode.InternalError, 'session could not be opened');
+          refuse(CloseCode.InternalError, 'session could not be opened');
         });
     };
     ws.on('message', onMessage).on('close', settled);
@@ -151,10 +184,21 @@ export class V1Endpoint {
     hello: HelloMessage,
   ): Promise<AnyClient | undefined> {
     const host = this.#host;
-    const session = await host.sessions.open(hello.session, host.owner(identity));
-    if (ws.readyState !== WebSocket.OPEN) return undefined;
+    const owner = host.owner(identity);
+    if (hello.session !== undefined) await this.#handOver(hello.session, owner);
+    const session = await host.sessions.open(hello.session, owner);
+    if (ws.readyState !== WebSocket.OPEN) {
+      // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
+      ws.terminate();
+      return undefined;
+    }
     if (session.claimed) host.kick(session.id);
+    this.#opening.delete(ws);
     const client = host.register(session, ws, socket, identity);
+    // Whether the previous connection recorded all it handed on: only a clean close says so.
+    const doubtful = session.cleanlyClosed !== true;
+    const ledger = new UpstreamLedger(session.record, doubtful);
+    this.#upstream.set(client, ledger);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
@@ -178,6 +222,7 @@ export class V1Endpoint {
       node: host.nodeId,
       resumed: session.resumed,
       rooms,
+      s: ledger.last,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
     client.release([controlFrame(welcome), ...replay]);
@@ -188,6 +233,22 @@ export class V1Endpoint {
     }
     host.connected(client, request);
     return client;
+  }
+
+  /**
+   * When a connection on a live node still holds the session (that node has not seen it drop
+   * yet), has it closed and waits a moment for its node to record what it handed on: the resume
+   * then knows exactly which of the client's messages arrived, and none comes twice.
+   */
+  async #handOver(token: string, owner: string): Promise<void> {
+    const sessions = this.#host.sessions;
+    const holder = await sessions.holder(token);
+    if (holder === undefined || holder.owner !== owner || !this.#host.alive(holder.node)) return;
+    this.#host.kick(holder.id);
+    const deadline = Date.now() + HANDOVER_MS;
+    while (Date.now() < deadline && (await sessions.holder(token)) !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, HANDOVER_POLL_MS));
+    }
   }
 
   async #rejoin(
@@ -225,12 +286,17 @@ export class V1Endpoint {
   #dispatch(client: AnyClient, message: ClientMessage, binary: Buffer | undefined): void {
     const payload = binary ?? ('d' in message && message.d !== undefined ? message.d : '');
     switch (message.t) {
-      case 'msg':
-        client.receive(payload, binary !== undefined);
+      case 'msg': {
+        const info = this.#admit(client, message);
+        if (info !== undefined) client.receive(payload, binary !== undefined, info);
         return;
-      case 'req':
-        this.#answer(client, message.id, () => this.#request(client, message.id, payload));
+      }
+      case 'req': {
+        const info = this.#admit(client, message);
+        if (info === undefined) this.#answerAgain(client, message);
+        else this.#answer(client, message.id, () => this.#request(client, message, payload, info));
         return;
+      }
       case 'join':
         this.#answer(client, message.id, () => this.#join(client, message.id, message.r));
         return;
@@ -268,30 +334,74 @@ export class V1Endpoint {
       .finally(() => client.inFlight--);
   }
 
-  async #request(client: AnyClient, id: number, data: string | Buffer): Promise<void> {
+  /**
+   * Takes a numbered `msg` or `req` into the client's upstream (and owes it a `rcv`): yields what
+   * the application is told about it, or `undefined` when it was handed on already.
+   */
+  #admit(client: AnyClient, message: { s?: number; p?: 1 }): MessageInfo | undefined {
+    const ledger = message.s === undefined ? undefined : this.#upstream.get(client);
+    if (ledger === undefined) return UNNUMBERED;
+    const admission = ledger.admit(message.s!, message.p === 1);
+    this.#receipts.owe(client);
+    if (admission === 'duplicate') return undefined;
+    return { id: `${client.id}:${message.s}`, redelivered: admission === 'redelivery' };
+  }
+
+  /** A request sent again that was handled before: the kept reply, if there is one. */
+  #answerAgain(client: AnyClient, message: { id: number; s?: number }): void {
+    const kept = this.#upstream.get(client)?.replyTo(message.s!);
+    if (kept === undefined) {
+      fail(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
+    } else {
+      writeAck(client, message.id, kept, kept.b === undefined ? undefined : base64(kept.b));
+    }
+  }
+
+  async #request(
+    client: AnyClient,
+    message: { id: number; s?: number },
+    data: string | Buffer,
+    info: MessageInfo,
+  ): Promise<void> {
+    const { reply, bytes } = await this.#reply(client, data, info);
+    if (message.s !== undefined) this.#upstream.get(client)?.keepReply({ s: message.s, ...reply });
+    writeAck(client, message.id, reply, bytes);
+  }
+
+  /** Runs the application's request handler: its reply, or the error that answers instead. */
+  async #reply(
+    client: AnyClient,
+    data: string | Buffer,
+    info: MessageInfo,
+  ): Promise<{ reply: Omit<StoredReply, 's'>; bytes?: Buffer }> {
     const onRequest = this.#host.onRequest;
     if (onRequest === undefined) {
-      return fail(client, id, 'NOT_FOUND', 'the server has no request handler');
+      return {
+        reply: { error: { code: 'NOT_FOUND', message: 'the server has no request handler' } },
+      };
     }
-    let reply: unknown;
+    let result: unknown;
     try {
-      reply = await onRequest(client, data);
+      result = await onRequest(client, data, info);
     } catch (error) {
       this.#host.report(new HandlerError('onRequest', error));
-      return fail(client, id, 'HANDLER_FAILED', 'the request handler failed');
+      return {
+        reply: { error: { code: 'HANDLER_FAILED', message: 'the request handler failed' } },
+      };
     }
-    const ack: AckMessage = { t: 'ack', id };
-    if (reply === undefined) return void client.writeMessage(ack);
-    if (!isSendable(reply)) {
-      const type = reply === null ? 'null' : typeof reply;
+    if (result === undefined) return { reply: {} };
+    if (!isSendable(result)) {
+      const type = result === null ? 'null' : typeof result;
       this.#host.report(
         new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
       );
-      return fail(client, id, 'HANDLER_FAILED', 'the request handler failed');
+      return {
+        reply: { error: { code: 'HANDLER_FAILED', message: 'the request handler failed' } },
+      };
     }
-    const { bytes, binary } = prepareMessage(reply);
-    if (!binary) return void client.writeMessage({ ...ack, d: bytes.toString('utf8') });
-    client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
+    const { bytes, binary } = prepareMessage(result);
+    if (!binary) return { reply: { d: bytes.toString('utf8') } };
+    return { reply: { b: bytes.toString('base64') }, bytes };
   }
 
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
@@ -364,6 +474,10 @@ export class V1Endpoint {
   }
 }
 
+/** How long a resume waits for a live node to let go of the session, and how often it looks. */
+const HANDOVER_MS = 250;
+const HANDOVER_POLL_MS = 10;
+
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
 function close(target: WebSocket | AnyClient, code: number, reason: string): void {
   target.close(code, closeReason(reason));
@@ -371,6 +485,19 @@ function close(target: WebSocket | AnyClient, code: number, reason: string): voi
 
 function isSendable(value: unknown): value is Sendable {
   return typeof value === 'string' || value instanceof ArrayBuffer || ArrayBuffer.isView(value);
+}
+
+/** Answers a request: text or no reply in a text frame, bytes in a binary one. */
+function writeAck(client: AnyClient, id: number, reply: Omit<StoredReply, 's'>, bytes?: Buffer) {
+  const ack: AckMessage = { t: 'ack', id };
+  if (reply.error !== undefined) ack.error = reply.error;
+  if (reply.d !== undefined) ack.d = reply.d;
+  if (bytes === undefined) client.writeMessage(ack);
+  else client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
+}
+
+function base64(text: string): Buffer {
+  return Buffer.from(text, 'base64');
 }
 
 function fail(client: AnyClient, id: number, code: ProtocolErrorCode, message: string): void {

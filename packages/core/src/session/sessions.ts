@@ -1,10 +1,36 @@
 import type { StateStore } from '../contracts.js';
-import type { NotResumedReason } from '../protocol/messages.js';
+import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
 import { updateState } from '../state/update-state.js';
 import { SessionTokens } from './session-token.js';
 
+/** A request's reply, kept so that the same request sent again after a reconnect gets it. */
+export interface StoredReply {
+  /** Upstream sequence number of the request. */
+  s: number;
+  /** Text reply. */
+  d?: string;
+  /** Binary reply, base64. */
+  b?: string;
+  error?: { code: ProtocolErrorCode; message: string };
+}
+
+/** What a session keeps of what its client sent (see `server/upstream.ts`). */
+export interface UpstreamRecord {
+  /** The highest upstream sequence number handed to the application. */
+  up: number;
+  /** Replies to the latest requests. */
+  replies?: StoredReply[];
+}
+
 /** What is kept of a session in the state store. */
-export interface SessionRecord {
+export interface SessionRecord extends Partial<UpstreamRecord> {
+  /**
+   * `false` once the connection that held the session closed and recorded all it handed on;
+   * `true` (or absent) while one holds it, so a resume cannot tell what a dead node did last.
+   */
+  live?: boolean;
+  /** The node of the connection that holds the session. */
+  node?: string;
   /** Who may resume it (derived from the authenticated identity). */
   owner: string;
   /** The connection that holds the session now; only it may write the record. */
@@ -34,6 +60,8 @@ export interface OpenedSession {
   reason?: NotResumedReason;
   /** The stored record of a resumed session. */
   record?: SessionRecord;
+  /** Whether the session's previous connection closed and recorded everything it handed on. */
+  cleanlyClosed?: boolean;
 }
 
 /**
@@ -44,15 +72,22 @@ export class Sessions {
   readonly #store: StateStore;
   readonly #tokens: SessionTokens;
   readonly #prefix: string;
-  readonly #saving = new Map<string, { done: Promise<void>; again: boolean }>();
+  readonly #saving = new Map<
+    string,
+    { done: Promise<void>; again: boolean; snapshot: () => SessionSnapshot }
+  >();
   readonly #onError: (error: unknown) => void;
+  /** This node's id, kept in the records of the sessions it holds. */
+  readonly #node: string;
 
   constructor(
     store: StateStore,
     tokens: SessionTokens,
     prefix: string,
     onError: (error: unknown) => void,
+    node: string,
   ) {
+    this.#node = node;
     this.#store = store;
     this.#tokens = tokens;
     this.#prefix = prefix;
@@ -64,6 +99,23 @@ export class Sessions {
     return this.#store.ttlMs;
   }
 
+  /**
+   * The session of `token` and the node holding it, while a connection holds it (it has not
+   * recorded a close); `undefined` otherwise, or when the store cannot say.
+   */
+  async holder(token: string): Promise<{ id: string; node: string; owner: string } | undefined> {
+    const id = this.#tokens.verify(token);
+    if (id === undefined) return undefined;
+    try {
+      const stored = await this.#store.get(this.#key(id));
+      const record = stored === undefined ? undefined : parseRecord(stored.value);
+      if (record?.live === false || record?.node === undefined) return undefined;
+      return { id, node: record.node, owner: record.owner };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Resumes the session of `token` if it is genuine, alive and `owner`'s; else opens a new one. */
   async open(token: string | undefined, owner: string): Promise<OpenedSession> {
     const conn = SessionTokens.newSessionId();
@@ -72,6 +124,7 @@ export class Sessions {
     if (id === undefined) return this.#create(owner, conn, 'invalid-token');
     let refusal: NotResumedReason | undefined;
     let claimed: SessionRecord | undefined;
+    let cleanlyClosed = false;
     try {
       await updateState(this.#store, this.#key(id), (current) => {
         claimed = undefined;
@@ -84,7 +137,8 @@ export class Sessions {
         if (record === undefined) refusal = 'expired';
         else if (record.owner !== owner) refusal = 'forbidden';
         if (refusal !== undefined || record === undefined) return undefined;
-        claimed = { ...record, conn };
+        cleanlyClosed = record.live === false;
+        claimed = { ...record, conn, live: true, node: this.#node };
         return JSON.stringify(claimed);
       });
     } catch (error) {
@@ -93,7 +147,15 @@ export class Sessions {
       return { id, token, conn, resumed: false, claimed: true, reason: 'unavailable' };
     }
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
-    return { id, token, conn, resumed: true, claimed: true, record: claimed };
+    return {
+      id,
+      token: this.#tokens.issue(id),
+      conn,
+      resumed: true,
+      claimed: true,
+      record: claimed,
+      cleanlyClosed,
+    };
   }
 
   /**
@@ -103,14 +165,16 @@ export class Sessions {
   save(id: string, conn: string, snapshot: () => SessionSnapshot): Promise<void> {
     const pending = this.#saving.get(id);
     if (pending !== undefined) {
+      // The newest snapshot is the one written next (a closing connection's has its last rooms).
       pending.again = true;
+      pending.snapshot = snapshot;
       return pending.done;
     }
-    const entry = { done: Promise.resolve(), again: false };
+    const entry = { done: Promise.resolve(), again: false, snapshot };
     entry.done = (async () => {
       do {
         entry.again = false;
-        await this.#write(id, conn, snapshot()).catch(this.#onError);
+        await this.#write(id, conn, entry.snapshot()).catch(this.#onError);
       } while (entry.again);
       this.#saving.delete(id);
     })();
@@ -123,13 +187,13 @@ export class Sessions {
       const stored = current === undefined ? undefined : parseRecord(current);
       if (stored !== undefined && stored.conn !== conn) return undefined;
       const data = snapshot.data ?? stored?.data ?? {};
-      return JSON.stringify({ ...snapshot, data, conn } satisfies SessionRecord);
+      return JSON.stringify({ ...snapshot, data, conn, node: this.#node } satisfies SessionRecord);
     });
   }
 
   async #create(owner: string, conn: string, reason: NotResumedReason): Promise<OpenedSession> {
     const id = SessionTokens.newSessionId();
-    const record: SessionRecord = { owner, conn, data: {}, rooms: [] };
+    const record: SessionRecord = { owner, conn, data: {}, rooms: [], node: this.#node };
     await this.#store
       .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
       .catch(this.#onError);

@@ -1,0 +1,124 @@
+import type { StoredReply, UpstreamRecord } from '../session/sessions.js';
+
+/**
+ * Upstream delivery for `wscale.v1`: what a client sends (`msg`, `req`) is numbered per session;
+ * the node hands each number to the application once, acknowledges cumulatively with `rcv`, and
+ * records the last number in the session (batched, never one write per message). A client sends
+ * again what it has not seen acknowledged after it resumes, and the node drops what it already
+ * handed on. See docs/protocol.md, "Upstream delivery".
+ */
+
+/** About one message a client sent, as the application receives it. */
+export interface MessageInfo {
+  /**
+   * A stable id (`<clientId>:<sequence>`) for `wscale.v1` clients that number their messages, the
+   * same when the message comes again; `undefined` for raw clients.
+   */
+  id?: string;
+  /**
+   * `true` when the message may have reached the application before: its node died after handing
+   * it on and before recording that. Make the handler idempotent with `id` if that matters.
+   */
+  redelivered: boolean;
+}
+
+/** What raw clients' messages carry: nothing is numbered. */
+export const UNNUMBERED: MessageInfo = Object.freeze({ redelivered: false });
+
+/** How a numbered frame is to be treated. */
+export type Admission = 'new' | 'redelivery' | 'duplicate';
+
+/** Replies kept per session, and the largest one kept (bigger ones answer `REPLY_LOST` if asked again). */
+const REPLIES_KEPT = 32;
+const REPLY_BYTES_KEPT = 16 * 1024;
+
+/** One connection's view of its session's upstream. */
+export class UpstreamLedger {
+  #last: number;
+  /** The previous connection may have handed on more than the record says (it never closed it). */
+  readonly #doubtful: boolean;
+  #replies: StoredReply[];
+  #dirty = false;
+
+  constructor(record: Partial<UpstreamRecord> | undefined, doubtful: boolean) {
+    this.#last = Number.isSafeInteger(record?.up) ? (record!.up as number) : 0;
+    this.#replies = Array.isArray(record?.replies) ? record!.replies.slice(-REPLIES_KEPT) : [];
+    this.#doubtful = doubtful;
+  }
+
+  /** The highest sequence number handed to the application. */
+  get last(): number {
+    return this.#last;
+  }
+
+  /** Whether something changed since the last {@link UpstreamLedger.record}. */
+  get dirty(): boolean {
+    return this.#dirty;
+  }
+
+  /**
+   * Takes a numbered frame: a number at or below the last one was handed on already; a frame sent
+   * again (`resent`) may have been handed on by a node that died before recording it.
+   */
+  admit(s: number, resent: boolean): Admission {
+    if (s <= this.#last) return 'duplicate';
+    this.#last = s;
+    this.#dirty = true;
+    return resent && this.#doubtful ? 'redelivery' : 'new';
+  }
+
+  /** Keeps a request's reply for a repeat of the request. */
+  keepReply(reply: StoredReply): void {
+    if ((reply.d?.length ?? 0) + (reply.b?.length ?? 0) > REPLY_BYTES_KEPT) return;
+    if (this.#replies.push(reply) > REPLIES_KEPT) this.#replies.shift();
+    this.#dirty = true;
+  }
+
+  /** The kept reply of request number `s`. */
+  replyTo(s: number): StoredReply | undefined {
+    return this.#replies.find((reply) => reply.s === s);
+  }
+
+  /** What the session record keeps; the ledger counts as saved from here. */
+  record(): UpstreamRecord {
+    this.#dirty = false;
+    return this.#replies.length === 0
+      ? { up: this.#last }
+      : { up: this.#last, replies: this.#replies };
+  }
+}
+
+/**
+ * Cumulative `rcv` acknowledgements, batched: one timer for the whole node, and at most one `rcv`
+ * per client per window, however many frames it sent meanwhile.
+ */
+export class ReceiptBatcher<C> {
+  readonly #owed = new Set<C>();
+  readonly #delayMs: number;
+  readonly #write: (client: C) => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(delayMs: number, write: (client: C) => void) {
+    this.#delayMs = delayMs;
+    this.#write = write;
+  }
+
+  /** `client` is owed a `rcv` for what it sent. */
+  owe(client: C): void {
+    this.#owed.add(client);
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(this.#flush, this.#delayMs);
+    this.#timer.unref?.();
+  }
+
+  /** Forgets a client (it went away). */
+  forget(client: C): void {
+    this.#owed.delete(client);
+  }
+
+  readonly #flush = (): void => {
+    this.#timer = undefined;
+    for (const client of this.#owed) this.#write(client);
+    this.#owed.clear();
+  };
+}

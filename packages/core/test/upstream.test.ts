@@ -1,0 +1,207 @@
+import {
+  MemoryStateStore,
+  type MessageInfo,
+  type ScaledWebSocketServer,
+  type StateStore,
+} from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ReceiptBatcher, UpstreamLedger } from '../src/server/upstream.js';
+import { TestCluster } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+describe('UpstreamLedger', () => {
+  it('hands each number on once and marks what a dead node may have handed on', () => {
+    const clean = new UpstreamLedger({ up: 3 }, false);
+    expect(clean.admit(2, true)).toBe('duplicate');
+    expect(clean.admit(3, false)).toBe('duplicate');
+    expect(clean.admit(4, true)).toBe('new'); // the record was exact: 4 never reached anyone
+    expect(clean.last).toBe(4);
+
+    const doubtful = new UpstreamLedger({ up: 3 }, true);
+    expect(doubtful.admit(4, true)).toBe('redelivery');
+    expect(doubtful.admit(5, false)).toBe('new'); // never sent before: it cannot be a repeat
+  });
+
+  it('keeps the latest replies, bounded in count and size, and is dirty until recorded', () => {
+    const ledger = new UpstreamLedger(undefined, false);
+    expect(ledger.dirty).toBe(false);
+    for (let s = 1; s <= 40; s++) ledger.keepReply({ s, d: `reply ${s}` });
+    ledger.keepReply({ s: 41, d: 'x'.repeat(20_000) });
+    expect(ledger.dirty).toBe(true);
+    expect(ledger.replyTo(8)).toBeUndefined();
+    expect(ledger.replyTo(9)).toEqual({ s: 9, d: 'reply 9' });
+    expect(ledger.replyTo(41)).toBeUndefined();
+    const record = ledger.record();
+    expect(record.replies).toHaveLength(32);
+    expect(ledger.dirty).toBe(false);
+    expect(new UpstreamLedger(record, false).replyTo(40)).toEqual({ s: 40, d: 'reply 40' });
+  });
+});
+
+describe('ReceiptBatcher', () => {
+  it('writes one receipt per client per window, however many frames it owes', () => {
+    vi.useFakeTimers();
+    try {
+      const written: string[] = [];
+      const batcher = new ReceiptBatcher<string>(20, (client) => written.push(client));
+      for (let i = 0; i < 100; i++) batcher.owe(i % 2 === 0 ? 'a' : 'b');
+      batcher.owe('c');
+      batcher.forget('c');
+      expect(written).toEqual([]);
+      vi.advanceTimersByTime(20);
+      expect(written.sort()).toEqual(['a', 'b']);
+      batcher.owe('a');
+      vi.advanceTimersByTime(20);
+      expect(written).toHaveLength(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+/** A state store that can be made to fail every write, as a node that dies writes nothing more. */
+function breakable(store: StateStore) {
+  const state = { broken: false };
+  const fail = () => Promise.reject(new Error('this node is gone'));
+  const view = new Proxy(store, {
+    get: (target, key) => {
+      if (state.broken && (key === 'set' || key === 'delete')) return fail;
+      const value = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { view, state };
+}
+
+const cluster = new TestCluster();
+afterEach(() => cluster.closeAll());
+
+interface Heard {
+  node: string;
+  text: string;
+  info: MessageInfo;
+}
+
+async function startNodes(stores: StateStore[], onRequest?: () => string) {
+  const nodes: ScaledWebSocketServer[] = [];
+  for (const store of stores) {
+    nodes.push(
+      ...(await cluster.start(1, {
+        stateStore: store,
+        sessionSecret: 'a-test-secret-of-enough-bytes',
+        upstreamSaveMs: 50,
+        onRequest,
+      })),
+    );
+  }
+  const heard: Heard[] = [];
+  for (const node of nodes) {
+    node.on('connection', (client) => {
+      client.on('message', (text, _binary, info) => {
+        heard.push({ node: node.nodeId, text: String(text), info });
+      });
+    });
+  }
+  return { nodes, heard };
+}
+
+/** Waits until the node that held a session recorded its close (it notices a drop a moment later). */
+async function recordedClose(store: StateStore, clientId: string): Promise<void> {
+  await until(
+    async () => {
+      const record = await store.get(`wscale:session:${clientId}`);
+      return record !== undefined && JSON.parse(record.value).live === false;
+    },
+    3000,
+    'the close to be recorded',
+  );
+}
+
+describe('upstream delivery (wscale.v1)', () => {
+  it('acknowledges numbered messages cumulatively and drops one sent again', async () => {
+    const { nodes, heard } = await startNodes([new MemoryStateStore()]);
+    const { peer, welcome } = await V1Peer.connect(nodes[0]!);
+    expect(welcome.s).toBe(0);
+    for (const s of [1, 2, 3]) peer.send({ t: 'msg', d: `m${s}`, s });
+    const receipt = await peer.next('rcv');
+    expect(receipt.s).toBeLessThanOrEqual(3);
+    await until(() => peer.all('rcv').at(-1)?.s === 3, 2000, 'rcv 3');
+    // Three frames, far fewer receipts than frames.
+    expect(peer.all('rcv').length).toBeLessThan(3);
+
+    peer.send({ t: 'msg', d: 'm2', s: 2, p: 1 });
+    peer.send({ t: 'msg', d: 'm4', s: 4 });
+    await until(() => peer.all('rcv').at(-1)?.s === 4, 2000, 'rcv 4');
+    expect(heard.map((h) => h.text)).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(heard.map((h) => h.info)).toEqual(
+      [1, 2, 3, 4].map((s) => ({ id: `${welcome.client}:${s}`, redelivered: false })),
+    );
+  });
+
+  it('after a clean close the record is exact: a resume continues with no repeat and no mark', async () => {
+    const store = new MemoryStateStore();
+    const { nodes, heard } = await startNodes([store, store]);
+    const first = await V1Peer.connect(nodes[0]!);
+    for (const s of [1, 2, 3]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 3, 2000, 'three messages');
+    first.peer.ws.terminate(); // no receipt seen: the client must send all three again
+
+    // The node saw the close and recorded it: the resume knows all three arrived.
+    await recordedClose(store, first.welcome.client);
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome.s).toBe(3);
+    for (const s of [1, 2, 3]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    second.peer.send({ t: 'msg', d: 'm4', s: 4 });
+    await until(() => second.peer.all('rcv').at(-1)?.s === 4, 2000, 'rcv 4');
+    expect(heard.map((h) => `${h.node} ${h.text} ${h.info.redelivered}`)).toEqual([
+      'node-1 m1 false',
+      'node-1 m2 false',
+      'node-1 m3 false',
+      'node-2 m4 false',
+    ]);
+  });
+
+  it('when the node dies before recording, what comes again is handed on marked, with the same id', async () => {
+    const shared = new MemoryStateStore();
+    const dying = breakable(shared);
+    const { nodes, heard } = await startNodes([dying.view, shared]);
+    const first = await V1Peer.connect(nodes[0]!);
+    dying.state.broken = true; // from now on node-1 records nothing, as if it were gone
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    first.peer.ws.terminate();
+
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome.resumed).toBe(true);
+    expect(second.welcome.s).toBe(0);
+    for (const s of [1, 2]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    second.peer.send({ t: 'msg', d: 'm3', s: 3 });
+    await until(() => heard.length === 5, 2000, 'five deliveries');
+    const again = heard.slice(2);
+    expect(again.map((h) => [h.text, h.info.redelivered])).toEqual([
+      ['m1', true],
+      ['m2', true],
+      ['m3', false],
+    ]);
+    expect(again[0]!.info.id).toBe(heard[0]!.info.id);
+    expect(again[1]!.info.id).toBe(heard[1]!.info.id);
+  });
+
+  it('a request sent again is answered from the kept reply, not handled twice', async () => {
+    const store = new MemoryStateStore();
+    let calls = 0;
+    const { nodes } = await startNodes([store, store], () => `answer ${++calls}`);
+    const first = await V1Peer.connect(nodes[0]!);
+    first.peer.send({ t: 'req', id: 7, d: 'q', s: 1 });
+    expect((await first.peer.next('ack')).d).toBe('answer 1');
+    first.peer.ws.terminate(); // the ack may not have arrived: the client asks again
+
+    await recordedClose(store, first.welcome.client);
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome.s).toBe(1);
+    second.peer.send({ t: 'req', id: 7, d: 'q', s: 1, p: 1 });
+    expect(await second.peer.next('ack')).toEqual({ t: 'ack', id: 7, d: 'answer 1' });
+    expect(calls).toBe(1);
+  });
+});
