@@ -61,7 +61,10 @@ const errorBody = fc.record({
     'FORBIDDEN',
     'NOT_FOUND',
     'HANDLER_FAILED',
-    'UNAVAILABLE' as const,
+    'UNAVAILABLE',
+    'REPLY_LOST',
+    'LIMIT',
+    'BUSY' as const,
   ),
   message: fc.string(),
 });
@@ -99,6 +102,7 @@ const serverMessage: fc.Arbitrary<ServerMessage> = fc.oneof(
         ),
         { maxKeys: 5 },
       ),
+      s: sequence,
     },
     { requiredKeys: ['t', 'session', 'client', 'node', 'resumed', 'rooms'] },
   ),
@@ -118,6 +122,7 @@ const serverMessage: fc.Arbitrary<ServerMessage> = fc.oneof(
     message: fc.string(),
   }),
   fc.constant({ t: 'pong' as const }),
+  fc.record({ t: fc.constant('rcv' as const), s: sequence }),
   data,
 );
 

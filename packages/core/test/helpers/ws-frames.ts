@@ -166,11 +166,11 @@ export const rawChunk: fc.Arbitrary<Chunk> = fc.oneof(
   { weight: 2, arbitrary: fragmented(fc.string({ maxLength: 40 }).map(utf8)).map(asChunk) },
   { weight: 2, arbitrary: brokenFrame.map(asChunk) },
   { weight: 1, arbitrary: closeFrame },
-  // More frames than a client may send in a second.
+  // More frames than the rate limit's bucket holds.
   {
     weight: 1,
     arbitrary: fc
-      .integer({ min: 400, max: 800 })
+      .integer({ min: 1500, max: 2500 })
       .map((count) =>
         asChunk(Buffer.concat(Array.from({ length: count }, () => data(1, utf8('x'))))),
       ),
@@ -193,16 +193,22 @@ const position = fc.record({
   e: fc.string({ maxLength: 8 }),
 });
 
+/** Upstream numbers: in order, repeated, out of order, or far ahead. */
+const upstreamNumber = fc.oneof(
+  fc.integer({ min: 1, max: 5 }),
+  fc.constant(Number.MAX_SAFE_INTEGER),
+);
+
 /** `wscale.v1` messages: valid, nearly valid, or just shaped like one. */
 const v1Message: fc.Arbitrary<unknown> = fc.oneof(
   fc.record({ t: fc.constant('join'), id: requestId, r: room }),
   fc.record({ t: fc.constant('leave'), id: requestId, r: room }),
   fc.record(
-    { t: fc.constant('req'), id: requestId, d: requestData },
+    { t: fc.constant('req'), id: requestId, d: requestData, s: upstreamNumber, p: fc.constant(1) },
     { requiredKeys: ['t', 'id'] },
   ),
   fc.record(
-    { t: fc.constant('msg'), d: fc.string({ maxLength: 32 }), r: room },
+    { t: fc.constant('msg'), d: fc.string({ maxLength: 32 }), r: room, s: upstreamNumber },
     { requiredKeys: ['t'] },
   ),
   fc.constant({ t: 'ping' }),
@@ -233,7 +239,12 @@ export const helloChunk: fc.Arbitrary<Chunk> = fc
  * second).
  */
 const burst: fc.Arbitrary<Chunk> = fc
-  .tuple(fc.constantFrom('join', 'slow', 'big', 'ping'), fc.integer({ min: 100, max: 700 }))
+  .oneof(
+    // Past maxRoomsPerClient, maxInFlightPerClient, maxOpsPerSecond's two-second bucket.
+    fc.tuple(fc.constantFrom('join', 'slow', 'ping'), fc.integer({ min: 100, max: 2500 })),
+    // 200 KB replies: a few dozen pass the send budget without costing the test machine much.
+    fc.tuple(fc.constant('big'), fc.integer({ min: 5, max: 40 })),
+  )
   .map(([kind, count]) => {
     const message = (id: number) =>
       kind === 'join'
