@@ -13,6 +13,8 @@ export default defineConfig({
       { find: /^@wscale\/client$/, replacement: src('client/src/index.ts') },
       { find: /^@wscale\/nats$/, replacement: src('nats/src/index.ts') },
       { find: /^@wscale\/redis$/, replacement: src('redis/src/index.ts') },
+      // Test helpers for every package's tests, whether or not the package lists it.
+      { find: /^@wscale\/test-support$/, replacement: src('test-support/src/index.ts') },
     ],
   },
   test: {

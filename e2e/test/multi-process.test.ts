@@ -80,13 +80,62 @@ function multiProcess(env: () => Record<string, string>, prefix: string) {
   }, 60_000);
 }
 
+/**
+ * A node that hangs (SIGSTOP) does not make a cross-node query fail or wait forever: the others
+ * answer in time and the hung one is named in `missing`; once it runs again (SIGCONT) it answers.
+ */
+function partialAnswers(env: () => Record<string, string>, prefix: string) {
+  it('fetchClients answers partially and names a stopped node in missing', async () => {
+    const nodes = await Promise.all(
+      [0, 1, 2].map((i) =>
+        NodeProcess.start(`${prefix}-q${i}`, {
+          ...env(),
+          SESSION_SECRET: 'x'.repeat(32),
+          // Long enough that the hung node is still a member when it is asked.
+          NODE_TIMEOUT_MS: '60000',
+        }),
+      ),
+    );
+    const clients = nodes.map((node) => new RawClient(node.port, ['quiz']));
+    try {
+      await until(() => clients.every((c) => c.id !== ''), 10_000, 'every client to learn its id');
+      const everyone = clients.map((c) => [c.id, c.node]).sort();
+      const ids = (answer: { clients: Array<{ id: string; nodeId: string }> }) =>
+        answer.clients.map((c) => [c.id, c.nodeId]).sort();
+      // Nodes learn of each other by heartbeat: ask until all three answer.
+      await until(
+        async () => (await nodes[0]!.fetchClients('quiz', 1000)).missing.length === 0,
+        10_000,
+        'a full answer',
+      );
+      expect(ids(await nodes[0]!.fetchClients('quiz', 1000))).toEqual(everyone);
+
+      nodes[2]!.freeze();
+      const partial = await nodes[0]!.fetchClients('quiz', 500);
+      expect(partial.missing).toEqual([nodes[2]!.id]);
+      expect(ids(partial)).toEqual(everyone.filter(([, node]) => node !== nodes[2]!.id));
+
+      nodes[2]!.thaw();
+      const whole = await nodes[0]!.fetchClients('quiz', 3000);
+      expect(whole.missing).toEqual([]);
+      expect(ids(whole)).toEqual(everyone);
+    } finally {
+      nodes[2]!.thaw();
+      for (const client of clients) client.ws.terminate();
+      await Promise.all(nodes.map((node) => node.stop()));
+    }
+  }, 60_000);
+}
+
 describe.skipIf(!redisAvailable())('three node processes on Redis', () => {
   let redis: RedisServer;
   beforeAll(async () => {
     redis = await RedisServer.launch();
   });
   afterAll(() => redis.destroy());
-  multiProcess(() => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }), 'redis');
+  const env = () => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` });
+  multiProcess(env, 'redis');
+  partialAnswers(env, 'redis');
 });
 
 describe.skipIf(skipWithoutNats())('three node processes on NATS', () => {
@@ -95,5 +144,7 @@ describe.skipIf(skipWithoutNats())('three node processes on NATS', () => {
     nats = await startNatsServer();
   });
   afterAll(() => nats.close());
-  multiProcess(() => ({ BROKER: 'nats', NATS_URL: nats.server.url }), 'nats');
+  const env = () => ({ BROKER: 'nats', NATS_URL: nats.server.url });
+  multiProcess(env, 'nats');
+  partialAnswers(env, 'nats');
 });

@@ -11,8 +11,10 @@ import {
   RedisServer,
   redisAvailable,
   type SingleNats,
+  settle,
   skipWithoutNats,
   startNatsServer,
+  WireTap,
 } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -22,7 +24,8 @@ import { NodeProcess } from './helpers/nodes.js';
 /**
  * The seed's promise, end to end: clients behind a round-robin balancer, three nodes, a numbered
  * stream in a history room; one node dies (or drains) in the middle. Every client must end with
- * every number exactly once and in order, and the clients of the lost node must have resumed
+ * every number exactly once and in order — on the wire, not only in what the client hands the
+ * application (it drops offsets it has seen) — and the clients of the lost node must have resumed
  * with `recovered: true`.
  */
 
@@ -42,6 +45,8 @@ interface Cluster {
 
 interface Watched {
   client: WscaleClient;
+  /** What the client's sockets received, before the client deduplicated anything. */
+  tap: WireTap;
   numbers: number[];
   welcomes: WelcomeInfo[];
 }
@@ -52,14 +57,15 @@ async function runScenario(cluster: Cluster, lose: (node: number) => Promise<voi
   const watched: Watched[] = [];
   try {
     for (let i = 0; i < CLIENTS; i++) {
+      const tap = new WireTap();
       const client = new WscaleClient(`ws://127.0.0.1:${port}/`, {
-        WebSocket: WebSocket as never,
+        WebSocket: tap.WebSocket,
         backoffBaseMs: 50,
         backoffCapMs: 500,
         restartJitterMs: 50,
         network: false,
       });
-      const entry: Watched = { client, numbers: [], welcomes: [] };
+      const entry: Watched = { client, tap, numbers: [], welcomes: [] };
       client.on('welcome', (info) => entry.welcomes.push(info));
       client.on('message', (data, meta) => {
         if (meta.room === 'feed') entry.numbers.push(Number(data));
@@ -80,10 +86,18 @@ async function runScenario(cluster: Cluster, lose: (node: number) => Promise<voi
     balancer.backends = cluster.ports.filter((_, i) => i !== victim);
     await lose(victim);
     await published;
-    await until(() => watched.every((w) => w.numbers.length >= COUNT), 30_000, 'every number');
+    await settle(() => watched.every((w) => w.numbers.length >= COUNT), 30_000, 'every number');
 
     const expected = Array.from({ length: COUNT }, (_, i) => i + 1);
-    for (const w of watched) expect(w.numbers).toEqual(expected);
+    for (const w of watched) {
+      // On the wire: each number in one frame, in order, under consecutive offsets (the room's log
+      // may have begun before this test).
+      const frames = w.tap.messages('feed');
+      expect(frames.map((frame) => Number(frame.d))).toEqual(expected);
+      const first = frames[0]!.o!;
+      expect(frames.map((frame) => frame.o)).toEqual(expected.map((n) => first + n - 1));
+      expect(w.numbers).toEqual(expected);
+    }
     const moved = watched.filter((w) => w.welcomes[0]!.node === victimId);
     expect(moved.length).toBeGreaterThan(0);
     for (const w of moved) {
@@ -152,7 +166,41 @@ async function processCluster(env: Record<string, string>, prefix: string): Prom
   };
 }
 
-function scenarios(make: () => Promise<Cluster>) {
+/**
+ * A session outlives the process that held it: data and rooms set through the application, then
+ * the node is SIGKILLed (no close, no drain, no save on the way out); one resume on another node
+ * brings back exactly what was set.
+ */
+async function runSessionScenario(cluster: Cluster) {
+  const balancer = new Balancer([cluster.ports[0]!]);
+  const port = await balancer.listen();
+  const welcomes: WelcomeInfo[] = [];
+  const client = new WscaleClient(`ws://127.0.0.1:${port}/`, {
+    WebSocket,
+    backoffBaseMs: 50,
+    backoffCapMs: 500,
+    network: false,
+  });
+  client.on('welcome', (info) => welcomes.push(info));
+  try {
+    await until(() => welcomes.length === 1, 10_000, 'the welcome');
+    const data = { name: 'ada', score: 42, tags: ['x', 'y'] };
+    expect(await client.request(`remember:${JSON.stringify(data)}`)).toBe('ok');
+    balancer.backends = [cluster.ports[1]!];
+    await cluster.kill(0);
+    await until(() => welcomes.length === 2, 15_000, 'the resume');
+    expect(welcomes[1]).toMatchObject({ resumed: true, clientId: welcomes[0]!.clientId });
+    expect(welcomes[1]!.node).not.toBe(welcomes[0]!.node);
+    const session = JSON.parse(String(await client.request('session')));
+    expect(session).toEqual({ data, rooms: ['feed', 'notes'] });
+    expect(welcomes).toHaveLength(2);
+  } finally {
+    await client.close();
+    await balancer.close();
+  }
+}
+
+function scenarios(make: () => Promise<Cluster>, options: { processes: boolean }) {
   let cluster: Cluster | undefined;
   afterEach(async () => {
     await cluster?.close();
@@ -166,10 +214,16 @@ function scenarios(make: () => Promise<Cluster>) {
     cluster = await make();
     await runScenario(cluster, (node) => cluster!.drain(node));
   }, 90_000);
+  if (options.processes) {
+    it('a SIGKILLed node loses no session: data and rooms come back in one resume', async () => {
+      cluster = await make();
+      await runSessionScenario(cluster);
+    }, 60_000);
+  }
 }
 
 describe('resume across nodes, on memory', () => {
-  scenarios(memoryCluster);
+  scenarios(memoryCluster, { processes: false });
 });
 
 describe.skipIf(!redisAvailable())('resume across node processes, on Redis', () => {
@@ -178,8 +232,10 @@ describe.skipIf(!redisAvailable())('resume across node processes, on Redis', () 
     redis = await RedisServer.launch();
   });
   afterAll(() => redis.destroy());
-  scenarios(() =>
-    processCluster({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }, 'redis'),
+  scenarios(
+    () =>
+      processCluster({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }, 'redis'),
+    { processes: true },
   );
 });
 
@@ -189,5 +245,7 @@ describe.skipIf(skipWithoutNats())('resume across node processes, on NATS', () =
     nats = await startNatsServer();
   });
   afterAll(() => nats.close());
-  scenarios(() => processCluster({ BROKER: 'nats', NATS_URL: nats.server.url }, 'nats'));
+  scenarios(() => processCluster({ BROKER: 'nats', NATS_URL: nats.server.url }, 'nats'), {
+    processes: true,
+  });
 });

@@ -64,6 +64,8 @@ export interface ChurnResult {
   allBackMs: number;
   /** The messages published while they were away, as every client (dropped or not) got them. */
   delivery: DeliveryResult | undefined;
+  /** Room messages that arrived twice on the wire during the cycle (the client dropped them). */
+  wireRepeats: number;
 }
 
 export interface WarmupArgs {
@@ -149,6 +151,7 @@ function churnArm(): boolean {
     client.welcomedAt = 0;
     client.resumed = false;
     client.recovered = false;
+    client.wireRepeats = 0;
   }
   return true;
 }
@@ -194,6 +197,7 @@ async function churnRun(args: ChurnArgs): Promise<ChurnResult> {
     resumeLatency: percentiles(latencies, count),
     allBackMs: lastBack > 0 ? lastBack - firstDown : 0,
     delivery: track?.result(started, sendEnded, track.complete ? track.lastAt : performance.now()),
+    wireRepeats: v1Clients.reduce((sum, client) => sum + client.wireRepeats, 0),
   };
 }
 

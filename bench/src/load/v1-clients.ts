@@ -1,4 +1,5 @@
 import { createClient, type WelcomeInfo, type WscaleClient } from '@wscale/client';
+import { decodeServerFrame } from '@wscale/core/protocol';
 import { WebSocket } from 'ws';
 import { ROOM } from '../wire.js';
 import type { OnData } from './clients.js';
@@ -15,6 +16,30 @@ export interface V1Client {
   welcomedAt: number;
   resumed: boolean;
   recovered: boolean;
+  /**
+   * Room messages that arrived on the wire at or below an offset already received in their epoch:
+   * duplicates the client drops before the application (and so before the tracker) sees them.
+   */
+  wireRepeats: number;
+}
+
+/**
+ * The `ws` WebSocket, with a tap that calls `repeated` for each offset that arrives again on the
+ * wire (the client's own dedupe would hide it from what it hands the application).
+ */
+function tapped(repeated: () => void) {
+  const last = new Map<string, number>();
+  return class TappedWebSocket extends WebSocket {
+    constructor(url: string, protocols: string[]) {
+      super(url, protocols);
+      this.on('message', (data: Buffer, isBinary: boolean) => {
+        const { message } = decodeServerFrame(isBinary ? new Uint8Array(data) : data.toString());
+        if (message.t !== 'msg' || message.o === undefined || message.e === undefined) return;
+        if (message.o <= (last.get(message.e) ?? 0)) repeated();
+        else last.set(message.e, message.o);
+      });
+    }
+  };
 }
 
 /**
@@ -29,7 +54,7 @@ export async function connectV1(
 ): Promise<V1Client> {
   let attempt = 0;
   const client = createClient(() => urls[(index + attempt++) % urls.length]!, {
-    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+    WebSocket: tapped(() => record.wireRepeats++),
     pingIntervalMs: 0,
     connectTimeoutMs: timeoutMs,
     requestTimeoutMs: timeoutMs,
@@ -42,6 +67,7 @@ export async function connectV1(
     welcomedAt: 0,
     resumed: false,
     recovered: false,
+    wireRepeats: 0,
   };
   client.on('message', (data) =>
     onData(index, typeof data === 'string' ? data : Buffer.from(data)),

@@ -45,6 +45,23 @@ export class NodeProcess {
     await this.#next((message) => message.done === true, 10_000);
   }
 
+  /** Asks this node which clients are in a room cluster-wide (`wss.fetchClients`). */
+  async fetchClients(room: string, timeoutMs: number) {
+    this.#child.send({ fetchClients: { room, timeoutMs } });
+    const answer = await this.#next((message) => message.fetched !== undefined, timeoutMs + 10_000);
+    return answer.fetched as { clients: Array<{ id: string; nodeId: string }>; missing: string[] };
+  }
+
+  /** Freezes the process (SIGSTOP), as a node that hangs; {@link NodeProcess.thaw} resumes it. */
+  freeze(): void {
+    this.#child.kill('SIGSTOP');
+  }
+
+  /** Lets a frozen process run again (SIGCONT). */
+  thaw(): void {
+    this.#child.kill('SIGCONT');
+  }
+
   /** Kills the process at once, as a crash would. */
   async kill(): Promise<void> {
     this.#child.kill('SIGKILL');
@@ -59,7 +76,10 @@ export class NodeProcess {
 
   /** Stops the process if it still runs. */
   async stop(): Promise<void> {
-    if (this.#child.exitCode === null && this.#child.signalCode === null) await this.kill();
+    if (this.#child.exitCode === null && this.#child.signalCode === null) {
+      this.thaw();
+      await this.kill();
+    }
   }
 
   #next(match: (message: Record<string, unknown>) => boolean, timeoutMs: number) {

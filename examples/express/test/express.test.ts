@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MemoryBroker, MemoryBus } from '@wscale/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createApp } from '../src/app.js';
 
@@ -57,12 +57,13 @@ function listen(server: Server): Promise<string> {
 
 describe('examples/express', () => {
   // Two nodes on one in-memory bus: HTTP on one node reaches WebSocket clients of the other.
-  const bus = new MemoryBus();
+  // Each test gets its own pair: none depends on what an earlier one left behind.
   const nodes: App[] = [];
   const hosts: string[] = [];
   const clients: TestClient[] = [];
 
-  beforeAll(async () => {
+  beforeEach(async () => {
+    const bus = new MemoryBus();
     for (const nodeId of ['node-a', 'node-b']) {
       const node = createApp({ nodeId, broker: new MemoryBroker({ bus }) });
       await node.wss.ready();
@@ -71,12 +72,13 @@ describe('examples/express', () => {
     }
   });
 
-  afterAll(async () => {
-    for (const client of clients) client.close();
-    for (const { server, wss } of nodes) {
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    for (const { server, wss } of nodes.splice(0)) {
       await wss.close();
       await new Promise((resolve) => server.close(resolve));
     }
+    hosts.length = 0;
   });
 
   const connect = (host: string, room: string) => {
@@ -86,9 +88,10 @@ describe('examples/express', () => {
   };
 
   it('serves its HTTP routes on the same port', async () => {
+    await connect(hosts[0]!, 'news').next((m) => m.type === 'welcome');
     const response = await fetch(`http://${hosts[0]}/health`);
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: 'ok', node: 'node-a', connections: 0 });
+    expect(await response.json()).toEqual({ status: 'ok', node: 'node-a', connections: 1 });
   });
 
   it('carries WebSocket messages between clients of different nodes', async () => {
@@ -111,6 +114,7 @@ describe('examples/express', () => {
   it('answers GET /api/rooms from every node and broadcasts from POST', async () => {
     const carol = connect(hosts[1]!, 'ops');
     await carol.next((m) => m.type === 'welcome');
+    await connect(hosts[0]!, 'news').next((m) => m.type === 'welcome');
 
     const rooms = await fetch(`http://${hosts[0]}/api/rooms`);
     expect(await rooms.json()).toEqual({ rooms: ['news', 'ops'], missing: [] });

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { type ClientCloseInfo, createClient, type WelcomeInfo } from '@wscale/client';
 import { until } from '@wscale/core/testing';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import * as haproxy from '../../haproxy/src/balancer.js';
 import * as nginx from '../../nginx/src/balancer.js';
@@ -68,40 +68,46 @@ class Probe {
 
 describe.each(balancers)('examples/%s', (_example, title, balancer) => {
   describe.skipIf(missingFor.get(balancer)!.length > 0)(`${title} in front of three nodes`, () => {
+    // Each test starts its own stack and clients: none depends on what an earlier one left.
     let stack: Awaited<ReturnType<typeof startStack>> | undefined;
     const logs: string[] = [];
     const probes: Probe[] = [];
 
-    beforeAll(async () => {
+    beforeEach(async () => {
+      logs.length = 0;
       stack = await startStack({ balancer, log: (line) => logs.push(line) });
     });
 
-    afterEach(({ task }) => {
+    afterEach(async ({ task }) => {
       // What every process printed, to see why a scenario failed.
       if (task.result?.state === 'fail') console.error(logs.join('\n'));
-    });
-
-    afterAll(async () => {
-      for (const probe of probes) probe.client.close();
+      for (const probe of probes.splice(0)) probe.client.close();
       await stack?.stop();
+      stack = undefined;
     });
 
-    it('spreads connections over every node, and a broadcast from one reaches all', async () => {
+    /** Connects six clients one at a time, so round robin hands them out in turn. */
+    async function connectProbes(): Promise<Probe[]> {
       for (let i = 0; i < 6; i++) {
         const probe = new Probe(stack!.wsUrl);
         probes.push(probe);
-        // One at a time, so round robin hands them out in turn.
         await until(() => probe.client.position(ROOM) !== undefined, 10_000, 'joined');
       }
+      return probes;
+    }
+
+    it('spreads connections over every node, and a broadcast from one reaches all', async () => {
+      await connectProbes();
       expect(new Set(probes.map((probe) => probe.node))).toEqual(
         new Set(['node-1', 'node-2', 'node-3']),
       );
 
       probes[0]!.client.send('hello everyone');
       await Promise.all(probes.map((probe) => probe.heard('hello everyone')));
-    });
+    }, 40_000);
 
     it('the clients of a killed node resume on the others through it and miss nothing', async () => {
+      await connectProbes();
       const publisher = probes[0]!;
       const victim = stack!.nodes.find((node) => node.id !== publisher.node)!;
       const orphans = probes.filter((probe) => probe.node === victim.id);
@@ -139,7 +145,7 @@ describe.each(balancers)('examples/%s', (_example, title, balancer) => {
       publisher.client.send('after the crash');
       await Promise.all(probes.map((probe) => probe.heard('after the crash')));
       for (const orphan of orphans) {
-        expect(orphan.texts).toEqual(['hello everyone', 'while they were away', 'after the crash']);
+        expect(orphan.texts).toEqual(['while they were away', 'after the crash']);
       }
     }, 40_000);
   });

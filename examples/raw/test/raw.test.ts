@@ -116,9 +116,11 @@ describe('examples/raw', () => {
       error: 'expected a JSON object',
     });
     client.send({ to: 'news', text: 'not a member' });
-    expect(
-      await client.next((m) => m.type === 'error' && m.error === 'join it first'),
-    ).toBeTruthy();
+    await client.next((m) => m.type === 'error' && m.error !== 'expected a JSON object');
+    expect(client.received.filter((m) => m.type === 'error')).toEqual([
+      { type: 'error', error: 'expected a JSON object' },
+      { type: 'error', error: 'join it first' },
+    ]);
     expect(client.ws.readyState).toBe(WebSocket.OPEN);
   });
 });

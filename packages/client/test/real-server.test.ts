@@ -1,5 +1,6 @@
 import type { ScaledWebSocketServer } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
+import { settle, WireTap } from '@wscale/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ServerError, type WelcomeInfo } from '../src/index.js';
 import { closeAll, openClient, stateOf, texts } from './helpers/clients.js';
@@ -25,7 +26,12 @@ describe('against ScaledWebSocketServer', () => {
     const [a, b] = (await cluster.start(2)) as [ScaledWebSocketServer, ScaledWebSocketServer];
     let target = a;
     const network = new FakeNetwork();
-    const { client, seen } = openClient(() => urlOf(target), { network, backoffBaseMs: 10 });
+    const tap = new WireTap();
+    const { client, seen } = openClient(() => urlOf(target), {
+      network,
+      backoffBaseMs: 10,
+      WebSocket: tap.WebSocket,
+    });
     const resumes: WelcomeInfo[] = [];
     client.on('resume', (info) => resumes.push(info));
     await stateOf(client, 'open');
@@ -47,7 +53,7 @@ describe('against ScaledWebSocketServer', () => {
     network.set(true);
     await until(() => resumes.length === 1, 3000, 'the resume');
     await b.to('chat').send('m7');
-    await until(() => seen.messages.length >= 7, 3000, 'm4..m7');
+    await settle(() => seen.messages.length >= 7, 3000, 'm4..m7');
     expect(resumes[0]).toMatchObject({
       resumed: true,
       clientId,
@@ -56,7 +62,8 @@ describe('against ScaledWebSocketServer', () => {
     });
     expect(client.node).toBe('node-2');
     expect(client.clientId).toBe(clientId);
-    await delay(100); // nothing more (no duplicate) arrives
+    // What the server sent, before the client dropped anything it had seen: no offset twice.
+    expect(tap.offsets('chat')).toEqual(range(1, 7));
     expect(texts(seen)).toEqual(range(1, 7).map((n) => `m${n}`));
     expect(offsets(seen)).toEqual(range(1, 7));
     expect(seen.messages.every((m) => m.meta.room === 'chat')).toBe(true);
@@ -65,9 +72,11 @@ describe('against ScaledWebSocketServer', () => {
   it('moves off a draining node at once and loses nothing of a room written to all along', async () => {
     const [a, b] = (await cluster.start(2)) as [ScaledWebSocketServer, ScaledWebSocketServer];
     let target = a;
+    const tap = new WireTap();
     const { client, seen } = openClient(() => urlOf(target), {
       restartJitterMs: 30,
       backoffBaseMs: 30,
+      WebSocket: tap.WebSocket,
     });
     await stateOf(client, 'open');
     await client.join('chat');
@@ -92,7 +101,8 @@ describe('against ScaledWebSocketServer', () => {
       sending = false;
       await sender;
     }
-    await until(() => seen.messages.length === sent, 3000, 'every message');
+    await settle(() => seen.messages.length >= sent, 3000, 'every message');
+    expect(tap.offsets('chat')).toEqual(range(1, sent));
     expect(seen.closes[0]).toMatchObject({ code: 1012, reconnecting: true });
     expect(seen.welcomes.at(-1)).toMatchObject({
       resumed: true,

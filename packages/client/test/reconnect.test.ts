@@ -1,6 +1,7 @@
 import { delay, until } from '@wscale/core/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
+import { Heartbeat } from '../src/heartbeat.js';
 import {
   backoffDelay,
   browserNetwork,
@@ -8,6 +9,7 @@ import {
   InvalidOptionError,
   WscaleClient,
 } from '../src/index.js';
+import { ReconnectScheduler } from '../src/reconnect-scheduler.js';
 import { closeAll, openClient, startFixture, stateOf } from './helpers/clients.js';
 import { FakeNetwork } from './helpers/fake-network.js';
 
@@ -46,11 +48,55 @@ describe('backoff', () => {
     expect(seen.closes).toHaveLength(7);
     expect(seen.closes.slice(0, 6).every((c) => c.reconnecting)).toBe(true);
     expect(seen.closes[6]).toMatchObject({ code: 1006, reconnecting: false });
-    const gaps = fixture.attempts.slice(1).map((a, i) => a.at - fixture.attempts[i]!.at);
-    // Each gap is the jittered delay (< cap) plus a refused handshake on loopback.
-    for (const gap of gaps) expect(gap).toBeLessThan(cap + 200);
+    // How long each wait is is arithmetic, checked on fake timers below.
     await delay(SETTLE_MS);
     expect(fixture.attempts).toHaveLength(7);
+  });
+
+  it('waits exactly the jittered backoff before each attempt, a quick jitter after 1012, none offline', () => {
+    vi.useFakeTimers();
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.75);
+    try {
+      const network = new FakeNetwork();
+      const fired: number[] = [];
+      const schedule = { baseMs: 100, capMs: 1000, maxAttempts: 6, restartJitterMs: 40, network };
+      const scheduler = new ReconnectScheduler(schedule, () => fired.push(Date.now()));
+      scheduler.start();
+      /** Plans the next attempt and checks it fires after exactly `wait` ms, not a tick earlier. */
+      const expectWait = (restart: boolean, wait: number) => {
+        const before = fired.length;
+        expect(scheduler.plan(restart)).toBe(true);
+        vi.advanceTimersByTime(wait - 1);
+        expect(fired).toHaveLength(before);
+        vi.advanceTimersByTime(1);
+        expect(fired).toHaveLength(before + 1);
+      };
+      // 0.75 of min(cap, base × 2^attempt): 75, 150, 300, 600, then the cap: 750, 750.
+      for (const wait of [75, 150, 300, 600, 750, 750]) expectWait(false, wait);
+      expect(scheduler.plan(false)).toBe(false);
+      vi.advanceTimersByTime(60_000);
+      expect(fired).toHaveLength(6);
+
+      // After a success, a restart (1012) waits within the restart jitter, not the backoff; a
+      // second restart before any success backs off like any failure.
+      scheduler.succeeded();
+      expectWait(true, 30);
+      expectWait(true, 150);
+
+      // Offline, nothing fires however long it waits; back online, an attempt at once and the
+      // backoff from the start.
+      network.set(false);
+      expect(scheduler.plan(false)).toBe(true);
+      vi.advanceTimersByTime(60_000);
+      expect(fired).toHaveLength(8);
+      network.set(true);
+      expect(fired).toHaveLength(9);
+      expect(scheduler.attempts).toBe(1);
+      expectWait(false, 150);
+    } finally {
+      random.mockRestore();
+      vi.useRealTimers();
+    }
   });
 
   it('starts the backoff over after a successful connection', async () => {
@@ -182,6 +228,28 @@ describe('close codes', () => {
 });
 
 describe('liveness', () => {
+  it('pings every interval and declares the connection dead exactly when a ping goes unanswered', () => {
+    vi.useFakeTimers({ now: 0 });
+    try {
+      const events: string[] = [];
+      const heartbeat = new Heartbeat(1000, 300);
+      heartbeat.start(
+        () => events.push(`ping@${Date.now()}`),
+        () => events.push(`dead@${Date.now()}`),
+      );
+      vi.advanceTimersByTime(1200);
+      heartbeat.alive(); // anything that arrives answers the ping
+      vi.advanceTimersByTime(1099); // 2299: pinged again at 2000, 299 ms without an answer
+      expect(events).toEqual(['ping@1000', 'ping@2000']);
+      vi.advanceTimersByTime(1);
+      expect(events).toEqual(['ping@1000', 'ping@2000', 'dead@2300']);
+      vi.advanceTimersByTime(10_000); // stopped: no more pings once dead
+      expect(events).toHaveLength(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('drops a connection whose pings go unanswered, and reconnects', async () => {
     const fixture = await startFixture({ answerPing: false });
     const { client, seen } = openClient(fixture.url, {

@@ -104,7 +104,7 @@ export class ProtocolError extends WscaleError {
   }
 }
 
-/** Something the application did went past one of the server's limits (such as `maxSessionDataBytes`). */
+/** The application went past one of the server's limits (such as `maxSessionDataBytes`). */
 export class LimitExceededError extends WscaleError {
   constructor(message: string) {
     super('LIMIT_EXCEEDED', message);

@@ -10,6 +10,7 @@ import {
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, TestCluster, urlOf } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
 afterEach(() => cluster.closeAll());
@@ -59,6 +60,39 @@ describe('connections', () => {
     await node!.clients.get(fine.id)!.join('r');
     await node!.to('r').send('still here');
     await fine.waitFor(1);
+  });
+
+  it('takes a frame of exactly maxPayload bytes and closes with 1009 at one byte more', async () => {
+    const [node] = await cluster.start(1, { maxPayload: 1024 });
+    const got: number[] = [];
+    node!.on('connection', (client) => client.on('message', (data) => got.push(data.length)));
+    const client = await cluster.connect(node!);
+    client.ws.send(Buffer.alloc(1024));
+    client.ws.send('x'.repeat(1024));
+    await until(() => got.length === 2, 2000, 'both frames at the limit');
+    expect(got).toEqual([1024, 1024]);
+    client.ws.send(Buffer.alloc(1025));
+    expect((await client.closed).code).toBe(CloseCode.MessageTooBig);
+    expect(got).toEqual([1024, 1024]);
+  });
+
+  it('applies maxPayload to a whole wscale.v1 frame, envelope included', async () => {
+    const [node] = await cluster.start(1, { maxPayload: 1024 });
+    const got: string[] = [];
+    node!.on('connection', (client) => client.on('message', (data) => got.push(String(data))));
+    const { peer } = await V1Peer.connect(node!);
+    /** A `msg` frame whose JSON text is exactly `bytes` long. */
+    const frameOf = (bytes: number) => {
+      const empty = JSON.stringify({ t: 'msg', d: '' });
+      return JSON.stringify({ t: 'msg', d: 'y'.repeat(bytes - empty.length) });
+    };
+    expect(frameOf(1024)).toHaveLength(1024);
+    peer.ws.send(frameOf(1024));
+    await until(() => got.length === 1, 2000, 'the frame at the limit');
+    expect(got[0]).toHaveLength(1024 - JSON.stringify({ t: 'msg', d: '' }).length);
+    peer.ws.send(frameOf(1025));
+    expect((await peer.closed).code).toBe(CloseCode.MessageTooBig);
+    expect(got).toHaveLength(1);
   });
 
   it('answers 401 before the upgrade when authentication fails, and 403 when told', async () => {

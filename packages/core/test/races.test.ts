@@ -1,4 +1,5 @@
 import {
+  CloseCode,
   MemoryBroker,
   type MemoryBrokerOptions,
   MemoryHistory,
@@ -42,6 +43,8 @@ class FlakyBroker extends MemoryBroker {
 class SwitchableStore implements StateStore {
   failing = false;
   delayMs = 0;
+  /** Calls never answer, as a store behind a network that drops everything. */
+  hanging = false;
   readonly #inner = new MemoryStateStore({ ttlMs: 60_000 });
 
   get ttlMs(): number {
@@ -65,6 +68,7 @@ class SwitchableStore implements StateStore {
   }
 
   async #check(): Promise<void> {
+    if (this.hanging) await new Promise(() => undefined);
     if (this.delayMs > 0) await delay(this.delayMs);
     if (this.failing) throw new StateStoreError('the store is down');
   }
@@ -184,6 +188,22 @@ describe('resume', () => {
     store.delayMs = 0;
     const record = await store.get(`wscale:session:${welcome.client}`);
     expect(JSON.parse(record!.value).rooms).toEqual(['durable']);
+  });
+
+  it('closes a hello with 1013 when its session cannot be opened within helloTimeoutMs', async () => {
+    const store = new SwitchableStore();
+    closers.push(() => store.close());
+    const server = await node({ stateStore: store, sessionSecret: secret, helloTimeoutMs: 300 });
+    const first = await V1Peer.connect(server);
+    first.peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to be gone');
+    store.hanging = true;
+    const peer = new V1Peer(server);
+    await peer.opened;
+    peer.send({ t: 'hello', session: first.welcome.session });
+    const { code } = await peer.closed;
+    expect(code).toBe(CloseCode.TryAgainLater);
+    expect(server.clients.size).toBe(0);
   });
 
   it('welcomes a resume while the broker is down', async () => {

@@ -143,7 +143,10 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     let position: HistoryPosition | undefined;
     await until(
       async () => {
-        position = await h.position('room').catch(() => undefined);
+        position = await h.position('room').catch((error: unknown) => {
+          expect(error).toBeInstanceOf(HistoryError);
+          return undefined;
+        });
         return position !== undefined;
       },
       10_000,

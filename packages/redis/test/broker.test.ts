@@ -1,9 +1,10 @@
-import { type BrokerStatus, WscaleError } from '@wscale/core';
-import { brokerSuite, until } from '@wscale/core/testing';
+import { type BrokerStatus, BrokerUnavailableError, WscaleError } from '@wscale/core';
+import { brokerSuite, delay, until } from '@wscale/core/testing';
 import { RedisBroker } from '@wscale/redis';
 import { describeRedis, RedisClusterFixture, RedisServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closingWith, clusterClient, standalone } from './helpers/clients.js';
+import { findOwnerPort, moveSlot, ownerAndOther } from './helpers/cluster-slots.js';
 
 const runner = { describe, it, afterEach };
 
@@ -62,6 +63,42 @@ describeRedis('RedisBroker on standalone Redis', () => {
       await Promise.all([a.close(), b.close()]);
     }
   }, 40_000);
+
+  it('queues publishes while Redis is down, up to maxQueuedPublishes, and rejects past it', async () => {
+    // The publisher comes back well after the subscriber has resubscribed (pub/sub keeps nothing
+    // for a subscriber that is not there yet).
+    const a = new RedisBroker({
+      redis: { ...standalone(server), retryStrategy: () => 1500 },
+      maxQueuedPublishes: 3,
+    });
+    const b = new RedisBroker({ redis: standalone(server) });
+    try {
+      const got: string[] = [];
+      await b.subscribe('queued', (payload) => got.push(String(Buffer.from(payload))));
+      await until(() => a.status === 'ready', 5000, 'ready');
+      await server.stop();
+      await until(() => a.status === 'reconnecting', 5000, 'the outage');
+      const settled: string[] = [];
+      const queued = ['q1', 'q2', 'q3'].map((text) =>
+        a.publish('queued', Buffer.from(text)).then(() => settled.push(text)),
+      );
+      // The fourth does not fit: it fails at once, typed, and is never sent.
+      await expect(a.publish('queued', Buffer.from('q4'))).rejects.toBeInstanceOf(
+        BrokerUnavailableError,
+      );
+      expect(settled).toEqual([]);
+      await server.start();
+      await until(() => b.status === 'ready', 10_000, 'the subscriber back');
+      await Promise.all(queued);
+      expect(settled).toEqual(['q1', 'q2', 'q3']);
+      await until(() => got.length >= 3, 10_000, 'the queued messages');
+      await delay(200);
+      expect(got).toEqual(['q1', 'q2', 'q3']);
+    } finally {
+      await server.start();
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 30_000);
 
   it('keeps its own channels apart from another channelPrefix', async () => {
     const a = new RedisBroker({ redis: standalone(server), channelPrefix: 'one:' });
@@ -147,6 +184,10 @@ describeRedis('RedisBroker on Redis Cluster (sharded pub/sub)', () => {
       expect(await target.cli('pubsub', 'shardnumsub', 'wscale:{moving}')).toBe(
         'wscale:{moving}\n1',
       );
+      // The old shard no longer holds a subscription for the topic.
+      expect(await source.cli('pubsub', 'shardnumsub', 'wscale:{moving}')).toBe(
+        'wscale:{moving}\n0',
+      );
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
@@ -172,13 +213,14 @@ describeRedis('RedisBroker on Redis Cluster with replicas', () => {
       await master.stop();
       let n = 0;
       let inFlight = false;
+      const failures: unknown[] = [];
       await until(
         () => {
           if (!inFlight) {
             inFlight = true;
             a!
               .publish('failover', Buffer.from(`after${n++}`))
-              .catch(() => undefined)
+              .catch((error: unknown) => failures.push(error))
               .finally(() => {
                 inFlight = false;
               });
@@ -188,52 +230,19 @@ describeRedis('RedisBroker on Redis Cluster with replicas', () => {
         30_000,
         'a message after the failover',
       );
+      // What failed while the master was gone failed as the docs say: BrokerUnavailableError.
+      for (const failure of failures) expect(failure).toBeInstanceOf(BrokerUnavailableError);
+      // The replica that took over holds the subscription now.
+      const live = cluster.servers.find((server) => server !== master)!;
+      const slot = Number(await live.cli('cluster', 'keyslot', 'wscale:{failover}'));
+      const owner = findOwnerPort(await live.cli('cluster', 'shards'), slot);
+      expect(owner).not.toBe(master.port);
+      const promoted = cluster.servers.find((server) => server.port === owner)!;
+      expect(await promoted.cli('pubsub', 'shardnumsub', 'wscale:{failover}')).toBe(
+        'wscale:{failover}\n1',
+      );
     } finally {
       await Promise.all([a!.close(), b!.close()]);
     }
   }, 45_000);
 });
-
-async function ownerAndOther(cluster: RedisClusterFixture, channel: string) {
-  const slot = Number(await cluster.servers[0]!.cli('cluster', 'keyslot', channel));
-  const port = findOwnerPort(await cluster.servers[0]!.cli('cluster', 'shards'), slot);
-  const source = cluster.servers.find((server) => server.port === port)!;
-  const target = cluster.servers.find((server) => server.port !== port)!;
-  return [source, target] as const;
-}
-
-/** Moves the (key-less) slot of `channel` from `source` to `target`, as resharding does. */
-async function moveSlot(
-  cluster: RedisClusterFixture,
-  channel: string,
-  source: RedisServer,
-  target: RedisServer,
-) {
-  const slot = await source.cli('cluster', 'keyslot', channel);
-  const [sourceId, targetId] = [
-    await source.cli('cluster', 'myid'),
-    await target.cli('cluster', 'myid'),
-  ];
-  await target.cli('cluster', 'setslot', slot, 'importing', sourceId);
-  await source.cli('cluster', 'setslot', slot, 'migrating', targetId);
-  await target.cli('cluster', 'setslot', slot, 'node', targetId);
-  await source.cli('cluster', 'setslot', slot, 'node', targetId);
-  for (const server of cluster.servers)
-    await server.cli('cluster', 'setslot', slot, 'node', targetId);
-}
-
-/** Reads `CLUSTER SHARDS` (redis-cli's flat output) to find the port of the master of `slot`. */
-function findOwnerPort(shards: string, slot: number): number {
-  const lines = shards.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== 'slots') continue;
-    const ranges: number[] = [];
-    let j = i + 1;
-    while (/^\d+$/.test(lines[j] ?? '')) ranges.push(Number(lines[j++]));
-    const owns = ranges.some((_, k) => k % 2 === 0 && slot >= ranges[k]! && slot <= ranges[k + 1]!);
-    if (!owns) continue;
-    const port = lines.indexOf('port', j);
-    return Number(lines[port + 1]);
-  }
-  throw new Error(`no shard owns slot ${slot}`);
-}

@@ -18,6 +18,18 @@ describeRedis('RedisStateStore on standalone Redis', () => {
     create: ({ ttlMs }) => new RedisStateStore({ redis: standalone(server), ttlMs }),
   });
 
+  it('keeps a record five minutes after its last write by default', async () => {
+    const store = new RedisStateStore({ redis: standalone(server), keyPrefix: 'ttl-default:' });
+    try {
+      await store.set('session', 'kept');
+      const ttl = Number(await server.cli('pttl', 'ttl-default:state:{session}'));
+      expect(ttl).toBeGreaterThan(290_000);
+      expect(ttl).toBeLessThanOrEqual(300_000);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('keeps applications with different key prefixes apart', async () => {
     const a = new RedisStateStore({ redis: standalone(server), keyPrefix: 'app-a:' });
     const b = new RedisStateStore({ redis: standalone(server), keyPrefix: 'app-b:' });

@@ -1,3 +1,4 @@
 export { freePort, serviceAvailable } from './free-port.js';
 export * from './nats-server.js';
 export * from './redis-server.js';
+export { settle, WireTap } from './wire-tap.js';

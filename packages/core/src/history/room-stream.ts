@@ -80,6 +80,7 @@ export class RoomStream {
   readonly #catchers = new Set<Catcher>();
   #recentBytes = 0;
   #busy = false;
+  /** Empty until the start position was read (it is not while the history is unreachable). */
   #epoch = '';
   #last = 0;
 
@@ -133,7 +134,18 @@ export class RoomStream {
         admitted?.(outcome.position);
         resolve(outcome);
       };
-      this.#enqueue(() => {
+      this.#enqueue(async () => {
+        if (from !== undefined && this.#epoch === '') {
+          // The history was unreachable when the stream began: without its position nothing can
+          // be compared, so read it now, and say plainly that the room is unavailable if that fails.
+          try {
+            ({ offset: this.#last, epoch: this.#epoch } = await this.#history.position(this.#room));
+          } catch (error) {
+            this.#host.error(error);
+            const position = { offset: this.#last, epoch: this.#epoch };
+            return settle({ position, recovered: false, reason: 'unavailable', replay: [] });
+          }
+        }
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {

@@ -256,7 +256,7 @@ export class Client<
     return this.#host.leave(this, room);
   }
 
-  /** Closes the connection with a close code and reason (cut to the 123 bytes a close frame holds). */
+  /** Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). */
   close(code: number = CloseCode.Normal, reason = ''): void {
     this.#ws.close(code, closeReason(reason));
   }
@@ -279,9 +279,9 @@ export class Client<
       return true;
     }
     const gaps = this.#rare?.gaps;
-    if (gaps !== undefined && message.offset !== undefined && gaps.delete(message.room!)) {
-      const room = message.room!;
-      this.#write(controlFrame({ t: 'resync', r: room, o: message.offset - 1, e: message.epoch! }));
+    const { room, offset } = message;
+    if (gaps !== undefined && room !== undefined && offset !== undefined && gaps.delete(room)) {
+      this.#write(controlFrame({ t: 'resync', r: room, o: offset - 1, e: message.epoch! }));
     }
     this.#write(message.envelopeFrame());
     return true;
@@ -417,7 +417,7 @@ export class Client<
     if (own?.includes(room)) own.splice(own.indexOf(room), 1);
   }
 
-  /** @internal Whether the connection is over (its `close` event has been emitted or is due now). */
+  /** @internal Whether the connection is over (its `close` event was emitted or is due now). */
   get gone(): boolean {
     return this.#ws.readyState === WebSocket.CLOSED;
   }

@@ -4,7 +4,7 @@ import { wsFrame } from '../internal/ws-frame.js';
 import { encodeBinary } from '../protocol/codec.js';
 import type { DataMessage, ServerMessage } from '../protocol/messages.js';
 
-/** The text frame of one `wscale.v1` protocol message the server sends (not an application message). */
+/** The text frame of one `wscale.v1` protocol message (not an application message). */
 export function controlFrame(message: ServerMessage): Buffer {
   return wsFrame(Buffer.from(JSON.stringify(message)), false);
 }

@@ -781,7 +781,7 @@ type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
 /** Bytes a socket may gather within one tick before they are written anyway. */
 const CORK_LIMIT = 64 * 1024;
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
-const RECEIPT_DELAY_MS = 20;
+const RECEIPT_DELAY_MS = 100;
 
 /** The message a frame from another node carries, ready for local fan-out. */
 function messageOf(frame: BusFrame): Outgoing {

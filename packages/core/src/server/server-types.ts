@@ -69,7 +69,7 @@ export interface LimitCounters {
   origins: number;
   /** Upgrades refused with 503: `authenticate` took longer than `authenticateTimeoutMs`. */
   authenticateTimeouts: number;
-  /** Session saves that kept the `data` saved before: the new one was over `maxSessionDataBytes`. */
+  /** Session saves that kept the `data` saved before: the new one passed `maxSessionDataBytes`. */
   sessionData: number;
   /** Resumes that replayed less than was missed: past `maxReplayBytes` or `maxReplayEntries`. */
   replay: number;

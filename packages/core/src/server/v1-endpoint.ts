@@ -115,19 +115,21 @@ export class V1Endpoint {
     // wait, in order, for the session. The socket is paused meanwhile, so they are at most what it
     // had already read. `null` once the connection was refused: what it still sends is dropped.
     let queued: Queued[] | null | undefined;
+    const refuse = (code: number, reason: string) => {
+      queued = null;
+      close(ws, code, reason);
+      // Read on, or the peer's answer to the close would never arrive.
+      ws.resume();
+    };
     const timer = setTimeout(() => {
-      if (queued === undefined) close(ws, CloseCode.PolicyViolation, 'hello expected');
-      else if (queued !== null) close(ws, CloseCode.TryAgainLater, 'session not opened in time');
+      if (queued === undefined) refuse(CloseCode.PolicyViolation, 'hello expected');
+      else if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
     }, this.#host.helloTimeoutMs);
     this.#opening.add(ws);
     const settled = () => {
       clearTimeout(timer);
       this.#opening.delete(ws);
       ws.off('message', onMessage).off('close', settled);
-    };
-    const refuse = (code: number, reason: string) => {
-      queued = null;
-      close(ws, code, reason);
     };
     const onMessage = (data: Buffer, isBinary: boolean) => {
       if (queued !== undefined) {

@@ -1,0 +1,111 @@
+import { type SessionSnapshot, type WelcomeInfo, WscaleClient } from '@wscale/client';
+import {
+  type History,
+  MemoryHistory,
+  MemoryStateStore,
+  ScaledWebSocketServer,
+  type StateStore,
+} from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { RedisHistory, RedisStateStore } from '@wscale/redis';
+import { describeRedis, RedisServer } from '@wscale/test-support';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { standalone } from './helpers/clients.js';
+
+/**
+ * What a resume says when Redis is down (a real `redis-server`, stopped): with the session store
+ * gone, new sessions still work and a resume says `unavailable` (keeping the session for later); with the history gone, the
+ * session resumes and the room says `recovered: false, reason: "unavailable"`.
+ */
+describeRedis('resume while Redis is down', () => {
+  let redis: RedisServer;
+  const closers: Array<() => Promise<void>> = [];
+  beforeAll(async () => {
+    redis = await RedisServer.launch();
+  });
+  afterEach(async () => {
+    await redis.start();
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+  afterAll(() => redis?.destroy());
+
+  async function startNode(stateStore: StateStore, history: History) {
+    const node = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      stateStore,
+      sessionSecret: 'a-secret-for-the-outage-tests',
+      history: [{ rooms: 'feed', store: history }],
+    });
+    node.on('error', () => undefined);
+    node.on('connection', (client) => void client.join('feed'));
+    closers.push(
+      () => stateStore.close(),
+      () => history.close(),
+      () => node.close(),
+    );
+    await node.ready();
+    return node;
+  }
+
+  /** A client of the node, recording its welcomes and the texts of `feed`. */
+  function open(node: ScaledWebSocketServer, resume?: SessionSnapshot) {
+    const welcomes: WelcomeInfo[] = [];
+    const texts: string[] = [];
+    const client = new WscaleClient(`ws://127.0.0.1:${node.address()!.port}/`, {
+      WebSocket,
+      network: false,
+      ...(resume ? { resume } : {}),
+    });
+    client.on('welcome', (info) => welcomes.push(info));
+    client.on('message', (data, meta) => {
+      if (meta.room === 'feed') texts.push(String(data));
+    });
+    closers.push(() => client.close());
+    return { client, welcomes, texts };
+  }
+
+  it('the session store down: new sessions still work, a resume says unavailable', async () => {
+    const stateStore = new RedisStateStore({ redis: standalone(redis), commandTimeoutMs: 500 });
+    const node = await startNode(stateStore, new MemoryHistory());
+    const first = open(node);
+    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
+    const saved = first.client.snapshot()!;
+    await first.client.close();
+
+    await redis.stop();
+    const fresh = open(node);
+    await until(() => fresh.client.rooms.includes('feed'), 10_000, 'a new session during outage');
+    expect(fresh.welcomes[0]).toMatchObject({ resumed: false, reason: 'new' });
+    await node.to('feed').send('served during the outage');
+    await until(() => fresh.texts.length === 1, 5000, 'a message to the new session');
+
+    const back = open(node, saved);
+    await until(() => back.welcomes.length === 1, 10_000, 'the resume attempt');
+    expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
+    // The session is not thrown away: same client id and token, to resume once the store is back.
+    expect(back.welcomes[0]!.clientId).toBe(first.welcomes[0]!.clientId);
+    expect(back.welcomes[0]!.session).toBe(saved.session);
+  }, 40_000);
+
+  it('the history down: the session resumes and the room says unavailable', async () => {
+    const history = new RedisHistory({ redis: standalone(redis), commandTimeoutMs: 500 });
+    const node = await startNode(new MemoryStateStore(), history);
+    const first = open(node);
+    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
+    await node.to('feed').send('kept');
+    await until(() => first.texts.length === 1, 5000, 'the first message');
+    const saved = first.client.snapshot()!;
+    await first.client.close();
+
+    await redis.stop();
+    const back = open(node, saved);
+    await until(() => back.welcomes.length === 1, 10_000, 'the resume');
+    expect(back.welcomes[0]).toMatchObject({
+      resumed: true,
+      clientId: first.welcomes[0]!.clientId,
+      rooms: { feed: { recovered: false, reason: 'unavailable' } },
+    });
+  }, 40_000);
+});
