@@ -62,6 +62,12 @@ export class NodeProcess {
     this.#child.kill('SIGCONT');
   }
 
+  /** Sends `count` numbered direct messages to each client, one round every `intervalMs`. */
+  async directStream(ids: string[], count: number, intervalMs: number): Promise<void> {
+    this.#child.send({ directStream: { ids, count, intervalMs } });
+    await this.#next((message) => message.directed === count, count * intervalMs + 30_000);
+  }
+
   /** Kills the process at once, as a crash would. */
   async kill(): Promise<void> {
     this.#child.kill('SIGKILL');

@@ -6,6 +6,7 @@ import {
   encodeBinary,
   encodeText,
   type HelloMessage,
+  isInbox,
   LIMITS,
   type NotResumedReason,
   PROTOCOL,
@@ -79,6 +80,11 @@ export interface WelcomeInfo {
   reason?: NotResumedReason;
   /** Per room: whether what was missed is replayed (`recovered`), or why not. */
   rooms: Record<string, WelcomeRoom>;
+  /**
+   * The same for the direct messages, when the server keeps them (`directHistory`): whether those
+   * sent while the client was away follow.
+   */
+  direct?: WelcomeRoom;
 }
 
 /** A connection closed. */
@@ -515,7 +521,9 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       case 'joined':
         if (typeof message.r !== 'string') break;
         this.#rooms.joined(message.r, offsetOf(message.o), epochOf(message.e));
-        this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
+        if (!isInbox(message.r)) {
+          this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
+        }
         break;
       case 'left':
         if (typeof message.r === 'string' && this.#rooms.remove(message.r)) {
@@ -574,8 +582,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       clientId: message.client,
       node: message.node,
       resumed: message.resumed === true,
-      rooms,
+      rooms: {},
     };
+    for (const [room, state] of Object.entries(rooms)) {
+      if (isInbox(room)) info.direct = state;
+      else info.rooms[room] = state;
+    }
     if (message.reason !== undefined) info.reason = message.reason;
     this.emit('welcome', info);
     if (info.resumed) this.emit('resume', info);
@@ -584,13 +596,17 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #onMessage(message: DataMessage, binary: Uint8Array | undefined): void {
     const meta: MessageMeta = {};
     if (typeof message.r === 'string') {
-      meta.room = message.r;
       const o = offsetOf(message.o);
       const e = epochOf(message.e);
-      if (o !== undefined && e !== undefined) {
-        if (!this.#rooms.accept(message.r, o, e)) return;
-        meta.offset = o;
-        meta.epoch = e;
+      if (o !== undefined && e !== undefined && !this.#rooms.accept(message.r, o, e)) return;
+      // A kept direct message is numbered in the session's own stream; to the application it is
+      // a direct message, with no room.
+      if (!isInbox(message.r)) {
+        meta.room = message.r;
+        if (o !== undefined && e !== undefined) {
+          meta.offset = o;
+          meta.epoch = e;
+        }
       }
     }
     this.emit('message', binary ?? message.d ?? '', meta);

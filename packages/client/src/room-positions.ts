@@ -1,4 +1,4 @@
-import { LIMITS, type Position, type WelcomeRoom } from '@wscale/core/protocol';
+import { isInbox, LIMITS, type Position, type WelcomeRoom } from '@wscale/core/protocol';
 
 /**
  * The rooms the client is in and, for rooms that keep history, the offset and epoch of the last
@@ -8,9 +8,9 @@ export class RoomPositions {
   /** Room → last position, or `undefined` for a room without history (yet). */
   readonly #rooms = new Map<string, Position | undefined>();
 
-  /** The rooms the client is in. */
+  /** The rooms the client is in (not the session's stream of direct messages, also kept here). */
   get rooms(): string[] {
-    return [...this.#rooms.keys()];
+    return [...this.#rooms.keys()].filter((room) => !isInbox(room));
   }
 
   has(room: string): boolean {

@@ -5,6 +5,7 @@ import {
   MemoryHistory,
   MemoryStateStore,
   ScaledWebSocketServer,
+  type ServerOptions,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 
@@ -18,8 +19,11 @@ export class Cluster {
   readonly history = new MemoryHistory({ maxEntries: 1000 });
   readonly nodes: ScaledWebSocketServer[] = [];
 
-  /** Starts `count` nodes and waits until they see each other. */
-  async start(count: number): Promise<ScaledWebSocketServer[]> {
+  /** Starts `count` nodes (with `options` on top of the defaults) and waits until they see each other. */
+  async start(
+    count: number,
+    options: Partial<ServerOptions> = {},
+  ): Promise<ScaledWebSocketServer[]> {
     for (let i = 0; i < count; i++) {
       const node = new ScaledWebSocketServer({
         port: 0,
@@ -34,6 +38,7 @@ export class Cluster {
           if (data === 'boom') throw new Error('failed on purpose');
           return typeof data === 'string' ? data.toUpperCase() : Buffer.from([...data].reverse());
         },
+        ...options,
       });
       node.on('error', () => undefined);
       this.nodes.push(node);

@@ -10,6 +10,24 @@
 /** The subprotocol name, sent in `Sec-WebSocket-Protocol`. */
 export const PROTOCOL = 'wscale.v1';
 
+/**
+ * Room names starting with `~` are the server's own: a client may not join them. `~direct:<client>`
+ * is a session's stream of direct messages (when the server keeps one): it appears in `welcome`,
+ * `joined` and `msg` like a room, and a client treats its messages as direct ones.
+ */
+export const RESERVED_ROOM_PREFIX = '~';
+const INBOX_PREFIX = '~direct:';
+
+/** The name of a session's direct-message stream. */
+export function inboxOf(clientId: string): string {
+  return `${INBOX_PREFIX}${clientId}`;
+}
+
+/** Whether a room name is a session's direct-message stream. */
+export function isInbox(room: string): boolean {
+  return room.startsWith(INBOX_PREFIX);
+}
+
 /** A position in a room's history: offset and epoch. */
 export interface Position {
   /** Offset of the last message seen (0 before the first). */

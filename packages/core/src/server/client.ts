@@ -4,7 +4,7 @@ import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import { closeReason } from '../internal/close-reason.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import type { ServerMessage } from '../protocol/messages.js';
+import { isInbox, type ServerMessage } from '../protocol/messages.js';
 import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import type { ResumeInfo } from './server-types.js';
@@ -202,7 +202,10 @@ export class Client<
 
   /** Rooms this client is in (a snapshot). */
   get rooms(): ReadonlySet<string> {
-    return this.#rooms === undefined ? NO_ROOMS : new Set(this.#rooms);
+    // The session's stream of direct messages is the server's own, not a room of the application.
+    return this.#rooms === undefined
+      ? NO_ROOMS
+      : new Set(this.#rooms.filter((room) => !isInbox(room)));
   }
 
   /** Whether the client is in a room. */

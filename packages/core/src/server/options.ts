@@ -60,6 +60,14 @@ export interface ServerOptions<Identity = unknown> {
    */
   history?: HistoryRule[];
   /**
+   * Keeps each `wscale.v1` session's direct messages (`wss.client(id).send()`) in this history
+   * store, a stream per session bounded by the store's own limits, so a client that reconnects, on
+   * any node, gets the ones it missed, in order and once — or is told `recovered: false` with a
+   * reason, as for a room. Volatile messages are not kept.
+   * @default direct messages are not kept (a client reconnecting when one is sent misses it)
+   */
+  directHistory?: History;
+  /**
    * Who may resume a session: the owner key of the identity `authenticate` returned. A session is
    * resumed only by a connection whose key is the same.
    * @default `String(identity.id)` when the identity has an `id`, else the identity as JSON
@@ -218,6 +226,7 @@ export type ResolvedOptions<Identity> = Required<
     | 'broker'
     | 'stateStore'
     | 'history'
+    | 'directHistory'
     | 'authenticate'
     | 'sessionSecret'
     | 'sessionOwner'
@@ -237,6 +246,7 @@ export type ResolvedOptions<Identity> = Required<
     | 'authorizeJoin'
     | 'onRequest'
     | 'allowedOrigins'
+    | 'directHistory'
   > & {
     sessionOwner: (identity: Identity) => string;
     history: HistoryRule[];

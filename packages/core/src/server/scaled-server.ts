@@ -23,7 +23,7 @@ import {
   type DirectOp,
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import { type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
+import { inboxOf, isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
@@ -118,7 +118,9 @@ export class ScaledWebSocketServer<
       (error) => this.#report(error),
       this.nodeId,
     );
-    this.#historyOf = historyMatcher(this.#options.history);
+    const historyOf = historyMatcher(this.#options.history);
+    const { directHistory } = this.#options;
+    this.#historyOf = (room) => (isInbox(room) ? directHistory : historyOf(room));
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -141,8 +143,11 @@ export class ScaledWebSocketServer<
       },
     );
     this.#rooms = new RoomRegistry({
+      // A session's direct messages come by the direct path, not on a room topic.
       subscribe: (room, deliver) =>
-        this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
+        isInbox(room)
+          ? Promise.resolve(unsubscribed)
+          : this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
       historyOf: this.#historyOf,
       joined: (client, room, position) => {
         if (client.v1) client.writeMessage(joinedMessage(room, position));
@@ -234,7 +239,7 @@ export class ScaledWebSocketServer<
    */
   async fetchRooms(options?: QueryOptions): Promise<{ rooms: string[]; missing: string[] }> {
     const { answers, missing } = await this.#ask('rooms', undefined, options);
-    const rooms = new Set(this.#rooms.names());
+    const rooms = new Set(this.#roomNames());
     for (const answer of answers.values()) for (const room of answer as string[]) rooms.add(room);
     return { rooms: [...rooms].sort(), missing };
   }
@@ -494,6 +499,7 @@ export class ScaledWebSocketServer<
       maxInFlightPerClient: options.maxInFlightPerClient,
       replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
       receiptDelayMs: RECEIPT_DELAY_MS,
+      keepsDirect: this.#options.directHistory !== undefined,
       sessions: this.#sessions,
       owner: (identity) => {
         try {
@@ -699,6 +705,21 @@ export class ScaledWebSocketServer<
     if (this.#closing !== undefined) throw new ServerClosedError();
     const header: BusHeader = { n: this.nodeId, c: id, o: op };
     if (argument !== undefined) header.a = argument;
+    const inbox = this.#options.directHistory;
+    if (
+      message !== undefined &&
+      !message.volatile &&
+      inbox !== undefined &&
+      SessionTokens.isSessionId(id)
+    ) {
+      // Kept in the session's stream first, so a client that is away gets it when it resumes.
+      const room = inboxOf(id);
+      const position = await inbox.append(room, message.historyPayload());
+      message = message.at(room, position.offset, position.epoch);
+      header.r = [room];
+      header.s = position.offset;
+      header.e = position.epoch;
+    }
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, message);
     await this.#mesh.direct(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
@@ -707,7 +728,13 @@ export class ScaledWebSocketServer<
   async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
     switch (header.o) {
       case 'send':
-        if (message !== undefined) client.deliver(message);
+        if (message === undefined) return;
+        // A kept direct message goes through the session's stream: in order, once.
+        if (message.room !== undefined && client.inRoom(message.room)) {
+          this.#rooms.deliver(message.room, message);
+        } else {
+          client.deliver(message);
+        }
         return;
       case 'join':
         return void (await this.#join(client, String(header.a)));
@@ -735,7 +762,7 @@ export class ScaledWebSocketServer<
   }
 
   #answer(type: string, argument: unknown): unknown {
-    if (type === 'rooms') return this.#rooms.names();
+    if (type === 'rooms') return this.#roomNames();
     if (type === 'clients') return this.#localClients(argument as string | undefined);
     return undefined;
   }
@@ -745,8 +772,13 @@ export class ScaledWebSocketServer<
     return [...clients].map((client) => ({
       id: client.id,
       nodeId: this.nodeId,
-      rooms: [...client.roomList],
+      rooms: [...client.rooms],
     }));
+  }
+
+  /** The application's rooms with local members (not the sessions' direct-message streams). */
+  #roomNames(): string[] {
+    return this.#rooms.names().filter((room) => !isInbox(room));
   }
 
   async #ask(type: string, argument: unknown, options?: QueryOptions): Promise<MeshAnswers> {
@@ -813,3 +845,5 @@ function sleep(ms: number): Promise<void> {
 }
 
 function ignore(): void {}
+
+async function unsubscribed(): Promise<void> {}

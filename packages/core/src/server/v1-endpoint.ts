@@ -8,13 +8,15 @@ import type { JoinOutcome, ReplayBudget } from '../history/room-stream.js';
 import { closeReason } from '../internal/close-reason.js';
 import { wsFrame } from '../internal/ws-frame.js';
 import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
-import type {
-  AckMessage,
-  ClientMessage,
-  HelloMessage,
-  ProtocolErrorCode,
-  WelcomeMessage,
-  WelcomeRoom,
+import {
+  type AckMessage,
+  type ClientMessage,
+  type HelloMessage,
+  inboxOf,
+  type ProtocolErrorCode,
+  RESERVED_ROOM_PREFIX,
+  type WelcomeMessage,
+  type WelcomeRoom,
 } from '../protocol/messages.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../session/sessions.js';
 import type { AnyClient } from './client.js';
@@ -31,6 +33,8 @@ export interface V1Host {
   readonly maxInFlightPerClient: number;
   /** How long a `rcv` may wait, so that it covers every frame a client sent meanwhile. */
   readonly receiptDelayMs: number;
+  /** Whether sessions keep their direct messages in a stream of their own. */
+  readonly keepsDirect: boolean;
   readonly sessions: Sessions;
   /** What one resume may replay, over all its rooms. */
   replayBudget(): ReplayBudget;
@@ -215,6 +219,11 @@ export class V1Endpoint {
       const seen = hello.rooms?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[room] = await this.#rejoin(client, room, from, replay, budget);
+    }
+    // A session whose direct messages are kept is in its own stream from its start.
+    const inbox = inboxOf(client.id);
+    if (host.keepsDirect && !(inbox in rooms)) {
+      rooms[inbox] = await this.#rejoin(client, inbox, undefined, replay, budget);
     }
     if (client.gone) return undefined;
     const welcome: WelcomeMessage = {
@@ -408,7 +417,7 @@ export class V1Endpoint {
 
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
     if (!this.#roomLeft(client, id, room)) return;
-    if (!(await this.#authorized(client, room))) {
+    if (room.startsWith(RESERVED_ROOM_PREFIX) || !(await this.#authorized(client, room))) {
       return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
     // Checked again: other joins of the client may have finished while this one was authorized.

@@ -2,6 +2,8 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { InvalidOptionError } from '../errors.js';
 
 const PREFIX = 'v1.';
+/** 16 random bytes in base64url. */
+const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
 
 /**
  * Signs and verifies session tokens: `v1.<session id>.<HMAC-SHA256 of the id>`, base64url.
@@ -22,6 +24,11 @@ export class SessionTokens {
   /** A new, unguessable session id (128 random bits). */
   static newSessionId(): string {
     return randomBytes(16).toString('base64url');
+  }
+
+  /** Whether an id has the shape of a session id (raw clients' ids never do). */
+  static isSessionId(id: string): boolean {
+    return SESSION_ID.test(id);
   }
 
   /** The token a client presents to resume the session. */
