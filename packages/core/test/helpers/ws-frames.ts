@@ -179,6 +179,8 @@ export const rawChunk: fc.Arbitrary<Chunk> = fc.oneof(
 
 const room = fc.oneof(
   fc.constantFrom('lobby', 'h:feed', 'probe', 'deny:x', 'h:ünïcödé', '房间', '\u0000', ''),
+  // The server's own names: a session's direct-message stream and the reserved prefix.
+  fc.constantFrom('~direct:fuzzed', '~direct:', '~', '~h:feed'),
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.string({ unit: 'binary', minLength: LIMITS.room - 2, maxLength: LIMITS.room + 2 }),
 );
