@@ -9,6 +9,7 @@ export default defineConfig({
     'load/load-main': 'src/load/load-main.ts',
     'tools/profile-summary': 'src/tools/profile-summary.ts',
     'tools/heap-summary': 'src/tools/heap-summary.ts',
+    'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',
     'upstream/upstream-run': 'src/upstream/upstream-run.ts',
     'upstream/upstream-node': 'src/upstream/upstream-node.ts',
   },

@@ -17,7 +17,7 @@ import {
 import { cpuTimes, describeMachine, loadAverage, packageVersions } from './harness/machine.js';
 import { Processes } from './harness/processes.js';
 import type { Results } from './harness/results.js';
-import { type RunContext, runChurn, runFanout, runIdle } from './harness/scenarios.js';
+import { type RunContext, runChurn, runFanout, runIdle, runScale } from './harness/scenarios.js';
 import { hasBinary, type Service, startNats, startRedis } from './harness/services.js';
 import { runSoak } from './harness/soak-scenario.js';
 import { writeReport } from './report/write-report.js';
@@ -77,6 +77,7 @@ async function main(): Promise<number> {
       ...(implementation.experimental ? { experimental: true } : {}),
       ...(implementation.churn ? { churn: true } : {}),
       ...(implementation.soak ? { soak: true } : {}),
+      ...(implementation.scale ? { scale: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
     else log(`${implementation.id}: ${reason}`);
@@ -109,6 +110,7 @@ async function main(): Promise<number> {
     idle: {},
     churn: {},
     soak: {},
+    scale: {},
     errors: [],
   };
 
@@ -225,6 +227,24 @@ async function main(): Promise<number> {
             results.soak = soak;
           },
         );
+      }
+      if (!options.skipScale) {
+        // Node counts and implementations both rotate, so neither always runs first.
+        for (const nodes of rotate(options.sizes.scaleNodes ?? [], round - 1)) {
+          await each(
+            `scale ${nodes} nodes`,
+            round,
+            order.filter((item) => item.scale),
+            async (implementation) => {
+              log(`round ${round} direct on ${nodes} nodes: ${implementation.id}`);
+              const measured = await runScale(context, implementation, nodes, round);
+              const scale = results.scale ?? {};
+              scale[implementation.id] = [...(scale[implementation.id] ?? []), measured];
+              results.scale = scale;
+              log(`  ${summary(measured.direct)}`);
+            },
+          );
+        }
       }
     }
   } finally {

@@ -1,9 +1,10 @@
 /**
  * Runs the benchmark harness in smoke mode (tiny sizes) for every implementation available here,
  * and checks that it produced complete results with nothing lost, duplicated or reordered, and
- * that every dropped `wscale.v1` client resumed and recovered what it missed, and that the churn
- * soak left no client, room or broker subscription behind. No timing is asserted: speed is for
- * the full run to report, not for a test to judge.
+ * that every dropped `wscale.v1` client resumed and recovered what it missed, at every node count
+ * of the direct-scaling scenario too, and that the churn soak left no client, room or broker
+ * subscription behind. No timing is asserted: speed is for the full run to report, not for a test
+ * to judge.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -143,6 +144,30 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
         expect(after.subscriptions, label).toBe(baseline.subscriptions);
       }
     }
+    const scaleNodes = results.meta.sizes.scaleNodes ?? [];
+    expect(scaleNodes.length).toBeGreaterThan(1);
+    for (const implementation of available.filter((item) => item.scale)) {
+      const rounds = results.scale?.[implementation.id] ?? [];
+      expect(rounds.map((round) => round.nodes).sort(), implementation.id).toEqual(
+        Array.from({ length: results.meta.sizes.rounds }, () => scaleNodes)
+          .flat()
+          .sort(),
+      );
+      for (const { nodes, direct } of rounds) {
+        const label = `${implementation.id} direct on ${nodes} nodes`;
+        expect(direct.delivery.delivered, label).toBe(direct.delivery.expected);
+        expect(
+          [
+            direct.delivery.lost,
+            direct.delivery.duplicated,
+            direct.delivery.reordered,
+            direct.delivery.misrouted,
+          ],
+          label,
+        ).toEqual([0, 0, 0, 0]);
+        expect(direct.nodeCpuMicros, label).toHaveLength(nodes);
+      }
+    }
     for (const implementation of available.filter((item) => item.idle)) {
       const rounds = results.idle[implementation.id];
       expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
@@ -150,6 +175,7 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
     }
     const report = readFileSync(join(out, 'benchmarks.md'), 'utf8');
     for (const item of available) expect(report).toContain(item.label);
+    expect(report).toContain('## Direct messages as nodes are added');
     for (const chart of ['cpu-per-delivery.svg', 'latency-p99.svg', 'idle-memory.svg']) {
       expect(readFileSync(join(out, 'benchmarks', chart), 'utf8')).toMatch(/^<svg /);
     }

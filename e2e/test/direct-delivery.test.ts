@@ -59,7 +59,7 @@ async function runScenario(env: Record<string, string>, prefix: string): Promise
     expect(onVictim.length).toBeGreaterThan(0);
 
     const ids = watched.map((w) => w.client.clientId!);
-    const sending = nodes[0]!.directStream(ids, COUNT, INTERVAL_MS);
+    const sending = nodes[0]!.directs(ids, COUNT, INTERVAL_MS);
     await until(() => watched.every((w) => w.numbers.length >= COUNT / 3), 20_000, 'a third');
     balancer.backends = [nodes[0]!.port, nodes[2]!.port];
     await victim.kill();

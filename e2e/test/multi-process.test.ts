@@ -30,6 +30,26 @@ class RawClient {
   }
 }
 
+/** A `wscale.v1` connection written from the spec: says hello, keeps its direct messages. */
+class V1Socket {
+  readonly ws: WebSocket;
+  readonly texts: string[] = [];
+  readonly welcome: Promise<{ session: string; client: string }>;
+
+  constructor(port: number, session?: string) {
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/`, ['wscale.v1']);
+    this.ws.on('open', () => this.ws.send(JSON.stringify({ t: 'hello', session })));
+    this.welcome = new Promise((resolve) => {
+      this.ws.on('message', (data) => {
+        const message = JSON.parse(String(data)) as { t: string; r?: string; d?: string };
+        if (message.t === 'welcome') resolve(message as never);
+        // A direct message names no room.
+        if (message.t === 'msg' && message.r === undefined) this.texts.push(message.d ?? '');
+      });
+    });
+  }
+}
+
 /**
  * Three node processes on one broker service, real clients spread across them: a room broadcast
  * and a direct send reach exactly the right clients, once.
@@ -75,6 +95,36 @@ function multiProcess(env: () => Record<string, string>, prefix: string) {
       }
     } finally {
       for (const client of clients) client.ws.terminate();
+      await Promise.all(nodes.map((node) => node.stop()));
+    }
+  }, 60_000);
+
+  it('delivers every direct message once while its session moves to another node', async () => {
+    const nodes = await Promise.all(
+      [0, 1, 2].map((i) =>
+        NodeProcess.start(`${prefix}-move-${i}`, { ...env(), SESSION_SECRET: 'x'.repeat(32) }),
+      ),
+    );
+    const sockets: V1Socket[] = [];
+    try {
+      const first = new V1Socket(nodes[0]!.port);
+      sockets.push(first);
+      const { session, client } = await first.welcome;
+      const total = 300;
+      const sending = nodes[2]!.directs([client], total, 2);
+      await until(() => first.texts.length >= 60, 10_000, 'the first messages');
+      // Taken over while messages keep coming and the old connection still reads.
+      const second = new V1Socket(nodes[1]!.port, session);
+      sockets.push(second);
+      await second.welcome;
+      await sending;
+      const all = () => [...first.texts, ...second.texts].map(Number);
+      await until(() => all().length >= total, 10_000, `${total} messages`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(all().sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+      expect(second.texts.length).toBeGreaterThan(0);
+    } finally {
+      for (const socket of sockets) socket.ws.terminate();
       await Promise.all(nodes.map((node) => node.stop()));
     }
   }, 60_000);

@@ -23,6 +23,11 @@ export interface Sizes {
   churnMessages: number;
   /** Client lives of the churn soak. */
   soakCycles: number;
+  /**
+   * Node counts of the direct-scaling scenario (direct messages as nodes are added). Absent in
+   * results written before it existed.
+   */
+  scaleNodes?: number[];
   /** Payload bytes. */
   size: number;
   /** Warm-up broadcasts before measuring. */
@@ -46,6 +51,7 @@ export const DEFAULT_SIZES: Sizes = {
   churnClients: 1000,
   churnMessages: 20,
   soakCycles: 5000,
+  scaleNodes: [2, 4, 8],
   size: 64,
   warmup: 20,
   quietMs: 3000,
@@ -65,6 +71,7 @@ export const SMOKE_SIZES: Sizes = {
   churnClients: 20,
   churnMessages: 5,
   soakCycles: 60,
+  scaleNodes: [2, 3],
   size: 64,
   warmup: 5,
   quietMs: 2000,
@@ -87,6 +94,7 @@ export interface RunOptions {
   skipFanout: boolean;
   skipChurn: boolean;
   skipSoak: boolean;
+  skipScale: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
 }
@@ -94,8 +102,8 @@ export interface RunOptions {
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
-  [--churn-clients C] [--churn-messages M] [--soak-cycles N]
-  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--verbose]
+  [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
+  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -123,6 +131,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'no-churn': { type: 'boolean', default: false },
       'no-soak': { type: 'boolean', default: false },
       'soak-cycles': { type: 'string' },
+      'no-scale': { type: 'boolean', default: false },
+      'scale-nodes': { type: 'string' },
       'churn-clients': { type: 'string' },
       'churn-messages': { type: 'string' },
       'report-from': { type: 'string' },
@@ -142,7 +152,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     if (!Number.isFinite(parsed) || parsed < min) throw new Error(`--${name} must be >= ${min}`);
     return parsed;
   };
-  const set = (key: keyof Sizes, name: string, min: number) => {
+  const set = (key: Exclude<keyof Sizes, 'scaleNodes'>, name: string, min: number) => {
     const value = number(name, values[name as keyof typeof values] as string | undefined, min);
     if (value !== undefined) sizes[key] = value;
   };
@@ -166,6 +176,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
           .split(',')
           .map((item) => item.trim())
           .filter(Boolean);
+  const scaleNodes = list(values['scale-nodes'])?.map((item) => number('scale-nodes', item, 2)!);
+  if (scaleNodes !== undefined) sizes.scaleNodes = scaleNodes;
   return {
     sizes,
     smoke: values.smoke ?? false,
@@ -178,6 +190,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     skipFanout: values['no-fanout'] ?? false,
     skipChurn: values['no-churn'] ?? false,
     skipSoak: values['no-soak'] ?? false,
+    skipScale: values['no-scale'] ?? false,
     reportFrom: values['report-from'],
   };
 }

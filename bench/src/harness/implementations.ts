@@ -21,6 +21,8 @@ export interface Implementation {
   churn?: boolean;
   /** Takes part in the churn soak (wscale on Redis: its subscriptions can be counted). */
   soak?: boolean;
+  /** Takes part in the direct-scaling scenario (direct messages at several node counts). */
+  scale?: boolean;
   /** An experiment (not a product): shown in the tables, left out of the targets. */
   experimental?: boolean;
   /** What must be importable for it to run (besides its brokers). */
@@ -30,6 +32,7 @@ export interface Implementation {
 export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'ws-redis',
+    scale: true,
     label: 'hand-written ws + ioredis',
     client: 'ws',
     needs: ['redis'],
@@ -42,6 +45,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
     id: 'wscale-redis',
     churn: true,
     soak: true,
+    scale: true,
     label: 'wscale (Redis)',
     client: 'ws',
     needs: ['redis'],

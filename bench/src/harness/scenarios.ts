@@ -7,6 +7,7 @@ import type {
   ChurnResult,
   ConnectArgs,
   ConnectResult,
+  DirectArgs,
   SendArgs,
   WarmupArgs,
 } from '../load/load-main.js';
@@ -66,6 +67,16 @@ export interface ChurnRound {
   /** Connecting every `wscale.v1` client and joining the room (acknowledged), ms. */
   connectMs: number;
   cycles: ChurnCycle[];
+}
+
+/** Direct messages with the clients spread over one of the scenario's node counts. */
+export interface ScaleRound {
+  round: number;
+  nodes: number;
+  /** CPU time of each node over an idle window just before the phase, and its length. */
+  idleCpuMicros: number[];
+  idleMs: number;
+  direct: PhaseResult;
 }
 
 export interface IdleRound {
@@ -203,17 +214,7 @@ export async function runFanout(
   const load = startLoad(context);
   try {
     const rssStarted = (await group.sample('settle')).map((sample) => sample.rss);
-    const connectArgs: ConnectArgs = {
-      kind: implementation.client,
-      urls: group.urls,
-      clients: sizes.clients,
-      publisherNode: 0,
-      concurrency: 50,
-      timeoutMs: 120_000,
-    };
-    const connected = await load.peer.request<ConnectResult>('connect', connectArgs, 130_000);
-    const warmupArgs: WarmupArgs = { messages: sizes.warmup, timeoutMs: 15_000 };
-    const warm = await load.peer.request<{ ms: number }>('warmup', warmupArgs, 30_000);
+    const { connected, warm } = await connectAll(context, implementation, group, load.peer);
     const rssConnected = (await group.sample('settle')).map((sample) => sample.rss);
     const common = { size: sizes.size, quietMs: sizes.quietMs, drainMs: sizes.drainMs };
     context.log(`  fixed rate: ${sizes.messages} messages at ${sizes.rate}/s`);
@@ -247,21 +248,7 @@ export async function runFanout(
       round,
     );
     context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
-    const direct = await measure(
-      context,
-      implementation,
-      group,
-      load.peer,
-      'direct',
-      {
-        ...common,
-        messages: sizes.directMessages,
-        rate: sizes.directRate,
-        publisherNode: 0,
-      },
-      'direct',
-      round,
-    );
+    const direct = await measureDirect(context, implementation, group, load.peer, 'direct', round);
     return {
       round,
       nodes: group.urls.length,
@@ -272,6 +259,102 @@ export async function runFanout(
       rssConnected,
       fixed,
       max,
+      direct,
+    };
+  } finally {
+    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
+    await load.stop();
+    await group.stop();
+  }
+}
+
+/** Connects the fan-out scenario's clients round-robin over the nodes, and warms them up. */
+async function connectAll(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+  load: Peer,
+) {
+  const connectArgs: ConnectArgs = {
+    kind: implementation.client,
+    urls: group.urls,
+    clients: context.sizes.clients,
+    publisherNode: 0,
+    concurrency: 50,
+    timeoutMs: 120_000,
+  };
+  const connected = await load.request<ConnectResult>('connect', connectArgs, 130_000);
+  const warmupArgs: WarmupArgs = { messages: context.sizes.warmup, timeoutMs: 15_000 };
+  const warm = await load.request<{ ms: number }>('warmup', warmupArgs, 30_000);
+  return { connected, warm };
+}
+
+/**
+ * Direct messages from the publisher on node 0 to clients on the other nodes, round robin, or on
+ * `targetNode` alone.
+ */
+function measureDirect(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+  load: Peer,
+  name: string,
+  round: number,
+  targetNode?: number,
+): Promise<PhaseResult> {
+  const { sizes } = context;
+  const args: DirectArgs = {
+    size: sizes.size,
+    quietMs: sizes.quietMs,
+    drainMs: sizes.drainMs,
+    messages: sizes.directMessages,
+    rate: sizes.directRate,
+    publisherNode: 0,
+    ...(targetNode === undefined ? {} : { targetNode }),
+  };
+  return measure(context, implementation, group, load, 'direct', args, name, round);
+}
+
+/**
+ * Direct messages as nodes are added: the fan-out scenario's clients spread over `nodes` node
+ * processes, then the direct phase alone, every message for a client of node 1. What a message
+ * needs (node 0 takes it, node 1 writes it) is then the same at every node count, so the whole
+ * cluster's CPU per message grows only with what the other nodes spend on it, which should be
+ * nothing.
+ */
+export async function runScale(
+  context: RunContext,
+  implementation: Implementation,
+  nodes: number,
+  round: number,
+): Promise<ScaleRound> {
+  const group = await startGroup(context, implementation, nodes);
+  const load = startLoad(context);
+  try {
+    await connectAll(context, implementation, group, load.peer);
+    // What the nodes cost doing nothing (timers, the broker connection), as long as the phase
+    // sends: the more nodes, the more of it, whatever the messages cost.
+    await group.sample('settle');
+    const idleMs = (context.sizes.directMessages / context.sizes.directRate) * 1000;
+    const before = await group.sample();
+    const idleStart = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
+    const after = await group.sample();
+    const idleCpuMicros = after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros);
+    const direct = await measureDirect(
+      context,
+      implementation,
+      group,
+      load.peer,
+      `scale${nodes}`,
+      round,
+      1,
+    );
+    return {
+      round,
+      nodes: group.urls.length,
+      idleCpuMicros,
+      idleMs: performance.now() - idleStart,
       direct,
     };
   } finally {

@@ -43,6 +43,13 @@ export interface SendArgs {
   drainMs: number;
 }
 
+/** Direct messages: from the publisher's node to clients on other nodes, or on one of them. */
+export interface DirectArgs extends SendArgs {
+  publisherNode: number;
+  /** Only clients of this node receive (default: every node but the publisher's). */
+  targetNode?: number;
+}
+
 export interface ChurnArgs {
   /** Clients expected to drop (those of the node the orchestrator drops). */
   drops: number;
@@ -269,9 +276,13 @@ function fanout(args: SendArgs): Promise<DeliveryResult> {
 }
 
 /** Direct messages from the publisher to clients on other nodes than its own (round robin). */
-function direct(args: SendArgs & { publisherNode: number }): Promise<DeliveryResult> {
+function direct(args: DirectArgs): Promise<DeliveryResult> {
   const raw = clients as BenchClient[];
-  const remote = raw.filter((client) => client.node !== args.publisherNode);
+  const remote = raw.filter((client) =>
+    args.targetNode === undefined
+      ? client.node !== args.publisherNode
+      : client.node === args.targetNode,
+  );
   const recipients = remote.length > 0 ? remote : raw;
   const targets = new Int32Array(args.messages);
   for (let seq = 0; seq < args.messages; seq++) {
@@ -310,7 +321,7 @@ serveRequests({
   soak: (args) => soak(args as SoakArgs),
   warmup: (args) => warmup(args as WarmupArgs),
   fanout: (args) => fanout(args as SendArgs),
-  direct: (args) => direct(args as SendArgs & { publisherNode: number }),
+  direct: (args) => direct(args as DirectArgs),
   close: () => close(),
   sample: () => stats.sample(),
   exit: () => {

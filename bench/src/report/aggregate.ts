@@ -5,6 +5,7 @@ import type {
   FanoutRound,
   IdleRound,
   PhaseResult,
+  ScaleRound,
 } from '../harness/scenarios.js';
 
 /** A value over the rounds: its median and range. */
@@ -91,6 +92,19 @@ export interface ChurnSummary {
   /** `wscale.v1` clients connected and joined (acknowledged) per second. */
   connectRate?: Spread;
   cycles: ChurnCycleSummary[];
+}
+
+/** Direct messages at one node count, over the rounds. */
+export interface ScaleSummary {
+  id: string;
+  label: string;
+  nodes: number;
+  rounds: number;
+  direct: PhaseSummary;
+  /** The cluster's CPU per message less what it spends idle over as long, µs. */
+  netCpu?: Spread;
+  /** The cluster's idle CPU per second of wall time, ms. */
+  idleCpu?: Spread;
 }
 
 export interface IdleSummary {
@@ -235,6 +249,33 @@ function summarizeChurn(id: string, label: string, rounds: ChurnRound[]): ChurnS
   return summary;
 }
 
+function summarizeScale(
+  id: string,
+  label: string,
+  nodes: number,
+  rounds: ScaleRound[],
+): ScaleSummary {
+  const summary: ScaleSummary = {
+    id,
+    label,
+    nodes,
+    rounds: rounds.length,
+    direct: summarizePhase(rounds.map((round) => round.direct)),
+  };
+  const idlePerMs = (round: ScaleRound) => sum(round.idleCpuMicros ?? []) / (round.idleMs || 1);
+  const net = spread(
+    rounds.map((round) => {
+      const { delivery, nodeCpuMicros } = round.direct;
+      const idle = idlePerMs(round) * delivery.durationMs;
+      return (sum(nodeCpuMicros) - idle) / Math.max(1, delivery.delivered);
+    }),
+  );
+  if (net !== undefined) summary.netCpu = net;
+  const idle = spread(rounds.map((round) => idlePerMs(round)));
+  if (idle !== undefined) summary.idleCpu = idle;
+  return summary;
+}
+
 function summarizeIdle(id: string, label: string, rounds: IdleRound[]): IdleSummary {
   const summary: IdleSummary = { id, label, rounds: rounds.length };
   const rss = spread(rounds.map((round) => (round.rssAfter - round.rssBefore) / round.connections));
@@ -251,10 +292,12 @@ export function summarize(results: Results): {
   fanout: FanoutSummary[];
   idle: IdleSummary[];
   churn: ChurnSummary[];
+  scale: ScaleSummary[];
 } {
   const fanout: FanoutSummary[] = [];
   const idle: IdleSummary[] = [];
   const churn: ChurnSummary[] = [];
+  const scale: ScaleSummary[] = [];
   for (const implementation of results.implementations) {
     const rounds = results.fanout[implementation.id];
     if (rounds !== undefined && rounds.length > 0) {
@@ -268,6 +311,13 @@ export function summarize(results: Results): {
     if (churnRounds !== undefined && churnRounds.length > 0) {
       churn.push(summarizeChurn(implementation.id, implementation.label, churnRounds));
     }
+    const scaleRounds = results.scale?.[implementation.id] ?? [];
+    for (const nodes of [...new Set(scaleRounds.map((round) => round.nodes))].sort(
+      (a, b) => a - b,
+    )) {
+      const rounds = scaleRounds.filter((round) => round.nodes === nodes);
+      scale.push(summarizeScale(implementation.id, implementation.label, nodes, rounds));
+    }
   }
-  return { fanout, idle, churn };
+  return { fanout, idle, churn, scale };
 }

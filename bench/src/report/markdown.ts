@@ -5,6 +5,7 @@ import type {
   FanoutSummary,
   IdleSummary,
   PhaseSummary,
+  ScaleSummary,
   Spread,
 } from './aggregate.js';
 import { soakSection } from './soak-section.js';
@@ -52,7 +53,12 @@ function table(header: string[], rows: string[][]): string {
 const isOwn = (id: string) => id.startsWith('wscale-');
 
 /** The targets of DESIGN.md, checked for each wscale implementation measured. */
-function targets(fanout: FanoutSummary[], idle: IdleSummary[], churn: ChurnSummary[]): string {
+function targets(
+  fanout: FanoutSummary[],
+  idle: IdleSummary[],
+  churn: ChurnSummary[],
+  scale: ScaleSummary[],
+): string {
   const base = fanout.find((row) => row.id === BASELINE.fanout);
   const bare = idle.find((row) => row.id === BASELINE.idle);
   const rows: string[][] = [];
@@ -105,7 +111,83 @@ function targets(fanout: FanoutSummary[], idle: IdleSummary[], churn: ChurnSumma
       memory === undefined ? undefined : memory <= 1.1,
     );
   }
+  for (const id of new Set(scale.filter((row) => isOwn(row.id)).map((row) => row.id))) {
+    const own = scale.filter((row) => row.id === id);
+    const fewest = own[0]!;
+    const most = own[own.length - 1]!;
+    if (most.nodes === fewest.nodes) continue;
+    for (const [what, pick] of [
+      ['cluster CPU', (row: ScaleSummary) => row.direct.cpu],
+      ['cluster CPU less idle', (row: ScaleSummary) => row.netCpu],
+    ] as const) {
+      const growth = ratioOf(pick(most), pick(fewest));
+      check(
+        most.label,
+        `${what} / direct message at ${most.nodes} nodes ≤ 1.1× at ${fewest.nodes}`,
+        growth === undefined ? '—' : `${growth.toFixed(3)}×`,
+        growth === undefined ? undefined : growth <= 1.1,
+      );
+    }
+    for (const row of own) {
+      const base = scale.find((item) => item.id === BASELINE.fanout && item.nodes === row.nodes);
+      const versus = ratioOf(row.direct.cpu, base?.direct.cpu);
+      check(
+        row.label,
+        `cluster CPU / direct message at ${row.nodes} nodes ≤ hand-written`,
+        versus === undefined ? '—' : `${versus.toFixed(3)}×`,
+        versus === undefined ? undefined : versus <= 1,
+      );
+    }
+  }
   return table(['implementation', 'target (DESIGN.md)', 'measured', ''], rows);
+}
+
+function ratioOf(value: Spread | undefined, base: Spread | undefined): number | undefined {
+  return value === undefined || base === undefined || base.median === 0
+    ? undefined
+    : value.median / base.median;
+}
+
+/** Direct messages as nodes are added: each implementation against itself and the baseline. */
+function scaleTable(scale: ScaleSummary[]): string {
+  return table(
+    [
+      'implementation',
+      'nodes',
+      'messages/s',
+      'cluster CPU µs/message',
+      '× its fewest nodes',
+      '× hand-written',
+      'less idle µs/message',
+      '× its fewest nodes ',
+      '× hand-written ',
+      'idle CPU ms/s',
+      'broker CPU µs/message',
+      'p50 ms',
+      'p99 ms',
+      'lost / dup / reordered / misrouted',
+    ],
+    scale.map((row) => {
+      const fewest = scale.find((item) => item.id === row.id);
+      const base = scale.find((item) => item.id === BASELINE.fanout && item.nodes === row.nodes);
+      return [
+        row.label,
+        String(row.nodes),
+        fmt(row.direct.rate, 0),
+        fmt(row.direct.cpu),
+        ratio(row.direct.cpu, fewest?.direct.cpu),
+        ratio(row.direct.cpu, base?.direct.cpu),
+        fmt(row.netCpu),
+        ratio(row.netCpu, fewest?.netCpu),
+        ratio(row.netCpu, base?.netCpu),
+        fmt(row.idleCpu),
+        fmt(row.direct.brokerCpu),
+        fmt(row.direct.p50),
+        fmt(row.direct.p99),
+        faults(row.direct, true),
+      ];
+    }),
+  );
 }
 
 export interface ReportInput {
@@ -113,12 +195,21 @@ export interface ReportInput {
   fanout: FanoutSummary[];
   idle: IdleSummary[];
   churn: ChurnSummary[];
+  scale: ScaleSummary[];
   charts: string[];
   analysis: string | undefined;
 }
 
 /** `docs/benchmarks.md`. */
-export function markdown({ results, fanout, idle, churn, charts, analysis }: ReportInput): string {
+export function markdown({
+  results,
+  fanout,
+  idle,
+  churn,
+  scale,
+  charts,
+  analysis,
+}: ReportInput): string {
   const { meta } = results;
   const { sizes, machine } = meta;
   const base = fanout.find((row) => row.id === BASELINE.fanout);
@@ -365,6 +456,22 @@ export function markdown({ results, fanout, idle, churn, charts, analysis }: Rep
     );
   }
   push(...soakSection(results, table));
+  if (scale.length > 0) {
+    push(
+      '## Direct messages as nodes are added',
+      '',
+      scaleTable(scale),
+      '',
+      `The ${sizes.clients} clients spread over ${(sizes.scaleNodes ?? []).join(', ')} node processes; the publisher (on node 0) sends ${sizes.directMessages} direct`,
+      `messages at ${sizes.directRate}/s to the clients of node 1 alone, round robin. What a message needs (node 0 takes it,`,
+      'node 1 writes it) is the same at every node count; the other nodes hold clients but none of these',
+      'messages is for them. "Cluster CPU" is the sum over every node process: what a message costs the',
+      'whole cluster.',
+      '"Less idle" subtracts what the same nodes spent over an idle window as long as the sending,',
+      'measured just before it (after collecting garbage): the cost of the messages themselves.',
+      '',
+    );
+  }
   push(
     '## Connecting',
     '',
@@ -377,7 +484,7 @@ export function markdown({ results, fanout, idle, churn, charts, analysis }: Rep
     '',
     '## Targets',
     '',
-    targets(fanout, idle, churn),
+    targets(fanout, idle, churn, scale),
     '',
   );
   if (charts.length > 0) {

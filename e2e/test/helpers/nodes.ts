@@ -45,6 +45,12 @@ export class NodeProcess {
     await this.#next((message) => message.done === true, 10_000);
   }
 
+  /** Sends "1" to "count" to each client from this node, one round every `intervalMs`. */
+  async directs(ids: string[], count: number, intervalMs: number): Promise<void> {
+    this.#child.send({ directs: { ids, count, intervalMs } });
+    await this.#next((message) => message.directsSent === count, count * intervalMs + 30_000);
+  }
+
   /** Asks this node which clients are in a room cluster-wide (`wss.fetchClients`). */
   async fetchClients(room: string, timeoutMs: number) {
     this.#child.send({ fetchClients: { room, timeoutMs } });
@@ -60,12 +66,6 @@ export class NodeProcess {
   /** Lets a frozen process run again (SIGCONT). */
   thaw(): void {
     this.#child.kill('SIGCONT');
-  }
-
-  /** Sends `count` numbered direct messages to each client, one round every `intervalMs`. */
-  async directStream(ids: string[], count: number, intervalMs: number): Promise<void> {
-    this.#child.send({ directStream: { ids, count, intervalMs } });
-    await this.#next((message) => message.directed === count, count * intervalMs + 30_000);
   }
 
   /** Kills the process at once, as a crash would. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
+  DeliverPolicy,
   DiscardPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
@@ -87,6 +88,16 @@ interface Tail {
 }
 
 const MAX_CACHED_ROOMS = 10_000;
+/** Probes for a scan's start before it walks the room from its oldest entry instead. */
+const MAX_PROBES = 16;
+
+/** A scan of a room in flight, which concurrent reads of a range it covers share. */
+interface Scan {
+  epoch: string;
+  first: number;
+  last: number;
+  entries: Promise<HistoryEntry[] | undefined>;
+}
 
 /**
  * A {@link History} on a JetStream stream: one subject per room, limited by the stream's max
@@ -114,6 +125,7 @@ export class NatsHistory implements History {
   readonly #tails = new Map<string, Tail>();
   /** Appends of one room from this instance run one at a time: they would only race each other. */
   readonly #appending = new Map<string, Promise<unknown>>();
+  readonly #scans = new Map<string, Scan[]>();
   #api: Promise<{ js: JetStreamClient; jsm: JetStreamManager }> | undefined;
   #closed = false;
 
@@ -190,7 +202,7 @@ export class NatsHistory implements History {
       }
       const first = after.offset + 1;
       const last = Math.min(tail.offset, after.offset + limit);
-      const entries = await this.#scan(js, room, first, last, tail);
+      const entries = await this.#entries({ js, jsm }, room, first, last, tail);
       if (entries === undefined) return { ok: false, reason: 'too-old', position };
       return { ok: true, epoch: tail.epoch, entries };
     });
@@ -309,21 +321,68 @@ export class NatsHistory implements History {
   }
 
   /**
-   * Entries `first..last` of the room, in order, or `undefined` when `first` was already trimmed.
-   * An ordered consumer walks the room's subject from its oldest kept entry.
+   * Entries `first..last` of the room, or `undefined` when `first` was already trimmed. Entries
+   * never change once stored, so a read whose range an in-flight scan of the same epoch covers
+   * takes its part of that scan: a storm of resumes into one room reads the room once.
    */
-  async #scan(
-    js: JetStreamClient,
+  async #entries(
+    api: { js: JetStreamClient; jsm: JetStreamManager },
     room: string,
     first: number,
     last: number,
     tail: Tail,
   ): Promise<HistoryEntry[] | undefined> {
+    const covering = this.#scans
+      .get(room)
+      ?.find((s) => s.epoch === tail.epoch && s.first <= first && s.last >= last);
+    if (covering !== undefined) {
+      const shared = await covering.entries;
+      // The shared scan started earlier and may have met a trim that spares this later range.
+      if (shared !== undefined)
+        return shared.slice(first - covering.first, last - covering.first + 1);
+    }
+    const scan: Scan = {
+      epoch: tail.epoch,
+      first,
+      last,
+      entries: this.#scan(api, room, first, last, tail),
+    };
+    const scans = this.#scans.get(room) ?? [];
+    scans.push(scan);
+    this.#scans.set(room, scans);
+    try {
+      return await scan.entries;
+    } finally {
+      scans.splice(scans.indexOf(scan), 1);
+      if (scans.length === 0 && this.#scans.get(room) === scans) this.#scans.delete(room);
+    }
+  }
+
+  /**
+   * Entries `first..last` of the room, in order, or `undefined` when `first` was already trimmed.
+   * An ordered consumer walks the room's subject from the first entry's stream sequence.
+   */
+  async #scan(
+    { js, jsm }: { js: JetStreamClient; jsm: JetStreamManager },
+    room: string,
+    first: number,
+    last: number,
+    tail: Tail,
+  ): Promise<HistoryEntry[] | undefined> {
+    const start = await this.#startOf(jsm, room, first, tail);
     // A single filter as a string: the array form needs nats-server 2.10.
     const consumer = await js.consumers.get(this.#stream, {
       filter_subjects: this.entrySubject(room),
+      // The client's default keeps an idle ordered consumer for five minutes: one per read would
+      // pile up on the server. It is deleted below; this only bounds one whose delete is lost.
+      inactive_threshold: Math.max(this.#timeoutMs, 1000),
+      ...(start.seq > 1
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start.seq }
+        : {}),
     });
-    const messages = await consumer.consume({ max_messages: Math.min(last - first + 1, 256) });
+    const messages = await consumer.consume({
+      max_messages: Math.min(last - start.offset + 1, 256),
+    });
     // Bounded like every operation: a scan that outlives it must not keep its consumer.
     const timer = setTimeout(() => void messages.close(), this.#timeoutMs);
     const entries: HistoryEntry[] = [];
@@ -340,7 +399,39 @@ export class NatsHistory implements History {
     } finally {
       clearTimeout(timer);
       await messages.close();
+      void consumer.delete().catch(() => undefined);
     }
+  }
+
+  /**
+   * A stream sequence at or before the room's entry `first`, close to it, and the offset of the
+   * room's next entry from there (`first` itself when the probe hits; 1 when it falls back to the
+   * stream's start), so a scan need not walk the room from its oldest entry.
+   *
+   * Entries `first..tail` sit at distinct sequences up to the tail's, so `first` is at most
+   * `tail.offset - first` below it: when nothing else was written in between, the first probe
+   * hits. Otherwise each probe finds how many of the room's entries still lie below it and steps
+   * back twice as far as that suggests, so a busy stream costs a few probes, not a walk.
+   */
+  async #startOf(
+    jsm: JetStreamManager,
+    room: string,
+    first: number,
+    tail: Tail,
+  ): Promise<{ seq: number; offset: number }> {
+    const subject = this.entrySubject(room);
+    let seq = tail.seq - (tail.offset - first);
+    for (let probe = 0; probe < MAX_PROBES && seq > 1; probe++) {
+      // `next_by_subj` is in nats-server 2.9's message get; the client's type lacks it.
+      const query = { seq, next_by_subj: subject } as unknown as { seq: number };
+      const found = await jsm.streams.getMessage(this.#stream, query);
+      if (found === null || found.subject !== subject) break;
+      const { offset, epoch } = parseEntry(found.header);
+      if (epoch !== tail.epoch) break;
+      if (offset <= first) return { seq: found.seq, offset };
+      seq = found.seq - (offset - first) * 2 ** (probe + 1);
+    }
+    return { seq: 1, offset: 1 };
   }
 
   async #run<T>(

@@ -101,6 +101,65 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     });
   }, 15_000);
 
+  it('reads any range of a room whose entries sit among a busier room', async () => {
+    const name = `${stream}_interleaved`;
+    const writer = history({ stream: name });
+    let epoch = '';
+    for (let i = 1; i <= 30; i++) {
+      // Between 0 and 22 entries of another room before each of this room's, unevenly.
+      const others = (i * 7) % 23;
+      await Promise.all(
+        Array.from({ length: others }, () => writer.append('busy', Buffer.from('b'))),
+      );
+      epoch = (await writer.append('quiet', Buffer.from(`q${i}`))).epoch;
+    }
+    const reader = history({ stream: name });
+    const expected = (after: number, count: number) =>
+      Array.from({ length: count }, (_, i) => `q${after + 1 + i}`);
+    for (let after = 0; after < 30; after += 1) {
+      const read = await reader.read('quiet', { offset: after, epoch });
+      expect(read.ok && read.entries.map((e) => text(e.payload))).toEqual(
+        expected(after, 30 - after),
+      );
+      const two = await reader.read('quiet', { offset: after, epoch }, 2);
+      expect(two.ok && two.entries.map((e) => text(e.payload))).toEqual(
+        expected(after, Math.min(2, 30 - after)),
+      );
+    }
+  }, 30_000);
+
+  it('answers concurrent reads of one room each with its own range, leaving no consumer', async () => {
+    const name = `${stream}_concurrent`;
+    const h = history({ stream: name });
+    let epoch = '';
+    for (let i = 1; i <= 40; i++) {
+      await h.append('other', Buffer.from('o'));
+      epoch = (await h.append('room', Buffer.from(`m${i}`))).epoch;
+    }
+    const reader = history({ stream: name });
+    const ranges = Array.from({ length: 60 }, (_, i) => ({ after: i % 9, limit: 1 + (i % 31) }));
+    const reads = await Promise.all(
+      ranges.map(({ after, limit }) => reader.read('room', { offset: after, epoch }, limit)),
+    );
+    reads.forEach((read, i) => {
+      const { after, limit } = ranges[i]!;
+      expect(read.ok && read.entries.map((e) => text(e.payload))).toEqual(
+        Array.from({ length: limit }, (_, k) => `m${after + 1 + k}`),
+      );
+    });
+    const nc = await connect({ servers: nats.server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      await until(
+        async () => (await jsm.streams.info(name)).state.consumer_count === 0,
+        5000,
+        'the reads to delete their consumers',
+      );
+    } finally {
+      await nc.close();
+    }
+  });
+
   it('appendAndPublish stores and delivers each entry once, in offset order', async () => {
     const options = { stream: `${stream}_republish`, republishTo: 'wscale.' };
     const [h1, h2] = [history(options), history(options)];

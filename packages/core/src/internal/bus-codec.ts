@@ -18,6 +18,10 @@ export enum BusKind {
   Request = 5,
   /** One node's answer to a question. */
   Response = 6,
+  /** A session is now held by the sending node: whoever held it closes it and forwards to it. */
+  Moved = 7,
+  /** Tells a sender which node holds a client (`a`), or that it should stop routing there. */
+  Located = 8,
 }
 
 /** Flag bits of a bus frame. */
@@ -50,6 +54,14 @@ export interface BusHeader {
   s?: number;
   /** Epoch of a history room's message. */
   e?: string;
+  /** The node a direct operation was routed to (absent: it went to every node). */
+  d?: string;
+  /** How many times a direct operation was passed on by a node that did not hold the client. */
+  h?: number;
+  /** The node that first sent a direct operation that was passed on. */
+  w?: string;
+  /** Set on a direct operation sent to every node: the holder answers where the client is. */
+  l?: 1;
 }
 
 /** Operations a node can ask of a client held by another node. */

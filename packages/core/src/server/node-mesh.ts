@@ -9,7 +9,10 @@ import {
 
 /** What the mesh hands to its server. */
 export interface MeshHandlers {
-  /** A broadcast or direct operation from another node (own frames are filtered out). */
+  /**
+   * A broadcast, a direct operation or news of where a client is, from another node (own frames
+   * are filtered out).
+   */
   deliver(frame: BusFrame): void;
   /** Answers another node's question. */
   answer(type: string, argument: unknown): unknown;
@@ -43,8 +46,8 @@ interface PendingRequest {
  * One node's place in the cluster: the topics it listens on, node heartbeats and liveness, and
  * request/response between nodes. Everything here is the same for every broker.
  *
- * Topics: `<prefix>all` (every node), `<prefix>node:<id>` (one node), `<prefix>room:<name>` (nodes
- * with local members of a room).
+ * Topics: `<prefix>all` (every node), `<prefix>node:<id>` (one node: answers, and direct operations
+ * for its clients), `<prefix>room:<name>` (nodes with local members of a room).
  */
 export class NodeMesh {
   readonly #broker: Broker;
@@ -125,12 +128,21 @@ export class NodeMesh {
     return this.#broker.publish(topic, encodeBusFrame(BusKind.Broadcast, header, payload, flags));
   }
 
-  /** Publishes a direct operation for a client on some other node. */
-  direct(header: BusHeader, payload: Uint8Array, flags: number): Promise<void> {
-    return this.#broker.publish(
-      this.#allTopic,
-      encodeBusFrame(BusKind.Direct, header, payload, flags),
-    );
+  /** Publishes a frame to one node, or to every node when `node` is undefined. */
+  send(
+    kind: BusKind,
+    node: string | undefined,
+    header: BusHeader,
+    payload?: Uint8Array,
+    flags?: number,
+  ): Promise<void> {
+    const topic = node === undefined ? this.#allTopic : this.nodeTopic(node);
+    return this.#broker.publish(topic, encodeBusFrame(kind, header, payload, flags));
+  }
+
+  /** Whether another node is alive, as far as this node knows. */
+  isAlive(nodeId: string): boolean {
+    return this.#alive.has(nodeId);
   }
 
   /**
@@ -174,6 +186,8 @@ export class NodeMesh {
     switch (frame.kind) {
       case BusKind.Broadcast:
       case BusKind.Direct:
+      case BusKind.Moved:
+      case BusKind.Located:
         this.#handlers.deliver(frame);
         return;
       case BusKind.Heartbeat:

@@ -29,6 +29,7 @@ import { Sessions } from '../session/sessions.js';
 import { MemoryStateStore } from '../state/memory-state-store.js';
 import { BroadcastOperator } from './broadcast.js';
 import { type AnyClient, Client, type ClientHost } from './client.js';
+import { DirectRouter } from './direct-router.js';
 import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import { controlFrame, Outgoing } from './outgoing.js';
@@ -78,6 +79,7 @@ export class ScaledWebSocketServer<
   readonly #http: Server | undefined;
   readonly #attached: Server | undefined;
   readonly #mesh: NodeMesh;
+  readonly #router: DirectRouter;
   readonly #rooms: RoomRegistry;
   readonly #v1: V1Endpoint;
   readonly #clients = new Map<string, Client<Identity, Data>>();
@@ -137,11 +139,18 @@ export class ScaledWebSocketServer<
       {
         deliver: (frame) => this.#onRemote(frame),
         answer: (type, argument) => this.#answer(type, argument),
-        nodeUp: (nodeId) => this.emit('nodeUp', nodeId),
-        nodeDown: (nodeId) => this.emit('nodeDown', nodeId),
+        nodeUp: (nodeId) => {
+          this.#router.nodeUp(nodeId);
+          this.emit('nodeUp', nodeId);
+        },
+        nodeDown: (nodeId) => {
+          this.#router.nodeDown(nodeId);
+          this.emit('nodeDown', nodeId);
+        },
         error: (error) => this.#report(error),
       },
     );
+    this.#router = this.#directRouter();
     this.#rooms = new RoomRegistry({
       // A session's direct messages come by the direct path, not on a room topic.
       subscribe: (room, deliver) =>
@@ -386,7 +395,7 @@ export class ScaledWebSocketServer<
         this.#v1.accept(ws, socket, request, identity);
         return;
       }
-      const client = this.#register(newId(), ws, socket, identity, false);
+      const client = this.#register(this.#router.newClientId(), ws, socket, identity, false);
       this.#listen(ws);
       this.emit('connection', client, request);
     });
@@ -508,27 +517,23 @@ export class ScaledWebSocketServer<
           throw new HandlerError('sessionOwner', error);
         }
       },
-      alive: (nodeId) => nodeId === this.nodeId || this.#mesh.nodes.includes(nodeId),
+      alive: (nodeId) => nodeId === this.nodeId || this.#mesh.isAlive(nodeId),
       kick: (sessionId) => {
-        const older = this.#clients.get(sessionId);
-        if (older !== undefined) {
-          this.#clients.delete(sessionId);
-          older.close(CloseCode.SessionTakenOver, 'session resumed elsewhere');
-        }
+        this.#release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER);
         // Not awaited: the new connection already holds the session in the store, and a broker
         // that is down must not hold its welcome back.
-        const close: BusHeader = {
-          n: this.nodeId,
-          c: sessionId,
-          o: 'close',
-          a: [CloseCode.SessionTakenOver, 'session resumed elsewhere'],
-        };
-        this.#mesh.direct(close, EMPTY, 0).catch((error) => this.#report(error));
+        this.#router
+          .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
+          .catch((error) => this.#report(error));
       },
       register: (session, ws, socket, identity) => {
         const data = session.record?.data as Data | undefined;
         const client = this.#register(session.id, ws, socket, identity as Identity, true, data);
         client.conn = session.conn;
+        const arrived = this.#router.arrived(session.id);
+        // Operations that came while the session was being taken over wait behind its welcome.
+        if (arrived.length > 0) client.hold();
+        for (const frame of arrived) this.#applyRemote(client, frame);
         return client;
       },
       listen: (ws) => this.#listen(ws),
@@ -722,19 +727,51 @@ export class ScaledWebSocketServer<
     }
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, message);
-    await this.#mesh.direct(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
+    await this.#router.send(header, message?.bytes ?? EMPTY, message?.busFlags ?? 0);
+  }
+
+  #directRouter(): DirectRouter {
+    return new DirectRouter({
+      nodeId: this.nodeId,
+      alive: (nodeId) => this.#mesh.isAlive(nodeId),
+      publish: (kind, node, header, payload, flags) =>
+        this.#mesh.send(kind, node, header, payload, flags),
+      apply: (frame) => {
+        const client = this.#clients.get(frame.header.c!);
+        if (client === undefined) return false;
+        this.#applyRemote(client, frame);
+        return true;
+      },
+      release: (id, code, reason) => this.#release(id, code, reason),
+      error: (error) => this.#report(error),
+    });
+  }
+
+  #applyRemote(client: AnyClient, frame: BusFrame): void {
+    this.#applyDirect(client, frame.header, messageOf(frame)).catch((error) => this.#report(error));
+  }
+
+  /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
+  #release(id: string, code: number, reason: string): boolean {
+    const older = this.#clients.get(id);
+    if (older === undefined) return false;
+    this.#clients.delete(id);
+    older.close(code, reason);
+    return true;
   }
 
   async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
     switch (header.o) {
       case 'send':
         if (message === undefined) return;
-        // A kept direct message goes through the session's stream: in order, once.
-        if (message.room !== undefined && client.inRoom(message.room)) {
-          this.#rooms.deliver(message.room, message);
-        } else {
+        if (message.room === undefined) {
           client.deliver(message);
+        } else if (client.inRoom(message.room)) {
+          // A kept direct message goes through the session's stream: in order, once.
+          this.#rooms.deliver(message.room, message);
         }
+        // Else the session is still rejoining its stream, whose replay from the history (where
+        // the message already is) brings it: writing it here too would send it twice.
         return;
       case 'join':
         return void (await this.#join(client, String(header.a)));
@@ -749,16 +786,8 @@ export class ScaledWebSocketServer<
   }
 
   #onRemote(frame: BusFrame): void {
-    if (frame.kind === BusKind.Broadcast) {
-      this.#deliverLocal(frame.header.r, messageOf(frame));
-      return;
-    }
-    const client = frame.header.c === undefined ? undefined : this.#clients.get(frame.header.c);
-    if (client !== undefined) {
-      this.#applyDirect(client, frame.header, messageOf(frame)).catch((error) =>
-        this.#report(error),
-      );
-    }
+    if (frame.kind === BusKind.Broadcast) this.#deliverLocal(frame.header.r, messageOf(frame));
+    else this.#router.receive(frame);
   }
 
   #answer(type: string, argument: unknown): unknown {
@@ -807,6 +836,7 @@ export class ScaledWebSocketServer<
 }
 
 const EMPTY = Buffer.alloc(0);
+const TAKEN_OVER = 'session resumed elsewhere';
 /** Where a socket keeps its client, for the handlers every socket shares. */
 const CLIENT = Symbol('wscale.client');
 type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };

@@ -1,0 +1,230 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { type BusFrame, type BusHeader, BusKind } from '../internal/bus-codec.js';
+
+/** What the router needs from its node. */
+export interface DirectHost {
+  readonly nodeId: string;
+  /** Whether another node is alive, as far as this node knows. */
+  alive(nodeId: string): boolean;
+  /** Publishes a frame to one node's topic, or to every node when `node` is undefined. */
+  publish(
+    kind: BusKind,
+    node: string | undefined,
+    header: BusHeader,
+    payload?: Uint8Array,
+    flags?: number,
+  ): Promise<void>;
+  /** Applies a direct operation to the local client it names; false when this node has none. */
+  apply(frame: BusFrame): boolean;
+  /** Closes the local client of a session another node took over; false when there was none. */
+  release(id: string, code: number, reason: string): boolean;
+  error(error: unknown): void;
+}
+
+/** Where-is entries a node keeps, and sessions it remembers handing over (least recent dropped). */
+const MAX_LOCATED = 50_000;
+const MAX_MOVED = 10_000;
+/** How often a direct operation may be passed on between nodes before it goes to every node. */
+const MAX_HOPS = 2;
+/** Operations kept for a session being taken over, until its connection is registered. */
+const MAX_ARRIVING = 1024;
+const ARRIVING_MS = 30_000;
+
+interface Arrival {
+  frames: BusFrame[];
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Sends a direct operation (`wss.client(id).send()` and friends) to the one node that holds the
+ * client, instead of to every node, so its cost does not grow with the cluster.
+ *
+ * Where a client is comes, in this order, from: what the cluster told this node (`Located`
+ * answers and `Moved` announcements, kept in a bounded cache), then the node tag a raw client's id
+ * starts with (raw clients never move). With neither, the operation goes to every node as before,
+ * asking the holder to say where it is, so the next one goes straight there.
+ *
+ * A `wscale.v1` session moves when it resumes elsewhere. The new holder announces `Moved` to every
+ * node (this is also what closes the old connection), marks the session as arriving, and keeps
+ * operations routed to it until the connection is registered. The old holder remembers where the
+ * session went and passes on routed operations that still reach it, and tells their sender. A
+ * node that gets a routed operation for a client it knows nothing of sends it to every node. So a
+ * routed operation follows one path and is applied at most once, by the node that holds the
+ * client; it is never dropped where sending it to every node would have delivered it.
+ */
+export class DirectRouter {
+  readonly #host: DirectHost;
+  readonly #tag: string;
+  /** Node tags of the nodes alive (this one included), for raw client ids. */
+  readonly #tags = new Map<string, string>();
+  /** Where clients are, as the cluster told this node (least recently learned dropped first). */
+  readonly #located = new Map<string, string>();
+  /** Sessions this node held and another took over, to the node that took them. */
+  readonly #moved = new Map<string, string>();
+  /** Sessions this node is taking over, with the operations that came for them meanwhile. */
+  readonly #arriving = new Map<string, Arrival>();
+
+  constructor(host: DirectHost) {
+    this.#host = host;
+    this.#tag = tagOf(host.nodeId);
+    this.#tags.set(this.#tag, host.nodeId);
+  }
+
+  /** A new raw client id: this node's tag, then random. */
+  newClientId(): string {
+    return `${this.#tag}.${randomBytes(12).toString('base64url')}`;
+  }
+
+  /** A node is alive: raw client ids with its tag route to it. */
+  nodeUp(nodeId: string): void {
+    this.#tags.set(tagOf(nodeId), nodeId);
+  }
+
+  /** A node is gone, and its raw clients with it: their ids no longer name a node. */
+  nodeDown(nodeId: string): void {
+    const tag = tagOf(nodeId);
+    if (this.#tags.get(tag) === nodeId) this.#tags.delete(tag);
+  }
+
+  /** Sends a direct operation for a client this node does not hold. */
+  send(header: BusHeader, payload: Uint8Array, flags: number): Promise<void> {
+    const id = header.c ?? '';
+    const arrival = this.#arriving.get(id);
+    if (arrival !== undefined) {
+      // The session is being taken over by this very node: it is written once registered.
+      const frame = { kind: BusKind.Direct, flags, header, payload: Buffer.from(payload) };
+      if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
+      return Promise.resolve();
+    }
+    const node = this.#where(id);
+    // A raw client of this node that is gone: nobody else can hold it.
+    if (node === this.#host.nodeId) return Promise.resolve();
+    if (node !== undefined) header.d = node;
+    else header.l = 1;
+    return this.#host.publish(BusKind.Direct, node, header, payload, flags);
+  }
+
+  /**
+   * A session is taken over by this node: every node hears it (the old holder closes its
+   * connection), and operations routed here wait for {@link arrived}.
+   */
+  claim(id: string, code: number, reason: string): Promise<void> {
+    this.#located.delete(id);
+    this.#moved.delete(id);
+    const previous = this.#arriving.get(id);
+    if (previous !== undefined) clearTimeout(previous.timer);
+    const timer = setTimeout(() => this.#arriving.delete(id), ARRIVING_MS);
+    timer.unref();
+    this.#arriving.set(id, { frames: previous?.frames ?? [], timer });
+    const header: BusHeader = { n: this.#host.nodeId, c: id, a: [code, reason] };
+    return this.#host.publish(BusKind.Moved, undefined, header);
+  }
+
+  /** The session's connection is registered here: the operations that came for it meanwhile. */
+  arrived(id: string): BusFrame[] {
+    const arrival = this.#arriving.get(id);
+    if (arrival === undefined) return [];
+    clearTimeout(arrival.timer);
+    this.#arriving.delete(id);
+    return arrival.frames;
+  }
+
+  /** Takes a `Direct`, `Moved` or `Located` frame from another node. */
+  receive(frame: BusFrame): void {
+    const { header } = frame;
+    const id = header.c;
+    if (id === undefined) return;
+    if (frame.kind === BusKind.Moved) this.#onMoved(id, header);
+    else if (frame.kind === BusKind.Located) this.#onLocated(id, header);
+    else this.#onDirect(id, frame);
+  }
+
+  #onDirect(id: string, frame: BusFrame): void {
+    const { header } = frame;
+    const origin = header.w ?? header.n;
+    if (this.#host.apply(frame)) {
+      if (header.l === 1) this.#tell(origin, id, this.#host.nodeId);
+      return;
+    }
+    // An operation sent to every node is the holder's alone; passing it on could apply it twice.
+    if (header.d !== this.#host.nodeId) return;
+    const arrival = this.#arriving.get(id);
+    if (arrival !== undefined) {
+      if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
+      return;
+    }
+    const hops = (header.h ?? 0) + 1;
+    const next: BusHeader = { ...header, n: this.#host.nodeId, w: origin, h: hops };
+    const moved = this.#moved.get(id);
+    if (moved !== undefined && hops <= MAX_HOPS && this.#host.alive(moved)) {
+      next.d = moved;
+      this.#pass(moved, next, frame);
+      this.#tell(origin, id, moved);
+      return;
+    }
+    if (this.#hinted(id) === this.#host.nodeId) return;
+    delete next.d;
+    next.l = 1;
+    this.#pass(undefined, next, frame);
+    this.#tell(origin, id, undefined);
+  }
+
+  #onMoved(id: string, header: BusHeader): void {
+    const node = header.n;
+    remember(this.#located, id, node, MAX_LOCATED);
+    const [code, reason] = Array.isArray(header.a) ? header.a : [];
+    if (this.#host.release(id, Number(code), String(reason ?? ''))) {
+      remember(this.#moved, id, node, MAX_MOVED);
+    } else {
+      // Only the node that held the session last passes operations on: one path, never two.
+      this.#moved.delete(id);
+    }
+  }
+
+  #onLocated(id: string, header: BusHeader): void {
+    if (typeof header.a === 'string' && header.a !== this.#host.nodeId) {
+      remember(this.#located, id, header.a, MAX_LOCATED);
+    } else if (this.#located.get(id) === header.n) {
+      this.#located.delete(id);
+    }
+  }
+
+  /** The node a client is on, as far as this node knows. */
+  #where(id: string): string | undefined {
+    const located = this.#located.get(id);
+    if (located !== undefined && this.#host.alive(located)) return located;
+    return this.#hinted(id);
+  }
+
+  /** The live node a raw client id names. */
+  #hinted(id: string): string | undefined {
+    const dot = id.indexOf('.');
+    return dot > 0 ? this.#tags.get(id.slice(0, dot)) : undefined;
+  }
+
+  #pass(node: string | undefined, header: BusHeader, frame: BusFrame): void {
+    this.#host
+      .publish(BusKind.Direct, node, header, frame.payload, frame.flags)
+      .catch((error) => this.#host.error(error));
+  }
+
+  /** Tells a sender where a client is (`node`), or to stop routing it to this node. */
+  #tell(origin: string, id: string, node: string | undefined): void {
+    if (origin === this.#host.nodeId) return;
+    const header: BusHeader = { n: this.#host.nodeId, c: id };
+    if (node !== undefined) header.a = node;
+    this.#host.publish(BusKind.Located, origin, header).catch((error) => this.#host.error(error));
+  }
+}
+
+/** A node's tag in raw client ids: short, and the same on every node. */
+function tagOf(nodeId: string): string {
+  return createHash('sha256').update(nodeId).digest('base64url').slice(0, 8);
+}
+
+/** Sets an entry as the most recent, dropping the least recent beyond `max`. */
+function remember(map: Map<string, string>, key: string, value: string, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value!);
+}

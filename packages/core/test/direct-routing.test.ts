@@ -1,0 +1,143 @@
+import { MemoryBroker, type MemoryBus, MemoryStateStore } from '@wscale/core';
+import { delay, until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+const stores: MemoryStateStore[] = [];
+afterEach(async () => {
+  await cluster.closeAll();
+  for (const store of stores.splice(0)) await store.close();
+});
+
+/** The first byte of a frame between nodes is its kind (bus-codec.ts). */
+const DIRECT = 2;
+const MOVED = 7;
+
+/**
+ * A broker with a network's delays: each topic reaches this node after its own fixed latency
+ * (order per topic is kept, as the Broker contract says), so frames on different topics overtake
+ * each other the way they do on a real broker. Counts the direct operations this node receives.
+ */
+class LaggyBroker extends MemoryBroker {
+  directs = 0;
+  readonly #latency: (topic: string) => number;
+  readonly #ackMs: number;
+
+  constructor(bus: MemoryBus, latency: (topic: string) => number, ackMs: number) {
+    super({ bus });
+    this.#latency = latency;
+    this.#ackMs = ackMs;
+  }
+
+  /** Acknowledges a takeover's announcement late, as a broker under load may. */
+  override async publish(topic: string, payload: Uint8Array): Promise<void> {
+    await super.publish(topic, payload);
+    if (payload[0] === MOVED && this.#ackMs > 0) await delay(this.#ackMs);
+  }
+
+  override receive(topic: string, payload: Uint8Array): void {
+    if (payload[0] === DIRECT) this.directs++;
+    setTimeout(() => super.receive(topic, payload), this.#latency(topic));
+  }
+}
+
+async function startNodes(count: number, latency: (topic: string) => number = () => 0, ackMs = 0) {
+  const brokers: LaggyBroker[] = [];
+  const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+  stores.push(stateStore);
+  const nodes = await cluster.start(count, {
+    stateStore,
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    brokerFor: (bus) => {
+      const broker = new LaggyBroker(bus, latency, ackMs);
+      brokers.push(broker);
+      return broker;
+    },
+  });
+  return { nodes, brokers };
+}
+
+describe('direct messages go to the node that holds the client', () => {
+  it('reaches a raw client through its node alone', async () => {
+    const { nodes, brokers } = await startNodes(4);
+    const target = await cluster.connect(nodes[2]!);
+    for (let i = 0; i < 20; i++) await nodes[0]!.client(target.id).send(`m${i}`);
+    await target.waitFor(20);
+    expect(target.texts).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+    expect(brokers.map((broker) => broker.directs)).toEqual([0, 0, 20, 0]);
+  });
+
+  it('learns where a wscale.v1 session is from its first message', async () => {
+    const { nodes, brokers } = await startNodes(4);
+    const { peer, welcome } = await V1Peer.connect(nodes[1]!);
+    await nodes[3]!.client(welcome.client).send('m0');
+    await until(() => peer.all('msg').length === 1, 3000, 'the first message');
+    await delay(20);
+    for (let i = 1; i < 20; i++) await nodes[3]!.client(welcome.client).send(`m${i}`);
+    await until(() => peer.all('msg').length === 20, 3000, '20 messages');
+    expect(peer.texts()).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+    // The first went to every node, with a question; the holder answered, the rest went to it.
+    expect(brokers.map((broker) => broker.directs)).toEqual([1, 20, 1, 1]);
+  });
+
+  it('still reaches a raw client whose id names no live node', async () => {
+    const { nodes } = await startNodes(2);
+    const target = await cluster.connect(nodes[1]!);
+    const other = await cluster.connect(nodes[1]!);
+    await nodes[0]!.client(`unknown-node.${target.id}`).send('nobody');
+    await nodes[0]!.client(target.id).send('somebody');
+    await target.waitFor(1);
+    await delay(50);
+    expect(target.texts).toEqual(['somebody']);
+    expect(other.messages).toHaveLength(0);
+  });
+
+  // Frames on a node's own topic are slower than those to every node, or faster: either way a
+  // takeover races with the messages in flight.
+  // A slow acknowledgement lets messages reach the new node before it has registered the session.
+  const latencies: Array<[string, (topic: string) => number, number]> = [
+    ['node topics slower', (topic) => (topic.includes(':node:') ? 4 : 1), 0],
+    ['node topics faster', (topic) => (topic.includes(':node:') ? 1 : 4), 0],
+    ['acknowledged late', () => 1, 15],
+  ];
+  for (const [name, latency, ackMs] of latencies) {
+    for (const [from, to] of [
+      [0, 1],
+      [0, 2],
+    ] as const) {
+      it(`delivers every message once while the session moves to ${to === 2 ? 'the sending' : 'another'} node (${name})`, async () => {
+        const { nodes } = await startNodes(3, latency, ackMs);
+        const sender = nodes[2]!;
+        const first = await V1Peer.connect(nodes[from]!);
+        const id = first.welcome.client;
+        const total = 150;
+        let second: V1Peer | undefined;
+        let taking: Promise<unknown> = Promise.resolve();
+        for (let i = 1; i <= total; i++) {
+          await sender.client(id).send(String(i));
+          if (i === 50) {
+            // The session is taken over, while messages keep coming and the old connection still
+            // reads: nothing sent may be lost, and nothing may reach both connections.
+            taking = V1Peer.connect(nodes[to]!, { session: first.welcome.session }).then(
+              ({ peer }) => {
+                second = peer;
+              },
+            );
+          }
+          await delay(i % 5 === 0 ? 1 : 0);
+        }
+        await taking;
+        const received = () => [...first.peer.texts(), ...(second?.texts() ?? [])].map(Number);
+        await until(() => received().length >= total, 5000, `${total} messages`);
+        await delay(100);
+        expect(received().sort((x, y) => x - y)).toEqual(
+          Array.from({ length: total }, (_, i) => i + 1),
+        );
+        expect(second!.texts().length).toBeGreaterThan(0);
+        expect(second!.received[0]!.message.t).toBe('welcome');
+      });
+    }
+  }
+});
