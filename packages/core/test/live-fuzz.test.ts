@@ -22,7 +22,7 @@ const built = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 const parameters = fuzzParameters(30);
 // A run takes a fraction of a second; the limit also bounds shrinking a failure, which restarts a
 // crashed node for every attempt.
-const timeLimitMs = 60_000 + parameters.numRuns * 1000;
+const timeLimitMs = 60_000 + parameters.numRuns * 2000;
 
 /** What a node may answer a client with: RFC 6455's protocol codes and wscale's own. */
 const documentedCloseCodes = new Set<number>([
