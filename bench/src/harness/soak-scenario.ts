@@ -47,7 +47,8 @@ export async function runSoak(
       cycles: sizes.soakCycles,
       concurrency: Math.min(50, sizes.soakCycles),
       rooms: 20,
-      stepMs: 5000,
+      // Wide: the smoke run shares its machine with the rest of the suite.
+      stepMs: 10_000,
       timeoutMs: 300_000,
     };
     // Warm-up: code paths compiled, pools and caches filled, before the baseline is taken.
