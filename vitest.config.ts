@@ -13,6 +13,11 @@ export default defineConfig({
       { find: /^@wscale\/client$/, replacement: src('client/src/index.ts') },
       { find: /^@wscale\/nats$/, replacement: src('nats/src/index.ts') },
       { find: /^@wscale\/redis$/, replacement: src('redis/src/index.ts') },
+      {
+        find: /^@wscale\/prometheus\/cluster-view$/,
+        replacement: src('prometheus/src/cluster-view.ts'),
+      },
+      { find: /^@wscale\/prometheus$/, replacement: src('prometheus/src/index.ts') },
       // Test helpers for every package's tests, whether or not the package lists it.
       { find: /^@wscale\/test-support$/, replacement: src('test-support/src/index.ts') },
     ],

@@ -12,6 +12,7 @@ export default defineConfig({
     'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',
     'upstream/upstream-run': 'src/upstream/upstream-run.ts',
     'upstream/upstream-node': 'src/upstream/upstream-node.ts',
+    'presence/presence-run': 'src/presence/presence-run.ts',
   },
   format: ['esm'],
   target: 'node20',

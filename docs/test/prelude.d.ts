@@ -21,6 +21,11 @@ declare global {
   function getToken(): Promise<string>;
   /** The application's logger (pino, winston, console…). */
   const log: { warn(fields: object, message: string): void };
+  /** The application's winston logger (winston's methods take the message first). */
+  const winstonLogger: Record<
+    'debug' | 'info' | 'warn' | 'error',
+    (message: string, meta: object) => void
+  >;
   /** The application's metrics client (prom-client, StatsD…). */
   const metrics: { set(name: string, value: number): void };
   /** An adapter author's classes and the address of their test server. */

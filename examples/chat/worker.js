@@ -10,6 +10,7 @@ import {
   ClusterStateStore,
   ScaledWebSocketServer,
 } from '@wscale/core';
+import { clusterView } from '@wscale/prometheus/cluster-view';
 
 const require = createRequire(import.meta.url);
 const page = await readFile(new URL('./public/index.html', import.meta.url));
@@ -18,6 +19,12 @@ const clientBundle = await readFile(
 );
 const nodeId = `node-${cluster.worker?.id ?? process.pid}`;
 const ROOM = 'chat:lobby';
+
+/** The name the page chose (`/ws?name=…`). A demo: a real application authenticates its users. */
+function nameOf(request) {
+  const name = new URL(request.url ?? '/', 'http://x').searchParams.get('name') ?? '';
+  return name.trim().slice(0, 24) || 'guest';
+}
 
 async function backends() {
   if (process.env.REDIS_URL) {
@@ -45,10 +52,16 @@ async function backends() {
   };
 }
 
+/** @type {ReturnType<typeof clusterView>} */
+let clusterPage;
 const http = createServer((request, response) => {
-  if (request.url === '/' || request.url === '/index.html') {
+  const path = new URL(request.url ?? '/', 'http://x').pathname;
+  if (path === '/cluster' || path.startsWith('/cluster/')) {
+    // Demo only: a real application mounts the cluster view behind its own authentication.
+    clusterPage(request, response);
+  } else if (path === '/' || path === '/index.html') {
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
-  } else if (request.url === '/client.js') {
+  } else if (path === '/client.js') {
     response.writeHead(200, { 'content-type': 'text/javascript' }).end(clientBundle);
   } else {
     response.writeHead(404).end('not found');
@@ -64,6 +77,11 @@ const wss = new ScaledWebSocketServer({
   stateStore,
   sessionSecret: process.env.SESSION_SECRET,
   history: [{ rooms: 'chat:*', store: history }],
+  // A user is who the page says it is; two tabs of one name are one member of the room.
+  authenticate: (request) => ({ id: nameOf(request) }),
+  presence: [{ rooms: 'chat:*', info: (client) => ({ name: client.identity.id }) }],
+  // A page whose node died may need a few attempts to get through: it stays online meanwhile.
+  presenceGraceMs: 10_000,
   nodeHeartbeatMs: 1000,
   onRequest: (_client, data) => {
     if (data === 'whoami') return nodeId;
@@ -76,12 +94,13 @@ const wss = new ScaledWebSocketServer({
   },
 });
 wss.on('error', (error) => console.error(`[${nodeId}]`, error.message));
+clusterPage = clusterView(wss, { refreshMs: 1000, timeoutMs: 1000 });
 // Every client comes in here, new or resumed (a resumed one is back in its rooms already).
 wss.on('connection', (client) => {
   if (!client.resumed) void client.join(ROOM);
   client.on('message', (text) => {
     if (typeof text !== 'string' || text.length === 0 || text.length > 2000) return;
-    void wss.to(ROOM).send(JSON.stringify({ from: client.id.slice(0, 6), node: nodeId, text }));
+    void wss.to(ROOM).send(JSON.stringify({ from: client.identity.id, node: nodeId, text }));
   });
 });
 

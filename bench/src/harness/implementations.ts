@@ -56,6 +56,20 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
     requires: { module: '@wscale/redis', exportName: 'RedisBroker' },
   },
   {
+    // The cost of metrics: wscale-redis with @wscale/prometheus collecting, scraped every second
+    // (a real Prometheus scrapes every 15 s or so). Its counters in core run in every variant.
+    id: 'wscale-redis-metrics',
+    label: 'wscale (Redis) + Prometheus metrics, scraped every second',
+    client: 'ws',
+    needs: ['redis'],
+    cluster: false,
+    singleNode: false,
+    fanout: true,
+    idle: false,
+    experimental: true,
+    requires: { module: '@wscale/prometheus', exportName: 'collectMetrics' },
+  },
+  {
     id: 'wscale-memory',
     churn: true,
     label: 'wscale (memory, 1 node)',

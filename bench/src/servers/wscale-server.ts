@@ -17,7 +17,7 @@ import { bounded, type NodeConfig, type RunningServer } from './config.js';
 
 // Each broker's package is loaded only by the implementation that uses it.
 async function brokerFor(config: NodeConfig): Promise<Broker | undefined> {
-  switch (config.impl) {
+  switch (base(config.impl)) {
     case 'wscale-memory':
       return undefined;
     case 'wscale-redis': {
@@ -37,9 +37,25 @@ async function brokerFor(config: NodeConfig): Promise<Broker | undefined> {
 
 const HISTORY_ENTRIES = 10_000;
 
+/** The implementation a variant runs on (`wscale-redis-metrics` is `wscale-redis` plus metrics). */
+function base(impl: string): string {
+  return impl === 'wscale-redis-metrics' ? 'wscale-redis' : impl;
+}
+
+/** Collects Prometheus metrics of the node and scrapes them every second; returns the stop. */
+async function scrapeEverySecond(wss: ScaledWebSocketServer): Promise<() => void> {
+  const [{ collectMetrics }, { Registry }] = await Promise.all([
+    import('@wscale/prometheus'),
+    import('prom-client'),
+  ]);
+  const registry = collectMetrics(wss, { registry: new Registry() });
+  const timer = setInterval(() => void registry.metrics(), 1000);
+  return () => clearInterval(timer);
+}
+
 /** The state store and history of the churn scenario, on the implementation's broker. */
 async function storesFor(config: NodeConfig): Promise<{ state: StateStore; history: History }> {
-  switch (config.impl) {
+  switch (base(config.impl)) {
     case 'wscale-memory':
       return {
         state: new MemoryStateStore(),
@@ -89,6 +105,8 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
     options.authorizeJoin = () => true;
   }
   const wss = new ScaledWebSocketServer(options);
+  const stopMetrics =
+    config.impl === 'wscale-redis-metrics' ? await scrapeEverySecond(wss) : () => undefined;
   wss.on('error', (error) => console.error(`[wscale node ${config.node}]`, error));
   const report = (error: unknown) => console.error(`[wscale node ${config.node}]`, error);
 
@@ -128,6 +146,7 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
       return { clients: wss.clients.size, rooms: rooms.length };
     },
     async close() {
+      stopMetrics();
       await bounded(wss.close(), 5000);
       await bounded(broker?.close() ?? Promise.resolve(), 3000);
       await bounded(stores?.state.close() ?? Promise.resolve(), 3000);

@@ -7,6 +7,8 @@ const fixture = fileURLToPath(new URL('../../fixtures/node.mjs', import.meta.url
 export class NodeProcess {
   readonly id: string;
   port = 0;
+  /** The node's `presence` events, as "join user" / "leave user", in order. */
+  readonly presenceEvents: string[] = [];
   readonly #child: ChildProcess;
   readonly #exited: Promise<number | null>;
 
@@ -17,6 +19,10 @@ export class NodeProcess {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.#exited = new Promise((resolve) => this.#child.once('exit', (code) => resolve(code)));
+    this.#child.on('message', (message: { presenceEvent?: { type: string; user: string } }) => {
+      const event = message.presenceEvent;
+      if (event !== undefined) this.presenceEvents.push(`${event.type} ${event.user}`);
+    });
   }
 
   /** Starts a node and waits until it listens. */
@@ -56,6 +62,14 @@ export class NodeProcess {
     this.#child.send({ fetchClients: { room, timeoutMs } });
     const answer = await this.#next((message) => message.fetched !== undefined, timeoutMs + 10_000);
     return answer.fetched as { clients: Array<{ id: string; nodeId: string }>; missing: string[] };
+  }
+
+  /** The users this node lists in a presence room (`wss.presence(room)`), and the nodes missing. */
+  async presence(room: string): Promise<{ users: string[]; missing: string[] }> {
+    this.#child.send({ presence: room });
+    const answer = await this.#next((message) => message.presenceList !== undefined, 10_000);
+    const list = answer.presenceList as { members: Array<{ user: string }>; missing: string[] };
+    return { users: list.members.map((member) => member.user), missing: list.missing };
   }
 
   /** Freezes the process (SIGSTOP), as a node that hangs; {@link NodeProcess.thaw} resumes it. */

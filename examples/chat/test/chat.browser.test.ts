@@ -1,14 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { freePort, serviceAvailable } from '@wscale/test-support';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = serviceAvailable(CHROMIUM);
-const root = fileURLToPath(new URL('..', import.meta.url));
-const shots = fileURLToPath(new URL('../../../.test-results/', import.meta.url));
+import { type Demo, hasChromium, shots, startDemo } from './demo.js';
 
 /** Waits for a page's connection state badge to read `state`. */
 async function stateIs(page: Page, state: string, timeout = 15_000): Promise<void> {
@@ -16,57 +9,38 @@ async function stateIs(page: Page, state: string, timeout = 15_000): Promise<voi
 }
 
 const nodeOf = (page: Page) => page.textContent('#node') as Promise<string>;
+const onlineOf = (page: Page) =>
+  page.$$eval('#online li', (items) => items.map((item) => item.textContent ?? ''));
+/** The joins and leaves a page's online list went through, recorded inside the page. */
+const presenceLog = (page: Page) =>
+  page.evaluate(() => (window as unknown as { presenceLog: string[] }).presenceLog);
+/** The worker's node timeout (3 × its 1 s heartbeat) plus its presence grace, and a margin. */
+const PRESENCE_SETTLE_MS = 3000 + 10_000 + 2000;
 const chatLines = (page: Page) =>
   page.$$eval('#log p.chat', (lines) => lines.map((line) => line.firstChild?.textContent ?? ''));
 
 describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
-  let demo: ChildProcess;
-  let browser: Browser;
+  let demo: Demo;
+  let browser: Demo['browser'];
   let url = '';
 
   beforeAll(async () => {
-    const port = await freePort();
-    demo = spawn(process.execPath, ['server.js'], {
-      cwd: root,
-      env: { ...process.env, PORT: String(port), WORKERS: '2' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the demo did not start')), 20_000);
-      demo.stdout!.on('data', (chunk: Buffer) => {
-        if (String(chunk).includes('chat demo:')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      demo.once('exit', (code) => reject(new Error(`the demo exited with ${code}`)));
-    });
-    url = `http://127.0.0.1:${port}/`;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    demo = await startDemo();
+    ({ browser, url } = demo);
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    if (demo && demo.exitCode === null) {
-      const exited = new Promise((resolve) => demo.once('exit', resolve));
-      demo.kill('SIGTERM');
-      await exited;
-    }
-  });
+  afterAll(() => demo?.stop());
 
   it('two pages on different nodes chat; one node is killed, its page resumes losing nothing and is heard again', async () => {
     const alice = await browser.newPage();
-    await alice.goto(url);
+    await alice.goto(`${url}?name=alice`);
     await stateIs(alice, 'open');
     const aliceNode = await nodeOf(alice);
 
     // node:cluster deals connections round-robin: a new page lands on the other worker soon.
     const bob = await browser.newPage();
     for (let attempt = 0; attempt < 10; attempt++) {
-      await bob.goto(url);
+      await bob.goto(`${url}?name=bob`);
       await stateIs(bob, 'open');
       if ((await nodeOf(bob)) !== aliceNode) break;
     }
@@ -88,6 +62,18 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
       page.seen = [];
       page.chat.on('state', (state) => page.seen.push(state));
     });
+    // Both see each other online; from now on, nobody may leave or join in either list.
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(
+        () => document.querySelectorAll('#online li').length === 2,
+        undefined,
+        { timeout: 10_000 },
+      );
+      expect(await onlineOf(page)).toEqual(['alice', 'bob']);
+      await page.evaluate(() => {
+        (window as unknown as { presenceLog: string[] }).presenceLog.length = 0;
+      });
+    }
     await alice.click('#kill');
     await alice.waitForFunction(
       () => (window as unknown as { seen: string[] }).seen.some((state) => state !== 'open'),
@@ -133,6 +119,14 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
       expect(seen).toEqual(expected);
     }
     expect(await alice.textContent('#log')).toMatch(/resumed on node-\d+ — chat:lobby: recovered/);
+
+    // The dead node's entry for alice outlives it by the node timeout plus the grace; by then
+    // alice is back on another node, so the online lists never flickered.
+    await new Promise((resolve) => setTimeout(resolve, PRESENCE_SETTLE_MS));
+    for (const page of [alice, bob]) {
+      expect(await presenceLog(page)).toEqual([]);
+      expect(await onlineOf(page)).toEqual(['alice', 'bob']);
+    }
 
     mkdirSync(shots, { recursive: true });
     await alice.screenshot({ path: `${shots}chat-demo.png`, fullPage: true });

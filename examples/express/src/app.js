@@ -1,7 +1,10 @@
 // @ts-check
 import { createServer } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ScaledWebSocketServer } from '@wscale/core';
+import { collectMetrics } from '@wscale/prometheus';
 import express from 'express';
+import { Registry } from 'prom-client';
 
 const ROOM_NAME = /^[\w-]{1,64}$/;
 
@@ -15,6 +18,7 @@ const ROOM_NAME = /^[\w-]{1,64}$/;
  *   app: import('express').Express,
  *   server: import('node:http').Server,
  *   wss: ScaledWebSocketServer,
+ *   shutDown: (delayMs: number) => Promise<void>,
  * }}
  */
 export function createApp(options = {}) {
@@ -22,11 +26,29 @@ export function createApp(options = {}) {
   const server = createServer(app);
   // The WebSocket endpoint shares the app's port; every other path stays Express's.
   const wss = new ScaledWebSocketServer({ ...options, server, path: '/ws' });
+  // A registry per app (not prom-client's global one): a test runs two apps in one process.
+  const registry = collectMetrics(wss, { registry: new Registry() });
+  let stopping = false;
 
   app.use(express.json({ limit: '16kb' }));
 
-  app.get('/health', (_request, response) => {
-    response.json({ status: 'ok', node: wss.nodeId, connections: wss.stats.connections });
+  // Liveness: the process answers. Never fail it for the broker or a store: restarting every
+  // node because Redis is down helps nobody.
+  app.get('/livez', (_request, response) => {
+    response.json({ status: 'ok', node: wss.nodeId });
+  });
+
+  // Readiness: started, listening, not shutting down. It fails first in a shutdown, so the load
+  // balancer stops sending new clients here before the node drains.
+  app.get('/readyz', async (_request, response) => {
+    const health = await wss.health();
+    const ready = health.ready && !stopping;
+    response.status(ready ? 200 : 503).json({ ...health, ready });
+  });
+
+  // Prometheus scrapes this (behind your own network rules or auth in production).
+  app.get('/metrics', async (_request, response) => {
+    response.type(registry.contentType).send(await registry.metrics());
   });
 
   // Rooms with members on any node; `missing` names nodes that did not answer in time.
@@ -60,5 +82,13 @@ export function createApp(options = {}) {
   });
   wss.on('error', (error) => console.error('[wscale]', error.message));
 
-  return { app, server, wss };
+  /** Readiness fails, the load balancer notices within `delayMs`, then the node drains. */
+  const shutDown = async (/** @type {number} */ delayMs) => {
+    stopping = true;
+    await sleep(delayMs);
+    await wss.close();
+    server.close();
+  };
+
+  return { app, server, wss, shutDown };
 }

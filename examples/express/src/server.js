@@ -4,20 +4,19 @@
 import { createApp } from './app.js';
 
 const port = Number(process.env.PORT ?? 3000);
-const { server, wss } = createApp();
+const { server, wss, shutDown } = createApp();
+// How long the load balancer takes to see /readyz fail (its check interval × failures, plus margin).
+const drainDelayMs = Number(process.env.DRAIN_DELAY_MS ?? 5000);
 
 await wss.ready();
 server.listen(port, () => {
   console.log(`express + wscale on http://localhost:${port}  (node ${wss.nodeId})`);
-  console.log(`  GET  /health             GET /api/rooms`);
+  console.log(`  GET  /livez  /readyz  /metrics  /api/rooms`);
   console.log(`  POST /api/rooms/:room/messages  {"text":"…"}`);
   console.log(`  ws://localhost:${port}/ws?room=lobby`);
 });
 
-// Drain on SIGTERM (a deploy) or Ctrl-C: clients are closed with 1012 and reconnect elsewhere.
-for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {
-  process.once(signal, async () => {
-    await wss.close();
-    server.close();
-  });
-}
+// Drain on SIGTERM (a deploy) or Ctrl-C: readiness fails first, then clients are closed with 1012
+// and reconnect elsewhere.
+process.once('SIGTERM', () => void shutDown(drainDelayMs));
+process.once('SIGINT', () => void shutDown(0));

@@ -87,11 +87,16 @@ describe('examples/express', () => {
     return client;
   };
 
-  it('serves its HTTP routes on the same port', async () => {
+  it('serves its HTTP routes on the same port: liveness, readiness, metrics', async () => {
     await connect(hosts[0]!, 'news').next((m) => m.type === 'welcome');
-    const response = await fetch(`http://${hosts[0]}/health`);
-    expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: 'ok', node: 'node-a', connections: 1 });
+    const live = await fetch(`http://${hosts[0]}/livez`);
+    expect(live.status).toBe(200);
+    expect(await live.json()).toEqual({ status: 'ok', node: 'node-a' });
+    const ready = await fetch(`http://${hosts[0]}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ready: true, broker: 'ready', connections: 1 });
+    const metrics = await (await fetch(`http://${hosts[0]}/metrics`)).text();
+    expect(metrics).toContain('wscale_connections{protocol="raw"} 1');
   });
 
   it('carries WebSocket messages between clients of different nodes', async () => {
@@ -138,6 +143,19 @@ describe('examples/express', () => {
       body: JSON.stringify({ nope: true }),
     });
     expect(bad.status).toBe(400);
+  });
+
+  it('fails readiness first when it shuts down, then drains', async () => {
+    const node = createApp({ nodeId: 'node-c' });
+    await node.wss.ready();
+    const host = await listen(node.server);
+    const stopped = node.shutDown(300);
+    const during = await fetch(`http://${host}/readyz`);
+    expect(during.status).toBe(503);
+    expect(await during.json()).toMatchObject({ ready: false, draining: false });
+    expect((await fetch(`http://${host}/livez`)).status).toBe(200); // alive all along
+    await stopped;
+    expect((await node.wss.health()).draining).toBe(true);
   });
 
   it('leaves other paths to Express', async () => {

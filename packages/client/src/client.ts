@@ -10,6 +10,7 @@ import {
   LIMITS,
   type NotResumedReason,
   PROTOCOL,
+  type PresenceEntry,
   type ServerMessage,
   type WelcomeMessage,
   type WelcomeRoom,
@@ -36,6 +37,7 @@ import {
 } from './options.js';
 import { Outbox, type Payload, type Upstream } from './outbox.js';
 import { type AckPayload, PendingRequests } from './pending-requests.js';
+import { PresenceView } from './presence-view.js';
 import { ReconnectScheduler } from './reconnect-scheduler.js';
 import { RoomPositions } from './room-positions.js';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './socket.js';
@@ -160,6 +162,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #session: string | undefined;
   #clientId: string | undefined;
   #node: string | undefined;
+  /** Rooms whose presence the client watches; `asked` is false until sent on this connection. */
+  readonly #watched = new Map<string, { view: PresenceView; asked: boolean }>();
 
   constructor(url: ClientUrl, options: ClientOptions = {}) {
     super();
@@ -304,6 +308,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   async leave(room: string, options: { timeoutMs?: number } = {}): Promise<void> {
     checkRoom(room);
     await this.#ask(`leave "${room}"`, (id) => encodeText({ t: 'leave', id, r: room }), options);
+    this.#watched.delete(room);
     if (this.#rooms.remove(room)) this.emit('left', { room });
   }
 
@@ -330,6 +335,31 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       this.#requests.fail(id, error as ClientError);
     }
     return promise;
+  }
+
+  /**
+   * Who is in a room, on every node (the room must keep presence on the server, and the client
+   * must be in it). Resolves with a live view once its first snapshot is in: it follows joins and
+   * leaves, and is refreshed after every resume, reporting only the users that really came or
+   * went meanwhile. Rejects with a {@link ServerError} (`FORBIDDEN`: not in the room;
+   * `NOT_FOUND`: the room keeps no presence) or like {@link join}. The view ends when the client
+   * leaves the room.
+   */
+  async presence(room: string, options: { timeoutMs?: number } = {}): Promise<PresenceView> {
+    checkRoom(room);
+    let watched = this.#watched.get(room);
+    if (watched === undefined) {
+      // Sent now, or queued for the next connection: asked either way.
+      watched = { view: new PresenceView(room), asked: true };
+      this.#watched.set(room, watched);
+    }
+    try {
+      await this.#ask(`presence of "${room}"`, (id) => presenceFrame(id, room), options);
+    } catch (error) {
+      if (this.#watched.get(room) === watched) this.#watched.delete(room);
+      throw error;
+    }
+    return watched.view;
   }
 
   // ---- connection lifecycle ----
@@ -416,6 +446,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     if (this.#state === 'closed') return;
     this.#release();
     this.#requests.rejectSent(() => new DisconnectedError());
+    for (const watched of this.#watched.values()) watched.asked = false;
     const reconnecting =
       this.#options.shouldReconnect(close) && this.#scheduler.plan(close.code === SERVICE_RESTART);
     this.emit('close', { ...close, reconnecting });
@@ -527,8 +558,20 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         break;
       case 'left':
         if (typeof message.r === 'string' && this.#rooms.remove(message.r)) {
+          this.#watched.delete(message.r);
           this.emit('left', { room: message.r });
         }
+        break;
+      case 'presence':
+        if (Array.isArray(message.m) && message.m.every(isPresenceEntry)) {
+          this.#watched.get(message.r)?.view.snapshot(message.m, Number(message.n) || 0);
+        }
+        break;
+      case 'pjoin':
+        if (isPresenceEntry(message)) this.#watched.get(message.r)?.view.joined(message);
+        break;
+      case 'pleave':
+        if (typeof message.u === 'string') this.#watched.get(message.r)?.view.left(message.u);
         break;
       case 'resync':
         if (offsetOf(message.o) === undefined || epochOf(message.e) === undefined) break;
@@ -576,7 +619,18 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#flush(socket);
     this.#setState('open');
     if (this.#socket !== socket) return; // a state listener closed the client
-    for (const room of gone) this.emit('left', { room });
+    for (const room of gone) {
+      this.#watched.delete(room);
+      this.emit('left', { room });
+    }
+    // A fresh snapshot of every room watched: the view reports only what changed meanwhile.
+    for (const [room, watched] of this.#watched) {
+      if (watched.asked) continue;
+      watched.asked = true;
+      this.#ask(`presence of "${room}"`, (id) => presenceFrame(id, room), {}).catch(
+        (error: ClientError) => this.emit('error', error),
+      );
+    }
     const info: WelcomeInfo = {
       session: message.session,
       clientId: message.client,
@@ -745,6 +799,14 @@ function checkRoom(room: string): void {
       `a room name is a string of 1 to ${LIMITS.room} characters, got ${JSON.stringify(room)}`,
     );
   }
+}
+
+function presenceFrame(id: number, room: string): string {
+  return encodeText({ t: 'presence', id, r: room });
+}
+
+function isPresenceEntry(value: { u?: unknown }): value is PresenceEntry {
+  return typeof value.u === 'string';
 }
 
 function offsetOf(value: unknown): number | undefined {

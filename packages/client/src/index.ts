@@ -42,6 +42,11 @@ export {
 export { browserNetwork, type NetworkEventTarget, type NetworkSignal } from './network.js';
 export type { ClientOptions, SessionSnapshot } from './options.js';
 export type { AckPayload } from './pending-requests.js';
+export {
+  type PresenceMember,
+  PresenceView,
+  type PresenceViewEvents,
+} from './presence-view.js';
 export type {
   SocketCloseEvent,
   SocketMessageEvent,

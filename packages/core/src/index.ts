@@ -44,6 +44,22 @@ export {
   type WscaleErrorCode,
 } from './errors.js';
 export { MemoryHistory, type MemoryHistoryOptions } from './history/memory-history.js';
+export type { DependencyStatus, HealthOptions, HealthReport } from './ops/health.js';
+export type { Logger, LogLevel } from './ops/logger.js';
+export type {
+  JoinRefusal,
+  OutCounters,
+  QueryCounters,
+  ResumeCounters,
+} from './ops/traffic.js';
+export type {
+  PresenceChange,
+  PresenceList,
+  PresenceMember,
+  PresenceQuery,
+  PresenceRule,
+  PresenceStats,
+} from './presence/presence-types.js';
 export { BroadcastOperator } from './server/broadcast.js';
 export { Client, type ClientEvents } from './server/client.js';
 export type {
@@ -59,9 +75,11 @@ export { ScaledWebSocketServer } from './server/scaled-server.js';
 export type {
   ClientInfo,
   LimitCounters,
+  NodeStats,
   QueryOptions,
   RemoteClient,
   ResumeInfo,
+  ResumeRecord,
   ServerEvents,
   ServerStats,
 } from './server/server-types.js';

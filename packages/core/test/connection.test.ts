@@ -150,6 +150,7 @@ describe('connections', () => {
     }
     expect(server.stats.dropped).toBeGreaterThan(0);
     expect(server.clients.get(slow.id)!.dropped).toBe(server.stats.dropped);
+    expect(server.stats.droppedVolatile).toBe(server.stats.dropped);
     expect(server.clients.get(slow.id)!.open).toBe(true);
     expect(server.stats.slowConsumersClosed).toBe(0);
   });

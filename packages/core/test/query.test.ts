@@ -81,4 +81,32 @@ describe('cross-node queries', () => {
     await until(() => down.includes(silent!.nodeId), 2000, 'heartbeat timeout');
     expect(a!.nodes).toEqual([]);
   });
+
+  it("gathers every node's stats, counts its own deliveries, and names a silent node", async () => {
+    let frozen: CuttableBroker | undefined;
+    const [a, b] = await cluster.start(2);
+    const [hung] = await cluster.start(1, {
+      brokerFor: (bus) => {
+        frozen = new CuttableBroker({ bus });
+        return frozen;
+      },
+    });
+    const [onA, onB] = [await cluster.connect(a!), await cluster.connect(b!)];
+    await a!.client(onA.id).join('room');
+    await a!.client(onB.id).join('room');
+    await a!.to('room').send('hello');
+    await Promise.all([onA.waitFor(1), onB.waitFor(1)]);
+    frozen!.cut = true;
+
+    const { nodes, missing } = await a!.fetchStats({ timeoutMs: 300 });
+    expect(missing).toEqual([hung!.nodeId]);
+    expect(nodes.map((node) => node.nodeId)).toEqual([a!.nodeId, b!.nodeId]);
+    for (const node of nodes) {
+      expect(node.broker).toBe('ready');
+      expect(node.stats).toMatchObject({ connections: 1, rooms: 1, subscriptions: 1 });
+      // Each node counts what it wrote to its own clients: one member each.
+      expect(node.stats.messagesOut.broadcast).toBe(1);
+    }
+    expect(a!.stats.queries).toMatchObject({ asked: 1, partial: 1 });
+  });
 });

@@ -67,6 +67,11 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   /** Closes the connections this broker opened. */
   protected abstract closeConnection(): Promise<void>;
 
+  /** Publishes waiting for the connection to come back (bounded by `maxQueued`). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
   get status(): BrokerStatus {
     return this.#status;
   }

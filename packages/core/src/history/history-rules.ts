@@ -10,7 +10,8 @@ export function historyMatcher(rules: HistoryRule[]): (room: string) => History 
   return (room) => compiled.find((rule) => rule.test(room))?.store;
 }
 
-function toTests(patterns: RoomPattern | RoomPattern[]): (room: string) => boolean {
+/** A test of room names for one or several patterns (shared with the presence rules). */
+export function toTests(patterns: RoomPattern | RoomPattern[]): (room: string) => boolean {
   const tests = (Array.isArray(patterns) ? patterns : [patterns]).map(toTest);
   return (room) => tests.some((test) => test(room));
 }

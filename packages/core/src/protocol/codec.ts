@@ -111,6 +111,10 @@ function checkClientMessage(m: Record<string, unknown>, binary: boolean): Client
       return m as unknown as ClientMessage;
     case 'ping':
       return m as unknown as ClientMessage;
+    case 'presence':
+      id(m.id);
+      text(m.r, 'r', LIMITS.room);
+      return m as unknown as ClientMessage;
     default:
       if (typeof m.t !== 'string') throw new ProtocolViolation('message without a type');
       // An unknown type is not malformed: the server answers it with an error, not a close.

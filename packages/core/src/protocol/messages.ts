@@ -212,6 +212,54 @@ export interface ReceivedMessage {
   s: number;
 }
 
+/**
+ * Client → server: send me the presence of a room I am in (a `presence` snapshot, then `pjoin` and
+ * `pleave` as users come and go, until I leave the room or the connection ends). Answered with an
+ * `ack` of the same id, after the snapshot. Ask again after every resume: the snapshot replaces
+ * what the client had.
+ */
+export interface PresenceRequestMessage {
+  t: 'presence';
+  id: number;
+  r: string;
+}
+
+/** A member in a `presence` snapshot: its user key and public info. */
+export interface PresenceEntry {
+  u: string;
+  i?: unknown;
+}
+
+/** Server → client: the members of a room now (at most a server-chosen number, by user key). */
+export interface PresenceSnapshotMessage {
+  t: 'presence';
+  r: string;
+  m: PresenceEntry[];
+  /** How many users the room has (more than `m` lists when the list was capped). */
+  n: number;
+}
+
+/** Server → client: a user's first connection entered a room, anywhere in the cluster. */
+export interface PresenceJoinMessage {
+  t: 'pjoin';
+  r: string;
+  u: string;
+  i?: unknown;
+}
+
+/** Server → client: a user's last connection left a room (after the grace period if it dropped). */
+export interface PresenceLeaveMessage {
+  t: 'pleave';
+  r: string;
+  u: string;
+}
+
+/** The presence messages a server sends. */
+export type PresenceUpdateMessage =
+  | PresenceSnapshotMessage
+  | PresenceJoinMessage
+  | PresenceLeaveMessage;
+
 /** Everything a client may send. */
 export type ClientMessage =
   | HelloMessage
@@ -219,7 +267,8 @@ export type ClientMessage =
   | LeaveMessage
   | DataMessage
   | RequestMessage
-  | PingMessage;
+  | PingMessage
+  | PresenceRequestMessage;
 
 /** Everything a server may send. */
 export type ServerMessage =
@@ -231,7 +280,8 @@ export type ServerMessage =
   | ResyncMessage
   | ErrorMessage
   | PongMessage
-  | ReceivedMessage;
+  | ReceivedMessage
+  | PresenceUpdateMessage;
 
 /** Bounds every decoder enforces. */
 export const LIMITS = {

@@ -4,6 +4,7 @@ import { WebSocket } from 'ws';
 import { CloseCode } from '../close-codes.js';
 import { closeReason } from '../internal/close-reason.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
+import { OutKind, type Traffic } from '../ops/traffic.js';
 import { isInbox, type ServerMessage } from '../protocol/messages.js';
 import { controlFrame, type Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
@@ -42,6 +43,8 @@ export interface ClientHost {
   dataChanged(client: AnyClient): Promise<void>;
   readonly maxBufferedBytes: number;
   readonly maxOpsPerSecond: number;
+  /** The node's counters of what it writes. */
+  readonly traffic: Traffic;
 }
 
 /** Fields few clients ever use, kept apart so that every client stays small. */
@@ -243,7 +246,7 @@ export class Client<
    * @returns `false` when the message was not written (closed, or dropped as a slow consumer).
    */
   send(data: Sendable, options?: SendOptions): boolean {
-    return this.deliver(prepareMessage(data, options));
+    return this.deliver(prepareMessage(data, options), OutKind.Direct);
   }
 
   /**
@@ -270,7 +273,7 @@ export class Client<
   }
 
   /** @internal Writes a message framed once per node; the fan-out hot path. */
-  deliver(message: Outgoing): boolean {
+  deliver(message: Outgoing, kind: OutKind = message.kind): boolean {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN || message.skip?.has(this.id)) return false;
     if (this.#queuedBytes() >= this.#host.maxBufferedBytes) {
@@ -278,15 +281,16 @@ export class Client<
       return false;
     }
     if (!this.v1) {
-      this.#write(message.rawFrame());
+      this.#count(message.rawFrame(), kind);
       return true;
     }
     const gaps = this.#rare?.gaps;
     const { room, offset } = message;
     if (gaps !== undefined && room !== undefined && offset !== undefined && gaps.delete(room)) {
-      this.#write(controlFrame({ t: 'resync', r: room, o: offset - 1, e: message.epoch! }));
+      const resync = controlFrame({ t: 'resync', r: room, o: offset - 1, e: message.epoch! });
+      this.#count(resync, OutKind.Control);
     }
-    this.#write(message.envelopeFrame());
+    this.#count(message.envelopeFrame(), kind);
     return true;
   }
 
@@ -299,14 +303,20 @@ export class Client<
    * @internal Writes one complete protocol frame, within the send-buffer budget: a frame that
    * does not fit makes the client a slow consumer instead.
    */
-  writeFrame(frame: Buffer): boolean {
+  writeFrame(frame: Buffer, kind: OutKind = OutKind.Control): boolean {
     if (this.#ws.readyState !== WebSocket.OPEN) return false;
     if (this.#queuedBytes() >= this.#host.maxBufferedBytes) {
       this.#host.slowConsumer(this, undefined);
       return false;
     }
-    this.#write(frame);
+    this.#count(frame, kind);
     return true;
+  }
+
+  /** Writes a frame and counts it (once: a held frame is counted when it is held). */
+  #count(frame: Buffer, kind: OutKind): void {
+    this.#write(frame);
+    this.#host.traffic.out(kind, frame.length);
   }
 
   /** Bytes on their way to the client: in the socket's buffer, and held during a resume. */
@@ -332,16 +342,17 @@ export class Client<
   }
 
   /**
-   * @internal Writes `first` (within the budget), then everything held (counted when it was
-   * held), and stops holding.
+   * @internal Writes the welcome and the replay (within the budget), then everything held
+   * (counted against the budget when it was held), and stops holding.
    */
-  release(first: Buffer[]): void {
+  release(welcome: Buffer, replay: Buffer[]): void {
     const held = this.#rare?.held ?? [];
     if (this.#rare !== undefined) {
       this.#rare.held = undefined;
       this.#rare.heldBytes = undefined;
     }
-    for (const frame of first) if (!this.writeFrame(frame)) return;
+    if (!this.writeFrame(welcome)) return;
+    for (const frame of replay) if (!this.writeFrame(frame, OutKind.Replay)) return;
     if (this.#ws.readyState !== WebSocket.OPEN) return;
     for (const frame of held) this.#write(frame);
   }

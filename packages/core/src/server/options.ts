@@ -1,6 +1,8 @@
 import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Broker, History, StateStore } from '../contracts.js';
+import type { Logger } from '../ops/logger.js';
+import type { PresenceRule } from '../presence/presence-types.js';
 import type { Client } from './client.js';
 import type { Sendable } from './payload.js';
 import type { MessageInfo } from './upstream.js';
@@ -201,6 +203,29 @@ export interface ServerOptions<Identity = unknown> {
   requestTimeoutMs?: number;
   /** How long `close()` waits for clients to close before terminating them. @default 5000 */
   closeTimeoutMs?: number;
+  /**
+   * Where the node logs: start and stop, broker status, other nodes up and down, errors (also
+   * emitted as `error`), slow consumers, partial query answers (`info`/`warn`); limits hit,
+   * protocol violations and resumes (`debug`). Fields name the node, client, room and code;
+   * message payloads are never logged. pino and `console` fit as they are.
+   * @default none: errors go to the `error` event, or a process warning without a listener
+   */
+  logger?: Logger;
+
+  /**
+   * The rooms that keep presence (who is in them, by user, on every node), and the public `info`
+   * of their members. `wss.presence(room)`, `wss.presenceStats(room)`, the `presence` event and
+   * the clients' `client.presence(room)` work in these rooms.
+   * @default no room keeps presence
+   */
+  presence?: PresenceRule<Client<Identity, object>>[];
+  /**
+   * How long a member whose connection dropped (or whose node died, counted from when the node is
+   * declared gone) stays present: a resume on any node within it is no leave and no join. At most
+   * the state store's `ttlMs`.
+   * @default 5000
+   */
+  presenceGraceMs?: number;
 }
 
 /** Where a set of rooms keeps its history. */
@@ -232,7 +257,9 @@ export type ResolvedOptions<Identity> = Required<
     | 'sessionOwner'
     | 'authorizeJoin'
     | 'onRequest'
+    | 'presence'
     | 'allowedOrigins'
+    | 'logger'
   >
 > &
   Pick<
@@ -250,4 +277,5 @@ export type ResolvedOptions<Identity> = Required<
   > & {
     sessionOwner: (identity: Identity) => string;
     history: HistoryRule[];
+    presence: PresenceRule<Client<Identity, object>>[];
   };

@@ -1,8 +1,9 @@
 import type { HistoryEntry } from '../contracts.js';
 import { BusFlag } from '../internal/bus-codec.js';
 import { wsFrame } from '../internal/ws-frame.js';
+import { OutKind } from '../ops/traffic.js';
 import { encodeBinary } from '../protocol/codec.js';
-import type { DataMessage, ServerMessage } from '../protocol/messages.js';
+import { type DataMessage, isInbox, type ServerMessage } from '../protocol/messages.js';
 
 /** The text frame of one `wscale.v1` protocol message (not an application message). */
 export function controlFrame(message: ServerMessage): Buffer {
@@ -17,6 +18,8 @@ export function controlFrame(message: ServerMessage): Buffer {
 export class Outgoing {
   #rawFrame: Buffer | undefined;
   #envelopeFrame: Buffer | undefined;
+  /** How the counters see it: a message of a session's direct-message stream is a direct one. */
+  readonly kind: OutKind;
 
   constructor(
     /** The application's payload. */
@@ -32,7 +35,9 @@ export class Outgoing {
     readonly epoch?: string,
     /** Ids of clients it must not be written to (`except`). */
     readonly skip?: ReadonlySet<string>,
-  ) {}
+  ) {
+    this.kind = room !== undefined && isInbox(room) ? OutKind.Direct : OutKind.Broadcast;
+  }
 
   /** Its flags on the bus between nodes. */
   get busFlags(): number {

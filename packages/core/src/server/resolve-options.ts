@@ -44,6 +44,8 @@ export function resolveOptions<Identity>(
     maxReplayEntries: options.maxReplayEntries ?? 5000,
     history: options.history ?? [],
     sessionOwner: options.sessionOwner ?? defaultOwner,
+    presence: options.presence ?? [],
+    presenceGraceMs: options.presenceGraceMs ?? 5000,
   };
   for (const key of [
     'maxPayload',
@@ -62,6 +64,7 @@ export function resolveOptions<Identity>(
     'maxSessionDataBytes',
     'maxReplayBytes',
     'maxReplayEntries',
+    'presenceGraceMs',
   ] as const) {
     if (!(resolved[key] > 0)) throw new InvalidOptionError(`${key} must be > 0`);
   }

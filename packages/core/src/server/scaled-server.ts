@@ -3,11 +3,13 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { BaseBroker } from '../broker/base-broker.js';
 import { MemoryBroker } from '../broker/memory-broker.js';
 import { CloseCode } from '../close-codes.js';
 import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
 import {
   HandlerError,
+  InvalidOptionError,
   LimitExceededError,
   ServerClosedError,
   UpgradeRejectedError,
@@ -23,6 +25,21 @@ import {
   type DirectOp,
 } from '../internal/bus-codec.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
+import {
+  type HealthOptions,
+  type HealthReport,
+  probeHistories,
+  probeStateStore,
+} from '../ops/health.js';
+import { NodeLog } from '../ops/logger.js';
+import { OutKind, Traffic } from '../ops/traffic.js';
+import { PresenceService } from '../presence/presence-service.js';
+import type {
+  PresenceList,
+  PresenceQuery,
+  PresenceRule,
+  PresenceStats,
+} from '../presence/presence-types.js';
 import { inboxOf, isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
 import { Sessions } from '../session/sessions.js';
@@ -39,6 +56,7 @@ import { RoomRegistry } from './room-registry.js';
 import type {
   ClientInfo,
   LimitCounters,
+  NodeStats,
   QueryOptions,
   RemoteClient,
   ServerEvents,
@@ -72,6 +90,7 @@ export class ScaledWebSocketServer<
   readonly #options: ResolvedOptions<Identity>;
   readonly #broker: Broker;
   readonly #ownsBroker: boolean;
+  readonly #store: StateStore;
   readonly #ownedStore: StateStore | undefined;
   readonly #sessions: Sessions;
   readonly #historyOf: (room: string) => History | undefined;
@@ -82,10 +101,14 @@ export class ScaledWebSocketServer<
   readonly #router: DirectRouter;
   readonly #rooms: RoomRegistry;
   readonly #v1: V1Endpoint;
+  /** Presence, when some rooms keep it. */
+  readonly #presence: PresenceService | undefined;
   readonly #clients = new Map<string, Client<Identity, Data>>();
   readonly #corked: Duplex[] = [];
   readonly #started: Promise<void>;
   readonly #stats = { dropped: 0, slowConsumersClosed: 0 };
+  readonly #traffic = new Traffic();
+  readonly #log: NodeLog;
   readonly #limited: LimitCounters = {
     rooms: 0,
     inFlight: 0,
@@ -105,16 +128,20 @@ export class ScaledWebSocketServer<
   /** Last saves of closed connections, which a drain waits for. */
   readonly #finalSaves = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
+  /** `ready()` resolved. */
+  #up = false;
 
   constructor(options: ServerOptions<Identity>) {
     super();
     this.#options = resolveOptions(options, newId);
     this.nodeId = this.#options.nodeId;
+    this.#log = new NodeLog(options.logger, this.nodeId);
     this.#ownsBroker = options.broker === undefined;
     this.#broker = options.broker ?? new MemoryBroker();
     this.#ownedStore = options.stateStore === undefined ? new MemoryStateStore() : undefined;
+    this.#store = options.stateStore ?? this.#ownedStore!;
     this.#sessions = new Sessions(
-      options.stateStore ?? this.#ownedStore!,
+      this.#store,
       new SessionTokens(options.sessionSecret ?? randomBytes(32).toString('base64url')),
       this.#options.topicPrefix,
       (error) => this.#report(error),
@@ -140,11 +167,15 @@ export class ScaledWebSocketServer<
         deliver: (frame) => this.#onRemote(frame),
         answer: (type, argument) => this.#answer(type, argument),
         nodeUp: (nodeId) => {
+          this.#log.write('info', 'node up', { peer: nodeId });
           this.#router.nodeUp(nodeId);
+          this.#presence?.nodeUp(nodeId);
           this.emit('nodeUp', nodeId);
         },
         nodeDown: (nodeId) => {
+          this.#log.write('warn', 'node down', { peer: nodeId });
           this.#router.nodeDown(nodeId);
+          this.#presence?.nodeDown(nodeId);
           this.emit('nodeDown', nodeId);
         },
         error: (error) => this.#report(error),
@@ -168,6 +199,7 @@ export class ScaledWebSocketServer<
       error: (error) => this.#report(error),
     });
     this.#v1 = new V1Endpoint(this.#v1Host());
+    this.#presence = this.#presenceService();
     this.#broker.on('status', this.#onBrokerStatus);
 
     if (options.port !== undefined) {
@@ -212,9 +244,49 @@ export class ScaledWebSocketServer<
     return this.#broker.status;
   }
 
-  /** Counters of this node. */
+  /** Counters of this node: gauges (connections, rooms) and totals since it started. */
   get stats(): ServerStats {
-    return { connections: this.#clients.size, ...this.#stats, limited: { ...this.#limited } };
+    let subscriptions = 0;
+    for (const client of this.#clients.values()) {
+      for (const room of client.roomList) if (!isInbox(room)) subscriptions++;
+    }
+    return {
+      connections: this.#clients.size,
+      ...this.#stats,
+      limited: { ...this.#limited },
+      rooms: this.#roomNames().length,
+      subscriptions,
+      ...this.#traffic.snapshot(),
+      brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
+    };
+  }
+
+  /**
+   * Whether this node can take clients, and the state of what it depends on. The state store and
+   * each history store are probed with a read that must answer within `timeoutMs`.
+   */
+  async health(options?: HealthOptions): Promise<HealthReport> {
+    const ms = options?.timeoutMs ?? 1000;
+    const probe = `${this.#options.topicPrefix}health`;
+    const histories = this.#options.history.map((rule) => rule.store);
+    if (this.#options.directHistory !== undefined) histories.push(this.#options.directHistory);
+    const [stateStore, history] = await Promise.all([
+      probeStateStore(this.#store, probe, ms),
+      probeHistories(histories, probe, ms),
+    ]);
+    const http = this.#http ?? this.#attached;
+    const listening = this.#up && (http === undefined || http.listening);
+    const draining = this.#closing !== undefined;
+    return {
+      ready: listening && !draining,
+      listening,
+      draining,
+      broker: this.#broker.status,
+      stateStore,
+      history,
+      nodes: this.#mesh.nodes,
+      connections: this.#clients.size,
+    };
   }
 
   /** Starts a broadcast to the members of a room, on every node. */
@@ -268,6 +340,43 @@ export class ScaledWebSocketServer<
   }
 
   /**
+   * Every node's view of itself (counters, broker status, recent resumes), this node's first.
+   * Nodes that do not answer within the timeout are named in `missing`.
+   */
+  async fetchStats(options?: QueryOptions): Promise<{ nodes: NodeStats[]; missing: string[] }> {
+    const { answers, missing } = await this.#ask('stats', undefined, options);
+    return { nodes: [this.#nodeStats(), ...(answers.values() as Iterable<NodeStats>)], missing };
+  }
+
+  #nodeStats(): NodeStats {
+    return {
+      nodeId: this.nodeId,
+      at: Date.now(),
+      broker: this.#broker.status,
+      stats: this.stats,
+      recentResumes: [...this.#traffic.recentResumes],
+    };
+  }
+
+  /**
+   * The members of a presence room, cluster-wide, by user, in user key order (a page of at most
+   * `query.limit`, default and most 1000; pass `next` as `after` for the next one). Answered from
+   * this node's replicated view, with no round trip: `missing` names live nodes whose entries it
+   * does not hold in full right now. Empty for a room that keeps no presence.
+   */
+  async presence(room: string, query?: PresenceQuery): Promise<PresenceList> {
+    if (this.#closing !== undefined) throw new ServerClosedError();
+    return (
+      this.#presence?.list(room, query) ?? { users: 0, connections: 0, members: [], missing: [] }
+    );
+  }
+
+  /** How many users and connections a presence room has, cluster-wide: O(1), from counters. */
+  presenceStats(room: string): PresenceStats {
+    return this.#presence?.stats(room) ?? { users: 0, connections: 0 };
+  }
+
+  /**
    * Completes an upgrade the application received itself (with `noServer`, or from a framework
    * that owns the `upgrade` event). Runs `authenticate` first; a refusal answers with an HTTP
    * status and no WebSocket is created.
@@ -296,6 +405,8 @@ export class ScaledWebSocketServer<
   }
 
   async #start(): Promise<void> {
+    // Presence listens first: the nodes that hear this one's hello ask it for its entries at once.
+    await this.#presence?.start();
     await this.#mesh.start();
     if (this.#options.heartbeatIntervalMs > 0) {
       this.#every(this.#options.heartbeatIntervalMs, () => {
@@ -322,6 +433,8 @@ export class ScaledWebSocketServer<
         });
       });
     }
+    this.#up = true;
+    this.#log.write('info', 'node started', { port: this.address()?.port });
   }
 
   #every(ms: number, run: () => void): void {
@@ -332,6 +445,9 @@ export class ScaledWebSocketServer<
 
   async #close(): Promise<void> {
     await this.#started.catch(() => undefined);
+    this.#log.write('info', 'node draining', { connections: this.#clients.size });
+    // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
+    await this.#presence?.stop();
     for (const timer of this.#timers) clearInterval(timer);
     const clients = [...this.#clients.values()];
     // Listen before saving: a client that goes away while its session is saved must count too.
@@ -361,6 +477,7 @@ export class ScaledWebSocketServer<
     this.#attached?.off('upgrade', this.#onUpgrade);
     const http = this.#http;
     if (http?.listening) await new Promise((resolve) => http.close(resolve));
+    this.#log.write('info', 'node stopped');
   }
 
   readonly #onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -407,12 +524,12 @@ export class ScaledWebSocketServer<
     const origins = this.#options.allowedOrigins;
     const origin = request.headers.origin;
     if (origins !== undefined && origin !== undefined && !origins.includes(origin)) {
-      this.#limited.origins++;
+      this.#limit('origins', { origin });
       return 403;
     }
     const connections = this.#clients.size + this.#v1.opening + this.#authenticating;
     if (connections >= this.#options.maxConnections) {
-      this.#limited.connections++;
+      this.#limit('connections', { connections });
       return 503;
     }
     return undefined;
@@ -428,7 +545,7 @@ export class ScaledWebSocketServer<
     try {
       const result = await Promise.race([this.#options.authenticate!(request), late]);
       if (result === 'late') {
-        this.#limited.authenticateTimeouts++;
+        this.#limit('authenticateTimeouts');
         this.#report(new HandlerError('authenticate', `no answer within ${ms} ms`));
         return 503;
       }
@@ -469,8 +586,10 @@ export class ScaledWebSocketServer<
   #onFrame(client: AnyClient, frame: Buffer, isBinary: boolean): void {
     if (!client.open) return;
     client.markAlive();
+    this.#traffic.messagesIn++;
+    this.#traffic.bytesIn += frame.length;
     if (!client.takeOp()) {
-      this.#limited.rate++;
+      this.#limit('rate', { client: client.id });
       client.close(CloseCode.PolicyViolation, 'rate limit');
       return;
     }
@@ -492,6 +611,7 @@ export class ScaledWebSocketServer<
     close(this: TaggedSocket, code: number, reason: Buffer) {
       const client = this[CLIENT]!;
       if (client.v1) server.#finalSave(client);
+      server.#presence?.closed(client, client.roomList, code);
       if (server.#clients.get(client.id) === client) server.#clients.delete(client.id);
       server.#rooms.leaveAll(client).catch((error) => server.#report(error));
       client.emit('close', code, reason.toString('utf8'));
@@ -541,13 +661,21 @@ export class ScaledWebSocketServer<
       join: (client, room, from, announce, budget) =>
         this.#join(client, room, from, announce, budget),
       leave: (client, room) => this.#leave(client, room),
+      watchPresence: (client, room) =>
+        this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room),
       save: (client) => void this.#save(client),
       authorizeJoin: options.authorizeJoin as V1Host['authorizeJoin'],
       onRequest: options.onRequest as V1Host['onRequest'],
       connected: (client, request) =>
         this.emit('connection', client as Client<Identity, Data>, request),
-      limited: (limit) => void this.#limited[limit]++,
+      limited: (limit) => this.#limit(limit),
+      resumed: (client, reason) => {
+        const { result, ...fields } = this.#traffic.resumed(client.id, client.recovery, reason);
+        this.#log.write('debug', `resume ${result}`, fields);
+      },
+      joinRefused: (code) => this.#traffic.joinRefused(code),
       report: (error) => this.#report(error),
+      log: this.#log,
     };
   }
 
@@ -559,6 +687,9 @@ export class ScaledWebSocketServer<
     budget?: ReplayBudget,
   ) {
     const outcome = await this.#rooms.join(client, room, from, announce, budget);
+    if (client.inRoom(room) && this.#clients.get(client.id) === client) {
+      this.#presence?.entered(client, room);
+    }
     // Awaited: a join that was acknowledged is in the session, even if this node dies next.
     if (client.v1 && announce) await this.#save(client);
     return outcome;
@@ -567,9 +698,30 @@ export class ScaledWebSocketServer<
   async #leave(client: AnyClient, room: string): Promise<void> {
     if (!client.inRoom(room)) return;
     await this.#rooms.leave(client, room);
+    this.#presence?.left(client, room);
     if (!client.v1) return;
     client.writeMessage({ t: 'left', r: room });
     await this.#save(client);
+  }
+
+  #presenceService(): PresenceService | undefined {
+    const { presence, presenceGraceMs } = this.#options;
+    if (presence.length === 0) return undefined;
+    if (presenceGraceMs > this.#sessions.ttlMs) {
+      throw new InvalidOptionError("presenceGraceMs must not exceed the state store's ttlMs");
+    }
+    return new PresenceService({
+      broker: this.#broker,
+      nodeId: this.nodeId,
+      topicPrefix: this.#options.topicPrefix,
+      rules: presence as PresenceRule<AnyClient>[],
+      graceMs: presenceGraceMs,
+      tickMs: this.#options.nodeHeartbeatMs,
+      owner: (client) => this.#options.sessionOwner(client.identity as Identity),
+      nodes: () => this.#mesh.nodes,
+      changed: (room, change) => this.emit('presence', room, change),
+      report: (error) => this.#report(error),
+    });
   }
 
   #save(client: AnyClient): Promise<void> {
@@ -610,7 +762,7 @@ export class ScaledWebSocketServer<
   #sessionData(client: AnyClient): object | undefined {
     const bytes = Buffer.byteLength(JSON.stringify(client.data));
     if (bytes <= this.#options.maxSessionDataBytes) return client.data;
-    this.#limited.sessionData++;
+    this.#limit('sessionData', { client: client.id });
     this.#report(
       new LimitExceededError(
         `client ${client.id}: data is ${bytes} bytes, over maxSessionDataBytes ` +
@@ -637,10 +789,12 @@ export class ScaledWebSocketServer<
         if (message !== undefined && (message.volatile || this.#options.slowConsumer === 'drop')) {
           client.countDropped(message);
           this.#stats.dropped++;
+          if (message.volatile) this.#traffic.droppedVolatile++;
           return;
         }
         if (!client.open) return;
         this.#stats.slowConsumersClosed++;
+        this.#log.write('warn', 'slow consumer closed 1013', { client: client.id });
         // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
         client.close(CloseCode.TryAgainLater, 'send buffer full');
       },
@@ -648,6 +802,7 @@ export class ScaledWebSocketServer<
       dataChanged: (client) => this.#save(client),
       maxBufferedBytes: this.#options.maxBufferedBytes,
       maxOpsPerSecond: this.#options.maxOpsPerSecond,
+      traffic: this.#traffic,
     };
   }
 
@@ -765,7 +920,7 @@ export class ScaledWebSocketServer<
       case 'send':
         if (message === undefined) return;
         if (message.room === undefined) {
-          client.deliver(message);
+          client.deliver(message, OutKind.Direct);
         } else if (client.inRoom(message.room)) {
           // A kept direct message goes through the session's stream: in order, once.
           this.#rooms.deliver(message.room, message);
@@ -793,6 +948,7 @@ export class ScaledWebSocketServer<
   #answer(type: string, argument: unknown): unknown {
     if (type === 'rooms') return this.#roomNames();
     if (type === 'clients') return this.#localClients(argument as string | undefined);
+    if (type === 'stats') return this.#nodeStats();
     return undefined;
   }
 
@@ -812,18 +968,36 @@ export class ScaledWebSocketServer<
 
   async #ask(type: string, argument: unknown, options?: QueryOptions): Promise<MeshAnswers> {
     if (this.#closing !== undefined) throw new ServerClosedError();
-    return this.#mesh.request(type, argument, options?.timeoutMs ?? this.#options.requestTimeoutMs);
+    const started = performance.now();
+    const ms = options?.timeoutMs ?? this.#options.requestTimeoutMs;
+    const answers = await this.#mesh.request(type, argument, ms);
+    this.#traffic.queried(performance.now() - started, answers.missing.length);
+    if (answers.missing.length > 0) {
+      this.#log.write('warn', `partial answer to ${type}`, { missing: answers.missing });
+    }
+    return answers;
+  }
+
+  /** Counts a limit hit, and logs it (debug: a client over its limit is the client's business). */
+  #limit(limit: keyof LimitCounters, fields?: object): void {
+    this.#limited[limit]++;
+    this.#log.write('debug', `limit hit: ${limit}`, fields);
   }
 
   readonly #onBrokerStatus = (status: BrokerStatus, error?: Error): void => {
+    const fields = { status, error: error?.message };
+    this.#log.write(status === 'ready' ? 'info' : 'warn', `broker ${status}`, fields);
     this.emit('brokerStatus', status, error);
   };
 
   #report(error: unknown): void {
     const reported =
       error instanceof Error ? error : new WscaleError('HANDLER_FAILED', String(error));
+    const code = reported instanceof WscaleError ? reported.code : undefined;
+    this.#log.write('error', reported.message, { code, err: reported });
     if (this.listenerCount('error') === 0 || this.#reporting) {
-      process.emitWarning(reported);
+      // A logger given took it; else it must not go unseen.
+      if (!this.#log.enabled) process.emitWarning(reported);
       return;
     }
     this.#reporting = true;

@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { BrokerStatus } from '../contracts.js';
+import type { JoinRefusal, OutCounters, QueryCounters, ResumeCounters } from '../ops/traffic.js';
+import type { PresenceChange } from '../presence/presence-types.js';
 import type { WelcomeRoom } from '../protocol/messages.js';
 import type { Client } from './client.js';
 import type { Sendable, SendOptions } from './payload.js';
@@ -20,6 +22,11 @@ export interface ServerEvents<Identity, Data extends object> {
   nodeDown: [nodeId: string];
   /** The broker's connection changed state. */
   brokerStatus: [status: BrokerStatus, error?: Error];
+  /**
+   * A user joined a presence room (its first connection anywhere) or left it (its last one, after
+   * the grace period when it dropped). Every node emits it, once per change.
+   */
+  presence: [room: string, change: PresenceChange];
 }
 
 /** What a resume restored (see `Client.recovery`). */
@@ -53,6 +60,57 @@ export interface ServerStats {
   slowConsumersClosed: number;
   /** How often each limit was hit. */
   limited: LimitCounters;
+  /** Rooms with members on this node. */
+  rooms: number;
+  /** Room memberships of this node's clients (a client in three rooms counts three). */
+  subscriptions: number;
+  /**
+   * Frames received from connected clients: application messages and, from `wscale.v1` clients,
+   * protocol frames (join, leave, ping…; a hello comes before the client and is not counted).
+   */
+  messagesIn: number;
+  /** Bytes of the frames received from clients (payloads, without WebSocket framing). */
+  bytesIn: number;
+  /** Frames written to clients, by kind (a broadcast to a room of 100 here counts 100). */
+  messagesOut: OutCounters;
+  /** Bytes written to clients, by kind (whole WebSocket frames). */
+  bytesOut: OutCounters;
+  /** Of `dropped`, the volatile messages (the others were dropped by `slowConsumer: 'drop'`). */
+  droppedVolatile: number;
+  /** Resumes of `wscale.v1` sessions, by result. */
+  resumes: ResumeCounters;
+  /** Cross-node queries this node asked. */
+  queries: QueryCounters;
+  /** `wscale.v1` joins refused, by the code of their `ack` (`LIMIT` also counts in `limited.rooms`). */
+  joinsRefused: Partial<Record<JoinRefusal, number>>;
+  /** Publishes waiting for the broker to come back (brokers built on `BaseBroker`; else 0). */
+  brokerQueue: number;
+}
+
+/** One recent resume, in {@link NodeStats.recentResumes}. */
+export interface ResumeRecord {
+  /** When (ms since the epoch). */
+  at: number;
+  /** The client's id (after a failed resume, the id of its new session). */
+  client: string;
+  /** Every missed message replayed, some room not, or no resume (a new session). */
+  result: 'recovered' | 'partial' | 'failed';
+  /** Why not: the first unrecovered room's reason, or why the session was not resumed. */
+  reason?: string;
+}
+
+/** One node's view of itself, as `fetchStats()` gathers it from every node. */
+export interface NodeStats {
+  /** The node's id. */
+  nodeId: string;
+  /** When the node took it (ms since the epoch): rates are the difference of two over their time. */
+  at: number;
+  /** Its broker's state. */
+  broker: BrokerStatus;
+  /** Its counters (`wss.stats` on that node). */
+  stats: ServerStats;
+  /** The last resumes on this node, newest last (at most 20). */
+  recentResumes: ResumeRecord[];
 }
 
 /** How often each of a node's limits was hit (see the options of the same names). */

@@ -7,12 +7,15 @@ import { HandlerError } from '../errors.js';
 import type { JoinOutcome, ReplayBudget } from '../history/room-stream.js';
 import { closeReason } from '../internal/close-reason.js';
 import { wsFrame } from '../internal/ws-frame.js';
+import type { NodeLog } from '../ops/logger.js';
+import type { JoinRefusal } from '../ops/traffic.js';
 import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
 import {
   type AckMessage,
   type ClientMessage,
   type HelloMessage,
   inboxOf,
+  type NotResumedReason,
   type ProtocolErrorCode,
   RESERVED_ROOM_PREFIX,
   type WelcomeMessage,
@@ -57,6 +60,8 @@ export interface V1Host {
     budget?: ReplayBudget,
   ): Promise<JoinOutcome | undefined>;
   leave(client: AnyClient, room: string): Promise<void>;
+  /** Starts sending a room's presence to a client; an error code when refused. */
+  watchPresence(client: AnyClient, room: string): ProtocolErrorCode | undefined;
   save(client: AnyClient): void;
   authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
   onRequest?: (client: AnyClient, data: string | Buffer, info: MessageInfo) => Awaitable<unknown>;
@@ -64,7 +69,12 @@ export interface V1Host {
   connected(client: AnyClient, request: IncomingMessage): void;
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
+  /** A hello presented a session token: resumed (see `client.recovery`), or not for `reason`. */
+  resumed(client: AnyClient, reason: NotResumedReason | undefined): void;
+  /** A client's `join` was refused with this code. */
+  joinRefused(code: JoinRefusal): void;
   report(error: unknown): void;
+  readonly log: NodeLog;
 }
 
 /** A frame that came in behind the `hello`, before the session was open. */
@@ -236,12 +246,13 @@ export class V1Endpoint {
       s: ledger.last,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    client.release([controlFrame(welcome), ...replay]);
+    client.release(controlFrame(welcome), replay);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
       host.save(client);
     }
+    if (hello.session !== undefined) host.resumed(client, session.reason);
     host.connected(client, request);
     return client;
   }
@@ -317,6 +328,12 @@ export class V1Endpoint {
       case 'ping':
         client.writeMessage({ t: 'pong' });
         return;
+      case 'presence': {
+        const refused = this.#host.watchPresence(client, message.r);
+        if (refused === undefined) client.writeMessage({ t: 'ack', id: message.id });
+        else fail(client, message.id, refused, `no presence of "${message.r}" for this client`);
+        return;
+      }
       case 'hello':
         client.writeMessage({ t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
         return;
@@ -418,6 +435,7 @@ export class V1Endpoint {
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
     if (!this.#roomLeft(client, id, room)) return;
     if (room.startsWith(RESERVED_ROOM_PREFIX) || !(await this.#authorized(client, room))) {
+      this.#host.joinRefused('FORBIDDEN');
       return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
     // Checked again: other joins of the client may have finished while this one was authorized.
@@ -428,6 +446,7 @@ export class V1Endpoint {
       await this.#host.join(client, room);
     } catch (error) {
       this.#host.report(error);
+      this.#host.joinRefused('UNAVAILABLE');
       return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
     client.writeMessage({ t: 'ack', id });
@@ -438,6 +457,7 @@ export class V1Endpoint {
     const max = this.#host.maxRoomsPerClient;
     if (client.inRoom(room) || client.roomList.length < max) return true;
     this.#host.limited('rooms');
+    this.#host.joinRefused('LIMIT');
     fail(client, id, 'LIMIT', `already in ${max} rooms`);
     return false;
   }
@@ -480,6 +500,8 @@ export class V1Endpoint {
     } catch (error) {
       if (!(error instanceof ProtocolViolation)) throw error;
       close(target, CloseCode.InvalidPayload, error.message);
+      const fields = { client: 'id' in target ? target.id : undefined, reason: error.message };
+      this.#host.log.write('warn', 'protocol violation: closed 1007', fields);
       return undefined;
     }
   }

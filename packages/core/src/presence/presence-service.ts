@@ -1,0 +1,282 @@
+import { randomBytes } from 'node:crypto';
+import { CloseCode } from '../close-codes.js';
+import type { Broker, Unsubscribe } from '../contracts.js';
+import { HandlerError } from '../errors.js';
+import { toTests } from '../history/history-rules.js';
+import { isInbox, type ProtocolErrorCode } from '../protocol/messages.js';
+import type { AnyClient } from '../server/client.js';
+import { PresenceTracker } from './presence-tracker.js';
+import type {
+  PresenceChange,
+  PresenceList,
+  PresenceQuery,
+  PresenceRule,
+  PresenceStats,
+} from './presence-types.js';
+import { PresenceWatchers } from './presence-watchers.js';
+import { decodePresence, encodePresence, type PresenceWire } from './presence-wire.js';
+
+/** What presence needs from its node. */
+export interface PresenceHost {
+  readonly broker: Broker;
+  readonly nodeId: string;
+  readonly topicPrefix: string;
+  readonly rules: PresenceRule<AnyClient>[];
+  readonly graceMs: number;
+  /** How often this node tells the others its sequence number. */
+  readonly tickMs: number;
+  /** A client's user key (its session owner; empty when anonymous). */
+  owner(client: AnyClient): string;
+  /** Other nodes alive now. */
+  nodes(): string[];
+  changed(room: string, change: PresenceChange): void;
+  report(error: unknown): void;
+}
+
+/** Largest `info` of a member, in bytes of JSON. */
+const MAX_INFO_BYTES = 1024;
+/** Entries per snapshot message: well under a NATS server's default 1 MB payload limit. */
+const SNAPSHOT_PART = 500;
+/** Most members in a client's snapshot and in one page of `wss.presence()`. */
+const LIST_LIMIT = 1000;
+
+/**
+ * Presence on one node: takes its local clients' joins, leaves and drops into the
+ * {@link PresenceTracker}, publishes its deltas, applies the other nodes' deltas and snapshots,
+ * and keeps the local watchers told. Built on the {@link Broker} contract alone, so it works on
+ * every broker with no adapter code.
+ */
+export class PresenceService {
+  readonly #host: PresenceHost;
+  readonly #matches: ((room: string) => boolean)[];
+  readonly #tracker: PresenceTracker;
+  readonly #watchers = new PresenceWatchers();
+  readonly #unsubscribes: Unsubscribe[] = [];
+  readonly #timers: NodeJS.Timeout[] = [];
+  #stopped = false;
+
+  constructor(host: PresenceHost) {
+    this.#host = host;
+    this.#matches = host.rules.map((rule) => toTests(rule.rooms));
+    this.#tracker = new PresenceTracker(
+      host.nodeId,
+      randomBytes(6).toString('base64url'),
+      host.graceMs,
+      (room, change) => {
+        this.#watchers.changed(room, change);
+        host.changed(room, change);
+      },
+    );
+  }
+
+  get #allTopic(): string {
+    return `${this.#host.topicPrefix}presence`;
+  }
+
+  #nodeTopic(nodeId: string): string {
+    return `${this.#host.topicPrefix}presence:${nodeId}`;
+  }
+
+  /** Subscribes the presence topics and starts the timers. */
+  async start(): Promise<void> {
+    const broker = this.#host.broker;
+    const onMessage = (bytes: Uint8Array) => this.#receive(bytes);
+    this.#unsubscribes.push(
+      await broker.subscribe(this.#allTopic, onMessage),
+      await broker.subscribe(this.#nodeTopic(this.#host.nodeId), onMessage),
+    );
+    const stepMs = Math.min(1000, Math.max(20, Math.floor(this.#host.graceMs / 10)));
+    this.#every(stepMs, () => {
+      this.#tracker.expire(Date.now());
+      this.#flush();
+    });
+    this.#every(this.#host.tickMs, () => this.#tick());
+    this.#tick();
+  }
+
+  /**
+   * Stops presence on this node (it drains or closes): it publishes nothing more, so its entries
+   * stay in the other nodes' views until it is gone plus the grace period, and the clients that
+   * resume elsewhere meanwhile make no leave.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    await Promise.all(this.#unsubscribes.splice(0).map((unsubscribe) => unsubscribe()));
+  }
+
+  /** Whether a room keeps presence (a session's own direct-message stream never does). */
+  tracks(room: string): boolean {
+    return !isInbox(room) && this.#matches.some((test) => test(room));
+  }
+
+  /** A local client is in a room. */
+  entered(client: AnyClient, room: string): void {
+    const rule = this.#rule(room);
+    if (this.#stopped || rule === undefined) return;
+    let user: string;
+    try {
+      user = this.#host.owner(client) || client.id;
+    } catch (error) {
+      this.#host.report(new HandlerError('sessionOwner', error));
+      return;
+    }
+    this.#tracker.join(client, room, client.id, user, this.#info(rule, client));
+    this.#flush();
+  }
+
+  /** A local client left a room on purpose. */
+  left(client: AnyClient, room: string): void {
+    this.#watchers.unwatch(client, room);
+    if (this.#stopped || !this.tracks(room)) return;
+    this.#tracker.leave(client, room, client.id);
+    this.#flush();
+  }
+
+  /**
+   * A local client's connection closed. Closed on purpose (1000): it leaves now. Else it is kept
+   * for the grace period, in which it may resume on any node with no leave.
+   */
+  closed(client: AnyClient, rooms: readonly string[], code: number): void {
+    for (const room of rooms) this.#watchers.unwatch(client, room);
+    if (this.#stopped) return;
+    const now = Date.now();
+    for (const room of rooms) {
+      if (!this.tracks(room)) continue;
+      if (code === CloseCode.Normal) this.#tracker.leave(client, room, client.id);
+      else this.#tracker.drop(client, room, client.id, now);
+    }
+    this.#flush();
+  }
+
+  /** A client asks for a room's presence. */
+  watch(client: AnyClient, room: string): ProtocolErrorCode | undefined {
+    if (!this.tracks(room)) return 'NOT_FOUND';
+    if (!client.inRoom(room)) return 'FORBIDDEN';
+    const members = this.#tracker.members(room, LIST_LIMIT);
+    this.#watchers.watch(client, room, members, this.#tracker.stats(room).users);
+    return undefined;
+  }
+
+  nodeUp(nodeId: string): void {
+    this.#tracker.nodeUp(nodeId);
+    this.#ask(nodeId);
+  }
+
+  nodeDown(nodeId: string): void {
+    this.#tracker.nodeDown(nodeId, Date.now());
+  }
+
+  stats(room: string): PresenceStats {
+    return this.#tracker.stats(room);
+  }
+
+  list(room: string, query: PresenceQuery = {}): PresenceList {
+    const limit = Math.max(1, Math.min(query.limit ?? LIST_LIMIT, LIST_LIMIT));
+    // One more than asked tells whether there is a next page.
+    const members = this.#tracker.members(room, limit + 1, query.after);
+    const list: PresenceList = {
+      ...this.#tracker.stats(room),
+      members: members.slice(0, limit),
+      missing: this.#missing(),
+    };
+    if (members.length > limit) list.next = members[limit - 1]!.user;
+    return list;
+  }
+
+  #missing(): string[] {
+    const alive = new Set(this.#host.nodes());
+    return this.#tracker.unsynced().filter((node) => alive.has(node));
+  }
+
+  #rule(room: string): PresenceRule<AnyClient> | undefined {
+    if (isInbox(room)) return undefined;
+    const index = this.#matches.findIndex((test) => test(room));
+    return index < 0 ? undefined : this.#host.rules[index];
+  }
+
+  #info(rule: PresenceRule<AnyClient>, client: AnyClient): unknown {
+    if (rule.info === undefined) return undefined;
+    try {
+      const info = rule.info(client);
+      if (info === undefined) return undefined;
+      const json = JSON.stringify(info);
+      if (Buffer.byteLength(json) > MAX_INFO_BYTES) {
+        throw new RangeError(`presence info is over ${MAX_INFO_BYTES} bytes of JSON`);
+      }
+      return JSON.parse(json);
+    } catch (error) {
+      this.#host.report(new HandlerError('presence info', error));
+      return undefined;
+    }
+  }
+
+  #receive(bytes: Uint8Array): void {
+    if (this.#stopped) return;
+    const message = decodePresence(bytes);
+    if (message === undefined || message.n === this.#host.nodeId) return;
+    const now = Date.now();
+    const tracker = this.#tracker;
+    switch (message.k) {
+      case 'd':
+        if (tracker.receive(message.n, message.x, message.s, message.d, now)) this.#ask(message.n);
+        break;
+      case 't':
+        if (tracker.tick(message.n, message.x, message.s, now)) this.#ask(message.n);
+        break;
+      case 'q':
+        this.#answer(message.n);
+        break;
+      case 's':
+        tracker.snapshotPart(message.n, message.x, message.s, message.p, message.m, message.e, now);
+        break;
+    }
+    this.#flush();
+  }
+
+  #answer(nodeId: string): void {
+    const { seq, parts } = this.#tracker.snapshot(SNAPSHOT_PART);
+    const base = { k: 's' as const, n: this.#host.nodeId, x: this.#tracker.incarnation, s: seq };
+    for (const [p, entries] of parts.entries()) {
+      this.#publish(this.#nodeTopic(nodeId), { ...base, p, m: parts.length, e: entries });
+    }
+  }
+
+  /** Asks a node for its snapshot; a lost question is asked again at a later tick. */
+  #ask(nodeId: string): void {
+    this.#publish(this.#nodeTopic(nodeId), { k: 'q', n: this.#host.nodeId }, false);
+  }
+
+  #tick(): void {
+    if (this.#stopped) return;
+    const tracker = this.#tracker;
+    // Best effort: the next tick says the same, so a failed one is not worth an error.
+    const tick = { k: 't' as const, n: this.#host.nodeId, x: tracker.incarnation, s: tracker.seq };
+    this.#publish(this.#allTopic, tick, false);
+    const alive = new Set(this.#host.nodes());
+    for (const node of tracker.toAsk(Date.now())) if (alive.has(node)) this.#ask(node);
+  }
+
+  /** Publishes the tracker's new deltas, in order. */
+  #flush(): void {
+    const { nodeId } = this.#host;
+    const x = this.#tracker.incarnation;
+    for (const { seq, delta } of this.#tracker.take()) {
+      this.#publish(this.#allTopic, { k: 'd', n: nodeId, x, s: seq, d: delta });
+    }
+  }
+
+  /** Publishes a message; a failure is reported when `report` (a lost delta heals at a tick). */
+  #publish(topic: string, message: PresenceWire, report = true): void {
+    this.#host.broker.publish(topic, encodePresence(message)).catch((error) => {
+      if (report && !this.#stopped) this.#host.report(error);
+    });
+  }
+
+  #every(ms: number, run: () => void): void {
+    const timer = setInterval(run, ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+}

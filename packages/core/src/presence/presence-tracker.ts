@@ -1,0 +1,451 @@
+import type { PresenceChange, PresenceMember, PresenceStats } from './presence-types.js';
+import type { Delta, EntryWire } from './presence-wire.js';
+
+/** One connection of a member, as every node sees it. */
+interface Entry {
+  room: string;
+  conn: string;
+  user: string;
+  info?: unknown;
+  node: string;
+  /** The node's incarnation: a restarted node's old entries are other connections than its new ones. */
+  incarnation: string;
+}
+
+/** A room as this node sees it, cluster-wide: users, their connections, and the counts. */
+interface RoomView {
+  /** user → (node + conn) → entry. */
+  users: Map<string, Map<string, Entry>>;
+  connections: number;
+}
+
+/** What this node knows of another node's entries. */
+interface Replica {
+  incarnation: string;
+  /** Sequence number of the last delta applied (meaningful only when `synced`). */
+  seq: number;
+  synced: boolean;
+  /** room + conn → entry. */
+  entries: Map<string, Entry>;
+  /** Deltas that arrived while not synced, applied after the snapshot. */
+  buffer: { seq: number; delta: Delta }[];
+  /** The node is gone: its entries are removed at this time unless it comes back. */
+  deadline?: number;
+  /** When a snapshot was last asked for. */
+  askedAt?: number;
+  /** A snapshot arriving in parts. */
+  parts?: { seq: number; incarnation: string; got: Map<number, EntryWire[]>; count: number };
+}
+
+/** A local entry: who holds it, and, when its connection dropped, until when it is kept. */
+interface LocalEntry {
+  holder: object;
+  entry: Entry;
+  away?: number;
+}
+
+/** A delta this node must publish, numbered in its sequence. */
+export interface Outgoing {
+  seq: number;
+  delta: Delta;
+}
+
+/** How many deltas of one node may wait for its snapshot before they are dropped and asked again. */
+const MAX_BUFFERED = 10_000;
+
+/**
+ * The replicated presence view of one node: pure (no timers, no I/O; time is passed in), so it is
+ * tested with fakes. Each node is the only writer of its own entries and numbers its deltas; the
+ * others apply them in order, notice a gap (or a new incarnation) and then ask for a snapshot.
+ * A user-level `join` or `leave` is reported when a user's count of connections in a room goes
+ * from 0 to 1 or from 1 to 0 in this view, which every node computes alike.
+ */
+export class PresenceTracker {
+  readonly nodeId: string;
+  readonly incarnation: string;
+  readonly #graceMs: number;
+  readonly #changed: (room: string, change: PresenceChange) => void;
+  readonly #rooms = new Map<string, RoomView>();
+  readonly #replicas = new Map<string, Replica>();
+  readonly #local = new Map<string, LocalEntry>();
+  #seq = 0;
+  #outbox: Outgoing[] = [];
+
+  constructor(
+    nodeId: string,
+    incarnation: string,
+    graceMs: number,
+    changed: (room: string, change: PresenceChange) => void,
+  ) {
+    this.nodeId = nodeId;
+    this.incarnation = incarnation;
+    this.#graceMs = graceMs;
+    this.#changed = changed;
+  }
+
+  /** This node's last sequence number. */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /** Takes the deltas to publish, in order. */
+  take(): Outgoing[] {
+    const taken = this.#outbox;
+    this.#outbox = [];
+    return taken;
+  }
+
+  // ---- local connections ----
+
+  /** A local connection is in a room. `holder` names the connection object (a resume makes a new one). */
+  join(holder: object, room: string, conn: string, user: string, info?: unknown): void {
+    const key = entryKey(room, conn);
+    const local = this.#local.get(key);
+    if (local !== undefined && local.entry.user === user) {
+      // The same connection back on this node (a resume) or joining again: nothing changes.
+      local.holder = holder;
+      local.away = undefined;
+      return;
+    }
+    if (local !== undefined) this.leave(local.holder, room, conn);
+    const entry: Entry = { room, conn, user, node: this.nodeId, incarnation: this.incarnation };
+    if (info !== undefined) entry.info = info;
+    this.#local.set(key, { holder, entry });
+    this.#add(entry);
+    this.#emit({ j: toWire(entry) });
+  }
+
+  /** A local connection left a room on purpose (or closed for good): it leaves now. */
+  leave(holder: object, room: string, conn: string): void {
+    const key = entryKey(room, conn);
+    const local = this.#local.get(key);
+    if (local === undefined || local.holder !== holder) return;
+    this.#local.delete(key);
+    this.#remove(local.entry);
+    this.#emit({ l: [room, conn] });
+  }
+
+  /**
+   * A local connection dropped: its entry stays for the grace period, so a resume (here or on any
+   * node) is no leave. It stays even when the connection is back elsewhere already: a leave
+   * published now could reach a third node before that node hears of the resume (the broker
+   * orders one publisher's messages, not two publishers'), and would show as a leave and a join.
+   */
+  drop(holder: object, room: string, conn: string, now: number): void {
+    const local = this.#local.get(entryKey(room, conn));
+    if (local !== undefined && local.holder === holder) local.away = now + this.#graceMs;
+  }
+
+  // ---- other nodes ----
+
+  /** A delta of another node. Returns whether that node must be asked for a snapshot. */
+  receive(node: string, incarnation: string, seq: number, delta: Delta, now: number): boolean {
+    if (node === this.nodeId) return false;
+    const replica = this.#replica(node, incarnation, now);
+    if (replica.synced && seq <= replica.seq) return false;
+    if (!replica.synced && replica.seq === 0 && seq === 1 && replica.entries.size === 0) {
+      replica.synced = true; // a node's first delta: its state before it was empty
+    }
+    if (replica.synced && seq === replica.seq + 1) {
+      this.#apply(node, replica, delta);
+      replica.seq = seq;
+      return false;
+    }
+    if (replica.synced) this.#unsync(replica);
+    if (replica.buffer.length >= MAX_BUFFERED) replica.buffer = [];
+    replica.buffer.push({ seq, delta });
+    return this.#shouldAsk(replica, now);
+  }
+
+  /** Another node's periodic word: its sequence number. Returns whether to ask for a snapshot. */
+  tick(node: string, incarnation: string, seq: number, now: number): boolean {
+    if (node === this.nodeId) return false;
+    const replica = this.#replica(node, incarnation, now);
+    if (replica.synced && seq > replica.seq) this.#unsync(replica);
+    if (!replica.synced && seq === 0 && replica.entries.size === 0) {
+      replica.synced = true;
+      return false;
+    }
+    return !replica.synced && this.#shouldAsk(replica, now);
+  }
+
+  /** A part of another node's snapshot: its entries at sequence number `seq`. */
+  snapshotPart(
+    node: string,
+    incarnation: string,
+    seq: number,
+    part: number,
+    count: number,
+    entries: EntryWire[],
+    now: number,
+  ): void {
+    if (node === this.nodeId) return;
+    const replica = this.#replica(node, incarnation, now);
+    if (replica.synced && seq <= replica.seq) return;
+    let parts = replica.parts;
+    if (parts === undefined || parts.seq !== seq || parts.incarnation !== incarnation) {
+      parts = { seq, incarnation, got: new Map(), count };
+      replica.parts = parts;
+    }
+    parts.got.set(part, entries);
+    if (parts.got.size < parts.count) return;
+    replica.parts = undefined;
+    const next = new Map<string, Entry>();
+    for (const list of parts.got.values()) {
+      for (const wire of list) {
+        const entry = fromWire(wire, node, incarnation);
+        next.set(entryKey(entry.room, entry.conn), entry);
+      }
+    }
+    for (const [key, entry] of replica.entries) {
+      if (!next.has(key)) this.#removeRemote(replica, key, entry);
+    }
+    for (const [key, entry] of next) {
+      const old = replica.entries.get(key);
+      if (old?.user === entry.user) continue;
+      if (old !== undefined) this.#removeRemote(replica, key, old);
+      this.#addRemote(replica, key, entry);
+    }
+    replica.seq = seq;
+    replica.synced = true;
+    replica.askedAt = undefined;
+    replica.deadline = undefined;
+    const buffered = replica.buffer.sort((a, b) => a.seq - b.seq);
+    replica.buffer = [];
+    for (const { seq: s, delta } of buffered) {
+      if (s <= replica.seq) continue;
+      if (s !== replica.seq + 1) {
+        this.#unsync(replica);
+        replica.buffer.push({ seq: s, delta });
+        continue;
+      }
+      this.#apply(node, replica, delta);
+      replica.seq = s;
+    }
+  }
+
+  /** This node's entries, for a snapshot: its sequence number and the entries in parts. */
+  snapshot(partSize: number): { seq: number; parts: EntryWire[][] } {
+    const all = [...this.#local.values()].map((local) => toWire(local.entry));
+    const parts: EntryWire[][] = [];
+    for (let i = 0; i < all.length; i += partSize) parts.push(all.slice(i, i + partSize));
+    if (parts.length === 0) parts.push([]);
+    return { seq: this.#seq, parts };
+  }
+
+  /** Another node is gone: its entries go after the grace period unless it comes back. */
+  nodeDown(node: string, now: number): void {
+    const replica = this.#replicas.get(node);
+    if (replica !== undefined) replica.deadline ??= now + this.#graceMs;
+  }
+
+  /** Another node is back (or new): what this node has of it may be stale, so it asks again. */
+  nodeUp(node: string): void {
+    const replica = this.#replicas.get(node);
+    if (replica === undefined) {
+      // Not heard from yet: unknown until its snapshot (or its first delta) comes.
+      this.#replicas.set(node, {
+        incarnation: '',
+        seq: 0,
+        synced: false,
+        entries: new Map(),
+        buffer: [],
+      });
+      return;
+    }
+    replica.deadline = undefined;
+    if (replica.synced) this.#unsync(replica);
+  }
+
+  /** Nodes whose entries this node does not have in full now (and old incarnations' keys). */
+  unsynced(): string[] {
+    const nodes: string[] = [];
+    for (const [node, replica] of this.#replicas) if (!replica.synced) nodes.push(node);
+    return nodes;
+  }
+
+  /** Nodes to ask for a snapshot now (not synced, and not asked recently). */
+  toAsk(now: number): string[] {
+    const nodes: string[] = [];
+    for (const [node, replica] of this.#replicas) {
+      if (!replica.synced && replica.deadline === undefined && this.#shouldAsk(replica, now)) {
+        nodes.push(node);
+      }
+    }
+    return nodes;
+  }
+
+  /**
+   * Removes what has outlived its grace: local entries whose connection did not come back (a
+   * `leave` is published for each) and the entries of nodes that are gone.
+   */
+  expire(now: number): void {
+    for (const [key, local] of this.#local) {
+      if (local.away !== undefined && local.away <= now) {
+        this.#local.delete(key);
+        this.#remove(local.entry);
+        this.#emit({ l: [local.entry.room, local.entry.conn] });
+      }
+    }
+    for (const [node, replica] of this.#replicas) {
+      if (replica.deadline === undefined || replica.deadline > now) continue;
+      this.#replicas.delete(node);
+      for (const entry of replica.entries.values()) this.#remove(entry);
+    }
+  }
+
+  // ---- queries ----
+
+  /** Users and connections in a room, from maintained counts: O(1). */
+  stats(room: string): PresenceStats {
+    const view = this.#rooms.get(room);
+    return { users: view?.users.size ?? 0, connections: view?.connections ?? 0 };
+  }
+
+  /** Members of a room in user order, at most `limit`, after the user `after`. */
+  members(room: string, limit: number, after?: string): PresenceMember[] {
+    const view = this.#rooms.get(room);
+    if (view === undefined) return [];
+    const users = [...view.users.keys()].sort();
+    let start = 0;
+    if (after !== undefined) {
+      while (start < users.length && users[start]! <= after) start++;
+    }
+    return users.slice(start, start + limit).map((user) => member(user, view.users.get(user)!));
+  }
+
+  // ---- internals ----
+
+  #replica(node: string, incarnation: string, now: number): Replica {
+    const known = this.#replicas.get(node);
+    if (known !== undefined && (known.incarnation === incarnation || known.incarnation === '')) {
+      known.incarnation = incarnation;
+      return known;
+    }
+    if (known !== undefined && known.entries.size > 0) {
+      // A restarted node: its old connections died with it, but they may come back (to it or
+      // elsewhere) within the grace period, like those of a node that is gone.
+      known.deadline ??= now + this.#graceMs;
+      this.#replicas.set(`${node}\u0000${known.incarnation}`, known);
+    }
+    const fresh: Replica = { incarnation, seq: 0, synced: false, entries: new Map(), buffer: [] };
+    this.#replicas.set(node, fresh);
+    return fresh;
+  }
+
+  #unsync(replica: Replica): void {
+    replica.synced = false;
+    replica.askedAt = undefined;
+  }
+
+  #shouldAsk(replica: Replica, now: number): boolean {
+    if (replica.askedAt !== undefined && now - replica.askedAt < ASK_AGAIN_MS) return false;
+    replica.askedAt = now;
+    return true;
+  }
+
+  #apply(node: string, replica: Replica, delta: Delta): void {
+    if ('j' in delta) {
+      const entry = fromWire(delta.j, node, replica.incarnation);
+      const key = entryKey(entry.room, entry.conn);
+      const old = replica.entries.get(key);
+      if (old !== undefined) this.#removeRemote(replica, key, old);
+      this.#addRemote(replica, key, entry);
+      return;
+    }
+    const [room, conn] = delta.l;
+    const key = entryKey(room, conn);
+    const old = replica.entries.get(key);
+    if (old !== undefined) this.#removeRemote(replica, key, old);
+  }
+
+  #addRemote(replica: Replica, key: string, entry: Entry): void {
+    replica.entries.set(key, entry);
+    this.#add(entry);
+  }
+
+  #removeRemote(replica: Replica, key: string, entry: Entry): void {
+    replica.entries.delete(key);
+    this.#remove(entry);
+  }
+
+  #add(entry: Entry): void {
+    let view = this.#rooms.get(entry.room);
+    if (view === undefined) {
+      view = { users: new Map(), connections: 0 };
+      this.#rooms.set(entry.room, view);
+    }
+    let connections = view.users.get(entry.user);
+    const first = connections === undefined;
+    if (connections === undefined) {
+      connections = new Map();
+      view.users.set(entry.user, connections);
+    }
+    const key = connKey(entry);
+    if (!connections.has(key)) view.connections++;
+    connections.set(key, entry);
+    if (first) this.#changed(entry.room, change('join', entry));
+  }
+
+  #remove(entry: Entry): void {
+    const view = this.#rooms.get(entry.room);
+    const connections = view?.users.get(entry.user);
+    if (view === undefined || connections === undefined) return;
+    if (!connections.delete(connKey(entry))) return;
+    view.connections--;
+    if (connections.size > 0) return;
+    view.users.delete(entry.user);
+    if (view.users.size === 0) this.#rooms.delete(entry.room);
+    this.#changed(entry.room, change('leave', entry));
+  }
+
+  #emit(delta: Delta): void {
+    this.#outbox.push({ seq: ++this.#seq, delta });
+  }
+}
+
+/** How long before a snapshot that did not come is asked for again. */
+const ASK_AGAIN_MS = 1000;
+
+function entryKey(room: string, conn: string): string {
+  return `${room}\u0000${conn}`;
+}
+
+/** Where a connection is in a member's list: sorts by node, then id. */
+function connKey(entry: Entry): string {
+  return `${entry.node}\u0000${entry.conn}\u0000${entry.incarnation}`;
+}
+
+function toWire(entry: Entry): EntryWire {
+  return entry.info === undefined
+    ? [entry.room, entry.conn, entry.user]
+    : [entry.room, entry.conn, entry.user, entry.info];
+}
+
+function fromWire(wire: EntryWire, node: string, incarnation: string): Entry {
+  const [room, conn, user, info] = wire;
+  const entry: Entry = { room, conn, user, node, incarnation };
+  if (info !== undefined) entry.info = info;
+  return entry;
+}
+
+function change(type: 'join' | 'leave', entry: Entry): PresenceChange {
+  return entry.info === undefined
+    ? { type, user: entry.user }
+    : { type, user: entry.user, info: entry.info };
+}
+
+/** A member as listed: its info is its first connection's (in node, id order), the same everywhere. */
+function member(user: string, connections: Map<string, Entry>): PresenceMember {
+  const keys = [...connections.keys()].sort();
+  const first = connections.get(keys[0]!)!;
+  const listed: PresenceMember = {
+    user,
+    connections: keys.map((key) => {
+      const entry = connections.get(key)!;
+      return { id: entry.conn, node: entry.node };
+    }),
+  };
+  if (first.info !== undefined) listed.info = first.info;
+  return listed;
+}

@@ -1,0 +1,52 @@
+import type { PresenceUpdateMessage } from '../protocol/messages.js';
+import type { AnyClient } from '../server/client.js';
+import { controlFrame } from '../server/outgoing.js';
+import type { PresenceChange, PresenceMember } from './presence-types.js';
+
+/**
+ * The `wscale.v1` clients of this node that asked for a room's presence: each gets the room's
+ * snapshot when it asks (again after every resume), then every join and leave. A change is
+ * encoded once per node, whatever the number of watchers.
+ */
+export class PresenceWatchers {
+  readonly #rooms = new Map<string, Set<AnyClient>>();
+
+  /** Starts sending a room's changes to a client, after the snapshot it is given now. */
+  watch(client: AnyClient, room: string, members: PresenceMember[], users: number): void {
+    let watchers = this.#rooms.get(room);
+    if (watchers === undefined) {
+      watchers = new Set();
+      this.#rooms.set(room, watchers);
+    }
+    watchers.add(client);
+    const snapshot: PresenceUpdateMessage = {
+      t: 'presence',
+      r: room,
+      m: members.map((member) =>
+        member.info === undefined ? { u: member.user } : { u: member.user, i: member.info },
+      ),
+      n: users,
+    };
+    client.writeMessage(snapshot);
+  }
+
+  /** Stops sending a room's changes to a client (it left the room, or went away). */
+  unwatch(client: AnyClient, room: string): void {
+    const watchers = this.#rooms.get(room);
+    if (watchers?.delete(client) && watchers.size === 0) this.#rooms.delete(room);
+  }
+
+  /** Tells the room's watchers that a user joined or left. */
+  changed(room: string, change: PresenceChange): void {
+    const watchers = this.#rooms.get(room);
+    if (watchers === undefined) return;
+    const message: PresenceUpdateMessage =
+      change.type === 'join'
+        ? change.info === undefined
+          ? { t: 'pjoin', r: room, u: change.user }
+          : { t: 'pjoin', r: room, u: change.user, i: change.info }
+        : { t: 'pleave', r: room, u: change.user };
+    const frame = controlFrame(message);
+    for (const client of watchers) if (client.open) client.writeFrame(frame);
+  }
+}

@@ -1,0 +1,92 @@
+import { type Logger, type LogLevel, ScaledWebSocketServer } from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestClient, urlOf } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+interface Line {
+  level: LogLevel;
+  fields: Record<string, unknown>;
+  message: string;
+}
+
+/** A logger with pino's call shape that keeps every line. */
+function recorder(): Logger & { lines: Line[] } {
+  const lines: Line[] = [];
+  const at = (level: LogLevel) => (fields: object, message: string) =>
+    void lines.push({ level, fields: fields as Record<string, unknown>, message });
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+const servers: ScaledWebSocketServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+
+describe('logger', () => {
+  it('gets structured fields naming the node and client, and never a payload', async () => {
+    const logger = recorder();
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      nodeId: 'node-a',
+      logger,
+      maxOpsPerSecond: 1,
+    });
+    servers.push(wss);
+    wss.on('connection', (client) => {
+      client.on('message', () => {
+        throw new Error('handler broke');
+      });
+    });
+    await wss.ready();
+    const { peer, welcome } = await V1Peer.connect(wss);
+    peer.ws.close();
+    await until(() => wss.stats.connections === 0, 3000, 'the v1 client gone');
+    const back = await V1Peer.connect(wss, { session: welcome.session });
+    expect(back.welcome.resumed).toBe(true);
+
+    const raw = new TestClient(urlOf(wss));
+    await raw.opened;
+    for (let i = 0; i < 4; i++) raw.ws.send('secret-payload-4711');
+    expect((await raw.closed).code).toBe(1008); // over its rate: a limit hit
+    back.peer.ws.terminate();
+    await wss.close();
+
+    const lines = logger.lines;
+    for (const line of lines) {
+      expect(line.fields.node).toBe('node-a');
+      expect(JSON.stringify(line.fields)).not.toContain('secret-payload');
+      expect(line.message).not.toContain('secret-payload');
+    }
+    const find = (message: string) => lines.find((line) => line.message.startsWith(message));
+    expect(find('node started')?.level).toBe('info');
+    expect(find('resume recovered')).toMatchObject({
+      level: 'debug',
+      fields: { client: welcome.client },
+    });
+    expect(find('limit hit: rate')).toMatchObject({ level: 'debug', fields: { node: 'node-a' } });
+    expect(find('limit hit: rate')?.fields.client).toEqual(expect.any(String));
+    const failure = lines.find((line) => line.level === 'error');
+    expect(failure?.fields).toMatchObject({ code: 'HANDLER_FAILED' });
+    expect(find('node stopped')?.level).toBe('info');
+  });
+
+  it('a logger that throws does not break the node', async () => {
+    const broken: Logger = {
+      debug: () => undefined,
+      info: () => {
+        throw new Error('disk full');
+      },
+      warn: () => undefined,
+      error: () => undefined,
+    };
+    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', logger: broken });
+    servers.push(wss);
+    await wss.ready();
+    const client = new TestClient(urlOf(wss));
+    await client.opened;
+    expect(wss.stats.connections).toBe(1);
+    client.ws.terminate();
+  });
+});

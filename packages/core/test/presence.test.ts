@@ -1,0 +1,158 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { MemoryBroker, MemoryBus } from '../src/broker/memory-broker.js';
+import { InvalidOptionError } from '../src/errors.js';
+import type { PresenceChange } from '../src/presence/presence-types.js';
+import { ScaledWebSocketServer } from '../src/server/scaled-server.js';
+import { MemoryStateStore } from '../src/state/memory-state-store.js';
+import { delay, until } from '../src/testing/runner.js';
+
+/**
+ * Presence of raw WebSocket clients on real nodes, and what a node does when its broker loses
+ * presence messages without the node being declared gone.
+ */
+
+/** A memory broker whose subscriptions can lose what arrives, as a dropped subscriber connection does. */
+class LossyBroker extends MemoryBroker {
+  losing = false;
+  override receive(topic: string, payload: Uint8Array): void {
+    if (this.losing && topic.includes('presence')) return;
+    super.receive(topic, payload);
+  }
+}
+
+const nodes: ScaledWebSocketServer[] = [];
+const sockets: WebSocket[] = [];
+afterEach(async () => {
+  for (const ws of sockets.splice(0)) ws.terminate();
+  await Promise.all(nodes.splice(0).map((node) => node.close()));
+});
+
+function start(bus: MemoryBus, id: string, broker = new LossyBroker({ bus })) {
+  const node = new ScaledWebSocketServer<unknown>({
+    port: 0,
+    host: '127.0.0.1',
+    nodeId: id,
+    broker,
+    nodeHeartbeatMs: 100,
+    presence: [{ rooms: 'room' }],
+    presenceGraceMs: 300,
+    authenticate: (request) => {
+      const user = new URL(request.url ?? '/', 'http://x').searchParams.get('user');
+      return user === null ? true : { id: user };
+    },
+  });
+  node.on('connection', (client) => void client.join('room'));
+  nodes.push(node);
+  return { node, broker };
+}
+
+function connect(node: ScaledWebSocketServer, query = ''): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://127.0.0.1:${node.address()!.port}/${query}`);
+  sockets.push(ws);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+const users = async (node: ScaledWebSocketServer) =>
+  (await node.presence('room')).members.map((member) => member.user);
+
+describe('presence on raw clients', () => {
+  it('counts a raw client without an identity as its own user, and one with an identity by it', async () => {
+    const bus = new MemoryBus();
+    const { node: a } = start(bus, 'a');
+    const { node: b } = start(bus, 'b');
+    await Promise.all([a.ready(), b.ready()]);
+    await until(() => a.nodes.length === 1 && b.nodes.length === 1, 3000, 'the nodes to meet');
+    await connect(a);
+    await connect(b);
+    await connect(a, '?user=ann');
+    await connect(b, '?user=ann');
+    await until(() => b.presenceStats('room').connections === 4, 3000, 'four connections');
+    expect(b.presenceStats('room')).toEqual({ users: 3, connections: 4 });
+    const anonymous = [...a.clients.values(), ...b.clients.values()]
+      .filter((client) => client.identity === true)
+      .map((client) => client.id);
+    expect((await users(a)).sort()).toEqual(['ann', ...anonymous].sort());
+  });
+
+  it('a node that lost presence messages, still alive to the others, converges at the next heartbeat', async () => {
+    const bus = new MemoryBus();
+    const { node: a } = start(bus, 'a');
+    const { node: b, broker: lossy } = start(bus, 'b');
+    await Promise.all([a.ready(), b.ready()]);
+    await until(() => a.nodes.length === 1 && b.nodes.length === 1, 3000, 'the nodes to meet');
+    const heard: string[] = [];
+    b.on('presence', (_room: string, change: PresenceChange) =>
+      heard.push(`${change.type} ${change.user}`),
+    );
+    await connect(a, '?user=ann');
+    await until(() => heard.length === 1, 3000, 'ann');
+    lossy.losing = true;
+    await connect(a, '?user=bob');
+    const cid = await connect(a, '?user=cid');
+    await until(() => a.presenceStats('room').users === 3, 3000, 'bob and cid on a');
+    cid.close(1000);
+    await until(() => a.presenceStats('room').users === 2, 3000, 'cid gone on a');
+    await delay(100);
+    expect(await users(b)).toEqual(['ann']); // b missed it all, and still sees a alive
+    expect(b.nodes).toEqual(['a']);
+    lossy.losing = false;
+    await until(async () => (await users(b)).join() === 'ann,bob', 3000, 'b to catch up');
+    expect(heard).toEqual(['join ann', 'join bob']);
+    expect((await b.presence('room')).missing).toEqual([]);
+  });
+
+  it('lists a member without info when the info hook throws or returns too much, and reports it', async () => {
+    const node = new ScaledWebSocketServer<unknown>({
+      port: 0,
+      host: '127.0.0.1',
+      presence: [
+        {
+          rooms: 'room',
+          info: (client) => {
+            const user = (client.identity as { id?: string }).id;
+            if (user === 'thrower') throw new Error('no info for you');
+            return user === 'big' ? { text: 'x'.repeat(2000) } : { user };
+          },
+        },
+      ],
+      authenticate: (request) => ({
+        id: new URL(request.url ?? '/', 'http://x').searchParams.get('user'),
+      }),
+    });
+    nodes.push(node);
+    const errors: Error[] = [];
+    node.on('error', (error) => errors.push(error));
+    node.on('connection', (client) => void client.join('room'));
+    await node.ready();
+    for (const user of ['ann', 'thrower', 'big']) await connect(node, `?user=${user}`);
+    await until(() => node.presenceStats('room').users === 3, 3000, 'three members');
+    const { members } = await node.presence('room');
+    expect(members.map((m) => [m.user, m.info])).toEqual([
+      ['ann', { user: 'ann' }],
+      ['big', undefined],
+      ['thrower', undefined],
+    ]);
+    expect(errors.map((error) => (error as { code?: string }).code)).toEqual([
+      'HANDLER_FAILED',
+      'HANDLER_FAILED',
+    ]);
+  });
+
+  it('refuses a grace period longer than the sessions live', async () => {
+    const stateStore = new MemoryStateStore({ ttlMs: 1000 });
+    const options = { noServer: true, stateStore, sessionSecret: 'a-secret' } as const;
+    expect(
+      () =>
+        new ScaledWebSocketServer({
+          ...options,
+          presence: [{ rooms: '*' }],
+          presenceGraceMs: 5000,
+        }),
+    ).toThrow(InvalidOptionError);
+    await stateStore.close();
+  });
+});

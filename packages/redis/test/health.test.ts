@@ -1,0 +1,62 @@
+import { ScaledWebSocketServer } from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { RedisBroker, RedisHistory, RedisStateStore } from '@wscale/redis';
+import { describeRedis, RedisServer } from '@wscale/test-support';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { standalone } from './helpers/clients.js';
+
+describeRedis('wss.health() on Redis', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.launch();
+  });
+  afterAll(() => server?.destroy());
+
+  it('reports the broker, state store and history down while Redis is, and draining first', async () => {
+    const redis = standalone(server);
+    const broker = new RedisBroker({ redis });
+    const stateStore = new RedisStateStore({ redis });
+    const history = new RedisHistory({ redis });
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      broker,
+      stateStore,
+      sessionSecret: 'a secret of sixteen bytes or more',
+      history: [{ rooms: 'chat:*', store: history }],
+    });
+    try {
+      expect((await wss.health()).ready).toBe(false); // not started yet
+      await wss.ready();
+      expect(await wss.health()).toEqual({
+        ready: true,
+        listening: true,
+        draining: false,
+        broker: 'ready',
+        stateStore: 'ok',
+        history: 'ok',
+        nodes: [],
+        connections: 0,
+      });
+
+      await server.stop();
+      await until(() => wss.brokerStatus !== 'ready', 5000, 'the broker noticing');
+      const down = await wss.health({ timeoutMs: 500 });
+      expect(down).toMatchObject({ stateStore: 'down', history: 'down' });
+      expect(down.broker).not.toBe('ready');
+      // Shared stores down fail every node alike: the node stays ready for its clients.
+      expect(down.ready).toBe(true);
+
+      await server.start();
+      await until(async () => (await wss.health()).stateStore === 'ok', 10_000, 'store back');
+      await until(() => wss.brokerStatus === 'ready', 10_000, 'broker back');
+
+      const closed = wss.close();
+      expect(await wss.health()).toMatchObject({ ready: false, draining: true });
+      await closed;
+    } finally {
+      await wss.close();
+      await Promise.all([broker.close(), stateStore.close(), history.close()]);
+    }
+  });
+});
