@@ -19,6 +19,7 @@ import { Processes } from './harness/processes.js';
 import type { Results } from './harness/results.js';
 import { type RunContext, runChurn, runFanout, runIdle, runScale } from './harness/scenarios.js';
 import { hasBinary, type Service, startNats, startRedis } from './harness/services.js';
+import { runSoak } from './harness/soak-scenario.js';
 import { writeReport } from './report/write-report.js';
 
 const DOCS = fileURLToPath(new URL('../../docs', import.meta.url));
@@ -75,6 +76,7 @@ async function main(): Promise<number> {
       idle: implementation.idle,
       ...(implementation.experimental ? { experimental: true } : {}),
       ...(implementation.churn ? { churn: true } : {}),
+      ...(implementation.soak ? { soak: true } : {}),
       ...(implementation.scale ? { scale: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
@@ -107,6 +109,7 @@ async function main(): Promise<number> {
     fanout: {},
     idle: {},
     churn: {},
+    soak: {},
     scale: {},
     errors: [],
   };
@@ -136,47 +139,57 @@ async function main(): Promise<number> {
     };
     const overBudget = () => Date.now() - started > options.budgetMs;
 
+    /** Runs one scenario for each implementation taking part, recording failures and skips. */
+    const each = async (
+      scenario: string,
+      round: number,
+      implementations: Implementation[],
+      run: (implementation: Implementation) => Promise<void>,
+    ) => {
+      for (const implementation of implementations) {
+        if (interrupted) break;
+        if (overBudget()) {
+          results.errors.push({
+            implementation: implementation.id,
+            scenario,
+            round,
+            message: 'skipped: the run is over its time budget',
+          });
+          continue;
+        }
+        try {
+          await run(implementation);
+        } catch (error) {
+          recordError(results, implementation.id, scenario, round, error, log);
+        }
+      }
+    };
+
     for (let round = 1; round <= options.sizes.rounds && !interrupted; round++) {
       const order = rotate(runnable, round - 1);
       if (!options.skipFanout) {
-        for (const implementation of order.filter((item) => item.fanout)) {
-          if (interrupted) break;
-          if (overBudget()) {
-            results.errors.push({
-              implementation: implementation.id,
-              scenario: 'fanout',
-              round,
-              message: 'skipped: the run is over its time budget',
-            });
-            continue;
-          }
-          log(`round ${round} fan-out: ${implementation.id}`);
-          try {
+        await each(
+          'fanout',
+          round,
+          order.filter((item) => item.fanout),
+          async (implementation) => {
+            log(`round ${round} fan-out: ${implementation.id}`);
             const measured = await runFanout(context, implementation, round);
             results.fanout[implementation.id] = [
               ...(results.fanout[implementation.id] ?? []),
               measured,
             ];
             log(`  ${summary(measured.fixed)} | max ${summary(measured.max)}`);
-          } catch (error) {
-            recordError(results, implementation.id, 'fanout', round, error, log);
-          }
-        }
+          },
+        );
       }
       if (!options.skipIdle) {
-        for (const implementation of order.filter((item) => item.idle)) {
-          if (interrupted) break;
-          if (overBudget()) {
-            results.errors.push({
-              implementation: implementation.id,
-              scenario: 'idle',
-              round,
-              message: 'skipped: the run is over its time budget',
-            });
-            continue;
-          }
-          log(`round ${round} idle memory: ${implementation.id}`);
-          try {
+        await each(
+          'idle',
+          round,
+          order.filter((item) => item.idle),
+          async (implementation) => {
+            log(`round ${round} idle memory: ${implementation.id}`);
             const measured = await runIdle(context, implementation, round);
             results.idle[implementation.id] = [
               ...(results.idle[implementation.id] ?? []),
@@ -184,59 +197,53 @@ async function main(): Promise<number> {
             ];
             const perConnection = (measured.rssAfter - measured.rssBefore) / measured.connections;
             log(`  ${(perConnection / 1024).toFixed(1)} KiB RSS per connection`);
-          } catch (error) {
-            recordError(results, implementation.id, 'idle', round, error, log);
-          }
-        }
+          },
+        );
       }
       if (!options.skipChurn) {
-        for (const implementation of order.filter((item) => item.churn)) {
-          if (interrupted) break;
-          if (overBudget()) {
-            results.errors.push({
-              implementation: implementation.id,
-              scenario: 'churn',
-              round,
-              message: 'skipped: the run is over its time budget',
-            });
-            continue;
-          }
-          log(`round ${round} connect + resume churn: ${implementation.id}`);
-          try {
+        await each(
+          'churn',
+          round,
+          order.filter((item) => item.churn),
+          async (implementation) => {
+            log(`round ${round} connect + resume churn: ${implementation.id}`);
             const measured = await runChurn(context, implementation, round);
             const churn = results.churn ?? {};
             churn[implementation.id] = [...(churn[implementation.id] ?? []), measured];
             results.churn = churn;
-          } catch (error) {
-            recordError(results, implementation.id, 'churn', round, error, log);
-          }
-        }
+          },
+        );
+      }
+      if (!options.skipSoak) {
+        await each(
+          'soak',
+          round,
+          order.filter((item) => item.soak),
+          async (implementation) => {
+            log(`round ${round} churn soak: ${implementation.id}`);
+            const measured = await runSoak(context, implementation, round);
+            const soak = results.soak ?? {};
+            soak[implementation.id] = [...(soak[implementation.id] ?? []), measured];
+            results.soak = soak;
+          },
+        );
       }
       if (!options.skipScale) {
         // Node counts and implementations both rotate, so neither always runs first.
         for (const nodes of rotate(options.sizes.scaleNodes ?? [], round - 1)) {
-          for (const implementation of order.filter((item) => item.scale)) {
-            if (interrupted) break;
-            if (overBudget()) {
-              results.errors.push({
-                implementation: implementation.id,
-                scenario: `scale ${nodes} nodes`,
-                round,
-                message: 'skipped: the run is over its time budget',
-              });
-              continue;
-            }
-            log(`round ${round} direct on ${nodes} nodes: ${implementation.id}`);
-            try {
+          await each(
+            `scale ${nodes} nodes`,
+            round,
+            order.filter((item) => item.scale),
+            async (implementation) => {
+              log(`round ${round} direct on ${nodes} nodes: ${implementation.id}`);
               const measured = await runScale(context, implementation, nodes, round);
               const scale = results.scale ?? {};
               scale[implementation.id] = [...(scale[implementation.id] ?? []), measured];
               results.scale = scale;
               log(`  ${summary(measured.direct)}`);
-            } catch (error) {
-              recordError(results, implementation.id, `scale ${nodes} nodes`, round, error, log);
-            }
-          }
+            },
+          );
         }
       }
     }

@@ -2,8 +2,9 @@
  * Runs the benchmark harness in smoke mode (tiny sizes) for every implementation available here,
  * and checks that it produced complete results with nothing lost, duplicated or reordered, and
  * that every dropped `wscale.v1` client resumed and recovered what it missed, at every node count
- * of the direct-scaling scenario too. No
- * timing is asserted: speed is for the full run to report, not for a test to judge.
+ * of the direct-scaling scenario too, and that the churn soak left no client, room or broker
+ * subscription behind. No timing is asserted: speed is for the full run to report, not for a test
+ * to judge.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -127,6 +128,20 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
             0, 0, 0,
           ]);
         }
+      }
+    }
+    for (const implementation of available.filter((item) => item.soak)) {
+      const rounds = results.soak?.[implementation.id];
+      expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
+      for (const { result, baseline, after } of rounds!) {
+        const label = `${implementation.id} soak`;
+        const lives = Object.values(result.cycles).reduce((sum, count) => sum + count, 0);
+        expect(lives, label).toBe(results.meta.sizes.soakCycles);
+        expect(result.failures, `${label}: ${result.failureSamples.join('; ')}`).toBe(0);
+        // Nothing the soak's clients did, well-behaved or not, is left behind on the node.
+        expect(after.clients, label).toBe(0);
+        expect(after.rooms, label).toBe(0);
+        expect(after.subscriptions, label).toBe(baseline.subscriptions);
       }
     }
     const scaleNodes = results.meta.sizes.scaleNodes ?? [];

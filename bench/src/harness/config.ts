@@ -21,6 +21,8 @@ export interface Sizes {
   /** `wscale.v1` clients of the churn scenario, and messages published while some are away. */
   churnClients: number;
   churnMessages: number;
+  /** Client lives of the churn soak. */
+  soakCycles: number;
   /**
    * Node counts of the direct-scaling scenario (direct messages as nodes are added). Absent in
    * results written before it existed.
@@ -48,6 +50,7 @@ export const DEFAULT_SIZES: Sizes = {
   idleClients: 5000,
   churnClients: 1000,
   churnMessages: 20,
+  soakCycles: 5000,
   scaleNodes: [2, 4, 8],
   size: 64,
   warmup: 20,
@@ -67,6 +70,7 @@ export const SMOKE_SIZES: Sizes = {
   idleClients: 50,
   churnClients: 20,
   churnMessages: 5,
+  soakCycles: 60,
   scaleNodes: [2, 3],
   size: 64,
   warmup: 5,
@@ -89,6 +93,7 @@ export interface RunOptions {
   skipIdle: boolean;
   skipFanout: boolean;
   skipChurn: boolean;
+  skipSoak: boolean;
   skipScale: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
@@ -97,8 +102,8 @@ export interface RunOptions {
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
-  [--churn-clients C] [--churn-messages M] [--scale-nodes 2,4,8]
-  [--no-idle] [--no-fanout] [--no-churn] [--no-scale] [--verbose]
+  [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
+  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -124,6 +129,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'no-idle': { type: 'boolean', default: false },
       'no-fanout': { type: 'boolean', default: false },
       'no-churn': { type: 'boolean', default: false },
+      'no-soak': { type: 'boolean', default: false },
+      'soak-cycles': { type: 'string' },
       'no-scale': { type: 'boolean', default: false },
       'scale-nodes': { type: 'string' },
       'churn-clients': { type: 'string' },
@@ -161,6 +168,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('size', 'size', 16);
   set('churnClients', 'churn-clients', 1);
   set('churnMessages', 'churn-messages', 1);
+  set('soakCycles', 'soak-cycles', 10);
   const list = (value: string | undefined) =>
     value === undefined
       ? undefined
@@ -181,6 +189,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     skipIdle: values['no-idle'] ?? false,
     skipFanout: values['no-fanout'] ?? false,
     skipChurn: values['no-churn'] ?? false,
+    skipSoak: values['no-soak'] ?? false,
     skipScale: values['no-scale'] ?? false,
     reportFrom: values['report-from'],
   };

@@ -19,6 +19,8 @@ export interface Implementation {
   idle: boolean;
   /** Takes part in the connect + resume churn scenario (needs session resume). */
   churn?: boolean;
+  /** Takes part in the churn soak (wscale on Redis: its subscriptions can be counted). */
+  soak?: boolean;
   /** Takes part in the direct-scaling scenario (direct messages at several node counts). */
   scale?: boolean;
   /** An experiment (not a product): shown in the tables, left out of the targets. */
@@ -42,6 +44,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'wscale-redis',
     churn: true,
+    soak: true,
     scale: true,
     label: 'wscale (Redis)',
     client: 'ws',

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { isReady, Peer } from '../ipc.js';
-import { CONFIG_ENV, type NodeConfig } from '../servers/config.js';
+import { CONFIG_ENV, type NodeConfig, type ServerCounts } from '../servers/config.js';
 import type { ProcessSample } from '../servers/process-stats.js';
 import type { Implementation } from './implementations.js';
 import type { Processes, Started } from './processes.js';
@@ -17,6 +17,8 @@ export interface NodeGroup {
   sample(op?: 'sample' | 'settle'): Promise<ProcessSample[]>;
   /** Drops up to `limit` `wscale.v1` connections of one node; resolves with how many. */
   dropClients(node: number, limit: number): Promise<number>;
+  /** Each node's clients and rooms (wscale only). */
+  counts(): Promise<ServerCounts[]>;
   /** Writes a heap snapshot of each node: `<prefix>-node<i>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<string[]>;
   /** Starts each node's CPU profiler. */
@@ -154,6 +156,12 @@ export async function startNodes(
       const member = members[node]!;
       return member.peer.request<number>('dropClients', limit, 10_000, member.node);
     },
+    counts: () =>
+      Promise.all(
+        members.map((member) =>
+          member.peer.request<ServerCounts>('counts', undefined, 10_000, member.node),
+        ),
+      ),
     heapSnapshot: (prefix) =>
       Promise.all(
         members.map((member, i) =>

@@ -1,6 +1,7 @@
 import type { Sizes } from './config.js';
 import type { Machine } from './machine.js';
 import type { ChurnRound, FanoutRound, IdleRound, ScaleRound } from './scenarios.js';
+import type { SoakRound } from './soak-scenario.js';
 
 /** Everything one run measured; written as `benchmarks/results.json`. */
 export interface Results {
@@ -26,12 +27,15 @@ export interface Results {
     idle: boolean;
     experimental?: boolean;
     churn?: boolean;
+    soak?: boolean;
     scale?: boolean;
   }>;
   fanout: Record<string, FanoutRound[]>;
   idle: Record<string, IdleRound[]>;
   /** Absent in results written before the churn scenario existed. */
   churn?: Record<string, ChurnRound[]>;
+  /** Absent in results written before the churn soak existed. */
+  soak?: Record<string, SoakRound[]>;
   /** Absent in results written before the direct-scaling scenario existed. */
   scale?: Record<string, ScaleRound[]>;
   errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;

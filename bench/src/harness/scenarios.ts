@@ -110,7 +110,7 @@ async function flushRedis(context: RunContext): Promise<void> {
   }
 }
 
-function startLoad(context: RunContext) {
+export function startLoad(context: RunContext) {
   const started = context.processes.fork('load', LOAD_MAIN, {}, ['--max-old-space-size=4096']);
   const peer = new Peer(started.child);
   return {
@@ -122,7 +122,7 @@ function startLoad(context: RunContext) {
   };
 }
 
-async function startGroup(
+export async function startGroup(
   context: RunContext,
   implementation: Implementation,
   nodes: number,

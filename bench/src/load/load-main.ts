@@ -9,6 +9,7 @@ import { ProcessStats } from '../servers/process-stats.js';
 import { directSeqStart, Kind, kindOf, payload, readSeq } from '../wire.js';
 import { type BenchClient, type ClientKind, connectClient } from './clients.js';
 import { type Percentiles, percentiles } from './percentiles.js';
+import { type SoakArgs, soak } from './soak.js';
 import { type DeliveryResult, DeliveryTracker } from './tracker.js';
 import { connectV1, type V1Client } from './v1-clients.js';
 
@@ -317,6 +318,7 @@ serveRequests({
   connectSessions: (args) => connectSessions(args as ConnectArgs),
   churnArm: () => churnArm(),
   churnRun: (args) => churnRun(args as ChurnArgs),
+  soak: (args) => soak(args as SoakArgs),
   warmup: (args) => warmup(args as WarmupArgs),
   fanout: (args) => fanout(args as SendArgs),
   direct: (args) => direct(args as DirectArgs),

@@ -8,6 +8,7 @@ import type {
   ScaleSummary,
   Spread,
 } from './aggregate.js';
+import { soakSection } from './soak-section.js';
 
 const MiB = 2 ** 20;
 const KiB = 1024;
@@ -299,6 +300,8 @@ export function markdown({
     '  its backoff) to the next node and resumes its session there. First with nothing published',
     `  meanwhile (the cost of a resume), then with ${sizes.churnMessages ?? '?'} messages published while they are away,`,
     '  which each client must recover exactly once and in order.',
+    '- **Churn soak** (wscale on Redis): thousands of client lives against one node, bad clients among',
+    '  them; then heap, clients, rooms and broker subscriptions must be back to their baseline.',
     '',
     'Before measuring, a warm-up publishes until a broadcast reaches every client. A message counts',
     'as lost if it has not arrived when nothing more arrived for a few seconds; duplicated and',
@@ -452,6 +455,7 @@ export function markdown({
       '',
     );
   }
+  push(...soakSection(results, table));
   if (scale.length > 0) {
     push(
       '## Direct messages as nodes are added',

@@ -21,6 +21,13 @@ export interface RunningServer {
   close(): Promise<void>;
   /** Drops up to `limit` `wscale.v1` connections at once, as a crash of the network would. */
   dropClients?(limit: number): number;
+  /** Clients this node holds and rooms with members anywhere (the soak's leak check). */
+  counts?(): Promise<ServerCounts>;
+}
+
+export interface ServerCounts {
+  clients: number;
+  rooms: number;
 }
 
 export const CONFIG_ENV = 'WSCALE_BENCH_NODE';

@@ -31,6 +31,7 @@ serveRequests({
   sample: () => stats.sample(),
   settle: () => stats.settle(),
   dropClients: (limit) => server?.dropClients?.(Number(limit)) ?? 0,
+  counts: () => server?.counts?.(),
   heapSnapshot: (file) => writeHeapSnapshot(String(file)),
   profileStart: () => profiler.start(),
   profileStop: (file) => profiler.stop(String(file)),

@@ -141,6 +141,10 @@ export async function startWscale(config: NodeConfig): Promise<RunningServer> {
       }
       return dropped;
     },
+    async counts() {
+      const { rooms } = await wss.fetchRooms({ timeoutMs: 2000 });
+      return { clients: wss.clients.size, rooms: rooms.length };
+    },
     async close() {
       stopMetrics();
       await bounded(wss.close(), 5000);

@@ -11,6 +11,7 @@ import {
   type HubMessage,
   isBinaryChannel,
   isClusterMessage,
+  isPublish,
   PROBE,
   type PublishMessage,
   type RequestMessage,
@@ -112,7 +113,7 @@ export class ClusterHub {
     if (!isClusterMessage(message)) return;
     const msg = message as WorkerMessage;
     if (msg.kind === 'pub') {
-      this.#publish(msg);
+      if (isPublish(msg)) this.#publish(msg);
       return;
     }
     const link = this.#link(worker);

@@ -89,6 +89,19 @@ export function isClusterMessage(message: unknown): boolean {
   );
 }
 
+/**
+ * Whether a worker's publish is well formed. Publishes are not answered, so a malformed one can
+ * only be dropped; the hub checks before it routes, as nothing may throw in the primary's
+ * `message` listener.
+ */
+export function isPublish(message: { kind: unknown; topic?: unknown; payload?: unknown }): boolean {
+  return (
+    message.kind === 'pub' &&
+    typeof message.topic === 'string' &&
+    (typeof message.payload === 'string' || message.payload instanceof Uint8Array)
+  );
+}
+
 /** The probe bytes sent in the handshake. */
 export const PROBE = Uint8Array.of(1);
 

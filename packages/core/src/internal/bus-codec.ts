@@ -104,7 +104,15 @@ export function decodeBusFrame(bytes: Uint8Array): BusFrame {
   const headerLength = view.readUInt32BE(2);
   const payloadStart = PREFIX + headerLength;
   if (payloadStart > view.length) throw new ProtocolError('bus frame header overruns the frame');
-  const header = JSON.parse(view.toString('utf8', PREFIX, payloadStart)) as BusHeader;
+  const header = parseHeader(view.toString('utf8', PREFIX, payloadStart));
   if (typeof header?.n !== 'string') throw new ProtocolError('bus frame without a node id');
   return { kind, flags: view[1]!, header, payload: view.subarray(payloadStart) };
+}
+
+function parseHeader(json: string): BusHeader | null {
+  try {
+    return JSON.parse(json) as BusHeader | null;
+  } catch {
+    throw new ProtocolError('bus frame header is not JSON');
+  }
 }
