@@ -102,9 +102,8 @@ export class Client<
   #rooms: string[] | undefined;
   #rare: Rare | undefined;
   #alive = true;
-  /** The rate limit's token bucket: operations left, and when it was last filled. */
-  #tokens: number;
-  #filledAt: number;
+  /** The rate limit's token bucket, from the client's first operation on (idle clients have none). */
+  #bucket: { tokens: number; filledAt: number } | undefined;
 
   /** @internal Created by the server for each accepted connection. */
   constructor(
@@ -124,8 +123,6 @@ export class Client<
     this.#socket = socket;
     this.#host = host;
     this.#data = data;
-    this.#tokens = BURST_SECONDS * host.maxOpsPerSecond;
-    this.#filledAt = Date.now();
   }
 
   /**
@@ -364,13 +361,16 @@ export class Client<
   takeOp(): boolean {
     const rate = this.#host.maxOpsPerSecond;
     const now = Date.now();
-    this.#tokens = Math.min(
+    // A bucket starts full: one made at the first operation is the one made at connect, refilled.
+    this.#bucket ??= { tokens: BURST_SECONDS * rate, filledAt: now };
+    const bucket = this.#bucket;
+    bucket.tokens = Math.min(
       BURST_SECONDS * rate,
-      this.#tokens + ((now - this.#filledAt) * rate) / 1000,
+      bucket.tokens + ((now - bucket.filledAt) * rate) / 1000,
     );
-    this.#filledAt = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens--;
+    bucket.filledAt = now;
+    if (bucket.tokens < 1) return false;
+    bucket.tokens--;
     return true;
   }
 
