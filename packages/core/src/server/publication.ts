@@ -1,9 +1,13 @@
+import { CloseCode } from '../close-codes.js';
 import type { History } from '../contracts.js';
+import { historyMatcher } from '../history/history-rules.js';
 import type { BusHeader, DirectOp } from '../internal/bus-codec.js';
-import { inboxOf } from '../protocol/messages.js';
+import { inboxOf, isInbox } from '../protocol/messages.js';
 import { SessionTokens } from '../session/session-token.js';
+import type { HistoryRule } from './options.js';
 import type { Outgoing } from './outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
+import type { RemoteClient } from './server-types.js';
 
 /**
  * What one `send()` becomes before it goes to the broker: the message framed once and the header
@@ -13,6 +17,28 @@ import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 export interface Publication {
   message: Outgoing;
   header: BusHeader;
+}
+
+/** Where a room keeps its history: the rules' store, or `directHistory` for a session's stream. */
+export function historyLookup(
+  rules: HistoryRule[],
+  directHistory: History | undefined,
+): (room: string) => History | undefined {
+  const historyOf = historyMatcher(rules);
+  return (room) => (isInbox(room) ? directHistory : historyOf(room));
+}
+
+/** The operations on one client, each a direct operation sent by `direct`. */
+export function remoteClient(
+  id: string,
+  direct: (id: string, op: DirectOp, argument: unknown, message?: Outgoing) => Promise<void>,
+): RemoteClient {
+  return {
+    send: (data, options) => direct(id, 'send', undefined, prepareMessage(data, options)),
+    join: (room) => direct(id, 'join', room),
+    leave: (room) => direct(id, 'leave', room),
+    close: (code = CloseCode.Normal, reason = '') => direct(id, 'close', [code, reason]),
+  };
 }
 
 /**

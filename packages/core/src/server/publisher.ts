@@ -1,16 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { CloseCode } from '../close-codes.js';
 import type { Broker, History } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
-import { historyMatcher } from '../history/history-rules.js';
 import { BusKind, type DirectOp, encodeBusFrame } from '../internal/bus-codec.js';
-import { isInbox } from '../protocol/messages.js';
 import { BroadcastOperator } from './broadcast.js';
 import { topics } from './node-mesh.js';
 import type { HistoryRule } from './options.js';
 import type { Outgoing } from './outgoing.js';
-import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
-import { broadcastPublication, directPublication, roomGroups } from './publication.js';
+import type { Sendable, SendOptions } from './payload.js';
+import {
+  broadcastPublication,
+  directPublication,
+  historyLookup,
+  remoteClient,
+  roomGroups,
+} from './publication.js';
 import type { RemoteClient } from './server-types.js';
 
 /** Options of a {@link Publisher}: the same broker, history and prefix as the nodes'. */
@@ -57,10 +60,8 @@ export class Publisher {
     this.#broker = options.broker;
     this.#prefix = options.topicPrefix ?? 'wscale:';
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
-    const historyOf = historyMatcher(options.history ?? []);
-    const directHistory = options.directHistory;
-    this.#historyOf = (room) => (isInbox(room) ? directHistory : historyOf(room));
-    this.#directHistory = directHistory;
+    this.#historyOf = historyLookup(options.history ?? [], options.directHistory);
+    this.#directHistory = options.directHistory;
   }
 
   /** Starts a broadcast to the members of rooms, on every node. */
@@ -83,12 +84,7 @@ export class Publisher {
    * that holds the client applies them (a publisher does not learn where clients are).
    */
   client(id: string): RemoteClient {
-    return {
-      send: (data, options) => this.#direct(id, 'send', undefined, prepareMessage(data, options)),
-      join: (room) => this.#direct(id, 'join', room),
-      leave: (room) => this.#direct(id, 'leave', room),
-      close: (code = CloseCode.Normal, reason = '') => this.#direct(id, 'close', [code, reason]),
-    };
+    return remoteClient(id, (...operation) => this.#direct(...operation));
   }
 
   /** Refuses further sends. The broker and stores stay open: they are the caller's. */

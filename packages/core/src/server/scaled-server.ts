@@ -15,7 +15,6 @@ import {
   UpgradeRejectedError,
   WscaleError,
 } from '../errors.js';
-import { historyMatcher } from '../history/history-rules.js';
 import type { ReplayBudget } from '../history/room-stream.js';
 import {
   BusFlag,
@@ -50,8 +49,14 @@ import { DirectRouter } from './direct-router.js';
 import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import { controlFrame, Outgoing } from './outgoing.js';
-import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
-import { broadcastPublication, directPublication, roomGroups } from './publication.js';
+import type { Sendable, SendOptions } from './payload.js';
+import {
+  broadcastPublication,
+  directPublication,
+  historyLookup,
+  remoteClient,
+  roomGroups,
+} from './publication.js';
 import { resolveOptions } from './resolve-options.js';
 import { RoomRegistry } from './room-registry.js';
 import type {
@@ -148,9 +153,7 @@ export class ScaledWebSocketServer<
       (error) => this.#report(error),
       this.nodeId,
     );
-    const historyOf = historyMatcher(this.#options.history);
-    const { directHistory } = this.#options;
-    this.#historyOf = (room) => (isInbox(room) ? directHistory : historyOf(room));
+    this.#historyOf = historyLookup(this.#options.history, this.#options.directHistory);
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -308,12 +311,7 @@ export class ScaledWebSocketServer<
 
   /** Operations on one client by id, wherever it is connected. */
   client(id: string): RemoteClient {
-    return {
-      send: (data, options) => this.#direct(id, 'send', undefined, prepareMessage(data, options)),
-      join: (room) => this.#direct(id, 'join', room),
-      leave: (room) => this.#direct(id, 'leave', room),
-      close: (code = CloseCode.Normal, reason = '') => this.#direct(id, 'close', [code, reason]),
-    };
+    return remoteClient(id, (...operation) => this.#direct(...operation));
   }
 
   /**
