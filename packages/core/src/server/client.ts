@@ -419,8 +419,9 @@ export class Client<
 
   /** @internal Room membership, kept by the server's room registry. */
   addRoom(room: string): void {
-    this.#rooms ??= [];
-    if (!this.#rooms.includes(room)) this.#rooms.push(room);
+    // A literal of one: V8 gives an empty array that is pushed to room for 17 elements.
+    if (this.#rooms === undefined) this.#rooms = [room];
+    else if (!this.#rooms.includes(room)) this.#rooms.push(room);
   }
 
   /** @internal */
