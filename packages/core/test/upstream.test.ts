@@ -26,8 +26,8 @@ describe('UpstreamLedger', () => {
   it('keeps the latest replies, bounded in count and size, and is dirty until recorded', () => {
     const ledger = new UpstreamLedger(undefined, false);
     expect(ledger.dirty).toBe(false);
-    for (let s = 1; s <= 40; s++) ledger.keepReply({ s, d: `reply ${s}` });
-    ledger.keepReply({ s: 41, d: 'x'.repeat(20_000) });
+    for (let s = 1; s <= 40; s++) ledger.keepReply(s, { d: `reply ${s}` });
+    ledger.keepReply(41, { d: 'x'.repeat(20_000) });
     expect(ledger.dirty).toBe(true);
     expect(ledger.replyTo(8)).toBeUndefined();
     expect(ledger.replyTo(9)).toEqual({ s: 9, d: 'reply 9' });

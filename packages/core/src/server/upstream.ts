@@ -68,9 +68,14 @@ export class UpstreamLedger {
   }
 
   /** Keeps a request's reply for a repeat of the request. */
-  keepReply(reply: StoredReply): void {
-    if ((reply.d?.length ?? 0) + (reply.b?.length ?? 0) > REPLY_BYTES_KEPT) return;
-    if (this.#replies.push(reply) > REPLIES_KEPT) this.#replies.shift();
+  keepReply(s: number, reply: Omit<StoredReply, 's' | 'b'>, bytes?: Buffer): void {
+    // Bytes are kept as base64 (the record is JSON): encoded only once they are known to fit.
+    const size =
+      (reply.d?.length ?? 0) + (bytes === undefined ? 0 : Math.ceil(bytes.length / 3) * 4);
+    if (size > REPLY_BYTES_KEPT) return;
+    const kept: StoredReply = { s, ...reply };
+    if (bytes !== undefined) kept.b = bytes.toString('base64');
+    if (this.#replies.push(kept) > REPLIES_KEPT) this.#replies.shift();
     this.#dirty = true;
   }
 

@@ -392,7 +392,7 @@ export class V1Endpoint {
     info: MessageInfo,
   ): Promise<void> {
     const { reply, bytes } = await this.#reply(client, data, info);
-    if (message.s !== undefined) this.#upstream.get(client)?.keepReply({ s: message.s, ...reply });
+    if (message.s !== undefined) this.#upstream.get(client)?.keepReply(message.s, reply, bytes);
     writeAck(client, message.id, reply, bytes);
   }
 
@@ -401,7 +401,7 @@ export class V1Endpoint {
     client: AnyClient,
     data: string | Buffer,
     info: MessageInfo,
-  ): Promise<{ reply: Omit<StoredReply, 's'>; bytes?: Buffer }> {
+  ): Promise<{ reply: Omit<StoredReply, 's' | 'b'>; bytes?: Buffer }> {
     const onRequest = this.#host.onRequest;
     if (onRequest === undefined) {
       return {
@@ -413,9 +413,7 @@ export class V1Endpoint {
       result = await onRequest(client, data, info);
     } catch (error) {
       this.#host.report(new HandlerError('onRequest', error));
-      return {
-        reply: { error: { code: 'HANDLER_FAILED', message: 'the request handler failed' } },
-      };
+      return { reply: HANDLER_FAILED };
     }
     if (result === undefined) return { reply: {} };
     if (!isSendable(result)) {
@@ -423,13 +421,10 @@ export class V1Endpoint {
       this.#host.report(
         new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
       );
-      return {
-        reply: { error: { code: 'HANDLER_FAILED', message: 'the request handler failed' } },
-      };
+      return { reply: HANDLER_FAILED };
     }
     const { bytes, binary } = prepareMessage(result);
-    if (!binary) return { reply: { d: bytes.toString('utf8') } };
-    return { reply: { b: bytes.toString('base64') }, bytes };
+    return binary ? { reply: {}, bytes } : { reply: { d: bytes.toString('utf8') } };
   }
 
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
@@ -506,6 +501,11 @@ export class V1Endpoint {
     }
   }
 }
+
+/** The answer to a request whose handler threw or returned what cannot be sent. */
+const HANDLER_FAILED = {
+  error: { code: 'HANDLER_FAILED', message: 'the request handler failed' },
+} as const satisfies Omit<StoredReply, 's'>;
 
 /** How long a resume waits for a live node to let go of the session, and how often it looks. */
 const HANDOVER_MS = 250;
