@@ -5,6 +5,7 @@ import { HandlerError } from '../errors.js';
 import { toTests } from '../history/history-rules.js';
 import { isInbox, type ProtocolErrorCode } from '../protocol/messages.js';
 import type { AnyClient } from '../server/client.js';
+import { topics } from '../server/node-mesh.js';
 import { PresenceTracker } from './presence-tracker.js';
 import type {
   PresenceChange,
@@ -27,8 +28,8 @@ export interface PresenceHost {
   readonly tickMs: number;
   /** A client's user key (its session owner; empty when anonymous). */
   owner(client: AnyClient): string;
-  /** Other nodes alive now. */
-  nodes(): string[];
+  /** Whether another node is alive now. */
+  alive(nodeId: string): boolean;
   changed(room: string, change: PresenceChange): void;
   report(error: unknown): void;
 }
@@ -70,11 +71,11 @@ export class PresenceService {
   }
 
   get #allTopic(): string {
-    return `${this.#host.topicPrefix}presence`;
+    return topics.presence(this.#host.topicPrefix);
   }
 
   #nodeTopic(nodeId: string): string {
-    return `${this.#host.topicPrefix}presence:${nodeId}`;
+    return topics.presenceNode(this.#host.topicPrefix, nodeId);
   }
 
   /** Subscribes the presence topics and starts the timers. */
@@ -186,8 +187,7 @@ export class PresenceService {
   }
 
   #missing(): string[] {
-    const alive = new Set(this.#host.nodes());
-    return this.#tracker.unsynced().filter((node) => alive.has(node));
+    return this.#tracker.unsynced().filter((node) => this.#host.alive(node));
   }
 
   #rule(room: string): PresenceRule<AnyClient> | undefined {
@@ -232,7 +232,6 @@ export class PresenceService {
         tracker.snapshotPart(message.n, message.x, message.s, message.p, message.m, message.e, now);
         break;
     }
-    this.#flush();
   }
 
   #answer(nodeId: string): void {
@@ -254,8 +253,7 @@ export class PresenceService {
     // Best effort: the next tick says the same, so a failed one is not worth an error.
     const tick = { k: 't' as const, n: this.#host.nodeId, x: tracker.incarnation, s: tracker.seq };
     this.#publish(this.#allTopic, tick, false);
-    const alive = new Set(this.#host.nodes());
-    for (const node of tracker.toAsk(Date.now())) if (alive.has(node)) this.#ask(node);
+    for (const node of tracker.toAsk(Date.now())) if (this.#host.alive(node)) this.#ask(node);
   }
 
   /** Publishes the tracker's new deltas, in order. */

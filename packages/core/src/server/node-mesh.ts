@@ -44,6 +44,9 @@ export const topics = {
   all: (prefix: string): string => `${prefix}all`,
   node: (prefix: string, nodeId: string): string => `${prefix}node:${nodeId}`,
   room: (prefix: string, room: string): string => `${prefix}room:${room}`,
+  /** Presence changes of every node, and one node's snapshots and the questions it is asked. */
+  presence: (prefix: string): string => `${prefix}presence`,
+  presenceNode: (prefix: string, nodeId: string): string => `${prefix}presence:${nodeId}`,
 };
 
 interface PendingRequest {

@@ -718,7 +718,7 @@ export class ScaledWebSocketServer<
       graceMs: presenceGraceMs,
       tickMs: this.#options.nodeHeartbeatMs,
       owner: (client) => this.#options.sessionOwner(client.identity as Identity),
-      nodes: () => this.#mesh.nodes,
+      alive: (nodeId) => this.#mesh.isAlive(nodeId),
       changed: (room, change) => this.emit('presence', room, change),
       report: (error) => this.#report(error),
     });
