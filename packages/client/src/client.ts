@@ -301,13 +301,17 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    */
   async join(room: string, options: { timeoutMs?: number } = {}): Promise<void> {
     checkRoom(room);
-    await this.#ask(`join "${room}"`, (id) => encodeText({ t: 'join', id, r: room }), options);
+    await this.#askFrame(`join "${room}"`, (id) => encodeText({ t: 'join', id, r: room }), options);
   }
 
   /** Leaves a room. Resolves when the server acknowledged it. Rejects like {@link join}. */
   async leave(room: string, options: { timeoutMs?: number } = {}): Promise<void> {
     checkRoom(room);
-    await this.#ask(`leave "${room}"`, (id) => encodeText({ t: 'leave', id, r: room }), options);
+    await this.#askFrame(
+      `leave "${room}"`,
+      (id) => encodeText({ t: 'leave', id, r: room }),
+      options,
+    );
     this.#watched.delete(room);
     if (this.#rooms.remove(room)) this.emit('left', { room });
   }
@@ -321,20 +325,15 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    * `ClientClosedError` when the client is closed first.
    */
   request(data: Payload, options: { timeoutMs?: number } = {}): Promise<AckPayload> {
-    if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
-    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    const { id, promise } = this.#requests.open('request', timeoutMs, (expired) => {
-      this.#outbox.answered(expired);
-      this.#unqueue(expired);
-    });
-    try {
-      checkPayload(data);
-      this.#checkWritable();
-      this.#writeUpstream(this.#outbox.add({ t: 'req', id }, data, id).entry);
-    } catch (error) {
-      this.#requests.fail(id, error as ClientError);
-    }
-    return promise;
+    return this.#ask(
+      'request',
+      (id) => {
+        checkPayload(data);
+        this.#checkWritable();
+        this.#writeUpstream(this.#outbox.add({ t: 'req', id }, data, id).entry);
+      },
+      options,
+    );
   }
 
   /**
@@ -354,7 +353,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       this.#watched.set(room, watched);
     }
     try {
-      await this.#ask(`presence of "${room}"`, (id) => presenceFrame(id, room), options);
+      await this.#askFrame(`presence of "${room}"`, (id) => presenceFrame(id, room), options);
     } catch (error) {
       if (this.#watched.get(room) === watched) this.#watched.delete(room);
       throw error;
@@ -627,7 +626,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     for (const [room, watched] of this.#watched) {
       if (watched.asked) continue;
       watched.asked = true;
-      this.#ask(`presence of "${room}"`, (id) => presenceFrame(id, room), {}).catch(
+      this.#askFrame(`presence of "${room}"`, (id) => presenceFrame(id, room), {}).catch(
         (error: ClientError) => this.emit('error', error),
       );
     }
@@ -727,11 +726,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     if (this.#numbered) return;
     // A server that does not number frames never acknowledges them: at most once, as before
     // (a request is then answered on this connection or fails with the connection).
-    if (entry.requestId === undefined) this.#outbox.received(entry.s);
-    else {
-      this.#requests.sent(entry.requestId);
-      this.#outbox.answered(entry.requestId);
-    }
+    if (entry.requestId !== undefined) this.#requests.sent(entry.requestId);
+    this.#outbox.done(entry);
   }
 
   #flush(socket: WebSocketLike): void {
@@ -754,19 +750,30 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     );
   }
 
-  #ask(
+  /** Sends a `join`, `leave` or `presence` frame and waits for its `ack`. */
+  #askFrame(
     what: string,
     frame: (id: number) => string | Uint8Array,
     options: { timeoutMs?: number },
   ): Promise<AckPayload> {
+    return this.#ask(what, (id) => this.#write(frame(id), id), options);
+  }
+
+  /** Sends what `write` sends for a new request id and waits for its `ack`. */
+  #ask(
+    what: string,
+    write: (id: number) => void,
+    options: { timeoutMs?: number },
+  ): Promise<AckPayload> {
     if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    // A request that timed out before it could be sent is not sent later.
-    const { id, promise } = this.#requests.open(what, timeoutMs, (expired) =>
-      this.#unqueue(expired),
-    );
+    // A request that timed out is not sent later, nor sent again after a resume.
+    const { id, promise } = this.#requests.open(what, timeoutMs, (expired) => {
+      this.#outbox.answered(expired);
+      this.#unqueue(expired);
+    });
     try {
-      this.#write(frame(id), id);
+      write(id);
     } catch (error) {
       this.#requests.fail(id, error as ClientError);
     }

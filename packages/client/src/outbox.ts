@@ -55,7 +55,16 @@ export class Outbox {
 
   /** The request with this id was answered (or timed out): it is not sent again. */
   answered(requestId: number): void {
-    this.#settle((entry) => entry.requestId === requestId);
+    const entry = this.#entries.find((candidate) => candidate.requestId === requestId);
+    if (entry !== undefined) this.done(entry);
+  }
+
+  /** One frame needs no acknowledgement any more (its server does not number frames). */
+  done(entry: Upstream): void {
+    const index = this.#entries.indexOf(entry);
+    if (index === -1) return;
+    this.#entries.splice(index, 1);
+    entry.resolve();
   }
 
   /** What a resume sends again, in order: everything that went out and is not acknowledged. */
