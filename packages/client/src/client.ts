@@ -601,11 +601,14 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#connectTimer = undefined;
     const rooms = message.rooms ?? {};
     this.#session = message.session.length <= LIMITS.token ? message.session : undefined;
+    // Not resumed but the same client: the store could not be read, and the session lives on.
+    const sameSession = message.client === this.#clientId;
     this.#clientId = message.client;
     this.#node = message.node;
     const gone = message.resumed === true ? this.#rooms.resumed(rooms) : this.#rooms.reset(rooms);
     this.#numbered = Number.isSafeInteger(message.s);
-    if (message.resumed !== true) this.#outbox.renumber();
+    // Its numbers go on: numbering again from 1 would reuse ids the session already handed out.
+    if (message.resumed !== true && !sameSession) this.#outbox.renumber();
     else if (this.#numbered) this.#outbox.received(message.s!);
     this.#scheduler.succeeded();
     this.#heartbeat.start(

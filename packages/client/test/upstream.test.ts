@@ -1,6 +1,7 @@
-import type { MessageInfo, ScaledWebSocketServer } from '@wscale/core';
+import { MemoryStateStore, type MessageInfo, type ScaledWebSocketServer } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { WelcomeInfo } from '../src/index.js';
 import { closeAll, openClient, stateOf } from './helpers/clients.js';
 import { Cluster, urlOf } from './helpers/cluster.js';
 
@@ -70,5 +71,50 @@ describe('upstream delivery', () => {
     a!.clients.get(client.clientId!)!.terminate();
     expect(await reply).toBe('SHOUT');
     expect(client.node).toBe('node-2');
+  });
+});
+
+describe('upstream delivery while the session store is down', () => {
+  it('a session kept through a store outage numbers on: every message heard once, every id new', async () => {
+    const store = new MemoryStateStore({ ttlMs: 60_000 });
+    let failing = false;
+    const down = () => Promise.reject(new Error('the store is down'));
+    const switchable = new Proxy(store, {
+      get: (target, key) => {
+        if (failing && (key === 'get' || key === 'set' || key === 'delete')) return down;
+        const value = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const [a, b] = await cluster.start(2, { stateStore: switchable });
+    const heard = hear([a!, b!]);
+    let target = a!;
+    const welcomes: WelcomeInfo[] = [];
+    const { client } = openClient(() => urlOf(target), { backoffBaseMs: 10 });
+    client.on('welcome', (info) => welcomes.push(info));
+    await stateOf(client, 'open');
+    for (const text of ['m1', 'm2', 'm3']) await client.send(text);
+    a!.clients.get(client.clientId!)!.terminate();
+    await until(() => welcomes.length === 2, 3000, 'the resume');
+    expect(welcomes[1]).toMatchObject({ resumed: true });
+
+    // The store goes down; the next connection keeps the session but cannot read it.
+    failing = true;
+    target = b!;
+    a!.clients.get(client.clientId!)!.terminate();
+    await until(() => welcomes.length === 3, 3000, 'a welcome without the store');
+    expect(welcomes[2]).toMatchObject({ resumed: false, reason: 'unavailable' });
+    expect(welcomes[2]!.clientId).toBe(welcomes[0]!.clientId);
+    for (const text of ['x1', 'x2', 'x3']) await client.send(text);
+
+    // The store is back; the session resumes where its record left it.
+    failing = false;
+    target = a!;
+    b!.clients.get(client.clientId!)!.terminate();
+    await until(() => welcomes.length === 4, 3000, 'the resume after the outage');
+    await client.send('x4');
+    await delay(100);
+    expect(heard.map((h) => h.text)).toEqual(['m1', 'm2', 'm3', 'x1', 'x2', 'x3', 'x4']);
+    expect(new Set(heard.map((h) => h.info.id)).size).toBe(heard.length);
   });
 });
