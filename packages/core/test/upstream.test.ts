@@ -188,6 +188,58 @@ describe('upstream delivery (wscale.v1)', () => {
     expect(again[1]!.info.id).toBe(heard[1]!.info.id);
   });
 
+  it('a node that dies after a periodic record repeats only what came after it, marked', async () => {
+    const shared = new MemoryStateStore();
+    const dying = breakable(shared);
+    const { nodes, heard } = await startNodes([dying.view, shared]);
+    const first = await V1Peer.connect(nodes[0]!);
+    for (const s of [1, 2, 3]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    // The periodic record (upstreamSaveMs) takes the first three, then the node is gone.
+    await until(
+      async () => {
+        const record = await shared.get(`wscale:session:${first.welcome.client}`);
+        return record !== undefined && JSON.parse(record.value).up === 3;
+      },
+      3000,
+      'a record of the first three',
+    );
+    dying.state.broken = true;
+    for (const s of [4, 5]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 5, 2000, 'five messages');
+    first.peer.ws.terminate();
+
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome.s).toBe(3);
+    for (const s of [1, 2, 3, 4, 5]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    await until(() => second.peer.all('rcv').at(-1)?.s === 5, 2000, 'rcv 5');
+    const again = heard.slice(5);
+    expect(again.map((h) => [h.text, h.info.redelivered])).toEqual([
+      ['m4', true],
+      ['m5', true],
+    ]);
+    expect(again.map((h) => h.info.id)).toEqual([heard[3]!.info.id, heard[4]!.info.id]);
+  });
+
+  it('a resume while the old node still holds the connection repeats nothing', async () => {
+    const store = new MemoryStateStore();
+    const { nodes, heard } = await startNodes([store, store]);
+    const first = await V1Peer.connect(nodes[0]!);
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    // The first connection is still open: its node has not seen anything drop.
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome.s).toBe(2);
+    expect((await first.peer.closed).code).toBe(4409);
+    for (const s of [1, 2]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    second.peer.send({ t: 'msg', d: 'm3', s: 3 });
+    await until(() => second.peer.all('rcv').at(-1)?.s === 3, 2000, 'rcv 3');
+    expect(heard.map((h) => `${h.node} ${h.text} ${h.info.redelivered}`)).toEqual([
+      'node-1 m1 false',
+      'node-1 m2 false',
+      'node-2 m3 false',
+    ]);
+  });
+
   it('a request sent again is answered from the kept reply, not handled twice', async () => {
     const store = new MemoryStateStore();
     let calls = 0;
