@@ -6,14 +6,36 @@
  * @packageDocumentation
  * @module @wscale/core
  */
-export { BaseBroker, type BaseBrokerEvents, type BaseBrokerOptions } from './broker/base-broker.js';
-export { MemoryBroker, type MemoryBrokerOptions, MemoryBus } from './broker/memory-broker.js';
-export { CloseCode } from './close-codes.js';
-export { ClusterBroker, type ClusterBrokerOptions } from './cluster/cluster-broker.js';
-export { ClusterHistory, type ClusterHistoryOptions } from './cluster/cluster-history.js';
-export { ClusterHub, type ClusterHubStats } from './cluster/cluster-hub.js';
-export { ClusterStateStore, type ClusterStateStoreOptions } from './cluster/cluster-state-store.js';
-export { isClusterMessage } from './cluster/protocol.js';
+export {
+  BaseBroker,
+  type BaseBrokerEvents,
+  type BaseBrokerOptions,
+} from './adapters/base-broker.js';
+export {
+  MemoryBroker,
+  type MemoryBrokerOptions,
+  MemoryBus,
+} from './adapters/memory/memory-broker.js';
+export { MemoryHistory, type MemoryHistoryOptions } from './adapters/memory/memory-history.js';
+export {
+  MemoryStateStore,
+  type MemoryStateStoreOptions,
+} from './adapters/memory/memory-state-store.js';
+export {
+  ClusterBroker,
+  type ClusterBrokerOptions,
+} from './adapters/node-cluster/cluster-broker.js';
+export {
+  ClusterHistory,
+  type ClusterHistoryOptions,
+} from './adapters/node-cluster/cluster-history.js';
+export { ClusterHub, type ClusterHubStats } from './adapters/node-cluster/cluster-hub.js';
+export {
+  ClusterStateStore,
+  type ClusterStateStoreOptions,
+} from './adapters/node-cluster/cluster-state-store.js';
+export { isClusterMessage } from './adapters/node-cluster/ipc-protocol.js';
+export { updateState } from './adapters/update-state.js';
 export type {
   Broker,
   BrokerEventSource,
@@ -43,7 +65,6 @@ export {
   WscaleError,
   type WscaleErrorCode,
 } from './errors.js';
-export { MemoryHistory, type MemoryHistoryOptions } from './history/memory-history.js';
 export type { DependencyStatus, HealthOptions, HealthReport } from './ops/health.js';
 export type { Logger, LogLevel } from './ops/logger.js';
 export type {
@@ -60,8 +81,9 @@ export type {
   PresenceRule,
   PresenceStats,
 } from './presence/presence-types.js';
+export { CloseCode } from './protocol/close-codes.js';
+export type { Sendable, SendOptions } from './protocol/payload.js';
 export { BroadcastOperator } from './server/broadcast.js';
-export { Client, type ClientEvents } from './server/client.js';
 export type {
   Authenticate,
   Awaitable,
@@ -70,7 +92,6 @@ export type {
   ServerOptions,
   SlowConsumerPolicy,
 } from './server/options.js';
-export type { Sendable, SendOptions } from './server/payload.js';
 export { Publisher, type PublisherOptions } from './server/publisher.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
 export type {
@@ -84,6 +105,5 @@ export type {
   ServerEvents,
   ServerStats,
 } from './server/server-types.js';
-export type { MessageInfo } from './server/upstream.js';
-export { MemoryStateStore, type MemoryStateStoreOptions } from './state/memory-state-store.js';
-export { updateState } from './state/update-state.js';
+export { Client, type ClientEvents } from './transport/client.js';
+export type { MessageInfo } from './v1/upstream.js';

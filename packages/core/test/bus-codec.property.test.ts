@@ -1,12 +1,7 @@
 import { ProtocolError } from '@wscale/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  type BusHeader,
-  BusKind,
-  decodeBusFrame,
-  encodeBusFrame,
-} from '../src/internal/bus-codec.js';
+import { type BusHeader, BusKind, decodeBusFrame, encodeBusFrame } from '../src/mesh/bus-codec.js';
 import {
   fuzzParameters,
   garbageBytes,

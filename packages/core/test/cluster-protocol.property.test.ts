@@ -11,7 +11,7 @@ import {
   PROBE,
   toWire,
   type WorkerMessage,
-} from '../src/cluster/protocol.js';
+} from '../src/adapters/node-cluster/ipc-protocol.js';
 import { fuzzParameters, messageLikeObject } from './helpers/arbitraries.js';
 
 /** What node's IPC does to a message with each `serialization` option. */

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { MemoryBroker, MemoryBus } from '../src/broker/memory-broker.js';
+import { MemoryBroker, MemoryBus } from '../src/adapters/memory/memory-broker.js';
+import { MemoryStateStore } from '../src/adapters/memory/memory-state-store.js';
 import { InvalidOptionError } from '../src/errors.js';
 import type { PresenceChange } from '../src/presence/presence-types.js';
 import { ScaledWebSocketServer } from '../src/server/scaled-server.js';
-import { MemoryStateStore } from '../src/state/memory-state-store.js';
 import { delay, until } from '../src/testing/runner.js';
 
 /**

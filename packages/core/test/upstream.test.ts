@@ -6,7 +6,7 @@ import {
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ReceiptBatcher, UpstreamLedger } from '../src/server/upstream.js';
+import { ReceiptBatcher, UpstreamLedger } from '../src/v1/upstream.js';
 import { TestCluster } from './helpers/nodes.js';
 import { V1Peer } from './helpers/v1-client.js';
 

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { CloseCode } from '../close-codes.js';
 import type { Broker, Unsubscribe } from '../contracts.js';
 import { HandlerError } from '../errors.js';
-import { toTests } from '../history/history-rules.js';
+import { topics } from '../mesh/node-mesh.js';
+import { CloseCode } from '../protocol/close-codes.js';
 import { isInbox, type ProtocolErrorCode } from '../protocol/messages.js';
-import type { AnyClient } from '../server/client.js';
-import { topics } from '../server/node-mesh.js';
+import { toTests } from '../rooms/history-rules.js';
+import type { AnyClient } from '../transport/client.js';
 import { PresenceTracker } from './presence-tracker.js';
 import type {
   PresenceChange,

@@ -1,6 +1,6 @@
 import type { PresenceUpdateMessage } from '../protocol/messages.js';
-import type { AnyClient } from '../server/client.js';
-import { controlFrame } from '../server/outgoing.js';
+import { controlFrame } from '../protocol/outgoing.js';
+import type { AnyClient } from '../transport/client.js';
 import type { PresenceChange, PresenceMember } from './presence-types.js';
 
 /**

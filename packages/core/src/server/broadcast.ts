@@ -1,4 +1,4 @@
-import type { Sendable, SendOptions } from './payload.js';
+import type { Sendable, SendOptions } from '../protocol/payload.js';
 
 /** What a broadcast needs from its server. */
 export interface BroadcastTarget {

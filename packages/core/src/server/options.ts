@@ -3,9 +3,9 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Broker, History, StateStore } from '../contracts.js';
 import type { Logger } from '../ops/logger.js';
 import type { PresenceRule } from '../presence/presence-types.js';
-import type { Client } from './client.js';
-import type { Sendable } from './payload.js';
-import type { MessageInfo } from './upstream.js';
+import type { Sendable } from '../protocol/payload.js';
+import type { Client } from '../transport/client.js';
+import type { MessageInfo } from '../v1/upstream.js';
 
 /** A value or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;

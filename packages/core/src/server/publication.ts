@@ -1,12 +1,12 @@
-import { CloseCode } from '../close-codes.js';
 import type { History } from '../contracts.js';
-import { historyMatcher } from '../history/history-rules.js';
-import type { BusHeader, DirectOp } from '../internal/bus-codec.js';
+import type { BusHeader, DirectOp } from '../mesh/bus-codec.js';
+import { CloseCode } from '../protocol/close-codes.js';
 import { inboxOf, isInbox } from '../protocol/messages.js';
-import { SessionTokens } from '../session/session-token.js';
+import type { Outgoing } from '../protocol/outgoing.js';
+import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
+import { historyMatcher } from '../rooms/history-rules.js';
+import { SessionTokens } from '../sessions/session-token.js';
 import type { HistoryRule } from './options.js';
-import type { Outgoing } from './outgoing.js';
-import { prepareMessage, type Sendable, type SendOptions } from './payload.js';
 import type { RemoteClient } from './server-types.js';
 
 /**

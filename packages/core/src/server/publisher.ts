@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Broker, History } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
-import { BusKind, type DirectOp, encodeBusFrame } from '../internal/bus-codec.js';
+import { BusKind, type DirectOp, encodeBusFrame } from '../mesh/bus-codec.js';
+import { topics } from '../mesh/node-mesh.js';
+import type { Outgoing } from '../protocol/outgoing.js';
+import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { BroadcastOperator } from './broadcast.js';
-import { topics } from './node-mesh.js';
 import type { HistoryRule } from './options.js';
-import type { Outgoing } from './outgoing.js';
-import type { Sendable, SendOptions } from './payload.js';
 import {
   broadcastPublication,
   directPublication,

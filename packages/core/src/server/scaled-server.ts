@@ -3,9 +3,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { BaseBroker } from '../broker/base-broker.js';
-import { MemoryBroker } from '../broker/memory-broker.js';
-import { CloseCode } from '../close-codes.js';
+import { BaseBroker } from '../adapters/base-broker.js';
+import { MemoryBroker } from '../adapters/memory/memory-broker.js';
+import { MemoryStateStore } from '../adapters/memory/memory-state-store.js';
 import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
 import {
   HandlerError,
@@ -15,15 +15,15 @@ import {
   UpgradeRejectedError,
   WscaleError,
 } from '../errors.js';
-import type { ReplayBudget } from '../history/room-stream.js';
 import {
   BusFlag,
   type BusFrame,
   type BusHeader,
   BusKind,
   type DirectOp,
-} from '../internal/bus-codec.js';
-import { SafeEmitter } from '../internal/safe-emitter.js';
+} from '../mesh/bus-codec.js';
+import { DirectRouter } from '../mesh/direct-router.js';
+import { type MeshAnswers, NodeMesh } from '../mesh/node-mesh.js';
 import {
   type HealthOptions,
   type HealthReport,
@@ -39,17 +39,20 @@ import type {
   PresenceRule,
   PresenceStats,
 } from '../presence/presence-types.js';
+import { CloseCode } from '../protocol/close-codes.js';
 import { isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
-import { SessionTokens } from '../session/session-token.js';
-import { Sessions } from '../session/sessions.js';
-import { MemoryStateStore } from '../state/memory-state-store.js';
+import { controlFrame, Outgoing } from '../protocol/outgoing.js';
+import type { Sendable, SendOptions } from '../protocol/payload.js';
+import { RoomRegistry } from '../rooms/room-registry.js';
+import type { ReplayBudget } from '../rooms/room-stream.js';
+import { SessionTokens } from '../sessions/session-token.js';
+import { Sessions } from '../sessions/sessions.js';
+import { type AnyClient, Client, type ClientHost } from '../transport/client.js';
+import { pathOf, refuse } from '../transport/upgrade-response.js';
+import { SafeEmitter } from '../util/safe-emitter.js';
+import { V1Endpoint, type V1Host } from '../v1/v1-endpoint.js';
 import { BroadcastOperator } from './broadcast.js';
-import { type AnyClient, Client, type ClientHost } from './client.js';
-import { DirectRouter } from './direct-router.js';
-import { type MeshAnswers, NodeMesh } from './node-mesh.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
-import { controlFrame, Outgoing } from './outgoing.js';
-import type { Sendable, SendOptions } from './payload.js';
 import {
   broadcastPublication,
   directPublication,
@@ -58,7 +61,6 @@ import {
   roomGroups,
 } from './publication.js';
 import { resolveOptions } from './resolve-options.js';
-import { RoomRegistry } from './room-registry.js';
 import type {
   ClientInfo,
   LimitCounters,
@@ -68,8 +70,6 @@ import type {
   ServerEvents,
   ServerStats,
 } from './server-types.js';
-import { pathOf, refuse } from './upgrade-response.js';
-import { V1Endpoint, type V1Host } from './v1-endpoint.js';
 
 /**
  * A WebSocket server that is one node of a cluster. Clients connect to any node; a broadcast to a

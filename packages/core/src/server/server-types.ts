@@ -3,8 +3,8 @@ import type { BrokerStatus } from '../contracts.js';
 import type { JoinRefusal, OutCounters, QueryCounters, ResumeCounters } from '../ops/traffic.js';
 import type { PresenceChange } from '../presence/presence-types.js';
 import type { WelcomeRoom } from '../protocol/messages.js';
-import type { Client } from './client.js';
-import type { Sendable, SendOptions } from './payload.js';
+import type { Sendable, SendOptions } from '../protocol/payload.js';
+import type { Client } from '../transport/client.js';
 
 /** Events of a `ScaledWebSocketServer`. */
 export interface ServerEvents<Identity, Data extends object> {

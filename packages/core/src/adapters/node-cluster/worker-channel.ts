@@ -1,5 +1,4 @@
-import { InvalidOptionError } from '../errors.js';
-import { processWide } from './process-wide.js';
+import { InvalidOptionError } from '../../errors.js';
 import {
   CLUSTER_TAG,
   fromWire,
@@ -10,7 +9,8 @@ import {
   type PublishMessage,
   type RequestMessage,
   toWire,
-} from './protocol.js';
+} from './ipc-protocol.js';
+import { processWide } from './process-wide.js';
 
 /**
  * State of a worker's link to the hub: `connecting` until the hub first answers, `ready` while it

@@ -1,4 +1,4 @@
-import type { StoredReply, UpstreamRecord } from '../session/sessions.js';
+import type { StoredReply, UpstreamRecord } from '../sessions/sessions.js';
 
 /**
  * Upstream delivery for `wscale.v1`: what a client sends (`msg`, `req`) is numbered per session;

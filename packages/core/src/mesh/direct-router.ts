@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type BusFrame, type BusHeader, BusKind } from '../internal/bus-codec.js';
+import { type BusFrame, type BusHeader, BusKind } from './bus-codec.js';
 
 /** What the router needs from its node. */
 export interface DirectHost {

@@ -1,5 +1,5 @@
-import type { StateStore, Version, Versioned } from '../contracts.js';
-import { InvalidOptionError } from '../errors.js';
+import type { StateStore, Version, Versioned } from '../../contracts.js';
+import { InvalidOptionError } from '../../errors.js';
 
 /** Options of {@link MemoryStateStore}. */
 export interface MemoryStateStoreOptions {

@@ -1,7 +1,7 @@
 import type { History, HistoryPosition } from '../contracts.js';
 import type { NotRecoveredReason } from '../protocol/messages.js';
-import type { AnyClient } from '../server/client.js';
-import { Outgoing } from '../server/outgoing.js';
+import { Outgoing } from '../protocol/outgoing.js';
+import type { AnyClient } from '../transport/client.js';
 
 /** How a client's place in a room was settled when it joined. */
 export interface JoinOutcome {

@@ -1,8 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
-import { InvalidOptionError } from '../errors.js';
-import { MemoryHistory } from '../history/memory-history.js';
-import { MemoryStateStore } from '../state/memory-state-store.js';
-import { processWide } from './process-wide.js';
+import { InvalidOptionError } from '../../errors.js';
+import { MemoryHistory } from '../memory/memory-history.js';
+import { MemoryStateStore } from '../memory/memory-state-store.js';
 import {
   CLUSTER_TAG,
   type DeliverMessage,
@@ -18,7 +17,8 @@ import {
   toBase64,
   toWire,
   type WorkerMessage,
-} from './protocol.js';
+} from './ipc-protocol.js';
+import { processWide } from './process-wide.js';
 
 interface WorkerLink {
   worker: Worker;

@@ -1,7 +1,7 @@
-import type { History, HistoryPosition, HistoryReadResult } from '../contracts.js';
-import { HistoryError, InvalidOptionError } from '../errors.js';
-import type { MemoryHistoryOptions } from '../history/memory-history.js';
-import { fromWire, type HistoryLimits, toWire, type WirePayload } from './protocol.js';
+import type { History, HistoryPosition, HistoryReadResult } from '../../contracts.js';
+import { HistoryError, InvalidOptionError } from '../../errors.js';
+import type { MemoryHistoryOptions } from '../memory/memory-history.js';
+import { fromWire, type HistoryLimits, toWire, type WirePayload } from './ipc-protocol.js';
 import {
   type ErrorFactory,
   type RequestBody,

@@ -1,7 +1,7 @@
 import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
-import { type JoinOutcome, type ReplayBudget, RoomStream } from '../history/room-stream.js';
-import type { AnyClient as Client } from './client.js';
-import type { Outgoing } from './outgoing.js';
+import type { Outgoing } from '../protocol/outgoing.js';
+import type { AnyClient as Client } from '../transport/client.js';
+import { type JoinOutcome, type ReplayBudget, RoomStream } from './room-stream.js';
 
 interface Room {
   members: Set<Client>;

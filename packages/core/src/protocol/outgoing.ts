@@ -1,9 +1,9 @@
 import type { HistoryEntry } from '../contracts.js';
-import { BusFlag } from '../internal/bus-codec.js';
-import { wsFrame } from '../internal/ws-frame.js';
+import { BusFlag } from '../mesh/bus-codec.js';
 import { OutKind } from '../ops/traffic.js';
-import { encodeBinary } from '../protocol/codec.js';
-import { type DataMessage, isInbox, type ServerMessage } from '../protocol/messages.js';
+import { encodeBinary } from './codec.js';
+import { type DataMessage, isInbox, type ServerMessage } from './messages.js';
+import { wsFrame } from './ws-frame.js';
 
 /** The text frame of one `wscale.v1` protocol message (not an application message). */
 export function controlFrame(message: ServerMessage): Buffer {

@@ -1,5 +1,5 @@
-import type { StateStore, Version, Versioned } from '../contracts.js';
-import { InvalidOptionError, StateStoreError } from '../errors.js';
+import type { StateStore, Version, Versioned } from '../../contracts.js';
+import { InvalidOptionError, StateStoreError } from '../../errors.js';
 import {
   type ErrorFactory,
   type RequestBody,

@@ -5,7 +5,7 @@ import {
   BusKind,
   decodeBusFrame,
   encodeBusFrame,
-} from '../internal/bus-codec.js';
+} from './bus-codec.js';
 
 /** What the mesh hands to its server. */
 export interface MeshHandlers {

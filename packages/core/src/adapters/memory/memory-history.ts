@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { History, HistoryEntry, HistoryPosition, HistoryReadResult } from '../contracts.js';
-import { InvalidOptionError } from '../errors.js';
+import type { History, HistoryEntry, HistoryPosition, HistoryReadResult } from '../../contracts.js';
+import { InvalidOptionError } from '../../errors.js';
 
 /** Options of {@link MemoryHistory}. */
 export interface MemoryHistoryOptions {

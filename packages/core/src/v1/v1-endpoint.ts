@@ -1,14 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import { CloseCode } from '../close-codes.js';
 import type { HistoryPosition } from '../contracts.js';
 import { HandlerError } from '../errors.js';
-import type { JoinOutcome, ReplayBudget } from '../history/room-stream.js';
-import { closeReason } from '../internal/close-reason.js';
-import { wsFrame } from '../internal/ws-frame.js';
 import type { NodeLog } from '../ops/logger.js';
 import type { JoinRefusal } from '../ops/traffic.js';
+import { CloseCode } from '../protocol/close-codes.js';
 import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
 import {
   type AckMessage,
@@ -21,11 +18,14 @@ import {
   type WelcomeMessage,
   type WelcomeRoom,
 } from '../protocol/messages.js';
-import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../session/sessions.js';
-import type { AnyClient } from './client.js';
-import type { Awaitable } from './options.js';
-import { controlFrame } from './outgoing.js';
-import { prepareMessage, type Sendable } from './payload.js';
+import { controlFrame } from '../protocol/outgoing.js';
+import { prepareMessage, type Sendable } from '../protocol/payload.js';
+import { wsFrame } from '../protocol/ws-frame.js';
+import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
+import type { Awaitable } from '../server/options.js';
+import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
+import type { AnyClient } from '../transport/client.js';
+import { closeReason } from '../util/close-reason.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
 
 /** What the `wscale.v1` endpoint needs from its server. */

@@ -1,5 +1,5 @@
-import { BaseBroker, type BaseBrokerOptions } from '../broker/base-broker.js';
-import { BrokerUnavailableError } from '../errors.js';
+import { BrokerUnavailableError } from '../../errors.js';
+import { BaseBroker, type BaseBrokerOptions } from '../base-broker.js';
 import { type ErrorFactory, requestTimeout, WorkerChannel } from './worker-channel.js';
 
 /** Options of {@link ClusterBroker}. */

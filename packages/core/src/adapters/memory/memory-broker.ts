@@ -1,4 +1,4 @@
-import { BaseBroker, type BaseBrokerOptions } from './base-broker.js';
+import { BaseBroker, type BaseBrokerOptions } from '../base-broker.js';
 
 /**
  * The network that {@link MemoryBroker}s in one process talk over. Give every node's broker the
