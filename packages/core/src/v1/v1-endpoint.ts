@@ -2,11 +2,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { HistoryPosition } from '../contracts.js';
-import { HandlerError } from '../errors.js';
+import { HandlerError, ProtocolError } from '../errors.js';
 import type { NodeLog } from '../ops/logger.js';
 import type { JoinRefusal } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
+import { decodeClientFrame, encodeBinary } from '../protocol/codec.js';
 import {
   type AckMessage,
   type ClientMessage,
@@ -493,7 +493,7 @@ export class V1Endpoint {
       const { buffer, byteOffset, byteLength } = binary;
       return { message, binary: Buffer.from(buffer, byteOffset, byteLength) };
     } catch (error) {
-      if (!(error instanceof ProtocolViolation)) throw error;
+      if (!(error instanceof ProtocolError)) throw error;
       close(target, CloseCode.InvalidPayload, error.message);
       const fields = { client: 'id' in target ? target.id : undefined, reason: error.message };
       this.#host.log.write('warn', 'protocol violation: closed 1007', fields);
