@@ -40,9 +40,10 @@ import type {
   PresenceStats,
 } from '../presence/presence-types.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
-import { controlFrame, Outgoing } from '../protocol/outgoing.js';
+import { isInbox, PROTOCOL } from '../protocol/messages.js';
+import { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
+import { writeJoined, writeLeft, writeResync } from '../protocol/v1-writer.js';
 import { RoomRegistry } from '../rooms/room-registry.js';
 import type { ReplayBudget } from '../rooms/room-stream.js';
 import { SessionTokens } from '../sessions/session-token.js';
@@ -193,13 +194,8 @@ export class ScaledWebSocketServer<
           ? Promise.resolve(unsubscribed)
           : this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
       historyOf: this.#historyOf,
-      joined: (client, room, position) => {
-        if (client.v1) client.writeMessage(joinedMessage(room, position));
-      },
-      resync: (room, members, position) => {
-        const frame = controlFrame({ t: 'resync', r: room, o: position.offset, e: position.epoch });
-        for (const client of members) if (client.v1) client.writeFrame(frame);
-      },
+      joined: writeJoined,
+      resync: (room, members, position) => writeResync(members, room, position),
       error: (error) => this.#report(error),
     });
     this.#v1 = new V1Endpoint(this.#v1Host());
@@ -700,7 +696,7 @@ export class ScaledWebSocketServer<
     await this.#rooms.leave(client, room);
     this.#presence?.left(client, room);
     if (!client.v1) return;
-    client.writeMessage({ t: 'left', r: room });
+    writeLeft(client, room);
     await this.#save(client);
   }
 
@@ -1020,12 +1016,6 @@ function messageOf(frame: BusFrame): Outgoing {
     header.e,
     header.x === undefined ? undefined : new Set(header.x),
   );
-}
-
-function joinedMessage(room: string, position: HistoryPosition | undefined): JoinedMessage {
-  return position === undefined
-    ? { t: 'joined', r: room }
-    : { t: 'joined', r: room, o: position.offset, e: position.epoch };
 }
 
 function newId(): string {

@@ -6,9 +6,8 @@ import { HandlerError, ProtocolError } from '../errors.js';
 import type { NodeLog } from '../ops/logger.js';
 import type { JoinRefusal } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { decodeClientFrame, encodeBinary } from '../protocol/codec.js';
+import { decodeClientFrame } from '../protocol/codec.js';
 import {
-  type AckMessage,
   type ClientMessage,
   type HelloMessage,
   inboxOf,
@@ -18,9 +17,16 @@ import {
   type WelcomeMessage,
   type WelcomeRoom,
 } from '../protocol/messages.js';
-import { controlFrame } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable } from '../protocol/payload.js';
-import { wsFrame } from '../protocol/ws-frame.js';
+import {
+  writeAck,
+  writeError,
+  writeLeft,
+  writePong,
+  writeReceived,
+  writeRefusal,
+  writeWelcome,
+} from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import type { Awaitable } from '../server/options.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
@@ -96,7 +102,7 @@ export class V1Endpoint {
     this.#host = host;
     this.#receipts = new ReceiptBatcher(host.receiptDelayMs, (client) => {
       const last = this.#upstream.get(client)?.last;
-      if (last !== undefined && client.open) client.writeMessage({ t: 'rcv', s: last });
+      if (last !== undefined) writeReceived(client, last);
     });
   }
 
@@ -222,7 +228,7 @@ export class V1Endpoint {
     const own = new Set(session.record?.own);
     for (const room of session.record?.rooms ?? []) {
       if (own.has(room) && !(await this.#authorized(client, room))) {
-        client.writeMessage({ t: 'left', r: room });
+        writeLeft(client, room);
         continue;
       }
       if (own.has(room)) client.markOwn(room);
@@ -246,7 +252,7 @@ export class V1Endpoint {
       s: ledger.last,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    client.release(controlFrame(welcome), replay);
+    writeWelcome(client, welcome, replay);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
@@ -326,23 +332,30 @@ export class V1Endpoint {
         void this.#leave(client, message.id, message.r);
         return;
       case 'ping':
-        client.writeMessage({ t: 'pong' });
+        writePong(client);
         return;
       case 'presence': {
         const refused = this.#host.watchPresence(client, message.r);
-        if (refused === undefined) client.writeMessage({ t: 'ack', id: message.id });
-        else fail(client, message.id, refused, `no presence of "${message.r}" for this client`);
+        if (refused === undefined) writeAck(client, message.id);
+        else {
+          writeRefusal(
+            client,
+            message.id,
+            refused,
+            `no presence of "${message.r}" for this client`,
+          );
+        }
         return;
       }
       case 'hello':
-        client.writeMessage({ t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
+        writeError(client, 'BAD_REQUEST', 'hello was already said');
         return;
       default:
-        client.writeMessage({
-          t: 'error',
-          code: 'UNKNOWN_OP',
-          message: `unknown message type "${String((message as { t: unknown }).t).slice(0, 64)}"`,
-        });
+        writeError(
+          client,
+          'UNKNOWN_OP',
+          `unknown message type "${String((message as { t: unknown }).t).slice(0, 64)}"`,
+        );
     }
   }
 
@@ -350,14 +363,14 @@ export class V1Endpoint {
   #answer(client: AnyClient, id: number, operation: () => Promise<void>): void {
     if (client.inFlight >= this.#host.maxInFlightPerClient) {
       this.#host.limited('inFlight');
-      fail(client, id, 'BUSY', 'too many operations waiting for their ack');
+      writeRefusal(client, id, 'BUSY', 'too many operations waiting for their ack');
       return;
     }
     client.inFlight++;
     operation()
       .catch((error) => {
         this.#host.report(error);
-        fail(client, id, 'UNAVAILABLE', 'the operation failed');
+        writeRefusal(client, id, 'UNAVAILABLE', 'the operation failed');
       })
       .finally(() => client.inFlight--);
   }
@@ -379,7 +392,7 @@ export class V1Endpoint {
   #answerAgain(client: AnyClient, message: { id: number; s?: number }): void {
     const kept = this.#upstream.get(client)?.replyTo(message.s!);
     if (kept === undefined) {
-      fail(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
+      writeRefusal(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
     } else {
       writeAck(client, message.id, kept, kept.b === undefined ? undefined : base64(kept.b));
     }
@@ -431,7 +444,7 @@ export class V1Endpoint {
     if (!this.#roomLeft(client, id, room)) return;
     if (room.startsWith(RESERVED_ROOM_PREFIX) || !(await this.#authorized(client, room))) {
       this.#host.joinRefused('FORBIDDEN');
-      return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
+      return writeRefusal(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
     // Checked again: other joins of the client may have finished while this one was authorized.
     if (!this.#roomLeft(client, id, room)) return;
@@ -442,9 +455,9 @@ export class V1Endpoint {
     } catch (error) {
       this.#host.report(error);
       this.#host.joinRefused('UNAVAILABLE');
-      return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
+      return writeRefusal(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
-    client.writeMessage({ t: 'ack', id });
+    writeAck(client, id);
   }
 
   /** Whether the client may be in one more room; if not, its join is answered `LIMIT`. */
@@ -453,7 +466,7 @@ export class V1Endpoint {
     if (client.inRoom(room) || client.roomList.length < max) return true;
     this.#host.limited('rooms');
     this.#host.joinRefused('LIMIT');
-    fail(client, id, 'LIMIT', `already in ${max} rooms`);
+    writeRefusal(client, id, 'LIMIT', `already in ${max} rooms`);
     return false;
   }
 
@@ -478,7 +491,7 @@ export class V1Endpoint {
 
   async #leave(client: AnyClient, id: number, room: string): Promise<void> {
     await this.#host.leave(client, room).catch((error) => this.#host.report(error));
-    client.writeMessage({ t: 'ack', id });
+    writeAck(client, id);
   }
 
   /** Decodes a frame; a malformed one closes the connection with 1007 and yields `undefined`. */
@@ -520,19 +533,6 @@ function isSendable(value: unknown): value is Sendable {
   return typeof value === 'string' || value instanceof ArrayBuffer || ArrayBuffer.isView(value);
 }
 
-/** Answers a request: text or no reply in a text frame, bytes in a binary one. */
-function writeAck(client: AnyClient, id: number, reply: Omit<StoredReply, 's'>, bytes?: Buffer) {
-  const ack: AckMessage = { t: 'ack', id };
-  if (reply.error !== undefined) ack.error = reply.error;
-  if (reply.d !== undefined) ack.d = reply.d;
-  if (bytes === undefined) client.writeMessage(ack);
-  else client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
-}
-
 function base64(text: string): Buffer {
   return Buffer.from(text, 'base64');
-}
-
-function fail(client: AnyClient, id: number, code: ProtocolErrorCode, message: string): void {
-  client.writeMessage({ t: 'ack', id, error: { code, message } });
 }
