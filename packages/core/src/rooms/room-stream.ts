@@ -1,7 +1,7 @@
 import type { History, HistoryPosition } from '../contracts.js';
 import type { NotRecoveredReason } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
-import type { AnyClient } from '../transport/client.js';
+import type { RoomMember } from './room-member.js';
 
 /** How a client's place in a room was settled when it joined. */
 export interface JoinOutcome {
@@ -22,11 +22,11 @@ export interface ReplayBudget {
 }
 
 /** What a stream needs from the node. */
-export interface StreamHost {
+export interface StreamHost<Member extends RoomMember = RoomMember> {
   /** Local members a message goes to. */
-  members(): Iterable<AnyClient>;
+  members(): Iterable<Member>;
   /** Adds a member; from then on it receives the room's messages. */
-  admit(client: AnyClient): void;
+  admit(client: Member): void;
   /** Tells local `wscale.v1` members the stream skipped ahead and they must start over. */
   resync(position: HistoryPosition): void;
   error(error: unknown): void;
@@ -41,7 +41,6 @@ interface Recent {
 
 /** A join waiting for its history read; live messages meanwhile are kept for it. */
 interface Catcher {
-  client: AnyClient;
   from: HistoryPosition;
   /** The stream's last offset when the read started: the read covers up to it. */
   upTo: number;
@@ -71,10 +70,10 @@ const RECENT_BYTES = 256 * 1024;
  * is replayed from memory; a longer one reads the history without holding the room's live messages
  * back for anyone else.
  */
-export class RoomStream {
+export class RoomStream<Member extends RoomMember = RoomMember> {
   readonly #room: string;
   readonly #history: History;
-  readonly #host: StreamHost;
+  readonly #host: StreamHost<Member>;
   readonly #steps: Step[] = [];
   readonly #recent: Recent[] = [];
   readonly #catchers = new Set<Catcher>();
@@ -84,7 +83,12 @@ export class RoomStream {
   #epoch = '';
   #last = 0;
 
-  constructor(room: string, history: History, host: StreamHost, subscribed: Promise<unknown>) {
+  constructor(
+    room: string,
+    history: History,
+    host: StreamHost<Member>,
+    subscribed: Promise<unknown>,
+  ) {
     this.#room = room;
     this.#history = history;
     this.#host = host;
@@ -122,7 +126,7 @@ export class RoomStream {
    * message reaches it.
    */
   join(
-    client: AnyClient,
+    client: Member,
     from?: HistoryPosition,
     admitted?: (position: HistoryPosition) => void,
     budget?: ReplayBudget,
@@ -149,7 +153,6 @@ export class RoomStream {
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {
-          client,
           from: from!,
           upTo: this.#last,
           epoch: this.#epoch,
