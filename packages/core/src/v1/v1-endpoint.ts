@@ -368,7 +368,8 @@ export class V1Endpoint {
         writePong(client);
         return;
       case 'presence': {
-        const refused = this.#presence?.watch(client, message.r) ?? 'NOT_FOUND';
+        const presence = this.#presence;
+        const refused = presence === undefined ? 'NOT_FOUND' : presence.watch(client, message.r);
         if (refused === undefined) writeAck(client, message.id);
         else {
           writeRefusal(
