@@ -127,13 +127,29 @@ describe('SessionTokens', () => {
   });
 });
 
-/** A memory state store that counts writes, knows the keys written and can be made to fail. */
+/**
+ * A memory state store that counts writes, knows the keys written, and can be made to fail or to
+ * hold its reads (so that a save stays in flight).
+ */
 class TestStore extends MemoryStateStore {
   writes = 0;
   readonly keys = new Set<string>();
   failing = false;
+  #held: Array<() => void> | undefined;
+
+  /** Makes reads wait until the returned function is called. */
+  hold(): () => void {
+    const held: Array<() => void> = [];
+    this.#held = held;
+    return () => {
+      this.#held = undefined;
+      for (const release of held) release();
+    };
+  }
 
   override async get(key: string): Promise<Versioned<string> | undefined> {
+    const held = this.#held;
+    if (held !== undefined) await new Promise<void>((resolve) => held.push(resolve));
     if (this.failing) throw new StateStoreError('store down');
     return super.get(key);
   }
@@ -303,6 +319,42 @@ describe('Sessions', () => {
     expect(await store.record()).toMatchObject({ conn: second.conn, rooms: [] });
     await sessions.save(second.id, second.conn, snapshot(['chat']));
     expect(await store.record()).toMatchObject({ conn: second.conn, rooms: ['chat'] });
+  });
+
+  // A client resumed on the node that held it: the old connection's last save and the new one's
+  // saves meet in flight (the old one closes late when its peer is gone, after a close timeout).
+  it('does not lose a save of the new connection queued behind the old connection’s last save', async () => {
+    const { store, sessions } = sessionsOn();
+    const first = await sessions.open(undefined, 'alice');
+    const second = await sessions.open(first.token, 'alice');
+    const release = store.hold();
+    const closing = sessions.save(
+      first.id,
+      first.conn,
+      snapshot(['a'], undefined, { live: false }),
+    );
+    const joined = sessions.save(second.id, second.conn, snapshot(['a', 'b']));
+    release();
+    await Promise.all([closing, joined]);
+    expect(await store.record()).toMatchObject({ conn: second.conn, rooms: ['a', 'b'] });
+  });
+
+  it('does not let the old connection’s last save overwrite the new connection’s record', async () => {
+    const { store, sessions } = sessionsOn();
+    const first = await sessions.open(undefined, 'alice');
+    const second = await sessions.open(first.token, 'alice');
+    const release = store.hold();
+    const joined = sessions.save(second.id, second.conn, snapshot(['a', 'b']));
+    const closing = sessions.save(
+      first.id,
+      first.conn,
+      snapshot(['a'], undefined, { live: false }),
+    );
+    release();
+    await Promise.all([closing, joined]);
+    const record = await store.record();
+    expect(record).toMatchObject({ conn: second.conn, rooms: ['a', 'b'] });
+    expect(record?.live).not.toBe(false);
   });
 
   it('keeps the data saved before when a snapshot has none', async () => {
