@@ -183,11 +183,19 @@ export class RoomStream {
   /** Reads what a joining client missed from the history; live messages keep flowing meanwhile. */
   async #catchUp(catcher: Catcher): Promise<void> {
     // A gap longer than the join may replay is not worth reading.
-    const outcome =
+    let outcome =
       catcher.upTo - catcher.from.offset > catcher.maxEntries
         ? TOO_LONG
         : await this.#read(catcher);
+    // The live messages are taken in the turn the client is admitted: a gap fill may have
+    // delivered more while the read's answer came back.
     this.#catchers.delete(catcher);
+    if (outcome.recovered) {
+      outcome =
+        this.#epoch === catcher.epoch
+          ? { ...outcome, replay: [...outcome.replay, ...catcher.live] }
+          : { recovered: false, reason: 'epoch-changed', replay: [] };
+    }
     catcher.settle({ ...outcome, position: { offset: this.#last, epoch: this.#epoch } });
   }
 
@@ -205,8 +213,8 @@ export class RoomStream {
       }
       if (!whole)
         return { recovered: false, reason: read.ok ? 'too-old' : read.reason, replay: [] };
-      const replayed = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
-      return { recovered: true, replay: [...replayed, ...catcher.live] };
+      const replay = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
+      return { recovered: true, replay };
     } catch (error) {
       this.#host.error(error);
       return { recovered: false, reason: 'unavailable', replay: [] };

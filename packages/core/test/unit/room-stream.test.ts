@@ -355,6 +355,25 @@ describe('RoomStream: joins', () => {
     expect(late.seen).toEqual(['joined 33', 'm34']);
   });
 
+  it('gets a gap the stream fills while its own read is out exactly once', async () => {
+    const history = new FakeHistory();
+    history.publishMany(30);
+    const room = open(history);
+    const member = await room.member();
+    const release = history.hold();
+    const late = new FakeMember();
+    const joining = room.join(late, { offset: 25, epoch: A });
+    await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+    const [, m32] = history.publishMany(2);
+    room.stream.receive(m32!);
+    await until(() => history.reads.length === 2, WAIT_MS, 'the gap read');
+    release();
+    const outcome = await joining;
+    await room.settled();
+    expect(member.messages).toEqual(['m31', 'm32']);
+    expect([...names(outcome.replay), ...late.messages]).toEqual(range(26, 32));
+  });
+
   it('settles two joins waiting on the history at once, each with its own replay', async () => {
     const history = new FakeHistory();
     history.publishMany(40);
@@ -461,6 +480,17 @@ describe('RoomStream: epochs', () => {
     const current = await room.join(new FakeMember(), { offset: 2, epoch: B });
     expect(names(current.replay)).toEqual(['m3', 'm4']);
     expect(current.replay.every((message) => message.epoch === B)).toBe(true);
+  });
+
+  it('says epoch-changed to a join when the history answers that its log restarted', async () => {
+    const history = new FakeHistory();
+    history.publishMany(30);
+    const room = open(history);
+    await room.settled();
+    // No message of the new log reached this node yet: only the read can tell.
+    history.restart(B);
+    const outcome = await room.join(new FakeMember(), { offset: 20, epoch: A });
+    expect(outcome).toMatchObject({ recovered: false, reason: 'epoch-changed', replay: [] });
   });
 
   it('says epoch-changed to a join whose history read was out when the epoch changed', async () => {
@@ -582,10 +612,15 @@ function registry(history: FakeHistory) {
   const subscribed: string[] = [];
   const unsubscribed: string[] = [];
   const errors: unknown[] = [];
+  const failSubscribe = { next: false };
   let deliver: ((message: Outgoing) => void) | undefined;
   const rooms = new RoomRegistry({
     async subscribe(room, onMessage): Promise<Unsubscribe> {
       subscribed.push(room);
+      if (failSubscribe.next) {
+        failSubscribe.next = false;
+        throw new Error('broker down');
+      }
       deliver = onMessage;
       return async () => {
         unsubscribed.push(room);
@@ -601,7 +636,7 @@ function registry(history: FakeHistory) {
     error: (error) => errors.push(error),
   });
   const broker = (message: Outgoing) => deliver?.(message);
-  return { rooms, subscribed, unsubscribed, errors, broker };
+  return { rooms, subscribed, unsubscribed, errors, failSubscribe, broker };
 }
 
 describe('RoomRegistry with a history room', () => {
@@ -616,6 +651,21 @@ describe('RoomRegistry with a history room', () => {
     broker(m1!);
     await until(() => member.messages.length === 3, WAIT_MS, 'three messages');
     expect(member.seen).toEqual(['joined 0', 'm1', 'm2', 'm3']);
+  });
+
+  it('leaves a client out when the subscription fails, and subscribes again on the next join', async () => {
+    const history = new FakeHistory();
+    const { rooms, subscribed, failSubscribe, errors } = registry(history);
+    failSubscribe.next = true;
+    const member = new FakeMember();
+    await expect(rooms.join(member.asClient, ROOM)).rejects.toThrow('broker down');
+    expect(member.inRoom(ROOM)).toBe(false);
+    expect(rooms.names()).toEqual([]);
+    const outcome = await rooms.join(member.asClient, ROOM);
+    expect(outcome).toMatchObject({ recovered: true, position: { offset: 0, epoch: A } });
+    expect([...rooms.members(ROOM)]).toEqual([member]);
+    expect(subscribed).toEqual([ROOM, ROOM]);
+    expect(errors).toEqual([]);
   });
 
   it('leaves nothing behind when a client leaves while its join waits for the history', async () => {
