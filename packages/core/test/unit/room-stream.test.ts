@@ -73,6 +73,11 @@ class FakeHistory implements History {
     };
   }
 
+  /** Lets the `index`th read held so far answer (the others keep waiting). */
+  answer(index: number): void {
+    this.#held?.[index]?.();
+  }
+
   async append(_room: string, payload: Uint8Array): Promise<HistoryPosition> {
     this.last += 1;
     this.#entries.set(this.last, payload);
@@ -372,6 +377,31 @@ describe('RoomStream: joins', () => {
     await room.settled();
     expect(member.messages).toEqual(['m31', 'm32']);
     expect([...names(outcome.replay), ...late.messages]).toEqual(range(26, 32));
+  });
+
+  it('says too-old when the stream resyncs over a hole while its read is out', async () => {
+    const history = new FakeHistory();
+    history.publishMany(30);
+    const room = open(history);
+    const member = await room.member();
+    history.hold();
+    const late = new FakeMember();
+    const joining = room.join(late, { offset: 25, epoch: A });
+    await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+    // m31 is lost by the broker and missing from the history: the stream skips it.
+    const messages = history.publishMany(3);
+    history.holes.add(31);
+    room.stream.receive(messages[2]!);
+    await until(() => history.reads.length === 2, WAIT_MS, 'the gap read');
+    history.answer(1);
+    await until(() => member.seen.length === 2, WAIT_MS, 'the resync');
+    expect(member.seen).toEqual([`resync 32/${A}`, 'm33']);
+    history.answer(0);
+    // Told plainly that it lost messages, never a replay that joins live messages over the hole.
+    expect(await joining).toMatchObject({ recovered: false, reason: 'too-old', replay: [] });
+    room.stream.receive(history.publish('m34'));
+    await room.settled();
+    expect(late.seen).toEqual(['joined 33', 'm34']);
   });
 
   it('settles two joins waiting on the history at once, each with its own replay', async () => {
