@@ -154,6 +154,14 @@ describe('wscale.v1 codec: every message kind', () => {
     expect(decodeClientFrame(binaryFrame(padded, PAYLOAD)).binary).toEqual(PAYLOAD);
   });
 
+  it('reads a binary frame that sits inside a larger buffer, as ws hands frames over', () => {
+    const frame = encodeBinary({ t: 'msg', s: 2 }, PAYLOAD);
+    const pool = new Uint8Array(frame.length + 16).fill(0xee);
+    pool.set(frame, 8);
+    const decoded = decodeClientFrame(pool.subarray(8, 8 + frame.length));
+    expect(decoded).toEqual({ message: { t: 'msg', s: 2 }, binary: PAYLOAD });
+  });
+
   it('passes a message of an unknown type on, for the server to answer with an error', () => {
     expect(decodeClientFrame('{"t":"subscribe","x":1}').message).toEqual({ t: 'subscribe', x: 1 });
   });
