@@ -16,6 +16,7 @@ import {
   type StreamHost,
 } from '../../src/rooms/room-stream.js';
 import type { AnyClient } from '../../src/transport/client.js';
+import { Gate } from './gate.js';
 
 // Unit tests of a history room's order (docs/architecture.md, "History rooms: order and repair";
 // docs/guarantees.md, "Rooms with history") with a history and members that are fakes: each test
@@ -41,7 +42,8 @@ class FakeHistory implements History {
   readonly holes = new Set<number>();
   /** When set, reads (and position reads) throw. */
   failing = false;
-  #held: Array<() => void> | undefined;
+  /** Holds reads in flight (position reads are never held). */
+  readonly gate = new Gate();
 
   /** Appends a text message and returns it as the broker would bring it. */
   publish(text: string): Outgoing {
@@ -63,21 +65,6 @@ class FakeHistory implements History {
     this.#entries.clear();
   }
 
-  /** Makes reads wait until the returned function is called. */
-  hold(): () => void {
-    const held: Array<() => void> = [];
-    this.#held = held;
-    return () => {
-      this.#held = undefined;
-      for (const release of held) release();
-    };
-  }
-
-  /** Lets the `index`th read held so far answer (the others keep waiting). */
-  answer(index: number): void {
-    this.#held?.[index]?.();
-  }
-
   async append(_room: string, payload: Uint8Array): Promise<HistoryPosition> {
     this.last += 1;
     this.#entries.set(this.last, payload);
@@ -86,8 +73,7 @@ class FakeHistory implements History {
 
   async read(_room: string, after: HistoryPosition, limit?: number): Promise<HistoryReadResult> {
     this.reads.push({ after, limit });
-    const held = this.#held;
-    if (held !== undefined) await new Promise<void>((resolve) => held.push(resolve));
+    await this.gate.pass();
     if (this.failing) throw new Error('history down');
     const position = { offset: this.last, epoch: this.epoch };
     if (after.epoch !== this.epoch) return { ok: false, reason: 'epoch-changed', position };
@@ -185,6 +171,22 @@ function open(history: FakeHistory, subscribed: Promise<unknown> = Promise.resol
   };
 }
 
+/**
+ * A room of 30 messages with a member, and a client whose join from offset 25 waits for its
+ * history read until the test lets it through.
+ */
+async function joinInFlight() {
+  const history = new FakeHistory();
+  history.publishMany(30);
+  const room = open(history);
+  const member = await room.member();
+  const release = history.gate.hold();
+  const late = new FakeMember();
+  const joining = room.join(late, { offset: 25, epoch: A });
+  await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+  return { history, room, member, late, joining, release };
+}
+
 const names = (messages: Outgoing[]) => messages.map((message) => message.bytes.toString());
 const range = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, i) => `m${from + i}`);
@@ -205,7 +207,7 @@ describe('RoomStream: order', () => {
     const room = open(history);
     const member = await room.member();
     const [m1, m2, m3] = history.publishMany(3);
-    const release = history.hold();
+    const release = history.gate.hold();
     room.stream.receive(m3!);
     await until(() => history.reads.length === 1, WAIT_MS, 'the gap read');
     // The late ones arrive while the read is out: nothing may overtake m3's wait.
@@ -337,14 +339,7 @@ describe('RoomStream: joins', () => {
   });
 
   it('gets everything after its position exactly once when messages arrive during its history read', async () => {
-    const history = new FakeHistory();
-    history.publishMany(30);
-    const room = open(history);
-    const member = await room.member();
-    const release = history.hold();
-    const late = new FakeMember();
-    const joining = room.join(late, { offset: 25, epoch: A });
-    await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+    const { history, room, member, late, joining, release } = await joinInFlight();
     // Live messages go on to the members while the join's read is out, and are kept for it.
     for (const message of history.publishMany(3)) room.stream.receive(message);
     expect(member.messages).toEqual(range(31, 33));
@@ -361,14 +356,7 @@ describe('RoomStream: joins', () => {
   });
 
   it('gets a gap the stream fills while its own read is out exactly once', async () => {
-    const history = new FakeHistory();
-    history.publishMany(30);
-    const room = open(history);
-    const member = await room.member();
-    const release = history.hold();
-    const late = new FakeMember();
-    const joining = room.join(late, { offset: 25, epoch: A });
-    await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+    const { history, room, member, late, joining, release } = await joinInFlight();
     const [, m32] = history.publishMany(2);
     room.stream.receive(m32!);
     await until(() => history.reads.length === 2, WAIT_MS, 'the gap read');
@@ -380,23 +368,16 @@ describe('RoomStream: joins', () => {
   });
 
   it('says too-old when the stream resyncs over a hole while its read is out', async () => {
-    const history = new FakeHistory();
-    history.publishMany(30);
-    const room = open(history);
-    const member = await room.member();
-    history.hold();
-    const late = new FakeMember();
-    const joining = room.join(late, { offset: 25, epoch: A });
-    await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+    const { history, room, member, late, joining } = await joinInFlight();
     // m31 is lost by the broker and missing from the history: the stream skips it.
     const messages = history.publishMany(3);
     history.holes.add(31);
     room.stream.receive(messages[2]!);
     await until(() => history.reads.length === 2, WAIT_MS, 'the gap read');
-    history.answer(1);
+    history.gate.answer(1);
     await until(() => member.seen.length === 2, WAIT_MS, 'the resync');
     expect(member.seen).toEqual([`resync 32/${A}`, 'm33']);
-    history.answer(0);
+    history.gate.answer(0);
     // Told plainly that it lost messages, never a replay that joins live messages over the hole.
     expect(await joining).toMatchObject({ recovered: false, reason: 'too-old', replay: [] });
     room.stream.receive(history.publish('m34'));
@@ -408,7 +389,7 @@ describe('RoomStream: joins', () => {
     const history = new FakeHistory();
     history.publishMany(40);
     const room = open(history);
-    const release = history.hold();
+    const release = history.gate.hold();
     const first = room.join(new FakeMember(), { offset: 10, epoch: A });
     const second = room.join(new FakeMember(), { offset: 30, epoch: A });
     await until(() => history.reads.length === 2, WAIT_MS, 'both reads');
@@ -524,13 +505,7 @@ describe('RoomStream: epochs', () => {
   });
 
   it('says epoch-changed to a join whose history read was out when the epoch changed', async () => {
-    const history = new FakeHistory();
-    history.publishMany(30);
-    const room = open(history);
-    await room.member();
-    const release = history.hold();
-    const joining = room.join(new FakeMember(), { offset: 20, epoch: A });
-    await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+    const { room, joining, release } = await joinInFlight();
     // The live path learns of the new epoch first; the old read then answers with old entries.
     const fresh = new Outgoing(Buffer.from('m1'), false, false, ROOM).at(ROOM, 1, B);
     room.stream.receive(fresh);
@@ -702,7 +677,7 @@ describe('RoomRegistry with a history room', () => {
     const history = new FakeHistory();
     history.publishMany(30);
     const { rooms, subscribed, unsubscribed, errors } = registry(history);
-    const release = history.hold();
+    const release = history.gate.hold();
     const member = new FakeMember();
     const joining = rooms.join(member.asClient, ROOM, { offset: 20, epoch: A });
     await until(() => history.reads.length === 1, WAIT_MS, 'the join read');

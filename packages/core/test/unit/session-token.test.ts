@@ -5,6 +5,7 @@ import type { Version, Versioned } from '../../src/contracts.js';
 import { InvalidOptionError, StateStoreError } from '../../src/errors.js';
 import { SessionTokens } from '../../src/sessions/session-token.js';
 import { type SessionSnapshot, Sessions } from '../../src/sessions/sessions.js';
+import { Gate } from './gate.js';
 
 // Unit tests of session tokens (an HMAC-signed session id, docs/guarantees.md "Sessions") and of
 // session records in a state store, as the wscale.v1 endpoint uses them: `open` on every hello,
@@ -127,29 +128,16 @@ describe('SessionTokens', () => {
   });
 });
 
-/**
- * A memory state store that counts writes, knows the keys written, and can be made to fail or to
- * hold its reads (so that a save stays in flight).
- */
+/** A memory state store that counts writes, knows the keys written, and can fail or hold reads. */
 class TestStore extends MemoryStateStore {
   writes = 0;
   readonly keys = new Set<string>();
   failing = false;
-  #held: Array<() => void> | undefined;
-
-  /** Makes reads wait until the returned function is called. */
-  hold(): () => void {
-    const held: Array<() => void> = [];
-    this.#held = held;
-    return () => {
-      this.#held = undefined;
-      for (const release of held) release();
-    };
-  }
+  /** Holds reads in flight, so that a save stays out. */
+  readonly gate = new Gate();
 
   override async get(key: string): Promise<Versioned<string> | undefined> {
-    const held = this.#held;
-    if (held !== undefined) await new Promise<void>((resolve) => held.push(resolve));
+    await this.gate.pass();
     if (this.failing) throw new StateStoreError('store down');
     return super.get(key);
   }
@@ -327,7 +315,7 @@ describe('Sessions', () => {
     const { store, sessions } = sessionsOn();
     const first = await sessions.open(undefined, 'alice');
     const second = await sessions.open(first.token, 'alice');
-    const release = store.hold();
+    const release = store.gate.hold();
     const closing = sessions.save(
       first.id,
       first.conn,
@@ -343,7 +331,7 @@ describe('Sessions', () => {
     const { store, sessions } = sessionsOn();
     const first = await sessions.open(undefined, 'alice');
     const second = await sessions.open(first.token, 'alice');
-    const release = store.hold();
+    const release = store.gate.hold();
     const joined = sessions.save(second.id, second.conn, snapshot(['a', 'b']));
     const closing = sessions.save(
       first.id,
