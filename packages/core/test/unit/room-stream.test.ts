@@ -7,6 +7,7 @@ import type {
   HistoryReadResult,
   Unsubscribe,
 } from '../../src/contracts.js';
+import type { ServerMessage } from '../../src/protocol/messages.js';
 import { Outgoing } from '../../src/protocol/outgoing.js';
 import { RoomRegistry } from '../../src/rooms/room-registry.js';
 import {
@@ -107,6 +108,23 @@ class FakeMember {
   deliver(message: Outgoing): boolean {
     this.seen.push(message.bytes.toString());
     return true;
+  }
+
+  /** It speaks `wscale.v1`: it is told `joined` and `resync`. */
+  readonly v1 = true;
+  readonly open = true;
+
+  /** A `wscale.v1` frame it is written (a server's frame: unmasked, text), as it reads it. */
+  writeFrame(frame: Buffer): boolean {
+    const length = frame[1]! & 0x7f;
+    const start = length === 126 ? 4 : length === 127 ? 10 : 2;
+    this.told(JSON.parse(frame.subarray(start).toString()) as ServerMessage);
+    return true;
+  }
+
+  told(message: ServerMessage): void {
+    if (message.t === 'joined') this.seen.push(`joined ${message.o}`);
+    if (message.t === 'resync') this.seen.push(`resync ${message.o}/${message.e}`);
   }
 
   /** The messages it was written (resyncs and announcements left out). */
@@ -619,8 +637,11 @@ function registry(history: FakeHistory) {
   const errors: unknown[] = [];
   const failSubscribe = { next: false };
   let deliver: ((message: Outgoing) => void) | undefined;
-  const rooms = new RoomRegistry({
-    async subscribe(room, onMessage): Promise<Unsubscribe> {
+  const fake = (client: unknown) => client as FakeMember;
+  // The registry tells a member `joined` and `resync` through this host, or (after #11's
+  // protocol/v1-writer) by writing the frames to the member: the fake reads both the same way.
+  const host = {
+    async subscribe(room: string, onMessage: (message: Outgoing) => void): Promise<Unsubscribe> {
       subscribed.push(room);
       if (failSubscribe.next) {
         failSubscribe.next = false;
@@ -631,15 +652,16 @@ function registry(history: FakeHistory) {
         unsubscribed.push(room);
       };
     },
-    historyOf: (room) => (room === ROOM ? history : undefined),
-    joined: (client, _room, position) =>
-      (client as unknown as FakeMember).seen.push(`joined ${position?.offset}`),
-    resync: (_room, members, { offset, epoch }) => {
+    historyOf: (room: string) => (room === ROOM ? history : undefined),
+    joined: (client: unknown, room: string, position: HistoryPosition | undefined) =>
+      fake(client).told({ t: 'joined', r: room, o: position?.offset, e: position?.epoch }),
+    resync: (room: string, members: Iterable<unknown>, { offset, epoch }: HistoryPosition) => {
       for (const member of members)
-        (member as unknown as FakeMember).seen.push(`resync ${offset}/${epoch}`);
+        fake(member).told({ t: 'resync', r: room, o: offset, e: epoch });
     },
-    error: (error) => errors.push(error),
-  });
+    error: (error: unknown) => errors.push(error),
+  };
+  const rooms = new RoomRegistry(host);
   const broker = (message: Outgoing) => deliver?.(message);
   return { rooms, subscribed, unsubscribed, errors, failSubscribe, broker };
 }
