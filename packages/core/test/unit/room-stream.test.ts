@@ -47,8 +47,8 @@ class FakeHistory implements History {
   readonly gate = new Gate();
 
   /** Appends a text message and returns it as the broker would bring it. */
-  publish(text: string): Outgoing {
-    const message = new Outgoing(Buffer.from(text), false, false, ROOM);
+  publish(text: string, binary = false): Outgoing {
+    const message = new Outgoing(Buffer.from(text), binary, false, ROOM);
     this.last += 1;
     this.#entries.set(this.last, message.historyPayload());
     return message.at(ROOM, this.last, this.epoch);
@@ -344,6 +344,24 @@ describe('RoomStream: joins', () => {
       [16, 17, 18, 19, 20].map((offset) => [ROOM, offset, A]),
     );
     expect(history.reads).toEqual([]);
+  });
+
+  it('replays text and binary messages as they were sent, from memory and from the history', async () => {
+    const history = new FakeHistory();
+    const room = open(history);
+    await room.member();
+    const sent = [history.publish('m1', true), history.publish('m2'), history.publish('m3', true)];
+    for (const message of sent) room.stream.receive(message);
+    const fromMemory = await room.join(new FakeMember(), { offset: 0, epoch: A });
+    const fromHistory = await open(history).join(new FakeMember(), { offset: 0, epoch: A });
+    expect(history.reads).toHaveLength(1);
+    for (const { replay } of [fromMemory, fromHistory]) {
+      expect(replay.map((m) => [m.bytes.toString(), m.binary, m.offset])).toEqual([
+        ['m1', true, 1],
+        ['m2', false, 2],
+        ['m3', true, 3],
+      ]);
+    }
   });
 
   it('reads an older gap from the history', async () => {

@@ -223,6 +223,19 @@ describe('Sessions', () => {
     expect(new SessionTokens(SECRET).verify(second.token)).toBe(first.id);
   });
 
+  it('resumes with what the session recorded of its client’s messages and own rooms', async () => {
+    const { sessions } = sessionsOn();
+    const first = await sessions.open(undefined, 'alice');
+    const replies = [{ s: 4, d: 'four' }];
+    await sessions.save(
+      first.id,
+      first.conn,
+      snapshot(['chat'], {}, { own: ['chat'], up: 5, replies }),
+    );
+    const second = await sessions.open(first.token, 'alice');
+    expect(second.record).toMatchObject({ rooms: ['chat'], own: ['chat'], up: 5, replies });
+  });
+
   it('refuses another owner’s session (forbidden) and leaves it to its owner', async () => {
     const { sessions } = sessionsOn();
     const alice = await sessions.open(undefined, 'alice');
