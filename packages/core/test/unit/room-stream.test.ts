@@ -162,18 +162,18 @@ function open(history: FakeHistory, subscribed: Promise<unknown> = Promise.resol
     members: () => [...members].map((member) => member.asClient),
     admit: (client) => members.add(client as unknown as FakeMember),
     resync: ({ offset, epoch }) => {
-      for (const member of members) member.seen.push(`resync ${offset}/${epoch}`);
+      for (const member of members) member.told({ t: 'resync', r: ROOM, o: offset, e: epoch });
     },
     error: (error) => errors.push(error),
   };
   const stream = new RoomStream(ROOM, history, host, subscribed);
   return {
     stream,
-    members,
     errors,
     /** Admits a member (at the end, or after `from`), announcing it as the registry does. */
     join(member: FakeMember, from?: HistoryPosition, budget?: ReplayBudget): Promise<JoinOutcome> {
-      const announce = (position: HistoryPosition) => member.seen.push(`joined ${position.offset}`);
+      const announce = ({ offset, epoch }: HistoryPosition) =>
+        member.told({ t: 'joined', r: ROOM, o: offset, e: epoch });
       return stream.join(member.asClient, from, announce, budget);
     },
     /** A member already in the room, admitted at the current end. */
@@ -393,6 +393,8 @@ describe('RoomStream: joins', () => {
 
   it('gets a gap the stream fills while its own read is out exactly once', async () => {
     const { history, room, member, late, joining, release } = await joinInFlight();
+    // m31 is late on the broker: m32 makes the stream read the gap while the join's read is out.
+    // Both answer at once, and the fill delivers m31 and m32 as the join's answer comes back.
     const [, m32] = history.publishMany(2);
     room.stream.receive(m32!);
     await until(() => history.reads.length === 2, WAIT_MS, 'the gap read');
