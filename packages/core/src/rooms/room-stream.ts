@@ -47,6 +47,8 @@ interface Catcher {
   epoch: string;
   /** Messages delivered while the read was out, to replay after it. */
   live: Outgoing[];
+  /** Whether the stream skipped messages it could not fill while the read was out. */
+  skipped: boolean;
   /** The most entries the read may return, if the join has a replay budget. */
   maxEntries: number;
   settle: (outcome: JoinOutcome) => void;
@@ -157,6 +159,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           upTo: this.#last,
           epoch: this.#epoch,
           live: [],
+          skipped: false,
           maxEntries: budget?.entries ?? Number.POSITIVE_INFINITY,
           settle,
         };
@@ -186,12 +189,25 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   /** Reads what a joining client missed from the history; live messages keep flowing meanwhile. */
   async #catchUp(catcher: Catcher): Promise<void> {
     // A gap longer than the join may replay is not worth reading.
-    const outcome =
+    const read =
       catcher.upTo - catcher.from.offset > catcher.maxEntries
         ? TOO_LONG
         : await this.#read(catcher);
+    // The live messages are taken in the turn the client is admitted: a gap fill may have
+    // delivered more while the read's answer came back.
     this.#catchers.delete(catcher);
+    const outcome = read.recovered ? this.#withLive(read, catcher) : read;
     catcher.settle({ ...outcome, position: { offset: this.#last, epoch: this.#epoch } });
+  }
+
+  /** A whole replay from the history, followed by what was delivered since, if that is whole. */
+  #withLive(read: Omit<JoinOutcome, 'position'>, catcher: Catcher): Omit<JoinOutcome, 'position'> {
+    if (this.#epoch !== catcher.epoch) {
+      return { recovered: false, reason: 'epoch-changed', replay: [] };
+    }
+    // The members were told to resync; a client admitted after it would miss the skipped part.
+    if (catcher.skipped) return { recovered: false, reason: 'too-old', replay: [] };
+    return { ...read, replay: [...read.replay, ...catcher.live] };
   }
 
   async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
@@ -208,8 +224,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       }
       if (!whole)
         return { recovered: false, reason: read.ok ? 'too-old' : read.reason, replay: [] };
-      const replayed = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
-      return { recovered: true, replay: [...replayed, ...catcher.live] };
+      const replay = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
+      return { recovered: true, replay };
     } catch (error) {
       this.#host.error(error);
       return { recovered: false, reason: 'unavailable', replay: [] };
@@ -250,6 +266,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       this.#last = upTo;
       this.#recent.length = 0;
       this.#recentBytes = 0;
+      for (const catcher of this.#catchers) catcher.skipped = true;
       this.#host.resync({ offset: upTo, epoch: this.#epoch });
     }
   }
