@@ -5,7 +5,7 @@ import {
   encodeBinary,
   encodeText,
   LIMITS,
-  ProtocolViolation,
+  ProtocolError,
   type ServerMessage,
 } from '@wscale/core/protocol';
 import { describe, expect, it } from 'vitest';
@@ -29,15 +29,15 @@ function header<M extends ClientMessage | ServerMessage>(message: M): M {
 }
 
 /**
- * The error a malformed frame raises: a `ProtocolViolation`, which the server answers by closing
+ * The error a malformed frame raises: a `ProtocolError`, which the server answers by closing
  * the connection with 1007 and the error's message as the close reason.
  */
-function refusal(decode: () => unknown): ProtocolViolation {
+function refusal(decode: () => unknown): ProtocolError {
   try {
     decode();
   } catch (error) {
-    expect(error).toBeInstanceOf(ProtocolViolation);
-    return error as ProtocolViolation;
+    expect(error).toBeInstanceOf(ProtocolError);
+    return error as ProtocolError;
   }
   throw new Error('the frame was accepted');
 }
