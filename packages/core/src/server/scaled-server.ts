@@ -133,7 +133,8 @@ export class ScaledWebSocketServer<
   readonly #host: ClientHost;
   readonly #timers: NodeJS.Timeout[] = [];
   /** Last saves of closed connections, which a drain waits for. */
-  readonly #finalSaves = new Set<Promise<void>>();
+  /** The last saves of closed connections under way, by session id. */
+  readonly #finalSaves = new Map<string, Promise<void>>();
   #closing: Promise<void> | undefined;
   /** `ready()` resolved. */
   #up = false;
@@ -471,7 +472,8 @@ export class ScaledWebSocketServer<
     }, this.#options.closeTimeoutMs);
     await Promise.all(closed);
     clearTimeout(timer);
-    await Promise.race([Promise.all(this.#finalSaves), sleep(this.#options.closeTimeoutMs)]);
+    const finalSaves = Promise.all(this.#finalSaves.values());
+    await Promise.race([finalSaves, sleep(this.#options.closeTimeoutMs)]);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
@@ -637,6 +639,8 @@ export class ScaledWebSocketServer<
           .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
           .catch((error) => this.#report(error));
       },
+      takeOver: (sessionId, holder, ms) =>
+        this.#router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms),
       register: (session, ws, socket, identity) => {
         const data = session.record?.data as Data | undefined;
         const client = this.#register(session.id, ws, socket, identity as Identity, true, data);
@@ -692,13 +696,20 @@ export class ScaledWebSocketServer<
     const conn = client.conn;
     this.#v1.forget(client);
     if (conn === undefined) return;
+    // Once: a connection taken over is recorded when released, not again when its close ends.
+    client.conn = undefined;
     const rooms = [...client.roomList];
-    const saved = this.#sessions.save(client.id, conn, () => ({
+    const id = client.id;
+    const saved = this.#sessions.save(id, conn, () => ({
       ...this.#record(client, rooms),
       live: false,
     }));
-    this.#finalSaves.add(saved);
-    void saved.finally(() => this.#finalSaves.delete(saved));
+    const earlier = this.#finalSaves.get(id);
+    const all = earlier === undefined ? saved : Promise.all([earlier, saved]).then(() => undefined);
+    this.#finalSaves.set(id, all);
+    void all.finally(() => {
+      if (this.#finalSaves.get(id) === all) this.#finalSaves.delete(id);
+    });
   }
 
   #record(client: AnyClient, rooms: string[]) {
@@ -839,6 +850,7 @@ export class ScaledWebSocketServer<
         return true;
       },
       release: (id, code, reason) => this.#release(id, code, reason),
+      recorded: (id) => this.#finalSaves.get(id),
       error: (error) => this.#report(error),
     });
   }
@@ -853,6 +865,9 @@ export class ScaledWebSocketServer<
     if (older === undefined) return false;
     this.#clients.delete(id);
     older.close(code, reason);
+    // Closed, it hands nothing more on: what it handed on can be recorded now, without waiting for
+    // its peer to answer the close, so the node taking the session over can go on.
+    if (older.v1) this.#finalSave(older);
     return true;
   }
 

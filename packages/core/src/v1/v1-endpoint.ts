@@ -43,6 +43,11 @@ export interface V1Node {
   alive(nodeId: string): boolean;
   /** Closes an older connection of the session, wherever it is, without waiting. */
   kick(sessionId: string): void;
+  /**
+   * Closes the connection that holds a session on node `holder` (this one or another); resolves
+   * once that node has recorded the connection's close, or after `ms` without its answer.
+   */
+  takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
   /** Creates and registers the client of an opened session. */
   register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): AnyClient;
   /** Starts taking the frames of a registered client's socket. */
@@ -298,18 +303,14 @@ export class V1Endpoint {
 
   /**
    * When a connection on a live node still holds the session (that node has not seen it drop
-   * yet), has it closed and waits a moment for its node to record what it handed on: the resume
-   * then knows exactly which of the client's messages arrived, and none comes twice.
+   * yet), has it closed and waits a moment for its node to say it recorded what it handed on: the
+   * resume then knows exactly which of the client's messages arrived, and none comes twice. A node
+   * that was killed but is not known dead yet never says it: one bounded wait, no store reads.
    */
   async #handOver(token: string, owner: string): Promise<void> {
-    const sessions = this.#sessions;
-    const holder = await sessions.holder(token);
+    const holder = await this.#sessions.holder(token);
     if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) return;
-    this.#node.kick(holder.id);
-    const deadline = Date.now() + HANDOVER_MS;
-    while (Date.now() < deadline && (await sessions.holder(token)) !== undefined) {
-      await new Promise((resolve) => setTimeout(resolve, HANDOVER_POLL_MS));
-    }
+    await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS);
   }
 
   async #rejoin(
@@ -557,9 +558,8 @@ const HANDLER_FAILED = {
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
 const RECEIPT_DELAY_MS = 100;
 
-/** How long a resume waits for a live node to let go of the session, and how often it looks. */
+/** How long a resume waits for a live node to let go of the session. */
 const HANDOVER_MS = 250;
-const HANDOVER_POLL_MS = 10;
 
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
 function close(target: WebSocket | AnyClient, code: number, reason: string): void {
