@@ -412,6 +412,26 @@ describe('wscale.v1 operations', () => {
     expect(await peer.next('ack')).toEqual({ t: 'ack', id: 3 });
   });
 
+  it('calls the hooks as plain functions: one written with `function` sees no `this`', async () => {
+    const seen: unknown[] = [];
+    const [a] = await cluster.start(1, {
+      authorizeJoin: function (this: unknown) {
+        seen.push(this);
+        return true;
+      },
+      onRequest: function (this: unknown) {
+        seen.push(this);
+        return 'ok';
+      },
+    });
+    const { peer } = await V1Peer.connect(a!);
+    peer.send({ t: 'join', id: 1, r: 'room' });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 1 });
+    peer.send({ t: 'req', id: 2, d: 'q' });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 2, d: 'ok' });
+    expect(seen).toEqual([undefined, undefined]);
+  });
+
   it('delivers client messages to the application as text or bytes', async () => {
     const [a] = await startNodes(1);
     const got: Array<[string | Buffer, boolean]> = [];

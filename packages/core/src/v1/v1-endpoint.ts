@@ -63,7 +63,11 @@ export interface V1Node {
   report(error: unknown): void;
 }
 
-/** The server options the endpoint reads: the server's resolved options are these. */
+/**
+ * The server options the endpoint reads: the server's resolved options are these. Its hooks are
+ * called as plain functions, not as methods of the options (a hook written with `function` sees
+ * no `this`).
+ */
 export interface V1Settings {
   readonly helloTimeoutMs: number;
   readonly maxRoomsPerClient: number;
@@ -73,6 +77,7 @@ export interface V1Settings {
   readonly maxReplayEntries: number;
   /** Set when sessions keep their direct messages in a stream of their own. */
   readonly directHistory?: History;
+  // Method syntax for the hooks: a server's options type them with its own Identity and Data.
   sessionOwner(identity: unknown): string;
   /** Whether a client may join a room: a boolean, or a promise of one (else it is a no). */
   authorizeJoin?(client: AnyClient, room: string): unknown;
@@ -294,8 +299,9 @@ export class V1Endpoint {
 
   /** The session owner of an identity (`sessionOwner`, whose throw is a handler's failure). */
   #owner(identity: unknown): string {
+    const { sessionOwner } = this.#settings;
     try {
-      return this.#settings.sessionOwner(identity);
+      return sessionOwner(identity);
     } catch (error) {
       throw new HandlerError('sessionOwner', error);
     }
@@ -450,15 +456,15 @@ export class V1Endpoint {
     data: string | Buffer,
     info: MessageInfo,
   ): Promise<{ reply: Omit<StoredReply, 's' | 'b'>; bytes?: Buffer }> {
-    const settings = this.#settings;
-    if (settings.onRequest === undefined) {
+    const { onRequest } = this.#settings;
+    if (onRequest === undefined) {
       return {
         reply: { error: { code: 'NOT_FOUND', message: 'the server has no request handler' } },
       };
     }
     let result: unknown;
     try {
-      result = await settings.onRequest(client, data, info);
+      result = await onRequest(client, data, info);
     } catch (error) {
       this.#node.report(new HandlerError('onRequest', error));
       return { reply: HANDLER_FAILED };
@@ -507,11 +513,11 @@ export class V1Endpoint {
 
   /** Whether `authorizeJoin` lets the client into a room; a throw or a non-boolean is a no. */
   async #authorized(client: AnyClient, room: string): Promise<boolean> {
-    const settings = this.#settings;
-    if (settings.authorizeJoin === undefined) return false;
+    const { authorizeJoin } = this.#settings;
+    if (authorizeJoin === undefined) return false;
     let allowed: unknown;
     try {
-      allowed = await settings.authorizeJoin(client, room);
+      allowed = await authorizeJoin(client, room);
     } catch (error) {
       this.#node.report(new HandlerError('authorizeJoin', error));
       return false;
