@@ -674,7 +674,7 @@ export class ScaledWebSocketServer<
       rules: presence as PresenceRule<AnyClient>[],
       graceMs: presenceGraceMs,
       tickMs: this.#options.nodeHeartbeatMs,
-      owner: (client) => this.#options.sessionOwner(client.identity as Identity),
+      owner: (client) => this.#owner(client),
       alive: (nodeId) => this.#mesh.isAlive(nodeId),
       changed: (room, change) => this.emit('presence', room, change),
       report: (error) => this.#report(error),
@@ -712,9 +712,15 @@ export class ScaledWebSocketServer<
     });
   }
 
+  /** The client's session owner (`sessionOwner` is called as a plain function, as every hook). */
+  #owner(client: AnyClient): string {
+    const { sessionOwner } = this.#options;
+    return sessionOwner(client.identity as Identity);
+  }
+
   #record(client: AnyClient, rooms: string[]) {
     return {
-      owner: this.#options.sessionOwner(client.identity as Identity),
+      owner: this.#owner(client),
       data: this.#sessionData(client),
       rooms,
       own: [...client.ownRooms],
