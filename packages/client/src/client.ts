@@ -609,7 +609,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#numbered = Number.isSafeInteger(message.s);
     // Its numbers go on: numbering again from 1 would reuse ids the session already handed out.
     if (message.resumed !== true && !sameSession) this.#outbox.renumber();
-    else if (this.#numbered) this.#outbox.received(message.s!);
+    else if (this.#numbered) this.#outbox.resumedAt(message.s!);
     this.#scheduler.succeeded();
     this.#heartbeat.start(
       () => socket.send(encodeText({ t: 'ping' })),

@@ -6,6 +6,8 @@ export enum CloseCode {
   Normal = 1000,
   /** The node is shutting down or the client was closed by the application. */
   GoingAway = 1001,
+  /** A frame broke the protocol's rules (a numbered frame whose `s` went backwards, not marked `p`). */
+  ProtocolError = 1002,
   /** A frame could not be decoded (malformed `wscale.v1` envelope, invalid UTF-8). */
   InvalidPayload = 1007,
   /** A policy was violated, such as a rate limit. */

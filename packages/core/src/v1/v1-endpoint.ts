@@ -310,13 +310,15 @@ export class V1Endpoint {
     switch (message.t) {
       case 'msg': {
         const info = this.#admit(client, message);
-        if (info !== undefined) client.receive(payload, binary !== undefined, info);
+        if (typeof info === 'object') client.receive(payload, binary !== undefined, info);
         return;
       }
       case 'req': {
         const info = this.#admit(client, message);
-        if (info === undefined) this.#answerAgain(client, message);
-        else this.#answer(client, message.id, () => this.#request(client, message, payload, info));
+        if (info === 'duplicate') this.#answerAgain(client, message);
+        else if (typeof info === 'object') {
+          this.#answer(client, message.id, () => this.#request(client, message, payload, info));
+        }
         return;
       }
       case 'join':
@@ -364,14 +366,23 @@ export class V1Endpoint {
 
   /**
    * Takes a numbered `msg` or `req` into the client's upstream (and owes it a `rcv`): yields what
-   * the application is told about it, or `undefined` when it was handed on already.
+   * the application is told about it, `duplicate` when it was handed on already, or `backwards`
+   * when its number broke the protocol (the connection is closed with 1002).
    */
-  #admit(client: AnyClient, message: { s?: number; p?: 1 }): MessageInfo | undefined {
+  #admit(
+    client: AnyClient,
+    message: { s?: number; p?: 1 },
+  ): MessageInfo | 'duplicate' | 'backwards' {
     const ledger = message.s === undefined ? undefined : this.#upstream.get(client);
     if (ledger === undefined) return UNNUMBERED;
     const admission = ledger.admit(message.s!, message.p === 1);
+    if (admission === 'backwards') {
+      const reason = `upstream number ${message.s} went backwards (last ${ledger.last}) without p`;
+      this.#violation(client, CloseCode.ProtocolError, reason);
+      return admission;
+    }
     this.#receipts.owe(client);
-    if (admission === 'duplicate') return undefined;
+    if (admission === 'duplicate') return admission;
     return { id: `${client.id}:${message.s}`, redelivered: admission === 'redelivery' };
   }
 
@@ -494,11 +505,16 @@ export class V1Endpoint {
       return { message, binary: Buffer.from(buffer, byteOffset, byteLength) };
     } catch (error) {
       if (!(error instanceof ProtocolViolation)) throw error;
-      close(target, CloseCode.InvalidPayload, error.message);
-      const fields = { client: 'id' in target ? target.id : undefined, reason: error.message };
-      this.#host.log.write('warn', 'protocol violation: closed 1007', fields);
+      this.#violation(target, CloseCode.InvalidPayload, error.message);
       return undefined;
     }
+  }
+
+  /** Closes a connection that broke the protocol, and logs why. */
+  #violation(target: WebSocket | AnyClient, code: CloseCode, reason: string): void {
+    close(target, code, reason);
+    const fields = { client: 'id' in target ? target.id : undefined, reason };
+    this.#host.log.write('warn', `protocol violation: closed ${code}`, fields);
   }
 }
 
