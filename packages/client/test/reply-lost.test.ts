@@ -1,0 +1,84 @@
+import type { AckMessage } from '@wscale/core/protocol';
+import { until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { ServerError, type WebSocketConstructor } from '../src/index.js';
+import { closeAll, openClient, stateOf } from './helpers/clients.js';
+import { Cluster, urlOf } from './helpers/cluster.js';
+
+/**
+ * A request whose `ack` was lost with its connection is sent again after the resume; a server that
+ * no longer keeps its reply answers `REPLY_LOST`, and the client rejects with it.
+ */
+
+let cluster = new Cluster();
+afterEach(async () => {
+  await closeAll();
+  await cluster.close();
+  cluster = new Cluster();
+});
+
+/** `ws` on a link that loses the first `ack` whose text reply passes `lose`, as a dying link does. */
+function losingAck(lose: (reply: string) => boolean, lost: { acks: number }): WebSocketConstructor {
+  return class extends WebSocket {
+    override get onmessage() {
+      return super.onmessage;
+    }
+    override set onmessage(handler: WebSocket['onmessage']) {
+      super.onmessage =
+        handler === null
+          ? null
+          : (event) => {
+              if (lost.acks === 0 && typeof event.data === 'string') {
+                const message = JSON.parse(event.data) as Partial<AckMessage>;
+                if (message.t === 'ack' && typeof message.d === 'string' && lose(message.d)) {
+                  lost.acks++;
+                  return;
+                }
+              }
+              handler.call(this, event);
+            };
+    }
+  } as unknown as WebSocketConstructor;
+}
+
+describe('REPLY_LOST', () => {
+  for (const [name, first, later] of [
+    ['32 more replies were kept after it', 'r0', 32],
+    ['its reply was over 16 KiB', 'big', 0],
+  ] as const) {
+    it(`a request sent again after its lost ack is answered REPLY_LOST when ${name}`, async () => {
+      let handled = 0;
+      const [a, b] = await cluster.start(2, {
+        onRequest: (_client, data) => {
+          handled++;
+          return data === 'big' ? 'x'.repeat(17 * 1024) : `re ${String(data)}`;
+        },
+      });
+      let target = a!;
+      const lost = { acks: 0 };
+      const { client } = openClient(() => urlOf(target), {
+        backoffBaseMs: 10,
+        WebSocket: losingAck((reply) => reply === `re ${first}` || reply.length > 16 * 1024, lost),
+      });
+      await stateOf(client, 'open');
+      const reply = client.request(first);
+      reply.catch(() => undefined);
+      await until(() => lost.acks === 1, 3000, 'the first ack to be lost');
+      for (let n = 1; n <= later; n++) expect(await client.request(`r${n}`)).toBe(`re r${n}`);
+
+      // The connection dies; the client resumes on node b and asks again.
+      target = b!;
+      a!.clients.get(client.clientId!)!.terminate();
+      const error = await reply.then(
+        () => undefined,
+        (failure: unknown) => failure,
+      );
+      expect(error).toBeInstanceOf(ServerError);
+      expect((error as ServerError).code).toBe('REPLY_LOST');
+      expect(handled).toBe(1 + later); // asked again, but never handled twice
+      expect(client.node).toBe('node-2');
+      expect(await client.request('after')).toBe('re after');
+    });
+  }
+});
