@@ -20,25 +20,25 @@ afterEach(async () => {
 
 /** `ws` on a link that loses the first `ack` whose text reply passes `lose`, as a dying link does. */
 function losingAck(lose: (reply: string) => boolean, lost: { acks: number }): WebSocketConstructor {
-  return class extends WebSocket {
-    override get onmessage() {
-      return super.onmessage;
-    }
-    override set onmessage(handler: WebSocket['onmessage']) {
-      super.onmessage =
-        handler === null
-          ? null
-          : (event) => {
-              if (lost.acks === 0 && typeof event.data === 'string') {
-                const message = JSON.parse(event.data) as Partial<AckMessage>;
-                if (message.t === 'ack' && typeof message.d === 'string' && lose(message.d)) {
-                  lost.acks++;
-                  return;
-                }
-              }
-              handler.call(this, event);
-            };
-    }
+  const { get, set } = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
+  const losing = (event: { data: unknown }) => {
+    if (lost.acks > 0 || typeof event.data !== 'string') return false;
+    const message = JSON.parse(event.data) as Partial<AckMessage>;
+    if (message.t !== 'ack' || typeof message.d !== 'string' || !lose(message.d)) return false;
+    lost.acks++;
+    return true;
+  };
+  return function LosingWebSocket(url: string, protocols: string[]) {
+    const socket = new WebSocket(url, protocols);
+    Object.defineProperty(socket, 'onmessage', {
+      get: () => get!.call(socket),
+      set: (handler: ((event: { data: unknown }) => void) | null) =>
+        set!.call(
+          socket,
+          handler && ((event: { data: unknown }) => losing(event) || handler(event)),
+        ),
+    });
+    return socket;
   } as unknown as WebSocketConstructor;
 }
 
