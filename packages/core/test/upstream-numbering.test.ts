@@ -1,12 +1,17 @@
+import type { AddressInfo } from 'node:net';
 import { CloseCode, MemoryStateStore, type MessageInfo } from '@wscale/core';
-import { until } from '@wscale/core/testing';
+import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UpstreamLedger } from '../src/v1/upstream.js';
 import { TestCluster } from './helpers/nodes.js';
+import { json, RawSocket } from './helpers/raw-socket.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
-afterEach(() => cluster.closeAll());
+afterEach(() => {
+  RawSocket.destroyAll();
+  return cluster.closeAll();
+});
 
 async function startNode() {
   const [node] = await cluster.start(1, {
@@ -80,5 +85,37 @@ describe('upstream numbering (wscale.v1)', () => {
       ['m6', `${welcome.client}:6`],
     ]);
     expect(peer.ws.readyState).toBe(peer.ws.OPEN);
+  });
+
+  it('handles numbered frames pipelined behind a resuming hello in order, and acknowledges them once', async () => {
+    const { node, heard } = await startNode();
+    const first = await V1Peer.connect(node);
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    first.peer.ws.terminate();
+
+    const raw = await RawSocket.open((node.address() as AddressInfo).port);
+    raw.write(
+      Buffer.concat([
+        json({ t: 'hello', session: first.welcome.session }),
+        json({ t: 'msg', d: 'm2', s: 2, p: 1 }),
+        json({ t: 'msg', d: 'm3', s: 3 }),
+        json({ t: 'req', id: 9, d: 'q4', s: 4 }),
+        json({ t: 'msg', d: 'm5', s: 5 }),
+      ]),
+    );
+    expect(await raw.next('welcome')).toMatchObject({ resumed: true, s: 2 });
+    expect(await raw.next('ack', 9)).toMatchObject({ d: 're q4' });
+    await raw.next('rcv');
+    await delay(150); // past the receipt window: a second rcv or ack would be here by now
+    const client = first.welcome.client;
+    expect(heard.map((h) => [h.text, h.info.id])).toEqual(
+      [1, 2, 3, 5].map((s) => [`m${s}`, `${client}:${s}`]),
+    );
+    const answers = raw.messages().filter((message) => message.t === 'rcv' || message.t === 'ack');
+    expect(answers).toEqual([
+      { t: 'ack', id: 9, d: 're q4' },
+      { t: 'rcv', s: 5 },
+    ]);
   });
 });
