@@ -1,5 +1,5 @@
 import type { AckMessage } from '@wscale/core/protocol';
-import { until } from '@wscale/core/testing';
+import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ServerError, type WebSocketConstructor } from '../src/index.js';
@@ -81,4 +81,27 @@ describe('REPLY_LOST', () => {
       expect(await client.request('after')).toBe('re after');
     });
   }
+});
+
+describe('a request whose handler still runs when its connection dies', () => {
+  it('is answered from the reply kept once the handler is done, not REPLY_LOST, and handled once', async () => {
+    let calls = 0;
+    const [a, b] = await cluster.start(2, {
+      onRequest: async (_client, data) => {
+        calls++;
+        await delay(100);
+        return `re ${String(data)}`;
+      },
+    });
+    let target = a!;
+    const { client } = openClient(() => urlOf(target), { backoffBaseMs: 10 });
+    await stateOf(client, 'open');
+    const reply = client.request('slow');
+    await until(() => calls === 1, 2000, 'the handler to start');
+    target = b!;
+    a!.clients.get(client.clientId!)!.terminate();
+    expect(await reply).toBe('re slow');
+    expect(calls).toBe(1);
+    expect(client.node).toBe('node-2');
+  });
 });

@@ -91,6 +91,8 @@ export class V1Endpoint {
   /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
   readonly #upstream = new WeakMap<AnyClient, UpstreamLedger>();
   readonly #receipts: ReceiptBatcher<AnyClient>;
+  /** Each client's requests still being answered: the last save of its connection waits for them. */
+  readonly #answering = new WeakMap<AnyClient, Set<Promise<void>>>();
 
   constructor(host: V1Host) {
     this.#host = host;
@@ -108,6 +110,23 @@ export class V1Endpoint {
   /** Whether the client's upstream changed since its session was last saved. */
   upstreamDirty(client: AnyClient): boolean {
     return this.#upstream.get(client)?.dirty ?? false;
+  }
+
+  /**
+   * Resolves once the requests the client sent have been answered and their replies kept, or after
+   * {@link REPLY_WAIT_MS}: a connection that closed saves its session after this, so that a
+   * request sent again after a resume gets the reply instead of `REPLY_LOST`.
+   */
+  answered(client: AnyClient): Promise<void> {
+    const running = this.#answering.get(client);
+    if (running === undefined || running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, REPLY_WAIT_MS);
+      void Promise.allSettled(running).then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** The client went away: no more receipts for it. */
@@ -317,7 +336,9 @@ export class V1Endpoint {
         const info = this.#admit(client, message);
         if (info === 'duplicate') this.#answerAgain(client, message);
         else if (typeof info === 'object') {
-          this.#answer(client, message.id, () => this.#request(client, message, payload, info));
+          this.#answer(client, message.id, () =>
+            this.#track(client, this.#request(client, message, payload, info)),
+          );
         }
         return;
       }
@@ -384,6 +405,17 @@ export class V1Endpoint {
     this.#receipts.owe(client);
     if (admission === 'duplicate') return admission;
     return { id: `${client.id}:${message.s}`, redelivered: admission === 'redelivery' };
+  }
+
+  /** Counts a request among the client's requests being answered until it is. */
+  #track(client: AnyClient, request: Promise<void>): Promise<void> {
+    let running = this.#answering.get(client);
+    if (running === undefined) {
+      running = new Set();
+      this.#answering.set(client, running);
+    }
+    running.add(request);
+    return request.finally(() => running.delete(request));
   }
 
   /** A request sent again that was handled before: the kept reply, if there is one. */
@@ -526,6 +558,8 @@ const HANDLER_FAILED = {
 /** How long a resume waits for a live node to let go of the session, and how often it looks. */
 const HANDOVER_MS = 250;
 const HANDOVER_POLL_MS = 10;
+/** How long the last save of a closed connection waits for its requests' replies. */
+const REPLY_WAIT_MS = 2000;
 
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
 function close(target: WebSocket | AnyClient, code: number, reason: string): void {
