@@ -1,6 +1,5 @@
 import {
   type AckMessage,
-  type ClientMessage,
   CloseCode,
   type DataMessage,
   decodeServerFrame,
@@ -687,12 +686,6 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   // ---- frames out ----
 
-  #payloadFrame(message: ClientMessage, data: Payload): string | Uint8Array {
-    return typeof data === 'string'
-      ? encodeText({ ...message, d: data } as ClientMessage)
-      : encodeBinary(message, data);
-  }
-
   /** The socket frames can be written on now, if any. */
   #openSocket(): WebSocketLike | undefined {
     const socket = this.#socket;
@@ -732,10 +725,18 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   }
 
   #sendUpstream(socket: WebSocketLike, entry: Upstream): void {
-    const message = this.#numbered
-      ? { ...entry.message, s: entry.s, ...(entry.sent ? { p: 1 as const } : {}) }
-      : entry.message;
-    socket.send(this.#payloadFrame(message, entry.data));
+    // One object per frame: the message with its number and, as text, its payload.
+    const message = { ...entry.message };
+    if (this.#numbered) {
+      message.s = entry.s;
+      if (entry.sent) message.p = 1;
+    }
+    const { data } = entry;
+    if (typeof data !== 'string') socket.send(encodeBinary(message, data));
+    else {
+      message.d = data;
+      socket.send(encodeText(message));
+    }
     entry.sent = true;
     if (this.#numbered) return;
     // A server that does not number frames never acknowledges them: at most once, as before
