@@ -249,7 +249,9 @@ export class V1Endpoint {
       ws.terminate();
       return undefined;
     }
-    if (session.claimed) node.kick(session.id);
+    // The session the token named (resumed, or kept while the store is down): an older
+    // connection may still hold it.
+    if (session.resumed || session.reason === 'unavailable') node.kick(session.id);
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
     // Whether the previous connection recorded all it handed on: only a clean close says so.
