@@ -14,12 +14,19 @@ import {
   type Needs,
   unavailableReason,
 } from './harness/implementations.js';
-import { cpuTimes, describeMachine, loadAverage, packageVersions } from './harness/machine.js';
+import {
+  cpuTimes,
+  describeMachine,
+  loadAverage,
+  openFilesLimit,
+  packageVersions,
+} from './harness/machine.js';
 import { Processes } from './harness/processes.js';
 import type { Results } from './harness/results.js';
 import { type RunContext, runChurn, runFanout, runIdle, runScale } from './harness/scenarios.js';
 import { hasBinary, type Service, startNats, startRedis } from './harness/services.js';
 import { runSoak } from './harness/soak-scenario.js';
+import { runStorm } from './harness/storm-scenario.js';
 import { writeReport } from './report/write-report.js';
 
 const DOCS = fileURLToPath(new URL('../../docs', import.meta.url));
@@ -31,6 +38,21 @@ async function main(): Promise<number> {
     const results = JSON.parse(readFileSync(options.reportFrom, 'utf8')) as Results;
     for (const file of writeReport(results, options.out, ANALYSIS)) console.log(`wrote ${file}`);
     return 0;
+  }
+  // The load generator holds every client of a scenario, and one node all of the one-node
+  // scenario's: each needs a file descriptor per connection, and some more.
+  const { sizes } = options;
+  const descriptors =
+    Math.max(
+      options.skipIdle ? 0 : sizes.idleClients,
+      options.skipStorm ? 0 : (sizes.stormClients ?? 0),
+      sizes.clients,
+    ) + 1000;
+  const limit = openFilesLimit();
+  if (limit !== undefined && limit < descriptors) {
+    throw new Error(
+      `the open files limit is ${limit}, and this run needs about ${descriptors}: raise it with \`ulimit -n ${descriptors}\` (the bench script tries 65536) or run smaller sizes`,
+    );
   }
   const started = Date.now();
   const loadavgStart = loadAverage();
@@ -78,6 +100,7 @@ async function main(): Promise<number> {
       ...(implementation.churn ? { churn: true } : {}),
       ...(implementation.soak ? { soak: true } : {}),
       ...(implementation.scale ? { scale: true } : {}),
+      ...(implementation.storm ? { storm: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
     else log(`${implementation.id}: ${reason}`);
@@ -111,6 +134,7 @@ async function main(): Promise<number> {
     churn: {},
     soak: {},
     scale: {},
+    storm: {},
     errors: [],
   };
 
@@ -190,13 +214,17 @@ async function main(): Promise<number> {
           order.filter((item) => item.idle),
           async (implementation) => {
             log(`round ${round} idle memory: ${implementation.id}`);
-            const measured = await runIdle(context, implementation, round);
+            const measured = await runIdle(context, implementation, round, !options.skipBigRoom);
             results.idle[implementation.id] = [
               ...(results.idle[implementation.id] ?? []),
               measured,
             ];
             const perConnection = (measured.rssAfter - measured.rssBefore) / measured.connections;
-            log(`  ${(perConnection / 1024).toFixed(1)} KiB RSS per connection`);
+            const perSecond = (measured.connections / (measured.connectMs ?? 1)) * 1000;
+            log(
+              `  ${(perConnection / 1024).toFixed(1)} KiB RSS per connection, ${Math.round(perSecond)} connections/s` +
+                (measured.fanout === undefined ? '' : `; ${summary(measured.fanout)}`),
+            );
           },
         );
       }
@@ -237,14 +265,35 @@ async function main(): Promise<number> {
             order.filter((item) => item.scale),
             async (implementation) => {
               log(`round ${round} direct on ${nodes} nodes: ${implementation.id}`);
-              const measured = await runScale(context, implementation, nodes, round);
+              const measured = await runScale(
+                context,
+                implementation,
+                nodes,
+                round,
+                !options.skipScaleFanout,
+              );
               const scale = results.scale ?? {};
               scale[implementation.id] = [...(scale[implementation.id] ?? []), measured];
               results.scale = scale;
-              log(`  ${summary(measured.direct)}`);
+              log(`  direct: ${summary(measured.direct)}`);
+              if (measured.fanout !== undefined) log(`  broadcast: ${summary(measured.fanout)}`);
             },
           );
         }
+      }
+      if (!options.skipStorm) {
+        await each(
+          'storm',
+          round,
+          order.filter((item) => item.storm),
+          async (implementation) => {
+            log(`round ${round} resume storm: ${implementation.id}`);
+            const measured = await runStorm(context, implementation, round);
+            const storm = results.storm ?? {};
+            storm[implementation.id] = [...(storm[implementation.id] ?? []), measured];
+            results.storm = storm;
+          },
+        );
       }
     }
   } finally {

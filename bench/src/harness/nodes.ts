@@ -13,8 +13,10 @@ export interface NodeGroup {
   /** One WebSocket URL per node. */
   urls: string[];
   pids: number[];
-  /** Each node's own sample (CPU time, memory). */
-  sample(op?: 'sample' | 'settle'): Promise<ProcessSample[]>;
+  /** Each node's own sample (CPU time, memory), or only those of the nodes listed. */
+  sample(op?: 'sample' | 'settle', only?: number[]): Promise<ProcessSample[]>;
+  /** SIGKILLs one node's process (not a node:cluster worker), as a crash would. */
+  kill(node: number): Promise<void>;
   /** Drops up to `limit` `wscale.v1` connections of one node; resolves with how many. */
   dropClients(node: number, limit: number): Promise<number>;
   /** Each node's clients and rooms (wscale only). */
@@ -146,12 +148,18 @@ export async function startNodes(
   const group: NodeGroup = {
     urls: ports.map((port) => `ws://127.0.0.1:${port}`),
     pids,
-    sample: (op = 'sample') =>
+    sample: (op = 'sample', only) =>
       Promise.all(
-        members.map((member) =>
-          member.peer.request<ProcessSample>(op, undefined, 10_000, member.node),
-        ),
+        (only ?? [...members.keys()]).map((node) => {
+          const member = members[node]!;
+          return member.peer.request<ProcessSample>(op, undefined, 10_000, member.node);
+        }),
       ),
+    kill: (node) => {
+      const member = members[node]!;
+      if (member.node !== undefined) throw new Error('a node:cluster worker is not killed alone');
+      return processes.stop(member.started, 0, 'SIGKILL');
+    },
     dropClients: (node, limit) => {
       const member = members[node]!;
       return member.peer.request<number>('dropClients', limit, 10_000, member.node);
