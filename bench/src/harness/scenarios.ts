@@ -64,6 +64,8 @@ export interface ChurnCycle {
   brokerCpuMicros: number | null;
   /** Wall time of that window, ms (absent in results written before the resume storm). */
   ms?: number;
+  /** Commands redis-server processed in that window (Redis only; absent before they were counted). */
+  redisCommands?: number;
 }
 
 export interface ChurnRound {
@@ -111,15 +113,30 @@ export interface RunContext {
   log: (line: string) => void;
 }
 
-async function flushRedis(context: RunContext): Promise<void> {
-  if (context.redis === undefined) return;
-  const redis = new Redis(context.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+/** Runs `use` with a connection of its own to the run's redis-server. */
+async function withRedis<T>(context: RunContext, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(context.redis!.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     await redis.connect();
-    await redis.flushall();
+    return await use(redis);
   } finally {
     redis.disconnect();
   }
+}
+
+async function flushRedis(context: RunContext): Promise<void> {
+  if (context.redis !== undefined) await withRedis(context, (redis) => redis.flushall());
+}
+
+/** Commands redis-server processed so far (its `total_commands_processed`), if it is in use. */
+async function redisCommands(
+  context: RunContext,
+  implementation: Implementation,
+): Promise<number | null> {
+  if (context.redis === undefined || !implementation.needs.includes('redis')) return null;
+  const info = await withRedis(context, (redis) => redis.info('stats'));
+  const count = /^total_commands_processed:(\d+)/m.exec(info)?.[1];
+  return count === undefined ? null : Number(count);
 }
 
 export function startLoad(context: RunContext) {
@@ -521,16 +538,18 @@ export async function churnCycle(
   const profileDir = context.profileDir(implementation);
   if (profileDir !== undefined) await group.profileStart();
   const started = performance.now();
-  const [before, brokerBefore] = await Promise.all([
+  const [before, brokerBefore, commandsBefore] = await Promise.all([
     group.sample('sample', sampled),
     brokerCpu(context, implementation, group),
+    redisCommands(context, implementation),
   ]);
   const drops = await cycle.drop();
   const args: ChurnArgs = { drops, messages, size: context.sizes.size, timeoutMs: cycle.timeoutMs };
   const result = await load.request<ChurnResult>('churnRun', args, cycle.timeoutMs + 10_000);
-  const [after, brokerAfter] = await Promise.all([
+  const [after, brokerAfter, commandsAfter] = await Promise.all([
     group.sample('sample', sampled),
     brokerCpu(context, implementation, group),
+    redisCommands(context, implementation),
   ]);
   const ms = performance.now() - started;
   if (profileDir !== undefined) {
@@ -553,6 +572,9 @@ export async function churnCycle(
     brokerCpuMicros:
       brokerBefore === null || brokerAfter === null ? null : brokerAfter - brokerBefore,
     ms,
+    ...(commandsBefore === null || commandsAfter === null
+      ? {}
+      : { redisCommands: commandsAfter - commandsBefore }),
   };
 }
 

@@ -344,6 +344,8 @@ export interface StormSummary {
   brokerBusy?: Spread;
   /** The surviving nodes' CPU per resumed client, µs. */
   cpu?: Spread;
+  /** Commands redis-server processed over the storm per resumed client (Redis only). */
+  redisCommands?: Spread;
   connectRate?: Spread;
 }
 
@@ -386,6 +388,16 @@ function summarizeStorm(id: string, label: string, rounds: StormRound[]): StormS
     spread(
       rounds.map(
         (round) => sum(round.cycle.nodeCpuMicros) / Math.max(1, round.cycle.result.resumed),
+      ),
+    ),
+  );
+  set(
+    'redisCommands',
+    spread(
+      rounds.flatMap(({ cycle }) =>
+        cycle.redisCommands === undefined
+          ? []
+          : [cycle.redisCommands / Math.max(1, cycle.result.resumed)],
       ),
     ),
   );

@@ -219,6 +219,7 @@ function stormTable(storm: StormSummary[]): string {
       'surviving nodes CPU µs/resume',
       'broker CPU ms',
       'broker busy % of a core',
+      'Redis commands / resume',
       'lost / dup / reordered',
     ],
     storm.map((row) => [
@@ -233,6 +234,7 @@ function stormTable(storm: StormSummary[]): string {
       fmt(row.cpu, 0),
       fmt(row.brokerCpuMs, 0),
       fmt(row.brokerBusy, 0),
+      fmt(row.redisCommands, 0),
       `${row.lost} / ${row.duplicated} / ${row.reordered}`,
     ]),
   );
