@@ -171,8 +171,8 @@ function scaleTable(
       '× its fewest nodes',
       '× hand-written',
       `less idle µs/${unit}`,
-      '× its fewest nodes ',
-      '× hand-written ',
+      'less idle × its fewest nodes',
+      'less idle × hand-written',
       'idle CPU ms/s',
       `broker CPU µs/${unit}`,
       'p50 ms',
@@ -458,7 +458,7 @@ export function markdown({
       ]),
     ),
     '',
-    '## Idle memory per connection',
+    `## One node, ${sizes.idleClients} connections: memory and connect rate`,
     '',
     table(
       [
@@ -468,7 +468,7 @@ export function markdown({
         '× bare ws',
         'JS heap KiB/connection',
         'connections accepted /s',
-        '× bare ws ',
+        'connections × bare ws',
       ],
       idle.map((row) => [
         row.label,
