@@ -199,10 +199,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} fan-out: ${implementation.id}`);
             const measured = await runFanout(context, implementation, round);
-            results.fanout[implementation.id] = [
-              ...(results.fanout[implementation.id] ?? []),
-              measured,
-            ];
+            append(results.fanout, implementation.id, measured);
             log(`  ${summary(measured.fixed)} | max ${summary(measured.max)}`);
           },
         );
@@ -215,10 +212,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} idle memory: ${implementation.id}`);
             const measured = await runIdle(context, implementation, round, !options.skipBigRoom);
-            results.idle[implementation.id] = [
-              ...(results.idle[implementation.id] ?? []),
-              measured,
-            ];
+            append(results.idle, implementation.id, measured);
             const perConnection = (measured.rssAfter - measured.rssBefore) / measured.connections;
             const perSecond = (measured.connections / (measured.connectMs ?? 1)) * 1000;
             log(
@@ -236,9 +230,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} connect + resume churn: ${implementation.id}`);
             const measured = await runChurn(context, implementation, round);
-            const churn = results.churn ?? {};
-            churn[implementation.id] = [...(churn[implementation.id] ?? []), measured];
-            results.churn = churn;
+            append(results.churn!, implementation.id, measured);
           },
         );
       }
@@ -250,9 +242,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} churn soak: ${implementation.id}`);
             const measured = await runSoak(context, implementation, round);
-            const soak = results.soak ?? {};
-            soak[implementation.id] = [...(soak[implementation.id] ?? []), measured];
-            results.soak = soak;
+            append(results.soak!, implementation.id, measured);
           },
         );
       }
@@ -272,9 +262,7 @@ async function main(): Promise<number> {
                 round,
                 !options.skipScaleFanout,
               );
-              const scale = results.scale ?? {};
-              scale[implementation.id] = [...(scale[implementation.id] ?? []), measured];
-              results.scale = scale;
+              append(results.scale!, implementation.id, measured);
               log(`  direct: ${summary(measured.direct)}`);
               if (measured.fanout !== undefined) log(`  broadcast: ${summary(measured.fanout)}`);
             },
@@ -289,9 +277,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} resume storm: ${implementation.id}`);
             const measured = await runStorm(context, implementation, round);
-            const storm = results.storm ?? {};
-            storm[implementation.id] = [...(storm[implementation.id] ?? []), measured];
-            results.storm = storm;
+            append(results.storm!, implementation.id, measured);
           },
         );
       }
@@ -317,6 +303,11 @@ async function main(): Promise<number> {
   for (const file of files) log(`wrote ${file}`);
   clearTimeout(watchdog);
   return results.errors.some((error) => !error.message.startsWith('skipped')) ? 1 : 0;
+}
+
+/** Adds one round of an implementation to a scenario's results. */
+function append<T>(rounds: Record<string, T[]>, id: string, round: T): void {
+  rounds[id] = [...(rounds[id] ?? []), round];
 }
 
 function rotate<T>(items: readonly T[], by: number): T[] {

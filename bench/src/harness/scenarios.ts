@@ -139,7 +139,7 @@ async function redisCommands(
   return count === undefined ? null : Number(count);
 }
 
-export function startLoad(context: RunContext) {
+function startLoad(context: RunContext) {
   const started = context.processes.fork('load', LOAD_MAIN, {}, ['--max-old-space-size=4096']);
   const peer = new Peer(started.child);
   return {
@@ -151,11 +151,33 @@ export function startLoad(context: RunContext) {
   };
 }
 
-export async function startGroup(
+/**
+ * Runs `use` with fresh nodes of `implementation` and a fresh load generator, and stops them all
+ * afterwards, also when it fails.
+ */
+export async function withNodes<T>(
   context: RunContext,
   implementation: Implementation,
   nodes: number,
-  resumable = false,
+  resumable: boolean,
+  use: (group: NodeGroup, load: Peer) => Promise<T>,
+): Promise<T> {
+  const group = await startGroup(context, implementation, nodes, resumable);
+  const load = startLoad(context);
+  try {
+    return await use(group, load.peer);
+  } finally {
+    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
+    await load.stop();
+    await group.stop();
+  }
+}
+
+async function startGroup(
+  context: RunContext,
+  implementation: Implementation,
+  nodes: number,
+  resumable: boolean,
 ): Promise<NodeGroup> {
   await flushRedis(context);
   return startNodes(context.processes, {
@@ -169,7 +191,7 @@ export async function startGroup(
   });
 }
 
-export function brokerCpu(
+function brokerCpu(
   context: RunContext,
   implementation: Implementation,
   group: NodeGroup,
@@ -239,18 +261,16 @@ export async function runFanout(
   round: number,
 ): Promise<FanoutRound> {
   const { sizes } = context;
-  const group = await startGroup(context, implementation, sizes.nodes);
-  const load = startLoad(context);
-  try {
+  return withNodes(context, implementation, sizes.nodes, false, async (group, load) => {
     const rssStarted = (await group.sample('settle')).map((sample) => sample.rss);
-    const { connected, warm } = await connectAll(context, implementation, group, load.peer);
+    const { connected, warm } = await connectAll(context, implementation, group, load);
     const rssConnected = (await group.sample('settle')).map((sample) => sample.rss);
     context.log(`  fixed rate: ${sizes.messages} messages at ${sizes.rate}/s`);
     const fixed = await measureFanout(
       context,
       implementation,
       group,
-      load.peer,
+      load,
       { messages: sizes.messages, rate: sizes.rate },
       'fixed',
       round,
@@ -260,13 +280,13 @@ export async function runFanout(
       context,
       implementation,
       group,
-      load.peer,
+      load,
       { messages: sizes.maxMessages, rate: 0 },
       'max',
       round,
     );
     context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
-    const direct = await measureDirect(context, implementation, group, load.peer, 'direct', round);
+    const direct = await measureDirect(context, implementation, group, load, 'direct', round);
     return {
       round,
       nodes: group.urls.length,
@@ -279,11 +299,7 @@ export async function runFanout(
       max,
       direct,
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }
 
 /** Broadcasts from the publisher on node 0 to the room, `messages` at `rate` (0: top speed). */
@@ -367,10 +383,8 @@ export async function runScale(
   round: number,
   broadcast: boolean,
 ): Promise<ScaleRound> {
-  const group = await startGroup(context, implementation, nodes);
-  const load = startLoad(context);
-  try {
-    await connectAll(context, implementation, group, load.peer);
+  return withNodes(context, implementation, nodes, false, async (group, load) => {
+    await connectAll(context, implementation, group, load);
     // What the nodes cost doing nothing (timers, the broker connection), as long as the phase
     // sends: the more nodes, the more of it, whatever the messages cost.
     await group.sample('settle');
@@ -384,7 +398,7 @@ export async function runScale(
       context,
       implementation,
       group,
-      load.peer,
+      load,
       `scale${nodes}`,
       round,
       1,
@@ -396,7 +410,7 @@ export async function runScale(
           context,
           implementation,
           group,
-          load.peer,
+          load,
           { messages: context.sizes.scaleMessages ?? 100, rate: context.sizes.rate },
           `scale${nodes}-fanout`,
           round,
@@ -410,11 +424,7 @@ export async function runScale(
       direct,
       ...(fanout === undefined ? {} : { fanout }),
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }
 
 /**
@@ -429,9 +439,7 @@ export async function runIdle(
   bigRoom: boolean,
 ): Promise<IdleRound> {
   const { sizes } = context;
-  const group = await startGroup(context, implementation, 1);
-  const load = startLoad(context);
-  try {
+  return withNodes(context, implementation, 1, false, async (group, load) => {
     const [before] = await group.sample('settle');
     const connectArgs: ConnectArgs = {
       kind: implementation.client,
@@ -441,7 +449,7 @@ export async function runIdle(
       concurrency: 100,
       timeoutMs: 120_000,
     };
-    const connected = await load.peer.request<ConnectResult>('connect', connectArgs, 130_000);
+    const connected = await load.request<ConnectResult>('connect', connectArgs, 130_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const [after] = await group.sample('settle');
     const profileDir = context.profileDir(implementation);
@@ -457,9 +465,9 @@ export async function runIdle(
         url: group.urls[0]!,
         timeoutMs: 10_000,
       };
-      await load.peer.request('connectPublisher', publisher, 15_000);
+      await load.request('connectPublisher', publisher, 15_000);
       const warmupArgs: WarmupArgs = { messages: sizes.warmup, timeoutMs: 30_000 };
-      await load.peer.request('warmup', warmupArgs, 45_000);
+      await load.request('warmup', warmupArgs, 45_000);
       const messages = sizes.bigRoomMessages ?? 20;
       const rate = sizes.bigRoomRate ?? 2;
       context.log(`  big room: ${messages} messages at ${rate}/s to ${sizes.idleClients} clients`);
@@ -467,7 +475,7 @@ export async function runIdle(
         context,
         implementation,
         group,
-        load.peer,
+        load,
         { messages, rate },
         'bigroom',
         round,
@@ -483,11 +491,7 @@ export async function runIdle(
       connectMs: connected.ms,
       ...(fanout === undefined ? {} : { fanout }),
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }
 
 /**
@@ -591,16 +595,14 @@ export async function runChurn(
   round: number,
 ): Promise<ChurnRound> {
   const { sizes } = context;
-  const group = await startGroup(context, implementation, sizes.nodes, true);
-  const load = startLoad(context);
-  try {
+  return withNodes(context, implementation, sizes.nodes, true, async (group, load) => {
     const nodes = group.urls.length;
-    const connected = await connectSessions(context, group, load.peer, sizes.churnClients);
+    const connected = await connectSessions(context, group, load, sizes.churnClients);
     const cycles: ChurnCycle[] = [];
     for (const [cycle, messages] of [0, sizes.churnMessages].entries()) {
       const node = cycle % nodes;
       cycles.push(
-        await churnCycle(context, implementation, group, load.peer, {
+        await churnCycle(context, implementation, group, load, {
           messages,
           // The same number each time (clients move to the next node when they come back).
           drop: () => group.dropClients(node, Math.ceil(sizes.churnClients / nodes)),
@@ -617,9 +619,5 @@ export async function runChurn(
       connectMs: connected.ms,
       cycles,
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }

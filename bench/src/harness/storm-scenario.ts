@@ -4,8 +4,7 @@ import {
   churnCycle,
   connectSessions,
   type RunContext,
-  startGroup,
-  startLoad,
+  withNodes,
 } from './scenarios.js';
 
 /** The resume storm's node count: one of them is killed. */
@@ -40,13 +39,11 @@ export async function runStorm(
 ): Promise<StormRound> {
   const { sizes } = context;
   const clients = sizes.stormClients ?? 10_000;
-  const group = await startGroup(context, implementation, STORM_NODES, true);
-  const load = startLoad(context);
-  try {
-    const connected = await connectSessions(context, group, load.peer, clients);
+  return withNodes(context, implementation, STORM_NODES, true, async (group, load) => {
+    const connected = await connectSessions(context, group, load, clients);
     const killedClients = connected.perNode[KILLED]!;
     const survivors = group.pids.map((_, node) => node).filter((node) => node !== KILLED);
-    const cycle = await churnCycle(context, implementation, group, load.peer, {
+    const cycle = await churnCycle(context, implementation, group, load, {
       messages: sizes.stormMessages ?? 20,
       drop: async () => {
         await group.kill(KILLED);
@@ -65,9 +62,5 @@ export async function runStorm(
       killedClients,
       cycle,
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }
