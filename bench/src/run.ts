@@ -40,14 +40,14 @@ async function main(): Promise<number> {
     return 0;
   }
   // The load generator holds every client of a scenario, and one node all of the one-node
-  // scenario's: each needs a file descriptor per connection, and some more.
+  // scenario's: each needs a file descriptor per connection, and a few more of its own.
   const { sizes } = options;
   const descriptors =
     Math.max(
       options.skipIdle ? 0 : sizes.idleClients,
       options.skipStorm ? 0 : (sizes.stormClients ?? 0),
       sizes.clients,
-    ) + 1000;
+    ) + 200;
   const limit = openFilesLimit();
   if (limit !== undefined && limit < descriptors) {
     throw new Error(
