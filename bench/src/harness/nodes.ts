@@ -23,9 +23,9 @@ export interface NodeGroup {
   counts(): Promise<ServerCounts[]>;
   /** Writes a heap snapshot of each node: `<prefix>-node<i>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<string[]>;
-  /** Starts each node's CPU profiler. */
+  /** Starts each running node's CPU profiler. */
   profileStart(): Promise<void>;
-  /** Stops each node's CPU profiler and writes `<prefix>-node<i>.cpuprofile`. */
+  /** Stops each running node's CPU profiler and writes `<prefix>-node<i>.cpuprofile`. */
   profileStop(prefix: string): Promise<string[]>;
   /** The node:cluster primary's sample (the broker of `wscale-cluster`). */
   primary?: () => Promise<ProcessSample>;
@@ -145,6 +145,9 @@ export async function startNodes(
     throw error;
   }
 
+  const killed = new Set<number>();
+  /** The members still running, with their node index. */
+  const running = () => [...members.entries()].filter(([node]) => !killed.has(node));
   const group: NodeGroup = {
     urls: ports.map((port) => `ws://127.0.0.1:${port}`),
     pids,
@@ -158,6 +161,7 @@ export async function startNodes(
     kill: (node) => {
       const member = members[node]!;
       if (member.node !== undefined) throw new Error('a node:cluster worker is not killed alone');
+      killed.add(node);
       return processes.stop(member.started, 0, 'SIGKILL');
     },
     dropClients: (node, limit) => {
@@ -183,14 +187,15 @@ export async function startNodes(
       ),
     profileStart: async () => {
       await Promise.all(
-        members.map((member) =>
+        running().map(([, member]) =>
           member.peer.request('profileStart', undefined, 10_000, member.node),
         ),
       );
     },
+    // A killed node has no profile to give.
     profileStop: (prefix) =>
       Promise.all(
-        members.map((member, i) =>
+        running().map(([i, member]) =>
           member.peer.request<string>(
             'profileStop',
             `${prefix}-node${i}.cpuprofile`,
