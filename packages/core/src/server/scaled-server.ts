@@ -698,12 +698,16 @@ export class ScaledWebSocketServer<
     if (conn === undefined) return;
     // Once: a connection taken over is recorded when released, not again when its close ends.
     client.conn = undefined;
-    const rooms = [...client.roomList];
     const id = client.id;
-    const saved = this.#sessions.save(id, conn, () => ({
-      ...this.#record(client, rooms),
-      live: false,
-    }));
+    const closed = { ...this.#record(client, [...client.roomList]), live: false };
+    // With the replies of the requests still running, once they are kept (bounded): a resume
+    // gets them.
+    const saved = this.#v1.answered(client).then(() =>
+      this.#sessions.save(id, conn, () => ({
+        ...closed,
+        ...this.#v1.upstreamRecord(client),
+      })),
+    );
     const earlier = this.#finalSaves.get(id);
     const all = earlier === undefined ? saved : Promise.all([earlier, saved]).then(() => undefined);
     this.#finalSaves.set(id, all);
