@@ -149,6 +149,18 @@ async function recordedClose(store: StateStore, clientId: string): Promise<void>
   );
 }
 
+/** Waits until a session's record says its first `up` messages were handed on. */
+async function recordedUp(store: StateStore, clientId: string, up: number): Promise<void> {
+  await until(
+    async () => {
+      const record = await store.get(`wscale:session:${clientId}`);
+      return record !== undefined && JSON.parse(record.value).up === up;
+    },
+    3000,
+    `a record of the first ${up}`,
+  );
+}
+
 describe('upstream delivery (wscale.v1)', () => {
   it('acknowledges numbered messages cumulatively and drops one sent again', async () => {
     const { nodes, heard } = await startNodes([new MemoryStateStore()]);
@@ -226,14 +238,7 @@ describe('upstream delivery (wscale.v1)', () => {
     const first = await V1Peer.connect(nodes[0]!);
     for (const s of [1, 2, 3]) first.peer.send({ t: 'msg', d: `m${s}`, s });
     // The periodic record (upstreamSaveMs) takes the first three, then the node is gone.
-    await until(
-      async () => {
-        const record = await shared.get(`wscale:session:${first.welcome.client}`);
-        return record !== undefined && JSON.parse(record.value).up === 3;
-      },
-      3000,
-      'a record of the first three',
-    );
+    await recordedUp(shared, first.welcome.client, 3);
     dying.state.broken = true;
     for (const s of [4, 5]) first.peer.send({ t: 'msg', d: `m${s}`, s });
     await until(() => heard.length === 5, 2000, 'five messages');
@@ -312,14 +317,7 @@ describe('resume of a session whose node was killed', () => {
     );
     const first = await V1Peer.connect(killed!);
     first.peer.send({ t: 'msg', d: 'm1', s: 1 });
-    await until(
-      async () => {
-        const record = await shared.get(`wscale:session:${first.welcome.client}`);
-        return record !== undefined && JSON.parse(record.value).up === 1;
-      },
-      3000,
-      'a record of m1',
-    );
+    await recordedUp(shared, first.welcome.client, 1);
     // Killed: it records nothing and says nothing more, and its client's connection drops.
     dying.state.broken = true;
     broker!.frozen = true;

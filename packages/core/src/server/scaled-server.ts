@@ -132,8 +132,7 @@ export class ScaledWebSocketServer<
   #reporting = false;
   readonly #host: ClientHost;
   readonly #timers: NodeJS.Timeout[] = [];
-  /** Last saves of closed connections, which a drain waits for. */
-  /** The last saves of closed connections under way, by session id. */
+  /** Last saves of closed connections under way, by session id: a drain waits for them. */
   readonly #finalSaves = new Map<string, Promise<void>>();
   #closing: Promise<void> | undefined;
   /** `ready()` resolved. */

@@ -548,10 +548,12 @@ describe('RoomStream: epochs', () => {
   });
 
   it('says epoch-changed to a join whose history read was out when the epoch changed', async () => {
-    const { history, room, joining, release } = await joinInFlight();
-    // The live path learns of the new epoch first; the old read then answers with old entries.
+    const { history, room, member, joining, release } = await joinInFlight();
+    // The live path learns of the new epoch first; the old read then answers from the old log.
     history.restart(B);
     room.stream.receive(history.publish('m1'));
+    await until(() => member.messages.includes('m1'), WAIT_MS, 'the new epoch followed');
+    history.epoch = A;
     release();
     const outcome = await joining;
     expect(outcome).toMatchObject({ recovered: false, reason: 'epoch-changed', replay: [] });
