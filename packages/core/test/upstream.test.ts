@@ -280,6 +280,29 @@ describe('upstream delivery (wscale.v1)', () => {
     ]);
   });
 
+  it('a resume on the same node while its old connection still holds the session repeats nothing', async () => {
+    const store = new MemoryStateStore();
+    const { view, counted } = counting(store);
+    const { nodes, heard } = await startNodes([view]);
+    const first = await V1Peer.connect(nodes[0]!);
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    counted.reads = 0;
+    const second = await V1Peer.connect(nodes[0]!, { session: first.welcome.session });
+    // Who holds it, the old connection's last save, the claim, the save after the welcome.
+    expect(counted.reads).toBeLessThanOrEqual(4);
+    expect(second.welcome.s).toBe(2);
+    expect((await first.peer.closed).code).toBe(4409);
+    for (const s of [1, 2]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    second.peer.send({ t: 'msg', d: 'm3', s: 3 });
+    await until(() => second.peer.all('rcv').at(-1)?.s === 3, 2000, 'rcv 3');
+    expect(heard.map((h) => `${h.text} ${h.info.redelivered}`)).toEqual([
+      'm1 false',
+      'm2 false',
+      'm3 false',
+    ]);
+  });
+
   it('a request sent again is answered from the kept reply, not handled twice', async () => {
     const store = new MemoryStateStore();
     let calls = 0;
