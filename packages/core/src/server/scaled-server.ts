@@ -40,6 +40,7 @@ import type {
   PresenceStats,
 } from '../presence/presence-types.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { FrameDeflater, offersForSharedWindow } from '../protocol/deflate.js';
 import { isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
 import { controlFrame, Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
@@ -157,7 +158,10 @@ export class ScaledWebSocketServer<
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
-      perMessageDeflate: false,
+      // Every socket shares a node's compressed frames: no context may carry over on our side.
+      perMessageDeflate: this.#options.perMessageDeflate !== undefined && {
+        serverNoContextTakeover: true,
+      },
       maxPayload: this.#options.maxPayload,
       handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
     });
@@ -262,6 +266,7 @@ export class ScaledWebSocketServer<
       subscriptions,
       ...this.#traffic.snapshot(),
       brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
+      compressed: this.#host.deflater?.compressed ?? 0,
     };
   }
 
@@ -503,6 +508,10 @@ export class ScaledWebSocketServer<
       if (typeof outcome === 'number') return refuse(socket, outcome);
       identity = outcome.identity;
       if (this.#closing !== undefined || socket.destroyed) return refuse(socket, 503);
+    }
+    const offers = request.headers['sec-websocket-extensions'];
+    if (this.#options.perMessageDeflate !== undefined && offers !== undefined) {
+      request.headers['sec-websocket-extensions'] = offersForSharedWindow(offers);
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);
@@ -773,6 +782,7 @@ export class ScaledWebSocketServer<
   }
 
   #clientHost(): ClientHost {
+    const deflate = this.#options.perMessageDeflate;
     return {
       join: async (client, room) => void (await this.#join(client, room)),
       leave: (client, room) => this.#leave(client, room),
@@ -803,6 +813,7 @@ export class ScaledWebSocketServer<
       maxBufferedBytes: this.#options.maxBufferedBytes,
       maxOpsPerSecond: this.#options.maxOpsPerSecond,
       traffic: this.#traffic,
+      deflater: deflate && new FrameDeflater(deflate.threshold, deflate.level),
     };
   }
 
