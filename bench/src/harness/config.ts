@@ -95,6 +95,7 @@ export interface RunOptions {
   skipChurn: boolean;
   skipSoak: boolean;
   skipScale: boolean;
+  skipCompression: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
 }
@@ -103,7 +104,7 @@ const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [-
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
   [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
-  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--verbose]
+  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--no-compression] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -132,6 +133,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'no-soak': { type: 'boolean', default: false },
       'soak-cycles': { type: 'string' },
       'no-scale': { type: 'boolean', default: false },
+      'no-compression': { type: 'boolean', default: false },
       'scale-nodes': { type: 'string' },
       'churn-clients': { type: 'string' },
       'churn-messages': { type: 'string' },
@@ -191,6 +193,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     skipChurn: values['no-churn'] ?? false,
     skipSoak: values['no-soak'] ?? false,
     skipScale: values['no-scale'] ?? false,
+    skipCompression: values['no-compression'] ?? false,
     reportFrom: values['report-from'],
   };
 }

@@ -1,3 +1,4 @@
+import type { CompressionResults } from '../compression/compression-scenario.js';
 import type { Sizes } from './config.js';
 import type { Machine } from './machine.js';
 import type { ChurnRound, FanoutRound, IdleRound, ScaleRound } from './scenarios.js';
@@ -38,5 +39,7 @@ export interface Results {
   soak?: Record<string, SoakRound[]>;
   /** Absent in results written before the direct-scaling scenario existed. */
   scale?: Record<string, ScaleRound[]>;
+  /** The compression scenario (its own contenders); absent when it did not run. */
+  compression?: CompressionResults;
   errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;
 }
