@@ -33,8 +33,8 @@ export const COMPRESSION_SIZES: CompressionSizes = {
   rounds: 3,
   nodes: 2,
   clients: 1000,
-  messages: 200,
-  rate: 10,
+  messages: 100,
+  rate: 3,
   threshold: 256,
 };
 
@@ -87,6 +87,8 @@ export interface CompressionRound {
   compressedPerMessage?: number[];
   /** Clients that negotiated permessage-deflate. */
   negotiated: number;
+  /** Clients closed by their server during the burst. */
+  closed: number;
 }
 
 export interface CompressionResults {
@@ -118,7 +120,7 @@ export async function runCompression(context: CompressionContext): Promise<Compr
       const measured = await measure(context, contender, round);
       rounds.push(measured);
       context.log(
-        `  ${measured.wireBytes.toFixed(0)} B/delivery, ${measured.cpuMicros.toFixed(2)} µs CPU/delivery, lost ${measured.lost}`,
+        `  ${measured.wireBytes.toFixed(0)} B/delivery, ${measured.cpuMicros.toFixed(2)} µs CPU/delivery, lost ${measured.lost}, clients closed ${measured.closed}`,
       );
     }
   }
@@ -146,8 +148,11 @@ interface Receiver {
   received: number;
   last: number;
   reordered: number;
-  socket(): Socket | undefined;
-  negotiated(): boolean;
+  /** Its TCP socket, kept once open (its counts stay readable after it closed). */
+  tcp: Socket | undefined;
+  negotiated: boolean;
+  /** It closed before the end (Socket.IO closes a client whose pong is late). */
+  closed: boolean;
   close(): void;
 }
 
@@ -168,7 +173,7 @@ async function measure(
     const first = 1;
     await nodes.peers[0]!.request('prepare', { first, count: sizes.messages });
     const before = await nodes.sample('settle');
-    const bytesBefore = clients.map((client) => client.socket()?.bytesRead ?? 0);
+    const bytesBefore = clients.map((client) => client.tcp?.bytesRead ?? 0);
     await nodes.peers[0]!.request(
       'burst',
       { count: sizes.messages, rate: sizes.rate },
@@ -182,7 +187,7 @@ async function measure(
     const settled = await nodes.sample('settle');
     const made = delivered(clients);
     const wire = clients.reduce(
-      (sum, client, i) => sum + (client.socket()?.bytesRead ?? 0) - bytesBefore[i]!,
+      (sum, client, i) => sum + (client.tcp?.bytesRead ?? 0) - bytesBefore[i]!,
       0,
     );
     let payload = 0;
@@ -202,7 +207,8 @@ async function measure(
       payloadBytes: payload / expected,
       cpuMicros: cpu / Math.max(1, made),
       rssGrowth: rss / sizes.clients,
-      negotiated: clients.filter((client) => client.negotiated()).length,
+      negotiated: clients.filter((client) => client.negotiated).length,
+      closed: clients.filter((client) => client.closed).length,
     };
     if (contender.server === 'wscale') {
       measured.compressedPerMessage = after.map(
@@ -240,21 +246,28 @@ function track(receiver: Receiver, seq: number): void {
   receiver.last = seq;
 }
 
+function newReceiver(close: () => void): Receiver {
+  const receiver = { warm: false, received: 0, last: 0, reordered: 0, tcp: undefined };
+  return { ...receiver, negotiated: false, closed: false, close };
+}
+
+/** Notes what an open client negotiated, and keeps its TCP socket (a private member of `ws`). */
+function opened(receiver: Receiver, ws: WebSocket): Receiver {
+  receiver.negotiated = ws.extensions.includes('permessage-deflate');
+  receiver.tcp = (ws as unknown as { _socket: Socket })._socket;
+  return receiver;
+}
+
 function connectWs(url: string): Promise<Receiver> {
   // `ws` offers permessage-deflate by default, as browsers do.
   const ws = new WebSocket(url);
-  const receiver: Receiver = {
-    warm: false,
-    received: 0,
-    last: 0,
-    reordered: 0,
-    socket: () => (ws as unknown as { _socket?: Socket })._socket,
-    negotiated: () => ws.extensions.includes('permessage-deflate'),
-    close: () => ws.terminate(),
-  };
+  const receiver = newReceiver(() => ws.terminate());
   ws.on('message', (data: Buffer) => track(receiver, seqOf(data.toString())));
+  ws.once('close', () => {
+    receiver.closed = true;
+  });
   return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve(receiver)).once('error', reject);
+    ws.once('open', () => resolve(opened(receiver, ws))).once('error', reject);
   });
 }
 
@@ -265,20 +278,18 @@ function connectSio(url: string): Promise<Receiver> {
     reconnection: false,
     forceNew: true,
   });
-  const ws = () =>
-    (socket.io.engine as unknown as { transport?: { ws?: WebSocket } }).transport?.ws;
-  const receiver: Receiver = {
-    warm: false,
-    received: 0,
-    last: 0,
-    reordered: 0,
-    socket: () => (ws() as unknown as { _socket?: Socket } | undefined)?._socket,
-    negotiated: () => ws()?.extensions.includes('permessage-deflate') === true,
-    close: () => void socket.disconnect(),
-  };
+  const receiver = newReceiver(() => void socket.disconnect());
   socket.on('m', (message: { seq: number }) => track(receiver, message.seq));
+  socket.once('disconnect', () => {
+    receiver.closed = true;
+  });
   return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(receiver)).once('connect_error', reject);
+    socket
+      .once('connect', () => {
+        const engine = socket.io.engine as unknown as { transport: { ws: WebSocket } };
+        resolve(opened(receiver, engine.transport.ws));
+      })
+      .once('connect_error', reject);
   });
 }
 

@@ -12,6 +12,9 @@ const range = (values: number[], digits: number) =>
     ? ''
     : ` (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`;
 
+const sum = (rounds: CompressionRound[], key: 'lost' | 'reordered' | 'closed') =>
+  rounds.reduce((total, round) => total + (round[key] ?? 0), 0);
+
 /** The compression scenario's section of the report; empty when it did not run. */
 export function compressionSection(
   results: CompressionResults | undefined,
@@ -42,7 +45,7 @@ export function compressionSection(
       (of(contender.id, 'rssGrowth') / 1024).toFixed(1),
       compressed.length === 0 ? '—' : compressed.map((value) => value.toFixed(2)).join(', '),
       `${Math.min(...rounds.map((round) => round.negotiated))} / ${sizes.clients}`,
-      String(rounds.reduce((sum, round) => sum + round.lost + round.reordered, 0)),
+      `${sum(rounds, 'lost')} / ${sum(rounds, 'reordered')} / ${sum(rounds, 'closed')}`,
     ]);
   }
   const payload = median(results.rounds.map((round) => round.payloadBytes));
@@ -59,7 +62,7 @@ export function compressionSection(
         'node RSS growth KiB / connection',
         'deflates / message, per node',
         'clients that negotiated it',
-        'lost or out of order',
+        'lost / out of order / clients closed',
       ],
       rows,
     ),
