@@ -2,8 +2,7 @@
  * The compression scenario: chat-like JSON (200 to 2000 bytes) broadcast to C clients over two
  * nodes on Redis, by wscale with permessage-deflate (compressed once per node), wscale without it,
  * and Socket.IO with its `perMessageDeflate` on (compressed per socket) and off. Measures the bytes
- * that reach the clients' sockets and the nodes' CPU per delivery, and what the nodes' memory grew
- * by over the burst. Contenders run in an order that rotates each round, fresh processes each time.
+ * that reach the clients' sockets, the nodes' CPU per delivery, and their memory per connection. Contenders run in an order that rotates each round, fresh processes each time.
  */
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -81,8 +80,8 @@ export interface CompressionRound {
   payloadBytes: number;
   /** CPU time of every node, per delivery, µs. */
   cpuMicros: number;
-  /** How much the nodes' RSS (after GC) grew over the burst, per connection, bytes. */
-  rssGrowth: number;
+  /** The nodes' RSS after the burst (after GC) above their RSS without clients, per client. */
+  rssPerConnection: number;
   /** wscale: messages each node compressed, per message sent (1 when compressed once per node). */
   compressedPerMessage?: number[];
   /** Clients that negotiated permessage-deflate. */
@@ -165,6 +164,7 @@ async function measure(
   const nodes = await startNodes(context, contender);
   const clients: Receiver[] = [];
   try {
+    const empty = await nodes.sample('settle');
     const connect = contender.server === 'wscale' ? connectWs : connectSio;
     for (let i = 0; i < sizes.clients; i++) {
       clients.push(await connect(nodes.urls[i % nodes.urls.length]!));
@@ -195,7 +195,7 @@ async function measure(
       payload += Buffer.byteLength(chatMessage(seq)) * sizes.clients;
     }
     const cpu = after.reduce((sum, sample, i) => sum + sample.cpuMicros - before[i]!.cpuMicros, 0);
-    const rss = settled.reduce((sum, sample, i) => sum + sample.rss - before[i]!.rss, 0);
+    const rss = settled.reduce((sum, sample, i) => sum + sample.rss - empty[i]!.rss, 0);
     const measured: CompressionRound = {
       contender: contender.id,
       round,
@@ -206,7 +206,7 @@ async function measure(
       wireBytes: wire / Math.max(1, made),
       payloadBytes: payload / expected,
       cpuMicros: cpu / Math.max(1, made),
-      rssGrowth: rss / sizes.clients,
+      rssPerConnection: rss / sizes.clients,
       negotiated: clients.filter((client) => client.negotiated).length,
       closed: clients.filter((client) => client.closed).length,
     };

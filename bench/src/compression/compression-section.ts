@@ -12,6 +12,12 @@ const range = (values: number[], digits: number) =>
     ? ''
     : ` (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`;
 
+/** The lowest and highest value, or the one value when they are the same. */
+const spread = (values: number[]) => {
+  const [low, high] = [Math.min(...values).toFixed(2), Math.max(...values).toFixed(2)];
+  return low === high ? low : `${low}–${high}`;
+};
+
 const sum = (rounds: CompressionRound[], key: 'lost' | 'reordered' | 'closed') =>
   rounds.reduce((total, round) => total + (round[key] ?? 0), 0);
 
@@ -26,7 +32,7 @@ export function compressionSection(
   for (const round of results.rounds) {
     by.set(round.contender, [...(by.get(round.contender) ?? []), round]);
   }
-  const of = (id: string, key: 'wireBytes' | 'cpuMicros' | 'rssGrowth') =>
+  const of = (id: string, key: 'wireBytes' | 'cpuMicros' | 'rssPerConnection') =>
     median((by.get(id) ?? []).map((round) => round[key]));
   const rows: string[][] = [];
   for (const contender of CONTENDERS) {
@@ -42,8 +48,8 @@ export function compressionSection(
       `${(median(wire) / of(plain, 'wireBytes')).toFixed(2)}×`,
       `${median(cpu).toFixed(2)}${range(cpu, 2)}`,
       `${(median(cpu) / of('wscale-deflate', 'cpuMicros')).toFixed(2)}×`,
-      (of(contender.id, 'rssGrowth') / 1024).toFixed(1),
-      compressed.length === 0 ? '—' : compressed.map((value) => value.toFixed(2)).join(', '),
+      (of(contender.id, 'rssPerConnection') / 1024).toFixed(1),
+      compressed.length === 0 ? '—' : spread(compressed),
       `${Math.min(...rounds.map((round) => round.negotiated))} / ${sizes.clients}`,
       `${sum(rounds, 'lost')} / ${sum(rounds, 'reordered')} / ${sum(rounds, 'closed')}`,
     ]);
@@ -59,7 +65,7 @@ export function compressionSection(
         'vs the same server uncompressed',
         'server CPU µs / delivery',
         'vs wscale, deflate',
-        'node RSS growth KiB / connection',
+        'node RSS KiB / connection',
         'deflates / message, per node',
         'clients that negotiated it',
         'lost / out of order / clients closed',
@@ -72,7 +78,9 @@ export function compressionSection(
     `broadcasts ${sizes.messages} chat-like JSON messages (200 to 2000 bytes, ${payload.toFixed(0)} on average) at`,
     `${sizes.rate}/s. Messages under ${sizes.threshold} bytes go uncompressed for every contender. Bytes are`,
     "what the clients' sockets read (WebSocket and Socket.IO framing included); CPU is every node",
-    "process's own; RSS growth is over the burst, after GC (Socket.IO keeps a compressor per socket).",
+    "process's own; RSS is the nodes' after the burst and GC, less theirs before any client came",
+    '(Socket.IO keeps a compressor per socket). "Deflates / message" is wscale\'s `stats.compressed`',
+    'per message sent, on each node (1 for a message compressed once per node, whatever its clients).',
     `Median of ${sizes.rounds} round(s), range in brackets, contenders in a rotating order.`,
     '',
     table(
