@@ -1,15 +1,10 @@
 import type { HistoryEntry } from '../contracts.js';
 import { BusFlag } from '../mesh/bus-codec.js';
 import { OutKind } from '../ops/traffic.js';
-import { encodeBinary } from './codec.js';
 import type { FrameDeflater } from './deflate.js';
-import { type DataMessage, isInbox, type ServerMessage } from './messages.js';
+import { isInbox } from './messages.js';
+import { dataFrame, deflatedDataFrame } from './v1-writer.js';
 import { wsFrame } from './ws-frame.js';
-
-/** The text frame of one `wscale.v1` protocol message (not an application message). */
-export function controlFrame(message: ServerMessage): Buffer {
-  return wsFrame(Buffer.from(JSON.stringify(message)), false);
-}
 
 /**
  * One application message on its way to local clients. It is built once per node and every
@@ -48,19 +43,6 @@ export class Outgoing {
     return (this.binary ? BusFlag.Binary : 0) | (this.volatile ? BusFlag.Volatile : 0);
   }
 
-  /** The `wscale.v1` `msg` of this message (JSON, or the binary layout for a binary payload). */
-  #envelope(): Uint8Array {
-    const message: DataMessage = { t: 'msg' };
-    if (this.room !== undefined) message.r = this.room;
-    if (this.offset !== undefined) {
-      message.o = this.offset;
-      message.e = this.epoch;
-    }
-    if (this.binary) return encodeBinary(message, this.bytes);
-    message.d = this.bytes.toString('utf8');
-    return Buffer.from(JSON.stringify(message));
-  }
-
   /**
    * The WebSocket frame a raw client is written: built once, shared by every recipient. With a
    * deflater, for a socket that negotiated permessage-deflate: compressed once, if worth it.
@@ -76,12 +58,13 @@ export class Outgoing {
 
   /** The WebSocket frame a `wscale.v1` client is written: as {@link Outgoing.rawFrame}. */
   envelopeFrame(deflater?: FrameDeflater): Buffer {
+    const { bytes, binary, room, offset, epoch } = this;
     if (deflater !== undefined) {
       this.#envelopeDeflated ??=
-        deflater.frame(this.#envelope(), this.binary) ?? this.envelopeFrame();
+        deflatedDataFrame(deflater, bytes, binary, room, offset, epoch) ?? this.envelopeFrame();
       return this.#envelopeDeflated;
     }
-    this.#envelopeFrame ??= wsFrame(this.#envelope(), this.binary);
+    this.#envelopeFrame ??= dataFrame(bytes, binary, room, offset, epoch);
     return this.#envelopeFrame;
   }
 

@@ -6,7 +6,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { BaseBroker } from '../adapters/base-broker.js';
 import { MemoryBroker } from '../adapters/memory/memory-broker.js';
 import { MemoryStateStore } from '../adapters/memory/memory-state-store.js';
-import type { Broker, BrokerStatus, History, HistoryPosition, StateStore } from '../contracts.js';
+import type { Broker, BrokerStatus, History, StateStore } from '../contracts.js';
 import {
   HandlerError,
   InvalidOptionError,
@@ -41,17 +41,17 @@ import type {
 } from '../presence/presence-types.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { FrameDeflater, offersForSharedWindow } from '../protocol/deflate.js';
-import { isInbox, type JoinedMessage, PROTOCOL } from '../protocol/messages.js';
-import { controlFrame, Outgoing } from '../protocol/outgoing.js';
+import { isInbox, PROTOCOL } from '../protocol/messages.js';
+import { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { RoomRegistry } from '../rooms/room-registry.js';
-import type { ReplayBudget } from '../rooms/room-stream.js';
 import { SessionTokens } from '../sessions/session-token.js';
 import { Sessions } from '../sessions/sessions.js';
 import { type AnyClient, Client, type ClientHost } from '../transport/client.js';
 import { pathOf, refuse } from '../transport/upgrade-response.js';
 import { SafeEmitter } from '../util/safe-emitter.js';
-import { V1Endpoint, type V1Host } from '../v1/v1-endpoint.js';
+import { Membership } from '../v1/membership.js';
+import { V1Endpoint, type V1Node } from '../v1/v1-endpoint.js';
 import { BroadcastOperator } from './broadcast.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import {
@@ -106,7 +106,8 @@ export class ScaledWebSocketServer<
   readonly #attached: Server | undefined;
   readonly #mesh: NodeMesh;
   readonly #router: DirectRouter;
-  readonly #rooms: RoomRegistry;
+  readonly #rooms: RoomRegistry<AnyClient>;
+  readonly #membership: Membership;
   readonly #v1: V1Endpoint;
   /** Presence, when some rooms keep it. */
   readonly #presence: PresenceService | undefined;
@@ -197,17 +198,21 @@ export class ScaledWebSocketServer<
           ? Promise.resolve(unsubscribed)
           : this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
       historyOf: this.#historyOf,
-      joined: (client, room, position) => {
-        if (client.v1) client.writeMessage(joinedMessage(room, position));
-      },
-      resync: (room, members, position) => {
-        const frame = controlFrame({ t: 'resync', r: room, o: position.offset, e: position.epoch });
-        for (const client of members) if (client.v1) client.writeFrame(frame);
-      },
       error: (error) => this.#report(error),
     });
-    this.#v1 = new V1Endpoint(this.#v1Host());
     this.#presence = this.#presenceService();
+    this.#membership = new Membership(this.#rooms, this.#presence, this.#clients, (client) =>
+      this.#save(client),
+    );
+    this.#v1 = new V1Endpoint({
+      node: this.#v1Node(),
+      settings: this.#options,
+      sessions: this.#sessions,
+      membership: this.#membership,
+      presence: this.#presence,
+      traffic: this.#traffic,
+      log: this.#log,
+    });
     this.#broker.on('status', this.#onBrokerStatus);
 
     if (options.port !== undefined) {
@@ -628,24 +633,10 @@ export class ScaledWebSocketServer<
     },
   }))(this);
 
-  #v1Host(): V1Host {
-    const options = this.#options;
+  /** The node as the `wscale.v1` endpoint sees it. */
+  #v1Node(): V1Node {
     return {
       nodeId: this.nodeId,
-      helloTimeoutMs: options.helloTimeoutMs,
-      maxRoomsPerClient: options.maxRoomsPerClient,
-      maxInFlightPerClient: options.maxInFlightPerClient,
-      replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
-      receiptDelayMs: RECEIPT_DELAY_MS,
-      keepsDirect: this.#options.directHistory !== undefined,
-      sessions: this.#sessions,
-      owner: (identity) => {
-        try {
-          return options.sessionOwner(identity as Identity);
-        } catch (error) {
-          throw new HandlerError('sessionOwner', error);
-        }
-      },
       alive: (nodeId) => nodeId === this.nodeId || this.#mesh.isAlive(nodeId),
       kick: (sessionId) => {
         this.#release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER);
@@ -667,50 +658,12 @@ export class ScaledWebSocketServer<
       },
       listen: (ws) => this.#listen(ws),
       frame: (client, frame, isBinary) => this.#onFrame(client, frame, isBinary),
-      join: (client, room, from, announce, budget) =>
-        this.#join(client, room, from, announce, budget),
-      leave: (client, room) => this.#leave(client, room),
-      watchPresence: (client, room) =>
-        this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room),
-      save: (client) => void this.#save(client),
-      authorizeJoin: options.authorizeJoin as V1Host['authorizeJoin'],
-      onRequest: options.onRequest as V1Host['onRequest'],
       connected: (client, request) =>
         this.emit('connection', client as Client<Identity, Data>, request),
+      save: (client) => this.#save(client),
       limited: (limit) => this.#limit(limit),
-      resumed: (client, reason) => {
-        const { result, ...fields } = this.#traffic.resumed(client.id, client.recovery, reason);
-        this.#log.write('debug', `resume ${result}`, fields);
-      },
-      joinRefused: (code) => this.#traffic.joinRefused(code),
       report: (error) => this.#report(error),
-      log: this.#log,
     };
-  }
-
-  async #join(
-    client: AnyClient,
-    room: string,
-    from?: HistoryPosition,
-    announce = true,
-    budget?: ReplayBudget,
-  ) {
-    const outcome = await this.#rooms.join(client, room, from, announce, budget);
-    if (client.inRoom(room) && this.#clients.get(client.id) === client) {
-      this.#presence?.entered(client, room);
-    }
-    // Awaited: a join that was acknowledged is in the session, even if this node dies next.
-    if (client.v1 && announce) await this.#save(client);
-    return outcome;
-  }
-
-  async #leave(client: AnyClient, room: string): Promise<void> {
-    if (!client.inRoom(room)) return;
-    await this.#rooms.leave(client, room);
-    this.#presence?.left(client, room);
-    if (!client.v1) return;
-    client.writeMessage({ t: 'left', r: room });
-    await this.#save(client);
   }
 
   #presenceService(): PresenceService | undefined {
@@ -784,8 +737,8 @@ export class ScaledWebSocketServer<
   #clientHost(): ClientHost {
     const deflate = this.#options.perMessageDeflate;
     return {
-      join: async (client, room) => void (await this.#join(client, room)),
-      leave: (client, room) => this.#leave(client, room),
+      join: async (client, room) => void (await this.#membership.join(client, room)),
+      leave: (client, room) => this.#membership.leave(client, room),
       cork: (socket) => {
         if (socket.writableCorked > 0) {
           // A socket holding a lot already goes out now: what one tick holds stays bounded.
@@ -928,9 +881,9 @@ export class ScaledWebSocketServer<
         // the message already is) brings it: writing it here too would send it twice.
         return;
       case 'join':
-        return void (await this.#join(client, String(header.a)));
+        return void (await this.#membership.join(client, String(header.a)));
       case 'leave':
-        return this.#leave(client, String(header.a));
+        return this.#membership.leave(client, String(header.a));
       case 'close': {
         const [code, reason] = Array.isArray(header.a) ? header.a : [];
         client.close(Number(code ?? CloseCode.Normal), String(reason ?? ''));
@@ -1015,8 +968,6 @@ const CLIENT = Symbol('wscale.client');
 type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
 /** Bytes a socket may gather within one tick before they are written anyway. */
 const CORK_LIMIT = 64 * 1024;
-/** How long a `rcv` waits to cover every frame a client sends meanwhile. */
-const RECEIPT_DELAY_MS = 100;
 
 /** The message a frame from another node carries, ready for local fan-out. */
 function messageOf(frame: BusFrame): Outgoing {
@@ -1031,12 +982,6 @@ function messageOf(frame: BusFrame): Outgoing {
     header.e,
     header.x === undefined ? undefined : new Set(header.x),
   );
-}
-
-function joinedMessage(room: string, position: HistoryPosition | undefined): JoinedMessage {
-  return position === undefined
-    ? { t: 'joined', r: room }
-    : { t: 'joined', r: room, o: position.offset, e: position.epoch };
 }
 
 function newId(): string {

@@ -4,9 +4,10 @@ import { WebSocket } from 'ws';
 import { OutKind, type Traffic } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { FrameDeflater } from '../protocol/deflate.js';
-import { isInbox, type ServerMessage } from '../protocol/messages.js';
-import { controlFrame, type Outgoing } from '../protocol/outgoing.js';
+import { isInbox } from '../protocol/messages.js';
+import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
+import { resyncFrame } from '../protocol/v1-writer.js';
 import type { ResumeInfo } from '../server/server-types.js';
 import { closeReason } from '../util/close-reason.js';
 import { SafeEmitter } from '../util/safe-emitter.js';
@@ -290,16 +291,13 @@ export class Client<
     const gaps = this.#rare?.gaps;
     const { room, offset } = message;
     if (gaps !== undefined && room !== undefined && offset !== undefined && gaps.delete(room)) {
-      const resync = controlFrame({ t: 'resync', r: room, o: offset - 1, e: message.epoch! });
-      this.#count(resync, OutKind.Control);
+      this.#count(
+        resyncFrame(room, { offset: offset - 1, epoch: message.epoch! }),
+        OutKind.Control,
+      );
     }
     this.#count(message.envelopeFrame(this.#deflater), kind);
     return true;
-  }
-
-  /** @internal Writes one `wscale.v1` protocol message. */
-  writeMessage(message: ServerMessage): boolean {
-    return this.writeFrame(controlFrame(message));
   }
 
   /**
