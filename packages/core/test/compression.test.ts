@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { WscaleClient } from '@wscale/client';
 import { InvalidOptionError, type ScaledWebSocketServer } from '@wscale/core';
@@ -194,6 +195,32 @@ describe('permessage-deflate', () => {
     await a!.to('news').send(chat(3000));
     await narrow.waitFor(1);
     expect(narrow.messages[0]!.data.toString()).toBe(chat(3000));
+  });
+
+  it('accepts the next offer of a client whose first one asks for a smaller server window', async () => {
+    const [a] = await cluster.start(1, { perMessageDeflate: true });
+    const { port } = a!.address()!;
+    const answer = await new Promise<string | undefined>((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        headers: {
+          connection: 'Upgrade',
+          upgrade: 'websocket',
+          'sec-websocket-version': '13',
+          'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'sec-websocket-extensions':
+            'permessage-deflate; server_max_window_bits=10, permessage-deflate; client_max_window_bits',
+        },
+      });
+      req.on('upgrade', (response, socket) => {
+        socket.destroy();
+        resolve(response.headers['sec-websocket-extensions']);
+      });
+      req.on('response', (response) => resolve(`refused ${response.statusCode}`));
+      req.on('error', reject).end();
+    });
+    expect(answer).toBe('permessage-deflate; server_no_context_takeover');
   });
 
   it('takes compressed messages from clients', async () => {

@@ -44,9 +44,12 @@ const WINDOW_BITS = 15;
  * with one window), or `undefined` when no offer is left. Such a client, rare, gets no compression.
  */
 export function offersForSharedWindow(header: string): string | undefined {
-  const offers = header.split(',').filter((offer) => {
-    const bits = /server_max_window_bits\s*=\s*"?(\d+)/i.exec(offer)?.[1];
-    return bits === undefined || Number(bits) >= WINDOW_BITS;
-  });
-  return offers.length === 0 ? undefined : offers.join(',');
+  const offers = header
+    .split(',')
+    .map((offer) => offer.trim())
+    .filter((offer) => {
+      const bits = /server_max_window_bits\s*=\s*"?(\d+)/i.exec(offer)?.[1];
+      return bits === undefined || Number(bits) >= WINDOW_BITS;
+    });
+  return offers.length === 0 ? undefined : offers.join(', ');
 }
