@@ -701,11 +701,15 @@ export class ScaledWebSocketServer<
     const conn = client.conn;
     this.#v1.forget(client);
     if (conn === undefined) return;
-    const rooms = [...client.roomList];
-    const saved = this.#sessions.save(client.id, conn, () => ({
-      ...this.#record(client, rooms),
-      live: false,
-    }));
+    const closed = { ...this.#record(client, [...client.roomList]), live: false };
+    // With the replies of the requests still running, once they are kept (bounded): a resume
+    // gets them.
+    const saved = this.#v1.answered(client).then(() =>
+      this.#sessions.save(client.id, conn, () => ({
+        ...closed,
+        ...this.#v1.upstreamRecord(client),
+      })),
+    );
     this.#finalSaves.add(saved);
     void saved.finally(() => this.#finalSaves.delete(saved));
   }
