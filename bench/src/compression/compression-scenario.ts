@@ -315,7 +315,6 @@ async function startNodes(context: CompressionContext, contender: Contender): Pr
   try {
     for (let node = 0; node < context.sizes.nodes; node++) {
       const config: CompressionNodeConfig = {
-        contender: contender.id,
         server: contender.server,
         deflate: contender.deflate,
         threshold: context.sizes.threshold,

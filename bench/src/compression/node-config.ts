@@ -1,6 +1,5 @@
 /** How a node is told what to run (JSON in its environment). */
 export interface CompressionNodeConfig {
-  contender: string;
   /** `wscale` or `socketio`. */
   server: 'wscale' | 'socketio';
   deflate: boolean;

@@ -514,6 +514,7 @@ export class ScaledWebSocketServer<
       identity = outcome.identity;
       if (this.#closing !== undefined || socket.destroyed) return refuse(socket, 503);
     }
+    // One compressed frame serves every socket: no client may narrow the window it is made with.
     const offers = request.headers['sec-websocket-extensions'];
     if (this.#options.perMessageDeflate !== undefined && offers !== undefined) {
       request.headers['sec-websocket-extensions'] = offersForSharedWindow(offers);
