@@ -698,8 +698,9 @@ export class ScaledWebSocketServer<
   }
 
   /**
-   * The last save of a connection that closed while this node lives: its rooms as they were, and
-   * `live: false`, which tells a resume that everything handed on was recorded.
+   * The last save of a connection that closed (or was released to a resume) while this node
+   * lives: its rooms as they were, and `live: false`, which tells a resume that everything handed
+   * on was recorded.
    */
   #finalSave(client: AnyClient): void {
     const conn = client.conn;
