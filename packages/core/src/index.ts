@@ -68,6 +68,13 @@ export {
 export type { DependencyStatus, HealthOptions, HealthReport } from './ops/health.js';
 export type { Logger, LogLevel } from './ops/logger.js';
 export type {
+  ClientInfo,
+  LimitCounters,
+  NodeStats,
+  ResumeRecord,
+  ServerStats,
+} from './ops/node-stats.js';
+export type {
   JoinRefusal,
   OutCounters,
   QueryCounters,
@@ -95,15 +102,10 @@ export type {
 export { Publisher, type PublisherOptions } from './server/publisher.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
 export type {
-  ClientInfo,
-  LimitCounters,
-  NodeStats,
   QueryOptions,
   RemoteClient,
   ResumeInfo,
-  ResumeRecord,
   ServerEvents,
-  ServerStats,
 } from './server/server-types.js';
 export { Client, type ClientEvents } from './transport/client.js';
 export type { MessageInfo } from './v1/upstream.js';

@@ -1,24 +1,22 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type BusFrame, type BusHeader, BusKind } from './bus-codec.js';
+import {
+  type BusFrameOf,
+  BusKind,
+  type DirectHeader,
+  type LocatedHeader,
+  type MovedHeader,
+} from './bus-codec.js';
+import type { ClientFrame, NodeMesh } from './node-mesh.js';
 
-/** What the router needs from its node. */
-export interface DirectHost {
-  readonly nodeId: string;
-  /** Whether another node is alive, as far as this node knows. */
-  alive(nodeId: string): boolean;
-  /** Publishes a frame to one node's topic, or to every node when `node` is undefined. */
-  publish(
-    kind: BusKind,
-    node: string | undefined,
-    header: BusHeader,
-    payload?: Uint8Array,
-    flags?: number,
-  ): Promise<void>;
+/** A direct operation as it travels between nodes. */
+export type DirectFrame = BusFrameOf<BusKind.Direct>;
+
+/** The node's local clients, as the router reaches them. */
+export interface DirectTarget {
   /** Applies a direct operation to the local client it names; false when this node has none. */
-  apply(frame: BusFrame): boolean;
+  apply(frame: DirectFrame): boolean;
   /** Closes the local client of a session another node took over; false when there was none. */
   release(id: string, code: number, reason: string): boolean;
-  error(error: unknown): void;
 }
 
 /** Where-is entries a node keeps, and sessions it remembers handing over (least recent dropped). */
@@ -31,7 +29,7 @@ const MAX_ARRIVING = 1024;
 const ARRIVING_MS = 30_000;
 
 interface Arrival {
-  frames: BusFrame[];
+  frames: DirectFrame[];
   timer: NodeJS.Timeout;
 }
 
@@ -53,7 +51,10 @@ interface Arrival {
  * client; it is never dropped where sending it to every node would have delivered it.
  */
 export class DirectRouter {
-  readonly #host: DirectHost;
+  readonly #mesh: NodeMesh;
+  readonly #target: DirectTarget;
+  readonly #report: (error: unknown) => void;
+  readonly #nodeId: string;
   readonly #tag: string;
   /** Node tags of the nodes alive (this one included), for raw client ids. */
   readonly #tags = new Map<string, string>();
@@ -64,10 +65,13 @@ export class DirectRouter {
   /** Sessions this node is taking over, with the operations that came for them meanwhile. */
   readonly #arriving = new Map<string, Arrival>();
 
-  constructor(host: DirectHost) {
-    this.#host = host;
-    this.#tag = tagOf(host.nodeId);
-    this.#tags.set(this.#tag, host.nodeId);
+  constructor(mesh: NodeMesh, target: DirectTarget, report: (error: unknown) => void) {
+    this.#mesh = mesh;
+    this.#target = target;
+    this.#report = report;
+    this.#nodeId = mesh.nodeId;
+    this.#tag = tagOf(this.#nodeId);
+    this.#tags.set(this.#tag, this.#nodeId);
   }
 
   /** A new raw client id: this node's tag, then random. */
@@ -89,21 +93,26 @@ export class DirectRouter {
   }
 
   /** Sends a direct operation for a client this node does not hold. */
-  send(header: BusHeader, payload: Uint8Array, flags: number): Promise<void> {
-    const id = header.c ?? '';
+  send(header: DirectHeader, payload: Uint8Array, flags: number): Promise<void> {
+    const id = header.c;
     const arrival = this.#arriving.get(id);
     if (arrival !== undefined) {
       // The session is being taken over by this very node: it is written once registered.
-      const frame = { kind: BusKind.Direct, flags, header, payload: Buffer.from(payload) };
+      const frame: DirectFrame = {
+        kind: BusKind.Direct,
+        flags,
+        header,
+        payload: Buffer.from(payload),
+      };
       if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
       return Promise.resolve();
     }
     const node = this.#where(id);
     // A raw client of this node that is gone: nobody else can hold it.
-    if (node === this.#host.nodeId) return Promise.resolve();
+    if (node === this.#nodeId) return Promise.resolve();
     if (node !== undefined) header.d = node;
     else header.l = 1;
-    return this.#host.publish(BusKind.Direct, node, header, payload, flags);
+    return this.#mesh.toNode(node, { kind: BusKind.Direct, header }, payload, flags);
   }
 
   /**
@@ -118,12 +127,12 @@ export class DirectRouter {
     const timer = setTimeout(() => this.#arriving.delete(id), ARRIVING_MS);
     timer.unref();
     this.#arriving.set(id, { frames: previous?.frames ?? [], timer });
-    const header: BusHeader = { n: this.#host.nodeId, c: id, a: [code, reason] };
-    return this.#host.publish(BusKind.Moved, undefined, header);
+    const header: MovedHeader = { n: this.#nodeId, c: id, a: [code, reason] };
+    return this.#mesh.toNode(undefined, { kind: BusKind.Moved, header });
   }
 
   /** The session's connection is registered here: the operations that came for it meanwhile. */
-  arrived(id: string): BusFrame[] {
+  arrived(id: string): DirectFrame[] {
     const arrival = this.#arriving.get(id);
     if (arrival === undefined) return [];
     clearTimeout(arrival.timer);
@@ -132,50 +141,48 @@ export class DirectRouter {
   }
 
   /** Takes a `Direct`, `Moved` or `Located` frame from another node. */
-  receive(frame: BusFrame): void {
-    const { header } = frame;
-    const id = header.c;
-    if (id === undefined) return;
-    if (frame.kind === BusKind.Moved) this.#onMoved(id, header);
-    else if (frame.kind === BusKind.Located) this.#onLocated(id, header);
-    else this.#onDirect(id, frame);
+  receive(frame: Exclude<ClientFrame, BusFrameOf<BusKind.Broadcast>>): void {
+    if (frame.kind === BusKind.Moved) this.#onMoved(frame.header);
+    else if (frame.kind === BusKind.Located) this.#onLocated(frame.header);
+    else this.#onDirect(frame);
   }
 
-  #onDirect(id: string, frame: BusFrame): void {
+  #onDirect(frame: DirectFrame): void {
     const { header } = frame;
+    const id = header.c;
     const origin = header.w ?? header.n;
-    if (this.#host.apply(frame)) {
-      if (header.l === 1) this.#tell(origin, id, this.#host.nodeId);
+    if (this.#target.apply(frame)) {
+      if (header.l === 1) this.#tell(origin, id, this.#nodeId);
       return;
     }
     // An operation sent to every node is the holder's alone; passing it on could apply it twice.
-    if (header.d !== this.#host.nodeId) return;
+    if (header.d !== this.#nodeId) return;
     const arrival = this.#arriving.get(id);
     if (arrival !== undefined) {
       if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
       return;
     }
     const hops = (header.h ?? 0) + 1;
-    const next: BusHeader = { ...header, n: this.#host.nodeId, w: origin, h: hops };
+    const next: DirectHeader = { ...header, n: this.#nodeId, w: origin, h: hops };
     const moved = this.#moved.get(id);
-    if (moved !== undefined && hops <= MAX_HOPS && this.#host.alive(moved)) {
+    if (moved !== undefined && hops <= MAX_HOPS && this.#mesh.isAlive(moved)) {
       next.d = moved;
       this.#pass(moved, next, frame);
       this.#tell(origin, id, moved);
       return;
     }
-    if (this.#hinted(id) === this.#host.nodeId) return;
+    if (this.#hinted(id) === this.#nodeId) return;
     delete next.d;
     next.l = 1;
     this.#pass(undefined, next, frame);
     this.#tell(origin, id, undefined);
   }
 
-  #onMoved(id: string, header: BusHeader): void {
-    const node = header.n;
+  #onMoved(header: MovedHeader): void {
+    const { c: id, n: node } = header;
     remember(this.#located, id, node, MAX_LOCATED);
-    const [code, reason] = Array.isArray(header.a) ? header.a : [];
-    if (this.#host.release(id, Number(code), String(reason ?? ''))) {
+    const [code, reason] = header.a;
+    if (this.#target.release(id, code, reason)) {
       remember(this.#moved, id, node, MAX_MOVED);
     } else {
       // Only the node that held the session last passes operations on: one path, never two.
@@ -183,8 +190,9 @@ export class DirectRouter {
     }
   }
 
-  #onLocated(id: string, header: BusHeader): void {
-    if (typeof header.a === 'string' && header.a !== this.#host.nodeId) {
+  #onLocated(header: LocatedHeader): void {
+    const id = header.c;
+    if (header.a !== undefined && header.a !== this.#nodeId) {
       remember(this.#located, id, header.a, MAX_LOCATED);
     } else if (this.#located.get(id) === header.n) {
       this.#located.delete(id);
@@ -194,7 +202,7 @@ export class DirectRouter {
   /** The node a client is on, as far as this node knows. */
   #where(id: string): string | undefined {
     const located = this.#located.get(id);
-    if (located !== undefined && this.#host.alive(located)) return located;
+    if (located !== undefined && this.#mesh.isAlive(located)) return located;
     return this.#hinted(id);
   }
 
@@ -204,18 +212,18 @@ export class DirectRouter {
     return dot > 0 ? this.#tags.get(id.slice(0, dot)) : undefined;
   }
 
-  #pass(node: string | undefined, header: BusHeader, frame: BusFrame): void {
-    this.#host
-      .publish(BusKind.Direct, node, header, frame.payload, frame.flags)
-      .catch((error) => this.#host.error(error));
+  #pass(node: string | undefined, header: DirectHeader, frame: DirectFrame): void {
+    this.#mesh
+      .toNode(node, { kind: BusKind.Direct, header }, frame.payload, frame.flags)
+      .catch(this.#report);
   }
 
   /** Tells a sender where a client is (`node`), or to stop routing it to this node. */
   #tell(origin: string, id: string, node: string | undefined): void {
-    if (origin === this.#host.nodeId) return;
-    const header: BusHeader = { n: this.#host.nodeId, c: id };
+    if (origin === this.#nodeId) return;
+    const header: LocatedHeader = { n: this.#nodeId, c: id };
     if (node !== undefined) header.a = node;
-    this.#host.publish(BusKind.Located, origin, header).catch((error) => this.#host.error(error));
+    this.#mesh.toNode(origin, { kind: BusKind.Located, header }).catch(this.#report);
   }
 }
 

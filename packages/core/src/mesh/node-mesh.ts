@@ -1,21 +1,29 @@
 import type { Broker, Unsubscribe } from '../contracts.js';
 import {
+  type Answer,
   type BusFrame,
-  type BusHeader,
+  type BusFrameOf,
   BusKind,
+  type BusMessage,
   decodeBusFrame,
   encodeBusFrame,
+  type NodeHeader,
+  type Query,
+  type RequestHeader,
+  type ResponseHeader,
 } from './bus-codec.js';
 
-/** What the mesh hands to its server. */
-export interface MeshHandlers {
-  /**
-   * A broadcast, a direct operation or news of where a client is, from another node (own frames
-   * are filtered out).
-   */
-  deliver(frame: BusFrame): void;
+/** A frame for the node's clients: a broadcast, a direct operation, news of where a client is. */
+export type ClientFrame = BusFrameOf<
+  BusKind.Broadcast | BusKind.Direct | BusKind.Moved | BusKind.Located
+>;
+
+/** What the mesh tells the node it belongs to. */
+export interface MeshListener {
+  /** A frame for clients, from another node (own frames are filtered out). */
+  deliver(frame: ClientFrame): void;
   /** Answers another node's question. */
-  answer(type: string, argument: unknown): unknown;
+  answer(query: Query): Answer;
   nodeUp(nodeId: string): void;
   nodeDown(nodeId: string): void;
   /** A frame that could not be decoded or handled. */
@@ -24,14 +32,16 @@ export interface MeshHandlers {
 
 /** Timing of the mesh, in ms. */
 export interface MeshTiming {
-  heartbeatMs: number;
+  /** How often a node says it is alive. */
+  beatMs: number;
+  /** How long a node may stay silent before it counts as gone. */
   timeoutMs: number;
 }
 
 /** The answers of a cross-node question. */
 export interface MeshAnswers {
   /** Each answering node's answer, by node id. */
-  answers: Map<string, unknown>;
+  answers: Map<string, Answer>;
   /** Nodes that were alive when asked but did not answer in time. */
   missing: string[];
 }
@@ -50,14 +60,15 @@ export const topics = {
 };
 
 interface PendingRequest {
+  question: Query['q'];
   expected: Set<string>;
-  answers: Map<string, unknown>;
+  answers: Map<string, Answer>;
   done: () => void;
 }
 
 /**
- * One node's place in the cluster: the topics it listens on, node heartbeats and liveness, and
- * request/response between nodes. Everything here is the same for every broker.
+ * One node's place in the cluster: the topics it listens on, node liveness (announce, beats, bye),
+ * and request/response between nodes. Everything here is the same for every broker.
  *
  * Topics: `<prefix>all` (every node), `<prefix>node:<id>` (one node: answers, and direct operations
  * for its clients), `<prefix>room:<name>` (nodes with local members of a room).
@@ -67,7 +78,7 @@ export class NodeMesh {
   readonly #nodeId: string;
   readonly #prefix: string;
   readonly #timing: MeshTiming;
-  readonly #handlers: MeshHandlers;
+  readonly #listener: MeshListener;
   readonly #alive = new Map<string, number>();
   readonly #pending = new Map<number, PendingRequest>();
   readonly #unsubscribes: Unsubscribe[] = [];
@@ -79,13 +90,13 @@ export class NodeMesh {
     nodeId: string,
     prefix: string,
     timing: MeshTiming,
-    handlers: MeshHandlers,
+    listener: MeshListener,
   ) {
     this.#broker = broker;
     this.#nodeId = nodeId;
     this.#prefix = prefix;
     this.#timing = timing;
-    this.#handlers = handlers;
+    this.#listener = listener;
   }
 
   /** Subscribes the node's topics and announces the node. */
@@ -95,17 +106,28 @@ export class NodeMesh {
       await this.#broker.subscribe(this.#allTopic, onFrame),
       await this.#broker.subscribe(this.nodeTopic(this.#nodeId), onFrame),
     );
-    this.#timer = setInterval(() => this.#beat(), this.#timing.heartbeatMs);
+    this.#timer = setInterval(() => this.#beat(), this.#timing.beatMs);
     this.#timer.unref();
-    await this.#publish(this.#allTopic, BusKind.Heartbeat, { n: this.#nodeId, a: 'hello' });
+    await this.#publish(this.#allTopic, { kind: BusKind.Announce, header: this.#header });
   }
 
   /** Says goodbye and drops the node's subscriptions. */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     for (const pending of this.#pending.values()) pending.done();
-    await this.#publish(this.#allTopic, BusKind.Bye, { n: this.#nodeId }).catch(() => undefined);
+    const bye: BusMessage = { kind: BusKind.Bye, header: this.#header };
+    await this.#publish(this.#allTopic, bye).catch(() => undefined);
     await Promise.all(this.#unsubscribes.splice(0).map((unsubscribe) => unsubscribe()));
+  }
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.#nodeId;
+  }
+
+  /** The header of this node's liveness frames. */
+  get #header(): NodeHeader {
+    return { n: this.#nodeId };
   }
 
   /** Other nodes currently alive. */
@@ -128,29 +150,37 @@ export class NodeMesh {
   }
 
   /** Listens to a room's topic; the listener gets other nodes' frames only. */
-  subscribeRoom(room: string, listener: (frame: BusFrame) => void): Promise<Unsubscribe> {
+  subscribeRoom(
+    room: string,
+    listener: (frame: BusFrameOf<BusKind.Broadcast>) => void,
+  ): Promise<Unsubscribe> {
     return this.#broker.subscribe(this.roomTopic(room), (bytes) => {
       const frame = this.#decode(bytes);
-      if (frame !== undefined && frame.header.n !== this.#nodeId) listener(frame);
+      // Only broadcasts are published on a room's topic.
+      if (frame?.kind === BusKind.Broadcast && frame.header.n !== this.#nodeId) listener(frame);
     });
   }
 
-  /** Publishes a broadcast to one room's nodes, or to every node when `room` is undefined. */
-  broadcast(room: string | undefined, header: BusHeader, payload: Uint8Array, flags: number) {
+  /** Publishes a frame to one room's nodes, or to every node when `room` is undefined. */
+  toRoom(
+    room: string | undefined,
+    message: BusMessage,
+    payload?: Uint8Array,
+    flags?: number,
+  ): Promise<void> {
     const topic = room === undefined ? this.#allTopic : this.roomTopic(room);
-    return this.#broker.publish(topic, encodeBusFrame(BusKind.Broadcast, header, payload, flags));
+    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
   }
 
   /** Publishes a frame to one node, or to every node when `node` is undefined. */
-  send(
-    kind: BusKind,
+  toNode(
     node: string | undefined,
-    header: BusHeader,
+    message: BusMessage,
     payload?: Uint8Array,
     flags?: number,
   ): Promise<void> {
     const topic = node === undefined ? this.#allTopic : this.nodeTopic(node);
-    return this.#broker.publish(topic, encodeBusFrame(kind, header, payload, flags));
+    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
   }
 
   /** Whether another node is alive, as far as this node knows. */
@@ -162,14 +192,15 @@ export class NodeMesh {
    * Asks every other live node a question. Resolves with the answers that came within
    * `timeoutMs`, naming the nodes that did not answer: never an all-or-nothing failure.
    */
-  async request(type: string, argument: unknown, timeoutMs: number): Promise<MeshAnswers> {
+  async request(query: Query, timeoutMs: number): Promise<MeshAnswers> {
     const expected = new Set(this.#alive.keys());
-    const answers = new Map<string, unknown>();
+    const answers = new Map<string, Answer>();
     if (expected.size > 0) {
       const id = ++this.#requestId;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => pending.done(), timeoutMs);
         const pending: PendingRequest = {
+          question: query.q,
           expected,
           answers,
           done: () => {
@@ -179,12 +210,10 @@ export class NodeMesh {
           },
         };
         this.#pending.set(id, pending);
-        this.#publish(this.#allTopic, BusKind.Request, {
-          n: this.#nodeId,
-          i: id,
-          q: type,
-          a: argument,
-        }).catch(() => pending.done());
+        const header = { ...query, n: this.#nodeId, i: id };
+        this.#publish(this.#allTopic, { kind: BusKind.Request, header }).catch(() =>
+          pending.done(),
+        );
       });
     }
     return { answers, missing: [...expected].filter((node) => !answers.has(node)) };
@@ -193,62 +222,66 @@ export class NodeMesh {
   #receive(bytes: Uint8Array): void {
     const frame = this.#decode(bytes);
     if (frame === undefined) return;
-    const { header } = frame;
-    if (header.n === this.#nodeId) return;
-    // Only a node says hello, beats and asks: a `Publisher` also writes here but is no node.
-    const { kind } = frame;
-    if (kind === BusKind.Heartbeat || kind === BusKind.Request || kind === BusKind.Response) {
-      this.#seen(header.n);
-    }
+    const from = frame.header.n;
+    if (from === this.#nodeId) return;
     switch (frame.kind) {
       case BusKind.Broadcast:
       case BusKind.Direct:
       case BusKind.Moved:
       case BusKind.Located:
-        this.#handlers.deliver(frame);
+        // A `Publisher` sends these too, but is no node: they say nothing of liveness.
+        this.#listener.deliver(frame);
         return;
-      case BusKind.Heartbeat:
-        if (header.a === 'hello') {
-          this.#publish(this.nodeTopic(header.n), BusKind.Heartbeat, { n: this.#nodeId }).catch(
-            this.#handlers.error,
-          );
-        }
+      case BusKind.Announce:
+        this.#seen(from);
+        // The newcomer hears of this node now, not a beat later.
+        this.#publish(this.nodeTopic(from), { kind: BusKind.Beat, header: this.#header }).catch(
+          this.#listener.error,
+        );
+        return;
+      case BusKind.Beat:
+        this.#seen(from);
         return;
       case BusKind.Bye:
-        this.#forget(header.n);
+        this.#forget(from);
         return;
       case BusKind.Request:
-        this.#answer(header);
+        this.#seen(from);
+        this.#answer(frame.header);
         return;
       case BusKind.Response:
-        this.#collect(header);
+        this.#seen(from);
+        this.#collect(frame.header);
         return;
     }
   }
 
-  #answer(header: BusHeader): void {
-    let answer: unknown;
+  #answer(request: RequestHeader): void {
+    let answer: Answer;
     try {
-      answer = this.#handlers.answer(header.q ?? '', header.a);
+      answer = this.#listener.answer(request);
     } catch (error) {
-      this.#handlers.error(error);
+      this.#listener.error(error);
       return;
     }
-    const response: BusHeader = { n: this.#nodeId, i: header.i, a: answer };
-    this.#publish(this.nodeTopic(header.n), BusKind.Response, response).catch(this.#handlers.error);
+    const header = { ...answer, n: this.#nodeId, i: request.i };
+    this.#publish(this.nodeTopic(request.n), { kind: BusKind.Response, header }).catch(
+      this.#listener.error,
+    );
   }
 
-  #collect(header: BusHeader): void {
-    const pending = header.i === undefined ? undefined : this.#pending.get(header.i);
-    if (pending === undefined || !pending.expected.has(header.n)) return;
-    pending.answers.set(header.n, header.a);
+  #collect(response: ResponseHeader): void {
+    const pending = this.#pending.get(response.i);
+    if (pending === undefined || !pending.expected.has(response.n)) return;
+    if (response.q !== pending.question) return;
+    pending.answers.set(response.n, response);
     if (answeredAll(pending)) pending.done();
   }
 
   #seen(nodeId: string): void {
     const known = this.#alive.has(nodeId);
     this.#alive.set(nodeId, Date.now());
-    if (!known) this.#handlers.nodeUp(nodeId);
+    if (!known) this.#listener.nodeUp(nodeId);
   }
 
   #forget(nodeId: string): void {
@@ -256,24 +289,25 @@ export class NodeMesh {
     for (const pending of this.#pending.values()) {
       if (pending.expected.delete(nodeId) && answeredAll(pending)) pending.done();
     }
-    this.#handlers.nodeDown(nodeId);
+    this.#listener.nodeDown(nodeId);
   }
 
   #beat(): void {
     const oldest = Date.now() - this.#timing.timeoutMs;
     for (const [nodeId, seen] of this.#alive) if (seen < oldest) this.#forget(nodeId);
-    this.#publish(this.#allTopic, BusKind.Heartbeat, { n: this.#nodeId }).catch(() => undefined);
+    const beat: BusMessage = { kind: BusKind.Beat, header: this.#header };
+    this.#publish(this.#allTopic, beat).catch(() => undefined);
   }
 
-  #publish(topic: string, kind: BusKind, header: BusHeader): Promise<void> {
-    return this.#broker.publish(topic, encodeBusFrame(kind, header));
+  #publish(topic: string, message: BusMessage): Promise<void> {
+    return this.#broker.publish(topic, encodeBusFrame(message));
   }
 
   #decode(bytes: Uint8Array): BusFrame | undefined {
     try {
       return decodeBusFrame(bytes);
     } catch (error) {
-      this.#handlers.error(error);
+      this.#listener.error(error);
       return undefined;
     }
   }

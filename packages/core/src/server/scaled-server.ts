@@ -16,14 +16,16 @@ import {
   WscaleError,
 } from '../errors.js';
 import {
+  type Answer,
   BusFlag,
-  type BusFrame,
-  type BusHeader,
+  type BusFrameOf,
   BusKind,
-  type DirectOp,
+  type DirectHeader,
+  type DirectOperation,
+  type Query,
 } from '../mesh/bus-codec.js';
-import { DirectRouter } from '../mesh/direct-router.js';
-import { type MeshAnswers, NodeMesh } from '../mesh/node-mesh.js';
+import { type DirectFrame, DirectRouter } from '../mesh/direct-router.js';
+import { type ClientFrame, type MeshAnswers, NodeMesh } from '../mesh/node-mesh.js';
 import {
   type HealthOptions,
   type HealthReport,
@@ -31,6 +33,7 @@ import {
   probeStateStore,
 } from '../ops/health.js';
 import { NodeLog } from '../ops/logger.js';
+import type { ClientInfo, LimitCounters, NodeStats, ServerStats } from '../ops/node-stats.js';
 import { OutKind, Traffic } from '../ops/traffic.js';
 import { PresenceService } from '../presence/presence-service.js';
 import type {
@@ -61,15 +64,7 @@ import {
   roomGroups,
 } from './publication.js';
 import { resolveOptions } from './resolve-options.js';
-import type {
-  ClientInfo,
-  LimitCounters,
-  NodeStats,
-  QueryOptions,
-  RemoteClient,
-  ServerEvents,
-  ServerStats,
-} from './server-types.js';
+import type { QueryOptions, RemoteClient, ServerEvents } from './server-types.js';
 
 /**
  * A WebSocket server that is one node of a cluster. Clients connect to any node; a broadcast to a
@@ -166,10 +161,10 @@ export class ScaledWebSocketServer<
       this.#broker,
       this.nodeId,
       this.#options.topicPrefix,
-      { heartbeatMs: this.#options.nodeHeartbeatMs, timeoutMs: this.#options.nodeTimeoutMs },
+      { beatMs: this.#options.nodeHeartbeatMs, timeoutMs: this.#options.nodeTimeoutMs },
       {
         deliver: (frame) => this.#onRemote(frame),
-        answer: (type, argument) => this.#answer(type, argument),
+        answer: (query) => this.#answer(query),
         nodeUp: (nodeId) => {
           this.#log.write('info', 'node up', { peer: nodeId });
           this.#router.nodeUp(nodeId);
@@ -191,7 +186,7 @@ export class ScaledWebSocketServer<
       subscribe: (room, deliver) =>
         isInbox(room)
           ? Promise.resolve(unsubscribed)
-          : this.#mesh.subscribeRoom(room, (frame) => deliver(messageOf(frame))),
+          : this.#mesh.subscribeRoom(room, (frame) => deliver(broadcastMessage(frame))),
       historyOf: this.#historyOf,
       joined: (client, room, position) => {
         if (client.v1) client.writeMessage(joinedMessage(room, position));
@@ -311,7 +306,7 @@ export class ScaledWebSocketServer<
 
   /** Operations on one client by id, wherever it is connected. */
   client(id: string): RemoteClient {
-    return remoteClient(id, (...operation) => this.#direct(...operation));
+    return remoteClient(id, (...direct) => this.#direct(...direct));
   }
 
   /**
@@ -319,9 +314,11 @@ export class ScaledWebSocketServer<
    * are named in `missing`; their rooms are not included.
    */
   async fetchRooms(options?: QueryOptions): Promise<{ rooms: string[]; missing: string[] }> {
-    const { answers, missing } = await this.#ask('rooms', undefined, options);
+    const { answers, missing } = await this.#ask({ q: 'rooms' }, options);
     const rooms = new Set(this.#roomNames());
-    for (const answer of answers.values()) for (const room of answer as string[]) rooms.add(room);
+    for (const answer of answers.values()) {
+      if (answer.q === 'rooms') for (const room of answer.a) rooms.add(room);
+    }
     return { rooms: [...rooms].sort(), missing };
   }
 
@@ -333,9 +330,9 @@ export class ScaledWebSocketServer<
     room?: string,
     options?: QueryOptions,
   ): Promise<{ clients: ClientInfo[]; missing: string[] }> {
-    const { answers, missing } = await this.#ask('clients', room, options);
+    const { answers, missing } = await this.#ask({ q: 'clients', a: room }, options);
     const clients = this.#localClients(room);
-    for (const answer of answers.values()) clients.push(...(answer as ClientInfo[]));
+    for (const answer of answers.values()) if (answer.q === 'clients') clients.push(...answer.a);
     return { clients, missing };
   }
 
@@ -344,8 +341,10 @@ export class ScaledWebSocketServer<
    * Nodes that do not answer within the timeout are named in `missing`.
    */
   async fetchStats(options?: QueryOptions): Promise<{ nodes: NodeStats[]; missing: string[] }> {
-    const { answers, missing } = await this.#ask('stats', undefined, options);
-    return { nodes: [this.#nodeStats(), ...(answers.values() as Iterable<NodeStats>)], missing };
+    const { answers, missing } = await this.#ask({ q: 'stats' }, options);
+    const nodes = [this.#nodeStats()];
+    for (const answer of answers.values()) if (answer.q === 'stats') nodes.push(answer.a);
+    return { nodes, missing };
   }
 
   #nodeStats(): NodeStats {
@@ -839,7 +838,8 @@ export class ScaledWebSocketServer<
         );
         this.#deliverLocal(group, message);
         const room = group.length === 1 ? group[0] : undefined;
-        await this.#mesh.broadcast(room, header, message.bytes, message.busFlags);
+        const kind = BusKind.Broadcast;
+        await this.#mesh.toRoom(room, { kind, header }, message.bytes, message.busFlags);
       }),
     );
   }
@@ -857,13 +857,12 @@ export class ScaledWebSocketServer<
     }
   }
 
-  async #direct(id: string, op: DirectOp, argument: unknown, message?: Outgoing): Promise<void> {
+  async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closing !== undefined) throw new ServerClosedError();
     const { header, message: kept } = await directPublication(
       this.nodeId,
       id,
-      op,
-      argument,
+      operation,
       message,
       this.#options.directHistory,
     );
@@ -874,24 +873,25 @@ export class ScaledWebSocketServer<
   }
 
   #directRouter(): DirectRouter {
-    return new DirectRouter({
-      nodeId: this.nodeId,
-      alive: (nodeId) => this.#mesh.isAlive(nodeId),
-      publish: (kind, node, header, payload, flags) =>
-        this.#mesh.send(kind, node, header, payload, flags),
-      apply: (frame) => {
-        const client = this.#clients.get(frame.header.c!);
-        if (client === undefined) return false;
-        this.#applyRemote(client, frame);
-        return true;
+    return new DirectRouter(
+      this.#mesh,
+      {
+        apply: (frame) => {
+          const client = this.#clients.get(frame.header.c);
+          if (client === undefined) return false;
+          this.#applyRemote(client, frame);
+          return true;
+        },
+        release: (id, code, reason) => this.#release(id, code, reason),
       },
-      release: (id, code, reason) => this.#release(id, code, reason),
-      error: (error) => this.#report(error),
-    });
+      (error) => this.#report(error),
+    );
   }
 
-  #applyRemote(client: AnyClient, frame: BusFrame): void {
-    this.#applyDirect(client, frame.header, messageOf(frame)).catch((error) => this.#report(error));
+  #applyRemote(client: AnyClient, frame: DirectFrame): void {
+    this.#applyDirect(client, frame.header, directMessage(frame)).catch((error) =>
+      this.#report(error),
+    );
   }
 
   /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
@@ -903,7 +903,7 @@ export class ScaledWebSocketServer<
     return true;
   }
 
-  async #applyDirect(client: AnyClient, header: BusHeader, message?: Outgoing): Promise<void> {
+  async #applyDirect(client: AnyClient, header: DirectHeader, message?: Outgoing): Promise<void> {
     switch (header.o) {
       case 'send':
         if (message === undefined) return;
@@ -917,27 +917,32 @@ export class ScaledWebSocketServer<
         // the message already is) brings it: writing it here too would send it twice.
         return;
       case 'join':
-        return void (await this.#join(client, String(header.a)));
+        return void (await this.#join(client, header.a));
       case 'leave':
-        return this.#leave(client, String(header.a));
-      case 'close': {
-        const [code, reason] = Array.isArray(header.a) ? header.a : [];
-        client.close(Number(code ?? CloseCode.Normal), String(reason ?? ''));
+        return this.#leave(client, header.a);
+      case 'close':
+        client.close(...header.a);
         return;
-      }
     }
   }
 
-  #onRemote(frame: BusFrame): void {
-    if (frame.kind === BusKind.Broadcast) this.#deliverLocal(frame.header.r, messageOf(frame));
-    else this.#router.receive(frame);
+  #onRemote(frame: ClientFrame): void {
+    if (frame.kind === BusKind.Broadcast) {
+      this.#deliverLocal(frame.header.r, broadcastMessage(frame));
+    } else {
+      this.#router.receive(frame);
+    }
   }
 
-  #answer(type: string, argument: unknown): unknown {
-    if (type === 'rooms') return this.#roomNames();
-    if (type === 'clients') return this.#localClients(argument as string | undefined);
-    if (type === 'stats') return this.#nodeStats();
-    return undefined;
+  #answer(query: Query): Answer {
+    switch (query.q) {
+      case 'rooms':
+        return { q: 'rooms', a: this.#roomNames() };
+      case 'clients':
+        return { q: 'clients', a: this.#localClients(query.a) };
+      case 'stats':
+        return { q: 'stats', a: this.#nodeStats() };
+    }
   }
 
   #localClients(room: string | undefined): ClientInfo[] {
@@ -954,14 +959,14 @@ export class ScaledWebSocketServer<
     return this.#rooms.names().filter((room) => !isInbox(room));
   }
 
-  async #ask(type: string, argument: unknown, options?: QueryOptions): Promise<MeshAnswers> {
+  async #ask(query: Query, options?: QueryOptions): Promise<MeshAnswers> {
     if (this.#closing !== undefined) throw new ServerClosedError();
     const started = performance.now();
     const ms = options?.timeoutMs ?? this.#options.requestTimeoutMs;
-    const answers = await this.#mesh.request(type, argument, ms);
+    const answers = await this.#mesh.request(query, ms);
     this.#traffic.queried(performance.now() - started, answers.missing.length);
     if (answers.missing.length > 0) {
-      this.#log.write('warn', `partial answer to ${type}`, { missing: answers.missing });
+      this.#log.write('warn', `partial answer to ${query.q}`, { missing: answers.missing });
     }
     return answers;
   }
@@ -1007,19 +1012,25 @@ const CORK_LIMIT = 64 * 1024;
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
 const RECEIPT_DELAY_MS = 100;
 
-/** The message a frame from another node carries, ready for local fan-out. */
-function messageOf(frame: BusFrame): Outgoing {
-  const { header, flags } = frame;
+/** The message a broadcast from another node carries, ready for local fan-out. */
+function broadcastMessage(frame: BusFrameOf<BusKind.Broadcast>): Outgoing {
+  const { x } = frame.header;
+  return messageOf(frame, x === undefined ? undefined : new Set(x));
+}
+
+/** The message a direct operation from another node carries. */
+function directMessage(frame: DirectFrame): Outgoing {
+  return messageOf(frame, undefined);
+}
+
+function messageOf(
+  { header, flags, payload }: BusFrameOf<BusKind.Broadcast | BusKind.Direct>,
+  skip: Set<string> | undefined,
+): Outgoing {
   const room = header.r?.length === 1 ? header.r[0] : undefined;
-  return new Outgoing(
-    frame.payload,
-    (flags & BusFlag.Binary) !== 0,
-    (flags & BusFlag.Volatile) !== 0,
-    room,
-    header.s,
-    header.e,
-    header.x === undefined ? undefined : new Set(header.x),
-  );
+  const binary = (flags & BusFlag.Binary) !== 0;
+  const volatile = (flags & BusFlag.Volatile) !== 0;
+  return new Outgoing(payload, binary, volatile, room, header.s, header.e, skip);
 }
 
 function joinedMessage(room: string, position: HistoryPosition | undefined): JoinedMessage {
