@@ -107,5 +107,5 @@ export type {
   ResumeInfo,
   ServerEvents,
 } from './server/server-types.js';
-export { Client, type ClientEvents } from './transport/client.js';
+export type { Client, ClientEvents } from './transport/client.js';
 export type { MessageInfo } from './v1/upstream.js';

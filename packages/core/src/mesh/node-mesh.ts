@@ -1,6 +1,9 @@
 import type { Broker, Unsubscribe } from '../contracts.js';
+import { isInbox } from '../protocol/messages.js';
+import { Outgoing } from '../protocol/outgoing.js';
 import {
   type Answer,
+  BusFlag,
   type BusFrame,
   type BusFrameOf,
   BusKind,
@@ -22,12 +25,13 @@ export type ClientFrame = BusFrameOf<
 export interface MeshListener {
   /** A frame for clients, from another node (own frames are filtered out). */
   deliver(frame: ClientFrame): void;
-  /** Answers another node's question. */
-  answer(query: Query): Answer;
   nodeUp(nodeId: string): void;
   nodeDown(nodeId: string): void;
-  /** A frame that could not be decoded or handled. */
-  error(error: unknown): void;
+}
+
+/** Answers other nodes' questions. */
+export interface Answerer {
+  answer(query: Query): Answer;
 }
 
 /** Timing of the mesh, in ms. */
@@ -78,7 +82,9 @@ export class NodeMesh {
   readonly #nodeId: string;
   readonly #prefix: string;
   readonly #timing: MeshTiming;
-  readonly #listener: MeshListener;
+  readonly #report: (error: unknown) => void;
+  #listener: MeshListener | undefined;
+  #answerer: Answerer | undefined;
   readonly #alive = new Map<string, number>();
   readonly #pending = new Map<number, PendingRequest>();
   readonly #unsubscribes: Unsubscribe[] = [];
@@ -90,17 +96,20 @@ export class NodeMesh {
     nodeId: string,
     prefix: string,
     timing: MeshTiming,
-    listener: MeshListener,
+    /** Where frames that could not be decoded or handled are reported. */
+    report: (error: unknown) => void,
   ) {
     this.#broker = broker;
     this.#nodeId = nodeId;
     this.#prefix = prefix;
     this.#timing = timing;
-    this.#listener = listener;
+    this.#report = report;
   }
 
-  /** Subscribes the node's topics and announces the node. */
-  async start(): Promise<void> {
+  /** Subscribes the node's topics, from now on telling `listener`, and announces the node. */
+  async start(listener: MeshListener, answerer: Answerer): Promise<void> {
+    this.#listener = listener;
+    this.#answerer = answerer;
     const onFrame = (bytes: Uint8Array) => this.#receive(bytes);
     this.#unsubscribes.push(
       await this.#broker.subscribe(this.#allTopic, onFrame),
@@ -149,15 +158,16 @@ export class NodeMesh {
     return topics.room(this.#prefix, room);
   }
 
-  /** Listens to a room's topic; the listener gets other nodes' frames only. */
-  subscribeRoom(
-    room: string,
-    listener: (frame: BusFrameOf<BusKind.Broadcast>) => void,
-  ): Promise<Unsubscribe> {
+  /** Listens to a room's topic: `deliver` gets the messages other nodes broadcast to it. */
+  subscribeRoom(room: string, deliver: (message: Outgoing) => void): Promise<Unsubscribe> {
+    // A session's direct messages come by the direct path, not on a room topic.
+    if (isInbox(room)) return Promise.resolve(unsubscribed);
     return this.#broker.subscribe(this.roomTopic(room), (bytes) => {
       const frame = this.#decode(bytes);
       // Only broadcasts are published on a room's topic.
-      if (frame?.kind === BusKind.Broadcast && frame.header.n !== this.#nodeId) listener(frame);
+      if (frame?.kind === BusKind.Broadcast && frame.header.n !== this.#nodeId) {
+        deliver(broadcastMessage(frame));
+      }
     });
   }
 
@@ -230,13 +240,13 @@ export class NodeMesh {
       case BusKind.Moved:
       case BusKind.Located:
         // A `Publisher` sends these too, but is no node: they say nothing of liveness.
-        this.#listener.deliver(frame);
+        this.#listener?.deliver(frame);
         return;
       case BusKind.Announce:
         this.#seen(from);
         // The newcomer hears of this node now, not a beat later.
         this.#publish(this.nodeTopic(from), { kind: BusKind.Beat, header: this.#header }).catch(
-          this.#listener.error,
+          this.#report,
         );
         return;
       case BusKind.Beat:
@@ -257,16 +267,17 @@ export class NodeMesh {
   }
 
   #answer(request: RequestHeader): void {
-    let answer: Answer;
+    let answer: Answer | undefined;
     try {
-      answer = this.#listener.answer(request);
+      answer = this.#answerer?.answer(request);
     } catch (error) {
-      this.#listener.error(error);
+      this.#report(error);
       return;
     }
+    if (answer === undefined) return;
     const header = { ...answer, n: this.#nodeId, i: request.i };
     this.#publish(this.nodeTopic(request.n), { kind: BusKind.Response, header }).catch(
-      this.#listener.error,
+      this.#report,
     );
   }
 
@@ -281,7 +292,7 @@ export class NodeMesh {
   #seen(nodeId: string): void {
     const known = this.#alive.has(nodeId);
     this.#alive.set(nodeId, Date.now());
-    if (!known) this.#listener.nodeUp(nodeId);
+    if (!known) this.#listener?.nodeUp(nodeId);
   }
 
   #forget(nodeId: string): void {
@@ -289,7 +300,7 @@ export class NodeMesh {
     for (const pending of this.#pending.values()) {
       if (pending.expected.delete(nodeId) && answeredAll(pending)) pending.done();
     }
-    this.#listener.nodeDown(nodeId);
+    this.#listener?.nodeDown(nodeId);
   }
 
   #beat(): void {
@@ -307,11 +318,34 @@ export class NodeMesh {
     try {
       return decodeBusFrame(bytes);
     } catch (error) {
-      this.#listener.error(error);
+      this.#report(error);
       return undefined;
     }
   }
 }
+
+/** The message a broadcast from another node carries, ready for local fan-out. */
+export function broadcastMessage(frame: BusFrameOf<BusKind.Broadcast>): Outgoing {
+  const { x } = frame.header;
+  return messageOf(frame, x === undefined ? undefined : new Set(x));
+}
+
+/** The message a direct operation from another node carries. */
+export function directMessage(frame: BusFrameOf<BusKind.Direct>): Outgoing {
+  return messageOf(frame, undefined);
+}
+
+function messageOf(
+  { header, flags, payload }: BusFrameOf<BusKind.Broadcast | BusKind.Direct>,
+  skip: Set<string> | undefined,
+): Outgoing {
+  const room = header.r?.length === 1 ? header.r[0] : undefined;
+  const binary = (flags & BusFlag.Binary) !== 0;
+  const volatile = (flags & BusFlag.Volatile) !== 0;
+  return new Outgoing(payload, binary, volatile, room, header.s, header.e, skip);
+}
+
+async function unsubscribed(): Promise<void> {}
 
 function answeredAll(pending: PendingRequest): boolean {
   for (const node of pending.expected) if (!pending.answers.has(node)) return false;

@@ -1,0 +1,268 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { WebSocket } from 'ws';
+import { HandlerError } from '../errors.js';
+import type { Reporter } from '../ops/reporter.js';
+import type { Traffic } from '../ops/traffic.js';
+import type { PresenceService } from '../presence/presence-service.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { isInbox, PROTOCOL } from '../protocol/messages.js';
+import type { Outgoing } from '../protocol/outgoing.js';
+import type { RoomRegistry } from '../rooms/room-registry.js';
+import type { SessionSaver } from '../sessions/session-saver.js';
+import type { Membership } from '../v1/membership.js';
+import type { V1Endpoint } from '../v1/v1-endpoint.js';
+import { type AnyClient, type Client, type ClientHost, Connection } from './client.js';
+import type { Door } from './upgrade-gate.js';
+
+/** The server options the connections apply (see `ServerOptions`). */
+export interface ConnectionSettings {
+  readonly maxBufferedBytes: number;
+  readonly maxOpsPerSecond: number;
+  readonly slowConsumer: 'close' | 'drop';
+  readonly heartbeatIntervalMs: number;
+}
+
+/** Where a new connection is announced: the server's `connection` event. */
+export interface ConnectionEvents<Identity, Data extends object> {
+  emit(event: 'connection', client: Client<Identity, Data>, request: IncomingMessage): boolean;
+}
+
+/** What the connections of a node use of the node. */
+export interface ConnectionParts {
+  readonly v1: V1Endpoint;
+  readonly rooms: RoomRegistry;
+  readonly presence: PresenceService | undefined;
+  readonly membership: Membership;
+  readonly saver: SessionSaver<AnyClient>;
+  readonly traffic: Traffic;
+  readonly reporter: Reporter;
+  /** Where new raw clients get their ids (the direct router: the id names the node). */
+  readonly ids: { newClientId(): string };
+}
+
+/**
+ * The connections this node holds: the registry by id, the handlers every socket shares, writes
+ * gathered per tick (corking), the slow-consumer policy, the rate limit on what clients send, and
+ * the ping heartbeat that ends connections whose peer went silent.
+ */
+export class Connections<Identity, Data extends object> implements ClientHost, Door<Identity> {
+  /** Messages dropped for slow consumers, and slow consumers closed. */
+  readonly counters = { dropped: 0, slowConsumersClosed: 0 };
+  readonly #clients: Map<string, Connection<Identity, Data>>;
+  readonly #settings: ConnectionSettings;
+  readonly #parts: ConnectionParts;
+  readonly #events: ConnectionEvents<Identity, Data>;
+  readonly #corked: Duplex[] = [];
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(
+    /** The registry, shared with those that must know whether a client is still here. */
+    clients: Map<string, Connection<Identity, Data>>,
+    settings: ConnectionSettings,
+    parts: ConnectionParts,
+    events: ConnectionEvents<Identity, Data>,
+  ) {
+    this.#clients = clients;
+    this.#settings = settings;
+    this.#parts = parts;
+    this.#events = events;
+  }
+
+  get maxBufferedBytes(): number {
+    return this.#settings.maxBufferedBytes;
+  }
+
+  get maxOpsPerSecond(): number {
+    return this.#settings.maxOpsPerSecond;
+  }
+
+  get traffic(): Traffic {
+    return this.#parts.traffic;
+  }
+
+  /** Connections held, and `wscale.v1` ones waiting for their `welcome`. */
+  get count(): number {
+    return this.#clients.size + this.#parts.v1.opening;
+  }
+
+  /** Room memberships of the clients (a client in three rooms counts three). */
+  get subscriptions(): number {
+    let subscriptions = 0;
+    for (const client of this.#clients.values()) {
+      for (const room of client.roomList) if (!isInbox(room)) subscriptions++;
+    }
+    return subscriptions;
+  }
+
+  /** Starts pinging clients (with `heartbeatIntervalMs`). */
+  start(): void {
+    const ms = this.#settings.heartbeatIntervalMs;
+    if (ms <= 0) return;
+    this.#heartbeat = setInterval(() => {
+      for (const client of this.#clients.values()) client.heartbeat();
+    }, ms);
+    this.#heartbeat.unref();
+  }
+
+  admit(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: Identity): void {
+    // From here to its end, a socket's errors (a bad frame, a reset) come as `error` events.
+    ws.on('error', this.#socketEvents.error);
+    if (ws.protocol === PROTOCOL) {
+      this.#parts.v1.accept(ws, socket, request, identity);
+      return;
+    }
+    const id = this.#parts.ids.newClientId();
+    const client = this.register(id, ws, socket, identity, false);
+    this.listen(ws);
+    this.#events.emit('connection', client, request);
+  }
+
+  /** Adds a connection to the registry; its frames are taken from {@link listen} on. */
+  register(
+    id: string,
+    ws: WebSocket,
+    socket: Duplex,
+    identity: Identity,
+    v1: boolean,
+    data?: Data,
+  ): Connection<Identity, Data> {
+    const client = new Connection<Identity, Data>(id, identity, ws, socket, this, v1, data);
+    this.#clients.set(id, client);
+    // One set of handler functions for every socket (not four closures per client): the socket
+    // is `this` in them, and names its client.
+    (ws as TaggedSocket)[CLIENT] = client;
+    ws.on('pong', this.#socketEvents.pong).on('close', this.#socketEvents.close);
+    return client;
+  }
+
+  /** Starts taking the frames of a registered client's socket. */
+  listen(ws: WebSocket): void {
+    ws.on('message', this.#socketEvents.message);
+  }
+
+  /** One frame from a client, within its rate limit. */
+  frame(client: AnyClient, frame: Buffer, isBinary: boolean): void {
+    if (!client.open) return;
+    client.markAlive();
+    const traffic = this.#parts.traffic;
+    traffic.messagesIn++;
+    traffic.bytesIn += frame.length;
+    if (!client.takeOp()) {
+      this.#parts.reporter.limit('rate', { client: client.id });
+      client.close(CloseCode.PolicyViolation, 'rate limit');
+      return;
+    }
+    if (client.v1) this.#parts.v1.receive(client, frame, isBinary);
+    else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
+  }
+
+  /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
+  release(id: string, code: number, reason: string): boolean {
+    const older = this.#clients.get(id);
+    if (older === undefined) return false;
+    this.#clients.delete(id);
+    older.close(code, reason);
+    return true;
+  }
+
+  /**
+   * Closes every connection with `code` (after `timeoutMs`, ends those still open) and resolves
+   * when all of them are closed.
+   */
+  async closeAll(code: number, reason: string, timeoutMs: number): Promise<void> {
+    clearInterval(this.#heartbeat);
+    const clients = [...this.#clients.values()];
+    const closed = clients.map(
+      (client) => new Promise<void>((resolve) => client.once('close', () => resolve())),
+    );
+    const v1 = this.#parts.v1;
+    v1.closeOpening(code, reason);
+    for (const client of clients) client.close(code, reason);
+    const timer = setTimeout(() => {
+      for (const client of clients) client.terminate();
+      v1.terminateOpening();
+    }, timeoutMs);
+    await Promise.all(closed);
+    clearTimeout(timer);
+  }
+
+  async join(client: AnyClient, room: string): Promise<void> {
+    await this.#parts.membership.join(client, room);
+  }
+
+  leave(client: AnyClient, room: string): Promise<void> {
+    return this.#parts.membership.leave(client, room);
+  }
+
+  dataChanged(client: AnyClient): Promise<void> {
+    return this.#parts.saver.save(client);
+  }
+
+  handlerFailed(error: unknown): void {
+    this.#parts.reporter.report(new HandlerError('client event', error));
+  }
+
+  cork(socket: Duplex): void {
+    if (socket.writableCorked > 0) {
+      // A socket holding a lot already goes out now: what one tick holds stays bounded.
+      if (socket.writableLength >= CORK_LIMIT) socket.uncork();
+      return;
+    }
+    socket.cork();
+    if (this.#corked.push(socket) === 1) process.nextTick(this.#uncork);
+  }
+
+  slowConsumer(client: AnyClient, message: Outgoing | undefined): void {
+    if (message !== undefined && (message.volatile || this.#settings.slowConsumer === 'drop')) {
+      client.countDropped(message);
+      this.counters.dropped++;
+      if (message.volatile) this.#parts.traffic.droppedVolatile++;
+      return;
+    }
+    if (!client.open) return;
+    this.counters.slowConsumersClosed++;
+    this.#parts.reporter.log.write('warn', 'slow consumer closed 1013', { client: client.id });
+    // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
+    client.close(CloseCode.TryAgainLater, 'send buffer full');
+  }
+
+  readonly #uncork = (): void => {
+    for (const socket of this.#corked.splice(0)) socket.uncork();
+  };
+
+  #closed(client: AnyClient, code: number, reason: Buffer): void {
+    const { v1, saver, presence, rooms, reporter } = this.#parts;
+    if (client.v1) {
+      v1.forget(client);
+      saver.saveClosed(client);
+    }
+    presence?.closed(client, client.roomList, code);
+    if (this.#clients.get(client.id) === client) this.#clients.delete(client.id);
+    rooms.leaveAll(client).catch(reporter.report);
+    client.emit('close', code, reason.toString('utf8'));
+    client.removeAllListeners();
+  }
+
+  readonly #socketEvents = ((connections) => ({
+    message(this: TaggedSocket, frame: Buffer, isBinary: boolean) {
+      connections.frame(this[CLIENT]!, frame, isBinary);
+    },
+    pong(this: TaggedSocket) {
+      this[CLIENT]!.markAlive();
+    },
+    error(this: TaggedSocket, error: Error) {
+      // A socket still opening has no client yet: `ws` closes it, and there is nobody to tell.
+      this[CLIENT]?.emit('error', error);
+    },
+    close(this: TaggedSocket, code: number, reason: Buffer) {
+      connections.#closed(this[CLIENT]!, code, reason);
+    },
+  }))(this);
+}
+
+/** Where a socket keeps its client, for the handlers every socket shares. */
+const CLIENT = Symbol('wscale.client');
+type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
+/** Bytes a socket may gather within one tick before they are written anyway. */
+const CORK_LIMIT = 64 * 1024;

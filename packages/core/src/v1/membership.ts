@@ -1,0 +1,61 @@
+import type { HistoryPosition } from '../contracts.js';
+import type { PresenceService } from '../presence/presence-service.js';
+import type { RoomRegistry } from '../rooms/room-registry.js';
+import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
+import type { AnyClient } from '../transport/client.js';
+
+/**
+ * Joins and leaves of the node's clients, whoever asks (a client's `join`, `client.join()`, a
+ * direct operation from another node, a resume): the room, the client's presence in it, and, for a
+ * `wscale.v1` client, its `joined` / `left` and its session saved with the room.
+ */
+export class Membership {
+  readonly #rooms: RoomRegistry;
+  readonly #presence: PresenceService | undefined;
+  readonly #clients: ReadonlyMap<string, AnyClient>;
+  readonly #save: (client: AnyClient) => Promise<void>;
+
+  constructor(
+    rooms: RoomRegistry,
+    presence: PresenceService | undefined,
+    /** The node's connected clients: one that is no longer among them enters no presence. */
+    clients: ReadonlyMap<string, AnyClient>,
+    /** Saves a `wscale.v1` client's session. */
+    save: (client: AnyClient) => Promise<void>,
+  ) {
+    this.#rooms = rooms;
+    this.#presence = presence;
+    this.#clients = clients;
+    this.#save = save;
+  }
+
+  /**
+   * Puts a client in a room (see {@link RoomRegistry.join}). With `announce` (a join, not a resume
+   * putting the client back where it was), it is told `joined` and its session is saved before
+   * this resolves: a join that was acknowledged survives this node.
+   */
+  async join(
+    client: AnyClient,
+    room: string,
+    from?: HistoryPosition,
+    announce = true,
+    budget?: ReplayBudget,
+  ): Promise<JoinOutcome | undefined> {
+    const outcome = await this.#rooms.join(client, room, from, announce, budget);
+    if (client.inRoom(room) && this.#clients.get(client.id) === client) {
+      this.#presence?.entered(client, room);
+    }
+    if (client.v1 && announce) await this.#save(client);
+    return outcome;
+  }
+
+  /** Takes a client out of a room; a `wscale.v1` client is told `left` and its session saved. */
+  async leave(client: AnyClient, room: string): Promise<void> {
+    if (!client.inRoom(room)) return;
+    await this.#rooms.leave(client, room);
+    this.#presence?.left(client, room);
+    if (!client.v1) return;
+    client.writeMessage({ t: 'left', r: room });
+    await this.#save(client);
+  }
+}
