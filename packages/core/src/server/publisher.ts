@@ -5,7 +5,7 @@ import { BusKind, type DirectOperation, encodeBusFrame } from '../mesh/bus-codec
 import { topics } from '../mesh/node-mesh.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
-import { BroadcastOperator } from './broadcast.js';
+import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
   broadcastPublication,
@@ -66,12 +66,12 @@ export class Publisher {
 
   /** Starts a broadcast to the members of rooms, on every node. */
   to(...rooms: string[]): BroadcastOperator {
-    return new BroadcastOperator(this.#target, [...new Set(rooms)], []);
+    return broadcastOperator(this.#target, [...new Set(rooms)], []);
   }
 
   /** Starts a broadcast to every client except some, on every node. */
   except(...clientIds: string[]): BroadcastOperator {
-    return new BroadcastOperator(this.#target, [], clientIds);
+    return broadcastOperator(this.#target, [], clientIds);
   }
 
   /** Sends to every client of every node. */

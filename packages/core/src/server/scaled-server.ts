@@ -35,7 +35,7 @@ import { UpgradeGate } from '../transport/upgrade-gate.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { Membership } from '../v1/membership.js';
 import { V1Endpoint, type V1Host } from '../v1/v1-endpoint.js';
-import { BroadcastOperator } from './broadcast.js';
+import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import { Delivery } from './delivery.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import { remoteClient } from './publication.js';
@@ -237,12 +237,12 @@ export class ScaledWebSocketServer<
 
   /** Starts a broadcast to the members of a room, on every node. */
   to(...rooms: string[]): BroadcastOperator {
-    return new BroadcastOperator(this.#delivery, [...new Set(rooms)], []);
+    return broadcastOperator(this.#delivery, [...new Set(rooms)], []);
   }
 
   /** Starts a broadcast to everyone except some clients, on every node. */
   except(...clientIds: string[]): BroadcastOperator {
-    return new BroadcastOperator(this.#delivery, [], clientIds);
+    return broadcastOperator(this.#delivery, [], clientIds);
   }
 
   /** Sends to every client of every node. */

@@ -41,7 +41,7 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   readonly v1: boolean;
   /**
    * The application's per-client state. For `wscale.v1` clients it is part of the session and
-   * survives reconnects: assign a new object (or call {@link Connection.saveData} after changing it in
+   * survives reconnects: assign a new object (or call {@link Client.saveData} after changing it in
    * place) and it is saved to the state store at once.
    */
   data: Data;

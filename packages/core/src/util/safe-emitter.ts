@@ -50,8 +50,8 @@ function wrap(listener: Listener): Wrapped {
 
 /**
  * An `eventemitter3` emitter for application handlers: a handler that throws, or returns a promise
- * that rejects, is reported where its class said with {@link failuresOf} instead of taking the
- * process down, and the other handlers still run. Handlers are called with the emitter as `this`.
+ * that rejects, is reported where its class said (see `failuresOf`) instead of taking the process
+ * down, and the other handlers still run. Handlers are called with the emitter as `this`.
  */
 export abstract class SafeEmitter<
   Events extends EventEmitter.ValidEventTypes,
