@@ -49,6 +49,10 @@ export interface ConnectionParts {
 export class Connections<Identity, Data extends object> implements ClientHost, Door<Identity> {
   /** Messages dropped for slow consumers, and slow consumers closed. */
   readonly counters = { dropped: 0, slowConsumersClosed: 0 };
+  // Plain fields, not getters: every write to a client reads them.
+  readonly maxBufferedBytes: number;
+  readonly maxOpsPerSecond: number;
+  readonly traffic: Traffic;
   readonly #clients: Map<string, Connection<Identity, Data>>;
   readonly #settings: ConnectionSettings;
   readonly #parts: ConnectionParts;
@@ -67,18 +71,9 @@ export class Connections<Identity, Data extends object> implements ClientHost, D
     this.#settings = settings;
     this.#parts = parts;
     this.#events = events;
-  }
-
-  get maxBufferedBytes(): number {
-    return this.#settings.maxBufferedBytes;
-  }
-
-  get maxOpsPerSecond(): number {
-    return this.#settings.maxOpsPerSecond;
-  }
-
-  get traffic(): Traffic {
-    return this.#parts.traffic;
+    this.maxBufferedBytes = settings.maxBufferedBytes;
+    this.maxOpsPerSecond = settings.maxOpsPerSecond;
+    this.traffic = parts.traffic;
   }
 
   /** Connections held, and `wscale.v1` ones waiting for their `welcome`. */
