@@ -71,6 +71,7 @@ export type {
   ClientInfo,
   LimitCounters,
   NodeStats,
+  ResumeInfo,
   ResumeRecord,
   ServerStats,
 } from './ops/node-stats.js';
@@ -101,11 +102,6 @@ export type {
 } from './server/options.js';
 export { Publisher, type PublisherOptions } from './server/publisher.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
-export type {
-  QueryOptions,
-  RemoteClient,
-  ResumeInfo,
-  ServerEvents,
-} from './server/server-types.js';
+export type { QueryOptions, RemoteClient, ServerEvents } from './server/server-types.js';
 export type { Client, ClientEvents } from './transport/client.js';
 export type { MessageInfo } from './v1/upstream.js';

@@ -1,5 +1,6 @@
-/** What one node says of itself: its counters, and its clients in cross-node answers. */
+/** What one node says of itself: its counters, its clients in cross-node answers, its resumes. */
 import type { BrokerStatus } from '../contracts.js';
+import type { WelcomeRoom } from '../protocol/messages.js';
 import type { JoinRefusal, OutCounters, QueryCounters, ResumeCounters } from './traffic.js';
 
 /** A client's description in cross-node query answers. */
@@ -90,4 +91,12 @@ export interface LimitCounters {
   sessionData: number;
   /** Resumes that replayed less than was missed: past `maxReplayBytes` or `maxReplayEntries`. */
   replay: number;
+}
+
+/** What a resume restored (see `Client.recovery`). */
+export interface ResumeInfo {
+  /** Whether every missed message of every room was replayed. */
+  recovered: boolean;
+  /** Per room of the session: whether every missed message was replayed, and if not, why. */
+  rooms: Record<string, WelcomeRoom>;
 }

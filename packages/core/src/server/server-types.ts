@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { BrokerStatus } from '../contracts.js';
 import type { PresenceChange } from '../presence/presence-types.js';
-import type { WelcomeRoom } from '../protocol/messages.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import type { Client } from '../transport/client.js';
 
@@ -26,14 +25,6 @@ export interface ServerEvents<Identity, Data extends object> {
    * the grace period when it dropped). Every node emits it, once per change.
    */
   presence: [room: string, change: PresenceChange];
-}
-
-/** What a resume restored (see `Client.recovery`). */
-export interface ResumeInfo {
-  /** Whether every missed message of every room was replayed. */
-  recovered: boolean;
-  /** Per room of the session: whether every missed message was replayed, and if not, why. */
-  rooms: Record<string, WelcomeRoom>;
 }
 
 /** Options of cross-node queries. */

@@ -1,12 +1,12 @@
 import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'eventemitter3';
 import { WebSocket } from 'ws';
+import type { ResumeInfo } from '../ops/node-stats.js';
 import { OutKind, type Traffic } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { isInbox, type ServerMessage } from '../protocol/messages.js';
 import { controlFrame, type Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
-import type { ResumeInfo } from '../server/server-types.js';
 import { closeReason } from '../util/close-reason.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { type MessageInfo, UNNUMBERED } from '../v1/upstream.js';
