@@ -1,6 +1,7 @@
 import {
   type AckMessage,
   type ClientMessage,
+  CloseCode,
   type DataMessage,
   decodeServerFrame,
   encodeBinary,
@@ -15,7 +16,7 @@ import {
   type WelcomeMessage,
   type WelcomeRoom,
 } from '@wscale/core/protocol';
-import { type CloseInfo, SERVICE_RESTART } from './close-policy.js';
+import type { CloseInfo } from './close-policy.js';
 import { TypedEmitter } from './emitter.js';
 import {
   ClientClosedError,
@@ -249,7 +250,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    * with `DisconnectedError`, queued ones with `ClientClosedError`; queued messages are dropped.
    * Resolves when the socket has closed (at most about 2 s).
    */
-  close(code = 1000, reason = ''): Promise<void> {
+  close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
     if (this.#state === 'closed') return Promise.resolve();
     const socket = this.#socket;
     this.#release();
@@ -368,7 +369,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#setState(this.#session === undefined ? 'connecting' : 'resuming');
     if (attempt !== this.#attempt) return; // a state listener closed the client
     this.#connectTimer = setTimeout(
-      () => this.#drop(`no welcome within ${this.#options.connectTimeoutMs} ms`, 1006),
+      () =>
+        this.#drop(`no welcome within ${this.#options.connectTimeoutMs} ms`, CloseCode.Abnormal),
       this.#options.connectTimeoutMs,
     );
     let url: string | URL | Promise<string | URL>;
@@ -401,7 +403,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         'error',
         new InvalidOptionError(`cannot connect to ${String(url)}: ${describe(error)}`),
       );
-      this.#finish({ code: 1006, reason: 'invalid URL' });
+      this.#finish({ code: CloseCode.Abnormal, reason: 'invalid URL' });
       return;
     }
     this.#socket = socket;
@@ -421,7 +423,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   #urlFailed(error: unknown): void {
     this.emit('error', new InvalidOptionError(`the url function failed: ${describe(error)}`));
-    this.#closed({ code: 1006, reason: 'the url function failed' });
+    this.#closed({ code: CloseCode.Abnormal, reason: 'the url function failed' });
   }
 
   #onOpen(socket: WebSocketLike): void {
@@ -447,7 +449,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#requests.rejectSent(() => new DisconnectedError());
     for (const watched of this.#watched.values()) watched.asked = false;
     const reconnecting =
-      this.#options.shouldReconnect(close) && this.#scheduler.plan(close.code === SERVICE_RESTART);
+      this.#options.shouldReconnect(close) &&
+      this.#scheduler.plan(close.code === CloseCode.ServiceRestart);
     this.emit('close', { ...close, reconnecting });
     if (this.#isClosed()) return; // a listener called close()
     if (reconnecting) this.#setState('reconnecting');
@@ -475,7 +478,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   #protocolError(error: ProtocolError): void {
     this.emit('error', error);
-    this.#drop(error.message, 1002);
+    this.#drop(error.message, CloseCode.ProtocolError);
   }
 
   /** Stops the current socket's timers and listeners; the socket itself is not closed here. */
@@ -613,7 +616,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#scheduler.succeeded();
     this.#heartbeat.start(
       () => socket.send(encodeText({ t: 'ping' })),
-      () => this.#drop(`no pong within ${this.#options.pongTimeoutMs} ms`, 1006),
+      () => this.#drop(`no pong within ${this.#options.pongTimeoutMs} ms`, CloseCode.Abnormal),
     );
     // What went out before and is not acknowledged goes first, then what was queued, so that what
     // listeners send below comes after them.

@@ -1,3 +1,5 @@
+import { CloseCode } from '@wscale/core/protocol';
+
 /** A closed connection: the close code and reason the client saw. */
 export interface CloseInfo {
   /** The WebSocket close code; 1006 when the connection was lost without a close frame. */
@@ -7,17 +9,14 @@ export interface CloseInfo {
 
 /** Close codes after which the client does not reconnect by default. */
 export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
-  1000, // normal closure: the server (or the application) meant it
-  1002, // protocol error: one side broke the protocol, reconnecting would repeat it
-  1003, // unsupported data
-  1007, // malformed frame: a client bug, reconnecting would repeat it
-  1008, // policy violation
-  1009, // a frame over the server's maxPayload
-  4409, // the session was resumed on another connection
+  CloseCode.Normal, // the server (or the application) meant it
+  CloseCode.ProtocolError, // one side broke the protocol, reconnecting would repeat it
+  CloseCode.UnsupportedData,
+  CloseCode.InvalidPayload, // a malformed frame: a client bug, reconnecting would repeat it
+  CloseCode.PolicyViolation,
+  CloseCode.MessageTooBig, // a frame over the server's maxPayload
+  CloseCode.SessionTakenOver, // the session was resumed on another connection
 ]);
-
-/** The close code after which the client reconnects at once (with a small jitter). */
-export const SERVICE_RESTART = 1012;
 
 /**
  * The default reconnect policy of `wscale.v1`: reconnect after anything but the codes in

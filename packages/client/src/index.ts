@@ -12,7 +12,7 @@ export type {
   ProtocolErrorCode,
   WelcomeRoom,
 } from '@wscale/core/protocol';
-export { PROTOCOL } from '@wscale/core/protocol';
+export { CloseCode, PROTOCOL } from '@wscale/core/protocol';
 export { backoffDelay } from './backoff.js';
 export {
   type ClientCloseInfo,

@@ -5,7 +5,7 @@ import {
   encodeBinary,
   encodeText,
   LIMITS,
-  ProtocolViolation,
+  ProtocolError,
   type ServerMessage,
 } from '@wscale/core/protocol';
 import fc from 'fast-check';
@@ -132,14 +132,14 @@ function withoutD<M extends ClientMessage | ServerMessage>(message: M): M {
   return rest as M;
 }
 
-/** Runs a decoder; passes when it returns a message or throws ProtocolViolation, fails on anything else. */
+/** Runs a decoder; passes when it returns a message or throws ProtocolError, fails on anything else. */
 function decodesOrViolates(decode: () => { message: { t?: unknown } }): void {
   let decoded: { message: { t?: unknown } };
   try {
     decoded = decode();
   } catch (error) {
-    if (error instanceof ProtocolViolation) return;
-    throw new Error(`decoder threw ${String(error)}, not a ProtocolViolation`, { cause: error });
+    if (error instanceof ProtocolError) return;
+    throw new Error(`decoder threw ${String(error)}, not a ProtocolError`, { cause: error });
   }
   expect(typeof decoded.message.t).toBe('string');
 }
@@ -189,7 +189,7 @@ describe('wscale.v1 codec (property)', () => {
     );
   });
 
-  it('answers any text with a message or a ProtocolViolation, for both directions', () => {
+  it('answers any text with a message or a ProtocolError, for both directions', () => {
     fc.assert(
       fc.property(garbageText, (text) => {
         decodesOrViolates(() => decodeClientFrame(text));
@@ -199,7 +199,7 @@ describe('wscale.v1 codec (property)', () => {
     );
   });
 
-  it('answers any bytes, and any damaged valid frame, with a message or a ProtocolViolation', () => {
+  it('answers any bytes, and any damaged valid frame, with a message or a ProtocolError', () => {
     fc.assert(
       fc.property(fc.oneof(garbageBytes, mutatedBytes(validFrame)), (bytes) => {
         decodesOrViolates(() => decodeClientFrame(bytes));

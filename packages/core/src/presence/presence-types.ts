@@ -1,4 +1,4 @@
-import type { RoomPattern } from '../server/options.js';
+import type { RoomPattern } from '../rooms/history-rules.js';
 
 /** Which rooms keep presence, and what each member shows of itself. */
 export interface PresenceRule<Client = unknown> {

@@ -1,5 +1,9 @@
-import type { PresenceUpdateMessage } from '../protocol/messages.js';
-import { controlFrame } from '../protocol/outgoing.js';
+import {
+  presenceJoin,
+  presenceLeave,
+  presenceSnapshot,
+  writePresence,
+} from '../protocol/v1-writer.js';
 import type { AnyClient } from '../transport/client.js';
 import type { PresenceChange, PresenceMember } from './presence-types.js';
 
@@ -19,15 +23,10 @@ export class PresenceWatchers {
       this.#rooms.set(room, watchers);
     }
     watchers.add(client);
-    const snapshot: PresenceUpdateMessage = {
-      t: 'presence',
-      r: room,
-      m: members.map((member) =>
-        member.info === undefined ? { u: member.user } : { u: member.user, i: member.info },
-      ),
-      n: users,
-    };
-    client.writeMessage(snapshot);
+    const entries = members.map((member) =>
+      member.info === undefined ? { u: member.user } : { u: member.user, i: member.info },
+    );
+    writePresence([client], presenceSnapshot(room, entries, users));
   }
 
   /** Stops sending a room's changes to a client (it left the room, or went away). */
@@ -40,13 +39,10 @@ export class PresenceWatchers {
   changed(room: string, change: PresenceChange): void {
     const watchers = this.#rooms.get(room);
     if (watchers === undefined) return;
-    const message: PresenceUpdateMessage =
+    const message =
       change.type === 'join'
-        ? change.info === undefined
-          ? { t: 'pjoin', r: room, u: change.user }
-          : { t: 'pjoin', r: room, u: change.user, i: change.info }
-        : { t: 'pleave', r: room, u: change.user };
-    const frame = controlFrame(message);
-    for (const client of watchers) if (client.open) client.writeFrame(frame);
+        ? presenceJoin(room, change.user, change.info)
+        : presenceLeave(room, change.user);
+    writePresence(watchers, message);
   }
 }

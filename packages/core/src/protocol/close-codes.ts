@@ -1,11 +1,19 @@
 /**
  * The WebSocket close codes wscale uses. The 1xxx codes are RFC 6455's; the 4xxx codes are wscale's.
+ * Part of the `wscale.v1` wire: exported from `@wscale/core` and `@wscale/core/protocol`.
  */
 export enum CloseCode {
   /** The connection did its job. */
   Normal = 1000,
   /** The node is shutting down or the client was closed by the application. */
   GoingAway = 1001,
+  /**
+   * One side broke the protocol (never sent by a wscale server; `@wscale/client` reports it when
+   * the server does not select `wscale.v1`).
+   */
+  ProtocolError = 1002,
+  /** The peer sent a kind of data it may not send (RFC 6455; never sent by a wscale server). */
+  UnsupportedData = 1003,
   /** A frame could not be decoded (malformed `wscale.v1` envelope, invalid UTF-8). */
   InvalidPayload = 1007,
   /** A policy was violated, such as a rate limit. */

@@ -1,10 +1,12 @@
+import { ProtocolError } from '../errors.js';
 import { type ClientMessage, LIMITS, type Position, type ServerMessage } from './messages.js';
 
 /**
  * Encoding and strict decoding of `wscale.v1` frames.
  *
  * Text frame: one JSON object. Binary frame: a 4-byte big-endian header length, that many bytes of
- * UTF-8 JSON header (the message without `d`), then the payload bytes.
+ * UTF-8 JSON header (the message without `d`), then the payload bytes. A frame that breaks the
+ * protocol throws a {@link ProtocolError} (`PROTOCOL_ERROR`); the server then closes with 1007.
  */
 
 /** A frame's content as decoded: the message, and the binary payload when the frame was binary. */
@@ -12,11 +14,6 @@ export interface Decoded<M> {
   message: M;
   /** The payload of a binary frame (then `message.d` is absent). */
   binary?: Uint8Array;
-}
-
-/** A frame that breaks the protocol; the connection closes with 1007 and this reason. */
-export class ProtocolViolation extends Error {
-  override readonly name = 'ProtocolViolation';
 }
 
 const encoder = new TextEncoder();
@@ -40,18 +37,18 @@ export function encodeBinary(
   return frame;
 }
 
-/** Decodes a frame a client sent. Throws {@link ProtocolViolation} on anything malformed. */
+/** Decodes a frame a client sent. Throws {@link ProtocolError} on anything malformed. */
 export function decodeClientFrame(data: string | Uint8Array): Decoded<ClientMessage> {
   const { object, binary } = parseFrame(data);
   return { message: checkClientMessage(object, binary !== undefined), binary };
 }
 
-/** Decodes a frame a server sent. Throws {@link ProtocolViolation} on anything malformed. */
+/** Decodes a frame a server sent. Throws {@link ProtocolError} on anything malformed. */
 export function decodeServerFrame(data: string | Uint8Array): Decoded<ServerMessage> {
   const { object, binary } = parseFrame(data);
-  if (typeof object.t !== 'string') throw new ProtocolViolation('message without a type');
+  if (typeof object.t !== 'string') throw new ProtocolError('message without a type');
   if (binary === undefined && object.d !== undefined && typeof object.d !== 'string') {
-    throw new ProtocolViolation('d must be a string');
+    throw new ProtocolError('d must be a string');
   }
   return { message: object as unknown as ServerMessage, binary };
 }
@@ -61,18 +58,18 @@ function parseFrame(data: string | Uint8Array): {
   binary?: Uint8Array;
 } {
   if (typeof data === 'string') return { object: parseObject(data) };
-  if (data.length < 4) throw new ProtocolViolation('binary frame shorter than its header length');
+  if (data.length < 4) throw new ProtocolError('binary frame shorter than its header length');
   const length = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(0);
-  if (length > LIMITS.binaryHeader) throw new ProtocolViolation('binary frame header too large');
-  if (4 + length > data.length) throw new ProtocolViolation('binary frame header overruns frame');
+  if (length > LIMITS.binaryHeader) throw new ProtocolError('binary frame header too large');
+  if (4 + length > data.length) throw new ProtocolError('binary frame header overruns frame');
   let text: string;
   try {
     text = decoder.decode(data.subarray(4, 4 + length));
   } catch {
-    throw new ProtocolViolation('binary frame header is not UTF-8');
+    throw new ProtocolError('binary frame header is not UTF-8');
   }
   const object = parseObject(text);
-  if ('d' in object) throw new ProtocolViolation('binary frame header must not carry d');
+  if ('d' in object) throw new ProtocolError('binary frame header must not carry d');
   return { object, binary: data.subarray(4 + length) };
 }
 
@@ -81,10 +78,10 @@ function parseObject(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch {
-    throw new ProtocolViolation('frame is not JSON');
+    throw new ProtocolError('frame is not JSON');
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ProtocolViolation('frame is not a JSON object');
+    throw new ProtocolError('frame is not a JSON object');
   }
   return value as Record<string, unknown>;
 }
@@ -116,7 +113,7 @@ function checkClientMessage(m: Record<string, unknown>, binary: boolean): Client
       text(m.r, 'r', LIMITS.room);
       return m as unknown as ClientMessage;
     default:
-      if (typeof m.t !== 'string') throw new ProtocolViolation('message without a type');
+      if (typeof m.t !== 'string') throw new ProtocolError('message without a type');
       // An unknown type is not malformed: the server answers it with an error, not a close.
       return m as unknown as ClientMessage;
   }
@@ -124,35 +121,35 @@ function checkClientMessage(m: Record<string, unknown>, binary: boolean): Client
 
 function text(value: unknown, name: string, max: number): void {
   if (typeof value !== 'string' || value.length > max) {
-    throw new ProtocolViolation(`${name} must be a string of at most ${max} characters`);
+    throw new ProtocolError(`${name} must be a string of at most ${max} characters`);
   }
 }
 
 function id(value: unknown): void {
   if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > LIMITS.id) {
-    throw new ProtocolViolation(`id must be a whole number from 0 to ${LIMITS.id}`);
+    throw new ProtocolError(`id must be a whole number from 0 to ${LIMITS.id}`);
   }
 }
 
 function payload(m: Record<string, unknown>, binary: boolean): void {
   if (!binary && m.d !== undefined && typeof m.d !== 'string') {
-    throw new ProtocolViolation('d must be a string');
+    throw new ProtocolError('d must be a string');
   }
 }
 
 function upstream(m: Record<string, unknown>): void {
   if (m.s !== undefined && !(Number.isSafeInteger(m.s) && (m.s as number) > 0)) {
-    throw new ProtocolViolation('s must be a whole number from 1');
+    throw new ProtocolError('s must be a whole number from 1');
   }
-  if (m.p !== undefined && m.p !== 1) throw new ProtocolViolation('p must be 1 when given');
+  if (m.p !== undefined && m.p !== 1) throw new ProtocolError('p must be 1 when given');
 }
 
 function positions(value: unknown): void {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ProtocolViolation('rooms must be an object');
+    throw new ProtocolError('rooms must be an object');
   }
   const entries = Object.entries(value);
-  if (entries.length > LIMITS.rooms) throw new ProtocolViolation('too many rooms');
+  if (entries.length > LIMITS.rooms) throw new ProtocolError('too many rooms');
   for (const [room, position] of entries) {
     text(room, 'room', LIMITS.room);
     const p = position as Partial<Position> | null;
@@ -164,7 +161,7 @@ function positions(value: unknown): void {
       typeof p.e !== 'string' ||
       p.e.length > LIMITS.epoch
     ) {
-      throw new ProtocolViolation(`rooms["${room}"] must be { o: offset, e: epoch }`);
+      throw new ProtocolError(`rooms["${room}"] must be { o: offset, e: epoch }`);
     }
   }
 }

@@ -1,14 +1,9 @@
 import type { HistoryEntry } from '../contracts.js';
 import { BusFlag } from '../mesh/bus-codec.js';
 import { OutKind } from '../ops/traffic.js';
-import { encodeBinary } from './codec.js';
-import { type DataMessage, isInbox, type ServerMessage } from './messages.js';
+import { isInbox } from './messages.js';
+import { dataFrame } from './v1-writer.js';
 import { wsFrame } from './ws-frame.js';
-
-/** The text frame of one `wscale.v1` protocol message (not an application message). */
-export function controlFrame(message: ServerMessage): Buffer {
-  return wsFrame(Buffer.from(JSON.stringify(message)), false);
-}
 
 /**
  * One application message on its way to local clients. It is built once per node and every
@@ -44,19 +39,6 @@ export class Outgoing {
     return (this.binary ? BusFlag.Binary : 0) | (this.volatile ? BusFlag.Volatile : 0);
   }
 
-  /** The `wscale.v1` `msg` of this message (JSON, or the binary layout for a binary payload). */
-  #envelope(): Uint8Array {
-    const message: DataMessage = { t: 'msg' };
-    if (this.room !== undefined) message.r = this.room;
-    if (this.offset !== undefined) {
-      message.o = this.offset;
-      message.e = this.epoch;
-    }
-    if (this.binary) return encodeBinary(message, this.bytes);
-    message.d = this.bytes.toString('utf8');
-    return Buffer.from(JSON.stringify(message));
-  }
-
   /** The WebSocket frame a raw client is written: built once, shared by every recipient. */
   rawFrame(): Buffer {
     this.#rawFrame ??= wsFrame(this.bytes, this.binary);
@@ -65,7 +47,7 @@ export class Outgoing {
 
   /** The WebSocket frame a `wscale.v1` client is written: built once, shared by every recipient. */
   envelopeFrame(): Buffer {
-    this.#envelopeFrame ??= wsFrame(this.#envelope(), this.binary);
+    this.#envelopeFrame ??= dataFrame(this.bytes, this.binary, this.room, this.offset, this.epoch);
     return this.#envelopeFrame;
   }
 

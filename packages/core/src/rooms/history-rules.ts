@@ -1,5 +1,15 @@
 import type { History } from '../contracts.js';
-import type { HistoryRule, RoomPattern } from '../server/options.js';
+
+/** Where a set of rooms keeps its history. */
+export interface HistoryRule {
+  /** Which rooms: a name, a name with `*` wildcards, a RegExp, or a list of them. */
+  rooms: RoomPattern | RoomPattern[];
+  /** The history store (its own bounds: entries kept, age). Not closed by `close()`. */
+  store: History;
+}
+
+/** A room name, a name with `*` wildcards, or a RegExp. */
+export type RoomPattern = string | RegExp;
 
 /** Finds the history a room keeps: the store of the first rule whose pattern matches. */
 export function historyMatcher(rules: HistoryRule[]): (room: string) => History | undefined {

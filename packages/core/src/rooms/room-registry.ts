@@ -1,14 +1,15 @@
 import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
 import type { Outgoing } from '../protocol/outgoing.js';
-import type { AnyClient as Client } from '../transport/client.js';
+import { writeJoined, writeResync } from '../protocol/v1-writer.js';
+import type { RoomMember } from './room-member.js';
 import { type JoinOutcome, type ReplayBudget, RoomStream } from './room-stream.js';
 
-interface Room {
-  members: Set<Client>;
+interface Room<Member extends RoomMember> {
+  members: Set<Member>;
   /** The broker subscription of the room's topic, shared by all its local members. */
   subscription: Promise<Unsubscribe>;
   /** The room's order, when it keeps history. */
-  stream?: RoomStream;
+  stream?: RoomStream<Member>;
   /** Joins waiting for their turn in the stream; the room stays while any is pending. */
   joining: number;
 }
@@ -19,20 +20,17 @@ export interface RoomHost {
   subscribe(room: string, deliver: (message: Outgoing) => void): Promise<Unsubscribe>;
   /** The history a room keeps, if any. */
   historyOf(room: string): History | undefined;
-  /** Tells a client it is now in a room (and, for a history room, from which position). */
-  joined(client: Client, room: string, position: HistoryPosition | undefined): void;
-  /** Tells a room's local `wscale.v1` members to start over from a position. */
-  resync(room: string, members: Iterable<Client>, position: HistoryPosition): void;
   error(error: unknown): void;
 }
 
 /**
  * The rooms of one node: which local clients are in which room, and one broker subscription per
  * room that has local members, taken by the first member and dropped with the last. Rooms that
- * keep history deliver through a {@link RoomStream}, in offset order.
+ * keep history deliver through a {@link RoomStream}, in offset order. A member is told (`joined`)
+ * when it is in a room, and (`resync`) when a history room's stream skipped ahead.
  */
-export class RoomRegistry {
-  readonly #rooms = new Map<string, Room>();
+export class RoomRegistry<Member extends RoomMember = RoomMember> {
+  readonly #rooms = new Map<string, Room<Member>>();
   readonly #host: RoomHost;
 
   constructor(host: RoomHost) {
@@ -40,7 +38,7 @@ export class RoomRegistry {
   }
 
   /** Local members of a room (empty when none). */
-  members(room: string): ReadonlySet<Client> {
+  members(room: string): ReadonlySet<Member> {
     return this.#rooms.get(room)?.members ?? EMPTY;
   }
 
@@ -64,7 +62,7 @@ export class RoomRegistry {
    * whose connection is over by the time it gets here is not added.
    */
   async join(
-    client: Client,
+    client: Member,
     room: string,
     from?: HistoryPosition,
     announce = true,
@@ -84,7 +82,7 @@ export class RoomRegistry {
           // A member of a room that could not subscribe would hear nothing from other nodes.
           await state.subscription;
           const admitted = announce
-            ? (position: HistoryPosition) => this.#host.joined(client, room, position)
+            ? (position: HistoryPosition) => writeJoined(client, room, position)
             : undefined;
           return await state.stream.join(client, from, admitted, budget);
         } finally {
@@ -94,7 +92,7 @@ export class RoomRegistry {
         }
       }
       state.members.add(client);
-      if (announce) this.#host.joined(client, room, undefined);
+      if (announce) writeJoined(client, room);
       await state.subscription;
       return undefined;
     } catch (error) {
@@ -103,21 +101,25 @@ export class RoomRegistry {
     }
   }
 
-  async leave(client: Client, room: string): Promise<void> {
+  async leave(client: Member, room: string): Promise<void> {
     const state = this.#rooms.get(room);
     if (state === undefined || !client.inRoom(room)) return;
     await this.#remove(client, room, state);
   }
 
   /** Removes a client from every room it is in (it disconnected). */
-  async leaveAll(client: Client): Promise<void> {
+  async leaveAll(client: Member): Promise<void> {
     await Promise.all([...client.roomList].map((room) => this.leave(client, room)));
   }
 
-  #state(room: string): Room {
+  #state(room: string): Room<Member> {
     let state = this.#rooms.get(room);
     if (state !== undefined) return state;
-    const created: Room = { members: new Set(), subscription: Promise.resolve(noop), joining: 0 };
+    const created: Room<Member> = {
+      members: new Set(),
+      subscription: Promise.resolve(noop),
+      joining: 0,
+    };
     created.subscription = this.#host.subscribe(room, (message) => {
       if (this.#rooms.get(room) === created) this.#dispatch(created, message);
     });
@@ -131,7 +133,7 @@ export class RoomRegistry {
           admit: (client) => {
             if (client.inRoom(room)) created.members.add(client);
           },
-          resync: (position) => this.#host.resync(room, created.members, position),
+          resync: (position) => writeResync(created.members, room, position),
           error: (error) => this.#host.error(error),
         },
         created.subscription,
@@ -142,7 +144,7 @@ export class RoomRegistry {
     return state;
   }
 
-  #dispatch(state: Room, message: Outgoing): void {
+  #dispatch(state: Room<Member>, message: Outgoing): void {
     if (state.stream !== undefined && message.offset !== undefined) {
       state.stream.receive(message);
       return;
@@ -150,13 +152,13 @@ export class RoomRegistry {
     for (const client of state.members) client.deliver(message);
   }
 
-  async #remove(client: Client, room: string, state: Room): Promise<void> {
+  async #remove(client: Member, room: string, state: Room<Member>): Promise<void> {
     state.members.delete(client);
     client.removeRoom(room);
     await this.#dropIfEmpty(room, state);
   }
 
-  async #dropIfEmpty(room: string, state: Room): Promise<void> {
+  async #dropIfEmpty(room: string, state: Room<Member>): Promise<void> {
     if (state.members.size > 0 || state.joining > 0 || this.#rooms.get(room) !== state) return;
     this.#rooms.delete(room);
     const unsubscribe = await state.subscription.catch(() => noop);
@@ -164,5 +166,5 @@ export class RoomRegistry {
   }
 }
 
-const EMPTY: ReadonlySet<Client> = new Set();
+const EMPTY: ReadonlySet<never> = new Set();
 const noop: Unsubscribe = async () => undefined;

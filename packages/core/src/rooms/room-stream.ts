@@ -1,7 +1,7 @@
 import type { History, HistoryPosition } from '../contracts.js';
 import type { NotRecoveredReason } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
-import type { AnyClient } from '../transport/client.js';
+import type { RoomMember } from './room-member.js';
 
 /** How a client's place in a room was settled when it joined. */
 export interface JoinOutcome {
@@ -22,11 +22,11 @@ export interface ReplayBudget {
 }
 
 /** What a stream needs from the node. */
-export interface StreamHost {
+export interface StreamHost<Member extends RoomMember = RoomMember> {
   /** Local members a message goes to. */
-  members(): Iterable<AnyClient>;
+  members(): Iterable<Member>;
   /** Adds a member; from then on it receives the room's messages. */
-  admit(client: AnyClient): void;
+  admit(client: Member): void;
   /** Tells local `wscale.v1` members the stream skipped ahead and they must start over. */
   resync(position: HistoryPosition): void;
   error(error: unknown): void;
@@ -41,13 +41,14 @@ interface Recent {
 
 /** A join waiting for its history read; live messages meanwhile are kept for it. */
 interface Catcher {
-  client: AnyClient;
   from: HistoryPosition;
   /** The stream's last offset when the read started: the read covers up to it. */
   upTo: number;
   epoch: string;
   /** Messages delivered while the read was out, to replay after it. */
   live: Outgoing[];
+  /** Whether the stream skipped messages it could not fill while the read was out. */
+  skipped: boolean;
   /** The most entries the read may return, if the join has a replay budget. */
   maxEntries: number;
   settle: (outcome: JoinOutcome) => void;
@@ -71,10 +72,10 @@ const RECENT_BYTES = 256 * 1024;
  * is replayed from memory; a longer one reads the history without holding the room's live messages
  * back for anyone else.
  */
-export class RoomStream {
+export class RoomStream<Member extends RoomMember = RoomMember> {
   readonly #room: string;
   readonly #history: History;
-  readonly #host: StreamHost;
+  readonly #host: StreamHost<Member>;
   readonly #steps: Step[] = [];
   readonly #recent: Recent[] = [];
   readonly #catchers = new Set<Catcher>();
@@ -84,7 +85,12 @@ export class RoomStream {
   #epoch = '';
   #last = 0;
 
-  constructor(room: string, history: History, host: StreamHost, subscribed: Promise<unknown>) {
+  constructor(
+    room: string,
+    history: History,
+    host: StreamHost<Member>,
+    subscribed: Promise<unknown>,
+  ) {
     this.#room = room;
     this.#history = history;
     this.#host = host;
@@ -122,7 +128,7 @@ export class RoomStream {
    * message reaches it.
    */
   join(
-    client: AnyClient,
+    client: Member,
     from?: HistoryPosition,
     admitted?: (position: HistoryPosition) => void,
     budget?: ReplayBudget,
@@ -149,11 +155,11 @@ export class RoomStream {
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {
-          client,
           from: from!,
           upTo: this.#last,
           epoch: this.#epoch,
           live: [],
+          skipped: false,
           maxEntries: budget?.entries ?? Number.POSITIVE_INFINITY,
           settle,
         };
@@ -183,12 +189,25 @@ export class RoomStream {
   /** Reads what a joining client missed from the history; live messages keep flowing meanwhile. */
   async #catchUp(catcher: Catcher): Promise<void> {
     // A gap longer than the join may replay is not worth reading.
-    const outcome =
+    const read =
       catcher.upTo - catcher.from.offset > catcher.maxEntries
         ? TOO_LONG
         : await this.#read(catcher);
+    // The live messages are taken in the turn the client is admitted: a gap fill may have
+    // delivered more while the read's answer came back.
     this.#catchers.delete(catcher);
+    const outcome = read.recovered ? this.#withLive(read, catcher) : read;
     catcher.settle({ ...outcome, position: { offset: this.#last, epoch: this.#epoch } });
+  }
+
+  /** A whole replay from the history, followed by what was delivered since, if that is whole. */
+  #withLive(read: Omit<JoinOutcome, 'position'>, catcher: Catcher): Omit<JoinOutcome, 'position'> {
+    if (this.#epoch !== catcher.epoch) {
+      return { recovered: false, reason: 'epoch-changed', replay: [] };
+    }
+    // The members were told to resync; a client admitted after it would miss the skipped part.
+    if (catcher.skipped) return { recovered: false, reason: 'too-old', replay: [] };
+    return { ...read, replay: [...read.replay, ...catcher.live] };
   }
 
   async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
@@ -205,8 +224,8 @@ export class RoomStream {
       }
       if (!whole)
         return { recovered: false, reason: read.ok ? 'too-old' : read.reason, replay: [] };
-      const replayed = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
-      return { recovered: true, replay: [...replayed, ...catcher.live] };
+      const replay = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
+      return { recovered: true, replay };
     } catch (error) {
       this.#host.error(error);
       return { recovered: false, reason: 'unavailable', replay: [] };
@@ -247,6 +266,7 @@ export class RoomStream {
       this.#last = upTo;
       this.#recent.length = 0;
       this.#recentBytes = 0;
+      for (const catcher of this.#catchers) catcher.skipped = true;
       this.#host.resync({ offset: upTo, epoch: this.#epoch });
     }
   }

@@ -49,7 +49,12 @@ export class BroadcastOperator {
     this.#except = except;
   }
 
-  /** Adds rooms: members of any of them receive the message, once. */
+  /**
+   * Adds rooms: members of any of them receive the message. A member of several of the named rooms
+   * receives it once, unless one of the named rooms keeps history: then the message is published to
+   * each named room on its own (each history room numbers it in its own log), and a member receives
+   * one copy per named room it is in, each naming its room (see docs/guarantees.md).
+   */
   to(...rooms: string[]): BroadcastOperator {
     return new BroadcastOperator(
       this.#target,

@@ -1,4 +1,4 @@
-import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
+import type { History, Unsubscribe } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
 import { BusKind, type DirectHeader, type DirectOperation } from '../mesh/bus-codec.js';
 import { type DirectFrame, DirectRouter, type DirectTarget } from '../mesh/direct-router.js';
@@ -13,10 +13,11 @@ import type { Reporter } from '../ops/reporter.js';
 import { OutKind } from '../ops/traffic.js';
 import type { PresenceService } from '../presence/presence-service.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { controlFrame, type Outgoing } from '../protocol/outgoing.js';
+import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
 import type { AnyClient } from '../transport/client.js';
+import type { Takeovers } from '../transport/connections.js';
 import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
@@ -42,9 +43,9 @@ export interface NodeEvents {
  * for the other nodes, a direct operation applied here or routed to the node that holds its
  * client, and what other nodes send this one. Owns the node's rooms and its direct router.
  */
-export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, RoomHost {
+export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, RoomHost, Takeovers {
   /** The node's rooms and their local members. */
-  readonly rooms: RoomRegistry;
+  readonly rooms: RoomRegistry<AnyClient>;
   /** Where direct operations go. */
   readonly router: DirectRouter;
   /** Where a room keeps its history, if it does. */
@@ -73,7 +74,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     this.#reporter = reporter;
     this.#events = events;
     this.historyOf = historyLookup(settings.history, settings.directHistory);
-    this.rooms = new RoomRegistry(this);
+    this.rooms = new RoomRegistry<AnyClient>(this);
     this.router = new DirectRouter(mesh, this, reporter.report);
   }
 
@@ -220,20 +221,6 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 
   subscribe(room: string, deliver: (message: Outgoing) => void): Promise<Unsubscribe> {
     return this.#mesh.subscribeRoom(room, deliver);
-  }
-
-  joined(client: AnyClient, room: string, position: HistoryPosition | undefined): void {
-    if (!client.v1) return;
-    client.writeMessage(
-      position === undefined
-        ? { t: 'joined', r: room }
-        : { t: 'joined', r: room, o: position.offset, e: position.epoch },
-    );
-  }
-
-  resync(room: string, members: Iterable<AnyClient>, position: HistoryPosition): void {
-    const frame = controlFrame({ t: 'resync', r: room, o: position.offset, e: position.epoch });
-    for (const client of members) if (client.v1) client.writeFrame(frame);
   }
 
   error(error: unknown): void {

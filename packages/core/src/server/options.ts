@@ -4,8 +4,11 @@ import type { Broker, History, StateStore } from '../contracts.js';
 import type { Logger } from '../ops/logger.js';
 import type { PresenceRule } from '../presence/presence-types.js';
 import type { Sendable } from '../protocol/payload.js';
+import type { HistoryRule } from '../rooms/history-rules.js';
 import type { Client } from '../transport/client.js';
 import type { MessageInfo } from '../v1/upstream.js';
+
+export type { HistoryRule, RoomPattern } from '../rooms/history-rules.js';
 
 /** A value or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;
@@ -227,17 +230,6 @@ export interface ServerOptions<Identity = unknown> {
    */
   presenceGraceMs?: number;
 }
-
-/** Where a set of rooms keeps its history. */
-export interface HistoryRule {
-  /** Which rooms: a name, a name with `*` wildcards, a RegExp, or a list of them. */
-  rooms: RoomPattern | RoomPattern[];
-  /** The history store (its own bounds: entries kept, age). Not closed by `close()`. */
-  store: History;
-}
-
-/** A room name, a name with `*` wildcards, or a RegExp. */
-export type RoomPattern = string | RegExp;
 
 /** Options with every default applied. */
 export type ResolvedOptions<Identity> = Required<

@@ -25,7 +25,7 @@ export class Queries implements Answerer {
   readonly #mesh: NodeMesh;
   readonly #broker: Broker;
   readonly #clients: ReadonlyMap<string, AnyClient>;
-  readonly #rooms: RoomRegistry;
+  readonly #rooms: RoomRegistry<AnyClient>;
   readonly #connections: ConnectionCounters;
   readonly #traffic: Traffic;
   readonly #reporter: Reporter;
@@ -36,7 +36,7 @@ export class Queries implements Answerer {
     mesh: NodeMesh,
     broker: Broker,
     clients: ReadonlyMap<string, AnyClient>,
-    rooms: RoomRegistry,
+    rooms: RoomRegistry<AnyClient>,
     connections: ConnectionCounters,
     traffic: Traffic,
     reporter: Reporter,

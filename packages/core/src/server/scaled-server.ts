@@ -26,7 +26,6 @@ import type {
 } from '../presence/presence-types.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
-import { SessionSaver } from '../sessions/session-saver.js';
 import { SessionTokens } from '../sessions/session-token.js';
 import { Sessions } from '../sessions/sessions.js';
 import type { AnyClient, Client, Connection } from '../transport/client.js';
@@ -34,7 +33,6 @@ import { Connections } from '../transport/connections.js';
 import { UpgradeGate } from '../transport/upgrade-gate.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { Membership } from '../v1/membership.js';
-import { V1Endpoint, type V1Host } from '../v1/v1-endpoint.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import { Delivery } from './delivery.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
@@ -86,8 +84,6 @@ export class ScaledWebSocketServer<
   readonly #presence: PresenceService | undefined;
   readonly #delivery: Delivery;
   readonly #membership: Membership;
-  readonly #v1: V1Endpoint;
-  readonly #saver: SessionSaver<AnyClient>;
   readonly #connections: Connections<Identity, Data>;
   readonly #queries: Queries;
   readonly #gate: UpgradeGate<Identity>;
@@ -132,26 +128,20 @@ export class ScaledWebSocketServer<
       this,
     );
     const rooms = this.#delivery.rooms;
+    // Membership saves through the connections' saver, made next: only called once clients are.
     this.#membership = new Membership(rooms, this.#presence, this.#clients, (client) =>
-      this.#saver.save(client),
-    );
-    this.#v1 = new V1Endpoint(this.#v1Host());
-    this.#saver = new SessionSaver(
-      this.#sessions,
-      this.#clients,
-      this.#v1,
-      resolved,
-      this.#reporter,
+      this.#connections.saver.save(client),
     );
     this.#connections = new Connections(
       this.#clients,
       resolved,
       {
-        v1: this.#v1,
+        mesh: this.#mesh,
+        sessions: this.#sessions,
         rooms,
         presence: this.#presence,
         membership: this.#membership,
-        saver: this.#saver,
+        takeovers: this.#delivery,
         traffic: this.#traffic,
         reporter: this.#reporter,
         ids: this.#delivery.router,
@@ -326,9 +316,9 @@ export class ScaledWebSocketServer<
     await this.#mesh.start(this.#delivery, this.#queries);
     this.#connections.start();
     // Connected sessions are written again well within their time to live.
-    this.#every(Math.max(1000, this.#sessions.ttlMs / 3), () => this.#saver.saveAll());
+    this.#every(Math.max(1000, this.#sessions.ttlMs / 3), () => this.#connections.saver.saveAll());
     // What clients sent is recorded in batches: a node that dies rewinds at most this far.
-    this.#every(this.#options.upstreamSaveMs, () => this.#saver.saveAll(true));
+    this.#every(this.#options.upstreamSaveMs, () => this.#connections.saver.saveAll(true));
     await this.#gate.listen();
     this.#up = true;
     this.#reporter.log.write('info', 'node started', { port: this.address()?.port });
@@ -352,9 +342,9 @@ export class ScaledWebSocketServer<
     // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
     await this.#presence?.stop();
     for (const timer of this.#timers) clearInterval(timer);
-    await Promise.race([Promise.all(this.#saver.saveAll()), sleep(ms)]);
+    await Promise.race([Promise.all(this.#connections.saver.saveAll()), sleep(ms)]);
     await this.#connections.closeAll(CloseCode.ServiceRestart, 'draining', ms);
-    await Promise.race([this.#saver.closedSaved(), sleep(ms)]);
+    await Promise.race([this.#connections.saver.closedSaved(), sleep(ms)]);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
@@ -382,64 +372,6 @@ export class ScaledWebSocketServer<
       changed: (room, change) => this.emit('presence', room, change),
       report: this.#reporter.report,
     });
-  }
-
-  #v1Host(): V1Host {
-    const options = this.#options;
-    return {
-      nodeId: this.nodeId,
-      helloTimeoutMs: options.helloTimeoutMs,
-      maxRoomsPerClient: options.maxRoomsPerClient,
-      maxInFlightPerClient: options.maxInFlightPerClient,
-      replayBudget: () => ({ bytes: options.maxReplayBytes, entries: options.maxReplayEntries }),
-      receiptDelayMs: 100,
-      keepsDirect: this.#options.directHistory !== undefined,
-      sessions: this.#sessions,
-      owner: (identity) => {
-        try {
-          return options.sessionOwner(identity as Identity);
-        } catch (error) {
-          throw new HandlerError('sessionOwner', error);
-        }
-      },
-      alive: (nodeId) => nodeId === this.nodeId || this.#mesh.isAlive(nodeId),
-      kick: (sessionId) => this.#delivery.kick(sessionId),
-      register: (session, ws, socket, identity) => {
-        const data = session.record?.data as Data | undefined;
-        const connections = this.#connections;
-        const client = connections.register(
-          session.id,
-          ws,
-          socket,
-          identity as Identity,
-          true,
-          data,
-        );
-        client.conn = session.conn;
-        this.#delivery.arrived(client);
-        return client;
-      },
-      listen: (ws) => this.#connections.listen(ws),
-      frame: (client, frame, isBinary) => this.#connections.frame(client, frame, isBinary),
-      join: (client, room, from, announce, budget) =>
-        this.#membership.join(client, room, from, announce, budget),
-      leave: (client, room) => this.#membership.leave(client, room),
-      watchPresence: (client, room) =>
-        this.#presence === undefined ? 'NOT_FOUND' : this.#presence.watch(client, room),
-      save: (client) => void this.#saver.save(client),
-      authorizeJoin: options.authorizeJoin as V1Host['authorizeJoin'],
-      onRequest: options.onRequest as V1Host['onRequest'],
-      connected: (client, request) =>
-        this.emit('connection', client as Connection<Identity, Data>, request),
-      limited: (limit) => this.#reporter.limit(limit),
-      resumed: (client, reason) => {
-        const { result, ...fields } = this.#traffic.resumed(client.id, client.recovery, reason);
-        this.#reporter.log.write('debug', `resume ${result}`, fields);
-      },
-      joinRefused: (code) => this.#traffic.joinRefused(code),
-      report: this.#reporter.report,
-      log: this.#reporter.log,
-    };
   }
 
   readonly #onBrokerStatus = (status: BrokerStatus, error?: Error): void => {

@@ -72,6 +72,7 @@ export class Sessions {
   readonly #store: StateStore;
   readonly #tokens: SessionTokens;
   readonly #prefix: string;
+  /** Saves in flight, by session id and connection. */
   readonly #saving = new Map<
     string,
     { done: Promise<void>; again: boolean; snapshot: () => SessionSnapshot }
@@ -159,11 +160,14 @@ export class Sessions {
   }
 
   /**
-   * Writes a session's record, if `conn` still holds it. Saves of one session never overlap and
-   * a burst of changes costs at most one extra write.
+   * Writes a session's record, if `conn` still holds it. Saves of one connection never overlap and
+   * a burst of changes costs at most one extra write. Those of two connections of one session (a
+   * resume on this node, while the old connection's last save is out) are kept apart: a snapshot
+   * is written only with the connection it was taken from.
    */
   save(id: string, conn: string, snapshot: () => SessionSnapshot): Promise<void> {
-    const pending = this.#saving.get(id);
+    const key = `${id} ${conn}`;
+    const pending = this.#saving.get(key);
     if (pending !== undefined) {
       // The newest snapshot is the one written next (a closing connection's has its last rooms).
       pending.again = true;
@@ -176,9 +180,9 @@ export class Sessions {
         entry.again = false;
         await this.#write(id, conn, entry.snapshot()).catch(this.#onError);
       } while (entry.again);
-      this.#saving.delete(id);
+      this.#saving.delete(key);
     })();
-    this.#saving.set(id, entry);
+    this.#saving.set(key, entry);
     return entry.done;
   }
 

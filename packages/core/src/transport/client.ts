@@ -4,9 +4,10 @@ import { WebSocket } from 'ws';
 import type { ResumeInfo } from '../ops/node-stats.js';
 import { OutKind, type Traffic } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { isInbox, type ServerMessage } from '../protocol/messages.js';
-import { controlFrame, type Outgoing } from '../protocol/outgoing.js';
+import { isInbox } from '../protocol/messages.js';
+import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
+import { resyncFrame } from '../protocol/v1-writer.js';
 import { closeReason } from '../util/close-reason.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { type MessageInfo, UNNUMBERED } from '../v1/upstream.js';
@@ -358,16 +359,13 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     const gaps = this.#rare?.gaps;
     const { room, offset } = message;
     if (gaps !== undefined && room !== undefined && offset !== undefined && gaps.delete(room)) {
-      const resync = controlFrame({ t: 'resync', r: room, o: offset - 1, e: message.epoch! });
-      this.#count(resync, OutKind.Control);
+      this.#count(
+        resyncFrame(room, { offset: offset - 1, epoch: message.epoch! }),
+        OutKind.Control,
+      );
     }
     this.#count(message.envelopeFrame(), kind);
     return true;
-  }
-
-  /** Writes one `wscale.v1` protocol message. */
-  writeMessage(message: ServerMessage): boolean {
-    return this.writeFrame(controlFrame(message));
   }
 
   /**

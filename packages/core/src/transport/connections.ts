@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { HandlerError } from '../errors.js';
+import type { NodeMesh } from '../mesh/node-mesh.js';
 import type { Reporter } from '../ops/reporter.js';
 import type { Traffic } from '../ops/traffic.js';
 import type { PresenceService } from '../presence/presence-service.js';
@@ -9,18 +10,27 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { isInbox, PROTOCOL } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
-import type { SessionSaver } from '../sessions/session-saver.js';
+import { type SaverSettings, SessionSaver } from '../sessions/session-saver.js';
+import type { OpenedSession, Sessions } from '../sessions/sessions.js';
 import type { Membership } from '../v1/membership.js';
-import type { V1Endpoint } from '../v1/v1-endpoint.js';
+import { V1Endpoint, type V1Node, type V1Settings } from '../v1/v1-endpoint.js';
 import { type AnyClient, type Client, type ClientHost, Connection } from './client.js';
 import type { Door } from './upgrade-gate.js';
 
 /** The server options the connections apply (see `ServerOptions`). */
-export interface ConnectionSettings {
+export interface ConnectionSettings extends V1Settings, SaverSettings<unknown> {
   readonly maxBufferedBytes: number;
   readonly maxOpsPerSecond: number;
   readonly slowConsumer: 'close' | 'drop';
   readonly heartbeatIntervalMs: number;
+}
+
+/** Sessions that move between nodes: what the connections ask of the node's direct delivery. */
+export interface Takeovers {
+  /** Closes an older connection of the session, wherever it is, without waiting. */
+  kick(sessionId: string): void;
+  /** Applies what came for a session while it was being taken over (behind its welcome). */
+  arrived(client: AnyClient): void;
 }
 
 /** Where a new connection is announced: the server's `connection` event. */
@@ -30,11 +40,12 @@ export interface ConnectionEvents<Identity, Data extends object> {
 
 /** What the connections of a node use of the node. */
 export interface ConnectionParts {
-  readonly v1: V1Endpoint;
-  readonly rooms: RoomRegistry;
+  readonly mesh: NodeMesh;
+  readonly sessions: Sessions;
+  readonly rooms: RoomRegistry<AnyClient>;
   readonly presence: PresenceService | undefined;
   readonly membership: Membership;
-  readonly saver: SessionSaver<AnyClient>;
+  readonly takeovers: Takeovers;
   readonly traffic: Traffic;
   readonly reporter: Reporter;
   /** Where new raw clients get their ids (the direct router: the id names the node). */
@@ -44,9 +55,16 @@ export interface ConnectionParts {
 /**
  * The connections this node holds: the registry by id, the handlers every socket shares, writes
  * gathered per tick (corking), the slow-consumer policy, the rate limit on what clients send, and
- * the ping heartbeat that ends connections whose peer went silent.
+ * the ping heartbeat that ends connections whose peer went silent. A `wscale.v1` connection goes
+ * to the endpoint, which it serves as its node; its session is saved by the saver.
  */
-export class Connections<Identity, Data extends object> implements ClientHost, Door<Identity> {
+export class Connections<Identity, Data extends object>
+  implements ClientHost, Door<Identity>, V1Node
+{
+  /** The `wscale.v1` endpoint of the node's connections. */
+  readonly v1: V1Endpoint;
+  /** Saves the sessions of the node's `wscale.v1` connections. */
+  readonly saver: SessionSaver<AnyClient>;
   /** Messages dropped for slow consumers, and slow consumers closed. */
   readonly counters = { dropped: 0, slowConsumersClosed: 0 };
   // Plain fields, not getters: every write to a client reads them.
@@ -74,11 +92,60 @@ export class Connections<Identity, Data extends object> implements ClientHost, D
     this.maxBufferedBytes = settings.maxBufferedBytes;
     this.maxOpsPerSecond = settings.maxOpsPerSecond;
     this.traffic = parts.traffic;
+    const { sessions, membership, presence, traffic, reporter } = parts;
+    this.v1 = new V1Endpoint({
+      node: this,
+      settings,
+      sessions,
+      membership,
+      presence,
+      traffic,
+      log: reporter.log,
+    });
+    this.saver = new SessionSaver(sessions, clients, this.v1, settings, reporter);
+  }
+
+  get nodeId(): string {
+    return this.#parts.mesh.nodeId;
+  }
+
+  alive(nodeId: string): boolean {
+    return nodeId === this.nodeId || this.#parts.mesh.isAlive(nodeId);
+  }
+
+  kick(sessionId: string): void {
+    this.#parts.takeovers.kick(sessionId);
+  }
+
+  /** Registers the connection of an opened `wscale.v1` session. */
+  register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): AnyClient {
+    const data = session.record?.data as Data | undefined;
+    const client = this.#add(session.id, ws, socket, identity as Identity, true, data);
+    client.conn = session.conn;
+    this.#parts.takeovers.arrived(client);
+    return client;
+  }
+
+  connected(client: AnyClient, request: IncomingMessage): void {
+    // The endpoint hands back the connection it registered here, with this node's types.
+    this.#events.emit('connection', client as Connection<Identity, Data>, request);
+  }
+
+  save(client: AnyClient): Promise<void> {
+    return this.saver.save(client);
+  }
+
+  limited(limit: 'rooms' | 'inFlight' | 'replay'): void {
+    this.#parts.reporter.limit(limit);
+  }
+
+  report(error: unknown): void {
+    this.#parts.reporter.report(error);
   }
 
   /** Connections held, and `wscale.v1` ones waiting for their `welcome`. */
   get count(): number {
-    return this.#clients.size + this.#parts.v1.opening;
+    return this.#clients.size + this.v1.opening;
   }
 
   /** Room memberships of the clients (a client in three rooms counts three). */
@@ -104,17 +171,17 @@ export class Connections<Identity, Data extends object> implements ClientHost, D
     // From here to its end, a socket's errors (a bad frame, a reset) come as `error` events.
     ws.on('error', this.#socketEvents.error);
     if (ws.protocol === PROTOCOL) {
-      this.#parts.v1.accept(ws, socket, request, identity);
+      this.v1.accept(ws, socket, request, identity);
       return;
     }
     const id = this.#parts.ids.newClientId();
-    const client = this.register(id, ws, socket, identity, false);
+    const client = this.#add(id, ws, socket, identity, false);
     this.listen(ws);
     this.#events.emit('connection', client, request);
   }
 
   /** Adds a connection to the registry; its frames are taken from {@link listen} on. */
-  register(
+  #add(
     id: string,
     ws: WebSocket,
     socket: Duplex,
@@ -148,17 +215,8 @@ export class Connections<Identity, Data extends object> implements ClientHost, D
       client.close(CloseCode.PolicyViolation, 'rate limit');
       return;
     }
-    if (client.v1) this.#parts.v1.receive(client, frame, isBinary);
+    if (client.v1) this.v1.receive(client, frame, isBinary);
     else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
-  }
-
-  /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
-  release(id: string, code: number, reason: string): boolean {
-    const older = this.#clients.get(id);
-    if (older === undefined) return false;
-    this.#clients.delete(id);
-    older.close(code, reason);
-    return true;
   }
 
   /**
@@ -171,7 +229,7 @@ export class Connections<Identity, Data extends object> implements ClientHost, D
     const closed = clients.map(
       (client) => new Promise<void>((resolve) => client.once('close', () => resolve())),
     );
-    const v1 = this.#parts.v1;
+    const v1 = this.v1;
     v1.closeOpening(code, reason);
     for (const client of clients) client.close(code, reason);
     const timer = setTimeout(() => {
@@ -191,7 +249,7 @@ export class Connections<Identity, Data extends object> implements ClientHost, D
   }
 
   dataChanged(client: AnyClient): Promise<void> {
-    return this.#parts.saver.save(client);
+    return this.saver.save(client);
   }
 
   handlerFailed(error: unknown): void {
@@ -227,10 +285,10 @@ export class Connections<Identity, Data extends object> implements ClientHost, D
   };
 
   #closed(client: AnyClient, code: number, reason: Buffer): void {
-    const { v1, saver, presence, rooms, reporter } = this.#parts;
+    const { presence, rooms, reporter } = this.#parts;
     if (client.v1) {
-      v1.forget(client);
-      saver.saveClosed(client);
+      this.v1.forget(client);
+      this.saver.saveClosed(client);
     }
     presence?.closed(client, client.roomList, code);
     if (this.#clients.get(client.id) === client) this.#clients.delete(client.id);

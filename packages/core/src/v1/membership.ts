@@ -1,5 +1,6 @@
 import type { HistoryPosition } from '../contracts.js';
 import type { PresenceService } from '../presence/presence-service.js';
+import { writeLeft } from '../protocol/v1-writer.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import type { AnyClient } from '../transport/client.js';
@@ -10,13 +11,13 @@ import type { AnyClient } from '../transport/client.js';
  * `wscale.v1` client, its `joined` / `left` and its session saved with the room.
  */
 export class Membership {
-  readonly #rooms: RoomRegistry;
+  readonly #rooms: RoomRegistry<AnyClient>;
   readonly #presence: PresenceService | undefined;
   readonly #clients: ReadonlyMap<string, AnyClient>;
   readonly #save: (client: AnyClient) => Promise<void>;
 
   constructor(
-    rooms: RoomRegistry,
+    rooms: RoomRegistry<AnyClient>,
     presence: PresenceService | undefined,
     /** The node's connected clients: one that is no longer among them enters no presence. */
     clients: ReadonlyMap<string, AnyClient>,
@@ -55,7 +56,7 @@ export class Membership {
     await this.#rooms.leave(client, room);
     this.#presence?.left(client, room);
     if (!client.v1) return;
-    client.writeMessage({ t: 'left', r: room });
+    writeLeft(client, room);
     await this.#save(client);
   }
 }

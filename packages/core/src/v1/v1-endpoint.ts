@@ -1,47 +1,44 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import type { HistoryPosition } from '../contracts.js';
-import { HandlerError } from '../errors.js';
+import type { History, HistoryPosition } from '../contracts.js';
+import { HandlerError, ProtocolError } from '../errors.js';
 import type { NodeLog } from '../ops/logger.js';
-import type { JoinRefusal } from '../ops/traffic.js';
+import type { Traffic } from '../ops/traffic.js';
+import type { PresenceService } from '../presence/presence-service.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import { decodeClientFrame, encodeBinary, ProtocolViolation } from '../protocol/codec.js';
+import { decodeClientFrame } from '../protocol/codec.js';
 import {
-  type AckMessage,
   type ClientMessage,
   type HelloMessage,
   inboxOf,
-  type NotResumedReason,
-  type ProtocolErrorCode,
   RESERVED_ROOM_PREFIX,
   type WelcomeMessage,
   type WelcomeRoom,
 } from '../protocol/messages.js';
-import { controlFrame } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable } from '../protocol/payload.js';
-import { wsFrame } from '../protocol/ws-frame.js';
+import {
+  writeAck,
+  writeError,
+  writeLeft,
+  writePong,
+  writeReceived,
+  writeRefusal,
+  writeWelcome,
+} from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
-import type { Awaitable } from '../server/options.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
-import type { AnyClient } from '../transport/client.js';
+import type { AnyClient, Client } from '../transport/client.js';
 import { closeReason } from '../util/close-reason.js';
+import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
 
-/** What the `wscale.v1` endpoint needs from its server. */
-export interface V1Host {
+/**
+ * What the endpoint needs of the node that holds the connections: the few things only the node
+ * knows (its clients, its sockets, its counters).
+ */
+export interface V1Node {
   readonly nodeId: string;
-  readonly helloTimeoutMs: number;
-  readonly maxRoomsPerClient: number;
-  readonly maxInFlightPerClient: number;
-  /** How long a `rcv` may wait, so that it covers every frame a client sent meanwhile. */
-  readonly receiptDelayMs: number;
-  /** Whether sessions keep their direct messages in a stream of their own. */
-  readonly keepsDirect: boolean;
-  readonly sessions: Sessions;
-  /** What one resume may replay, over all its rooms. */
-  replayBudget(): ReplayBudget;
-  owner(identity: unknown): string;
   /** Whether a node (this one or another) is alive. */
   alive(nodeId: string): boolean;
   /** Closes an older connection of the session, wherever it is, without waiting. */
@@ -52,29 +49,42 @@ export interface V1Host {
   listen(ws: WebSocket): void;
   /** Takes one frame of a registered client, as if it had just arrived. */
   frame(client: AnyClient, data: Buffer, isBinary: boolean): void;
-  join(
-    client: AnyClient,
-    room: string,
-    from?: HistoryPosition,
-    announce?: boolean,
-    budget?: ReplayBudget,
-  ): Promise<JoinOutcome | undefined>;
-  leave(client: AnyClient, room: string): Promise<void>;
-  /** Starts sending a room's presence to a client; an error code when refused. */
-  watchPresence(client: AnyClient, room: string): ProtocolErrorCode | undefined;
-  save(client: AnyClient): void;
-  authorizeJoin?: (client: AnyClient, room: string) => Awaitable<unknown>;
-  onRequest?: (client: AnyClient, data: string | Buffer, info: MessageInfo) => Awaitable<unknown>;
   /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: AnyClient, request: IncomingMessage): void;
+  /** Saves a client's session. */
+  save(client: AnyClient): Promise<void>;
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
-  /** A hello presented a session token: resumed (see `client.recovery`), or not for `reason`. */
-  resumed(client: AnyClient, reason: NotResumedReason | undefined): void;
-  /** A client's `join` was refused with this code. */
-  joinRefused(code: JoinRefusal): void;
   report(error: unknown): void;
-  readonly log: NodeLog;
+}
+
+/** The server options the endpoint reads: the server's resolved options are these. */
+export interface V1Settings {
+  readonly helloTimeoutMs: number;
+  readonly maxRoomsPerClient: number;
+  readonly maxInFlightPerClient: number;
+  /** What one resume may replay, over all its rooms. */
+  readonly maxReplayBytes: number;
+  readonly maxReplayEntries: number;
+  /** Set when sessions keep their direct messages in a stream of their own. */
+  readonly directHistory?: History;
+  sessionOwner(identity: unknown): string;
+  /** Whether a client may join a room: a boolean, or a promise of one (else it is a no). */
+  authorizeJoin?(client: Client<unknown, object>, room: string): unknown;
+  /** The reply to a request: text, bytes, nothing, or a promise of one of them. */
+  onRequest?(client: Client<unknown, object>, data: string | Buffer, info: MessageInfo): unknown;
+}
+
+/** The endpoint's collaborators. */
+export interface V1Parts {
+  node: V1Node;
+  settings: V1Settings;
+  sessions: Sessions;
+  membership: Membership;
+  /** Presence, when some rooms keep it. */
+  presence: PresenceService | undefined;
+  traffic: Traffic;
+  log: NodeLog;
 }
 
 /** A frame that came in behind the `hello`, before the session was open. */
@@ -85,18 +95,30 @@ type Queued = [data: Buffer, isBinary: boolean];
  * session, then every operation a client may send.
  */
 export class V1Endpoint {
-  readonly #host: V1Host;
+  readonly #node: V1Node;
+  readonly #settings: V1Settings;
+  readonly #sessions: Sessions;
+  readonly #membership: Membership;
+  readonly #presence: PresenceService | undefined;
+  readonly #traffic: Traffic;
+  readonly #log: NodeLog;
   /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
   /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
   readonly #upstream = new WeakMap<AnyClient, UpstreamLedger>();
   readonly #receipts: ReceiptBatcher<AnyClient>;
 
-  constructor(host: V1Host) {
-    this.#host = host;
-    this.#receipts = new ReceiptBatcher(host.receiptDelayMs, (client) => {
+  constructor(parts: V1Parts) {
+    this.#node = parts.node;
+    this.#settings = parts.settings;
+    this.#sessions = parts.sessions;
+    this.#membership = parts.membership;
+    this.#presence = parts.presence;
+    this.#traffic = parts.traffic;
+    this.#log = parts.log;
+    this.#receipts = new ReceiptBatcher(RECEIPT_DELAY_MS, (client) => {
       const last = this.#upstream.get(client)?.last;
-      if (last !== undefined && client.open) client.writeMessage({ t: 'rcv', s: last });
+      if (last !== undefined) writeReceived(client, last);
     });
   }
 
@@ -138,7 +160,7 @@ export class V1Endpoint {
     const timer = setTimeout(() => {
       if (queued === undefined) refuse(CloseCode.PolicyViolation, 'hello expected');
       else if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
-    }, this.#host.helloTimeoutMs);
+    }, this.#settings.helloTimeoutMs);
     this.#opening.add(ws);
     const settled = () => {
       clearTimeout(timer);
@@ -163,12 +185,12 @@ export class V1Endpoint {
           if (client === undefined) return;
           const behind = queued ?? [];
           settled();
-          this.#host.listen(ws);
-          for (const [frame, binary] of behind) this.#host.frame(client, frame, binary);
+          this.#node.listen(ws);
+          for (const [frame, binary] of behind) this.#node.frame(client, frame, binary);
           ws.resume();
         })
         .catch((error) => {
-          this.#host.report(error);
+          this.#node.report(error);
           refuse(CloseCode.InternalError, 'session could not be opened');
         });
     };
@@ -199,18 +221,18 @@ export class V1Endpoint {
     identity: unknown,
     hello: HelloMessage,
   ): Promise<AnyClient | undefined> {
-    const host = this.#host;
-    const owner = host.owner(identity);
+    const node = this.#node;
+    const owner = this.#owner(identity);
     if (hello.session !== undefined) await this.#handOver(hello.session, owner);
-    const session = await host.sessions.open(hello.session, owner);
+    const session = await this.#sessions.open(hello.session, owner);
     if (ws.readyState !== WebSocket.OPEN) {
       // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
       ws.terminate();
       return undefined;
     }
-    if (session.claimed) host.kick(session.id);
+    if (session.claimed) node.kick(session.id);
     this.#opening.delete(ws);
-    const client = host.register(session, ws, socket, identity);
+    const client = node.register(session, ws, socket, identity);
     // Whether the previous connection recorded all it handed on: only a clean close says so.
     const doubtful = session.cleanlyClosed !== true;
     const ledger = new UpstreamLedger(session.record, doubtful);
@@ -218,11 +240,12 @@ export class V1Endpoint {
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
-    const budget = host.replayBudget();
+    const { maxReplayBytes, maxReplayEntries } = this.#settings;
+    const budget: ReplayBudget = { bytes: maxReplayBytes, entries: maxReplayEntries };
     const own = new Set(session.record?.own);
     for (const room of session.record?.rooms ?? []) {
       if (own.has(room) && !(await this.#authorized(client, room))) {
-        client.writeMessage({ t: 'left', r: room });
+        writeLeft(client, room);
         continue;
       }
       if (own.has(room)) client.markOwn(room);
@@ -232,7 +255,7 @@ export class V1Endpoint {
     }
     // A session whose direct messages are kept is in its own stream from its start.
     const inbox = inboxOf(client.id);
-    if (host.keepsDirect && !(inbox in rooms)) {
+    if (this.#settings.directHistory !== undefined && !(inbox in rooms)) {
       rooms[inbox] = await this.#rejoin(client, inbox, undefined, replay, budget);
     }
     if (client.gone) return undefined;
@@ -240,21 +263,37 @@ export class V1Endpoint {
       t: 'welcome',
       session: session.token,
       client: client.id,
-      node: host.nodeId,
+      node: node.nodeId,
       resumed: session.resumed,
       rooms,
       s: ledger.last,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    client.release(controlFrame(welcome), replay);
+    writeWelcome(client, welcome, replay);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
-      host.save(client);
+      void node.save(client);
     }
-    if (hello.session !== undefined) host.resumed(client, session.reason);
-    host.connected(client, request);
+    if (hello.session !== undefined) {
+      const { result, ...fields } = this.#traffic.resumed(
+        client.id,
+        client.recovery,
+        session.reason,
+      );
+      this.#log.write('debug', `resume ${result}`, fields);
+    }
+    node.connected(client, request);
     return client;
+  }
+
+  /** The session owner of an identity (`sessionOwner`, whose throw is a handler's failure). */
+  #owner(identity: unknown): string {
+    try {
+      return this.#settings.sessionOwner(identity);
+    } catch (error) {
+      throw new HandlerError('sessionOwner', error);
+    }
   }
 
   /**
@@ -263,10 +302,10 @@ export class V1Endpoint {
    * then knows exactly which of the client's messages arrived, and none comes twice.
    */
   async #handOver(token: string, owner: string): Promise<void> {
-    const sessions = this.#host.sessions;
+    const sessions = this.#sessions;
     const holder = await sessions.holder(token);
-    if (holder === undefined || holder.owner !== owner || !this.#host.alive(holder.node)) return;
-    this.#host.kick(holder.id);
+    if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) return;
+    this.#node.kick(holder.id);
     const deadline = Date.now() + HANDOVER_MS;
     while (Date.now() < deadline && (await sessions.holder(token)) !== undefined) {
       await new Promise((resolve) => setTimeout(resolve, HANDOVER_POLL_MS));
@@ -282,9 +321,9 @@ export class V1Endpoint {
   ): Promise<WelcomeRoom> {
     let outcome: JoinOutcome | undefined;
     try {
-      outcome = await this.#host.join(client, room, from, false, budget);
+      outcome = await this.#membership.join(client, room, from, false, budget);
     } catch (error) {
-      this.#host.report(error);
+      this.#node.report(error);
       return { recovered: false, reason: 'unavailable' };
     }
     if (outcome === undefined) return { recovered: false, reason: 'no-history' };
@@ -299,7 +338,7 @@ export class V1Endpoint {
       state.reason = 'no-position';
     } else if (outcome.reason !== undefined) {
       state.reason = outcome.reason;
-      if (outcome.overBudget === true) this.#host.limited('replay');
+      if (outcome.overBudget === true) this.#node.limited('replay');
     }
     for (const message of outcome.replay) replay.push(message.envelopeFrame());
     return state;
@@ -326,38 +365,46 @@ export class V1Endpoint {
         void this.#leave(client, message.id, message.r);
         return;
       case 'ping':
-        client.writeMessage({ t: 'pong' });
+        writePong(client);
         return;
       case 'presence': {
-        const refused = this.#host.watchPresence(client, message.r);
-        if (refused === undefined) client.writeMessage({ t: 'ack', id: message.id });
-        else fail(client, message.id, refused, `no presence of "${message.r}" for this client`);
+        const presence = this.#presence;
+        const refused = presence === undefined ? 'NOT_FOUND' : presence.watch(client, message.r);
+        if (refused === undefined) writeAck(client, message.id);
+        else {
+          writeRefusal(
+            client,
+            message.id,
+            refused,
+            `no presence of "${message.r}" for this client`,
+          );
+        }
         return;
       }
       case 'hello':
-        client.writeMessage({ t: 'error', code: 'BAD_REQUEST', message: 'hello was already said' });
+        writeError(client, 'BAD_REQUEST', 'hello was already said');
         return;
       default:
-        client.writeMessage({
-          t: 'error',
-          code: 'UNKNOWN_OP',
-          message: `unknown message type "${String((message as { t: unknown }).t).slice(0, 64)}"`,
-        });
+        writeError(
+          client,
+          'UNKNOWN_OP',
+          `unknown message type "${String((message as { t: unknown }).t).slice(0, 64)}"`,
+        );
     }
   }
 
   /** Runs an operation that ends in an `ack`, within the client's operations in flight. */
   #answer(client: AnyClient, id: number, operation: () => Promise<void>): void {
-    if (client.inFlight >= this.#host.maxInFlightPerClient) {
-      this.#host.limited('inFlight');
-      fail(client, id, 'BUSY', 'too many operations waiting for their ack');
+    if (client.inFlight >= this.#settings.maxInFlightPerClient) {
+      this.#node.limited('inFlight');
+      writeRefusal(client, id, 'BUSY', 'too many operations waiting for their ack');
       return;
     }
     client.inFlight++;
     operation()
       .catch((error) => {
-        this.#host.report(error);
-        fail(client, id, 'UNAVAILABLE', 'the operation failed');
+        this.#node.report(error);
+        writeRefusal(client, id, 'UNAVAILABLE', 'the operation failed');
       })
       .finally(() => client.inFlight--);
   }
@@ -379,7 +426,7 @@ export class V1Endpoint {
   #answerAgain(client: AnyClient, message: { id: number; s?: number }): void {
     const kept = this.#upstream.get(client)?.replyTo(message.s!);
     if (kept === undefined) {
-      fail(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
+      writeRefusal(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
     } else {
       writeAck(client, message.id, kept, kept.b === undefined ? undefined : base64(kept.b));
     }
@@ -402,23 +449,23 @@ export class V1Endpoint {
     data: string | Buffer,
     info: MessageInfo,
   ): Promise<{ reply: Omit<StoredReply, 's' | 'b'>; bytes?: Buffer }> {
-    const onRequest = this.#host.onRequest;
-    if (onRequest === undefined) {
+    const settings = this.#settings;
+    if (settings.onRequest === undefined) {
       return {
         reply: { error: { code: 'NOT_FOUND', message: 'the server has no request handler' } },
       };
     }
     let result: unknown;
     try {
-      result = await onRequest(client, data, info);
+      result = await settings.onRequest(client, data, info);
     } catch (error) {
-      this.#host.report(new HandlerError('onRequest', error));
+      this.#node.report(new HandlerError('onRequest', error));
       return { reply: HANDLER_FAILED };
     }
     if (result === undefined) return { reply: {} };
     if (!isSendable(result)) {
       const type = result === null ? 'null' : typeof result;
-      this.#host.report(
+      this.#node.report(
         new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
       );
       return { reply: HANDLER_FAILED };
@@ -430,55 +477,55 @@ export class V1Endpoint {
   async #join(client: AnyClient, id: number, room: string): Promise<void> {
     if (!this.#roomLeft(client, id, room)) return;
     if (room.startsWith(RESERVED_ROOM_PREFIX) || !(await this.#authorized(client, room))) {
-      this.#host.joinRefused('FORBIDDEN');
-      return fail(client, id, 'FORBIDDEN', `may not join "${room}"`);
+      this.#traffic.joinRefused('FORBIDDEN');
+      return writeRefusal(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
     // Checked again: other joins of the client may have finished while this one was authorized.
     if (!this.#roomLeft(client, id, room)) return;
     // Marked first: the join saves the session, and leaving (or failing) unmarks it.
     client.markOwn(room);
     try {
-      await this.#host.join(client, room);
+      await this.#membership.join(client, room);
     } catch (error) {
-      this.#host.report(error);
-      this.#host.joinRefused('UNAVAILABLE');
-      return fail(client, id, 'UNAVAILABLE', `could not join "${room}"`);
+      this.#node.report(error);
+      this.#traffic.joinRefused('UNAVAILABLE');
+      return writeRefusal(client, id, 'UNAVAILABLE', `could not join "${room}"`);
     }
-    client.writeMessage({ t: 'ack', id });
+    writeAck(client, id);
   }
 
   /** Whether the client may be in one more room; if not, its join is answered `LIMIT`. */
   #roomLeft(client: AnyClient, id: number, room: string): boolean {
-    const max = this.#host.maxRoomsPerClient;
+    const max = this.#settings.maxRoomsPerClient;
     if (client.inRoom(room) || client.roomList.length < max) return true;
-    this.#host.limited('rooms');
-    this.#host.joinRefused('LIMIT');
-    fail(client, id, 'LIMIT', `already in ${max} rooms`);
+    this.#node.limited('rooms');
+    this.#traffic.joinRefused('LIMIT');
+    writeRefusal(client, id, 'LIMIT', `already in ${max} rooms`);
     return false;
   }
 
   /** Whether `authorizeJoin` lets the client into a room; a throw or a non-boolean is a no. */
   async #authorized(client: AnyClient, room: string): Promise<boolean> {
-    const authorize = this.#host.authorizeJoin;
-    if (authorize === undefined) return false;
+    const settings = this.#settings;
+    if (settings.authorizeJoin === undefined) return false;
     let allowed: unknown;
     try {
-      allowed = await authorize(client, room);
+      allowed = await settings.authorizeJoin(client, room);
     } catch (error) {
-      this.#host.report(new HandlerError('authorizeJoin', error));
+      this.#node.report(new HandlerError('authorizeJoin', error));
       return false;
     }
     if (typeof allowed === 'boolean') return allowed;
     const type = allowed === null ? 'null' : typeof allowed;
-    this.#host.report(
+    this.#node.report(
       new HandlerError('authorizeJoin', new TypeError(`it returned ${type}, not a boolean`)),
     );
     return false;
   }
 
   async #leave(client: AnyClient, id: number, room: string): Promise<void> {
-    await this.#host.leave(client, room).catch((error) => this.#host.report(error));
-    client.writeMessage({ t: 'ack', id });
+    await this.#membership.leave(client, room).catch((error) => this.#node.report(error));
+    writeAck(client, id);
   }
 
   /** Decodes a frame; a malformed one closes the connection with 1007 and yields `undefined`. */
@@ -493,10 +540,10 @@ export class V1Endpoint {
       const { buffer, byteOffset, byteLength } = binary;
       return { message, binary: Buffer.from(buffer, byteOffset, byteLength) };
     } catch (error) {
-      if (!(error instanceof ProtocolViolation)) throw error;
+      if (!(error instanceof ProtocolError)) throw error;
       close(target, CloseCode.InvalidPayload, error.message);
       const fields = { client: 'id' in target ? target.id : undefined, reason: error.message };
-      this.#host.log.write('warn', 'protocol violation: closed 1007', fields);
+      this.#log.write('warn', 'protocol violation: closed 1007', fields);
       return undefined;
     }
   }
@@ -506,6 +553,9 @@ export class V1Endpoint {
 const HANDLER_FAILED = {
   error: { code: 'HANDLER_FAILED', message: 'the request handler failed' },
 } as const satisfies Omit<StoredReply, 's'>;
+
+/** How long a `rcv` waits to cover every frame a client sends meanwhile. */
+const RECEIPT_DELAY_MS = 100;
 
 /** How long a resume waits for a live node to let go of the session, and how often it looks. */
 const HANDOVER_MS = 250;
@@ -520,19 +570,6 @@ function isSendable(value: unknown): value is Sendable {
   return typeof value === 'string' || value instanceof ArrayBuffer || ArrayBuffer.isView(value);
 }
 
-/** Answers a request: text or no reply in a text frame, bytes in a binary one. */
-function writeAck(client: AnyClient, id: number, reply: Omit<StoredReply, 's'>, bytes?: Buffer) {
-  const ack: AckMessage = { t: 'ack', id };
-  if (reply.error !== undefined) ack.error = reply.error;
-  if (reply.d !== undefined) ack.d = reply.d;
-  if (bytes === undefined) client.writeMessage(ack);
-  else client.writeFrame(wsFrame(encodeBinary(ack, bytes), true));
-}
-
 function base64(text: string): Buffer {
   return Buffer.from(text, 'base64');
-}
-
-function fail(client: AnyClient, id: number, code: ProtocolErrorCode, message: string): void {
-  client.writeMessage({ t: 'ack', id, error: { code, message } });
 }

@@ -1,0 +1,54 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { TestCluster } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+afterEach(() => cluster.closeAll());
+
+/** The `presence` request of a `wscale.v1` client, as a client written from the spec sees it. */
+describe('a wscale.v1 presence request', () => {
+  it('is answered with the snapshot, then its ack, then joins and leaves', async () => {
+    const [node] = await cluster.start(1, {
+      presence: [{ rooms: 'pres:*' }],
+      authorizeJoin: () => true,
+    });
+    const { peer, welcome } = await V1Peer.connect(node!);
+    peer.send({ t: 'join', id: 1, r: 'pres:1' });
+    await peer.next('ack');
+    peer.send({ t: 'presence', id: 2, r: 'pres:1' });
+    const snapshot = await peer.next('presence');
+    expect(snapshot).toEqual({ t: 'presence', r: 'pres:1', m: [{ u: welcome.client }], n: 1 });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 2 });
+
+    const other = await V1Peer.connect(node!);
+    other.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+    expect(await peer.next('pjoin')).toEqual({ t: 'pjoin', r: 'pres:1', u: other.welcome.client });
+    other.peer.send({ t: 'leave', id: 2, r: 'pres:1' });
+    expect(await peer.next('pleave')).toEqual({
+      t: 'pleave',
+      r: 'pres:1',
+      u: other.welcome.client,
+    });
+  });
+
+  it('is refused for a room that keeps no presence, and for a room the client is not in', async () => {
+    const [node] = await cluster.start(1, {
+      presence: [{ rooms: 'pres:*' }],
+      authorizeJoin: () => true,
+    });
+    const { peer } = await V1Peer.connect(node!);
+    peer.send({ t: 'join', id: 1, r: 'plain' });
+    await peer.next('ack');
+    peer.send({ t: 'presence', id: 2, r: 'plain' });
+    expect(await peer.next('ack')).toMatchObject({ id: 2, error: { code: 'NOT_FOUND' } });
+    peer.send({ t: 'presence', id: 3, r: 'pres:1' });
+    expect(await peer.next('ack')).toMatchObject({ id: 3, error: { code: 'FORBIDDEN' } });
+  });
+
+  it('is refused by a node where no room keeps presence', async () => {
+    const [node] = await cluster.start(1, { authorizeJoin: () => true });
+    const { peer } = await V1Peer.connect(node!);
+    peer.send({ t: 'presence', id: 1, r: 'pres:1' });
+    expect(await peer.next('ack')).toMatchObject({ id: 1, error: { code: 'NOT_FOUND' } });
+  });
+});
