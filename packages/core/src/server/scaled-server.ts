@@ -75,7 +75,6 @@ export class ScaledWebSocketServer<
   readonly #store: StateStore;
   readonly #ownedStore: StateStore | undefined;
   readonly #reporter: Reporter;
-  readonly #traffic = new Traffic();
   /** The clients connected to this node, by id: shared by the parts that must know who is here. */
   readonly #clients = new Map<string, Connection<Identity, Data>>();
   readonly #sessions: Sessions;
@@ -83,7 +82,6 @@ export class ScaledWebSocketServer<
   /** Presence, when some rooms keep it. */
   readonly #presence: PresenceService | undefined;
   readonly #delivery: Delivery;
-  readonly #membership: Membership;
   readonly #connections: Connections<Identity, Data>;
   readonly #queries: Queries;
   readonly #gate: UpgradeGate<Identity>;
@@ -129,9 +127,10 @@ export class ScaledWebSocketServer<
     );
     const rooms = this.#delivery.rooms;
     // Membership saves through the connections' saver, made next: only called once clients are.
-    this.#membership = new Membership(rooms, this.#presence, this.#clients, (client) =>
+    const membership = new Membership(rooms, this.#presence, this.#clients, (client) =>
       this.#connections.saver.save(client),
     );
+    const traffic = new Traffic();
     this.#connections = new Connections(
       this.#clients,
       resolved,
@@ -140,9 +139,9 @@ export class ScaledWebSocketServer<
         sessions: this.#sessions,
         rooms,
         presence: this.#presence,
-        membership: this.#membership,
+        membership,
         takeovers: this.#delivery,
-        traffic: this.#traffic,
+        traffic,
         reporter: this.#reporter,
         ids: this.#delivery.router,
       },
@@ -154,7 +153,7 @@ export class ScaledWebSocketServer<
       this.#clients,
       rooms,
       this.#connections,
-      this.#traffic,
+      traffic,
       this.#reporter,
       resolved.requestTimeoutMs,
     );
