@@ -7,6 +7,11 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  COMPRESSION_SIZES,
+  COMPRESSION_SMOKE,
+  runCompression,
+} from './compression/compression-scenario.js';
 import { parseOptions } from './harness/config.js';
 import {
   IMPLEMENTATIONS,
@@ -14,12 +19,19 @@ import {
   type Needs,
   unavailableReason,
 } from './harness/implementations.js';
-import { cpuTimes, describeMachine, loadAverage, packageVersions } from './harness/machine.js';
+import {
+  cpuTimes,
+  describeMachine,
+  loadAverage,
+  openFilesLimit,
+  packageVersions,
+} from './harness/machine.js';
 import { Processes } from './harness/processes.js';
 import type { Results } from './harness/results.js';
 import { type RunContext, runChurn, runFanout, runIdle, runScale } from './harness/scenarios.js';
 import { hasBinary, type Service, startNats, startRedis } from './harness/services.js';
 import { runSoak } from './harness/soak-scenario.js';
+import { runStorm } from './harness/storm-scenario.js';
 import { writeReport } from './report/write-report.js';
 
 const DOCS = fileURLToPath(new URL('../../docs', import.meta.url));
@@ -31,6 +43,21 @@ async function main(): Promise<number> {
     const results = JSON.parse(readFileSync(options.reportFrom, 'utf8')) as Results;
     for (const file of writeReport(results, options.out, ANALYSIS)) console.log(`wrote ${file}`);
     return 0;
+  }
+  // The load generator holds every client of a scenario, and one node all of the one-node
+  // scenario's: each needs a file descriptor per connection, and a few more of its own.
+  const { sizes } = options;
+  const descriptors =
+    Math.max(
+      options.skipIdle ? 0 : sizes.idleClients,
+      options.skipStorm ? 0 : (sizes.stormClients ?? 0),
+      sizes.clients,
+    ) + 200;
+  const limit = openFilesLimit();
+  if (limit !== undefined && limit < descriptors) {
+    throw new Error(
+      `the open files limit is ${limit}, and this run needs about ${descriptors}: raise it with \`ulimit -n ${descriptors}\` (the bench script tries 65536) or run smaller sizes`,
+    );
   }
   const started = Date.now();
   const loadavgStart = loadAverage();
@@ -78,6 +105,7 @@ async function main(): Promise<number> {
       ...(implementation.churn ? { churn: true } : {}),
       ...(implementation.soak ? { soak: true } : {}),
       ...(implementation.scale ? { scale: true } : {}),
+      ...(implementation.storm ? { storm: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
     else log(`${implementation.id}: ${reason}`);
@@ -111,6 +139,7 @@ async function main(): Promise<number> {
     churn: {},
     soak: {},
     scale: {},
+    storm: {},
     errors: [],
   };
 
@@ -175,10 +204,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} fan-out: ${implementation.id}`);
             const measured = await runFanout(context, implementation, round);
-            results.fanout[implementation.id] = [
-              ...(results.fanout[implementation.id] ?? []),
-              measured,
-            ];
+            append(results.fanout, implementation.id, measured);
             log(`  ${summary(measured.fixed)} | max ${summary(measured.max)}`);
           },
         );
@@ -190,13 +216,14 @@ async function main(): Promise<number> {
           order.filter((item) => item.idle),
           async (implementation) => {
             log(`round ${round} idle memory: ${implementation.id}`);
-            const measured = await runIdle(context, implementation, round);
-            results.idle[implementation.id] = [
-              ...(results.idle[implementation.id] ?? []),
-              measured,
-            ];
+            const measured = await runIdle(context, implementation, round, !options.skipBigRoom);
+            append(results.idle, implementation.id, measured);
             const perConnection = (measured.rssAfter - measured.rssBefore) / measured.connections;
-            log(`  ${(perConnection / 1024).toFixed(1)} KiB RSS per connection`);
+            const perSecond = (measured.connections / (measured.connectMs ?? 1)) * 1000;
+            log(
+              `  ${(perConnection / 1024).toFixed(1)} KiB RSS per connection, ${Math.round(perSecond)} connections/s` +
+                (measured.fanout === undefined ? '' : `; ${summary(measured.fanout)}`),
+            );
           },
         );
       }
@@ -208,9 +235,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} connect + resume churn: ${implementation.id}`);
             const measured = await runChurn(context, implementation, round);
-            const churn = results.churn ?? {};
-            churn[implementation.id] = [...(churn[implementation.id] ?? []), measured];
-            results.churn = churn;
+            append(results.churn!, implementation.id, measured);
           },
         );
       }
@@ -222,9 +247,7 @@ async function main(): Promise<number> {
           async (implementation) => {
             log(`round ${round} churn soak: ${implementation.id}`);
             const measured = await runSoak(context, implementation, round);
-            const soak = results.soak ?? {};
-            soak[implementation.id] = [...(soak[implementation.id] ?? []), measured];
-            results.soak = soak;
+            append(results.soak!, implementation.id, measured);
           },
         );
       }
@@ -237,14 +260,45 @@ async function main(): Promise<number> {
             order.filter((item) => item.scale),
             async (implementation) => {
               log(`round ${round} direct on ${nodes} nodes: ${implementation.id}`);
-              const measured = await runScale(context, implementation, nodes, round);
-              const scale = results.scale ?? {};
-              scale[implementation.id] = [...(scale[implementation.id] ?? []), measured];
-              results.scale = scale;
-              log(`  ${summary(measured.direct)}`);
+              const measured = await runScale(
+                context,
+                implementation,
+                nodes,
+                round,
+                !options.skipScaleFanout,
+              );
+              append(results.scale!, implementation.id, measured);
+              log(`  direct: ${summary(measured.direct)}`);
+              if (measured.fanout !== undefined) log(`  broadcast: ${summary(measured.fanout)}`);
             },
           );
         }
+      }
+      if (!options.skipStorm) {
+        await each(
+          'storm',
+          round,
+          order.filter((item) => item.storm),
+          async (implementation) => {
+            log(`round ${round} resume storm: ${implementation.id}`);
+            const measured = await runStorm(context, implementation, round);
+            append(results.storm!, implementation.id, measured);
+          },
+        );
+      }
+    }
+    // Its own contenders (wscale and Socket.IO, compression on and off) and rounds, on Redis.
+    if (!options.skipCompression && redis !== undefined && !interrupted && !overBudget()) {
+      try {
+        results.compression = await runCompression({
+          processes,
+          redisUrl: redis.url,
+          sizes: options.smoke ? COMPRESSION_SMOKE : COMPRESSION_SIZES,
+          log,
+          stopped: () => interrupted || overBudget(),
+        });
+      } catch (error) {
+        recordError(results, 'compression', 'compression', 0, error, log);
       }
     }
   } finally {
@@ -268,6 +322,11 @@ async function main(): Promise<number> {
   for (const file of files) log(`wrote ${file}`);
   clearTimeout(watchdog);
   return results.errors.some((error) => !error.message.startsWith('skipped')) ? 1 : 0;
+}
+
+/** Adds one round of an implementation to a scenario's results. */
+function append<T>(rounds: Record<string, T[]>, id: string, round: T): void {
+  rounds[id] = [...(rounds[id] ?? []), round];
 }
 
 function rotate<T>(items: readonly T[], by: number): T[] {

@@ -1,9 +1,9 @@
 /**
  * Runs the benchmark harness in smoke mode (tiny sizes) for every implementation available here,
  * and checks that it produced complete results with nothing lost, duplicated or reordered, and
- * that every dropped `wscale.v1` client resumed and recovered what it missed, at every node count
- * of the direct-scaling scenario too, and that the churn soak left no client, room or broker
- * subscription behind. No timing is asserted: speed is for the full run to report, not for a test
+ * that every dropped `wscale.v1` client resumed and recovered what it missed (also when their node
+ * was killed), at every node count of the scaling scenario too (direct messages and broadcasts),
+ * and that the churn soak left no client, room or broker subscription behind. No timing is asserted: speed is for the full run to report, not for a test
  * to judge.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -153,29 +153,94 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
           .flat()
           .sort(),
       );
-      for (const { nodes, direct } of rounds) {
-        const label = `${implementation.id} direct on ${nodes} nodes`;
-        expect(direct.delivery.delivered, label).toBe(direct.delivery.expected);
-        expect(
-          [
-            direct.delivery.lost,
-            direct.delivery.duplicated,
-            direct.delivery.reordered,
-            direct.delivery.misrouted,
-          ],
-          label,
-        ).toEqual([0, 0, 0, 0]);
-        expect(direct.nodeCpuMicros, label).toHaveLength(nodes);
+      for (const { nodes, direct, fanout } of rounds) {
+        for (const [what, phase] of [
+          ['direct', direct],
+          ['broadcast', fanout],
+        ] as const) {
+          const label = `${implementation.id} ${what} on ${nodes} nodes`;
+          expect(phase, label).toBeDefined();
+          expect(phase!.delivery.delivered, label).toBe(phase!.delivery.expected);
+          expect(
+            [
+              phase!.delivery.lost,
+              phase!.delivery.duplicated,
+              phase!.delivery.reordered,
+              phase!.delivery.misrouted,
+            ],
+            label,
+          ).toEqual([0, 0, 0, 0]);
+          expect(phase!.nodeCpuMicros, label).toHaveLength(nodes);
+        }
       }
     }
     for (const implementation of available.filter((item) => item.idle)) {
       const rounds = results.idle[implementation.id];
       expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
-      for (const round of rounds!) expect(round.rssAfter).toBeGreaterThan(0);
+      for (const round of rounds!) {
+        const label = `${implementation.id} one node`;
+        expect(round.rssAfter, label).toBeGreaterThan(0);
+        expect(round.connectMs, label).toBeGreaterThan(0);
+        const delivery = round.fanout?.delivery;
+        expect(delivery?.delivered, label).toBe(
+          round.connections * results.meta.sizes.bigRoomMessages!,
+        );
+        expect([delivery?.lost, delivery?.duplicated, delivery?.reordered], label).toEqual([
+          0, 0, 0,
+        ]);
+      }
+    }
+    for (const implementation of available.filter((item) => item.storm)) {
+      const rounds = results.storm?.[implementation.id];
+      expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
+      for (const { killedClients, cycle } of rounds!) {
+        const label = `${implementation.id} resume storm`;
+        const { result } = cycle;
+        expect(killedClients, label).toBeGreaterThan(0);
+        expect(result.dropped, label).toBe(killedClients);
+        expect([result.resumed, result.recovered], label).toEqual([killedClients, killedClients]);
+        expect(result.wireRepeats, label).toBe(0);
+        // Every client of the killed node came back with every message published meanwhile.
+        expect(result.backAndRecovered?.count, label).toBe(killedClients);
+        const delivery = result.delivery!;
+        expect(delivery.delivered, label).toBe(delivery.expected);
+        expect([delivery.lost, delivery.duplicated, delivery.reordered], label).toEqual([0, 0, 0]);
+        // The two nodes that survived.
+        expect(cycle.nodeCpuMicros, label).toHaveLength(2);
+      }
+    }
+    // Compression: every contender delivers everything; wscale compresses a message once per node.
+    const compression = results.compression?.rounds ?? [];
+    expect(compression.map((round) => round.contender).sort()).toEqual([
+      'socketio',
+      'socketio-deflate',
+      'wscale',
+      'wscale-deflate',
+    ]);
+    for (const round of compression) {
+      expect([round.lost, round.reordered, round.closed], round.contender).toEqual([0, 0, 0]);
+      const deflate = round.contender.endsWith('-deflate');
+      const clients = results.compression!.sizes.clients;
+      expect(round.negotiated, round.contender).toBe(deflate ? clients : 0);
+      if (round.contender === 'wscale-deflate') {
+        for (const perNode of round.compressedPerMessage!) {
+          expect(perNode).toBeGreaterThan(0.5);
+          expect(perNode).toBeLessThanOrEqual(1);
+        }
+        expect(round.wireBytes).toBeLessThan(round.payloadBytes);
+      }
     }
     const report = readFileSync(join(out, 'benchmarks.md'), 'utf8');
+    expect(report).toContain('## Compression (permessage-deflate)');
     for (const item of available) expect(report).toContain(item.label);
-    expect(report).toContain('## Direct messages as nodes are added');
+    for (const section of [
+      '## Direct messages as nodes are added',
+      '## Broadcasts as nodes are added',
+      `## One room of ${results.meta.sizes.idleClients} clients on one node`,
+      ...(available.some((item) => item.storm) ? ['## Resume storm: a node killed'] : []),
+    ]) {
+      expect(report).toContain(section);
+    }
     for (const chart of ['cpu-per-delivery.svg', 'latency-p99.svg', 'idle-memory.svg']) {
       expect(readFileSync(join(out, 'benchmarks', chart), 'utf8')).toMatch(/^<svg /);
     }

@@ -16,8 +16,17 @@ export interface Sizes {
   /** Direct messages to clients on other nodes: count and rate. */
   directMessages: number;
   directRate: number;
-  /** Connections of the idle-memory scenario. */
+  /**
+   * Connections of the one-node scenario (idle memory, connect rate, and a broadcast to all of
+   * them in one room).
+   */
   idleClients: number;
+  /**
+   * Broadcast to the one-node scenario's room: messages and messages per second (absent in
+   * results written before it existed).
+   */
+  bigRoomMessages?: number;
+  bigRoomRate?: number;
   /** `wscale.v1` clients of the churn scenario, and messages published while some are away. */
   churnClients: number;
   churnMessages: number;
@@ -28,6 +37,17 @@ export interface Sizes {
    * results written before it existed.
    */
   scaleNodes?: number[];
+  /**
+   * Broadcasts of the scaling scenario at each node count, at `rate` per second (absent in results
+   * written before it broadcast).
+   */
+  scaleMessages?: number;
+  /**
+   * `wscale.v1` clients of the resume storm (over 3 nodes, one of which is killed), and messages
+   * published while the killed node's clients are away (absent in results written before it).
+   */
+  stormClients?: number;
+  stormMessages?: number;
   /** Payload bytes. */
   size: number;
   /** Warm-up broadcasts before measuring. */
@@ -47,11 +67,16 @@ export const DEFAULT_SIZES: Sizes = {
   maxMessages: 500,
   directMessages: 2000,
   directRate: 1000,
-  idleClients: 5000,
+  idleClients: 10_000,
+  bigRoomMessages: 20,
+  bigRoomRate: 2,
   churnClients: 1000,
   churnMessages: 20,
   soakCycles: 5000,
   scaleNodes: [2, 4, 8],
+  scaleMessages: 100,
+  stormClients: 10_000,
+  stormMessages: 20,
   size: 64,
   warmup: 20,
   quietMs: 3000,
@@ -68,10 +93,15 @@ export const SMOKE_SIZES: Sizes = {
   directMessages: 20,
   directRate: 200,
   idleClients: 50,
+  bigRoomMessages: 5,
+  bigRoomRate: 20,
   churnClients: 20,
   churnMessages: 5,
   soakCycles: 60,
   scaleNodes: [2, 3],
+  scaleMessages: 10,
+  stormClients: 30,
+  stormMessages: 5,
   size: 64,
   warmup: 5,
   quietMs: 2000,
@@ -95,6 +125,12 @@ export interface RunOptions {
   skipChurn: boolean;
   skipSoak: boolean;
   skipScale: boolean;
+  /** Skip the broadcast phase of the scaling scenario (its direct phase still runs). */
+  skipScaleFanout: boolean;
+  /** Skip the broadcast to the one-node scenario's room (its memory and connect rate still run). */
+  skipBigRoom: boolean;
+  skipStorm: boolean;
+  skipCompression: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
 }
@@ -103,7 +139,10 @@ const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [-
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
   [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
-  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--verbose]
+  [--scale-messages M] [--big-room-messages M] [--big-room-rate R]
+  [--storm-clients C] [--storm-messages M]
+  [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--no-scale-fanout]
+  [--no-big-room] [--no-storm] [--no-compression] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -132,7 +171,16 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'no-soak': { type: 'boolean', default: false },
       'soak-cycles': { type: 'string' },
       'no-scale': { type: 'boolean', default: false },
+      'no-compression': { type: 'boolean', default: false },
       'scale-nodes': { type: 'string' },
+      'scale-messages': { type: 'string' },
+      'no-scale-fanout': { type: 'boolean', default: false },
+      'big-room-messages': { type: 'string' },
+      'big-room-rate': { type: 'string' },
+      'no-big-room': { type: 'boolean', default: false },
+      'storm-clients': { type: 'string' },
+      'storm-messages': { type: 'string' },
+      'no-storm': { type: 'boolean', default: false },
       'churn-clients': { type: 'string' },
       'churn-messages': { type: 'string' },
       'report-from': { type: 'string' },
@@ -169,6 +217,11 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('churnClients', 'churn-clients', 1);
   set('churnMessages', 'churn-messages', 1);
   set('soakCycles', 'soak-cycles', 10);
+  set('scaleMessages', 'scale-messages', 1);
+  set('bigRoomMessages', 'big-room-messages', 1);
+  set('bigRoomRate', 'big-room-rate', 1);
+  set('stormClients', 'storm-clients', 3);
+  set('stormMessages', 'storm-messages', 1);
   const list = (value: string | undefined) =>
     value === undefined
       ? undefined
@@ -184,13 +237,17 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     only: list(values.only),
     out: values.out ?? defaultOut,
     profile: list(values.profile) ?? [],
-    budgetMs: (number('budget-minutes', values['budget-minutes'], 1) ?? 20) * 60_000,
+    budgetMs: (number('budget-minutes', values['budget-minutes'], 1) ?? 40) * 60_000,
     verbose: values.verbose ?? false,
     skipIdle: values['no-idle'] ?? false,
     skipFanout: values['no-fanout'] ?? false,
     skipChurn: values['no-churn'] ?? false,
     skipSoak: values['no-soak'] ?? false,
     skipScale: values['no-scale'] ?? false,
+    skipScaleFanout: values['no-scale-fanout'] ?? false,
+    skipBigRoom: values['no-big-room'] ?? false,
+    skipStorm: values['no-storm'] ?? false,
+    skipCompression: values['no-compression'] ?? false,
     reportFrom: values['report-from'],
   };
 }

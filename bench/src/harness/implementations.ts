@@ -21,8 +21,10 @@ export interface Implementation {
   churn?: boolean;
   /** Takes part in the churn soak (wscale on Redis: its subscriptions can be counted). */
   soak?: boolean;
-  /** Takes part in the direct-scaling scenario (direct messages at several node counts). */
+  /** Takes part in the scaling scenario (direct messages and broadcasts at several node counts). */
   scale?: boolean;
+  /** Takes part in the resume storm (a node of three killed; needs an external broker). */
+  storm?: boolean;
   /** An experiment (not a product): shown in the tables, left out of the targets. */
   experimental?: boolean;
   /** What must be importable for it to run (besides its brokers). */
@@ -44,6 +46,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'wscale-redis',
     churn: true,
+    storm: true,
     soak: true,
     scale: true,
     label: 'wscale (Redis)',
@@ -95,6 +98,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'wscale-nats',
     churn: true,
+    storm: true,
     label: 'wscale (NATS)',
     client: 'ws',
     needs: ['nats'],
@@ -106,6 +110,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   },
   {
     id: 'socketio-redis',
+    scale: true,
     label: 'Socket.IO 4 + redis-adapter',
     client: 'socketio',
     needs: ['redis'],

@@ -55,3 +55,20 @@ export function cpuTimes(): { busy: number; total: number } | undefined {
 export function loadAverage(): number {
   return loadavg()[0] ?? 0;
 }
+
+/**
+ * This process's soft limit on open files (its children inherit it), from /proc (Linux);
+ * undefined where it cannot be read. Node cannot raise it (it has no `setrlimit`): the `bench`
+ * script raises it with the shell's `ulimit -n` before starting the run.
+ */
+export function openFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((text) => text.startsWith('Max open files'));
+    const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
+    return soft === undefined || soft === 'unlimited' ? undefined : Number(soft);
+  } catch {
+    return undefined;
+  }
+}

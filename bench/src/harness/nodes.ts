@@ -13,17 +13,19 @@ export interface NodeGroup {
   /** One WebSocket URL per node. */
   urls: string[];
   pids: number[];
-  /** Each node's own sample (CPU time, memory). */
-  sample(op?: 'sample' | 'settle'): Promise<ProcessSample[]>;
+  /** Each node's own sample (CPU time, memory), or only those of the nodes listed. */
+  sample(op?: 'sample' | 'settle', only?: number[]): Promise<ProcessSample[]>;
+  /** SIGKILLs one node's process (not a node:cluster worker), as a crash would. */
+  kill(node: number): Promise<void>;
   /** Drops up to `limit` `wscale.v1` connections of one node; resolves with how many. */
   dropClients(node: number, limit: number): Promise<number>;
   /** Each node's clients and rooms (wscale only). */
   counts(): Promise<ServerCounts[]>;
   /** Writes a heap snapshot of each node: `<prefix>-node<i>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<string[]>;
-  /** Starts each node's CPU profiler. */
+  /** Starts each running node's CPU profiler. */
   profileStart(): Promise<void>;
-  /** Stops each node's CPU profiler and writes `<prefix>-node<i>.cpuprofile`. */
+  /** Stops each running node's CPU profiler and writes `<prefix>-node<i>.cpuprofile`. */
   profileStop(prefix: string): Promise<string[]>;
   /** The node:cluster primary's sample (the broker of `wscale-cluster`). */
   primary?: () => Promise<ProcessSample>;
@@ -143,15 +145,25 @@ export async function startNodes(
     throw error;
   }
 
+  const killed = new Set<number>();
+  /** The members still running, with their node index. */
+  const running = () => [...members.entries()].filter(([node]) => !killed.has(node));
   const group: NodeGroup = {
     urls: ports.map((port) => `ws://127.0.0.1:${port}`),
     pids,
-    sample: (op = 'sample') =>
+    sample: (op = 'sample', only) =>
       Promise.all(
-        members.map((member) =>
-          member.peer.request<ProcessSample>(op, undefined, 10_000, member.node),
-        ),
+        (only ?? [...members.keys()]).map((node) => {
+          const member = members[node]!;
+          return member.peer.request<ProcessSample>(op, undefined, 10_000, member.node);
+        }),
       ),
+    kill: (node) => {
+      const member = members[node]!;
+      if (member.node !== undefined) throw new Error('a node:cluster worker is not killed alone');
+      killed.add(node);
+      return processes.stop(member.started, 0, 'SIGKILL');
+    },
     dropClients: (node, limit) => {
       const member = members[node]!;
       return member.peer.request<number>('dropClients', limit, 10_000, member.node);
@@ -175,14 +187,15 @@ export async function startNodes(
       ),
     profileStart: async () => {
       await Promise.all(
-        members.map((member) =>
+        running().map(([, member]) =>
           member.peer.request('profileStart', undefined, 10_000, member.node),
         ),
       );
     },
+    // A killed node has no profile to give.
     profileStop: (prefix) =>
       Promise.all(
-        members.map((member, i) =>
+        running().map(([i, member]) =>
           member.peer.request<string>(
             'profileStop',
             `${prefix}-node${i}.cpuprofile`,

@@ -1,7 +1,9 @@
+import type { CompressionResults } from '../compression/compression-scenario.js';
 import type { Sizes } from './config.js';
 import type { Machine } from './machine.js';
 import type { ChurnRound, FanoutRound, IdleRound, ScaleRound } from './scenarios.js';
 import type { SoakRound } from './soak-scenario.js';
+import type { StormRound } from './storm-scenario.js';
 
 /** Everything one run measured; written as `benchmarks/results.json`. */
 export interface Results {
@@ -29,6 +31,7 @@ export interface Results {
     churn?: boolean;
     soak?: boolean;
     scale?: boolean;
+    storm?: boolean;
   }>;
   fanout: Record<string, FanoutRound[]>;
   idle: Record<string, IdleRound[]>;
@@ -38,5 +41,9 @@ export interface Results {
   soak?: Record<string, SoakRound[]>;
   /** Absent in results written before the direct-scaling scenario existed. */
   scale?: Record<string, ScaleRound[]>;
+  /** Absent in results written before the resume storm existed. */
+  storm?: Record<string, StormRound[]>;
+  /** The compression scenario (its own contenders); absent when it did not run. */
+  compression?: CompressionResults;
   errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;
 }

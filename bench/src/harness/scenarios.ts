@@ -8,6 +8,7 @@ import type {
   ConnectArgs,
   ConnectResult,
   DirectArgs,
+  PublisherArgs,
   SendArgs,
   WarmupArgs,
 } from '../load/load-main.js';
@@ -55,9 +56,16 @@ export interface ChurnCycle {
   /** Messages published while the dropped clients were away. */
   messages: number;
   result: ChurnResult;
-  /** CPU time of each node, and of the broker process, from the drop until all were back, µs. */
+  /**
+   * CPU time of each node (each surviving node, when one was killed), and of the broker process,
+   * from the drop until all were back, µs.
+   */
   nodeCpuMicros: number[];
   brokerCpuMicros: number | null;
+  /** Wall time of that window, ms (absent in results written before the resume storm). */
+  ms?: number;
+  /** Commands redis-server processed in that window (Redis only; absent before they were counted). */
+  redisCommands?: number;
 }
 
 export interface ChurnRound {
@@ -77,6 +85,8 @@ export interface ScaleRound {
   idleCpuMicros: number[];
   idleMs: number;
   direct: PhaseResult;
+  /** Broadcasts to every client at the same node count (absent with `--no-scale-fanout`). */
+  fanout?: PhaseResult;
 }
 
 export interface IdleRound {
@@ -86,6 +96,10 @@ export interface IdleRound {
   rssAfter: number;
   heapBefore: number;
   heapAfter: number;
+  /** Connecting them (100 at a time), ms (absent in results written before it was kept). */
+  connectMs?: number;
+  /** Broadcasts to all of them in one room (absent with `--no-big-room`). */
+  fanout?: PhaseResult;
 }
 
 /** What the scenarios need from the run. */
@@ -99,18 +113,33 @@ export interface RunContext {
   log: (line: string) => void;
 }
 
-async function flushRedis(context: RunContext): Promise<void> {
-  if (context.redis === undefined) return;
-  const redis = new Redis(context.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+/** Runs `use` with a connection of its own to the run's redis-server. */
+async function withRedis<T>(context: RunContext, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(context.redis!.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     await redis.connect();
-    await redis.flushall();
+    return await use(redis);
   } finally {
     redis.disconnect();
   }
 }
 
-export function startLoad(context: RunContext) {
+async function flushRedis(context: RunContext): Promise<void> {
+  if (context.redis !== undefined) await withRedis(context, (redis) => redis.flushall());
+}
+
+/** Commands redis-server processed so far (its `total_commands_processed`), if it is in use. */
+async function redisCommands(
+  context: RunContext,
+  implementation: Implementation,
+): Promise<number | null> {
+  if (context.redis === undefined || !implementation.needs.includes('redis')) return null;
+  const info = await withRedis(context, (redis) => redis.info('stats'));
+  const count = /^total_commands_processed:(\d+)/m.exec(info)?.[1];
+  return count === undefined ? null : Number(count);
+}
+
+function startLoad(context: RunContext) {
   const started = context.processes.fork('load', LOAD_MAIN, {}, ['--max-old-space-size=4096']);
   const peer = new Peer(started.child);
   return {
@@ -122,11 +151,33 @@ export function startLoad(context: RunContext) {
   };
 }
 
-export async function startGroup(
+/**
+ * Runs `use` with fresh nodes of `implementation` and a fresh load generator, and stops them all
+ * afterwards, also when it fails.
+ */
+export async function withNodes<T>(
   context: RunContext,
   implementation: Implementation,
   nodes: number,
-  resumable = false,
+  resumable: boolean,
+  use: (group: NodeGroup, load: Peer) => Promise<T>,
+): Promise<T> {
+  const group = await startGroup(context, implementation, nodes, resumable);
+  const load = startLoad(context);
+  try {
+    return await use(group, load.peer);
+  } finally {
+    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
+    await load.stop();
+    await group.stop();
+  }
+}
+
+async function startGroup(
+  context: RunContext,
+  implementation: Implementation,
+  nodes: number,
+  resumable: boolean,
 ): Promise<NodeGroup> {
   await flushRedis(context);
   return startNodes(context.processes, {
@@ -210,45 +261,32 @@ export async function runFanout(
   round: number,
 ): Promise<FanoutRound> {
   const { sizes } = context;
-  const group = await startGroup(context, implementation, sizes.nodes);
-  const load = startLoad(context);
-  try {
+  return withNodes(context, implementation, sizes.nodes, false, async (group, load) => {
     const rssStarted = (await group.sample('settle')).map((sample) => sample.rss);
-    const { connected, warm } = await connectAll(context, implementation, group, load.peer);
+    const { connected, warm } = await connectAll(context, implementation, group, load);
     const rssConnected = (await group.sample('settle')).map((sample) => sample.rss);
-    const common = { size: sizes.size, quietMs: sizes.quietMs, drainMs: sizes.drainMs };
     context.log(`  fixed rate: ${sizes.messages} messages at ${sizes.rate}/s`);
-    const fixed = await measure(
+    const fixed = await measureFanout(
       context,
       implementation,
       group,
-      load.peer,
-      'fanout',
-      {
-        ...common,
-        messages: sizes.messages,
-        rate: sizes.rate,
-      },
+      load,
+      { messages: sizes.messages, rate: sizes.rate },
       'fixed',
       round,
     );
     context.log(`  max rate: ${sizes.maxMessages} messages`);
-    const max = await measure(
+    const max = await measureFanout(
       context,
       implementation,
       group,
-      load.peer,
-      'fanout',
-      {
-        ...common,
-        messages: sizes.maxMessages,
-        rate: 0,
-      },
+      load,
+      { messages: sizes.maxMessages, rate: 0 },
       'max',
       round,
     );
     context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
-    const direct = await measureDirect(context, implementation, group, load.peer, 'direct', round);
+    const direct = await measureDirect(context, implementation, group, load, 'direct', round);
     return {
       round,
       nodes: group.urls.length,
@@ -261,11 +299,27 @@ export async function runFanout(
       max,
       direct,
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
+}
+
+/** Broadcasts from the publisher on node 0 to the room, `messages` at `rate` (0: top speed). */
+function measureFanout(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+  load: Peer,
+  send: { messages: number; rate: number },
+  name: string,
+  round: number,
+): Promise<PhaseResult> {
+  const { sizes } = context;
+  const args: SendArgs = {
+    size: sizes.size,
+    quietMs: sizes.quietMs,
+    drainMs: sizes.drainMs,
+    ...send,
+  };
+  return measure(context, implementation, group, load, 'fanout', args, name, round);
 }
 
 /** Connects the fan-out scenario's clients round-robin over the nodes, and warms them up. */
@@ -327,11 +381,10 @@ export async function runScale(
   implementation: Implementation,
   nodes: number,
   round: number,
+  broadcast: boolean,
 ): Promise<ScaleRound> {
-  const group = await startGroup(context, implementation, nodes);
-  const load = startLoad(context);
-  try {
-    await connectAll(context, implementation, group, load.peer);
+  return withNodes(context, implementation, nodes, false, async (group, load) => {
+    await connectAll(context, implementation, group, load);
     // What the nodes cost doing nothing (timers, the broker connection), as long as the phase
     // sends: the more nodes, the more of it, whatever the messages cost.
     await group.sample('settle');
@@ -345,35 +398,48 @@ export async function runScale(
       context,
       implementation,
       group,
-      load.peer,
+      load,
       `scale${nodes}`,
       round,
       1,
     );
+    // Broadcasts: every node delivers to its share of the clients, so the deliveries are the same
+    // at every node count and what grows is what each node spends per message on top of them.
+    const fanout = broadcast
+      ? await measureFanout(
+          context,
+          implementation,
+          group,
+          load,
+          { messages: context.sizes.scaleMessages ?? 100, rate: context.sizes.rate },
+          `scale${nodes}-fanout`,
+          round,
+        )
+      : undefined;
     return {
       round,
       nodes: group.urls.length,
       idleCpuMicros,
       idleMs: performance.now() - idleStart,
       direct,
+      ...(fanout === undefined ? {} : { fanout }),
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }
 
-/** Idle memory: one node, RSS after collecting garbage, before and after `idleClients` connect. */
+/**
+ * One node and `idleClients` connections: RSS after collecting garbage, before and after they
+ * connect, and how fast they connect; then, with `bigRoom`, a publisher broadcasts to all of them
+ * in one room.
+ */
 export async function runIdle(
   context: RunContext,
   implementation: Implementation,
   round: number,
+  bigRoom: boolean,
 ): Promise<IdleRound> {
   const { sizes } = context;
-  const group = await startGroup(context, implementation, 1);
-  const load = startLoad(context);
-  try {
+  return withNodes(context, implementation, 1, false, async (group, load) => {
     const [before] = await group.sample('settle');
     const connectArgs: ConnectArgs = {
       kind: implementation.client,
@@ -383,7 +449,7 @@ export async function runIdle(
       concurrency: 100,
       timeoutMs: 120_000,
     };
-    await load.peer.request<ConnectResult>('connect', connectArgs, 130_000);
+    const connected = await load.request<ConnectResult>('connect', connectArgs, 130_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const [after] = await group.sample('settle');
     const profileDir = context.profileDir(implementation);
@@ -392,6 +458,29 @@ export async function runIdle(
       const files = await group.heapSnapshot(`${profileDir}/round${round}-idle`);
       context.log(`  heap snapshot: ${files.join(', ')}`);
     }
+    let fanout: PhaseResult | undefined;
+    if (bigRoom) {
+      const publisher: PublisherArgs = {
+        kind: implementation.client,
+        url: group.urls[0]!,
+        timeoutMs: 10_000,
+      };
+      await load.request('connectPublisher', publisher, 15_000);
+      const warmupArgs: WarmupArgs = { messages: sizes.warmup, timeoutMs: 30_000 };
+      await load.request('warmup', warmupArgs, 45_000);
+      const messages = sizes.bigRoomMessages ?? 20;
+      const rate = sizes.bigRoomRate ?? 2;
+      context.log(`  big room: ${messages} messages at ${rate}/s to ${sizes.idleClients} clients`);
+      fanout = await measureFanout(
+        context,
+        implementation,
+        group,
+        load,
+        { messages, rate },
+        'bigroom',
+        round,
+      );
+    }
     return {
       round,
       connections: sizes.idleClients,
@@ -399,12 +488,98 @@ export async function runIdle(
       rssAfter: after!.rss,
       heapBefore: before!.heapUsed,
       heapAfter: after!.heapUsed,
+      connectMs: connected.ms,
+      ...(fanout === undefined ? {} : { fanout }),
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
+  });
+}
+
+/**
+ * Connects `clients` `wscale.v1` clients over the group's nodes (each joins the room, which keeps
+ * history), with a raw publisher on the last node, and warms them up.
+ */
+export async function connectSessions(
+  context: RunContext,
+  group: NodeGroup,
+  load: Peer,
+  clients: number,
+): Promise<ConnectResult> {
+  const connectArgs: ConnectArgs = {
+    kind: 'ws',
+    urls: group.urls,
+    clients,
+    publisherNode: group.urls.length - 1,
+    concurrency: 50,
+    timeoutMs: 120_000,
+  };
+  const connected = await load.request<ConnectResult>('connectSessions', connectArgs, 130_000);
+  const warmupArgs: WarmupArgs = { messages: context.sizes.warmup, timeoutMs: 30_000 };
+  await load.request('warmup', warmupArgs, 45_000);
+  return connected;
+}
+
+/**
+ * One drop of `wscale.v1` clients and their coming back: `drop` takes them away (and says how
+ * many), `messages` are published while they are away. The CPU of the nodes listed in `sampled`
+ * (default all) and of the broker is measured from just before the drop until all are back.
+ */
+export async function churnCycle(
+  context: RunContext,
+  implementation: Implementation,
+  group: NodeGroup,
+  load: Peer,
+  cycle: {
+    messages: number;
+    drop: () => Promise<number>;
+    sampled?: number[];
+    timeoutMs: number;
+    name: string;
+    round: number;
+  },
+): Promise<ChurnCycle> {
+  const { messages, sampled } = cycle;
+  await load.request('churnArm');
+  const profileDir = context.profileDir(implementation);
+  if (profileDir !== undefined) await group.profileStart();
+  const started = performance.now();
+  const [before, brokerBefore, commandsBefore] = await Promise.all([
+    group.sample('sample', sampled),
+    brokerCpu(context, implementation, group),
+    redisCommands(context, implementation),
+  ]);
+  const drops = await cycle.drop();
+  const args: ChurnArgs = { drops, messages, size: context.sizes.size, timeoutMs: cycle.timeoutMs };
+  const result = await load.request<ChurnResult>('churnRun', args, cycle.timeoutMs + 10_000);
+  const [after, brokerAfter, commandsAfter] = await Promise.all([
+    group.sample('sample', sampled),
+    brokerCpu(context, implementation, group),
+    redisCommands(context, implementation),
+  ]);
+  const ms = performance.now() - started;
+  if (profileDir !== undefined) {
+    const files = await group.profileStop(`${profileDir}/round${cycle.round}-${cycle.name}`);
+    context.log(`  profiles: ${files.join(', ')}`);
   }
+  context.log(
+    `  ${result.resumed}/${result.dropped} resumed, p99 ${result.resumeLatency.p99.toFixed(1)} ms` +
+      (result.delivery === undefined
+        ? ''
+        : `, ${messages} missed messages: lost ${result.delivery.lost} dup ${result.delivery.duplicated} reordered ${result.delivery.reordered}`) +
+      (result.backAndRecovered === undefined
+        ? ''
+        : `; back with all of them: p50 ${result.backAndRecovered.p50.toFixed(0)} ms, last ${result.backAndRecovered.max.toFixed(0)} ms`),
+  );
+  return {
+    messages,
+    result,
+    nodeCpuMicros: after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros),
+    brokerCpuMicros:
+      brokerBefore === null || brokerAfter === null ? null : brokerAfter - brokerBefore,
+    ms,
+    ...(commandsBefore === null || commandsAfter === null
+      ? {}
+      : { redisCommands: commandsAfter - commandsBefore }),
+  };
 }
 
 /**
@@ -420,60 +595,22 @@ export async function runChurn(
   round: number,
 ): Promise<ChurnRound> {
   const { sizes } = context;
-  const group = await startGroup(context, implementation, sizes.nodes, true);
-  const load = startLoad(context);
-  try {
+  return withNodes(context, implementation, sizes.nodes, true, async (group, load) => {
     const nodes = group.urls.length;
-    const connectArgs: ConnectArgs = {
-      kind: 'ws',
-      urls: group.urls,
-      clients: sizes.churnClients,
-      publisherNode: nodes - 1,
-      concurrency: 50,
-      timeoutMs: 120_000,
-    };
-    const connected = await load.peer.request<ConnectResult>(
-      'connectSessions',
-      connectArgs,
-      130_000,
-    );
-    const warmupArgs: WarmupArgs = { messages: sizes.warmup, timeoutMs: 15_000 };
-    await load.peer.request('warmup', warmupArgs, 30_000);
+    const connected = await connectSessions(context, group, load, sizes.churnClients);
     const cycles: ChurnCycle[] = [];
     for (const [cycle, messages] of [0, sizes.churnMessages].entries()) {
       const node = cycle % nodes;
-      await load.peer.request('churnArm');
-      const profileDir = context.profileDir(implementation);
-      if (profileDir !== undefined) await group.profileStart();
-      const [before, brokerBefore] = await Promise.all([
-        group.sample(),
-        brokerCpu(context, implementation, group),
-      ]);
-      // The same number each time (clients move to the next node when they come back).
-      const drops = await group.dropClients(node, Math.ceil(sizes.churnClients / nodes));
-      const args: ChurnArgs = { drops, messages, size: sizes.size, timeoutMs: 60_000 };
-      const result = await load.peer.request<ChurnResult>('churnRun', args, 70_000);
-      const [after, brokerAfter] = await Promise.all([
-        group.sample(),
-        brokerCpu(context, implementation, group),
-      ]);
-      if (profileDir !== undefined) {
-        const files = await group.profileStop(`${profileDir}/round${round}-churn${cycle}`);
-        context.log(`  profiles: ${files.join(', ')}`);
-      }
-      context.log(
-        `  churn: ${result.resumed}/${result.dropped} resumed, p99 ${result.resumeLatency.p99.toFixed(1)} ms` +
-          (result.delivery === undefined
-            ? ''
-            : `, ${messages} missed messages: lost ${result.delivery.lost} dup ${result.delivery.duplicated} reordered ${result.delivery.reordered}`),
+      cycles.push(
+        await churnCycle(context, implementation, group, load, {
+          messages,
+          // The same number each time (clients move to the next node when they come back).
+          drop: () => group.dropClients(node, Math.ceil(sizes.churnClients / nodes)),
+          timeoutMs: 60_000,
+          name: `churn${cycle}`,
+          round,
+        }),
       );
-      cycles.push({
-        messages,
-        result,
-        nodeCpuMicros: after.map((sample, i) => sample.cpuMicros - before[i]!.cpuMicros),
-        brokerCpuMicros:
-          brokerBefore === null || brokerAfter === null ? null : brokerAfter - brokerBefore,
-      });
     }
     return {
       round,
@@ -482,9 +619,5 @@ export async function runChurn(
       connectMs: connected.ms,
       cycles,
     };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }

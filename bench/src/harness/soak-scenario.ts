@@ -2,7 +2,8 @@ import { Redis } from 'ioredis';
 import type { SoakArgs, SoakResult } from '../load/soak.js';
 import type { ServerCounts } from '../servers/config.js';
 import type { Implementation } from './implementations.js';
-import { type RunContext, startGroup, startLoad } from './scenarios.js';
+import type { NodeGroup } from './nodes.js';
+import { type RunContext, withNodes } from './scenarios.js';
 
 /** What a node holds at one moment of the soak. */
 export interface SoakState extends ServerCounts {
@@ -39,9 +40,7 @@ export async function runSoak(
 ): Promise<SoakRound> {
   const { sizes } = context;
   const startedAt = new Date().toISOString();
-  const group = await startGroup(context, implementation, 1, true);
-  const load = startLoad(context);
-  try {
+  return withNodes(context, implementation, 1, true, async (group, load) => {
     const args: SoakArgs = {
       url: group.urls[0]!,
       cycles: sizes.soakCycles,
@@ -53,9 +52,9 @@ export async function runSoak(
     };
     // Warm-up: code paths compiled, pools and caches filled, before the baseline is taken.
     const warmup = Math.min(1000, Math.ceil(args.cycles / 5));
-    await load.peer.request('soak', { ...args, cycles: warmup }, 120_000);
+    await load.request('soak', { ...args, cycles: warmup }, 120_000);
     const baseline = await state(context, group, undefined);
-    const result = await load.peer.request<SoakResult>('soak', args, args.timeoutMs + 10_000);
+    const result = await load.request<SoakResult>('soak', args, args.timeoutMs + 10_000);
     context.log(
       `  soak: ${args.cycles} cycles in ${(result.ms / 1000).toFixed(1)} s, ${result.failures} failed` +
         (result.failureSamples.length > 0 ? ` (${result.failureSamples.join('; ')})` : ''),
@@ -66,11 +65,7 @@ export async function runSoak(
         `rooms ${baseline.rooms} → ${after.rooms}, subscriptions ${baseline.subscriptions} → ${after.subscriptions}`,
     );
     return { round, startedAt, result, baseline, after };
-  } finally {
-    await load.peer.request('close', undefined, 10_000).catch(() => undefined);
-    await load.stop();
-    await group.stop();
-  }
+  });
 }
 
 /**
@@ -79,7 +74,7 @@ export async function runSoak(
  */
 async function state(
   context: RunContext,
-  group: Awaited<ReturnType<typeof startGroup>>,
+  group: NodeGroup,
   baseline: SoakState | undefined,
 ): Promise<SoakState> {
   const deadline = Date.now() + SETTLE_MS;

@@ -69,6 +69,11 @@ export interface ChurnResult {
   resumeLatency: Percentiles;
   /** From the first drop to the last client back, ms (includes the reconnect backoff). */
   allBackMs: number;
+  /**
+   * For each dropped client, from the first drop until it was back and had every message
+   * published while it was away, ms (only when messages were published).
+   */
+  backAndRecovered?: Percentiles;
   /** The messages published while they were away, as every client (dropped or not) got them. */
   delivery: DeliveryResult | undefined;
   /** Room messages that arrived twice on the wire during the cycle (the client dropped them). */
@@ -116,13 +121,24 @@ async function connect(args: ConnectArgs): Promise<ConnectResult> {
     for (const client of await Promise.all(batch)) clients[client.index] = client;
   }
   if (args.publisherNode >= 0) {
-    const url = args.urls[args.publisherNode]!;
-    publisher = await connectClient(args.kind, url, -1, true, onData, args.timeoutMs);
+    await connectPublisher({ ...args, url: args.urls[args.publisherNode]! });
   }
   const perNode = args.urls.map(() => 0);
   for (const client of clients as BenchClient[])
     perNode[client.node] = (perNode[client.node] ?? 0) + 1;
   return { perNode, ms: performance.now() - started };
+}
+
+export interface PublisherArgs {
+  kind: ClientKind;
+  url: string;
+  timeoutMs: number;
+}
+
+/** Connects the publisher (after the clients: the one-node scenario measures memory before it). */
+async function connectPublisher(args: PublisherArgs): Promise<boolean> {
+  publisher = await connectClient(args.kind, args.url, -1, true, onData, args.timeoutMs);
+  return true;
 }
 
 /** Connects `wscale.v1` clients (each joins the room), then a raw publisher. */
@@ -196,12 +212,22 @@ async function churnRun(args: ChurnArgs): Promise<ChurnResult> {
       lastBack = Math.max(lastBack, client.welcomedAt);
     }
   }
-  const firstDown = Math.min(...dropped.map((client) => client.downAt));
+  const resumeLatency = percentiles(latencies, count);
+  const firstDown = dropped.reduce((first, client) => Math.min(first, client.downAt), Infinity);
+  let recoveredCount = 0;
+  for (const client of track === undefined ? [] : dropped) {
+    const completeAt = track!.completeAt(client.index);
+    if (client.welcomedAt > client.downAt && completeAt > 0) {
+      latencies[recoveredCount++] = Math.max(client.welcomedAt, completeAt) - firstDown;
+    }
+  }
+  const backAndRecovered = track === undefined ? undefined : percentiles(latencies, recoveredCount);
   return {
+    ...(backAndRecovered === undefined ? {} : { backAndRecovered }),
     dropped: dropped.length,
     resumed: dropped.filter((client) => client.resumed).length,
     recovered: dropped.filter((client) => client.recovered).length,
-    resumeLatency: percentiles(latencies, count),
+    resumeLatency,
     allBackMs: lastBack > 0 ? lastBack - firstDown : 0,
     delivery: track?.result(started, sendEnded, track.complete ? track.lastAt : performance.now()),
     wireRepeats: v1Clients.reduce((sum, client) => sum + client.wireRepeats, 0),
@@ -315,6 +341,7 @@ function sleep(ms: number): Promise<void> {
 
 serveRequests({
   connect: (args) => connect(args as ConnectArgs),
+  connectPublisher: (args) => connectPublisher(args as PublisherArgs),
   connectSessions: (args) => connectSessions(args as ConnectArgs),
   churnArm: () => churnArm(),
   churnRun: (args) => churnRun(args as ChurnArgs),

@@ -37,6 +37,9 @@ export class DeliveryTracker {
   readonly #sentAt: Float64Array;
   readonly #first: Float64Array;
   readonly #latency: Float64Array;
+  /** Broadcasts: deliveries per client, and when its last one arrived (it had them all). */
+  readonly #count: Int32Array;
+  readonly #completeAt: Float64Array;
   readonly #expected: number;
   #delivered = 0;
   #duplicated = 0;
@@ -55,6 +58,13 @@ export class DeliveryTracker {
     this.#sentAt = new Float64Array(messages);
     this.#first = new Float64Array(messages).fill(Number.POSITIVE_INFINITY);
     this.#latency = new Float64Array(this.#expected);
+    this.#count = new Int32Array(targets === undefined ? clients : 0);
+    this.#completeAt = new Float64Array(targets === undefined ? clients : 0);
+  }
+
+  /** When a broadcast's client had every message (performance.now()), 0 while it has not. */
+  completeAt(client: number): number {
+    return this.#completeAt[client] ?? 0;
   }
 
   get expected(): number {
@@ -105,6 +115,9 @@ export class DeliveryTracker {
     this.#latency[this.#delivered++] = latency;
     if (latency < this.#first[seq]!) this.#first[seq] = latency;
     this.#lastAt = at;
+    if (targets === undefined && ++this.#count[client]! === this.#messages) {
+      this.#completeAt[client] = at;
+    }
     if (this.#delivered === this.#expected) this.#onComplete?.();
   }
 

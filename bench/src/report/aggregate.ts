@@ -7,6 +7,7 @@ import type {
   PhaseResult,
   ScaleRound,
 } from '../harness/scenarios.js';
+import type { StormRound } from '../harness/storm-scenario.js';
 
 /** A value over the rounds: its median and range. */
 export interface Spread {
@@ -94,7 +95,7 @@ export interface ChurnSummary {
   cycles: ChurnCycleSummary[];
 }
 
-/** Direct messages at one node count, over the rounds. */
+/** Direct messages and broadcasts at one node count, over the rounds. */
 export interface ScaleSummary {
   id: string;
   label: string;
@@ -103,6 +104,10 @@ export interface ScaleSummary {
   direct: PhaseSummary;
   /** The cluster's CPU per message less what it spends idle over as long, µs. */
   netCpu?: Spread;
+  /** Broadcasts to every client, when the run had them. */
+  fanout?: PhaseSummary;
+  /** The cluster's CPU per delivery less what it spends idle over as long, µs. */
+  fanoutNetCpu?: Spread;
   /** The cluster's idle CPU per second of wall time, ms. */
   idleCpu?: Spread;
 }
@@ -111,6 +116,11 @@ export interface IdleSummary {
   id: string;
   label: string;
   rounds: number;
+  connections: number;
+  /** Connections accepted (and in the room) per second, 100 at a time. */
+  connectRate?: Spread;
+  /** Broadcasts to all of them in one room, when the run had them. */
+  fanout?: PhaseSummary;
   /** RSS growth per connection, bytes. */
   rssPerConnection?: Spread;
   /** JS heap growth per connection, bytes. */
@@ -263,21 +273,44 @@ function summarizeScale(
     direct: summarizePhase(rounds.map((round) => round.direct)),
   };
   const idlePerMs = (round: ScaleRound) => sum(round.idleCpuMicros ?? []) / (round.idleMs || 1);
-  const net = spread(
-    rounds.map((round) => {
-      const { delivery, nodeCpuMicros } = round.direct;
-      const idle = idlePerMs(round) * delivery.durationMs;
-      return (sum(nodeCpuMicros) - idle) / Math.max(1, delivery.delivered);
-    }),
-  );
+  const netOf = (rounds: Array<[ScaleRound, PhaseResult]>) =>
+    spread(
+      rounds.map(([round, { delivery, nodeCpuMicros }]) => {
+        const idle = idlePerMs(round) * delivery.durationMs;
+        return (sum(nodeCpuMicros) - idle) / Math.max(1, delivery.delivered);
+      }),
+    );
+  const net = netOf(rounds.map((round) => [round, round.direct]));
   if (net !== undefined) summary.netCpu = net;
+  const broadcasts = rounds.flatMap(
+    (round): Array<[ScaleRound, PhaseResult]> =>
+      round.fanout === undefined ? [] : [[round, round.fanout]],
+  );
+  if (broadcasts.length > 0) {
+    summary.fanout = summarizePhase(broadcasts.map(([, phase]) => phase));
+    const fanoutNet = netOf(broadcasts);
+    if (fanoutNet !== undefined) summary.fanoutNetCpu = fanoutNet;
+  }
   const idle = spread(rounds.map((round) => idlePerMs(round)));
   if (idle !== undefined) summary.idleCpu = idle;
   return summary;
 }
 
 function summarizeIdle(id: string, label: string, rounds: IdleRound[]): IdleSummary {
-  const summary: IdleSummary = { id, label, rounds: rounds.length };
+  const summary: IdleSummary = {
+    id,
+    label,
+    rounds: rounds.length,
+    connections: rounds[0]?.connections ?? 0,
+  };
+  const connect = spread(
+    rounds.flatMap((round) =>
+      round.connectMs === undefined ? [] : [(round.connections / round.connectMs) * 1000],
+    ),
+  );
+  if (connect !== undefined) summary.connectRate = connect;
+  const fanouts = rounds.flatMap((round) => (round.fanout === undefined ? [] : [round.fanout]));
+  if (fanouts.length > 0) summary.fanout = summarizePhase(fanouts);
   const rss = spread(rounds.map((round) => (round.rssAfter - round.rssBefore) / round.connections));
   const heap = spread(
     rounds.map((round) => (round.heapAfter - round.heapBefore) / round.connections),
@@ -287,17 +320,104 @@ function summarizeIdle(id: string, label: string, rounds: IdleRound[]): IdleSumm
   return summary;
 }
 
+/** The resume storm of one implementation, over the rounds. */
+export interface StormSummary {
+  id: string;
+  label: string;
+  rounds: number;
+  clients: number;
+  /** Summed over the rounds. */
+  killedClients: number;
+  resumed: number;
+  recovered: number;
+  lost: number;
+  duplicated: number;
+  reordered: number;
+  /** Per client, from the first drop until it was back with every missed message, ms. */
+  p50?: Spread;
+  p99?: Spread;
+  last?: Spread;
+  /** From starting to resume to `welcome`, ms. */
+  resumeP99?: Spread;
+  /** The broker process's CPU over the storm, ms, and as a share of one core, %. */
+  brokerCpuMs?: Spread;
+  brokerBusy?: Spread;
+  /** The surviving nodes' CPU per resumed client, µs. */
+  cpu?: Spread;
+  /** Commands redis-server processed over the storm per resumed client (Redis only). */
+  redisCommands?: Spread;
+  connectRate?: Spread;
+}
+
+function summarizeStorm(id: string, label: string, rounds: StormRound[]): StormSummary {
+  const results = rounds.map((round) => round.cycle.result);
+  const summary: StormSummary = {
+    id,
+    label,
+    rounds: rounds.length,
+    clients: rounds[0]?.clients ?? 0,
+    killedClients: sum(rounds.map((round) => round.killedClients)),
+    resumed: sum(results.map((result) => result.resumed)),
+    recovered: sum(results.map((result) => result.recovered)),
+    lost: sum(results.map((result) => result.delivery?.lost ?? 0)),
+    duplicated: sum(results.map((result) => result.delivery?.duplicated ?? 0)),
+    reordered: sum(results.map((result) => result.delivery?.reordered ?? 0)),
+  };
+  const set = <K extends keyof StormSummary>(key: K, value: StormSummary[K] | undefined) => {
+    if (value !== undefined) summary[key] = value;
+  };
+  const back = results.flatMap((result) =>
+    result.backAndRecovered === undefined ? [] : [result.backAndRecovered],
+  );
+  set('p50', spread(back.map((value) => value.p50)));
+  set('p99', spread(back.map((value) => value.p99)));
+  set('last', spread(back.map((value) => value.max)));
+  set('resumeP99', spread(results.map((result) => result.resumeLatency.p99)));
+  const withBroker = rounds.filter((round) => round.cycle.brokerCpuMicros !== null);
+  set('brokerCpuMs', spread(withBroker.map((round) => round.cycle.brokerCpuMicros! / 1000)));
+  set(
+    'brokerBusy',
+    spread(
+      withBroker.map(
+        (round) => (100 * round.cycle.brokerCpuMicros!) / 1000 / (round.cycle.ms ?? 1),
+      ),
+    ),
+  );
+  set(
+    'cpu',
+    spread(
+      rounds.map(
+        (round) => sum(round.cycle.nodeCpuMicros) / Math.max(1, round.cycle.result.resumed),
+      ),
+    ),
+  );
+  set(
+    'redisCommands',
+    spread(
+      rounds.flatMap(({ cycle }) =>
+        cycle.redisCommands === undefined
+          ? []
+          : [cycle.redisCommands / Math.max(1, cycle.result.resumed)],
+      ),
+    ),
+  );
+  set('connectRate', spread(rounds.map((round) => (round.clients / round.connectMs) * 1000)));
+  return summary;
+}
+
 /** Per implementation, in the order of the run's list. */
 export function summarize(results: Results): {
   fanout: FanoutSummary[];
   idle: IdleSummary[];
   churn: ChurnSummary[];
   scale: ScaleSummary[];
+  storm: StormSummary[];
 } {
   const fanout: FanoutSummary[] = [];
   const idle: IdleSummary[] = [];
   const churn: ChurnSummary[] = [];
   const scale: ScaleSummary[] = [];
+  const storm: StormSummary[] = [];
   for (const implementation of results.implementations) {
     const rounds = results.fanout[implementation.id];
     if (rounds !== undefined && rounds.length > 0) {
@@ -318,6 +438,10 @@ export function summarize(results: Results): {
       const rounds = scaleRounds.filter((round) => round.nodes === nodes);
       scale.push(summarizeScale(implementation.id, implementation.label, nodes, rounds));
     }
+    const stormRounds = results.storm?.[implementation.id];
+    if (stormRounds !== undefined && stormRounds.length > 0) {
+      storm.push(summarizeStorm(implementation.id, implementation.label, stormRounds));
+    }
   }
-  return { fanout, idle, churn, scale };
+  return { fanout, idle, churn, scale, storm };
 }

@@ -47,7 +47,7 @@ export function writeReport(results: Results, out: string, analysisFile?: string
   };
   write(join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
-  const { fanout, idle, churn, scale } = summarize(results);
+  const { fanout, idle, churn, scale, storm } = summarize(results);
   const experiments = new Set(
     results.implementations.filter((item) => item.experimental).map((item) => item.id),
   );
@@ -99,7 +99,7 @@ export function writeReport(results: Results, out: string, analysisFile?: string
       : undefined;
   write(
     join(out, 'benchmarks.md'),
-    markdown({ results, fanout, idle, churn, scale, charts: drawn, analysis }),
+    markdown({ results, fanout, idle, churn, scale, storm, charts: drawn, analysis }),
   );
   return written;
 }

@@ -1,6 +1,5 @@
 import {
   type AckMessage,
-  type ClientMessage,
   CloseCode,
   type DataMessage,
   decodeServerFrame,
@@ -128,6 +127,15 @@ interface Queued {
   upstream?: Upstream;
 }
 
+/** A room whose presence the client watches. */
+interface Watch {
+  view: PresenceView;
+  /** Whether it was asked on the current connection and the answer is still to come. */
+  asking: boolean;
+  /** The ids of the `presence()` calls waiting for its next answer. */
+  waiting: Set<number>;
+}
+
 /** How long `close()` waits for the closing handshake before it resolves anyway. */
 const CLOSE_WAIT_MS = 2000;
 
@@ -163,8 +171,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #session: string | undefined;
   #clientId: string | undefined;
   #node: string | undefined;
-  /** Rooms whose presence the client watches; `asked` is false until sent on this connection. */
-  readonly #watched = new Map<string, { view: PresenceView; asked: boolean }>();
+  /** Rooms whose presence the client watches, asked again on every connection. */
+  readonly #watched = new Map<string, Watch>();
 
   constructor(url: ClientUrl, options: ClientOptions = {}) {
     super();
@@ -313,7 +321,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       (id) => encodeText({ t: 'leave', id, r: room }),
       options,
     );
-    this.#watched.delete(room);
+    this.#unwatch(room);
     if (this.#rooms.remove(room)) this.emit('left', { room });
   }
 
@@ -342,24 +350,28 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    * must be in it). Resolves with a live view once its first snapshot is in: it follows joins and
    * leaves, and is refreshed after every resume, reporting only the users that really came or
    * went meanwhile. Rejects with a {@link ServerError} (`FORBIDDEN`: not in the room;
-   * `NOT_FOUND`: the room keeps no presence) or like {@link join}. The view ends when the client
-   * leaves the room.
+   * `NOT_FOUND`: the room keeps no presence), a `TimeoutError`, or a `ClientClosedError`. Asked
+   * while not connected, or when the connection drops before the answer, it is asked on the next
+   * connection. The view ends when the client leaves the room.
    */
   async presence(room: string, options: { timeoutMs?: number } = {}): Promise<PresenceView> {
     checkRoom(room);
-    let watched = this.#watched.get(room);
-    if (watched === undefined) {
-      // Sent now, or queued for the next connection: asked either way.
-      watched = { view: new PresenceView(room), asked: true };
-      this.#watched.set(room, watched);
+    let watch = this.#watched.get(room);
+    if (watch === undefined) {
+      watch = { view: new PresenceView(room), asking: false, waiting: new Set() };
+      this.#watched.set(room, watch);
     }
-    try {
-      await this.#askFrame(`presence of "${room}"`, (id) => presenceFrame(id, room), options);
-    } catch (error) {
-      if (this.#watched.get(room) === watched) this.#watched.delete(room);
-      throw error;
-    }
-    return watched.view;
+    const { view, waiting } = watch;
+    await this.#ask(
+      `presence of "${room}"`,
+      (id) => {
+        waiting.add(id);
+        // Asked now if connected (unless it is already), else by the next welcome.
+        if (!watch.asking && this.#openSocket() !== undefined) this.#askPresence(room, watch);
+      },
+      options,
+    );
+    return view;
   }
 
   // ---- connection lifecycle ----
@@ -447,7 +459,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     if (this.#state === 'closed') return;
     this.#release();
     this.#requests.rejectSent(() => new DisconnectedError());
-    for (const watched of this.#watched.values()) watched.asked = false;
+    // Their asks in flight died with the connection: the next welcome asks them all again.
+    for (const watch of this.#watched.values()) watch.asking = false;
     const reconnecting =
       this.#options.shouldReconnect(close) &&
       this.#scheduler.plan(close.code === CloseCode.ServiceRestart);
@@ -560,7 +573,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         break;
       case 'left':
         if (typeof message.r === 'string' && this.#rooms.remove(message.r)) {
-          this.#watched.delete(message.r);
+          this.#unwatch(message.r);
           this.emit('left', { room: message.r });
         }
         break;
@@ -612,7 +625,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#numbered = Number.isSafeInteger(message.s);
     // Its numbers go on: numbering again from 1 would reuse ids the session already handed out.
     if (message.resumed !== true && !sameSession) this.#outbox.renumber();
-    else if (this.#numbered) this.#outbox.received(message.s!);
+    else if (this.#numbered) this.#outbox.resumedAt(message.s!);
     this.#scheduler.succeeded();
     this.#heartbeat.start(
       () => socket.send(encodeText({ t: 'ping' })),
@@ -625,17 +638,11 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#setState('open');
     if (this.#socket !== socket) return; // a state listener closed the client
     for (const room of gone) {
-      this.#watched.delete(room);
+      this.#unwatch(room);
       this.emit('left', { room });
     }
     // A fresh snapshot of every room watched: the view reports only what changed meanwhile.
-    for (const [room, watched] of this.#watched) {
-      if (watched.asked) continue;
-      watched.asked = true;
-      this.#askFrame(`presence of "${room}"`, (id) => presenceFrame(id, room), {}).catch(
-        (error: ClientError) => this.emit('error', error),
-      );
-    }
+    for (const [room, watch] of this.#watched) if (!watch.asking) this.#askPresence(room, watch);
     const info: WelcomeInfo = {
       session: message.session,
       clientId: message.client,
@@ -679,12 +686,6 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   // ---- frames out ----
 
-  #payloadFrame(message: ClientMessage, data: Payload): string | Uint8Array {
-    return typeof data === 'string'
-      ? encodeText({ ...message, d: data } as ClientMessage)
-      : encodeBinary(message, data);
-  }
-
   /** The socket frames can be written on now, if any. */
   #openSocket(): WebSocketLike | undefined {
     const socket = this.#socket;
@@ -724,10 +725,18 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   }
 
   #sendUpstream(socket: WebSocketLike, entry: Upstream): void {
-    const message = this.#numbered
-      ? { ...entry.message, s: entry.s, ...(entry.sent ? { p: 1 as const } : {}) }
-      : entry.message;
-    socket.send(this.#payloadFrame(message, entry.data));
+    // One object per frame: the message with its number and, as text, its payload.
+    const message = { ...entry.message };
+    if (this.#numbered) {
+      message.s = entry.s;
+      if (entry.sent) message.p = 1;
+    }
+    const { data } = entry;
+    if (typeof data !== 'string') socket.send(encodeBinary(message, data));
+    else {
+      message.d = data;
+      socket.send(encodeText(message));
+    }
     entry.sent = true;
     if (this.#numbered) return;
     // A server that does not number frames never acknowledges them: at most once, as before
@@ -754,6 +763,45 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#queue = this.#queue.filter(
       (queued) => (queued.requestId ?? queued.upstream?.requestId) !== requestId,
     );
+  }
+
+  /**
+   * Asks for a watched room's presence on the open connection; its answer settles the
+   * `presence()` calls waiting. A connection that drops first leaves it to the next one.
+   */
+  #askPresence(room: string, watch: Watch): void {
+    watch.asking = true;
+    const answered = (error?: ClientError) => {
+      watch.asking = false;
+      const waiting = [...watch.waiting];
+      watch.waiting.clear();
+      for (const id of waiting) {
+        if (error === undefined) this.#requests.settle({ t: 'ack', id }, undefined);
+        else this.#requests.fail(id, error);
+      }
+      if (error === undefined) return;
+      if (waiting.length === 0) this.emit('error', error);
+      // Refused, or never answered: nothing watches it any more.
+      const refused = error instanceof ServerError || !watch.view.synced;
+      if (refused && this.#watched.get(room) === watch) this.#watched.delete(room);
+    };
+    this.#askFrame(`presence of "${room}"`, (id) => presenceFrame(id, room), {}).then(
+      () => answered(),
+      (error: ClientError) => {
+        if (!(error instanceof DisconnectedError)) answered(error);
+      },
+    );
+  }
+
+  /** Stops watching a room the client is no longer in; `presence()` calls still waiting fail. */
+  #unwatch(room: string): void {
+    const watch = this.#watched.get(room);
+    if (watch === undefined) return;
+    this.#watched.delete(room);
+    if (watch.asking) return; // the answer on its way settles them
+    for (const id of watch.waiting) {
+      this.#requests.fail(id, new ServerError('FORBIDDEN', `no longer in "${room}"`));
+    }
   }
 
   /** Sends a `join`, `leave` or `presence` frame and waits for its `ack`. */

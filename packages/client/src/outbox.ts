@@ -73,6 +73,19 @@ export class Outbox {
   }
 
   /**
+   * The session goes on (a resume): its server handed on every number up to `s`. What never went
+   * out is numbered above `s` first, if it is not already: this client may be new to the session (a
+   * saved one given as `resume`), and a number at or below `s` would be refused as going backwards.
+   */
+  resumedAt(s: number): void {
+    if (this.#entries.some((entry) => !entry.sent && entry.s <= s)) {
+      this.#last = Math.max(this.#last, s);
+      for (const entry of this.#entries) if (!entry.sent) entry.s = ++this.#last;
+    }
+    this.received(s);
+  }
+
+  /**
    * The session is new (the old one could not be resumed): what was not acknowledged is numbered
    * again from 1 and goes out on it, still marked as sent before when it was.
    */

@@ -96,6 +96,7 @@ export type {
   Authenticate,
   Awaitable,
   HistoryRule,
+  PerMessageDeflateOptions,
   RoomPattern,
   ServerOptions,
   SlowConsumerPolicy,

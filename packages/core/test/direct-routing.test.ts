@@ -1,6 +1,7 @@
-import { MemoryBroker, type MemoryBus, MemoryStateStore } from '@wscale/core';
+import { MemoryStateStore } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
+import { LaggyBroker } from './helpers/laggy-broker.js';
 import { TestCluster } from './helpers/nodes.js';
 import { V1Peer } from './helpers/v1-client.js';
 
@@ -10,38 +11,6 @@ afterEach(async () => {
   await cluster.closeAll();
   for (const store of stores.splice(0)) await store.close();
 });
-
-/** The first byte of a frame between nodes is its kind (bus-codec.ts). */
-const DIRECT = 2;
-const MOVED = 7;
-
-/**
- * A broker with a network's delays: each topic reaches this node after its own fixed latency
- * (order per topic is kept, as the Broker contract says), so frames on different topics overtake
- * each other the way they do on a real broker. Counts the direct operations this node receives.
- */
-class LaggyBroker extends MemoryBroker {
-  directs = 0;
-  readonly #latency: (topic: string) => number;
-  readonly #ackMs: number;
-
-  constructor(bus: MemoryBus, latency: (topic: string) => number, ackMs: number) {
-    super({ bus });
-    this.#latency = latency;
-    this.#ackMs = ackMs;
-  }
-
-  /** Acknowledges a takeover's announcement late, as a broker under load may. */
-  override async publish(topic: string, payload: Uint8Array): Promise<void> {
-    await super.publish(topic, payload);
-    if (payload[0] === MOVED && this.#ackMs > 0) await delay(this.#ackMs);
-  }
-
-  protected override deliver(topic: string, payload: Uint8Array): void {
-    if (payload[0] === DIRECT) this.directs++;
-    setTimeout(() => super.deliver(topic, payload), this.#latency(topic));
-  }
-}
 
 async function startNodes(count: number, latency: (topic: string) => number = () => 0, ackMs = 0) {
   const brokers: LaggyBroker[] = [];

@@ -27,7 +27,7 @@ const timeLimitMs = 60_000 + parameters.numRuns * 2000;
 /** What a node may answer a client with: RFC 6455's protocol codes and wscale's own. */
 const documentedCloseCodes = new Set<number>([
   CloseCode.Normal,
-  1002, // RFC 6455 protocol error: what `ws` answers a frame that breaks the framing rules
+  CloseCode.ProtocolError, // a frame that breaks the framing rules (`ws`) or upstream numbering
   CloseCode.InvalidPayload,
   CloseCode.PolicyViolation,
   CloseCode.MessageTooBig,

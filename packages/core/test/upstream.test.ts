@@ -14,7 +14,7 @@ describe('UpstreamLedger', () => {
   it('hands each number on once and marks what a dead node may have handed on', () => {
     const clean = new UpstreamLedger({ up: 3 }, false);
     expect(clean.admit(2, true)).toBe('duplicate');
-    expect(clean.admit(3, false)).toBe('duplicate');
+    expect(clean.admit(3, true)).toBe('duplicate');
     expect(clean.admit(4, true)).toBe('new'); // the record was exact: 4 never reached anyone
     expect(clean.last).toBe(4);
 

@@ -8,8 +8,9 @@ export enum CloseCode {
   /** The node is shutting down or the client was closed by the application. */
   GoingAway = 1001,
   /**
-   * One side broke the protocol (never sent by a wscale server; `@wscale/client` reports it when
-   * the server does not select `wscale.v1`).
+   * One side broke the protocol: a `wscale.v1` client sent a numbered frame whose `s` went
+   * backwards without `p` (the server closes it), or the server did not select `wscale.v1`
+   * (`@wscale/client` reports it).
    */
   ProtocolError = 1002,
   /** The peer sent a kind of data it may not send (RFC 6455; never sent by a wscale server). */

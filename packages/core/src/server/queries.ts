@@ -15,6 +15,7 @@ import type { QueryOptions } from './server-types.js';
 export interface ConnectionCounters {
   readonly counters: { readonly dropped: number; readonly slowConsumersClosed: number };
   readonly subscriptions: number;
+  readonly compressed: number;
 }
 
 /**
@@ -68,6 +69,7 @@ export class Queries implements Answerer {
       subscriptions: this.#connections.subscriptions,
       ...this.#traffic.snapshot(),
       brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
+      compressed: this.#connections.compressed,
     };
   }
 

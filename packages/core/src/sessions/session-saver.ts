@@ -19,6 +19,8 @@ export interface UpstreamSource<Client> {
   upstreamRecord(client: Client): UpstreamRecord | undefined;
   /** Whether it changed since the session was last saved. */
   upstreamDirty(client: Client): boolean;
+  /** Resolves once the client's running requests have their replies kept (bounded in time). */
+  answered(client: Client): Promise<void>;
 }
 
 /** Settings of the saver (the server's options of the same names). */
@@ -81,11 +83,15 @@ export class SessionSaver<Client extends SavedClient> {
   saveClosed(client: Client): void {
     const conn = client.conn;
     if (conn === undefined) return;
-    const rooms = [...client.roomList];
-    const saved = this.#sessions.save(client.id, conn, () => ({
-      ...this.#record(client, rooms),
-      live: false,
-    }));
+    // The record as it is at the close (its own rooms are cleared right after)...
+    const closed = { ...this.#record(client, [...client.roomList]), live: false };
+    // ...with the replies of the requests still running, once they are kept: a resume gets them.
+    const saved = this.#upstream.answered(client).then(() =>
+      this.#sessions.save(client.id, conn, () => ({
+        ...closed,
+        ...this.#upstream.upstreamRecord(client),
+      })),
+    );
     this.#finalSaves.add(saved);
     void saved.finally(() => this.#finalSaves.delete(saved));
   }

@@ -53,10 +53,9 @@ export interface OpenedSession {
   conn: string;
   resumed: boolean;
   /**
-   * Whether the session is the one the token named: resumed, or kept for a later resume because
-   * the store could not be read (then `resumed` is false and `reason` is `unavailable`).
+   * Why it was not resumed. `unavailable`: it is still the session the token named, kept for a
+   * later resume because the store could not be read.
    */
-  claimed: boolean;
   reason?: NotResumedReason;
   /** The stored record of a resumed session. */
   record?: SessionRecord;
@@ -145,7 +144,7 @@ export class Sessions {
     } catch (error) {
       this.#onError(error);
       // The same session, not saved by this connection: the client may resume it later.
-      return { id, token, conn, resumed: false, claimed: true, reason: 'unavailable' };
+      return { id, token, conn, resumed: false, reason: 'unavailable' };
     }
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
     return {
@@ -153,7 +152,6 @@ export class Sessions {
       token: this.#tokens.issue(id),
       conn,
       resumed: true,
-      claimed: true,
       record: claimed,
       cleanlyClosed,
     };
@@ -201,7 +199,7 @@ export class Sessions {
     await this.#store
       .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
       .catch(this.#onError);
-    return { id, token: this.#tokens.issue(id), conn, resumed: false, claimed: false, reason };
+    return { id, token: this.#tokens.issue(id), conn, resumed: false, reason };
   }
 
   #key(id: string): string {

@@ -4,6 +4,7 @@ import { WebSocket } from 'ws';
 import type { ResumeInfo } from '../ops/node-stats.js';
 import { OutKind, type Traffic } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import type { FrameDeflater } from '../protocol/deflate.js';
 import { isInbox } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
@@ -116,6 +117,8 @@ export interface ClientHost {
   readonly maxOpsPerSecond: number;
   /** The node's counters of what it writes. */
   readonly traffic: Traffic;
+  /** Compresses messages for the sockets that negotiated permessage-deflate, if the node does. */
+  readonly deflater: FrameDeflater | undefined;
 }
 
 /** Fields few clients ever use, kept apart so that every client stays small. */
@@ -173,6 +176,8 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   readonly #ws: WebSocket;
   readonly #socket: Duplex;
   readonly #host: ClientHost;
+  /** Set when the socket negotiated permessage-deflate: messages are written compressed. */
+  readonly #deflater: FrameDeflater | undefined;
   #data: Data | undefined;
   /** Rooms joined; an array, since a client is in few rooms and a Set costs far more memory. */
   #rooms: string[] | undefined;
@@ -197,6 +202,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     this.#ws = ws;
     this.#socket = socket;
     this.#host = host;
+    this.#deflater = ws.extensions === '' ? undefined : host.deflater;
     this.#data = data;
   }
 
@@ -353,7 +359,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
       return false;
     }
     if (!this.v1) {
-      this.#count(message.rawFrame(), kind);
+      this.#count(message.rawFrame(this.#deflater), kind);
       return true;
     }
     const gaps = this.#rare?.gaps;
@@ -364,7 +370,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
         OutKind.Control,
       );
     }
-    this.#count(message.envelopeFrame(), kind);
+    this.#count(message.envelopeFrame(this.#deflater), kind);
     return true;
   }
 

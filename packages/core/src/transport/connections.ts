@@ -7,6 +7,7 @@ import type { Reporter } from '../ops/reporter.js';
 import type { Traffic } from '../ops/traffic.js';
 import type { PresenceService } from '../presence/presence-service.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { FrameDeflater } from '../protocol/deflate.js';
 import { isInbox, PROTOCOL } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
@@ -23,6 +24,8 @@ export interface ConnectionSettings extends V1Settings, SaverSettings<unknown> {
   readonly maxOpsPerSecond: number;
   readonly slowConsumer: 'close' | 'drop';
   readonly heartbeatIntervalMs: number;
+  /** Absent when compression is off. */
+  readonly perMessageDeflate: { readonly threshold: number; readonly level: number } | undefined;
 }
 
 /** Sessions that move between nodes: what the connections ask of the node's direct delivery. */
@@ -71,6 +74,8 @@ export class Connections<Identity, Data extends object>
   readonly maxBufferedBytes: number;
   readonly maxOpsPerSecond: number;
   readonly traffic: Traffic;
+  /** Compresses messages for the sockets that negotiated permessage-deflate, if the node does. */
+  readonly deflater: FrameDeflater | undefined;
   readonly #clients: Map<string, Connection<Identity, Data>>;
   readonly #settings: ConnectionSettings;
   readonly #parts: ConnectionParts;
@@ -92,6 +97,8 @@ export class Connections<Identity, Data extends object>
     this.maxBufferedBytes = settings.maxBufferedBytes;
     this.maxOpsPerSecond = settings.maxOpsPerSecond;
     this.traffic = parts.traffic;
+    const deflate = settings.perMessageDeflate;
+    this.deflater = deflate && new FrameDeflater(deflate.threshold, deflate.level);
     const { sessions, membership, presence, traffic, reporter } = parts;
     this.v1 = new V1Endpoint({
       node: this,
@@ -146,6 +153,11 @@ export class Connections<Identity, Data extends object>
   /** Connections held, and `wscale.v1` ones waiting for their `welcome`. */
   get count(): number {
     return this.#clients.size + this.v1.opening;
+  }
+
+  /** Messages compressed once for every socket they went to. */
+  get compressed(): number {
+    return this.deflater?.compressed ?? 0;
   }
 
   /** Room memberships of the clients (a client in three rooms counts three). */

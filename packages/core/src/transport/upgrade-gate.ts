@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HandlerError, UpgradeRejectedError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
+import { offersForSharedWindow } from '../protocol/deflate.js';
 import { PROTOCOL } from '../protocol/messages.js';
 import { pathOf, refuse } from './upgrade-response.js';
 
@@ -34,6 +35,8 @@ export interface GateSettings<Identity> {
   readonly maxConnections: number;
   readonly allowedOrigins?: readonly string[] | undefined;
   readonly authenticateTimeoutMs: number;
+  /** Set when messages are compressed (permessage-deflate). */
+  readonly perMessageDeflate: object | undefined;
   readonly authenticate?: ((request: IncomingMessage) => Authenticated<Identity>) | undefined;
 }
 
@@ -63,7 +66,10 @@ export class UpgradeGate<Identity> {
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
-      perMessageDeflate: false,
+      // Every socket shares a node's compressed frames: no context may carry over on our side.
+      perMessageDeflate: settings.perMessageDeflate !== undefined && {
+        serverNoContextTakeover: true,
+      },
       maxPayload: settings.maxPayload,
       handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
     });
@@ -150,6 +156,11 @@ export class UpgradeGate<Identity> {
       if (typeof outcome === 'number') return refuse(socket, outcome);
       identity = outcome.identity;
       if (this.#draining || socket.destroyed) return refuse(socket, 503);
+    }
+    // One compressed frame serves every socket: no client may narrow the window it is made with.
+    const offers = request.headers['sec-websocket-extensions'];
+    if (this.#settings.perMessageDeflate !== undefined && offers !== undefined) {
+      request.headers['sec-websocket-extensions'] = offersForSharedWindow(offers);
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);

@@ -25,8 +25,12 @@ export interface MessageInfo {
 /** What raw clients' messages carry: nothing is numbered. */
 export const UNNUMBERED: MessageInfo = Object.freeze({ redelivered: false });
 
-/** How a numbered frame is to be treated. */
-export type Admission = 'new' | 'redelivery' | 'duplicate';
+/**
+ * How a numbered frame is to be treated: handed on (`new`, `redelivery`), dropped (`duplicate`: sent
+ * again, handed on before), or a protocol violation (`backwards`: a number not above the last one,
+ * not marked as sent again).
+ */
+export type Admission = 'new' | 'redelivery' | 'duplicate' | 'backwards';
 
 /** Replies kept per session, and the largest one kept (bigger ones answer `REPLY_LOST` if asked again). */
 const REPLIES_KEPT = 32;
@@ -57,11 +61,12 @@ export class UpstreamLedger {
   }
 
   /**
-   * Takes a numbered frame: a number at or below the last one was handed on already; a frame sent
-   * again (`resent`) may have been handed on by a node that died before recording it.
+   * Takes a numbered frame: a number at or below the last one was handed on already (only a frame
+   * sent again, `resent`, may repeat one); a frame sent again above it may have been handed on by a
+   * node that died before recording it. Numbers may skip: a client drops what it never sent.
    */
   admit(s: number, resent: boolean): Admission {
-    if (s <= this.#last) return 'duplicate';
+    if (s <= this.#last) return resent ? 'duplicate' : 'backwards';
     this.#last = s;
     this.#dirty = true;
     return resent && this.#doubtful ? 'redelivery' : 'new';

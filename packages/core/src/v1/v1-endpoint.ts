@@ -107,6 +107,8 @@ export class V1Endpoint {
   /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
   readonly #upstream = new WeakMap<AnyClient, UpstreamLedger>();
   readonly #receipts: ReceiptBatcher<AnyClient>;
+  /** Each client's requests still being answered: the last save of its connection waits for them. */
+  readonly #answering = new WeakMap<AnyClient, Set<Promise<void>>>();
 
   constructor(parts: V1Parts) {
     this.#node = parts.node;
@@ -130,6 +132,23 @@ export class V1Endpoint {
   /** Whether the client's upstream changed since its session was last saved. */
   upstreamDirty(client: AnyClient): boolean {
     return this.#upstream.get(client)?.dirty ?? false;
+  }
+
+  /**
+   * Resolves once the requests the client sent have been answered and their replies kept, or after
+   * {@link REPLY_WAIT_MS}: a connection that closed saves its session after this, so that a
+   * request sent again after a resume gets the reply instead of `REPLY_LOST`.
+   */
+  answered(client: AnyClient): Promise<void> {
+    const running = this.#answering.get(client);
+    if (running === undefined || running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, REPLY_WAIT_MS);
+      void Promise.allSettled(running).then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** The client went away: no more receipts for it. */
@@ -230,7 +249,9 @@ export class V1Endpoint {
       ws.terminate();
       return undefined;
     }
-    if (session.claimed) node.kick(session.id);
+    // The session the token named (resumed, or kept while the store is down): an older
+    // connection may still hold it.
+    if (session.resumed || session.reason === 'unavailable') node.kick(session.id);
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
     // Whether the previous connection recorded all it handed on: only a clean close says so.
@@ -349,13 +370,17 @@ export class V1Endpoint {
     switch (message.t) {
       case 'msg': {
         const info = this.#admit(client, message);
-        if (info !== undefined) client.receive(payload, binary !== undefined, info);
+        if (typeof info === 'object') client.receive(payload, binary !== undefined, info);
         return;
       }
       case 'req': {
         const info = this.#admit(client, message);
-        if (info === undefined) this.#answerAgain(client, message);
-        else this.#answer(client, message.id, () => this.#request(client, message, payload, info));
+        if (info === 'duplicate') this.#answerAgain(client, message);
+        else if (typeof info === 'object') {
+          this.#answer(client, message.id, () =>
+            this.#track(client, this.#request(client, message, payload, info)),
+          );
+        }
         return;
       }
       case 'join':
@@ -411,15 +436,35 @@ export class V1Endpoint {
 
   /**
    * Takes a numbered `msg` or `req` into the client's upstream (and owes it a `rcv`): yields what
-   * the application is told about it, or `undefined` when it was handed on already.
+   * the application is told about it, `duplicate` when it was handed on already, or `backwards`
+   * when its number broke the protocol (the connection is closed with 1002).
    */
-  #admit(client: AnyClient, message: { s?: number; p?: 1 }): MessageInfo | undefined {
+  #admit(
+    client: AnyClient,
+    message: { s?: number; p?: 1 },
+  ): MessageInfo | 'duplicate' | 'backwards' {
     const ledger = message.s === undefined ? undefined : this.#upstream.get(client);
     if (ledger === undefined) return UNNUMBERED;
     const admission = ledger.admit(message.s!, message.p === 1);
+    if (admission === 'backwards') {
+      const reason = `upstream number ${message.s} went backwards (last ${ledger.last}) without p`;
+      this.#violation(client, CloseCode.ProtocolError, reason);
+      return admission;
+    }
     this.#receipts.owe(client);
-    if (admission === 'duplicate') return undefined;
+    if (admission === 'duplicate') return admission;
     return { id: `${client.id}:${message.s}`, redelivered: admission === 'redelivery' };
+  }
+
+  /** Counts a request among the client's requests being answered until it is. */
+  #track(client: AnyClient, request: Promise<void>): Promise<void> {
+    let running = this.#answering.get(client);
+    if (running === undefined) {
+      running = new Set();
+      this.#answering.set(client, running);
+    }
+    running.add(request);
+    return request.finally(() => running.delete(request));
   }
 
   /** A request sent again that was handled before: the kept reply, if there is one. */
@@ -541,11 +586,16 @@ export class V1Endpoint {
       return { message, binary: Buffer.from(buffer, byteOffset, byteLength) };
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
-      close(target, CloseCode.InvalidPayload, error.message);
-      const fields = { client: 'id' in target ? target.id : undefined, reason: error.message };
-      this.#log.write('warn', 'protocol violation: closed 1007', fields);
+      this.#violation(target, CloseCode.InvalidPayload, error.message);
       return undefined;
     }
+  }
+
+  /** Closes a connection that broke the protocol, and logs why. */
+  #violation(target: WebSocket | AnyClient, code: CloseCode, reason: string): void {
+    close(target, code, reason);
+    const fields = { client: 'id' in target ? target.id : undefined, reason };
+    this.#log.write('warn', `protocol violation: closed ${code}`, fields);
   }
 }
 
@@ -560,6 +610,8 @@ const RECEIPT_DELAY_MS = 100;
 /** How long a resume waits for a live node to let go of the session, and how often it looks. */
 const HANDOVER_MS = 250;
 const HANDOVER_POLL_MS = 10;
+/** How long the last save of a closed connection waits for its requests' replies. */
+const REPLY_WAIT_MS = 2000;
 
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
 function close(target: WebSocket | AnyClient, code: number, reason: string): void {

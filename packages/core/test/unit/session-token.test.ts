@@ -193,7 +193,7 @@ describe('Sessions', () => {
   it('opens a new session without a token, stored for its owner, with a token that names it', async () => {
     const { store, sessions } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
-    expect(opened).toMatchObject({ resumed: false, claimed: false, reason: 'new' });
+    expect(opened).toMatchObject({ resumed: false, reason: 'new' });
     expect(SessionTokens.isSessionId(opened.id)).toBe(true);
     expect(new SessionTokens(SECRET).verify(opened.token)).toBe(opened.id);
     expect(await store.record()).toEqual({
@@ -213,7 +213,6 @@ describe('Sessions', () => {
     expect(second).toMatchObject({
       id: first.id,
       resumed: true,
-      claimed: true,
       cleanlyClosed: false,
       record: { owner: 'alice', rooms: ['chat', 'news'], data: { name: 'Alice' }, node: 'node-2' },
     });
@@ -240,7 +239,7 @@ describe('Sessions', () => {
     const { sessions } = sessionsOn();
     const alice = await sessions.open(undefined, 'alice');
     const mallory = await sessions.open(alice.token, 'mallory');
-    expect(mallory).toMatchObject({ resumed: false, claimed: false, reason: 'forbidden' });
+    expect(mallory).toMatchObject({ resumed: false, reason: 'forbidden' });
     expect(mallory.id).not.toBe(alice.id);
     expect(await sessions.open(alice.token, 'alice')).toMatchObject({
       id: alice.id,
@@ -254,7 +253,7 @@ describe('Sessions', () => {
     const forged = new SessionTokens('not-the-secret-of-the-nodes').issue(alice.id);
     for (const token of [forged, 'garbage', '']) {
       const opened = await sessions.open(token, 'alice');
-      expect(opened).toMatchObject({ resumed: false, claimed: false, reason: 'invalid-token' });
+      expect(opened).toMatchObject({ resumed: false, reason: 'invalid-token' });
       expect(opened.id).not.toBe(alice.id);
     }
   });
@@ -273,7 +272,7 @@ describe('Sessions', () => {
     for (const value of ['not json', '{}', '{"owner":"alice","conn":"c","data":null,"rooms":[]}']) {
       await garbled.store.set(key!, value);
       const opened = await garbled.sessions.open(alice.token, 'alice');
-      expect(opened, value).toMatchObject({ resumed: false, claimed: false, reason: 'expired' });
+      expect(opened, value).toMatchObject({ resumed: false, reason: 'expired' });
     }
     expect(store.keys.size).toBe(1);
   });
@@ -296,7 +295,6 @@ describe('Sessions', () => {
       token: alice.token,
       conn: expect.any(String),
       resumed: false,
-      claimed: true,
       reason: 'unavailable',
     });
     expect(errors).toEqual([expect.any(StateStoreError)]);
