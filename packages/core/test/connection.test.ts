@@ -155,6 +155,23 @@ describe('connections', () => {
     expect(server.stats.slowConsumersClosed).toBe(0);
   });
 
+  it('counts what one tick wrote against the send buffer: the frames past the budget are dropped', async () => {
+    const [node] = await cluster.start(1, { maxBufferedBytes: 10 * 1024, slowConsumer: 'drop' });
+    const server = node!;
+    const client = await cluster.connect(server);
+    await server.clients.get(client.id)!.join('burst');
+    const payload = 'z'.repeat(1024); // a 1028-byte frame: ten fit in 10 KiB, the eleventh does not
+    // Sent in one tick: nothing reaches the kernel before the socket is uncorked at its end.
+    await Promise.all(Array.from({ length: 20 }, () => server.to('burst').send(payload)));
+    expect(server.stats.messagesOut.broadcast).toBe(10);
+    expect(server.stats.bytesOut.broadcast).toBe(10 * 1028);
+    expect(server.stats.dropped).toBe(10);
+    expect(server.clients.get(client.id)!.dropped).toBe(10);
+    await client.waitFor(10);
+    expect(client.texts).toEqual(Array.from({ length: 10 }, () => payload));
+    expect(server.clients.get(client.id)!.open).toBe(true);
+  });
+
   it('survives handlers that throw or reject, and reports them as error events', async () => {
     const [node] = await cluster.start(1);
     const server = node!;

@@ -299,7 +299,13 @@ export class Connections<Identity, Data extends object>
   }
 
   readonly #uncork = (): void => {
-    for (const socket of this.#corked.splice(0)) socket.uncork();
+    // Emptied in place, not spliced: no copy of the list per tick, and the array keeps its room.
+    const corked = this.#corked;
+    try {
+      for (let i = 0; i < corked.length; i++) corked[i]!.uncork();
+    } finally {
+      corked.length = 0;
+    }
   };
 
   #closed(client: AnyClient, code: number, reason: Buffer): void {
