@@ -1,6 +1,11 @@
 import type { History, Unsubscribe } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
-import { BusKind, type DirectHeader, type DirectOperation } from '../mesh/bus-codec.js';
+import {
+  type BroadcastHeader,
+  BusKind,
+  type DirectHeader,
+  type DirectOperation,
+} from '../mesh/bus-codec.js';
 import { type DirectFrame, DirectRouter, type DirectTarget } from '../mesh/direct-router.js';
 import {
   broadcastMessage,
@@ -113,12 +118,27 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
           options,
           this.historyOf,
         );
-        this.#deliverLocal(group, message);
-        const room = group.length === 1 ? group[0] : undefined;
-        const kind = BusKind.Broadcast;
-        await this.#mesh.toRoom(room, { kind, header }, message.bytes, message.busFlags);
+        // Handed to the broker first: the other nodes start their fan-out while this one does its
+        // own, and the broker's write is not left behind the local ones.
+        const published = this.#publish(group, header, message);
+        try {
+          this.#deliverLocal(group, message);
+        } finally {
+          await published;
+        }
       }),
     );
+  }
+
+  /** Publishes a broadcast for the other nodes (written to the broker before this returns). */
+  async #publish(
+    group: readonly string[],
+    header: BroadcastHeader,
+    message: Outgoing,
+  ): Promise<void> {
+    const room = group.length === 1 ? group[0] : undefined;
+    const kind = BusKind.Broadcast;
+    await this.#mesh.toRoom(room, { kind, header }, message.bytes, message.busFlags);
   }
 
   /** Writes a broadcast to the local clients it is for: the fan-out hot path. */
