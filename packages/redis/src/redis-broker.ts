@@ -4,6 +4,7 @@ import {
   type BrokerStatus,
   InvalidOptionError,
 } from '@wscale/core';
+import type { Cluster } from 'ioredis';
 import {
   closeClient,
   isCluster,
@@ -127,13 +128,15 @@ export class RedisBroker extends BaseBroker {
     else await this.#sub.unsubscribe(channel);
   }
 
-  protected async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
+  protected publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
     const channel = channelName(this.#prefix, topic);
     const message = Buffer.isBuffer(payload)
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-    if (isCluster(this.#pub)) await this.#pub.spublish(channel, message);
-    else await this.#pub.publish(channel, message);
+    // ioredis's own promise, not one more around it: this runs for every message.
+    return this.#cluster
+      ? (this.#pub as Cluster).spublish(channel, message)
+      : this.#pub.publish(channel, message);
   }
 
   protected async closeConnection(): Promise<void> {
