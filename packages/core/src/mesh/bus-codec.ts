@@ -85,19 +85,23 @@ export function encodeBusFrame(
   payload: Uint8Array = EMPTY,
   flags = 0,
 ): Buffer {
-  const json = Buffer.from(JSON.stringify(header));
-  const frame = Buffer.allocUnsafe(PREFIX + json.length + payload.length);
+  // Written straight into the frame: no buffer of its own to allocate and copy from.
+  const json = JSON.stringify(header);
+  const jsonLength = Buffer.byteLength(json);
+  const frame = Buffer.allocUnsafe(PREFIX + jsonLength + payload.length);
   frame[0] = kind;
   frame[1] = flags;
-  frame.writeUInt32BE(json.length, 2);
-  json.copy(frame, PREFIX);
-  frame.set(payload, PREFIX + json.length);
+  frame.writeUInt32BE(jsonLength, 2);
+  frame.write(json, PREFIX);
+  frame.set(payload, PREFIX + jsonLength);
   return frame;
 }
 
 /** Decodes a bus frame; the payload is a view of `bytes`, not a copy. */
 export function decodeBusFrame(bytes: Uint8Array): BusFrame {
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.length < PREFIX) throw new ProtocolError('bus frame shorter than its prefix');
   const kind = view[0]!;
   if (!(kind in BusKind)) throw new ProtocolError(`unknown bus frame kind ${kind}`);
