@@ -22,6 +22,11 @@ export enum BusKind {
   Moved = 7,
   /** Tells a sender which node holds a client (`a`), or that it should stop routing there. */
   Located = 8,
+  /**
+   * Answers a `Moved` that named this node as the holder: the session's connection here has
+   * recorded its close (or there is none), so the node taking it over may read the record.
+   */
+  Released = 10,
 }
 
 /** Flag bits of a bus frame. */
@@ -54,7 +59,10 @@ export interface BusHeader {
   s?: number;
   /** Epoch of a history room's message. */
   e?: string;
-  /** The node a direct operation was routed to (absent: it went to every node). */
+  /**
+   * The node a direct operation was routed to (absent: it went to every node); on a `Moved`, the
+   * node that held the session, which answers `Released`.
+   */
   d?: string;
   /** How many times a direct operation was passed on by a node that did not hold the client. */
   h?: number;

@@ -18,6 +18,8 @@ export interface DirectHost {
   apply(frame: BusFrame): boolean;
   /** Closes the local client of a session another node took over; false when there was none. */
   release(id: string, code: number, reason: string): boolean;
+  /** The last save of the session's connection that closed here, while it is under way. */
+  recorded(id: string): Promise<void> | undefined;
   error(error: unknown): void;
 }
 
@@ -29,6 +31,12 @@ const MAX_HOPS = 2;
 /** Operations kept for a session being taken over, until its connection is registered. */
 const MAX_ARRIVING = 1024;
 const ARRIVING_MS = 30_000;
+
+/** A takeover waiting for the session's holder to let go of it. */
+interface Release {
+  holder: string;
+  done(): void;
+}
 
 interface Arrival {
   frames: BusFrame[];
@@ -63,6 +71,8 @@ export class DirectRouter {
   readonly #moved = new Map<string, string>();
   /** Sessions this node is taking over, with the operations that came for them meanwhile. */
   readonly #arriving = new Map<string, Arrival>();
+  /** Takeovers waiting for the old holder to say it recorded the session's close. */
+  readonly #releasing = new Map<string, Set<Release>>();
 
   constructor(host: DirectHost) {
     this.#host = host;
@@ -82,10 +92,16 @@ export class DirectRouter {
     this.#tags.set(tagOf(nodeId), nodeId);
   }
 
-  /** A node is gone, and its raw clients with it: their ids no longer name a node. */
+  /**
+   * A node is gone, and its raw clients with it: their ids no longer name a node, and takeovers
+   * from it wait no longer (it recorded what it could).
+   */
   nodeDown(nodeId: string): void {
     const tag = tagOf(nodeId);
     if (this.#tags.get(tag) === nodeId) this.#tags.delete(tag);
+    for (const waiting of this.#releasing.values()) {
+      for (const release of waiting) if (release.holder === nodeId) release.done();
+    }
   }
 
   /** Sends a direct operation for a client this node does not hold. */
@@ -110,7 +126,7 @@ export class DirectRouter {
    * A session is taken over by this node: every node hears it (the old holder closes its
    * connection), and operations routed here wait for {@link arrived}.
    */
-  claim(id: string, code: number, reason: string): Promise<void> {
+  claim(id: string, code: number, reason: string, holder?: string): Promise<void> {
     this.#located.delete(id);
     this.#moved.delete(id);
     const previous = this.#arriving.get(id);
@@ -119,7 +135,38 @@ export class DirectRouter {
     timer.unref();
     this.#arriving.set(id, { frames: previous?.frames ?? [], timer });
     const header: BusHeader = { n: this.#host.nodeId, c: id, a: [code, reason] };
+    if (holder !== undefined) header.d = holder;
     return this.#host.publish(BusKind.Moved, undefined, header);
+  }
+
+  /**
+   * Takes a session over from the node that holds it (this one or another): the holder closes
+   * the session's connection and answers once it has recorded the close. Resolves on that
+   * answer, or after `ms` without one (a node that was killed says nothing).
+   */
+  takeOver(id: string, holder: string, code: number, reason: string, ms: number): Promise<void> {
+    const released = new Promise<void>((resolve) => {
+      const waiting = this.#releasing.get(id) ?? new Set();
+      this.#releasing.set(id, waiting);
+      const release: Release = {
+        holder,
+        done: () => {
+          clearTimeout(timer);
+          waiting.delete(release);
+          if (waiting.size === 0 && this.#releasing.get(id) === waiting) this.#releasing.delete(id);
+          resolve();
+        },
+      };
+      const timer = setTimeout(release.done, ms);
+      waiting.add(release);
+    });
+    const local = holder === this.#host.nodeId;
+    if (local) this.#host.release(id, code, reason);
+    void this.claim(id, code, reason, local ? undefined : holder).catch((error) =>
+      this.#host.error(error),
+    );
+    if (local) void (this.#host.recorded(id) ?? Promise.resolve()).then(() => this.#released(id));
+    return released;
   }
 
   /** The session's connection is registered here: the operations that came for it meanwhile. */
@@ -131,13 +178,14 @@ export class DirectRouter {
     return arrival.frames;
   }
 
-  /** Takes a `Direct`, `Moved` or `Located` frame from another node. */
+  /** Takes a `Direct`, `Moved`, `Located` or `Released` frame from another node. */
   receive(frame: BusFrame): void {
     const { header } = frame;
     const id = header.c;
     if (id === undefined) return;
     if (frame.kind === BusKind.Moved) this.#onMoved(id, header);
     else if (frame.kind === BusKind.Located) this.#onLocated(id, header);
+    else if (frame.kind === BusKind.Released) this.#released(id);
     else this.#onDirect(id, frame);
   }
 
@@ -181,6 +229,17 @@ export class DirectRouter {
       // Only the node that held the session last passes operations on: one path, never two.
       this.#moved.delete(id);
     }
+    // Asked as the holder: answers once the connection's close is recorded (at once without one).
+    if (header.d !== this.#host.nodeId) return;
+    const answer: BusHeader = { n: this.#host.nodeId, c: id };
+    void (this.#host.recorded(id) ?? Promise.resolve())
+      .then(() => this.#host.publish(BusKind.Released, node, answer))
+      .catch((error) => this.#host.error(error));
+  }
+
+  /** The old holder of a session let it go: the takeovers waiting for it go on. */
+  #released(id: string): void {
+    for (const release of this.#releasing.get(id) ?? []) release.done();
   }
 
   #onLocated(id: string, header: BusHeader): void {

@@ -205,6 +205,7 @@ export class NodeMesh {
       case BusKind.Direct:
       case BusKind.Moved:
       case BusKind.Located:
+      case BusKind.Released:
         this.#handlers.deliver(frame);
         return;
       case BusKind.Heartbeat:

@@ -40,6 +40,7 @@ import type {
   PresenceStats,
 } from '../presence/presence-types.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { FrameDeflater, offersForSharedWindow } from '../protocol/deflate.js';
 import { isInbox, PROTOCOL } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
@@ -132,8 +133,8 @@ export class ScaledWebSocketServer<
   #reporting = false;
   readonly #host: ClientHost;
   readonly #timers: NodeJS.Timeout[] = [];
-  /** Last saves of closed connections, which a drain waits for. */
-  readonly #finalSaves = new Set<Promise<void>>();
+  /** Last saves of closed connections under way, by session id: a drain waits for them. */
+  readonly #finalSaves = new Map<string, Promise<void>>();
   #closing: Promise<void> | undefined;
   /** `ready()` resolved. */
   #up = false;
@@ -158,7 +159,10 @@ export class ScaledWebSocketServer<
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
-      perMessageDeflate: false,
+      // Every socket shares a node's compressed frames: no context may carry over on our side.
+      perMessageDeflate: this.#options.perMessageDeflate !== undefined && {
+        serverNoContextTakeover: true,
+      },
       maxPayload: this.#options.maxPayload,
       handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
     });
@@ -267,6 +271,7 @@ export class ScaledWebSocketServer<
       subscriptions,
       ...this.#traffic.snapshot(),
       brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
+      compressed: this.#host.deflater?.compressed ?? 0,
     };
   }
 
@@ -471,7 +476,8 @@ export class ScaledWebSocketServer<
     }, this.#options.closeTimeoutMs);
     await Promise.all(closed);
     clearTimeout(timer);
-    await Promise.race([Promise.all(this.#finalSaves), sleep(this.#options.closeTimeoutMs)]);
+    const finalSaves = Promise.all(this.#finalSaves.values());
+    await Promise.race([finalSaves, sleep(this.#options.closeTimeoutMs)]);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
@@ -508,6 +514,11 @@ export class ScaledWebSocketServer<
       if (typeof outcome === 'number') return refuse(socket, outcome);
       identity = outcome.identity;
       if (this.#closing !== undefined || socket.destroyed) return refuse(socket, 503);
+    }
+    // One compressed frame serves every socket: no client may narrow the window it is made with.
+    const offers = request.headers['sec-websocket-extensions'];
+    if (this.#options.perMessageDeflate !== undefined && offers !== undefined) {
+      request.headers['sec-websocket-extensions'] = offersForSharedWindow(offers);
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);
@@ -637,6 +648,8 @@ export class ScaledWebSocketServer<
           .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
           .catch((error) => this.#report(error));
       },
+      takeOver: (sessionId, holder, ms) =>
+        this.#router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms),
       register: (session, ws, socket, identity) => {
         const data = session.record?.data as Data | undefined;
         const client = this.#register(session.id, ws, socket, identity as Identity, true, data);
@@ -670,7 +683,7 @@ export class ScaledWebSocketServer<
       rules: presence as PresenceRule<AnyClient>[],
       graceMs: presenceGraceMs,
       tickMs: this.#options.nodeHeartbeatMs,
-      owner: (client) => this.#options.sessionOwner(client.identity as Identity),
+      owner: (client) => this.#owner(client),
       alive: (nodeId) => this.#mesh.isAlive(nodeId),
       changed: (room, change) => this.emit('presence', room, change),
       report: (error) => this.#report(error),
@@ -685,29 +698,43 @@ export class ScaledWebSocketServer<
   }
 
   /**
-   * The last save of a connection that closed while this node lives: its rooms as they were, and
-   * `live: false`, which tells a resume that everything handed on was recorded.
+   * The last save of a connection that closed (or was released to a resume) while this node
+   * lives: its rooms as they were, and `live: false`, which tells a resume that everything handed
+   * on was recorded.
    */
   #finalSave(client: AnyClient): void {
     const conn = client.conn;
     this.#v1.forget(client);
     if (conn === undefined) return;
+    // Once: a connection taken over is recorded when released, not again when its close ends.
+    client.conn = undefined;
+    const id = client.id;
     const closed = { ...this.#record(client, [...client.roomList]), live: false };
     // With the replies of the requests still running, once they are kept (bounded): a resume
     // gets them.
     const saved = this.#v1.answered(client).then(() =>
-      this.#sessions.save(client.id, conn, () => ({
+      this.#sessions.save(id, conn, () => ({
         ...closed,
         ...this.#v1.upstreamRecord(client),
       })),
     );
-    this.#finalSaves.add(saved);
-    void saved.finally(() => this.#finalSaves.delete(saved));
+    const earlier = this.#finalSaves.get(id);
+    const all = earlier === undefined ? saved : Promise.all([earlier, saved]).then(() => undefined);
+    this.#finalSaves.set(id, all);
+    void all.finally(() => {
+      if (this.#finalSaves.get(id) === all) this.#finalSaves.delete(id);
+    });
+  }
+
+  /** The client's session owner (`sessionOwner` is called as a plain function, as every hook). */
+  #owner(client: AnyClient): string {
+    const { sessionOwner } = this.#options;
+    return sessionOwner(client.identity as Identity);
   }
 
   #record(client: AnyClient, rooms: string[]) {
     return {
-      owner: this.#options.sessionOwner(client.identity as Identity),
+      owner: this.#owner(client),
       data: this.#sessionData(client),
       rooms,
       own: [...client.ownRooms],
@@ -730,6 +757,7 @@ export class ScaledWebSocketServer<
   }
 
   #clientHost(): ClientHost {
+    const deflate = this.#options.perMessageDeflate;
     return {
       join: async (client, room) => void (await this.#membership.join(client, room)),
       leave: (client, room) => this.#membership.leave(client, room),
@@ -760,6 +788,7 @@ export class ScaledWebSocketServer<
       maxBufferedBytes: this.#options.maxBufferedBytes,
       maxOpsPerSecond: this.#options.maxOpsPerSecond,
       traffic: this.#traffic,
+      deflater: deflate && new FrameDeflater(deflate.threshold, deflate.level),
     };
   }
 
@@ -843,6 +872,7 @@ export class ScaledWebSocketServer<
         return true;
       },
       release: (id, code, reason) => this.#release(id, code, reason),
+      recorded: (id) => this.#finalSaves.get(id),
       error: (error) => this.#report(error),
     });
   }
@@ -857,6 +887,9 @@ export class ScaledWebSocketServer<
     if (older === undefined) return false;
     this.#clients.delete(id);
     older.close(code, reason);
+    // Closed, it hands nothing more on: what it handed on can be recorded now, without waiting for
+    // its peer to answer the close, so the node taking the session over can go on.
+    if (older.v1) this.#finalSave(older);
     return true;
   }
 
