@@ -8,7 +8,10 @@ import {
   type JetStreamManager,
   jetstream,
   jetstreamManager,
+  type LastForMsgRequest,
+  type NextMsgRequest,
   RetentionPolicy,
+  type StoredMsg,
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { headers, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
@@ -127,6 +130,8 @@ export class NatsHistory implements History {
   readonly #appending = new Map<string, Promise<unknown>>();
   readonly #scans = new Map<string, Scan[]>();
   #api: Promise<{ js: JetStreamClient; jsm: JetStreamManager }> | undefined;
+  /** Whether single messages are read with direct gets (a single-replica stream: see #ensureStream). */
+  #direct = false;
   #closed = false;
 
   constructor(options: NatsHistoryOptions = {}) {
@@ -290,9 +295,7 @@ export class NatsHistory implements History {
 
   /** Where a room stands, read from the stream leader. */
   async #tail(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<Tail> {
-    const last = await jsm.streams.getMessage(this.#stream, {
-      last_by_subj: this.entrySubject(room),
-    });
+    const last = await this.#get(jsm, { last_by_subj: this.entrySubject(room) });
     if (last !== null) return { seq: last.seq, ...parseEntry(last.header) };
     return { seq: 0, offset: 0, epoch: await this.#epoch(jsm, js, room) };
   }
@@ -304,7 +307,7 @@ export class NatsHistory implements History {
   async #epoch(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<string> {
     const subject = this.#epochSubject(room);
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
-      const stored = await jsm.streams.getMessage(this.#stream, { last_by_subj: subject });
+      const stored = await this.#get(jsm, { last_by_subj: subject });
       if (stored !== null) return stored.string();
       const epoch = randomUUID();
       try {
@@ -422,9 +425,7 @@ export class NatsHistory implements History {
     const subject = this.entrySubject(room);
     let seq = tail.seq - (tail.offset - first);
     for (let probe = 0; probe < MAX_PROBES && seq > 1; probe++) {
-      // `next_by_subj` is in nats-server 2.9's message get; the client's type lacks it.
-      const query = { seq, next_by_subj: subject } as unknown as { seq: number };
-      const found = await jsm.streams.getMessage(this.#stream, query);
+      const found = await this.#get(jsm, { seq, next_by_subj: subject });
       if (found === null || found.subject !== subject) break;
       const { offset, epoch } = parseEntry(found.header);
       if (epoch !== tail.epoch) break;
@@ -432,6 +433,20 @@ export class NatsHistory implements History {
       seq = found.seq - (offset - first) * 2 ** (probe + 1);
     }
     return { seq: 1, offset: 1 };
+  }
+
+  /**
+   * One message of the stream, read from its leader: a direct get when the stream has a single
+   * replica (its one server leads it; a direct get spares the API's JSON and base64, most of the
+   * server's CPU per get), else the API's message get, since a follower may answer a direct get.
+   */
+  #get(
+    jsm: JetStreamManager,
+    query: LastForMsgRequest | NextMsgRequest,
+  ): Promise<StoredMsg | null> {
+    if (this.#direct) return jsm.direct.getMessage(this.#stream, query);
+    // `next_by_subj` is in nats-server 2.9's message get too; the client's type lacks it.
+    return jsm.streams.getMessage(this.#stream, query as LastForMsgRequest);
   }
 
   async #run<T>(
@@ -462,13 +477,17 @@ export class NatsHistory implements History {
     return opening;
   }
 
-  /** Creates the stream, or brings an existing one's limits and republish rule to ours. */
+  /**
+   * Creates the stream, or brings an existing one's limits, republish rule and direct gets (on
+   * when it has a single replica, see #get) to ours.
+   */
   async #ensureStream(jsm: JetStreamManager): Promise<void> {
     const limits: Partial<StreamConfig> = {
       max_msgs_per_subject: this.#maxEntries,
       max_age: nanos(this.#maxAgeMs),
       duplicate_window: nanos(Math.min(this.#maxAgeMs, 120_000)),
     };
+    this.#direct = false;
     const republish =
       this.#republishTo === undefined
         ? undefined
@@ -489,9 +508,11 @@ export class NatsHistory implements History {
           retention: RetentionPolicy.Limits,
           discard: DiscardPolicy.Old,
           num_replicas: this.#replicas,
+          allow_direct: this.#replicas === 1,
           ...limits,
           ...(republish ? { republish } : {}),
         });
+        this.#direct = this.#replicas === 1;
         return;
       } catch (addError) {
         // Another instance created it meanwhile: fall through and check its limits.
@@ -499,14 +520,17 @@ export class NatsHistory implements History {
           .config;
       }
     }
+    const direct = config.num_replicas === 1;
     const same =
       config.max_msgs_per_subject === limits.max_msgs_per_subject &&
       config.max_age === limits.max_age &&
       config.republish?.src === republish?.src &&
-      config.republish?.dest === republish?.dest;
-    if (same) return;
+      config.republish?.dest === republish?.dest &&
+      config.allow_direct === direct;
     // The client merges this into the current configuration; `republish: undefined` removes it.
-    await jsm.streams.update(this.#stream, { ...limits, republish });
+    if (!same)
+      await jsm.streams.update(this.#stream, { ...limits, republish, allow_direct: direct });
+    this.#direct = direct;
   }
 }
 

@@ -128,6 +128,30 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     }
   }, 30_000);
 
+  it('reads a single-replica stream with direct gets, turning them on in an existing one', async () => {
+    const name = `${stream}_direct`;
+    const nc = await connect({ servers: nats.server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      // A stream made by an older version without direct gets.
+      await jsm.streams.add({ name, subjects: [`${name}.>`], allow_direct: false });
+      const h = history({ stream: name });
+      let position = await h.position('room');
+      expect((await jsm.streams.info(name)).config.allow_direct).toBe(true);
+      // Every acknowledged append is seen by the next position and read, from another instance.
+      const reader = history({ stream: name });
+      for (let i = 1; i <= 10; i++) {
+        const from = position;
+        position = await h.append('room', Buffer.from(`m${i}`));
+        expect(await reader.position('room')).toEqual(position);
+        const read = await reader.read('room', from);
+        expect(read.ok && read.entries.map((e) => text(e.payload))).toEqual([`m${i}`]);
+      }
+    } finally {
+      await nc.close();
+    }
+  });
+
   it('answers concurrent reads of one room each with its own range, leaving no consumer', async () => {
     const name = `${stream}_concurrent`;
     const h = history({ stream: name });
