@@ -14,6 +14,7 @@ export default defineConfig({
     'upstream/upstream-run': 'src/upstream/upstream-run.ts',
     'upstream/upstream-node': 'src/upstream/upstream-node.ts',
     'presence/presence-run': 'src/presence/presence-run.ts',
+    'compression/compression-node': 'src/compression/compression-node.ts',
   },
   format: ['esm'],
   target: 'node20',

@@ -7,6 +7,11 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  COMPRESSION_SIZES,
+  COMPRESSION_SMOKE,
+  runCompression,
+} from './compression/compression-scenario.js';
 import { parseOptions } from './harness/config.js';
 import {
   IMPLEMENTATIONS,
@@ -280,6 +285,20 @@ async function main(): Promise<number> {
             append(results.storm!, implementation.id, measured);
           },
         );
+      }
+    }
+    // Its own contenders (wscale and Socket.IO, compression on and off) and rounds, on Redis.
+    if (!options.skipCompression && redis !== undefined && !interrupted && !overBudget()) {
+      try {
+        results.compression = await runCompression({
+          processes,
+          redisUrl: redis.url,
+          sizes: options.smoke ? COMPRESSION_SMOKE : COMPRESSION_SIZES,
+          log,
+          stopped: () => interrupted || overBudget(),
+        });
+      } catch (error) {
+        recordError(results, 'compression', 'compression', 0, error, log);
       }
     }
   } finally {

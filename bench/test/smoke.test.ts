@@ -209,7 +209,29 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
         expect(cycle.nodeCpuMicros, label).toHaveLength(2);
       }
     }
+    // Compression: every contender delivers everything; wscale compresses a message once per node.
+    const compression = results.compression?.rounds ?? [];
+    expect(compression.map((round) => round.contender).sort()).toEqual([
+      'socketio',
+      'socketio-deflate',
+      'wscale',
+      'wscale-deflate',
+    ]);
+    for (const round of compression) {
+      expect([round.lost, round.reordered, round.closed], round.contender).toEqual([0, 0, 0]);
+      const deflate = round.contender.endsWith('-deflate');
+      const clients = results.compression!.sizes.clients;
+      expect(round.negotiated, round.contender).toBe(deflate ? clients : 0);
+      if (round.contender === 'wscale-deflate') {
+        for (const perNode of round.compressedPerMessage!) {
+          expect(perNode).toBeGreaterThan(0.5);
+          expect(perNode).toBeLessThanOrEqual(1);
+        }
+        expect(round.wireBytes).toBeLessThan(round.payloadBytes);
+      }
+    }
     const report = readFileSync(join(out, 'benchmarks.md'), 'utf8');
+    expect(report).toContain('## Compression (permessage-deflate)');
     for (const item of available) expect(report).toContain(item.label);
     for (const section of [
       '## Direct messages as nodes are added',

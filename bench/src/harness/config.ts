@@ -130,6 +130,7 @@ export interface RunOptions {
   /** Skip the broadcast to the one-node scenario's room (its memory and connect rate still run). */
   skipBigRoom: boolean;
   skipStorm: boolean;
+  skipCompression: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
 }
@@ -141,7 +142,7 @@ const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [-
   [--scale-messages M] [--big-room-messages M] [--big-room-rate R]
   [--storm-clients C] [--storm-messages M]
   [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--no-scale-fanout]
-  [--no-big-room] [--no-storm] [--verbose]
+  [--no-big-room] [--no-storm] [--no-compression] [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -170,6 +171,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'no-soak': { type: 'boolean', default: false },
       'soak-cycles': { type: 'string' },
       'no-scale': { type: 'boolean', default: false },
+      'no-compression': { type: 'boolean', default: false },
       'scale-nodes': { type: 'string' },
       'scale-messages': { type: 'string' },
       'no-scale-fanout': { type: 'boolean', default: false },
@@ -245,6 +247,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     skipScaleFanout: values['no-scale-fanout'] ?? false,
     skipBigRoom: values['no-big-room'] ?? false,
     skipStorm: values['no-storm'] ?? false,
+    skipCompression: values['no-compression'] ?? false,
     reportFrom: values['report-from'],
   };
 }

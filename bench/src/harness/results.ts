@@ -1,3 +1,4 @@
+import type { CompressionResults } from '../compression/compression-scenario.js';
 import type { Sizes } from './config.js';
 import type { Machine } from './machine.js';
 import type { ChurnRound, FanoutRound, IdleRound, ScaleRound } from './scenarios.js';
@@ -42,5 +43,7 @@ export interface Results {
   scale?: Record<string, ScaleRound[]>;
   /** Absent in results written before the resume storm existed. */
   storm?: Record<string, StormRound[]>;
+  /** The compression scenario (its own contenders); absent when it did not run. */
+  compression?: CompressionResults;
   errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;
 }

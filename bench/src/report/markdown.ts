@@ -1,3 +1,4 @@
+import { compressionSection } from '../compression/compression-section.js';
 import { BASELINE } from '../harness/implementations.js';
 import type { Results } from '../harness/results.js';
 import type {
@@ -524,6 +525,7 @@ export function markdown({
     );
   }
   push(...soakSection(results, table));
+  push(...compressionSection(results.compression, table));
   if (scale.length > 0) {
     push(
       '## Direct messages as nodes are added',

@@ -88,6 +88,7 @@ export type {
   Authenticate,
   Awaitable,
   HistoryRule,
+  PerMessageDeflateOptions,
   RoomPattern,
   ServerOptions,
   SlowConsumerPolicy,

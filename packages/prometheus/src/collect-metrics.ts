@@ -88,6 +88,12 @@ export function collectMetrics<Identity, Data extends object>(
   total('bytes_out_total', 'Bytes written to clients (whole frames), by kind.', ['kind'], (s) =>
     entries(s.bytesOut).map(([kind, value]) => [{ kind }, value]),
   );
+  total(
+    'messages_compressed_total',
+    'Messages compressed for permessage-deflate clients, once per message and node.',
+    [],
+    (s) => [[{}, s.compressed]],
+  );
   total('dropped_total', 'Messages not written to a client, by reason.', ['reason'], (s) => [
     [{ reason: 'volatile' }, s.droppedVolatile],
     [{ reason: 'slow_consumer' }, s.dropped - s.droppedVolatile],

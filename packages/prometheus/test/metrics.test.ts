@@ -166,6 +166,27 @@ describe('direct messages kept for a session (directHistory)', () => {
   });
 });
 
+describe('compression', () => {
+  it('counts a message compressed once, whatever the number of its clients', async () => {
+    const registry = new Registry();
+    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: true });
+    collectMetrics(wss, { registry });
+    cleanup.push(() => wss.close());
+    wss.on('connection', (client) => void client.join('room'));
+    await wss.ready();
+    const scrape = await endpoint(registry);
+    const clients = [new TestClient(urlOf(wss)), new TestClient(urlOf(wss))];
+    cleanup.push(async () => {
+      for (const client of clients) client.ws.terminate();
+    });
+    for (const client of clients) await client.opened;
+    await until(() => wss.stats.subscriptions === 2, 3000, 'both in the room');
+    await wss.to('room').send('compressible '.repeat(100));
+    for (const client of clients) await client.waitFor(1);
+    expect((await scrape())('wscale_messages_compressed_total')).toBe(1);
+  });
+});
+
 describe('the Grafana dashboard and the metrics table', () => {
   it('name only metrics that exist', async () => {
     const registry = new Registry();

@@ -1,18 +1,22 @@
 import type { HistoryEntry } from '../contracts.js';
 import { BusFlag } from '../mesh/bus-codec.js';
 import { OutKind } from '../ops/traffic.js';
+import type { FrameDeflater } from './deflate.js';
 import { isInbox } from './messages.js';
-import { dataFrame } from './v1-writer.js';
+import { dataFrame, deflatedDataFrame } from './v1-writer.js';
 import { wsFrame } from './ws-frame.js';
 
 /**
  * One application message on its way to local clients. It is built once per node and every
  * recipient gets the same bytes: raw clients the payload as it was sent, `wscale.v1` clients the
- * `msg` envelope, encoded the first time one of them needs it.
+ * `msg` envelope, encoded the first time one of them needs it; sockets that negotiated
+ * permessage-deflate get the same frames compressed, once.
  */
 export class Outgoing {
   #rawFrame: Buffer | undefined;
   #envelopeFrame: Buffer | undefined;
+  #rawDeflated: Buffer | undefined;
+  #envelopeDeflated: Buffer | undefined;
   /** How the counters see it: a message of a session's direct-message stream is a direct one. */
   readonly kind: OutKind;
 
@@ -39,15 +43,28 @@ export class Outgoing {
     return (this.binary ? BusFlag.Binary : 0) | (this.volatile ? BusFlag.Volatile : 0);
   }
 
-  /** The WebSocket frame a raw client is written: built once, shared by every recipient. */
-  rawFrame(): Buffer {
+  /**
+   * The WebSocket frame a raw client is written: built once, shared by every recipient. With a
+   * deflater, for a socket that negotiated permessage-deflate: compressed once, if worth it.
+   */
+  rawFrame(deflater?: FrameDeflater): Buffer {
+    if (deflater !== undefined) {
+      this.#rawDeflated ??= deflater.frame(this.bytes, this.binary) ?? this.rawFrame();
+      return this.#rawDeflated;
+    }
     this.#rawFrame ??= wsFrame(this.bytes, this.binary);
     return this.#rawFrame;
   }
 
-  /** The WebSocket frame a `wscale.v1` client is written: built once, shared by every recipient. */
-  envelopeFrame(): Buffer {
-    this.#envelopeFrame ??= dataFrame(this.bytes, this.binary, this.room, this.offset, this.epoch);
+  /** The WebSocket frame a `wscale.v1` client is written: as {@link Outgoing.rawFrame}. */
+  envelopeFrame(deflater?: FrameDeflater): Buffer {
+    const { bytes, binary, room, offset, epoch } = this;
+    if (deflater !== undefined) {
+      this.#envelopeDeflated ??=
+        deflatedDataFrame(deflater, bytes, binary, room, offset, epoch) ?? this.envelopeFrame();
+      return this.#envelopeDeflated;
+    }
+    this.#envelopeFrame ??= dataFrame(bytes, binary, room, offset, epoch);
     return this.#envelopeFrame;
   }
 

@@ -1,5 +1,6 @@
 import type { HistoryPosition } from '../contracts.js';
 import { encodeBinary, encodeText } from './codec.js';
+import type { FrameDeflater } from './deflate.js';
 import type {
   AckMessage,
   DataMessage,
@@ -43,9 +44,12 @@ export interface AckReply {
 
 /** The WebSocket frame of a server message: a text frame, or a binary one carrying `payload`. */
 export function serverFrame(message: ServerMessage, payload?: Uint8Array): Buffer {
-  return payload === undefined
-    ? wsFrame(Buffer.from(encodeText(message)), false)
-    : wsFrame(encodeBinary(message, payload), true);
+  return wsFrame(serverBody(message, payload), payload !== undefined);
+}
+
+/** The payload of a server message's frame: its JSON, or the binary layout carrying `payload`. */
+function serverBody(message: ServerMessage, payload?: Uint8Array): Uint8Array {
+  return payload === undefined ? Buffer.from(encodeText(message)) : encodeBinary(message, payload);
 }
 
 /**
@@ -59,15 +63,41 @@ export function dataFrame(
   offset: number | undefined,
   epoch: string | undefined,
 ): Buffer {
+  return serverFrame(...dataMessage(payload, binary, room, offset, epoch));
+}
+
+/**
+ * The `msg` frame of {@link dataFrame} compressed for the sockets that negotiated
+ * permessage-deflate, or `undefined` when the deflater sends it as it is.
+ */
+export function deflatedDataFrame(
+  deflater: FrameDeflater,
+  payload: Buffer,
+  binary: boolean,
+  room: string | undefined,
+  offset: number | undefined,
+  epoch: string | undefined,
+): Buffer | undefined {
+  return deflater.frame(serverBody(...dataMessage(payload, binary, room, offset, epoch)), binary);
+}
+
+/** The `msg` message of an application message, and the binary payload it carries, if any. */
+function dataMessage(
+  payload: Buffer,
+  binary: boolean,
+  room: string | undefined,
+  offset: number | undefined,
+  epoch: string | undefined,
+): [DataMessage, Buffer | undefined] {
   const message: DataMessage = { t: 'msg' };
   if (room !== undefined) message.r = room;
   if (offset !== undefined) {
     message.o = offset;
     message.e = epoch;
   }
-  if (binary) return serverFrame(message, payload);
+  if (binary) return [message, payload];
   message.d = payload.toString('utf8');
-  return serverFrame(message);
+  return [message, undefined];
 }
 
 /** The `resync` frame: a room's stream skipped ahead; start over after this position. */

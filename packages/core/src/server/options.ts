@@ -177,6 +177,19 @@ export interface ServerOptions<Identity = unknown> {
   /** Largest frame a client may send, in bytes; larger ones close with 1009. @default 1048576 */
   maxPayload?: number;
   /**
+   * Compresses messages for the clients that negotiate permessage-deflate (RFC 7692; browsers
+   * and the `ws` package offer it by themselves). The node negotiates `server_no_context_takeover`
+   * and compresses each message once, whatever the number of sockets it goes to; clients that
+   * did not negotiate it get the same message uncompressed. Protocol frames (`welcome`, `ack`, …)
+   * and replays on resume are not compressed. What clients send compressed is inflated per socket
+   * by `ws` (within {@link ServerOptions.maxPayload}). `true` uses the defaults of
+   * {@link PerMessageDeflateOptions}. Off by default for its memory: about 0.5 KiB of heap more
+   * per connection that negotiated it, and an inflater (about 19 KiB) per connection that sends
+   * compressed messages; the CPU per delivery is no higher (docs/benchmarks.md).
+   * @default false
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
    * Bytes a client's send buffer may hold before it counts as a slow consumer: volatile messages
    * are dropped from then on, and other messages follow {@link ServerOptions.slowConsumer}. Every
    * frame counts, whatever it is: broadcasts, direct messages, replays and protocol replies.
@@ -231,6 +244,14 @@ export interface ServerOptions<Identity = unknown> {
   presenceGraceMs?: number;
 }
 
+/** How messages are compressed, with {@link ServerOptions.perMessageDeflate}. */
+export interface PerMessageDeflateOptions {
+  /** Payloads shorter than this many bytes are sent uncompressed. @default 256 */
+  threshold?: number;
+  /** The zlib compression level, 0 (none) to 9 (smallest, slowest). @default 6 */
+  level?: number;
+}
+
 /** Options with every default applied. */
 export type ResolvedOptions<Identity> = Required<
   Omit<
@@ -252,6 +273,7 @@ export type ResolvedOptions<Identity> = Required<
     | 'presence'
     | 'allowedOrigins'
     | 'logger'
+    | 'perMessageDeflate'
   >
 > &
   Pick<
@@ -270,4 +292,6 @@ export type ResolvedOptions<Identity> = Required<
     sessionOwner: (identity: Identity) => string;
     history: HistoryRule[];
     presence: PresenceRule<Client<Identity, object>>[];
+    /** Absent when compression is off. */
+    perMessageDeflate: Required<PerMessageDeflateOptions> | undefined;
   };

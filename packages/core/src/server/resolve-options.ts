@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
-import type { ResolvedOptions, ServerOptions } from './options.js';
+import type { PerMessageDeflateOptions, ResolvedOptions, ServerOptions } from './options.js';
 
 /** Applies the defaults and checks every option, with a typed error naming the one that is off. */
 export function resolveOptions<Identity>(
@@ -46,6 +46,7 @@ export function resolveOptions<Identity>(
     sessionOwner: options.sessionOwner ?? defaultOwner,
     presence: options.presence ?? [],
     presenceGraceMs: options.presenceGraceMs ?? 5000,
+    perMessageDeflate: resolveDeflate(options.perMessageDeflate),
   };
   for (const key of [
     'maxPayload',
@@ -75,6 +76,20 @@ export function resolveOptions<Identity>(
     throw new InvalidOptionError("slowConsumer must be 'close' or 'drop'");
   }
   return resolved;
+}
+
+function resolveDeflate(
+  option: boolean | PerMessageDeflateOptions | undefined,
+): Required<PerMessageDeflateOptions> | undefined {
+  if (option === undefined || option === false) return undefined;
+  const { threshold = 256, level = 6 } = option === true ? {} : option;
+  if (!(Number.isInteger(threshold) && threshold >= 0)) {
+    throw new InvalidOptionError('perMessageDeflate.threshold must be an integer >= 0');
+  }
+  if (!(Number.isInteger(level) && level >= 0 && level <= 9)) {
+    throw new InvalidOptionError('perMessageDeflate.level must be an integer from 0 to 9');
+  }
+  return { threshold, level };
 }
 
 function defaultOwner(identity: unknown): string {

@@ -40,6 +40,7 @@ import type {
   PresenceStats,
 } from '../presence/presence-types.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { FrameDeflater, offersForSharedWindow } from '../protocol/deflate.js';
 import { isInbox, PROTOCOL } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
@@ -158,7 +159,10 @@ export class ScaledWebSocketServer<
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
-      perMessageDeflate: false,
+      // Every socket shares a node's compressed frames: no context may carry over on our side.
+      perMessageDeflate: this.#options.perMessageDeflate !== undefined && {
+        serverNoContextTakeover: true,
+      },
       maxPayload: this.#options.maxPayload,
       handleProtocols: (protocols) => (protocols.has(PROTOCOL) ? PROTOCOL : false),
     });
@@ -267,6 +271,7 @@ export class ScaledWebSocketServer<
       subscriptions,
       ...this.#traffic.snapshot(),
       brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
+      compressed: this.#host.deflater?.compressed ?? 0,
     };
   }
 
@@ -509,6 +514,11 @@ export class ScaledWebSocketServer<
       identity = outcome.identity;
       if (this.#closing !== undefined || socket.destroyed) return refuse(socket, 503);
     }
+    // One compressed frame serves every socket: no client may narrow the window it is made with.
+    const offers = request.headers['sec-websocket-extensions'];
+    if (this.#options.perMessageDeflate !== undefined && offers !== undefined) {
+      request.headers['sec-websocket-extensions'] = offersForSharedWindow(offers);
+    }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);
       // From here to its end, a socket's errors (a bad frame, a reset) come as `error` events.
@@ -730,6 +740,7 @@ export class ScaledWebSocketServer<
   }
 
   #clientHost(): ClientHost {
+    const deflate = this.#options.perMessageDeflate;
     return {
       join: async (client, room) => void (await this.#membership.join(client, room)),
       leave: (client, room) => this.#membership.leave(client, room),
@@ -760,6 +771,7 @@ export class ScaledWebSocketServer<
       maxBufferedBytes: this.#options.maxBufferedBytes,
       maxOpsPerSecond: this.#options.maxOpsPerSecond,
       traffic: this.#traffic,
+      deflater: deflate && new FrameDeflater(deflate.threshold, deflate.level),
     };
   }
 

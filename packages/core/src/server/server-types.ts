@@ -85,6 +85,11 @@ export interface ServerStats {
   joinsRefused: Partial<Record<JoinRefusal, number>>;
   /** Publishes waiting for the broker to come back (brokers built on `BaseBroker`; else 0). */
   brokerQueue: number;
+  /**
+   * Messages this node compressed for permessage-deflate sockets: once per message, whatever
+   * the number of sockets it went to (a payload no smaller compressed is then sent as it is).
+   */
+  compressed: number;
 }
 
 /** One recent resume, in {@link NodeStats.recentResumes}. */

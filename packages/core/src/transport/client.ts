@@ -3,6 +3,7 @@ import type { EventEmitter } from 'eventemitter3';
 import { WebSocket } from 'ws';
 import { OutKind, type Traffic } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import type { FrameDeflater } from '../protocol/deflate.js';
 import { isInbox } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
@@ -46,6 +47,8 @@ export interface ClientHost {
   readonly maxOpsPerSecond: number;
   /** The node's counters of what it writes. */
   readonly traffic: Traffic;
+  /** Compresses messages for the sockets that negotiated permessage-deflate, if the node does. */
+  readonly deflater: FrameDeflater | undefined;
 }
 
 /** Fields few clients ever use, kept apart so that every client stays small. */
@@ -98,6 +101,8 @@ export class Client<
   readonly #ws: WebSocket;
   readonly #socket: Duplex;
   readonly #host: ClientHost;
+  /** Set when the socket negotiated permessage-deflate: messages are written compressed. */
+  readonly #deflater: FrameDeflater | undefined;
   #data: Data | undefined;
   /** Rooms joined; an array, since a client is in few rooms and a Set costs far more memory. */
   #rooms: string[] | undefined;
@@ -123,6 +128,7 @@ export class Client<
     this.#ws = ws;
     this.#socket = socket;
     this.#host = host;
+    this.#deflater = ws.extensions === '' ? undefined : host.deflater;
     this.#data = data;
   }
 
@@ -279,7 +285,7 @@ export class Client<
       return false;
     }
     if (!this.v1) {
-      this.#count(message.rawFrame(), kind);
+      this.#count(message.rawFrame(this.#deflater), kind);
       return true;
     }
     const gaps = this.#rare?.gaps;
@@ -290,7 +296,7 @@ export class Client<
         OutKind.Control,
       );
     }
-    this.#count(message.envelopeFrame(), kind);
+    this.#count(message.envelopeFrame(this.#deflater), kind);
     return true;
   }
 
