@@ -246,12 +246,12 @@ describe('wscale.v1 sessions', () => {
 class LossyBroker extends MemoryBroker {
   lose = 0;
 
-  override receive(topic: string, payload: Uint8Array): void {
+  protected override deliver(topic: string, payload: Uint8Array): void {
     if (topic.includes(':room:') && this.lose > 0) {
       this.lose--;
       return;
     }
-    super.receive(topic, payload);
+    super.deliver(topic, payload);
   }
 }
 
@@ -410,6 +410,32 @@ describe('wscale.v1 operations', () => {
     peer.send({ t: 'leave', id: 3, r: 'chat-x' });
     await peer.next('left');
     expect(await peer.next('ack')).toEqual({ t: 'ack', id: 3 });
+  });
+
+  it('calls the hooks as plain functions: one written with `function` sees no `this`', async () => {
+    const seen: unknown[] = [];
+    const [a] = await cluster.start(1, {
+      authorizeJoin: function (this: unknown) {
+        seen.push(this);
+        return true;
+      },
+      onRequest: function (this: unknown) {
+        seen.push(this);
+        return 'ok';
+      },
+      sessionOwner: function (this: unknown) {
+        seen.push(this);
+        return 'anyone';
+      },
+    });
+    const { peer } = await V1Peer.connect(a!);
+    peer.send({ t: 'join', id: 1, r: 'room' });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 1 });
+    peer.send({ t: 'req', id: 2, d: 'q' });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', id: 2, d: 'ok' });
+    // The owner is asked at the hello and at each save of the session, the others once each.
+    expect(seen.length).toBeGreaterThanOrEqual(3);
+    expect(seen.every((self) => self === undefined)).toBe(true);
   });
 
   it('delivers client messages to the application as text or bytes', async () => {

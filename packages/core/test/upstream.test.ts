@@ -1,4 +1,5 @@
 import {
+  MemoryBroker,
   MemoryStateStore,
   type MessageInfo,
   type ScaledWebSocketServer,
@@ -74,6 +75,36 @@ function breakable(store: StateStore) {
   return { view, state };
 }
 
+/** Counts the reads of a state store. */
+function counting(store: StateStore) {
+  const counted = { reads: 0 };
+  const view = new Proxy(store, {
+    get: (target, key) => {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== 'function') return value;
+      if (key !== 'get') return value.bind(target);
+      return (...args: unknown[]) => {
+        counted.reads++;
+        return value.apply(target, args);
+      };
+    },
+  });
+  return { view, counted };
+}
+
+/** A broker its node stops using at once, as a killed process does: it sends and hears nothing. */
+class FreezableBroker extends MemoryBroker {
+  frozen = false;
+
+  protected override deliver(topic: string, payload: Uint8Array): void {
+    if (!this.frozen) super.deliver(topic, payload);
+  }
+
+  protected override async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
+    if (!this.frozen) await super.publishTopic(topic, payload);
+  }
+}
+
 const cluster = new TestCluster();
 afterEach(() => cluster.closeAll());
 
@@ -115,6 +146,18 @@ async function recordedClose(store: StateStore, clientId: string): Promise<void>
     },
     3000,
     'the close to be recorded',
+  );
+}
+
+/** Waits until a session's record says its first `up` messages were handed on. */
+async function recordedUp(store: StateStore, clientId: string, up: number): Promise<void> {
+  await until(
+    async () => {
+      const record = await store.get(`wscale:session:${clientId}`);
+      return record !== undefined && JSON.parse(record.value).up === up;
+    },
+    3000,
+    `a record of the first ${up}`,
   );
 }
 
@@ -195,14 +238,7 @@ describe('upstream delivery (wscale.v1)', () => {
     const first = await V1Peer.connect(nodes[0]!);
     for (const s of [1, 2, 3]) first.peer.send({ t: 'msg', d: `m${s}`, s });
     // The periodic record (upstreamSaveMs) takes the first three, then the node is gone.
-    await until(
-      async () => {
-        const record = await shared.get(`wscale:session:${first.welcome.client}`);
-        return record !== undefined && JSON.parse(record.value).up === 3;
-      },
-      3000,
-      'a record of the first three',
-    );
+    await recordedUp(shared, first.welcome.client, 3);
     dying.state.broken = true;
     for (const s of [4, 5]) first.peer.send({ t: 'msg', d: `m${s}`, s });
     await until(() => heard.length === 5, 2000, 'five messages');
@@ -222,13 +258,17 @@ describe('upstream delivery (wscale.v1)', () => {
 
   it('a resume while the old node still holds the connection repeats nothing', async () => {
     const store = new MemoryStateStore();
-    const { nodes, heard } = await startNodes([store, store]);
+    const { view, counted } = counting(store);
+    const { nodes, heard } = await startNodes([store, view]);
     const first = await V1Peer.connect(nodes[0]!);
     for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
     await until(() => heard.length === 2, 2000, 'two messages');
     // The first connection is still open: its node has not seen anything drop.
+    counted.reads = 0;
     const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
     expect(second.welcome.s).toBe(2);
+    // Its node says when it recorded the close: the resume reads the record once after.
+    expect(counted.reads).toBeLessThanOrEqual(3);
     expect((await first.peer.closed).code).toBe(4409);
     for (const s of [1, 2]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
     second.peer.send({ t: 'msg', d: 'm3', s: 3 });
@@ -237,6 +277,29 @@ describe('upstream delivery (wscale.v1)', () => {
       'node-1 m1 false',
       'node-1 m2 false',
       'node-2 m3 false',
+    ]);
+  });
+
+  it('a resume on the same node while its old connection still holds the session repeats nothing', async () => {
+    const store = new MemoryStateStore();
+    const { view, counted } = counting(store);
+    const { nodes, heard } = await startNodes([view]);
+    const first = await V1Peer.connect(nodes[0]!);
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    counted.reads = 0;
+    const second = await V1Peer.connect(nodes[0]!, { session: first.welcome.session });
+    // Who holds it, the old connection's last save, the claim, the save after the welcome.
+    expect(counted.reads).toBeLessThanOrEqual(4);
+    expect(second.welcome.s).toBe(2);
+    expect((await first.peer.closed).code).toBe(4409);
+    for (const s of [1, 2]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    second.peer.send({ t: 'msg', d: 'm3', s: 3 });
+    await until(() => second.peer.all('rcv').at(-1)?.s === 3, 2000, 'rcv 3');
+    expect(heard.map((h) => `${h.text} ${h.info.redelivered}`)).toEqual([
+      'm1 false',
+      'm2 false',
+      'm3 false',
     ]);
   });
 
@@ -255,5 +318,42 @@ describe('upstream delivery (wscale.v1)', () => {
     second.peer.send({ t: 'req', id: 7, d: 'q', s: 1, p: 1 });
     expect(await second.peer.next('ack')).toEqual({ t: 'ack', id: 7, d: 'answer 1' });
     expect(calls).toBe(1);
+  });
+});
+
+describe('resume of a session whose node was killed', () => {
+  it('costs one bounded wait and two reads of its record, while the mesh still thinks the node alive', async () => {
+    const shared = new MemoryStateStore();
+    const dying = breakable(shared);
+    const { view, counted } = counting(shared);
+    const options = { sessionSecret: 'a-test-secret-of-enough-bytes', nodeTimeoutMs: 60_000 };
+    let broker: FreezableBroker | undefined;
+    const [killed] = await cluster.start(1, {
+      ...options,
+      stateStore: dying.view,
+      brokerFor: (bus) => (broker = new FreezableBroker({ bus })),
+    });
+    const [survivor] = await cluster.start(1, { ...options, stateStore: view });
+    const heard: string[] = [];
+    survivor!.on('connection', (client) =>
+      client.on('message', (text) => heard.push(String(text))),
+    );
+    const first = await V1Peer.connect(killed!);
+    first.peer.send({ t: 'msg', d: 'm1', s: 1 });
+    await recordedUp(shared, first.welcome.client, 1);
+    // Killed: it records nothing and says nothing more, and its client's connection drops.
+    dying.state.broken = true;
+    broker!.frozen = true;
+    first.peer.ws.terminate();
+
+    counted.reads = 0;
+    const second = await V1Peer.connect(survivor!, { session: first.welcome.session });
+    expect(second.welcome).toMatchObject({ resumed: true, s: 1 });
+    // Who holds the session, then its claim, then the save that follows the welcome.
+    expect(counted.reads).toBeLessThanOrEqual(3);
+    expect(survivor!.nodes).toContain(killed!.nodeId);
+    second.peer.send({ t: 'msg', d: 'm2', s: 2 });
+    await until(() => heard.length === 1, 2000, 'm2');
+    expect(heard).toEqual(['m2']);
   });
 });

@@ -10,8 +10,8 @@ interface Room<Member extends RoomMember> {
   subscription: Promise<Unsubscribe>;
   /** The room's order, when it keeps history. */
   stream?: RoomStream<Member>;
-  /** Joins waiting for their turn in the stream; the room stays while any is pending. */
-  joining: number;
+  /** Joins waiting for their turn in the stream, one per client; the room stays while any is. */
+  joining: Map<Member, Promise<unknown>>;
 }
 
 /** What the registry needs from its node. */
@@ -70,23 +70,33 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
   ): Promise<JoinOutcome | undefined> {
     if (client.gone) return undefined;
     const state = this.#state(room);
-    if (state.members.has(client)) {
-      await state.subscription;
+    // Joined, or joining: a second join waits for the first, and is not announced again.
+    const joining = state.joining.get(client);
+    if (state.members.has(client) || joining !== undefined) {
+      await (joining ?? state.subscription);
+      // It left while the first join waited: this one is a join of its own.
+      if (joining !== undefined && !client.inRoom(room)) {
+        return this.join(client, room, from, announce, budget);
+      }
       return undefined;
     }
     client.addRoom(room);
     try {
-      if (state.stream !== undefined) {
-        state.joining++;
-        try {
+      const stream = state.stream;
+      if (stream !== undefined) {
+        const joined = (async () => {
           // A member of a room that could not subscribe would hear nothing from other nodes.
           await state.subscription;
           const admitted = announce
             ? (position: HistoryPosition) => writeJoined(client, room, position)
             : undefined;
-          return await state.stream.join(client, from, admitted, budget);
+          return stream.join(client, from, admitted, budget);
+        })();
+        state.joining.set(client, joined);
+        try {
+          return await joined;
         } finally {
-          state.joining--;
+          state.joining.delete(client);
           // It may have left while it waited for its turn.
           if (!client.inRoom(room)) await this.#dropIfEmpty(room, state);
         }
@@ -118,7 +128,7 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
     const created: Room<Member> = {
       members: new Set(),
       subscription: Promise.resolve(noop),
-      joining: 0,
+      joining: new Map(),
     };
     created.subscription = this.#host.subscribe(room, (message) => {
       if (this.#rooms.get(room) === created) this.#dispatch(created, message);
@@ -159,7 +169,7 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
   }
 
   async #dropIfEmpty(room: string, state: Room<Member>): Promise<void> {
-    if (state.members.size > 0 || state.joining > 0 || this.#rooms.get(room) !== state) return;
+    if (state.members.size > 0 || state.joining.size > 0 || this.#rooms.get(room) !== state) return;
     this.#rooms.delete(room);
     const unsubscribe = await state.subscription.catch(() => noop);
     await unsubscribe();

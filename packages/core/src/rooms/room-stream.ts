@@ -1,4 +1,5 @@
-import type { History, HistoryPosition } from '../contracts.js';
+import type { History, HistoryPosition, HistoryReadResult } from '../contracts.js';
+import { HistoryError } from '../errors.js';
 import type { NotRecoveredReason } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
 import type { RoomMember } from './room-member.js';
@@ -59,6 +60,16 @@ type Step = () => void | Promise<void>;
 /** How many recent messages, and bytes, a stream keeps for replays. */
 const RECENT_COUNT = 256;
 const RECENT_BYTES = 256 * 1024;
+/** Epochs a stream left, remembered to drop their late messages. */
+const PAST_EPOCHS = 8;
+
+/**
+ * How long a stream waits for one answer of its history (a read or a position): one that does
+ * not come in time counts as a failed read (a join is told `unavailable`, a gap is resynced over),
+ * so a history that hangs neither stalls the room nor holds a join forever. Below the 10 s default
+ * of `helloTimeoutMs`, so a resume is welcomed before its connection is given up.
+ */
+export const HISTORY_TIMEOUT_MS = 5000;
 
 /**
  * The node-side order of one history room: every local member receives the room's messages in
@@ -80,6 +91,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   readonly #recent: Recent[] = [];
   readonly #catchers = new Set<Catcher>();
   #recentBytes = 0;
+  /** Epochs this stream left, newest last: their late messages are dropped. */
+  readonly #past: string[] = [];
   #busy = false;
   /** Empty until the start position was read (it is not while the history is unreachable). */
   #epoch = '';
@@ -102,7 +115,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         // Joins fail with the subscription and the room is dropped: there is nothing to read.
         return;
       }
-      const position = await this.#history.position(room);
+      const position = await this.#position();
       this.#epoch = position.epoch;
       this.#last = position.offset;
     });
@@ -145,7 +158,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           // The history was unreachable when the stream began: without its position nothing can
           // be compared, so read it now, and say plainly that the room is unavailable if that fails.
           try {
-            ({ offset: this.#last, epoch: this.#epoch } = await this.#history.position(this.#room));
+            ({ offset: this.#last, epoch: this.#epoch } = await this.#position());
           } catch (error) {
             this.#host.error(error);
             const position = { offset: this.#last, epoch: this.#epoch };
@@ -213,7 +226,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
     const { from, upTo } = catcher;
     try {
-      const read = await this.#history.read(this.#room, from, upTo - from.offset);
+      const read = await this.#readHistory(from, upTo - from.offset);
       const entries = read.ok ? read.entries.filter((e) => e.offset <= upTo) : [];
       const whole =
         read.ok &&
@@ -235,7 +248,9 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   async #accept(message: Outgoing): Promise<void> {
     const offset = message.offset!;
     if (message.epoch !== this.#epoch) {
+      if (!(await this.#isNewEpoch(message.epoch!))) return;
       // The room's log restarted (or this node's position predates it): follow the new epoch.
+      if (this.#epoch !== '') this.#leftEpoch(this.#epoch);
       this.#epoch = message.epoch!;
       this.#last = offset - 1;
       this.#recent.length = 0;
@@ -247,11 +262,54 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     this.#deliver(message);
   }
 
+  /**
+   * Whether a message's epoch, not the stream's, is the room's new one, and not a late message of
+   * an older one: the history says which (if it cannot, the message is followed).
+   */
+  async #isNewEpoch(epoch: string): Promise<boolean> {
+    if (this.#past.includes(epoch)) return false;
+    let current: string;
+    try {
+      current = (await this.#position()).epoch;
+    } catch (error) {
+      this.#host.error(error);
+      return true;
+    }
+    if (current === epoch) return true;
+    this.#leftEpoch(epoch);
+    return false;
+  }
+
+  #leftEpoch(epoch: string): void {
+    this.#past.push(epoch);
+    if (this.#past.length > PAST_EPOCHS) this.#past.shift();
+  }
+
+  #position(): Promise<HistoryPosition> {
+    return this.#answered(this.#history.position(this.#room), 'position');
+  }
+
+  #readHistory(after: HistoryPosition, limit: number): Promise<HistoryReadResult> {
+    return this.#answered(this.#history.read(this.#room, after, limit), 'read');
+  }
+
+  /** The history's answer, or a {@link HistoryError} when it does not come in time. */
+  #answered<T>(answer: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const message = `history ${what} of "${this.#room}" did not answer in ${HISTORY_TIMEOUT_MS} ms`;
+        reject(new HistoryError(message));
+      }, HISTORY_TIMEOUT_MS);
+    });
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+  }
+
   /** Delivers the messages between the last one delivered and `upTo` from the history. */
   async #fill(upTo: number): Promise<void> {
     const from = { offset: this.#last, epoch: this.#epoch };
     try {
-      const read = await this.#history.read(this.#room, from, upTo - this.#last);
+      const read = await this.#readHistory(from, upTo - this.#last);
       if (read.ok) {
         for (const entry of read.entries) {
           if (entry.offset <= this.#last || entry.offset > upTo) continue;

@@ -28,7 +28,7 @@ import {
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
-import type { AnyClient } from '../transport/client.js';
+import type { AnyClient, Client } from '../transport/client.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
@@ -43,6 +43,11 @@ export interface V1Node {
   alive(nodeId: string): boolean;
   /** Closes an older connection of the session, wherever it is, without waiting. */
   kick(sessionId: string): void;
+  /**
+   * Closes the connection that holds a session on node `holder` (this one or another); resolves
+   * once that node has recorded the connection's close, or after `ms` without its answer.
+   */
+  takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
   /** Creates and registers the client of an opened session. */
   register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): AnyClient;
   /** Starts taking the frames of a registered client's socket. */
@@ -58,7 +63,11 @@ export interface V1Node {
   report(error: unknown): void;
 }
 
-/** The server options the endpoint reads: the server's resolved options are these. */
+/**
+ * The server options the endpoint reads: the server's resolved options are these. Its hooks are
+ * called as plain functions, not as methods of the options (a hook written with `function` sees
+ * no `this`).
+ */
 export interface V1Settings {
   readonly helloTimeoutMs: number;
   readonly maxRoomsPerClient: number;
@@ -68,11 +77,12 @@ export interface V1Settings {
   readonly maxReplayEntries: number;
   /** Set when sessions keep their direct messages in a stream of their own. */
   readonly directHistory?: History;
+  // Method syntax for the hooks: a server's options type them with its own Identity and Data.
   sessionOwner(identity: unknown): string;
   /** Whether a client may join a room: a boolean, or a promise of one (else it is a no). */
-  authorizeJoin?(client: AnyClient, room: string): unknown;
+  authorizeJoin?(client: Client<unknown, object>, room: string): unknown;
   /** The reply to a request: text, bytes, nothing, or a promise of one of them. */
-  onRequest?(client: AnyClient, data: string | Buffer, info: MessageInfo): unknown;
+  onRequest?(client: Client<unknown, object>, data: string | Buffer, info: MessageInfo): unknown;
 }
 
 /** The endpoint's collaborators. */
@@ -310,8 +320,9 @@ export class V1Endpoint {
 
   /** The session owner of an identity (`sessionOwner`, whose throw is a handler's failure). */
   #owner(identity: unknown): string {
+    const { sessionOwner } = this.#settings;
     try {
-      return this.#settings.sessionOwner(identity);
+      return sessionOwner(identity);
     } catch (error) {
       throw new HandlerError('sessionOwner', error);
     }
@@ -319,18 +330,14 @@ export class V1Endpoint {
 
   /**
    * When a connection on a live node still holds the session (that node has not seen it drop
-   * yet), has it closed and waits a moment for its node to record what it handed on: the resume
-   * then knows exactly which of the client's messages arrived, and none comes twice.
+   * yet), has it closed and waits a moment for its node to say it recorded what it handed on: the
+   * resume then knows exactly which of the client's messages arrived, and none comes twice. A node
+   * that was killed but is not known dead yet never says it: one bounded wait, no store reads.
    */
   async #handOver(token: string, owner: string): Promise<void> {
-    const sessions = this.#sessions;
-    const holder = await sessions.holder(token);
+    const holder = await this.#sessions.holder(token);
     if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) return;
-    this.#node.kick(holder.id);
-    const deadline = Date.now() + HANDOVER_MS;
-    while (Date.now() < deadline && (await sessions.holder(token)) !== undefined) {
-      await new Promise((resolve) => setTimeout(resolve, HANDOVER_POLL_MS));
-    }
+    await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS);
   }
 
   async #rejoin(
@@ -494,15 +501,15 @@ export class V1Endpoint {
     data: string | Buffer,
     info: MessageInfo,
   ): Promise<{ reply: Omit<StoredReply, 's' | 'b'>; bytes?: Buffer }> {
-    const settings = this.#settings;
-    if (settings.onRequest === undefined) {
+    const { onRequest } = this.#settings;
+    if (onRequest === undefined) {
       return {
         reply: { error: { code: 'NOT_FOUND', message: 'the server has no request handler' } },
       };
     }
     let result: unknown;
     try {
-      result = await settings.onRequest(client, data, info);
+      result = await onRequest(client, data, info);
     } catch (error) {
       this.#node.report(new HandlerError('onRequest', error));
       return { reply: HANDLER_FAILED };
@@ -551,11 +558,11 @@ export class V1Endpoint {
 
   /** Whether `authorizeJoin` lets the client into a room; a throw or a non-boolean is a no. */
   async #authorized(client: AnyClient, room: string): Promise<boolean> {
-    const settings = this.#settings;
-    if (settings.authorizeJoin === undefined) return false;
+    const { authorizeJoin } = this.#settings;
+    if (authorizeJoin === undefined) return false;
     let allowed: unknown;
     try {
-      allowed = await settings.authorizeJoin(client, room);
+      allowed = await authorizeJoin(client, room);
     } catch (error) {
       this.#node.report(new HandlerError('authorizeJoin', error));
       return false;
@@ -607,9 +614,8 @@ const HANDLER_FAILED = {
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
 const RECEIPT_DELAY_MS = 100;
 
-/** How long a resume waits for a live node to let go of the session, and how often it looks. */
+/** How long a resume waits for a live node to let go of the session. */
 const HANDOVER_MS = 250;
-const HANDOVER_POLL_MS = 10;
 /** How long the last save of a closed connection waits for its requests' replies. */
 const REPLY_WAIT_MS = 2000;
 

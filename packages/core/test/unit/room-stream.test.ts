@@ -1,5 +1,5 @@
 import { until } from '@wscale/core/testing';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type {
   History,
   HistoryEntry,
@@ -11,6 +11,7 @@ import type { ServerMessage } from '../../src/protocol/messages.js';
 import { Outgoing } from '../../src/protocol/outgoing.js';
 import { RoomRegistry } from '../../src/rooms/room-registry.js';
 import {
+  HISTORY_TIMEOUT_MS,
   type JoinOutcome,
   type ReplayBudget,
   RoomStream,
@@ -45,6 +46,8 @@ class FakeHistory implements History {
   failing = false;
   /** Holds reads in flight (position reads are never held). */
   readonly gate = new Gate();
+  /** When set, reads and position reads never answer. */
+  hanging = false;
 
   /** Appends a text message and returns it as the broker would bring it. */
   publish(text: string, binary = false): Outgoing {
@@ -75,6 +78,7 @@ class FakeHistory implements History {
   async read(_room: string, after: HistoryPosition, limit?: number): Promise<HistoryReadResult> {
     this.reads.push({ after, limit });
     await this.gate.pass();
+    if (this.hanging) await new Promise(() => undefined);
     if (this.failing) throw new Error('history down');
     const position = { offset: this.last, epoch: this.epoch };
     if (after.epoch !== this.epoch) return { ok: false, reason: 'epoch-changed', position };
@@ -89,6 +93,7 @@ class FakeHistory implements History {
   }
 
   async position(): Promise<HistoryPosition> {
+    if (this.hanging) await new Promise(() => undefined);
     if (this.failing) throw new Error('history down');
     return { offset: this.last, epoch: this.epoch };
   }
@@ -543,14 +548,93 @@ describe('RoomStream: epochs', () => {
   });
 
   it('says epoch-changed to a join whose history read was out when the epoch changed', async () => {
-    const { room, joining, release } = await joinInFlight();
-    // The live path learns of the new epoch first; the old read then answers with old entries.
-    const fresh = new Outgoing(Buffer.from('m1'), false, false, ROOM).at(ROOM, 1, B);
-    room.stream.receive(fresh);
+    const { history, room, member, joining, release } = await joinInFlight();
+    // The live path learns of the new epoch first; the old read then answers from the old log.
+    history.restart(B);
+    room.stream.receive(history.publish('m1'));
+    await until(() => member.messages.includes('m1'), WAIT_MS, 'the new epoch followed');
+    history.epoch = A;
     release();
     const outcome = await joining;
     expect(outcome).toMatchObject({ recovered: false, reason: 'epoch-changed', replay: [] });
     expect(outcome.position).toEqual({ offset: 1, epoch: B });
+  });
+});
+
+describe('RoomStream: late messages of an old epoch', () => {
+  it('drops a message of the epoch it left: no resync back, no stale message', async () => {
+    const history = new FakeHistory();
+    const room = open(history);
+    const member = await room.member();
+    const [a1, a2, a3] = history.publishMany(3);
+    room.stream.receive(a1!);
+    room.stream.receive(a2!);
+    history.restart(B);
+    const [b1, b2] = history.publishMany(2);
+    room.stream.receive(b1!);
+    room.stream.receive(a3!); // late, of the old log
+    room.stream.receive(b2!);
+    await room.settled();
+    expect(member.seen).toEqual(['m1', 'm2', `resync 0/${B}`, 'm1', 'm2']);
+  });
+
+  it('drops a message of an epoch older than the one it started in', async () => {
+    const history = new FakeHistory();
+    const [stale] = history.publishMany(1);
+    history.restart(B);
+    const room = open(history);
+    const member = await room.member();
+    room.stream.receive(stale!);
+    room.stream.receive(history.publish('m1'));
+    await room.settled();
+    expect(member.seen).toEqual(['m1']);
+  });
+});
+
+describe('RoomStream: a history that does not answer', () => {
+  it('settles a join whose read never answers as a failed read does, and the room goes on', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const history = new FakeHistory();
+      history.publishMany(30);
+      const room = open(history);
+      const member = await room.member();
+      history.hanging = true;
+      const late = new FakeMember();
+      const joining = room.join(late, { offset: 20, epoch: A });
+      await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+      await vi.advanceTimersByTimeAsync(HISTORY_TIMEOUT_MS);
+      const outcome = await joining;
+      expect(outcome).toMatchObject({ recovered: false, reason: 'unavailable', replay: [] });
+      expect(room.errors).toMatchObject([{ code: 'HISTORY_FAILED' }]);
+      // It collects nothing more for the join: the next message goes to both, once.
+      history.hanging = false;
+      room.stream.receive(history.publish('m31'));
+      await room.settled();
+      expect(late.seen).toEqual(['joined 30', 'm31']);
+      expect(member.messages).toEqual(['m31']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('resyncs past a gap whose read never answers, and delivers what follows', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const history = new FakeHistory();
+      const room = open(history);
+      const member = await room.member();
+      const [, m2, m3] = history.publishMany(3);
+      history.hanging = true;
+      room.stream.receive(m2!); // m1 lost: the gap read never answers
+      room.stream.receive(m3!);
+      await until(() => history.reads.length === 1, WAIT_MS, 'the gap read');
+      await vi.advanceTimersByTimeAsync(HISTORY_TIMEOUT_MS);
+      await room.settled();
+      expect(member.seen).toEqual([`resync 1/${A}`, 'm2', 'm3']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
@@ -713,6 +797,36 @@ describe('RoomRegistry with a history room', () => {
     expect([...rooms.members(ROOM)]).toEqual([member]);
     expect(subscribed).toEqual([ROOM, ROOM]);
     expect(errors).toEqual([]);
+  });
+
+  it('announces a client that joins twice at once only once', async () => {
+    const history = new FakeHistory();
+    history.publishMany(5);
+    const { rooms } = registry(history);
+    const member = new FakeMember();
+    const outcomes = await Promise.all([
+      rooms.join(member.asClient, ROOM),
+      rooms.join(member.asClient, ROOM),
+    ]);
+    expect(member.seen).toEqual(['joined 5']);
+    expect(outcomes.filter((outcome) => outcome !== undefined)).toHaveLength(1);
+    expect([...rooms.members(ROOM)]).toEqual([member]);
+  });
+
+  it('joins again a client that left while its first join waited for the history', async () => {
+    const history = new FakeHistory();
+    history.publishMany(30);
+    const { rooms } = registry(history);
+    const release = history.gate.hold();
+    const member = new FakeMember();
+    const first = rooms.join(member.asClient, ROOM, { offset: 20, epoch: A });
+    await until(() => history.reads.length === 1, WAIT_MS, 'the join read');
+    await rooms.leave(member.asClient, ROOM);
+    const again = rooms.join(member.asClient, ROOM);
+    release();
+    await Promise.all([first, again]);
+    expect(member.inRoom(ROOM)).toBe(true);
+    expect([...rooms.members(ROOM)]).toEqual([member]);
   });
 
   it('leaves nothing behind when a client leaves while its join waits for the history', async () => {
