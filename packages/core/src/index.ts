@@ -68,6 +68,14 @@ export {
 export type { DependencyStatus, HealthOptions, HealthReport } from './ops/health.js';
 export type { Logger, LogLevel } from './ops/logger.js';
 export type {
+  ClientInfo,
+  LimitCounters,
+  NodeStats,
+  ResumeInfo,
+  ResumeRecord,
+  ServerStats,
+} from './ops/node-stats.js';
+export type {
   JoinRefusal,
   OutCounters,
   QueryCounters,
@@ -95,16 +103,6 @@ export type {
 } from './server/options.js';
 export { Publisher, type PublisherOptions } from './server/publisher.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
-export type {
-  ClientInfo,
-  LimitCounters,
-  NodeStats,
-  QueryOptions,
-  RemoteClient,
-  ResumeInfo,
-  ResumeRecord,
-  ServerEvents,
-  ServerStats,
-} from './server/server-types.js';
-export { Client, type ClientEvents } from './transport/client.js';
+export type { QueryOptions, RemoteClient, ServerEvents } from './server/server-types.js';
+export type { Client, ClientEvents } from './transport/client.js';
 export type { MessageInfo } from './v1/upstream.js';

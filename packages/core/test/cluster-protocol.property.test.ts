@@ -68,7 +68,7 @@ const taggedGarbage = fc
     fc.record(
       {
         kind: fc.oneof(
-          fc.constantFrom('hello', 'sub', 'unsub', 'state.get', 'state.set', 'state.delete'),
+          fc.constantFrom('attach', 'sub', 'unsub', 'state.get', 'state.set', 'state.delete'),
           fc.constantFrom(
             'history.append',
             'history.read',

@@ -15,9 +15,9 @@ import { delay, until } from '../src/testing/runner.js';
 /** A memory broker whose subscriptions can lose what arrives, as a dropped subscriber connection does. */
 class LossyBroker extends MemoryBroker {
   losing = false;
-  override receive(topic: string, payload: Uint8Array): void {
+  protected override deliver(topic: string, payload: Uint8Array): void {
     if (this.losing && topic.includes('presence')) return;
-    super.receive(topic, payload);
+    super.deliver(topic, payload);
   }
 }
 

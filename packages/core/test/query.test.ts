@@ -10,8 +10,8 @@ afterEach(() => cluster.closeAll());
 class CuttableBroker extends MemoryBroker {
   cut = false;
 
-  override receive(topic: string, payload: Uint8Array): void {
-    if (!this.cut) super.receive(topic, payload);
+  protected override deliver(topic: string, payload: Uint8Array): void {
+    if (!this.cut) super.deliver(topic, payload);
   }
 }
 

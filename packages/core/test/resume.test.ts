@@ -246,12 +246,12 @@ describe('wscale.v1 sessions', () => {
 class LossyBroker extends MemoryBroker {
   lose = 0;
 
-  override receive(topic: string, payload: Uint8Array): void {
+  protected override deliver(topic: string, payload: Uint8Array): void {
     if (topic.includes(':room:') && this.lose > 0) {
       this.lose--;
       return;
     }
-    super.receive(topic, payload);
+    super.deliver(topic, payload);
   }
 }
 

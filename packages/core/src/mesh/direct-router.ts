@@ -1,26 +1,28 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type BusFrame, type BusHeader, BusKind } from './bus-codec.js';
+import {
+  type BusFrameOf,
+  BusKind,
+  type DirectHeader,
+  type LocatedHeader,
+  type MovedHeader,
+  type ReleasedHeader,
+} from './bus-codec.js';
+import type { ClientFrame, NodeMesh } from './node-mesh.js';
 
-/** What the router needs from its node. */
-export interface DirectHost {
-  readonly nodeId: string;
-  /** Whether another node is alive, as far as this node knows. */
-  alive(nodeId: string): boolean;
-  /** Publishes a frame to one node's topic, or to every node when `node` is undefined. */
-  publish(
-    kind: BusKind,
-    node: string | undefined,
-    header: BusHeader,
-    payload?: Uint8Array,
-    flags?: number,
-  ): Promise<void>;
+/** A direct operation as it travels between nodes. */
+export type DirectFrame = BusFrameOf<BusKind.Direct>;
+
+/** What the router uses of the node mesh. */
+export type RouterMesh = Pick<NodeMesh, 'nodeId' | 'isAlive' | 'toNode'>;
+
+/** The node's local clients, as the router reaches them. */
+export interface DirectTarget {
   /** Applies a direct operation to the local client it names; false when this node has none. */
-  apply(frame: BusFrame): boolean;
+  apply(frame: DirectFrame): boolean;
   /** Closes the local client of a session another node took over; false when there was none. */
   release(id: string, code: number, reason: string): boolean;
   /** The last save of the session's connection that closed here, while it is under way. */
   recorded(id: string): Promise<void> | undefined;
-  error(error: unknown): void;
 }
 
 /** Where-is entries a node keeps, and sessions it remembers handing over (least recent dropped). */
@@ -39,7 +41,7 @@ interface Release {
 }
 
 interface Arrival {
-  frames: BusFrame[];
+  frames: DirectFrame[];
   timer: NodeJS.Timeout;
 }
 
@@ -61,7 +63,10 @@ interface Arrival {
  * client; it is never dropped where sending it to every node would have delivered it.
  */
 export class DirectRouter {
-  readonly #host: DirectHost;
+  readonly #mesh: RouterMesh;
+  readonly #target: DirectTarget;
+  readonly #report: (error: unknown) => void;
+  readonly #nodeId: string;
   readonly #tag: string;
   /** Node tags of the nodes alive (this one included), for raw client ids. */
   readonly #tags = new Map<string, string>();
@@ -74,10 +79,13 @@ export class DirectRouter {
   /** Takeovers waiting for the old holder to say it recorded the session's close. */
   readonly #releasing = new Map<string, Set<Release>>();
 
-  constructor(host: DirectHost) {
-    this.#host = host;
-    this.#tag = tagOf(host.nodeId);
-    this.#tags.set(this.#tag, host.nodeId);
+  constructor(mesh: RouterMesh, target: DirectTarget, report: (error: unknown) => void) {
+    this.#mesh = mesh;
+    this.#target = target;
+    this.#report = report;
+    this.#nodeId = mesh.nodeId;
+    this.#tag = tagOf(this.#nodeId);
+    this.#tags.set(this.#tag, this.#nodeId);
   }
 
   /** A new raw client id: this node's tag, then random. */
@@ -105,21 +113,26 @@ export class DirectRouter {
   }
 
   /** Sends a direct operation for a client this node does not hold. */
-  send(header: BusHeader, payload: Uint8Array, flags: number): Promise<void> {
-    const id = header.c ?? '';
+  send(header: DirectHeader, payload: Uint8Array, flags: number): Promise<void> {
+    const id = header.c;
     const arrival = this.#arriving.get(id);
     if (arrival !== undefined) {
       // The session is being taken over by this very node: it is written once registered.
-      const frame = { kind: BusKind.Direct, flags, header, payload: Buffer.from(payload) };
+      const frame: DirectFrame = {
+        kind: BusKind.Direct,
+        flags,
+        header,
+        payload: Buffer.from(payload),
+      };
       if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
       return Promise.resolve();
     }
     const node = this.#where(id);
     // A raw client of this node that is gone: nobody else can hold it.
-    if (node === this.#host.nodeId) return Promise.resolve();
+    if (node === this.#nodeId) return Promise.resolve();
     if (node !== undefined) header.d = node;
     else header.l = 1;
-    return this.#host.publish(BusKind.Direct, node, header, payload, flags);
+    return this.#mesh.toNode(node, { kind: BusKind.Direct, header }, payload, flags);
   }
 
   /**
@@ -134,9 +147,9 @@ export class DirectRouter {
     const timer = setTimeout(() => this.#arriving.delete(id), ARRIVING_MS);
     timer.unref();
     this.#arriving.set(id, { frames: previous?.frames ?? [], timer });
-    const header: BusHeader = { n: this.#host.nodeId, c: id, a: [code, reason] };
+    const header: MovedHeader = { n: this.#nodeId, c: id, a: [code, reason] };
     if (holder !== undefined) header.d = holder;
-    return this.#host.publish(BusKind.Moved, undefined, header);
+    return this.#mesh.toNode(undefined, { kind: BusKind.Moved, header });
   }
 
   /**
@@ -160,17 +173,15 @@ export class DirectRouter {
       const timer = setTimeout(release.done, ms);
       waiting.add(release);
     });
-    const local = holder === this.#host.nodeId;
-    if (local) this.#host.release(id, code, reason);
-    void this.claim(id, code, reason, local ? undefined : holder).catch((error) =>
-      this.#host.error(error),
-    );
-    if (local) void (this.#host.recorded(id) ?? Promise.resolve()).then(() => this.#released(id));
+    const local = holder === this.#nodeId;
+    if (local) this.#target.release(id, code, reason);
+    this.claim(id, code, reason, local ? undefined : holder).catch(this.#report);
+    if (local) void (this.#target.recorded(id) ?? Promise.resolve()).then(() => this.#released(id));
     return released;
   }
 
   /** The session's connection is registered here: the operations that came for it meanwhile. */
-  arrived(id: string): BusFrame[] {
+  arrived(id: string): DirectFrame[] {
     const arrival = this.#arriving.get(id);
     if (arrival === undefined) return [];
     clearTimeout(arrival.timer);
@@ -179,62 +190,60 @@ export class DirectRouter {
   }
 
   /** Takes a `Direct`, `Moved`, `Located` or `Released` frame from another node. */
-  receive(frame: BusFrame): void {
-    const { header } = frame;
-    const id = header.c;
-    if (id === undefined) return;
-    if (frame.kind === BusKind.Moved) this.#onMoved(id, header);
-    else if (frame.kind === BusKind.Located) this.#onLocated(id, header);
-    else if (frame.kind === BusKind.Released) this.#released(id);
-    else this.#onDirect(id, frame);
+  receive(frame: Exclude<ClientFrame, BusFrameOf<BusKind.Broadcast>>): void {
+    if (frame.kind === BusKind.Moved) this.#onMoved(frame.header);
+    else if (frame.kind === BusKind.Located) this.#onLocated(frame.header);
+    else if (frame.kind === BusKind.Released) this.#released(frame.header.c);
+    else this.#onDirect(frame);
   }
 
-  #onDirect(id: string, frame: BusFrame): void {
+  #onDirect(frame: DirectFrame): void {
     const { header } = frame;
+    const id = header.c;
     const origin = header.w ?? header.n;
-    if (this.#host.apply(frame)) {
-      if (header.l === 1) this.#tell(origin, id, this.#host.nodeId);
+    if (this.#target.apply(frame)) {
+      if (header.l === 1) this.#tell(origin, id, this.#nodeId);
       return;
     }
     // An operation sent to every node is the holder's alone; passing it on could apply it twice.
-    if (header.d !== this.#host.nodeId) return;
+    if (header.d !== this.#nodeId) return;
     const arrival = this.#arriving.get(id);
     if (arrival !== undefined) {
       if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
       return;
     }
     const hops = (header.h ?? 0) + 1;
-    const next: BusHeader = { ...header, n: this.#host.nodeId, w: origin, h: hops };
+    const next: DirectHeader = { ...header, n: this.#nodeId, w: origin, h: hops };
     const moved = this.#moved.get(id);
-    if (moved !== undefined && hops <= MAX_HOPS && this.#host.alive(moved)) {
+    if (moved !== undefined && hops <= MAX_HOPS && this.#mesh.isAlive(moved)) {
       next.d = moved;
       this.#pass(moved, next, frame);
       this.#tell(origin, id, moved);
       return;
     }
-    if (this.#hinted(id) === this.#host.nodeId) return;
+    if (this.#hinted(id) === this.#nodeId) return;
     delete next.d;
     next.l = 1;
     this.#pass(undefined, next, frame);
     this.#tell(origin, id, undefined);
   }
 
-  #onMoved(id: string, header: BusHeader): void {
-    const node = header.n;
+  #onMoved(header: MovedHeader): void {
+    const { c: id, n: node } = header;
     remember(this.#located, id, node, MAX_LOCATED);
-    const [code, reason] = Array.isArray(header.a) ? header.a : [];
-    if (this.#host.release(id, Number(code), String(reason ?? ''))) {
+    const [code, reason] = header.a;
+    if (this.#target.release(id, code, reason)) {
       remember(this.#moved, id, node, MAX_MOVED);
     } else {
       // Only the node that held the session last passes operations on: one path, never two.
       this.#moved.delete(id);
     }
     // Asked as the holder: answers once the connection's close is recorded (at once without one).
-    if (header.d !== this.#host.nodeId) return;
-    const answer: BusHeader = { n: this.#host.nodeId, c: id };
-    void (this.#host.recorded(id) ?? Promise.resolve())
-      .then(() => this.#host.publish(BusKind.Released, node, answer))
-      .catch((error) => this.#host.error(error));
+    if (header.d !== this.#nodeId) return;
+    const answer: ReleasedHeader = { n: this.#nodeId, c: id };
+    void (this.#target.recorded(id) ?? Promise.resolve())
+      .then(() => this.#mesh.toNode(node, { kind: BusKind.Released, header: answer }))
+      .catch(this.#report);
   }
 
   /** The old holder of a session let it go: the takeovers waiting for it go on. */
@@ -242,8 +251,9 @@ export class DirectRouter {
     for (const release of this.#releasing.get(id) ?? []) release.done();
   }
 
-  #onLocated(id: string, header: BusHeader): void {
-    if (typeof header.a === 'string' && header.a !== this.#host.nodeId) {
+  #onLocated(header: LocatedHeader): void {
+    const id = header.c;
+    if (header.a !== undefined && header.a !== this.#nodeId) {
       remember(this.#located, id, header.a, MAX_LOCATED);
     } else if (this.#located.get(id) === header.n) {
       this.#located.delete(id);
@@ -253,7 +263,7 @@ export class DirectRouter {
   /** The node a client is on, as far as this node knows. */
   #where(id: string): string | undefined {
     const located = this.#located.get(id);
-    if (located !== undefined && this.#host.alive(located)) return located;
+    if (located !== undefined && this.#mesh.isAlive(located)) return located;
     return this.#hinted(id);
   }
 
@@ -263,18 +273,18 @@ export class DirectRouter {
     return dot > 0 ? this.#tags.get(id.slice(0, dot)) : undefined;
   }
 
-  #pass(node: string | undefined, header: BusHeader, frame: BusFrame): void {
-    this.#host
-      .publish(BusKind.Direct, node, header, frame.payload, frame.flags)
-      .catch((error) => this.#host.error(error));
+  #pass(node: string | undefined, header: DirectHeader, frame: DirectFrame): void {
+    this.#mesh
+      .toNode(node, { kind: BusKind.Direct, header }, frame.payload, frame.flags)
+      .catch(this.#report);
   }
 
   /** Tells a sender where a client is (`node`), or to stop routing it to this node. */
   #tell(origin: string, id: string, node: string | undefined): void {
-    if (origin === this.#host.nodeId) return;
-    const header: BusHeader = { n: this.#host.nodeId, c: id };
+    if (origin === this.#nodeId) return;
+    const header: LocatedHeader = { n: this.#nodeId, c: id };
     if (node !== undefined) header.a = node;
-    this.#host.publish(BusKind.Located, origin, header).catch((error) => this.#host.error(error));
+    this.#mesh.toNode(origin, { kind: BusKind.Located, header }).catch(this.#report);
   }
 }
 

@@ -1,37 +1,51 @@
 import type { Broker, Unsubscribe } from '../contracts.js';
+import { isInbox } from '../protocol/messages.js';
+import { Outgoing } from '../protocol/outgoing.js';
 import {
+  type Answer,
+  BusFlag,
   type BusFrame,
-  type BusHeader,
+  type BusFrameOf,
   BusKind,
+  type BusMessage,
   decodeBusFrame,
   encodeBusFrame,
+  type NodeHeader,
+  type Query,
+  type RequestHeader,
+  type ResponseHeader,
 } from './bus-codec.js';
 
-/** What the mesh hands to its server. */
-export interface MeshHandlers {
-  /**
-   * A broadcast, a direct operation or news of where a client is, from another node (own frames
-   * are filtered out).
-   */
-  deliver(frame: BusFrame): void;
-  /** Answers another node's question. */
-  answer(type: string, argument: unknown): unknown;
+/** A frame for the node's clients: a broadcast, a direct operation, news of where a client is. */
+export type ClientFrame = BusFrameOf<
+  BusKind.Broadcast | BusKind.Direct | BusKind.Moved | BusKind.Located | BusKind.Released
+>;
+
+/** What the mesh tells the node it belongs to. */
+export interface MeshListener {
+  /** A frame for clients, from another node (own frames are filtered out). */
+  deliver(frame: ClientFrame): void;
   nodeUp(nodeId: string): void;
   nodeDown(nodeId: string): void;
-  /** A frame that could not be decoded or handled. */
-  error(error: unknown): void;
+}
+
+/** Answers other nodes' questions. */
+export interface Answerer {
+  answer(query: Query): Answer;
 }
 
 /** Timing of the mesh, in ms. */
 export interface MeshTiming {
-  heartbeatMs: number;
+  /** How often a node says it is alive. */
+  beatMs: number;
+  /** How long a node may stay silent before it counts as gone. */
   timeoutMs: number;
 }
 
 /** The answers of a cross-node question. */
 export interface MeshAnswers {
   /** Each answering node's answer, by node id. */
-  answers: Map<string, unknown>;
+  answers: Map<string, Answer>;
   /** Nodes that were alive when asked but did not answer in time. */
   missing: string[];
 }
@@ -50,14 +64,15 @@ export const topics = {
 };
 
 interface PendingRequest {
+  question: Query['q'];
   expected: Set<string>;
-  answers: Map<string, unknown>;
+  answers: Map<string, Answer>;
   done: () => void;
 }
 
 /**
- * One node's place in the cluster: the topics it listens on, node heartbeats and liveness, and
- * request/response between nodes. Everything here is the same for every broker.
+ * One node's place in the cluster: the topics it listens on, node liveness (announce, beats, bye),
+ * and request/response between nodes. Everything here is the same for every broker.
  *
  * Topics: `<prefix>all` (every node), `<prefix>node:<id>` (one node: answers, and direct operations
  * for its clients), `<prefix>room:<name>` (nodes with local members of a room).
@@ -67,7 +82,9 @@ export class NodeMesh {
   readonly #nodeId: string;
   readonly #prefix: string;
   readonly #timing: MeshTiming;
-  readonly #handlers: MeshHandlers;
+  readonly #report: (error: unknown) => void;
+  #listener: MeshListener | undefined;
+  #answerer: Answerer | undefined;
   readonly #alive = new Map<string, number>();
   readonly #pending = new Map<number, PendingRequest>();
   readonly #unsubscribes: Unsubscribe[] = [];
@@ -79,33 +96,47 @@ export class NodeMesh {
     nodeId: string,
     prefix: string,
     timing: MeshTiming,
-    handlers: MeshHandlers,
+    /** Where frames that could not be decoded or handled are reported. */
+    report: (error: unknown) => void,
   ) {
     this.#broker = broker;
     this.#nodeId = nodeId;
     this.#prefix = prefix;
     this.#timing = timing;
-    this.#handlers = handlers;
+    this.#report = report;
   }
 
-  /** Subscribes the node's topics and announces the node. */
-  async start(): Promise<void> {
+  /** Subscribes the node's topics, from now on telling `listener`, and announces the node. */
+  async start(listener: MeshListener, answerer: Answerer): Promise<void> {
+    this.#listener = listener;
+    this.#answerer = answerer;
     const onFrame = (bytes: Uint8Array) => this.#receive(bytes);
     this.#unsubscribes.push(
       await this.#broker.subscribe(this.#allTopic, onFrame),
       await this.#broker.subscribe(this.nodeTopic(this.#nodeId), onFrame),
     );
-    this.#timer = setInterval(() => this.#beat(), this.#timing.heartbeatMs);
+    this.#timer = setInterval(() => this.#beat(), this.#timing.beatMs);
     this.#timer.unref();
-    await this.#publish(this.#allTopic, BusKind.Heartbeat, { n: this.#nodeId, a: 'hello' });
+    await this.#publish(this.#allTopic, { kind: BusKind.Announce, header: this.#header });
   }
 
   /** Says goodbye and drops the node's subscriptions. */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     for (const pending of this.#pending.values()) pending.done();
-    await this.#publish(this.#allTopic, BusKind.Bye, { n: this.#nodeId }).catch(() => undefined);
+    const bye: BusMessage = { kind: BusKind.Bye, header: this.#header };
+    await this.#publish(this.#allTopic, bye).catch(() => undefined);
     await Promise.all(this.#unsubscribes.splice(0).map((unsubscribe) => unsubscribe()));
+  }
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.#nodeId;
+  }
+
+  /** The header of this node's liveness frames. */
+  get #header(): NodeHeader {
+    return { n: this.#nodeId };
   }
 
   /** Other nodes currently alive. */
@@ -127,30 +158,39 @@ export class NodeMesh {
     return topics.room(this.#prefix, room);
   }
 
-  /** Listens to a room's topic; the listener gets other nodes' frames only. */
-  subscribeRoom(room: string, listener: (frame: BusFrame) => void): Promise<Unsubscribe> {
+  /** Listens to a room's topic: `deliver` gets the messages other nodes broadcast to it. */
+  subscribeRoom(room: string, deliver: (message: Outgoing) => void): Promise<Unsubscribe> {
+    // A session's direct messages come by the direct path, not on a room topic.
+    if (isInbox(room)) return Promise.resolve(unsubscribed);
     return this.#broker.subscribe(this.roomTopic(room), (bytes) => {
       const frame = this.#decode(bytes);
-      if (frame !== undefined && frame.header.n !== this.#nodeId) listener(frame);
+      // Only broadcasts are published on a room's topic.
+      if (frame?.kind === BusKind.Broadcast && frame.header.n !== this.#nodeId) {
+        deliver(broadcastMessage(frame));
+      }
     });
   }
 
-  /** Publishes a broadcast to one room's nodes, or to every node when `room` is undefined. */
-  broadcast(room: string | undefined, header: BusHeader, payload: Uint8Array, flags: number) {
+  /** Publishes a frame to one room's nodes, or to every node when `room` is undefined. */
+  toRoom(
+    room: string | undefined,
+    message: BusMessage,
+    payload?: Uint8Array,
+    flags?: number,
+  ): Promise<void> {
     const topic = room === undefined ? this.#allTopic : this.roomTopic(room);
-    return this.#broker.publish(topic, encodeBusFrame(BusKind.Broadcast, header, payload, flags));
+    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
   }
 
   /** Publishes a frame to one node, or to every node when `node` is undefined. */
-  send(
-    kind: BusKind,
+  toNode(
     node: string | undefined,
-    header: BusHeader,
+    message: BusMessage,
     payload?: Uint8Array,
     flags?: number,
   ): Promise<void> {
     const topic = node === undefined ? this.#allTopic : this.nodeTopic(node);
-    return this.#broker.publish(topic, encodeBusFrame(kind, header, payload, flags));
+    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
   }
 
   /** Whether another node is alive, as far as this node knows. */
@@ -162,14 +202,15 @@ export class NodeMesh {
    * Asks every other live node a question. Resolves with the answers that came within
    * `timeoutMs`, naming the nodes that did not answer: never an all-or-nothing failure.
    */
-  async request(type: string, argument: unknown, timeoutMs: number): Promise<MeshAnswers> {
+  async request(query: Query, timeoutMs: number): Promise<MeshAnswers> {
     const expected = new Set(this.#alive.keys());
-    const answers = new Map<string, unknown>();
+    const answers = new Map<string, Answer>();
     if (expected.size > 0) {
       const id = ++this.#requestId;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => pending.done(), timeoutMs);
         const pending: PendingRequest = {
+          question: query.q,
           expected,
           answers,
           done: () => {
@@ -179,12 +220,10 @@ export class NodeMesh {
           },
         };
         this.#pending.set(id, pending);
-        this.#publish(this.#allTopic, BusKind.Request, {
-          n: this.#nodeId,
-          i: id,
-          q: type,
-          a: argument,
-        }).catch(() => pending.done());
+        const header = { ...query, n: this.#nodeId, i: id };
+        this.#publish(this.#allTopic, { kind: BusKind.Request, header }).catch(() =>
+          pending.done(),
+        );
       });
     }
     return { answers, missing: [...expected].filter((node) => !answers.has(node)) };
@@ -193,63 +232,68 @@ export class NodeMesh {
   #receive(bytes: Uint8Array): void {
     const frame = this.#decode(bytes);
     if (frame === undefined) return;
-    const { header } = frame;
-    if (header.n === this.#nodeId) return;
-    // Only a node says hello, beats and asks: a `Publisher` also writes here but is no node.
-    const { kind } = frame;
-    if (kind === BusKind.Heartbeat || kind === BusKind.Request || kind === BusKind.Response) {
-      this.#seen(header.n);
-    }
+    const from = frame.header.n;
+    if (from === this.#nodeId) return;
     switch (frame.kind) {
       case BusKind.Broadcast:
       case BusKind.Direct:
       case BusKind.Moved:
       case BusKind.Located:
       case BusKind.Released:
-        this.#handlers.deliver(frame);
+        // A `Publisher` sends these too, but is no node: they say nothing of liveness.
+        this.#listener?.deliver(frame);
         return;
-      case BusKind.Heartbeat:
-        if (header.a === 'hello') {
-          this.#publish(this.nodeTopic(header.n), BusKind.Heartbeat, { n: this.#nodeId }).catch(
-            this.#handlers.error,
-          );
-        }
+      case BusKind.Announce:
+        this.#seen(from);
+        // The newcomer hears of this node now, not a beat later.
+        this.#publish(this.nodeTopic(from), { kind: BusKind.Beat, header: this.#header }).catch(
+          this.#report,
+        );
+        return;
+      case BusKind.Beat:
+        this.#seen(from);
         return;
       case BusKind.Bye:
-        this.#forget(header.n);
+        this.#forget(from);
         return;
       case BusKind.Request:
-        this.#answer(header);
+        this.#seen(from);
+        this.#answer(frame.header);
         return;
       case BusKind.Response:
-        this.#collect(header);
+        this.#seen(from);
+        this.#collect(frame.header);
         return;
     }
   }
 
-  #answer(header: BusHeader): void {
-    let answer: unknown;
+  #answer(request: RequestHeader): void {
+    let answer: Answer | undefined;
     try {
-      answer = this.#handlers.answer(header.q ?? '', header.a);
+      answer = this.#answerer?.answer(request);
     } catch (error) {
-      this.#handlers.error(error);
+      this.#report(error);
       return;
     }
-    const response: BusHeader = { n: this.#nodeId, i: header.i, a: answer };
-    this.#publish(this.nodeTopic(header.n), BusKind.Response, response).catch(this.#handlers.error);
+    if (answer === undefined) return;
+    const header = { ...answer, n: this.#nodeId, i: request.i };
+    this.#publish(this.nodeTopic(request.n), { kind: BusKind.Response, header }).catch(
+      this.#report,
+    );
   }
 
-  #collect(header: BusHeader): void {
-    const pending = header.i === undefined ? undefined : this.#pending.get(header.i);
-    if (pending === undefined || !pending.expected.has(header.n)) return;
-    pending.answers.set(header.n, header.a);
+  #collect(response: ResponseHeader): void {
+    const pending = this.#pending.get(response.i);
+    if (pending === undefined || !pending.expected.has(response.n)) return;
+    if (response.q !== pending.question) return;
+    pending.answers.set(response.n, response);
     if (answeredAll(pending)) pending.done();
   }
 
   #seen(nodeId: string): void {
     const known = this.#alive.has(nodeId);
     this.#alive.set(nodeId, Date.now());
-    if (!known) this.#handlers.nodeUp(nodeId);
+    if (!known) this.#listener?.nodeUp(nodeId);
   }
 
   #forget(nodeId: string): void {
@@ -257,28 +301,52 @@ export class NodeMesh {
     for (const pending of this.#pending.values()) {
       if (pending.expected.delete(nodeId) && answeredAll(pending)) pending.done();
     }
-    this.#handlers.nodeDown(nodeId);
+    this.#listener?.nodeDown(nodeId);
   }
 
   #beat(): void {
     const oldest = Date.now() - this.#timing.timeoutMs;
     for (const [nodeId, seen] of this.#alive) if (seen < oldest) this.#forget(nodeId);
-    this.#publish(this.#allTopic, BusKind.Heartbeat, { n: this.#nodeId }).catch(() => undefined);
+    const beat: BusMessage = { kind: BusKind.Beat, header: this.#header };
+    this.#publish(this.#allTopic, beat).catch(() => undefined);
   }
 
-  #publish(topic: string, kind: BusKind, header: BusHeader): Promise<void> {
-    return this.#broker.publish(topic, encodeBusFrame(kind, header));
+  #publish(topic: string, message: BusMessage): Promise<void> {
+    return this.#broker.publish(topic, encodeBusFrame(message));
   }
 
   #decode(bytes: Uint8Array): BusFrame | undefined {
     try {
       return decodeBusFrame(bytes);
     } catch (error) {
-      this.#handlers.error(error);
+      this.#report(error);
       return undefined;
     }
   }
 }
+
+/** The message a broadcast from another node carries, ready for local fan-out. */
+export function broadcastMessage(frame: BusFrameOf<BusKind.Broadcast>): Outgoing {
+  const { x } = frame.header;
+  return messageOf(frame, x === undefined ? undefined : new Set(x));
+}
+
+/** The message a direct operation from another node carries. */
+export function directMessage(frame: BusFrameOf<BusKind.Direct>): Outgoing {
+  return messageOf(frame, undefined);
+}
+
+function messageOf(
+  { header, flags, payload }: BusFrameOf<BusKind.Broadcast | BusKind.Direct>,
+  skip: Set<string> | undefined,
+): Outgoing {
+  const room = header.r?.length === 1 ? header.r[0] : undefined;
+  const binary = (flags & BusFlag.Binary) !== 0;
+  const volatile = (flags & BusFlag.Volatile) !== 0;
+  return new Outgoing(payload, binary, volatile, room, header.s, header.e, skip);
+}
+
+async function unsubscribed(): Promise<void> {}
 
 function answeredAll(pending: PendingRequest): boolean {
   for (const node of pending.expected) if (!pending.answers.has(node)) return false;

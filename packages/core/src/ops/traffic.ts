@@ -1,5 +1,5 @@
 import type { NotRecoveredReason, NotResumedReason } from '../protocol/messages.js';
-import type { ResumeInfo, ResumeRecord, ServerStats } from '../server/server-types.js';
+import type { ResumeInfo, ResumeRecord, ServerStats } from './node-stats.js';
 
 /** What a frame written to a client is, for the counters. Indexes into {@link Traffic}'s arrays. */
 export const OutKind = { Broadcast: 0, Direct: 1, Replay: 2, Control: 3 } as const;

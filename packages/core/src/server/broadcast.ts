@@ -10,6 +10,22 @@ export interface BroadcastTarget {
   ): Promise<void>;
 }
 
+/** Makes operators; the constructor is the class's own, so this module hands them out. */
+let create: (
+  target: BroadcastTarget,
+  rooms: readonly string[],
+  except: readonly string[],
+) => BroadcastOperator;
+
+/** A new broadcast to `rooms` (everyone, when empty) minus `except`, sent through `target`. */
+export function broadcastOperator(
+  target: BroadcastTarget,
+  rooms: readonly string[],
+  except: readonly string[],
+): BroadcastOperator {
+  return create(target, rooms, except);
+}
+
 /**
  * A broadcast being described: `wss.to('a').to('b').except(id).send(msg)`. Immutable: each call
  * returns a new operator, so one can be kept and reused.
@@ -19,8 +35,15 @@ export class BroadcastOperator {
   readonly #rooms: readonly string[];
   readonly #except: readonly string[];
 
-  /** @internal */
-  constructor(target: BroadcastTarget, rooms: readonly string[], except: readonly string[]) {
+  static {
+    create = (target, rooms, except) => new BroadcastOperator(target, rooms, except);
+  }
+
+  private constructor(
+    target: BroadcastTarget,
+    rooms: readonly string[],
+    except: readonly string[],
+  ) {
     this.#target = target;
     this.#rooms = rooms;
     this.#except = except;

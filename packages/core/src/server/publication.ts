@@ -1,5 +1,5 @@
 import type { History } from '../contracts.js';
-import type { BusHeader, DirectOp } from '../mesh/bus-codec.js';
+import type { BroadcastHeader, DirectHeader, DirectOperation } from '../mesh/bus-codec.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { inboxOf, isInbox } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
@@ -16,7 +16,7 @@ import type { RemoteClient } from './server-types.js';
  */
 export interface Publication {
   message: Outgoing;
-  header: BusHeader;
+  header: BroadcastHeader;
 }
 
 /** Where a room keeps its history: the rules' store, or `directHistory` for a session's stream. */
@@ -31,13 +31,13 @@ export function historyLookup(
 /** The operations on one client, each a direct operation sent by `direct`. */
 export function remoteClient(
   id: string,
-  direct: (id: string, op: DirectOp, argument: unknown, message?: Outgoing) => Promise<void>,
+  direct: (id: string, operation: DirectOperation, message?: Outgoing) => Promise<void>,
 ): RemoteClient {
   return {
-    send: (data, options) => direct(id, 'send', undefined, prepareMessage(data, options)),
-    join: (room) => direct(id, 'join', room),
-    leave: (room) => direct(id, 'leave', room),
-    close: (code = CloseCode.Normal, reason = '') => direct(id, 'close', [code, reason]),
+    send: (data, options) => direct(id, { o: 'send' }, prepareMessage(data, options)),
+    join: (room) => direct(id, { o: 'join', a: room }),
+    leave: (room) => direct(id, { o: 'leave', a: room }),
+    close: (code = CloseCode.Normal, reason = '') => direct(id, { o: 'close', a: [code, reason] }),
   };
 }
 
@@ -67,7 +67,7 @@ export async function broadcastPublication(
   const room = rooms.length === 1 ? rooms[0] : undefined;
   const skip = except.length > 0 ? new Set(except) : undefined;
   let message = prepareMessage(data, options, room, skip);
-  const header: BusHeader = { n: origin };
+  const header: BroadcastHeader = { n: origin };
   if (rooms.length > 0) header.r = rooms as string[];
   if (except.length > 0) header.x = except as string[];
   const history = room === undefined ? undefined : historyOf(room);
@@ -87,13 +87,11 @@ export async function broadcastPublication(
 export async function directPublication(
   origin: string,
   id: string,
-  op: DirectOp,
-  argument: unknown,
+  operation: DirectOperation,
   message: Outgoing | undefined,
   directHistory: History | undefined,
-): Promise<{ header: BusHeader; message: Outgoing | undefined }> {
-  const header: BusHeader = { n: origin, c: id, o: op };
-  if (argument !== undefined) header.a = argument;
+): Promise<{ header: DirectHeader; message: Outgoing | undefined }> {
+  const header: DirectHeader = { ...operation, n: origin, c: id };
   if (
     message !== undefined &&
     !message.volatile &&

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Broker, History } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
-import { BusKind, type DirectOp, encodeBusFrame } from '../mesh/bus-codec.js';
+import { BusKind, type DirectOperation, encodeBusFrame } from '../mesh/bus-codec.js';
 import { topics } from '../mesh/node-mesh.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
-import { BroadcastOperator } from './broadcast.js';
+import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
   broadcastPublication,
@@ -66,12 +66,12 @@ export class Publisher {
 
   /** Starts a broadcast to the members of rooms, on every node. */
   to(...rooms: string[]): BroadcastOperator {
-    return new BroadcastOperator(this.#target, [...new Set(rooms)], []);
+    return broadcastOperator(this.#target, [...new Set(rooms)], []);
   }
 
   /** Starts a broadcast to every client except some, on every node. */
   except(...clientIds: string[]): BroadcastOperator {
-    return new BroadcastOperator(this.#target, [], clientIds);
+    return broadcastOperator(this.#target, [], clientIds);
   }
 
   /** Sends to every client of every node. */
@@ -120,24 +120,24 @@ export class Publisher {
         );
         const topic =
           group.length === 1 ? topics.room(this.#prefix, group[0]!) : topics.all(this.#prefix);
-        const frame = encodeBusFrame(BusKind.Broadcast, header, message.bytes, message.busFlags);
+        const kind = BusKind.Broadcast;
+        const frame = encodeBusFrame({ kind, header }, message.bytes, message.busFlags);
         await this.#broker.publish(topic, frame);
       }),
     );
   }
 
-  async #direct(id: string, op: DirectOp, argument: unknown, message?: Outgoing): Promise<void> {
+  async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');
-    const publication = await directPublication(
+    const { header, message: kept } = await directPublication(
       this.id,
       id,
-      op,
-      argument,
+      operation,
       message,
       this.#directHistory,
     );
-    const { bytes, busFlags } = publication.message ?? { bytes: EMPTY, busFlags: 0 };
-    const frame = encodeBusFrame(BusKind.Direct, publication.header, bytes, busFlags);
+    const { bytes, busFlags } = kept ?? { bytes: EMPTY, busFlags: 0 };
+    const frame = encodeBusFrame({ kind: BusKind.Direct, header }, bytes, busFlags);
     await this.#broker.publish(topics.all(this.#prefix), frame);
   }
 }

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'eventemitter3';
 import { WebSocket } from 'ws';
+import type { ResumeInfo } from '../ops/node-stats.js';
 import { OutKind, type Traffic } from '../ops/traffic.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { FrameDeflater } from '../protocol/deflate.js';
@@ -8,9 +9,8 @@ import { isInbox } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
 import { resyncFrame } from '../protocol/v1-writer.js';
-import type { ResumeInfo } from '../server/server-types.js';
 import { closeReason } from '../util/close-reason.js';
-import { SafeEmitter } from '../util/safe-emitter.js';
+import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { type MessageInfo, UNNUMBERED } from '../v1/upstream.js';
 
 /** Events of a {@link Client}. */
@@ -26,10 +26,80 @@ export interface ClientEvents {
   error: [error: Error];
 }
 
-/** Any client, whatever its identity and data types: what the server's internals handle. */
-export type AnyClient = Client<unknown, object>;
+/**
+ * One connection held by this node, as the application sees it. `data` is the application's own
+ * per-client state.
+ *
+ * @typeParam Identity - what the `authenticate` hook returned for this client
+ * @typeParam Data - the shape of {@link Client.data}
+ */
+export interface Client<Identity = unknown, Data extends object = Record<string, unknown>>
+  extends EventEmitter<ClientEvents> {
+  /** Stable id, unique in the cluster. */
+  readonly id: string;
+  /** What the `authenticate` hook returned (`true` when there is no hook). */
+  readonly identity: Identity;
+  /** Whether the client speaks `wscale.v1` (else it is a raw WebSocket client). */
+  readonly v1: boolean;
+  /**
+   * The application's per-client state. For `wscale.v1` clients it is part of the session and
+   * survives reconnects: assign a new object (or call {@link Client.saveData} after changing it in
+   * place) and it is saved to the state store at once.
+   */
+  data: Data;
+  /**
+   * Saves `data` after it was changed in place (`wscale.v1` sessions). Resolves once the state
+   * store has it (a failed save is emitted as the server's `error` and resolves too): await it
+   * before acknowledging something that must survive this node.
+   */
+  saveData(): Promise<void>;
+  /** Whether this `wscale.v1` connection resumed an existing session (rooms and `data` restored). */
+  readonly resumed: boolean;
+  /** For a resumed client: per room, whether what it missed while away was replayed. */
+  readonly recovery: ResumeInfo | undefined;
+  /**
+   * Listens for an event. Messages the client sent before the first `message` listener was
+   * attached are kept and handed to it, in order, so a `connection` handler may await (a join, a
+   * lookup) before it listens without losing what the client sent meanwhile.
+   */
+  on<T extends EventEmitter.EventNames<ClientEvents>>(
+    event: T,
+    listener: EventEmitter.EventListener<ClientEvents, T>,
+  ): this;
+  /** Rooms this client is in (a snapshot). */
+  readonly rooms: ReadonlySet<string>;
+  /** Whether the client is in a room. */
+  inRoom(room: string): boolean;
+  /** Messages dropped for this client because it could not keep up. */
+  readonly dropped: number;
+  /** Whether the connection is open. */
+  readonly open: boolean;
+  /** Bytes waiting to be written to this client. */
+  readonly bufferedAmount: number;
+  /** The negotiated subprotocol, or `''`. */
+  readonly protocol: string;
+  /**
+   * Sends a message to this client: a string as a text frame, bytes as a binary frame.
+   * @returns `false` when the message was not written (closed, or dropped as a slow consumer).
+   */
+  send(data: Sendable, options?: SendOptions): boolean;
+  /**
+   * Joins a room; resolves once broadcasts to it from every node reach this client and, for a
+   * `wscale.v1` client, its session is saved with the room.
+   */
+  join(room: string): Promise<void>;
+  /** Leaves a room. */
+  leave(room: string): Promise<void>;
+  /** Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). */
+  close(code?: number, reason?: string): void;
+  /** Ends the connection at once, without a closing handshake. */
+  terminate(): void;
+}
 
-/** What a client needs from the server that holds it. */
+/** Any connection, whatever its identity and data types: what the server's internals handle. */
+export type AnyClient = Connection<unknown, object>;
+
+/** What a connection needs from the node that holds it. */
 export interface ClientHost {
   join(client: AnyClient, room: string): Promise<void>;
   leave(client: AnyClient, room: string): Promise<void>;
@@ -83,15 +153,20 @@ const NO_ROOMS: ReadonlySet<string> = new Set();
 const NO_ROOM_LIST: readonly string[] = [];
 
 /**
- * One connection held by this node. `data` is the application's own per-client state.
- *
- * @typeParam Identity - what the `authenticate` hook returned for this client
- * @typeParam Data - the shape of {@link Client.data}
+ * One connection held by this node: the {@link Client} the application sees, and what the node
+ * does with it (writes, the send-buffer budget, rooms, rate limit, liveness). No second object
+ * per connection: the application gets this one, typed as its public face.
  */
-export class Client<
-  Identity = unknown,
-  Data extends object = Record<string, unknown>,
-> extends SafeEmitter<ClientEvents> {
+export class Connection<Identity = unknown, Data extends object = Record<string, unknown>>
+  extends SafeEmitter<ClientEvents>
+  implements Client<Identity, Data>
+{
+  static {
+    failuresOf(Connection, (connection, error) =>
+      connection.#host.handlerFailed(error, connection),
+    );
+  }
+
   /** Stable id, unique in the cluster. */
   readonly id: string;
   /** What the `authenticate` hook returned (`true` when there is no hook). */
@@ -111,7 +186,6 @@ export class Client<
   /** The rate limit's token bucket, from the client's first operation on (idle clients have none). */
   #bucket: { tokens: number; filledAt: number } | undefined;
 
-  /** @internal Created by the server for each accepted connection. */
   constructor(
     id: string,
     identity: Identity,
@@ -166,7 +240,7 @@ export class Client<
     return this.#rare?.recovery;
   }
 
-  /** @internal Marks the client as the resumption of a session. */
+  /** Marks the client as the resumption of a session. */
   set recovery(info: ResumeInfo | undefined) {
     this.#rare ??= { dropped: 0 };
     this.#rare.recovery = info;
@@ -188,7 +262,7 @@ export class Client<
     return this;
   }
 
-  /** @internal A message from the peer, for the application. */
+  /** A message from the peer, for the application. */
   receive(data: string | Buffer, isBinary: boolean, info: MessageInfo = UNNUMBERED): void {
     const inbox = this.#rare?.inbox;
     if (inbox === undefined && this.listenerCount('message') > 0) {
@@ -220,7 +294,7 @@ export class Client<
     return this.#rooms?.includes(room) ?? false;
   }
 
-  /** @internal The rooms, without a copy. */
+  /** The rooms, without a copy. */
   get roomList(): readonly string[] {
     return this.#rooms ?? NO_ROOM_LIST;
   }
@@ -276,7 +350,7 @@ export class Client<
     this.#ws.terminate();
   }
 
-  /** @internal Writes a message framed once per node; the fan-out hot path. */
+  /** Writes a message framed once per node; the fan-out hot path. */
   deliver(message: Outgoing, kind: OutKind = message.kind): boolean {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN || message.skip?.has(this.id)) return false;
@@ -301,7 +375,7 @@ export class Client<
   }
 
   /**
-   * @internal Writes one complete protocol frame, within the send-buffer budget: a frame that
+   * Writes one complete protocol frame, within the send-buffer budget: a frame that
    * does not fit makes the client a slow consumer instead.
    */
   writeFrame(frame: Buffer, kind: OutKind = OutKind.Control): boolean {
@@ -336,14 +410,14 @@ export class Client<
     this.#socket.write(frame);
   }
 
-  /** @internal Holds every frame back until {@link Client.release}. */
+  /** Holds every frame back until {@link Connection.release}. */
   hold(): void {
     this.#rare ??= { dropped: 0 };
     this.#rare.held ??= [];
   }
 
   /**
-   * @internal Writes the welcome and the replay (within the budget), then everything held
+   * Writes the welcome and the replay (within the budget), then everything held
    * (counted against the budget when it was held), and stops holding.
    */
   release(welcome: Buffer, replay: Buffer[]): void {
@@ -359,7 +433,7 @@ export class Client<
   }
 
   /**
-   * @internal Takes one incoming frame from the client's rate budget (a token bucket holding two
+   * Takes one incoming frame from the client's rate budget (a token bucket holding two
    * seconds' worth); `false` when the budget is spent.
    */
   takeOp(): boolean {
@@ -378,7 +452,7 @@ export class Client<
     return true;
   }
 
-  /** @internal Joins and requests of this client waiting for their `ack`. */
+  /** Joins and requests of this client waiting for their `ack`. */
   get inFlight(): number {
     return this.#rare?.inFlight ?? 0;
   }
@@ -388,19 +462,19 @@ export class Client<
     this.#rare.inFlight = count;
   }
 
-  /** @internal Rooms the client is in by its own `join`. */
+  /** Rooms the client is in by its own `join`. */
   get ownRooms(): readonly string[] {
     return this.#rare?.own?.filter((room) => this.inRoom(room)) ?? NO_ROOM_LIST;
   }
 
-  /** @internal Marks a room as joined at the client's own request. */
+  /** Marks a room as joined at the client's own request. */
   markOwn(room: string): void {
     this.#rare ??= { dropped: 0 };
     this.#rare.own ??= [];
     if (!this.#rare.own.includes(room)) this.#rare.own.push(room);
   }
 
-  /** @internal The connection id that holds this client's `wscale.v1` session. */
+  /** The connection id that holds this client's `wscale.v1` session. */
   get conn(): string | undefined {
     return this.#rare?.conn;
   }
@@ -410,7 +484,7 @@ export class Client<
     this.#rare.conn = conn;
   }
 
-  /** @internal Counts a message dropped for this slow consumer. */
+  /** Counts a message dropped for this slow consumer. */
   countDropped(message: Outgoing): void {
     this.#rare ??= { dropped: 0 };
     this.#rare.dropped++;
@@ -421,14 +495,14 @@ export class Client<
     }
   }
 
-  /** @internal Room membership, kept by the server's room registry. */
+  /** Room membership, kept by the server's room registry. */
   addRoom(room: string): void {
     // A literal of one: V8 gives an empty array that is pushed to room for 17 elements.
     if (this.#rooms === undefined) this.#rooms = [room];
     else if (!this.#rooms.includes(room)) this.#rooms.push(room);
   }
 
-  /** @internal */
+  /** */
   removeRoom(room: string): void {
     const index = this.#rooms?.indexOf(room) ?? -1;
     if (index !== -1) this.#rooms!.splice(index, 1);
@@ -436,12 +510,12 @@ export class Client<
     if (own?.includes(room)) own.splice(own.indexOf(room), 1);
   }
 
-  /** @internal Whether the connection is over (its `close` event was emitted or is due now). */
+  /** Whether the connection is over (its `close` event was emitted or is due now). */
   get gone(): boolean {
     return this.#ws.readyState === WebSocket.CLOSED;
   }
 
-  /** @internal One heartbeat round: terminate if the last ping went unanswered, else ping. */
+  /** One heartbeat round: terminate if the last ping went unanswered, else ping. */
   heartbeat(): void {
     if (!this.#alive) {
       this.#ws.terminate();
@@ -451,13 +525,8 @@ export class Client<
     this.#ws.ping();
   }
 
-  /** @internal Any sign of life from the peer. */
+  /** Any sign of life from the peer. */
   markAlive(): void {
     this.#alive = true;
-  }
-
-  /** @internal */
-  handlerFailed(error: unknown): void {
-    this.#host.handlerFailed(error, this);
   }
 }

@@ -2,6 +2,31 @@ import { EventEmitter } from 'eventemitter3';
 
 type Listener = (...args: never[]) => unknown;
 type Wrapped = (this: SafeEmitter<never>, ...args: unknown[]) => void;
+type Report = (emitter: never, error: unknown) => void;
+
+/** Where each kind of emitter reports its failed handlers (not a member: nothing public). */
+const reports = new WeakMap<object, Report>();
+
+/** Declares where emitters of a class report what their handlers threw or rejected with. */
+export function failuresOf<E extends object>(
+  type: abstract new (...args: never[]) => E,
+  report: (emitter: E, error: unknown) => void,
+): void {
+  reports.set(type.prototype, report);
+}
+
+function failed(emitter: SafeEmitter<never>, error: unknown): void {
+  // The nearest class in the emitter's chain that declared where its failures go.
+  let proto: object | null = Object.getPrototypeOf(emitter);
+  while (proto !== null) {
+    const report = reports.get(proto);
+    if (report !== undefined) {
+      report(emitter as never, error);
+      return;
+    }
+    proto = Object.getPrototypeOf(proto);
+  }
+}
 
 // One wrapper per handler function, shared by every emitter it is registered on, so a handler
 // used for thousands of clients costs nothing per client.
@@ -13,9 +38,9 @@ function wrap(listener: Listener): Wrapped {
     wrapped = function (this: SafeEmitter<never>, ...args: unknown[]) {
       try {
         const result = (listener as (...a: unknown[]) => unknown).apply(this, args);
-        if (result instanceof Promise) result.catch((error) => this.handlerFailed(error));
+        if (result instanceof Promise) result.catch((error) => failed(this, error));
       } catch (error) {
-        this.handlerFailed(error);
+        failed(this, error);
       }
     };
     wrappers.set(listener, wrapped);
@@ -25,15 +50,12 @@ function wrap(listener: Listener): Wrapped {
 
 /**
  * An `eventemitter3` emitter for application handlers: a handler that throws, or returns a promise
- * that rejects, is reported to {@link SafeEmitter.handlerFailed} instead of taking the process
+ * that rejects, is reported where its class said (see `failuresOf`) instead of taking the process
  * down, and the other handlers still run. Handlers are called with the emitter as `this`.
  */
 export abstract class SafeEmitter<
   Events extends EventEmitter.ValidEventTypes,
 > extends EventEmitter<Events> {
-  /** @internal Receives what a handler threw or rejected with. */
-  abstract handlerFailed(error: unknown): void;
-
   override on<T extends EventEmitter.EventNames<Events>>(
     event: T,
     listener: EventEmitter.EventListener<Events, T>,

@@ -28,7 +28,7 @@ import {
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
-import type { AnyClient } from '../transport/client.js';
+import type { AnyClient, Client } from '../transport/client.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
@@ -80,9 +80,9 @@ export interface V1Settings {
   // Method syntax for the hooks: a server's options type them with its own Identity and Data.
   sessionOwner(identity: unknown): string;
   /** Whether a client may join a room: a boolean, or a promise of one (else it is a no). */
-  authorizeJoin?(client: AnyClient, room: string): unknown;
+  authorizeJoin?(client: Client<unknown, object>, room: string): unknown;
   /** The reply to a request: text, bytes, nothing, or a promise of one of them. */
-  onRequest?(client: AnyClient, data: string | Buffer, info: MessageInfo): unknown;
+  onRequest?(client: Client<unknown, object>, data: string | Buffer, info: MessageInfo): unknown;
 }
 
 /** The endpoint's collaborators. */

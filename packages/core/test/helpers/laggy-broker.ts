@@ -27,8 +27,8 @@ export class LaggyBroker extends MemoryBroker {
     if (payload[0] === MOVED && this.#ackMs > 0) await delay(this.#ackMs);
   }
 
-  override receive(topic: string, payload: Uint8Array): void {
+  protected override deliver(topic: string, payload: Uint8Array): void {
     if (payload[0] === DIRECT) this.directs++;
-    setTimeout(() => super.receive(topic, payload), this.#latency(topic));
+    setTimeout(() => super.deliver(topic, payload), this.#latency(topic));
   }
 }

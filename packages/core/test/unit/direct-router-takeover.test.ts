@@ -1,39 +1,41 @@
 import { describe, expect, it, vi } from 'vitest';
-import { type BusFrame, type BusHeader, BusKind } from '../../src/mesh/bus-codec.js';
+import { BusKind, type BusMessage } from '../../src/mesh/bus-codec.js';
 import { DirectRouter } from '../../src/mesh/direct-router.js';
 
 // Unit tests of a session's takeover between routers (mesh/direct-router.ts): the node taking a
 // session over waits for its old holder's `Released`, bounded; the old holder answers once it
 // has recorded the connection's close. Real nodes: test/upstream.test.ts.
 
-interface Sent {
-  kind: BusKind;
-  node: string | undefined;
-  header: BusHeader;
-}
+type Sent = BusMessage & { node: string | undefined };
 
 /** A router on a fake node: what it publishes is kept; its clients and final saves are set. */
 function node(nodeId: string) {
   const sent: Sent[] = [];
   const held = new Set<string>();
   const saving = new Map<string, Promise<void>>();
-  const router = new DirectRouter({
+  const mesh = {
     nodeId,
-    alive: () => true,
-    publish: async (kind, target, header) => void sent.push({ kind, node: target, header }),
+    isAlive: () => true,
+    toNode: async (target: string | undefined, message: BusMessage) =>
+      void sent.push({ ...message, node: target }),
+  };
+  const target = {
     apply: () => false,
-    release: (id) => held.delete(id),
-    recorded: (id) => saving.get(id),
-    error: (error) => {
-      throw error;
-    },
+    release: (id: string) => held.delete(id),
+    recorded: (id: string) => saving.get(id),
+  };
+  const router = new DirectRouter(mesh, target, (error) => {
+    throw error;
   });
   return { router, sent, held, saving };
 }
 
 /** What one node's router published, as another node receives it. */
-function frame(sent: Sent): BusFrame {
-  return { kind: sent.kind, flags: 0, header: sent.header, payload: Buffer.alloc(0) };
+type Received = Parameters<DirectRouter['receive']>[0];
+
+function frame(sent: Sent): Received {
+  const { node: _node, ...message } = sent;
+  return { ...message, flags: 0, payload: Buffer.alloc(0) } as Received;
 }
 
 function deferred() {
@@ -115,7 +117,7 @@ describe('DirectRouter takeover', () => {
     expect(a.held.has('s1')).toBe(false);
     // Every other node hears it moved, none is asked to answer.
     expect(a.sent).toMatchObject([{ kind: BusKind.Moved, node: undefined }]);
-    expect(a.sent[0]!.header.d).toBeUndefined();
+    expect(a.sent[0]!.header).not.toHaveProperty('d');
     expect(await settled(taken)).toBe(false);
     save.resolve();
     expect(await settled(taken)).toBe(true);

@@ -152,7 +152,7 @@ export class ClusterHub {
 
   #handle(link: WorkerLink, msg: RequestMessage): unknown {
     switch (msg.kind) {
-      case 'hello':
+      case 'attach':
         link.binary = isBinaryChannel(msg.probe);
         this.#setTopics(link, msg.topics);
         return { probe: PROBE };

@@ -18,7 +18,7 @@ export type WirePayload = Uint8Array | string;
 
 /** A request a worker sends; the hub answers it with a {@link ReplyMessage} of the same `id`. */
 export type RequestMessage = { wscale: typeof CLUSTER_TAG; id: number } & (
-  | { kind: 'hello'; topics: string[]; probe: unknown }
+  | { kind: 'attach'; topics: string[]; probe: unknown }
   | { kind: 'sub'; topic: string }
   | { kind: 'unsub'; topic: string }
   | { kind: 'state.get'; key: string }
@@ -64,7 +64,7 @@ export interface DeliverMessage {
 
 /**
  * The hub tells every worker it is there (`hub`, when it attaches) or gone (`bye`, when it
- * closes). A worker answers `hub` with a fresh `hello`.
+ * closes). A worker answers `hub` with a fresh `attach`.
  */
 export interface HubNoticeMessage {
   wscale: typeof CLUSTER_TAG;

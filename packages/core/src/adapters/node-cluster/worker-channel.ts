@@ -64,7 +64,7 @@ export class WorkerChannel {
   #binary = false;
   #disconnected = false;
   #users = 0;
-  #helloId = 0;
+  #attachId = 0;
   readonly #send: NonNullable<typeof process.send>;
   readonly #pending = new Map<number, Pending>();
   readonly #topics = new Map<string, TopicEntry>();
@@ -87,7 +87,7 @@ export class WorkerChannel {
     this.#send = process.send.bind(process);
     process.on('message', this.#onMessage);
     process.on('disconnect', this.#onDisconnect);
-    if (process.connected) this.#hello();
+    if (process.connected) this.#attach();
     else this.#onDisconnect();
   }
 
@@ -216,8 +216,8 @@ export class WorkerChannel {
         return;
       }
       case 'reply': {
-        if (msg.id === this.#helloId) {
-          if (msg.ok) this.#onHelloAnswered(msg.result);
+        if (msg.id === this.#attachId) {
+          if (msg.ok) this.#onAttached(msg.result);
           return;
         }
         const pending = this.#pending.get(msg.id);
@@ -229,7 +229,7 @@ export class WorkerChannel {
         return;
       }
       case 'hub':
-        this.#hello();
+        this.#attach();
         return;
       case 'bye': {
         const error = new Error('the cluster hub closed');
@@ -247,20 +247,20 @@ export class WorkerChannel {
     this.#setStatus('down', new Error(this.#disconnectedReason()));
   };
 
-  #hello(): void {
+  #attach(): void {
     if (this.#disconnected) return;
-    this.#helloId = registry.nextId++;
-    // The hello carries every topic this process listens to: a new hub learns them at once.
+    this.#attachId = registry.nextId++;
+    // The attach carries every topic this process listens to: a new hub learns them at once.
     this.#write({
       wscale: CLUSTER_TAG,
-      id: this.#helloId,
-      kind: 'hello',
+      id: this.#attachId,
+      kind: 'attach',
       topics: [...this.#topics.keys()],
       probe: PROBE,
     });
   }
 
-  #onHelloAnswered(result: unknown): void {
+  #onAttached(result: unknown): void {
     this.#binary = isBinaryChannel((result as { probe?: unknown } | undefined)?.probe);
     this.#status = 'ready';
     this.#error = undefined;

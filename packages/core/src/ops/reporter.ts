@@ -1,0 +1,61 @@
+import { WscaleError } from '../errors.js';
+import type { NodeLog } from './logger.js';
+import type { LimitCounters } from './node-stats.js';
+
+/** Where a node's failures go: its `error` event. */
+export interface ErrorSink {
+  listenerCount(event: 'error'): number;
+  emit(event: 'error', error: Error): boolean;
+}
+
+/**
+ * How a node tells of what went wrong without stopping: errors (logged, then emitted as `error`,
+ * or a process warning when nobody listens and no logger took them), and the limits clients hit.
+ */
+export class Reporter {
+  readonly log: NodeLog;
+  /** How often each limit was hit. */
+  readonly limited: LimitCounters = {
+    rooms: 0,
+    inFlight: 0,
+    rate: 0,
+    connections: 0,
+    origins: 0,
+    authenticateTimeouts: 0,
+    sessionData: 0,
+    replay: 0,
+  };
+  readonly #sink: ErrorSink;
+  /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
+  #reporting = false;
+
+  constructor(log: NodeLog, sink: ErrorSink) {
+    this.log = log;
+    this.#sink = sink;
+  }
+
+  /** Reports a failure that did not stop the node (bound: pass it as a callback). */
+  readonly report = (error: unknown): void => {
+    const reported =
+      error instanceof Error ? error : new WscaleError('HANDLER_FAILED', String(error));
+    const code = reported instanceof WscaleError ? reported.code : undefined;
+    this.log.write('error', reported.message, { code, err: reported });
+    if (this.#sink.listenerCount('error') === 0 || this.#reporting) {
+      // A logger given took it; else it must not go unseen.
+      if (!this.log.enabled) process.emitWarning(reported);
+      return;
+    }
+    this.#reporting = true;
+    try {
+      this.#sink.emit('error', reported);
+    } finally {
+      this.#reporting = false;
+    }
+  };
+
+  /** Counts a limit hit, and logs it (debug: a client over its limit is the client's business). */
+  limit(limit: keyof LimitCounters, fields?: object): void {
+    this.limited[limit]++;
+    this.log.write('debug', `limit hit: ${limit}`, fields);
+  }
+}

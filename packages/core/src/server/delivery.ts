@@ -1,0 +1,258 @@
+import type { History, Unsubscribe } from '../contracts.js';
+import { ServerClosedError } from '../errors.js';
+import { BusKind, type DirectHeader, type DirectOperation } from '../mesh/bus-codec.js';
+import { type DirectFrame, DirectRouter, type DirectTarget } from '../mesh/direct-router.js';
+import {
+  broadcastMessage,
+  type ClientFrame,
+  directMessage,
+  type MeshListener,
+  type NodeMesh,
+} from '../mesh/node-mesh.js';
+import type { Reporter } from '../ops/reporter.js';
+import { OutKind } from '../ops/traffic.js';
+import type { PresenceService } from '../presence/presence-service.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import type { Outgoing } from '../protocol/outgoing.js';
+import type { Sendable, SendOptions } from '../protocol/payload.js';
+import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
+import type { AnyClient } from '../transport/client.js';
+import type { Takeovers } from '../transport/connections.js';
+import type { BroadcastTarget } from './broadcast.js';
+import type { HistoryRule } from './options.js';
+import {
+  broadcastPublication,
+  directPublication,
+  historyLookup,
+  roomGroups,
+} from './publication.js';
+
+/** The server options delivery applies (see `ServerOptions`). */
+export interface DeliverySettings {
+  readonly history: HistoryRule[];
+  readonly directHistory?: History | undefined;
+}
+
+/** The last saves of the connections a node closes (the connections' session saver). */
+export interface ClosingSessions {
+  /** Starts the last save of a closed `wscale.v1` connection's session. */
+  saveClosed(client: AnyClient): void;
+  /** That save, while it is under way. */
+  closing(id: string): Promise<void> | undefined;
+}
+
+/** Where the nodes that come and go are announced: the server's events. */
+export interface NodeEvents {
+  emit(event: 'nodeUp' | 'nodeDown', nodeId: string): boolean;
+}
+
+/**
+ * How messages reach clients: a broadcast written to the local members of its rooms and published
+ * for the other nodes, a direct operation applied here or routed to the node that holds its
+ * client, and what other nodes send this one. Owns the node's rooms and its direct router.
+ */
+export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, RoomHost, Takeovers {
+  /** The node's rooms and their local members. */
+  readonly rooms: RoomRegistry<AnyClient>;
+  /** Where direct operations go. */
+  readonly router: DirectRouter;
+  /** Where a room keeps its history, if it does. */
+  readonly historyOf: (room: string) => History | undefined;
+  readonly #mesh: NodeMesh;
+  /** The node's connected clients, by id. */
+  readonly #clients: Map<string, AnyClient>;
+  readonly #directHistory: History | undefined;
+  readonly #presence: PresenceService | undefined;
+  readonly #reporter: Reporter;
+  readonly #events: NodeEvents;
+  readonly #closing: ClosingSessions;
+  #draining = false;
+
+  constructor(
+    mesh: NodeMesh,
+    clients: Map<string, AnyClient>,
+    settings: DeliverySettings,
+    presence: PresenceService | undefined,
+    reporter: Reporter,
+    events: NodeEvents,
+    closing: ClosingSessions,
+  ) {
+    this.#mesh = mesh;
+    this.#clients = clients;
+    this.#directHistory = settings.directHistory;
+    this.#presence = presence;
+    this.#reporter = reporter;
+    this.#events = events;
+    this.#closing = closing;
+    this.historyOf = historyLookup(settings.history, settings.directHistory);
+    this.rooms = new RoomRegistry<AnyClient>(this);
+    this.router = new DirectRouter(mesh, this, reporter.report);
+  }
+
+  /** From now on sending fails with `ServerClosedError`: the node is draining. */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  /** Sends to the members of `rooms` (everyone when there is none) on every node. */
+  async broadcast(
+    rooms: readonly string[],
+    except: readonly string[],
+    data: Sendable,
+    options?: SendOptions,
+  ): Promise<void> {
+    if (this.#draining) throw new ServerClosedError();
+    const groups = roomGroups(rooms, this.historyOf);
+    await Promise.all(
+      groups.map(async (group) => {
+        const { message, header } = await broadcastPublication(
+          this.#mesh.nodeId,
+          group,
+          except,
+          data,
+          options,
+          this.historyOf,
+        );
+        this.#deliverLocal(group, message);
+        const room = group.length === 1 ? group[0] : undefined;
+        const kind = BusKind.Broadcast;
+        await this.#mesh.toRoom(room, { kind, header }, message.bytes, message.busFlags);
+      }),
+    );
+  }
+
+  /** Writes a broadcast to the local clients it is for: the fan-out hot path. */
+  #deliverLocal(rooms: readonly string[] | undefined, message: Outgoing): void {
+    if (rooms === undefined || rooms.length === 0) {
+      for (const client of this.#clients.values()) client.deliver(message);
+    } else if (rooms.length === 1) {
+      this.rooms.deliver(rooms[0]!, message);
+    } else {
+      const once = new Set<AnyClient>();
+      for (const room of rooms) for (const client of this.rooms.members(room)) once.add(client);
+      for (const client of once) client.deliver(message);
+    }
+  }
+
+  /** Applies an operation to client `id`, here or on the node that holds it. */
+  async direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
+    if (this.#draining) throw new ServerClosedError();
+    const { header, message: kept } = await directPublication(
+      this.#mesh.nodeId,
+      id,
+      operation,
+      message,
+      this.#directHistory,
+    );
+    const local = this.#clients.get(id);
+    if (local !== undefined) return this.#applyDirect(local, header, kept);
+    await this.router.send(header, kept?.bytes ?? EMPTY, kept?.busFlags ?? 0);
+  }
+
+  /** Closes an older connection of a session, wherever it is, without waiting. */
+  kick(sessionId: string): void {
+    this.release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER);
+    // Not awaited: the new connection already holds the session in the store, and a broker
+    // that is down must not hold its welcome back.
+    this.router
+      .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
+      .catch(this.#reporter.report);
+  }
+
+  /**
+   * A session's connection is registered here: the operations that came for it while it was
+   * being taken over are applied, behind its welcome.
+   */
+  arrived(client: AnyClient): void {
+    const arrived = this.router.arrived(client.id);
+    if (arrived.length > 0) client.hold();
+    for (const frame of arrived) this.apply(frame);
+  }
+
+  apply(frame: DirectFrame): boolean {
+    const client = this.#clients.get(frame.header.c);
+    if (client === undefined) return false;
+    this.#applyDirect(client, frame.header, directMessage(frame)).catch(this.#reporter.report);
+    return true;
+  }
+
+  /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
+  release(id: string, code: number, reason: string): boolean {
+    const older = this.#clients.get(id);
+    if (older === undefined) return false;
+    this.#clients.delete(id);
+    older.close(code, reason);
+    // Closed, it hands nothing more on: what it handed on can be recorded now, without waiting for
+    // its peer to answer the close, so the node taking the session over can go on.
+    if (older.v1) this.#closing.saveClosed(older);
+    return true;
+  }
+
+  recorded(id: string): Promise<void> | undefined {
+    return this.#closing.closing(id);
+  }
+
+  /**
+   * Takes a session over from the node that holds it: resolves once the holder recorded the close
+   * of its connection, or after `ms` (a node that was killed says nothing).
+   */
+  takeOver(sessionId: string, holder: string, ms: number): Promise<void> {
+    return this.router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms);
+  }
+
+  async #applyDirect(client: AnyClient, header: DirectHeader, message?: Outgoing): Promise<void> {
+    switch (header.o) {
+      case 'send':
+        if (message === undefined) return;
+        if (message.room === undefined) {
+          client.deliver(message, OutKind.Direct);
+        } else if (client.inRoom(message.room)) {
+          // A kept direct message goes through the session's stream: in order, once.
+          this.rooms.deliver(message.room, message);
+        }
+        // Else the session is still rejoining its stream, whose replay from the history (where
+        // the message already is) brings it: writing it here too would send it twice.
+        return;
+      case 'join':
+        return client.join(header.a);
+      case 'leave':
+        return client.leave(header.a);
+      case 'close':
+        client.close(...header.a);
+        return;
+    }
+  }
+
+  deliver(frame: ClientFrame): void {
+    if (frame.kind === BusKind.Broadcast) {
+      this.#deliverLocal(frame.header.r, broadcastMessage(frame));
+    } else {
+      this.router.receive(frame);
+    }
+  }
+
+  nodeUp(nodeId: string): void {
+    this.#reporter.log.write('info', 'node up', { peer: nodeId });
+    this.router.nodeUp(nodeId);
+    this.#presence?.nodeUp(nodeId);
+    this.#events.emit('nodeUp', nodeId);
+  }
+
+  nodeDown(nodeId: string): void {
+    this.#reporter.log.write('warn', 'node down', { peer: nodeId });
+    this.router.nodeDown(nodeId);
+    this.#presence?.nodeDown(nodeId);
+    this.#events.emit('nodeDown', nodeId);
+  }
+
+  subscribe(room: string, deliver: (message: Outgoing) => void): Promise<Unsubscribe> {
+    return this.#mesh.subscribeRoom(room, deliver);
+  }
+
+  error(error: unknown): void {
+    this.#reporter.report(error);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const TAKEN_OVER = 'session resumed elsewhere';

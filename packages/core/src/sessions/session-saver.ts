@@ -1,0 +1,149 @@
+import { LimitExceededError } from '../errors.js';
+import type { Reporter } from '../ops/reporter.js';
+import type { SessionSnapshot, Sessions, UpstreamRecord } from './sessions.js';
+
+/** A connection as its session is saved: what the record keeps of it. */
+export interface SavedClient {
+  readonly id: string;
+  readonly v1: boolean;
+  readonly identity: unknown;
+  /**
+   * The connection that holds the session (`undefined` for a raw client, and once the last save
+   * of the connection has started).
+   */
+  conn: string | undefined;
+  readonly data: object;
+  readonly roomList: readonly string[];
+  readonly ownRooms: readonly string[];
+}
+
+/** What the session record keeps of what a client sent (the `wscale.v1` endpoint knows). */
+export interface UpstreamSource<Client> {
+  upstreamRecord(client: Client): UpstreamRecord | undefined;
+  /** Whether it changed since the session was last saved. */
+  upstreamDirty(client: Client): boolean;
+  /** Resolves once the client's running requests have their replies kept (bounded in time). */
+  answered(client: Client): Promise<void>;
+}
+
+/** Settings of the saver (the server's options of the same names). */
+export interface SaverSettings<Identity> {
+  readonly maxSessionDataBytes: number;
+  sessionOwner(identity: Identity): string;
+}
+
+/**
+ * Saves the sessions of a node's `wscale.v1` connections: on every change, again well within their
+ * time to live, and a last time when a connection closes (which a drain waits for).
+ */
+export class SessionSaver<Client extends SavedClient> {
+  readonly #sessions: Sessions;
+  /** The node's connected clients: one that is no longer among them was saved for the last time. */
+  readonly #clients: ReadonlyMap<string, Client>;
+  readonly #upstream: UpstreamSource<Client>;
+  readonly #settings: SaverSettings<Client['identity']>;
+  readonly #reporter: Reporter;
+  /** Last saves of closed connections under way, by session id: a drain waits for them. */
+  readonly #finalSaves = new Map<string, Promise<void>>();
+
+  constructor(
+    sessions: Sessions,
+    clients: ReadonlyMap<string, Client>,
+    upstream: UpstreamSource<Client>,
+    settings: SaverSettings<Client['identity']>,
+    reporter: Reporter,
+  ) {
+    this.#sessions = sessions;
+    this.#clients = clients;
+    this.#upstream = upstream;
+    this.#settings = settings;
+    this.#reporter = reporter;
+  }
+
+  /** Saves a connected client's session; resolves once the store has it (or failed, reported). */
+  save(client: Client): Promise<void> {
+    const conn = client.conn;
+    // A client that is gone was saved for the last time when it closed.
+    if (conn === undefined || this.#clients.get(client.id) !== client) return Promise.resolve();
+    return this.#sessions.save(client.id, conn, () => this.#record(client, [...client.roomList]));
+  }
+
+  /** Saves every connected `wscale.v1` client (`dirty`: only those whose upstream changed). */
+  saveAll(dirty = false): Promise<void>[] {
+    const saves: Promise<void>[] = [];
+    for (const client of this.#clients.values()) {
+      if (client.v1 && (!dirty || this.#upstream.upstreamDirty(client))) {
+        saves.push(this.save(client));
+      }
+    }
+    return saves;
+  }
+
+  /**
+   * The last save of a connection that closed (or was released to a resume elsewhere) while this
+   * node lives: its rooms as they were, and `live: false`, which tells a resume that everything
+   * handed on was recorded. Once per connection.
+   */
+  saveClosed(client: Client): void {
+    const conn = client.conn;
+    if (conn === undefined) return;
+    client.conn = undefined;
+    const id = client.id;
+    // The record as it is at the close (its own rooms are cleared right after)...
+    const closed = { ...this.#record(client, [...client.roomList]), live: false };
+    // ...with the replies of the requests still running, once they are kept: a resume gets them.
+    const saved = this.#upstream.answered(client).then(() =>
+      this.#sessions.save(id, conn, () => ({
+        ...closed,
+        ...this.#upstream.upstreamRecord(client),
+      })),
+    );
+    const earlier = this.#finalSaves.get(id);
+    const all = earlier === undefined ? saved : Promise.all([earlier, saved]).then(() => undefined);
+    this.#finalSaves.set(id, all);
+    void all.finally(() => {
+      if (this.#finalSaves.get(id) === all) this.#finalSaves.delete(id);
+    });
+  }
+
+  /** The last save of the session's connection that closed here, while it is under way. */
+  closing(id: string): Promise<void> | undefined {
+    return this.#finalSaves.get(id);
+  }
+
+  /** Resolves when the last saves of the connections closed so far are done. */
+  async closedSaved(): Promise<void> {
+    await Promise.all(this.#finalSaves.values());
+  }
+
+  #record(client: Client, rooms: string[]): SessionSnapshot {
+    return {
+      owner: this.#owner(client),
+      data: this.#data(client),
+      rooms,
+      own: [...client.ownRooms],
+      ...this.#upstream.upstreamRecord(client),
+    };
+  }
+
+  /** The client's session owner (`sessionOwner` is called as a plain function, as every hook). */
+  #owner(client: Client): string {
+    const { sessionOwner } = this.#settings;
+    return sessionOwner(client.identity);
+  }
+
+  /** The client's `data` to save, or `undefined` to keep what was saved: it is over its limit. */
+  #data(client: Client): object | undefined {
+    const bytes = Buffer.byteLength(JSON.stringify(client.data));
+    const max = this.#settings.maxSessionDataBytes;
+    if (bytes <= max) return client.data;
+    this.#reporter.limit('sessionData', { client: client.id });
+    this.#reporter.report(
+      new LimitExceededError(
+        `client ${client.id}: data is ${bytes} bytes, over maxSessionDataBytes ` +
+          `(${max}); its session keeps the data saved before`,
+      ),
+    );
+    return undefined;
+  }
+}
