@@ -4,7 +4,6 @@ import {
   type BrokerStatus,
   InvalidOptionError,
 } from '@wscale/core';
-import type { Cluster } from 'ioredis';
 import {
   closeClient,
   isCluster,
@@ -134,8 +133,8 @@ export class RedisBroker extends BaseBroker {
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     // ioredis's own promise, not one more around it: this runs for every message.
-    return this.#cluster
-      ? (this.#pub as Cluster).spublish(channel, message)
+    return isCluster(this.#pub)
+      ? this.#pub.spublish(channel, message)
       : this.#pub.publish(channel, message);
   }
 
