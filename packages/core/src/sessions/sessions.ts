@@ -1,6 +1,6 @@
-import { updateState } from '../adapters/update-state.js';
 import type { StateStore } from '../contracts.js';
 import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
+import { updateState } from '../util/update-state.js';
 import { SessionTokens } from './session-token.js';
 
 /** A request's reply, kept so that the same request sent again after a reconnect gets it. */
