@@ -1,5 +1,6 @@
 import { ProtocolError } from '../errors.js';
 import type { ClientInfo, NodeStats } from '../ops/node-stats.js';
+import { MessageFlag } from '../protocol/outgoing.js';
 
 /**
  * What nodes say to each other over the broker. One frame: a fixed 6-byte prefix (kind, flags,
@@ -32,13 +33,8 @@ export enum BusKind {
   Released = 10,
 }
 
-/** Flag bits of a bus frame. */
-export const BusFlag = {
-  /** The payload is binary (a WebSocket binary frame), not UTF-8 text. */
-  Binary: 1,
-  /** The payload may be dropped for a slow consumer. */
-  Volatile: 2,
-} as const;
+/** Flag bits of a bus frame: its message's own (binary, volatile). */
+export const BusFlag = MessageFlag;
 
 // Headers have short keys: they travel with every message. `n` (the sending node) is in all.
 
