@@ -117,8 +117,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
           options,
           this.historyOf,
         );
-        // Handed to the broker first: the other nodes start their fan-out while this one does its
-        // own, and the broker's write is not left behind the local ones.
+        // Handed to the broker first, so the other nodes can start their fan-out while this one
+        // does its own. Local members get it whatever the broker answers.
         const published = this.#publish(group, header, message);
         try {
           this.#deliverLocal(group, message);
