@@ -1,15 +1,19 @@
 /**
  * How long `NatsHistory.read` takes when many readers want the same recent entries at once, as
  * in a resume storm: a room of `--entries` entries interleaved with another room's, then
- * `--readers` reads of its last `--gap` entries from a fresh instance, one started per millisecond.
- * Starts its own nats-server (JetStream, temporary store) and stops it by pid.
+ * `--readers` reads of its last `--gap` entries from a fresh instance, one started per millisecond
+ * (with `--spread`, reader `i` reads from `i % gap` entries further on: nearby positions, as
+ * clients that left at slightly different moments). Reports the reads' times and the CPU they
+ * cost the reading process and nats-server. Starts its own nats-server (JetStream, temporary
+ * store) and stops it by pid.
  *
  *   node bench/dist/tools/nats-history-reads.js [--entries 300] [--gap 20] [--readers 1,50,500]
+ *     [--spread]
  */
 import { parseArgs } from 'node:util';
 import { NatsHistory } from '@wscale/nats';
 import { Processes } from '../harness/processes.js';
-import { startNats } from '../harness/services.js';
+import { cpuMicrosOf, startNats } from '../harness/services.js';
 import { percentiles } from '../load/percentiles.js';
 
 const { values } = parseArgs({
@@ -17,6 +21,7 @@ const { values } = parseArgs({
     entries: { type: 'string', default: '300' },
     gap: { type: 'string', default: '20' },
     readers: { type: 'string', default: '1,50,500' },
+    spread: { type: 'boolean', default: false },
   },
 });
 const entries = Number(values.entries);
@@ -39,19 +44,26 @@ try {
     const took = new Float64Array(readers);
     let done = 0;
     const started = performance.now();
+    const ownCpu = process.cpuUsage();
+    const serverCpu = cpuMicrosOf(nats.pid) ?? 0;
     await Promise.all(
       Array.from({ length: readers }, async (_, i) => {
         await new Promise((resolve) => setTimeout(resolve, i));
         const start = performance.now();
-        const read = await reader.read('room', { offset: last.offset - gap, epoch: last.epoch });
-        if (!read.ok || read.entries.length !== gap) throw new Error('a read came back short');
+        const want = values.spread ? gap - (i % gap) : gap;
+        const read = await reader.read('room', { offset: last.offset - want, epoch: last.epoch });
+        if (!read.ok || read.entries.length !== want) throw new Error('a read came back short');
         took[done++] = performance.now() - start;
       }),
     );
+    const all = performance.now() - started;
+    const { user, system } = process.cpuUsage(ownCpu);
+    const server = (cpuMicrosOf(nats.pid) ?? 0) - serverCpu;
     const { p50, p99 } = percentiles(took, done);
     console.log(
-      `${readers} reads of ${gap}: all done in ${(performance.now() - started).toFixed(0)} ms, ` +
-        `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`,
+      `${readers} reads of ${values.spread ? `up to ${gap}` : gap}: all done in ${all.toFixed(0)} ms, ` +
+        `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, CPU µs per read: ` +
+        `reader ${((user + system) / readers).toFixed(0)}, nats-server ${(server / readers).toFixed(0)}`,
     );
     await reader.close();
   }

@@ -35,7 +35,6 @@ export {
   type ClusterStateStoreOptions,
 } from './adapters/node-cluster/cluster-state-store.js';
 export { isClusterMessage } from './adapters/node-cluster/ipc-protocol.js';
-export { updateState } from './adapters/update-state.js';
 export type {
   Broker,
   BrokerEventSource,
@@ -105,4 +104,5 @@ export { Publisher, type PublisherOptions } from './server/publisher.js';
 export { ScaledWebSocketServer } from './server/scaled-server.js';
 export type { QueryOptions, RemoteClient, ServerEvents } from './server/server-types.js';
 export type { Client, ClientEvents } from './transport/client.js';
+export { updateState } from './util/update-state.js';
 export type { MessageInfo } from './v1/upstream.js';

@@ -100,7 +100,7 @@ export class NatsBroker extends BaseBroker {
     this.#subscriptions.set(topic, subscription);
     try {
       // Resolve only once the server has the subscription: a publish after this reaches it.
-      await withTimeout(nc.flush(), this.#publishTimeoutMs, () => new Error('flush timed out'));
+      await this.#roundTrip(nc);
     } catch (error) {
       if (this.#subscriptions.get(topic) === subscription) this.#subscriptions.delete(topic);
       subscription.unsubscribe();
@@ -123,7 +123,7 @@ export class NatsBroker extends BaseBroker {
     nc.publish(this.subjectFor(topic), payload);
     if (!this.#confirm) return;
     try {
-      await this.#confirmed(nc);
+      await this.#roundTrip(nc);
     } catch (error) {
       // The NATS client drops what it buffered when it reconnects and fails the pending flush:
       // report the link as down before the status stream does, so BaseBroker queues the message
@@ -147,8 +147,11 @@ export class NatsBroker extends BaseBroker {
     }
   }
 
-  /** One server round trip confirms every publish made before it, so publishes in a tick share one. */
-  #confirmed(nc: NatsConnection): Promise<void> {
+  /**
+   * One server round trip confirms every publish and subscription made before it, so those of a
+   * tick (a resume storm subscribes hundreds of inboxes) share one.
+   */
+  #roundTrip(nc: NatsConnection): Promise<void> {
     this.#batch ??= Promise.resolve().then(() => {
       this.#batch = undefined;
       return withTimeout(
@@ -156,7 +159,7 @@ export class NatsBroker extends BaseBroker {
         this.#publishTimeoutMs,
         () =>
           new BrokerUnavailableError(
-            `NATS did not confirm a publish in ${this.#publishTimeoutMs} ms`,
+            `NATS did not confirm a round trip in ${this.#publishTimeoutMs} ms`,
           ),
       );
     });

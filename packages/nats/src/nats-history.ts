@@ -8,7 +8,10 @@ import {
   type JetStreamManager,
   jetstream,
   jetstreamManager,
+  type LastForMsgRequest,
+  type NextMsgRequest,
   RetentionPolicy,
+  type StoredMsg,
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { headers, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
@@ -23,7 +26,7 @@ import {
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { nanos } from './nanos.js';
 import { encodeToken, isSubjectPrefix } from './subject-token.js';
-import { runTyped } from './timeout.js';
+import { describe, runTyped } from './timeout.js';
 
 /** Header holding an entry's offset in its room. */
 export const OFFSET_HEADER = 'Wscale-Offset';
@@ -87,7 +90,20 @@ interface Tail {
   epoch: string;
 }
 
+/** An append waiting for its batch. */
+interface PendingAppend {
+  build: (position: HistoryPosition) => Uint8Array;
+  resolve: (position: HistoryPosition) => void;
+  reject: (error: unknown) => void;
+  /** Times it lost the race for its offset. */
+  attempts: number;
+}
+
 const MAX_CACHED_ROOMS = 10_000;
+/** Appends of one room published at once (see #appendBatch). */
+const MAX_PIPELINED = 64;
+/** nats-server's "wrong last msg ID" (`Nats-Expected-Last-Msg-Id` not met); nats.js has no name for it. */
+const WRONG_LAST_MSG_ID = 10070;
 /** Probes for a scan's start before it walks the room from its oldest entry instead. */
 const MAX_PROBES = 16;
 
@@ -123,10 +139,12 @@ export class NatsHistory implements History {
   readonly #owned: boolean;
   /** The last entry this instance wrote per room: spares a read before the next append. */
   readonly #tails = new Map<string, Tail>();
-  /** Appends of one room from this instance run one at a time: they would only race each other. */
-  readonly #appending = new Map<string, Promise<unknown>>();
+  /** Appends of one room from this instance waiting for their turn: batches of one room run one at a time. */
+  readonly #queued = new Map<string, PendingAppend[]>();
   readonly #scans = new Map<string, Scan[]>();
   #api: Promise<{ js: JetStreamClient; jsm: JetStreamManager }> | undefined;
+  /** Whether single messages are read with direct gets (a single-replica stream: see #ensureStream). */
+  #direct = false;
   #closed = false;
 
   constructor(options: NatsHistoryOptions = {}) {
@@ -234,49 +252,107 @@ export class NatsHistory implements History {
   }
 
   #append(room: string, build: (position: HistoryPosition) => Uint8Array) {
-    const previous = this.#appending.get(room) ?? Promise.resolve();
-    const next = previous
-      .catch(() => undefined)
-      .then(() => this.#run('append', room, (api) => this.#appendNow(api, room, build)));
-    this.#appending.set(room, next);
-    void next
-      .catch(() => undefined)
-      .then(() => {
-        if (this.#appending.get(room) === next) this.#appending.delete(room);
-      });
-    return next;
+    return new Promise<HistoryPosition>((resolve, reject) => {
+      const pending: PendingAppend = { build, resolve, reject, attempts: 0 };
+      const queue = this.#queued.get(room);
+      if (queue !== undefined) {
+        queue.push(pending);
+        return;
+      }
+      this.#queued.set(room, [pending]);
+      void this.#drain(room);
+    });
   }
 
-  async #appendNow(
-    { js, jsm }: { js: JetStreamClient; jsm: JetStreamManager },
-    room: string,
-    build: (position: HistoryPosition) => Uint8Array,
-  ): Promise<HistoryPosition> {
-    const subject = this.entrySubject(room);
-    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
-      const tail = this.#tails.get(room) ?? (await this.#tail(jsm, js, room));
-      const position = { offset: tail.offset + 1, epoch: tail.epoch };
-      const hdrs = headers();
-      hdrs.set(OFFSET_HEADER, String(position.offset));
-      hdrs.set(EPOCH_HEADER, position.epoch);
+  /** Appends a room's queued entries, in order, a batch at a time, until none is left. */
+  async #drain(room: string): Promise<void> {
+    const queue = this.#queued.get(room)!;
+    // The rest of a burst made in this turn joins the first batch.
+    await Promise.resolve();
+    while (queue.length > 0) {
+      const batch = queue.splice(0, MAX_PIPELINED);
+      let retry: PendingAppend[];
       try {
-        const ack = await js.publish(subject, build(position), {
-          headers: hdrs,
-          expect: { lastSubjectSequence: tail.seq },
-          timeout: this.#timeoutMs,
-        });
-        this.#remember(room, { seq: ack.seq, ...position });
-        return position;
+        retry = await this.#run('append', room, (api) => this.#appendBatch(api, room, batch));
       } catch (error) {
-        this.#tails.delete(room);
-        if (!isConflict(error)) throw error;
-        // Another writer took this offset (or the room expired under us): read again and retry.
-        if (attempt >= 3) await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
+        for (const pending of batch) pending.reject(error);
+        continue;
+      }
+      queue.unshift(...retry);
+      // Another writer took this offset (or the room expired under us): read again and retry.
+      if ((retry[0]?.attempts ?? 0) >= 3) {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
       }
     }
-    throw new HistoryError(
-      `append to "${room}" lost the race for an offset ${this.#maxAttempts} times in a row`,
+    this.#queued.delete(room);
+  }
+
+  /**
+   * Publishes a batch of a room's appends at once and settles those that are done; returns those
+   * to try again (not stored), in order.
+   *
+   * The first expects the room's last sequence (the compare-and-set that keeps offsets
+   * consecutive whatever the number of writers). On a single-replica stream the others follow it
+   * without waiting for its answer: each carries a message id and expects the stream's last
+   * message to be the one before it (`Nats-Expected-Last-Msg-Id`), so it is stored only right
+   * after that one, at the next offset, and the first refusal stops the rest. A burst of
+   * broadcasts then costs one round trip, not one each: they reach the brokers together and every
+   * node writes them to a socket at once. Another room's entry in between only sends the rest
+   * around again.
+   */
+  async #appendBatch(
+    { js, jsm }: { js: JetStreamClient; jsm: JetStreamManager },
+    room: string,
+    batch: PendingAppend[],
+  ): Promise<PendingAppend[]> {
+    // A replicated stream checks an expected message id against its own view, which may lag.
+    const sending = this.#direct ? batch : batch.slice(0, 1);
+    const subject = this.entrySubject(room);
+    const tail = this.#tails.get(room) ?? (await this.#tail(jsm, js, room));
+    const ids = sending.length > 1 ? sending.map(() => randomUUID()) : [];
+    const outcomes = await Promise.allSettled(
+      sending.map(async (pending, i) => {
+        const position = { offset: tail.offset + 1 + i, epoch: tail.epoch };
+        const hdrs = headers();
+        hdrs.set(OFFSET_HEADER, String(position.offset));
+        hdrs.set(EPOCH_HEADER, position.epoch);
+        const ack = await js.publish(subject, pending.build(position), {
+          headers: hdrs,
+          expect: i === 0 ? { lastSubjectSequence: tail.seq } : { lastMsgID: ids[i - 1]! },
+          ...(ids.length > 0 ? { msgID: ids[i]! } : {}),
+          timeout: this.#timeoutMs,
+        });
+        return { seq: ack.seq, ...position };
+      }),
     );
+    const retry: PendingAppend[] = [];
+    let stored: Tail | undefined;
+    outcomes.forEach((outcome, i) => {
+      const pending = sending[i]!;
+      if (outcome.status === 'fulfilled') {
+        stored = outcome.value;
+        pending.resolve({ offset: stored.offset, epoch: stored.epoch });
+      } else if (!isConflict(outcome.reason)) {
+        const reason = describe(outcome.reason);
+        const failure = `NATS history append of "${room}" failed: ${reason}`;
+        pending.reject(new HistoryError(failure, { cause: outcome.reason }));
+      } else if (i > 0 || ++pending.attempts < this.#maxAttempts) {
+        // Only the first raced for its offset; the others were refused because it was.
+        retry.push(pending);
+      } else {
+        pending.reject(
+          new HistoryError(
+            `append to "${room}" lost the race for an offset ${this.#maxAttempts} times in a row`,
+          ),
+        );
+      }
+    });
+    if (stored !== undefined && outcomes.every((outcome) => outcome.status === 'fulfilled')) {
+      this.#remember(room, stored);
+    } else {
+      this.#tails.delete(room);
+    }
+    return [...retry, ...batch.slice(sending.length)];
   }
 
   #remember(room: string, tail: Tail): void {
@@ -290,9 +366,7 @@ export class NatsHistory implements History {
 
   /** Where a room stands, read from the stream leader. */
   async #tail(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<Tail> {
-    const last = await jsm.streams.getMessage(this.#stream, {
-      last_by_subj: this.entrySubject(room),
-    });
+    const last = await this.#get(jsm, { last_by_subj: this.entrySubject(room) });
     if (last !== null) return { seq: last.seq, ...parseEntry(last.header) };
     return { seq: 0, offset: 0, epoch: await this.#epoch(jsm, js, room) };
   }
@@ -304,7 +378,7 @@ export class NatsHistory implements History {
   async #epoch(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<string> {
     const subject = this.#epochSubject(room);
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
-      const stored = await jsm.streams.getMessage(this.#stream, { last_by_subj: subject });
+      const stored = await this.#get(jsm, { last_by_subj: subject });
       if (stored !== null) return stored.string();
       const epoch = randomUUID();
       try {
@@ -422,9 +496,7 @@ export class NatsHistory implements History {
     const subject = this.entrySubject(room);
     let seq = tail.seq - (tail.offset - first);
     for (let probe = 0; probe < MAX_PROBES && seq > 1; probe++) {
-      // `next_by_subj` is in nats-server 2.9's message get; the client's type lacks it.
-      const query = { seq, next_by_subj: subject } as unknown as { seq: number };
-      const found = await jsm.streams.getMessage(this.#stream, query);
+      const found = await this.#get(jsm, { seq, next_by_subj: subject });
       if (found === null || found.subject !== subject) break;
       const { offset, epoch } = parseEntry(found.header);
       if (epoch !== tail.epoch) break;
@@ -432,6 +504,20 @@ export class NatsHistory implements History {
       seq = found.seq - (offset - first) * 2 ** (probe + 1);
     }
     return { seq: 1, offset: 1 };
+  }
+
+  /**
+   * One message of the stream, read from its leader: a direct get when the stream has a single
+   * replica (its one server leads it; a direct get spares the API's JSON and base64, most of the
+   * server's CPU per get), else the API's message get, since a follower may answer a direct get.
+   */
+  #get(
+    jsm: JetStreamManager,
+    query: LastForMsgRequest | NextMsgRequest,
+  ): Promise<StoredMsg | null> {
+    if (this.#direct) return jsm.direct.getMessage(this.#stream, query);
+    // `next_by_subj` is in nats-server 2.9's message get too; the client's type lacks it.
+    return jsm.streams.getMessage(this.#stream, query as LastForMsgRequest);
   }
 
   async #run<T>(
@@ -462,13 +548,17 @@ export class NatsHistory implements History {
     return opening;
   }
 
-  /** Creates the stream, or brings an existing one's limits and republish rule to ours. */
+  /**
+   * Creates the stream, or brings an existing one's limits, republish rule and direct gets (on
+   * when it has a single replica, see #get) to ours.
+   */
   async #ensureStream(jsm: JetStreamManager): Promise<void> {
     const limits: Partial<StreamConfig> = {
       max_msgs_per_subject: this.#maxEntries,
       max_age: nanos(this.#maxAgeMs),
       duplicate_window: nanos(Math.min(this.#maxAgeMs, 120_000)),
     };
+    this.#direct = false;
     const republish =
       this.#republishTo === undefined
         ? undefined
@@ -489,9 +579,11 @@ export class NatsHistory implements History {
           retention: RetentionPolicy.Limits,
           discard: DiscardPolicy.Old,
           num_replicas: this.#replicas,
+          allow_direct: this.#replicas === 1,
           ...limits,
           ...(republish ? { republish } : {}),
         });
+        this.#direct = this.#replicas === 1;
         return;
       } catch (addError) {
         // Another instance created it meanwhile: fall through and check its limits.
@@ -499,14 +591,17 @@ export class NatsHistory implements History {
           .config;
       }
     }
+    const direct = config.num_replicas === 1;
     const same =
       config.max_msgs_per_subject === limits.max_msgs_per_subject &&
       config.max_age === limits.max_age &&
       config.republish?.src === republish?.src &&
-      config.republish?.dest === republish?.dest;
-    if (same) return;
+      config.republish?.dest === republish?.dest &&
+      config.allow_direct === direct;
     // The client merges this into the current configuration; `republish: undefined` removes it.
-    await jsm.streams.update(this.#stream, { ...limits, republish });
+    if (!same)
+      await jsm.streams.update(this.#stream, { ...limits, republish, allow_direct: direct });
+    this.#direct = direct;
   }
 }
 
@@ -523,6 +618,7 @@ function isConflict(error: unknown): boolean {
   return (
     error instanceof JetStreamApiError &&
     (error.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+      error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown ||
+      error.code === WRONG_LAST_MSG_ID)
   );
 }

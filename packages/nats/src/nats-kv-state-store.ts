@@ -43,7 +43,8 @@ export interface NatsKvStateStoreOptions extends NatsConnectOptions {
  * A {@link StateStore} in a JetStream KV bucket: versions are the entries' revisions, compare-and-set
  * is `kv.create` / `kv.update`, and the time to live is the bucket's max age (each write is a new
  * revision, so it refreshes the key's age). Keys are encoded into the KV key alphabet. Reads go to
- * the stream leader, so a read sees every write acknowledged before it.
+ * the stream leader (a direct get on a single-replica bucket, whose one server leads it), so a
+ * read sees every write acknowledged before it.
  */
 export class NatsKvStateStore implements StateStore {
   readonly ttlMs: number;
@@ -142,26 +143,31 @@ export class NatsKvStateStore implements StateStore {
   }
 
   async #ensureBucket(nc: NatsConnection): Promise<KV> {
-    const kv = await new Kvm(nc).create(this.#bucket, {
-      ttl: this.ttlMs,
-      history: 1,
+    const kvm = new Kvm(nc);
+    const options = { ttl: this.ttlMs, history: 1, timeout: this.#timeoutMs };
+    await kvm.create(this.#bucket, {
+      ...options,
       replicas: this.#replicas,
-      // Direct gets may be answered by a replica that lags behind the leader: read from the leader.
-      allow_direct: false,
-      timeout: this.#timeoutMs,
+      allow_direct: this.#replicas === 1,
     });
-    // An existing bucket keeps its configuration on open: bring its max age to our TTL.
+    // An existing bucket keeps its configuration on open: bring its max age to our TTL and its
+    // direct gets to what its replicas allow.
     const jsm = await jetstreamManager(nc, { timeout: this.#timeoutMs });
     const stream = `KV_${this.#bucket}`;
     const { config } = await jsm.streams.info(stream);
     const maxAge = nanos(this.ttlMs);
-    if (config.max_age !== maxAge) {
+    // A direct get is answered by any server holding the stream, a follower that lags behind the
+    // leader too: only a single-replica bucket, whose one server is its leader, reads that way.
+    // It spares the JSON and base64 of the API's get: a third of the server's CPU per read.
+    const direct = config.num_replicas === 1;
+    if (config.max_age !== maxAge || config.allow_direct !== direct) {
       await jsm.streams.update(stream, {
         max_age: maxAge,
         duplicate_window: Math.min(config.duplicate_window || maxAge, maxAge),
+        allow_direct: direct,
       });
     }
-    return kv;
+    return kvm.open(this.#bucket, { ...options, allow_direct: direct });
   }
 }
 

@@ -128,6 +128,76 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     }
   }, 30_000);
 
+  it('reads a single-replica stream with direct gets, turning them on in an existing one', async () => {
+    const name = `${stream}_direct`;
+    const nc = await connect({ servers: nats.server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      // A stream made by an older version without direct gets.
+      await jsm.streams.add({ name, subjects: [`${name}.>`], allow_direct: false });
+      const h = history({ stream: name });
+      let position = await h.position('room');
+      expect((await jsm.streams.info(name)).config.allow_direct).toBe(true);
+      // Every acknowledged append is seen by the next position and read, from another instance.
+      const reader = history({ stream: name });
+      for (let i = 1; i <= 10; i++) {
+        const from = position;
+        position = await h.append('room', Buffer.from(`m${i}`));
+        expect(await reader.position('room')).toEqual(position);
+        const read = await reader.read('room', from);
+        expect(read.ok && read.entries.map((e) => text(e.payload))).toEqual([`m${i}`]);
+      }
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('publishes a burst of appends at once, each at its offset in call order, among other writers', async () => {
+    const name = `${stream}_burst`;
+    const [a, b, other] = [
+      history({ stream: name }),
+      history({ stream: name }),
+      history({ stream: name }),
+    ];
+    // Each opened first, so that their bursts overlap.
+    const { epoch } = await a.position('room');
+    await b.position('room');
+    await other.position('other');
+    const burst = (h: NatsHistory, room: string, tag: string) =>
+      Promise.all(Array.from({ length: 40 }, (_, i) => h.append(room, Buffer.from(`${tag}${i}`))));
+    // Two writers race for the room's offsets while a third breaks their chains with its own room.
+    const [fromA, fromB] = await Promise.all([
+      burst(a, 'room', 'a'),
+      burst(b, 'room', 'b'),
+      burst(other, 'other', 'o'),
+    ]);
+    const read = await a.read('room', { offset: 0, epoch });
+    const stored = read.ok ? read.entries : [];
+    expect(stored.map((e) => e.offset)).toEqual(Array.from({ length: 80 }, (_, i) => i + 1));
+    const payloadAt = new Map(stored.map((e) => [e.offset, text(e.payload)]));
+    for (const [tag, positions] of [
+      ['a', fromA],
+      ['b', fromB],
+    ] as const) {
+      // Each append's answer names where its own payload is, and one writer's stay in call order.
+      positions.forEach((position, i) => {
+        expect(position.epoch).toBe(epoch);
+        expect(payloadAt.get(position.offset)).toBe(`${tag}${i}`);
+      });
+      const offsets = positions.map((p) => p.offset);
+      expect(offsets).toEqual([...offsets].sort((x, y) => x - y));
+    }
+    // The burst was pipelined: its entries carry the message ids that chain them.
+    const nc = await connect({ servers: nats.server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const last = await jsm.streams.getMessage(name, { last_by_subj: a.entrySubject('room') });
+      expect(last?.header.get('Nats-Msg-Id')).not.toBe('');
+    } finally {
+      await nc.close();
+    }
+  });
+
   it('answers concurrent reads of one room each with its own range, leaving no consumer', async () => {
     const name = `${stream}_concurrent`;
     const h = history({ stream: name });

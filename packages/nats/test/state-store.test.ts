@@ -1,8 +1,9 @@
 import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { StateStoreError, WscaleError } from '@wscale/core';
 import { stateStoreSuite } from '@wscale/core/testing';
-import { NatsKvStateStore } from '@wscale/nats';
+import { encodeToken, NatsKvStateStore } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fastReconnect, uniqueName } from './helpers/clients.js';
@@ -69,6 +70,29 @@ describe.skipIf(skipWithoutNats())('NatsKvStateStore on one nats-server', () => 
       await nc.close();
     } finally {
       await second.close();
+    }
+  });
+
+  it('reads a single-replica bucket with direct gets, turning them on in an existing one', async () => {
+    const name = `${bucket}_direct`;
+    const nc = await connect({ servers: nats.server.url });
+    const s = store({ bucket: name });
+    try {
+      // A bucket made by an older version (or by hand) without direct gets.
+      const kv = await new Kvm(nc).create(name, { history: 1, allow_direct: false });
+      await kv.put(encodeToken('k'), 'old');
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info(`KV_${name}`)).config.allow_direct).toBe(false);
+      expect((await s.get('k'))?.value).toBe('old');
+      expect((await jsm.streams.info(`KV_${name}`)).config.allow_direct).toBe(true);
+      // Every acknowledged write is seen by the next read.
+      for (let i = 0; i < 20; i++) {
+        const version = await s.set('k', `v${i}`);
+        expect(await s.get('k')).toEqual({ value: `v${i}`, version });
+      }
+    } finally {
+      await s.close();
+      await nc.close();
     }
   });
 

@@ -11,6 +11,8 @@ import { InvalidOptionError } from '@wscale/core';
  */
 export function hashTagged(name: string): string {
   if (name === '') return '{%}';
+  // Nearly every name has neither: skip the two scans that would copy it (a publish runs this).
+  if (!name.includes('%') && !name.includes('}')) return `{${name}}`;
   return `{${name.replaceAll('%', '%25').replaceAll('}', '%7D')}}`;
 }
 

@@ -32,7 +32,9 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
   channelPrefix?: string;
   /**
    * How long a publish or subscribe may wait for Redis to answer (and a subscribe for it to
-   * connect) before it rejects with `BrokerUnavailableError`.
+   * connect) before it rejects with `BrokerUnavailableError`. Applies to the connections the
+   * broker opens: a client you pass in publishes with its own settings (set its ioredis
+   * `commandTimeout`, or a publish to a Redis that hangs waits for it).
    * @default 5000
    */
   commandTimeoutMs?: number;
@@ -127,13 +129,15 @@ export class RedisBroker extends BaseBroker {
     else await this.#sub.unsubscribe(channel);
   }
 
-  protected async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
+  protected publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
     const channel = channelName(this.#prefix, topic);
     const message = Buffer.isBuffer(payload)
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-    if (isCluster(this.#pub)) await this.#pub.spublish(channel, message);
-    else await this.#pub.publish(channel, message);
+    // ioredis's own promise, not one more around it: this runs for every message.
+    return isCluster(this.#pub)
+      ? this.#pub.spublish(channel, message)
+      : this.#pub.publish(channel, message);
   }
 
   protected async closeConnection(): Promise<void> {

@@ -100,6 +100,31 @@ describeRedis('RedisBroker on standalone Redis', () => {
     }
   }, 30_000);
 
+  it('fails a publish typed within commandTimeoutMs while Redis hangs, and publishes after', async () => {
+    const broker = new RedisBroker({ redis: standalone(server), commandTimeoutMs: 300 });
+    const pid = server.pid!;
+    try {
+      await until(() => broker.status === 'ready', 5000, 'ready');
+      await broker.publish('hung', Buffer.from('before'));
+      // The connection stays open and Redis answers nothing: only the timeout can end the wait.
+      process.kill(pid, 'SIGSTOP');
+      const started = performance.now();
+      const failed = await broker.publish('hung', Buffer.from('lost')).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const waited = performance.now() - started;
+      expect(failed).toBeInstanceOf(BrokerUnavailableError);
+      expect(waited).toBeGreaterThanOrEqual(250);
+      expect(waited).toBeLessThan(3000);
+      process.kill(pid, 'SIGCONT');
+      await broker.publish('hung', Buffer.from('after'));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await broker.close();
+    }
+  });
+
   it('keeps its own channels apart from another channelPrefix', async () => {
     const a = new RedisBroker({ redis: standalone(server), channelPrefix: 'one:' });
     const b = new RedisBroker({ redis: standalone(server), channelPrefix: 'two:' });

@@ -62,8 +62,8 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   protected abstract subscribeTopic(topic: string): Promise<void>;
   /** Removes the broker-level subscription for a topic (called when its last listener leaves). */
   protected abstract unsubscribeTopic(topic: string): Promise<void>;
-  /** Sends one message; only called while the status is `ready`. */
-  protected abstract publishTopic(topic: string, payload: Uint8Array): Promise<void>;
+  /** Sends one message; only called while the status is `ready`. What it resolves to is unused. */
+  protected abstract publishTopic(topic: string, payload: Uint8Array): Promise<unknown>;
   /** Closes the connections this broker opened. */
   protected abstract closeConnection(): Promise<void>;
 
@@ -76,20 +76,32 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
     return this.#status;
   }
 
-  async publish(topic: string, payload: Uint8Array): Promise<void> {
-    if (this.#status === 'closed') throw new BrokerClosedError();
-    if (this.#status === 'ready' && this.#queue.length === 0) {
-      try {
-        await this.publishTopic(topic, payload);
-        return;
-      } catch (error) {
-        if (this.#status === 'ready') throw asUnavailable(error);
-        // The connection dropped under us: fall through and queue, the message is not lost.
-      }
+  publish(topic: string, payload: Uint8Array): Promise<void> {
+    if (this.#status !== 'ready' || this.#queue.length > 0) return this.#enqueue(topic, payload);
+    // No async frame around the common case: it runs for every message.
+    return this.#send(topic, payload).then(nothing, (error: unknown) => {
+      if (this.#status === 'ready') throw asUnavailable(error);
+      // The connection dropped under us: queue it, the message is not lost.
+      return this.#enqueue(topic, payload);
+    });
+  }
+
+  /** {@link BaseBroker.publishTopic}, with what it throws as a rejection. */
+  #send(topic: string, payload: Uint8Array): Promise<unknown> {
+    try {
+      return this.publishTopic(topic, payload);
+    } catch (error) {
+      return Promise.reject(error);
     }
+  }
+
+  #enqueue(topic: string, payload: Uint8Array): Promise<void> {
+    if (this.#status === 'closed') return Promise.reject(new BrokerClosedError());
     if (this.#queue.length >= this.#maxQueued) {
-      throw new BrokerUnavailableError(
-        `broker is ${this.#status} and ${this.#maxQueued} publishes are already queued`,
+      return Promise.reject(
+        new BrokerUnavailableError(
+          `broker is ${this.#status} and ${this.#maxQueued} publishes are already queued`,
+        ),
       );
     }
     return new Promise<void>((resolve, reject) => {
@@ -204,6 +216,8 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
     }
   }
 }
+
+function nothing(): void {}
 
 function asUnavailable(error: unknown): Error {
   if (error instanceof BrokerUnavailableError || error instanceof BrokerClosedError) return error;

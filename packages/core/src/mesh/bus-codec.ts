@@ -1,5 +1,6 @@
 import { ProtocolError } from '../errors.js';
 import type { ClientInfo, NodeStats } from '../ops/node-stats.js';
+import { MessageFlag } from '../protocol/outgoing.js';
 
 /**
  * What nodes say to each other over the broker. One frame: a fixed 6-byte prefix (kind, flags,
@@ -32,13 +33,8 @@ export enum BusKind {
   Released = 10,
 }
 
-/** Flag bits of a bus frame. */
-export const BusFlag = {
-  /** The payload is binary (a WebSocket binary frame), not UTF-8 text. */
-  Binary: 1,
-  /** The payload may be dropped for a slow consumer. */
-  Volatile: 2,
-} as const;
+/** Flag bits of a bus frame: its message's own (binary, volatile). */
+export const BusFlag = MessageFlag;
 
 // Headers have short keys: they travel with every message. `n` (the sending node) is in all.
 
@@ -165,13 +161,15 @@ export function encodeBusFrame(
   payload: Uint8Array = EMPTY,
   flags = 0,
 ): Buffer {
-  const json = Buffer.from(JSON.stringify(message.header));
-  const frame = Buffer.allocUnsafe(PREFIX + json.length + payload.length);
+  // Written straight into the frame: no buffer of its own to allocate and copy from.
+  const json = JSON.stringify(message.header);
+  const jsonLength = Buffer.byteLength(json);
+  const frame = Buffer.allocUnsafe(PREFIX + jsonLength + payload.length);
   frame[0] = message.kind;
   frame[1] = flags;
-  frame.writeUInt32BE(json.length, 2);
-  json.copy(frame, PREFIX);
-  frame.set(payload, PREFIX + json.length);
+  frame.writeUInt32BE(jsonLength, 2);
+  frame.write(json, PREFIX);
+  frame.set(payload, PREFIX + jsonLength);
   return frame;
 }
 
@@ -180,7 +178,9 @@ export function encodeBusFrame(
  * bytes that are not a frame of a known kind with that kind's header.
  */
 export function decodeBusFrame(bytes: Uint8Array): BusFrame {
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.length < PREFIX) throw new ProtocolError('bus frame shorter than its prefix');
   const headerLength = view.readUInt32BE(2);
   const payloadStart = PREFIX + headerLength;

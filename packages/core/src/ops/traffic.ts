@@ -1,9 +1,6 @@
 import type { NotRecoveredReason, NotResumedReason } from '../protocol/messages.js';
+import { OutKind } from '../protocol/outgoing.js';
 import type { ResumeInfo, ResumeRecord, ServerStats } from './node-stats.js';
-
-/** What a frame written to a client is, for the counters. Indexes into {@link Traffic}'s arrays. */
-export const OutKind = { Broadcast: 0, Direct: 1, Replay: 2, Control: 3 } as const;
-export type OutKind = (typeof OutKind)[keyof typeof OutKind];
 
 /** Messages (or bytes) a node wrote to its clients, by kind. */
 export interface OutCounters {

@@ -5,7 +5,7 @@ import { topics } from '../mesh/node-mesh.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { isInbox, type ProtocolErrorCode } from '../protocol/messages.js';
 import { toTests } from '../rooms/history-rules.js';
-import type { AnyClient } from '../transport/client.js';
+import type { PresenceClient } from './presence-client.js';
 import { PresenceTracker } from './presence-tracker.js';
 import type {
   PresenceChange,
@@ -22,12 +22,12 @@ export interface PresenceHost {
   readonly broker: Broker;
   readonly nodeId: string;
   readonly topicPrefix: string;
-  readonly rules: PresenceRule<AnyClient>[];
+  readonly rules: PresenceRule<PresenceClient>[];
   readonly graceMs: number;
   /** How often this node tells the others its sequence number. */
   readonly tickMs: number;
   /** A client's user key (its session owner; empty when anonymous). */
-  owner(client: AnyClient): string;
+  owner(client: PresenceClient): string;
   /** Whether another node is alive now. */
   alive(nodeId: string): boolean;
   changed(room: string, change: PresenceChange): void;
@@ -113,7 +113,7 @@ export class PresenceService {
   }
 
   /** A local client is in a room. */
-  entered(client: AnyClient, room: string): void {
+  entered(client: PresenceClient, room: string): void {
     const rule = this.#rule(room);
     if (this.#stopped || rule === undefined) return;
     let user: string;
@@ -128,7 +128,7 @@ export class PresenceService {
   }
 
   /** A local client left a room on purpose. */
-  left(client: AnyClient, room: string): void {
+  left(client: PresenceClient, room: string): void {
     this.#watchers.unwatch(client, room);
     if (this.#stopped || !this.tracks(room)) return;
     this.#tracker.leave(client, room, client.id);
@@ -139,7 +139,7 @@ export class PresenceService {
    * A local client's connection closed. Closed on purpose (1000): it leaves now. Else it is kept
    * for the grace period, in which it may resume on any node with no leave.
    */
-  closed(client: AnyClient, rooms: readonly string[], code: number): void {
+  closed(client: PresenceClient, rooms: readonly string[], code: number): void {
     for (const room of rooms) this.#watchers.unwatch(client, room);
     if (this.#stopped) return;
     const now = Date.now();
@@ -152,7 +152,7 @@ export class PresenceService {
   }
 
   /** A client asks for a room's presence. */
-  watch(client: AnyClient, room: string): ProtocolErrorCode | undefined {
+  watch(client: PresenceClient, room: string): ProtocolErrorCode | undefined {
     if (!this.tracks(room)) return 'NOT_FOUND';
     if (!client.inRoom(room)) return 'FORBIDDEN';
     const members = this.#tracker.members(room, LIST_LIMIT);
@@ -190,13 +190,13 @@ export class PresenceService {
     return this.#tracker.unsynced().filter((node) => this.#host.alive(node));
   }
 
-  #rule(room: string): PresenceRule<AnyClient> | undefined {
+  #rule(room: string): PresenceRule<PresenceClient> | undefined {
     if (isInbox(room)) return undefined;
     const index = this.#matches.findIndex((test) => test(room));
     return index < 0 ? undefined : this.#host.rules[index];
   }
 
-  #info(rule: PresenceRule<AnyClient>, client: AnyClient): unknown {
+  #info(rule: PresenceRule<PresenceClient>, client: PresenceClient): unknown {
     if (rule.info === undefined) return undefined;
     try {
       const info = rule.info(client);

@@ -4,7 +4,7 @@ import {
   presenceSnapshot,
   writePresence,
 } from '../protocol/v1-writer.js';
-import type { AnyClient } from '../transport/client.js';
+import type { PresenceClient } from './presence-client.js';
 import type { PresenceChange, PresenceMember } from './presence-types.js';
 
 /**
@@ -13,10 +13,10 @@ import type { PresenceChange, PresenceMember } from './presence-types.js';
  * encoded once per node, whatever the number of watchers.
  */
 export class PresenceWatchers {
-  readonly #rooms = new Map<string, Set<AnyClient>>();
+  readonly #rooms = new Map<string, Set<PresenceClient>>();
 
   /** Starts sending a room's changes to a client, after the snapshot it is given now. */
-  watch(client: AnyClient, room: string, members: PresenceMember[], users: number): void {
+  watch(client: PresenceClient, room: string, members: PresenceMember[], users: number): void {
     let watchers = this.#rooms.get(room);
     if (watchers === undefined) {
       watchers = new Set();
@@ -30,7 +30,7 @@ export class PresenceWatchers {
   }
 
   /** Stops sending a room's changes to a client (it left the room, or went away). */
-  unwatch(client: AnyClient, room: string): void {
+  unwatch(client: PresenceClient, room: string): void {
     const watchers = this.#rooms.get(room);
     if (watchers?.delete(client) && watchers.size === 0) this.#rooms.delete(room);
   }

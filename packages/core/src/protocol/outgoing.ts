@@ -1,10 +1,20 @@
 import type { HistoryEntry } from '../contracts.js';
-import { BusFlag } from '../mesh/bus-codec.js';
-import { OutKind } from '../ops/traffic.js';
 import type { FrameDeflater } from './deflate.js';
 import { isInbox } from './messages.js';
 import { dataFrame, deflatedDataFrame } from './v1-writer.js';
 import { wsFrame } from './ws-frame.js';
+
+/** What a frame written to a client is, for the counters (`ops/traffic.ts` indexes by it). */
+export const OutKind = { Broadcast: 0, Direct: 1, Replay: 2, Control: 3 } as const;
+export type OutKind = (typeof OutKind)[keyof typeof OutKind];
+
+/** Flag bits of a message: the node bus carries them as they are. */
+export const MessageFlag = {
+  /** The payload is binary (a WebSocket binary frame), not UTF-8 text. */
+  Binary: 1,
+  /** The payload may be dropped for a slow consumer. */
+  Volatile: 2,
+} as const;
 
 /**
  * One application message on its way to local clients. It is built once per node and every
@@ -38,9 +48,9 @@ export class Outgoing {
     this.kind = room !== undefined && isInbox(room) ? OutKind.Direct : OutKind.Broadcast;
   }
 
-  /** Its flags on the bus between nodes. */
-  get busFlags(): number {
-    return (this.binary ? BusFlag.Binary : 0) | (this.volatile ? BusFlag.Volatile : 0);
+  /** Its {@link MessageFlag}s. */
+  get flags(): number {
+    return (this.binary ? MessageFlag.Binary : 0) | (this.volatile ? MessageFlag.Volatile : 0);
   }
 
   /**

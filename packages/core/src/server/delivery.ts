@@ -10,10 +10,9 @@ import {
   type NodeMesh,
 } from '../mesh/node-mesh.js';
 import type { Reporter } from '../ops/reporter.js';
-import { OutKind } from '../ops/traffic.js';
 import type { PresenceService } from '../presence/presence-service.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import type { Outgoing } from '../protocol/outgoing.js';
+import { type Outgoing, OutKind } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
 import type { AnyClient } from '../transport/client.js';
@@ -116,7 +115,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
         this.#deliverLocal(group, message);
         const room = group.length === 1 ? group[0] : undefined;
         const kind = BusKind.Broadcast;
-        await this.#mesh.toRoom(room, { kind, header }, message.bytes, message.busFlags);
+        await this.#mesh.toRoom(room, { kind, header }, message.bytes, message.flags);
       }),
     );
   }
@@ -146,7 +145,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     );
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, kept);
-    await this.router.send(header, kept?.bytes ?? EMPTY, kept?.busFlags ?? 0);
+    await this.router.send(header, kept?.bytes ?? EMPTY, kept?.flags ?? 0);
   }
 
   /** Closes an older connection of a session, wherever it is, without waiting. */

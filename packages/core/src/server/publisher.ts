@@ -121,7 +121,7 @@ export class Publisher {
         const topic =
           group.length === 1 ? topics.room(this.#prefix, group[0]!) : topics.all(this.#prefix);
         const kind = BusKind.Broadcast;
-        const frame = encodeBusFrame({ kind, header }, message.bytes, message.busFlags);
+        const frame = encodeBusFrame({ kind, header }, message.bytes, message.flags);
         await this.#broker.publish(topic, frame);
       }),
     );
@@ -136,8 +136,8 @@ export class Publisher {
       message,
       this.#directHistory,
     );
-    const { bytes, busFlags } = kept ?? { bytes: EMPTY, busFlags: 0 };
-    const frame = encodeBusFrame({ kind: BusKind.Direct, header }, bytes, busFlags);
+    const { bytes, flags } = kept ?? { bytes: EMPTY, flags: 0 };
+    const frame = encodeBusFrame({ kind: BusKind.Direct, header }, bytes, flags);
     await this.#broker.publish(topics.all(this.#prefix), frame);
   }
 }

@@ -17,6 +17,7 @@ import { NodeLog } from '../ops/logger.js';
 import type { ClientInfo, NodeStats, ServerStats } from '../ops/node-stats.js';
 import { Reporter } from '../ops/reporter.js';
 import { Traffic } from '../ops/traffic.js';
+import type { PresenceClient } from '../presence/presence-client.js';
 import { PresenceService } from '../presence/presence-service.js';
 import type {
   PresenceList,
@@ -28,7 +29,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { SessionTokens } from '../sessions/session-token.js';
 import { Sessions } from '../sessions/sessions.js';
-import type { AnyClient, Client, Connection } from '../transport/client.js';
+import type { Client, Connection } from '../transport/client.js';
 import { Connections } from '../transport/connections.js';
 import { UpgradeGate } from '../transport/upgrade-gate.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
@@ -368,7 +369,8 @@ export class ScaledWebSocketServer<
       broker: this.#broker,
       nodeId: this.nodeId,
       topicPrefix: this.#options.topicPrefix,
-      rules: presence as PresenceRule<AnyClient>[],
+      // The rules' hooks are given the connections, which are the application's clients.
+      rules: presence as unknown as PresenceRule<PresenceClient>[],
       graceMs: presenceGraceMs,
       tickMs: this.#options.nodeHeartbeatMs,
       owner: (client) => {

@@ -89,13 +89,15 @@ export class SessionSaver<Client extends SavedClient> {
     if (conn === undefined) return;
     client.conn = undefined;
     const id = client.id;
-    // The record as it is at the close (its own rooms are cleared right after)...
-    const closed = { ...this.#record(client, [...client.roomList]), live: false };
+    // The rooms as they are at the close (its own rooms are cleared right after)...
+    const rooms = [...client.roomList];
+    const own = [...client.ownRooms];
+    const data = client.data;
     // ...with the replies of the requests still running, once they are kept: a resume gets them.
     const saved = this.#upstream.answered(client).then(() =>
       this.#sessions.save(id, conn, () => ({
-        ...closed,
-        ...this.#upstream.upstreamRecord(client),
+        ...this.#record(client, rooms, own, data),
+        live: false,
       })),
     );
     const earlier = this.#finalSaves.get(id);
@@ -116,12 +118,17 @@ export class SessionSaver<Client extends SavedClient> {
     await Promise.all(this.#finalSaves.values());
   }
 
-  #record(client: Client, rooms: string[]): SessionSnapshot {
+  #record(
+    client: Client,
+    rooms: string[],
+    own = [...client.ownRooms],
+    data = client.data,
+  ): SessionSnapshot {
     return {
       owner: this.#owner(client),
-      data: this.#data(client),
+      data: this.#data(client, data),
       rooms,
-      own: [...client.ownRooms],
+      own,
       ...this.#upstream.upstreamRecord(client),
     };
   }
@@ -132,11 +139,15 @@ export class SessionSaver<Client extends SavedClient> {
     return sessionOwner(client.identity);
   }
 
-  /** The client's `data` to save, or `undefined` to keep what was saved: it is over its limit. */
-  #data(client: Client): object | undefined {
-    const bytes = Buffer.byteLength(JSON.stringify(client.data));
+  /**
+   * The client's `data` as the JSON to save (encoded once: the record carries it), or `undefined`
+   * to keep what was saved: it is over its limit.
+   */
+  #data(client: Client, data: object): string | undefined {
+    const json = JSON.stringify(data);
+    const bytes = Buffer.byteLength(json);
     const max = this.#settings.maxSessionDataBytes;
-    if (bytes <= max) return client.data;
+    if (bytes <= max) return json;
     this.#reporter.limit('sessionData', { client: client.id });
     this.#reporter.report(
       new LimitExceededError(

@@ -1,6 +1,6 @@
-import { updateState } from '../adapters/update-state.js';
 import type { StateStore } from '../contracts.js';
 import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
+import { updateState } from '../util/update-state.js';
 import { SessionTokens } from './session-token.js';
 
 /** A request's reply, kept so that the same request sent again after a reconnect gets it. */
@@ -43,8 +43,11 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
   own?: string[];
 }
 
-/** What a connection saves of its session; without `data`, the data saved before is kept. */
-export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: object | undefined };
+/**
+ * What a connection saves of its session: `data` is the application's data as JSON (the saver
+ * measured it); without it, the data saved before is kept.
+ */
+export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: string | undefined };
 
 /** The outcome of a `hello`. */
 export interface OpenedSession {
@@ -188,8 +191,11 @@ export class Sessions {
     await updateState(this.#store, this.#key(id), (current) => {
       const stored = current === undefined ? undefined : parseRecord(current);
       if (stored !== undefined && stored.conn !== conn) return undefined;
-      const data = snapshot.data ?? stored?.data ?? {};
-      return JSON.stringify({ ...snapshot, data, conn, node: this.#node } satisfies SessionRecord);
+      const { data, ...rest } = snapshot;
+      const json = data ?? JSON.stringify(stored?.data ?? {});
+      const record = { ...rest, conn, node: this.#node } satisfies Omit<SessionRecord, 'data'>;
+      // The data is JSON already: put in as it is, not encoded a second time.
+      return `{"data":${json},${JSON.stringify(record).slice(1)}`;
     });
   }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { updateState } from '../adapters/update-state.js';
 import type { StateStore } from '../contracts.js';
+import { updateState } from '../util/update-state.js';
 import { Cleanup, delay, type SuiteRunner, until } from './runner.js';
 
 /** How {@link stateStoreSuite} reaches the store under test. */

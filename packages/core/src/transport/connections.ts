@@ -14,6 +14,7 @@ import type { RoomRegistry } from '../rooms/room-registry.js';
 import { type SaverSettings, SessionSaver } from '../sessions/session-saver.js';
 import type { OpenedSession, Sessions } from '../sessions/sessions.js';
 import type { Membership } from '../v1/membership.js';
+import type { V1Client } from '../v1/v1-client.js';
 import { V1Endpoint, type V1Node, type V1Settings } from '../v1/v1-endpoint.js';
 import { type AnyClient, type Client, type ClientHost, Connection, countsBytes } from './client.js';
 import type { Door } from './upgrade-gate.js';
@@ -69,7 +70,7 @@ export class Connections<Identity, Data extends object>
   /** The `wscale.v1` endpoint of the node's connections. */
   readonly v1: V1Endpoint;
   /** Saves the sessions of the node's `wscale.v1` connections. */
-  readonly saver: SessionSaver<AnyClient>;
+  readonly saver: SessionSaver<V1Client>;
   /** Messages dropped for slow consumers, and slow consumers closed. */
   readonly counters = { dropped: 0, slowConsumersClosed: 0 };
   // Plain fields, not getters: every write to a client reads them.

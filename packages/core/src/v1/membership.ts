@@ -3,7 +3,7 @@ import type { PresenceService } from '../presence/presence-service.js';
 import { writeLeft } from '../protocol/v1-writer.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
-import type { AnyClient } from '../transport/client.js';
+import type { V1Client } from './v1-client.js';
 
 /**
  * Joins and leaves of the node's clients, whoever asks (a client's `join`, `client.join()`, a
@@ -11,18 +11,18 @@ import type { AnyClient } from '../transport/client.js';
  * `wscale.v1` client, its `joined` / `left` and its session saved with the room.
  */
 export class Membership {
-  readonly #rooms: RoomRegistry<AnyClient>;
+  readonly #rooms: RoomRegistry<V1Client>;
   readonly #presence: PresenceService | undefined;
-  readonly #clients: ReadonlyMap<string, AnyClient>;
-  readonly #save: (client: AnyClient) => Promise<void>;
+  readonly #clients: ReadonlyMap<string, V1Client>;
+  readonly #save: (client: V1Client) => Promise<void>;
 
   constructor(
-    rooms: RoomRegistry<AnyClient>,
+    rooms: RoomRegistry<V1Client>,
     presence: PresenceService | undefined,
     /** The node's connected clients: one that is no longer among them enters no presence. */
-    clients: ReadonlyMap<string, AnyClient>,
+    clients: ReadonlyMap<string, V1Client>,
     /** Saves a `wscale.v1` client's session. */
-    save: (client: AnyClient) => Promise<void>,
+    save: (client: V1Client) => Promise<void>,
   ) {
     this.#rooms = rooms;
     this.#presence = presence;
@@ -36,7 +36,7 @@ export class Membership {
    * this resolves: a join that was acknowledged survives this node.
    */
   async join(
-    client: AnyClient,
+    client: V1Client,
     room: string,
     from?: HistoryPosition,
     announce = true,
@@ -51,7 +51,7 @@ export class Membership {
   }
 
   /** Takes a client out of a room; a `wscale.v1` client is told `left` and its session saved. */
-  async leave(client: AnyClient, room: string): Promise<void> {
+  async leave(client: V1Client, room: string): Promise<void> {
     if (!client.inRoom(room)) return;
     await this.#rooms.leave(client, room);
     this.#presence?.left(client, room);

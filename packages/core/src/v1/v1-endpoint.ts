@@ -28,10 +28,10 @@ import {
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
-import type { AnyClient, Client } from '../transport/client.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
+import type { V1Client } from './v1-client.js';
 
 /**
  * What the endpoint needs of the node that holds the connections: the few things only the node
@@ -49,15 +49,15 @@ export interface V1Node {
    */
   takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
   /** Creates and registers the client of an opened session. */
-  register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): AnyClient;
+  register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): V1Client;
   /** Starts taking the frames of a registered client's socket. */
   listen(ws: WebSocket): void;
   /** Takes one frame of a registered client, as if it had just arrived. */
-  frame(client: AnyClient, data: Buffer, isBinary: boolean): void;
+  frame(client: V1Client, data: Buffer, isBinary: boolean): void;
   /** Hands a client whose session is open (new or resumed) to the application. */
-  connected(client: AnyClient, request: IncomingMessage): void;
+  connected(client: V1Client, request: IncomingMessage): void;
   /** Saves a client's session. */
-  save(client: AnyClient): Promise<void>;
+  save(client: V1Client): Promise<void>;
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
@@ -77,13 +77,17 @@ export interface V1Settings {
   readonly maxReplayEntries: number;
   /** Set when sessions keep their direct messages in a stream of their own. */
   readonly directHistory?: History;
-  // Method syntax for the hooks: a server's options type them with its own Identity and Data.
+  // Method syntax for the hooks: a server's options type them with its own Identity and its
+  // public Client, which every connection the endpoint hands them is.
   sessionOwner(identity: unknown): string;
   /** Whether a client may join a room: a boolean, or a promise of one (else it is a no). */
-  authorizeJoin?(client: Client<unknown, object>, room: string): unknown;
+  authorizeJoin?(client: HookClient, room: string): unknown;
   /** The reply to a request: text, bytes, nothing, or a promise of one of them. */
-  onRequest?(client: Client<unknown, object>, data: string | Buffer, info: MessageInfo): unknown;
+  onRequest?(client: HookClient, data: string | Buffer, info: MessageInfo): unknown;
 }
+
+/** A client as the hooks' types in {@link V1Settings} name it: the endpoint needs no more of it. */
+type HookClient = Pick<V1Client, 'id' | 'identity'>;
 
 /** The endpoint's collaborators. */
 export interface V1Parts {
@@ -115,10 +119,10 @@ export class V1Endpoint {
   /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
   /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
-  readonly #upstream = new WeakMap<AnyClient, UpstreamLedger>();
-  readonly #receipts: ReceiptBatcher<AnyClient>;
+  readonly #upstream = new WeakMap<V1Client, UpstreamLedger>();
+  readonly #receipts: ReceiptBatcher<V1Client>;
   /** Each client's requests still being answered: the last save of its connection waits for them. */
-  readonly #answering = new WeakMap<AnyClient, Set<Promise<void>>>();
+  readonly #answering = new WeakMap<V1Client, Set<Promise<void>>>();
 
   constructor(parts: V1Parts) {
     this.#node = parts.node;
@@ -135,12 +139,12 @@ export class V1Endpoint {
   }
 
   /** What the session record keeps of a client's upstream. */
-  upstreamRecord(client: AnyClient): UpstreamRecord | undefined {
+  upstreamRecord(client: V1Client): UpstreamRecord | undefined {
     return this.#upstream.get(client)?.record();
   }
 
   /** Whether the client's upstream changed since its session was last saved. */
-  upstreamDirty(client: AnyClient): boolean {
+  upstreamDirty(client: V1Client): boolean {
     return this.#upstream.get(client)?.dirty ?? false;
   }
 
@@ -149,7 +153,7 @@ export class V1Endpoint {
    * {@link REPLY_WAIT_MS}: a connection that closed saves its session after this, so that a
    * request sent again after a resume gets the reply instead of `REPLY_LOST`.
    */
-  answered(client: AnyClient): Promise<void> {
+  answered(client: V1Client): Promise<void> {
     const running = this.#answering.get(client);
     if (running === undefined || running.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -162,7 +166,7 @@ export class V1Endpoint {
   }
 
   /** The client went away: no more receipts for it. */
-  forget(client: AnyClient): void {
+  forget(client: V1Client): void {
     this.#receipts.forget(client);
   }
 
@@ -237,7 +241,7 @@ export class V1Endpoint {
   }
 
   /** Handles one frame of a client whose session is open. */
-  receive(client: AnyClient, data: Buffer, isBinary: boolean): void {
+  receive(client: V1Client, data: Buffer, isBinary: boolean): void {
     const decoded = this.#decode(client, data, isBinary);
     if (decoded !== undefined) this.#dispatch(client, decoded.message, decoded.binary);
   }
@@ -249,7 +253,7 @@ export class V1Endpoint {
     request: IncomingMessage,
     identity: unknown,
     hello: HelloMessage,
-  ): Promise<AnyClient | undefined> {
+  ): Promise<V1Client | undefined> {
     const node = this.#node;
     const owner = this.#owner(identity);
     if (hello.session !== undefined) await this.#handOver(hello.session, owner);
@@ -341,7 +345,7 @@ export class V1Endpoint {
   }
 
   async #rejoin(
-    client: AnyClient,
+    client: V1Client,
     room: string,
     from: HistoryPosition | undefined,
     replay: Buffer[],
@@ -372,7 +376,7 @@ export class V1Endpoint {
     return state;
   }
 
-  #dispatch(client: AnyClient, message: ClientMessage, binary: Buffer | undefined): void {
+  #dispatch(client: V1Client, message: ClientMessage, binary: Buffer | undefined): void {
     const payload = binary ?? ('d' in message && message.d !== undefined ? message.d : '');
     switch (message.t) {
       case 'msg': {
@@ -426,7 +430,7 @@ export class V1Endpoint {
   }
 
   /** Runs an operation that ends in an `ack`, within the client's operations in flight. */
-  #answer(client: AnyClient, id: number, operation: () => Promise<void>): void {
+  #answer(client: V1Client, id: number, operation: () => Promise<void>): void {
     if (client.inFlight >= this.#settings.maxInFlightPerClient) {
       this.#node.limited('inFlight');
       writeRefusal(client, id, 'BUSY', 'too many operations waiting for their ack');
@@ -447,7 +451,7 @@ export class V1Endpoint {
    * when its number broke the protocol (the connection is closed with 1002).
    */
   #admit(
-    client: AnyClient,
+    client: V1Client,
     message: { s?: number; p?: 1 },
   ): MessageInfo | 'duplicate' | 'backwards' {
     const ledger = message.s === undefined ? undefined : this.#upstream.get(client);
@@ -464,7 +468,7 @@ export class V1Endpoint {
   }
 
   /** Counts a request among the client's requests being answered until it is. */
-  #track(client: AnyClient, request: Promise<void>): Promise<void> {
+  #track(client: V1Client, request: Promise<void>): Promise<void> {
     let running = this.#answering.get(client);
     if (running === undefined) {
       running = new Set();
@@ -475,7 +479,7 @@ export class V1Endpoint {
   }
 
   /** A request sent again that was handled before: the kept reply, if there is one. */
-  #answerAgain(client: AnyClient, message: { id: number; s?: number }): void {
+  #answerAgain(client: V1Client, message: { id: number; s?: number }): void {
     const kept = this.#upstream.get(client)?.replyTo(message.s!);
     if (kept === undefined) {
       writeRefusal(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
@@ -485,7 +489,7 @@ export class V1Endpoint {
   }
 
   async #request(
-    client: AnyClient,
+    client: V1Client,
     message: { id: number; s?: number },
     data: string | Buffer,
     info: MessageInfo,
@@ -497,7 +501,7 @@ export class V1Endpoint {
 
   /** Runs the application's request handler: its reply, or the error that answers instead. */
   async #reply(
-    client: AnyClient,
+    client: V1Client,
     data: string | Buffer,
     info: MessageInfo,
   ): Promise<{ reply: Omit<StoredReply, 's' | 'b'>; bytes?: Buffer }> {
@@ -526,7 +530,7 @@ export class V1Endpoint {
     return binary ? { reply: {}, bytes } : { reply: { d: bytes.toString('utf8') } };
   }
 
-  async #join(client: AnyClient, id: number, room: string): Promise<void> {
+  async #join(client: V1Client, id: number, room: string): Promise<void> {
     if (!this.#roomLeft(client, id, room)) return;
     if (room.startsWith(RESERVED_ROOM_PREFIX) || !(await this.#authorized(client, room))) {
       this.#traffic.joinRefused('FORBIDDEN');
@@ -547,7 +551,7 @@ export class V1Endpoint {
   }
 
   /** Whether the client may be in one more room; if not, its join is answered `LIMIT`. */
-  #roomLeft(client: AnyClient, id: number, room: string): boolean {
+  #roomLeft(client: V1Client, id: number, room: string): boolean {
     const max = this.#settings.maxRoomsPerClient;
     if (client.inRoom(room) || client.roomList.length < max) return true;
     this.#node.limited('rooms');
@@ -557,7 +561,7 @@ export class V1Endpoint {
   }
 
   /** Whether `authorizeJoin` lets the client into a room; a throw or a non-boolean is a no. */
-  async #authorized(client: AnyClient, room: string): Promise<boolean> {
+  async #authorized(client: V1Client, room: string): Promise<boolean> {
     const { authorizeJoin } = this.#settings;
     if (authorizeJoin === undefined) return false;
     let allowed: unknown;
@@ -575,14 +579,14 @@ export class V1Endpoint {
     return false;
   }
 
-  async #leave(client: AnyClient, id: number, room: string): Promise<void> {
+  async #leave(client: V1Client, id: number, room: string): Promise<void> {
     await this.#membership.leave(client, room).catch((error) => this.#node.report(error));
     writeAck(client, id);
   }
 
   /** Decodes a frame; a malformed one closes the connection with 1007 and yields `undefined`. */
   #decode(
-    target: WebSocket | AnyClient,
+    target: WebSocket | V1Client,
     data: Buffer,
     isBinary: boolean,
   ): { message: ClientMessage; binary?: Buffer } | undefined {
@@ -599,7 +603,7 @@ export class V1Endpoint {
   }
 
   /** Closes a connection that broke the protocol, and logs why. */
-  #violation(target: WebSocket | AnyClient, code: CloseCode, reason: string): void {
+  #violation(target: WebSocket | V1Client, code: CloseCode, reason: string): void {
     close(target, code, reason);
     const fields = { client: 'id' in target ? target.id : undefined, reason };
     this.#log.write('warn', `protocol violation: closed ${code}`, fields);
@@ -620,7 +624,7 @@ const HANDOVER_MS = 250;
 const REPLY_WAIT_MS = 2000;
 
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
-function close(target: WebSocket | AnyClient, code: number, reason: string): void {
+function close(target: WebSocket | V1Client, code: number, reason: string): void {
   target.close(code, closeReason(reason));
 }
 

@@ -187,7 +187,7 @@ function otherNode(store: TestStore, node: string, secrets: string | string[] = 
 
 const snapshot =
   (rooms: string[], data?: object, extra: Partial<SessionSnapshot> = {}) =>
-  (): SessionSnapshot => ({ owner: 'alice', data, rooms, ...extra });
+  (): SessionSnapshot => ({ owner: 'alice', data: data && JSON.stringify(data), rooms, ...extra });
 
 describe('Sessions', () => {
   it('opens a new session without a token, stored for its owner, with a token that names it', async () => {
