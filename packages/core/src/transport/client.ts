@@ -529,10 +529,12 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   addRoom(room: string): void {
     const rooms = this.#rooms;
     if (rooms === undefined) this.#rooms = room;
-    // A literal: V8 gives an empty array that is pushed to room for 17 elements.
-    else if (typeof rooms === 'string') {
-      if (rooms !== room) this.#rooms = [rooms, room];
-    } else if (!rooms.includes(room)) rooms.push(room);
+    else if (typeof rooms === 'object') {
+      if (!rooms.includes(room)) rooms.push(room);
+    } else if (rooms !== room) {
+      // A literal: V8 gives an empty array that is pushed to room for 17 elements.
+      this.#rooms = [rooms, room];
+    }
   }
 
   /** */
