@@ -9,6 +9,7 @@ import {
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { WebSocket } from 'ws';
 import { TestClient, TestCluster, urlOf } from './helpers/nodes.js';
 import { V1Peer } from './helpers/v1-client.js';
 
@@ -48,6 +49,23 @@ describe('connections', () => {
     const { code } = await silent.closed;
     expect(code).toBe(1006);
     await until(() => !node!.clients.has(silent.id), 2000, 'the server to drop the silent peer');
+    expect(node!.clients.has(lively.id)).toBe(true);
+  });
+
+  it('listens for no pong on a TCP socket: the heartbeat reads what the socket read', async () => {
+    const [node] = await cluster.start(1, { heartbeatIntervalMs: 50 });
+    const sockets: object[] = [];
+    node!.on('connection', (_client, request) => sockets.push(request.socket));
+    const lively = await cluster.connect(node!);
+    // `ws` names the WebSocket of a socket with a symbol of its own.
+    const socket = sockets[0] as Record<symbol, unknown>;
+    const key = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'websocket')!;
+    const ws = socket[key] as WebSocket;
+    expect(ws.eventNames().sort()).toEqual(['close', 'error', 'message']);
+    // Several rounds: its pongs keep it.
+    let pings = 0;
+    lively.ws.on('ping', () => pings++);
+    await until(() => pings >= 4, 2000, 'four heartbeat rounds');
     expect(node!.clients.has(lively.id)).toBe(true);
   });
 

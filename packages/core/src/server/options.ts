@@ -206,8 +206,8 @@ export interface ServerOptions<Identity = unknown> {
    */
   slowConsumer?: SlowConsumerPolicy;
   /**
-   * How often each client is pinged; a client that has not answered the previous ping is
-   * terminated. `0` turns heartbeats off.
+   * How often each client is pinged; a client that sent nothing since the previous ping (no
+   * pong, no frame) is terminated. `0` turns heartbeats off.
    * @default 30000
    */
   heartbeatIntervalMs?: number;

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'eventemitter3';
 import { WebSocket } from 'ws';
@@ -152,6 +153,26 @@ const NO_ROOMS: ReadonlySet<string> = new Set();
 
 const NO_ROOM_LIST: readonly string[] = [];
 
+/** {@link Connection.heartbeat}'s mark of a peer alive since the last round. */
+const ALIVE = -1;
+
+/** What a socket that does not count the bytes it read reads at every heartbeat. */
+const UNCOUNTED = -2;
+
+/**
+ * Whether the socket counts the bytes it read (a `net.Socket` does): its heartbeat then needs no
+ * `pong` listener, which would add a fourth event to every `ws` socket's listener table (96 bytes).
+ */
+export function countsBytes(socket: Duplex): boolean {
+  return typeof (socket as Partial<Socket>).bytesRead === 'number';
+}
+
+/** The bytes a socket read, modulo 2^30 (a small integer: no number allocated), or UNCOUNTED. */
+function bytesRead(socket: Duplex): number {
+  const read = (socket as Partial<Socket>).bytesRead;
+  return typeof read === 'number' ? read % 2 ** 30 : UNCOUNTED;
+}
+
 /**
  * One connection held by this node: the {@link Client} the application sees, and what the node
  * does with it (writes, the send-buffer budget, rooms, rate limit, liveness). No second object
@@ -179,10 +200,17 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   /** Set when the socket negotiated permessage-deflate: messages are written compressed. */
   readonly #deflater: FrameDeflater | undefined;
   #data: Data | undefined;
-  /** Rooms joined; an array, since a client is in few rooms and a Set costs far more memory. */
-  #rooms: string[] | undefined;
+  /**
+   * Rooms joined: the room itself while there is one (most clients), an array from the second on
+   * (a client is in few rooms, and a Set costs far more memory).
+   */
+  #rooms: string | string[] | undefined;
   #rare: Rare | undefined;
-  #alive = true;
+  /**
+   * What the socket had read at the last heartbeat (see {@link Connection.heartbeat}), or
+   * {@link ALIVE} once the peer showed a sign of life since.
+   */
+  #seen = ALIVE;
   /** The rate limit's token bucket, from the client's first operation on (idle clients have none). */
   #bucket: { tokens: number; filledAt: number } | undefined;
 
@@ -286,17 +314,19 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     // The session's stream of direct messages is the server's own, not a room of the application.
     return this.#rooms === undefined
       ? NO_ROOMS
-      : new Set(this.#rooms.filter((room) => !isInbox(room)));
+      : new Set(this.roomList.filter((room) => !isInbox(room)));
   }
 
   /** Whether the client is in a room. */
   inRoom(room: string): boolean {
-    return this.#rooms?.includes(room) ?? false;
+    const rooms = this.#rooms;
+    return typeof rooms === 'string' ? rooms === room : (rooms?.includes(room) ?? false);
   }
 
-  /** The rooms, without a copy. */
+  /** The rooms (an array made for the call when the client is in one room). */
   get roomList(): readonly string[] {
-    return this.#rooms ?? NO_ROOM_LIST;
+    const rooms = this.#rooms;
+    return typeof rooms === 'string' ? [rooms] : (rooms ?? NO_ROOM_LIST);
   }
 
   /** Messages dropped for this client because it could not keep up. */
@@ -502,15 +532,24 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /** Room membership, kept by the server's room registry. */
   addRoom(room: string): void {
-    // A literal of one: V8 gives an empty array that is pushed to room for 17 elements.
-    if (this.#rooms === undefined) this.#rooms = [room];
-    else if (!this.#rooms.includes(room)) this.#rooms.push(room);
+    const rooms = this.#rooms;
+    if (rooms === undefined) this.#rooms = room;
+    else if (typeof rooms === 'object') {
+      if (!rooms.includes(room)) rooms.push(room);
+    } else if (rooms !== room) {
+      // A literal: V8 gives an empty array that is pushed to room for 17 elements.
+      this.#rooms = [rooms, room];
+    }
   }
 
   /** */
   removeRoom(room: string): void {
-    const index = this.#rooms?.indexOf(room) ?? -1;
-    if (index !== -1) this.#rooms!.splice(index, 1);
+    const rooms = this.#rooms;
+    if (rooms === room) this.#rooms = undefined;
+    else if (typeof rooms === 'object') {
+      const index = rooms.indexOf(room);
+      if (index !== -1) rooms.splice(index, 1);
+    }
     const own = this.#rare?.own;
     if (own?.includes(room)) own.splice(own.indexOf(room), 1);
   }
@@ -520,18 +559,23 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     return this.#ws.readyState === WebSocket.CLOSED;
   }
 
-  /** One heartbeat round: terminate if the last ping went unanswered, else ping. */
+  /**
+   * One heartbeat round: terminate if the peer showed no sign of life since the last round (no
+   * pong to its ping, no frame), else ping. A socket that counts the bytes it read needs no `pong`
+   * listener (see {@link countsBytes}): any byte read since the last round is a sign of life.
+   */
   heartbeat(): void {
-    if (!this.#alive) {
+    const read = bytesRead(this.#socket);
+    if (read === this.#seen) {
       this.#ws.terminate();
       return;
     }
-    this.#alive = false;
+    this.#seen = read;
     this.#ws.ping();
   }
 
-  /** Any sign of life from the peer. */
+  /** Any sign of life from the peer (a frame; a pong, on a socket that does not count bytes). */
   markAlive(): void {
-    this.#alive = true;
+    this.#seen = ALIVE;
   }
 }

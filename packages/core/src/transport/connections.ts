@@ -16,7 +16,7 @@ import type { OpenedSession, Sessions } from '../sessions/sessions.js';
 import type { Membership } from '../v1/membership.js';
 import type { V1Client } from '../v1/v1-client.js';
 import { V1Endpoint, type V1Node, type V1Settings } from '../v1/v1-endpoint.js';
-import { type AnyClient, type Client, type ClientHost, Connection } from './client.js';
+import { type AnyClient, type Client, type ClientHost, Connection, countsBytes } from './client.js';
 import type { Door } from './upgrade-gate.js';
 
 /** The server options the connections apply (see `ServerOptions`). */
@@ -213,7 +213,9 @@ export class Connections<Identity, Data extends object>
     // One set of handler functions for every socket (not four closures per client): the socket
     // is `this` in them, and names its client.
     (ws as TaggedSocket)[CLIENT] = client;
-    ws.on('pong', this.#socketEvents.pong).on('close', this.#socketEvents.close);
+    ws.on('close', this.#socketEvents.close);
+    // A socket that counts what it reads shows the heartbeat a pong without a listener.
+    if (!countsBytes(socket)) ws.on('pong', this.#socketEvents.pong);
     return client;
   }
 
