@@ -87,8 +87,11 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
         const joined = (async () => {
           // A member of a room that could not subscribe would hear nothing from other nodes.
           await state.subscription;
+          // Announced only to a client still in the room when its turn comes (it may have left).
           const admitted = announce
-            ? (position: HistoryPosition) => writeJoined(client, room, position)
+            ? (position: HistoryPosition) => {
+                if (client.inRoom(room)) writeJoined(client, room, position);
+              }
             : undefined;
           return stream.join(client, from, admitted, budget);
         })();

@@ -829,7 +829,7 @@ describe('RoomRegistry with a history room', () => {
     expect([...rooms.members(ROOM)]).toEqual([member]);
   });
 
-  it('leaves nothing behind when a client leaves while its join waits for the history', async () => {
+  it('leaves nothing behind, and announces nothing, when a client leaves while its join waits for the history', async () => {
     const history = new FakeHistory();
     history.publishMany(30);
     const { rooms, subscribed, unsubscribed, errors } = registry(history);
@@ -845,6 +845,8 @@ describe('RoomRegistry with a history room', () => {
     expect(rooms.members(ROOM).size).toBe(0);
     expect(rooms.names()).toEqual([]);
     expect(member.inRoom(ROOM)).toBe(false);
+    // Gone before its turn came: no `joined` for a room it is not in.
+    expect(member.seen).toEqual([]);
     expect(subscribed).toEqual([ROOM]);
     expect(unsubscribed).toEqual([ROOM]);
     expect(errors).toEqual([]);
