@@ -58,9 +58,6 @@ export type DirectOperation =
   | { o: 'join' | 'leave'; a: string }
   | { o: 'close'; a: [code: number, reason: string] };
 
-/** A direct operation's name. */
-export type DirectOp = DirectOperation['o'];
-
 /** Header of a {@link BusKind.Direct}: the operation, and how it is routed. */
 export type DirectHeader = DirectOperation & {
   /** Sending node id (the last node that passed it on). */

@@ -179,7 +179,7 @@ export class NodeMesh {
     flags?: number,
   ): Promise<void> {
     const topic = room === undefined ? this.#allTopic : this.roomTopic(room);
-    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
+    return this.#publish(topic, message, payload, flags);
   }
 
   /** Publishes a frame to one node, or to every node when `node` is undefined. */
@@ -190,7 +190,7 @@ export class NodeMesh {
     flags?: number,
   ): Promise<void> {
     const topic = node === undefined ? this.#allTopic : this.nodeTopic(node);
-    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
+    return this.#publish(topic, message, payload, flags);
   }
 
   /** Whether another node is alive, as far as this node knows. */
@@ -311,8 +311,13 @@ export class NodeMesh {
     this.#publish(this.#allTopic, beat).catch(() => undefined);
   }
 
-  #publish(topic: string, message: BusMessage): Promise<void> {
-    return this.#broker.publish(topic, encodeBusFrame(message));
+  #publish(
+    topic: string,
+    message: BusMessage,
+    payload?: Uint8Array,
+    flags?: number,
+  ): Promise<void> {
+    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
   }
 
   #decode(bytes: Uint8Array): BusFrame | undefined {
