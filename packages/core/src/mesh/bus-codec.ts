@@ -207,8 +207,8 @@ export function decodeBusFrame(bytes: Uint8Array): BusFrame {
     case BusKind.Announce:
     case BusKind.Beat:
     case BusKind.Bye:
-      if (isNode(header)) return { kind, flags, payload, header };
-      break;
+      // Their header is the node id, checked above.
+      return { kind, flags, payload, header };
     case BusKind.Request:
       if (isRequest(header)) return { kind, flags, payload, header };
       break;
