@@ -68,6 +68,8 @@ export class PresenceTracker {
   readonly #rooms = new Map<string, RoomView>();
   readonly #replicas = new Map<string, Replica>();
   readonly #local = new Map<string, LocalEntry>();
+  /** The keys of the local entries whose connection dropped: what {@link expire} looks at. */
+  readonly #away = new Set<string>();
   #seq = 0;
   #outbox: Outgoing[] = [];
 
@@ -105,6 +107,7 @@ export class PresenceTracker {
       // The same connection back on this node (a resume) or joining again: nothing changes.
       local.holder = holder;
       local.away = undefined;
+      this.#away.delete(key);
       return;
     }
     if (local !== undefined) this.leave(local.holder, room, conn);
@@ -120,9 +123,7 @@ export class PresenceTracker {
     const key = entryKey(room, conn);
     const local = this.#local.get(key);
     if (local === undefined || local.holder !== holder) return;
-    this.#local.delete(key);
-    this.#remove(local.entry);
-    this.#emit({ l: [room, conn] });
+    this.#removeLocal(key, local);
   }
 
   /**
@@ -132,8 +133,11 @@ export class PresenceTracker {
    * orders one publisher's messages, not two publishers'), and would show as a leave and a join.
    */
   drop(holder: object, room: string, conn: string, now: number): void {
-    const local = this.#local.get(entryKey(room, conn));
-    if (local !== undefined && local.holder === holder) local.away = now + this.#graceMs;
+    const key = entryKey(room, conn);
+    const local = this.#local.get(key);
+    if (local === undefined || local.holder !== holder) return;
+    local.away = now + this.#graceMs;
+    this.#away.add(key);
   }
 
   // ---- other nodes ----
@@ -280,12 +284,9 @@ export class PresenceTracker {
    * `leave` is published for each) and the entries of nodes that are gone.
    */
   expire(now: number): void {
-    for (const [key, local] of this.#local) {
-      if (local.away !== undefined && local.away <= now) {
-        this.#local.delete(key);
-        this.#remove(local.entry);
-        this.#emit({ l: [local.entry.room, local.entry.conn] });
-      }
+    for (const key of this.#away) {
+      const local = this.#local.get(key)!;
+      if (local.away! <= now) this.#removeLocal(key, local);
     }
     for (const [node, replica] of this.#replicas) {
       if (replica.deadline === undefined || replica.deadline > now) continue;
@@ -397,6 +398,14 @@ export class PresenceTracker {
     view.users.delete(entry.user);
     if (view.users.size === 0) this.#rooms.delete(entry.room);
     this.#changed(entry.room, change('leave', entry));
+  }
+
+  /** A local entry leaves: this node's view and the others' (by the delta published). */
+  #removeLocal(key: string, local: LocalEntry): void {
+    this.#local.delete(key);
+    this.#away.delete(key);
+    this.#remove(local.entry);
+    this.#emit({ l: [local.entry.room, local.entry.conn] });
   }
 
   #emit(delta: Delta): void {
