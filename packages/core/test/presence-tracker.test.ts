@@ -341,6 +341,26 @@ describe('presence tracker', () => {
     expect(a.tracker.members('r', 2, 'b').map((m) => m.user)).toEqual(['c', 'd']);
     expect(a.tracker.members('other', 2)).toEqual([]);
   });
+
+  it('lists a user who joined or left since the last list, and pages after a user who is gone', () => {
+    const sim = new Sim();
+    const a = sim.start('a');
+    const holders = new Map<string, object>();
+    const join = (user: string) => {
+      const holder = {};
+      holders.set(user, holder);
+      sim.on('a', (t) => t.join(holder, 'r', user, user));
+    };
+    for (const user of ['d', 'b', 'a']) join(user);
+    const list = (after?: string) => a.tracker.members('r', 10, after).map((m) => m.user);
+    expect(list()).toEqual(['a', 'b', 'd']);
+    join('c');
+    expect(list()).toEqual(['a', 'b', 'c', 'd']);
+    sim.on('a', (t) => t.leave(holders.get('b')!, 'r', 'b'));
+    expect(list()).toEqual(['a', 'c', 'd']);
+    expect(list('b')).toEqual(['c', 'd']);
+    expect(list('d')).toEqual([]);
+  });
 });
 
 type Op =

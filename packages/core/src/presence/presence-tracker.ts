@@ -17,6 +17,8 @@ interface RoomView {
   /** user → (node + conn) → entry. */
   users: Map<string, Map<string, Entry>>;
   connections: number;
+  /** The users in order, kept until one joins or leaves: a resume storm's snapshots and a list's pages sort once. */
+  sorted?: string[];
 }
 
 /** What this node knows of another node's entries. */
@@ -307,11 +309,9 @@ export class PresenceTracker {
   members(room: string, limit: number, after?: string): PresenceMember[] {
     const view = this.#rooms.get(room);
     if (view === undefined) return [];
-    const users = [...view.users.keys()].sort();
-    let start = 0;
-    if (after !== undefined) {
-      while (start < users.length && users[start]! <= after) start++;
-    }
+    view.sorted ??= [...view.users.keys()].sort();
+    const users = view.sorted;
+    const start = after === undefined ? 0 : firstAfter(users, after);
     return users.slice(start, start + limit).map((user) => member(user, view.users.get(user)!));
   }
 
@@ -385,7 +385,9 @@ export class PresenceTracker {
     const key = connKey(entry);
     if (!connections.has(key)) view.connections++;
     connections.set(key, entry);
-    if (first) this.#changed(entry.room, change('join', entry));
+    if (!first) return;
+    view.sorted = undefined;
+    this.#changed(entry.room, change('join', entry));
   }
 
   #remove(entry: Entry): void {
@@ -396,6 +398,7 @@ export class PresenceTracker {
     view.connections--;
     if (connections.size > 0) return;
     view.users.delete(entry.user);
+    view.sorted = undefined;
     if (view.users.size === 0) this.#rooms.delete(entry.room);
     this.#changed(entry.room, change('leave', entry));
   }
@@ -442,6 +445,18 @@ function change(type: 'join' | 'leave', entry: Entry): PresenceChange {
   return entry.info === undefined
     ? { type, user: entry.user }
     : { type, user: entry.user, info: entry.info };
+}
+
+/** The index of the first of the sorted `users` after `after`. */
+function firstAfter(users: string[], after: string): number {
+  let low = 0;
+  let high = users.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (users[mid]! <= after) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
 
 /** A member as listed: its info is its first connection's (in node, id order), the same everywhere. */
