@@ -2,7 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PresenceTracker } from '../src/presence/presence-tracker.js';
 import type { PresenceChange } from '../src/presence/presence-types.js';
-import type { PresenceWire } from '../src/presence/presence-wire.js';
+import {
+  decodePresence,
+  encodePresence,
+  type PresenceWire,
+} from '../src/presence/presence-wire.js';
 
 /**
  * The replicated presence view, driven by hand: several trackers joined by a simulated broker
@@ -547,5 +551,44 @@ describe('presence tracker convergence', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('presence wire', () => {
+  const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+  it('decodes what it encodes', () => {
+    const messages: PresenceWire[] = [
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { j: ['r', 'c', 'u', { name: 'ann' }] } },
+      { k: 'd', n: 'a', x: 'i', s: 2, d: { l: ['r', 'c'] } },
+      { k: 't', n: 'a', x: 'i', s: 2 },
+      { k: 'q', n: 'b' },
+      { k: 's', n: 'a', x: 'i', s: 2, p: 0, m: 1, e: [['r', 'c', 'u']] },
+    ];
+    for (const message of messages)
+      expect(decodePresence(encodePresence(message))).toEqual(message);
+  });
+
+  it('drops what a foreign or broken publisher sends', () => {
+    const hostile: unknown[] = [
+      null,
+      'd',
+      [],
+      { k: 'q' },
+      { k: 'q', n: 1 },
+      { k: 't', n: 'a', s: 1 },
+      { k: 't', n: 'a', x: 'i', s: '1' },
+      { k: 't', n: 'a', x: 'i', s: 1.5 },
+      { k: 'd', n: 'a', x: 'i', s: 1 },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: null },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { j: ['r', 'c'] } },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { j: null } },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { l: ['r', 2] } },
+      { k: 's', n: 'a', x: 'i', s: 1, p: 0, m: 1, e: [['r', 'c', 3]] },
+      { k: 's', n: 'a', x: 'i', s: 1, p: 0, e: [] },
+      { k: 'z', n: 'a', x: 'i', s: 1 },
+    ];
+    for (const value of hostile) expect(decodePresence(bytes(value))).toBeUndefined();
+    expect(decodePresence(new Uint8Array([0x7b, 0xff]))).toBeUndefined();
   });
 });
