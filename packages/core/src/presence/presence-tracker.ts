@@ -17,7 +17,10 @@ interface RoomView {
   /** user → (node + conn) → entry. */
   users: Map<string, Map<string, Entry>>;
   connections: number;
-  /** The users in order, kept until one joins or leaves: a resume storm's snapshots and a list's pages sort once. */
+  /**
+   * The users in order, kept until one joins or leaves: the snapshots of a resume storm and the
+   * pages of a list sort once.
+   */
   sorted?: string[];
 }
 
