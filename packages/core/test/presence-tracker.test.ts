@@ -2,7 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PresenceTracker } from '../src/presence/presence-tracker.js';
 import type { PresenceChange } from '../src/presence/presence-types.js';
-import type { PresenceWire } from '../src/presence/presence-wire.js';
+import {
+  decodePresence,
+  encodePresence,
+  type PresenceWire,
+} from '../src/presence/presence-wire.js';
 
 /**
  * The replicated presence view, driven by hand: several trackers joined by a simulated broker
@@ -341,6 +345,26 @@ describe('presence tracker', () => {
     expect(a.tracker.members('r', 2, 'b').map((m) => m.user)).toEqual(['c', 'd']);
     expect(a.tracker.members('other', 2)).toEqual([]);
   });
+
+  it('lists a user who joined or left since the last list, and pages after a user who is gone', () => {
+    const sim = new Sim();
+    const a = sim.start('a');
+    const holders = new Map<string, object>();
+    const join = (user: string) => {
+      const holder = {};
+      holders.set(user, holder);
+      sim.on('a', (t) => t.join(holder, 'r', user, user));
+    };
+    for (const user of ['d', 'b', 'a']) join(user);
+    const list = (after?: string) => a.tracker.members('r', 10, after).map((m) => m.user);
+    expect(list()).toEqual(['a', 'b', 'd']);
+    join('c');
+    expect(list()).toEqual(['a', 'b', 'c', 'd']);
+    sim.on('a', (t) => t.leave(holders.get('b')!, 'r', 'b'));
+    expect(list()).toEqual(['a', 'c', 'd']);
+    expect(list('b')).toEqual(['c', 'd']);
+    expect(list('d')).toEqual([]);
+  });
 });
 
 type Op =
@@ -527,5 +551,44 @@ describe('presence tracker convergence', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('presence wire', () => {
+  const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+  it('decodes what it encodes', () => {
+    const messages: PresenceWire[] = [
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { j: ['r', 'c', 'u', { name: 'ann' }] } },
+      { k: 'd', n: 'a', x: 'i', s: 2, d: { l: ['r', 'c'] } },
+      { k: 't', n: 'a', x: 'i', s: 2 },
+      { k: 'q', n: 'b' },
+      { k: 's', n: 'a', x: 'i', s: 2, p: 0, m: 1, e: [['r', 'c', 'u']] },
+    ];
+    for (const message of messages)
+      expect(decodePresence(encodePresence(message))).toEqual(message);
+  });
+
+  it('drops what a foreign or broken publisher sends', () => {
+    const hostile: unknown[] = [
+      null,
+      'd',
+      [],
+      { k: 'q' },
+      { k: 'q', n: 1 },
+      { k: 't', n: 'a', s: 1 },
+      { k: 't', n: 'a', x: 'i', s: '1' },
+      { k: 't', n: 'a', x: 'i', s: 1.5 },
+      { k: 'd', n: 'a', x: 'i', s: 1 },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: null },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { j: ['r', 'c'] } },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { j: null } },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { l: ['r', 2] } },
+      { k: 's', n: 'a', x: 'i', s: 1, p: 0, m: 1, e: [['r', 'c', 3]] },
+      { k: 's', n: 'a', x: 'i', s: 1, p: 0, e: [] },
+      { k: 'z', n: 'a', x: 'i', s: 1 },
+    ];
+    for (const value of hostile) expect(decodePresence(bytes(value))).toBeUndefined();
+    expect(decodePresence(new Uint8Array([0x7b, 0xff]))).toBeUndefined();
   });
 });

@@ -17,6 +17,11 @@ interface RoomView {
   /** user → (node + conn) → entry. */
   users: Map<string, Map<string, Entry>>;
   connections: number;
+  /**
+   * The users in order, kept until one joins or leaves: the snapshots of a resume storm and the
+   * pages of a list sort once.
+   */
+  sorted?: string[];
 }
 
 /** What this node knows of another node's entries. */
@@ -68,6 +73,8 @@ export class PresenceTracker {
   readonly #rooms = new Map<string, RoomView>();
   readonly #replicas = new Map<string, Replica>();
   readonly #local = new Map<string, LocalEntry>();
+  /** The keys of the local entries whose connection dropped: what {@link expire} looks at. */
+  readonly #away = new Set<string>();
   #seq = 0;
   #outbox: Outgoing[] = [];
 
@@ -105,6 +112,7 @@ export class PresenceTracker {
       // The same connection back on this node (a resume) or joining again: nothing changes.
       local.holder = holder;
       local.away = undefined;
+      this.#away.delete(key);
       return;
     }
     if (local !== undefined) this.leave(local.holder, room, conn);
@@ -120,9 +128,7 @@ export class PresenceTracker {
     const key = entryKey(room, conn);
     const local = this.#local.get(key);
     if (local === undefined || local.holder !== holder) return;
-    this.#local.delete(key);
-    this.#remove(local.entry);
-    this.#emit({ l: [room, conn] });
+    this.#removeLocal(key, local);
   }
 
   /**
@@ -132,8 +138,11 @@ export class PresenceTracker {
    * orders one publisher's messages, not two publishers'), and would show as a leave and a join.
    */
   drop(holder: object, room: string, conn: string, now: number): void {
-    const local = this.#local.get(entryKey(room, conn));
-    if (local !== undefined && local.holder === holder) local.away = now + this.#graceMs;
+    const key = entryKey(room, conn);
+    const local = this.#local.get(key);
+    if (local === undefined || local.holder !== holder) return;
+    local.away = now + this.#graceMs;
+    this.#away.add(key);
   }
 
   // ---- other nodes ----
@@ -280,12 +289,9 @@ export class PresenceTracker {
    * `leave` is published for each) and the entries of nodes that are gone.
    */
   expire(now: number): void {
-    for (const [key, local] of this.#local) {
-      if (local.away !== undefined && local.away <= now) {
-        this.#local.delete(key);
-        this.#remove(local.entry);
-        this.#emit({ l: [local.entry.room, local.entry.conn] });
-      }
+    for (const key of this.#away) {
+      const local = this.#local.get(key)!;
+      if (local.away! <= now) this.#removeLocal(key, local);
     }
     for (const [node, replica] of this.#replicas) {
       if (replica.deadline === undefined || replica.deadline > now) continue;
@@ -306,11 +312,9 @@ export class PresenceTracker {
   members(room: string, limit: number, after?: string): PresenceMember[] {
     const view = this.#rooms.get(room);
     if (view === undefined) return [];
-    const users = [...view.users.keys()].sort();
-    let start = 0;
-    if (after !== undefined) {
-      while (start < users.length && users[start]! <= after) start++;
-    }
+    view.sorted ??= [...view.users.keys()].sort();
+    const users = view.sorted;
+    const start = after === undefined ? 0 : firstAfter(users, after);
     return users.slice(start, start + limit).map((user) => member(user, view.users.get(user)!));
   }
 
@@ -384,7 +388,9 @@ export class PresenceTracker {
     const key = connKey(entry);
     if (!connections.has(key)) view.connections++;
     connections.set(key, entry);
-    if (first) this.#changed(entry.room, change('join', entry));
+    if (!first) return;
+    view.sorted = undefined;
+    this.#changed(entry.room, change('join', entry));
   }
 
   #remove(entry: Entry): void {
@@ -395,8 +401,17 @@ export class PresenceTracker {
     view.connections--;
     if (connections.size > 0) return;
     view.users.delete(entry.user);
+    view.sorted = undefined;
     if (view.users.size === 0) this.#rooms.delete(entry.room);
     this.#changed(entry.room, change('leave', entry));
+  }
+
+  /** A local entry leaves: this node's view and the others' (by the delta published). */
+  #removeLocal(key: string, local: LocalEntry): void {
+    this.#local.delete(key);
+    this.#away.delete(key);
+    this.#remove(local.entry);
+    this.#emit({ l: [local.entry.room, local.entry.conn] });
   }
 
   #emit(delta: Delta): void {
@@ -433,6 +448,18 @@ function change(type: 'join' | 'leave', entry: Entry): PresenceChange {
   return entry.info === undefined
     ? { type, user: entry.user }
     : { type, user: entry.user, info: entry.info };
+}
+
+/** The index of the first of the sorted `users` after `after`. */
+function firstAfter(users: string[], after: string): number {
+  let low = 0;
+  let high = users.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (users[mid]! <= after) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
 
 /** A member as listed: its info is its first connection's (in node, id order), the same everywhere. */
