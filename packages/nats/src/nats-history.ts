@@ -26,7 +26,7 @@ import {
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { nanos } from './nanos.js';
 import { encodeToken, isSubjectPrefix } from './subject-token.js';
-import { describe, runTyped } from './timeout.js';
+import { asTyped, runTyped } from './timeout.js';
 
 /** Header holding an entry's offset in its room. */
 export const OFFSET_HEADER = 'Wscale-Offset';
@@ -333,9 +333,8 @@ export class NatsHistory implements History {
         stored = outcome.value;
         pending.resolve({ offset: stored.offset, epoch: stored.epoch });
       } else if (!isConflict(outcome.reason)) {
-        const reason = describe(outcome.reason);
-        const failure = `NATS history append of "${room}" failed: ${reason}`;
-        pending.reject(new HistoryError(failure, { cause: outcome.reason }));
+        const failure = `NATS history append of "${room}" failed`;
+        pending.reject(asTyped(outcome.reason, HistoryError, failure));
       } else if (i > 0 || ++pending.attempts < this.#maxAttempts) {
         // Only the first raced for its offset; the others were refused because it was.
         retry.push(pending);

@@ -29,7 +29,16 @@ export async function runTyped<T>(
   try {
     return await withTimeout(work(), ms, () => new Error(`timed out after ${ms} ms`));
   } catch (error) {
-    if (error instanceof Typed) throw error;
-    throw new Typed(`${failure}: ${describe(error)}`, { cause: error });
+    throw asTyped(error, Typed, failure);
   }
+}
+
+/** `error` itself when it is already a `Typed` error, else a new one saying `failure`, with it as the cause. */
+export function asTyped(
+  error: unknown,
+  Typed: new (message: string, options?: { cause?: unknown }) => Error,
+  failure: string,
+): Error {
+  if (error instanceof Typed) return error;
+  return new Typed(`${failure}: ${describe(error)}`, { cause: error });
 }

@@ -4,7 +4,7 @@ import { RedisBroker } from '@wscale/redis';
 import { describeRedis, RedisClusterFixture, RedisServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closingWith, clusterClient, standalone } from './helpers/clients.js';
-import { findOwnerPort, moveSlot, ownerAndOther } from './helpers/cluster-slots.js';
+import { moveSlot, ownerAndOther, slotOwner } from './helpers/cluster-slots.js';
 
 const runner = { describe, it, afterEach };
 
@@ -172,13 +172,8 @@ describeRedis('RedisBroker on Redis Cluster (sharded pub/sub)', () => {
             Number((await server.cli('pubsub', 'shardnumsub', channel)).split('\n')[1]),
           ),
         );
-        const owner = Number(
-          await cluster.servers[0]!.cli('cluster', 'keyslot', channel).then(async (slot) => {
-            const nodes = await cluster.servers[0]!.cli('cluster', 'shards');
-            return findOwnerPort(nodes, Number(slot));
-          }),
-        );
-        expect(counts).toEqual(cluster.servers.map((server) => (server.port === owner ? 1 : 0)));
+        const owner = await slotOwner(cluster, channel);
+        expect(counts).toEqual(cluster.servers.map((server) => (server === owner ? 1 : 0)));
       }
       await Promise.all(topics.map((topic) => a.publish(topic, Buffer.from(topic))));
       await until(() => got.length >= topics.length, 5000, 'every topic');
@@ -259,10 +254,8 @@ describeRedis('RedisBroker on Redis Cluster with replicas', () => {
       for (const failure of failures) expect(failure).toBeInstanceOf(BrokerUnavailableError);
       // The replica that took over holds the subscription now.
       const live = cluster.servers.find((server) => server !== master)!;
-      const slot = Number(await live.cli('cluster', 'keyslot', 'wscale:{failover}'));
-      const owner = findOwnerPort(await live.cli('cluster', 'shards'), slot);
-      expect(owner).not.toBe(master.port);
-      const promoted = cluster.servers.find((server) => server.port === owner)!;
+      const promoted = await slotOwner(cluster, 'wscale:{failover}', live);
+      expect(promoted.port).not.toBe(master.port);
       expect(await promoted.cli('pubsub', 'shardnumsub', 'wscale:{failover}')).toBe(
         'wscale:{failover}\n1',
       );

@@ -14,9 +14,10 @@ import { WebSocket } from 'ws';
 import { standalone } from './helpers/clients.js';
 
 /**
- * What a resume says when Redis is down (a real `redis-server`, stopped): with the session store
- * gone, new sessions still work and a resume says `unavailable` (keeping the session for later); with the history gone, the
- * session resumes and the room says `recovered: false, reason: "unavailable"`.
+ * What a resume says when Redis is down (a real `redis-server`, stopped or hung): with the session
+ * store gone, new sessions still work and a resume says `unavailable` (keeping the session for
+ * later); with the history gone, the session resumes and the room says
+ * `recovered: false, reason: "unavailable"`.
  */
 describeRedis('resume while Redis is down', () => {
   let redis: RedisServer;
@@ -87,6 +88,34 @@ describeRedis('resume while Redis is down', () => {
     // The session is not thrown away: same client id and token, to resume once the store is back.
     expect(back.welcomes[0]!.clientId).toBe(first.welcomes[0]!.clientId);
     expect(back.welcomes[0]!.session).toBe(saved.session);
+  }, 40_000);
+
+  it('the session store hung: a resume says unavailable, and resumes once it answers again', async () => {
+    const stateStore = new RedisStateStore({ redis: standalone(redis), commandTimeoutMs: 500 });
+    const node = await startNode(stateStore, new MemoryHistory());
+    const first = open(node);
+    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
+    const saved = first.client.snapshot()!;
+    await first.client.close();
+    await until(async () => (await redis.cli('dbsize')) !== '0', 5000, 'the session saved');
+
+    // Redis keeps its data but answers nothing (a restart here would lose it: no persistence).
+    const pid = redis.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const back = open(node, saved);
+      await until(() => back.welcomes.length === 1, 10_000, 'the resume attempt');
+      expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
+      await back.client.close();
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const later = open(node, saved);
+    await until(() => later.welcomes.length === 1, 10_000, 'the resume once Redis answers');
+    expect(later.welcomes[0]).toMatchObject({
+      resumed: true,
+      clientId: first.welcomes[0]!.clientId,
+    });
   }, 40_000);
 
   it('the history down: the session resumes and the room says unavailable', async () => {

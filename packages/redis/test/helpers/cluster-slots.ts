@@ -1,11 +1,20 @@
 import type { RedisClusterFixture, RedisServer } from '@wscale/test-support';
 
+/** The master that owns `channel`'s slot, as `via` (a live server of the cluster) sees it. */
+export async function slotOwner(
+  cluster: RedisClusterFixture,
+  channel: string,
+  via: RedisServer = cluster.servers[0]!,
+): Promise<RedisServer> {
+  const slot = Number(await via.cli('cluster', 'keyslot', channel));
+  const port = findOwnerPort(await via.cli('cluster', 'shards'), slot);
+  return cluster.servers.find((server) => server.port === port)!;
+}
+
 /** The master that owns `channel`'s slot, and another master. */
 export async function ownerAndOther(cluster: RedisClusterFixture, channel: string) {
-  const slot = Number(await cluster.servers[0]!.cli('cluster', 'keyslot', channel));
-  const port = findOwnerPort(await cluster.servers[0]!.cli('cluster', 'shards'), slot);
-  const source = cluster.servers.find((server) => server.port === port)!;
-  const target = cluster.servers.find((server) => server.port !== port)!;
+  const source = await slotOwner(cluster, channel);
+  const target = cluster.servers.find((server) => server !== source)!;
   return [source, target] as const;
 }
 
@@ -30,7 +39,7 @@ export async function moveSlot(
 }
 
 /** Reads `CLUSTER SHARDS` (redis-cli's flat output) to find the port of the master of `slot`. */
-export function findOwnerPort(shards: string, slot: number): number {
+function findOwnerPort(shards: string, slot: number): number {
   const lines = shards.split('\n');
   for (let i = 0; i < lines.length; i++) {
     if (lines[i] !== 'slots') continue;
