@@ -586,6 +586,9 @@ describe('presence wire', () => {
       { k: 'd', n: 'a', x: 'i', s: 1, d: { l: ['r', 2] } },
       { k: 's', n: 'a', x: 'i', s: 1, p: 0, m: 1, e: [['r', 'c', 3]] },
       { k: 's', n: 'a', x: 'i', s: 1, p: 0, e: [] },
+      { k: 's', n: 'a', x: 'i', s: 1, p: 1, m: 1, e: [] },
+      { k: 's', n: 'a', x: 'i', s: 1, p: -1, m: 2, e: [] },
+      { k: 's', n: 'a', x: 'i', s: 1, p: 0, m: 0, e: [] },
       { k: 'z', n: 'a', x: 'i', s: 1 },
     ];
     for (const value of hostile) expect(decodePresence(bytes(value))).toBeUndefined();

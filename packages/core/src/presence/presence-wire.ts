@@ -44,7 +44,9 @@ export function decodePresence(bytes: Uint8Array): PresenceWire | undefined {
   if (typeof m.x !== 'string' || !Number.isSafeInteger(m.s)) return undefined;
   if (m.k === 't') return m as PresenceWire;
   if (m.k === 'd' && isDelta(m.d)) return m as PresenceWire;
-  if (m.k === 's' && Number.isSafeInteger(m.p) && Number.isSafeInteger(m.m)) {
+  // A part number outside its count would make a snapshot look whole with a part missing.
+  const { p, m: count } = m;
+  if (m.k === 's' && isCount(count) && count >= 1 && isCount(p) && p < count) {
     if (Array.isArray(m.e) && m.e.every(isEntry)) return m as PresenceWire;
   }
   return undefined;
@@ -64,4 +66,8 @@ function isEntry(value: unknown): value is EntryWire {
     typeof value[1] === 'string' &&
     typeof value[2] === 'string'
   );
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
 }
