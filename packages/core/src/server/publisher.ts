@@ -14,6 +14,7 @@ import {
   publishBroadcast,
   remoteClient,
 } from './publication.js';
+import { DEFAULT_TOPIC_PREFIX } from './resolve-options.js';
 import type { RemoteClient } from './server-types.js';
 
 /** Options of a {@link Publisher}: the same broker, history and prefix as the nodes'. */
@@ -58,7 +59,7 @@ export class Publisher {
 
   constructor(options: PublisherOptions) {
     this.#broker = options.broker;
-    this.#prefix = options.topicPrefix ?? 'wscale:';
+    this.#prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
     this.#historyOf = historyLookup(options.history ?? [], options.directHistory);
     this.#directHistory = options.directHistory;
