@@ -87,6 +87,23 @@ describe('Publisher', () => {
     expect(second.peer.texts(inbox)).toEqual(['while you were away']);
   });
 
+  it('skips the clients named in except on every node, and sends once to a member of several plain rooms', async () => {
+    const { nodes, publisher } = await setUp();
+    const onFirst = await cluster.connect(nodes[0]);
+    const skipped = await cluster.connect(nodes[1]);
+    const both = await cluster.connect(nodes[1]);
+    for (const client of [onFirst, skipped, both]) await publisher.client(client.id).join('x');
+    await publisher.client(both.id).join('y');
+    await until(async () => (await nodes[0].fetchClients('x')).clients.length === 3, 3000, 'joins');
+    await publisher.to('x', 'y').except(skipped.id).send('once');
+    // The marker goes the same way, after: whoever got it got everything before it.
+    await publisher.to('x', 'y').send('marker');
+    for (const client of [onFirst, skipped, both]) await client.waitFor(client === skipped ? 1 : 2);
+    expect(onFirst.texts).toEqual(['once', 'marker']);
+    expect(both.texts).toEqual(['once', 'marker']);
+    expect(skipped.texts).toEqual(['marker']);
+  });
+
   it('refuses to send once closed', async () => {
     const { publisher } = await setUp();
     await publisher.close();

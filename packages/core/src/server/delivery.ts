@@ -24,12 +24,7 @@ import type { AnyClient } from '../transport/client.js';
 import type { Takeovers } from '../transport/connections.js';
 import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
-import {
-  broadcastPublication,
-  directPublication,
-  historyLookup,
-  roomGroups,
-} from './publication.js';
+import { directPublication, historyLookup, NO_BYTES, publishBroadcast } from './publication.js';
 
 /** The server options delivery applies (see `ServerOptions`). */
 export interface DeliverySettings {
@@ -106,17 +101,14 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     options?: SendOptions,
   ): Promise<void> {
     if (this.#draining) throw new ServerClosedError();
-    const groups = roomGroups(rooms, this.historyOf);
-    await Promise.all(
-      groups.map(async (group) => {
-        const { message, header } = await broadcastPublication(
-          this.#mesh.nodeId,
-          group,
-          except,
-          data,
-          options,
-          this.historyOf,
-        );
+    await publishBroadcast(
+      this.#mesh.nodeId,
+      rooms,
+      except,
+      data,
+      options,
+      this.historyOf,
+      async (group, { message, header }) => {
         // Handed to the broker first, so the other nodes can start their fan-out while this one
         // does its own. Local members get it whatever the broker answers.
         const published = this.#publish(group, header, message);
@@ -125,7 +117,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
         } finally {
           await published;
         }
-      }),
+      },
     );
   }
 
@@ -165,7 +157,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     );
     const local = this.#clients.get(id);
     if (local !== undefined) return this.#applyDirect(local, header, kept);
-    await this.router.send(header, kept?.bytes ?? EMPTY, kept?.flags ?? 0);
+    await this.router.send(header, kept?.bytes ?? NO_BYTES, kept?.flags ?? 0);
   }
 
   /** Closes an older connection of a session, wherever it is, without waiting. */
@@ -273,5 +265,4 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 }
 
-const EMPTY = Buffer.alloc(0);
 const TAKEN_OVER = 'session resumed elsewhere';

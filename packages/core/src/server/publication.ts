@@ -45,7 +45,7 @@ export function remoteClient(
  * The rooms of a broadcast, grouped as they are sent: all together, or one by one when several of
  * them keep history (each history room numbers its own messages, so each gets its own copy).
  */
-export function roomGroups(
+function roomGroups(
   rooms: readonly string[],
   historyOf: (room: string) => History | undefined,
 ): (readonly string[])[] {
@@ -56,7 +56,7 @@ export function roomGroups(
 }
 
 /** A broadcast to `rooms` (one group of {@link roomGroups}), or to everyone when there is none. */
-export async function broadcastPublication(
+async function broadcastPublication(
   origin: string,
   rooms: readonly string[],
   except: readonly string[],
@@ -78,6 +78,26 @@ export async function broadcastPublication(
     header.e = position.epoch;
   }
   return { message, header };
+}
+
+/**
+ * Builds the publications of a broadcast, one per group of {@link roomGroups}, and hands each to
+ * `publish`; resolves once every one of them is published. Nodes and `Publisher` broadcast alike.
+ */
+export async function publishBroadcast(
+  origin: string,
+  rooms: readonly string[],
+  except: readonly string[],
+  data: Sendable,
+  options: SendOptions | undefined,
+  historyOf: (room: string) => History | undefined,
+  publish: (group: readonly string[], publication: Publication) => Promise<void>,
+): Promise<void> {
+  await Promise.all(
+    roomGroups(rooms, historyOf).map(async (group) =>
+      publish(group, await broadcastPublication(origin, group, except, data, options, historyOf)),
+    ),
+  );
 }
 
 /**
@@ -107,3 +127,6 @@ export async function directPublication(
   }
   return { header, message };
 }
+
+/** The bytes of a direct operation that carries no message. */
+export const NO_BYTES = Buffer.alloc(0);

@@ -8,12 +8,13 @@ import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
-  broadcastPublication,
   directPublication,
   historyLookup,
+  NO_BYTES,
+  publishBroadcast,
   remoteClient,
-  roomGroups,
 } from './publication.js';
+import { DEFAULT_TOPIC_PREFIX } from './resolve-options.js';
 import type { RemoteClient } from './server-types.js';
 
 /** Options of a {@link Publisher}: the same broker, history and prefix as the nodes'. */
@@ -58,7 +59,7 @@ export class Publisher {
 
   constructor(options: PublisherOptions) {
     this.#broker = options.broker;
-    this.#prefix = options.topicPrefix ?? 'wscale:';
+    this.#prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
     this.#historyOf = historyLookup(options.history ?? [], options.directHistory);
     this.#directHistory = options.directHistory;
@@ -108,22 +109,22 @@ export class Publisher {
     options?: SendOptions,
   ): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');
-    await Promise.all(
-      roomGroups(rooms, this.#historyOf).map(async (group) => {
-        const { message, header } = await broadcastPublication(
-          this.id,
-          group,
-          except,
-          data,
-          options,
-          this.#historyOf,
-        );
+    await publishBroadcast(
+      this.id,
+      rooms,
+      except,
+      data,
+      options,
+      this.#historyOf,
+      (group, { message, header }) => {
         const topic =
           group.length === 1 ? topics.room(this.#prefix, group[0]!) : topics.all(this.#prefix);
         const kind = BusKind.Broadcast;
-        const frame = encodeBusFrame({ kind, header }, message.bytes, message.flags);
-        await this.#broker.publish(topic, frame);
-      }),
+        return this.#broker.publish(
+          topic,
+          encodeBusFrame({ kind, header }, message.bytes, message.flags),
+        );
+      },
     );
   }
 
@@ -136,10 +137,8 @@ export class Publisher {
       message,
       this.#directHistory,
     );
-    const { bytes, flags } = kept ?? { bytes: EMPTY, flags: 0 };
+    const { bytes, flags } = kept ?? { bytes: NO_BYTES, flags: 0 };
     const frame = encodeBusFrame({ kind: BusKind.Direct, header }, bytes, flags);
     await this.#broker.publish(topics.all(this.#prefix), frame);
   }
 }
-
-const EMPTY = Buffer.alloc(0);

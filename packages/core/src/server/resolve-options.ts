@@ -23,7 +23,7 @@ export function resolveOptions<Identity>(
   const resolved: ResolvedOptions<Identity> = {
     ...options,
     nodeId: options.nodeId ?? randomId(),
-    topicPrefix: options.topicPrefix ?? 'wscale:',
+    topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX,
     maxPayload: options.maxPayload ?? 1024 * 1024,
     maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
     slowConsumer: options.slowConsumer ?? 'close',
@@ -103,3 +103,6 @@ function defaultOwner(identity: unknown): string {
     return String(identity);
   }
 }
+
+/** The `topicPrefix` of nodes and publishers that name none. */
+export const DEFAULT_TOPIC_PREFIX = 'wscale:';

@@ -270,8 +270,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /** Marks the client as the resumption of a session. */
   set recovery(info: ResumeInfo | undefined) {
-    this.#rare ??= { dropped: 0 };
-    this.#rare.recovery = info;
+    this.#rareState().recovery = info;
   }
 
   /**
@@ -297,9 +296,9 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
       this.emit('message', data, isBinary, info);
       return;
     }
-    this.#rare ??= { dropped: 0 };
-    this.#rare.inbox ??= [];
-    if (this.#rare.inbox.length < INBOX_LIMIT) this.#rare.inbox.push([data, isBinary, info]);
+    const rare = this.#rareState();
+    rare.inbox ??= [];
+    if (rare.inbox.length < INBOX_LIMIT) rare.inbox.push([data, isBinary, info]);
   }
 
   #flushInbox(): void {
@@ -447,8 +446,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /** Holds every frame back until {@link Connection.release}. */
   hold(): void {
-    this.#rare ??= { dropped: 0 };
-    this.#rare.held ??= [];
+    this.#rareState().held ??= [];
   }
 
   /**
@@ -493,8 +491,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   }
 
   set inFlight(count: number) {
-    this.#rare ??= { dropped: 0 };
-    this.#rare.inFlight = count;
+    this.#rareState().inFlight = count;
   }
 
   /** Rooms the client is in by its own `join`. */
@@ -504,9 +501,9 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /** Marks a room as joined at the client's own request. */
   markOwn(room: string): void {
-    this.#rare ??= { dropped: 0 };
-    this.#rare.own ??= [];
-    if (!this.#rare.own.includes(room)) this.#rare.own.push(room);
+    const rare = this.#rareState();
+    rare.own ??= [];
+    if (!rare.own.includes(room)) rare.own.push(room);
   }
 
   /** The connection id that holds this client's `wscale.v1` session. */
@@ -515,18 +512,17 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   }
 
   set conn(conn: string | undefined) {
-    this.#rare ??= { dropped: 0 };
-    this.#rare.conn = conn;
+    this.#rareState().conn = conn;
   }
 
   /** Counts a message dropped for this slow consumer. */
   countDropped(message: Outgoing): void {
-    this.#rare ??= { dropped: 0 };
-    this.#rare.dropped++;
+    const rare = this.#rareState();
+    rare.dropped++;
     // A gap in a history room must not go unnoticed: the room's next message brings a resync.
     if (this.v1 && message.offset !== undefined && message.room !== undefined) {
-      this.#rare.gaps ??= new Set();
-      this.#rare.gaps.add(message.room);
+      rare.gaps ??= new Set();
+      rare.gaps.add(message.room);
     }
   }
 
@@ -542,7 +538,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     }
   }
 
-  /** */
+  /** Leaves a room in the client's own record (kept by the server's room registry). */
   removeRoom(room: string): void {
     const rooms = this.#rooms;
     if (rooms === room) this.#rooms = undefined;
@@ -552,6 +548,12 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     }
     const own = this.#rare?.own;
     if (own?.includes(room)) own.splice(own.indexOf(room), 1);
+  }
+
+  /** The fields few connections use, made at the first use. */
+  #rareState(): Rare {
+    this.#rare ??= { dropped: 0 };
+    return this.#rare;
   }
 
   /** Whether the connection is over (its `close` event was emitted or is due now). */
