@@ -520,10 +520,7 @@ export class V1Endpoint {
     }
     if (result === undefined) return { reply: {} };
     if (!isSendable(result)) {
-      const type = result === null ? 'null' : typeof result;
-      this.#node.report(
-        new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
-      );
+      this.#node.report(wrongType('onRequest', result, 'a string or bytes'));
       return { reply: HANDLER_FAILED };
     }
     const { bytes, binary } = prepareMessage(result);
@@ -572,10 +569,7 @@ export class V1Endpoint {
       return false;
     }
     if (typeof allowed === 'boolean') return allowed;
-    const type = allowed === null ? 'null' : typeof allowed;
-    this.#node.report(
-      new HandlerError('authorizeJoin', new TypeError(`it returned ${type}, not a boolean`)),
-    );
+    this.#node.report(wrongType('authorizeJoin', allowed, 'a boolean'));
     return false;
   }
 
@@ -626,6 +620,12 @@ const REPLY_WAIT_MS = 2000;
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
 function close(target: WebSocket | V1Client, code: number, reason: string): void {
   target.close(code, closeReason(reason));
+}
+
+/** The failure of a hook that returned a value of the wrong type. */
+function wrongType(hook: string, value: unknown, expected: string): HandlerError {
+  const type = value === null ? 'null' : typeof value;
+  return new HandlerError(hook, new TypeError(`it returned ${type}, not ${expected}`));
 }
 
 function isSendable(value: unknown): value is Sendable {
