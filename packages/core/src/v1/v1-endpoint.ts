@@ -27,6 +27,7 @@ import {
   writeWelcome,
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
+import { sessionOwnerOf } from '../sessions/session-saver.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
@@ -255,7 +256,7 @@ export class V1Endpoint {
     hello: HelloMessage,
   ): Promise<V1Client | undefined> {
     const node = this.#node;
-    const owner = this.#owner(identity);
+    const owner = sessionOwnerOf(this.#settings, identity);
     if (hello.session !== undefined) await this.#handOver(hello.session, owner);
     const session = await this.#sessions.open(hello.session, owner);
     if (ws.readyState !== WebSocket.OPEN) {
@@ -320,16 +321,6 @@ export class V1Endpoint {
     }
     node.connected(client, request);
     return client;
-  }
-
-  /** The session owner of an identity (`sessionOwner`, whose throw is a handler's failure). */
-  #owner(identity: unknown): string {
-    const { sessionOwner } = this.#settings;
-    try {
-      return sessionOwner(identity);
-    } catch (error) {
-      throw new HandlerError('sessionOwner', error);
-    }
   }
 
   /**
