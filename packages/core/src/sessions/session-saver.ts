@@ -1,4 +1,4 @@
-import { LimitExceededError } from '../errors.js';
+import { HandlerError, LimitExceededError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
 import type { SessionSnapshot, Sessions, UpstreamRecord } from './sessions.js';
 
@@ -125,18 +125,12 @@ export class SessionSaver<Client extends SavedClient> {
     data = client.data,
   ): SessionSnapshot {
     return {
-      owner: this.#owner(client),
+      owner: sessionOwnerOf(this.#settings, client.identity),
       data: this.#data(client, data),
       rooms,
       own,
       ...this.#upstream.upstreamRecord(client),
     };
-  }
-
-  /** The client's session owner (`sessionOwner` is called as a plain function, as every hook). */
-  #owner(client: Client): string {
-    const { sessionOwner } = this.#settings;
-    return sessionOwner(client.identity);
   }
 
   /**
@@ -156,5 +150,21 @@ export class SessionSaver<Client extends SavedClient> {
       ),
     );
     return undefined;
+  }
+}
+
+/**
+ * The session owner of an identity: `sessionOwner` called as a plain function, as every hook; its
+ * throw is a handler's failure.
+ */
+export function sessionOwnerOf<Identity>(
+  settings: { sessionOwner(identity: Identity): string },
+  identity: Identity,
+): string {
+  const { sessionOwner } = settings;
+  try {
+    return sessionOwner(identity);
+  } catch (error) {
+    throw new HandlerError('sessionOwner', error);
   }
 }

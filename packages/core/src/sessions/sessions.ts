@@ -176,14 +176,20 @@ export class Sessions {
       return pending.done;
     }
     const entry = { done: Promise.resolve(), again: false, snapshot };
+    // In the map before the loop starts: a snapshot that throws ends the loop at once.
+    this.#saving.set(key, entry);
     entry.done = (async () => {
       do {
         entry.again = false;
-        await this.#write(id, conn, entry.snapshot()).catch(this.#onError);
+        try {
+          // Taking the snapshot may throw too (data JSON cannot encode): reported, saving goes on.
+          await this.#write(id, conn, entry.snapshot());
+        } catch (error) {
+          this.#onError(error);
+        }
       } while (entry.again);
       this.#saving.delete(key);
     })();
-    this.#saving.set(key, entry);
     return entry.done;
   }
 

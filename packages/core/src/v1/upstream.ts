@@ -41,12 +41,14 @@ export class UpstreamLedger {
   #last: number;
   /** The previous connection may have handed on more than the record says (it never closed it). */
   readonly #doubtful: boolean;
-  #replies: StoredReply[];
+  /** Kept replies, oldest first (none until a request is answered: most clients never send one). */
+  #replies: StoredReply[] | undefined;
   #dirty = false;
 
   constructor(record: Partial<UpstreamRecord> | undefined, doubtful: boolean) {
     this.#last = Number.isSafeInteger(record?.up) ? (record!.up as number) : 0;
-    this.#replies = Array.isArray(record?.replies) ? record!.replies.slice(-REPLIES_KEPT) : [];
+    const replies = record?.replies;
+    if (Array.isArray(replies) && replies.length > 0) this.#replies = replies.slice(-REPLIES_KEPT);
     this.#doubtful = doubtful;
   }
 
@@ -80,19 +82,20 @@ export class UpstreamLedger {
     if (size > REPLY_BYTES_KEPT) return;
     const kept: StoredReply = { s, ...reply };
     if (bytes !== undefined) kept.b = bytes.toString('base64');
+    this.#replies ??= [];
     if (this.#replies.push(kept) > REPLIES_KEPT) this.#replies.shift();
     this.#dirty = true;
   }
 
   /** The kept reply of request number `s`. */
   replyTo(s: number): StoredReply | undefined {
-    return this.#replies.find((reply) => reply.s === s);
+    return this.#replies?.find((reply) => reply.s === s);
   }
 
   /** What the session record keeps; the ledger counts as saved from here. */
   record(): UpstreamRecord {
     this.#dirty = false;
-    return this.#replies.length === 0
+    return this.#replies === undefined
       ? { up: this.#last }
       : { up: this.#last, replies: this.#replies };
   }

@@ -27,6 +27,7 @@ import {
   writeWelcome,
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
+import { sessionOwnerOf } from '../sessions/session-saver.js';
 import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
@@ -255,7 +256,7 @@ export class V1Endpoint {
     hello: HelloMessage,
   ): Promise<V1Client | undefined> {
     const node = this.#node;
-    const owner = this.#owner(identity);
+    const owner = sessionOwnerOf(this.#settings, identity);
     if (hello.session !== undefined) await this.#handOver(hello.session, owner);
     const session = await this.#sessions.open(hello.session, owner);
     if (ws.readyState !== WebSocket.OPEN) {
@@ -320,16 +321,6 @@ export class V1Endpoint {
     }
     node.connected(client, request);
     return client;
-  }
-
-  /** The session owner of an identity (`sessionOwner`, whose throw is a handler's failure). */
-  #owner(identity: unknown): string {
-    const { sessionOwner } = this.#settings;
-    try {
-      return sessionOwner(identity);
-    } catch (error) {
-      throw new HandlerError('sessionOwner', error);
-    }
   }
 
   /**
@@ -520,10 +511,7 @@ export class V1Endpoint {
     }
     if (result === undefined) return { reply: {} };
     if (!isSendable(result)) {
-      const type = result === null ? 'null' : typeof result;
-      this.#node.report(
-        new HandlerError('onRequest', new TypeError(`it returned ${type}, not a string or bytes`)),
-      );
+      this.#node.report(wrongType('onRequest', result, 'a string or bytes'));
       return { reply: HANDLER_FAILED };
     }
     const { bytes, binary } = prepareMessage(result);
@@ -572,10 +560,7 @@ export class V1Endpoint {
       return false;
     }
     if (typeof allowed === 'boolean') return allowed;
-    const type = allowed === null ? 'null' : typeof allowed;
-    this.#node.report(
-      new HandlerError('authorizeJoin', new TypeError(`it returned ${type}, not a boolean`)),
-    );
+    this.#node.report(wrongType('authorizeJoin', allowed, 'a boolean'));
     return false;
   }
 
@@ -626,6 +611,12 @@ const REPLY_WAIT_MS = 2000;
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
 function close(target: WebSocket | V1Client, code: number, reason: string): void {
   target.close(code, closeReason(reason));
+}
+
+/** The failure of a hook that returned a value of the wrong type. */
+function wrongType(hook: string, value: unknown, expected: string): HandlerError {
+  const type = value === null ? 'null' : typeof value;
+  return new HandlerError(hook, new TypeError(`it returned ${type}, not ${expected}`));
 }
 
 function isSendable(value: unknown): value is Sendable {

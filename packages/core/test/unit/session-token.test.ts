@@ -392,6 +392,18 @@ describe('Sessions', () => {
     expect(await store.record()).toMatchObject({ rooms: ['kept'] });
   });
 
+  it('reports a snapshot that throws and saves again on the next change', async () => {
+    const { store, sessions, errors } = sessionsOn();
+    const opened = await sessions.open(undefined, 'alice');
+    const broken = new TypeError('Do not know how to serialize a BigInt');
+    await sessions.save(opened.id, opened.conn, () => {
+      throw broken;
+    });
+    expect(errors).toEqual([broken]);
+    await sessions.save(opened.id, opened.conn, snapshot(['kept']));
+    expect(await store.record()).toMatchObject({ rooms: ['kept'] });
+  });
+
   it('names the node holding a live session, and none once its connection closed cleanly', async () => {
     const { store, sessions } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
