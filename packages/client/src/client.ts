@@ -785,7 +785,11 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       const refused = error instanceof ServerError || !watch.view.synced;
       if (refused && this.#watched.get(room) === watch) this.#watched.delete(room);
     };
-    this.#askFrame(`presence of "${room}"`, (id) => presenceFrame(id, room), {}).then(
+    this.#askFrame(
+      `presence of "${room}"`,
+      (id) => encodeText({ t: 'presence', id, r: room }),
+      {},
+    ).then(
       () => answered(),
       (error: ClientError) => {
         if (!(error instanceof DisconnectedError)) answered(error);
@@ -860,10 +864,6 @@ function checkRoom(room: string): void {
       `a room name is a string of 1 to ${LIMITS.room} characters, got ${JSON.stringify(room)}`,
     );
   }
-}
-
-function presenceFrame(id: number, room: string): string {
-  return encodeText({ t: 'presence', id, r: room });
 }
 
 function isPresenceEntry(value: { u?: unknown }): value is PresenceEntry {
