@@ -151,7 +151,7 @@ describe('collectMetrics', () => {
 describe('instrumented stores', () => {
   it('count a failing call as an error, timed too, and share the metrics between two stores', async () => {
     class DownStore extends MemoryStateStore {
-      override get(): Promise<never> {
+      override get(_key: string): Promise<never> {
         return Promise.reject(new Error('store down'));
       }
     }
