@@ -698,7 +698,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #checkWritable(upstream = true): void {
     if (this.#state === 'closed') throw new ClientClosedError();
     if (upstream && this.#outbox.size >= this.#options.maxUnacknowledged) {
-      throw new QueueFullError(this.#options.maxUnacknowledged);
+      const size = this.#options.maxUnacknowledged;
+      throw new QueueFullError(size, `${size} messages and requests wait for acknowledgement`);
     }
     if (this.#openSocket() !== undefined) return;
     const size = this.#options.sendQueueSize;

@@ -45,6 +45,7 @@ describe('upstream delivery', () => {
     expect(client.state).toBe('connecting');
     const waiting = [client.send('a'), client.send('b')]; // queued until the welcome
     expect(() => client.send('c')).toThrow(QueueFullError);
+    expect(() => client.send('c')).toThrow('2 messages and requests wait for acknowledgement');
     await expect(client.request('r')).rejects.toThrow(QueueFullError);
     await stateOf(client, 'open');
     await Promise.all(waiting);
