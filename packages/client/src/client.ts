@@ -698,7 +698,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #checkWritable(upstream = true): void {
     if (this.#state === 'closed') throw new ClientClosedError();
     if (upstream && this.#outbox.size >= this.#options.maxUnacknowledged) {
-      throw new QueueFullError(this.#options.maxUnacknowledged);
+      const size = this.#options.maxUnacknowledged;
+      throw new QueueFullError(size, `${size} messages and requests wait for acknowledgement`);
     }
     if (this.#openSocket() !== undefined) return;
     const size = this.#options.sendQueueSize;
@@ -785,7 +786,11 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       const refused = error instanceof ServerError || !watch.view.synced;
       if (refused && this.#watched.get(room) === watch) this.#watched.delete(room);
     };
-    this.#askFrame(`presence of "${room}"`, (id) => presenceFrame(id, room), {}).then(
+    this.#askFrame(
+      `presence of "${room}"`,
+      (id) => encodeText({ t: 'presence', id, r: room }),
+      {},
+    ).then(
       () => answered(),
       (error: ClientError) => {
         if (!(error instanceof DisconnectedError)) answered(error);
@@ -860,10 +865,6 @@ function checkRoom(room: string): void {
       `a room name is a string of 1 to ${LIMITS.room} characters, got ${JSON.stringify(room)}`,
     );
   }
-}
-
-function presenceFrame(id: number, room: string): string {
-  return encodeText({ t: 'presence', id, r: room });
 }
 
 function isPresenceEntry(value: { u?: unknown }): value is PresenceEntry {

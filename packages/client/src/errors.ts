@@ -70,10 +70,16 @@ export class ClientClosedError extends ClientError {
   }
 }
 
-/** The client is not connected and its bounded send queue is full: nothing was queued. */
+/**
+ * Nothing was queued: the client is not connected and its bounded send queue is full, or
+ * `maxUnacknowledged` messages and requests wait for the server's acknowledgement.
+ */
 export class QueueFullError extends ClientError {
-  constructor(size: number) {
-    super('QUEUE_FULL', `the send queue is full (${size} frames) while not connected`);
+  constructor(
+    size: number,
+    message = `the send queue is full (${size} frames) while not connected`,
+  ) {
+    super('QUEUE_FULL', message);
   }
 }
 

@@ -64,7 +64,7 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
     this.#synced = true;
     for (const old of gone) this.emit('leave', old);
     for (const fresh of come) this.emit('join', fresh);
-    this.emit('change', [...this.#members.values()]);
+    this.#changed();
   }
 
   /** @internal */
@@ -74,7 +74,7 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
     this.#members.set(fresh.user, fresh);
     this.#total++;
     this.emit('join', fresh);
-    this.emit('change', [...this.#members.values()]);
+    this.#changed();
   }
 
   /** @internal */
@@ -84,7 +84,12 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
     if (old === undefined) return;
     this.#members.delete(user);
     this.emit('leave', old);
-    this.emit('change', [...this.#members.values()]);
+    this.#changed();
+  }
+
+  /** Emits `change`; the list is copied only when someone listens. */
+  #changed(): void {
+    if (this.listens('change')) this.emit('change', [...this.#members.values()]);
   }
 }
 

@@ -211,6 +211,28 @@ describe('room positions and duplicates', () => {
     expect(client.state).toBe('open');
   });
 
+  it('ignores wrong-typed acknowledgement and presence frames', async () => {
+    const fixture = await start();
+    const { client, seen } = openClient(fixture.url);
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    for (const frame of [
+      { t: 'rcv', s: '9' },
+      { t: 'rcv', s: 1.5 },
+      { t: 'presence', r: 'a', m: 'everyone' },
+      { t: 'presence', r: 'a', m: [{ u: 7 }] },
+      { t: 'pjoin', r: 'a', u: null },
+      { t: 'pleave', r: 'a' },
+      { t: 'msg', d: 'hi' },
+    ]) {
+      connection.ws.send(JSON.stringify(frame));
+    }
+    await until(() => seen.messages.length === 1, 2000, 'message');
+    expect(texts(seen)).toEqual(['hi']);
+    expect(seen.errors).toEqual([]);
+    expect(client.state).toBe('open');
+  });
+
   it('reports a server error message as a ServerError and stays connected', async () => {
     const fixture = await start();
     const { client, seen } = openClient(fixture.url);

@@ -1,7 +1,7 @@
 import { MemoryStateStore, type MessageInfo, type ScaledWebSocketServer } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { WelcomeInfo } from '../src/index.js';
+import { QueueFullError, type WelcomeInfo } from '../src/index.js';
 import { closeAll, openClient, stateOf } from './helpers/clients.js';
 import { Cluster, urlOf } from './helpers/cluster.js';
 
@@ -36,6 +36,21 @@ describe('upstream delivery', () => {
     await client.send('hello');
     expect(heard.map((h) => h.text)).toEqual(['hello']);
     expect(heard[0]!.info).toEqual({ id: `${client.clientId}:1`, redelivered: false });
+  });
+
+  it('maxUnacknowledged bounds what waits for acknowledgement, and frees as the server acknowledges', async () => {
+    const [node] = await cluster.start(1);
+    const heard = hear([node!]);
+    const { client } = openClient(urlOf(node!), { maxUnacknowledged: 2 });
+    expect(client.state).toBe('connecting');
+    const waiting = [client.send('a'), client.send('b')]; // queued until the welcome
+    expect(() => client.send('c')).toThrow(QueueFullError);
+    expect(() => client.send('c')).toThrow('2 messages and requests wait for acknowledgement');
+    await expect(client.request('r')).rejects.toThrow(QueueFullError);
+    await stateOf(client, 'open');
+    await Promise.all(waiting);
+    await client.send('d');
+    expect(heard.map((h) => h.text)).toEqual(['a', 'b', 'd']);
   });
 
   it('messages written while the connection dies arrive once each, in order, on the next node', async () => {

@@ -44,39 +44,19 @@ export function collectMetrics<Identity, Data extends object>(
     return cached;
   };
 
-  /** A counter whose value is a total the node keeps: set from `read` at each scrape. */
-  const total = <L extends string>(
-    name: string,
-    help: string,
-    labelNames: L[],
-    read: (stats: ServerStats) => [Partial<Record<L, string>>, number][],
-  ) =>
-    new Counter<L>({
-      name: p + name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const [labels, value] of read(current())) this.inc(labels as never, value);
-      },
-    });
-  const gauge = <L extends string>(
-    name: string,
-    help: string,
-    labelNames: L[],
-    read: () => [Partial<Record<L, string>>, number][],
-  ) =>
-    new Gauge<L>({
-      name: p + name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const [labels, value] of read()) this.set(labels as never, value);
-      },
-    });
+  /** Rows of a metric, read at each scrape: labels and value. */
+  type Read<L extends string> = (stats: ServerStats) => [Partial<Record<L, string>>, number][];
+  /** Reset, then filled from `read` at each scrape (a gauge's `inc` after a reset is a `set`). */
+  const fill = <L extends string>(read: Read<L>) =>
+    function (this: Counter<L> | Gauge<L>) {
+      this.reset();
+      for (const [labels, value] of read(current())) this.inc(labels as never, value);
+    };
+  /** A counter whose value is a total the node keeps. */
+  const total = <L extends string>(name: string, help: string, labelNames: L[], read: Read<L>) =>
+    new Counter<L>({ name: p + name, help, labelNames, registers, collect: fill(read) });
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[], read: Read<L>) =>
+    new Gauge<L>({ name: p + name, help, labelNames, registers, collect: fill(read) });
   const entries = <K extends string>(record: Partial<Record<K, number>>) =>
     Object.entries(record) as [K, number][];
 
@@ -141,15 +121,15 @@ export function collectMetrics<Identity, Data extends object>(
       [{ protocol: 'wscale.v1' }, v1],
     ];
   });
-  gauge('rooms', 'Rooms with members on this node.', [], () => [[{}, current().rooms]]);
-  gauge('subscriptions', "Room memberships of this node's clients.", [], () => [
-    [{}, current().subscriptions],
+  gauge('rooms', 'Rooms with members on this node.', [], (s) => [[{}, s.rooms]]);
+  gauge('subscriptions', "Room memberships of this node's clients.", [], (s) => [
+    [{}, s.subscriptions],
   ]);
   gauge('broker_status', 'The broker state: 1 for the current one.', ['status'], () =>
     STATUSES.map((status) => [{ status }, node.brokerStatus === status ? 1 : 0]),
   );
-  gauge('broker_queue_depth', 'Publishes waiting for the broker.', [], () => [
-    [{}, current().brokerQueue],
+  gauge('broker_queue_depth', 'Publishes waiting for the broker.', [], (s) => [
+    [{}, s.brokerQueue],
   ]);
   gauge('peer_nodes', 'Other nodes alive.', [], () => [[{}, node.nodes.length]]);
 

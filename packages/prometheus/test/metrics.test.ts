@@ -3,7 +3,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MemoryHistory, MemoryStateStore, ScaledWebSocketServer } from '@wscale/core';
 import { until } from '@wscale/core/testing';
-import { collectMetrics, instrumentHistory, instrumentStateStore } from '@wscale/prometheus';
+import {
+  clusterView,
+  collectMetrics,
+  instrumentHistory,
+  instrumentStateStore,
+} from '@wscale/prometheus';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, urlOf } from '../../core/test/helpers/nodes.js';
@@ -140,6 +145,49 @@ describe('collectMetrics', () => {
     expect(m('wscale_state_store_seconds_count{op="set"}')).toBeGreaterThanOrEqual(1); // the session
     expect(stateStore.ttlMs).toBe(new MemoryStateStore().ttlMs); // other members are the store's own
     expect(m(`wscale_resumes_total{result="failed",reason="${welcome.reason}"}`)).toBe(1);
+  });
+});
+
+describe('instrumented stores', () => {
+  it('count a failing call as an error, timed too, and share the metrics between two stores', async () => {
+    class DownStore extends MemoryStateStore {
+      override get(_key: string): Promise<never> {
+        return Promise.reject(new Error('store down'));
+      }
+    }
+    const registry = new Registry();
+    const down = instrumentStateStore(new DownStore(), { registry });
+    const up = instrumentStateStore(new MemoryStateStore(), { registry });
+    cleanup.push(
+      () => down.close(),
+      () => up.close(),
+    );
+    await expect(down.get('k')).rejects.toThrow('store down');
+    expect(await up.get('k')).toBeUndefined();
+    const m = await (await endpoint(registry))();
+    expect(m('wscale_state_store_errors_total{op="get"}')).toBe(1);
+    expect(m('wscale_state_store_seconds_count{op="get"}')).toBe(2);
+  });
+});
+
+describe('clusterView', () => {
+  it('serves the page, and the numbers of every node under stats.json', async () => {
+    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => wss.close());
+    await wss.ready();
+    const server = createServer(clusterView(wss));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise((resolve) => server.close(resolve)));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/cluster`;
+    const page = await fetch(`${base}/`);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(await page.text()).toContain('stats.json');
+    const stats = await fetch(`${base}/stats.json`);
+    expect(stats.status).toBe(200);
+    const body = (await stats.json()) as { node: string; nodes: Array<{ nodeId: string }> };
+    expect(body.node).toBe(wss.nodeId);
+    expect(body.nodes.map((node) => node.nodeId)).toEqual([wss.nodeId]);
+    expect(body).toMatchObject({ missing: [] });
   });
 });
 
