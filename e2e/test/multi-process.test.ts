@@ -2,15 +2,9 @@ import { type Broker, Publisher } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { NatsBroker } from '@wscale/nats';
 import { RedisBroker } from '@wscale/redis';
-import {
-  RedisServer,
-  redisAvailable,
-  type SingleNats,
-  skipWithoutNats,
-  startNatsServer,
-} from '@wscale/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { describeOnEachBroker } from './helpers/brokers.js';
 import { NodeProcess } from './helpers/nodes.js';
 
 /** A raw `ws` client of one node: learns its id, then records what it receives. */
@@ -229,26 +223,8 @@ function partialAnswers(env: () => Record<string, string>, prefix: string) {
   }, 60_000);
 }
 
-describe.skipIf(!redisAvailable())('three node processes on Redis', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await RedisServer.launch();
-  });
-  afterAll(() => redis.destroy());
-  const env = () => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` });
-  multiProcess(env, 'redis');
-  publishing(env, 'redis');
-  partialAnswers(env, 'redis');
-});
-
-describe.skipIf(skipWithoutNats())('three node processes on NATS', () => {
-  let nats: SingleNats;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-  });
-  afterAll(() => nats.close());
-  const env = () => ({ BROKER: 'nats', NATS_URL: nats.server.url });
-  multiProcess(env, 'nats');
-  publishing(env, 'nats');
-  partialAnswers(env, 'nats');
+describeOnEachBroker('three node processes', (broker) => {
+  multiProcess(broker.env, broker.name);
+  publishing(broker.env, broker.name);
+  partialAnswers(broker.env, broker.name);
 });

@@ -7,18 +7,11 @@ import {
   ScaledWebSocketServer,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
-import {
-  RedisServer,
-  redisAvailable,
-  type SingleNats,
-  settle,
-  skipWithoutNats,
-  startNatsServer,
-  WireTap,
-} from '@wscale/test-support';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { settle, WireTap } from '@wscale/test-support';
+import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { Balancer } from './helpers/balancer.js';
+import { describeOnEachBroker } from './helpers/brokers.js';
 import { NodeProcess } from './helpers/nodes.js';
 
 /**
@@ -226,26 +219,6 @@ describe('resume across nodes, on memory', () => {
   scenarios(memoryCluster, { processes: false });
 });
 
-describe.skipIf(!redisAvailable())('resume across node processes, on Redis', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await RedisServer.launch();
-  });
-  afterAll(() => redis.destroy());
-  scenarios(
-    () =>
-      processCluster({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }, 'redis'),
-    { processes: true },
-  );
-});
-
-describe.skipIf(skipWithoutNats())('resume across node processes, on NATS', () => {
-  let nats: SingleNats;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-  });
-  afterAll(() => nats.close());
-  scenarios(() => processCluster({ BROKER: 'nats', NATS_URL: nats.server.url }, 'nats'), {
-    processes: true,
-  });
+describeOnEachBroker('resume across node processes', (broker) => {
+  scenarios(() => processCluster(broker.env(), broker.name), { processes: true });
 });
