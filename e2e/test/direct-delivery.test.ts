@@ -19,15 +19,11 @@ const INTERVAL_MS = 10;
 const CLIENTS = 6;
 
 async function runScenario(env: Record<string, string>, prefix: string): Promise<void> {
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) =>
-      NodeProcess.start(`${prefix}-${i}`, {
-        ...env,
-        SESSION_SECRET: 'e2e-secret-of-enough-length',
-        DIRECT_HISTORY: '1',
-      }),
-    ),
-  );
+  const nodes = await NodeProcess.startThree(prefix, {
+    ...env,
+    SESSION_SECRET: 'e2e-secret-of-enough-length',
+    DIRECT_HISTORY: '1',
+  });
   const balancer = new Balancer(nodes.map((node) => node.port));
   const port = await balancer.listen();
   const watched: Array<{ client: WscaleClient; tap: WireTap; numbers: number[] }> = [];

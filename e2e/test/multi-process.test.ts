@@ -53,11 +53,10 @@ class V1Socket {
  */
 function multiProcess(env: () => Record<string, string>, prefix: string) {
   it('delivers room broadcasts and direct sends to exactly the right clients, once', async () => {
-    const nodes = await Promise.all(
-      [0, 1, 2].map((i) =>
-        NodeProcess.start(`${prefix}-${i}`, { ...env(), SESSION_SECRET: 'x'.repeat(32) }),
-      ),
-    );
+    const nodes = await NodeProcess.startThree(prefix, {
+      ...env(),
+      SESSION_SECRET: 'x'.repeat(32),
+    });
     const clients: RawClient[] = [];
     try {
       // Per node: one client in "red", one in "blue", one in both, one in none.
@@ -97,11 +96,10 @@ function multiProcess(env: () => Record<string, string>, prefix: string) {
   }, 60_000);
 
   it('delivers every direct message once while its session moves to another node', async () => {
-    const nodes = await Promise.all(
-      [0, 1, 2].map((i) =>
-        NodeProcess.start(`${prefix}-move-${i}`, { ...env(), SESSION_SECRET: 'x'.repeat(32) }),
-      ),
-    );
+    const nodes = await NodeProcess.startThree(`${prefix}-move`, {
+      ...env(),
+      SESSION_SECRET: 'x'.repeat(32),
+    });
     const sockets: V1Socket[] = [];
     try {
       const first = new V1Socket(nodes[0]!.port);

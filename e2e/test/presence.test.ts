@@ -38,16 +38,12 @@ interface Scene {
 }
 
 async function startScene(env: Record<string, string>, prefix: string): Promise<Scene> {
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) =>
-      NodeProcess.start(`${prefix}-${i}`, {
-        ...env,
-        SESSION_SECRET: SECRET,
-        ROOM,
-        PRESENCE_GRACE_MS: String(GRACE_MS),
-      }),
-    ),
-  );
+  const nodes = await NodeProcess.startThree(prefix, {
+    ...env,
+    SESSION_SECRET: SECRET,
+    ROOM,
+    PRESENCE_GRACE_MS: String(GRACE_MS),
+  });
   const balancer = new Balancer(nodes.map((node) => node.port));
   const port = await balancer.listen();
   // Every node knows the others before anyone joins (node discovery is a broker round trip).

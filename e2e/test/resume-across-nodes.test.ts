@@ -145,9 +145,7 @@ async function memoryCluster(): Promise<Cluster> {
 
 /** Three node processes on a broker service. */
 async function processCluster(env: Record<string, string>, prefix: string): Promise<Cluster> {
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) => NodeProcess.start(`${prefix}-${i}`, { ...env, SESSION_SECRET: SECRET })),
-  );
+  const nodes = await NodeProcess.startThree(prefix, { ...env, SESSION_SECRET: SECRET });
   return {
     ports: nodes.map((node) => node.port),
     publish: (from) => nodes[from]!.publish(COUNT, INTERVAL_MS),

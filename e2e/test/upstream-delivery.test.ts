@@ -31,11 +31,11 @@ interface Heard {
 async function runScenario(env: Record<string, string>, prefix: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'wscale-upstream-'));
   const log = join(dir, 'messages.jsonl');
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) =>
-      NodeProcess.start(`${prefix}-${i}`, { ...env, SESSION_SECRET: SECRET, MESSAGES_LOG: log }),
-    ),
-  );
+  const nodes = await NodeProcess.startThree(prefix, {
+    ...env,
+    SESSION_SECRET: SECRET,
+    MESSAGES_LOG: log,
+  });
   const balancer = new Balancer(nodes.map((node) => node.port));
   const port = await balancer.listen();
   const clients: WscaleClient[] = [];
