@@ -1,17 +1,10 @@
 import { WscaleClient } from '@wscale/client';
 import { inboxOf } from '@wscale/core/protocol';
 import { until } from '@wscale/core/testing';
-import {
-  RedisServer,
-  redisAvailable,
-  type SingleNats,
-  settle,
-  skipWithoutNats,
-  startNatsServer,
-  WireTap,
-} from '@wscale/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settle, WireTap } from '@wscale/test-support';
+import { expect, it } from 'vitest';
 import { Balancer } from './helpers/balancer.js';
+import { describeOnEachBroker } from './helpers/brokers.js';
 import { NodeProcess } from './helpers/nodes.js';
 
 /**
@@ -26,15 +19,11 @@ const INTERVAL_MS = 10;
 const CLIENTS = 6;
 
 async function runScenario(env: Record<string, string>, prefix: string): Promise<void> {
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) =>
-      NodeProcess.start(`${prefix}-${i}`, {
-        ...env,
-        SESSION_SECRET: 'e2e-secret-of-enough-length',
-        DIRECT_HISTORY: '1',
-      }),
-    ),
-  );
+  const nodes = await NodeProcess.startThree(prefix, {
+    ...env,
+    SESSION_SECRET: 'e2e-secret-of-enough-length',
+    DIRECT_HISTORY: '1',
+  });
   const balancer = new Balancer(nodes.map((node) => node.port));
   const port = await balancer.listen();
   const watched: Array<{ client: WscaleClient; tap: WireTap; numbers: number[] }> = [];
@@ -80,27 +69,8 @@ async function runScenario(env: Record<string, string>, prefix: string): Promise
   }
 }
 
-describe.skipIf(!redisAvailable())('kept direct messages across node processes, on Redis', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await RedisServer.launch();
-  });
-  afterAll(() => redis.destroy());
+describeOnEachBroker('kept direct messages across node processes', (broker) => {
   it('direct messages to the clients of a killed node arrive after the resume, once, in order', async () => {
-    await runScenario(
-      { BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` },
-      'redis-direct',
-    );
-  }, 90_000);
-});
-
-describe.skipIf(skipWithoutNats())('kept direct messages across node processes, on NATS', () => {
-  let nats: SingleNats;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-  });
-  afterAll(() => nats.close());
-  it('direct messages to the clients of a killed node arrive after the resume, once, in order', async () => {
-    await runScenario({ BROKER: 'nats', NATS_URL: nats.server.url }, 'nats-direct');
+    await runScenario(broker.env(), `${broker.name}-direct`);
   }, 90_000);
 });

@@ -2,15 +2,9 @@ import { type Broker, Publisher } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { NatsBroker } from '@wscale/nats';
 import { RedisBroker } from '@wscale/redis';
-import {
-  RedisServer,
-  redisAvailable,
-  type SingleNats,
-  skipWithoutNats,
-  startNatsServer,
-} from '@wscale/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { describeOnEachBroker } from './helpers/brokers.js';
 import { NodeProcess } from './helpers/nodes.js';
 
 /** A raw `ws` client of one node: learns its id, then records what it receives. */
@@ -59,11 +53,10 @@ class V1Socket {
  */
 function multiProcess(env: () => Record<string, string>, prefix: string) {
   it('delivers room broadcasts and direct sends to exactly the right clients, once', async () => {
-    const nodes = await Promise.all(
-      [0, 1, 2].map((i) =>
-        NodeProcess.start(`${prefix}-${i}`, { ...env(), SESSION_SECRET: 'x'.repeat(32) }),
-      ),
-    );
+    const nodes = await NodeProcess.startThree(prefix, {
+      ...env(),
+      SESSION_SECRET: 'x'.repeat(32),
+    });
     const clients: RawClient[] = [];
     try {
       // Per node: one client in "red", one in "blue", one in both, one in none.
@@ -103,11 +96,10 @@ function multiProcess(env: () => Record<string, string>, prefix: string) {
   }, 60_000);
 
   it('delivers every direct message once while its session moves to another node', async () => {
-    const nodes = await Promise.all(
-      [0, 1, 2].map((i) =>
-        NodeProcess.start(`${prefix}-move-${i}`, { ...env(), SESSION_SECRET: 'x'.repeat(32) }),
-      ),
-    );
+    const nodes = await NodeProcess.startThree(`${prefix}-move`, {
+      ...env(),
+      SESSION_SECRET: 'x'.repeat(32),
+    });
     const sockets: V1Socket[] = [];
     try {
       const first = new V1Socket(nodes[0]!.port);
@@ -229,26 +221,8 @@ function partialAnswers(env: () => Record<string, string>, prefix: string) {
   }, 60_000);
 }
 
-describe.skipIf(!redisAvailable())('three node processes on Redis', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await RedisServer.launch();
-  });
-  afterAll(() => redis.destroy());
-  const env = () => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` });
-  multiProcess(env, 'redis');
-  publishing(env, 'redis');
-  partialAnswers(env, 'redis');
-});
-
-describe.skipIf(skipWithoutNats())('three node processes on NATS', () => {
-  let nats: SingleNats;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-  });
-  afterAll(() => nats.close());
-  const env = () => ({ BROKER: 'nats', NATS_URL: nats.server.url });
-  multiProcess(env, 'nats');
-  publishing(env, 'nats');
-  partialAnswers(env, 'nats');
+describeOnEachBroker('three node processes', (broker) => {
+  multiProcess(broker.env, broker.name);
+  publishing(broker.env, broker.name);
+  partialAnswers(broker.env, broker.name);
 });

@@ -1,15 +1,9 @@
 import { WscaleClient } from '@wscale/client';
 import { delay, until } from '@wscale/core/testing';
-import {
-  RedisServer,
-  redisAvailable,
-  type SingleNats,
-  skipWithoutNats,
-  startNatsServer,
-} from '@wscale/test-support';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { Balancer } from './helpers/balancer.js';
+import { describeOnEachBroker } from './helpers/brokers.js';
 import { NodeProcess } from './helpers/nodes.js';
 
 /**
@@ -44,16 +38,12 @@ interface Scene {
 }
 
 async function startScene(env: Record<string, string>, prefix: string): Promise<Scene> {
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) =>
-      NodeProcess.start(`${prefix}-${i}`, {
-        ...env,
-        SESSION_SECRET: SECRET,
-        ROOM,
-        PRESENCE_GRACE_MS: String(GRACE_MS),
-      }),
-    ),
-  );
+  const nodes = await NodeProcess.startThree(prefix, {
+    ...env,
+    SESSION_SECRET: SECRET,
+    ROOM,
+    PRESENCE_GRACE_MS: String(GRACE_MS),
+  });
   const balancer = new Balancer(nodes.map((node) => node.port));
   const port = await balancer.listen();
   // Every node knows the others before anyone joins (node discovery is a broker round trip).
@@ -190,14 +180,9 @@ function scenarios(env: () => Record<string, string>, prefix: string) {
   }, 90_000);
 }
 
-describe.skipIf(!redisAvailable())('presence across node processes, on Redis', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await RedisServer.launch();
-  });
-  afterAll(() => redis.destroy());
-  const env = () => ({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` });
-  scenarios(env, 'redis');
+describeOnEachBroker('presence across node processes', (broker) => {
+  scenarios(broker.env, broker.name);
+  if (broker.name !== 'redis') return;
 
   let scene: Scene | undefined;
   afterEach(async () => {
@@ -206,7 +191,8 @@ describe.skipIf(!redisAvailable())('presence across node processes, on Redis', (
   });
 
   it('a node whose Redis subscription is cut again and again while users come and go converges', async () => {
-    scene = await startScene(env(), 'redis-cut');
+    scene = await startScene(broker.env(), 'redis-cut');
+    const redis = broker.redis()!;
     const { nodes, users } = scene;
     const victim = nodes[1]!;
     // Kill the victim's subscriber connection every 50 ms for 2 s: what is published while it
@@ -247,13 +233,4 @@ describe.skipIf(!redisAvailable())('presence across node processes, on Redis', (
       await Promise.all(comers.map((client) => client.close()));
     }
   }, 90_000);
-});
-
-describe.skipIf(skipWithoutNats())('presence across node processes, on NATS', () => {
-  let nats: SingleNats;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-  });
-  afterAll(() => nats.close());
-  scenarios(() => ({ BROKER: 'nats', NATS_URL: nats.server.url }), 'nats');
 });

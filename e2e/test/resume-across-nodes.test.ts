@@ -7,18 +7,11 @@ import {
   ScaledWebSocketServer,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
-import {
-  RedisServer,
-  redisAvailable,
-  type SingleNats,
-  settle,
-  skipWithoutNats,
-  startNatsServer,
-  WireTap,
-} from '@wscale/test-support';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { settle, WireTap } from '@wscale/test-support';
+import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { Balancer } from './helpers/balancer.js';
+import { describeOnEachBroker } from './helpers/brokers.js';
 import { NodeProcess } from './helpers/nodes.js';
 
 /**
@@ -152,9 +145,7 @@ async function memoryCluster(): Promise<Cluster> {
 
 /** Three node processes on a broker service. */
 async function processCluster(env: Record<string, string>, prefix: string): Promise<Cluster> {
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) => NodeProcess.start(`${prefix}-${i}`, { ...env, SESSION_SECRET: SECRET })),
-  );
+  const nodes = await NodeProcess.startThree(prefix, { ...env, SESSION_SECRET: SECRET });
   return {
     ports: nodes.map((node) => node.port),
     publish: (from) => nodes[from]!.publish(COUNT, INTERVAL_MS),
@@ -226,26 +217,6 @@ describe('resume across nodes, on memory', () => {
   scenarios(memoryCluster, { processes: false });
 });
 
-describe.skipIf(!redisAvailable())('resume across node processes, on Redis', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await RedisServer.launch();
-  });
-  afterAll(() => redis.destroy());
-  scenarios(
-    () =>
-      processCluster({ BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` }, 'redis'),
-    { processes: true },
-  );
-});
-
-describe.skipIf(skipWithoutNats())('resume across node processes, on NATS', () => {
-  let nats: SingleNats;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-  });
-  afterAll(() => nats.close());
-  scenarios(() => processCluster({ BROKER: 'nats', NATS_URL: nats.server.url }, 'nats'), {
-    processes: true,
-  });
+describeOnEachBroker('resume across node processes', (broker) => {
+  scenarios(() => processCluster(broker.env(), broker.name), { processes: true });
 });

@@ -3,16 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WscaleClient } from '@wscale/client';
 import { until } from '@wscale/core/testing';
-import {
-  RedisServer,
-  redisAvailable,
-  type SingleNats,
-  skipWithoutNats,
-  startNatsServer,
-} from '@wscale/test-support';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { Balancer } from './helpers/balancer.js';
+import { describeOnEachBroker } from './helpers/brokers.js';
 import { NodeProcess } from './helpers/nodes.js';
 
 /**
@@ -37,11 +31,11 @@ interface Heard {
 async function runScenario(env: Record<string, string>, prefix: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'wscale-upstream-'));
   const log = join(dir, 'messages.jsonl');
-  const nodes = await Promise.all(
-    [0, 1, 2].map((i) =>
-      NodeProcess.start(`${prefix}-${i}`, { ...env, SESSION_SECRET: SECRET, MESSAGES_LOG: log }),
-    ),
-  );
+  const nodes = await NodeProcess.startThree(prefix, {
+    ...env,
+    SESSION_SECRET: SECRET,
+    MESSAGES_LOG: log,
+  });
   const balancer = new Balancer(nodes.map((node) => node.port));
   const port = await balancer.listen();
   const clients: WscaleClient[] = [];
@@ -113,27 +107,8 @@ async function runScenario(env: Record<string, string>, prefix: string): Promise
   }
 }
 
-describe.skipIf(!redisAvailable())('upstream delivery across node processes, on Redis', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await RedisServer.launch();
-  });
-  afterAll(() => redis.destroy());
+describeOnEachBroker('upstream delivery across node processes', (broker) => {
   it('a killed and a drained node lose nothing clients sent', async () => {
-    await runScenario(
-      { BROKER: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}` },
-      'redis-up',
-    );
-  }, 90_000);
-});
-
-describe.skipIf(skipWithoutNats())('upstream delivery across node processes, on NATS', () => {
-  let nats: SingleNats;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-  });
-  afterAll(() => nats.close());
-  it('a killed and a drained node lose nothing clients sent', async () => {
-    await runScenario({ BROKER: 'nats', NATS_URL: nats.server.url }, 'nats-up');
+    await runScenario(broker.env(), `${broker.name}-up`);
   }, 90_000);
 });

@@ -9,8 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { constants, deflateRawSync } from 'node:zlib';
 import { io as connectSocketIo, type Socket as SioSocket } from 'socket.io-client';
 import { WebSocket } from 'ws';
+import { awaitReady } from '../harness/nodes.js';
 import type { Processes, Started } from '../harness/processes.js';
-import { isReady, Peer } from '../ipc.js';
+import { Peer } from '../ipc.js';
 import type { ProcessSample } from '../servers/process-stats.js';
 import { chatMessage, seqOf } from './chat-payload.js';
 import { COMPRESSION_ENV, type CompressionNodeConfig } from './node-config.js';
@@ -329,7 +330,7 @@ async function startNodes(context: CompressionContext, contender: Contender): Pr
       );
       started.push(child);
       peers.push(new Peer(child.child));
-      urls.push(`ws://127.0.0.1:${await readyPort(child)}`);
+      urls.push(`ws://127.0.0.1:${await readyPort(child, node)}`);
     }
   } catch (error) {
     await stop();
@@ -348,25 +349,13 @@ async function startNodes(context: CompressionContext, contender: Contender): Pr
   };
 }
 
-function readyPort(started: Started): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`${started.name} not ready`)), 15_000);
-    const onMessage = (message: unknown) => {
-      if (!isReady(message)) return;
-      cleanup();
-      resolve(message.port);
-    };
-    const onExit = () => fail(new Error(`${started.name} exited before it was ready`));
-    const fail = (error: Error) => {
-      cleanup();
-      reject(new Error(`${error.message}\n${started.output()}`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      started.child.off('message', onMessage).off('exit', onExit);
-    };
-    started.child.on('message', onMessage).once('exit', onExit);
+/** The port of a compression node (numbered `node`) once it is ready. */
+async function readyPort(started: Started, node: number): Promise<number> {
+  let port = 0;
+  await awaitReady(started, [node], 15_000, (message) => {
+    port = message.port;
   });
+  return port;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { isReady, Peer } from '../ipc.js';
+import { isReady, Peer, type ReadyMessage } from '../ipc.js';
 import { CONFIG_ENV, type NodeConfig, type ServerCounts } from '../servers/config.js';
 import type { ProcessSample } from '../servers/process-stats.js';
 import type { Implementation } from './implementations.js';
@@ -73,34 +73,9 @@ export async function startNodes(
   const readies: Promise<void>[] = [];
 
   const expectReady = (started: Started, nodes: number[]) =>
-    new Promise<void>((resolve, reject) => {
-      const pending = new Set(nodes);
-      const timer = setTimeout(
-        () => fail(new Error(`${started.name} not ready in ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
-      const onMessage = (message: unknown) => {
-        if (!isReady(message)) return;
-        ports[message.node] = message.port;
-        pids[message.node] = message.pid;
-        pending.delete(message.node);
-        if (pending.size === 0) {
-          cleanup();
-          resolve();
-        }
-      };
-      const onExit = () => fail(new Error(`${started.name} exited before it was ready`));
-      const fail = (error: Error) => {
-        cleanup();
-        reject(new Error(`${error.message}\n${started.output()}`));
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        started.child.off('message', onMessage);
-        started.child.off('exit', onExit);
-      };
-      started.child.on('message', onMessage);
-      started.child.once('exit', onExit);
+    awaitReady(started, nodes, options.timeoutMs, (message) => {
+      ports[message.node] = message.port;
+      pids[message.node] = message.pid;
     });
 
   if (implementation.cluster) {
@@ -211,4 +186,44 @@ export async function startNodes(
     group.primary = () => peer.request<ProcessSample>('sample', undefined, 10_000);
   }
   return group;
+}
+
+/**
+ * Resolves once `started` has said it is ready for each of `nodes`, handing every such message to
+ * `onReady`; rejects, with the end of what it printed, if it exits first or `timeoutMs` passes.
+ */
+export function awaitReady(
+  started: Started,
+  nodes: readonly number[],
+  timeoutMs: number,
+  onReady: (message: ReadyMessage) => void,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const pending = new Set(nodes);
+    const timer = setTimeout(
+      () => fail(new Error(`${started.name} not ready in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const onMessage = (message: unknown) => {
+      if (!isReady(message)) return;
+      onReady(message);
+      pending.delete(message.node);
+      if (pending.size === 0) {
+        cleanup();
+        resolve();
+      }
+    };
+    const onExit = () => fail(new Error(`${started.name} exited before it was ready`));
+    const fail = (error: Error) => {
+      cleanup();
+      reject(new Error(`${error.message}\n${started.output()}`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      started.child.off('message', onMessage);
+      started.child.off('exit', onExit);
+    };
+    started.child.on('message', onMessage);
+    started.child.once('exit', onExit);
+  });
 }

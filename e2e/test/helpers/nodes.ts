@@ -33,6 +33,11 @@ export class NodeProcess {
     return node;
   }
 
+  /** Starts three nodes, `<prefix>-0` to `<prefix>-2`, with the same env. */
+  static startThree(prefix: string, env: Record<string, string>): Promise<NodeProcess[]> {
+    return Promise.all([0, 1, 2].map((i) => NodeProcess.start(`${prefix}-${i}`, env)));
+  }
+
   /** Publishes `count` numbered messages to the room from this node; resolves when done. */
   async publish(count: number, intervalMs: number): Promise<void> {
     this.#child.send({ publish: { count, intervalMs } });
