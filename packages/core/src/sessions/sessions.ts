@@ -53,6 +53,8 @@ export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: str
 /** The outcome of a `hello`. */
 export interface OpenedSession {
   id: string;
+  /** Who may resume it: `sessionOwner` of the identity that opened it. */
+  owner: string;
   token: string;
   conn: string;
   resumed: boolean;
@@ -158,12 +160,13 @@ export class Sessions {
     } catch (error) {
       this.#onError(error);
       // The same session, not saved by this connection: the client may resume it later.
-      return { id, token, conn, resumed: false, reason: 'unavailable' };
+      return { id, owner, token, conn, resumed: false, reason: 'unavailable' };
     }
     if (damage !== undefined) this.#onError(damage);
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
     return {
       id,
+      owner,
       token: this.#tokens.issue(id),
       conn,
       resumed: true,
@@ -225,7 +228,7 @@ export class Sessions {
     await this.#store
       .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
       .catch(this.#onError);
-    return { id, token: this.#tokens.issue(id), conn, resumed: false, reason };
+    return { id, owner, token: this.#tokens.issue(id), conn, resumed: false, reason };
   }
 
   #key(id: string): string {

@@ -126,6 +126,8 @@ export interface ClientHost {
 interface Rare {
   dropped: number;
   conn?: string;
+  /** Its session's owner, as `sessionOwner` said when the session opened. */
+  owner?: string;
   held?: Buffer[];
   heldBytes?: number;
   /** Joins and requests waiting for their `ack`. */
@@ -513,6 +515,15 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   set conn(conn: string | undefined) {
     this.#rareState().conn = conn;
+  }
+
+  /** The owner of this client's `wscale.v1` session, known from its open. */
+  get owner(): string | undefined {
+    return this.#rare?.owner;
+  }
+
+  set owner(owner: string | undefined) {
+    this.#rareState().owner = owner;
   }
 
   /** Counts a message dropped for this slow consumer. */
