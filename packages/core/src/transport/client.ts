@@ -75,7 +75,11 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   readonly dropped: number;
   /** Whether the connection is open. */
   readonly open: boolean;
-  /** Bytes waiting to be written to this client. */
+  /**
+   * Bytes on their way to this client: those in its socket's send buffer, and the frames held back
+   * while its session resumes. Exactly what `maxBufferedBytes` is compared with: a message is
+   * written while this is below it, and dropped (or the client closed) once it is not.
+   */
   readonly bufferedAmount: number;
   /** The negotiated subprotocol, or `''`. */
   readonly protocol: string;
@@ -340,9 +344,9 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     return this.#ws.readyState === WebSocket.OPEN;
   }
 
-  /** Bytes waiting to be written to this client. */
+  /** Bytes on their way to this client: what the send-buffer budget counts. */
   get bufferedAmount(): number {
-    return this.#ws.bufferedAmount;
+    return this.#queuedBytes();
   }
 
   /** The negotiated subprotocol, or `''`. */
