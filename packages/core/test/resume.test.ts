@@ -9,7 +9,7 @@ import { delay, until } from '@wscale/core/testing';
 import { settle } from '@wscale/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
-import { V1Peer } from './helpers/v1-client.js';
+import { recordedClose, V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
 const stores: Array<{ close(): Promise<void> }> = [];
@@ -486,14 +486,7 @@ describe('wscale.v1 operations', () => {
       await peer.next('ack');
     }
     peer.ws.close();
-    await until(
-      async () => {
-        const stored = await store.get(`wscale:session:${welcome.client}`);
-        return stored !== undefined && JSON.parse(stored.value).live === false;
-      },
-      3000,
-      'the close to be recorded',
-    );
+    await recordedClose(store, welcome.client);
     const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
     expect(record).toMatchObject({ owner: 'user:ada', data: { n: 3 }, live: false });
     expect(owners).toEqual([{ id: 'ada' }]);

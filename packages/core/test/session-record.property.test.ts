@@ -4,12 +4,11 @@ import {
   type ScaledWebSocketServer,
   WscaleError,
 } from '@wscale/core';
-import { until } from '@wscale/core/testing';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fuzzParameters } from './helpers/arbitraries.js';
 import { TestCluster } from './helpers/nodes.js';
-import { V1Peer } from './helpers/v1-client.js';
+import { recordedClose, V1Peer } from './helpers/v1-client.js';
 
 /**
  * A session record is read back from a store that anything may have written to (an operator, an
@@ -48,14 +47,7 @@ async function closedSession(node: ScaledWebSocketServer, store: MemoryStateStor
   await peer.next('joined');
   const key = `wscale:session:${welcome.client}`;
   peer.ws.close();
-  await until(
-    async () => {
-      const stored = await store.get(key);
-      return stored !== undefined && JSON.parse(stored.value).live === false;
-    },
-    3000,
-    'the close to be recorded',
-  );
+  await recordedClose(store, welcome.client);
   const stored = await store.get(key);
   return { token: welcome.session, key, record: JSON.parse(stored!.value) as object };
 }
