@@ -24,11 +24,17 @@ export interface Upstream {
  * (or it times out), since a request the server handled is answered again from its kept reply.
  */
 export class Outbox {
-  #entries: Upstream[] = [];
+  /**
+   * The entries from `#head` on, in ascending `s`: they are numbered in order and sent in order, so
+   * what a `rcv` acknowledges is a prefix. Slots before `#head` are settled and emptied; the array
+   * is compacted once they are as many as the live ones, so a `rcv` costs what it acknowledged.
+   */
+  #entries: Array<Upstream | undefined> = [];
+  #head = 0;
   #last = 0;
 
   get size(): number {
-    return this.#entries.length;
+    return this.#entries.length - this.#head;
   }
 
   /** Numbers a new upstream frame; the promise settles when the server acknowledged it. */
@@ -48,28 +54,55 @@ export class Outbox {
     return { entry, acked };
   }
 
-  /** The server handed every message up to `s` to its application. */
+  /**
+   * The server handed every message up to `s` to its application. Only the acknowledged prefix is
+   * visited; the requests in it wait for their `ack` and stay, in order, at its end.
+   */
   received(s: number): void {
-    this.#settle((entry) => entry.s <= s && entry.requestId === undefined);
+    const entries = this.#entries;
+    let end = this.#head;
+    let waiting: Upstream[] | undefined;
+    for (; end < entries.length && entries[end]!.s <= s; end++) {
+      const entry = entries[end]!;
+      entries[end] = undefined;
+      if (entry.requestId === undefined) entry.resolve();
+      else {
+        waiting ??= [];
+        waiting.push(entry);
+      }
+    }
+    this.#head = end - (waiting?.length ?? 0);
+    if (waiting !== undefined)
+      for (const [i, entry] of waiting.entries()) entries[this.#head + i] = entry;
+    this.#compact();
   }
 
   /** The request with this id was answered (or timed out): it is not sent again. */
   answered(requestId: number): void {
-    const entry = this.#entries.find((candidate) => candidate.requestId === requestId);
-    if (entry !== undefined) this.done(entry);
+    const entries = this.#entries;
+    for (let i = this.#head; i < entries.length; i++) {
+      if (entries[i]!.requestId === requestId) {
+        this.done(entries[i]!);
+        return;
+      }
+    }
   }
 
   /** One frame needs no acknowledgement any more (its server does not number frames). */
   done(entry: Upstream): void {
-    const index = this.#entries.indexOf(entry);
+    const index = this.#entries.indexOf(entry, this.#head);
     if (index === -1) return;
-    this.#entries.splice(index, 1);
+    if (index === this.#head) {
+      this.#entries[index] = undefined;
+      this.#head++;
+      this.#compact();
+    } else this.#entries.splice(index, 1);
     entry.resolve();
   }
 
   /** What a resume sends again, in order: everything that went out and is not acknowledged. */
   sentBefore(): Upstream[] {
-    return this.#entries.filter((entry) => entry.sent);
+    return this.#live().filter((entry) => entry.sent);
   }
 
   /**
@@ -78,9 +111,11 @@ export class Outbox {
    * saved one given as `resume`), and a number at or below `s` would be refused as going backwards.
    */
   resumedAt(s: number): void {
-    if (this.#entries.some((entry) => !entry.sent && entry.s <= s)) {
+    const live = this.#live();
+    if (live.some((entry) => !entry.sent && entry.s <= s)) {
       this.#last = Math.max(this.#last, s);
-      for (const entry of this.#entries) if (!entry.sent) entry.s = ++this.#last;
+      // What never went out comes after what did (sent in order): the order of `s` holds.
+      for (const entry of live) if (!entry.sent) entry.s = ++this.#last;
     }
     this.received(s);
   }
@@ -91,22 +126,27 @@ export class Outbox {
    */
   renumber(): void {
     this.#last = 0;
-    for (const entry of this.#entries) entry.s = ++this.#last;
+    for (const entry of this.#live()) entry.s = ++this.#last;
   }
 
   /** Rejects everything (the client is closed). */
   rejectAll(error: () => ClientError): void {
-    const entries = this.#entries;
+    const entries = this.#live();
     this.#entries = [];
+    this.#head = 0;
     for (const entry of entries) entry.reject(error());
   }
 
-  #settle(done: (entry: Upstream) => boolean): void {
-    const kept: Upstream[] = [];
-    for (const entry of this.#entries) {
-      if (done(entry)) entry.resolve();
-      else kept.push(entry);
-    }
-    this.#entries = kept;
+  /** The entries not settled, in order. */
+  #live(): Upstream[] {
+    return this.#entries.slice(this.#head) as Upstream[];
+  }
+
+  /** Drops the settled slots once they are as many as the live entries (amortized per entry). */
+  #compact(): void {
+    const head = this.#head;
+    if (head === 0 || head < this.#entries.length - head) return;
+    this.#entries = this.#entries.slice(head);
+    this.#head = 0;
   }
 }

@@ -10,6 +10,7 @@ export type WscaleErrorCode =
   | 'BROKER_UNAVAILABLE'
   | 'BROKER_CLOSED'
   | 'STATE_STORE_FAILED'
+  | 'SESSION_RECORD_DAMAGED'
   | 'HISTORY_FAILED'
   | 'UPGRADE_REJECTED'
   | 'HANDLER_FAILED'
@@ -63,6 +64,17 @@ export class BrokerClosedError extends WscaleError {
 export class StateStoreError extends WscaleError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('STATE_STORE_FAILED', message, options);
+  }
+}
+
+/**
+ * A stored session record could not be read (not JSON, or not the shape wscale writes): the client
+ * that presented its token was given a new session (`welcome` says `resumed: false`, reason
+ * `expired`), as if the session had expired. The damaged record is left to expire.
+ */
+export class SessionRecordError extends WscaleError {
+  constructor(message: string) {
+    super('SESSION_RECORD_DAMAGED', message);
   }
 }
 

@@ -59,6 +59,7 @@ export {
   LimitExceededError,
   ProtocolError,
   ServerClosedError,
+  SessionRecordError,
   StateStoreError,
   UpgradeRejectedError,
   WscaleError,

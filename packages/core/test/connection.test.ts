@@ -1,5 +1,6 @@
 import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import {
   CloseCode,
   HandlerError,
@@ -15,6 +16,29 @@ import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
 afterEach(() => cluster.closeAll());
+
+/**
+ * A stream over a TCP socket that, like a TLS-less proxy's or a test's duplex, does not count the
+ * bytes it read (no `bytesRead`): the heartbeat then needs the `pong` listener.
+ */
+function uncounted(socket: Socket): Duplex {
+  const duplex = new Duplex({
+    read: () => socket.resume(),
+    write: (chunk, _encoding, done) => socket.write(chunk, done),
+    final: (done) => socket.end(done),
+    destroy: (error, done) => {
+      socket.destroy();
+      done(error);
+    },
+  });
+  socket.on('data', (chunk) => {
+    if (!duplex.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => duplex.push(null));
+  socket.on('close', () => duplex.destroy());
+  socket.on('error', () => undefined);
+  return duplex;
+}
 
 /** Sends an upgrade request and returns the HTTP status the server answered with. */
 function upgradeStatus(port: number, path: string, headers: Record<string, string> = {}) {
@@ -67,6 +91,39 @@ describe('connections', () => {
     lively.ws.on('ping', () => pings++);
     await until(() => pings >= 4, 2000, 'four heartbeat rounds');
     expect(node!.clients.has(lively.id)).toBe(true);
+  });
+
+  it('listens for pongs on a socket that does not count bytes: they keep it, silence ends it', async () => {
+    const wss = new ScaledWebSocketServer({ noServer: true, heartbeatIntervalMs: 50 });
+    wss.on('error', () => undefined);
+    const http = createServer();
+    const streams: Duplex[] = [];
+    http.on('upgrade', (request, socket, head) => {
+      const stream = uncounted(socket as Socket);
+      streams.push(stream);
+      wss.handleUpgrade(request, stream, head);
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const { port } = http.address() as AddressInfo;
+    try {
+      await wss.ready();
+      const lively = new TestClient(`ws://127.0.0.1:${port}/`);
+      const silent = new TestClient(`ws://127.0.0.1:${port}/`, { autoPong: false });
+      await Promise.all([lively.opened, silent.opened]);
+      expect(streams.every((stream) => !('bytesRead' in stream))).toBe(true);
+      await until(() => wss.clients.size === 2, 2000, 'both connections');
+      // The silent one misses its pong: terminated (1006) within a few rounds.
+      expect((await silent.closed).code).toBe(1006);
+      // The lively one's pongs keep it through several rounds.
+      let pings = 0;
+      lively.ws.on('ping', () => pings++);
+      await until(() => pings >= 4, 2000, 'four heartbeat rounds');
+      expect(wss.clients.size).toBe(1);
+      lively.ws.close();
+    } finally {
+      await wss.close();
+      await new Promise((resolve) => http.close(resolve));
+    }
   });
 
   it('closes with 1009 on a frame over maxPayload and keeps serving others', async () => {

@@ -9,7 +9,7 @@ import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ReceiptBatcher, UpstreamLedger } from '../src/v1/upstream.js';
 import { TestCluster } from './helpers/nodes.js';
-import { V1Peer } from './helpers/v1-client.js';
+import { recordedClose, V1Peer } from './helpers/v1-client.js';
 
 describe('UpstreamLedger', () => {
   it('hands each number on once and marks what a dead node may have handed on', () => {
@@ -135,18 +135,6 @@ async function startNodes(stores: StateStore[], onRequest?: () => string) {
     });
   }
   return { nodes, heard };
-}
-
-/** Waits until the node that held a session recorded its close (it notices a drop a moment later). */
-async function recordedClose(store: StateStore, clientId: string): Promise<void> {
-  await until(
-    async () => {
-      const record = await store.get(`wscale:session:${clientId}`);
-      return record !== undefined && JSON.parse(record.value).live === false;
-    },
-    3000,
-    'the close to be recorded',
-  );
 }
 
 /** Waits until a session's record says its first `up` messages were handed on. */

@@ -259,6 +259,84 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     );
   });
 
+  it('rejects only the append whose build threw mid-batch; the rest are stored in call order', async () => {
+    const options = { stream: `${stream}_buildthrows`, republishTo: 'wscale.' };
+    const h = history(options);
+    const { epoch } = await h.position('room');
+    const broken = new Error('build failed on purpose');
+    // One burst: a single pipelined batch, the third's build throwing.
+    const appends = Array.from({ length: 6 }, (_, i) =>
+      h.appendAndPublish('room', (p) => {
+        if (i === 2) throw broken;
+        return Buffer.from(`e${i}@${p.offset}`);
+      }),
+    );
+    const outcomes = await Promise.allSettled(appends);
+    const failed = outcomes[2]!;
+    expect(failed.status).toBe('rejected');
+    const reason = (failed as PromiseRejectedResult).reason;
+    expect(reason).toBeInstanceOf(HistoryError);
+    expect(reason.cause).toBe(broken);
+    const stored = outcomes.flatMap((outcome) =>
+      outcome.status === 'fulfilled' ? [outcome.value.offset] : [],
+    );
+    // The others: each stored once, at consecutive offsets in call order.
+    expect(stored).toEqual([1, 2, 3, 4, 5]);
+    const read = await h.read('room', { offset: 0, epoch });
+    expect(read.ok && read.entries.map((e) => text(e.payload))).toEqual([
+      'e0@1',
+      'e1@2',
+      'e3@3',
+      'e4@4',
+      'e5@5',
+    ]);
+    // And the room goes on from there.
+    expect(await h.append('room', Buffer.from('next'))).toEqual({ offset: 6, epoch });
+  });
+
+  it("answers too-old, never fails, when a read's range is trimmed while it runs", async () => {
+    const name = `${stream}_trimmed`;
+    const writer = history({ stream: name, maxEntries: 4 });
+    const reader = history({ stream: name, maxEntries: 4 });
+    const { epoch, offset: firstOffset } = await writer.append('room', Buffer.from('1'));
+    let offset = firstOffset;
+    let writing = true;
+    const written = (async () => {
+      // Bounded: bursts of 16 until the reads are done or 200 bursts.
+      for (let burst = 0; writing && burst < 200; burst++) {
+        const bursts = await Promise.all(
+          Array.from({ length: 16 }, () => writer.append('room', Buffer.from('x'))),
+        );
+        offset = bursts.at(-1)!.offset;
+      }
+    })();
+    const reasons: string[] = [];
+    try {
+      for (let i = 0; i < 60; i++) {
+        // The oldest entry kept a moment ago: trimmed by the time the read gets to it, mostly.
+        const after = Math.max(0, offset - 4);
+        const read = await reader.read('room', { offset: after, epoch });
+        if (read.ok) {
+          expect(read.epoch).toBe(epoch);
+          expect(read.entries.map((e) => e.offset)).toEqual(
+            read.entries.map((_, k) => after + 1 + k),
+          );
+          reasons.push('ok');
+        } else {
+          expect(read.reason).toBe('too-old');
+          expect(read.position.epoch).toBe(epoch);
+          expect(read.position.offset).toBeGreaterThan(after);
+          reasons.push(read.reason);
+        }
+      }
+    } finally {
+      writing = false;
+      await written;
+    }
+    // read() checks no range before it scans: each too-old was found by the scan itself.
+    expect(reasons).toContain('too-old');
+  }, 30_000);
+
   it('rejects with HistoryError within its timeout while NATS is down, and recovers', async () => {
     const h = history({ stream: `${stream}_outage`, timeoutMs: 1000 });
     const first = await h.append('room', Buffer.from('before'));

@@ -100,6 +100,46 @@ describeRedis('RedisBroker on standalone Redis', () => {
     }
   }, 30_000);
 
+  it('sends what was queued while Redis was down pipelined, in order, each once', async () => {
+    /** Counts the publishes out at once: a queue drained one per round trip never has two. */
+    class CountingBroker extends RedisBroker {
+      out = 0;
+      mostOut = 0;
+      protected override publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
+        this.mostOut = Math.max(this.mostOut, ++this.out);
+        return super.publishTopic(topic, payload).finally(() => this.out--);
+      }
+    }
+    // The publisher comes back after the subscriber has resubscribed (pub/sub keeps nothing).
+    const a = new CountingBroker({ redis: { ...standalone(server), retryStrategy: () => 1500 } });
+    const b = new RedisBroker({ redis: standalone(server) });
+    const count = 1000;
+    try {
+      const got: number[] = [];
+      await b.subscribe('drained', (payload) => got.push(Number(Buffer.from(payload))));
+      await until(() => a.status === 'ready', 5000, 'ready');
+      await server.stop();
+      await until(() => a.status === 'reconnecting', 5000, 'the outage');
+      const published = Array.from({ length: count }, (_, i) =>
+        a.publish('drained', Buffer.from(String(i + 1))),
+      );
+      expect(a.queued).toBe(count);
+      await server.start();
+      await until(() => b.status === 'ready', 10_000, 'the subscriber back');
+      await Promise.all(published);
+      await until(() => got.length >= count, 10_000, 'the queued messages');
+      await delay(200);
+      expect(got).toEqual(Array.from({ length: count }, (_, i) => i + 1));
+      expect(a.queued).toBe(0);
+      // Pipelined, in bounded batches.
+      expect(a.mostOut).toBeGreaterThan(1);
+      expect(a.mostOut).toBeLessThanOrEqual(256);
+    } finally {
+      await server.start();
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 30_000);
+
   it('fails a publish typed within commandTimeoutMs while Redis hangs, and publishes after', async () => {
     const broker = new RedisBroker({ redis: standalone(server), commandTimeoutMs: 300 });
     const pid = server.pid!;

@@ -59,4 +59,43 @@ describeRedis('wss.health() on Redis', () => {
       await Promise.all([broker.close(), stateStore.close(), history.close()]);
     }
   });
+
+  it('answers within timeoutMs with the stores down while Redis hangs, and ok once it answers', async () => {
+    const redis = standalone(server);
+    // Longer than the whole test: only health()'s own timeout can answer in time.
+    const commandTimeoutMs = 30_000;
+    const stateStore = new RedisStateStore({ redis, commandTimeoutMs });
+    const history = new RedisHistory({ redis, commandTimeoutMs });
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      stateStore,
+      sessionSecret: 'a secret of sixteen bytes or more',
+      history: [{ rooms: 'chat:*', store: history }],
+    });
+    const pid = server.pid!;
+    try {
+      await wss.ready();
+      expect(await wss.health()).toMatchObject({ stateStore: 'ok', history: 'ok' });
+      process.kill(pid, 'SIGSTOP');
+      const started = performance.now();
+      const hung = await wss.health({ timeoutMs: 300 });
+      const tookMs = performance.now() - started;
+      expect(hung).toMatchObject({ stateStore: 'down', history: 'down', ready: true });
+      // Bounded by its timeout (with room for a loaded machine), not by the commands' 30 s.
+      expect(tookMs).toBeGreaterThanOrEqual(250);
+      expect(tookMs).toBeLessThan(5000);
+      process.kill(pid, 'SIGCONT');
+      await until(
+        async () => (await wss.health()).stateStore === 'ok',
+        10_000,
+        'the store answering again',
+      );
+      expect(await wss.health()).toMatchObject({ stateStore: 'ok', history: 'ok' });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await wss.close();
+      await Promise.all([stateStore.close(), history.close()]);
+    }
+  }, 30_000);
 });

@@ -199,23 +199,38 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
     }
   }
 
+  /**
+   * Sends the queue in batches of at most {@link DRAIN_BATCH}, each batch pipelined (every publish
+   * sent before the first answer is awaited), in queue order. A batch stays queued while it is out:
+   * publishes made meanwhile wait behind it. One that fails while the connection is still up is
+   * rejected; one that fails because the connection dropped again stays queued, in its place.
+   */
   async #drainQueue(): Promise<void> {
     while (this.#status === 'ready' && this.#queue.length > 0) {
-      const next = this.#queue[0]!;
-      try {
-        await this.publishTopic(next.topic, next.payload);
-      } catch (error) {
-        if (this.#status === 'ready') {
-          this.#queue.shift();
-          next.reject(asUnavailable(error));
-        }
-        continue;
+      const batch = this.#queue.slice(0, DRAIN_BATCH);
+      const results = await Promise.allSettled(
+        batch.map((next) => this.#send(next.topic, next.payload)),
+      );
+      // Closed meanwhile: close() rejected the whole queue, this batch with it.
+      if (this.status === 'closed') return;
+      const kept: QueuedPublish[] = [];
+      for (let i = 0; i < batch.length; i++) {
+        const next = batch[i]!;
+        const result = results[i]!;
+        if (result.status === 'fulfilled') next.resolve();
+        else if (this.#status === 'ready') next.reject(asUnavailable(result.reason));
+        else kept.push(next);
       }
-      this.#queue.shift();
-      next.resolve();
+      this.#queue.splice(0, batch.length, ...kept);
     }
   }
 }
+
+/**
+ * Most queued publishes sent at once after a reconnect: enough that a long queue drains in few
+ * round trips, few enough that a reconnect does not flood the broker's connection.
+ */
+const DRAIN_BATCH = 256;
 
 function nothing(): void {}
 

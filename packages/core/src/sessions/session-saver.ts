@@ -12,6 +12,8 @@ export interface SavedClient {
    * of the connection has started).
    */
   conn: string | undefined;
+  /** The session's owner, asked of `sessionOwner` once, when the session opened. */
+  readonly owner: string | undefined;
   readonly data: object;
   readonly roomList: readonly string[];
   readonly ownRooms: readonly string[];
@@ -125,7 +127,8 @@ export class SessionSaver<Client extends SavedClient> {
     data = client.data,
   ): SessionSnapshot {
     return {
-      owner: sessionOwnerOf(this.#settings, client.identity),
+      // Known since the open: `sessionOwner` is asked once per connection, not on every save.
+      owner: client.owner ?? sessionOwnerOf(this.#settings, client.identity),
       data: this.#data(client, data),
       rooms,
       own,

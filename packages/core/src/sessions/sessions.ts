@@ -1,4 +1,5 @@
 import type { StateStore } from '../contracts.js';
+import { SessionRecordError } from '../errors.js';
 import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
 import { updateState } from '../util/update-state.js';
 import { SessionTokens } from './session-token.js';
@@ -52,6 +53,8 @@ export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: str
 /** The outcome of a `hello`. */
 export interface OpenedSession {
   id: string;
+  /** Who may resume it: `sessionOwner` of the identity that opened it. */
+  owner: string;
   token: string;
   conn: string;
   resumed: boolean;
@@ -111,7 +114,9 @@ export class Sessions {
     if (id === undefined) return undefined;
     try {
       const stored = await this.#store.get(this.#key(id));
-      const record = stored === undefined ? undefined : parseRecord(stored.value);
+      const parsed = stored === undefined ? undefined : parseRecord(stored.value);
+      // A damaged record is reported by the `open` that follows.
+      const record = parsed instanceof SessionRecordError ? undefined : parsed;
       if (record?.live === false || record?.node === undefined) return undefined;
       return { id, node: record.node, owner: record.owner };
     } catch {
@@ -128,18 +133,26 @@ export class Sessions {
     let refusal: NotResumedReason | undefined;
     let claimed: SessionRecord | undefined;
     let cleanlyClosed = false;
+    let damage: SessionRecordError | undefined;
     try {
       await updateState(this.#store, this.#key(id), (current) => {
         claimed = undefined;
         refusal = undefined;
+        damage = undefined;
         if (current === undefined) {
           refusal = 'expired';
           return undefined;
         }
-        const record = parseRecord(current);
-        if (record === undefined) refusal = 'expired';
-        else if (record.owner !== owner) refusal = 'forbidden';
-        if (refusal !== undefined || record === undefined) return undefined;
+        const record = parseRecord(current, id);
+        if (record instanceof SessionRecordError) {
+          // Unreadable: as good as gone; the client starts afresh, and the damage is reported.
+          damage = record;
+          return undefined;
+        }
+        if (record.owner !== owner) {
+          refusal = 'forbidden';
+          return undefined;
+        }
         cleanlyClosed = record.live === false;
         claimed = { ...record, conn, live: true, node: this.#node };
         return JSON.stringify(claimed);
@@ -147,11 +160,13 @@ export class Sessions {
     } catch (error) {
       this.#onError(error);
       // The same session, not saved by this connection: the client may resume it later.
-      return { id, token, conn, resumed: false, reason: 'unavailable' };
+      return { id, owner, token, conn, resumed: false, reason: 'unavailable' };
     }
+    if (damage !== undefined) this.#onError(damage);
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
     return {
       id,
+      owner,
       token: this.#tokens.issue(id),
       conn,
       resumed: true,
@@ -195,7 +210,9 @@ export class Sessions {
 
   async #write(id: string, conn: string, snapshot: SessionSnapshot): Promise<void> {
     await updateState(this.#store, this.#key(id), (current) => {
-      const stored = current === undefined ? undefined : parseRecord(current);
+      const parsed = current === undefined ? undefined : parseRecord(current);
+      // A damaged record no connection can hold: this one's snapshot replaces it.
+      const stored = parsed instanceof SessionRecordError ? undefined : parsed;
       if (stored !== undefined && stored.conn !== conn) return undefined;
       const { data, ...rest } = snapshot;
       const json = data ?? JSON.stringify(stored?.data ?? {});
@@ -211,7 +228,7 @@ export class Sessions {
     await this.#store
       .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
       .catch(this.#onError);
-    return { id, token: this.#tokens.issue(id), conn, resumed: false, reason };
+    return { id, owner, token: this.#tokens.issue(id), conn, resumed: false, reason };
   }
 
   #key(id: string): string {
@@ -219,20 +236,61 @@ export class Sessions {
   }
 }
 
-function parseRecord(text: string): SessionRecord | undefined {
+/**
+ * A stored record as wscale wrote it, or what is wrong with it: every field a resume reads is
+ * checked, so no stored value, however damaged, reaches the resume as something it cannot use.
+ */
+function parseRecord(text: string, id = ''): SessionRecord | SessionRecordError {
+  let value: unknown;
   try {
-    const value = JSON.parse(text) as Partial<SessionRecord>;
-    if (
-      typeof value.owner === 'string' &&
-      typeof value.conn === 'string' &&
-      typeof value.data === 'object' &&
-      value.data !== null &&
-      Array.isArray(value.rooms)
-    ) {
-      return value as SessionRecord;
-    }
+    value = JSON.parse(text);
   } catch {
-    // A record we cannot read is treated as gone.
+    return new SessionRecordError(`session ${id}: the stored record is not JSON`);
+  }
+  const wrong = recordProblem(value);
+  if (wrong === undefined) return value as SessionRecord;
+  return new SessionRecordError(`session ${id}: the stored record's ${wrong}`);
+}
+
+/** What makes a parsed value no session record (`undefined`: nothing). */
+function recordProblem(value: unknown): string | undefined {
+  if (!isObject(value)) return 'value is not an object';
+  const record = value as Record<keyof SessionRecord, unknown>;
+  if (typeof record.owner !== 'string') return '"owner" is not a string';
+  if (typeof record.conn !== 'string') return '"conn" is not a string';
+  if (!isObject(record.data)) return '"data" is not an object';
+  if (!isStrings(record.rooms)) return '"rooms" is not a list of room names';
+  if (record.own !== undefined && !isStrings(record.own)) {
+    return '"own" is not a list of room names';
+  }
+  if (record.live !== undefined && typeof record.live !== 'boolean')
+    return '"live" is not a boolean';
+  if (record.node !== undefined && typeof record.node !== 'string') return '"node" is not a string';
+  if (record.up !== undefined && !Number.isSafeInteger(record.up)) return '"up" is not an integer';
+  if (
+    record.replies !== undefined &&
+    !(Array.isArray(record.replies) && record.replies.every(isReply))
+  ) {
+    return '"replies" is not a list of replies';
   }
   return undefined;
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isStrings(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+function isReply(value: unknown): value is StoredReply {
+  if (!isObject(value)) return false;
+  const reply = value as Record<keyof StoredReply, unknown>;
+  if (!Number.isSafeInteger(reply.s)) return false;
+  if (reply.d !== undefined && typeof reply.d !== 'string') return false;
+  if (reply.b !== undefined && typeof reply.b !== 'string') return false;
+  if (reply.error === undefined) return true;
+  const error = reply.error as { code?: unknown; message?: unknown } | null;
+  return isObject(error) && typeof error.code === 'string' && typeof error.message === 'string';
 }

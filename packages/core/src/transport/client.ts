@@ -75,7 +75,11 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   readonly dropped: number;
   /** Whether the connection is open. */
   readonly open: boolean;
-  /** Bytes waiting to be written to this client. */
+  /**
+   * Bytes on their way to this client: those in its socket's send buffer, and the frames held back
+   * while its session resumes. Exactly what `maxBufferedBytes` is compared with: a message is
+   * written while this is below it, and dropped (or the client closed) once it is not.
+   */
   readonly bufferedAmount: number;
   /** The negotiated subprotocol, or `''`. */
   readonly protocol: string;
@@ -126,6 +130,8 @@ export interface ClientHost {
 interface Rare {
   dropped: number;
   conn?: string;
+  /** Its session's owner, as `sessionOwner` said when the session opened. */
+  owner?: string;
   held?: Buffer[];
   heldBytes?: number;
   /** Joins and requests waiting for their `ack`. */
@@ -338,9 +344,9 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     return this.#ws.readyState === WebSocket.OPEN;
   }
 
-  /** Bytes waiting to be written to this client. */
+  /** Bytes on their way to this client: what the send-buffer budget counts. */
   get bufferedAmount(): number {
-    return this.#ws.bufferedAmount;
+    return this.#queuedBytes();
   }
 
   /** The negotiated subprotocol, or `''`. */
@@ -513,6 +519,15 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   set conn(conn: string | undefined) {
     this.#rareState().conn = conn;
+  }
+
+  /** The owner of this client's `wscale.v1` session, known from its open. */
+  get owner(): string | undefined {
+    return this.#rare?.owner;
+  }
+
+  set owner(owner: string | undefined) {
+    this.#rareState().owner = owner;
   }
 
   /** Counts a message dropped for this slow consumer. */

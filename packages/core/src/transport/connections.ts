@@ -136,6 +136,7 @@ export class Connections<Identity, Data extends object>
     const data = session.record?.data as Data | undefined;
     const client = this.#add(session.id, ws, socket, identity as Identity, true, data);
     client.conn = session.conn;
+    client.owner = session.owner;
     this.#parts.takeovers.arrived(client);
     return client;
   }

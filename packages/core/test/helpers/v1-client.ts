@@ -1,4 +1,4 @@
-import type { ScaledWebSocketServer } from '@wscale/core';
+import type { ScaledWebSocketServer, StateStore } from '@wscale/core';
 import {
   type ClientMessage,
   decodeServerFrame,
@@ -81,4 +81,19 @@ export class V1Peer {
   }
 
   readonly #taken = new Map<string, number>();
+}
+
+/**
+ * Waits until the node that held a session recorded its close (`live: false`; it notices a drop a
+ * moment later), under the default `topicPrefix`.
+ */
+export async function recordedClose(store: StateStore, clientId: string): Promise<void> {
+  await until(
+    async () => {
+      const record = await store.get(`wscale:session:${clientId}`);
+      return record !== undefined && JSON.parse(record.value).live === false;
+    },
+    3000,
+    'the close to be recorded',
+  );
 }

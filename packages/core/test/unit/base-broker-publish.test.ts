@@ -21,7 +21,81 @@ class HeldBroker extends BaseBroker {
   }
 }
 
+/** A broker whose connection the test drops and restores, and whose sends it answers one by one. */
+class ScriptedBroker extends BaseBroker {
+  readonly out: Array<{ n: number; answer(error?: Error): void }> = [];
+
+  protected async subscribeTopic(): Promise<void> {}
+  protected async unsubscribeTopic(): Promise<void> {}
+  protected async closeConnection(): Promise<void> {}
+
+  protected publishTopic(_topic: string, payload: Uint8Array): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const answer = (error?: Error) => (error === undefined ? resolve(undefined) : reject(error));
+      this.out.push({ n: payload[0]!, answer });
+    });
+  }
+
+  connection(status: 'ready' | 'reconnecting'): void {
+    this.setStatus(status);
+  }
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
 describe('BaseBroker.publish', () => {
+  it('sends its queue pipelined after a reconnect, and keeps in place what a new drop failed', async () => {
+    const broker = new ScriptedBroker();
+    const settled: number[] = [];
+    const publish = (n: number) =>
+      broker.publish('t', new Uint8Array([n])).then(() => settled.push(n));
+    const published = [1, 2, 3, 4, 5].map(publish);
+    broker.connection('ready');
+    await tick();
+    // All five are out before any is answered.
+    expect(broker.out.map((sent) => sent.n)).toEqual([1, 2, 3, 4, 5]);
+    broker.connection('reconnecting');
+    const sixth = publish(6);
+    const [one, two, ...rest] = broker.out.splice(0);
+    one!.answer();
+    two!.answer();
+    for (const sent of rest) sent.answer(new Error('connection lost'));
+    await tick();
+    expect(settled).toEqual([1, 2]);
+    expect(broker.queued).toBe(4);
+    broker.connection('ready');
+    await tick();
+    expect(broker.out.map((sent) => sent.n)).toEqual([3, 4, 5, 6]);
+    for (const sent of broker.out.splice(0)) sent.answer();
+    await Promise.all([...published, sixth]);
+    expect(settled).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(broker.queued).toBe(0);
+    await broker.close();
+  });
+
+  it('drains a long queue in bounded batches, in order', async () => {
+    const broker = new ScriptedBroker();
+    const published = Array.from({ length: 600 }, (_, i) =>
+      broker.publish('t', new Uint8Array([i % 256])),
+    );
+    broker.connection('ready');
+    const batches: number[] = [];
+    const sent: number[] = [];
+    while (sent.length < 600) {
+      await tick();
+      const batch = broker.out.splice(0);
+      batches.push(batch.length);
+      for (const each of batch) {
+        sent.push(each.n);
+        each.answer();
+      }
+    }
+    await Promise.all(published);
+    expect(batches).toEqual([256, 256, 88]);
+    expect(sent).toEqual(Array.from({ length: 600 }, (_, i) => i % 256));
+    await broker.close();
+  });
+
   it('rejects a publish that fails as the broker closes, instead of queueing it for ever', async () => {
     const broker = new HeldBroker();
     const publish = broker.publish('t', new Uint8Array([1]));

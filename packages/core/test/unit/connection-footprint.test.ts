@@ -102,4 +102,34 @@ describe('what a connection keeps', () => {
     while (client.takeOp() && taken < 1000) taken++;
     expect(taken).toBe(200);
   });
+
+  it('reports as bufferedAmount what the send-buffer budget counts: the socket and held frames', () => {
+    const slow: string[] = [];
+    const budgetHost = {
+      ...host,
+      maxBufferedBytes: 200,
+      slowConsumer: (client: Connection) => slow.push(client.id),
+    } as unknown as ClientHost;
+    const socket = { writableLength: 100 };
+    const client = new Connection(
+      'c1',
+      true,
+      new FakeWs() as unknown as WebSocket,
+      socket as unknown as Duplex,
+      budgetHost,
+      true,
+    );
+    expect(client.bufferedAmount).toBe(100);
+    // Held while its session resumes: counted as on its way.
+    client.hold();
+    expect(client.writeFrame(Buffer.alloc(50))).toBe(true);
+    expect(client.bufferedAmount).toBe(150);
+    expect(client.writeFrame(Buffer.alloc(60))).toBe(true);
+    expect(client.bufferedAmount).toBe(210);
+    // At the budget: the next frame makes it a slow consumer, as bufferedAmount says.
+    expect(client.writeFrame(Buffer.alloc(1))).toBe(false);
+    expect(slow).toEqual(['c1']);
+    socket.writableLength = 0;
+    expect(client.bufferedAmount).toBe(110);
+  });
 });

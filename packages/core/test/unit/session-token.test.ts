@@ -292,6 +292,7 @@ describe('Sessions', () => {
     const down = await sessions.open(alice.token, 'alice');
     expect(down).toEqual({
       id: alice.id,
+      owner: 'alice',
       token: alice.token,
       conn: expect.any(String),
       resumed: false,
