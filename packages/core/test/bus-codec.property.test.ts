@@ -1,7 +1,14 @@
 import { ProtocolError } from '@wscale/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BusKind, type BusMessage, decodeBusFrame, encodeBusFrame } from '../src/mesh/bus-codec.js';
+import {
+  BusKind,
+  type BusMessage,
+  decodeBusFrame,
+  encodeBusFrame,
+  isSentBy,
+  senderField,
+} from '../src/mesh/bus-codec.js';
 import {
   fuzzParameters,
   garbageBytes,
@@ -9,12 +16,16 @@ import {
   mutatedBytes,
 } from './helpers/arbitraries.js';
 
-const text = fc.string({ unit: 'binary' });
+/** Any JavaScript string: of any code point, or of any UTF-16 unit (lone surrogates too). */
+const text = fc.oneof(
+  fc.string({ unit: 'binary' }),
+  fc.string({ unit: fc.nat(0xffff).map((unit) => String.fromCharCode(unit)) }),
+);
 const texts = fc.array(text, { maxLength: 5 });
 const count = fc.maxSafeNat();
 const closing = fc.tuple(fc.integer({ min: 1000, max: 4999 }), text);
 const position = fc.option(fc.record({ s: count, e: text }), { nil: undefined });
-/** Optional keys are left out, not set to `undefined`: what a node sends is JSON. */
+/** Optional keys are left out, not set to `undefined`: a decoded header has no `undefined` key. */
 const some = <T extends object>(fields: { [K in keyof T]: fc.Arbitrary<T[K]> }) =>
   fc.record(fields, { requiredKeys: [] });
 
@@ -120,14 +131,45 @@ describe('node bus codec (property)', () => {
     );
   });
 
+  it('tells a frame of its own node from a frame of any other node', () => {
+    fc.assert(
+      fc.property(frame, text, (sent, other) => {
+        const bytes = encodeBusFrame(sent.message, sent.payload, sent.flags);
+        expect(isSentBy(bytes, senderField(sent.message.header.n))).toBe(true);
+        expect(isSentBy(bytes, senderField(other))).toBe(other === sent.message.header.n);
+      }),
+      fuzzParameters(300),
+    );
+  });
+
   it('answers any bytes, and any damaged valid frame, with a frame or a ProtocolError', () => {
+    /** A header as a frame has it: a node id, then JSON or binary fields of any kind. */
     const prefixed = fc
-      .tuple(fc.nat(10), fc.nat(255), messageLikeObject, fc.uint8Array({ maxLength: 16 }))
-      .map(([kind, flags, object, payload]) => {
-        const json = Buffer.from(JSON.stringify(object));
+      .tuple(
+        fc.nat(10),
+        fc.nat(255),
+        text,
+        fc.oneof(
+          messageLikeObject.map((object) => Buffer.from(JSON.stringify(object))),
+          fc.uint8Array({ maxLength: 48 }),
+          fc
+            .tuple(fc.nat(3), fc.nat(255), fc.array(fc.oneof(text, fc.double()), { maxLength: 6 }))
+            .map(([first, second, fields]) =>
+              Buffer.concat([
+                Buffer.from([first, second]),
+                ...fields.map((field) =>
+                  typeof field === 'string' ? senderField(field) : double(field),
+                ),
+              ]),
+            ),
+        ),
+        fc.uint8Array({ maxLength: 16 }),
+      )
+      .map(([kind, flags, node, header, payload]) => {
+        const field = senderField(node);
         const prefix = Buffer.from([kind, flags, 0, 0, 0, 0]);
-        prefix.writeUInt32BE(json.length, 2);
-        return Buffer.concat([prefix, json, payload]);
+        prefix.writeUInt32BE(field.length + header.length, 2);
+        return Buffer.concat([prefix, field, header, payload]);
       });
     const valid = frame.map((f) => new Uint8Array(encodeBusFrame(f.message, f.payload, f.flags)));
     fc.assert(
@@ -146,3 +188,10 @@ describe('node bus codec (property)', () => {
     );
   });
 });
+
+/** A double as binary headers write it. */
+function double(value: number): Buffer {
+  const bytes = Buffer.alloc(8);
+  bytes.writeDoubleBE(value);
+  return bytes;
+}

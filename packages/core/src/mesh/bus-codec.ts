@@ -4,8 +4,10 @@ import { MessageFlag } from '../protocol/outgoing.js';
 
 /**
  * What nodes say to each other over the broker. One frame: a fixed 6-byte prefix (kind, flags,
- * header length), a small JSON header whose shape depends on the kind, then the application's
- * payload bytes untouched, so a broadcast's payload is never re-encoded between nodes.
+ * header length), a small header whose shape depends on the kind (the sending node first, binary
+ * for the kinds sent per message, JSON for the others; see {@link encodeBusFrame}), then the
+ * application's payload bytes untouched, so a broadcast's payload is never re-encoded between
+ * nodes. Nodes of different versions do not share a broker: the layout may change between them.
  */
 export enum BusKind {
   /** A message for the members of some rooms (or everyone), minus some clients. */
@@ -151,23 +153,83 @@ export type BusFrameOf<K extends BusKind> = Extract<BusFrame, { kind: K }>;
 
 const PREFIX = 6;
 const EMPTY = Buffer.alloc(0);
+/** Top bit of a string's length field: its bytes are UTF-16LE (else ASCII). */
+const WIDE = 0x8000_0000;
 
-/** Encodes one bus frame into a single buffer. */
+/** Operations of a {@link BusKind.Direct}, as their byte. */
+const OPERATIONS = ['send', 'join', 'leave', 'close'] as const;
+
+/** Bits of a `Direct` header's field byte: which optional fields follow. */
+const DirectField = { r: 1, position: 2, d: 4, h: 8, w: 16, l: 32 } as const;
+const DIRECT_FIELDS = 63;
+
+/** Bits of a `Broadcast` header's field byte. */
+const BroadcastField = { r: 1, x: 2, position: 4 } as const;
+const BROADCAST_FIELDS = 7;
+
+/**
+ * Encodes one bus frame into a single buffer.
+ *
+ * After the 6-byte prefix (kind, flags, header length) the header starts with the sending node's
+ * id (see {@link senderField}), at the same place in every frame, so a node can tell its own
+ * frames without decoding them. `Broadcast` and `Direct` headers, which travel with every
+ * message, follow in a fixed binary layout (no JSON to write or parse); the other kinds, rare,
+ * follow as JSON. Strings are a 4-byte length, then ASCII, or UTF-16LE when the top bit of the
+ * length is set (so any JavaScript string, lone surrogates included, comes back unchanged).
+ */
 export function encodeBusFrame(
   message: BusMessage,
   payload: Uint8Array = EMPTY,
   flags = 0,
 ): Buffer {
-  // Written straight into the frame: no buffer of its own to allocate and copy from.
-  const json = JSON.stringify(message.header);
-  const jsonLength = Buffer.byteLength(json);
-  const frame = Buffer.allocUnsafe(PREFIX + jsonLength + payload.length);
+  let json: string | undefined;
+  let size = PREFIX + stringSize(message.header.n);
+  switch (message.kind) {
+    case BusKind.Broadcast:
+      size += broadcastSize(message.header);
+      break;
+    case BusKind.Direct:
+      size += directSize(message.header);
+      break;
+    case BusKind.Announce:
+    case BusKind.Beat:
+    case BusKind.Bye:
+      break;
+    default: {
+      // `n` is written above: left out of the JSON (`undefined` is not written).
+      json = JSON.stringify({ ...message.header, n: undefined });
+      size += Buffer.byteLength(json);
+    }
+  }
+  const headerEnd = size;
+  const frame = Buffer.allocUnsafe(size + payload.length);
   frame[0] = message.kind;
   frame[1] = flags;
-  frame.writeUInt32BE(jsonLength, 2);
-  frame.write(json, PREFIX);
-  frame.set(payload, PREFIX + jsonLength);
+  frame.writeUInt32BE(headerEnd - PREFIX, 2);
+  let at = writeString(frame, PREFIX, message.header.n);
+  if (message.kind === BusKind.Broadcast) at = writeBroadcast(frame, at, message.header);
+  else if (message.kind === BusKind.Direct) at = writeDirect(frame, at, message.header);
+  else if (json !== undefined) at += frame.write(json, at);
+  frame.set(payload, at);
   return frame;
+}
+
+/**
+ * The bytes a frame sent by node `nodeId` starts its header with: a node compares them with
+ * {@link isSentBy} to skip its own frames (a broker echoes them) before decoding anything.
+ */
+export function senderField(nodeId: string): Buffer {
+  const field = Buffer.allocUnsafe(stringSize(nodeId));
+  writeString(field, 0, nodeId);
+  return field;
+}
+
+/** Whether `bytes` is a frame whose sending node is the one {@link senderField} was built for. */
+export function isSentBy(bytes: Uint8Array, sender: Buffer): boolean {
+  const end = PREFIX + sender.length;
+  if (bytes.length < end) return false;
+  for (let i = 0; i < sender.length; i++) if (bytes[PREFIX + i] !== sender[i]) return false;
+  return true;
 }
 
 /**
@@ -182,19 +244,26 @@ export function decodeBusFrame(bytes: Uint8Array): BusFrame {
   const headerLength = view.readUInt32BE(2);
   const payloadStart = PREFIX + headerLength;
   if (payloadStart > view.length) throw new ProtocolError('bus frame header overruns the frame');
+  const kind = view[0]!;
   const flags = view[1]!;
   const payload = view.subarray(payloadStart);
-  const header = parseHeader(view.toString('utf8', PREFIX, payloadStart));
-  if (!isNode(header)) throw new ProtocolError('bus frame without a node id');
-  const kind = view[0]!;
-  // Checked field by field, in place: a broadcast is decoded on every node, for every message.
+  const reader = new Reader(view, PREFIX, payloadStart);
+  const n = reader.string('node id');
+  // Checked field by field as it is read: a broadcast is decoded on every node, for every message.
   switch (kind) {
     case BusKind.Broadcast:
-      if (isBroadcast(header)) return { kind, flags, payload, header };
-      break;
+      return { kind, flags, payload, header: readBroadcast(reader, n) };
     case BusKind.Direct:
-      if (isDirect(header)) return { kind, flags, payload, header };
-      break;
+      return { kind, flags, payload, header: readDirect(reader, n) };
+    case BusKind.Announce:
+    case BusKind.Beat:
+    case BusKind.Bye:
+      reader.end(kind);
+      return { kind, flags, payload, header: { n } };
+  }
+  if (!(kind in BusKind)) throw new ProtocolError(`unknown bus frame kind ${kind}`);
+  const header: Sent = { ...parseHeader(reader.rest()), n };
+  switch (kind) {
     case BusKind.Moved:
       if (isMoved(header)) return { kind, flags, payload, header };
       break;
@@ -204,21 +273,217 @@ export function decodeBusFrame(bytes: Uint8Array): BusFrame {
     case BusKind.Released:
       if (isReleased(header)) return { kind, flags, payload, header };
       break;
-    case BusKind.Announce:
-    case BusKind.Beat:
-    case BusKind.Bye:
-      // Their header is the node id, checked above.
-      return { kind, flags, payload, header };
     case BusKind.Request:
       if (isRequest(header)) return { kind, flags, payload, header };
       break;
     case BusKind.Response:
       if (isResponse(header)) return { kind, flags, payload, header };
       break;
-    default:
-      throw new ProtocolError(`unknown bus frame kind ${kind}`);
   }
-  throw new ProtocolError(`bus frame of kind ${BusKind[kind]} with a malformed header`);
+  throw malformed(kind);
+}
+
+function malformed(kind: number): ProtocolError {
+  return new ProtocolError(`bus frame of kind ${BusKind[kind]} with a malformed header`);
+}
+
+/** Bytes of a string as {@link writeString} writes it. */
+function stringSize(value: string): number {
+  return 4 + (Buffer.byteLength(value) === value.length ? value.length : value.length * 2);
+}
+
+function stringsSize(values: readonly string[]): number {
+  let size = 4;
+  for (const value of values) size += stringSize(value);
+  return size;
+}
+
+function writeString(frame: Buffer, at: number, value: string): number {
+  if (Buffer.byteLength(value) === value.length) {
+    frame.writeUInt32BE(value.length, at);
+    return at + 4 + frame.write(value, at + 4, 'latin1');
+  }
+  frame.writeUInt32BE(value.length * 2 + WIDE, at);
+  return at + 4 + frame.write(value, at + 4, 'utf16le');
+}
+
+function writeStrings(frame: Buffer, at: number, values: readonly string[]): number {
+  let next = frame.writeUInt32BE(values.length, at);
+  for (const value of values) next = writeString(frame, next, value);
+  return next;
+}
+
+// Numbers (offsets, hops, close codes) are doubles: any number a header holds comes back as it was.
+
+function broadcastSize({ r, x, s, e }: BroadcastHeader): number {
+  let size = 1;
+  if (r !== undefined) size += stringsSize(r);
+  if (x !== undefined) size += stringsSize(x);
+  if (s !== undefined) size += 8 + stringSize(e!);
+  return size;
+}
+
+function writeBroadcast(frame: Buffer, at: number, { r, x, s, e }: BroadcastHeader): number {
+  frame[at] =
+    (r === undefined ? 0 : BroadcastField.r) |
+    (x === undefined ? 0 : BroadcastField.x) |
+    (s === undefined ? 0 : BroadcastField.position);
+  let next = at + 1;
+  if (r !== undefined) next = writeStrings(frame, next, r);
+  if (x !== undefined) next = writeStrings(frame, next, x);
+  if (s !== undefined) next = writeString(frame, frame.writeDoubleBE(s, next), e!);
+  return next;
+}
+
+function readBroadcast(reader: Reader, n: string): BroadcastHeader {
+  const fields = reader.byte();
+  if ((fields & ~BROADCAST_FIELDS) !== 0) throw malformed(BusKind.Broadcast);
+  const header: BroadcastHeader = { n };
+  if ((fields & BroadcastField.r) !== 0) header.r = reader.strings();
+  if ((fields & BroadcastField.x) !== 0) header.x = reader.strings();
+  if ((fields & BroadcastField.position) !== 0) {
+    header.s = reader.count(BusKind.Broadcast);
+    header.e = reader.string('epoch');
+  }
+  reader.end(BusKind.Broadcast);
+  return header;
+}
+
+function directSize(header: DirectHeader): number {
+  let size = 2 + stringSize(header.c);
+  if (header.o === 'join' || header.o === 'leave') size += stringSize(header.a);
+  else if (header.o === 'close') size += 8 + stringSize(header.a[1]);
+  if (header.r !== undefined) size += stringSize(header.r[0]);
+  if (header.s !== undefined) size += 8 + stringSize(header.e!);
+  if (header.d !== undefined) size += stringSize(header.d);
+  if (header.h !== undefined) size += 8;
+  if (header.w !== undefined) size += stringSize(header.w);
+  return size;
+}
+
+function writeDirect(frame: Buffer, at: number, header: DirectHeader): number {
+  const { r, s, d, h, w } = header;
+  frame[at] = OPERATIONS.indexOf(header.o);
+  frame[at + 1] =
+    (r === undefined ? 0 : DirectField.r) |
+    (s === undefined ? 0 : DirectField.position) |
+    (d === undefined ? 0 : DirectField.d) |
+    (h === undefined ? 0 : DirectField.h) |
+    (w === undefined ? 0 : DirectField.w) |
+    (header.l === undefined ? 0 : DirectField.l);
+  let next = writeString(frame, at + 2, header.c);
+  if (header.o === 'join' || header.o === 'leave') {
+    next = writeString(frame, next, header.a);
+  } else if (header.o === 'close') {
+    next = writeString(frame, frame.writeDoubleBE(header.a[0], next), header.a[1]);
+  }
+  if (r !== undefined) next = writeString(frame, next, r[0]);
+  if (s !== undefined) next = writeString(frame, frame.writeDoubleBE(s, next), header.e!);
+  if (d !== undefined) next = writeString(frame, next, d);
+  if (h !== undefined) next = frame.writeDoubleBE(h, next);
+  if (w !== undefined) next = writeString(frame, next, w);
+  return next;
+}
+
+function readDirect(reader: Reader, n: string): DirectHeader {
+  const kind = BusKind.Direct;
+  const operation = OPERATIONS[reader.byte()];
+  const fields = reader.byte();
+  if (operation === undefined || (fields & ~DIRECT_FIELDS) !== 0) throw malformed(kind);
+  const c = reader.string('client id');
+  let header: DirectHeader;
+  if (operation === 'send') {
+    header = { o: operation, n, c };
+  } else if (operation === 'close') {
+    const code = reader.double(kind);
+    header = { o: operation, a: [code, reader.string('close reason')], n, c };
+  } else {
+    header = { o: operation, a: reader.string('room'), n, c };
+  }
+  if ((fields & DirectField.r) !== 0) header.r = [reader.string('stream')];
+  if ((fields & DirectField.position) !== 0) {
+    header.s = reader.count(kind);
+    header.e = reader.string('epoch');
+  }
+  if ((fields & DirectField.d) !== 0) header.d = reader.string('node id');
+  if ((fields & DirectField.h) !== 0) header.h = reader.count(kind);
+  if ((fields & DirectField.w) !== 0) header.w = reader.string('node id');
+  if ((fields & DirectField.l) !== 0) header.l = 1;
+  reader.end(kind);
+  return header;
+}
+
+/** Reads a binary header, field by field; anything short or out of range is a `ProtocolError`. */
+class Reader {
+  readonly #view: Buffer;
+  #at: number;
+  readonly #end: number;
+
+  constructor(view: Buffer, at: number, end: number) {
+    this.#view = view;
+    this.#at = at;
+    this.#end = end;
+  }
+
+  byte(): number {
+    if (this.#at >= this.#end) throw new ProtocolError('bus frame header cut short');
+    return this.#view[this.#at++]!;
+  }
+
+  double(kind: BusKind): number {
+    const at = this.#at;
+    if (at + 8 > this.#end) throw malformed(kind);
+    this.#at = at + 8;
+    return this.#view.readDoubleBE(at);
+  }
+
+  /** A number that is an offset or a count: a safe integer, not negative. */
+  count(kind: BusKind): number {
+    const value = this.double(kind);
+    if (!isCount(value)) throw malformed(kind);
+    return value;
+  }
+
+  string(what: string): string {
+    const at = this.#at;
+    if (at + 4 > this.#end)
+      throw new ProtocolError(`bus frame header cut short before its ${what}`);
+    const field = this.#view.readUInt32BE(at);
+    const wide = field >= WIDE;
+    const length = wide ? field - WIDE : field;
+    const start = at + 4;
+    const end = start + length;
+    if (end > this.#end || (wide && length % 2 !== 0)) {
+      throw new ProtocolError(`bus frame header with a malformed ${what}`);
+    }
+    this.#at = end;
+    return this.#view.toString(wide ? 'utf16le' : 'latin1', start, end);
+  }
+
+  strings(): string[] {
+    const at = this.#at;
+    if (at + 4 > this.#end) throw new ProtocolError('bus frame header cut short before a list');
+    const count = this.#view.readUInt32BE(at);
+    // Each string takes 4 bytes at least: a count beyond that is a lie, refused before looping.
+    if (count * 4 > this.#end - at - 4)
+      throw new ProtocolError('bus frame list overruns its header');
+    this.#at = at + 4;
+    const values: string[] = [];
+    for (let i = 0; i < count; i++) values.push(this.string('list entry'));
+    return values;
+  }
+
+  /** The JSON text left in the header. */
+  rest(): string {
+    const text = this.#view.toString('utf8', this.#at, this.#end);
+    this.#at = this.#end;
+    return text;
+  }
+
+  /** Checks that nothing is left over. */
+  end(kind: BusKind): void {
+    if (this.#at !== this.#end) throw malformed(kind);
+  }
 }
 
 /** A header as parsed, before its kind's shape is checked. */
@@ -235,33 +500,8 @@ function parseHeader(json: string): Fields {
   return parsed;
 }
 
-/** A parsed header that has a node id. */
+/** A parsed header, with the node id read before it. */
 type Sent = Fields & NodeHeader;
-
-function isNode(header: Fields): header is Sent {
-  return isString(header.n);
-}
-
-function isBroadcast(header: Sent): header is Sent & BroadcastHeader {
-  const { r, x, s, e } = header;
-  return optional(r, isStrings) && optional(x, isStrings) && positioned(s, e);
-}
-
-function isDirect(header: Sent): header is Sent & DirectHeader {
-  const { c, r, s, e, d, h, w, l, o, a } = header;
-  return (
-    isString(c) &&
-    positioned(s, e) &&
-    optional(r, isInbox) &&
-    optional(d, isString) &&
-    optional(h, isCount) &&
-    optional(w, isString) &&
-    (l === undefined || l === 1) &&
-    (o === 'send' ||
-      ((o === 'join' || o === 'leave') && isString(a)) ||
-      (o === 'close' && isCloseArgument(a)))
-  );
-}
 
 function isMoved(header: Sent): header is Sent & MovedHeader {
   return isString(header.c) && isCloseArgument(header.a) && optional(header.d, isString);
@@ -296,11 +536,6 @@ function optional<T>(value: unknown, is: (value: unknown) => value is T): value 
   return value === undefined || is(value);
 }
 
-/** A history position: both halves or neither. */
-function positioned(s: unknown, e: unknown): s is number | undefined {
-  return s === undefined ? e === undefined : isCount(s) && typeof e === 'string';
-}
-
 function isString(value: unknown): value is string {
   return typeof value === 'string';
 }
@@ -311,10 +546,6 @@ function isCount(value: unknown): value is number {
 
 function isStrings(value: unknown): value is string[] {
   return Array.isArray(value) && value.every(isString);
-}
-
-function isInbox(value: unknown): value is [string] {
-  return Array.isArray(value) && value.length === 1 && typeof value[0] === 'string';
 }
 
 function isCloseArgument(value: unknown): value is [number, string] {

@@ -10,10 +10,12 @@ import {
   type BusMessage,
   decodeBusFrame,
   encodeBusFrame,
+  isSentBy,
   type NodeHeader,
   type Query,
   type RequestHeader,
   type ResponseHeader,
+  senderField,
 } from './bus-codec.js';
 
 /** A frame for the node's clients: a broadcast, a direct operation, news of where a client is. */
@@ -80,6 +82,8 @@ interface PendingRequest {
 export class NodeMesh {
   readonly #broker: Broker;
   readonly #nodeId: string;
+  /** How this node's frames start their header: the broker's echoes of them are not decoded. */
+  readonly #sender: Buffer;
   readonly #prefix: string;
   readonly #timing: MeshTiming;
   readonly #report: (error: unknown) => void;
@@ -101,6 +105,7 @@ export class NodeMesh {
   ) {
     this.#broker = broker;
     this.#nodeId = nodeId;
+    this.#sender = senderField(nodeId);
     this.#prefix = prefix;
     this.#timing = timing;
     this.#report = report;
@@ -163,11 +168,10 @@ export class NodeMesh {
     // A session's direct messages come by the direct path, not on a room topic.
     if (isInbox(room)) return Promise.resolve(unsubscribed);
     return this.#broker.subscribe(this.roomTopic(room), (bytes) => {
+      if (isSentBy(bytes, this.#sender)) return;
       const frame = this.#decode(bytes);
       // Only broadcasts are published on a room's topic.
-      if (frame?.kind === BusKind.Broadcast && frame.header.n !== this.#nodeId) {
-        deliver(broadcastMessage(frame));
-      }
+      if (frame?.kind === BusKind.Broadcast) deliver(broadcastMessage(frame));
     });
   }
 
@@ -230,10 +234,10 @@ export class NodeMesh {
   }
 
   #receive(bytes: Uint8Array): void {
+    if (isSentBy(bytes, this.#sender)) return;
     const frame = this.#decode(bytes);
     if (frame === undefined) return;
     const from = frame.header.n;
-    if (from === this.#nodeId) return;
     switch (frame.kind) {
       case BusKind.Broadcast:
       case BusKind.Direct:

@@ -21,13 +21,23 @@ export function prepareMessage(
   skip?: ReadonlySet<string>,
 ): Outgoing {
   const volatile = options?.volatile === true;
-  const make = (bytes: Buffer, binary: boolean) =>
-    new Outgoing(bytes, binary, volatile, room, undefined, undefined, skip);
-  if (typeof data === 'string') return make(Buffer.from(data, 'utf8'), false);
-  if (Buffer.isBuffer(data)) return make(data, true);
-  if (ArrayBuffer.isView(data)) {
-    return make(Buffer.from(data.buffer, data.byteOffset, data.byteLength), true);
+  // No closure to build the message: this runs for every send.
+  let bytes: Buffer;
+  if (typeof data === 'string') {
+    return new Outgoing(
+      Buffer.from(data, 'utf8'),
+      false,
+      volatile,
+      room,
+      undefined,
+      undefined,
+      skip,
+    );
   }
-  if (data instanceof ArrayBuffer) return make(Buffer.from(data), true);
-  throw new TypeError('send() takes a string, a Buffer, an ArrayBuffer or a typed array');
+  if (Buffer.isBuffer(data)) bytes = data;
+  else if (ArrayBuffer.isView(data))
+    bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  else if (data instanceof ArrayBuffer) bytes = Buffer.from(data);
+  else throw new TypeError('send() takes a string, a Buffer, an ArrayBuffer or a typed array');
+  return new Outgoing(bytes, true, volatile, room, undefined, undefined, skip);
 }

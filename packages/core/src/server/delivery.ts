@@ -24,7 +24,14 @@ import type { AnyClient } from '../transport/client.js';
 import type { Takeovers } from '../transport/connections.js';
 import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
-import { directPublication, historyLookup, NO_BYTES, publishBroadcast } from './publication.js';
+import {
+  directHeader,
+  directPublication,
+  historyLookup,
+  keepsDirect,
+  NO_BYTES,
+  publishBroadcast,
+} from './publication.js';
 
 /** The server options delivery applies (see `ServerOptions`). */
 export interface DeliverySettings {
@@ -145,19 +152,38 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     }
   }
 
-  /** Applies an operation to client `id`, here or on the node that holds it. */
-  async direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
-    if (this.#draining) throw new ServerClosedError();
-    const { header, message: kept } = await directPublication(
-      this.#mesh.nodeId,
-      id,
-      operation,
-      message,
-      this.#directHistory,
-    );
-    const local = this.#clients.get(id);
-    if (local !== undefined) return this.#applyDirect(local, header, kept);
-    await this.router.send(header, kept?.bytes ?? NO_BYTES, kept?.flags ?? 0);
+  /**
+   * Applies an operation to client `id`, here or on the node that holds it. Without a stream to
+   * keep it in, it goes at once: no step to wait for, so nothing but the broker's own promise.
+   */
+  direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
+    try {
+      if (this.#draining) throw new ServerClosedError();
+      if (keepsDirect(id, message, this.#directHistory)) {
+        return this.#directKept(id, operation, message!, this.#directHistory);
+      }
+      return this.#directTo(directHeader(this.#mesh.nodeId, id, operation), message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** A direct message kept in the session's stream first, then sent with its place there. */
+  async #directKept(
+    id: string,
+    operation: DirectOperation,
+    message: Outgoing,
+    directHistory: History,
+  ): Promise<void> {
+    const nodeId = this.#mesh.nodeId;
+    const kept = await directPublication(nodeId, id, operation, message, directHistory);
+    return this.#directTo(kept.header, kept.message);
+  }
+
+  #directTo(header: DirectHeader, message: Outgoing | undefined): Promise<void> {
+    const local = this.#clients.get(header.c);
+    if (local !== undefined) return this.#applyDirect(local, header, message) ?? DONE;
+    return this.router.send(header, message?.bytes ?? NO_BYTES, message?.flags ?? 0);
   }
 
   /** Closes an older connection of a session, wherever it is, without waiting. */
@@ -183,7 +209,11 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   apply(frame: DirectFrame): boolean {
     const client = this.#clients.get(frame.header.c);
     if (client === undefined) return false;
-    this.#applyDirect(client, frame.header, directMessage(frame)).catch(this.#reporter.report);
+    try {
+      this.#applyDirect(client, frame.header, directMessage(frame))?.catch(this.#reporter.report);
+    } catch (error) {
+      this.#reporter.report(error);
+    }
     return true;
   }
 
@@ -211,10 +241,15 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     return this.router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms);
   }
 
-  async #applyDirect(client: AnyClient, header: DirectHeader, message?: Outgoing): Promise<void> {
+  /** Applies an operation to a local client: at once, but for a join or a leave, which it returns. */
+  #applyDirect(
+    client: AnyClient,
+    header: DirectHeader,
+    message: Outgoing | undefined,
+  ): Promise<void> | undefined {
     switch (header.o) {
       case 'send':
-        if (message === undefined) return;
+        if (message === undefined) return undefined;
         if (message.room === undefined) {
           client.deliver(message, OutKind.Direct);
         } else if (client.inRoom(message.room)) {
@@ -223,14 +258,14 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
         }
         // Else the session is still rejoining its stream, whose replay from the history (where
         // the message already is) brings it: writing it here too would send it twice.
-        return;
+        return undefined;
       case 'join':
         return client.join(header.a);
       case 'leave':
         return client.leave(header.a);
       case 'close':
         client.close(...header.a);
-        return;
+        return undefined;
     }
   }
 
@@ -266,3 +301,5 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 }
 
 const TAKEN_OVER = 'session resumed elsewhere';
+/** What a direct operation applied at once resolves with. */
+const DONE = Promise.resolve();

@@ -245,9 +245,13 @@ export class ScaledWebSocketServer<
     return this.#delivery.broadcast([], [], data, options);
   }
 
+  /** Sends a direct operation: one function for every {@link client}, not one per call. */
+  readonly #direct: Delivery['direct'] = (id, operation, message) =>
+    this.#delivery.direct(id, operation, message);
+
   /** Operations on one client by id, wherever it is connected. */
   client(id: string): RemoteClient {
-    return remoteClient(id, (...direct) => this.#delivery.direct(...direct));
+    return remoteClient(id, this.#direct);
   }
 
   /**

@@ -6,6 +6,8 @@ import {
   type BusMessage,
   decodeBusFrame,
   encodeBusFrame,
+  isSentBy,
+  senderField,
 } from '../../src/mesh/bus-codec.js';
 
 /** A real node's answer to `stats`, from a node with nothing to listen on. */
@@ -68,55 +70,139 @@ const frames: [name: string, message: BusMessage][] = [
   ['answer stats', { kind: BusKind.Response, header: { n: 'b', i: 4, q: 'stats', a: stats } }],
 ];
 
-/** A frame with any kind byte and any header, as a broken or foreign sender could write it. */
-function raw(kind: number, header: unknown, payload = Buffer.alloc(0)): Buffer {
-  const json = Buffer.from(JSON.stringify(header));
-  const prefix = Buffer.from([kind, 0, 0, 0, 0, 0]);
-  prefix.writeUInt32BE(json.length, 2);
-  return Buffer.concat([prefix, json, payload]);
+/** A node id field as frames start their header with: its length, then its ASCII bytes. */
+function nodeField(node: string): Buffer {
+  const field = Buffer.alloc(4 + node.length);
+  field.writeUInt32BE(node.length);
+  field.write(node, 4, 'latin1');
+  return field;
 }
+
+/** A frame with any kind byte and any header bytes, as a broken or foreign sender could write it. */
+function raw(kind: number, ...header: (Buffer | string)[]): Buffer {
+  const bytes = Buffer.concat(header.map((part) => Buffer.from(part)));
+  const prefix = Buffer.from([kind, 0, 0, 0, 0, 0]);
+  prefix.writeUInt32BE(bytes.length, 2);
+  return Buffer.concat([prefix, bytes]);
+}
+
+/** A frame of a kind whose header is JSON after the node id. */
+function json(kind: number, header: unknown, node = 'a'): Buffer {
+  return raw(kind, nodeField(node), JSON.stringify(header));
+}
+
+/** A valid frame with one byte of its header changed. */
+function changed(message: BusMessage, at: number, value: number): Buffer {
+  const bytes = encodeBusFrame(message);
+  bytes[6 + at] = value;
+  return bytes;
+}
+
+/** A valid frame with the last `bytes` of its header cut off. */
+function cut(message: BusMessage, bytes: number): Buffer {
+  const whole = encodeBusFrame(message);
+  return raw(whole[0]!, whole.subarray(6, whole.length - bytes));
+}
+
+/** A valid frame with bytes added after its header. */
+function padded(message: BusMessage): Buffer {
+  const whole = encodeBusFrame(message);
+  return raw(whole[0]!, whole.subarray(6), Buffer.from([0]));
+}
+
+/** A double, as binary headers write offsets, hops and close codes. */
+function double(value: number): Buffer {
+  const bytes = Buffer.alloc(8);
+  bytes.writeDoubleBE(value);
+  return bytes;
+}
+
+const send: BusMessage = { kind: BusKind.Direct, header: { n: 'a', c: 'c', o: 'send' } };
+const join: BusMessage = { kind: BusKind.Direct, header: { n: 'a', c: 'c', o: 'join', a: 'x' } };
+const kept: BusMessage = {
+  kind: BusKind.Broadcast,
+  header: { n: 'a', r: ['x'], s: 7, e: 'ep' },
+};
+/** Where a `Direct` header of node `a` has its operation byte and its field bits (after `n`). */
+const OPERATION = 5;
+const FIELDS = 6;
+/** Broadcast field bits, as written (`Broadcast` header of node `a`: after `n`). */
+const BROADCAST_FIELDS = 5;
 
 const malformed: [name: string, bytes: Uint8Array, error: RegExp][] = [
   ['empty', new Uint8Array(0), /shorter than its prefix/],
   ['a prefix only, cut', Buffer.from([1, 0, 0, 0]), /shorter than its prefix/],
   ['a header longer than the frame', Buffer.from([1, 0, 0, 0, 0, 9, 123]), /overruns/],
-  ['a header that is not JSON', Buffer.from([1, 0, 0, 0, 0, 1, 123]), /not JSON/],
-  ['a header that is an array', raw(BusKind.Broadcast, ['a']), /not an object/],
-  ['a header that is null', raw(BusKind.Beat, null), /not an object/],
-  ['no node id', raw(BusKind.Beat, {}), /without a node id/],
-  ['a node id that is a number', raw(BusKind.Broadcast, { n: 1 }), /without a node id/],
-  ['kind 0', raw(0, { n: 'a' }), /unknown bus frame kind 0/],
-  ['kind 200', raw(200, { n: 'a' }), /unknown bus frame kind 200/],
-  ['broadcast rooms not a list', raw(BusKind.Broadcast, { n: 'a', r: 'x' }), /Broadcast/],
-  ['broadcast offset without epoch', raw(BusKind.Broadcast, { n: 'a', s: 1 }), /Broadcast/],
-  ['broadcast negative offset', raw(BusKind.Broadcast, { n: 'a', s: -1, e: 'e' }), /Broadcast/],
-  ['direct without client', raw(BusKind.Direct, { n: 'a', o: 'send' }), /Direct/],
-  ['direct unknown op', raw(BusKind.Direct, { n: 'a', c: 'c', o: 'kick' }), /Direct/],
-  ['direct join without room', raw(BusKind.Direct, { n: 'a', c: 'c', o: 'join' }), /Direct/],
-  ['direct close bad args', raw(BusKind.Direct, { n: 'a', c: 'c', o: 'close', a: [1] }), /Direct/],
-  ['direct hops not a count', raw(BusKind.Direct, { n: 'a', c: 'c', o: 'send', h: 'x' }), /Direct/],
-  ['moved without close', raw(BusKind.Moved, { n: 'a', c: 'c' }), /Moved/],
-  ['moved holder not a string', raw(BusKind.Moved, { n: 'a', c: 'c', a: [1, ''], d: 2 }), /Moved/],
-  ['released without client', raw(BusKind.Released, { n: 'a' }), /Released/],
-  ['located at a number', raw(BusKind.Located, { n: 'a', c: 'c', a: 2 }), /Located/],
-  ['request of unknown question', raw(BusKind.Request, { n: 'a', i: 1, q: 'secrets' }), /Request/],
-  ['request without id', raw(BusKind.Request, { n: 'a', q: 'rooms' }), /Request/],
+  ['no node id', raw(BusKind.Beat, Buffer.from([0, 0])), /cut short before its node id/],
   [
-    'request rooms with argument',
-    raw(BusKind.Request, { n: 'a', i: 1, q: 'rooms', a: 1 }),
-    /Request/,
+    'a node id longer than the header',
+    raw(BusKind.Beat, Buffer.from([0, 0, 0, 9, 97])),
+    /malformed node id/,
   ],
   [
-    'answer rooms not strings',
-    raw(BusKind.Response, { n: 'a', i: 1, q: 'rooms', a: [1] }),
-    /Response/,
+    'a UTF-16 node id of an odd length',
+    raw(BusKind.Beat, Buffer.from([0x80, 0, 0, 3, 97, 0, 98])),
+    /malformed node id/,
+  ],
+  ['a node id only, for a broadcast', raw(BusKind.Broadcast, nodeField('a')), /cut short/],
+  ['a beat with bytes after its node id', raw(BusKind.Beat, nodeField('a'), 'x'), /Beat/],
+  ['a JSON header that is not JSON', raw(BusKind.Moved, nodeField('a'), '{'), /not JSON/],
+  ['a JSON header that is an array', json(BusKind.Moved, ['a']), /not an object/],
+  ['a JSON header that is null', json(BusKind.Request, null), /not an object/],
+  ['kind 0', json(0, {}), /unknown bus frame kind 0/],
+  ['kind 200', json(200, {}), /unknown bus frame kind 200/],
+  [
+    'broadcast with unknown fields',
+    changed({ kind: BusKind.Broadcast, header: { n: 'a' } }, BROADCAST_FIELDS, 8),
+    /Broadcast/,
   ],
   [
-    'answer stats not an object',
-    raw(BusKind.Response, { n: 'a', i: 1, q: 'stats', a: 2 }),
-    /Response/,
+    'broadcast rooms, more than the header holds',
+    raw(BusKind.Broadcast, nodeField('a'), Buffer.from([1, 0, 0, 1, 0])),
+    /list overruns/,
   ],
-  ['answer without question', raw(BusKind.Response, { n: 'a', i: 1, a: [] }), /Response/],
+  [
+    'broadcast offset without epoch',
+    raw(BusKind.Broadcast, nodeField('a'), Buffer.from([4]), double(1)),
+    /cut short before its epoch/,
+  ],
+  [
+    'broadcast negative offset',
+    raw(BusKind.Broadcast, nodeField('a'), Buffer.from([4]), double(-1), nodeField('e')),
+    /Broadcast/,
+  ],
+  [
+    'broadcast offset not an integer',
+    raw(BusKind.Broadcast, nodeField('a'), Buffer.from([4]), double(1.5), nodeField('e')),
+    /Broadcast/,
+  ],
+  ['broadcast epoch cut short', cut(kept, 1), /malformed epoch/],
+  ['broadcast with bytes after its header', padded(kept), /Broadcast/],
+  ['direct without client', cut(send, 5), /cut short before its client id/],
+  ['direct unknown op', changed(send, OPERATION, 4), /Direct/],
+  ['direct with unknown fields', changed(send, FIELDS, 64), /Direct/],
+  ['direct join without room', cut(join, 5), /cut short before its room/],
+  [
+    'direct close without its code',
+    raw(BusKind.Direct, nodeField('a'), Buffer.from([3, 0]), nodeField('c'), Buffer.from([1])),
+    /Direct/,
+  ],
+  [
+    'direct hops not a count',
+    raw(BusKind.Direct, nodeField('a'), Buffer.from([0, 8]), nodeField('c'), double(Number.NaN)),
+    /Direct/,
+  ],
+  ['direct with bytes after its header', padded(send), /Direct/],
+  ['moved without close', json(BusKind.Moved, { c: 'c' }), /Moved/],
+  ['moved holder not a string', json(BusKind.Moved, { c: 'c', a: [1, ''], d: 2 }), /Moved/],
+  ['released without client', json(BusKind.Released, {}), /Released/],
+  ['located at a number', json(BusKind.Located, { c: 'c', a: 2 }), /Located/],
+  ['request of unknown question', json(BusKind.Request, { i: 1, q: 'secrets' }), /Request/],
+  ['request without id', json(BusKind.Request, { q: 'rooms' }), /Request/],
+  ['request rooms with argument', json(BusKind.Request, { i: 1, q: 'rooms', a: 1 }), /Request/],
+  ['answer rooms not strings', json(BusKind.Response, { i: 1, q: 'rooms', a: [1] }), /Response/],
+  ['answer stats not an object', json(BusKind.Response, { i: 1, q: 'stats', a: 2 }), /Response/],
+  ['answer without question', json(BusKind.Response, { i: 1, a: [] }), /Response/],
 ];
 
 describe('node bus codec', () => {
@@ -139,6 +225,31 @@ describe('node bus codec', () => {
   it.each(malformed)('refuses %s with a ProtocolError', (_name, bytes, error) => {
     expect(() => decodeBusFrame(bytes)).toThrow(ProtocolError);
     expect(() => decodeBusFrame(bytes)).toThrow(error);
+  });
+
+  it('keeps any string as it was: non-ASCII, lone surrogates, empty', () => {
+    const odd = ['', 'é', '日本', '\ud800', 'a\udc00b', '\u0000', 'x'.repeat(70_000)];
+    for (const text of odd) {
+      const header = { n: text, c: text, o: 'join', a: text, d: text, w: text } as const;
+      const decoded = decodeBusFrame(encodeBusFrame({ kind: BusKind.Direct, header }));
+      expect(decoded.header).toStrictEqual(header);
+      const rooms = { n: text, r: [text, text], x: [text], s: 0, e: text };
+      const broadcast = decodeBusFrame(encodeBusFrame({ kind: BusKind.Broadcast, header: rooms }));
+      expect(broadcast.header).toStrictEqual(rooms);
+    }
+  });
+
+  it('tells a node its own frames, of every kind, by their first header bytes', () => {
+    const own = senderField('a');
+    for (const [, message] of frames) {
+      const bytes = encodeBusFrame(message, Buffer.from('payload'));
+      expect(isSentBy(bytes, own)).toBe(message.header.n === 'a');
+      expect(isSentBy(bytes, senderField(message.header.n))).toBe(true);
+    }
+    const longer = encodeBusFrame({ kind: BusKind.Beat, header: { n: 'ab' } });
+    expect(isSentBy(longer, own)).toBe(false);
+    expect(isSentBy(longer.subarray(0, 8), senderField('ab'))).toBe(false);
+    expect(isSentBy(new Uint8Array(0), own)).toBe(false);
   });
 
   it('gives the payload as a view of the bytes it decoded, not a copy', () => {
