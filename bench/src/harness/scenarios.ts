@@ -124,7 +124,7 @@ async function withRedis<T>(context: RunContext, use: (redis: Redis) => Promise<
   }
 }
 
-async function flushRedis(context: RunContext): Promise<void> {
+export async function flushRedis(context: RunContext): Promise<void> {
   if (context.redis !== undefined) await withRedis(context, (redis) => redis.flushall());
 }
 
@@ -139,7 +139,8 @@ async function redisCommands(
   return count === undefined ? null : Number(count);
 }
 
-function startLoad(context: RunContext) {
+/** Forks a load-generator process. */
+export function startLoad(context: RunContext) {
   const started = context.processes.fork('load', LOAD_MAIN, {}, ['--max-old-space-size=4096']);
   const peer = new Peer(started.child);
   return {
@@ -191,7 +192,8 @@ async function startGroup(
   });
 }
 
-function brokerCpu(
+/** CPU time of the implementation's broker process so far (null without one), µs. */
+export function brokerCpu(
   context: RunContext,
   implementation: Implementation,
   group: NodeGroup,
@@ -514,7 +516,10 @@ export async function connectSessions(
   };
   const connected = await load.request<ConnectResult>('connectSessions', connectArgs, 130_000);
   const warmupArgs: WarmupArgs = { messages: context.sizes.warmup, timeoutMs: 30_000 };
-  await load.request('warmup', warmupArgs, 45_000);
+  const warm = await load.request<{ ms: number }>('warmup', warmupArgs, 45_000);
+  context.log(
+    `  ${clients} clients connected in ${(connected.ms / 1000).toFixed(1)} s, warm in ${(warm.ms / 1000).toFixed(1)} s`,
+  );
   return connected;
 }
 
@@ -569,6 +574,9 @@ export async function churnCycle(
         ? ''
         : `; back with all of them: p50 ${result.backAndRecovered.p50.toFixed(0)} ms, last ${result.backAndRecovered.max.toFixed(0)} ms`),
   );
+  if (result.notBack !== undefined) {
+    context.log(`  ${result.notBack} not back: ${result.notBackSamples?.join('; ')}`);
+  }
   return {
     messages,
     result,
