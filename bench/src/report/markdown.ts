@@ -222,6 +222,7 @@ function stormTable(storm: StormSummary[]): string {
       'broker CPU ms',
       'broker busy % of a core',
       'Redis commands / resume',
+      'NATS messages in / resume',
       'lost / dup / reordered',
     ],
     storm.map((row) => [
@@ -237,6 +238,7 @@ function stormTable(storm: StormSummary[]): string {
       fmt(row.brokerCpuMs, 0),
       fmt(row.brokerBusy, 0),
       fmt(row.redisCommands, 0),
+      fmt(row.natsMessages, 0),
       `${row.lost} / ${row.duplicated} / ${row.reordered}`,
     ]),
   );
