@@ -12,6 +12,11 @@ const SPARE_DESCRIPTORS = 200;
 const CONCURRENCY = 100;
 /** Bound for one connection, ms. */
 const CONNECT_TIMEOUT_MS = 15_000;
+/**
+ * Bound for a node's sample after garbage collection: with 20 000 sockets, on a machine busy
+ * with the load generators, three full collections took over 10 s.
+ */
+const SETTLE_TIMEOUT_MS = 60_000;
 
 /** Why the ramp stopped. */
 export type CapacityStop = 'ceiling' | 'failures' | 'time';
@@ -50,6 +55,8 @@ export interface CapacityRound {
   stop: CapacityStop;
   /** From the first connection to the last step's end, ms. */
   connectMs: number;
+  /** Clients held and ms since the ramp started, after each step (how the rate changes). */
+  steps?: Array<{ held: number; ms: number }>;
   /** Each node's RSS and JS heap after garbage collection, before and after the clients. */
   rssBefore: number[];
   rssAfter: number[];
@@ -103,9 +110,9 @@ export async function runCapacity(
         15_000,
       );
     }
-    const before = await group.sample('settle');
+    const before = await group.sample('settle', undefined, SETTLE_TIMEOUT_MS);
     const ramp = await rampUp(context, group.urls, loads, ceiling, perLoad);
-    const after = await group.sample('settle');
+    const after = await group.sample('settle', undefined, SETTLE_TIMEOUT_MS);
     log(
       `  held ${ramp.held} over ${nodes} nodes and ${loadCount} load processes (${ramp.stop}` +
         `${ramp.firstError === undefined ? '' : `: ${ramp.firstError}`}), ` +
@@ -126,6 +133,7 @@ export async function runCapacity(
       ...(ramp.firstError === undefined ? {} : { firstError: ramp.firstError }),
       stop: ramp.stop,
       connectMs: ramp.ms,
+      steps: ramp.steps,
       rssBefore: before.map((sample) => sample.rss),
       rssAfter: after.map((sample) => sample.rss),
       heapBefore: before.map((sample) => sample.heapUsed),
@@ -160,6 +168,7 @@ async function rampUp(
   let failed = 0;
   let firstError: string | undefined;
   let stop: CapacityStop = 'ceiling';
+  const steps: Array<{ held: number; ms: number }> = [];
   const started = performance.now();
   while (attempted < ceiling) {
     if (performance.now() > deadline) {
@@ -194,6 +203,8 @@ async function rampUp(
       failed += result.failed;
       firstError ??= result.error;
     }
+    const heldNow = heldBy.reduce((sum, count) => sum + count, 0);
+    steps.push({ held: heldNow, ms: Math.round(performance.now() - started) });
     if (failed > 0) {
       stop = 'failures';
       break;
@@ -202,7 +213,15 @@ async function rampUp(
   const ms = performance.now() - started;
   const perNode = urls.map((_, node) => perNodeBy.reduce((sum, counts) => sum + counts[node]!, 0));
   const held = heldBy.reduce((sum, count) => sum + count, 0);
-  return { held, perNode, failed, stop, ms, ...(firstError === undefined ? {} : { firstError }) };
+  return {
+    held,
+    perNode,
+    failed,
+    stop,
+    ms,
+    steps,
+    ...(firstError === undefined ? {} : { firstError }),
+  };
 }
 
 /** Broadcasts from the publisher on node 0 to every held client, merging what each process saw. */

@@ -157,7 +157,17 @@ export async function startNats(processes: Processes): Promise<Service> {
     processes,
     'nats',
     'nats-server',
-    (port, dir) => ['-a', '127.0.0.1', '-p', String(port), '-m', String(monitor), '-js', '-sd', dir],
+    (port, dir) => [
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-m',
+      String(monitor),
+      '-js',
+      '-sd',
+      dir,
+    ],
     'Server is ready',
     (port) => `nats://127.0.0.1:${port}`,
   );
@@ -168,7 +178,9 @@ export async function startNats(processes: Processes): Promise<Service> {
 export async function natsMessagesIn(service: Service): Promise<number | undefined> {
   if (service.monitorUrl === undefined) return undefined;
   try {
-    const response = await fetch(`${service.monitorUrl}/varz`, { signal: AbortSignal.timeout(5000) });
+    const response = await fetch(`${service.monitorUrl}/varz`, {
+      signal: AbortSignal.timeout(5000),
+    });
     const varz = (await response.json()) as { in_msgs?: number };
     return varz.in_msgs;
   } catch {
