@@ -12,6 +12,7 @@ import {
   COMPRESSION_SMOKE,
   runCompression,
 } from './compression/compression-scenario.js';
+import { runCapacity } from './harness/capacity-scenario.js';
 import { parseOptions } from './harness/config.js';
 import {
   IMPLEMENTATIONS,
@@ -106,6 +107,7 @@ async function main(): Promise<number> {
       ...(implementation.soak ? { soak: true } : {}),
       ...(implementation.scale ? { scale: true } : {}),
       ...(implementation.storm ? { storm: true } : {}),
+      ...(implementation.capacity ? { capacity: true } : {}),
     });
     if (reason === undefined) runnable.push(implementation);
     else log(`${implementation.id}: ${reason}`);
@@ -140,6 +142,7 @@ async function main(): Promise<number> {
     soak: {},
     scale: {},
     storm: {},
+    capacity: {},
     errors: [],
   };
 
@@ -283,6 +286,19 @@ async function main(): Promise<number> {
             log(`round ${round} resume storm: ${implementation.id}`);
             const measured = await runStorm(context, implementation, round);
             append(results.storm!, implementation.id, measured);
+          },
+        );
+      }
+      if (!options.skipCapacity) {
+        await each(
+          'capacity',
+          round,
+          order.filter((item) => item.capacity),
+          async (implementation) => {
+            log(`round ${round} most connections across nodes: ${implementation.id}`);
+            const broadcast = implementation.fanout && !options.skipCapacityFanout;
+            const measured = await runCapacity(context, implementation, round, broadcast);
+            append(results.capacity!, implementation.id, measured);
           },
         );
       }

@@ -3,8 +3,9 @@
  * and checks that it produced complete results with nothing lost, duplicated or reordered, and
  * that every dropped `wscale.v1` client resumed and recovered what it missed (also when their node
  * was killed), at every node count of the scaling scenario too (direct messages and broadcasts),
- * and that the churn soak left no client, room or broker subscription behind. No timing is asserted: speed is for the full run to report, not for a test
- * to judge.
+ * that the churn soak left no client, room or broker subscription behind, and that the ramp over
+ * several nodes and load processes held every client and delivered the broadcast to all. No
+ * timing is asserted: speed is for the full run to report, not for a test to judge.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -43,7 +44,7 @@ function runSmoke(out: string): Promise<{ code: number | null; output: string }>
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      [join(bench, 'dist', 'run.js'), '--smoke', '--out', out, '--budget-minutes', '2'],
+      [join(bench, 'dist', 'run.js'), '--smoke', '--out', out, '--budget-minutes', '4'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
@@ -51,7 +52,7 @@ function runSmoke(out: string): Promise<{ code: number | null; output: string }>
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     // A bound for a machine busy with other test files; the harness stops everything it started
     // on SIGTERM. Alone, the smoke run takes well under a minute.
-    const timer = setTimeout(() => child.kill('SIGTERM'), 160_000);
+    const timer = setTimeout(() => child.kill('SIGTERM'), 280_000);
     child.once('error', reject);
     child.once('exit', (code) => {
       clearTimeout(timer);
@@ -209,6 +210,39 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
         expect(cycle.nodeCpuMicros, label).toHaveLength(2);
       }
     }
+    for (const implementation of available.filter((item) => item.capacity)) {
+      const rounds = results.capacity?.[implementation.id];
+      expect(rounds, implementation.id).toHaveLength(results.meta.sizes.rounds);
+      for (const round of rounds!) {
+        const label = `${implementation.id} most connections across nodes`;
+        // The smoke size is far below any limit: every client is held, spread over the nodes and
+        // over several load processes.
+        expect([round.held, round.failed, round.stop], label).toEqual([
+          results.meta.sizes.capacityMax,
+          0,
+          'ceiling',
+        ]);
+        expect(
+          round.perNode.reduce((sum, count) => sum + count, 0),
+          label,
+        ).toBe(round.held);
+        expect(round.perNode, label).toHaveLength(results.meta.sizes.capacityNodes!);
+        expect(round.loads, label).toBeGreaterThan(1);
+        expect(
+          round.heapAfter.every((heap) => heap > 0),
+          label,
+        ).toBe(true);
+        if (!implementation.fanout) continue;
+        const fanout = round.fanout!;
+        expect(fanout.expected, label).toBe(round.held * results.meta.sizes.capacityMessages!);
+        expect([fanout.delivered, fanout.lost, fanout.duplicated], label).toEqual([
+          fanout.expected,
+          0,
+          0,
+        ]);
+        expect(fanout.lastCopyMs.count, label).toBe(fanout.messages);
+      }
+    }
     // Compression: every contender delivers everything; wscale compresses a message once per node.
     const compression = results.compression?.rounds ?? [];
     expect(compression.map((round) => round.contender).sort()).toEqual([
@@ -238,13 +272,14 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
       '## Broadcasts as nodes are added',
       `## One room of ${results.meta.sizes.idleClients} clients on one node`,
       ...(available.some((item) => item.storm) ? ['## Resume storm: a node killed'] : []),
+      '## Most connections across nodes',
     ]) {
       expect(report).toContain(section);
     }
     for (const chart of ['cpu-per-delivery.svg', 'latency-p99.svg', 'idle-memory.svg']) {
       expect(readFileSync(join(out, 'benchmarks', chart), 'utf8')).toMatch(/^<svg /);
     }
-  }, 180_000);
+  }, 300_000);
 });
 
 describe('bench upstream --smoke', () => {

@@ -48,6 +48,19 @@ export interface Sizes {
    */
   stormClients?: number;
   stormMessages?: number;
+  /**
+   * Most connections across nodes (absent in results written before it): node processes, the
+   * ceiling of clients in all (lowered to what each node's open-files limit allows), clients
+   * opened per step, clients per load-generator process, and a bound on the ramp's time (s);
+   * then broadcasts to all of them, at `capacityRate` per second.
+   */
+  capacityNodes?: number;
+  capacityMax?: number;
+  capacityStep?: number;
+  capacityPerLoad?: number;
+  capacitySeconds?: number;
+  capacityMessages?: number;
+  capacityRate?: number;
   /** Payload bytes. */
   size: number;
   /** Warm-up broadcasts before measuring. */
@@ -77,6 +90,13 @@ export const DEFAULT_SIZES: Sizes = {
   scaleMessages: 100,
   stormClients: 10_000,
   stormMessages: 20,
+  capacityNodes: 3,
+  capacityMax: 60_000,
+  capacityStep: 2000,
+  capacityPerLoad: 15_000,
+  capacitySeconds: 300,
+  capacityMessages: 5,
+  capacityRate: 1,
   size: 64,
   warmup: 20,
   quietMs: 3000,
@@ -102,6 +122,14 @@ export const SMOKE_SIZES: Sizes = {
   scaleMessages: 10,
   stormClients: 30,
   stormMessages: 5,
+  // Two load processes of 30 clients each: the smoke run goes through the split too.
+  capacityNodes: 3,
+  capacityMax: 60,
+  capacityStep: 30,
+  capacityPerLoad: 30,
+  capacitySeconds: 60,
+  capacityMessages: 3,
+  capacityRate: 10,
   size: 64,
   warmup: 5,
   quietMs: 2000,
@@ -130,6 +158,9 @@ export interface RunOptions {
   /** Skip the broadcast to the one-node scenario's room (its memory and connect rate still run). */
   skipBigRoom: boolean;
   skipStorm: boolean;
+  /** Skip "most connections across nodes", or only its broadcast. */
+  skipCapacity: boolean;
+  skipCapacityFanout: boolean;
   skipCompression: boolean;
   /** Only write the report again from this `results.json` (after editing ANALYSIS.md). */
   reportFrom: string | undefined;
@@ -141,8 +172,11 @@ const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [-
   [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
   [--scale-messages M] [--big-room-messages M] [--big-room-rate R]
   [--storm-clients C] [--storm-messages M]
+  [--capacity-nodes K] [--capacity-max C] [--capacity-step C] [--capacity-per-load C]
+  [--capacity-seconds S] [--capacity-messages M] [--capacity-rate R]
   [--no-idle] [--no-fanout] [--no-churn] [--no-soak] [--no-scale] [--no-scale-fanout]
-  [--no-big-room] [--no-storm] [--no-compression] [--verbose]
+  [--no-big-room] [--no-storm] [--no-capacity] [--no-capacity-fanout] [--no-compression]
+  [--verbose]
   bench --report-from docs/benchmarks/results.json   (rewrite the report only)`;
 
 /** Reads the command line. */
@@ -181,6 +215,15 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'storm-clients': { type: 'string' },
       'storm-messages': { type: 'string' },
       'no-storm': { type: 'boolean', default: false },
+      'capacity-nodes': { type: 'string' },
+      'capacity-max': { type: 'string' },
+      'capacity-step': { type: 'string' },
+      'capacity-per-load': { type: 'string' },
+      'capacity-seconds': { type: 'string' },
+      'capacity-messages': { type: 'string' },
+      'capacity-rate': { type: 'string' },
+      'no-capacity': { type: 'boolean', default: false },
+      'no-capacity-fanout': { type: 'boolean', default: false },
       'churn-clients': { type: 'string' },
       'churn-messages': { type: 'string' },
       'report-from': { type: 'string' },
@@ -222,6 +265,13 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('bigRoomRate', 'big-room-rate', 1);
   set('stormClients', 'storm-clients', 3);
   set('stormMessages', 'storm-messages', 1);
+  set('capacityNodes', 'capacity-nodes', 1);
+  set('capacityMax', 'capacity-max', 1);
+  set('capacityStep', 'capacity-step', 1);
+  set('capacityPerLoad', 'capacity-per-load', 1);
+  set('capacitySeconds', 'capacity-seconds', 1);
+  set('capacityMessages', 'capacity-messages', 1);
+  set('capacityRate', 'capacity-rate', 1);
   const list = (value: string | undefined) =>
     value === undefined
       ? undefined
@@ -247,6 +297,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
     skipScaleFanout: values['no-scale-fanout'] ?? false,
     skipBigRoom: values['no-big-room'] ?? false,
     skipStorm: values['no-storm'] ?? false,
+    skipCapacity: values['no-capacity'] ?? false,
+    skipCapacityFanout: values['no-capacity-fanout'] ?? false,
     skipCompression: values['no-compression'] ?? false,
     reportFrom: values['report-from'],
   };

@@ -25,6 +25,11 @@ export interface Implementation {
   scale?: boolean;
   /** Takes part in the resume storm (a node of three killed; needs an external broker). */
   storm?: boolean;
+  /**
+   * Takes part in "most connections across nodes" (its broadcast too when `fanout`: the bare `ws`
+   * baseline runs as independent processes, for memory and connect rate only).
+   */
+  capacity?: boolean;
   /** An experiment (not a product): shown in the tables, left out of the targets. */
   experimental?: boolean;
   /** What must be importable for it to run (besides its brokers). */
@@ -34,6 +39,7 @@ export interface Implementation {
 export const IMPLEMENTATIONS: readonly Implementation[] = [
   {
     id: 'ws-redis',
+    capacity: true,
     scale: true,
     label: 'hand-written ws + ioredis',
     client: 'ws',
@@ -45,6 +51,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   },
   {
     id: 'wscale-redis',
+    capacity: true,
     churn: true,
     storm: true,
     soak: true,
@@ -142,6 +149,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   },
   {
     id: 'bare-ws',
+    capacity: true,
     label: 'bare ws (1 process, no broker)',
     client: 'ws',
     needs: [],

@@ -13,8 +13,11 @@ export interface NodeGroup {
   /** One WebSocket URL per node. */
   urls: string[];
   pids: number[];
-  /** Each node's own sample (CPU time, memory), or only those of the nodes listed. */
-  sample(op?: 'sample' | 'settle', only?: number[]): Promise<ProcessSample[]>;
+  /**
+   * Each node's own sample (CPU time, memory), or only those of the nodes listed; each answer
+   * bounded by `timeoutMs` (10 s).
+   */
+  sample(op?: 'sample' | 'settle', only?: number[], timeoutMs?: number): Promise<ProcessSample[]>;
   /** SIGKILLs one node's process (not a node:cluster worker), as a crash would. */
   kill(node: number): Promise<void>;
   /** Drops up to `limit` `wscale.v1` connections of one node; resolves with how many. */
@@ -126,11 +129,11 @@ export async function startNodes(
   const group: NodeGroup = {
     urls: ports.map((port) => `ws://127.0.0.1:${port}`),
     pids,
-    sample: (op = 'sample', only) =>
+    sample: (op = 'sample', only, timeoutMs = 10_000) =>
       Promise.all(
         (only ?? [...members.keys()]).map((node) => {
           const member = members[node]!;
-          return member.peer.request<ProcessSample>(op, undefined, 10_000, member.node);
+          return member.peer.request<ProcessSample>(op, undefined, timeoutMs, member.node);
         }),
       ),
     kill: (node) => {

@@ -1,4 +1,5 @@
 import type { CompressionResults } from '../compression/compression-scenario.js';
+import type { CapacityRound } from './capacity-scenario.js';
 import type { Sizes } from './config.js';
 import type { Machine } from './machine.js';
 import type { ChurnRound, FanoutRound, IdleRound, ScaleRound } from './scenarios.js';
@@ -32,6 +33,7 @@ export interface Results {
     soak?: boolean;
     scale?: boolean;
     storm?: boolean;
+    capacity?: boolean;
   }>;
   fanout: Record<string, FanoutRound[]>;
   idle: Record<string, IdleRound[]>;
@@ -43,6 +45,8 @@ export interface Results {
   scale?: Record<string, ScaleRound[]>;
   /** Absent in results written before the resume storm existed. */
   storm?: Record<string, StormRound[]>;
+  /** Most connections across nodes; absent in results written before it existed. */
+  capacity?: Record<string, CapacityRound[]>;
   /** The compression scenario (its own contenders); absent when it did not run. */
   compression?: CompressionResults;
   errors: Array<{ implementation: string; scenario: string; round: number; message: string }>;

@@ -19,7 +19,7 @@ import type { Implementation } from './implementations.js';
 import { type NodeGroup, startNodes } from './nodes.js';
 import { PeakRss } from './peak-rss.js';
 import type { Processes } from './processes.js';
-import { cpuMicrosOf, type Service } from './services.js';
+import { cpuMicrosOf, natsMessagesIn, type Service } from './services.js';
 
 const LOAD_MAIN = fileURLToPath(new URL('./load/load-main.js', import.meta.url));
 
@@ -66,6 +66,8 @@ export interface ChurnCycle {
   ms?: number;
   /** Commands redis-server processed in that window (Redis only; absent before they were counted). */
   redisCommands?: number;
+  /** Messages nats-server received in that window (NATS only; absent before they were counted). */
+  natsMessages?: number;
 }
 
 export interface ChurnRound {
@@ -124,8 +126,17 @@ async function withRedis<T>(context: RunContext, use: (redis: Redis) => Promise<
   }
 }
 
-async function flushRedis(context: RunContext): Promise<void> {
+export async function flushRedis(context: RunContext): Promise<void> {
   if (context.redis !== undefined) await withRedis(context, (redis) => redis.flushall());
+}
+
+/** Messages nats-server received so far (requests and publishes), if it is in use. */
+async function natsMessages(
+  context: RunContext,
+  implementation: Implementation,
+): Promise<number | null> {
+  if (context.nats === undefined || !implementation.needs.includes('nats')) return null;
+  return (await natsMessagesIn(context.nats)) ?? null;
 }
 
 /** Commands redis-server processed so far (its `total_commands_processed`), if it is in use. */
@@ -139,7 +150,8 @@ async function redisCommands(
   return count === undefined ? null : Number(count);
 }
 
-function startLoad(context: RunContext) {
+/** Forks a load-generator process. */
+export function startLoad(context: RunContext) {
   const started = context.processes.fork('load', LOAD_MAIN, {}, ['--max-old-space-size=4096']);
   const peer = new Peer(started.child);
   return {
@@ -191,7 +203,8 @@ async function startGroup(
   });
 }
 
-function brokerCpu(
+/** CPU time of the implementation's broker process so far (null without one), µs. */
+export function brokerCpu(
   context: RunContext,
   implementation: Implementation,
   group: NodeGroup,
@@ -514,7 +527,10 @@ export async function connectSessions(
   };
   const connected = await load.request<ConnectResult>('connectSessions', connectArgs, 130_000);
   const warmupArgs: WarmupArgs = { messages: context.sizes.warmup, timeoutMs: 30_000 };
-  await load.request('warmup', warmupArgs, 45_000);
+  const warm = await load.request<{ ms: number }>('warmup', warmupArgs, 45_000);
+  context.log(
+    `  ${clients} clients connected in ${(connected.ms / 1000).toFixed(1)} s, warm in ${(warm.ms / 1000).toFixed(1)} s`,
+  );
   return connected;
 }
 
@@ -542,18 +558,20 @@ export async function churnCycle(
   const profileDir = context.profileDir(implementation);
   if (profileDir !== undefined) await group.profileStart();
   const started = performance.now();
-  const [before, brokerBefore, commandsBefore] = await Promise.all([
+  const [before, brokerBefore, commandsBefore, messagesBefore] = await Promise.all([
     group.sample('sample', sampled),
     brokerCpu(context, implementation, group),
     redisCommands(context, implementation),
+    natsMessages(context, implementation),
   ]);
   const drops = await cycle.drop();
   const args: ChurnArgs = { drops, messages, size: context.sizes.size, timeoutMs: cycle.timeoutMs };
   const result = await load.request<ChurnResult>('churnRun', args, cycle.timeoutMs + 10_000);
-  const [after, brokerAfter, commandsAfter] = await Promise.all([
+  const [after, brokerAfter, commandsAfter, messagesAfter] = await Promise.all([
     group.sample('sample', sampled),
     brokerCpu(context, implementation, group),
     redisCommands(context, implementation),
+    natsMessages(context, implementation),
   ]);
   const ms = performance.now() - started;
   if (profileDir !== undefined) {
@@ -569,6 +587,9 @@ export async function churnCycle(
         ? ''
         : `; back with all of them: p50 ${result.backAndRecovered.p50.toFixed(0)} ms, last ${result.backAndRecovered.max.toFixed(0)} ms`),
   );
+  if (result.notBack !== undefined) {
+    context.log(`  ${result.notBack} not back: ${result.notBackSamples?.join('; ')}`);
+  }
   return {
     messages,
     result,
@@ -579,6 +600,9 @@ export async function churnCycle(
     ...(commandsBefore === null || commandsAfter === null
       ? {}
       : { redisCommands: commandsAfter - commandsBefore }),
+    ...(messagesBefore === null || messagesAfter === null
+      ? {}
+      : { natsMessages: messagesAfter - messagesBefore }),
   };
 }
 

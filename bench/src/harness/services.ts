@@ -53,6 +53,8 @@ export interface Service {
   url: string;
   pid: number;
   version: string | undefined;
+  /** nats-server's monitoring endpoint (`/varz`), where it counts the messages it received. */
+  monitorUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -145,14 +147,43 @@ export function startRedis(processes: Processes): Promise<Service> {
   );
 }
 
-/** Starts `nats-server` with JetStream (the churn scenario's state store and history use it). */
-export function startNats(processes: Processes): Promise<Service> {
-  return launch(
+/**
+ * Starts `nats-server` with JetStream (the churn scenario's state store and history use it) and
+ * its monitoring endpoint.
+ */
+export async function startNats(processes: Processes): Promise<Service> {
+  const monitor = await freePort();
+  const service = await launch(
     processes,
     'nats',
     'nats-server',
-    (port, dir) => ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir],
+    (port, dir) => [
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-m',
+      String(monitor),
+      '-js',
+      '-sd',
+      dir,
+    ],
     'Server is ready',
     (port) => `nats://127.0.0.1:${port}`,
   );
+  return { ...service, monitorUrl: `http://127.0.0.1:${monitor}` };
+}
+
+/** Messages nats-server received so far (its `/varz` `in_msgs`), or undefined. */
+export async function natsMessagesIn(service: Service): Promise<number | undefined> {
+  if (service.monitorUrl === undefined) return undefined;
+  try {
+    const response = await fetch(`${service.monitorUrl}/varz`, {
+      signal: AbortSignal.timeout(5000),
+    });
+    const varz = (await response.json()) as { in_msgs?: number };
+    return varz.in_msgs;
+  } catch {
+    return undefined;
+  }
 }

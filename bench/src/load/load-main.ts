@@ -7,6 +7,15 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { serveRequests } from '../ipc.js';
 import { ProcessStats } from '../servers/process-stats.js';
 import { directSeqStart, Kind, kindOf, payload, readSeq } from '../wire.js';
+import {
+  type CapacityCollectArgs,
+  type CapacityConnectArgs,
+  capacityArm,
+  capacityClose,
+  capacityCollect,
+  capacityConnect,
+  capacityPublish,
+} from './capacity.js';
 import { type BenchClient, type ClientKind, connectClient } from './clients.js';
 import { type Percentiles, percentiles } from './percentiles.js';
 import { type SoakArgs, soak } from './soak.js';
@@ -78,6 +87,12 @@ export interface ChurnResult {
   delivery: DeliveryResult | undefined;
   /** Room messages that arrived twice on the wire during the cycle (the client dropped them). */
   wireRepeats: number;
+  /**
+   * Dropped clients not back with a `welcome` by the bound, and a few of them described (state,
+   * closes since the drop, the last close), to tell a slow node from a stuck resume.
+   */
+  notBack?: number;
+  notBackSamples?: string[];
 }
 
 export interface WarmupArgs {
@@ -175,6 +190,8 @@ function churnArm(): boolean {
     client.resumed = false;
     client.recovered = false;
     client.wireRepeats = 0;
+    client.closes = 0;
+    client.lastClose = '';
   }
   return true;
 }
@@ -222,7 +239,18 @@ async function churnRun(args: ChurnArgs): Promise<ChurnResult> {
     }
   }
   const backAndRecovered = track === undefined ? undefined : percentiles(latencies, recoveredCount);
+  const missing = dropped.filter((client) => !(client.welcomedAt > client.downAt));
+  const notBackSamples = missing
+    .slice(0, 5)
+    .map(
+      (client) =>
+        `client ${client.index}: ${client.client.state}, ${client.closes} closes, last "${client.lastClose}"` +
+        (client.resumingAt > client.downAt
+          ? `, resuming since ${((performance.now() - client.resumingAt) / 1000).toFixed(1)} s`
+          : ''),
+    );
   return {
+    ...(missing.length === 0 ? {} : { notBack: missing.length, notBackSamples }),
     ...(backAndRecovered === undefined ? {} : { backAndRecovered }),
     dropped: dropped.length,
     resumed: dropped.filter((client) => client.resumed).length,
@@ -236,7 +264,8 @@ async function churnRun(args: ChurnArgs): Promise<ChurnResult> {
 
 /**
  * Warms up (JIT, connections) and proves every client is reachable: publishes `messages` warm-up
- * broadcasts, then one more at a time until one reaches every client.
+ * broadcasts, then one probe a second until every client got one of the probes (a client that
+ * joined late may miss the first; a probe may take more than a second to reach thousands).
  */
 async function warmup(args: WarmupArgs): Promise<{ ms: number; rounds: number }> {
   const started = performance.now();
@@ -246,16 +275,17 @@ async function warmup(args: WarmupArgs): Promise<{ ms: number; rounds: number }>
     pub.send(payload('W', seq, 32));
     await sleep(5);
   }
+  const firstProbe = seq;
   for (let round = 0; performance.now() - started < args.timeoutMs; round++, seq++) {
     pub.send(payload('W', seq, 32));
     const until = performance.now() + 1000;
     while (performance.now() < until) {
-      if (warmupSeen.every((seen) => seen >= seq))
+      if (warmupSeen.every((seen) => seen >= firstProbe))
         return { ms: performance.now() - started, rounds: round };
       await sleep(10);
     }
   }
-  const missing = warmupSeen.filter((seen) => seen < seq - 1).length;
+  const missing = warmupSeen.filter((seen) => seen < firstProbe).length;
   throw new Error(
     `warm-up: ${missing} of ${clients.length} clients unreachable after ${args.timeoutMs} ms`,
   );
@@ -331,6 +361,7 @@ async function close(): Promise<boolean> {
   publisher?.close();
   clients = [];
   publisher = undefined;
+  capacityClose();
   await sleep(50);
   return true;
 }
@@ -349,6 +380,10 @@ serveRequests({
   warmup: (args) => warmup(args as WarmupArgs),
   fanout: (args) => fanout(args as SendArgs),
   direct: (args) => direct(args as DirectArgs),
+  capacityConnect: (args) => capacityConnect(args as CapacityConnectArgs),
+  capacityArm: (count) => capacityArm(Number(count)),
+  capacityPublish: (args) => capacityPublish(args as Parameters<typeof capacityPublish>[0]),
+  capacityCollect: (args) => capacityCollect(args as CapacityCollectArgs),
   close: () => close(),
   sample: () => stats.sample(),
   exit: () => {

@@ -21,6 +21,9 @@ export interface V1Client {
    * duplicates the client drops before the application (and so before the tracker) sees them.
    */
   wireRepeats: number;
+  /** Closes since the last drop was armed, and the last one's code and reason (diagnostics). */
+  closes: number;
+  lastClose: string;
 }
 
 /**
@@ -68,7 +71,13 @@ export async function connectV1(
     resumed: false,
     recovered: false,
     wireRepeats: 0,
+    closes: 0,
+    lastClose: '',
   };
+  client.on('close', (close) => {
+    record.closes++;
+    record.lastClose = `${close.code} ${close.reason}`.trim();
+  });
   client.on('message', (data) =>
     onData(index, typeof data === 'string' ? data : Buffer.from(data)),
   );

@@ -346,6 +346,8 @@ export interface StormSummary {
   cpu?: Spread;
   /** Commands redis-server processed over the storm per resumed client (Redis only). */
   redisCommands?: Spread;
+  /** Messages nats-server received over the storm per resumed client (NATS only). */
+  natsMessages?: Spread;
   connectRate?: Spread;
 }
 
@@ -398,6 +400,16 @@ function summarizeStorm(id: string, label: string, rounds: StormRound[]): StormS
         cycle.redisCommands === undefined
           ? []
           : [cycle.redisCommands / Math.max(1, cycle.result.resumed)],
+      ),
+    ),
+  );
+  set(
+    'natsMessages',
+    spread(
+      rounds.flatMap(({ cycle }) =>
+        cycle.natsMessages === undefined
+          ? []
+          : [cycle.natsMessages / Math.max(1, cycle.result.resumed)],
       ),
     ),
   );

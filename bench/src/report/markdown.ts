@@ -10,6 +10,7 @@ import type {
   Spread,
   StormSummary,
 } from './aggregate.js';
+import { capacitySection } from './capacity-section.js';
 import { soakSection } from './soak-section.js';
 
 const MiB = 2 ** 20;
@@ -221,6 +222,7 @@ function stormTable(storm: StormSummary[]): string {
       'broker CPU ms',
       'broker busy % of a core',
       'Redis commands / resume',
+      'NATS messages in / resume',
       'lost / dup / reordered',
     ],
     storm.map((row) => [
@@ -236,6 +238,7 @@ function stormTable(storm: StormSummary[]): string {
       fmt(row.brokerCpuMs, 0),
       fmt(row.brokerBusy, 0),
       fmt(row.redisCommands, 0),
+      fmt(row.natsMessages, 0),
       `${row.lost} / ${row.duplicated} / ${row.reordered}`,
     ]),
   );
@@ -360,6 +363,9 @@ export function markdown({
     "  messages to the clients of one node, then broadcasts to all; the whole cluster's CPU.",
     `- **Resume storm** (wscale on Redis and NATS): ${sizes.stormClients ?? '?'} \`wscale.v1\` clients over 3 nodes, one node`,
     '  killed, its clients resume elsewhere and recover what was published meanwhile.',
+    `- **Most connections across nodes**: clients opened over ${sizes.capacityNodes ?? '?'} node processes, step by step, up to`,
+    `  ${sizes.capacityMax ?? '?'} (or what the open-files limit allows), until one fails or ${sizes.capacitySeconds ?? '?'} s pass; memory per`,
+    '  connection per node against bare `ws`, connect rate, then a broadcast to all of them.',
     '',
     'Before measuring, a warm-up publishes until a broadcast reaches every client. A message counts',
     'as lost if it has not arrived when nothing more arrived for a few seconds; duplicated and',
@@ -610,6 +616,7 @@ export function markdown({
       '',
     );
   }
+  push(...capacitySection(results, table));
   push(
     '## Connecting',
     '',

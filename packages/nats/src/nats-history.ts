@@ -106,6 +106,12 @@ const MAX_PIPELINED = 64;
 const WRONG_LAST_MSG_ID = 10070;
 /** Probes for a scan's start before it walks the room from its oldest entry instead. */
 const MAX_PROBES = 16;
+/**
+ * Entries a scan of a single-replica stream reads with direct gets (at most this many at once)
+ * rather than a consumer: the few entries a resume misses cost fewer round trips and far less of
+ * the server's work than creating, pulling from and deleting a consumer.
+ */
+const MAX_DIRECT_SCAN = 64;
 
 /** A scan of a room in flight, which concurrent reads of a range it covers share. */
 interface Scan {
@@ -443,6 +449,9 @@ export class NatsHistory implements History {
     tail: Tail,
   ): Promise<HistoryEntry[] | undefined> {
     const start = await this.#startOf(jsm, room, first, tail);
+    if (this.#direct && last - start.offset < MAX_DIRECT_SCAN) {
+      return this.#walk(jsm, room, first, last, tail, start.seq);
+    }
     // A single filter as a string: the array form needs nats-server 2.10.
     const consumer = await js.consumers.get(this.#stream, {
       filter_subjects: this.entrySubject(room),
@@ -474,6 +483,49 @@ export class NatsHistory implements History {
       await messages.close();
       void consumer.delete().catch(() => undefined);
     }
+  }
+
+  /**
+   * Entries `first..last` of the room with direct gets from stream sequence `seq` (at or before
+   * entry `first`), or `undefined` when `first` was already trimmed. The get for sequence `s`
+   * answers the room's first entry at or after `s`, so gets for consecutive sequences answer
+   * consecutive entries of the room: all at once for the entries still wanted (one round trip
+   * when nothing else was written between them), again from past the last one answered while
+   * some are missing.
+   */
+  async #walk(
+    jsm: JetStreamManager,
+    room: string,
+    first: number,
+    last: number,
+    tail: Tail,
+    seq: number,
+  ): Promise<HistoryEntry[] | undefined> {
+    const subject = this.entrySubject(room);
+    const entries: HistoryEntry[] = [];
+    let from = seq;
+    while (from <= tail.seq) {
+      const wanted = Math.min(last - first + 1 - entries.length, tail.seq - from + 1);
+      const found = await Promise.all(
+        Array.from({ length: wanted }, (_, i) =>
+          this.#get(jsm, { seq: from + i, next_by_subj: subject }),
+        ),
+      );
+      for (const message of found) {
+        if (message === null || message.subject !== subject) return undefined;
+        const { offset, epoch } = parseEntry(message.header);
+        if (epoch !== tail.epoch) return undefined;
+        const next = first + entries.length;
+        // Before `first`, or the same entry answered for a later sequence.
+        if (offset < next) continue;
+        if (offset > next) return undefined;
+        entries.push({ offset, payload: message.data });
+        if (entries.length === last - first + 1) return entries;
+      }
+      // Answers come in order of sequence: go on past the last one.
+      from = found.at(-1)!.seq + 1;
+    }
+    return undefined;
   }
 
   /**

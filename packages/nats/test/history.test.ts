@@ -152,6 +152,33 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     }
   });
 
+  it('reads the few entries a resume misses with direct gets alone, no JetStream API request', async () => {
+    const name = `${stream}_walk`;
+    const h = history({ stream: name });
+    let epoch = '';
+    for (let i = 1; i <= 12; i++) {
+      if (i % 3 === 0) await h.append('other', Buffer.from('o'));
+      epoch = (await h.append('room', Buffer.from(`m${i}`))).epoch;
+    }
+    const reader = history({ stream: name });
+    await reader.position('room');
+    const nc = await connect({ servers: nats.server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const before = (await jsm.getAccountInfo()).api.total;
+      for (const after of [0, 4, 9, 11]) {
+        const read = await reader.read('room', { offset: after, epoch });
+        expect(read.ok && read.entries.map((e) => text(e.payload))).toEqual(
+          Array.from({ length: 12 - after }, (_, k) => `m${after + 1 + k}`),
+        );
+      }
+      // A consumer would cost a create and a delete each (the account info itself costs one).
+      expect((await jsm.getAccountInfo()).api.total - before).toBe(1);
+    } finally {
+      await nc.close();
+    }
+  });
+
   it('publishes a burst of appends at once, each at its offset in call order, among other writers', async () => {
     const name = `${stream}_burst`;
     const [a, b, other] = [
