@@ -55,6 +55,35 @@ function roomGroups(
   return [rooms];
 }
 
+/**
+ * A broadcast to `rooms` (everyone when there is none) that keeps no history, built at once: the
+ * common case, with no promise between a client's frame and the broker.
+ */
+export function plainPublication(
+  origin: string,
+  rooms: readonly string[],
+  except: readonly string[],
+  data: Sendable,
+  options: SendOptions | undefined,
+): Publication {
+  const room = rooms.length === 1 ? rooms[0] : undefined;
+  const skip = except.length > 0 ? new Set(except) : undefined;
+  const message = prepareMessage(data, options, room, skip);
+  const header: BroadcastHeader = { n: origin };
+  if (rooms.length > 0) header.r = rooms as string[];
+  if (except.length > 0) header.x = except as string[];
+  return { message, header };
+}
+
+/** Whether a broadcast to `rooms` is one {@link plainPublication}: none of them keeps history. */
+export function isPlain(
+  rooms: readonly string[],
+  historyOf: (room: string) => History | undefined,
+): boolean {
+  for (let i = 0; i < rooms.length; i++) if (historyOf(rooms[i]!) !== undefined) return false;
+  return true;
+}
+
 /** A broadcast to `rooms` (one group of {@link roomGroups}), or to everyone when there is none. */
 async function broadcastPublication(
   origin: string,
@@ -64,20 +93,17 @@ async function broadcastPublication(
   options: SendOptions | undefined,
   historyOf: (room: string) => History | undefined,
 ): Promise<Publication> {
+  const publication = plainPublication(origin, rooms, except, data, options);
   const room = rooms.length === 1 ? rooms[0] : undefined;
-  const skip = except.length > 0 ? new Set(except) : undefined;
-  let message = prepareMessage(data, options, room, skip);
-  const header: BroadcastHeader = { n: origin };
-  if (rooms.length > 0) header.r = rooms as string[];
-  if (except.length > 0) header.x = except as string[];
   const history = room === undefined ? undefined : historyOf(room);
   if (room !== undefined && history !== undefined) {
+    const { message, header } = publication;
     const position = await history.append(room, message.historyPayload());
-    message = message.at(room, position.offset, position.epoch);
+    publication.message = message.at(room, position.offset, position.epoch);
     header.s = position.offset;
     header.e = position.epoch;
   }
-  return { message, header };
+  return publication;
 }
 
 /**
