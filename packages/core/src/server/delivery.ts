@@ -23,11 +23,9 @@ import {
   directHeader,
   directPublication,
   historyLookup,
-  isPlain,
   keepsDirect,
   NO_BYTES,
   type Publication,
-  plainPublication,
   publishBroadcast,
 } from './publication.js';
 
@@ -106,17 +104,6 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     options?: SendOptions,
   ): Promise<void> {
     if (this.#draining) return Promise.reject(new ServerClosedError());
-    // A room that keeps no history (the common case) needs nothing awaited before the broker:
-    // no `async` step, promise or closure between a client's frame and `PUBLISH`.
-    if (isPlain(rooms, this.historyOf)) {
-      let publication: Publication;
-      try {
-        publication = plainPublication(this.#mesh.nodeId, rooms, except, data, options);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      return this.#send(rooms, publication);
-    }
     return publishBroadcast(
       this.#mesh.nodeId,
       rooms,
@@ -124,7 +111,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
       data,
       options,
       this.historyOf,
-      (group, publication) => this.#send(group, publication),
+      this.#send,
     );
   }
 
@@ -132,7 +119,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
    * Hands a broadcast to the broker first, so the other nodes can start their fan-out while this
    * one does its own; local members get it whatever the broker answers. Settles as the publish.
    */
-  #send(group: readonly string[], { message, header }: Publication): Promise<void> {
+  readonly #send = (group: readonly string[], { message, header }: Publication): Promise<void> => {
     const room = group.length === 1 ? group[0] : undefined;
     let published: Promise<void>;
     try {
@@ -153,7 +140,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
       return published.then(() => Promise.reject(error));
     }
     return published;
-  }
+  };
 
   /** Writes a broadcast to the local clients it is for: the fan-out hot path. */
   #deliverLocal(rooms: readonly string[] | undefined, message: Outgoing): void {

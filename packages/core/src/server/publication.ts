@@ -55,11 +55,8 @@ function roomGroups(
   return [rooms];
 }
 
-/**
- * A broadcast to `rooms` (everyone when there is none) that keeps no history, built at once: the
- * common case, with no promise between a client's frame and the broker.
- */
-export function plainPublication(
+/** A broadcast to `rooms` (everyone when there is none), before any history places it. */
+function publicationOf(
   origin: string,
   rooms: readonly string[],
   except: readonly string[],
@@ -75,8 +72,8 @@ export function plainPublication(
   return { message, header };
 }
 
-/** Whether a broadcast to `rooms` is one {@link plainPublication}: none of them keeps history. */
-export function isPlain(
+/** Whether none of `rooms` keeps history: the broadcast is then published as it is built. */
+function keepsNoHistory(
   rooms: readonly string[],
   historyOf: (room: string) => History | undefined,
 ): boolean {
@@ -84,33 +81,30 @@ export function isPlain(
   return true;
 }
 
-/** A broadcast to `rooms` (one group of {@link roomGroups}), or to everyone when there is none. */
-async function broadcastPublication(
-  origin: string,
+/** A publication to one group of {@link roomGroups}, placed in its room's history if it keeps one. */
+async function placed(
+  publication: Publication,
   rooms: readonly string[],
-  except: readonly string[],
-  data: Sendable,
-  options: SendOptions | undefined,
   historyOf: (room: string) => History | undefined,
 ): Promise<Publication> {
-  const publication = plainPublication(origin, rooms, except, data, options);
   const room = rooms.length === 1 ? rooms[0] : undefined;
   const history = room === undefined ? undefined : historyOf(room);
-  if (room !== undefined && history !== undefined) {
-    const { message, header } = publication;
-    const position = await history.append(room, message.historyPayload());
-    publication.message = message.at(room, position.offset, position.epoch);
-    header.s = position.offset;
-    header.e = position.epoch;
-  }
+  if (room === undefined || history === undefined) return publication;
+  const { message, header } = publication;
+  const position = await history.append(room, message.historyPayload());
+  publication.message = message.at(room, position.offset, position.epoch);
+  header.s = position.offset;
+  header.e = position.epoch;
   return publication;
 }
 
 /**
  * Builds the publications of a broadcast, one per group of {@link roomGroups}, and hands each to
  * `publish`; resolves once every one of them is published. Nodes and `Publisher` broadcast alike.
+ * Rooms that keep no history (the common case) are published at once: no `async` step, promise or
+ * closure of its own between `send()` and the broker.
  */
-export async function publishBroadcast(
+export function publishBroadcast(
   origin: string,
   rooms: readonly string[],
   except: readonly string[],
@@ -119,12 +113,23 @@ export async function publishBroadcast(
   historyOf: (room: string) => History | undefined,
   publish: (group: readonly string[], publication: Publication) => Promise<void>,
 ): Promise<void> {
-  await Promise.all(
-    roomGroups(rooms, historyOf).map(async (group) =>
-      publish(group, await broadcastPublication(origin, group, except, data, options, historyOf)),
-    ),
-  );
+  try {
+    if (keepsNoHistory(rooms, historyOf)) {
+      return publish(rooms, publicationOf(origin, rooms, except, data, options));
+    }
+    const groups = roomGroups(rooms, historyOf).map(async (group) =>
+      publish(
+        group,
+        await placed(publicationOf(origin, group, except, data, options), group, historyOf),
+      ),
+    );
+    return Promise.all(groups).then(nothing);
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
+
+function nothing(): void {}
 
 /** The header of a direct operation on client `id`, sent by node `origin`. */
 export function directHeader(origin: string, id: string, operation: DirectOperation): DirectHeader {
