@@ -10,6 +10,14 @@ export interface BroadcastTarget {
   ): Promise<void>;
 }
 
+/**
+ * `rooms` without repeats. A rest parameter is an array of the call's own, so one room is kept
+ * as it came: `wss.to(room).send()` is on the path of every broadcast.
+ */
+export function uniqueRooms(rooms: string[]): string[] {
+  return rooms.length < 2 ? rooms : [...new Set(rooms)];
+}
+
 /** Makes operators; the constructor is the class's own, so this module hands them out. */
 let create: (
   target: BroadcastTarget,
@@ -58,7 +66,7 @@ export class BroadcastOperator {
   to(...rooms: string[]): BroadcastOperator {
     return new BroadcastOperator(
       this.#target,
-      [...new Set([...this.#rooms, ...rooms])],
+      this.#rooms.length === 0 ? uniqueRooms(rooms) : [...new Set([...this.#rooms, ...rooms])],
       this.#except,
     );
   }

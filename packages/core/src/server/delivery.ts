@@ -1,11 +1,6 @@
 import type { History, Unsubscribe } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
-import {
-  type BroadcastHeader,
-  BusKind,
-  type DirectHeader,
-  type DirectOperation,
-} from '../mesh/bus-codec.js';
+import { BusKind, type DirectHeader, type DirectOperation } from '../mesh/bus-codec.js';
 import { type DirectFrame, DirectRouter, type DirectTarget } from '../mesh/direct-router.js';
 import {
   broadcastMessage,
@@ -30,6 +25,7 @@ import {
   historyLookup,
   keepsDirect,
   NO_BYTES,
+  type Publication,
   publishBroadcast,
 } from './publication.js';
 
@@ -101,43 +97,50 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /** Sends to the members of `rooms` (everyone when there is none) on every node. */
-  async broadcast(
+  broadcast(
     rooms: readonly string[],
     except: readonly string[],
     data: Sendable,
     options?: SendOptions,
   ): Promise<void> {
-    if (this.#draining) throw new ServerClosedError();
-    await publishBroadcast(
+    if (this.#draining) return Promise.reject(new ServerClosedError());
+    return publishBroadcast(
       this.#mesh.nodeId,
       rooms,
       except,
       data,
       options,
       this.historyOf,
-      async (group, { message, header }) => {
-        // Handed to the broker first, so the other nodes can start their fan-out while this one
-        // does its own. Local members get it whatever the broker answers.
-        const published = this.#publish(group, header, message);
-        try {
-          this.#deliverLocal(group, message);
-        } finally {
-          await published;
-        }
-      },
+      this.#send,
     );
   }
 
-  /** Publishes a broadcast for the other nodes (written to the broker before this returns). */
-  async #publish(
-    group: readonly string[],
-    header: BroadcastHeader,
-    message: Outgoing,
-  ): Promise<void> {
+  /**
+   * Hands a broadcast to the broker first, so the other nodes can start their fan-out while this
+   * one does its own; local members get it whatever the broker answers. Settles as the publish.
+   */
+  readonly #send = (group: readonly string[], { message, header }: Publication): Promise<void> => {
     const room = group.length === 1 ? group[0] : undefined;
-    const kind = BusKind.Broadcast;
-    await this.#mesh.toRoom(room, { kind, header }, message.bytes, message.flags);
-  }
+    let published: Promise<void>;
+    try {
+      published = this.#mesh.toRoom(
+        room,
+        { kind: BusKind.Broadcast, header },
+        message.bytes,
+        message.flags,
+      );
+    } catch (error) {
+      // A broker that throws instead of rejecting: its local members still get the message.
+      published = Promise.reject(error);
+    }
+    try {
+      this.#deliverLocal(group, message);
+    } catch (error) {
+      // As a `finally` would: the publish's own failure first, else the fan-out's.
+      return published.then(() => Promise.reject(error));
+    }
+    return published;
+  };
 
   /** Writes a broadcast to the local clients it is for: the fan-out hot path. */
   #deliverLocal(rooms: readonly string[] | undefined, message: Outgoing): void {

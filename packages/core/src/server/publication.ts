@@ -55,36 +55,56 @@ function roomGroups(
   return [rooms];
 }
 
-/** A broadcast to `rooms` (one group of {@link roomGroups}), or to everyone when there is none. */
-async function broadcastPublication(
+/** A broadcast to `rooms` (everyone when there is none), before any history places it. */
+function publicationOf(
   origin: string,
   rooms: readonly string[],
   except: readonly string[],
   data: Sendable,
   options: SendOptions | undefined,
-  historyOf: (room: string) => History | undefined,
-): Promise<Publication> {
+): Publication {
   const room = rooms.length === 1 ? rooms[0] : undefined;
   const skip = except.length > 0 ? new Set(except) : undefined;
-  let message = prepareMessage(data, options, room, skip);
+  const message = prepareMessage(data, options, room, skip);
   const header: BroadcastHeader = { n: origin };
   if (rooms.length > 0) header.r = rooms as string[];
   if (except.length > 0) header.x = except as string[];
-  const history = room === undefined ? undefined : historyOf(room);
-  if (room !== undefined && history !== undefined) {
-    const position = await history.append(room, message.historyPayload());
-    message = message.at(room, position.offset, position.epoch);
-    header.s = position.offset;
-    header.e = position.epoch;
-  }
   return { message, header };
+}
+
+/** Whether none of `rooms` keeps history: the broadcast is then published as it is built. */
+function keepsNoHistory(
+  rooms: readonly string[],
+  historyOf: (room: string) => History | undefined,
+): boolean {
+  for (let i = 0; i < rooms.length; i++) if (historyOf(rooms[i]!) !== undefined) return false;
+  return true;
+}
+
+/** A publication to one group of {@link roomGroups}, placed in its room's history if it keeps one. */
+async function placed(
+  publication: Publication,
+  rooms: readonly string[],
+  historyOf: (room: string) => History | undefined,
+): Promise<Publication> {
+  const room = rooms.length === 1 ? rooms[0] : undefined;
+  const history = room === undefined ? undefined : historyOf(room);
+  if (room === undefined || history === undefined) return publication;
+  const { message, header } = publication;
+  const position = await history.append(room, message.historyPayload());
+  publication.message = message.at(room, position.offset, position.epoch);
+  header.s = position.offset;
+  header.e = position.epoch;
+  return publication;
 }
 
 /**
  * Builds the publications of a broadcast, one per group of {@link roomGroups}, and hands each to
  * `publish`; resolves once every one of them is published. Nodes and `Publisher` broadcast alike.
+ * Rooms that keep no history (the common case) are published at once: no `async` step, promise or
+ * closure of its own between `send()` and the broker.
  */
-export async function publishBroadcast(
+export function publishBroadcast(
   origin: string,
   rooms: readonly string[],
   except: readonly string[],
@@ -93,12 +113,23 @@ export async function publishBroadcast(
   historyOf: (room: string) => History | undefined,
   publish: (group: readonly string[], publication: Publication) => Promise<void>,
 ): Promise<void> {
-  await Promise.all(
-    roomGroups(rooms, historyOf).map(async (group) =>
-      publish(group, await broadcastPublication(origin, group, except, data, options, historyOf)),
-    ),
-  );
+  try {
+    if (keepsNoHistory(rooms, historyOf)) {
+      return publish(rooms, publicationOf(origin, rooms, except, data, options));
+    }
+    const groups = roomGroups(rooms, historyOf).map(async (group) =>
+      publish(
+        group,
+        await placed(publicationOf(origin, group, except, data, options), group, historyOf),
+      ),
+    );
+    return Promise.all(groups).then(nothing);
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
+
+function nothing(): void {}
 
 /** The header of a direct operation on client `id`, sent by node `origin`. */
 export function directHeader(origin: string, id: string, operation: DirectOperation): DirectHeader {

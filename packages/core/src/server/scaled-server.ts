@@ -34,7 +34,7 @@ import { Connections } from '../transport/connections.js';
 import { UpgradeGate } from '../transport/upgrade-gate.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { Membership } from '../v1/membership.js';
-import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
+import { type BroadcastOperator, broadcastOperator, uniqueRooms } from './broadcast.js';
 import { Delivery } from './delivery.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import { remoteClient } from './publication.js';
@@ -232,7 +232,7 @@ export class ScaledWebSocketServer<
 
   /** Starts a broadcast to the members of a room, on every node. */
   to(...rooms: string[]): BroadcastOperator {
-    return broadcastOperator(this.#delivery, [...new Set(rooms)], []);
+    return broadcastOperator(this.#delivery, uniqueRooms(rooms), []);
   }
 
   /** Starts a broadcast to everyone except some clients, on every node. */
