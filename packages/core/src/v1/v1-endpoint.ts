@@ -177,8 +177,8 @@ export class V1Endpoint {
   }
 
   /**
-   * Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. Either
-   * happens within `helloTimeoutMs`, or the connection is closed.
+   * Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. Each
+   * happens within `helloTimeoutMs`, or the connection is closed with 1013 (the client retries).
    */
   accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: unknown): void {
     // `undefined` until the hello; then the frames behind it (often in the same TCP segment), which
@@ -191,13 +191,23 @@ export class V1Endpoint {
       // Read on, or the peer's answer to the close would never arrive.
       ws.resume();
     };
-    const timer = setTimeout(() => {
-      if (queued === undefined) refuse(CloseCode.PolicyViolation, 'hello expected');
-      else if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
-    }, this.#settings.helloTimeoutMs);
+    const { helloTimeoutMs } = this.#settings;
+    // Stops the pending bound: the wait for the hello, or then the one for its session.
+    let stop: () => void;
+    const helloTimer = setTimeout(() => {
+      // A node busy for longer than the bound (a storm of resumes) fires this before it reads a
+      // hello that came in time: one more turn of the event loop reads what the socket holds
+      // first. A hello still missing after it is closed with a code the client retries on: the
+      // node cannot tell a client that said nothing from a hello it has not read yet.
+      const grace = setImmediate(() => {
+        if (queued === undefined) refuse(CloseCode.TryAgainLater, 'hello expected');
+      });
+      stop = () => clearImmediate(grace);
+    }, helloTimeoutMs);
+    stop = () => clearTimeout(helloTimer);
     this.#opening.add(ws);
     const settled = () => {
-      clearTimeout(timer);
+      stop();
       this.#opening.delete(ws);
       ws.off('message', onMessage).off('close', settled);
     };
@@ -214,6 +224,12 @@ export class V1Endpoint {
       }
       queued = [];
       ws.pause();
+      // The session is opened within the bound from its hello on, whenever that was read.
+      stop();
+      const openTimer = setTimeout(() => {
+        if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
+      }, helloTimeoutMs);
+      stop = () => clearTimeout(openTimer);
       this.#open(ws, socket, request, identity, message)
         .then((client) => {
           if (client === undefined) return;
