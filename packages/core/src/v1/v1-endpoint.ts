@@ -28,7 +28,13 @@ import {
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import { sessionOwnerOf } from '../sessions/session-saver.js';
-import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
+import type {
+  OpenedSession,
+  SessionLookup,
+  Sessions,
+  StoredReply,
+  UpstreamRecord,
+} from '../sessions/sessions.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
@@ -273,8 +279,9 @@ export class V1Endpoint {
   ): Promise<V1Client | undefined> {
     const node = this.#node;
     const owner = sessionOwnerOf(this.#settings, identity);
-    if (hello.session !== undefined) await this.#handOver(hello.session, owner);
-    const session = await this.#sessions.open(hello.session, owner);
+    const lookup =
+      hello.session === undefined ? undefined : await this.#handOver(hello.session, owner);
+    const session = await this.#sessions.open(hello.session, owner, lookup);
     if (ws.readyState !== WebSocket.OPEN) {
       // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
       ws.terminate();
@@ -344,11 +351,17 @@ export class V1Endpoint {
    * yet), has it closed and waits a moment for its node to say it recorded what it handed on: the
    * resume then knows exactly which of the client's messages arrived, and none comes twice. A node
    * that was killed but is not known dead yet never says it: one bounded wait, no store reads.
+   * Yields the session's read for `open` to start from, unless the holder was asked to let go.
    */
-  async #handOver(token: string, owner: string): Promise<void> {
-    const holder = await this.#sessions.holder(token);
-    if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) return;
+  async #handOver(token: string, owner: string): Promise<SessionLookup | undefined> {
+    const lookup = await this.#sessions.lookup(token);
+    const holder = lookup?.holder;
+    if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) {
+      return lookup;
+    }
     await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS);
+    // The holder recorded its close meanwhile (or did not answer): the session is read again.
+    return undefined;
   }
 
   async #rejoin(
