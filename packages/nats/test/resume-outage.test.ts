@@ -60,7 +60,6 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
     const client = new WscaleClient(`ws://127.0.0.1:${node.address()!.port}/`, {
       WebSocket,
       network: false,
-      connectTimeoutMs: 60_000,
       ...(resume ? { resume } : {}),
     });
     client.on('welcome', (info) => welcomes.push(info));
@@ -88,14 +87,12 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
 
     hang();
     const started = performance.now();
-    const t0 = performance.now();
     const back = open(node, saved);
     await until(
       () => back.welcomes.length > 0 || back.closes.length > 0,
-      30_000,
+      15_000,
       'the resume to end',
     );
-    console.log('ENDED', performance.now() - t0, back.closes, JSON.stringify(back.welcomes));
     expect(back.closes).toEqual([]);
     expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
     expect(back.welcomes[0]!.clientId).toBe(first.welcomes[0]!.clientId);
@@ -119,15 +116,16 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
     await first.client.close();
 
     hang();
-    await node.to('feed').send('published while the history hangs').catch(() => undefined);
-    const t0 = performance.now();
+    await node
+      .to('feed')
+      .send('published while the history hangs')
+      .catch(() => undefined);
     const back = open(node, saved);
     await until(
       () => back.welcomes.length > 0 || back.closes.length > 0,
-      30_000,
+      15_000,
       'the resume to end',
     );
-    console.log('ENDED', performance.now() - t0, back.closes, JSON.stringify(back.welcomes));
     expect(back.closes).toEqual([]);
     expect(back.welcomes[0]).toMatchObject({
       resumed: true,
