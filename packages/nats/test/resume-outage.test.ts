@@ -1,16 +1,21 @@
-import { type SessionSnapshot, type WelcomeInfo, WscaleClient } from '@wscale/client';
+import type { SessionSnapshot } from '@wscale/client';
 import {
   type History,
   MemoryHistory,
   MemoryStateStore,
-  ScaledWebSocketServer,
+  type ScaledWebSocketServer,
   type StateStore,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { NatsHistory, NatsKvStateStore } from '@wscale/nats';
-import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
+import {
+  outageClient,
+  outageNode,
+  type SingleNats,
+  skipWithoutNats,
+  startNatsServer,
+} from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { fastReconnect, uniqueName } from './helpers/clients.js';
 
 /**
@@ -34,38 +39,16 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
     await nats?.close();
   });
 
-  async function startNode(stateStore: StateStore, history: History) {
-    const node = new ScaledWebSocketServer({
-      port: 0,
-      host: '127.0.0.1',
-      stateStore,
-      sessionSecret: 'a-secret-for-the-outage-tests',
-      history: [{ rooms: 'feed', store: history }],
-    });
-    node.on('error', () => undefined);
-    node.on('connection', (client) => void client.join('feed'));
-    closers.push(
-      () => stateStore.close(),
-      () => history.close(),
-      () => node.close(),
-    );
-    await node.ready();
-    return node;
-  }
+  const startNode = (stateStore: StateStore, history: History) =>
+    outageNode(stateStore, history, closers);
+  const open = (node: ScaledWebSocketServer, resume?: SessionSnapshot) =>
+    outageClient(node, closers, resume);
 
-  /** A client of the node, recording its welcomes and closes. */
-  function open(node: ScaledWebSocketServer, resume?: SessionSnapshot) {
-    const welcomes: WelcomeInfo[] = [];
-    const closes: string[] = [];
-    const client = new WscaleClient(`ws://127.0.0.1:${node.address()!.port}/`, {
-      WebSocket,
-      network: false,
-      ...(resume ? { resume } : {}),
-    });
-    client.on('welcome', (info) => welcomes.push(info));
-    client.on('close', (close) => closes.push(`${close.code} ${close.reason}`));
-    closers.push(() => client.close());
-    return { client, welcomes, closes };
+  /** Waits for the resume to end: a welcome, not a close the client would only retry. */
+  async function welcomedNotClosed(client: { welcomes: unknown[]; closes: string[] }) {
+    const ended = () => client.welcomes.length > 0 || client.closes.length > 0;
+    await until(ended, 15_000, 'the resume to end');
+    expect(client.closes).toEqual([]);
   }
 
   /** Hangs nats-server (it keeps its data, answers nothing) until the test ends. */
@@ -88,12 +71,7 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
     hang();
     const started = performance.now();
     const back = open(node, saved);
-    await until(
-      () => back.welcomes.length > 0 || back.closes.length > 0,
-      15_000,
-      'the resume to end',
-    );
-    expect(back.closes).toEqual([]);
+    await welcomedNotClosed(back);
     expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
     expect(back.welcomes[0]!.clientId).toBe(first.welcomes[0]!.clientId);
     // One store timeout (5 s by default), not one per read.
@@ -121,12 +99,7 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
       .send('published while the history hangs')
       .catch(() => undefined);
     const back = open(node, saved);
-    await until(
-      () => back.welcomes.length > 0 || back.closes.length > 0,
-      15_000,
-      'the resume to end',
-    );
-    expect(back.closes).toEqual([]);
+    await welcomedNotClosed(back);
     expect(back.welcomes[0]).toMatchObject({
       resumed: true,
       clientId: first.welcomes[0]!.clientId,
