@@ -59,7 +59,9 @@ export async function connectV1(
   const client = createClient(() => urls[(index + attempt++) % urls.length]!, {
     WebSocket: tapped(() => record.wireRepeats++),
     pingIntervalMs: 0,
-    connectTimeoutMs: timeoutMs,
+    // The client's own connect timeout (10 s), as users run it: a resume attempt that gets no
+    // `welcome` is given up and retried as it would be for them. Only the first join, queued
+    // behind thousands of connects, gets the scenario's budget.
     requestTimeoutMs: timeoutMs,
   });
   const record: V1Client = {

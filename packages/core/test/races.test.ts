@@ -213,6 +213,34 @@ describe('resume', () => {
     expect(server.clients.size).toBe(0);
   });
 
+  it('welcomes a hello that came in time though the node was too busy to read it in time', async () => {
+    const server = await node({ helloTimeoutMs: 100 });
+    const peer = new V1Peer(server);
+    await peer.opened;
+    peer.send({ t: 'hello' });
+    // The node's event loop is held past helloTimeoutMs (a storm of resumes, a long GC) while
+    // the hello waits in its socket: its timer fires in the same turn as the hello is readable.
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      // busy
+    }
+    const welcome = await Promise.race([
+      peer.next('welcome'),
+      peer.closed.then(({ code, reason }) => `closed ${code} ${reason}`),
+    ]);
+    expect(welcome).toMatchObject({ t: 'welcome', resumed: false });
+  });
+
+  it('closes a connection that says no hello within helloTimeoutMs with 1013 (a client retries)', async () => {
+    const server = await node({ helloTimeoutMs: 100 });
+    const peer = new V1Peer(server);
+    await peer.opened;
+    const { code, reason } = await peer.closed;
+    // Not 1008, after which a client gives up for good: the node cannot tell a silent client from
+    // a hello it has not read yet.
+    expect({ code, reason }).toEqual({ code: CloseCode.TryAgainLater, reason: 'hello expected' });
+  });
+
   it('welcomes a resume while the broker is down', async () => {
     const server = await node();
     const { peer, welcome } = await V1Peer.connect(server);

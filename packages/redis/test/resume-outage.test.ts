@@ -1,16 +1,15 @@
-import { type SessionSnapshot, type WelcomeInfo, WscaleClient } from '@wscale/client';
+import type { SessionSnapshot } from '@wscale/client';
 import {
   type History,
   MemoryHistory,
   MemoryStateStore,
-  ScaledWebSocketServer,
+  type ScaledWebSocketServer,
   type StateStore,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { RedisHistory, RedisStateStore } from '@wscale/redis';
-import { describeRedis, RedisServer } from '@wscale/test-support';
+import { describeRedis, outageClient, outageNode, RedisServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { standalone } from './helpers/clients.js';
 
 /**
@@ -31,41 +30,10 @@ describeRedis('resume while Redis is down', () => {
   });
   afterAll(() => redis?.destroy());
 
-  async function startNode(stateStore: StateStore, history: History) {
-    const node = new ScaledWebSocketServer({
-      port: 0,
-      host: '127.0.0.1',
-      stateStore,
-      sessionSecret: 'a-secret-for-the-outage-tests',
-      history: [{ rooms: 'feed', store: history }],
-    });
-    node.on('error', () => undefined);
-    node.on('connection', (client) => void client.join('feed'));
-    closers.push(
-      () => stateStore.close(),
-      () => history.close(),
-      () => node.close(),
-    );
-    await node.ready();
-    return node;
-  }
-
-  /** A client of the node, recording its welcomes and the texts of `feed`. */
-  function open(node: ScaledWebSocketServer, resume?: SessionSnapshot) {
-    const welcomes: WelcomeInfo[] = [];
-    const texts: string[] = [];
-    const client = new WscaleClient(`ws://127.0.0.1:${node.address()!.port}/`, {
-      WebSocket,
-      network: false,
-      ...(resume ? { resume } : {}),
-    });
-    client.on('welcome', (info) => welcomes.push(info));
-    client.on('message', (data, meta) => {
-      if (meta.room === 'feed') texts.push(String(data));
-    });
-    closers.push(() => client.close());
-    return { client, welcomes, texts };
-  }
+  const startNode = (stateStore: StateStore, history: History) =>
+    outageNode(stateStore, history, closers);
+  const open = (node: ScaledWebSocketServer, resume?: SessionSnapshot) =>
+    outageClient(node, closers, resume);
 
   it('the session store down: new sessions still work, a resume says unavailable', async () => {
     const stateStore = new RedisStateStore({ redis: standalone(redis), commandTimeoutMs: 500 });

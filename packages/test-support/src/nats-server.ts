@@ -51,6 +51,11 @@ export class NatsServer {
     return this.#spec.port;
   }
 
+  /** The process id while it runs (to SIGSTOP it: a server that hangs, keeping its data). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   get running(): boolean {
     return this.#child !== undefined;
   }

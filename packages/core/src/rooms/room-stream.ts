@@ -88,6 +88,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   readonly #history: History;
   readonly #host: StreamHost<Member>;
   readonly #steps: Step[] = [];
+  /** Reads of the history's position that failed so far. */
+  #positionFailures = 0;
   readonly #recent: Recent[] = [];
   readonly #catchers = new Set<Catcher>();
   #recentBytes = 0;
@@ -153,16 +155,24 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         admitted?.(outcome.position);
         resolve(outcome);
       };
+      const failures = this.#positionFailures;
       this.#enqueue(async () => {
         if (from !== undefined && this.#epoch === '') {
           // The history was unreachable when the stream began: without its position nothing can
           // be compared, so read it now, and say plainly that the room is unavailable if that fails.
+          // Not again when a read of it already failed while this join waited for its turn: the
+          // joins queued behind a history that does not answer would each wait a whole timeout
+          // more, one after the other, past `helloTimeoutMs`.
+          const unavailable = () => {
+            const position = { offset: this.#last, epoch: this.#epoch };
+            settle({ position, recovered: false, reason: 'unavailable', replay: [] });
+          };
+          if (this.#positionFailures !== failures) return unavailable();
           try {
             ({ offset: this.#last, epoch: this.#epoch } = await this.#position());
           } catch (error) {
             this.#host.error(error);
-            const position = { offset: this.#last, epoch: this.#epoch };
-            return settle({ position, recovered: false, reason: 'unavailable', replay: [] });
+            return unavailable();
           }
         }
         const outcome = this.#fromMemory(from);
@@ -286,7 +296,10 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   }
 
   #position(): Promise<HistoryPosition> {
-    return this.#answered(this.#history.position(this.#room), 'position');
+    return this.#answered(this.#history.position(this.#room), 'position').catch((error) => {
+      this.#positionFailures++;
+      throw error;
+    });
   }
 
   #readHistory(after: HistoryPosition, limit: number): Promise<HistoryReadResult> {

@@ -99,7 +99,10 @@ export interface ServerOptions<Identity = unknown> {
     info: MessageInfo,
     // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing
   ) => Awaitable<Sendable | undefined | void>;
-  /** How long a `wscale.v1` client may take to send `hello`. @default 10000 */
+  /**
+   * How long a `wscale.v1` client may take to send `hello`, and then the node to answer it; past
+   * either the connection is closed with 1013 (the client reconnects). @default 10000
+   */
   helloTimeoutMs?: number;
   /**
    * How often a session records what its client sent (the last upstream sequence number and the

@@ -1,4 +1,4 @@
-import type { StateStore } from '../contracts.js';
+import type { StateStore, Versioned } from '../contracts.js';
 import { SessionRecordError } from '../errors.js';
 import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
 import { updateState } from '../util/update-state.js';
@@ -51,6 +51,17 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
 export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: string | undefined };
 
 /** The outcome of a `hello`. */
+/** A resume's read of its session (see {@link Sessions.lookup}). */
+export interface SessionLookup {
+  readonly token: string;
+  /** What the store held, when it answered. */
+  readonly read?: { current: Versioned<string> | undefined };
+  /** Why it did not answer, when it did not. */
+  readonly failed?: unknown;
+  /** The session and the node holding it, while a connection holds it. */
+  readonly holder?: { id: string; node: string; owner: string };
+}
+
 export interface OpenedSession {
   id: string;
   /** Who may resume it: `sessionOwner` of the identity that opened it. */
@@ -106,61 +117,77 @@ export class Sessions {
   }
 
   /**
-   * The session of `token` and the node holding it, while a connection holds it (it has not
-   * recorded a close); `undefined` otherwise, or when the store cannot say.
+   * Reads the session of `token` for a resume: the node holding it, while a connection holds it
+   * (it has not recorded a close). Hand the lookup to {@link open}, which starts from this read:
+   * a resume reads the store once, and when the store did not answer (its own timeout), the resume
+   * is not made to wait a second time for it.
    */
-  async holder(token: string): Promise<{ id: string; node: string; owner: string } | undefined> {
+  async lookup(token: string): Promise<SessionLookup | undefined> {
     const id = this.#tokens.verify(token);
     if (id === undefined) return undefined;
+    let stored: Versioned<string> | undefined;
     try {
-      const stored = await this.#store.get(this.#key(id));
-      const parsed = stored === undefined ? undefined : parseRecord(stored.value);
-      // A damaged record is reported by the `open` that follows.
-      const record = parsed instanceof SessionRecordError ? undefined : parsed;
-      if (record?.live === false || record?.node === undefined) return undefined;
-      return { id, node: record.node, owner: record.owner };
-    } catch {
-      return undefined;
+      stored = await this.#store.get(this.#key(id));
+    } catch (error) {
+      return { token, failed: error };
     }
+    const parsed = stored === undefined ? undefined : parseRecord(stored.value);
+    // A damaged record is reported by the `open` that follows.
+    const record = parsed instanceof SessionRecordError ? undefined : parsed;
+    const holder =
+      record?.live === false || record?.node === undefined
+        ? undefined
+        : { id, node: record.node, owner: record.owner };
+    return { token, read: { current: stored }, holder };
   }
 
   /** Resumes the session of `token` if it is genuine, alive and `owner`'s; else opens a new one. */
-  async open(token: string | undefined, owner: string): Promise<OpenedSession> {
+  async open(
+    token: string | undefined,
+    owner: string,
+    lookup?: SessionLookup,
+  ): Promise<OpenedSession> {
     const conn = SessionTokens.newSessionId();
     if (token === undefined) return this.#create(owner, conn, 'new');
     const id = this.#tokens.verify(token);
     if (id === undefined) return this.#create(owner, conn, 'invalid-token');
+    const known = lookup?.token === token ? lookup : undefined;
+    if (known?.failed !== undefined) return this.#unavailable(id, owner, token, conn, known.failed);
     let refusal: NotResumedReason | undefined;
     let claimed: SessionRecord | undefined;
     let cleanlyClosed = false;
     let damage: SessionRecordError | undefined;
     try {
-      await updateState(this.#store, this.#key(id), (current) => {
-        claimed = undefined;
-        refusal = undefined;
-        damage = undefined;
-        if (current === undefined) {
-          refusal = 'expired';
-          return undefined;
-        }
-        const record = parseRecord(current, id);
-        if (record instanceof SessionRecordError) {
-          // Unreadable: as good as gone; the client starts afresh, and the damage is reported.
-          damage = record;
-          return undefined;
-        }
-        if (record.owner !== owner) {
-          refusal = 'forbidden';
-          return undefined;
-        }
-        cleanlyClosed = record.live === false;
-        claimed = { ...record, conn, live: true, node: this.#node };
-        return JSON.stringify(claimed);
-      });
+      await updateState(
+        this.#store,
+        this.#key(id),
+        (current) => {
+          claimed = undefined;
+          refusal = undefined;
+          damage = undefined;
+          if (current === undefined) {
+            refusal = 'expired';
+            return undefined;
+          }
+          const record = parseRecord(current, id);
+          if (record instanceof SessionRecordError) {
+            // Unreadable: as good as gone; the client starts afresh, and the damage is reported.
+            damage = record;
+            return undefined;
+          }
+          if (record.owner !== owner) {
+            refusal = 'forbidden';
+            return undefined;
+          }
+          cleanlyClosed = record.live === false;
+          claimed = { ...record, conn, live: true, node: this.#node };
+          return JSON.stringify(claimed);
+        },
+        undefined,
+        known?.read,
+      );
     } catch (error) {
-      this.#onError(error);
-      // The same session, not saved by this connection: the client may resume it later.
-      return { id, owner, token, conn, resumed: false, reason: 'unavailable' };
+      return this.#unavailable(id, owner, token, conn, error);
     }
     if (damage !== undefined) this.#onError(damage);
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
@@ -173,6 +200,18 @@ export class Sessions {
       record: claimed,
       cleanlyClosed,
     };
+  }
+
+  /** The same session, not saved by this connection: the client may resume it later. */
+  #unavailable(
+    id: string,
+    owner: string,
+    token: string,
+    conn: string,
+    error: unknown,
+  ): OpenedSession {
+    this.#onError(error);
+    return { id, owner, token, conn, resumed: false, reason: 'unavailable' };
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { StateStore } from '../contracts.js';
+import type { StateStore, Versioned } from '../contracts.js';
 import { StateStoreError } from '../errors.js';
 
 /**
@@ -15,9 +15,11 @@ export async function updateState(
   key: string,
   change: (current: string | undefined) => string | undefined,
   maxAttempts = 16,
+  /** The key as the caller just read it: the first attempt starts from it instead of a read. */
+  read?: { current: Versioned<string> | undefined },
 ): Promise<string | undefined> {
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
-    const current = await store.get(key);
+    const current = attempt === 0 && read !== undefined ? read.current : await store.get(key);
     const next = change(current?.value);
     if (next === undefined) return current?.value;
     const written = await store.set(key, next, { ifVersion: current ? current.version : null });

@@ -28,7 +28,13 @@ import {
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import { sessionOwnerOf } from '../sessions/session-saver.js';
-import type { OpenedSession, Sessions, StoredReply, UpstreamRecord } from '../sessions/sessions.js';
+import type {
+  OpenedSession,
+  SessionLookup,
+  Sessions,
+  StoredReply,
+  UpstreamRecord,
+} from '../sessions/sessions.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
@@ -177,8 +183,8 @@ export class V1Endpoint {
   }
 
   /**
-   * Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. Either
-   * happens within `helloTimeoutMs`, or the connection is closed.
+   * Takes a fresh `wscale.v1` connection: waits for its `hello`, then opens its session. Each
+   * happens within `helloTimeoutMs`, or the connection is closed with 1013 (the client retries).
    */
   accept(ws: WebSocket, socket: Duplex, request: IncomingMessage, identity: unknown): void {
     // `undefined` until the hello; then the frames behind it (often in the same TCP segment), which
@@ -191,13 +197,23 @@ export class V1Endpoint {
       // Read on, or the peer's answer to the close would never arrive.
       ws.resume();
     };
-    const timer = setTimeout(() => {
-      if (queued === undefined) refuse(CloseCode.PolicyViolation, 'hello expected');
-      else if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
-    }, this.#settings.helloTimeoutMs);
+    const { helloTimeoutMs } = this.#settings;
+    // Stops the pending bound: the wait for the hello, or then the one for its session.
+    let stop: () => void;
+    const helloTimer = setTimeout(() => {
+      // A node busy for longer than the bound (a storm of resumes) fires this before it reads a
+      // hello that came in time: one more turn of the event loop reads what the socket holds
+      // first. A hello still missing after it is closed with a code the client retries on: the
+      // node cannot tell a client that said nothing from a hello it has not read yet.
+      const grace = setImmediate(() => {
+        if (queued === undefined) refuse(CloseCode.TryAgainLater, 'hello expected');
+      });
+      stop = () => clearImmediate(grace);
+    }, helloTimeoutMs);
+    stop = () => clearTimeout(helloTimer);
     this.#opening.add(ws);
     const settled = () => {
-      clearTimeout(timer);
+      stop();
       this.#opening.delete(ws);
       ws.off('message', onMessage).off('close', settled);
     };
@@ -214,6 +230,12 @@ export class V1Endpoint {
       }
       queued = [];
       ws.pause();
+      // The session is opened within the bound from its hello on, whenever that was read.
+      stop();
+      const openTimer = setTimeout(() => {
+        if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
+      }, helloTimeoutMs);
+      stop = () => clearTimeout(openTimer);
       this.#open(ws, socket, request, identity, message)
         .then((client) => {
           if (client === undefined) return;
@@ -257,8 +279,9 @@ export class V1Endpoint {
   ): Promise<V1Client | undefined> {
     const node = this.#node;
     const owner = sessionOwnerOf(this.#settings, identity);
-    if (hello.session !== undefined) await this.#handOver(hello.session, owner);
-    const session = await this.#sessions.open(hello.session, owner);
+    const lookup =
+      hello.session === undefined ? undefined : await this.#handOver(hello.session, owner);
+    const session = await this.#sessions.open(hello.session, owner, lookup);
     if (ws.readyState !== WebSocket.OPEN) {
       // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
       ws.terminate();
@@ -328,11 +351,17 @@ export class V1Endpoint {
    * yet), has it closed and waits a moment for its node to say it recorded what it handed on: the
    * resume then knows exactly which of the client's messages arrived, and none comes twice. A node
    * that was killed but is not known dead yet never says it: one bounded wait, no store reads.
+   * Yields the session's read for `open` to start from, unless the holder was asked to let go.
    */
-  async #handOver(token: string, owner: string): Promise<void> {
-    const holder = await this.#sessions.holder(token);
-    if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) return;
+  async #handOver(token: string, owner: string): Promise<SessionLookup | undefined> {
+    const lookup = await this.#sessions.lookup(token);
+    const holder = lookup?.holder;
+    if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) {
+      return lookup;
+    }
     await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS);
+    // The holder recorded its close meanwhile (or did not answer): the session is read again.
+    return undefined;
   }
 
   async #rejoin(

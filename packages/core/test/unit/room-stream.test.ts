@@ -48,6 +48,8 @@ class FakeHistory implements History {
   readonly gate = new Gate();
   /** When set, reads and position reads never answer. */
   hanging = false;
+  /** Position reads so far. */
+  positions = 0;
 
   /** Appends a text message and returns it as the broker would bring it. */
   publish(text: string, binary = false): Outgoing {
@@ -93,6 +95,7 @@ class FakeHistory implements History {
   }
 
   async position(): Promise<HistoryPosition> {
+    this.positions++;
     if (this.hanging) await new Promise(() => undefined);
     if (this.failing) throw new Error('history down');
     return { offset: this.last, epoch: this.epoch };
@@ -501,6 +504,29 @@ describe('RoomStream: joins', () => {
     const up = await room.join(new FakeMember(), { offset: 8, epoch: A });
     expect(up).toMatchObject({ recovered: true, position: { offset: 10, epoch: A } });
     expect(names(up.replay)).toEqual(['m9', 'm10']);
+  });
+  it('answers the joins queued behind a start position that got no answer at once, not one timeout each', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const history = new FakeHistory();
+      history.publishMany(10);
+      history.hanging = true;
+      const room = open(history);
+      // A storm of resumes into a room this node had no stream for: all queue behind its start.
+      const joins = Array.from({ length: 3 }, () =>
+        room.join(new FakeMember(), { offset: 8, epoch: A }),
+      );
+      let answered = 0;
+      for (const join of joins) void join.then(() => answered++);
+      await vi.advanceTimersByTimeAsync(HISTORY_TIMEOUT_MS);
+      expect(answered).toBe(joins.length);
+      for (const outcome of await Promise.all(joins)) {
+        expect(outcome).toMatchObject({ recovered: false, reason: 'unavailable', replay: [] });
+      }
+      expect(history.positions).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

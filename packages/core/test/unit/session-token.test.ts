@@ -131,12 +131,14 @@ describe('SessionTokens', () => {
 /** A memory state store that counts writes, knows the keys written, and can fail or hold reads. */
 class TestStore extends MemoryStateStore {
   writes = 0;
+  reads = 0;
   readonly keys = new Set<string>();
   failing = false;
   /** Holds reads in flight, so that a save stays out. */
   readonly gate = new Gate();
 
   override async get(key: string): Promise<Versioned<string> | undefined> {
+    this.reads++;
     await this.gate.pass();
     if (this.failing) throw new StateStoreError('store down');
     return super.get(key);
@@ -408,26 +410,67 @@ describe('Sessions', () => {
   it('names the node holding a live session, and none once its connection closed cleanly', async () => {
     const { store, sessions } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
-    expect(await sessions.holder(opened.token)).toEqual({
+    expect((await sessions.lookup(opened.token))?.holder).toEqual({
       id: opened.id,
       node: 'node-1',
       owner: 'alice',
     });
     await sessions.save(opened.id, opened.conn, snapshot([], undefined, { live: false }));
-    expect(await sessions.holder(opened.token)).toBeUndefined();
+    expect((await sessions.lookup(opened.token))?.holder).toBeUndefined();
     // The resume that follows knows everything handed on was recorded.
     const resumed = await otherNode(store, 'node-2').open(opened.token, 'alice');
     expect(resumed).toMatchObject({ resumed: true, cleanlyClosed: true, record: { live: true } });
-    expect(await sessions.holder(resumed.token)).toMatchObject({ node: 'node-2' });
+    expect((await sessions.lookup(resumed.token))?.holder).toMatchObject({ node: 'node-2' });
   });
 
   it('names no holder for a forged token, a missing session or a store that is down', async () => {
     const { store, sessions } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
-    expect(await sessions.holder('v1.forged.token')).toBeUndefined();
+    expect(await sessions.lookup('v1.forged.token')).toBeUndefined();
     const never = new SessionTokens(SECRET).issue(SessionTokens.newSessionId());
-    expect(await sessions.holder(never)).toBeUndefined();
+    expect((await sessions.lookup(never))?.holder).toBeUndefined();
     store.failing = true;
-    expect(await sessions.holder(opened.token)).toBeUndefined();
+    const down = await sessions.lookup(opened.token);
+    expect(down?.holder).toBeUndefined();
+    expect(down?.failed).toBeInstanceOf(StateStoreError);
+  });
+
+  it('resumes from the read of its lookup: one store read, not two', async () => {
+    const { store, sessions } = sessionsOn();
+    const opened = await sessions.open(undefined, 'alice');
+    await sessions.save(opened.id, opened.conn, snapshot(['a'], undefined, { live: false }));
+    const reads = store.reads;
+    const lookup = await sessions.lookup(opened.token);
+    const resumed = await otherNode(store, 'node-2').open(opened.token, 'alice', lookup);
+    expect(resumed).toMatchObject({ resumed: true, record: { rooms: ['a'], node: 'node-2' } });
+    expect(store.reads - reads).toBe(1);
+  });
+
+  it('resumes from a stale lookup safely: the write of a record changed since is retried', async () => {
+    const { store, sessions } = sessionsOn();
+    const opened = await sessions.open(undefined, 'alice');
+    const lookup = await sessions.lookup(opened.token);
+    await sessions.save(opened.id, opened.conn, snapshot(['late'], undefined, { live: false }));
+    const resumed = await otherNode(store, 'node-2').open(opened.token, 'alice', lookup);
+    expect(resumed).toMatchObject({
+      resumed: true,
+      cleanlyClosed: true,
+      record: { rooms: ['late'] },
+    });
+  });
+
+  it('answers unavailable at once when the lookup found the store down: no second wait', async () => {
+    const { store, sessions, errors } = sessionsOn();
+    const opened = await sessions.open(undefined, 'alice');
+    store.failing = true;
+    const lookup = await sessions.lookup(opened.token);
+    store.failing = false;
+    const reads = store.reads;
+    const back = await sessions.open(opened.token, 'alice', lookup);
+    expect(back).toMatchObject({ id: opened.id, resumed: false, reason: 'unavailable' });
+    expect(store.reads).toBe(reads);
+    expect(errors).toEqual([expect.any(StateStoreError)]);
+    // The session is kept: the next resume finds it.
+    expect(await sessions.open(opened.token, 'alice')).toMatchObject({ resumed: true });
   });
 });

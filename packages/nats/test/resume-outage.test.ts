@@ -1,0 +1,109 @@
+import type { SessionSnapshot } from '@wscale/client';
+import {
+  type History,
+  MemoryHistory,
+  MemoryStateStore,
+  type ScaledWebSocketServer,
+  type StateStore,
+} from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { NatsHistory, NatsKvStateStore } from '@wscale/nats';
+import {
+  outageClient,
+  outageNode,
+  type SingleNats,
+  skipWithoutNats,
+  startNatsServer,
+} from '@wscale/test-support';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { fastReconnect, uniqueName } from './helpers/clients.js';
+
+/**
+ * What a resume says while nats-server hangs (SIGSTOPped: it keeps its data and answers nothing),
+ * with the adapters' and the server's default timeouts, as a user runs them: every wait of the
+ * resume is bounded, and the client is welcomed (`unavailable`) before the server's
+ * `helloTimeoutMs` would close it, instead of a close it can only retry into the same hang.
+ */
+describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
+  let nats: SingleNats;
+  const closers: Array<() => Promise<void>> = [];
+  beforeAll(async () => {
+    nats = await startNatsServer();
+  });
+  afterEach(async () => {
+    const pid = nats.server.pid;
+    if (pid !== undefined) process.kill(pid, 'SIGCONT');
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+  afterAll(async () => {
+    await nats?.close();
+  });
+
+  const startNode = (stateStore: StateStore, history: History) =>
+    outageNode(stateStore, history, closers);
+  const open = (node: ScaledWebSocketServer, resume?: SessionSnapshot) =>
+    outageClient(node, closers, resume);
+
+  /** Waits for the resume to end: a welcome, not a close the client would only retry. */
+  async function welcomedNotClosed(client: { welcomes: unknown[]; closes: string[] }) {
+    const ended = () => client.welcomes.length > 0 || client.closes.length > 0;
+    await until(ended, 15_000, 'the resume to end');
+    expect(client.closes).toEqual([]);
+  }
+
+  /** Hangs nats-server (it keeps its data, answers nothing) until the test ends. */
+  function hang(): void {
+    process.kill(nats.server.pid!, 'SIGSTOP');
+  }
+
+  it('the session store hung: the resume is welcomed unavailable, not closed', async () => {
+    const stateStore = new NatsKvStateStore({
+      servers: nats.server.url,
+      connectionOptions: fastReconnect,
+      bucket: uniqueName('sessions'),
+    });
+    const node = await startNode(stateStore, new MemoryHistory());
+    const first = open(node);
+    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
+    const saved = first.client.snapshot()!;
+    await first.client.close();
+
+    hang();
+    const started = performance.now();
+    const back = open(node, saved);
+    await welcomedNotClosed(back);
+    expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
+    expect(back.welcomes[0]!.clientId).toBe(first.welcomes[0]!.clientId);
+    // One store timeout (5 s by default), not one per read.
+    expect(performance.now() - started).toBeLessThan(8000);
+  }, 40_000);
+
+  it('the history hung: the session resumes and the room says unavailable', async () => {
+    const stateStore = new MemoryStateStore();
+    const history = new NatsHistory({
+      servers: nats.server.url,
+      connectionOptions: fastReconnect,
+      stream: uniqueName('history'),
+    });
+    const node = await startNode(stateStore, history);
+    const first = open(node);
+    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
+    await node.to('feed').send('kept');
+    await until(() => first.client.position('feed')?.offset === 1, 5000, 'the first message');
+    const saved = first.client.snapshot()!;
+    await first.client.close();
+
+    hang();
+    await node
+      .to('feed')
+      .send('published while the history hangs')
+      .catch(() => undefined);
+    const back = open(node, saved);
+    await welcomedNotClosed(back);
+    expect(back.welcomes[0]).toMatchObject({
+      resumed: true,
+      clientId: first.welcomes[0]!.clientId,
+      rooms: { feed: { recovered: false, reason: 'unavailable' } },
+    });
+  }, 40_000);
+});
