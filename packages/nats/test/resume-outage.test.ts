@@ -9,6 +9,7 @@ import {
 import { until } from '@wscale/core/testing';
 import { NatsHistory, NatsKvStateStore } from '@wscale/nats';
 import {
+  leftSession,
   outageClient,
   outageNode,
   type SingleNats,
@@ -63,10 +64,7 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
       bucket: uniqueName('sessions'),
     });
     const node = await startNode(stateStore, new MemoryHistory());
-    const first = open(node);
-    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
-    const saved = first.client.snapshot()!;
-    await first.client.close();
+    const { first, saved } = await leftSession(node, closers);
 
     hang();
     const started = performance.now();
@@ -86,12 +84,7 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
       stream: uniqueName('history'),
     });
     const node = await startNode(stateStore, history);
-    const first = open(node);
-    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
-    await node.to('feed').send('kept');
-    await until(() => first.client.position('feed')?.offset === 1, 5000, 'the first message');
-    const saved = first.client.snapshot()!;
-    await first.client.close();
+    const { first, saved } = await leftSession(node, closers, 'kept');
 
     hang();
     await node

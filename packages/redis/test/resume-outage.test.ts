@@ -8,7 +8,13 @@ import {
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { RedisHistory, RedisStateStore } from '@wscale/redis';
-import { describeRedis, outageClient, outageNode, RedisServer } from '@wscale/test-support';
+import {
+  describeRedis,
+  leftSession,
+  outageClient,
+  outageNode,
+  RedisServer,
+} from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { standalone } from './helpers/clients.js';
 
@@ -38,10 +44,7 @@ describeRedis('resume while Redis is down', () => {
   it('the session store down: new sessions still work, a resume says unavailable', async () => {
     const stateStore = new RedisStateStore({ redis: standalone(redis), commandTimeoutMs: 500 });
     const node = await startNode(stateStore, new MemoryHistory());
-    const first = open(node);
-    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
-    const saved = first.client.snapshot()!;
-    await first.client.close();
+    const { first, saved } = await leftSession(node, closers);
 
     await redis.stop();
     const fresh = open(node);
@@ -61,10 +64,7 @@ describeRedis('resume while Redis is down', () => {
   it('the session store hung: a resume says unavailable, and resumes once it answers again', async () => {
     const stateStore = new RedisStateStore({ redis: standalone(redis), commandTimeoutMs: 500 });
     const node = await startNode(stateStore, new MemoryHistory());
-    const first = open(node);
-    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
-    const saved = first.client.snapshot()!;
-    await first.client.close();
+    const { first, saved } = await leftSession(node, closers);
     await until(async () => (await redis.cli('dbsize')) !== '0', 5000, 'the session saved');
 
     // Redis keeps its data but answers nothing (a restart here would lose it: no persistence).
@@ -89,12 +89,7 @@ describeRedis('resume while Redis is down', () => {
   it('the history down: the session resumes and the room says unavailable', async () => {
     const history = new RedisHistory({ redis: standalone(redis), commandTimeoutMs: 500 });
     const node = await startNode(new MemoryStateStore(), history);
-    const first = open(node);
-    await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
-    await node.to('feed').send('kept');
-    await until(() => first.texts.length === 1, 5000, 'the first message');
-    const saved = first.client.snapshot()!;
-    await first.client.close();
+    const { first, saved } = await leftSession(node, closers, 'kept');
 
     await redis.stop();
     const back = open(node, saved);

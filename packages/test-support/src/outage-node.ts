@@ -1,5 +1,6 @@
 import { type SessionSnapshot, type WelcomeInfo, WscaleClient } from '@wscale/client';
 import { type History, ScaledWebSocketServer, type StateStore } from '@wscale/core';
+import { until } from '@wscale/core/testing';
 import { WebSocket } from 'ws';
 
 /** What a test closes when it ends, last opened first. */
@@ -57,4 +58,20 @@ export function outageClient(
   });
   closers.push(() => client.close());
   return { client, welcomes, closes, texts };
+}
+
+/**
+ * A session to resume: a client of the node joins `feed`, gets `kept` there when given (sent
+ * through the node), and closes. Its snapshot, and what it recorded.
+ */
+export async function leftSession(node: ScaledWebSocketServer, closers: Closers, kept?: string) {
+  const first = outageClient(node, closers);
+  await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
+  if (kept !== undefined) {
+    await node.to('feed').send(kept);
+    await until(() => first.texts.length === 1, 5000, 'the first message');
+  }
+  const saved = first.client.snapshot()!;
+  await first.client.close();
+  return { first, saved };
 }
