@@ -54,6 +54,8 @@ export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: str
 /** A resume's read of its session (see {@link Sessions.lookup}). */
 export interface SessionLookup {
   readonly token: string;
+  /** The session the token names (verified). */
+  readonly id: string;
   /** What the store held, when it answered. */
   readonly read?: { current: Versioned<string> | undefined };
   /** Why it did not answer, when it did not. */
@@ -129,7 +131,7 @@ export class Sessions {
     try {
       stored = await this.#store.get(this.#key(id));
     } catch (error) {
-      return { token, failed: error };
+      return { token, id, failed: error };
     }
     const parsed = stored === undefined ? undefined : parseRecord(stored.value);
     // A damaged record is reported by the `open` that follows.
@@ -138,7 +140,7 @@ export class Sessions {
       record?.live === false || record?.node === undefined
         ? undefined
         : { id, node: record.node, owner: record.owner };
-    return { token, read: { current: stored }, holder };
+    return { token, id, read: { current: stored }, holder };
   }
 
   /** Resumes the session of `token` if it is genuine, alive and `owner`'s; else opens a new one. */
@@ -149,9 +151,10 @@ export class Sessions {
   ): Promise<OpenedSession> {
     const conn = SessionTokens.newSessionId();
     if (token === undefined) return this.#create(owner, conn, 'new');
-    const id = this.#tokens.verify(token);
-    if (id === undefined) return this.#create(owner, conn, 'invalid-token');
+    // A lookup of this token verified it already.
     const known = lookup?.token === token ? lookup : undefined;
+    const id = known?.id ?? this.#tokens.verify(token);
+    if (id === undefined) return this.#create(owner, conn, 'invalid-token');
     if (known?.failed !== undefined) return this.#unavailable(id, owner, token, conn, known.failed);
     let refusal: NotResumedReason | undefined;
     let claimed: SessionRecord | undefined;
