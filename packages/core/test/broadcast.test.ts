@@ -38,6 +38,17 @@ class CountingBroker extends MemoryBroker {
   }
 }
 
+/** A broker whose publishes fail, once told to: by rejecting, or by throwing at the call. */
+class FailingBroker extends MemoryBroker {
+  failing: 'reject' | 'throw' | undefined;
+
+  override publish(topic: string, payload: Uint8Array): Promise<void> {
+    if (this.failing === 'throw') throw new Error('publish thrown');
+    if (this.failing === 'reject') return Promise.reject(new Error('publish rejected'));
+    return super.publish(topic, payload);
+  }
+}
+
 describe('broadcast across nodes', () => {
   it('reaches every member of a room on every node exactly once, and nobody else', async () => {
     const [a, b, c] = await cluster.start(3);
@@ -93,6 +104,25 @@ describe('broadcast across nodes', () => {
     await delay(100);
     expect(both.texts).toEqual(['once']);
   });
+
+  for (const failing of ['reject', 'throw'] as const) {
+    it(`reaches the node's own members when the broker's publish fails (${failing}s), and says so`, async () => {
+      let broker: FailingBroker | undefined;
+      const [a] = await cluster.start(1, {
+        brokerFor: (bus) => {
+          broker = new FailingBroker({ bus });
+          return broker;
+        },
+      });
+      const member = await cluster.connect(a!);
+      await a!.clients.get(member.id)!.join('x');
+      broker!.failing = failing;
+      await expect(a!.to('x').send('local anyway')).rejects.toThrow(`publish ${failing}`);
+      await expect(a!.broadcast('everyone anyway')).rejects.toThrow(`publish ${failing}`);
+      await member.waitFor(2);
+      expect(member.texts).toEqual(['local anyway', 'everyone anyway']);
+    });
+  }
 
   it('broadcasts to everyone on every node', async () => {
     const [a, b] = await cluster.start(2);

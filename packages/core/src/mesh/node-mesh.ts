@@ -315,13 +315,21 @@ export class NodeMesh {
     this.#publish(this.#allTopic, beat).catch(() => undefined);
   }
 
+  /**
+   * Every frame the node sends goes through here. Always a promise: a broker (the application's
+   * own, perhaps) that throws instead of rejecting must not throw out of a timer or a close.
+   */
   #publish(
     topic: string,
     message: BusMessage,
     payload?: Uint8Array,
     flags?: number,
   ): Promise<void> {
-    return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
+    try {
+      return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   #decode(bytes: Uint8Array): BusFrame | undefined {

@@ -121,18 +121,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
    */
   readonly #send = (group: readonly string[], { message, header }: Publication): Promise<void> => {
     const room = group.length === 1 ? group[0] : undefined;
-    let published: Promise<void>;
-    try {
-      published = this.#mesh.toRoom(
-        room,
-        { kind: BusKind.Broadcast, header },
-        message.bytes,
-        message.flags,
-      );
-    } catch (error) {
-      // A broker that throws instead of rejecting: its local members still get the message.
-      published = Promise.reject(error);
-    }
+    const kind = BusKind.Broadcast;
+    const published = this.#mesh.toRoom(room, { kind, header }, message.bytes, message.flags);
     try {
       this.#deliverLocal(group, message);
     } catch (error) {
