@@ -13,7 +13,7 @@ import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
 import { json, RawSocket } from './helpers/raw-socket.js';
-import { V1Peer } from './helpers/v1-client.js';
+import { recordedClose, V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
 const closers: Array<() => Promise<void>> = [];
@@ -229,6 +229,38 @@ describe('resume', () => {
       peer.closed.then(({ code, reason }) => `closed ${code} ${reason}`),
     ]);
     expect(welcome).toMatchObject({ t: 'welcome', resumed: false });
+  });
+
+  it('resumes a hello read late, and hands on the frame pipelined behind it once', async () => {
+    const stateStore = new MemoryStateStore();
+    closers.push(() => stateStore.close());
+    const server = await node({
+      helloTimeoutMs: 100,
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const heard: string[] = [];
+    server.on('connection', (client) => client.on('message', (text) => heard.push(String(text))));
+    const first = await V1Peer.connect(server);
+    first.peer.ws.close();
+    await recordedClose(stateStore, first.welcome.client);
+
+    const peer = new V1Peer(server);
+    await peer.opened;
+    // The resuming hello and a numbered message behind it, written together.
+    peer.send({ t: 'hello', session: first.welcome.session });
+    peer.send({ t: 'msg', d: 'behind the hello', s: 1 });
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      // busy: the node reads both only after its hello bound passed
+    }
+    const welcome = await Promise.race([
+      peer.next('welcome'),
+      peer.closed.then(({ code, reason }) => `closed ${code} ${reason}`),
+    ]);
+    expect(welcome).toMatchObject({ t: 'welcome', resumed: true, client: first.welcome.client });
+    expect(await peer.next('rcv')).toMatchObject({ s: 1 });
+    expect(heard).toEqual(['behind the hello']);
   });
 
   it('closes a connection that says no hello within helloTimeoutMs with 1013 (a client retries)', async () => {
