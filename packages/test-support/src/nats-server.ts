@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, serviceAvailable } from './free-port.js';
+import { freePorts, serviceAvailable } from './free-port.js';
 
 /**
  * Starts and stops real `nats-server` processes for the tests: loopback only, free ports, a
@@ -155,10 +155,11 @@ export interface SingleNats {
 /** Starts one `nats-server -js` on free loopback ports with a temporary store directory. */
 export async function startNatsServer(): Promise<SingleNats> {
   const storeDir = mkdtempSync(join(tmpdir(), 'wscale-nats-'));
+  const [port, monitorPort] = (await freePorts(2)) as [number, number];
   const server = new NatsServer({
     name: 'wscale-single',
-    port: await freePort(),
-    monitorPort: await freePort(),
+    port,
+    monitorPort,
     storeDir,
   });
   await server.start();
@@ -183,15 +184,16 @@ export interface NatsCluster {
 /** Starts `size` routed `nats-server -js` nodes (own store dirs, one cluster name). */
 export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const root = mkdtempSync(join(tmpdir(), 'wscale-nats-cluster-'));
-  const clusterPorts: number[] = [];
-  for (let i = 0; i < size; i++) clusterPorts.push(await freePort());
+  // Client, monitor and route ports of every server, all distinct.
+  const ports = await freePorts(size * 3);
+  const clusterPorts = ports.slice(2 * size);
   const servers: NatsServer[] = [];
   for (let i = 0; i < size; i++) {
     servers.push(
       new NatsServer({
         name: `wscale-n${i + 1}`,
-        port: await freePort(),
-        monitorPort: await freePort(),
+        port: ports[i]!,
+        monitorPort: ports[size + i]!,
         storeDir: join(root, `n${i + 1}`),
         cluster: {
           name: 'wscale-test',
