@@ -1,6 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import type { Broker, BrokerStatus, TopicListener, Unsubscribe } from '../contracts.js';
 import { BrokerClosedError, BrokerUnavailableError, InvalidOptionError } from '../errors.js';
+import { PublishStamper, RepeatFilter } from './publish-stamp.js';
 
 /** Options every {@link BaseBroker} accepts. */
 export interface BaseBrokerOptions {
@@ -26,7 +27,10 @@ interface TopicState {
 
 interface QueuedPublish {
   topic: string;
+  /** Stamped: what goes on the wire. */
   payload: Uint8Array;
+  /** The stamp's number: the queue is kept in this order. */
+  sequence: number;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -35,6 +39,12 @@ interface QueuedPublish {
  * The part of a broker that is the same for every broker: listener sets with one broker-level
  * subscription per topic (reference counted), a bounded publish queue while disconnected, status
  * events, and resubscription after a reconnect.
+ *
+ * A publish whose answer is lost with the connection may have reached the broker or not, so it is
+ * sent again once the connection is back, in its place among the queued ones. To keep that from
+ * repeating a message, every payload goes out behind a 12-byte stamp (this broker's random id and
+ * the publish's number) and {@link BaseBroker.deliver} drops a stamp it has already seen: what a
+ * subscriber gets is each publish once, in the order of one publisher.
  *
  * An adapter extends it and implements four methods that talk to its broker:
  * {@link BaseBroker.subscribeTopic}, {@link BaseBroker.unsubscribeTopic},
@@ -47,6 +57,8 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   readonly #topics = new Map<string, TopicState>();
   readonly #queue: QueuedPublish[] = [];
   readonly #maxQueued: number;
+  readonly #stamper = new PublishStamper();
+  readonly #repeats = new RepeatFilter();
   #flushing = false;
 
   constructor(options: BaseBrokerOptions = {}) {
@@ -62,7 +74,10 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   protected abstract subscribeTopic(topic: string): Promise<void>;
   /** Removes the broker-level subscription for a topic (called when its last listener leaves). */
   protected abstract unsubscribeTopic(topic: string): Promise<void>;
-  /** Sends one message; only called while the status is `ready`. What it resolves to is unused. */
+  /**
+   * Sends one message (the payload stamped, as it goes on the wire); only called while the status
+   * is `ready`. What it resolves to is unused.
+   */
   protected abstract publishTopic(topic: string, payload: Uint8Array): Promise<unknown>;
   /** Closes the connections this broker opened. */
   protected abstract closeConnection(): Promise<void>;
@@ -77,12 +92,17 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   }
 
   publish(topic: string, payload: Uint8Array): Promise<void> {
-    if (this.#status !== 'ready' || this.#queue.length > 0) return this.#enqueue(topic, payload);
+    const stamped = this.#stamper.stamp(payload);
+    const sequence = this.#stamper.sequence;
+    if (this.#status !== 'ready' || this.#queue.length > 0) {
+      return this.#enqueue(topic, stamped, sequence);
+    }
     // No async frame around the common case: it runs for every message.
-    return this.#send(topic, payload).then(nothing, (error: unknown) => {
+    return this.#send(topic, stamped).then(nothing, (error: unknown) => {
       if (this.#status === 'ready') throw asUnavailable(error);
-      // The connection dropped under us: queue it, the message is not lost.
-      return this.#enqueue(topic, payload);
+      // The connection dropped under us, maybe after the broker had it: send it again in its
+      // place; a subscriber that gets both copies drops the second by its stamp.
+      return this.#enqueue(topic, stamped, sequence);
     });
   }
 
@@ -95,7 +115,7 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
     }
   }
 
-  #enqueue(topic: string, payload: Uint8Array): Promise<void> {
+  #enqueue(topic: string, payload: Uint8Array, sequence: number): Promise<void> {
     if (this.#status === 'closed') return Promise.reject(new BrokerClosedError());
     if (this.#queue.length >= this.#maxQueued) {
       return Promise.reject(
@@ -105,7 +125,10 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ topic, payload, resolve, reject });
+      const entry = { topic, payload, sequence, resolve, reject };
+      const queue = this.#queue;
+      if (queue.length === 0 || queue.at(-1)!.sequence < sequence) queue.push(entry);
+      else queue.splice(placeOf(queue, sequence), 0, entry);
     });
   }
 
@@ -159,10 +182,15 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
     return [...this.#topics.keys()];
   }
 
-  /** Hands a message that arrived on `topic` to that topic's listeners. */
-  protected deliver(topic: string, payload: Uint8Array): void {
+  /**
+   * Hands a message that arrived on `topic` (stamped, as it came off the wire) to that topic's
+   * listeners, unless it is the copy of one that already arrived.
+   */
+  protected deliver(topic: string, data: Uint8Array): void {
     const state = this.#topics.get(topic);
     if (state === undefined) return;
+    const payload = this.#repeats.open(data);
+    if (payload === undefined) return;
     for (const listener of state.listeners) {
       try {
         listener(payload, topic);
@@ -202,8 +230,9 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   /**
    * Sends the queue in batches of at most {@link DRAIN_BATCH}, each batch pipelined (every publish
    * sent before the first answer is awaited), in queue order. A batch stays queued while it is out:
-   * publishes made meanwhile wait behind it. One that fails while the connection is still up is
-   * rejected; one that fails because the connection dropped again stays queued, in its place.
+   * publishes made meanwhile wait behind it, and an older one sent again goes before it. One that
+   * fails while the connection is still up is rejected; one that fails because the connection
+   * dropped again stays queued, in its place.
    */
   async #drainQueue(): Promise<void> {
     while (this.#status === 'ready' && this.#queue.length > 0) {
@@ -213,17 +242,32 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
       );
       // Closed meanwhile: close() rejected the whole queue, this batch with it.
       if (this.status === 'closed') return;
-      const kept: QueuedPublish[] = [];
+      const settled = new Set<QueuedPublish>();
       for (let i = 0; i < batch.length; i++) {
         const next = batch[i]!;
         const result = results[i]!;
         if (result.status === 'fulfilled') next.resolve();
         else if (this.#status === 'ready') next.reject(asUnavailable(result.reason));
-        else kept.push(next);
+        else continue;
+        settled.add(next);
       }
-      this.#queue.splice(0, batch.length, ...kept);
+      let kept = 0;
+      for (const entry of this.#queue) if (!settled.has(entry)) this.#queue[kept++] = entry;
+      this.#queue.length = kept;
     }
   }
+}
+
+/** Where a publish of this number goes in a queue ordered by number. */
+function placeOf(queue: readonly QueuedPublish[], sequence: number): number {
+  let low = 0;
+  let high = queue.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (queue[middle]!.sequence < sequence) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /**

@@ -181,5 +181,52 @@ export function brokerSuite(runner: SuiteRunner, options: BrokerSuiteOptions): v
       },
       timeoutMs * 8,
     );
+
+    it(
+      'keeps one publisher in order across an outage while publishing, and repeats nothing',
+      async () => {
+        const [a, b] = [await open(), await open()];
+        await until(() => a.status === 'ready' && b.status === 'ready', timeoutMs, 'ready');
+        const topic = fresh();
+        const received: number[] = [];
+        await b.subscribe(topic, (payload) => received.push(Number(Buffer.from(payload))));
+        let sent = 0;
+        let stop = false;
+        // A hundred publishes in flight at a time, so some are out when the connection dies.
+        const publisher = (async () => {
+          while (!stop && sent < 20_000) {
+            const batch = Array.from({ length: 100 }, () => ++sent);
+            await Promise.all(
+              batch.map((n) =>
+                a.publish(topic, Buffer.from(String(n))).catch((error: unknown) => {
+                  assert.ok(error instanceof WscaleError, `untyped: ${String(error)}`);
+                }),
+              ),
+            );
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        })();
+        try {
+          await until(() => received.length >= 50, timeoutMs, 'traffic before the outage');
+          await outage.stop();
+          await until(() => a.status !== 'ready', timeoutMs * 2, 'the publisher to notice');
+          await outage.start();
+          await until(() => a.status === 'ready' && b.status === 'ready', timeoutMs * 3, 'ready');
+          const mark = sent;
+          await until(() => received.some((n) => n > mark), timeoutMs, 'delivery after');
+        } finally {
+          stop = true;
+          await publisher;
+          await outage.start();
+        }
+        for (let i = 1; i < received.length; i++) {
+          assert.ok(
+            received[i]! > received[i - 1]!,
+            `${received[i]} after ${received[i - 1]}: out of order or repeated`,
+          );
+        }
+      },
+      timeoutMs * 8,
+    );
   });
 }

@@ -21,18 +21,23 @@ class HeldBroker extends BaseBroker {
   }
 }
 
-/** A broker whose connection the test drops and restores, and whose sends it answers one by one. */
+/**
+ * A broker whose connection the test drops and restores, and whose sends it answers one by one.
+ * Payloads are one byte, the last of what goes on the wire; `arrive` hands a sent message to the
+ * subscribers, as a broker that got it would, whatever the answer.
+ */
 class ScriptedBroker extends BaseBroker {
-  readonly out: Array<{ n: number; answer(error?: Error): void }> = [];
+  readonly out: Array<{ n: number; arrive(): void; answer(error?: Error): void }> = [];
 
   protected async subscribeTopic(): Promise<void> {}
   protected async unsubscribeTopic(): Promise<void> {}
   protected async closeConnection(): Promise<void> {}
 
-  protected publishTopic(_topic: string, payload: Uint8Array): Promise<unknown> {
+  protected publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const answer = (error?: Error) => (error === undefined ? resolve(undefined) : reject(error));
-      this.out.push({ n: payload[0]!, answer });
+      const arrive = () => this.deliver(topic, payload);
+      this.out.push({ n: payload.at(-1)!, arrive, answer });
     });
   }
 
@@ -93,6 +98,52 @@ describe('BaseBroker.publish', () => {
     await Promise.all(published);
     expect(batches).toEqual([256, 256, 88]);
     expect(sent).toEqual(Array.from({ length: 600 }, (_, i) => i % 256));
+    await broker.close();
+  });
+
+  it('sends again what the broker may have had when the connection dropped; subscribers get it once', async () => {
+    const broker = new ScriptedBroker();
+    broker.connection('ready');
+    const received: number[] = [];
+    await broker.subscribe('t', (payload) => received.push(payload[0]!));
+    const published = [1, 2, 3].map((n) => broker.publish('t', new Uint8Array([n])));
+    // The broker had all three and passed them on, but the answers are lost with the connection.
+    for (const sent of broker.out) sent.arrive();
+    broker.connection('reconnecting');
+    for (const sent of broker.out.splice(0)) sent.answer(new Error('connection lost'));
+    await tick();
+    expect(broker.queued).toBe(3);
+    broker.connection('ready');
+    await tick();
+    expect(broker.out.map((sent) => sent.n)).toEqual([1, 2, 3]);
+    for (const sent of broker.out.splice(0)) {
+      sent.arrive();
+      sent.answer();
+    }
+    await Promise.all(published);
+    const fourth = broker.publish('t', new Uint8Array([4]));
+    for (const sent of broker.out.splice(0)) {
+      sent.arrive();
+      sent.answer();
+    }
+    await fourth;
+    expect(received).toEqual([1, 2, 3, 4]);
+    await broker.close();
+  });
+
+  it('puts publishes that failed in flight back before those queued after them', async () => {
+    const broker = new ScriptedBroker();
+    broker.connection('ready');
+    const published = [1, 2].map((n) => broker.publish('t', new Uint8Array([n])));
+    broker.connection('reconnecting');
+    const third = broker.publish('t', new Uint8Array([3]));
+    for (const sent of broker.out.splice(0)) sent.answer(new Error('connection lost'));
+    await tick();
+    broker.connection('ready');
+    await tick();
+    expect(broker.out.map((sent) => sent.n)).toEqual([1, 2, 3]);
+    for (const sent of broker.out.splice(0)) sent.answer();
+    await Promise.all([...published, third]);
     await broker.close();
   });
 

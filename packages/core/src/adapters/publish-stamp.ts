@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Bytes in front of every payload a {@link BaseBroker} publishes: its publisher's id (6 bytes)
+ * and the publish's number (6 bytes), both big-endian.
+ *
+ * A publish whose confirmation is lost with the connection may or may not have reached the
+ * broker, so it is sent again after the reconnect; subscribers recognise the second copy by its
+ * id and number and drop it. Numbers of one publisher grow by one per publish.
+ */
+export const STAMP_BYTES = 12;
+
+/** Gives each publish of one broker its stamp. */
+export class PublishStamper {
+  readonly #id = randomBytes(6);
+  #sequence = 0;
+
+  /** The number of the latest stamp. */
+  get sequence(): number {
+    return this.#sequence;
+  }
+
+  /** The payload with the stamp of the next number in front. */
+  stamp(payload: Uint8Array): Uint8Array {
+    const sequence = ++this.#sequence;
+    const stamped = Buffer.allocUnsafe(STAMP_BYTES + payload.byteLength);
+    stamped.set(this.#id, 0);
+    stamped.writeUIntBE(sequence, 6, 6);
+    stamped.set(payload, STAMP_BYTES);
+    return stamped;
+  }
+}
+
+/**
+ * How many of one publisher's latest numbers a subscriber remembers. A copy sent again arrives
+ * right after the publishes that were in flight with it, so this reaches far past any real
+ * reconnect; a number older than that is handed on (a repeat then goes through, nothing is lost).
+ */
+const WINDOW = 8192;
+/** Publishers remembered at most; the longest known is forgotten first. */
+const MAX_PUBLISHERS = 1024;
+
+/** What a subscriber remembers of one publisher: its highest number and which below it came. */
+interface Seen {
+  highest: number;
+  /** Bit `n % WINDOW` is set if number `n` (within the window below `highest`) arrived. */
+  bits: Uint32Array;
+}
+
+/** Drops the copies of a publish that were sent again, for every topic of one broker. */
+export class RepeatFilter {
+  readonly #publishers = new Map<number, Seen>();
+
+  /**
+   * The payload behind the stamp, or `undefined` if this publish already arrived (or the bytes
+   * carry no stamp at all).
+   */
+  open(data: Uint8Array): Uint8Array | undefined {
+    if (data.byteLength < STAMP_BYTES) return undefined;
+    const publisher = readUint48(data, 0);
+    const sequence = readUint48(data, 6);
+    let seen = this.#publishers.get(publisher);
+    if (seen === undefined) {
+      if (this.#publishers.size >= MAX_PUBLISHERS) this.#forgetOldest();
+      seen = { highest: sequence, bits: new Uint32Array(WINDOW / 32) };
+      this.#publishers.set(publisher, seen);
+      mark(seen.bits, sequence);
+    } else if (sequence > seen.highest) {
+      // Numbers between the old highest and this one have not arrived (yet): clear their bits.
+      unmarkRange(seen.bits, Math.max(seen.highest + 1, sequence - WINDOW + 1), sequence);
+      seen.highest = sequence;
+      mark(seen.bits, sequence);
+    } else if (sequence > seen.highest - WINDOW) {
+      if (isMarked(seen.bits, sequence)) return undefined;
+      mark(seen.bits, sequence);
+    }
+    return data.subarray(STAMP_BYTES);
+  }
+
+  #forgetOldest(): void {
+    const oldest = this.#publishers.keys().next();
+    if (oldest.done !== true) this.#publishers.delete(oldest.value);
+  }
+}
+
+function readUint48(data: Uint8Array, at: number): number {
+  const high = (data[at]! << 8) | data[at + 1]!;
+  const low =
+    ((data[at + 2]! << 24) | (data[at + 3]! << 16) | (data[at + 4]! << 8) | data[at + 5]!) >>> 0;
+  return high * 2 ** 32 + low;
+}
+
+function mark(bits: Uint32Array, n: number): void {
+  bits[(n % WINDOW) >>> 5]! |= 1 << (n & 31);
+}
+
+/** Clears the bits of numbers `from` to `to - 1`, a word at a time (`to - from` < WINDOW). */
+function unmarkRange(bits: Uint32Array, from: number, to: number): void {
+  for (let n = from; n < to; ) {
+    const shift = n & 31;
+    const count = Math.min(32 - shift, to - n);
+    const mask = count === 32 ? -1 : ((1 << count) - 1) << shift;
+    bits[(n % WINDOW) >>> 5]! &= ~mask;
+    n += count;
+  }
+}
+
+function isMarked(bits: Uint32Array, n: number): boolean {
+  return (bits[(n % WINDOW) >>> 5]! & (1 << (n & 31))) !== 0;
+}

@@ -1,0 +1,78 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { PublishStamper, RepeatFilter, STAMP_BYTES } from '../../src/adapters/publish-stamp.js';
+
+const text = (bytes: Uint8Array | undefined) =>
+  bytes === undefined ? undefined : Buffer.from(bytes).toString();
+
+describe('publish stamps', () => {
+  it('hands on each publish once, whatever the order copies arrive in', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat({ max: 199 }), { minLength: 1, maxLength: 400 }),
+        fc.integer({ min: 1, max: 3 }),
+        (order, publishers) => {
+          const stampers = Array.from({ length: publishers }, () => new PublishStamper());
+          const sent = stampers.flatMap((stamper, p) =>
+            Array.from({ length: 200 }, (_, n) => stamper.stamp(Buffer.from(`${p}:${n}`))),
+          );
+          const filter = new RepeatFilter();
+          const handedOn = new Set<string>();
+          for (const index of order) {
+            const payload = text(filter.open(sent[index % sent.length]!));
+            if (payload === undefined) continue;
+            expect(handedOn.has(payload)).toBe(false);
+            handedOn.add(payload);
+          }
+          // Every distinct publish that arrived was handed on.
+          expect(handedOn.size).toBe(new Set(order.map((i) => i % sent.length)).size);
+        },
+      ),
+    );
+  });
+
+  it('drops a copy that comes after others of the same publisher, and keeps the payload intact', () => {
+    const stamper = new PublishStamper();
+    const filter = new RepeatFilter();
+    const [one, two, three] = ['one', 'two', 'three'].map((s) => stamper.stamp(Buffer.from(s)));
+    expect(one!.byteLength).toBe(STAMP_BYTES + 3);
+    expect([one, two, one, three, two, three].map((m) => text(filter.open(m!)))).toEqual([
+      'one',
+      'two',
+      undefined,
+      'three',
+      undefined,
+      undefined,
+    ]);
+  });
+
+  it('hands on a number far below the latest (it cannot tell) and one after a long jump', () => {
+    const stamper = new PublishStamper();
+    const filter = new RepeatFilter();
+    const first = stamper.stamp(Buffer.from('first'));
+    const later = Array.from({ length: 20_000 }, (_, i) => stamper.stamp(Buffer.from(`${i}`)));
+    expect(text(filter.open(first))).toBe('first');
+    expect(text(filter.open(later.at(-1)!))).toBe('19999');
+    // Between them, nothing arrived: a number in the window is new, not a repeat.
+    expect(text(filter.open(later.at(-2)!))).toBe('19998');
+    expect(text(filter.open(later.at(-2)!))).toBeUndefined();
+    // Far below the window: handed on rather than lost.
+    expect(text(filter.open(first))).toBe('first');
+  });
+
+  it('tells numbers past 32 bits apart', () => {
+    const stamp = (sequence: number) => {
+      const bytes = Buffer.alloc(STAMP_BYTES + 1, 7);
+      bytes.writeUIntBE(sequence, 6, 6);
+      bytes[STAMP_BYTES] = sequence % 256;
+      return bytes;
+    };
+    const filter = new RepeatFilter();
+    const numbers = [2 ** 40 + 1, 2 ** 40 + 2, 2 ** 32 * 3 + 2, 2 ** 40 + 1, 2 ** 47 + 2 ** 31];
+    expect(numbers.map((n) => filter.open(stamp(n))?.[0])).toEqual([1, 2, 2, undefined, 0]);
+  });
+
+  it('ignores bytes too short to carry a stamp', () => {
+    expect(new RepeatFilter().open(new Uint8Array(STAMP_BYTES - 1))).toBeUndefined();
+  });
+});
