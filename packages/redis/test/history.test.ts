@@ -85,12 +85,13 @@ describeRedis('RedisHistory on standalone Redis', () => {
   });
 
   it('trims entries older than maxAgeMs and answers too-old for them', async () => {
-    const history = new RedisHistory({ redis: standalone(server), maxAgeMs: 300, roomTtlMs: 0 });
+    // Ages long enough that the three new appends stay young on a busy machine.
+    const history = new RedisHistory({ redis: standalone(server), maxAgeMs: 1000, roomTtlMs: 0 });
     try {
       const room = fresh();
       let epoch = '';
       for (let i = 1; i <= 9; i++) epoch = (await history.append(room, bytes(`old${i}`))).epoch;
-      await delay(400);
+      await delay(1100);
       for (let i = 10; i <= 12; i++) await history.append(room, bytes(`new${i}`));
       expect(await history.read(room, { offset: 8, epoch })).toEqual({
         ok: false,
@@ -101,7 +102,7 @@ describeRedis('RedisHistory on standalone Redis', () => {
       const kept = await history.read(room, { offset: 9, epoch });
       expect(kept.ok && texts(kept.entries)).toEqual(['new10', 'new11', 'new12']);
       // A read trims too: once everything aged out, only the current position is readable.
-      await delay(400);
+      await delay(1100);
       expect((await history.read(room, { offset: 11, epoch })).ok).toBe(false);
       expect(await history.read(room, { offset: 12, epoch })).toEqual({
         ok: true,

@@ -42,7 +42,7 @@ interface QueuedPublish {
  *
  * A publish whose answer is lost with the connection may have reached the broker or not, so it is
  * sent again once the connection is back, in its place among the queued ones. To keep that from
- * repeating a message, every payload goes out behind a 12-byte stamp (this broker's random id and
+ * repeating a message, every payload goes out behind a 14-byte stamp (this broker's random id and
  * the publish's number) and {@link BaseBroker.deliver} drops a stamp it has already seen: what a
  * subscriber gets is each publish once, in the order of one publisher.
  *

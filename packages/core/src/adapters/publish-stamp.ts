@@ -1,14 +1,18 @@
 import { randomBytes } from 'node:crypto';
 
 /**
- * Bytes in front of every payload a {@link BaseBroker} publishes: its publisher's id (6 bytes)
- * and the publish's number (6 bytes), both big-endian.
+ * Bytes in front of every payload a {@link BaseBroker} publishes: the mark `F5 01`, its
+ * publisher's id (6 bytes) and the publish's number (6 bytes, big-endian).
  *
  * A publish whose confirmation is lost with the connection may or may not have reached the
  * broker, so it is sent again after the reconnect; subscribers recognise the second copy by its
- * id and number and drop it. Numbers of one publisher grow by one per publish.
+ * id and number and drop it. Numbers of one publisher grow by one per publish. Bytes another
+ * producer puts on the topic (a history's append-and-publish, a raw `PUBLISH`) carry no stamp and
+ * are handed on as they are: the mark opens no text (`F5` is never a UTF-8 byte) and no history
+ * message.
  */
-export const STAMP_BYTES = 12;
+export const STAMP_BYTES = 14;
+const MARK = [0xf5, 0x01] as const;
 
 /** Gives each publish of one broker its stamp. */
 export class PublishStamper {
@@ -24,8 +28,10 @@ export class PublishStamper {
   stamp(payload: Uint8Array): Uint8Array {
     const sequence = ++this.#sequence;
     const stamped = Buffer.allocUnsafe(STAMP_BYTES + payload.byteLength);
-    stamped.set(this.#id, 0);
-    stamped.writeUIntBE(sequence, 6, 6);
+    stamped[0] = MARK[0];
+    stamped[1] = MARK[1];
+    stamped.set(this.#id, 2);
+    stamped.writeUIntBE(sequence, 8, 6);
     stamped.set(payload, STAMP_BYTES);
     return stamped;
   }
@@ -52,13 +58,13 @@ export class RepeatFilter {
   readonly #publishers = new Map<number, Seen>();
 
   /**
-   * The payload behind the stamp, or `undefined` if this publish already arrived (or the bytes
-   * carry no stamp at all).
+   * The payload behind the stamp (bytes without one as they are), or `undefined` if this publish
+   * already arrived.
    */
   open(data: Uint8Array): Uint8Array | undefined {
-    if (data.byteLength < STAMP_BYTES) return undefined;
-    const publisher = readUint48(data, 0);
-    const sequence = readUint48(data, 6);
+    if (data.byteLength < STAMP_BYTES || data[0] !== MARK[0] || data[1] !== MARK[1]) return data;
+    const publisher = readUint48(data, 2);
+    const sequence = readUint48(data, 8);
     let seen = this.#publishers.get(publisher);
     if (seen === undefined) {
       if (this.#publishers.size >= MAX_PUBLISHERS) this.#forgetOldest();

@@ -1,7 +1,8 @@
 import { MemoryBroker, type MemoryBus } from '@wscale/core';
 import { delay } from '@wscale/core/testing';
+import { STAMP_BYTES } from '../../src/adapters/publish-stamp.js';
 
-/** The first byte of a frame between nodes is its kind (bus-codec.ts). */
+/** The first byte of a frame between nodes (after the broker's stamp) is its kind (bus-codec.ts). */
 const DIRECT = 2;
 const MOVED = 7;
 
@@ -28,7 +29,7 @@ export class LaggyBroker extends MemoryBroker {
   }
 
   protected override deliver(topic: string, payload: Uint8Array): void {
-    if (payload[0] === DIRECT) this.directs++;
+    if (payload[STAMP_BYTES] === DIRECT) this.directs++;
     setTimeout(() => super.deliver(topic, payload), this.#latency(topic));
   }
 }
