@@ -4,6 +4,8 @@ import {
   type BrokerStatus,
   InvalidOptionError,
 } from '@wscale/core';
+import { Command } from 'ioredis';
+import { CommandDeadlines } from './command-deadlines.js';
 import {
   closeClient,
   isCluster,
@@ -66,6 +68,8 @@ export class RedisBroker extends BaseBroker {
   readonly #cluster: boolean;
   readonly #prefix: string;
   readonly #timeoutMs: number;
+  /** Bounds the publishes on a connection the broker opened (one timer, not one per publish). */
+  readonly #deadlines: CommandDeadlines | undefined;
   #everReady = false;
   #restored = false;
   #restoring = 0;
@@ -77,10 +81,13 @@ export class RedisBroker extends BaseBroker {
     this.#prefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
     this.#timeoutMs = options.commandTimeoutMs ?? 5000;
     if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
-    const { client, owned } = openClient(options.redis, this.#timeoutMs);
+    // The publishes on a connection the broker opens (never a Cluster) are bounded by
+    // `#deadlines`, not by a timer per command.
+    const { client, owned } = openClient(options.redis, undefined);
     this.#pub = client;
     this.#ownsPub = owned;
     this.#cluster = isCluster(client);
+    if (owned) this.#deadlines = new CommandDeadlines(this.#timeoutMs);
     this.#sub = isCluster(client)
       ? client.duplicate([], { shardedSubscribers: true, slotsRefreshInterval: SLOTS_REFRESH_MS })
       : client.duplicate({
@@ -135,13 +142,14 @@ export class RedisBroker extends BaseBroker {
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     // ioredis's own promise, not one more around it: this runs for every message.
-    return isCluster(this.#pub)
-      ? this.#pub.spublish(channel, message)
-      : this.#pub.publish(channel, message);
+    if (isCluster(this.#pub)) return this.#pub.spublish(channel, message);
+    if (this.#deadlines === undefined) return this.#pub.publish(channel, message);
+    return this.#deadlines.send(this.#pub, new Command('publish', [channel, message]));
   }
 
   protected async closeConnection(): Promise<void> {
     clearTimeout(this.#repairTimer);
+    this.#deadlines?.stop();
     this.#sub.removeAllListeners();
     this.#sub.on('error', () => undefined); // late socket errors of a connection being torn down
     this.#sub.disconnect();
