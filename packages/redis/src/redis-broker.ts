@@ -47,6 +47,8 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
  * with a topology change it was not told about by an error.
  */
 const SLOTS_REFRESH_MS = 5000;
+/** Most channel names the broker keeps for the topics it publishes to. */
+const MAX_CHANNELS = 4096;
 /** How long the Cluster subscriber lets a burst of dropped subscriptions settle before repairing. */
 const REPAIR_DELAY_MS = 100;
 
@@ -75,6 +77,9 @@ export class RedisBroker extends BaseBroker {
   #restoring = 0;
   #lastError: Error | undefined;
   #repairTimer: NodeJS.Timeout | undefined;
+  readonly #channels = new Map<string, string>();
+  /** The channel the last message came on, and its topic. */
+  #lastChannel: { bytes: Buffer; topic: string } | undefined;
 
   constructor(options: RedisBrokerOptions = {}) {
     super(options);
@@ -137,7 +142,7 @@ export class RedisBroker extends BaseBroker {
   }
 
   protected publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
-    const channel = channelName(this.#prefix, topic);
+    const channel = this.#channelOf(topic);
     const message = Buffer.isBuffer(payload)
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
@@ -159,9 +164,27 @@ export class RedisBroker extends BaseBroker {
     if (this.#ownsPub) await closeClient(this.#pub);
   }
 
+  /** The channel of a topic published to, built once (topics come and go: the names are bounded). */
+  #channelOf(topic: string): string {
+    let channel = this.#channels.get(topic);
+    if (channel === undefined) {
+      if (this.#channels.size >= MAX_CHANNELS) this.#channels.clear();
+      channel = channelName(this.#prefix, topic);
+      this.#channels.set(topic, channel);
+    }
+    return channel;
+  }
+
   readonly #onMessage = (channel: Buffer, message: Buffer): void => {
-    const topic = topicOfChannel(this.#prefix, channel.toString());
-    if (topic !== undefined) this.deliver(topic, message);
+    // Messages come in runs on one channel (a node's own, a busy room's): its topic is read once
+    // per run, not decoded again for every message.
+    const last = this.#lastChannel;
+    if (last === undefined || !last.bytes.equals(channel)) {
+      const topic = topicOfChannel(this.#prefix, channel.toString());
+      if (topic === undefined) return;
+      this.#lastChannel = { bytes: Buffer.from(channel), topic };
+    }
+    this.deliver(this.#lastChannel!.topic, message);
   };
 
   readonly #onError = (error: Error): void => {

@@ -165,6 +165,37 @@ describeRedis('RedisBroker on standalone Redis', () => {
     }
   });
 
+  it('fails every publish out while Redis hangs within commandTimeoutMs, none that was answered', async () => {
+    const broker = new RedisBroker({ redis: standalone(server), commandTimeoutMs: 300 });
+    const pid = server.pid!;
+    try {
+      await until(() => broker.status === 'ready', 5000, 'ready');
+      // More publishes out at once than the broker's line of commands keeps before it compacts.
+      const answered = Array.from({ length: 3000 }, (_, i) =>
+        broker.publish('many', Buffer.from(`ok ${i}`)),
+      );
+      await Promise.all(answered);
+      process.kill(pid, 'SIGSTOP');
+      const started = performance.now();
+      const results = await Promise.allSettled(
+        Array.from({ length: 50 }, (_, i) => broker.publish('many', Buffer.from(`lost ${i}`))),
+      );
+      const waited = performance.now() - started;
+      for (const result of results) {
+        expect(result.status).toBe('rejected');
+        expect((result as PromiseRejectedResult).reason).toBeInstanceOf(BrokerUnavailableError);
+      }
+      expect(waited).toBeGreaterThanOrEqual(250);
+      expect(waited).toBeLessThan(3000);
+      process.kill(pid, 'SIGCONT');
+      // Redis answers the failed ones late; the publishes after them are answered as usual.
+      await broker.publish('many', Buffer.from('after'));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await broker.close();
+    }
+  });
+
   it('keeps its own channels apart from another channelPrefix', async () => {
     const a = new RedisBroker({ redis: standalone(server), channelPrefix: 'one:' });
     const b = new RedisBroker({ redis: standalone(server), channelPrefix: 'two:' });
