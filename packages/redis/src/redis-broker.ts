@@ -34,7 +34,8 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
   channelPrefix?: string;
   /**
    * How long a publish or subscribe may wait for Redis to answer (and a subscribe for it to
-   * connect) before it rejects with `BrokerUnavailableError`. Applies to the connections the
+   * connect) before it rejects with `BrokerUnavailableError` (a publish within a tenth of this
+   * more: one timer checks every publish out, not one timer each). Applies to the connections the
    * broker opens: a client you pass in publishes with its own settings (set its ioredis
    * `commandTimeout`, or a publish to a Redis that hangs waits for it).
    * @default 5000
