@@ -21,18 +21,19 @@ export interface OpenedClient {
  * away — no offline queue, no retries, no resending after a reconnect — so every call either
  * happens now or fails typed within `commandTimeoutMs`: the broker then queues in `BaseBroker`'s
  * bounded queue, and the stores report the failure instead of replaying stale writes later.
- * Options you pass win over these.
+ * Options you pass win over these. Without `commandTimeoutMs` ioredis arms no timer per command:
+ * the caller bounds its commands itself (`CommandDeadlines`).
  */
 export function openClient(
   connection: RedisConnection | undefined,
-  commandTimeoutMs: number,
+  commandTimeoutMs: number | undefined,
 ): OpenedClient {
   const defaults: RedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: commandTimeoutMs,
   };
+  if (commandTimeoutMs !== undefined) defaults.commandTimeout = commandTimeoutMs;
   if (isClient(connection)) return { client: connection, owned: false };
   if (typeof connection === 'string') {
     return { client: new Redis(connection, defaults), owned: true };

@@ -4,6 +4,8 @@ import {
   type BrokerStatus,
   InvalidOptionError,
 } from '@wscale/core';
+import { Command } from 'ioredis';
+import { CommandDeadlines } from './command-deadlines.js';
 import {
   closeClient,
   isCluster,
@@ -32,7 +34,8 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
   channelPrefix?: string;
   /**
    * How long a publish or subscribe may wait for Redis to answer (and a subscribe for it to
-   * connect) before it rejects with `BrokerUnavailableError`. Applies to the connections the
+   * connect) before it rejects with `BrokerUnavailableError` (a publish within a tenth of this
+   * more: one timer checks every publish out, not one timer each). Applies to the connections the
    * broker opens: a client you pass in publishes with its own settings (set its ioredis
    * `commandTimeout`, or a publish to a Redis that hangs waits for it).
    * @default 5000
@@ -45,6 +48,8 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
  * with a topology change it was not told about by an error.
  */
 const SLOTS_REFRESH_MS = 5000;
+/** Most channel names the broker keeps for the topics it publishes to. */
+const MAX_CHANNELS = 4096;
 /** How long the Cluster subscriber lets a burst of dropped subscriptions settle before repairing. */
 const REPAIR_DELAY_MS = 100;
 
@@ -66,21 +71,29 @@ export class RedisBroker extends BaseBroker {
   readonly #cluster: boolean;
   readonly #prefix: string;
   readonly #timeoutMs: number;
+  /** Bounds the publishes on a connection the broker opened (one timer, not one per publish). */
+  readonly #deadlines: CommandDeadlines | undefined;
   #everReady = false;
   #restored = false;
   #restoring = 0;
   #lastError: Error | undefined;
   #repairTimer: NodeJS.Timeout | undefined;
+  readonly #channels = new Map<string, string>();
+  /** The channel the last message came on, and its topic. */
+  #lastChannel: { bytes: Buffer; topic: string } | undefined;
 
   constructor(options: RedisBrokerOptions = {}) {
     super(options);
     this.#prefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
     this.#timeoutMs = options.commandTimeoutMs ?? 5000;
     if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
-    const { client, owned } = openClient(options.redis, this.#timeoutMs);
+    // The publishes on a connection the broker opens (never a Cluster) are bounded by
+    // `#deadlines`, not by a timer per command.
+    const { client, owned } = openClient(options.redis, undefined);
     this.#pub = client;
     this.#ownsPub = owned;
     this.#cluster = isCluster(client);
+    if (owned) this.#deadlines = new CommandDeadlines(this.#timeoutMs);
     this.#sub = isCluster(client)
       ? client.duplicate([], { shardedSubscribers: true, slotsRefreshInterval: SLOTS_REFRESH_MS })
       : client.duplicate({
@@ -130,18 +143,19 @@ export class RedisBroker extends BaseBroker {
   }
 
   protected publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
-    const channel = channelName(this.#prefix, topic);
+    const channel = this.#channelOf(topic);
     const message = Buffer.isBuffer(payload)
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     // ioredis's own promise, not one more around it: this runs for every message.
-    return isCluster(this.#pub)
-      ? this.#pub.spublish(channel, message)
-      : this.#pub.publish(channel, message);
+    if (isCluster(this.#pub)) return this.#pub.spublish(channel, message);
+    if (this.#deadlines === undefined) return this.#pub.publish(channel, message);
+    return this.#deadlines.send(this.#pub, new Command('publish', [channel, message]));
   }
 
   protected async closeConnection(): Promise<void> {
     clearTimeout(this.#repairTimer);
+    this.#deadlines?.stop();
     this.#sub.removeAllListeners();
     this.#sub.on('error', () => undefined); // late socket errors of a connection being torn down
     this.#sub.disconnect();
@@ -151,9 +165,27 @@ export class RedisBroker extends BaseBroker {
     if (this.#ownsPub) await closeClient(this.#pub);
   }
 
+  /** The channel of a topic published to, built once (topics come and go: the names are bounded). */
+  #channelOf(topic: string): string {
+    let channel = this.#channels.get(topic);
+    if (channel === undefined) {
+      if (this.#channels.size >= MAX_CHANNELS) this.#channels.clear();
+      channel = channelName(this.#prefix, topic);
+      this.#channels.set(topic, channel);
+    }
+    return channel;
+  }
+
   readonly #onMessage = (channel: Buffer, message: Buffer): void => {
-    const topic = topicOfChannel(this.#prefix, channel.toString());
-    if (topic !== undefined) this.deliver(topic, message);
+    // Messages come in runs on one channel (a node's own, a busy room's): its topic is read once
+    // per run, not decoded again for every message.
+    const last = this.#lastChannel;
+    if (last === undefined || !last.bytes.equals(channel)) {
+      const topic = topicOfChannel(this.#prefix, channel.toString());
+      if (topic === undefined) return;
+      this.#lastChannel = { bytes: Buffer.from(channel), topic };
+    }
+    this.deliver(this.#lastChannel!.topic, message);
   };
 
   readonly #onError = (error: Error): void => {

@@ -94,6 +94,13 @@ export class NodeMesh {
   readonly #unsubscribes: Unsubscribe[] = [];
   #requestId = 0;
   #timer: NodeJS.Timeout | undefined;
+  /**
+   * Topic names built once, not once per frame: the same string every time is also one the
+   * broker has hashed before (a Redis channel name is looked up by it).
+   */
+  readonly #topicOfAll: string;
+  readonly #nodeTopics = new Map<string, string>();
+  readonly #roomTopics = new Map<string, string>();
 
   constructor(
     broker: Broker,
@@ -107,6 +114,7 @@ export class NodeMesh {
     this.#nodeId = nodeId;
     this.#sender = senderField(nodeId);
     this.#prefix = prefix;
+    this.#topicOfAll = topics.all(prefix);
     this.#timing = timing;
     this.#report = report;
   }
@@ -150,17 +158,17 @@ export class NodeMesh {
   }
 
   get #allTopic(): string {
-    return topics.all(this.#prefix);
+    return this.#topicOfAll;
   }
 
   /** The topic of one node. */
   nodeTopic(nodeId: string): string {
-    return topics.node(this.#prefix, nodeId);
+    return named(this.#nodeTopics, nodeId, this.#prefix, topics.node);
   }
 
   /** The topic of one room. */
   roomTopic(room: string): string {
-    return topics.room(this.#prefix, room);
+    return named(this.#roomTopics, room, this.#prefix, topics.room);
   }
 
   /** Listens to a room's topic: `deliver` gets the messages other nodes broadcast to it. */
@@ -361,6 +369,25 @@ function messageOf(
   const binary = (flags & BusFlag.Binary) !== 0;
   const volatile = (flags & BusFlag.Volatile) !== 0;
   return new Outgoing(payload, binary, volatile, room, header.s, header.e, skip);
+}
+
+/** Most names of nodes or rooms whose topics are kept (all are dropped past it: rooms come and go). */
+const MAX_NAMED = 4096;
+
+/** The topic of a node or room, built by `build` the first time. */
+function named(
+  names: Map<string, string>,
+  name: string,
+  prefix: string,
+  build: (prefix: string, name: string) => string,
+): string {
+  let topic = names.get(name);
+  if (topic === undefined) {
+    if (names.size >= MAX_NAMED) names.clear();
+    topic = build(prefix, name);
+    names.set(name, topic);
+  }
+  return topic;
 }
 
 async function unsubscribed(): Promise<void> {}

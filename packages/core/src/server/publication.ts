@@ -28,18 +28,45 @@ export function historyLookup(
   return (room) => (isInbox(room) ? directHistory : historyOf(room));
 }
 
-/** The operations on one client, each a direct operation sent by `direct`. */
-export function remoteClient(
+/** Sends a direct operation on client `id`, with its message for a `send`. */
+export type SendDirect = (
   id: string,
-  direct: (id: string, operation: DirectOperation, message?: Outgoing) => Promise<void>,
-): RemoteClient {
-  return {
-    send: (data, options) => direct(id, { o: 'send' }, prepareMessage(data, options)),
-    join: (room) => direct(id, { o: 'join', a: room }),
-    leave: (room) => direct(id, { o: 'leave', a: room }),
-    close: (code = CloseCode.Normal, reason = '') => direct(id, { o: 'close', a: [code, reason] }),
-  };
+  operation: DirectOperation,
+  message?: Outgoing,
+) => Promise<void>;
+
+/**
+ * The operations on one client, each a direct operation sent by `direct`. One object per
+ * `client(id)`, its methods shared: `wss.client(id).send()` runs for every direct message.
+ */
+export class RemoteClientById implements RemoteClient {
+  readonly #id: string;
+  readonly #direct: SendDirect;
+
+  constructor(id: string, direct: SendDirect) {
+    this.#id = id;
+    this.#direct = direct;
+  }
+
+  send(data: Sendable, options?: SendOptions): Promise<void> {
+    return this.#direct(this.#id, SEND, prepareMessage(data, options));
+  }
+
+  join(room: string): Promise<void> {
+    return this.#direct(this.#id, { o: 'join', a: room });
+  }
+
+  leave(room: string): Promise<void> {
+    return this.#direct(this.#id, { o: 'leave', a: room });
+  }
+
+  close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
+    return this.#direct(this.#id, { o: 'close', a: [code, reason] });
+  }
 }
+
+/** The operation of every `send`: it carries nothing of its own. */
+const SEND: DirectOperation = Object.freeze({ o: 'send' });
 
 /**
  * The rooms of a broadcast, grouped as they are sent: all together, or one by one when several of

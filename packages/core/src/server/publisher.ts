@@ -12,7 +12,8 @@ import {
   historyLookup,
   NO_BYTES,
   publishBroadcast,
-  remoteClient,
+  RemoteClientById,
+  type SendDirect,
 } from './publication.js';
 import { DEFAULT_TOPIC_PREFIX } from './resolve-options.js';
 import type { RemoteClient } from './server-types.js';
@@ -85,7 +86,7 @@ export class Publisher {
    * that holds the client applies them (a publisher does not learn where clients are).
    */
   client(id: string): RemoteClient {
-    return remoteClient(id, (...operation) => this.#direct(...operation));
+    return new RemoteClientById(id, this.#sendDirect);
   }
 
   /** Refuses further sends. The broker and stores stay open: they are the caller's. */
@@ -127,6 +128,10 @@ export class Publisher {
       },
     );
   }
+
+  /** {@link Publisher.client}'s operations go here: one function for every client, not one per call. */
+  readonly #sendDirect: SendDirect = (id, operation, message) =>
+    this.#direct(id, operation, message);
 
   async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');

@@ -37,7 +37,7 @@ import { Membership } from '../v1/membership.js';
 import { type BroadcastOperator, broadcastOperator, uniqueRooms } from './broadcast.js';
 import { Delivery } from './delivery.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
-import { remoteClient } from './publication.js';
+import { RemoteClientById } from './publication.js';
 import { Queries } from './queries.js';
 import { resolveOptions } from './resolve-options.js';
 import type { QueryOptions, RemoteClient, ServerEvents } from './server-types.js';
@@ -251,7 +251,7 @@ export class ScaledWebSocketServer<
 
   /** Operations on one client by id, wherever it is connected. */
   client(id: string): RemoteClient {
-    return remoteClient(id, this.#direct);
+    return new RemoteClientById(id, this.#direct);
   }
 
   /**

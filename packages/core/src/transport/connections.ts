@@ -10,6 +10,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { FrameDeflater } from '../protocol/deflate.js';
 import { isInbox, PROTOCOL } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
+import { receivedText } from '../protocol/payload.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
 import { type SaverSettings, SessionSaver } from '../sessions/session-saver.js';
 import type { OpenedSession, Sessions } from '../sessions/sessions.js';
@@ -238,7 +239,7 @@ export class Connections<Identity, Data extends object>
       return;
     }
     if (client.v1) this.v1.receive(client, frame, isBinary);
-    else client.receive(isBinary ? frame : frame.toString('utf8'), isBinary);
+    else client.receive(isBinary ? frame : receivedText(frame), isBinary);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 
 type Listener = (...args: never[]) => unknown;
-type Wrapped = (this: SafeEmitter<never>, ...args: unknown[]) => void;
+type Wrapped = (this: SafeEmitter<never>, a?: unknown, b?: unknown, c?: unknown) => void;
 type Report = (emitter: never, error: unknown) => void;
 
 /** Where each kind of emitter reports its failed handlers (not a member: nothing public). */
@@ -35,9 +35,21 @@ const wrappers = new WeakMap<Listener, Wrapped>();
 function wrap(listener: Listener): Wrapped {
   let wrapped = wrappers.get(listener);
   if (wrapped === undefined) {
-    wrapped = function (this: SafeEmitter<never>, ...args: unknown[]) {
+    const handler = listener as (...args: unknown[]) => unknown;
+    // Named parameters, not rest ones: an event has three arguments at most, and a rest array
+    // would be built for every message a client sends. The handler gets as many as were given.
+    wrapped = function (this: SafeEmitter<never>, a?: unknown, b?: unknown, c?: unknown) {
       try {
-        const result = (listener as (...a: unknown[]) => unknown).apply(this, args);
+        // biome-ignore lint/complexity/noArguments: its length only, which builds no object
+        const given = arguments.length;
+        const result =
+          given === 0
+            ? handler.call(this)
+            : given === 1
+              ? handler.call(this, a)
+              : given === 2
+                ? handler.call(this, a, b)
+                : handler.call(this, a, b, c);
         if (result instanceof Promise) result.catch((error) => failed(this, error));
       } catch (error) {
         failed(this, error);
