@@ -112,6 +112,7 @@ export async function runCapacity(
     }
     const before = await group.sample('settle', undefined, SETTLE_TIMEOUT_MS);
     const ramp = await rampUp(context, group.urls, loads, ceiling, perLoad);
+    await new Promise((resolve) => setTimeout(resolve, sizes.capacityIdleMs ?? 0));
     const after = await group.sample('settle', undefined, SETTLE_TIMEOUT_MS);
     log(
       `  held ${ramp.held} over ${nodes} nodes and ${loadCount} load processes (${ramp.stop}` +

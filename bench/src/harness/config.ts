@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { HEARTBEAT_MS } from '../servers/config.js';
 
 /** The sizes of a run. */
 export interface Sizes {
@@ -61,6 +62,11 @@ export interface Sizes {
   capacitySeconds?: number;
   capacityMessages?: number;
   capacityRate?: number;
+  /**
+   * How long the held clients idle before their nodes' memory is sampled: one heartbeat and a
+   * margin, so every socket has answered a ping (see `pingEvery`), as on a server that has run a while.
+   */
+  capacityIdleMs?: number;
   /** Payload bytes. */
   size: number;
   /** Warm-up broadcasts before measuring. */
@@ -97,6 +103,7 @@ export const DEFAULT_SIZES: Sizes = {
   capacitySeconds: 300,
   capacityMessages: 5,
   capacityRate: 1,
+  capacityIdleMs: HEARTBEAT_MS + 2000,
   size: 64,
   warmup: 20,
   quietMs: 3000,
@@ -130,6 +137,7 @@ export const SMOKE_SIZES: Sizes = {
   capacitySeconds: 60,
   capacityMessages: 3,
   capacityRate: 10,
+  capacityIdleMs: 0,
   size: 64,
   warmup: 5,
   quietMs: 2000,

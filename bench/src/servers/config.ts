@@ -38,6 +38,22 @@ export function readConfig(): NodeConfig {
   return JSON.parse(raw) as NodeConfig;
 }
 
+/** wscale's default `heartbeatIntervalMs`: the hand-written servers ping as often. */
+export const HEARTBEAT_MS = 30_000;
+
+/**
+ * Pings every client every {@link HEARTBEAT_MS}, as wscale's heartbeat does, keeping nothing per
+ * client for it. A socket's first read (here, the pong) leaves about 165 bytes of Node and `ws`
+ * state behind: a server that never reads from its clients would not count them. Returns the stop.
+ */
+export function pingEvery(clients: () => Iterable<{ ping(): void }>): () => void {
+  const timer = setInterval(() => {
+    for (const ws of clients()) ws.ping();
+  }, HEARTBEAT_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Closes with a bound, so a stuck close never holds the run. */
 export function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
   return Promise.race([

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import * as wsModule from 'ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { hello, isPublisher, Kind, ROOM } from '../wire.js';
-import { bounded, type NodeConfig, type RunningServer } from './config.js';
+import { bounded, type NodeConfig, pingEvery, type RunningServer } from './config.js';
 
 const TEXT = { binary: false } as const;
 
@@ -112,9 +112,12 @@ export async function startWsRedis(
     ws.send(hello(id, config.node));
   });
   await new Promise<void>((resolve) => wss.once('listening', resolve));
+  // The same heartbeat as wscale's (its clients answer pongs, as wscale's do).
+  const stopPings = pingEvery(() => byId.values());
   return {
     port: (wss.address() as AddressInfo).port,
     async close() {
+      stopPings();
       for (const ws of byId.values()) ws.terminate();
       await bounded(new Promise((resolve) => wss.close(resolve)), 2000);
       pub.disconnect();

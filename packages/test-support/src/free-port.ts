@@ -1,6 +1,19 @@
 import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 
+/**
+ * Test servers take ports below the range the OS hands out by itself (32768 and up on Linux, for
+ * `listen(0)` and outgoing sockets), in a slice of their own per test worker. A server stopped for
+ * an outage test keeps its port free for its restart: no other worker's server, and no client
+ * socket, is given it meanwhile.
+ */
+const FIRST_PORT = 10_000;
+const SLICE = 500;
+const SLICES = 44; // up to 32 000
+const slice = (Number(process.env.VITEST_POOL_ID ?? process.pid) % SLICES) * SLICE + FIRST_PORT;
+/** The next port of this worker's slice to try (a file's servers never take one port twice). */
+let next = 0;
+
 /** A free TCP port on 127.0.0.1 (free when asked: a server started on it may still race). */
 export async function freePort(): Promise<number> {
   const [port] = await freePorts(1);
@@ -8,18 +21,22 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * `count` distinct free TCP ports on 127.0.0.1. Each is held until all are picked: ports asked for
- * one after another may come back the same once the first is let go (a server given one port twice,
- * for clients and for its cluster routes, cannot start).
+ * `count` distinct free TCP ports on 127.0.0.1, from this worker's slice. Each is held until all
+ * are picked, and the slice is walked forward: ports asked for one after another never come back
+ * the same (a server given one port twice, for clients and for its cluster routes, cannot start).
  */
 export async function freePorts(count: number): Promise<number[]> {
   const servers: Server[] = [];
   try {
     const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
+    for (let tried = 0; ports.length < count; tried++) {
+      if (tried === SLICE) throw new Error(`no ${count} free ports from ${slice}`);
+      const port = slice + (next++ % SLICE);
       const server = createServer();
-      servers.push(server);
-      ports.push(await listening(server));
+      if (await listening(server, port)) {
+        servers.push(server);
+        ports.push(port);
+      }
     }
     return ports;
   } finally {
@@ -27,15 +44,12 @@ export async function freePorts(count: number): Promise<number[]> {
   }
 }
 
-function listening(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Whether `server` could listen on `port` (it is left listening if so). */
+function listening(server: Server, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (typeof address === 'object' && address) resolve(address.port);
-      else reject(new Error('no port'));
-    });
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(true));
   });
 }
 
