@@ -83,7 +83,8 @@ export class Publisher {
 
   /**
    * Operations on one client by id, on whatever node holds it. They go to every node and the one
-   * that holds the client applies them (a publisher does not learn where clients are).
+   * that holds the client applies them (a publisher does not learn where clients are). Call them
+   * on the object it returns: its methods are shared, not bound to it.
    */
   client(id: string): RemoteClient {
     return new RemoteClientById(id, this.#sendDirect);

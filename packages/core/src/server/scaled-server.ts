@@ -249,7 +249,10 @@ export class ScaledWebSocketServer<
   readonly #direct: Delivery['direct'] = (id, operation, message) =>
     this.#delivery.direct(id, operation, message);
 
-  /** Operations on one client by id, wherever it is connected. */
+  /**
+   * Operations on one client by id, wherever it is connected. Call them on the object it returns
+   * (`wss.client(id).send(data)`): its methods are shared, not bound to it.
+   */
   client(id: string): RemoteClient {
     return new RemoteClientById(id, this.#direct);
   }
