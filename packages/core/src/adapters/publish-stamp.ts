@@ -43,7 +43,7 @@ export class PublishStamper {
  * reconnect; a number older than that is handed on (a repeat then goes through, nothing is lost).
  */
 const WINDOW = 8192;
-/** Publishers remembered at most; the longest known is forgotten first. */
+/** Publishers remembered at most; the one heard from least recently is forgotten first. */
 const MAX_PUBLISHERS = 1024;
 
 /** What a subscriber remembers of one publisher: its highest number and which below it came. */
@@ -51,11 +51,14 @@ interface Seen {
   highest: number;
   /** Bit `n % WINDOW` is set if number `n` (within the window below `highest`) arrived. */
   bits: Uint32Array;
+  /** When it was last heard from, on the filter's own count of messages. */
+  heard: number;
 }
 
 /** Drops the copies of a publish that were sent again, for every topic of one broker. */
 export class RepeatFilter {
   readonly #publishers = new Map<number, Seen>();
+  #messages = 0;
 
   /**
    * The payload behind the stamp (bytes without one as they are), or `undefined` if this publish
@@ -68,7 +71,7 @@ export class RepeatFilter {
     let seen = this.#publishers.get(publisher);
     if (seen === undefined) {
       if (this.#publishers.size >= MAX_PUBLISHERS) this.#forgetOldest();
-      seen = { highest: sequence, bits: new Uint32Array(WINDOW / 32) };
+      seen = { highest: sequence, bits: new Uint32Array(WINDOW / 32), heard: 0 };
       this.#publishers.set(publisher, seen);
       mark(seen.bits, sequence);
     } else if (sequence > seen.highest) {
@@ -80,12 +83,18 @@ export class RepeatFilter {
       if (isMarked(seen.bits, sequence)) return undefined;
       mark(seen.bits, sequence);
     }
+    seen.heard = ++this.#messages;
     return data.subarray(STAMP_BYTES);
   }
 
+  /** Past {@link MAX_PUBLISHERS} (short-lived publishers come and go): a scan, and rare. */
   #forgetOldest(): void {
-    const oldest = this.#publishers.keys().next();
-    if (oldest.done !== true) this.#publishers.delete(oldest.value);
+    let oldest: number | undefined;
+    let heard = Number.POSITIVE_INFINITY;
+    for (const [publisher, seen] of this.#publishers) {
+      if (seen.heard < heard) [oldest, heard] = [publisher, seen.heard];
+    }
+    if (oldest !== undefined) this.#publishers.delete(oldest);
   }
 }
 

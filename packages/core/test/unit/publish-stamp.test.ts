@@ -73,6 +73,19 @@ describe('publish stamps', () => {
     expect(numbers.map((n) => filter.open(stamp(n))?.[0])).toEqual([1, 2, 2, undefined, 0]);
   });
 
+  it('forgets the publisher heard from least recently, not the first one heard', () => {
+    const filter = new RepeatFilter();
+    const steady = new PublishStamper();
+    const first = steady.stamp(Buffer.from('steady 1'));
+    expect(text(filter.open(first))).toBe('steady 1');
+    // Far more short-lived publishers than are remembered, the steady one heard all along.
+    for (let i = 0; i < 3000; i++) {
+      filter.open(new PublishStamper().stamp(Buffer.from('once')));
+      if (i % 100 === 0) filter.open(steady.stamp(Buffer.from('steady')));
+    }
+    expect(filter.open(first)).toBeUndefined();
+  });
+
   it('hands on bytes without a stamp as they are, every time', () => {
     const filter = new RepeatFilter();
     const unstamped = [
