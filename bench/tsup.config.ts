@@ -4,6 +4,8 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: {
     run: 'src/run.ts',
+    // At the root: it starts the harness's node processes, which sit next to it.
+    'direct-cost': 'src/tools/direct-cost.ts',
     'servers/node-main': 'src/servers/node-main.ts',
     'servers/cluster-primary': 'src/servers/cluster-primary.ts',
     'load/load-main': 'src/load/load-main.ts',

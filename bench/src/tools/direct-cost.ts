@@ -1,0 +1,116 @@
+// Each node's CPU per direct message, wscale against the hand-written `ws` + Redis server: two node
+// processes on a redis-server of its own, a client on node 0 sending direct messages at a fixed
+// rate to a client on node 1, rounds interleaved. It shows which node carries a gap (the sending
+// one publishes, the receiving one writes to the socket), which the fan-out scenario's whole-cluster
+// figure cannot. Built at the root of dist/ (it starts the harness's node processes next to it):
+//
+//   node dist/direct-cost.js [--messages N] [--rate R] [--rounds K]
+import { parseArgs } from 'node:util';
+import WebSocket from 'ws';
+import { IMPLEMENTATIONS } from '../harness/implementations.js';
+import { startNodes } from '../harness/nodes.js';
+import { Processes } from '../harness/processes.js';
+import { startRedis } from '../harness/services.js';
+import { payload } from '../wire.js';
+
+const { values } = parseArgs({
+  options: {
+    messages: { type: 'string', default: '5000' },
+    rate: { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '6' },
+  },
+});
+const MESSAGES = Number(values.messages);
+const RATE = Number(values.rate);
+const ROUNDS = Number(values.rounds);
+const WARM_UP = 500;
+const SIZE = 64;
+const IMPLS = ['ws-redis', 'wscale-redis'] as const;
+/** Bound for a round's messages to arrive after the last is sent, ms. */
+const DRAIN_MS = 30_000;
+
+/** A client of a node, with the id the node's hello gave it and a count of what it received. */
+async function connect(url: string): Promise<{ ws: WebSocket; id: string; received(): number }> {
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  let received = 0;
+  const id = await new Promise<string>((resolve, reject) => {
+    ws.once('error', reject);
+    ws.once('message', (data) => {
+      const hello = String(data);
+      resolve(hello.slice(1, hello.indexOf('|')));
+      ws.on('message', () => received++);
+    });
+  });
+  return { ws, id, received: () => received };
+}
+
+/** Sends `count` direct messages at {@link RATE} per second, numbered from `first`. */
+async function send(ws: WebSocket, target: string, first: number, count: number): Promise<void> {
+  const start = performance.now();
+  let sent = 0;
+  while (sent < count) {
+    const due = Math.min(count, Math.floor(((performance.now() - start) * RATE) / 1000) + 1);
+    while (sent < due) ws.send(payload('D', first + sent++, SIZE, `${target}|`));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+async function until(done: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > end) throw new Error('direct messages did not all arrive');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** One round of one implementation: each node's CPU µs per message, sending node first. */
+async function round(impl: string, processes: Processes, redisUrl: string): Promise<number[]> {
+  const implementation = IMPLEMENTATIONS.find((each) => each.id === impl)!;
+  const group = await startNodes(processes, {
+    implementation,
+    nodes: 2,
+    redisUrl,
+    execArgv: [],
+    timeoutMs: 20_000,
+  });
+  try {
+    const [sender, receiver] = await Promise.all(group.urls.map(connect));
+    await send(sender!.ws, receiver!.id, 0, WARM_UP);
+    await until(() => receiver!.received() >= WARM_UP, DRAIN_MS);
+    const before = await group.sample();
+    await send(sender!.ws, receiver!.id, WARM_UP, MESSAGES);
+    await until(() => receiver!.received() >= WARM_UP + MESSAGES, DRAIN_MS);
+    const after = await group.sample();
+    sender!.ws.terminate();
+    receiver!.ws.terminate();
+    return after.map((sample, i) => (sample.cpuMicros - before[i]!.cpuMicros) / MESSAGES);
+  } finally {
+    await group.stop();
+  }
+}
+
+const processes = new Processes(false);
+const redis = await startRedis(processes);
+const results: Record<string, number[][]> = Object.fromEntries(IMPLS.map((impl) => [impl, []]));
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? IMPLS : [...IMPLS].reverse();
+    for (const impl of order) results[impl]!.push(await round(impl, processes, redis.url));
+  }
+} finally {
+  await processes.stopAll();
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const [base, wscale] = IMPLS.map((impl) => results[impl]!);
+console.log(`${MESSAGES} direct messages per round at ${RATE}/s, ${ROUNDS} rounds interleaved`);
+console.log(
+  '| node | hand-written µs / message | wscale µs / message | wscale × (median of round ratios) |',
+);
+console.log('| --- | ---: | ---: | ---: |');
+for (const [node, name] of ['sending (0)', 'receiving (1)'].entries()) {
+  const ratios = wscale!.map((w, r) => w[node]! / base![r]![node]!);
+  console.log(
+    `| ${name} | ${median(base!.map((b) => b[node]!)).toFixed(1)} | ${median(wscale!.map((w) => w[node]!)).toFixed(1)} | ${median(ratios).toFixed(2)} |`,
+  );
+}
