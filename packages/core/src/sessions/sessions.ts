@@ -50,7 +50,6 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
  */
 export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: string | undefined };
 
-/** The outcome of a `hello`. */
 /** A resume's read of its session (see {@link Sessions.lookup}). */
 export interface SessionLookup {
   readonly token: string;
@@ -64,6 +63,7 @@ export interface SessionLookup {
   readonly holder?: { id: string; node: string; owner: string };
 }
 
+/** The outcome of a `hello`. */
 export interface OpenedSession {
   id: string;
   /** Who may resume it: `sessionOwner` of the identity that opened it. */
