@@ -21,9 +21,9 @@ import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
   directHeader,
-  directPublication,
   historyLookup,
   keepsDirect,
+  keptDirect,
   NO_BYTES,
   type Publication,
   publishBroadcast,
@@ -169,7 +169,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     directHistory: History,
   ): Promise<void> {
     const nodeId = this.#mesh.nodeId;
-    const kept = await directPublication(nodeId, id, operation, message, directHistory);
+    const kept = await keptDirect(nodeId, id, operation, message, directHistory);
     return this.#directTo(kept.header, kept.message);
   }
 

@@ -185,24 +185,24 @@ export function keepsDirect(
   );
 }
 
-/** A direct operation on client `id`, kept first in the session's stream when {@link keepsDirect}. */
-export async function directPublication(
+/**
+ * A direct message on client `id` kept in the session's stream first (the caller checked
+ * {@link keepsDirect}): its header and message carry its place there.
+ */
+export async function keptDirect(
   origin: string,
   id: string,
   operation: DirectOperation,
-  message: Outgoing | undefined,
-  directHistory: History | undefined,
-): Promise<{ header: DirectHeader; message: Outgoing | undefined }> {
+  message: Outgoing,
+  directHistory: History,
+): Promise<{ header: DirectHeader; message: Outgoing }> {
   const header = directHeader(origin, id, operation);
-  if (message !== undefined && keepsDirect(id, message, directHistory)) {
-    const room = inboxOf(id);
-    const position = await directHistory.append(room, message.historyPayload());
-    message = message.at(room, position.offset, position.epoch);
-    header.r = [room];
-    header.s = position.offset;
-    header.e = position.epoch;
-  }
-  return { header, message };
+  const room = inboxOf(id);
+  const position = await directHistory.append(room, message.historyPayload());
+  header.r = [room];
+  header.s = position.offset;
+  header.e = position.epoch;
+  return { header, message: message.at(room, position.offset, position.epoch) };
 }
 
 /** The bytes of a direct operation that carries no message. */

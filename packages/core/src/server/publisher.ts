@@ -8,8 +8,10 @@ import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
-  directPublication,
+  directHeader,
   historyLookup,
+  keepsDirect,
+  keptDirect,
   NO_BYTES,
   publishBroadcast,
   RemoteClientById,
@@ -136,14 +138,10 @@ export class Publisher {
 
   async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');
-    const { header, message: kept } = await directPublication(
-      this.id,
-      id,
-      operation,
-      message,
-      this.#directHistory,
-    );
-    const { bytes, flags } = kept ?? { bytes: NO_BYTES, flags: 0 };
+    const { header, message: sent } = keepsDirect(id, message, this.#directHistory)
+      ? await keptDirect(this.id, id, operation, message!, this.#directHistory)
+      : { header: directHeader(this.id, id, operation), message };
+    const { bytes, flags } = sent ?? { bytes: NO_BYTES, flags: 0 };
     const frame = encodeBusFrame({ kind: BusKind.Direct, header }, bytes, flags);
     await this.#broker.publish(topics.all(this.#prefix), frame);
   }
