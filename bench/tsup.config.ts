@@ -10,6 +10,7 @@ export default defineConfig({
     'servers/cluster-primary': 'src/servers/cluster-primary.ts',
     'load/load-main': 'src/load/load-main.ts',
     'tools/profile-summary': 'src/tools/profile-summary.ts',
+    'tools/perf-summary': 'src/tools/perf-summary.ts',
     'tools/heap-summary': 'src/tools/heap-summary.ts',
     'tools/publisher-cost': 'src/tools/publisher-cost.ts',
     'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',

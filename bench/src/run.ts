@@ -45,6 +45,9 @@ async function main(): Promise<number> {
     for (const file of writeReport(results, options.out, ANALYSIS)) console.log(`wrote ${file}`);
     return 0;
   }
+  if (options.perf.length > 0 && !hasBinary('perf')) {
+    throw new Error('--perf needs Linux perf on the PATH (Debian: apt-get install linux-perf)');
+  }
   // The load generator holds every client of a scenario, and one node all of the one-node
   // scenario's: each needs a file descriptor per connection, and a few more of its own.
   const { sizes } = options;
@@ -163,10 +166,12 @@ async function main(): Promise<number> {
       sizes: options.sizes,
       ...(redis === undefined ? {} : { redis }),
       ...(nats === undefined ? {} : { nats }),
-      profileDir: (implementation) =>
-        options.profile.includes(implementation.id)
-          ? join(profileDir, implementation.id)
-          : undefined,
+      profiling: (implementation) => {
+        const dir = join(profileDir, implementation.id);
+        if (options.perf.includes(implementation.id)) return { dir, profiler: 'perf' };
+        if (options.profile.includes(implementation.id)) return { dir, profiler: 'v8' };
+        return undefined;
+      },
       log,
     };
     const overBudget = () => Date.now() - started > options.budgetMs;

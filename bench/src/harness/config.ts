@@ -153,6 +153,11 @@ export interface RunOptions {
   out: string;
   /** Profile (V8 CPU profiler, per scenario) the server processes of these implementations. */
   profile: string[];
+  /**
+   * Record the server processes of these implementations with Linux `perf`, per scenario: the
+   * kernel's and the native code's share too, which the V8 profiler does not see.
+   */
+  perf: string[];
   /** Stop the whole run after this long (ms). */
   budgetMs: number;
   verbose: boolean;
@@ -176,7 +181,8 @@ export interface RunOptions {
 
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
-  [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--budget-minutes N]
+  [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--perf id,id]
+  [--budget-minutes N]
   [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
   [--scale-messages M] [--big-room-messages M] [--big-room-rate R]
   [--storm-clients C] [--storm-messages M]
@@ -206,6 +212,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       size: { type: 'string' },
       out: { type: 'string' },
       profile: { type: 'string' },
+      perf: { type: 'string' },
       'budget-minutes': { type: 'string' },
       'no-idle': { type: 'boolean', default: false },
       'no-fanout': { type: 'boolean', default: false },
@@ -289,12 +296,17 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
           .filter(Boolean);
   const scaleNodes = list(values['scale-nodes'])?.map((item) => number('scale-nodes', item, 2)!);
   if (scaleNodes !== undefined) sizes.scaleNodes = scaleNodes;
+  const profile = list(values.profile) ?? [];
+  const perf = list(values.perf) ?? [];
+  const both = perf.find((id) => profile.includes(id));
+  if (both !== undefined) throw new Error(`${both} is profiled with --profile or --perf, not both`);
   return {
     sizes,
     smoke: values.smoke ?? false,
     only: list(values.only),
     out: values.out ?? defaultOut,
-    profile: list(values.profile) ?? [],
+    profile,
+    perf,
     budgetMs: (number('budget-minutes', values['budget-minutes'], 1) ?? 40) * 60_000,
     verbose: values.verbose ?? false,
     skipIdle: values['no-idle'] ?? false,

@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isReady, Peer, type ReadyMessage } from '../ipc.js';
 import { CONFIG_ENV, type NodeConfig, type ServerCounts } from '../servers/config.js';
@@ -26,10 +28,13 @@ export interface NodeGroup {
   counts(): Promise<ServerCounts[]>;
   /** Writes a heap snapshot of each node: `<prefix>-node<i>.heapsnapshot`. */
   heapSnapshot(prefix: string): Promise<string[]>;
-  /** Starts each running node's CPU profiler. */
-  profileStart(): Promise<void>;
-  /** Stops each running node's CPU profiler and writes `<prefix>-node<i>.cpuprofile`. */
-  profileStop(prefix: string): Promise<string[]>;
+  /**
+   * Starts profiling the running nodes (see {@link NodeGroupOptions.profiler}) into
+   * `<prefix>-node<i>.cpuprofile` per node (V8) or one `<prefix>.perf.data` for all (`perf`).
+   */
+  profileStart(prefix: string): Promise<void>;
+  /** Stops profiling; resolves with what was written. */
+  profileStop(): Promise<string[]>;
   /** The node:cluster primary's sample (the broker of `wscale-cluster`). */
   primary?: () => Promise<ProcessSample>;
   stop(): Promise<void>;
@@ -44,7 +49,19 @@ export interface NodeGroupOptions {
   timeoutMs: number;
   /** With a shared state store and a history for the room (the churn scenario). */
   resumable?: boolean;
+  /** What `profileStart` starts: the V8 CPU profiler in each node (default), or Linux `perf`. */
+  profiler?: Profiler;
 }
+
+/**
+ * `v8`: the V8 CPU profiler in each node process. `perf`: `perf record` of the node processes
+ * from outside, kernel and native code included; the nodes then write `/tmp/perf-<pid>.map`
+ * (`--perf-basic-prof-only-functions`) so that it names their JavaScript functions.
+ */
+export type Profiler = 'v8' | 'perf';
+
+/** Samples per second of `perf record`: fine enough for a path of a few µs per call. */
+const PERF_HZ = 4000;
 
 interface Member {
   started: Started;
@@ -59,6 +76,10 @@ export async function startNodes(
   options: NodeGroupOptions,
 ): Promise<NodeGroup> {
   const { implementation } = options;
+  const perf = options.profiler === 'perf';
+  const execArgv = perf
+    ? [...options.execArgv, '--perf-basic-prof-only-functions']
+    : options.execArgv;
   const count = implementation.singleNode ? 1 : options.nodes;
   const config = (node: number): NodeConfig => ({
     impl: implementation.id,
@@ -86,7 +107,7 @@ export async function startNodes(
       `${implementation.id} primary`,
       CLUSTER_PRIMARY,
       { [CONFIG_ENV]: JSON.stringify(config(-1)) },
-      options.execArgv,
+      execArgv,
     );
     const peer = new Peer(started.child);
     launched.push({ started, peer });
@@ -98,7 +119,7 @@ export async function startNodes(
         `${implementation.id} node ${node}`,
         NODE_MAIN,
         { [CONFIG_ENV]: JSON.stringify(config(node)) },
-        options.execArgv,
+        execArgv,
       );
       const peer = new Peer(started.child);
       launched.push({ started, peer });
@@ -126,6 +147,8 @@ export async function startNodes(
   const killed = new Set<number>();
   /** The members still running, with their node index. */
   const running = () => [...members.entries()].filter(([node]) => !killed.has(node));
+  let recorder: Started | undefined;
+  let profilePrefix = '';
   const group: NodeGroup = {
     urls: ports.map((port) => `ws://127.0.0.1:${port}`),
     pids,
@@ -163,7 +186,19 @@ export async function startNodes(
           ),
         ),
       ),
-    profileStart: async () => {
+    profileStart: async (prefix) => {
+      profilePrefix = prefix;
+      mkdirSync(dirname(prefix), { recursive: true });
+      if (perf) {
+        const nodes = running().map(([i]) => pids[i]);
+        recorder = processes.spawn(`perf record of ${implementation.id}`, 'perf', [
+          ...['record', '-e', 'cpu-clock', '-F', String(PERF_HZ), '-g'],
+          ...['-o', `${prefix}.perf.data`, '-p', nodes.join(',')],
+        ]);
+        // perf says nothing when it attached; a short wait lets it before the scenario starts.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        return;
+      }
       await Promise.all(
         running().map(([, member]) =>
           member.peer.request('profileStart', undefined, 10_000, member.node),
@@ -171,17 +206,26 @@ export async function startNodes(
       );
     },
     // A killed node has no profile to give.
-    profileStop: (prefix) =>
-      Promise.all(
+    profileStop: async () => {
+      if (recorder !== undefined) {
+        const stopped = recorder;
+        recorder = undefined;
+        // On SIGINT perf writes out what it recorded and exits.
+        await processes.stop(stopped, 30_000, 'SIGINT');
+        const nodes = pids.map((pid, i) => `node ${i}: pid ${pid}`).join(', ');
+        return [`${profilePrefix}.perf.data (${nodes})`];
+      }
+      return Promise.all(
         running().map(([i, member]) =>
           member.peer.request<string>(
             'profileStop',
-            `${prefix}-node${i}.cpuprofile`,
+            `${profilePrefix}-node${i}.cpuprofile`,
             30_000,
             member.node,
           ),
         ),
-      ),
+      );
+    },
     stop,
   };
   if (implementation.cluster) {

@@ -16,7 +16,7 @@ import type { DeliveryResult } from '../load/tracker.js';
 import type { ProcessSample } from '../servers/process-stats.js';
 import type { Sizes } from './config.js';
 import type { Implementation } from './implementations.js';
-import { type NodeGroup, startNodes } from './nodes.js';
+import { type NodeGroup, type Profiler, startNodes } from './nodes.js';
 import { PeakRss } from './peak-rss.js';
 import type { Processes } from './processes.js';
 import { cpuMicrosOf, natsMessagesIn, type Service } from './services.js';
@@ -104,14 +104,24 @@ export interface IdleRound {
   fanout?: PhaseResult;
 }
 
+/** Where an implementation's profiles go, and which profiler writes them. */
+export interface Profiling {
+  dir: string;
+  /**
+   * `v8`: the V8 CPU profiler in each node process (and a heap snapshot in the idle scenario);
+   * `perf`: Linux `perf record` of the node processes, kernel and native code included.
+   */
+  profiler: Profiler;
+}
+
 /** What the scenarios need from the run. */
 export interface RunContext {
   processes: Processes;
   sizes: Sizes;
   redis?: Service;
   nats?: Service;
-  /** Where to write CPU profiles of an implementation's nodes per scenario, if it is profiled. */
-  profileDir: (implementation: Implementation) => string | undefined;
+  /** How an implementation's nodes are profiled per scenario, if they are. */
+  profiling: (implementation: Implementation) => Profiling | undefined;
   log: (line: string) => void;
 }
 
@@ -200,6 +210,7 @@ async function startGroup(
     execArgv: ['--expose-gc'],
     timeoutMs: 20_000,
     resumable,
+    profiler: context.profiling(implementation)?.profiler ?? 'v8',
   });
 }
 
@@ -230,8 +241,8 @@ async function measure(
 ): Promise<PhaseResult> {
   const peaks = new PeakRss(group.pids);
   try {
-    const profileDir = context.profileDir(implementation);
-    if (profileDir !== undefined) await group.profileStart();
+    const profiling = context.profiling(implementation);
+    if (profiling !== undefined) await group.profileStart(`${profiling.dir}/round${round}-${name}`);
     const [before, brokerBefore, loadBefore] = await Promise.all([
       group.sample(),
       brokerCpu(context, implementation, group),
@@ -245,8 +256,8 @@ async function measure(
       load.request<ProcessSample>('sample'),
     ]);
     const peakRss = peaks.peaks().map((peak, i) => Math.max(peak, after[i]!.rss));
-    if (profileDir !== undefined) {
-      const files = await group.profileStop(`${profileDir}/round${round}-${name}`);
+    if (profiling !== undefined) {
+      const files = await group.profileStop();
       context.log(`  profiles: ${files.join(', ')}`);
     }
     return {
@@ -465,10 +476,10 @@ export async function runIdle(
     const connected = await load.request<ConnectResult>('connect', connectArgs, 130_000);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const [after] = await group.sample('settle');
-    const profileDir = context.profileDir(implementation);
-    if (profileDir !== undefined) {
-      mkdirSync(profileDir, { recursive: true });
-      const files = await group.heapSnapshot(`${profileDir}/round${round}-idle`);
+    const profiling = context.profiling(implementation);
+    if (profiling?.profiler === 'v8') {
+      mkdirSync(profiling.dir, { recursive: true });
+      const files = await group.heapSnapshot(`${profiling.dir}/round${round}-idle`);
       context.log(`  heap snapshot: ${files.join(', ')}`);
     }
     let fanout: PhaseResult | undefined;
@@ -555,8 +566,10 @@ export async function churnCycle(
 ): Promise<ChurnCycle> {
   const { messages, sampled } = cycle;
   await load.request('churnArm');
-  const profileDir = context.profileDir(implementation);
-  if (profileDir !== undefined) await group.profileStart();
+  const profiling = context.profiling(implementation);
+  if (profiling !== undefined) {
+    await group.profileStart(`${profiling.dir}/round${cycle.round}-${cycle.name}`);
+  }
   const started = performance.now();
   const [before, brokerBefore, commandsBefore, messagesBefore] = await Promise.all([
     group.sample('sample', sampled),
@@ -574,8 +587,8 @@ export async function churnCycle(
     natsMessages(context, implementation),
   ]);
   const ms = performance.now() - started;
-  if (profileDir !== undefined) {
-    const files = await group.profileStop(`${profileDir}/round${cycle.round}-${cycle.name}`);
+  if (profiling !== undefined) {
+    const files = await group.profileStop();
     context.log(`  profiles: ${files.join(', ')}`);
   }
   context.log(

@@ -4,7 +4,10 @@
 // one publishes, the receiving one writes to the socket), which the fan-out scenario's whole-cluster
 // figure cannot. Built at the root of dist/ (it starts the harness's node processes next to it):
 //
-//   node dist/direct-cost.js [--messages N] [--rate R] [--rounds K]
+//   node dist/direct-cost.js [--messages N] [--rate R] [--rounds K] [--warm-up W]
+//
+// The first W messages of a round (500) are not measured. V8 is still optimizing the path then, and
+// a few thousand more (past the first node heartbeat, 5 s) reach the steady state.
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { IMPLEMENTATIONS } from '../harness/implementations.js';
@@ -18,12 +21,13 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '5000' },
     rate: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '6' },
+    'warm-up': { type: 'string', default: '500' },
   },
 });
 const MESSAGES = Number(values.messages);
 const RATE = Number(values.rate);
 const ROUNDS = Number(values.rounds);
-const WARM_UP = 500;
+const WARM_UP = Number(values['warm-up']);
 const SIZE = 64;
 const IMPLS = ['ws-redis', 'wscale-redis'] as const;
 /** Bound for a round's messages to arrive after the last is sent, ms. */
@@ -103,7 +107,9 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const [base, wscale] = IMPLS.map((impl) => results[impl]!);
-console.log(`${MESSAGES} direct messages per round at ${RATE}/s, ${ROUNDS} rounds interleaved`);
+console.log(
+  `${MESSAGES} direct messages per round at ${RATE}/s after ${WARM_UP}, ${ROUNDS} rounds interleaved`,
+);
 console.log(
   '| node | hand-written µs / message | wscale µs / message | wscale × (median of round ratios) |',
 );
