@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isReady, Peer, type ReadyMessage } from '../ipc.js';
@@ -195,7 +195,7 @@ export async function startNodes(
           ...['record', '-e', 'cpu-clock', '-F', String(PERF_HZ), '-g'],
           ...['-o', `${prefix}.perf.data`, '-p', nodes.join(',')],
         ]);
-        // perf says nothing when it attached; a short wait lets it before the scenario starts.
+        // perf says nothing once it is attached: a short wait lets it attach before the scenario.
         await new Promise((resolve) => setTimeout(resolve, 500));
         return;
       }
@@ -212,8 +212,10 @@ export async function startNodes(
         recorder = undefined;
         // On SIGINT perf writes out what it recorded and exits.
         await processes.stop(stopped, 30_000, 'SIGINT');
+        const file = `${profilePrefix}.perf.data`;
+        if (!existsSync(file)) throw new Error(`perf recorded nothing: ${stopped.output().trim()}`);
         const nodes = pids.map((pid, i) => `node ${i}: pid ${pid}`).join(', ');
-        return [`${profilePrefix}.perf.data (${nodes})`];
+        return [`${file} (${nodes})`];
       }
       return Promise.all(
         running().map(([i, member]) =>
