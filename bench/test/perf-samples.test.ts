@@ -1,6 +1,7 @@
 /**
  * The perf summary's reading of `perf script -F pid,ip,sym,dso` output: samples split by process,
- * by where they landed (kernel, native, JIT) and by the tier of the JavaScript on their stack.
+ * by where they landed (kernel, native, JIT), whether V8 was compiling, and by the tier of the
+ * JavaScript on their stack.
  * The fixture has the shapes `perf script` prints for node processes (C++ symbols with
  * parentheses, JIT code named from `/tmp/perf-<pid>.map`, kernel frames).
  */
@@ -27,6 +28,10 @@ const SCRIPT = `
  9050 
 	         805618 node::Environment::RunTimers(uv_timer_s*) (/usr/bin/node)
 	          c494db uv__run_timers (/usr/lib/x86_64-linux-gnu/libuv.so.1)
+
+ 9050 
+	          ff31a2 v8::internal::compiler::GraphReducer::ReduceTop() (/usr/bin/node)
+	          ba7157 v8::internal::OptimizingCompileDispatcher::CompileTask::RunInternal(v8::JobDelegate*) (/usr/bin/node)
 `;
 
 describe('perf samples', () => {
@@ -34,10 +39,15 @@ describe('perf samples', () => {
 
   it('counts each process apart, by where its samples landed', () => {
     expect(sending).toMatchObject({ pid: 9039, samples: 3, kernel: 1, native: 1, jit: 1 });
-    expect(idle).toMatchObject({ pid: 9050, samples: 1, kernel: 0, native: 1, jit: 0 });
+    expect(idle).toMatchObject({ pid: 9050, samples: 2, kernel: 0, native: 2, jit: 0 });
     expect(sending!.symbols.get('[k] vfs_write')).toBe(1);
     expect(sending!.symbols.get('Builtins_LoadIC')).toBe(1);
     expect(idle!.symbols.get('node::Environment::RunTimers(uv_timer_s*)')).toBe(1);
+  });
+
+  it('counts the samples in which V8 was compiling, whatever they landed in', () => {
+    expect(sending!.compiling).toBe(0);
+    expect(idle!.compiling).toBe(1);
   });
 
   it('names the innermost JavaScript function of a sample, and the tier it ran in', () => {
@@ -52,8 +62,12 @@ describe('perf samples', () => {
 
   it('prints a block per process, most frequent first', () => {
     const text = formatSummary(summarize(SCRIPT), 2);
-    expect(text).toContain('pid 9039: 3 samples: kernel 33%, native 33%, JIT code 33%');
+    expect(text).toContain(
+      'pid 9039: 3 samples: kernel 33%, native 33%, JIT code 33%; V8 compiling in 0%',
+    );
     expect(text).toContain('JavaScript on the stack in 100% of them: optimized 67%, baseline 33%');
-    expect(text).toContain('pid 9050: 1 samples: kernel 0%, native 100%, JIT code 0%');
+    expect(text).toContain(
+      'pid 9050: 2 samples: kernel 0%, native 100%, JIT code 0%; V8 compiling in 50%',
+    );
   });
 });

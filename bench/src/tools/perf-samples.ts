@@ -10,6 +10,11 @@ export interface ProcessSummary {
   kernel: number;
   native: number;
   jit: number;
+  /**
+   * Samples in V8's compilers (TurboFan on its background thread, lazy compiles, parsing), which
+   * the process's CPU time includes: warm-up, not the work measured.
+   */
+  compiling: number;
   /** Samples with JavaScript on the stack, by the tier of the innermost JS function. */
   optimized: number;
   baseline: number;
@@ -26,6 +31,9 @@ interface Frame {
 }
 
 const SAMPLE_HEAD = /^\s*(\d+)\s*$/;
+/** A frame of V8 compiling or parsing code. */
+const COMPILING =
+  /v8::internal::(compiler::|Compiler::|OptimizingCompileDispatcher|Parser)|CompileLazy/;
 const FRAME = /^\s*[0-9a-f]+\s+(.*?)\s+\(([^()]*)\)\s*$/;
 
 /** Reads the output of `perf script -F pid,ip,sym,dso` (with call chains). */
@@ -60,6 +68,7 @@ function summaryOf(byPid: Map<number, ProcessSummary>, pid: number): ProcessSumm
       kernel: 0,
       native: 0,
       jit: 0,
+      compiling: 0,
       optimized: 0,
       baseline: 0,
       symbols: new Map(),
@@ -77,6 +86,7 @@ function count(summary: ProcessSummary, stack: Frame[]): void {
   else if (leaf.symbol.startsWith('JS:')) summary.jit++;
   else summary.native++;
   add(summary.symbols, leaf.kernel ? `[k] ${leaf.symbol}` : leaf.symbol);
+  if (stack.some((frame) => COMPILING.test(frame.symbol))) summary.compiling++;
   // `JS:*name` is TurboFan's code, `JS:^name` Sparkplug's baseline code.
   const js = stack.find((frame) => frame.symbol.startsWith('JS:'));
   if (js === undefined) return;
@@ -110,7 +120,8 @@ export function formatSummary(summaries: ProcessSummary[], topN: number): string
     const withJs = s.optimized + s.baseline;
     lines.push(
       `pid ${s.pid}: ${s.samples} samples: kernel ${percent(s.kernel, s.samples)}, ` +
-        `native ${percent(s.native, s.samples)}, JIT code ${percent(s.jit, s.samples)}`,
+        `native ${percent(s.native, s.samples)}, JIT code ${percent(s.jit, s.samples)}; ` +
+        `V8 compiling in ${percent(s.compiling, s.samples)}`,
       `  JavaScript on the stack in ${percent(withJs, s.samples)} of them: ` +
         `optimized ${percent(s.optimized, withJs)}, baseline ${percent(s.baseline, withJs)}`,
       `  where the samples landed:`,
