@@ -210,7 +210,7 @@ async function startGroup(
     execArgv: ['--expose-gc'],
     timeoutMs: 20_000,
     resumable,
-    profiler: context.profiling(implementation)?.profiler ?? 'v8',
+    profiler: context.profiling(implementation)?.profiler,
   });
 }
 

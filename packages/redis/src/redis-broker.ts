@@ -179,13 +179,14 @@ export class RedisBroker extends BaseBroker {
   readonly #onMessage = (channel: Buffer, message: Buffer): void => {
     // Messages come in runs on one channel (a node's own, a busy room's): its topic is read once
     // per run, not decoded again for every message.
-    const last = this.#lastChannel;
+    let last = this.#lastChannel;
     if (last === undefined || !last.bytes.equals(channel)) {
       const topic = topicOfChannel(this.#prefix, channel.toString());
       if (topic === undefined) return;
-      this.#lastChannel = { bytes: Buffer.from(channel), topic };
+      last = { bytes: Buffer.from(channel), topic };
+      this.#lastChannel = last;
     }
-    this.deliver(this.#lastChannel!.topic, message);
+    this.deliver(last.topic, message);
   };
 
   readonly #onError = (error: Error): void => {

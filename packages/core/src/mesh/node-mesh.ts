@@ -98,7 +98,7 @@ export class NodeMesh {
    * Topic names built once, not once per frame: the same string every time is also one the
    * broker has hashed before (a Redis channel name is looked up by it).
    */
-  readonly #topicOfAll: string;
+  readonly #allTopic: string;
   readonly #nodeTopics = new Map<string, string>();
   readonly #roomTopics = new Map<string, string>();
 
@@ -114,7 +114,7 @@ export class NodeMesh {
     this.#nodeId = nodeId;
     this.#sender = senderField(nodeId);
     this.#prefix = prefix;
-    this.#topicOfAll = topics.all(prefix);
+    this.#allTopic = topics.all(prefix);
     this.#timing = timing;
     this.#report = report;
   }
@@ -155,10 +155,6 @@ export class NodeMesh {
   /** Other nodes currently alive. */
   get nodes(): string[] {
     return [...this.#alive.keys()];
-  }
-
-  get #allTopic(): string {
-    return this.#topicOfAll;
   }
 
   /** The topic of one node. */

@@ -58,11 +58,14 @@ export class Publisher {
   readonly #historyOf: (room: string) => History | undefined;
   readonly #directHistory: History | undefined;
   readonly #prefix: string;
+  /** The topic every node listens to, built once. */
+  readonly #allTopic: string;
   #closed = false;
 
   constructor(options: PublisherOptions) {
     this.#broker = options.broker;
     this.#prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
+    this.#allTopic = topics.all(this.#prefix);
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
     this.#historyOf = historyLookup(options.history ?? [], options.directHistory);
     this.#directHistory = options.directHistory;
@@ -121,8 +124,7 @@ export class Publisher {
       options,
       this.#historyOf,
       (group, { message, header }) => {
-        const topic =
-          group.length === 1 ? topics.room(this.#prefix, group[0]!) : topics.all(this.#prefix);
+        const topic = group.length === 1 ? topics.room(this.#prefix, group[0]!) : this.#allTopic;
         const kind = BusKind.Broadcast;
         return this.#broker.publish(
           topic,
@@ -143,6 +145,6 @@ export class Publisher {
       : { header: directHeader(this.id, id, operation), message };
     const { bytes, flags } = sent ?? { bytes: NO_BYTES, flags: 0 };
     const frame = encodeBusFrame({ kind: BusKind.Direct, header }, bytes, flags);
-    await this.#broker.publish(topics.all(this.#prefix), frame);
+    await this.#broker.publish(this.#allTopic, frame);
   }
 }
