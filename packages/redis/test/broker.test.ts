@@ -145,8 +145,8 @@ describeRedis('RedisBroker on standalone Redis', () => {
     const pid = server.pid!;
     try {
       await until(() => broker.status === 'ready', 5000, 'ready');
-      // More publishes out at once than the broker's line of commands out holds before it
-      // compacts: every one answered, none failed by the timeout.
+      // Thousands of publishes out at once: every one answered, none failed by the timeout (the
+      // line of commands out compacting while some are out: command-deadlines.test.ts).
       await Promise.all(
         Array.from({ length: 3000 }, (_, i) => broker.publish('hung', Buffer.from(`before ${i}`))),
       );
