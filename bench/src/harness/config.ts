@@ -71,6 +71,12 @@ export interface Sizes {
   size: number;
   /** Warm-up broadcasts before measuring. */
   warmup: number;
+  /**
+   * Direct messages sent, unmeasured, before each direct phase, at `directRate`: the phase then
+   * measures a server whose direct path is compiled, as a server that has run a while is, not
+   * V8 compiling it (absent in results written before it: those phases measured it cold).
+   */
+  directWarmup?: number;
   /** After the last send, stop waiting once nothing arrived for this long (ms). */
   quietMs: number;
   /** After the last send, stop waiting after this long in any case (ms). */
@@ -106,6 +112,7 @@ export const DEFAULT_SIZES: Sizes = {
   capacityIdleMs: HEARTBEAT_MS + 2000,
   size: 64,
   warmup: 20,
+  directWarmup: 3000,
   quietMs: 3000,
   drainMs: 30_000,
 };
@@ -140,6 +147,7 @@ export const SMOKE_SIZES: Sizes = {
   capacityIdleMs: 0,
   size: 64,
   warmup: 5,
+  directWarmup: 10,
   quietMs: 2000,
   drainMs: 10_000,
 };
@@ -181,6 +189,7 @@ export interface RunOptions {
 
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
+  [--warmup M] [--direct-warmup M]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--perf id,id]
   [--budget-minutes N]
   [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
@@ -208,6 +217,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'max-messages': { type: 'string' },
       'direct-messages': { type: 'string' },
       'direct-rate': { type: 'string' },
+      warmup: { type: 'string' },
+      'direct-warmup': { type: 'string' },
       'idle-clients': { type: 'string' },
       size: { type: 'string' },
       out: { type: 'string' },
@@ -270,6 +281,8 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('maxMessages', 'max-messages', 1);
   set('directMessages', 'direct-messages', 1);
   set('directRate', 'direct-rate', 1);
+  set('warmup', 'warmup', 1);
+  set('directWarmup', 'direct-warmup', 0);
   set('idleClients', 'idle-clients', 1);
   set('size', 'size', 16);
   set('churnClients', 'churn-clients', 1);

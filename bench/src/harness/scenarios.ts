@@ -369,9 +369,9 @@ async function connectAll(
 
 /**
  * Direct messages from the publisher on node 0 to clients on the other nodes, round robin, or on
- * `targetNode` alone.
+ * `targetNode` alone; the same messages are sent unmeasured first (`directWarmup` of them).
  */
-function measureDirect(
+async function measureDirect(
   context: RunContext,
   implementation: Implementation,
   group: NodeGroup,
@@ -390,6 +390,17 @@ function measureDirect(
     publisherNode: 0,
     ...(targetNode === undefined ? {} : { targetNode }),
   };
+  const warmup = sizes.directWarmup ?? 0;
+  if (warmup > 0) {
+    const sendMs = (warmup / args.rate) * 1000;
+    const warm = { ...args, messages: warmup };
+    const delivered = await load.request<DeliveryResult>(
+      'direct',
+      warm,
+      sendMs + args.drainMs + 60_000,
+    );
+    if (delivered.lost > 0) context.log(`  direct warm-up: ${delivered.lost} of ${warmup} lost`);
+  }
   return measure(context, implementation, group, load, 'direct', args, name, round);
 }
 

@@ -1,4 +1,5 @@
 import { compressionSection } from '../compression/compression-section.js';
+import type { Sizes } from '../harness/config.js';
 import { BASELINE } from '../harness/implementations.js';
 import type { Results } from '../harness/results.js';
 import type {
@@ -346,7 +347,7 @@ export function markdown({
     `  (the memory broker runs one node); a publisher client on node 0 sends numbered, timestamped`,
     `  ${sizes.size}-byte messages that the server broadcasts to the room. _Fixed rate_: ${sizes.messages} messages at`,
     `  ${sizes.rate}/s (${sizes.rate * sizes.clients} deliveries/s). _Top speed_: ${sizes.maxMessages} messages as fast as the publisher can send.`,
-    `- **Direct**: ${sizes.directMessages} messages at ${sizes.directRate}/s from the publisher to clients on other nodes, round robin.`,
+    `- **Direct**: ${sizes.directMessages} messages at ${sizes.directRate}/s from the publisher to clients on other nodes, round robin${directWarmup(sizes)}.`,
     `- **Idle memory**: RSS growth of one node process (after garbage collection) per connection, at`,
     `  ${sizes.idleClients} connections, each in the room, and how many it accepts per second (100 at a time);`,
     '  then a broadcast to all of them in that one room.',
@@ -539,7 +540,7 @@ export function markdown({
       scaleTable(scale, 'message', (row) => ({ phase: row.direct, net: row.netCpu })),
       '',
       `The ${sizes.clients} clients spread over ${(sizes.scaleNodes ?? []).join(', ')} node processes; the publisher (on node 0) sends ${sizes.directMessages} direct`,
-      `messages at ${sizes.directRate}/s to the clients of node 1 alone, round robin. What a message needs (node 0 takes it,`,
+      `messages at ${sizes.directRate}/s to the clients of node 1 alone, round robin${directWarmup(sizes)}. What a message needs (node 0 takes it,`,
       'node 1 writes it) is the same at every node count; the other nodes hold clients but none of these',
       'messages is for them. "Cluster CPU" is the sum over every node process: what a message costs the',
       'whole cluster.',
@@ -658,4 +659,12 @@ export function markdown({
     '',
   );
   return lines.join('\n');
+}
+
+/** How the direct phases were warmed up, as the scenario lines say it. */
+function directWarmup(sizes: Sizes): string {
+  const warmup = sizes.directWarmup ?? 0;
+  return warmup > 0
+    ? `, after ${warmup} of the same sent unmeasured (the direct path compiled, as on a server that has run a while)`
+    : '';
 }
