@@ -69,8 +69,14 @@ export interface Sizes {
   capacityIdleMs?: number;
   /** Payload bytes. */
   size: number;
-  /** Warm-up broadcasts before measuring. */
+  /** Warm-up broadcasts before measuring (the one-node, churn and storm scenarios). */
   warmup: number;
+  /**
+   * Warm-up broadcasts of the fan-out and scaling scenarios (absent in results written before
+   * it: `warmup` then): enough that the per-message path runs optimized, as on a server that has
+   * run a while, when the fixed-rate phase (a message every 50 ms) starts.
+   */
+  fanoutWarmup?: number;
   /**
    * Direct messages sent, unmeasured, before each direct phase, at `directRate`: the phase then
    * measures a server whose direct path is compiled, as a server that has run a while is, not
@@ -112,6 +118,7 @@ export const DEFAULT_SIZES: Sizes = {
   capacityIdleMs: HEARTBEAT_MS + 2000,
   size: 64,
   warmup: 20,
+  fanoutWarmup: 400,
   directWarmup: 3000,
   quietMs: 3000,
   drainMs: 30_000,
@@ -147,6 +154,7 @@ export const SMOKE_SIZES: Sizes = {
   capacityIdleMs: 0,
   size: 64,
   warmup: 5,
+  fanoutWarmup: 10,
   directWarmup: 10,
   quietMs: 2000,
   drainMs: 10_000,
@@ -189,7 +197,7 @@ export interface RunOptions {
 
 const USAGE = `usage: bench [--smoke] [--only id,id] [--rounds N] [--nodes K] [--clients C]
   [--messages M] [--rate R] [--max-messages M] [--direct-messages M] [--direct-rate R]
-  [--warmup M] [--direct-warmup M]
+  [--warmup M] [--fanout-warmup M] [--direct-warmup M]
   [--idle-clients C] [--size BYTES] [--out DIR] [--profile id,id] [--perf id,id]
   [--budget-minutes N]
   [--churn-clients C] [--churn-messages M] [--soak-cycles N] [--scale-nodes 2,4,8]
@@ -218,6 +226,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
       'direct-messages': { type: 'string' },
       'direct-rate': { type: 'string' },
       warmup: { type: 'string' },
+      'fanout-warmup': { type: 'string' },
       'direct-warmup': { type: 'string' },
       'idle-clients': { type: 'string' },
       size: { type: 'string' },
@@ -282,6 +291,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('directMessages', 'direct-messages', 1);
   set('directRate', 'direct-rate', 1);
   set('warmup', 'warmup', 1);
+  set('fanoutWarmup', 'fanout-warmup', 1);
   set('directWarmup', 'direct-warmup', 0);
   set('idleClients', 'idle-clients', 1);
   set('size', 'size', 16);

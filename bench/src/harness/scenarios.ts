@@ -353,17 +353,21 @@ async function connectAll(
   group: NodeGroup,
   load: Peer,
 ) {
+  const { sizes } = context;
   const connectArgs: ConnectArgs = {
     kind: implementation.client,
     urls: group.urls,
-    clients: context.sizes.clients,
+    clients: sizes.clients,
     publisherNode: 0,
     concurrency: 50,
     timeoutMs: 120_000,
   };
   const connected = await load.request<ConnectResult>('connect', connectArgs, 130_000);
-  const warmupArgs: WarmupArgs = { messages: context.sizes.warmup, timeoutMs: 15_000 };
-  const warm = await load.request<{ ms: number }>('warmup', warmupArgs, 30_000);
+  const warmupArgs: WarmupArgs = {
+    messages: sizes.fanoutWarmup ?? sizes.warmup,
+    timeoutMs: 30_000,
+  };
+  const warm = await load.request<{ ms: number }>('warmup', warmupArgs, 45_000);
   return { connected, warm };
 }
 
