@@ -291,7 +291,7 @@ export function parseOptions(argv: string[], defaultOut: string): RunOptions {
   set('directMessages', 'direct-messages', 1);
   set('directRate', 'direct-rate', 1);
   set('warmup', 'warmup', 1);
-  set('fanoutWarmup', 'fanout-warmup', 1);
+  set('fanoutWarmup', 'fanout-warmup', 0);
   set('directWarmup', 'direct-warmup', 0);
   set('idleClients', 'idle-clients', 1);
   set('size', 'size', 16);

@@ -276,8 +276,8 @@ async function measure(
 /**
  * Fan-out and direct messages for one implementation: fresh nodes and a fresh load generator,
  * clients spread round-robin over the nodes, a warm-up that proves every client is reachable,
- * then a fixed-rate broadcast, a broadcast at the publisher's top speed, and direct messages to
- * clients on other nodes.
+ * then direct messages to clients on other nodes, a fixed-rate broadcast, and a broadcast at the
+ * publisher's top speed.
  */
 export async function runFanout(
   context: RunContext,
@@ -289,6 +289,10 @@ export async function runFanout(
     const rssStarted = (await group.sample('settle')).map((sample) => sample.rss);
     const { connected, warm } = await connectAll(context, implementation, group, load);
     const rssConnected = (await group.sample('settle')).map((sample) => sample.rss);
+    // Top speed last: an overload leaves state behind (grown heaps, buffers) that would weigh on
+    // whatever a phase after it measured.
+    context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
+    const direct = await measureDirect(context, implementation, group, load, 'direct', round);
     context.log(`  fixed rate: ${sizes.messages} messages at ${sizes.rate}/s`);
     const fixed = await measureFanout(
       context,
@@ -309,8 +313,6 @@ export async function runFanout(
       'max',
       round,
     );
-    context.log(`  direct: ${sizes.directMessages} messages at ${sizes.directRate}/s`);
-    const direct = await measureDirect(context, implementation, group, load, 'direct', round);
     return {
       round,
       nodes: group.urls.length,

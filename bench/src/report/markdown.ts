@@ -349,6 +349,8 @@ export function markdown({
     `  (unmeasured: the per-message path then runs optimized, as on a server that has run a while). _Fixed rate_: ${sizes.messages} messages at`,
     `  ${sizes.rate}/s (${sizes.rate * sizes.clients} deliveries/s). _Top speed_: ${sizes.maxMessages} messages as fast as the publisher can send.`,
     `- **Direct**: ${sizes.directMessages} messages at ${sizes.directRate}/s from the publisher to clients on other nodes, round robin${directWarmup(sizes)}.`,
+    '  The phases run in this order on the same nodes: direct, fixed rate, top speed (the overload last: what it',
+    '  leaves behind, grown heaps and buffers, would weigh on a phase after it).',
     `- **Idle memory**: RSS growth of one node process (after garbage collection) per connection, at`,
     `  ${sizes.idleClients} connections, each in the room, and how many it accepts per second (100 at a time);`,
     '  then a broadcast to all of them in that one room.',
