@@ -345,8 +345,7 @@ export function markdown({
     '',
     `- **Fan-out**: ${sizes.clients} clients in one room, spread round-robin over ${sizes.nodes} node processes`,
     `  (the memory broker runs one node); a publisher client on node 0 sends numbered, timestamped`,
-    `  ${sizes.size}-byte messages that the server broadcasts to the room, after ${sizes.fanoutWarmup ?? sizes.warmup} warm-up broadcasts`,
-    `  (unmeasured: the per-message path then runs optimized, as on a server that has run a while). _Fixed rate_: ${sizes.messages} messages at`,
+    `  ${sizes.size}-byte messages that the server broadcasts to the room, after ${fanoutWarmup(sizes)}. _Fixed rate_: ${sizes.messages} messages at`,
     `  ${sizes.rate}/s (${sizes.rate * sizes.clients} deliveries/s). _Top speed_: ${sizes.maxMessages} messages as fast as the publisher can send.`,
     `- **Direct**: ${sizes.directMessages} messages at ${sizes.directRate}/s from the publisher to clients on other nodes, round robin${directWarmup(sizes)}.`,
     '  The phases run in this order on the same nodes: direct, fixed rate, top speed (the overload last: what it',
@@ -662,6 +661,13 @@ export function markdown({
     '',
   );
   return lines.join('\n');
+}
+
+/** How the fan-out phases were warmed up (results before `fanoutWarmup` had `warmup` alone). */
+function fanoutWarmup(sizes: Sizes): string {
+  return sizes.fanoutWarmup === undefined
+    ? `${sizes.warmup} warm-up broadcasts`
+    : `${sizes.fanoutWarmup} warm-up broadcasts (unmeasured: the per-message path then runs optimized, as on a server that has run a while)`;
 }
 
 /** How the direct phases were warmed up, as the scenario lines say it. */
