@@ -248,8 +248,7 @@ async function measure(
       brokerCpu(context, implementation, group),
       load.request<ProcessSample>('sample'),
     ]);
-    const sendMs = args.rate > 0 ? (args.messages / args.rate) * 1000 : args.messages * 5;
-    const delivery = await load.request<DeliveryResult>(op, args, sendMs + args.drainMs + 60_000);
+    const delivery = await load.request<DeliveryResult>(op, args, sendBoundMs(args));
     const [after, brokerAfter, loadAfter] = await Promise.all([
       group.sample(),
       brokerCpu(context, implementation, group),
@@ -271,6 +270,12 @@ async function measure(
   } finally {
     peaks.stop();
   }
+}
+
+/** How long the load generator may take to send `args`' messages and see them arrive. */
+function sendBoundMs(args: SendArgs): number {
+  const sendMs = args.rate > 0 ? (args.messages / args.rate) * 1000 : args.messages * 5;
+  return sendMs + args.drainMs + 60_000;
 }
 
 /**
@@ -398,13 +403,8 @@ async function measureDirect(
   };
   const warmup = sizes.directWarmup ?? 0;
   if (warmup > 0) {
-    const sendMs = (warmup / args.rate) * 1000;
     const warm = { ...args, messages: warmup };
-    const delivered = await load.request<DeliveryResult>(
-      'direct',
-      warm,
-      sendMs + args.drainMs + 60_000,
-    );
+    const delivered = await load.request<DeliveryResult>('direct', warm, sendBoundMs(warm));
     if (delivered.lost > 0) context.log(`  direct warm-up: ${delivered.lost} of ${warmup} lost`);
   }
   return measure(context, implementation, group, load, 'direct', args, name, round);

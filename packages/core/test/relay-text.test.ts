@@ -27,20 +27,22 @@ describe('a text a raw client sent, sent on', () => {
     const [near, far] = await cluster.start(2);
     const now = await cluster.connect(far!);
     const later = await cluster.connect(far!);
+    const texts = ['fragmented ✓ é', 'pipelined ✓', 'byte by byte ✓'];
     near!.on('connection', (client, request) => {
       if (request.headers['x-role'] !== 'sender') return;
+      const received: (string | Buffer)[] = [];
       client.on('message', async (text) => {
+        received.push(text);
         await near!.client(now.id).send(text);
-        // By then the node has decoded the texts that came after this one.
-        await delay(50);
-        await near!.client(later.id).send(text);
+        if (received.length < texts.length) return;
+        // Each again, now that the node has decoded the texts that came after it.
+        for (const each of received) await near!.client(later.id).send(each);
       });
     });
     const { port } = near!.address() as { port: number };
     const sender = await RawSocket.open(port, { protocol: '', headers: { 'x-role': 'sender' } });
     await until(() => near!.clients.size === 1, 2000, 'the sender');
 
-    const texts = ['fragmented ✓ é', 'pipelined ✓', 'byte by byte ✓'];
     const fragmented = Buffer.from(texts[0]!);
     const cut = fragmented.indexOf(Buffer.from('✓')) + 1; // inside the three bytes of ✓
     // The first two in one TCP write: the first in two fragments, the second whole.
