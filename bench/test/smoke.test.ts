@@ -299,3 +299,35 @@ describe('bench upstream --smoke', () => {
     expect(output).toMatch(/Acknowledged \/ at most once: CPU \d+\.\d+×/);
   }, 150_000);
 });
+
+describe.skipIf(!redisAvailable)('bench publisher-cost --smoke', () => {
+  it('measures every sender, awaited and in bursts, and what each puts on the broker', () => {
+    build();
+    const run = spawnSync(
+      process.execPath,
+      [join(bench, 'dist', 'tools', 'publisher-cost.js'), '--smoke'],
+      { cwd: bench, encoding: 'utf8', timeout: 120_000 },
+    );
+    const output = `${run.stdout}${run.stderr}`;
+    expect(run.status, output).toBe(0);
+    const rows = new Map(
+      [...output.matchAll(/^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \|$/gm)].map(
+        (row) => [row[1]!, row.slice(2).map(Number)],
+      ),
+    );
+    expect([...rows.keys()]).toEqual([
+      'Publisher',
+      'a wscale node (no members)',
+      'hand-written: ioredis `publish`',
+      'hand-written, `enableAutoPipelining`',
+    ]);
+    const plain = rows.get('hand-written: ioredis `publish`')![3]!;
+    for (const [sender, [awaited, burst, , bytes]] of rows) {
+      expect(awaited, sender).toBeGreaterThan(0);
+      expect(burst, sender).toBeGreaterThan(0);
+      // The same JSON for everyone; wscale adds its bus frame around it.
+      if (sender.startsWith('hand-written')) expect(bytes, sender).toBe(plain);
+      else expect(bytes, sender).toBeGreaterThan(plain);
+    }
+  }, 150_000);
+});

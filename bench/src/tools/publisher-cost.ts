@@ -1,12 +1,16 @@
 // The cost of publishing from a process that holds no sockets: the same room broadcasts sent, on
-// a real redis-server of its own, by a `Publisher` and by a wscale node with no local members (what
-// a worker would otherwise run), rounds interleaved in one run. Reports the publishing process's
-// CPU per publish and what one publish puts on the broker.
+// a real redis-server of its own, by a `Publisher`, by a wscale node with no local members (what
+// a worker would otherwise run) and by a hand-written ioredis `publish` of the same JSON (with and
+// without ioredis's `enableAutoPipelining`), rounds interleaved in one run. Each sends its
+// messages twice: awaiting each publish, then in bursts (`--burst` publishes sent together, then
+// awaited: a worker notifying many rooms, a loop of sends). Reports the publishing process's CPU
+// per publish and what one publish puts on the broker.
 //
-//   node dist/tools/publisher-cost.js [--smoke] [--messages N] [--rounds R]
+//   node dist/tools/publisher-cost.js [--smoke] [--messages N] [--rounds R] [--burst B]
 import { parseArgs } from 'node:util';
 import { Publisher, ScaledWebSocketServer } from '@wscale/core';
 import { RedisBroker } from '@wscale/redis';
+import { Redis } from 'ioredis';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
 
@@ -15,15 +19,52 @@ const { values } = parseArgs({
     smoke: { type: 'boolean', default: false },
     messages: { type: 'string' },
     rounds: { type: 'string' },
+    burst: { type: 'string', default: '100' },
   },
 });
 const MESSAGES = Number(values.messages ?? (values.smoke ? 500 : 20_000));
 const ROUNDS = Number(values.rounds ?? (values.smoke ? 1 : 3));
+const BURST = Number(values.burst);
 const PAYLOAD = JSON.stringify({ type: 'chat', room: 'lobby', text: 'hello, how is everyone?' });
 
-type Sender = 'publisher' | 'node';
+const SENDERS = ['publisher', 'node', 'ioredis', 'ioredis-pipelined'] as const;
+type Sender = (typeof SENDERS)[number];
+const LABELS: Record<Sender, string> = {
+  publisher: 'Publisher',
+  node: 'a wscale node (no members)',
+  ioredis: 'hand-written: ioredis `publish`',
+  'ioredis-pipelined': 'hand-written, `enableAutoPipelining`',
+};
 
-async function measure(sender: Sender, url: string): Promise<{ micros: number; bytes: number }> {
+interface Cost {
+  /** CPU µs per publish, each awaited. */
+  awaited: number;
+  /** CPU µs per publish, `BURST` at a time. */
+  burst: number;
+  /** Bytes on the broker per publish. */
+  bytes: number;
+}
+
+/** How a sender publishes one message, and what it published in bytes so far. */
+interface Sending {
+  send(text: string): Promise<unknown>;
+  bytes(): number;
+  close(): Promise<void>;
+}
+
+async function open(sender: Sender, url: string): Promise<Sending> {
+  if (sender === 'ioredis' || sender === 'ioredis-pipelined') {
+    const redis = new Redis(url, { enableAutoPipelining: sender === 'ioredis-pipelined' });
+    let bytes = 0;
+    return {
+      send: (text) => {
+        bytes += Buffer.byteLength(text);
+        return redis.publish('room:lobby', text);
+      },
+      bytes: () => bytes,
+      close: async () => void (await redis.quit()),
+    };
+  }
   const broker = new RedisBroker({ redis: url });
   let bytes = 0;
   const counting = new Proxy(broker, {
@@ -42,38 +83,63 @@ async function measure(sender: Sender, url: string): Promise<{ micros: number; b
       : undefined;
   await node?.ready();
   const publisher = new Publisher({ broker: counting });
-  const send = (text: string) =>
-    node === undefined ? publisher.to('lobby').send(text) : node.to('lobby').send(text);
-  for (let i = 0; i < 200; i++) await send(PAYLOAD); // warm-up
-  bytes = 0;
+  return {
+    send: (text) =>
+      node === undefined ? publisher.to('lobby').send(text) : node.to('lobby').send(text),
+    bytes: () => bytes,
+    close: async () => {
+      await node?.close();
+      await broker.close();
+    },
+  };
+}
+
+/** CPU µs per message of sending `MESSAGES` messages, `together` at a time. */
+async function cpuPerMessage(sending: Sending, together: number): Promise<number> {
   const start = process.cpuUsage();
-  for (let i = 0; i < MESSAGES; i++) await send(PAYLOAD);
+  for (let sent = 0; sent < MESSAGES; sent += together) {
+    const burst: Promise<unknown>[] = [];
+    for (let i = 0; i < together; i++) burst.push(sending.send(PAYLOAD));
+    await Promise.all(burst);
+  }
   const used = process.cpuUsage(start);
-  await node?.close();
-  await broker.close();
-  return { micros: (used.user + used.system) / MESSAGES, bytes: bytes / MESSAGES };
+  return (used.user + used.system) / MESSAGES;
+}
+
+async function measure(sender: Sender, url: string): Promise<Cost> {
+  const sending = await open(sender, url);
+  for (let i = 0; i < 200; i++) await sending.send(PAYLOAD); // warm-up
+  const before = sending.bytes();
+  const awaited = await cpuPerMessage(sending, 1);
+  const bytes = (sending.bytes() - before) / MESSAGES;
+  const burst = await cpuPerMessage(sending, BURST);
+  await sending.close();
+  return { awaited, burst, bytes };
 }
 
 const processes = new Processes(false);
 const redis = await startRedis(processes);
-const results: Record<Sender, Array<{ micros: number; bytes: number }>> = {
-  publisher: [],
-  node: [],
-};
+const results = Object.fromEntries(SENDERS.map((sender) => [sender, [] as Cost[]])) as Record<
+  Sender,
+  Cost[]
+>;
 try {
   for (let round = 0; round < ROUNDS; round++) {
-    const order: Sender[] = round % 2 === 0 ? ['publisher', 'node'] : ['node', 'publisher'];
+    const order = round % 2 === 0 ? SENDERS : [...SENDERS].reverse();
     for (const sender of order) results[sender].push(await measure(sender, redis.url));
   }
 } finally {
   await processes.stopAll();
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log(`| sender | CPU µs / publish | bytes on the broker / publish |`);
-console.log(`| --- | ---: | ---: |`);
-for (const sender of ['publisher', 'node'] as const) {
-  const mine = results[sender];
+const of = (sender: Sender, key: keyof Cost) => median(results[sender].map((cost) => cost[key]));
+console.log(
+  `| sender | CPU µs / publish, each awaited | CPU µs / publish, ${BURST} at a time | × hand-written, at a time | bytes on the broker / publish |`,
+);
+console.log(`| --- | ---: | ---: | ---: | ---: |`);
+for (const sender of SENDERS) {
+  const burst = of(sender, 'burst');
   console.log(
-    `| ${sender === 'node' ? 'a wscale node (no members)' : 'Publisher'} | ${median(mine.map((r) => r.micros)).toFixed(1)} | ${median(mine.map((r) => r.bytes)).toFixed(0)} |`,
+    `| ${LABELS[sender]} | ${of(sender, 'awaited').toFixed(1)} | ${burst.toFixed(1)} | ${(burst / of('ioredis', 'burst')).toFixed(2)} | ${of(sender, 'bytes').toFixed(0)} |`,
   );
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { RedisClient } from './connection.js';
+import { batchTick, type RedisClient } from './connection.js';
 
 type Argument = string | Buffer | number;
 
@@ -33,10 +33,12 @@ export class LuaScript {
     args: Argument[],
     buffers: boolean,
   ): Promise<unknown> {
-    const call = (command: string, script: string) =>
-      buffers
+    const call = (command: string, script: string) => {
+      batchTick(client);
+      return buffers
         ? client.callBuffer(command, script, keys.length, ...keys, ...args)
         : client.call(command, script, keys.length, ...keys, ...args);
+    };
     try {
       return await call('EVALSHA', this.#sha);
     } catch (error) {
