@@ -56,22 +56,31 @@ export function isCluster(client: RedisClient): client is Cluster {
 }
 
 /**
- * Holds a standalone client's writes until the end of the tick, so the commands sent in one tick
- * (a loop of sends, a burst of broadcasts) leave in one write, one system call, instead of one
- * each: what ioredis's `enableAutoPipelining` does, without its pipeline object per tick. One
- * command alone in its tick costs the same as before. A Cluster's commands go out on the
- * connections of several nodes: those are left as they are.
+ * Batches the commands a standalone client sends in one tick: the first goes out at once (a lone
+ * publish is not delayed, not even by the local fan-out that follows it), the ones after it in the
+ * same tick (a loop of sends, a burst of broadcasts) are held and leave together at the end of the
+ * tick, in one write, one system call, instead of one each. What ioredis's `enableAutoPipelining`
+ * does, without its pipeline object per tick. A Cluster's commands go out on the connections of
+ * several nodes: those are left as they are. Called before each command is sent.
  */
 export function batchTick(client: RedisClient): void {
   if (isCluster(client)) return;
   const stream = client.stream as Duplex | undefined;
   if (stream === undefined || stream.writableCorked > 0) return;
-  stream.cork();
-  process.nextTick(uncork, stream);
+  if (!sentThisTick.has(stream)) {
+    sentThisTick.add(stream);
+    process.nextTick(endTick, stream);
+  } else {
+    stream.cork();
+  }
 }
 
-function uncork(stream: Duplex): void {
-  stream.uncork();
+/** Sockets that sent a command, uncorked, in the current tick. */
+const sentThisTick = new WeakSet<Duplex>();
+
+function endTick(stream: Duplex): void {
+  sentThisTick.delete(stream);
+  if (stream.writableCorked > 0) stream.uncork();
 }
 
 /** One pending wait per client, however many calls are waiting for it. */
