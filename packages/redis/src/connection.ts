@@ -67,20 +67,16 @@ export function batchTick(client: RedisClient): void {
   if (isCluster(client)) return;
   const stream = client.stream as Duplex | undefined;
   if (stream === undefined || stream.writableCorked > 0) return;
-  if (!sentThisTick.has(stream)) {
-    sentThisTick.add(stream);
-    process.nextTick(endTick, stream);
-  } else {
-    stream.cork();
-  }
+  if (sentThisTick.includes(stream)) stream.cork();
+  else if (sentThisTick.push(stream) === 1) process.nextTick(endTick);
 }
 
-/** Sockets that sent a command, uncorked, in the current tick. */
-const sentThisTick = new WeakSet<Duplex>();
+/** The sockets that sent a command in the current tick: a few (a broker's, a store's). */
+const sentThisTick: Duplex[] = [];
 
-function endTick(stream: Duplex): void {
-  sentThisTick.delete(stream);
-  if (stream.writableCorked > 0) stream.uncork();
+function endTick(): void {
+  for (const stream of sentThisTick) if (stream.writableCorked > 0) stream.uncork();
+  sentThisTick.length = 0;
 }
 
 /** One pending wait per client, however many calls are waiting for it. */

@@ -63,6 +63,18 @@ describe('batchTick', () => {
     expect(writes.slice(4)).toEqual([['fifth'], ['sixth', 'seventh']]);
   });
 
+  it('batches each connection on its own when several send in one tick', async () => {
+    const broker = recordingClient();
+    const store = recordingClient();
+    for (let i = 0; i < 3; i++) {
+      broker.send(`publish ${i}`);
+      store.send(`script ${i}`);
+    }
+    await nextTick();
+    expect(broker.writes).toEqual([['publish 0'], ['publish 1', 'publish 2']]);
+    expect(store.writes).toEqual([['script 0'], ['script 1', 'script 2']]);
+  });
+
   it('leaves a Cluster and a client without a socket alone', () => {
     expect(() => batchTick({ isCluster: true } as unknown as Cluster)).not.toThrow();
     expect(() => batchTick({} as unknown as Redis)).not.toThrow();
