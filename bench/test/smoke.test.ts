@@ -40,6 +40,19 @@ function build(): void {
   run(process.execPath, [tsup, '--silent']);
 }
 
+/** Builds, then runs one of the bench's scripts in `dist/` with `--smoke`: what it printed. */
+function smokeOf(...path: string[]): string {
+  build();
+  const run = spawnSync(process.execPath, [join(bench, 'dist', ...path), '--smoke'], {
+    cwd: bench,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  const output = `${run.stdout}${run.stderr}`;
+  expect(run.status, output).toBe(0);
+  return output;
+}
+
 function runSmoke(out: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -284,14 +297,7 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
 
 describe('bench upstream --smoke', () => {
   it('measures acknowledged and at-most-once client messages in one run and loses none', () => {
-    build();
-    const run = spawnSync(
-      process.execPath,
-      [join(bench, 'dist', 'upstream', 'upstream-run.js'), '--smoke'],
-      { cwd: bench, encoding: 'utf8', timeout: 120_000 },
-    );
-    const output = `${run.stdout}${run.stderr}`;
-    expect(run.status, output).toBe(0);
+    const output = smokeOf('upstream', 'upstream-run.js');
     for (const mode of ['at-most-once', 'acknowledged']) {
       // The last column is what was lost: nothing, in either mode.
       expect(output, mode).toMatch(new RegExp(`^\\| ${mode} \\|.*\\| 0 \\|$`, 'm'));
@@ -302,14 +308,7 @@ describe('bench upstream --smoke', () => {
 
 describe.skipIf(!redisAvailable)('bench publisher-cost --smoke', () => {
   it('measures every sender, awaited and in bursts, and what each puts on the broker', () => {
-    build();
-    const run = spawnSync(
-      process.execPath,
-      [join(bench, 'dist', 'tools', 'publisher-cost.js'), '--smoke'],
-      { cwd: bench, encoding: 'utf8', timeout: 120_000 },
-    );
-    const output = `${run.stdout}${run.stderr}`;
-    expect(run.status, output).toBe(0);
+    const output = smokeOf('tools', 'publisher-cost.js');
     const rows = new Map(
       [...output.matchAll(/^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \|$/gm)].map(
         (row) => [row[1]!, row.slice(2).map(Number)],
