@@ -132,8 +132,13 @@ interface Rare {
   conn?: string;
   /** Its session's owner, as `sessionOwner` said when the session opened. */
   owner?: string;
+  /** Frames held back: while its session opens, or while a join or leave is being saved. */
   held?: Buffer[];
   heldBytes?: number;
+  /** Whether the held frames wait for the welcome ({@link Connection.release}). */
+  welcomeDue?: boolean;
+  /** Joins and leaves whose session save the held frames wait for. */
+  pauses?: number;
   /** Joins and requests waiting for their `ack`. */
   inFlight?: number;
   /** Rooms the client joined by its own `join`: authorized again when it resumes. */
@@ -452,21 +457,63 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /** Holds every frame back until {@link Connection.release}. */
   hold(): void {
-    this.#rareState().held ??= [];
+    const rare = this.#rareState();
+    rare.held ??= [];
+    rare.welcomeDue = true;
   }
 
   /**
    * Writes the welcome and the replay (within the budget), then everything held
-   * (counted against the budget when it was held), and stops holding.
+   * (counted against the budget when it was held), and stops holding (unless a join or leave
+   * being saved holds them on: they go after it).
    */
   release(welcome: Buffer, replay: Buffer[]): void {
-    const held = this.#rare?.held ?? [];
-    if (this.#rare !== undefined) {
-      this.#rare.held = undefined;
-      this.#rare.heldBytes = undefined;
+    const rare = this.#rare;
+    const held = rare?.held ?? [];
+    const heldBytes = rare?.heldBytes;
+    if (rare !== undefined) {
+      rare.welcomeDue = undefined;
+      rare.held = undefined;
+      rare.heldBytes = undefined;
     }
     if (!this.writeFrame(welcome)) return;
     for (const frame of replay) if (!this.writeFrame(frame, OutKind.Replay)) return;
+    if (rare?.pauses) {
+      rare.held = held;
+      rare.heldBytes = heldBytes;
+      return;
+    }
+    this.#writeHeld(held);
+  }
+
+  /**
+   * Holds every frame back until the function it returns is called, or `ms` passed: a join's
+   * `joined` (and what follows it) waits until the session has the room. Several pauses end with
+   * the last; a pending welcome still goes first.
+   */
+  pause(ms: number): () => void {
+    const rare = this.#rareState();
+    rare.held ??= [];
+    rare.pauses = (rare.pauses ?? 0) + 1;
+    let paused = true;
+    const resume = (): void => {
+      if (!paused) return;
+      paused = false;
+      clearTimeout(timer);
+      rare.pauses = rare.pauses! - 1;
+      if (rare.pauses > 0 || rare.welcomeDue) return;
+      const held = rare.held ?? [];
+      rare.held = undefined;
+      rare.heldBytes = undefined;
+      this.#writeHeld(held);
+    };
+    const timer = setTimeout(resume, ms);
+    timer.unref();
+    return resume;
+  }
+
+  /** Writes frames that were held (and counted when they were). */
+  #writeHeld(held: Buffer[]): void {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
     for (const frame of held) this.#write(frame);
   }

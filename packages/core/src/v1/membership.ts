@@ -42,21 +42,40 @@ export class Membership {
     announce = true,
     budget?: ReplayBudget,
   ): Promise<JoinOutcome | undefined> {
-    const outcome = await this.#rooms.join(client, room, from, announce, budget);
-    if (client.inRoom(room) && this.#clients.get(client.id) === client) {
-      this.#presence?.entered(client, room);
+    // Told `joined` only once its session has the room: a node that dies right after cannot
+    // resume the client without it (a server's own `client.join()` has no ack to wait for).
+    const resume = client.v1 && announce ? client.pause(SAVE_HOLD_MS) : undefined;
+    try {
+      const outcome = await this.#rooms.join(client, room, from, announce, budget);
+      if (client.inRoom(room) && this.#clients.get(client.id) === client) {
+        this.#presence?.entered(client, room);
+      }
+      if (client.v1 && announce) await this.#save(client);
+      return outcome;
+    } finally {
+      resume?.();
     }
-    if (client.v1 && announce) await this.#save(client);
-    return outcome;
   }
 
   /** Takes a client out of a room; a `wscale.v1` client is told `left` and its session saved. */
   async leave(client: V1Client, room: string): Promise<void> {
     if (!client.inRoom(room)) return;
-    await this.#rooms.leave(client, room);
-    this.#presence?.left(client, room);
-    if (!client.v1) return;
-    writeLeft(client, room);
-    await this.#save(client);
+    // As for a join: told `left` once the session no longer has the room.
+    const resume = client.v1 ? client.pause(SAVE_HOLD_MS) : undefined;
+    try {
+      await this.#rooms.leave(client, room);
+      this.#presence?.left(client, room);
+      if (!client.v1) return;
+      writeLeft(client, room);
+      await this.#save(client);
+    } finally {
+      resume?.();
+    }
   }
 }
+
+/**
+ * How long a join or leave holds its client's frames for the session save at most: a store that
+ * does not answer delays the client's traffic this long, not its whole timeout.
+ */
+const SAVE_HOLD_MS = 1000;
