@@ -9,7 +9,7 @@ import { MemoryStateStore, type Version } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
-import { V1Peer as Peer, type V1Peer } from './helpers/v1-client.js';
+import { V1Peer } from './helpers/v1-client.js';
 
 /** A memory store whose writes matching `holds` wait until {@link GatedStore.open}. */
 class GatedStore extends MemoryStateStore {
@@ -75,7 +75,7 @@ describe('joined and left, once saved', () => {
     const node = await startNode(store);
     store.holds = (value) => value.includes(JSON.stringify(ROOM));
     node.on('connection', (client) => void client.join(ROOM));
-    const { peer } = await Peer.connect(node);
+    const { peer } = await V1Peer.connect(node);
     await until(() => store.waiting.length > 0, 3000, 'the join to be saved');
     await roundTrip(peer);
     expect(peer.all('joined')).toEqual([]);
@@ -89,7 +89,7 @@ describe('joined and left, once saved', () => {
   it("a client's own join: joined only after the session has the room, then its ack", async () => {
     const store = new GatedStore({ ttlMs: 60_000 });
     const node = await startNode(store);
-    const { peer } = await Peer.connect(node);
+    const { peer } = await V1Peer.connect(node);
     store.holds = (value) => value.includes(JSON.stringify(ROOM));
     peer.send({ t: 'join', id: 1, r: ROOM });
     await until(() => store.waiting.length > 0, 3000, 'the join to be saved');
@@ -107,7 +107,7 @@ describe('joined and left, once saved', () => {
     const store = new GatedStore({ ttlMs: 60_000 });
     const node = await startNode(store);
     node.on('connection', (client) => void client.join(ROOM));
-    const { peer } = await Peer.connect(node);
+    const { peer } = await V1Peer.connect(node);
     await peer.next('joined');
     await until(() => store.recorded(ROOM), 3000, 'the join saved');
 
@@ -130,7 +130,7 @@ describe('joined and left, once saved', () => {
       void client.join(ROOM);
       client.send('hello');
     });
-    const { peer } = await Peer.connect(node);
+    const { peer } = await V1Peer.connect(node);
     await until(() => store.waiting.length > 0, 3000, 'the join to be saved');
     // The store never answers here: the frames go on after the hold, not never.
     await peer.next('joined', 5000);
