@@ -4,7 +4,10 @@
 // one publishes, the receiving one writes to the socket), which the fan-out scenario's whole-cluster
 // figure cannot. Built at the root of dist/ (it starts the harness's node processes next to it):
 //
-//   node dist/direct-cost.js [--messages N] [--rate R] [--rounds K] [--warm-up W]
+//   node dist/direct-cost.js [--messages N] [--rate R] [--rounds K] [--warm-up W] [--a-a]
+//
+// With --a-a the hand-written server is measured against itself, in the same interleaving: how far
+// apart two measures of one server land on this machine, the resolution of the ratio above.
 //
 // The first W messages of a round (500) are not measured. V8 is still optimizing the path then, and
 // a few thousand more (past the first node heartbeat, 5 s) reach the steady state.
@@ -22,6 +25,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '6' },
     'warm-up': { type: 'string', default: '500' },
+    'a-a': { type: 'boolean', default: false },
   },
 });
 const MESSAGES = Number(values.messages);
@@ -29,7 +33,8 @@ const RATE = Number(values.rate);
 const ROUNDS = Number(values.rounds);
 const WARM_UP = Number(values['warm-up']);
 const SIZE = 64;
-const IMPLS = ['ws-redis', 'wscale-redis'] as const;
+const IMPLS = values['a-a'] ? ['ws-redis', 'ws-redis'] : ['ws-redis', 'wscale-redis'];
+const LABELS = values['a-a'] ? ['hand-written', 'hand-written again'] : ['hand-written', 'wscale'];
 /** Bound for a round's messages to arrive after the last is sent, ms. */
 const DRAIN_MS = 30_000;
 
@@ -95,28 +100,29 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
 
 const processes = new Processes(false);
 const redis = await startRedis(processes);
-const results: Record<string, number[][]> = Object.fromEntries(IMPLS.map((impl) => [impl, []]));
+/** Per slot of IMPLS, per round, each node's µs per message. */
+const results: number[][][] = IMPLS.map(() => []);
 try {
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? IMPLS : [...IMPLS].reverse();
-    for (const impl of order) results[impl]!.push(await round(impl, processes, redis.url));
+    const order = r % 2 === 0 ? [0, 1] : [1, 0];
+    for (const slot of order) results[slot]!.push(await round(IMPLS[slot]!, processes, redis.url));
   }
 } finally {
   await processes.stopAll();
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const [base, wscale] = IMPLS.map((impl) => results[impl]!);
+const [base, other] = results;
 console.log(
   `${MESSAGES} direct messages per round at ${RATE}/s after ${WARM_UP}, ${ROUNDS} rounds interleaved`,
 );
 console.log(
-  '| node | hand-written µs / message | wscale µs / message | wscale × (median of round ratios) |',
+  `| node | ${LABELS[0]} µs / message | ${LABELS[1]} µs / message | ${LABELS[1]} × (median of round ratios) | round ratios |`,
 );
-console.log('| --- | ---: | ---: | ---: |');
+console.log('| --- | ---: | ---: | ---: | --- |');
 for (const [node, name] of ['sending (0)', 'receiving (1)'].entries()) {
-  const ratios = wscale!.map((w, r) => w[node]! / base![r]![node]!);
+  const ratios = other!.map((w, r) => w[node]! / base![r]![node]!);
   console.log(
-    `| ${name} | ${median(base!.map((b) => b[node]!)).toFixed(1)} | ${median(wscale!.map((w) => w[node]!)).toFixed(1)} | ${median(ratios).toFixed(2)} |`,
+    `| ${name} | ${median(base!.map((b) => b[node]!)).toFixed(1)} | ${median(other!.map((w) => w[node]!)).toFixed(1)} | ${median(ratios).toFixed(2)} | ${ratios.map((ratio) => ratio.toFixed(2)).join(' ')} |`,
   );
 }
