@@ -1,7 +1,7 @@
 /**
- * `batchTick` on a stand-in connection whose socket counts its writes: the first command of a
- * tick goes out at once, the rest of the tick's reach the socket as one write at its end, in
- * order, and a command in a later tick is again written at once. A Cluster is left alone.
+ * `batchTick` on a stand-in connection whose socket counts its writes: of the commands sent in one
+ * go the first goes out at once and the rest reach the socket as one write once the code that sent
+ * them returned, in order; a command sent later is again written at once. A Cluster is left alone.
  */
 import { Writable } from 'node:stream';
 import type { Cluster, Redis } from 'ioredis';
@@ -32,45 +32,46 @@ function recordingClient(): { client: Redis; writes: string[][]; send(command: s
   };
 }
 
-const nextTick = () => new Promise<void>((resolve) => process.nextTick(resolve));
+/** Resolves after the code that sent returned and the batch it made was written. */
+const afterBurst = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('batchTick', () => {
-  it('sends the first command of a tick at once and the rest together, in order', async () => {
+  it('sends the first command at once and the rest of the burst together, in order', async () => {
     const { writes, send } = recordingClient();
     for (let i = 0; i < 100; i++) send(`publish ${i}`);
     expect(writes).toEqual([['publish 0']]);
-    await nextTick();
+    await afterBurst();
     expect(writes).toEqual([
       ['publish 0'],
       Array.from({ length: 99 }, (_, i) => `publish ${i + 1}`),
     ]);
   });
 
-  it('starts again with each tick', async () => {
+  it('starts again with each burst', async () => {
     const { writes, send } = recordingClient();
     send('first');
-    await nextTick();
+    await afterBurst();
     send('second');
     send('third');
-    await nextTick();
+    await afterBurst();
     send('fourth');
-    await nextTick();
+    await afterBurst();
     expect(writes).toEqual([['first'], ['second'], ['third'], ['fourth']]);
     send('fifth');
     send('sixth');
     send('seventh');
-    await nextTick();
+    await afterBurst();
     expect(writes.slice(4)).toEqual([['fifth'], ['sixth', 'seventh']]);
   });
 
-  it('batches each connection on its own when several send in one tick', async () => {
+  it('batches each connection on its own when several are sent to in one burst', async () => {
     const broker = recordingClient();
     const store = recordingClient();
     for (let i = 0; i < 3; i++) {
       broker.send(`publish ${i}`);
       store.send(`script ${i}`);
     }
-    await nextTick();
+    await afterBurst();
     expect(broker.writes).toEqual([['publish 0'], ['publish 1', 'publish 2']]);
     expect(store.writes).toEqual([['script 0'], ['script 1', 'script 2']]);
   });
