@@ -33,8 +33,16 @@ const RATE = Number(values.rate);
 const ROUNDS = Number(values.rounds);
 const WARM_UP = Number(values['warm-up']);
 const SIZE = 64;
-const IMPLS = values['a-a'] ? ['ws-redis', 'ws-redis'] : ['ws-redis', 'wscale-redis'];
-const LABELS = values['a-a'] ? ['hand-written', 'hand-written again'] : ['hand-written', 'wscale'];
+/** The two servers compared (ids of the harness's implementations), and their names in the table. */
+const [IMPLS, LABELS] = values['a-a']
+  ? [
+      ['ws-redis', 'ws-redis'],
+      ['hand-written', 'hand-written again'],
+    ]
+  : [
+      ['ws-redis', 'wscale-redis'],
+      ['hand-written', 'wscale'],
+    ];
 /** Bound for a round's messages to arrive after the last is sent, ms. */
 const DRAIN_MS = 30_000;
 

@@ -65,7 +65,7 @@ export function isCluster(client: RedisClient): client is Cluster {
  * object per tick. A Cluster's commands go out on the connections of several nodes: those are
  * left as they are. Called before each command is sent.
  */
-export function batchTick(client: RedisClient): void {
+export function batchWrites(client: RedisClient): void {
   if (isCluster(client)) return;
   const stream = client.stream as Duplex | undefined;
   if (stream === undefined || stream.writableCorked > 0) return;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { batchTick, type RedisClient } from './connection.js';
+import { batchWrites, type RedisClient } from './connection.js';
 
 type Argument = string | Buffer | number;
 
@@ -34,7 +34,7 @@ export class LuaScript {
     buffers: boolean,
   ): Promise<unknown> {
     const call = (command: string, script: string) => {
-      batchTick(client);
+      batchWrites(client);
       return buffers
         ? client.callBuffer(command, script, keys.length, ...keys, ...args)
         : client.call(command, script, keys.length, ...keys, ...args);

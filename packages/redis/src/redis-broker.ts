@@ -7,7 +7,7 @@ import {
 import { Command } from 'ioredis';
 import { CommandDeadlines } from './command-deadlines.js';
 import {
-  batchTick,
+  batchWrites,
   closeClient,
   isCluster,
   openClient,
@@ -150,7 +150,7 @@ export class RedisBroker extends BaseBroker {
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     // ioredis's own promise, not one more around it: this runs for every message.
     if (isCluster(this.#pub)) return this.#pub.spublish(channel, message);
-    batchTick(this.#pub);
+    batchWrites(this.#pub);
     if (this.#deadlines === undefined) return this.#pub.publish(channel, message);
     return this.#deadlines.send(this.#pub, new Command('publish', [channel, message]));
   }

@@ -469,21 +469,20 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
    */
   release(welcome: Buffer, replay: Buffer[]): void {
     const rare = this.#rare;
-    const held = rare?.held ?? [];
+    const held = rare?.held;
     const heldBytes = rare?.heldBytes;
     if (rare !== undefined) {
+      // The welcome and the replay go past what is held.
       rare.welcomeDue = undefined;
       rare.held = undefined;
       rare.heldBytes = undefined;
     }
     if (!this.writeFrame(welcome)) return;
     for (const frame of replay) if (!this.writeFrame(frame, OutKind.Replay)) return;
-    if (rare?.pauses) {
-      rare.held = held;
-      rare.heldBytes = heldBytes;
-      return;
-    }
-    this.#writeHeld(held);
+    if (rare === undefined || held === undefined) return;
+    rare.held = held;
+    rare.heldBytes = heldBytes;
+    this.#releaseHeld(rare);
   }
 
   /**
@@ -501,19 +500,19 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
       paused = false;
       clearTimeout(timer);
       rare.pauses = rare.pauses! - 1;
-      if (rare.pauses > 0 || rare.welcomeDue) return;
-      const held = rare.held ?? [];
-      rare.held = undefined;
-      rare.heldBytes = undefined;
-      this.#writeHeld(held);
+      this.#releaseHeld(rare);
     };
     const timer = setTimeout(resume, ms);
     timer.unref();
     return resume;
   }
 
-  /** Writes frames that were held (and counted when they were). */
-  #writeHeld(held: Buffer[]): void {
+  /** Writes what is held (counted when it was) once nothing holds it: no welcome due, no pause. */
+  #releaseHeld(rare: Rare): void {
+    if (rare.welcomeDue || rare.pauses) return;
+    const held = rare.held ?? [];
+    rare.held = undefined;
+    rare.heldBytes = undefined;
     if (this.#ws.readyState !== WebSocket.OPEN) return;
     for (const frame of held) this.#write(frame);
   }

@@ -50,7 +50,7 @@ export class Membership {
       if (client.inRoom(room) && this.#clients.get(client.id) === client) {
         this.#presence?.entered(client, room);
       }
-      if (client.v1 && announce) await this.#save(client);
+      if (resume !== undefined) await this.#save(client);
       return outcome;
     } finally {
       resume?.();

@@ -15,6 +15,11 @@ export class Gate {
     };
   }
 
+  /** How many calls wait at the gate now. */
+  get waiting(): number {
+    return this.#waiting?.length ?? 0;
+  }
+
   /** Lets the `index`th call held so far through (the others keep waiting). */
   answer(index: number): void {
     this.#waiting?.[index]?.();

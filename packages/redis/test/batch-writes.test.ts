@@ -1,12 +1,12 @@
 /**
- * `batchTick` on a stand-in connection whose socket counts its writes: of the commands sent in one
+ * `batchWrites` on a stand-in connection whose socket counts its writes: of the commands sent in one
  * go the first goes out at once and the rest reach the socket as one write once the code that sent
  * them returned, in order; a command sent later is again written at once. A Cluster is left alone.
  */
 import { Writable } from 'node:stream';
 import type { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { batchTick } from '../src/connection.js';
+import { batchWrites } from '../src/connection.js';
 
 /** A client whose socket records each write it makes, as the commands it carried. */
 function recordingClient(): { client: Redis; writes: string[][]; send(command: string): void } {
@@ -26,7 +26,7 @@ function recordingClient(): { client: Redis; writes: string[][]; send(command: s
     client,
     writes,
     send(command) {
-      batchTick(client);
+      batchWrites(client);
       stream.write(command);
     },
   };
@@ -35,7 +35,7 @@ function recordingClient(): { client: Redis; writes: string[][]; send(command: s
 /** Resolves after the code that sent returned and the batch it made was written. */
 const afterBurst = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-describe('batchTick', () => {
+describe('batchWrites', () => {
   it('sends the first command at once and the rest of the burst together, in order', async () => {
     const { writes, send } = recordingClient();
     for (let i = 0; i < 100; i++) send(`publish ${i}`);
@@ -77,7 +77,7 @@ describe('batchTick', () => {
   });
 
   it('leaves a Cluster and a client without a socket alone', () => {
-    expect(() => batchTick({ isCluster: true } as unknown as Cluster)).not.toThrow();
-    expect(() => batchTick({} as unknown as Redis)).not.toThrow();
+    expect(() => batchWrites({ isCluster: true } as unknown as Cluster)).not.toThrow();
+    expect(() => batchWrites({} as unknown as Redis)).not.toThrow();
   });
 });
