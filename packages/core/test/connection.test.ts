@@ -40,6 +40,11 @@ function uncounted(socket: Socket): Duplex {
   return duplex;
 }
 
+/** The text of a small unmasked server frame (a 2-byte header); the upgrade's answer as it is. */
+function frameText(chunk: Buffer | string): string {
+  return typeof chunk === 'string' ? chunk : chunk.subarray(2).toString();
+}
+
 /** Sends an upgrade request and returns the HTTP status the server answered with. */
 function upgradeStatus(port: number, path: string, headers: Record<string, string> = {}) {
   return new Promise<number>((resolve, reject) => {
@@ -245,6 +250,54 @@ describe('connections', () => {
     await client.waitFor(10);
     expect(client.texts).toEqual(Array.from({ length: 10 }, () => payload));
     expect(server.clients.get(client.id)!.open).toBe(true);
+  });
+
+  it('writes the messages of one tick to a socket in one write, and each tick in its own', async () => {
+    const wss = new ScaledWebSocketServer({ noServer: true, heartbeatIntervalMs: 0 });
+    let joined: Promise<void> | undefined;
+    wss.on('connection', (client) => {
+      joined = client.join('room');
+    });
+    const http = createServer();
+    /** What reached the server socket's writes to the kernel: the frames of each, as text. */
+    const writes: string[][] = [];
+    http.on('upgrade', (request, socket: Socket, head) => {
+      const tapped = socket as Socket & {
+        _write(chunk: Buffer | string, encoding: BufferEncoding, done: () => void): void;
+        _writev(chunks: { chunk: Buffer | string }[], done: () => void): void;
+      };
+      const write = tapped._write.bind(socket);
+      const writev = tapped._writev.bind(socket);
+      tapped._write = (chunk, encoding, done) => {
+        writes.push([frameText(chunk)]);
+        write(chunk, encoding, done);
+      };
+      tapped._writev = (chunks, done) => {
+        writes.push(chunks.map(({ chunk }) => frameText(chunk)));
+        writev(chunks, done);
+      };
+      wss.handleUpgrade(request, socket, head);
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    try {
+      await wss.ready();
+      const client = new TestClient(`ws://127.0.0.1:${(http.address() as AddressInfo).port}/`);
+      await client.opened;
+      await until(() => joined !== undefined, 2000, 'the connection');
+      await joined;
+      writes.length = 0;
+      await wss.to('room').send('alone');
+      await client.waitFor(1);
+      expect(writes).toEqual([['alone']]);
+      await Promise.all(['a', 'b', 'c'].map((text) => wss.to('room').send(text)));
+      await client.waitFor(4);
+      expect(writes).toEqual([['alone'], ['a', 'b', 'c']]);
+      expect(client.texts).toEqual(['alone', 'a', 'b', 'c']);
+      client.ws.close();
+    } finally {
+      await wss.close();
+      await new Promise((resolve) => http.close(resolve));
+    }
   });
 
   it('survives handlers that throw or reject, and reports them as error events', async () => {
