@@ -13,6 +13,7 @@ export default defineConfig({
     'tools/perf-summary': 'src/tools/perf-summary.ts',
     'tools/heap-summary': 'src/tools/heap-summary.ts',
     'tools/publisher-cost': 'src/tools/publisher-cost.ts',
+    'tools/write-cost': 'src/tools/write-cost.ts',
     'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',
     'upstream/upstream-run': 'src/upstream/upstream-run.ts',
     'upstream/upstream-node': 'src/upstream/upstream-node.ts',

@@ -330,3 +330,16 @@ describe.skipIf(!redisAvailable)('bench publisher-cost --smoke', () => {
     }
   }, 150_000);
 });
+
+describe('bench write-cost --smoke', () => {
+  it('measures each way of gathering writes, for each burst size', () => {
+    const output = smokeOf('tools', 'write-cost.js');
+    const rows = [
+      ...output.matchAll(/^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$/gm),
+    ];
+    expect(rows.map((row) => Number(row[1]))).toEqual([1, 2, 4, 16]);
+    for (const row of rows) {
+      for (const cost of row.slice(2)) expect(Number(cost), row[0]).toBeGreaterThan(0);
+    }
+  }, 150_000);
+});

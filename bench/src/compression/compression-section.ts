@@ -1,11 +1,6 @@
+import { median } from '../report/aggregate.js';
 import type { CompressionResults, CompressionRound } from './compression-scenario.js';
 import { CONTENDERS } from './compression-scenario.js';
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
 
 const range = (values: number[], digits: number) =>
   values.length < 2

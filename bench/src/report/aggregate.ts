@@ -20,10 +20,19 @@ export interface Spread {
 export function spread(values: number[]): Spread | undefined {
   const finite = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
   if (finite.length === 0) return undefined;
-  const middle = Math.floor(finite.length / 2);
-  const median =
-    finite.length % 2 === 1 ? finite[middle]! : (finite[middle - 1]! + finite[middle]!) / 2;
-  return { median, min: finite[0]!, max: finite[finite.length - 1]!, rounds: finite.length };
+  return {
+    median: median(finite),
+    min: finite[0]!,
+    max: finite[finite.length - 1]!,
+    rounds: finite.length,
+  };
+}
+
+/** The median of some rounds' values (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** The numbers of one scenario of one implementation, over the rounds. */

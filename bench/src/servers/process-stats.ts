@@ -3,6 +3,8 @@ export interface ProcessSample {
   pid: number;
   /** User + system CPU time since the process started, in microseconds. */
   cpuMicros: number;
+  /** The user part of it: the process's own code, without the kernel's work for it. */
+  userMicros: number;
   rss: number;
   heapUsed: number;
   external: number;
@@ -19,6 +21,7 @@ export class ProcessStats {
     return {
       pid: process.pid,
       cpuMicros: cpu.user + cpu.system,
+      userMicros: cpu.user,
       rss: memory.rss,
       heapUsed: memory.heapUsed,
       external: memory.external,

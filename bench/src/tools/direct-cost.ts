@@ -17,6 +17,7 @@ import { IMPLEMENTATIONS } from '../harness/implementations.js';
 import { startNodes } from '../harness/nodes.js';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
+import { median } from '../report/aggregate.js';
 import { payload } from '../wire.js';
 
 const { values } = parseArgs({
@@ -80,7 +81,10 @@ async function until(done: () => boolean, ms: number): Promise<void> {
   }
 }
 
-/** One round of one implementation: each node's CPU µs per message, sending node first. */
+/**
+ * One round of one implementation: each node's CPU µs per message, sending node first, then each
+ * node's user CPU alone.
+ */
 async function round(impl: string, processes: Processes, redisUrl: string): Promise<number[]> {
   const implementation = IMPLEMENTATIONS.find((each) => each.id === impl)!;
   const group = await startNodes(processes, {
@@ -100,7 +104,9 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
     const after = await group.sample();
     sender!.ws.terminate();
     receiver!.ws.terminate();
-    return after.map((sample, i) => (sample.cpuMicros - before[i]!.cpuMicros) / MESSAGES);
+    const per = (key: 'cpuMicros' | 'userMicros') =>
+      after.map((sample, i) => (sample[key] - before[i]![key]) / MESSAGES);
+    return [...per('cpuMicros'), ...per('userMicros')];
   } finally {
     await group.stop();
   }
@@ -108,7 +114,7 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
 
 const processes = new Processes(false);
 const redis = await startRedis(processes);
-/** Per slot of IMPLS, per round, each node's µs per message. */
+/** Per slot of IMPLS, per round, each node's µs per message (all, then user time). */
 const results: number[][][] = IMPLS.map(() => []);
 try {
   for (let r = 0; r < ROUNDS; r++) {
@@ -119,7 +125,6 @@ try {
   await processes.stopAll();
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const [base, other] = results;
 console.log(
   `${MESSAGES} direct messages per round at ${RATE}/s after ${WARM_UP}, ${ROUNDS} rounds interleaved`,
@@ -128,7 +133,8 @@ console.log(
   `| node | ${LABELS[0]} µs / message | ${LABELS[1]} µs / message | ${LABELS[1]} × (median of round ratios) | round ratios |`,
 );
 console.log('| --- | ---: | ---: | ---: | --- |');
-for (const [node, name] of ['sending (0)', 'receiving (1)'].entries()) {
+const ROWS = ['sending (0)', 'receiving (1)', 'sending (0), user time', 'receiving (1), user time'];
+for (const [node, name] of ROWS.entries()) {
   const ratios = other!.map((w, r) => w[node]! / base![r]![node]!);
   console.log(
     `| ${name} | ${median(base!.map((b) => b[node]!)).toFixed(1)} | ${median(other!.map((w) => w[node]!)).toFixed(1)} | ${median(ratios).toFixed(2)} | ${ratios.map((ratio) => ratio.toFixed(2)).join(' ')} |`,

@@ -13,6 +13,7 @@ import { RedisBroker } from '@wscale/redis';
 import { Redis } from 'ioredis';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
+import { median } from '../report/aggregate.js';
 
 const { values } = parseArgs({
   options: {
@@ -131,7 +132,6 @@ try {
 } finally {
   await processes.stopAll();
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const of = (sender: Sender, key: keyof Cost) => median(results[sender].map((cost) => cost[key]));
 console.log(
   `| sender | CPU µs / publish, each awaited | CPU µs / publish, ${BURST} at a time | × hand-written, at a time | bytes on the broker / publish |`,

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PROTOCOL } from '@wscale/core/protocol';
 import { WebSocket } from 'ws';
+import { median } from '../report/aggregate.js';
 
 type Mode = 'at-most-once' | 'acknowledged';
 
@@ -128,11 +129,6 @@ async function measure(mode: Mode): Promise<Measurement> {
     await new Promise((resolve) => child.once('exit', resolve));
   }
 }
-
-const median = (xs: number[]) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
 
 const results: Measurement[] = [];
 for (let round = 0; round < ROUNDS; round++) {
