@@ -68,14 +68,16 @@ async function main(): Promise<void> {
       for (const socket of corked) socket.uncork();
       corked.length = 0;
     };
+    const endDue = () => {
+      if (ending) return;
+      ending = true;
+      process.nextTick(endTick);
+    };
     const cork = (socket: Socket) => {
       if (socket.writableCorked > 0) return;
       socket.cork();
       corked.push(socket);
-      if (!ending) {
-        ending = true;
-        process.nextTick(endTick);
-      }
+      endDue();
     };
     const strategies = {
       corked(burst: number) {
@@ -93,10 +95,7 @@ async function main(): Promise<void> {
             if (wroteIn[i] === tick) cork(socket);
             else {
               wroteIn[i] = tick;
-              if (!ending) {
-                ending = true;
-                process.nextTick(endTick);
-              }
+              endDue();
             }
             socket.write(FRAME);
           }
