@@ -14,6 +14,7 @@ export default defineConfig({
     'tools/heap-summary': 'src/tools/heap-summary.ts',
     'tools/publisher-cost': 'src/tools/publisher-cost.ts',
     'tools/write-cost': 'src/tools/write-cost.ts',
+    'tools/send-cost': 'src/tools/send-cost.ts',
     'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',
     'upstream/upstream-run': 'src/upstream/upstream-run.ts',
     'upstream/upstream-node': 'src/upstream/upstream-node.ts',

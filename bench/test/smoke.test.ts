@@ -343,3 +343,17 @@ describe('bench write-cost --smoke', () => {
     }
   }, 150_000);
 });
+
+describe.skipIf(!redisAvailable)('bench send-cost --smoke', () => {
+  it('measures a direct send, the broker alone and a hand-written publish, against the last', () => {
+    const output = smokeOf('tools', 'send-cost.js');
+    const rows = [...output.matchAll(/^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \|$/gm)];
+    expect(rows.map((row) => row[1])).toEqual([
+      'wscale: client(id).send()',
+      'wscale: RedisBroker.publish() alone',
+      'hand-written: ioredis publish',
+    ]);
+    for (const row of rows) expect(Number(row[2]), row[1]).toBeGreaterThan(0);
+    expect(Number(rows[2]![3])).toBe(1);
+  }, 150_000);
+});
