@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Client, MemoryBroker, MemoryBus, ScaledWebSocketServer } from '@wscale/core';
 import { WebSocket } from 'ws';
+import { within } from '../servers/config.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,15 +50,6 @@ interface Row {
   cpuMicrosPerJoinLeave: number;
   statsNanos: number;
   pageMicros: number;
-}
-
-function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  return Promise.race([
-    promise,
-    new Promise<T>((_, reject) =>
-      setTimeout(() => reject(new Error(`timed out: ${what}`)), WAIT_MS).unref(),
-    ),
-  ]);
 }
 
 async function measure(size: number): Promise<Row> {
@@ -121,10 +113,10 @@ async function measure(size: number): Promise<Row> {
     const cycle = async () => {
       const joined = heard('join');
       await churner.join(ROOM);
-      await within(joined, 'a join');
+      await within(joined, 'a join', WAIT_MS);
       const left = heard('leave');
       await churner.leave(ROOM);
-      await within(left, 'a leave');
+      await within(left, 'a leave', WAIT_MS);
     };
     for (let n = 0; n < CYCLES / 5; n++) await cycle(); // warm up: JIT, maps at their size
     const before = brokers.map((broker) => ({ deltas: broker.deltas, bytes: broker.bytes }));

@@ -55,6 +55,16 @@ export function pingEvery(clients: () => Iterable<{ ping(): void }>): () => void
 }
 
 /** Closes with a bound, so a stuck close never holds the run. */
+/** `promise`, or a rejection naming `what` after `ms`. */
+export function within<T>(promise: Promise<T>, what: string, ms: number): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms).unref(),
+    ),
+  ]);
+}
+
 export function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
   return Promise.race([
     promise.then(() => undefined),

@@ -17,6 +17,7 @@ import WebSocket from 'ws';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
 import { median } from '../report/aggregate.js';
+import { within } from '../servers/config.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,6 +27,8 @@ const { values } = parseArgs({
     holder: { type: 'string' },
   },
 });
+/** Bound on waiting for the holder, ms. */
+const WAIT_MS = 10_000;
 /** The channel the hand-written publish goes to; the holder subscribes it. */
 const CHANNEL = 'bench:send-cost';
 
@@ -72,8 +75,9 @@ async function main(): Promise<void> {
     const target = await within(
       new Promise<string>((resolve) => child!.once('message', (id) => resolve(String(id)))),
       'the holder and its client',
+      WAIT_MS,
     );
-    await within(holderUp, 'the holder to be up');
+    await within(holderUp, 'the holder to be up', WAIT_MS);
     const broker = new RedisBroker({ redis: url });
     const redis = new Redis(url);
     const text = `D${target}|${'x'.repeat(40)}`;
@@ -122,17 +126,5 @@ async function main(): Promise<void> {
   } finally {
     child?.kill();
     await processes.stopAll();
-  }
-}
-
-async function within<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`waited 10 s for ${what}`)), 10_000);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -40,6 +40,29 @@ function uncounted(socket: Socket): Duplex {
   return duplex;
 }
 
+/**
+ * An HTTP server on a free port that hands its upgrades to `wss` (made with `noServer`), each
+ * socket through `adapt` first, if given. `close()` closes the node, then the server.
+ */
+async function upgradesThrough(
+  wss: ScaledWebSocketServer,
+  adapt: (socket: Socket) => Duplex = (socket) => socket,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const http = createServer();
+  http.on('upgrade', (request, socket, head) =>
+    wss.handleUpgrade(request, adapt(socket as Socket), head),
+  );
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  await wss.ready();
+  return {
+    url: `ws://127.0.0.1:${(http.address() as AddressInfo).port}/`,
+    async close() {
+      await wss.close();
+      await new Promise((resolve) => http.close(resolve));
+    },
+  };
+}
+
 /** The text of a small unmasked server frame (a 2-byte header); the upgrade's answer as it is. */
 function frameText(chunk: Buffer | string): string {
   return typeof chunk === 'string' ? chunk : chunk.subarray(2).toString();
@@ -101,19 +124,15 @@ describe('connections', () => {
   it('listens for pongs on a socket that does not count bytes: they keep it, silence ends it', async () => {
     const wss = new ScaledWebSocketServer({ noServer: true, heartbeatIntervalMs: 50 });
     wss.on('error', () => undefined);
-    const http = createServer();
     const streams: Duplex[] = [];
-    http.on('upgrade', (request, socket, head) => {
-      const stream = uncounted(socket as Socket);
+    const served = await upgradesThrough(wss, (socket) => {
+      const stream = uncounted(socket);
       streams.push(stream);
-      wss.handleUpgrade(request, stream, head);
+      return stream;
     });
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-    const { port } = http.address() as AddressInfo;
     try {
-      await wss.ready();
-      const lively = new TestClient(`ws://127.0.0.1:${port}/`);
-      const silent = new TestClient(`ws://127.0.0.1:${port}/`, { autoPong: false });
+      const lively = new TestClient(served.url);
+      const silent = new TestClient(served.url, { autoPong: false });
       await Promise.all([lively.opened, silent.opened]);
       expect(streams.every((stream) => !('bytesRead' in stream))).toBe(true);
       await until(() => wss.clients.size === 2, 2000, 'both connections');
@@ -126,8 +145,7 @@ describe('connections', () => {
       expect(wss.clients.size).toBe(1);
       lively.ws.close();
     } finally {
-      await wss.close();
-      await new Promise((resolve) => http.close(resolve));
+      await served.close();
     }
   });
 
@@ -258,10 +276,9 @@ describe('connections', () => {
     wss.on('connection', (client) => {
       joined = client.join('room');
     });
-    const http = createServer();
     /** What reached the server socket's writes to the kernel: the frames of each, as text. */
     const writes: string[][] = [];
-    http.on('upgrade', (request, socket: Socket, head) => {
+    const served = await upgradesThrough(wss, (socket) => {
       const tapped = socket as Socket & {
         _write(chunk: Buffer | string, encoding: BufferEncoding, done: () => void): void;
         _writev(chunks: { chunk: Buffer | string }[], done: () => void): void;
@@ -276,12 +293,10 @@ describe('connections', () => {
         writes.push(chunks.map(({ chunk }) => frameText(chunk)));
         writev(chunks, done);
       };
-      wss.handleUpgrade(request, socket, head);
+      return socket;
     });
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     try {
-      await wss.ready();
-      const client = new TestClient(`ws://127.0.0.1:${(http.address() as AddressInfo).port}/`);
+      const client = new TestClient(served.url);
       await client.opened;
       await until(() => joined !== undefined, 2000, 'the connection');
       await joined;
@@ -295,8 +310,7 @@ describe('connections', () => {
       expect(client.texts).toEqual(['alone', 'a', 'b', 'c']);
       client.ws.close();
     } finally {
-      await wss.close();
-      await new Promise((resolve) => http.close(resolve));
+      await served.close();
     }
   });
 
@@ -366,19 +380,14 @@ describe('attaching', () => {
 
   it('takes upgrades handed over with noServer', async () => {
     const wss = new ScaledWebSocketServer({ noServer: true });
-    const http = createServer();
-    http.on('upgrade', (request, socket, head) => wss.handleUpgrade(request, socket, head));
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-    const { port } = http.address() as AddressInfo;
+    const served = await upgradesThrough(wss);
     try {
-      await wss.ready();
-      const client = new TestClient(`ws://127.0.0.1:${port}/anything`);
+      const client = new TestClient(`${served.url}anything`);
       await client.opened;
       await until(() => wss.clients.size === 1, 2000, 'connection');
       client.ws.close();
     } finally {
-      await wss.close();
-      await new Promise((resolve) => http.close(resolve));
+      await served.close();
     }
   });
 
