@@ -345,15 +345,19 @@ describe('bench write-cost --smoke', () => {
 });
 
 describe.skipIf(!redisAvailable)('bench send-cost --smoke', () => {
-  it('measures a direct send, the broker alone and a hand-written publish, against the last', () => {
+  it('measures the sending path, from a send and from a client frame, against the hand-written one', () => {
     const output = smokeOf('tools', 'send-cost.js');
     const rows = [...output.matchAll(/^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \|$/gm)];
     expect(rows.map((row) => row[1])).toEqual([
       'wscale: client(id).send()',
       'wscale: RedisBroker.publish() alone',
       'hand-written: ioredis publish',
+      'wscale: a client frame, then client(id).send()',
+      'hand-written: a ws frame, then ioredis publish',
     ]);
     for (const row of rows) expect(Number(row[2]), row[1]).toBeGreaterThan(0);
+    // Each hand-written way is the one its wscale rows are compared with.
     expect(Number(rows[2]![3])).toBe(1);
+    expect(Number(rows[4]![3])).toBe(1);
   }, 150_000);
 });
