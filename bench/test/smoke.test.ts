@@ -22,6 +22,11 @@ const redisAvailable = spawnSync('redis-server', ['--version'], { stdio: 'ignore
 if (!redisAvailable && process.env.WSCALE_REQUIRE_SERVICES === '1') {
   throw new Error('redis-server not found, and WSCALE_REQUIRE_SERVICES=1');
 }
+/** `direct-cost --instructions` runs the nodes under Valgrind (Debian: `apt-get install valgrind`). */
+const valgrindAvailable = spawnSync('valgrind', ['--version'], { stdio: 'ignore' }).status === 0;
+if (!valgrindAvailable && process.env.WSCALE_REQUIRE_SERVICES === '1') {
+  throw new Error('valgrind not found, and WSCALE_REQUIRE_SERVICES=1');
+}
 
 /** Builds what the harness runs: the workspace packages it uses (if not built yet) and itself. */
 function build(): void {
@@ -40,10 +45,10 @@ function build(): void {
   run(process.execPath, [tsup, '--silent']);
 }
 
-/** Builds, then runs one of the bench's scripts in `dist/` with `--smoke`: what it printed. */
-function smokeOf(...path: string[]): string {
+/** Builds, then runs one of the bench's scripts in `dist/` with `--smoke` and `args`: its output. */
+function smokeOf(path: string[], args: string[] = []): string {
   build();
-  const run = spawnSync(process.execPath, [join(bench, 'dist', ...path), '--smoke'], {
+  const run = spawnSync(process.execPath, [join(bench, 'dist', ...path), '--smoke', ...args], {
     cwd: bench,
     encoding: 'utf8',
     timeout: 120_000,
@@ -297,7 +302,7 @@ describe.skipIf(!redisAvailable)('bench --smoke', () => {
 
 describe('bench upstream --smoke', () => {
   it('measures acknowledged and at-most-once client messages in one run and loses none', () => {
-    const output = smokeOf('upstream', 'upstream-run.js');
+    const output = smokeOf(['upstream', 'upstream-run.js']);
     for (const mode of ['at-most-once', 'acknowledged']) {
       // The last column is what was lost: nothing, in either mode.
       expect(output, mode).toMatch(new RegExp(`^\\| ${mode} \\|.*\\| 0 \\|$`, 'm'));
@@ -308,7 +313,7 @@ describe('bench upstream --smoke', () => {
 
 describe.skipIf(!redisAvailable)('bench publisher-cost --smoke', () => {
   it('measures every sender, awaited and in bursts, and what each puts on the broker', () => {
-    const output = smokeOf('tools', 'publisher-cost.js');
+    const output = smokeOf(['tools', 'publisher-cost.js']);
     const rows = new Map(
       [...output.matchAll(/^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \|$/gm)].map(
         (row) => [row[1]!, row.slice(2).map(Number)],
@@ -333,7 +338,7 @@ describe.skipIf(!redisAvailable)('bench publisher-cost --smoke', () => {
 
 describe('bench write-cost --smoke', () => {
   it('measures each way of gathering writes, for each burst size', () => {
-    const output = smokeOf('tools', 'write-cost.js');
+    const output = smokeOf(['tools', 'write-cost.js']);
     const rows = [
       ...output.matchAll(/^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$/gm),
     ];
@@ -346,7 +351,7 @@ describe('bench write-cost --smoke', () => {
 
 describe.skipIf(!redisAvailable)('bench send-cost --smoke', () => {
   it('measures the sending path, from a send and from a client frame, against the hand-written one', () => {
-    const output = smokeOf('tools', 'send-cost.js');
+    const output = smokeOf(['tools', 'send-cost.js']);
     const rows = [...output.matchAll(/^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \|$/gm)];
     expect(rows.map((row) => row[1])).toEqual([
       'wscale: client(id).send()',
@@ -361,3 +366,48 @@ describe.skipIf(!redisAvailable)('bench send-cost --smoke', () => {
     expect(Number(rows[4]![3])).toBe(1);
   }, 150_000);
 });
+
+/** The rows of direct-cost's table: node, the two figures, the ratio. */
+function directRows(output: string): [string, number, number, number][] {
+  return [
+    ...output.matchAll(/^\| ([^|]+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| [\d. ]+\|$/gm),
+  ].map((row) => [row[1]!, Number(row[2]), Number(row[3]), Number(row[4])]);
+}
+
+describe.skipIf(!redisAvailable)('bench direct-cost --smoke', () => {
+  it("measures each node's CPU per direct message, wscale against the hand-written server", () => {
+    const output = smokeOf(['direct-cost.js']);
+    expect(output).toContain('| node | hand-written µs / message | wscale µs / message |');
+    const rows = directRows(output);
+    expect(rows.map((row) => row[0])).toEqual([
+      'sending (0)',
+      'receiving (1)',
+      'sending (0), user time',
+      'receiving (1), user time',
+    ]);
+    for (const [name, base, wscale, ratio] of rows) {
+      expect(base, name).toBeGreaterThan(0);
+      expect(wscale, name).toBeGreaterThan(0);
+      expect(ratio, name).toBeCloseTo(wscale / base, 1);
+    }
+  }, 150_000);
+});
+
+describe.skipIf(!redisAvailable || !valgrindAvailable)(
+  'bench direct-cost --smoke --instructions',
+  () => {
+    it("counts each node's instructions per direct message under callgrind", () => {
+      const output = smokeOf(['direct-cost.js'], ['--instructions']);
+      expect(output).toContain(
+        '| node | hand-written instructions / message | wscale instructions / message |',
+      );
+      const rows = directRows(output);
+      expect(rows.map((row) => row[0])).toEqual(['sending (0)', 'receiving (1)']);
+      // A message is thousands of instructions on either node (a count of 0 is a window missed).
+      for (const [name, base, wscale] of rows) {
+        expect(base, name).toBeGreaterThan(1000);
+        expect(wscale, name).toBeGreaterThan(1000);
+      }
+    }, 150_000);
+  },
+);

@@ -5,7 +5,7 @@ import { isReady, Peer, type ReadyMessage } from '../ipc.js';
 import { CONFIG_ENV, type NodeConfig, type ServerCounts } from '../servers/config.js';
 import type { ProcessSample } from '../servers/process-stats.js';
 import type { Implementation } from './implementations.js';
-import type { Processes, Started } from './processes.js';
+import type { Launcher, Processes, Started } from './processes.js';
 
 const NODE_MAIN = fileURLToPath(new URL('./servers/node-main.js', import.meta.url));
 const CLUSTER_PRIMARY = fileURLToPath(new URL('./servers/cluster-primary.js', import.meta.url));
@@ -51,6 +51,8 @@ export interface NodeGroupOptions {
   resumable?: boolean;
   /** What `profileStart` starts: the V8 CPU profiler in each node (default), or Linux `perf`. */
   profiler?: Profiler;
+  /** What the node processes run under (see {@link Processes.fork}); none by default. */
+  launcher?: Launcher;
 }
 
 /**
@@ -120,6 +122,7 @@ export async function startNodes(
         NODE_MAIN,
         { [CONFIG_ENV]: JSON.stringify(config(node)) },
         execArgv,
+        options.launcher,
       );
       const peer = new Peer(started.child);
       launched.push({ started, peer });

@@ -9,6 +9,12 @@ export interface Started {
   output(): string;
 }
 
+/** A program that runs Node under it (`valgrind`): `execPath ...args node ...execArgv module`. */
+export interface Launcher {
+  execPath: string;
+  args: string[];
+}
+
 /**
  * Every process the run starts goes through here, so that all of them are stopped by pid at the
  * end, also when the run fails or is interrupted.
@@ -25,11 +31,22 @@ export class Processes {
     });
   }
 
-  /** Forks a Node module with an IPC channel. */
-  fork(name: string, module: string, env: Record<string, string>, execArgv: string[]): Started {
+  /** Forks a Node module with an IPC channel, through `launcher` when one is given. */
+  fork(
+    name: string,
+    module: string,
+    env: Record<string, string>,
+    execArgv: string[],
+    launcher?: Launcher,
+  ): Started {
     const child = fork(module, [], {
       env: { ...process.env, ...env },
-      execArgv,
+      ...(launcher === undefined
+        ? { execArgv }
+        : {
+            execPath: launcher.execPath,
+            execArgv: [...launcher.args, process.execPath, ...execArgv],
+          }),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     return this.#track(name, child);

@@ -4,15 +4,25 @@
 // one publishes, the receiving one writes to the socket), which the fan-out scenario's whole-cluster
 // figure cannot. Built at the root of dist/ (it starts the harness's node processes next to it):
 //
-//   node dist/direct-cost.js [--messages N] [--rate R] [--rounds K] [--warm-up W] [--a-a]
+//   node dist/direct-cost.js [--smoke] [--messages N] [--rate R] [--rounds K] [--warm-up W]
+//                            [--a-a] [--instructions]
 //
 // With --a-a the hand-written server is measured against itself, in the same interleaving: how far
 // apart two measures of one server land on this machine, the resolution of the ratio above.
 //
+// With --instructions the nodes run under Valgrind's callgrind and each node's instructions per
+// message are counted instead of its CPU time (see harness/callgrind.ts): the code's work, which
+// a busy machine does not move. Under Valgrind a node runs some 50 times slower, so the rate
+// defaults to 100 a second there.
+//
 // The first W messages of a round (500) are not measured. V8 is still optimizing the path then, and
 // a few thousand more (past the first node heartbeat, 5 s) reach the steady state.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { InstructionCounter } from '../harness/callgrind.js';
 import { IMPLEMENTATIONS } from '../harness/implementations.js';
 import { startNodes } from '../harness/nodes.js';
 import { Processes } from '../harness/processes.js';
@@ -22,17 +32,25 @@ import { payload } from '../wire.js';
 
 const { values } = parseArgs({
   options: {
-    messages: { type: 'string', default: '5000' },
-    rate: { type: 'string', default: '1000' },
-    rounds: { type: 'string', default: '6' },
-    'warm-up': { type: 'string', default: '500' },
+    smoke: { type: 'boolean', default: false },
+    messages: { type: 'string' },
+    rate: { type: 'string' },
+    rounds: { type: 'string' },
+    'warm-up': { type: 'string' },
     'a-a': { type: 'boolean', default: false },
+    instructions: { type: 'boolean', default: false },
   },
 });
-const MESSAGES = Number(values.messages);
-const RATE = Number(values.rate);
-const ROUNDS = Number(values.rounds);
-const WARM_UP = Number(values['warm-up']);
+const SMOKE = values.smoke;
+/** Where callgrind writes its counts, with --instructions; kept, for `callgrind_annotate`. */
+const CALLGRIND_DIR = values.instructions
+  ? mkdtempSync(join(tmpdir(), 'wscale-callgrind-'))
+  : undefined;
+const COUNTER = CALLGRIND_DIR === undefined ? undefined : new InstructionCounter(CALLGRIND_DIR);
+const MESSAGES = Number(values.messages ?? (SMOKE ? 200 : 5000));
+const RATE = Number(values.rate ?? (COUNTER === undefined ? 1000 : 100));
+const ROUNDS = Number(values.rounds ?? (SMOKE ? 1 : 6));
+const WARM_UP = Number(values['warm-up'] ?? (SMOKE ? 300 : 500));
 const SIZE = 64;
 /** The two servers compared (ids of the harness's implementations), and their names in the table. */
 const [IMPLS, LABELS] = values['a-a']
@@ -45,7 +63,7 @@ const [IMPLS, LABELS] = values['a-a']
       ['hand-written', 'wscale'],
     ];
 /** Bound for a round's messages to arrive after the last is sent, ms. */
-const DRAIN_MS = 30_000;
+const DRAIN_MS = COUNTER === undefined ? 30_000 : 120_000;
 
 /** A client of a node, with the id the node's hello gave it and a count of what it received. */
 async function connect(url: string): Promise<{ ws: WebSocket; id: string; received(): number }> {
@@ -83,7 +101,7 @@ async function until(done: () => boolean, ms: number): Promise<void> {
 
 /**
  * One round of one implementation: each node's CPU µs per message, sending node first, then each
- * node's user CPU alone.
+ * node's user CPU alone; with --instructions, each node's instructions per message.
  */
 async function round(impl: string, processes: Processes, redisUrl: string): Promise<number[]> {
   const implementation = IMPLEMENTATIONS.find((each) => each.id === impl)!;
@@ -92,18 +110,29 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
     nodes: 2,
     redisUrl,
     execArgv: [],
-    timeoutMs: 20_000,
+    // Node starts in a few seconds under Valgrind, importing a server's modules in a minute.
+    timeoutMs: COUNTER === undefined ? 20_000 : 180_000,
+    ...(COUNTER === undefined ? {} : { launcher: COUNTER.launcher }),
   });
   try {
     const [sender, receiver] = await Promise.all(group.urls.map(connect));
     await send(sender!.ws, receiver!.id, 0, WARM_UP);
     await until(() => receiver!.received() >= WARM_UP, DRAIN_MS);
+    const measured = async () => {
+      await send(sender!.ws, receiver!.id, WARM_UP, MESSAGES);
+      await until(() => receiver!.received() >= WARM_UP + MESSAGES, DRAIN_MS);
+      sender!.ws.terminate();
+      receiver!.ws.terminate();
+    };
+    if (COUNTER !== undefined) {
+      await COUNTER.start(group.pids);
+      await measured();
+      const counts = await COUNTER.stop(group.pids);
+      return counts.map((count) => count / MESSAGES);
+    }
     const before = await group.sample();
-    await send(sender!.ws, receiver!.id, WARM_UP, MESSAGES);
-    await until(() => receiver!.received() >= WARM_UP + MESSAGES, DRAIN_MS);
+    await measured();
     const after = await group.sample();
-    sender!.ws.terminate();
-    receiver!.ws.terminate();
     const per = (key: 'cpuMicros' | 'userMicros') =>
       after.map((sample, i) => (sample[key] - before[i]![key]) / MESSAGES);
     return [...per('cpuMicros'), ...per('userMicros')];
@@ -114,7 +143,7 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
 
 const processes = new Processes(false);
 const redis = await startRedis(processes);
-/** Per slot of IMPLS, per round, each node's µs per message (all, then user time). */
+/** Per slot of IMPLS, per round, each node's figures per message (see {@link round}). */
 const results: number[][][] = IMPLS.map(() => []);
 try {
   for (let r = 0; r < ROUNDS; r++) {
@@ -126,17 +155,24 @@ try {
 }
 
 const [base, other] = results;
+const ROWS =
+  COUNTER === undefined
+    ? ['sending (0)', 'receiving (1)', 'sending (0), user time', 'receiving (1), user time']
+    : ['sending (0)', 'receiving (1)'];
+const UNIT = COUNTER === undefined ? 'µs' : 'instructions';
 console.log(
   `${MESSAGES} direct messages per round at ${RATE}/s after ${WARM_UP}, ${ROUNDS} rounds interleaved`,
 );
 console.log(
-  `| node | ${LABELS[0]} µs / message | ${LABELS[1]} µs / message | ${LABELS[1]} × (median of round ratios) | round ratios |`,
+  `| node | ${LABELS[0]} ${UNIT} / message | ${LABELS[1]} ${UNIT} / message | ${LABELS[1]} × (median of round ratios) | round ratios |`,
 );
 console.log('| --- | ---: | ---: | ---: | --- |');
-const ROWS = ['sending (0)', 'receiving (1)', 'sending (0), user time', 'receiving (1), user time'];
 for (const [node, name] of ROWS.entries()) {
   const ratios = other!.map((w, r) => w[node]! / base![r]![node]!);
   console.log(
     `| ${name} | ${median(base!.map((b) => b[node]!)).toFixed(1)} | ${median(other!.map((w) => w[node]!)).toFixed(1)} | ${median(ratios).toFixed(2)} | ${ratios.map((ratio) => ratio.toFixed(2)).join(' ')} |`,
   );
+}
+if (CALLGRIND_DIR !== undefined) {
+  console.log(`callgrind's counts (callgrind_annotate reads them): ${CALLGRIND_DIR}`);
 }
