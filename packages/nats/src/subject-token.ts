@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 /**
  * Names (topics, rooms, keys) are arbitrary strings, but NATS subjects and KV keys are not: a `.`
  * splits tokens, `*` and `>` are wildcards, whitespace is forbidden, and KV keys only allow

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ProtocolError } from '@wscale/core';
 
 /** A message as {@link RedisHistory.appendAndPublish} publishes it: its position and payload. */

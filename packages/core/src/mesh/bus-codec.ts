@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import type { ClientInfo, NodeStats } from '../ops/node-stats.js';
 import { MessageFlag } from '../protocol/outgoing.js';

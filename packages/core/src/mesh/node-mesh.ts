@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import type { Broker, Unsubscribe } from '../contracts.js';
 import { isInbox } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';

@@ -1,3 +1,4 @@
+import process from 'node:process';
 import { WscaleError } from '../errors.js';
 import type { NodeLog } from './logger.js';
 import type { LimitCounters } from './node-stats.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Broker, Unsubscribe } from '../contracts.js';
 import { HandlerError } from '../errors.js';

@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import { constants, deflateRawSync } from 'node:zlib';
 import { wsFrame } from './ws-frame.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { HistoryEntry } from '../contracts.js';
 import type { FrameDeflater } from './deflate.js';
 import { isInbox } from './messages.js';

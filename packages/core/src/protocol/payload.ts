@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { Outgoing } from './outgoing.js';
 
 /** What `send` accepts: text goes as a text frame, everything else as a binary frame. */

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { HistoryPosition } from '../contracts.js';
 import { encodeBinary, encodeText } from './codec.js';
 import type { FrameDeflater } from './deflate.js';

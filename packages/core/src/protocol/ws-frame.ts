@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 /**
  * Builds a complete server-to-client WebSocket frame (RFC 6455 §5.2): FIN set, unmasked, opcode
  * text (1) or binary (2), RSV1 set for a permessage-deflate payload. A message is framed once per

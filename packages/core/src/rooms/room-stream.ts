@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import type { History, HistoryPosition, HistoryReadResult } from '../contracts.js';
 import { HistoryError } from '../errors.js';
 import type { NotRecoveredReason } from '../protocol/messages.js';

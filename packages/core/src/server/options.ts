@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Broker, History, StateStore } from '../contracts.js';

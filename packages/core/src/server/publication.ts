@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { History } from '../contracts.js';
 import type { BroadcastHeader, DirectHeader, DirectOperation } from '../mesh/bus-codec.js';
 import { CloseCode } from '../protocol/close-codes.js';

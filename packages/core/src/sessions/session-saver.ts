@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { HandlerError, LimitExceededError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
 import type { SessionSnapshot, Sessions, UpstreamRecord } from './sessions.js';

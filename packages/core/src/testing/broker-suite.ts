@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
 import type { Broker, BrokerStatus } from '../contracts.js';
 import { WscaleError } from '../errors.js';
 import { Cleanup, delay, type SuiteRunner, until } from './runner.js';

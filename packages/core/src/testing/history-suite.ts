@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import process from 'node:process';
 import type { History } from '../contracts.js';
 import { Cleanup, type SuiteRunner } from './runner.js';
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import process from 'node:process';
 import type { StateStore } from '../contracts.js';
 import { updateState } from '../util/update-state.js';
 import { Cleanup, delay, type SuiteRunner, until } from './runner.js';

@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'eventemitter3';

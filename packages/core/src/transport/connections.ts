@@ -1,4 +1,6 @@
+import type { Buffer } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
+import process from 'node:process';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { HandlerError } from '../errors.js';

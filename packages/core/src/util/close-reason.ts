@@ -1,3 +1,5 @@
+import { Buffer } from 'node:buffer';
+
 /** Most bytes a close frame's reason may hold (RFC 6455 §5.5: 125 of payload, 2 for the code). */
 const MAX_REASON_BYTES = 123;
 

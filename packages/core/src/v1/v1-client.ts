@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import type { ResumeInfo } from '../ops/node-stats.js';
 import type { PresenceClient } from '../presence/presence-client.js';
 import type { HeldSink } from '../protocol/v1-writer.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 /**
  * The messages the cluster hub (in the primary) and the cluster clients (in the workers) exchange
  * over node:cluster's IPC channel. Every one carries `wscale: 1`, so both sides ignore the

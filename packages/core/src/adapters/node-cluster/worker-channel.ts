@@ -1,3 +1,4 @@
+import process from 'node:process';
 import { InvalidOptionError } from '../../errors.js';
 import {
   CLUSTER_TAG,
