@@ -15,6 +15,7 @@ export default defineConfig({
     'tools/publisher-cost': 'src/tools/publisher-cost.ts',
     'tools/write-cost': 'src/tools/write-cost.ts',
     'tools/send-cost': 'src/tools/send-cost.ts',
+    'tools/callgrind-summary': 'src/tools/callgrind-summary.ts',
     'tools/nats-history-reads': 'src/tools/nats-history-reads.ts',
     'upstream/upstream-run': 'src/upstream/upstream-run.ts',
     'upstream/upstream-node': 'src/upstream/upstream-node.ts',

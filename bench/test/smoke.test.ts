@@ -47,8 +47,13 @@ function build(): void {
 
 /** Builds, then runs one of the bench's scripts in `dist/` with `--smoke` and `args`: its output. */
 function smokeOf(path: string[], args: string[] = []): string {
+  return smokeTool(path, ['--smoke', ...args]);
+}
+
+/** Builds, then runs one of the bench's scripts in `dist/` with `args`: its output. */
+function smokeTool(path: string[], args: string[]): string {
   build();
-  const run = spawnSync(process.execPath, [join(bench, 'dist', ...path), '--smoke', ...args], {
+  const run = spawnSync(process.execPath, [join(bench, 'dist', ...path), ...args], {
     cwd: bench,
     encoding: 'utf8',
     timeout: 120_000,
@@ -407,6 +412,23 @@ describe.skipIf(!redisAvailable || !valgrindAvailable)(
       for (const [name, base, wscale] of rows) {
         expect(base, name).toBeGreaterThan(1000);
         expect(wscale, name).toBeGreaterThan(1000);
+      }
+      // callgrind-summary names what the sending node ran, JIT code included, and diffs two nodes.
+      const dump = (impl: string) => new RegExp(`^${impl}: node 0 (\\S+),`, 'm').exec(output)?.[1];
+      const [hand, wscale] = [dump('ws-redis'), dump('wscale-redis')];
+      expect(hand && wscale, output).toBeTruthy();
+      const summary = smokeTool(
+        ['tools', 'callgrind-summary.js'],
+        ['--per', '200', '--top', '1000', wscale!],
+      );
+      expect(summary).toMatch(/^ +\d+ {2}in all$/m);
+      expect(summary).toMatch(/^ +\d+ {2}JS JS:\S+ .*packages\/(core|redis)\/dist\/index\.js/m);
+      const diff = smokeTool(['tools', 'callgrind-summary.js'], ['--base', hand!, wscale!]);
+      expect(diff).toMatch(/^ +-?\d+ {2}in all \( +\d+ -> +\d+\)$/m);
+      // What the run left: the counts, and each node's map of its JIT code.
+      rmSync(dirname(wscale!), { recursive: true, force: true });
+      for (const [, pid] of output.matchAll(/callgrind\.(\d+)\.out/g)) {
+        rmSync(`/tmp/perf-${pid}.map`, { force: true });
       }
     }, 150_000);
   },

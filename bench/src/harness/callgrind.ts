@@ -60,8 +60,8 @@ export class InstructionCounter {
     );
   }
 
-  /** The main thread's total in the process's latest dump (`callgrind.<pid>.out.<n>-01`). */
-  #lastTotal(pid: number): number {
+  /** The process's latest dump of its main thread: `callgrind.<pid>.out.<n>-01`, n highest. */
+  dumpOf(pid: number): string {
     const dump = new RegExp(`^callgrind\\.${pid}\\.out\\.(\\d+)-01$`);
     let last: { name: string; n: number } | undefined;
     for (const name of readdirSync(this.#dir)) {
@@ -69,8 +69,14 @@ export class InstructionCounter {
       if (n > (last?.n ?? -1)) last = { name, n };
     }
     if (last === undefined) throw new Error(`callgrind wrote no counts for pid ${pid}`);
-    const totals = /^totals: (\d+)/m.exec(readFileSync(join(this.#dir, last.name), 'utf8'));
-    if (totals === null) throw new Error(`no totals in ${last.name}`);
+    return join(this.#dir, last.name);
+  }
+
+  /** The main thread's total in the process's latest dump. */
+  #lastTotal(pid: number): number {
+    const file = this.dumpOf(pid);
+    const totals = /^totals: (\d+)/m.exec(readFileSync(file, 'utf8'));
+    if (totals === null) throw new Error(`no totals in ${file}`);
     return Number(totals[1]);
   }
 }

@@ -109,7 +109,8 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
     implementation,
     nodes: 2,
     redisUrl,
-    execArgv: [],
+    // Under callgrind, the nodes write which JIT code is which function (callgrind-summary reads it).
+    execArgv: COUNTER === undefined ? [] : ['--perf-basic-prof-only-functions'],
     // Node starts in a few seconds under Valgrind, importing a server's modules in a minute.
     timeoutMs: COUNTER === undefined ? 20_000 : 180_000,
     ...(COUNTER === undefined ? {} : { launcher: COUNTER.launcher }),
@@ -128,6 +129,9 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
       await COUNTER.start(group.pids);
       await measured();
       const counts = await COUNTER.stop(group.pids);
+      dumps.push(
+        `${impl}: ${counts.map((_, i) => `node ${i} ${COUNTER.dumpOf(group.pids[i]!)}`).join(', ')}`,
+      );
       return counts.map((count) => count / MESSAGES);
     }
     const before = await group.sample();
@@ -143,6 +147,8 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
 
 const processes = new Processes(false);
 const redis = await startRedis(processes);
+/** With --instructions, which dump is whose, in the order measured. */
+const dumps: string[] = [];
 /** Per slot of IMPLS, per round, each node's figures per message (see {@link round}). */
 const results: number[][][] = IMPLS.map(() => []);
 try {
@@ -174,5 +180,9 @@ for (const [node, name] of ROWS.entries()) {
   );
 }
 if (CALLGRIND_DIR !== undefined) {
-  console.log(`callgrind's counts (callgrind_annotate reads them): ${CALLGRIND_DIR}`);
+  console.log(`\ncallgrind's counts, in ${CALLGRIND_DIR}:\n${dumps.join('\n')}`);
+  console.log(
+    `by function, per message: node dist/tools/callgrind-summary.js --per ${MESSAGES} ` +
+      '[--base <dump>] <dump>',
+  );
 }
