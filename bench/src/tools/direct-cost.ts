@@ -42,7 +42,7 @@ const { values } = parseArgs({
   },
 });
 const SMOKE = values.smoke;
-/** Where callgrind writes its counts, with --instructions; kept, for `callgrind_annotate`. */
+/** Where callgrind writes its counts, with --instructions; kept, for callgrind-summary. */
 const CALLGRIND_DIR = values.instructions
   ? mkdtempSync(join(tmpdir(), 'wscale-callgrind-'))
   : undefined;
