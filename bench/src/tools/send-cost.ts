@@ -141,6 +141,7 @@ async function main(): Promise<void> {
     await new Promise((resolve) => plain.once('listening', resolve));
     plain.on('connection', (ws) => {
       ws.on('message', (data: Buffer) => {
+        // The target read as the bench's hand-written server reads it (it is on another node).
         data.toString('latin1', 1, data.indexOf(124));
         void redis.publish(CHANNEL, data);
         handled++;
