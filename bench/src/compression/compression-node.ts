@@ -6,6 +6,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { send, serveRequests } from '../ipc.js';
+import { atRate } from '../servers/config.js';
 import { ProcessStats } from '../servers/process-stats.js';
 import { chatMessage } from './chat-payload.js';
 import { COMPRESSION_ENV, type CompressionNodeConfig } from './node-config.js';
@@ -93,21 +94,6 @@ function listen(http: ReturnType<typeof createServer>): Promise<void> {
   });
 }
 
-/** Sends `count` prepared messages at `rate` per second; resolves once all are sent. */
-function burst(running: Running, count: number, rate: number): Promise<void> {
-  const started = performance.now();
-  let sent = 0;
-  return new Promise((resolve) => {
-    const tick = () => {
-      const due = Math.min(count, Math.floor(((performance.now() - started) * rate) / 1000) + 1);
-      while (sent < due) running.broadcast(sent++);
-      if (sent >= count) resolve();
-      else setTimeout(tick, Math.max(1, (sent * 1000) / rate - (performance.now() - started)));
-    };
-    tick();
-  });
-}
-
 const raw = process.env[COMPRESSION_ENV];
 if (raw === undefined) throw new Error(`${COMPRESSION_ENV} is not set`);
 const config = JSON.parse(raw) as CompressionNodeConfig;
@@ -125,7 +111,7 @@ serveRequests({
   },
   burst: (args) => {
     const { count, rate } = args as { count: number; rate: number };
-    return burst(running!, count, rate).then(() => true);
+    return atRate(count, rate, (i) => running!.broadcast(i)).then(() => true);
   },
   stop: async () => {
     await running?.close();

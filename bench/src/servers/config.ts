@@ -54,7 +54,6 @@ export function pingEvery(clients: () => Iterable<{ ping(): void }>): () => void
   return () => clearInterval(timer);
 }
 
-/** Closes with a bound, so a stuck close never holds the run. */
 /** `promise`, or a rejection naming `what` after `ms`. */
 export function within<T>(promise: Promise<T>, what: string, ms: number): Promise<T> {
   return Promise.race([
@@ -65,6 +64,36 @@ export function within<T>(promise: Promise<T>, what: string, ms: number): Promis
   ]);
 }
 
+/** Resolves once `done()` holds, checked every `stepMs`; rejects naming `what` after `ms`. */
+export async function until(
+  done: () => boolean | Promise<boolean>,
+  what: string,
+  ms: number,
+  stepMs = 10,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, stepMs));
+  }
+}
+
+/** Calls `send(i)` for i from 0 to `count - 1`, at `rate` a second; resolves once all are sent. */
+export function atRate(count: number, rate: number, send: (i: number) => void): Promise<void> {
+  const started = performance.now();
+  let sent = 0;
+  return new Promise((resolve) => {
+    const tick = () => {
+      const due = Math.min(count, Math.floor(((performance.now() - started) * rate) / 1000) + 1);
+      while (sent < due) send(sent++);
+      if (sent >= count) resolve();
+      else setTimeout(tick, Math.max(1, (sent * 1000) / rate - (performance.now() - started)));
+    };
+    tick();
+  });
+}
+
+/** Closes with a bound, so a stuck close never holds the run. */
 export function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
   return Promise.race([
     promise.then(() => undefined),

@@ -28,6 +28,7 @@ import { startNodes } from '../harness/nodes.js';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
 import { median } from '../report/aggregate.js';
+import { atRate, until } from '../servers/config.js';
 import { payload } from '../wire.js';
 
 const { values } = parseArgs({
@@ -81,22 +82,8 @@ async function connect(url: string): Promise<{ ws: WebSocket; id: string; receiv
 }
 
 /** Sends `count` direct messages at {@link RATE} per second, numbered from `first`. */
-async function send(ws: WebSocket, target: string, first: number, count: number): Promise<void> {
-  const start = performance.now();
-  let sent = 0;
-  while (sent < count) {
-    const due = Math.min(count, Math.floor(((performance.now() - start) * RATE) / 1000) + 1);
-    while (sent < due) ws.send(payload('D', first + sent++, SIZE, `${target}|`));
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-}
-
-async function until(done: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > end) throw new Error('direct messages did not all arrive');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+function send(ws: WebSocket, target: string, first: number, count: number): Promise<void> {
+  return atRate(count, RATE, (i) => ws.send(payload('D', first + i, SIZE, `${target}|`)));
 }
 
 /**
@@ -118,10 +105,10 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
   try {
     const [sender, receiver] = await Promise.all(group.urls.map(connect));
     await send(sender!.ws, receiver!.id, 0, WARM_UP);
-    await until(() => receiver!.received() >= WARM_UP, DRAIN_MS);
+    await until(() => receiver!.received() >= WARM_UP, 'the warm-up messages', DRAIN_MS);
     const measured = async () => {
       await send(sender!.ws, receiver!.id, WARM_UP, MESSAGES);
-      await until(() => receiver!.received() >= WARM_UP + MESSAGES, DRAIN_MS);
+      await until(() => receiver!.received() >= WARM_UP + MESSAGES, 'the messages', DRAIN_MS);
       sender!.ws.terminate();
       receiver!.ws.terminate();
     };

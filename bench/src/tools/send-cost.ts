@@ -25,7 +25,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
 import { median } from '../report/aggregate.js';
-import { within } from '../servers/config.js';
+import { atRate, until, within } from '../servers/config.js';
 import { directTarget } from '../wire.js';
 
 const { values } = parseArgs({
@@ -76,22 +76,12 @@ async function holder(url: string): Promise<void> {
         senders.set(name, ws);
       }
     } else {
-      await paced(senders.get(ask.send)!, ask.count, ask.text, Number(values.rate));
+      const ws = senders.get(ask.send)!;
+      await atRate(ask.count, Number(values.rate), () => ws.send(ask.text));
     }
     process.send!('done');
   });
   process.on('disconnect', () => process.exit(0));
-}
-
-/** Sends `count` frames at `rate` a second (as the harness's publisher does), then resolves. */
-async function paced(ws: WebSocket, count: number, text: string, rate: number): Promise<void> {
-  const start = performance.now();
-  let sent = 0;
-  while (sent < count) {
-    const due = Math.min(count, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
-    for (; sent < due; sent++) ws.send(text);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
 }
 
 async function main(): Promise<void> {
@@ -173,11 +163,7 @@ async function main(): Promise<void> {
       const start = process.cpuUsage();
       child!.send({ send: name, count: MESSAGES, text } satisfies Ask);
       await fromChild();
-      const end = Date.now() + WAIT_MS;
-      while (handled < MESSAGES) {
-        if (Date.now() > end) throw new Error(`${name}: ${handled} of ${MESSAGES} frames handled`);
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      }
+      await until(() => handled >= MESSAGES, `${name}: the frames handled`, WAIT_MS, 1);
       const used = process.cpuUsage(start);
       return (used.user + used.system) / MESSAGES;
     };

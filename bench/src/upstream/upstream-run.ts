@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { PROTOCOL } from '@wscale/core/protocol';
 import { WebSocket } from 'ws';
 import { median } from '../report/aggregate.js';
+import { until } from '../servers/config.js';
 
 type Mode = 'at-most-once' | 'acknowledged';
 
@@ -63,14 +64,6 @@ function sample(child: ChildProcess): Promise<{ count: number; cpuMicros: number
   });
 }
 
-async function until(predicate: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** A bare `wscale.v1` peer: says hello, then sends what it is told; counts bytes both ways. */
 async function connect(port: number): Promise<WebSocket> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/`, [PROTOCOL]);
@@ -106,10 +99,15 @@ async function measure(mode: Mode): Promise<Measurement> {
     }
     const total = CLIENTS * MESSAGES;
     let heard = 0;
-    await until(async () => {
-      heard = (await sample(child)).count - before.count;
-      return heard >= total;
-    }, 'every message');
+    await until(
+      async () => {
+        heard = (await sample(child)).count - before.count;
+        return heard >= total;
+      },
+      'every message',
+      WAIT_MS,
+      20,
+    );
     // Let the last receipts go out before the node's CPU is read.
     await new Promise((resolve) => setTimeout(resolve, 200));
     const after = await sample(child);
