@@ -28,7 +28,7 @@ export class PublishStamper {
   /** The payload with the stamp of the next number in front. */
   stamp(payload: Uint8Array): Uint8Array {
     const sequence = ++this.#sequence;
-    const stamped = Buffer.allocUnsafe(STAMP_BYTES + payload.byteLength);
+    const stamped = Buffer.allocUnsafe(STAMP_BYTES + payload.length);
     stamped[0] = MARK[0];
     stamped[1] = MARK[1];
     stamped.set(this.#id, 2);
@@ -66,7 +66,7 @@ export class RepeatFilter {
    * already arrived.
    */
   open(data: Uint8Array): Uint8Array | undefined {
-    if (data.byteLength < STAMP_BYTES || data[0] !== MARK[0] || data[1] !== MARK[1]) return data;
+    if (data.length < STAMP_BYTES || data[0] !== MARK[0] || data[1] !== MARK[1]) return data;
     const publisher = readUint48(data, 2);
     const sequence = readUint48(data, 8);
     let seen = this.#publishers.get(publisher);

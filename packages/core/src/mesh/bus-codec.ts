@@ -184,7 +184,7 @@ export function encodeBusFrame(
   flags = 0,
 ): Buffer {
   let json: string | undefined;
-  let size = PREFIX + stringSize(message.header.n);
+  let size = PREFIX + nodeIds.field(message.header.n).length;
   switch (message.kind) {
     case BusKind.Broadcast:
       size += broadcastSize(message.header);
@@ -206,8 +206,8 @@ export function encodeBusFrame(
   const frame = Buffer.allocUnsafe(size + payload.length);
   frame[0] = message.kind;
   frame[1] = flags;
-  frame.writeUInt32BE(headerEnd - PREFIX, 2);
-  let at = writeString(frame, PREFIX, message.header.n);
+  putUint32(frame, 2, headerEnd - PREFIX);
+  let at = writeNodeId(frame, PREFIX, message.header.n);
   if (message.kind === BusKind.Broadcast) at = writeBroadcast(frame, at, message.header);
   else if (message.kind === BusKind.Direct) at = writeDirect(frame, at, message.header);
   else if (json !== undefined) at += frame.write(json, at);
@@ -242,14 +242,14 @@ export function decodeBusFrame(bytes: Uint8Array): BusFrame {
     ? bytes
     : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.length < PREFIX) throw new ProtocolError('bus frame shorter than its prefix');
-  const headerLength = view.readUInt32BE(2);
+  const headerLength = readUint32(view, 2);
   const payloadStart = PREFIX + headerLength;
   if (payloadStart > view.length) throw new ProtocolError('bus frame header overruns the frame');
   const kind = view[0]!;
   const flags = view[1]!;
   const payload = view.subarray(payloadStart);
   const reader = new Reader(view, PREFIX, payloadStart);
-  const n = reader.string('node id');
+  const n = reader.nodeId();
   // Checked field by field as it is read: a broadcast is decoded on every node, for every message.
   switch (kind) {
     case BusKind.Broadcast:
@@ -301,15 +301,23 @@ function stringsSize(values: readonly string[]): number {
 
 function writeString(frame: Buffer, at: number, value: string): number {
   if (Buffer.byteLength(value) === value.length) {
-    frame.writeUInt32BE(value.length, at);
+    putUint32(frame, at, value.length);
     return at + 4 + frame.write(value, at + 4, 'latin1');
   }
-  frame.writeUInt32BE(value.length * 2 + WIDE, at);
+  putUint32(frame, at, value.length * 2 + WIDE);
   return at + 4 + frame.write(value, at + 4, 'utf16le');
 }
 
+/** Writes a node id's field (as {@link writeString} would), copied from the ones kept. */
+function writeNodeId(frame: Buffer, at: number, id: string): number {
+  const field = nodeIds.field(id);
+  frame.set(field, at);
+  return at + field.length;
+}
+
 function writeStrings(frame: Buffer, at: number, values: readonly string[]): number {
-  let next = frame.writeUInt32BE(values.length, at);
+  putUint32(frame, at, values.length);
+  let next = at + 4;
   for (const value of values) next = writeString(frame, next, value);
   return next;
 }
@@ -356,9 +364,9 @@ function directSize(header: DirectHeader): number {
   else if (header.o === 'close') size += 8 + stringSize(header.a[1]);
   if (header.r !== undefined) size += stringSize(header.r[0]);
   if (header.s !== undefined) size += 8 + stringSize(header.e!);
-  if (header.d !== undefined) size += stringSize(header.d);
+  if (header.d !== undefined) size += nodeIds.field(header.d).length;
   if (header.h !== undefined) size += 8;
-  if (header.w !== undefined) size += stringSize(header.w);
+  if (header.w !== undefined) size += nodeIds.field(header.w).length;
   return size;
 }
 
@@ -380,9 +388,9 @@ function writeDirect(frame: Buffer, at: number, header: DirectHeader): number {
   }
   if (r !== undefined) next = writeString(frame, next, r[0]);
   if (s !== undefined) next = writeString(frame, frame.writeDoubleBE(s, next), header.e!);
-  if (d !== undefined) next = writeString(frame, next, d);
+  if (d !== undefined) next = writeNodeId(frame, next, d);
   if (h !== undefined) next = frame.writeDoubleBE(h, next);
-  if (w !== undefined) next = writeString(frame, next, w);
+  if (w !== undefined) next = writeNodeId(frame, next, w);
   return next;
 }
 
@@ -406,9 +414,9 @@ function readDirect(reader: Reader, n: string): DirectHeader {
     header.s = reader.count(kind);
     header.e = reader.string('epoch');
   }
-  if ((fields & DirectField.d) !== 0) header.d = reader.string('node id');
+  if ((fields & DirectField.d) !== 0) header.d = reader.nodeId();
   if ((fields & DirectField.h) !== 0) header.h = reader.count(kind);
-  if ((fields & DirectField.w) !== 0) header.w = reader.string('node id');
+  if ((fields & DirectField.w) !== 0) header.w = reader.nodeId();
   if ((fields & DirectField.l) !== 0) header.l = 1;
   reader.end(kind);
   return header;
@@ -419,6 +427,8 @@ class Reader {
   readonly #view: Buffer;
   #at: number;
   readonly #end: number;
+  /** Whether the string read last is UTF-16LE. */
+  #wide = false;
 
   constructor(view: Buffer, at: number, end: number) {
     this.#view = view;
@@ -446,10 +456,29 @@ class Reader {
   }
 
   string(what: string): string {
+    const start = this.#skip(what);
+    return this.#view.toString(this.#wide ? 'utf16le' : 'latin1', start, this.#at);
+  }
+
+  /** A node id: the same string as the last time its bytes came, if they came lately. */
+  nodeId(): string {
+    const at = this.#at;
+    const start = this.#skip('node id');
+    return (
+      nodeIds.known(this.#view, at, this.#at) ??
+      nodeIds.keep(this.#view.toString(this.#wide ? 'utf16le' : 'latin1', start, this.#at))
+    );
+  }
+
+  /**
+   * Moves past the next string, checked; returns where its bytes start (they end where the reader
+   * now is, and are UTF-16LE when {@link Reader.#wide} is set).
+   */
+  #skip(what: string): number {
     const at = this.#at;
     if (at + 4 > this.#end)
       throw new ProtocolError(`bus frame header cut short before its ${what}`);
-    const field = this.#view.readUInt32BE(at);
+    const field = readUint32(this.#view, at);
     const wide = field >= WIDE;
     const length = wide ? field - WIDE : field;
     const start = at + 4;
@@ -458,13 +487,14 @@ class Reader {
       throw new ProtocolError(`bus frame header with a malformed ${what}`);
     }
     this.#at = end;
-    return this.#view.toString(wide ? 'utf16le' : 'latin1', start, end);
+    this.#wide = wide;
+    return start;
   }
 
   strings(): string[] {
     const at = this.#at;
     if (at + 4 > this.#end) throw new ProtocolError('bus frame header cut short before a list');
-    const count = this.#view.readUInt32BE(at);
+    const count = readUint32(this.#view, at);
     // Each string takes 4 bytes at least: a count beyond that is a lie, refused before looping.
     if (count * 4 > this.#end - at - 4)
       throw new ProtocolError('bus frame list overruns its header');
@@ -485,6 +515,72 @@ class Reader {
   end(kind: BusKind): void {
     if (this.#at !== this.#end) throw malformed(kind);
   }
+}
+
+/**
+ * Node ids are in every frame, and a cluster has few. The ones met last are kept with their field
+ * (length, then bytes): a frame's node id is copied in, not measured and written as a string, and
+ * read back as the string kept, not decoded into a new one that each map lookup by it would hash
+ * again. A handful, of short ids: more nodes, or longer ids, only cost what any string costs.
+ */
+class NodeIds {
+  readonly #ids: string[] = [];
+  readonly #fields: Buffer[] = [];
+  #next = 0;
+
+  /** The field of `id`, as {@link writeString} writes it. */
+  field(id: string): Buffer {
+    const ids = this.#ids;
+    for (let k = 0; k < ids.length; k++) if (ids[k] === id) return this.#fields[k]!;
+    const field = Buffer.allocUnsafeSlow(stringSize(id));
+    writeString(field, 0, id);
+    if (field.length <= MAX_KEPT_FIELD) this.#add(id, field);
+    return field;
+  }
+
+  /** The id whose field is `view[at..end)`, if it is one kept. */
+  known(view: Buffer, at: number, end: number): string | undefined {
+    const length = end - at;
+    const fields = this.#fields;
+    next: for (let k = 0; k < fields.length; k++) {
+      const field = fields[k]!;
+      if (field.length !== length) continue;
+      for (let i = 0; i < length; i++) if (field[i] !== view[at + i]) continue next;
+      return this.#ids[k];
+    }
+    return undefined;
+  }
+
+  /** Keeps a node id just decoded; returns it. */
+  keep(id: string): string {
+    this.field(id);
+    return id;
+  }
+
+  #add(id: string, field: Buffer): void {
+    const slot = this.#next;
+    this.#next = (slot + 1) % KEPT_NODE_IDS;
+    this.#ids[slot] = id;
+    this.#fields[slot] = field;
+  }
+}
+
+const KEPT_NODE_IDS = 16;
+/** Node ids are names or UUIDs: a field longer than this is not kept. */
+const MAX_KEPT_FIELD = 4 + 128;
+const nodeIds = new NodeIds();
+
+function readUint32(bytes: Uint8Array, at: number): number {
+  return (
+    ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0
+  );
+}
+
+function putUint32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = value >>> 16;
+  bytes[at + 2] = value >>> 8;
+  bytes[at + 3] = value;
 }
 
 /** A header as parsed, before its kind's shape is checked. */

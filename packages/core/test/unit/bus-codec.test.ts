@@ -239,6 +239,35 @@ describe('node bus codec', () => {
     }
   });
 
+  it('keeps node ids of every length around the longest whose bytes it keeps, ASCII or not', () => {
+    for (const length of [1, 63, 64, 65, 127, 128, 129, 300]) {
+      for (const text of [
+        'x'.repeat(length),
+        `${'x'.repeat(length - 1)}é`,
+        `é${'x'.repeat(length - 1)}`,
+      ]) {
+        const header = { n: text, c: text, o: 'send', d: text, w: text } as const;
+        const decoded = decodeBusFrame(encodeBusFrame({ kind: BusKind.Direct, header }));
+        expect(decoded.header).toStrictEqual(header);
+      }
+    }
+  });
+
+  it('decodes every node id as its own, past the few it keeps and when ids differ in one byte', () => {
+    // 40 ids of one length that differ only in their last characters, seen twice each, out of order.
+    const ids = Array.from({ length: 40 }, (_, i) => `node-${String(i).padStart(3, '0')}`);
+    const seen = [...ids, ...[...ids].reverse(), ...ids.filter((_, i) => i % 3 === 0)];
+    for (const n of seen) {
+      const d = ids[(ids.indexOf(n) + 1) % ids.length]!;
+      const header = { n, c: 'c1', o: 'send', d, w: n } as const;
+      expect(decodeBusFrame(encodeBusFrame({ kind: BusKind.Direct, header })).header).toStrictEqual(
+        header,
+      );
+      const beat = decodeBusFrame(encodeBusFrame({ kind: BusKind.Beat, header: { n } }));
+      expect(beat.header).toStrictEqual({ n });
+    }
+  });
+
   it('tells a node its own frames, of every kind, by their first header bytes', () => {
     const own = senderField('a');
     for (const [, message] of frames) {
