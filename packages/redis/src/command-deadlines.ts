@@ -7,32 +7,41 @@ import type { Command, Redis } from 'ioredis';
  *
  * A command still unanswered `timeoutMs` after it was sent is rejected (`Command timed out`, as
  * ioredis says it) by a sweep that runs while commands are out, every tenth of the timeout: it
- * fails within `timeoutMs` plus that tenth. Redis answers a connection's commands in order, so the
+ * fails within `timeoutMs` plus that tenth. Time is counted in sweeps, not read from a clock per
+ * command: one sent after sweep `k` fails at sweep `k + 11` (for a timeout of 10 ms or more), and
+ * sweeps are at least a tenth apart (a late one moves the next ones later too), so never sooner
+ * than `timeoutMs` after it was sent. Redis answers a connection's commands in order, so the
  * oldest command out is first in line, and answered ones leave from the front as new ones come.
  */
 export class CommandDeadlines {
-  readonly #timeoutMs: number;
   readonly #sweepMs: number;
   /**
-   * The commands out, oldest first, with when each was sent: slots `#first` to `#end` of two
+   * Sweeps after the one a command was sent after at which it fails: those of the timeout, and
+   * one for the part of a sweep it was sent into.
+   */
+  readonly #sweepsToFail: number;
+  /**
+   * The commands out, oldest first, with the sweep each was sent after: slots `#first` to `#end` of two
    * arrays reused from one command to the next (no allocation per command once they have grown).
    */
   readonly #commands: (Command | undefined)[] = [];
   readonly #sentAt: number[] = [];
+  /** Sweeps so far. */
+  #sweeps = 0;
   #first = 0;
   #end = 0;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(timeoutMs: number) {
-    this.#timeoutMs = timeoutMs;
     this.#sweepMs = Math.max(1, Math.ceil(timeoutMs / 10));
+    this.#sweepsToFail = Math.ceil(timeoutMs / this.#sweepMs) + 1;
   }
 
   /** Sends a command on `client`; its promise fails if Redis has not answered in time. */
   send(client: Redis, command: Command): Promise<unknown> {
     this.#dropAnswered();
     this.#commands[this.#end] = command;
-    this.#sentAt[this.#end] = performance.now();
+    this.#sentAt[this.#end] = this.#sweeps;
     this.#end++;
     if (this.#timer === undefined) {
       this.#timer = setInterval(this.#sweep, this.#sweepMs);
@@ -52,7 +61,7 @@ export class CommandDeadlines {
   }
 
   readonly #sweep = (): void => {
-    const expired = performance.now() - this.#timeoutMs;
+    const expired = ++this.#sweeps - this.#sweepsToFail;
     while (this.#first < this.#end && this.#sentAt[this.#first]! <= expired) {
       const command = this.#commands[this.#first]!;
       this.#commands[this.#first++] = undefined;

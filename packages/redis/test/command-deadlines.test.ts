@@ -32,7 +32,7 @@ const outcomes = (sent: { outcome: string }[]) => [...new Set(sent.map((each) =>
 
 describe('CommandDeadlines', () => {
   beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'performance'] });
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
   });
   afterEach(() => {
     vi.useRealTimers();
@@ -73,5 +73,36 @@ describe('CommandDeadlines', () => {
     await vi.advanceTimersByTimeAsync(TIMEOUT_MS + TIMEOUT_MS / 10);
     expect(outcomes([...first, ...next])).toEqual(['answered', 'Command timed out']);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('never fails a command sooner than its timeout, on a real clock with the event loop blocked', async () => {
+    vi.useRealTimers();
+    const timeoutMs = 100;
+    const deadlines = new CommandDeadlines(timeoutMs);
+    const failedAfter: number[] = [];
+    const send = () => {
+      const sentAt = performance.now();
+      const command = new Command('publish', ['channel', 'message']);
+      return deadlines.send(connection, command).catch(() => {
+        failedAfter.push(performance.now() - sentAt);
+      });
+    };
+    const sends = [send()];
+    // The loop is blocked past a few sweeps: they come late, and a command sent meanwhile must
+    // not be failed by the sweeps that were due while it could not run.
+    for (let blocked = 1; blocked <= 3; blocked++) {
+      const until = performance.now() + 45 * blocked;
+      while (performance.now() < until) {
+        // busy: nothing else runs
+      }
+      sends.push(send());
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(sends);
+    expect(failedAfter).toHaveLength(4);
+    for (const after of failedAfter) expect(after).toBeGreaterThanOrEqual(timeoutMs - 1);
+    // Within a few sweeps more than the timeout (a loaded machine runs them late).
+    for (const after of failedAfter) expect(after).toBeLessThan(timeoutMs * 5);
+    deadlines.stop();
   });
 });
