@@ -91,6 +91,21 @@ describe('per-client limits', () => {
     expect(server.stats.limited.rate).toBe(1);
   });
 
+  it('limits nothing with maxOpsPerSecond: Infinity', async () => {
+    const { server, port } = await node({ maxOpsPerSecond: Number.POSITIVE_INFINITY });
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello' }));
+    await raw.next('welcome');
+    raw.write(Buffer.concat(Array.from({ length: 5000 }, () => json({ t: 'ping' }))));
+    await until(
+      () => raw.messages().filter((m) => m.t === 'pong').length === 5000,
+      10_000,
+      'a pong for every ping',
+    );
+    expect(server.stats.limited.rate).toBe(0);
+    expect(server.clients.size).toBe(1);
+  });
+
   it('keeps the saved data of a session when client.data grows past maxSessionDataBytes', async () => {
     const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
     const { server, errors } = await node({

@@ -545,7 +545,8 @@ class NodeIds {
     next: for (let k = 0; k < fields.length; k++) {
       const field = fields[k]!;
       if (field.length !== length) continue;
-      for (let i = 0; i < length; i++) if (field[i] !== view[at + i]) continue next;
+      // From the end: ids of one cluster tend to differ there (`node-1`, `node-2`).
+      for (let i = length - 1; i >= 0; i--) if (field[i] !== view[at + i]) continue next;
       return this.#ids[k];
     }
     return undefined;

@@ -524,6 +524,8 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
    */
   takeOp(): boolean {
     const rate = this.#host.maxOpsPerSecond;
+    // Turned off: no bucket, and no clock read per frame.
+    if (rate === Number.POSITIVE_INFINITY) return true;
     const now = Date.now();
     // A bucket starts full: one made at the first operation is the one made at connect, refilled.
     this.#bucket ??= { tokens: BURST_SECONDS * rate, filledAt: now };
