@@ -413,6 +413,15 @@ describe.skipIf(!redisAvailable || !valgrindAvailable)(
         expect(base, name).toBeGreaterThan(1000);
         expect(wscale, name).toBeGreaterThan(1000);
       }
+      // Each round's count, and the ratio of each server's fewest.
+      const counts = (cell: string) => cell.split(' ').map(Number);
+      const fewest = [
+        ...output.matchAll(/^\| ([^|]+?) \| ([\d ]+) \| ([\d ]+) \| ([\d.]+) \|$/gm),
+      ].map((row) => [row[1]!, counts(row[2]!), counts(row[3]!), Number(row[4])] as const);
+      expect(fewest.map((row) => row[0])).toEqual(['sending (0)', 'receiving (1)']);
+      for (const [name, hand, ours, ratio] of fewest) {
+        expect(ratio, name).toBeCloseTo(Math.min(...ours) / Math.min(...hand), 2);
+      }
       // callgrind-summary names what the sending node ran, JIT code included, and diffs two nodes.
       const dump = (impl: string) => new RegExp(`^${impl}: node 0 (\\S+),`, 'm').exec(output)?.[1];
       const [hand, wscale] = [dump('ws-redis'), dump('wscale-redis')];

@@ -167,6 +167,18 @@ for (const [node, name] of ROWS.entries()) {
   );
 }
 if (CALLGRIND_DIR !== undefined) {
+  // A round in which V8 had not (yet, or again) optimized part of a path only adds instructions:
+  // the fewest of a server's rounds is its path optimized throughout, the figure to compare.
+  console.log(
+    `\n| node | ${LABELS[0]}, each round | ${LABELS[1]}, each round | ${LABELS[1]} × (fewest of each) |`,
+  );
+  console.log('| --- | --- | --- | ---: |');
+  for (const [node, name] of ROWS.entries()) {
+    const [ours, theirs] = [base!, other!].map((rounds) => rounds.map((each) => each[node]!));
+    console.log(
+      `| ${name} | ${ours!.map((n) => n.toFixed(0)).join(' ')} | ${theirs!.map((n) => n.toFixed(0)).join(' ')} | ${(Math.min(...theirs!) / Math.min(...ours!)).toFixed(2)} |`,
+    );
+  }
   console.log(`\ncallgrind's counts, in ${CALLGRIND_DIR}:\n${dumps.join('\n')}`);
   console.log(
     `by function, per message: node dist/tools/callgrind-summary.js --per ${MESSAGES} ` +
