@@ -183,7 +183,7 @@ export class RedisBroker extends BaseBroker {
     // Messages come in runs on one channel (a node's own, a busy room's): its topic is read once
     // per run, not decoded again for every message.
     let last = this.#lastChannel;
-    if (last === undefined || !sameBytes(last.bytes, channel)) {
+    if (last === undefined || !last.bytes.equals(channel)) {
       const topic = topicOfChannel(this.#prefix, channel.toString());
       if (topic === undefined) return;
       last = { bytes: Buffer.from(channel), topic };
@@ -249,15 +249,4 @@ export class RedisBroker extends BaseBroker {
     this.#restored = true;
     this.#refresh();
   }
-}
-
-/**
- * Whether two channel names are the same bytes. Most are short, and compared here, from the end
- * (a cluster's channels differ there), for less than the native call of `Buffer#equals` costs.
- */
-function sameBytes(a: Buffer, b: Buffer): boolean {
-  if (a.length !== b.length) return false;
-  if (a.length > 64) return a.equals(b);
-  for (let i = a.length - 1; i >= 0; i--) if (a[i] !== b[i]) return false;
-  return true;
 }

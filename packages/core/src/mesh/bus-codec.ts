@@ -184,13 +184,16 @@ export function encodeBusFrame(
   flags = 0,
 ): Buffer {
   let json: string | undefined;
+  // A direct frame's client id is measured once, for its size and its writing.
+  let clientAscii = true;
   let size = PREFIX + nodeIds.field(message.header.n).length;
   switch (message.kind) {
     case BusKind.Broadcast:
       size += broadcastSize(message.header);
       break;
     case BusKind.Direct:
-      size += directSize(message.header);
+      clientAscii = isAscii(message.header.c);
+      size += directSize(message.header, clientAscii);
       break;
     case BusKind.Announce:
     case BusKind.Beat:
@@ -209,8 +212,9 @@ export function encodeBusFrame(
   putUint32(frame, 2, headerEnd - PREFIX);
   let at = writeNodeId(frame, PREFIX, message.header.n);
   if (message.kind === BusKind.Broadcast) at = writeBroadcast(frame, at, message.header);
-  else if (message.kind === BusKind.Direct) at = writeDirect(frame, at, message.header);
-  else if (json !== undefined) at += frame.write(json, at);
+  else if (message.kind === BusKind.Direct) {
+    at = writeDirect(frame, at, message.header, clientAscii);
+  } else if (json !== undefined) at += frame.write(json, at);
   frame.set(payload, at);
   return frame;
 }
@@ -288,9 +292,14 @@ function malformed(kind: number): ProtocolError {
   return new ProtocolError(`bus frame of kind ${BusKind[kind]} with a malformed header`);
 }
 
+/** Whether a string is written a byte per character (else as UTF-16LE). */
+function isAscii(value: string): boolean {
+  return Buffer.byteLength(value) === value.length;
+}
+
 /** Bytes of a string as {@link writeString} writes it. */
-function stringSize(value: string): number {
-  return 4 + (Buffer.byteLength(value) === value.length ? value.length : value.length * 2);
+function stringSize(value: string, ascii = isAscii(value)): number {
+  return 4 + (ascii ? value.length : value.length * 2);
 }
 
 function stringsSize(values: readonly string[]): number {
@@ -299,8 +308,8 @@ function stringsSize(values: readonly string[]): number {
   return size;
 }
 
-function writeString(frame: Buffer, at: number, value: string): number {
-  if (Buffer.byteLength(value) === value.length) {
+function writeString(frame: Buffer, at: number, value: string, ascii = isAscii(value)): number {
+  if (ascii) {
     putUint32(frame, at, value.length);
     return at + 4 + frame.write(value, at + 4, 'latin1');
   }
@@ -358,8 +367,8 @@ function readBroadcast(reader: Reader, n: string): BroadcastHeader {
   return header;
 }
 
-function directSize(header: DirectHeader): number {
-  let size = 2 + stringSize(header.c);
+function directSize(header: DirectHeader, clientAscii: boolean): number {
+  let size = 2 + stringSize(header.c, clientAscii);
   if (header.o === 'join' || header.o === 'leave') size += stringSize(header.a);
   else if (header.o === 'close') size += 8 + stringSize(header.a[1]);
   if (header.r !== undefined) size += stringSize(header.r[0]);
@@ -370,7 +379,12 @@ function directSize(header: DirectHeader): number {
   return size;
 }
 
-function writeDirect(frame: Buffer, at: number, header: DirectHeader): number {
+function writeDirect(
+  frame: Buffer,
+  at: number,
+  header: DirectHeader,
+  clientAscii: boolean,
+): number {
   const { r, s, d, h, w } = header;
   frame[at] = OPERATIONS.indexOf(header.o);
   frame[at + 1] =
@@ -380,7 +394,7 @@ function writeDirect(frame: Buffer, at: number, header: DirectHeader): number {
     (h === undefined ? 0 : DirectField.h) |
     (w === undefined ? 0 : DirectField.w) |
     (header.l === undefined ? 0 : DirectField.l);
-  let next = writeString(frame, at + 2, header.c);
+  let next = writeString(frame, at + 2, header.c, clientAscii);
   if (header.o === 'join' || header.o === 'leave') {
     next = writeString(frame, next, header.a);
   } else if (header.o === 'close') {
