@@ -186,7 +186,7 @@ export function encodeBusFrame(
   let json: string | undefined;
   // A direct frame's client id is measured once, for its size and its writing.
   let clientAscii = true;
-  let size = PREFIX + nodeIds.field(message.header.n).length;
+  let size = PREFIX + nodeIdSize(message.header.n);
   switch (message.kind) {
     case BusKind.Broadcast:
       size += broadcastSize(message.header);
@@ -317,9 +317,15 @@ function writeString(frame: Buffer, at: number, value: string, ascii = isAscii(v
   return at + 4 + frame.write(value, at + 4, 'utf16le');
 }
 
-/** Writes a node id's field (as {@link writeString} would), copied from the ones kept. */
+/** Bytes of a node id as {@link writeNodeId} writes it. */
+function nodeIdSize(id: string): number {
+  return nodeIds.field(id)?.length ?? stringSize(id);
+}
+
+/** Writes a node id as {@link writeString} would: copied from the fields kept, if it is kept. */
 function writeNodeId(frame: Buffer, at: number, id: string): number {
   const field = nodeIds.field(id);
+  if (field === undefined) return writeString(frame, at, id);
   frame.set(field, at);
   return at + field.length;
 }
@@ -373,9 +379,9 @@ function directSize(header: DirectHeader, clientAscii: boolean): number {
   else if (header.o === 'close') size += 8 + stringSize(header.a[1]);
   if (header.r !== undefined) size += stringSize(header.r[0]);
   if (header.s !== undefined) size += 8 + stringSize(header.e!);
-  if (header.d !== undefined) size += nodeIds.field(header.d).length;
+  if (header.d !== undefined) size += nodeIdSize(header.d);
   if (header.h !== undefined) size += 8;
-  if (header.w !== undefined) size += nodeIds.field(header.w).length;
+  if (header.w !== undefined) size += nodeIdSize(header.w);
   return size;
 }
 
@@ -542,13 +548,17 @@ class NodeIds {
   readonly #fields: Buffer[] = [];
   #next = 0;
 
-  /** The field of `id`, as {@link writeString} writes it. */
-  field(id: string): Buffer {
+  /** The field of `id`, as {@link writeString} writes it, kept from now on; none if too long. */
+  field(id: string): Buffer | undefined {
     const ids = this.#ids;
     for (let k = 0; k < ids.length; k++) if (ids[k] === id) return this.#fields[k]!;
+    if (id.length > MAX_KEPT_ID) return undefined;
     const field = Buffer.allocUnsafeSlow(stringSize(id));
     writeString(field, 0, id);
-    if (field.length <= MAX_KEPT_FIELD) this.#add(id, field);
+    const slot = this.#next;
+    this.#next = (slot + 1) % KEPT_NODE_IDS;
+    this.#ids[slot] = id;
+    this.#fields[slot] = field;
     return field;
   }
 
@@ -566,23 +576,16 @@ class NodeIds {
     return undefined;
   }
 
-  /** Keeps a node id just decoded; returns it. */
+  /** Keeps a node id just decoded (unless too long); returns it. */
   keep(id: string): string {
     this.field(id);
     return id;
   }
-
-  #add(id: string, field: Buffer): void {
-    const slot = this.#next;
-    this.#next = (slot + 1) % KEPT_NODE_IDS;
-    this.#ids[slot] = id;
-    this.#fields[slot] = field;
-  }
 }
 
 const KEPT_NODE_IDS = 16;
-/** Node ids are names or UUIDs: a field longer than this is not kept. */
-const MAX_KEPT_FIELD = 4 + 128;
+/** Node ids are names or UUIDs: a longer one is not kept (its field would take 4 + 128 bytes). */
+const MAX_KEPT_ID = 64;
 const nodeIds = new NodeIds();
 
 function readUint32(bytes: Uint8Array, at: number): number {
