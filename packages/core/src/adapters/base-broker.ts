@@ -92,7 +92,20 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   }
 
   publish(topic: string, payload: Uint8Array): Promise<void> {
-    const stamped = this.#stamper.stamp(payload);
+    return this.#publishStamped(topic, this.#stamper.stamp(payload));
+  }
+
+  /**
+   * {@link BaseBroker.publish} of `frame.subarray(14)`, without copying it behind a stamp: the
+   * first 14 bytes of `frame` are the caller's to give, and the stamp is written over them. A node encodes its frames between nodes with that room in front
+   * and publishes them so, when its broker does not override `publish`.
+   */
+  publishInPlace(topic: string, frame: Uint8Array): Promise<void> {
+    this.#stamper.stampFront(frame);
+    return this.#publishStamped(topic, frame);
+  }
+
+  #publishStamped(topic: string, stamped: Uint8Array): Promise<void> {
     const sequence = this.#stamper.sequence;
     if (this.#status !== 'ready' || this.#queue.length > 0) {
       return this.#enqueue(topic, stamped, sequence);

@@ -27,14 +27,19 @@ export class PublishStamper {
 
   /** The payload with the stamp of the next number in front. */
   stamp(payload: Uint8Array): Uint8Array {
-    const sequence = ++this.#sequence;
     const stamped = Buffer.allocUnsafe(STAMP_BYTES + payload.length);
-    stamped[0] = MARK[0];
-    stamped[1] = MARK[1];
-    stamped.set(this.#id, 2);
-    stamped.writeUIntBE(sequence, 8, 6);
     stamped.set(payload, STAMP_BYTES);
+    this.stampFront(stamped);
     return stamped;
+  }
+
+  /** Writes the stamp of the next number over the first {@link STAMP_BYTES} bytes of `bytes`. */
+  stampFront(bytes: Uint8Array): void {
+    const sequence = ++this.#sequence;
+    bytes[0] = MARK[0];
+    bytes[1] = MARK[1];
+    bytes.set(this.#id, 2);
+    writeUint48(bytes, 8, sequence);
   }
 }
 
@@ -104,6 +109,17 @@ function readUint48(data: Uint8Array, at: number): number {
   const low =
     ((data[at + 2]! << 24) | (data[at + 3]! << 16) | (data[at + 4]! << 8) | data[at + 5]!) >>> 0;
   return high * 2 ** 32 + low;
+}
+
+function writeUint48(data: Uint8Array, at: number, value: number): void {
+  const high = Math.floor(value / 2 ** 32);
+  data[at] = high >>> 8;
+  data[at + 1] = high;
+  const low = value >>> 0;
+  data[at + 2] = low >>> 24;
+  data[at + 3] = low >>> 16;
+  data[at + 4] = low >>> 8;
+  data[at + 5] = low;
 }
 
 function mark(bits: Uint32Array, n: number): void {

@@ -182,6 +182,8 @@ export function encodeBusFrame(
   message: BusMessage,
   payload: Uint8Array = EMPTY,
   flags = 0,
+  /** Bytes left free in front of the frame (for a broker's stamp). */
+  room = 0,
 ): Buffer {
   let json: string | undefined;
   // A direct frame's client id is measured once, for its size and its writing.
@@ -206,11 +208,11 @@ export function encodeBusFrame(
     }
   }
   const headerEnd = size;
-  const frame = Buffer.allocUnsafe(size + payload.length);
-  frame[0] = message.kind;
-  frame[1] = flags;
-  putUint32(frame, 2, headerEnd - PREFIX);
-  let at = writeNodeId(frame, PREFIX, message.header.n);
+  const frame = Buffer.allocUnsafe(room + size + payload.length);
+  frame[room] = message.kind;
+  frame[room + 1] = flags;
+  putUint32(frame, room + 2, headerEnd - PREFIX);
+  let at = writeNodeId(frame, room + PREFIX, message.header.n);
   if (message.kind === BusKind.Broadcast) at = writeBroadcast(frame, at, message.header);
   else if (message.kind === BusKind.Direct) {
     at = writeDirect(frame, at, message.header, clientAscii);

@@ -10,7 +10,6 @@ import {
   BusKind,
   type BusMessage,
   decodeBusFrame,
-  encodeBusFrame,
   isSentBy,
   type NodeHeader,
   type Query,
@@ -82,6 +81,7 @@ interface PendingRequest {
  */
 export class NodeMesh {
   readonly #broker: Broker;
+  readonly #send: PublishFrame;
   readonly #nodeId: string;
   /** How this node's frames start their header: the broker's echoes of them are not decoded. */
   readonly #sender: Buffer;
@@ -110,8 +110,11 @@ export class NodeMesh {
     timing: MeshTiming,
     /** Where frames that could not be decoded or handled are reported. */
     report: (error: unknown) => void,
+    /** How frames are encoded and published on `broker` (`framePublisher` in server/). */
+    send: PublishFrame,
   ) {
     this.#broker = broker;
+    this.#send = send;
     this.#nodeId = nodeId;
     this.#sender = senderField(nodeId);
     this.#prefix = prefix;
@@ -331,7 +334,7 @@ export class NodeMesh {
     flags?: number,
   ): Promise<void> {
     try {
-      return this.#broker.publish(topic, encodeBusFrame(message, payload, flags));
+      return this.#send(topic, message, payload, flags);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -346,6 +349,14 @@ export class NodeMesh {
     }
   }
 }
+
+/** Encodes a bus frame and publishes it to a topic, on the mesh's broker. */
+export type PublishFrame = (
+  topic: string,
+  message: BusMessage,
+  payload?: Uint8Array,
+  flags?: number,
+) => Promise<void>;
 
 /** The message a broadcast from another node carries, ready for local fan-out. */
 export function broadcastMessage(frame: BusFrameOf<BusKind.Broadcast>): Outgoing {

@@ -1,6 +1,14 @@
 import { Buffer } from 'node:buffer';
-import type { History } from '../contracts.js';
-import type { BroadcastHeader, DirectHeader, DirectOperation } from '../mesh/bus-codec.js';
+import { BaseBroker } from '../adapters/base-broker.js';
+import { STAMP_BYTES } from '../adapters/publish-stamp.js';
+import type { Broker, History } from '../contracts.js';
+import {
+  type BroadcastHeader,
+  type DirectHeader,
+  type DirectOperation,
+  encodeBusFrame,
+} from '../mesh/bus-codec.js';
+import type { PublishFrame } from '../mesh/node-mesh.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { inboxOf, isInbox } from '../protocol/messages.js';
 import type { Outgoing } from '../protocol/outgoing.js';
@@ -208,3 +216,21 @@ export async function keptDirect(
 
 /** The bytes of a direct operation that carries no message. */
 export const NO_BYTES = Buffer.alloc(0);
+
+/**
+ * How a node or a `Publisher` publishes frames on `broker`: while it stamps what it publishes as
+ * {@link BaseBroker} does (its `publish` not overridden or replaced, which is checked at every
+ * frame), each frame is encoded with room for the stamp in front and stamped there, not copied
+ * behind a stamp.
+ */
+export function framePublisher(broker: Broker): PublishFrame {
+  const plain: PublishFrame = (topic, message, payload, flags) =>
+    broker.publish(topic, encodeBusFrame(message, payload, flags));
+  if (!(broker instanceof BaseBroker)) return plain;
+  return (topic, message, payload, flags) =>
+    broker.publish === STAMPING_PUBLISH
+      ? broker.publishInPlace(topic, encodeBusFrame(message, payload, flags, STAMP_BYTES))
+      : plain(topic, message, payload, flags);
+}
+
+const STAMPING_PUBLISH = BaseBroker.prototype.publish;

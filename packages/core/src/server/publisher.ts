@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Broker, History } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
-import { BusKind, type DirectOperation, encodeBusFrame } from '../mesh/bus-codec.js';
-import { topics } from '../mesh/node-mesh.js';
+import { BusKind, type DirectOperation } from '../mesh/bus-codec.js';
+import { type PublishFrame, topics } from '../mesh/node-mesh.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
   directHeader,
+  framePublisher,
   historyLookup,
   keepsDirect,
   keptDirect,
@@ -54,7 +55,8 @@ export interface PublisherOptions {
 export class Publisher {
   /** This publisher's id, the `n` of what it sends. */
   readonly id: string;
-  readonly #broker: Broker;
+  /** Publishes a frame on the nodes' broker. */
+  readonly #send: PublishFrame;
   readonly #historyOf: (room: string) => History | undefined;
   readonly #directHistory: History | undefined;
   readonly #prefix: string;
@@ -63,7 +65,7 @@ export class Publisher {
   #closed = false;
 
   constructor(options: PublisherOptions) {
-    this.#broker = options.broker;
+    this.#send = framePublisher(options.broker);
     this.#prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.#allTopic = topics.all(this.#prefix);
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
@@ -125,11 +127,7 @@ export class Publisher {
       this.#historyOf,
       (group, { message, header }) => {
         const topic = group.length === 1 ? topics.room(this.#prefix, group[0]!) : this.#allTopic;
-        const kind = BusKind.Broadcast;
-        return this.#broker.publish(
-          topic,
-          encodeBusFrame({ kind, header }, message.bytes, message.flags),
-        );
+        return this.#send(topic, { kind: BusKind.Broadcast, header }, message.bytes, message.flags);
       },
     );
   }
@@ -144,7 +142,6 @@ export class Publisher {
       ? await keptDirect(this.id, id, operation, message!, this.#directHistory)
       : { header: directHeader(this.id, id, operation), message };
     const { bytes, flags } = sent ?? { bytes: NO_BYTES, flags: 0 };
-    const frame = encodeBusFrame({ kind: BusKind.Direct, header }, bytes, flags);
-    await this.#broker.publish(this.#allTopic, frame);
+    await this.#send(this.#allTopic, { kind: BusKind.Direct, header }, bytes, flags);
   }
 }

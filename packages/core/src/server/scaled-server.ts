@@ -38,7 +38,7 @@ import { Membership } from '../v1/membership.js';
 import { type BroadcastOperator, broadcastOperator, uniqueRooms } from './broadcast.js';
 import { Delivery } from './delivery.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
-import { RemoteClientById } from './publication.js';
+import { framePublisher, RemoteClientById } from './publication.js';
 import { Queries } from './queries.js';
 import { resolveOptions } from './resolve-options.js';
 import type { QueryOptions, RemoteClient, ServerEvents } from './server-types.js';
@@ -117,6 +117,7 @@ export class ScaledWebSocketServer<
       resolved.topicPrefix,
       { beatMs: resolved.nodeHeartbeatMs, timeoutMs: resolved.nodeTimeoutMs },
       report,
+      framePublisher(this.#broker),
     );
     this.#presence = this.#presenceService();
     this.#delivery = new Delivery(
