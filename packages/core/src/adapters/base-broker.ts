@@ -97,8 +97,9 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
 
   /**
    * {@link BaseBroker.publish} of `frame.subarray(14)`, without copying it behind a stamp: the
-   * first 14 bytes of `frame` are the caller's to give, and the stamp is written over them. A node encodes its frames between nodes with that room in front
-   * and publishes them so, when its broker does not override `publish`.
+   * first 14 bytes of `frame` are the caller's to give, and the stamp is written over them. A node
+   * encodes its frames between nodes with that room in front and publishes them so, while its
+   * broker's `publish` is this class's own.
    */
   publishInPlace(topic: string, frame: Uint8Array): Promise<void> {
     this.#stamper.stampFront(frame);
