@@ -64,20 +64,6 @@ export function within<T>(promise: Promise<T>, what: string, ms: number): Promis
   ]);
 }
 
-/** Resolves once `done()` holds, checked every `stepMs`; rejects naming `what` after `ms`. */
-export async function until(
-  done: () => boolean | Promise<boolean>,
-  what: string,
-  ms: number,
-  stepMs = 10,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, stepMs));
-  }
-}
-
 /** Calls `send(i)` for i from 0 to `count - 1`, at `rate` a second; resolves once all are sent. */
 export function atRate(count: number, rate: number, send: (i: number) => void): Promise<void> {
   const started = performance.now();

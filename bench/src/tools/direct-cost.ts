@@ -21,6 +21,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { until } from '@wscale/core/testing';
 import WebSocket from 'ws';
 import { InstructionCounter } from '../harness/callgrind.js';
 import { IMPLEMENTATIONS } from '../harness/implementations.js';
@@ -28,7 +29,7 @@ import { startNodes } from '../harness/nodes.js';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
 import { median } from '../report/aggregate.js';
-import { atRate, until } from '../servers/config.js';
+import { atRate } from '../servers/config.js';
 import { payload } from '../wire.js';
 
 const { values } = parseArgs({
@@ -105,10 +106,10 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
   try {
     const [sender, receiver] = await Promise.all(group.urls.map(connect));
     await send(sender!.ws, receiver!.id, 0, WARM_UP);
-    await until(() => receiver!.received() >= WARM_UP, 'the warm-up messages', DRAIN_MS);
+    await until(() => receiver!.received() >= WARM_UP, DRAIN_MS, 'the warm-up messages');
     const measured = async () => {
       await send(sender!.ws, receiver!.id, WARM_UP, MESSAGES);
-      await until(() => receiver!.received() >= WARM_UP + MESSAGES, 'the messages', DRAIN_MS);
+      await until(() => receiver!.received() >= WARM_UP + MESSAGES, DRAIN_MS, 'the messages');
       sender!.ws.terminate();
       receiver!.ws.terminate();
     };

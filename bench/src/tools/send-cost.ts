@@ -19,13 +19,14 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ScaledWebSocketServer } from '@wscale/core';
+import { until } from '@wscale/core/testing';
 import { RedisBroker } from '@wscale/redis';
 import { Redis } from 'ioredis';
 import WebSocket, { WebSocketServer } from 'ws';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
 import { median } from '../report/aggregate.js';
-import { atRate, until, within } from '../servers/config.js';
+import { atRate, within } from '../servers/config.js';
 import { directTarget } from '../wire.js';
 
 const { values } = parseArgs({
@@ -163,7 +164,7 @@ async function main(): Promise<void> {
       const start = process.cpuUsage();
       child!.send({ send: name, count: MESSAGES, text } satisfies Ask);
       await fromChild();
-      await until(() => handled >= MESSAGES, `${name}: the frames handled`, WAIT_MS, 1);
+      await until(() => handled >= MESSAGES, WAIT_MS, `${name}: the frames handled`, 1);
       const used = process.cpuUsage(start);
       return (used.user + used.system) / MESSAGES;
     };

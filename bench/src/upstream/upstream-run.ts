@@ -10,9 +10,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PROTOCOL } from '@wscale/core/protocol';
+import { until } from '@wscale/core/testing';
 import { WebSocket } from 'ws';
 import { median } from '../report/aggregate.js';
-import { until } from '../servers/config.js';
 
 type Mode = 'at-most-once' | 'acknowledged';
 
@@ -104,8 +104,8 @@ async function measure(mode: Mode): Promise<Measurement> {
         heard = (await sample(child)).count - before.count;
         return heard >= total;
       },
-      'every message',
       WAIT_MS,
+      'every message',
       20,
     );
     // Let the last receipts go out before the node's CPU is read.

@@ -7,11 +7,13 @@ import type { Command, Redis } from 'ioredis';
  *
  * A command still unanswered `timeoutMs` after it was sent is rejected (`Command timed out`, as
  * ioredis says it) by a sweep that runs while commands are out, every tenth of the timeout: it
- * fails within `timeoutMs` plus that tenth. Time is counted in sweeps, not read from a clock per
- * command: one sent after sweep `k` fails at sweep `k + 11` (for a timeout of 10 ms or more), and
- * sweeps are at least a tenth apart (a late one moves the next ones later too), so never sooner
- * than `timeoutMs` after it was sent. Redis answers a connection's commands in order, so the
- * oldest command out is first in line, and answered ones leave from the front as new ones come.
+ * fails within `timeoutMs` plus that tenth (plus two tenths, when the timeout is not a multiple of
+ * 10 ms). Time is counted in sweeps, not read from a clock per command: one sent after sweep `k`
+ * fails once a timeout's worth of whole sweeps has passed after the next one (at sweep `k + 11`
+ * for a multiple of 10 ms), and sweeps are at least a tenth apart (a late one moves the next ones
+ * later too), so never sooner than `timeoutMs` after it was sent. Redis answers a connection's
+ * commands in order, so the oldest command out is first in line, and answered ones leave from the
+ * front as new ones come.
  */
 export class CommandDeadlines {
   readonly #sweepMs: number;

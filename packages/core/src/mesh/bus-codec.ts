@@ -478,18 +478,19 @@ class Reader {
   }
 
   string(what: string): string {
-    const start = this.#skip(what);
-    return this.#view.toString(this.#wide ? 'utf16le' : 'latin1', start, this.#at);
+    return this.#decode(this.#skip(what));
   }
 
   /** A node id: the same string as the last time its bytes came, if they came lately. */
   nodeId(): string {
     const at = this.#at;
     const start = this.#skip('node id');
-    return (
-      nodeIds.known(this.#view, at, this.#at) ??
-      nodeIds.keep(this.#view.toString(this.#wide ? 'utf16le' : 'latin1', start, this.#at))
-    );
+    return nodeIds.known(this.#view, at, this.#at) ?? nodeIds.keep(this.#decode(start));
+  }
+
+  /** The string whose bytes {@link Reader.#skip} just moved past, from `start`. */
+  #decode(start: number): string {
+    return this.#view.toString(this.#wide ? 'utf16le' : 'latin1', start, this.#at);
   }
 
   /**

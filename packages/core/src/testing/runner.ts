@@ -22,17 +22,18 @@ export class Cleanup {
   }
 }
 
-/** Resolves when `predicate` holds, polling every 10 ms; rejects after `timeoutMs`. */
+/** Resolves when `predicate` holds, polling every `stepMs`; rejects after `timeoutMs`. */
 export async function until(
   predicate: () => boolean | Promise<boolean>,
   timeoutMs: number,
   what: string,
+  stepMs = 10,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline)
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(10);
+    await delay(stepMs);
   }
 }
 

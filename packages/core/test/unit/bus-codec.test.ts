@@ -268,6 +268,27 @@ describe('node bus codec', () => {
     }
   });
 
+  it('decodes a node id sent in another encoding than the one kept for it as what it says', () => {
+    /** A `Beat` frame whose node id field is `bytes`, with the length word `length`. */
+    const beat = (length: number, bytes: Buffer) => {
+      const header = Buffer.alloc(4 + bytes.length);
+      header.writeUInt32BE(length, 0);
+      bytes.copy(header, 4);
+      const prefix = Buffer.from([BusKind.Beat, 0, 0, 0, 0, 0]);
+      prefix.writeUInt32BE(header.length, 2);
+      return Buffer.concat([prefix, header]);
+    };
+    // Both ids are kept once encoded: 'node-1' as ASCII, 'nodé' as UTF-16LE.
+    for (const n of ['node-1', 'nodé']) encodeBusFrame({ kind: BusKind.Beat, header: { n } });
+    const wide = Buffer.from('node-1', 'utf16le');
+    expect(decodeBusFrame(beat(0x8000_0000 + wide.length, wide)).header).toEqual({ n: 'node-1' });
+    // A byte per character, one of them not ASCII: Latin-1, not the kept UTF-16LE 'nodé'.
+    const narrow = Buffer.from('nodé', 'latin1');
+    expect(decodeBusFrame(beat(narrow.length, narrow)).header).toEqual({ n: 'nodé' });
+    // Bytes that differ from a kept id's in one place are not that id.
+    expect(decodeBusFrame(beat(6, Buffer.from('node-2'))).header).toEqual({ n: 'node-2' });
+  });
+
   it('tells a node its own frames, of every kind, by their first header bytes', () => {
     const own = senderField('a');
     for (const [, message] of frames) {

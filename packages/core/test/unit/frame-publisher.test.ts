@@ -74,4 +74,20 @@ describe('framePublisher', () => {
     expect(topics).toEqual(['t']);
     await Promise.all([sender.close(), receiver.close()]);
   });
+
+  it('queues frames stamped in place while the broker is down, and sends each once, in order', async () => {
+    const bus = new MemoryBus();
+    const [sender, receiver] = [new MemoryBroker({ bus }), new MemoryBroker({ bus })];
+    const received: string[] = [];
+    await receiver.subscribe('t', (payload) => received.push(decodeBusFrame(payload).header.n));
+    const send = framePublisher(sender);
+    bus.disconnect();
+    const sent = ['a', 'b', 'c'].map((n) => send('t', { kind: BusKind.Beat, header: { n } }));
+    expect(sender.queued).toBe(3);
+    bus.reconnect();
+    await Promise.all(sent);
+    await until(() => received.length >= 3, 2000, 'the queued frames');
+    expect(received).toEqual(['a', 'b', 'c']);
+    await Promise.all([sender.close(), receiver.close()]);
+  });
 });
