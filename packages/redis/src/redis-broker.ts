@@ -5,7 +5,6 @@ import {
   type BrokerStatus,
   InvalidOptionError,
 } from '@wscale/core';
-import { Command } from 'ioredis';
 import { CommandDeadlines } from './command-deadlines.js';
 import {
   batchWrites,
@@ -17,6 +16,7 @@ import {
   whenReady,
 } from './connection.js';
 import { channelName, checkPrefix, topicOfChannel } from './naming.js';
+import { PublishChannel } from './publish-command.js';
 
 /** Options of {@link RedisBroker}. */
 export interface RedisBrokerOptions extends BaseBrokerOptions {
@@ -80,7 +80,7 @@ export class RedisBroker extends BaseBroker {
   #restoring = 0;
   #lastError: Error | undefined;
   #repairTimer: NodeJS.Timeout | undefined;
-  readonly #channels = new Map<string, string>();
+  readonly #channels = new Map<string, PublishChannel>();
   /** The channel the last message came on, and its topic. */
   #lastChannel: { bytes: Buffer; topic: string } | undefined;
 
@@ -150,10 +150,11 @@ export class RedisBroker extends BaseBroker {
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     // ioredis's own promise, not one more around it: this runs for every message.
-    if (isCluster(this.#pub)) return this.#pub.spublish(channel, message);
+    if (isCluster(this.#pub)) return this.#pub.spublish(channel.name, message);
     batchWrites(this.#pub);
-    if (this.#deadlines === undefined) return this.#pub.publish(channel, message);
-    return this.#deadlines.send(this.#pub, new Command('publish', [channel, message]));
+    const command = channel.command(message);
+    if (this.#deadlines === undefined) return this.#pub.sendCommand(command) as Promise<unknown>;
+    return this.#deadlines.send(this.#pub, command);
   }
 
   protected async closeConnection(): Promise<void> {
@@ -169,11 +170,11 @@ export class RedisBroker extends BaseBroker {
   }
 
   /** The channel of a topic published to, built once (topics come and go: the names are bounded). */
-  #channelOf(topic: string): string {
+  #channelOf(topic: string): PublishChannel {
     let channel = this.#channels.get(topic);
     if (channel === undefined) {
       if (this.#channels.size >= MAX_CHANNELS) this.#channels.clear();
-      channel = channelName(this.#prefix, topic);
+      channel = new PublishChannel(channelName(this.#prefix, topic));
       this.#channels.set(topic, channel);
     }
     return channel;

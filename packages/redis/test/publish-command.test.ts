@@ -1,0 +1,132 @@
+/**
+ * The broker writes each `PUBLISH` itself (`PublishChannel`), not through ioredis's serialiser:
+ * the bytes must be the ones ioredis would have written, for every channel name and message, and
+ * a real Redis must deliver every message whole, on the right channel.
+ */
+import { Buffer } from 'node:buffer';
+import { until } from '@wscale/core/testing';
+import { RedisBroker } from '@wscale/redis';
+import { describeRedis, RedisServer } from '@wscale/test-support';
+import fc from 'fast-check';
+import { Command, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { channelName } from '../src/naming.js';
+import { PublishChannel } from '../src/publish-command.js';
+import { standalone } from './helpers/clients.js';
+
+/** What ioredis itself writes for `PUBLISH channel message`. */
+function ioredisBytes(channel: string, message: Buffer): Buffer {
+  return Buffer.from(new Command('publish', [channel, message]).toWritable({}) as Buffer);
+}
+
+describe('PublishChannel', () => {
+  it('writes what ioredis writes, for any channel name and message', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'grapheme', maxLength: 40 }),
+        fc.uint8Array({ maxLength: 300 }),
+        (name, bytes) => {
+          const message = Buffer.from(bytes);
+          const command = new PublishChannel(name).command(message);
+          expect(command.toWritable()).toEqual(ioredisBytes(name, message));
+          // ioredis's own checks and logs see a plain PUBLISH.
+          expect(command.name).toBe('publish');
+          expect(command.args).toEqual([name, message]);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('writes the length of messages around every change in its number of digits', () => {
+    const channel = new PublishChannel('wscale:{room}');
+    for (const length of [0, 1, 9, 10, 11, 99, 100, 999, 1000, 65_535, 65_536, 1_000_000]) {
+      const message = Buffer.alloc(length, 0x61);
+      const same = channel
+        .command(message)
+        .toWritable()
+        .equals(ioredisBytes('wscale:{room}', message));
+      expect(same, `length ${length}`).toBe(true);
+    }
+  });
+});
+
+describeRedis('RedisBroker publishes through PublishChannel', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await RedisServer.launch();
+  });
+  afterAll(() => server?.destroy());
+
+  it('delivers every message whole, on its channel, to a plain subscriber and to brokers', async () => {
+    const broker = new RedisBroker({ redis: standalone(server) });
+    const listener = new RedisBroker({ redis: standalone(server) });
+    const plain = new Redis(standalone(server));
+    const topics = ['room', 'zimmer-ä', 'комната', '🚀 rocket', 'percent % and } brace'];
+    const sizes = [0, 1, 9, 10, 99, 100, 4095, 4096, 65_536, 1_000_000];
+    const heard: string[] = [];
+    const plainHeard: string[] = [];
+    try {
+      await until(() => broker.status === 'ready' && listener.status === 'ready', 5000, 'ready');
+      for (const topic of topics) {
+        await listener.subscribe(topic, (payload, t) => heard.push(`${t}:${digest(payload)}`));
+      }
+      plain.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) => {
+        plainHeard.push(`${channel.toString()}:${message.length}`);
+      });
+      await plain.psubscribe('wscale:*');
+      const sent: string[] = [];
+      for (const topic of topics) {
+        for (const size of sizes) {
+          const payload = patterned(size, sent.length);
+          sent.push(`${topic}:${digest(payload)}`);
+          // A plain Uint8Array as well as a Buffer: the broker takes either.
+          await broker.publish(topic, sent.length % 2 === 0 ? payload : new Uint8Array(payload));
+        }
+      }
+      await until(() => heard.length >= sent.length, 10_000, 'every message');
+      await until(() => plainHeard.length >= sent.length, 10_000, 'every message, plainly');
+      expect(heard).toEqual(sent);
+      // On the wire each message is the stamp (14 bytes) and the payload, on its topic's channel.
+      expect(plainHeard).toEqual(
+        topics.flatMap((topic) =>
+          sizes.map((size) => `${channelName('wscale:', topic)}:${size + 14}`),
+        ),
+      );
+    } finally {
+      plain.disconnect();
+      await Promise.all([broker.close(), listener.close()]);
+    }
+  });
+
+  it('publishes the same way on a client passed in', async () => {
+    const client = new Redis(standalone(server));
+    const broker = new RedisBroker({ redis: client });
+    const listener = new RedisBroker({ redis: standalone(server) });
+    const heard: string[] = [];
+    try {
+      await until(() => broker.status === 'ready' && listener.status === 'ready', 5000, 'ready');
+      await listener.subscribe('passed', (payload) => heard.push(Buffer.from(payload).toString()));
+      for (let i = 0; i < 100; i++) await broker.publish('passed', Buffer.from(`message ${i}`));
+      await until(() => heard.length >= 100, 5000, 'every message');
+      expect(heard).toEqual(Array.from({ length: 100 }, (_, i) => `message ${i}`));
+    } finally {
+      await Promise.all([broker.close(), listener.close()]);
+      client.disconnect();
+    }
+  });
+});
+
+/** `size` bytes that differ from one message to the next and along the message. */
+function patterned(size: number, seed: number): Buffer {
+  const bytes = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed * 7) & 0xff;
+  return bytes;
+}
+
+/** The length and a checksum of a payload: enough to tell a message cut, shifted or mixed up. */
+function digest(payload: Uint8Array): string {
+  let sum = 0;
+  for (let i = 0; i < payload.length; i++) sum = (sum * 33 + payload[i]!) >>> 0;
+  return `${payload.length}/${sum}`;
+}
