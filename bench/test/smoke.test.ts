@@ -326,6 +326,7 @@ describe.skipIf(!redisAvailable)('bench publisher-cost --smoke', () => {
     );
     expect([...rows.keys()]).toEqual([
       'Publisher',
+      'Publisher, room with history',
       'a wscale node (no members)',
       'hand-written: ioredis `publish`',
       'hand-written, `enableAutoPipelining`',

@@ -1,7 +1,8 @@
 // The cost of publishing from a process that holds no sockets: the same room broadcasts sent, on
 // a real redis-server of its own, by a `Publisher`, by a wscale node with no local members (what
-// a worker would otherwise run) and by a hand-written ioredis `publish` of the same JSON (with and
-// without ioredis's `enableAutoPipelining`), rounds interleaved in one run. Each sends its
+// a worker would otherwise run), by a `Publisher` to a room that keeps history (each message
+// appended to a `RedisHistory` first, as a node does) and by a hand-written ioredis `publish` of the
+// same JSON (with and without ioredis's `enableAutoPipelining`), rounds interleaved in one run. Each sends its
 // messages twice: awaiting each publish, then in bursts (`--burst` publishes sent together, then
 // awaited: a worker notifying many rooms, a loop of sends). Reports the publishing process's CPU
 // per publish and what one publish puts on the broker.
@@ -9,7 +10,7 @@
 //   node dist/tools/publisher-cost.js [--smoke] [--messages N] [--rounds R] [--burst B]
 import { parseArgs } from 'node:util';
 import { Publisher, ScaledWebSocketServer } from '@wscale/core';
-import { RedisBroker } from '@wscale/redis';
+import { RedisBroker, RedisHistory } from '@wscale/redis';
 import { Redis } from 'ioredis';
 import { Processes } from '../harness/processes.js';
 import { startRedis } from '../harness/services.js';
@@ -28,10 +29,11 @@ const ROUNDS = Number(values.rounds ?? (values.smoke ? 1 : 3));
 const BURST = Number(values.burst);
 const PAYLOAD = JSON.stringify({ type: 'chat', room: 'lobby', text: 'hello, how is everyone?' });
 
-const SENDERS = ['publisher', 'node', 'ioredis', 'ioredis-pipelined'] as const;
+const SENDERS = ['publisher', 'publisher-history', 'node', 'ioredis', 'ioredis-pipelined'] as const;
 type Sender = (typeof SENDERS)[number];
 const LABELS: Record<Sender, string> = {
   publisher: 'Publisher',
+  'publisher-history': 'Publisher, room with history',
   node: 'a wscale node (no members)',
   ioredis: 'hand-written: ioredis `publish`',
   'ioredis-pipelined': 'hand-written, `enableAutoPipelining`',
@@ -83,7 +85,12 @@ async function open(sender: Sender, url: string): Promise<Sending> {
       ? new ScaledWebSocketServer({ noServer: true, broker: counting, nodeHeartbeatMs: 60_000 })
       : undefined;
   await node?.ready();
-  const publisher = new Publisher({ broker: counting });
+  const history =
+    sender === 'publisher-history' ? new RedisHistory({ redis: url, maxEntries: 1000 }) : undefined;
+  const publisher = new Publisher({
+    broker: counting,
+    ...(history === undefined ? {} : { history: [{ rooms: 'lobby', store: history }] }),
+  });
   return {
     send: (text) =>
       node === undefined ? publisher.to('lobby').send(text) : node.to('lobby').send(text),
@@ -91,6 +98,7 @@ async function open(sender: Sender, url: string): Promise<Sending> {
     close: async () => {
       await node?.close();
       await broker.close();
+      await history?.close();
     },
   };
 }

@@ -1,8 +1,6 @@
-import type { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { batchWrites, type RedisClient } from './connection.js';
-
-type Argument = string | Buffer | number;
+import { batchWrites, isCluster, type RedisClient } from './connection.js';
+import { type Argument, WrittenCommand, writeCommand } from './written-command.js';
 
 /**
  * A Lua script run by its SHA1 (`EVALSHA`), sent in full (`EVAL`) only when the server does not
@@ -20,31 +18,44 @@ export class LuaScript {
 
   /** Runs the script; bulk replies come back as strings. */
   run(client: RedisClient, keys: string[], args: Argument[]): Promise<unknown> {
-    return this.#eval(client, keys, args, false);
+    return this.#eval(client, keys, args, 'utf8');
   }
 
   /** Runs the script; bulk replies come back as Buffers (for binary payloads). */
   runBuffer(client: RedisClient, keys: string[], args: Argument[]): Promise<unknown> {
-    return this.#eval(client, keys, args, true);
+    return this.#eval(client, keys, args, null);
   }
 
-  async #eval(
+  #eval(
     client: RedisClient,
     keys: string[],
     args: Argument[],
-    buffers: boolean,
+    encoding: BufferEncoding | null,
   ): Promise<unknown> {
-    const call = (command: string, script: string) => {
-      batchWrites(client);
-      return buffers
-        ? client.callBuffer(command, script, keys.length, ...keys, ...args)
-        : client.call(command, script, keys.length, ...keys, ...args);
-    };
-    try {
-      return await call('EVALSHA', this.#sha);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return call('EVAL', this.#source);
+    return call(client, 'EVALSHA', [this.#sha, keys.length, ...keys, ...args], encoding).catch(
+      (error: unknown) => {
+        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        return call(client, 'EVAL', [this.#source, keys.length, ...keys, ...args], encoding);
+      },
+    );
+  }
+}
+
+/** Sends a command, written in one piece on one Redis; as ioredis writes it on a Cluster. */
+function call(
+  client: RedisClient,
+  name: string,
+  args: Argument[],
+  encoding: BufferEncoding | null,
+): Promise<unknown> {
+  try {
+    batchWrites(client);
+    if (isCluster(client)) {
+      return encoding === null ? client.callBuffer(name, ...args) : client.call(name, ...args);
     }
+    const command = new WrittenCommand(name, args, writeCommand(name, args), encoding);
+    return client.sendCommand(command) as Promise<unknown>;
+  } catch (error) {
+    return Promise.reject(error);
   }
 }

@@ -16,7 +16,7 @@ import {
   whenReady,
 } from './connection.js';
 import { channelName, checkPrefix, topicOfChannel } from './naming.js';
-import { PublishChannel } from './publish-command.js';
+import { PublishChannel } from './written-command.js';
 
 /** Options of {@link RedisBroker}. */
 export interface RedisBrokerOptions extends BaseBrokerOptions {

@@ -156,18 +156,17 @@ export class RedisHistory implements History {
     return { ok: true, epoch: position.epoch, entries };
   }
 
-  async position(room: string): Promise<HistoryPosition> {
-    const reply = (await this.#run('read the position of', room, (client) =>
+  position(room: string): Promise<HistoryPosition> {
+    return this.#run('read the position of', room, (client) =>
       POSITION.run(client, this.#keys(room), [newEpoch(), this.#roomTtlMs]),
-    )) as [number, string];
-    return { offset: reply[0], epoch: reply[1] };
+    ).then(positionOf);
   }
 
   async close(): Promise<void> {
     if (this.#owned) await closeClient(this.#client);
   }
 
-  async #append(
+  #append(
     room: string,
     payload: Uint8Array,
     channel: string | undefined,
@@ -178,7 +177,7 @@ export class RedisHistory implements History {
       command = this.#cluster ? 'SPUBLISH' : 'PUBLISH';
       if (this.#cluster) keys.push(channel);
     }
-    const reply = (await this.#run('append to', room, (client) =>
+    return this.#run('append to', room, (client) =>
       APPEND.run(client, keys, [
         asBuffer(payload),
         newEpoch(),
@@ -188,8 +187,7 @@ export class RedisHistory implements History {
         command,
         channel ?? '',
       ]),
-    )) as [number, string];
-    return { offset: reply[0], epoch: reply[1] };
+    ).then(positionOf);
   }
 
   #keys(room: string): string[] {
@@ -197,18 +195,26 @@ export class RedisHistory implements History {
     return [`${base}:meta`, `${base}:log`];
   }
 
-  async #run<T>(what: string, room: string, command: (client: RedisClient) => Promise<T>) {
+  /** Runs `command` once the client is ready (no wait when it is: this runs for every message). */
+  #run<T>(what: string, room: string, command: (client: RedisClient) => Promise<T>): Promise<T> {
+    const client = this.#client;
+    let ran: Promise<T>;
     try {
-      await whenReady(this.#client, this.#timeoutMs);
-      return await command(this.#client);
+      ran =
+        client.status === 'ready'
+          ? command(client)
+          : whenReady(client, this.#timeoutMs).then(() => command(client));
     } catch (error) {
+      ran = Promise.reject(error);
+    }
+    return ran.catch((error: unknown) => {
       const hint = messageOf(error).includes('CROSSSLOT')
         ? ' (on Redis Cluster, appendAndPublish needs a topic in the room’s slot: use the room name)'
         : '';
       throw new HistoryError(`could not ${what} room "${room}": ${messageOf(error)}${hint}`, {
         cause: error,
       });
-    }
+    });
   }
 }
 
@@ -222,6 +228,12 @@ function newEpoch(): string {
 }
 const EPOCH_BASE = randomBytes(12).toString('base64url');
 let epochsDrawn = 0;
+
+/** The position a script answers with: `[offset, epoch]`. */
+function positionOf(reply: unknown): HistoryPosition {
+  const [offset, epoch] = reply as [number, string];
+  return { offset, epoch };
+}
 
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes)

@@ -1,7 +1,8 @@
 /**
- * The broker writes each `PUBLISH` itself (`PublishChannel`), not through ioredis's serialiser:
- * the bytes must be the ones ioredis would have written, for every channel name and message, and
- * a real Redis must deliver every message whole, on the right channel.
+ * The adapters write their hot commands themselves (`PublishChannel` for the broker's `PUBLISH`,
+ * `writeCommand` for the history's scripts), not through ioredis's serialiser: the bytes must be
+ * the ones ioredis would have written, for every name and argument, and a real Redis must deliver
+ * every message whole, on the right channel.
  */
 import { Buffer } from 'node:buffer';
 import { until } from '@wscale/core/testing';
@@ -11,13 +12,34 @@ import fc from 'fast-check';
 import { Command, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelName } from '../src/naming.js';
-import { PublishChannel } from '../src/publish-command.js';
+import { PublishChannel, writeCommand } from '../src/written-command.js';
 import { standalone } from './helpers/clients.js';
 
 /** What ioredis itself writes for `PUBLISH channel message`. */
 function ioredisBytes(channel: string, message: Buffer): Buffer {
   return Buffer.from(new Command('publish', [channel, message]).toWritable({}) as Buffer);
 }
+
+describe('writeCommand', () => {
+  it('writes what ioredis writes, for any name and text, byte and number arguments', () => {
+    const argument = fc.oneof(
+      fc.string({ unit: 'grapheme', maxLength: 30 }),
+      fc.uint8Array({ maxLength: 100 }).map((bytes) => Buffer.from(bytes)),
+      fc.integer(),
+    );
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 12 }),
+        fc.array(argument, { maxLength: 12 }),
+        (name, args) => {
+          const ioredis = new Command(name, [...args]).toWritable({});
+          expect(writeCommand(name, args)).toEqual(Buffer.from(ioredis));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
 
 describe('PublishChannel', () => {
   it('writes what ioredis writes, for any channel name and message', () => {
