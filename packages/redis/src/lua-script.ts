@@ -41,7 +41,10 @@ export class LuaScript {
   }
 }
 
-/** Sends a command, written in one piece on one Redis; as ioredis writes it on a Cluster. */
+/**
+ * Sends a command, written in one piece on one Redis; as ioredis writes it on a Cluster, or on a
+ * client with ioredis's own `keyPrefix` (which ioredis adds to the script's keys).
+ */
 function call(
   client: RedisClient,
   name: string,
@@ -50,7 +53,7 @@ function call(
 ): Promise<unknown> {
   try {
     batchWrites(client);
-    if (isCluster(client)) {
+    if (isCluster(client) || client.options.keyPrefix) {
       return encoding === null ? client.callBuffer(name, ...args) : client.call(name, ...args);
     }
     const command = new WrittenCommand(name, args, writeCommand(name, args), encoding);

@@ -6,7 +6,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { until } from '@wscale/core/testing';
-import { RedisBroker } from '@wscale/redis';
+import { RedisBroker, RedisHistory } from '@wscale/redis';
 import { describeRedis, RedisServer } from '@wscale/test-support';
 import fc from 'fast-check';
 import { Command, Redis } from 'ioredis';
@@ -20,6 +20,9 @@ function ioredisBytes(channel: string, message: Buffer): Buffer {
   return Buffer.from(new Command('publish', [channel, message]).toWritable({}) as Buffer);
 }
 
+/** Command names; not one `Object.prototype` has (ioredis looks names up in plain objects). */
+const commandName = fc.string({ minLength: 1, maxLength: 12 }).filter((name) => !(name in {}));
+
 describe('writeCommand', () => {
   it('writes what ioredis writes, for any name and text, byte and number arguments', () => {
     const argument = fc.oneof(
@@ -28,14 +31,10 @@ describe('writeCommand', () => {
       fc.integer(),
     );
     fc.assert(
-      fc.property(
-        fc.string({ minLength: 1, maxLength: 12 }),
-        fc.array(argument, { maxLength: 12 }),
-        (name, args) => {
-          const ioredis = new Command(name, [...args]).toWritable({});
-          expect(writeCommand(name, args)).toEqual(Buffer.from(ioredis));
-        },
-      ),
+      fc.property(commandName, fc.array(argument, { maxLength: 12 }), (name, args) => {
+        const ioredis = new Command(name, [...args]).toWritable({});
+        expect(writeCommand(name, args)).toEqual(Buffer.from(ioredis));
+      }),
       { numRuns: 500 },
     );
   });
@@ -118,6 +117,24 @@ describeRedis('RedisBroker publishes through PublishChannel', () => {
     } finally {
       plain.disconnect();
       await Promise.all([broker.close(), listener.close()]);
+    }
+  });
+
+  it('leaves scripts on a client with ioredis keyPrefix to ioredis, which prefixes their keys', async () => {
+    const client = new Redis({ ...standalone(server), keyPrefix: 'app:' });
+    const plain = new Redis(standalone(server));
+    const history = new RedisHistory({ redis: client });
+    try {
+      const first = await history.append('prefixed', Buffer.from('one'));
+      await history.append('prefixed', Buffer.from('two'));
+      const read = await history.read('prefixed', first);
+      expect(read.ok && read.entries.map((entry) => Buffer.from(entry.payload).toString())).toEqual(
+        ['two'],
+      );
+      expect(await plain.exists('app:wscale:history:{prefixed}:meta')).toBe(1);
+    } finally {
+      plain.disconnect();
+      client.disconnect();
     }
   });
 
