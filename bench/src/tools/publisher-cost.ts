@@ -1,11 +1,11 @@
 // The cost of publishing from a process that holds no sockets: the same room broadcasts sent, on
 // a real redis-server of its own, by a `Publisher`, by a wscale node with no local members (what
 // a worker would otherwise run), by a `Publisher` to a room that keeps history (each message
-// appended to a `RedisHistory` first, as a node does) and by a hand-written ioredis `publish` of the
-// same JSON (with and without ioredis's `enableAutoPipelining`), rounds interleaved in one run. Each sends its
-// messages twice: awaiting each publish, then in bursts (`--burst` publishes sent together, then
-// awaited: a worker notifying many rooms, a loop of sends). Reports the publishing process's CPU
-// per publish and what one publish puts on the broker.
+// appended to a `RedisHistory` first, as a node does) and by a hand-written ioredis `publish` of
+// the same JSON (with and without ioredis's `enableAutoPipelining`), rounds interleaved in one
+// run. Each sends its messages twice: awaiting each publish, then in bursts (`--burst` publishes
+// sent together, then awaited: a worker notifying many rooms, a loop of sends). Reports the
+// publishing process's CPU per publish and what one publish puts on the broker.
 //
 //   node dist/tools/publisher-cost.js [--smoke] [--messages N] [--rounds R] [--burst B]
 import { parseArgs } from 'node:util';
