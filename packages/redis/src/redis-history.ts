@@ -218,6 +218,9 @@ export class RedisHistory implements History {
   }
 }
 
+const EPOCH_BASE = randomBytes(12).toString('base64url');
+let epochsDrawn = 0;
+
 /**
  * A fresh epoch, used only if the script finds the room without one: 96 random bits drawn once
  * per process, then a count, so no two are ever the same. Every append sends one, and drawing
@@ -226,8 +229,6 @@ export class RedisHistory implements History {
 function newEpoch(): string {
   return `${EPOCH_BASE}${(epochsDrawn++).toString(36)}`;
 }
-const EPOCH_BASE = randomBytes(12).toString('base64url');
-let epochsDrawn = 0;
 
 /** The position a script answers with: `[offset, epoch]`. */
 function positionOf(reply: unknown): HistoryPosition {

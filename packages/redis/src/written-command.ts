@@ -1,7 +1,11 @@
 import { Buffer } from 'node:buffer';
 import { Command } from 'ioredis';
 
-/** An argument of a command: text (UTF-8 on the wire), bytes, or a number (its decimal text). */
+/**
+ * An argument of a command: text (UTF-8 on the wire), bytes, or a number (its decimal text). Any
+ * other value is written as ioredis writes it: `null` and `undefined` as empty, the rest as
+ * `String(value)`.
+ */
 export type Argument = string | Buffer | number;
 
 /**
@@ -32,7 +36,7 @@ export function writeCommand(name: string, args: readonly Argument[]): Buffer {
   const sizes: number[] = [Buffer.byteLength(name)];
   let size = 3 + decimalDigits(args.length + 1);
   for (const arg of args) {
-    const text = typeof arg === 'number' ? String(arg) : arg;
+    const text = typeof arg === 'string' || arg instanceof Buffer ? arg : String(arg ?? '');
     const bytes = typeof text === 'string' ? Buffer.byteLength(text) : text.length;
     texts.push(text);
     sizes.push(bytes);
@@ -67,12 +71,14 @@ export class PublishChannel {
   command(message: Buffer): WrittenCommand {
     const head = this.#head;
     const length = message.length;
-    const wire = Buffer.allocUnsafe(head.length + decimalDigits(length) + 4 + length);
+    const digits = decimalDigits(length);
+    const wire = Buffer.allocUnsafe(head.length + digits + 4 + length);
     wire.set(head, 0);
-    const at = endLine(wire, writeDecimal(wire, head.length, length));
+    const at = endLine(wire, writeDecimal(wire, head.length, length, digits));
     wire.set(message, at);
     endLine(wire, at + length);
-    return new WrittenCommand('publish', [this.name, message], wire, 'utf8');
+    // The reply is a count: nothing to decode.
+    return new WrittenCommand('publish', [this.name, message], wire, null);
   }
 }
 
@@ -82,9 +88,14 @@ function decimalDigits(value: number): number {
   return digits;
 }
 
-/** Writes a whole number ≥ 0 in decimal at `at`; returns where it ends. */
-function writeDecimal(wire: Buffer, at: number, value: number): number {
-  const end = at + decimalDigits(value);
+/** Writes a whole number ≥ 0 in decimal (`digits` long) at `at`; returns where it ends. */
+function writeDecimal(
+  wire: Buffer,
+  at: number,
+  value: number,
+  digits = decimalDigits(value),
+): number {
+  const end = at + digits;
   for (let i = end - 1, rest = value; i >= at; i--, rest = Math.floor(rest / 10)) {
     wire[i] = 0x30 + (rest % 10);
   }

@@ -5,6 +5,7 @@
  * every message whole, on the right channel.
  */
 import { Buffer } from 'node:buffer';
+import { HistoryError } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { RedisBroker, RedisHistory } from '@wscale/redis';
 import { describeRedis, RedisServer } from '@wscale/test-support';
@@ -12,7 +13,7 @@ import fc from 'fast-check';
 import { Command, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelName } from '../src/naming.js';
-import { PublishChannel, writeCommand } from '../src/written-command.js';
+import { type Argument, PublishChannel, writeCommand } from '../src/written-command.js';
 import { standalone } from './helpers/clients.js';
 
 /** What ioredis itself writes for `PUBLISH channel message`. */
@@ -29,6 +30,8 @@ describe('writeCommand', () => {
       fc.string({ unit: 'grapheme', maxLength: 30 }),
       fc.uint8Array({ maxLength: 100 }).map((bytes) => Buffer.from(bytes)),
       fc.integer(),
+      // Wrong-typed values from a caller that slipped past the types: written as ioredis does.
+      fc.constantFrom(null, undefined, true, 1.5) as fc.Arbitrary<Argument>,
     );
     fc.assert(
       fc.property(commandName, fc.array(argument, { maxLength: 12 }), (name, args) => {
@@ -135,6 +138,24 @@ describeRedis('RedisBroker publishes through PublishChannel', () => {
     } finally {
       plain.disconnect();
       client.disconnect();
+    }
+  });
+
+  it('rejects a payload that is not bytes with a HistoryError, and answers a wrong-typed epoch as ioredis did', async () => {
+    const history = new RedisHistory({ redis: standalone(server) });
+    try {
+      const first = await history.append('typed', Buffer.from('one'));
+      // A promise that rejects, not a throw out of the call: the check runs inside it.
+      const append = history.append('typed', 'not bytes' as unknown as Uint8Array);
+      await expect(append).rejects.toBeInstanceOf(HistoryError);
+      // An epoch that is no string is sent as ioredis sends it (empty): not this room's epoch.
+      const read = await history.read('typed', {
+        offset: first.offset,
+        epoch: undefined as unknown as string,
+      });
+      expect(read).toMatchObject({ ok: false, reason: 'epoch-changed', position: first });
+    } finally {
+      await history.close();
     }
   });
 
