@@ -258,7 +258,9 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
   });
 
   it('appendAndPublish stores and delivers each entry once, in offset order', async () => {
-    const options = { stream: `${stream}_republish`, republishTo: 'wscale.' };
+    // Two histories racing for one room retry their compare-and-set: on a loaded machine (the
+    // whole suite on 2 cores) an append can take longer than the 2 s the other tests allow.
+    const options = { stream: `${stream}_republish`, republishTo: 'wscale.', timeoutMs: 10_000 };
     const [h1, h2] = [history(options), history(options)];
     const broker = new NatsBroker({ servers: nats.server.url });
     opened.push(broker);
