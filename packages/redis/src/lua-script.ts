@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { batchWrites, isCluster, type RedisClient } from './connection.js';
+import { batchWrites, type RedisClient } from './connection.js';
 import { type Argument, WrittenCommand, writeCommand } from './written-command.js';
 
 /**
@@ -42,8 +42,9 @@ export class LuaScript {
 }
 
 /**
- * Sends a command, written in one piece on one Redis; as ioredis writes it on a Cluster, or on a
- * client with ioredis's own `keyPrefix` (which ioredis adds to the script's keys).
+ * Sends a command, written in one piece (a Cluster routes it by its keys, as it routes its own);
+ * as ioredis writes it on a client with ioredis's own `keyPrefix`, which ioredis adds to the
+ * script's keys.
  */
 function call(
   client: RedisClient,
@@ -53,7 +54,7 @@ function call(
 ): Promise<unknown> {
   try {
     batchWrites(client);
-    if (isCluster(client) || client.options.keyPrefix) {
+    if (client.options.keyPrefix) {
       return encoding === null ? client.callBuffer(name, ...args) : client.call(name, ...args);
     }
     const command = new WrittenCommand(name, args, writeCommand(name, args), encoding);

@@ -72,6 +72,11 @@ export class RedisBroker extends BaseBroker {
   readonly #ownsPub: boolean;
   readonly #cluster: boolean;
   readonly #prefix: string;
+  /**
+   * What a channel carries in front of {@link RedisBroker.#prefix} on the wire: on a Cluster,
+   * ioredis's `keyPrefix` (it counts a shard channel as a key, and prefixes it in `SSUBSCRIBE`).
+   */
+  readonly #wirePrefix: string;
   readonly #timeoutMs: number;
   /** Bounds the publishes on a connection the broker opened (one timer, not one per publish). */
   readonly #deadlines: CommandDeadlines | undefined;
@@ -95,6 +100,7 @@ export class RedisBroker extends BaseBroker {
     this.#pub = client;
     this.#ownsPub = owned;
     this.#cluster = isCluster(client);
+    this.#wirePrefix = this.#cluster ? (client.options.keyPrefix ?? '') : '';
     if (owned) this.#deadlines = new CommandDeadlines(this.#timeoutMs);
     this.#sub = isCluster(client)
       ? client.duplicate([], { shardedSubscribers: true, slotsRefreshInterval: SLOTS_REFRESH_MS })
@@ -149,12 +155,14 @@ export class RedisBroker extends BaseBroker {
     const message = Buffer.isBuffer(payload)
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-    // ioredis's own promise, not one more around it: this runs for every message.
-    if (isCluster(this.#pub)) return this.#pub.spublish(channel.name, message);
-    batchWrites(this.#pub);
+    // ioredis's own promise, not one more around it: this runs for every message. A Cluster
+    // sends it to the shard that owns the channel's slot.
     const command = channel.command(message);
-    if (this.#deadlines === undefined) return this.#pub.sendCommand(command) as Promise<unknown>;
-    return this.#deadlines.send(this.#pub, command);
+    const pub = this.#pub;
+    batchWrites(pub);
+    // Bounded by `#deadlines` on a connection the broker opened (one Redis, never a Cluster).
+    if (this.#deadlines !== undefined && !isCluster(pub)) return this.#deadlines.send(pub, command);
+    return pub.sendCommand(command) as Promise<unknown>;
   }
 
   protected async closeConnection(): Promise<void> {
@@ -174,7 +182,8 @@ export class RedisBroker extends BaseBroker {
     let channel = this.#channels.get(topic);
     if (channel === undefined) {
       if (this.#channels.size >= MAX_CHANNELS) this.#channels.clear();
-      channel = new PublishChannel(channelName(this.#prefix, topic));
+      const name = this.#wirePrefix + channelName(this.#prefix, topic);
+      channel = new PublishChannel(name, this.#cluster);
       this.#channels.set(topic, channel);
     }
     return channel;
@@ -185,7 +194,7 @@ export class RedisBroker extends BaseBroker {
     // per run, not decoded again for every message.
     let last = this.#lastChannel;
     if (last === undefined || !last.bytes.equals(channel)) {
-      const topic = topicOfChannel(this.#prefix, channel.toString());
+      const topic = topicOfChannel(this.#wirePrefix + this.#prefix, channel.toString());
       if (topic === undefined) return;
       last = { bytes: Buffer.from(channel), topic };
       this.#lastChannel = last;

@@ -57,17 +57,27 @@ export function writeCommand(name: string, args: readonly Argument[]): Buffer {
 }
 
 /**
- * A channel published to, with the part of a `PUBLISH` on the wire that is the same for every
- * message on it: `*3 $7 publish $<bytes> <channel> $` (each line ended by CRLF but the last).
+ * A channel published to, with the part of a `PUBLISH` (on a Cluster `SPUBLISH`) on the wire that is
+ * the same for every message on it: `*3 $7 publish $<bytes> <channel> $` (each line ended by CRLF
+ * but the last).
  */
 export class PublishChannel {
+  readonly #command: 'publish' | 'spublish';
   readonly #head: Buffer;
 
-  constructor(readonly name: string) {
-    this.#head = Buffer.from(`*3\r\n$7\r\npublish\r\n$${Buffer.byteLength(name)}\r\n${name}\r\n$`);
+  /** `sharded`: published with `SPUBLISH`, to the shard that owns the channel's slot. */
+  constructor(
+    readonly name: string,
+    sharded = false,
+  ) {
+    const command = sharded ? 'spublish' : 'publish';
+    this.#command = command;
+    this.#head = Buffer.from(
+      `*3\r\n$${command.length}\r\n${command}\r\n$${Buffer.byteLength(name)}\r\n${name}\r\n$`,
+    );
   }
 
-  /** A `PUBLISH` of `message` to this channel. */
+  /** A `PUBLISH` (or `SPUBLISH`) of `message` to this channel. */
   command(message: Buffer): WrittenCommand {
     const head = this.#head;
     const length = message.length;
@@ -77,8 +87,8 @@ export class PublishChannel {
     const at = endLine(wire, writeDecimal(wire, head.length, length, digits));
     wire.set(message, at);
     endLine(wire, at + length);
-    // The reply is a count: nothing to decode.
-    return new WrittenCommand('publish', [this.name, message], wire, null);
+    // The reply is a count: nothing to decode. A Cluster routes it by its arguments' key.
+    return new WrittenCommand(this.#command, [this.name, message], wire, null);
   }
 }
 

@@ -1,7 +1,8 @@
 import { type BrokerStatus, BrokerUnavailableError, WscaleError } from '@wscale/core';
 import { brokerSuite, delay, until } from '@wscale/core/testing';
-import { RedisBroker } from '@wscale/redis';
+import { RedisBroker, RedisHistory } from '@wscale/redis';
 import { describeRedis, RedisClusterFixture, RedisServer } from '@wscale/test-support';
+import { Cluster } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closingWith, clusterClient, standalone } from './helpers/clients.js';
 import { moveSlot, ownerAndOther, slotOwner } from './helpers/cluster-slots.js';
@@ -228,6 +229,30 @@ describeRedis('RedisBroker on Redis Cluster (sharded pub/sub)', () => {
       expect(got.sort()).toEqual(topics.map((topic) => `${topic}=${topic}`).sort());
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('publishes and hears on the shard channels ioredis prefixes with its keyPrefix', async () => {
+    // ioredis counts a shard channel as a key: with `keyPrefix` it subscribes `app:wscale:{t}`.
+    const clients = [0, 1].map(() => new Cluster(cluster.nodes, { keyPrefix: 'app:' }));
+    const [a, b] = clients.map((client) => closingWith(new RedisBroker({ redis: client }), client));
+    const history = new RedisHistory({ redis: clients[0]! });
+    try {
+      const got: string[] = [];
+      await b!.subscribe('prefixed', (payload, topic) =>
+        got.push(`${topic}=${Buffer.from(payload)}`),
+      );
+      const channel = 'app:wscale:{prefixed}';
+      const owner = await slotOwner(cluster, channel);
+      expect(await owner.cli('pubsub', 'shardnumsub', channel)).toBe(`${channel}\n1`);
+      await a!.publish('prefixed', Buffer.from('from a broker'));
+      // A history room's append publishes on the same channel, from its script.
+      await history.appendAndPublish('prefixed', Buffer.from('from a history'), 'prefixed');
+      await until(() => got.length >= 2, 5000, 'both messages');
+      expect(got[0]).toBe('prefixed=from a broker');
+      expect(got[1]).toMatch(/^prefixed=.*from a history$/s);
+    } finally {
+      await Promise.all([a!.close(), b!.close()]);
     }
   });
 

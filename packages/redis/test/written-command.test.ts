@@ -16,9 +16,9 @@ import { channelName } from '../src/naming.js';
 import { type Argument, PublishChannel, writeCommand } from '../src/written-command.js';
 import { standalone } from './helpers/clients.js';
 
-/** What ioredis itself writes for `PUBLISH channel message`. */
-function ioredisBytes(channel: string, message: Buffer): Buffer {
-  return Buffer.from(new Command('publish', [channel, message]).toWritable({}) as Buffer);
+/** What ioredis itself writes for `PUBLISH channel message` (or `SPUBLISH`). */
+function ioredisBytes(channel: string, message: Buffer, name = 'publish'): Buffer {
+  return Buffer.from(new Command(name, [channel, message]).toWritable({}) as Buffer);
 }
 
 /** Command names; not one `Object.prototype` has (ioredis looks names up in plain objects). */
@@ -44,18 +44,21 @@ describe('writeCommand', () => {
 });
 
 describe('PublishChannel', () => {
-  it('writes what ioredis writes, for any channel name and message', () => {
+  it('writes what ioredis writes, for any channel name and message, sharded or not', () => {
     fc.assert(
       fc.property(
         fc.string({ unit: 'grapheme', maxLength: 40 }),
         fc.uint8Array({ maxLength: 300 }),
-        (name, bytes) => {
+        fc.boolean(),
+        (name, bytes, sharded) => {
           const message = Buffer.from(bytes);
-          const command = new PublishChannel(name).command(message);
-          expect(command.toWritable()).toEqual(ioredisBytes(name, message));
-          // ioredis's own checks and logs see a plain PUBLISH.
-          expect(command.name).toBe('publish');
+          const command = new PublishChannel(name, sharded).command(message);
+          const commandName = sharded ? 'spublish' : 'publish';
+          expect(command.toWritable()).toEqual(ioredisBytes(name, message, commandName));
+          // ioredis's own checks and logs see a plain PUBLISH, and a Cluster the channel's slot.
+          expect(command.name).toBe(commandName);
           expect(command.args).toEqual([name, message]);
+          expect(command.getSlot()).toBe(new Command(commandName, [name, message]).getSlot());
         },
       ),
       { numRuns: 500 },
