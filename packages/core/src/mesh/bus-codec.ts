@@ -231,11 +231,14 @@ export function senderField(nodeId: string): Buffer {
   return field;
 }
 
-/** Whether `bytes` is a frame whose sending node is the one {@link senderField} was built for. */
+/**
+ * Whether `bytes` is a frame whose sending node is the one {@link senderField} was built for.
+ * Compared from the end, where node ids differ most often (`node-1`, `node-2`): a frame of another
+ * node, which every node receives for each message, is told apart at its first byte compared.
+ */
 export function isSentBy(bytes: Uint8Array, sender: Buffer): boolean {
-  const end = PREFIX + sender.length;
-  if (bytes.length < end) return false;
-  for (let i = 0; i < sender.length; i++) if (bytes[PREFIX + i] !== sender[i]) return false;
+  if (bytes.length < PREFIX + sender.length) return false;
+  for (let i = sender.length - 1; i >= 0; i--) if (bytes[PREFIX + i] !== sender[i]) return false;
   return true;
 }
 
