@@ -56,6 +56,15 @@ export function isCluster(client: RedisClient): client is Cluster {
 }
 
 /**
+ * Whether a Cluster client gathers commands into pipelines itself (ioredis's
+ * `enableAutoPipelining`, per shard): the adapters then leave their commands to it, written as
+ * ioredis writes them. One Redis needs no such setting: {@link batchWrites} gathers them.
+ */
+export function pipelinesItself(client: RedisClient): client is Cluster {
+  return isCluster(client) && client.options.enableAutoPipelining === true;
+}
+
+/**
  * Batches the commands a standalone client is sent in one go (a loop of sends, a burst of
  * broadcasts): the first goes out at once, so a lone publish is not delayed, not even by the
  * local fan-out that follows it; the ones after it are held on the corked socket and leave

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { batchWrites, type RedisClient } from './connection.js';
+import { batchWrites, pipelinesItself, type RedisClient } from './connection.js';
 import { type Argument, WrittenCommand, writeCommand } from './written-command.js';
 
 /**
@@ -44,7 +44,7 @@ export class LuaScript {
 /**
  * Sends a command, written in one piece (a Cluster routes it by its keys, as it routes its own);
  * as ioredis writes it on a client with ioredis's own `keyPrefix`, which ioredis adds to the
- * script's keys.
+ * script's keys, and on a Cluster that gathers commands into pipelines itself.
  */
 function call(
   client: RedisClient,
@@ -54,7 +54,7 @@ function call(
 ): Promise<unknown> {
   try {
     batchWrites(client);
-    if (client.options.keyPrefix) {
+    if (client.options.keyPrefix || pipelinesItself(client)) {
       return encoding === null ? client.callBuffer(name, ...args) : client.call(name, ...args);
     }
     const command = new WrittenCommand(name, args, writeCommand(name, args), encoding);

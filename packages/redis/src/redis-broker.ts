@@ -11,6 +11,7 @@ import {
   closeClient,
   isCluster,
   openClient,
+  pipelinesItself,
   type RedisClient,
   type RedisConnection,
   whenReady,
@@ -151,14 +152,15 @@ export class RedisBroker extends BaseBroker {
   }
 
   protected publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
-    const channel = this.#channelOf(topic);
     const message = Buffer.isBuffer(payload)
       ? payload
       : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const pub = this.#pub;
+    // A Cluster that gathers commands into pipelines itself gets them as ioredis writes them.
+    if (pipelinesItself(pub)) return pub.spublish(channelName(this.#prefix, topic), message);
     // ioredis's own promise, not one more around it: this runs for every message. A Cluster
     // sends it to the shard that owns the channel's slot.
-    const command = channel.command(message);
-    const pub = this.#pub;
+    const command = this.#channelOf(topic).command(message);
     batchWrites(pub);
     // Bounded by `#deadlines` on a connection the broker opened (one Redis, never a Cluster).
     if (this.#deadlines !== undefined && !isCluster(pub)) return this.#deadlines.send(pub, command);

@@ -256,6 +256,28 @@ describeRedis('RedisBroker on Redis Cluster (sharded pub/sub)', () => {
     }
   });
 
+  it('leaves its commands to the pipelines of a Cluster client with enableAutoPipelining', async () => {
+    const clients = [0, 1].map(() => new Cluster(cluster.nodes, { enableAutoPipelining: true }));
+    const [a, b] = clients.map((client) => closingWith(new RedisBroker({ redis: client }), client));
+    const history = new RedisHistory({ redis: clients[0]! });
+    try {
+      await until(() => a!.status === 'ready' && b!.status === 'ready', 5000, 'ready');
+      const got: string[] = [];
+      await b!.subscribe('piped', (payload) => got.push(String(Buffer.from(payload))));
+      // Sent in one go: ioredis holds them in its pipelines until the tick ends.
+      const sent = Array.from({ length: 50 }, (_, i) => a!.publish('piped', Buffer.from(`${i}`)));
+      expect(clients[0]!.autoPipelineQueueSize).toBe(50);
+      await Promise.all(sent);
+      const appended = [1, 2].map((i) => history.append('piped', Buffer.from(`kept ${i}`)));
+      expect(clients[0]!.autoPipelineQueueSize).toBe(2);
+      await Promise.all(appended);
+      await until(() => got.length >= 50, 5000, 'every message');
+      expect(got).toEqual(Array.from({ length: 50 }, (_, i) => `${i}`));
+    } finally {
+      await Promise.all([a!.close(), b!.close()]);
+    }
+  });
+
   it('follows a topic whose slot moves to another shard', async () => {
     const [a, b] = [open(), open()];
     try {
