@@ -60,6 +60,11 @@ export class NatsBroker extends BaseBroker {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #ready: Promise<NatsConnection>;
   #connection: NatsConnection | undefined;
+  /**
+   * Whether the connection was opened with `noEcho`: NATS then sends its own publishes to none of
+   * its subscriptions, so the broker hands them to its own listeners itself.
+   */
+  #noEcho = false;
   #statusStream: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
   #batch: Promise<void> | undefined;
   #lastError: Error | undefined;
@@ -121,6 +126,9 @@ export class NatsBroker extends BaseBroker {
     const nc = this.#connection;
     if (nc === undefined) throw new BrokerUnavailableError('not connected to NATS');
     nc.publish(this.subjectFor(topic), payload);
+    // On a later microtask, in publish order, as the echo would come. A copy sent again after a
+    // reconnect is dropped by its stamp.
+    if (this.#noEcho) queueMicrotask(() => this.deliver(topic, payload));
     if (!this.#confirm) return;
     try {
       await this.#roundTrip(nc);
@@ -168,6 +176,7 @@ export class NatsBroker extends BaseBroker {
 
   #attach(nc: NatsConnection): NatsConnection {
     this.#connection = nc;
+    this.#noEcho = (nc as { options?: { noEcho?: boolean } }).options?.noEcho === true;
     if (this.#closing) {
       if (this.#owned) void nc.close();
       return nc;

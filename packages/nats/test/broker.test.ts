@@ -1,6 +1,6 @@
 import { connect } from '@nats-io/transport-node';
 import { type BrokerStatus, BrokerUnavailableError, WscaleError } from '@wscale/core';
-import { brokerSuite, until } from '@wscale/core/testing';
+import { brokerSuite, delay, until } from '@wscale/core/testing';
 import { NatsBroker } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -32,6 +32,36 @@ describe.skipIf(skipWithoutNats())('NatsBroker on one nats-server', () => {
   brokerSuite(runner, {
     create: () => broker(),
     outage: { stop: () => nats.server.kill(), start: () => nats.server.start() },
+  });
+
+  // NATS sends a `noEcho` connection's publishes to none of its own subscriptions; several nodes
+  // in one process share one broker, and hear each other only through them.
+  describe('on connections with noEcho', () => {
+    brokerSuite(runner, {
+      create: () => broker({ connectionOptions: { ...fastReconnect, noEcho: true } }),
+    });
+  });
+
+  it('hands its own publishes to its own subscriptions, once, on a given noEcho connection', async () => {
+    const nc = await connect({ servers: nats.server.url, noEcho: true });
+    const other = broker();
+    try {
+      const b = new NatsBroker({ connection: nc });
+      await until(() => b.status === 'ready' && other.status === 'ready', 5000, 'ready');
+      const [own, others] = [[] as string[], [] as string[]];
+      await b.subscribe('quiet', (payload) => own.push(Buffer.from(payload).toString()));
+      await other.subscribe('quiet', (payload) => others.push(Buffer.from(payload).toString()));
+      const sent = Array.from({ length: 20 }, (_, i) => `${i}`);
+      await Promise.all(sent.map((n) => b.publish('quiet', Buffer.from(n))));
+      await other.publish('quiet', Buffer.from('from the other'));
+      await until(() => own.length >= 21 && others.length >= 21, 5000, 'every message');
+      await delay(50);
+      expect(own).toEqual([...sent, 'from the other']);
+      expect(others).toEqual([...sent, 'from the other']);
+      await b.close();
+    } finally {
+      await nc.close();
+    }
   });
 
   it('encodes topics into one subject token each', () => {

@@ -288,6 +288,24 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     );
   });
 
+  it('is heard by a broker on the same noEcho connection: the server republishes what it stored', async () => {
+    const nc = await connect({ servers: nats.server.url, noEcho: true });
+    try {
+      const shared = { connection: nc, republishTo: 'wscale.' };
+      const h = history({ ...shared, stream: `${stream}_noecho` });
+      const broker = new NatsBroker({ connection: nc });
+      opened.push(broker);
+      await until(() => broker.status === 'ready', 5000, 'broker');
+      const delivered: string[] = [];
+      await broker.subscribe('quiet', (payload) => delivered.push(text(payload)));
+      for (const n of [1, 2, 3]) await h.appendAndPublish('quiet', () => Buffer.from(`entry ${n}`));
+      await until(() => delivered.length >= 3, 5000, 'three entries');
+      expect(delivered).toEqual(['entry 1', 'entry 2', 'entry 3']);
+    } finally {
+      await nc.close();
+    }
+  });
+
   it('rejects only the append whose build threw mid-batch; the rest are stored in call order', async () => {
     const options = { stream: `${stream}_buildthrows`, republishTo: 'wscale.' };
     const h = history(options);
