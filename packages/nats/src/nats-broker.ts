@@ -1,4 +1,9 @@
-import type { NatsConnection, Status, Subscription } from '@nats-io/transport-node';
+import {
+  errors,
+  type NatsConnection,
+  type Status,
+  type Subscription,
+} from '@nats-io/transport-node';
 import {
   BaseBroker,
   type BaseBrokerOptions,
@@ -65,6 +70,12 @@ export class NatsBroker extends BaseBroker {
    * its subscriptions, so the broker hands them to its own listeners itself.
    */
   #noEcho = false;
+  /**
+   * Publishes NATS refused (the connection's permissions): how many so far, and the count at the
+   * latest refusal of each subject.
+   */
+  #refusals = 0;
+  readonly #refusedAt = new Map<string, number>();
   #statusStream: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
   #batch: Promise<void> | undefined;
   #lastError: Error | undefined;
@@ -97,15 +108,20 @@ export class NatsBroker extends BaseBroker {
   protected async subscribeTopic(topic: string): Promise<void> {
     const nc = await this.#ready;
     const subject = this.subjectFor(topic);
+    // A subscription the server refuses (the connection's permissions) is handed the error, and
+    // it comes before the answer to the round trip below.
+    let refused: Error | undefined;
     const subscription = nc.subscribe(subject, {
       callback: (error, message) => {
         if (error === null) this.deliver(topic, message.data);
+        else refused ??= error;
       },
     });
     this.#subscriptions.set(topic, subscription);
     try {
       // Resolve only once the server has the subscription: a publish after this reaches it.
       await this.#roundTrip(nc);
+      if (refused !== undefined) throw refused;
     } catch (error) {
       if (this.#subscriptions.get(topic) === subscription) this.#subscriptions.delete(topic);
       subscription.unsubscribe();
@@ -125,7 +141,9 @@ export class NatsBroker extends BaseBroker {
   protected async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
     const nc = this.#connection;
     if (nc === undefined) throw new BrokerUnavailableError('not connected to NATS');
-    nc.publish(this.subjectFor(topic), payload);
+    const subject = this.subjectFor(topic);
+    const refusals = this.#refusals;
+    nc.publish(subject, payload);
     // On a later microtask, in publish order, as the echo would come. A copy sent again after a
     // reconnect is dropped by its stamp.
     if (this.#noEcho) queueMicrotask(() => this.deliver(topic, payload));
@@ -138,6 +156,11 @@ export class NatsBroker extends BaseBroker {
       // and sends it again once connected, instead of failing it.
       if (!(error instanceof BrokerUnavailableError)) this.setStatus('down', asError(error));
       throw error;
+    }
+    // The server says nothing to a publish it takes, and refuses one only in an error that comes
+    // before the round trip's answer: never resolve for a message NATS dropped.
+    if ((this.#refusedAt.get(subject) ?? 0) > refusals) {
+      throw new BrokerUnavailableError(`NATS refused a publish to ${subject} (permissions)`);
     }
   }
 
@@ -157,7 +180,8 @@ export class NatsBroker extends BaseBroker {
 
   /**
    * One server round trip confirms every publish and subscription made before it, so those of a
-   * tick (a resume storm subscribes hundreds of inboxes) share one.
+   * tick (a resume storm subscribes hundreds of inboxes) share one. It settles once the status
+   * events that came before its answer (a refused publish) have been handled.
    */
   #roundTrip(nc: NatsConnection): Promise<void> {
     this.#batch ??= Promise.resolve().then(() => {
@@ -169,7 +193,7 @@ export class NatsBroker extends BaseBroker {
           new BrokerUnavailableError(
             `NATS did not confirm a round trip in ${this.#publishTimeoutMs} ms`,
           ),
-      );
+      ).then(afterPendingWork);
     });
     return this.#batch;
   }
@@ -207,6 +231,7 @@ export class NatsBroker extends BaseBroker {
           break;
         case 'error':
           this.#lastError = status.error;
+          if (isRefusedPublish(status.error)) this.#refused(status.error.subject);
           break;
         default:
           break;
@@ -230,12 +255,35 @@ export class NatsBroker extends BaseBroker {
     }
   }
 
+  #refused(subject: string): void {
+    if (this.#refusedAt.size >= MAX_REFUSED_SUBJECTS) this.#refusedAt.clear();
+    this.#refusedAt.set(subject, ++this.#refusals);
+  }
+
   /** The connection is gone for good (closed by its owner, or the first connect failed). */
   #lost(error: Error): void {
     if (this.#closing) return;
     this.setStatus('down', error);
     void this.close();
   }
+}
+
+/** Subjects whose latest refused publish is remembered (past it, all are forgotten). */
+const MAX_REFUSED_SUBJECTS = 1024;
+
+const { PermissionViolationError } = errors;
+
+function isRefusedPublish(error: Error): error is InstanceType<typeof PermissionViolationError> {
+  return error instanceof PermissionViolationError && error.operation === 'publish';
+}
+
+/**
+ * Resolves after the promise reactions queued now, and those they queue, have run: a `nextTick`
+ * queued from a promise reaction runs once the microtask queue is empty. The status events the
+ * client dispatched before a round trip's answer reach {@link NatsBroker}'s status loop by then.
+ */
+function afterPendingWork(): Promise<void> {
+  return new Promise((resolve) => process.nextTick(resolve));
 }
 
 function asError(error: unknown): Error {

@@ -192,3 +192,59 @@ describe.skipIf(skipWithoutNats())('NatsBroker on one nats-server', () => {
     await until(() => received.at(-1) === sent, 5000, 'the last message');
   }, 60_000);
 });
+
+describe.skipIf(skipWithoutNats())('NatsBroker on a connection with limited permissions', () => {
+  let nats: SingleNats;
+  // Topic names as the broker's subjects carry them (one base64url token each).
+  const subject = (topic: string) => `wscale.${Buffer.from(topic).toString('base64url')}`;
+  beforeAll(async () => {
+    const user = {
+      user: 'app',
+      password: 'secret',
+      permissions: {
+        publish: { allow: [subject('allowed')] },
+        subscribe: { allow: [subject('allowed'), subject('listen-only')] },
+      },
+    };
+    nats = await startNatsServer({ config: `authorization { users = [${JSON.stringify(user)}] }` });
+  });
+  afterAll(() => nats?.close());
+
+  const open = () =>
+    new NatsBroker({
+      servers: nats.server.url,
+      connectionOptions: { ...fastReconnect, user: 'app', pass: 'secret' },
+    });
+
+  it('rejects what NATS refuses, instead of resolving for a message it dropped', async () => {
+    const [a, b] = [open(), open()];
+    try {
+      await until(() => a.status === 'ready' && b.status === 'ready', 5000, 'ready');
+      const subscribed = b.subscribe('denied', () => undefined);
+      await expect(subscribed).rejects.toBeInstanceOf(BrokerUnavailableError);
+      await expect(subscribed).rejects.toThrow(/Permissions Violation for Subscription/);
+      const got: string[] = [];
+      await b.subscribe('listen-only', (payload) =>
+        got.push(`listen-only ${Buffer.from(payload)}`),
+      );
+      await b.subscribe('allowed', (payload) => got.push(`allowed ${Buffer.from(payload)}`));
+      // Refused, every time, alone or among publishes NATS takes; the connection stays up.
+      for (let round = 0; round < 3; round++) {
+        const sent = [
+          a.publish('allowed', Buffer.from(`${round}`)),
+          a.publish('listen-only', Buffer.from(`${round}`)),
+        ];
+        await expect(sent[0]).resolves.toBeUndefined();
+        await expect(sent[1]).rejects.toThrow(/refused a publish/);
+      }
+      await expect(a.publish('listen-only', Buffer.from('alone'))).rejects.toBeInstanceOf(
+        BrokerUnavailableError,
+      );
+      await until(() => got.length >= 3, 5000, 'the allowed messages');
+      expect(got).toEqual(['allowed 0', 'allowed 1', 'allowed 2']);
+      expect(a.status).toBe('ready');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});

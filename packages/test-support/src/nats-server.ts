@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,8 @@ interface ServerSpec {
   monitorPort: number;
   storeDir: string;
   cluster?: { name: string; port: number; routes: number[] };
+  /** The text of a configuration file (`-c`), e.g. users and their permissions. */
+  config?: string;
 }
 
 /** One `nats-server -js` process that can be killed and started again on the same port and store. */
@@ -93,9 +95,14 @@ export class NatsServer {
   }
 
   #spawn(): void {
-    const { name, port, monitorPort, storeDir, cluster } = this.#spec;
+    const { name, port, monitorPort, storeDir, cluster, config } = this.#spec;
     const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
     args.push('-sd', storeDir, '-n', name);
+    if (config !== undefined) {
+      const file = join(storeDir, 'server.conf');
+      writeFileSync(file, config);
+      args.push('-c', file);
+    }
     if (cluster !== undefined) {
       const routes = cluster.routes.map((p) => `nats://127.0.0.1:${p}`).join(',');
       args.push('--cluster_name', cluster.name, '--cluster', `nats://127.0.0.1:${cluster.port}`);
@@ -152,8 +159,11 @@ export interface SingleNats {
   close(): Promise<void>;
 }
 
-/** Starts one `nats-server -js` on free loopback ports with a temporary store directory. */
-export async function startNatsServer(): Promise<SingleNats> {
+/**
+ * Starts one `nats-server -js` on free loopback ports with a temporary store directory; `config`
+ * is the text of a configuration file for it (its command line sets the ports and the store).
+ */
+export async function startNatsServer(options: { config?: string } = {}): Promise<SingleNats> {
   const storeDir = mkdtempSync(join(tmpdir(), 'wscale-nats-'));
   const [port, monitorPort] = (await freePorts(2)) as [number, number];
   const server = new NatsServer({
@@ -161,6 +171,7 @@ export async function startNatsServer(): Promise<SingleNats> {
     port,
     monitorPort,
     storeDir,
+    config: options.config,
   });
   await server.start();
   return {
