@@ -14,6 +14,11 @@ import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { encodeToken, isSubjectPrefix } from './subject-token.js';
 import { describe, withTimeout } from './timeout.js';
 
+/** Subjects whose latest refused publish is remembered (past it, all are forgotten). */
+const MAX_REFUSED_SUBJECTS = 1024;
+
+const { PermissionViolationError } = errors;
+
 /** Options of {@link NatsBroker}. */
 export interface NatsBrokerOptions extends BaseBrokerOptions, NatsConnectOptions {
   /**
@@ -267,11 +272,6 @@ export class NatsBroker extends BaseBroker {
     void this.close();
   }
 }
-
-/** Subjects whose latest refused publish is remembered (past it, all are forgotten). */
-const MAX_REFUSED_SUBJECTS = 1024;
-
-const { PermissionViolationError } = errors;
 
 function isRefusedPublish(error: Error): error is InstanceType<typeof PermissionViolationError> {
   return error instanceof PermissionViolationError && error.operation === 'publish';
