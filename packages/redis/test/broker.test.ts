@@ -359,3 +359,35 @@ describeRedis('RedisBroker on Redis Cluster with replicas', () => {
     }
   }, 45_000);
 });
+
+describeRedis('RedisBroker for a Redis user with limited channels (ACL)', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    // `app` may use one channel only; the default user (the fixture's own checks) stays as it is.
+    const user = ['app', 'on', '>secret', 'resetchannels', '&wscale:{allowed}', '+@all'];
+    server = await RedisServer.launch(() => ['--user', ...user]);
+  });
+  afterAll(() => server?.destroy());
+
+  it('rejects what Redis refuses, and delivers what it allows', async () => {
+    const options = { ...standalone(server), username: 'app', password: 'secret' };
+    const [a, b] = [new RedisBroker({ redis: options }), new RedisBroker({ redis: options })];
+    try {
+      await until(() => a.status === 'ready' && b.status === 'ready', 5000, 'ready');
+      const subscribed = b.subscribe('denied', () => undefined);
+      await expect(subscribed).rejects.toBeInstanceOf(BrokerUnavailableError);
+      await expect(subscribed).rejects.toThrow(/NOPERM/);
+      const got: string[] = [];
+      await b.subscribe('allowed', (payload) => got.push(String(Buffer.from(payload))));
+      await expect(a.publish('denied', Buffer.from('x'))).rejects.toBeInstanceOf(
+        BrokerUnavailableError,
+      );
+      await a.publish('allowed', Buffer.from('through'));
+      await until(() => got.length >= 1, 5000, 'the allowed message');
+      expect(got).toEqual(['through']);
+      expect([a.status, b.status]).toEqual(['ready', 'ready']);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
