@@ -1,5 +1,10 @@
 import { connect } from '@nats-io/transport-node';
-import { type BrokerStatus, BrokerUnavailableError, WscaleError } from '@wscale/core';
+import {
+  type BrokerStatus,
+  BrokerUnavailableError,
+  ScaledWebSocketServer,
+  WscaleError,
+} from '@wscale/core';
 import { brokerSuite, delay, until } from '@wscale/core/testing';
 import { NatsBroker } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
@@ -215,6 +220,18 @@ describe.skipIf(skipWithoutNats())('NatsBroker on a connection with limited perm
       servers: nats.server.url,
       connectionOptions: { ...fastReconnect, user: 'app', pass: 'secret' },
     });
+
+  it('keeps a node from starting whose user may not subscribe its topics', async () => {
+    const broker = open();
+    const node = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', broker });
+    node.on('error', () => undefined); // the same error, reported as well
+    try {
+      await expect(node.ready()).rejects.toThrow(/Permissions Violation for Subscription/);
+    } finally {
+      await node.close();
+      await broker.close();
+    }
+  });
 
   it('rejects what NATS refuses, instead of resolving for a message it dropped', async () => {
     const [a, b] = [open(), open()];
