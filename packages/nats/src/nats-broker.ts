@@ -1,3 +1,4 @@
+import { nextTick } from 'node:process';
 import {
   errors,
   type NatsConnection,
@@ -283,7 +284,7 @@ function isRefusedPublish(error: Error): error is InstanceType<typeof Permission
  * client dispatched before a round trip's answer reach {@link NatsBroker}'s status loop by then.
  */
 function afterPendingWork(): Promise<void> {
-  return new Promise((resolve) => process.nextTick(resolve));
+  return new Promise((resolve) => nextTick(resolve));
 }
 
 function asError(error: unknown): Error {
