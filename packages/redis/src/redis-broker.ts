@@ -17,7 +17,7 @@ import {
   whenReady,
 } from './connection.js';
 import { channelName, checkPrefix, topicOfChannel } from './naming.js';
-import { PublishChannel } from './written-command.js';
+import { asBuffer, PublishChannel } from './written-command.js';
 
 /** Options of {@link RedisBroker}. */
 export interface RedisBrokerOptions extends BaseBrokerOptions {
@@ -152,9 +152,7 @@ export class RedisBroker extends BaseBroker {
   }
 
   protected publishTopic(topic: string, payload: Uint8Array): Promise<unknown> {
-    const message = Buffer.isBuffer(payload)
-      ? payload
-      : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    const message = asBuffer(payload);
     const pub = this.#pub;
     // A Cluster that gathers commands into pipelines itself gets them as ioredis writes them.
     if (pipelinesItself(pub)) return pub.spublish(channelName(this.#prefix, topic), message);

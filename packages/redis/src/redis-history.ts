@@ -1,4 +1,4 @@
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import {
   type History,
@@ -19,6 +19,7 @@ import {
 } from './connection.js';
 import { APPEND, POSITION, READ } from './history-scripts.js';
 import { channelName, checkPrefix, hashTagged } from './naming.js';
+import { asBuffer } from './written-command.js';
 
 /** Options of {@link RedisHistory}. */
 export interface RedisHistoryOptions {
@@ -234,10 +235,4 @@ function newEpoch(): string {
 function positionOf(reply: unknown): HistoryPosition {
   const [offset, epoch] = reply as [number, string];
   return { offset, epoch };
-}
-
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes)
-    ? bytes
-    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -8,6 +8,13 @@ import { Command } from 'ioredis';
  */
 export type Argument = string | Buffer | number;
 
+/** `bytes` as a Buffer over the same memory (a publish's payload, a history entry). */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /**
  * A command that brings its bytes on the wire, written in one piece by {@link writeCommand} or
  * {@link PublishChannel}. ioredis builds them again for every command (a string of the command's
