@@ -52,6 +52,12 @@ export interface BrokerEventSource {
 export interface Broker extends BrokerEventSource {
   /** Current connection state. */
   readonly status: BrokerStatus;
+  /**
+   * The largest payload {@link Broker.publish} carries, when the broker has a limit (a NATS
+   * server's `max_payload`, known once connected). A node refuses a message whose frame would be
+   * larger, before any client gets it, rather than reach only its own clients.
+   */
+  readonly maxPayloadBytes?: number;
   /** Publishes `payload` to every subscription of `topic`, on every node. */
   publish(topic: string, payload: Uint8Array): Promise<void>;
   /**

@@ -15,7 +15,8 @@ export type WscaleErrorCode =
   | 'UPGRADE_REJECTED'
   | 'HANDLER_FAILED'
   | 'PROTOCOL_ERROR'
-  | 'LIMIT_EXCEEDED';
+  | 'LIMIT_EXCEEDED'
+  | 'MESSAGE_TOO_LARGE';
 
 /** Base class of every error wscale raises. */
 export class WscaleError extends Error {
@@ -113,6 +114,16 @@ export class HandlerError extends WscaleError {
 export class ProtocolError extends WscaleError {
   constructor(message: string) {
     super('PROTOCOL_ERROR', message);
+  }
+}
+
+/**
+ * A message is larger than the broker carries (a NATS server's `max_payload`): nobody got it, on
+ * this node or any other. Raise the broker's limit, or lower `maxPayload`.
+ */
+export class MessageTooLargeError extends WscaleError {
+  constructor(message: string) {
+    super('MESSAGE_TOO_LARGE', message);
   }
 }
 

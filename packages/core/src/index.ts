@@ -57,6 +57,7 @@ export {
   HistoryError,
   InvalidOptionError,
   LimitExceededError,
+  MessageTooLargeError,
   ProtocolError,
   ServerClosedError,
   SessionRecordError,

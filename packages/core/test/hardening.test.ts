@@ -2,7 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { CloseCode, HandlerError, ScaledWebSocketServer, type ServerOptions } from '@wscale/core';
+import {
+  CloseCode,
+  HandlerError,
+  ScaledWebSocketServer,
+  ServerClosedError,
+  type ServerOptions,
+} from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
@@ -251,6 +257,43 @@ describe('a draining node', () => {
     stuck.destroy();
     await closed;
     await closeHttp(http);
+  });
+});
+
+describe('sends the application does not await', () => {
+  it('do not end the process when they fail: counted, logged, and still rejecting for who awaits', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const warned: unknown[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      error() {},
+      warn: (fields: { code?: string }) => warned.push(fields.code),
+    };
+    const { server, port } = await node({ closeTimeoutMs: 2000, logger });
+    try {
+      const raw = await RawSocket.open(port, { protocol: '' });
+      await until(() => server.clients.size === 1, 2000, 'the client');
+      const [client] = server.clients.values();
+      const closed = server.close();
+      // What a timer of the application (a ticker, a job) starts while the node drains, as
+      // statements: nothing awaits or returns what they start.
+      void server.to('room').send('tick');
+      server.broadcast('tick');
+      server.client(client!.id).send('tick');
+      // Counted as well, and it still rejects for whoever awaits it.
+      await expect(server.to('room').send('tick')).rejects.toBeInstanceOf(ServerClosedError);
+      await until(() => server.stats.failedSends === 4, 2000, 'the failures counted');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+      expect(warned).toEqual(Array(4).fill('SERVER_CLOSED'));
+      raw.destroy();
+      await closed;
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 });
 

@@ -106,6 +106,11 @@ export class NatsBroker extends BaseBroker {
     this.#ready.catch((error: unknown) => this.#lost(asError(error)));
   }
 
+  /** The server's `max_payload`, once connected: a larger message is refused before it is sent. */
+  get maxPayloadBytes(): number | undefined {
+    return this.#connection?.info?.max_payload;
+  }
+
   /** The NATS subject a topic travels on. */
   subjectFor(topic: string): string {
     return this.#prefix + encodeToken(topic);

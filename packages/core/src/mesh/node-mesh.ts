@@ -183,7 +183,11 @@ export class NodeMesh {
     });
   }
 
-  /** Publishes a frame to one room's nodes, or to every node when `room` is undefined. */
+  /**
+   * Publishes a frame to one room's nodes, or to every node when `room` is undefined. Throws what
+   * publishing throws instead of rejecting (a frame larger than the broker carries): nothing was
+   * sent, so the caller's own fan-out need not happen either.
+   */
   toRoom(
     room: string | undefined,
     message: BusMessage,
@@ -191,7 +195,7 @@ export class NodeMesh {
     flags?: number,
   ): Promise<void> {
     const topic = room === undefined ? this.#allTopic : this.roomTopic(room);
-    return this.#publish(topic, message, payload, flags);
+    return this.#send(topic, message, payload, flags);
   }
 
   /** Publishes a frame to one node, or to every node when `node` is undefined. */

@@ -43,6 +43,12 @@ export interface ServerStats {
   queries: QueryCounters;
   /** `wscale.v1` joins refused, by the code of their `ack` (`LIMIT` also counts in `limited.rooms`). */
   joinsRefused: Partial<Record<JoinRefusal, number>>;
+  /**
+   * Sends (`to().send()`, `broadcast()`, `client(id)`'s operations), `client.join()` and
+   * `client.leave()` of this node that failed. Each also rejected its promise; one nobody awaited
+   * is counted here and logged (`warn`), and does not end the process as an unhandled rejection.
+   */
+  failedSends: number;
   /** Publishes waiting for the broker to come back (brokers built on `BaseBroker`; else 0). */
   brokerQueue: number;
   /**

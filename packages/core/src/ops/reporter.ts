@@ -26,6 +26,8 @@ export class Reporter {
     sessionData: 0,
     replay: 0,
   };
+  /** Sends, joins and leaves the application asked for that failed (see {@link Reporter.unawaited}). */
+  failedSends = 0;
   readonly #sink: ErrorSink;
   /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
   #reporting = false;
@@ -52,6 +54,22 @@ export class Reporter {
     } finally {
       this.#reporting = false;
     }
+  };
+
+  /**
+   * `promise`, of a send, join or leave the application asked for and may not await (`void
+   * wss.to(room).send(text)`): it still rejects for whoever awaits it, and its failure is counted and
+   * logged (`warn`), but a rejection nobody handles does not end the process.
+   */
+  unawaited<T>(promise: Promise<T>): Promise<T> {
+    promise.catch(this.#failed);
+    return promise;
+  }
+
+  readonly #failed = (error: unknown): void => {
+    this.failedSends++;
+    const code = error instanceof WscaleError ? error.code : undefined;
+    this.log.write('warn', `a send, join or leave failed: ${String(error)}`, { code, err: error });
   };
 
   /** Counts a limit hit, and logs it (debug: a client over its limit is the client's business). */

@@ -1,5 +1,5 @@
 import type { History, Unsubscribe } from '../contracts.js';
-import { ServerClosedError } from '../errors.js';
+import { MessageTooLargeError, ServerClosedError } from '../errors.js';
 import { BusKind, type DirectHeader, type DirectOperation } from '../mesh/bus-codec.js';
 import { type DirectFrame, DirectRouter, type DirectTarget } from '../mesh/direct-router.js';
 import {
@@ -103,26 +103,27 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     data: Sendable,
     options?: SendOptions,
   ): Promise<void> {
-    if (this.#draining) return Promise.reject(new ServerClosedError());
-    return publishBroadcast(
-      this.#mesh.nodeId,
-      rooms,
-      except,
-      data,
-      options,
-      this.historyOf,
-      this.#send,
+    if (this.#draining) return this.#reporter.unawaited(Promise.reject(new ServerClosedError()));
+    return this.#reporter.unawaited(
+      publishBroadcast(this.#mesh.nodeId, rooms, except, data, options, this.historyOf, this.#send),
     );
   }
 
   /**
    * Hands a broadcast to the broker first, so the other nodes can start their fan-out while this
-   * one does its own; local members get it whatever the broker answers. Settles as the publish.
+   * one does its own; local members get it whatever the broker answers, unless it is larger than
+   * the broker carries: then nobody does. Settles as the publish.
    */
   readonly #send = (group: readonly string[], { message, header }: Publication): Promise<void> => {
     const room = group.length === 1 ? group[0] : undefined;
     const kind = BusKind.Broadcast;
-    const published = this.#mesh.toRoom(room, { kind, header }, message.bytes, message.flags);
+    let published: Promise<void>;
+    try {
+      published = this.#mesh.toRoom(room, { kind, header }, message.bytes, message.flags);
+    } catch (error) {
+      if (error instanceof MessageTooLargeError) return Promise.reject(error);
+      published = Promise.reject(error);
+    }
     try {
       this.#deliverLocal(group, message);
     } catch (error) {
@@ -150,6 +151,10 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
    * keep it in, it goes at once: no step to wait for, so nothing but the broker's own promise.
    */
   direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
+    return this.#reporter.unawaited(this.#direct(id, operation, message));
+  }
+
+  #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     try {
       if (this.#draining) throw new ServerClosedError();
       if (keepsDirect(id, message, this.#directHistory)) {

@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 import { BaseBroker } from '../adapters/base-broker.js';
 import { STAMP_BYTES } from '../adapters/publish-stamp.js';
 import type { Broker, History } from '../contracts.js';
+import { MessageTooLargeError } from '../errors.js';
 import {
   type BroadcastHeader,
   type DirectHeader,
@@ -224,13 +225,35 @@ export const NO_BYTES = Buffer.alloc(0);
  * behind a stamp.
  */
 export function framePublisher(broker: Broker): PublishFrame {
-  const plain: PublishFrame = (topic, message, payload, flags) =>
-    broker.publish(topic, encodeBusFrame(message, payload, flags));
-  if (!(broker instanceof BaseBroker)) return plain;
+  if (!(broker instanceof BaseBroker)) {
+    return (topic, message, payload, flags) =>
+      broker.publish(topic, carried(broker, encodeBusFrame(message, payload, flags), 0));
+  }
   return (topic, message, payload, flags) =>
     broker.publish === STAMPING_PUBLISH
-      ? broker.publishInPlace(topic, encodeBusFrame(message, payload, flags, STAMP_BYTES))
-      : plain(topic, message, payload, flags);
+      ? broker.publishInPlace(
+          topic,
+          carried(broker, encodeBusFrame(message, payload, flags, STAMP_BYTES), 0),
+        )
+      : // Stamped behind the frame, as `BaseBroker` does.
+        broker.publish(
+          topic,
+          carried(broker, encodeBusFrame(message, payload, flags), STAMP_BYTES),
+        );
+}
+
+/**
+ * `frame`, if the broker carries it with `added` bytes more (a stamp); else throws
+ * {@link MessageTooLargeError}, synchronously: nothing was sent.
+ */
+function carried(broker: Broker, frame: Uint8Array, added: number): Uint8Array {
+  const limit = broker.maxPayloadBytes;
+  if (limit !== undefined && frame.length + added > limit) {
+    throw new MessageTooLargeError(
+      `a message framed in ${frame.length + added} bytes is more than the broker carries (${limit})`,
+    );
+  }
+  return frame;
 }
 
 const STAMPING_PUBLISH = BaseBroker.prototype.publish;

@@ -265,12 +265,16 @@ export class Connections<Identity, Data extends object>
     clearTimeout(timer);
   }
 
-  async join(client: AnyClient, room: string): Promise<void> {
-    await this.#parts.membership.join(client, room);
+  join(client: AnyClient, room: string): Promise<void> {
+    return this.#parts.reporter.unawaited(this.#join(client, room));
   }
 
   leave(client: AnyClient, room: string): Promise<void> {
-    return this.#parts.membership.leave(client, room);
+    return this.#parts.reporter.unawaited(this.#parts.membership.leave(client, room));
+  }
+
+  async #join(client: AnyClient, room: string): Promise<void> {
+    await this.#parts.membership.join(client, room);
   }
 
   dataChanged(client: AnyClient): Promise<void> {

@@ -1,0 +1,117 @@
+/**
+ * Nodes on a NATS server that refuses some of what they are asked to do: messages larger than its
+ * `max_payload`, a room its user may not use. Clients cause both (a big message, a join), so
+ * neither may end the node, and a broadcast reaches everyone or no one.
+ */
+import { BrokerUnavailableError, MessageTooLargeError, ScaledWebSocketServer } from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { NatsBroker } from '@wscale/nats';
+import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { fastReconnect } from './helpers/clients.js';
+
+/** The subject the broker publishes a topic on (one base64url token). */
+const subject = (topic: string) => `wscale.${Buffer.from(topic).toString('base64url')}`;
+const ROOM_TOPIC = (room: string) => `wscale:room:${room}`;
+
+const MAX_PAYLOAD = 4096;
+
+describe.skipIf(skipWithoutNats())('nodes on a NATS server that refuses some messages', () => {
+  let nats: SingleNats;
+  const opened: { close(): unknown }[] = [];
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+
+  beforeAll(async () => {
+    const user = {
+      user: 'app',
+      password: 'secret',
+      permissions: {
+        publish: { allow: ['>'], deny: [subject(ROOM_TOPIC('staff'))] },
+        subscribe: { allow: ['>'], deny: [subject(ROOM_TOPIC('staff'))] },
+      },
+    };
+    nats = await startNatsServer({
+      config: `max_payload: ${MAX_PAYLOAD}\nauthorization { users = [${JSON.stringify(user)}] }`,
+    });
+    process.on('unhandledRejection', onUnhandled);
+  });
+  afterEach(async () => {
+    for (const each of opened.splice(0).reverse()) await each.close();
+  });
+  afterAll(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    await nats?.close();
+  });
+
+  /** Two nodes whose clients join `lobby`; what a client types is broadcast to it, unawaited. */
+  async function twoNodes() {
+    const nodes = [0, 1].map(() => {
+      const broker = new NatsBroker({
+        servers: nats.server.url,
+        connectionOptions: { ...fastReconnect, user: 'app', pass: 'secret' },
+      });
+      const node = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', broker });
+      opened.push(broker, node);
+      node.on('connection', (client) => {
+        void client.join('lobby');
+        client.on('message', (text) => {
+          if (String(text) === 'join staff') void client.join('staff');
+          else void node.to('lobby').send(text);
+        });
+      });
+      return node;
+    });
+    await Promise.all(nodes.map((node) => node.ready()));
+    const clients = await Promise.all(
+      nodes.map(async (node) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${node.address()!.port}/`);
+        opened.push({ close: () => ws.terminate() });
+        const got: string[] = [];
+        ws.on('message', (data) => got.push(String(data)));
+        await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+        return { ws, got };
+      }),
+    );
+    await until(() => nodes.every((node) => node.clients.size === 1), 5000, 'both clients');
+    await until(
+      () => nodes.every((node) => [...node.clients.values()][0]!.inRoom('lobby')),
+      5000,
+      'both in the lobby',
+    );
+    return { nodes, clients };
+  }
+
+  it('refuses a message larger than max_payload everywhere, not only on other nodes', async () => {
+    const { nodes, clients } = await twoNodes();
+    const [a, b] = clients as [(typeof clients)[0], (typeof clients)[0]];
+    a.ws.send('x'.repeat(MAX_PAYLOAD));
+    a.ws.send('small');
+    await until(() => a.got.length >= 1 && b.got.length >= 1, 5000, 'the small message');
+    expect(a.got).toEqual(['small']);
+    expect(b.got).toEqual(['small']);
+    expect(nodes[0]!.stats.failedSends).toBe(1);
+    await expect(nodes[0]!.to('lobby').send('y'.repeat(MAX_PAYLOAD))).rejects.toBeInstanceOf(
+      MessageTooLargeError,
+    );
+    // One that fits goes through from either node, and from the application.
+    await nodes[1]!.to('lobby').send('z'.repeat(MAX_PAYLOAD - 200));
+    await until(() => a.got.length === 2 && b.got.length === 2, 5000, 'the one that fits');
+    expect(unhandled).toEqual([]);
+  });
+
+  it('keeps serving when a join the broker refuses is left unawaited', async () => {
+    const { nodes, clients } = await twoNodes();
+    const [a, b] = clients as [(typeof clients)[0], (typeof clients)[0]];
+    a.ws.send('join staff');
+    await until(() => nodes[0]!.stats.failedSends === 1, 5000, 'the refused join counted');
+    expect([...nodes[0]!.clients.values()][0]!.inRoom('staff')).toBe(false);
+    await expect(nodes[0]!.clients.values().next().value!.join('staff')).rejects.toBeInstanceOf(
+      BrokerUnavailableError,
+    );
+    a.ws.send('still here');
+    await until(() => b.got.includes('still here'), 5000, 'a broadcast after it');
+    expect(unhandled).toEqual([]);
+  });
+});
