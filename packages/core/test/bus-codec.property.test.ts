@@ -85,8 +85,13 @@ const response = fc
         .array(fc.record({ id: text, nodeId: text, rooms: texts }), { maxLength: 3 })
         .map((a) => ({ q: 'clients', a }) as const),
     ),
+    // A part of a list answer with more to come.
+    fc.option(fc.constant(1 as const), { nil: undefined }),
   )
-  .map(([n, i, answer]) => ({ kind: BusKind.Response, header: { ...answer, n, i } }) as const);
+  .map(
+    ([n, i, answer, m]) =>
+      ({ kind: BusKind.Response, header: { ...answer, n, i, ...(m && { m }) } }) as const,
+  );
 const message: fc.Arbitrary<BusMessage> = fc.oneof(
   broadcast,
   direct,

@@ -101,6 +101,33 @@ describe.skipIf(skipWithoutNats())('nodes on a NATS server that refuses some mes
     expect(unhandled).toEqual([]);
   });
 
+  it('answers fetchClients and fetchRooms in parts when a node has more than max_payload holds', async () => {
+    const { nodes } = await twoNodes();
+    const [asking, holding] = nodes as [ScaledWebSocketServer, ScaledWebSocketServer];
+    // Each client also in a room of its own, with a long name: every list is several frames long.
+    holding.on('connection', (client) => void client.join(`own:${client.id}:${'x'.repeat(40)}`));
+    const count = 120;
+    const sockets = Array.from({ length: count }, () => {
+      const ws = new WebSocket(`ws://127.0.0.1:${holding.address()!.port}/`);
+      opened.push({ close: () => ws.terminate() });
+      return ws;
+    });
+    const inBoth = () => [...holding.clients.values()].filter((c) => c.rooms.size === 2).length;
+    await until(() => inBoth() === count, 10_000, 'every client in its rooms');
+    expect(sockets).toHaveLength(count);
+    const everyone = await asking.fetchClients();
+    expect(everyone.missing).toEqual([]);
+    expect(everyone.clients.filter((c) => c.nodeId === holding.nodeId)).toHaveLength(count + 1);
+    const ids = new Set(everyone.clients.map((c) => c.id));
+    expect(ids.size).toBe(count + 2);
+    const lobby = await asking.fetchClients('lobby');
+    expect([lobby.missing, lobby.clients.length]).toEqual([[], count + 2]);
+    const { rooms, missing } = await asking.fetchRooms();
+    expect(missing).toEqual([]);
+    expect(rooms.filter((room) => room.startsWith('own:'))).toHaveLength(count);
+    expect(unhandled).toEqual([]);
+  });
+
   it('keeps serving when a join the broker refuses is left unawaited', async () => {
     const { nodes, clients } = await twoNodes();
     const [a, b] = clients as [(typeof clients)[0], (typeof clients)[0]];

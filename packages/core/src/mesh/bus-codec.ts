@@ -132,8 +132,11 @@ export type Answer = { [Q in QueryName]: { q: Q; a: NodeQueries[Q]['answer'] } }
 /** Header of a {@link BusKind.Request}: question `i` of node `n`. */
 export type RequestHeader = Query & { n: string; i: number };
 
-/** Header of a {@link BusKind.Response}: node `n`'s answer to question `i`. */
-export type ResponseHeader = Answer & { n: string; i: number };
+/**
+ * Header of a {@link BusKind.Response}: node `n`'s answer to question `i`. A list too large for the
+ * broker comes in parts, in order, each but the last with `m` (more to come).
+ */
+export type ResponseHeader = Answer & { n: string; i: number; m?: 1 };
 
 /** A frame's kind with the header that kind carries: one variant per kind. */
 export type BusMessage =
@@ -645,9 +648,11 @@ function isRequest(header: Sent): header is Sent & RequestHeader {
 }
 
 function isResponse(header: Sent): header is Sent & ResponseHeader {
-  const { i, q, a } = header;
+  const { i, q, a, m } = header;
   // An answer comes from a node of this version, which built it from the same types.
   if (!isCount(i)) return false;
+  // Only a list comes in parts.
+  if (m !== undefined && (m !== 1 || !Array.isArray(a))) return false;
   if (q === 'rooms') return isStrings(a);
   if (q === 'clients') return Array.isArray(a);
   return q === 'stats' && isObject(a);

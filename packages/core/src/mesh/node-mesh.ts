@@ -1,4 +1,4 @@
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import type { Broker, Unsubscribe } from '../contracts.js';
 import { isInbox } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
@@ -69,6 +69,8 @@ interface PendingRequest {
   question: Query['q'];
   expected: Set<string>;
   answers: Map<string, Answer>;
+  /** The parts of a list answer that came so far, by node, while more are to come. */
+  parts: Map<string, unknown[]>;
   done: () => void;
 }
 
@@ -229,6 +231,7 @@ export class NodeMesh {
           question: query.q,
           expected,
           answers,
+          parts: new Map(),
           done: () => {
             clearTimeout(timer);
             this.#pending.delete(id);
@@ -292,17 +295,33 @@ export class NodeMesh {
       return;
     }
     if (answer === undefined) return;
-    const header = { ...answer, n: this.#nodeId, i: request.i };
-    this.#publish(this.nodeTopic(request.n), { kind: BusKind.Response, header }).catch(
-      this.#report,
-    );
+    const topic = this.nodeTopic(request.n);
+    const parts = answerParts(answer, this.#broker.maxPayloadBytes);
+    parts.forEach((part, index) => {
+      const more = index < parts.length - 1 ? 1 : undefined;
+      const header = { ...part, n: this.#nodeId, i: request.i, m: more } as ResponseHeader;
+      this.#publish(topic, { kind: BusKind.Response, header }).catch(this.#report);
+    });
   }
 
   #collect(response: ResponseHeader): void {
     const pending = this.#pending.get(response.i);
     if (pending === undefined || !pending.expected.has(response.n)) return;
     if (response.q !== pending.question) return;
-    pending.answers.set(response.n, response);
+    const node = response.n;
+    const earlier = pending.parts.get(node);
+    let answer: Answer = response;
+    // The parts of a list come in order, from one node on one topic.
+    if (earlier !== undefined || response.m === 1) {
+      const list = [...(earlier ?? []), ...(response.a as unknown[])];
+      if (response.m === 1) {
+        pending.parts.set(node, list);
+        return;
+      }
+      pending.parts.delete(node);
+      answer = { ...response, a: list } as Answer;
+    }
+    pending.answers.set(node, answer);
     if (answeredAll(pending)) pending.done();
   }
 
@@ -403,6 +422,34 @@ function named(
 }
 
 async function unsubscribed(): Promise<void> {}
+
+/** Room left in a frame for what is not the answer's list (the stamp, the header's other fields). */
+const FRAME_RESERVE = 1024;
+
+/**
+ * An answer as it is sent: whole, or a list answer larger than a broker with a limit carries cut
+ * into parts that each fit (an item too large alone still goes alone, and is refused).
+ */
+function answerParts(answer: Answer, limit: number | undefined): Answer[] {
+  if (limit === undefined || !Array.isArray(answer.a)) return [answer];
+  const budget = Math.max(limit - FRAME_RESERVE, limit / 2);
+  const items: unknown[] = answer.a;
+  const parts: Answer[] = [];
+  let part: unknown[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (part.length > 0 && bytes + size > budget) {
+      parts.push({ ...answer, a: part } as Answer);
+      part = [];
+      bytes = 0;
+    }
+    part.push(item);
+    bytes += size;
+  }
+  parts.push({ ...answer, a: part } as Answer);
+  return parts;
+}
 
 function answeredAll(pending: PendingRequest): boolean {
   for (const node of pending.expected) if (!pending.answers.has(node)) return false;
