@@ -3,9 +3,14 @@
  * `max_payload`, a room its user may not use. Clients cause both (a big message, a join), so
  * neither may end the node, and a broadcast reaches everyone or no one.
  */
-import { BrokerUnavailableError, MessageTooLargeError, ScaledWebSocketServer } from '@wscale/core';
+import {
+  BrokerUnavailableError,
+  MessageTooLargeError,
+  ScaledWebSocketServer,
+  WscaleError,
+} from '@wscale/core';
 import { until } from '@wscale/core/testing';
-import { NatsBroker } from '@wscale/nats';
+import { NatsBroker, NatsHistory } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -125,6 +130,37 @@ describe.skipIf(skipWithoutNats())('nodes on a NATS server that refuses some mes
     const { rooms, missing } = await asking.fetchRooms();
     expect(missing).toEqual([]);
     expect(rooms.filter((room) => room.startsWith('own:'))).toHaveLength(count);
+    expect(unhandled).toEqual([]);
+  });
+
+  it('refuses a message larger than max_payload to a history room, typed, and keeps the room going', async () => {
+    const connectionOptions = { ...fastReconnect, user: 'app', pass: 'secret' };
+    const broker = new NatsBroker({ servers: nats.server.url, connectionOptions });
+    const store = new NatsHistory({
+      servers: nats.server.url,
+      connectionOptions,
+      stream: `refusals_${process.pid}`,
+    });
+    const node = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      broker,
+      history: [{ rooms: 'feed', store }],
+    });
+    opened.push(broker, store, node);
+    node.on('connection', (client) => void client.join('feed'));
+    await node.ready();
+    const ws = new WebSocket(`ws://127.0.0.1:${node.address()!.port}/`);
+    opened.push({ close: () => ws.terminate() });
+    const got: string[] = [];
+    ws.on('message', (data) => got.push(String(data)));
+    await until(() => [...node.clients.values()][0]?.inRoom('feed') === true, 5000, 'joined');
+    const refused = node.to('feed').send('x'.repeat(MAX_PAYLOAD));
+    await expect(refused).rejects.toBeInstanceOf(WscaleError);
+    await expect(refused).rejects.toThrow(/max_payload/);
+    await node.to('feed').send('small');
+    await until(() => got.length >= 1, 5000, 'the small message');
+    expect(got).toEqual(['small']);
     expect(unhandled).toEqual([]);
   });
 
