@@ -18,6 +18,10 @@ import { describe, withTimeout } from './timeout.js';
 /** Subjects whose latest refused publish is remembered (past it, all are forgotten). */
 const MAX_REFUSED_SUBJECTS = 1024;
 
+/** First and longest wait before subscribing again a topic whose subscription the server dropped. */
+const RESUBSCRIBE_FIRST_MS = 500;
+const RESUBSCRIBE_MAX_MS = 30_000;
+
 const { PermissionViolationError } = errors;
 
 /** Options of {@link NatsBroker}. */
@@ -82,6 +86,15 @@ export class NatsBroker extends BaseBroker {
    */
   #refusals = 0;
   readonly #refusedAt = new Map<string, number>();
+  /**
+   * Topics whose live subscription the server dropped (its permissions were reloaded without
+   * them): the broker is `down` until each is subscribed again.
+   */
+  readonly #dropped = new Set<string>();
+  #droppedWhy: Error | undefined;
+  #resubscribeTimer: NodeJS.Timeout | undefined;
+  #resubscribeMs = RESUBSCRIBE_FIRST_MS;
+  #connected = false;
   #statusStream: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
   #batch: Promise<void> | undefined;
   #lastError: Error | undefined;
@@ -120,11 +133,13 @@ export class NatsBroker extends BaseBroker {
     const nc = await this.#ready;
     const subject = this.subjectFor(topic);
     // A subscription the server refuses (the connection's permissions) is handed the error, and
-    // it comes before the answer to the round trip below.
+    // it comes before the answer to the round trip below; one it drops later, after it.
     let refused: Error | undefined;
+    let live = false;
     const subscription = nc.subscribe(subject, {
       callback: (error, message) => {
         if (error === null) this.deliver(topic, message.data);
+        else if (live) this.#drop(topic, subscription, error);
         else refused ??= error;
       },
     });
@@ -133,6 +148,7 @@ export class NatsBroker extends BaseBroker {
       // Resolve only once the server has the subscription: a publish after this reaches it.
       await this.#roundTrip(nc);
       if (refused !== undefined) throw refused;
+      live = true;
     } catch (error) {
       if (this.#subscriptions.get(topic) === subscription) this.#subscriptions.delete(topic);
       subscription.unsubscribe();
@@ -144,6 +160,7 @@ export class NatsBroker extends BaseBroker {
   }
 
   protected async unsubscribeTopic(topic: string): Promise<void> {
+    this.#dropped.delete(topic);
     const subscription = this.#subscriptions.get(topic);
     this.#subscriptions.delete(topic);
     subscription?.unsubscribe();
@@ -177,6 +194,7 @@ export class NatsBroker extends BaseBroker {
 
   protected async closeConnection(): Promise<void> {
     this.#closing = true;
+    clearTimeout(this.#resubscribeTimer);
     this.#statusStream?.stop?.();
     const subscriptions = [...this.#subscriptions.values()];
     this.#subscriptions.clear();
@@ -222,7 +240,10 @@ export class NatsBroker extends BaseBroker {
     void nc.closed().then((error) => {
       if (!this.#closing) this.#lost(error ?? new Error('the NATS connection was closed'));
     });
-    if (!nc.isClosed()) this.setStatus('ready');
+    if (!nc.isClosed()) {
+      this.#connected = true;
+      this.setStatus('ready');
+    }
     return nc;
   }
 
@@ -231,14 +252,16 @@ export class NatsBroker extends BaseBroker {
       switch (status.type) {
         case 'disconnect':
         case 'staleConnection':
+          this.#connected = false;
           this.setStatus('down', this.#lastError);
           break;
         case 'reconnecting':
           this.setStatus('reconnecting', this.#lastError);
           break;
         case 'reconnect':
+          this.#connected = true;
           this.#lastError = undefined;
-          if (await this.#resubscribed(nc)) this.setStatus('ready');
+          if (await this.#resubscribed(nc)) this.#readyUnlessDeaf();
           break;
         case 'error':
           this.#lastError = status.error;
@@ -264,6 +287,58 @@ export class NatsBroker extends BaseBroker {
     } catch (error) {
       return error instanceof Error && error.message === 'flush timed out';
     }
+  }
+
+  /**
+   * The server dropped a live subscription (its permissions were reloaded without the subject):
+   * messages on the topic no longer reach this node. Not silently: the broker is `down` with why,
+   * and subscribes the topic again, less and less often, until the server takes it.
+   */
+  #drop(topic: string, subscription: Subscription, error: Error): void {
+    if (this.#closing || this.#subscriptions.get(topic) !== subscription) return;
+    this.#subscriptions.delete(topic);
+    this.#dropped.add(topic);
+    const subject = subscription.getSubject();
+    this.#droppedWhy = new BrokerUnavailableError(
+      `NATS dropped the subscription to ${subject}: ${describe(error)}`,
+      { cause: error },
+    );
+    this.setStatus('down', this.#droppedWhy);
+    this.#scheduleResubscribe();
+  }
+
+  #scheduleResubscribe(): void {
+    if (this.#resubscribeTimer !== undefined || this.#closing) return;
+    this.#resubscribeTimer = setTimeout(() => {
+      this.#resubscribeTimer = undefined;
+      void this.#resubscribeDropped();
+    }, this.#resubscribeMs);
+    this.#resubscribeMs = Math.min(this.#resubscribeMs * 2, RESUBSCRIBE_MAX_MS);
+  }
+
+  async #resubscribeDropped(): Promise<void> {
+    const wanted = new Set(this.subscribedTopics);
+    for (const topic of this.#dropped) {
+      if (!wanted.has(topic)) {
+        this.#dropped.delete(topic);
+        continue;
+      }
+      try {
+        await this.subscribeTopic(topic);
+        this.#dropped.delete(topic);
+      } catch {
+        // Still refused, or the connection is down: tried again later.
+      }
+    }
+    if (this.#dropped.size > 0) return this.#scheduleResubscribe();
+    this.#resubscribeMs = RESUBSCRIBE_FIRST_MS;
+    if (this.#connected) this.#readyUnlessDeaf();
+  }
+
+  /** `ready`, unless a subscription the server dropped is still missing (then `down`, with why). */
+  #readyUnlessDeaf(): void {
+    if (this.#dropped.size === 0) this.setStatus('ready');
+    else this.setStatus('down', this.#droppedWhy);
   }
 
   #refused(subject: string): void {

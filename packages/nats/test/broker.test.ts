@@ -266,3 +266,51 @@ describe.skipIf(skipWithoutNats())('NatsBroker on a connection with limited perm
     }
   });
 });
+
+describe.skipIf(skipWithoutNats())('NatsBroker when the server reloads its permissions', () => {
+  let nats: SingleNats;
+  const subject = (topic: string) => `wscale.${Buffer.from(topic).toString('base64url')}`;
+  /** A user who may do anything but subscribe the subjects in `deny`. */
+  const config = (deny: string[]) => {
+    const permissions = { publish: { allow: ['>'] }, subscribe: { allow: ['>'], deny } };
+    const user = { user: 'app', password: 'secret', permissions };
+    return `authorization { users = [${JSON.stringify(user)}] }`;
+  };
+  beforeAll(async () => {
+    nats = await startNatsServer({ config: config([]) });
+  });
+  afterAll(() => nats?.close());
+
+  it('is down, saying why, while the server drops a subscription, and hears the topic again once allowed', async () => {
+    const open = () =>
+      new NatsBroker({
+        servers: nats.server.url,
+        connectionOptions: { ...fastReconnect, user: 'app', pass: 'secret' },
+      });
+    const [a, b] = [open(), open()];
+    try {
+      const seen: string[] = [];
+      b.on('status', (status, error) => seen.push(`${status}: ${error?.message ?? ''}`));
+      const got: string[] = [];
+      await b.subscribe('news', (payload) => got.push(String(Buffer.from(payload))));
+      await b.subscribe('weather', (payload) => got.push(String(Buffer.from(payload))));
+      await a.publish('news', Buffer.from('before'));
+      await until(() => got.includes('before'), 5000, 'the message before');
+      await nats.server.reload(config([subject('news')]));
+      await until(() => b.status === 'down', 5000, 'the broker down');
+      expect(seen.at(-1)).toMatch(
+        /^down: NATS dropped the subscription to .*Permissions Violation/,
+      );
+      // What it publishes meanwhile waits, and goes once the topic is back.
+      const queued = b.publish('weather', Buffer.from('queued'));
+      await nats.server.reload(config([]));
+      await until(() => b.status === 'ready', 10_000, 'the broker ready again');
+      await queued;
+      await a.publish('news', Buffer.from('after'));
+      await until(() => got.includes('after'), 5000, 'the message after');
+      expect(got).toEqual(['before', 'queued', 'after']);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});

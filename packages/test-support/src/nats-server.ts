@@ -35,6 +35,8 @@ export class NatsServer {
   readonly #spec: ServerSpec;
   #child: ChildProcess | undefined;
   #log = '';
+  /** Characters logged since the start (`#log` keeps the last ones). */
+  #logged = 0;
 
   constructor(spec: ServerSpec) {
     this.#spec = spec;
@@ -84,6 +86,27 @@ export class NatsServer {
     throw new Error(`${this.name} not healthy after ${timeoutMs} ms:\n${this.#log.slice(-4000)}`);
   }
 
+  /**
+   * Replaces the configuration file's text (users, permissions) and has the running server reload
+   * it (SIGHUP), as an operator would; resolves once the server says it did.
+   */
+  async reload(config: string, timeoutMs = 5000): Promise<void> {
+    const pid = this.#child?.pid;
+    if (this.#spec.config === undefined || pid === undefined) {
+      throw new Error(`${this.name}: only a running server started with a config reloads`);
+    }
+    this.#spec.config = config;
+    this.#writeConfig(config);
+    const mark = this.#logged;
+    process.kill(pid, 'SIGHUP');
+    const deadline = Date.now() + timeoutMs;
+    const since = () => (this.#logged > mark ? this.#log.slice(mark - this.#logged) : '');
+    while (!since().includes('Reloaded server configuration')) {
+      if (Date.now() > deadline) throw new Error(`${this.name} did not reload:\n${this.#log}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   /** Kills the process at once (SIGKILL), as a crash would, and waits for it to exit. */
   async kill(): Promise<void> {
     await this.#stop('SIGKILL');
@@ -98,11 +121,7 @@ export class NatsServer {
     const { name, port, monitorPort, storeDir, cluster, config } = this.#spec;
     const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
     args.push('-sd', storeDir, '-n', name);
-    if (config !== undefined) {
-      const file = join(storeDir, 'server.conf');
-      writeFileSync(file, config);
-      args.push('-c', file);
-    }
+    if (config !== undefined) args.push('-c', this.#writeConfig(config));
     if (cluster !== undefined) {
       const routes = cluster.routes.map((p) => `nats://127.0.0.1:${p}`).join(',');
       args.push('--cluster_name', cluster.name, '--cluster', `nats://127.0.0.1:${cluster.port}`);
@@ -111,7 +130,9 @@ export class NatsServer {
     const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#log = '';
     const keep = (chunk: Buffer) => {
-      this.#log = (this.#log + chunk.toString()).slice(-20_000);
+      const text = chunk.toString();
+      this.#logged += text.length;
+      this.#log = (this.#log + text).slice(-20_000);
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
@@ -119,6 +140,13 @@ export class NatsServer {
       if (this.#child === child) this.#child = undefined;
     });
     this.#child = child;
+  }
+
+  /** Writes the configuration file; it names the server as its command line does (a reload checks). */
+  #writeConfig(config: string): string {
+    const file = join(this.#spec.storeDir, 'server.conf');
+    writeFileSync(file, `server_name: ${JSON.stringify(this.#spec.name)}\n${config}`);
+    return file;
   }
 
   async #stop(signal: NodeJS.Signals): Promise<void> {
