@@ -56,6 +56,10 @@ const MAX_CHANNELS = 4096;
 /** How long the Cluster subscriber lets a burst of dropped subscriptions settle before repairing. */
 const REPAIR_DELAY_MS = 100;
 
+/** First and longest wait before resubscribing after Redis refused it (an ACL changed). */
+const RESTORE_RETRY_FIRST_MS = 500;
+const RESTORE_RETRY_MAX_MS = 30_000;
+
 /**
  * A {@link @wscale/core!Broker | Broker} on Redis pub/sub: one connection publishes, a dedicated
  * one subscribes, with one Redis subscription per topic. On a Redis Cluster it uses sharded pub/sub
@@ -84,6 +88,10 @@ export class RedisBroker extends BaseBroker {
   #everReady = false;
   #restored = false;
   #restoring = 0;
+  /** Why Redis refused to resubscribe on a connection that is up (an ACL): `down` until it takes it. */
+  #refused: Error | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryMs = RESTORE_RETRY_FIRST_MS;
   #lastError: Error | undefined;
   #repairTimer: NodeJS.Timeout | undefined;
   readonly #channels = new Map<string, PublishChannel>();
@@ -167,6 +175,7 @@ export class RedisBroker extends BaseBroker {
 
   protected async closeConnection(): Promise<void> {
     clearTimeout(this.#repairTimer);
+    clearTimeout(this.#retryTimer);
     this.#deadlines?.stop();
     this.#sub.removeAllListeners();
     this.#sub.on('error', () => undefined); // late socket errors of a connection being torn down
@@ -211,15 +220,19 @@ export class RedisBroker extends BaseBroker {
     const pub = this.#pub.status;
     const sub = this.#sub.status;
     let status: BrokerStatus;
+    let error = this.#lastError;
     if (pub === 'ready' && sub === 'ready' && (this.#cluster || this.#restored)) {
       this.#everReady = true;
       status = 'ready';
     } else if (pub === 'end' || sub === 'end') {
       status = 'down';
+    } else if (sub === 'ready' && this.#refused !== undefined) {
+      status = 'down';
+      error = this.#refused;
     } else {
       status = this.#everReady ? 'reconnecting' : 'connecting';
     }
-    this.setStatus(status, status === 'ready' ? undefined : this.#lastError);
+    this.setStatus(status, status === 'ready' ? undefined : error);
   };
 
   #scheduleRepair(): void {
@@ -251,12 +264,28 @@ export class RedisBroker extends BaseBroker {
     try {
       await this.resubscribeAll();
     } catch (error) {
-      // The connection dropped again: its next `ready` restores.
       this.#onError(error instanceof Error ? error : new Error(String(error)));
+      // The connection dropped again: its next `ready` restores. Still up: Redis refused (the
+      // user's ACL no longer has the channel), so it is tried again, less and less often.
+      if (attempt !== this.#restoring || this.#sub.status !== 'ready') return;
+      this.#refused = this.#lastError;
+      this.#refresh();
+      this.#retryRestore();
       return;
     }
     if (attempt !== this.#restoring || this.#sub.status !== 'ready') return;
     this.#restored = true;
+    this.#refused = undefined;
+    this.#retryMs = RESTORE_RETRY_FIRST_MS;
     this.#refresh();
+  }
+
+  #retryRestore(): void {
+    if (this.#retryTimer !== undefined || this.status === 'closed') return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#sub.status === 'ready' && !this.#restored) void this.#restore();
+    }, this.#retryMs);
+    this.#retryMs = Math.min(this.#retryMs * 2, RESTORE_RETRY_MAX_MS);
   }
 }

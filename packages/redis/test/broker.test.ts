@@ -391,3 +391,45 @@ describeRedis('RedisBroker for a Redis user with limited channels (ACL)', () => 
     }
   });
 });
+
+describeRedis(
+  'RedisBroker when a Redis user loses a channel while subscribed (ACL SETUSER)',
+  () => {
+    let server: RedisServer;
+    beforeAll(async () => {
+      server = await RedisServer.launch(() => [
+        '--user',
+        'app',
+        'on',
+        '>secret',
+        'allchannels',
+        '+@all',
+      ]);
+    });
+    afterAll(() => server?.destroy());
+
+    it('is down, saying why, while Redis refuses the channel, and hears it again once allowed', async () => {
+      const options = { ...standalone(server), username: 'app', password: 'secret' };
+      const [a, b] = [new RedisBroker({ redis: options }), new RedisBroker({ redis: options })];
+      try {
+        await until(() => a.status === 'ready' && b.status === 'ready', 5000, 'ready');
+        const got: string[] = [];
+        await b.subscribe('news', (payload) => got.push(String(Buffer.from(payload))));
+        await a.publish('news', Buffer.from('before'));
+        await until(() => got.includes('before'), 5000, 'the message before');
+        // Redis closes the connections whose subscriptions the new rules no longer allow.
+        await server.cli('acl', 'setuser', 'app', 'resetchannels', '&wscale:{other}');
+        const seen: string[] = [];
+        b.on('status', (status, error) => seen.push(`${status}: ${error?.message ?? ''}`));
+        await until(() => seen.some((line) => line.startsWith('down: NOPERM')), 5000, 'down, why');
+        await server.cli('acl', 'setuser', 'app', 'allchannels');
+        await until(() => b.status === 'ready', 10_000, 'ready again');
+        await a.publish('news', Buffer.from('after'));
+        await until(() => got.includes('after'), 5000, 'the message after');
+        expect(got).toEqual(['before', 'after']);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+  },
+);
