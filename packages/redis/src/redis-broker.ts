@@ -90,7 +90,6 @@ export class RedisBroker extends BaseBroker {
   #restoring = 0;
   /** Why Redis refused to resubscribe on a connection that is up (an ACL): `down` until it takes it. */
   #refused: Error | undefined;
-  #retryTimer: NodeJS.Timeout | undefined;
   #retryMs = RESTORE_RETRY_FIRST_MS;
   #lastError: Error | undefined;
   #repairTimer: NodeJS.Timeout | undefined;
@@ -135,6 +134,9 @@ export class RedisBroker extends BaseBroker {
       this.#sub.on('nodeError', (error: Error) => {
         if (/sunsubscribe/i.test(error.message)) this.#scheduleRepair();
       });
+      // A shard's subscriber connection was replaced (closed by the server, say after an ACL
+      // change): ioredis subscribes it again but says nothing when that is refused.
+      this.#sub.on('subscribersReady', () => this.#scheduleRepair());
     } else {
       this.#sub.on('ready', () => void this.#restore());
       this.#sub.on('close', () => {
@@ -175,7 +177,6 @@ export class RedisBroker extends BaseBroker {
 
   protected async closeConnection(): Promise<void> {
     clearTimeout(this.#repairTimer);
-    clearTimeout(this.#retryTimer);
     this.#deadlines?.stop();
     this.#sub.removeAllListeners();
     this.#sub.on('error', () => undefined); // late socket errors of a connection being torn down
@@ -221,26 +222,49 @@ export class RedisBroker extends BaseBroker {
     const sub = this.#sub.status;
     let status: BrokerStatus;
     let error = this.#lastError;
-    if (pub === 'ready' && sub === 'ready' && (this.#cluster || this.#restored)) {
+    if (sub === 'ready' && this.#refused !== undefined) {
+      status = 'down';
+      error = this.#refused;
+    } else if (pub === 'ready' && sub === 'ready' && (this.#cluster || this.#restored)) {
       this.#everReady = true;
       status = 'ready';
     } else if (pub === 'end' || sub === 'end') {
       status = 'down';
-    } else if (sub === 'ready' && this.#refused !== undefined) {
-      status = 'down';
-      error = this.#refused;
     } else {
       status = this.#everReady ? 'reconnecting' : 'connecting';
     }
     this.setStatus(status, status === 'ready' ? undefined : error);
   };
 
-  #scheduleRepair(): void {
+  /**
+   * Subscribes again, once, after `delayMs`: on a Cluster every topic where it now lives
+   * ({@link RedisBroker.#repair}), on one Redis all of them if they are not back yet.
+   */
+  #scheduleRepair(delayMs = REPAIR_DELAY_MS): void {
     if (this.#repairTimer !== undefined || this.status === 'closed') return;
     this.#repairTimer = setTimeout(() => {
       this.#repairTimer = undefined;
-      void this.#repair();
-    }, REPAIR_DELAY_MS);
+      if (this.#cluster) void this.#repair();
+      else if (this.#sub.status === 'ready' && !this.#restored) void this.#restore();
+    }, delayMs);
+  }
+
+  /**
+   * Redis refused to subscribe on a connection that is up (the user's ACL no longer has a
+   * channel): the broker is `down` with why, and tries again less and less often.
+   */
+  #refusedBy(error: Error): void {
+    this.#refused = error;
+    this.#refresh();
+    this.#scheduleRepair(this.#retryMs);
+    this.#retryMs = Math.min(this.#retryMs * 2, RESTORE_RETRY_MAX_MS);
+  }
+
+  /** Every subscription is back: no refusal stands. */
+  #subscribed(): void {
+    this.#refused = undefined;
+    this.#retryMs = RESTORE_RETRY_FIRST_MS;
+    this.#refresh();
   }
 
   /**
@@ -251,11 +275,14 @@ export class RedisBroker extends BaseBroker {
     const sub = this.#sub;
     if (!isCluster(sub) || this.status === 'closed') return;
     await new Promise<void>((resolve) => sub.refreshSlotsCache(() => resolve()));
-    await Promise.all(
-      this.subscribedTopics.map((topic) =>
-        sub.ssubscribe(channelName(this.#prefix, topic)).catch(() => this.#scheduleRepair()),
-      ),
+    const results = await Promise.allSettled(
+      this.subscribedTopics.map((topic) => sub.ssubscribe(channelName(this.#prefix, topic))),
     );
+    const failed = results.find((result) => result.status === 'rejected')?.reason;
+    if (failed === undefined) this.#subscribed();
+    else if (isRefusal(failed)) this.#refusedBy(failed);
+    // A shard that is moving or away: soon again.
+    else this.#scheduleRepair();
   }
 
   /** Subscribes every topic again on a fresh subscriber connection, then reports ready. */
@@ -265,27 +292,19 @@ export class RedisBroker extends BaseBroker {
       await this.resubscribeAll();
     } catch (error) {
       this.#onError(error instanceof Error ? error : new Error(String(error)));
-      // The connection dropped again: its next `ready` restores. Still up: Redis refused (the
-      // user's ACL no longer has the channel), so it is tried again, less and less often.
-      if (attempt !== this.#restoring || this.#sub.status !== 'ready') return;
-      this.#refused = this.#lastError;
-      this.#refresh();
-      this.#retryRestore();
+      // The connection dropped again: its next `ready` restores. Still up: Redis refused.
+      if (attempt === this.#restoring && this.#sub.status === 'ready') {
+        this.#refusedBy(this.#lastError!);
+      }
       return;
     }
     if (attempt !== this.#restoring || this.#sub.status !== 'ready') return;
     this.#restored = true;
-    this.#refused = undefined;
-    this.#retryMs = RESTORE_RETRY_FIRST_MS;
-    this.#refresh();
+    this.#subscribed();
   }
+}
 
-  #retryRestore(): void {
-    if (this.#retryTimer !== undefined || this.status === 'closed') return;
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      if (this.#sub.status === 'ready' && !this.#restored) void this.#restore();
-    }, this.#retryMs);
-    this.#retryMs = Math.min(this.#retryMs * 2, RESTORE_RETRY_MAX_MS);
-  }
+/** Whether Redis refused a command for the user's ACL (not a connection or slot problem). */
+function isRefusal(error: unknown): error is Error {
+  return error instanceof Error && error.message.startsWith('NOPERM');
 }

@@ -206,6 +206,37 @@ describeRedis('RedisBroker on Redis Cluster (sharded pub/sub)', () => {
 
   brokerSuite(runner, { create: open });
 
+  it('is down, saying why, while a shard refuses a channel (ACL SETUSER), and hears it again once allowed', async () => {
+    // A user of our own on every shard (ACLs are per server), then one loses the channel.
+    for (const server of cluster.servers) {
+      await server.cli('acl', 'setuser', 'app', 'on', '>secret', 'allchannels', '+@all');
+    }
+    const clients = [0, 1].map(
+      () => new Cluster(cluster.nodes, { redisOptions: { username: 'app', password: 'secret' } }),
+    );
+    const [a, b] = clients.map((client) => closingWith(new RedisBroker({ redis: client }), client));
+    const owner = await slotOwner(cluster, 'wscale:{acl-news}');
+    try {
+      await until(() => a!.status === 'ready' && b!.status === 'ready', 5000, 'ready');
+      const got: string[] = [];
+      await b!.subscribe('acl-news', (payload) => got.push(String(Buffer.from(payload))));
+      await a!.publish('acl-news', Buffer.from('before'));
+      await until(() => got.includes('before'), 5000, 'the message before');
+      const seen: string[] = [];
+      b!.on('status', (status, error) => seen.push(`${status}: ${error?.message ?? ''}`));
+      await owner.cli('acl', 'setuser', 'app', 'resetchannels', '&wscale:{other}');
+      await until(() => seen.some((line) => line.startsWith('down: NOPERM')), 10_000, 'down, why');
+      await owner.cli('acl', 'setuser', 'app', 'allchannels');
+      await until(() => b!.status === 'ready', 10_000, 'ready again');
+      await a!.publish('acl-news', Buffer.from('after'));
+      await until(() => got.includes('after'), 5000, 'the message after');
+      expect(got).toEqual(['before', 'after']);
+    } finally {
+      await owner.cli('acl', 'setuser', 'app', 'allchannels');
+      await Promise.all([a!.close(), b!.close()]);
+    }
+  });
+
   it('subscribes only on the shard that owns the topic', async () => {
     const [a, b] = [open(), open()];
     try {
