@@ -12,7 +12,12 @@ import {
   InvalidOptionError,
 } from '@wscale/core';
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
-import { encodeToken, isSubjectPrefix } from './subject-token.js';
+import {
+  encodeToken,
+  fitsControlLine,
+  isSubjectPrefix,
+  MAX_SUBJECT_BYTES,
+} from './subject-token.js';
 import { describe, withTimeout } from './timeout.js';
 
 /** Subjects whose latest refused publish is remembered (past it, all are forgotten). */
@@ -129,9 +134,18 @@ export class NatsBroker extends BaseBroker {
     return this.#prefix + encodeToken(topic);
   }
 
+  /** {@link NatsBroker.subjectFor}, if NATS takes it: else it would close the connection. */
+  #sendable(topic: string): string {
+    const subject = this.subjectFor(topic);
+    if (fitsControlLine(subject)) return subject;
+    throw new BrokerUnavailableError(
+      `the topic's subject is longer than NATS takes (${MAX_SUBJECT_BYTES} bytes): ${subject.slice(0, 64)}…`,
+    );
+  }
+
   protected async subscribeTopic(topic: string): Promise<void> {
     const nc = await this.#ready;
-    const subject = this.subjectFor(topic);
+    const subject = this.#sendable(topic);
     // A subscription the server refuses (the connection's permissions) is handed the error, and
     // it comes before the answer to the round trip below; one it drops later, after it.
     let refused: Error | undefined;
@@ -169,7 +183,7 @@ export class NatsBroker extends BaseBroker {
   protected async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
     const nc = this.#connection;
     if (nc === undefined) throw new BrokerUnavailableError('not connected to NATS');
-    const subject = this.subjectFor(topic);
+    const subject = this.#sendable(topic);
     const refusals = this.#refusals;
     nc.publish(subject, payload);
     // On a later microtask, in publish order, as the echo would come. A copy sent again after a

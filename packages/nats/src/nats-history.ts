@@ -25,7 +25,12 @@ import {
 } from '@wscale/core';
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { nanos } from './nanos.js';
-import { encodeToken, isSubjectPrefix } from './subject-token.js';
+import {
+  encodeToken,
+  fitsControlLine,
+  isSubjectPrefix,
+  MAX_SUBJECT_BYTES,
+} from './subject-token.js';
 import { asTyped, runTyped } from './timeout.js';
 
 /** Header holding an entry's offset in its room. */
@@ -194,6 +199,7 @@ export class NatsHistory implements History {
   }
 
   async append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
+    this.#checkRoom(room);
     return this.#append(room, () => payload);
   }
 
@@ -213,10 +219,12 @@ export class NatsHistory implements History {
     if (this.#republishTo === undefined) {
       throw new InvalidOptionError('appendAndPublish needs the republishTo option');
     }
+    this.#checkRoom(room);
     return this.#append(room, build);
   }
 
   async read(room: string, after: HistoryPosition, limit = Infinity): Promise<HistoryReadResult> {
+    this.#checkRoom(room);
     return this.#run('read', room, async ({ js, jsm }) => {
       const tail = await this.#tail(jsm, js, room);
       const position = { offset: tail.offset, epoch: tail.epoch };
@@ -233,6 +241,7 @@ export class NatsHistory implements History {
   }
 
   async position(room: string): Promise<HistoryPosition> {
+    this.#checkRoom(room);
     return this.#run('position', room, async ({ js, jsm }) => {
       const { offset, epoch } = await this.#tail(jsm, js, room);
       return { offset, epoch };
@@ -251,6 +260,15 @@ export class NatsHistory implements History {
   /** The subject a room's entries are stored on. */
   entrySubject(room: string): string {
     return `${this.#prefix}m.${encodeToken(room)}`;
+  }
+
+  /** A room whose subject NATS would not take (it would close the connection) is refused. */
+  #checkRoom(room: string): void {
+    const subject = this.entrySubject(room);
+    if (fitsControlLine(subject)) return;
+    throw new HistoryError(
+      `the room's subject is longer than NATS takes (${MAX_SUBJECT_BYTES} bytes): ${subject.slice(0, 64)}…`,
+    );
   }
 
   #epochSubject(room: string): string {

@@ -24,3 +24,16 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 export function isSubjectPrefix(prefix: string): boolean {
   return /^(?:[^\s.*>]+\.)+$/.test(prefix);
 }
+
+/**
+ * Longest subject wscale sends, in bytes. NATS closes a connection whose protocol line is longer
+ * than its `max_control_line` (4 KB by default); a publish or subscription that the client sends
+ * again after each reconnect would close it again and again. A longer one is refused instead.
+ */
+export const MAX_SUBJECT_BYTES = 4000;
+
+/** Whether NATS takes `subject` on a protocol line (see {@link MAX_SUBJECT_BYTES}). */
+export function fitsControlLine(subject: string): boolean {
+  // UTF-16 units count each byte of an ASCII subject once; only a prefix may be anything else.
+  return subject.length <= MAX_SUBJECT_BYTES / 3 || Buffer.byteLength(subject) <= MAX_SUBJECT_BYTES;
+}

@@ -70,6 +70,25 @@ describe.skipIf(skipWithoutNats())('NatsBroker on one nats-server', () => {
     }
   });
 
+  it('refuses a topic whose subject NATS would not take, instead of losing its connection', async () => {
+    const b = broker();
+    await until(() => b.status === 'ready', 5000, 'ready');
+    const seen: BrokerStatus[] = [];
+    b.on('status', (status) => seen.push(status));
+    // 3000 bytes of UTF-8 make a subject of 4000 base64url characters and more.
+    const long = 'é'.repeat(1500);
+    await expect(b.publish(long, Buffer.from('x'))).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await expect(b.subscribe(long, () => undefined)).rejects.toThrow(/longer than NATS takes/);
+    // The connection stayed up: a topic just short enough goes through, both ways.
+    const fits = 'é'.repeat(1400);
+    const got: string[] = [];
+    await b.subscribe(fits, (payload) => got.push(String(Buffer.from(payload))));
+    await b.publish(fits, Buffer.from('through'));
+    await until(() => got.length === 1, 5000, 'the message');
+    expect(got).toEqual(['through']);
+    expect(seen).toEqual([]);
+  });
+
   it('encodes topics into one subject token each', () => {
     const b = new NatsBroker({ servers: nats.server.url });
     void b.close();

@@ -306,6 +306,17 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     }
   });
 
+  it('refuses a room whose subject NATS would not take, and goes on for the others', async () => {
+    const h = history({ stream: `${stream}_long` });
+    const long = 'é'.repeat(1500);
+    await expect(h.append(long, Buffer.from('x'))).rejects.toBeInstanceOf(HistoryError);
+    await expect(h.position(long)).rejects.toThrow(/longer than NATS takes/);
+    await expect(h.read(long, { offset: 0, epoch: 'e' })).rejects.toBeInstanceOf(HistoryError);
+    const fits = 'é'.repeat(1400);
+    const { offset } = await h.append(fits, Buffer.from('kept'));
+    expect(offset).toBe(1);
+  });
+
   it('rejects only the append whose build threw mid-batch; the rest are stored in call order', async () => {
     const options = { stream: `${stream}_buildthrows`, republishTo: 'wscale.' };
     const h = history(options);
