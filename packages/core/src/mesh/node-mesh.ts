@@ -313,7 +313,8 @@ export class NodeMesh {
     let answer: Answer = response;
     // The parts of a list come in order, from one node on one topic.
     if (earlier !== undefined || response.m === 1) {
-      const list = [...(earlier ?? []), ...(response.a as unknown[])];
+      const list = earlier ?? [];
+      for (const item of response.a as unknown[]) list.push(item);
       if (response.m === 1) {
         pending.parts.set(node, list);
         return;

@@ -225,21 +225,16 @@ export const NO_BYTES = Buffer.alloc(0);
  * behind a stamp.
  */
 export function framePublisher(broker: Broker): PublishFrame {
-  if (!(broker instanceof BaseBroker)) {
-    return (topic, message, payload, flags) =>
-      broker.publish(topic, carried(broker, encodeBusFrame(message, payload, flags), 0));
-  }
+  const base = broker instanceof BaseBroker ? broker : undefined;
+  // A `BaseBroker` whose `publish` was replaced still stamps behind the frame.
+  const stamp = base === undefined ? 0 : STAMP_BYTES;
   return (topic, message, payload, flags) =>
-    broker.publish === STAMPING_PUBLISH
-      ? broker.publishInPlace(
+    base !== undefined && base.publish === STAMPING_PUBLISH
+      ? base.publishInPlace(
           topic,
           carried(broker, encodeBusFrame(message, payload, flags, STAMP_BYTES), 0),
         )
-      : // Stamped behind the frame, as `BaseBroker` does.
-        broker.publish(
-          topic,
-          carried(broker, encodeBusFrame(message, payload, flags), STAMP_BYTES),
-        );
+      : broker.publish(topic, carried(broker, encodeBusFrame(message, payload, flags), stamp));
 }
 
 /**
