@@ -7,6 +7,7 @@ import {
   decodeBusFrame,
   encodeBusFrame,
   isSentBy,
+  messageFrameSize,
   senderField,
 } from '../src/mesh/bus-codec.js';
 import {
@@ -118,6 +119,20 @@ describe('node bus codec (property)', () => {
         expect(received.header).toEqual(sent.message.header);
         expect(Buffer.from(received.payload).equals(sent.payload)).toBe(true);
       }),
+      fuzzParameters(500),
+    );
+  });
+
+  it('sizes a broadcast or direct frame as it is encoded, before encoding it', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(broadcast, direct),
+        fc.uint8Array({ maxLength: 64 }),
+        (sent, payload) => {
+          const size = messageFrameSize(sent, payload.length);
+          expect(size).toBe(encodeBusFrame(sent, payload).length);
+        },
+      ),
       fuzzParameters(500),
     );
   });

@@ -3,11 +3,13 @@
  * `max_payload`, a room its user may not use. Clients cause both (a big message, a join), so
  * neither may end the node, and a broadcast reaches everyone or no one.
  */
+import { type SessionSnapshot, WscaleClient } from '@wscale/client';
 import {
   BrokerUnavailableError,
+  MemoryHistory,
   MessageTooLargeError,
+  Publisher,
   ScaledWebSocketServer,
-  WscaleError,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { NatsBroker, NatsHistory } from '@wscale/nats';
@@ -101,8 +103,23 @@ describe.skipIf(skipWithoutNats())('nodes on a NATS server that refuses some mes
       MessageTooLargeError,
     );
     // One that fits goes through from either node, and from the application.
-    await nodes[1]!.to('lobby').send('z'.repeat(MAX_PAYLOAD - 200));
+    await nodes[1]!.to('lobby').send('z'.repeat(MAX_PAYLOAD - 400));
     await until(() => a.got.length === 2 && b.got.length === 2, 5000, 'the one that fits');
+    expect(unhandled).toEqual([]);
+  });
+
+  it('refuses a direct message larger than max_payload wherever its client is', async () => {
+    const { nodes, clients } = await twoNodes();
+    const [a, b] = clients as [(typeof clients)[0], (typeof clients)[0]];
+    const [here, there] = nodes.map((node) => [...node.clients.keys()][0]!) as [string, string];
+    const big = 'x'.repeat(MAX_PAYLOAD);
+    // The client on the sending node as the one on the other: placement decides nothing.
+    await expect(nodes[0]!.client(here).send(big)).rejects.toBeInstanceOf(MessageTooLargeError);
+    await expect(nodes[0]!.client(there).send(big)).rejects.toBeInstanceOf(MessageTooLargeError);
+    await nodes[0]!.client(here).send('after');
+    await nodes[0]!.client(there).send('after');
+    await until(() => a.got.length === 1 && b.got.length === 1, 5000, 'the message after');
+    expect([a.got, b.got]).toEqual([['after'], ['after']]);
     expect(unhandled).toEqual([]);
   });
 
@@ -156,11 +173,69 @@ describe.skipIf(skipWithoutNats())('nodes on a NATS server that refuses some mes
     ws.on('message', (data) => got.push(String(data)));
     await until(() => [...node.clients.values()][0]?.inRoom('feed') === true, 5000, 'joined');
     const refused = node.to('feed').send('x'.repeat(MAX_PAYLOAD));
-    await expect(refused).rejects.toBeInstanceOf(WscaleError);
-    await expect(refused).rejects.toThrow(/max_payload/);
+    await expect(refused).rejects.toBeInstanceOf(MessageTooLargeError);
     await node.to('feed').send('small');
     await until(() => got.length >= 1, 5000, 'the small message');
     expect(got).toEqual(['small']);
+    expect(unhandled).toEqual([]);
+  });
+
+  it('refuses a message before a history keeps it: a resume replays nothing it refused', async () => {
+    // A history that takes more than the broker carries (in memory here; Redis's takes 512 MB).
+    const feed = new MemoryHistory();
+    const inboxes = new MemoryHistory();
+    const broker = new NatsBroker({
+      servers: nats.server.url,
+      connectionOptions: { ...fastReconnect, user: 'app', pass: 'secret' },
+    });
+    const node = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      broker,
+      sessionSecret: 'a-secret-for-the-refusal-tests',
+      history: [{ rooms: 'feed', store: feed }],
+      directHistory: inboxes,
+    });
+    const publisher = new Publisher({
+      broker,
+      history: [{ rooms: 'feed', store: feed }],
+      directHistory: inboxes,
+    });
+    opened.push(broker, node, publisher);
+    node.on('connection', (client) => void client.join('feed'));
+    await node.ready();
+    const got: string[] = [];
+    const open = (resume?: SessionSnapshot) => {
+      const client = new WscaleClient(`ws://127.0.0.1:${node.address()!.port}/`, {
+        WebSocket,
+        network: false,
+        ...(resume ? { resume } : {}),
+      });
+      opened.push({ close: () => client.close() });
+      client.on('message', (data) => got.push(String(data)));
+      return client;
+    };
+    const first = open();
+    await until(() => first.rooms.includes('feed'), 5000, 'the client in feed');
+    const id = first.clientId!;
+    const saved = first.snapshot()!;
+    await first.close();
+
+    // While it is away: too large for the broker, from the node and from a publisher, to the room
+    // and to the session (both kept while a client is away); then one that fits of each.
+    const big = 'x'.repeat(MAX_PAYLOAD - 100);
+    for (const sender of [node, publisher]) {
+      await expect(sender.to('feed').send(big)).rejects.toBeInstanceOf(MessageTooLargeError);
+      await expect(sender.client(id).send(big)).rejects.toBeInstanceOf(MessageTooLargeError);
+    }
+    await node.to('feed').send('room');
+    await publisher.client(id).send('inbox');
+
+    open(saved);
+    // Replayed in the order they were kept: anything refused but kept would come first.
+    await until(() => got.includes('room') && got.includes('inbox'), 5000, 'the replays');
+    expect(got.sort()).toEqual(['inbox', 'room']);
+    expect((await feed.position('feed')).offset).toBe(1);
     expect(unhandled).toEqual([]);
   });
 

@@ -225,6 +225,21 @@ export function encodeBusFrame(
 }
 
 /**
+ * The size of the frame {@link encodeBusFrame} makes of a broadcast or direct `message` carrying
+ * `payloadLength` bytes (no room in front).
+ */
+export function messageFrameSize(
+  message: Extract<BusMessage, { kind: BusKind.Broadcast | BusKind.Direct }>,
+  payloadLength: number,
+): number {
+  const body =
+    message.kind === BusKind.Broadcast
+      ? broadcastSize(message.header)
+      : directSize(message.header, isAscii(message.header.c));
+  return PREFIX + nodeIdSize(message.header.n) + body + payloadLength;
+}
+
+/**
  * The bytes a frame sent by node `nodeId` starts its header with: a node compares them with
  * {@link isSentBy} to skip its own frames (a broker echoes them) before decoding anything.
  */

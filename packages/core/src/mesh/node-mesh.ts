@@ -153,6 +153,11 @@ export class NodeMesh {
     return this.#nodeId;
   }
 
+  /** The largest frame the broker carries, if it has a limit ({@link Broker.maxPayloadBytes}). */
+  get maxPayloadBytes(): number | undefined {
+    return this.#broker.maxPayloadBytes;
+  }
+
   /** The header of this node's liveness frames. */
   get #header(): NodeHeader {
     return { n: this.#nodeId };

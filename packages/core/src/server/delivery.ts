@@ -20,6 +20,7 @@ import type { Takeovers } from '../transport/connections.js';
 import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
+  checkSize,
   directHeader,
   historyLookup,
   keepsDirect,
@@ -105,7 +106,16 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   ): Promise<void> {
     if (this.#draining) return this.#reporter.unawaited(Promise.reject(new ServerClosedError()));
     return this.#reporter.unawaited(
-      publishBroadcast(this.#mesh.nodeId, rooms, except, data, options, this.historyOf, this.#send),
+      publishBroadcast(
+        this.#mesh.nodeId,
+        rooms,
+        except,
+        data,
+        options,
+        this.historyOf,
+        this.#mesh.maxPayloadBytes,
+        this.#send,
+      ),
     );
   }
 
@@ -157,10 +167,12 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     try {
       if (this.#draining) throw new ServerClosedError();
+      const header = directHeader(this.#mesh.nodeId, id, operation);
+      checkSize(this.#mesh.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
       if (keepsDirect(id, message, this.#directHistory)) {
-        return this.#directKept(id, operation, message!, this.#directHistory);
+        return this.#directKept(header, message!, this.#directHistory);
       }
-      return this.#directTo(directHeader(this.#mesh.nodeId, id, operation), message);
+      return this.#directTo(header, message);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -168,14 +180,11 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 
   /** A direct message kept in the session's stream first, then sent with its place there. */
   async #directKept(
-    id: string,
-    operation: DirectOperation,
+    header: DirectHeader,
     message: Outgoing,
     directHistory: History,
   ): Promise<void> {
-    const nodeId = this.#mesh.nodeId;
-    const kept = await keptDirect(nodeId, id, operation, message, directHistory);
-    return this.#directTo(kept.header, kept.message);
+    return this.#directTo(header, await keptDirect(header, message, directHistory));
   }
 
   #directTo(header: DirectHeader, message: Outgoing | undefined): Promise<void> {

@@ -5,9 +5,12 @@ import type { Broker, History } from '../contracts.js';
 import { MessageTooLargeError } from '../errors.js';
 import {
   type BroadcastHeader,
+  BusKind,
+  type BusMessage,
   type DirectHeader,
   type DirectOperation,
   encodeBusFrame,
+  messageFrameSize,
 } from '../mesh/bus-codec.js';
 import type { PublishFrame } from '../mesh/node-mesh.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -148,19 +151,34 @@ export function publishBroadcast(
   data: Sendable,
   options: SendOptions | undefined,
   historyOf: (room: string) => History | undefined,
+  /** What the broker carries ({@link Broker.maxPayloadBytes}). */
+  limit: number | undefined,
   publish: (group: readonly string[], publication: Publication) => Promise<void>,
 ): Promise<void> {
   try {
     if (keepsNoHistory(rooms, historyOf)) {
-      return publish(rooms, publicationOf(origin, rooms, except, data, options));
+      const publication = publicationOf(origin, rooms, except, data, options);
+      checkSize(
+        limit,
+        { kind: BusKind.Broadcast, header: publication.header },
+        publication.message,
+      );
+      return publish(rooms, publication);
     }
-    const groups = roomGroups(rooms, historyOf).map(async (group) =>
-      publish(
-        group,
-        await placed(publicationOf(origin, group, except, data, options), group, historyOf),
-      ),
+    // Every group checked before any is kept in a history: all of them go, or none.
+    const groups = roomGroups(rooms, historyOf).map((group) => {
+      const publication = publicationOf(origin, group, except, data, options);
+      checkSize(
+        limit,
+        { kind: BusKind.Broadcast, header: publication.header },
+        publication.message,
+      );
+      return { group, publication };
+    });
+    const published = groups.map(async ({ group, publication }) =>
+      publish(group, await placed(publication, group, historyOf)),
     );
-    return Promise.all(groups).then(nothing);
+    return Promise.all(published).then(nothing);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -196,23 +214,48 @@ export function keepsDirect(
 }
 
 /**
- * A direct message on client `id` kept in the session's stream first (the caller checked
- * {@link keepsDirect}): its header and message carry its place there.
+ * A direct message kept in the session's stream first (the caller checked {@link keepsDirect}):
+ * `header` gets its place there, and so does the message returned.
  */
 export async function keptDirect(
-  origin: string,
-  id: string,
-  operation: DirectOperation,
+  header: DirectHeader,
   message: Outgoing,
   directHistory: History,
-): Promise<{ header: DirectHeader; message: Outgoing }> {
-  const header = directHeader(origin, id, operation);
-  const room = inboxOf(id);
+): Promise<Outgoing> {
+  const room = inboxOf(header.c);
   const position = await directHistory.append(room, message.historyPayload());
   header.r = [room];
   header.s = position.offset;
   header.e = position.epoch;
-  return { header, message: message.at(room, position.offset, position.epoch) };
+  return message.at(room, position.offset, position.epoch);
+}
+
+/**
+ * Bytes a message's frame leaves free under the broker's limit when it is first sent: for the
+ * broker's stamp, its place in a history (an offset and an epoch) and the fields nodes add as they
+ * pass a direct message on (two node ids and a count).
+ */
+const HEADROOM = 256;
+
+/**
+ * Throws {@link MessageTooLargeError} unless the frame of `frame` carrying `message`, with
+ * {@link HEADROOM} to spare, fits what the broker carries (`limit`; none: anything). Checked
+ * before anything is done with a message: before a history keeps it (kept, then refused, it would
+ * be replayed on resume to clients that never had it live) and before a client of this node gets
+ * it (whether a message is too large does not depend on where its clients are).
+ */
+export function checkSize(
+  limit: number | undefined,
+  frame: Extract<BusMessage, { kind: BusKind.Broadcast | BusKind.Direct }>,
+  message: Outgoing | undefined,
+): void {
+  if (limit === undefined) return;
+  const size = messageFrameSize(frame, message?.bytes.length ?? 0);
+  if (size + HEADROOM > limit) {
+    throw new MessageTooLargeError(
+      `a message framed in ${size} bytes, with ${HEADROOM} more kept free for its routing, is more than the broker carries (${limit})`,
+    );
+  }
 }
 
 /** The bytes of a direct operation that carries no message. */

@@ -8,6 +8,7 @@ import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
+  checkSize,
   directHeader,
   framePublisher,
   historyLookup,
@@ -56,6 +57,7 @@ export class Publisher {
   /** This publisher's id, the `n` of what it sends. */
   readonly id: string;
   /** Publishes a frame on the nodes' broker. */
+  readonly #broker: Broker;
   readonly #send: PublishFrame;
   readonly #historyOf: (room: string) => History | undefined;
   readonly #directHistory: History | undefined;
@@ -65,6 +67,7 @@ export class Publisher {
   #closed = false;
 
   constructor(options: PublisherOptions) {
+    this.#broker = options.broker;
     this.#send = framePublisher(options.broker);
     this.#prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
     this.#allTopic = topics.all(this.#prefix);
@@ -125,6 +128,7 @@ export class Publisher {
       data,
       options,
       this.#historyOf,
+      this.#broker.maxPayloadBytes,
       (group, { message, header }) => {
         const topic = group.length === 1 ? topics.room(this.#prefix, group[0]!) : this.#allTopic;
         return this.#send(topic, { kind: BusKind.Broadcast, header }, message.bytes, message.flags);
@@ -138,9 +142,11 @@ export class Publisher {
 
   async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');
-    const { header, message: sent } = keepsDirect(id, message, this.#directHistory)
-      ? await keptDirect(this.id, id, operation, message!, this.#directHistory)
-      : { header: directHeader(this.id, id, operation), message };
+    const header = directHeader(this.id, id, operation);
+    checkSize(this.#broker.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
+    const sent = keepsDirect(id, message, this.#directHistory)
+      ? await keptDirect(header, message!, this.#directHistory)
+      : message;
     const { bytes, flags } = sent ?? { bytes: NO_BYTES, flags: 0 };
     await this.#send(this.#allTopic, { kind: BusKind.Direct, header }, bytes, flags);
   }
