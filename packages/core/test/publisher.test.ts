@@ -1,5 +1,7 @@
 import {
+  BrokerUnavailableError,
   MemoryBroker,
+  MemoryBus,
   MemoryHistory,
   MemoryStateStore,
   Publisher,
@@ -110,5 +112,40 @@ describe('Publisher', () => {
     await expect(publisher.to('feed').send('late')).rejects.toMatchObject({
       code: 'SERVER_CLOSED',
     });
+  });
+
+  it('ends no process when a send nobody awaits fails: counted, logged, and still rejecting for who awaits', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const warned: unknown[] = [];
+    const logger = {
+      debug() {},
+      info() {},
+      error() {},
+      warn: (fields: { code?: string }) => warned.push(fields.code),
+    };
+    const bus = new MemoryBus();
+    const broker = new MemoryBroker({ bus, maxQueuedPublishes: 1 });
+    const publisher = new Publisher({ broker, logger });
+    try {
+      bus.disconnect();
+      // What an HTTP handler of another service does while the broker is away, as statements:
+      // the first waits in the broker's queue, the rest find it full.
+      void publisher.to('feed').send('queued');
+      void publisher.broadcast('full');
+      publisher.client('someone').send('full');
+      void publisher.client('someone').join('feed');
+      await expect(publisher.to('feed').send('awaited')).rejects.toBeInstanceOf(
+        BrokerUnavailableError,
+      );
+      await until(() => publisher.failedSends === 4, 2000, 'the failures counted');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+      expect(warned).toEqual(Array(4).fill('BROKER_UNAVAILABLE'));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await broker.close();
+    }
   });
 });

@@ -26,14 +26,15 @@ export class Reporter {
     sessionData: 0,
     replay: 0,
   };
-  /** Sends, joins and leaves the application asked for that failed (see {@link Reporter.unawaited}). */
-  failedSends = 0;
+  /** Sends, joins and leaves the application asked for, which it may not await. */
+  readonly sends: SendFailures;
   readonly #sink: ErrorSink;
   /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
   #reporting = false;
 
   constructor(log: NodeLog, sink: ErrorSink) {
     this.log = log;
+    this.sends = new SendFailures(log);
     this.#sink = sink;
   }
 
@@ -56,25 +57,37 @@ export class Reporter {
     }
   };
 
-  /**
-   * `promise`, of a send, join or leave the application asked for and may not await (`void
-   * wss.to(room).send(text)`): it still rejects for whoever awaits it, and its failure is counted and
-   * logged (`warn`), but a rejection nobody handles does not end the process.
-   */
-  unawaited<T>(promise: Promise<T>): Promise<T> {
-    promise.catch(this.#failed);
-    return promise;
-  }
-
-  readonly #failed = (error: unknown): void => {
-    this.failedSends++;
-    const code = error instanceof WscaleError ? error.code : undefined;
-    this.log.write('warn', `a send, join or leave failed: ${String(error)}`, { code, err: error });
-  };
-
   /** Counts a limit hit, and logs it (debug: a client over its limit is the client's business). */
   limit(limit: keyof LimitCounters, fields?: object): void {
     this.limited[limit]++;
     this.log.write('debug', `limit hit: ${limit}`, fields);
   }
+}
+
+/**
+ * The sends, joins and leaves an application asks for and may not await (`void
+ * wss.to(room).send(text)`, a send written as a statement): each still rejects for whoever awaits
+ * it, and a failure is counted and logged (`warn`), but a rejection nobody handles does not end the
+ * process.
+ */
+export class SendFailures {
+  /** How many failed. */
+  count = 0;
+  readonly #log: NodeLog;
+
+  constructor(log: NodeLog) {
+    this.#log = log;
+  }
+
+  /** `promise`, its failure counted and logged. */
+  track<T>(promise: Promise<T>): Promise<T> {
+    promise.catch(this.#failed);
+    return promise;
+  }
+
+  readonly #failed = (error: unknown): void => {
+    this.count++;
+    const code = error instanceof WscaleError ? error.code : undefined;
+    this.#log.write('warn', `a send, join or leave failed: ${String(error)}`, { code, err: error });
+  };
 }

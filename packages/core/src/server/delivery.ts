@@ -104,8 +104,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     data: Sendable,
     options?: SendOptions,
   ): Promise<void> {
-    if (this.#draining) return this.#reporter.unawaited(Promise.reject(new ServerClosedError()));
-    return this.#reporter.unawaited(
+    if (this.#draining) return this.#reporter.sends.track(Promise.reject(new ServerClosedError()));
+    return this.#reporter.sends.track(
       publishBroadcast(
         this.#mesh.nodeId,
         rooms,
@@ -161,7 +161,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
    * keep it in, it goes at once: no step to wait for, so nothing but the broker's own promise.
    */
   direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
-    return this.#reporter.unawaited(this.#direct(id, operation, message));
+    return this.#reporter.sends.track(this.#direct(id, operation, message));
   }
 
   #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {

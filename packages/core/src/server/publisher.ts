@@ -3,6 +3,8 @@ import type { Broker, History } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
 import { BusKind, type DirectOperation } from '../mesh/bus-codec.js';
 import { type PublishFrame, topics } from '../mesh/node-mesh.js';
+import { type Logger, NodeLog } from '../ops/logger.js';
+import { SendFailures } from '../ops/reporter.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
@@ -38,6 +40,11 @@ export interface PublisherOptions {
   topicPrefix?: string;
   /** An id for this publisher in what it sends (never taken for a node). @default a random id */
   id?: string;
+  /**
+   * Where a failed send nobody awaited is logged (`warn`), as a node's `logger` (pino, `console`…).
+   * @default none: such failures are only counted in {@link Publisher.failedSends}
+   */
+  logger?: Logger;
 }
 
 /**
@@ -64,6 +71,7 @@ export class Publisher {
   readonly #prefix: string;
   /** The topic every node listens to, built once. */
   readonly #allTopic: string;
+  readonly #failures: SendFailures;
   #closed = false;
 
   constructor(options: PublisherOptions) {
@@ -74,6 +82,17 @@ export class Publisher {
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
     this.#historyOf = historyLookup(options.history ?? [], options.directHistory);
     this.#directHistory = options.directHistory;
+    this.#failures = new SendFailures(new NodeLog(options.logger, this.id));
+  }
+
+  /**
+   * Sends, joins, leaves and closes that failed. Each returns a promise that rejects when it
+   * fails; one nobody awaits (`void publisher.to(room).send(text)`, the shape of a fire-and-forget
+   * HTTP handler) is counted here and logged instead of ending the process as an unhandled
+   * rejection.
+   */
+  get failedSends(): number {
+    return this.#failures.count;
   }
 
   /** Starts a broadcast to the members of rooms, on every node. */
@@ -88,7 +107,7 @@ export class Publisher {
 
   /** Sends to every client of every node. */
   broadcast(data: Sendable, options?: SendOptions): Promise<void> {
-    return this.#broadcast([], [], data, options);
+    return this.#failures.track(this.#broadcast([], [], data, options));
   }
 
   /**
@@ -111,7 +130,7 @@ export class Publisher {
       except: readonly string[],
       data: Sendable,
       options?: SendOptions,
-    ) => this.#broadcast(rooms, except, data, options),
+    ) => this.#failures.track(this.#broadcast(rooms, except, data, options)),
   };
 
   async #broadcast(
@@ -138,7 +157,7 @@ export class Publisher {
 
   /** {@link Publisher.client}'s operations go here: one function for every client, not one per call. */
   readonly #sendDirect: SendDirect = (id, operation, message) =>
-    this.#direct(id, operation, message);
+    this.#failures.track(this.#direct(id, operation, message));
 
   async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');

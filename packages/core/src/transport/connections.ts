@@ -266,11 +266,11 @@ export class Connections<Identity, Data extends object>
   }
 
   join(client: AnyClient, room: string): Promise<void> {
-    return this.#parts.reporter.unawaited(this.#join(client, room));
+    return this.#parts.reporter.sends.track(this.#join(client, room));
   }
 
   leave(client: AnyClient, room: string): Promise<void> {
-    return this.#parts.reporter.unawaited(this.#parts.membership.leave(client, room));
+    return this.#parts.reporter.sends.track(this.#parts.membership.leave(client, room));
   }
 
   async #join(client: AnyClient, room: string): Promise<void> {
