@@ -95,13 +95,17 @@ function roomGroups(
   return [rooms];
 }
 
-/** A broadcast to `rooms` (everyone when there is none), before any history places it. */
+/**
+ * A broadcast to `rooms` (everyone when there is none), before any history places it; throws
+ * {@link MessageTooLargeError} if it is more than the broker carries ({@link checkSize}).
+ */
 function publicationOf(
   origin: string,
   rooms: readonly string[],
   except: readonly string[],
   data: Sendable,
   options: SendOptions | undefined,
+  limit: number | undefined,
 ): Publication {
   const room = rooms.length === 1 ? rooms[0] : undefined;
   const skip = except.length > 0 ? new Set(except) : undefined;
@@ -109,6 +113,7 @@ function publicationOf(
   const header: BroadcastHeader = { n: origin };
   if (rooms.length > 0) header.r = rooms as string[];
   if (except.length > 0) header.x = except as string[];
+  checkSize(limit, { kind: BusKind.Broadcast, header }, message);
   return { message, header };
 }
 
@@ -157,24 +162,13 @@ export function publishBroadcast(
 ): Promise<void> {
   try {
     if (keepsNoHistory(rooms, historyOf)) {
-      const publication = publicationOf(origin, rooms, except, data, options);
-      checkSize(
-        limit,
-        { kind: BusKind.Broadcast, header: publication.header },
-        publication.message,
-      );
-      return publish(rooms, publication);
+      return publish(rooms, publicationOf(origin, rooms, except, data, options, limit));
     }
-    // Every group checked before any is kept in a history: all of them go, or none.
-    const groups = roomGroups(rooms, historyOf).map((group) => {
-      const publication = publicationOf(origin, group, except, data, options);
-      checkSize(
-        limit,
-        { kind: BusKind.Broadcast, header: publication.header },
-        publication.message,
-      );
-      return { group, publication };
-    });
+    // Every group built (and its size checked) before any is kept in a history: all go, or none.
+    const groups = roomGroups(rooms, historyOf).map((group) => ({
+      group,
+      publication: publicationOf(origin, group, except, data, options, limit),
+    }));
     const published = groups.map(async ({ group, publication }) =>
       publish(group, await placed(publication, group, historyOf)),
     );
