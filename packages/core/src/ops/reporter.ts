@@ -27,14 +27,14 @@ export class Reporter {
     replay: 0,
   };
   /** Sends, joins and leaves the application asked for, which it may not await. */
-  readonly sends: SendFailures;
+  readonly sends: Sends;
   readonly #sink: ErrorSink;
   /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
   #reporting = false;
 
   constructor(log: NodeLog, sink: ErrorSink) {
     this.log = log;
-    this.sends = new SendFailures(log);
+    this.sends = new Sends(log);
     this.#sink = sink;
   }
 
@@ -68,11 +68,13 @@ export class Reporter {
  * The sends, joins and leaves an application asks for and may not await (`void
  * wss.to(room).send(text)`, a send written as a statement): each still rejects for whoever awaits
  * it, and a failure is counted and logged (`warn`), but a rejection nobody handles does not end the
- * process.
+ * process. Those still on their way are counted too, so that closing waits for them.
  */
-export class SendFailures {
+export class Sends {
   /** How many failed. */
-  count = 0;
+  failed = 0;
+  #pending = 0;
+  readonly #waiting: Array<() => void> = [];
   readonly #log: NodeLog;
 
   constructor(log: NodeLog) {
@@ -81,13 +83,26 @@ export class SendFailures {
 
   /** `promise`, its failure counted and logged. */
   track<T>(promise: Promise<T>): Promise<T> {
-    promise.catch(this.#failed);
+    this.#pending++;
+    promise.then(this.#settled, this.#failed);
     return promise;
   }
 
+  /** Resolves once no send is on its way (a history append, a publish). */
+  settled(): Promise<void> {
+    if (this.#pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  readonly #settled = (): void => {
+    if (--this.#pending > 0) return;
+    for (const resolve of this.#waiting.splice(0)) resolve();
+  };
+
   readonly #failed = (error: unknown): void => {
-    this.count++;
+    this.failed++;
     const code = error instanceof WscaleError ? error.code : undefined;
     this.#log.write('warn', `a send, join or leave failed: ${String(error)}`, { code, err: error });
+    this.#settled();
   };
 }

@@ -222,7 +222,10 @@ export interface ServerOptions<Identity = unknown> {
   nodeTimeoutMs?: number;
   /** How long cross-node queries wait for answers. @default 5000 */
   requestTimeoutMs?: number;
-  /** How long `close()` waits for clients to close before terminating them. @default 5000 */
+  /**
+   * How long `close()` waits for clients to close before terminating them, and for each of its
+   * other steps (sessions saved, sends already started going out). @default 5000
+   */
   closeTimeoutMs?: number;
   /**
    * Where the node logs: start and stop, broker status, other nodes up and down, errors (also

@@ -4,7 +4,7 @@ import { ServerClosedError } from '../errors.js';
 import { BusKind, type DirectOperation } from '../mesh/bus-codec.js';
 import { type PublishFrame, topics } from '../mesh/node-mesh.js';
 import { type Logger, NodeLog } from '../ops/logger.js';
-import { SendFailures } from '../ops/reporter.js';
+import { Sends } from '../ops/reporter.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
@@ -45,6 +45,8 @@ export interface PublisherOptions {
    * @default none: such failures are only counted in {@link Publisher.failedSends}
    */
   logger?: Logger;
+  /** How long `close()` waits for the sends already started. @default 5000 */
+  closeTimeoutMs?: number;
 }
 
 /**
@@ -71,7 +73,8 @@ export class Publisher {
   readonly #prefix: string;
   /** The topic every node listens to, built once. */
   readonly #allTopic: string;
-  readonly #failures: SendFailures;
+  readonly #sends: Sends;
+  readonly #closeTimeoutMs: number;
   #closed = false;
 
   constructor(options: PublisherOptions) {
@@ -82,7 +85,8 @@ export class Publisher {
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
     this.#historyOf = historyLookup(options.history ?? [], options.directHistory);
     this.#directHistory = options.directHistory;
-    this.#failures = new SendFailures(new NodeLog(options.logger, this.id));
+    this.#sends = new Sends(new NodeLog(options.logger, this.id));
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
   }
 
   /**
@@ -92,7 +96,7 @@ export class Publisher {
    * rejection.
    */
   get failedSends(): number {
-    return this.#failures.count;
+    return this.#sends.failed;
   }
 
   /** Starts a broadcast to the members of rooms, on every node. */
@@ -107,7 +111,7 @@ export class Publisher {
 
   /** Sends to every client of every node. */
   broadcast(data: Sendable, options?: SendOptions): Promise<void> {
-    return this.#failures.track(this.#broadcast([], [], data, options));
+    return this.#sends.track(this.#broadcast([], [], data, options));
   }
 
   /**
@@ -119,9 +123,20 @@ export class Publisher {
     return new RemoteClientById(id, this.#sendDirect);
   }
 
-  /** Refuses further sends. The broker and stores stay open: they are the caller's. */
+  /**
+   * Refuses further sends, and resolves once those already started are done (kept in a history and
+   * published, or failed), awaited or not, or after `closeTimeoutMs` (a broker that is down keeps
+   * them in its queue): the broker and stores, which stay open (they are the caller's), can then
+   * be closed without losing any.
+   */
   async close(): Promise<void> {
     this.#closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#closeTimeoutMs);
+    });
+    await Promise.race([this.#sends.settled(), timeout]);
+    clearTimeout(timer);
   }
 
   readonly #target = {
@@ -130,7 +145,7 @@ export class Publisher {
       except: readonly string[],
       data: Sendable,
       options?: SendOptions,
-    ) => this.#failures.track(this.#broadcast(rooms, except, data, options)),
+    ) => this.#sends.track(this.#broadcast(rooms, except, data, options)),
   };
 
   async #broadcast(
@@ -157,7 +172,7 @@ export class Publisher {
 
   /** {@link Publisher.client}'s operations go here: one function for every client, not one per call. */
   readonly #sendDirect: SendDirect = (id, operation, message) =>
-    this.#failures.track(this.#direct(id, operation, message));
+    this.#sends.track(this.#direct(id, operation, message));
 
   async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');

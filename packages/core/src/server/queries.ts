@@ -68,7 +68,7 @@ export class Queries implements Answerer {
       rooms: this.#roomNames().length,
       subscriptions: this.#connections.subscriptions,
       ...this.#traffic.snapshot(),
-      failedSends: this.#reporter.sends.count,
+      failedSends: this.#reporter.sends.failed,
       brokerQueue: this.#broker instanceof BaseBroker ? this.#broker.queued : 0,
       compressed: this.#connections.compressed,
     };

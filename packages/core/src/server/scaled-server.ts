@@ -359,6 +359,9 @@ export class ScaledWebSocketServer<
     await Promise.race([Promise.all(this.#connections.saver.saveAll()), sleep(ms)]);
     await this.#connections.closeAll(CloseCode.ServiceRestart, 'draining', ms);
     await Promise.race([this.#connections.saver.closedSaved(), sleep(ms)]);
+    // Sends the application started before the drain (a history append, then a publish) go out
+    // before the node leaves and its broker may be closed.
+    await Promise.race([this.#reporter.sends.settled(), sleep(ms)]);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
