@@ -13,6 +13,7 @@ import { until } from '@wscale/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
 import { frame, json, RawSocket, upgradeStatus } from './helpers/raw-socket.js';
+import { watchUnawaited } from './helpers/unawaited.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
@@ -262,16 +263,7 @@ describe('a draining node', () => {
 
 describe('sends the application does not await', () => {
   it('do not end the process when they fail: counted, logged, and still rejecting for who awaits', async () => {
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
-    const warned: unknown[] = [];
-    const logger = {
-      debug() {},
-      info() {},
-      error() {},
-      warn: (fields: { code?: string }) => warned.push(fields.code),
-    };
+    const { unhandled, warned, logger, stop } = watchUnawaited();
     const { server, port } = await node({ closeTimeoutMs: 2000, logger });
     try {
       const raw = await RawSocket.open(port, { protocol: '' });
@@ -292,7 +284,7 @@ describe('sends the application does not await', () => {
       raw.destroy();
       await closed;
     } finally {
-      process.off('unhandledRejection', onUnhandled);
+      stop();
     }
   });
 });

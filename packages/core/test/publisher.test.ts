@@ -12,6 +12,7 @@ import { until } from '@wscale/core/testing';
 import { settle } from '@wscale/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
+import { watchUnawaited } from './helpers/unawaited.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
@@ -115,16 +116,7 @@ describe('Publisher', () => {
   });
 
   it('ends no process when a send nobody awaits fails: counted, logged, and still rejecting for who awaits', async () => {
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
-    const warned: unknown[] = [];
-    const logger = {
-      debug() {},
-      info() {},
-      error() {},
-      warn: (fields: { code?: string }) => warned.push(fields.code),
-    };
+    const { unhandled, warned, logger, stop } = watchUnawaited();
     const bus = new MemoryBus();
     const broker = new MemoryBroker({ bus, maxQueuedPublishes: 1 });
     const publisher = new Publisher({ broker, logger });
@@ -144,7 +136,7 @@ describe('Publisher', () => {
       expect(unhandled).toEqual([]);
       expect(warned).toEqual(Array(4).fill('BROKER_UNAVAILABLE'));
     } finally {
-      process.off('unhandledRejection', onUnhandled);
+      stop();
       await broker.close();
     }
   });
