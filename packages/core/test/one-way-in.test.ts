@@ -1,6 +1,8 @@
+import { WscaleClient } from '@wscale/client';
 import { MemoryStateStore, type ScaledWebSocketServer } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { TestCluster } from './helpers/nodes.js';
 import { V1Peer } from './helpers/v1-client.js';
 
@@ -78,5 +80,43 @@ describe('one way in: every client, new or resumed, comes through `connection`',
     raw.ws.send('raw 4');
     await until(() => heard.length === 7, 2000, 'a live message');
     expect(heard.at(-1)).toBe('raw 4');
+  });
+
+  it('more messages than are kept while the handler awaits: none acknowledged and dropped, all heard in order', async () => {
+    const [node] = await startNodes(1);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const heard: Array<{ text: string; redelivered: boolean }> = [];
+    node!.on('connection', async (client) => {
+      await gate;
+      client.on('message', (text, _binary, { redelivered }) => {
+        heard.push({ text: String(text), redelivered });
+      });
+    });
+    const client = new WscaleClient(`ws://127.0.0.1:${node!.address()!.port}/`, {
+      WebSocket,
+      backoffBaseMs: 20,
+      network: false,
+    });
+    const closes: number[] = [];
+    client.on('close', ({ code }) => closes.push(code));
+    try {
+      await until(() => client.state === 'open', 2000, 'the client open');
+      // What a resume sends at once: more than the node keeps for a listener still to come.
+      const texts = Array.from({ length: 400 }, (_, i) => `m${i + 1}`);
+      const sent = texts.map((text) => client.send(text));
+      // The node takes what it keeps and closes (1013) rather than acknowledge one it would drop;
+      // the client sends the rest again on its next connection.
+      await until(() => closes.includes(1013) && client.state === 'open', 5000, 'the reconnect');
+      release();
+      await Promise.all(sent);
+      await until(() => heard.length === texts.length, 5000, 'every message');
+      expect(heard.map((h) => h.text)).toEqual(texts);
+      expect(heard.filter((h) => h.redelivered)).toEqual([]);
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -154,7 +154,8 @@ interface Rare {
 /**
  * Messages kept for the application until it attaches a `message` listener (for example while a
  * `connection` handler awaits a join). An application that never listens gets none of them, as
- * before; the bound keeps such a client from growing the node's memory.
+ * before; the bound keeps such a client from growing the node's memory. A `wscale.v1` client's
+ * numbered message past it is not taken (see {@link Connection.inboxFull}).
  */
 const INBOX_LIMIT = 256;
 
@@ -299,6 +300,15 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
       queueMicrotask(() => this.#flushInbox());
     }
     return this;
+  }
+
+  /**
+   * Whether a message now would be past what is kept for a `message` listener still to come: the
+   * node then closes a `wscale.v1` connection (1013) instead of acknowledging a message it would
+   * drop, and the client sends it again on its next connection.
+   */
+  get inboxFull(): boolean {
+    return (this.#rare?.inbox?.length ?? 0) >= INBOX_LIMIT;
   }
 
   /** A message from the peer, for the application. */

@@ -22,6 +22,8 @@ export interface V1Client extends RoomMember, PresenceClient, HeldSink, SavedCli
   pause(ms: number): () => void;
   /** Marks a room as joined by the client's own `join` (authorized again when it resumes). */
   markOwn(room: string): void;
+  /** Whether a message now would be past what is kept for a `message` listener still to come. */
+  readonly inboxFull: boolean;
   /** Hands a message it sent to the application. */
   receive(data: string | Buffer, isBinary: boolean, info: MessageInfo): void;
   close(code?: number, reason?: string): void;

@@ -401,6 +401,15 @@ export class V1Endpoint {
     const payload = binary ?? ('d' in message && message.d !== undefined ? message.d : '');
     switch (message.t) {
       case 'msg': {
+        if (message.s !== undefined && client.inboxFull) {
+          // Numbered: acknowledged once taken. Not taken, it comes again on the next connection,
+          // by which time the application listens (or has the kept ones in hand).
+          close(client, CloseCode.TryAgainLater, 'the application has not read its messages');
+          this.#log.write('warn', 'inbox full before the application listened: closed 1013', {
+            client: client.id,
+          });
+          return;
+        }
         const info = this.#admit(client, message);
         if (typeof info === 'object') client.receive(payload, binary !== undefined, info);
         return;
