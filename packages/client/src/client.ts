@@ -170,6 +170,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #session: string | undefined;
   #clientId: string | undefined;
+  /** The client id of the session given as `resume`, until a `welcome` gives one. */
+  #savedClient: string | undefined;
   #node: string | undefined;
   /** Rooms whose presence the client watches, asked again on every connection. */
   readonly #watched = new Map<string, Watch>();
@@ -185,6 +187,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     if (resume !== undefined && resume.session.length <= LIMITS.token) {
       this.#session = resume.session;
       this.#rooms.restore(resume.rooms ?? {});
+      if (typeof resume.client === 'string' && resume.client.length <= LIMITS.token) {
+        this.#savedClient = resume.client;
+      }
+      if (Number.isSafeInteger(resume.sent) && resume.sent! > 0) {
+        this.#outbox.continueAfter(resume.sent!);
+      }
     }
     this.#heartbeat = new Heartbeat(this.#options.pingIntervalMs, this.#options.pongTimeoutMs);
     this.#scheduler = new ReconnectScheduler(
@@ -241,9 +249,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    * `options.resume` to a later client, which then resumes instead of starting over.
    */
   snapshot(): SessionSnapshot | undefined {
-    return this.#session === undefined
-      ? undefined
-      : { session: this.#session, rooms: this.#rooms.snapshot() };
+    if (this.#session === undefined) return undefined;
+    const snapshot: SessionSnapshot = { session: this.#session, rooms: this.#rooms.snapshot() };
+    const client = this.#clientId ?? this.#savedClient;
+    if (client !== undefined) snapshot.client = client;
+    if (this.#outbox.last > 0) snapshot.sent = this.#outbox.last;
+    return snapshot;
   }
 
   /** Opens the connection (done by the constructor unless `autoConnect: false`). No-op unless closed. */
@@ -618,7 +629,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     const rooms = message.rooms ?? {};
     this.#session = message.session.length <= LIMITS.token ? message.session : undefined;
     // Not resumed but the same client: the store could not be read, and the session lives on.
-    const sameSession = message.client === this.#clientId;
+    const sameSession = message.client === (this.#clientId ?? this.#savedClient);
     this.#clientId = message.client;
     this.#node = message.node;
     const gone = message.resumed === true ? this.#rooms.resumed(rooms) : this.#rooms.reset(rooms);

@@ -10,6 +10,14 @@ export interface SessionSnapshot {
   session: string;
   /** The last position seen in each room that keeps history. */
   rooms?: Record<string, Position>;
+  /** The client id the session was given (`clientId`). */
+  client?: string;
+  /**
+   * The last number the session gave a message it sent: a later client numbers its own above it,
+   * so that no message id (`<client>:<number>`) is given to two different messages, also when
+   * the node that had the last ones died before recording them.
+   */
+  sent?: number;
 }
 
 /** Options of {@link WscaleClient}. Every one is optional. */

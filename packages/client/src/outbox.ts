@@ -37,6 +37,16 @@ export class Outbox {
     return this.#entries.length - this.#head;
   }
 
+  /** The last number given. */
+  get last(): number {
+    return this.#last;
+  }
+
+  /** Numbers what comes next above `s`: numbers a saved session already gave (see `resume`). */
+  continueAfter(s: number): void {
+    this.#last = Math.max(this.#last, s);
+  }
+
   /** Numbers a new upstream frame; the promise settles when the server acknowledged it. */
   add(
     message: DataMessage | RequestMessage,

@@ -145,7 +145,32 @@ describe('hello and welcome', () => {
     expect(client.snapshot()).toEqual({
       session: 'saved-token',
       rooms: { news: { o: 7, e: 'E9' } },
+      client: 'client-saved',
     });
+  });
+
+  it("numbers what it sends above the last number of the saved session, not from the server's record", async () => {
+    // The page that saved it sent 41 messages; the server recorded 30 (its node died).
+    const fixture = await start({
+      welcome: (hello) => ({
+        t: 'welcome',
+        session: hello.session!,
+        client: 'client-saved',
+        node: 'fixture',
+        resumed: true,
+        rooms: {},
+        s: 30,
+      }),
+    });
+    const { client } = openClient(fixture.url, {
+      resume: { session: 'saved-token', client: 'client-saved', sent: 41 },
+    });
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    void client.send('next');
+    await until(() => connection.messages.some((m) => m.t === 'msg'), 2000, 'the message');
+    expect(connection.messages.find((m) => m.t === 'msg')).toMatchObject({ d: 'next', s: 42 });
+    expect(client.snapshot()).toMatchObject({ client: 'client-saved', sent: 42 });
   });
 });
 

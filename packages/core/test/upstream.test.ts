@@ -1,3 +1,4 @@
+import { WscaleClient } from '@wscale/client';
 import {
   MemoryBroker,
   MemoryStateStore,
@@ -7,6 +8,7 @@ import {
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { WebSocket } from 'ws';
 import { ReceiptBatcher, UpstreamLedger } from '../src/v1/upstream.js';
 import { TestCluster } from './helpers/nodes.js';
 import { recordedClose, V1Peer } from './helpers/v1-client.js';
@@ -217,6 +219,37 @@ describe('upstream delivery (wscale.v1)', () => {
     ]);
     expect(again[0]!.info.id).toBe(heard[0]!.info.id);
     expect(again[1]!.info.id).toBe(heard[1]!.info.id);
+  });
+
+  it('a new client given a saved session numbers above what the session sent: no id names two messages', async () => {
+    const shared = new MemoryStateStore();
+    const dying = breakable(shared);
+    const { nodes, heard } = await startNodes([dying.view, shared]);
+    const url = (node: ScaledWebSocketServer) => `ws://127.0.0.1:${node.address()!.port}/`;
+    const first = new WscaleClient(url(nodes[0]!), { WebSocket, network: false });
+    await until(() => first.state === 'open', 2000, 'the first client');
+    dying.state.broken = true; // node-1 records nothing more, as if killed right after
+    await Promise.all(['old 1', 'old 2', 'old 3'].map((text) => first.send(text)));
+    // The page saves its session as it unloads; the reloaded page resumes with it elsewhere.
+    const saved = first.snapshot()!;
+    await first.close();
+    const second = new WscaleClient(url(nodes[1]!), { WebSocket, network: false, resume: saved });
+    try {
+      await Promise.all(['new 1', 'new 2', 'new 3'].map((text) => second.send(text)));
+      expect(second.clientId).toBe(first.clientId);
+      // Six messages, six ids: none given to two of them.
+      expect(new Set(heard.map((h) => h.info.id)).size).toBe(6);
+      expect(heard.map((h) => h.text)).toEqual([
+        'old 1',
+        'old 2',
+        'old 3',
+        'new 1',
+        'new 2',
+        'new 3',
+      ]);
+    } finally {
+      await second.close();
+    }
   });
 
   it('a node that dies after a periodic record repeats only what came after it, marked', async () => {
