@@ -129,6 +129,31 @@ describe('membership after the client is gone', () => {
     expect((await server.fetchRooms()).rooms).toEqual([]);
     expect(broker.topics).not.toContain('wscale:room:late');
   });
+
+  it('answers a leave sent while its join waits for authorizeJoin after that join: the client ends outside', async () => {
+    let asked = 0;
+    let allow!: (allowed: boolean) => void;
+    const decision = new Promise<boolean>((resolve) => {
+      allow = resolve;
+    });
+    const server = await node({
+      authorizeJoin: async () => {
+        asked++;
+        return decision;
+      },
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    // A room toggled in a user interface: a join, and its leave before the join was answered.
+    peer.send({ t: 'join', id: 1, r: 'toggled' });
+    peer.send({ t: 'leave', id: 2, r: 'toggled' });
+    await until(() => asked === 1, 2000, 'authorizeJoin to be asked');
+    allow(true);
+    await until(() => peer.all('ack').length === 2, 2000, 'both answers');
+    expect(peer.all('ack').map((ack) => ack.id)).toEqual([1, 2]);
+    expect(peer.all('left').map((left) => left.r)).toEqual(['toggled']);
+    expect(server.clients.get(welcome.client)!.inRoom('toggled')).toBe(false);
+    expect((await server.fetchRooms()).rooms).toEqual([]);
+  });
 });
 
 describe('resume', () => {

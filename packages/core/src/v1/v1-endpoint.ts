@@ -131,6 +131,8 @@ export class V1Endpoint {
   readonly #receipts: ReceiptBatcher<V1Client>;
   /** Each client's requests still being answered: the last save of its connection waits for them. */
   readonly #answering = new WeakMap<V1Client, Set<Promise<void>>>();
+  /** Per client, per room: the end of its last join or leave, which the next one waits for. */
+  readonly #roomOperations = new WeakMap<V1Client, Map<string, Promise<void>>>();
 
   constructor(parts: V1Parts) {
     this.#node = parts.node;
@@ -425,10 +427,12 @@ export class V1Endpoint {
         return;
       }
       case 'join':
-        this.#answer(client, message.id, () => this.#join(client, message.id, message.r));
+        this.#answer(client, message.id, () =>
+          this.#inOrder(client, message.r, () => this.#join(client, message.id, message.r)),
+        );
         return;
       case 'leave':
-        void this.#leave(client, message.id, message.r);
+        void this.#inOrder(client, message.r, () => this.#leave(client, message.id, message.r));
         return;
       case 'ping':
         writePong(client);
@@ -603,6 +607,26 @@ export class V1Endpoint {
     return false;
   }
 
+  /**
+   * Runs a client's join or leave of `room` after the ones it sent before for that room: a join
+   * waits for `authorizeJoin` and the broker, and a leave sent meanwhile must not be answered first
+   * (it would find the client not yet in the room, and the join would put it there after).
+   */
+  #inOrder(client: V1Client, room: string, operation: () => Promise<void>): Promise<void> {
+    let rooms = this.#roomOperations.get(client);
+    if (rooms === undefined) {
+      rooms = new Map();
+      this.#roomOperations.set(client, rooms);
+    }
+    const next = (rooms.get(room) ?? DONE).then(operation);
+    const last = next.catch(() => undefined);
+    rooms.set(room, last);
+    void last.then(() => {
+      if (rooms.get(room) === last) rooms.delete(room);
+    });
+    return next;
+  }
+
   async #leave(client: V1Client, id: number, room: string): Promise<void> {
     await this.#membership.leave(client, room).catch((error) => this.#node.report(error));
     writeAck(client, id);
@@ -638,6 +662,8 @@ export class V1Endpoint {
 const HANDLER_FAILED = {
   error: { code: 'HANDLER_FAILED', message: 'the request handler failed' },
 } as const satisfies Omit<StoredReply, 's'>;
+
+const DONE: Promise<void> = Promise.resolve();
 
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
 const RECEIPT_DELAY_MS = 100;
