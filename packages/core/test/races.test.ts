@@ -336,6 +336,29 @@ describe('broker subscriptions', () => {
     await a!.to('h').send('from a');
     await until(() => peer.texts('h').includes('from a'), 2000, 'the message from node a');
   });
+
+  it('tells a client nothing but the refusal of a join whose subscription failed', async () => {
+    const brokers: FlakyBroker[] = [];
+    const [server] = await cluster.start(1, {
+      brokerFor: (bus) => {
+        const broker = new FlakyBroker({ bus });
+        brokers.push(broker);
+        return broker;
+      },
+      authorizeJoin: () => true,
+    });
+    brokers[0]!.failNext.add('wscale:room:plain');
+    const { peer, welcome } = await V1Peer.connect(server!);
+    peer.send({ t: 'join', id: 1, r: 'plain' });
+    expect((await peer.next('ack')).error).toMatchObject({ code: 'UNAVAILABLE' });
+    // The refusal is the answer: no `joined` before it that the client would keep the room by.
+    expect(peer.all('joined')).toEqual([]);
+    expect(server!.clients.get(welcome.client)!.inRoom('plain')).toBe(false);
+    // Asked again, it subscribes and is told.
+    peer.send({ t: 'join', id: 2, r: 'plain' });
+    expect((await peer.next('ack')).error).toBeUndefined();
+    expect(peer.all('joined').map((joined) => joined.r)).toEqual(['plain']);
+  });
 });
 
 describe('gaps a client is told about', () => {

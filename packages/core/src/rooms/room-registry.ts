@@ -105,8 +105,10 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
         }
       }
       state.members.add(client);
-      if (announce) writeJoined(client, room);
+      // Told `joined` once broadcasts from every node reach it: a join the broker refuses (down,
+      // or a permission) is answered with its error alone, and the client never holds the room.
       await state.subscription;
+      if (announce && client.inRoom(room)) writeJoined(client, room);
       return undefined;
     } catch (error) {
       await this.#remove(client, room, state);
