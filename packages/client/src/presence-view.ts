@@ -52,12 +52,22 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
     return this.#synced;
   }
 
-  /** @internal The server's snapshot replaces the list; only real differences are reported. */
+  /**
+   * @internal The server's snapshot replaces the list; only real differences are reported. A list
+   * cut short (a room of more than the 1000 listed) proves nothing about the users it leaves out: a
+   * user the snapshot does not list leaves only if the snapshot is whole, and a user it lists comes
+   * only if the list before it was whole.
+   */
   snapshot(entries: readonly PresenceEntry[], total: number): void {
     const next = new Map<string, PresenceMember>();
     for (const entry of entries) next.set(entry.u, member(entry));
-    const gone = [...this.#members.values()].filter((old) => !next.has(old.user));
-    const come = [...next.values()].filter((fresh) => !this.#members.has(fresh.user));
+    const wholeSnapshot = total <= next.size;
+    const wholeBefore = !this.#synced || this.#total <= this.#members.size;
+    const members = [...this.#members.values()];
+    const gone = wholeSnapshot ? members.filter((old) => !next.has(old.user)) : [];
+    const come = wholeBefore
+      ? [...next.values()].filter((fresh) => !this.#members.has(fresh.user))
+      : [];
     this.#members.clear();
     for (const [user, fresh] of next) this.#members.set(user, fresh);
     this.#total = Math.max(total, next.size);
