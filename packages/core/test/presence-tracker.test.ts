@@ -137,7 +137,8 @@ class Sim {
         ask = t.tick(message.n, message.x, message.s, this.now);
         break;
       case 'q': {
-        const { seq, parts } = t.snapshot(2);
+        // Cut by count and by bytes (an entry is some 60–100 bytes of JSON).
+        const { seq, parts } = t.snapshot(3, 200);
         for (const [p, e] of parts.entries()) {
           this.#send(to, message.n, {
             k: 's',

@@ -239,6 +239,48 @@ describe.skipIf(skipWithoutNats())('nodes on a NATS server that refuses some mes
     expect(unhandled).toEqual([]);
   });
 
+  it('sends a presence snapshot larger than max_payload in parts: a node started later lists everyone', async () => {
+    const connectionOptions = { ...fastReconnect, user: 'app', pass: 'secret' };
+    const start = () => {
+      const broker = new NatsBroker({ servers: nats.server.url, connectionOptions });
+      const node = new ScaledWebSocketServer({
+        port: 0,
+        host: '127.0.0.1',
+        broker,
+        nodeHeartbeatMs: 200,
+        authenticate: (request) => ({
+          id: new URL(request.url ?? '/', 'http://x').searchParams.get('user') ?? 'nobody',
+        }),
+        // 200 bytes of info each: twenty users are more than one frame of 4096 bytes holds.
+        presence: [{ rooms: 'lobby', info: (client) => ({ about: `${client.id} `.repeat(10) }) }],
+      });
+      opened.push(broker, node);
+      node.on('connection', (client) => void client.join('lobby'));
+      return node;
+    };
+    const first = start();
+    await first.ready();
+    const users = Array.from({ length: 20 }, (_, i) => `user${i}`);
+    for (const user of users) {
+      const ws = new WebSocket(`ws://127.0.0.1:${first.address()!.port}/?user=${user}`);
+      opened.push({ close: () => ws.terminate() });
+    }
+    await until(async () => (await first.presence('lobby')).members.length === 20, 5000, 'all in');
+    const later = start();
+    await later.ready();
+    await until(
+      async () => {
+        const { members, missing } = await later.presence('lobby');
+        return members.length === 20 && missing.length === 0;
+      },
+      10_000,
+      'the later node to list everyone',
+    );
+    const listed = (await later.presence('lobby')).members.map((member) => member.user);
+    expect(listed.sort()).toEqual([...users].sort());
+    expect(unhandled).toEqual([]);
+  });
+
   it('keeps serving when a join the broker refuses is left unawaited', async () => {
     const { nodes, clients } = await twoNodes();
     const [a, b] = clients as [(typeof clients)[0], (typeof clients)[0]];

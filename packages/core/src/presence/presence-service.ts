@@ -37,8 +37,10 @@ export interface PresenceHost {
 
 /** Largest `info` of a member, in bytes of JSON. */
 const MAX_INFO_BYTES = 1024;
-/** Entries per snapshot message: well under a NATS server's default 1 MB payload limit. */
+/** Most entries per snapshot message. */
 const SNAPSHOT_PART = 500;
+/** Bytes a snapshot part leaves free under a broker's limit, for what is not its entries. */
+const PART_RESERVE = 1024;
 /** Most members in a client's snapshot and in one page of `wss.presence()`. */
 const LIST_LIMIT = 1000;
 
@@ -236,7 +238,11 @@ export class PresenceService {
   }
 
   #answer(nodeId: string): void {
-    const { seq, parts } = this.#tracker.snapshot(SNAPSHOT_PART);
+    // Parts that fit what the broker carries (a NATS server's `max_payload`), with room to spare
+    // for the part's own fields and the broker's stamp.
+    const limit = this.#host.broker.maxPayloadBytes;
+    const bytes = limit === undefined ? undefined : Math.max(limit - PART_RESERVE, limit / 2);
+    const { seq, parts } = this.#tracker.snapshot(SNAPSHOT_PART, bytes);
     const base = { k: 's' as const, n: this.#host.nodeId, x: this.#tracker.incarnation, s: seq };
     for (const [p, entries] of parts.entries()) {
       this.#publish(this.#nodeTopic(nodeId), { ...base, p, m: parts.length, e: entries });

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { PresenceChange, PresenceMember, PresenceStats } from './presence-types.js';
 import type { Delta, EntryWire } from './presence-wire.js';
 
@@ -233,12 +234,30 @@ export class PresenceTracker {
     }
   }
 
-  /** This node's entries, for a snapshot: its sequence number and the entries in parts. */
-  snapshot(partSize: number): { seq: number; parts: EntryWire[][] } {
-    const all = [...this.#local.values()].map((local) => toWire(local.entry));
+  /**
+   * This node's entries, for a snapshot: its sequence number and the entries in parts of at most
+   * `partSize` entries and `partBytes` bytes of JSON (an entry larger alone still goes alone).
+   */
+  snapshot(
+    partSize: number,
+    partBytes = Number.POSITIVE_INFINITY,
+  ): { seq: number; parts: EntryWire[][] } {
     const parts: EntryWire[][] = [];
-    for (let i = 0; i < all.length; i += partSize) parts.push(all.slice(i, i + partSize));
-    if (parts.length === 0) parts.push([]);
+    let part: EntryWire[] = [];
+    let bytes = 0;
+    for (const local of this.#local.values()) {
+      const entry = toWire(local.entry);
+      const size =
+        partBytes === Number.POSITIVE_INFINITY ? 0 : Buffer.byteLength(JSON.stringify(entry)) + 1;
+      if (part.length > 0 && (part.length === partSize || bytes + size > partBytes)) {
+        parts.push(part);
+        part = [];
+        bytes = 0;
+      }
+      part.push(entry);
+      bytes += size;
+    }
+    parts.push(part);
     return { seq: this.#seq, parts };
   }
 
