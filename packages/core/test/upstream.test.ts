@@ -340,6 +340,48 @@ describe('upstream delivery (wscale.v1)', () => {
     expect(await second.peer.next('ack')).toEqual({ t: 'ack', id: 7, d: 'answer 1' });
     expect(calls).toBe(1);
   });
+
+  it('a request still running when its connection drops is not handled again on the resume, nor what followed it', async () => {
+    const store = new MemoryStateStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const handled: string[] = [];
+    const heard: string[] = [];
+    const nodes = await cluster.start(2, {
+      stateStore: store,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      // No periodic record in between: what the resume knows is what the close recorded.
+      upstreamSaveMs: 60_000,
+      onRequest: async (_client, data) => {
+        handled.push(String(data));
+        await gate; // a payment provider taking its time
+        return 'charged';
+      },
+    });
+    for (const node of nodes) {
+      node.on('connection', (client) => client.on('message', (text) => heard.push(String(text))));
+    }
+    const first = await V1Peer.connect(nodes[0]!);
+    first.peer.send({ t: 'req', id: 1, d: 'charge', s: 1 });
+    first.peer.send({ t: 'msg', d: 'after it', s: 2 });
+    await until(() => handled.length === 1 && heard.length === 1, 2000, 'both on node-1');
+    first.peer.ws.terminate(); // no ack, no rcv: the client sends both again
+
+    try {
+      const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+      // The close was recorded at once, the handler still running: both count as handed on.
+      expect(second.welcome.s).toBe(2);
+      second.peer.send({ t: 'req', id: 1, d: 'charge', s: 1, p: 1 });
+      second.peer.send({ t: 'msg', d: 'after it', s: 2, p: 1 });
+      expect((await second.peer.next('ack')).error).toMatchObject({ code: 'REPLY_LOST' });
+      await until(() => second.peer.all('rcv').at(-1)?.s === 2, 2000, 'rcv 2');
+      expect([handled, heard]).toEqual([['charge'], ['after it']]);
+    } finally {
+      release();
+    }
+  });
 });
 
 describe('resume of a session whose node was killed', () => {

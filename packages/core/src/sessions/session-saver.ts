@@ -25,6 +25,8 @@ export interface UpstreamSource<Client> {
   upstreamRecord(client: Client): UpstreamRecord | undefined;
   /** Whether it changed since the session was last saved. */
   upstreamDirty(client: Client): boolean;
+  /** Whether requests of the client are still being answered. */
+  answering(client: Client): boolean;
   /** Resolves once the client's running requests have their replies kept (bounded in time). */
   answered(client: Client): Promise<void>;
 }
@@ -85,7 +87,9 @@ export class SessionSaver<Client extends SavedClient> {
   /**
    * The last save of a connection that closed (or was released to a resume elsewhere) while this
    * node lives: its rooms as they were, and `live: false`, which tells a resume that everything
-   * handed on was recorded. Once per connection.
+   * handed on was recorded. Once per connection. Written at once, and again with the replies of the
+   * requests still running once they are kept: a resume that does not wait for them (or a store
+   * too slow for it) repeats nothing, and answers such a request `REPLY_LOST`.
    */
   saveClosed(client: Client): void {
     const conn = client.conn;
@@ -96,13 +100,15 @@ export class SessionSaver<Client extends SavedClient> {
     const rooms = [...client.roomList];
     const own = [...client.ownRooms];
     const data = client.data;
-    // ...with the replies of the requests still running, once they are kept: a resume gets them.
-    const saved = this.#upstream.answered(client).then(() =>
-      this.#sessions.save(id, conn, () => ({
-        ...this.#record(client, rooms, own, data),
-        live: false,
-      })),
-    );
+    const record = () => ({ ...this.#record(client, rooms, own, data), live: false });
+    const closed = this.#sessions.save(id, conn, record);
+    // ...and with the replies of the requests still running, once they are kept: a resume that
+    // waits for them gets them (unless it took the session over first: then this write is refused).
+    const saved = this.#upstream.answering(client)
+      ? Promise.all([closed, this.#upstream.answered(client)]).then(() =>
+          this.#sessions.save(id, conn, record),
+        )
+      : closed;
     const earlier = this.#finalSaves.get(id);
     const all = earlier === undefined ? saved : Promise.all([earlier, saved]).then(() => undefined);
     this.#finalSaves.set(id, all);

@@ -158,6 +158,11 @@ export class V1Endpoint {
     return this.#upstream.get(client)?.dirty ?? false;
   }
 
+  /** Whether requests the client sent are still being answered. */
+  answering(client: V1Client): boolean {
+    return (this.#answering.get(client)?.size ?? 0) > 0;
+  }
+
   /**
    * Resolves once the requests the client sent have been answered and their replies kept, or after
    * {@link REPLY_WAIT_MS}: a connection that closed saves its session after this, so that a
