@@ -88,8 +88,8 @@ export class SessionSaver<Client extends SavedClient> {
    * The last save of a connection that closed (or was released to a resume elsewhere) while this
    * node lives: its rooms as they were, and `live: false`, which tells a resume that everything
    * handed on was recorded. Once per connection. Written at once, and again with the replies of the
-   * requests still running once they are kept: a resume that does not wait for them (or a store
-   * too slow for it) repeats nothing, and answers such a request `REPLY_LOST`.
+   * requests still running once they are kept (`answering` until then): a resume that does not
+   * get them in time repeats nothing, and answers such a request `REPLY_LOST`.
    */
   saveClosed(client: Client): void {
     const conn = client.conn;
@@ -101,14 +101,22 @@ export class SessionSaver<Client extends SavedClient> {
     const own = [...client.ownRooms];
     const data = client.data;
     const record = () => ({ ...this.#record(client, rooms, own, data), live: false });
-    const closed = this.#sessions.save(id, conn, record);
-    // ...and with the replies of the requests still running, once they are kept: a resume that
-    // waits for them gets them (unless it took the session over first: then this write is refused).
-    const saved = this.#upstream.answering(client)
-      ? Promise.all([closed, this.#upstream.answered(client)]).then(() =>
-          this.#sessions.save(id, conn, record),
-        )
-      : closed;
+    if (!this.#upstream.answering(client)) {
+      this.#finalSave(id, this.#sessions.save(id, conn, record));
+      return;
+    }
+    // ...and with the replies of the requests still running, once they are kept: a resume waits a
+    // moment for them (unless it took the session over first: then this write is refused).
+    const closed = this.#sessions.save(id, conn, () => ({ ...record(), answering: true }));
+    const answered = this.#upstream.answered(client);
+    this.#finalSave(
+      id,
+      Promise.all([closed, answered]).then(() => this.#sessions.save(id, conn, record)),
+    );
+  }
+
+  /** Keeps a last save under way until it is done, for {@link SessionSaver.closing}. */
+  #finalSave(id: string, saved: Promise<void>): void {
     const earlier = this.#finalSaves.get(id);
     const all = earlier === undefined ? saved : Promise.all([earlier, saved]).then(() => undefined);
     this.#finalSaves.set(id, all);

@@ -30,6 +30,11 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
    * `true` (or absent) while one holds it, so a resume cannot tell what a dead node did last.
    */
   live?: boolean;
+  /**
+   * With `live: false`: requests of the closed connection were still running, and their replies are
+   * written once they are kept; a resume meanwhile waits a moment for them, as for a live holder.
+   */
+  answering?: boolean;
   /** The node of the connection that holds the session. */
   node?: string;
   /** Who may resume it (derived from the authenticated identity). */
@@ -136,8 +141,9 @@ export class Sessions {
     const parsed = stored === undefined ? undefined : parseRecord(stored.value);
     // A damaged record is reported by the `open` that follows.
     const record = parsed instanceof SessionRecordError ? undefined : parsed;
+    const settled = record?.live === false && record.answering !== true;
     const holder =
-      record?.live === false || record?.node === undefined
+      settled || record?.node === undefined
         ? undefined
         : { id, node: record.node, owner: record.owner };
     return { token, id, read: { current: stored }, holder };
@@ -183,7 +189,7 @@ export class Sessions {
             return undefined;
           }
           cleanlyClosed = record.live === false;
-          claimed = { ...record, conn, live: true, node: this.#node };
+          claimed = { ...record, conn, live: true, answering: undefined, node: this.#node };
           return JSON.stringify(claimed);
         },
         undefined,
@@ -307,6 +313,9 @@ function recordProblem(value: unknown): string | undefined {
   }
   if (record.live !== undefined && typeof record.live !== 'boolean')
     return '"live" is not a boolean';
+  if (record.answering !== undefined && typeof record.answering !== 'boolean') {
+    return '"answering" is not a boolean';
+  }
   if (record.node !== undefined && typeof record.node !== 'string') return '"node" is not a string';
   if (record.up !== undefined && !Number.isSafeInteger(record.up)) return '"up" is not an integer';
   if (
