@@ -77,6 +77,20 @@ function breakable(store: StateStore) {
   return { view, state };
 }
 
+/** A state store that can be made unreachable (every call fails), and reachable again. */
+function outage(store: StateStore) {
+  const state = { down: false };
+  const fail = () => Promise.reject(new Error('the store is unreachable'));
+  const view = new Proxy(store, {
+    get: (target, key) => {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== 'function') return value;
+      return state.down && key !== 'close' ? fail : value.bind(target);
+    },
+  });
+  return { view, state };
+}
+
 /** Counts the reads of a state store. */
 function counting(store: StateStore) {
   const counted = { reads: 0 };
@@ -381,6 +395,38 @@ describe('upstream delivery (wscale.v1)', () => {
     } finally {
       release();
     }
+  });
+
+  it('a connection opened while the store was down records what it hands on once the store is back', async () => {
+    const shared = new MemoryStateStore();
+    const store = outage(shared);
+    const { nodes, heard } = await startNodes([store.view, store.view]);
+    const first = await V1Peer.connect(nodes[0]!);
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    first.peer.ws.terminate();
+    await recordedClose(shared, first.welcome.client);
+
+    // Back while the store cannot be read: the same client, its record unread and unclaimed.
+    store.state.down = true;
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome).toMatchObject({ resumed: false, reason: 'unavailable' });
+    expect(second.welcome.client).toBe(first.welcome.client);
+    store.state.down = false;
+    for (const s of [3, 4]) second.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 4, 2000, 'four messages');
+    await recordedUp(shared, first.welcome.client, 4);
+    second.peer.ws.terminate(); // before its rcv: the client sends 3 and 4 again
+
+    await recordedClose(shared, first.welcome.client);
+    const third = await V1Peer.connect(nodes[0]!, { session: first.welcome.session });
+    expect(third.welcome.s).toBe(4);
+    for (const s of [3, 4]) third.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    third.peer.send({ t: 'msg', d: 'm5', s: 5 });
+    await until(() => third.peer.all('rcv').at(-1)?.s === 5, 2000, 'rcv 5');
+    expect(heard.map((h) => `${h.text} ${h.info.redelivered}`)).toEqual(
+      ['m1', 'm2', 'm3', 'm4', 'm5'].map((text) => `${text} false`),
+    );
   });
 });
 

@@ -70,7 +70,8 @@ export class SessionSaver<Client extends SavedClient> {
     const conn = client.conn;
     // A client that is gone was saved for the last time when it closed.
     if (conn === undefined || this.#clients.get(client.id) !== client) return Promise.resolve();
-    return this.#sessions.save(client.id, conn, () => this.#record(client, [...client.roomList]));
+    const snapshot = () => this.#record(client, [...client.roomList]);
+    return this.#sessions.save(client.id, conn, snapshot, true);
   }
 
   /** Saves every connected `wscale.v1` client (`dirty`: only those whose upstream changed). */

@@ -98,7 +98,7 @@ export class Sessions {
   /** Saves in flight, by session id and connection. */
   readonly #saving = new Map<
     string,
-    { done: Promise<void>; again: boolean; snapshot: () => SessionSnapshot }
+    { done: Promise<void>; again: boolean; snapshot: () => SessionSnapshot; claim: boolean }
   >();
   readonly #onError: (error: unknown) => void;
   /** This node's id, kept in the records of the sessions it holds. */
@@ -227,18 +227,22 @@ export class Sessions {
    * Writes a session's record, if `conn` still holds it. Saves of one connection never overlap and
    * a burst of changes costs at most one extra write. Those of two connections of one session (a
    * resume on this node, while the old connection's last save is out) are kept apart: a snapshot
-   * is written only with the connection it was taken from.
+   * is written only with the connection it was taken from. With `claim` (a connection that is
+   * open), a record no connection holds any more (`live: false`) is taken over: a connection
+   * opened while the store could not be read (`unavailable`) records what it hands on once the
+   * store is back, instead of leaving the record of the connection before it for a resume to trust.
    */
-  save(id: string, conn: string, snapshot: () => SessionSnapshot): Promise<void> {
+  save(id: string, conn: string, snapshot: () => SessionSnapshot, claim = false): Promise<void> {
     const key = `${id} ${conn}`;
     const pending = this.#saving.get(key);
     if (pending !== undefined) {
       // The newest snapshot is the one written next (a closing connection's has its last rooms).
       pending.again = true;
       pending.snapshot = snapshot;
+      pending.claim = claim;
       return pending.done;
     }
-    const entry = { done: Promise.resolve(), again: false, snapshot };
+    const entry = { done: Promise.resolve(), again: false, snapshot, claim };
     // In the map before the loop starts: a snapshot that throws ends the loop at once.
     this.#saving.set(key, entry);
     entry.done = (async () => {
@@ -246,7 +250,7 @@ export class Sessions {
         entry.again = false;
         try {
           // Taking the snapshot may throw too (data JSON cannot encode): reported, saving goes on.
-          await this.#write(id, conn, entry.snapshot());
+          await this.#write(id, conn, entry.snapshot(), entry.claim);
         } catch (error) {
           this.#onError(error);
         }
@@ -256,12 +260,14 @@ export class Sessions {
     return entry.done;
   }
 
-  async #write(id: string, conn: string, snapshot: SessionSnapshot): Promise<void> {
+  async #write(id: string, conn: string, snapshot: SessionSnapshot, claim: boolean): Promise<void> {
     await updateState(this.#store, this.#key(id), (current) => {
       const parsed = current === undefined ? undefined : parseRecord(current);
       // A damaged record no connection can hold: this one's snapshot replaces it.
       const stored = parsed instanceof SessionRecordError ? undefined : parsed;
-      if (stored !== undefined && stored.conn !== conn) return undefined;
+      if (stored !== undefined && stored.conn !== conn && !(claim && stored.live === false)) {
+        return undefined;
+      }
       const { data, ...rest } = snapshot;
       const json = data ?? JSON.stringify(stored?.data ?? {});
       const record = { ...rest, conn, node: this.#node } satisfies Omit<SessionRecord, 'data'>;
