@@ -224,6 +224,7 @@ export class PresenceService {
     switch (message.k) {
       case 'd':
         if (tracker.receive(message.n, message.x, message.s, message.d, now)) this.#ask(message.n);
+        this.#flush(); // a leave there may end a connection kept here
         break;
       case 't':
         if (tracker.tick(message.n, message.x, message.s, now)) this.#ask(message.n);
@@ -233,6 +234,7 @@ export class PresenceService {
         break;
       case 's':
         tracker.snapshotPart(message.n, message.x, message.s, message.p, message.m, message.e, now);
+        this.#flush();
         break;
     }
   }

@@ -129,7 +129,7 @@ export class PresenceTracker {
     const key = entryKey(room, conn);
     const local = this.#local.get(key);
     if (local === undefined || local.holder !== holder) return;
-    this.#removeLocal(key, local);
+    this.#removeLocal(key, local, true);
   }
 
   /**
@@ -380,6 +380,11 @@ export class PresenceTracker {
     const key = entryKey(room, conn);
     const old = replica.entries.get(key);
     if (old !== undefined) this.#removeRemote(replica, key, old);
+    if (delta.p !== 1) return;
+    // The connection resumed on that node and left on purpose there: what this node kept of it
+    // for a resume is not waiting for one any more.
+    const local = this.#local.get(key);
+    if (local?.away !== undefined) this.#removeLocal(key, local, true);
   }
 
   #addRemote(replica: Replica, key: string, entry: Entry): void {
@@ -426,11 +431,12 @@ export class PresenceTracker {
   }
 
   /** A local entry leaves: this node's view and the others' (by the delta published). */
-  #removeLocal(key: string, local: LocalEntry): void {
+  #removeLocal(key: string, local: LocalEntry, onPurpose = false): void {
     this.#local.delete(key);
     this.#away.delete(key);
     this.#remove(local.entry);
-    this.#emit({ l: [local.entry.room, local.entry.conn] });
+    const left: [string, string] = [local.entry.room, local.entry.conn];
+    this.#emit(onPurpose ? { l: left, p: 1 } : { l: left });
   }
 
   #emit(delta: Delta): void {

@@ -9,7 +9,10 @@
 export type EntryWire = [room: string, conn: string, user: string, info?: unknown];
 
 /** One change of a node's entries. */
-export type Delta = { j: EntryWire } | { l: [room: string, conn: string] };
+export type Delta =
+  | { j: EntryWire }
+  /** A leave; `p`: on purpose (a `leave`, a close with 1000), so the same connection kept elsewhere for its grace period leaves too. */
+  | { l: [room: string, conn: string]; p?: 1 };
 
 /** The messages, one variant per kind. `n` is the sending node, `x` its incarnation, `s` its sequence number. */
 export type PresenceWire =
@@ -56,7 +59,12 @@ function isDelta(value: unknown): value is Delta {
   if (typeof value !== 'object' || value === null) return false;
   const d = value as Record<string, unknown>;
   if (d.j !== undefined) return isEntry(d.j);
-  return Array.isArray(d.l) && typeof d.l[0] === 'string' && typeof d.l[1] === 'string';
+  return (
+    Array.isArray(d.l) &&
+    typeof d.l[0] === 'string' &&
+    typeof d.l[1] === 'string' &&
+    (d.p === undefined || d.p === 1)
+  );
 }
 
 function isEntry(value: unknown): value is EntryWire {
