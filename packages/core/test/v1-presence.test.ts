@@ -54,41 +54,48 @@ describe('a wscale.v1 presence request', () => {
     expect(await peer.next('ack')).toMatchObject({ id: 1, error: { code: 'NOT_FOUND' } });
   });
 
-  for (const [how, end] of [
-    ['leaves the room', (peer: V1Peer) => peer.send({ t: 'leave', id: 9, r: 'pres:1' })],
-    ['closes with 1000', (peer: V1Peer) => peer.ws.close(1000)],
-  ] as const) {
-    it(`a member that resumed on another node and then ${how} leaves at once, not after the grace period`, async () => {
-      const nodes = await cluster.start(2, {
-        stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
-        sessionSecret: 'a-test-secret-of-enough-bytes',
-        presence: [{ rooms: 'pres:*' }],
-        presenceGraceMs: 20_000,
-        authorizeJoin: () => true,
-      });
-      const [a, b] = nodes as [ScaledWebSocketServer, ScaledWebSocketServer];
-      const watcher = await V1Peer.connect(b);
-      watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-      await watcher.peer.next('ack');
-      watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
-      await watcher.peer.next('ack');
-      const first = await V1Peer.connect(a);
-      first.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-      expect(await watcher.peer.next('pjoin')).toMatchObject({ u: first.welcome.client });
+  it('a member that resumed on another node and then leaves the room leaves at once, not after the grace period', async () => {
+    await resumedThenEnds((peer) => peer.send({ t: 'leave', id: 9, r: 'pres:1' }));
+  });
 
-      // Its connection drops; it resumes on the other node within the grace period: no event.
-      first.peer.ws.terminate();
-      await until(() => a.clients.size === 0, 2000, 'node a to see the drop');
-      const back = await V1Peer.connect(b, { session: first.welcome.session });
-      expect(back.welcome.resumed).toBe(true);
-      end(back.peer);
-      // Within moments, though node a keeps the dropped connection for 20 s in case it resumes.
-      expect(await watcher.peer.next('pleave', 2000)).toMatchObject({ u: first.welcome.client });
-      expect(watcher.peer.all('pjoin')).toHaveLength(1);
-      for (const node of nodes) {
-        const { members } = await node.presence('pres:1');
-        expect(members.map((member) => member.user)).toEqual([watcher.welcome.client]);
-      }
-    });
-  }
+  it('a member that resumed on another node and then closes with 1000 leaves at once, not after the grace period', async () => {
+    await resumedThenEnds((peer) => peer.ws.close(1000));
+  });
 });
+
+/**
+ * A member drops from one node, resumes on the other within the grace period (no event), then
+ * `end`s its membership on purpose there: a watcher sees its leave at once.
+ */
+async function resumedThenEnds(end: (peer: V1Peer) => void): Promise<void> {
+  const nodes = await cluster.start(2, {
+    stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    presence: [{ rooms: 'pres:*' }],
+    presenceGraceMs: 20_000,
+    authorizeJoin: () => true,
+  });
+  const [a, b] = nodes as [ScaledWebSocketServer, ScaledWebSocketServer];
+  const watcher = await V1Peer.connect(b);
+  watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+  await watcher.peer.next('ack');
+  watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
+  await watcher.peer.next('ack');
+  const first = await V1Peer.connect(a);
+  first.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+  expect(await watcher.peer.next('pjoin')).toMatchObject({ u: first.welcome.client });
+
+  // Its connection drops; it resumes on the other node within the grace period: no event.
+  first.peer.ws.terminate();
+  await until(() => a.clients.size === 0, 2000, 'node a to see the drop');
+  const back = await V1Peer.connect(b, { session: first.welcome.session });
+  expect(back.welcome.resumed).toBe(true);
+  end(back.peer);
+  // Within moments, though node a keeps the dropped connection for 20 s in case it resumes.
+  expect(await watcher.peer.next('pleave', 2000)).toMatchObject({ u: first.welcome.client });
+  expect(watcher.peer.all('pjoin')).toHaveLength(1);
+  for (const node of nodes) {
+    const { members } = await node.presence('pres:1');
+    expect(members.map((member) => member.user)).toEqual([watcher.welcome.client]);
+  }
+}
