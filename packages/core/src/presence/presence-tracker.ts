@@ -56,6 +56,8 @@ export interface Outgoing {
   delta: Delta;
 }
 
+const NOTHING: readonly Outgoing[] = [];
+
 /** How many deltas of one node may wait for its snapshot before they are dropped and asked again. */
 const MAX_BUFFERED = 10_000;
 
@@ -97,8 +99,10 @@ export class PresenceTracker {
   }
 
   /** Takes the deltas to publish, in order. */
-  take(): Outgoing[] {
+  take(): readonly Outgoing[] {
     const taken = this.#outbox;
+    // Asked after every delta received: nothing to take, nothing allocated.
+    if (taken.length === 0) return NOTHING;
     this.#outbox = [];
     return taken;
   }
