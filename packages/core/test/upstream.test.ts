@@ -338,6 +338,36 @@ describe('upstream delivery (wscale.v1)', () => {
     ]);
   });
 
+  it('a request refused BUSY and sent again is told BUSY again, not that it was handled', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let calls = 0;
+    const [node] = await cluster.start(1, {
+      stateStore: new MemoryStateStore(),
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      maxInFlightPerClient: 1,
+      onRequest: async () => {
+        calls++;
+        await gate;
+        return 'done';
+      },
+    });
+    const { peer } = await V1Peer.connect(node!);
+    try {
+      peer.send({ t: 'req', id: 1, d: 'slow', s: 1 });
+      peer.send({ t: 'req', id: 2, d: 'second', s: 2 });
+      expect(await peer.next('ack')).toMatchObject({ id: 2, error: { code: 'BUSY' } });
+      // Its answer lost on the way (a dropped link): the client asks again.
+      peer.send({ t: 'req', id: 2, d: 'second', s: 2, p: 1 });
+      expect(await peer.next('ack')).toMatchObject({ id: 2, error: { code: 'BUSY' } });
+      expect(calls).toBe(1);
+    } finally {
+      release();
+    }
+  });
+
   it('a request sent again is answered from the kept reply, not handled twice', async () => {
     const store = new MemoryStateStore();
     let calls = 0;

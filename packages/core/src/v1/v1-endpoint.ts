@@ -425,8 +425,11 @@ export class V1Endpoint {
         const info = this.#admit(client, message);
         if (info === 'duplicate') this.#answerAgain(client, message);
         else if (typeof info === 'object') {
-          this.#answer(client, message.id, () =>
-            this.#track(client, this.#request(client, message, payload, info)),
+          this.#answer(
+            client,
+            message.id,
+            () => this.#track(client, this.#request(client, message, payload, info)),
+            message.s,
           );
         }
         return;
@@ -468,11 +471,16 @@ export class V1Endpoint {
     }
   }
 
-  /** Runs an operation that ends in an `ack`, within the client's operations in flight. */
-  #answer(client: V1Client, id: number, operation: () => Promise<void>): void {
+  /**
+   * Runs an operation that ends in an `ack`, within the client's operations in flight. A numbered
+   * request refused `BUSY` keeps that answer as its reply: sent again, it is told `BUSY` again, not
+   * that it was handled.
+   */
+  #answer(client: V1Client, id: number, operation: () => Promise<void>, s?: number): void {
     if (client.inFlight >= this.#settings.maxInFlightPerClient) {
       this.#node.limited('inFlight');
-      writeRefusal(client, id, 'BUSY', 'too many operations waiting for their ack');
+      writeRefusal(client, id, BUSY.error.code, BUSY.error.message);
+      if (s !== undefined) this.#upstream.get(client)?.keepReply(s, BUSY);
       return;
     }
     client.inFlight++;
@@ -662,6 +670,11 @@ export class V1Endpoint {
     this.#log.write('warn', `protocol violation: closed ${code}`, fields);
   }
 }
+
+/** The answer to an operation over `maxInFlightPerClient`. */
+const BUSY = {
+  error: { code: 'BUSY', message: 'too many operations waiting for their ack' },
+} as const satisfies Omit<StoredReply, 's'>;
 
 /** The answer to a request whose handler threw or returned what cannot be sent. */
 const HANDLER_FAILED = {
