@@ -170,6 +170,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #session: string | undefined;
   #clientId: string | undefined;
+  /** Whether the last `welcome` said `unavailable` (see the `hello`'s `u`). */
+  #unrecorded = false;
   /** The client id of the session given as `resume`, until a `welcome` gives one. */
   #savedClient: string | undefined;
   #node: string | undefined;
@@ -461,6 +463,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       hello.session = this.#session;
       const rooms = this.#rooms.snapshot();
       if (Object.keys(rooms).length > 0) hello.rooms = rooms;
+      if (this.#unrecorded) hello.u = 1;
     }
     socket.send(encodeText(hello));
   }
@@ -632,6 +635,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     const sameSession = message.client === (this.#clientId ?? this.#savedClient);
     this.#clientId = message.client;
     this.#node = message.node;
+    // Welcomed while the server could not read the session: what it hands on may go unrecorded.
+    this.#unrecorded = message.reason === 'unavailable';
     const gone = message.resumed === true ? this.#rooms.resumed(rooms) : this.#rooms.reset(rooms);
     this.#numbered = Number.isSafeInteger(message.s);
     // Its numbers go on: numbering again from 1 would reuse ids the session already handed out.

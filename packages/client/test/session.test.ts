@@ -127,6 +127,38 @@ describe('hello and welcome', () => {
     expect(texts(seen)).toEqual(['k11', 'k12', 'l91']);
   });
 
+  it('says in its next hello that a connection was welcomed unavailable, until one is not', async () => {
+    let welcomes = 0;
+    const fixture = await start({
+      welcome: () => {
+        welcomes++;
+        return {
+          t: 'welcome',
+          session: 'token-1',
+          client: 'client-1',
+          node: 'fixture',
+          resumed: welcomes === 3,
+          // The second connection came while the server could not read the session.
+          ...(welcomes === 2 ? { reason: 'unavailable' as const } : {}),
+          ...(welcomes === 1 ? { reason: 'new' as const } : {}),
+          rooms: {},
+          s: 0,
+        };
+      },
+    });
+    const { client } = openClient(fixture.url, { backoffBaseMs: 20 });
+    for (const n of [1, 2, 3]) {
+      const connection = await fixture.connection(n);
+      await stateOf(client, 'open');
+      if (n < 3) connection.ws.terminate();
+    }
+    const hellos = fixture.connections.map((connection) => connection.messages[0]);
+    expect(hellos.map((hello) => (hello as { u?: 1 }).u)).toEqual([undefined, undefined, 1]);
+    fixture.connections[2]!.ws.terminate(); // after a welcome that was not unavailable
+    const next = await fixture.connection(4);
+    expect((next.messages[0] as { u?: 1 }).u).toBeUndefined();
+  });
+
   it('resumes a saved session given as options.resume', async () => {
     const fixture = await start();
     fixture.sessions.set('saved-token', 'client-saved');

@@ -458,6 +458,39 @@ describe('upstream delivery (wscale.v1)', () => {
       ['m1', 'm2', 'm3', 'm4', 'm5'].map((text) => `${text} false`),
     );
   });
+
+  it('what a connection could not record while the store was down comes again marked, when the hello says so', async () => {
+    const shared = new MemoryStateStore();
+    const store = outage(shared);
+    const { nodes, heard } = await startNodes([store.view, store.view]);
+    const first = await V1Peer.connect(nodes[0]!);
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    first.peer.ws.terminate();
+    await recordedClose(shared, first.welcome.client);
+
+    // The whole stay on node-2 without a store: nothing it hands on can be recorded.
+    store.state.down = true;
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome).toMatchObject({ resumed: false, reason: 'unavailable' });
+    for (const s of [3, 4]) second.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 4, 2000, 'four messages');
+    second.peer.ws.terminate(); // before its rcv
+    await until(() => nodes[1]!.clients.size === 0, 2000, 'node-2 to see the drop');
+    store.state.down = false;
+
+    // The client says its last welcome was `unavailable`: the record it resumes from may be behind.
+    const third = await V1Peer.connect(nodes[0]!, { session: first.welcome.session, u: 1 });
+    expect(third.welcome.s).toBe(2);
+    for (const s of [3, 4]) third.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    await until(() => heard.length === 6, 2000, 'the two sent again');
+    const again = heard.slice(4);
+    expect(again.map((h) => [h.text, h.info.redelivered])).toEqual([
+      ['m3', true],
+      ['m4', true],
+    ]);
+    expect(again.map((h) => h.info.id)).toEqual([heard[2]!.info.id, heard[3]!.info.id]);
+  });
 });
 
 describe('resume of a session whose node was killed', () => {

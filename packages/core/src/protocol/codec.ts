@@ -91,6 +91,7 @@ function checkClientMessage(m: Record<string, unknown>, binary: boolean): Client
     case 'hello':
       if (m.session !== undefined) text(m.session, 'session', LIMITS.token);
       if (m.rooms !== undefined) positions(m.rooms);
+      if (m.u !== undefined && m.u !== 1) throw new ProtocolError('hello u must be 1');
       return m as unknown as ClientMessage;
     case 'join':
     case 'leave':

@@ -94,6 +94,12 @@ export interface HelloMessage {
   session?: string;
   /** Last position seen per room, to recover what was missed. */
   rooms?: Record<string, Position>;
+  /**
+   * Set when a connection of the session was welcomed `unavailable` since the last one that was
+   * not: it may have handed on messages it could not record, so what is sent again counts as a
+   * possible redelivery.
+   */
+  u?: 1;
 }
 
 /** Client → server: ask to join a room (the server may refuse). */

@@ -300,8 +300,9 @@ export class V1Endpoint {
     if (session.resumed || session.reason === 'unavailable') node.kick(session.id);
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
-    // Whether the previous connection recorded all it handed on: only a clean close says so.
-    const doubtful = session.cleanlyClosed !== true;
+    // Whether the previous connection recorded all it handed on: only a clean close says so, and
+    // only if no connection since could not record (`u`: one was welcomed `unavailable`).
+    const doubtful = session.cleanlyClosed !== true || hello.u === 1;
     const ledger = new UpstreamLedger(session.record, doubtful);
     this.#upstream.set(client, ledger);
     client.hold();
