@@ -48,6 +48,47 @@ describe('direct messages kept per session (directHistory)', () => {
     expect(second.peer.all('msg').map((m) => m.o)).toEqual([2, 3, 4]);
   });
 
+  it('reach a client that joined no room after its node died, from where it says it was', async () => {
+    const history = new MemoryHistory();
+    const shared = new MemoryStateStore({ ttlMs: 30_000 });
+    let dead = false;
+    // The node that dies writes nothing more: its session records stay as they were at the open.
+    const dying = new Proxy(shared, {
+      get: (target, key) => {
+        if (dead && (key === 'set' || key === 'delete')) {
+          return () => Promise.reject(new Error('this node is gone'));
+        }
+        const value = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const options = {
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      directHistory: history,
+      authorizeJoin: () => true,
+    };
+    const [a] = await cluster.start(1, { ...options, stateStore: dying });
+    const [b] = await cluster.start(1, { ...options, stateStore: shared });
+    const first = await V1Peer.connect(a!);
+    const inbox = inboxOf(first.welcome.client);
+    await b!.client(first.welcome.client).send('before');
+    await until(() => first.peer.texts(inbox).length === 1, 2000, 'the first message');
+    const seen = first.peer.all('msg').at(-1)!;
+    dead = true;
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'node a to see the drop');
+    for (const text of ['away 1', 'away 2']) await b!.client(first.welcome.client).send(text);
+
+    const second = await V1Peer.connect(b!, {
+      session: first.welcome.session,
+      rooms: { [inbox]: { o: seen.o!, e: seen.e! } },
+    });
+    expect(second.welcome.resumed).toBe(true);
+    expect(second.welcome.rooms[inbox]).toMatchObject({ recovered: true, o: 3 });
+    await settle(() => second.peer.texts(inbox).length >= 2, 2000, 'what it missed');
+    expect(second.peer.texts(inbox)).toEqual(['away 1', 'away 2']);
+  });
+
   it('says recovered: false when the stream no longer holds what was missed', async () => {
     const [node] = await startNodes(1, new MemoryHistory({ maxEntries: 2 }));
     const first = await V1Peer.connect(node!);

@@ -321,10 +321,14 @@ export class V1Endpoint {
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[room] = await this.#rejoin(client, room, from, replay, budget);
     }
-    // A session whose direct messages are kept is in its own stream from its start.
+    // A session whose direct messages are kept is in its own stream from its start, whether or not
+    // its record says so yet (it is saved with its first room, or its refresh): a resumed one from
+    // where its client says it was.
     const inbox = inboxOf(client.id);
     if (this.#settings.directHistory !== undefined && !(inbox in rooms)) {
-      rooms[inbox] = await this.#rejoin(client, inbox, undefined, replay, budget);
+      const seen = session.resumed ? hello.rooms?.[inbox] : undefined;
+      const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
+      rooms[inbox] = await this.#rejoin(client, inbox, from, replay, budget);
     }
     if (client.gone) return undefined;
     const welcome: WelcomeMessage = {
