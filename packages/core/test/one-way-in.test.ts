@@ -119,4 +119,33 @@ describe('one way in: every client, new or resumed, comes through `connection`',
       await client.close();
     }
   });
+
+  it('keeps at most some 4 MiB for a listener still to come, however large the messages', async () => {
+    const [node] = await startNodes(1);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let heardBytes = 0;
+    let heard = 0;
+    node!.on('connection', async (client) => {
+      await gate;
+      client.on('message', (data) => {
+        heard++;
+        heardBytes += data.length;
+      });
+    });
+    const raw = await cluster.connect(node!);
+    const big = 'x'.repeat(1_000_000);
+    for (let i = 0; i < 12; i++) raw.ws.send(big);
+    raw.ws.send('last');
+    // The node has read them all once it answers a ping sent after them.
+    raw.ws.ping();
+    await new Promise((resolve) => raw.ws.once('pong', resolve));
+    release();
+    await until(() => heard > 0, 2000, 'the kept messages');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(heardBytes).toBeLessThanOrEqual(4 * 1024 * 1024 + big.length);
+    expect(heard).toBeLessThan(12);
+  });
 });

@@ -149,6 +149,8 @@ interface Rare {
   recovery?: ResumeInfo;
   /** Messages that arrived before the application listened for them. */
   inbox?: [data: string | Buffer, isBinary: boolean, info: MessageInfo][];
+  /** Their lengths, added up. */
+  inboxBytes?: number;
 }
 
 /**
@@ -158,6 +160,8 @@ interface Rare {
  * numbered message past it is not taken (see {@link Connection.inboxFull}).
  */
 const INBOX_LIMIT = 256;
+/** ...and at most this many bytes of them (a message's length: bytes, or characters of a text). */
+const INBOX_BYTES = 4 * 1024 * 1024;
 
 /** How many seconds' worth of operations a client may send at once (its rate bucket's size). */
 const BURST_SECONDS = 2;
@@ -308,7 +312,8 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
    * drop, and the client sends it again on its next connection.
    */
   get inboxFull(): boolean {
-    return (this.#rare?.inbox?.length ?? 0) >= INBOX_LIMIT;
+    const rare = this.#rare;
+    return (rare?.inbox?.length ?? 0) >= INBOX_LIMIT || (rare?.inboxBytes ?? 0) >= INBOX_BYTES;
   }
 
   /** A message from the peer, for the application. */
@@ -318,15 +323,18 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
       this.emit('message', data, isBinary, info);
       return;
     }
+    if (this.inboxFull) return;
     const rare = this.#rareState();
     rare.inbox ??= [];
-    if (rare.inbox.length < INBOX_LIMIT) rare.inbox.push([data, isBinary, info]);
+    rare.inbox.push([data, isBinary, info]);
+    rare.inboxBytes = (rare.inboxBytes ?? 0) + data.length;
   }
 
   #flushInbox(): void {
     const inbox = this.#rare?.inbox;
     if (inbox === undefined || this.listenerCount('message') === 0) return;
     this.#rare!.inbox = undefined;
+    this.#rare!.inboxBytes = undefined;
     for (const [data, isBinary, info] of inbox) this.emit('message', data, isBinary, info);
   }
 
