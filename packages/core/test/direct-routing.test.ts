@@ -109,4 +109,42 @@ describe('direct messages go to the node that holds the client', () => {
       });
     }
   }
+
+  it('passes on what came for a session whose resume here went away, once another node takes it', async () => {
+    // A store that answers in 100 ms, as one across a network under load: the resume below
+    // spends that long between taking the session over and welcoming its connection.
+    const store = new MemoryStateStore({ ttlMs: 60_000 });
+    stores.push(store);
+    const slow = new Proxy(store, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target);
+        if (typeof value !== 'function' || key === 'close') return value;
+        return async (...args: unknown[]) => {
+          await delay(100);
+          return value.apply(target, args);
+        };
+      },
+    });
+    const [a, b, c] = await cluster.start(3, {
+      stateStore: slow,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const first = await V1Peer.connect(a!);
+    const id = first.welcome.client;
+    // A resume on b while the connection on a still holds the session: b takes it over...
+    const lost = new V1Peer(b!);
+    await lost.opened;
+    lost.send({ t: 'hello', session: first.welcome.session });
+    await first.peer.closed;
+    // ...and the resuming connection goes away before its welcome (a flaky link).
+    lost.ws.terminate();
+    const third = await V1Peer.connect(c!, { session: first.welcome.session });
+    expect(third.welcome.resumed).toBe(true);
+    expect(lost.all('welcome')).toEqual([]);
+
+    await b!.client(id).send('from b');
+    await a!.client(id).send('from a');
+    await until(() => third.peer.texts().length === 2, 2000, 'both messages');
+    expect(third.peer.texts().sort()).toEqual(['from a', 'from b']);
+  });
 });

@@ -248,6 +248,15 @@ export class DirectRouter {
       // Only the node that held the session last passes operations on: one path, never two.
       this.#moved.delete(id);
     }
+    const arrival = this.#arriving.get(id);
+    if (arrival !== undefined && node !== this.#nodeId) {
+      // Taken over by another node before this one's connection took hold (it went away during
+      // its resume): what came for the session here goes on to that node.
+      clearTimeout(arrival.timer);
+      this.#arriving.delete(id);
+      remember(this.#moved, id, node, MAX_MOVED);
+      for (const frame of arrival.frames) this.#passOn(frame);
+    }
     // Asked as the holder: answers once the connection's close is recorded (at once without one).
     if (header.d !== this.#nodeId) return;
     const answer: ReleasedHeader = { n: this.#nodeId, c: id };
