@@ -111,22 +111,10 @@ describe('direct messages go to the node that holds the client', () => {
   }
 
   it('passes on what came for a session whose resume here went away, once another node takes it', async () => {
-    // A store that answers in 100 ms, as one across a network under load: the resume below
-    // spends that long between taking the session over and welcoming its connection.
     const store = new MemoryStateStore({ ttlMs: 60_000 });
     stores.push(store);
-    const slow = new Proxy(store, {
-      get: (target, key) => {
-        const value = Reflect.get(target, key, target);
-        if (typeof value !== 'function' || key === 'close') return value;
-        return async (...args: unknown[]) => {
-          await delay(100);
-          return value.apply(target, args);
-        };
-      },
-    });
     const [a, b, c] = await cluster.start(3, {
-      stateStore: slow,
+      stateStore: slowly(store),
       sessionSecret: 'a-test-secret-of-enough-bytes',
     });
     const first = await V1Peer.connect(a!);
@@ -147,4 +135,50 @@ describe('direct messages go to the node that holds the client', () => {
     await until(() => third.peer.texts().length === 2, 2000, 'both messages');
     expect(third.peer.texts().sort()).toEqual(['from a', 'from b']);
   });
+
+  it('applies a leave, a join and a send that come while the session moves after its rooms are back', async () => {
+    const store = new MemoryStateStore({ ttlMs: 60_000 });
+    stores.push(store);
+    const [n0, n1, n2] = await cluster.start(3, {
+      stateStore: slowly(store),
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      authorizeJoin: () => true,
+    });
+    const first = await V1Peer.connect(n1!);
+    const id = first.welcome.client;
+    first.peer.send({ t: 'join', id: 1, r: 'r' });
+    await first.peer.next('ack');
+    await n0!.client(id).send('before'); // n0 learns where the session is
+    await until(() => first.peer.texts().includes('before'), 2000, 'the first message');
+
+    const moving = V1Peer.connect(n2!, { session: first.welcome.session });
+    await first.peer.closed; // n2 has taken the session over; its welcome is a store round away
+    await n0!.client(id).leave('r');
+    await n0!.client(id).join('r2');
+    await n0!.client(id).send('during');
+    const { peer, welcome } = await moving;
+    expect(Object.keys(welcome.rooms)).toEqual(['r']);
+    await until(() => peer.texts().includes('during'), 2000, 'the message sent meanwhile');
+    await until(() => peer.all('joined').length === 1, 2000, 'the join');
+    expect(peer.all('left').map((left) => left.r)).toEqual(['r']);
+    expect(peer.all('joined').map((joined) => joined.r)).toEqual(['r2']);
+    expect([...n2!.clients.get(id)!.rooms]).toEqual(['r2']);
+  });
 });
+
+/**
+ * A store that answers in 100 ms, as one across a network under load: a resume spends that long
+ * between taking a session over and welcoming its connection.
+ */
+function slowly(store: MemoryStateStore): MemoryStateStore {
+  return new Proxy(store, {
+    get: (target, key) => {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== 'function' || key === 'close') return value;
+      return async (...args: unknown[]) => {
+        await delay(100);
+        return value.apply(target, args);
+      };
+    },
+  });
+}

@@ -204,6 +204,7 @@ export class DirectRouter {
    */
   #onDirect(frame: DirectFrame): void {
     const { header } = frame;
+    if (this.#arriving.size > 0 && this.#wait(frame)) return;
     if (this.#target.apply(frame)) {
       if (header.l === 1) this.#tell(header.w ?? header.n, header.c, this.#nodeId);
     } else if (header.d === this.#nodeId) {
@@ -212,16 +213,28 @@ export class DirectRouter {
     }
   }
 
+  /**
+   * Keeps an operation for a session this node is taking over, until {@link arrived}: applied
+   * before the session's rooms are back, a leave would find the client in no room.
+   */
+  #wait(frame: DirectFrame): boolean {
+    const arrival = this.#arriving.get(frame.header.c);
+    if (arrival === undefined) return false;
+    if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
+    return true;
+  }
+
+  /** Whether this node is taking over client `id`'s session (its operations wait for it). */
+  arriving(id: string): boolean {
+    return this.#arriving.has(id);
+  }
+
   /** An operation routed here for a client this node does not hold (now): on to where it went. */
   #passOn(frame: DirectFrame): void {
     const { header } = frame;
     const id = header.c;
     const origin = header.w ?? header.n;
-    const arrival = this.#arriving.get(id);
-    if (arrival !== undefined) {
-      if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
-      return;
-    }
+    if (this.#wait(frame)) return;
     const hops = (header.h ?? 0) + 1;
     const next: DirectHeader = { ...header, n: this.#nodeId, w: origin, h: hops };
     const moved = this.#moved.get(id);

@@ -189,7 +189,10 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 
   #directTo(header: DirectHeader, message: Outgoing | undefined): Promise<void> {
     const local = this.#clients.get(header.c);
-    if (local !== undefined) return this.#applyDirect(local, header, message) ?? DONE;
+    // A session this node is still taking over: the router keeps it with what came before it.
+    if (local !== undefined && !this.router.arriving(header.c)) {
+      return this.#applyDirect(local, header, message) ?? DONE;
+    }
     return this.router.send(header, message?.bytes ?? NO_BYTES, message?.flags ?? 0);
   }
 

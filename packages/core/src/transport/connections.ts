@@ -140,8 +140,11 @@ export class Connections<Identity, Data extends object>
     const client = this.#add(session.id, ws, socket, identity as Identity, true, data);
     client.conn = session.conn;
     client.owner = session.owner;
-    this.#parts.takeovers.arrived(client);
     return client;
+  }
+
+  arrived(client: AnyClient): void {
+    this.#parts.takeovers.arrived(client);
   }
 
   connected(client: AnyClient, request: IncomingMessage): void {

@@ -62,6 +62,11 @@ export interface V1Node {
   listen(ws: WebSocket): void;
   /** Takes one frame of a registered client, as if it had just arrived. */
   frame(client: V1Client, data: Buffer, isBinary: boolean): void;
+  /**
+   * Applies what came for the session while this node took it over: once its rooms are back (a
+   * leave must find the client in the room it leaves), behind its welcome.
+   */
+  arrived(client: V1Client): void;
   /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: V1Client, request: IncomingMessage): void;
   /** Saves a client's session. */
@@ -330,6 +335,7 @@ export class V1Endpoint {
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[inbox] = await this.#rejoin(client, inbox, from, replay, budget);
     }
+    node.arrived(client);
     if (client.gone) return undefined;
     const welcome: WelcomeMessage = {
       t: 'welcome',
