@@ -144,6 +144,25 @@ describe('per-node limits', () => {
     expect(server.stats.limited.connections).toBe(1);
   });
 
+  it('counts a connection taken over by a resume until its socket is closed', async () => {
+    const { server, port } = await node({
+      maxConnections: 2,
+      stateStore: new MemoryStateStore(),
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const first = await RawSocket.open(port);
+    first.write(json({ t: 'hello' }));
+    const { session } = (await first.next('welcome')) as { session: string };
+    first.socket.pause(); // it never reads the close it is sent: its socket stays open
+    const second = await RawSocket.open(port);
+    second.write(json({ t: 'hello', session }));
+    expect(await second.next('welcome')).toMatchObject({ resumed: true });
+    // Two sockets held, one of them closing: a third is one too many.
+    expect(first.ended).toBe(false);
+    expect(await upgradeStatus(port)).toBe(503);
+    expect(server.stats.limited.connections).toBe(1);
+  });
+
   it('answers 403 to a browser from an origin not in allowedOrigins, and counts it', async () => {
     const { server, port } = await node({ allowedOrigins: ['https://app.example'] });
     expect(await upgradeStatus(port, { origin: 'https://evil.example' })).toBe(403);

@@ -87,6 +87,8 @@ export class Connections<Identity, Data extends object>
   readonly #parts: ConnectionParts;
   readonly #events: ConnectionEvents<Identity, Data>;
   readonly #corked: Duplex[] = [];
+  /** Connections whose socket is not closed yet. */
+  #open = 0;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -164,9 +166,13 @@ export class Connections<Identity, Data extends object>
     this.#parts.reporter.report(error);
   }
 
-  /** Connections held, and `wscale.v1` ones waiting for their `welcome`. */
+  /**
+   * Connections open, and `wscale.v1` ones waiting for their `welcome`. Those taken over by a
+   * resume count until their socket is closed: a client resuming again and again holds a socket
+   * each time until it answers the close.
+   */
   get count(): number {
-    return this.#clients.size + this.v1.opening;
+    return this.#open + this.v1.opening;
   }
 
   /** Messages compressed once for every socket they went to. */
@@ -217,6 +223,7 @@ export class Connections<Identity, Data extends object>
   ): Connection<Identity, Data> {
     const client = new Connection<Identity, Data>(id, identity, ws, socket, this, v1, data);
     this.#clients.set(id, client);
+    this.#open++;
     // One set of handler functions for every socket (not four closures per client): the socket
     // is `this` in them, and names its client.
     (ws as TaggedSocket)[CLIENT] = client;
@@ -323,6 +330,7 @@ export class Connections<Identity, Data extends object>
   };
 
   #closed(client: AnyClient, code: number, reason: Buffer): void {
+    this.#open--;
     const { presence, rooms, reporter } = this.#parts;
     if (client.v1) {
       this.v1.forget(client);
