@@ -1,5 +1,6 @@
 import {
   CloseCode,
+  type History,
   MemoryBroker,
   MemoryHistory,
   MemoryStateStore,
@@ -298,6 +299,39 @@ describe('wscale.v1 live repair', () => {
     expect(peer.texts('chat')).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(peer.all('msg').map((m) => m.o)).toEqual([1, 2, 3, 4]);
   });
+
+  it("fills the start of a restarted log from the history when the room's first messages in it were lost", async () => {
+    const history = new RestartableHistory();
+    stores.push(history);
+    let lossy: LossyBroker | undefined;
+    const [sender] = await cluster.start(1, { history: [{ rooms: 'chat', store: history }] });
+    const [receiver] = await cluster.start(1, {
+      history: [{ rooms: 'chat', store: history }],
+      brokerFor: (bus) => {
+        lossy = new LossyBroker({ bus });
+        return lossy;
+      },
+    });
+    receiver!.on('connection', (client) => void client.join('chat'));
+    const { peer } = await V1Peer.connect(receiver!);
+    await peer.next('joined');
+    await sender!.to('chat').send('old');
+    await peer.next('msg');
+    history.restart(); // the store lost the room's log: the next message starts a new one
+    lossy!.lose = 2;
+    for (const text of ['new 1', 'new 2', 'new 3']) await sender!.to('chat').send(text);
+    await settle(() => peer.texts('chat').length >= 4, 2000, 'the new log');
+    const epoch = (await history.position('chat')).epoch;
+    const after = peer.received
+      .map((entry) => entry.message)
+      .filter((message) => message.t === 'resync' || (message.t === 'msg' && message.d !== 'old'));
+    expect(after).toEqual([
+      { t: 'resync', r: 'chat', o: 0, e: epoch },
+      { t: 'msg', r: 'chat', o: 1, e: epoch, d: 'new 1' },
+      { t: 'msg', r: 'chat', o: 2, e: epoch, d: 'new 2' },
+      { t: 'msg', r: 'chat', o: 3, e: epoch, d: 'new 3' },
+    ]);
+  });
 });
 
 describe('wscale.v1 resync', () => {
@@ -331,6 +365,32 @@ describe('wscale.v1 resync', () => {
     ]);
   });
 });
+
+/** A history that can lose everything it holds, as a store without persistence that restarted. */
+class RestartableHistory implements History {
+  #kept = new MemoryHistory();
+
+  restart(): void {
+    void this.#kept.close();
+    this.#kept = new MemoryHistory();
+  }
+
+  append(room: string, payload: Uint8Array) {
+    return this.#kept.append(room, payload);
+  }
+
+  read(...args: Parameters<History['read']>) {
+    return this.#kept.read(...args);
+  }
+
+  position(room: string) {
+    return this.#kept.position(room);
+  }
+
+  close() {
+    return this.#kept.close();
+  }
+}
 
 /** A history whose reads wait until the test lets them go, as a slow store would. */
 class SlowHistory extends MemoryHistory {

@@ -260,13 +260,14 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     const offset = message.offset!;
     if (message.epoch !== this.#epoch) {
       if (!(await this.#isNewEpoch(message.epoch!))) return;
-      // The room's log restarted (or this node's position predates it): follow the new epoch.
+      // The room's log restarted (or this node's position predates it): follow the new epoch from
+      // its start, which the history fills below if its first messages did not come live.
       if (this.#epoch !== '') this.#leftEpoch(this.#epoch);
       this.#epoch = message.epoch!;
-      this.#last = offset - 1;
+      this.#last = 0;
       this.#recent.length = 0;
       this.#recentBytes = 0;
-      this.#host.resync({ offset: this.#last, epoch: this.#epoch });
+      this.#host.resync({ offset: 0, epoch: this.#epoch });
     }
     if (offset <= this.#last) return;
     if (offset > this.#last + 1) await this.#fill(offset - 1);
