@@ -10,26 +10,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
 
 /** A history whose appends take `ms`, as a store across a network does. */
-class SlowHistory implements History {
-  readonly #kept = new MemoryHistory();
+class SlowHistory extends MemoryHistory {
+  constructor(readonly ms: number) {
+    super();
+  }
 
-  constructor(readonly ms: number) {}
-
-  async append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
+  override async append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
     await new Promise((resolve) => setTimeout(resolve, this.ms));
-    return this.#kept.append(room, payload);
-  }
-
-  read(...args: Parameters<History['read']>) {
-    return this.#kept.read(...args);
-  }
-
-  position(room: string) {
-    return this.#kept.position(room);
-  }
-
-  close() {
-    return this.#kept.close();
+    return super.append(room, payload);
   }
 }
 

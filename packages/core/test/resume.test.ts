@@ -277,24 +277,33 @@ class LossyBroker extends MemoryBroker {
   }
 }
 
+/**
+ * Two nodes on one history for `chat`: one sends, the other's broker loses what the test asks it
+ * to; a client of the receiver in `chat`.
+ */
+async function lossyPair(history: History) {
+  let lossy: LossyBroker | undefined;
+  const [sender] = await cluster.start(1, { history: [{ rooms: 'chat', store: history }] });
+  const [receiver] = await cluster.start(1, {
+    history: [{ rooms: 'chat', store: history }],
+    brokerFor: (bus) => {
+      lossy = new LossyBroker({ bus });
+      return lossy;
+    },
+  });
+  receiver!.on('connection', (client) => void client.join('chat'));
+  const { peer } = await V1Peer.connect(receiver!);
+  return { sender: sender!, lossy: lossy!, peer };
+}
+
 describe('wscale.v1 live repair', () => {
   it('fills a gap in what a node received from the history, in order', async () => {
     const history = new MemoryHistory();
     stores.push(history);
-    let lossy: LossyBroker | undefined;
-    const [sender] = await cluster.start(1, { history: [{ rooms: 'chat', store: history }] });
-    const [receiver] = await cluster.start(1, {
-      history: [{ rooms: 'chat', store: history }],
-      brokerFor: (bus) => {
-        lossy = new LossyBroker({ bus });
-        return lossy;
-      },
-    });
-    receiver!.on('connection', (client) => void client.join('chat'));
-    const { peer } = await V1Peer.connect(receiver!);
+    const { sender, lossy, peer } = await lossyPair(history);
     await peer.next('joined');
-    lossy!.lose = 2;
-    for (const n of [1, 2, 3, 4]) await sender!.to('chat').send(`m${n}`);
+    lossy.lose = 2;
+    for (const n of [1, 2, 3, 4]) await sender.to('chat').send(`m${n}`);
     await settle(() => peer.texts('chat').length >= 4, 2000, 'four messages');
     expect(peer.texts('chat')).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(peer.all('msg').map((m) => m.o)).toEqual([1, 2, 3, 4]);
@@ -303,23 +312,13 @@ describe('wscale.v1 live repair', () => {
   it("fills the start of a restarted log from the history when the room's first messages in it were lost", async () => {
     const history = new RestartableHistory();
     stores.push(history);
-    let lossy: LossyBroker | undefined;
-    const [sender] = await cluster.start(1, { history: [{ rooms: 'chat', store: history }] });
-    const [receiver] = await cluster.start(1, {
-      history: [{ rooms: 'chat', store: history }],
-      brokerFor: (bus) => {
-        lossy = new LossyBroker({ bus });
-        return lossy;
-      },
-    });
-    receiver!.on('connection', (client) => void client.join('chat'));
-    const { peer } = await V1Peer.connect(receiver!);
+    const { sender, lossy, peer } = await lossyPair(history);
     await peer.next('joined');
-    await sender!.to('chat').send('old');
+    await sender.to('chat').send('old');
     await peer.next('msg');
     history.restart(); // the store lost the room's log: the next message starts a new one
-    lossy!.lose = 2;
-    for (const text of ['new 1', 'new 2', 'new 3']) await sender!.to('chat').send(text);
+    lossy.lose = 2;
+    for (const text of ['new 1', 'new 2', 'new 3']) await sender.to('chat').send(text);
     await settle(() => peer.texts('chat').length >= 4, 2000, 'the new log');
     const epoch = (await history.position('chat')).epoch;
     const after = peer.received
@@ -339,20 +338,10 @@ describe('wscale.v1 resync', () => {
     // The history keeps two entries: by the time the receiver sees a gap, its start is gone.
     const history = new MemoryHistory({ maxEntries: 2 });
     stores.push(history);
-    let lossy: LossyBroker | undefined;
-    const [sender] = await cluster.start(1, { history: [{ rooms: 'chat', store: history }] });
-    const [receiver] = await cluster.start(1, {
-      history: [{ rooms: 'chat', store: history }],
-      brokerFor: (bus) => {
-        lossy = new LossyBroker({ bus });
-        return lossy;
-      },
-    });
-    receiver!.on('connection', (client) => void client.join('chat'));
-    const { peer } = await V1Peer.connect(receiver!);
+    const { sender, lossy, peer } = await lossyPair(history);
     const joined = await peer.next('joined');
-    lossy!.lose = 3;
-    for (const n of [1, 2, 3, 4, 5]) await sender!.to('chat').send(`m${n}`);
+    lossy.lose = 3;
+    for (const n of [1, 2, 3, 4, 5]) await sender.to('chat').send(`m${n}`);
     await settle(() => peer.texts('chat').length >= 2, 2000, 'the messages after the gap');
     // m1 and m2 are trimmed: the client is told it lost up to offset 3, then gets 4 and 5.
     const after = peer.received
@@ -367,28 +356,10 @@ describe('wscale.v1 resync', () => {
 });
 
 /** A history that can lose everything it holds, as a store without persistence that restarted. */
-class RestartableHistory implements History {
-  #kept = new MemoryHistory();
-
+class RestartableHistory extends MemoryHistory {
   restart(): void {
-    void this.#kept.close();
-    this.#kept = new MemoryHistory();
-  }
-
-  append(room: string, payload: Uint8Array) {
-    return this.#kept.append(room, payload);
-  }
-
-  read(...args: Parameters<History['read']>) {
-    return this.#kept.read(...args);
-  }
-
-  position(room: string) {
-    return this.#kept.position(room);
-  }
-
-  close() {
-    return this.#kept.close();
+    // Closing a memory history drops every room's log: the next append starts a new one.
+    void super.close();
   }
 }
 

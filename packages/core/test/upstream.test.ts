@@ -153,6 +153,27 @@ async function startNodes(stores: StateStore[], onRequest?: () => string) {
   return { nodes, heard };
 }
 
+/**
+ * Two nodes on a store that can be made unreachable; a client hands `m1`, `m2` on to node-1 and
+ * drops (its close recorded), then comes back on node-2 while the store is down (it stays down):
+ * welcomed `unavailable`, the same client, its record neither read nor claimed.
+ */
+async function backWhileStoreDown() {
+  const shared = new MemoryStateStore();
+  const store = outage(shared);
+  const { nodes, heard } = await startNodes([store.view, store.view]);
+  const first = await V1Peer.connect(nodes[0]!);
+  for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+  await until(() => heard.length === 2, 2000, 'two messages');
+  first.peer.ws.terminate();
+  await recordedClose(shared, first.welcome.client);
+  store.state.down = true;
+  const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+  expect(second.welcome).toMatchObject({ resumed: false, reason: 'unavailable' });
+  expect(second.welcome.client).toBe(first.welcome.client);
+  return { shared, store, nodes, heard, first, second };
+}
+
 /** Waits until a session's record says its first `up` messages were handed on. */
 async function recordedUp(store: StateStore, clientId: string, up: number): Promise<void> {
   await until(
@@ -428,20 +449,7 @@ describe('upstream delivery (wscale.v1)', () => {
   });
 
   it('a connection opened while the store was down records what it hands on once the store is back', async () => {
-    const shared = new MemoryStateStore();
-    const store = outage(shared);
-    const { nodes, heard } = await startNodes([store.view, store.view]);
-    const first = await V1Peer.connect(nodes[0]!);
-    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
-    await until(() => heard.length === 2, 2000, 'two messages');
-    first.peer.ws.terminate();
-    await recordedClose(shared, first.welcome.client);
-
-    // Back while the store cannot be read: the same client, its record unread and unclaimed.
-    store.state.down = true;
-    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
-    expect(second.welcome).toMatchObject({ resumed: false, reason: 'unavailable' });
-    expect(second.welcome.client).toBe(first.welcome.client);
+    const { shared, store, nodes, heard, first, second } = await backWhileStoreDown();
     store.state.down = false;
     for (const s of [3, 4]) second.peer.send({ t: 'msg', d: `m${s}`, s });
     await until(() => heard.length === 4, 2000, 'four messages');
@@ -460,19 +468,8 @@ describe('upstream delivery (wscale.v1)', () => {
   });
 
   it('what a connection could not record while the store was down comes again marked, when the hello says so', async () => {
-    const shared = new MemoryStateStore();
-    const store = outage(shared);
-    const { nodes, heard } = await startNodes([store.view, store.view]);
-    const first = await V1Peer.connect(nodes[0]!);
-    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
-    await until(() => heard.length === 2, 2000, 'two messages');
-    first.peer.ws.terminate();
-    await recordedClose(shared, first.welcome.client);
-
     // The whole stay on node-2 without a store: nothing it hands on can be recorded.
-    store.state.down = true;
-    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
-    expect(second.welcome).toMatchObject({ resumed: false, reason: 'unavailable' });
+    const { store, nodes, heard, first, second } = await backWhileStoreDown();
     for (const s of [3, 4]) second.peer.send({ t: 'msg', d: `m${s}`, s });
     await until(() => heard.length === 4, 2000, 'four messages');
     second.peer.ws.terminate(); // before its rcv
