@@ -80,7 +80,11 @@ function breakable(store: StateStore) {
 /** A state store that can be made unreachable (every call fails), and reachable again. */
 function outage(store: StateStore) {
   const state = { down: false };
-  const fail = () => Promise.reject(new Error('the store is unreachable'));
+  const counted = { failures: 0 };
+  const fail = () => {
+    counted.failures++;
+    return Promise.reject(new Error('the store is unreachable'));
+  };
   const view = new Proxy(store, {
     get: (target, key) => {
       const value = Reflect.get(target, key, target);
@@ -88,7 +92,13 @@ function outage(store: StateStore) {
       return state.down && key !== 'close' ? fail : value.bind(target);
     },
   });
-  return { view, state };
+  return {
+    view,
+    state,
+    get failures() {
+      return counted.failures;
+    },
+  };
 }
 
 /** Counts the reads of a state store. */
@@ -446,6 +456,21 @@ describe('upstream delivery (wscale.v1)', () => {
     } finally {
       release();
     }
+  });
+
+  it('records what was handed on while the store was down once it is back, with nothing more sent', async () => {
+    const shared = new MemoryStateStore();
+    const store = outage(shared);
+    const { nodes, heard } = await startNodes([store.view]);
+    const { peer, welcome } = await V1Peer.connect(nodes[0]!);
+    store.state.down = true;
+    for (const s of [1, 2, 3]) peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 3, 2000, 'three messages');
+    // A periodic record (every 50 ms here) fails meanwhile; the next one after the store is back
+    // writes it, though the client sends nothing more.
+    await until(() => store.failures > 0, 2000, 'a failed record');
+    store.state.down = false;
+    await recordedUp(shared, welcome.client, 3);
   });
 
   it('a connection opened while the store was down records what it hands on once the store is back', async () => {

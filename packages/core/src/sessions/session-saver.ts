@@ -25,6 +25,8 @@ export interface UpstreamSource<Client> {
   upstreamRecord(client: Client): UpstreamRecord | undefined;
   /** Whether it changed since the session was last saved. */
   upstreamDirty(client: Client): boolean;
+  /** A save of it failed: it counts as changed again, for the next periodic save. */
+  upstreamUnsaved(client: Client): void;
   /** Whether requests of the client are still being answered. */
   answering(client: Client): boolean;
   /** Resolves once the client's running requests have their replies kept (bounded in time). */
@@ -71,7 +73,9 @@ export class SessionSaver<Client extends SavedClient> {
     // A client that is gone was saved for the last time when it closed.
     if (conn === undefined || this.#clients.get(client.id) !== client) return Promise.resolve();
     const snapshot = () => this.#record(client, [...client.roomList]);
-    return this.#sessions.save(client.id, conn, snapshot, true);
+    return this.#sessions.save(client.id, conn, snapshot, true).then((written) => {
+      if (!written) this.#upstream.upstreamUnsaved(client);
+    });
   }
 
   /** Saves every connected `wscale.v1` client (`dirty`: only those whose upstream changed). */
@@ -103,7 +107,7 @@ export class SessionSaver<Client extends SavedClient> {
     const data = client.data;
     const record = () => ({ ...this.#record(client, rooms, own, data), live: false });
     if (!this.#upstream.answering(client)) {
-      this.#finalSave(id, this.#sessions.save(id, conn, record));
+      this.#finalSave(id, this.#sessions.save(id, conn, record).then(nothing));
       return;
     }
     // ...and with the replies of the requests still running, once they are kept: a resume waits a
@@ -112,7 +116,9 @@ export class SessionSaver<Client extends SavedClient> {
     const answered = this.#upstream.answered(client);
     this.#finalSave(
       id,
-      Promise.all([closed, answered]).then(() => this.#sessions.save(id, conn, record)),
+      Promise.all([closed, answered])
+        .then(() => this.#sessions.save(id, conn, record))
+        .then(nothing),
     );
   }
 
@@ -171,6 +177,8 @@ export class SessionSaver<Client extends SavedClient> {
     return undefined;
   }
 }
+
+function nothing(): void {}
 
 /**
  * The session owner of an identity: `sessionOwner` called as a plain function, as every hook; its

@@ -98,7 +98,7 @@ export class Sessions {
   /** Saves in flight, by session id and connection. */
   readonly #saving = new Map<
     string,
-    { done: Promise<void>; again: boolean; snapshot: () => SessionSnapshot; claim: boolean }
+    { done: Promise<boolean>; again: boolean; snapshot: () => SessionSnapshot; claim: boolean }
   >();
   readonly #onError: (error: unknown) => void;
   /** This node's id, kept in the records of the sessions it holds. */
@@ -231,8 +231,9 @@ export class Sessions {
    * open), a record no connection holds any more (`live: false`) is taken over: a connection
    * opened while the store could not be read (`unavailable`) records what it hands on once the
    * store is back, instead of leaving the record of the connection before it for a resume to trust.
+   * Resolves whether the last write went through (`false`: the store failed, which is reported).
    */
-  save(id: string, conn: string, snapshot: () => SessionSnapshot, claim = false): Promise<void> {
+  save(id: string, conn: string, snapshot: () => SessionSnapshot, claim = false): Promise<boolean> {
     const key = `${id} ${conn}`;
     const pending = this.#saving.get(key);
     if (pending !== undefined) {
@@ -242,20 +243,24 @@ export class Sessions {
       pending.claim = claim;
       return pending.done;
     }
-    const entry = { done: Promise.resolve(), again: false, snapshot, claim };
+    const entry = { done: Promise.resolve(true), again: false, snapshot, claim };
     // In the map before the loop starts: a snapshot that throws ends the loop at once.
     this.#saving.set(key, entry);
     entry.done = (async () => {
+      let written = false;
       do {
         entry.again = false;
         try {
           // Taking the snapshot may throw too (data JSON cannot encode): reported, saving goes on.
           await this.#write(id, conn, entry.snapshot(), entry.claim);
+          written = true;
         } catch (error) {
+          written = false;
           this.#onError(error);
         }
       } while (entry.again);
       this.#saving.delete(key);
+      return written;
     })();
     return entry.done;
   }

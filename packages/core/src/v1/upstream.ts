@@ -93,6 +93,11 @@ export class UpstreamLedger {
     return this.#replies?.find((reply) => reply.s === s);
   }
 
+  /** A save of the record failed: it counts as changed again. */
+  unsaved(): void {
+    this.#dirty = true;
+  }
+
   /** What the session record keeps; the ledger counts as saved from here. */
   record(): UpstreamRecord {
     this.#dirty = false;

@@ -163,6 +163,10 @@ export class V1Endpoint {
     return this.#upstream.get(client)?.dirty ?? false;
   }
 
+  upstreamUnsaved(client: V1Client): void {
+    this.#upstream.get(client)?.unsaved();
+  }
+
   /** Whether requests the client sent are still being answered. */
   answering(client: V1Client): boolean {
     return (this.#answering.get(client)?.size ?? 0) > 0;
