@@ -98,9 +98,11 @@ clusterPage = clusterView(wss, { refreshMs: 1000, timeoutMs: 1000 });
 // Every client comes in here, new or resumed (a resumed one is back in its rooms already).
 wss.on('connection', (client) => {
   if (!client.resumed) void client.join(ROOM);
-  client.on('message', (text) => {
+  // `id` names what the client sent: a message a killed node had already broadcast may come again
+  // (marked `redelivered`, same id) after the client resumes here, and the page shows an id once.
+  client.on('message', (text, _binary, { id }) => {
     if (typeof text !== 'string' || text.length === 0 || text.length > 2000) return;
-    void wss.to(ROOM).send(JSON.stringify({ from: client.identity.id, node: nodeId, text }));
+    void wss.to(ROOM).send(JSON.stringify({ id, from: client.identity.id, node: nodeId, text }));
   });
 });
 

@@ -52,9 +52,11 @@ const wss = new ScaledWebSocketServer({
 
 /** @param {import('@wscale/core').Client} client */
 function serve(client) {
-  client.on('message', (text, isBinary) => {
+  // `id` names what the client sent: one a killed node had broadcast already may come again here
+  // (marked `redelivered`, same id) after the client resumes, and the page shows an id once.
+  client.on('message', (text, isBinary, { id }) => {
     if (isBinary || typeof text !== 'string' || text.length > 2000) return;
-    const message = { type: 'chat', from: client.id, node: nodeId, text };
+    const message = { type: 'chat', id, from: client.id, node: nodeId, text };
     void wss.to('chat:lobby').send(JSON.stringify(message));
   });
 }

@@ -23,7 +23,7 @@ export async function runStack({ balancer }) {
   });
 
   console.log(`
-  open ${stack.url} in a few tabs: each connection goes to the next node
+  open ${stack.url} in a few tabs: each goes to the node holding the fewest connections
   redis: ${stack.redisUrl}
 ${stack.nodes.map((node) => `  ${node.id}: 127.0.0.1:${node.port}  pid ${node.pid}  (kill ${node.pid} to drain it, kill -9 ${node.pid} to crash it)`).join('\n')}
   Ctrl-C stops everything

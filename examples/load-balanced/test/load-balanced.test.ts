@@ -86,7 +86,7 @@ describe.each(balancers)('examples/%s', (_example, title, balancer) => {
       stack = undefined;
     });
 
-    /** Connects six clients one at a time, so round robin hands them out in turn. */
+    /** Connects six clients one at a time, each to the node holding the fewest. */
     async function connectProbes(): Promise<Probe[]> {
       for (let i = 0; i < 6; i++) {
         const probe = new Probe(stack!.wsUrl);
