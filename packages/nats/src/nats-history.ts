@@ -25,6 +25,7 @@ import {
 } from '@wscale/core';
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { nanos } from './nanos.js';
+import { streamGone } from './stream-gone.js';
 import {
   encodeToken,
   fitsControlLine,
@@ -359,6 +360,7 @@ export class NatsHistory implements History {
       } else if (!isConflict(outcome.reason)) {
         const failure = `NATS history append of "${room}" failed`;
         pending.reject(asTyped(outcome.reason, HistoryError, failure));
+        this.#forgetIfGone(outcome.reason);
       } else if (i > 0 || ++pending.attempts < this.#maxAttempts) {
         // Only the first raced for its offset; the others were refused because it was.
         retry.push(pending);
@@ -596,11 +598,24 @@ export class NatsHistory implements History {
   ): Promise<T> {
     if (this.#closed) throw new HistoryError('the history is closed');
     return runTyped(
-      () => this.#open().then(operation),
+      () => this.#open().then(operation).catch(this.#reopenIfGone),
       this.#timeoutMs,
       HistoryError,
       `NATS history ${what} of "${room}" failed`,
     );
+  }
+
+  /** Rethrows `error`; if the stream is gone, the next operation creates it again first. */
+  readonly #reopenIfGone = (error: unknown): never => {
+    this.#forgetIfGone(error);
+    throw error;
+  };
+
+  /** If the stream is gone, the next operation creates it again, knowing nothing of its rooms. */
+  #forgetIfGone(error: unknown): void {
+    if (!streamGone(error)) return;
+    this.#api = undefined;
+    this.#tails.clear();
   }
 
   #open(): Promise<{ js: JetStreamClient; jsm: JetStreamManager }> {

@@ -10,6 +10,7 @@ import {
 } from '@wscale/core';
 import { type NatsConnectOptions, resolveConnection } from './connection.js';
 import { nanos } from './nanos.js';
+import { streamGone } from './stream-gone.js';
 import { encodeToken } from './subject-token.js';
 import { runTyped } from './timeout.js';
 
@@ -124,12 +125,18 @@ export class NatsKvStateStore implements StateStore {
   async #run<T>(what: string, key: string, operation: (kv: KV) => Promise<T>): Promise<T> {
     if (this.#closed) throw new StateStoreError('the state store is closed');
     return runTyped(
-      () => this.#open().then(operation),
+      () => this.#open().then(operation).catch(this.#reopenIfGone),
       this.#timeoutMs,
       StateStoreError,
       `NATS KV ${what} of "${key}" failed`,
     );
   }
+
+  /** Rethrows `error`; if the bucket's stream is gone, the next operation creates it again first. */
+  readonly #reopenIfGone = (error: unknown): never => {
+    if (streamGone(error)) this.#kv = undefined;
+    throw error;
+  };
 
   /** Opens (creating or re-configuring) the bucket once; a failed attempt is retried next time. */
   #open(): Promise<KV> {

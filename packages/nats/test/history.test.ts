@@ -63,6 +63,27 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     });
   });
 
+  it('creates its stream again when it is deleted under it, with a new epoch', async () => {
+    const name = `${stream}_deleted`;
+    const h = history({ stream: name });
+    const before = await h.append('room', Buffer.from('one'));
+    const nc = await connect({ servers: nats.server.url });
+    await (await jetstreamManager(nc)).streams.delete(name);
+    await nc.close();
+    // The same history, not a new one: the first operation may fail, a later one finds it again.
+    let after: HistoryPosition | undefined;
+    await until(
+      async () => {
+        after = await h.append('room', Buffer.from('two')).catch(() => undefined);
+        return after !== undefined;
+      },
+      10_000,
+      'an append after the stream was deleted',
+    );
+    expect(after!.epoch).not.toBe(before.epoch);
+    expect(await h.read('room', before)).toMatchObject({ ok: false, reason: 'epoch-changed' });
+  });
+
   it('gives a room whose entries all expired a new epoch, never reused offsets', async () => {
     const h = history({ stream: `${stream}_expiring`, maxAgeMs: 800 });
     const first = await h.append('room', Buffer.from('old'));

@@ -2,7 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { StateStoreError, WscaleError } from '@wscale/core';
-import { stateStoreSuite } from '@wscale/core/testing';
+import { stateStoreSuite, until } from '@wscale/core/testing';
 import { encodeToken, NatsKvStateStore } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +51,34 @@ describe.skipIf(skipWithoutNats())('NatsKvStateStore on one nats-server', () => 
       } finally {
         await nc.close();
       }
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('creates its bucket again when it is deleted under it', async () => {
+    const name = `${bucket}_deleted`;
+    const s = store({ bucket: name });
+    try {
+      await s.set('before', 'x');
+      const nc = await connect({ servers: nats.server.url });
+      try {
+        await (await jetstreamManager(nc)).streams.delete(`KV_${name}`);
+      } finally {
+        await nc.close();
+      }
+      // The same store: the first operation may fail, a later one finds its bucket again.
+      await until(
+        () =>
+          s.set('after', 'y').then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+        'a write after the bucket was deleted',
+      );
+      expect((await s.get('after'))?.value).toBe('y');
+      expect(await s.get('before')).toBeUndefined();
     } finally {
       await s.close();
     }
