@@ -1,6 +1,8 @@
 import {
   CloseCode,
   type History,
+  type HistoryEntry,
+  type HistoryPosition,
   MemoryBroker,
   MemoryHistory,
   MemoryStateStore,
@@ -157,6 +159,40 @@ describe('wscale.v1 sessions', () => {
     await b!.to('chat').send('next');
     await settle(() => second.peer.texts('chat').length >= 1, 2000, 'the next message');
     expect(second.peer.texts('chat')).toEqual(['next']);
+  });
+
+  it('says recovered: false to a client ahead of a log that went back in its epoch', async () => {
+    const stateStore = new MemoryStateStore();
+    const history = new RewindableHistory();
+    stores.push(stateStore);
+    const options = {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: 'chat', store: history }],
+    };
+    const [a, b] = await cluster.start(2, options);
+    for (const node of [a!, b!]) node.on('connection', (client) => void client.join('chat'));
+    const first = await V1Peer.connect(a!);
+    await first.peer.next('joined');
+    for (const n of [1, 2, 3]) await a!.to('chat').send(`m${n}`);
+    await settle(() => first.peer.texts('chat').length >= 3, 2000, 'three messages');
+    const seen = first.peer.all('msg').at(-1)!;
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the drop');
+    history.rewindTo(1); // restored from a copy taken after m1: m2 and m3 are gone
+    const second = await V1Peer.connect(b!, {
+      session: first.welcome.session,
+      rooms: { chat: { o: seen.o!, e: seen.e! } },
+    });
+    expect(second.welcome.rooms.chat).toMatchObject({
+      recovered: false,
+      reason: 'epoch-changed',
+      o: 1,
+    });
+    // It starts over from there: the next message, at an offset it had seen, is delivered.
+    await a!.to('chat').send('new 2');
+    await settle(() => second.peer.texts('chat').length >= 1, 2000, 'the next message');
+    expect(second.peer.texts('chat')).toEqual(['new 2']);
   });
 
   it('says recovered: false with no-history for a room that keeps no history', async () => {
@@ -331,6 +367,19 @@ describe('wscale.v1 live repair', () => {
       { t: 'msg', r: 'chat', o: 3, e: epoch, d: 'new 3' },
     ]);
   });
+
+  it('follows a log that went back in its epoch: the new messages at old offsets are delivered', async () => {
+    const history = new RewindableHistory();
+    const { sender, peer } = await lossyPair(history);
+    await peer.next('joined');
+    for (const n of [1, 2, 3, 4, 5, 6]) await sender.to('chat').send(`m${n}`);
+    await settle(() => peer.texts('chat').length >= 6, 2000, 'six messages');
+    history.rewindTo(3); // a store restored from a copy taken after m3: same epoch, offset 3
+    for (const text of ['n4', 'n5', 'n6', 'n7']) await sender.to('chat').send(text);
+    await settle(() => peer.texts('chat').includes('n7'), 2000, 'the last one');
+    expect(peer.texts('chat').slice(6)).toEqual(['n4', 'n5', 'n6', 'n7']);
+    expect(peer.all('resync')).toEqual([{ t: 'resync', r: 'chat', o: 3, e: history.epoch }]);
+  });
 });
 
 describe('wscale.v1 resync', () => {
@@ -354,6 +403,42 @@ describe('wscale.v1 resync', () => {
     ]);
   });
 });
+
+/**
+ * One room's log in memory that can go back to an earlier offset in the same epoch, as a Redis
+ * restarted from a snapshot older than its last appends does.
+ */
+class RewindableHistory implements History {
+  readonly epoch = 'the-one-epoch';
+  #entries: HistoryEntry[] = [];
+
+  rewindTo(offset: number): void {
+    this.#entries.length = offset;
+  }
+
+  async append(_room: string, payload: Uint8Array): Promise<HistoryPosition> {
+    this.#entries.push({ offset: this.#entries.length + 1, payload });
+    return { offset: this.#entries.length, epoch: this.epoch };
+  }
+
+  async read(_room: string, after: HistoryPosition, limit = Number.POSITIVE_INFINITY) {
+    if (after.epoch !== this.epoch) {
+      return {
+        ok: false as const,
+        reason: 'epoch-changed' as const,
+        position: await this.position(),
+      };
+    }
+    const entries = this.#entries.filter((entry) => entry.offset > after.offset).slice(0, limit);
+    return { ok: true as const, epoch: this.epoch, entries };
+  }
+
+  async position(): Promise<HistoryPosition> {
+    return { offset: this.#entries.length, epoch: this.epoch };
+  }
+
+  async close(): Promise<void> {}
+}
 
 /** A history that can lose everything it holds, as a store without persistence that restarted. */
 class RestartableHistory extends MemoryHistory {

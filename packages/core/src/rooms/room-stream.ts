@@ -176,6 +176,15 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
             return unavailable();
           }
         }
+        if (from !== undefined && from.epoch === this.#epoch && from.offset > this.#last) {
+          // Ahead of this node: what it saw is still on its way here (the history has it), or
+          // the log went back in its epoch (it has not): then the client starts over from here.
+          const now = await this.#position().catch(() => undefined);
+          if (now !== undefined && now.epoch === from.epoch && now.offset < from.offset) {
+            const position = { offset: this.#last, epoch: this.#epoch };
+            return settle({ position, recovered: false, reason: 'epoch-changed', replay: [] });
+          }
+        }
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {
@@ -269,9 +278,30 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       this.#recentBytes = 0;
       this.#host.resync({ offset: 0, epoch: this.#epoch });
     }
-    if (offset <= this.#last) return;
+    if (offset <= this.#last) {
+      if (!this.#rewound(message)) return;
+      // The log went back in the same epoch (a store restored from an older copy): the messages
+      // from here on are new ones at offsets already delivered. Members are told to go back too.
+      this.#last = offset - 1;
+      this.#recent.length = 0;
+      this.#recentBytes = 0;
+      for (const catcher of this.#catchers) catcher.skipped = true;
+      this.#host.resync({ offset: this.#last, epoch: this.#epoch });
+    }
     if (offset > this.#last + 1) await this.#fill(offset - 1);
     this.#deliver(message);
+  }
+
+  /**
+   * Whether a message at an offset already delivered is not the one delivered there: one
+   * remembered at that offset had other bytes. (A copy of one delivered, as a live message that
+   * comes after a gap fill brought it, has the same bytes and is dropped.)
+   */
+  #rewound(message: Outgoing): boolean {
+    const first = this.#recent[0]?.offset;
+    if (first === undefined || message.offset! < first) return false;
+    const kept = this.#recent[message.offset! - first];
+    return kept !== undefined && !kept.bytes.equals(message.bytes);
   }
 
   /**

@@ -450,6 +450,10 @@ describe('RoomStream: joins', () => {
     const history = new FakeHistory();
     history.publishMany(5);
     const room = open(history);
+    await room.join(new FakeMember());
+    // Two more are kept and on their way to this node; the client saw them elsewhere.
+    history.publish('m6');
+    history.publish('m7');
     const outcome = await room.join(new FakeMember(), { offset: 7, epoch: A });
     expect(outcome).toEqual({ position: { offset: 5, epoch: A }, recovered: true, replay: [] });
   });
