@@ -562,6 +562,7 @@ describe('presence wire', () => {
     const messages: PresenceWire[] = [
       { k: 'd', n: 'a', x: 'i', s: 1, d: { j: ['r', 'c', 'u', { name: 'ann' }] } },
       { k: 'd', n: 'a', x: 'i', s: 2, d: { l: ['r', 'c'] } },
+      { k: 'd', n: 'a', x: 'i', s: 3, d: { l: ['r', 'c'], p: 1 } },
       { k: 't', n: 'a', x: 'i', s: 2 },
       { k: 'q', n: 'b' },
       { k: 's', n: 'a', x: 'i', s: 2, p: 0, m: 1, e: [['r', 'c', 'u']] },
@@ -585,6 +586,8 @@ describe('presence wire', () => {
       { k: 'd', n: 'a', x: 'i', s: 1, d: { j: ['r', 'c'] } },
       { k: 'd', n: 'a', x: 'i', s: 1, d: { j: null } },
       { k: 'd', n: 'a', x: 'i', s: 1, d: { l: ['r', 2] } },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { l: ['r', 'c'], p: 2 } },
+      { k: 'd', n: 'a', x: 'i', s: 1, d: { l: ['r', 'c'], p: true } },
       { k: 's', n: 'a', x: 'i', s: 1, p: 0, m: 1, e: [['r', 'c', 3]] },
       { k: 's', n: 'a', x: 'i', s: 1, p: 0, e: [] },
       { k: 's', n: 'a', x: 'i', s: 1, p: 1, m: 1, e: [] },

@@ -24,6 +24,7 @@ const hello = fc.record(
     t: fc.constant('hello' as const),
     session: anyText(LIMITS.token),
     rooms: fc.dictionary(anyText(LIMITS.room), position, { maxKeys: 20 }),
+    u: fc.constant(1 as const),
   },
   { requiredKeys: ['t'] },
 );

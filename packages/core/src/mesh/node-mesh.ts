@@ -1,7 +1,8 @@
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import type { Broker, Unsubscribe } from '../contracts.js';
 import { isInbox } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
+import { inParts, partBytes } from '../util/parts.js';
 import {
   type Answer,
   BusFlag,
@@ -429,32 +430,15 @@ function named(
 
 async function unsubscribed(): Promise<void> {}
 
-/** Room left in a frame for what is not the answer's list (the stamp, the header's other fields). */
-const FRAME_RESERVE = 1024;
-
 /**
  * An answer as it is sent: whole, or a list answer larger than a broker with a limit carries cut
  * into parts that each fit (an item too large alone still goes alone, and is refused).
  */
 function answerParts(answer: Answer, limit: number | undefined): Answer[] {
   if (limit === undefined || !Array.isArray(answer.a)) return [answer];
-  const budget = Math.max(limit - FRAME_RESERVE, limit / 2);
   const items: unknown[] = answer.a;
-  const parts: Answer[] = [];
-  let part: unknown[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
-    if (part.length > 0 && bytes + size > budget) {
-      parts.push({ ...answer, a: part } as Answer);
-      part = [];
-      bytes = 0;
-    }
-    part.push(item);
-    bytes += size;
-  }
-  parts.push({ ...answer, a: part } as Answer);
-  return parts;
+  const parts = inParts(items, Number.POSITIVE_INFINITY, partBytes(limit));
+  return parts.map((part) => ({ ...answer, a: part }) as Answer);
 }
 
 function answeredAll(pending: PendingRequest): boolean {

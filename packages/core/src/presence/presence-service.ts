@@ -6,6 +6,7 @@ import { topics } from '../mesh/node-mesh.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { isInbox, type ProtocolErrorCode } from '../protocol/messages.js';
 import { toTests } from '../rooms/history-rules.js';
+import { partBytes } from '../util/parts.js';
 import type { PresenceClient } from './presence-client.js';
 import { PresenceTracker } from './presence-tracker.js';
 import type {
@@ -39,8 +40,6 @@ export interface PresenceHost {
 const MAX_INFO_BYTES = 1024;
 /** Most entries per snapshot message. */
 const SNAPSHOT_PART = 500;
-/** Bytes a snapshot part leaves free under a broker's limit, for what is not its entries. */
-const PART_RESERVE = 1024;
 /** Most members in a client's snapshot and in one page of `wss.presence()`. */
 const LIST_LIMIT = 1000;
 
@@ -240,10 +239,8 @@ export class PresenceService {
   }
 
   #answer(nodeId: string): void {
-    // Parts that fit what the broker carries (a NATS server's `max_payload`), with room to spare
-    // for the part's own fields and the broker's stamp.
-    const limit = this.#host.broker.maxPayloadBytes;
-    const bytes = limit === undefined ? undefined : Math.max(limit - PART_RESERVE, limit / 2);
+    // Parts that fit what the broker carries (a NATS server's `max_payload`).
+    const bytes = partBytes(this.#host.broker.maxPayloadBytes);
     const { seq, parts } = this.#tracker.snapshot(SNAPSHOT_PART, bytes);
     const base = { k: 's' as const, n: this.#host.nodeId, x: this.#tracker.incarnation, s: seq };
     for (const [p, entries] of parts.entries()) {

@@ -1,4 +1,4 @@
-import { Buffer } from 'node:buffer';
+import { inParts } from '../util/parts.js';
 import type { PresenceChange, PresenceMember, PresenceStats } from './presence-types.js';
 import type { Delta, EntryWire } from './presence-wire.js';
 
@@ -246,23 +246,8 @@ export class PresenceTracker {
     partSize: number,
     partBytes = Number.POSITIVE_INFINITY,
   ): { seq: number; parts: EntryWire[][] } {
-    const parts: EntryWire[][] = [];
-    let part: EntryWire[] = [];
-    let bytes = 0;
-    for (const local of this.#local.values()) {
-      const entry = toWire(local.entry);
-      const size =
-        partBytes === Number.POSITIVE_INFINITY ? 0 : Buffer.byteLength(JSON.stringify(entry)) + 1;
-      if (part.length > 0 && (part.length === partSize || bytes + size > partBytes)) {
-        parts.push(part);
-        part = [];
-        bytes = 0;
-      }
-      part.push(entry);
-      bytes += size;
-    }
-    parts.push(part);
-    return { seq: this.#seq, parts };
+    const entries = [...this.#local.values()].map((local) => toWire(local.entry));
+    return { seq: this.#seq, parts: inParts(entries, partSize, partBytes) };
   }
 
   /** Another node is gone: its entries go after the grace period unless it comes back. */

@@ -7,6 +7,7 @@ import { type Logger, NodeLog } from '../ops/logger.js';
 import { Sends } from '../ops/reporter.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
+import { waitAtMost } from '../util/wait-at-most.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
@@ -131,12 +132,7 @@ export class Publisher {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.#closeTimeoutMs);
-    });
-    await Promise.race([this.#sends.settled(), timeout]);
-    clearTimeout(timer);
+    await waitAtMost(this.#sends.settled(), this.#closeTimeoutMs);
   }
 
   readonly #target = {

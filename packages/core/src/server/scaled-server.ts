@@ -34,6 +34,7 @@ import type { Client, Connection } from '../transport/client.js';
 import { Connections } from '../transport/connections.js';
 import { UpgradeGate } from '../transport/upgrade-gate.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
+import { waitAtMost } from '../util/wait-at-most.js';
 import { Membership } from '../v1/membership.js';
 import { type BroadcastOperator, broadcastOperator, uniqueRooms } from './broadcast.js';
 import { Delivery } from './delivery.js';
@@ -356,12 +357,12 @@ export class ScaledWebSocketServer<
     // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
     await this.#presence?.stop();
     for (const timer of this.#timers) clearInterval(timer);
-    await Promise.race([Promise.all(this.#connections.saver.saveAll()), sleep(ms)]);
+    await waitAtMost(Promise.all(this.#connections.saver.saveAll()), ms);
     await this.#connections.closeAll(CloseCode.ServiceRestart, 'draining', ms);
-    await Promise.race([this.#connections.saver.closedSaved(), sleep(ms)]);
+    await waitAtMost(this.#connections.saver.closedSaved(), ms);
     // Sends the application started before the drain (a history append, then a publish) go out
     // before the node leaves and its broker may be closed.
-    await Promise.race([this.#reporter.sends.settled(), sleep(ms)]);
+    await waitAtMost(this.#reporter.sends.settled(), ms);
     await this.#mesh.stop();
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
@@ -405,8 +406,4 @@ export class ScaledWebSocketServer<
 
 function newId(): string {
   return randomBytes(12).toString('base64url');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -61,6 +61,7 @@ export const messageLikeObject = fc.record(
     e: oddValue,
     s: fc.oneof(oddValue, fc.constantFrom(0, 1, 2 ** 53)),
     p: fc.oneof(oddValue, fc.constantFrom(0, 1, 2, true)),
+    u: fc.oneof(oddValue, fc.constantFrom(0, 1, 2, true)),
   },
   { requiredKeys: [] },
 );
