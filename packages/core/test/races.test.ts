@@ -154,6 +154,48 @@ describe('membership after the client is gone', () => {
     expect(server.clients.get(welcome.client)!.inRoom('toggled')).toBe(false);
     expect((await server.fetchRooms()).rooms).toEqual([]);
   });
+  it("keeps an application's join and leave of a room in the order called: the client ends where the last one puts it", async () => {
+    // A subscribe that takes a while (a broker across a network): the leave comes meanwhile.
+    let slow = true;
+    const server = await node({
+      brokerFor: (bus) =>
+        new (class extends MemoryBroker {
+          protected override async subscribeTopic(topic: string): Promise<void> {
+            if (slow) await delay(50);
+            await super.subscribeTopic(topic);
+          }
+        })({ bus }),
+      authorizeJoin: () => true,
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    const client = server.clients.get(welcome.client)!;
+    const calls = [client.join('toggled'), client.leave('toggled')];
+    await Promise.all(calls);
+    expect(client.inRoom('toggled')).toBe(false);
+    expect((await server.fetchRooms()).rooms).toEqual([]);
+    // The client's own join and the application's leave of one room are one order too.
+    peer.send({ t: 'join', id: 1, r: 'shared' });
+    await until(
+      () => client.inRoom('shared') || peer.all('ack').length > 0,
+      2000,
+      'the join to start',
+    );
+    await client.leave('shared');
+    await peer.next('ack');
+    slow = false;
+    expect(client.inRoom('shared')).toBe(false);
+    expect((await server.fetchRooms()).rooms).toEqual([]);
+    // What the client was told, in order, ends where the server has it: outside both rooms.
+    const told = peer.received.filter(
+      ({ message }) => message.t === 'joined' || message.t === 'left',
+    );
+    expect(told.map(({ message }) => `${message.t} ${'r' in message ? message.r : ''}`)).toEqual([
+      'joined toggled',
+      'left toggled',
+      'joined shared',
+      'left shared',
+    ]);
+  });
 });
 
 describe('resume', () => {

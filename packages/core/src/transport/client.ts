@@ -91,7 +91,8 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   send(data: Sendable, options?: SendOptions): boolean;
   /**
    * Joins a room; resolves once broadcasts to it from every node reach this client and, for a
-   * `wscale.v1` client, its session is saved with the room.
+   * `wscale.v1` client, its session is saved with the room. Joins and leaves of one room, the
+   * application's and the client's own, run in the order asked: the last one decides.
    */
   join(room: string): Promise<void>;
   /** Leaves a room. */

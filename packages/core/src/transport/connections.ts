@@ -276,15 +276,19 @@ export class Connections<Identity, Data extends object>
   }
 
   join(client: AnyClient, room: string): Promise<void> {
-    return this.#parts.reporter.sends.track(this.#join(client, room));
+    const { membership } = this.#parts;
+    return this.#parts.reporter.sends.track(
+      membership.inOrder(client, room, async () => {
+        await membership.join(client, room);
+      }),
+    );
   }
 
   leave(client: AnyClient, room: string): Promise<void> {
-    return this.#parts.reporter.sends.track(this.#parts.membership.leave(client, room));
-  }
-
-  async #join(client: AnyClient, room: string): Promise<void> {
-    await this.#parts.membership.join(client, room);
+    const { membership } = this.#parts;
+    return this.#parts.reporter.sends.track(
+      membership.inOrder(client, room, () => membership.leave(client, room)),
+    );
   }
 
   dataChanged(client: AnyClient): Promise<void> {

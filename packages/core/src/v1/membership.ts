@@ -15,6 +15,8 @@ export class Membership {
   readonly #presence: PresenceService | undefined;
   readonly #clients: ReadonlyMap<string, V1Client>;
   readonly #save: (client: V1Client) => Promise<void>;
+  /** The last join or leave asked of each client's room, while one runs. */
+  readonly #running = new WeakMap<V1Client, Map<string, Promise<void>>>();
 
   constructor(
     rooms: RoomRegistry<V1Client>,
@@ -28,6 +30,30 @@ export class Membership {
     this.#presence = presence;
     this.#clients = clients;
     this.#save = save;
+  }
+
+  /**
+   * Runs a join or leave of a client's room after the ones asked before it for that room, by the
+   * client or by the application: a join waits for `authorizeJoin`, the broker and the store, and
+   * a leave asked meanwhile must not run first (it would find the client not yet in the room, and
+   * the join would put it there after). Rejects as `operation` does.
+   */
+  inOrder<T>(client: V1Client, room: string, operation: () => Promise<T>): Promise<T> {
+    let rooms = this.#running.get(client);
+    if (rooms === undefined) {
+      rooms = new Map();
+      this.#running.set(client, rooms);
+    }
+    const next = (rooms.get(room) ?? DONE).then(operation);
+    const last = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    rooms.set(room, last);
+    void last.then(() => {
+      if (rooms.get(room) === last) rooms.delete(room);
+    });
+    return next;
   }
 
   /**
@@ -79,3 +105,5 @@ export class Membership {
  * does not answer delays the client's traffic this long, not its whole timeout.
  */
 const SAVE_HOLD_MS = 1000;
+
+const DONE: Promise<void> = Promise.resolve();

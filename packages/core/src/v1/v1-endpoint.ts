@@ -137,7 +137,6 @@ export class V1Endpoint {
   /** Each client's requests still being answered: the last save of its connection waits for them. */
   readonly #answering = new WeakMap<V1Client, Set<Promise<void>>>();
   /** Per client, per room: the end of its last join or leave, which the next one waits for. */
-  readonly #roomOperations = new WeakMap<V1Client, Map<string, Promise<void>>>();
 
   constructor(parts: V1Parts) {
     this.#node = parts.node;
@@ -451,11 +450,15 @@ export class V1Endpoint {
       }
       case 'join':
         this.#answer(client, message.id, () =>
-          this.#inOrder(client, message.r, () => this.#join(client, message.id, message.r)),
+          this.#membership.inOrder(client, message.r, () =>
+            this.#join(client, message.id, message.r),
+          ),
         );
         return;
       case 'leave':
-        void this.#inOrder(client, message.r, () => this.#leave(client, message.id, message.r));
+        void this.#membership.inOrder(client, message.r, () =>
+          this.#leave(client, message.id, message.r),
+        );
         return;
       case 'ping':
         writePong(client);
@@ -635,26 +638,6 @@ export class V1Endpoint {
     return false;
   }
 
-  /**
-   * Runs a client's join or leave of `room` after the ones it sent before for that room: a join
-   * waits for `authorizeJoin` and the broker, and a leave sent meanwhile must not be answered first
-   * (it would find the client not yet in the room, and the join would put it there after).
-   */
-  #inOrder(client: V1Client, room: string, operation: () => Promise<void>): Promise<void> {
-    let rooms = this.#roomOperations.get(client);
-    if (rooms === undefined) {
-      rooms = new Map();
-      this.#roomOperations.set(client, rooms);
-    }
-    const next = (rooms.get(room) ?? DONE).then(operation);
-    const last = next.catch(() => undefined);
-    rooms.set(room, last);
-    void last.then(() => {
-      if (rooms.get(room) === last) rooms.delete(room);
-    });
-    return next;
-  }
-
   async #leave(client: V1Client, id: number, room: string): Promise<void> {
     await this.#membership.leave(client, room).catch((error) => this.#node.report(error));
     writeAck(client, id);
@@ -695,8 +678,6 @@ const BUSY = {
 const HANDLER_FAILED = {
   error: { code: 'HANDLER_FAILED', message: 'the request handler failed' },
 } as const satisfies Omit<StoredReply, 's'>;
-
-const DONE: Promise<void> = Promise.resolve();
 
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
 const RECEIPT_DELAY_MS = 100;
