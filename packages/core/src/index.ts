@@ -29,7 +29,11 @@ export {
   ClusterHistory,
   type ClusterHistoryOptions,
 } from './adapters/node-cluster/cluster-history.js';
-export { ClusterHub, type ClusterHubStats } from './adapters/node-cluster/cluster-hub.js';
+export {
+  ClusterHub,
+  type ClusterHubOptions,
+  type ClusterHubStats,
+} from './adapters/node-cluster/cluster-hub.js';
 export {
   ClusterStateStore,
   type ClusterStateStoreOptions,

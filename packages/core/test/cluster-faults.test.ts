@@ -116,7 +116,7 @@ describe('node:cluster with a hub', () => {
     await survivor.subscribe('shared', (payload) => received.push(String(Buffer.from(payload))));
     await doomed.subscribe('shared', () => undefined);
     await doomed.subscribe('only-doomed', () => undefined);
-    expect(hub.stats()).toEqual({ workers: 3, topics: 2 });
+    expect(hub.stats()).toMatchObject({ workers: 3, topics: 2 });
 
     await stopWorker(w2!, 'SIGKILL');
     await until(() => hub.stats().workers === 2, 5000, 'the hub to drop the dead worker');
@@ -166,6 +166,67 @@ describe('node:cluster with a hub', () => {
     } finally {
       cluster.off('message', appListener);
     }
+  });
+});
+
+describe('a node:cluster worker that does not read', () => {
+  const maxWorkerBacklogBytes = 1024 * 1024;
+  let workers: WorkerHandle[] = [];
+  let hub: ClusterHub;
+
+  beforeAll(async () => {
+    hub = new ClusterHub({ maxWorkerBacklogBytes });
+    workers = await forkWorkers(3);
+  });
+
+  afterAll(async () => {
+    await stopWorkers(workers, 'SIGKILL');
+    await hub.close();
+  });
+
+  it('is cut off once maxWorkerBacklogBytes wait for it, is told, and is delivered to again once it reads', async () => {
+    const [w0, w1, w2] = workers;
+    const publisher = await RemoteBroker.create(w0!);
+    const healthy = await RemoteBroker.create(w2!);
+    const slow = await RemoteBroker.create(w1!);
+    const numberOf = (payload: Uint8Array) => Buffer.from(payload).readUInt32BE(0);
+    const healthyGot: number[] = [];
+    const slowGot: number[] = [];
+    await healthy.subscribe('busy', (payload) => healthyGot.push(numberOf(payload)));
+    await slow.subscribe('busy', (payload) => slowGot.push(numberOf(payload)));
+    const statuses: string[] = [];
+    slow.on('status', (status) => statuses.push(status));
+    const message = (n: number) => {
+      const bytes = Buffer.alloc(64 * 1024, n);
+      bytes.writeUInt32BE(n, 0);
+      return bytes;
+    };
+    const count = 160; // 14 MiB as base64, over ten times what the hub may hold for one worker
+
+    process.kill(w1!.pid, 'SIGSTOP');
+    let held: number;
+    try {
+      for (let n = 0; n < count; n++) await publisher.publish('busy', message(n));
+      await until(() => healthyGot.length === count, 15_000, 'every message at the healthy worker');
+      held = hub.stats().queuedBytes;
+    } finally {
+      process.kill(w1!.pid, 'SIGCONT');
+    }
+    // The primary held about the bound for the stopped worker, not the 10 MiB sent to it.
+    expect(held).toBeLessThanOrEqual(maxWorkerBacklogBytes);
+    expect(hub.stats().laggedWorkers).toBe(1);
+    expect(healthyGot).toEqual([...Array(count).keys()]);
+
+    // Once it has read what was held, it is told (its broker goes down) and attaches again.
+    await until(() => statuses.includes('down') && slow.status === 'ready', 10_000, 'a reattach');
+    await publisher.publish('busy', message(count));
+    await until(() => slowGot.includes(count), 10_000, 'the next message at the slow worker');
+    // What it got is what came before the cut, in order, then what came after it.
+    const before = slowGot.slice(0, -1);
+    expect(before).toEqual([...Array(before.length).keys()]);
+    expect(before.length).toBeLessThan(count);
+    expect(hub.stats().queuedBytes).toBe(0);
+    await Promise.all([publisher.close(), healthy.close(), slow.close()]);
   });
 });
 

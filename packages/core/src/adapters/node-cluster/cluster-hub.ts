@@ -25,6 +25,23 @@ interface WorkerLink {
   /** Whether this worker's channel carries bytes as they are (`serialization: 'advanced'`). */
   binary: boolean;
   topics: Set<string>;
+  /** Bytes of deliveries handed to the worker's IPC channel and not written to it yet. */
+  queued: number;
+  /** Whether the worker fell behind: it is delivered nothing until it attaches again. */
+  lagging: boolean;
+}
+
+/** Options of {@link ClusterHub}. */
+export interface ClusterHubOptions {
+  /**
+   * How many bytes of deliveries the hub holds for a worker that does not read them (busy,
+   * stopped, stuck) before it stops delivering to that worker. The worker is told: its broker
+   * goes `down`, and once it has read what was held it attaches again and is delivered what comes
+   * next. What was published meanwhile does not reach it: history rooms fill that gap from the
+   * history, plain rooms miss it (as a Redis subscriber past its `client-output-buffer-limit`).
+   * @default 33554432 (32 MiB)
+   */
+  maxWorkerBacklogBytes?: number;
 }
 
 /** What a {@link ClusterHub} currently serves. */
@@ -33,6 +50,10 @@ export interface ClusterHubStats {
   workers: number;
   /** Topics at least one worker subscribes to. */
   topics: number;
+  /** Bytes of deliveries waiting to be written to the workers' IPC channels. */
+  queuedBytes: number;
+  /** How many times a worker fell more than `maxWorkerBacklogBytes` behind and was cut off. */
+  laggedWorkers: number;
 }
 
 interface HubRegistry {
@@ -44,6 +65,9 @@ const registry = processWide<HubRegistry>('wscale.cluster.hub.v1', () => ({}));
 
 const ignoreSendError = () => undefined;
 
+/** The bytes an IPC delivery takes besides its topic and payload, about. */
+const ENVELOPE_BYTES = 48;
+
 /**
  * The broker, state store and history of a node:cluster application, run by its primary process.
  *
@@ -53,21 +77,30 @@ const ignoreSendError = () => undefined;
  * per worker, however many listeners the worker has), and keeps the state and history in the
  * primary's memory: they last as long as the primary does.
  *
- * A worker that exits or disconnects loses its subscriptions. The hub holds no timer and no handle
- * of its own: it never keeps the primary alive.
+ * A worker that exits or disconnects loses its subscriptions. A worker that does not read what is
+ * delivered to it is cut off once `maxWorkerBacklogBytes` wait for it, so the primary's memory
+ * stays bounded. The hub holds no timer and no handle of its own: it never keeps the primary alive.
  */
 export class ClusterHub {
   readonly #links = new Map<Worker, WorkerLink>();
   readonly #subscribers = new Map<string, Set<WorkerLink>>();
   readonly #state = new MemoryStateStore();
   readonly #histories = new Map<string, MemoryHistory>();
+  readonly #maxBacklog: number;
+  #lagged = 0;
   #closed = false;
 
   /**
    * Attaches the hub to node:cluster and tells the workers already running that it is there.
-   * @throws {@link InvalidOptionError} outside the primary, or when another hub is attached.
+   * @throws {@link InvalidOptionError} outside the primary, when another hub is attached, or when
+   * an option is out of range.
    */
-  constructor() {
+  constructor(options: ClusterHubOptions = {}) {
+    const maxBacklog = options.maxWorkerBacklogBytes ?? 32 * 1024 * 1024;
+    if (!(maxBacklog > 0 && Number.isFinite(maxBacklog))) {
+      throw new InvalidOptionError('maxWorkerBacklogBytes must be a positive number');
+    }
+    this.#maxBacklog = maxBacklog;
     if (!cluster.isPrimary) {
       throw new InvalidOptionError('a ClusterHub runs in the primary process, not in a worker');
     }
@@ -85,7 +118,14 @@ export class ClusterHub {
 
   /** How many workers and topics the hub serves now. */
   stats(): ClusterHubStats {
-    return { workers: this.#links.size, topics: this.#subscribers.size };
+    let queuedBytes = 0;
+    for (const link of this.#links.values()) queuedBytes += link.queued;
+    return {
+      workers: this.#links.size,
+      topics: this.#subscribers.size,
+      queuedBytes,
+      laggedWorkers: this.#lagged,
+    };
   }
 
   /**
@@ -144,7 +184,7 @@ export class ClusterHub {
   #link(worker: Worker): WorkerLink {
     let link = this.#links.get(worker);
     if (link === undefined) {
-      link = { worker, binary: false, topics: new Set() };
+      link = { worker, binary: false, topics: new Set(), queued: 0, lagging: false };
       this.#links.set(worker, link);
     }
     return link;
@@ -153,6 +193,8 @@ export class ClusterHub {
   #handle(link: WorkerLink, msg: RequestMessage): unknown {
     switch (msg.kind) {
       case 'attach':
+        // A worker that was cut off attaches again once it has read what was held for it.
+        link.lagging = false;
         link.binary = isBinaryChannel(msg.probe);
         this.#setTopics(link, msg.topics);
         return { probe: PROBE };
@@ -200,12 +242,28 @@ export class ClusterHub {
     for (const link of links) {
       if (link.binary) {
         raw ??= { wscale: CLUSTER_TAG, kind: 'msg', topic: msg.topic, payload: bytes(msg) };
-        this.#post(link.worker, raw);
+        this.#deliver(link, raw);
       } else {
         base64 ??= { wscale: CLUSTER_TAG, kind: 'msg', topic: msg.topic, payload: text(msg) };
-        this.#post(link.worker, base64);
+        this.#deliver(link, base64);
       }
     }
+  }
+
+  /** Hands a delivery to a worker, unless it holds too much already: then the worker is cut off. */
+  #deliver(link: WorkerLink, message: DeliverMessage): void {
+    if (link.lagging || !link.worker.isConnected()) return;
+    const size = ENVELOPE_BYTES + message.topic.length + message.payload.length;
+    if (link.queued > 0 && link.queued + size > this.#maxBacklog) {
+      link.lagging = true;
+      this.#lagged += 1;
+      this.#post(link.worker, { wscale: CLUSTER_TAG, kind: 'lagged' });
+      return;
+    }
+    link.queued += size;
+    link.worker.send(message, () => {
+      link.queued -= size;
+    });
   }
 
   #setTopics(link: WorkerLink, topics: string[]): void {

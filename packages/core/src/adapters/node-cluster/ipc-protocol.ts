@@ -65,11 +65,12 @@ export interface DeliverMessage {
 
 /**
  * The hub tells every worker it is there (`hub`, when it attaches) or gone (`bye`, when it
- * closes). A worker answers `hub` with a fresh `attach`.
+ * closes), and a worker that fell behind that it was cut off (`lagged`: nothing more is delivered
+ * to it). A worker answers `hub` and `lagged` with a fresh `attach`.
  */
 export interface HubNoticeMessage {
   wscale: typeof CLUSTER_TAG;
-  kind: 'hub' | 'bye';
+  kind: 'hub' | 'bye' | 'lagged';
 }
 
 /** What a worker sends. */

@@ -232,6 +232,15 @@ export class WorkerChannel {
       case 'hub':
         this.#attach();
         return;
+      case 'lagged':
+        // The hub stopped delivering to this process, which read too slowly: what was published
+        // since is lost to it (history rooms fill the gap). Requests it took are still answered.
+        this.#setStatus(
+          'down',
+          new Error('the cluster hub cut this worker off: it fell behind (maxWorkerBacklogBytes)'),
+        );
+        this.#attach();
+        return;
       case 'bye': {
         const error = new Error('the cluster hub closed');
         // Requests the old hub took will never be answered; the ones not sent yet can wait.
