@@ -1,5 +1,6 @@
 import { WscaleClient } from '@wscale/client';
 import {
+  CloseCode,
   MemoryBroker,
   MemoryStateStore,
   type MessageInfo,
@@ -182,6 +183,16 @@ async function backWhileStoreDown() {
   expect(second.welcome).toMatchObject({ resumed: false, reason: 'unavailable' });
   expect(second.welcome.client).toBe(first.welcome.client);
   return { shared, store, nodes, heard, first, second };
+}
+
+/** How a peer's connection was closed by the node, within 3 s. */
+async function closedWithin(peer: V1Peer): Promise<{ code: number }> {
+  let close: { code: number } | undefined;
+  void peer.closed.then((value) => {
+    close = value;
+  });
+  await until(() => close !== undefined, 3000, 'the connection to be closed');
+  return close!;
 }
 
 /** Waits until a session's record says its first `up` messages were handed on. */
@@ -473,23 +484,99 @@ describe('upstream delivery (wscale.v1)', () => {
     await recordedUp(shared, welcome.client, 3);
   });
 
-  it('a connection opened while the store was down records what it hands on once the store is back', async () => {
+  it('a connection opened while the store was down is closed 1012 once the store is back, and its resume repeats only what went unrecorded, marked', async () => {
     const { shared, store, nodes, heard, first, second } = await backWhileStoreDown();
     store.state.down = false;
     for (const s of [3, 4]) second.peer.send({ t: 'msg', d: `m${s}`, s });
     await until(() => heard.length === 4, 2000, 'four messages');
-    await recordedUp(shared, first.welcome.client, 4);
-    second.peer.ws.terminate(); // before its rcv: the client sends 3 and 4 again
+    // Its record names the connection before it: it is not overwritten, and this one is told to
+    // resume (a record of what it handed on cannot be written under another connection's name).
+    expect((await closedWithin(second.peer)).code).toBe(CloseCode.ServiceRestart);
+    expect(JSON.parse((await shared.get(`wscale:session:${first.welcome.client}`))!.value).up).toBe(
+      2,
+    );
 
-    await recordedClose(shared, first.welcome.client);
-    const third = await V1Peer.connect(nodes[0]!, { session: first.welcome.session });
-    expect(third.welcome.s).toBe(4);
+    // The client says its last welcome was `unavailable`; it sends again what had no receipt.
+    const third = await V1Peer.connect(nodes[0]!, { session: first.welcome.session, u: 1 });
+    expect(third.welcome).toMatchObject({ resumed: true, s: 2 });
     for (const s of [3, 4]) third.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
     third.peer.send({ t: 'msg', d: 'm5', s: 5 });
     await until(() => third.peer.all('rcv').at(-1)?.s === 5, 2000, 'rcv 5');
-    expect(heard.map((h) => `${h.text} ${h.info.redelivered}`)).toEqual(
-      ['m1', 'm2', 'm3', 'm4', 'm5'].map((text) => `${text} false`),
+    expect(heard.map((h) => `${h.text} ${h.info.redelivered}`)).toEqual([
+      'm1 false',
+      'm2 false',
+      'm3 false',
+      'm4 false',
+      'm3 true',
+      'm4 true',
+      'm5 false',
+    ]);
+    expect(heard[4]!.info.id).toBe(heard[2]!.info.id);
+  });
+
+  it('a session resumed while the store was down keeps its rooms and data: the store is back, the resume gets them', async () => {
+    const shared = new MemoryStateStore();
+    const store = outage(shared);
+    const { nodes } = await startNodes([store.view]);
+    nodes[0]!.on('connection', (client) => {
+      if (client.resumed) return;
+      client.data = { plan: client.data && 'gold' };
+      void client.join('feed');
+    });
+    const first = await V1Peer.connect(nodes[0]!);
+    await until(
+      async () =>
+        ((await shared.get(`wscale:session:${first.welcome.client}`))?.value ?? '').includes(
+          'feed',
+        ),
+      2000,
+      'the room recorded',
     );
+    first.peer.ws.close(1000);
+    await recordedClose(shared, first.welcome.client);
+    store.state.down = true;
+    const second = await V1Peer.connect(nodes[0]!, { session: first.welcome.session });
+    expect(second.welcome).toMatchObject({ resumed: false, reason: 'unavailable', rooms: {} });
+    store.state.down = false;
+    // Saved again (every 50 ms here) once the store is back: refused, and the client told to resume.
+    expect((await closedWithin(second.peer)).code).toBe(CloseCode.ServiceRestart);
+    const record = JSON.parse((await shared.get(`wscale:session:${first.welcome.client}`))!.value);
+    expect(record).toMatchObject({ rooms: ['feed'], data: { plan: 'gold' } });
+    const third = await V1Peer.connect(nodes[0]!, { session: first.welcome.session, u: 1 });
+    expect(third.welcome.resumed).toBe(true);
+    expect(Object.keys(third.welcome.rooms)).toEqual(['feed']);
+    expect(nodes[0]!.clients.get(first.welcome.client)!.data).toEqual({ plan: 'gold' });
+  });
+
+  it('a connection whose record the store lost to an older copy is closed 1012, and resumes from what the store says', async () => {
+    const shared = new MemoryStateStore();
+    const { nodes } = await startNodes([shared, shared]);
+    for (const node of nodes) {
+      node.on('connection', (client) => {
+        if (!client.resumed) void client.join('first');
+      });
+    }
+    const key = (id: string) => `wscale:session:${id}`;
+    const first = await V1Peer.connect(nodes[0]!);
+    await until(
+      async () => ((await shared.get(key(first.welcome.client)))?.value ?? '').includes('first'),
+      2000,
+      'the room recorded',
+    );
+    const older = (await shared.get(key(first.welcome.client)))!.value;
+    first.peer.ws.terminate();
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome.resumed).toBe(true);
+    // The store goes back to its copy from before the resume (a restore, a failover that lost it).
+    const current = await shared.get(key(first.welcome.client));
+    await shared.set(key(first.welcome.client), older, { ifVersion: current!.version });
+    await nodes[1]!.clients.get(first.welcome.client)!.join('second');
+    // Its saves are refused now: not silently, it is told to resume.
+    expect((await closedWithin(second.peer)).code).toBe(CloseCode.ServiceRestart);
+    const third = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(third.welcome.resumed).toBe(true);
+    expect(Object.keys(third.welcome.rooms)).toEqual(['first']);
+    expect(nodes[1]!.clients.get(first.welcome.client)!.roomList).toEqual(['first']);
   });
 
   it('what a connection could not record while the store was down comes again marked, when the hello says so', async () => {

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { HandlerError, LimitExceededError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
+import { CloseCode } from '../protocol/close-codes.js';
 import type { SessionSnapshot, Sessions, UpstreamRecord } from './sessions.js';
 
 /** A connection as its session is saved: what the record keeps of it. */
@@ -18,6 +19,7 @@ export interface SavedClient {
   readonly data: object;
   readonly roomList: readonly string[];
   readonly ownRooms: readonly string[];
+  close(code: number, reason: string): void;
 }
 
 /** What the session record keeps of what a client sent (the `wscale.v1` endpoint knows). */
@@ -50,6 +52,8 @@ export class SessionSaver<Client extends SavedClient> {
   readonly #upstream: UpstreamSource<Client>;
   readonly #settings: SaverSettings<Client['identity']>;
   readonly #reporter: Reporter;
+  /** Connections found superseded, to be closed unless taken over first. */
+  readonly #bouncing = new WeakSet<Client>();
   /** Last saves of closed connections under way, by session id: a drain waits for them. */
   readonly #finalSaves = new Map<string, Promise<void>>();
 
@@ -73,9 +77,30 @@ export class SessionSaver<Client extends SavedClient> {
     // A client that is gone was saved for the last time when it closed.
     if (conn === undefined || this.#clients.get(client.id) !== client) return Promise.resolve();
     const snapshot = () => this.#record(client, [...client.roomList]);
-    return this.#sessions.save(client.id, conn, snapshot, true).then((written) => {
-      if (!written) this.#upstream.upstreamUnsaved(client);
+    return this.#sessions.save(client.id, conn, snapshot).then((result) => {
+      if (result === 'failed') this.#upstream.upstreamUnsaved(client);
+      else if (result === 'refused') this.#superseded(client, conn);
     });
+  }
+
+  /**
+   * An open connection whose record names another one: the session moved on without it (a resume
+   * elsewhere, whose takeover closes it with 4409 in a moment), or the store holds an older record
+   * (restored from a copy, failed over, or kept from before an outage this connection was welcomed
+   * `unavailable` in). Unless it is taken over meanwhile, it is closed with 1012, which a client
+   * answers with a resume: the record is read again and the client gets back what it says, instead
+   * of this connection going on unrecorded, or its snapshot replacing a session kept for it.
+   */
+  #superseded(client: Client, conn: string): void {
+    if (this.#bouncing.has(client)) return;
+    this.#bouncing.add(client);
+    setTimeout(() => {
+      if (this.#clients.get(client.id) !== client || client.conn !== conn) return;
+      this.#reporter.log.write('warn', 'the session record names another connection: closed 1012', {
+        client: client.id,
+      });
+      client.close(CloseCode.ServiceRestart, 'session record changed: resume');
+    }, SUPERSEDED_WAIT_MS).unref();
   }
 
   /** Saves every connected `wscale.v1` client (`dirty`: only those whose upstream changed). */
@@ -195,3 +220,6 @@ export function sessionOwnerOf<Identity>(
     throw new HandlerError('sessionOwner', error);
   }
 }
+
+/** How long a superseded connection is left to a takeover before it is closed to resume. */
+const SUPERSEDED_WAIT_MS = 1000;

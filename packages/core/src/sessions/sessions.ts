@@ -53,6 +53,12 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
  * What a connection saves of its session: `data` is the application's data as JSON (the saver
  * measured it); without it, the data saved before is kept.
  */
+/**
+ * How a save went: `written`; `refused`, the record names another connection (the session moved
+ * on, or the store went back to an older record); `failed`, the store failed (reported).
+ */
+export type SaveResult = 'written' | 'refused' | 'failed';
+
 export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: string | undefined };
 
 /** A resume's read of its session (see {@link Sessions.lookup}). */
@@ -98,7 +104,7 @@ export class Sessions {
   /** Saves in flight, by session id and connection. */
   readonly #saving = new Map<
     string,
-    { done: Promise<boolean>; again: boolean; snapshot: () => SessionSnapshot; claim: boolean }
+    { done: Promise<SaveResult>; again: boolean; snapshot: () => SessionSnapshot }
   >();
   readonly #onError: (error: unknown) => void;
   /** This node's id, kept in the records of the sessions it holds. */
@@ -227,58 +233,56 @@ export class Sessions {
    * Writes a session's record, if `conn` still holds it. Saves of one connection never overlap and
    * a burst of changes costs at most one extra write. Those of two connections of one session (a
    * resume on this node, while the old connection's last save is out) are kept apart: a snapshot
-   * is written only with the connection it was taken from. With `claim` (a connection that is
-   * open), a record no connection holds any more (`live: false`) is taken over: a connection
-   * opened while the store could not be read (`unavailable`) records what it hands on once the
-   * store is back, instead of leaving the record of the connection before it for a resume to trust.
-   * Resolves whether the last write went through (`false`: the store failed, which is reported).
+   * is written only with the connection it was taken from: a record naming another connection is
+   * left as it is (`refused`). Resolves with how the last write went (`failed`: the store failed,
+   * which is reported).
    */
-  save(id: string, conn: string, snapshot: () => SessionSnapshot, claim = false): Promise<boolean> {
+  save(id: string, conn: string, snapshot: () => SessionSnapshot): Promise<SaveResult> {
     const key = `${id} ${conn}`;
     const pending = this.#saving.get(key);
     if (pending !== undefined) {
       // The newest snapshot is the one written next (a closing connection's has its last rooms).
       pending.again = true;
       pending.snapshot = snapshot;
-      pending.claim = claim;
       return pending.done;
     }
-    const entry = { done: Promise.resolve(true), again: false, snapshot, claim };
+    const entry = { done: Promise.resolve<SaveResult>('written'), again: false, snapshot };
     // In the map before the loop starts: a snapshot that throws ends the loop at once.
     this.#saving.set(key, entry);
     entry.done = (async () => {
-      let written = false;
+      let result: SaveResult;
       do {
         entry.again = false;
         try {
           // Taking the snapshot may throw too (data JSON cannot encode): reported, saving goes on.
-          await this.#write(id, conn, entry.snapshot(), entry.claim);
-          written = true;
+          result = (await this.#write(id, conn, entry.snapshot())) ? 'written' : 'refused';
         } catch (error) {
-          written = false;
+          result = 'failed';
           this.#onError(error);
         }
       } while (entry.again);
       this.#saving.delete(key);
-      return written;
+      return result;
     })();
     return entry.done;
   }
 
-  async #write(id: string, conn: string, snapshot: SessionSnapshot, claim: boolean): Promise<void> {
+  /** Writes the record unless it names another connection; resolves whether it wrote. */
+  async #write(id: string, conn: string, snapshot: SessionSnapshot): Promise<boolean> {
+    let refused = false;
     await updateState(this.#store, this.#key(id), (current) => {
       const parsed = current === undefined ? undefined : parseRecord(current);
       // A damaged record no connection can hold: this one's snapshot replaces it.
       const stored = parsed instanceof SessionRecordError ? undefined : parsed;
-      if (stored !== undefined && stored.conn !== conn && !(claim && stored.live === false)) {
-        return undefined;
-      }
+      refused = stored !== undefined && stored.conn !== conn;
+      if (refused) return undefined;
       const { data, ...rest } = snapshot;
       const json = data ?? JSON.stringify(stored?.data ?? {});
       const record = { ...rest, conn, node: this.#node } satisfies Omit<SessionRecord, 'data'>;
       // The data is JSON already: put in as it is, not encoded a second time.
       return `{"data":${json},${JSON.stringify(record).slice(1)}`;
     });
+    return !refused;
   }
 
   async #create(owner: string, conn: string, reason: NotResumedReason): Promise<OpenedSession> {
