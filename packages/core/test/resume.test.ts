@@ -304,6 +304,15 @@ describe('wscale.v1 sessions', () => {
 class LossyBroker extends MemoryBroker {
   lose = 0;
 
+  /** Goes down, as a broker that dropped this node's subscriber (or cut it off for being slow). */
+  cut(): void {
+    this.setStatus('down', new Error('cut off'));
+  }
+
+  restore(): void {
+    this.setStatus('ready');
+  }
+
   protected override deliver(topic: string, payload: Uint8Array): void {
     if (topic.includes(':room:') && this.lose > 0) {
       this.lose--;
@@ -343,6 +352,23 @@ describe('wscale.v1 live repair', () => {
     await settle(() => peer.texts('chat').length >= 4, 2000, 'four messages');
     expect(peer.texts('chat')).toEqual(['m1', 'm2', 'm3', 'm4']);
     expect(peer.all('msg').map((m) => m.o)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('delivers what was published while the broker was down once it is back, with no later message to show the gap', async () => {
+    const history = new MemoryHistory();
+    stores.push(history);
+    const { sender, lossy, peer } = await lossyPair(history);
+    await peer.next('joined');
+    await sender.to('chat').send('m1');
+    await settle(() => peer.texts('chat').length === 1, 2000, 'm1');
+    lossy.cut();
+    lossy.lose = 2; // what the broker did not deliver while it was down
+    for (const text of ['m2', 'm3']) await sender.to('chat').send(text);
+    lossy.restore();
+    await settle(() => peer.texts('chat').length >= 3, 2000, 'the messages sent meanwhile');
+    expect(peer.texts('chat')).toEqual(['m1', 'm2', 'm3']);
+    expect(peer.all('msg').map((m) => m.o)).toEqual([1, 2, 3]);
+    expect(peer.all('resync')).toEqual([]);
   });
 
   it("fills the start of a restarted log from the history when the room's first messages in it were lost", async () => {

@@ -576,7 +576,7 @@ describe('upstream delivery (wscale.v1)', () => {
     const third = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
     expect(third.welcome.resumed).toBe(true);
     expect(Object.keys(third.welcome.rooms)).toEqual(['first']);
-    expect(nodes[1]!.clients.get(first.welcome.client)!.roomList).toEqual(['first']);
+    expect([...nodes[1]!.clients.get(first.welcome.client)!.rooms]).toEqual(['first']);
   });
 
   it('what a connection could not record while the store was down comes again marked, when the hello says so', async () => {

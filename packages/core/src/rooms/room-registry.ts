@@ -47,6 +47,14 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
     return [...this.#rooms.keys()];
   }
 
+  /**
+   * Has every history room deliver what its history holds past what this node delivered: the
+   * broker is back, and what was published while it was not reached no one here.
+   */
+  catchUp(): void {
+    for (const { stream } of this.#rooms.values()) stream?.catchUp();
+  }
+
   /** Delivers a message to a room's local members (in offset order for history rooms). */
   deliver(room: string, message: Outgoing): void {
     const state = this.#rooms.get(room);

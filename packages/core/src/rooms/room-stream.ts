@@ -124,6 +124,22 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     });
   }
 
+  /**
+   * Delivers what the history holds past this stream's end: after the broker came back from an
+   * outage (or cut this node off), what was published meanwhile reached no one here, and without a
+   * later message nothing would show the gap. What the history cannot give is a `resync`.
+   */
+  catchUp(): void {
+    this.#enqueue(async () => {
+      const now = await this.#position();
+      if (now.epoch !== this.#epoch) {
+        if (this.#epoch !== '' && !(await this.#isNewEpoch(now.epoch))) return;
+        this.#follow(now.epoch);
+      }
+      if (now.offset > this.#last) await this.#fill(now.offset);
+    });
+  }
+
   /** Takes a message of this room (offset and epoch set) from this node or another. */
   receive(message: Outgoing): void {
     if (
@@ -269,14 +285,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     const offset = message.offset!;
     if (message.epoch !== this.#epoch) {
       if (!(await this.#isNewEpoch(message.epoch!))) return;
-      // The room's log restarted (or this node's position predates it): follow the new epoch from
-      // its start, which the history fills below if its first messages did not come live.
-      if (this.#epoch !== '') this.#leftEpoch(this.#epoch);
-      this.#epoch = message.epoch!;
-      this.#last = 0;
-      this.#recent.length = 0;
-      this.#recentBytes = 0;
-      this.#host.resync({ offset: 0, epoch: this.#epoch });
+      this.#follow(message.epoch!);
     }
     if (offset <= this.#last) {
       if (!this.#rewound(message)) return;
@@ -320,6 +329,19 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     if (current === epoch) return true;
     this.#leftEpoch(epoch);
     return false;
+  }
+
+  /**
+   * The room's log restarted (or this node's position predates it): the stream follows the new
+   * epoch from its start, which the history fills if its first messages did not come live.
+   */
+  #follow(epoch: string): void {
+    if (this.#epoch !== '') this.#leftEpoch(this.#epoch);
+    this.#epoch = epoch;
+    this.#last = 0;
+    this.#recent.length = 0;
+    this.#recentBytes = 0;
+    this.#host.resync({ offset: 0, epoch });
   }
 
   #leftEpoch(epoch: string): void {

@@ -93,6 +93,8 @@ export class ScaledWebSocketServer<
   #closing: Promise<void> | undefined;
   /** `ready()` resolved. */
   #up = false;
+  /** Whether the broker was down or reconnecting since it was last ready. */
+  #brokerWasDown = false;
 
   constructor(options: ServerOptions<Identity>) {
     super();
@@ -398,6 +400,11 @@ export class ScaledWebSocketServer<
   }
 
   readonly #onBrokerStatus = (status: BrokerStatus, error?: Error): void => {
+    // Back after an outage (not the first connect): what was published meanwhile came to no one.
+    if (status === 'ready') {
+      if (this.#brokerWasDown) this.#delivery.rooms.catchUp();
+      this.#brokerWasDown = false;
+    } else if (status === 'down' || status === 'reconnecting') this.#brokerWasDown = true;
     const fields = { status, error: error?.message };
     this.#reporter.log.write(status === 'ready' ? 'info' : 'warn', `broker ${status}`, fields);
     this.emit('brokerStatus', status, error);
