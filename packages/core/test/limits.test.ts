@@ -9,7 +9,7 @@ import {
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
-import { json, RawSocket, upgradeStatus } from './helpers/raw-socket.js';
+import { frame, json, RawSocket, upgradeStatus } from './helpers/raw-socket.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
@@ -89,6 +89,48 @@ describe('per-client limits', () => {
     expect(pongs).toBeGreaterThanOrEqual(40);
     expect(pongs).toBeLessThan(45);
     expect(server.stats.limited.rate).toBe(1);
+  });
+
+  it('counts pong frames against maxOpsPerSecond: a pong flood is closed with 1008', async () => {
+    const { server, port } = await node({ maxOpsPerSecond: 20 });
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello' }));
+    await raw.next('welcome');
+    raw.write(Buffer.concat(Array.from({ length: 100 }, () => frame(0xa, Buffer.alloc(0)))));
+    expect((await raw.closeFrame()).code).toBe(CloseCode.PolicyViolation);
+    expect(server.stats.limited.rate).toBe(1);
+  });
+
+  it('takes a message in 128 fragments and closes one in more with 1008 (a fragment costs heap)', async () => {
+    const { port } = await node();
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello' }));
+    await raw.next('welcome');
+    const fragmented = (parts: number) => {
+      const text = `{"t":"ping"}${' '.repeat(parts - 12)}`;
+      return Buffer.concat(
+        [...text].map((char, i) => {
+          const part = frame(i === 0 ? 0x1 : 0x0, Buffer.from(char));
+          if (i < parts - 1) part[0]! &= 0x7f; // not the last fragment
+          return part;
+        }),
+      );
+    };
+    raw.write(fragmented(128));
+    await raw.next('pong');
+    raw.write(fragmented(129));
+    expect((await raw.closeFrame()).code).toBe(CloseCode.PolicyViolation);
+  });
+
+  it('ends a closed connection whose peer never answers the close within closeTimeoutMs, freeing its place', async () => {
+    const { server, port } = await node({ closeTimeoutMs: 300, maxConnections: 1 });
+    const raw = await RawSocket.open(port);
+    raw.write(json({ t: 'hello' }));
+    const welcome = await raw.next('welcome');
+    server.clients.get(welcome.client as string)!.close(CloseCode.Normal, 'bye');
+    await raw.closeFrame(); // and never answered
+    await until(() => raw.ended, 3000, 'the socket to be ended by the node');
+    expect(await upgradeStatus(port)).toBe(101);
   });
 
   it('limits nothing with maxOpsPerSecond: Infinity', async () => {

@@ -226,7 +226,9 @@ export interface ServerOptions<Identity = unknown> {
   requestTimeoutMs?: number;
   /**
    * How long `close()` waits for clients to close before terminating them, and for each of its
-   * other steps (sessions saved, sends already started going out). @default 5000
+   * other steps (sessions saved, sends already started going out); also how long any closed
+   * connection waits for its peer's close frame before its socket is ended (and its place under
+   * `maxConnections` freed). @default 5000
    */
   closeTimeoutMs?: number;
   /**

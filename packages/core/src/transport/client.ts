@@ -122,6 +122,8 @@ export interface ClientHost {
   dataChanged(client: AnyClient): Promise<void>;
   readonly maxBufferedBytes: number;
   readonly maxOpsPerSecond: number;
+  /** The client sent more than `maxOpsPerSecond` allows: it is closed with 1008, counted. */
+  rateExceeded(client: AnyClient): void;
   /** The node's counters of what it writes. */
   readonly traffic: Traffic;
   /** Compresses messages for the sockets that negotiated permessage-deflate, if the node does. */
@@ -176,14 +178,6 @@ const ALIVE = -1;
 
 /** What a socket that does not count the bytes it read reads at every heartbeat. */
 const UNCOUNTED = -2;
-
-/**
- * Whether the socket counts the bytes it read (a `net.Socket` does): its heartbeat then needs no
- * `pong` listener, which would add a fourth event to every `ws` socket's listener table (96 bytes).
- */
-export function countsBytes(socket: Duplex): boolean {
-  return typeof (socket as Partial<Socket>).bytesRead === 'number';
-}
 
 /** The bytes a socket read, modulo 2^30 (a small integer: no number allocated), or UNCOUNTED. */
 function bytesRead(socket: Duplex): number {
@@ -646,8 +640,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /**
    * One heartbeat round: terminate if the peer showed no sign of life since the last round (no
-   * pong to its ping, no frame), else ping. A socket that counts the bytes it read needs no `pong`
-   * listener (see {@link countsBytes}): any byte read since the last round is a sign of life.
+   * byte read, on a socket that counts them; else no pong and no frame), else ping.
    */
   heartbeat(): void {
     const read = bytesRead(this.#socket);
@@ -659,8 +652,15 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     this.#ws.ping();
   }
 
-  /** Any sign of life from the peer (a frame; a pong, on a socket that does not count bytes). */
+  /** Any sign of life from the peer (a frame, a pong). */
   markAlive(): void {
     this.#seen = ALIVE;
+  }
+
+  /** A pong frame came: a sign of life, and one operation of the rate limit. */
+  pong(): void {
+    if (!this.open) return;
+    this.markAlive();
+    if (!this.takeOp()) this.#host.rateExceeded(this);
   }
 }

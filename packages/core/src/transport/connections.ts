@@ -19,7 +19,8 @@ import type { OpenedSession, Sessions } from '../sessions/sessions.js';
 import type { Membership } from '../v1/membership.js';
 import type { V1Client } from '../v1/v1-client.js';
 import { V1Endpoint, type V1Node, type V1Settings } from '../v1/v1-endpoint.js';
-import { type AnyClient, type Client, type ClientHost, Connection, countsBytes } from './client.js';
+import { type AnyClient, type Client, type ClientHost, Connection } from './client.js';
+import { CLIENT, type NodeSocket } from './node-socket.js';
 import type { Door } from './upgrade-gate.js';
 
 /** The server options the connections apply (see `ServerOptions`). */
@@ -226,10 +227,8 @@ export class Connections<Identity, Data extends object>
     this.#open++;
     // One set of handler functions for every socket (not four closures per client): the socket
     // is `this` in them, and names its client.
-    (ws as TaggedSocket)[CLIENT] = client;
+    (ws as NodeSocket)[CLIENT] = client;
     ws.on('close', this.#socketEvents.close);
-    // A socket that counts what it reads shows the heartbeat a pong without a listener.
-    if (!countsBytes(socket)) ws.on('pong', this.#socketEvents.pong);
     return client;
   }
 
@@ -246,12 +245,16 @@ export class Connections<Identity, Data extends object>
     traffic.messagesIn++;
     traffic.bytesIn += frame.length;
     if (!client.takeOp()) {
-      this.#parts.reporter.limit('rate', { client: client.id });
-      client.close(CloseCode.PolicyViolation, 'rate limit');
+      this.rateExceeded(client);
       return;
     }
     if (client.v1) this.v1.receive(client, frame, isBinary);
     else client.receive(isBinary ? frame : receivedText(frame), isBinary);
+  }
+
+  rateExceeded(client: AnyClient): void {
+    this.#parts.reporter.limit('rate', { client: client.id });
+    client.close(CloseCode.PolicyViolation, 'rate limit');
   }
 
   /**
@@ -348,24 +351,18 @@ export class Connections<Identity, Data extends object>
   }
 
   readonly #socketEvents = ((connections) => ({
-    message(this: TaggedSocket, frame: Buffer, isBinary: boolean) {
+    message(this: NodeSocket, frame: Buffer, isBinary: boolean) {
       connections.frame(this[CLIENT]!, frame, isBinary);
     },
-    pong(this: TaggedSocket) {
-      this[CLIENT]!.markAlive();
-    },
-    error(this: TaggedSocket, error: Error) {
+    error(this: NodeSocket, error: Error) {
       // A socket still opening has no client yet: `ws` closes it, and there is nobody to tell.
       this[CLIENT]?.emit('error', error);
     },
-    close(this: TaggedSocket, code: number, reason: Buffer) {
+    close(this: NodeSocket, code: number, reason: Buffer) {
       connections.#closed(this[CLIENT]!, code, reason);
     },
   }))(this);
 }
 
-/** Where a socket keeps its client, for the handlers every socket shares. */
-const CLIENT = Symbol('wscale.client');
-type TaggedSocket = WebSocket & { [CLIENT]?: AnyClient };
 /** Bytes a socket may gather within one tick before they are written anyway. */
 const CORK_LIMIT = 64 * 1024;
