@@ -202,6 +202,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         baseMs: this.#options.backoffBaseMs,
         capMs: this.#options.backoffCapMs,
         maxAttempts: this.#options.maxReconnectAttempts,
+        stableAfterMs: this.#options.stableAfterMs,
         restartJitterMs: this.#options.restartJitterMs,
         network: this.#options.network,
       },
@@ -267,8 +268,9 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   }
 
   /**
-   * Closes the connection for good (until `connect()`): no reconnect. In-flight requests reject
-   * with `DisconnectedError`, queued ones with `ClientClosedError`; queued messages are dropped.
+   * Closes the connection for good (until `connect()`): no reconnect. Messages and requests that
+   * went out and are not acknowledged reject with `DisconnectedError` (the server may have them:
+   * await them before closing to know), those that never went out with `ClientClosedError`.
    * Resolves when the socket has closed (at most about 2 s).
    */
   close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
@@ -446,6 +448,19 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     socket.onerror = () => undefined;
   }
 
+  /**
+   * Rejects what went out and was not acknowledged when the session it went out on ends: the
+   * server's application may or may not have it, so neither a resolve nor a resend would be true.
+   */
+  #abandonSent(why: string): void {
+    for (const entry of this.#outbox.takeSent()) {
+      const error = () =>
+        new DisconnectedError(`${why}: the server's application may or may not have it`);
+      if (entry.requestId !== undefined) this.#requests.fail(entry.requestId, error());
+      entry.reject(error());
+    }
+  }
+
   #urlFailed(error: unknown): void {
     this.emit('error', new InvalidOptionError(`the url function failed: ${describe(error)}`));
     this.#closed({ code: CloseCode.Abnormal, reason: 'the url function failed' });
@@ -525,6 +540,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#state = 'closed';
     this.#scheduler.stop();
     this.#requests.rejectSent(() => new DisconnectedError());
+    this.#abandonSent('the client closed before the server acknowledged it');
     this.#requests.rejectAll(() => new ClientClosedError());
     this.#outbox.rejectAll(() => new ClientClosedError());
     this.#queue = [];
@@ -640,8 +656,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     const gone = message.resumed === true ? this.#rooms.resumed(rooms) : this.#rooms.reset(rooms);
     this.#numbered = Number.isSafeInteger(message.s);
     // Its numbers go on: numbering again from 1 would reuse ids the session already handed out.
-    if (message.resumed !== true && !sameSession) this.#outbox.renumber();
-    else if (this.#numbered) this.#outbox.resumedAt(message.s!);
+    if (message.resumed !== true && !sameSession) {
+      // A new session knows nothing of the old one: what went out on it is not sent again (its
+      // application may have it, under the old session's ids), and what never did starts at 1.
+      this.#abandonSent(`its session could not be resumed (${message.reason ?? 'new'})`);
+      this.#outbox.renumber();
+    } else if (this.#numbered) this.#outbox.resumedAt(message.s!);
     this.#scheduler.succeeded();
     this.#heartbeat.start(
       () => socket.send(encodeText({ t: 'ping' })),

@@ -20,19 +20,30 @@ export class TypedEmitter<Events extends EventMap<Events>> {
     return () => this.off(event, listener);
   }
 
-  /** Adds a listener called at most once. Returns a function that removes it. */
+  /**
+   * Adds a listener called at most once. Returns a function that removes it; `off(event, listener)`
+   * removes it too.
+   */
   once<E extends keyof Events>(event: E, listener: Events[E]): () => void {
     const wrapper = ((...args: Parameters<Events[E]>) => {
       off();
       listener(...args);
-    }) as Events[E];
+    }) as Events[E] & Once;
+    wrapper[ONCE] = listener;
     const off = this.on(event, wrapper);
     return off;
   }
 
-  /** Removes a listener. */
+  /** Removes a listener, added with `on` or `once`. */
   off<E extends keyof Events>(event: E, listener: Events[E]): void {
-    this.#listeners.get(event)?.delete(listener);
+    const set = this.#listeners.get(event);
+    if (set === undefined || set.delete(listener)) return;
+    for (const added of set) {
+      if ((added as Partial<Once>)[ONCE] === listener) {
+        set.delete(added);
+        return;
+      }
+    }
   }
 
   /** Calls the listeners of `event`. */
@@ -52,6 +63,12 @@ export class TypedEmitter<Events extends EventMap<Events>> {
   protected listens(event: keyof Events): boolean {
     return (this.#listeners.get(event)?.size ?? 0) > 0;
   }
+}
+
+/** A `once` wrapper names the listener it calls, for `off`. */
+const ONCE = Symbol('once');
+interface Once {
+  [ONCE]: unknown;
 }
 
 function report(error: unknown): void {

@@ -54,8 +54,10 @@ export class TimeoutError extends ClientError {
 }
 
 /**
- * The connection closed while a request was in flight (sent, not yet answered): whether the server
- * handled it is unknown. Also thrown by `send` while not connected when `sendQueueSize` is 0.
+ * Whether the server has it is unknown: a message or request went out and was not acknowledged
+ * when the client closed or its session could not be resumed (so it is not sent again), or a
+ * `join`/`leave` or a request to a server that does not number frames lost its connection before
+ * the answer. Also thrown by `send` while not connected when `sendQueueSize` is 0.
  */
 export class DisconnectedError extends ClientError {
   constructor(message = 'the connection closed before the server answered') {

@@ -38,11 +38,18 @@ export interface ClientOptions {
   /** The longest a reconnect waits, in ms. @default 30000 */
   backoffCapMs?: number;
   /**
-   * Consecutive reconnect attempts before the client gives up and closes (a `welcome` resets the
-   * count). `0` never reconnects.
+   * Consecutive reconnect attempts before the client gives up and closes (a connection that
+   * lasted `stableAfterMs` resets the count). `0` never reconnects.
    * @default Infinity
    */
   maxReconnectAttempts?: number;
+  /**
+   * How long a welcomed connection must last for its drop to start the backoff from the beginning.
+   * A server that welcomes and closes at once (1013 right after the welcome, a node that cannot
+   * keep the session) is backed off from as one that refuses, instead of met a few times a second.
+   * @default 5000
+   */
+  stableAfterMs?: number;
   /**
    * After close code 1012 (the node is restarting or draining) the client reconnects after a random
    * delay up to this, in ms, whatever the backoff, so a draining node's clients do not all arrive on
@@ -119,6 +126,7 @@ export function resolveOptions(
     backoffBaseMs: options.backoffBaseMs ?? 500,
     backoffCapMs: options.backoffCapMs ?? 30_000,
     maxReconnectAttempts: options.maxReconnectAttempts ?? Number.POSITIVE_INFINITY,
+    stableAfterMs: options.stableAfterMs ?? 5000,
     restartJitterMs: options.restartJitterMs ?? 500,
     shouldReconnect: options.shouldReconnect ?? shouldReconnect,
     network: options.network === undefined ? defaults.network : options.network,
@@ -133,6 +141,7 @@ export function resolveOptions(
     'backoffBaseMs',
     'backoffCapMs',
     'maxReconnectAttempts',
+    'stableAfterMs',
     'restartJitterMs',
     'pingIntervalMs',
     'sendQueueSize',

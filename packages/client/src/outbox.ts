@@ -131,8 +131,19 @@ export class Outbox {
   }
 
   /**
-   * The session is new (the old one could not be resumed): what was not acknowledged is numbered
-   * again from 1 and goes out on it, still marked as sent before when it was.
+   * Takes out what went out and is not acknowledged: the session it went out on ends (the client
+   * closes, or its session could not be resumed), so whether the server has it is unknown.
+   */
+  takeSent(): Upstream[] {
+    const live = this.#live();
+    this.#entries = live.filter((entry) => !entry.sent);
+    this.#head = 0;
+    return live.filter((entry) => entry.sent);
+  }
+
+  /**
+   * The session is new (the old one could not be resumed): what never went out (what did was
+   * taken out with {@link takeSent}) is numbered again from 1 and goes out on it.
    */
   renumber(): void {
     this.#last = 0;

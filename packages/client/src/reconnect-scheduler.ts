@@ -6,6 +6,8 @@ export interface ReconnectSchedule {
   baseMs: number;
   capMs: number;
   maxAttempts: number;
+  /** How long a welcomed connection must last for its drop to start the backoff over. */
+  stableAfterMs: number;
   /** The window of the quick reconnect after close code 1012. */
   restartJitterMs: number;
   network: NetworkSignal | false | undefined;
@@ -19,8 +21,10 @@ export interface ReconnectSchedule {
 export class ReconnectScheduler {
   readonly #schedule: ReconnectSchedule;
   readonly #attemptNow: () => void;
-  /** Attempts made since the last successful connection. */
+  /** Attempts made since the last connection that lasted. */
   #attempts = 0;
+  /** When the current connection was welcomed, if it was. */
+  #welcomedAt: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Whether an attempt is due (a timer runs, or it waits for the network). */
   #waiting = false;
@@ -31,7 +35,7 @@ export class ReconnectScheduler {
     this.#attemptNow = attemptNow;
   }
 
-  /** Attempts made since the last successful connection. */
+  /** Attempts made since the last connection that lasted. */
   get attempts(): number {
     return this.#attempts;
   }
@@ -48,11 +52,16 @@ export class ReconnectScheduler {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#attempts = 0;
+    this.#welcomedAt = undefined;
   }
 
-  /** A connection succeeded: the next drop starts the backoff from the beginning. */
+  /**
+   * A connection was welcomed. Once it has lasted `stableAfterMs`, its drop starts the backoff
+   * from the beginning; a server that welcomes and closes at once (a node that cannot keep the
+   * session, a 1013 right after the welcome) is backed off from like one that refuses.
+   */
   succeeded(): void {
-    this.#attempts = 0;
+    this.#welcomedAt = Date.now();
   }
 
   /**
@@ -60,7 +69,11 @@ export class ReconnectScheduler {
    * are used up (then nothing is planned).
    */
   plan(restart: boolean): boolean {
-    const { baseMs, capMs, maxAttempts, restartJitterMs } = this.#schedule;
+    const { baseMs, capMs, maxAttempts, stableAfterMs, restartJitterMs } = this.#schedule;
+    if (this.#welcomedAt !== undefined && Date.now() - this.#welcomedAt >= stableAfterMs) {
+      this.#attempts = 0;
+    }
+    this.#welcomedAt = undefined;
     if (this.#attempts >= maxAttempts) return false;
     // A restart (1012) on a connection that was working means "go to another node now"; a restart
     // again before any success backs off like any failure.

@@ -59,7 +59,14 @@ describe('backoff', () => {
     try {
       const network = new FakeNetwork();
       const fired: number[] = [];
-      const schedule = { baseMs: 100, capMs: 1000, maxAttempts: 6, restartJitterMs: 40, network };
+      const schedule = {
+        baseMs: 100,
+        capMs: 1000,
+        maxAttempts: 6,
+        stableAfterMs: 5000,
+        restartJitterMs: 40,
+        network,
+      };
       const scheduler = new ReconnectScheduler(schedule, () => fired.push(Date.now()));
       scheduler.start();
       /** Plans the next attempt and checks it fires after exactly `wait` ms, not a tick earlier. */
@@ -77,9 +84,13 @@ describe('backoff', () => {
       vi.advanceTimersByTime(60_000);
       expect(fired).toHaveLength(6);
 
-      // After a success, a restart (1012) waits within the restart jitter, not the backoff; a
-      // second restart before any success backs off like any failure.
+      // A connection welcomed and dropped at once is no fresh start: the attempts stay used up.
       scheduler.succeeded();
+      expect(scheduler.plan(false)).toBe(false);
+      // After one that lasted, a restart (1012) waits within the restart jitter, not the backoff;
+      // a second restart before any success backs off like any failure.
+      scheduler.succeeded();
+      vi.advanceTimersByTime(5000);
       expectWait(true, 30);
       expectWait(true, 150);
 
@@ -101,7 +112,11 @@ describe('backoff', () => {
 
   it('starts the backoff over after a successful connection', async () => {
     const fixture = await startFixture();
-    const { client } = openClient(fixture.url, { backoffBaseMs: 10, maxReconnectAttempts: 1 });
+    const { client } = openClient(fixture.url, {
+      backoffBaseMs: 10,
+      maxReconnectAttempts: 1,
+      stableAfterMs: 0,
+    });
     for (let n = 1; n <= 4; n++) {
       const connection = await fixture.connection(n);
       await stateOf(client, 'open');

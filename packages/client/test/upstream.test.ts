@@ -1,7 +1,7 @@
 import { MemoryStateStore, type MessageInfo, type ScaledWebSocketServer } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { QueueFullError, type WelcomeInfo } from '../src/index.js';
+import { type ClientError, QueueFullError, type WelcomeInfo } from '../src/index.js';
 import { closeAll, openClient, stateOf } from './helpers/clients.js';
 import { Cluster, urlOf } from './helpers/cluster.js';
 
@@ -86,6 +86,79 @@ describe('upstream delivery', () => {
     a!.clients.get(client.clientId!)!.terminate();
     expect(await reply).toBe('SHOUT');
     expect(client.node).toBe('node-2');
+  });
+});
+
+describe('what went out when its session ends', () => {
+  it('a session that could not be resumed sends nothing again: what went out rejects DisconnectedError, each message is heard once', async () => {
+    const [node] = await cluster.start(1);
+    const heard = hear([node!]);
+    let away: Promise<void> = Promise.resolve();
+    const { client, seen } = openClient(
+      async () => {
+        await away;
+        return urlOf(node!);
+      },
+      { backoffBaseMs: 10 },
+    );
+    await stateOf(client, 'open');
+    const first = client.clientId!;
+    const outcomes: string[] = [];
+    const sent = Array.from({ length: 20 }, (_, n) =>
+      client.send(`m${n + 1}`).then(
+        () => 'ok',
+        (error: ClientError) => error.code,
+      ),
+    );
+    const asked = client.request('shout').then(
+      (reply) => `reply ${String(reply)}`,
+      (error: ClientError) => error.code,
+    );
+    // The node drops the connection before its receipts; the session is gone when the client
+    // comes back (expired, say, after a laptop slept).
+    await until(() => heard.length > 0, 2000, 'the node to hand some on');
+    let back!: () => void;
+    away = new Promise((resolve) => {
+      back = resolve;
+    });
+    node!.clients.get(first)!.terminate();
+    await until(() => client.state !== 'open', 2000, 'the drop');
+    await cluster.stateStore.delete(`wscale:session:${first}`);
+    back();
+    await until(() => seen.welcomes.length === 2, 3000, 'a new session');
+    expect(seen.welcomes[1]).toMatchObject({ resumed: false });
+    outcomes.push(...(await Promise.all(sent)), await asked);
+    await client.send('after');
+    await delay(100); // a late repeat would show up by now
+    // Nothing went out twice: what the node heard before the drop, once, then the new session's.
+    const texts = heard.map((h) => h.text);
+    expect(new Set(texts).size).toBe(texts.length);
+    expect(texts.at(-1)).toBe('after');
+    expect(heard.at(-1)!.info).toEqual({ id: `${client.clientId}:1`, redelivered: false });
+    // Each send settled: acknowledged, or told its outcome is unknown.
+    expect(
+      outcomes.every(
+        (outcome) => ['ok', 'DISCONNECTED'].includes(outcome) || outcome === 'reply SHOUT',
+      ),
+    ).toBe(true);
+    expect(outcomes).toContain('DISCONNECTED');
+  });
+
+  it('close() rejects a message that went out and was not acknowledged with DisconnectedError: the node may have it', async () => {
+    const [node] = await cluster.start(1);
+    const heard = hear([node!]);
+    const { client } = openClient(urlOf(node!));
+    await stateOf(client, 'open');
+    const codeOf = (promise: Promise<unknown>) =>
+      promise.then(
+        () => 'ok',
+        (error: ClientError) => error.code,
+      );
+    const bye = codeOf(client.send('bye')); // out at once, its receipt still to come
+    void client.close();
+    expect(await bye).toBe('DISCONNECTED');
+    await until(() => heard.length === 1, 2000, 'the node to hear it');
+    expect(heard[0]!.text).toBe('bye');
   });
 });
 
