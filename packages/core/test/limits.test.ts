@@ -238,6 +238,41 @@ describe('one send budget for every frame', () => {
     expect(most).toBeLessThan(maxBufferedBytes + 1024);
   });
 
+  it('reads little more than maxReplayBytes from the history for a resume that cannot replay it all', async () => {
+    const read = { bytes: 0 };
+    const history = new (class extends MemoryHistory {
+      override async read(...args: Parameters<MemoryHistory['read']>) {
+        const result = await super.read(...args);
+        if (result.ok) for (const entry of result.entries) read.bytes += entry.payload.length;
+        return result;
+      }
+    })({ maxEntries: 1000 });
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const { server } = await node({
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: '*', store: history }],
+      maxReplayBytes: 16 * 1024,
+    });
+    server.on('connection', (client) => void client.join('chat'));
+    const { peer, welcome } = await V1Peer.connect(server);
+    const joined = await peer.next('joined');
+    peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to leave');
+    // 300 messages of 4 KiB: 1.2 MB missed, of which the node remembers only its last 256 KiB.
+    for (let i = 0; i < 300; i++) await server.to('chat').send(`${i} ${'x'.repeat(4096)}`);
+    read.bytes = 0;
+    const back = await V1Peer.connect(server, {
+      session: welcome.session,
+      rooms: { chat: { o: joined.o!, e: joined.e! } },
+    });
+    expect(back.welcome.rooms.chat).toMatchObject({ recovered: false, reason: 'too-old' });
+    // The budget and a page past it, not the whole gap.
+    expect(read.bytes).toBeGreaterThan(0);
+    expect(read.bytes).toBeLessThan(100 * 1024);
+    await Promise.all([history.close(), stateStore.close()]);
+  });
+
   for (const [name, limit, missed] of [
     ['maxReplayEntries, read from the history', { maxReplayEntries: 5 }, 300],
     ["maxReplayEntries, from the node's recent messages", { maxReplayEntries: 5 }, 10],

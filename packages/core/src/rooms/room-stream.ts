@@ -1,5 +1,5 @@
 import type { Buffer } from 'node:buffer';
-import type { History, HistoryPosition, HistoryReadResult } from '../contracts.js';
+import type { History, HistoryEntry, HistoryPosition, HistoryReadResult } from '../contracts.js';
 import { HistoryError } from '../errors.js';
 import type { NotRecoveredReason } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
@@ -53,6 +53,8 @@ interface Catcher {
   skipped: boolean;
   /** The most entries the read may return, if the join has a replay budget. */
   maxEntries: number;
+  /** The most bytes they may hold: the read stops past it. */
+  maxBytes: number;
   settle: (outcome: JoinOutcome) => void;
 }
 
@@ -210,6 +212,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           live: [],
           skipped: false,
           maxEntries: budget?.entries ?? Number.POSITIVE_INFINITY,
+          maxBytes: budget?.bytes ?? Number.POSITIVE_INFINITY,
           settle,
         };
         this.#catchers.add(catcher);
@@ -259,20 +262,44 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     return { ...read, replay: [...read.replay, ...catcher.live] };
   }
 
+  /**
+   * Reads the gap from the history, in pages sized to what is left of the byte budget: a resume
+   * from far back in a room of large messages stops once past it, instead of pulling the whole gap
+   * from the store only to answer `too-old`.
+   */
   async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
-    const { from, upTo } = catcher;
+    const { from, upTo, maxBytes } = catcher;
     try {
-      const read = await this.#readHistory(from, upTo - from.offset);
-      const entries = read.ok ? read.entries.filter((e) => e.offset <= upTo) : [];
+      const entries: HistoryEntry[] = [];
+      let bytes = 0;
+      let failed: NotRecoveredReason | undefined;
+      while (entries.length < upTo - from.offset) {
+        const after = entries.at(-1)?.offset ?? from.offset;
+        const left = upTo - after;
+        const average = entries.length === 0 ? 0 : bytes / entries.length;
+        const limit =
+          average === 0
+            ? Math.min(left, FIRST_PAGE)
+            : Math.min(left, Math.max(1, Math.ceil((maxBytes - bytes) / average) + 1));
+        const read = await this.#readHistory({ offset: after, epoch: from.epoch }, limit);
+        if (!read.ok) {
+          failed = read.reason;
+          break;
+        }
+        const page = read.entries.filter((entry) => entry.offset > after && entry.offset <= upTo);
+        if (page.length === 0) break;
+        for (const entry of page) bytes += entry.payload.length;
+        entries.push(...page);
+        if (bytes > maxBytes) return TOO_LONG;
+      }
       const whole =
-        read.ok &&
+        failed === undefined &&
         entries.length === upTo - from.offset &&
         entries.every((entry, i) => entry.offset === from.offset + 1 + i);
       if (this.#epoch !== catcher.epoch) {
         return { recovered: false, reason: 'epoch-changed', replay: [] };
       }
-      if (!whole)
-        return { recovered: false, reason: read.ok ? 'too-old' : read.reason, replay: [] };
+      if (!whole) return { recovered: false, reason: failed ?? 'too-old', replay: [] };
       const replay = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
       return { recovered: true, replay };
     } catch (error) {
@@ -431,6 +458,9 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     this.#busy = false;
   }
 }
+
+/** Entries a replay's first read asks for; the next ones are sized to the byte budget left. */
+const FIRST_PAGE = 16;
 
 const TOO_LONG: Omit<JoinOutcome, 'position'> = {
   recovered: false,
