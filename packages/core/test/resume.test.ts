@@ -249,6 +249,23 @@ describe('wscale.v1 sessions', () => {
     expect(a!.clients.has(ada.welcome.client)).toBe(true);
   });
 
+  it('tells owners apart by an id that is an object, and by no id at all', async () => {
+    const stateStore = new MemoryStateStore();
+    stores.push(stateStore);
+    const [a] = await cluster.start(1, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      // An id that is an object (a tenant and a user) would have read "[object Object]" for all.
+      authenticate: (request) => ({ id: { tenant: request.headers['x-tenant'], user: 1 } }),
+    });
+    const ada = await V1Peer.connect(a!, {}, { 'x-tenant': 'acme' });
+    const eve = await V1Peer.connect(a!, { session: ada.welcome.session }, { 'x-tenant': 'evil' });
+    expect(eve.welcome).toMatchObject({ resumed: false, reason: 'forbidden' });
+    ada.peer.ws.terminate();
+    const back = await V1Peer.connect(a!, { session: ada.welcome.session }, { 'x-tenant': 'acme' });
+    expect(back.welcome.resumed).toBe(true);
+  });
+
   it('closes the older connection when a session is resumed twice', async () => {
     const [a, b] = await startNodes(2);
     const first = await V1Peer.connect(a!);

@@ -77,7 +77,8 @@ export interface ServerOptions<Identity = unknown> {
    * Who may resume a session: the owner key of the identity `authenticate` returned. A session is
    * resumed only by a connection whose key is the same. Asked once per `wscale.v1` connection, at
    * its `hello` (the session's saves reuse the answer), and when the client enters a presence room.
-   * @default `String(identity.id)` when the identity has an `id`, else the identity as JSON
+   * @default `String(identity.id)` when the identity has an `id` that is not an object; an object
+   * `id` (or an identity without one) as JSON. One JSON cannot encode fails the `hello`: give this.
    */
   sessionOwner?: (identity: Identity) => string;
   /**

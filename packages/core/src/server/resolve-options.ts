@@ -94,14 +94,21 @@ function resolveDeflate(
 
 function defaultOwner(identity: unknown): string {
   if (identity === true || identity === undefined) return '';
-  if (typeof identity === 'object' && identity !== null && 'id' in identity) {
-    return String((identity as { id: unknown }).id);
-  }
+  const hasId = typeof identity === 'object' && identity !== null && 'id' in identity;
+  const id = hasId ? (identity as { id: unknown }).id : identity;
+  if (hasId && (typeof id !== 'object' || id === null)) return String(id);
+  // An object is named by its JSON: `String()` would name every one "[object Object]", and
+  // sessions would resume across owners. One that JSON cannot encode names no owner.
+  let json: string | undefined;
   try {
-    return JSON.stringify(identity) ?? '';
+    json = JSON.stringify(id);
   } catch {
-    return String(identity);
+    json = undefined;
   }
+  if (json === undefined) {
+    throw new TypeError('the identity cannot be encoded as JSON: give a sessionOwner');
+  }
+  return json;
 }
 
 /** The `topicPrefix` of nodes and publishers that name none. */
