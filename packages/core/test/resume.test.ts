@@ -358,6 +358,39 @@ async function lossyPair(history: History) {
   return { sender: sender!, lossy: lossy!, peer };
 }
 
+describe('a history that cannot be read', () => {
+  it("refuses a client's join of a history room UNAVAILABLE, and once it is back joins it at the end, replaying nothing", async () => {
+    const history = new (class extends MemoryHistory {
+      down = false;
+      override position(room: string) {
+        return this.down
+          ? Promise.reject(new Error('the history is unreachable'))
+          : super.position(room);
+      }
+    })();
+    stores.push(history);
+    for (const n of [1, 2, 3]) await history.append('chat', Buffer.from(`old ${n}`));
+    history.down = true;
+    const [a] = await cluster.start(1, {
+      history: [{ rooms: 'chat', store: history }],
+      authorizeJoin: () => true,
+    });
+    const { peer } = await V1Peer.connect(a!);
+    peer.send({ t: 'join', id: 1, r: 'chat' });
+    expect((await peer.next('ack')).error).toMatchObject({ code: 'UNAVAILABLE' });
+    expect(peer.all('joined')).toEqual([]);
+    history.down = false;
+    peer.send({ t: 'join', id: 2, r: 'chat' });
+    expect((await peer.next('ack', 1)).error).toBeUndefined();
+    const position = await history.position('chat');
+    expect(peer.all('joined')).toEqual([{ t: 'joined', r: 'chat', o: 3, e: position.epoch }]);
+    await a!.to('chat').send('new');
+    await until(() => peer.all('msg').length > 0, 2000, 'the new message');
+    await delay(50); // an old one handed on after it would show up by now
+    expect(peer.texts('chat')).toEqual(['new']);
+  });
+});
+
 describe('wscale.v1 live repair', () => {
   it('fills a gap in what a node received from the history, in order', async () => {
     const history = new MemoryHistory();

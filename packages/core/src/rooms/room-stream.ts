@@ -167,7 +167,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     admitted?: (position: HistoryPosition) => void,
     budget?: ReplayBudget,
   ): Promise<JoinOutcome> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const settle = (settled: JoinOutcome) => {
         const outcome = budget === undefined ? settled : withinBudget(settled, budget);
         this.#host.admit(client);
@@ -176,22 +176,26 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       };
       const failures = this.#positionFailures;
       this.#enqueue(async () => {
-        if (from !== undefined && this.#epoch === '') {
+        if (this.#epoch === '') {
           // The history was unreachable when the stream began: without its position nothing can
-          // be compared, so read it now, and say plainly that the room is unavailable if that fails.
-          // Not again when a read of it already failed while this join waited for its turn: the
-          // joins queued behind a history that does not answer would each wait a whole timeout
-          // more, one after the other, past `helloTimeoutMs`.
-          const unavailable = () => {
+          // be compared, so read it now. If that fails, a resume says plainly that the room is
+          // unavailable, and a new join (announced) fails: its member, at no known position, would
+          // later be handed the room's whole log as if it were new. Not read again when a read
+          // already failed while this join waited for its turn: the joins queued behind a history
+          // that does not answer would each wait a whole timeout more, past `helloTimeoutMs`.
+          const unavailable = (error: unknown) => {
+            if (from === undefined && admitted !== undefined) return reject(error);
             const position = { offset: this.#last, epoch: this.#epoch };
             settle({ position, recovered: false, reason: 'unavailable', replay: [] });
           };
-          if (this.#positionFailures !== failures) return unavailable();
+          if (this.#positionFailures !== failures) {
+            return unavailable(new HistoryError(`the history of "${this.#room}" is unreachable`));
+          }
           try {
             ({ offset: this.#last, epoch: this.#epoch } = await this.#position());
           } catch (error) {
             this.#host.error(error);
-            return unavailable();
+            return unavailable(error);
           }
         }
         if (from !== undefined && from.epoch === this.#epoch && from.offset > this.#last) {
@@ -279,7 +283,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         const average = entries.length === 0 ? 0 : bytes / entries.length;
         const limit =
           average === 0
-            ? Math.min(left, FIRST_PAGE)
+            ? Math.min(left, Number.isFinite(maxBytes) ? FIRST_PAGE : left)
             : Math.min(left, Math.max(1, Math.ceil((maxBytes - bytes) / average) + 1));
         const read = await this.#readHistory({ offset: after, epoch: from.epoch }, limit);
         if (!read.ok) {
