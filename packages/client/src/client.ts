@@ -435,17 +435,31 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     }
     this.#socket = socket;
     socket.binaryType = 'arraybuffer';
+    let opened = false;
+    // Why the handshake failed, where the runtime says (the `ws` package does: "Unexpected server
+    // response: 401", "Server sent no subprotocol"); browsers say nothing in their error events.
+    let failure: string | undefined;
     socket.onopen = () => {
+      opened = true;
       if (this.#socket === socket) this.#onOpen(socket);
     };
     socket.onmessage = (event) => {
       if (this.#socket === socket) this.#onFrame(event.data);
     };
     socket.onclose = (event) => {
-      if (this.#socket === socket) this.#closed({ code: event.code, reason: event.reason });
+      if (this.#socket !== socket) return;
+      if (!opened && failure !== undefined && /subprotocol/i.test(failure)) {
+        // The server did not select wscale.v1 (the runtime failed the handshake itself).
+        this.#protocolError(new ProtocolError(`the server did not select ${PROTOCOL}: ${failure}`));
+        return;
+      }
+      const reason = event.reason === '' && !opened ? (failure ?? '') : event.reason;
+      this.#closed({ code: event.code, reason });
     };
-    // A close event always follows an error event, and browsers say nothing useful in errors.
-    socket.onerror = () => undefined;
+    socket.onerror = (event) => {
+      const message = (event as { message?: unknown }).message;
+      if (typeof message === 'string' && message !== '') failure = message;
+    };
   }
 
   /**

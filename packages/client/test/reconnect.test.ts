@@ -5,6 +5,7 @@ import { Heartbeat } from '../src/heartbeat.js';
 import {
   backoffDelay,
   browserNetwork,
+  type ClientError,
   type ClientState,
   InvalidOptionError,
   WscaleClient,
@@ -195,6 +196,32 @@ describe('close codes', () => {
       { code: 1002, reason: expect.stringContaining('malformed'), reconnecting: false },
     ]);
     await connection.closed;
+  });
+
+  it('closes for good with a ProtocolError when the server does not select wscale.v1', async () => {
+    const fixture = await startFixture({ selectProtocol: false });
+    const { client, seen } = openClient(fixture.url, { backoffBaseMs: 10 });
+    await stateOf(client, 'closed');
+    await delay(SETTLE_MS);
+    expect(fixture.attempts).toHaveLength(1);
+    expect(seen.errors.map((error) => (error as ClientError).code)).toEqual(['PROTOCOL_ERROR']);
+    expect(seen.closes.at(-1)).toMatchObject({ code: 1002, reconnecting: false });
+  });
+
+  it('says why an upgrade was refused, where the runtime tells (Node): shouldReconnect can stop on 401', async () => {
+    const fixture = await startFixture();
+    fixture.refuseWith = 401;
+    const { client, seen } = openClient(fixture.url, {
+      backoffBaseMs: 10,
+      shouldReconnect: (close) => !close.reason.includes('401'),
+    });
+    await stateOf(client, 'closed');
+    expect(fixture.attempts).toHaveLength(1);
+    expect(seen.closes.at(-1)).toMatchObject({
+      code: 1006,
+      reason: 'Unexpected server response: 401',
+      reconnecting: false,
+    });
   });
 
   it('close() sends 1000, never reconnects, and connect() resumes the session later', async () => {
