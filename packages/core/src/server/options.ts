@@ -116,7 +116,10 @@ export interface ServerOptions<Identity = unknown> {
    */
   upstreamSaveMs?: number;
   /**
-   * Prefix of every broker topic, so several applications can share one broker.
+   * Prefix of every broker topic and state-store key, so several applications can share one
+   * broker and one store. A history names its keys by its own options (the Redis history's
+   * `keyPrefix`, the NATS history's stream): give each application its own there too, or their
+   * rooms of the same name share one log.
    * @default 'wscale:'
    */
   topicPrefix?: string;
