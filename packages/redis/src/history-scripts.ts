@@ -68,6 +68,12 @@ end
  * Returns `{offset, epoch}`.
  */
 export const APPEND = new LuaScript(`${PRELUDE}
+-- A publish this user may not make fails before anything is written: a Lua error undoes nothing,
+-- and a message kept unpublished would reach a resume later as if it had been sent. (Redis 7+.)
+if ARGV[6] ~= '' and redis.acl_check_cmd ~= nil
+  and not redis.acl_check_cmd(ARGV[6], KEYS[3] or ARGV[7], 'x') then
+  return redis.error_reply('NOPERM this user may not ' .. ARGV[6] .. ' to its channel: nothing appended')
+end
 local ttl = tonumber(ARGV[5])
 local epoch, offset, last = open(ARGV[2], ttl)
 offset = offset + 1

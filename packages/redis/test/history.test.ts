@@ -153,6 +153,34 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('appends nothing when its user may not publish to the channel (ACL): never kept unpublished', async () => {
+    await server.cli(
+      'acl',
+      'setuser',
+      'no-pub',
+      'on',
+      '>secret',
+      '~*',
+      'resetchannels',
+      '&other:*',
+      '+@all',
+    );
+    const history = new RedisHistory({
+      redis: { ...standalone(server), username: 'no-pub', password: 'secret' },
+    });
+    try {
+      const room = fresh('acl');
+      await expect(history.appendAndPublish(room, bytes('x'), 'news')).rejects.toThrow(
+        HistoryError,
+      );
+      expect(await history.position(room)).toMatchObject({ offset: 0 });
+      expect(await server.cli('exists', `wscale:history:{${room}}:log`)).toBe('0');
+    } finally {
+      await history.close();
+      await server.cli('acl', 'deluser', 'no-pub');
+    }
+  });
+
   it('rejects with HistoryError while Redis is down, and gives a new epoch after a restart', async () => {
     const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
     try {
