@@ -134,8 +134,14 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   catchUp(): void {
     this.#enqueue(async () => {
       const now = await this.#position();
+      if (this.#epoch === '') {
+        // Never knew where the log was: from here on, without handing on the log before it.
+        ({ offset: this.#last, epoch: this.#epoch } = now);
+        this.#host.resync(now);
+        return;
+      }
       if (now.epoch !== this.#epoch) {
-        if (this.#epoch !== '' && !(await this.#isNewEpoch(now.epoch))) return;
+        if (!(await this.#isNewEpoch(now.epoch))) return;
         this.#follow(now.epoch);
       }
       if (now.offset > this.#last) await this.#fill(now.offset);

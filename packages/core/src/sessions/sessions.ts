@@ -50,15 +50,15 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
 }
 
 /**
- * What a connection saves of its session: `data` is the application's data as JSON (the saver
- * measured it); without it, the data saved before is kept.
- */
-/**
  * How a save went: `written`; `refused`, the record names another connection (the session moved
  * on, or the store went back to an older record); `failed`, the store failed (reported).
  */
 export type SaveResult = 'written' | 'refused' | 'failed';
 
+/**
+ * What a connection saves of its session: `data` is the application's data as JSON (the saver
+ * measured it); without it, the data saved before is kept.
+ */
 export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: string | undefined };
 
 /** A resume's read of its session (see {@link Sessions.lookup}). */
