@@ -404,6 +404,11 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     this.#ws.terminate();
   }
 
+  /** Reads nothing more from the socket (it is being closed for what it sent). */
+  stopReading(): void {
+    this.#ws.pause();
+  }
+
   /** Writes a message framed once per node; the fan-out hot path. */
   deliver(message: Outgoing, kind: OutKind = message.kind): boolean {
     const ws = this.#ws;

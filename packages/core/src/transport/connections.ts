@@ -255,6 +255,9 @@ export class Connections<Identity, Data extends object>
   rateExceeded(client: AnyClient): void {
     this.#parts.reporter.limit('rate', { client: client.id });
     client.close(CloseCode.PolicyViolation, 'rate limit');
+    // What a flood already put in the socket is not read (and parsed) any more; the close frame
+    // still goes out, and the socket ends after `closeTimeoutMs`.
+    client.stopReading();
   }
 
   /**
