@@ -238,6 +238,31 @@ describe('one send budget for every frame', () => {
     expect(most).toBeLessThan(maxBufferedBytes + 1024);
   });
 
+  it('replays a gap of exactly maxReplayBytes read from the history', async () => {
+    const history = new MemoryHistory({ maxEntries: 1000 });
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const { server } = await node({
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: '*', store: history }],
+      maxReplayBytes: 1000,
+    });
+    server.on('connection', (client) => void client.join('chat'));
+    const { peer, welcome } = await V1Peer.connect(server);
+    const joined = await peer.next('joined');
+    peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to leave');
+    // Ten messages of 100 bytes, while the room has no member here: the resume reads them back.
+    for (let i = 0; i < 10; i++) await server.to('chat').send(String(i).repeat(100));
+    const back = await V1Peer.connect(server, {
+      session: welcome.session,
+      rooms: { chat: { o: joined.o!, e: joined.e! } },
+    });
+    expect(back.welcome.rooms.chat).toMatchObject({ recovered: true, o: 10 });
+    await until(() => back.peer.all('msg').length === 10, 2000, 'the ten replayed');
+    await Promise.all([history.close(), stateStore.close()]);
+  });
+
   it('reads little more than maxReplayBytes from the history for a resume that cannot replay it all', async () => {
     const read = { bytes: 0 };
     const history = new (class extends MemoryHistory {

@@ -266,6 +266,32 @@ describe('wscale.v1 sessions', () => {
     expect(back.welcome.resumed).toBe(true);
   });
 
+  it('keeps a connection opened after a takeover that a broker outage held back: only the connection named is closed', async () => {
+    const [a, b] = await startNodes(2);
+    const first = await V1Peer.connect(a!);
+    // The broker goes down; the client comes back on node b while node a still holds its first
+    // connection (half open): b's word to a waits in b's queue.
+    cluster.bus.disconnect();
+    const second = await V1Peer.connect(b!, { session: first.welcome.session });
+    expect(second.welcome.resumed).toBe(true);
+    // Then back on node a, through a new connection, while the broker is still down.
+    second.peer.ws.terminate();
+    await until(() => b!.clients.size === 0, 2000, 'node b to see the drop');
+    const third = await V1Peer.connect(a!, { session: first.welcome.session });
+    expect(third.welcome.resumed).toBe(true);
+    expect((await first.peer.closed).code).toBe(CloseCode.SessionTakenOver);
+    // The broker is back: b's old word arrives, naming the first connection, not the third.
+    cluster.bus.reconnect();
+    await until(
+      () => a!.brokerStatus === 'ready' && b!.brokerStatus === 'ready',
+      2000,
+      'the broker back',
+    );
+    await delay(200); // a wrong close would have come by now
+    expect(third.peer.ws.readyState).toBe(third.peer.ws.OPEN);
+    expect(a!.clients.get(first.welcome.client)).toBeDefined();
+  });
+
   it('closes the older connection when a session is resumed twice', async () => {
     const [a, b] = await startNodes(2);
     const first = await V1Peer.connect(a!);
@@ -388,6 +414,46 @@ describe('a history that cannot be read', () => {
     await until(() => peer.all('msg').length > 0, 2000, 'the new message');
     await delay(50); // an old one handed on after it would show up by now
     expect(peer.texts('chat')).toEqual(['new']);
+  });
+});
+
+describe('a history that could not be read at a resume', () => {
+  it('goes on from the next message without handing on the log before it', async () => {
+    const history = new (class extends MemoryHistory {
+      down = false;
+      override position(room: string) {
+        return this.down
+          ? Promise.reject(new Error('the history is unreachable'))
+          : super.position(room);
+      }
+    })();
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    stores.push(history, stateStore);
+    const [a] = await cluster.start(1, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: 'chat', store: history }],
+    });
+    a!.on('connection', (client) => {
+      if (!client.resumed) void client.join('chat');
+    });
+    const first = await V1Peer.connect(a!);
+    const joined = await first.peer.next('joined');
+    for (const n of [1, 2, 3]) await a!.to('chat').send(`m${n}`);
+    await until(() => first.peer.texts('chat').length === 3, 2000, 'three messages');
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the client to leave');
+    history.down = true;
+    const back = await V1Peer.connect(a!, {
+      session: first.welcome.session,
+      rooms: { chat: { o: 3, e: joined.e! } },
+    });
+    expect(back.welcome.rooms.chat).toMatchObject({ recovered: false, reason: 'unavailable' });
+    history.down = false;
+    await a!.to('chat').send('m4');
+    await until(() => back.peer.texts('chat').includes('m4'), 2000, 'the next message');
+    await delay(50); // old ones handed on after it would show up by now
+    expect(back.peer.texts('chat')).toEqual(['m4']);
   });
 });
 

@@ -84,12 +84,15 @@ export type DirectHeader = DirectOperation & {
 /**
  * Header of a {@link BusKind.Moved}: session `c` now lives on node `n`; close it with `a`. With
  * `d`, the node that held it, which answers {@link BusKind.Released} once it recorded the close.
+ * With `x`, the connection to close: a node holding another one of the session (opened after the
+ * frame was sent, which a broker outage can hold back) keeps it.
  */
 export interface MovedHeader {
   n: string;
   c: string;
   a: [code: number, reason: string];
   d?: string;
+  x?: string;
 }
 
 /** Header of a {@link BusKind.Released}: node `n` recorded the close of session `c`. */
@@ -643,7 +646,12 @@ function parseHeader(json: string): Fields {
 type Sent = Fields & NodeHeader;
 
 function isMoved(header: Sent): header is Sent & MovedHeader {
-  return isString(header.c) && isCloseArgument(header.a) && optional(header.d, isString);
+  return (
+    isString(header.c) &&
+    isCloseArgument(header.a) &&
+    optional(header.d, isString) &&
+    optional(header.x, isString)
+  );
 }
 
 function isReleased(header: Sent): header is Sent & ReleasedHeader {

@@ -280,13 +280,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
     const { from, upTo, maxBytes } = catcher;
     try {
-      const entries: HistoryEntry[] = [];
+      const replay: Outgoing[] = [];
       let bytes = 0;
       let failed: NotRecoveredReason | undefined;
-      while (entries.length < upTo - from.offset) {
-        const after = entries.at(-1)?.offset ?? from.offset;
+      while (replay.length < upTo - from.offset) {
+        const after = replay.at(-1)?.offset ?? from.offset;
         const left = upTo - after;
-        const average = entries.length === 0 ? 0 : bytes / entries.length;
+        const average = replay.length === 0 ? 0 : bytes / replay.length;
         const limit =
           average === 0
             ? Math.min(left, Number.isFinite(maxBytes) ? FIRST_PAGE : left)
@@ -298,19 +298,22 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         }
         const page = read.entries.filter((entry) => entry.offset > after && entry.offset <= upTo);
         if (page.length === 0) break;
-        for (const entry of page) bytes += entry.payload.length;
-        entries.push(...page);
+        for (const entry of page) {
+          // Counted as the replay's budget counts them: the message, not how the history keeps it.
+          const message = Outgoing.fromHistory(this.#room, entry, from.epoch);
+          bytes += message.bytes.length;
+          replay.push(message);
+        }
         if (bytes > maxBytes) return TOO_LONG;
       }
       const whole =
         failed === undefined &&
-        entries.length === upTo - from.offset &&
-        entries.every((entry, i) => entry.offset === from.offset + 1 + i);
+        replay.length === upTo - from.offset &&
+        replay.every((message, i) => message.offset === from.offset + 1 + i);
       if (this.#epoch !== catcher.epoch) {
         return { recovered: false, reason: 'epoch-changed', replay: [] };
       }
       if (!whole) return { recovered: false, reason: failed ?? 'too-old', replay: [] };
-      const replay = entries.map((entry) => Outgoing.fromHistory(this.#room, entry, from.epoch));
       return { recovered: true, replay };
     } catch (error) {
       this.#host.error(error);
@@ -322,7 +325,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     const offset = message.offset!;
     if (message.epoch !== this.#epoch) {
       if (!(await this.#isNewEpoch(message.epoch!))) return;
-      this.#follow(message.epoch!);
+      if (this.#epoch === '') {
+        // Never knew where the log was (its history was unreachable): from this message on,
+        // without handing on the log before it, which its members were never told they missed.
+        this.#epoch = message.epoch!;
+        this.#last = offset - 1;
+        this.#host.resync({ offset: this.#last, epoch: this.#epoch });
+      } else this.#follow(message.epoch!);
     }
     if (offset <= this.#last) {
       if (!this.#rewound(message)) return;

@@ -196,13 +196,17 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     return this.router.send(header, message?.bytes ?? NO_BYTES, message?.flags ?? 0);
   }
 
-  /** Closes an older connection of a session, wherever it is, without waiting. */
-  kick(sessionId: string): void {
+  /**
+   * Closes an older connection of a session without waiting: any one here (the new one is not
+   * registered yet), and elsewhere `conn`, the one the record named (a newer one, opened before
+   * this reaches its node after a broker outage, is kept).
+   */
+  kick(sessionId: string, conn?: string): void {
     this.release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER);
     // Not awaited: the new connection already holds the session in the store, and a broker
     // that is down must not hold its welcome back.
     this.router
-      .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
+      .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER, undefined, conn)
       .catch(this.#reporter.report);
   }
 
@@ -228,9 +232,9 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
-  release(id: string, code: number, reason: string): boolean {
+  release(id: string, code: number, reason: string, conn?: string): boolean {
     const older = this.#clients.get(id);
-    if (older === undefined) return false;
+    if (older === undefined || (conn !== undefined && older.conn !== conn)) return false;
     this.#clients.delete(id);
     older.close(code, reason);
     // Closed, it hands nothing more on: what it handed on can be recorded now, without waiting for
@@ -247,8 +251,15 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
    * Takes a session over from the node that holds it: resolves once the holder recorded the close
    * of its connection, or after `ms` (a node that was killed says nothing).
    */
-  takeOver(sessionId: string, holder: string, ms: number): Promise<void> {
-    return this.router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms);
+  takeOver(sessionId: string, holder: string, ms: number, conn?: string): Promise<void> {
+    return this.router.takeOver(
+      sessionId,
+      holder,
+      CloseCode.SessionTakenOver,
+      TAKEN_OVER,
+      ms,
+      conn,
+    );
   }
 
   /** Applies an operation to a local client: at once, but for a join or a leave, which it returns. */
