@@ -266,6 +266,53 @@ describe('wscale.v1 sessions', () => {
     expect(back.welcome.resumed).toBe(true);
   });
 
+  it('names an owner by its id class toString, and names none for an id it cannot tell apart', async () => {
+    class UserId {
+      readonly #value: string;
+      constructor(value: string) {
+        this.#value = value;
+      }
+      toString() {
+        return this.#value;
+      }
+    }
+    class Opaque {
+      readonly #value: string;
+      constructor(value: string) {
+        this.#value = value;
+      }
+      get value() {
+        return this.#value;
+      }
+    }
+    const stateStore = new MemoryStateStore();
+    stores.push(stateStore);
+    const errors: Error[] = [];
+    const [a] = await cluster.start(1, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      authenticate: (request) => {
+        const user = String(request.headers['x-user']);
+        return { id: request.headers['x-opaque'] ? new Opaque(user) : new UserId(user) };
+      },
+    });
+    a!.on('error', (error) => errors.push(error));
+    const ada = await V1Peer.connect(a!, {}, { 'x-user': 'ada' });
+    const eve = await V1Peer.connect(a!, { session: ada.welcome.session }, { 'x-user': 'eve' });
+    expect(eve.welcome).toMatchObject({ resumed: false, reason: 'forbidden' });
+    // Two such ids would read alike ("{}"): no session is opened on it, and the node says why.
+    const opaque = new V1Peer(a!, { 'x-user': 'ada', 'x-opaque': '1' });
+    await opaque.opened;
+    opaque.send({ t: 'hello' });
+    let close: { code: number } | undefined;
+    void opaque.closed.then((value) => {
+      close = value;
+    });
+    await until(() => close !== undefined, 3000, 'the hello to be refused');
+    expect(close!.code).toBe(CloseCode.InternalError);
+    expect(errors.map((error) => error.message).join()).toMatch(/does not name its owner/);
+  });
+
   it('keeps a connection opened after a takeover that a broker outage held back: only the connection named is closed', async () => {
     const [a, b] = await startNodes(2);
     const first = await V1Peer.connect(a!);

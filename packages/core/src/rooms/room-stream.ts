@@ -1,5 +1,5 @@
 import type { Buffer } from 'node:buffer';
-import type { History, HistoryEntry, HistoryPosition, HistoryReadResult } from '../contracts.js';
+import type { History, HistoryPosition, HistoryReadResult } from '../contracts.js';
 import { HistoryError } from '../errors.js';
 import type { NotRecoveredReason } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';

@@ -95,20 +95,28 @@ function resolveDeflate(
 function defaultOwner(identity: unknown): string {
   if (identity === true || identity === undefined) return '';
   const hasId = typeof identity === 'object' && identity !== null && 'id' in identity;
-  const id = hasId ? (identity as { id: unknown }).id : identity;
-  if (hasId && (typeof id !== 'object' || id === null)) return String(id);
-  // An object is named by its JSON: `String()` would name every one "[object Object]", and
-  // sessions would resume across owners. One that JSON cannot encode names no owner.
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(id);
-  } catch {
-    json = undefined;
+  const value = hasId ? (identity as { id: unknown }).id : identity;
+  if (typeof value !== 'object' || value === null) {
+    if (hasId) return String(value);
+    try {
+      return JSON.stringify(value) ?? String(value);
+    } catch {
+      return String(value); // a BigInt
+    }
   }
-  if (json === undefined) {
-    throw new TypeError('the identity cannot be encoded as JSON: give a sessionOwner');
+  // An object that says what it is (a class with `toString`) is named by it; a plain object or
+  // array by its JSON. Any other (a `Map`, a class with private fields) would name every one alike
+  // ("[object Map]", "{}"), and sessions would resume across owners: it names none.
+  const named = Array.isArray(value) ? undefined : String(value);
+  if (named !== undefined && !/^\[object \w+\]$/.test(named)) return named;
+  if (Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) {
+    try {
+      return JSON.stringify(value);
+    } catch {
+      // A BigInt or a cycle inside: no owner, as below.
+    }
   }
-  return json;
+  throw new TypeError('the identity does not name its owner: give a sessionOwner');
 }
 
 /** The `topicPrefix` of nodes and publishers that name none. */
