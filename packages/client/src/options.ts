@@ -38,15 +38,16 @@ export interface ClientOptions {
   /** The longest a reconnect waits, in ms. @default 30000 */
   backoffCapMs?: number;
   /**
-   * Consecutive reconnect attempts before the client gives up and closes (a connection that
-   * lasted `stableAfterMs` resets the count). `0` never reconnects.
+   * Consecutive reconnect attempts before the client gives up and closes (a `welcome` resets the
+   * count). `0` never reconnects.
    * @default Infinity
    */
   maxReconnectAttempts?: number;
   /**
-   * How long a welcomed connection must last for its drop to start the backoff from the beginning.
+   * How long a welcomed connection must last for the backoff's delay to start over after it drops.
    * A server that welcomes and closes at once (1013 right after the welcome, a node that cannot
    * keep the session) is backed off from as one that refuses, instead of met a few times a second.
+   * A restart (1012) of a welcomed connection is always retried at once (`restartJitterMs`).
    * @default 5000
    */
   stableAfterMs?: number;

@@ -21,8 +21,10 @@ export interface ReconnectSchedule {
 export class ReconnectScheduler {
   readonly #schedule: ReconnectSchedule;
   readonly #attemptNow: () => void;
-  /** Attempts made since the last connection that lasted. */
+  /** Attempts made since the last welcome: what `maxAttempts` bounds. */
   #attempts = 0;
+  /** The backoff's step: attempts since the last connection that lasted `stableAfterMs`. */
+  #step = 0;
   /** When the current connection was welcomed, if it was. */
   #welcomedAt: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -35,7 +37,7 @@ export class ReconnectScheduler {
     this.#attemptNow = attemptNow;
   }
 
-  /** Attempts made since the last connection that lasted. */
+  /** Attempts made since the last welcome. */
   get attempts(): number {
     return this.#attempts;
   }
@@ -52,15 +54,17 @@ export class ReconnectScheduler {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#attempts = 0;
+    this.#step = 0;
     this.#welcomedAt = undefined;
   }
 
   /**
-   * A connection was welcomed. Once it has lasted `stableAfterMs`, its drop starts the backoff
-   * from the beginning; a server that welcomes and closes at once (a node that cannot keep the
+   * A connection was welcomed: the attempts start over. The backoff starts over only once it has
+   * lasted `stableAfterMs`: a server that welcomes and closes at once (a node that cannot keep the
    * session, a 1013 right after the welcome) is backed off from like one that refuses.
    */
   succeeded(): void {
+    this.#attempts = 0;
     this.#welcomedAt = Date.now();
   }
 
@@ -70,17 +74,17 @@ export class ReconnectScheduler {
    */
   plan(restart: boolean): boolean {
     const { baseMs, capMs, maxAttempts, stableAfterMs, restartJitterMs } = this.#schedule;
-    if (this.#welcomedAt !== undefined && Date.now() - this.#welcomedAt >= stableAfterMs) {
-      this.#attempts = 0;
-    }
+    const welcomed = this.#welcomedAt !== undefined;
+    if (welcomed && Date.now() - this.#welcomedAt! >= stableAfterMs) this.#step = 0;
     this.#welcomedAt = undefined;
     if (this.#attempts >= maxAttempts) return false;
-    // A restart (1012) on a connection that was working means "go to another node now"; a restart
-    // again before any success backs off like any failure.
+    // A restart (1012) of a connection that was welcomed means "go to another node now", however
+    // short it lived (a rolling deploy drains node after node); a restart again before any
+    // welcome backs off like any failure.
     const delay =
-      restart && this.#attempts === 0
+      restart && welcomed
         ? Math.floor(Math.random() * restartJitterMs)
-        : backoffDelay(this.#attempts, baseMs, capMs);
+        : backoffDelay(this.#step, baseMs, capMs);
     this.cancel();
     this.#waiting = true;
     if (this.#offline()) return true;
@@ -98,6 +102,7 @@ export class ReconnectScheduler {
   #fire(): void {
     this.cancel();
     this.#attempts++;
+    this.#step++;
     this.#attemptNow();
   }
 
@@ -111,6 +116,7 @@ export class ReconnectScheduler {
     }
     // Back online: the network changed, so the old backoff says nothing about the server.
     this.#attempts = 0;
+    this.#step = 0;
     this.#fire();
   }
 

@@ -85,24 +85,28 @@ describe('backoff', () => {
       vi.advanceTimersByTime(60_000);
       expect(fired).toHaveLength(6);
 
-      // A connection welcomed and dropped at once is no fresh start: the attempts stay used up.
+      // A connection welcomed and closed at once (1013 after the welcome) starts the attempts over
+      // but not the backoff: it goes on from the cap.
       scheduler.succeeded();
-      expect(scheduler.plan(false)).toBe(false);
-      // After one that lasted, a restart (1012) waits within the restart jitter, not the backoff;
-      // a second restart before any success backs off like any failure.
+      expectWait(false, 750);
+      // A restart (1012) of a welcomed connection, however short it lived, waits within the
+      // restart jitter; a second restart before any welcome backs off like any failure.
+      scheduler.succeeded();
+      expectWait(true, 30);
+      expectWait(true, 750);
+      // After a connection that lasted, the backoff starts over.
       scheduler.succeeded();
       vi.advanceTimersByTime(5000);
-      expectWait(true, 30);
-      expectWait(true, 150);
+      expectWait(false, 75);
 
       // Offline, nothing fires however long it waits; back online, an attempt at once and the
       // backoff from the start.
       network.set(false);
       expect(scheduler.plan(false)).toBe(true);
       vi.advanceTimersByTime(60_000);
-      expect(fired).toHaveLength(8);
+      expect(fired).toHaveLength(10);
       network.set(true);
-      expect(fired).toHaveLength(9);
+      expect(fired).toHaveLength(11);
       expect(scheduler.attempts).toBe(1);
       expectWait(false, 150);
     } finally {
@@ -113,11 +117,7 @@ describe('backoff', () => {
 
   it('starts the backoff over after a successful connection', async () => {
     const fixture = await startFixture();
-    const { client } = openClient(fixture.url, {
-      backoffBaseMs: 10,
-      maxReconnectAttempts: 1,
-      stableAfterMs: 0,
-    });
+    const { client } = openClient(fixture.url, { backoffBaseMs: 10, maxReconnectAttempts: 1 });
     for (let n = 1; n <= 4; n++) {
       const connection = await fixture.connection(n);
       await stateOf(client, 'open');
