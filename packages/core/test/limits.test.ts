@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import {
   CloseCode,
   LimitExceededError,
@@ -13,6 +15,7 @@ import { frame, json, RawSocket, upgradeStatus } from './helpers/raw-socket.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 afterEach(() => {
   RawSocket.destroyAll();
   return cluster.closeAll();
@@ -91,14 +94,28 @@ describe('per-client limits', () => {
     expect(server.stats.limited.rate).toBe(1);
   });
 
-  it('counts pong frames against maxOpsPerSecond: a pong flood is closed with 1008', async () => {
+  /** Floods a node with empty control frames past `maxOpsPerSecond`; resolves with the close. */
+  async function controlFlood(opcode: number) {
     const { server, port } = await node({ maxOpsPerSecond: 20 });
     const raw = await RawSocket.open(port);
     raw.write(json({ t: 'hello' }));
     await raw.next('welcome');
-    raw.write(Buffer.concat(Array.from({ length: 100 }, () => frame(0xa, Buffer.alloc(0)))));
-    expect((await raw.closeFrame()).code).toBe(CloseCode.PolicyViolation);
-    expect(server.stats.limited.rate).toBe(1);
+    raw.write(Buffer.concat(Array.from({ length: 100 }, () => frame(opcode, Buffer.alloc(0)))));
+    return { close: await raw.closeFrame(), limited: server.stats.limited.rate };
+  }
+
+  it('counts pong frames against maxOpsPerSecond: a pong flood is closed with 1008', async () => {
+    expect(await controlFlood(0xa)).toMatchObject({
+      close: { code: CloseCode.PolicyViolation },
+      limited: 1,
+    });
+  });
+
+  it('counts ping frames against maxOpsPerSecond: a ping flood is closed with 1008', async () => {
+    expect(await controlFlood(0x9)).toMatchObject({
+      close: { code: CloseCode.PolicyViolation },
+      limited: 1,
+    });
   });
 
   it('takes a message in 128 fragments and closes one in more with 1008 (a fragment costs heap)', async () => {
@@ -120,6 +137,24 @@ describe('per-client limits', () => {
     await raw.next('pong');
     raw.write(fragmented(129));
     expect((await raw.closeFrame()).code).toBe(CloseCode.PolicyViolation);
+  });
+
+  it('closes a compressed message in too many fragments with 1008, connection after connection, and stays up', async () => {
+    const { server, port } = await node({ perMessageDeflate: true });
+    // From another process, as a client across a network: a fragment past the limit arrives
+    // while the one before it is still inflating.
+    const flood = spawn(process.execPath, [fixture('fragment-flood.mjs'), String(port), '12'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    flood.stdout.on('data', (chunk: Buffer) => {
+      output += chunk;
+    });
+    const exit = await new Promise<number | null>((resolve) => flood.once('exit', resolve));
+    expect(exit).toBe(0);
+    expect(output.trim().split('\n')).toEqual(Array(12).fill(String(CloseCode.PolicyViolation)));
+    await until(() => server.clients.size === 0, 2000, 'the connections to be gone');
+    expect(await upgradeStatus(port)).toBe(101);
   });
 
   it('ends a closed connection whose peer never answers the close within closeTimeoutMs, freeing its place', async () => {

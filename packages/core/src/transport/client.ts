@@ -662,8 +662,8 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     this.#seen = ALIVE;
   }
 
-  /** A pong frame came: a sign of life, and one operation of the rate limit. */
-  pong(): void {
+  /** A ping or pong frame came: a sign of life, and one operation of the rate limit. */
+  control(): void {
     if (!this.open) return;
     this.markAlive();
     if (!this.takeOp()) this.#host.rateExceeded(this);

@@ -175,6 +175,7 @@ export class UpgradeGate<Identity> {
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
       socket.off('error', ignore);
+      if (ws.extensions !== '') stopParsingOnError(ws);
       this.#door.admit(ws, socket, request, identity);
     });
   }
@@ -229,3 +230,35 @@ function ignore(): void {}
 
 /** The most frames (fragments) one message may come in; past it the connection closes with 1008. */
 const MAX_FRAGMENTS = 128;
+
+/** What {@link stopParsingOnError} reaches in a `ws` socket's frame parser. */
+interface FrameParser {
+  _errored: boolean;
+  _loop: boolean;
+  getData(this: FrameParser, cb: unknown): void;
+}
+
+/**
+ * A `ws` receiver that refused a frame (too many fragments, too large) while a compressed one was
+ * still inflating went on parsing when the inflation ended, and threw (ws 8.23: its frame mask
+ * was already cleared), ending the process: a client with compression on could end a node with
+ * 129 small fragments. Such a receiver now parses nothing more once it has refused a frame.
+ */
+function stopParsingOnError(ws: WebSocket): void {
+  const receiver = (ws as unknown as { _receiver?: FrameParser })._receiver;
+  if (receiver !== undefined && typeof receiver.getData === 'function') {
+    receiver.getData = guardedGetData(Object.getPrototypeOf(receiver).getData);
+  }
+}
+
+let guarded: FrameParser['getData'] | undefined;
+function guardedGetData(getData: FrameParser['getData']): FrameParser['getData'] {
+  guarded ??= function (this: FrameParser, cb: unknown) {
+    if (this._errored) {
+      this._loop = false;
+      return;
+    }
+    getData.call(this, cb);
+  };
+  return guarded;
+}

@@ -87,7 +87,7 @@ describe('what a connection keeps', () => {
     const socket = {};
     const { client, ws } = connection(socket);
     client.heartbeat();
-    client.pong();
+    client.control();
     client.heartbeat();
     client.heartbeat();
     expect(ws.calls).toEqual(['ping', 'ping', 'terminate']);
