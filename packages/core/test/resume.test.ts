@@ -313,7 +313,7 @@ describe('wscale.v1 sessions', () => {
     expect(errors.map((error) => error.message).join()).toMatch(/does not name its owner/);
   });
 
-  it('keeps a connection opened after a takeover that a broker outage held back: only the connection named is closed', async () => {
+  it('keeps a connection opened after a takeover that a broker outage held back: a takeover closes only older ones', async () => {
     const [a, b] = await startNodes(2);
     const first = await V1Peer.connect(a!);
     // The broker goes down; the client comes back on node b while node a still holds its first
@@ -321,9 +321,10 @@ describe('wscale.v1 sessions', () => {
     cluster.bus.disconnect();
     const second = await V1Peer.connect(b!, { session: first.welcome.session });
     expect(second.welcome.resumed).toBe(true);
-    // Then back on node a, through a new connection, while the broker is still down.
+    // Then back on node a, a moment later, through a new connection, while the broker is still down.
     second.peer.ws.terminate();
     await until(() => b!.clients.size === 0, 2000, 'node b to see the drop');
+    await delay(300);
     const third = await V1Peer.connect(a!, { session: first.welcome.session });
     expect(third.welcome.resumed).toBe(true);
     expect((await first.peer.closed).code).toBe(CloseCode.SessionTakenOver);
@@ -337,6 +338,57 @@ describe('wscale.v1 sessions', () => {
     await delay(200); // a wrong close would have come by now
     expect(third.peer.ws.readyState).toBe(third.peer.ws.OPEN);
     expect(a!.clients.get(first.welcome.client)).toBeDefined();
+  });
+
+  it('closes at once a connection welcomed while the store was down when the session resumes elsewhere, and keeps the newest through a broker outage too', async () => {
+    const store = new (class extends MemoryStateStore {
+      down = false;
+      override get(key: string) {
+        return this.down ? Promise.reject(new Error('the store is down')) : super.get(key);
+      }
+      override set(key: string, value: string, options?: { ifVersion?: string | null }) {
+        return this.down
+          ? Promise.reject(new Error('the store is down'))
+          : super.set(key, value, options);
+      }
+    })({ ttlMs: 60_000 });
+    stores.push(store);
+    const [a, b, c] = await cluster.start(3, {
+      stateStore: store,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const first = await V1Peer.connect(a!);
+    first.peer.ws.close(1000);
+    await recordedClose(store, first.welcome.client);
+    // Welcomed while the store is down: never recorded.
+    store.down = true;
+    const unrecorded = await V1Peer.connect(b!, { session: first.welcome.session });
+    expect(unrecorded.welcome.reason).toBe('unavailable');
+    store.down = false;
+    // The client resumes on node c (the other connection half open): node b closes its own.
+    await delay(300);
+    const newest = await V1Peer.connect(c!, { session: first.welcome.session });
+    expect(newest.welcome.resumed).toBe(true);
+    let closed: { code: number } | undefined;
+    void unrecorded.peer.closed.then((value) => {
+      closed = value;
+    });
+    await until(() => closed !== undefined, 1000, 'the unrecorded connection to be closed');
+    expect(closed!.code).toBe(CloseCode.SessionTakenOver);
+    // Store and broker down together: a resume answered unavailable, then a newer connection;
+    // when the broker is back, the held-back takeover closes nothing newer than itself.
+    store.down = true;
+    cluster.bus.disconnect();
+    const during = await V1Peer.connect(a!, { session: first.welcome.session });
+    expect(during.welcome.reason).toBe('unavailable');
+    during.peer.ws.terminate();
+    await delay(300);
+    const last = await V1Peer.connect(b!, { session: first.welcome.session });
+    store.down = false;
+    cluster.bus.reconnect();
+    await until(() => b!.brokerStatus === 'ready', 2000, 'the broker back');
+    await delay(200); // a wrong close would have come by now
+    expect(last.peer.ws.readyState).toBe(last.peer.ws.OPEN);
   });
 
   it('closes the older connection when a session is resumed twice', async () => {

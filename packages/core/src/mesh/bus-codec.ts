@@ -84,15 +84,15 @@ export type DirectHeader = DirectOperation & {
 /**
  * Header of a {@link BusKind.Moved}: session `c` now lives on node `n`; close it with `a`. With
  * `d`, the node that held it, which answers {@link BusKind.Released} once it recorded the close.
- * With `x`, the connection to close: a node holding another one of the session (opened after the
- * frame was sent, which a broker outage can hold back) keeps it.
+ * `t`, when it was sent (the sender's clock, ms): a node keeps a connection of the session it
+ * opened after that (a broker outage can hold the frame back for long).
  */
 export interface MovedHeader {
   n: string;
   c: string;
   a: [code: number, reason: string];
   d?: string;
-  x?: string;
+  t?: number;
 }
 
 /** Header of a {@link BusKind.Released}: node `n` recorded the close of session `c`. */
@@ -650,7 +650,7 @@ function isMoved(header: Sent): header is Sent & MovedHeader {
     isString(header.c) &&
     isCloseArgument(header.a) &&
     optional(header.d, isString) &&
-    optional(header.x, isString)
+    optional(header.t, isCount)
   );
 }
 

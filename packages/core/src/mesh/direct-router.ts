@@ -21,10 +21,10 @@ export interface DirectTarget {
   /** Applies a direct operation to the local client it names; false when this node has none. */
   apply(frame: DirectFrame): boolean;
   /**
-   * Closes the local client of a session another node took over (only connection `conn`, when
-   * named); false when there was none.
+   * Closes the local client of a session another node took over (unless it opened after `sentAt`,
+   * when given); false when there was none.
    */
-  release(id: string, code: number, reason: string, conn?: string): boolean;
+  release(id: string, code: number, reason: string, sentAt?: number): boolean;
   /** The last save of the session's connection that closed here, while it is under way. */
   recorded(id: string): Promise<void> | undefined;
 }
@@ -143,7 +143,7 @@ export class DirectRouter {
    * A session is taken over by this node: every node hears it (the old holder closes its
    * connection), and operations routed here wait for {@link arrived}.
    */
-  claim(id: string, code: number, reason: string, holder?: string, conn?: string): Promise<void> {
+  claim(id: string, code: number, reason: string, holder?: string): Promise<void> {
     this.#located.delete(id);
     this.#moved.delete(id);
     const previous = this.#arriving.get(id);
@@ -151,9 +151,8 @@ export class DirectRouter {
     const timer = setTimeout(() => this.#arriving.delete(id), ARRIVING_MS);
     timer.unref();
     this.#arriving.set(id, { frames: previous?.frames ?? [], timer });
-    const header: MovedHeader = { n: this.#nodeId, c: id, a: [code, reason] };
+    const header: MovedHeader = { n: this.#nodeId, c: id, a: [code, reason], t: Date.now() };
     if (holder !== undefined) header.d = holder;
-    if (conn !== undefined) header.x = conn;
     return this.#mesh.toNode(undefined, { kind: BusKind.Moved, header });
   }
 
@@ -162,14 +161,7 @@ export class DirectRouter {
    * the session's connection and answers once it has recorded the close. Resolves on that
    * answer, or after `ms` without one (a node that was killed says nothing).
    */
-  takeOver(
-    id: string,
-    holder: string,
-    code: number,
-    reason: string,
-    ms: number,
-    conn?: string,
-  ): Promise<void> {
+  takeOver(id: string, holder: string, code: number, reason: string, ms: number): Promise<void> {
     const released = new Promise<void>((resolve) => {
       const waiting = this.#releasing.get(id) ?? new Set();
       this.#releasing.set(id, waiting);
@@ -188,7 +180,7 @@ export class DirectRouter {
     const local = holder === this.#nodeId;
     // Here, any connection of the session is older than the one taking it over.
     if (local) this.#target.release(id, code, reason);
-    this.claim(id, code, reason, local ? undefined : holder, conn).catch(this.#report);
+    this.claim(id, code, reason, local ? undefined : holder).catch(this.#report);
     if (local) void (this.#target.recorded(id) ?? Promise.resolve()).then(() => this.#released(id));
     return released;
   }
@@ -267,7 +259,7 @@ export class DirectRouter {
     const { c: id, n: node } = header;
     remember(this.#located, id, node, MAX_LOCATED);
     const [code, reason] = header.a;
-    if (this.#target.release(id, code, reason, header.x)) {
+    if (this.#target.release(id, code, reason, header.t)) {
       remember(this.#moved, id, node, MAX_MOVED);
     } else {
       // Only the node that held the session last passes operations on: one path, never two.

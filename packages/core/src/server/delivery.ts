@@ -197,16 +197,15 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /**
-   * Closes an older connection of a session without waiting: any one here (the new one is not
-   * registered yet), and elsewhere `conn`, the one the record named (a newer one, opened before
-   * this reaches its node after a broker outage, is kept).
+   * Closes an older connection of a session, wherever it is, without waiting (one opened after
+   * this, before it reaches its node after a broker outage, is kept).
    */
-  kick(sessionId: string, conn?: string): void {
+  kick(sessionId: string): void {
     this.release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER);
     // Not awaited: the new connection already holds the session in the store, and a broker
     // that is down must not hold its welcome back.
     this.router
-      .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER, undefined, conn)
+      .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
       .catch(this.#reporter.report);
   }
 
@@ -232,9 +231,12 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
-  release(id: string, code: number, reason: string, conn?: string): boolean {
+  release(id: string, code: number, reason: string, sentAt?: number): boolean {
     const older = this.#clients.get(id);
-    if (older === undefined || (conn !== undefined && older.conn !== conn)) return false;
+    if (older === undefined) return false;
+    // Opened after the takeover was sent: a newer connection of the session, not the one it meant.
+    // (Clocks of two nodes differ: within CLOCK_SLACK_MS the connection counts as older.)
+    if (sentAt !== undefined && (older.openedAt ?? 0) > sentAt + CLOCK_SLACK_MS) return false;
     this.#clients.delete(id);
     older.close(code, reason);
     // Closed, it hands nothing more on: what it handed on can be recorded now, without waiting for
@@ -251,15 +253,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
    * Takes a session over from the node that holds it: resolves once the holder recorded the close
    * of its connection, or after `ms` (a node that was killed says nothing).
    */
-  takeOver(sessionId: string, holder: string, ms: number, conn?: string): Promise<void> {
-    return this.router.takeOver(
-      sessionId,
-      holder,
-      CloseCode.SessionTakenOver,
-      TAKEN_OVER,
-      ms,
-      conn,
-    );
+  takeOver(sessionId: string, holder: string, ms: number): Promise<void> {
+    return this.router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms);
   }
 
   /** Applies an operation to a local client: at once, but for a join or a leave, which it returns. */
@@ -324,3 +319,6 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 const TAKEN_OVER = 'session resumed elsewhere';
 /** What a direct operation applied at once resolves with. */
 const DONE = Promise.resolve();
+
+/** How far two nodes' clocks may differ for a takeover's send time to order it with a connection. */
+const CLOCK_SLACK_MS = 100;

@@ -71,7 +71,7 @@ export interface SessionLookup {
   /** Why it did not answer, when it did not. */
   readonly failed?: unknown;
   /** The session and the node holding it, while a connection holds it. */
-  readonly holder?: { id: string; node: string; owner: string; conn: string };
+  readonly holder?: { id: string; node: string; owner: string };
 }
 
 /** The outcome of a `hello`. */
@@ -91,8 +91,6 @@ export interface OpenedSession {
   record?: SessionRecord;
   /** Whether the session's previous connection closed and recorded everything it handed on. */
   cleanlyClosed?: boolean;
-  /** The connection the record named before this one took the session. */
-  replaced?: string;
 }
 
 /**
@@ -153,7 +151,7 @@ export class Sessions {
     const holder =
       settled || record?.node === undefined
         ? undefined
-        : { id, node: record.node, owner: record.owner, conn: record.conn };
+        : { id, node: record.node, owner: record.owner };
     return { token, id, read: { current: stored }, holder };
   }
 
@@ -173,7 +171,6 @@ export class Sessions {
     let refusal: NotResumedReason | undefined;
     let claimed: SessionRecord | undefined;
     let cleanlyClosed = false;
-    let replaced: string | undefined;
     let damage: SessionRecordError | undefined;
     try {
       await updateState(
@@ -198,7 +195,6 @@ export class Sessions {
             return undefined;
           }
           cleanlyClosed = record.live === false;
-          replaced = record.conn;
           claimed = { ...record, conn, live: true, answering: undefined, node: this.#node };
           return JSON.stringify(claimed);
         },
@@ -218,7 +214,6 @@ export class Sessions {
       resumed: true,
       record: claimed,
       cleanlyClosed,
-      replaced,
     };
   }
 

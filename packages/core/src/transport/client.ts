@@ -134,6 +134,8 @@ export interface ClientHost {
 interface Rare {
   dropped: number;
   conn?: string;
+  /** When its session's connection opened here (Date.now()). */
+  openedAt?: number;
   /** Its session's owner, as `sessionOwner` said when the session opened. */
   owner?: string;
   /** Frames held back: while its session opens, or while a join or leave is being saved. */
@@ -586,6 +588,15 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   set conn(conn: string | undefined) {
     this.#rareState().conn = conn;
+  }
+
+  /** When the connection of its session opened on this node (`wscale.v1`). */
+  get openedAt(): number | undefined {
+    return this.#rare?.openedAt;
+  }
+
+  set openedAt(at: number | undefined) {
+    this.#rareState().openedAt = at;
   }
 
   /** The owner of this client's `wscale.v1` session, known from its open. */

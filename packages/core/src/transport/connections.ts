@@ -35,10 +35,10 @@ export interface ConnectionSettings extends V1Settings, SaverSettings<unknown> {
 
 /** Sessions that move between nodes: what the connections ask of the node's direct delivery. */
 export interface Takeovers {
-  /** Closes an older connection of the session (`conn`, when known), wherever it is. */
-  kick(sessionId: string, conn?: string): void;
+  /** Closes an older connection of the session, wherever it is, without waiting. */
+  kick(sessionId: string): void;
   /** Takes a session over from the node that holds it; resolves once it let go, or after `ms`. */
-  takeOver(sessionId: string, holder: string, ms: number, conn?: string): Promise<void>;
+  takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
   /** Applies what came for a session while it was being taken over (behind its welcome). */
   arrived(client: AnyClient): void;
 }
@@ -129,12 +129,12 @@ export class Connections<Identity, Data extends object>
     return nodeId === this.nodeId || this.#parts.mesh.isAlive(nodeId);
   }
 
-  kick(sessionId: string, conn?: string): void {
-    this.#parts.takeovers.kick(sessionId, conn);
+  kick(sessionId: string): void {
+    this.#parts.takeovers.kick(sessionId);
   }
 
-  takeOver(sessionId: string, holder: string, ms: number, conn?: string): Promise<void> {
-    return this.#parts.takeovers.takeOver(sessionId, holder, ms, conn);
+  takeOver(sessionId: string, holder: string, ms: number): Promise<void> {
+    return this.#parts.takeovers.takeOver(sessionId, holder, ms);
   }
 
   /** Registers the connection of an opened `wscale.v1` session. */
@@ -142,6 +142,7 @@ export class Connections<Identity, Data extends object>
     const data = session.record?.data as Data | undefined;
     const client = this.#add(session.id, ws, socket, identity as Identity, true, data);
     client.conn = session.conn;
+    client.openedAt = Date.now();
     client.owner = session.owner;
     return client;
   }

@@ -49,16 +49,13 @@ export interface V1Node {
   readonly nodeId: string;
   /** Whether a node (this one or another) is alive. */
   alive(nodeId: string): boolean;
+  /** Closes an older connection of the session, wherever it is, without waiting. */
+  kick(sessionId: string): void;
   /**
-   * Closes an older connection of the session, wherever it is, without waiting: `conn` when known
-   * (a newer one, opened before this reaches its node, is kept).
+   * Closes the connection that holds a session on node `holder` (this one or another); resolves
+   * once that node has recorded the connection's close, or after `ms` without its answer.
    */
-  kick(sessionId: string, conn?: string): void;
-  /**
-   * Closes the connection `conn` that holds a session on node `holder` (this one or another);
-   * resolves once that node has recorded the connection's close, or after `ms` without its answer.
-   */
-  takeOver(sessionId: string, holder: string, ms: number, conn?: string): Promise<void>;
+  takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
   /** Creates and registers the client of an opened session. */
   register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): V1Client;
   /** Starts taking the frames of a registered client's socket. */
@@ -308,8 +305,7 @@ export class V1Endpoint {
     }
     // The session the token named (resumed, or kept while the store is down): an older
     // connection may still hold it.
-    if (session.resumed || session.reason === 'unavailable')
-      node.kick(session.id, session.replaced);
+    if (session.resumed || session.reason === 'unavailable') node.kick(session.id);
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
     // Whether the previous connection recorded all it handed on: only a clean close says so, and
@@ -385,7 +381,7 @@ export class V1Endpoint {
     if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) {
       return lookup;
     }
-    await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS, holder.conn);
+    await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS);
     // The holder recorded its close meanwhile (or did not answer): the session is read again.
     return undefined;
   }
