@@ -77,9 +77,10 @@ export interface ServerOptions<Identity = unknown> {
    * Who may resume a session: the owner key of the identity `authenticate` returned. A session is
    * resumed only by a connection whose key is the same. Asked once per `wscale.v1` connection, at
    * its `hello` (the session's saves reuse the answer), and when the client enters a presence room.
-   * @default the identity's `id`: as a string when it is not an object or has its own `toString`,
-   * as JSON when it is a plain object or an array; an identity without `id` as JSON. An `id` that
-   * names no owner (a `Map`, a class instance without `toString`) fails the `hello`: give this.
+   * @default the identity's `id` (or the identity, without one), named so that two different ones
+   * never read alike: as a string when it is not an object, bytes as base64, a date as its ISO time,
+   * an object with its own `toString` by it, else as JSON. One JSON cannot hold whole (a `Map`, a
+   * class instance with private state only) names no owner and fails the `hello`: give this.
    */
   sessionOwner?: (identity: Identity) => string;
   /**

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { InvalidOptionError } from '../errors.js';
 import type { PerMessageDeflateOptions, ResolvedOptions, ServerOptions } from './options.js';
 
@@ -104,19 +105,48 @@ function defaultOwner(identity: unknown): string {
       return String(value); // a BigInt
     }
   }
-  // An object that says what it is (a class with `toString`) is named by it; a plain object or
-  // array by its JSON. Any other (a `Map`, a class with private fields) would name every one alike
-  // ("[object Map]", "{}"), and sessions would resume across owners: it names none.
-  const named = Array.isArray(value) ? undefined : String(value);
-  if (named !== undefined && !/^\[object \w+\]$/.test(named)) return named;
-  if (Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype) {
-    try {
-      return JSON.stringify(value);
-    } catch {
-      // A BigInt or a cycle inside: no owner, as below.
-    }
+  return objectOwner(value);
+}
+
+/**
+ * An object named so that two that differ are never named alike (sessions would resume across
+ * owners): bytes by their base64, a date by its ISO time, an object that says what it is (its own
+ * `toString`) by that, anything else by its JSON, when that holds all of it; else no owner.
+ */
+function objectOwner(value: object): string {
+  if (ArrayBuffer.isView(value)) {
+    return `bytes:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`;
   }
-  throw new TypeError('the identity does not name its owner: give a sessionOwner');
+  if (value instanceof Date && !Number.isNaN(value.getTime())) return value.toISOString();
+  let named: string | undefined;
+  try {
+    named = Array.isArray(value) ? undefined : String(value);
+  } catch {
+    named = undefined; // no prototype: no `toString`
+  }
+  if (named !== undefined && !/^\[object [^\]]*\]$/.test(named)) return named;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value, (key, inner: unknown) => {
+      // Inside, only what JSON holds whole: a Map, or a class with private state, reads "{}".
+      if (key !== '' && typeof inner === 'object' && inner !== null && !holdsWhole(inner)) {
+        throw new TypeError('not plain');
+      }
+      return inner;
+    });
+  } catch {
+    json = undefined;
+  }
+  if (json === undefined || (json === '{}' && !holdsWhole(value))) {
+    throw new TypeError('the identity does not name its owner: give a sessionOwner');
+  }
+  return json;
+}
+
+/** Whether JSON holds all of an object: an array, or a plain object. */
+function holdsWhole(value: object): boolean {
+  const prototype = Object.getPrototypeOf(value);
+  return Array.isArray(value) || prototype === Object.prototype || prototype === null;
 }
 
 /** The `topicPrefix` of nodes and publishers that name none. */
