@@ -47,7 +47,7 @@ export interface ClientOptions {
    * How long a welcomed connection must last for the backoff's delay to start over after it drops.
    * A server that welcomes and closes at once (1013 right after the welcome, a node that cannot
    * keep the session) is backed off from as one that refuses, instead of met a few times a second.
-   * A restart (1012) of a welcomed connection is always retried at once (`restartJitterMs`).
+   * A restart (1012) of a welcomed connection is retried at once (`restartJitterMs`), three in a row.
    * @default 5000
    */
   stableAfterMs?: number;

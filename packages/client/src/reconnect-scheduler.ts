@@ -79,10 +79,10 @@ export class ReconnectScheduler {
     this.#welcomedAt = undefined;
     if (this.#attempts >= maxAttempts) return false;
     // A restart (1012) of a connection that was welcomed means "go to another node now", however
-    // short it lived (a rolling deploy drains node after node); a restart again before any
-    // welcome backs off like any failure.
+    // short it lived (a rolling deploy drains node after node), a few times in a row: a node that
+    // welcomes and restarts every time is backed off from, as is a restart before any welcome.
     const delay =
-      restart && welcomed
+      restart && welcomed && this.#step < QUICK_RESTARTS
         ? Math.floor(Math.random() * restartJitterMs)
         : backoffDelay(this.#step, baseMs, capMs);
     this.cancel();
@@ -125,3 +125,6 @@ export class ReconnectScheduler {
     return network ? !network.online : false;
   }
 }
+
+/** Restarts (1012) of short-lived connections in a row that are retried at once, not backed off. */
+const QUICK_RESTARTS = 3;
