@@ -11,6 +11,7 @@ import {
 import { delay, until } from '@wscale/core/testing';
 import { settle } from '@wscale/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Opaque, UserId } from './helpers/ids.js';
 import { TestCluster } from './helpers/nodes.js';
 import { recordedClose, V1Peer } from './helpers/v1-client.js';
 
@@ -267,24 +268,6 @@ describe('wscale.v1 sessions', () => {
   });
 
   it('names an owner by its id class toString, and names none for an id it cannot tell apart', async () => {
-    class UserId {
-      readonly #value: string;
-      constructor(value: string) {
-        this.#value = value;
-      }
-      toString() {
-        return this.#value;
-      }
-    }
-    class Opaque {
-      readonly #value: string;
-      constructor(value: string) {
-        this.#value = value;
-      }
-      get value() {
-        return this.#value;
-      }
-    }
     const stateStore = new MemoryStateStore();
     stores.push(stateStore);
     const errors: Error[] = [];
@@ -483,16 +466,20 @@ async function lossyPair(history: History) {
   return { sender: sender!, lossy: lossy!, peer };
 }
 
+/** A memory history whose position cannot be read while `down`. */
+class UnreachableHistory extends MemoryHistory {
+  down = false;
+
+  override position(room: string) {
+    return this.down
+      ? Promise.reject(new Error('the history is unreachable'))
+      : super.position(room);
+  }
+}
+
 describe('a history that cannot be read', () => {
   it("refuses a client's join of a history room UNAVAILABLE, and once it is back joins it at the end, replaying nothing", async () => {
-    const history = new (class extends MemoryHistory {
-      down = false;
-      override position(room: string) {
-        return this.down
-          ? Promise.reject(new Error('the history is unreachable'))
-          : super.position(room);
-      }
-    })();
+    const history = new UnreachableHistory();
     stores.push(history);
     for (const n of [1, 2, 3]) await history.append('chat', Buffer.from(`old ${n}`));
     history.down = true;
@@ -518,14 +505,7 @@ describe('a history that cannot be read', () => {
 
 describe('a history that could not be read at a resume', () => {
   it('goes on from the next message without handing on the log before it', async () => {
-    const history = new (class extends MemoryHistory {
-      down = false;
-      override position(room: string) {
-        return this.down
-          ? Promise.reject(new Error('the history is unreachable'))
-          : super.position(room);
-      }
-    })();
+    const history = new UnreachableHistory();
     const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
     stores.push(history, stateStore);
     const [a] = await cluster.start(1, {

@@ -1,29 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { resolveOptions } from '../../src/server/resolve-options.js';
+import { Opaque, UserId } from '../helpers/ids.js';
 
 const owner = resolveOptions({ noServer: true }, () => 'node').sessionOwner as (
   identity: unknown,
 ) => string;
-
-class UserId {
-  readonly #value: string;
-  constructor(value: string) {
-    this.#value = value;
-  }
-  toString() {
-    return this.#value;
-  }
-}
-
-class Opaque {
-  readonly #value: string;
-  constructor(value: string) {
-    this.#value = value;
-  }
-  get value() {
-    return this.#value;
-  }
-}
 
 class Tagged {
   constructor(readonly name: string) {}
