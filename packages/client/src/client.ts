@@ -468,10 +468,11 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    */
   #abandonSent(why: string): void {
     for (const entry of this.#outbox.takeSent()) {
-      const error = () =>
-        new DisconnectedError(`${why}: the server's application may or may not have it`);
-      if (entry.requestId !== undefined) this.#requests.fail(entry.requestId, error());
-      entry.reject(error());
+      const error = new DisconnectedError(
+        `${why}: the server's application may or may not have it`,
+      );
+      if (entry.requestId !== undefined) this.#requests.fail(entry.requestId, error);
+      entry.reject(error);
     }
   }
 

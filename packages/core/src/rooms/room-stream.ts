@@ -134,12 +134,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   catchUp(): void {
     this.#enqueue(async () => {
       const now = await this.#position();
-      if (this.#epoch === '') {
-        // Never knew where the log was: from here on, without handing on the log before it.
-        ({ offset: this.#last, epoch: this.#epoch } = now);
-        this.#host.resync(now);
-        return;
-      }
+      if (this.#epoch === '') return this.#adopt(now);
       if (now.epoch !== this.#epoch) {
         if (!(await this.#isNewEpoch(now.epoch))) return;
         this.#follow(now.epoch);
@@ -285,12 +280,15 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       let failed: NotRecoveredReason | undefined;
       while (replay.length < upTo - from.offset) {
         const after = replay.at(-1)?.offset ?? from.offset;
-        const left = upTo - after;
-        const average = replay.length === 0 ? 0 : bytes / replay.length;
-        const limit =
-          average === 0
-            ? Math.min(left, Number.isFinite(maxBytes) ? FIRST_PAGE : left)
-            : Math.min(left, Math.max(1, Math.ceil((maxBytes - bytes) / average) + 1));
+        // Without a budget, all at once; else a first page, then as many as the budget left holds
+        // at the size seen so far, and one more to pass it.
+        const fits =
+          bytes === 0
+            ? FIRST_PAGE
+            : Math.ceil(((maxBytes - bytes) * replay.length) / bytes) + 1;
+        const limit = Number.isFinite(maxBytes)
+          ? Math.min(upTo - after, Math.max(1, fits))
+          : upTo - after;
         const read = await this.#readHistory({ offset: after, epoch: from.epoch }, limit);
         if (!read.ok) {
           failed = read.reason;
@@ -325,13 +323,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     const offset = message.offset!;
     if (message.epoch !== this.#epoch) {
       if (!(await this.#isNewEpoch(message.epoch!))) return;
-      if (this.#epoch === '') {
-        // Never knew where the log was (its history was unreachable): from this message on,
-        // without handing on the log before it, which its members were never told they missed.
-        this.#epoch = message.epoch!;
-        this.#last = offset - 1;
-        this.#host.resync({ offset: this.#last, epoch: this.#epoch });
-      } else this.#follow(message.epoch!);
+      if (this.#epoch === '') this.#adopt({ offset: offset - 1, epoch: message.epoch! });
+      else this.#follow(message.epoch!);
     }
     if (offset <= this.#last) {
       if (!this.#rewound(message)) return;
@@ -375,6 +368,15 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     if (current === epoch) return true;
     this.#leftEpoch(epoch);
     return false;
+  }
+
+  /**
+   * The stream never knew where the log was (its history was unreachable): it goes on from
+   * `position`, without handing on the log before it, which its members were never told they missed.
+   */
+  #adopt(position: HistoryPosition): void {
+    ({ offset: this.#last, epoch: this.#epoch } = position);
+    this.#host.resync(position);
   }
 
   /**

@@ -247,18 +247,15 @@ interface FrameParser {
 function stopParsingOnError(ws: WebSocket): void {
   const receiver = (ws as unknown as { _receiver?: FrameParser })._receiver;
   if (receiver !== undefined && typeof receiver.getData === 'function') {
-    receiver.getData = guardedGetData(Object.getPrototypeOf(receiver).getData);
+    receiver.getData = getDataUnlessErrored;
   }
 }
 
-let guarded: FrameParser['getData'] | undefined;
-function guardedGetData(getData: FrameParser['getData']): FrameParser['getData'] {
-  guarded ??= function (this: FrameParser, cb: unknown) {
-    if (this._errored) {
-      this._loop = false;
-      return;
-    }
-    getData.call(this, cb);
-  };
-  return guarded;
+/** ws's own `getData` (on the receiver's prototype), unless the receiver refused a frame. */
+function getDataUnlessErrored(this: FrameParser, cb: unknown): void {
+  if (this._errored) {
+    this._loop = false;
+    return;
+  }
+  (Object.getPrototypeOf(this) as FrameParser).getData.call(this, cb);
 }
