@@ -283,9 +283,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         // Without a budget, all at once; else a first page, then as many as the budget left holds
         // at the size seen so far, and one more to pass it.
         const fits =
-          bytes === 0
-            ? FIRST_PAGE
-            : Math.ceil(((maxBytes - bytes) * replay.length) / bytes) + 1;
+          bytes === 0 ? FIRST_PAGE : Math.ceil(((maxBytes - bytes) * replay.length) / bytes) + 1;
         const limit = Number.isFinite(maxBytes)
           ? Math.min(upTo - after, Math.max(1, fits))
           : upTo - after;
