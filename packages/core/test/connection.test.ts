@@ -401,6 +401,26 @@ describe('attaching', () => {
     );
   });
 
+  it('refuses a heartbeat whose pongs alone would spend most of a client’s rate', () => {
+    // A pong every 20 ms is 50 operations a second: past 20 allowed, every idle client is closed.
+    expect(
+      () =>
+        new ScaledWebSocketServer({ noServer: true, heartbeatIntervalMs: 20, maxOpsPerSecond: 20 }),
+    ).toThrow(/heartbeatIntervalMs \(20\) × maxOpsPerSecond \(20\)/);
+    expect(
+      () =>
+        new ScaledWebSocketServer({
+          noServer: true,
+          heartbeatIntervalMs: 100,
+          maxOpsPerSecond: 20,
+        }),
+    ).not.toThrow();
+    expect(
+      () =>
+        new ScaledWebSocketServer({ noServer: true, heartbeatIntervalMs: 0, maxOpsPerSecond: 1 }),
+    ).not.toThrow();
+  });
+
   it('serves a URL built from its address', async () => {
     const [node] = await cluster.start(1);
     expect(urlOf(node!)).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/$/);

@@ -165,7 +165,9 @@ export interface ServerOptions<Identity = unknown> {
    * Frames a client may send per second, on average: a token bucket that holds two seconds'
    * worth, so a burst passes (such as a `@wscale/client` sending up to its `maxUnacknowledged`
    * frames again after a resume). Past it the connection closes with 1008. Applies to raw and
-   * `wscale.v1` clients alike. `Infinity` turns it off.
+   * `wscale.v1` clients alike; a client's pings and pongs count too (each heartbeat's pong among
+   * them, so `heartbeatIntervalMs × maxOpsPerSecond` must be at least 2000). `Infinity` turns it
+   * off.
    * @default 1000
    */
   maxOpsPerSecond?: number;

@@ -73,6 +73,15 @@ export function resolveOptions<Identity>(
   if (!(resolved.heartbeatIntervalMs >= 0)) {
     throw new InvalidOptionError('heartbeatIntervalMs must be >= 0');
   }
+  // Every client answers each heartbeat with a pong, which takes one operation of its rate: at
+  // more than half the rate they would leave a client little to send, and past it close every
+  // idle client with 1008.
+  const { heartbeatIntervalMs: beat, maxOpsPerSecond: rate } = resolved;
+  if (beat > 0 && beat * rate < 2000) {
+    throw new InvalidOptionError(
+      `heartbeatIntervalMs (${beat}) × maxOpsPerSecond (${rate}) must be >= 2000: every client answers each heartbeat with a pong, which counts against its rate`,
+    );
+  }
   if (!['close', 'drop'].includes(resolved.slowConsumer)) {
     throw new InvalidOptionError("slowConsumer must be 'close' or 'drop'");
   }
