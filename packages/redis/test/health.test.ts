@@ -2,6 +2,7 @@ import { ScaledWebSocketServer } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { RedisBroker, RedisHistory, RedisStateStore } from '@wscale/redis';
 import { describeRedis, RedisServer } from '@wscale/test-support';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { standalone } from './helpers/clients.js';
 
@@ -55,6 +56,39 @@ describeRedis('wss.health() on Redis', () => {
       expect(await wss.health()).toMatchObject({ ready: false, draining: true });
       await closed;
     } finally {
+      await wss.close();
+      await Promise.all([broker.close(), stateStore.close(), history.close()]);
+    }
+  });
+
+  it('reports the stores down while Redis answers reads but refuses writes (out of memory)', async () => {
+    const options = standalone(server);
+    const admin = new Redis(options);
+    const broker = new RedisBroker({ redis: options });
+    const stateStore = new RedisStateStore({ redis: options });
+    const history = new RedisHistory({ redis: options });
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      broker,
+      stateStore,
+      sessionSecret: 'a secret of sixteen bytes or more',
+      history: [{ rooms: 'chat:*', store: history }],
+    });
+    try {
+      await wss.ready();
+      expect(await wss.health()).toMatchObject({ stateStore: 'ok', history: 'ok' });
+      // No session could be saved and no message kept, though every read still answers.
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      await admin.config('SET', 'maxmemory', '1');
+      await expect(admin.set('wscale-test:write', '1')).rejects.toThrow(/OOM/);
+      const full = await wss.health();
+      expect(full).toMatchObject({ broker: 'ready', stateStore: 'down', history: 'down' });
+      await admin.config('SET', 'maxmemory', '0');
+      expect(await wss.health()).toMatchObject({ stateStore: 'ok', history: 'ok' });
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+      admin.disconnect();
       await wss.close();
       await Promise.all([broker.close(), stateStore.close(), history.close()]);
     }

@@ -17,9 +17,16 @@ export interface HealthReport {
   draining: boolean;
   /** The broker's connection state. */
   broker: BrokerStatus;
-  /** Whether the state store answered a read in time (`none`: the node keeps sessions itself). */
+  /**
+   * Whether the state store took a write in time (`none`: the node keeps sessions itself). A
+   * store that answers reads but refuses writes (out of memory, a read-only replica, a user
+   * without write permission) is `down`: sessions could not be saved.
+   */
   stateStore: DependencyStatus;
-  /** Whether every history store answered in time (`none`: no room keeps history). */
+  /**
+   * Whether every history store took an append in time (`none`: no room keeps history); one that
+   * refuses writes is `down`, as above.
+   */
   history: DependencyStatus;
   /** The other nodes alive. */
   nodes: string[];
@@ -33,23 +40,30 @@ export interface HealthOptions {
   timeoutMs?: number;
 }
 
-/** Reads one key of the state store (the probe's key, never a session's), within `ms`. */
+/**
+ * The room every history store's probe appends to: reserved, so no client can join it, and
+ * bounded like any room by the store's own length and time limits.
+ */
+export const PROBE_ROOM = '~health';
+
+const NOTHING = new Uint8Array(0);
+
+/** Writes one key of the state store (the probe's key, never a session's), within `ms`. */
 export function probeStateStore(
   store: StateStore,
   key: string,
   ms: number,
 ): Promise<DependencyStatus> {
-  return within(ms, store.get(key));
+  return within(ms, store.set(key, new Date().toISOString()));
 }
 
-/** Reads the position of one probe room in every history store, within `ms`. */
-export function probeHistories(
-  stores: readonly History[],
-  room: string,
-  ms: number,
-): Promise<DependencyStatus> {
+/** Appends an empty entry to the probe room of every history store, within `ms`. */
+export function probeHistories(stores: readonly History[], ms: number): Promise<DependencyStatus> {
   if (stores.length === 0) return Promise.resolve('none');
-  return within(ms, Promise.all([...new Set(stores)].map((store) => store.position(room))));
+  return within(
+    ms,
+    Promise.all([...new Set(stores)].map((store) => store.append(PROBE_ROOM, NOTHING))),
+  );
 }
 
 async function within(ms: number, probe: Promise<unknown>): Promise<DependencyStatus> {

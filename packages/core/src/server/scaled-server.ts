@@ -209,7 +209,8 @@ export class ScaledWebSocketServer<
 
   /**
    * Whether this node can take clients, and the state of what it depends on. The state store and
-   * each history store are probed with a read that must answer within `timeoutMs`.
+   * each history store are probed with a write (a key of its own, an empty entry in a reserved
+   * room) that must be taken within `timeoutMs`.
    */
   async health(options?: HealthOptions): Promise<HealthReport> {
     // The node's own state as it is when asked; the probes answer a moment later.
@@ -221,7 +222,7 @@ export class ScaledWebSocketServer<
     if (this.#options.directHistory !== undefined) histories.push(this.#options.directHistory);
     const [stateStore, history] = await Promise.all([
       probeStateStore(this.#store, probe, ms),
-      probeHistories(histories, probe, ms),
+      probeHistories(histories, ms),
     ]);
     return {
       ready: listening && !draining,
