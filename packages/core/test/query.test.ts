@@ -82,6 +82,36 @@ describe('cross-node queries', () => {
     expect(a!.nodes).toEqual([]);
   });
 
+  it('names a node declared gone while the question waited among the missing', async () => {
+    let frozen: CuttableBroker | undefined;
+    const [a] = await cluster.start(1, { nodeHeartbeatMs: 50 });
+    const [hung] = await cluster.start(1, {
+      nodeHeartbeatMs: 50,
+      brokerFor: (bus) => {
+        frozen = new CuttableBroker({ bus });
+        return frozen;
+      },
+    });
+    await hung!.client((await cluster.connect(hung!)).id).join('gamma');
+    await until(() => a!.nodes.includes(hung!.nodeId), 1000, 'the nodes meeting');
+    const down = new Promise((resolve) => a!.once('nodeDown', resolve));
+    frozen!.cut = true;
+    frozen!.publish = async () => undefined;
+    // Asked while alive; declared gone (150 ms of silence) long before the query's timeout.
+    const answer = await a!.fetchRooms({ timeoutMs: 5000 });
+    expect(await down).toBe(hung!.nodeId);
+    expect(answer).toEqual({ rooms: [], missing: [hung!.nodeId] });
+    expect(a!.stats.queries).toMatchObject({ asked: 1, partial: 1 });
+  });
+
+  it('lists no other node once closed', async () => {
+    const [a, b] = await cluster.start(2);
+    await until(() => a!.nodes.includes(b!.nodeId), 1000, 'the nodes meeting');
+    await a!.close();
+    expect(a!.nodes).toEqual([]);
+    expect((await a!.health()).nodes).toEqual([]);
+  });
+
   it("gathers every node's stats, counts its own deliveries, and names a silent node", async () => {
     let frozen: CuttableBroker | undefined;
     const [a, b] = await cluster.start(2);

@@ -144,6 +144,7 @@ export class NodeMesh {
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     for (const pending of this.#pending.values()) pending.done();
+    this.#alive.clear();
     const bye: BusMessage = { kind: BusKind.Bye, header: this.#header };
     await this.#publish(this.#allTopic, bye).catch(() => undefined);
     await Promise.all(this.#unsubscribes.splice(0).map((unsubscribe) => unsubscribe()));
@@ -227,7 +228,10 @@ export class NodeMesh {
    * `timeoutMs`, naming the nodes that did not answer: never an all-or-nothing failure.
    */
   async request(query: Query, timeoutMs: number): Promise<MeshAnswers> {
-    const expected = new Set(this.#alive.keys());
+    const asked = [...this.#alive.keys()];
+    // Who may still answer: a node declared gone while the question waits leaves it (there is
+    // no point waiting for it), but stays among the missing.
+    const expected = new Set(asked);
     const answers = new Map<string, Answer>();
     if (expected.size > 0) {
       const id = ++this.#requestId;
@@ -251,7 +255,7 @@ export class NodeMesh {
         );
       });
     }
-    return { answers, missing: [...expected].filter((node) => !answers.has(node)) };
+    return { answers, missing: asked.filter((node) => !answers.has(node)) };
   }
 
   #receive(bytes: Uint8Array): void {
