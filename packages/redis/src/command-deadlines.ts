@@ -33,10 +33,16 @@ export class CommandDeadlines {
   #first = 0;
   #end = 0;
   #timer: NodeJS.Timeout | undefined;
+  readonly #onExpired: () => void;
 
-  constructor(timeoutMs: number) {
+  /**
+   * @param onExpired Called in a sweep that fails a command, before it rejects any: the
+   *   connection did not answer in time, which its owner may want to act on first.
+   */
+  constructor(timeoutMs: number, onExpired: () => void = () => undefined) {
     this.#sweepMs = Math.max(1, Math.ceil(timeoutMs / 10));
     this.#sweepsToFail = Math.ceil(timeoutMs / this.#sweepMs) + 1;
+    this.#onExpired = onExpired;
   }
 
   /** Sends a command on `client`; its promise fails if Redis has not answered in time. */
@@ -64,6 +70,7 @@ export class CommandDeadlines {
 
   readonly #sweep = (): void => {
     const expired = ++this.#sweeps - this.#sweepsToFail;
+    if (this.#first < this.#end && this.#sentAt[this.#first]! <= expired) this.#onExpired();
     while (this.#first < this.#end && this.#sentAt[this.#first]! <= expired) {
       const command = this.#commands[this.#first]!;
       this.#commands[this.#first++] = undefined;

@@ -36,11 +36,13 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
    */
   channelPrefix?: string;
   /**
-   * How long a publish or subscribe may wait for Redis to answer (and a subscribe for it to
-   * connect) before it rejects with `BrokerUnavailableError` (a publish within a tenth of this
-   * more: one timer checks every publish out, not one timer each). Applies to the connections the
-   * broker opens: a client you pass in publishes with its own settings (set its ioredis
-   * `commandTimeout`, or a publish to a Redis that hangs waits for it).
+   * How long a subscribe may wait for Redis to connect and answer before it rejects with
+   * `BrokerUnavailableError`, and a publish for Redis to answer (within a tenth of this more: one
+   * timer checks every publish out, not one timer each) before the broker counts Redis as hung:
+   * it goes `reconnecting`, opens its publishing connection again, and sends the unanswered
+   * publishes again once Redis answers (subscribers drop a copy Redis had taken, by its stamp).
+   * Applies to the connections the broker opens: a client you pass in publishes with its own
+   * settings (set its ioredis `commandTimeout`, or a publish to a Redis that hangs waits for it).
    * @default 5000
    */
   commandTimeoutMs?: number;
@@ -66,7 +68,8 @@ const RESTORE_RETRY_MAX_MS = 30_000;
  * (`SPUBLISH` / `SSUBSCRIBE`), so a message travels only within the shard that owns its topic, and
  * ioredis moves subscriptions along when slots move or a replica takes over.
  *
- * While Redis is unreachable the broker reports `reconnecting` and queues publishes in
+ * While Redis is unreachable, or hangs (a publish unanswered for `commandTimeoutMs`), the broker
+ * reports `reconnecting` and queues publishes in
  * {@link BaseBroker}'s bounded queue (ioredis's own unbounded offline queue is turned off on the
  * connections the broker creates); it reports `ready` again only once every subscription is
  * restored, then sends what it queued, in order.
@@ -86,6 +89,8 @@ export class RedisBroker extends BaseBroker {
   /** Bounds the publishes on a connection the broker opened (one timer, not one per publish). */
   readonly #deadlines: CommandDeadlines | undefined;
   #everReady = false;
+  /** A publish went unanswered on the publishing connection, which is being opened again. */
+  #stalled = false;
   #restored = false;
   #restoring = 0;
   /** Why Redis refused to resubscribe on a connection that is up (an ACL): `down` until it takes it. */
@@ -109,7 +114,7 @@ export class RedisBroker extends BaseBroker {
     this.#ownsPub = owned;
     this.#cluster = isCluster(client);
     this.#wirePrefix = this.#cluster ? (client.options.keyPrefix ?? '') : '';
-    if (owned) this.#deadlines = new CommandDeadlines(this.#timeoutMs);
+    if (owned) this.#deadlines = new CommandDeadlines(this.#timeoutMs, this.#stall);
     this.#sub = isCluster(client)
       ? client.duplicate([], { shardedSubscribers: true, slotsRefreshInterval: SLOTS_REFRESH_MS })
       : client.duplicate({
@@ -127,6 +132,10 @@ export class RedisBroker extends BaseBroker {
       connection.on('error', this.#onError);
       if (connection.status === 'wait') connection.connect().catch(() => undefined);
     }
+    this.#pub.on('close', () => {
+      // The stalled connection is gone: its state says what comes next.
+      this.#stalled = false;
+    });
     this.#sub.on(this.#cluster ? 'smessageBuffer' : 'messageBuffer', this.#onMessage);
     if (isCluster(this.#sub)) {
       // A shard that drops our subscriptions (its slot moved, or it was demoted) sends an
@@ -216,6 +225,22 @@ export class RedisBroker extends BaseBroker {
     this.#lastError = error;
   };
 
+  /**
+   * A publish went unanswered for `commandTimeoutMs` on a connection that is up: Redis hangs
+   * (stopped, or blocked by a slow command) or the path to it is half-open. Before the publish
+   * fails, the broker goes `reconnecting`: the publishes that went unanswered and those after
+   * them wait in the queue, to go out in their place once Redis answers again (a subscriber drops
+   * a copy Redis had taken after all, by its stamp), and the connection is opened again (its
+   * socket destroyed if it does not close within ioredis's `disconnectTimeout`).
+   */
+  readonly #stall = (): void => {
+    if (this.#stalled || this.#pub.status !== 'ready') return;
+    this.#stalled = true;
+    this.#lastError = new Error(`Redis did not answer a publish within ${this.#timeoutMs} ms`);
+    this.#refresh();
+    this.#pub.disconnect(true);
+  };
+
   /** Maps the two connections' states onto the broker's status. */
   readonly #refresh = (): void => {
     const pub = this.#pub.status;
@@ -225,7 +250,12 @@ export class RedisBroker extends BaseBroker {
     if (sub === 'ready' && this.#refused !== undefined) {
       status = 'down';
       error = this.#refused;
-    } else if (pub === 'ready' && sub === 'ready' && (this.#cluster || this.#restored)) {
+    } else if (
+      pub === 'ready' &&
+      !this.#stalled &&
+      sub === 'ready' &&
+      (this.#cluster || this.#restored)
+    ) {
       this.#everReady = true;
       status = 'ready';
     } else if (pub === 'end' || sub === 'end') {
