@@ -3,13 +3,19 @@ import { LuaScript } from './lua-script.js';
 /*
  * A room's history is two keys sharing one hash tag (so one slot on a Cluster):
  *
- * - KEYS[1], the meta hash: `e` epoch, `o` newest offset, `t` time of the newest entry (ms).
+ * - KEYS[1], the meta hash: `e` epoch, `o` newest offset, `t` time of the newest entry (ms), `r`
+ *   the run id of the Redis process that opened the epoch.
  * - KEYS[2], the log stream: one entry per message, id `<offset>-<ms>`, field `p` the payload.
  *
  * Ids carry the offset first, so `XRANGE log <n+1> +` reads from offset n+1 directly and
  * `XTRIM log MINID <n>` drops every offset below n; the time in the id's second half lets the age
  * trim find the first fresh entry by binary search. The meta hash is the authority on epoch and
  * offset: when it is missing, the room restarts in a new epoch and any leftover log is dropped.
+ *
+ * So it is when another Redis process holds it: a restart from a snapshot, or a replica promoted by
+ * a failover, may lack the newest appends the last process took (snapshots lag, replication is
+ * asynchronous), and going on in the same epoch would number new messages with offsets clients
+ * already hold for others. A new epoch tells them instead (`epoch-changed`, `resync`).
  */
 const PRELUDE = `
 if redis.replicate_commands then redis.replicate_commands() end
@@ -22,12 +28,14 @@ local function now()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- epoch, newest offset and newest entry time; creates the room when its meta is gone.
+-- epoch, newest offset and newest entry time; starts the room over when its meta is gone or was
+-- written by another Redis process.
 local function open(candidate, ttl)
-  local m = redis.call('HMGET', meta, 'e', 'o', 't')
-  if m[1] then return m[1], tonumber(m[2]), tonumber(m[3]) end
+  local m = redis.call('HMGET', meta, 'e', 'o', 't', 'r')
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if m[1] and m[4] == run then return m[1], tonumber(m[2]), tonumber(m[3]) end
   redis.call('DEL', log)
-  redis.call('HSET', meta, 'e', candidate, 'o', 0, 't', 0)
+  redis.call('HSET', meta, 'e', candidate, 'o', 0, 't', 0, 'r', run)
   if ttl > 0 then redis.call('PEXPIRE', meta, ttl) end
   return candidate, 0, 0
 end

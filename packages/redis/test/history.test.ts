@@ -181,6 +181,41 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('starts a new epoch when Redis restarts from a snapshot that lacks the newest appends', async () => {
+    const saving = await RedisServer.launch();
+    const history = new RedisHistory({ redis: standalone(saving) });
+    try {
+      const room = fresh();
+      for (let i = 1; i <= 10; i++) await history.append(room, bytes(`old${i}`));
+      await saving.cli('save');
+      let seen = { offset: 0, epoch: '' };
+      for (let i = 11; i <= 15; i++) seen = await history.append(room, bytes(`old${i}`));
+      // A crash after the snapshot: the restarted process loads offsets 1 to 10 only.
+      await saving.stop();
+      await saving.start();
+      await until(
+        () =>
+          history.position(room).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+        'the history to answer again',
+      );
+      const next = await history.append(room, bytes('new'));
+      // Not offset 11 again in the same epoch, which a client holding old15 would read past.
+      expect(next.epoch).not.toBe(seen.epoch);
+      expect(await history.read(room, seen)).toMatchObject({ ok: false, reason: 'epoch-changed' });
+      expect(await history.read(room, { offset: 0, epoch: next.epoch })).toMatchObject({
+        ok: true,
+        entries: [{ offset: next.offset }],
+      });
+    } finally {
+      await history.close();
+      await saving.destroy();
+    }
+  });
+
   it('rejects with HistoryError while Redis is down, and gives a new epoch after a restart', async () => {
     const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
     try {
