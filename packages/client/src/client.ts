@@ -609,13 +609,19 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       case 'ack':
         this.#onAck(message, binary);
         break;
-      case 'joined':
+      case 'joined': {
         if (typeof message.r !== 'string') break;
-        this.#rooms.joined(message.r, offsetOf(message.o), epochOf(message.e));
-        if (!isInbox(message.r)) {
-          this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
+        const o = offsetOf(message.o);
+        const e = epochOf(message.e);
+        const missed = this.#rooms.joined(message.r, o, e);
+        if (isInbox(message.r)) break;
+        this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
+        // Joined again past the position kept for a resume: what came between is not replayed.
+        if (missed && o !== undefined && e !== undefined) {
+          this.emit('resync', { room: message.r, offset: o, epoch: e });
         }
         break;
+      }
       case 'left':
         if (typeof message.r === 'string' && this.#rooms.remove(message.r)) {
           this.#unwatch(message.r);
@@ -668,7 +674,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#node = message.node;
     // Welcomed while the server could not read the session: what it hands on may go unrecorded.
     this.#unrecorded = message.reason === 'unavailable';
-    const gone = message.resumed === true ? this.#rooms.resumed(rooms) : this.#rooms.reset(rooms);
+    // `unavailable`: the session the token named, unread; it keeps its rooms, and the resume that
+    // follows once the server can read it (a 1012) replays what they missed meanwhile.
+    const { gone, back } =
+      message.resumed === true
+        ? this.#rooms.resumed(rooms)
+        : { gone: this.#rooms.reset(rooms, message.reason === 'unavailable'), back: [] };
     this.#numbered = Number.isSafeInteger(message.s);
     // Its numbers go on: numbering again from 1 would reuse ids the session already handed out.
     if (message.resumed !== true && !sameSession) {
@@ -691,6 +702,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     for (const room of gone) {
       this.#unwatch(room);
       this.emit('left', { room });
+    }
+    // Rooms the session has that the client did not list (kept while its server could not read
+    // the session, or joined by the server just before a drop): what was missed there follows.
+    for (const room of back) {
+      const position = this.#rooms.get(room);
+      this.emit('joined', { room, offset: position?.o, epoch: position?.e });
     }
     // A fresh snapshot of every room watched: the view reports only what changed meanwhile.
     for (const [room, watch] of this.#watched) if (!watch.asking) this.#askPresence(room, watch);

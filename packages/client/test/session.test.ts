@@ -159,6 +159,85 @@ describe('hello and welcome', () => {
     expect((next.messages[0] as { u?: 1 }).u).toBeUndefined();
   });
 
+  it('keeps its room positions through a welcome unavailable, and presents them until a resume gives the rooms back', async () => {
+    let welcomes = 0;
+    const fixture = await start({
+      welcome: (): WelcomeMessage => {
+        welcomes++;
+        const session = {
+          t: 'welcome',
+          session: 'token-1',
+          client: 'client-1',
+          node: 'n',
+          s: 0,
+        } as const;
+        if (welcomes === 1)
+          return { ...session, resumed: false, reason: 'new' as const, rooms: {} };
+        // Twice while the server could not read the session: the connection is in no room.
+        if (welcomes <= 3) {
+          return { ...session, resumed: false, reason: 'unavailable' as const, rooms: {} };
+        }
+        return {
+          ...session,
+          resumed: true,
+          rooms: {
+            chat: { recovered: true, o: 44, e: 'E1' },
+            news: { recovered: false, reason: 'no-position', o: 9, e: 'E2' },
+          },
+        };
+      },
+    });
+    const { client, seen } = openClient(fixture.url, { backoffBaseMs: 20 });
+    const joined: Array<{ room: string; offset?: number }> = [];
+    client.on('joined', ({ room, offset }) => joined.push({ room, offset }));
+    const first = await fixture.connection(1);
+    await stateOf(client, 'open');
+    first.send({ t: 'joined', r: 'chat', o: 41, e: 'E1' });
+    first.send({ t: 'joined', r: 'old', o: 3, e: 'E3' });
+    first.send({ t: 'msg', r: 'chat', o: 42, e: 'E1', d: 'm42' });
+    await until(() => seen.messages.length === 1, 2000, 'm42');
+
+    for (const n of [2, 3]) {
+      fixture.connections[n - 2]!.ws.terminate();
+      const next = await fixture.connection(n);
+      expect(next.messages[0]).toMatchObject({
+        rooms: { chat: { o: 42, e: 'E1' }, old: { o: 3, e: 'E3' } },
+      });
+      await until(() => seen.welcomes.length === n, 2000, `welcome ${n}`);
+      // This connection is in no room; the session, unread, still is.
+      expect(client.rooms).toEqual([]);
+      expect(client.position('chat')).toBeUndefined();
+      expect(client.snapshot()?.rooms).toEqual({
+        chat: { o: 42, e: 'E1' },
+        old: { o: 3, e: 'E3' },
+      });
+    }
+    expect(seen.left.sort()).toEqual(['chat', 'old']);
+    // Left on purpose meanwhile: its position is not presented any more.
+    void client.leave('old').catch(() => undefined);
+    await until(() => !('old' in (client.snapshot()?.rooms ?? {})), 2000, 'old dropped');
+
+    fixture.connections[2]!.ws.terminate();
+    const fourth = await fixture.connection(4);
+    expect(fourth.messages[0]).toEqual({
+      t: 'hello',
+      session: 'token-1',
+      rooms: { chat: { o: 42, e: 'E1' } },
+      u: 1,
+    });
+    await until(() => seen.welcomes.length === 4, 2000, 'the resume');
+    expect(client.rooms.sort()).toEqual(['chat', 'news']);
+    // Back in the rooms, from where the client was (chat: 43 and 44 follow) or the server says.
+    expect(joined.slice(2)).toEqual([
+      { room: 'chat', offset: 42 },
+      { room: 'news', offset: 9 },
+    ]);
+    fourth.send({ t: 'msg', r: 'chat', o: 43, e: 'E1', d: 'm43' });
+    fourth.send({ t: 'msg', r: 'chat', o: 44, e: 'E1', d: 'm44' });
+    await until(() => seen.messages.length === 3, 2000, 'the replay');
+    expect(texts(seen)).toEqual(['m42', 'm43', 'm44']);
+  });
+
   it('resumes a saved session given as options.resume', async () => {
     const fixture = await start();
     fixture.sessions.set('saved-token', 'client-saved');

@@ -3,7 +3,7 @@ import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ClientError, QueueFullError, type WelcomeInfo } from '../src/index.js';
 import { closeAll, openClient, stateOf } from './helpers/clients.js';
-import { Cluster, urlOf } from './helpers/cluster.js';
+import { Cluster, switchableStore, urlOf } from './helpers/cluster.js';
 
 /** What a client sends survives its connection: against real nodes on a memory broker. */
 
@@ -164,17 +164,8 @@ describe('what went out when its session ends', () => {
 
 describe('upstream delivery while the session store is down', () => {
   it('a session kept through a store outage numbers on: every message heard once, every id new', async () => {
-    const store = new MemoryStateStore({ ttlMs: 60_000 });
-    let failing = false;
-    const down = () => Promise.reject(new Error('the store is down'));
-    const switchable = new Proxy(store, {
-      get: (target, key) => {
-        if (failing && (key === 'get' || key === 'set' || key === 'delete')) return down;
-        const value = Reflect.get(target, key, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
-    const [a, b] = await cluster.start(2, { stateStore: switchable });
+    const outage = switchableStore(new MemoryStateStore({ ttlMs: 60_000 }));
+    const [a, b] = await cluster.start(2, { stateStore: outage.stateStore });
     const heard = hear([a!, b!]);
     let target = a!;
     const welcomes: WelcomeInfo[] = [];
@@ -187,7 +178,7 @@ describe('upstream delivery while the session store is down', () => {
     expect(welcomes[1]).toMatchObject({ resumed: true });
 
     // The store goes down; the next connection keeps the session but cannot read it.
-    failing = true;
+    outage.down = true;
     target = b!;
     a!.clients.get(client.clientId!)!.terminate();
     await until(() => welcomes.length === 3, 3000, 'a welcome without the store');
@@ -196,7 +187,7 @@ describe('upstream delivery while the session store is down', () => {
     for (const text of ['x1', 'x2', 'x3']) await client.send(text);
 
     // The store is back; the session resumes where its record left it.
-    failing = false;
+    outage.down = false;
     target = a!;
     b!.clients.get(client.clientId!)!.terminate();
     await until(() => welcomes.length === 4, 3000, 'the resume after the outage');

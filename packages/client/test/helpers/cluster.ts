@@ -63,3 +63,26 @@ export class Cluster {
 export function urlOf(node: ScaledWebSocketServer): string {
   return `ws://127.0.0.1:${(node.address() as AddressInfo).port}`;
 }
+
+/**
+ * A state store that can be made to fail (`down = true`): every read and write rejects, as a
+ * store that lost its server does, and the records it holds stay as they were for when it is back.
+ */
+export function switchableStore(store: MemoryStateStore): {
+  stateStore: MemoryStateStore;
+  down: boolean;
+} {
+  const failing = () => Promise.reject(new Error('the store is down'));
+  const switchable = {
+    down: false,
+    stateStore: store,
+  };
+  switchable.stateStore = new Proxy(store, {
+    get: (target, key) => {
+      if (switchable.down && (key === 'get' || key === 'set' || key === 'delete')) return failing;
+      const value = Reflect.get(target, key, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return switchable;
+}
