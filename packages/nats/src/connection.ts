@@ -1,4 +1,17 @@
-import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
+import {
+  connect,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  type Status,
+} from '@nats-io/transport-node';
+
+/**
+ * How often the client pings the server on a connection the adapter opens. Two unanswered pings
+ * make the connection stale and the client reconnects: a server that hangs with its TCP connection
+ * open (stopped, swapping, partitioned without a reset) is left within about half a minute, not
+ * the client's default six minutes (a ping every two minutes).
+ */
+const PING_INTERVAL_MS = 10_000;
 
 /** How an adapter reaches NATS: an existing connection, or options to open its own. */
 export interface NatsConnectOptions {
@@ -16,7 +29,9 @@ export interface NatsConnectOptions {
   /**
    * Options for the connection the adapter opens itself (auth, TLS, timings…), passed to
    * `connect()` of `@nats-io/transport-node`. Defaults that differ from the client's:
-   * `maxReconnectAttempts: -1` (never give up), `waitOnFirstConnect: true` and
+   * `maxReconnectAttempts: -1` (never give up), `waitOnFirstConnect: true`,
+   * `pingInterval: 10000` (with the client's `maxPingOut: 2`, a server that hangs without
+   * closing the connection is left for another within about half a minute, not six) and
    * `noAsyncTraces: true` (the client otherwise builds two errors with stack traces for every
    * request in case it fails: half of the client's CPU per state-store read).
    * @default {}
@@ -39,6 +54,7 @@ export function resolveConnection(options: NatsConnectOptions, name: string): Re
     name,
     maxReconnectAttempts: -1,
     waitOnFirstConnect: true,
+    pingInterval: PING_INTERVAL_MS,
     noAsyncTraces: true,
     ...options.connectionOptions,
     ...(options.servers !== undefined ? { servers: options.servers } : {}),
@@ -46,4 +62,20 @@ export function resolveConnection(options: NatsConnectOptions, name: string): Re
   // Callers await it when they need it; never leave the rejection unhandled meanwhile.
   connection.catch(() => undefined);
   return { connection, owned: true };
+}
+
+/**
+ * Calls `onChange` whenever the connection drops and whenever it is back. The server it is back on
+ * may have lost its JetStream storage, or be another server of a cluster: what a store cached
+ * about its stream (that it exists, where a room's last entry is) must be read again. Returns a
+ * function that stops watching.
+ */
+export function watchReconnects(nc: NatsConnection, onChange: () => void): () => void {
+  const statuses = nc.status() as AsyncIterable<Status> & { stop?: () => void };
+  (async () => {
+    for await (const status of statuses) {
+      if (status.type === 'disconnect' || status.type === 'reconnect') onChange();
+    }
+  })().catch(() => undefined);
+  return () => statuses.stop?.();
 }

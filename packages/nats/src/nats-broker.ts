@@ -47,8 +47,11 @@ export interface NatsBrokerOptions extends BaseBrokerOptions, NatsConnectOptions
    */
   confirmPublishes?: boolean;
   /**
-   * How long a publish may wait for the server's confirmation before it rejects with
-   * `BrokerUnavailableError` (the message may or may not have been delivered).
+   * How long the broker waits for the server to answer a round trip (the confirmation of a
+   * publish or a subscription). A server that does not answer in time is taken for hung: the
+   * broker goes `down` and makes the client reconnect, and the publishes that waited are sent
+   * again, in their place, once it is `ready` (a subscriber drops a copy it already got); a
+   * subscription waiting for it rejects with `BrokerUnavailableError`.
    * @default 5000
    */
   publishTimeoutMs?: number;
@@ -229,16 +232,31 @@ export class NatsBroker extends BaseBroker {
   #roundTrip(nc: NatsConnection): Promise<void> {
     this.#batch ??= Promise.resolve().then(() => {
       this.#batch = undefined;
-      return withTimeout(
-        nc.flush(),
-        this.#publishTimeoutMs,
-        () =>
-          new BrokerUnavailableError(
-            `NATS did not confirm a round trip in ${this.#publishTimeoutMs} ms`,
-          ),
-      ).then(afterPendingWork);
+      return withTimeout(nc.flush(), this.#publishTimeoutMs, () => this.#unresponsive(nc)).then(
+        afterPendingWork,
+      );
     });
     return this.#batch;
+  }
+
+  /**
+   * The server did not answer a round trip in time. It may hang with its TCP connection open (a
+   * stopped process, a partition without a reset), which the client notices only after missing
+   * pings, minutes later by its defaults: until then every publish would wait and fail. So the
+   * broker is `down` at once, before the publishes that waited see the error (BaseBroker then
+   * queues them and sends them again once `ready`), and the client is made to reconnect, to this
+   * server once it answers again or to another. Returns the error for the waiters.
+   */
+  #unresponsive(nc: NatsConnection): Error {
+    const error = new BrokerUnavailableError(
+      `NATS did not confirm a round trip in ${this.#publishTimeoutMs} ms`,
+    );
+    if (this.#closing || nc !== this.#connection || nc.isClosed()) return error;
+    this.#connected = false;
+    this.setStatus('down', error);
+    // Resolves at once; it does nothing when the client is already reconnecting.
+    nc.reconnect().catch(() => undefined);
+    return error;
   }
 
   #attach(nc: NatsConnection): NatsConnection {
@@ -295,11 +313,12 @@ export class NatsBroker extends BaseBroker {
    */
   async #resubscribed(nc: NatsConnection): Promise<boolean> {
     try {
-      await withTimeout(nc.flush(), this.#publishTimeoutMs, () => new Error('flush timed out'));
+      await withTimeout(nc.flush(), this.#publishTimeoutMs, () => this.#unresponsive(nc));
       if (this.#settleMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#settleMs));
       return true;
-    } catch (error) {
-      return error instanceof Error && error.message === 'flush timed out';
+    } catch {
+      // Dropped again, or not answering (then made to reconnect): `ready` at the next reconnect.
+      return false;
     }
   }
 

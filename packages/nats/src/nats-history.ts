@@ -23,9 +23,9 @@ import {
   type HistoryReadResult,
   InvalidOptionError,
 } from '@wscale/core';
-import { type NatsConnectOptions, resolveConnection } from './connection.js';
+import { type NatsConnectOptions, resolveConnection, watchReconnects } from './connection.js';
 import { nanos } from './nanos.js';
-import { streamGone } from './stream-gone.js';
+import { mayBeGone } from './stream-gone.js';
 import {
   encodeToken,
   fitsControlLine,
@@ -149,7 +149,10 @@ export class NatsHistory implements History {
   readonly #maxAttempts: number;
   readonly #connection: Promise<NatsConnection>;
   readonly #owned: boolean;
-  /** The last entry this instance wrote per room: spares a read before the next append. */
+  /**
+   * The last entry this instance wrote per room: spares a read before the next append. Only while
+   * the connection stays up: see #forget.
+   */
   readonly #tails = new Map<string, Tail>();
   /** Appends of one room from this instance waiting for their turn: batches of one room run one at a time. */
   readonly #queued = new Map<string, PendingAppend[]>();
@@ -157,6 +160,12 @@ export class NatsHistory implements History {
   #api: Promise<{ js: JetStreamClient; jsm: JetStreamManager }> | undefined;
   /** Whether single messages are read with direct gets (a single-replica stream: see #ensureStream). */
   #direct = false;
+  /**
+   * Counts the connection's drops and returns: a tail read before one may be of a stream that is
+   * gone, and is neither used nor cached after it (see #appendBatch).
+   */
+  #session = 0;
+  #unwatch: (() => void) | undefined;
   #closed = false;
 
   constructor(options: NatsHistoryOptions = {}) {
@@ -197,6 +206,11 @@ export class NatsHistory implements History {
     const { connection, owned } = resolveConnection(options, 'wscale-history');
     this.#connection = connection;
     this.#owned = owned;
+    connection
+      .then((nc) => {
+        if (!this.#closed) this.#unwatch = watchReconnects(nc, () => this.#reconnected());
+      })
+      .catch(() => undefined);
   }
 
   async append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
@@ -253,6 +267,7 @@ export class NatsHistory implements History {
     if (this.#closed) return;
     this.#closed = true;
     this.#tails.clear();
+    this.#unwatch?.();
     if (!this.#owned) return;
     const nc = await this.#connection.catch(() => undefined);
     if (nc !== undefined && !nc.isClosed()) await nc.close();
@@ -332,8 +347,11 @@ export class NatsHistory implements History {
   ): Promise<PendingAppend[]> {
     // A replicated stream checks an expected message id against its own view, which may lag.
     const sending = this.#direct ? batch : batch.slice(0, 1);
+    const session = this.#session;
     const subject = this.entrySubject(room);
     const tail = this.#tails.get(room) ?? (await this.#tail(jsm, js, room));
+    // Read before the connection dropped: maybe of a stream that is gone. Read it again.
+    if (this.#session !== session) return batch;
     const ids = sending.length > 1 ? sending.map(() => randomUUID()) : [];
     const outcomes = await Promise.allSettled(
       sending.map(async (pending, i) => {
@@ -372,7 +390,8 @@ export class NatsHistory implements History {
         );
       }
     });
-    if (stored !== undefined && outcomes.every((outcome) => outcome.status === 'fulfilled')) {
+    const allStored = outcomes.every((outcome) => outcome.status === 'fulfilled');
+    if (stored !== undefined && allStored && this.#session === session) {
       this.#remember(room, stored);
     } else {
       this.#tails.delete(room);
@@ -597,23 +616,43 @@ export class NatsHistory implements History {
     operation: (api: { js: JetStreamClient; jsm: JetStreamManager }) => Promise<T>,
   ): Promise<T> {
     if (this.#closed) throw new HistoryError('the history is closed');
-    return runTyped(
-      () => this.#open().then(operation).catch(this.#reopenIfGone),
-      this.#timeoutMs,
-      HistoryError,
-      `NATS history ${what} of "${room}" failed`,
-    );
+    try {
+      return await runTyped(
+        () => this.#open().then(operation),
+        this.#timeoutMs,
+        HistoryError,
+        `NATS history ${what} of "${room}" failed`,
+      );
+    } catch (error) {
+      this.#forgetIfGone(error);
+      throw error;
+    }
   }
 
-  /** Rethrows `error`; if the stream is gone, the next operation creates it again first. */
-  readonly #reopenIfGone = (error: unknown): never => {
-    this.#forgetIfGone(error);
-    throw error;
-  };
-
-  /** If the stream is gone, the next operation creates it again, knowing nothing of its rooms. */
+  /**
+   * If the stream is gone, or may be (an operation timed out: see {@link mayBeGone}), the next
+   * operation checks it again and creates it if it is missing.
+   */
   #forgetIfGone(error: unknown): void {
-    if (!streamGone(error)) return;
+    if (mayBeGone(error)) this.#forget();
+  }
+
+  /**
+   * The connection dropped, or is back, maybe on a server that lost its JetStream storage and
+   * where another node has since created the stream again: a cached tail would then still match
+   * that new stream's sequences and write into the lost log's epoch.
+   */
+  #reconnected(): void {
+    this.#session++;
+    this.#forget();
+  }
+
+  /**
+   * Forgets what this instance knows of the stream (that it exists, its rooms' tails): the next
+   * operation checks the stream with the stream API, creates it if it is missing (its rooms then
+   * start a new epoch) and reads each room's tail again.
+   */
+  #forget(): void {
     this.#api = undefined;
     this.#tails.clear();
   }

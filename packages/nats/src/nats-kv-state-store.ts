@@ -8,9 +8,9 @@ import {
   type Version,
   type Versioned,
 } from '@wscale/core';
-import { type NatsConnectOptions, resolveConnection } from './connection.js';
+import { type NatsConnectOptions, resolveConnection, watchReconnects } from './connection.js';
 import { nanos } from './nanos.js';
-import { streamGone } from './stream-gone.js';
+import { mayBeGone } from './stream-gone.js';
 import { encodeToken } from './subject-token.js';
 import { runTyped } from './timeout.js';
 
@@ -55,6 +55,7 @@ export class NatsKvStateStore implements StateStore {
   readonly #connection: Promise<NatsConnection>;
   readonly #owned: boolean;
   #kv: Promise<KV> | undefined;
+  #unwatch: (() => void) | undefined;
   #closed = false;
 
   constructor(options: NatsKvStateStoreOptions = {}) {
@@ -73,6 +74,12 @@ export class NatsKvStateStore implements StateStore {
     const { connection, owned } = resolveConnection(options, 'wscale-state-store');
     this.#connection = connection;
     this.#owned = owned;
+    // Back on a server that may have lost its JetStream storage: check the bucket again.
+    connection
+      .then((nc) => {
+        if (!this.#closed) this.#unwatch = watchReconnects(nc, () => (this.#kv = undefined));
+      })
+      .catch(() => undefined);
   }
 
   async get(key: string): Promise<Versioned<string> | undefined> {
@@ -117,6 +124,7 @@ export class NatsKvStateStore implements StateStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#unwatch?.();
     if (!this.#owned) return;
     const nc = await this.#connection.catch(() => undefined);
     if (nc !== undefined && !nc.isClosed()) await nc.close();
@@ -124,19 +132,20 @@ export class NatsKvStateStore implements StateStore {
 
   async #run<T>(what: string, key: string, operation: (kv: KV) => Promise<T>): Promise<T> {
     if (this.#closed) throw new StateStoreError('the state store is closed');
-    return runTyped(
-      () => this.#open().then(operation).catch(this.#reopenIfGone),
-      this.#timeoutMs,
-      StateStoreError,
-      `NATS KV ${what} of "${key}" failed`,
-    );
+    try {
+      return await runTyped(
+        () => this.#open().then(operation),
+        this.#timeoutMs,
+        StateStoreError,
+        `NATS KV ${what} of "${key}" failed`,
+      );
+    } catch (error) {
+      // The bucket's stream is gone, or may be (a direct get of a missing stream gets no answer
+      // at all: see mayBeGone): the next operation checks it again and creates it if missing.
+      if (mayBeGone(error)) this.#kv = undefined;
+      throw error;
+    }
   }
-
-  /** Rethrows `error`; if the bucket's stream is gone, the next operation creates it again first. */
-  readonly #reopenIfGone = (error: unknown): never => {
-    if (streamGone(error)) this.#kv = undefined;
-    throw error;
-  };
 
   /** Opens (creating or re-configuring) the bucket once; a failed attempt is retried next time. */
   #open(): Promise<KV> {

@@ -1,4 +1,6 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { errors } from '@nats-io/transport-node';
+import { TimedOutError } from './timeout.js';
 
 /**
  * Whether an operation failed because the JetStream stream behind a store is not there (deleted,
@@ -14,6 +16,21 @@ export function streamGone(error: unknown): boolean {
     if (/no responders|stream not found|jetstream (is )?not enabled/i.test(cause.message)) {
       return true;
     }
+  }
+  return false;
+}
+
+/**
+ * Whether the stream may be gone although the failure does not say so: the operation got no
+ * answer in time. A direct get (`$JS.API.DIRECT.GET.<stream>`) of a stream that does not exist is
+ * answered by nobody, not even with "no responders" (nats-server 2.9): every read of a store
+ * whose stream was lost would time out forever. After a timeout the store checks its stream again
+ * with the stream API, which does answer "stream not found", before its next operation.
+ */
+export function mayBeGone(error: unknown): boolean {
+  if (streamGone(error)) return true;
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    if (cause instanceof TimedOutError || cause instanceof errors.TimeoutError) return true;
   }
   return false;
 }

@@ -16,6 +16,11 @@ export function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** An operation that got no answer within its bound. */
+export class TimedOutError extends Error {
+  override name = 'TimedOutError';
+}
+
 /**
  * Runs `work` within `ms`. A failure that is not already a `Typed` error becomes one, with the
  * cause kept: callers only ever see the adapter's typed error.
@@ -27,7 +32,7 @@ export async function runTyped<T>(
   failure: string,
 ): Promise<T> {
   try {
-    return await withTimeout(work(), ms, () => new Error(`timed out after ${ms} ms`));
+    return await withTimeout(work(), ms, () => new TimedOutError(`timed out after ${ms} ms`));
   } catch (error) {
     throw asTyped(error, Typed, failure);
   }

@@ -333,3 +333,52 @@ describe.skipIf(skipWithoutNats())('NatsBroker when the server reloads its permi
     }
   });
 });
+
+describe.skipIf(skipWithoutNats())('NatsBroker when the server hangs', () => {
+  let nats: SingleNats;
+  beforeAll(async () => {
+    nats = await startNatsServer();
+  });
+  afterAll(() => nats?.close());
+
+  it('is down once a round trip times out, reconnects, and sends what waited, once each, in order', async () => {
+    const open = (options: ConstructorParameters<typeof NatsBroker>[0] = {}) =>
+      new NatsBroker({ servers: nats.server.url, connectionOptions: fastReconnect, ...options });
+    const [a, b] = [open({ publishTimeoutMs: 1000 }), open()];
+    const pid = nats.server.pid!;
+    let hung = false;
+    try {
+      await until(() => a.status === 'ready' && b.status === 'ready', 5000, 'ready');
+      const got: string[] = [];
+      await b.subscribe('news', (payload) => got.push(String(Buffer.from(payload))));
+      // Stopped, not killed: the TCP connections stay open, and nothing answers on them.
+      process.kill(pid, 'SIGSTOP');
+      hung = true;
+      const outcomes: string[] = [];
+      const first = a.publish('news', Buffer.from('1')).then(
+        () => outcomes.push('1 sent'),
+        (error: unknown) => outcomes.push(`1 failed: ${String(error)}`),
+      );
+      await until(() => a.status !== 'ready', 4000, 'the broker to notice the hang');
+      const second = a.publish('news', Buffer.from('2')).then(
+        () => outcomes.push('2 sent'),
+        (error: unknown) => outcomes.push(`2 failed: ${String(error)}`),
+      );
+      // Both wait in the queue, the first sent again in its place.
+      await until(() => a.queued === 2, 2000, 'both publishes queued');
+      expect(outcomes).toEqual([]);
+      process.kill(pid, 'SIGCONT');
+      hung = false;
+      await Promise.all([first, second]);
+      // Resolved, not rejected (in whatever order their promises settle: the wire order is below).
+      expect(outcomes.sort()).toEqual(['1 sent', '2 sent']);
+      expect(a.status).toBe('ready');
+      await a.publish('news', Buffer.from('3'));
+      await until(() => got.includes('3'), 5000, 'the message after');
+      expect(got).toEqual(['1', '2', '3']);
+    } finally {
+      if (hung) process.kill(pid, 'SIGCONT');
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 30_000);
+});

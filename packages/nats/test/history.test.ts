@@ -84,6 +84,32 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     expect(await h.read('room', before)).toMatchObject({ ok: false, reason: 'epoch-changed' });
   });
 
+  it('reads again after its stream was deleted under it, though nothing writes first', async () => {
+    const name = `${stream}_deleted_read`;
+    const h = history({ stream: name });
+    const before = await h.append('room', Buffer.from('one'));
+    const nc = await connect({ servers: nats.server.url });
+    await (await jetstreamManager(nc)).streams.delete(name);
+    await nc.close();
+    // A direct get of a missing stream gets no answer at all, not "stream not found": a read
+    // times out, and the history checks its stream before the next one.
+    let after: HistoryPosition | undefined;
+    await until(
+      async () => {
+        after = await h.position('room').catch((error: unknown) => {
+          expect(error).toBeInstanceOf(HistoryError);
+          return undefined;
+        });
+        return after !== undefined;
+      },
+      8000,
+      'a position after the stream was deleted',
+    );
+    expect(after).toEqual({ offset: 0, epoch: expect.any(String) });
+    expect(after!.epoch).not.toBe(before.epoch);
+    expect(await h.read('room', before)).toMatchObject({ ok: false, reason: 'epoch-changed' });
+  });
+
   it('gives a room whose entries all expired a new epoch, never reused offsets', async () => {
     const h = history({ stream: `${stream}_expiring`, maxAgeMs: 800 });
     const first = await h.append('room', Buffer.from('old'));

@@ -84,6 +84,36 @@ describe.skipIf(skipWithoutNats())('NatsKvStateStore on one nats-server', () => 
     }
   });
 
+  it('reads again after its bucket was deleted under it, though nothing writes first', async () => {
+    const name = `${bucket}_deleted_read`;
+    const s = store({ bucket: name });
+    try {
+      await s.set('before', 'x');
+      const nc = await connect({ servers: nats.server.url });
+      try {
+        await (await jetstreamManager(nc)).streams.delete(`KV_${name}`);
+      } finally {
+        await nc.close();
+      }
+      // A direct get of a missing stream gets no answer at all: a read times out, and the store
+      // checks its bucket (creating it again) before the next one.
+      await until(
+        () =>
+          s.get('before').then(
+            (entry) => entry === undefined,
+            (error: unknown) => {
+              expect(error).toBeInstanceOf(StateStoreError);
+              return false;
+            },
+          ),
+        8000,
+        'a read after the bucket was deleted',
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
   it('brings an existing bucket to its TTL', async () => {
     const name = `${bucket}_retuned`;
     const first = store({ bucket: name, ttlMs: 60_000 });

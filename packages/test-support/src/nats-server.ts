@@ -117,6 +117,17 @@ export class NatsServer {
     await this.#stop('SIGTERM');
   }
 
+  /**
+   * Deletes the JetStream storage of a stopped server, as a lost disk would: started again, it has
+   * no stream, bucket or consumer (its configuration file is kept).
+   */
+  wipeStorage(): void {
+    if (this.#child !== undefined) {
+      throw new Error(`${this.name}: stop it before wiping its storage`);
+    }
+    rmSync(join(this.#spec.storeDir, 'jetstream'), { recursive: true, force: true });
+  }
+
   #spawn(): void {
     const { name, port, monitorPort, storeDir, cluster, config } = this.#spec;
     const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];

@@ -1,4 +1,4 @@
-import type { NodeConnectionOptions } from '@nats-io/transport-node';
+import type { NatsConnection, NodeConnectionOptions, Status } from '@nats-io/transport-node';
 
 /** Client timings for tests: reconnect quickly so outages stay short. */
 export const fastReconnect: NodeConnectionOptions = {
@@ -23,4 +23,37 @@ export function replicatedCasIsSafe(version: string): boolean {
   if (major !== 2) return major > 2;
   if (minor !== 9) return minor > 9;
   return patch >= 21;
+}
+
+/**
+ * Resolves at the connection's next status of this type; rejects after `timeoutMs`. Call it before
+ * what causes the status.
+ */
+export function nextStatus(
+  nc: NatsConnection,
+  type: Status['type'],
+  timeoutMs: number,
+): Promise<void> {
+  const statuses = nc.status() as AsyncIterable<Status> & { stop(): void };
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      statuses.stop();
+      reject(new Error(`no "${type}" status within ${timeoutMs} ms`));
+    }, timeoutMs);
+    (async () => {
+      for await (const status of statuses) if (status.type === type) return true;
+      return false;
+    })().then(
+      (seen) => {
+        clearTimeout(timer);
+        statuses.stop();
+        if (seen) resolve();
+        else reject(new Error(`the connection closed before a "${type}" status`));
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }

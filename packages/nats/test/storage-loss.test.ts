@@ -1,0 +1,105 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { NatsHistory, NatsKvStateStore } from '@wscale/nats';
+import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { fastReconnect, nextStatus, uniqueName } from './helpers/clients.js';
+
+const text = (bytes: Uint8Array) => Buffer.from(bytes).toString();
+
+/**
+ * A nats-server that restarts without its JetStream storage (a lost disk, a new container): every
+ * stream and bucket is gone, while the adapters' connections come back by themselves.
+ */
+describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its storage', () => {
+  let nats: SingleNats;
+  const opened: Array<{ close(): Promise<void> }> = [];
+  const open = <T extends { close(): Promise<void> }>(created: T): T => {
+    opened.push(created);
+    return created;
+  };
+  /** A connection of the test's own, to know when the adapters using it are back. */
+  const connection = async (): Promise<NatsConnection> =>
+    open(await connect({ servers: nats.server.url, ...fastReconnect }));
+
+  /** Restarts the server without its storage; resolves once `nc` is back on it and it is healthy. */
+  const restartWithoutStorage = async (nc: NatsConnection) => {
+    const back = nextStatus(nc, 'reconnect', 20_000);
+    await nats.server.kill();
+    nats.server.wipeStorage();
+    await nats.server.start();
+    await back;
+  };
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+  });
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((o) => o.close()));
+  });
+  afterAll(async () => {
+    await nats?.close();
+  });
+
+  it('history: the first operation after the reconnect works, in a new epoch', async () => {
+    const nc = await connection();
+    const stream = uniqueName('lost');
+    const history = open(
+      new NatsHistory({ connection: nc, stream, subjectPrefix: `${stream}.`, timeoutMs: 2000 }),
+    );
+    const before = await history.append('room', Buffer.from('before'));
+    await restartWithoutStorage(nc);
+    // A direct get of the missing stream would get no answer: only reads, nothing writes first.
+    const position = await history.position('room');
+    expect(position.offset).toBe(0);
+    expect(position.epoch).not.toBe(before.epoch);
+    expect(await history.read('room', before)).toEqual({
+      ok: false,
+      reason: 'epoch-changed',
+      position,
+    });
+    expect(await history.append('room', Buffer.from('after'))).toEqual({
+      offset: 1,
+      epoch: position.epoch,
+    });
+  });
+
+  it('history: a cached tail never writes into the lost log when another node made the stream again', async () => {
+    const nc = await connection();
+    const stream = uniqueName('stale');
+    const options = { stream, subjectPrefix: `${stream}.`, timeoutMs: 2000 };
+    const a = open(new NatsHistory({ connection: nc, ...options }));
+    for (const n of [1, 2, 3]) await a.append('room', Buffer.from(`old ${n}`));
+    const seenBefore = await a.position('room');
+    await restartWithoutStorage(nc);
+    // Another node is first after the restart: the stream it creates has, for this room, the
+    // same sequences as the lost one had (the epoch, then three entries).
+    const b = open(new NatsHistory({ servers: nats.server.url, ...options }));
+    const fromB = [];
+    for (const n of [1, 2, 3]) fromB.push(await b.append('room', Buffer.from(`new ${n}`)));
+    const { epoch } = fromB[0]!;
+    expect(epoch).not.toBe(seenBefore.epoch);
+    expect(await a.append('room', Buffer.from('from a'))).toEqual({ offset: 4, epoch });
+    // A client that saw the lost log to its end is told it is gone, not handed "from a" alone.
+    expect(await b.read('room', seenBefore)).toMatchObject({ ok: false, reason: 'epoch-changed' });
+    const all = await b.read('room', { offset: 0, epoch });
+    expect(all.ok && all.entries.map((e) => text(e.payload))).toEqual([
+      'new 1',
+      'new 2',
+      'new 3',
+      'from a',
+    ]);
+  });
+
+  it('state store: the first read after the reconnect works, on a new bucket', async () => {
+    const nc = await connection();
+    const store = open(
+      new NatsKvStateStore({ connection: nc, bucket: uniqueName('lost'), timeoutMs: 2000 }),
+    );
+    await store.set('k', 'before');
+    await restartWithoutStorage(nc);
+    // Reads only: nothing writes (and so creates the bucket) first.
+    expect(await store.get('k')).toBeUndefined();
+    const version = await store.set('k', 'after');
+    expect(await store.get('k')).toEqual({ value: 'after', version });
+  });
+});
