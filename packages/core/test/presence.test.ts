@@ -105,6 +105,65 @@ describe('presence on raw clients', () => {
     expect((await b.presence('room')).missing).toEqual([]);
   });
 
+  it('a node started after others lists their members with no join, and then tells only what changes', async () => {
+    const bus = new MemoryBus();
+    const { node: a } = start(bus, 'a');
+    const { node: b } = start(bus, 'b');
+    await Promise.all([a.ready(), b.ready()]);
+    await until(() => a.nodes.length === 1 && b.nodes.length === 1, 3000, 'the nodes to meet');
+    await connect(a, '?user=ann');
+    await connect(b, '?user=bob');
+    await connect(a, '?user=cid');
+    await connect(b, '?user=cid'); // a second tab of cid
+    await until(() => b.presenceStats('room').connections === 4, 3000, 'four connections');
+
+    // A node joins the cluster: what is already there is no news to it.
+    const { node: c } = start(bus, 'c');
+    const told = new Map<ScaledWebSocketServer, string[]>([
+      [a, []],
+      [b, []],
+      [c, []],
+    ]);
+    for (const [node, heard] of told) {
+      node.on('presence', (_room: string, change: PresenceChange) =>
+        heard.push(`${change.type} ${change.user}`),
+      );
+    }
+    await c.ready();
+    await until(
+      async () => (await c.presence('room')).connections === 4,
+      3000,
+      'c to list everyone',
+    );
+    expect(await users(c)).toEqual(['ann', 'bob', 'cid']);
+    expect((await c.presence('room')).missing).toEqual([]);
+
+    // What changes afterwards is told on every node alike.
+    const dan = await connect(a, '?user=dan');
+    await until(() => told.get(c)!.includes('join dan'), 3000, 'c to hear of dan');
+    dan.close(1000);
+    await until(() => told.get(c)!.includes('leave dan'), 3000, 'c to hear dan leave');
+
+    // A node that comes up later still tells who is new to the cluster, on every node.
+    const { node: d } = start(bus, 'd');
+    told.set(d, []);
+    d.on('presence', (_room: string, change: PresenceChange) =>
+      told.get(d)!.push(`${change.type} ${change.user}`),
+    );
+    await d.ready();
+    await until(() => c.nodes.length === 3, 3000, 'c to see d');
+    await connect(d, '?user=eve');
+    await until(
+      () => [...told.values()].every((heard) => heard.includes('join eve')),
+      3000,
+      'every node to hear of eve',
+    );
+    expect(told.get(a)).toEqual(['join dan', 'leave dan', 'join eve']);
+    expect(told.get(b)).toEqual(['join dan', 'leave dan', 'join eve']);
+    expect(told.get(c)).toEqual(['join dan', 'leave dan', 'join eve']);
+    expect(told.get(d)).toEqual(['join eve']);
+  });
+
   it('lists a member without info when the info hook throws or returns too much, and reports it', async () => {
     const node = new ScaledWebSocketServer<unknown>({
       port: 0,

@@ -61,18 +61,25 @@ describe('a wscale.v1 presence request', () => {
   it('a member that resumed on another node and then closes with 1000 leaves at once, not after the grace period', async () => {
     await resumedThenEnds((peer) => peer.ws.close(1000));
   });
+
+  it('a member that resumed on another node while its old socket hangs there, then closes with 1000, leaves at once', async () => {
+    await resumedThenEnds((peer) => peer.ws.close(1000), true);
+  });
 });
 
 /**
  * A member drops from one node, resumes on the other within the grace period (no event), then
- * `end`s its membership on purpose there: a watcher sees its leave at once.
+ * `end`s its membership on purpose there: a watcher sees its leave at once. With `hang`, the first
+ * node never hears the drop: the old socket stays half-open (no close frame comes back, so it
+ * ends only after `closeTimeoutMs`) while the session is taken over.
  */
-async function resumedThenEnds(end: (peer: V1Peer) => void): Promise<void> {
+async function resumedThenEnds(end: (peer: V1Peer) => void, hang = false): Promise<void> {
   const nodes = await cluster.start(2, {
     stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
     sessionSecret: 'a-test-secret-of-enough-bytes',
     presence: [{ rooms: 'pres:*' }],
     presenceGraceMs: 20_000,
+    closeTimeoutMs: 20_000,
     authorizeJoin: () => true,
   });
   const [a, b] = nodes as [ScaledWebSocketServer, ScaledWebSocketServer];
@@ -86,16 +93,26 @@ async function resumedThenEnds(end: (peer: V1Peer) => void): Promise<void> {
   expect(await watcher.peer.next('pjoin')).toMatchObject({ u: first.welcome.client });
 
   // Its connection drops; it resumes on the other node within the grace period: no event.
-  first.peer.ws.terminate();
-  await until(() => a.clients.size === 0, 2000, 'node a to see the drop');
-  const back = await V1Peer.connect(b, { session: first.welcome.session });
-  expect(back.welcome.resumed).toBe(true);
-  end(back.peer);
-  // Within moments, though node a keeps the dropped connection for 20 s in case it resumes.
-  expect(await watcher.peer.next('pleave', 2000)).toMatchObject({ u: first.welcome.client });
-  expect(watcher.peer.all('pjoin')).toHaveLength(1);
-  for (const node of nodes) {
-    const { members } = await node.presence('pres:1');
-    expect(members.map((member) => member.user)).toEqual([watcher.welcome.client]);
+  if (hang) {
+    // The client reads nothing more: node a's close of the taken-over socket is never answered.
+    (first.peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  } else {
+    first.peer.ws.terminate();
+    await until(() => a.clients.size === 0, 2000, 'node a to see the drop');
+  }
+  try {
+    const back = await V1Peer.connect(b, { session: first.welcome.session });
+    expect(back.welcome.resumed).toBe(true);
+    expect(a.clients.size).toBe(0);
+    end(back.peer);
+    // Within moments, though node a keeps the dropped connection for 20 s in case it resumes.
+    expect(await watcher.peer.next('pleave', 2000)).toMatchObject({ u: first.welcome.client });
+    expect(watcher.peer.all('pjoin')).toHaveLength(1);
+    for (const node of nodes) {
+      const { members } = await node.presence('pres:1');
+      expect(members.map((member) => member.user)).toEqual([watcher.welcome.client]);
+    }
+  } finally {
+    first.peer.ws.terminate();
   }
 }

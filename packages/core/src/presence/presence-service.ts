@@ -82,6 +82,9 @@ export class PresenceService {
 
   /** Subscribes the presence topics and starts the timers. */
   async start(): Promise<void> {
+    const tickMs = this.#host.tickMs;
+    // Every live node ticks within a heartbeat: after two, this node has heard of them all.
+    this.#tracker.begin(Date.now(), 2 * tickMs, 4 * tickMs);
     const broker = this.#host.broker;
     const onMessage = (bytes: Uint8Array) => this.#receive(bytes);
     this.#unsubscribes.push(
@@ -151,6 +154,16 @@ export class PresenceService {
       else this.#tracker.drop(client, room, client.id, now);
     }
     this.#flush();
+  }
+
+  /**
+   * A local client's session was taken over by a connection on another node: it is away from now
+   * on, as a dropped one, though its socket may end only later (a peer that no longer answers
+   * holds it until `closeTimeoutMs`). So a leave on purpose of the connection that took over ends
+   * it at once, and a later close of its socket changes nothing.
+   */
+  released(client: PresenceClient, rooms: readonly string[]): void {
+    this.closed(client, rooms, CloseCode.SessionTakenOver);
   }
 
   /** A client asks for a room's presence. */

@@ -80,6 +80,13 @@ export class PresenceTracker {
   readonly #away = new Set<string>();
   #seq = 0;
   #outbox: Outgoing[] = [];
+  /**
+   * While this node builds its first view (see {@link begin}): the soonest and the latest it
+   * stops, or undefined once it has.
+   */
+  #starting?: { soonest: number; latest: number };
+  /** Changes are applied without telling: a view being built is no news. */
+  #quiet = false;
 
   constructor(
     nodeId: string,
@@ -91,6 +98,16 @@ export class PresenceTracker {
     this.incarnation = incarnation;
     this.#graceMs = graceMs;
     this.#changed = changed;
+  }
+
+  /**
+   * This node starts: what the others' first snapshots bring was there before it, so it is
+   * applied with no event (a `join` is a user's first connection anywhere, not the first one this
+   * node hears of). Every live node ticks within a heartbeat, so after `soonestMs` this node knows
+   * them all; it stops starting once it holds every one of them, or after `latestMs` at most.
+   */
+  begin(now: number, soonestMs: number, latestMs: number): void {
+    this.#starting = { soonest: now + soonestMs, latest: now + latestMs };
   }
 
   /** This node's last sequence number. */
@@ -146,7 +163,8 @@ export class PresenceTracker {
     const key = entryKey(room, conn);
     const local = this.#local.get(key);
     if (local === undefined || local.holder !== holder) return;
-    local.away = now + this.#graceMs;
+    // Its session taken over elsewhere, it is away from then on, not from when its socket ends.
+    local.away ??= now + this.#graceMs;
     this.#away.add(key);
   }
 
@@ -204,21 +222,12 @@ export class PresenceTracker {
     parts.got.set(part, entries);
     if (parts.got.size < parts.count) return;
     replica.parts = undefined;
-    const next = new Map<string, Entry>();
-    for (const list of parts.got.values()) {
-      for (const wire of list) {
-        const entry = fromWire(wire, node, incarnation);
-        next.set(entryKey(entry.room, entry.conn), entry);
-      }
-    }
-    for (const [key, entry] of replica.entries) {
-      if (!next.has(key)) this.#removeRemote(replica, key, entry);
-    }
-    for (const [key, entry] of next) {
-      const old = replica.entries.get(key);
-      if (old?.user === entry.user) continue;
-      if (old !== undefined) this.#removeRemote(replica, key, old);
-      this.#addRemote(replica, key, entry);
+    // The first snapshot of a node, while this node builds its view: those users were there.
+    this.#quiet = this.#starting !== undefined && !replica.synced && replica.seq === 0;
+    try {
+      this.#replace(replica, parts.got.values(), node, incarnation);
+    } finally {
+      this.#quiet = false;
     }
     replica.seq = seq;
     replica.synced = true;
@@ -236,6 +245,7 @@ export class PresenceTracker {
       this.#apply(node, replica, delta);
       replica.seq = s;
     }
+    this.#started(now);
   }
 
   /**
@@ -297,6 +307,7 @@ export class PresenceTracker {
    * `leave` is published for each) and the entries of nodes that are gone.
    */
   expire(now: number): void {
+    this.#started(now);
     for (const key of this.#away) {
       const local = this.#local.get(key)!;
       if (local.away! <= now) this.#removeLocal(key, local);
@@ -345,6 +356,18 @@ export class PresenceTracker {
     return fresh;
   }
 
+  /** Ends the start once this node holds every live node's entries (or it waited long enough). */
+  #started(now: number): void {
+    const starting = this.#starting;
+    if (starting === undefined || now < starting.soonest) return;
+    if (now < starting.latest) {
+      for (const replica of this.#replicas.values()) {
+        if (!replica.synced && replica.deadline === undefined) return;
+      }
+    }
+    this.#starting = undefined;
+  }
+
   #unsync(replica: Replica): void {
     replica.synced = false;
     replica.askedAt = undefined;
@@ -376,6 +399,31 @@ export class PresenceTracker {
     if (local?.away !== undefined) this.#removeLocal(key, local, true);
   }
 
+  /** Makes a replica's entries a snapshot's. */
+  #replace(
+    replica: Replica,
+    lists: Iterable<EntryWire[]>,
+    node: string,
+    incarnation: string,
+  ): void {
+    const next = new Map<string, Entry>();
+    for (const list of lists) {
+      for (const wire of list) {
+        const entry = fromWire(wire, node, incarnation);
+        next.set(entryKey(entry.room, entry.conn), entry);
+      }
+    }
+    for (const [key, entry] of replica.entries) {
+      if (!next.has(key)) this.#removeRemote(replica, key, entry);
+    }
+    for (const [key, entry] of next) {
+      const old = replica.entries.get(key);
+      if (old?.user === entry.user) continue;
+      if (old !== undefined) this.#removeRemote(replica, key, old);
+      this.#addRemote(replica, key, entry);
+    }
+  }
+
   #addRemote(replica: Replica, key: string, entry: Entry): void {
     replica.entries.set(key, entry);
     this.#add(entry);
@@ -403,7 +451,7 @@ export class PresenceTracker {
     connections.set(key, entry);
     if (!first) return;
     view.sorted = undefined;
-    this.#changed(entry.room, change('join', entry));
+    if (!this.#quiet) this.#changed(entry.room, change('join', entry));
   }
 
   #remove(entry: Entry): void {
@@ -416,7 +464,7 @@ export class PresenceTracker {
     view.users.delete(entry.user);
     view.sorted = undefined;
     if (view.users.size === 0) this.#rooms.delete(entry.room);
-    this.#changed(entry.room, change('leave', entry));
+    if (!this.#quiet) this.#changed(entry.room, change('leave', entry));
   }
 
   /** A local entry leaves: this node's view and the others' (by the delta published). */

@@ -239,6 +239,9 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     if (sentAt !== undefined && (older.openedAt ?? 0) > sentAt + CLOCK_SLACK_MS) return false;
     this.#clients.delete(id);
     older.close(code, reason);
+    // Gone now for presence too: its socket may end only after `closeTimeoutMs` (a peer that no
+    // longer answers), and a leave of the connection that took over must not wait for that.
+    this.#presence?.released(older, older.roomList);
     // Closed, it hands nothing more on: what it handed on can be recorded now, without waiting for
     // its peer to answer the close, so the node taking the session over can go on.
     if (older.v1) this.#closing.saveClosed(older);
