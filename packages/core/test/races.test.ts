@@ -247,6 +247,34 @@ describe('resume', () => {
     expect(Object.keys(after.welcome.rooms)).toEqual(['kept']);
   });
 
+  it('refuses another user’s token while the state store is down: its holder keeps the session and its messages', async () => {
+    const store = new SwitchableStore();
+    closers.push(() => store.close());
+    const server = await node({
+      stateStore: store,
+      sessionSecret: secret,
+      authenticate: (request) => ({ id: request.headers['x-user'] }),
+    });
+    const alice = await V1Peer.connect(server, {}, { 'x-user': 'alice' });
+    let aliceClosed = false;
+    void alice.peer.closed.then(() => {
+      aliceClosed = true;
+    });
+    store.failing = true;
+    const stolen = { session: alice.welcome.session };
+    const mallory = await V1Peer.connect(server, stolen, { 'x-user': 'mallory' });
+    expect(mallory.welcome).toMatchObject({ resumed: false, reason: 'forbidden' });
+    expect(mallory.welcome.client).not.toBe(alice.welcome.client);
+    expect(mallory.welcome.session).not.toBe(alice.welcome.session);
+    // Alice is not closed, and what is sent to her reaches her, not the one with her token.
+    await server.client(alice.welcome.client).send('for alice only');
+    expect(await alice.peer.next('msg')).toMatchObject({ d: 'for alice only' });
+    await server.client(mallory.welcome.client).send('for mallory');
+    expect(await mallory.peer.next('msg')).toMatchObject({ d: 'for mallory' });
+    expect(mallory.peer.all('msg')).toHaveLength(1);
+    expect(aliceClosed).toBe(false);
+  });
+
   it('acknowledges a join only once the session holds the room', async () => {
     const store = new SwitchableStore();
     closers.push(() => store.close());

@@ -53,7 +53,7 @@ describe('wscale.v1 sessions', () => {
     const [a] = await startNodes(1);
     const { peer, welcome } = await V1Peer.connect(a!);
     expect(welcome).toMatchObject({ t: 'welcome', resumed: false, reason: 'new', node: 'node-1' });
-    expect(welcome.session).toMatch(/^v1\./);
+    expect(welcome.session).toMatch(/^v2\./);
     const joined = await peer.next('joined');
     expect(joined).toMatchObject({ r: 'chat', o: 0 });
     await a!.to('chat').send('one');

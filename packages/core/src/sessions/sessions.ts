@@ -1,5 +1,5 @@
 import type { StateStore, Versioned } from '../contracts.js';
-import { SessionRecordError } from '../errors.js';
+import { SessionRecordError, StateStoreError } from '../errors.js';
 import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
 import { updateState } from '../util/update-state.js';
 import { SessionTokens } from './session-token.js';
@@ -66,6 +66,8 @@ export interface SessionLookup {
   readonly token: string;
   /** The session the token names (verified). */
   readonly id: string;
+  /** Whether the token is the owner's (`undefined`: a token of an earlier version, which does not say). */
+  readonly owned: boolean | undefined;
   /** What the store held, when it answered. */
   readonly read?: { current: Versioned<string> | undefined };
   /** Why it did not answer, when it did not. */
@@ -135,14 +137,16 @@ export class Sessions {
    * a resume reads the store once, and when the store did not answer (its own timeout), the resume
    * is not made to wait a second time for it.
    */
-  async lookup(token: string): Promise<SessionLookup | undefined> {
-    const id = this.#tokens.verify(token);
-    if (id === undefined) return undefined;
+  async lookup(token: string, owner: string): Promise<SessionLookup | undefined> {
+    const verified = this.#tokens.verify(token, owner);
+    // Another owner's token: `open` refuses it without a read.
+    if (verified === undefined || verified.owned === false) return undefined;
+    const { id, owned } = verified;
     let stored: Versioned<string> | undefined;
     try {
       stored = await this.#store.get(this.#key(id));
     } catch (error) {
-      return { token, id, failed: error };
+      return { token, id, owned, failed: error };
     }
     const parsed = stored === undefined ? undefined : parseRecord(stored.value);
     // A damaged record is reported by the `open` that follows.
@@ -152,7 +156,7 @@ export class Sessions {
       settled || record?.node === undefined
         ? undefined
         : { id, node: record.node, owner: record.owner };
-    return { token, id, read: { current: stored }, holder };
+    return { token, id, owned, read: { current: stored }, holder };
   }
 
   /** Resumes the session of `token` if it is genuine, alive and `owner`'s; else opens a new one. */
@@ -165,9 +169,11 @@ export class Sessions {
     if (token === undefined) return this.#create(owner, conn, 'new');
     // A lookup of this token verified it already.
     const known = lookup?.token === token ? lookup : undefined;
-    const id = known?.id ?? this.#tokens.verify(token);
-    if (id === undefined) return this.#create(owner, conn, 'invalid-token');
-    if (known?.failed !== undefined) return this.#unavailable(id, owner, token, conn, known.failed);
+    const verified = known ?? this.#tokens.verify(token, owner);
+    if (verified === undefined) return this.#create(owner, conn, 'invalid-token');
+    if (verified.owned === false) return this.#create(owner, conn, 'forbidden');
+    const { id, owned } = verified;
+    if (known?.failed !== undefined) return this.#unavailable(id, owner, owned, conn, known.failed);
     let refusal: NotResumedReason | undefined;
     let claimed: SessionRecord | undefined;
     let cleanlyClosed = false;
@@ -202,14 +208,14 @@ export class Sessions {
         known?.read,
       );
     } catch (error) {
-      return this.#unavailable(id, owner, token, conn, error);
+      return this.#unavailable(id, owner, owned, conn, error);
     }
     if (damage !== undefined) this.#onError(damage);
     if (claimed === undefined) return this.#create(owner, conn, refusal ?? 'expired');
     return {
       id,
       owner,
-      token: this.#tokens.issue(id),
+      token: this.#tokens.issue(id, owner),
       conn,
       resumed: true,
       record: claimed,
@@ -217,15 +223,22 @@ export class Sessions {
     };
   }
 
-  /** The same session, not saved by this connection: the client may resume it later. */
+  /**
+   * The same session, not saved by this connection: the client may resume it later. Only for a
+   * token that says it is `owner`'s: the store, which could say it of a token of an earlier
+   * version, cannot be read, and this connection will hold the session (its direct messages, and
+   * the close of an older connection of it).
+   */
   #unavailable(
     id: string,
     owner: string,
-    token: string,
+    owned: boolean | undefined,
     conn: string,
     error: unknown,
   ): OpenedSession {
     this.#onError(error);
+    if (owned !== true) throw new SessionStoreUnavailableError(error);
+    const token = this.#tokens.issue(id, owner);
     return { id, owner, token, conn, resumed: false, reason: 'unavailable' };
   }
 
@@ -291,7 +304,7 @@ export class Sessions {
     await this.#store
       .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
       .catch(this.#onError);
-    return { id, owner, token: this.#tokens.issue(id), conn, resumed: false, reason };
+    return { id, owner, token: this.#tokens.issue(id, owner), conn, resumed: false, reason };
   }
 
   #key(id: string): string {
@@ -359,4 +372,14 @@ function isReply(value: unknown): value is StoredReply {
   if (reply.error === undefined) return true;
   const error = reply.error as { code?: unknown; message?: unknown } | null;
   return isObject(error) && typeof error.code === 'string' && typeof error.message === 'string';
+}
+
+/**
+ * A resume of a token of an earlier version, which does not say whose it is, while the store that
+ * would say it cannot be read: the client is asked to come back later (1013).
+ */
+export class SessionStoreUnavailableError extends StateStoreError {
+  constructor(cause: unknown) {
+    super('the session store cannot be read to check whose this session is', { cause });
+  }
 }

@@ -29,12 +29,13 @@ import {
 } from '../protocol/v1-writer.js';
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import { sessionOwnerOf } from '../sessions/session-saver.js';
-import type {
-  OpenedSession,
-  SessionLookup,
-  Sessions,
-  StoredReply,
-  UpstreamRecord,
+import {
+  type OpenedSession,
+  type SessionLookup,
+  SessionStoreUnavailableError,
+  type Sessions,
+  type StoredReply,
+  type UpstreamRecord,
 } from '../sessions/sessions.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
@@ -262,6 +263,11 @@ export class V1Endpoint {
           ws.resume();
         })
         .catch((error) => {
+          // Reported already (the store's failure): the client comes back later.
+          if (error instanceof SessionStoreUnavailableError) {
+            refuse(CloseCode.TryAgainLater, 'session store unavailable');
+            return;
+          }
           this.#node.report(error);
           refuse(CloseCode.InternalError, 'session could not be opened');
         });
@@ -376,7 +382,7 @@ export class V1Endpoint {
    * Yields the session's read for `open` to start from, unless the holder was asked to let go.
    */
   async #handOver(token: string, owner: string): Promise<SessionLookup | undefined> {
-    const lookup = await this.#sessions.lookup(token);
+    const lookup = await this.#sessions.lookup(token, owner);
     const holder = lookup?.holder;
     if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) {
       return lookup;

@@ -1,10 +1,14 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStateStore } from '../../src/adapters/memory/memory-state-store.js';
 import type { Version, Versioned } from '../../src/contracts.js';
 import { InvalidOptionError, StateStoreError } from '../../src/errors.js';
 import { SessionTokens } from '../../src/sessions/session-token.js';
-import { type SessionSnapshot, Sessions } from '../../src/sessions/sessions.js';
+import {
+  type SessionSnapshot,
+  SessionStoreUnavailableError,
+  Sessions,
+} from '../../src/sessions/sessions.js';
 import { Gate } from './gate.js';
 
 // Unit tests of session tokens (an HMAC-signed session id, docs/guarantees.md "Sessions") and of
@@ -17,85 +21,115 @@ const OLD = 'the-old-secret-of-enough-bytes';
 const NEW = 'the-new-secret-of-enough-bytes';
 
 describe('SessionTokens', () => {
-  it('verifies the tokens it issues, back to their session id', () => {
+  it('verifies the tokens it issues, back to their session id and owner', () => {
     const tokens = new SessionTokens(SECRET);
     const id = SessionTokens.newSessionId();
-    const token = tokens.issue(id);
-    expect(token.startsWith('v1.')).toBe(true);
-    expect(tokens.verify(token)).toBe(id);
+    const token = tokens.issue(id, 'alice');
+    expect(token.startsWith('v2.')).toBe(true);
+    expect(tokens.verify(token, 'alice')).toEqual({ id, owned: true });
     // Another instance with the same secret (another node) agrees.
-    expect(new SessionTokens(SECRET).verify(token)).toBe(id);
+    expect(new SessionTokens(SECRET).verify(token, 'alice')).toEqual({ id, owned: true });
+  });
+
+  it('says a genuine token is another owner’s without any store: a stolen token proves nothing', () => {
+    const tokens = new SessionTokens(SECRET);
+    const id = SessionTokens.newSessionId();
+    const token = tokens.issue(id, 'alice');
+    expect(tokens.verify(token, 'mallory')).toEqual({ id, owned: false });
+    // Owners that only look alike are told apart.
+    expect(tokens.verify(token, 'alice ')).toEqual({ id, owned: false });
+    expect(tokens.verify(token, '')).toEqual({ id, owned: false });
+    // Another owner's tag moved onto the token breaks its signature.
+    const [, , , signature] = token.split('.');
+    const mallorys = tokens.issue(id, 'mallory').split('.')[2];
+    expect(tokens.verify(`v2.${id}.${mallorys}.${signature}`, 'mallory')).toBeUndefined();
+  });
+
+  it('verifies a token of an earlier version (v1: the id only), which does not say whose it is', () => {
+    const id = SessionTokens.newSessionId();
+    const signature = createHmac('sha256', SECRET).update(`wscale.v1:${id}`).digest('base64url');
+    const tokens = new SessionTokens(SECRET);
+    expect(tokens.verify(`v1.${id}.${signature}`, 'alice')).toEqual({ id, owned: undefined });
+    expect(tokens.verify(`v1.${SessionTokens.newSessionId()}.${signature}`, 'alice')).toBe(
+      undefined,
+    );
   });
 
   it('refuses a token signed with another secret', () => {
     const token = new SessionTokens('another-secret-of-enough-bytes').issue(
       SessionTokens.newSessionId(),
+      'alice',
     );
-    expect(new SessionTokens(SECRET).verify(token)).toBeUndefined();
+    expect(new SessionTokens(SECRET).verify(token, 'alice')).toBeUndefined();
   });
 
-  it('refuses a token whose id or signature was changed in any one character', () => {
+  it('refuses a token whose id, owner tag or signature was changed in any one character', () => {
     const tokens = new SessionTokens(SECRET);
-    const token = tokens.issue(SessionTokens.newSessionId());
-    for (let i = 'v1.'.length; i < token.length; i++) {
+    const token = tokens.issue(SessionTokens.newSessionId(), 'alice');
+    for (let i = 'v2.'.length; i < token.length; i++) {
       if (token[i] === '.') continue;
       const other = token[i] === 'A' ? 'B' : 'A';
       const tampered = token.slice(0, i) + other + token.slice(i + 1);
-      expect(tokens.verify(tampered), `character ${i} changed`).toBeUndefined();
+      expect(tokens.verify(tampered, 'alice'), `character ${i} changed`).toBeUndefined();
     }
   });
 
   it('refuses a genuine signature moved onto another session id', () => {
     const tokens = new SessionTokens(SECRET);
-    const [, , signature] = tokens.issue(SessionTokens.newSessionId()).split('.');
-    expect(tokens.verify(`v1.${SessionTokens.newSessionId()}.${signature}`)).toBeUndefined();
+    const [, , tag, signature] = tokens.issue(SessionTokens.newSessionId(), 'alice').split('.');
+    const moved = `v2.${SessionTokens.newSessionId()}.${tag}.${signature}`;
+    expect(tokens.verify(moved, 'alice')).toBeUndefined();
   });
 
   describe('rotation: signs with the first secret, verifies with any', () => {
     it('accepts tokens of the old secret while it is listed', () => {
       const id = SessionTokens.newSessionId();
-      const before = new SessionTokens(OLD).issue(id);
-      expect(new SessionTokens([NEW, OLD]).verify(before)).toBe(id);
+      const before = new SessionTokens(OLD).issue(id, 'alice');
+      expect(new SessionTokens([NEW, OLD]).verify(before, 'alice')).toEqual({ id, owned: true });
+      expect(new SessionTokens([NEW, OLD]).verify(before, 'bob')).toEqual({ id, owned: false });
     });
 
     it('issues tokens that the new secret alone accepts, and the old alone refuses', () => {
       const id = SessionTokens.newSessionId();
-      const during = new SessionTokens([NEW, OLD]).issue(id);
-      expect(new SessionTokens(NEW).verify(during)).toBe(id);
-      expect(new SessionTokens(OLD).verify(during)).toBeUndefined();
+      const during = new SessionTokens([NEW, OLD]).issue(id, 'alice');
+      expect(new SessionTokens(NEW).verify(during, 'alice')?.id).toBe(id);
+      expect(new SessionTokens(OLD).verify(during, 'alice')).toBeUndefined();
     });
 
     it('refuses tokens of the old secret once it is dropped', () => {
-      const before = new SessionTokens(OLD).issue(SessionTokens.newSessionId());
-      expect(new SessionTokens(NEW).verify(before)).toBeUndefined();
+      const before = new SessionTokens(OLD).issue(SessionTokens.newSessionId(), 'alice');
+      expect(new SessionTokens(NEW).verify(before, 'alice')).toBeUndefined();
     });
   });
 
   describe('refuses malformed tokens by returning undefined, never throwing', () => {
     const tokens = new SessionTokens(SECRET);
     const id = SessionTokens.newSessionId();
-    const genuine = tokens.issue(id);
-    const signature = genuine.slice(genuine.lastIndexOf('.') + 1);
+    const genuine = tokens.issue(id, 'alice');
+    const [, , tag, signature] = genuine.split('.') as [string, string, string, string];
     const cases: Array<[string, string]> = [
       ['empty', ''],
-      ['prefix only', 'v1.'],
-      ['no prefix', genuine.slice('v1.'.length)],
-      ['another version', `v2.${id}.${signature}`],
-      ['no signature part', `v1.${id}`],
-      ['empty signature', `v1.${id}.`],
-      ['empty session id', `v1..${signature}`],
+      ['prefix only', 'v2.'],
+      ['no prefix', genuine.slice('v2.'.length)],
+      ['another version', `v3.${id}.${tag}.${signature}`],
+      ['a v2 token as v1', `v1.${id}.${tag}.${signature}`],
+      ['a v1 shape as v2', `v2.${id}.${signature}`],
+      ['no signature part', `v2.${id}.${tag}`],
+      ['empty signature', `v2.${id}.${tag}.`],
+      ['empty session id', `v2..${tag}.${signature}`],
+      ['empty owner tag', `v2.${id}..${signature}`],
       ['an extra part', `${genuine}.extra`],
-      ['the parts swapped', `v1.${signature}.${id}`],
+      ['the parts swapped', `v2.${signature}.${tag}.${id}`],
       ['signature as padded base64', `${genuine}=`],
-      ['signature not base64url', `v1.${id}.${'!'.repeat(signature.length)}`],
-      ['signature of multi-byte characters', `v1.${id}.${'é'.repeat(signature.length / 2)}`],
+      ['signature not base64url', `v2.${id}.${tag}.${'!'.repeat(signature.length)}`],
+      ['signature of multi-byte characters', `v2.${id}.${tag}.${'é'.repeat(signature.length / 2)}`],
       ['whitespace around it', ` ${genuine} `],
-      ['a lone surrogate', `v1.${id}.\ud800${signature.slice(1)}`],
-      ['very long', `v1.${'A'.repeat(100_000)}.${signature}`],
+      ['a lone surrogate', `v2.${id}.${tag}.\ud800${signature.slice(1)}`],
+      ['very long', `v2.${'A'.repeat(100_000)}.${tag}.${signature}`],
       ['dots only', '.'.repeat(64)],
     ];
     it.each(cases)('%s', (_name, token) => {
-      expect(tokens.verify(token)).toBeUndefined();
+      expect(tokens.verify(token, 'alice')).toBeUndefined();
     });
   });
 
@@ -197,7 +231,7 @@ describe('Sessions', () => {
     const opened = await sessions.open(undefined, 'alice');
     expect(opened).toMatchObject({ resumed: false, reason: 'new' });
     expect(SessionTokens.isSessionId(opened.id)).toBe(true);
-    expect(new SessionTokens(SECRET).verify(opened.token)).toBe(opened.id);
+    expect(new SessionTokens(SECRET).verify(opened.token, 'alice')?.id).toBe(opened.id);
     expect(await store.record()).toEqual({
       owner: 'alice',
       conn: opened.conn,
@@ -221,7 +255,7 @@ describe('Sessions', () => {
     expect(second.reason).toBeUndefined();
     expect(second.conn).not.toBe(first.conn);
     expect(second.record?.conn).toBe(second.conn);
-    expect(new SessionTokens(SECRET).verify(second.token)).toBe(first.id);
+    expect(new SessionTokens(SECRET).verify(second.token, 'alice')?.id).toBe(first.id);
   });
 
   it('resumes with what the session recorded of its client’s messages and own rooms', async () => {
@@ -252,7 +286,7 @@ describe('Sessions', () => {
   it('opens a new session for a forged token (invalid-token)', async () => {
     const { sessions } = sessionsOn();
     const alice = await sessions.open(undefined, 'alice');
-    const forged = new SessionTokens('not-the-secret-of-the-nodes').issue(alice.id);
+    const forged = new SessionTokens('not-the-secret-of-the-nodes').issue(alice.id, 'alice');
     for (const token of [forged, 'garbage', '']) {
       const opened = await sessions.open(token, 'alice');
       expect(opened).toMatchObject({ resumed: false, reason: 'invalid-token' });
@@ -262,7 +296,7 @@ describe('Sessions', () => {
 
   it('opens a new session when the record is gone (expired) or cannot be read', async () => {
     const { store, sessions } = sessionsOn();
-    const never = new SessionTokens(SECRET).issue(SessionTokens.newSessionId());
+    const never = new SessionTokens(SECRET).issue(SessionTokens.newSessionId(), 'alice');
     expect(await sessions.open(never, 'alice')).toMatchObject({
       resumed: false,
       reason: 'expired',
@@ -284,7 +318,7 @@ describe('Sessions', () => {
     const before = await sessions.open(undefined, 'alice');
     const during = await otherNode(store, 'node-2', [NEW, OLD]).open(before.token, 'alice');
     expect(during).toMatchObject({ id: before.id, resumed: true });
-    expect(new SessionTokens(NEW).verify(during.token)).toBe(before.id);
+    expect(new SessionTokens(NEW).verify(during.token, 'alice')?.id).toBe(before.id);
   });
 
   it('keeps the session it could not read when the store is down, so it resumes later', async () => {
@@ -310,6 +344,49 @@ describe('Sessions', () => {
       id: alice.id,
       resumed: true,
     });
+  });
+
+  it('refuses another owner’s token while the store is down: no read can say whose it is, the token does', async () => {
+    const { store, sessions } = sessionsOn();
+    const alice = await sessions.open(undefined, 'alice');
+    store.failing = true;
+    const reads = store.reads;
+    const lookup = await sessions.lookup(alice.token, 'mallory');
+    expect(lookup).toBeUndefined();
+    const mallory = await sessions.open(alice.token, 'mallory', lookup);
+    expect(mallory).toMatchObject({ resumed: false, reason: 'forbidden' });
+    expect(mallory.id).not.toBe(alice.id);
+    expect(store.reads).toBe(reads);
+    store.failing = false;
+    expect(await sessions.open(alice.token, 'alice')).toMatchObject({
+      id: alice.id,
+      resumed: true,
+    });
+  });
+
+  it('asks a token of an earlier version to come back later while the store is down', async () => {
+    const { store, sessions, errors } = sessionsOn();
+    const alice = await sessions.open(undefined, 'alice');
+    const signature = createHmac('sha256', SECRET)
+      .update(`wscale.v1:${alice.id}`)
+      .digest('base64url');
+    const old = `v1.${alice.id}.${signature}`;
+    store.failing = true;
+    for (const owner of ['alice', 'mallory']) {
+      await expect(sessions.open(old, owner)).rejects.toThrow(SessionStoreUnavailableError);
+      const lookup = await sessions.lookup(old, owner);
+      await expect(sessions.open(old, owner, lookup)).rejects.toThrow(SessionStoreUnavailableError);
+    }
+    expect(errors.length).toBeGreaterThan(0);
+    store.failing = false;
+    // Once the store answers, the store says whose it is, and the new token says it too.
+    expect(await sessions.open(old, 'mallory')).toMatchObject({
+      resumed: false,
+      reason: 'forbidden',
+    });
+    const back = await sessions.open(old, 'alice');
+    expect(back).toMatchObject({ id: alice.id, resumed: true });
+    expect(back.token.startsWith('v2.')).toBe(true);
   });
 
   it('saves only for the connection that holds the session', async () => {
@@ -410,27 +487,29 @@ describe('Sessions', () => {
   it('names the node holding a live session, and none once its connection closed cleanly', async () => {
     const { store, sessions } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
-    expect((await sessions.lookup(opened.token))?.holder).toEqual({
+    expect((await sessions.lookup(opened.token, 'alice'))?.holder).toEqual({
       id: opened.id,
       node: 'node-1',
       owner: 'alice',
     });
     await sessions.save(opened.id, opened.conn, snapshot([], undefined, { live: false }));
-    expect((await sessions.lookup(opened.token))?.holder).toBeUndefined();
+    expect((await sessions.lookup(opened.token, 'alice'))?.holder).toBeUndefined();
     // The resume that follows knows everything handed on was recorded.
     const resumed = await otherNode(store, 'node-2').open(opened.token, 'alice');
     expect(resumed).toMatchObject({ resumed: true, cleanlyClosed: true, record: { live: true } });
-    expect((await sessions.lookup(resumed.token))?.holder).toMatchObject({ node: 'node-2' });
+    expect((await sessions.lookup(resumed.token, 'alice'))?.holder).toMatchObject({
+      node: 'node-2',
+    });
   });
 
   it('names no holder for a forged token, a missing session or a store that is down', async () => {
     const { store, sessions } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
-    expect(await sessions.lookup('v1.forged.token')).toBeUndefined();
-    const never = new SessionTokens(SECRET).issue(SessionTokens.newSessionId());
-    expect((await sessions.lookup(never))?.holder).toBeUndefined();
+    expect(await sessions.lookup('v1.forged.token', 'alice')).toBeUndefined();
+    const never = new SessionTokens(SECRET).issue(SessionTokens.newSessionId(), 'alice');
+    expect((await sessions.lookup(never, 'alice'))?.holder).toBeUndefined();
     store.failing = true;
-    const down = await sessions.lookup(opened.token);
+    const down = await sessions.lookup(opened.token, 'alice');
     expect(down?.holder).toBeUndefined();
     expect(down?.failed).toBeInstanceOf(StateStoreError);
   });
@@ -440,7 +519,7 @@ describe('Sessions', () => {
     const opened = await sessions.open(undefined, 'alice');
     await sessions.save(opened.id, opened.conn, snapshot(['a'], undefined, { live: false }));
     const reads = store.reads;
-    const lookup = await sessions.lookup(opened.token);
+    const lookup = await sessions.lookup(opened.token, 'alice');
     const resumed = await otherNode(store, 'node-2').open(opened.token, 'alice', lookup);
     expect(resumed).toMatchObject({ resumed: true, record: { rooms: ['a'], node: 'node-2' } });
     expect(store.reads - reads).toBe(1);
@@ -449,7 +528,7 @@ describe('Sessions', () => {
   it('resumes from a stale lookup safely: the write of a record changed since is retried', async () => {
     const { store, sessions } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
-    const lookup = await sessions.lookup(opened.token);
+    const lookup = await sessions.lookup(opened.token, 'alice');
     await sessions.save(opened.id, opened.conn, snapshot(['late'], undefined, { live: false }));
     const resumed = await otherNode(store, 'node-2').open(opened.token, 'alice', lookup);
     expect(resumed).toMatchObject({
@@ -463,7 +542,7 @@ describe('Sessions', () => {
     const { store, sessions, errors } = sessionsOn();
     const opened = await sessions.open(undefined, 'alice');
     store.failing = true;
-    const lookup = await sessions.lookup(opened.token);
+    const lookup = await sessions.lookup(opened.token, 'alice');
     store.failing = false;
     const reads = store.reads;
     const back = await sessions.open(opened.token, 'alice', lookup);
