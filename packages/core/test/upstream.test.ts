@@ -41,6 +41,22 @@ describe('UpstreamLedger', () => {
     expect(ledger.dirty).toBe(false);
     expect(new UpstreamLedger(record, false).replyTo(40)).toEqual({ s: 40, d: 'reply 40' });
   });
+
+  it('bounds the replies it keeps by the bytes the session record holds, not by characters', () => {
+    const ledger = new UpstreamLedger(undefined, false);
+    // 16 000 control characters: 16 000 UTF-16 units, 96 000 bytes of JSON (\u0001 each).
+    ledger.keepReply(1, { d: '\u0001'.repeat(16_000) });
+    expect(ledger.replyTo(1)).toBeUndefined();
+    // 2500 of them: 15 000 bytes each, kept; together at most 64 KiB of the record.
+    for (let s = 2; s <= 33; s++) ledger.keepReply(s, { d: '\u0001'.repeat(2500) });
+    const record = ledger.record();
+    expect(record.replies!.map((reply) => reply.s)).toEqual([30, 31, 32, 33]);
+    expect(Buffer.byteLength(JSON.stringify(record))).toBeLessThan(64 * 1024);
+    // A record written with more (by an earlier version) is read within the bounds too.
+    const big = Array.from({ length: 32 }, (_, i) => ({ s: i + 1, d: '\u0001'.repeat(2500) }));
+    const read = new UpstreamLedger({ up: 32, replies: big }, false).record();
+    expect(read.replies!.map((reply) => reply.s)).toEqual([29, 30, 31, 32]);
+  });
 });
 
 describe('ReceiptBatcher', () => {

@@ -1,4 +1,4 @@
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import type { StoredReply, UpstreamRecord } from '../sessions/sessions.js';
 
 /**
@@ -33,9 +33,19 @@ export const UNNUMBERED: MessageInfo = Object.freeze({ redelivered: false });
  */
 export type Admission = 'new' | 'redelivery' | 'duplicate' | 'backwards';
 
-/** Replies kept per session, and the largest one kept (bigger ones answer `REPLY_LOST` if asked again). */
+/**
+ * Replies kept per session: the latest 32, at most 64 KiB together, each at most 16 KiB (a bigger
+ * one answers `REPLY_LOST` if asked again). Bytes as the session record's JSON holds them, where a
+ * control character takes six: every save of the session writes them.
+ */
 const REPLIES_KEPT = 32;
 const REPLY_BYTES_KEPT = 16 * 1024;
+const REPLIES_BYTES_KEPT = 64 * 1024;
+
+/** What a kept reply takes in the session record's JSON, in bytes. */
+function recordBytes(reply: StoredReply): number {
+  return Buffer.byteLength(JSON.stringify(reply));
+}
 
 /** One connection's view of its session's upstream. */
 export class UpstreamLedger {
@@ -44,12 +54,17 @@ export class UpstreamLedger {
   readonly #doubtful: boolean;
   /** Kept replies, oldest first (none until a request is answered: most clients never send one). */
   #replies: StoredReply[] | undefined;
+  /** What each kept reply takes in the record. */
+  #sizes: number[] = [];
   #dirty = false;
 
   constructor(record: Partial<UpstreamRecord> | undefined, doubtful: boolean) {
     this.#last = Number.isSafeInteger(record?.up) ? (record!.up as number) : 0;
     const replies = record?.replies;
-    if (Array.isArray(replies) && replies.length > 0) this.#replies = replies.slice(-REPLIES_KEPT);
+    if (Array.isArray(replies) && replies.length > 0) {
+      this.#replies = [];
+      for (const reply of replies) this.#add(reply, recordBytes(reply));
+    }
     this.#doubtful = doubtful;
   }
 
@@ -78,14 +93,27 @@ export class UpstreamLedger {
   /** Keeps a request's reply for a repeat of the request. */
   keepReply(s: number, reply: Omit<StoredReply, 's' | 'b'>, bytes?: Buffer): void {
     // Bytes are kept as base64 (the record is JSON): encoded only once they are known to fit.
-    const size =
-      (reply.d?.length ?? 0) + (bytes === undefined ? 0 : Math.ceil(bytes.length / 3) * 4);
-    if (size > REPLY_BYTES_KEPT) return;
+    const base64 = bytes === undefined ? 0 : Math.ceil(bytes.length / 3) * 4;
+    if ((reply.d?.length ?? 0) + base64 > REPLY_BYTES_KEPT) return;
     const kept: StoredReply = { s, ...reply };
     if (bytes !== undefined) kept.b = bytes.toString('base64');
+    const size = recordBytes(kept);
+    if (size > REPLY_BYTES_KEPT) return;
     this.#replies ??= [];
-    if (this.#replies.push(kept) > REPLIES_KEPT) this.#replies.shift();
+    this.#add(kept, size);
     this.#dirty = true;
+  }
+
+  /** Keeps a reply, dropping the oldest ones past the bounds. */
+  #add(reply: StoredReply, size: number): void {
+    const replies = this.#replies!;
+    replies.push(reply);
+    this.#sizes.push(size);
+    let total = this.#sizes.reduce((sum, each) => sum + each, 0);
+    while (replies.length > REPLIES_KEPT || total > REPLIES_BYTES_KEPT) {
+      replies.shift();
+      total -= this.#sizes.shift()!;
+    }
   }
 
   /** The kept reply of request number `s`. */
