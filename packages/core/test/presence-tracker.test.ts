@@ -347,6 +347,30 @@ describe('presence tracker', () => {
     expect(a.tracker.members('other', 2)).toEqual([]);
   });
 
+  it("changes a room's version with each connection that comes or goes, not only with its users", () => {
+    const sim = new Sim();
+    const a = sim.start('a');
+    const [tab1, tab2] = [{}, {}];
+    const versions = new Set([a.tracker.version('r')]);
+    const changed = () => {
+      const version = a.tracker.version('r');
+      const fresh = !versions.has(version);
+      versions.add(version);
+      return fresh;
+    };
+    sim.on('a', (t) => t.join(tab1, 'r', 'c1', 'ann', { tab: 1 }));
+    expect(changed()).toBe(true);
+    sim.on('a', (t) => t.join(tab2, 'r', 'c0', 'ann', { tab: 2 }));
+    expect(changed()).toBe(true); // ann is listed with c0's info now
+    sim.on('a', (t) => t.join(tab2, 'r', 'c0', 'ann', { tab: 2 }));
+    expect(changed()).toBe(false);
+    sim.on('a', (t) => t.leave(tab2, 'r', 'c0'));
+    expect(changed()).toBe(true);
+    sim.on('a', (t) => t.leave(tab1, 'r', 'c1'));
+    sim.on('a', (t) => t.join(tab1, 'r', 'c1', 'ann', { tab: 1 }));
+    expect(changed()).toBe(true); // the room emptied and filled again
+  });
+
   it('lists a user who joined or left since the last list, and pages after a user who is gone', () => {
     const sim = new Sim();
     const a = sim.start('a');
@@ -421,6 +445,7 @@ describe('presence tracker convergence', () => {
         for (const id of NODES) sim.start(id);
         sim.drain();
         const conns = new Map<string, Conn>();
+        const listed = new Map<PresenceTracker, Map<string, [number, string]>>();
         let restarts = 0;
         for (const o of ops) {
           switch (o.op) {
@@ -510,6 +535,7 @@ describe('presence tracker convergence', () => {
               sim.tick();
               break;
           }
+          sameVersionSameList(sim, listed);
         }
         // Settle: partitions end, the mesh says who is up, time passes beyond the grace.
         for (const [id, node] of sim.nodes) {
@@ -554,6 +580,30 @@ describe('presence tracker convergence', () => {
     );
   });
 });
+
+/**
+ * A room's version stays the same only while its list does (what a snapshot built from it is kept
+ * for): checked against the last version and list seen of each room on each node.
+ */
+function sameVersionSameList(
+  sim: Sim,
+  listed: Map<PresenceTracker, Map<string, [number, string]>>,
+): void {
+  for (const { tracker } of sim.nodes.values()) {
+    let rooms = listed.get(tracker);
+    if (rooms === undefined) {
+      rooms = new Map();
+      listed.set(tracker, rooms);
+    }
+    for (const room of ROOMS) {
+      const version = tracker.version(room);
+      const list = JSON.stringify([tracker.members(room, 1000), tracker.stats(room)]);
+      const [before, listBefore] = rooms.get(room) ?? [];
+      if (before === version) expect(list).toBe(listBefore);
+      rooms.set(room, [version, list]);
+    }
+  }
+}
 
 describe('presence wire', () => {
   const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));

@@ -1,7 +1,9 @@
 import { MemoryStateStore, type ScaledWebSocketServer } from '@wscale/core';
-import { until } from '@wscale/core/testing';
+import { PROTOCOL } from '@wscale/core/protocol';
+import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TestCluster } from './helpers/nodes.js';
+import { WebSocket } from 'ws';
+import { TestCluster, urlOf } from './helpers/nodes.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
@@ -67,6 +69,121 @@ describe('a wscale.v1 presence request', () => {
   });
 });
 
+describe('a presence request asked again and again', () => {
+  it('in a big room, a burst of them is answered one by one with the same snapshot, and the node stays responsive', async () => {
+    const members = 1000;
+    const asks = 1000;
+    const [node] = await cluster.start(1, {
+      presence: [{ rooms: 'pres:*', info: (client) => ({ name: `member ${client.id}` }) }],
+      authorizeJoin: () => true,
+      // The asker reads nothing while it asks: every answer waits in its send buffer.
+      maxBufferedBytes: 1024 * 1024 * 1024,
+    });
+    node!.on('connection', (client) => {
+      if (client.protocol === '') void client.join('pres:big');
+    });
+    for (let i = 1; i < members; i += 100) {
+      const batch = Math.min(100, members - i);
+      await Promise.all(Array.from({ length: batch }, () => cluster.connect(node!)));
+    }
+    const asker = await BarePeer.connect(node!);
+    asker.ws.send('{"t":"join","id":1,"r":"pres:big"}');
+    await until(() => asker.order.includes('ack 1'), 3000, 'the join');
+    await until(() => node!.presenceStats('pres:big').users === members, 5000, 'the members');
+    const good = await BarePeer.connect(node!);
+
+    // A good client pings all along, while the asker sends its asks at once and reads nothing.
+    const rtts: number[] = [];
+    let pinging = true;
+    const pinger = (async () => {
+      while (pinging) rtts.push(await good.ping());
+    })();
+    asker.ws.pause();
+    const handled = node!.stats.messagesIn;
+    const burst = Array.from({ length: asks }, (_, k) => 10 + k);
+    for (const id of burst) asker.ws.send(`{"t":"presence","id":${id},"r":"pres:big"}`);
+    await until(() => node!.stats.messagesIn >= handled + asks, 30_000, 'the asks handled');
+    await delay(50);
+    pinging = false;
+    await pinger;
+    // A list of the room built for each ask stalled the node for over a second here; built once
+    // for the burst, the asks cost tens of milliseconds (bounded generously for a shared machine).
+    expect(Math.max(...rtts)).toBeLessThan(400);
+
+    // Each ask is answered as the protocol says: a snapshot, then its ack.
+    asker.ws.resume();
+    await until(() => asker.order.length >= 1 + 2 * asks, 30_000, 'every ask answered');
+    expect(asker.order).toEqual(['ack 1', ...burst.flatMap((id) => ['presence', `ack ${id}`])]);
+    expect(asker.snapshots.size).toBe(1);
+    const snapshot = JSON.parse([...asker.snapshots][0]!);
+    expect(snapshot).toMatchObject({ t: 'presence', r: 'pres:big', n: members });
+    expect(snapshot.m).toHaveLength(members);
+    asker.ws.terminate();
+    good.ws.terminate();
+  }, 90_000);
+
+  it('after a change of the room, and after a change of a member that stays, is answered with a new snapshot', async () => {
+    const [node] = await cluster.start(1, {
+      presence: [
+        {
+          rooms: 'pres:*',
+          info: (client) => (client.identity === true ? undefined : (client.identity as Tab).tab),
+        },
+      ],
+      authenticate: (request) => {
+        const tab = request.headers['x-tab'];
+        return typeof tab === 'string' ? { user: 'alice', tab } : true;
+      },
+      sessionOwner: (identity) => (identity === true ? '' : (identity as Tab).user),
+      authorizeJoin: () => true,
+    });
+    const watcher = await V1Peer.connect(node!);
+    const ask = async (id: number) => {
+      watcher.peer.send({ t: 'presence', id, r: 'pres:1' });
+      const snapshot = await watcher.peer.next('presence');
+      expect(await watcher.peer.next('ack')).toEqual({ t: 'ack', id });
+      return snapshot.m;
+    };
+    watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+    await watcher.peer.next('ack');
+    const me = { u: watcher.welcome.client };
+    expect(await ask(2)).toEqual([me]);
+    expect(await ask(3)).toEqual([me]);
+
+    // alice comes with two tabs: she is listed with the info of her first connection (by id).
+    const tabs = await Promise.all(
+      ['one', 'two'].map(async (tab) => {
+        const { peer, welcome } = await V1Peer.connect(node!, {}, { 'x-tab': tab });
+        peer.send({ t: 'join', id: 1, r: 'pres:1' });
+        await peer.next('ack');
+        return { tab, peer, id: welcome.client };
+      }),
+    );
+    tabs.sort((a, b) => (a.id < b.id ? -1 : 1));
+    const [first, second] = tabs as [(typeof tabs)[0], (typeof tabs)[0]];
+    await watcher.peer.next('pjoin');
+    const alice = (m: { u: string }[]) => m.find((member) => member.u === 'alice');
+    expect(alice(await ask(4))).toEqual({ u: 'alice', i: first.tab });
+    expect(alice(await ask(5))).toEqual({ u: 'alice', i: first.tab });
+
+    // Her first tab leaves: she stays (no pleave), now with her other tab's info.
+    first.peer.ws.close(1000);
+    await until(
+      async () => (await node!.presence('pres:1')).connections === 2,
+      3000,
+      'the first tab gone',
+    );
+    expect(alice(await ask(6))).toEqual({ u: 'alice', i: second.tab });
+    expect(watcher.peer.all('pleave')).toEqual([]);
+    second.peer.ws.terminate();
+  });
+});
+
+interface Tab {
+  user: string;
+  tab: string;
+}
+
 /**
  * A member drops from one node, resumes on the other within the grace period (no event), then
  * `end`s its membership on purpose there: a watcher sees its leave at once. With `hang`, the first
@@ -114,5 +231,54 @@ async function resumedThenEnds(end: (peer: V1Peer) => void, hang = false): Promi
     }
   } finally {
     first.peer.ws.terminate();
+  }
+}
+
+/**
+ * A `wscale.v1` peer that keeps only what a burst of presence requests needs: the order of its
+ * answers (`presence`, `ack <id>`) and the distinct snapshots as they were sent, so a big room's
+ * snapshot is not decoded once per answer; and the time a `ping` waits for its `pong`.
+ */
+class BarePeer {
+  readonly ws: WebSocket;
+  readonly order: string[] = [];
+  readonly snapshots = new Set<string>();
+  #welcomed?: () => void;
+  #ponged?: () => void;
+
+  private constructor(server: ScaledWebSocketServer) {
+    this.ws = new WebSocket(urlOf(server), [PROTOCOL]);
+    this.ws.on('error', () => undefined);
+    this.ws.on('message', (data: Buffer) => {
+      const text = data.toString();
+      if (text.startsWith('{"t":"presence"')) {
+        this.order.push('presence');
+        this.snapshots.add(text);
+        return;
+      }
+      const message = JSON.parse(text) as { t: string; id?: number };
+      if (message.t === 'ack') this.order.push(`ack ${message.id}`);
+      else if (message.t === 'welcome') this.#welcomed?.();
+      else if (message.t === 'pong') this.#ponged?.();
+    });
+  }
+
+  static async connect(server: ScaledWebSocketServer): Promise<BarePeer> {
+    const peer = new BarePeer(server);
+    await new Promise<void>((resolve, reject) => {
+      peer.#welcomed = resolve;
+      peer.ws.once('open', () => peer.ws.send('{"t":"hello"}'));
+      peer.ws.once('error', reject);
+    });
+    return peer;
+  }
+
+  /** Pings and resolves with the milliseconds until the pong. */
+  ping(): Promise<number> {
+    const sent = performance.now();
+    return new Promise((resolve) => {
+      this.#ponged = () => resolve(performance.now() - sent);
+      this.ws.send('{"t":"ping"}');
+    });
   }
 }

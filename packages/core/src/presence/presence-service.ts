@@ -166,12 +166,18 @@ export class PresenceService {
     this.closed(client, rooms, CloseCode.SessionTakenOver);
   }
 
-  /** A client asks for a room's presence. */
+  /**
+   * A client asks for a room's presence: it is written the room's snapshot (built once per change
+   * of the room, whoever asks and however often) and watches the room from then on.
+   */
   watch(client: PresenceClient, room: string): ProtocolErrorCode | undefined {
     if (!this.tracks(room)) return 'NOT_FOUND';
     if (!client.inRoom(room)) return 'FORBIDDEN';
-    const members = this.#tracker.members(room, LIST_LIMIT);
-    this.#watchers.watch(client, room, members, this.#tracker.stats(room).users);
+    const tracker = this.#tracker;
+    this.#watchers.watch(client, room, tracker.version(room), () => ({
+      members: tracker.members(room, LIST_LIMIT),
+      users: tracker.stats(room).users,
+    }));
     return undefined;
   }
 

@@ -19,6 +19,11 @@ interface RoomView {
   users: Map<string, Map<string, Entry>>;
   connections: number;
   /**
+   * Changes with every connection that comes or goes (a member's info is its first connection's):
+   * what a snapshot built from the view is valid for.
+   */
+  version: number;
+  /**
    * The users in order, kept until one joins or leaves: the snapshots of a resume storm and the
    * pages of a list sort once.
    */
@@ -79,6 +84,8 @@ export class PresenceTracker {
   /** The keys of the local entries whose connection dropped: what {@link expire} looks at. */
   readonly #away = new Set<string>();
   #seq = 0;
+  /** The last room view version given: a room emptied and filled again never repeats one. */
+  #versions = 0;
   #outbox: Outgoing[] = [];
   /**
    * While this node builds its first view (see {@link begin}): the soonest and the latest it
@@ -327,6 +334,14 @@ export class PresenceTracker {
     return { users: view?.users.size ?? 0, connections: view?.connections ?? 0 };
   }
 
+  /**
+   * The version of a room's view: the same as long as its members and their info are, so
+   * whatever was built from {@link members} and {@link stats} can be kept until it changes.
+   */
+  version(room: string): number {
+    return this.#rooms.get(room)?.version ?? 0;
+  }
+
   /** Members of a room in user order, at most `limit`, after the user `after`. */
   members(room: string, limit: number, after?: string): PresenceMember[] {
     const view = this.#rooms.get(room);
@@ -437,7 +452,7 @@ export class PresenceTracker {
   #add(entry: Entry): void {
     let view = this.#rooms.get(entry.room);
     if (view === undefined) {
-      view = { users: new Map(), connections: 0 };
+      view = { users: new Map(), connections: 0, version: 0 };
       this.#rooms.set(entry.room, view);
     }
     let connections = view.users.get(entry.user);
@@ -449,6 +464,7 @@ export class PresenceTracker {
     const key = connKey(entry);
     if (!connections.has(key)) view.connections++;
     connections.set(key, entry);
+    view.version = ++this.#versions;
     if (!first) return;
     view.sorted = undefined;
     if (!this.#quiet) this.#changed(entry.room, change('join', entry));
@@ -460,6 +476,7 @@ export class PresenceTracker {
     if (view === undefined || connections === undefined) return;
     if (!connections.delete(connKey(entry))) return;
     view.connections--;
+    view.version = ++this.#versions;
     if (connections.size > 0) return;
     view.users.delete(entry.user);
     view.sorted = undefined;
@@ -526,7 +543,9 @@ function firstAfter(users: string[], after: string): number {
 
 /** A member as listed: its info is its first connection's (in node, id order), the same everywhere. */
 function member(user: string, connections: Map<string, Entry>): PresenceMember {
-  const keys = [...connections.keys()].sort();
+  const keys = [...connections.keys()];
+  // Most members have one connection: nothing to sort.
+  if (keys.length > 1) keys.sort();
   const first = connections.get(keys[0]!)!;
   const listed: PresenceMember = {
     user,
