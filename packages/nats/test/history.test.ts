@@ -5,7 +5,7 @@ import { historySuite, until } from '@wscale/core/testing';
 import { NatsBroker, NatsHistory } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { fastReconnect, uniqueName } from './helpers/clients.js';
+import { deleteStream, fastReconnect, uniqueName } from './helpers/clients.js';
 
 const runner = { describe, it, afterEach };
 const text = (bytes: Uint8Array) => Buffer.from(bytes).toString();
@@ -45,9 +45,7 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     const name = `${stream}_recreated`;
     const h = history({ stream: name });
     const before = await h.append('room', Buffer.from('one'));
-    const nc = await connect({ servers: nats.server.url });
-    await (await jetstreamManager(nc)).streams.delete(name);
-    await nc.close();
+    await deleteStream(nats.server.url, name);
     const again = history({ stream: name });
     const position = await again.position('room');
     expect(position.offset).toBe(0);
@@ -67,9 +65,7 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     const name = `${stream}_deleted`;
     const h = history({ stream: name });
     const before = await h.append('room', Buffer.from('one'));
-    const nc = await connect({ servers: nats.server.url });
-    await (await jetstreamManager(nc)).streams.delete(name);
-    await nc.close();
+    await deleteStream(nats.server.url, name);
     // The same history, not a new one: the first operation may fail, a later one finds it again.
     let after: HistoryPosition | undefined;
     await until(
@@ -88,9 +84,7 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     const name = `${stream}_deleted_read`;
     const h = history({ stream: name });
     const before = await h.append('room', Buffer.from('one'));
-    const nc = await connect({ servers: nats.server.url });
-    await (await jetstreamManager(nc)).streams.delete(name);
-    await nc.close();
+    await deleteStream(nats.server.url, name);
     // A direct get of a missing stream gets no answer at all, not "stream not found": a read
     // times out, and the history checks its stream before the next one.
     let after: HistoryPosition | undefined;

@@ -6,7 +6,7 @@ import { stateStoreSuite, until } from '@wscale/core/testing';
 import { encodeToken, NatsKvStateStore } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { fastReconnect, uniqueName } from './helpers/clients.js';
+import { deleteStream, fastReconnect, uniqueName } from './helpers/clients.js';
 
 const runner = { describe, it, afterEach };
 
@@ -61,12 +61,7 @@ describe.skipIf(skipWithoutNats())('NatsKvStateStore on one nats-server', () => 
     const s = store({ bucket: name });
     try {
       await s.set('before', 'x');
-      const nc = await connect({ servers: nats.server.url });
-      try {
-        await (await jetstreamManager(nc)).streams.delete(`KV_${name}`);
-      } finally {
-        await nc.close();
-      }
+      await deleteStream(nats.server.url, `KV_${name}`);
       // The same store: the first operation may fail, a later one finds its bucket again.
       await until(
         () =>
@@ -89,12 +84,7 @@ describe.skipIf(skipWithoutNats())('NatsKvStateStore on one nats-server', () => 
     const s = store({ bucket: name });
     try {
       await s.set('before', 'x');
-      const nc = await connect({ servers: nats.server.url });
-      try {
-        await (await jetstreamManager(nc)).streams.delete(`KV_${name}`);
-      } finally {
-        await nc.close();
-      }
+      await deleteStream(nats.server.url, `KV_${name}`);
       // A direct get of a missing stream gets no answer at all: a read times out, and the store
       // checks its bucket (creating it again) before the next one.
       await until(

@@ -33,16 +33,10 @@ export class CommandDeadlines {
   #first = 0;
   #end = 0;
   #timer: NodeJS.Timeout | undefined;
-  readonly #onExpired: () => void;
 
-  /**
-   * @param onExpired Called in a sweep that fails a command, before it rejects any: the
-   *   connection did not answer in time, which its owner may want to act on first.
-   */
-  constructor(timeoutMs: number, onExpired: () => void = () => undefined) {
+  constructor(timeoutMs: number) {
     this.#sweepMs = Math.max(1, Math.ceil(timeoutMs / 10));
     this.#sweepsToFail = Math.ceil(timeoutMs / this.#sweepMs) + 1;
-    this.#onExpired = onExpired;
   }
 
   /** Sends a command on `client`; its promise fails if Redis has not answered in time. */
@@ -70,12 +64,11 @@ export class CommandDeadlines {
 
   readonly #sweep = (): void => {
     const expired = ++this.#sweeps - this.#sweepsToFail;
-    if (this.#first < this.#end && this.#sentAt[this.#first]! <= expired) this.#onExpired();
     while (this.#first < this.#end && this.#sentAt[this.#first]! <= expired) {
       const command = this.#commands[this.#first]!;
       this.#commands[this.#first++] = undefined;
       // A command the connection's close already failed is failed again: a promise settles once.
-      if (!command.isResolved) command.reject(new Error('Command timed out'));
+      if (!command.isResolved) command.reject(new CommandTimeoutError());
     }
     this.#dropAnswered();
     if (this.#first === this.#end) this.stop();
@@ -97,6 +90,17 @@ export class CommandDeadlines {
       commands.fill(undefined, this.#end, this.#end + this.#first);
       this.#first = 0;
     }
+  }
+}
+
+/**
+ * A command Redis did not answer in time: it may still run (it was written to the connection).
+ * The message is ioredis's own for its `commandTimeout`.
+ */
+export class CommandTimeoutError extends Error {
+  constructor() {
+    super('Command timed out');
+    this.name = 'CommandTimeoutError';
   }
 }
 

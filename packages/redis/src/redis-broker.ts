@@ -5,7 +5,7 @@ import {
   type BrokerStatus,
   InvalidOptionError,
 } from '@wscale/core';
-import { CommandDeadlines } from './command-deadlines.js';
+import { CommandDeadlines, CommandTimeoutError } from './command-deadlines.js';
 import {
   batchWrites,
   closeClient,
@@ -114,7 +114,7 @@ export class RedisBroker extends BaseBroker {
     this.#ownsPub = owned;
     this.#cluster = isCluster(client);
     this.#wirePrefix = this.#cluster ? (client.options.keyPrefix ?? '') : '';
-    if (owned) this.#deadlines = new CommandDeadlines(this.#timeoutMs, this.#stall);
+    if (owned) this.#deadlines = new CommandDeadlines(this.#timeoutMs);
     this.#sub = isCluster(client)
       ? client.duplicate([], { shardedSubscribers: true, slotsRefreshInterval: SLOTS_REFRESH_MS })
       : client.duplicate({
@@ -226,20 +226,22 @@ export class RedisBroker extends BaseBroker {
   };
 
   /**
-   * A publish went unanswered for `commandTimeoutMs` on a connection that is up: Redis hangs
-   * (stopped, or blocked by a slow command) or the path to it is half-open. Before the publish
-   * fails, the broker goes `reconnecting`: the publishes that went unanswered and those after
-   * them wait in the queue, to go out in their place once Redis answers again (a subscriber drops
-   * a copy Redis had taken after all, by its stamp), and the connection is opened again (its
-   * socket destroyed if it does not close within ioredis's `disconnectTimeout`).
+   * A publish went unanswered for `commandTimeoutMs` (`#deadlines` failed it): Redis hangs
+   * (stopped, or blocked by a slow command) or the path to it is half-open. The broker goes
+   * `reconnecting`: the publishes that went unanswered and those after them wait in the queue, to
+   * go out in their place once Redis answers again (a subscriber drops a copy Redis had taken after
+   * all, by its stamp), and the connection is opened again (its socket destroyed if it does not
+   * close within ioredis's `disconnectTimeout`). A publish Redis refused is no hang.
    */
-  readonly #stall = (): void => {
-    if (this.#stalled || this.#pub.status !== 'ready') return;
+  protected override hangs(error: unknown): boolean {
+    if (!(error instanceof CommandTimeoutError)) return false;
+    if (this.#stalled || this.#pub.status !== 'ready') return true;
     this.#stalled = true;
     this.#lastError = new Error(`Redis did not answer a publish within ${this.#timeoutMs} ms`);
     this.#refresh();
     this.#pub.disconnect(true);
-  };
+    return true;
+  }
 
   /** Maps the two connections' states onto the broker's status. */
   readonly #refresh = (): void => {

@@ -197,6 +197,67 @@ describeRedis('RedisBroker on standalone Redis', () => {
     30_000,
   );
 
+  it('is ready for good once Redis answers: what the hang failed is not taken for a second hang', async () => {
+    // The hung connection's socket is destroyed 100 ms after the hang is noticed: what it had
+    // out is failed by that close, and nothing Redis answers later settles it.
+    const redis = { ...standalone(server), disconnectTimeout: 100 };
+    const a = new RedisBroker({ redis, commandTimeoutMs: 400 });
+    const b = new RedisBroker({ redis: standalone(server) });
+    const pid = server.pid!;
+    try {
+      const got: string[] = [];
+      await b.subscribe('spread', (payload) => got.push(Buffer.from(payload).toString()));
+      await until(() => a.status === 'ready', 5000, 'ready');
+      const statuses: string[] = [];
+      a.on('status', (status) => statuses.push(status));
+      process.kill(pid, 'SIGSTOP');
+      // Sent over the whole timeout: their deadlines fall after the reconnect, when the
+      // connection that took them is closed and they are failed by that, not by a new hang.
+      const sent: Promise<void>[] = [];
+      for (let i = 0; i < 16; i++) {
+        sent.push(a.publish('spread', Buffer.from(`m${i}`)));
+        if (a.status === 'ready') await delay(25);
+      }
+      await until(() => a.status === 'reconnecting', 3000, 'the hang noticed');
+      // Hung on past the socket's destruction; back before the last publishes' deadlines.
+      await delay(200);
+      process.kill(pid, 'SIGCONT');
+      await Promise.all(sent);
+      await until(() => got.length >= 16, 10_000, 'every publish');
+      // Past every deadline of the publishes the hang held.
+      await delay(600);
+      expect(got).toEqual(Array.from({ length: 16 }, (_, i) => `m${i}`));
+      expect(statuses).toEqual(['reconnecting', 'ready']);
+      expect(a.status).toBe('ready');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 30_000);
+
+  it('counts a publish Redis refuses as refused, not as a hang: the broker stays ready', async () => {
+    await server.cli('acl', 'setuser', 'no-pub', 'on', '>pw', '~*', '&wscale:{allowed}', '+@all');
+    const a = new RedisBroker({
+      redis: { ...standalone(server), username: 'no-pub', password: 'pw' },
+      commandTimeoutMs: 300,
+    });
+    try {
+      await until(() => a.status === 'ready', 5000, 'ready');
+      const statuses: string[] = [];
+      a.on('status', (status) => statuses.push(status));
+      await expect(a.publish('forbidden', Buffer.from('x'))).rejects.toThrow(
+        BrokerUnavailableError,
+      );
+      // Past its deadline too: the refused publish is never failed again as unanswered.
+      await delay(600);
+      expect(statuses).toEqual([]);
+      await a.publish('allowed', Buffer.from('y'));
+    } finally {
+      await a.close();
+      await server.cli('acl', 'deluser', 'no-pub');
+    }
+  });
+
   it('keeps its own channels apart from another channelPrefix', async () => {
     const a = new RedisBroker({ redis: standalone(server), channelPrefix: 'one:' });
     const b = new RedisBroker({ redis: standalone(server), channelPrefix: 'two:' });

@@ -62,20 +62,6 @@ describe('CommandDeadlines', () => {
     deadlines.stop();
   });
 
-  it('tells its owner once per sweep that fails commands, before any of them is failed', async () => {
-    const seen: string[][] = [];
-    let sent: { outcome: string }[] = [];
-    const deadlines = new CommandDeadlines(TIMEOUT_MS, () => seen.push(outcomes(sent)));
-    sent = sendMany(deadlines, 5);
-    await vi.advanceTimersByTimeAsync(TIMEOUT_MS - TIMEOUT_MS / 10);
-    expect(seen).toEqual([]);
-    await vi.advanceTimersByTimeAsync(TIMEOUT_MS / 5);
-    // Called once for the five, while every one was still out.
-    expect(seen).toEqual([['out']]);
-    expect(outcomes(sent)).toEqual(['Command timed out']);
-    deadlines.stop();
-  });
-
   it('stops sweeping when nothing is out, and starts again with the next command', async () => {
     const deadlines = new CommandDeadlines(TIMEOUT_MS);
     const first = sendMany(deadlines, 3);

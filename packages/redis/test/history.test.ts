@@ -56,6 +56,18 @@ async function appendAndPublishInOrder(
   await unsubscribe();
 }
 
+/** Waits for a history to answer again after its Redis came back. */
+const answering = (history: History, room: string) =>
+  until(
+    () =>
+      history.position(room).then(
+        () => true,
+        () => false,
+      ),
+    10_000,
+    'the history to answer again',
+  );
+
 const closeAll = (...things: Array<History | Broker>) =>
   Promise.all(things.map((thing) => thing.close()));
 
@@ -193,15 +205,7 @@ describeRedis('RedisHistory on standalone Redis', () => {
       // A crash after the snapshot: the restarted process loads offsets 1 to 10 only.
       await saving.stop();
       await saving.start();
-      await until(
-        () =>
-          history.position(room).then(
-            () => true,
-            () => false,
-          ),
-        10_000,
-        'the history to answer again',
-      );
+      await answering(history, room);
       const next = await history.append(room, bytes('new'));
       // Not offset 11 again in the same epoch, which a client holding old15 would read past.
       expect(next.epoch).not.toBe(seen.epoch);
@@ -236,15 +240,7 @@ describeRedis('RedisHistory on standalone Redis', () => {
       expect(Date.now() - started).toBeLessThan(2500);
       // No persistence: the restarted server lost the room, so the old position means nothing.
       await server.start();
-      await until(
-        () =>
-          history.position(room).then(
-            () => true,
-            () => false,
-          ),
-        10_000,
-        'the history to answer again',
-      );
+      await answering(history, room);
       const read = await history.read(room, before);
       expect(read).toEqual({ ok: false, reason: 'epoch-changed', position: expect.anything() });
       expect(read.ok === false && read.position.epoch).not.toBe(before.epoch);

@@ -8,6 +8,8 @@ export interface BaseBrokerOptions {
   /**
    * How many publishes may wait while the broker is not connected. They are sent in order once it
    * is; past this bound `publish` rejects with {@link BrokerUnavailableError}. `0` rejects at once.
+   * Publishes that were out when the connection dropped (or hung) go back in the queue past the
+   * bound: the broker may have run them, so they are never refused afterwards.
    * @default 10000
    */
   maxQueuedPublishes?: number;
@@ -82,6 +84,16 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
   /** Closes the connections this broker opened. */
   protected abstract closeConnection(): Promise<void>;
 
+  /**
+   * Whether a publish that failed while the broker was `ready` failed because the connection
+   * hangs (it went unanswered), rather than because the broker refused it. An adapter that says so
+   * has left `ready` (it reconnects): the publish, which the broker may still run, is then sent
+   * again in its place, as one whose connection dropped, and is never rejected. By default, no.
+   */
+  protected hangs(_error: unknown): boolean {
+    return false;
+  }
+
   /** Publishes waiting for the connection to come back (bounded by `maxQueued`). */
   get queued(): number {
     return this.#queue.length;
@@ -113,10 +125,11 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
     }
     // No async frame around the common case: it runs for every message.
     return this.#send(topic, stamped).then(nothing, (error: unknown) => {
-      if (this.#status === 'ready') throw asUnavailable(error);
-      // The connection dropped under us, maybe after the broker had it: send it again in its
-      // place; a subscriber that gets both copies drops the second by its stamp.
-      return this.#enqueue(topic, stamped, sequence);
+      if (this.#status === 'ready' && !this.hangs(error)) throw asUnavailable(error);
+      // The connection dropped under us, or hangs, maybe after the broker had it: send it again
+      // in its place (past the queue's bound: it was taken when it was sent); a subscriber that
+      // gets both copies drops the second by its stamp.
+      return this.#enqueue(topic, stamped, sequence, true);
     });
   }
 
@@ -129,9 +142,14 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
     }
   }
 
-  #enqueue(topic: string, payload: Uint8Array, sequence: number): Promise<void> {
+  #enqueue(
+    topic: string,
+    payload: Uint8Array,
+    sequence: number,
+    sentBefore = false,
+  ): Promise<void> {
     if (this.#status === 'closed') return Promise.reject(new BrokerClosedError());
-    if (this.#queue.length >= this.#maxQueued) {
+    if (!sentBefore && this.#queue.length >= this.#maxQueued) {
       return Promise.reject(
         new BrokerUnavailableError(
           `broker is ${this.#status} and ${this.#maxQueued} publishes are already queued`,
@@ -261,8 +279,9 @@ export abstract class BaseBroker extends EventEmitter<BaseBrokerEvents> implemen
         const next = batch[i]!;
         const result = results[i]!;
         if (result.status === 'fulfilled') next.resolve();
-        else if (this.#status === 'ready') next.reject(asUnavailable(result.reason));
-        else continue;
+        else if (this.#status === 'ready' && !this.hangs(result.reason)) {
+          next.reject(asUnavailable(result.reason));
+        } else continue;
         settled.add(next);
       }
       let kept = 0;

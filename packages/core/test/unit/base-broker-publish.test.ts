@@ -131,6 +131,67 @@ describe('BaseBroker.publish', () => {
     await broker.close();
   });
 
+  it('sends again every publish that was out when the connection dropped, past the queue’s bound', async () => {
+    const broker = new ScriptedBroker({ maxQueuedPublishes: 2 });
+    broker.connection('ready');
+    const received: number[] = [];
+    await broker.subscribe('t', (payload) => received.push(payload[0]!));
+    const settled: string[] = [];
+    const published = [1, 2, 3, 4, 5].map((n) =>
+      broker.publish('t', new Uint8Array([n])).then(
+        () => settled.push(`${n}`),
+        () => settled.push(`${n} rejected`),
+      ),
+    );
+    // The broker may have run all five: none of them can be refused now.
+    for (const sent of broker.out) sent.arrive();
+    broker.connection('reconnecting');
+    for (const sent of broker.out.splice(0)) sent.answer(new Error('connection lost'));
+    await tick();
+    expect(broker.queued).toBe(5);
+    // A new publish is held to the bound, though.
+    await expect(broker.publish('t', new Uint8Array([6]))).rejects.toThrow(BrokerUnavailableError);
+    broker.connection('ready');
+    await tick();
+    for (const sent of broker.out.splice(0)) {
+      sent.arrive();
+      sent.answer();
+    }
+    await Promise.all(published);
+    expect(settled.sort()).toEqual(['1', '2', '3', '4', '5']);
+    expect(received).toEqual([1, 2, 3, 4, 5]);
+    await broker.close();
+  });
+
+  it('sends again, never rejects, a publish that failed because the connection hangs', async () => {
+    class HangingBroker extends ScriptedBroker {
+      protected override hangs(error: unknown): boolean {
+        if (!(error instanceof Error && error.message === 'unanswered')) return false;
+        this.connection('reconnecting');
+        return true;
+      }
+    }
+    const broker = new HangingBroker();
+    broker.connection('ready');
+    const published = [1, 2].map((n) => broker.publish('t', new Uint8Array([n])));
+    const [one, two] = broker.out.splice(0);
+    one!.answer(new Error('unanswered'));
+    two!.answer(new Error('unanswered'));
+    await tick();
+    expect(broker.status).toBe('reconnecting');
+    expect(broker.queued).toBe(2);
+    broker.connection('ready');
+    await tick();
+    expect(broker.out.map((sent) => sent.n)).toEqual([1, 2]);
+    for (const sent of broker.out.splice(0)) sent.answer();
+    await Promise.all(published);
+    // A refusal is not a hang: rejected.
+    const refused = broker.publish('t', new Uint8Array([3]));
+    broker.out.splice(0)[0]!.answer(new Error('NOPERM'));
+    await expect(refused).rejects.toThrow(BrokerUnavailableError);
+    await broker.close();
+  });
+
   it('puts publishes that failed in flight back before those queued after them', async () => {
     const broker = new ScriptedBroker();
     broker.connection('ready');

@@ -1,4 +1,10 @@
-import type { NatsConnection, NodeConnectionOptions, Status } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import {
+  connect,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  type Status,
+} from '@nats-io/transport-node';
 
 /** Client timings for tests: reconnect quickly so outages stay short. */
 export const fastReconnect: NodeConnectionOptions = {
@@ -56,4 +62,14 @@ export function nextStatus(
       },
     );
   });
+}
+
+/** Deletes a JetStream stream through a connection of its own, as an operator would. */
+export async function deleteStream(url: string, name: string): Promise<void> {
+  const nc = await connect({ servers: url });
+  try {
+    await (await jetstreamManager(nc)).streams.delete(name);
+  } finally {
+    await nc.close();
+  }
 }
