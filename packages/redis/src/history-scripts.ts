@@ -28,14 +28,28 @@ local function now()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The run id of this Redis process: the caller's (read when its connection opened), else read
+-- here; nil when this user may not run INFO (the process is then not checked).
+local function process(given)
+  if given ~= '' then return given end
+  local info = redis.pcall('INFO', 'server')
+  if type(info) == 'string' then return string.match(info, 'run_id:(%x+)') end
+  return nil
+end
+
 -- epoch, newest offset and newest entry time; starts the room over when its meta is gone or was
--- written by another Redis process.
-local function open(candidate, ttl)
+-- written by another Redis process (a room that names none, written by an earlier version, is
+-- taken as this process's).
+local function open(candidate, ttl, given)
   local m = redis.call('HMGET', meta, 'e', 'o', 't', 'r')
-  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  if m[1] and m[4] == run then return m[1], tonumber(m[2]), tonumber(m[3]) end
+  local run = process(given)
+  if m[1] and (not run or not m[4] or m[4] == run) then
+    if run and not m[4] then redis.call('HSET', meta, 'r', run) end
+    return m[1], tonumber(m[2]), tonumber(m[3])
+  end
   redis.call('DEL', log)
-  redis.call('HSET', meta, 'e', candidate, 'o', 0, 't', 0, 'r', run)
+  redis.call('HSET', meta, 'e', candidate, 'o', 0, 't', 0)
+  if run then redis.call('HSET', meta, 'r', run) end
   if ttl > 0 then redis.call('PEXPIRE', meta, ttl) end
   return candidate, 0, 0
 end
@@ -72,7 +86,7 @@ end
  *
  * ARGV: payload, candidate epoch, maxEntries, maxAgeMs, roomTtlMs (0: never), publish command
  * (`''`, `PUBLISH` or `SPUBLISH`), channel for `PUBLISH` (`SPUBLISH` takes it as KEYS[3], so a
- * Cluster checks before running that it lives in the room's slot).
+ * Cluster checks before running that it lives in the room's slot), Redis run id (`''`: unknown).
  * Returns `{offset, epoch}`.
  */
 export const APPEND = new LuaScript(`${PRELUDE}
@@ -83,7 +97,7 @@ if ARGV[6] ~= '' and redis.acl_check_cmd ~= nil
   return redis.error_reply('NOPERM this user may not ' .. ARGV[6] .. ' to its channel: nothing appended')
 end
 local ttl = tonumber(ARGV[5])
-local epoch, offset, last = open(ARGV[2], ttl)
+local epoch, offset, last = open(ARGV[2], ttl, ARGV[8])
 offset = offset + 1
 local t = math.max(now(), last)
 redis.call('XADD', log, 'MAXLEN', ARGV[3], int(offset) .. '-' .. int(t), 'p', ARGV[1])
@@ -111,12 +125,12 @@ return {offset, epoch}
  * partial replay.
  *
  * ARGV: candidate epoch, maxAgeMs, roomTtlMs, the reader's epoch, the reader's offset, limit
- * (0: no limit; -1: no entries).
+ * (0: no limit; -1: no entries), Redis run id (`''`: unknown).
  * Returns `{status, offset, epoch, [offset, payload]...}` with status `ok`, `too-old` or
  * `epoch-changed`.
  */
 export const READ = new LuaScript(`${PRELUDE}
-local epoch, offset, last = open(ARGV[1], tonumber(ARGV[3]))
+local epoch, offset, last = open(ARGV[1], tonumber(ARGV[3]), ARGV[7])
 if epoch ~= ARGV[4] then return {'epoch-changed', offset, epoch} end
 trimByAge(math.max(now(), last) - tonumber(ARGV[2]))
 local after = tonumber(ARGV[5])
@@ -140,8 +154,11 @@ end
 return reply
 `);
 
-/** ARGV: candidate epoch, roomTtlMs. Returns `{offset, epoch}`, creating the room if needed. */
+/**
+ * ARGV: candidate epoch, roomTtlMs, Redis run id (`''`: unknown). Returns `{offset, epoch}`,
+ * creating the room if needed.
+ */
 export const POSITION = new LuaScript(`${PRELUDE}
-local epoch, offset = open(ARGV[1], tonumber(ARGV[2]))
+local epoch, offset = open(ARGV[1], tonumber(ARGV[2]), ARGV[3])
 return {offset, epoch}
 `);

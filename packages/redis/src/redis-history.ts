@@ -83,6 +83,12 @@ export class RedisHistory implements History {
   readonly #maxAgeMs: string;
   readonly #roomTtlMs: string;
   readonly #timeoutMs: number;
+  /**
+   * The run id of the Redis process the connection is on, read once it is ready (`''` until
+   * then, or on a Cluster: the scripts read it themselves). A room's epoch is that process's.
+   */
+  #runId = '';
+  readonly #untrack: () => void;
 
   constructor(options: RedisHistoryOptions = {}) {
     const maxEntries = options.maxEntries ?? 1000;
@@ -109,6 +115,7 @@ export class RedisHistory implements History {
     this.#owned = owned;
     this.#cluster = isCluster(client);
     if (owned) client.on('error', () => undefined); // reported through the calls that fail
+    this.#untrack = this.#trackRunId(client);
   }
 
   append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
@@ -143,6 +150,7 @@ export class RedisHistory implements History {
         after.epoch,
         String(after.offset),
         String(count),
+        this.#runId,
       ]),
     )) as Reply;
     const status = String(reply[0]);
@@ -159,12 +167,39 @@ export class RedisHistory implements History {
 
   position(room: string): Promise<HistoryPosition> {
     return this.#run('read the position of', room, (client) =>
-      POSITION.run(client, this.#keys(room), [newEpoch(), this.#roomTtlMs]),
+      POSITION.run(client, this.#keys(room), [newEpoch(), this.#roomTtlMs, this.#runId]),
     ).then(positionOf);
   }
 
   async close(): Promise<void> {
+    this.#untrack();
     if (this.#owned) await closeClient(this.#client);
+  }
+
+  /**
+   * Keeps {@link RedisHistory.#runId} for a standalone connection: forgotten when it closes (a
+   * restart or a failover changes it), read again when it is ready. Returns how to stop.
+   */
+  #trackRunId(client: RedisClient): () => void {
+    if (isCluster(client)) return () => undefined;
+    const forget = () => {
+      this.#runId = '';
+    };
+    const read = () => {
+      client
+        .info('server')
+        .then((info) => {
+          if (client.status === 'ready') this.#runId = /run_id:(\w+)/.exec(info)?.[1] ?? '';
+        })
+        .catch(() => undefined);
+    };
+    client.on('close', forget);
+    client.on('ready', read);
+    if (client.status === 'ready') read();
+    return () => {
+      client.off('close', forget);
+      client.off('ready', read);
+    };
   }
 
   #append(
@@ -187,6 +222,7 @@ export class RedisHistory implements History {
         this.#roomTtlMs,
         command,
         channel ?? '',
+        this.#runId,
       ]),
     ).then(positionOf);
   }

@@ -220,6 +220,25 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('works for a user who may not run INFO (its rooms then keep their epoch across processes)', async () => {
+    await server.cli('acl', 'setuser', 'no-info', 'on', '>pw', '~*', '&*', '+@all', '-info');
+    const history = new RedisHistory({
+      redis: { ...standalone(server), username: 'no-info', password: 'pw' },
+    });
+    try {
+      const room = fresh();
+      const first = await history.append(room, bytes('one'));
+      const second = await history.appendAndPublish(room, bytes('two'), room);
+      expect(second).toEqual({ offset: first.offset + 1, epoch: first.epoch });
+      expect(await history.position(room)).toEqual(second);
+      const read = await history.read(room, first);
+      expect(read.ok && texts(read.entries)).toEqual(['two']);
+    } finally {
+      await history.close();
+      await server.cli('acl', 'deluser', 'no-info');
+    }
+  });
+
   it('rejects with HistoryError while Redis is down, and gives a new epoch after a restart', async () => {
     const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
     try {
