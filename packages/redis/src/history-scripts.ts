@@ -86,10 +86,16 @@ end
  *
  * ARGV: payload, candidate epoch, maxEntries, maxAgeMs, roomTtlMs (0: never), publish command
  * (`''`, `PUBLISH` or `SPUBLISH`), channel for `PUBLISH` (`SPUBLISH` takes it as KEYS[3], so a
- * Cluster checks before running that it lives in the room's slot), Redis run id (`''`: unknown).
+ * Cluster checks before running that it lives in the room's slot), Redis run id (`''`: unknown),
+ * deadline (ms of Redis's clock; `''`: none).
  * Returns `{offset, epoch}`.
  */
 export const APPEND = new LuaScript(`${PRELUDE}
+-- Past its deadline the caller has given up on it (its command timed out): appended now, it would
+-- be delivered though the caller was told it failed, and may retry it.
+if ARGV[9] ~= '' and now() > tonumber(ARGV[9]) then
+  return redis.error_reply('EXPIRED the append came after its deadline: nothing appended')
+end
 -- A publish this user may not make fails before anything is written: a Lua error undoes nothing,
 -- and a message kept unpublished would reach a resume later as if it had been sent. (Redis 7+.)
 if ARGV[6] ~= '' and redis.acl_check_cmd ~= nil

@@ -88,6 +88,11 @@ export class RedisHistory implements History {
    * then, or on a Cluster: the scripts read it themselves). A room's epoch is that process's.
    */
   #runId = '';
+  /**
+   * Redis's clock less this process's, in ms, read with the run id (`undefined` until then): an
+   * append carries a deadline on Redis's clock, past which the script refuses it.
+   */
+  #clockOffsetMs: number | undefined;
   readonly #untrack: () => void;
 
   constructor(options: RedisHistoryOptions = {}) {
@@ -192,6 +197,14 @@ export class RedisHistory implements History {
           if (client.status === 'ready') this.#runId = /run_id:(\w+)/.exec(info)?.[1] ?? '';
         })
         .catch(() => undefined);
+      const sent = Date.now();
+      client
+        .time()
+        .then(([seconds, micros]) => {
+          const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+          this.#clockOffsetMs = redisMs - (sent + Date.now()) / 2;
+        })
+        .catch(() => undefined);
     };
     client.on('close', forget);
     client.on('ready', read);
@@ -223,8 +236,20 @@ export class RedisHistory implements History {
         command,
         channel ?? '',
         this.#runId,
+        this.#deadline(),
       ]),
     ).then(positionOf);
+  }
+
+  /**
+   * When an append sent now must have run, on Redis's clock: before the call's own timeout, with a
+   * fifth of it to spare for the answer's way back and the clock's reading. `''` while the clock is
+   * unknown, or on a Cluster (the reading is one node's).
+   */
+  #deadline(): string {
+    const offset = this.#clockOffsetMs;
+    if (offset === undefined) return '';
+    return String(Math.floor(Date.now() + offset + this.#timeoutMs * 0.8));
   }
 
   #keys(room: string): string[] {

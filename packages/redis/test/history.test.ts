@@ -220,6 +220,27 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('keeps nothing of an append its caller gave up on: Redis runs it too late, and refuses it', async () => {
+    const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 500 });
+    const pid = server.pid!;
+    try {
+      const room = fresh();
+      const before = await history.append(room, bytes('one'));
+      process.kill(pid, 'SIGSTOP');
+      await expect(history.appendAndPublish(room, bytes('late'), room)).rejects.toThrow(
+        HistoryError,
+      );
+      // Redis now runs the append it was sent, past the deadline it carries.
+      process.kill(pid, 'SIGCONT');
+      expect(await history.position(room)).toEqual(before);
+      const after = await history.append(room, bytes('two'));
+      expect(after).toEqual({ offset: before.offset + 1, epoch: before.epoch });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await history.close();
+    }
+  });
+
   it('works for a user who may not run INFO (its rooms then keep their epoch across processes)', async () => {
     await server.cli('acl', 'setuser', 'no-info', 'on', '>pw', '~*', '&*', '+@all', '-info');
     const history = new RedisHistory({
