@@ -120,7 +120,7 @@ export class RedisHistory implements History {
     this.#owned = owned;
     this.#cluster = isCluster(client);
     if (owned) client.on('error', () => undefined); // reported through the calls that fail
-    this.#untrack = this.#trackRunId(client);
+    this.#untrack = this.#trackServer(client);
   }
 
   append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
@@ -182,13 +182,15 @@ export class RedisHistory implements History {
   }
 
   /**
-   * Keeps {@link RedisHistory.#runId} for a standalone connection: forgotten when it closes (a
-   * restart or a failover changes it), read again when it is ready. Returns how to stop.
+   * Keeps {@link RedisHistory.#runId} and {@link RedisHistory.#clockOffsetMs} for a standalone
+   * connection: forgotten when it closes (a restart or a failover may put it on another process,
+   * on another machine), read again when it is ready. Returns how to stop.
    */
-  #trackRunId(client: RedisClient): () => void {
+  #trackServer(client: RedisClient): () => void {
     if (isCluster(client)) return () => undefined;
     const forget = () => {
       this.#runId = '';
+      this.#clockOffsetMs = undefined;
     };
     const read = () => {
       client
@@ -202,7 +204,7 @@ export class RedisHistory implements History {
         .time()
         .then(([seconds, micros]) => {
           const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-          this.#clockOffsetMs = redisMs - (sent + Date.now()) / 2;
+          if (client.status === 'ready') this.#clockOffsetMs = redisMs - (sent + Date.now()) / 2;
         })
         .catch(() => undefined);
     };
