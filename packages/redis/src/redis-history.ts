@@ -89,10 +89,15 @@ export class RedisHistory implements History {
    */
   #runId = '';
   /**
-   * Redis's clock less this process's, in ms, read with the run id (`undefined` until then): an
-   * append carries a deadline on Redis's clock, past which the script refuses it.
+   * Redis's clock (ms) at a moment of this process's monotonic clock, read with the run id
+   * (`undefined` until then, and on a Cluster): an append carries a deadline on Redis's clock,
+   * past which the script refuses it. Read again every {@link CLOCK_CHECK_MS}, and at once after an
+   * append was refused as late.
    */
-  #clockOffsetMs: number | undefined;
+  #clock: { redisMs: number; at: number } | undefined;
+  /** Reads Redis's clock (standalone only); no-op while a read is out. */
+  #readClock: () => void = () => undefined;
+  #clockReadAt = 0;
   readonly #untrack: () => void;
 
   constructor(options: RedisHistoryOptions = {}) {
@@ -182,7 +187,7 @@ export class RedisHistory implements History {
   }
 
   /**
-   * Keeps {@link RedisHistory.#runId} and {@link RedisHistory.#clockOffsetMs} for a standalone
+   * Keeps {@link RedisHistory.#runId} and {@link RedisHistory.#clock} for a standalone
    * connection: forgotten when it closes (a restart or a failover may put it on another process,
    * on another machine), read again when it is ready. Returns how to stop.
    */
@@ -190,7 +195,32 @@ export class RedisHistory implements History {
     if (isCluster(client)) return () => undefined;
     const forget = () => {
       this.#runId = '';
-      this.#clockOffsetMs = undefined;
+      this.#clock = undefined;
+    };
+    let reading = false;
+    this.#readClock = () => {
+      if (reading || client.status !== 'ready') return;
+      reading = true;
+      this.#clockReadAt = performance.now();
+      const sent = performance.now();
+      client
+        .time()
+        .then(([seconds, micros]) => {
+          const back = performance.now();
+          if (client.status !== 'ready') return;
+          // A slow answer says little of when Redis read its clock: kept only within a tenth of
+          // the timeout (the deadline spares a fifth); else read again in a second.
+          if (back - sent > this.#timeoutMs / 10) {
+            this.#clockReadAt = back - CLOCK_CHECK_MS + CLOCK_RETRY_MS;
+            return;
+          }
+          const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+          this.#clock = { redisMs, at: (sent + back) / 2 };
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          reading = false;
+        });
     };
     const read = () => {
       client
@@ -199,14 +229,7 @@ export class RedisHistory implements History {
           if (client.status === 'ready') this.#runId = /run_id:(\w+)/.exec(info)?.[1] ?? '';
         })
         .catch(() => undefined);
-      const sent = Date.now();
-      client
-        .time()
-        .then(([seconds, micros]) => {
-          const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-          if (client.status === 'ready') this.#clockOffsetMs = redisMs - (sent + Date.now()) / 2;
-        })
-        .catch(() => undefined);
+      this.#readClock();
     };
     client.on('close', forget);
     client.on('ready', read);
@@ -249,9 +272,11 @@ export class RedisHistory implements History {
    * unknown, or on a Cluster (the reading is one node's).
    */
   #deadline(): string {
-    const offset = this.#clockOffsetMs;
-    if (offset === undefined) return '';
-    return String(Math.floor(Date.now() + offset + this.#timeoutMs * 0.8));
+    const now = performance.now();
+    if (now - this.#clockReadAt > CLOCK_CHECK_MS) this.#readClock();
+    const clock = this.#clock;
+    if (clock === undefined) return '';
+    return String(Math.floor(clock.redisMs + (now - clock.at) + this.#timeoutMs * 0.8));
   }
 
   #keys(room: string): string[] {
@@ -272,6 +297,8 @@ export class RedisHistory implements History {
       ran = Promise.reject(error);
     }
     return ran.catch((error: unknown) => {
+      // Refused as late though it was not (Redis's clock moved): read it again.
+      if (messageOf(error).startsWith('EXPIRED')) this.#readClock();
       const hint = messageOf(error).includes('CROSSSLOT')
         ? ' (on Redis Cluster, appendAndPublish needs a topic in the room’s slot: use the room name)'
         : '';
@@ -281,6 +308,11 @@ export class RedisHistory implements History {
     });
   }
 }
+
+/** How often Redis's clock is read again: a clock that drifts or steps is followed within it. */
+const CLOCK_CHECK_MS = 30_000;
+/** How soon a read of Redis's clock that came back too slowly is tried again. */
+const CLOCK_RETRY_MS = 1000;
 
 const EPOCH_BASE = randomBytes(12).toString('base64url');
 let epochsDrawn = 0;

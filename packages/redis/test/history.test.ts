@@ -241,6 +241,23 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('keeps appending when this process’s wall clock steps: deadlines run on its monotonic clock', async () => {
+    const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
+    const realNow = Date.now;
+    try {
+      const room = fresh();
+      const first = await history.append(room, bytes('before'));
+      for (const step of [-10_000, 10_000]) {
+        Date.now = () => realNow() + step;
+        const next = await history.append(room, bytes(`stepped ${step}`));
+        expect(next.epoch).toBe(first.epoch);
+      }
+    } finally {
+      Date.now = realNow;
+      await history.close();
+    }
+  });
+
   it('works for a user who may not run INFO (its rooms then keep their epoch across processes)', async () => {
     await server.cli('acl', 'setuser', 'no-info', 'on', '>pw', '~*', '&*', '+@all', '-info');
     const history = new RedisHistory({
