@@ -3,13 +3,22 @@ import { batchWrites, pipelinesItself, type RedisClient } from './connection.js'
 import { type Argument, WrittenCommand, writeCommand } from './written-command.js';
 
 /**
- * A Lua script run by its SHA1 (`EVALSHA`), sent in full (`EVAL`) only when the server does not
- * know it yet. Unlike ioredis's `defineCommand`, it adds nothing to a client the application
- * passed in. On a Cluster, ioredis routes it by its keys, which must share one slot.
+ * A Lua script run by its SHA1 (`EVALSHA`), sent in full (`EVAL`) only when the server may not
+ * know it: first on each connection of one Redis (a restarted or promoted server has an empty
+ * script cache), and when the server says `NOSCRIPT`. Unlike ioredis's `defineCommand`, it adds
+ * nothing to a client the application passed in. On a Cluster, ioredis routes it by its keys,
+ * which must share one slot.
  */
 export class LuaScript {
   readonly #source: string;
   readonly #sha: string;
+  /**
+   * The socket of each client's connection this script was sent in full on. Redis runs one
+   * connection's commands in order, so every call after that one finds the script loaded: none
+   * can overtake an earlier one that had to be sent again after a `NOSCRIPT`, as an `EVALSHA`
+   * sent while another client loaded the script would.
+   */
+  readonly #sentOn = new WeakMap<RedisClient, object>();
 
   constructor(source: string) {
     this.#source = source;
@@ -32,6 +41,11 @@ export class LuaScript {
     args: Argument[],
     encoding: BufferEncoding | null,
   ): Promise<unknown> {
+    const socket = (client as { stream?: object }).stream;
+    if (socket !== undefined && this.#sentOn.get(client) !== socket) {
+      this.#sentOn.set(client, socket);
+      return call(client, 'EVAL', [this.#source, keys.length, ...keys, ...args], encoding);
+    }
     return call(client, 'EVALSHA', [this.#sha, keys.length, ...keys, ...args], encoding).catch(
       (error: unknown) => {
         if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;

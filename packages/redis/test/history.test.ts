@@ -8,6 +8,7 @@ import {
   RedisHistory,
 } from '@wscale/redis';
 import { describeRedis, RedisClusterFixture, RedisServer } from '@wscale/test-support';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closingWith, clusterClient, standalone } from './helpers/clients.js';
 
@@ -255,6 +256,33 @@ describeRedis('RedisHistory on standalone Redis', () => {
     } finally {
       Date.now = realNow;
       await history.close();
+    }
+  });
+
+  it('sends its scripts in full first on each connection, so no append can overtake one that met NOSCRIPT', async () => {
+    const own = await RedisServer.launch();
+    const history = new RedisHistory({ redis: standalone(own) });
+    let monitor: Redis | undefined;
+    try {
+      const room = fresh();
+      await history.append(room, bytes('one'));
+      // A restart empties Redis's script cache; the history's connection is a new one after it.
+      await own.stop();
+      await own.start();
+      await answering(history, room);
+      monitor = await new Redis(standalone(own)).monitor();
+      const seen: string[] = [];
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        if (args[0]?.toLowerCase().startsWith('eval')) seen.push(args[0].toLowerCase());
+      });
+      await history.append(room, bytes('two'));
+      await until(() => seen.length >= 1, 5000, 'the append seen');
+      // The first append of the new connection is sent in full: no NOSCRIPT, no second try.
+      expect(seen[0]).toBe('eval');
+    } finally {
+      monitor?.disconnect();
+      await history.close();
+      await own.destroy();
     }
   });
 
