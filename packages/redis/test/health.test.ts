@@ -6,6 +6,23 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { standalone } from './helpers/clients.js';
 
+/** A node with its broker, state store and history on one Redis, not started. */
+function nodeOn(server: RedisServer) {
+  const redis = standalone(server);
+  const broker = new RedisBroker({ redis });
+  const stateStore = new RedisStateStore({ redis });
+  const history = new RedisHistory({ redis });
+  const wss = new ScaledWebSocketServer({
+    port: 0,
+    host: '127.0.0.1',
+    broker,
+    stateStore,
+    sessionSecret: 'a secret of sixteen bytes or more',
+    history: [{ rooms: 'chat:*', store: history }],
+  });
+  return { broker, stateStore, history, wss };
+}
+
 describeRedis('wss.health() on Redis', () => {
   let server: RedisServer;
   beforeAll(async () => {
@@ -14,18 +31,7 @@ describeRedis('wss.health() on Redis', () => {
   afterAll(() => server?.destroy());
 
   it('reports the broker, state store and history down while Redis is, and draining first', async () => {
-    const redis = standalone(server);
-    const broker = new RedisBroker({ redis });
-    const stateStore = new RedisStateStore({ redis });
-    const history = new RedisHistory({ redis });
-    const wss = new ScaledWebSocketServer({
-      port: 0,
-      host: '127.0.0.1',
-      broker,
-      stateStore,
-      sessionSecret: 'a secret of sixteen bytes or more',
-      history: [{ rooms: 'chat:*', store: history }],
-    });
+    const { broker, stateStore, history, wss } = nodeOn(server);
     try {
       expect((await wss.health()).ready).toBe(false); // not started yet
       await wss.ready();
@@ -62,19 +68,8 @@ describeRedis('wss.health() on Redis', () => {
   });
 
   it('reports the stores down while Redis answers reads but refuses writes (out of memory)', async () => {
-    const options = standalone(server);
-    const admin = new Redis(options);
-    const broker = new RedisBroker({ redis: options });
-    const stateStore = new RedisStateStore({ redis: options });
-    const history = new RedisHistory({ redis: options });
-    const wss = new ScaledWebSocketServer({
-      port: 0,
-      host: '127.0.0.1',
-      broker,
-      stateStore,
-      sessionSecret: 'a secret of sixteen bytes or more',
-      history: [{ rooms: 'chat:*', store: history }],
-    });
+    const admin = new Redis(standalone(server));
+    const { broker, stateStore, history, wss } = nodeOn(server);
     try {
       await wss.ready();
       expect(await wss.health()).toMatchObject({ stateStore: 'ok', history: 'ok' });
