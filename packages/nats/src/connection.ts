@@ -65,17 +65,28 @@ export function resolveConnection(options: NatsConnectOptions, name: string): Re
 }
 
 /**
- * Calls `onChange` whenever the connection drops and whenever it is back. The server it is back on
- * may have lost its JetStream storage, or be another server of a cluster: what a store cached
- * about its stream (that it exists, where a room's last entry is) must be read again. Returns a
- * function that stops watching.
+ * Calls `onChange` whenever the connection (once it is open) drops and whenever it is back. The
+ * server it is back on may have lost its JetStream storage, or be another server of a cluster:
+ * what a store cached about its stream (that it exists, where a room's last entry is) must be read
+ * again. Returns a function that stops watching.
  */
-export function watchReconnects(nc: NatsConnection, onChange: () => void): () => void {
-  const statuses = nc.status() as AsyncIterable<Status> & { stop?: () => void };
-  (async () => {
-    for await (const status of statuses) {
-      if (status.type === 'disconnect' || status.type === 'reconnect') onChange();
-    }
-  })().catch(() => undefined);
-  return () => statuses.stop?.();
+export function watchReconnects(
+  connection: Promise<NatsConnection>,
+  onChange: () => void,
+): () => void {
+  let stopped = false;
+  let statuses: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
+  connection
+    .then(async (nc) => {
+      if (stopped) return;
+      statuses = nc.status();
+      for await (const status of statuses) {
+        if (status.type === 'disconnect' || status.type === 'reconnect') onChange();
+      }
+    })
+    .catch(() => undefined);
+  return () => {
+    stopped = true;
+    statuses?.stop?.();
+  };
 }

@@ -25,7 +25,7 @@ import {
 } from '@wscale/core';
 import { type NatsConnectOptions, resolveConnection, watchReconnects } from './connection.js';
 import { nanos } from './nanos.js';
-import { mayBeGone } from './stream-gone.js';
+import { forgettingIfGone, mayBeGone } from './stream-gone.js';
 import {
   encodeToken,
   fitsControlLine,
@@ -165,7 +165,7 @@ export class NatsHistory implements History {
    * gone, and is neither used nor cached after it (see #appendBatch).
    */
   #session = 0;
-  #unwatch: (() => void) | undefined;
+  readonly #unwatch: () => void;
   #closed = false;
 
   constructor(options: NatsHistoryOptions = {}) {
@@ -206,11 +206,7 @@ export class NatsHistory implements History {
     const { connection, owned } = resolveConnection(options, 'wscale-history');
     this.#connection = connection;
     this.#owned = owned;
-    connection
-      .then((nc) => {
-        if (!this.#closed) this.#unwatch = watchReconnects(nc, () => this.#reconnected());
-      })
-      .catch(() => undefined);
+    this.#unwatch = watchReconnects(connection, () => this.#reconnected());
   }
 
   async append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
@@ -267,7 +263,7 @@ export class NatsHistory implements History {
     if (this.#closed) return;
     this.#closed = true;
     this.#tails.clear();
-    this.#unwatch?.();
+    this.#unwatch();
     if (!this.#owned) return;
     const nc = await this.#connection.catch(() => undefined);
     if (nc !== undefined && !nc.isClosed()) await nc.close();
@@ -616,17 +612,16 @@ export class NatsHistory implements History {
     operation: (api: { js: JetStreamClient; jsm: JetStreamManager }) => Promise<T>,
   ): Promise<T> {
     if (this.#closed) throw new HistoryError('the history is closed');
-    try {
-      return await runTyped(
-        () => this.#open().then(operation),
-        this.#timeoutMs,
-        HistoryError,
-        `NATS history ${what} of "${room}" failed`,
-      );
-    } catch (error) {
-      this.#forgetIfGone(error);
-      throw error;
-    }
+    return forgettingIfGone(
+      () =>
+        runTyped(
+          () => this.#open().then(operation),
+          this.#timeoutMs,
+          HistoryError,
+          `NATS history ${what} of "${room}" failed`,
+        ),
+      () => this.#forget(),
+    );
   }
 
   /**

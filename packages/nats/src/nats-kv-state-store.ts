@@ -10,7 +10,7 @@ import {
 } from '@wscale/core';
 import { type NatsConnectOptions, resolveConnection, watchReconnects } from './connection.js';
 import { nanos } from './nanos.js';
-import { mayBeGone } from './stream-gone.js';
+import { forgettingIfGone } from './stream-gone.js';
 import { encodeToken } from './subject-token.js';
 import { runTyped } from './timeout.js';
 
@@ -55,7 +55,7 @@ export class NatsKvStateStore implements StateStore {
   readonly #connection: Promise<NatsConnection>;
   readonly #owned: boolean;
   #kv: Promise<KV> | undefined;
-  #unwatch: (() => void) | undefined;
+  readonly #unwatch: () => void;
   #closed = false;
 
   constructor(options: NatsKvStateStoreOptions = {}) {
@@ -75,11 +75,7 @@ export class NatsKvStateStore implements StateStore {
     this.#connection = connection;
     this.#owned = owned;
     // Back on a server that may have lost its JetStream storage: check the bucket again.
-    connection
-      .then((nc) => {
-        if (!this.#closed) this.#unwatch = watchReconnects(nc, () => (this.#kv = undefined));
-      })
-      .catch(() => undefined);
+    this.#unwatch = watchReconnects(connection, () => this.#forget());
   }
 
   async get(key: string): Promise<Versioned<string> | undefined> {
@@ -124,7 +120,7 @@ export class NatsKvStateStore implements StateStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#unwatch?.();
+    this.#unwatch();
     if (!this.#owned) return;
     const nc = await this.#connection.catch(() => undefined);
     if (nc !== undefined && !nc.isClosed()) await nc.close();
@@ -132,19 +128,21 @@ export class NatsKvStateStore implements StateStore {
 
   async #run<T>(what: string, key: string, operation: (kv: KV) => Promise<T>): Promise<T> {
     if (this.#closed) throw new StateStoreError('the state store is closed');
-    try {
-      return await runTyped(
-        () => this.#open().then(operation),
-        this.#timeoutMs,
-        StateStoreError,
-        `NATS KV ${what} of "${key}" failed`,
-      );
-    } catch (error) {
-      // The bucket's stream is gone, or may be (a direct get of a missing stream gets no answer
-      // at all: see mayBeGone): the next operation checks it again and creates it if missing.
-      if (mayBeGone(error)) this.#kv = undefined;
-      throw error;
-    }
+    return forgettingIfGone(
+      () =>
+        runTyped(
+          () => this.#open().then(operation),
+          this.#timeoutMs,
+          StateStoreError,
+          `NATS KV ${what} of "${key}" failed`,
+        ),
+      () => this.#forget(),
+    );
+  }
+
+  /** The next operation checks the bucket again, and creates it if it is missing. */
+  #forget(): void {
+    this.#kv = undefined;
   }
 
   /** Opens (creating or re-configuring) the bucket once; a failed attempt is retried next time. */

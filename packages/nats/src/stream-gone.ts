@@ -34,3 +34,17 @@ export function mayBeGone(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * Runs a store's operation; when it fails in a way that says its stream is gone, or may be (see
+ * {@link mayBeGone}), calls `forget` before passing the failure on: the next operation checks the
+ * stream again with the stream API and creates it if it is missing.
+ */
+export async function forgettingIfGone<T>(run: () => Promise<T>, forget: () => void): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (mayBeGone(error)) forget();
+    throw error;
+  }
+}

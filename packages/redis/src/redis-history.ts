@@ -19,6 +19,7 @@ import {
 } from './connection.js';
 import { APPEND, POSITION, READ } from './history-scripts.js';
 import { channelName, checkPrefix, hashTagged } from './naming.js';
+import { ServerWatch } from './server-watch.js';
 import { asBuffer } from './written-command.js';
 
 /** Options of {@link RedisHistory}. */
@@ -83,22 +84,8 @@ export class RedisHistory implements History {
   readonly #maxAgeMs: string;
   readonly #roomTtlMs: string;
   readonly #timeoutMs: number;
-  /**
-   * The run id of the Redis process the connection is on, read once it is ready (`''` until
-   * then, or on a Cluster: the scripts read it themselves). A room's epoch is that process's.
-   */
-  #runId = '';
-  /**
-   * Redis's clock (ms) at a moment of this process's monotonic clock, read with the run id
-   * (`undefined` until then, and on a Cluster): an append carries a deadline on Redis's clock,
-   * past which the script refuses it. Read again every {@link CLOCK_CHECK_MS}, and at once after an
-   * append was refused as late.
-   */
-  #clock: { redisMs: number; at: number } | undefined;
-  /** Reads Redis's clock (standalone only); no-op while a read is out. */
-  #readClock: () => void = () => undefined;
-  #clockReadAt = 0;
-  readonly #untrack: () => void;
+  /** The Redis process of a standalone connection: run id and clock (none on a Cluster). */
+  readonly #server: ServerWatch | undefined;
 
   constructor(options: RedisHistoryOptions = {}) {
     const maxEntries = options.maxEntries ?? 1000;
@@ -125,7 +112,7 @@ export class RedisHistory implements History {
     this.#owned = owned;
     this.#cluster = isCluster(client);
     if (owned) client.on('error', () => undefined); // reported through the calls that fail
-    this.#untrack = this.#trackServer(client);
+    this.#server = isCluster(client) ? undefined : new ServerWatch(client, this.#timeoutMs);
   }
 
   append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
@@ -160,7 +147,7 @@ export class RedisHistory implements History {
         after.epoch,
         String(after.offset),
         String(count),
-        this.#runId,
+        this.#server?.runId ?? '',
       ]),
     )) as Reply;
     const status = String(reply[0]);
@@ -177,67 +164,17 @@ export class RedisHistory implements History {
 
   position(room: string): Promise<HistoryPosition> {
     return this.#run('read the position of', room, (client) =>
-      POSITION.run(client, this.#keys(room), [newEpoch(), this.#roomTtlMs, this.#runId]),
+      POSITION.run(client, this.#keys(room), [
+        newEpoch(),
+        this.#roomTtlMs,
+        this.#server?.runId ?? '',
+      ]),
     ).then(positionOf);
   }
 
   async close(): Promise<void> {
-    this.#untrack();
+    this.#server?.stop();
     if (this.#owned) await closeClient(this.#client);
-  }
-
-  /**
-   * Keeps {@link RedisHistory.#runId} and {@link RedisHistory.#clock} for a standalone
-   * connection: forgotten when it closes (a restart or a failover may put it on another process,
-   * on another machine), read again when it is ready. Returns how to stop.
-   */
-  #trackServer(client: RedisClient): () => void {
-    if (isCluster(client)) return () => undefined;
-    const forget = () => {
-      this.#runId = '';
-      this.#clock = undefined;
-    };
-    let reading = false;
-    this.#readClock = () => {
-      if (reading || client.status !== 'ready') return;
-      reading = true;
-      this.#clockReadAt = performance.now();
-      const sent = performance.now();
-      client
-        .time()
-        .then(([seconds, micros]) => {
-          const back = performance.now();
-          if (client.status !== 'ready') return;
-          // A slow answer says little of when Redis read its clock: kept only within a tenth of
-          // the timeout (the deadline spares a fifth); else read again in a second.
-          if (back - sent > this.#timeoutMs / 10) {
-            this.#clockReadAt = back - CLOCK_CHECK_MS + CLOCK_RETRY_MS;
-            return;
-          }
-          const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-          this.#clock = { redisMs, at: (sent + back) / 2 };
-        })
-        .catch(() => undefined)
-        .finally(() => {
-          reading = false;
-        });
-    };
-    const read = () => {
-      client
-        .info('server')
-        .then((info) => {
-          if (client.status === 'ready') this.#runId = /run_id:(\w+)/.exec(info)?.[1] ?? '';
-        })
-        .catch(() => undefined);
-      this.#readClock();
-    };
-    client.on('close', forget);
-    client.on('ready', read);
-    if (client.status === 'ready') read();
-    return () => {
-      client.off('close', forget);
-      client.off('ready', read);
-    };
   }
 
   #append(
@@ -260,23 +197,10 @@ export class RedisHistory implements History {
         this.#roomTtlMs,
         command,
         channel ?? '',
-        this.#runId,
-        this.#deadline(),
+        this.#server?.runId ?? '',
+        this.#server?.deadline() ?? '',
       ]),
     ).then(positionOf);
-  }
-
-  /**
-   * When an append sent now must have run, on Redis's clock: before the call's own timeout, with a
-   * fifth of it to spare for the answer's way back and the clock's reading. `''` while the clock is
-   * unknown, or on a Cluster (the reading is one node's).
-   */
-  #deadline(): string {
-    const now = performance.now();
-    if (now - this.#clockReadAt > CLOCK_CHECK_MS) this.#readClock();
-    const clock = this.#clock;
-    if (clock === undefined) return '';
-    return String(Math.floor(clock.redisMs + (now - clock.at) + this.#timeoutMs * 0.8));
   }
 
   #keys(room: string): string[] {
@@ -298,7 +222,7 @@ export class RedisHistory implements History {
     }
     return ran.catch((error: unknown) => {
       // Refused as late though it was not (Redis's clock moved): read it again.
-      if (messageOf(error).startsWith('EXPIRED')) this.#readClock();
+      if (messageOf(error).startsWith('EXPIRED')) this.#server?.readClock();
       const hint = messageOf(error).includes('CROSSSLOT')
         ? ' (on Redis Cluster, appendAndPublish needs a topic in the room’s slot: use the room name)'
         : '';
@@ -308,11 +232,6 @@ export class RedisHistory implements History {
     });
   }
 }
-
-/** How often Redis's clock is read again: a clock that drifts or steps is followed within it. */
-const CLOCK_CHECK_MS = 30_000;
-/** How soon a read of Redis's clock that came back too slowly is tried again. */
-const CLOCK_RETRY_MS = 1000;
 
 const EPOCH_BASE = randomBytes(12).toString('base64url');
 let epochsDrawn = 0;

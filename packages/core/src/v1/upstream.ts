@@ -54,8 +54,8 @@ export class UpstreamLedger {
   readonly #doubtful: boolean;
   /** Kept replies, oldest first (none until a request is answered: most clients never send one). */
   #replies: StoredReply[] | undefined;
-  /** What each kept reply takes in the record. */
-  #sizes: number[] = [];
+  /** What the kept replies take in the record, together. */
+  #bytes = 0;
   #dirty = false;
 
   constructor(record: Partial<UpstreamRecord> | undefined, doubtful: boolean) {
@@ -104,15 +104,13 @@ export class UpstreamLedger {
     this.#dirty = true;
   }
 
-  /** Keeps a reply, dropping the oldest ones past the bounds. */
+  /** Keeps a reply, dropping the oldest ones past the bounds (their size measured again: rare). */
   #add(reply: StoredReply, size: number): void {
     const replies = this.#replies!;
     replies.push(reply);
-    this.#sizes.push(size);
-    let total = this.#sizes.reduce((sum, each) => sum + each, 0);
-    while (replies.length > REPLIES_KEPT || total > REPLIES_BYTES_KEPT) {
-      replies.shift();
-      total -= this.#sizes.shift()!;
+    this.#bytes += size;
+    while (replies.length > REPLIES_KEPT || this.#bytes > REPLIES_BYTES_KEPT) {
+      this.#bytes -= recordBytes(replies.shift()!);
     }
   }
 
