@@ -33,6 +33,8 @@ interface Cluster {
   publish(fromNode: number): Promise<void>;
   kill(node: number): Promise<void>;
   drain(node: number): Promise<void>;
+  /** Joins a client to a room from a node (`wss.client(id).join(room)`). */
+  join(fromNode: number, id: string, room: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -136,6 +138,7 @@ async function memoryCluster(): Promise<Cluster> {
       for (const client of nodes[i]!.clients.values()) client.terminate();
     },
     drain: (i) => nodes[i]!.close(),
+    join: (from, id, room) => nodes[from]!.client(id).join(room),
     close: async () => {
       await Promise.all(nodes.map((node) => node.close()));
       await Promise.all([stateStore.close(), history.close()]);
@@ -151,6 +154,7 @@ async function processCluster(env: Record<string, string>, prefix: string): Prom
     publish: (from) => nodes[from]!.publish(COUNT, INTERVAL_MS),
     kill: (i) => nodes[i]!.kill(),
     drain: (i) => nodes[i]!.drain(),
+    join: (from, id, room) => nodes[from]!.join(id, room),
     close: async () => {
       await Promise.all(nodes.map((node) => node.stop()));
     },
@@ -159,8 +163,8 @@ async function processCluster(env: Record<string, string>, prefix: string): Prom
 
 /**
  * A session outlives the process that held it: data and rooms set through the application, then
- * the node is SIGKILLed (no close, no drain, no save on the way out); one resume on another node
- * brings back exactly what was set.
+ * the node is SIGKILLed (no close, no drain, no save on the way out), and a room joined by the
+ * server while the client is away; one resume on another node brings back exactly what was set.
  */
 async function runSessionScenario(cluster: Cluster) {
   const balancer = new Balancer([cluster.ports[0]!]);
@@ -177,13 +181,19 @@ async function runSessionScenario(cluster: Cluster) {
     await until(() => welcomes.length === 1, 10_000, 'the welcome');
     const data = { name: 'ada', score: 42, tags: ['x', 'y'] };
     expect(await client.request(`remember:${JSON.stringify(data)}`)).toBe('ok');
-    balancer.backends = [cluster.ports[1]!];
+    const joined: string[] = [];
+    client.on('joined', ({ room }) => joined.push(room));
     await cluster.kill(0);
+    // While the client cannot come back (its balancer knows only the dead node), the server
+    // changes its rooms from another node, which may not know the killed node is dead yet.
+    await cluster.join(2, welcomes[0]!.clientId, 'late');
+    balancer.backends = [cluster.ports[1]!];
     await until(() => welcomes.length === 2, 15_000, 'the resume');
     expect(welcomes[1]).toMatchObject({ resumed: true, clientId: welcomes[0]!.clientId });
     expect(welcomes[1]!.node).not.toBe(welcomes[0]!.node);
     const session = JSON.parse(String(await client.request('session')));
-    expect(session).toEqual({ data, rooms: ['feed', 'notes'] });
+    expect(session).toEqual({ data, rooms: ['feed', 'late', 'notes'] });
+    expect(joined).toEqual(['late']);
     expect(welcomes).toHaveLength(2);
   } finally {
     await client.close();

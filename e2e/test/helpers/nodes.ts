@@ -56,6 +56,12 @@ export class NodeProcess {
     await this.#next((message) => message.done === true, 10_000);
   }
 
+  /** Joins one client to a room, wherever it is (or between its connections), from this node. */
+  async join(id: string, room: string): Promise<void> {
+    this.#child.send({ join: { id, room } });
+    await this.#next((message) => message.done === true, 10_000);
+  }
+
   /** Sends "1" to "count" to each client from this node, one round every `intervalMs`. */
   async directs(ids: string[], count: number, intervalMs: number): Promise<void> {
     this.#child.send({ directs: { ids, count, intervalMs } });

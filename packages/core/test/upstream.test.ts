@@ -1,7 +1,6 @@
 import { WscaleClient } from '@wscale/client';
 import {
   CloseCode,
-  MemoryBroker,
   MemoryStateStore,
   type MessageInfo,
   type ScaledWebSocketServer,
@@ -11,6 +10,7 @@ import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { ReceiptBatcher, UpstreamLedger } from '../src/v1/upstream.js';
+import { FreezableBroker } from './helpers/freezable-broker.js';
 import { TestCluster } from './helpers/nodes.js';
 import { recordedClose, V1Peer } from './helpers/v1-client.js';
 
@@ -133,19 +133,6 @@ function counting(store: StateStore) {
     },
   });
   return { view, counted };
-}
-
-/** A broker its node stops using at once, as a killed process does: it sends and hears nothing. */
-class FreezableBroker extends MemoryBroker {
-  frozen = false;
-
-  protected override deliver(topic: string, payload: Uint8Array): void {
-    if (!this.frozen) super.deliver(topic, payload);
-  }
-
-  protected override async publishTopic(topic: string, payload: Uint8Array): Promise<void> {
-    if (!this.frozen) await super.publishTopic(topic, payload);
-  }
 }
 
 const cluster = new TestCluster();

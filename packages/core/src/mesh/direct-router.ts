@@ -27,8 +27,14 @@ export interface DirectTarget {
   release(id: string, code: number, reason: string, sentAt?: number): boolean;
   /** The last save of the session's connection that closed here, while it is under way. */
   recorded(id: string): Promise<void> | undefined;
+  /**
+   * An operation routed here for a client this node does not hold and did not hand over: true
+   * when the target places it itself (a join or leave of a session, in the session's record).
+   */
+  unheld(frame: DirectFrame): boolean;
 }
 
+const NO_PAYLOAD = new Uint8Array(0);
 /** Where-is entries a node keeps, and sessions it remembers handing over (least recent dropped). */
 const MAX_LOCATED = 50_000;
 const MAX_MOVED = 10_000;
@@ -135,8 +141,22 @@ export class DirectRouter {
     // A raw client of this node that is gone: nobody else can hold it.
     if (node === this.#nodeId) return Promise.resolve();
     if (node !== undefined) header.d = node;
-    else header.l = 1;
+    else {
+      // Passed on by a node it was routed to: to every node now, for whichever holds it.
+      delete header.d;
+      header.l = 1;
+    }
     return this.#mesh.toNode(node, { kind: BusKind.Direct, header }, payload, flags);
+  }
+
+  /**
+   * Sends a direct operation to the node that holds its client, as the session's record says; to
+   * every node when that one is not alive.
+   */
+  sendToHolder(node: string, header: DirectHeader): Promise<void> {
+    if (!this.#mesh.isAlive(node)) return this.send(header, NO_PAYLOAD, 0);
+    header.d = node;
+    return this.#mesh.toNode(node, { kind: BusKind.Direct, header });
   }
 
   /**
@@ -249,10 +269,11 @@ export class DirectRouter {
       return;
     }
     if (this.#hinted(id) === this.#nodeId) return;
+    this.#tell(origin, id, undefined);
+    if (hops <= MAX_HOPS && this.#target.unheld({ ...frame, header: next })) return;
     delete next.d;
     next.l = 1;
     this.#pass(undefined, next, frame);
-    this.#tell(origin, id, undefined);
   }
 
   #onMoved(header: MovedHeader): void {
@@ -317,7 +338,8 @@ export class DirectRouter {
 
   /** Tells a sender where a client is (`node`), or to stop routing it to this node. */
   #tell(origin: string, id: string, node: string | undefined): void {
-    if (origin === this.#nodeId) return;
+    // A publisher (not a node) routes nothing: nobody to tell.
+    if (origin === this.#nodeId || !this.#mesh.isAlive(origin)) return;
     const header: LocatedHeader = { n: this.#nodeId, c: id };
     if (node !== undefined) header.a = node;
     this.#mesh.toNode(origin, { kind: BusKind.Located, header }).catch(this.#report);

@@ -1,4 +1,4 @@
-import type { History, Unsubscribe } from '../contracts.js';
+import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
 import { MessageTooLargeError, ServerClosedError } from '../errors.js';
 import { BusKind, type DirectHeader, type DirectOperation } from '../mesh/bus-codec.js';
 import { type DirectFrame, DirectRouter, type DirectTarget } from '../mesh/direct-router.js';
@@ -15,19 +15,24 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { type Outgoing, OutKind } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
+import type { RoomChange, RoomChangePlace } from '../sessions/sessions.js';
 import type { AnyClient } from '../transport/client.js';
 import type { Takeovers } from '../transport/connections.js';
+import { OneAtATime } from '../util/one-at-a-time.js';
 import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
   checkSize,
   directHeader,
   historyLookup,
+  isSessionRoomChange,
+  joinedAt,
   keepsDirect,
   keptDirect,
   NO_BYTES,
   type Publication,
   publishBroadcast,
+  type SessionRoomChange,
 } from './publication.js';
 
 /** The server options delivery applies (see `ServerOptions`). */
@@ -36,12 +41,14 @@ export interface DeliverySettings {
   readonly directHistory?: History | undefined;
 }
 
-/** The last saves of the connections a node closes (the connections' session saver). */
-export interface ClosingSessions {
+/** The session records delivery writes: the last saves of the connections a node closes, and joins and leaves. */
+export interface SessionRecords {
   /** Starts the last save of a closed `wscale.v1` connection's session. */
   saveClosed(client: AnyClient): void;
   /** That save, while it is under way. */
   closing(id: string): Promise<void> | undefined;
+  /** A join or leave for a session no connection here holds (see `changeSessionRooms`). */
+  changeRooms(id: string, change: RoomChange, at?: HistoryPosition): Promise<RoomChangePlace>;
 }
 
 /** Where the nodes that come and go are announced: the server's events. */
@@ -68,8 +75,10 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   readonly #presence: PresenceService | undefined;
   readonly #reporter: Reporter;
   readonly #events: NodeEvents;
-  readonly #closing: ClosingSessions;
+  readonly #sessions: SessionRecords;
   #draining = false;
+  /** Joins and leaves of sessions going to their records, in order for each session. */
+  readonly #roomChanges = new OneAtATime();
 
   constructor(
     mesh: NodeMesh,
@@ -78,7 +87,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     presence: PresenceService | undefined,
     reporter: Reporter,
     events: NodeEvents,
-    closing: ClosingSessions,
+    sessions: SessionRecords,
   ) {
     this.#mesh = mesh;
     this.#clients = clients;
@@ -86,7 +95,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     this.#presence = presence;
     this.#reporter = reporter;
     this.#events = events;
-    this.#closing = closing;
+    this.#sessions = sessions;
     this.historyOf = historyLookup(settings.history, settings.directHistory);
     this.rooms = new RoomRegistry<AnyClient>(this);
     this.router = new DirectRouter(mesh, this, reporter.report);
@@ -188,12 +197,41 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   #directTo(header: DirectHeader, message: Outgoing | undefined): Promise<void> {
-    const local = this.#clients.get(header.c);
+    const id = header.c;
+    const local = this.#clients.get(id);
     // A session this node is still taking over: the router keeps it with what came before it.
-    if (local !== undefined && !this.router.arriving(header.c)) {
-      return this.#applyDirect(local, header, message) ?? DONE;
-    }
+    const arriving = this.router.arriving(id);
+    if (local !== undefined && !arriving) return this.#applyDirect(local, header, message) ?? DONE;
+    // Into the session's record too: the holder the router knows may have died a moment ago.
+    if (!arriving && isSessionRoomChange(header)) return this.#changeRooms(header);
     return this.router.send(header, message?.bytes ?? NO_BYTES, message?.flags ?? 0);
+  }
+
+  /**
+   * A join or leave for a session that no connection here holds, sent from here or routed here:
+   * written into the session's record (one after the other for a session), then to the node that
+   * holds the session, if one does. A session the store does not know: to every node, as any
+   * operation for a client whose node is not known.
+   */
+  #changeRooms(header: SessionRoomChange): Promise<void> {
+    return this.#roomChanges.run(header.c, () => this.#changeRoomsNow(header));
+  }
+
+  async #changeRoomsNow(header: SessionRoomChange): Promise<void> {
+    const id = header.c;
+    // A connection of it that closed here: its last save first, which writes its rooms.
+    await this.#sessions.closing(id);
+    const at = await joinedAt(header, this.historyOf);
+    const place = await this.#sessions.changeRooms(id, header, at);
+    if (place === 'stored') return;
+    if (place === 'unknown') return this.router.send(header, NO_BYTES, 0);
+    if (place.holder !== this.#mesh.nodeId) return this.router.sendToHolder(place.holder, header);
+    // The record says this node holds it. A resume here that claimed it a moment ago (before this
+    // change was written) registers its connection within this turn of the event loop: it gets
+    // the change then. Else the record is older than this node's connections (a node restarted
+    // with the same id), and has the change for the resume to come.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.#clients.has(id) || this.router.arriving(id)) return this.#directTo(header, undefined);
   }
 
   /**
@@ -244,12 +282,19 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     this.#presence?.released(older, older.roomList);
     // Closed, it hands nothing more on: what it handed on can be recorded now, without waiting for
     // its peer to answer the close, so the node taking the session over can go on.
-    if (older.v1) this.#closing.saveClosed(older);
+    if (older.v1) this.#sessions.saveClosed(older);
+    return true;
+  }
+
+  unheld(frame: DirectFrame): boolean {
+    const { header } = frame;
+    if (!isSessionRoomChange(header)) return false;
+    this.#changeRooms(header).catch(this.#reporter.report);
     return true;
   }
 
   recorded(id: string): Promise<void> | undefined {
-    return this.#closing.closing(id);
+    return this.#sessions.closing(id);
   }
 
   /**

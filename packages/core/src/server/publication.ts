@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { BaseBroker } from '../adapters/base-broker.js';
 import { STAMP_BYTES } from '../adapters/publish-stamp.js';
-import type { Broker, History } from '../contracts.js';
+import type { Broker, History, HistoryPosition } from '../contracts.js';
 import { MessageTooLargeError } from '../errors.js';
 import {
   type BroadcastHeader,
@@ -19,6 +19,7 @@ import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
 import { historyMatcher } from '../rooms/history-rules.js';
 import { SessionTokens } from '../sessions/session-token.js';
+import type { RoomChange } from '../sessions/sessions.js';
 import type { HistoryRule } from './options.js';
 import type { RemoteClient } from './server-types.js';
 
@@ -187,6 +188,25 @@ export function directHeader(origin: string, id: string, operation: DirectOperat
   if (operation.o === 'send') return { o: 'send', n: origin, c: id };
   if (operation.o === 'close') return { o: 'close', a: operation.a, n: origin, c: id };
   return { o: operation.o, a: operation.a, n: origin, c: id };
+}
+
+/** A join or leave for a `wscale.v1` session (a raw client has no record to keep it in). */
+export type SessionRoomChange = DirectHeader & RoomChange;
+
+/** Whether an operation is a join or leave for a `wscale.v1` session. */
+export function isSessionRoomChange(header: DirectHeader): header is SessionRoomChange {
+  return (header.o === 'join' || header.o === 'leave') && SessionTokens.isSessionId(header.c);
+}
+
+/**
+ * Where a join starts in a room that keeps history: the resume of a session that was between
+ * connections replays what the room got after it. `undefined` for a leave, or a room without.
+ */
+export function joinedAt(
+  change: SessionRoomChange,
+  historyOf: (room: string) => History | undefined,
+): Promise<HistoryPosition | undefined> | undefined {
+  return change.o === 'join' ? historyOf(change.a)?.position(change.a) : undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Broker, History } from '../contracts.js';
+import type { Broker, History, StateStore } from '../contracts.js';
 import { ServerClosedError } from '../errors.js';
 import { BusKind, type DirectOperation } from '../mesh/bus-codec.js';
 import { type PublishFrame, topics } from '../mesh/node-mesh.js';
@@ -7,6 +7,8 @@ import { type Logger, NodeLog } from '../ops/logger.js';
 import { Sends } from '../ops/reporter.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
+import { changeSessionRooms } from '../sessions/sessions.js';
+import { OneAtATime } from '../util/one-at-a-time.js';
 import { waitAtMost } from '../util/wait-at-most.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
@@ -15,12 +17,15 @@ import {
   directHeader,
   framePublisher,
   historyLookup,
+  isSessionRoomChange,
+  joinedAt,
   keepsDirect,
   keptDirect,
   NO_BYTES,
   publishBroadcast,
   RemoteClientById,
   type SendDirect,
+  type SessionRoomChange,
 } from './publication.js';
 import { DEFAULT_TOPIC_PREFIX } from './resolve-options.js';
 import type { RemoteClient } from './server-types.js';
@@ -37,6 +42,13 @@ export interface PublisherOptions {
   history?: HistoryRule[];
   /** The nodes' `directHistory`, when they keep direct messages. @default none */
   directHistory?: History;
+  /**
+   * The nodes' `stateStore`: a join or leave for a `wscale.v1` client between two connections is
+   * then kept in its session, as a node keeps it, and its resume gives it the rooms. Without it,
+   * they reach only a client that is connected.
+   * @default none
+   */
+  stateStore?: StateStore;
   /** The nodes' `topicPrefix`. @default 'wscale:' */
   topicPrefix?: string;
   /** An id for this publisher in what it sends (never taken for a node). @default a random id */
@@ -71,6 +83,9 @@ export class Publisher {
   readonly #send: PublishFrame;
   readonly #historyOf: (room: string) => History | undefined;
   readonly #directHistory: History | undefined;
+  readonly #store: StateStore | undefined;
+  /** Joins and leaves of sessions going to their records, in order for each session. */
+  readonly #roomChanges = new OneAtATime();
   readonly #prefix: string;
   /** The topic every node listens to, built once. */
   readonly #allTopic: string;
@@ -86,6 +101,7 @@ export class Publisher {
     this.id = options.id ?? `publisher-${randomBytes(6).toString('base64url')}`;
     this.#historyOf = historyLookup(options.history ?? [], options.directHistory);
     this.#directHistory = options.directHistory;
+    this.#store = options.stateStore;
     this.#sends = new Sends(new NodeLog(options.logger, this.id));
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
   }
@@ -117,8 +133,9 @@ export class Publisher {
 
   /**
    * Operations on one client by id, on whatever node holds it. They go to every node and the one
-   * that holds the client applies them (a publisher does not learn where clients are). Call them
-   * on the object it returns: its methods are shared, not bound to it.
+   * that holds the client applies them (a publisher does not learn where clients are); with
+   * `stateStore`, a join or leave for a `wscale.v1` client between connections is kept in its
+   * session. Call them on the object it returns: its methods are shared, not bound to it.
    */
   client(id: string): RemoteClient {
     return new RemoteClientById(id, this.#sendDirect);
@@ -174,10 +191,26 @@ export class Publisher {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');
     const header = directHeader(this.id, id, operation);
     checkSize(this.#broker.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
+    const store = this.#store;
+    if (store !== undefined && isSessionRoomChange(header)) {
+      return this.#roomChanges.run(id, () => this.#changeRooms(header, store));
+    }
     const sent = keepsDirect(id, message, this.#directHistory)
       ? await keptDirect(header, message!, this.#directHistory)
       : message;
     const { bytes, flags } = sent ?? { bytes: NO_BYTES, flags: 0 };
     await this.#send(this.#allTopic, { kind: BusKind.Direct, header }, bytes, flags);
+  }
+
+  /**
+   * A join or leave for a session: into its record, then, when a connection holds the session, to
+   * every node for the holder the record names, which applies it to the connection.
+   */
+  async #changeRooms(header: SessionRoomChange, store: StateStore): Promise<void> {
+    const at = await joinedAt(header, this.#historyOf);
+    const place = await changeSessionRooms(store, this.#prefix, header.c, header, at);
+    if (place === 'stored') return;
+    if (place !== 'unknown') header.d = place.holder;
+    await this.#send(this.#allTopic, { kind: BusKind.Direct, header }, NO_BYTES, 0);
   }
 }

@@ -1,4 +1,4 @@
-import type { StateStore, Versioned } from '../contracts.js';
+import type { HistoryPosition, StateStore, Versioned } from '../contracts.js';
 import { SessionRecordError, StateStoreError } from '../errors.js';
 import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
 import { updateState } from '../util/update-state.js';
@@ -47,6 +47,11 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
   rooms: string[];
   /** Those of `rooms` it joined by its own `join` (authorized again when it resumes). */
   own?: string[];
+  /**
+   * Where history rooms the server joined it to between two connections start: its resume
+   * replays what was sent there since the join, though the client has no position there yet.
+   */
+  at?: Record<string, { o: number; e: string }>;
 }
 
 /**
@@ -75,6 +80,18 @@ export interface SessionLookup {
   /** The session and the node holding it, while a connection holds it. */
   readonly holder?: { id: string; node: string; owner: string };
 }
+
+/** A join or leave the server makes for a session (`wss.client(id).join(room)`). */
+export interface RoomChange {
+  o: 'join' | 'leave';
+  a: string;
+}
+
+/**
+ * Where {@link changeSessionRooms} put a change: in the record (`stored`), and also for the node
+ * that holds the session (`holder`); or nowhere (`unknown`).
+ */
+export type RoomChangePlace = 'stored' | 'unknown' | { holder: string };
 
 /** The outcome of a `hello`. */
 export interface OpenedSession {
@@ -308,8 +325,66 @@ export class Sessions {
   }
 
   #key(id: string): string {
-    return `${this.#prefix}session:${id}`;
+    return sessionKey(this.#prefix, id);
   }
+}
+
+/** The key of session `id`'s record. */
+function sessionKey(prefix: string, id: string): string {
+  return `${prefix}session:${id}`;
+}
+
+/**
+ * A server's join or leave for session `id` (`wss.client(id).join(room)`, a `Publisher`'s), made
+ * where no connection of it is at hand: written into the session's record, so the resume that
+ * brings the client back gives it the room (or leaves it out), on any node. Resolves `stored`; or
+ * the node the record says holds the session, which must apply it to the connection too (it then
+ * saves the record itself; written here as well, the change outlives that node if it died); or
+ * `unknown`: the store has no such session (it ended, or never opened).
+ */
+export async function changeSessionRooms(
+  store: StateStore,
+  prefix: string,
+  id: string,
+  change: RoomChange,
+  at?: HistoryPosition,
+): Promise<RoomChangePlace> {
+  let place: RoomChangePlace | undefined;
+  await updateState(store, sessionKey(prefix, id), (current) => {
+    place = 'unknown';
+    const record = current === undefined ? undefined : parseRecord(current, id);
+    if (record === undefined || record instanceof SessionRecordError) return undefined;
+    const held = (record.live !== false || record.answering === true) && record.node !== undefined;
+    place = held ? { holder: record.node! } : 'stored';
+    return changedRooms(record, change, at);
+  });
+  return place ?? 'unknown';
+}
+
+/** The record with a join or leave made, as JSON; `undefined` when it has it already. */
+function changedRooms(
+  record: SessionRecord,
+  { o: op, a: room }: RoomChange,
+  at: HistoryPosition | undefined,
+): string | undefined {
+  const has = record.rooms.includes(room);
+  if (op === 'join') {
+    if (has) return undefined;
+    const joined: SessionRecord = { ...record, rooms: [...record.rooms, room] };
+    if (at !== undefined) joined.at = { ...record.at, [room]: { o: at.offset, e: at.epoch } };
+    return JSON.stringify(joined);
+  }
+  if (!has) return undefined;
+  const left: SessionRecord = {
+    ...record,
+    rooms: record.rooms.filter((name) => name !== room),
+    own: record.own?.filter((name) => name !== room),
+  };
+  if (record.at?.[room] !== undefined) {
+    const { [room]: _gone, ...rest } = record.at;
+    left.at = rest;
+  }
+  return JSON.stringify(left);
 }
 
 /**
@@ -345,6 +420,7 @@ function recordProblem(value: unknown): string | undefined {
     return '"answering" is not a boolean';
   }
   if (record.node !== undefined && typeof record.node !== 'string') return '"node" is not a string';
+  if (record.at !== undefined && !isPositions(record.at)) return '"at" is not a map of positions';
   if (record.up !== undefined && !Number.isSafeInteger(record.up)) return '"up" is not an integer';
   if (
     record.replies !== undefined &&
@@ -361,6 +437,15 @@ function isObject(value: unknown): value is object {
 
 function isStrings(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+function isPositions(value: unknown): value is NonNullable<SessionRecord['at']> {
+  if (!isObject(value)) return false;
+  return Object.values(value).every((position: unknown) => {
+    if (!isObject(position)) return false;
+    const { o, e } = position as { o?: unknown; e?: unknown };
+    return Number.isSafeInteger(o) && typeof e === 'string';
+  });
 }
 
 function isReply(value: unknown): value is StoredReply {

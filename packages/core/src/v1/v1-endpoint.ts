@@ -331,7 +331,8 @@ export class V1Endpoint {
         continue;
       }
       if (own.has(room)) client.markOwn(room);
-      const seen = hello.rooms?.[room];
+      // A room the server joined the session to between connections: from where it joined.
+      const seen = hello.rooms?.[room] ?? session.record?.at?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[room] = await this.#rejoin(client, room, from, replay, budget);
     }

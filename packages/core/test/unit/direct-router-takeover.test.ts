@@ -23,6 +23,7 @@ function node(nodeId: string) {
     apply: () => false,
     release: (id: string) => held.delete(id),
     recorded: (id: string) => saving.get(id),
+    unheld: () => false,
   };
   const router = new DirectRouter(mesh, target, (error) => {
     throw error;

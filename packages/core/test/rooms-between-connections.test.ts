@@ -1,0 +1,275 @@
+/**
+ * `wss.client(id).join()` / `leave()` for a `wscale.v1` client between two connections (its
+ * connection dropped, it has not resumed yet): the change goes into the session's record, and the
+ * resume that brings the client back, on any node, gives it the rooms as they were changed.
+ */
+import {
+  MemoryBroker,
+  MemoryHistory,
+  MemoryStateStore,
+  Publisher,
+  type ScaledWebSocketServer,
+} from '@wscale/core';
+import { until } from '@wscale/core/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FreezableBroker } from './helpers/freezable-broker.js';
+import { TestCluster } from './helpers/nodes.js';
+import { V1Peer } from './helpers/v1-client.js';
+
+const cluster = new TestCluster();
+const stores: Array<{ close(): Promise<void> }> = [];
+afterEach(async () => {
+  await cluster.closeAll();
+  for (const store of stores.splice(0)) await store.close();
+});
+
+/** Nodes sharing a session store, and a history for rooms named `chat*`. */
+async function startNodes(count: number) {
+  const store = new MemoryStateStore({ ttlMs: 60_000 });
+  const history = new MemoryHistory({ maxEntries: 100 });
+  stores.push(store, history);
+  // A publisher in another process, as an HTTP handler or a worker has it.
+  const publisher = new Publisher({
+    broker: new MemoryBroker({ bus: cluster.bus }),
+    history: [{ rooms: 'chat*', store: history }],
+    stateStore: store,
+  });
+  stores.push(publisher);
+  const nodes = await cluster.start(count, {
+    stateStore: store,
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    history: [{ rooms: 'chat*', store: history }],
+  });
+  for (const node of nodes) {
+    node.on('connection', (client) => {
+      if (!client.resumed) void client.join('lobby');
+    });
+  }
+  return { nodes, store, publisher };
+}
+
+/** Connects a session to `node`, then drops its connection: the node records the close. */
+async function dropped(node: ScaledWebSocketServer, session?: string) {
+  const { peer, welcome } = await V1Peer.connect(node, session === undefined ? {} : { session });
+  if (session === undefined) await peer.next('joined');
+  peer.ws.terminate();
+  await until(() => !node.clients.has(welcome.client), 2000, 'the node to see the drop');
+  return welcome;
+}
+
+/** The rooms a resume on `node` gives back, as the welcome and the server's client say them. */
+async function resumedRooms(node: ScaledWebSocketServer, session: string, id: string) {
+  const { peer, welcome } = await V1Peer.connect(node, { session });
+  expect(welcome).toMatchObject({ resumed: true, client: id });
+  const client = node.clients.get(id)!;
+  return { welcome: Object.keys(welcome.rooms).sort(), server: [...client.rooms].sort(), peer };
+}
+
+describe('joins and leaves for a session between connections', () => {
+  it('are in its rooms when it resumes on another node, sent from a node it never was on', async () => {
+    const {
+      nodes: [a, b, c],
+    } = await startNodes(3);
+    const welcome = await dropped(a!);
+    await c!.client(welcome.client).join('news');
+    await c!.client(welcome.client).leave('lobby');
+    const rooms = await resumedRooms(b!, welcome.session, welcome.client);
+    expect(rooms.welcome).toEqual(['news']);
+    expect(rooms.server).toEqual(['news']);
+    await c!.to('news').send('to news');
+    await until(() => rooms.peer.texts('news').length === 1, 2000, 'a message to the room');
+  });
+
+  it('replay what a room with history got after the join, and nothing from before it', async () => {
+    const {
+      nodes: [a, b, c],
+    } = await startNodes(3);
+    const welcome = await dropped(a!);
+    await c!.to('chat').send('before the join');
+    await c!.client(welcome.client).join('chat');
+    await c!.to('chat').send('after the join 1');
+    await c!.to('chat').send('after the join 2');
+    const rooms = await resumedRooms(b!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['chat', 'lobby']);
+    const chat = rooms.peer.received[0]!.message;
+    expect(chat).toMatchObject({ t: 'welcome', rooms: { chat: { recovered: true, o: 3 } } });
+    await until(() => rooms.peer.texts('chat').length >= 2, 2000, 'the replay');
+    expect(rooms.peer.texts('chat')).toEqual(['after the join 1', 'after the join 2']);
+    expect(b!.clients.get(welcome.client)!.recovery?.rooms.chat).toMatchObject({
+      recovered: true,
+    });
+  });
+
+  it('are in its rooms when sent from the node its connection was on', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    await a!.client(welcome.client).join('news');
+    const rooms = await resumedRooms(b!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['lobby', 'news']);
+  });
+
+  it('are in its rooms when routed to the node it was last on (that node places them)', async () => {
+    const {
+      nodes: [a, b, c],
+    } = await startNodes(3);
+    // Resumed on b, the session is announced to every node: c knows b holds it.
+    const first = await dropped(a!);
+    const welcome = await dropped(b!, first.session);
+    await c!.client(welcome.client).join('news');
+    await c!.client(welcome.client).leave('lobby');
+    const rooms = await resumedRooms(a!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['news']);
+  });
+
+  it('are in its rooms when the node that held it died without recording the close', async () => {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    // What a killed node leaves: the record still says a live connection on it holds the session.
+    const key = `wscale:session:${welcome.client}`;
+    const record = JSON.parse((await store.get(key))!.value);
+    await store.set(key, JSON.stringify({ ...record, live: true, node: 'node-killed' }));
+    await b!.client(welcome.client).join('news');
+    const rooms = await resumedRooms(a!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['lobby', 'news']);
+  });
+
+  it('are in its rooms when the record names the sending node, which holds no connection of it', async () => {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    // A node killed and started again with the same id: its old record says it holds the session.
+    const key = `wscale:session:${welcome.client}`;
+    const record = JSON.parse((await store.get(key))!.value);
+    await store.set(key, JSON.stringify({ ...record, live: true, node: b!.nodeId }));
+    await b!.client(welcome.client).join('news');
+    const rooms = await resumedRooms(a!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['lobby', 'news']);
+  });
+
+  it('are in its rooms when its node stopped (killed, not yet known dead) while the change went to it', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    let broker: FreezableBroker | undefined;
+    const [c] = await cluster.start(1, {
+      stateStore: stores[0] as MemoryStateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      brokerFor: (bus) => (broker = new FreezableBroker({ bus })),
+    });
+    const { welcome } = await V1Peer.connect(c!);
+    await b!.client(welcome.client).send('where are you'); // b learns c holds it
+    broker!.frozen = true;
+    expect(b!.nodes).toContain(c!.nodeId);
+    await b!.client(welcome.client).join('news');
+    const rooms = await resumedRooms(a!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['news']);
+  });
+
+  it('keep their order when not awaited', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    const client = b!.client(welcome.client);
+    const changes = [
+      client.join('x'),
+      client.leave('x'),
+      client.join('y'),
+      client.leave('lobby'),
+      client.join('lobby'),
+      client.leave('y'),
+      client.join('z'),
+    ];
+    await Promise.all(changes);
+    const rooms = await resumedRooms(a!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['lobby', 'z']);
+  });
+
+  it('reach the session whether they come before, during or after its resume', async () => {
+    const {
+      nodes: [a, b, c],
+    } = await startNodes(3);
+    const welcome = await dropped(a!);
+    const nodes = [a!, b!];
+    for (let round = 0; round < 12; round++) {
+      const to = nodes[round % 2]!;
+      // The join starts at once, a store round or two ahead of the resume's claim, or behind it.
+      const resuming = V1Peer.connect(to, { session: welcome.session });
+      // From a node the session is not on, and from the one it is coming to.
+      const joining = c!.client(welcome.client).join(`room-${round}`);
+      const here = to.client(welcome.client).join(`here-${round}`);
+      const [{ peer }] = await Promise.all([resuming, joining, here]);
+      for (const room of [`room-${round}`, `here-${round}`]) {
+        await until(
+          () => to.clients.get(welcome.client)?.rooms.has(room) === true,
+          2000,
+          `${room} on the resumed connection`,
+        );
+      }
+      peer.ws.terminate();
+      await until(() => !to.clients.has(welcome.client), 2000, 'the drop');
+    }
+    const rooms = await resumedRooms(b!, welcome.session, welcome.client);
+    const joined = Array.from({ length: 12 }, (_, i) => [`room-${i}`, `here-${i}`]).flat();
+    expect(rooms.server).toEqual(['lobby', ...joined].sort());
+  });
+
+  it("are in its rooms when a publisher's, with history replayed from the join", async () => {
+    const {
+      nodes: [a, b],
+      publisher,
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    await publisher.to('chat').send('before the join');
+    await publisher.client(welcome.client).join('chat');
+    await publisher.client(welcome.client).leave('lobby');
+    await publisher.to('chat').send('after the join');
+    const rooms = await resumedRooms(b!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['chat']);
+    await until(() => rooms.peer.texts('chat').length >= 1, 2000, 'the replay');
+    expect(rooms.peer.texts('chat')).toEqual(['after the join']);
+  });
+
+  it("are applied at once by the node that holds the session, when a publisher's", async () => {
+    const {
+      nodes: [a],
+      publisher,
+    } = await startNodes(2);
+    const { peer, welcome } = await V1Peer.connect(a!);
+    await peer.next('joined');
+    await publisher.client(welcome.client).join('news');
+    await until(() => peer.all('joined').length === 2, 2000, 'the join');
+    expect(peer.all('joined').map((joined) => joined.r)).toEqual(['lobby', 'news']);
+  });
+
+  it("are in its rooms when a publisher's for a session whose node died holding it", async () => {
+    const {
+      nodes: [a, b],
+      store,
+      publisher,
+    } = await startNodes(3);
+    const welcome = await dropped(a!);
+    const key = `wscale:session:${welcome.client}`;
+    const record = JSON.parse((await store.get(key))!.value);
+    await store.set(key, JSON.stringify({ ...record, live: true, node: 'node-killed' }));
+    await publisher.client(welcome.client).join('news');
+    const rooms = await resumedRooms(b!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['lobby', 'news']);
+  });
+
+  it('goes to every node for a raw client, as before', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    const raw = await cluster.connect(a!);
+    await b!.client(raw.id).join('news');
+    await until(() => a!.clients.get(raw.id)?.rooms.has('news') === true, 2000, 'the join');
+  });
+});
