@@ -93,6 +93,13 @@ export class CommandDeadlines {
   }
 }
 
+/** How an adapter hands a command to its connection: as it is, or through {@link CommandDeadlines}. */
+export type SendCommand = (client: Redis, command: Command) => Promise<unknown>;
+
+/** Hands a command to the connection as it is: its own `commandTimeout`, if any, bounds it. */
+export const sendAsItIs: SendCommand = (client, command) =>
+  client.sendCommand(command) as Promise<unknown>;
+
 /**
  * A command Redis did not answer in time: it may still run (it was written to the connection).
  * The message is ioredis's own for its `commandTimeout`.

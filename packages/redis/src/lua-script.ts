@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { batchWrites, pipelinesItself, type RedisClient } from './connection.js';
+import { type SendCommand, sendAsItIs } from './command-deadlines.js';
+import { batchWrites, isCluster, pipelinesItself, type RedisClient } from './connection.js';
 import { type Argument, WrittenCommand, writeCommand } from './written-command.js';
 
 /**
@@ -25,14 +26,22 @@ export class LuaScript {
     this.#sha = createHash('sha1').update(source).digest('hex');
   }
 
-  /** Runs the script; bulk replies come back as strings. */
-  run(client: RedisClient, keys: string[], args: Argument[]): Promise<unknown> {
-    return this.#eval(client, keys, args, 'utf8');
+  /**
+   * Runs the script; bulk replies come back as strings. `send` hands the command to a standalone
+   * connection (see {@link SendCommand}).
+   */
+  run(client: RedisClient, keys: string[], args: Argument[], send = sendAsItIs): Promise<unknown> {
+    return this.#eval(client, keys, args, 'utf8', send);
   }
 
   /** Runs the script; bulk replies come back as Buffers (for binary payloads). */
-  runBuffer(client: RedisClient, keys: string[], args: Argument[]): Promise<unknown> {
-    return this.#eval(client, keys, args, null);
+  runBuffer(
+    client: RedisClient,
+    keys: string[],
+    args: Argument[],
+    send = sendAsItIs,
+  ): Promise<unknown> {
+    return this.#eval(client, keys, args, null, send);
   }
 
   #eval(
@@ -40,18 +49,25 @@ export class LuaScript {
     keys: string[],
     args: Argument[],
     encoding: BufferEncoding | null,
+    send: SendCommand,
   ): Promise<unknown> {
     const socket = (client as { stream?: object }).stream;
+    const evalIt = () =>
+      call(client, 'EVAL', [this.#source, keys.length, ...keys, ...args], encoding, send);
     if (socket !== undefined && this.#sentOn.get(client) !== socket) {
       this.#sentOn.set(client, socket);
-      return call(client, 'EVAL', [this.#source, keys.length, ...keys, ...args], encoding);
+      return evalIt();
     }
-    return call(client, 'EVALSHA', [this.#sha, keys.length, ...keys, ...args], encoding).catch(
-      (error: unknown) => {
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-        return call(client, 'EVAL', [this.#source, keys.length, ...keys, ...args], encoding);
-      },
-    );
+    return call(
+      client,
+      'EVALSHA',
+      [this.#sha, keys.length, ...keys, ...args],
+      encoding,
+      send,
+    ).catch((error: unknown) => {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return evalIt();
+    });
   }
 }
 
@@ -65,6 +81,7 @@ function call(
   name: string,
   args: Argument[],
   encoding: BufferEncoding | null,
+  send: SendCommand,
 ): Promise<unknown> {
   try {
     batchWrites(client);
@@ -72,7 +89,11 @@ function call(
       return encoding === null ? client.callBuffer(name, ...args) : client.call(name, ...args);
     }
     const command = new WrittenCommand(name, args, writeCommand(name, args), encoding);
-    return client.sendCommand(command) as Promise<unknown>;
+    // (The guard above narrowed `client` to one Redis, though a Cluster may still come here.)
+    const target = client as RedisClient;
+    return isCluster(target)
+      ? (target.sendCommand(command) as Promise<unknown>)
+      : send(target, command);
   } catch (error) {
     return Promise.reject(error);
   }

@@ -8,8 +8,11 @@ import {
   type HistoryReadResult,
   InvalidOptionError,
 } from '@wscale/core';
+import type { RedisOptions } from 'ioredis';
+import { CommandDeadlines, type SendCommand, sendAsItIs } from './command-deadlines.js';
 import {
   closeClient,
+  isClient,
   isCluster,
   messageOf,
   openClient,
@@ -86,6 +89,9 @@ export class RedisHistory implements History {
   readonly #timeoutMs: number;
   /** The Redis process of a standalone connection: run id and clock (none on a Cluster). */
   readonly #server: ServerWatch | undefined;
+  /** Bounds the commands on a connection the history opened. */
+  readonly #deadlines: CommandDeadlines | undefined;
+  readonly #send: SendCommand = sendAsItIs;
 
   constructor(options: RedisHistoryOptions = {}) {
     const maxEntries = options.maxEntries ?? 1000;
@@ -107,12 +113,24 @@ export class RedisHistory implements History {
     this.#roomTtlMs = String(roomTtlMs);
     this.#keyPrefix = `${checkPrefix('keyPrefix', options.keyPrefix ?? 'wscale:')}history:`;
     this.#channelPrefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
-    const { client, owned } = openClient(options.redis, this.#timeoutMs);
+    // A connection the history opens (one Redis) bounds its commands with one sweep for all
+    // (`CommandDeadlines`), not ioredis's timer per command: a timer fires before the reads of a
+    // process that was busy past it, and failed an append Redis had answered in time (it was
+    // kept). With an ioredis `keyPrefix` its commands are ioredis's own, and so is the timer.
+    const prefixed = !isClient(options.redis) && !!(options.redis as RedisOptions)?.keyPrefix;
+    const { client, owned } = openClient(options.redis, prefixed ? this.#timeoutMs : undefined);
     this.#client = client;
     this.#owned = owned;
     this.#cluster = isCluster(client);
     if (owned) client.on('error', () => undefined); // reported through the calls that fail
-    this.#server = isCluster(client) ? undefined : new ServerWatch(client, this.#timeoutMs);
+    if (owned && !prefixed) {
+      const deadlines = new CommandDeadlines(this.#timeoutMs);
+      this.#deadlines = deadlines;
+      this.#send = (redis, command) => deadlines.send(redis, command);
+    }
+    this.#server = isCluster(client)
+      ? undefined
+      : new ServerWatch(client, this.#timeoutMs, this.#send);
   }
 
   append(room: string, payload: Uint8Array): Promise<HistoryPosition> {
@@ -140,15 +158,20 @@ export class RedisHistory implements History {
     }
     const count = limit === Infinity ? 0 : limit >= 1 ? Math.floor(limit) : -1;
     const reply = (await this.#run('read', room, (client) =>
-      READ.runBuffer(client, this.#keys(room), [
-        newEpoch(),
-        this.#maxAgeMs,
-        this.#roomTtlMs,
-        after.epoch,
-        String(after.offset),
-        String(count),
-        this.#server?.runId ?? '',
-      ]),
+      READ.runBuffer(
+        client,
+        this.#keys(room),
+        [
+          newEpoch(),
+          this.#maxAgeMs,
+          this.#roomTtlMs,
+          after.epoch,
+          String(after.offset),
+          String(count),
+          this.#server?.runId ?? '',
+        ],
+        this.#send,
+      ),
     )) as Reply;
     const status = String(reply[0]);
     const position = { offset: reply[1] as number, epoch: String(reply[2]) };
@@ -164,16 +187,18 @@ export class RedisHistory implements History {
 
   position(room: string): Promise<HistoryPosition> {
     return this.#run('read the position of', room, (client) =>
-      POSITION.run(client, this.#keys(room), [
-        newEpoch(),
-        this.#roomTtlMs,
-        this.#server?.runId ?? '',
-      ]),
+      POSITION.run(
+        client,
+        this.#keys(room),
+        [newEpoch(), this.#roomTtlMs, this.#server?.runId ?? ''],
+        this.#send,
+      ),
     ).then(positionOf);
   }
 
   async close(): Promise<void> {
     this.#server?.stop();
+    this.#deadlines?.stop();
     if (this.#owned) await closeClient(this.#client);
   }
 
@@ -189,17 +214,22 @@ export class RedisHistory implements History {
       if (this.#cluster) keys.push(channel);
     }
     return this.#run('append to', room, (client) =>
-      APPEND.run(client, keys, [
-        asBuffer(payload),
-        newEpoch(),
-        this.#maxEntries,
-        this.#maxAgeMs,
-        this.#roomTtlMs,
-        command,
-        channel ?? '',
-        this.#server?.runId ?? '',
-        this.#server?.deadline() ?? '',
-      ]),
+      APPEND.run(
+        client,
+        keys,
+        [
+          asBuffer(payload),
+          newEpoch(),
+          this.#maxEntries,
+          this.#maxAgeMs,
+          this.#roomTtlMs,
+          command,
+          channel ?? '',
+          this.#server?.runId ?? '',
+          this.#server?.deadline() ?? '',
+        ],
+        this.#send,
+      ),
     ).then(positionOf);
   }
 

@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { Command, type Redis } from 'ioredis';
+import type { SendCommand } from './command-deadlines.js';
 
 /** How often Redis's clock is read again: a clock that drifts or steps is followed within it. */
 const CLOCK_CHECK_MS = 30_000;
@@ -20,13 +21,16 @@ export class ServerWatch {
   runId = '';
   readonly #client: Redis;
   readonly #timeoutMs: number;
+  readonly #send: SendCommand;
   #clock: { redisMs: number; at: number } | undefined;
   #clockReadAt = 0;
   #reading = false;
 
-  constructor(client: Redis, timeoutMs: number) {
+  /** `send` bounds its commands as the history's own (ioredis's timer, or `CommandDeadlines`). */
+  constructor(client: Redis, timeoutMs: number, send: SendCommand) {
     this.#client = client;
     this.#timeoutMs = timeoutMs;
+    this.#send = send;
     client.on('close', this.#forget);
     client.on('ready', this.#read);
     if (client.status === 'ready') this.#read();
@@ -52,8 +56,7 @@ export class ServerWatch {
     this.#reading = true;
     const sent = performance.now();
     this.#clockReadAt = sent;
-    client
-      .time()
+    this.#run<[string, string]>('time', [])
       .then(([seconds, micros]) => {
         const back = performance.now();
         if (client.status !== 'ready') return;
@@ -80,14 +83,18 @@ export class ServerWatch {
 
   readonly #read = (): void => {
     const client = this.#client;
-    client
-      .info('server')
+    this.#run<string>('info', ['server'])
       .then((info) => {
         if (client.status === 'ready') this.runId = /run_id:(\w+)/.exec(info)?.[1] ?? '';
       })
       .catch(() => undefined);
     this.readClock();
   };
+
+  #run<T>(name: string, args: string[]): Promise<T> {
+    const command = new Command(name, args, { replyEncoding: 'utf8' });
+    return this.#send(this.#client, command) as Promise<T>;
+  }
 
   readonly #forget = (): void => {
     this.runId = '';

@@ -242,6 +242,24 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('never rejects an append Redis answered in time because this process was busy when the answer came', async () => {
+    const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 200 });
+    try {
+      const room = fresh();
+      const before = await history.append(room, bytes('one'));
+      const appended = history.append(room, bytes('two'));
+      // Written to the connection (a microtask away), answered by Redis at once; this process
+      // is then busy (a long synchronous task) past the timeout before it reads the answer.
+      await Promise.resolve();
+      await Promise.resolve();
+      const busyUntil = performance.now() + 400;
+      while (performance.now() < busyUntil);
+      expect(await appended).toEqual({ offset: before.offset + 1, epoch: before.epoch });
+    } finally {
+      await history.close();
+    }
+  });
+
   it('keeps appending when this process’s wall clock steps: deadlines run on its monotonic clock', async () => {
     const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
     const realNow = Date.now;
