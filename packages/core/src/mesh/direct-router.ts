@@ -29,7 +29,7 @@ export interface DirectTarget {
   recorded(id: string): Promise<void> | undefined;
   /**
    * An operation routed here for a client this node does not hold and did not hand over: true
-   * when the target places it itself (a join or leave of a session, in the session's record).
+   * when the target places it itself (a join, leave or close of a session, in its record).
    */
   unheld(frame: DirectFrame): boolean;
 }

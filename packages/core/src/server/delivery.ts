@@ -15,7 +15,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { type Outgoing, OutKind } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
-import type { RoomChange, RoomChangePlace } from '../sessions/sessions.js';
+import type { ChangePlace, SessionChange } from '../sessions/sessions.js';
 import type { AnyClient } from '../transport/client.js';
 import type { Takeovers } from '../transport/connections.js';
 import { OneAtATime } from '../util/one-at-a-time.js';
@@ -25,14 +25,14 @@ import {
   checkSize,
   directHeader,
   historyLookup,
-  isSessionRoomChange,
+  isSessionChange,
   joinedAt,
   keepsDirect,
   keptDirect,
   NO_BYTES,
   type Publication,
   publishBroadcast,
-  type SessionRoomChange,
+  type SessionChangeHeader,
 } from './publication.js';
 
 /** The server options delivery applies (see `ServerOptions`). */
@@ -41,14 +41,17 @@ export interface DeliverySettings {
   readonly directHistory?: History | undefined;
 }
 
-/** The session records delivery writes: the last saves of the connections a node closes, and joins and leaves. */
+/**
+ * The session records delivery writes: the last saves of the connections a node closes, and the
+ * joins, leaves and closes of sessions.
+ */
 export interface SessionRecords {
   /** Starts the last save of a closed `wscale.v1` connection's session. */
   saveClosed(client: AnyClient): void;
   /** That save, while it is under way. */
   closing(id: string): Promise<void> | undefined;
-  /** A join or leave for a session no connection here holds (see `changeSessionRooms`). */
-  changeRooms(id: string, change: RoomChange, at?: HistoryPosition): Promise<RoomChangePlace>;
+  /** A join, leave or close for a session no connection here holds (see `changeSession`). */
+  changeSession(id: string, change: SessionChange, at?: HistoryPosition): Promise<ChangePlace>;
 }
 
 /** Where the nodes that come and go are announced: the server's events. */
@@ -77,8 +80,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   readonly #events: NodeEvents;
   readonly #sessions: SessionRecords;
   #draining = false;
-  /** Joins and leaves of sessions going to their records, in order for each session. */
-  readonly #roomChanges = new OneAtATime();
+  /** Joins, leaves and closes of sessions going to their records, in order for each session. */
+  readonly #sessionChanges = new OneAtATime();
 
   constructor(
     mesh: NodeMesh,
@@ -203,26 +206,26 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     const arriving = this.router.arriving(id);
     if (local !== undefined && !arriving) return this.#applyDirect(local, header, message) ?? DONE;
     // Into the session's record too: the holder the router knows may have died a moment ago.
-    if (!arriving && isSessionRoomChange(header)) return this.#changeRooms(header);
+    if (!arriving && isSessionChange(header)) return this.#changeSession(header);
     return this.router.send(header, message?.bytes ?? NO_BYTES, message?.flags ?? 0);
   }
 
   /**
-   * A join or leave for a session that no connection here holds, sent from here or routed here:
+   * A join, leave or close for a session no connection here holds, sent from here or routed here:
    * written into the session's record (one after the other for a session), then to the node that
    * holds the session, if one does. A session the store does not know: to every node, as any
    * operation for a client whose node is not known.
    */
-  #changeRooms(header: SessionRoomChange): Promise<void> {
-    return this.#roomChanges.run(header.c, () => this.#changeRoomsNow(header));
+  #changeSession(header: SessionChangeHeader): Promise<void> {
+    return this.#sessionChanges.run(header.c, () => this.#changeSessionNow(header));
   }
 
-  async #changeRoomsNow(header: SessionRoomChange): Promise<void> {
+  async #changeSessionNow(header: SessionChangeHeader): Promise<void> {
     const id = header.c;
     // A connection of it that closed here: its last save first, which writes its rooms.
     await this.#sessions.closing(id);
     const at = await joinedAt(header, this.historyOf);
-    const place = await this.#sessions.changeRooms(id, header, at);
+    const place = await this.#sessions.changeSession(id, header, at);
     if (place === 'stored') return;
     if (place === 'unknown') return this.router.send(header, NO_BYTES, 0);
     if (place.holder !== this.#mesh.nodeId) return this.router.sendToHolder(place.holder, header);
@@ -288,8 +291,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 
   unheld(frame: DirectFrame): boolean {
     const { header } = frame;
-    if (!isSessionRoomChange(header)) return false;
-    this.#changeRooms(header).catch(this.#reporter.report);
+    if (!isSessionChange(header)) return false;
+    this.#changeSession(header).catch(this.#reporter.report);
     return true;
   }
 

@@ -19,7 +19,7 @@ import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
 import { historyMatcher } from '../rooms/history-rules.js';
 import { SessionTokens } from '../sessions/session-token.js';
-import type { RoomChange } from '../sessions/sessions.js';
+import type { SessionChange } from '../sessions/sessions.js';
 import type { HistoryRule } from './options.js';
 import type { RemoteClient } from './server-types.js';
 
@@ -190,12 +190,12 @@ export function directHeader(origin: string, id: string, operation: DirectOperat
   return { o: operation.o, a: operation.a, n: origin, c: id };
 }
 
-/** A join or leave for a `wscale.v1` session (a raw client has no record to keep it in). */
-export type SessionRoomChange = DirectHeader & RoomChange;
+/** A join, leave or close for a `wscale.v1` session (a raw client has no record to keep it in). */
+export type SessionChangeHeader = DirectHeader & SessionChange;
 
-/** Whether an operation is a join or leave for a `wscale.v1` session. */
-export function isSessionRoomChange(header: DirectHeader): header is SessionRoomChange {
-  return (header.o === 'join' || header.o === 'leave') && SessionTokens.isSessionId(header.c);
+/** Whether an operation is a join, leave or close for a `wscale.v1` session. */
+export function isSessionChange(header: DirectHeader): header is SessionChangeHeader {
+  return header.o !== 'send' && SessionTokens.isSessionId(header.c);
 }
 
 /**
@@ -203,7 +203,7 @@ export function isSessionRoomChange(header: DirectHeader): header is SessionRoom
  * connections replays what the room got after it. `undefined` for a leave, or a room without.
  */
 export function joinedAt(
-  change: SessionRoomChange,
+  change: SessionChangeHeader,
   historyOf: (room: string) => History | undefined,
 ): Promise<HistoryPosition | undefined> | undefined {
   return change.o === 'join' ? historyOf(change.a)?.position(change.a) : undefined;

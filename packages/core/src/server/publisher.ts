@@ -7,7 +7,7 @@ import { type Logger, NodeLog } from '../ops/logger.js';
 import { Sends } from '../ops/reporter.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
-import { changeSessionRooms } from '../sessions/sessions.js';
+import { changeSession } from '../sessions/sessions.js';
 import { OneAtATime } from '../util/one-at-a-time.js';
 import { waitAtMost } from '../util/wait-at-most.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
@@ -17,7 +17,7 @@ import {
   directHeader,
   framePublisher,
   historyLookup,
-  isSessionRoomChange,
+  isSessionChange,
   joinedAt,
   keepsDirect,
   keptDirect,
@@ -25,7 +25,7 @@ import {
   publishBroadcast,
   RemoteClientById,
   type SendDirect,
-  type SessionRoomChange,
+  type SessionChangeHeader,
 } from './publication.js';
 import { DEFAULT_TOPIC_PREFIX } from './resolve-options.js';
 import type { RemoteClient } from './server-types.js';
@@ -43,9 +43,9 @@ export interface PublisherOptions {
   /** The nodes' `directHistory`, when they keep direct messages. @default none */
   directHistory?: History;
   /**
-   * The nodes' `stateStore`: a join or leave for a `wscale.v1` client between two connections is
-   * then kept in its session, as a node keeps it, and its resume gives it the rooms. Without it,
-   * they reach only a client that is connected.
+   * The nodes' `stateStore`: a join, leave or close for a `wscale.v1` client between two
+   * connections is then kept in its session, as a node keeps it, and made when it resumes.
+   * Without it, they reach only a client that is connected.
    * @default none
    */
   stateStore?: StateStore;
@@ -84,8 +84,8 @@ export class Publisher {
   readonly #historyOf: (room: string) => History | undefined;
   readonly #directHistory: History | undefined;
   readonly #store: StateStore | undefined;
-  /** Joins and leaves of sessions going to their records, in order for each session. */
-  readonly #roomChanges = new OneAtATime();
+  /** Joins, leaves and closes of sessions going to their records, in order for each session. */
+  readonly #sessionChanges = new OneAtATime();
   readonly #prefix: string;
   /** The topic every node listens to, built once. */
   readonly #allTopic: string;
@@ -134,8 +134,8 @@ export class Publisher {
   /**
    * Operations on one client by id, on whatever node holds it. They go to every node and the one
    * that holds the client applies them (a publisher does not learn where clients are); with
-   * `stateStore`, a join or leave for a `wscale.v1` client between connections is kept in its
-   * session. Call them on the object it returns: its methods are shared, not bound to it.
+   * `stateStore`, a join, leave or close for a `wscale.v1` client between connections is kept in
+   * its session. Call them on the object it returns: its methods are shared, not bound to it.
    */
   client(id: string): RemoteClient {
     return new RemoteClientById(id, this.#sendDirect);
@@ -192,8 +192,8 @@ export class Publisher {
     const header = directHeader(this.id, id, operation);
     checkSize(this.#broker.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
     const store = this.#store;
-    if (store !== undefined && isSessionRoomChange(header)) {
-      return this.#roomChanges.run(id, () => this.#changeRooms(header, store));
+    if (store !== undefined && isSessionChange(header)) {
+      return this.#sessionChanges.run(id, () => this.#changeSession(header, store));
     }
     const sent = keepsDirect(id, message, this.#directHistory)
       ? await keptDirect(header, message!, this.#directHistory)
@@ -203,12 +203,12 @@ export class Publisher {
   }
 
   /**
-   * A join or leave for a session: into its record, then, when a connection holds the session, to
+   * A join, leave or close for a session: into its record, then, when a connection holds it, to
    * every node for the holder the record names, which applies it to the connection.
    */
-  async #changeRooms(header: SessionRoomChange, store: StateStore): Promise<void> {
+  async #changeSession(header: SessionChangeHeader, store: StateStore): Promise<void> {
     const at = await joinedAt(header, this.#historyOf);
-    const place = await changeSessionRooms(store, this.#prefix, header.c, header, at);
+    const place = await changeSession(store, this.#prefix, header.c, header, at);
     if (place === 'stored') return;
     if (place !== 'unknown') header.d = place.holder;
     await this.#send(this.#allTopic, { kind: BusKind.Direct, header }, NO_BYTES, 0);

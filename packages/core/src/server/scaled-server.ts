@@ -29,7 +29,7 @@ import type {
 import { CloseCode } from '../protocol/close-codes.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { SessionTokens } from '../sessions/session-token.js';
-import { changeSessionRooms, Sessions } from '../sessions/sessions.js';
+import { changeSession, Sessions } from '../sessions/sessions.js';
 import type { Client, Connection } from '../transport/client.js';
 import { Connections } from '../transport/connections.js';
 import { UpgradeGate } from '../transport/upgrade-gate.js';
@@ -134,8 +134,8 @@ export class ScaledWebSocketServer<
       {
         saveClosed: (client) => this.#connections.saver.saveClosed(client),
         closing: (id) => this.#connections.saver.closing(id),
-        changeRooms: (id, change, at) =>
-          changeSessionRooms(this.#store, resolved.topicPrefix, id, change, at),
+        changeSession: (id, change, at) =>
+          changeSession(this.#store, resolved.topicPrefix, id, change, at),
       },
     );
     const rooms = this.#delivery.rooms;

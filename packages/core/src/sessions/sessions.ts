@@ -52,6 +52,8 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
    * replays what was sent there since the join, though the client has no position there yet.
    */
   at?: Record<string, { o: number; e: string }>;
+  /** A close the server made while no connection held the session: made on the next resume. */
+  close?: [code: number, reason: string];
 }
 
 /**
@@ -81,17 +83,16 @@ export interface SessionLookup {
   readonly holder?: { id: string; node: string; owner: string };
 }
 
-/** A join or leave the server makes for a session (`wss.client(id).join(room)`). */
-export interface RoomChange {
-  o: 'join' | 'leave';
-  a: string;
-}
+/** A join, leave or close the server makes for a session (`wss.client(id).join(room)`). */
+export type SessionChange =
+  | { o: 'join' | 'leave'; a: string }
+  | { o: 'close'; a: [code: number, reason: string] };
 
 /**
- * Where {@link changeSessionRooms} put a change: in the record (`stored`), and also for the node
+ * Where {@link changeSession} put a change: in the record (`stored`), and also for the node
  * that holds the session (`holder`); or nowhere (`unknown`).
  */
-export type RoomChangePlace = 'stored' | 'unknown' | { holder: string };
+export type ChangePlace = 'stored' | 'unknown' | { holder: string };
 
 /** The outcome of a `hello`. */
 export interface OpenedSession {
@@ -110,6 +111,8 @@ export interface OpenedSession {
   record?: SessionRecord;
   /** Whether the session's previous connection closed and recorded everything it handed on. */
   cleanlyClosed?: boolean;
+  /** A close the server made while no connection held the session: made after the welcome. */
+  closeWith?: [code: number, reason: string] | undefined;
 }
 
 /**
@@ -194,6 +197,7 @@ export class Sessions {
     let refusal: NotResumedReason | undefined;
     let claimed: SessionRecord | undefined;
     let cleanlyClosed = false;
+    let closeWith: [number, string] | undefined;
     let damage: SessionRecordError | undefined;
     try {
       await updateState(
@@ -203,6 +207,7 @@ export class Sessions {
           claimed = undefined;
           refusal = undefined;
           damage = undefined;
+          closeWith = undefined;
           if (current === undefined) {
             refusal = 'expired';
             return undefined;
@@ -218,7 +223,15 @@ export class Sessions {
             return undefined;
           }
           cleanlyClosed = record.live === false;
-          claimed = { ...record, conn, live: true, answering: undefined, node: this.#node };
+          claimed = {
+            ...record,
+            conn,
+            live: true,
+            answering: undefined,
+            node: this.#node,
+            close: undefined,
+          };
+          closeWith = record.close;
           return JSON.stringify(claimed);
         },
         undefined,
@@ -237,6 +250,7 @@ export class Sessions {
       resumed: true,
       record: claimed,
       cleanlyClosed,
+      closeWith,
     };
   }
 
@@ -335,38 +349,41 @@ function sessionKey(prefix: string, id: string): string {
 }
 
 /**
- * A server's join or leave for session `id` (`wss.client(id).join(room)`, a `Publisher`'s), made
- * where no connection of it is at hand: written into the session's record, so the resume that
- * brings the client back gives it the room (or leaves it out), on any node. Resolves `stored`; or
+ * A server's join, leave or close for session `id` (`wss.client(id).join(room)`, a `Publisher`'s),
+ * made where no connection of it is at hand: written into the session's record, so the resume
+ * that brings the client back, on any node, gives it the room (or leaves it out), or closes its
+ * connection right after the welcome, as a close of a connected client would. Resolves `stored`; or
  * the node the record says holds the session, which must apply it to the connection too (it then
  * saves the record itself; written here as well, the change outlives that node if it died); or
  * `unknown`: the store has no such session (it ended, or never opened).
  */
-export async function changeSessionRooms(
+export async function changeSession(
   store: StateStore,
   prefix: string,
   id: string,
-  change: RoomChange,
+  change: SessionChange,
   at?: HistoryPosition,
-): Promise<RoomChangePlace> {
-  let place: RoomChangePlace | undefined;
+): Promise<ChangePlace> {
+  let place: ChangePlace | undefined;
   await updateState(store, sessionKey(prefix, id), (current) => {
     place = 'unknown';
     const record = current === undefined ? undefined : parseRecord(current, id);
     if (record === undefined || record instanceof SessionRecordError) return undefined;
     const held = (record.live !== false || record.answering === true) && record.node !== undefined;
     place = held ? { holder: record.node! } : 'stored';
-    return changedRooms(record, change, at);
+    return changed(record, change, at);
   });
   return place ?? 'unknown';
 }
 
-/** The record with a join or leave made, as JSON; `undefined` when it has it already. */
-function changedRooms(
+/** The record with a change made, as JSON; `undefined` when it has it already. */
+function changed(
   record: SessionRecord,
-  { o: op, a: room }: RoomChange,
+  change: SessionChange,
   at: HistoryPosition | undefined,
 ): string | undefined {
+  if (change.o === 'close') return JSON.stringify({ ...record, close: change.a });
+  const { o: op, a: room } = change;
   const has = record.rooms.includes(room);
   if (op === 'join') {
     if (has) return undefined;
@@ -421,6 +438,7 @@ function recordProblem(value: unknown): string | undefined {
   }
   if (record.node !== undefined && typeof record.node !== 'string') return '"node" is not a string';
   if (record.at !== undefined && !isPositions(record.at)) return '"at" is not a map of positions';
+  if (record.close !== undefined && !isClose(record.close)) return '"close" is not a close';
   if (record.up !== undefined && !Number.isSafeInteger(record.up)) return '"up" is not an integer';
   if (
     record.replies !== undefined &&
@@ -446,6 +464,15 @@ function isPositions(value: unknown): value is NonNullable<SessionRecord['at']> 
     const { o, e } = position as { o?: unknown; e?: unknown };
     return Number.isSafeInteger(o) && typeof e === 'string';
   });
+}
+
+function isClose(value: unknown): value is [number, string] {
+  return (
+    Array.isArray(value) &&
+    value.length === 2 &&
+    Number.isSafeInteger(value[0]) &&
+    typeof value[1] === 'string'
+  );
 }
 
 function isReply(value: unknown): value is StoredReply {

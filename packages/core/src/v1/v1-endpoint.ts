@@ -363,6 +363,12 @@ export class V1Endpoint {
       client.recovery = { recovered, rooms };
       void node.save(client);
     }
+    if (session.closeWith !== undefined) {
+      // The server closed the client while it was away: closed now, as it would have been then
+      // (its close code tells the client whether to come back); no `connection` for it.
+      client.close(...session.closeWith);
+      return client;
+    }
     if (hello.session !== undefined) {
       const { result, ...fields } = this.#traffic.resumed(
         client.id,

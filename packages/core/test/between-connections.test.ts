@@ -1,7 +1,8 @@
 /**
- * `wss.client(id).join()` / `leave()` for a `wscale.v1` client between two connections (its
- * connection dropped, it has not resumed yet): the change goes into the session's record, and the
- * resume that brings the client back, on any node, gives it the rooms as they were changed.
+ * `wss.client(id).join()` / `leave()` / `close()` for a `wscale.v1` client between two
+ * connections (its connection dropped, it has not resumed yet): the change goes into the
+ * session's record, and the resume that brings the client back, on any node, gives it the rooms
+ * as they were changed, or is closed as the client would have been.
  */
 import {
   MemoryBroker,
@@ -65,7 +66,17 @@ async function resumedRooms(node: ScaledWebSocketServer, session: string, id: st
   return { welcome: Object.keys(welcome.rooms).sort(), server: [...client.rooms].sort(), peer };
 }
 
-describe('joins and leaves for a session between connections', () => {
+/** How a connection closed, within two seconds. */
+async function closeOf(peer: V1Peer): Promise<{ code: number; reason: string }> {
+  let close: { code: number; reason: string } | undefined;
+  void peer.closed.then((closed) => {
+    close = closed;
+  });
+  await until(() => close !== undefined, 2000, 'the close');
+  return close!;
+}
+
+describe('joins, leaves and closes for a session between connections', () => {
   it('are in its rooms when it resumes on another node, sent from a node it never was on', async () => {
     const {
       nodes: [a, b, c],
@@ -262,6 +273,51 @@ describe('joins and leaves for a session between connections', () => {
     await publisher.client(welcome.client).join('news');
     const rooms = await resumedRooms(b!, welcome.session, welcome.client);
     expect(rooms.server).toEqual(['lobby', 'news']);
+  });
+
+  it('a close closes its resume right after the welcome, with its code, once', async () => {
+    const {
+      nodes: [a, b, c],
+    } = await startNodes(3);
+    const connections: string[] = [];
+    b!.on('connection', (client) => connections.push(client.id));
+    const welcome = await dropped(a!);
+    await c!.client(welcome.client).close(4001, 'kicked while away');
+    const closed = await V1Peer.connect(b!, { session: welcome.session });
+    expect(closed.welcome).toMatchObject({ resumed: true, client: welcome.client });
+    expect(await closeOf(closed.peer)).toEqual({ code: 4001, reason: 'kicked while away' });
+    expect(connections).toEqual([]);
+    // A client whose close code says "come back" does: the close was made, the session goes on.
+    const again = await V1Peer.connect(b!, { session: welcome.session });
+    expect(again.welcome).toMatchObject({ resumed: true, client: welcome.client });
+    expect(connections).toEqual([welcome.client]);
+    await b!.client(welcome.client).send('still here');
+    await until(() => again.peer.texts().includes('still here'), 2000, 'a message');
+  });
+
+  it("a publisher's close closes its resume the same way", async () => {
+    const {
+      nodes: [a, b],
+      publisher,
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    await publisher.client(welcome.client).close(1000, 'done');
+    const closed = await V1Peer.connect(b!, { session: welcome.session });
+    expect(await closeOf(closed.peer)).toEqual({ code: 1000, reason: 'done' });
+  });
+
+  it('a close for a connected session closes it once: its next resume is not closed again', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    const { peer, welcome } = await V1Peer.connect(a!);
+    await b!.client(welcome.client).close(4002, 'come back');
+    expect(await closeOf(peer)).toEqual({ code: 4002, reason: 'come back' });
+    await until(() => !a!.clients.has(welcome.client), 2000, 'the close recorded');
+    const again = await V1Peer.connect(b!, { session: welcome.session });
+    expect(again.welcome.resumed).toBe(true);
+    await b!.client(welcome.client).send('open');
+    await until(() => again.peer.texts().includes('open'), 2000, 'a message');
   });
 
   it('goes to every node for a raw client, as before', async () => {
