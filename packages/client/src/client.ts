@@ -23,6 +23,7 @@ import {
   DisconnectedError,
   InvalidArgumentError,
   InvalidOptionError,
+  MessageTooLargeError,
   ProtocolError,
   QueueFullError,
   ServerError,
@@ -160,6 +161,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   readonly #outbox = new Outbox();
   /** Whether the server of this connection numbers upstream frames (its `welcome` had `s`). */
   #numbered = false;
+  /** The largest frame the server takes, as its last `welcome` said (older servers do not). */
+  #maxFrame: number | undefined;
   readonly #heartbeat: Heartbeat;
   readonly #scheduler: ReconnectScheduler;
   #queue: Queued[] = [];
@@ -312,6 +315,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    */
   send(data: Payload): Promise<void> {
     checkPayload(data);
+    this.#checkSize(MSG, data);
     this.#checkWritable();
     const { entry, acked } = this.#outbox.add({ t: 'msg' }, data);
     this.#writeUpstream(entry);
@@ -353,6 +357,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       'request',
       (id) => {
         checkPayload(data);
+        this.#checkSize({ t: 'req', id }, data);
         this.#checkWritable();
         this.#writeUpstream(this.#outbox.add({ t: 'req', id }, data, id).entry);
       },
@@ -681,6 +686,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         ? this.#rooms.resumed(rooms)
         : { gone: this.#rooms.reset(rooms, message.reason === 'unavailable'), back: [] };
     this.#numbered = Number.isSafeInteger(message.s);
+    const max = message.m;
+    this.#maxFrame = Number.isSafeInteger(max) && max! > 0 ? max : undefined;
     // Its numbers go on: numbering again from 1 would reuse ids the session already handed out.
     if (message.resumed !== true && !sameSession) {
       // A new session knows nothing of the old one: what went out on it is not sent again (its
@@ -784,6 +791,26 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     }
     socket.send(frame);
     if (requestId !== undefined) this.#requests.sent(requestId);
+  }
+
+  /**
+   * Refuses a message whose frame the server would not take (its `maxPayload`, told by the last
+   * `welcome`): sent, it would close the connection with 1009; kept to be sent again, it would
+   * close every connection after it too.
+   */
+  #checkSize(envelope: Upstream['message'], data: Payload): void {
+    const max = this.#maxFrame;
+    if (max === undefined) return;
+    // Without encoding it: JSON writes a UTF-16 unit in at most 6 bytes (`\u001f`).
+    const most = (typeof data === 'string' ? data.length * 6 : data.byteLength) + ENVELOPE_BYTES;
+    if (most <= max) return;
+    // As large as its frame can be: the highest number, sent again.
+    const numbered: Upstream['message'] = { ...envelope, s: Number.MAX_SAFE_INTEGER, p: 1 };
+    const bytes =
+      typeof data === 'string'
+        ? utf8.encode(encodeText({ ...numbered, d: data })).byteLength
+        : encodeBinary(numbered, data).byteLength;
+    if (bytes > max) throw new MessageTooLargeError(bytes, max);
   }
 
   /** Sends a numbered frame now, or queues it (after {@link #checkWritable}). */
@@ -920,6 +947,12 @@ function detach(socket: WebSocketLike): void {
   // Keep swallowing errors: an unhandled 'error' would crash Node with the `ws` package.
   socket.onerror = () => undefined;
 }
+
+/** The envelope of `send` (its `s` is added as it is sent). */
+const MSG: Upstream['message'] = { t: 'msg' };
+/** More than a `msg` or `req` frame adds to its data: JSON fields, or a binary frame's header. */
+const ENVELOPE_BYTES = 256;
+const utf8 = new TextEncoder();
 
 function checkPayload(data: Payload): void {
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) {

@@ -13,6 +13,7 @@ export type ClientErrorCode =
   | 'DISCONNECTED'
   | 'CLIENT_CLOSED'
   | 'QUEUE_FULL'
+  | 'MESSAGE_TOO_LARGE'
   | 'PROTOCOL_ERROR'
   | ProtocolErrorCode;
 
@@ -82,6 +83,26 @@ export class QueueFullError extends ClientError {
     message = `the send queue is full (${size} frames) while not connected`,
   ) {
     super('QUEUE_FULL', message);
+  }
+}
+
+/**
+ * Not sent: its frame is larger than the server takes (its `maxPayload`, told in the `welcome`),
+ * which would close the connection with 1009. Send it in smaller parts, or raise the limit.
+ */
+export class MessageTooLargeError extends ClientError {
+  /** The frame's size, in bytes. */
+  readonly bytes: number;
+  /** The largest frame the server takes, in bytes. */
+  readonly maxBytes: number;
+
+  constructor(bytes: number, maxBytes: number) {
+    super(
+      'MESSAGE_TOO_LARGE',
+      `the message's frame is ${bytes} bytes, over the ${maxBytes} the server takes (maxPayload)`,
+    );
+    this.bytes = bytes;
+    this.maxBytes = maxBytes;
   }
 }
 

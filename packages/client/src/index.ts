@@ -34,6 +34,7 @@ export {
   DisconnectedError,
   InvalidArgumentError,
   InvalidOptionError,
+  MessageTooLargeError,
   ProtocolError,
   QueueFullError,
   ServerError,

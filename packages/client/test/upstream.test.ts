@@ -1,7 +1,12 @@
 import { MemoryStateStore, type MessageInfo, type ScaledWebSocketServer } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ClientError, QueueFullError, type WelcomeInfo } from '../src/index.js';
+import {
+  type ClientError,
+  MessageTooLargeError,
+  QueueFullError,
+  type WelcomeInfo,
+} from '../src/index.js';
 import { closeAll, openClient, stateOf } from './helpers/clients.js';
 import { Cluster, switchableStore, urlOf } from './helpers/cluster.js';
 
@@ -36,6 +41,46 @@ describe('upstream delivery', () => {
     await client.send('hello');
     expect(heard.map((h) => h.text)).toEqual(['hello']);
     expect(heard[0]!.info).toEqual({ id: `${client.clientId}:1`, redelivered: false });
+  });
+
+  it('refuses a message larger than the server takes, before sending it: the connection stays', async () => {
+    const max = 4096;
+    const [node] = await cluster.start(1, { maxPayload: max });
+    const heard = hear([node!]);
+    const { client } = openClient(urlOf(node!));
+    const closes: number[] = [];
+    client.on('close', ({ code }) => closes.push(code));
+    await stateOf(client, 'open');
+    // Whether a text is let through (then sent) or refused.
+    const fits = (text: string) => {
+      try {
+        void client.send(text).catch(() => undefined);
+        return true;
+      } catch (error) {
+        if (!(error instanceof MessageTooLargeError)) throw error;
+        expect(error).toMatchObject({ code: 'MESSAGE_TOO_LARGE', maxBytes: max });
+        expect(error.bytes).toBeGreaterThan(max);
+        return false;
+      }
+    };
+    expect(fits('x'.repeat(max))).toBe(false);
+    // Characters JSON escapes, and characters of several bytes, count as they are written.
+    expect(fits('\u0001'.repeat(700))).toBe(false); // 4200 bytes escaped
+    expect(fits('é'.repeat(2100))).toBe(false); // 4200 bytes of UTF-8
+    expect(() => client.send(new Uint8Array(max))).toThrow(MessageTooLargeError);
+    await expect(client.request('y'.repeat(max))).rejects.toThrow(MessageTooLargeError);
+    let longest = 'x'.repeat(max - 200);
+    while (fits(`${longest}x`)) longest += 'x';
+    await client.send('after');
+    await until(() => heard.some((h) => h.text === 'after'), 2000, 'the last message');
+    // Everything it let through was taken, up to within the envelope's numbers of the limit (it
+    // counts a message as if its number were the highest, sent again).
+    expect(heard.map((h) => h.text).slice(0, -1)).toEqual(
+      Array.from({ length: longest.length - (max - 200) }, (_, i) => 'x'.repeat(max - 199 + i)),
+    );
+    expect(longest.length).toBeGreaterThan(max - 64);
+    expect(closes).toEqual([]);
+    expect(client.state).toBe('open');
   });
 
   it('maxUnacknowledged bounds what waits for acknowledgement, and frees as the server acknowledges', async () => {

@@ -11,7 +11,7 @@ import {
   Publisher,
   type ScaledWebSocketServer,
 } from '@wscale/core';
-import { until } from '@wscale/core/testing';
+import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FreezableBroker } from './helpers/freezable-broker.js';
 import { TestCluster } from './helpers/nodes.js';
@@ -24,11 +24,12 @@ afterEach(async () => {
   for (const store of stores.splice(0)) await store.close();
 });
 
-/** Nodes sharing a session store, and a history for rooms named `chat*`. */
-async function startNodes(count: number) {
-  const store = new MemoryStateStore({ ttlMs: 60_000 });
+/** Nodes sharing a session store (answering in `storeMs`), and a history for rooms `chat*`. */
+async function startNodes(count: number, storeMs = 0) {
+  const memory = new MemoryStateStore({ ttlMs: 60_000 });
+  const store = storeMs === 0 ? memory : slowly(memory, storeMs);
   const history = new MemoryHistory({ maxEntries: 100 });
-  stores.push(store, history);
+  stores.push(memory, history);
   // A publisher in another process, as an HTTP handler or a worker has it.
   const publisher = new Publisher({
     broker: new MemoryBroker({ bus: cluster.bus }),
@@ -49,6 +50,20 @@ async function startNodes(count: number) {
   return { nodes, store, publisher };
 }
 
+/** A memory store that answers every call after `ms`, as one across a network under load. */
+function slowly(store: MemoryStateStore, ms: number): MemoryStateStore {
+  return new Proxy(store, {
+    get: (target, key) => {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== 'function' || key === 'close') return value;
+      return async (...args: unknown[]) => {
+        await delay(ms);
+        return value.apply(target, args);
+      };
+    },
+  });
+}
+
 /** Connects a session to `node`, then drops its connection: the node records the close. */
 async function dropped(node: ScaledWebSocketServer, session?: string) {
   const { peer, welcome } = await V1Peer.connect(node, session === undefined ? {} : { session });
@@ -56,6 +71,16 @@ async function dropped(node: ScaledWebSocketServer, session?: string) {
   peer.ws.terminate();
   await until(() => !node.clients.has(welcome.client), 2000, 'the node to see the drop');
   return welcome;
+}
+
+/**
+ * Makes the session's record say a live connection on `node` holds it, as a node that was killed
+ * leaves it.
+ */
+async function heldBy(store: MemoryStateStore, id: string, node: string): Promise<void> {
+  const key = `wscale:session:${id}`;
+  const record = JSON.parse((await store.get(key))!.value);
+  await store.set(key, JSON.stringify({ ...record, live: true, node }));
 }
 
 /** The rooms a resume on `node` gives back, as the welcome and the server's client say them. */
@@ -102,13 +127,86 @@ describe('joins, leaves and closes for a session between connections', () => {
     await c!.to('chat').send('after the join 2');
     const rooms = await resumedRooms(b!, welcome.session, welcome.client);
     expect(rooms.server).toEqual(['chat', 'lobby']);
+    // Its replay starts where the room was at the join: after the message before it.
     const chat = rooms.peer.received[0]!.message;
-    expect(chat).toMatchObject({ t: 'welcome', rooms: { chat: { recovered: true, o: 3 } } });
+    expect(chat).toMatchObject({ t: 'welcome', rooms: { chat: { recovered: true, o: 1 } } });
     await until(() => rooms.peer.texts('chat').length >= 2, 2000, 'the replay');
     expect(rooms.peer.texts('chat')).toEqual(['after the join 1', 'after the join 2']);
     expect(b!.clients.get(welcome.client)!.recovery?.rooms.chat).toMatchObject({
       recovered: true,
     });
+  });
+
+  it('replay only what a room got after the last join, when it left and joined again while away', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    const { peer, welcome } = await V1Peer.connect(a!);
+    await a!.client(welcome.client).join('chat');
+    await a!.to('chat').send('while in');
+    await until(() => peer.texts('chat').length === 1, 2000, 'the first message');
+    const seen = peer.all('msg').at(-1)!;
+    peer.ws.terminate();
+    await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
+    await b!.client(welcome.client).leave('chat');
+    await b!.to('chat').send('while out');
+    await b!.client(welcome.client).join('chat');
+    await b!.to('chat').send('back in');
+    const resumed = await V1Peer.connect(b!, {
+      session: welcome.session,
+      rooms: { chat: { o: seen.o!, e: seen.e! } },
+    });
+    expect(resumed.welcome.rooms.chat).toMatchObject({ recovered: true });
+    await until(() => resumed.peer.texts('chat').length >= 1, 2000, 'the replay');
+    await b!.to('chat').send('live');
+    await until(() => resumed.peer.texts('chat').length >= 2, 2000, 'a live message');
+    expect(resumed.peer.texts('chat')).toEqual(['back in', 'live']);
+  });
+
+  it("apply one node's calls in order when the session resumes on that node while they wait for the store", async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2, 20);
+    const welcome = await dropped(a!);
+    const rooms = Array.from({ length: 10 }, (_, i) => `q${i}`);
+    const calls: Promise<void>[] = [];
+    b!.on('connection', (client) => {
+      if (client.id !== welcome.client) return;
+      for (const room of rooms) calls.push(b!.client(client.id).leave(room));
+    });
+    for (const room of rooms) calls.push(b!.client(welcome.client).join(room));
+    const resumed = await V1Peer.connect(b!, { session: welcome.session });
+    await until(() => calls.length === 20, 5000, 'the leaves');
+    await Promise.all(calls);
+    expect(resumed.welcome.resumed).toBe(true);
+    expect([...b!.clients.get(welcome.client)!.rooms].sort()).toEqual(['lobby']);
+  });
+
+  it('refuse a room name longer than the protocol carries, connected or away, from a node or a publisher', async () => {
+    const {
+      nodes: [a, b],
+      publisher,
+    } = await startNodes(2);
+    const long = 'x'.repeat(257);
+    const { peer, welcome } = await V1Peer.connect(a!);
+    await peer.next('joined');
+    const connected = a!.clients.get(welcome.client)!;
+    await expect(connected.join(long)).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await expect(b!.client(welcome.client).join(long)).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+    });
+    peer.ws.terminate();
+    await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
+    await expect(b!.client(welcome.client).join(long)).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+    });
+    await expect(publisher.client(welcome.client).join(long)).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+    });
+    // A name of 256 characters is taken, and its resume after that works.
+    await b!.client(welcome.client).join('x'.repeat(256));
+    const rooms = await resumedRooms(b!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['lobby', 'x'.repeat(256)]);
   });
 
   it('are in its rooms when sent from the node its connection was on', async () => {
@@ -141,9 +239,7 @@ describe('joins, leaves and closes for a session between connections', () => {
     } = await startNodes(2);
     const welcome = await dropped(a!);
     // What a killed node leaves: the record still says a live connection on it holds the session.
-    const key = `wscale:session:${welcome.client}`;
-    const record = JSON.parse((await store.get(key))!.value);
-    await store.set(key, JSON.stringify({ ...record, live: true, node: 'node-killed' }));
+    await heldBy(store, welcome.client, 'node-killed');
     await b!.client(welcome.client).join('news');
     const rooms = await resumedRooms(a!, welcome.session, welcome.client);
     expect(rooms.server).toEqual(['lobby', 'news']);
@@ -156,9 +252,7 @@ describe('joins, leaves and closes for a session between connections', () => {
     } = await startNodes(2);
     const welcome = await dropped(a!);
     // A node killed and started again with the same id: its old record says it holds the session.
-    const key = `wscale:session:${welcome.client}`;
-    const record = JSON.parse((await store.get(key))!.value);
-    await store.set(key, JSON.stringify({ ...record, live: true, node: b!.nodeId }));
+    await heldBy(store, welcome.client, b!.nodeId);
     await b!.client(welcome.client).join('news');
     const rooms = await resumedRooms(a!, welcome.session, welcome.client);
     expect(rooms.server).toEqual(['lobby', 'news']);
@@ -167,10 +261,11 @@ describe('joins, leaves and closes for a session between connections', () => {
   it('are in its rooms when its node stopped (killed, not yet known dead) while the change went to it', async () => {
     const {
       nodes: [a, b],
+      store,
     } = await startNodes(2);
     let broker: FreezableBroker | undefined;
     const [c] = await cluster.start(1, {
-      stateStore: stores[0] as MemoryStateStore,
+      stateStore: store,
       sessionSecret: 'a-test-secret-of-enough-bytes',
       brokerFor: (bus) => (broker = new FreezableBroker({ bus })),
     });
@@ -267,9 +362,7 @@ describe('joins, leaves and closes for a session between connections', () => {
       publisher,
     } = await startNodes(3);
     const welcome = await dropped(a!);
-    const key = `wscale:session:${welcome.client}`;
-    const record = JSON.parse((await store.get(key))!.value);
-    await store.set(key, JSON.stringify({ ...record, live: true, node: 'node-killed' }));
+    await heldBy(store, welcome.client, 'node-killed');
     await publisher.client(welcome.client).join('news');
     const rooms = await resumedRooms(b!, welcome.session, welcome.client);
     expect(rooms.server).toEqual(['lobby', 'news']);

@@ -136,6 +136,28 @@ describe('direct messages go to the node that holds the client', () => {
     expect(third.peer.texts().sort()).toEqual(['from a', 'from b']);
   });
 
+  it('refuses, not drops, an operation past the 1024 kept for a session being taken over', async () => {
+    const store = new MemoryStateStore({ ttlMs: 60_000 });
+    stores.push(store);
+    const [a, b] = await cluster.start(2, {
+      stateStore: slowly(store),
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const first = await V1Peer.connect(a!);
+    const id = first.welcome.client;
+    const moving = V1Peer.connect(b!, { session: first.welcome.session });
+    await first.peer.closed; // b has taken the session over; its welcome is a store round away
+    const sends = Array.from({ length: 1030 }, (_, i) => b!.client(id).send(String(i)));
+    const outcomes = await Promise.allSettled(sends);
+    const refused = outcomes.flatMap((outcome) =>
+      outcome.status === 'rejected' ? [(outcome.reason as { code?: string }).code] : [],
+    );
+    expect(refused).toEqual(Array(6).fill('LIMIT_EXCEEDED'));
+    const { peer } = await moving;
+    await until(() => peer.texts().length === 1024, 3000, 'the kept operations');
+    expect(peer.texts()).toEqual(Array.from({ length: 1024 }, (_, i) => String(i)));
+  });
+
   it('applies a leave, a join and a send that come while the session moves after its rooms are back', async () => {
     const store = new MemoryStateStore({ ttlMs: 60_000 });
     stores.push(store);

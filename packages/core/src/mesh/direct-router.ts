@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
+import { LimitExceededError } from '../errors.js';
 import {
   type BusFrameOf,
   BusKind,
@@ -134,7 +135,8 @@ export class DirectRouter {
         header,
         payload: Buffer.from(payload),
       };
-      if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
+      if (arrival.frames.length >= MAX_ARRIVING) return Promise.reject(tooManyArriving(id));
+      arrival.frames.push(frame);
       return Promise.resolve();
     }
     const node = this.#where(id);
@@ -245,6 +247,7 @@ export class DirectRouter {
     const arrival = this.#arriving.get(frame.header.c);
     if (arrival === undefined) return false;
     if (arrival.frames.length < MAX_ARRIVING) arrival.frames.push(frame);
+    else this.#report(tooManyArriving(frame.header.c));
     return true;
   }
 
@@ -344,6 +347,13 @@ export class DirectRouter {
     if (node !== undefined) header.a = node;
     this.#mesh.toNode(origin, { kind: BusKind.Located, header }).catch(this.#report);
   }
+}
+
+/** An operation for a session being taken over, past the most kept for it: not applied. */
+function tooManyArriving(id: string): LimitExceededError {
+  return new LimitExceededError(
+    `client ${id}: ${MAX_ARRIVING} operations wait for its session's takeover; this one is dropped`,
+  );
 }
 
 /** A node's tag in raw client ids: short, and the same on every node. */

@@ -54,7 +54,10 @@ export interface WelcomeRoom {
   /** Whether every message missed while away was replayed, in order, right after `welcome`. */
   recovered: boolean;
   reason?: NotRecoveredReason;
-  /** Current position, for rooms that keep history. */
+  /**
+   * Current position, for rooms that keep history; for a recovered room the server joined the
+   * session to while it was away (the `hello` could not list it), where its replay starts.
+   */
   o?: number;
   e?: string;
 }
@@ -165,6 +168,11 @@ export interface WelcomeMessage {
    * sends again, in order, what it numbered after it and has not seen acknowledged.
    */
   s?: number;
+  /**
+   * The largest frame the server takes, in bytes (its `maxPayload`): a larger one closes the
+   * connection with 1009, so a client refuses to send it.
+   */
+  m?: number;
 }
 
 /** Server → client: the client was put in a room (by the server or its own `join`). */

@@ -15,7 +15,8 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { type Outgoing, OutKind } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
-import type { ChangePlace, SessionChange } from '../sessions/sessions.js';
+import { SessionTokens } from '../sessions/session-token.js';
+import { type ChangePlace, checkSessionRoom, type SessionChange } from '../sessions/sessions.js';
 import type { AnyClient } from '../transport/client.js';
 import type { Takeovers } from '../transport/connections.js';
 import { OneAtATime } from '../util/one-at-a-time.js';
@@ -181,6 +182,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
       if (this.#draining) throw new ServerClosedError();
       const header = directHeader(this.#mesh.nodeId, id, operation);
       checkSize(this.#mesh.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
+      if (header.o === 'join' && SessionTokens.isSessionId(id)) checkSessionRoom(header.a);
       if (keepsDirect(id, message, this.#directHistory)) {
         return this.#directKept(header, message!, this.#directHistory);
       }
@@ -204,9 +206,15 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     const local = this.#clients.get(id);
     // A session this node is still taking over: the router keeps it with what came before it.
     const arriving = this.router.arriving(id);
+    if (
+      isSessionChange(header) &&
+      (local === undefined || arriving || this.#sessionChanges.has(id))
+    ) {
+      // Into the session's record too (the holder the router knows may have died a moment ago),
+      // behind the changes of the session made before it.
+      return this.#changeSession(header);
+    }
     if (local !== undefined && !arriving) return this.#applyDirect(local, header, message) ?? DONE;
-    // Into the session's record too: the holder the router knows may have died a moment ago.
-    if (!arriving && isSessionChange(header)) return this.#changeSession(header);
     return this.router.send(header, message?.bytes ?? NO_BYTES, message?.flags ?? 0);
   }
 
@@ -222,6 +230,9 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 
   async #changeSessionNow(header: SessionChangeHeader): Promise<void> {
     const id = header.c;
+    // Its turn, after the changes made before it: to the connection, if it is here (now).
+    const here = this.#applyHere(header);
+    if (here !== undefined) return here;
     // A connection of it that closed here: its last save first, which writes its rooms.
     await this.#sessions.closing(id);
     const at = await joinedAt(header, this.historyOf);
@@ -234,7 +245,17 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     // the change then. Else the record is older than this node's connections (a node restarted
     // with the same id), and has the change for the resume to come.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    if (this.#clients.has(id) || this.router.arriving(id)) return this.#directTo(header, undefined);
+    await this.#applyHere(header);
+  }
+
+  /**
+   * A change for a session a connection here holds, or is taking over (kept for it until it is
+   * registered); `undefined` when none does.
+   */
+  #applyHere(header: SessionChangeHeader): Promise<void> | undefined {
+    if (this.router.arriving(header.c)) return this.router.send(header, NO_BYTES, 0);
+    const local = this.#clients.get(header.c);
+    return local === undefined ? undefined : (this.#applyDirect(local, header, undefined) ?? DONE);
   }
 
   /**

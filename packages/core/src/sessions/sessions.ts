@@ -1,6 +1,6 @@
 import type { HistoryPosition, StateStore, Versioned } from '../contracts.js';
-import { SessionRecordError, StateStoreError } from '../errors.js';
-import type { NotResumedReason, ProtocolErrorCode } from '../protocol/messages.js';
+import { LimitExceededError, SessionRecordError, StateStoreError } from '../errors.js';
+import { LIMITS, type NotResumedReason, type ProtocolErrorCode } from '../protocol/messages.js';
 import { updateState } from '../util/update-state.js';
 import { SessionTokens } from './session-token.js';
 
@@ -340,6 +340,18 @@ export class Sessions {
 
   #key(id: string): string {
     return sessionKey(this.#prefix, id);
+  }
+}
+
+/**
+ * Refuses a room a `wscale.v1` client cannot be in: a name longer than the protocol carries (its
+ * resume lists its rooms, and a `hello` with such a name is refused with 1007).
+ */
+export function checkSessionRoom(room: string): void {
+  if (room.length > LIMITS.room) {
+    throw new LimitExceededError(
+      `a wscale.v1 client's room name is at most ${LIMITS.room} characters, got ${room.length}`,
+    );
   }
 }
 

@@ -15,7 +15,7 @@ import type { Outgoing } from '../protocol/outgoing.js';
 import { receivedText } from '../protocol/payload.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
 import { type SaverSettings, SessionSaver } from '../sessions/session-saver.js';
-import type { OpenedSession, Sessions } from '../sessions/sessions.js';
+import { checkSessionRoom, type OpenedSession, type Sessions } from '../sessions/sessions.js';
 import type { Membership } from '../v1/membership.js';
 import type { V1Client } from '../v1/v1-client.js';
 import { V1Endpoint, type V1Node, type V1Settings } from '../v1/v1-endpoint.js';
@@ -283,6 +283,11 @@ export class Connections<Identity, Data extends object>
   }
 
   join(client: AnyClient, room: string): Promise<void> {
+    try {
+      if (client.v1) checkSessionRoom(room);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const { membership } = this.#parts;
     return this.#parts.reporter.sends.track(
       membership.inOrder(client, room, async () => {

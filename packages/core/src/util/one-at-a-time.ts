@@ -6,6 +6,11 @@ export class OneAtATime {
   /** The last task of each key that has one running or waiting. */
   readonly #last = new Map<string, Promise<void>>();
 
+  /** Whether tasks of `key` run or wait. */
+  has(key: string): boolean {
+    return this.#last.has(key);
+  }
+
   /** Runs `task` once every task started before it for `key` settled; settles as it does. */
   run(key: string, task: () => Promise<void>): Promise<void> {
     const result = (this.#last.get(key) ?? DONE).then(task);

@@ -84,6 +84,8 @@ export interface V1Node {
  */
 export interface V1Settings {
   readonly helloTimeoutMs: number;
+  /** The largest frame a connection takes, told to the client in its `welcome`. */
+  readonly maxPayload: number;
   readonly maxRoomsPerClient: number;
   readonly maxInFlightPerClient: number;
   /** What one resume may replay, over all its rooms. */
@@ -331,10 +333,18 @@ export class V1Endpoint {
         continue;
       }
       if (own.has(room)) client.markOwn(room);
-      // A room the server joined the session to between connections: from where it joined.
-      const seen = hello.rooms?.[room] ?? session.record?.at?.[room];
+      // A room the server joined the session to between connections: from where it joined,
+      // whatever the client says of an earlier time it was in it (it left meanwhile).
+      const joinedAt = session.record?.at?.[room];
+      const seen = joinedAt ?? hello.rooms?.[room];
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
-      rooms[room] = await this.#rejoin(client, room, from, replay, budget);
+      const state = await this.#rejoin(client, room, from, replay, budget);
+      // Its replay starts there: a client that did not list the room goes on from it.
+      if (joinedAt !== undefined && state.recovered) {
+        state.o = joinedAt.o;
+        state.e = joinedAt.e;
+      }
+      rooms[room] = state;
     }
     // A session whose direct messages are kept is in its own stream from its start, whether or not
     // its record says so yet (it is saved with its first room, or its refresh): a resumed one from
@@ -355,6 +365,7 @@ export class V1Endpoint {
       resumed: session.resumed,
       rooms,
       s: ledger.last,
+      m: this.#settings.maxPayload,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
     writeWelcome(client, welcome, replay);
