@@ -15,14 +15,14 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { type Outgoing, OutKind } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
-import { SessionTokens } from '../sessions/session-token.js';
-import { type ChangePlace, checkSessionRoom, type SessionChange } from '../sessions/sessions.js';
+import type { ChangePlace, SessionChange } from '../sessions/sessions.js';
 import type { AnyClient } from '../transport/client.js';
 import type { Takeovers } from '../transport/connections.js';
 import { OneAtATime } from '../util/one-at-a-time.js';
 import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
+  checkJoin,
   checkSize,
   directHeader,
   historyLookup,
@@ -182,7 +182,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
       if (this.#draining) throw new ServerClosedError();
       const header = directHeader(this.#mesh.nodeId, id, operation);
       checkSize(this.#mesh.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
-      if (header.o === 'join' && SessionTokens.isSessionId(id)) checkSessionRoom(header.a);
+      checkJoin(header);
       if (keepsDirect(id, message, this.#directHistory)) {
         return this.#directKept(header, message!, this.#directHistory);
       }
@@ -219,10 +219,10 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /**
-   * A join, leave or close for a session no connection here holds, sent from here or routed here:
-   * written into the session's record (one after the other for a session), then to the node that
-   * holds the session, if one does. A session the store does not know: to every node, as any
-   * operation for a client whose node is not known.
+   * A join, leave or close for a session, sent from here or routed here, made once those made
+   * before it for the session are: to its connection, if one is here by then; else written into
+   * the session's record, then sent to the node that holds the session, if one does. A session
+   * the store does not know: to every node, as any operation for a client whose node is unknown.
    */
   #changeSession(header: SessionChangeHeader): Promise<void> {
     return this.#sessionChanges.run(header.c, () => this.#changeSessionNow(header));

@@ -19,7 +19,7 @@ import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
 import { historyMatcher } from '../rooms/history-rules.js';
 import { SessionTokens } from '../sessions/session-token.js';
-import type { SessionChange } from '../sessions/sessions.js';
+import { checkSessionRoom, type SessionChange } from '../sessions/sessions.js';
 import type { HistoryRule } from './options.js';
 import type { RemoteClient } from './server-types.js';
 
@@ -192,6 +192,11 @@ export function directHeader(origin: string, id: string, operation: DirectOperat
 
 /** A join, leave or close for a `wscale.v1` session (a raw client has no record to keep it in). */
 export type SessionChangeHeader = DirectHeader & SessionChange;
+
+/** Refuses a join of a `wscale.v1` session to a room it cannot be in (see `checkSessionRoom`). */
+export function checkJoin(header: DirectHeader): void {
+  if (header.o === 'join' && SessionTokens.isSessionId(header.c)) checkSessionRoom(header.a);
+}
 
 /** Whether an operation is a join, leave or close for a `wscale.v1` session. */
 export function isSessionChange(header: DirectHeader): header is SessionChangeHeader {

@@ -7,13 +7,13 @@ import { type Logger, NodeLog } from '../ops/logger.js';
 import { Sends } from '../ops/reporter.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
-import { SessionTokens } from '../sessions/session-token.js';
-import { changeSession, checkSessionRoom } from '../sessions/sessions.js';
+import { changeSession } from '../sessions/sessions.js';
 import { OneAtATime } from '../util/one-at-a-time.js';
 import { waitAtMost } from '../util/wait-at-most.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
+  checkJoin,
   checkSize,
   directHeader,
   framePublisher,
@@ -192,7 +192,7 @@ export class Publisher {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');
     const header = directHeader(this.id, id, operation);
     checkSize(this.#broker.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
-    if (header.o === 'join' && SessionTokens.isSessionId(id)) checkSessionRoom(header.a);
+    checkJoin(header);
     const store = this.#store;
     if (store !== undefined && isSessionChange(header)) {
       return this.#sessionChanges.run(id, () => this.#changeSession(header, store));
