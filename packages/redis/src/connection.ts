@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { CommandDeadlines, type SendCommand, sendAsItIs } from './command-deadlines.js';
 
 /** A connected ioredis client: a standalone (or Sentinel-backed) `Redis`, or a `Cluster`. */
 export type RedisClient = Redis | Cluster;
@@ -40,6 +41,34 @@ export function openClient(
     return { client: new Redis(connection, defaults), owned: true };
   }
   return { client: new Redis({ ...defaults, ...connection }), owned: true };
+}
+
+/** A client a store talks through, with how its commands are bounded. */
+export interface StoreClient extends OpenedClient {
+  /** Hands a command to the connection (see {@link SendCommand}). */
+  send: SendCommand;
+  /** The sweep that bounds the commands of a connection the store opened, to stop on close. */
+  deadlines: CommandDeadlines | undefined;
+}
+
+/**
+ * Opens the client a store (history, session records) talks through. A connection it opens (one
+ * Redis) bounds its commands with one sweep for all ({@link CommandDeadlines}), not ioredis's
+ * timer per command: a timer fires before the reads of a process that was busy past it, and
+ * failed a command Redis had answered in time (an append it kept). With an ioredis `keyPrefix` in
+ * the options the commands go through ioredis's own calls, and its timer bounds them; a client
+ * passed in keeps its own settings.
+ */
+export function openStoreClient(
+  connection: RedisConnection | undefined,
+  timeoutMs: number,
+): StoreClient {
+  const prefixed = !isClient(connection) && !!(connection as RedisOptions | undefined)?.keyPrefix;
+  const { client, owned } = openClient(connection, prefixed ? timeoutMs : undefined);
+  if (owned) client.on('error', () => undefined); // reported through the calls that fail
+  if (!owned || prefixed) return { client, owned, send: sendAsItIs, deadlines: undefined };
+  const deadlines = new CommandDeadlines(timeoutMs);
+  return { client, owned, send: (redis, command) => deadlines.send(redis, command), deadlines };
 }
 
 /** Whether a value is an ioredis client (duck-typed: the app may hold another copy of ioredis). */

@@ -8,14 +8,12 @@ import {
   type HistoryReadResult,
   InvalidOptionError,
 } from '@wscale/core';
-import type { RedisOptions } from 'ioredis';
-import { CommandDeadlines, type SendCommand, sendAsItIs } from './command-deadlines.js';
+import type { CommandDeadlines, SendCommand } from './command-deadlines.js';
 import {
   closeClient,
-  isClient,
   isCluster,
   messageOf,
-  openClient,
+  openStoreClient,
   type RedisClient,
   type RedisConnection,
   whenReady,
@@ -91,7 +89,7 @@ export class RedisHistory implements History {
   readonly #server: ServerWatch | undefined;
   /** Bounds the commands on a connection the history opened. */
   readonly #deadlines: CommandDeadlines | undefined;
-  readonly #send: SendCommand = sendAsItIs;
+  readonly #send: SendCommand;
 
   constructor(options: RedisHistoryOptions = {}) {
     const maxEntries = options.maxEntries ?? 1000;
@@ -113,21 +111,12 @@ export class RedisHistory implements History {
     this.#roomTtlMs = String(roomTtlMs);
     this.#keyPrefix = `${checkPrefix('keyPrefix', options.keyPrefix ?? 'wscale:')}history:`;
     this.#channelPrefix = checkPrefix('channelPrefix', options.channelPrefix ?? 'wscale:');
-    // A connection the history opens (one Redis) bounds its commands with one sweep for all
-    // (`CommandDeadlines`), not ioredis's timer per command: a timer fires before the reads of a
-    // process that was busy past it, and failed an append Redis had answered in time (it was
-    // kept). With an ioredis `keyPrefix` its commands are ioredis's own, and so is the timer.
-    const prefixed = !isClient(options.redis) && !!(options.redis as RedisOptions)?.keyPrefix;
-    const { client, owned } = openClient(options.redis, prefixed ? this.#timeoutMs : undefined);
+    const { client, owned, send, deadlines } = openStoreClient(options.redis, this.#timeoutMs);
     this.#client = client;
     this.#owned = owned;
     this.#cluster = isCluster(client);
-    if (owned) client.on('error', () => undefined); // reported through the calls that fail
-    if (owned && !prefixed) {
-      const deadlines = new CommandDeadlines(this.#timeoutMs);
-      this.#deadlines = deadlines;
-      this.#send = (redis, command) => deadlines.send(redis, command);
-    }
+    this.#send = send;
+    this.#deadlines = deadlines;
     this.#server = isCluster(client)
       ? undefined
       : new ServerWatch(client, this.#timeoutMs, this.#send);

@@ -6,10 +6,12 @@ import {
   type Version,
   type Versioned,
 } from '@wscale/core';
+import { Command, type Redis } from 'ioredis';
+import type { CommandDeadlines, SendCommand } from './command-deadlines.js';
 import {
   closeClient,
   messageOf,
-  openClient,
+  openStoreClient,
   type RedisClient,
   type RedisConnection,
   whenReady,
@@ -73,6 +75,9 @@ export class RedisStateStore implements StateStore {
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #pexpire: string;
+  readonly #send: SendCommand;
+  /** Bounds the commands on a connection the store opened. */
+  readonly #deadlines: CommandDeadlines | undefined;
 
   constructor(options: RedisStateStoreOptions = {}) {
     this.ttlMs = options.ttlMs ?? 300_000;
@@ -83,15 +88,16 @@ export class RedisStateStore implements StateStore {
     if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
     this.#prefix = `${checkPrefix('keyPrefix', options.keyPrefix ?? 'wscale:')}state:`;
     this.#pexpire = String(Math.ceil(this.ttlMs));
-    const { client, owned } = openClient(options.redis, this.#timeoutMs);
+    const { client, owned, send, deadlines } = openStoreClient(options.redis, this.#timeoutMs);
     this.#client = client;
     this.#owned = owned;
-    if (owned) client.on('error', () => undefined); // reported through the calls that fail
+    this.#send = send;
+    this.#deadlines = deadlines;
   }
 
   async get(key: string): Promise<Versioned<string> | undefined> {
     const [value, version] = await this.#run('read', key, (client) =>
-      client.hmget(this.#key(key), 'v', 'n'),
+      this.#call<[string | null, string | null]>(client, 'hmget', [this.#key(key), 'v', 'n']),
     );
     if (value == null || version == null) return undefined;
     return { value, version };
@@ -110,17 +116,26 @@ export class RedisStateStore implements StateStore {
         client,
         [this.#key(key)],
         [value, version, this.#pexpire, mode, typeof ifVersion === 'string' ? ifVersion : ''],
+        this.#send,
       ),
     );
     return written == null ? undefined : version;
   }
 
   async delete(key: string): Promise<void> {
-    await this.#run('delete', key, (client) => client.del(this.#key(key)));
+    await this.#run('delete', key, (client) => this.#call(client, 'del', [this.#key(key)]));
   }
 
   async close(): Promise<void> {
+    this.#deadlines?.stop();
     if (this.#owned) await closeClient(this.#client);
+  }
+
+  /** A command with text replies: bounded by the sweep on a connection the store opened. */
+  #call<T>(client: RedisClient, name: string, args: string[]): Promise<T> {
+    if (this.#deadlines === undefined) return client.call(name, ...args) as Promise<T>;
+    const command = new Command(name, args, { replyEncoding: 'utf8' });
+    return this.#send(client as Redis, command) as Promise<T>;
   }
 
   #key(key: string): string {

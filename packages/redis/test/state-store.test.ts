@@ -46,6 +46,24 @@ describeRedis('RedisStateStore on standalone Redis', () => {
     }
   });
 
+  it('never rejects a write Redis answered in time because this process was busy when the answer came', async () => {
+    const store = new RedisStateStore({ redis: standalone(server), commandTimeoutMs: 200 });
+    try {
+      const first = await store.set('busy', 'one');
+      const written = store.set('busy', 'two', { ifVersion: first! });
+      // Written to the connection, answered by Redis at once; this process is then busy (a long
+      // synchronous task) past the timeout before it reads the answer.
+      await Promise.resolve();
+      await Promise.resolve();
+      const busyUntil = performance.now() + 400;
+      while (performance.now() < busyUntil);
+      const version = await written;
+      expect(await store.get('busy')).toEqual({ value: 'two', version });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('rejects with StateStoreError, within a bounded time, while Redis is down', async () => {
     const store = new RedisStateStore({ redis: standalone(server), commandTimeoutMs: 1000 });
     try {
