@@ -315,8 +315,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    */
   send(data: Payload): Promise<void> {
     checkPayload(data);
-    this.#checkSize(MSG, data);
     this.#checkWritable();
+    this.#checkSize(MSG, data);
     const { entry, acked } = this.#outbox.add({ t: 'msg' }, data);
     this.#writeUpstream(entry);
     return acked;
@@ -357,8 +357,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       'request',
       (id) => {
         checkPayload(data);
-        this.#checkSize({ t: 'req', id }, data);
         this.#checkWritable();
+        this.#checkSize({ t: 'req', id }, data);
         this.#writeUpstream(this.#outbox.add({ t: 'req', id }, data, id).entry);
       },
       options,
@@ -700,6 +700,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       () => socket.send(encodeText({ t: 'ping' })),
       () => this.#drop(`no pong within ${this.#options.pongTimeoutMs} ms`, CloseCode.Abnormal),
     );
+    this.#refuseTooLarge();
     // What went out before and is not acknowledged goes first, then what was queued, so that what
     // listeners send below comes after them.
     for (const entry of this.#outbox.sentBefore()) this.#sendUpstream(socket, entry);
@@ -799,18 +800,42 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    * close every connection after it too.
    */
   #checkSize(envelope: Upstream['message'], data: Payload): void {
+    const bytes = this.#tooLarge(envelope, this.#outbox.last + 1, data);
+    if (bytes !== undefined) throw new MessageTooLargeError(bytes, this.#maxFrame!);
+  }
+
+  /**
+   * The size of a frame numbered `s`, as sent again (its largest), when it is larger than the
+   * server takes; `undefined` when it fits, or the limit is not known.
+   */
+  #tooLarge(envelope: Upstream['message'], s: number, data: Payload): number | undefined {
     const max = this.#maxFrame;
-    if (max === undefined) return;
+    if (max === undefined) return undefined;
     // Without encoding it: JSON writes a UTF-16 unit in at most 6 bytes (`\u001f`).
     const most = (typeof data === 'string' ? data.length * 6 : data.byteLength) + ENVELOPE_BYTES;
-    if (most <= max) return;
-    // As large as its frame can be: the highest number, sent again.
-    const numbered: Upstream['message'] = { ...envelope, s: Number.MAX_SAFE_INTEGER, p: 1 };
+    if (most <= max) return undefined;
+    const resent: Upstream['message'] = { ...envelope, s, p: 1 };
     const bytes =
       typeof data === 'string'
-        ? utf8.encode(encodeText({ ...numbered, d: data })).byteLength
-        : encodeBinary(numbered, data).byteLength;
-    if (bytes > max) throw new MessageTooLargeError(bytes, max);
+        ? utf8.encode(encodeText({ ...resent, d: data })).byteLength
+        : encodeBinary(resent, data).byteLength;
+    return bytes > max ? bytes : undefined;
+  }
+
+  /**
+   * What waits to go out and is larger than the server now says it takes (queued before a welcome
+   * told the limit, or sent before to a server whose limit is now lower): refused, not sent.
+   */
+  #refuseTooLarge(): void {
+    if (this.#maxFrame === undefined) return;
+    for (const entry of this.#outbox.pending()) {
+      const bytes = this.#tooLarge(entry.message, entry.s, entry.data);
+      if (bytes === undefined) continue;
+      const error = new MessageTooLargeError(bytes, this.#maxFrame);
+      if (entry.requestId !== undefined) this.#requests.fail(entry.requestId, error);
+      this.#outbox.refuse(entry, error);
+      this.#queue = this.#queue.filter(({ upstream }) => upstream !== entry);
+    }
   }
 
   /** Sends a numbered frame now, or queues it (after {@link #checkWritable}). */

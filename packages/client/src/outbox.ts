@@ -100,14 +100,28 @@ export class Outbox {
 
   /** One frame needs no acknowledgement any more (its server does not number frames). */
   done(entry: Upstream): void {
+    if (this.#remove(entry)) entry.resolve();
+  }
+
+  /** One frame will not be sent (again): it is taken out, and its promise rejects. */
+  refuse(entry: Upstream, error: ClientError): void {
+    if (this.#remove(entry)) entry.reject(error);
+  }
+
+  /** The frames not acknowledged yet, in order. */
+  pending(): Upstream[] {
+    return this.#live();
+  }
+
+  #remove(entry: Upstream): boolean {
     const index = this.#entries.indexOf(entry, this.#head);
-    if (index === -1) return;
+    if (index === -1) return false;
     if (index === this.#head) {
       this.#entries[index] = undefined;
       this.#head++;
       this.#compact();
     } else this.#entries.splice(index, 1);
-    entry.resolve();
+    return true;
   }
 
   /** What a resume sends again, in order: everything that went out and is not acknowledged. */

@@ -83,6 +83,48 @@ describe('upstream delivery', () => {
     expect(client.state).toBe('open');
   });
 
+  it('refuses what it queued before the limit was known, once a welcome tells it, and sends the rest', async () => {
+    const [node] = await cluster.start(1, { maxPayload: 1000 });
+    const heard = hear([node!]);
+    const { client } = openClient(urlOf(node!));
+    expect(client.state).toBe('connecting');
+    const sends = [client.send('small 1'), client.send('x'.repeat(5000)), client.send('small 2')];
+    const outcomes = await Promise.allSettled(sends);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+    ]);
+    expect((outcomes[1] as PromiseRejectedResult).reason).toBeInstanceOf(MessageTooLargeError);
+    expect(heard.map((h) => h.text)).toEqual(['small 1', 'small 2']);
+    expect(client.state).toBe('open');
+  });
+
+  it('refuses what waits for a node whose limit is lower than the one it was sent under', async () => {
+    const [a] = await cluster.start(1, { maxPayload: 4000 });
+    // (`start` answers with every node of the cluster.)
+    const b = (await cluster.start(1, { maxPayload: 1000 })).at(-1);
+    const heard = hear([a!, b!]);
+    let target = a!;
+    let away: Promise<void> = Promise.resolve();
+    const { client } = openClient(() => away.then(() => urlOf(target)), { backoffBaseMs: 10 });
+    await stateOf(client, 'open');
+    let back!: () => void;
+    away = new Promise((resolve) => {
+      back = resolve;
+    });
+    target = b!;
+    a!.clients.get(client.clientId!)!.terminate();
+    await until(() => client.state !== 'open', 3000, 'the drop');
+    const large = client.send('x'.repeat(2500)); // fits a's limit, queued while away
+    const small = client.send('small');
+    back();
+    await expect(large).rejects.toBeInstanceOf(MessageTooLargeError);
+    await small;
+    expect(heard.map((h) => h.text)).toEqual(['small']);
+    expect(client.state).toBe('open');
+  });
+
   it('maxUnacknowledged bounds what waits for acknowledgement, and frees as the server acknowledges', async () => {
     const [node] = await cluster.start(1);
     const heard = hear([node!]);

@@ -375,15 +375,26 @@ describe('joins, leaves and closes for a session between connections', () => {
     const connections: string[] = [];
     b!.on('connection', (client) => connections.push(client.id));
     const welcome = await dropped(a!);
+    await c!.client(welcome.client).join('chat');
+    await c!.to('chat').send('while away');
     await c!.client(welcome.client).close(4001, 'kicked while away');
     const closed = await V1Peer.connect(b!, { session: welcome.session });
     expect(closed.welcome).toMatchObject({ resumed: true, client: welcome.client });
     expect(await closeOf(closed.peer)).toEqual({ code: 4001, reason: 'kicked while away' });
     expect(connections).toEqual([]);
-    // A client whose close code says "come back" does: the close was made, the session goes on.
-    const again = await V1Peer.connect(b!, { session: welcome.session });
+    // Closed at once, it was sent nothing of its rooms: the client keeps where it was.
+    expect(closed.peer.all('msg')).toEqual([]);
+    const chat = closed.welcome.rooms.chat!;
+    // A client whose close code says "come back" does: the close was made, the session goes on,
+    // and what its rooms got meanwhile comes now.
+    const again = await V1Peer.connect(b!, {
+      session: welcome.session,
+      rooms: { chat: { o: chat.o!, e: chat.e! } },
+    });
     expect(again.welcome).toMatchObject({ resumed: true, client: welcome.client });
     expect(connections).toEqual([welcome.client]);
+    await until(() => again.peer.texts('chat').length === 1, 2000, 'the replay');
+    expect(again.peer.texts('chat')).toEqual(['while away']);
     await b!.client(welcome.client).send('still here');
     await until(() => again.peer.texts().includes('still here'), 2000, 'a message');
   });

@@ -280,6 +280,33 @@ describe('upstream delivery (wscale.v1)', () => {
     expect(again[1]!.info.id).toBe(heard[1]!.info.id);
   });
 
+  it('marks what comes again after a resume the server closed at once (a close made while away)', async () => {
+    const shared = new MemoryStateStore();
+    const dying = breakable(shared);
+    const { nodes, heard } = await startNodes([dying.view, shared]);
+    const first = await V1Peer.connect(nodes[0]!);
+    dying.state.broken = true; // from now on node-1 records nothing, as if it were gone
+    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 2, 2000, 'two messages');
+    first.peer.ws.terminate();
+    await nodes[1]!.client(first.welcome.client).close(4000, 'come back');
+
+    // Closed right after its welcome, before the client sent anything again: what node-1 handed
+    // on unrecorded is still in doubt, and stays so for the connection after it.
+    const closed = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect((await closedWithin(closed.peer)).code).toBe(4000);
+    const third = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(third.welcome.resumed).toBe(true);
+    for (const s of [1, 2]) third.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    third.peer.send({ t: 'msg', d: 'm3', s: 3 });
+    await until(() => heard.length === 5, 2000, 'five deliveries');
+    expect(heard.slice(2).map((h) => [h.text, h.info.redelivered])).toEqual([
+      ['m1', true],
+      ['m2', true],
+      ['m3', false],
+    ]);
+  });
+
   it('a new client given a saved session numbers above what the session sent: no id names two messages', async () => {
     const shared = new MemoryStateStore();
     const dying = breakable(shared);

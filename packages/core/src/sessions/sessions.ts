@@ -21,6 +21,11 @@ export interface UpstreamRecord {
   up: number;
   /** Replies to the latest requests. */
   replies?: StoredReply[];
+  /**
+   * What the client sends again may have reached the application before: a connection was lost
+   * without recording all it handed on, and the client has sent nothing new since.
+   */
+  doubt?: boolean;
 }
 
 /** What is kept of a session in the state store. */
@@ -452,6 +457,9 @@ function recordProblem(value: unknown): string | undefined {
   if (record.at !== undefined && !isPositions(record.at)) return '"at" is not a map of positions';
   if (record.close !== undefined && !isClose(record.close)) return '"close" is not a close';
   if (record.up !== undefined && !Number.isSafeInteger(record.up)) return '"up" is not an integer';
+  if (record.doubt !== undefined && typeof record.doubt !== 'boolean') {
+    return '"doubt" is not a boolean';
+  }
   if (
     record.replies !== undefined &&
     !(Array.isArray(record.replies) && record.replies.every(isReply))

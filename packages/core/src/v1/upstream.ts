@@ -50,8 +50,12 @@ function recordBytes(reply: StoredReply): number {
 /** One connection's view of its session's upstream. */
 export class UpstreamLedger {
   #last: number;
-  /** The previous connection may have handed on more than the record says (it never closed it). */
-  readonly #doubtful: boolean;
+  /**
+   * An earlier connection may have handed on more than the record says (it never closed it, or
+   * closed before the client sent that again): until the client sends something new, what it
+   * sends again may have reached the application before.
+   */
+  #doubtful: boolean;
   /** Kept replies, oldest first (none until a request is answered: most clients never send one). */
   #replies: StoredReply[] | undefined;
   /** What the kept replies take in the record, together. */
@@ -87,7 +91,10 @@ export class UpstreamLedger {
     if (s <= this.#last) return resent ? 'duplicate' : 'backwards';
     this.#last = s;
     this.#dirty = true;
-    return resent && this.#doubtful ? 'redelivery' : 'new';
+    if (resent) return this.#doubtful ? 'redelivery' : 'new';
+    // The client sends again what it had out before anything new: all of that came already.
+    if (this.#doubtful) this.#doubtful = false;
+    return 'new';
   }
 
   /** Keeps a request's reply for a repeat of the request. */
@@ -127,9 +134,11 @@ export class UpstreamLedger {
   /** What the session record keeps; the ledger counts as saved from here. */
   record(): UpstreamRecord {
     this.#dirty = false;
-    return this.#replies === undefined
-      ? { up: this.#last }
-      : { up: this.#last, replies: this.#replies };
+    const record: UpstreamRecord = { up: this.#last };
+    if (this.#replies !== undefined) record.replies = this.#replies;
+    // Kept for the connection after this one, if this one closes first (a close made on resume).
+    if (this.#doubtful) record.doubt = true;
+    return record;
   }
 }
 

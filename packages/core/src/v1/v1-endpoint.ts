@@ -317,8 +317,10 @@ export class V1Endpoint {
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
     // Whether the previous connection recorded all it handed on: only a clean close says so, and
-    // only if no connection since could not record (`u`: one was welcomed `unavailable`).
-    const doubtful = session.cleanlyClosed !== true || hello.u === 1;
+    // only if no connection since could not record (`u`: one was welcomed `unavailable`), nor
+    // closed before the client sent again what may have been handed on (`doubt`).
+    const doubtful =
+      session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true;
     const ledger = new UpstreamLedger(session.record, doubtful);
     this.#upstream.set(client, ledger);
     client.hold();
@@ -368,7 +370,9 @@ export class V1Endpoint {
       m: this.#settings.maxPayload,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    writeWelcome(client, welcome, replay);
+    // A connection closed at once (a close made while the client was away) replays nothing: the
+    // client keeps its positions, and the next resume replays from them.
+    writeWelcome(client, welcome, session.closeWith === undefined ? replay : []);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
