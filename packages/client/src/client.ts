@@ -824,14 +824,21 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
 
   /**
    * What waits to go out and is larger than the server now says it takes (queued before a welcome
-   * told the limit, or sent before to a server whose limit is now lower): refused, not sent.
+   * told the limit, or kept for a server whose limit is now lower): refused, not sent; one that
+   * went out before rejects as any message whose fate is unknown (`DisconnectedError`).
    */
   #refuseTooLarge(): void {
     if (this.#maxFrame === undefined) return;
     for (const entry of this.#outbox.pending()) {
       const bytes = this.#tooLarge(entry.message, entry.s, entry.data);
       if (bytes === undefined) continue;
-      const error = new MessageTooLargeError(bytes, this.#maxFrame);
+      // One that went out before may have reached the server's application: not sent again.
+      const error = entry.sent
+        ? new DisconnectedError(
+            `not sent again: its frame is ${bytes} bytes, over the ${this.#maxFrame} the server ` +
+              "takes now; the server's application may or may not have it",
+          )
+        : new MessageTooLargeError(bytes, this.#maxFrame);
       if (entry.requestId !== undefined) this.#requests.fail(entry.requestId, error);
       this.#outbox.refuse(entry, error);
       this.#queue = this.#queue.filter(({ upstream }) => upstream !== entry);

@@ -3,6 +3,7 @@ import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type ClientError,
+  DisconnectedError,
   MessageTooLargeError,
   QueueFullError,
   type WelcomeInfo,
@@ -123,6 +124,30 @@ describe('upstream delivery', () => {
     await small;
     expect(heard.map((h) => h.text)).toEqual(['small']);
     expect(client.state).toBe('open');
+  });
+
+  it('does not send again what went out to a node whose limit was higher: its fate is unknown', async () => {
+    // Node a's store view can fail: it hands the message on and records nothing, as if it died.
+    const dying = switchableStore(cluster.stateStore);
+    const [a] = await cluster.start(1, { maxPayload: 4000, stateStore: dying.stateStore });
+    const b = (await cluster.start(1, { maxPayload: 1000 })).at(-1);
+    const heard = hear([a!, b!]);
+    let target = a!;
+    const { client } = openClient(() => urlOf(target), { backoffBaseMs: 10 });
+    await stateOf(client, 'open');
+    const onA = a!.clients.get(client.clientId!)!;
+    onA.on('message', () => {
+      dying.down = true;
+      onA.terminate();
+    });
+    target = b!;
+    const large = client.send('x'.repeat(2500));
+    await expect(large).rejects.toBeInstanceOf(DisconnectedError);
+    await client.send('small');
+    expect(heard.map((h) => [h.node, h.text.length])).toEqual([
+      ['node-1', 2500],
+      ['node-2', 5],
+    ]);
   });
 
   it('maxUnacknowledged bounds what waits for acknowledgement, and frees as the server acknowledges', async () => {

@@ -399,6 +399,44 @@ describe('joins, leaves and closes for a session between connections', () => {
     await until(() => again.peer.texts().includes('still here'), 2000, 'a message');
   });
 
+  it('a close sends the closed connection nothing live either: the next resume replays it all', async () => {
+    const store = new MemoryStateStore({ ttlMs: 60_000 });
+    const history = new MemoryHistory({ maxEntries: 100 });
+    stores.push(store, history);
+    const [a, b] = await cluster.start(2, {
+      stateStore: store,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: 'chat*', store: history }],
+    });
+    const { peer, welcome } = await V1Peer.connect(a!);
+    for (const room of ['chat-a', 'chat-b']) await a!.client(welcome.client).join(room);
+    await a!.to('chat-a').send('a1');
+    await a!.to('chat-b').send('b1');
+    await until(() => peer.all('msg').length === 2, 2000, 'the first messages');
+    const rooms: Record<string, { o: number; e: string }> = {};
+    for (const m of peer.all('msg')) rooms[m.r!] = { o: m.o!, e: m.e! };
+    peer.ws.terminate();
+    await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
+    await b!.client(welcome.client).close(4000, 'come back');
+    await a!.to('chat-b').send('b2');
+    // While the resume reads chat-b's history, chat-a (rejoined already) gets a live message.
+    const read = history.read.bind(history);
+    let live: Promise<void> | undefined;
+    history.read = async (room, ...rest) => {
+      if (room === 'chat-b') live ??= a!.to('chat-a').send('a2');
+      await live;
+      return read(room, ...rest);
+    };
+    const closed = await V1Peer.connect(b!, { session: welcome.session, rooms });
+    expect(await closeOf(closed.peer)).toMatchObject({ code: 4000 });
+    expect(live).toBeDefined();
+    expect(closed.peer.all('msg')).toEqual([]);
+    const again = await V1Peer.connect(b!, { session: welcome.session, rooms });
+    await until(() => again.peer.all('msg').length === 2, 2000, 'the replay');
+    expect(again.peer.texts('chat-a')).toEqual(['a2']);
+    expect(again.peer.texts('chat-b')).toEqual(['b2']);
+  });
+
   it("a publisher's close closes its resume the same way", async () => {
     const {
       nodes: [a, b],

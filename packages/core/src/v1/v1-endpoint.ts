@@ -370,9 +370,13 @@ export class V1Endpoint {
       m: this.#settings.maxPayload,
     };
     if (session.reason !== undefined) welcome.reason = session.reason;
-    // A connection closed at once (a close made while the client was away) replays nothing: the
-    // client keeps its positions, and the next resume replays from them.
-    writeWelcome(client, welcome, session.closeWith === undefined ? replay : []);
+    // A connection closed at once (a close made while the client was away) is sent nothing of its
+    // rooms, replayed or live: the client keeps its positions, and the next resume replays from them.
+    if (session.closeWith !== undefined) {
+      client.dropHeld();
+      replay.length = 0;
+    }
+    writeWelcome(client, welcome, replay);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
