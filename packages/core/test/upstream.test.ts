@@ -210,6 +210,22 @@ async function recordedUp(store: StateStore, clientId: string, up: number): Prom
   );
 }
 
+/**
+ * Two nodes; a client hands `m1`, `m2` on to node-1, which records nothing of it (as if it died
+ * right after), and drops.
+ */
+async function handedOnUnrecorded() {
+  const shared = new MemoryStateStore();
+  const dying = breakable(shared);
+  const { nodes, heard } = await startNodes([dying.view, shared]);
+  const first = await V1Peer.connect(nodes[0]!);
+  dying.state.broken = true; // from now on node-1 records nothing, as if it were gone
+  for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+  await until(() => heard.length === 2, 2000, 'two messages');
+  first.peer.ws.terminate();
+  return { nodes, heard, first };
+}
+
 describe('upstream delivery (wscale.v1)', () => {
   it('acknowledges numbered messages cumulatively and drops one sent again', async () => {
     const { nodes, heard } = await startNodes([new MemoryStateStore()]);
@@ -255,14 +271,7 @@ describe('upstream delivery (wscale.v1)', () => {
   });
 
   it('when the node dies before recording, what comes again is handed on marked, with the same id', async () => {
-    const shared = new MemoryStateStore();
-    const dying = breakable(shared);
-    const { nodes, heard } = await startNodes([dying.view, shared]);
-    const first = await V1Peer.connect(nodes[0]!);
-    dying.state.broken = true; // from now on node-1 records nothing, as if it were gone
-    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
-    await until(() => heard.length === 2, 2000, 'two messages');
-    first.peer.ws.terminate();
+    const { nodes, heard, first } = await handedOnUnrecorded();
 
     const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
     expect(second.welcome.resumed).toBe(true);
@@ -281,14 +290,7 @@ describe('upstream delivery (wscale.v1)', () => {
   });
 
   it('marks what comes again after a resume the server closed at once (a close made while away)', async () => {
-    const shared = new MemoryStateStore();
-    const dying = breakable(shared);
-    const { nodes, heard } = await startNodes([dying.view, shared]);
-    const first = await V1Peer.connect(nodes[0]!);
-    dying.state.broken = true; // from now on node-1 records nothing, as if it were gone
-    for (const s of [1, 2]) first.peer.send({ t: 'msg', d: `m${s}`, s });
-    await until(() => heard.length === 2, 2000, 'two messages');
-    first.peer.ws.terminate();
+    const { nodes, heard, first } = await handedOnUnrecorded();
     await nodes[1]!.client(first.welcome.client).close(4000, 'come back');
 
     // Closed right after its welcome, before the client sent anything again: what node-1 handed
