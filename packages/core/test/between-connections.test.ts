@@ -137,6 +137,36 @@ describe('joins, leaves and closes for a session between connections', () => {
     });
   });
 
+  it('replay nothing twice when the client got past the join on a connection that could not record it', async () => {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    await b!.client(welcome.client).join('chat');
+    const key = `wscale:session:${welcome.client}`;
+    const { at } = JSON.parse((await store.get(key))!.value);
+    await b!.to('chat').send('m1');
+    const first = await V1Peer.connect(b!, { session: welcome.session });
+    await b!.to('chat').send('m2');
+    await until(() => first.peer.texts('chat').length === 2, 2000, 'm1 and m2');
+    const last = first.peer.all('msg').at(-1)!;
+    first.peer.ws.terminate();
+    await until(() => !b!.clients.has(welcome.client), 2000, 'the drop');
+    // As if that connection's node had died before it recorded anything: the record keeps `at`.
+    const record = JSON.parse((await store.get(key))!.value);
+    await store.set(key, JSON.stringify({ ...record, at, live: true, node: 'node-killed' }));
+    await b!.to('chat').send('m3');
+    const second = await V1Peer.connect(a!, {
+      session: welcome.session,
+      rooms: { chat: { o: last.o!, e: last.e! } },
+    });
+    await until(() => second.peer.texts('chat').length >= 1, 2000, 'the replay');
+    await b!.to('chat').send('m4');
+    await until(() => second.peer.texts('chat').length >= 2, 2000, 'a live message');
+    expect(second.peer.texts('chat')).toEqual(['m3', 'm4']);
+  });
+
   it('replay only what a room got after the last join, when it left and joined again while away', async () => {
     const {
       nodes: [a, b],

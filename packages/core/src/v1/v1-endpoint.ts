@@ -336,9 +336,12 @@ export class V1Endpoint {
       }
       if (own.has(room)) client.markOwn(room);
       // A room the server joined the session to between connections: from where it joined,
-      // whatever the client says of an earlier time it was in it (it left meanwhile).
-      const joinedAt = session.record?.at?.[room];
-      const seen = joinedAt ?? hello.rooms?.[room];
+      // whatever the client says of an earlier time it was in it (it left meanwhile), unless it
+      // says it got past that (a connection since delivered more).
+      const told = hello.rooms?.[room];
+      const at = session.record?.at?.[room];
+      const joinedAt = at !== undefined && !(told?.e === at.e && told.o >= at.o) ? at : undefined;
+      const seen = joinedAt ?? told;
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       const state = await this.#rejoin(client, room, from, replay, budget);
       // Its replay starts there: a client that did not list the room goes on from it.
