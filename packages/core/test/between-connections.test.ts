@@ -10,6 +10,7 @@ import {
   MemoryStateStore,
   Publisher,
   type ScaledWebSocketServer,
+  StateStoreError,
 } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -490,6 +491,27 @@ describe('joins, leaves and closes for a session between connections', () => {
     expect(again.welcome.resumed).toBe(true);
     await b!.client(welcome.client).send('open');
     await until(() => again.peer.texts().includes('open'), 2000, 'a message');
+  });
+
+  it('reject with StateStoreError while the store is down, in order, and the next ones go through', async () => {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2);
+    const welcome = await dropped(a!);
+    const client = b!.client(welcome.client);
+    const down = Object.assign(store, {
+      get: () => Promise.reject(new StateStoreError('the store is down')),
+    });
+    const refused = await Promise.allSettled([client.join('x'), client.leave('lobby')]);
+    expect(refused.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected']);
+    for (const outcome of refused) {
+      expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(StateStoreError);
+    }
+    delete (down as { get?: unknown }).get; // the store answers again
+    await client.join('news');
+    const rooms = await resumedRooms(a!, welcome.session, welcome.client);
+    expect(rooms.server).toEqual(['lobby', 'news']);
   });
 
   it('goes to every node for a raw client, as before', async () => {

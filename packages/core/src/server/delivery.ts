@@ -204,17 +204,18 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   #directTo(header: DirectHeader, message: Outgoing | undefined): Promise<void> {
     const id = header.c;
     const local = this.#clients.get(id);
-    // A session this node is still taking over: the router keeps it with what came before it.
-    const arriving = this.router.arriving(id);
     if (
       isSessionChange(header) &&
-      (local === undefined || arriving || this.#sessionChanges.has(id))
+      (local === undefined || this.router.arriving(id) || this.#sessionChanges.has(id))
     ) {
       // Into the session's record too (the holder the router knows may have died a moment ago),
       // behind the changes of the session made before it.
       return this.#changeSession(header);
     }
-    if (local !== undefined && !arriving) return this.#applyDirect(local, header, message) ?? DONE;
+    // A session this node is still taking over: the router keeps it with what came before it.
+    if (local !== undefined && !this.router.arriving(id)) {
+      return this.#applyDirect(local, header, message) ?? DONE;
+    }
     return this.router.send(header, message?.bytes ?? NO_BYTES, message?.flags ?? 0);
   }
 
