@@ -213,6 +213,25 @@ describe('joins, leaves and closes for a session between connections', () => {
     expect([...b!.clients.get(welcome.client)!.rooms].sort()).toEqual(['lobby']);
   });
 
+  it("apply the connection's own joins and leaves after the calls made before them that still wait for the store", async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2, 20);
+    const welcome = await dropped(a!);
+    const rooms = Array.from({ length: 10 }, (_, i) => `q${i}`);
+    const calls: Promise<void>[] = [];
+    b!.on('connection', (client) => {
+      if (client.id !== welcome.client) return;
+      for (const room of rooms) calls.push(client.leave(room));
+    });
+    for (const room of rooms) calls.push(b!.client(welcome.client).join(room));
+    const resumed = await V1Peer.connect(b!, { session: welcome.session });
+    await until(() => calls.length === 20, 5000, 'the leaves');
+    await Promise.all(calls);
+    expect(resumed.welcome.resumed).toBe(true);
+    expect([...b!.clients.get(welcome.client)!.rooms].sort()).toEqual(['lobby']);
+  });
+
   it('refuse a room name longer than the protocol carries, connected or away, from a node or a publisher', async () => {
     const {
       nodes: [a, b],

@@ -53,6 +53,10 @@ export interface SessionRecords {
   closing(id: string): Promise<void> | undefined;
   /** A join, leave or close for a session no connection here holds (see `changeSession`). */
   changeSession(id: string, change: SessionChange, at?: HistoryPosition): Promise<ChangePlace>;
+  /** Joins a connection here to a room at once (it is this change's turn). */
+  joinNow(client: AnyClient, room: string): Promise<void>;
+  /** Makes a connection here leave a room at once. */
+  leaveNow(client: AnyClient, room: string): Promise<void>;
 }
 
 /** Where the nodes that come and go are announced: the server's events. */
@@ -318,6 +322,12 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     return true;
   }
 
+  inTurn(sessionId: string, change: () => Promise<void>): Promise<void> {
+    return this.#sessionChanges.has(sessionId)
+      ? this.#sessionChanges.run(sessionId, change)
+      : change();
+  }
+
   recorded(id: string): Promise<void> | undefined {
     return this.#sessions.closing(id);
   }
@@ -348,10 +358,11 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
         // Else the session is still rejoining its stream, whose replay from the history (where
         // the message already is) brings it: writing it here too would send it twice.
         return undefined;
+      // Its turn already: behind the session's changes made before it here, or from another node.
       case 'join':
-        return client.join(header.a);
+        return this.#sessions.joinNow(client, header.a);
       case 'leave':
-        return client.leave(header.a);
+        return this.#sessions.leaveNow(client, header.a);
       case 'close':
         client.close(...header.a);
         return undefined;

@@ -136,6 +136,8 @@ export class ScaledWebSocketServer<
         closing: (id) => this.#connections.saver.closing(id),
         changeSession: (id, change, at) =>
           changeSession(this.#store, resolved.topicPrefix, id, change, at),
+        joinNow: (client, room) => this.#connections.joinNow(client, room),
+        leaveNow: (client, room) => this.#connections.leaveNow(client, room),
       },
     );
     const rooms = this.#delivery.rooms;

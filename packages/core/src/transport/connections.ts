@@ -41,6 +41,11 @@ export interface Takeovers {
   takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
   /** Applies what came for a session while it was being taken over (behind its welcome). */
   arrived(client: AnyClient): void;
+  /**
+   * Runs a join or leave of the connection itself behind the `wss.client(id)` changes of its
+   * session this node made before and that still wait for the store; at once when none does.
+   */
+  inTurn(sessionId: string, change: () => Promise<void>): Promise<void>;
 }
 
 /** Where a new connection is announced: the server's `connection` event. */
@@ -283,24 +288,37 @@ export class Connections<Identity, Data extends object>
   }
 
   join(client: AnyClient, room: string): Promise<void> {
+    return this.#inTurn(client, () => this.joinNow(client, room));
+  }
+
+  leave(client: AnyClient, room: string): Promise<void> {
+    return this.#inTurn(client, () => this.leaveNow(client, room));
+  }
+
+  /**
+   * Joins `room` now: behind the joins and leaves of the room under way, not behind the session's
+   * changes waiting for the store (it is one of them, or none waits).
+   */
+  joinNow(client: AnyClient, room: string): Promise<void> {
     try {
       if (client.v1) checkSessionRoom(room);
     } catch (error) {
       return Promise.reject(error);
     }
     const { membership } = this.#parts;
-    return this.#parts.reporter.sends.track(
-      membership.inOrder(client, room, async () => {
-        await membership.join(client, room);
-      }),
-    );
+    return membership.inOrder(client, room, async () => {
+      await membership.join(client, room);
+    });
   }
 
-  leave(client: AnyClient, room: string): Promise<void> {
+  /** Leaves `room` now, as {@link joinNow} joins. */
+  leaveNow(client: AnyClient, room: string): Promise<void> {
     const { membership } = this.#parts;
-    return this.#parts.reporter.sends.track(
-      membership.inOrder(client, room, () => membership.leave(client, room)),
-    );
+    return membership.inOrder(client, room, () => membership.leave(client, room));
+  }
+
+  #inTurn(client: AnyClient, change: () => Promise<void>): Promise<void> {
+    return this.#parts.reporter.sends.track(this.#parts.takeovers.inTurn(client.id, change));
   }
 
   dataChanged(client: AnyClient): Promise<void> {
