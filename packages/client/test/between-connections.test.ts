@@ -78,4 +78,27 @@ describe('a client between two connections', () => {
     expect(left).toEqual(['chat-old']);
     expect(client.rooms).toEqual([]);
   });
+
+  it('keeps its place in a room through a close made while it was away: the next resume replays what it missed, or says it cannot, never skips it', async () => {
+    const [a, b] = (await cluster.start(2, { maxReplayEntries: 3 })) as [
+      ScaledWebSocketServer,
+      ScaledWebSocketServer,
+    ];
+    a.on('connection', (connection) => {
+      if (!connection.resumed) void connection.join('chat-x');
+    });
+    const { client, seen, clientId, back } = await awayClient(a, b, ['chat-x']);
+    for (let i = 1; i <= 6; i++) await a.to('chat-x').send(`missed ${i}`);
+    await b.client(clientId).close(4000, 'come back');
+    back();
+    // Closed right after its welcome (code 4000: the client comes back), then resumed.
+    await until(() => seen.welcomes.length === 3 && client.state === 'open', 5000, 'two resumes');
+    expect(seen.closes.map(({ code }) => code)).toContain(4000);
+    // Six missed, three may be replayed: the room is told lost, not recovered from a later place.
+    expect(seen.welcomes[2]!.rooms['chat-x']).toMatchObject({
+      recovered: false,
+      reason: 'too-old',
+    });
+    expect(texts(seen)).toEqual([]);
+  });
 });

@@ -97,6 +97,7 @@ describe('a damaged session record', () => {
               replies: [{ s: 1, d: 'x' }],
               at: { chat: { o: 0, e: 'an-epoch' } },
               doubt: true,
+              claim: 3,
             }).map(([name, valid]) => [name, field(valid)]),
           ),
           close: fc.jsonValue().filter((value) => !isClose(value)),

@@ -85,7 +85,9 @@ export type DirectHeader = DirectOperation & {
  * Header of a {@link BusKind.Moved}: session `c` now lives on node `n`; close it with `a`. With
  * `d`, the node that held it, which answers {@link BusKind.Released} once it recorded the close.
  * `t`, when it was sent (the sender's clock, ms): a node keeps a connection of the session it
- * opened after that (a broker outage can hold the frame back for long).
+ * opened after that (a broker outage can hold the frame back for long). `g`, the claim the new
+ * connection made in the session's record: a node keeps a connection of a later claim, whatever
+ * the clocks say.
  */
 export interface MovedHeader {
   n: string;
@@ -93,6 +95,7 @@ export interface MovedHeader {
   a: [code: number, reason: string];
   d?: string;
   t?: number;
+  g?: number;
 }
 
 /** Header of a {@link BusKind.Released}: node `n` recorded the close of session `c`. */
@@ -650,7 +653,8 @@ function isMoved(header: Sent): header is Sent & MovedHeader {
     isString(header.c) &&
     isCloseArgument(header.a) &&
     optional(header.d, isString) &&
-    optional(header.t, isCount)
+    optional(header.t, isCount) &&
+    optional(header.g, isCount)
   );
 }
 

@@ -22,10 +22,10 @@ export interface DirectTarget {
   /** Applies a direct operation to the local client it names; false when this node has none. */
   apply(frame: DirectFrame): boolean;
   /**
-   * Closes the local client of a session another node took over (unless it opened after `sentAt`,
-   * when given); false when there was none.
+   * Closes the local client of a session another node took over (unless it claimed the session
+   * after `claim`, or without one opened after `sentAt`, when given); false when there was none.
    */
-  release(id: string, code: number, reason: string, sentAt?: number): boolean;
+  release(id: string, code: number, reason: string, sentAt?: number, claim?: number): boolean;
   /** The last save of the session's connection that closed here, while it is under way. */
   recorded(id: string): Promise<void> | undefined;
   /**
@@ -85,6 +85,8 @@ export class DirectRouter {
   readonly #located = new Map<string, string>();
   /** Sessions this node held and another took over, to the node that took them. */
   readonly #moved = new Map<string, string>();
+  /** The last claim of each session this node heard of (least recently heard dropped first). */
+  readonly #claims = new Map<string, number>();
   /** Sessions this node is taking over, with the operations that came for them meanwhile. */
   readonly #arriving = new Map<string, Arrival>();
   /** Takeovers waiting for the old holder to say it recorded the session's close. */
@@ -165,7 +167,8 @@ export class DirectRouter {
    * A session is taken over by this node: every node hears it (the old holder closes its
    * connection), and operations routed here wait for {@link arrived}.
    */
-  claim(id: string, code: number, reason: string, holder?: string): Promise<void> {
+  claim(id: string, code: number, reason: string, holder?: string, claim?: number): Promise<void> {
+    if (claim !== undefined) this.#heard(id, claim);
     this.#located.delete(id);
     this.#moved.delete(id);
     const previous = this.#arriving.get(id);
@@ -175,7 +178,20 @@ export class DirectRouter {
     this.#arriving.set(id, { frames: previous?.frames ?? [], timer });
     const header: MovedHeader = { n: this.#nodeId, c: id, a: [code, reason], t: Date.now() };
     if (holder !== undefined) header.d = holder;
+    if (claim !== undefined) header.g = claim;
     return this.#mesh.toNode(undefined, { kind: BusKind.Moved, header });
+  }
+
+  /**
+   * Whether a connection, on any node, claimed session `id` after `claim`, as far as this node
+   * heard: a resume whose claim was overtaken holds nothing.
+   */
+  claimedAfter(id: string, claim: number): boolean {
+    return (this.#claims.get(id) ?? 0) > claim;
+  }
+
+  #heard(id: string, claim: number): void {
+    if (!this.claimedAfter(id, claim)) remember(this.#claims, id, claim, MAX_MOVED);
   }
 
   /**
@@ -280,10 +296,15 @@ export class DirectRouter {
   }
 
   #onMoved(header: MovedHeader): void {
-    const { c: id, n: node } = header;
+    const { c: id, n: node, g: claim } = header;
+    if (claim !== undefined) {
+      // Overtaken by a later claim (resumes of one token at once): that one holds the session.
+      if (this.claimedAfter(id, claim)) return;
+      this.#heard(id, claim);
+    }
     remember(this.#located, id, node, MAX_LOCATED);
     const [code, reason] = header.a;
-    if (this.#target.release(id, code, reason, header.t)) {
+    if (this.#target.release(id, code, reason, header.t, claim)) {
       remember(this.#moved, id, node, MAX_MOVED);
     } else {
       // Only the node that held the session last passes operations on: one path, never two.
@@ -362,7 +383,7 @@ function tagOf(nodeId: string): string {
 }
 
 /** Sets an entry as the most recent, dropping the least recent beyond `max`. */
-function remember(map: Map<string, string>, key: string, value: string, max: number): void {
+function remember<T>(map: Map<string, T>, key: string, value: T, max: number): void {
   map.delete(key);
   map.set(key, value);
   if (map.size > max) map.delete(map.keys().next().value!);

@@ -32,3 +32,6 @@ export enum CloseCode {
   /** The session was resumed on another connection; this one is closed. */
   SessionTakenOver = 4409,
 }
+
+/** The reason a connection closed with {@link CloseCode.SessionTakenOver} is given. */
+export const TAKEN_OVER = 'session resumed elsewhere';

@@ -38,6 +38,11 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
   }
 
   /** Local members of a room (empty when none). */
+  /** Whether `room` keeps history. */
+  keepsHistory(room: string): boolean {
+    return this.#host.historyOf(room) !== undefined;
+  }
+
   members(room: string): ReadonlySet<Member> {
     return this.#rooms.get(room)?.members ?? EMPTY;
   }

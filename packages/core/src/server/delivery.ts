@@ -11,7 +11,7 @@ import {
 } from '../mesh/node-mesh.js';
 import type { Reporter } from '../ops/reporter.js';
 import type { PresenceService } from '../presence/presence-service.js';
-import { CloseCode } from '../protocol/close-codes.js';
+import { CloseCode, TAKEN_OVER } from '../protocol/close-codes.js';
 import { type Outgoing, OutKind } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
@@ -264,16 +264,22 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /**
-   * Closes an older connection of a session, wherever it is, without waiting (one opened after
-   * this, before it reaches its node after a broker outage, is kept).
+   * Closes an older connection of a session, wherever it is, without waiting (one that claimed the
+   * session after `claim`, or opened after this and reaches its node after a broker outage, is
+   * kept). False, and nothing closed, when a later claim is known: the new connection holds nothing.
    */
-  kick(sessionId: string): void {
-    this.release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER);
+  kick(sessionId: string, claim?: number): boolean {
+    if (claim !== undefined) {
+      const here = this.#clients.get(sessionId)?.claim ?? 0;
+      if (here > claim || this.router.claimedAfter(sessionId, claim)) return false;
+    }
+    this.release(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER, undefined, claim);
     // Not awaited: the new connection already holds the session in the store, and a broker
     // that is down must not hold its welcome back.
     this.router
-      .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER)
+      .claim(sessionId, CloseCode.SessionTakenOver, TAKEN_OVER, undefined, claim)
       .catch(this.#reporter.report);
+    return true;
   }
 
   /**
@@ -298,12 +304,9 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /** Closes the local connection of a session taken over elsewhere; from now on it is not here. */
-  release(id: string, code: number, reason: string, sentAt?: number): boolean {
+  release(id: string, code: number, reason: string, sentAt?: number, claim?: number): boolean {
     const older = this.#clients.get(id);
-    if (older === undefined) return false;
-    // Opened after the takeover was sent: a newer connection of the session, not the one it meant.
-    // (Clocks of two nodes differ: within CLOCK_SLACK_MS the connection counts as older.)
-    if (sentAt !== undefined && (older.openedAt ?? 0) > sentAt + CLOCK_SLACK_MS) return false;
+    if (older === undefined || !olderThan(older, sentAt, claim)) return false;
     this.#clients.delete(id);
     older.close(code, reason);
     // Gone now for presence too: its socket may end only after `closeTimeoutMs` (a peer that no
@@ -400,9 +403,19 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 }
 
-const TAKEN_OVER = 'session resumed elsewhere';
 /** What a direct operation applied at once resolves with. */
 const DONE = Promise.resolve();
 
 /** How far two nodes' clocks may differ for a takeover's send time to order it with a connection. */
 const CLOCK_SLACK_MS = 100;
+
+/**
+ * Whether a connection came before a takeover: its claim of the session's record was earlier;
+ * without claims on both sides, it opened before the takeover was sent (`sentAt`, when given: a
+ * connection opened after it is a newer one of the session, not the one it meant; two nodes'
+ * clocks differ, so within `CLOCK_SLACK_MS` it counts as older).
+ */
+function olderThan(connection: AnyClient, sentAt?: number, claim?: number): boolean {
+  if (claim !== undefined && connection.claim !== undefined) return connection.claim < claim;
+  return sentAt === undefined || (connection.openedAt ?? 0) <= sentAt + CLOCK_SLACK_MS;
+}

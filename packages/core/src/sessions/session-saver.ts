@@ -147,6 +147,18 @@ export class SessionSaver<Client extends SavedClient> {
     );
   }
 
+  /**
+   * The last save of a connection closed right after its welcome (a close the server made while
+   * the client was away): it rejoined nothing and handed nothing on, so its record stays as its
+   * resume found it (with the changes made since), only marked closed.
+   */
+  saveUnopened(client: Client): void {
+    const conn = client.conn;
+    if (conn === undefined) return;
+    client.conn = undefined;
+    this.#finalSave(client.id, this.#sessions.markClosed(client.id, conn));
+  }
+
   /** Keeps a last save under way until it is done, for {@link SessionSaver.closing}. */
   #finalSave(id: string, saved: Promise<void>): void {
     const earlier = this.#finalSaves.get(id);

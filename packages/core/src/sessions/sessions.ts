@@ -59,6 +59,11 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
   at?: Record<string, { o: number; e: string }>;
   /** A close the server made while no connection held the session: made on the next resume. */
   close?: [code: number, reason: string];
+  /**
+   * How many resumes claimed the session: the connection of the last claim holds it, and the
+   * takeover of an earlier one closes none claimed after it.
+   */
+  claim?: number;
 }
 
 /**
@@ -235,11 +240,15 @@ export class Sessions {
             answering: undefined,
             node: this.#node,
             close: undefined,
+            // (A stored number too large to count on stays a number the next resume reads.)
+            claim: Math.min(record.claim ?? 0, Number.MAX_SAFE_INTEGER - 1) + 1,
           };
           closeWith = record.close;
           return JSON.stringify(claimed);
         },
-        undefined,
+        // Resumes of one token at once (tabs sharing it, a client retrying) race here: each round
+        // one of them wins, and losing is no reason to welcome the others `unavailable`.
+        CLAIM_ATTEMPTS,
         known?.read,
       );
     } catch (error) {
@@ -316,6 +325,22 @@ export class Sessions {
     return entry.done;
   }
 
+  /**
+   * Marks the record closed (`live: false`) as it is, if `conn` still holds it: for a connection
+   * that changed nothing of it. Resolves when written, or failed (reported).
+   */
+  async markClosed(id: string, conn: string): Promise<void> {
+    try {
+      await updateState(this.#store, this.#key(id), (current) => {
+        const stored = current === undefined ? undefined : parseRecord(current, id);
+        if (stored === undefined || stored instanceof SessionRecordError) return undefined;
+        return stored.conn === conn ? JSON.stringify({ ...stored, live: false }) : undefined;
+      });
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+
   /** Writes the record unless it names another connection; resolves whether it wrote. */
   async #write(id: string, conn: string, snapshot: SessionSnapshot): Promise<boolean> {
     let refused = false;
@@ -327,7 +352,12 @@ export class Sessions {
       if (refused) return undefined;
       const { data, ...rest } = snapshot;
       const json = data ?? JSON.stringify(stored?.data ?? {});
-      const record = { ...rest, conn, node: this.#node } satisfies Omit<SessionRecord, 'data'>;
+      const record = {
+        ...rest,
+        conn,
+        node: this.#node,
+        claim: stored?.claim,
+      } satisfies Omit<SessionRecord, 'data'>;
       // The data is JSON already: put in as it is, not encoded a second time.
       return `{"data":${json},${JSON.stringify(record).slice(1)}`;
     });
@@ -359,6 +389,9 @@ export function checkSessionRoom(room: string): void {
     );
   }
 }
+
+/** How often a resume tries its claim while other resumes of the session write the record. */
+const CLAIM_ATTEMPTS = 64;
 
 /** The key of session `id`'s record. */
 function sessionKey(prefix: string, id: string): string {
@@ -457,6 +490,9 @@ function recordProblem(value: unknown): string | undefined {
   if (record.at !== undefined && !isPositions(record.at)) return '"at" is not a map of positions';
   if (record.close !== undefined && !isClose(record.close)) return '"close" is not a close';
   if (record.up !== undefined && !Number.isSafeInteger(record.up)) return '"up" is not an integer';
+  if (record.claim !== undefined && !Number.isSafeInteger(record.claim)) {
+    return '"claim" is not an integer';
+  }
   if (record.doubt !== undefined && typeof record.doubt !== 'boolean') {
     return '"doubt" is not a boolean';
   }

@@ -136,6 +136,8 @@ interface Rare {
   conn?: string;
   /** When its session's connection opened here (Date.now()). */
   openedAt?: number;
+  /** Its claim of its session's record (see `SessionRecord.claim`). */
+  claim?: number;
   /** Its session's owner, as `sessionOwner` said when the session opened. */
   owner?: string;
   /** Frames held back: while its session opens, or while a join or leave is being saved. */
@@ -608,6 +610,15 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   set openedAt(at: number | undefined) {
     this.#rareState().openedAt = at;
+  }
+
+  /** Its resume's claim of its `wscale.v1` session's record; `undefined` for a new session. */
+  get claim(): number | undefined {
+    return this.#rare?.claim;
+  }
+
+  set claim(claim: number | undefined) {
+    this.#rareState().claim = claim;
   }
 
   /** The owner of this client's `wscale.v1` session, known from its open. */

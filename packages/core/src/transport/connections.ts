@@ -35,8 +35,11 @@ export interface ConnectionSettings extends V1Settings, SaverSettings<unknown> {
 
 /** Sessions that move between nodes: what the connections ask of the node's direct delivery. */
 export interface Takeovers {
-  /** Closes an older connection of the session, wherever it is, without waiting. */
-  kick(sessionId: string): void;
+  /**
+   * Closes an older connection of the session, wherever it is, without waiting; false when a
+   * connection claimed it after `claim` (see `Delivery.kick`).
+   */
+  kick(sessionId: string, claim?: number): boolean;
   /** Takes a session over from the node that holds it; resolves once it let go, or after `ms`. */
   takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
   /** Applies what came for a session while it was being taken over (behind its welcome). */
@@ -134,8 +137,8 @@ export class Connections<Identity, Data extends object>
     return nodeId === this.nodeId || this.#parts.mesh.isAlive(nodeId);
   }
 
-  kick(sessionId: string): void {
-    this.#parts.takeovers.kick(sessionId);
+  kick(sessionId: string, claim?: number): boolean {
+    return this.#parts.takeovers.kick(sessionId, claim);
   }
 
   takeOver(sessionId: string, holder: string, ms: number): Promise<void> {
@@ -148,6 +151,7 @@ export class Connections<Identity, Data extends object>
     const client = this.#add(session.id, ws, socket, identity as Identity, true, data);
     client.conn = session.conn;
     client.openedAt = Date.now();
+    client.claim = session.record?.claim;
     client.owner = session.owner;
     return client;
   }
@@ -163,6 +167,10 @@ export class Connections<Identity, Data extends object>
 
   save(client: AnyClient): Promise<void> {
     return this.saver.save(client);
+  }
+
+  closedAtOnce(client: AnyClient): void {
+    this.saver.saveUnopened(client);
   }
 
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void {

@@ -32,6 +32,11 @@ export class Membership {
     this.#save = save;
   }
 
+  /** Whether `room` keeps history. */
+  keepsHistory(room: string): boolean {
+    return this.#rooms.keepsHistory(room);
+  }
+
   /**
    * Runs a join or leave of a client's room after the ones asked before it for that room, by the
    * client or by the application: a join waits for `authorizeJoin`, the broker and the store, and

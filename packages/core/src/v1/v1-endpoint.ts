@@ -7,7 +7,7 @@ import { HandlerError, ProtocolError } from '../errors.js';
 import type { NodeLog } from '../ops/logger.js';
 import type { Traffic } from '../ops/traffic.js';
 import type { PresenceService } from '../presence/presence-service.js';
-import { CloseCode } from '../protocol/close-codes.js';
+import { CloseCode, TAKEN_OVER } from '../protocol/close-codes.js';
 import { decodeClientFrame } from '../protocol/codec.js';
 import {
   type ClientMessage,
@@ -50,8 +50,11 @@ export interface V1Node {
   readonly nodeId: string;
   /** Whether a node (this one or another) is alive. */
   alive(nodeId: string): boolean;
-  /** Closes an older connection of the session, wherever it is, without waiting. */
-  kick(sessionId: string): void;
+  /**
+   * Closes an older connection of the session, wherever it is, without waiting; false, closing
+   * nothing, when a connection claimed the session after `claim`.
+   */
+  kick(sessionId: string, claim?: number): boolean;
   /**
    * Closes the connection that holds a session on node `holder` (this one or another); resolves
    * once that node has recorded the connection's close, or after `ms` without its answer.
@@ -72,6 +75,8 @@ export interface V1Node {
   connected(client: V1Client, request: IncomingMessage): void;
   /** Saves a client's session. */
   save(client: V1Client): Promise<void>;
+  /** Saves the session of a client closed right after its welcome: its record, marked closed. */
+  closedAtOnce(client: V1Client): void;
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
@@ -312,8 +317,14 @@ export class V1Endpoint {
       return undefined;
     }
     // The session the token named (resumed, or kept while the store is down): an older
-    // connection may still hold it.
-    if (session.resumed || session.reason === 'unavailable') node.kick(session.id);
+    // connection may still hold it. A later resume of the same token may have claimed it already
+    // (tabs sharing a token): then this one holds nothing, and goes as if taken over.
+    const claim = session.record?.claim;
+    if ((session.resumed || session.reason === 'unavailable') && !node.kick(session.id, claim)) {
+      close(ws, CloseCode.SessionTakenOver, TAKEN_OVER);
+      ws.resume();
+      return undefined;
+    }
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
     // Whether the previous connection recorded all it handed on: only a clean close says so, and
@@ -323,6 +334,7 @@ export class V1Endpoint {
       session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true;
     const ledger = new UpstreamLedger(session.record, doubtful);
     this.#upstream.set(client, ledger);
+    if (session.closeWith !== undefined) return this.#closeAtOnce(client, session, hello, ledger);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
@@ -335,12 +347,8 @@ export class V1Endpoint {
         continue;
       }
       if (own.has(room)) client.markOwn(room);
-      // A room the server joined the session to between connections: from where it joined,
-      // whatever the client says of an earlier time it was in it (it left meanwhile), unless it
-      // says it got past that (a connection since delivered more).
       const told = hello.rooms?.[room];
-      const at = session.record?.at?.[room];
-      const joinedAt = at !== undefined && !(told?.e === at.e && told.o >= at.o) ? at : undefined;
+      const joinedAt = joinedWhileAway(session, told, room);
       const seen = joinedAt ?? told;
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       const state = await this.#rejoin(client, room, from, replay, budget);
@@ -362,34 +370,11 @@ export class V1Endpoint {
     }
     node.arrived(client);
     if (client.gone) return undefined;
-    const welcome: WelcomeMessage = {
-      t: 'welcome',
-      session: session.token,
-      client: client.id,
-      node: node.nodeId,
-      resumed: session.resumed,
-      rooms,
-      s: ledger.last,
-      m: this.#settings.maxPayload,
-    };
-    if (session.reason !== undefined) welcome.reason = session.reason;
-    // A connection closed at once (a close made while the client was away) is sent nothing of its
-    // rooms, replayed or live: the client keeps its positions, and the next resume replays from them.
-    if (session.closeWith !== undefined) {
-      client.dropHeld();
-      replay.length = 0;
-    }
-    writeWelcome(client, welcome, replay);
+    writeWelcome(client, this.#welcome(client, session, rooms, ledger), replay);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
       void node.save(client);
-    }
-    if (session.closeWith !== undefined) {
-      // The server closed the client while it was away: closed now, as it would have been then
-      // (its close code tells the client whether to come back); no `connection` for it.
-      client.close(...session.closeWith);
-      return client;
     }
     if (hello.session !== undefined) {
       const { result, ...fields } = this.#traffic.resumed(
@@ -400,6 +385,65 @@ export class V1Endpoint {
       this.#log.write('debug', `resume ${result}`, fields);
     }
     node.connected(client, request);
+    return client;
+  }
+
+  #welcome(
+    client: V1Client,
+    session: OpenedSession,
+    rooms: Record<string, WelcomeRoom>,
+    ledger: UpstreamLedger,
+  ): WelcomeMessage {
+    const welcome: WelcomeMessage = {
+      t: 'welcome',
+      session: session.token,
+      client: client.id,
+      node: this.#node.nodeId,
+      resumed: session.resumed,
+      rooms,
+      s: ledger.last,
+      m: this.#settings.maxPayload,
+    };
+    if (session.reason !== undefined) welcome.reason = session.reason;
+    return welcome;
+  }
+
+  /**
+   * A resume the server closed while the client was away: welcomed and closed at once, as the
+   * connection would have been then (its close code tells the client whether to come back); no
+   * `connection` for it. It rejoins no room, reads no history and is sent nothing of its rooms:
+   * each is told where the client is, which it keeps, and the next resume replays from there. Its
+   * record stays as the resume found it (with the changes made since), marked closed.
+   */
+  #closeAtOnce(
+    client: V1Client,
+    session: OpenedSession,
+    hello: HelloMessage,
+    ledger: UpstreamLedger,
+  ): V1Client {
+    const rooms: Record<string, WelcomeRoom> = {};
+    for (const room of session.record?.rooms ?? []) {
+      const told = hello.rooms?.[room];
+      const seen = joinedWhileAway(session, told, room) ?? told;
+      rooms[room] =
+        seen !== undefined
+          ? { recovered: true, o: seen.o, e: seen.e }
+          : {
+              recovered: false,
+              reason: this.#membership.keepsHistory(room) ? 'no-position' : 'no-history',
+            };
+    }
+    const inbox = inboxOf(client.id);
+    const told = hello.rooms?.[inbox];
+    if (this.#settings.directHistory !== undefined && !(inbox in rooms)) {
+      rooms[inbox] =
+        told !== undefined
+          ? { recovered: true, o: told.o, e: told.e }
+          : { recovered: false, reason: 'no-position' };
+    }
+    writeWelcome(client, this.#welcome(client, session, rooms, ledger), []);
+    this.#node.closedAtOnce(client);
+    client.close(...session.closeWith!);
     return client;
   }
 
@@ -739,4 +783,18 @@ function isSendable(value: unknown): value is Sendable {
 
 function base64(text: string): Buffer {
   return Buffer.from(text, 'base64');
+}
+
+/**
+ * Where a room the server joined the session to between connections starts (`record.at`): its
+ * replay begins there, whatever the client says of an earlier time it was in it (it left
+ * meanwhile), unless the client says it got past that (a connection since delivered more).
+ */
+function joinedWhileAway(
+  session: OpenedSession,
+  told: { o: number; e: string } | undefined,
+  room: string,
+): { o: number; e: string } | undefined {
+  const at = session.record?.at?.[room];
+  return at !== undefined && !(told?.e === at.e && told.o >= at.o) ? at : undefined;
 }
