@@ -16,7 +16,8 @@ export type WscaleErrorCode =
   | 'HANDLER_FAILED'
   | 'PROTOCOL_ERROR'
   | 'LIMIT_EXCEEDED'
-  | 'MESSAGE_TOO_LARGE';
+  | 'MESSAGE_TOO_LARGE'
+  | 'INVALID_ARGUMENT';
 
 /** Base class of every error wscale raises. */
 export class WscaleError extends Error {
@@ -124,6 +125,16 @@ export class ProtocolError extends WscaleError {
 export class MessageTooLargeError extends WscaleError {
   constructor(message: string) {
     super('MESSAGE_TOO_LARGE', message);
+  }
+}
+
+/**
+ * A call was given a value it cannot take: a room name or client id that is no string, data that
+ * is neither text nor bytes, a close code a connection cannot be closed with.
+ */
+export class InvalidArgumentError extends WscaleError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
   }
 }
 

@@ -59,6 +59,7 @@ export {
   BrokerUnavailableError,
   HandlerError,
   HistoryError,
+  InvalidArgumentError,
   InvalidOptionError,
   LimitExceededError,
   MessageTooLargeError,

@@ -401,6 +401,42 @@ describe('attaching', () => {
     );
   });
 
+  it('refuses numbers that are not finite, timeouts past what a timer holds, and origins that are no list', async () => {
+    const timeouts = [
+      'authenticateTimeoutMs',
+      'helloTimeoutMs',
+      'nodeHeartbeatMs',
+      'nodeTimeoutMs',
+      'requestTimeoutMs',
+      'closeTimeoutMs',
+      'upstreamSaveMs',
+      'presenceGraceMs',
+      'heartbeatIntervalMs',
+    ] as const;
+    const sizes = ['maxPayload', 'maxBufferedBytes', 'maxReplayBytes', 'maxConnections'] as const;
+    for (const key of [...timeouts, ...sizes]) {
+      for (const value of [Number.POSITIVE_INFINITY, Number.NaN]) {
+        expect(() => new ScaledWebSocketServer({ noServer: true, [key]: value })).toThrow(
+          new RegExp(key),
+        );
+      }
+    }
+    // Node runs a timer set past 2³¹−1 ms after 1 ms: such a timeout would end every wait at once.
+    for (const key of timeouts) {
+      expect(() => new ScaledWebSocketServer({ noServer: true, [key]: 2 ** 31 })).toThrow(
+        InvalidOptionError,
+      );
+      // (The node timeout is three heartbeats unless given.)
+      const longest = { noServer: true, nodeTimeoutMs: 2 ** 31 - 1, [key]: 2 ** 31 - 1 };
+      await new ScaledWebSocketServer(longest).close();
+    }
+    // A string's `includes` would let any part of it through as an origin.
+    const origins = 'https://app.example.com' as unknown as string[];
+    expect(() => new ScaledWebSocketServer({ noServer: true, allowedOrigins: origins })).toThrow(
+      /allowedOrigins/,
+    );
+  });
+
   it('refuses a heartbeat whose pongs alone would spend most of a client’s rate', () => {
     // A pong every 20 ms is 50 operations a second: past 20 allowed, every idle client is closed.
     expect(

@@ -27,12 +27,11 @@ export class FrameDeflater {
    */
   frame(payload: Uint8Array, binary: boolean): Buffer | undefined {
     if (payload.length < this.threshold) return undefined;
-    this.compressed++;
     const deflated = deflateRawSync(payload, this.#options);
     const length = deflated.length - 4;
-    return length < payload.length
-      ? wsFrame(deflated.subarray(0, length), binary, true)
-      : undefined;
+    if (length >= payload.length) return undefined;
+    this.compressed++;
+    return wsFrame(deflated.subarray(0, length), binary, true);
   }
 }
 
@@ -49,8 +48,10 @@ export function offersForSharedWindow(header: string): string | undefined {
     .split(',')
     .map((offer) => offer.trim())
     .filter((offer) => {
-      const bits = /server_max_window_bits\s*=\s*"?(\d+)/i.exec(offer)?.[1];
-      return bits === undefined || Number(bits) >= WINDOW_BITS;
+      // Read as `ws` reads it (`+value`: "+8", ".9e1" and "9" are numbers too).
+      const value = /server_max_window_bits\s*=\s*("[^"]*"|[^;,\s]*)/i.exec(offer)?.[1];
+      const bits = value === undefined ? undefined : Number(value.replace(/"/g, ''));
+      return bits === undefined || !(bits < WINDOW_BITS);
     });
   return offers.length === 0 ? undefined : offers.join(', ');
 }

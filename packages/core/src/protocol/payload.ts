@@ -1,4 +1,6 @@
 import { Buffer } from 'node:buffer';
+import { InvalidArgumentError } from '../errors.js';
+import { typeName } from '../util/arguments.js';
 import { Outgoing } from './outgoing.js';
 
 /** What `send` accepts: text goes as a text frame, everything else as a binary frame. */
@@ -52,6 +54,10 @@ export function prepareMessage(
   else if (ArrayBuffer.isView(data))
     bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   else if (data instanceof ArrayBuffer) bytes = Buffer.from(data);
-  else throw new TypeError('send() takes a string, a Buffer, an ArrayBuffer or a typed array');
+  else {
+    throw new InvalidArgumentError(
+      `send() takes a string, a Buffer, an ArrayBuffer or a typed array, not ${typeName(data)}`,
+    );
+  }
   return new Outgoing(bytes, true, volatile, room, undefined, undefined, skip);
 }

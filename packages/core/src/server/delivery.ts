@@ -22,7 +22,7 @@ import { OneAtATime } from '../util/one-at-a-time.js';
 import type { BroadcastTarget } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
-  checkJoin,
+  checkDirect,
   checkSize,
   directHeader,
   historyLookup,
@@ -185,8 +185,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     try {
       if (this.#draining) throw new ServerClosedError();
       const header = directHeader(this.#mesh.nodeId, id, operation);
+      checkDirect(header);
       checkSize(this.#mesh.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
-      checkJoin(header);
       if (keepsDirect(id, message, this.#directHistory)) {
         return this.#directKept(header, message!, this.#directHistory);
       }

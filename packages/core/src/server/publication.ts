@@ -20,6 +20,7 @@ import { prepareMessage, type Sendable, type SendOptions } from '../protocol/pay
 import { historyMatcher } from '../rooms/history-rules.js';
 import { SessionTokens } from '../sessions/session-token.js';
 import { checkSessionRoom, type SessionChange } from '../sessions/sessions.js';
+import { checkClose, checkName, checkNames } from '../util/arguments.js';
 import type { HistoryRule } from './options.js';
 import type { RemoteClient } from './server-types.js';
 
@@ -63,7 +64,13 @@ export class RemoteClientById implements RemoteClient {
   }
 
   send(data: Sendable, options?: SendOptions): Promise<void> {
-    return this.#direct(this.#id, SEND, prepareMessage(data, options));
+    let message: Outgoing;
+    try {
+      message = prepareMessage(data, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#direct(this.#id, SEND, message);
   }
 
   join(room: string): Promise<void> {
@@ -162,6 +169,8 @@ export function publishBroadcast(
   publish: (group: readonly string[], publication: Publication) => Promise<void>,
 ): Promise<void> {
   try {
+    checkNames(rooms, 'room');
+    checkNames(except, 'client id');
     if (keepsNoHistory(rooms, historyOf)) {
       return publish(rooms, publicationOf(origin, rooms, except, data, options, limit));
     }
@@ -193,8 +202,15 @@ export function directHeader(origin: string, id: string, operation: DirectOperat
 /** A join, leave or close for a `wscale.v1` session (a raw client has no record to keep it in). */
 export type SessionChangeHeader = DirectHeader & SessionChange;
 
-/** Refuses a join of a `wscale.v1` session to a room it cannot be in (see `checkSessionRoom`). */
-export function checkJoin(header: DirectHeader): void {
+/**
+ * Refuses an operation no client can take: on an id that is no string, a join or leave of a room
+ * that is none, a close a connection cannot be closed with, a join of a `wscale.v1` session to a
+ * room it cannot be in (see `checkSessionRoom`).
+ */
+export function checkDirect(header: DirectHeader): void {
+  checkName(header.c, 'client id');
+  if (header.o === 'close') checkClose(...header.a);
+  else if (header.o !== 'send') checkName(header.a, 'room');
   if (header.o === 'join' && SessionTokens.isSessionId(header.c)) checkSessionRoom(header.a);
 }
 

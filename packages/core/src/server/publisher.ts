@@ -13,7 +13,7 @@ import { waitAtMost } from '../util/wait-at-most.js';
 import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
-  checkJoin,
+  checkDirect,
   checkSize,
   directHeader,
   framePublisher,
@@ -191,8 +191,8 @@ export class Publisher {
   async #direct(id: string, operation: DirectOperation, message?: Outgoing): Promise<void> {
     if (this.#closed) throw new ServerClosedError('the publisher is closed');
     const header = directHeader(this.id, id, operation);
+    checkDirect(header);
     checkSize(this.#broker.maxPayloadBytes, { kind: BusKind.Direct, header }, message);
-    checkJoin(header);
     const store = this.#store;
     if (store !== undefined && isSessionChange(header)) {
       return this.#sessionChanges.run(id, () => this.#changeSession(header, store));

@@ -68,10 +68,17 @@ export function resolveOptions<Identity>(
     'maxReplayEntries',
     'presenceGraceMs',
   ] as const) {
-    if (!(resolved[key] > 0)) throw new InvalidOptionError(`${key} must be > 0`);
+    const value = resolved[key];
+    if (!(value > 0 && Number.isFinite(value))) {
+      throw new InvalidOptionError(`${key} must be a finite number > 0, got ${value}`);
+    }
+    if (key.endsWith('Ms') && value > MAX_TIMER_MS) {
+      throw new InvalidOptionError(`${key} must be at most ${MAX_TIMER_MS} (a timer's limit)`);
+    }
   }
-  if (!(resolved.heartbeatIntervalMs >= 0)) {
-    throw new InvalidOptionError('heartbeatIntervalMs must be >= 0');
+  const beatMs = resolved.heartbeatIntervalMs;
+  if (!(beatMs >= 0 && beatMs <= MAX_TIMER_MS)) {
+    throw new InvalidOptionError(`heartbeatIntervalMs must be from 0 to ${MAX_TIMER_MS}`);
   }
   // Every client answers each heartbeat with a pong, which takes one operation of its rate: at
   // more than half the rate they would leave a client little to send, and past it close every
@@ -82,11 +89,24 @@ export function resolveOptions<Identity>(
       `heartbeatIntervalMs (${beat}) × maxOpsPerSecond (${rate}) must be >= 2000: every client answers each heartbeat with a pong, which counts against its rate`,
     );
   }
+  const origins: unknown = resolved.allowedOrigins;
+  if (
+    origins !== undefined &&
+    !(Array.isArray(origins) && origins.every((origin) => typeof origin === 'string'))
+  ) {
+    throw new InvalidOptionError('allowedOrigins must be a list of origins (strings)');
+  }
   if (!['close', 'drop'].includes(resolved.slowConsumer)) {
     throw new InvalidOptionError("slowConsumer must be 'close' or 'drop'");
   }
   return resolved;
 }
+
+/**
+ * The longest a Node.js timer waits: a longer one fires after 1 ms (with a warning), so a timeout
+ * set past it would end every wait at once.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function resolveDeflate(
   option: boolean | PerMessageDeflateOptions | undefined,

@@ -11,6 +11,7 @@ import { isInbox } from '../protocol/messages.js';
 import { type Outgoing, OutKind } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable, type SendOptions } from '../protocol/payload.js';
 import { resyncFrame } from '../protocol/v1-writer.js';
+import { checkClose } from '../util/arguments.js';
 import { closeReason } from '../util/close-reason.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { type MessageInfo, UNNUMBERED } from '../v1/upstream.js';
@@ -400,6 +401,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /** Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). */
   close(code: number = CloseCode.Normal, reason = ''): void {
+    checkClose(code, reason);
     this.#ws.close(code, closeReason(reason));
   }
 

@@ -16,6 +16,7 @@ import { receivedText } from '../protocol/payload.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
 import { type SaverSettings, SessionSaver } from '../sessions/session-saver.js';
 import { checkSessionRoom, type OpenedSession, type Sessions } from '../sessions/sessions.js';
+import { checkName } from '../util/arguments.js';
 import type { Membership } from '../v1/membership.js';
 import type { V1Client } from '../v1/v1-client.js';
 import { V1Endpoint, type V1Node, type V1Settings } from '../v1/v1-endpoint.js';
@@ -309,6 +310,7 @@ export class Connections<Identity, Data extends object>
    */
   joinNow(client: AnyClient, room: string): Promise<void> {
     try {
+      checkName(room, 'room');
       if (client.v1) checkSessionRoom(room);
     } catch (error) {
       return Promise.reject(error);
@@ -321,6 +323,11 @@ export class Connections<Identity, Data extends object>
 
   /** Leaves `room` now, as {@link joinNow} joins. */
   leaveNow(client: AnyClient, room: string): Promise<void> {
+    try {
+      checkName(room, 'room');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const { membership } = this.#parts;
     return membership.inOrder(client, room, () => membership.leave(client, room));
   }
