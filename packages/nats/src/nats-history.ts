@@ -709,18 +709,28 @@ export class NatsHistory implements History {
           .config;
       }
     }
+    if (config.republish?.src !== republish?.src || config.republish?.dest !== republish?.dest) {
+      throw new HistoryError(
+        `stream ${this.#stream} republishes ${describeRepublish(config.republish)}, but this ` +
+          `history's republishTo asks for ${describeRepublish(republish)}: a stream's republish ` +
+          'rule is not changed under running nodes (nats-server 2.9 refuses it, and nodes that ' +
+          'publish themselves beside nodes that count on it would lose or double messages). ' +
+          'Give the new setting its own stream, or stop every node and delete this one (and its history)',
+      );
+    }
     const direct = config.num_replicas === 1;
     const same =
       config.max_msgs_per_subject === limits.max_msgs_per_subject &&
       config.max_age === limits.max_age &&
-      config.republish?.src === republish?.src &&
-      config.republish?.dest === republish?.dest &&
       config.allow_direct === direct;
-    // The client merges this into the current configuration; `republish: undefined` removes it.
-    if (!same)
-      await jsm.streams.update(this.#stream, { ...limits, republish, allow_direct: direct });
+    // The client merges this into the current configuration.
+    if (!same) await jsm.streams.update(this.#stream, { ...limits, allow_direct: direct });
     this.#direct = direct;
   }
+}
+
+function describeRepublish(rule: { src?: string; dest: string } | undefined): string {
+  return rule === undefined ? 'nothing' : `${rule.src ?? '>'} to ${rule.dest}`;
 }
 
 function parseEntry(hdrs: MsgHdrs | undefined): { offset: number; epoch: string } {

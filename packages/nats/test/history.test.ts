@@ -347,6 +347,23 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     }
   });
 
+  it('refuses, with a HistoryError that says why, a stream whose republish rule is not its own', async () => {
+    const name = `${stream}_rule`;
+    const publishing = history({ stream: name, republishTo: 'wscale.' });
+    await publishing.append('room', Buffer.from('one'));
+    for (const other of [{}, { republishTo: 'other.' }]) {
+      const append = history({ stream: name, ...other }).append('room', Buffer.from('two'));
+      await expect(append).rejects.toBeInstanceOf(HistoryError);
+      await expect(append).rejects.toThrow(/republish/);
+    }
+    // Left as it was: the nodes that count on it go on.
+    const nc = await connect({ servers: nats.server.url });
+    const { config } = await (await jetstreamManager(nc)).streams.info(name);
+    await nc.close();
+    expect(config.republish).toMatchObject({ dest: 'wscale.>' });
+    expect(await publishing.append('room', Buffer.from('three'))).toMatchObject({ offset: 2 });
+  });
+
   it('refuses a room whose subject NATS would not take, and goes on for the others', async () => {
     const h = history({ stream: `${stream}_long` });
     const long = 'é'.repeat(1500);
