@@ -6,6 +6,7 @@ import {
   HandlerError,
   InvalidOptionError,
   ScaledWebSocketServer,
+  ServerClosedError,
   UpgradeRejectedError,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
@@ -455,6 +456,17 @@ describe('attaching', () => {
       () =>
         new ScaledWebSocketServer({ noServer: true, heartbeatIntervalMs: 0, maxOpsPerSecond: 1 }),
     ).not.toThrow();
+  });
+
+  it('says through ready() that a node closed before it was ready, or since, will not serve', async () => {
+    const early = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1' });
+    const closed = early.close();
+    await expect(early.ready()).rejects.toBeInstanceOf(ServerClosedError);
+    await closed;
+    const [late] = await cluster.start(1);
+    await late!.ready();
+    await late!.close();
+    await expect(late!.ready()).rejects.toMatchObject({ code: 'SERVER_CLOSED' });
   });
 
   it('serves a URL built from its address', async () => {

@@ -178,9 +178,14 @@ export class ScaledWebSocketServer<
     this.#started.catch(report);
   }
 
-  /** Resolves when the node listens and is part of the cluster; rejects if it could not start. */
+  /**
+   * Resolves when the node listens and is part of the cluster; rejects if it could not start, or
+   * with `ServerClosedError` once `close()` was called (it will not listen, or no longer does).
+   */
   ready(): Promise<void> {
-    return this.#started;
+    return this.#started.then(() => {
+      if (this.#closing !== undefined) throw new ServerClosedError('the node was closed');
+    });
   }
 
   /** The address of the HTTP server this node listens on (with `port` or `server`). */
