@@ -5,6 +5,7 @@
  * as they were changed, or is closed as the client would have been.
  */
 import {
+  type Client,
   MemoryBroker,
   MemoryHistory,
   MemoryStateStore,
@@ -194,43 +195,38 @@ describe('joins, leaves and closes for a session between connections', () => {
     expect(resumed.peer.texts('chat')).toEqual(['back in', 'live']);
   });
 
-  it("apply one node's calls in order when the session resumes on that node while they wait for the store", async () => {
-    const {
-      nodes: [a, b],
-    } = await startNodes(2, 20);
-    const welcome = await dropped(a!);
-    const rooms = Array.from({ length: 10 }, (_, i) => `q${i}`);
-    const calls: Promise<void>[] = [];
-    b!.on('connection', (client) => {
-      if (client.id !== welcome.client) return;
-      for (const room of rooms) calls.push(b!.client(client.id).leave(room));
+  // The leaves come from the `connection` handler of the resume, as `wss.client(id)` calls or the
+  // connection's own: either way after the joins the node made before, still waiting for the store.
+  for (const [by, leave] of [
+    [
+      'wss.client(id)',
+      (node: ScaledWebSocketServer, client: Client, room: string) =>
+        node.client(client.id).leave(room),
+    ],
+    [
+      'the connection itself',
+      (_node: ScaledWebSocketServer, client: Client, room: string) => client.leave(room),
+    ],
+  ] as const) {
+    it(`apply one node's calls in order when the session resumes on that node while they wait for the store (leaves by ${by})`, async () => {
+      const {
+        nodes: [a, b],
+      } = await startNodes(2, 20);
+      const welcome = await dropped(a!);
+      const rooms = Array.from({ length: 10 }, (_, i) => `q${i}`);
+      const calls: Promise<void>[] = [];
+      b!.on('connection', (client) => {
+        if (client.id !== welcome.client) return;
+        for (const room of rooms) calls.push(leave(b!, client, room));
+      });
+      for (const room of rooms) calls.push(b!.client(welcome.client).join(room));
+      const resumed = await V1Peer.connect(b!, { session: welcome.session });
+      await until(() => calls.length === 20, 5000, 'the leaves');
+      await Promise.all(calls);
+      expect(resumed.welcome.resumed).toBe(true);
+      expect([...b!.clients.get(welcome.client)!.rooms].sort()).toEqual(['lobby']);
     });
-    for (const room of rooms) calls.push(b!.client(welcome.client).join(room));
-    const resumed = await V1Peer.connect(b!, { session: welcome.session });
-    await until(() => calls.length === 20, 5000, 'the leaves');
-    await Promise.all(calls);
-    expect(resumed.welcome.resumed).toBe(true);
-    expect([...b!.clients.get(welcome.client)!.rooms].sort()).toEqual(['lobby']);
-  });
-
-  it("apply the connection's own joins and leaves after the calls made before them that still wait for the store", async () => {
-    const {
-      nodes: [a, b],
-    } = await startNodes(2, 20);
-    const welcome = await dropped(a!);
-    const rooms = Array.from({ length: 10 }, (_, i) => `q${i}`);
-    const calls: Promise<void>[] = [];
-    b!.on('connection', (client) => {
-      if (client.id !== welcome.client) return;
-      for (const room of rooms) calls.push(client.leave(room));
-    });
-    for (const room of rooms) calls.push(b!.client(welcome.client).join(room));
-    const resumed = await V1Peer.connect(b!, { session: welcome.session });
-    await until(() => calls.length === 20, 5000, 'the leaves');
-    await Promise.all(calls);
-    expect(resumed.welcome.resumed).toBe(true);
-    expect([...b!.clients.get(welcome.client)!.rooms].sort()).toEqual(['lobby']);
-  });
+  }
 
   it('refuse a room name longer than the protocol carries, connected or away, from a node or a publisher', async () => {
     const {
