@@ -49,7 +49,7 @@ async function startNodes(count: number, storeMs = 0) {
       if (!client.resumed) void client.join('lobby');
     });
   }
-  return { nodes, store, publisher };
+  return { nodes, store, publisher, history };
 }
 
 /** A memory store that answers every call after `ms`, as one across a network under load. */
@@ -227,6 +227,50 @@ describe('joins, leaves and closes for a session between connections', () => {
       expect([...b!.clients.get(welcome.client)!.rooms].sort()).toEqual(['lobby']);
     });
   }
+
+  it('are all kept when a resume closes, or is taken over, before it rejoined them all', async () => {
+    const {
+      nodes: [a, b],
+      store,
+      history,
+    } = await startNodes(2);
+    const { peer, welcome } = await V1Peer.connect(a!);
+    await peer.next('joined');
+    const rooms = Array.from({ length: 12 }, (_, i) => `chat-${i}`);
+    for (const room of rooms) await a!.client(welcome.client).join(room);
+    const all = ['lobby', ...rooms].sort();
+    peer.ws.terminate();
+    await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
+    // Each room's history answers late: the resume is still rejoining when its socket goes.
+    const read = history.read.bind(history);
+    const position = history.position.bind(history);
+    history.read = async (...args) => {
+      await delay(10);
+      return read(...args);
+    };
+    history.position = async (...args) => {
+      await delay(10);
+      return position(...args);
+    };
+    const dropped = new V1Peer(b!);
+    await dropped.opened;
+    dropped.send({ t: 'hello', session: welcome.session });
+    await until(() => b!.clients.has(welcome.client), 2000, 'the resume to start');
+    dropped.ws.terminate();
+    await until(() => !b!.clients.has(welcome.client), 2000, 'the resume to end');
+    // And one taken over by another resume while it rejoins.
+    const first = new V1Peer(b!);
+    await first.opened;
+    first.send({ t: 'hello', session: welcome.session });
+    await until(() => b!.clients.has(welcome.client), 2000, 'the first resume to start');
+    const second = await V1Peer.connect(a!, { session: welcome.session });
+    expect((await closeOf(first)).code).toBe(4409);
+    expect(Object.keys(second.welcome.rooms).sort()).toEqual(all);
+    second.peer.ws.terminate();
+    await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
+    const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
+    expect([...record.rooms].sort()).toEqual(all);
+  });
 
   it('refuse a room name longer than the protocol carries, connected or away, from a node or a publisher', async () => {
     const {

@@ -68,11 +68,13 @@ export function resolveOptions<Identity>(
     'maxReplayEntries',
     'presenceGraceMs',
   ] as const) {
+    // A count may be `Infinity` (no limit); a size a client is told, and a time, may not.
     const value = resolved[key];
-    if (!(value > 0 && Number.isFinite(value))) {
-      throw new InvalidOptionError(`${key} must be a finite number > 0, got ${value}`);
+    if (!(value > 0)) throw new InvalidOptionError(`${key} must be > 0, got ${value}`);
+    if (key === 'maxPayload' && !Number.isFinite(value)) {
+      throw new InvalidOptionError(`maxPayload must be a finite number of bytes, got ${value}`);
     }
-    if (key.endsWith('Ms') && value > MAX_TIMER_MS) {
+    if (key.endsWith('Ms') && !(value <= MAX_TIMER_MS)) {
       throw new InvalidOptionError(`${key} must be at most ${MAX_TIMER_MS} (a timer's limit)`);
     }
   }

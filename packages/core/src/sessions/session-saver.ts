@@ -19,6 +19,8 @@ export interface SavedClient {
   readonly data: object;
   readonly roomList: readonly string[];
   readonly ownRooms: readonly string[];
+  /** Whether its session is still opening (a resume rejoining its rooms, not yet welcomed). */
+  readonly opening: boolean;
   close(code: number, reason: string): void;
 }
 
@@ -74,8 +76,11 @@ export class SessionSaver<Client extends SavedClient> {
   /** Saves a connected client's session; resolves once the store has it (or failed, reported). */
   save(client: Client): Promise<void> {
     const conn = client.conn;
-    // A client that is gone was saved for the last time when it closed.
-    if (conn === undefined || this.#clients.get(client.id) !== client) return Promise.resolve();
+    // A client that is gone was saved for the last time when it closed; one whose resume is still
+    // rejoining its rooms is saved once it is welcomed (its record has them all till then).
+    if (conn === undefined || this.#clients.get(client.id) !== client || client.opening) {
+      return Promise.resolve();
+    }
     const snapshot = () => this.#record(client, [...client.roomList]);
     return this.#sessions.save(client.id, conn, snapshot).then((result) => {
       if (result === 'failed') this.#upstream.upstreamUnsaved(client);
@@ -122,6 +127,9 @@ export class SessionSaver<Client extends SavedClient> {
    * get them in time repeats nothing, and answers such a request `REPLY_LOST`.
    */
   saveClosed(client: Client): void {
+    // Closed (or taken over) while its resume rejoined its rooms: those not back yet are still
+    // the session's, as its record has them.
+    if (client.opening) return this.saveUnopened(client);
     const conn = client.conn;
     if (conn === undefined) return;
     client.conn = undefined;
@@ -150,13 +158,15 @@ export class SessionSaver<Client extends SavedClient> {
   /**
    * The last save of a connection closed right after its welcome (a close the server made while
    * the client was away): it rejoined nothing and handed nothing on, so its record stays as its
-   * resume found it (with the changes made since), only marked closed.
+   * resume found it (with the changes made since), marked closed, with what it knows of what the
+   * client sent (whether what came before is in doubt).
    */
   saveUnopened(client: Client): void {
     const conn = client.conn;
     if (conn === undefined) return;
     client.conn = undefined;
-    this.#finalSave(client.id, this.#sessions.markClosed(client.id, conn));
+    const upstream = this.#upstream.upstreamRecord(client);
+    this.#finalSave(client.id, this.#sessions.markClosed(client.id, conn, upstream));
   }
 
   /** Keeps a last save under way until it is done, for {@link SessionSaver.closing}. */

@@ -326,15 +326,17 @@ export class Sessions {
   }
 
   /**
-   * Marks the record closed (`live: false`) as it is, if `conn` still holds it: for a connection
-   * that changed nothing of it. Resolves when written, or failed (reported).
+   * Marks the record closed (`live: false`) as it is, with `upstream` (what the connection knows of
+   * what the client sent), if `conn` still holds it: for a connection that changed nothing else of
+   * it. Resolves when written, or failed (reported).
    */
-  async markClosed(id: string, conn: string): Promise<void> {
+  async markClosed(id: string, conn: string, upstream?: UpstreamRecord): Promise<void> {
     try {
       await updateState(this.#store, this.#key(id), (current) => {
         const stored = current === undefined ? undefined : parseRecord(current, id);
         if (stored === undefined || stored instanceof SessionRecordError) return undefined;
-        return stored.conn === conn ? JSON.stringify({ ...stored, live: false }) : undefined;
+        if (stored.conn !== conn) return undefined;
+        return JSON.stringify({ ...stored, ...upstream, live: false });
       });
     } catch (error) {
       this.#onError(error);

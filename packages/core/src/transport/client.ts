@@ -487,6 +487,11 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     rare.welcomeDue = true;
   }
 
+  /** Whether its session is still opening: a resume rejoining its rooms, not yet welcomed. */
+  get opening(): boolean {
+    return this.#rare?.welcomeDue === true;
+  }
+
   /**
    * Forgets the frames held back for the welcome: the connection is closed right after it, and
    * what they carry comes to the client when it resumes again (replayed from its positions).
