@@ -32,9 +32,9 @@ class Sim {
 
   start(id: string): SimNode {
     const node: SimNode = {
-      tracker: new PresenceTracker(id, `i${++this.#incarnations}`, GRACE, (room, change) =>
-        node.changes.push({ room, change }),
-      ),
+      tracker: new PresenceTracker(id, `i${++this.#incarnations}`, GRACE, (room, change, quiet) => {
+        if (!quiet) node.changes.push({ room, change });
+      }),
       changes: [],
       cut: false,
     };

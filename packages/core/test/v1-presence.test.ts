@@ -1,8 +1,9 @@
-import { MemoryStateStore, type ScaledWebSocketServer } from '@wscale/core';
+import { MemoryBroker, MemoryStateStore, ScaledWebSocketServer } from '@wscale/core';
 import { PROTOCOL } from '@wscale/core/protocol';
 import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { PausableBroker } from './helpers/freezable-broker.js';
 import { TestCluster, urlOf } from './helpers/nodes.js';
 import { V1Peer } from './helpers/v1-client.js';
 
@@ -66,6 +67,60 @@ describe('a wscale.v1 presence request', () => {
 
   it('a member that resumed on another node while its old socket hangs there, then closes with 1000, leaves at once', async () => {
     await resumedThenEnds((peer) => peer.ws.close(1000), true);
+  });
+});
+
+describe('a presence request on a node that is still building its view', () => {
+  it('is told, as joins, of the members a paused node brings once it answers', async () => {
+    const options = {
+      presence: [{ rooms: 'pres:*' }],
+      authorizeJoin: () => true,
+      nodeHeartbeatMs: 2000,
+    };
+    let paused!: PausableBroker;
+    const [a] = await cluster.start(1, {
+      ...options,
+      brokerFor: (bus) => (paused = new PausableBroker({ bus })),
+    });
+    const [b] = await cluster.start(1, options);
+    const alice = await V1Peer.connect(a!);
+    alice.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+    await alice.peer.next('ack');
+    const walt = await V1Peer.connect(b!);
+    walt.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+    await walt.peer.next('ack');
+    await until(async () => (await b!.presence('pres:1')).users === 2, 3000, 'b to see both');
+    // Node a stops for a moment (a long pause, SIGSTOP): a node that starts now hears nothing of it.
+    paused.pause();
+    const c = new ScaledWebSocketServer({
+      ...options,
+      port: 0,
+      host: '127.0.0.1',
+      nodeId: 'node-late',
+      broker: new MemoryBroker({ bus: cluster.bus }),
+    });
+    try {
+      await c.ready();
+      const bob = await V1Peer.connect(c);
+      bob.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+      await bob.peer.next('ack');
+      await until(async () => (await c.presence('pres:1')).users === 2, 3000, 'b heard');
+      bob.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
+      const first = await bob.peer.next('presence');
+      expect(first.m.map(({ u }) => u).sort()).toEqual(
+        [bob.welcome.client, walt.welcome.client].sort(),
+      );
+      // Node a goes on: its first snapshot reaches c while c still builds its view.
+      paused.resume();
+      expect(await bob.peer.next('pjoin', 3000)).toEqual({
+        t: 'pjoin',
+        r: 'pres:1',
+        u: alice.welcome.client,
+      });
+      expect((await c.presence('pres:1')).users).toBe(3);
+    } finally {
+      await c.close();
+    }
   });
 });
 

@@ -65,9 +65,10 @@ export class PresenceService {
       host.nodeId,
       randomBytes(6).toString('base64url'),
       host.graceMs,
-      (room, change) => {
+      (room, change, quiet) => {
+        // A client shown the room before this node's view was whole is told what it missed.
         this.#watchers.changed(room, change);
-        host.changed(room, change);
+        if (!quiet) host.changed(room, change);
       },
     );
   }

@@ -77,7 +77,7 @@ export class PresenceTracker {
   readonly nodeId: string;
   readonly incarnation: string;
   readonly #graceMs: number;
-  readonly #changed: (room: string, change: PresenceChange) => void;
+  readonly #changed: (room: string, change: PresenceChange, quiet: boolean) => void;
   readonly #rooms = new Map<string, RoomView>();
   readonly #replicas = new Map<string, Replica>();
   readonly #local = new Map<string, LocalEntry>();
@@ -99,7 +99,11 @@ export class PresenceTracker {
     nodeId: string,
     incarnation: string,
     graceMs: number,
-    changed: (room: string, change: PresenceChange) => void,
+    /**
+     * A user came to or went from a room. `quiet` while this node builds its first view: the
+     * change is no news (no event), but a client already shown the room must be told.
+     */
+    changed: (room: string, change: PresenceChange, quiet: boolean) => void,
   ) {
     this.nodeId = nodeId;
     this.incarnation = incarnation;
@@ -467,7 +471,7 @@ export class PresenceTracker {
     view.version = ++this.#versions;
     if (!first) return;
     view.sorted = undefined;
-    if (!this.#quiet) this.#changed(entry.room, change('join', entry));
+    this.#changed(entry.room, change('join', entry), this.#quiet);
   }
 
   #remove(entry: Entry): void {
@@ -481,7 +485,7 @@ export class PresenceTracker {
     view.users.delete(entry.user);
     view.sorted = undefined;
     if (view.users.size === 0) this.#rooms.delete(entry.room);
-    if (!this.#quiet) this.#changed(entry.room, change('leave', entry));
+    this.#changed(entry.room, change('leave', entry), this.#quiet);
   }
 
   /** A local entry leaves: this node's view and the others' (by the delta published). */
