@@ -384,6 +384,31 @@ describe('wscale.v1 sessions', () => {
     await second.peer.next('msg');
   });
 
+  it('welcomes a resume after the store went back to an older record, once the race of claims is over', async () => {
+    const store = new MemoryStateStore({ ttlMs: 60_000 });
+    stores.push(store);
+    const [a, b] = await cluster.start(2, {
+      stateStore: store,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const first = await V1Peer.connect(a!);
+    const key = `wscale:session:${first.welcome.client}`;
+    const copy = (await store.get(key))!.value;
+    const second = await V1Peer.connect(b!, { session: first.welcome.session });
+    const third = await V1Peer.connect(a!, { session: first.welcome.session });
+    expect((await second.peer.closed).code).toBe(CloseCode.SessionTakenOver);
+    third.peer.ws.terminate();
+    await until(() => !a!.clients.has(first.welcome.client), 2000, 'the drop');
+    // The store is restored from a copy made before those resumes: it counts claims from 0 again.
+    await store.set(key, copy);
+    // Resumes of one token at once race within moments; this one comes well after.
+    await delay(5500);
+    const back = await V1Peer.connect(a!, { session: first.welcome.session });
+    expect(back.welcome).toMatchObject({ resumed: true, client: first.welcome.client });
+    await b!.client(first.welcome.client).send('to the newest');
+    await back.peer.next('msg');
+  }, 15_000);
+
   it('saves every change at once: one resume elsewhere finds rooms and data', async () => {
     const [a, b] = await startNodes(2);
     const first = await V1Peer.connect(a!);

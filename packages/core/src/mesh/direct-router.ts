@@ -44,6 +44,12 @@ const MAX_HOPS = 2;
 /** Operations kept for a session being taken over, until its connection is registered. */
 const MAX_ARRIVING = 1024;
 const ARRIVING_MS = 30_000;
+/**
+ * How long a claim heard of overtakes the resumes of the session that claim less: resumes of one
+ * token at once race within moments. Past it, the store's claim decides alone (a store restored
+ * from an older copy counts its claims again from a lower number).
+ */
+const CLAIM_MEMORY_MS = 5000;
 
 /** A takeover waiting for the session's holder to let go of it. */
 interface Release {
@@ -85,8 +91,11 @@ export class DirectRouter {
   readonly #located = new Map<string, string>();
   /** Sessions this node held and another took over, to the node that took them. */
   readonly #moved = new Map<string, string>();
-  /** The last claim of each session this node heard of (least recently heard dropped first). */
-  readonly #claims = new Map<string, number>();
+  /**
+   * The last claim of each session this node heard of, and when (least recently heard dropped
+   * first; forgotten after `CLAIM_MEMORY_MS`).
+   */
+  readonly #claims = new Map<string, { claim: number; at: number }>();
   /** Sessions this node is taking over, with the operations that came for them meanwhile. */
   readonly #arriving = new Map<string, Arrival>();
   /** Takeovers waiting for the old holder to say it recorded the session's close. */
@@ -187,11 +196,13 @@ export class DirectRouter {
    * heard: a resume whose claim was overtaken holds nothing.
    */
   claimedAfter(id: string, claim: number): boolean {
-    return (this.#claims.get(id) ?? 0) > claim;
+    const heard = this.#claims.get(id);
+    return heard !== undefined && heard.claim > claim && Date.now() - heard.at < CLAIM_MEMORY_MS;
   }
 
   #heard(id: string, claim: number): void {
-    if (!this.claimedAfter(id, claim)) remember(this.#claims, id, claim, MAX_MOVED);
+    if (!this.claimedAfter(id, claim))
+      remember(this.#claims, id, { claim, at: Date.now() }, MAX_MOVED);
   }
 
   /**
