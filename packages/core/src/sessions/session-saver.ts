@@ -129,7 +129,10 @@ export class SessionSaver<Client extends SavedClient> {
   saveClosed(client: Client): void {
     // Closed (or taken over) while its resume rejoined its rooms: those not back yet are still
     // the session's, as its record has them.
-    if (client.opening) return this.saveUnopened(client);
+    if (client.opening) {
+      this.saveUnopened(client);
+      return;
+    }
     const conn = client.conn;
     if (conn === undefined) return;
     client.conn = undefined;
