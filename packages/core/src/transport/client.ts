@@ -493,17 +493,6 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   }
 
   /**
-   * Forgets the frames held back for the welcome: the connection is closed right after it, and
-   * what they carry comes to the client when it resumes again (replayed from its positions).
-   */
-  dropHeld(): void {
-    const rare = this.#rare;
-    if (rare?.held === undefined) return;
-    rare.held = [];
-    rare.heldBytes = undefined;
-  }
-
-  /**
    * Writes the welcome and the replay (within the budget), then everything held
    * (counted against the budget when it was held), and stops holding (unless a join or leave
    * being saved holds them on: they go after it).

@@ -18,8 +18,6 @@ export interface V1Client extends RoomMember, PresenceClient, HeldSink, SavedCli
   recovery: ResumeInfo | undefined;
   /** Holds what is written to it until {@link HeldSink.release}. */
   hold(): void;
-  /** Forgets what is held for the welcome: the connection closes right after it. */
-  dropHeld(): void;
   /** Holds what is written to it until the function returned is called, or `ms` passed. */
   pause(ms: number): () => void;
   /** Marks a room as joined by the client's own `join` (authorized again when it resumes). */
