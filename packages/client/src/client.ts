@@ -655,8 +655,11 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       case 'rcv':
         if (Number.isSafeInteger(message.s)) this.#outbox.received(message.s);
         break;
+      case 'pong':
+        this.#heartbeat.pong();
+        break;
       default:
-        // `pong`, and message types newer than this client: ignored, as the protocol asks.
+        // Message types newer than this client: ignored, as the protocol asks.
         break;
     }
   }

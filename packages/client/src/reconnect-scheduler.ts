@@ -15,8 +15,9 @@ export interface ReconnectSchedule {
 
 /**
  * Decides when the next connection attempt happens: exponential backoff with full jitter, a quick
- * jittered retry after a node restart, a limit on consecutive attempts, and no attempts while the
- * device is offline (then one at once when it comes back online).
+ * jittered retry after a node restart, a limit on consecutive attempts, and while the device says
+ * it is offline, one attempt per longest backoff only, not counted (then one at once when it comes
+ * back online): browsers say offline where the server can be reached (a VPN, no default route).
  */
 export class ReconnectScheduler {
   readonly #schedule: ReconnectSchedule;
@@ -87,8 +88,7 @@ export class ReconnectScheduler {
         : backoffDelay(this.#step, baseMs, capMs);
     this.cancel();
     this.#waiting = true;
-    if (this.#offline()) return true;
-    this.#timer = setTimeout(() => this.#fire(), delay);
+    this.#timer = setTimeout(() => this.#fire(), this.#offline() ? capMs : delay);
     return true;
   }
 
@@ -101,17 +101,20 @@ export class ReconnectScheduler {
 
   #fire(): void {
     this.cancel();
-    this.#attempts++;
-    this.#step++;
+    // Offline, it tries in case the device is wrong, but uses up no attempt nor backoff step.
+    if (!this.#offline()) {
+      this.#attempts++;
+      this.#step++;
+    }
     this.#attemptNow();
   }
 
   #onNetwork(online: boolean): void {
     if (!this.#waiting) return;
     if (!online) {
-      // Offline: an attempt now would fail and waste a step of the backoff; wait for `online`.
+      // Offline: an attempt soon would likely fail; wait for `online`, or the longest backoff.
       clearTimeout(this.#timer);
-      this.#timer = undefined;
+      this.#timer = setTimeout(() => this.#fire(), this.#schedule.capMs);
       return;
     }
     // Back online: the network changed, so the old backoff says nothing about the server.

@@ -54,7 +54,7 @@ describe('backoff', () => {
     expect(fixture.attempts).toHaveLength(7);
   });
 
-  it('waits exactly the jittered backoff before each attempt, a quick jitter after 1012, none offline', () => {
+  it('waits exactly the jittered backoff before each attempt, a quick jitter after 1012, the longest offline', () => {
     vi.useFakeTimers();
     const random = vi.spyOn(Math, 'random').mockReturnValue(0.75);
     try {
@@ -101,14 +101,17 @@ describe('backoff', () => {
       expectWait(true, 30);
       expectWait(true, 300);
 
-      // Offline, nothing fires however long it waits; back online, an attempt at once and the
-      // backoff from the start.
+      // Offline (as the device says), an attempt only after the longest backoff, using up no
+      // attempt (the device may be wrong); back online, an attempt at once and the backoff from
+      // the start.
       network.set(false);
+      const attempts = scheduler.attempts;
+      expectWait(false, 1000);
+      expectWait(false, 1000);
+      expect(scheduler.attempts).toBe(attempts);
       expect(scheduler.plan(false)).toBe(true);
-      vi.advanceTimersByTime(60_000);
-      expect(fired).toHaveLength(11);
       network.set(true);
-      expect(fired).toHaveLength(12);
+      expect(fired).toHaveLength(14);
       expect(scheduler.attempts).toBe(1);
       expectWait(false, 150);
     } finally {
@@ -282,13 +285,41 @@ describe('liveness', () => {
         () => events.push(`dead@${Date.now()}`),
       );
       vi.advanceTimersByTime(1200);
-      heartbeat.alive(); // anything that arrives answers the ping
+      heartbeat.pong();
       vi.advanceTimersByTime(1099); // 2299: pinged again at 2000, 299 ms without an answer
       expect(events).toEqual(['ping@1000', 'ping@2000']);
       vi.advanceTimersByTime(1);
       expect(events).toEqual(['ping@1000', 'ping@2000', 'dead@2300']);
       vi.advanceTimersByTime(10_000); // stopped: no more pings once dead
       expect(events).toHaveLength(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('waits on for a pong behind other frames, three timeouts at most: a link dead one way is dropped', () => {
+    vi.useFakeTimers({ now: 0 });
+    try {
+      const events: string[] = [];
+      const heartbeat = new Heartbeat(1000, 300);
+      heartbeat.start(
+        () => events.push(`ping@${Date.now()}`),
+        () => events.push(`dead@${Date.now()}`),
+      );
+      // Frames keep coming, the pong with them after 500 ms (queued behind them): kept.
+      vi.advanceTimersByTime(1100);
+      heartbeat.alive();
+      vi.advanceTimersByTime(300);
+      heartbeat.alive();
+      vi.advanceTimersByTime(100);
+      heartbeat.pong();
+      // Frames keep coming, no pong ever (what the client sends no longer arrives): dead at
+      // three timeouts after the ping, however much else arrives.
+      for (let at = 1500; at < 4000; at += 100) {
+        vi.advanceTimersByTime(100);
+        heartbeat.alive();
+      }
+      expect(events).toEqual(['ping@1000', 'ping@2000', 'dead@2900']);
     } finally {
       vi.useRealTimers();
     }
@@ -357,12 +388,24 @@ describe('online and offline', () => {
     await stateOf(client, 'open');
   });
 
+  it('reconnects while the device says it is offline, after the longest backoff: the device may be wrong', async () => {
+    const fixture = await startFixture();
+    const network = new FakeNetwork();
+    const { client } = openClient(fixture.url, { backoffBaseMs: 10, backoffCapMs: 300, network });
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    network.set(false);
+    connection.ws.terminate();
+    await fixture.connection(2, 3000);
+    await stateOf(client, 'open');
+  });
+
   it('stops a pending retry when the network goes offline', async () => {
     const fixture = await startFixture();
     fixture.refuseWith = 503;
     const network = new FakeNetwork();
     const states: ClientState[] = [];
-    const { client } = openClient(fixture.url, { backoffBaseMs: 100, backoffCapMs: 100, network });
+    const { client } = openClient(fixture.url, { backoffBaseMs: 100, backoffCapMs: 5000, network });
     client.on('state', (s) => states.push(s));
     await until(() => fixture.attempts.length >= 2, 2000, 'two attempts');
     network.set(false);
