@@ -228,22 +228,18 @@ describe('joins, leaves and closes for a session between connections', () => {
     });
   }
 
-  it('are all kept when a resume closes, or is taken over, before it rejoined them all', async () => {
-    const {
-      nodes: [a, b],
-      store,
-      history,
-    } = await startNodes(2);
+  /** A session in `count` history rooms, dropped, whose resumes on `node` rejoin them slowly. */
+  async function slowResume(count: number) {
+    const started = await startNodes(2);
+    const [a] = started.nodes;
     const { peer, welcome } = await V1Peer.connect(a!);
     await peer.next('joined');
-    const rooms = Array.from({ length: 12 }, (_, i) => `chat-${i}`);
+    const rooms = Array.from({ length: count }, (_, i) => `chat-${i}`);
     for (const room of rooms) await a!.client(welcome.client).join(room);
-    const all = ['lobby', ...rooms].sort();
     peer.ws.terminate();
     await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
-    // Each room's history answers late: the resume is still rejoining when its socket goes.
-    const read = history.read.bind(history);
-    const position = history.position.bind(history);
+    const { history } = started;
+    const [read, position] = [history.read.bind(history), history.position.bind(history)];
     history.read = async (...args) => {
       await delay(10);
       return read(...args);
@@ -252,17 +248,31 @@ describe('joins, leaves and closes for a session between connections', () => {
       await delay(10);
       return position(...args);
     };
-    const dropped = new V1Peer(b!);
-    await dropped.opened;
-    dropped.send({ t: 'hello', session: welcome.session });
-    await until(() => b!.clients.has(welcome.client), 2000, 'the resume to start');
+    /** A resume on `node` that is still rejoining its rooms (registered, not yet welcomed). */
+    const rejoining = async (node: ScaledWebSocketServer) => {
+      const resuming = new V1Peer(node);
+      await resuming.opened;
+      resuming.send({ t: 'hello', session: welcome.session });
+      await until(() => node.clients.has(welcome.client), 2000, 'a resume to start');
+      return resuming;
+    };
+    return { ...started, welcome, rooms: ['lobby', ...rooms], rejoining };
+  }
+
+  it('are all kept when a resume closes, or is taken over, before it rejoined them all', async () => {
+    const {
+      nodes: [a, b],
+      store,
+      welcome,
+      rooms,
+      rejoining,
+    } = await slowResume(12);
+    const all = [...rooms].sort();
+    const dropped = await rejoining(b!);
     dropped.ws.terminate();
     await until(() => !b!.clients.has(welcome.client), 2000, 'the resume to end');
     // And one taken over by another resume while it rejoins.
-    const first = new V1Peer(b!);
-    await first.opened;
-    first.send({ t: 'hello', session: welcome.session });
-    await until(() => b!.clients.has(welcome.client), 2000, 'the first resume to start');
+    const first = await rejoining(b!);
     const second = await V1Peer.connect(a!, { session: welcome.session });
     expect((await closeOf(first)).code).toBe(4409);
     expect(Object.keys(second.welcome.rooms).sort()).toEqual(all);
@@ -270,6 +280,70 @@ describe('joins, leaves and closes for a session between connections', () => {
     await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
     const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
     expect([...record.rooms].sort()).toEqual(all);
+  });
+
+  it("made on the node taking the session over, before the resume's welcome, are kept when that resume ends before it", async () => {
+    const {
+      nodes: [a, b],
+      welcome,
+      rooms,
+      rejoining,
+    } = await slowResume(12);
+    const resuming = await rejoining(b!);
+    await b!.client(welcome.client).join('news');
+    await b!.client(welcome.client).leave('chat-3');
+    // Its connection ends (as the node sees it) before the welcome.
+    b!.clients.get(welcome.client)!.terminate();
+    await resuming.closed;
+    await until(() => !b!.clients.has(welcome.client), 2000, 'the resume to end');
+    const back = await resumedRooms(a!, welcome.session, welcome.client);
+    const expected = [...rooms.filter((room) => room !== 'chat-3'), 'news'].sort();
+    expect(back.welcome).toEqual(expected);
+    expect(back.server).toEqual(expected);
+  });
+
+  it("a close made on the node taking the session over, before the resume's welcome, closes it right after the welcome, or the next one if it ended before", async () => {
+    const {
+      nodes: [a, b],
+      welcome,
+      rejoining,
+    } = await slowResume(12);
+    // The resume goes on: welcomed, then closed.
+    const going = await rejoining(b!);
+    await b!.client(welcome.client).close(4000, 'bye');
+    expect(await closeOf(going)).toMatchObject({ code: 4000 });
+    expect(going.all('welcome')).toHaveLength(1);
+    // The resume ends before its welcome: the next one is closed.
+    const again = await V1Peer.connect(a!, { session: welcome.session });
+    again.peer.ws.terminate();
+    await until(() => !a!.clients.has(welcome.client), 2000, 'the drop');
+    const ending = await rejoining(b!);
+    await b!.client(welcome.client).close(4001, 'bye again');
+    b!.clients.get(welcome.client)!.terminate();
+    await ending.closed;
+    await until(() => !b!.clients.has(welcome.client), 2000, 'the resume to end');
+    const next = await V1Peer.connect(a!, { session: welcome.session });
+    expect(next.welcome.resumed).toBe(true);
+    expect(await closeOf(next.peer)).toMatchObject({ code: 4001 });
+  });
+
+  it('a close made while away waits for the next resume when the one that claimed the session ended before it was welcomed', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2, 30);
+    const welcome = await dropped(a!);
+    await b!.client(welcome.client).close(4000, 'bye');
+    // Gone while its claim is written (the store answers in 30 ms).
+    const gone = new V1Peer(b!);
+    await gone.opened;
+    gone.send({ t: 'hello', session: welcome.session });
+    await delay(40);
+    gone.ws.terminate();
+    await gone.closed;
+    await delay(100);
+    const next = await V1Peer.connect(a!, { session: welcome.session });
+    expect(next.welcome.resumed).toBe(true);
+    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
   });
 
   it('refuse a room name longer than the protocol carries, connected or away, from a node or a publisher', async () => {

@@ -235,13 +235,17 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 
   async #changeSessionNow(header: SessionChangeHeader): Promise<void> {
     const id = header.c;
-    // Its turn, after the changes made before it: to the connection, if it is here (now).
-    const here = this.#applyHere(header);
-    if (here !== undefined) return here;
+    // Its turn, after the changes made before it: to the connection, if one holds it here (now).
+    const local = this.router.arriving(id) ? undefined : this.#clients.get(id);
+    if (local !== undefined) return this.#applyDirect(local, header, undefined) ?? DONE;
     // A connection of it that closed here: its last save first, which writes its rooms.
     await this.#sessions.closing(id);
     const at = await joinedAt(header, this.historyOf);
     const place = await this.#sessions.changeSession(id, header, at);
+    // A resume here taking the session over gets it too, behind its welcome (the record has it,
+    // should that resume end before).
+    const here = this.#applyHere(header);
+    if (here !== undefined) return here;
     if (place === 'stored') return;
     if (place === 'unknown') return this.router.send(header, NO_BYTES, 0);
     if (place.holder !== this.#mesh.nodeId) return this.router.sendToHolder(place.holder, header);
@@ -283,12 +287,13 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   }
 
   /**
-   * A session's connection is registered here: the operations that came for it while it was
-   * being taken over are applied, behind its welcome.
+   * A session's connection is welcomed here: the operations that came for it while it was being
+   * taken over are applied, or with `drop` forgotten (a connection closed at once takes none of
+   * them: the session's changes are in its record).
    */
-  arrived(client: AnyClient): void {
+  arrived(client: AnyClient, drop = false): void {
     const arrived = this.router.arrived(client.id);
-    if (arrived.length > 0) client.hold();
+    if (drop) return;
     for (const frame of arrived) this.apply(frame);
   }
 

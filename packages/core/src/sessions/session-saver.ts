@@ -164,12 +164,12 @@ export class SessionSaver<Client extends SavedClient> {
    * resume found it (with the changes made since), marked closed, with what it knows of what the
    * client sent (whether what came before is in doubt).
    */
-  saveUnopened(client: Client): void {
+  saveUnopened(client: Client, close?: [code: number, reason: string]): void {
     const conn = client.conn;
     if (conn === undefined) return;
     client.conn = undefined;
-    const upstream = this.#upstream.upstreamRecord(client);
-    this.#finalSave(client.id, this.#sessions.markClosed(client.id, conn, upstream));
+    const kept = { ...this.#upstream.upstreamRecord(client), ...(close && { close }) };
+    this.#finalSave(client.id, this.#sessions.markClosed(client.id, conn, kept));
   }
 
   /** Keeps a last save under way until it is done, for {@link SessionSaver.closing}. */

@@ -326,17 +326,21 @@ export class Sessions {
   }
 
   /**
-   * Marks the record closed (`live: false`) as it is, with `upstream` (what the connection knows of
-   * what the client sent), if `conn` still holds it: for a connection that changed nothing else of
-   * it. Resolves when written, or failed (reported).
+   * Marks the record closed (`live: false`) as it is, with `kept` (what the connection knows of
+   * what the client sent, a close still to make), if `conn` still holds it: for a connection that
+   * changed nothing else of it. Resolves when written, or failed (reported).
    */
-  async markClosed(id: string, conn: string, upstream?: UpstreamRecord): Promise<void> {
+  async markClosed(
+    id: string,
+    conn: string,
+    kept?: Partial<UpstreamRecord> & Pick<SessionRecord, 'close'>,
+  ): Promise<void> {
     try {
       await updateState(this.#store, this.#key(id), (current) => {
         const stored = current === undefined ? undefined : parseRecord(current, id);
         if (stored === undefined || stored instanceof SessionRecordError) return undefined;
         if (stored.conn !== conn) return undefined;
-        return JSON.stringify({ ...stored, ...upstream, live: false });
+        return JSON.stringify({ ...stored, ...kept, live: false });
       });
     } catch (error) {
       this.#onError(error);

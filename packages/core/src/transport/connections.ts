@@ -43,8 +43,11 @@ export interface Takeovers {
   kick(sessionId: string, claim?: number): boolean;
   /** Takes a session over from the node that holds it; resolves once it let go, or after `ms`. */
   takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
-  /** Applies what came for a session while it was being taken over (behind its welcome). */
-  arrived(client: AnyClient): void;
+  /**
+   * Applies what came for a session while it was being taken over (behind its welcome); with
+   * `drop`, forgets it (a connection closed at once takes none of it).
+   */
+  arrived(client: AnyClient, drop?: boolean): void;
   /**
    * Runs a join or leave of the connection itself behind the `wss.client(id)` changes of its
    * session this node made before and that still wait for the store; at once when none does.
@@ -157,8 +160,8 @@ export class Connections<Identity, Data extends object>
     return client;
   }
 
-  arrived(client: AnyClient): void {
-    this.#parts.takeovers.arrived(client);
+  arrived(client: AnyClient, drop?: boolean): void {
+    this.#parts.takeovers.arrived(client, drop);
   }
 
   connected(client: AnyClient, request: IncomingMessage): void {
@@ -170,8 +173,8 @@ export class Connections<Identity, Data extends object>
     return this.saver.save(client);
   }
 
-  closedAtOnce(client: AnyClient): void {
-    this.saver.saveUnopened(client);
+  closedAtOnce(client: AnyClient, close?: [code: number, reason: string]): void {
+    this.saver.saveUnopened(client, close);
   }
 
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void {

@@ -68,15 +68,19 @@ export interface V1Node {
   frame(client: V1Client, data: Buffer, isBinary: boolean): void;
   /**
    * Applies what came for the session while this node took it over: once its rooms are back (a
-   * leave must find the client in the room it leaves), behind its welcome.
+   * leave must find the client in the room it leaves), behind its welcome. With `drop`, forgets it:
+   * a connection closed at once takes none of it (the record has the session's changes).
    */
-  arrived(client: V1Client): void;
+  arrived(client: V1Client, drop?: boolean): void;
   /** Hands a client whose session is open (new or resumed) to the application. */
   connected(client: V1Client, request: IncomingMessage): void;
   /** Saves a client's session. */
   save(client: V1Client): Promise<void>;
-  /** Saves the session of a client closed right after its welcome: its record, marked closed. */
-  closedAtOnce(client: V1Client): void;
+  /**
+   * Saves the session of a client closed right after its welcome: its record, marked closed (with
+   * `close` to make again, when the client was not there to be told).
+   */
+  closedAtOnce(client: V1Client, close?: [code: number, reason: string]): void;
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
@@ -311,9 +315,18 @@ export class V1Endpoint {
     const lookup =
       hello.session === undefined ? undefined : await this.#handOver(hello.session, owner);
     const session = await this.#sessions.open(hello.session, owner, lookup);
+    // Whether the previous connection recorded all it handed on: only a clean close says so, and
+    // only if no connection since could not record (`u`: one was welcomed `unavailable`), nor
+    // closed before the client sent again what may have been handed on (`doubt`).
+    const doubtful =
+      session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true;
+    const ledger = new UpstreamLedger(session.record, doubtful);
     if (ws.readyState !== WebSocket.OPEN) {
       // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
       ws.terminate();
+      // It claimed the session, and holds nothing: the record as it was, closed, and a close made
+      // while the client was away still to be made.
+      if (session.resumed) this.#unclaimed(session, ledger);
       return undefined;
     }
     // The session the token named (resumed, or kept while the store is down): an older
@@ -327,14 +340,12 @@ export class V1Endpoint {
     }
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
-    // Whether the previous connection recorded all it handed on: only a clean close says so, and
-    // only if no connection since could not record (`u`: one was welcomed `unavailable`), nor
-    // closed before the client sent again what may have been handed on (`doubt`).
-    const doubtful =
-      session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true;
-    const ledger = new UpstreamLedger(session.record, doubtful);
     this.#upstream.set(client, ledger);
-    if (session.closeWith !== undefined) return this.#closeAtOnce(client, session, hello, ledger);
+    if (session.closeWith !== undefined) {
+      // A socket that went meanwhile is told nothing: the close waits for the next resume.
+      const reached = ws.readyState === WebSocket.OPEN;
+      return this.#closeAtOnce(client, session, hello, ledger, reached);
+    }
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
@@ -368,7 +379,6 @@ export class V1Endpoint {
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[inbox] = await this.#rejoin(client, inbox, from, replay, budget);
     }
-    node.arrived(client);
     if (client.gone) return undefined;
     writeWelcome(client, this.#welcome(client, session, rooms, ledger), replay);
     if (session.resumed) {
@@ -376,6 +386,9 @@ export class V1Endpoint {
       client.recovery = { recovered, rooms };
       void node.save(client);
     }
+    // What came for the session while this node took it over, behind the welcome (a close too).
+    node.arrived(client);
+    if (client.gone) return undefined;
     if (hello.session !== undefined) {
       const { result, ...fields } = this.#traffic.resumed(
         client.id,
@@ -420,6 +433,7 @@ export class V1Endpoint {
     session: OpenedSession,
     hello: HelloMessage,
     ledger: UpstreamLedger,
+    reached: boolean,
   ): V1Client {
     const rooms: Record<string, WelcomeRoom> = {};
     for (const room of session.record?.rooms ?? []) {
@@ -442,9 +456,19 @@ export class V1Endpoint {
           : { recovered: false, reason: 'no-position' };
     }
     writeWelcome(client, this.#welcome(client, session, rooms, ledger), []);
-    this.#node.closedAtOnce(client);
+    this.#node.closedAtOnce(client, reached ? undefined : session.closeWith);
+    this.#node.arrived(client, true);
     client.close(...session.closeWith!);
     return client;
+  }
+
+  /** A resume that claimed the session but went before it was registered: holds nothing. */
+  #unclaimed(session: OpenedSession, ledger: UpstreamLedger): void {
+    const close = session.closeWith;
+    void this.#sessions.markClosed(session.id, session.conn, {
+      ...ledger.record(),
+      ...(close && { close }),
+    });
   }
 
   /**
