@@ -159,10 +159,11 @@ export class SessionSaver<Client extends SavedClient> {
   }
 
   /**
-   * The last save of a connection closed right after its welcome (a close the server made while
-   * the client was away): it rejoined nothing and handed nothing on, so its record stays as its
-   * resume found it (with the changes made since), marked closed, with what it knows of what the
-   * client sent (whether what came before is in doubt).
+   * The last save of a connection that handed nothing on and has no rooms to record: one closed
+   * right after its welcome (a close the server made while the client was away), or before it (a
+   * resume that ended while it rejoined its rooms). Its record stays as its resume found it (with
+   * the changes made since), marked closed, with what it knows of what the client sent (whether
+   * what came before is in doubt) and a `close` still to make, if given.
    */
   saveUnopened(client: Client, close?: [code: number, reason: string]): void {
     const conn = client.conn;
