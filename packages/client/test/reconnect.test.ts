@@ -275,15 +275,21 @@ describe('close codes', () => {
 });
 
 describe('liveness', () => {
+  /** A heartbeat pinging every 1000 ms with a 300 ms timeout, and what it did, at what time. */
+  function pinging() {
+    const events: string[] = [];
+    const heartbeat = new Heartbeat(1000, 300);
+    heartbeat.start(
+      () => events.push(`ping@${Date.now()}`),
+      () => events.push(`dead@${Date.now()}`),
+    );
+    return { heartbeat, events };
+  }
+
   it('pings every interval and declares the connection dead exactly when a ping goes unanswered', () => {
     vi.useFakeTimers({ now: 0 });
     try {
-      const events: string[] = [];
-      const heartbeat = new Heartbeat(1000, 300);
-      heartbeat.start(
-        () => events.push(`ping@${Date.now()}`),
-        () => events.push(`dead@${Date.now()}`),
-      );
+      const { heartbeat, events } = pinging();
       vi.advanceTimersByTime(1200);
       heartbeat.pong();
       vi.advanceTimersByTime(1099); // 2299: pinged again at 2000, 299 ms without an answer
@@ -300,12 +306,7 @@ describe('liveness', () => {
   it('waits on for a pong behind other frames, three timeouts at most: a link dead one way is dropped', () => {
     vi.useFakeTimers({ now: 0 });
     try {
-      const events: string[] = [];
-      const heartbeat = new Heartbeat(1000, 300);
-      heartbeat.start(
-        () => events.push(`ping@${Date.now()}`),
-        () => events.push(`dead@${Date.now()}`),
-      );
+      const { heartbeat, events } = pinging();
       // Frames keep coming, the pong with them after 500 ms (queued behind them): kept.
       vi.advanceTimersByTime(1100);
       heartbeat.alive();
