@@ -327,6 +327,47 @@ describe('joins, leaves and closes for a session between connections', () => {
     expect(await closeOf(next.peer)).toMatchObject({ code: 4001 });
   });
 
+  it('a close made on the node taking the session over is kept when that node drains before the welcome', async () => {
+    const {
+      nodes: [a, b],
+      welcome,
+      rejoining,
+    } = await slowResume(12);
+    await rejoining(b!);
+    await b!.client(welcome.client).close(4000, 'bye');
+    await b!.close();
+    const next = await V1Peer.connect(a!, { session: welcome.session });
+    expect(next.welcome.resumed).toBe(true);
+    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
+  });
+
+  it('a close made while away is made again when the resume it closed did not answer it (gone untold)', async () => {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2, 30);
+    const welcome = await dropped(a!);
+    await b!.client(welcome.client).close(4000, 'bye');
+    // Gone right after its hello, as its node cannot tell: it reads nothing more, and never
+    // answers the close (the node ends it after closeTimeoutMs).
+    const gone = new V1Peer(b!);
+    await gone.opened;
+    gone.send({ t: 'hello', session: welcome.session });
+    (gone.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    await until(() => b!.clients.has(welcome.client), 3000, 'the resume');
+    await until(() => !b!.clients.has(welcome.client), 8000, 'its end, unanswered');
+    const key = `wscale:session:${welcome.client}`;
+    const closeKept = async () => {
+      const record = JSON.parse((await store.get(key))!.value);
+      return record.live === false && record.close?.[0] === 4000;
+    };
+    await until(closeKept, 3000, 'the close back in the record');
+    const next = await V1Peer.connect(a!, { session: welcome.session });
+    expect(next.welcome.resumed).toBe(true);
+    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
+    gone.ws.terminate();
+  }, 15_000);
+
   it('a close made while away waits for the next resume when the one that claimed the session ended before it was welcomed', async () => {
     const {
       nodes: [a, b],

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { HandlerError, LimitExceededError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import type { SessionSnapshot, Sessions, UpstreamRecord } from './sessions.js';
+import type { KeptOnClose, SessionSnapshot, Sessions, UpstreamRecord } from './sessions.js';
 
 /** A connection as its session is saved: what the record keeps of it. */
 export interface SavedClient {
@@ -163,14 +163,32 @@ export class SessionSaver<Client extends SavedClient> {
    * right after its welcome (a close the server made while the client was away), or before it (a
    * resume that ended while it rejoined its rooms). Its record stays as its resume found it (with
    * the changes made since), marked closed, with what it knows of what the client sent (whether
-   * what came before is in doubt) and a `close` still to make, if given.
+   * what came before is in doubt) and a `close` still to make, if given: with `told`, only if
+   * that says the client did not answer it.
    */
-  saveUnopened(client: Client, close?: [code: number, reason: string]): void {
+  saveUnopened(
+    client: Client,
+    close?: [code: number, reason: string],
+    told?: Promise<boolean>,
+  ): void {
     const conn = client.conn;
     if (conn === undefined) return;
     client.conn = undefined;
-    const kept = { ...this.#upstream.upstreamRecord(client), ...(close && { close }) };
-    this.#finalSave(client.id, this.#sessions.markClosed(client.id, conn, kept));
+    const id = client.id;
+    const kept = { ...this.#upstream.upstreamRecord(client), ...(close && !told && { close }) };
+    const saved = this.#sessions.markClosed(id, conn, kept);
+    // A close the client did not answer (it was gone): back in the record, for the next resume.
+    const after = saved.then(async () => {
+      if (close !== undefined && told !== undefined && !(await told)) {
+        await this.#sessions.markClosed(id, conn, { close });
+      }
+    });
+    this.#finalSave(id, after);
+  }
+
+  /** Marks a session's record closed as it is (see `Sessions.markClosed`); a drain waits for it. */
+  markClosed(id: string, conn: string, kept: KeptOnClose): void {
+    this.#finalSave(id, this.#sessions.markClosed(id, conn, kept));
   }
 
   /** Keeps a last save under way until it is done, for {@link SessionSaver.closing}. */

@@ -67,6 +67,15 @@ export interface SessionRecord extends Partial<UpstreamRecord> {
 }
 
 /**
+ * What a connection that handed nothing on writes into its record when it ends (see
+ * `Sessions.markClosed`): what it knows of what the client sent, a close still to make (or
+ * `undefined`, made).
+ */
+export type KeptOnClose = Partial<UpstreamRecord> & {
+  close?: [code: number, reason: string] | undefined;
+};
+
+/**
  * How a save went: `written`; `refused`, the record names another connection (the session moved
  * on, or the store went back to an older record); `failed`, the store failed (reported).
  */
@@ -330,11 +339,7 @@ export class Sessions {
    * what the client sent, a close still to make), if `conn` still holds it: for a connection that
    * changed nothing else of it. Resolves when written, or failed (reported).
    */
-  async markClosed(
-    id: string,
-    conn: string,
-    kept?: Partial<UpstreamRecord> & Pick<SessionRecord, 'close'>,
-  ): Promise<void> {
+  async markClosed(id: string, conn: string, kept?: KeptOnClose): Promise<void> {
     try {
       await updateState(this.#store, this.#key(id), (current) => {
         const stored = current === undefined ? undefined : parseRecord(current, id);

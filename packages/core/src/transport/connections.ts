@@ -15,7 +15,12 @@ import type { Outgoing } from '../protocol/outgoing.js';
 import { receivedText } from '../protocol/payload.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
 import { type SaverSettings, SessionSaver } from '../sessions/session-saver.js';
-import { checkSessionRoom, type OpenedSession, type Sessions } from '../sessions/sessions.js';
+import {
+  checkSessionRoom,
+  type KeptOnClose,
+  type OpenedSession,
+  type Sessions,
+} from '../sessions/sessions.js';
 import { checkName } from '../util/arguments.js';
 import type { Membership } from '../v1/membership.js';
 import type { V1Client } from '../v1/v1-client.js';
@@ -173,8 +178,16 @@ export class Connections<Identity, Data extends object>
     return this.saver.save(client);
   }
 
-  closedAtOnce(client: AnyClient, close?: [code: number, reason: string]): void {
-    this.saver.saveUnopened(client, close);
+  closedAtOnce(client: AnyClient, close: [code: number, reason: string]): void {
+    // Answered by the client (its close frame came back with the code): it was told.
+    const told = new Promise<boolean>((resolve) => {
+      client.once('close', (code) => resolve(code === close[0]));
+    });
+    this.saver.saveUnopened(client, close, told);
+  }
+
+  markClosed(id: string, conn: string, kept: KeptOnClose): void {
+    this.saver.markClosed(id, conn, kept);
   }
 
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void {

@@ -30,6 +30,7 @@ import {
 import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
 import { sessionOwnerOf } from '../sessions/session-saver.js';
 import {
+  type KeptOnClose,
   type OpenedSession,
   type SessionLookup,
   SessionStoreUnavailableError,
@@ -77,10 +78,12 @@ export interface V1Node {
   /** Saves a client's session. */
   save(client: V1Client): Promise<void>;
   /**
-   * Saves the session of a client closed right after its welcome: its record, marked closed (with
-   * `close` to make again, when the client was not there to be told).
+   * Saves the session of a client closed right after its welcome with `close`: its record, marked
+   * closed, gets `close` back if the client does not answer it (it was gone without being told).
    */
-  closedAtOnce(client: V1Client, close?: [code: number, reason: string]): void;
+  closedAtOnce(client: V1Client, close: [code: number, reason: string]): void;
+  /** Marks a session's record closed as it is, with `kept` (see `Sessions.markClosed`). */
+  markClosed(id: string, conn: string, kept: KeptOnClose): void;
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
@@ -341,11 +344,7 @@ export class V1Endpoint {
     this.#opening.delete(ws);
     const client = node.register(session, ws, socket, identity);
     this.#upstream.set(client, ledger);
-    if (session.closeWith !== undefined) {
-      // A socket that went meanwhile is told nothing: the close waits for the next resume.
-      const reached = ws.readyState === WebSocket.OPEN;
-      return this.#closeAtOnce(client, session, hello, ledger, reached);
-    }
+    if (session.closeWith !== undefined) return this.#closeAtOnce(client, session, hello, ledger);
     client.hold();
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
@@ -379,7 +378,9 @@ export class V1Endpoint {
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[inbox] = await this.#rejoin(client, inbox, from, replay, budget);
     }
-    if (client.gone) return undefined;
+    // Closed meanwhile (by the client, or a drain or takeover whose close it has not answered): no
+    // welcome, and the record stays as the resume found it (see SessionSaver.saveUnopened).
+    if (closing(ws)) return undefined;
     writeWelcome(client, this.#welcome(client, session, rooms, ledger), replay);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
@@ -388,7 +389,7 @@ export class V1Endpoint {
     }
     // What came for the session while this node took it over, behind the welcome (a close too).
     node.arrived(client);
-    if (client.gone) return undefined;
+    if (closing(ws)) return undefined;
     if (hello.session !== undefined) {
       const { result, ...fields } = this.#traffic.resumed(
         client.id,
@@ -433,7 +434,6 @@ export class V1Endpoint {
     session: OpenedSession,
     hello: HelloMessage,
     ledger: UpstreamLedger,
-    reached: boolean,
   ): V1Client {
     const rooms: Record<string, WelcomeRoom> = {};
     for (const room of session.record?.rooms ?? []) {
@@ -456,7 +456,7 @@ export class V1Endpoint {
           : { recovered: false, reason: 'no-position' };
     }
     writeWelcome(client, this.#welcome(client, session, rooms, ledger), []);
-    this.#node.closedAtOnce(client, reached ? undefined : session.closeWith);
+    this.#node.closedAtOnce(client, session.closeWith!);
     this.#node.arrived(client, true);
     client.close(...session.closeWith!);
     return client;
@@ -465,7 +465,7 @@ export class V1Endpoint {
   /** A resume that claimed the session but went before it was registered: holds nothing. */
   #unclaimed(session: OpenedSession, ledger: UpstreamLedger): void {
     const close = session.closeWith;
-    void this.#sessions.markClosed(session.id, session.conn, {
+    this.#node.markClosed(session.id, session.conn, {
       ...ledger.record(),
       ...(close && { close }),
     });
@@ -821,4 +821,14 @@ function joinedWhileAway(
 ): { o: number; e: string } | undefined {
   const at = session.record?.at?.[room];
   return at !== undefined && !(told?.e === at.e && told.o >= at.o) ? at : undefined;
+}
+
+/**
+ * Whether a connection still opening is closing or closed: then it reads on (it was paused for its
+ * `hello`), or the answer to its close would never arrive.
+ */
+function closing(ws: WebSocket): boolean {
+  if (ws.readyState === WebSocket.OPEN) return false;
+  ws.resume();
+  return true;
 }
