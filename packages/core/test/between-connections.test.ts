@@ -368,6 +368,26 @@ describe('joins, leaves and closes for a session between connections', () => {
     gone.ws.terminate();
   }, 15_000);
 
+  it('a close made while away is back in the record when a drain closed the resume before its claim came back', async () => {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2, 50);
+    const welcome = await dropped(a!);
+    await b!.client(welcome.client).close(4000, 'bye');
+    const resuming = new V1Peer(b!);
+    await resuming.opened;
+    resuming.send({ t: 'hello', session: welcome.session });
+    // Drained while the claim is written (the store answers in 50 ms).
+    await delay(60);
+    await b!.close();
+    // A drained node has recorded all it had to: the close is there for the next resume.
+    const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
+    expect(record).toMatchObject({ live: false, close: [4000, 'bye'] });
+    const next = await V1Peer.connect(a!, { session: welcome.session });
+    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
+  });
+
   it('a close made while away waits for the next resume when the one that claimed the session ended before it was welcomed', async () => {
     const {
       nodes: [a, b],

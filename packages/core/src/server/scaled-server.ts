@@ -371,6 +371,8 @@ export class ScaledWebSocketServer<
     for (const timer of this.#timers) clearInterval(timer);
     await waitAtMost(Promise.all(this.#connections.saver.saveAll()), ms);
     await this.#connections.closeAll(CloseCode.ServiceRestart, 'draining', ms);
+    // Resumes under way write their records (one closed before its claim came back, too).
+    await waitAtMost(this.#connections.v1.openingsSettled(), ms);
     await waitAtMost(this.#connections.saver.closedSaved(), ms);
     // Sends the application started before the drain (a history append, then a publish) go out
     // before the node leaves and its broker may be closed.

@@ -146,6 +146,8 @@ export class V1Endpoint {
   readonly #log: NodeLog;
   /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
+  /** Sessions being opened (their store calls, and what a resume that went meanwhile writes). */
+  readonly #opens = new Set<Promise<unknown>>();
   /** Each connection's upstream bookkeeping (only clients that number what they send have one). */
   readonly #upstream = new WeakMap<V1Client, UpstreamLedger>();
   readonly #receipts: ReceiptBatcher<V1Client>;
@@ -267,7 +269,7 @@ export class V1Endpoint {
         if (queued !== null) refuse(CloseCode.TryAgainLater, 'session not opened in time');
       }, helloTimeoutMs);
       stop = () => clearTimeout(openTimer);
-      this.#open(ws, socket, request, identity, message)
+      this.#opened(this.#open(ws, socket, request, identity, message))
         .then((client) => {
           if (client === undefined) return;
           const behind = queued ?? [];
@@ -287,6 +289,22 @@ export class V1Endpoint {
         });
     };
     ws.on('message', onMessage).on('close', settled);
+  }
+
+  /** Keeps a session's opening until it settles, for {@link V1Endpoint.openingsSettled}. */
+  #opened<T>(opening: Promise<T>): Promise<T> {
+    this.#opens.add(opening);
+    const done = () => this.#opens.delete(opening);
+    opening.then(done, done);
+    return opening;
+  }
+
+  /**
+   * Resolves once the sessions being opened now have settled: a resume whose connection a drain
+   * closed before its claim came back still writes the record (see `#unclaimed`).
+   */
+  async openingsSettled(): Promise<void> {
+    await Promise.allSettled([...this.#opens]);
   }
 
   /** Closes the connections still opening (the node is draining). */
