@@ -93,6 +93,13 @@ async function resumedRooms(node: ScaledWebSocketServer, session: string, id: st
   return { welcome: Object.keys(welcome.rooms).sort(), server: [...client.rooms].sort(), peer };
 }
 
+/** Resumes the session on `node`: it must be welcomed, then closed with `code` at once. */
+async function closedOnResume(node: ScaledWebSocketServer, session: string, code: number) {
+  const next = await V1Peer.connect(node, { session });
+  expect(next.welcome.resumed).toBe(true);
+  expect(await closeOf(next.peer)).toMatchObject({ code });
+}
+
 /** How a connection closed, within two seconds. */
 async function closeOf(peer: V1Peer): Promise<{ code: number; reason: string }> {
   let close: { code: number; reason: string } | undefined;
@@ -228,6 +235,29 @@ describe('joins, leaves and closes for a session between connections', () => {
     });
   }
 
+  /**
+   * A session dropped from node a and closed by node b while away (the store answers in
+   * `storeMs`), and a resume on b that has just said its hello.
+   */
+  async function closedWhileAway(storeMs: number) {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2, storeMs);
+    const welcome = await dropped(a!);
+    await b!.client(welcome.client).close(4000, 'bye');
+    const resuming = new V1Peer(b!);
+    await resuming.opened;
+    resuming.send({ t: 'hello', session: welcome.session });
+    return { a: a!, b: b!, store, welcome, resuming };
+  }
+
+  /** Whether the session's record is closed and has the close made while away, to make again. */
+  async function closeKept(store: MemoryStateStore, id: string): Promise<boolean> {
+    const record = JSON.parse((await store.get(`wscale:session:${id}`))!.value);
+    return record.live === false && record.close?.[0] === 4000;
+  }
+
   /** A session in `count` history rooms, dropped, whose resumes on `node` rejoin them slowly. */
   async function slowResume(count: number) {
     const started = await startNodes(2);
@@ -322,9 +352,7 @@ describe('joins, leaves and closes for a session between connections', () => {
     b!.clients.get(welcome.client)!.terminate();
     await ending.closed;
     await until(() => !b!.clients.has(welcome.client), 2000, 'the resume to end');
-    const next = await V1Peer.connect(a!, { session: welcome.session });
-    expect(next.welcome.resumed).toBe(true);
-    expect(await closeOf(next.peer)).toMatchObject({ code: 4001 });
+    await closedOnResume(a!, welcome.session, 4001);
   });
 
   it('a close made on the node taking the session over is kept when that node drains before the welcome', async () => {
@@ -336,75 +364,40 @@ describe('joins, leaves and closes for a session between connections', () => {
     await rejoining(b!);
     await b!.client(welcome.client).close(4000, 'bye');
     await b!.close();
-    const next = await V1Peer.connect(a!, { session: welcome.session });
-    expect(next.welcome.resumed).toBe(true);
-    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
+    await closedOnResume(a!, welcome.session, 4000);
   });
 
   it('a close made while away is made again when the resume it closed did not answer it (gone untold)', async () => {
-    const {
-      nodes: [a, b],
-      store,
-    } = await startNodes(2, 30);
-    const welcome = await dropped(a!);
-    await b!.client(welcome.client).close(4000, 'bye');
+    const { a, b, store, welcome, resuming: gone } = await closedWhileAway(30);
     // Gone right after its hello, as its node cannot tell: it reads nothing more, and never
     // answers the close (the node ends it after closeTimeoutMs).
-    const gone = new V1Peer(b!);
-    await gone.opened;
-    gone.send({ t: 'hello', session: welcome.session });
     (gone.ws as unknown as { _socket: { pause(): void } })._socket.pause();
     await until(() => b!.clients.has(welcome.client), 3000, 'the resume');
     await until(() => !b!.clients.has(welcome.client), 8000, 'its end, unanswered');
-    const key = `wscale:session:${welcome.client}`;
-    const closeKept = async () => {
-      const record = JSON.parse((await store.get(key))!.value);
-      return record.live === false && record.close?.[0] === 4000;
-    };
-    await until(closeKept, 3000, 'the close back in the record');
-    const next = await V1Peer.connect(a!, { session: welcome.session });
-    expect(next.welcome.resumed).toBe(true);
-    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
+    await until(() => closeKept(store, welcome.client), 3000, 'the close back in the record');
+    await closedOnResume(a!, welcome.session, 4000);
     gone.ws.terminate();
   }, 15_000);
 
   it('a close made while away is back in the record when a drain closed the resume before its claim came back', async () => {
-    const {
-      nodes: [a, b],
-      store,
-    } = await startNodes(2, 50);
-    const welcome = await dropped(a!);
-    await b!.client(welcome.client).close(4000, 'bye');
-    const resuming = new V1Peer(b!);
-    await resuming.opened;
-    resuming.send({ t: 'hello', session: welcome.session });
+    const { a, b, store, welcome } = await closedWhileAway(50);
     // Drained while the claim is written (the store answers in 50 ms).
     await delay(60);
     await b!.close();
     // A drained node has recorded all it had to: the close is there for the next resume.
     const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
     expect(record).toMatchObject({ live: false, close: [4000, 'bye'] });
-    const next = await V1Peer.connect(a!, { session: welcome.session });
-    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
+    await closedOnResume(a!, welcome.session, 4000);
   });
 
   it('a close made while away waits for the next resume when the one that claimed the session ended before it was welcomed', async () => {
-    const {
-      nodes: [a, b],
-    } = await startNodes(2, 30);
-    const welcome = await dropped(a!);
-    await b!.client(welcome.client).close(4000, 'bye');
+    const { a, store, welcome, resuming: gone } = await closedWhileAway(30);
     // Gone while its claim is written (the store answers in 30 ms).
-    const gone = new V1Peer(b!);
-    await gone.opened;
-    gone.send({ t: 'hello', session: welcome.session });
     await delay(40);
     gone.ws.terminate();
     await gone.closed;
-    await delay(100);
-    const next = await V1Peer.connect(a!, { session: welcome.session });
-    expect(next.welcome.resumed).toBe(true);
-    expect(await closeOf(next.peer)).toMatchObject({ code: 4000 });
+    await until(() => closeKept(store, welcome.client), 3000, 'the close back in the record');
+    await closedOnResume(a!, welcome.session, 4000);
   });
 
   it('refuse a room name longer than the protocol carries, connected or away, from a node or a publisher', async () => {

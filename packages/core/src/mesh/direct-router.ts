@@ -200,9 +200,9 @@ export class DirectRouter {
     return heard !== undefined && heard.claim > claim && Date.now() - heard.at < CLAIM_MEMORY_MS;
   }
 
+  /** A claim not overtaken (each caller checked {@link claimedAfter}). */
   #heard(id: string, claim: number): void {
-    if (!this.claimedAfter(id, claim))
-      remember(this.#claims, id, { claim, at: Date.now() }, MAX_MOVED);
+    remember(this.#claims, id, { claim, at: Date.now() }, MAX_MOVED);
   }
 
   /**

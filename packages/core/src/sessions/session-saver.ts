@@ -2,7 +2,13 @@ import { Buffer } from 'node:buffer';
 import { HandlerError, LimitExceededError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
 import { CloseCode } from '../protocol/close-codes.js';
-import type { KeptOnClose, SessionSnapshot, Sessions, UpstreamRecord } from './sessions.js';
+import type {
+  KeptOnClose,
+  SessionRecord,
+  SessionSnapshot,
+  Sessions,
+  UpstreamRecord,
+} from './sessions.js';
 
 /** A connection as its session is saved: what the record keeps of it. */
 export interface SavedClient {
@@ -163,25 +169,18 @@ export class SessionSaver<Client extends SavedClient> {
    * right after its welcome (a close the server made while the client was away), or before it (a
    * resume that ended while it rejoined its rooms). Its record stays as its resume found it (with
    * the changes made since), marked closed, with what it knows of what the client sent (whether
-   * what came before is in doubt) and a `close` still to make, if given: with `told`, only if
-   * that says the client did not answer it.
+   * what came before is in doubt); and then, once `unanswered` says so, a close the client did
+   * not answer (it was gone), back in the record for the next resume.
    */
-  saveUnopened(
-    client: Client,
-    close?: [code: number, reason: string],
-    told?: Promise<boolean>,
-  ): void {
+  saveUnopened(client: Client, unanswered?: Promise<SessionRecord['close']>): void {
     const conn = client.conn;
     if (conn === undefined) return;
     client.conn = undefined;
     const id = client.id;
-    const kept = { ...this.#upstream.upstreamRecord(client), ...(close && !told && { close }) };
-    const saved = this.#sessions.markClosed(id, conn, kept);
-    // A close the client did not answer (it was gone): back in the record, for the next resume.
+    const saved = this.#sessions.markClosed(id, conn, this.#upstream.upstreamRecord(client));
     const after = saved.then(async () => {
-      if (close !== undefined && told !== undefined && !(await told)) {
-        await this.#sessions.markClosed(id, conn, { close });
-      }
+      const close = await unanswered;
+      if (close !== undefined) await this.#sessions.markClosed(id, conn, { close });
     });
     this.#finalSave(id, after);
   }

@@ -180,10 +180,10 @@ export class Connections<Identity, Data extends object>
 
   closedAtOnce(client: AnyClient, close: [code: number, reason: string]): void {
     // Answered by the client (its close frame came back with the code): it was told.
-    const told = new Promise<boolean>((resolve) => {
-      client.once('close', (code) => resolve(code === close[0]));
+    const unanswered = new Promise<typeof close | undefined>((resolve) => {
+      client.once('close', (code) => resolve(code === close[0] ? undefined : close));
     });
-    this.saver.saveUnopened(client, close, told);
+    this.saver.saveUnopened(client, unanswered);
   }
 
   markClosed(id: string, conn: string, kept: KeptOnClose): void {

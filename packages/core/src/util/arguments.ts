@@ -13,9 +13,8 @@ export function checkNames(values: readonly unknown[], what: 'room' | 'client id
 }
 
 /**
- * Refuses a close a connection cannot be closed with: a code other than 1000, 1001, 1003, 1007 to
- * 1014 (not 1004 to 1006, which no close frame carries) or 3000 to 4999, or a reason that is no
- * string.
+ * Refuses a close a connection cannot be closed with: a code other than 1000 to 1014 (but not 1004
+ * to 1006, which no close frame carries) or 3000 to 4999, or a reason that is no string.
  */
 export function checkClose(code: unknown, reason: unknown): void {
   if (!(typeof code === 'number' && Number.isInteger(code) && isCloseCode(code))) {

@@ -38,6 +38,7 @@ import {
   type StoredReply,
   type UpstreamRecord,
 } from '../sessions/sessions.js';
+import { typeName } from '../util/arguments.js';
 import { closeReason } from '../util/close-reason.js';
 import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
@@ -456,22 +457,12 @@ export class V1Endpoint {
     const rooms: Record<string, WelcomeRoom> = {};
     for (const room of session.record?.rooms ?? []) {
       const told = hello.rooms?.[room];
-      const seen = joinedWhileAway(session, told, room) ?? told;
-      rooms[room] =
-        seen !== undefined
-          ? { recovered: true, o: seen.o, e: seen.e }
-          : {
-              recovered: false,
-              reason: this.#membership.keepsHistory(room) ? 'no-position' : 'no-history',
-            };
+      const noPosition = this.#membership.keepsHistory(room) ? 'no-position' : 'no-history';
+      rooms[room] = keptAt(joinedWhileAway(session, told, room) ?? told, noPosition);
     }
     const inbox = inboxOf(client.id);
-    const told = hello.rooms?.[inbox];
     if (this.#settings.directHistory !== undefined && !(inbox in rooms)) {
-      rooms[inbox] =
-        told !== undefined
-          ? { recovered: true, o: told.o, e: told.e }
-          : { recovered: false, reason: 'no-position' };
+      rooms[inbox] = keptAt(hello.rooms?.[inbox], 'no-position');
     }
     writeWelcome(client, this.#welcome(client, session, rooms, ledger), []);
     this.#node.closedAtOnce(client, session.closeWith!);
@@ -815,8 +806,7 @@ function close(target: WebSocket | V1Client, code: number, reason: string): void
 
 /** The failure of a hook that returned a value of the wrong type. */
 function wrongType(hook: string, value: unknown, expected: string): HandlerError {
-  const type = value === null ? 'null' : typeof value;
-  return new HandlerError(hook, new TypeError(`it returned ${type}, not ${expected}`));
+  return new HandlerError(hook, new TypeError(`it returned ${typeName(value)}, not ${expected}`));
 }
 
 function isSendable(value: unknown): value is Sendable {
@@ -839,6 +829,19 @@ function joinedWhileAway(
 ): { o: number; e: string } | undefined {
   const at = session.record?.at?.[room];
   return at !== undefined && !(told?.e === at.e && told.o >= at.o) ? at : undefined;
+}
+
+/**
+ * A room of a connection closed at once, in its welcome: where the client is in it, which it keeps
+ * (the next resume replays from there), or why it has no place there.
+ */
+function keptAt(
+  seen: { o: number; e: string } | undefined,
+  noPosition: 'no-position' | 'no-history',
+): WelcomeRoom {
+  return seen === undefined
+    ? { recovered: false, reason: noPosition }
+    : { recovered: true, o: seen.o, e: seen.e };
 }
 
 /**
