@@ -684,6 +684,40 @@ describe('joins, leaves and closes for a session between connections', () => {
     await until(() => again.peer.texts().includes('open'), 2000, 'a message');
   });
 
+  /** A connected session whose client is gone without its node knowing: it reads nothing more. */
+  async function goneUnseen(node: ScaledWebSocketServer) {
+    const { peer, welcome } = await V1Peer.connect(node);
+    await peer.next('joined');
+    (peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    return { peer, welcome };
+  }
+
+  it("the application's close of a connected client that never answers it closes its resume on another node", async () => {
+    const {
+      nodes: [a, b],
+      store,
+    } = await startNodes(2);
+    const { peer, welcome } = await goneUnseen(a!);
+    a!.clients.get(welcome.client)!.close(1008, 'banned');
+    await until(() => !a!.clients.has(welcome.client), 8000, 'its end, unanswered');
+    const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
+    expect(record).toMatchObject({ live: false, close: [1008, 'banned'] });
+    await closedOnResume(b!, welcome.session, 1008);
+    peer.ws.terminate();
+  }, 15_000);
+
+  it('a close of a connected client that never answers it closes its resume that takes the session over at once', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    const { peer, welcome } = await goneUnseen(a!);
+    await b!.client(welcome.client).close(4000, 'bye');
+    // Back on another node before its first node ended the socket.
+    expect(a!.clients.has(welcome.client)).toBe(true);
+    await closedOnResume(b!, welcome.session, 4000);
+    peer.ws.terminate();
+  });
+
   it('reject with StateStoreError while the store is down, in order, and the next ones go through', async () => {
     const {
       nodes: [a, b],

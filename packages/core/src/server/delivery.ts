@@ -313,7 +313,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     const older = this.#clients.get(id);
     if (older === undefined || !olderThan(older, sentAt, claim)) return false;
     this.#clients.delete(id);
-    older.close(code, reason);
+    older.shut(code, reason);
     // Gone now for presence too: its socket may end only after `closeTimeoutMs` (a peer that no
     // longer answers), and a leave of the connection that took over must not wait for that.
     this.#presence?.released(older, older.roomList);

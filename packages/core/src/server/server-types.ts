@@ -41,6 +41,9 @@ export interface RemoteClient {
   join(room: string): Promise<void>;
   /** Makes the client leave a room. */
   leave(room: string): Promise<void>;
-  /** Closes the client's connection. */
+  /**
+   * Closes the client's connection. A `wscale.v1` client between connections, or one that does
+   * not answer the close (gone without its node knowing), is closed so right after its resume.
+   */
   close(code?: number, reason?: string): Promise<void>;
 }

@@ -27,7 +27,10 @@ export interface SavedClient {
   readonly ownRooms: readonly string[];
   /** Whether its session is still opening (a resume rejoining its rooms, not yet welcomed). */
   readonly opening: boolean;
-  close(code: number, reason: string): void;
+  /** Closes it for the server's own reason (see `Connection.shut`). */
+  shut(code: number, reason: string): void;
+  /** The application's close of it that its client did not answer (see `Connection.unansweredClose`). */
+  unansweredClose(answer?: number): [code: number, reason: string] | undefined;
 }
 
 /** What the session record keeps of what a client sent (the `wscale.v1` endpoint knows). */
@@ -110,7 +113,7 @@ export class SessionSaver<Client extends SavedClient> {
       this.#reporter.log.write('warn', 'the session record names another connection: closed 1012', {
         client: client.id,
       });
-      client.close(CloseCode.ServiceRestart, 'session record changed: resume');
+      client.shut(CloseCode.ServiceRestart, 'session record changed: resume');
     }, SUPERSEDED_WAIT_MS).unref();
   }
 
@@ -130,9 +133,11 @@ export class SessionSaver<Client extends SavedClient> {
    * node lives: its rooms as they were, and `live: false`, which tells a resume that everything
    * handed on was recorded. Once per connection. Written at once, and again with the replies of the
    * requests still running once they are kept (`answering` until then): a resume that does not
-   * get them in time repeats nothing, and answers such a request `REPLY_LOST`.
+   * get them in time repeats nothing, and answers such a request `REPLY_LOST`. An application's
+   * close the client did not answer (`answer`: the code its close frame came back with; none
+   * yet, when it is released to a resume elsewhere) stays in the record, made on the next resume.
    */
-  saveClosed(client: Client): void {
+  saveClosed(client: Client, answer?: number): void {
     // Closed (or taken over) while its resume rejoined its rooms: those not back yet are still
     // the session's, as its record has them.
     if (client.opening) {
@@ -147,7 +152,8 @@ export class SessionSaver<Client extends SavedClient> {
     const rooms = [...client.roomList];
     const own = [...client.ownRooms];
     const data = client.data;
-    const record = () => ({ ...this.#record(client, rooms, own, data), live: false });
+    const close = client.unansweredClose(answer);
+    const record = () => ({ ...this.#record(client, rooms, own, data), live: false, close });
     if (!this.#upstream.answering(client)) {
       this.#finalSave(id, this.#sessions.save(id, conn, record).then(nothing));
       return;

@@ -98,7 +98,11 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   join(room: string): Promise<void>;
   /** Leaves a room. */
   leave(room: string): Promise<void>;
-  /** Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). */
+  /**
+   * Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). A
+   * `wscale.v1` client that does not answer the close (its connection gone without this node
+   * knowing yet) is closed with it again when it resumes, on any node.
+   */
   close(code?: number, reason?: string): void;
   /** Ends the connection at once, without a closing handshake. */
   terminate(): void;
@@ -139,6 +143,8 @@ interface Rare {
   openedAt?: number;
   /** Its claim of its session's record (see `SessionRecord.claim`). */
   claim?: number;
+  /** The application's close of it, made again on its session's resume until answered. */
+  closedWith?: [code: number, reason: string];
   /** Its session's owner, as `sessionOwner` said when the session opened. */
   owner?: string;
   /** Frames held back: while its session opens, or while a join or leave is being saved. */
@@ -399,10 +405,36 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     return this.#host.leave(this, room);
   }
 
-  /** Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). */
+  /**
+   * Closes the connection with a close code and a reason (cut to the 123 bytes a frame holds). A
+   * `wscale.v1` client that does not answer the close (its connection gone without this node
+   * knowing yet) is closed with it again when it resumes, on any node.
+   */
   close(code: number = CloseCode.Normal, reason = ''): void {
     checkClose(code, reason);
+    const cut = closeReason(reason);
+    if (this.v1 && this.#ws.readyState !== WebSocket.CLOSED) {
+      this.#rareState().closedWith ??= [code, cut];
+    }
+    this.#ws.close(code, cut);
+  }
+
+  /**
+   * Closes the connection for the server's own reason (a drain, a takeover, a limit, a protocol
+   * error): made once, not again on a resume.
+   */
+  shut(code: number, reason: string): void {
     this.#ws.close(code, closeReason(reason));
+  }
+
+  /**
+   * The application's close of this connection, unless the client answered it: `answer` is the
+   * code its close frame came back with (none yet while the socket is open, 1006 when it ended
+   * without one).
+   */
+  unansweredClose(answer?: number): [code: number, reason: string] | undefined {
+    const made = this.#rare?.closedWith;
+    return made === undefined || made[0] === answer ? undefined : made;
   }
 
   /** Ends the connection at once, without a closing handshake. */

@@ -285,7 +285,7 @@ export class Connections<Identity, Data extends object>
 
   rateExceeded(client: AnyClient): void {
     this.#parts.reporter.limit('rate', { client: client.id });
-    client.close(CloseCode.PolicyViolation, 'rate limit');
+    client.shut(CloseCode.PolicyViolation, 'rate limit');
     // What a flood already put in the socket is not read (and parsed) any more; the close frame
     // still goes out, and the socket ends after `closeTimeoutMs`.
     client.stopReading();
@@ -303,7 +303,7 @@ export class Connections<Identity, Data extends object>
     );
     const v1 = this.v1;
     v1.closeOpening(code, reason);
-    for (const client of clients) client.close(code, reason);
+    for (const client of clients) client.shut(code, reason);
     const timer = setTimeout(() => {
       for (const client of clients) client.terminate();
       v1.terminateOpening();
@@ -381,7 +381,7 @@ export class Connections<Identity, Data extends object>
     this.counters.slowConsumersClosed++;
     this.#parts.reporter.log.write('warn', 'slow consumer closed 1013', { client: client.id });
     // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
-    client.close(CloseCode.TryAgainLater, 'send buffer full');
+    client.shut(CloseCode.TryAgainLater, 'send buffer full');
   }
 
   readonly #uncork = (): void => {
@@ -399,7 +399,7 @@ export class Connections<Identity, Data extends object>
     const { presence, rooms, reporter } = this.#parts;
     if (client.v1) {
       this.v1.forget(client);
-      this.saver.saveClosed(client);
+      this.saver.saveClosed(client, code);
     }
     presence?.closed(client, client.roomList, code);
     if (this.#clients.get(client.id) === client) this.#clients.delete(client.id);

@@ -801,7 +801,8 @@ const REPLY_WAIT_MS = 2000;
 
 /** Closes a connection; the reason is cut to fit a close frame, whatever it quotes. */
 function close(target: WebSocket | V1Client, code: number, reason: string): void {
-  target.close(code, closeReason(reason));
+  if (target instanceof WebSocket) target.close(code, closeReason(reason));
+  else target.shut(code, reason);
 }
 
 /** The failure of a hook that returned a value of the wrong type. */
