@@ -384,6 +384,48 @@ describe('wscale.v1 sessions', () => {
     await second.peer.next('msg');
   });
 
+  it('a resume asks the holder it read to let go, not a connection that claimed the session since', async () => {
+    const store = new MemoryStateStore({ ttlMs: 60_000 });
+    stores.push(store);
+    const options = { stateStore: store, sessionSecret: 'a-test-secret-of-enough-bytes' };
+    const [a, b] = await cluster.start(2, options);
+    // Node c's store answers late: what it read is old by the time it acts on it.
+    let calls = 0;
+    const late = new Proxy(store, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target);
+        if (typeof value !== 'function' || key === 'close') return value;
+        return async (...args: unknown[]) => {
+          calls++;
+          const answer = await value.apply(target, args);
+          await delay(400);
+          return answer;
+        };
+      },
+    });
+    const [c] = await cluster.start(1, { ...options, stateStore: late });
+    const first = await V1Peer.connect(a!);
+    const { session } = first.welcome;
+    // A resume on c reads the record (node a holds the session)...
+    const slow = new V1Peer(c!);
+    await slow.opened;
+    slow.send({ t: 'hello', session });
+    await until(() => calls === 1, 2000, 'its read');
+    // ...while another resume of the token claims it on node b.
+    const newest = await V1Peer.connect(b!, { session });
+    expect(newest.welcome.resumed).toBe(true);
+    let closed: { code: number } | undefined;
+    void newest.peer.closed.then((value) => {
+      closed = value;
+    });
+    // The resume on c asked node a to let go, and went away before its own claim.
+    await until(() => calls >= 2, 3000, 'its takeover');
+    slow.ws.terminate();
+    await until(() => !c!.clients.has(first.welcome.client) && calls >= 3, 3000, 'its claim');
+    await delay(200); // a wrong close would have come by now
+    expect(closed?.code).not.toBe(CloseCode.SessionTakenOver);
+  });
+
   it('welcomes a resume after the store went back to an older record, once the race of claims is over', async () => {
     const store = new MemoryStateStore({ ttlMs: 60_000 });
     stores.push(store);

@@ -208,9 +208,17 @@ export class DirectRouter {
   /**
    * Takes a session over from the node that holds it (this one or another): the holder closes
    * the session's connection and answers once it has recorded the close. Resolves on that
-   * answer, or after `ms` without one (a node that was killed says nothing).
+   * answer, or after `ms` without one (a node that was killed says nothing). With `claim`, only
+   * connections that claimed the session before it are closed.
    */
-  takeOver(id: string, holder: string, code: number, reason: string, ms: number): Promise<void> {
+  takeOver(
+    id: string,
+    holder: string,
+    code: number,
+    reason: string,
+    ms: number,
+    claim?: number,
+  ): Promise<void> {
     const released = new Promise<void>((resolve) => {
       const waiting = this.#releasing.get(id) ?? new Set();
       this.#releasing.set(id, waiting);
@@ -227,9 +235,8 @@ export class DirectRouter {
       waiting.add(release);
     });
     const local = holder === this.#nodeId;
-    // Here, any connection of the session is older than the one taking it over.
-    if (local) this.#target.release(id, code, reason);
-    this.claim(id, code, reason, local ? undefined : holder).catch(this.#report);
+    if (local) this.#target.release(id, code, reason, undefined, claim);
+    this.claim(id, code, reason, local ? undefined : holder, claim).catch(this.#report);
     if (local) void (this.#target.recorded(id) ?? Promise.resolve()).then(() => this.#released(id));
     return released;
   }

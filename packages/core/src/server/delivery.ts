@@ -342,10 +342,12 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
 
   /**
    * Takes a session over from the node that holds it: resolves once the holder recorded the close
-   * of its connection, or after `ms` (a node that was killed says nothing).
+   * of its connection, or after `ms` (a node that was killed says nothing). Only connections that
+   * claimed the session before `claim` are closed.
    */
-  takeOver(sessionId: string, holder: string, ms: number): Promise<void> {
-    return this.router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms);
+  takeOver(sessionId: string, holder: string, ms: number, claim: number): Promise<void> {
+    const { router } = this;
+    return router.takeOver(sessionId, holder, CloseCode.SessionTakenOver, TAKEN_OVER, ms, claim);
   }
 
   /** Applies an operation to a local client: at once, but for a join or a leave, which it returns. */

@@ -99,7 +99,7 @@ export interface SessionLookup {
   /** Why it did not answer, when it did not. */
   readonly failed?: unknown;
   /** The session and the node holding it, while a connection holds it. */
-  readonly holder?: { id: string; node: string; owner: string };
+  readonly holder?: { id: string; node: string; owner: string; claim: number | undefined };
 }
 
 /** A join, leave or close the server makes for a session (`wss.client(id).join(room)`). */
@@ -194,7 +194,7 @@ export class Sessions {
     const holder =
       settled || record?.node === undefined
         ? undefined
-        : { id, node: record.node, owner: record.owner };
+        : { id, node: record.node, owner: record.owner, claim: record.claim };
     return { token, id, owned, read: { current: stored }, holder };
   }
 

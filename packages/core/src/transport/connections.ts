@@ -47,7 +47,7 @@ export interface Takeovers {
    */
   kick(sessionId: string, claim?: number): boolean;
   /** Takes a session over from the node that holds it; resolves once it let go, or after `ms`. */
-  takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
+  takeOver(sessionId: string, holder: string, ms: number, claim: number): Promise<void>;
   /**
    * Applies what came for a session while it was being taken over (behind its welcome); with
    * `drop`, forgets it (a connection closed at once takes none of it).
@@ -150,8 +150,8 @@ export class Connections<Identity, Data extends object>
     return this.#parts.takeovers.kick(sessionId, claim);
   }
 
-  takeOver(sessionId: string, holder: string, ms: number): Promise<void> {
-    return this.#parts.takeovers.takeOver(sessionId, holder, ms);
+  takeOver(sessionId: string, holder: string, ms: number, claim: number): Promise<void> {
+    return this.#parts.takeovers.takeOver(sessionId, holder, ms, claim);
   }
 
   /** Registers the connection of an opened `wscale.v1` session. */

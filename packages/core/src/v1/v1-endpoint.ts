@@ -59,9 +59,10 @@ export interface V1Node {
   kick(sessionId: string, claim?: number): boolean;
   /**
    * Closes the connection that holds a session on node `holder` (this one or another); resolves
-   * once that node has recorded the connection's close, or after `ms` without its answer.
+   * once that node has recorded the connection's close, or after `ms` without its answer. Only
+   * connections that claimed the session before `claim` are closed.
    */
-  takeOver(sessionId: string, holder: string, ms: number): Promise<void>;
+  takeOver(sessionId: string, holder: string, ms: number, claim: number): Promise<void>;
   /** Creates and registers the client of an opened session. */
   register(session: OpenedSession, ws: WebSocket, socket: Duplex, identity: unknown): V1Client;
   /** Starts taking the frames of a registered client's socket. */
@@ -493,7 +494,9 @@ export class V1Endpoint {
     if (holder === undefined || holder.owner !== owner || !this.#node.alive(holder.node)) {
       return lookup;
     }
-    await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS);
+    // This resume's claim comes after the one it read: a connection that claimed the session
+    // since (a resume of the same token at once) is not the holder it asks to let go.
+    await this.#node.takeOver(holder.id, holder.node, HANDOVER_MS, (holder.claim ?? 0) + 1);
     // The holder recorded its close meanwhile (or did not answer): the session is read again.
     return undefined;
   }
