@@ -95,9 +95,10 @@ const wss = new ScaledWebSocketServer({
 });
 wss.on('error', (error) => console.error(`[${nodeId}]`, error.message));
 clusterPage = clusterView(wss, { refreshMs: 1000, timeoutMs: 1000 });
-// Every client comes in here, new or resumed (a resumed one is back in its rooms already).
+// Every client comes in here, new or resumed (a resumed one is back in its rooms already; one
+// whose session the store could not read gets its rooms back once the store answers).
 wss.on('connection', (client) => {
-  if (!client.resumed) void client.join(ROOM);
+  if (!client.resumed && !client.sessionUnavailable) void client.join(ROOM);
   // `id` names what the client sent: a message a killed node had already broadcast may come again
   // (marked `redelivered`, same id) after the client resumes here, and the page shows an id once.
   client.on('message', (text, _binary, { id }) => {

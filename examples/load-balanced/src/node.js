@@ -61,10 +61,11 @@ function serve(client) {
   });
 }
 
-// Every client comes in here, new or resumed; a resumed one is already back in its rooms.
+// Every client comes in here, new or resumed; a resumed one is already back in its rooms (one
+// whose session the store could not read gets them back once the store answers).
 wss.on('connection', async (client) => {
   serve(client);
-  if (!client.resumed) await client.join('chat:lobby');
+  if (!client.resumed && !client.sessionUnavailable) await client.join('chat:lobby');
   const { id, resumed } = client;
   client.send(JSON.stringify({ type: 'welcome', id, node: nodeId, resumed }));
 });

@@ -6,7 +6,7 @@ import {
   type ScaledWebSocketServer,
   type StateStore,
 } from '@wscale/core';
-import { until } from '@wscale/core/testing';
+import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { ReceiptBatcher, UpstreamLedger } from '../src/v1/upstream.js';
@@ -531,6 +531,7 @@ describe('upstream delivery (wscale.v1)', () => {
     // The client says its last welcome was `unavailable`; it sends again what had no receipt.
     const third = await V1Peer.connect(nodes[0]!, { session: first.welcome.session, u: 1 });
     expect(third.welcome).toMatchObject({ resumed: true, s: 2 });
+    expect(nodes[0]!.clients.get(first.welcome.client)!.sessionUnavailable).toBe(false);
     for (const s of [3, 4]) third.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
     third.peer.send({ t: 'msg', d: 'm5', s: 5 });
     await until(() => third.peer.all('rcv').at(-1)?.s === 5, 2000, 'rcv 5');
@@ -544,6 +545,17 @@ describe('upstream delivery (wscale.v1)', () => {
       'm5 false',
     ]);
     expect(heard[4]!.info.id).toBe(heard[2]!.info.id);
+  });
+
+  it('a connection opened while the store was down, that sends nothing, is closed 1012 soon after the store is back', async () => {
+    const { store, nodes, first, second } = await backWhileStoreDown();
+    // The application can tell it from a new session: its rooms and data come with the resume.
+    const client = nodes[1]!.clients.get(first.welcome.client)!;
+    expect([client.sessionUnavailable, client.resumed]).toEqual([true, false]);
+    await delay(1500); // a save or two tried while the store is down
+    store.state.down = false;
+    // Within a few upstream saves (every second), not the session refresh (ttlMs / 3: 100 s here).
+    expect((await closedWithin(second.peer)).code).toBe(CloseCode.ServiceRestart);
   });
 
   it('a session resumed while the store was down keeps its rooms and data: the store is back, the resume gets them', async () => {

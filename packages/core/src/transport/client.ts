@@ -58,6 +58,16 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   saveData(): Promise<void>;
   /** Whether this `wscale.v1` connection resumed an existing session (rooms and `data` restored). */
   readonly resumed: boolean;
+  /**
+   * Whether this `wscale.v1` connection continues a session the state store could not be read for
+   * (its `welcome` said `reason: "unavailable"`): the session lives on in the store, but its rooms
+   * and `data` are not restored here. Once the store answers, the connection is closed with 1012
+   * and the client resumes with them, replayed what its rooms missed. A room joined on this
+   * connection goes on from the join instead (the client gets a `resync` if that skipped
+   * messages): a `connection` handler that joins new clients to rooms should skip it, as it skips
+   * `resumed` ones.
+   */
+  readonly sessionUnavailable: boolean;
   /** For a resumed client: per room, whether what it missed while away was replayed. */
   readonly recovery: ResumeInfo | undefined;
   /**
@@ -143,6 +153,8 @@ interface Rare {
   openedAt?: number;
   /** Its claim of its session's record (see `SessionRecord.claim`). */
   claim?: number;
+  /** Whether it continues a session the state store could not be read for. */
+  unavailable?: boolean;
   /** The application's close of it, made again on its session's resume until answered. */
   closedWith?: [code: number, reason: string];
   /** Its session's owner, as `sessionOwner` said when the session opened. */
@@ -284,6 +296,23 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   /** Whether this `wscale.v1` connection resumed an existing session (rooms and `data` restored). */
   get resumed(): boolean {
     return this.#rare?.recovery !== undefined;
+  }
+
+  /**
+   * Whether this `wscale.v1` connection continues a session the state store could not be read for
+   * (its `welcome` said `reason: "unavailable"`): the session lives on in the store, but its rooms
+   * and `data` are not restored here. Once the store answers, the connection is closed with 1012
+   * and the client resumes with them, replayed what its rooms missed. A room joined on this
+   * connection goes on from the join instead (the client gets a `resync` if that skipped
+   * messages): a `connection` handler that joins new clients to rooms should skip it, as it skips
+   * `resumed` ones.
+   */
+  get sessionUnavailable(): boolean {
+    return this.#rare?.unavailable === true;
+  }
+
+  set sessionUnavailable(unavailable: boolean) {
+    this.#rareState().unavailable = unavailable;
   }
 
   /** For a resumed client: per room, whether what it missed while away was replayed. */

@@ -162,6 +162,7 @@ export class Connections<Identity, Data extends object>
     client.openedAt = Date.now();
     client.claim = session.record?.claim;
     client.owner = session.owner;
+    if (session.reason === 'unavailable') client.sessionUnavailable = true;
     return client;
   }
 

@@ -406,6 +406,10 @@ export class V1Endpoint {
       const recovered = Object.values(rooms).every((room) => room.recovered);
       client.recovery = { recovered, rooms };
       void node.save(client);
+    } else if (session.reason === 'unavailable') {
+      // Not in the store: tried with the periodic upstream saves until the store answers (then a
+      // record of an earlier connection closes this one with 1012, and the resume gets it all).
+      ledger.unsaved();
     }
     // What came for the session while this node took it over, behind the welcome (a close too).
     node.arrived(client);
