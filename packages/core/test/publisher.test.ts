@@ -107,6 +107,30 @@ describe('Publisher', () => {
     expect(skipped.texts).toEqual(['marker']);
   });
 
+  it('without the history of a room that keeps it, reaches its members live, and the nodes warn once', async () => {
+    const warned: Array<{ message: string; fields: object }> = [];
+    const ignore = () => undefined;
+    const logger = {
+      debug: ignore,
+      info: ignore,
+      error: ignore,
+      warn: (fields: object, message: string) => void warned.push({ message, fields }),
+    };
+    const [node] = await cluster.start(1, {
+      history: [{ rooms: 'feed', store: history() }],
+      logger,
+    });
+    const { peer, welcome } = await V1Peer.connect(node!);
+    await node!.clients.get(welcome.client)!.join('feed');
+    const publisher = new Publisher({ broker: new MemoryBroker({ bus: cluster.bus }) });
+    await publisher.to('feed').send('one');
+    await publisher.to('feed').send('two');
+    await until(() => peer.texts('feed').length === 2, 2000, 'both, live');
+    const about = warned.filter(({ message }) => message.includes('keeps history'));
+    expect(about).toHaveLength(1);
+    expect(about[0]!.fields).toMatchObject({ room: 'feed' });
+  });
+
   it('refuses to send once closed', async () => {
     const { publisher } = await setUp();
     await publisher.close();

@@ -20,6 +20,11 @@ export interface RoomHost {
   subscribe(room: string, deliver: (message: Outgoing) => void): Promise<Unsubscribe>;
   /** The history a room keeps, if any. */
   historyOf(room: string): History | undefined;
+  /**
+   * A message for a room that keeps history came without its position: its sender (a `Publisher`
+   * or a node) keeps no history for the room. It is delivered live, and never replayed.
+   */
+  unnumbered(room: string): void;
   error(error: unknown): void;
 }
 
@@ -63,7 +68,7 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
   /** Delivers a message to a room's local members (in offset order for history rooms). */
   deliver(room: string, message: Outgoing): void {
     const state = this.#rooms.get(room);
-    if (state !== undefined) this.#dispatch(state, message);
+    if (state !== undefined) this.#dispatch(room, state, message);
   }
 
   /**
@@ -149,7 +154,7 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
       joining: new Map(),
     };
     created.subscription = this.#host.subscribe(room, (message) => {
-      if (this.#rooms.get(room) === created) this.#dispatch(created, message);
+      if (this.#rooms.get(room) === created) this.#dispatch(room, created, message);
     });
     const history = this.#host.historyOf(room);
     if (history !== undefined) {
@@ -172,10 +177,13 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
     return state;
   }
 
-  #dispatch(state: Room<Member>, message: Outgoing): void {
-    if (state.stream !== undefined && message.offset !== undefined) {
-      state.stream.receive(message);
-      return;
+  #dispatch(room: string, state: Room<Member>, message: Outgoing): void {
+    if (state.stream !== undefined) {
+      if (message.offset !== undefined) {
+        state.stream.receive(message);
+        return;
+      }
+      this.#host.unnumbered(room);
     }
     for (const client of state.members) client.deliver(message);
   }

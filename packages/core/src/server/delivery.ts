@@ -85,6 +85,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   readonly #events: NodeEvents;
   readonly #sessions: SessionRecords;
   #draining = false;
+  /** History rooms a message came to without its position, warned of once each. */
+  readonly #unnumbered = new Set<string>();
   /** Joins, leaves and closes of sessions going to their records, in order for each session. */
   readonly #sessionChanges = new OneAtATime();
 
@@ -107,6 +109,16 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     this.historyOf = historyLookup(settings.history, settings.directHistory);
     this.rooms = new RoomRegistry<AnyClient>(this);
     this.router = new DirectRouter(mesh, this, reporter.report);
+  }
+
+  unnumbered(room: string): void {
+    if (this.#unnumbered.has(room) || this.#unnumbered.size >= MAX_UNNUMBERED) return;
+    this.#unnumbered.add(room);
+    this.#reporter.log.write(
+      'warn',
+      'a message for a room that keeps history came without its position: its sender (a Publisher or a node) keeps no history for the room; delivered live, never replayed',
+      { room },
+    );
   }
 
   /** From now on sending fails with `ServerClosedError`: the node is draining. */
@@ -415,6 +427,9 @@ const DONE = Promise.resolve();
 
 /** How far two nodes' clocks may differ for a takeover's send time to order it with a connection. */
 const CLOCK_SLACK_MS = 100;
+
+/** How many rooms {@link Delivery.unnumbered} warns of: a misconfigured sender, not a flood. */
+const MAX_UNNUMBERED = 100;
 
 /**
  * Whether a connection came before a takeover: its claim of the session's record was earlier;

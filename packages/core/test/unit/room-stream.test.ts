@@ -793,6 +793,7 @@ function registry(history: FakeHistory) {
       for (const member of members)
         fake(member).told({ t: 'resync', r: room, o: offset, e: epoch });
     },
+    unnumbered: () => undefined,
     error: (error: unknown) => errors.push(error),
   };
   const rooms = new RoomRegistry(host);
