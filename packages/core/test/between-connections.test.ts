@@ -718,6 +718,28 @@ describe('joins, leaves and closes for a session between connections', () => {
     peer.ws.terminate();
   });
 
+  it('a close the client answered is not made again when it comes back before its socket ended, on the closing node or another', async () => {
+    const {
+      nodes: [a, b],
+    } = await startNodes(2);
+    for (const [held, back] of [
+      [a!, b!],
+      [b!, b!],
+    ] as const) {
+      const { peer, welcome } = await V1Peer.connect(held);
+      // It answers the close, and its socket's end is slow to come (the node sees it open).
+      const socket = (peer.ws as unknown as { _socket: { end(): void } })._socket;
+      socket.end = () => undefined;
+      await b!.client(welcome.client).close(4002, 'come back');
+      await until(() => peer.ws.readyState === peer.ws.CLOSING, 2000, 'the close answered');
+      const again = await V1Peer.connect(back, { session: welcome.session });
+      expect(again.welcome.resumed).toBe(true);
+      await delay(200); // a close made again would have come by now
+      expect(again.peer.ws.readyState).toBe(again.peer.ws.OPEN);
+      peer.ws.terminate();
+    }
+  });
+
   it('reject with StateStoreError while the store is down, in order, and the next ones go through', async () => {
     const {
       nodes: [a, b],

@@ -131,6 +131,39 @@ describe('Publisher', () => {
     expect(about[0]!.fields).toMatchObject({ room: 'feed' });
   });
 
+  it('a join of a room with history that resolved has the client in it for the next broadcast, from a publisher or another node', async () => {
+    const news = history();
+    const stateStore = new MemoryStateStore({ ttlMs: 30_000 });
+    const rooms = [{ rooms: 'news*', store: news }];
+    const [a, b] = await cluster.start(2, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: rooms,
+    });
+    const publisher = new Publisher({
+      broker: new MemoryBroker({ bus: cluster.bus }),
+      history: rooms,
+      stateStore,
+    });
+    const { peer, welcome } = await V1Peer.connect(b!);
+    const expected: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      // "Add them to the room, then tell the room": the client is held by node b.
+      await publisher.client(welcome.client).join(`news-${round}`);
+      await publisher.to(`news-${round}`).send(`from the publisher ${round}`);
+      await a!.client(welcome.client).join(`news-a-${round}`);
+      await a!.to(`news-a-${round}`).send(`from node a ${round}`);
+      expected.push(`from the publisher ${round}`, `from node a ${round}`);
+    }
+    const texts = () => peer.all('msg').map((message) => message.d);
+    await settle(() => texts().length >= expected.length, 3000, 'every message');
+    expect(texts().sort()).toEqual(expected.sort());
+    // Each told `joined` at where the join was made, then the message after it.
+    const joinedAt = new Map(peer.all('joined').map((joined) => [joined.r, joined.o]));
+    for (const message of peer.all('msg')) expect(message.o).toBe(joinedAt.get(message.r!)! + 1);
+    await publisher.close();
+  });
+
   it('refuses to send once closed', async () => {
     const { publisher } = await setUp();
     await publisher.close();

@@ -106,9 +106,17 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
           // A member of a room that could not subscribe would hear nothing from other nodes.
           await state.subscription;
           // Announced only to a client still in the room when its turn comes (it may have left).
+          // A join made at a position (on another node, before it came here) replays what the
+          // room got since, behind its `joined` and before anything live.
           const admitted = announce
-            ? (position: HistoryPosition) => {
-                if (client.inRoom(room)) writeJoined(client, room, position);
+            ? (outcome: JoinOutcome) => {
+                if (!client.inRoom(room)) return;
+                if (from === undefined || !outcome.recovered) {
+                  writeJoined(client, room, outcome.position);
+                  return;
+                }
+                writeJoined(client, room, from);
+                for (const message of outcome.replay) client.deliver(message);
               }
             : undefined;
           return stream.join(client, from, admitted, budget);

@@ -165,14 +165,14 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   join(
     client: Member,
     from?: HistoryPosition,
-    admitted?: (position: HistoryPosition) => void,
+    admitted?: (outcome: JoinOutcome) => void,
     budget?: ReplayBudget,
   ): Promise<JoinOutcome> {
     return new Promise((resolve, reject) => {
       const settle = (settled: JoinOutcome) => {
         const outcome = budget === undefined ? settled : withinBudget(settled, budget);
         this.#host.admit(client);
-        admitted?.(outcome.position);
+        admitted?.(outcome);
         resolve(outcome);
       };
       const failures = this.#positionFailures;

@@ -28,8 +28,10 @@ import {
   historyLookup,
   isSessionChange,
   joinedAt,
+  joinedFrom,
   keepsDirect,
   keptDirect,
+  markJoinedAt,
   NO_BYTES,
   type Publication,
   publishBroadcast,
@@ -54,7 +56,8 @@ export interface SessionRecords {
   /** A join, leave or close for a session no connection here holds (see `changeSession`). */
   changeSession(id: string, change: SessionChange, at?: HistoryPosition): Promise<ChangePlace>;
   /** Joins a connection here to a room at once (it is this change's turn). */
-  joinNow(client: AnyClient, room: string): Promise<void>;
+  /** With `from`, the position the join was made at: what the room got since is replayed. */
+  joinNow(client: AnyClient, room: string, from?: HistoryPosition): Promise<void>;
   /** Makes a connection here leave a room at once. */
   leaveNow(client: AnyClient, room: string): Promise<void>;
 }
@@ -254,6 +257,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     await this.#sessions.closing(id);
     const at = await joinedAt(header, this.historyOf);
     const place = await this.#sessions.changeSession(id, header, at);
+    markJoinedAt(header, at);
     // A resume here taking the session over gets it too, behind its welcome (the record has it,
     // should that resume end before).
     const here = this.#applyHere(header);
@@ -382,7 +386,7 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
         return undefined;
       // Its turn already: behind the session's changes made before it here, or from another node.
       case 'join':
-        return this.#sessions.joinNow(client, header.a);
+        return this.#sessions.joinNow(client, header.a, joinedFrom(header));
       case 'leave':
         return this.#sessions.leaveNow(client, header.a);
       case 'close':

@@ -231,6 +231,24 @@ export function joinedAt(
 }
 
 /**
+ * Puts where a join of a room with history was made into its header (the `position` field, which
+ * only a kept direct message used): the node holding the client replays what the room got since,
+ * so a broadcast sent once the join resolved reaches the client, however late the join arrives.
+ */
+export function markJoinedAt(header: DirectHeader, at: HistoryPosition | undefined): void {
+  if (at === undefined) return;
+  header.s = at.offset;
+  header.e = at.epoch;
+}
+
+/** Where a join was made, as {@link markJoinedAt} put it in its header. */
+export function joinedFrom(header: DirectHeader): HistoryPosition | undefined {
+  return header.o === 'join' && header.s !== undefined && header.e !== undefined
+    ? { offset: header.s, epoch: header.e }
+    : undefined;
+}
+
+/**
  * Whether a direct message is first kept in the session's stream: a message that is not volatile,
  * to a `wscale.v1` session, when `directHistory` is given (a client that is away gets it when it
  * resumes). Everything else goes without waiting for any store.

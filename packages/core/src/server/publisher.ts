@@ -22,6 +22,7 @@ import {
   joinedAt,
   keepsDirect,
   keptDirect,
+  markJoinedAt,
   NO_BYTES,
   publishBroadcast,
   RemoteClientById,
@@ -197,6 +198,7 @@ export class Publisher {
     if (store !== undefined && isSessionChange(header)) {
       return this.#sessionChanges.run(id, () => this.#changeSession(header, store));
     }
+    if (header.o === 'join') markJoinedAt(header, await joinedAt(header, this.#historyOf));
     const sent = keepsDirect(id, message, this.#directHistory)
       ? await keptDirect(header, message!, this.#directHistory)
       : message;
@@ -211,6 +213,7 @@ export class Publisher {
   async #changeSession(header: SessionChangeHeader, store: StateStore): Promise<void> {
     const at = await joinedAt(header, this.#historyOf);
     const place = await changeSession(store, this.#prefix, header.c, header, at);
+    markJoinedAt(header, at);
     if (place === 'stored') return;
     if (place !== 'unknown') header.d = place.holder;
     await this.#send(this.#allTopic, { kind: BusKind.Direct, header }, NO_BYTES, 0);

@@ -136,7 +136,7 @@ export class ScaledWebSocketServer<
         closing: (id) => this.#connections.saver.closing(id),
         changeSession: (id, change, at) =>
           changeSession(this.#store, resolved.topicPrefix, id, change, at),
-        joinNow: (client, room) => this.#connections.joinNow(client, room),
+        joinNow: (client, room, from) => this.#connections.joinNow(client, room, from),
         leaveNow: (client, room) => this.#connections.leaveNow(client, room),
       },
     );

@@ -458,12 +458,21 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /**
    * The application's close of this connection, unless the client answered it: `answer` is the
-   * code its close frame came back with (none yet while the socket is open, 1006 when it ended
-   * without one).
+   * code its close frame came back with once the socket ended (1006 when it ended without one);
+   * before, the code of the close frame it sent, if one came.
    */
-  unansweredClose(answer?: number): [code: number, reason: string] | undefined {
+  unansweredClose(answer = this.#closeAnswer()): [code: number, reason: string] | undefined {
     const made = this.#rare?.closedWith;
     return made === undefined || made[0] === answer ? undefined : made;
+  }
+
+  /**
+   * The code of the close frame the peer sent, while the socket is still ending (`ws` says so
+   * only with the socket's `close` event, and keeps it on itself meanwhile).
+   */
+  #closeAnswer(): number | undefined {
+    const ws = this.#ws as unknown as { _closeFrameReceived?: boolean; _closeCode?: number };
+    return ws._closeFrameReceived === true ? ws._closeCode : undefined;
   }
 
   /** Ends the connection at once, without a closing handshake. */

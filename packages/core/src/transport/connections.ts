@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import process from 'node:process';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
+import type { HistoryPosition } from '../contracts.js';
 import { HandlerError } from '../errors.js';
 import type { NodeMesh } from '../mesh/node-mesh.js';
 import type { Reporter } from '../ops/reporter.js';
@@ -323,9 +324,10 @@ export class Connections<Identity, Data extends object>
 
   /**
    * Joins `room` now: behind the joins and leaves of the room under way, not behind the session's
-   * changes waiting for the store (it is one of them, or none waits).
+   * changes waiting for the store (it is one of them, or none waits). With `from`, the position
+   * of the room when the join was made (elsewhere): the client is replayed what came since.
    */
-  joinNow(client: AnyClient, room: string): Promise<void> {
+  joinNow(client: AnyClient, room: string, from?: HistoryPosition): Promise<void> {
     try {
       checkName(room, 'room');
       if (client.v1) checkSessionRoom(room);
@@ -334,7 +336,7 @@ export class Connections<Identity, Data extends object>
     }
     const { membership } = this.#parts;
     return membership.inOrder(client, room, async () => {
-      await membership.join(client, room);
+      await membership.join(client, room, from);
     });
   }
 

@@ -180,7 +180,7 @@ function open(history: FakeHistory, subscribed: Promise<unknown> = Promise.resol
     errors,
     /** Admits a member (at the end, or after `from`), announcing it as the registry does. */
     join(member: FakeMember, from?: HistoryPosition, budget?: ReplayBudget): Promise<JoinOutcome> {
-      const announce = ({ offset, epoch }: HistoryPosition) =>
+      const announce = ({ position: { offset, epoch } }: JoinOutcome) =>
         member.told({ t: 'joined', r: ROOM, o: offset, e: epoch });
       return stream.join(member.asClient, from, announce, budget);
     },
