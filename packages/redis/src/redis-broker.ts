@@ -1,4 +1,4 @@
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import {
   BaseBroker,
   type BaseBrokerOptions,
@@ -17,7 +17,7 @@ import {
   whenReady,
 } from './connection.js';
 import { channelName, checkPrefix, topicOfChannel } from './naming.js';
-import { asBuffer, PublishChannel } from './written-command.js';
+import { asBuffer, ownBytes, PublishChannel } from './written-command.js';
 
 /** Options of {@link RedisBroker}. */
 export interface RedisBrokerOptions extends BaseBrokerOptions {
@@ -215,7 +215,7 @@ export class RedisBroker extends BaseBroker {
     if (last === undefined || !last.bytes.equals(channel)) {
       const topic = topicOfChannel(this.#wirePrefix + this.#prefix, channel.toString());
       if (topic === undefined) return;
-      last = { bytes: Buffer.from(channel), topic };
+      last = { bytes: ownBytes(channel), topic };
       this.#lastChannel = last;
     }
     this.deliver(last.topic, message);

@@ -5,6 +5,9 @@
  * every message whole, on the right channel.
  */
 import { Buffer } from 'node:buffer';
+import process from 'node:process';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { HistoryError } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { RedisBroker, RedisHistory } from '@wscale/redis';
@@ -15,6 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelName } from '../src/naming.js';
 import { type Argument, PublishChannel, writeCommand } from '../src/written-command.js';
 import { standalone } from './helpers/clients.js';
+
+setFlagsFromString('--expose-gc');
 
 /** What ioredis itself writes for `PUBLISH channel message` (or `SPUBLISH`). */
 function ioredisBytes(channel: string, message: Buffer, name = 'publish'): Buffer {
@@ -63,6 +68,27 @@ describe('PublishChannel', () => {
       ),
       { numRuns: 500 },
     );
+  });
+
+  it('keeps only its own bytes: thousands cached hold some 60 bytes each, not a pool block each', () => {
+    const gc = runInNewContext('gc') as () => void;
+    const kept: PublishChannel[] = [];
+    const garbage: Buffer[] = [];
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 2000; i++) {
+      kept.push(new PublishChannel(`wscale:{room-${i}}`));
+      // Other small buffers made meanwhile, as a busy node makes them, and dropped.
+      garbage.push(Buffer.from('x'.repeat(4000)));
+      if (garbage.length > 4) garbage.shift();
+    }
+    garbage.length = 0;
+    gc();
+    gc();
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // Sharing the pool, each kept its own 8 KiB block: some 16 MB.
+    expect(grown).toBeLessThan(2 * 1024 * 1024);
+    expect(kept).toHaveLength(2000);
   });
 
   it('writes the length of messages around every change in its number of digits', () => {

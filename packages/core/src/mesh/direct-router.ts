@@ -202,7 +202,13 @@ export class DirectRouter {
 
   /** A claim not overtaken (each caller checked {@link claimedAfter}). */
   #heard(id: string, claim: number): void {
-    remember(this.#claims, id, { claim, at: Date.now() }, MAX_MOVED);
+    const now = Date.now();
+    // Heard in order: those forgotten by now are first.
+    for (const [session, heard] of this.#claims) {
+      if (now - heard.at < CLAIM_MEMORY_MS) break;
+      this.#claims.delete(session);
+    }
+    remember(this.#claims, id, { claim, at: now }, MAX_MOVED);
   }
 
   /**
