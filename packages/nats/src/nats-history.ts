@@ -103,6 +103,8 @@ interface PendingAppend {
   reject: (error: unknown) => void;
   /** Times it lost the race for its offset. */
   attempts: number;
+  /** When it was asked for (Date.now()): it waits at most `timeoutMs` behind the others. */
+  at: number;
 }
 
 const MAX_CACHED_ROOMS = 10_000;
@@ -289,7 +291,7 @@ export class NatsHistory implements History {
 
   #append(room: string, build: (position: HistoryPosition) => Uint8Array) {
     return new Promise<HistoryPosition>((resolve, reject) => {
-      const pending: PendingAppend = { build, resolve, reject, attempts: 0 };
+      const pending: PendingAppend = { build, resolve, reject, attempts: 0, at: Date.now() };
       const queue = this.#queued.get(room);
       if (queue !== undefined) {
         queue.push(pending);
@@ -306,6 +308,7 @@ export class NatsHistory implements History {
     // The rest of a burst made in this turn joins the first batch.
     await Promise.resolve();
     while (queue.length > 0) {
+      this.#expire(room, queue);
       const batch = queue.splice(0, MAX_PIPELINED);
       let retry: PendingAppend[];
       try {
@@ -321,6 +324,22 @@ export class NatsHistory implements History {
       }
     }
     this.#queued.delete(room);
+  }
+
+  /**
+   * Rejects the appends that waited `timeoutMs` behind others (the batches before them did not
+   * answer): each is bounded by its own wait, not by how many came before it. Never sent, they
+   * are not stored.
+   */
+  #expire(room: string, queue: PendingAppend[]): void {
+    const now = Date.now();
+    let waited = 0;
+    while (waited < queue.length && now - queue[waited]!.at >= this.#timeoutMs) waited++;
+    if (waited === 0) return;
+    const error = new HistoryError(
+      `NATS history append of "${room}" not sent within ${this.#timeoutMs} ms: the appends before it did not answer`,
+    );
+    for (const pending of queue.splice(0, waited)) pending.reject(error);
   }
 
   /**

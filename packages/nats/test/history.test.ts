@@ -481,6 +481,26 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     expect(next.offset).toBe(position!.offset + 1);
   }, 30_000);
 
+  it('rejects each of a burst of appends within its own timeout while nats-server hangs, however many wait', async () => {
+    const h = history({ stream: `${stream}_hung`, timeoutMs: 500 });
+    await h.append('room', Buffer.from('before'));
+    const pid = nats.server.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      // Ten batches' worth: each waited for the ones before it, a timeout each (5 s here).
+      const burst = Array.from({ length: 640 }, (_, i) => h.append('room', Buffer.from(`m${i}`)));
+      const settled = await Promise.allSettled(burst);
+      const took = Date.now() - started;
+      expect(
+        settled.every((s) => s.status === 'rejected' && s.reason instanceof HistoryError),
+      ).toBe(true);
+      expect(took).toBeLessThan(2 * 500 + 1000);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+  }, 20_000);
+
   it('rejects bad options', () => {
     expect(() => new NatsHistory({ stream: 'a.b' })).toThrow(WscaleError);
     expect(() => new NatsHistory({ maxEntries: 0 })).toThrow(WscaleError);
