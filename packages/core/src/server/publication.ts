@@ -174,7 +174,8 @@ export function publishBroadcast(
     if (keepsNoHistory(rooms, historyOf)) {
       return publish(rooms, publicationOf(origin, rooms, except, data, options, limit));
     }
-    // Every group built (and its size checked) before any is kept in a history: all go, or none.
+    // Every group built (and its size checked) before any is kept in a history: one too large
+    // sends none. Each room's append is its own: one that fails leaves the others sent.
     const groups = roomGroups(rooms, historyOf).map((group) => ({
       group,
       publication: publicationOf(origin, group, except, data, options, limit),

@@ -33,7 +33,11 @@ export interface QueryOptions {
   timeoutMs?: number;
 }
 
-/** Operations on one client wherever in the cluster it is connected. */
+/**
+ * Operations on one client wherever in the cluster it is connected. Each resolves once sent: on
+ * its way to the node holding the client (or written into a `wscale.v1` session's record), not a
+ * receipt; for an id no node holds it resolves too.
+ */
 export interface RemoteClient {
   /** Sends a message to the client. */
   send(data: Sendable, options?: SendOptions): Promise<void>;
