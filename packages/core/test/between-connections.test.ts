@@ -740,6 +740,48 @@ describe('joins, leaves and closes for a session between connections', () => {
     }
   });
 
+  it('a join passed on by the node the record named keeps where it was made: the next broadcast reaches the client', async () => {
+    const memory = new MemoryStateStore({ ttlMs: 60_000 });
+    const history = new MemoryHistory({ maxEntries: 100 });
+    stores.push(memory, history);
+    const options = { sessionSecret: 'a-test-secret-of-enough-bytes' };
+    // Node a reads the room's position late, and writes records late.
+    const late = new Proxy(history, {
+      get: (target, key) => {
+        const value = Reflect.get(target, key, target);
+        if (key !== 'position') return typeof value === 'function' ? value.bind(target) : value;
+        return async (room: string) => {
+          await delay(150);
+          return target.position(room);
+        };
+      },
+    });
+    const [a] = await cluster.start(1, {
+      ...options,
+      stateStore: slowly(memory, 100),
+      history: [{ rooms: 'chat*', store: late }],
+    });
+    const [b] = await cluster.start(1, {
+      ...options,
+      stateStore: memory,
+      history: [{ rooms: 'chat*', store: history }],
+    });
+    // The node the application calls on.
+    const [c] = await cluster.start(1, {
+      ...options,
+      stateStore: memory,
+      history: [{ rooms: 'chat*', store: history }],
+    });
+    const { peer, welcome } = await V1Peer.connect(b!);
+    // The record names node a (a moment ago it held the client): the join goes there first.
+    await heldBy(memory, welcome.client, a!.nodeId);
+    await c!.client(welcome.client).join('chat-news');
+    await b!.clients.get(welcome.client)!.saveData();
+    await c!.to('chat-news').send('right after the join');
+    await until(() => peer.texts('chat-news').length === 1, 3000, 'the message');
+    expect(peer.all('joined').find((joined) => joined.r === 'chat-news')?.o).toBe(0);
+  });
+
   it('reject with StateStoreError while the store is down, in order, and the next ones go through', async () => {
     const {
       nodes: [a, b],

@@ -327,7 +327,7 @@ describe.skipIf(skipWithoutNats())('NatsHistory on one nats-server', () => {
     await expect(history().appendAndPublish('r', () => new Uint8Array())).rejects.toThrow(
       WscaleError,
     );
-  });
+  }, 30_000);
 
   it('is heard by a broker on the same noEcho connection: the server republishes what it stored', async () => {
     const nc = await connect({ servers: nats.server.url, noEcho: true });

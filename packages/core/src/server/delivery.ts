@@ -255,7 +255,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     if (local !== undefined) return this.#applyDirect(local, header, undefined) ?? DONE;
     // A connection of it that closed here: its last save first, which writes its rooms.
     await this.#sessions.closing(id);
-    const at = await joinedAt(header, this.historyOf);
+    // A join passed on from the node it was sent to keeps where it was made.
+    const at = joinedFrom(header) ?? (await joinedAt(header, this.historyOf));
     const place = await this.#sessions.changeSession(id, header, at);
     markJoinedAt(header, at);
     // A resume here taking the session over gets it too, behind its welcome (the record has it,
