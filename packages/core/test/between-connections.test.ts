@@ -718,6 +718,34 @@ describe('joins, leaves and closes for a session between connections', () => {
     peer.ws.terminate();
   });
 
+  it("the application's close of a client that never answers it is in the record at once: its node killed, the resume is closed", async () => {
+    const {
+      nodes: [a],
+      store,
+    } = await startNodes(2);
+    let broker: FreezableBroker | undefined;
+    const [c] = await cluster.start(1, {
+      stateStore: store,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      brokerFor: (bus) => (broker = new FreezableBroker({ bus })),
+    });
+    const { peer, welcome } = await V1Peer.connect(c!);
+    (peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    c!.clients.get(welcome.client)!.close(4001, 'bye');
+    await until(
+      async () => {
+        const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
+        return record.close?.[0] === 4001;
+      },
+      2000,
+      'the close in the record',
+    );
+    // Node c dies before the client's socket ends there (closeTimeoutMs): it answers nothing.
+    broker!.frozen = true;
+    await closedOnResume(a!, welcome.session, 4001);
+    peer.ws.terminate();
+  });
+
   it('a close the client answered is not made again when it comes back before its socket ended, on the closing node or another', async () => {
     const {
       nodes: [a, b],

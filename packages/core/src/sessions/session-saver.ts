@@ -229,6 +229,8 @@ export class SessionSaver<Client extends SavedClient> {
       rooms,
       own,
       ...this.#upstream.upstreamRecord(client),
+      // An application's close not answered yet: made on the resume if this node dies first.
+      close: client.unansweredClose(),
     };
   }
 

@@ -442,8 +442,14 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   close(code: number = CloseCode.Normal, reason = ''): void {
     checkClose(code, reason);
     const cut = closeReason(reason);
-    if (this.v1 && this.#ws.readyState !== WebSocket.CLOSED) {
-      this.#rareState().closedWith ??= [code, cut];
+    if (
+      this.v1 &&
+      this.#ws.readyState !== WebSocket.CLOSED &&
+      this.#rare?.closedWith === undefined
+    ) {
+      this.#rareState().closedWith = [code, cut];
+      // Into the session's record at once: a node killed before the client answers has it there.
+      void this.#host.dataChanged(this);
     }
     this.#ws.close(code, cut);
   }
