@@ -191,7 +191,8 @@ describe('Publisher', () => {
       await until(() => publisher.failedSends === 4, 2000, 'the failures counted');
       await new Promise((resolve) => setImmediate(resolve));
       expect(unhandled).toEqual([]);
-      expect(warned).toEqual(Array(4).fill('BROKER_UNAVAILABLE'));
+      // Logged a line a second at most: an outage fails every send.
+      expect(warned).toEqual(['BROKER_UNAVAILABLE']);
     } finally {
       stop();
       await broker.close();

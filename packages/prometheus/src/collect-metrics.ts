@@ -84,6 +84,12 @@ export function collectMetrics<Identity, Data extends object>(
   total('limit_hits_total', 'Limits hit, by limit (see the server options).', ['limit'], (s) =>
     entries(s.limited).map(([limit, value]) => [{ limit }, value]),
   );
+  total(
+    'failed_sends_total',
+    'Sends, joins and leaves of the application that failed (their promise rejected).',
+    [],
+    (s) => [[{}, s.failedSends]],
+  );
   total('joins_refused_total', 'Client joins refused, by ack code.', ['code'], (s) =>
     entries(s.joinsRefused).map(([code, value]) => [{ code }, value]),
   );

@@ -91,6 +91,13 @@ describe('collectMetrics', () => {
     expect(m('wscale_joins_refused_total{code="LIMIT"}')).toBe(1);
     expect(m('wscale_limit_hits_total{limit="rooms"}')).toBe(1);
     expect(m('wscale_messages_in_total')).toBe(2);
+    // A send of the application that failed (a client id is a string).
+    await wss
+      .client(42 as unknown as string)
+      .send('no')
+      .catch(() => undefined);
+    m = await scrape();
+    expect(m('wscale_failed_sends_total')).toBe(1);
 
     // The v1 client goes away, misses two messages, and comes back: a recovered resume.
     const last = peer.all('msg').at(-1)!;

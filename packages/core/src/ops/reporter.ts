@@ -64,16 +64,22 @@ export class Reporter {
   }
 }
 
+/** How often a failed send is logged at most (each is counted). */
+const LOG_EVERY_MS = 1000;
+
 /**
  * The sends, joins and leaves an application asks for and may not await (`void
  * wss.to(room).send(text)`, a send written as a statement): each still rejects for whoever awaits
- * it, and a failure is counted and logged (`warn`), but a rejection nobody handles does not end the
+ * it, and a failure is counted and logged (`warn`, a line a second at most), but a rejection nobody handles does not end the
  * process. Those still on their way are counted too, so that closing waits for them.
  */
 export class Sends {
   /** How many failed. */
   failed = 0;
   #pending = 0;
+  /** When the last failure was logged, and how many had failed by then. */
+  #loggedAt = Number.NEGATIVE_INFINITY;
+  #logged = 0;
   readonly #waiting: Array<() => void> = [];
   readonly #log: NodeLog;
 
@@ -101,8 +107,19 @@ export class Sends {
 
   readonly #failed = (error: unknown): void => {
     this.failed++;
-    const code = error instanceof WscaleError ? error.code : undefined;
-    this.#log.write('warn', `a send, join or leave failed: ${String(error)}`, { code, err: error });
+    // One line a second at most: an outage fails every send, and each is counted.
+    const now = Date.now();
+    if (now - this.#loggedAt >= LOG_EVERY_MS) {
+      const code = error instanceof WscaleError ? error.code : undefined;
+      const unlogged = this.failed - this.#logged - 1;
+      const more = unlogged > 0 ? ` (and ${unlogged} more since the last line)` : '';
+      this.#log.write('warn', `a send, join or leave failed: ${String(error)}${more}`, {
+        code,
+        err: error,
+      });
+      this.#loggedAt = now;
+      this.#logged = this.failed;
+    }
     this.#settled();
   };
 }

@@ -9,6 +9,7 @@ import type { Broker, BrokerStatus, StateStore } from '../contracts.js';
 import { HandlerError, InvalidOptionError, ServerClosedError } from '../errors.js';
 import { NodeMesh } from '../mesh/node-mesh.js';
 import {
+  type DependencyStatus,
   type HealthOptions,
   type HealthReport,
   probeHistories,
@@ -230,7 +231,10 @@ export class ScaledWebSocketServer<
     const histories = this.#options.history.map((rule) => rule.store);
     if (this.#options.directHistory !== undefined) histories.push(this.#options.directHistory);
     const [stateStore, history] = await Promise.all([
-      probeStateStore(this.#store, probe, ms),
+      // The node's own in-memory store, when none was given: sessions stay with this node.
+      this.#ownedStore === undefined
+        ? probeStateStore(this.#store, probe, ms)
+        : Promise.resolve<DependencyStatus>('none'),
       probeHistories(histories, ms),
     ]);
     return {
