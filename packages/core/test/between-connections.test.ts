@@ -52,6 +52,21 @@ async function startNodes(count: number, storeMs = 0) {
   return { nodes, store, publisher, history };
 }
 
+/** Nodes a and b of {@link startNodes}, and a node c whose broker can be frozen (c as if killed). */
+async function withFreezable() {
+  const {
+    nodes: [a, b],
+    store,
+  } = await startNodes(2);
+  let broker: FreezableBroker | undefined;
+  const [c] = await cluster.start(1, {
+    stateStore: store,
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    brokerFor: (bus) => (broker = new FreezableBroker({ bus })),
+  });
+  return { a: a!, b: b!, c: c!, store, broker: broker! };
+}
+
 /** A memory store that answers every call after `ms`, as one across a network under load. */
 function slowly(store: MemoryStateStore, ms: number): MemoryStateStore {
   return new Proxy(store, {
@@ -477,22 +492,13 @@ describe('joins, leaves and closes for a session between connections', () => {
   });
 
   it('are in its rooms when its node stopped (killed, not yet known dead) while the change went to it', async () => {
-    const {
-      nodes: [a, b],
-      store,
-    } = await startNodes(2);
-    let broker: FreezableBroker | undefined;
-    const [c] = await cluster.start(1, {
-      stateStore: store,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      brokerFor: (bus) => (broker = new FreezableBroker({ bus })),
-    });
-    const { welcome } = await V1Peer.connect(c!);
-    await b!.client(welcome.client).send('where are you'); // b learns c holds it
-    broker!.frozen = true;
-    expect(b!.nodes).toContain(c!.nodeId);
-    await b!.client(welcome.client).join('news');
-    const rooms = await resumedRooms(a!, welcome.session, welcome.client);
+    const { a, b, c, broker } = await withFreezable();
+    const { welcome } = await V1Peer.connect(c);
+    await b.client(welcome.client).send('where are you'); // b learns c holds it
+    broker.frozen = true;
+    expect(b.nodes).toContain(c.nodeId);
+    await b.client(welcome.client).join('news');
+    const rooms = await resumedRooms(a, welcome.session, welcome.client);
     expect(rooms.server).toEqual(['news']);
   });
 
@@ -719,19 +725,10 @@ describe('joins, leaves and closes for a session between connections', () => {
   });
 
   it("the application's close of a client that never answers it is in the record at once: its node killed, the resume is closed", async () => {
-    const {
-      nodes: [a],
-      store,
-    } = await startNodes(2);
-    let broker: FreezableBroker | undefined;
-    const [c] = await cluster.start(1, {
-      stateStore: store,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      brokerFor: (bus) => (broker = new FreezableBroker({ bus })),
-    });
-    const { peer, welcome } = await V1Peer.connect(c!);
+    const { a, c, store, broker } = await withFreezable();
+    const { peer, welcome } = await V1Peer.connect(c);
     (peer.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-    c!.clients.get(welcome.client)!.close(4001, 'bye');
+    c.clients.get(welcome.client)!.close(4001, 'bye');
     await until(
       async () => {
         const record = JSON.parse((await store.get(`wscale:session:${welcome.client}`))!.value);
@@ -741,8 +738,8 @@ describe('joins, leaves and closes for a session between connections', () => {
       'the close in the record',
     );
     // Node c dies before the client's socket ends there (closeTimeoutMs): it answers nothing.
-    broker!.frozen = true;
-    await closedOnResume(a!, welcome.session, 4001);
+    broker.frozen = true;
+    await closedOnResume(a, welcome.session, 4001);
     peer.ws.terminate();
   });
 
