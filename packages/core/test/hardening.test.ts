@@ -5,9 +5,11 @@ import { fileURLToPath } from 'node:url';
 import {
   CloseCode,
   HandlerError,
+  MemoryStateStore,
   ScaledWebSocketServer,
   ServerClosedError,
   type ServerOptions,
+  StateStoreError,
 } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -265,6 +267,44 @@ describe('health', () => {
   it('says stateStore none for a node given no state store (it keeps sessions itself)', async () => {
     const { server } = await node({});
     expect(await server.health()).toMatchObject({ stateStore: 'none', history: 'none' });
+  });
+});
+
+describe('logs', () => {
+  it('hold an outage to a line a second for each error code, and emit every error', async () => {
+    const lines: string[] = [];
+    const ignore = () => undefined;
+    const logger = {
+      debug: ignore,
+      info: ignore,
+      warn: ignore,
+      error: (_fields: object, message: string) => void lines.push(message),
+    };
+    const store = new (class extends MemoryStateStore {
+      down = false;
+      override set(key: string, value: string, options?: { ifVersion?: string | null }) {
+        return this.down
+          ? Promise.reject(new StateStoreError('the store is down'))
+          : super.set(key, value, options);
+      }
+    })({ ttlMs: 60_000 });
+    const { server, errors } = await node({
+      stateStore: store,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      logger,
+    });
+    const peers = await Promise.all(Array.from({ length: 5 }, () => V1Peer.connect(server)));
+    store.down = true;
+    lines.length = 0;
+    // Every session's save fails at once.
+    await Promise.all([...server.clients.values()].map((client) => client.saveData()));
+    const failed = errors.filter(
+      (error) => (error as { code?: string }).code === 'STATE_STORE_FAILED',
+    );
+    expect(failed).toHaveLength(5);
+    expect(lines).toHaveLength(1);
+    for (const { peer } of peers) peer.ws.terminate();
+    store.down = false;
   });
 });
 

@@ -31,6 +31,8 @@ export class Reporter {
   readonly #sink: ErrorSink;
   /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
   #reporting = false;
+  readonly #lines = new LineGate();
+  readonly #warnings = new LineGate();
 
   constructor(log: NodeLog, sink: ErrorSink) {
     this.log = log;
@@ -43,10 +45,17 @@ export class Reporter {
     const reported =
       error instanceof Error ? error : new WscaleError('HANDLER_FAILED', String(error));
     const code = reported instanceof WscaleError ? reported.code : undefined;
-    this.log.write('error', reported.message, { code, err: reported });
+    // A line a second at most for each code: an outage fails every session's save at once.
+    const skipped = this.#lines.pass(code ?? reported.name);
+    if (skipped !== undefined) {
+      const more = skipped > 0 ? ` (and ${skipped} more like it since the last line)` : '';
+      this.log.write('error', `${reported.message}${more}`, { code, err: reported });
+    }
     if (this.#sink.listenerCount('error') === 0 || this.#reporting) {
       // A logger given took it; else it must not go unseen.
-      if (!this.log.enabled) process.emitWarning(reported);
+      if (!this.log.enabled && this.#warnings.pass(code ?? reported.name) !== undefined) {
+        process.emitWarning(reported);
+      }
       return;
     }
     this.#reporting = true;
@@ -77,9 +86,7 @@ export class Sends {
   /** How many failed. */
   failed = 0;
   #pending = 0;
-  /** When the last failure was logged, and how many had failed by then. */
-  #loggedAt = Number.NEGATIVE_INFINITY;
-  #logged = 0;
+  readonly #lines = new LineGate();
   readonly #waiting: Array<() => void> = [];
   readonly #log: NodeLog;
 
@@ -108,18 +115,35 @@ export class Sends {
   readonly #failed = (error: unknown): void => {
     this.failed++;
     // One line a second at most: an outage fails every send, and each is counted.
-    const now = Date.now();
-    if (now - this.#loggedAt >= LOG_EVERY_MS) {
+    const skipped = this.#lines.pass('failed');
+    if (skipped !== undefined) {
       const code = error instanceof WscaleError ? error.code : undefined;
-      const unlogged = this.failed - this.#logged - 1;
-      const more = unlogged > 0 ? ` (and ${unlogged} more since the last line)` : '';
+      const more = skipped > 0 ? ` (and ${skipped} more since the last line)` : '';
       this.#log.write('warn', `a send, join or leave failed: ${String(error)}${more}`, {
         code,
         err: error,
       });
-      this.#loggedAt = now;
-      this.#logged = this.failed;
     }
     this.#settled();
   };
+}
+
+/**
+ * Lets one log line a second through for each kind of line: `pass` says how many were held back
+ * since the last one let through, or `undefined` to hold this one back too.
+ */
+class LineGate {
+  readonly #kinds = new Map<string, { at: number; held: number }>();
+
+  pass(kind: string): number | undefined {
+    const now = Date.now();
+    const last = this.#kinds.get(kind);
+    if (last !== undefined && now - last.at < LOG_EVERY_MS) {
+      last.held++;
+      return undefined;
+    }
+    // Kinds are error codes and names: a few dozen at most.
+    this.#kinds.set(kind, { at: now, held: 0 });
+    return last?.held ?? 0;
+  }
 }
