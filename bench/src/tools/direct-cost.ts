@@ -5,7 +5,11 @@
 // figure cannot. Built at the root of dist/ (it starts the harness's node processes next to it):
 //
 //   node dist/direct-cost.js [--smoke] [--messages N] [--rate R] [--rounds K] [--warm-up W]
-//                            [--a-a] [--instructions]
+//                            [--clients C] [--a-a] [--instructions]
+//
+// With --clients C the receiving node holds C clients and the messages go to each in turn, as in
+// the scenario "direct messages as nodes are added" (500 a node there): what a message costs when
+// the client it is for was not the last one written to.
 //
 // With --a-a the hand-written server is measured against itself, in the same interleaving: how far
 // apart two measures of one server land on this machine, the resolution of the ratio above.
@@ -41,6 +45,7 @@ const { values } = parseArgs({
     'warm-up': { type: 'string' },
     'a-a': { type: 'boolean', default: false },
     instructions: { type: 'boolean', default: false },
+    clients: { type: 'string' },
   },
 });
 const SMOKE = values.smoke;
@@ -53,6 +58,7 @@ const MESSAGES = Number(values.messages ?? (SMOKE ? 200 : 5000));
 const RATE = Number(values.rate ?? (COUNTER === undefined ? 1000 : 100));
 const ROUNDS = Number(values.rounds ?? (SMOKE ? 1 : 6));
 const WARM_UP = Number(values['warm-up'] ?? (SMOKE ? 300 : 500));
+const CLIENTS = Number(values.clients ?? 1);
 const SIZE = 64;
 /** The two servers compared (ids of the harness's implementations), and their names in the table. */
 const [IMPLS, LABELS] = values['a-a']
@@ -82,9 +88,23 @@ async function connect(url: string): Promise<{ ws: WebSocket; id: string; receiv
   return { ws, id, received: () => received };
 }
 
-/** Sends `count` direct messages at {@link RATE} per second, numbered from `first`. */
-function send(ws: WebSocket, target: string, first: number, count: number): Promise<void> {
-  return atRate(count, RATE, (i) => ws.send(payload('D', first + i, SIZE, `${target}|`)));
+/** Sends `count` direct messages at {@link RATE} per second to each target in turn. */
+function send(ws: WebSocket, targets: string[], first: number, count: number): Promise<void> {
+  return atRate(count, RATE, (i) => {
+    const n = first + i;
+    ws.send(payload('D', n, SIZE, `${targets[n % targets.length]}|`));
+  });
+}
+
+/** {@link CLIENTS} clients of the receiving node, connected 50 at a time. */
+async function receivers(url: string): Promise<Awaited<ReturnType<typeof connect>>[]> {
+  const all = [];
+  for (let i = 0; i < CLIENTS; i += 50) {
+    all.push(
+      ...(await Promise.all(Array.from({ length: Math.min(50, CLIENTS - i) }, () => connect(url)))),
+    );
+  }
+  return all;
 }
 
 /**
@@ -104,14 +124,17 @@ async function round(impl: string, processes: Processes, redisUrl: string): Prom
     ...(COUNTER === undefined ? {} : { launcher: COUNTER.launcher }),
   });
   try {
-    const [sender, receiver] = await Promise.all(group.urls.map(connect));
-    await send(sender!.ws, receiver!.id, 0, WARM_UP);
-    await until(() => receiver!.received() >= WARM_UP, DRAIN_MS, 'the warm-up messages');
+    const sender = await connect(group.urls[0]!);
+    const clients = await receivers(group.urls[1]!);
+    const targets = clients.map((client) => client.id);
+    const received = () => clients.reduce((sum, client) => sum + client.received(), 0);
+    await send(sender.ws, targets, 0, WARM_UP);
+    await until(() => received() >= WARM_UP, DRAIN_MS, 'the warm-up messages');
     const measured = async () => {
-      await send(sender!.ws, receiver!.id, WARM_UP, MESSAGES);
-      await until(() => receiver!.received() >= WARM_UP + MESSAGES, DRAIN_MS, 'the messages');
-      sender!.ws.terminate();
-      receiver!.ws.terminate();
+      await send(sender.ws, targets, WARM_UP, MESSAGES);
+      await until(() => received() >= WARM_UP + MESSAGES, DRAIN_MS, 'the messages');
+      sender.ws.terminate();
+      for (const client of clients) client.ws.terminate();
     };
     if (COUNTER !== undefined) {
       await COUNTER.start(group.pids);
@@ -155,7 +178,7 @@ const ROWS =
     : ['sending (0)', 'receiving (1)'];
 const UNIT = COUNTER === undefined ? 'µs' : 'instructions';
 console.log(
-  `${MESSAGES} direct messages per round at ${RATE}/s after ${WARM_UP}, ${ROUNDS} rounds interleaved`,
+  `${MESSAGES} direct messages per round at ${RATE}/s after ${WARM_UP} to ${CLIENTS} client(s) in turn, ${ROUNDS} rounds interleaved`,
 );
 console.log(
   `| node | ${LABELS[0]} ${UNIT} / message | ${LABELS[1]} ${UNIT} / message | ${LABELS[1]} × (median of round ratios) | round ratios |`,
