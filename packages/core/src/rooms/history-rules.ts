@@ -27,7 +27,13 @@ export function toTests(patterns: RoomPattern | RoomPattern[]): (room: string) =
 }
 
 function toTest(pattern: RoomPattern): (room: string) => boolean {
-  if (pattern instanceof RegExp) return (room) => pattern.test(room);
+  if (pattern instanceof RegExp) {
+    // A copy without `g` and `y`, which make `test` go on from where the last match ended (so
+    // `/^chat:/g` would match every other room), and which a later change to the caller's
+    // RegExp does not reach.
+    const regexp = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
+    return (room) => regexp.test(room);
+  }
   if (!pattern.includes('*')) return (room) => room === pattern;
   const source = pattern
     .split('*')
