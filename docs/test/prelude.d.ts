@@ -11,6 +11,8 @@ declare global {
   const stateStore: StateStore;
   /** The history store of the rooms that keep history, e.g. a `RedisHistory`. */
   const history: History;
+  /** The store of the nodes' `directHistory`, where sessions keep their direct messages. */
+  const directHistory: History;
   /** A node created earlier in the text. */
   const wss: ScaledWebSocketServer;
   /** The id of a client connected to some node (its `client.id`). */

@@ -131,6 +131,44 @@ describe('Publisher', () => {
     expect(about[0]!.fields).toMatchObject({ room: 'feed' });
   });
 
+  it('without the directHistory the nodes keep, reaches a connected client live, and the nodes warn once', async () => {
+    const warned: Array<{ message: string; fields: object }> = [];
+    const ignore = () => undefined;
+    const logger = {
+      debug: ignore,
+      info: ignore,
+      error: ignore,
+      warn: (fields: object, message: string) => void warned.push({ message, fields }),
+    };
+    const nodes = await cluster.start(2, {
+      stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      directHistory: history(),
+      logger,
+    });
+    const { peer, welcome } = await V1Peer.connect(nodes[0]!);
+    const raw = await cluster.connect(nodes[1]!);
+    const publisher = new Publisher({ broker: new MemoryBroker({ bus: cluster.bus }) });
+    await publisher.client(raw.id).send('to a raw client: nothing to keep');
+    await publisher.client(welcome.client).send('volatile', { volatile: true });
+    await raw.waitFor(1);
+    await until(() => peer.texts().includes('volatile'), 2000, 'the volatile one');
+    const about = () => warned.filter(({ message }) => message.includes('directHistory'));
+    expect(about()).toEqual([]);
+    await publisher.client(welcome.client).send('one');
+    await publisher.client(welcome.client).send('two');
+    await until(() => peer.texts().includes('two'), 2000, 'both, live');
+    expect(peer.texts()).toEqual(['volatile', 'one', 'two']);
+    // Every node heard them (the publisher does not know the holder): each says so once.
+    await until(() => about().length === 2, 2000, 'a warning on each node');
+    await publisher.client(welcome.client).send('three');
+    await until(() => peer.texts().includes('three'), 2000, 'the third');
+    expect(about()).toHaveLength(2);
+    for (const { fields } of about()) {
+      expect(fields).toMatchObject({ sender: publisher.id, client: welcome.client });
+    }
+  });
+
   it('a join of a room with history that resolved has the client in it for the next broadcast, from a publisher or another node', async () => {
     const news = history();
     const stateStore = new MemoryStateStore({ ttlMs: 30_000 });

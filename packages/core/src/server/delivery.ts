@@ -12,9 +12,10 @@ import {
 import type { Reporter } from '../ops/reporter.js';
 import type { PresenceService } from '../presence/presence-service.js';
 import { CloseCode, TAKEN_OVER } from '../protocol/close-codes.js';
-import { type Outgoing, OutKind } from '../protocol/outgoing.js';
+import { MessageFlag, type Outgoing, OutKind } from '../protocol/outgoing.js';
 import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { type RoomHost, RoomRegistry } from '../rooms/room-registry.js';
+import { SessionTokens } from '../sessions/session-token.js';
 import type { ChangePlace, SessionChange } from '../sessions/sessions.js';
 import type { AnyClient } from '../transport/client.js';
 import type { Takeovers } from '../transport/connections.js';
@@ -90,6 +91,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
   #draining = false;
   /** History rooms a message came to without its position, warned of once each. */
   readonly #unnumbered = new Set<string>();
+  /** Senders of a session's direct message without its place in `directHistory`, warned of once. */
+  readonly #unkept = new Set<string>();
   /** Joins, leaves and closes of sessions going to their records, in order for each session. */
   readonly #sessionChanges = new OneAtATime();
 
@@ -121,6 +124,27 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
       'warn',
       'a message for a room that keeps history came without its position: its sender (a Publisher or a node) keeps no history for the room; delivered live, never replayed',
       { room },
+    );
+  }
+
+  /**
+   * A direct message for a session, not volatile, that came without its place in the session's
+   * stream to a node that keeps one: its sender (a `Publisher` or a node) has no `directHistory`.
+   * Delivered live to a connected client; to one between connections it is lost, and its resume
+   * cannot tell. Warned of once per sender.
+   */
+  #checkKept(frame: DirectFrame): void {
+    const { header } = frame;
+    if (header.o !== 'send' || header.r !== undefined || (frame.flags & MessageFlag.Volatile) !== 0)
+      return;
+    const sender = header.w ?? header.n;
+    if (this.#unkept.has(sender) || this.#unkept.size >= MAX_UNNUMBERED) return;
+    if (!SessionTokens.isSessionId(header.c)) return;
+    this.#unkept.add(sender);
+    this.#reporter.log.write(
+      'warn',
+      'a direct message for a session came without its place in the session’s stream: its sender (a Publisher or a node) has no directHistory; delivered live, lost for a client between connections',
+      { sender, client: header.c },
     );
   }
 
@@ -400,6 +424,8 @@ export class Delivery implements BroadcastTarget, DirectTarget, MeshListener, Ro
     if (frame.kind === BusKind.Broadcast) {
       this.#deliverLocal(frame.header.r, broadcastMessage(frame));
     } else {
+      if (frame.kind === BusKind.Direct && this.#directHistory !== undefined)
+        this.#checkKept(frame);
       this.router.receive(frame);
     }
   }
@@ -433,7 +459,10 @@ const DONE = Promise.resolve();
 /** How far two nodes' clocks may differ for a takeover's send time to order it with a connection. */
 const CLOCK_SLACK_MS = 100;
 
-/** How many rooms {@link Delivery.unnumbered} warns of: a misconfigured sender, not a flood. */
+/**
+ * How many rooms {@link Delivery.unnumbered} warns of, and senders `#checkKept` does: a
+ * misconfigured sender, not a flood.
+ */
 const MAX_UNNUMBERED = 100;
 
 /**
