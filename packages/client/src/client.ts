@@ -110,8 +110,11 @@ export interface WscaleClientEvents {
   joined: (info: { room: string; offset?: number; epoch?: string }) => void;
   /** The client is no longer in a room (it left, the server removed it, or the session was lost). */
   left: (info: { room: string }) => void;
-  /** The server could not keep a room's stream whole: messages were lost; it goes on from here. */
-  resync: (info: { room: string; offset: number; epoch: string }) => void;
+  /**
+   * The server could not keep a room's stream whole: messages were lost; it goes on from here.
+   * Without `room`, the stream of the session's direct messages (`directHistory`) lost some.
+   */
+  resync: (info: { room?: string; offset: number; epoch: string }) => void;
   /** The server reported an error, or broke the protocol. The client keeps running. */
   error: (error: ClientError) => void;
   /** A connection closed (every time, also when the client reconnects afterwards). */
@@ -619,11 +622,14 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         const o = offsetOf(message.o);
         const e = epochOf(message.e);
         const missed = this.#rooms.joined(message.r, o, e);
-        if (isInbox(message.r)) break;
-        this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
+        const inbox = isInbox(message.r);
+        if (!inbox) this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
         // Joined again past the position kept for a resume: what came between is not replayed.
         if (missed && o !== undefined && e !== undefined) {
-          this.emit('resync', { room: message.r, offset: o, epoch: e });
+          this.emit(
+            'resync',
+            inbox ? { offset: o, epoch: e } : { room: message.r, offset: o, epoch: e },
+          );
         }
         break;
       }
@@ -647,7 +653,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       case 'resync':
         if (offsetOf(message.o) === undefined || epochOf(message.e) === undefined) break;
         this.#rooms.resync(message.r, message.o, message.e);
-        this.emit('resync', { room: message.r, offset: message.o, epoch: message.e });
+        this.emit(
+          'resync',
+          isInbox(message.r)
+            ? { offset: message.o, epoch: message.e }
+            : { room: message.r, offset: message.o, epoch: message.e },
+        );
         break;
       case 'error':
         this.emit('error', new ServerError(message.code, message.message));

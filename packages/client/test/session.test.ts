@@ -1,4 +1,4 @@
-import type { HelloMessage, WelcomeMessage } from '@wscale/core/protocol';
+import { type HelloMessage, inboxOf, type WelcomeMessage } from '@wscale/core/protocol';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeAll, openClient, startFixture as start, stateOf, texts } from './helpers/clients.js';
@@ -310,6 +310,26 @@ describe('room positions and duplicates', () => {
     expect(seen.messages[0]!.meta).toEqual({ room: 'r', offset: 1, epoch: 'A' });
     expect(seen.messages.at(-1)!.meta).toEqual({});
     expect(client.position('r')).toEqual({ offset: 2, epoch: 'B' });
+  });
+
+  it('says a resync of the direct messages’ stream without a room, and lists no such room', async () => {
+    const fixture = await start();
+    const { client, seen } = openClient(fixture.url, { backoffBaseMs: 20 });
+    const resyncs: unknown[] = [];
+    const joined: unknown[] = [];
+    client.on('resync', (info) => resyncs.push(info));
+    client.on('joined', (info) => joined.push(info));
+    const connection = await fixture.connection(1);
+    await stateOf(client, 'open');
+    const inbox = inboxOf(seen.welcomes[0]!.clientId);
+    connection.send({ t: 'joined', r: inbox, o: 3, e: 'E' });
+    connection.send({ t: 'resync', r: inbox, o: 9, e: 'F' });
+    connection.send({ t: 'msg', r: inbox, o: 10, e: 'F', d: 'after the gap' });
+    await until(() => seen.messages.length === 1, 2000, 'the direct message');
+    expect(resyncs).toEqual([{ offset: 9, epoch: 'F' }]);
+    expect(seen.messages[0]!.meta).toEqual({});
+    expect(joined).toEqual([]);
+    expect(client.rooms).toEqual([]);
   });
 
   it('takes a resync position as the new start, and forgets a room it left', async () => {

@@ -37,7 +37,7 @@ function clientOf(url: ClientUrl, tap: WireTap) {
     WebSocket: tap.WebSocket,
   });
   const joined: Array<{ room: string; offset?: number }> = [];
-  const resyncs: Array<{ room: string; offset: number }> = [];
+  const resyncs: Array<{ room?: string; offset: number }> = [];
   client.on('joined', ({ room, offset }) => joined.push({ room, offset }));
   client.on('resync', ({ room, offset }) => resyncs.push({ room, offset }));
   return { client, seen, joined, resyncs };
