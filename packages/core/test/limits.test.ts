@@ -333,6 +333,52 @@ describe('one send budget for every frame', () => {
     await Promise.all([history.close(), stateStore.close()]);
   });
 
+  it('reads about twice maxReplayBytes at most from the histories for a resume of many rooms that cannot replay', async () => {
+    const read = { bytes: 0 };
+    const history = new (class extends MemoryHistory {
+      override async read(...args: Parameters<MemoryHistory['read']>) {
+        const result = await super.read(...args);
+        if (result.ok) for (const entry of result.entries) read.bytes += entry.payload.length;
+        return result;
+      }
+    })({ maxEntries: 1000 });
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const maxReplayBytes = 16 * 1024;
+    const { server } = await node({
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: '*', store: history }],
+      maxReplayBytes,
+    });
+    const rooms = Array.from({ length: 20 }, (_, i) => `r${i}`);
+    server.on('connection', (client) => {
+      for (const room of [...rooms, 'quiet']) void client.join(room);
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    const positions: Record<string, { o: number; e: string }> = {};
+    while (Object.keys(positions).length < rooms.length + 1) {
+      const joined = await peer.next('joined');
+      positions[joined.r!] = { o: joined.o!, e: joined.e! };
+    }
+    peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to leave');
+    // 40 messages of 8 KiB in each of 20 rooms: 6.4 MB missed, each room's gap 20 times the budget.
+    for (const room of rooms) {
+      for (let i = 0; i < 40; i++) await server.to(room).send(`${i} ${'x'.repeat(8192)}`);
+    }
+    read.bytes = 0;
+    const back = await V1Peer.connect(server, { session: welcome.session, rooms: positions });
+    for (const room of rooms) {
+      expect(back.welcome.rooms[room]).toMatchObject({ recovered: false, reason: 'too-old' });
+    }
+    // A room with nothing missed needs no read: recovered whatever was read for the others.
+    expect(back.welcome.rooms.quiet).toMatchObject({ recovered: true });
+    // Twice the budget and a page past it; not a page of every room (20 × 16 × 8 KiB = 2.6 MB).
+    expect(read.bytes).toBeGreaterThan(0);
+    expect(read.bytes).toBeLessThan(2 * maxReplayBytes + 16 * 8300);
+    await Promise.all([history.close(), stateStore.close()]);
+  });
+
   for (const [name, limit, missed] of [
     ['maxReplayEntries, read from the history', { maxReplayEntries: 5 }, 300],
     ["maxReplayEntries, from the node's recent messages", { maxReplayEntries: 5 }, 10],

@@ -21,6 +21,11 @@ export interface JoinOutcome {
 export interface ReplayBudget {
   bytes: number;
   entries: number;
+  /**
+   * Bytes it may still read from the histories, replayed or not: a read that ends past the
+   * budget costs the store and the node too. Once spent, a room with a gap is `too-old` unread.
+   */
+  reads?: number;
 }
 
 /** What a stream needs from the node. */
@@ -55,6 +60,8 @@ interface Catcher {
   maxEntries: number;
   /** The most bytes they may hold: the read stops past it. */
   maxBytes: number;
+  /** The join's budget, whose `reads` each page read takes from. */
+  budget: ReplayBudget | undefined;
   settle: (outcome: JoinOutcome) => void;
 }
 
@@ -218,6 +225,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           skipped: false,
           maxEntries: budget?.entries ?? Number.POSITIVE_INFINITY,
           maxBytes: budget?.bytes ?? Number.POSITIVE_INFINITY,
+          budget,
           settle,
         };
         this.#catchers.add(catcher);
@@ -273,17 +281,21 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
    * from the store only to answer `too-old`.
    */
   async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
-    const { from, upTo, maxBytes } = catcher;
+    const { from, upTo, maxBytes, budget } = catcher;
     try {
       const replay: Outgoing[] = [];
       let bytes = 0;
       let failed: NotRecoveredReason | undefined;
       while (replay.length < upTo - from.offset) {
+        if (budget?.reads !== undefined && budget.reads <= 0) return TOO_LONG;
         const after = replay.at(-1)?.offset ?? from.offset;
-        // Without a budget, all at once; else a first page, then as many as the budget left holds
-        // at the size seen so far, and one more to pass it.
+        // Without a budget, all at once; else a first page of what the budget holds at the size of
+        // the room's recent messages, then as many as the budget left holds at the size read so
+        // far; each with one more, to pass it.
         const fits =
-          bytes === 0 ? FIRST_PAGE : Math.ceil(((maxBytes - bytes) * replay.length) / bytes) + 1;
+          bytes === 0
+            ? this.#firstPage(maxBytes)
+            : Math.ceil(((maxBytes - bytes) * replay.length) / bytes) + 1;
         const limit = Number.isFinite(maxBytes)
           ? Math.min(upTo - after, Math.max(1, fits))
           : upTo - after;
@@ -298,6 +310,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           // Counted as the replay's budget counts them: the message, not how the history keeps it.
           const message = Outgoing.fromHistory(this.#room, entry, from.epoch);
           bytes += message.bytes.length;
+          if (budget?.reads !== undefined) budget.reads -= message.bytes.length;
           replay.push(message);
         }
         if (bytes > maxBytes) return TOO_LONG;
@@ -315,6 +328,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       this.#host.error(error);
       return { recovered: false, reason: 'unavailable', replay: [] };
     }
+  }
+
+  /** Entries a replay's first read asks for: what `maxBytes` holds at the recent messages' size. */
+  #firstPage(maxBytes: number): number {
+    const recent = this.#recent.length;
+    if (recent === 0 || this.#recentBytes === 0) return FIRST_PAGE;
+    return Math.min(FIRST_PAGE, Math.floor((maxBytes * recent) / this.#recentBytes) + 1);
   }
 
   async #accept(message: Outgoing): Promise<void> {

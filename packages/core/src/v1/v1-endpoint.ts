@@ -369,7 +369,12 @@ export class V1Endpoint {
     const rooms: Record<string, WelcomeRoom> = {};
     const replay: Buffer[] = [];
     const { maxReplayBytes, maxReplayEntries } = this.#settings;
-    const budget: ReplayBudget = { bytes: maxReplayBytes, entries: maxReplayEntries };
+    // What the histories may be read for: the replay, and as much again in reads that end past it.
+    const budget: ReplayBudget = {
+      bytes: maxReplayBytes,
+      entries: maxReplayEntries,
+      reads: 2 * maxReplayBytes,
+    };
     const own = new Set(session.record?.own);
     for (const room of session.record?.rooms ?? []) {
       if (own.has(room) && !(await this.#authorized(client, room))) {
