@@ -221,7 +221,10 @@ describe('resume', () => {
     expect(back.welcome.resumed).toBe(true);
     expect(Object.keys(back.welcome.rooms)).toEqual(['given']);
     expect(await back.peer.next('left')).toMatchObject({ r: 'mine' });
-    expect([...server.clients.get(welcome.client)!.rooms]).toEqual(['given']);
+    const resumed = server.clients.get(welcome.client)!;
+    expect([...resumed.rooms]).toEqual(['given']);
+    // The application is told too, as the `connection` handler of the resume sees it.
+    expect(resumed.recovery?.refused).toEqual(['mine']);
   });
 
   it('keeps a session resumable when the state store fails during its hello', async () => {

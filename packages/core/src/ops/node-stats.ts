@@ -110,4 +110,9 @@ export interface ResumeInfo {
   recovered: boolean;
   /** Per room of the session: whether every missed message was replayed, and if not, why. */
   rooms: Record<string, WelcomeRoom>;
+  /**
+   * Rooms the session had joined by itself that `authorizeJoin` no longer allows: the client is
+   * out of them (it was sent `left`). Absent when there is none.
+   */
+  refused?: string[];
 }

@@ -376,9 +376,11 @@ export class V1Endpoint {
       reads: 2 * maxReplayBytes,
     };
     const own = new Set(session.record?.own);
+    const refused: string[] = [];
     for (const room of session.record?.rooms ?? []) {
       if (own.has(room) && !(await this.#authorized(client, room))) {
         writeLeft(client, room);
+        refused.push(room);
         continue;
       }
       if (own.has(room)) client.markOwn(room);
@@ -409,7 +411,7 @@ export class V1Endpoint {
     writeWelcome(client, this.#welcome(client, session, rooms, ledger), replay);
     if (session.resumed) {
       const recovered = Object.values(rooms).every((room) => room.recovered);
-      client.recovery = { recovered, rooms };
+      client.recovery = refused.length > 0 ? { recovered, rooms, refused } : { recovered, rooms };
       void node.save(client);
     } else if (session.reason === 'unavailable') {
       // Not in the store: tried with the periodic upstream saves until the store answers (then a
