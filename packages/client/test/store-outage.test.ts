@@ -1,4 +1,4 @@
-import { MemoryStateStore, type ScaledWebSocketServer } from '@wscale/core';
+import { MemoryHistory, MemoryStateStore, type ScaledWebSocketServer } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { settle, WireTap } from '@wscale/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -95,6 +95,53 @@ describe('a resume while the session store is down', () => {
     ]);
     expect(client.rooms).toEqual(['chat']);
     expect(client.position('chat')?.offset).toBe(90);
+  });
+
+  it('gets the direct messages sent while it was away on a connection welcomed unavailable, and each once after the resume', async () => {
+    const outage = switchableStore(store);
+    const [a, b] = (await cluster.start(2, {
+      stateStore: outage.stateStore,
+      directHistory: new MemoryHistory({ maxEntries: 100 }),
+    })) as [ScaledWebSocketServer, ScaledWebSocketServer];
+    // Where the client connects, and a gate that keeps it away while messages are sent.
+    let target = a;
+    let away: Promise<void> = Promise.resolve();
+    const tap = new WireTap();
+    const { client, seen } = clientOf(async () => {
+      await away;
+      return urlOf(target);
+    }, tap);
+    await stateOf(client, 'open');
+    const clientId = client.clientId!;
+    await a.client(clientId).send('d1');
+    await until(() => seen.messages.length === 1, 3000, 'd1');
+
+    outage.down = true;
+    let back = () => {};
+    away = new Promise((resolve) => {
+      back = resolve;
+    });
+    target = b;
+    a.clients.get(clientId)!.terminate();
+    await stateOf(client, 'resuming');
+    await b.client(clientId).send('d2');
+    await a.client(clientId).send('d3');
+    back();
+    await until(() => seen.welcomes.length === 2, 3000, 'a welcome without the store');
+    expect(seen.welcomes[1]).toMatchObject({ resumed: false, reason: 'unavailable', clientId });
+    await until(() => texts(seen).includes('d3'), 3000, 'what it missed, on this connection');
+
+    outage.down = false;
+    await until(() => seen.welcomes.length === 3, 8000, 'the resume once the store is back');
+    expect(seen.welcomes[2]).toMatchObject({
+      resumed: true,
+      clientId,
+      direct: { recovered: true },
+    });
+    await b.client(clientId).send('d4');
+    await settle(() => texts(seen).includes('d4'), 3000, 'd4');
+    expect(texts(seen)).toEqual(['d1', 'd2', 'd3', 'd4']);
+    expect(seen.messages.every((m) => m.meta.room === undefined)).toBe(true);
   });
 
   it('a room the server puts it in again meanwhile goes on from there, and says resync for what it missed', async () => {

@@ -398,10 +398,11 @@ export class V1Endpoint {
     }
     // A session whose direct messages are kept is in its own stream from its start, whether or not
     // its record says so yet (it is saved with its first room, or its refresh): a resumed one from
-    // where its client says it was.
+    // where its client says it was, and so is one the store could not read (the same session).
     const inbox = inboxOf(client.id);
     if (this.#settings.directHistory !== undefined && !(inbox in rooms)) {
-      const seen = session.resumed ? hello.rooms?.[inbox] : undefined;
+      const same = session.resumed || session.reason === 'unavailable';
+      const seen = same ? hello.rooms?.[inbox] : undefined;
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
       rooms[inbox] = await this.#rejoin(client, inbox, from, replay, budget);
     }
