@@ -516,6 +516,36 @@ describe('upstream delivery (wscale.v1)', () => {
     await recordedUp(shared, welcome.client, 3);
   });
 
+  it('a close while the store is down is recorded once it is back: the resume on another node repeats nothing', async () => {
+    const shared = new MemoryStateStore();
+    const store = outage(shared);
+    const { nodes, heard } = await startNodes([store.view, store.view]);
+    const first = await V1Peer.connect(nodes[0]!);
+    store.state.down = true;
+    for (const s of [1, 2, 3]) first.peer.send({ t: 'msg', d: `m${s}`, s });
+    await until(() => heard.length === 3, 2000, 'three messages');
+    first.peer.ws.terminate(); // no receipt seen: the client sends all three again
+    await until(() => !nodes[0]!.clients.has(first.welcome.client), 2000, 'the close');
+    // Its last record did not get through: the store does not say the connection closed.
+    const stored = await shared.get(`wscale:session:${first.welcome.client}`);
+    expect(JSON.parse(stored!.value).live).not.toBe(false);
+    store.state.down = false;
+
+    // The node lives: its last record, tried again, says all three arrived.
+    await recordedClose(shared, first.welcome.client);
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome.s).toBe(3);
+    for (const s of [1, 2, 3]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+    second.peer.send({ t: 'msg', d: 'm4', s: 4 });
+    await until(() => second.peer.all('rcv').at(-1)?.s === 4, 2000, 'rcv 4');
+    expect(heard.map((h) => `${h.node} ${h.text} ${h.info.redelivered}`)).toEqual([
+      'node-1 m1 false',
+      'node-1 m2 false',
+      'node-1 m3 false',
+      'node-2 m4 false',
+    ]);
+  });
+
   it('a connection opened while the store was down is closed 1012 once the store is back, and its resume repeats only what went unrecorded, marked', async () => {
     const { shared, store, nodes, heard, first, second } = await backWhileStoreDown();
     store.state.down = false;

@@ -378,6 +378,7 @@ export class ScaledWebSocketServer<
     // Resumes under way write their records (one closed before its claim came back, too).
     await waitAtMost(this.#connections.v1.openingsSettled(), ms);
     await waitAtMost(this.#connections.saver.closedSaved(), ms);
+    this.#connections.saver.stop();
     // Sends the application started before the drain (a history append, then a publish) go out
     // before the node leaves and its broker may be closed.
     await waitAtMost(this.#reporter.sends.settled(), ms);

@@ -67,6 +67,9 @@ export class SessionSaver<Client extends SavedClient> {
   readonly #bouncing = new WeakSet<Client>();
   /** Last saves of closed connections under way, by session id: a drain waits for them. */
   readonly #finalSaves = new Map<string, Promise<void>>();
+  /** Last records the store failed to take, tried again until it does (see `#retryLast`). */
+  readonly #retries = new Set<NodeJS.Timeout>();
+  #stopped = false;
 
   constructor(
     sessions: Sessions,
@@ -155,7 +158,7 @@ export class SessionSaver<Client extends SavedClient> {
     const close = client.unansweredClose(answer);
     const record = () => ({ ...this.#record(client, rooms, own, data), live: false, close });
     if (!this.#upstream.answering(client)) {
-      this.#finalSave(id, this.#sessions.save(id, conn, record).then(nothing));
+      this.#finalSave(id, this.#last(id, conn, record));
       return;
     }
     // ...and with the replies of the requests still running, once they are kept: a resume waits a
@@ -164,10 +167,46 @@ export class SessionSaver<Client extends SavedClient> {
     const answered = this.#upstream.answered(client);
     this.#finalSave(
       id,
-      Promise.all([closed, answered])
-        .then(() => this.#sessions.save(id, conn, record))
-        .then(nothing),
+      Promise.all([closed, answered]).then(() => this.#last(id, conn, record)),
     );
+  }
+
+  /**
+   * Writes a closed connection's last record; when the store fails, tries again in the background
+   * until it takes it (or a resume took the session over: refused), within the session's time to
+   * live. Without it, the record would say the connection is live, and the next resume would count
+   * what the connection handed on since its last save as in doubt: repeated, marked `redelivered`,
+   * though this node did not die.
+   */
+  async #last(id: string, conn: string, record: () => SessionSnapshot): Promise<void> {
+    if ((await this.#sessions.save(id, conn, record)) === 'failed') {
+      this.#retryLast(id, conn, record, Date.now() + this.#sessions.ttlMs, RETRY_FIRST_MS);
+    }
+  }
+
+  #retryLast(
+    id: string,
+    conn: string,
+    record: () => SessionSnapshot,
+    until: number,
+    wait: number,
+  ): void {
+    if (this.#stopped || Date.now() + wait > until) return;
+    const timer = setTimeout(async () => {
+      this.#retries.delete(timer);
+      if (this.#stopped) return;
+      if ((await this.#sessions.save(id, conn, record)) !== 'failed') return;
+      this.#retryLast(id, conn, record, until, Math.min(2 * wait, RETRY_MOST_MS));
+    }, wait);
+    timer.unref();
+    this.#retries.add(timer);
+  }
+
+  /** Stops trying last records again (the node is closed). */
+  stop(): void {
+    this.#stopped = true;
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
   }
 
   /**
@@ -254,8 +293,6 @@ export class SessionSaver<Client extends SavedClient> {
   }
 }
 
-function nothing(): void {}
-
 /**
  * The session owner of an identity: `sessionOwner` called as a plain function, as every hook; its
  * throw is a handler's failure.
@@ -274,3 +311,7 @@ export function sessionOwnerOf<Identity>(
 
 /** How long a superseded connection is left to a takeover before it is closed to resume. */
 const SUPERSEDED_WAIT_MS = 1000;
+
+/** How soon a last record the store failed to take is tried again, and at most how seldom. */
+const RETRY_FIRST_MS = 250;
+const RETRY_MOST_MS = 4000;
