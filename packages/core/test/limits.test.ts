@@ -40,6 +40,19 @@ async function flood(raw: RawSocket, chunk: Buffer, total: number, stop: () => b
   }
 }
 
+/** A history that counts the payload bytes its reads return. */
+function countingHistory() {
+  const read = { bytes: 0 };
+  const history = new (class extends MemoryHistory {
+    override async read(...args: Parameters<MemoryHistory['read']>) {
+      const result = await super.read(...args);
+      if (result.ok) for (const entry of result.entries) read.bytes += entry.payload.length;
+      return result;
+    }
+  })({ maxEntries: 1000 });
+  return { read, history };
+}
+
 describe('per-client limits', () => {
   it('refuses a join past maxRoomsPerClient with LIMIT, and counts it', async () => {
     const { server } = await node({ authorizeJoin: () => true, maxRoomsPerClient: 2 });
@@ -299,14 +312,7 @@ describe('one send budget for every frame', () => {
   });
 
   it('reads little more than maxReplayBytes from the history for a resume that cannot replay it all', async () => {
-    const read = { bytes: 0 };
-    const history = new (class extends MemoryHistory {
-      override async read(...args: Parameters<MemoryHistory['read']>) {
-        const result = await super.read(...args);
-        if (result.ok) for (const entry of result.entries) read.bytes += entry.payload.length;
-        return result;
-      }
-    })({ maxEntries: 1000 });
+    const { read, history } = countingHistory();
     const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
     const { server } = await node({
       stateStore,
@@ -334,14 +340,7 @@ describe('one send budget for every frame', () => {
   });
 
   it('reads about twice maxReplayBytes at most from the histories for a resume of many rooms that cannot replay', async () => {
-    const read = { bytes: 0 };
-    const history = new (class extends MemoryHistory {
-      override async read(...args: Parameters<MemoryHistory['read']>) {
-        const result = await super.read(...args);
-        if (result.ok) for (const entry of result.entries) read.bytes += entry.payload.length;
-        return result;
-      }
-    })({ maxEntries: 1000 });
+    const { read, history } = countingHistory();
     const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
     const maxReplayBytes = 16 * 1024;
     const { server } = await node({

@@ -39,6 +39,19 @@ async function setUp() {
   return { nodes: nodes as [ScaledWebSocketServer, ScaledWebSocketServer], publisher };
 }
 
+/** A logger that keeps the warnings it is given. */
+function warnings() {
+  const warned: Array<{ message: string; fields: object }> = [];
+  const ignore = () => undefined;
+  const logger = {
+    debug: ignore,
+    info: ignore,
+    error: ignore,
+    warn: (fields: object, message: string) => void warned.push({ message, fields }),
+  };
+  return { warned, logger };
+}
+
 describe('Publisher', () => {
   it('broadcasts to members on every node once, numbered in the room’s history, and is no node', async () => {
     const { nodes, publisher } = await setUp();
@@ -108,14 +121,7 @@ describe('Publisher', () => {
   });
 
   it('without the history of a room that keeps it, reaches its members live, and the nodes warn once', async () => {
-    const warned: Array<{ message: string; fields: object }> = [];
-    const ignore = () => undefined;
-    const logger = {
-      debug: ignore,
-      info: ignore,
-      error: ignore,
-      warn: (fields: object, message: string) => void warned.push({ message, fields }),
-    };
+    const { warned, logger } = warnings();
     const [node] = await cluster.start(1, {
       history: [{ rooms: 'feed', store: history() }],
       logger,
@@ -132,14 +138,7 @@ describe('Publisher', () => {
   });
 
   it('without the directHistory the nodes keep, reaches a connected client live, and the nodes warn once', async () => {
-    const warned: Array<{ message: string; fields: object }> = [];
-    const ignore = () => undefined;
-    const logger = {
-      debug: ignore,
-      info: ignore,
-      error: ignore,
-      warn: (fields: object, message: string) => void warned.push({ message, fields }),
-    };
+    const { warned, logger } = warnings();
     const nodes = await cluster.start(2, {
       stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
       sessionSecret: 'a-test-secret-of-enough-bytes',

@@ -144,6 +144,24 @@ interface Heard {
   info: MessageInfo;
 }
 
+/**
+ * Resumes a session on `node` after m1..m3 reached node-1 and were recorded: the client sends them
+ * again, then m4; only m4 is handed on, unmarked.
+ */
+async function resumedExactly(node: ScaledWebSocketServer, session: string, heard: Heard[]) {
+  const second = await V1Peer.connect(node, { session });
+  expect(second.welcome.s).toBe(3);
+  for (const s of [1, 2, 3]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
+  second.peer.send({ t: 'msg', d: 'm4', s: 4 });
+  await until(() => second.peer.all('rcv').at(-1)?.s === 4, 2000, 'rcv 4');
+  expect(heard.map((h) => `${h.node} ${h.text} ${h.info.redelivered}`)).toEqual([
+    'node-1 m1 false',
+    'node-1 m2 false',
+    'node-1 m3 false',
+    'node-2 m4 false',
+  ]);
+}
+
 async function startNodes(stores: StateStore[], onRequest?: () => string) {
   const nodes: ScaledWebSocketServer[] = [];
   for (const store of stores) {
@@ -257,17 +275,7 @@ describe('upstream delivery (wscale.v1)', () => {
 
     // The node saw the close and recorded it: the resume knows all three arrived.
     await recordedClose(store, first.welcome.client);
-    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
-    expect(second.welcome.s).toBe(3);
-    for (const s of [1, 2, 3]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
-    second.peer.send({ t: 'msg', d: 'm4', s: 4 });
-    await until(() => second.peer.all('rcv').at(-1)?.s === 4, 2000, 'rcv 4');
-    expect(heard.map((h) => `${h.node} ${h.text} ${h.info.redelivered}`)).toEqual([
-      'node-1 m1 false',
-      'node-1 m2 false',
-      'node-1 m3 false',
-      'node-2 m4 false',
-    ]);
+    await resumedExactly(nodes[1]!, first.welcome.session, heard);
   });
 
   it('when the node dies before recording, what comes again is handed on marked, with the same id', async () => {
@@ -533,17 +541,7 @@ describe('upstream delivery (wscale.v1)', () => {
 
     // The node lives: its last record, tried again, says all three arrived.
     await recordedClose(shared, first.welcome.client);
-    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
-    expect(second.welcome.s).toBe(3);
-    for (const s of [1, 2, 3]) second.peer.send({ t: 'msg', d: `m${s}`, s, p: 1 });
-    second.peer.send({ t: 'msg', d: 'm4', s: 4 });
-    await until(() => second.peer.all('rcv').at(-1)?.s === 4, 2000, 'rcv 4');
-    expect(heard.map((h) => `${h.node} ${h.text} ${h.info.redelivered}`)).toEqual([
-      'node-1 m1 false',
-      'node-1 m2 false',
-      'node-1 m3 false',
-      'node-2 m4 false',
-    ]);
+    await resumedExactly(nodes[1]!, first.welcome.session, heard);
   });
 
   it('a connection opened while the store was down is closed 1012 once the store is back, and its resume repeats only what went unrecorded, marked', async () => {
