@@ -375,6 +375,24 @@ describe('one send budget for every frame', () => {
     // Twice the budget and a page past it; not a page of every room (20 × 16 × 8 KiB = 2.6 MB).
     expect(read.bytes).toBeGreaterThan(0);
     expect(read.bytes).toBeLessThan(2 * maxReplayBytes + 16 * 8300);
+
+    // Away again: the node knows the size of these rooms' entries now, and reads a page of what
+    // the budget holds at that size, not of 16.
+    back.peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to leave again');
+    for (const room of rooms) {
+      for (let i = 0; i < 40; i++) await server.to(room).send(`${i} ${'y'.repeat(8192)}`);
+    }
+    read.bytes = 0;
+    const again = await V1Peer.connect(server, {
+      session: welcome.session,
+      rooms: Object.fromEntries(
+        Object.entries(back.welcome.rooms).map(([room, { o, e }]) => [room, { o: o!, e: e! }]),
+      ),
+    });
+    expect(again.welcome.rooms.r0).toMatchObject({ recovered: false, reason: 'too-old' });
+    expect(read.bytes).toBeGreaterThan(0);
+    expect(read.bytes).toBeLessThan(2 * maxReplayBytes + 3 * 8300);
     await Promise.all([history.close(), stateStore.close()]);
   });
 

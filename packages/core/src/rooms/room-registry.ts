@@ -2,7 +2,7 @@ import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import { writeJoined, writeResync } from '../protocol/v1-writer.js';
 import type { RoomMember } from './room-member.js';
-import { type JoinOutcome, type ReplayBudget, RoomStream } from './room-stream.js';
+import { EntrySize, type JoinOutcome, type ReplayBudget, RoomStream } from './room-stream.js';
 
 interface Room<Member extends RoomMember> {
   members: Set<Member>;
@@ -36,6 +36,8 @@ export interface RoomHost {
  */
 export class RoomRegistry<Member extends RoomMember = RoomMember> {
   readonly #rooms = new Map<string, Room<Member>>();
+  /** How large the entries its rooms' replays read are, for sizing first pages. */
+  readonly #entrySize = new EntrySize();
   readonly #host: RoomHost;
 
   constructor(host: RoomHost) {
@@ -176,6 +178,7 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
           },
           resync: (position) => writeResync(created.members, room, position),
           error: (error) => this.#host.error(error),
+          entrySize: this.#entrySize,
         },
         created.subscription,
       );

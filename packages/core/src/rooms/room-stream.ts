@@ -37,6 +37,26 @@ export interface StreamHost<Member extends RoomMember = RoomMember> {
   /** Tells local `wscale.v1` members the stream skipped ahead and they must start over. */
   resync(position: HistoryPosition): void;
   error(error: unknown): void;
+  /** The size of the entries the node's replays read lately, shared by its rooms. */
+  readonly entrySize: EntrySize;
+}
+
+/**
+ * A running mean of the size of the history entries a node's replays read: it sizes the first
+ * page of a room whose recent messages this node did not see, so that a resume reads little past
+ * its budget even in rooms of large messages.
+ */
+export class EntrySize {
+  #mean = 0;
+
+  add(bytes: number): void {
+    this.#mean = this.#mean === 0 ? bytes : this.#mean + (bytes - this.#mean) / 16;
+  }
+
+  /** The mean, or 0 before any entry was read. */
+  get mean(): number {
+    return this.#mean;
+  }
 }
 
 /** A message this node delivered lately, kept to replay short gaps without reading the history. */
@@ -310,6 +330,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           // Counted as the replay's budget counts them: the message, not how the history keeps it.
           const message = Outgoing.fromHistory(this.#room, entry, from.epoch);
           bytes += message.bytes.length;
+          this.#host.entrySize.add(message.bytes.length);
           if (budget?.reads !== undefined) budget.reads -= message.bytes.length;
           replay.push(message);
         }
@@ -330,11 +351,15 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     }
   }
 
-  /** Entries a replay's first read asks for: what `maxBytes` holds at the recent messages' size. */
+  /**
+   * Entries a replay's first read asks for: what `maxBytes` holds at the size of the room's recent
+   * messages, or else of the entries the node's replays read lately, and one more.
+   */
   #firstPage(maxBytes: number): number {
     const recent = this.#recent.length;
-    if (recent === 0 || this.#recentBytes === 0) return FIRST_PAGE;
-    return Math.min(FIRST_PAGE, Math.floor((maxBytes * recent) / this.#recentBytes) + 1);
+    const size = recent > 0 ? this.#recentBytes / recent : this.#host.entrySize.mean;
+    if (size === 0) return FIRST_PAGE;
+    return Math.min(FIRST_PAGE, Math.floor(maxBytes / size) + 1);
   }
 
   async #accept(message: Outgoing): Promise<void> {

@@ -11,6 +11,7 @@ import type { ServerMessage } from '../../src/protocol/messages.js';
 import { Outgoing } from '../../src/protocol/outgoing.js';
 import { RoomRegistry } from '../../src/rooms/room-registry.js';
 import {
+  EntrySize,
   HISTORY_TIMEOUT_MS,
   type JoinOutcome,
   type ReplayBudget,
@@ -173,6 +174,7 @@ function open(history: FakeHistory, subscribed: Promise<unknown> = Promise.resol
       for (const member of members) member.told({ t: 'resync', r: ROOM, o: offset, e: epoch });
     },
     error: (error) => errors.push(error),
+    entrySize: new EntrySize(),
   };
   const stream = new RoomStream(ROOM, history, host, subscribed);
   return {
