@@ -5,6 +5,7 @@ import {
   CloseCode,
   HandlerError,
   InvalidOptionError,
+  MemoryStateStore,
   ScaledWebSocketServer,
   ServerClosedError,
   UpgradeRejectedError,
@@ -400,6 +401,19 @@ describe('attaching', () => {
     expect(() => new ScaledWebSocketServer({ noServer: true, maxPayload: 0 })).toThrow(
       /maxPayload/,
     );
+    // A state store of its own that leaves out `ttlMs` (or a wrapper that hides it).
+    const store = new MemoryStateStore();
+    for (const ttlMs of [undefined, Number.NaN, 0, Number.POSITIVE_INFINITY]) {
+      const stateStore = new Proxy(store, {
+        get: (target, key) => (key === 'ttlMs' ? ttlMs : Reflect.get(target, key)),
+      });
+      const options = {
+        noServer: true,
+        stateStore,
+        sessionSecret: 'a-test-secret-of-enough-bytes',
+      };
+      expect(() => new ScaledWebSocketServer(options)).toThrow(/ttlMs/);
+    }
   });
 
   it('refuses numbers that are not finite, timeouts past what a timer holds, and origins that are no list', async () => {
