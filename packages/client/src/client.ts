@@ -622,15 +622,11 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         const o = offsetOf(message.o);
         const e = epochOf(message.e);
         const missed = this.#rooms.joined(message.r, o, e);
-        const inbox = isInbox(message.r);
-        if (!inbox) this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
-        // Joined again past the position kept for a resume: what came between is not replayed.
-        if (missed && o !== undefined && e !== undefined) {
-          this.emit(
-            'resync',
-            inbox ? { offset: o, epoch: e } : { room: message.r, offset: o, epoch: e },
-          );
+        if (!isInbox(message.r)) {
+          this.emit('joined', { room: message.r, offset: message.o, epoch: message.e });
         }
+        // Joined again past the position kept for a resume: what came between is not replayed.
+        if (missed && o !== undefined && e !== undefined) this.#resynced(message.r, o, e);
         break;
       }
       case 'left':
@@ -653,12 +649,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       case 'resync':
         if (offsetOf(message.o) === undefined || epochOf(message.e) === undefined) break;
         this.#rooms.resync(message.r, message.o, message.e);
-        this.emit(
-          'resync',
-          isInbox(message.r)
-            ? { offset: message.o, epoch: message.e }
-            : { room: message.r, offset: message.o, epoch: message.e },
-        );
+        this.#resynced(message.r, message.o, message.e);
         break;
       case 'error':
         this.emit('error', new ServerError(message.code, message.message));
@@ -747,6 +738,11 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     if (message.reason !== undefined) info.reason = message.reason;
     this.emit('welcome', info);
     if (info.resumed) this.emit('resume', info);
+  }
+
+  /** Says a stream lost messages: a room's, or without `room` the session's direct messages'. */
+  #resynced(room: string, offset: number, epoch: string): void {
+    this.emit('resync', isInbox(room) ? { offset, epoch } : { room, offset, epoch });
   }
 
   #onMessage(message: DataMessage, binary: Uint8Array | undefined): void {

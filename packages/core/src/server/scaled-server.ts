@@ -110,7 +110,7 @@ export class ScaledWebSocketServer<
     this.#store = options.stateStore ?? this.#ownedStore!;
     const { ttlMs } = this.#store;
     // Every save's timing and every retry's bound is counted from it: NaN would bound nothing.
-    if (!(typeof ttlMs === 'number' && ttlMs > 0 && Number.isFinite(ttlMs))) {
+    if (!(Number.isFinite(ttlMs) && ttlMs > 0)) {
       throw new InvalidOptionError(
         `stateStore.ttlMs must be a positive, finite number of milliseconds, got ${ttlMs}`,
       );
