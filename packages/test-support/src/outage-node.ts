@@ -7,24 +7,27 @@ import { WebSocket } from 'ws';
 export type Closers = Array<() => Promise<void>>;
 
 /**
- * A node for the outage tests of an adapter: `feed` keeps its history in `history`, sessions are
- * in `stateStore`, and every client is joined to `feed`. The node and the adapters are closed
- * with `closers`.
+ * A node for the outage tests of an adapter: `feed` (and the other `rooms` given) keep their
+ * history in `history`, sessions are in `stateStore`, and every client is joined to each. The node
+ * and the adapters are closed with `closers`.
  */
 export async function outageNode(
   stateStore: StateStore,
   history: History,
   closers: Closers,
+  rooms: string[] = ['feed'],
 ): Promise<ScaledWebSocketServer> {
   const node = new ScaledWebSocketServer({
     port: 0,
     host: '127.0.0.1',
     stateStore,
     sessionSecret: 'a-secret-for-the-outage-tests',
-    history: [{ rooms: 'feed', store: history }],
+    history: [{ rooms, store: history }],
   });
   node.on('error', () => undefined);
-  node.on('connection', (client) => void client.join('feed'));
+  node.on('connection', (client) => {
+    for (const room of rooms) void client.join(room);
+  });
   closers.push(
     () => stateStore.close(),
     () => history.close(),
@@ -61,12 +64,19 @@ export function outageClient(
 }
 
 /**
- * A session to resume: a client of the node joins `feed`, gets `kept` there when given (sent
- * through the node), and closes. Its snapshot, and what it recorded.
+ * A session to resume: a client of the node joins `feed` (and the node's other rooms, `rooms` of
+ * them in all), gets `kept` there when given (sent through the node), and closes. Its snapshot,
+ * and what it recorded.
  */
-export async function leftSession(node: ScaledWebSocketServer, closers: Closers, kept?: string) {
+export async function leftSession(
+  node: ScaledWebSocketServer,
+  closers: Closers,
+  kept?: string,
+  rooms = 1,
+) {
   const first = outageClient(node, closers);
-  await until(() => first.client.rooms.includes('feed'), 5000, 'the first client in feed');
+  const joined = () => first.client.rooms.includes('feed') && first.client.rooms.length >= rooms;
+  await until(joined, 5000, 'the first client in its rooms');
   if (kept !== undefined) {
     await node.to('feed').send(kept);
     await until(() => first.texts.length === 1, 5000, 'the first message');

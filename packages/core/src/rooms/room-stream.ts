@@ -26,6 +26,31 @@ export interface ReplayBudget {
    * budget costs the store and the node too. Once spent, a room with a gap is `too-old` unread.
    */
   reads?: number;
+  /**
+   * The turns of a resume's history reads, given when its rooms rejoin at once: their reads of a
+   * history still come one after another, so `reads` is spent as it was room after room, and a
+   * history that failed one of them is not read again for the rest (each would wait a timeout).
+   */
+  turns?: ReadTurns;
+}
+
+/** Turns of the history reads of one resume: see {@link ReplayBudget.turns}. */
+export class ReadTurns {
+  /** Per history, the read asked last. */
+  readonly #last = new Map<History, Promise<unknown>>();
+  readonly #failed = new Set<History>();
+
+  /** Runs `read` of `history` once the reads of it asked before ended, unless one failed. */
+  take(history: History, read: () => Promise<Omit<JoinOutcome, 'position'>>) {
+    const turn = (this.#last.get(history) ?? Promise.resolve()).then(async () => {
+      if (this.#failed.has(history)) return UNAVAILABLE;
+      const outcome = await read();
+      if (outcome.reason === 'unavailable') this.#failed.add(history);
+      return outcome;
+    });
+    this.#last.set(history, turn);
+    return turn;
+  }
 }
 
 /** What a stream needs from the node. */
@@ -277,7 +302,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     const read =
       catcher.upTo - catcher.from.offset > catcher.maxEntries
         ? TOO_LONG
-        : await this.#read(catcher);
+        : await (catcher.budget?.turns?.take(this.#history, () => this.#read(catcher)) ??
+            this.#read(catcher));
     // The live messages are taken in the turn the client is admitted: a gap fill may have
     // delivered more while the read's answer came back.
     this.#catchers.delete(catcher);
@@ -347,7 +373,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       return { recovered: true, replay };
     } catch (error) {
       this.#host.error(error);
-      return { recovered: false, reason: 'unavailable', replay: [] };
+      return UNAVAILABLE;
     }
   }
 
@@ -531,6 +557,12 @@ const TOO_LONG: Omit<JoinOutcome, 'position'> = {
   reason: 'too-old',
   replay: [],
   overBudget: true,
+};
+
+const UNAVAILABLE: Omit<JoinOutcome, 'position'> = {
+  recovered: false,
+  reason: 'unavailable',
+  replay: [],
 };
 
 /** The outcome, or `too-old` when its replay does not fit what is left of the budget. */

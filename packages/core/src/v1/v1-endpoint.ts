@@ -17,6 +17,7 @@ import {
   type WelcomeMessage,
   type WelcomeRoom,
 } from '../protocol/messages.js';
+import type { Outgoing } from '../protocol/outgoing.js';
 import { prepareMessage, type Sendable } from '../protocol/payload.js';
 import {
   writeAck,
@@ -27,7 +28,7 @@ import {
   writeRefusal,
   writeWelcome,
 } from '../protocol/v1-writer.js';
-import type { JoinOutcome, ReplayBudget } from '../rooms/room-stream.js';
+import { type JoinOutcome, ReadTurns, type ReplayBudget } from '../rooms/room-stream.js';
 import { sessionOwnerOf } from '../sessions/session-saver.js';
 import {
   type KeptOnClose,
@@ -366,45 +367,55 @@ export class V1Endpoint {
     this.#upstream.set(client, ledger);
     if (session.closeWith !== undefined) return this.#closeAtOnce(client, session, hello, ledger);
     client.hold();
-    const rooms: Record<string, WelcomeRoom> = {};
-    const replay: Buffer[] = [];
     const { maxReplayBytes, maxReplayEntries } = this.#settings;
     // What the histories may be read for: the replay, and as much again in reads that end past it.
     const budget: ReplayBudget = {
       bytes: maxReplayBytes,
       entries: maxReplayEntries,
       reads: 2 * maxReplayBytes,
+      turns: new ReadTurns(),
     };
     const own = new Set(session.record?.own);
-    const refused: string[] = [];
-    for (const room of session.record?.rooms ?? []) {
+    // All at once: a room waits for its history (a timeout, if it hangs) beside the others, not
+    // behind them. Their replays follow the welcome in the record's order.
+    const rejoin = async (room: string): Promise<Rejoined | undefined> => {
       if (own.has(room) && !(await this.#authorized(client, room))) {
         writeLeft(client, room);
-        refused.push(room);
-        continue;
+        return undefined;
       }
       if (own.has(room)) client.markOwn(room);
       const told = hello.rooms?.[room];
       const joinedAt = joinedWhileAway(session, told, room);
       const seen = joinedAt ?? told;
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
-      const state = await this.#rejoin(client, room, from, replay, budget);
+      const rejoined = await this.#rejoin(client, room, from, budget);
       // Its replay starts there: a client that did not list the room goes on from it.
-      if (joinedAt !== undefined && state.recovered) {
-        state.o = joinedAt.o;
-        state.e = joinedAt.e;
+      if (joinedAt !== undefined && rejoined.state.recovered) {
+        rejoined.state.o = joinedAt.o;
+        rejoined.state.e = joinedAt.e;
       }
-      rooms[room] = state;
-    }
+      return rejoined;
+    };
+    const listed = session.record?.rooms ?? [];
+    const joins = listed.map(rejoin);
     // A session whose direct messages are kept is in its own stream from its start, whether or not
     // its record says so yet (it is saved with its first room, or its refresh): a resumed one from
     // where its client says it was, and so is one the store could not read (the same session).
     const inbox = inboxOf(client.id);
-    if (this.#settings.directHistory !== undefined && !(inbox in rooms)) {
+    if (this.#settings.directHistory !== undefined && !listed.includes(inbox)) {
       const same = session.resumed || session.reason === 'unavailable';
       const seen = same ? hello.rooms?.[inbox] : undefined;
       const from = seen === undefined ? undefined : { offset: seen.o, epoch: seen.e };
-      rooms[inbox] = await this.#rejoin(client, inbox, from, replay, budget);
+      joins.push(this.#rejoin(client, inbox, from, budget));
+    }
+    const rejoined = await Promise.all(joins);
+    const refused = listed.filter((_, i) => rejoined[i] === undefined);
+    const rooms: Record<string, WelcomeRoom> = {};
+    const replay: Buffer[] = [];
+    for (const joined of rejoined) {
+      if (joined === undefined) continue;
+      rooms[joined.room] = joined.state;
+      for (const message of joined.replay) replay.push(message.envelopeFrame());
     }
     // Closed meanwhile (by the client, or a drain or takeover whose close it has not answered): no
     // welcome, and the record stays as the resume found it (see SessionSaver.saveUnopened).
@@ -517,17 +528,18 @@ export class V1Endpoint {
     client: V1Client,
     room: string,
     from: HistoryPosition | undefined,
-    replay: Buffer[],
     budget: ReplayBudget,
-  ): Promise<WelcomeRoom> {
+  ): Promise<Rejoined> {
     let outcome: JoinOutcome | undefined;
     try {
       outcome = await this.#membership.join(client, room, from, false, budget);
     } catch (error) {
       this.#node.report(error);
-      return { recovered: false, reason: 'unavailable' };
+      return { room, state: { recovered: false, reason: 'unavailable' }, replay: [] };
     }
-    if (outcome === undefined) return { recovered: false, reason: 'no-history' };
+    if (outcome === undefined) {
+      return { room, state: { recovered: false, reason: 'no-history' }, replay: [] };
+    }
     const { position } = outcome;
     const state: WelcomeRoom = {
       recovered: outcome.recovered,
@@ -541,8 +553,7 @@ export class V1Endpoint {
       state.reason = outcome.reason;
       if (outcome.overBudget === true) this.#node.limited('replay');
     }
-    for (const message of outcome.replay) replay.push(message.envelopeFrame());
-    return state;
+    return { room, state, replay: outcome.replay };
   }
 
   #dispatch(client: V1Client, message: ClientMessage, binary: Buffer | undefined): void {
@@ -797,6 +808,13 @@ export class V1Endpoint {
 }
 
 /** The answer to an operation over `maxInFlightPerClient`. */
+/** A room of a resume, rejoined: what the welcome says of it, and what it replays after it. */
+interface Rejoined {
+  room: string;
+  state: WelcomeRoom;
+  replay: Outgoing[];
+}
+
 const BUSY = {
   error: { code: 'BUSY', message: 'too many operations waiting for their ack' },
 } as const satisfies Omit<StoredReply, 's'>;
