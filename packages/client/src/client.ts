@@ -918,7 +918,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         else this.#requests.fail(id, error);
       }
       if (error === undefined) return;
-      if (waiting.length === 0) this.emit('error', error);
+      // A view that ended meanwhile (its room was left) asked for nothing the application awaits.
+      if (waiting.length === 0 && this.#watched.get(room) === watch) this.emit('error', error);
       // Refused, or never answered: nothing watches it any more.
       const refused = error instanceof ServerError || !watch.view.synced;
       if (refused && this.#watched.get(room) === watch) this.#watched.delete(room);

@@ -32,6 +32,8 @@ interface PresenceLink {
   asked: number;
   /** Lose the next one, with its connection (the frame is in flight when the connection dies). */
   cut: boolean;
+  /** Hold each one back this long before it goes out. */
+  delayMs?: number;
 }
 
 function presenceLink(link: PresenceLink): WebSocketConstructor {
@@ -44,6 +46,10 @@ function presenceLink(link: PresenceLink): WebSocketConstructor {
         if (link.cut) {
           link.cut = false;
           socket.terminate();
+          return;
+        }
+        if (link.delayMs !== undefined) {
+          setTimeout(() => send(data), link.delayMs);
           return;
         }
       }
@@ -106,5 +112,35 @@ describe('presence across dropped connections', () => {
     const told = joins(view);
     await user('ann', node!);
     await until(() => told.includes('ann'), 3000, 'ann to join the view');
+  });
+
+  it('a room left while disconnected ends its view on the resume, with no error', async () => {
+    const [node] = await cluster.start(1, presenceOptions);
+    const link: PresenceLink = { asked: 0, cut: false };
+    const network = new FakeNetwork();
+    const bob = await user('bob', node!, { WebSocket: presenceLink(link), network });
+    await bob.presence(ROOM);
+    link.delayMs = 100; // the leave is through before the view is asked for again
+    const errors: unknown[] = [];
+    bob.on('error', (error) => errors.push(error));
+
+    network.set(false);
+    node!.clients.get(bob.clientId!)!.terminate();
+    await stateOf(bob, 'reconnecting');
+    const before = link.asked;
+    const left = bob.leave(ROOM); // queued: it goes out before the resume asks for the view again
+    network.set(true);
+    await left;
+    // The view's own ask, refused since the room was left first, is no error of the application's.
+    await until(() => link.asked > before, 3000, 'the view to be asked for again');
+    await until(
+      () => node!.clients.get(bob.clientId!)?.rooms.size === 0,
+      3000,
+      'bob out of the room',
+    );
+    await delay(200); // the refusal of that ask is in by now
+    expect(errors).toEqual([]);
+    expect(bob.rooms).toEqual([]);
+    await expect(bob.presence(ROOM)).rejects.toMatchObject({ code: 'FORBIDDEN' });
   });
 });
