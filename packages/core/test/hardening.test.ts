@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   CloseCode,
@@ -335,6 +335,56 @@ describe('sends the application does not await', () => {
       stop();
     }
   });
+});
+
+describe("the node's own HTTP server (port)", () => {
+  /** A raw TCP connection to the node, and everything it is sent until it ends. */
+  async function tcp(port: number) {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) =>
+      socket.once('connect', resolve).once('error', reject),
+    );
+    let received = '';
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    return { socket, ended, received: () => received };
+  }
+
+  function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} not within ${ms} ms`)), ms);
+    });
+    return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  }
+
+  it('answers one plain request per connection, and closes it: pipelined requests cost one answer', async () => {
+    const { server, port } = await node();
+    const conn = await tcp(port);
+    conn.socket.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(1000));
+    await within(conn.ended, 2000, 'the close of the connection').finally(() =>
+      conn.socket.destroy(),
+    );
+    expect(conn.received().match(/HTTP\/1\.1 426/g)).toHaveLength(1);
+    await stillServes(server);
+  });
+
+  it('closes a connection that trickles its request headers within 11 s', async () => {
+    const { server, port } = await node();
+    const conn = await tcp(port);
+    conn.socket.write('GET / HTTP/1.1\r\nHost: a\r\n');
+    const started = Date.now();
+    const trickle = setInterval(() => conn.socket.write('X-A: b\r\n'), 500);
+    try {
+      await within(conn.ended, 13_000, 'the close of the connection');
+    } finally {
+      clearInterval(trickle);
+      conn.socket.destroy();
+    }
+    expect(Date.now() - started).toBeLessThan(12_000);
+    await stillServes(server);
+  }, 20_000);
 });
 
 function closeHttp(http: Server): Promise<void> {

@@ -85,9 +85,19 @@ export class UpgradeGate<Identity> {
       ...{ closeTimeout: settings.closeTimeoutMs },
     });
     if (settings.port !== undefined) {
-      this.#http = createServer((_request, response) => {
-        response.writeHead(426, { 'content-type': 'text/plain' }).end('Upgrade Required');
-      });
+      this.#http = createServer(
+        {
+          headersTimeout: HEADERS_TIMEOUT_MS,
+          requestTimeout: HEADERS_TIMEOUT_MS,
+          connectionsCheckingInterval: 1000,
+        },
+        (_request, response) => {
+          // One answer, then the connection ends: requests pipelined behind it are not read (a
+          // stream of them on one connection kept a node answering 426s for seconds).
+          const headers = { 'content-type': 'text/plain', connection: 'close' };
+          response.writeHead(426, headers).end('Upgrade Required');
+        },
+      );
       this.#http.on('upgrade', this.#onUpgrade);
     } else if (settings.server !== undefined) {
       this.#attached = settings.server;
@@ -225,6 +235,13 @@ export class UpgradeGate<Identity> {
 
 /** What a late `authenticate` races against (a symbol: an identity could be any value). */
 const LATE = Symbol('late');
+
+/**
+ * How long the node's own HTTP server (`port`) waits for a request's headers, an upgrade's
+ * included (Node's default is 60 s, checked every 30 s): a connection that trickles them holds a
+ * file descriptor this long, 11 s at most with the check each second.
+ */
+const HEADERS_TIMEOUT_MS = 10_000;
 
 function ignore(): void {}
 
