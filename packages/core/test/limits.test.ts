@@ -42,12 +42,18 @@ async function flood(raw: RawSocket, chunk: Buffer, total: number, stop: () => b
 
 /** A history that counts the payload bytes its reads return. */
 function countingHistory() {
-  const read = { bytes: 0 };
+  /** Bytes read; reads under way now, and the most at once. */
+  const read = { bytes: 0, now: 0, most: 0 };
   const history = new (class extends MemoryHistory {
     override async read(...args: Parameters<MemoryHistory['read']>) {
-      const result = await super.read(...args);
-      if (result.ok) for (const entry of result.entries) read.bytes += entry.payload.length;
-      return result;
+      read.most = Math.max(read.most, ++read.now);
+      try {
+        const result = await super.read(...args);
+        if (result.ok) for (const entry of result.entries) read.bytes += entry.payload.length;
+        return result;
+      } finally {
+        read.now--;
+      }
     }
   })({ maxEntries: 1000 });
   return { read, history };
@@ -393,6 +399,45 @@ describe('one send budget for every frame', () => {
     expect(again.welcome.rooms.r0).toMatchObject({ recovered: false, reason: 'too-old' });
     expect(read.bytes).toBeGreaterThan(0);
     expect(read.bytes).toBeLessThan(2 * maxReplayBytes + 3 * 8300);
+    await Promise.all([history.close(), stateStore.close()]);
+  });
+
+  it("reads a resume's rooms side by side once their entries' size is known, and replays each whole", async () => {
+    const { read, history } = countingHistory();
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const { server } = await node({
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: '*', store: history }],
+    });
+    const rooms = ['a', 'b', 'c', 'd', 'e', 'f'];
+    server.on('connection', (client) => {
+      for (const room of rooms) void client.join(room);
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    const positions: Record<string, { o: number; e: string }> = {};
+    while (Object.keys(positions).length < rooms.length) {
+      const joined = await peer.next('joined');
+      positions[joined.r!] = { o: joined.o!, e: joined.e! };
+    }
+    peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to leave');
+    // More than a node remembers of a room: each gap is read from the history.
+    for (let i = 0; i < 300; i++) {
+      await Promise.all(rooms.map((room) => server.to(room).send(`${room}${i}`)));
+    }
+    const back = await V1Peer.connect(server, { session: welcome.session, rooms: positions });
+    for (const room of rooms) expect(back.welcome.rooms[room]).toMatchObject({ recovered: true });
+    const replayed = new Map<string, string[]>(rooms.map((room) => [room, []]));
+    for (let i = 0; i < 300 * rooms.length; i++) {
+      const message = await back.peer.next('msg');
+      replayed.get(message.r!)!.push(String(message.d));
+    }
+    for (const room of rooms) {
+      expect(replayed.get(room)).toEqual(Array.from({ length: 300 }, (_, i) => `${room}${i}`));
+    }
+    // The first page ran alone (nothing told the size of these entries yet), the others at once.
+    expect(read.most).toBeGreaterThan(1);
     await Promise.all([history.close(), stateStore.close()]);
   });
 

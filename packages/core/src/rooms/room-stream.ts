@@ -26,32 +26,93 @@ export interface ReplayBudget {
    * budget costs the store and the node too. Once spent, a room with a gap is `too-old` unread.
    */
   reads?: number;
-  /**
-   * The turns of a resume's history reads, given when its rooms rejoin at once: their reads of a
-   * history still come one after another, so `reads` is spent as it was room after room, and a
-   * history that failed one of them is not read again for the rest (each would wait a timeout).
-   */
+  /** The turns of a resume's history reads, given when its rooms rejoin at once. */
   turns?: ReadTurns;
 }
 
-/** Turns of the history reads of one resume: see {@link ReplayBudget.turns}. */
+/**
+ * The history reads of one resume's rooms, which rejoin at once (see {@link ReplayBudget.turns}).
+ * A page is sized when its turn comes, from what the pages read before it left of the budget and
+ * told of the entries' size; it starts, in the order asked, while what the pages under way are
+ * expected to take fits in what the resume may still read (one whose size nothing hints at runs
+ * alone). So the rooms' reads go side by side, and still stop about where room after room would.
+ */
 export class ReadTurns {
-  /** Per history, the read asked last. */
-  readonly #last = new Map<History, Promise<unknown>>();
+  readonly #queue: PageTurn[] = [];
+  #running = 0;
+  /** Bytes the pages under way are expected to take (`Infinity` while one of unknown size runs). */
+  #expected = 0;
   readonly #failed = new Set<History>();
 
-  /** Runs `read` of `history` once the reads of it asked before ended, unless one failed. */
-  take(history: History, read: () => Promise<Omit<JoinOutcome, 'position'>>) {
-    const turn = (this.#last.get(history) ?? Promise.resolve()).then(async () => {
-      if (this.#failed.has(history)) return UNAVAILABLE;
-      const outcome = await read();
-      if (outcome.reason === 'unavailable') this.#failed.add(history);
-      return outcome;
+  /**
+   * Reads a page of `history` in its turn: `plan` sizes it then (`undefined`: the budget is
+   * spent, and this resolves `undefined` unread), `read` reads it. Rejects with {@link SKIPPED},
+   * unread, when a read of the same history failed in this resume: each would wait a timeout.
+   */
+  page(
+    history: History,
+    budget: ReplayBudget,
+    plan: () => PagePlan | undefined,
+    read: (limit: number) => Promise<HistoryReadResult>,
+  ): Promise<HistoryReadResult | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ history, budget, plan, read, resolve, reject });
+      this.#next();
     });
-    this.#last.set(history, turn);
-    return turn;
+  }
+
+  #next(): void {
+    for (let turn = this.#queue[0]; turn !== undefined; turn = this.#queue[0]) {
+      const planned = this.#failed.has(turn.history) ? null : turn.plan();
+      if (planned === null || planned === undefined) {
+        this.#queue.shift();
+        if (planned === null) turn.reject(SKIPPED);
+        else turn.resolve(undefined);
+        continue;
+      }
+      const bytes = planned.bytes ?? Number.POSITIVE_INFINITY;
+      const left = turn.budget.reads ?? Number.POSITIVE_INFINITY;
+      if (this.#running > 0 && this.#expected + bytes > left) return;
+      this.#queue.shift();
+      this.#running++;
+      this.#expected += bytes;
+      turn.read(planned.limit).then(
+        (result) => this.#done(bytes, () => turn.resolve(result)),
+        (error: unknown) => {
+          this.#failed.add(turn.history);
+          this.#done(bytes, () => turn.reject(error));
+        },
+      );
+    }
+  }
+
+  #done(bytes: number, settle: () => void): void {
+    this.#running--;
+    this.#expected = this.#running === 0 ? 0 : this.#expected - bytes;
+    settle();
+    this.#next();
   }
 }
+
+/** A page of a replay's read: how many entries, and the bytes they are expected to take. */
+interface PagePlan {
+  limit: number;
+  /** `undefined` when nothing hints at the size of the room's entries. */
+  bytes: number | undefined;
+}
+
+/** A page read waiting for its turn in {@link ReadTurns}. */
+interface PageTurn {
+  history: History;
+  budget: ReplayBudget;
+  plan: () => PagePlan | undefined;
+  read: (limit: number) => Promise<HistoryReadResult>;
+  resolve: (result: HistoryReadResult | undefined) => void;
+  reject: (error: unknown) => void;
+}
+
+/** What a page read of a history that failed earlier in the same resume rejects with. */
+const SKIPPED = new HistoryError('not read: this history failed a read of the same resume');
 
 /** What a stream needs from the node. */
 export interface StreamHost<Member extends RoomMember = RoomMember> {
@@ -302,8 +363,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     const read =
       catcher.upTo - catcher.from.offset > catcher.maxEntries
         ? TOO_LONG
-        : await (catcher.budget?.turns?.take(this.#history, () => this.#read(catcher)) ??
-            this.#read(catcher));
+        : await this.#read(catcher);
     // The live messages are taken in the turn the client is admitted: a gap fill may have
     // delivered more while the read's answer came back.
     this.#catchers.delete(catcher);
@@ -327,40 +387,39 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
    * from the store only to answer `too-old`.
    */
   async #read(catcher: Catcher): Promise<Omit<JoinOutcome, 'position'>> {
-    const { from, upTo, maxBytes, budget } = catcher;
+    const { from, upTo, budget } = catcher;
     try {
       const replay: Outgoing[] = [];
       let bytes = 0;
       let failed: NotRecoveredReason | undefined;
       while (replay.length < upTo - from.offset) {
-        if (budget?.reads !== undefined && budget.reads <= 0) return TOO_LONG;
         const after = replay.at(-1)?.offset ?? from.offset;
-        // Without a budget, all at once; else a first page of what the budget holds at the size of
-        // the room's recent messages, then as many as the budget left holds at the size read so
-        // far; each with one more, to pass it.
-        const fits =
-          bytes === 0
-            ? this.#firstPage(maxBytes)
-            : Math.ceil(((maxBytes - bytes) * replay.length) / bytes) + 1;
-        const limit = Number.isFinite(maxBytes)
-          ? Math.min(upTo - after, Math.max(1, fits))
-          : upTo - after;
-        const read = await this.#readHistory({ offset: after, epoch: from.epoch }, limit);
+        let taken = 0;
+        // Taken in before its turn ends: the next page is sized by what this one read and cost.
+        const take = async (limit: number) => {
+          const read = await this.#readHistory({ offset: after, epoch: from.epoch }, limit);
+          if (!read.ok) return read;
+          for (const entry of read.entries) {
+            if (entry.offset <= after || entry.offset > upTo) continue;
+            // Counted as the replay's budget counts them: the message, not how the history keeps it.
+            const message = Outgoing.fromHistory(this.#room, entry, from.epoch);
+            bytes += message.bytes.length;
+            this.#host.entrySize.add(message.bytes.length);
+            if (budget?.reads !== undefined) budget.reads -= message.bytes.length;
+            replay.push(message);
+            taken++;
+          }
+          return read;
+        };
+        const plan = () => this.#plan(catcher, after, replay.length, bytes);
+        const read = await this.#page(budget, plan, take);
+        if (read === undefined) return TOO_LONG;
         if (!read.ok) {
           failed = read.reason;
           break;
         }
-        const page = read.entries.filter((entry) => entry.offset > after && entry.offset <= upTo);
-        if (page.length === 0) break;
-        for (const entry of page) {
-          // Counted as the replay's budget counts them: the message, not how the history keeps it.
-          const message = Outgoing.fromHistory(this.#room, entry, from.epoch);
-          bytes += message.bytes.length;
-          this.#host.entrySize.add(message.bytes.length);
-          if (budget?.reads !== undefined) budget.reads -= message.bytes.length;
-          replay.push(message);
-        }
-        if (bytes > maxBytes) return TOO_LONG;
+        if (taken === 0) break;
+        if (bytes > replayable(catcher)) return TOO_LONG;
       }
       const whole =
         failed === undefined &&
@@ -372,20 +431,48 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       if (!whole) return { recovered: false, reason: failed ?? 'too-old', replay: [] };
       return { recovered: true, replay };
     } catch (error) {
-      this.#host.error(error);
+      if (error !== SKIPPED) this.#host.error(error);
       return UNAVAILABLE;
     }
   }
 
   /**
-   * Entries a replay's first read asks for: what `maxBytes` holds at the size of the room's recent
-   * messages, or else of the entries the node's replays read lately, and one more.
+   * The next page of a replay's read, past `after`, `count` entries of `bytes` read so far; none
+   * once the resume may read no more. Without a budget, all at once; else a first page of what the
+   * budget holds at the size of the room's entries, then as many as what it still holds at the
+   * size read so far; each with one more, to pass it.
    */
-  #firstPage(maxBytes: number): number {
+  #plan(catcher: Catcher, after: number, count: number, bytes: number): PagePlan | undefined {
+    const { budget, upTo } = catcher;
+    if (budget?.reads !== undefined && budget.reads <= 0) return undefined;
+    const maxBytes = replayable(catcher);
+    const size = bytes === 0 ? this.#entrySize() : bytes / count;
+    const fits =
+      bytes === 0 ? firstPage(maxBytes, size) : Math.ceil(((maxBytes - bytes) * count) / bytes) + 1;
+    const limit = Number.isFinite(maxBytes)
+      ? Math.min(upTo - after, Math.max(1, fits))
+      : upTo - after;
+    return { limit, bytes: size === 0 ? undefined : limit * size };
+  }
+
+  /** Reads a page, in its turn among the resume's rooms when they rejoin at once. */
+  #page(
+    budget: ReplayBudget | undefined,
+    plan: () => PagePlan | undefined,
+    read: (limit: number) => Promise<HistoryReadResult>,
+  ): Promise<HistoryReadResult | undefined> {
+    if (budget?.turns !== undefined) return budget.turns.page(this.#history, budget, plan, read);
+    const planned = plan();
+    return planned === undefined ? Promise.resolve(undefined) : read(planned.limit);
+  }
+
+  /**
+   * The size of this room's entries, as far as the node knows: its recent messages', or else the
+   * entries the node's replays read lately; 0 when it knows nothing of either.
+   */
+  #entrySize(): number {
     const recent = this.#recent.length;
-    const size = recent > 0 ? this.#recentBytes / recent : this.#host.entrySize.mean;
-    if (size === 0) return FIRST_PAGE;
-    return Math.min(FIRST_PAGE, Math.floor(maxBytes / size) + 1);
+    return recent > 0 ? this.#recentBytes / recent : this.#host.entrySize.mean;
   }
 
   async #accept(message: Outgoing): Promise<void> {
@@ -551,6 +638,20 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
 
 /** Entries a replay's first read asks for; the next ones are sized to the byte budget left. */
 const FIRST_PAGE = 16;
+
+/** What a replay may still take: the rooms a resume rejoins beside it take their share. */
+function replayable(catcher: Catcher): number {
+  return Math.min(catcher.maxBytes, catcher.budget?.bytes ?? Number.POSITIVE_INFINITY);
+}
+
+/**
+ * Entries a replay's first read asks for: what `maxBytes` holds at the room's entry `size` (0:
+ * unknown), and one more.
+ */
+function firstPage(maxBytes: number, size: number): number {
+  if (size === 0) return FIRST_PAGE;
+  return Math.min(FIRST_PAGE, Math.floor(maxBytes / size) + 1);
+}
 
 const TOO_LONG: Omit<JoinOutcome, 'position'> = {
   recovered: false,
