@@ -451,6 +451,32 @@ describe('wscale.v1 sessions', () => {
     await back.peer.next('msg');
   }, 15_000);
 
+  for (const where of ['on the node that holds it', 'on another node'] as const) {
+    it(`resumes ${where} after the store lost the record and the holder wrote it again: claims never go back`, async () => {
+      const store = new MemoryStateStore({ ttlMs: 60_000 });
+      stores.push(store);
+      const [a, b] = await cluster.start(2, {
+        stateStore: store,
+        sessionSecret: 'a-test-secret-of-enough-bytes',
+      });
+      const first = await V1Peer.connect(a!);
+      const { client: id, session } = first.welcome;
+      const key = `wscale:session:${id}`;
+      // Resumed twice: the connection on node a holds the session's second claim.
+      await V1Peer.connect(b!, { session });
+      const holder = await V1Peer.connect(a!, { session });
+      // The store loses every record (a Redis restarted without persistence); the holder saves its
+      // session again with its next change.
+      await store.delete(key);
+      await a!.clients.get(id)!.join('room');
+      await until(async () => (await store.get(key)) !== undefined, 2000, 'the record again');
+      // Its client's socket died unseen, and the client resumes.
+      const back = await V1Peer.connect(where === 'on another node' ? b! : a!, { session });
+      expect(back.welcome).toMatchObject({ resumed: true, client: id });
+      expect((await holder.peer.closed).code).toBe(CloseCode.SessionTakenOver);
+    });
+  }
+
   it('saves every change at once: one resume elsewhere finds rooms and data', async () => {
     const [a, b] = await startNodes(2);
     const first = await V1Peer.connect(a!);

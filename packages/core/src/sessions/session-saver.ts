@@ -22,6 +22,8 @@ export interface SavedClient {
   conn: string | undefined;
   /** The session's owner, asked of `sessionOwner` once, when the session opened. */
   readonly owner: string | undefined;
+  /** Its resume's claim of the session's record (see `SessionRecord.claim`). */
+  readonly claim: number | undefined;
   readonly data: object;
   readonly roomList: readonly string[];
   readonly ownRooms: readonly string[];
@@ -270,6 +272,7 @@ export class SessionSaver<Client extends SavedClient> {
       ...this.#upstream.upstreamRecord(client),
       // An application's close not answered yet: made on the resume if this node dies first.
       close: client.unansweredClose(),
+      claim: client.claim,
     };
   }
 

@@ -367,7 +367,9 @@ export class Sessions {
         ...rest,
         conn,
         node: this.#node,
-        claim: stored?.claim,
+        // Never back: a store that lost the record (restarted empty) gets the connection's claim
+        // again, or the next resume's would count as older than this connection's.
+        claim: laterClaim(stored?.claim, rest.claim),
       } satisfies Omit<SessionRecord, 'data'>;
       // The data is JSON already: put in as it is, not encoded a second time.
       return `{"data":${json},${JSON.stringify(record).slice(1)}`;
@@ -387,6 +389,10 @@ export class Sessions {
   #key(id: string): string {
     return sessionKey(this.#prefix, id);
   }
+}
+
+function laterClaim(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.max(a, b);
 }
 
 /**
