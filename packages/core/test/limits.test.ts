@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   CloseCode,
+  type History,
   LimitExceededError,
   MemoryHistory,
   MemoryStateStore,
@@ -16,10 +17,25 @@ import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
-afterEach(() => {
+/** Stores a test made, closed after it. */
+const stores: Array<{ close(): Promise<void> }> = [];
+afterEach(async () => {
   RawSocket.destroyAll();
-  return cluster.closeAll();
+  await cluster.closeAll();
+  for (const store of stores.splice(0)) await store.close();
 });
+
+/** A node that keeps sessions, and the history of every room in `history`. */
+function historyNode(history: History, options: Partial<ServerOptions> = {}) {
+  const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+  stores.push(history, stateStore);
+  return node({
+    stateStore,
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    history: [{ rooms: '*', store: history }],
+    ...options,
+  });
+}
 
 async function node(options: Partial<ServerOptions> = {}) {
   const [server] = await cluster.start(1, options);
@@ -294,13 +310,7 @@ describe('one send budget for every frame', () => {
 
   it('replays a gap of exactly maxReplayBytes read from the history', async () => {
     const history = new MemoryHistory({ maxEntries: 1000 });
-    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
-    const { server } = await node({
-      stateStore,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      history: [{ rooms: '*', store: history }],
-      maxReplayBytes: 1000,
-    });
+    const { server } = await historyNode(history, { maxReplayBytes: 1000 });
     server.on('connection', (client) => void client.join('chat'));
     const { peer, welcome } = await V1Peer.connect(server);
     const joined = await peer.next('joined');
@@ -314,18 +324,11 @@ describe('one send budget for every frame', () => {
     });
     expect(back.welcome.rooms.chat).toMatchObject({ recovered: true, o: 10 });
     await until(() => back.peer.all('msg').length === 10, 2000, 'the ten replayed');
-    await Promise.all([history.close(), stateStore.close()]);
   });
 
   it('reads little more than maxReplayBytes from the history for a resume that cannot replay it all', async () => {
     const { read, history } = countingHistory();
-    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
-    const { server } = await node({
-      stateStore,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      history: [{ rooms: '*', store: history }],
-      maxReplayBytes: 16 * 1024,
-    });
+    const { server } = await historyNode(history, { maxReplayBytes: 16 * 1024 });
     server.on('connection', (client) => void client.join('chat'));
     const { peer, welcome } = await V1Peer.connect(server);
     const joined = await peer.next('joined');
@@ -342,19 +345,12 @@ describe('one send budget for every frame', () => {
     // The budget and a page past it, not the whole gap.
     expect(read.bytes).toBeGreaterThan(0);
     expect(read.bytes).toBeLessThan(100 * 1024);
-    await Promise.all([history.close(), stateStore.close()]);
   });
 
   it('reads about twice maxReplayBytes at most from the histories for a resume of many rooms that cannot replay', async () => {
     const { read, history } = countingHistory();
-    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
     const maxReplayBytes = 16 * 1024;
-    const { server } = await node({
-      stateStore,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      history: [{ rooms: '*', store: history }],
-      maxReplayBytes,
-    });
+    const { server } = await historyNode(history, { maxReplayBytes });
     const rooms = Array.from({ length: 20 }, (_, i) => `r${i}`);
     server.on('connection', (client) => {
       for (const room of [...rooms, 'quiet']) void client.join(room);
@@ -399,17 +395,11 @@ describe('one send budget for every frame', () => {
     expect(again.welcome.rooms.r0).toMatchObject({ recovered: false, reason: 'too-old' });
     expect(read.bytes).toBeGreaterThan(0);
     expect(read.bytes).toBeLessThan(2 * maxReplayBytes + 3 * 8300);
-    await Promise.all([history.close(), stateStore.close()]);
   });
 
   it("reads a resume's rooms side by side once their entries' size is known, and replays each whole", async () => {
     const { read, history } = countingHistory();
-    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
-    const { server } = await node({
-      stateStore,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      history: [{ rooms: '*', store: history }],
-    });
+    const { server } = await historyNode(history);
     const rooms = ['a', 'b', 'c', 'd', 'e', 'f'];
     server.on('connection', (client) => {
       for (const room of rooms) void client.join(room);
@@ -438,7 +428,6 @@ describe('one send budget for every frame', () => {
     }
     // The first page ran alone (nothing told the size of these entries yet), the others at once.
     expect(read.most).toBeGreaterThan(1);
-    await Promise.all([history.close(), stateStore.close()]);
   });
 
   for (const [name, limit, missed] of [
@@ -448,13 +437,7 @@ describe('one send budget for every frame', () => {
   ] as const) {
     it(`replays no more than ${name} on a resume: the room is too-old`, async () => {
       const history = new MemoryHistory({ maxEntries: 1000 });
-      const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
-      const { server } = await node({
-        stateStore,
-        sessionSecret: 'a-test-secret-of-enough-bytes',
-        history: [{ rooms: '*', store: history }],
-        ...limit,
-      });
+      const { server } = await historyNode(history, limit);
       server.on('connection', (client) => void client.join('chat'));
       const { peer, welcome } = await V1Peer.connect(server);
       const joined = await peer.next('joined');
@@ -472,7 +455,6 @@ describe('one send budget for every frame', () => {
       });
       expect(back.peer.all('msg')).toHaveLength(0);
       expect(server.stats.limited.replay).toBe(1);
-      await Promise.all([history.close(), stateStore.close()]);
     });
   }
 });

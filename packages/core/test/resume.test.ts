@@ -22,6 +22,14 @@ afterEach(async () => {
   for (const store of stores.splice(0)) await store.close();
 });
 
+/** Nodes sharing one session store, nothing else; `options` starts more of them. */
+async function sharingStore(count: number) {
+  const store = new MemoryStateStore({ ttlMs: 60_000 });
+  stores.push(store);
+  const options = { stateStore: store, sessionSecret: 'a-test-secret-of-enough-bytes' };
+  return { store, nodes: await cluster.start(count, options), options };
+}
+
 /** Nodes sharing one session store and one history for rooms named `chat*`. */
 async function startNodes(
   count: number,
@@ -385,10 +393,11 @@ describe('wscale.v1 sessions', () => {
   });
 
   it('a resume asks the holder it read to let go, not a connection that claimed the session since', async () => {
-    const store = new MemoryStateStore({ ttlMs: 60_000 });
-    stores.push(store);
-    const options = { stateStore: store, sessionSecret: 'a-test-secret-of-enough-bytes' };
-    const [a, b] = await cluster.start(2, options);
+    const {
+      store,
+      nodes: [a, b],
+      options,
+    } = await sharingStore(2);
     // Node c's store answers late: what it read is old by the time it acts on it.
     let calls = 0;
     const late = new Proxy(store, {
@@ -427,12 +436,10 @@ describe('wscale.v1 sessions', () => {
   });
 
   it('welcomes a resume after the store went back to an older record, once the race of claims is over', async () => {
-    const store = new MemoryStateStore({ ttlMs: 60_000 });
-    stores.push(store);
-    const [a, b] = await cluster.start(2, {
-      stateStore: store,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-    });
+    const {
+      store,
+      nodes: [a, b],
+    } = await sharingStore(2);
     const first = await V1Peer.connect(a!);
     const key = `wscale:session:${first.welcome.client}`;
     const copy = (await store.get(key))!.value;
@@ -453,12 +460,10 @@ describe('wscale.v1 sessions', () => {
 
   for (const where of ['on the node that holds it', 'on another node'] as const) {
     it(`resumes ${where} after the store lost the record and the holder wrote it again: claims never go back`, async () => {
-      const store = new MemoryStateStore({ ttlMs: 60_000 });
-      stores.push(store);
-      const [a, b] = await cluster.start(2, {
-        stateStore: store,
-        sessionSecret: 'a-test-secret-of-enough-bytes',
-      });
+      const {
+        store,
+        nodes: [a, b],
+      } = await sharingStore(2);
       const first = await V1Peer.connect(a!);
       const { client: id, session } = first.welcome;
       const key = `wscale:session:${id}`;
