@@ -156,6 +156,11 @@ export class NatsHistory implements History {
    * the connection stays up: see #forget.
    */
   readonly #tails = new Map<string, Tail>();
+  /**
+   * The furthest position this instance saw per room, kept across reconnects: a room found
+   * behind it in the same epoch went back (the server's store put back to an older copy).
+   */
+  readonly #furthest = new Map<string, HistoryPosition>();
   /** Appends of one room from this instance waiting for their turn: batches of one room run one at a time. */
   readonly #queued = new Map<string, PendingAppend[]>();
   readonly #scans = new Map<string, Scan[]>();
@@ -415,19 +420,53 @@ export class NatsHistory implements History {
   }
 
   #remember(room: string, tail: Tail): void {
-    this.#tails.delete(room);
-    this.#tails.set(room, tail);
-    if (this.#tails.size > MAX_CACHED_ROOMS) {
-      const oldest = this.#tails.keys().next().value;
-      if (oldest !== undefined) this.#tails.delete(oldest);
-    }
+    keep(this.#tails, room, tail);
+    this.#saw(room, tail);
   }
 
-  /** Where a room stands, read from the stream leader. */
+  #saw(room: string, { offset, epoch }: HistoryPosition): void {
+    const furthest = this.#furthest.get(room);
+    if (furthest?.epoch === epoch && furthest.offset >= offset) return;
+    keep(this.#furthest, room, { offset, epoch });
+  }
+
+  /**
+   * Where a room stands, read from the stream leader. A room behind where this instance saw it in
+   * the same epoch is started over in a new one: its old offsets now name other messages, and a
+   * client resuming from one must be told (`epoch-changed`), not handed those.
+   */
   async #tail(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<Tail> {
+    const tail = await this.#readTail(jsm, js, room);
+    const furthest = this.#furthest.get(room);
+    if (furthest?.epoch !== tail.epoch || furthest.offset <= tail.offset) {
+      this.#saw(room, tail);
+      return tail;
+    }
+    this.#furthest.delete(room);
+    await this.#startOver(jsm, room, tail);
+    const fresh = await this.#readTail(jsm, js, room);
+    this.#saw(room, fresh);
+    return fresh;
+  }
+
+  async #readTail(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<Tail> {
     const last = await this.#get(jsm, { last_by_subj: this.entrySubject(room) });
     if (last !== null) return { seq: last.seq, ...parseEntry(last.header) };
     return { seq: 0, offset: 0, epoch: await this.#epoch(jsm, js, room) };
+  }
+
+  /**
+   * Drops a room's entries up to `tail` and its epoch, so the next read of it writes a new epoch.
+   * Bounded by sequence: what another instance wrote since (it may have started the room over
+   * first) stays.
+   */
+  async #startOver(jsm: JetStreamManager, room: string, tail: Tail): Promise<void> {
+    const epoch = await this.#get(jsm, { last_by_subj: this.#epochSubject(room) });
+    const stream = this.#stream;
+    await jsm.streams.purge(stream, { filter: this.entrySubject(room), seq: tail.seq + 1 });
+    if (epoch !== null && epoch.string() === tail.epoch) {
+      await jsm.streams.purge(stream, { filter: this.#epochSubject(room), seq: epoch.seq + 1 });
+    }
   }
 
   /**
@@ -750,6 +789,16 @@ export class NatsHistory implements History {
 
 function describeRepublish(rule: { src?: string; dest: string } | undefined): string {
   return rule === undefined ? 'nothing' : `${rule.src ?? '>'} to ${rule.dest}`;
+}
+
+/** Sets `key` last in `map`, dropping its oldest key past {@link MAX_CACHED_ROOMS}. */
+function keep<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > MAX_CACHED_ROOMS) {
+    const oldest = map.keys().next().value;
+    if (oldest !== undefined) map.delete(oldest);
+  }
 }
 
 function parseEntry(hdrs: MsgHdrs | undefined): { offset: number; epoch: string } {

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsHistory, NatsKvStateStore } from '@wscale/nats';
 import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
@@ -87,6 +88,42 @@ describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its stor
       'new 2',
       'new 3',
       'from a',
+    ]);
+  });
+
+  it('history: a store put back to an older copy starts its rooms over, so a client past the copy is told', async () => {
+    const nc = await connection();
+    const stream = uniqueName('restored');
+    const options = { connection: nc, stream, subjectPrefix: `${stream}.`, timeoutMs: 2000 };
+    const history = open(new NatsHistory(options));
+    for (const n of [1, 2, 3]) await history.append('room', Buffer.from(`kept ${n}`));
+    const restart = async (between: () => void) => {
+      const back = nextStatus(nc, 'reconnect', 20_000);
+      await nats.server.stop();
+      between();
+      await nats.server.start();
+      await back;
+    };
+    let copy = '';
+    await restart(() => {
+      copy = nats.server.copyStorage();
+    });
+    for (const n of [4, 5, 6]) await history.append('room', Buffer.from(`lost ${n}`));
+    // A client saw the room to offset 6; the store goes back to the copy (3 entries)...
+    const seen = await history.position('room');
+    await restart(() => nats.server.restoreStorage(copy));
+    rmSync(copy, { recursive: true, force: true });
+    // ...and grows past 6 again: offsets 4 to 6 now name other messages.
+    const after = [];
+    for (const n of [1, 2, 3, 4]) after.push(await history.append('room', Buffer.from(`new ${n}`)));
+    expect(after[0]!.epoch).not.toBe(seen.epoch);
+    expect(await history.read('room', seen)).toMatchObject({ ok: false, reason: 'epoch-changed' });
+    const all = await history.read('room', { offset: 0, epoch: after[0]!.epoch });
+    expect(all.ok && all.entries.map((e) => text(e.payload))).toEqual([
+      'new 1',
+      'new 2',
+      'new 3',
+      'new 4',
     ]);
   });
 

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,10 +122,29 @@ export class NatsServer {
    * no stream, bucket or consumer (its configuration file is kept).
    */
   wipeStorage(): void {
-    if (this.#child !== undefined) {
-      throw new Error(`${this.name}: stop it before wiping its storage`);
-    }
+    this.#stopped('wiping its storage');
     rmSync(join(this.#spec.storeDir, 'jetstream'), { recursive: true, force: true });
+  }
+
+  /**
+   * Copies the JetStream storage of a stopped server, as a backup would; {@link restoreStorage}
+   * puts it back. The caller removes the copy's directory.
+   */
+  copyStorage(): string {
+    this.#stopped('copying its storage');
+    const copy = mkdtempSync(join(tmpdir(), 'wscale-nats-copy-'));
+    cpSync(join(this.#spec.storeDir, 'jetstream'), join(copy, 'jetstream'), { recursive: true });
+    return copy;
+  }
+
+  /** Puts a stopped server's storage back to a {@link copyStorage} copy. */
+  restoreStorage(copy: string): void {
+    this.wipeStorage();
+    cpSync(join(copy, 'jetstream'), join(this.#spec.storeDir, 'jetstream'), { recursive: true });
+  }
+
+  #stopped(what: string): void {
+    if (this.#child !== undefined) throw new Error(`${this.name}: stop it before ${what}`);
   }
 
   #spawn(): void {
