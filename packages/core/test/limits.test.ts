@@ -397,12 +397,13 @@ describe('one send budget for every frame', () => {
     expect(read.bytes).toBeLessThan(2 * maxReplayBytes + 3 * 8300);
   });
 
-  it("reads a resume's rooms side by side once their entries' size is known, and replays each whole", async () => {
+  it('reads a history a page at a time for a resume of many rooms, each page sized in its turn', async () => {
     const { read, history } = countingHistory();
-    const { server } = await historyNode(history);
+    const maxReplayBytes = 64 * 1024;
+    const { server } = await historyNode(history, { maxReplayBytes });
     const rooms = ['a', 'b', 'c', 'd', 'e', 'f'];
     server.on('connection', (client) => {
-      for (const room of rooms) void client.join(room);
+      if (!client.resumed) for (const room of rooms) void client.join(room);
     });
     const { peer, welcome } = await V1Peer.connect(server);
     const positions: Record<string, { o: number; e: string }> = {};
@@ -412,7 +413,8 @@ describe('one send budget for every frame', () => {
     }
     peer.ws.terminate();
     await until(() => server.clients.size === 0, 2000, 'the client to leave');
-    // More than a node remembers of a room: each gap is read from the history.
+    // More than a node remembers of a room: each gap is read from the history. Small entries: the
+    // node's replays learn that size.
     for (let i = 0; i < 300; i++) {
       await Promise.all(rooms.map((room) => server.to(room).send(`${room}${i}`)));
     }
@@ -426,8 +428,27 @@ describe('one send budget for every frame', () => {
     for (const room of rooms) {
       expect(replayed.get(room)).toEqual(Array.from({ length: 300 }, (_, i) => `${room}${i}`));
     }
-    // The first page ran alone (nothing told the size of these entries yet), the others at once.
-    expect(read.most).toBeGreaterThan(1);
+    const at = Object.fromEntries(
+      Object.entries(back.welcome.rooms).map(([room, { o, e }]) => [room, { o: o!, e: e! }]),
+    );
+    for (const { o } of Object.values(at)) expect(o).toBe(300);
+    back.peer.ws.terminate();
+    await until(() => server.clients.size === 0, 2000, 'the client to leave again');
+
+    // Now entries of 16 KiB, 160 KiB missed in each room: far past the budget. The first page is
+    // sized by the small entries read before, and reads the whole gap of one room; side by side,
+    // every room's would be read (960 KiB).
+    for (let i = 0; i < 10; i++) {
+      await Promise.all(rooms.map((room) => server.to(room).send(`${i} ${'x'.repeat(16_384)}`)));
+    }
+    read.bytes = 0;
+    read.most = 0;
+    const again = await V1Peer.connect(server, { session: welcome.session, rooms: at });
+    for (const room of rooms) {
+      expect(again.welcome.rooms[room]).toMatchObject({ recovered: false, reason: 'too-old' });
+    }
+    expect(read.most).toBe(1);
+    expect(read.bytes).toBeLessThan(2 * maxReplayBytes + 10 * 16_500);
   });
 
   for (const [name, limit, missed] of [

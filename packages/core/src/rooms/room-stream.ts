@@ -32,83 +32,44 @@ export interface ReplayBudget {
 
 /**
  * The history reads of one resume's rooms, which rejoin at once (see {@link ReplayBudget.turns}).
- * A page is sized when its turn comes, from what the pages read before it left of the budget and
- * told of the entries' size; it starts, in the order asked, while what the pages under way are
- * expected to take fits in what the resume may still read (one whose size nothing hints at runs
- * alone). So the rooms' reads go side by side, and still stop about where room after room would.
+ * A history is read a page at a time, in the order asked, each page sized in its turn by what the
+ * pages before it left of the budget and told of the entries' size: so the resume reads what room
+ * after room did. (Side by side, pages sized by a guess each read past the budget: a node that
+ * had replayed small entries read the whole first page of every room of large ones at once.) A
+ * history that failed a read is not read again in the resume: each would wait a whole timeout.
  */
 export class ReadTurns {
-  readonly #queue: PageTurn[] = [];
-  #running = 0;
-  /** Bytes the pages under way are expected to take (`Infinity` while one of unknown size runs). */
-  #expected = 0;
+  /** Per history, the page read asked last. */
+  readonly #last = new Map<History, Promise<unknown>>();
   readonly #failed = new Set<History>();
 
   /**
    * Reads a page of `history` in its turn: `plan` sizes it then (`undefined`: the budget is
    * spent, and this resolves `undefined` unread), `read` reads it. Rejects with {@link SKIPPED},
-   * unread, when a read of the same history failed in this resume: each would wait a timeout.
+   * unread, when a read of the same history failed in this resume.
    */
   page(
     history: History,
-    budget: ReplayBudget,
-    plan: () => PagePlan | undefined,
+    plan: () => number | undefined,
     read: (limit: number) => Promise<HistoryReadResult>,
   ): Promise<HistoryReadResult | undefined> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ history, budget, plan, read, resolve, reject });
-      this.#next();
-    });
-  }
-
-  #next(): void {
-    for (let turn = this.#queue[0]; turn !== undefined; turn = this.#queue[0]) {
-      const planned = this.#failed.has(turn.history) ? null : turn.plan();
-      if (planned === null || planned === undefined) {
-        this.#queue.shift();
-        if (planned === null) turn.reject(SKIPPED);
-        else turn.resolve(undefined);
-        continue;
+    const turn = (this.#last.get(history) ?? Promise.resolve()).then(async () => {
+      if (this.#failed.has(history)) throw SKIPPED;
+      const limit = plan();
+      if (limit === undefined) return undefined;
+      try {
+        return await read(limit);
+      } catch (error) {
+        this.#failed.add(history);
+        throw error;
       }
-      const bytes = planned.bytes ?? Number.POSITIVE_INFINITY;
-      const left = turn.budget.reads ?? Number.POSITIVE_INFINITY;
-      if (this.#running > 0 && this.#expected + bytes > left) return;
-      this.#queue.shift();
-      this.#running++;
-      this.#expected += bytes;
-      turn.read(planned.limit).then(
-        (result) => this.#done(bytes, () => turn.resolve(result)),
-        (error: unknown) => {
-          this.#failed.add(turn.history);
-          this.#done(bytes, () => turn.reject(error));
-        },
-      );
-    }
+    });
+    this.#last.set(
+      history,
+      turn.catch(() => undefined),
+    );
+    return turn;
   }
-
-  #done(bytes: number, settle: () => void): void {
-    this.#running--;
-    this.#expected = this.#running === 0 ? 0 : this.#expected - bytes;
-    settle();
-    this.#next();
-  }
-}
-
-/** A page of a replay's read: how many entries, and the bytes they are expected to take. */
-interface PagePlan {
-  limit: number;
-  /** `undefined` when nothing hints at the size of the room's entries. */
-  bytes: number | undefined;
-}
-
-/** A page read waiting for its turn in {@link ReadTurns}. */
-interface PageTurn {
-  history: History;
-  budget: ReplayBudget;
-  plan: () => PagePlan | undefined;
-  read: (limit: number) => Promise<HistoryReadResult>;
-  resolve: (result: HistoryReadResult | undefined) => void;
-  reject: (error: unknown) => void;
 }
 
 /** What a page read of a history that failed earlier in the same resume rejects with. */
@@ -442,28 +403,27 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
    * budget holds at the size of the room's entries, then as many as what it still holds at the
    * size read so far; each with one more, to pass it.
    */
-  #plan(catcher: Catcher, after: number, count: number, bytes: number): PagePlan | undefined {
+  #plan(catcher: Catcher, after: number, count: number, bytes: number): number | undefined {
     const { budget, upTo } = catcher;
     if (budget?.reads !== undefined && budget.reads <= 0) return undefined;
     const maxBytes = replayable(catcher);
-    const size = bytes === 0 ? this.#entrySize() : bytes / count;
+    if (!Number.isFinite(maxBytes)) return upTo - after;
     const fits =
-      bytes === 0 ? firstPage(maxBytes, size) : Math.ceil(((maxBytes - bytes) * count) / bytes) + 1;
-    const limit = Number.isFinite(maxBytes)
-      ? Math.min(upTo - after, Math.max(1, fits))
-      : upTo - after;
-    return { limit, bytes: size === 0 ? undefined : limit * size };
+      bytes === 0
+        ? firstPage(maxBytes, this.#entrySize())
+        : Math.ceil(((maxBytes - bytes) * count) / bytes) + 1;
+    return Math.min(upTo - after, Math.max(1, fits));
   }
 
   /** Reads a page, in its turn among the resume's rooms when they rejoin at once. */
   #page(
     budget: ReplayBudget | undefined,
-    plan: () => PagePlan | undefined,
+    plan: () => number | undefined,
     read: (limit: number) => Promise<HistoryReadResult>,
   ): Promise<HistoryReadResult | undefined> {
-    if (budget?.turns !== undefined) return budget.turns.page(this.#history, budget, plan, read);
-    const planned = plan();
-    return planned === undefined ? Promise.resolve(undefined) : read(planned.limit);
+    if (budget?.turns !== undefined) return budget.turns.page(this.#history, plan, read);
+    const limit = plan();
+    return limit === undefined ? Promise.resolve(undefined) : read(limit);
   }
 
   /**
