@@ -73,7 +73,8 @@ export class RoomPositions {
   /**
    * Applies a `welcome` that resumed the session: its rooms are the session's rooms. A recovered
    * room keeps the client's own position (the missed messages follow, and must not count as
-   * duplicates); a room that was not recovered starts from the position the server gives. Returns
+   * duplicates), and so does one whose history could not be read (`unavailable`); another room
+   * that was not recovered starts from the position the server gives. Returns
    * the rooms the client thought it was in that the session no longer has (`gone`), and those it
    * did not list that the session has (`back`: kept through a connection welcomed `unavailable`,
    * or put in by the server just before a drop).
@@ -87,7 +88,9 @@ export class RoomPositions {
         this.#rooms.set(room, this.#kept.get(room));
         if (!isInbox(room)) back.push(room);
       }
-      if (state.recovered && this.#rooms.get(room) !== undefined) continue;
+      // Not read (`unavailable`): the next resume asks from where the client was, again.
+      const kept = state.recovered || state.reason === 'unavailable';
+      if (kept && this.#rooms.get(room) !== undefined) continue;
       const position =
         state.o !== undefined && state.e !== undefined ? { o: state.o, e: state.e } : undefined;
       this.#rooms.set(room, position);

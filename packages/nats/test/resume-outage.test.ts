@@ -100,6 +100,35 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
     });
   }, 40_000);
 
+  it('the history hung: the next resume replays what the room missed, from where the client was', async () => {
+    const stream = uniqueName('history');
+    const history = new NatsHistory({
+      servers: nats.server.url,
+      connectionOptions: fastReconnect,
+      stream,
+      subjectPrefix: `${stream}.`,
+    });
+    const node = await outageNode(new MemoryStateStore(), history, closers);
+    const { saved } = await leftSession(node, closers, 'kept');
+    for (const text of ['missed 1', 'missed 2']) await node.to('feed').send(text);
+
+    hang();
+    const back = open(node, saved);
+    await welcomedNotClosed(back);
+    expect(back.welcomes[0]).toMatchObject({
+      resumed: true,
+      rooms: { feed: { recovered: false, reason: 'unavailable' } },
+    });
+    process.kill(nats.server.pid!, 'SIGCONT');
+    // The history answers again; the client's connection drops and it resumes.
+    const clientId = back.welcomes[0]!.clientId;
+    node.clients.get(clientId)!.terminate();
+    await until(() => back.welcomes.length === 2, 15_000, 'the second welcome');
+    expect(back.welcomes[1]).toMatchObject({ resumed: true, rooms: { feed: { recovered: true } } });
+    await until(() => back.texts.length === 2, 5000, 'the missed messages');
+    expect(back.texts).toEqual(['missed 1', 'missed 2']);
+  }, 60_000);
+
   /**
    * A session in four history rooms resumes while the history hangs; with `longGaps`, each room's
    * gap is longer than the node remembers, so each is read from the history.
