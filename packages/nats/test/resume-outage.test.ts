@@ -52,6 +52,17 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
     expect(client.closes).toEqual([]);
   }
 
+  /** A history on a stream (and subjects) of its own. */
+  function freshHistory(): NatsHistory {
+    const stream = uniqueName('history');
+    return new NatsHistory({
+      servers: nats.server.url,
+      connectionOptions: fastReconnect,
+      stream,
+      subjectPrefix: `${stream}.`,
+    });
+  }
+
   /** Hangs nats-server (it keeps its data, answers nothing) until the test ends. */
   function hang(): void {
     process.kill(nats.server.pid!, 'SIGSTOP');
@@ -101,13 +112,7 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
   }, 40_000);
 
   it('the history hung: the next resume replays what the room missed, from where the client was', async () => {
-    const stream = uniqueName('history');
-    const history = new NatsHistory({
-      servers: nats.server.url,
-      connectionOptions: fastReconnect,
-      stream,
-      subjectPrefix: `${stream}.`,
-    });
+    const history = freshHistory();
     const node = await outageNode(new MemoryStateStore(), history, closers);
     const { saved } = await leftSession(node, closers, 'kept');
     for (const text of ['missed 1', 'missed 2']) await node.to('feed').send(text);
@@ -135,13 +140,7 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
    */
   async function resumeInRoomsWhileHung(longGaps: boolean) {
     const rooms = ['feed', 'news', 'chat', 'ops'];
-    const stream = uniqueName('history');
-    const history = new NatsHistory({
-      servers: nats.server.url,
-      connectionOptions: fastReconnect,
-      stream,
-      subjectPrefix: `${stream}.`,
-    });
+    const history = freshHistory();
     const node = await outageNode(new MemoryStateStore(), history, closers, rooms);
     const { saved } = await leftSession(node, closers, 'kept', rooms.length);
     if (longGaps) {

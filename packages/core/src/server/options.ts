@@ -86,10 +86,11 @@ export interface ServerOptions<Identity = unknown> {
   /**
    * Decides whether a `wscale.v1` client may join a room it asked for. Without it, clients may
    * not join rooms themselves (the server still can, with `client.join`). Asked again for those
-   * rooms when the client resumes its session, for all of them at once. Anything but `true` refuses with `FORBIDDEN`; a
-   * throw or a value that is not a boolean also emits a `HandlerError`. A client's joins and
-   * leaves of one room, its own and `client.join`/`client.leave`, run one after another in the
-   * order asked, so this hook must not await a join or leave of the room it is asked about.
+   * rooms when the client resumes its session, for all of them at once. Anything but `true`
+   * refuses with `FORBIDDEN`; a throw or a value that is not a boolean also emits a
+   * `HandlerError`. A client's joins and leaves of one room, its own and
+   * `client.join`/`client.leave`, run one after another in the order asked, so this hook must not
+   * await a join or leave of the room it is asked about.
    */
   authorizeJoin?: (client: Client<Identity, object>, room: string) => Awaitable<boolean>;
   /**
