@@ -807,7 +807,6 @@ export class V1Endpoint {
   }
 }
 
-/** The answer to an operation over `maxInFlightPerClient`. */
 /** A room of a resume, rejoined: what the welcome says of it, and what it replays after it. */
 interface Rejoined {
   room: string;
@@ -815,6 +814,7 @@ interface Rejoined {
   replay: Outgoing[];
 }
 
+/** The answer to an operation over `maxInFlightPerClient`. */
 const BUSY = {
   error: { code: 'BUSY', message: 'too many operations waiting for their ack' },
 } as const satisfies Omit<StoredReply, 's'>;
