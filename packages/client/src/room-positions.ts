@@ -113,12 +113,12 @@ export class RoomPositions {
       const position = this.#rooms.get(room);
       if (keep && position !== undefined) this.#kept.set(room, position);
     }
-    const before = new Map(this.#rooms);
+    const before = keep ? new Map(this.#rooms) : undefined;
     this.#rooms.clear();
     for (const [room, state] of Object.entries(rooms)) {
       // The same session's stream, recovered from where the client was (its direct messages'):
       // the missed messages follow, and must not count as duplicates.
-      const own = keep && state.recovered ? before.get(room) : undefined;
+      const own = state.recovered ? before?.get(room) : undefined;
       if (own !== undefined) this.#rooms.set(room, own);
       else this.joined(room, state.o, state.e);
     }

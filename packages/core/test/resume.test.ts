@@ -564,14 +564,23 @@ async function lossyPair(history: History) {
   return { sender: sender!, lossy: lossy!, peer };
 }
 
-/** A memory history whose position cannot be read while `down`. */
+/** A memory history whose position cannot be read while `down`, nor its entries while `readsDown`. */
 class UnreachableHistory extends MemoryHistory {
   down = false;
+  readsDown = false;
+  reads = 0;
 
   override position(room: string) {
     return this.down
       ? Promise.reject(new Error('the history is unreachable'))
       : super.position(room);
+  }
+
+  override read(...args: Parameters<MemoryHistory['read']>) {
+    this.reads++;
+    return this.readsDown
+      ? Promise.reject(new Error('the history cannot be read'))
+      : super.read(...args);
   }
 }
 
@@ -631,6 +640,47 @@ describe('a history that could not be read at a resume', () => {
     await until(() => back.peer.texts('chat').includes('m4'), 2000, 'the next message');
     await delay(50); // old ones handed on after it would show up by now
     expect(back.peer.texts('chat')).toEqual(['m4']);
+  });
+});
+
+describe('histories that fail at a resume', () => {
+  it('one that fails a read is not read again for its other rooms; another history is read as usual', async () => {
+    const failing = new UnreachableHistory();
+    const working = new MemoryHistory();
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    stores.push(failing, working, stateStore);
+    const [a] = await cluster.start(1, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [
+        { rooms: 'chat*', store: failing },
+        { rooms: 'news', store: working },
+      ],
+    });
+    const rooms = ['chat1', 'chat2', 'chat3', 'news'];
+    a!.on('connection', (client) => {
+      if (!client.resumed) for (const room of rooms) void client.join(room);
+    });
+    const first = await V1Peer.connect(a!);
+    const positions: Record<string, { o: number; e: string }> = {};
+    while (Object.keys(positions).length < rooms.length) {
+      const joined = await first.peer.next('joined');
+      positions[joined.r!] = { o: joined.o!, e: joined.e! };
+    }
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the client to leave');
+    // Its rooms are gone from the node with it: a resume reads their gaps from the histories.
+    for (const room of rooms) for (const n of [1, 2]) await a!.to(room).send(`${room} ${n}`);
+    failing.readsDown = true;
+    failing.reads = 0;
+    const back = await V1Peer.connect(a!, { session: first.welcome.session, rooms: positions });
+    for (const room of ['chat1', 'chat2', 'chat3']) {
+      expect(back.welcome.rooms[room]).toMatchObject({ recovered: false, reason: 'unavailable' });
+    }
+    expect(failing.reads).toBe(1);
+    expect(back.welcome.rooms.news).toMatchObject({ recovered: true });
+    await until(() => back.peer.texts('news').length === 2, 2000, 'the news replayed');
+    expect(back.peer.texts('news')).toEqual(['news 1', 'news 2']);
   });
 });
 

@@ -123,11 +123,10 @@ interface Catcher {
   live: Outgoing[];
   /** Whether the stream skipped messages it could not fill while the read was out. */
   skipped: boolean;
-  /** The most entries the read may return, if the join has a replay budget. */
-  maxEntries: number;
-  /** The most bytes they may hold: the read stops past it. */
-  maxBytes: number;
-  /** The join's budget, whose `reads` each page read takes from. */
+  /**
+   * The join's budget, if it has one: the most entries and bytes it may still replay (the read
+   * stops past them), and the reads each page takes from.
+   */
   budget: ReplayBudget | undefined;
   settle: (outcome: JoinOutcome) => void;
 }
@@ -290,8 +289,6 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           epoch: this.#epoch,
           live: [],
           skipped: false,
-          maxEntries: budget?.entries ?? Number.POSITIVE_INFINITY,
-          maxBytes: budget?.bytes ?? Number.POSITIVE_INFINITY,
           budget,
           settle,
         };
@@ -322,7 +319,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   async #catchUp(catcher: Catcher): Promise<void> {
     // A gap longer than the join may replay is not worth reading.
     const read =
-      catcher.upTo - catcher.from.offset > catcher.maxEntries
+      catcher.upTo - catcher.from.offset > (catcher.budget?.entries ?? Number.POSITIVE_INFINITY)
         ? TOO_LONG
         : await this.#read(catcher);
     // The live messages are taken in the turn the client is admitted: a gap fill may have
@@ -599,9 +596,9 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
 /** Entries a replay's first read asks for; the next ones are sized to the byte budget left. */
 const FIRST_PAGE = 16;
 
-/** What a replay may still take: the rooms a resume rejoins beside it take their share. */
+/** The bytes a replay may still take: the rooms a resume rejoins beside it take their share. */
 function replayable(catcher: Catcher): number {
-  return Math.min(catcher.maxBytes, catcher.budget?.bytes ?? Number.POSITIVE_INFINITY);
+  return catcher.budget?.bytes ?? Number.POSITIVE_INFINITY;
 }
 
 /**

@@ -20,6 +20,13 @@ export function resolveOptions<Identity>(
       'sessionSecret is required with a stateStore: every node must sign tokens alike',
     );
   }
+  const ttlMs = options.stateStore?.ttlMs;
+  // Every save's timing and every retry's bound is counted from it: NaN would bound nothing.
+  if (options.stateStore !== undefined && !(Number.isFinite(ttlMs) && ttlMs! > 0)) {
+    throw new InvalidOptionError(
+      `stateStore.ttlMs must be a positive, finite number of milliseconds, got ${ttlMs}`,
+    );
+  }
   const nodeHeartbeatMs = options.nodeHeartbeatMs ?? 5000;
   const resolved: ResolvedOptions<Identity> = {
     ...options,

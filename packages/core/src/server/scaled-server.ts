@@ -108,13 +108,6 @@ export class ScaledWebSocketServer<
     this.#broker = options.broker ?? new MemoryBroker();
     this.#ownedStore = options.stateStore === undefined ? new MemoryStateStore() : undefined;
     this.#store = options.stateStore ?? this.#ownedStore!;
-    const { ttlMs } = this.#store;
-    // Every save's timing and every retry's bound is counted from it: NaN would bound nothing.
-    if (!(Number.isFinite(ttlMs) && ttlMs > 0)) {
-      throw new InvalidOptionError(
-        `stateStore.ttlMs must be a positive, finite number of milliseconds, got ${ttlMs}`,
-      );
-    }
     this.#sessions = new Sessions(
       this.#store,
       new SessionTokens(options.sessionSecret ?? randomBytes(32).toString('base64url')),

@@ -196,7 +196,6 @@ export class SessionSaver<Client extends SavedClient> {
     if (this.#stopped || Date.now() + wait > until) return;
     const timer = setTimeout(async () => {
       this.#retries.delete(timer);
-      if (this.#stopped) return;
       if ((await this.#sessions.save(id, conn, record)) !== 'failed') return;
       this.#retryLast(id, conn, record, until, Math.min(2 * wait, RETRY_MOST_MS));
     }, wait);
