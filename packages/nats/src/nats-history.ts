@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   DeliverPolicy,
   DiscardPolicy,
@@ -11,6 +11,7 @@ import {
   type LastForMsgRequest,
   type NextMsgRequest,
   RetentionPolicy,
+  type SeqMsgRequest,
   type StoredMsg,
   type StreamConfig,
 } from '@nats-io/jetstream';
@@ -38,6 +39,8 @@ import { asTyped, runTyped } from './timeout.js';
 export const OFFSET_HEADER = 'Wscale-Offset';
 /** Header holding the epoch an entry belongs to. */
 export const EPOCH_HEADER = 'Wscale-Epoch';
+/** Header holding an entry's id, never the same twice: tells it from another at its sequence. */
+const ENTRY_HEADER = 'Wscale-Entry';
 
 /** Options of {@link NatsHistory}. */
 export interface NatsHistoryOptions extends NatsConnectOptions {
@@ -94,6 +97,13 @@ interface Tail {
   seq: number;
   offset: number;
   epoch: string;
+  /** The newest entry's id; none when the room has none, or it was written without one. */
+  entry?: string | undefined;
+}
+
+/** Where a room stood furthest, and the connection (see `#session`) on which that was checked. */
+interface Furthest extends Tail {
+  checked: number;
 }
 
 /** An append waiting for its batch. */
@@ -160,7 +170,7 @@ export class NatsHistory implements History {
    * The furthest position this instance saw per room, kept across reconnects: a room found
    * behind it in the same epoch went back (the server's store put back to an older copy).
    */
-  readonly #furthest = new Map<string, HistoryPosition>();
+  readonly #furthest = new Map<string, Furthest>();
   /** Appends of one room from this instance waiting for their turn: batches of one room run one at a time. */
   readonly #queued = new Map<string, PendingAppend[]>();
   readonly #scans = new Map<string, Scan[]>();
@@ -376,16 +386,18 @@ export class NatsHistory implements History {
     const outcomes = await Promise.allSettled(
       sending.map(async (pending, i) => {
         const position = { offset: tail.offset + 1 + i, epoch: tail.epoch };
+        const entry = entryId();
         const hdrs = headers();
         hdrs.set(OFFSET_HEADER, String(position.offset));
         hdrs.set(EPOCH_HEADER, position.epoch);
+        hdrs.set(ENTRY_HEADER, entry);
         const ack = await js.publish(subject, pending.build(position), {
           headers: hdrs,
           expect: i === 0 ? { lastSubjectSequence: tail.seq } : { lastMsgID: ids[i - 1]! },
           ...(ids.length > 0 ? { msgID: ids[i]! } : {}),
           timeout: this.#timeoutMs,
         });
-        return { seq: ack.seq, ...position };
+        return { seq: ack.seq, entry, ...position };
       }),
     );
     const retry: PendingAppend[] = [];
@@ -424,21 +436,20 @@ export class NatsHistory implements History {
     this.#saw(room, tail);
   }
 
-  #saw(room: string, { offset, epoch }: HistoryPosition): void {
+  #saw(room: string, tail: Tail): void {
     const furthest = this.#furthest.get(room);
-    if (furthest?.epoch === epoch && furthest.offset >= offset) return;
-    keep(this.#furthest, room, { offset, epoch });
+    if (furthest?.epoch === tail.epoch && furthest.offset > tail.offset) return;
+    keep(this.#furthest, room, { ...tail, checked: this.#session });
   }
 
   /**
-   * Where a room stands, read from the stream leader. A room behind where this instance saw it in
-   * the same epoch is started over in a new one: its old offsets now name other messages, and a
-   * client resuming from one must be told (`epoch-changed`), not handed those.
+   * Where a room stands, read from the stream leader. A room that went back from where this
+   * instance saw it in the same epoch is started over in a new one: its old offsets now name other
+   * messages, and a client resuming from one must be told (`epoch-changed`), not handed those.
    */
   async #tail(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<Tail> {
     const tail = await this.#readTail(jsm, js, room);
-    const furthest = this.#furthest.get(room);
-    if (furthest?.epoch !== tail.epoch || furthest.offset <= tail.offset) {
+    if (!(await this.#wentBack(jsm, room, tail))) {
       this.#saw(room, tail);
       return tail;
     }
@@ -449,9 +460,33 @@ export class NatsHistory implements History {
     return fresh;
   }
 
+  /**
+   * Whether the room went back (the server's store put back to an older copy): it is behind the
+   * furthest entry this instance saw of it in the same epoch, or, checked once after each
+   * reconnect, that entry is no longer at its sequence (the log grew past it again, other entries
+   * at the same offsets).
+   */
+  async #wentBack(jsm: JetStreamManager, room: string, tail: Tail): Promise<boolean> {
+    const furthest = this.#furthest.get(room);
+    if (furthest?.epoch !== tail.epoch) return false;
+    if (furthest.offset > tail.offset) return true;
+    if (furthest.checked === this.#session || furthest.entry === undefined) return false;
+    if (furthest.offset === tail.offset) return tail.entry !== furthest.entry;
+    const found = await this.#get(jsm, { seq: furthest.seq });
+    // Not there: gone with the room's oldest entries, unless the stream has not reached it again.
+    if (found === null) return tail.seq < furthest.seq;
+    return (
+      found.subject !== this.entrySubject(room) ||
+      found.header?.get(ENTRY_HEADER) !== furthest.entry
+    );
+  }
+
   async #readTail(jsm: JetStreamManager, js: JetStreamClient, room: string): Promise<Tail> {
     const last = await this.#get(jsm, { last_by_subj: this.entrySubject(room) });
-    if (last !== null) return { seq: last.seq, ...parseEntry(last.header) };
+    if (last !== null) {
+      const entry = last.header?.get(ENTRY_HEADER) || undefined;
+      return { seq: last.seq, entry, ...parseEntry(last.header) };
+    }
     return { seq: 0, offset: 0, epoch: await this.#epoch(jsm, js, room) };
   }
 
@@ -657,7 +692,7 @@ export class NatsHistory implements History {
    */
   #get(
     jsm: JetStreamManager,
-    query: LastForMsgRequest | NextMsgRequest,
+    query: SeqMsgRequest | LastForMsgRequest | NextMsgRequest,
   ): Promise<StoredMsg | null> {
     if (this.#direct) return jsm.direct.getMessage(this.#stream, query);
     // `next_by_subj` is in nats-server 2.9's message get too; the client's type lacks it.
@@ -789,6 +824,14 @@ export class NatsHistory implements History {
 
 function describeRepublish(rule: { src?: string; dest: string } | undefined): string {
   return rule === undefined ? 'nothing' : `${rule.src ?? '>'} to ${rule.dest}`;
+}
+
+/** This process's entry ids: random, then a count. */
+const WRITER = randomBytes(9).toString('base64url');
+let written = 0;
+
+function entryId(): string {
+  return `${WRITER}.${(written++).toString(36)}`;
 }
 
 /** Sets `key` last in `map`, dropping its oldest key past {@link MAX_CACHED_ROOMS}. */

@@ -127,6 +127,48 @@ describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its stor
     ]);
   });
 
+  it.each([
+    ['as far as', 3],
+    ['past', 4],
+  ])(
+    'history: a store put back to an older copy and grown again %s where a node saw it, by another node, starts its rooms over',
+    async (_, grown) => {
+      const nc = await connection();
+      const stream = uniqueName('regrown');
+      const options = { stream, subjectPrefix: `${stream}.`, timeoutMs: 2000 };
+      const a = open(new NatsHistory({ connection: nc, ...options }));
+      const kept = [];
+      for (const n of [1, 2, 3]) kept.push(await a.append('room', Buffer.from(`kept ${n}`)));
+      const restart = async (between: () => void) => {
+        const back = nextStatus(nc, 'reconnect', 20_000);
+        await nats.server.stop();
+        between();
+        await nats.server.start();
+        await back;
+      };
+      let copy = '';
+      await restart(() => {
+        copy = nats.server.copyStorage();
+      });
+      for (const n of [4, 5, 6]) await a.append('room', Buffer.from(`lost ${n}`));
+      const seen = await a.position('room');
+      // A restart that kept the store keeps the room's epoch.
+      expect(seen).toEqual({ offset: 6, epoch: kept[0]!.epoch });
+      await restart(() => nats.server.restoreStorage(copy));
+      rmSync(copy, { recursive: true, force: true });
+      // Another node, which never saw the room past the copy, writes first: the same sequences,
+      // offsets and epoch as the lost entries had, but other messages.
+      const b = open(new NatsHistory({ servers: nats.server.url, ...options }));
+      for (let n = 1; n <= grown; n++) await b.append('room', Buffer.from(`new ${n}`));
+      // The node that saw offset 6 tells a client resuming from there, not hands it what follows.
+      expect(await a.read('room', seen)).toMatchObject({ ok: false, reason: 'epoch-changed' });
+      const { epoch } = await b.append('room', Buffer.from('next'));
+      expect(epoch).not.toBe(seen.epoch);
+      const all = await b.read('room', { offset: 0, epoch });
+      expect(all.ok && all.entries.map((e) => text(e.payload))).toEqual(['next']);
+    },
+  );
+
   it('state store: the first read after the reconnect works, on a new bucket', async () => {
     const nc = await connection();
     const store = open(
