@@ -2,6 +2,7 @@
 // around the block says it is. Declared once here, so that every block is type-checked as part of
 // a program that made them (docs/README.md explains the markers).
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { WscaleClient } from '@wscale/client';
 import type { Broker, History, ScaledWebSocketServer, StateStore } from '@wscale/core';
 
 declare global {
@@ -35,4 +36,17 @@ declare global {
   const MyStore: new (options: { url: string; ttlMs: number }) => StateStore;
   const MyHistory: new (options: { url: string; maxEntries: number }) => History;
   const url: string;
+  /** A `@wscale/client` client the page created earlier in the text. */
+  const client: WscaleClient;
+  /** The page's events and `sessionStorage`, for the client's browser blocks (no DOM types here). */
+  function addEventListener(
+    type: 'pagehide' | 'pageshow',
+    listener: (event: { persisted: boolean }) => void,
+  ): void;
+  const sessionStorage: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>;
+  interface Storage {
+    getItem(key: string): string | null;
+    setItem(key: string, value: string): void;
+    removeItem(key: string): void;
+  }
 }

@@ -130,17 +130,17 @@ export class Outbox {
   }
 
   /**
-   * The session goes on (a resume): its server handed on every number up to `s`. What never went
-   * out is numbered above `s` first, if it is not already: this client may be new to the session (a
-   * saved one given as `resume`), and a number at or below `s` would be refused as going backwards.
+   * The session goes on (a resume): its server handed on every number up to `s`. This client may
+   * be new to the session (given a saved one as `resume`, maybe older than what was sent since),
+   * and a number at or below `s` would be refused as going backwards: what never went out is
+   * numbered above `s`, if it is not already, and so is what is sent next.
    */
   resumedAt(s: number): void {
     const live = this.#live();
-    if (live.some((entry) => !entry.sent && entry.s <= s)) {
-      this.#last = Math.max(this.#last, s);
-      // What never went out comes after what did (sent in order): the order of `s` holds.
-      for (const entry of live) if (!entry.sent) entry.s = ++this.#last;
-    }
+    const behind = live.some((entry) => !entry.sent && entry.s <= s);
+    this.#last = Math.max(this.#last, s);
+    // What never went out comes after what did (sent in order): the order of `s` holds.
+    if (behind) for (const entry of live) if (!entry.sent) entry.s = ++this.#last;
     this.received(s);
   }
 

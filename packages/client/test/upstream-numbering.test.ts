@@ -43,4 +43,27 @@ describe('upstream numbering', () => {
     expect(all.map((h) => h.text)).toEqual(['m1', 'm2', 'm3', 'q1', 'n1']);
     expect(new Set(all.map((h) => h.info.id)).size).toBe(5);
   });
+
+  it('a client given an older snapshot of its session numbers on after welcome.s, with nothing queued', async () => {
+    const [a, b] = await cluster.start(2);
+    const heard = [...[a!, b!].map(hear)];
+    const first = openClient(urlOf(a!));
+    await stateOf(first.client, 'open');
+    await first.client.send('m1');
+    // Saved on a `pagehide` whose page came back (the back-forward cache) and went on sending...
+    const stale = first.client.snapshot()!;
+    for (const text of ['m2', 'm3']) await first.client.send(text);
+    // ...then died without saving again: the reload resumes from the older snapshot.
+    const second = openClient(urlOf(b!), { resume: stale });
+    await stateOf(second.client, 'open');
+    const closes: number[] = [];
+    second.client.on('close', ({ code }) => closes.push(code));
+    await second.client.send('n1');
+    await second.client.send('n2');
+    expect(second.client.state).toBe('open');
+    expect(closes).toEqual([]);
+    const all = heard.flat();
+    expect(all.map((h) => h.text)).toEqual(['m1', 'm2', 'm3', 'n1', 'n2']);
+    expect(new Set(all.map((h) => h.info.id)).size).toBe(5);
+  });
 });
