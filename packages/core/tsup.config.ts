@@ -7,6 +7,8 @@ export default defineConfig({
     'protocol/index': 'src/protocol/index.ts',
   },
   format: ['esm', 'cjs'],
+  // One copy of each module for the three entries in CommonJS too (ES modules split by default).
+  splitting: true,
   dts: true,
   clean: true,
   sourcemap: true,

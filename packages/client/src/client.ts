@@ -32,6 +32,7 @@ import { Heartbeat } from './heartbeat.js';
 import { browserNetwork } from './network.js';
 import {
   type ClientOptions,
+  MAX_TIMER_MS,
   type ResolvedOptions,
   resolveOptions,
   type SessionSnapshot,
@@ -962,8 +963,12 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     write: (id: number) => void,
     options: { timeoutMs?: number },
   ): Promise<AckPayload> {
-    if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+    if (!(timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
+      const bounds = `greater than 0 and at most ${MAX_TIMER_MS} (a timer's limit)`;
+      return Promise.reject(new InvalidArgumentError(`timeoutMs must be ${bounds}`));
+    }
+    if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
     // A request that timed out is not sent later, nor sent again after a resume.
     const { id, promise } = this.#requests.open(what, timeoutMs, (expired) => {
       this.#outbox.answered(expired);

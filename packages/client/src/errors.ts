@@ -17,7 +17,10 @@ export type ClientErrorCode =
   | 'PROTOCOL_ERROR'
   | ProtocolErrorCode;
 
-/** Base class of every error the client raises. */
+/**
+ * Base class of every error the client raises. Each class sets its `name` itself: a minifying
+ * bundler renames classes.
+ */
 export class ClientError extends Error {
   /** A stable, machine-readable code. */
   readonly code: ClientErrorCode;
@@ -25,12 +28,14 @@ export class ClientError extends Error {
   constructor(code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
-    this.name = new.target.name;
+    this.name = 'ClientError';
   }
 }
 
 /** An option is missing or out of range, or no `WebSocket` constructor is available. */
 export class InvalidOptionError extends ClientError {
+  override readonly name = 'InvalidOptionError';
+
   constructor(message: string) {
     super('INVALID_OPTION', message);
   }
@@ -38,6 +43,8 @@ export class InvalidOptionError extends ClientError {
 
 /** An argument is out of the protocol's bounds (a room name over 256 characters…). */
 export class InvalidArgumentError extends ClientError {
+  override readonly name = 'InvalidArgumentError';
+
   constructor(message: string) {
     super('INVALID_ARGUMENT', message);
   }
@@ -45,6 +52,8 @@ export class InvalidArgumentError extends ClientError {
 
 /** A request, `join` or `leave` got no `ack` in time. The server may still have handled it. */
 export class TimeoutError extends ClientError {
+  override readonly name = 'TimeoutError';
+
   /** How long the client waited, in ms. */
   readonly timeoutMs: number;
 
@@ -61,6 +70,8 @@ export class TimeoutError extends ClientError {
  * the answer. Also thrown by `send` while not connected when `sendQueueSize` is 0.
  */
 export class DisconnectedError extends ClientError {
+  override readonly name = 'DisconnectedError';
+
   constructor(message = 'the connection closed before the server answered') {
     super('DISCONNECTED', message);
   }
@@ -68,6 +79,8 @@ export class DisconnectedError extends ClientError {
 
 /** The client is closed (by `close()`, a final close code, or after its last reconnect attempt). */
 export class ClientClosedError extends ClientError {
+  override readonly name = 'ClientClosedError';
+
   constructor(message = 'the client is closed; call connect() to open it again') {
     super('CLIENT_CLOSED', message);
   }
@@ -78,6 +91,8 @@ export class ClientClosedError extends ClientError {
  * `maxUnacknowledged` messages and requests wait for the server's acknowledgement.
  */
 export class QueueFullError extends ClientError {
+  override readonly name = 'QueueFullError';
+
   constructor(
     size: number,
     message = `the send queue is full (${size} frames) while not connected`,
@@ -91,6 +106,8 @@ export class QueueFullError extends ClientError {
  * which would close the connection with 1009. Send it in smaller parts, or raise the limit.
  */
 export class MessageTooLargeError extends ClientError {
+  override readonly name = 'MessageTooLargeError';
+
   /** The frame's size, in bytes. */
   readonly bytes: number;
   /** The largest frame the server takes, in bytes. */
@@ -108,6 +125,8 @@ export class MessageTooLargeError extends ClientError {
 
 /** The server broke the protocol: a malformed frame, or it did not select `wscale.v1`. */
 export class ProtocolError extends ClientError {
+  override readonly name = 'ProtocolError';
+
   constructor(message: string, options?: { cause?: unknown }) {
     super('PROTOCOL_ERROR', message, options);
   }
@@ -118,6 +137,8 @@ export class ProtocolError extends ClientError {
  * failed…) or an `error` message. `code` is the protocol's code, such as `FORBIDDEN`.
  */
 export class ServerError extends ClientError {
+  override readonly name = 'ServerError';
+
   declare readonly code: ProtocolErrorCode;
 
   constructor(code: ProtocolErrorCode, message: string) {

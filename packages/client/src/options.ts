@@ -138,30 +138,43 @@ export function resolveOptions(
     sendQueueSize: options.sendQueueSize ?? 100,
     maxUnacknowledged: options.maxUnacknowledged ?? 1000,
   };
-  for (const name of [
-    'backoffBaseMs',
-    'backoffCapMs',
-    'maxReconnectAttempts',
-    'stableAfterMs',
-    'restartJitterMs',
-    'pingIntervalMs',
-    'sendQueueSize',
-  ] as const) {
+  for (const name of ['maxReconnectAttempts', 'sendQueueSize', ...DELAYS] as const) {
     nonNegative(name, resolved[name]);
   }
+  for (const name of DELAYS) timerDelay(name, resolved[name]);
   for (const name of [
     'connectTimeoutMs',
     'requestTimeoutMs',
     'pongTimeoutMs',
     'maxUnacknowledged',
   ] as const) {
-    nonNegative(name, resolved[name]);
     if (resolved[name] === 0) throw new InvalidOptionError(`${name} must be greater than 0`);
   }
   if (options.resume !== undefined && typeof options.resume.session !== 'string') {
     throw new InvalidOptionError('resume.session must be the session token from a welcome');
   }
   return resolved;
+}
+
+/** The options that are a timer's delay. */
+const DELAYS = [
+  'backoffBaseMs',
+  'backoffCapMs',
+  'stableAfterMs',
+  'restartJitterMs',
+  'pingIntervalMs',
+  'connectTimeoutMs',
+  'requestTimeoutMs',
+  'pongTimeoutMs',
+] as const;
+
+/** The longest delay a timer takes: a longer one (`Infinity` too) fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+function timerDelay(name: string, value: number): void {
+  if (value > MAX_TIMER_MS) {
+    throw new InvalidOptionError(`${name} must be at most ${MAX_TIMER_MS} (a timer's limit)`);
+  }
 }
 
 function nonNegative(name: string, value: number): void {

@@ -63,7 +63,8 @@ describe('the built bundle', () => {
     }
   });
 
-  it('is as small as the README says, minified and gzipped as a bundler ships it', async () => {
+  /** The ESM bundle as a bundler ships it to a browser: minified. */
+  async function minified(): Promise<Uint8Array> {
     // esbuild is tsup's own bundler: the one the build already uses, not a dependency of ours.
     const esbuild: Bundler = createRequire(createRequire(import.meta.url).resolve('tsup'))(
       'esbuild',
@@ -76,7 +77,11 @@ describe('the built bundle', () => {
       platform: 'browser',
       write: false,
     });
-    const kB = gzipSync(bundle.outputFiles[0]!.contents, { level: 9 }).length / 1000;
+    return bundle.outputFiles[0]!.contents;
+  }
+
+  it('is as small as the README says, minified and gzipped as a bundler ships it', async () => {
+    const kB = gzipSync(await minified(), { level: 9 }).length / 1000;
     const readme = await readFile(join(packageDir, 'README.md'), 'utf8');
     const stated = /\*\*(\d+(?:\.\d+)?) kB minified and gzipped\*\*/.exec(readme)?.[1];
     expect(stated, 'the README states "**<n> kB minified and gzipped**"').toBeDefined();
@@ -84,6 +89,19 @@ describe('the built bundle', () => {
       Math.abs(Number(stated) - kB),
       `the README says ${stated} kB, the bundle is ${kB.toFixed(2)} kB`,
     ).toBeLessThanOrEqual(SIZE_TOLERANCE_KB);
+  });
+
+  it('names its errors after their classes when minified', async () => {
+    const source = Buffer.from(await minified()).toString('base64');
+    const bundle: Record<string, unknown> = await import(`data:text/javascript;base64,${source}`);
+    const errors = Object.entries(bundle).filter(
+      ([, value]) => typeof value === 'function' && value.prototype instanceof Error,
+    );
+    expect(errors.length).toBeGreaterThanOrEqual(9);
+    for (const [name, Class] of errors) {
+      const error = Reflect.construct(Class as new () => Error, ['INVALID_ARGUMENT', 'x']);
+      expect(error.name).toBe(name);
+    }
   });
 
   it('runs on a standard WebSocket (the global one, as in browsers)', async () => {

@@ -469,10 +469,30 @@ describe('options', () => {
       { backoffCapMs: Number.NaN },
       { requestTimeoutMs: 0 },
       { sendQueueSize: -5 },
+      // A timer given more than 2^31 - 1 ms fires at once: "never" would be "now".
+      { requestTimeoutMs: Number.POSITIVE_INFINITY },
+      { connectTimeoutMs: 2 ** 31 },
+      { pongTimeoutMs: Number.POSITIVE_INFINITY },
+      { backoffCapMs: Number.POSITIVE_INFINITY },
     ]) {
       expect(
         () => new WscaleClient('ws://x', { WebSocket, autoConnect: false, ...options }),
       ).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }));
     }
+    const longest = { requestTimeoutMs: 2 ** 31 - 1, maxReconnectAttempts: Infinity };
+    expect(new WscaleClient('ws://x', { WebSocket, autoConnect: false, ...longest })).toBeDefined();
+  });
+
+  it("rejects a call's timeoutMs that no timer can wait, with INVALID_ARGUMENT", async () => {
+    const client = new WscaleClient('ws://x', { WebSocket, autoConnect: false });
+    for (const timeoutMs of [Number.POSITIVE_INFINITY, 2 ** 31, -1, 0, Number.NaN]) {
+      await expect(client.request('x', { timeoutMs })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+      });
+      await expect(client.join('room', { timeoutMs })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+      });
+    }
+    await client.close();
   });
 });

@@ -57,7 +57,7 @@ export interface Broker extends BrokerEventSource {
    * server's `max_payload`, known once connected). A node refuses a message whose frame would be
    * larger, before any client gets it, rather than reach only its own clients.
    */
-  readonly maxPayloadBytes?: number;
+  readonly maxPayloadBytes?: number | undefined;
   /** Publishes `payload` to every subscription of `topic`, on every node. */
   publish(topic: string, payload: Uint8Array): Promise<void>;
   /**

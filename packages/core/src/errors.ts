@@ -19,6 +19,9 @@ export type WscaleErrorCode =
   | 'MESSAGE_TOO_LARGE'
   | 'INVALID_ARGUMENT';
 
+/** Marks an error as wscale's, whichever of the package's builds made it. */
+const WSCALE_ERROR = Symbol.for('wscale.WscaleError');
+
 /** Base class of every error wscale raises. */
 export class WscaleError extends Error {
   /** A stable, machine-readable code. */
@@ -29,19 +32,35 @@ export class WscaleError extends Error {
     this.code = code;
     this.name = new.target.name;
   }
+
+  /**
+   * The package ships as ES modules and as CommonJS, and one application may load both (an ES
+   * module server whose hook `require`s wscale): each build has its own classes. So `instanceof`
+   * matches an error of either build, a class of wscale's by its code; a subclass an application
+   * declares is matched as usual.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: the class on the right of `instanceof`
+    return isInstance(this, value);
+  }
 }
+Object.defineProperty(WscaleError.prototype, WSCALE_ERROR, { value: true });
 
 /** An option passed to a constructor is missing or out of range. */
 export class InvalidOptionError extends WscaleError {
+  static readonly code = 'INVALID_OPTION';
+
   constructor(message: string) {
-    super('INVALID_OPTION', message);
+    super(InvalidOptionError.code, message);
   }
 }
 
 /** The operation was called on a server or broker that is closing or closed. */
 export class ServerClosedError extends WscaleError {
+  static readonly code = 'SERVER_CLOSED';
+
   constructor(message = 'the server is closed') {
-    super('SERVER_CLOSED', message);
+    super(ServerClosedError.code, message);
   }
 }
 
@@ -50,22 +69,28 @@ export class ServerClosedError extends WscaleError {
  * message was not sent. Nothing is ever dropped silently.
  */
 export class BrokerUnavailableError extends WscaleError {
+  static readonly code = 'BROKER_UNAVAILABLE';
+
   constructor(message: string, options?: { cause?: unknown }) {
-    super('BROKER_UNAVAILABLE', message, options);
+    super(BrokerUnavailableError.code, message, options);
   }
 }
 
 /** The broker was closed; queued publishes are rejected with this. */
 export class BrokerClosedError extends WscaleError {
+  static readonly code = 'BROKER_CLOSED';
+
   constructor(message = 'the broker is closed') {
-    super('BROKER_CLOSED', message);
+    super(BrokerClosedError.code, message);
   }
 }
 
 /** The state store failed to read or write (connection lost, timeout, server error). */
 export class StateStoreError extends WscaleError {
+  static readonly code = 'STATE_STORE_FAILED';
+
   constructor(message: string, options?: { cause?: unknown }) {
-    super('STATE_STORE_FAILED', message, options);
+    super(StateStoreError.code, message, options);
   }
 }
 
@@ -75,15 +100,19 @@ export class StateStoreError extends WscaleError {
  * `expired`), as if the session had expired. The damaged record is left to expire.
  */
 export class SessionRecordError extends WscaleError {
+  static readonly code = 'SESSION_RECORD_DAMAGED';
+
   constructor(message: string) {
-    super('SESSION_RECORD_DAMAGED', message);
+    super(SessionRecordError.code, message);
   }
 }
 
 /** The history store failed to append or read. */
 export class HistoryError extends WscaleError {
+  static readonly code = 'HISTORY_FAILED';
+
   constructor(message: string, options?: { cause?: unknown }) {
-    super('HISTORY_FAILED', message, options);
+    super(HistoryError.code, message, options);
   }
 }
 
@@ -92,11 +121,13 @@ export class HistoryError extends WscaleError {
  * The client receives that status and no WebSocket is created.
  */
 export class UpgradeRejectedError extends WscaleError {
+  static readonly code = 'UPGRADE_REJECTED';
+
   /** HTTP status sent to the client. */
   readonly status: number;
 
   constructor(status = 401, message = status === 403 ? 'Forbidden' : 'Unauthorized') {
-    super('UPGRADE_REJECTED', message);
+    super(UpgradeRejectedError.code, message);
     this.status = status;
   }
 }
@@ -106,15 +137,19 @@ export class UpgradeRejectedError extends WscaleError {
  * running and emits this as `error`. `cause` holds what the handler threw (or a `TypeError`).
  */
 export class HandlerError extends WscaleError {
+  static readonly code = 'HANDLER_FAILED';
+
   constructor(where: string, cause: unknown) {
-    super('HANDLER_FAILED', `the ${where} handler failed: ${describe(cause)}`, { cause });
+    super(HandlerError.code, `the ${where} handler failed: ${describe(cause)}`, { cause });
   }
 }
 
 /** A peer sent something the protocol does not allow. */
 export class ProtocolError extends WscaleError {
+  static readonly code = 'PROTOCOL_ERROR';
+
   constructor(message: string) {
-    super('PROTOCOL_ERROR', message);
+    super(ProtocolError.code, message);
   }
 }
 
@@ -123,8 +158,10 @@ export class ProtocolError extends WscaleError {
  * this node or any other. Raise the broker's limit, or lower `maxPayload`.
  */
 export class MessageTooLargeError extends WscaleError {
+  static readonly code = 'MESSAGE_TOO_LARGE';
+
   constructor(message: string) {
-    super('MESSAGE_TOO_LARGE', message);
+    super(MessageTooLargeError.code, message);
   }
 }
 
@@ -133,16 +170,30 @@ export class MessageTooLargeError extends WscaleError {
  * is neither text nor bytes, a close code a connection cannot be closed with.
  */
 export class InvalidArgumentError extends WscaleError {
+  static readonly code = 'INVALID_ARGUMENT';
+
   constructor(message: string) {
-    super('INVALID_ARGUMENT', message);
+    super(InvalidArgumentError.code, message);
   }
 }
 
 /** The application went past one of the server's limits (such as `maxSessionDataBytes`). */
 export class LimitExceededError extends WscaleError {
+  static readonly code = 'LIMIT_EXCEEDED';
+
   constructor(message: string) {
-    super('LIMIT_EXCEEDED', message);
+    super(LimitExceededError.code, message);
   }
+}
+
+/** Whether `value` is an error of class `of` (see {@link WscaleError}'s `Symbol.hasInstance`). */
+function isInstance(of: abstract new (...args: never[]) => unknown, value: unknown): boolean {
+  const wscale = typeof value === 'object' && value !== null && WSCALE_ERROR in value;
+  if (of === WscaleError) return wscale;
+  if (Object.hasOwn(of, 'code')) {
+    return wscale && (value as { code?: unknown }).code === (of as { code?: unknown }).code;
+  }
+  return Function.prototype[Symbol.hasInstance].call(of, value);
 }
 
 function describe(cause: unknown): string {
