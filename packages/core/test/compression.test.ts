@@ -200,8 +200,9 @@ describe('permessage-deflate', () => {
   it('accepts the next offer of a client whose first one asks for a smaller server window, however the number is written', async () => {
     const [a] = await cluster.start(1, { perMessageDeflate: true });
     const { port } = a!.address()!;
-    // ws reads the value as `+value`: each of these asks for a window under 15 bits.
-    for (const bits of ['10', '"10"', '+8', '.9e1', '"+9"', '09', '1e1']) {
+    // ws reads the value as `+value`, a quoted one without its escapes: each of these asks for a
+    // window under 15 bits.
+    for (const bits of ['10', '"10"', '+8', '.9e1', '"+9"', '09', '1e1', '"\\9"', '"1\\0"']) {
       const offers = `permessage-deflate; server_max_window_bits=${bits}, permessage-deflate; client_max_window_bits`;
       expect(await extensionsAnswer(port, offers)).toBe(
         'permessage-deflate; server_no_context_takeover',

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -232,6 +233,26 @@ describe('a draining node', () => {
     const { closed, stuck } = await drain(server, port);
     expect(await upgradeStatus(port)).toBe(503);
     stuck.destroy();
+    await closed;
+  });
+
+  it('answers 503 to an upgrade on a connection its HTTP server took before it closed', async () => {
+    // As a node:cluster worker's can: the primary hands it a connection as it closes.
+    const server = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1' });
+    await server.ready();
+    const port = (server.address() as AddressInfo).port;
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    const closed = server.close();
+    await until(() => !server.listening, 2000, 'the HTTP server to close');
+    const answer = once(socket, 'data');
+    socket.write(
+      'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    expect(String((await answer)[0]).split('\r\n')[0]).toBe('HTTP/1.1 503 Service Unavailable');
+    socket.destroy();
     await closed;
   });
 

@@ -10,7 +10,7 @@ import {
 } from '@wscale/core';
 import { delay, until } from '@wscale/core/testing';
 import { settle } from '@wscale/test-support';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Opaque, UserId } from './helpers/ids.js';
 import { TestCluster } from './helpers/nodes.js';
 import { recordedClose, V1Peer } from './helpers/v1-client.js';
@@ -391,6 +391,23 @@ describe('wscale.v1 sessions', () => {
     await b!.client(first.welcome.client).send('to the newest');
     await second.peer.next('msg');
   });
+
+  it.each([
+    ['ahead of', 2000],
+    ['behind', -2000],
+  ])(
+    "closes the older connection of a new session when its holder's clock is %s the resuming node's",
+    async (_, ahead) => {
+      const [a, b] = await startNodes(2);
+      // The new session's connection opens on node a, whose clock is `ahead` ms off node b's.
+      const now = Date.now.bind(Date);
+      const skewed = vi.spyOn(Date, 'now').mockImplementation(() => now() + ahead);
+      const first = await V1Peer.connect(a!).finally(() => skewed.mockRestore());
+      const second = await V1Peer.connect(b!, { session: first.welcome.session });
+      expect(second.welcome.resumed).toBe(true);
+      expect((await first.peer.closed).code).toBe(CloseCode.SessionTakenOver);
+    },
+  );
 
   it('a resume asks the holder it read to let go, not a connection that claimed the session since', async () => {
     const {

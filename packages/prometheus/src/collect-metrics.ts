@@ -1,4 +1,9 @@
-import type { BrokerStatus, ScaledWebSocketServer, ServerStats } from '@wscale/core';
+import {
+  type BrokerStatus,
+  CloseCode,
+  type ScaledWebSocketServer,
+  type ServerStats,
+} from '@wscale/core';
 import { Counter, Gauge, type Registry, register } from 'prom-client';
 
 /** Where metrics go: options of {@link collectMetrics} and of the store instrumentation. */
@@ -146,14 +151,26 @@ export function collectMetrics<Identity, Data extends object>(
   });
   const disconnects = new Counter({
     name: `${p}disconnects_total`,
-    help: 'Clients disconnected, by close code.',
+    help: 'Clients disconnected, by close code (application codes by range).',
     labelNames: ['code'],
     registers,
   });
   node.on('connection', (client) => {
     connects.inc();
-    client.on('close', (code) => disconnects.inc({ code: String(code) }));
+    client.on('close', (code) => disconnects.inc({ code: codeLabel(code) }));
   });
 
   return registry;
+}
+
+/**
+ * A close code as a label: the protocol's own (1000–1015) and wscale's 4409 as they are, the
+ * application's by range (`3000-3999`, `4000-4999`), anything else `other`. A client chooses the
+ * code of a close it starts: one label per code would let it add two thousand series to each node.
+ */
+function codeLabel(code: number): string {
+  if ((code >= 1000 && code <= 1015) || code === CloseCode.SessionTakenOver) return String(code);
+  if (code >= 3000 && code <= 3999) return '3000-3999';
+  if (code >= 4000 && code <= 4999) return '4000-4999';
+  return 'other';
 }

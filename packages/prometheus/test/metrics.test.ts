@@ -126,6 +126,31 @@ describe('collectMetrics', () => {
     expect(m('wscale_disconnects_total{code="1000"}')).toBe(1);
   });
 
+  it('counts the close codes clients choose by range: a series per code would let them add thousands', async () => {
+    const registry = new Registry();
+    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1' });
+    collectMetrics(wss, { registry });
+    cleanup.push(() => wss.close());
+    await wss.ready();
+    const scrape = await endpoint(registry);
+    const codes = [3001, 3999, 4000, 4001, 4998, 1000];
+    for (const code of codes) {
+      const client = new TestClient(urlOf(wss));
+      await client.opened;
+      client.ws.close(code);
+      await client.closed;
+    }
+    await until(() => wss.stats.connections === 0, 3000, 'every client gone');
+    const m = await scrape();
+    expect(m('wscale_disconnects_total{code="3000-3999"}')).toBe(2);
+    expect(m('wscale_disconnects_total{code="4000-4999"}')).toBe(3);
+    expect(m('wscale_disconnects_total{code="1000"}')).toBe(1);
+    const text = await registry.getSingleMetricAsString('wscale_disconnects_total');
+    expect(
+      text.split('\n').filter((line) => line.startsWith('wscale_disconnects_total{')),
+    ).toHaveLength(3);
+  });
+
   it('times the stores through instrumented ones, and counts a resume that failed', async () => {
     const registry = new Registry();
     const stateStore = instrumentStateStore(new MemoryStateStore(), { registry });

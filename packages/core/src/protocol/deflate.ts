@@ -48,9 +48,10 @@ export function offersForSharedWindow(header: string): string | undefined {
     .split(',')
     .map((offer) => offer.trim())
     .filter((offer) => {
-      // Read as `ws` reads it (`+value`: "+8", ".9e1" and "9" are numbers too).
+      // Read as `ws` reads it (`+value`: "+8", ".9e1" and "9" are numbers too; a quoted value
+      // without its quotes and escapes: "\9" is 9).
       const value = /server_max_window_bits\s*=\s*("[^"]*"|[^;,\s]*)/i.exec(offer)?.[1];
-      const bits = value === undefined ? undefined : Number(value.replace(/"/g, ''));
+      const bits = value === undefined ? undefined : Number(value.replace(/["\\]/g, ''));
       return bits === undefined || !(bits < WINDOW_BITS);
     });
   return offers.length === 0 ? undefined : offers.join(', ');

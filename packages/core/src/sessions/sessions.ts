@@ -128,6 +128,11 @@ export interface OpenedSession {
   reason?: NotResumedReason;
   /** The stored record of a resumed session. */
   record?: SessionRecord;
+  /**
+   * Which claim of the session its connection holds it by (a takeover closes only those of earlier
+   * claims): 0 for a session created now, a resume's own; none when the store could not be read.
+   */
+  claim?: number | undefined;
   /** Whether the session's previous connection closed and recorded everything it handed on. */
   cleanlyClosed?: boolean;
   /** A close the server made while no connection held the session: made after the welcome. */
@@ -272,6 +277,7 @@ export class Sessions {
       conn,
       resumed: true,
       record: claimed,
+      claim: claimed.claim,
       cleanlyClosed,
       closeWith,
     };
@@ -379,11 +385,12 @@ export class Sessions {
 
   async #create(owner: string, conn: string, reason: NotResumedReason): Promise<OpenedSession> {
     const id = SessionTokens.newSessionId();
-    const record: SessionRecord = { owner, conn, data: {}, rooms: [], node: this.#node };
+    const record: SessionRecord = { owner, conn, data: {}, rooms: [], node: this.#node, claim: 0 };
     await this.#store
       .set(this.#key(id), JSON.stringify(record), { ifVersion: null })
       .catch(this.#onError);
-    return { id, owner, token: this.#tokens.issue(id, owner), conn, resumed: false, reason };
+    const token = this.#tokens.issue(id, owner);
+    return { id, owner, token, conn, resumed: false, reason, claim: 0 };
   }
 
   #key(id: string): string {

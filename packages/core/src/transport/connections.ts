@@ -161,7 +161,7 @@ export class Connections<Identity, Data extends object>
     const client = this.#add(session.id, ws, socket, identity as Identity, true, data);
     client.conn = session.conn;
     client.openedAt = Date.now();
-    client.claim = session.record?.claim;
+    client.claim = session.claim;
     client.owner = session.owner;
     if (session.reason === 'unavailable') client.sessionUnavailable = true;
     return client;

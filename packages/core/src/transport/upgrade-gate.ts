@@ -135,13 +135,17 @@ export class UpgradeGate<Identity> {
     this.#draining = true;
   }
 
-  /** Stops taking upgrades and closes the node's own HTTP server. */
+  /**
+   * Stops taking upgrades and closes the node's own HTTP server. Until it has closed, an upgrade
+   * on a connection it took (a node:cluster primary may hand one over meanwhile) is answered 503.
+   */
   async close(): Promise<void> {
+    this.#draining = true;
     this.#wss.close();
-    this.#http?.off('upgrade', this.#onUpgrade);
     this.#attached?.off('upgrade', this.#onUpgrade);
     const http = this.#http;
     if (http?.listening) await new Promise((resolve) => http.close(resolve));
+    http?.off('upgrade', this.#onUpgrade);
   }
 
   /** Completes an upgrade (see `ScaledWebSocketServer.handleUpgrade`). */
