@@ -245,7 +245,7 @@ describe('a draining node', () => {
     await once(socket, 'connect');
     socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n');
     const closed = server.close();
-    await until(() => !server.listening, 2000, 'the HTTP server to close');
+    await until(() => server.address() === null, 2000, 'the HTTP server to close');
     const answer = once(socket, 'data');
     socket.write(
       'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
