@@ -238,7 +238,10 @@ describe('Sessions', () => {
       data: {},
       rooms: [],
       node: 'node-1',
+      // Its connection holds it by the first claim: a resume's takeover claims after it.
+      claim: 0,
     });
+    expect(opened.claim).toBe(0);
   });
 
   it('resumes a session with its rooms and data, on another node, with a new connection', async () => {
@@ -491,6 +494,7 @@ describe('Sessions', () => {
       id: opened.id,
       node: 'node-1',
       owner: 'alice',
+      claim: 0,
     });
     await sessions.save(opened.id, opened.conn, snapshot([], undefined, { live: false }));
     expect((await sessions.lookup(opened.token, 'alice'))?.holder).toBeUndefined();
