@@ -1,6 +1,8 @@
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Duplex } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   CloseCode,
   HandlerError,
@@ -235,6 +237,64 @@ describe('connections', () => {
     await fast.waitFor(sent);
     slow.ws.resume();
     expect((await slow.closed).code).toBe(CloseCode.TryAgainLater);
+  });
+
+  it('a client that read nothing for a while gets every one of many small messages once it reads, in order', async () => {
+    const [node] = await cluster.start(1, { maxBufferedBytes: 32 * 1024 * 1024 });
+    const server = node!;
+    const slow = await cluster.connect(server);
+    const fast = await cluster.connect(server);
+    for (const client of [slow, fast]) await server.clients.get(client.id)!.join('feed');
+    slow.ws.pause();
+    // 20 MB: more than the kernel's socket buffers hold, so most of it waits in the node.
+    const count = 20_000;
+    const text = (i: number) => `m${i}`.padEnd(1000, '.');
+    for (let i = 0; i < count; i++) await server.to('feed').send(text(i));
+    await fast.waitFor(count, 10_000);
+    slow.ws.resume();
+    await slow.waitFor(count, 10_000);
+    const expected = Array.from({ length: count }, (_, i) => text(i));
+    expect(slow.texts).toEqual(expected);
+    expect(fast.texts).toEqual(expected);
+    expect(server.stats.slowConsumersClosed).toBe(0);
+  });
+
+  it('an application closes a client that reads nothing: the close comes after what it was sent', async () => {
+    const [node] = await cluster.start(1, { maxBufferedBytes: 8 * 1024 * 1024 });
+    const server = node!;
+    const slow = await cluster.connect(server);
+    await server.clients.get(slow.id)!.join('feed');
+    slow.ws.pause();
+    const count = 5000;
+    const text = (i: number) => `m${i}`.padEnd(1000, '.');
+    for (let i = 0; i < count; i++) await server.to('feed').send(text(i));
+    server.clients.get(slow.id)!.close(4000, 'bye');
+    slow.ws.resume();
+    expect(await slow.closed).toEqual({ code: 4000, reason: 'bye' });
+    expect(slow.texts).toEqual(Array.from({ length: count }, (_, i) => text(i)));
+  });
+
+  it('a client that reads nothing holds about maxBufferedBytes of the node, however small its frames', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const budget = 1024 * 1024;
+    const [node] = await cluster.start(1, { maxBufferedBytes: budget });
+    const server = node!;
+    const slow = await cluster.connect(server);
+    await server.clients.get(slow.id)!.join('feed');
+    slow.ws.pause();
+    gc();
+    const before = process.memoryUsage();
+    // Frames of 8 to 12 bytes until it is closed: some hundred thousand of them.
+    for (let i = 0; i < 500_000 && server.stats.slowConsumersClosed === 0; i++) {
+      await server.to('feed').send(String(i));
+    }
+    // Closed at the budget, the node still holds what it queued: the close frame waits behind it.
+    expect(server.stats.slowConsumersClosed).toBe(1);
+    gc();
+    const after = process.memoryUsage();
+    const held = after.arrayBuffers - before.arrayBuffers + after.heapUsed - before.heapUsed;
+    expect(held).toBeLessThan(4 * budget);
   });
 
   it("drops a slow consumer's volatile messages and counts them", async () => {

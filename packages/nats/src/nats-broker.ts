@@ -27,6 +27,11 @@ const MAX_REFUSED_SUBJECTS = 1024;
 const RESUBSCRIBE_FIRST_MS = 500;
 const RESUBSCRIBE_MAX_MS = 30_000;
 
+/** How long a broker's own first connection may take before the broker says it is `down`. */
+const FIRST_CONNECT_MS = 5000;
+/** Where the NATS client connects when given no `servers`. */
+const DEFAULT_SERVER = '127.0.0.1:4222';
+
 const { PermissionViolationError } = errors;
 
 /** Options of {@link NatsBroker}. */
@@ -125,6 +130,26 @@ export class NatsBroker extends BaseBroker {
     this.#owned = owned;
     this.#ready = connection.then((nc) => this.#attach(nc));
     this.#ready.catch((error: unknown) => this.#lost(asError(error)));
+    if (owned) this.#tellIfUnreachable(options.servers);
+  }
+
+  /**
+   * A connection the broker opens waits for its first server as long as it takes (a node may start
+   * before NATS): past {@link FIRST_CONNECT_MS} it says so, `down` with the servers it tries, so a
+   * wrong address shows in the node's log and `brokerStatus` instead of a `ready()` that waits.
+   */
+  #tellIfUnreachable(servers: string | string[] | undefined): void {
+    const timer = setTimeout(() => {
+      if (this.#connection !== undefined || this.#closing) return;
+      const where = [servers ?? DEFAULT_SERVER].flat().join(', ');
+      const why = `no NATS server answered at ${where} within ${FIRST_CONNECT_MS} ms; still trying`;
+      this.setStatus('down', new BrokerUnavailableError(why));
+    }, FIRST_CONNECT_MS);
+    timer.unref();
+    this.#ready.then(
+      () => clearTimeout(timer),
+      () => clearTimeout(timer),
+    );
   }
 
   /** The server's `max_payload`, once connected: a larger message is refused before it is sent. */

@@ -177,6 +177,21 @@ describe.skipIf(skipWithoutNats())('NatsBroker on one nats-server', () => {
     }
   }, 40_000);
 
+  it('started while no server answers, says so within seconds, naming where it tries, and is ready once one does', async () => {
+    await nats.server.kill();
+    try {
+      const late = broker();
+      const seen: Array<[BrokerStatus, string | undefined]> = [];
+      late.on('status', (status, error) => seen.push([status, error?.message]));
+      await until(() => late.status === 'down', 8000, 'down');
+      expect(seen[0]![1]).toContain(nats.server.url);
+      await nats.server.start();
+      await until(() => late.status === 'ready', 10_000, 'ready once the server is up');
+    } finally {
+      if (nats.server.pid === undefined) await nats.server.start();
+    }
+  }, 30_000);
+
   it('survives a kill and restart while publishing: reports status, resubscribes, keeps order', async () => {
     const [a, b] = [broker(), broker()];
     await until(() => a.status === 'ready' && b.status === 'ready', 5000, 'ready');

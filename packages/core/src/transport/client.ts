@@ -15,6 +15,7 @@ import { checkClose } from '../util/arguments.js';
 import { closeReason } from '../util/close-reason.js';
 import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
 import { type MessageInfo, UNNUMBERED } from '../v1/upstream.js';
+import { FrameQueue } from './frame-queue.js';
 
 /** Events of a {@link Client}. */
 export interface ClientEvents {
@@ -159,6 +160,8 @@ interface Rare {
   closedWith?: [code: number, reason: string];
   /** Its session's owner, as `sessionOwner` said when the session opened. */
   owner?: string;
+  /** Frames waiting for the socket to drain: it is backed up (see {@link FrameQueue}). */
+  backlog?: FrameQueue;
   /** Frames held back: while its session opens, or while a join or leave is being saved. */
   held?: Buffer[];
   heldBytes?: number;
@@ -451,6 +454,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
       // Into the session's record at once: a node killed before the client answers has it there.
       void this.#host.dataChanged(this);
     }
+    this.#writeBacklog(this.#rare);
     this.#ws.close(code, cut);
   }
 
@@ -459,6 +463,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
    * error): made once, not again on a resume.
    */
   shut(code: number, reason: string): void {
+    this.#writeBacklog(this.#rare);
     this.#ws.close(code, closeReason(reason));
   }
 
@@ -536,24 +541,63 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   }
 
   /**
-   * Bytes on their way to the client: in the socket's buffer, and held during a resume. Read from
-   * the socket itself, not `ws.bufferedAmount`: that adds what `ws`'s sender queues while it
-   * compresses a `ws.send()`, which wscale never calls, and reaching its sender costs the fan-out
-   * a memory access per recipient that nothing else needs.
+   * Bytes on their way to the client: in the socket's buffer, waiting for it to drain, and held
+   * during a resume. Read from the socket itself, not `ws.bufferedAmount`: that adds what `ws`'s
+   * sender queues while it compresses a `ws.send()`, which wscale never calls, and reaching its
+   * sender costs the fan-out a memory access per recipient that nothing else needs.
    */
   #queuedBytes(): number {
-    return this.#socket.writableLength + (this.#rare?.heldBytes ?? 0);
+    const rare = this.#rare;
+    const socket = this.#socket.writableLength;
+    return rare === undefined
+      ? socket
+      : socket + (rare.heldBytes ?? 0) + (rare.backlog?.bytes ?? 0);
   }
 
   #write(frame: Buffer): void {
     const rare = this.#rare;
-    if (rare?.held !== undefined) {
-      rare.held.push(frame);
-      rare.heldBytes = (rare.heldBytes ?? 0) + frame.length;
+    if (rare !== undefined) {
+      if (rare.held !== undefined) {
+        rare.held.push(frame);
+        rare.heldBytes = (rare.heldBytes ?? 0) + frame.length;
+        return;
+      }
+      if (rare.backlog !== undefined) {
+        rare.backlog.add(frame);
+        return;
+      }
+    }
+    const socket = this.#socket;
+    if (socket.writableNeedDrain) {
+      this.#startBacklog().add(frame);
       return;
     }
-    this.#host.cork(this.#socket);
-    this.#socket.write(frame);
+    this.#host.cork(socket);
+    socket.write(frame);
+  }
+
+  /**
+   * The socket is backed up (a write was refused for its buffer's size): what follows waits in a
+   * {@link FrameQueue} until the socket drains, then goes to it in chunks.
+   */
+  #startBacklog(): FrameQueue {
+    const rare = this.#rareState();
+    const backlog = new FrameQueue();
+    rare.backlog = backlog;
+    this.#socket.once('drain', () => {
+      if (rare.backlog === backlog) this.#writeBacklog(rare);
+    });
+    return backlog;
+  }
+
+  /** Writes what waits for the socket to drain (before a close frame too: it goes after them). */
+  #writeBacklog(rare: Rare | undefined): void {
+    const backlog = rare?.backlog;
+    if (backlog === undefined) return;
+    rare!.backlog = undefined;
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    for (const chunk of backlog.take()) socket.write(chunk);
   }
 
   /** Holds every frame back until {@link Connection.release}. */
