@@ -638,7 +638,8 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
         break;
       case 'presence':
         if (Array.isArray(message.m) && message.m.every(isPresenceEntry)) {
-          this.#watched.get(message.r)?.view.snapshot(message.m, Number(message.n) || 0);
+          const partial = message.p === 1;
+          this.#watched.get(message.r)?.view.snapshot(message.m, Number(message.n) || 0, partial);
         }
         break;
       case 'pjoin':

@@ -56,18 +56,22 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
    * @internal The server's snapshot replaces the list; only real differences are reported. A list
    * cut short (a room of more than the 1000 listed) proves nothing about the users it leaves out: a
    * user the snapshot does not list leaves only if the snapshot is whole, and a user it lists comes
-   * only if the list before it was whole.
+   * only if the list before it was whole. A `partial` one (its node just started and has not heard
+   * of every member yet; the whole one follows) is merged into the list: it takes no one out.
    */
-  snapshot(entries: readonly PresenceEntry[], total: number): void {
+  snapshot(entries: readonly PresenceEntry[], total: number, partial = false): void {
     const next = new Map<string, PresenceMember>();
     for (const entry of entries) next.set(entry.u, member(entry));
-    const wholeSnapshot = total <= next.size;
+    const wholeSnapshot = total <= next.size && !partial;
     const wholeBefore = !this.#synced || this.#total <= this.#members.size;
     const members = [...this.#members.values()];
     const gone = wholeSnapshot ? members.filter((old) => !next.has(old.user)) : [];
     const come = wholeBefore
       ? [...next.values()].filter((fresh) => !this.#members.has(fresh.user))
       : [];
+    if (partial) {
+      for (const old of members) if (!next.has(old.user)) next.set(old.user, old);
+    }
     this.#members.clear();
     for (const [user, fresh] of next) this.#members.set(user, fresh);
     this.#total = Math.max(total, next.size);

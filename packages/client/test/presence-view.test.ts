@@ -36,3 +36,21 @@ describe('PresenceView, in a room of more users than a snapshot lists', () => {
     expect(seen.slice(999)).toEqual(['leave u0001', 'leave u1500', 'join u2000']);
   });
 });
+
+describe('PresenceView, resumed on a node that just started', () => {
+  it('takes no one out for a partial snapshot, and reports who really left once the whole one comes', () => {
+    const view = new PresenceView('room');
+    view.snapshot(listed(3), 3);
+    const seen = recorded(view);
+    // The new node has heard of u0001 and a newcomer only: u0000 and u0002 are on nodes it has not
+    // heard from yet.
+    view.snapshot([{ u: 'u0001' }, { u: 'newcomer' }], 2, true);
+    expect(seen).toEqual(['join newcomer']);
+    expect([...view.members.keys()].sort()).toEqual(['newcomer', 'u0000', 'u0001', 'u0002']);
+    expect(view.count).toBe(4);
+    // Its view whole: u0002 had really left meanwhile.
+    view.snapshot([{ u: 'newcomer' }, { u: 'u0000' }, { u: 'u0001' }], 3);
+    expect(seen).toEqual(['join newcomer', 'leave u0002']);
+    expect(view.count).toBe(3);
+  });
+});

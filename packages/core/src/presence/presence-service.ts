@@ -16,7 +16,7 @@ import type {
   PresenceRule,
   PresenceStats,
 } from './presence-types.js';
-import { PresenceWatchers } from './presence-watchers.js';
+import { type PresenceListing, PresenceWatchers } from './presence-watchers.js';
 import { decodePresence, encodePresence, type PresenceWire } from './presence-wire.js';
 
 /** What presence needs from its node. */
@@ -56,6 +56,8 @@ export class PresenceService {
   readonly #watchers = new PresenceWatchers();
   readonly #unsubscribes: Unsubscribe[] = [];
   readonly #timers: NodeJS.Timeout[] = [];
+  /** Clients given a partial snapshot while this node built its first view (see {@link watch}). */
+  readonly #partly: Array<{ client: PresenceClient; room: string }> = [];
   #stopped = false;
 
   constructor(host: PresenceHost) {
@@ -96,6 +98,7 @@ export class PresenceService {
     this.#every(stepMs, () => {
       this.#tracker.expire(Date.now());
       this.#flush();
+      this.#wholeToPartly();
     });
     this.#every(this.#host.tickMs, () => this.#tick());
     this.#tick();
@@ -169,17 +172,32 @@ export class PresenceService {
 
   /**
    * A client asks for a room's presence: it is written the room's snapshot (built once per change
-   * of the room, whoever asks and however often) and watches the room from then on.
+   * of the room, whoever asks and however often) and watches the room from then on. While this
+   * node builds its first view (it just started), the snapshot is marked partial, and the whole
+   * one follows once the view is: a client told of some members only must not take the others
+   * for gone.
    */
   watch(client: PresenceClient, room: string): ProtocolErrorCode | undefined {
     if (!this.tracks(room)) return 'NOT_FOUND';
     if (!client.inRoom(room)) return 'FORBIDDEN';
-    const tracker = this.#tracker;
-    this.#watchers.watch(client, room, tracker.version(room), () => ({
-      members: tracker.members(room, LIST_LIMIT),
-      users: tracker.stats(room).users,
-    }));
+    const starting = this.#tracker.starting;
+    this.#watchers.watch(client, room, this.#tracker.version(room), this.#listing(room), starting);
+    if (starting) this.#partly.push({ client, room });
     return undefined;
+  }
+
+  #listing(room: string): () => PresenceListing {
+    const tracker = this.#tracker;
+    return () => ({ members: tracker.members(room, LIST_LIMIT), users: tracker.stats(room).users });
+  }
+
+  /** Once this node's first view is whole: the whole snapshot to each client given a partial one. */
+  #wholeToPartly(): void {
+    if (this.#partly.length === 0 || this.#tracker.starting) return;
+    for (const { client, room } of this.#partly.splice(0)) {
+      if (!client.open || !this.#watchers.watches(client, room)) continue;
+      this.#watchers.watch(client, room, this.#tracker.version(room), this.#listing(room));
+    }
   }
 
   nodeUp(nodeId: string): void {
@@ -254,6 +272,7 @@ export class PresenceService {
       case 's':
         tracker.snapshotPart(message.n, message.x, message.s, message.p, message.m, message.e, now);
         this.#flush();
+        this.#wholeToPartly();
         break;
     }
   }

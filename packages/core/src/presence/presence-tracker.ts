@@ -121,6 +121,11 @@ export class PresenceTracker {
     this.#starting = { soonest: now + soonestMs, latest: now + latestMs };
   }
 
+  /** Whether this node is still building its first view (see {@link begin}). */
+  get starting(): boolean {
+    return this.#starting !== undefined;
+  }
+
   /** This node's last sequence number. */
   get seq(): number {
     return this.#seq;

@@ -18,9 +18,10 @@ export interface PresenceListing {
 /** The watchers of a room, and the room's snapshot frame as last built for them. */
 interface Watched {
   clients: Set<PresenceClient>;
-  /** The snapshot frame, while the room's view is still at `version`. */
+  /** The snapshot frame, while the room's view is still at `version` (and whole or not). */
   frame?: Buffer;
   version: number;
+  partial?: boolean;
 }
 
 /**
@@ -35,24 +36,33 @@ export class PresenceWatchers {
 
   /**
    * Starts sending a room's changes to a client, after the snapshot it is given now: the one built
-   * for the room's view at `version`, else a new one of what `list` gives.
+   * for the room's view at `version`, else a new one of what `list` gives; `partial` (the node is
+   * still learning the others' members) marks it so.
    */
-  watch(client: PresenceClient, room: string, version: number, list: () => PresenceListing): void {
+  watch(
+    client: PresenceClient,
+    room: string,
+    version: number,
+    list: () => PresenceListing,
+    partial = false,
+  ): void {
     let watched = this.#rooms.get(room);
     if (watched === undefined) {
       watched = { clients: new Set(), version };
       this.#rooms.set(room, watched);
     }
     watched.clients.add(client);
-    if (watched.frame === undefined || watched.version !== version) {
-      const { members, users } = list();
-      const entries = members.map((member) =>
-        member.info === undefined ? { u: member.user } : { u: member.user, i: member.info },
-      );
-      watched.frame = serverFrame(presenceSnapshot(room, entries, users));
+    if (watched.frame === undefined || watched.version !== version || watched.partial !== partial) {
+      watched.frame = snapshotFrame(room, list(), partial);
       watched.version = version;
+      watched.partial = partial;
     }
     if (client.open) client.writeFrame(watched.frame);
+  }
+
+  /** Whether a client watches a room. */
+  watches(client: PresenceClient, room: string): boolean {
+    return this.#rooms.get(room)?.clients.has(client) === true;
   }
 
   /** Stops sending a room's changes to a client (it left the room, or went away). */
@@ -74,4 +84,15 @@ export class PresenceWatchers {
         : presenceLeave(room, change.user);
     writePresence(watched.clients, message);
   }
+}
+
+function snapshotFrame(
+  room: string,
+  { members, users }: PresenceListing,
+  partial: boolean,
+): Buffer {
+  const entries = members.map((member) =>
+    member.info === undefined ? { u: member.user } : { u: member.user, i: member.info },
+  );
+  return serverFrame(presenceSnapshot(room, entries, users, partial));
 }

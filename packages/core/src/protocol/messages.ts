@@ -251,6 +251,11 @@ export interface PresenceSnapshotMessage {
   m: PresenceEntry[];
   /** How many users the room has (more than `m` lists when the list was capped). */
   n: number;
+  /**
+   * 1: the node is still learning the members the other nodes hold (it just started): `m` lists
+   * some of them only, proves no one gone, and a whole snapshot follows.
+   */
+  p?: 1;
 }
 
 /** Server → client: a user's first connection entered a room, anywhere in the cluster. */

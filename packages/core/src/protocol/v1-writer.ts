@@ -178,8 +178,11 @@ export function presenceSnapshot(
   room: string,
   members: PresenceEntry[],
   users: number,
+  partial = false,
 ): PresenceUpdateMessage {
-  return { t: 'presence', r: room, m: members, n: users };
+  return partial
+    ? { t: 'presence', r: room, m: members, n: users, p: 1 }
+    : { t: 'presence', r: room, m: members, n: users };
 }
 
 /** A user's first connection entered a room (`pjoin`). */
