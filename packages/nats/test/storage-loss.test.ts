@@ -31,6 +31,36 @@ describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its stor
     await back;
   };
 
+  /** Restarts the server (the store kept), doing `between` while it is down; resolves once `nc` is back. */
+  const restart = async (nc: NatsConnection, between: () => void) => {
+    const back = nextStatus(nc, 'reconnect', 20_000);
+    await nats.server.stop();
+    between();
+    await nats.server.start();
+    await back;
+  };
+
+  /**
+   * `history` appends 3 entries to `room`, the store is copied, and 3 more follow: where a client
+   * saw the room then (offset 6), the first entry's position, and a function that puts the store
+   * back to the copy.
+   */
+  const pastACopy = async (nc: NatsConnection, history: NatsHistory) => {
+    const kept = await history.append('room', Buffer.from('kept 1'));
+    for (const n of [2, 3]) await history.append('room', Buffer.from(`kept ${n}`));
+    let copy = '';
+    await restart(nc, () => {
+      copy = nats.server.copyStorage();
+    });
+    for (const n of [4, 5, 6]) await history.append('room', Buffer.from(`lost ${n}`));
+    const seen = await history.position('room');
+    const putBack = async () => {
+      await restart(nc, () => nats.server.restoreStorage(copy));
+      rmSync(copy, { recursive: true, force: true });
+    };
+    return { kept, seen, putBack };
+  };
+
   beforeAll(async () => {
     nats = await startNatsServer();
   });
@@ -96,23 +126,9 @@ describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its stor
     const stream = uniqueName('restored');
     const options = { connection: nc, stream, subjectPrefix: `${stream}.`, timeoutMs: 2000 };
     const history = open(new NatsHistory(options));
-    for (const n of [1, 2, 3]) await history.append('room', Buffer.from(`kept ${n}`));
-    const restart = async (between: () => void) => {
-      const back = nextStatus(nc, 'reconnect', 20_000);
-      await nats.server.stop();
-      between();
-      await nats.server.start();
-      await back;
-    };
-    let copy = '';
-    await restart(() => {
-      copy = nats.server.copyStorage();
-    });
-    for (const n of [4, 5, 6]) await history.append('room', Buffer.from(`lost ${n}`));
     // A client saw the room to offset 6; the store goes back to the copy (3 entries)...
-    const seen = await history.position('room');
-    await restart(() => nats.server.restoreStorage(copy));
-    rmSync(copy, { recursive: true, force: true });
+    const { seen, putBack } = await pastACopy(nc, history);
+    await putBack();
     // ...and grows past 6 again: offsets 4 to 6 now name other messages.
     const after = [];
     for (const n of [1, 2, 3, 4]) after.push(await history.append('room', Buffer.from(`new ${n}`)));
@@ -137,25 +153,10 @@ describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its stor
       const stream = uniqueName('regrown');
       const options = { stream, subjectPrefix: `${stream}.`, timeoutMs: 2000 };
       const a = open(new NatsHistory({ connection: nc, ...options }));
-      const kept = [];
-      for (const n of [1, 2, 3]) kept.push(await a.append('room', Buffer.from(`kept ${n}`)));
-      const restart = async (between: () => void) => {
-        const back = nextStatus(nc, 'reconnect', 20_000);
-        await nats.server.stop();
-        between();
-        await nats.server.start();
-        await back;
-      };
-      let copy = '';
-      await restart(() => {
-        copy = nats.server.copyStorage();
-      });
-      for (const n of [4, 5, 6]) await a.append('room', Buffer.from(`lost ${n}`));
-      const seen = await a.position('room');
+      const { kept, seen, putBack } = await pastACopy(nc, a);
       // A restart that kept the store keeps the room's epoch.
-      expect(seen).toEqual({ offset: 6, epoch: kept[0]!.epoch });
-      await restart(() => nats.server.restoreStorage(copy));
-      rmSync(copy, { recursive: true, force: true });
+      expect(seen).toEqual({ offset: 6, epoch: kept.epoch });
+      await putBack();
       // Another node, which never saw the room past the copy, writes first: the same sequences,
       // offsets and epoch as the lost entries had, but other messages.
       const b = open(new NatsHistory({ servers: nats.server.url, ...options }));
