@@ -1,4 +1,4 @@
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EventEmitter } from 'eventemitter3';
@@ -198,6 +198,9 @@ const BURST_SECONDS = 2;
 const NO_ROOMS: ReadonlySet<string> = new Set();
 
 const NO_ROOM_LIST: readonly string[] = [];
+
+/** An empty ping, as a server sends it (FIN, opcode 9, unmasked, no payload). */
+const PING_FRAME = Buffer.from([0x89, 0x00]);
 
 /** {@link Connection.heartbeat}'s mark of a peer alive since the last round. */
 const ALIVE = -1;
@@ -803,7 +806,9 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
       return;
     }
     this.#seen = read;
-    this.#ws.ping();
+    // Written as the data frames are (see `wsFrame`): `ws.ping()` runs code that runs too rarely
+    // for V8 to optimize, some 20 000 instructions a client a round more.
+    if (this.#ws.readyState === WebSocket.OPEN) this.#socket.write(PING_FRAME);
   }
 
   /** Any sign of life from the peer (a frame, a pong). */

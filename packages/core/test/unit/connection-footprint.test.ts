@@ -9,9 +9,6 @@ class FakeWs {
   readonly extensions = '';
   readonly readyState = 1;
   readonly calls: string[] = [];
-  ping(): void {
-    this.calls.push('ping');
-  }
   terminate(): void {
     this.calls.push('terminate');
   }
@@ -26,6 +23,11 @@ const host = {
 
 function connection(socket: object): { client: Connection; ws: FakeWs } {
   const ws = new FakeWs();
+  // The heartbeat's ping is written to the socket: an empty ping frame.
+  const write = (frame: Uint8Array) => {
+    ws.calls.push(frame.length === 2 && frame[0] === 0x89 && frame[1] === 0 ? 'ping' : 'frame');
+  };
+  Object.assign(socket, { write });
   const client = new Connection(
     'c1',
     true,
