@@ -16,6 +16,7 @@ import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { TestClient, TestCluster, urlOf } from './helpers/nodes.js';
+import { frame, RawSocket } from './helpers/raw-socket.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 const cluster = new TestCluster();
@@ -272,6 +273,30 @@ describe('connections', () => {
     slow.ws.resume();
     expect(await slow.closed).toEqual({ code: 4000, reason: 'bye' });
     expect(slow.texts).toEqual(Array.from({ length: count }, (_, i) => text(i)));
+  });
+
+  it('a client that reads nothing and breaks the protocol gets nothing after the close frame: what waited is dropped', async () => {
+    const [node] = await cluster.start(1, { maxBufferedBytes: 32 * 1024 * 1024 });
+    const server = node!;
+    const raw = await RawSocket.open(server.address()!.port, { protocol: '' });
+    await until(() => server.clients.size === 1, 2000, 'the client');
+    const client = [...server.clients.values()][0]!;
+    await client.join('feed');
+    raw.socket.pause();
+    const text = 'x'.repeat(1000);
+    for (let i = 0; i < 20_000; i++) {
+      await server.to('feed').send(text);
+      // The node's I/O goes on meanwhile, as on a server: what waited is written as the socket drains.
+      if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    // The client sends a text that is not UTF-8 (ws closes it 1007 itself), then reads.
+    raw.write(frame(0x1, Buffer.from([0xff, 0xfe])));
+    await until(() => !client.open, 3000, 'the close answered');
+    raw.socket.resume();
+    await until(() => raw.ended, 10_000, 'the socket to end');
+    const close = raw.frames.findIndex((f) => f.opcode === 0x8);
+    expect(close).toBeGreaterThan(0);
+    expect(raw.frames.slice(close + 1)).toEqual([]);
   });
 
   it('a client that reads nothing holds about maxBufferedBytes of the node, however small its frames', async () => {

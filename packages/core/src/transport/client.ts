@@ -593,14 +593,17 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
     return backlog;
   }
 
-  /** Writes what waits for the socket to drain (before a close frame too: it goes after them). */
+  /**
+   * Writes what waits for the socket to drain; before this node's close frame too, which goes after
+   * them. Once a close frame went out (`ws` closed the connection itself: the client's close, a
+   * protocol error), what waited is dropped: nothing may follow a close frame.
+   */
   #writeBacklog(rare: Rare | undefined): void {
     const backlog = rare?.backlog;
     if (backlog === undefined) return;
     rare!.backlog = undefined;
-    const socket = this.#socket;
-    if (socket.destroyed) return;
-    for (const chunk of backlog.take()) socket.write(chunk);
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    for (const chunk of backlog.take()) this.#socket.write(chunk);
   }
 
   /** Holds every frame back until {@link Connection.release}. */
