@@ -118,6 +118,41 @@ describe('wscale.v1 sessions', () => {
     expect(b!.clients.get(first.welcome.client)?.rooms.has('chat')).toBe(true);
   });
 
+  it('replays a gap larger than the socket takes at once, in order, then what follows it live', async () => {
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const history = new MemoryHistory({ maxEntries: 15_000 });
+    stores.push(stateStore, history);
+    const [a] = await cluster.start(1, {
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+      history: [{ rooms: 'chat', store: history }],
+      maxReplayBytes: 32 * 1024 * 1024,
+      maxReplayEntries: 15_000,
+      maxBufferedBytes: 64 * 1024 * 1024,
+    });
+    a!.on('connection', (client) => {
+      if (client.v1) void client.join('chat');
+    });
+    const first = await V1Peer.connect(a!);
+    const joined = await first.peer.next('joined');
+    first.peer.ws.terminate();
+    await until(() => a!.clients.size === 0, 2000, 'the drop');
+    // 15 MB missed: the replay goes out behind the welcome as fast as the socket drains.
+    const text = (i: number) => `m${i}`.padEnd(1000, '.');
+    for (let i = 0; i < 15_000; i++) await a!.to('chat').send(text(i));
+    const second = await V1Peer.connect(a!, {
+      session: first.welcome.session,
+      rooms: { chat: { o: joined.o!, e: joined.e! } },
+    });
+    expect(second.welcome.rooms.chat).toMatchObject({ recovered: true });
+    await a!.to('chat').send('live');
+    await until(() => second.peer.texts('chat').length === 15_001, 15_000, 'replay and live');
+    expect(second.peer.texts('chat')).toEqual([
+      ...Array.from({ length: 15_000 }, (_, i) => text(i)),
+      'live',
+    ]);
+  });
+
   it('says recovered: false when the gap is older than the history keeps', async () => {
     const [a] = await startNodes(1, { maxEntries: 3 });
     const first = await V1Peer.connect(a!);

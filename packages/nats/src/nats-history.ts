@@ -167,8 +167,8 @@ export class NatsHistory implements History {
    */
   readonly #tails = new Map<string, Tail>();
   /**
-   * The furthest position this instance saw per room, kept across reconnects: a room found
-   * behind it in the same epoch went back (the server's store put back to an older copy).
+   * The furthest entry this instance saw per room, kept across reconnects: a room found behind it
+   * in the same epoch, or without it at its sequence, went back (see #wentBack).
    */
   readonly #furthest = new Map<string, Furthest>();
   /** Appends of one room from this instance waiting for their turn: batches of one room run one at a time. */

@@ -170,6 +170,25 @@ describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its stor
     },
   );
 
+  it('history: a room that only moved on while a node was away, its entries there trimmed, is not started over', async () => {
+    const nc = await connection();
+    const stream = uniqueName('trimmed');
+    const options = { stream, subjectPrefix: `${stream}.`, timeoutMs: 2000, maxEntries: 3 };
+    const a = open(new NatsHistory({ connection: nc, ...options }));
+    for (const n of [1, 2, 3]) await a.append('room', Buffer.from(`m${n}`));
+    const seen = await a.position('room');
+    await restart(nc, () => undefined);
+    // Another node goes on: the entry node a saw last is trimmed with the room's oldest.
+    const b = open(new NatsHistory({ servers: nats.server.url, ...options }));
+    for (const n of [4, 5, 6]) await b.append('room', Buffer.from(`m${n}`));
+    // Node a checks where it was after the reconnect: gone because trimmed, not because the log
+    // went back. A client resuming from offset 3 gets what followed, in the same epoch.
+    const read = await a.read('room', seen);
+    expect(read).toMatchObject({ ok: true, epoch: seen.epoch });
+    expect(read.ok && read.entries.map((e) => text(e.payload))).toEqual(['m4', 'm5', 'm6']);
+    expect(await a.position('room')).toEqual({ offset: 6, epoch: seen.epoch });
+  });
+
   it('state store: the first read after the reconnect works, on a new bucket', async () => {
     const nc = await connection();
     const store = open(

@@ -140,7 +140,7 @@ export class UpgradeGate<Identity> {
    * on a connection it took (a node:cluster primary may hand one over meanwhile) is answered 503.
    */
   async close(): Promise<void> {
-    this.#draining = true;
+    this.drain();
     this.#wss.close();
     this.#attached?.off('upgrade', this.#onUpgrade);
     const http = this.#http;
