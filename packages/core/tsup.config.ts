@@ -12,6 +12,8 @@ export default defineConfig({
   dts: true,
   clean: true,
   sourcemap: true,
+  // Classes keep their names (esbuild renames a class with static fields): errors name themselves.
+  keepNames: true,
   target: 'node20',
   external: ['vitest'],
 });

@@ -112,6 +112,58 @@ describe('against ScaledWebSocketServer', () => {
     expect(offsets(seen)).toEqual(range(1, sent));
   });
 
+  it('a drain lets the handlers under way finish: a message sent before reaches its room, a request its reply, and what is sent meanwhile goes to the next node', async () => {
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let asked = 0;
+    const [a, b] = (await cluster.start(2, {
+      onRequest: async (_client, data) => {
+        asked++;
+        await slow; // a payment provider taking its time
+        return `done ${data}`;
+      },
+    })) as [ScaledWebSocketServer, ScaledWebSocketServer];
+    const handled: string[] = [];
+    for (const node of [a, b]) {
+      node.on('connection', (client) => {
+        client.on('message', async (text) => {
+          handled.push(`${node.nodeId} ${text}`);
+          if (text === 'before') await slow; // a database write taking its time
+          await node.to('chat-room').send(`relayed ${text}`);
+        });
+      });
+    }
+    let target = a;
+    const { client: writer } = openClient(() => urlOf(target), {
+      restartJitterMs: 30,
+      backoffBaseMs: 30,
+    });
+    const { client: reader, seen } = openClient(urlOf(b));
+    await Promise.all([stateOf(writer, 'open'), stateOf(reader, 'open')]);
+    await reader.join('chat-room');
+
+    await writer.send('before'); // taken by node-1's handler, which is still at it
+    const reply = writer.request('question');
+    await until(() => asked === 1, 3000, 'the request to reach its handler');
+    target = b;
+    const draining = a.close();
+    const framesIn = a.stats.messagesIn;
+    const during = writer.send('during the drain');
+    await until(() => a.stats.messagesIn > framesIn, 3000, 'the drained node to read it');
+    release();
+
+    expect(await reply).toBe('done question');
+    await during;
+    await draining;
+    cluster.nodes.splice(cluster.nodes.indexOf(a), 1);
+    await settle(() => seen.messages.length >= 2, 3000, 'both relayed');
+    expect(texts(seen).sort()).toEqual(['relayed before', 'relayed during the drain']);
+    expect(handled).toEqual(['node-1 before', 'node-2 during the drain']);
+    expect(asked).toBe(1);
+  });
+
   it('requests, joins and binary frames', async () => {
     const [a, b] = (await cluster.start(2)) as [ScaledWebSocketServer, ScaledWebSocketServer];
     const { client, seen } = openClient(urlOf(a), { pingIntervalMs: 20, pongTimeoutMs: 200 });

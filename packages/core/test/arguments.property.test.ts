@@ -73,9 +73,25 @@ describe('values the API cannot take', () => {
         await refused(() => client.leave(name));
         await refused(() => publisher.client(name).send('x'));
         await refused(() => publisher.to(name).send('x'));
+        // No room names every client.
+        if (value !== undefined) await refused(() => node.fetchClients(name));
       }),
       fuzzParameters(40),
     );
+  });
+
+  it('as a room, an empty name: every call that names one rejects with InvalidArgumentError', async () => {
+    const client = node.clients.get(peer.id)!;
+    await refused(() => node.client(client.id).join(''));
+    await refused(() => node.client(client.id).leave(''));
+    await refused(() => node.to('').send('x'));
+    await refused(() => node.to('room', '').send('x'));
+    await refused(() => client.join(''));
+    await refused(() => client.leave(''));
+    await refused(() => publisher.to('').send('x'));
+    await refused(() => publisher.client(client.id).join(''));
+    await refused(() => node.fetchClients(''));
+    expect(client.rooms.size).toBe(0);
   });
 
   it('as data: a connection throws it, every promise of a send rejects it', async () => {

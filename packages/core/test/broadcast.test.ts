@@ -2,6 +2,7 @@ import {
   type Broker,
   MemoryBroker,
   type MemoryBus,
+  Publisher,
   type TopicListener,
   type Unsubscribe,
 } from '@wscale/core';
@@ -92,6 +93,29 @@ describe('broadcast across nodes', () => {
     expect(other.texts).toEqual(['not for you']);
     expect(onA.messages).toHaveLength(0);
     expect(onB.messages).toHaveLength(0);
+  });
+
+  it('sends to nobody when to() is given no room (an empty list spread into it), from a node and a Publisher', async () => {
+    const [a, b] = await cluster.start(2);
+    const clients = [await cluster.connect(a!), await cluster.connect(b!)];
+    const publisher = new Publisher({ broker: new MemoryBroker({ bus: cluster.bus }) });
+    try {
+      const rooms: string[] = []; // a user's rooms, and the user is in none
+      await a!.to(...rooms).send('secret for the members of no room');
+      await publisher
+        .to(...rooms)
+        .except(clients[0]!.id)
+        .send('nor this');
+      // Each sender's broadcasts arrive in order: what came before these came first.
+      await a!.except(clients[0]!.id).send('everyone but the first');
+      await publisher.except().send('everyone');
+      await clients[0]!.waitFor(1);
+      await clients[1]!.waitFor(2);
+      expect(clients[0]!.texts).toEqual(['everyone']);
+      expect(clients[1]!.texts.sort()).toEqual(['everyone', 'everyone but the first']);
+    } finally {
+      await publisher.close();
+    }
   });
 
   it('sends once to a client in several of the rooms named', async () => {

@@ -56,6 +56,44 @@ describe('closing with sends still on their way', () => {
     expect(nodes[0]!.stats.failedSends).toBe(0);
   });
 
+  it("a node's close waits for what its handlers still do, and their sends go out", async () => {
+    const { nodes, texts } = await setUp(new MemoryHistory());
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let started = 0;
+    nodes[0]!.on('connection', (client) => {
+      client.on('message', async (text) => {
+        started++;
+        await slow; // a database write taking its time
+        await nodes[0]!.to('feed').send(`saved ${text}`);
+      });
+    });
+    const writer = await cluster.connect(nodes[0]!);
+    for (const text of numbers) writer.ws.send(text);
+    await until(() => started === COUNT, 2000, 'every handler under way');
+    const closing = nodes[0]!.close();
+    release();
+    await closing;
+    await until(() => texts().length === COUNT, 2000, 'every message');
+    expect(texts().sort()).toEqual(numbers.map((text) => `saved ${text}`).sort());
+    expect(nodes[0]!.stats.failedSends).toBe(0);
+  });
+
+  it("a node's close waits no longer than closeTimeoutMs for a handler that never settles", async () => {
+    const [node] = await cluster.start(1, { closeTimeoutMs: 200 });
+    node!.on('connection', (client) => {
+      client.on('message', () => new Promise(() => undefined));
+    });
+    const writer = await cluster.connect(node!);
+    writer.ws.send('hangs');
+    await until(() => node!.stats.messagesIn === 1, 2000, 'the message');
+    const started = performance.now();
+    await node!.close();
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
   it("a Publisher's close waits for the sends it started: its broker can be closed after it", async () => {
     const history = new SlowHistory(20);
     const { texts } = await setUp(history);

@@ -7,7 +7,10 @@ import {
   CloseCode,
   HandlerError,
   InvalidOptionError,
+  MemoryBroker,
+  MemoryHistory,
   MemoryStateStore,
+  Publisher,
   ScaledWebSocketServer,
   ServerClosedError,
   UpgradeRejectedError,
@@ -501,9 +504,35 @@ describe('attaching', () => {
     }
   });
 
+  it('refuses history and presence rules it cannot use, naming the rule: a misspelled key would leave rooms without them', () => {
+    const store = new MemoryHistory();
+    const history = [
+      [{ rooms: 'chat', history: store }, /history\[0\]\.store/],
+      [[{ rooms: 'a', store }, { rooms: 'b' }], /history\[1\]\.store/],
+      [{ rooms: 'chat', store: {} }, /history\[0\]\.store/],
+      [{ room: 'chat', store }, /history\[0\]\.rooms/],
+      [{ rooms: [], store }, /history\[0\]\.rooms/],
+      [{ rooms: ['chat', 7], store }, /history\[0\]\.rooms/],
+    ] as const;
+    for (const [rules, message] of history) {
+      const list = (Array.isArray(rules) ? rules : [rules]) as never;
+      expect(() => new ScaledWebSocketServer({ noServer: true, history: list })).toThrow(message);
+      expect(() => new Publisher({ broker: new MemoryBroker(), history: list })).toThrow(message);
+    }
+    for (const rule of [{ room: 'lobby' }, { rooms: 42 }]) {
+      expect(
+        () => new ScaledWebSocketServer({ noServer: true, presence: [rule as never] }),
+      ).toThrow(/presence\[0\]\.rooms/);
+    }
+    expect(
+      () => new ScaledWebSocketServer({ noServer: true, history: [{ rooms: /^chat:/, store }] }),
+    ).not.toThrow();
+  });
+
   it('refuses numbers that are not finite, timeouts past what a timer holds, and origins that are no list', async () => {
     const timeouts = [
       'authenticateTimeoutMs',
+      'hookTimeoutMs',
       'helloTimeoutMs',
       'nodeHeartbeatMs',
       'nodeTimeoutMs',

@@ -37,6 +37,21 @@ describe('errors of both builds', () => {
     expect(fromEsm).not.toBeInstanceOf(Rejected!);
   });
 
+  it('every error class of either build is named as it is exported, and so are its errors', async () => {
+    const esm = (await import(new URL('../dist/index.js', import.meta.url).href)) as Errors;
+    for (const build of [commonJs(), esm]) {
+      const classes = Object.entries(build).filter(
+        ([, value]) => typeof value === 'function' && value.prototype instanceof Error,
+      );
+      expect(classes.length).toBeGreaterThan(10);
+      for (const [name, type] of classes) expect(type.name).toBe(name);
+      expect(new build.HistoryError!('read failed' as never).name).toBe('HistoryError');
+      expect(String(new build.InvalidArgumentError!('bad' as never))).toBe(
+        'InvalidArgumentError: bad',
+      );
+    }
+  });
+
   it('the CommonJS entries share one copy of each class', () => {
     expect(commonJs('@wscale/core/protocol').ProtocolError).toBe(commonJs().ProtocolError);
     const decoded = (() => {

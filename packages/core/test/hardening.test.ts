@@ -187,6 +187,31 @@ describe('application hooks', () => {
     expect(errors[0]).toBeInstanceOf(HandlerError);
   });
 
+  it('answers requests and joins whose hooks never settle within hookTimeoutMs, and frees their places', async () => {
+    const { server, errors } = await node({
+      onRequest: () => new Promise(() => undefined),
+      authorizeJoin: () => new Promise(() => undefined),
+      hookTimeoutMs: 100,
+      maxInFlightPerClient: 2,
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    // More than the client may have in flight at once, one after another: each place comes back.
+    for (let id = 1; id <= 3; id++) {
+      peer.send({ t: 'req', id, d: 'x', s: id });
+      peer.send({ t: 'join', id: 100 + id, r: `room-${id}` });
+      const acks = [await peer.next('ack'), await peer.next('ack')];
+      expect(acks.sort((x, y) => x.id - y.id)).toMatchObject([
+        { id, error: { code: 'HANDLER_FAILED' } },
+        { id: 100 + id, error: { code: 'FORBIDDEN' } },
+      ]);
+    }
+    expect(server.clients.get(welcome.client)!.rooms.size).toBe(0);
+    expect(server.stats.limited.inFlight).toBe(0);
+    expect(errors.map((error) => [error.constructor, (error as HandlerError).code])).toEqual(
+      Array.from({ length: 6 }, () => [HandlerError, 'HANDLER_FAILED']),
+    );
+  });
+
   it('answers 503 when authenticate does not answer within authenticateTimeoutMs', async () => {
     const { port, errors } = await node({
       authenticate: () => new Promise(() => undefined),
@@ -338,6 +363,8 @@ describe('sends the application does not await', () => {
       await until(() => server.clients.size === 1, 2000, 'the client');
       const [client] = server.clients.values();
       const closed = server.close();
+      // Its clients are told to go once its handlers have finished; sends are refused from then.
+      expect((await raw.closeFrame()).code).toBe(1012);
       // What a timer of the application (a ticker, a job) starts while the node drains, as
       // statements: nothing awaits or returns what they start.
       void server.to('room').send('tick');

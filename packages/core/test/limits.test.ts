@@ -75,21 +75,44 @@ function countingHistory() {
   return { read, history };
 }
 
+/** Joins rooms a, b and c (ids 1, 2, 3) and waits for their three acks. */
+async function joinAbc(peer: V1Peer): Promise<void> {
+  for (const [id, room] of ['a', 'b', 'c'].entries()) peer.send({ t: 'join', id: id + 1, r: room });
+  await until(() => peer.all('ack').length === 3, 2000, 'three acks');
+}
+
 describe('per-client limits', () => {
   it('refuses a join past maxRoomsPerClient with LIMIT, and counts it', async () => {
     const { server } = await node({ authorizeJoin: () => true, maxRoomsPerClient: 2 });
     const { peer, welcome } = await V1Peer.connect(server);
-    for (const [id, room] of [
-      [1, 'a'],
-      [2, 'b'],
-      [3, 'c'],
-    ] as const) {
-      peer.send({ t: 'join', id, r: room });
-    }
-    await until(() => peer.all('ack').length === 3, 2000, 'three acks');
+    await joinAbc(peer);
     expect(peer.all('ack').find((ack) => ack.id === 3)).toMatchObject({ error: { code: 'LIMIT' } });
     expect([...server.clients.get(welcome.client)!.rooms].sort()).toEqual(['a', 'b']);
     expect(server.stats.limited.rooms).toBe(1);
+  });
+
+  it('counts only the rooms a client joined itself against maxRoomsPerClient: not its direct stream, nor the rooms the server put it in', async () => {
+    const directHistory = new MemoryHistory();
+    stores.push(directHistory);
+    const { server } = await historyNode(new MemoryHistory(), {
+      authorizeJoin: () => true,
+      maxRoomsPerClient: 2,
+      directHistory,
+    });
+    server.on('connection', (client) => {
+      for (const room of ['s1', 's2', 's3']) void client.join(room);
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    const client = server.clients.get(welcome.client)!;
+    await until(() => client.rooms.size === 3, 2000, 'the rooms the server joined it to');
+    await joinAbc(peer);
+    const acks = peer.all('ack').sort((x, y) => x.id - y.id);
+    expect(acks.map((ack) => [ack.id, ack.error?.code])).toEqual([
+      [1, undefined],
+      [2, undefined],
+      [3, 'LIMIT'],
+    ]);
+    expect([...client.rooms].sort()).toEqual(['a', 'b', 's1', 's2', 's3']);
   });
 
   it('answers BUSY past maxInFlightPerClient without calling the handler', async () => {

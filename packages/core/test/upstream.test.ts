@@ -57,6 +57,25 @@ describe('UpstreamLedger', () => {
     const read = new UpstreamLedger({ up: 32, replies: big }, false).record();
     expect(read.replies!.map((reply) => reply.s)).toEqual([29, 30, 31, 32]);
   });
+
+  it('gives one connection at most what the session keeps of its replies: a request sent again and again gets none past that', () => {
+    const record = {
+      up: 2,
+      replies: [
+        { s: 1, d: 'x'.repeat(15_000) },
+        { s: 2, d: 'short' },
+      ],
+    };
+    const ledger = new UpstreamLedger(record, false);
+    // A resume sends each request again once: every kept reply comes back.
+    expect(ledger.replyTo(1)?.d).toHaveLength(15_000);
+    expect(ledger.replyTo(2)?.d).toBe('short');
+    // Over and over, from one connection: about 64 KiB of answers, then none.
+    const given = Array.from({ length: 10 }, () => ledger.replyTo(1) !== undefined);
+    expect(given).toEqual([true, true, true, false, false, false, false, false, false, false]);
+    // The next connection's resume is given them again.
+    expect(new UpstreamLedger(record, false).replyTo(1)?.d).toHaveLength(15_000);
+  });
 });
 
 describe('ReceiptBatcher', () => {

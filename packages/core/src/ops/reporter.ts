@@ -1,5 +1,6 @@
 import process from 'node:process';
 import { WscaleError } from '../errors.js';
+import { Pending } from '../util/pending.js';
 import type { NodeLog } from './logger.js';
 import type { LimitCounters } from './node-stats.js';
 
@@ -28,6 +29,11 @@ export class Reporter {
   };
   /** Sends, joins and leaves the application asked for, which it may not await. */
   readonly sends: Sends;
+  /**
+   * What the application's handlers still do: the promises its event handlers returned, and the
+   * `onRequest` and `authorizeJoin` calls under way. Closing waits for them.
+   */
+  readonly handlers = new Pending();
   readonly #sink: ErrorSink;
   /** Set while an `error` is being emitted: an `error` listener that throws is not re-emitted. */
   #reporting = false;
@@ -82,50 +88,29 @@ const LOG_EVERY_MS = 1000;
  * it, and a failure is counted and logged (`warn`, a line a second at most), but a rejection nobody handles does not end the
  * process. Those still on their way are counted too, so that closing waits for them.
  */
-export class Sends {
+export class Sends extends Pending {
   /** How many failed. */
   failed = 0;
-  #pending = 0;
   readonly #lines = new LineGate();
-  readonly #waiting: Array<() => void> = [];
   readonly #log: NodeLog;
 
   constructor(log: NodeLog) {
+    super();
     this.#log = log;
   }
 
-  /** `promise`, its failure counted and logged. */
-  track<T>(promise: Promise<T>): Promise<T> {
-    this.#pending++;
-    promise.then(this.#settled, this.#failed);
-    return promise;
-  }
-
-  /** Resolves once no send is on its way (a history append, a publish). */
-  settled(): Promise<void> {
-    if (this.#pending === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#waiting.push(resolve));
-  }
-
-  readonly #settled = (): void => {
-    if (--this.#pending > 0) return;
-    for (const resolve of this.#waiting.splice(0)) resolve();
-  };
-
-  readonly #failed = (error: unknown): void => {
+  protected override rejected(error: unknown): void {
     this.failed++;
     // One line a second at most: an outage fails every send, and each is counted.
     const skipped = this.#lines.pass('failed');
-    if (skipped !== undefined) {
-      const code = error instanceof WscaleError ? error.code : undefined;
-      const more = skipped > 0 ? ` (and ${skipped} more since the last line)` : '';
-      this.#log.write('warn', `a send, join or leave failed: ${String(error)}${more}`, {
-        code,
-        err: error,
-      });
-    }
-    this.#settled();
-  };
+    if (skipped === undefined) return;
+    const code = error instanceof WscaleError ? error.code : undefined;
+    const more = skipped > 0 ? ` (and ${skipped} more since the last line)` : '';
+    this.#log.write('warn', `a send, join or leave failed: ${String(error)}${more}`, {
+      code,
+      err: error,
+    });
+  }
 }
 
 /**

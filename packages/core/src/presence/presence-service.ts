@@ -62,7 +62,7 @@ export class PresenceService {
 
   constructor(host: PresenceHost) {
     this.#host = host;
-    this.#matches = host.rules.map((rule) => toTests(rule.rooms));
+    this.#matches = host.rules.map((rule, i) => toTests(rule?.rooms, `presence[${i}].rooms`));
     this.#tracker = new PresenceTracker(
       host.nodeId,
       randomBytes(6).toString('base64url'),

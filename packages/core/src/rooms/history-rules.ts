@@ -1,4 +1,5 @@
 import type { History } from '../contracts.js';
+import { InvalidOptionError } from '../errors.js';
 
 /** Where a set of rooms keeps its history. */
 export interface HistoryRule {
@@ -11,18 +12,44 @@ export interface HistoryRule {
 /** A room name, a name with `*` wildcards, or a RegExp. */
 export type RoomPattern = string | RegExp;
 
-/** Finds the history a room keeps: the store of the first rule whose pattern matches. */
+/**
+ * Finds the history a room keeps: the store of the first rule whose pattern matches. Throws an
+ * `InvalidOptionError` for a rule that is not `{ rooms, store }` (a misspelled key would otherwise
+ * leave its rooms without history, silently).
+ */
 export function historyMatcher(rules: HistoryRule[]): (room: string) => History | undefined {
-  const compiled = rules.map((rule) => ({
-    test: toTests(rule.rooms),
-    store: rule.store,
-  }));
+  if (!Array.isArray(rules)) throw new InvalidOptionError('history must be an array of rules');
+  const compiled = rules.map((rule, i) => {
+    if (!isHistory(rule?.store)) {
+      throw new InvalidOptionError(
+        `history[${i}].store must be a History (a store with append and read)`,
+      );
+    }
+    return { test: toTests(rule.rooms, `history[${i}].rooms`), store: rule.store };
+  });
   return (room) => compiled.find((rule) => rule.test(room))?.store;
 }
 
-/** A test of room names for one or several patterns (shared with the presence rules). */
-export function toTests(patterns: RoomPattern | RoomPattern[]): (room: string) => boolean {
-  const tests = (Array.isArray(patterns) ? patterns : [patterns]).map(toTest);
+function isHistory(store: unknown): store is History {
+  const history = store as Partial<History> | null | undefined;
+  return typeof history?.append === 'function' && typeof history.read === 'function';
+}
+
+/**
+ * A test of room names for one or several patterns (shared with the presence rules); `name` is
+ * the option they came in, for the `InvalidOptionError` of one that is not a pattern.
+ */
+export function toTests(
+  patterns: RoomPattern | RoomPattern[],
+  name: string,
+): (room: string) => boolean {
+  const list = Array.isArray(patterns) ? patterns : [patterns];
+  if (list.length === 0 || !list.every((p) => typeof p === 'string' || p instanceof RegExp)) {
+    throw new InvalidOptionError(
+      `${name} must be a room name, a name with * wildcards, a RegExp, or a list of them`,
+    );
+  }
+  const tests = list.map(toTest);
   return (room) => tests.some((test) => test(room));
 }
 

@@ -18,17 +18,23 @@ export function uniqueRooms(rooms: string[]): string[] {
   return rooms.length < 2 ? rooms : [...new Set(rooms)];
 }
 
+/** Whom a broadcast goes to: the members of some rooms (none: nobody), or everyone. */
+export type Audience = readonly string[] | typeof EVERYONE;
+
+/** The audience of `wss.except()` and `wss.broadcast()`. */
+export const EVERYONE = 'everyone';
+
 /** Makes operators; the constructor is the class's own, so this module hands them out. */
 let create: (
   target: BroadcastTarget,
-  rooms: readonly string[],
+  rooms: Audience,
   except: readonly string[],
 ) => BroadcastOperator;
 
-/** A new broadcast to `rooms` (everyone, when empty) minus `except`, sent through `target`. */
+/** A new broadcast to `rooms` minus `except`, sent through `target`. */
 export function broadcastOperator(
   target: BroadcastTarget,
-  rooms: readonly string[],
+  rooms: Audience,
   except: readonly string[],
 ): BroadcastOperator {
   return create(target, rooms, except);
@@ -40,18 +46,14 @@ export function broadcastOperator(
  */
 export class BroadcastOperator {
   readonly #target: BroadcastTarget;
-  readonly #rooms: readonly string[];
+  readonly #rooms: Audience;
   readonly #except: readonly string[];
 
   static {
     create = (target, rooms, except) => new BroadcastOperator(target, rooms, except);
   }
 
-  private constructor(
-    target: BroadcastTarget,
-    rooms: readonly string[],
-    except: readonly string[],
-  ) {
+  private constructor(target: BroadcastTarget, rooms: Audience, except: readonly string[]) {
     this.#target = target;
     this.#rooms = rooms;
     this.#except = except;
@@ -64,9 +66,12 @@ export class BroadcastOperator {
    * one copy per named room it is in, each naming its room (see docs/guarantees.md).
    */
   to(...rooms: string[]): BroadcastOperator {
+    const named = this.#rooms;
     return new BroadcastOperator(
       this.#target,
-      this.#rooms.length === 0 ? uniqueRooms(rooms) : [...new Set([...this.#rooms, ...rooms])],
+      named === EVERYONE || named.length === 0
+        ? uniqueRooms(rooms)
+        : [...new Set([...named, ...rooms])],
       this.#except,
     );
   }
@@ -77,11 +82,15 @@ export class BroadcastOperator {
   }
 
   /**
-   * Sends to the members of the rooms on every node (everyone, when no room was named). Local
-   * members receive it at once; the promise resolves once the broker accepted it for the others.
+   * Sends to the members of the rooms on every node: to nobody when `to()` was given no room (an
+   * empty list spread into it), to everyone after `except()` alone. Local members receive it at
+   * once; the promise resolves once the broker accepted it for the others.
    * @throws {@link BrokerUnavailableError} when the broker is down and its queue is full.
    */
   send(data: Sendable, options?: SendOptions): Promise<void> {
-    return this.#target.broadcast(this.#rooms, this.#except, data, options);
+    const rooms = this.#rooms;
+    if (rooms === EVERYONE) return this.#target.broadcast([], this.#except, data, options);
+    if (rooms.length === 0) return Promise.resolve();
+    return this.#target.broadcast(rooms, this.#except, data, options);
   }
 }

@@ -87,16 +87,17 @@ export interface ServerOptions<Identity = unknown> {
    * Decides whether a `wscale.v1` client may join a room it asked for. Without it, clients may
    * not join rooms themselves (the server still can, with `client.join`). Asked again for those
    * rooms when the client resumes its session, for all of them at once. Anything but `true`
-   * refuses with `FORBIDDEN`; a throw or a value that is not a boolean also emits a
-   * `HandlerError`. A client's joins and leaves of one room, its own and
+   * refuses with `FORBIDDEN`; a throw, a value that is not a boolean, or no answer within
+   * {@link ServerOptions.hookTimeoutMs} also emits a `HandlerError`. A client's joins and leaves of one room, its own and
    * `client.join`/`client.leave`, run one after another in the order asked, so this hook must not
    * await a join or leave of the room it is asked about.
    */
   authorizeJoin?: (client: Client<Identity, object>, room: string) => Awaitable<boolean>;
   /**
    * Answers a `wscale.v1` client's `request()`; the value returned is the reply (a string, bytes,
-   * or nothing). A throw, a rejection or a reply of another type answers with a `HANDLER_FAILED`
-   * error and emits a `HandlerError`. A request the client sends again after a reconnect is
+   * or nothing). A throw, a rejection, a reply of another type or no reply within
+   * {@link ServerOptions.hookTimeoutMs} answers with a `HANDLER_FAILED` error and emits a
+   * `HandlerError`. A request the client sends again after a reconnect is
    * answered with the kept reply, not handled twice; `info.redelivered` marks one that a node
    * which died may have handled already.
    */
@@ -106,6 +107,13 @@ export interface ServerOptions<Identity = unknown> {
     info: MessageInfo,
     // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing
   ) => Awaitable<Sendable | undefined | void>;
+  /**
+   * How long `authorizeJoin` and `onRequest` may take. Past it the join is refused (`FORBIDDEN`)
+   * or the request answered `HANDLER_FAILED`, a `HandlerError` is emitted, and the operation no
+   * longer counts against `maxInFlightPerClient`; what the hook settles to later is ignored.
+   * @default 30000
+   */
+  hookTimeoutMs?: number;
   /**
    * How long a `wscale.v1` client may take to send `hello`, and then the node to answer it; past
    * either the connection is closed with 1013 (the client reconnects). @default 10000
@@ -150,7 +158,8 @@ export interface ServerOptions<Identity = unknown> {
   maxConnections?: number;
   /**
    * Most rooms a `wscale.v1` client may be in by its own `join`; one more is refused with a
-   * `LIMIT` ack. Rooms the server joins it to (`client.join`) are not limited.
+   * `LIMIT` ack. Rooms the server joins it to (`client.join`), and its `directHistory` stream,
+   * neither count nor are limited.
    * @default 128
    */
   maxRoomsPerClient?: number;

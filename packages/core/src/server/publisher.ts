@@ -10,7 +10,7 @@ import type { Sendable, SendOptions } from '../protocol/payload.js';
 import { changeSession } from '../sessions/sessions.js';
 import { OneAtATime } from '../util/one-at-a-time.js';
 import { waitAtMost } from '../util/wait-at-most.js';
-import { type BroadcastOperator, broadcastOperator } from './broadcast.js';
+import { type BroadcastOperator, broadcastOperator, EVERYONE } from './broadcast.js';
 import type { HistoryRule } from './options.js';
 import {
   checkDirect,
@@ -118,14 +118,17 @@ export class Publisher {
     return this.#sends.failed;
   }
 
-  /** Starts a broadcast to the members of rooms, on every node. */
+  /**
+   * Starts a broadcast to the members of rooms, on every node; with no room (an empty list spread
+   * into it), to nobody. `broadcast()` sends to everyone.
+   */
   to(...rooms: string[]): BroadcastOperator {
     return broadcastOperator(this.#target, [...new Set(rooms)], []);
   }
 
   /** Starts a broadcast to every client except some, on every node. */
   except(...clientIds: string[]): BroadcastOperator {
-    return broadcastOperator(this.#target, [], clientIds);
+    return broadcastOperator(this.#target, EVERYONE, clientIds);
   }
 
   /** Sends to every client of every node. */

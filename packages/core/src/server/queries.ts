@@ -9,6 +9,7 @@ import type { Traffic } from '../ops/traffic.js';
 import { isInbox } from '../protocol/messages.js';
 import type { RoomRegistry } from '../rooms/room-registry.js';
 import type { AnyClient } from '../transport/client.js';
+import { checkName } from '../util/arguments.js';
 import type { QueryOptions } from './server-types.js';
 
 /** The connections' counters, as the node's stats show them. */
@@ -100,6 +101,7 @@ export class Queries implements Answerer {
     room?: string,
     options?: QueryOptions,
   ): Promise<{ clients: ClientInfo[]; missing: string[] }> {
+    if (room !== undefined) checkName(room, 'room');
     const { answers, missing } = await this.#ask({ q: 'clients', a: room }, options);
     const clients = this.#localClients(room);
     for (const answer of answers.values()) if (answer.q === 'clients') clients.push(...answer.a);

@@ -34,10 +34,10 @@ import { changeSession, Sessions } from '../sessions/sessions.js';
 import type { Client, Connection } from '../transport/client.js';
 import { Connections } from '../transport/connections.js';
 import { UpgradeGate } from '../transport/upgrade-gate.js';
-import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
+import { handlersOf, SafeEmitter } from '../util/safe-emitter.js';
 import { waitAtMost } from '../util/wait-at-most.js';
 import { Membership } from '../v1/membership.js';
-import { type BroadcastOperator, broadcastOperator, uniqueRooms } from './broadcast.js';
+import { type BroadcastOperator, broadcastOperator, EVERYONE, uniqueRooms } from './broadcast.js';
 import { Delivery } from './delivery.js';
 import type { ResolvedOptions, ServerOptions } from './options.js';
 import { framePublisher, RemoteClientById } from './publication.js';
@@ -66,9 +66,10 @@ export class ScaledWebSocketServer<
   Data extends object = Record<string, unknown>,
 > extends SafeEmitter<ServerEvents<Identity, Data>> {
   static {
-    failuresOf(ScaledWebSocketServer, (server, error) =>
-      server.#reporter.report(new HandlerError('server event', error)),
-    );
+    handlersOf(ScaledWebSocketServer, {
+      failed: (server, error) => server.#reporter.report(new HandlerError('server event', error)),
+      running: (server, work) => server.#reporter.handlers.track(work),
+    });
   }
 
   /** This node's id. */
@@ -249,14 +250,17 @@ export class ScaledWebSocketServer<
     };
   }
 
-  /** Starts a broadcast to the members of a room, on every node. */
+  /**
+   * Starts a broadcast to the members of rooms, on every node; with no room (an empty list spread
+   * into it), to nobody. `broadcast()` sends to everyone.
+   */
   to(...rooms: string[]): BroadcastOperator {
     return broadcastOperator(this.#delivery, uniqueRooms(rooms), []);
   }
 
   /** Starts a broadcast to everyone except some clients, on every node. */
   except(...clientIds: string[]): BroadcastOperator {
-    return broadcastOperator(this.#delivery, [], clientIds);
+    return broadcastOperator(this.#delivery, EVERYONE, clientIds);
   }
 
   /** Sends to every client of every node. */
@@ -331,9 +335,12 @@ export class ScaledWebSocketServer<
   }
 
   /**
-   * Drains the node: stops accepting, saves the sessions of its `wscale.v1` clients, closes every
-   * client with 1012 so it reconnects elsewhere, leaves the cluster, and resolves when all of that
-   * is done. A rolling deploy that closes nodes this way loses nothing.
+   * Drains the node: stops accepting, lets the application's handlers finish what clients sent
+   * (the promises its event handlers returned, `onRequest` and `authorizeJoin` calls; each step
+   * within `closeTimeoutMs`), saves the sessions of its `wscale.v1` clients, closes every client
+   * with 1012 so it reconnects elsewhere, leaves the cluster, and resolves when all of that is
+   * done. What `wscale.v1` clients send meanwhile goes to the node they move to. A rolling deploy
+   * that closes nodes this way loses nothing.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -362,14 +369,19 @@ export class ScaledWebSocketServer<
   }
 
   async #close(): Promise<void> {
-    // Upgrades are answered 503, and sends and questions refused, from the call on.
+    // Upgrades are answered 503 and questions refused from the call on, and what `wscale.v1`
+    // clients send is left for the nodes they move to.
     this.#gate.drain();
-    this.#delivery.drain();
     this.#queries.drain();
+    this.#connections.v1.drain();
     await this.#started.catch(() => undefined);
     const ms = this.#options.closeTimeoutMs;
     const log = this.#reporter.log;
     log.write('info', 'node draining', { connections: this.#clients.size });
+    // The application's handlers finish what clients sent before, and may still send: a message
+    // taken reaches its room, a request's reply its client. Then sends are refused.
+    await waitAtMost(this.#reporter.handlers.settled(), ms);
+    this.#delivery.drain();
     // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
     await this.#presence?.stop();
     for (const timer of this.#timers) clearInterval(timer);

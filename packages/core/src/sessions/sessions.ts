@@ -223,11 +223,13 @@ export class Sessions {
     let cleanlyClosed = false;
     let closeWith: [number, string] | undefined;
     let damage: SessionRecordError | undefined;
+    let tries = 0;
     try {
       await updateState(
         this.#store,
         this.#key(id),
         (current) => {
+          tries++;
           claimed = undefined;
           refusal = undefined;
           damage = undefined;
@@ -266,6 +268,8 @@ export class Sessions {
         known?.read,
       );
     } catch (error) {
+      // Every try found the record claimed by another resume meanwhile: the store is fine.
+      if (tries === CLAIM_ATTEMPTS && claimed !== undefined) throw new SessionContendedError();
       return this.#unavailable(id, owner, owned, conn, error);
     }
     if (damage !== undefined) this.#onError(damage);
@@ -564,6 +568,16 @@ function isReply(value: unknown): value is StoredReply {
   if (reply.error === undefined) return true;
   const error = reply.error as { code?: unknown; message?: unknown } | null;
   return isObject(error) && typeof error.code === 'string' && typeof error.message === 'string';
+}
+
+/**
+ * A resume that lost its claim of the session to other resumes of it at every try (many at once,
+ * as one client can make): the client is asked to come back later (1013); nothing failed.
+ */
+export class SessionContendedError extends StateStoreError {
+  constructor() {
+    super(`other resumes of the session claimed it at each of ${CLAIM_ATTEMPTS} tries`);
+  }
 }
 
 /**

@@ -13,7 +13,8 @@ import { prepareMessage, type Sendable, type SendOptions } from '../protocol/pay
 import { resyncFrame } from '../protocol/v1-writer.js';
 import { checkClose } from '../util/arguments.js';
 import { closeReason } from '../util/close-reason.js';
-import { failuresOf, SafeEmitter } from '../util/safe-emitter.js';
+import type { Pending } from '../util/pending.js';
+import { handlersOf, SafeEmitter } from '../util/safe-emitter.js';
 import { type MessageInfo, UNNUMBERED } from '../v1/upstream.js';
 import { FrameQueue } from './frame-queue.js';
 
@@ -134,6 +135,8 @@ export interface ClientHost {
    */
   slowConsumer(client: AnyClient, message: Outgoing | undefined): void;
   handlerFailed(error: unknown, client: AnyClient): void;
+  /** What the application's handlers still do: closing waits for it. */
+  readonly handlers: Pending;
   /** The client's `data` was replaced: its session must be saved. */
   dataChanged(client: AnyClient): Promise<void>;
   readonly maxBufferedBytes: number;
@@ -224,9 +227,10 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   implements Client<Identity, Data>
 {
   static {
-    failuresOf(Connection, (connection, error) =>
-      connection.#host.handlerFailed(error, connection),
-    );
+    handlersOf(Connection, {
+      failed: (connection, error) => connection.#host.handlerFailed(error, connection),
+      running: (connection, work) => connection.#host.handlers.track(work),
+    });
   }
 
   /** Stable id, unique in the cluster. */

@@ -23,6 +23,7 @@ import {
   type Sessions,
 } from '../sessions/sessions.js';
 import { checkName } from '../util/arguments.js';
+import type { Pending } from '../util/pending.js';
 import type { Membership } from '../v1/membership.js';
 import type { V1Client } from '../v1/v1-client.js';
 import { V1Endpoint, type V1Node, type V1Settings } from '../v1/v1-endpoint.js';
@@ -357,6 +358,10 @@ export class Connections<Identity, Data extends object>
 
   dataChanged(client: AnyClient): Promise<void> {
     return this.saver.save(client);
+  }
+
+  get handlers(): Pending {
+    return this.#parts.reporter.handlers;
   }
 
   handlerFailed(error: unknown): void {

@@ -8,6 +8,7 @@ import { HandlerError, UpgradeRejectedError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
 import { offersForSharedWindow } from '../protocol/deflate.js';
 import { PROTOCOL } from '../protocol/messages.js';
+import { inTime, LATE } from '../util/wait-at-most.js';
 import { NodeSocket } from './node-socket.js';
 import { pathOf, refuse } from './upgrade-response.js';
 
@@ -214,12 +215,8 @@ export class UpgradeGate<Identity> {
   /** Runs `authenticate` within its time: the identity, or the HTTP status to refuse with. */
   async #authenticate(request: IncomingMessage): Promise<{ identity: Identity } | number> {
     const ms = this.#settings.authenticateTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<typeof LATE>((resolve) => {
-      timer = setTimeout(() => resolve(LATE), ms);
-    });
     try {
-      const result = await Promise.race([this.#settings.authenticate!(request), late]);
+      const result = await inTime(this.#settings.authenticate!(request), ms);
       if (result === LATE) {
         this.#reporter.limit('authenticateTimeouts');
         this.#reporter.report(new HandlerError('authenticate', `no answer within ${ms} ms`));
@@ -231,14 +228,9 @@ export class UpgradeGate<Identity> {
       if (error instanceof UpgradeRejectedError) return error.status;
       this.#reporter.report(new HandlerError('authenticate', error));
       return 500;
-    } finally {
-      clearTimeout(timer);
     }
   }
 }
-
-/** What a late `authenticate` races against (a symbol: an identity could be any value). */
-const LATE = Symbol('late');
 
 /**
  * How long the node's own HTTP server (`port`) waits for a request's headers, an upgrade's

@@ -1,10 +1,14 @@
 import { InvalidArgumentError } from '../errors.js';
 
-/** Refuses a room name or client id that is no string (`what` names it in the message). */
+/**
+ * Refuses a room name or client id that is no string, and an empty room name, which no
+ * `wscale.v1` client can join (`what` names it in the message).
+ */
 export function checkName(value: unknown, what: 'room' | 'client id'): asserts value is string {
   if (typeof value !== 'string') {
     throw new InvalidArgumentError(`a ${what} is a string, not ${typeName(value)}`);
   }
+  if (value === '' && what === 'room') throw new InvalidArgumentError('a room name is not empty');
 }
 
 /** Refuses a list with a room name or client id that is no string. */

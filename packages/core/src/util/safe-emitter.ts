@@ -2,30 +2,47 @@ import { EventEmitter } from 'eventemitter3';
 
 type Listener = (...args: never[]) => unknown;
 type Wrapped = (this: SafeEmitter<never>, a?: unknown, b?: unknown, c?: unknown) => void;
-type Report = (emitter: never, error: unknown) => void;
 
-/** Where each kind of emitter reports its failed handlers (not a member: nothing public). */
-const reports = new WeakMap<object, Report>();
+/** Where the emitters of a class report their handlers' failures and their work under way. */
+export interface HandlerSink<E> {
+  /** A handler threw, or the promise it returned rejected. */
+  failed(emitter: E, error: unknown): void;
+  /** A handler returned a promise: its work goes on (settled, never rejected, as given here). */
+  running(emitter: E, work: Promise<void>): void;
+}
 
-/** Declares where emitters of a class report what their handlers threw or rejected with. */
-export function failuresOf<E extends object>(
+/** Each kind of emitter's sink (not a member: nothing public). */
+const sinks = new WeakMap<object, HandlerSink<never>>();
+
+/** Declares where emitters of a class report what their handlers do (see {@link HandlerSink}). */
+export function handlersOf<E extends object>(
   type: abstract new (...args: never[]) => E,
-  report: (emitter: E, error: unknown) => void,
+  sink: HandlerSink<E>,
 ): void {
-  reports.set(type.prototype, report);
+  sinks.set(type.prototype, sink as HandlerSink<never>);
+}
+
+/** The sink the nearest class in the emitter's chain declared. */
+function sinkOf(emitter: SafeEmitter<never>): HandlerSink<SafeEmitter<never>> | undefined {
+  let proto: object | null = Object.getPrototypeOf(emitter);
+  while (proto !== null) {
+    const sink = sinks.get(proto);
+    if (sink !== undefined) return sink;
+    proto = Object.getPrototypeOf(proto);
+  }
+  return undefined;
 }
 
 function failed(emitter: SafeEmitter<never>, error: unknown): void {
-  // The nearest class in the emitter's chain that declared where its failures go.
-  let proto: object | null = Object.getPrototypeOf(emitter);
-  while (proto !== null) {
-    const report = reports.get(proto);
-    if (report !== undefined) {
-      report(emitter as never, error);
-      return;
-    }
-    proto = Object.getPrototypeOf(proto);
-  }
+  sinkOf(emitter)?.failed(emitter, error);
+}
+
+function running(emitter: SafeEmitter<never>, work: Promise<unknown>): void {
+  const caught = work.then(
+    () => undefined,
+    (error) => failed(emitter, error),
+  );
+  sinkOf(emitter)?.running(emitter, caught);
 }
 
 // One wrapper per handler function, shared by every emitter it is registered on, so a handler
@@ -50,7 +67,7 @@ function wrap(listener: Listener): Wrapped {
               : given === 2
                 ? handler.call(this, a, b)
                 : handler.call(this, a, b, c);
-        if (result instanceof Promise) result.catch((error) => failed(this, error));
+        if (result instanceof Promise) running(this, result);
       } catch (error) {
         failed(this, error);
       }
@@ -62,8 +79,9 @@ function wrap(listener: Listener): Wrapped {
 
 /**
  * An `eventemitter3` emitter for application handlers: a handler that throws, or returns a promise
- * that rejects, is reported where its class said (see `failuresOf`) instead of taking the process
- * down, and the other handlers still run. Handlers are called with the emitter as `this`.
+ * that rejects, is reported where its class said (see `handlersOf`) instead of taking the process
+ * down, and the other handlers still run; a promise a handler returns is reported there while it
+ * runs. Handlers are called with the emitter as `this`.
  */
 export abstract class SafeEmitter<
   Events extends EventEmitter.ValidEventTypes,

@@ -60,6 +60,8 @@ export class UpstreamLedger {
   #replies: StoredReply[] | undefined;
   /** What the kept replies take in the record, together. */
   #bytes = 0;
+  /** What this connection was given of the kept replies, measured the same way. */
+  #givenAgain = 0;
   #dirty = false;
 
   constructor(record: Partial<UpstreamRecord> | undefined, doubtful: boolean) {
@@ -121,9 +123,18 @@ export class UpstreamLedger {
     }
   }
 
-  /** The kept reply of request number `s`. */
+  /**
+   * The kept reply of request number `s`, for the request sent again. A connection is given at
+   * most what the session keeps (a client sends each request again once, after it resumes): past
+   * that, none, so that tiny repeats cannot have the node send one large reply over and over.
+   */
   replyTo(s: number): StoredReply | undefined {
-    return this.#replies?.find((reply) => reply.s === s);
+    const reply = this.#replies?.find((kept) => kept.s === s);
+    if (reply === undefined) return undefined;
+    const size = recordBytes(reply);
+    if (this.#givenAgain + size > REPLIES_BYTES_KEPT) return undefined;
+    this.#givenAgain += size;
+    return reply;
   }
 
   /** A save of the record failed: it counts as changed again. */

@@ -33,6 +33,7 @@ import { sessionOwnerOf } from '../sessions/session-saver.js';
 import {
   type KeptOnClose,
   type OpenedSession,
+  SessionContendedError,
   type SessionLookup,
   SessionStoreUnavailableError,
   type Sessions,
@@ -41,6 +42,8 @@ import {
 } from '../sessions/sessions.js';
 import { typeName } from '../util/arguments.js';
 import { closeReason } from '../util/close-reason.js';
+import type { Pending } from '../util/pending.js';
+import { inTime, LATE } from '../util/wait-at-most.js';
 import type { Membership } from './membership.js';
 import { type MessageInfo, ReceiptBatcher, UNNUMBERED, UpstreamLedger } from './upstream.js';
 import type { V1Client } from './v1-client.js';
@@ -90,6 +93,8 @@ export interface V1Node {
   /** Counts a limit that was hit. */
   limited(limit: 'rooms' | 'inFlight' | 'replay'): void;
   report(error: unknown): void;
+  /** What the application's handlers still do: closing waits for it. */
+  readonly handlers: Pending;
 }
 
 /**
@@ -103,6 +108,8 @@ export interface V1Settings {
   readonly maxPayload: number;
   readonly maxRoomsPerClient: number;
   readonly maxInFlightPerClient: number;
+  /** How long `authorizeJoin` and `onRequest` may take before their answer is given up. */
+  readonly hookTimeoutMs: number;
   /** What one resume may replay, over all its rooms. */
   readonly maxReplayBytes: number;
   readonly maxReplayEntries: number;
@@ -156,7 +163,8 @@ export class V1Endpoint {
   readonly #receipts: ReceiptBatcher<V1Client>;
   /** Each client's requests still being answered: the last save of its connection waits for them. */
   readonly #answering = new WeakMap<V1Client, Set<Promise<void>>>();
-  /** Per client, per room: the end of its last join or leave, which the next one waits for. */
+  /** Set once the node drains: numbered frames are left for the node the client moves to. */
+  #draining = false;
 
   constructor(parts: V1Parts) {
     this.#node = parts.node;
@@ -287,6 +295,11 @@ export class V1Endpoint {
             refuse(CloseCode.TryAgainLater, 'session store unavailable');
             return;
           }
+          if (error instanceof SessionContendedError) {
+            this.#log.write('debug', 'resume lost to other resumes of its session: closed 1013');
+            refuse(CloseCode.TryAgainLater, 'the session is being resumed elsewhere');
+            return;
+          }
           this.#node.report(error);
           refuse(CloseCode.InternalError, 'session could not be opened');
         });
@@ -308,6 +321,15 @@ export class V1Endpoint {
    */
   async openingsSettled(): Promise<void> {
     await Promise.allSettled([...this.#opens]);
+  }
+
+  /**
+   * The node drains: from now on the numbered messages and requests clients send are not taken
+   * (nor acknowledged). They come again on the node each client moves to, which hands them on; the
+   * application's handlers here finish what they have.
+   */
+  drain(): void {
+    this.#draining = true;
   }
 
   /** Closes the connections still opening (the node is draining). */
@@ -560,6 +582,7 @@ export class V1Endpoint {
     const payload = binary ?? ('d' in message && message.d !== undefined ? message.d : '');
     switch (message.t) {
       case 'msg': {
+        if (message.s !== undefined && this.#draining) return;
         if (message.s !== undefined && client.inboxFull) {
           // Numbered: acknowledged once taken. Not taken, it comes again on the next connection,
           // by which time the application listens (or has the kept ones in hand).
@@ -574,6 +597,7 @@ export class V1Endpoint {
         return;
       }
       case 'req': {
+        if (message.s !== undefined && this.#draining) return;
         const info = this.#admit(client, message);
         if (info === 'duplicate') this.#answerAgain(client, message);
         else if (typeof info === 'object') {
@@ -640,12 +664,14 @@ export class V1Endpoint {
       return;
     }
     client.inFlight++;
-    operation()
-      .catch((error) => {
-        this.#node.report(error);
-        writeRefusal(client, id, 'UNAVAILABLE', 'the operation failed');
-      })
-      .finally(() => client.inFlight--);
+    this.#node.handlers.track(
+      operation()
+        .catch((error) => {
+          this.#node.report(error);
+          writeRefusal(client, id, 'UNAVAILABLE', 'the operation failed');
+        })
+        .finally(() => client.inFlight--),
+    );
   }
 
   /**
@@ -685,7 +711,12 @@ export class V1Endpoint {
   #answerAgain(client: V1Client, message: { id: number; s?: number }): void {
     const kept = this.#upstream.get(client)?.replyTo(message.s!);
     if (kept === undefined) {
-      writeRefusal(client, message.id, 'REPLY_LOST', 'handled before; its reply is not kept');
+      writeRefusal(
+        client,
+        message.id,
+        'REPLY_LOST',
+        'handled before; its reply is not kept (or was given on this connection already)',
+      );
     } else {
       writeAck(client, message.id, kept, kept.b === undefined ? undefined : base64(kept.b));
     }
@@ -716,11 +747,12 @@ export class V1Endpoint {
     }
     let result: unknown;
     try {
-      result = await onRequest(client, data, info);
+      result = await this.#hook('onRequest', () => onRequest(client, data, info));
     } catch (error) {
       this.#node.report(new HandlerError('onRequest', error));
       return { reply: HANDLER_FAILED };
     }
+    if (result === LATE) return { reply: HANDLER_FAILED };
     if (result === undefined) return { reply: {} };
     if (!isSendable(result)) {
       this.#node.report(wrongType('onRequest', result, 'a string or bytes'));
@@ -753,7 +785,7 @@ export class V1Endpoint {
   /** Whether the client may be in one more room; if not, its join is answered `LIMIT`. */
   #roomLeft(client: V1Client, id: number, room: string): boolean {
     const max = this.#settings.maxRoomsPerClient;
-    if (client.inRoom(room) || client.roomList.length < max) return true;
+    if (client.inRoom(room) || client.ownRooms.length < max) return true;
     this.#node.limited('rooms');
     this.#traffic.joinRefused('LIMIT');
     writeRefusal(client, id, 'LIMIT', `already in ${max} rooms`);
@@ -766,14 +798,26 @@ export class V1Endpoint {
     if (authorizeJoin === undefined) return false;
     let allowed: unknown;
     try {
-      allowed = await authorizeJoin(client, room);
+      allowed = await this.#hook('authorizeJoin', () => authorizeJoin(client, room));
     } catch (error) {
       this.#node.report(new HandlerError('authorizeJoin', error));
       return false;
     }
+    if (allowed === LATE) return false;
     if (typeof allowed === 'boolean') return allowed;
     this.#node.report(wrongType('authorizeJoin', allowed, 'a boolean'));
     return false;
+  }
+
+  /**
+   * Calls an application hook within `hookTimeoutMs`: what it returned, awaited, or `LATE` (emitted
+   * as a `HandlerError`) once it took longer; what it settles to later is ignored.
+   */
+  async #hook(name: string, call: () => unknown): Promise<unknown> {
+    const ms = this.#settings.hookTimeoutMs;
+    const result = await inTime(call(), ms);
+    if (result === LATE) this.#node.report(new HandlerError(name, `no answer within ${ms} ms`));
+    return result;
   }
 
   async #leave(client: V1Client, id: number, room: string): Promise<void> {

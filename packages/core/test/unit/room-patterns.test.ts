@@ -1,14 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { History } from '../../src/contracts.js';
+import { MemoryHistory } from '../../src/adapters/memory/memory-history.js';
 import { historyMatcher, toTests } from '../../src/rooms/history-rules.js';
 
-const store = {} as History;
+const store = new MemoryHistory();
 
 describe('room patterns (history and presence rules)', () => {
   it('a RegExp with the g or y flag matches every room it matches, however often asked', () => {
     const keeps = historyMatcher([{ rooms: /^chat:/g, store }]);
-    const sticky = toTests(/chat/y);
+    const sticky = toTests(/chat/y, 'rooms');
     for (const room of ['chat:lobby', 'chat:a', 'chat:b', 'chat:c', 'chat:a', 'chat:lobby']) {
       expect(keeps(room)).toBe(store);
       expect(sticky(room)).toBe(true);
@@ -23,7 +23,7 @@ describe('room patterns (history and presence rules)', () => {
         fc.array(fc.constantFrom('a', 'ab', 'ba', 'abc', 'cab', 'b', ''), { maxLength: 30 }),
         (flags, rooms) => {
           const plain = new RegExp('^a|b$', flags.replace(/[gy]/g, ''));
-          const test = toTests(new RegExp('^a|b$', flags));
+          const test = toTests(new RegExp('^a|b$', flags), 'rooms');
           for (const room of rooms) expect(test(room)).toBe(plain.test(room));
         },
       ),
@@ -32,7 +32,7 @@ describe('room patterns (history and presence rules)', () => {
 
   it('a change to the caller’s RegExp afterwards does not move what matches', () => {
     const pattern = /^chat:/g;
-    const test = toTests(pattern);
+    const test = toTests(pattern, 'rooms');
     pattern.lastIndex = 3;
     expect(test('chat:lobby')).toBe(true);
   });

@@ -5,6 +5,7 @@ import type { Version, Versioned } from '../../src/contracts.js';
 import { InvalidOptionError, StateStoreError } from '../../src/errors.js';
 import { SessionTokens } from '../../src/sessions/session-token.js';
 import {
+  SessionContendedError,
   type SessionSnapshot,
   SessionStoreUnavailableError,
   Sessions,
@@ -540,6 +541,27 @@ describe('Sessions', () => {
       cleanlyClosed: true,
       record: { rooms: ['late'] },
     });
+  });
+
+  it('lets one of many resumes of a session at once claim it, and asks the rest that lose every try to come back: none is told the store is down', async () => {
+    const { store, sessions, errors } = sessionsOn();
+    const first = await sessions.open(undefined, 'alice');
+    const resumes = await Promise.allSettled(
+      Array.from({ length: 100 }, (_, i) =>
+        otherNode(store, `node-${i + 2}`).open(first.token, 'alice'),
+      ),
+    );
+    const claims = resumes.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const refused = resumes.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    expect(claims.every((claim) => claim.resumed && claim.id === first.id)).toBe(true);
+    // Each try one resume wins, so past the tries some lose every one.
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((error) => error instanceof SessionContendedError)).toBe(true);
+    expect(errors).toEqual([]);
+    // The record names the last claim made.
+    const record = await store.record();
+    expect(record?.claim).toBe(Math.max(...claims.map((claim) => claim.claim ?? 0)));
+    expect(record?.conn).toBe(claims.find((claim) => claim.claim === record?.claim)?.conn);
   });
 
   it('answers unavailable at once when the lookup found the store down: no second wait', async () => {
