@@ -376,7 +376,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
    * went meanwhile. Rejects with a {@link ServerError} (`FORBIDDEN`: not in the room;
    * `NOT_FOUND`: the room keeps no presence), a `TimeoutError`, or a `ClientClosedError`. Asked
    * while not connected, or when the connection drops before the answer, it is asked on the next
-   * connection. The view ends when the client leaves the room.
+   * connection. The view ends when the client leaves the room (its `end` event).
    */
   async presence(room: string, options: { timeoutMs?: number } = {}): Promise<PresenceView> {
     checkRoom(room);
@@ -434,12 +434,13 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
       socket = new this.#options.WebSocket(String(url), [PROTOCOL]);
     } catch (error) {
       // An invalid URL: retrying would fail the same way.
-      this.#release();
-      this.emit(
-        'error',
-        new InvalidOptionError(`cannot connect to ${String(url)}: ${describe(error)}`),
+      const failure = new InvalidOptionError(
+        `cannot connect to ${String(url)}: ${describe(error)}`,
       );
-      this.#finish({ code: CloseCode.Abnormal, reason: 'invalid URL' });
+      this.#failed(failure, () => {
+        this.#release();
+        this.#finish({ code: CloseCode.Abnormal, reason: 'invalid URL' });
+      });
       return;
     }
     this.#socket = socket;
@@ -486,8 +487,25 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   }
 
   #urlFailed(error: unknown): void {
-    this.emit('error', new InvalidOptionError(`the url function failed: ${describe(error)}`));
-    this.#closed({ code: CloseCode.Abnormal, reason: 'the url function failed' });
+    const failure = new InvalidOptionError(`the url function failed: ${describe(error)}`);
+    this.#failed(failure, () =>
+      this.#closed({ code: CloseCode.Abnormal, reason: 'the url function failed' }),
+    );
+  }
+
+  /**
+   * The attempt could not be made (a bad URL, a url function that threw): said, then `end`, on a
+   * later microtask, since with `autoConnect` this runs inside the constructor, before the
+   * application could listen.
+   */
+  #failed(error: InvalidOptionError, end: () => void): void {
+    const attempt = this.#attempt;
+    queueMicrotask(() => {
+      // Closed, or connected again, meanwhile.
+      if (attempt !== this.#attempt || this.#state === 'closed') return;
+      this.emit('error', error);
+      end();
+    });
   }
 
   #onOpen(socket: WebSocketLike): void {
@@ -517,10 +535,20 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     const reconnecting =
       this.#options.shouldReconnect(close) &&
       this.#scheduler.plan(close.code === CloseCode.ServiceRestart);
+    // Listeners see the state the client goes to: `closed` (so connect() in one starts over), or
+    // `reconnecting`, in which close() closes the client and a connect() after it starts over.
+    if (!reconnecting) {
+      this.#finish(close);
+      return;
+    }
+    const previous = this.#state;
+    this.#state = 'reconnecting';
+    const attempt = this.#attempt;
     this.emit('close', { ...close, reconnecting });
-    if (this.#isClosed()) return; // a listener called close()
-    if (reconnecting) this.#setState('reconnecting');
-    else this.#finish(close, false);
+    // Unless a listener closed the client, or closed and connected it again.
+    if (this.#state === 'reconnecting' && this.#attempt === attempt) {
+      this.emit('state', 'reconnecting', previous);
+    }
   }
 
   /** Gives up on the current socket (dead, or broken) and goes on as if it had closed. */
@@ -558,7 +586,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
   }
 
   /** Enters `closed`: nothing more is attempted; whatever waits is rejected. */
-  #finish(close: CloseInfo, emitClose = true): void {
+  #finish(close: CloseInfo): void {
     // Closed before any listener runs, so a listener calling close() again is a no-op.
     const previous = this.#state;
     this.#state = 'closed';
@@ -568,7 +596,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#requests.rejectAll(() => new ClientClosedError());
     this.#outbox.rejectAll(() => new ClientClosedError());
     this.#queue = [];
-    if (emitClose) this.emit('close', { ...close, reconnecting: false });
+    this.emit('close', { ...close, reconnecting: false });
     // Unless a listener already called connect() again.
     if (this.#isClosed() && previous !== 'closed') this.emit('state', 'closed', previous);
   }
@@ -714,15 +742,18 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#flush(socket);
     this.#setState('open');
     if (this.#socket !== socket) return; // a state listener closed the client
+    // No event after a listener closed the client (or connected it again).
     for (const room of gone) {
       this.#unwatch(room);
       this.emit('left', { room });
+      if (this.#socket !== socket) return;
     }
     // Rooms the session has that the client did not list (kept while its server could not read
     // the session, or joined by the server just before a drop): what was missed there follows.
     for (const room of back) {
       const position = this.#rooms.get(room);
       this.emit('joined', { room, offset: position?.o, epoch: position?.e });
+      if (this.#socket !== socket) return;
     }
     // A fresh snapshot of every room watched: the view reports only what changed meanwhile.
     for (const [room, watch] of this.#watched) if (!watch.asking) this.#askPresence(room, watch);
@@ -739,7 +770,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     }
     if (message.reason !== undefined) info.reason = message.reason;
     this.emit('welcome', info);
-    if (info.resumed) this.emit('resume', info);
+    if (info.resumed && this.#socket === socket) this.emit('resume', info);
   }
 
   /** Says a stream lost messages: a room's, or without `room` the session's direct messages'. */
@@ -943,6 +974,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     const watch = this.#watched.get(room);
     if (watch === undefined) return;
     this.#watched.delete(room);
+    watch.view.end();
     if (watch.asking) return; // the answer on its way settles them
     for (const id of watch.waiting) {
       this.#requests.fail(id, new ServerError('FORBIDDEN', `no longer in "${room}"`));
@@ -965,7 +997,7 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     options: { timeoutMs?: number },
   ): Promise<AckPayload> {
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    if (!(timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
+    if (!(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
       const bounds = `greater than 0 and at most ${MAX_TIMER_MS} (a timer's limit)`;
       return Promise.reject(new InvalidArgumentError(`timeoutMs must be ${bounds}`));
     }
@@ -1011,8 +1043,12 @@ function checkPayload(data: Payload): void {
 
 function checkRoom(room: string): void {
   if (typeof room !== 'string' || room.length === 0 || room.length > LIMITS.room) {
+    const got =
+      typeof room === 'string' && room.length > LIMITS.room
+        ? `${room.length} characters`
+        : JSON.stringify(room);
     throw new InvalidArgumentError(
-      `a room name is a string of 1 to ${LIMITS.room} characters, got ${JSON.stringify(room)}`,
+      `a room name is a string of 1 to ${LIMITS.room} characters, got ${got}`,
     );
   }
 }

@@ -17,6 +17,11 @@ export interface PresenceViewEvents {
   leave: (member: PresenceMember) => void;
   /** The list changed (after one or more `join`/`leave`, or a snapshot that changed nothing). */
   change: (members: PresenceMember[]) => void;
+  /**
+   * The client is no longer in the room (it left, was taken out, or lost it with its session): the
+   * view keeps its last list and is not updated again. Ask `presence()` again after a new `join`.
+   */
+  end: () => void;
 }
 
 /**
@@ -30,6 +35,7 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
   readonly #members = new Map<string, PresenceMember>();
   #total = 0;
   #synced = false;
+  #ended = false;
 
   /** @internal */
   constructor(room: string) {
@@ -50,6 +56,17 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
   /** Whether a snapshot has arrived since the view was created. */
   get synced(): boolean {
     return this.#synced;
+  }
+
+  /** Whether the view ended (see the `end` event): it is no longer updated. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** @internal The client left the room. */
+  end(): void {
+    this.#ended = true;
+    this.emit('end');
   }
 
   /**

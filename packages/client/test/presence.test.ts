@@ -168,6 +168,30 @@ describe('presence', () => {
     expect(c!.presenceStats(ROOM)).toEqual({ users: 4, connections: 4 });
   });
 
+  it('ends a view when its client leaves the room, or is taken out of it; a view asked after joining again is live', async () => {
+    const [node] = await cluster.start(1, presenceOptions);
+    const url = () => urlOf(node!);
+    const bob = await user('bob', url);
+    const view = await bob.presence(ROOM);
+    let ended = 0;
+    view.on('end', () => ended++);
+    await bob.leave(ROOM);
+    expect([view.ended, ended]).toEqual([true, 1]);
+
+    await bob.join(ROOM);
+    const again = await bob.presence(ROOM);
+    expect(again).not.toBe(view);
+    const seen = recordView(again);
+    await user('carol', url);
+    await until(() => seen.length === 1, 3000, 'carol in the new view');
+    expect(seen).toEqual(['join carol']);
+    expect([...view.members.keys()]).toEqual(['bob']); // the ended view was not updated
+
+    // Taken out by the server: the same.
+    await node!.client(bob.clientId!).leave(ROOM);
+    await until(() => again.ended, 3000, 'the view to end');
+  });
+
   it('refuses the presence of a room the client is not in, or of one that keeps none', async () => {
     const [a] = await cluster.start(1, presenceOptions);
     const { client } = openClient(() => `${urlOf(a!)}/?user=eve`);

@@ -119,6 +119,10 @@ describe('join and leave', () => {
     await stateOf(client, 'open');
     await expect(client.join('x'.repeat(257))).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(client.join('')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // A huge name is measured in the message, not quoted.
+    const huge = await client.join('x'.repeat(5_000_000)).catch((error: Error) => error);
+    expect(huge).toBeInstanceOf(InvalidArgumentError);
+    expect((huge as Error).message).toMatch(/got 5000000 characters$/);
     expect(fixture.last.messages.map((m) => m.t)).toEqual(['hello']);
     expect(client.state).toBe('open');
   });

@@ -187,6 +187,15 @@ describe('application hooks', () => {
     expect(errors[0]).toBeInstanceOf(HandlerError);
   });
 
+  it('refuses a join of the empty room, whatever authorizeJoin says: no API can name it', async () => {
+    const { server } = await node({ authorizeJoin: () => true });
+    const { peer, welcome } = await V1Peer.connect(server);
+    peer.send({ t: 'join', id: 1, r: '' });
+    expect(await peer.next('ack')).toMatchObject({ id: 1, error: { code: 'FORBIDDEN' } });
+    expect(server.clients.get(welcome.client)!.rooms.size).toBe(0);
+    expect((await server.fetchRooms()).rooms).toEqual([]);
+  });
+
   it('answers requests and joins whose hooks never settle within hookTimeoutMs, and frees their places', async () => {
     const { server, errors } = await node({
       onRequest: () => new Promise(() => undefined),

@@ -770,7 +770,9 @@ export class V1Endpoint {
 
   async #join(client: V1Client, id: number, room: string): Promise<void> {
     if (!this.#roomLeft(client, id, room)) return;
-    if (room.startsWith(RESERVED_ROOM_PREFIX) || !(await this.#authorized(client, room))) {
+    // An empty name is no room the application can name (`wss.to('')` refuses it).
+    const named = room !== '' && !room.startsWith(RESERVED_ROOM_PREFIX);
+    if (!named || !(await this.#authorized(client, room))) {
       this.#traffic.joinRefused('FORBIDDEN');
       return writeRefusal(client, id, 'FORBIDDEN', `may not join "${room}"`);
     }
