@@ -29,8 +29,8 @@ export interface ReplayBudget {
   /** The turns of a resume's history reads, given when its rooms rejoin at once. */
   turns?: ReadTurns;
   /**
-   * When the resume's welcome is due (a `performance.now()` time): a room whose join has not
-   * settled by then (its history has not answered) says `unavailable`.
+   * When the resume's welcome is due (a `performance.now()` time): its history reads give up
+   * then, if {@link HISTORY_TIMEOUT_MS} would come later, and their rooms say `unavailable`.
    */
   deadline?: number;
 }
@@ -292,7 +292,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
             return unavailable(new HistoryError(`the history of "${this.#room}" is unreachable`));
           }
           try {
-            ({ offset: this.#last, epoch: this.#epoch } = await this.#position());
+            ({ offset: this.#last, epoch: this.#epoch } = await this.#position(budget?.deadline));
           } catch (error) {
             this.#host.error(error);
             return unavailable(error);
@@ -301,13 +301,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         if (from !== undefined && from.epoch === this.#epoch && from.offset > this.#last) {
           // Ahead of this node: what it saw is still on its way here (the history has it), or
           // the log went back in its epoch (it has not): then the client starts over from here.
-          const now = await this.#position().catch(() => undefined);
+          const now = await this.#position(budget?.deadline).catch(() => undefined);
           if (now !== undefined && now.epoch === from.epoch && now.offset < from.offset) {
             const position = { offset: this.#last, epoch: this.#epoch };
             return settle({ position, recovered: false, reason: 'epoch-changed', replay: [] });
           }
         }
-        // Its deadline came while the history was asked: it was admitted `unavailable`.
+        // Its deadline came while the history was asked.
         if (done) return;
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
@@ -383,7 +383,11 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         let taken = 0;
         // Taken in before its turn ends: the next page is sized by what this one read and cost.
         const take = async (limit: number) => {
-          const read = await this.#readHistory({ offset: after, epoch: from.epoch }, limit);
+          const read = await this.#readHistory(
+            { offset: after, epoch: from.epoch },
+            limit,
+            budget?.deadline,
+          );
           if (!read.ok) return read;
           for (const entry of read.entries) {
             if (entry.offset <= after || entry.offset > upTo) continue;
@@ -538,25 +542,37 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     if (this.#past.length > PAST_EPOCHS) this.#past.shift();
   }
 
-  #position(): Promise<HistoryPosition> {
-    return this.#answered(this.#history.position(this.#room), 'position').catch((error) => {
+  #position(deadline?: number): Promise<HistoryPosition> {
+    const answer = this.#history.position(this.#room);
+    return this.#answered(answer, 'position', deadline).catch((error) => {
       this.#positionFailures++;
       throw error;
     });
   }
 
-  #readHistory(after: HistoryPosition, limit: number): Promise<HistoryReadResult> {
-    return this.#answered(this.#history.read(this.#room, after, limit), 'read');
+  #readHistory(
+    after: HistoryPosition,
+    limit: number,
+    deadline?: number,
+  ): Promise<HistoryReadResult> {
+    return this.#answered(this.#history.read(this.#room, after, limit), 'read', deadline);
   }
 
-  /** The history's answer, or a {@link HistoryError} when it does not come in time. */
-  #answered<T>(answer: Promise<T>, what: string): Promise<T> {
+  /**
+   * The history's answer, or a {@link HistoryError} when it does not come in time: within
+   * {@link HISTORY_TIMEOUT_MS}, and by `deadline` (see {@link ReplayBudget.deadline}) if sooner.
+   */
+  #answered<T>(answer: Promise<T>, what: string, deadline?: number): Promise<T> {
+    const ms =
+      deadline === undefined
+        ? HISTORY_TIMEOUT_MS
+        : Math.max(0, Math.min(HISTORY_TIMEOUT_MS, deadline - performance.now()));
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const message = `history ${what} of "${this.#room}" did not answer in ${HISTORY_TIMEOUT_MS} ms`;
+        const message = `history ${what} of "${this.#room}" did not answer in ${Math.round(ms)} ms`;
         reject(new HistoryError(message));
-      }, HISTORY_TIMEOUT_MS);
+      }, ms);
     });
     return Promise.race([answer, late]).finally(() => clearTimeout(timer));
   }
