@@ -8,17 +8,14 @@ export type Closers = Array<() => Promise<void>>;
 
 /**
  * A node for the outage tests of an adapter: `feed` (and the other `rooms` given) keep their
- * history in `history`, sessions are in `stateStore` (their direct messages in `directHistory`,
- * when given), and every client is joined to each. The node and the adapters are closed with
- * `closers`.
+ * history in `history`, sessions are in `stateStore`, and every client is joined to each. The node
+ * and the adapters are closed with `closers`.
  */
 export async function outageNode(
   stateStore: StateStore,
   history: History,
   closers: Closers,
   rooms: string[] = ['feed'],
-  /** Where sessions keep their direct messages, if they do (closed with the node). */
-  directHistory?: History,
 ): Promise<ScaledWebSocketServer> {
   const node = new ScaledWebSocketServer({
     port: 0,
@@ -26,7 +23,6 @@ export async function outageNode(
     stateStore,
     sessionSecret: 'a-secret-for-the-outage-tests',
     history: [{ rooms, store: history }],
-    ...(directHistory === undefined ? {} : { directHistory }),
   });
   node.on('error', () => undefined);
   node.on('connection', (client) => {
@@ -35,7 +31,6 @@ export async function outageNode(
   closers.push(
     () => stateStore.close(),
     () => history.close(),
-    ...(directHistory === undefined ? [] : [() => directHistory.close()]),
     () => node.close(),
   );
   await node.ready();

@@ -28,11 +28,6 @@ export interface ReplayBudget {
   reads?: number;
   /** The turns of a resume's history reads, given when its rooms rejoin at once. */
   turns?: ReadTurns;
-  /**
-   * When the resume's welcome is due (a `performance.now()` time): its history reads give up
-   * then, if {@link HISTORY_TIMEOUT_MS} would come later, and their rooms say `unavailable`.
-   */
-  deadline?: number;
 }
 
 /**
@@ -247,52 +242,31 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     budget?: ReplayBudget,
   ): Promise<JoinOutcome> {
     return new Promise((resolve, reject) => {
-      let done = false;
-      let late: NodeJS.Timeout | undefined;
       const settle = (settled: JoinOutcome) => {
-        if (done) return;
-        done = true;
-        clearTimeout(late);
         const outcome = budget === undefined ? settled : withinBudget(settled, budget);
         this.#host.admit(client);
         admitted?.(outcome);
         resolve(outcome);
       };
-      // A resume says plainly that the room is unavailable, and a new join (announced) fails: its
-      // member, at no known position, would later be handed the room's whole log as if it were new.
-      const unavailable = (error: unknown) => {
-        if (done) return;
-        if (from === undefined && admitted !== undefined) {
-          done = true;
-          clearTimeout(late);
-          return reject(error);
-        }
-        const position = { offset: this.#last, epoch: this.#epoch };
-        settle({ position, recovered: false, reason: 'unavailable', replay: [] });
-      };
-      const deadline = budget?.deadline;
-      if (deadline !== undefined) {
-        // Its turn may come behind a history read that waits out its whole timeout.
-        late = setTimeout(
-          () =>
-            unavailable(new HistoryError(`the history of "${this.#room}" did not answer in time`)),
-          Math.max(0, deadline - performance.now()),
-        );
-      }
       const failures = this.#positionFailures;
       this.#enqueue(async () => {
-        if (done) return;
         if (this.#epoch === '') {
           // The history was unreachable when the stream began: without its position nothing can
-          // be compared, so read it now; if that fails, the room is unavailable. Not read again
-          // when a read already failed while this join waited for its turn: the joins queued
-          // behind a history that does not answer would each wait a whole timeout more, past
-          // `helloTimeoutMs`.
+          // be compared, so read it now. If that fails, a resume says plainly that the room is
+          // unavailable, and a new join (announced) fails: its member, at no known position, would
+          // later be handed the room's whole log as if it were new. Not read again when a read
+          // already failed while this join waited for its turn: the joins queued behind a history
+          // that does not answer would each wait a whole timeout more, past `helloTimeoutMs`.
+          const unavailable = (error: unknown) => {
+            if (from === undefined && admitted !== undefined) return reject(error);
+            const position = { offset: this.#last, epoch: this.#epoch };
+            settle({ position, recovered: false, reason: 'unavailable', replay: [] });
+          };
           if (this.#positionFailures !== failures) {
             return unavailable(new HistoryError(`the history of "${this.#room}" is unreachable`));
           }
           try {
-            ({ offset: this.#last, epoch: this.#epoch } = await this.#position(budget?.deadline));
+            ({ offset: this.#last, epoch: this.#epoch } = await this.#position());
           } catch (error) {
             this.#host.error(error);
             return unavailable(error);
@@ -301,14 +275,12 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         if (from !== undefined && from.epoch === this.#epoch && from.offset > this.#last) {
           // Ahead of this node: what it saw is still on its way here (the history has it), or
           // the log went back in its epoch (it has not): then the client starts over from here.
-          const now = await this.#position(budget?.deadline).catch(() => undefined);
+          const now = await this.#position().catch(() => undefined);
           if (now !== undefined && now.epoch === from.epoch && now.offset < from.offset) {
             const position = { offset: this.#last, epoch: this.#epoch };
             return settle({ position, recovered: false, reason: 'epoch-changed', replay: [] });
           }
         }
-        // Its deadline came while the history was asked.
-        if (done) return;
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {
@@ -383,11 +355,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         let taken = 0;
         // Taken in before its turn ends: the next page is sized by what this one read and cost.
         const take = async (limit: number) => {
-          const read = await this.#readHistory(
-            { offset: after, epoch: from.epoch },
-            limit,
-            budget?.deadline,
-          );
+          const read = await this.#readHistory({ offset: after, epoch: from.epoch }, limit);
           if (!read.ok) return read;
           for (const entry of read.entries) {
             if (entry.offset <= after || entry.offset > upTo) continue;
@@ -542,37 +510,25 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     if (this.#past.length > PAST_EPOCHS) this.#past.shift();
   }
 
-  #position(deadline?: number): Promise<HistoryPosition> {
-    const answer = this.#history.position(this.#room);
-    return this.#answered(answer, 'position', deadline).catch((error) => {
+  #position(): Promise<HistoryPosition> {
+    return this.#answered(this.#history.position(this.#room), 'position').catch((error) => {
       this.#positionFailures++;
       throw error;
     });
   }
 
-  #readHistory(
-    after: HistoryPosition,
-    limit: number,
-    deadline?: number,
-  ): Promise<HistoryReadResult> {
-    return this.#answered(this.#history.read(this.#room, after, limit), 'read', deadline);
+  #readHistory(after: HistoryPosition, limit: number): Promise<HistoryReadResult> {
+    return this.#answered(this.#history.read(this.#room, after, limit), 'read');
   }
 
-  /**
-   * The history's answer, or a {@link HistoryError} when it does not come in time: within
-   * {@link HISTORY_TIMEOUT_MS}, and by `deadline` (see {@link ReplayBudget.deadline}) if sooner.
-   */
-  #answered<T>(answer: Promise<T>, what: string, deadline?: number): Promise<T> {
-    const ms =
-      deadline === undefined
-        ? HISTORY_TIMEOUT_MS
-        : Math.max(0, Math.min(HISTORY_TIMEOUT_MS, deadline - performance.now()));
+  /** The history's answer, or a {@link HistoryError} when it does not come in time. */
+  #answered<T>(answer: Promise<T>, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const message = `history ${what} of "${this.#room}" did not answer in ${Math.round(ms)} ms`;
+        const message = `history ${what} of "${this.#room}" did not answer in ${HISTORY_TIMEOUT_MS} ms`;
         reject(new HistoryError(message));
-      }, ms);
+      }, HISTORY_TIMEOUT_MS);
     });
     return Promise.race([answer, late]).finally(() => clearTimeout(timer));
   }
