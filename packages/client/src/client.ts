@@ -535,20 +535,15 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     const reconnecting =
       this.#options.shouldReconnect(close) &&
       this.#scheduler.plan(close.code === CloseCode.ServiceRestart);
-    // Listeners see the state the client goes to: `closed` (so connect() in one starts over), or
-    // `reconnecting`, in which close() closes the client and a connect() after it starts over.
+    // The state it goes to is told first, so that `close` listeners see it: `closed` (connect()
+    // in one starts over), or `reconnecting` (close() in one closes the client).
     if (!reconnecting) {
       this.#finish(close);
       return;
     }
-    const previous = this.#state;
-    this.#state = 'reconnecting';
-    const attempt = this.#attempt;
+    this.#setState('reconnecting');
+    if (this.#state !== 'reconnecting') return; // a state listener closed the client
     this.emit('close', { ...close, reconnecting });
-    // Unless a listener closed the client, or closed and connected it again.
-    if (this.#state === 'reconnecting' && this.#attempt === attempt) {
-      this.emit('state', 'reconnecting', previous);
-    }
   }
 
   /** Gives up on the current socket (dead, or broken) and goes on as if it had closed. */
@@ -596,9 +591,9 @@ export class WscaleClient extends TypedEmitter<WscaleClientEvents> {
     this.#requests.rejectAll(() => new ClientClosedError());
     this.#outbox.rejectAll(() => new ClientClosedError());
     this.#queue = [];
-    this.emit('close', { ...close, reconnecting: false });
-    // Unless a listener already called connect() again.
-    if (this.#isClosed() && previous !== 'closed') this.emit('state', 'closed', previous);
+    if (previous !== 'closed') this.emit('state', 'closed', previous);
+    // Unless a state listener already called connect() again.
+    if (this.#isClosed()) this.emit('close', { ...close, reconnecting: false });
   }
 
   /** Whether the client is closed now (a listener may have closed it during an emit). */

@@ -95,4 +95,30 @@ describe('listeners that close or connect the client', () => {
     expect(errors).toMatchObject([{ code: 'INVALID_OPTION' }]);
     expect(closes).toMatchObject([{ reason: 'invalid URL', reconnecting: false }]);
   });
+
+  it('each state event names as previous the state told last, whatever a close listener does', async () => {
+    const [node] = (await cluster.start(1)) as [ScaledWebSocketServer];
+    for (const during of ['close', 'close and connect', 'connect after giving up'] as const) {
+      const giveUp = during === 'connect after giving up';
+      const { client } = openClient(urlOf(node), {
+        backoffBaseMs: 10,
+        ...(giveUp ? { maxReconnectAttempts: 0 } : {}),
+      });
+      const told: Array<[ClientState, ClientState]> = [];
+      client.on('state', (state, previous) => told.push([state, previous]));
+      await stateOf(client, 'open');
+      client.once('close', () => {
+        if (!giveUp) void client.close();
+        if (during !== 'close') client.connect();
+      });
+      drop(node, client.clientId!);
+      await until(
+        () => client.state === (during === 'close' ? 'closed' : 'open') && told.length > 2,
+        3000,
+        `the client after "${during}"`,
+      );
+      for (let i = 1; i < told.length; i++) expect(told[i]![1], during).toBe(told[i - 1]![0]);
+      await client.close();
+    }
+  });
 });
