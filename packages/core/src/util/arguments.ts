@@ -8,7 +8,8 @@ export function checkName(value: unknown, what: 'room' | 'client id'): asserts v
   if (typeof value !== 'string') {
     throw new InvalidArgumentError(`a ${what} is a string, not ${typeName(value)}`);
   }
-  if (value === '' && what === 'room') throw new InvalidArgumentError('a room name is not empty');
+  if (value === '' && what === 'room')
+    throw new InvalidArgumentError('a room name must not be empty');
 }
 
 /** Refuses a list with a room name or client id that is no string. */
