@@ -117,8 +117,9 @@ export class RoomPositions {
     this.#rooms.clear();
     for (const [room, state] of Object.entries(rooms)) {
       // The same session's stream, recovered from where the client was (its direct messages'):
-      // the missed messages follow, and must not count as duplicates.
-      const own = state.recovered ? before?.get(room) : undefined;
+      // the missed messages follow, and must not count as duplicates. Not read (`unavailable`):
+      // the next resume asks from where the client was, again.
+      const own = state.recovered || state.reason === 'unavailable' ? before?.get(room) : undefined;
       if (own !== undefined) this.#rooms.set(room, own);
       else this.joined(room, state.o, state.e);
     }

@@ -87,6 +87,48 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
     expect(performance.now() - started).toBeLessThan(8000);
   }, 40_000);
 
+  it('the session store and the direct messages hung together: the resume is welcomed unavailable, not closed', async () => {
+    // One nats-server for sessions, rooms and direct messages, as most run it.
+    const stateStore = new NatsKvStateStore({
+      servers: nats.server.url,
+      connectionOptions: fastReconnect,
+      bucket: uniqueName('sessions'),
+    });
+    const node = await outageNode(stateStore, freshHistory(), closers, ['feed'], freshHistory());
+    const { first, saved } = await leftSession(node, closers);
+
+    hang();
+    const started = performance.now();
+    const back = open(node, saved);
+    await welcomedNotClosed(back);
+    expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
+    expect(back.welcomes[0]!.clientId).toBe(first.welcomes[0]!.clientId);
+    // The store's timeout, then what is left before helloTimeoutMs (10 s): not one more timeout.
+    expect(performance.now() - started).toBeLessThan(10_000);
+  }, 40_000);
+
+  it('the session store and the direct messages hung together: a direct message sent while away comes once the server answers', async () => {
+    const stateStore = new NatsKvStateStore({
+      servers: nats.server.url,
+      connectionOptions: fastReconnect,
+      bucket: uniqueName('sessions'),
+    });
+    const node = await outageNode(stateStore, freshHistory(), closers, ['feed'], freshHistory());
+    const { first, saved } = await leftSession(node, closers);
+    await node.client(first.welcomes[0]!.clientId).send('sent while away');
+
+    hang();
+    const back = open(node, saved);
+    await welcomedNotClosed(back);
+    expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
+    process.kill(nats.server.pid!, 'SIGCONT');
+    // Its connection is closed once the server answers, and its resume replays the direct stream
+    // from where the client was: not skipped by a resync of the stream that could not read it.
+    await until(() => back.welcomes.length >= 2, 20_000, 'the resume after the outage');
+    await until(() => back.direct.length > 0, 5000, 'the direct message');
+    expect(back.direct).toEqual(['sent while away']);
+  }, 60_000);
+
   it('the history hung: the session resumes and the room says unavailable', async () => {
     const stateStore = new MemoryStateStore();
     const history = new NatsHistory({

@@ -8,14 +8,17 @@ export type Closers = Array<() => Promise<void>>;
 
 /**
  * A node for the outage tests of an adapter: `feed` (and the other `rooms` given) keep their
- * history in `history`, sessions are in `stateStore`, and every client is joined to each. The node
- * and the adapters are closed with `closers`.
+ * history in `history`, sessions are in `stateStore` (their direct messages in `directHistory`,
+ * when given), and every client is joined to each. The node and the adapters are closed with
+ * `closers`.
  */
 export async function outageNode(
   stateStore: StateStore,
   history: History,
   closers: Closers,
   rooms: string[] = ['feed'],
+  /** Where sessions keep their direct messages, if they do (closed with the node). */
+  directHistory?: History,
 ): Promise<ScaledWebSocketServer> {
   const node = new ScaledWebSocketServer({
     port: 0,
@@ -23,6 +26,7 @@ export async function outageNode(
     stateStore,
     sessionSecret: 'a-secret-for-the-outage-tests',
     history: [{ rooms, store: history }],
+    ...(directHistory === undefined ? {} : { directHistory }),
   });
   node.on('error', () => undefined);
   node.on('connection', (client) => {
@@ -31,6 +35,7 @@ export async function outageNode(
   closers.push(
     () => stateStore.close(),
     () => history.close(),
+    ...(directHistory === undefined ? [] : [() => directHistory.close()]),
     () => node.close(),
   );
   await node.ready();
@@ -39,7 +44,7 @@ export async function outageNode(
 
 /**
  * A `wscale.v1` client of the node with the client's default timeouts, recording its welcomes,
- * its closes and the texts of `feed`.
+ * its closes, the texts of `feed` and its direct messages.
  */
 export function outageClient(
   node: ScaledWebSocketServer,
@@ -49,6 +54,7 @@ export function outageClient(
   const welcomes: WelcomeInfo[] = [];
   const closes: string[] = [];
   const texts: string[] = [];
+  const direct: string[] = [];
   const client = new WscaleClient(`ws://127.0.0.1:${node.address()!.port}/`, {
     WebSocket,
     network: false,
@@ -58,9 +64,10 @@ export function outageClient(
   client.on('close', (close) => closes.push(`${close.code} ${close.reason}`));
   client.on('message', (data, meta) => {
     if (meta.room === 'feed') texts.push(String(data));
+    if (meta.room === undefined) direct.push(String(data));
   });
   closers.push(() => client.close());
-  return { client, welcomes, closes, texts };
+  return { client, welcomes, closes, texts, direct };
 }
 
 /**

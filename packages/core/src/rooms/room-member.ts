@@ -16,4 +16,6 @@ export interface RoomMember extends V1Sink {
   removeRoom(room: string): void;
   /** Writes one of a room's messages (within the send budget); `false` if it was not written. */
   deliver(message: Outgoing): boolean;
+  /** Closes the connection for the server's own reason (the client comes back and resumes). */
+  shut(code: number, reason: string): void;
 }

@@ -1,4 +1,5 @@
 import type { History, HistoryPosition, Unsubscribe } from '../contracts.js';
+import { CloseCode } from '../protocol/close-codes.js';
 import type { Outgoing } from '../protocol/outgoing.js';
 import { writeJoined, writeResync } from '../protocol/v1-writer.js';
 import type { RoomMember } from './room-member.js';
@@ -176,7 +177,21 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
           admit: (client) => {
             if (client.inRoom(room)) created.members.add(client);
           },
-          resync: (position) => writeResync(created.members, room, position),
+          resync: (position, except) =>
+            writeResync(
+              except === undefined || except.size === 0
+                ? created.members
+                : [...created.members].filter((member) => !except.has(member)),
+              room,
+              position,
+            ),
+          recover: (members) => {
+            for (const member of members) {
+              if (created.members.has(member)) {
+                member.shut(CloseCode.ServiceRestart, `the history of "${room}" answers again`);
+              }
+            }
+          },
           error: (error) => this.#host.error(error),
           entrySize: this.#entrySize,
         },

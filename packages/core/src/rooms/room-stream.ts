@@ -28,6 +28,11 @@ export interface ReplayBudget {
   reads?: number;
   /** The turns of a resume's history reads, given when its rooms rejoin at once. */
   turns?: ReadTurns;
+  /**
+   * When the resume's welcome is due (a `performance.now()` time): a room whose join has not
+   * settled by then (its history has not answered) says `unavailable`.
+   */
+  deadline?: number;
 }
 
 /**
@@ -81,8 +86,16 @@ export interface StreamHost<Member extends RoomMember = RoomMember> {
   members(): Iterable<Member>;
   /** Adds a member; from then on it receives the room's messages. */
   admit(client: Member): void;
-  /** Tells local `wscale.v1` members the stream skipped ahead and they must start over. */
-  resync(position: HistoryPosition): void;
+  /**
+   * Tells local `wscale.v1` members the stream skipped ahead and they must start over (all but
+   * `except`).
+   */
+  resync(position: HistoryPosition, except?: ReadonlySet<Member>): void;
+  /**
+   * Closes members whose place this stream could not read when they came back (see
+   * `RoomStream.#behind`), now that it can: they resume and are replayed from their own place.
+   */
+  recover(members: Iterable<Member>): void;
   error(error: unknown): void;
   /** The size of the entries the node's replays read lately, shared by its rooms. */
   readonly entrySize: EntrySize;
@@ -175,6 +188,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   /** Empty until the start position was read (it is not while the history is unreachable). */
   #epoch = '';
   #last = 0;
+  /**
+   * Members admitted `unavailable` while the stream did not know its position, with the place
+   * they came back from: what they missed is still in the history, and what the stream delivers
+   * from here on would move their place past it. Once the position is known they are closed to
+   * resume (see {@link StreamHost.recover}), never resynced.
+   */
+  readonly #behind = new Set<Member>();
 
   constructor(
     room: string,
@@ -193,9 +213,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         // Joins fail with the subscription and the room is dropped: there is nothing to read.
         return;
       }
-      const position = await this.#position();
-      this.#epoch = position.epoch;
-      this.#last = position.offset;
+      this.#known(await this.#position());
     });
   }
 
@@ -242,31 +260,53 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     budget?: ReplayBudget,
   ): Promise<JoinOutcome> {
     return new Promise((resolve, reject) => {
+      let done = false;
+      let late: NodeJS.Timeout | undefined;
       const settle = (settled: JoinOutcome) => {
+        if (done) return;
+        done = true;
+        clearTimeout(late);
         const outcome = budget === undefined ? settled : withinBudget(settled, budget);
         this.#host.admit(client);
         admitted?.(outcome);
         resolve(outcome);
       };
+      // A resume says plainly that the room is unavailable, and a new join (announced) fails: its
+      // member, at no known position, would later be handed the room's whole log as if it were new.
+      const unavailable = (error: unknown) => {
+        if (done) return;
+        if (from === undefined && admitted !== undefined) {
+          done = true;
+          clearTimeout(late);
+          return reject(error);
+        }
+        const position = { offset: this.#last, epoch: this.#epoch };
+        settle({ position, recovered: false, reason: 'unavailable', replay: [] });
+        if (from !== undefined && this.#epoch === '') this.#behind.add(client);
+      };
+      const deadline = budget?.deadline;
+      if (deadline !== undefined) {
+        // Its turn may come behind a history read that waits out its whole timeout.
+        late = setTimeout(
+          () =>
+            unavailable(new HistoryError(`the history of "${this.#room}" did not answer in time`)),
+          Math.max(0, deadline - performance.now()),
+        );
+      }
       const failures = this.#positionFailures;
       this.#enqueue(async () => {
+        if (done) return;
         if (this.#epoch === '') {
           // The history was unreachable when the stream began: without its position nothing can
-          // be compared, so read it now. If that fails, a resume says plainly that the room is
-          // unavailable, and a new join (announced) fails: its member, at no known position, would
-          // later be handed the room's whole log as if it were new. Not read again when a read
-          // already failed while this join waited for its turn: the joins queued behind a history
-          // that does not answer would each wait a whole timeout more, past `helloTimeoutMs`.
-          const unavailable = (error: unknown) => {
-            if (from === undefined && admitted !== undefined) return reject(error);
-            const position = { offset: this.#last, epoch: this.#epoch };
-            settle({ position, recovered: false, reason: 'unavailable', replay: [] });
-          };
+          // be compared, so read it now; if that fails, the room is unavailable. Not read again
+          // when a read already failed while this join waited for its turn: the joins queued
+          // behind a history that does not answer would each wait a whole timeout more, past
+          // `helloTimeoutMs`.
           if (this.#positionFailures !== failures) {
             return unavailable(new HistoryError(`the history of "${this.#room}" is unreachable`));
           }
           try {
-            ({ offset: this.#last, epoch: this.#epoch } = await this.#position());
+            this.#known(await this.#position());
           } catch (error) {
             this.#host.error(error);
             return unavailable(error);
@@ -281,6 +321,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
             return settle({ position, recovered: false, reason: 'epoch-changed', replay: [] });
           }
         }
+        // Its deadline came while the history was asked: it was admitted `unavailable`.
+        if (done) return;
         const outcome = this.#fromMemory(from);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {
@@ -488,8 +530,18 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
    * `position`, without handing on the log before it, which its members were never told they missed.
    */
   #adopt(position: HistoryPosition): void {
+    const behind = new Set(this.#behind);
+    this.#known(position);
+    this.#host.resync(position, behind);
+  }
+
+  /** The stream's position, read at last: members that came back meanwhile resume (`#behind`). */
+  #known(position: HistoryPosition): void {
     ({ offset: this.#last, epoch: this.#epoch } = position);
-    this.#host.resync(position);
+    if (this.#behind.size === 0) return;
+    const behind = [...this.#behind];
+    this.#behind.clear();
+    this.#host.recover(behind);
   }
 
   /**

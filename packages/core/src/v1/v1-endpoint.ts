@@ -357,6 +357,11 @@ export class V1Endpoint {
     hello: HelloMessage,
   ): Promise<V1Client | undefined> {
     const node = this.#node;
+    // The welcome is due before `helloTimeoutMs` closes the connection: what its rooms' histories
+    // have not answered by then (a store down before them took its own timeout) is `unavailable`.
+    const { helloTimeoutMs } = this.#settings;
+    const deadline =
+      performance.now() + helloTimeoutMs - Math.min(WELCOME_MARGIN_MS, helloTimeoutMs / 4);
     const owner = sessionOwnerOf(this.#settings, identity);
     const lookup =
       hello.session === undefined ? undefined : await this.#handOver(hello.session, owner);
@@ -396,6 +401,7 @@ export class V1Endpoint {
       entries: maxReplayEntries,
       reads: 2 * maxReplayBytes,
       turns: new ReadTurns(),
+      deadline,
     };
     const own = new Set(session.record?.own);
     // All at once: a room waits for its history (a timeout, if it hangs) beside the others, not
@@ -563,11 +569,11 @@ export class V1Endpoint {
       return { room, state: { recovered: false, reason: 'no-history' }, replay: [] };
     }
     const { position } = outcome;
-    const state: WelcomeRoom = {
-      recovered: outcome.recovered,
-      o: position.offset,
-      e: position.epoch,
-    };
+    // No position when the stream could not read its own (`unavailable`): the client keeps its.
+    const state: WelcomeRoom =
+      position.epoch === ''
+        ? { recovered: outcome.recovered }
+        : { recovered: outcome.recovered, o: position.offset, e: position.epoch };
     if (from === undefined) {
       state.recovered = false;
       state.reason = 'no-position';
@@ -869,6 +875,12 @@ const BUSY = {
 const HANDLER_FAILED = {
   error: { code: 'HANDLER_FAILED', message: 'the request handler failed' },
 } as const satisfies Omit<StoredReply, 's'>;
+
+/**
+ * How long before `helloTimeoutMs` a resume's history reads give up (a quarter of it, if less): the
+ * welcome, with its replays, is written in that time.
+ */
+const WELCOME_MARGIN_MS = 1000;
 
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
 const RECEIPT_DELAY_MS = 100;

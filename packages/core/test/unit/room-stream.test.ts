@@ -115,8 +115,17 @@ class FakeMember {
   gone = false;
 
   deliver(message: Outgoing): boolean {
+    if (this.shutWith !== undefined) return false; // closing: nothing more is written
     this.seen.push(message.bytes.toString());
     return true;
+  }
+
+  /** The code the server closed it with, if it did. */
+  shutWith: number | undefined;
+
+  shut(code: number): void {
+    this.shutWith = code;
+    this.seen.push(`closed ${code}`);
   }
 
   /** It speaks `wscale.v1`: it is told `joined` and `resync`. */
@@ -170,8 +179,14 @@ function open(history: FakeHistory, subscribed: Promise<unknown> = Promise.resol
   const host: StreamHost = {
     members: () => [...members].map((member) => member.asClient),
     admit: (client) => members.add(client as unknown as FakeMember),
-    resync: ({ offset, epoch }) => {
-      for (const member of members) member.told({ t: 'resync', r: ROOM, o: offset, e: epoch });
+    resync: ({ offset, epoch }, except) => {
+      for (const member of members) {
+        if (!except?.has(member.asClient))
+          member.told({ t: 'resync', r: ROOM, o: offset, e: epoch });
+      }
+    },
+    recover: (list) => {
+      for (const member of list) (member as unknown as FakeMember).shut(1012);
     },
     error: (error) => errors.push(error),
     entrySize: new EntrySize(),
@@ -511,6 +526,25 @@ describe('RoomStream: joins', () => {
     expect(up).toMatchObject({ recovered: true, position: { offset: 10, epoch: A } });
     expect(names(up.replay)).toEqual(['m9', 'm10']);
   });
+  it('closes a member that came back while the history was down once it can be read, to resume from its own place: never resynced past what it missed', async () => {
+    const history = new FakeHistory();
+    history.publishMany(10);
+    history.failing = true;
+    const room = open(history);
+    const back = new FakeMember();
+    const down = await room.join(back, { offset: 8, epoch: A });
+    expect(down).toMatchObject({ recovered: false, reason: 'unavailable' });
+    history.failing = false;
+    // The history answers again; the next message shows the stream where it is.
+    room.stream.receive(history.publish('m11'));
+    await until(() => back.shutWith !== undefined, WAIT_MS, 'the member to be closed');
+    expect(back.shutWith).toBe(1012);
+    expect(back.seen.filter((seen) => !seen.startsWith('joined'))).toEqual(['closed 1012']);
+    // Its resume is replayed from where it was.
+    const resumed = await room.join(new FakeMember(), { offset: 8, epoch: A });
+    expect(names(resumed.replay)).toEqual(['m9', 'm10', 'm11']);
+  });
+
   it('answers the joins queued behind a start position that got no answer at once, not one timeout each', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
