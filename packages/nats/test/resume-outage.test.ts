@@ -76,6 +76,10 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
       bucket: uniqueName('sessions'),
     });
 
+  /** A node whose sessions, room `feed` and direct messages are all on the test's nats-server. */
+  const directNode = () =>
+    outageNode(sessionStore(), freshHistory(), closers, ['feed'], freshHistory());
+
   /**
    * A session resumed while nats-server hangs, welcomed `unavailable`, not closed: with `direct`,
    * its direct messages are kept on the same server (as most run it), and one is sent to it
@@ -101,26 +105,14 @@ describe.skipIf(skipWithoutNats())('resume while nats-server hangs', () => {
   }, 40_000);
 
   it('the session store and the direct messages hung together: the resume is welcomed unavailable, not closed', async () => {
-    const node = await outageNode(
-      sessionStore(),
-      freshHistory(),
-      closers,
-      ['feed'],
-      freshHistory(),
-    );
+    const node = await directNode();
     const { ms } = await resumeWhileHung(node);
     // The store's timeout, then what is left before helloTimeoutMs (10 s): not one more timeout.
     expect(ms).toBeLessThan(10_000);
   }, 40_000);
 
   it('the session store and the direct messages hung together: a direct message sent while away comes once the server answers', async () => {
-    const node = await outageNode(
-      sessionStore(),
-      freshHistory(),
-      closers,
-      ['feed'],
-      freshHistory(),
-    );
+    const node = await directNode();
     const { back } = await resumeWhileHung(node, 'sent while away');
     process.kill(nats.server.pid!, 'SIGCONT');
     // Its connection is closed once the server answers, and its resume replays the direct stream

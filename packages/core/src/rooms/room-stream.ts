@@ -194,7 +194,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
    * from here on would move their place past it. Once the position is known they are closed to
    * resume (see {@link StreamHost.recover}), never resynced.
    */
-  readonly #behind = new Set<Member>();
+  #behind = new Set<Member>();
 
   constructor(
     room: string,
@@ -262,10 +262,15 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     return new Promise((resolve, reject) => {
       let done = false;
       let late: NodeJS.Timeout | undefined;
-      const settle = (settled: JoinOutcome) => {
-        if (done) return;
+      /** Whether this is the join's first outcome (a deadline and a read may both come). */
+      const first = () => {
+        if (done) return false;
         done = true;
         clearTimeout(late);
+        return true;
+      };
+      const settle = (settled: JoinOutcome) => {
+        if (!first()) return;
         const outcome = budget === undefined ? settled : withinBudget(settled, budget);
         this.#host.admit(client);
         admitted?.(outcome);
@@ -276,9 +281,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       const unavailable = (error: unknown) => {
         if (done) return;
         if (from === undefined && admitted !== undefined) {
-          done = true;
-          clearTimeout(late);
-          return reject(error);
+          if (first()) reject(error);
+          return;
         }
         const position = { offset: this.#last, epoch: this.#epoch };
         settle({ position, recovered: false, reason: 'unavailable', replay: [] });
@@ -530,18 +534,20 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
    * `position`, without handing on the log before it, which its members were never told they missed.
    */
   #adopt(position: HistoryPosition): void {
-    const behind = new Set(this.#behind);
-    this.#known(position);
-    this.#host.resync(position, behind);
+    this.#host.resync(position, this.#known(position));
   }
 
-  /** The stream's position, read at last: members that came back meanwhile resume (`#behind`). */
-  #known(position: HistoryPosition): void {
+  /**
+   * The stream's position, read at last: members that came back meanwhile resume (`#behind`).
+   * Returns them.
+   */
+  #known(position: HistoryPosition): ReadonlySet<Member> {
     ({ offset: this.#last, epoch: this.#epoch } = position);
-    if (this.#behind.size === 0) return;
-    const behind = [...this.#behind];
-    this.#behind.clear();
+    const behind = this.#behind;
+    if (behind.size === 0) return behind;
+    this.#behind = new Set();
     this.#host.recover(behind);
+    return behind;
   }
 
   /**
