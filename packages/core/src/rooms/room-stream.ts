@@ -195,6 +195,14 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
    * resume (see {@link StreamHost.recover}), never resynced.
    */
   #behind = new Set<Member>();
+  /**
+   * Members admitted `unavailable` with a gap the stream knew of but could not read (the read
+   * failed, or did not answer in time), with the offset each came back from. Before the stream's
+   * next message reaches them, it reads the history past the earliest: if the history holds what
+   * they missed, they are closed to resume and be replayed it (see {@link StreamHost.recover});
+   * if not, they go on live, past a gap their welcome told them of.
+   */
+  #stranded = new Map<Member, number>();
 
   constructor(
     room: string,
@@ -230,6 +238,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         if (!(await this.#isNewEpoch(now.epoch))) return;
         this.#follow(now.epoch);
       }
+      if (this.#stranded.size > 0) await this.#rescue();
       if (now.offset > this.#last) await this.#fill(now.offset);
     });
   }
@@ -240,7 +249,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       !this.#busy &&
       this.#steps.length === 0 &&
       message.epoch === this.#epoch &&
-      message.offset === this.#last + 1
+      message.offset === this.#last + 1 &&
+      this.#stranded.size === 0
     ) {
       this.#deliver(message);
       return;
@@ -274,6 +284,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         const outcome = budget === undefined ? settled : withinBudget(settled, budget);
         this.#host.admit(client);
         admitted?.(outcome);
+        if (from !== undefined && outcome.reason === 'unavailable') this.#strand(client, from);
         resolve(outcome);
       };
       // A resume says plainly that the room is unavailable, and a new join (announced) fails: its
@@ -286,7 +297,6 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         }
         const position = { offset: this.#last, epoch: this.#epoch };
         settle({ position, recovered: false, reason: 'unavailable', replay: [] });
-        if (from !== undefined && this.#epoch === '') this.#behind.add(client);
       };
       const deadline = budget?.deadline;
       if (deadline !== undefined) {
@@ -342,6 +352,28 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         void this.#catchUp(catcher);
       });
     });
+  }
+
+  /** Keeps a member admitted `unavailable` from `from` for its recovery (`#behind`, `#stranded`). */
+  #strand(client: Member, from: HistoryPosition): void {
+    if (this.#epoch === '') this.#behind.add(client);
+    else if (from.epoch === this.#epoch && from.offset < this.#last) {
+      this.#stranded.set(client, from.offset);
+    }
+  }
+
+  /** Before the next message reaches the stranded members: closes them to resume, if it can. */
+  async #rescue(): Promise<void> {
+    const stranded = this.#stranded;
+    this.#stranded = new Map();
+    let after = this.#last;
+    for (const offset of stranded.values()) after = Math.min(after, offset);
+    try {
+      const read = await this.#readHistory({ offset: after, epoch: this.#epoch }, 1);
+      if (read.ok && read.entries[0]?.offset === after + 1) this.#host.recover(stranded.keys());
+    } catch (error) {
+      this.#host.error(error);
+    }
   }
 
   /** Settles a join without reading the history, when that is possible. */
@@ -493,8 +525,9 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       this.#recent.length = 0;
       this.#recentBytes = 0;
       for (const catcher of this.#catchers) catcher.skipped = true;
-      this.#host.resync({ offset: this.#last, epoch: this.#epoch });
+      this.#resync({ offset: this.#last, epoch: this.#epoch });
     }
+    if (this.#stranded.size > 0) await this.#rescue();
     if (offset > this.#last + 1) await this.#fill(offset - 1);
     this.#deliver(message);
   }
@@ -560,7 +593,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     this.#last = 0;
     this.#recent.length = 0;
     this.#recentBytes = 0;
-    this.#host.resync({ offset: 0, epoch });
+    this.#resync({ offset: 0, epoch });
+  }
+
+  /** Tells the members to start over from `position`: a place they kept is past, stranded or not. */
+  #resync(position: HistoryPosition): void {
+    this.#stranded.clear();
+    this.#host.resync(position);
   }
 
   #leftEpoch(epoch: string): void {
@@ -611,7 +650,7 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       this.#recent.length = 0;
       this.#recentBytes = 0;
       for (const catcher of this.#catchers) catcher.skipped = true;
-      this.#host.resync({ offset: upTo, epoch: this.#epoch });
+      this.#resync({ offset: upTo, epoch: this.#epoch });
     }
   }
 

@@ -498,20 +498,45 @@ describe('RoomStream: joins', () => {
     expect(outcome).toMatchObject({ recovered: false, reason: 'too-old', replay: [] });
   });
 
-  it('says unavailable and reports the error when the history read fails; the client is admitted', async () => {
+  it('says unavailable and reports the error when the history read fails; once it reads again, the client is closed to resume from its own place before any message moves it', async () => {
     const history = new FakeHistory();
     history.publishMany(30);
     const room = open(history);
-    await room.settled();
+    const member = await room.member();
     history.failing = true;
-    const member = new FakeMember();
-    const outcome = await room.join(member, { offset: 20, epoch: A });
+    const back = new FakeMember();
+    const outcome = await room.join(back, { offset: 20, epoch: A });
     expect(outcome).toMatchObject({ recovered: false, reason: 'unavailable', replay: [] });
     expect(room.errors).toHaveLength(1);
     history.failing = false;
     room.stream.receive(history.publish('m31'));
     await room.settled();
-    expect(member.seen).toEqual(['joined 30', 'm31']);
+    expect(back.seen).toEqual(['joined 30', 'closed 1012']);
+    expect(member.messages).toEqual(['m31']);
+    // Its resume is replayed from where it was.
+    const resumed = await room.join(new FakeMember(), { offset: 20, epoch: A });
+    expect(names(resumed.replay)).toEqual(range(21, 31));
+  });
+
+  it('lets a client admitted unavailable go on live when the history still cannot give its gap', async () => {
+    const history = new FakeHistory();
+    history.publishMany(30);
+    const room = open(history);
+    await room.settled();
+    history.failing = true;
+    const failed = new FakeMember();
+    await room.join(failed, { offset: 20, epoch: A });
+    room.stream.receive(history.publish('m31'));
+    await room.settled();
+    // The history trimmed the gap by the time it answered: a resume would not be replayed it.
+    history.failing = false;
+    const trimmed = new FakeMember();
+    await room.join(trimmed, { offset: 10, epoch: A }, { bytes: 1e6, entries: 1e6, deadline: 0 });
+    history.trimmedThrough = 20;
+    room.stream.receive(history.publish('m32'));
+    await room.settled();
+    expect(failed.seen).toEqual(['joined 30', 'm31', 'm32']);
+    expect(trimmed.seen).toEqual(['joined 31', 'm32']);
   });
 
   it('reads the start position again for a join when the history was down as the stream began', async () => {
@@ -673,11 +698,12 @@ describe('RoomStream: a history that does not answer', () => {
       const outcome = await joining;
       expect(outcome).toMatchObject({ recovered: false, reason: 'unavailable', replay: [] });
       expect(room.errors).toMatchObject([{ code: 'HISTORY_FAILED' }]);
-      // It collects nothing more for the join: the next message goes to both, once.
+      // It collects nothing more for the join; once the history answers, the next message
+      // closes the late one to resume from its own place, and goes to the other, once.
       history.hanging = false;
       room.stream.receive(history.publish('m31'));
       await room.settled();
-      expect(late.seen).toEqual(['joined 30', 'm31']);
+      expect(late.seen).toEqual(['joined 30', 'closed 1012']);
       expect(member.messages).toEqual(['m31']);
     } finally {
       vi.useRealTimers();
