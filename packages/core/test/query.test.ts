@@ -1,4 +1,4 @@
-import { MemoryBroker } from '@wscale/core';
+import { InvalidOptionError, MemoryBroker, ScaledWebSocketServer } from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
@@ -138,5 +138,42 @@ describe('cross-node queries', () => {
       expect(node.stats.messagesOut.broadcast).toBe(1);
     }
     expect(a!.stats.queries).toMatchObject({ asked: 1, partial: 1 });
+  });
+});
+
+describe('node ids', () => {
+  it('reports, on both nodes, a node id that two nodes of one cluster use', async () => {
+    const [first] = await cluster.start(1, { nodeHeartbeatMs: 100 });
+    const errors: unknown[] = [];
+    first!.on('error', (error) => errors.push(error));
+    const twin = new ScaledWebSocketServer({
+      noServer: true,
+      nodeId: first!.nodeId,
+      broker: new MemoryBroker({ bus: cluster.bus }),
+      nodeHeartbeatMs: 100,
+    });
+    const twinErrors: unknown[] = [];
+    twin.on('error', (error) => twinErrors.push(error));
+    try {
+      await twin.ready();
+      await until(() => errors.length > 0 && twinErrors.length > 0, 3000, 'both to report it');
+      for (const error of [...errors, ...twinErrors]) {
+        expect(error).toBeInstanceOf(InvalidOptionError);
+        expect((error as Error).message).toContain(`"${first!.nodeId}"`);
+      }
+      // Reported once each, however many beats follow.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect([errors.length, twinErrors.length]).toEqual([1, 1]);
+    } finally {
+      await twin.close();
+    }
+  });
+
+  it('reports nothing for a node alone, nor for nodes of different ids', async () => {
+    const nodes = await cluster.start(3, { nodeHeartbeatMs: 50 });
+    const errors: unknown[] = [];
+    for (const node of nodes) node.on('error', (error) => errors.push(error));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // some ten beats each
+    expect(errors).toEqual([]);
   });
 });

@@ -1,8 +1,11 @@
 import type { Buffer } from 'node:buffer';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Broker, Unsubscribe } from '../contracts.js';
+import { InvalidOptionError } from '../errors.js';
 import { isInbox } from '../protocol/messages.js';
 import { Outgoing } from '../protocol/outgoing.js';
 import { inParts, partBytes } from '../util/parts.js';
+import { inTime } from '../util/wait-at-most.js';
 import {
   type Answer,
   BusFlag,
@@ -94,6 +97,17 @@ export class NodeMesh {
   #listener: MeshListener | undefined;
   #answerer: Answerer | undefined;
   readonly #alive = new Map<string, number>();
+  /** When a node was first heard of last (`performance.now()`): the newcomer's answers settle. */
+  #newestAt = 0;
+  /** Told when this node's own beat to itself comes back (see {@link NodeMesh.start}). */
+  #echo: (() => void) | undefined;
+  #stopped = false;
+  /**
+   * This node's announce and beats published (infinite once another node was found using its
+   * id), and those heard back: a second node of its id makes more.
+   */
+  #ownSent = 0;
+  #ownHeard = 0;
   readonly #pending = new Map<number, PendingRequest>();
   readonly #unsubscribes: Unsubscribe[] = [];
   #requestId = 0;
@@ -126,7 +140,13 @@ export class NodeMesh {
     this.#report = report;
   }
 
-  /** Subscribes the node's topics, from now on telling `listener`, and announces the node. */
+  /**
+   * Subscribes the node's topics, from now on telling `listener`, and announces the node. Resolves
+   * once the nodes already running had their time to answer the announce, so that a query made
+   * right after asks every one of them: a beat this node sends itself after the announce has come
+   * back (the broker handed the announce on before it), then no node was heard of for the first
+   * time for twice that round trip (at least {@link SETTLE_MS}); all within {@link DISCOVERY_MS}.
+   */
   async start(listener: MeshListener, answerer: Answerer): Promise<void> {
     this.#listener = listener;
     this.#answerer = answerer;
@@ -137,11 +157,28 @@ export class NodeMesh {
     );
     this.#timer = setInterval(() => this.#beat(), this.#timing.beatMs);
     this.#timer.unref();
+    const started = performance.now();
+    const until = started + DISCOVERY_MS;
+    const echoed = new Promise<void>((resolve) => {
+      this.#echo = resolve;
+    });
+    this.#ownSent += 2;
     await this.#publish(this.#allTopic, { kind: BusKind.Announce, header: this.#header });
+    await this.#publish(this.nodeTopic(this.#nodeId), { kind: BusKind.Beat, header: this.#header });
+    await inTime(echoed, until - performance.now());
+    this.#echo = undefined;
+    const echoedAt = performance.now();
+    const quiet = Math.max(SETTLE_MS, 2 * (echoedAt - started));
+    for (;;) {
+      const wait = Math.min(Math.max(this.#newestAt, echoedAt) + quiet, until) - performance.now();
+      if (!(wait > 0) || this.#stopped) return;
+      await delay(wait);
+    }
   }
 
   /** Says goodbye and drops the node's subscriptions. */
   async stop(): Promise<void> {
+    this.#stopped = true;
     clearInterval(this.#timer);
     for (const pending of this.#pending.values()) pending.done();
     this.#alive.clear();
@@ -259,7 +296,10 @@ export class NodeMesh {
   }
 
   #receive(bytes: Uint8Array): void {
-    if (isSentBy(bytes, this.#sender)) return;
+    if (isSentBy(bytes, this.#sender)) {
+      if (bytes[0] === BusKind.Beat || bytes[0] === BusKind.Announce) this.#heardOwn(bytes[0]);
+      return;
+    }
     const frame = this.#decode(bytes);
     if (frame === undefined) return;
     const from = frame.header.n;
@@ -339,7 +379,9 @@ export class NodeMesh {
   #seen(nodeId: string): void {
     const known = this.#alive.has(nodeId);
     this.#alive.set(nodeId, Date.now());
-    if (!known) this.#listener?.nodeUp(nodeId);
+    if (known) return;
+    this.#newestAt = performance.now();
+    this.#listener?.nodeUp(nodeId);
   }
 
   #forget(nodeId: string): void {
@@ -350,10 +392,28 @@ export class NodeMesh {
     this.#listener?.nodeDown(nodeId);
   }
 
+  /**
+   * A beat or announce with this node's id came: its own, back from the broker, unless more come
+   * than it sent. Then another node has its id, and each of the two gets the frames meant for the
+   * other: reported once.
+   */
+  #heardOwn(kind: BusKind): void {
+    if (kind === BusKind.Beat) this.#echo?.();
+    if (++this.#ownHeard <= this.#ownSent) return;
+    this.#ownSent = Number.POSITIVE_INFINITY;
+    this.#report(
+      new InvalidOptionError(
+        `another node uses this node's id "${this.#nodeId}": node ids must be unique in the ` +
+          'cluster, or each of the two gets messages meant for the other',
+      ),
+    );
+  }
+
   #beat(): void {
     const oldest = Date.now() - this.#timing.timeoutMs;
     for (const [nodeId, seen] of this.#alive) if (seen < oldest) this.#forget(nodeId);
     const beat: BusMessage = { kind: BusKind.Beat, header: this.#header };
+    this.#ownSent++;
     this.#publish(this.#allTopic, beat).catch(() => undefined);
   }
 
@@ -415,6 +475,10 @@ function messageOf(
 
 /** Most names of nodes or rooms whose topics are kept (all are dropped past it: rooms come and go). */
 const MAX_NAMED = 4096;
+/** The least time a starting node waits, after its announce went round, for a node it did not know. */
+const SETTLE_MS = 30;
+/** The most time a starting node waits for the nodes already running to answer its announce. */
+const DISCOVERY_MS = 1000;
 
 /** The topic of a node or room, built by `build` the first time. */
 function named(

@@ -39,7 +39,11 @@ export interface ServerOptions<Identity = unknown> {
   /** Only upgrade requests for this path are accepted. @default every path */
   path?: string;
 
-  /** This node's id, unique in the cluster. @default a random id */
+  /**
+   * This node's id, unique in the cluster: two nodes of one id each get messages meant for the
+   * other, and each emits an `InvalidOptionError` as its `error` once it hears the other.
+   * @default a random id
+   */
   nodeId?: string;
   /**
    * How nodes reach each other. Not closed by `close()` when given: the caller owns it.
