@@ -63,8 +63,9 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
     return this.#ended;
   }
 
-  /** @internal The client left the room. */
+  /** @internal The client left the room. An ended view is not updated again. */
   end(): void {
+    if (this.#ended) return;
     this.#ended = true;
     this.emit('end');
   }
@@ -77,6 +78,7 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
    * of every member yet; the whole one follows) is merged into the list: it takes no one out.
    */
   snapshot(entries: readonly PresenceEntry[], total: number, partial = false): void {
+    if (this.#ended) return;
     const next = new Map<string, PresenceMember>();
     for (const entry of entries) next.set(entry.u, member(entry));
     const wholeSnapshot = total <= next.size && !partial;
@@ -100,7 +102,7 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
 
   /** @internal */
   joined(entry: PresenceEntry): void {
-    if (this.#members.has(entry.u)) return;
+    if (this.#ended || this.#members.has(entry.u)) return;
     const fresh = member(entry);
     this.#members.set(fresh.user, fresh);
     this.#total++;
@@ -110,6 +112,7 @@ export class PresenceView extends TypedEmitter<PresenceViewEvents> {
 
   /** @internal */
   left(user: string): void {
+    if (this.#ended) return;
     const old = this.#members.get(user);
     this.#total = Math.max(this.#members.size - (old ? 1 : 0), this.#total - 1);
     if (old === undefined) return;

@@ -54,3 +54,21 @@ describe('PresenceView, resumed on a node that just started', () => {
     expect(view.count).toBe(3);
   });
 });
+
+describe('PresenceView, ended', () => {
+  it('is not updated again once it ended, and ends once', () => {
+    const view = new PresenceView('room');
+    view.snapshot(listed(2), 2);
+    const seen = recorded(view);
+    let ends = 0;
+    view.on('end', () => ends++);
+    view.end();
+    view.end();
+    view.joined({ u: 'late' });
+    view.left('u0000');
+    view.snapshot(listed(1, 5), 1);
+    expect([view.ended, ends, seen]).toEqual([true, 1, []]);
+    expect([...view.members.keys()]).toEqual(['u0000', 'u0001']);
+    expect(view.count).toBe(2);
+  });
+});

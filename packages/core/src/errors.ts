@@ -49,6 +49,7 @@ Object.defineProperty(WscaleError.prototype, WSCALE_ERROR, { value: true });
 /** An option passed to a constructor is missing or out of range. */
 export class InvalidOptionError extends WscaleError {
   static readonly code = 'INVALID_OPTION';
+  declare readonly code: 'INVALID_OPTION';
 
   constructor(message: string) {
     super(InvalidOptionError.code, message);
@@ -58,6 +59,7 @@ export class InvalidOptionError extends WscaleError {
 /** The operation was called on a server or broker that is closing or closed. */
 export class ServerClosedError extends WscaleError {
   static readonly code = 'SERVER_CLOSED';
+  declare readonly code: 'SERVER_CLOSED';
 
   constructor(message = 'the server is closed') {
     super(ServerClosedError.code, message);
@@ -70,6 +72,7 @@ export class ServerClosedError extends WscaleError {
  */
 export class BrokerUnavailableError extends WscaleError {
   static readonly code = 'BROKER_UNAVAILABLE';
+  declare readonly code: 'BROKER_UNAVAILABLE';
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(BrokerUnavailableError.code, message, options);
@@ -79,6 +82,7 @@ export class BrokerUnavailableError extends WscaleError {
 /** The broker was closed; queued publishes are rejected with this. */
 export class BrokerClosedError extends WscaleError {
   static readonly code = 'BROKER_CLOSED';
+  declare readonly code: 'BROKER_CLOSED';
 
   constructor(message = 'the broker is closed') {
     super(BrokerClosedError.code, message);
@@ -88,6 +92,7 @@ export class BrokerClosedError extends WscaleError {
 /** The state store failed to read or write (connection lost, timeout, server error). */
 export class StateStoreError extends WscaleError {
   static readonly code = 'STATE_STORE_FAILED';
+  declare readonly code: 'STATE_STORE_FAILED';
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(StateStoreError.code, message, options);
@@ -101,6 +106,7 @@ export class StateStoreError extends WscaleError {
  */
 export class SessionRecordError extends WscaleError {
   static readonly code = 'SESSION_RECORD_DAMAGED';
+  declare readonly code: 'SESSION_RECORD_DAMAGED';
 
   constructor(message: string) {
     super(SessionRecordError.code, message);
@@ -110,6 +116,7 @@ export class SessionRecordError extends WscaleError {
 /** The history store failed to append or read. */
 export class HistoryError extends WscaleError {
   static readonly code = 'HISTORY_FAILED';
+  declare readonly code: 'HISTORY_FAILED';
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(HistoryError.code, message, options);
@@ -122,6 +129,7 @@ export class HistoryError extends WscaleError {
  */
 export class UpgradeRejectedError extends WscaleError {
   static readonly code = 'UPGRADE_REJECTED';
+  declare readonly code: 'UPGRADE_REJECTED';
 
   /** HTTP status sent to the client. */
   readonly status: number;
@@ -138,6 +146,7 @@ export class UpgradeRejectedError extends WscaleError {
  */
 export class HandlerError extends WscaleError {
   static readonly code = 'HANDLER_FAILED';
+  declare readonly code: 'HANDLER_FAILED';
 
   constructor(where: string, cause: unknown) {
     super(HandlerError.code, `the ${where} handler failed: ${describe(cause)}`, { cause });
@@ -147,6 +156,7 @@ export class HandlerError extends WscaleError {
 /** A peer sent something the protocol does not allow. */
 export class ProtocolError extends WscaleError {
   static readonly code = 'PROTOCOL_ERROR';
+  declare readonly code: 'PROTOCOL_ERROR';
 
   constructor(message: string) {
     super(ProtocolError.code, message);
@@ -159,6 +169,7 @@ export class ProtocolError extends WscaleError {
  */
 export class MessageTooLargeError extends WscaleError {
   static readonly code = 'MESSAGE_TOO_LARGE';
+  declare readonly code: 'MESSAGE_TOO_LARGE';
 
   constructor(message: string) {
     super(MessageTooLargeError.code, message);
@@ -171,6 +182,7 @@ export class MessageTooLargeError extends WscaleError {
  */
 export class InvalidArgumentError extends WscaleError {
   static readonly code = 'INVALID_ARGUMENT';
+  declare readonly code: 'INVALID_ARGUMENT';
 
   constructor(message: string) {
     super(InvalidArgumentError.code, message);
@@ -180,6 +192,7 @@ export class InvalidArgumentError extends WscaleError {
 /** The application went past one of the server's limits (such as `maxSessionDataBytes`). */
 export class LimitExceededError extends WscaleError {
   static readonly code = 'LIMIT_EXCEEDED';
+  declare readonly code: 'LIMIT_EXCEEDED';
 
   constructor(message: string) {
     super(LimitExceededError.code, message);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import {
   CloseCode,
   type History,
+  InvalidArgumentError,
   LimitExceededError,
   MemoryHistory,
   MemoryStateStore,
@@ -266,6 +267,37 @@ describe('per-client limits', () => {
     const back = await V1Peer.connect(server, { session: welcome.session });
     expect(back.welcome.resumed).toBe(true);
     expect(server.clients.get(client.id)!.data).toEqual({ name: 'small' });
+    await stateStore.close();
+  });
+});
+
+describe('session data JSON cannot encode', () => {
+  it('reports a typed error and keeps the saved data when client.data cannot be saved as JSON', async () => {
+    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+    const { server, errors } = await node({
+      stateStore,
+      sessionSecret: 'a-test-secret-of-enough-bytes',
+    });
+    const { peer, welcome } = await V1Peer.connect(server);
+    const client = server.clients.get(welcome.client)!;
+    client.data = { name: 'saved' };
+    await client.saveData();
+    client.data = { name: 'lost', count: 1n };
+    await client.saveData();
+    // The assignment saves too: one report per save.
+    expect(errors.length).toBeGreaterThan(0);
+    for (const error of errors) {
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      // Each class's `code` is typed as its own.
+      const { code, message }: { code: 'INVALID_ARGUMENT'; message: string } =
+        error as InvalidArgumentError;
+      expect([code, message]).toEqual(['INVALID_ARGUMENT', expect.stringMatching(/as JSON/)]);
+    }
+    peer.ws.terminate();
+    await until(() => !server.clients.has(client.id), 2000, 'the client to leave');
+    const back = await V1Peer.connect(server, { session: welcome.session });
+    expect(back.welcome.resumed).toBe(true);
+    expect(server.clients.get(client.id)!.data).toEqual({ name: 'saved' });
     await stateStore.close();
   });
 });

@@ -1,6 +1,7 @@
 import {
   type BrokerStatus,
   CloseCode,
+  InvalidArgumentError,
   type ScaledWebSocketServer,
   type ServerStats,
 } from '@wscale/core';
@@ -20,6 +21,8 @@ const STATUSES: BrokerStatus[] = ['connecting', 'ready', 'reconnecting', 'down',
  * Registers Prometheus metrics of a node. Counters and gauges are read from `wss.stats` when
  * scraped, so nothing is added to the node's hot path; connects and disconnects by close code are
  * counted from the node's events (call it before the node takes clients). Returns the registry.
+ * Throws `InvalidArgumentError` when the registry has the metrics (same prefix) already: one
+ * registry per node.
  *
  * @example
  * ```ts
@@ -35,6 +38,12 @@ export function collectMetrics<Identity, Data extends object>(
 ): Registry {
   const registry = options.registry ?? register;
   const p = options.prefix ?? 'wscale_';
+  if (registry.getSingleMetric(`${p}connects_total`) !== undefined) {
+    throw new InvalidArgumentError(
+      `the registry has ${p} metrics already (another node's?): give each node in one process ` +
+        'a registry of its own, or a prefix',
+    );
+  }
   const registers = [registry];
   // One read of the stats per scrape (it walks the clients), shared by every metric collected
   // in the same turn of the event loop, whichever is read first.

@@ -1,7 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MemoryHistory, MemoryStateStore, ScaledWebSocketServer } from '@wscale/core';
+import {
+  InvalidArgumentError,
+  MemoryHistory,
+  MemoryStateStore,
+  ScaledWebSocketServer,
+} from '@wscale/core';
 import { until } from '@wscale/core/testing';
 import {
   clusterView,
@@ -124,6 +129,19 @@ describe('collectMetrics', () => {
     m = await scrape();
     expect(m('wscale_connections{protocol="raw"}')).toBe(0);
     expect(m('wscale_disconnects_total{code="1000"}')).toBe(1);
+  });
+
+  it('refuses, with a typed error, a second node on one registry, and takes it with its own prefix', async () => {
+    const registry = new Registry();
+    const [a, b] = [1, 2].map(() => new ScaledWebSocketServer({ noServer: true }));
+    cleanup.push(
+      () => a!.close(),
+      () => b!.close(),
+    );
+    collectMetrics(a!, { registry });
+    expect(() => collectMetrics(b!, { registry })).toThrow(InvalidArgumentError);
+    collectMetrics(b!, { registry, prefix: 'b_' });
+    expect(registry.getSingleMetric('b_connects_total')).toBeDefined();
   });
 
   it('counts the close codes clients choose by range: a series per code would let them add thousands', async () => {

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { HandlerError, LimitExceededError } from '../errors.js';
+import { HandlerError, InvalidArgumentError, LimitExceededError } from '../errors.js';
 import type { Reporter } from '../ops/reporter.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type {
@@ -277,10 +277,21 @@ export class SessionSaver<Client extends SavedClient> {
 
   /**
    * The client's `data` as the JSON to save (encoded once: the record carries it), or `undefined`
-   * to keep what was saved: it is over its limit.
+   * to keep what was saved: it is over its limit, or JSON cannot encode it.
    */
   #data(client: Client, data: object): string | undefined {
-    const json = JSON.stringify(data);
+    let json: string;
+    try {
+      json = JSON.stringify(data);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      this.#reporter.report(
+        new InvalidArgumentError(
+          `client ${client.id}: data cannot be saved as JSON (${why}); its session keeps the data saved before`,
+        ),
+      );
+      return undefined;
+    }
     const bytes = Buffer.byteLength(json);
     const max = this.#settings.maxSessionDataBytes;
     if (bytes <= max) return json;

@@ -47,9 +47,12 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   /** Whether the client speaks `wscale.v1` (else it is a raw WebSocket client). */
   readonly v1: boolean;
   /**
-   * The application's per-client state. For `wscale.v1` clients it is part of the session and
-   * survives reconnects: assign a new object (or call {@link Client.saveData} after changing it in
-   * place) and it is saved to the state store at once.
+   * The application's per-client state, `{}` on a new session. For `wscale.v1` clients it is part
+   * of the session and survives reconnects: assign a new object (or call {@link Client.saveData}
+   * after changing it in place) and it is saved to the state store at once, as JSON: a resumed
+   * session's `data` is what `JSON.parse(JSON.stringify(data))` gives (a `Date` comes back a
+   * string, a `Map` or `Set` an empty object), and data JSON cannot encode (a `BigInt`, a cycle) is
+   * not saved (an `InvalidArgumentError` is emitted as the server's `error`).
    */
   data: Data;
   /**
@@ -105,7 +108,10 @@ export interface Client<Identity = unknown, Data extends object = Record<string,
   /**
    * Joins a room; resolves once broadcasts to it from every node reach this client and, for a
    * `wscale.v1` client, its session is saved with the room. Joins and leaves of one room, the
-   * application's and the client's own, run in the order asked: the last one decides.
+   * application's and the client's own, run in the order asked: the last one decides. On a
+   * connection that is over (it closed, or its session was resumed on another connection), it
+   * does nothing and resolves, as `leave` and `saveData` do: to reach a session wherever it is
+   * now, use the server's `client(id)`.
    */
   join(room: string): Promise<void>;
   /** Leaves a room. */
@@ -280,9 +286,12 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   }
 
   /**
-   * The application's per-client state. For `wscale.v1` clients it is part of the session and
-   * survives reconnects: assign a new object (or call {@link Client.saveData} after changing it in
-   * place) and it is saved to the state store at once.
+   * The application's per-client state, `{}` on a new session. For `wscale.v1` clients it is part
+   * of the session and survives reconnects: assign a new object (or call {@link Client.saveData}
+   * after changing it in place) and it is saved to the state store at once, as JSON: a resumed
+   * session's `data` is what `JSON.parse(JSON.stringify(data))` gives (a `Date` comes back a
+   * string, a `Map` or `Set` an empty object), and data JSON cannot encode (a `BigInt`, a cycle) is
+   * not saved (an `InvalidArgumentError` is emitted as the server's `error`).
    */
   get data(): Data {
     this.#data ??= {} as Data;
