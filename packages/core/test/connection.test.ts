@@ -112,6 +112,63 @@ describe('connections', () => {
     expect(node!.clients.has(lively.id)).toBe(true);
   });
 
+  it('ends a connection whose one message keeps arriving a byte at a time past four heartbeat rounds', async () => {
+    const [node] = await cluster.start(1, { heartbeatIntervalMs: 50 });
+    const raw = await RawSocket.open(node!.address()!.port, { protocol: '' });
+    await until(() => node!.clients.size === 1, 2000, 'the client');
+    const message = frame(0x2, Buffer.alloc(64 * 1024, 7));
+    raw.write(message.subarray(0, 1024));
+    // A byte every 20 ms: bytes at every round, a pong at none, the message never whole.
+    let at = 1024;
+    const trickle = setInterval(() => raw.write(message.subarray(at, ++at)), 20);
+    try {
+      await until(() => raw.ended, 2000, 'the connection to end');
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(raw.frames.some((f) => f.opcode === 0x8)).toBe(false); // ended, not closed: no frame
+    await until(() => node!.clients.size === 0, 2000, 'the server to drop it');
+  });
+
+  it('ends a connection whose message keeps arriving in fragments between pings past four heartbeat rounds', async () => {
+    const [node] = await cluster.start(1, { heartbeatIntervalMs: 50 });
+    const raw = await RawSocket.open(node!.address()!.port, { protocol: '' });
+    const notFinal = (bytes: Buffer) => {
+      bytes[0]! &= 0x7f;
+      return bytes;
+    };
+    raw.write(notFinal(frame(0x2, Buffer.alloc(1024, 1))));
+    // A ping answered and a fragment more every 20 ms: signs of life, but the message never ends.
+    const trickle = setInterval(() => {
+      raw.write(frame(0x9, Buffer.alloc(0)));
+      raw.write(notFinal(frame(0x0, Buffer.alloc(16, 2))));
+    }, 20);
+    try {
+      await until(() => raw.ended, 1500, 'the connection to end'); // 128 fragments take 2.5 s
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(raw.frames.some((f) => f.opcode === 0x8)).toBe(false);
+  });
+
+  it('keeps a connection whose messages each arrive within a few rounds, one after another', async () => {
+    const [node] = await cluster.start(1, { heartbeatIntervalMs: 50 });
+    const received: number[] = [];
+    node!.on('connection', (client) => client.on('message', (data) => received.push(data.length)));
+    const raw = await RawSocket.open(node!.address()!.port, { protocol: '' });
+    // Eight messages of 8 KiB, each written over some 60 ms (about a round), back to back.
+    for (let n = 0; n < 8; n++) {
+      const message = frame(0x2, Buffer.alloc(8 * 1024, n));
+      for (let at = 0; at < message.length; at += 1024) {
+        raw.write(message.subarray(at, at + 1024));
+        await new Promise((resolve) => setTimeout(resolve, 7));
+      }
+    }
+    await until(() => received.length === 8, 2000, 'every message');
+    expect(raw.ended).toBe(false);
+    expect(node!.clients.size).toBe(1);
+  });
+
   it('listens for no pong on a TCP socket: the heartbeat reads what the socket read', async () => {
     const [node] = await cluster.start(1, { heartbeatIntervalMs: 50 });
     const sockets: object[] = [];

@@ -2,6 +2,7 @@ import { type Logger, type LogLevel, ScaledWebSocketServer } from '@wscale/core'
 import { until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, urlOf } from './helpers/nodes.js';
+import { frame, json, RawSocket } from './helpers/raw-socket.js';
 import { V1Peer } from './helpers/v1-client.js';
 
 interface Line {
@@ -70,6 +71,40 @@ describe('logger', () => {
     const failure = lines.find((line) => line.level === 'error');
     expect(failure?.fields).toMatchObject({ code: 'HANDLER_FAILED' });
     expect(find('node stopped')?.level).toBe('info');
+  });
+
+  it("warns of every protocol violation, those ws refuses as well as the protocol's own, and of a ping flood before the hello", async () => {
+    const logger = recorder();
+    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', logger });
+    servers.push(wss);
+    await wss.ready();
+    const port = wss.address()!.port;
+    const refused = async (bytes: Buffer[], protocol?: string) => {
+      const raw = await RawSocket.open(port, protocol === undefined ? {} : { protocol });
+      for (const chunk of bytes) raw.write(chunk);
+      const { code } = await raw.closeFrame();
+      raw.destroy();
+      return code;
+    };
+    const ping = frame(0x9, Buffer.alloc(0));
+    expect(await refused([frame(0x1, Buffer.from([0xff, 0xfe]))], '')).toBe(1007);
+    expect(await refused([frame(0x1, Buffer.from('x'), { mask: false })], '')).toBe(1002);
+    expect(await refused([json({ t: 'msg', d: 'no hello' })])).toBe(1008);
+    expect(await refused(Array.from({ length: 9 }, () => ping))).toBe(1008);
+    // A few pings before the hello are answered as ever.
+    const polite = await RawSocket.open(port);
+    for (let i = 0; i < 8; i++) polite.write(ping);
+    polite.write(json({ t: 'hello' }));
+    await polite.next('welcome');
+    polite.destroy();
+
+    const warned = logger.lines.filter((line) => line.level === 'warn').map((line) => line.message);
+    expect(warned).toEqual([
+      'protocol violation: closed 1007',
+      'protocol violation: closed 1002',
+      'protocol violation: closed 1008',
+      'protocol violation: closed 1008',
+    ]);
   });
 
   it('a logger that throws does not break the node', async () => {

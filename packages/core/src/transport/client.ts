@@ -189,6 +189,8 @@ interface Rare {
   inbox?: [data: string | Buffer, isBinary: boolean, info: MessageInfo][];
   /** Their lengths, added up. */
   inboxBytes?: number;
+  /** Heartbeat rounds in a row that found a message still arriving, none completed meanwhile. */
+  arriving?: number;
 }
 
 /**
@@ -211,8 +213,25 @@ const NO_ROOM_LIST: readonly string[] = [];
 /** An empty ping, as a server sends it (FIN, opcode 9, unmasked, no payload). */
 const PING_FRAME = Buffer.from([0x89, 0x00]);
 
-/** {@link Connection.heartbeat}'s mark of a peer alive since the last round. */
+/** {@link Connection.heartbeat}'s mark of a peer that completed a message since the last round. */
 const ALIVE = -1;
+/** Its mark of a peer that sent a ping or pong since the last round, and no message. */
+const ANSWERED = -3;
+/**
+ * Heartbeat rounds one message may take to arrive: a message still coming at this many rounds in
+ * a row, none completed meanwhile, ends the connection. Bytes trickled into a message are a sign
+ * of life, but not for ever: a client held its partial frame (up to `maxPayload`) at a byte every
+ * few seconds, and every such connection kept some 2 MB of the node's memory as long as it liked.
+ */
+const MAX_ARRIVING_ROUNDS = 4;
+
+/** What {@link Connection.heartbeat} reads of a `ws` socket's frame parser. */
+interface ParserState {
+  /** Bytes of the message being received so far, its frames' lengths as announced. */
+  _totalPayloadLength: number;
+  /** Bytes read and not parsed yet: a frame's start. */
+  _bufferedBytes: number;
+}
 
 /** What a socket that does not count the bytes it read reads at every heartbeat. */
 const UNCOUNTED = -2;
@@ -813,21 +832,39 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
 
   /**
    * One heartbeat round: terminate if the peer showed no sign of life since the last round (no
-   * byte read, on a socket that counts them; else no pong and no frame), else ping.
+   * byte read, on a socket that counts them; else no pong and no frame), or if a message has been
+   * arriving for {@link MAX_ARRIVING_ROUNDS} rounds without completing; else ping.
    */
   heartbeat(): void {
     const read = bytesRead(this.#socket);
-    if (read === this.#seen) {
+    if (read === this.#seen || (this.#seen !== ALIVE && this.#stillArriving())) {
       this.#ws.terminate();
       return;
     }
+    if (this.#seen === ALIVE && this.#rare?.arriving !== undefined) this.#rare.arriving = 0;
     this.#seen = read;
     // Written as the data frames are (see `wsFrame`): `ws.ping()` runs code that runs too rarely
     // for V8 to optimize, some 20 000 instructions a client a round more.
     if (this.#ws.readyState === WebSocket.OPEN) this.#socket.write(PING_FRAME);
   }
 
-  /** Any sign of life from the peer (a frame, a pong). */
+  /**
+   * Whether a message is still arriving, a round more, and has for too many rounds: counted in
+   * rounds that completed no message.
+   */
+  #stillArriving(): boolean {
+    const parser = (this.#ws as unknown as { _receiver?: Partial<ParserState> })._receiver;
+    const arriving = (parser?._totalPayloadLength ?? 0) > 0 || (parser?._bufferedBytes ?? 0) > 0;
+    if (!arriving) {
+      if (this.#rare?.arriving !== undefined) this.#rare.arriving = 0;
+      return false;
+    }
+    const rare = this.#rareState();
+    rare.arriving = (rare.arriving ?? 0) + 1;
+    return rare.arriving >= MAX_ARRIVING_ROUNDS;
+  }
+
+  /** A message from the peer came: a sign of life. */
   markAlive(): void {
     this.#seen = ALIVE;
   }
@@ -835,7 +872,7 @@ export class Connection<Identity = unknown, Data extends object = Record<string,
   /** A ping or pong frame came: a sign of life, and one operation of the rate limit. */
   control(): void {
     if (!this.open) return;
-    this.markAlive();
+    if (this.#seen !== ALIVE) this.#seen = ANSWERED;
     if (!this.takeOp()) this.#host.rateExceeded(this);
   }
 }

@@ -421,13 +421,38 @@ export class Connections<Identity, Data extends object>
       connections.frame(this[CLIENT]!, frame, isBinary);
     },
     error(this: NodeSocket, error: Error) {
-      // A socket still opening has no client yet: `ws` closes it, and there is nobody to tell.
-      this[CLIENT]?.emit('error', error);
+      // `ws` refused a frame (RFC 6455, or a limit) and closes the socket with its code.
+      const client = this[CLIENT];
+      connections.#parts.reporter.log.write(
+        'warn',
+        `protocol violation: closed ${wsCloseCode(error)}`,
+        {
+          client: client?.id,
+          reason: error.message,
+        },
+      );
+      // A socket still opening has no client yet: there is nobody to tell.
+      client?.emit('error', error);
     },
     close(this: NodeSocket, code: number, reason: Buffer) {
       connections.#closed(this[CLIENT]!, code, reason);
     },
   }))(this);
+}
+
+/** The close code `ws` ends a socket with for a frame it refused (its error's `code`). */
+function wsCloseCode(error: Error): number {
+  switch ((error as { code?: string }).code) {
+    case 'WS_ERR_INVALID_UTF8':
+      return CloseCode.InvalidPayload;
+    case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH':
+    case 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH':
+      return CloseCode.MessageTooBig;
+    case 'WS_ERR_TOO_MANY_BUFFERED_PARTS':
+      return CloseCode.PolicyViolation;
+    default:
+      return CloseCode.ProtocolError;
+  }
 }
 
 /** Bytes a socket may gather within one tick before they are written anyway. */

@@ -256,10 +256,21 @@ export class V1Endpoint {
     }, helloTimeoutMs);
     stop = () => clearTimeout(helloTimer);
     this.#opening.add(ws);
+    // Pings are no operation of a rate limit before the hello (there is no client to count
+    // them): a few are answered, a flood of them is refused.
+    let pings = 0;
+    const onPing = () => {
+      if (++pings === MAX_PINGS_BEFORE_HELLO + 1 && queued === undefined) {
+        refuse(CloseCode.PolicyViolation, 'hello expected');
+        this.#log.write('warn', 'protocol violation: closed 1008', {
+          reason: 'pings before hello',
+        });
+      }
+    };
     const settled = () => {
       stop();
       this.#opening.delete(ws);
-      ws.off('message', onMessage).off('close', settled);
+      ws.off('message', onMessage).off('close', settled).off('ping', onPing);
     };
     const onMessage = (data: Buffer, isBinary: boolean) => {
       if (queued !== undefined) {
@@ -269,7 +280,10 @@ export class V1Endpoint {
       const message = this.#decode(ws, data, isBinary)?.message;
       if (message?.t !== 'hello') {
         if (message === undefined) queued = null;
-        else refuse(CloseCode.PolicyViolation, 'hello expected');
+        else {
+          refuse(CloseCode.PolicyViolation, 'hello expected');
+          this.#log.write('warn', 'protocol violation: closed 1008', { reason: 'hello expected' });
+        }
         return;
       }
       queued = [];
@@ -304,7 +318,7 @@ export class V1Endpoint {
           refuse(CloseCode.InternalError, 'session could not be opened');
         });
     };
-    ws.on('message', onMessage).on('close', settled);
+    ws.on('message', onMessage).on('close', settled).on('ping', onPing);
   }
 
   /** Keeps a session's opening until it settles, for {@link V1Endpoint.openingsSettled}. */
@@ -881,6 +895,8 @@ const HANDLER_FAILED = {
  * welcome, with its replays, is written in that time.
  */
 const WELCOME_MARGIN_MS = 1000;
+/** Pings a `wscale.v1` connection may send before its hello; one more closes it (1008). */
+const MAX_PINGS_BEFORE_HELLO = 8;
 
 /** How long a `rcv` waits to cover every frame a client sends meanwhile. */
 const RECEIPT_DELAY_MS = 100;
