@@ -176,7 +176,7 @@ describe('wscale.v1 sessions', () => {
     expect(second.peer.texts('chat')).toEqual(['m7']);
   });
 
-  it("says recovered: false with epoch-changed when the room's log was lost and restarted", async () => {
+  it("says recovered: false with epoch-changed when the room's log was lost and restarted, and replays what the new log holds from its start", async () => {
     // Node b's history is a new log for the same room, as after a history store lost its data.
     const stateStore = new MemoryStateStore();
     const [before, after] = [new MemoryHistory(), new MemoryHistory()];
@@ -197,12 +197,14 @@ describe('wscale.v1 sessions', () => {
       rooms: { chat: { o: seen.o!, e: seen.e! } },
     });
     const now = second.welcome.rooms.chat!;
-    expect(now).toMatchObject({ recovered: false, reason: 'epoch-changed' });
+    expect(now).toMatchObject({ recovered: false, reason: 'epoch-changed', o: 0 });
     expect(now.e).not.toBe(joined.e);
-    // The client starts over in the new log: what comes next is delivered.
+    // The client starts over at the new log's start, as the members that stayed did: what it
+    // holds is replayed, and what comes next is delivered.
     await b!.to('chat').send('next');
-    await settle(() => second.peer.texts('chat').length >= 1, 2000, 'the next message');
-    expect(second.peer.texts('chat')).toEqual(['next']);
+    await settle(() => second.peer.texts('chat').length >= 2, 2000, 'the next message');
+    expect(second.peer.texts('chat')).toEqual(['in the new log', 'next']);
+    expect(second.peer.all('msg').map((message) => message.o)).toEqual([1, 2]);
   });
 
   it('says recovered: false to a client ahead of a log that went back in its epoch', async () => {

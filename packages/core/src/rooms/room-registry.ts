@@ -110,15 +110,13 @@ export class RoomRegistry<Member extends RoomMember = RoomMember> {
           await state.subscription;
           // Announced only to a client still in the room when its turn comes (it may have left).
           // A join made at a position (on another node, before it came here) replays what the
-          // room got since, behind its `joined` and before anything live.
+          // room got since (or, when its log restarted, what the new one holds), behind its
+          // `joined` and before anything live.
           const admitted = announce
             ? (outcome: JoinOutcome) => {
                 if (!client.inRoom(room)) return;
-                if (from === undefined || !outcome.recovered) {
-                  writeJoined(client, room, outcome.position);
-                  return;
-                }
-                writeJoined(client, room, from);
+                const at = outcome.recovered && from !== undefined ? from : outcome.position;
+                writeJoined(client, room, at);
                 for (const message of outcome.replay) client.deliver(message);
               }
             : undefined;

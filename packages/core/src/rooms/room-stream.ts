@@ -272,6 +272,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     return new Promise((resolve, reject) => {
       let done = false;
       let late: NodeJS.Timeout | undefined;
+      /** The room's log restarted since `from`: the join is replayed the new one from its start. */
+      let restarted = false;
       /** Whether this is the join's first outcome (a deadline and a read may both come). */
       const first = () => {
         if (done) return false;
@@ -281,7 +283,8 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
       };
       const settle = (settled: JoinOutcome) => {
         if (!first()) return;
-        const outcome = budget === undefined ? settled : withinBudget(settled, budget);
+        let outcome = budget === undefined ? settled : withinBudget(settled, budget);
+        if (restarted) outcome = fromStart(outcome);
         this.#host.admit(client);
         admitted?.(outcome);
         if (from !== undefined && outcome.reason === 'unavailable') this.#strand(client, from);
@@ -326,6 +329,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
             return unavailable(error);
           }
         }
+        let since = from;
+        if (from !== undefined && from.epoch !== this.#epoch && (await this.#left(from.epoch))) {
+          // As a member that stayed is resynced to the new log's start and given what it holds,
+          // not past it: the old log's tail is lost, the new one's start is not.
+          restarted = true;
+          since = { offset: 0, epoch: this.#epoch };
+        }
         if (from !== undefined && from.epoch === this.#epoch && from.offset > this.#last) {
           // Ahead of this node: what it saw is still on its way here (the history has it), or
           // the log went back in its epoch (it has not): then the client starts over from here.
@@ -337,10 +347,10 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         }
         // Its deadline came while the history was asked: it was admitted `unavailable`.
         if (done) return;
-        const outcome = this.#fromMemory(from);
+        const outcome = this.#fromMemory(since);
         if (outcome !== undefined) return settle(outcome);
         const catcher: Catcher = {
-          from: from!,
+          from: since!,
           upTo: this.#last,
           epoch: this.#epoch,
           live: [],
@@ -376,6 +386,21 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     }
   }
 
+  /**
+   * Whether the stream has left `epoch` for its own: one it followed from, or one the history
+   * says is not its current one while the stream's is (a log that restarted before the stream
+   * began). Not when the history cannot say, or is ahead of the stream.
+   */
+  async #left(epoch: string): Promise<boolean> {
+    if (this.#past.includes(epoch)) return true;
+    try {
+      return (await this.#position()).epoch === this.#epoch;
+    } catch (error) {
+      this.#host.error(error);
+      return false;
+    }
+  }
+
   /** Settles a join without reading the history, when that is possible. */
   #fromMemory(from: HistoryPosition | undefined): JoinOutcome | undefined {
     const position = { offset: this.#last, epoch: this.#epoch };
@@ -403,15 +428,33 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
     // The live messages are taken in the turn the client is admitted: a gap fill may have
     // delivered more while the read's answer came back.
     this.#catchers.delete(catcher);
+    const position = { offset: this.#last, epoch: this.#epoch };
+    if (this.#epoch !== catcher.epoch) return catcher.settle(this.#sinceRestart(catcher, position));
     const outcome = read.recovered ? this.#withLive(read, catcher) : read;
-    catcher.settle({ ...outcome, position: { offset: this.#last, epoch: this.#epoch } });
+    catcher.settle({ ...outcome, position });
+  }
+
+  /**
+   * The outcome of a join whose read was out while the room's log restarted: the new log's
+   * messages the stream delivered since its start (the join kept them), if they are all of it;
+   * else it goes on from here.
+   */
+  #sinceRestart(catcher: Catcher, position: HistoryPosition): JoinOutcome {
+    const fresh = catcher.live.filter((message) => message.epoch === this.#epoch);
+    const whole =
+      fresh.length === this.#last && fresh.every((message, i) => message.offset === i + 1);
+    return whole && fresh.length > 0
+      ? {
+          recovered: false,
+          reason: 'epoch-changed',
+          replay: fresh,
+          position: { ...position, offset: 0 },
+        }
+      : { recovered: false, reason: 'epoch-changed', replay: [], position };
   }
 
   /** A whole replay from the history, followed by what was delivered since, if that is whole. */
   #withLive(read: Omit<JoinOutcome, 'position'>, catcher: Catcher): Omit<JoinOutcome, 'position'> {
-    if (this.#epoch !== catcher.epoch) {
-      return { recovered: false, reason: 'epoch-changed', replay: [] };
-    }
     // The members were told to resync; a client admitted after it would miss the skipped part.
     if (catcher.skipped) return { recovered: false, reason: 'too-old', replay: [] };
     return { ...read, replay: [...read.replay, ...catcher.live] };
@@ -461,9 +504,6 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
         failed === undefined &&
         replay.length === upTo - from.offset &&
         replay.every((message, i) => message.offset === from.offset + 1 + i);
-      if (this.#epoch !== catcher.epoch) {
-        return { recovered: false, reason: 'epoch-changed', replay: [] };
-      }
       if (!whole) return { recovered: false, reason: failed ?? 'too-old', replay: [] };
       return { recovered: true, replay };
     } catch (error) {
@@ -719,6 +759,18 @@ const UNAVAILABLE: Omit<JoinOutcome, 'position'> = {
   reason: 'unavailable',
   replay: [],
 };
+
+/**
+ * A join replayed a restarted log from its start: no recovery (what the client missed of the old
+ * log is lost), and its place is that start, which the replay follows. A join not replayed
+ * (over its budget, unavailable) is left as it is.
+ */
+function fromStart(outcome: JoinOutcome): JoinOutcome {
+  if (!outcome.recovered) return outcome;
+  const start = { offset: 0, epoch: outcome.position.epoch };
+  const position = outcome.replay.length > 0 ? start : outcome.position;
+  return { ...outcome, recovered: false, reason: 'epoch-changed', position };
+}
 
 /** The outcome, or `too-old` when its replay does not fit what is left of the budget. */
 function withinBudget(outcome: JoinOutcome, budget: ReplayBudget): JoinOutcome {

@@ -607,7 +607,7 @@ describe('RoomStream: epochs', () => {
     expect(member.seen).toEqual(['m1', 'm2', 'm3', `resync 0/${B}`, 'm1', 'm2']);
   });
 
-  it('says epoch-changed to a join from the old epoch, and replays a join from the new one', async () => {
+  it('says epoch-changed to a join from the old epoch and replays it the new one from its start, as the members were; replays a join from the new one', async () => {
     const history = new FakeHistory();
     const room = open(history);
     await room.member();
@@ -616,15 +616,32 @@ describe('RoomStream: epochs', () => {
     for (const message of history.publishMany(4)) room.stream.receive(message);
     await room.settled();
     const old = await room.join(new FakeMember(), { offset: 2, epoch: A });
-    expect(old).toEqual({
-      position: { offset: 4, epoch: B },
+    expect(old).toMatchObject({
+      position: { offset: 0, epoch: B },
       recovered: false,
       reason: 'epoch-changed',
-      replay: [],
     });
+    expect(names(old.replay)).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect(old.replay.every((message) => message.epoch === B)).toBe(true);
+
     const current = await room.join(new FakeMember(), { offset: 2, epoch: B });
     expect(names(current.replay)).toEqual(['m3', 'm4']);
     expect(current.replay.every((message) => message.epoch === B)).toBe(true);
+  });
+
+  it('replays a join from an old epoch the new log from the history when the node no longer holds its start', async () => {
+    const history = new FakeHistory();
+    const room = open(history);
+    await room.member();
+    for (const message of history.publishMany(3)) room.stream.receive(message);
+    history.restart(B);
+    for (const message of history.publishMany(300)) room.stream.receive(message);
+    await room.settled();
+    const reads = history.reads.length;
+    const old = await room.join(new FakeMember(), { offset: 2, epoch: A });
+    expect(history.reads.length).toBeGreaterThan(reads);
+    expect(old).toMatchObject({ position: { offset: 0, epoch: B }, reason: 'epoch-changed' });
+    expect(names(old.replay)).toEqual(range(1, 300));
   });
 
   it('says epoch-changed to a join when the history answers that its log restarted', async () => {
@@ -647,8 +664,10 @@ describe('RoomStream: epochs', () => {
     history.epoch = A;
     release();
     const outcome = await joining;
-    expect(outcome).toMatchObject({ recovered: false, reason: 'epoch-changed', replay: [] });
-    expect(outcome.position).toEqual({ offset: 1, epoch: B });
+    expect(outcome).toMatchObject({ recovered: false, reason: 'epoch-changed' });
+    // Given the new log from its start, as the member that stayed was.
+    expect(outcome.position).toEqual({ offset: 0, epoch: B });
+    expect(names(outcome.replay)).toEqual(['m1']);
   });
 });
 
