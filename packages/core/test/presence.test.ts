@@ -21,6 +21,34 @@ class LossyBroker extends MemoryBroker {
   }
 }
 
+/** A memory broker that holds what its node sends and receives while `paused`, as a stopped process does. */
+class PausableBroker extends MemoryBroker {
+  #held: Array<() => void> | undefined;
+
+  pause(): void {
+    this.#held = [];
+  }
+
+  resume(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const go of held) go();
+  }
+
+  override publish(topic: string, payload: Uint8Array): Promise<void> {
+    const held = this.#held;
+    if (held === undefined) return super.publish(topic, payload);
+    return new Promise((resolve, reject) => {
+      held.push(() => super.publish(topic, payload).then(resolve, reject));
+    });
+  }
+
+  protected override deliver(topic: string, payload: Uint8Array): void {
+    if (this.#held === undefined) super.deliver(topic, payload);
+    else this.#held.push(() => super.deliver(topic, payload));
+  }
+}
+
 const nodes: ScaledWebSocketServer[] = [];
 const sockets: WebSocket[] = [];
 afterEach(async () => {
@@ -28,13 +56,19 @@ afterEach(async () => {
   await Promise.all(nodes.splice(0).map((node) => node.close()));
 });
 
-function start(bus: MemoryBus, id: string, broker = new LossyBroker({ bus })) {
+function start<Broker extends MemoryBroker = LossyBroker>(
+  bus: MemoryBus,
+  id: string,
+  broker: Broker = new LossyBroker({ bus }) as MemoryBroker as Broker,
+  nodeTimeoutMs?: number,
+) {
   const node = new ScaledWebSocketServer<unknown>({
     port: 0,
     host: '127.0.0.1',
     nodeId: id,
     broker,
     nodeHeartbeatMs: 100,
+    ...(nodeTimeoutMs === undefined ? {} : { nodeTimeoutMs }),
     presence: [{ rooms: 'room' }],
     presenceGraceMs: 300,
     authenticate: (request) => {
@@ -162,6 +196,33 @@ describe('presence on raw clients', () => {
     expect(told.get(b)).toEqual(['join dan', 'leave dan', 'join eve']);
     expect(told.get(c)).toEqual(['join dan', 'leave dan', 'join eve']);
     expect(told.get(d)).toEqual(['join eve']);
+  });
+
+  it('a node started while another is paused (alive to the others) lists its members with no join once it goes on', async () => {
+    const bus = new MemoryBus();
+    const paused = new PausableBroker({ bus });
+    const { node: a } = start(bus, 'a', paused, 1000);
+    const { node: b } = start(bus, 'b', undefined, 1000);
+    await Promise.all([a.ready(), b.ready()]);
+    await until(() => a.nodes.length === 1 && b.nodes.length === 1, 3000, 'the nodes to meet');
+    await connect(a, '?user=ann');
+    await until(() => b.presenceStats('room').users === 1, 3000, 'ann on b');
+
+    // Paused for less than the nodes' timeout: still alive to b, and unknown to c.
+    paused.pause();
+    const { node: c } = start(bus, 'c', undefined, 1000);
+    const heard: string[] = [];
+    c.on('presence', (_room: string, change: PresenceChange) =>
+      heard.push(`${change.type} ${change.user}`),
+    );
+    await c.ready();
+    await delay(600);
+    expect(b.nodes).toEqual(['a', 'c']);
+    paused.resume();
+    await until(async () => (await users(c)).join() === 'ann', 3000, 'c to list ann');
+    await connect(b, '?user=bob');
+    await until(() => heard.length > 0, 3000, 'c to hear of bob');
+    expect(heard).toEqual(['join bob']);
   });
 
   it('lists a member without info when the info hook throws or returns too much, and reports it', async () => {

@@ -28,6 +28,8 @@ export interface PresenceHost {
   readonly graceMs: number;
   /** How often this node tells the others its sequence number. */
   readonly tickMs: number;
+  /** How long a node may be silent and still count as alive (`nodeTimeoutMs`). */
+  readonly timeoutMs: number;
   /** A client's user key (its session owner; empty when anonymous). */
   owner(client: PresenceClient): string;
   /** Whether another node is alive now. */
@@ -85,9 +87,15 @@ export class PresenceService {
 
   /** Subscribes the presence topics and starts the timers. */
   async start(): Promise<void> {
-    const tickMs = this.#host.tickMs;
-    // Every live node ticks within a heartbeat: after two, this node has heard of them all.
-    this.#tracker.begin(Date.now(), 2 * tickMs, 4 * tickMs);
+    const { tickMs, timeoutMs } = this.#host;
+    // Every live node ticks within a heartbeat: after two, this node has heard of them all; one
+    // paused meanwhile (a stop in the world, a busy loop) still counts as alive on the others
+    // until their timeout, and its entries were there before this node: it waits as long.
+    this.#tracker.begin(
+      Date.now(),
+      Math.max(2 * tickMs, timeoutMs),
+      Math.max(4 * tickMs, timeoutMs + tickMs),
+    );
     const broker = this.#host.broker;
     const onMessage = (bytes: Uint8Array) => this.#receive(bytes);
     this.#unsubscribes.push(

@@ -417,6 +417,7 @@ export class ScaledWebSocketServer<
       rules: presence as unknown as PresenceRule<PresenceClient>[],
       graceMs: presenceGraceMs,
       tickMs: this.#options.nodeHeartbeatMs,
+      timeoutMs: this.#options.nodeTimeoutMs,
       owner: (client) => {
         // Called as a plain function, as every hook.
         const { sessionOwner } = this.#options;
