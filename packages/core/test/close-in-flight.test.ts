@@ -5,7 +5,7 @@ import {
   MemoryHistory,
   Publisher,
 } from '@wscale/core';
-import { until } from '@wscale/core/testing';
+import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestCluster } from './helpers/nodes.js';
 
@@ -106,6 +106,23 @@ describe('closing with sends still on their way', () => {
     await until(() => texts().length === COUNT, 2000, 'every message');
     expect(texts()).toEqual(numbers);
     expect(publisher.failedSends).toBe(0);
+  });
+
+  it("a node's close ends within closeTimeoutMs steps while its broker is down: its goodbyes wait for no reconnect", async () => {
+    const [node] = await cluster.start(1, { closeTimeoutMs: 200, presence: [{ rooms: 'room' }] });
+    await cluster.connect(node!);
+    cluster.bus.disconnect();
+    try {
+      await until(() => node!.brokerStatus !== 'ready', 2000, 'the node to see its broker down');
+      const started = performance.now();
+      const closed = node!.close().then(() => performance.now() - started);
+      // Each bounded step may take closeTimeoutMs; none may wait for the broker to come back.
+      expect(await Promise.race([closed, delay(3000).then(() => 'still closing')])).toBeLessThan(
+        2000,
+      );
+    } finally {
+      cluster.bus.reconnect();
+    }
   });
 
   it("a Publisher's close waits no longer than closeTimeoutMs for a broker that is down", async () => {

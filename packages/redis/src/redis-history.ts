@@ -65,6 +65,15 @@ export interface RedisHistoryOptions {
    * @default 5000
    */
   commandTimeoutMs?: number;
+  /**
+   * Appends this history may have waiting for Redis at once; one more is refused at once with
+   * {@link HistoryError}, instead of queueing behind them. A flood of appends (clients flooding a
+   * chat whose handler broadcasts each message) would otherwise wait past its deadline together,
+   * and every append, the flood's and everyone else's, would fail until the queue drained: some
+   * 25 s after a flood of 80 000 messages in a probe.
+   * @default 10000
+   */
+  maxPendingAppends?: number;
 }
 
 type Reply = Array<Buffer | number>;
@@ -90,6 +99,9 @@ export class RedisHistory implements History {
   /** Bounds the commands on a connection the history opened. */
   readonly #deadlines: CommandDeadlines | undefined;
   readonly #send: SendCommand;
+  readonly #maxPending: number;
+  /** Appends waiting for Redis. */
+  #pending = 0;
 
   constructor(options: RedisHistoryOptions = {}) {
     const maxEntries = options.maxEntries ?? 1000;
@@ -106,6 +118,10 @@ export class RedisHistory implements History {
       throw new InvalidOptionError('roomTtlMs must be 0 or a whole number of ms >= maxAgeMs');
     }
     if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
+    this.#maxPending = options.maxPendingAppends ?? 10_000;
+    if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
+      throw new InvalidOptionError('maxPendingAppends must be a whole number >= 1');
+    }
     this.#maxEntries = String(maxEntries);
     this.#maxAgeMs = String(maxAgeMs);
     this.#roomTtlMs = String(roomTtlMs);
@@ -196,6 +212,14 @@ export class RedisHistory implements History {
     payload: Uint8Array,
     channel: string | undefined,
   ): Promise<HistoryPosition> {
+    if (this.#pending >= this.#maxPending) {
+      return Promise.reject(
+        new HistoryError(
+          `could not append to room "${room}": ${this.#pending} appends wait for Redis already (maxPendingAppends)`,
+        ),
+      );
+    }
+    this.#pending++;
     const keys = this.#keys(room);
     let command = '';
     if (channel !== undefined) {
@@ -219,7 +243,16 @@ export class RedisHistory implements History {
         ],
         this.#send,
       ),
-    ).then(positionOf);
+    ).then(
+      (reply) => {
+        this.#pending--;
+        return positionOf(reply);
+      },
+      (error: unknown) => {
+        this.#pending--;
+        throw error;
+      },
+    );
   }
 
   #keys(room: string): string[] {

@@ -242,6 +242,32 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
+  it('refuses at once an append past maxPendingAppends waiting for Redis, and takes appends again as they are answered', async () => {
+    const history = new RedisHistory({ redis: standalone(server), maxPendingAppends: 3 });
+    const pid = server.pid!;
+    try {
+      const room = fresh();
+      await history.position(room); // connected
+      process.kill(pid, 'SIGSTOP');
+      const appends = Array.from({ length: 5 }, (_, n) => history.append(room, bytes(`m${n}`)));
+      const settled = appends.map((append) =>
+        append.then(
+          () => 'appended',
+          () => 'refused',
+        ),
+      );
+      // The two past the bound are refused while Redis still answers nothing.
+      expect(await Promise.all([settled[3], settled[4]])).toEqual(['refused', 'refused']);
+      await expect(appends[3]).rejects.toThrow(/maxPendingAppends/);
+      process.kill(pid, 'SIGCONT');
+      expect(await Promise.all(settled.slice(0, 3))).toEqual(['appended', 'appended', 'appended']);
+      expect(await history.append(room, bytes('next'))).toMatchObject({ offset: 4 });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await history.close();
+    }
+  });
+
   it('never rejects an append Redis answered in time because this process was busy when the answer came', async () => {
     const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 200 });
     try {

@@ -383,7 +383,8 @@ export class ScaledWebSocketServer<
     await waitAtMost(this.#reporter.handlers.settled(), ms);
     this.#delivery.drain();
     // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
-    await this.#presence?.stop();
+    // Its goodbyes (here and to the mesh) wait for no broker that is down.
+    if (this.#presence !== undefined) await waitAtMost(this.#presence.stop(), ms);
     for (const timer of this.#timers) clearInterval(timer);
     await waitAtMost(Promise.all(this.#connections.saver.saveAll()), ms);
     await this.#connections.closeAll(CloseCode.ServiceRestart, 'draining', ms);
@@ -394,7 +395,7 @@ export class ScaledWebSocketServer<
     // Sends the application started before the drain (a history append, then a publish) go out
     // before the node leaves and its broker may be closed.
     await waitAtMost(this.#reporter.sends.settled(), ms);
-    await this.#mesh.stop();
+    await waitAtMost(this.#mesh.stop(), ms);
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
     await this.#ownedStore?.close();
