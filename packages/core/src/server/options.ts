@@ -236,7 +236,8 @@ export interface ServerOptions<Identity = unknown> {
   slowConsumer?: SlowConsumerPolicy;
   /**
    * How often each client is pinged; a client that sent nothing since the previous ping (no
-   * pong, no frame) is terminated. `0` turns heartbeats off.
+   * pong, no frame) is terminated, and so is one whose one message has been arriving (bytes, but
+   * not all of it) for four intervals. `0` turns heartbeats off.
    * @default 30000
    */
   heartbeatIntervalMs?: number;
