@@ -35,6 +35,7 @@ export class ClientError extends Error {
 /** An option is missing or out of range, or no `WebSocket` constructor is available. */
 export class InvalidOptionError extends ClientError {
   override readonly name = 'InvalidOptionError';
+  declare readonly code: 'INVALID_OPTION';
 
   constructor(message: string) {
     super('INVALID_OPTION', message);
@@ -44,6 +45,7 @@ export class InvalidOptionError extends ClientError {
 /** An argument is out of the protocol's bounds (a room name over 256 characters…). */
 export class InvalidArgumentError extends ClientError {
   override readonly name = 'InvalidArgumentError';
+  declare readonly code: 'INVALID_ARGUMENT';
 
   constructor(message: string) {
     super('INVALID_ARGUMENT', message);
@@ -53,6 +55,7 @@ export class InvalidArgumentError extends ClientError {
 /** A request, `join` or `leave` got no `ack` in time. The server may still have handled it. */
 export class TimeoutError extends ClientError {
   override readonly name = 'TimeoutError';
+  declare readonly code: 'TIMEOUT';
 
   /** How long the client waited, in ms. */
   readonly timeoutMs: number;
@@ -71,6 +74,7 @@ export class TimeoutError extends ClientError {
  */
 export class DisconnectedError extends ClientError {
   override readonly name = 'DisconnectedError';
+  declare readonly code: 'DISCONNECTED';
 
   constructor(message = 'the connection closed before the server answered') {
     super('DISCONNECTED', message);
@@ -80,6 +84,7 @@ export class DisconnectedError extends ClientError {
 /** The client is closed (by `close()`, a final close code, or after its last reconnect attempt). */
 export class ClientClosedError extends ClientError {
   override readonly name = 'ClientClosedError';
+  declare readonly code: 'CLIENT_CLOSED';
 
   constructor(message = 'the client is closed; call connect() to open it again') {
     super('CLIENT_CLOSED', message);
@@ -92,6 +97,7 @@ export class ClientClosedError extends ClientError {
  */
 export class QueueFullError extends ClientError {
   override readonly name = 'QueueFullError';
+  declare readonly code: 'QUEUE_FULL';
 
   constructor(
     size: number,
@@ -107,6 +113,7 @@ export class QueueFullError extends ClientError {
  */
 export class MessageTooLargeError extends ClientError {
   override readonly name = 'MessageTooLargeError';
+  declare readonly code: 'MESSAGE_TOO_LARGE';
 
   /** The frame's size, in bytes. */
   readonly bytes: number;
@@ -126,6 +133,7 @@ export class MessageTooLargeError extends ClientError {
 /** The server broke the protocol: a malformed frame, or it did not select `wscale.v1`. */
 export class ProtocolError extends ClientError {
   override readonly name = 'ProtocolError';
+  declare readonly code: 'PROTOCOL_ERROR';
 
   constructor(message: string, options?: { cause?: unknown }) {
     super('PROTOCOL_ERROR', message, options);

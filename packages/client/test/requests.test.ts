@@ -56,6 +56,11 @@ describe('requests', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(75);
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error).toMatchObject({ code: 'TIMEOUT', timeoutMs: 80 });
+    // Each class's `code` is typed as its own: a check on the class narrows it.
+    if (error instanceof TimeoutError) {
+      const code: 'TIMEOUT' = error.code;
+      expect(code).toBe('TIMEOUT');
+    }
   });
 
   it('rejects an in-flight request with DISCONNECTED when the connection drops', async () => {

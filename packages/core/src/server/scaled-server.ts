@@ -382,9 +382,12 @@ export class ScaledWebSocketServer<
     // taken reaches its room, a request's reply its client. Then sends are refused.
     await waitAtMost(this.#reporter.handlers.settled(), ms);
     this.#delivery.drain();
+    // Goodbyes to the other nodes wait for a broker that is up, not for one that is down (they
+    // go out if it comes back before the application closes it).
+    const goodbye = (done: Promise<void>) =>
+      waitAtMost(done, this.#broker.status === 'ready' ? ms : 0);
     // Its clients resume elsewhere within the grace period: presence says nothing of the drain.
-    // Its goodbyes (here and to the mesh) wait for no broker that is down.
-    if (this.#presence !== undefined) await waitAtMost(this.#presence.stop(), ms);
+    if (this.#presence !== undefined) await goodbye(this.#presence.stop());
     for (const timer of this.#timers) clearInterval(timer);
     await waitAtMost(Promise.all(this.#connections.saver.saveAll()), ms);
     await this.#connections.closeAll(CloseCode.ServiceRestart, 'draining', ms);
@@ -395,7 +398,7 @@ export class ScaledWebSocketServer<
     // Sends the application started before the drain (a history append, then a publish) go out
     // before the node leaves and its broker may be closed.
     await waitAtMost(this.#reporter.sends.settled(), ms);
-    await waitAtMost(this.#mesh.stop(), ms);
+    await goodbye(this.#mesh.stop());
     this.#broker.off('status', this.#onBrokerStatus);
     if (this.#ownsBroker) await this.#broker.close();
     await this.#ownedStore?.close();
