@@ -1,5 +1,5 @@
 import { type Logger, type LogLevel, ScaledWebSocketServer } from '@wscale/core';
-import { until } from '@wscale/core/testing';
+import { delay, until } from '@wscale/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, urlOf } from './helpers/nodes.js';
 import { frame, json, RawSocket } from './helpers/raw-socket.js';
@@ -73,38 +73,78 @@ describe('logger', () => {
     expect(find('node stopped')?.level).toBe('info');
   });
 
-  it("warns of every protocol violation, those ws refuses as well as the protocol's own, and of a ping flood before the hello", async () => {
+  it("warns of every protocol violation with the code it closed with, those ws refuses as well as the protocol's own, and of a ping flood before the hello", async () => {
+    const ping = frame(0x9, Buffer.alloc(0));
+    const compressed = (bytes: Buffer) => {
+      bytes[0]! |= 0x40; // RSV1: a compressed message
+      return bytes;
+    };
+    const cases: Array<{ bytes: Buffer[]; protocol?: string; code: number }> = [
+      { bytes: [frame(0x1, Buffer.from([0xff, 0xfe]))], protocol: '', code: 1007 },
+      { bytes: [frame(0x1, Buffer.from('x'), { mask: false })], protocol: '', code: 1002 },
+      {
+        bytes: [compressed(frame(0x1, Buffer.from('not deflate data')))],
+        protocol: '',
+        code: 1007,
+      },
+      { bytes: [json({ t: 'msg', d: 'no hello' })], code: 1008 },
+      { bytes: Array.from({ length: 9 }, () => ping), code: 1008 },
+    ];
+    for (const { bytes, protocol, code } of cases) {
+      const logger = recorder();
+      const wss = new ScaledWebSocketServer({
+        port: 0,
+        host: '127.0.0.1',
+        logger,
+        perMessageDeflate: true,
+      });
+      servers.push(wss);
+      await wss.ready();
+      const raw = await RawSocket.open(wss.address()!.port, {
+        ...(protocol === undefined ? {} : { protocol }),
+        headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate' },
+      });
+      for (const chunk of bytes) raw.write(chunk);
+      expect((await raw.closeFrame()).code).toBe(code);
+      raw.destroy();
+      const warned = logger.lines.filter((line) => line.level === 'warn');
+      expect(warned.map((line) => line.message)).toEqual([`protocol violation: closed ${code}`]);
+    }
+  });
+
+  it('logs protocol violations a line a second at most, saying how many it held back', async () => {
     const logger = recorder();
     const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', logger });
     servers.push(wss);
     await wss.ready();
-    const port = wss.address()!.port;
-    const refused = async (bytes: Buffer[], protocol?: string) => {
-      const raw = await RawSocket.open(port, protocol === undefined ? {} : { protocol });
-      for (const chunk of bytes) raw.write(chunk);
-      const { code } = await raw.closeFrame();
+    const violate = async () => {
+      const raw = await RawSocket.open(wss.address()!.port, { protocol: '' });
+      raw.write(frame(0x1, Buffer.from('x'), { mask: false }));
+      await raw.closeFrame();
       raw.destroy();
-      return code;
     };
-    const ping = frame(0x9, Buffer.alloc(0));
-    expect(await refused([frame(0x1, Buffer.from([0xff, 0xfe]))], '')).toBe(1007);
-    expect(await refused([frame(0x1, Buffer.from('x'), { mask: false })], '')).toBe(1002);
-    expect(await refused([json({ t: 'msg', d: 'no hello' })])).toBe(1008);
-    expect(await refused(Array.from({ length: 9 }, () => ping))).toBe(1008);
-    // A few pings before the hello are answered as ever.
-    const polite = await RawSocket.open(port);
-    for (let i = 0; i < 8; i++) polite.write(ping);
-    polite.write(json({ t: 'hello' }));
-    await polite.next('welcome');
-    polite.destroy();
-
+    for (let i = 0; i < 5; i++) await violate();
+    await delay(1100);
+    await violate();
     const warned = logger.lines.filter((line) => line.level === 'warn').map((line) => line.message);
     expect(warned).toEqual([
-      'protocol violation: closed 1007',
       'protocol violation: closed 1002',
-      'protocol violation: closed 1008',
-      'protocol violation: closed 1008',
+      'protocol violation: closed 1002 (and 4 more since the last line)',
     ]);
+  });
+
+  it('answers a few pings before the hello as ever', async () => {
+    const logger = recorder();
+    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', logger });
+    servers.push(wss);
+    await wss.ready();
+    const polite = await RawSocket.open(wss.address()!.port);
+    for (let i = 0; i < 8; i++) polite.write(frame(0x9, Buffer.alloc(0)));
+    polite.write(json({ t: 'hello' }));
+    await polite.next('welcome');
+    expect(polite.frames.filter((f) => f.opcode === 0xa)).toHaveLength(8);
+    polite.destroy();
+    expect(logger.lines.filter((line) => line.level === 'warn')).toEqual([]);
   });
 
   it('a logger that throws does not break the node', async () => {

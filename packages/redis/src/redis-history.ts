@@ -65,15 +65,6 @@ export interface RedisHistoryOptions {
    * @default 5000
    */
   commandTimeoutMs?: number;
-  /**
-   * Appends this history may have waiting for Redis at once; one more is refused at once with
-   * {@link HistoryError}, instead of queueing behind them. A flood of appends (clients flooding a
-   * chat whose handler broadcasts each message) would otherwise wait past its deadline together,
-   * and every append, the flood's and everyone else's, would fail until the queue drained: some
-   * 25 s after a flood of 80 000 messages in a probe.
-   * @default 10000
-   */
-  maxPendingAppends?: number;
 }
 
 type Reply = Array<Buffer | number>;
@@ -99,9 +90,10 @@ export class RedisHistory implements History {
   /** Bounds the commands on a connection the history opened. */
   readonly #deadlines: CommandDeadlines | undefined;
   readonly #send: SendCommand;
-  readonly #maxPending: number;
   /** Appends waiting for Redis. */
   #pending = 0;
+  /** How long the append answered last waited for its answer, in ms. */
+  #waited = 0;
 
   constructor(options: RedisHistoryOptions = {}) {
     const maxEntries = options.maxEntries ?? 1000;
@@ -118,10 +110,6 @@ export class RedisHistory implements History {
       throw new InvalidOptionError('roomTtlMs must be 0 or a whole number of ms >= maxAgeMs');
     }
     if (!(this.#timeoutMs > 0)) throw new InvalidOptionError('commandTimeoutMs must be > 0');
-    this.#maxPending = options.maxPendingAppends ?? 10_000;
-    if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
-      throw new InvalidOptionError('maxPendingAppends must be a whole number >= 1');
-    }
     this.#maxEntries = String(maxEntries);
     this.#maxAgeMs = String(maxAgeMs);
     this.#roomTtlMs = String(roomTtlMs);
@@ -212,14 +200,19 @@ export class RedisHistory implements History {
     payload: Uint8Array,
     channel: string | undefined,
   ): Promise<HistoryPosition> {
-    if (this.#pending >= this.#maxPending) {
+    // Appends queued behind a flood wait past their deadline together, and every one fails, the
+    // flood's and everyone else's, until the queue drains (some 25 s after a flood of 80 000 in a
+    // probe): while appends wait longer than half the deadline, a new one is refused at once.
+    if (this.#pending >= CONGESTED_PENDING && this.#waited > this.#timeoutMs / 2) {
       return Promise.reject(
         new HistoryError(
-          `could not append to room "${room}": ${this.#pending} appends wait for Redis already (maxPendingAppends)`,
+          `could not append to room "${room}": ${this.#pending} appends wait for Redis, ` +
+            `answered after ${Math.round(this.#waited)} ms (over half of commandTimeoutMs)`,
         ),
       );
     }
     this.#pending++;
+    const sent = performance.now();
     const keys = this.#keys(room);
     let command = '';
     if (channel !== undefined) {
@@ -245,14 +238,19 @@ export class RedisHistory implements History {
       ),
     ).then(
       (reply) => {
-        this.#pending--;
+        this.#answered(sent);
         return positionOf(reply);
       },
       (error: unknown) => {
-        this.#pending--;
+        this.#answered(sent);
         throw error;
       },
     );
+  }
+
+  #answered(sent: number): void {
+    this.#pending--;
+    this.#waited = performance.now() - sent;
   }
 
   #keys(room: string): string[] {
@@ -284,6 +282,12 @@ export class RedisHistory implements History {
     });
   }
 }
+
+/**
+ * Appends waiting at once below which none is refused, however long they wait: a few slow ones
+ * are no flood.
+ */
+const CONGESTED_PENDING = 1000;
 
 const EPOCH_BASE = randomBytes(12).toString('base64url');
 let epochsDrawn = 0;

@@ -242,28 +242,58 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   });
 
-  it('refuses at once an append past maxPendingAppends waiting for Redis, and takes appends again as they are answered', async () => {
-    const history = new RedisHistory({ redis: standalone(server), maxPendingAppends: 3 });
-    const pid = server.pid!;
+  it('refuses appends at once while a flood makes them wait past half their deadline, so none it takes expires, and takes them again once it drains', async () => {
+    const history = new RedisHistory({ redis: standalone(server), commandTimeoutMs: 1000 });
     try {
       const room = fresh();
       await history.position(room); // connected
-      process.kill(pid, 'SIGSTOP');
-      const appends = Array.from({ length: 5 }, (_, n) => history.append(room, bytes(`m${n}`)));
-      const settled = appends.map((append) =>
-        append.then(
-          () => 'appended',
-          () => 'refused',
-        ),
-      );
-      // The two past the bound are refused while Redis still answers nothing.
-      expect(await Promise.all([settled[3], settled[4]])).toEqual(['refused', 'refused']);
-      await expect(appends[3]).rejects.toThrow(/maxPendingAppends/);
-      process.kill(pid, 'SIGCONT');
-      expect(await Promise.all(settled.slice(0, 3))).toEqual(['appended', 'appended', 'appended']);
-      expect(await history.append(room, bytes('next'))).toMatchObject({ offset: 4 });
+      const outcomes = { appended: 0, refused: 0, failed: [] as string[] };
+      const appends: Promise<void>[] = [];
+      // Far more than Redis answers, for 2 s (200 000 at most): the queue grows past the deadline.
+      const until = performance.now() + 2000;
+      while (performance.now() < until && appends.length < 200_000) {
+        for (let i = 0; i < 500; i++) {
+          appends.push(
+            history.append(room, bytes('flood')).then(
+              () => void outcomes.appended++,
+              (error: Error) => {
+                if (/over half of commandTimeoutMs/.test(error.message)) outcomes.refused++;
+                else outcomes.failed.push(error.message);
+              },
+            ),
+          );
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await Promise.all(appends);
+      expect(outcomes.refused).toBeGreaterThan(0);
+      expect(outcomes.failed).toEqual([]); // none it took waited past its deadline
+      expect(outcomes.appended).toBeGreaterThan(0);
+      const position = await history.position(room);
+      expect(position.offset).toBe(outcomes.appended);
+      expect(await history.append(room, bytes('after'))).toEqual({
+        offset: position.offset + 1,
+        epoch: position.epoch,
+      });
     } finally {
-      process.kill(pid, 'SIGCONT');
+      await history.close();
+    }
+  });
+
+  it('takes a burst of 20 000 appends that Redis answers within half their deadline', async () => {
+    const history = new RedisHistory({ redis: standalone(server) });
+    try {
+      const room = fresh();
+      const positions = await Promise.all(
+        Array.from({ length: 20_000 }, () => history.append(room, bytes('burst'))),
+      );
+      expect(
+        positions
+          .map((position) => position.offset)
+          .sort((a, b) => a - b)
+          .at(-1),
+      ).toBe(20_000);
+    } finally {
       await history.close();
     }
   });

@@ -39,12 +39,24 @@ export class Reporter {
   #reporting = false;
   readonly #lines = new LineGate();
   readonly #warnings = new LineGate();
+  readonly #violations = new LineGate();
 
   constructor(log: NodeLog, sink: ErrorSink) {
     this.log = log;
     this.sends = new Sends(log);
     this.#sink = sink;
   }
+
+  /**
+   * Logs a connection closed for breaking the protocol (`warn`), a line a second at most: each
+   * costs an attacker no more than a connection (bound: pass it as a callback).
+   */
+  readonly violation = (code: number, fields: { client?: string; reason: string }): void => {
+    const skipped = this.#violations.pass('violation');
+    if (skipped === undefined) return;
+    const more = skipped > 0 ? ` (and ${skipped} more since the last line)` : '';
+    this.log.write('warn', `protocol violation: closed ${code}${more}`, fields);
+  };
 
   /** Reports a failure that did not stop the node (bound: pass it as a callback). */
   readonly report = (error: unknown): void => {

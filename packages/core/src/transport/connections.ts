@@ -136,6 +136,7 @@ export class Connections<Identity, Data extends object>
       presence,
       traffic,
       log: reporter.log,
+      violation: reporter.violation,
     });
     this.saver = new SessionSaver(sessions, clients, this.v1, settings, reporter);
   }
@@ -423,14 +424,10 @@ export class Connections<Identity, Data extends object>
     error(this: NodeSocket, error: Error) {
       // `ws` refused a frame (RFC 6455, or a limit) and closes the socket with its code.
       const client = this[CLIENT];
-      connections.#parts.reporter.log.write(
-        'warn',
-        `protocol violation: closed ${wsCloseCode(error)}`,
-        {
-          client: client?.id,
-          reason: error.message,
-        },
-      );
+      connections.#parts.reporter.violation(wsCloseCode(error), {
+        client: client?.id,
+        reason: error.message,
+      });
       // A socket still opening has no client yet: there is nobody to tell.
       client?.emit('error', error);
     },
@@ -440,19 +437,14 @@ export class Connections<Identity, Data extends object>
   }))(this);
 }
 
-/** The close code `ws` ends a socket with for a frame it refused (its error's `code`). */
+/**
+ * The close code `ws` ends a socket with for a frame it refused: kept on its error under a symbol
+ * of its own (1002 when there is none).
+ */
 function wsCloseCode(error: Error): number {
-  switch ((error as { code?: string }).code) {
-    case 'WS_ERR_INVALID_UTF8':
-      return CloseCode.InvalidPayload;
-    case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH':
-    case 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH':
-      return CloseCode.MessageTooBig;
-    case 'WS_ERR_TOO_MANY_BUFFERED_PARTS':
-      return CloseCode.PolicyViolation;
-    default:
-      return CloseCode.ProtocolError;
-  }
+  const key = Object.getOwnPropertySymbols(error).find((s) => s.description === 'status-code');
+  const code = key === undefined ? undefined : (error as unknown as Record<symbol, unknown>)[key];
+  return typeof code === 'number' ? code : CloseCode.ProtocolError;
 }
 
 /** Bytes a socket may gather within one tick before they are written anyway. */

@@ -137,6 +137,8 @@ export interface V1Parts {
   presence: PresenceService | undefined;
   traffic: Traffic;
   log: NodeLog;
+  /** Logs a connection closed for breaking the protocol (see `Reporter.violation`). */
+  violation: (code: number, fields: { client?: string; reason: string }) => void;
 }
 
 /** A frame that came in behind the `hello`, before the session was open. */
@@ -154,6 +156,7 @@ export class V1Endpoint {
   readonly #presence: PresenceService | undefined;
   readonly #traffic: Traffic;
   readonly #log: NodeLog;
+  readonly #logViolation: V1Parts['violation'];
   /** Connections that have not been welcomed yet. */
   readonly #opening = new Set<WebSocket>();
   /** Sessions being opened (their store calls, and what a resume that went meanwhile writes). */
@@ -174,6 +177,7 @@ export class V1Endpoint {
     this.#presence = parts.presence;
     this.#traffic = parts.traffic;
     this.#log = parts.log;
+    this.#logViolation = parts.violation;
     this.#receipts = new ReceiptBatcher(RECEIPT_DELAY_MS, (client) => {
       const last = this.#upstream.get(client)?.last;
       if (last !== undefined) writeReceived(client, last);
@@ -262,9 +266,7 @@ export class V1Endpoint {
     const onPing = () => {
       if (++pings === MAX_PINGS_BEFORE_HELLO + 1 && queued === undefined) {
         refuse(CloseCode.PolicyViolation, 'hello expected');
-        this.#log.write('warn', 'protocol violation: closed 1008', {
-          reason: 'pings before hello',
-        });
+        this.#logViolation(CloseCode.PolicyViolation, { reason: 'pings before hello' });
       }
     };
     const settled = () => {
@@ -282,7 +284,7 @@ export class V1Endpoint {
         if (message === undefined) queued = null;
         else {
           refuse(CloseCode.PolicyViolation, 'hello expected');
-          this.#log.write('warn', 'protocol violation: closed 1008', { reason: 'hello expected' });
+          this.#logViolation(CloseCode.PolicyViolation, { reason: 'hello expected' });
         }
         return;
       }
@@ -869,7 +871,7 @@ export class V1Endpoint {
   #violation(target: WebSocket | V1Client, code: CloseCode, reason: string): void {
     close(target, code, reason);
     const fields = { client: 'id' in target ? target.id : undefined, reason };
-    this.#log.write('warn', `protocol violation: closed ${code}`, fields);
+    this.#logViolation(code, fields);
   }
 }
 
