@@ -86,6 +86,27 @@ describeRedis('resume while Redis is down', () => {
     });
   }, 40_000);
 
+  it('the session store came back without the session: the connection welcomed unavailable is closed 1012, and its client told the session expired, not kept out of its rooms', async () => {
+    const stateStore = new RedisStateStore({ redis: standalone(redis), commandTimeoutMs: 500 });
+    const node = await startNode(stateStore, new MemoryHistory());
+    const { first, saved } = await leftSession(node, closers);
+    await until(async () => (await redis.cli('dbsize')) !== '0', 5000, 'the session saved');
+
+    await redis.stop();
+    const back = open(node, saved);
+    await until(() => back.welcomes.length === 1, 10_000, 'the resume attempt');
+    expect(back.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
+    await redis.start(); // no persistence: it comes back empty
+    await until(() => back.welcomes.length === 2, 10_000, 'the resume once Redis answers');
+    expect(back.closes[0]).toMatch(/^1012 /);
+    expect(back.welcomes[1]).toMatchObject({ resumed: false, reason: 'expired' });
+    expect(back.welcomes[1]!.clientId).not.toBe(first.welcomes[0]!.clientId);
+    // A new session: the application joins it to its rooms, as any new client.
+    await until(() => back.client.rooms.includes('feed'), 5000, 'the new session in its room');
+    await node.to('feed').send('to the new session');
+    await until(() => back.texts.includes('to the new session'), 5000, 'a message to it');
+  }, 40_000);
+
   it('the history down: the session resumes and the room says unavailable', async () => {
     const history = new RedisHistory({ redis: standalone(redis), commandTimeoutMs: 500 });
     const node = await startNode(new MemoryStateStore(), history);

@@ -330,11 +330,19 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
           }
         }
         let since = from;
-        if (from !== undefined && from.epoch !== this.#epoch && (await this.#left(from.epoch))) {
-          // As a member that stayed is resynced to the new log's start and given what it holds,
-          // not past it: the old log's tail is lost, the new one's start is not.
-          restarted = true;
-          since = { offset: 0, epoch: this.#epoch };
+        if (from !== undefined && from.epoch !== this.#epoch) {
+          const left = await this.#left(from.epoch);
+          // Whether its place is in a log this room left, the history could not say: as for a
+          // gap it could not read, the client keeps its place until it can.
+          if (left === undefined) {
+            return unavailable(new HistoryError(`the history of "${this.#room}" is unreachable`));
+          }
+          if (left) {
+            // As a member that stayed is resynced to the new log's start and given what it
+            // holds, not past it: the old log's tail is lost, the new one's start is not.
+            restarted = true;
+            since = { offset: 0, epoch: this.#epoch };
+          }
         }
         if (from !== undefined && from.epoch === this.#epoch && from.offset > this.#last) {
           // Ahead of this node: what it saw is still on its way here (the history has it), or
@@ -366,10 +374,13 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
 
   /** Keeps a member admitted `unavailable` from `from` for its recovery (`#behind`, `#stranded`). */
   #strand(client: Member, from: HistoryPosition): void {
-    if (this.#epoch === '') this.#behind.add(client);
-    else if (from.epoch === this.#epoch && from.offset < this.#last) {
-      this.#stranded.set(client, from.offset);
+    if (this.#epoch === '') {
+      this.#behind.add(client);
+      return;
     }
+    // From a log the room may have left: what it missed is the current one from its start.
+    const after = from.epoch === this.#epoch ? from.offset : 0;
+    if (after < this.#last) this.#stranded.set(client, after);
   }
 
   /** Before the next message reaches the stranded members: closes them to resume, if it can. */
@@ -389,15 +400,15 @@ export class RoomStream<Member extends RoomMember = RoomMember> {
   /**
    * Whether the stream has left `epoch` for its own: one it followed from, or one the history
    * says is not its current one while the stream's is (a log that restarted before the stream
-   * began). Not when the history cannot say, or is ahead of the stream.
+   * began). Not when the history is ahead of the stream; `undefined` when it cannot say.
    */
-  async #left(epoch: string): Promise<boolean> {
+  async #left(epoch: string): Promise<boolean | undefined> {
     if (this.#past.includes(epoch)) return true;
     try {
       return (await this.#position()).epoch === this.#epoch;
     } catch (error) {
       this.#host.error(error);
-      return false;
+      return undefined;
     }
   }
 

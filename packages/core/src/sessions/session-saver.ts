@@ -29,6 +29,8 @@ export interface SavedClient {
   readonly ownRooms: readonly string[];
   /** Whether its session is still opening (a resume rejoining its rooms, not yet welcomed). */
   readonly opening: boolean;
+  /** Whether it was welcomed while the state store could not be read (`unavailable`). */
+  readonly sessionUnavailable: boolean;
   /** Closes it for the server's own reason (see `Connection.shut`). */
   shut(code: number, reason: string): void;
   /** The application's close of it that its client did not answer (see `Connection.unansweredClose`). */
@@ -115,9 +117,13 @@ export class SessionSaver<Client extends SavedClient> {
     this.#bouncing.add(client);
     setTimeout(() => {
       if (this.#clients.get(client.id) !== client || client.conn !== conn) return;
-      this.#reporter.log.write('warn', 'the session record names another connection: closed 1012', {
-        client: client.id,
-      });
+      this.#reporter.log.write(
+        'warn',
+        'the session record is gone or names another connection: closed 1012',
+        {
+          client: client.id,
+        },
+      );
       client.shut(CloseCode.ServiceRestart, 'session record changed: resume');
     }, SUPERSEDED_WAIT_MS).unref();
   }
@@ -272,6 +278,7 @@ export class SessionSaver<Client extends SavedClient> {
       // An application's close not answered yet: made on the resume if this node dies first.
       close: client.unansweredClose(),
       claim: client.claim,
+      ...(client.sessionUnavailable ? { unavailable: true } : {}),
     };
   }
 

@@ -83,9 +83,14 @@ export type SaveResult = 'written' | 'refused' | 'failed';
 
 /**
  * What a connection saves of its session: `data` is the application's data as JSON (the saver
- * measured it); without it, the data saved before is kept.
+ * measured it); without it, the data saved before is kept. `unavailable`, not saved, marks a
+ * connection welcomed while the store could not be read: it writes only over a record (a store
+ * that lost it, or a session that expired meanwhile, refuses it: its client resumes, and is told).
  */
-export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & { data: string | undefined };
+export type SessionSnapshot = Omit<SessionRecord, 'conn' | 'data'> & {
+  data: string | undefined;
+  unavailable?: boolean;
+};
 
 /** A resume's read of its session (see {@link Sessions.lookup}). */
 export interface SessionLookup {
@@ -369,9 +374,12 @@ export class Sessions {
       const parsed = current === undefined ? undefined : parseRecord(current);
       // A damaged record no connection can hold: this one's snapshot replaces it.
       const stored = parsed instanceof SessionRecordError ? undefined : parsed;
-      refused = stored !== undefined && stored.conn !== conn;
+      // A connection welcomed while the store could not be read holds the session the store
+      // keeps: when the store lost it, its snapshot is no session to begin (what it is not in
+      // would be lost without a word); its client resumes, and is told the session expired.
+      refused = stored === undefined ? snapshot.unavailable === true : stored.conn !== conn;
       if (refused) return undefined;
-      const { data, ...rest } = snapshot;
+      const { data, unavailable: _, ...rest } = snapshot;
       const json = data ?? JSON.stringify(stored?.data ?? {});
       const record = {
         ...rest,

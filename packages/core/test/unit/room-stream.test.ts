@@ -644,6 +644,33 @@ describe('RoomStream: epochs', () => {
     expect(names(old.replay)).toEqual(range(1, 300));
   });
 
+  it('admits a join from another epoch unavailable while the history cannot say whether the log restarted, and closes it to resume once it can, to be replayed the new log', async () => {
+    const history = new FakeHistory();
+    const room = open(history);
+    const member = await room.member();
+    for (const message of history.publishMany(3)) room.stream.receive(message);
+    history.restart(B);
+    for (const message of history.publishMany(5)) room.stream.receive(message);
+    await room.settled();
+    history.failing = true;
+    // A node that never saw epoch A: only the history could tell it was left.
+    const fresh = open(history);
+    history.failing = false;
+    await fresh.settled();
+    history.failing = true;
+    const back = new FakeMember();
+    const outcome = await fresh.join(back, { offset: 2, epoch: A });
+    expect(outcome).toMatchObject({ recovered: false, reason: 'unavailable', replay: [] });
+    history.failing = false;
+    fresh.stream.receive(history.publish('m6'));
+    await fresh.settled();
+    expect(back.seen).toEqual(['joined 5', 'closed 1012']);
+    const again = await fresh.join(new FakeMember(), { offset: 2, epoch: A });
+    expect(again).toMatchObject({ position: { offset: 0, epoch: B }, reason: 'epoch-changed' });
+    expect(names(again.replay)).toEqual(range(1, 6));
+    expect(member.seen.at(-1)).toBe('m5');
+  });
+
   it('says epoch-changed to a join when the history answers that its log restarted', async () => {
     const history = new FakeHistory();
     history.publishMany(30);
