@@ -237,7 +237,9 @@ export interface ServerOptions<Identity = unknown> {
   /**
    * How often each client is pinged; a client that sent nothing since the previous ping (no
    * pong, no frame) is terminated, and so is one whose one message has been arriving (bytes, but
-   * not all of it) for four intervals. `0` turns heartbeats off.
+   * not all of it) for four intervals: a message of `maxPayload` must come at `maxPayload` over
+   * four intervals at least (1 MiB in two minutes at the defaults; a shorter interval cuts slower
+   * uploads). `0` turns heartbeats off.
    * @default 30000
    */
   heartbeatIntervalMs?: number;
