@@ -664,79 +664,74 @@ describe('a history that cannot be read', () => {
   });
 });
 
+/** A node whose new sessions join the room `chat`, which keeps its history in `history`. */
+async function chatNode(history: History) {
+  const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
+  stores.push(history, stateStore);
+  const [node] = await cluster.start(1, {
+    stateStore,
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    history: [{ rooms: 'chat', store: history }],
+  });
+  node!.on('connection', (client) => {
+    if (!client.resumed) void client.join('chat');
+  });
+  return node!;
+}
+
 describe('a history that could not be read at a resume', () => {
   it('closes a client that came back while its node could not read the room once it can, and the resume replays from its own place', async () => {
     const history = new UnreachableHistory();
-    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
-    stores.push(history, stateStore);
-    const [a] = await cluster.start(1, {
-      stateStore,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      history: [{ rooms: 'chat', store: history }],
-    });
-    a!.on('connection', (client) => {
-      if (!client.resumed) void client.join('chat');
-    });
-    const first = await V1Peer.connect(a!);
+    const a = await chatNode(history);
+    const first = await V1Peer.connect(a);
     const joined = await first.peer.next('joined');
-    for (const n of [1, 2, 3]) await a!.to('chat').send(`m${n}`);
+    for (const n of [1, 2, 3]) await a.to('chat').send(`m${n}`);
     await until(() => first.peer.texts('chat').length === 3, 2000, 'three messages');
     first.peer.ws.terminate();
-    await until(() => a!.clients.size === 0, 2000, 'the client to leave');
+    await until(() => a.clients.size === 0, 2000, 'the client to leave');
     // The room's stream went with its last member: the node knows nothing of it now.
     history.down = true;
     const rooms = { chat: { o: 3, e: joined.e! } };
-    const back = await V1Peer.connect(a!, { session: first.welcome.session, rooms });
+    const back = await V1Peer.connect(a, { session: first.welcome.session, rooms });
     expect(back.welcome.rooms.chat).toEqual({ recovered: false, reason: 'unavailable' });
     history.down = false;
-    await a!.to('chat').send('m4');
+    await a.to('chat').send('m4');
     // Not resynced past m4 nor handed it live: closed, to resume from m3.
     expect((await back.peer.closed).code).toBe(1012);
     expect(back.peer.all('resync')).toEqual([]);
     expect(back.peer.texts('chat')).toEqual([]);
-    const again = await V1Peer.connect(a!, { session: first.welcome.session, rooms });
+    const again = await V1Peer.connect(a, { session: first.welcome.session, rooms });
     expect(again.welcome.rooms.chat).toMatchObject({ recovered: true });
     await until(() => again.peer.texts('chat').length === 1, 2000, 'the replay');
     expect(again.peer.texts('chat')).toEqual(['m4']);
   });
-});
 
-describe('a gap that could not be read at a resume', () => {
   it('closes a client whose gap its node could not read once the history answers, before any message moves its place, and the resume replays the gap', async () => {
     const history = new UnreachableHistory();
-    const stateStore = new MemoryStateStore({ ttlMs: 60_000 });
-    stores.push(history, stateStore);
-    const [a] = await cluster.start(1, {
-      stateStore,
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      history: [{ rooms: 'chat', store: history }],
-    });
-    a!.on('connection', (client) => {
-      if (!client.resumed) void client.join('chat');
-    });
+    const a = await chatNode(history);
     // A client that stays keeps the room's stream on the node: it knows the room's position.
-    const stays = await V1Peer.connect(a!);
+    const stays = await V1Peer.connect(a);
     await stays.peer.next('joined');
-    const first = await V1Peer.connect(a!);
+    const first = await V1Peer.connect(a);
     const joined = await first.peer.next('joined');
-    await a!.to('chat').send('m1');
+    await a.to('chat').send('m1');
     await until(() => first.peer.texts('chat').length === 1, 2000, 'the first message');
     first.peer.ws.terminate();
-    await until(() => a!.clients.size === 1, 2000, 'the client to leave');
+    await until(() => a.clients.size === 1, 2000, 'the client to leave');
     // Larger than what the node keeps of its recent messages: the gap is read from the history.
     const large = (n: number) => `m${n} ${'.'.repeat(100_000)}`;
-    for (const n of [2, 3, 4]) await a!.to('chat').send(large(n));
+    for (const n of [2, 3, 4]) await a.to('chat').send(large(n));
     history.readsDown = true;
     const rooms = { chat: { o: 1, e: joined.e! } };
-    const back = await V1Peer.connect(a!, { session: first.welcome.session, rooms });
+    const back = await V1Peer.connect(a, { session: first.welcome.session, rooms });
     expect(back.welcome.rooms.chat).toMatchObject({ recovered: false, reason: 'unavailable' });
     history.readsDown = false;
-    await a!.to('chat').send('m5');
+    await a.to('chat').send('m5');
     // Not handed m5, which would move its place past the gap the history still holds.
     expect((await back.peer.closed).code).toBe(1012);
     expect(back.peer.texts('chat')).toEqual([]);
     expect(back.peer.all('resync')).toEqual([]);
-    const again = await V1Peer.connect(a!, { session: first.welcome.session, rooms });
+    const again = await V1Peer.connect(a, { session: first.welcome.session, rooms });
     expect(again.welcome.rooms.chat).toMatchObject({ recovered: true });
     await until(() => again.peer.texts('chat').length === 4, 2000, 'the replay');
     expect(again.peer.texts('chat')).toEqual([large(2), large(3), large(4), 'm5']);
