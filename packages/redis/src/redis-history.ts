@@ -90,10 +90,12 @@ export class RedisHistory implements History {
   /** Bounds the commands on a connection the history opened. */
   readonly #deadlines: CommandDeadlines | undefined;
   readonly #send: SendCommand;
-  /** Appends waiting for Redis. */
+  /** Appends sent to Redis and not answered yet. */
   #pending = 0;
-  /** How long the append answered last waited for its answer, in ms. */
-  #waited = 0;
+  /** Appends waiting for their turn to be sent (see {@link MAX_APPENDS_OUT}), oldest first. */
+  readonly #waiting: WaitingAppend[] = [];
+  /** The first of {@link #waiting} still waiting. */
+  #next = 0;
 
   constructor(options: RedisHistoryOptions = {}) {
     const maxEntries = options.maxEntries ?? 1000;
@@ -200,19 +202,29 @@ export class RedisHistory implements History {
     payload: Uint8Array,
     channel: string | undefined,
   ): Promise<HistoryPosition> {
-    // Appends queued behind a flood wait past their deadline together, and every one fails, the
-    // flood's and everyone else's, until the queue drains (some 25 s after a flood of 80 000 in a
-    // probe): while appends wait longer than half the deadline, a new one is refused at once.
-    if (this.#pending >= CONGESTED_PENDING && this.#waited > this.#timeoutMs / 2) {
-      return Promise.reject(
-        new HistoryError(
-          `could not append to room "${room}": ${this.#pending} appends wait for Redis, ` +
-            `answered after ${Math.round(this.#waited)} ms (over half of commandTimeoutMs)`,
-        ),
-      );
+    // A flood of appends sent at once would wait past their deadline together in Redis, and
+    // every one would fail, the flood's and everyone else's, until the queue drained (some 25 s
+    // after a flood of 80 000 in a probe). So this many at most are out at once; the others wait
+    // here, in order, and one that waited half its deadline is refused instead of sent.
+    if (this.#pending < MAX_APPENDS_OUT && this.#next === this.#waiting.length) {
+      return this.#appendNow(room, payload, channel);
     }
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({
+        at: performance.now(),
+        send: () => this.#appendNow(room, payload, channel).then(resolve, reject),
+        refuse: (error) => reject(error),
+        room,
+      });
+    });
+  }
+
+  #appendNow(
+    room: string,
+    payload: Uint8Array,
+    channel: string | undefined,
+  ): Promise<HistoryPosition> {
     this.#pending++;
-    const sent = performance.now();
     const keys = this.#keys(room);
     let command = '';
     if (channel !== undefined) {
@@ -238,19 +250,42 @@ export class RedisHistory implements History {
       ),
     ).then(
       (reply) => {
-        this.#answered(sent);
+        this.#answered();
         return positionOf(reply);
       },
       (error: unknown) => {
-        this.#answered(sent);
+        this.#answered();
         throw error;
       },
     );
   }
 
-  #answered(sent: number): void {
+  /** An append was answered: the first ones waiting go out in its place. */
+  #answered(): void {
     this.#pending--;
-    this.#waited = performance.now() - sent;
+    const waiting = this.#waiting;
+    if (this.#next === waiting.length) return;
+    const oldest = performance.now() - this.#timeoutMs / 2;
+    while (this.#pending < MAX_APPENDS_OUT && this.#next < waiting.length) {
+      const next = waiting[this.#next++]!;
+      if (next.at >= oldest) next.send();
+      else {
+        next.refuse(
+          new HistoryError(
+            `could not append to room "${next.room}": it waited half of commandTimeoutMs behind ` +
+              `${MAX_APPENDS_OUT} appends out to Redis`,
+          ),
+        );
+      }
+    }
+    // Those taken leave the array: at once when none waits, else once they are half of it.
+    if (this.#next === waiting.length) {
+      waiting.length = 0;
+      this.#next = 0;
+    } else if (this.#next > waiting.length / 2) {
+      waiting.splice(0, this.#next);
+      this.#next = 0;
+    }
   }
 
   #keys(room: string): string[] {
@@ -283,11 +318,17 @@ export class RedisHistory implements History {
   }
 }
 
-/**
- * Appends waiting at once below which none is refused, however long they wait: a few slow ones
- * are no flood.
- */
-const CONGESTED_PENDING = 1000;
+/** Appends out to Redis at once, at most: a burst past it waits its turn (see `#append`). */
+const MAX_APPENDS_OUT = 10_000;
+
+/** An append waiting for its turn to go out. */
+interface WaitingAppend {
+  /** When it was asked for (`performance.now()`). */
+  at: number;
+  send: () => void;
+  refuse: (error: HistoryError) => void;
+  room: string;
+}
 
 const EPOCH_BASE = randomBytes(12).toString('base64url');
 let epochsDrawn = 0;
