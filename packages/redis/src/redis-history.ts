@@ -194,6 +194,15 @@ export class RedisHistory implements History {
   async close(): Promise<void> {
     this.#server?.stop();
     this.#deadlines?.stop();
+    // Appends still waiting for their turn are not sent.
+    const waiting = this.#waiting.splice(this.#next);
+    this.#waiting.length = 0;
+    this.#next = 0;
+    for (const append of waiting) {
+      append.refuse(
+        new HistoryError(`could not append to room "${append.room}": the history is closed`),
+      );
+    }
     if (this.#owned) await closeClient(this.#client);
   }
 

@@ -281,6 +281,30 @@ describeRedis('RedisHistory on standalone Redis', () => {
     }
   }, 30_000);
 
+  it('refuses the appends still waiting for their turn when it is closed', async () => {
+    const history = new RedisHistory({ redis: standalone(server) });
+    const pid = server.pid!;
+    try {
+      const room = fresh();
+      await history.position(room); // connected
+      process.kill(pid, 'SIGSTOP');
+      const appends = Array.from({ length: 10_005 }, () =>
+        history.append(room, bytes('x')).then(
+          () => 'appended',
+          (error: Error) => error.message,
+        ),
+      );
+      const closed = history.close();
+      process.kill(pid, 'SIGCONT');
+      await closed;
+      const late = await Promise.all(appends.slice(10_000));
+      expect(late.every((outcome) => outcome.endsWith('the history is closed'))).toBe(true);
+      await Promise.all(appends);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+  });
+
   it('takes a burst of 30 000 appends at once whole: those past the window wait their turn', async () => {
     const history = new RedisHistory({ redis: standalone(server) });
     try {
