@@ -222,7 +222,7 @@ export class RedisHistory implements History {
       this.#waiting.push({
         at: performance.now(),
         send: () => this.#appendNow(room, payload, channel).then(resolve, reject),
-        refuse: (error) => reject(error),
+        refuse: reject,
         room,
       });
     });
