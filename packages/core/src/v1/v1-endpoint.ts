@@ -245,6 +245,11 @@ export class V1Endpoint {
       // Read on, or the peer's answer to the close would never arrive.
       ws.resume();
     };
+    /** Refuses a connection that sent something else before its hello, and logs it. */
+    const noHello = (sent: string) => {
+      refuse(CloseCode.PolicyViolation, 'hello expected');
+      this.#logViolation(CloseCode.PolicyViolation, { reason: sent });
+    };
     const { helloTimeoutMs } = this.#settings;
     // Stops the pending bound: the wait for the hello, or then the one for its session.
     let stop: () => void;
@@ -265,8 +270,7 @@ export class V1Endpoint {
     let pings = 0;
     const onPing = () => {
       if (++pings === MAX_PINGS_BEFORE_HELLO + 1 && queued === undefined) {
-        refuse(CloseCode.PolicyViolation, 'hello expected');
-        this.#logViolation(CloseCode.PolicyViolation, { reason: 'pings before hello' });
+        noHello('pings before hello');
       }
     };
     const settled = () => {
@@ -282,10 +286,7 @@ export class V1Endpoint {
       const message = this.#decode(ws, data, isBinary)?.message;
       if (message?.t !== 'hello') {
         if (message === undefined) queued = null;
-        else {
-          refuse(CloseCode.PolicyViolation, 'hello expected');
-          this.#logViolation(CloseCode.PolicyViolation, { reason: 'hello expected' });
-        }
+        else noHello('hello expected');
         return;
       }
       queued = [];
