@@ -1,7 +1,17 @@
 import { rmSync } from 'node:fs';
+import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { MemoryHistory } from '@wscale/core';
+import { until } from '@wscale/core/testing';
 import { NatsHistory, NatsKvStateStore } from '@wscale/nats';
-import { type SingleNats, skipWithoutNats, startNatsServer } from '@wscale/test-support';
+import {
+  leftSession,
+  outageClient,
+  outageNode,
+  type SingleNats,
+  skipWithoutNats,
+  startNatsServer,
+} from '@wscale/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fastReconnect, nextStatus, uniqueName } from './helpers/clients.js';
 
@@ -201,4 +211,46 @@ describe.skipIf(skipWithoutNats())('NATS adapters when the server loses its stor
     const version = await store.set('k', 'after');
     expect(await store.get('k')).toEqual({ value: 'after', version });
   });
+
+  it('state store: a session it lost while its connection was welcomed unavailable is closed 1012 and told expired, not kept out of its rooms', async () => {
+    const closers: Array<() => Promise<void>> = [];
+    opened.push({
+      close: async () => {
+        for (const close of closers.splice(0).reverse()) await close();
+      },
+    });
+    const nc = await connection();
+    const sessions = uniqueName('sessions');
+    const stateStore = new NatsKvStateStore({
+      servers: nats.server.url,
+      connectionOptions: fastReconnect,
+      bucket: sessions,
+      timeoutMs: 500,
+    });
+    const node = await outageNode(stateStore, new MemoryHistory(), closers);
+    const { first, saved: snapshot } = await leftSession(node, closers);
+    const bucket = await new Kvm(nc).open(sessions);
+    // Nothing but the node's sessions is kept in the bucket.
+    const saved = async () => {
+      for await (const _ of await bucket.keys()) return true;
+      return false;
+    };
+    await until(saved, 5000, 'the session saved');
+
+    const back = nextStatus(nc, 'reconnect', 30_000);
+    await nats.server.kill();
+    nats.server.wipeStorage();
+    const resumed = outageClient(node, closers, snapshot);
+    await until(() => resumed.welcomes.length === 1, 10_000, 'the resume attempt');
+    expect(resumed.welcomes[0]).toMatchObject({ resumed: false, reason: 'unavailable' });
+    await nats.server.start(); // without its storage: the bucket and the session are gone
+    await back;
+    await until(() => resumed.welcomes.length === 2, 15_000, 'the resume once the store answers');
+    expect(resumed.closes[0]).toMatch(/^1012 /);
+    expect(resumed.welcomes[1]).toMatchObject({ resumed: false, reason: 'expired' });
+    expect(resumed.welcomes[1]!.clientId).not.toBe(first.welcomes[0]!.clientId);
+    await until(() => resumed.client.rooms.includes('feed'), 5000, 'the new session in its room');
+    await node.to('feed').send('to the new session');
+    await until(() => resumed.texts.includes('to the new session'), 5000, 'a message to it');
+  }, 60_000);
 });
