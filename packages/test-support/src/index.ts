@@ -1,3 +1,4 @@
+export { expectRunningNodesKnownOnReady } from './discovery.js';
 export { freePort, serviceAvailable } from './free-port.js';
 export * from './nats-server.js';
 export * from './outage-node.js';
