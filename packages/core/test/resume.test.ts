@@ -3,6 +3,7 @@ import {
   type History,
   type HistoryEntry,
   type HistoryPosition,
+  InvalidArgumentError,
   MemoryBroker,
   MemoryHistory,
   MemoryStateStore,
@@ -555,26 +556,35 @@ describe('wscale.v1 sessions', () => {
     expect(resumed).toEqual([{ data: { score: 42 }, rooms: ['chat', 'chat-2'] }]);
   });
 
-  it('goes on saving after client.data could not be encoded (a BigInt), and reports it', async () => {
-    const [a, b] = await startNodes(2);
-    const errors: unknown[] = [];
-    a!.on('error', (error) => errors.push(error));
-    const first = await V1Peer.connect(a!);
-    await first.peer.next('joined');
-    const client = a!.clients.get(first.welcome.client)!;
-    client.data = { score: 1n };
-    await until(() => errors.length > 0, 2000, 'the encoding error');
-    client.data = { score: 42 };
-    await client.saveData();
-    first.peer.ws.terminate();
-    const resumed: object[] = [];
-    b!.on('connection', (c) => {
-      if (c.resumed) resumed.push(c.data);
-    });
-    const second = await V1Peer.connect(b!, { session: first.welcome.session });
-    expect(second.welcome.resumed).toBe(true);
-    expect(resumed).toEqual([{ score: 42 }]);
-  });
+  const cycle: Record<string, unknown> = { score: 1 };
+  cycle.self = cycle;
+  it.each([
+    ['a BigInt', { score: 1n }],
+    ['a cycle', cycle],
+  ])(
+    'goes on saving after client.data could not be encoded (%s), and reports it',
+    async (_, data) => {
+      const [a, b] = await startNodes(2);
+      const errors: unknown[] = [];
+      a!.on('error', (error) => errors.push(error));
+      const first = await V1Peer.connect(a!);
+      await first.peer.next('joined');
+      const client = a!.clients.get(first.welcome.client)!;
+      client.data = data;
+      await until(() => errors.length > 0, 2000, 'the encoding error');
+      expect(errors[0]).toBeInstanceOf(InvalidArgumentError);
+      client.data = { score: 42 };
+      await client.saveData();
+      first.peer.ws.terminate();
+      const resumed: object[] = [];
+      b!.on('connection', (c) => {
+        if (c.resumed) resumed.push(c.data);
+      });
+      const second = await V1Peer.connect(b!, { session: first.welcome.session });
+      expect(second.welcome.resumed).toBe(true);
+      expect(resumed).toEqual([{ score: 42 }]);
+    },
+  );
 });
 
 /** A node's broker link that loses the next few room messages, as in a broker hiccup. */
