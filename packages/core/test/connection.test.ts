@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { deflateRawSync } from 'node:zlib';
 import {
   CloseCode,
   HandlerError,
@@ -145,6 +147,36 @@ describe('connections', () => {
     }, 20);
     try {
       await until(() => raw.ended, 1500, 'the connection to end'); // 128 fragments take 2.5 s
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(raw.frames.some((f) => f.opcode === 0x8)).toBe(false);
+  });
+
+  it('ends a connection whose compressed message keeps arriving in fragments between pings past four heartbeat rounds', async () => {
+    const [node] = await cluster.start(1, { heartbeatIntervalMs: 50, perMessageDeflate: true });
+    const raw = await RawSocket.open(node!.address()!.port, {
+      protocol: '',
+      headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate' },
+    });
+    // Random bytes do not shrink: the deflated stream is as long, and never ends here.
+    const deflated = deflateRawSync(randomBytes(64 * 1024));
+    const fragment = (opcode: number, at: number) => {
+      const bytes = frame(opcode, deflated.subarray(at, at + 16));
+      bytes[0]! &= 0x7f; // not the last
+      return bytes;
+    };
+    const first = fragment(0x2, 0);
+    first[0]! |= 0x40; // RSV1: compressed
+    raw.write(first);
+    let at = 16;
+    const trickle = setInterval(() => {
+      raw.write(frame(0x9, Buffer.alloc(0)));
+      raw.write(fragment(0x0, at));
+      at += 16;
+    }, 20);
+    try {
+      await until(() => raw.ended, 1500, 'the connection to end');
     } finally {
       clearInterval(trickle);
     }
