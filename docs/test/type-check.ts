@@ -45,6 +45,7 @@ export function typeCheck(snippets: Snippet[]): Map<string, string[]> {
     types: ['node'],
     typeRoots: [join(ROOT, 'node_modules/@types')],
     strict: true,
+    exactOptionalPropertyTypes: true,
     allowJs: true,
     checkJs: true,
     esModuleInterop: true,

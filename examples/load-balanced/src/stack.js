@@ -45,8 +45,8 @@ const NODE_COUNT = 3;
  * @property {Balancer} balancer the load balancer in front of the nodes
  * @property {number} [port] the load balancer's port (default: a free port)
  * @property {string} [host] the load balancer's address (default: '127.0.0.1')
- * @property {string} [redisUrl] use this Redis instead of starting one
- * @property {number} [redisPort] port of the redis-server the stack starts (default: a free port)
+ * @property {string | undefined} [redisUrl] use this Redis instead of starting one
+ * @property {number | undefined} [redisPort] port of the redis-server the stack starts (default: a free port)
  * @property {string} [sessionSecret] the nodes' shared secret (default: a random one)
  * @property {(line: string) => void} [log] every output line of every process (default: none)
  * @property {number} [startTimeoutMs] how long each process may take to be ready (default: 20000)

@@ -26,9 +26,9 @@ export interface RedisBrokerOptions extends BaseBrokerOptions {
    * created. A client you pass publishes as is and is never closed by the broker; the broker
    * subscribes on a `duplicate()` of it. Given a `Cluster`, the broker uses sharded pub/sub
    * (Redis 7 or newer).
-   * @default `{}` (ioredis's default: 127.0.0.1:6379)
+   * @default `{}` (ioredis's default: 127.0.0.1:6379), also when `undefined` (an unset variable)
    */
-  redis?: RedisConnection;
+  redis?: RedisConnection | undefined;
   /**
    * Put before every channel name, so several applications can share one Redis (pub/sub
    * channels ignore the database number). No `{` or `}`.

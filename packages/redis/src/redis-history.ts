@@ -28,9 +28,9 @@ export interface RedisHistoryOptions {
   /**
    * Where Redis is: a URL, ioredis options (Sentinel too), or a `Redis` / `Cluster` client you
    * created (used as is, never closed by the history). Needs Redis 6.2 or newer.
-   * @default `{}` (ioredis's default: 127.0.0.1:6379)
+   * @default `{}` (ioredis's default: 127.0.0.1:6379), also when `undefined` (an unset variable)
    */
-  redis?: RedisConnection;
+  redis?: RedisConnection | undefined;
   /**
    * Entries kept per room; older ones are trimmed (exactly, not approximately).
    * @default 1000

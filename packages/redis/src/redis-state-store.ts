@@ -24,9 +24,9 @@ export interface RedisStateStoreOptions {
   /**
    * Where Redis is: a URL, ioredis options (Sentinel too), or a `Redis` / `Cluster` client you
    * created (used as is, never closed by the store).
-   * @default `{}` (ioredis's default: 127.0.0.1:6379)
+   * @default `{}` (ioredis's default: 127.0.0.1:6379), also when `undefined` (an unset variable)
    */
-  redis?: RedisConnection;
+  redis?: RedisConnection | undefined;
   /**
    * How long a record lives after its last write, in milliseconds.
    * @default 300000 (five minutes)

@@ -59,9 +59,10 @@ export interface ServerOptions<Identity = unknown> {
   /**
    * Secret(s) that sign session tokens; the same on every node. Sign with the first, verify with
    * any: to rotate, put the new secret first and drop the old one after a session TTL.
-   * Required with a `stateStore`. @default a random secret (this node only)
+   * Required with a `stateStore` (`undefined`, an unset variable, is refused there). @default a
+   * random secret (this node only)
    */
-  sessionSecret?: string | string[];
+  sessionSecret?: string | string[] | undefined;
   /**
    * The rooms that keep history, and where. The first rule whose pattern matches a room wins.
    * A pattern is a room name, a name with `*` wildcards (`'chat:*'`) or a RegExp. Rooms no rule
