@@ -131,4 +131,67 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
     mkdirSync(shots, { recursive: true });
     await alice.screenshot({ path: `${shots}chat-demo.png`, fullPage: true });
   }, 90_000);
+
+  it('a page reloaded comes back in its session: it shows what was said while it reloaded, once, and nobody saw it leave', async () => {
+    const carol = await browser.newPage();
+    await carol.goto(`${url}?name=carol`);
+    await stateIs(carol, 'open');
+    const dave = await browser.newPage();
+    await dave.goto(`${url}?name=dave`);
+    await stateIs(dave, 'open');
+    await dave.fill('#text', 'before the reload');
+    await dave.click('button[type="submit"]');
+    await carol.waitForFunction(() =>
+      document.querySelector('#log')?.textContent?.includes('before the reload'),
+    );
+    const online = () =>
+      dave.waitForFunction(
+        () => [...document.querySelectorAll('#online li')].some((li) => li.textContent === 'carol'),
+        undefined,
+        { timeout: 10_000 },
+      );
+    await online();
+    await dave.evaluate(() => {
+      (window as unknown as { presenceLog: string[] }).presenceLog.length = 0;
+    });
+
+    // Carol's tab leaves the page (its pagehide saves the session) and comes back to it.
+    await carol.goto('about:blank');
+    for (let n = 1; n <= 3; n++) {
+      await dave.fill('#text', `while reloading ${n}`);
+      await dave.click('button[type="submit"]');
+    }
+    await carol.goto(`${url}?name=carol`);
+    await stateIs(carol, 'open');
+    expect(await carol.textContent('#log')).toMatch(/resumed on node-\d+ — chat:lobby: recovered/);
+    await carol.fill('#text', 'carol is back');
+    await carol.click('button[type="submit"]');
+    await dave.waitForFunction(() =>
+      document.querySelector('#log')?.textContent?.includes('carol is back'),
+    );
+    const expected = [
+      'while reloading 1',
+      'while reloading 2',
+      'while reloading 3',
+      'carol is back',
+    ];
+    await carol.waitForFunction(
+      (count) => document.querySelectorAll('#log p.chat').length >= count,
+      expected.length,
+      { timeout: 10_000 },
+    );
+    const seen = (await chatLines(carol)).map((text) => text.replace(/^[^:]+: /, ''));
+    expect(seen).toEqual(expected);
+    // Back within the presence grace: dave's list never lost her, and hers lists them both.
+    expect(await presenceLog(dave)).toEqual([]);
+    await online();
+    await carol.waitForFunction(
+      () =>
+        ['carol', 'dave'].every((name) =>
+          [...document.querySelectorAll('#online li')].some((li) => li.textContent === name),
+        ),
+      undefined,
+      { timeout: 10_000 },
+    );
+  }, 60_000);
 });
