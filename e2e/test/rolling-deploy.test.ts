@@ -88,8 +88,15 @@ async function runScenario(under: BrokerUnderTest, prefix: string): Promise<void
 
     let sent = 0;
     const acked: Promise<void>[] = [];
+    const drainedAt: number[] = [];
     const traffic = (async () => {
       for (let n = 1; n <= COUNT; n++) {
+        // Halfway through each quarter after the first, the node replaced at its start is
+        // draining, however long its successor took to start on a loaded machine.
+        const step = [0, 1, 2].find((i) => n === ((i + 1) * COUNT) / 4 + COUNT / 8);
+        if (step !== undefined) {
+          await until(() => drainedAt.length > step, 30_000, `the drain of step ${step + 1}`);
+        }
         await publisher.to('feed').send(String(n));
         await Promise.all(ids.map((id) => publisher.client(id).send(String(n))));
         watched.forEach((w, c) => {
@@ -102,7 +109,6 @@ async function runScenario(under: BrokerUnderTest, prefix: string): Promise<void
 
     // Each node in turn: its successor starts and takes its place in the balancer, then it drains.
     const running = [...nodes];
-    const drainedAt: number[] = [];
     const drains: Promise<void>[] = [];
     for (let i = 0; i < 3; i++) {
       await until(() => sent >= ((i + 1) * COUNT) / 4, 30_000, `step ${i + 1} of the traffic`);
