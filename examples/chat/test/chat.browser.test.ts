@@ -146,7 +146,10 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
     );
     const online = () =>
       dave.waitForFunction(
-        () => [...document.querySelectorAll('#online li')].some((li) => li.textContent === 'carol'),
+        () =>
+          Array.from(document.querySelectorAll('#online li')).some(
+            (li) => li.textContent === 'carol',
+          ),
         undefined,
         { timeout: 10_000 },
       );
@@ -188,7 +191,7 @@ describe.skipIf(!hasChromium)('the chat demo in headless Chromium', () => {
     await carol.waitForFunction(
       () =>
         ['carol', 'dave'].every((name) =>
-          [...document.querySelectorAll('#online li')].some((li) => li.textContent === name),
+          Array.from(document.querySelectorAll('#online li')).some((li) => li.textContent === name),
         ),
       undefined,
       { timeout: 10_000 },
