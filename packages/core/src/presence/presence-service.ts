@@ -129,8 +129,8 @@ export class PresenceService {
     return !isInbox(room) && this.#matches.some((test) => test(room));
   }
 
-  /** A local client is in a room. */
-  entered(client: PresenceClient, room: string): void {
+  /** A local client is in a room; `back` when a resume put it back there (see the tracker's `join`). */
+  entered(client: PresenceClient, room: string, back: boolean): void {
     const rule = this.#rule(room);
     if (this.#stopped || rule === undefined) return;
     let user: string;
@@ -140,7 +140,7 @@ export class PresenceService {
       this.#host.report(new HandlerError('sessionOwner', error));
       return;
     }
-    this.#tracker.join(client, room, client.id, user, this.#info(rule, client));
+    this.#tracker.join(client, room, client.id, user, this.#info(rule, client), back);
     this.#flush();
   }
 

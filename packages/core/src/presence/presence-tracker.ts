@@ -142,8 +142,20 @@ export class PresenceTracker {
 
   // ---- local connections ----
 
-  /** A local connection is in a room. `holder` names the connection object (a resume makes a new one). */
-  join(holder: object, room: string, conn: string, user: string, info?: unknown): void {
+  /**
+   * A local connection is in a room. `holder` names the connection object (a resume makes a new
+   * one). `back`: a resume put it back in a room its session was in. While this node builds its
+   * first view that is no news: the user was present on the node it left, which this one may
+   * never hear from (killed, or drained before this node asked it for a snapshot).
+   */
+  join(
+    holder: object,
+    room: string,
+    conn: string,
+    user: string,
+    info?: unknown,
+    back = false,
+  ): void {
     const key = entryKey(room, conn);
     const local = this.#local.get(key);
     if (local !== undefined && local.entry.user === user) {
@@ -157,7 +169,12 @@ export class PresenceTracker {
     const entry: Entry = { room, conn, user, node: this.nodeId, incarnation: this.incarnation };
     if (info !== undefined) entry.info = info;
     this.#local.set(key, { holder, entry });
-    this.#add(entry);
+    this.#quiet = back && this.#starting !== undefined;
+    try {
+      this.#add(entry);
+    } finally {
+      this.#quiet = false;
+    }
     this.#emit({ j: toWire(entry) });
   }
 

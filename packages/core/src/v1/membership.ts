@@ -79,7 +79,7 @@ export class Membership {
     try {
       const outcome = await this.#rooms.join(client, room, from, announce, budget);
       if (client.inRoom(room) && this.#clients.get(client.id) === client) {
-        this.#presence?.entered(client, room);
+        this.#presence?.entered(client, room, !announce);
       }
       if (resume !== undefined) await this.#save(client);
       return outcome;
