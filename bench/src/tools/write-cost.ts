@@ -7,6 +7,9 @@
 //                  (wscale's `Connections.cork`, and the framed-once experiment's)
 //   first at once  the first write of a tick goes out at once, the socket is corked for the rest
 //   plain          every write goes out at once
+//   to the handle  every write goes out at once, straight to the socket's libuv handle
+//                  (`writeBuffer`, with a `WriteWrap` of the deprecated `process.binding`): Node's
+//                  stream layer skipped, as no library should (see "Writing to the handle")
 //
 // Rounds interleaved, medians. It is how "first at once" was judged and left out (bench/ANALYSIS.md).
 //
@@ -79,6 +82,9 @@ async function main(): Promise<void> {
       corked.push(socket);
       endDue();
     };
+    const { WriteWrap, streamBaseState, kLastWriteWasAsync } = streamWrap();
+    /** Writes to a handle that the kernel did not take at once, still going. */
+    let handleWrites = 0;
     const strategies = {
       corked(burst: number) {
         for (let b = 0; b < burst; b++) {
@@ -104,6 +110,20 @@ async function main(): Promise<void> {
       plain(burst: number) {
         for (let b = 0; b < burst; b++) for (const socket of sockets) socket.write(FRAME);
       },
+      'to the handle'(burst: number) {
+        for (let b = 0; b < burst; b++) {
+          for (const socket of sockets) {
+            const handle = (socket as unknown as { _handle: Handle })._handle;
+            const request = new WriteWrap();
+            request.handle = handle;
+            request.oncomplete = () => void handleWrites--;
+            request.async = false;
+            const error = handle.writeBuffer(request, FRAME);
+            if (error !== 0) throw new Error(`writeBuffer failed: ${error}`);
+            if (streamBaseState[kLastWriteWasAsync] !== 0) handleWrites++;
+          }
+        }
+      },
     };
     type Strategy = keyof typeof strategies;
     const names = Object.keys(strategies) as Strategy[];
@@ -116,7 +136,7 @@ async function main(): Promise<void> {
         write(burst);
         await new Promise((resolve) => setImmediate(resolve));
         // A socket that still holds bytes would make the next tick's writes cheaper: wait for it.
-        while (sockets.some((socket) => socket.writableLength > 0)) {
+        while (handleWrites > 0 || sockets.some((socket) => socket.writableLength > 0)) {
           await new Promise((resolve) => setImmediate(resolve));
         }
       }
@@ -128,9 +148,9 @@ async function main(): Promise<void> {
       `${SOCKETS} sockets, ${TICKS} ticks a round, ${ROUNDS} rounds interleaved (after one unmeasured)`,
     );
     console.log(
-      `| frames a socket per tick | ${names.join(' µs | ')} µs | first at once × corked |`,
+      `| frames a socket per tick | ${names.join(' µs | ')} µs | first at once × corked | to the handle × plain |`,
     );
-    console.log(`| ---: | ${names.map(() => '---:').join(' | ')} | ---: |`);
+    console.log(`| ---: | ${names.map(() => '---:').join(' | ')} | ---: | ---: |`);
     for (const burst of BURSTS) {
       const costs = new Map<Strategy, number[]>(names.map((name) => [name, []]));
       for (const name of names) await measure(name, burst);
@@ -139,13 +159,29 @@ async function main(): Promise<void> {
         for (const name of order) costs.get(name)!.push(await measure(name, burst));
       }
       const medians = names.map((name) => median(costs.get(name)!));
-      const ratio = medians[names.indexOf('first at once')]! / medians[names.indexOf('corked')]!;
+      const of = (name: Strategy) => medians[names.indexOf(name)]!;
+      const ratios = [of('first at once') / of('corked'), of('to the handle') / of('plain')];
       console.log(
-        `| ${burst} | ${medians.map((cost) => cost.toFixed(2)).join(' | ')} | ${ratio.toFixed(2)} |`,
+        `| ${burst} | ${[...medians, ...ratios].map((cost) => cost.toFixed(2)).join(' | ')} |`,
       );
     }
     for (const socket of sockets) socket.destroy();
   } finally {
     sink.kill();
   }
+}
+
+/** A libuv stream handle, as Node's `net.Socket` keeps it. */
+interface Handle {
+  writeBuffer(request: object, data: Buffer): number;
+}
+
+/** Node's internal write requests (the deprecated `process.binding`, for this measure only). */
+function streamWrap(): {
+  WriteWrap: new () => { handle: Handle; oncomplete: () => void; async: boolean };
+  streamBaseState: Int32Array;
+  kLastWriteWasAsync: number;
+} {
+  const node = process as unknown as { binding(name: string): unknown };
+  return node.binding('stream_wrap') as ReturnType<typeof streamWrap>;
 }
