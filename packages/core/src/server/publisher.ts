@@ -148,9 +148,10 @@ export class Publisher {
 
   /**
    * Refuses further sends, and resolves once those already started are done (kept in a history and
-   * published, or failed), awaited or not, or after `closeTimeoutMs` (a broker that is down keeps
-   * them in its queue): the broker and stores, which stay open (they are the caller's), can then
-   * be closed without losing any.
+   * published, or failed), awaited or not: the broker and stores, which stay open (they are the
+   * caller's), can then be closed without losing any. Or it resolves after `closeTimeoutMs`, with
+   * sends still waiting in the queue of a broker that is down: closing the broker then rejects
+   * them (`BROKER_CLOSED`), so they are reported, not sent.
    */
   async close(): Promise<void> {
     this.#closed = true;
