@@ -265,7 +265,13 @@ export class RedisBroker extends BaseBroker {
     } else {
       status = this.#everReady ? 'reconnecting' : 'connecting';
     }
-    this.setStatus(status, status === 'ready' ? undefined : error);
+    if (status === 'ready') {
+      // What went wrong before is over: a later outage is told by its own error, not this one.
+      this.#lastError = undefined;
+      this.setStatus(status);
+    } else {
+      this.setStatus(status, error ?? new Error(`no connection to Redis (${pub}, ${sub})`));
+    }
   };
 
   /**

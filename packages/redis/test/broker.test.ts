@@ -197,6 +197,32 @@ describeRedis('RedisBroker on standalone Redis', () => {
     30_000,
   );
 
+  it('tells a later outage by its own error, not by the hang before it', async () => {
+    const a = new RedisBroker({ redis: standalone(server), commandTimeoutMs: 300 });
+    const pid = server.pid!;
+    const seen: string[] = [];
+    try {
+      await until(() => a.status === 'ready', 5000, 'ready');
+      a.on('status', (status, error) => seen.push(`${status}: ${error?.message ?? ''}`));
+      process.kill(pid, 'SIGSTOP');
+      const hung = a.publish('t', Buffer.from('x')).catch(() => undefined);
+      await until(() => a.status === 'reconnecting', 3000, 'the hang noticed');
+      process.kill(pid, 'SIGCONT');
+      await hung;
+      await until(() => a.status === 'ready', 10_000, 'ready after the hang');
+      expect(seen[0]).toMatch(/^reconnecting: Redis did not answer a publish within 300 ms/);
+      seen.length = 0;
+      await server.stop();
+      await until(() => a.status !== 'ready', 5000, 'the outage');
+      expect(seen[0]).toMatch(/^reconnecting: ./);
+      expect(seen[0]).not.toMatch(/did not answer a publish/);
+    } finally {
+      if (server.pid === pid) process.kill(pid, 'SIGCONT');
+      else await server.start();
+      await a.close();
+    }
+  }, 30_000);
+
   it('is ready for good once Redis answers: what the hang failed is not taken for a second hang', async () => {
     // The hung connection's socket is destroyed 100 ms after the hang is noticed: what it had
     // out is failed by that close, and nothing Redis answers later settles it.
