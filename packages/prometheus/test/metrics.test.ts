@@ -169,6 +169,45 @@ describe('collectMetrics', () => {
     ).toHaveLength(3);
   });
 
+  it('counts a resume that lost messages of a history room by that room, though a room without history came first', async () => {
+    const registry = new Registry();
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      authorizeJoin: () => true,
+      history: [{ rooms: 'h:*', store: new MemoryHistory({ maxEntries: 2 }) }],
+    });
+    collectMetrics(wss, { registry });
+    cleanup.push(() => wss.close());
+    await wss.ready();
+    const { peer, welcome } = await V1Peer.connect(wss);
+    for (const [id, room] of [
+      [1, 'plain'],
+      [2, 'h:room'],
+    ] as const) {
+      peer.send({ t: 'join', id, r: room });
+      await peer.next('ack');
+    }
+    await wss.to('h:room').send('seen');
+    const seen = await peer.next('msg');
+    peer.ws.close();
+    await until(() => wss.stats.connections === 0, 3000, 'the client gone');
+    // More than the history keeps: the gap is too old to replay.
+    for (let i = 1; i <= 5; i++) await wss.to('h:room').send(`missed ${i}`);
+    const back = await V1Peer.connect(wss, {
+      session: welcome.session,
+      rooms: { 'h:room': { o: seen.o!, e: seen.e! } },
+    });
+    cleanup.push(() => back.peer.ws.terminate());
+    expect(back.welcome.rooms).toMatchObject({
+      plain: { recovered: false, reason: 'no-history' },
+      'h:room': { recovered: false, reason: 'too-old' },
+    });
+    const m = await (await endpoint(registry))();
+    expect(m('wscale_resumes_total{result="partial",reason="too-old"}')).toBe(1);
+    expect(m('wscale_resumes_total{result="partial",reason="no-history"}')).toBe(0);
+  });
+
   it('times the stores through instrumented ones, and counts a resume that failed', async () => {
     const registry = new Registry();
     const stateStore = instrumentStateStore(new MemoryStateStore(), { registry });

@@ -64,7 +64,9 @@ export class Traffic {
 
   /**
    * Counts a hello that presented a session token: resumed with what `recovery` says (by the
-   * first unrecovered room's reason), or not resumed for `reason`. Returns the record.
+   * first unrecovered room's reason, a room that keeps history first: a room without any is
+   * never recovered, and would hide the loss of one that has), or not resumed for `reason`.
+   * Returns the record.
    */
   resumed(
     client: string,
@@ -72,10 +74,11 @@ export class Traffic {
     notResumed: string | undefined,
   ): ResumeRecord {
     const result = recovery === undefined ? 'failed' : recovery.recovered ? 'recovered' : 'partial';
-    const reason =
-      recovery === undefined
-        ? notResumed
-        : Object.values(recovery.rooms).find((room) => !room.recovered)?.reason;
+    let reason = notResumed;
+    if (recovery !== undefined) {
+      const unrecovered = Object.values(recovery.rooms).filter((room) => !room.recovered);
+      reason = (unrecovered.find((room) => room.reason !== 'no-history') ?? unrecovered[0])?.reason;
+    }
     if (result === 'recovered') this.resumes.recovered++;
     else {
       const counts: Record<string, number> = this.resumes[result];
