@@ -99,6 +99,12 @@ export function collectMetrics<Identity, Data extends object>(
     entries(s.limited).map(([limit, value]) => [{ limit }, value]),
   );
   total(
+    'violations_total',
+    'Connections closed for breaking the protocol, by the close code the node sent.',
+    ['code'],
+    (s) => entries(s.violations).map(([code, value]) => [{ code }, value]),
+  );
+  total(
     'failed_sends_total',
     'Sends, joins and leaves of the application that failed (their promise rejected).',
     [],

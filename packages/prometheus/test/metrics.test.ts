@@ -7,6 +7,7 @@ import {
   MemoryStateStore,
   ScaledWebSocketServer,
 } from '@wscale/core';
+import { PROTOCOL } from '@wscale/core/protocol';
 import { until } from '@wscale/core/testing';
 import {
   clusterView,
@@ -17,6 +18,7 @@ import {
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestClient, urlOf } from '../../core/test/helpers/nodes.js';
+import { frame, RawSocket } from '../../core/test/helpers/raw-socket.js';
 import { V1Peer } from '../../core/test/helpers/v1-client.js';
 
 const cleanup: Array<() => Promise<unknown> | unknown> = [];
@@ -206,6 +208,35 @@ describe('collectMetrics', () => {
     const m = await (await endpoint(registry))();
     expect(m('wscale_resumes_total{result="partial",reason="too-old"}')).toBe(1);
     expect(m('wscale_resumes_total{result="partial",reason="no-history"}')).toBe(0);
+  });
+
+  it('counts connections closed for breaking the protocol by the code the node sent, which the disconnects count as 1006', async () => {
+    const registry = new Registry();
+    const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', maxPayload: 1024 });
+    collectMetrics(wss, { registry });
+    cleanup.push(() => wss.close());
+    await wss.ready();
+    const port = wss.address()!.port;
+    const refused = async (protocol: string, bytes: Buffer) => {
+      const raw = await RawSocket.open(port, { protocol });
+      cleanup.push(() => raw.destroy());
+      raw.write(bytes);
+      // The node's close frame; the socket is then left unanswered, as an attacker leaves it.
+      return (await raw.closeFrame()).code;
+    };
+    expect(await refused('', frame(0x2, Buffer.alloc(2048)))).toBe(1009);
+    expect(await refused('', frame(0x1, Buffer.from([0xff, 0xfe])))).toBe(1007);
+    expect(await refused(PROTOCOL, frame(0x1, Buffer.from('{"t":"msg","d":"no hello"}')))).toBe(
+      1008,
+    );
+    await until(() => wss.stats.connections === 0, 5000, 'the three closed');
+    expect(wss.stats.violations).toEqual({ 1007: 1, 1008: 1, 1009: 1 });
+    const m = await (await endpoint(registry))();
+    for (const code of [1007, 1008, 1009]) {
+      expect(m(`wscale_violations_total{code="${code}"}`)).toBe(1);
+    }
+    // The one refused before its hello was never a client: only the violations count it.
+    expect(m('wscale_disconnects_total{code="1006"}')).toBe(2);
   });
 
   it('times the stores through instrumented ones, and counts a resume that failed', async () => {

@@ -20,6 +20,12 @@ export interface ServerStats {
   slowConsumersClosed: number;
   /** How often each limit was hit. */
   limited: LimitCounters;
+  /**
+   * Connections closed for breaking the protocol, by the close code this node sent (`1002` a frame
+   * `ws` refused, `1007` bad UTF-8 or compressed data, `1008` no hello first, `1009` too large):
+   * such a client seldom answers the close, so its `close` event (and `disconnects`) says 1006.
+   */
+  violations: Record<string, number>;
   /** Rooms with members on this node. */
   rooms: number;
   /** Room memberships of this node's clients (a client in three rooms counts three). */

@@ -16,6 +16,8 @@ export interface ErrorSink {
  */
 export class Reporter {
   readonly log: NodeLog;
+  /** Connections closed for breaking the protocol, by the close code the node sent. */
+  readonly violations: Record<string, number> = {};
   /** How often each limit was hit. */
   readonly limited: LimitCounters = {
     rooms: 0,
@@ -52,6 +54,7 @@ export class Reporter {
    * costs an attacker no more than a connection (bound: pass it as a callback).
    */
   readonly violation = (code: number, fields: { client?: string; reason: string }): void => {
+    this.violations[code] = (this.violations[code] ?? 0) + 1;
     const skipped = this.#violations.pass('violation');
     if (skipped === undefined) return;
     const more = skipped > 0 ? ` (and ${skipped} more since the last line)` : '';

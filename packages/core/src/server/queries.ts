@@ -66,6 +66,7 @@ export class Queries implements Answerer {
       connections: this.#clients.size,
       ...this.#connections.counters,
       limited: { ...this.#reporter.limited },
+      violations: { ...this.#reporter.violations },
       rooms: this.#roomNames().length,
       subscriptions: this.#connections.subscriptions,
       ...this.#traffic.snapshot(),
