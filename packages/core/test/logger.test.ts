@@ -133,6 +133,45 @@ describe('logger', () => {
     ]);
   });
 
+  it('logs slow consumers closed 1013 a line a second at most, saying how many it held back', async () => {
+    const logger = recorder();
+    const wss = new ScaledWebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      logger,
+      maxBufferedBytes: 64 * 1024,
+    });
+    servers.push(wss);
+    await wss.ready();
+    const stalled = async (count: number) => {
+      const clients = await Promise.all(
+        Array.from({ length: count }, async () => {
+          const client = new TestClient(urlOf(wss));
+          await client.opened;
+          client.ws.pause(); // reads nothing
+          return client;
+        }),
+      );
+      const closed = wss.stats.slowConsumersClosed + count;
+      // Until the kernel's buffers are full and theirs pass maxBufferedBytes.
+      const chunk = 'x'.repeat(64 * 1024);
+      for (let sent = 0; wss.stats.slowConsumersClosed < closed && sent < 2000; sent++) {
+        await wss.broadcast(chunk);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(wss.stats.slowConsumersClosed).toBe(closed);
+      for (const client of clients) client.ws.terminate();
+    };
+    await stalled(5);
+    await delay(1100);
+    await stalled(1);
+    const warned = logger.lines.filter((line) => line.level === 'warn').map((line) => line.message);
+    expect(warned).toEqual([
+      'slow consumer closed 1013',
+      'slow consumer closed 1013 (and 4 more since the last line)',
+    ]);
+  });
+
   it('answers a few pings before the hello as ever', async () => {
     const logger = recorder();
     const wss = new ScaledWebSocketServer({ port: 0, host: '127.0.0.1', logger });

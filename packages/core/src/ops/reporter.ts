@@ -41,7 +41,7 @@ export class Reporter {
   #reporting = false;
   readonly #lines = new LineGate();
   readonly #warnings = new LineGate();
-  readonly #violations = new LineGate();
+  readonly #clientLines = new LineGate();
 
   constructor(log: NodeLog, sink: ErrorSink) {
     this.log = log;
@@ -55,11 +55,21 @@ export class Reporter {
    */
   readonly violation = (code: number, fields: { client?: string; reason: string }): void => {
     this.violations[code] = (this.violations[code] ?? 0) + 1;
-    const skipped = this.#violations.pass('violation');
+    this.#clientLine('violation', `protocol violation: closed ${code}`, fields);
+  };
+
+  /** Logs a client closed with 1013 for not keeping up (`warn`), a line a second at most. */
+  slowConsumer(client: string): void {
+    this.#clientLine('slow', 'slow consumer closed 1013', { client });
+  }
+
+  /** A `warn` line of something clients cause, as many as they like: a line a second per kind. */
+  #clientLine(kind: string, message: string, fields: object): void {
+    const skipped = this.#clientLines.pass(kind);
     if (skipped === undefined) return;
     const more = skipped > 0 ? ` (and ${skipped} more since the last line)` : '';
-    this.log.write('warn', `protocol violation: closed ${code}${more}`, fields);
-  };
+    this.log.write('warn', `${message}${more}`, fields);
+  }
 
   /** Reports a failure that did not stop the node (bound: pass it as a callback). */
   readonly report = (error: unknown): void => {

@@ -388,7 +388,7 @@ export class Connections<Identity, Data extends object>
     }
     if (!client.open) return;
     this.counters.slowConsumersClosed++;
-    this.#parts.reporter.log.write('warn', 'slow consumer closed 1013', { client: client.id });
+    this.#parts.reporter.slowConsumer(client.id);
     // Nothing more is written once it is closing; ws ends it if the close frame goes unread.
     client.shut(CloseCode.TryAgainLater, 'send buffer full');
   }
