@@ -55,7 +55,8 @@ export class Reporter {
    */
   readonly violation = (code: number, fields: { client?: string; reason: string }): void => {
     this.violations[code] = (this.violations[code] ?? 0) + 1;
-    this.#clientLine('violation', `protocol violation: closed ${code}`, fields);
+    // A line a second for each code: what a line says it held back was closed with its code.
+    this.#clientLine(`violation ${code}`, `protocol violation: closed ${code}`, fields);
   };
 
   /** Logs a client closed with 1013 for not keeping up (`warn`), a line a second at most. */
