@@ -304,6 +304,22 @@ describe('upstream delivery (wscale.v1)', () => {
     await resumedExactly(nodes[1]!, first.welcome.session, heard);
   });
 
+  it('a new session whose first connection dropped before any message arrived hands its first messages on unmarked', async () => {
+    const store = new MemoryStateStore();
+    const { nodes, heard } = await startNodes([store, store]);
+    // The connection drops with the client's first message still on its way (lost with it).
+    const first = await V1Peer.connect(nodes[0]!);
+    first.peer.ws.terminate();
+    await recordedClose(store, first.welcome.client);
+
+    const second = await V1Peer.connect(nodes[1]!, { session: first.welcome.session });
+    expect(second.welcome).toMatchObject({ resumed: true, s: 0 });
+    // Sent again, as far as the client knows: no connection of the session handed anything on.
+    second.peer.send({ t: 'msg', d: 'm1', s: 1, p: 1 });
+    await until(() => heard.length === 1, 2000, 'the message');
+    expect(heard.map((h) => [h.text, h.info.redelivered])).toEqual([['m1', false]]);
+  });
+
   it('when the node dies before recording, what comes again is handed on marked, with the same id', async () => {
     const { nodes, heard, first } = await handedOnUnrecorded();
 

@@ -385,9 +385,12 @@ export class V1Endpoint {
     const session = await this.#sessions.open(hello.session, owner, lookup);
     // Whether the previous connection recorded all it handed on: only a clean close says so, and
     // only if no connection since could not record (`u`: one was welcomed `unavailable`), nor
-    // closed before the client sent again what may have been handed on (`doubt`).
+    // closed before the client sent again what may have been handed on (`doubt`). A new session
+    // had no previous connection: nothing it is sent can have been handed on before.
+    const named = session.resumed || session.reason === 'unavailable';
     const doubtful =
-      session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true;
+      named &&
+      (session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true);
     const ledger = new UpstreamLedger(session.record, doubtful);
     if (ws.readyState !== WebSocket.OPEN) {
       // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
@@ -401,7 +404,7 @@ export class V1Endpoint {
     // connection may still hold it. A later resume of the same token may have claimed it already
     // (tabs sharing a token): then this one holds nothing, and goes as if taken over.
     const claim = session.record?.claim;
-    if ((session.resumed || session.reason === 'unavailable') && !node.kick(session.id, claim)) {
+    if (named && !node.kick(session.id, claim)) {
       close(ws, CloseCode.SessionTakenOver, TAKEN_OVER);
       ws.resume();
       return undefined;
