@@ -138,71 +138,83 @@ describe('a presence request on a node that is still building its view', () => {
   }, 30_000);
 });
 
-describe('a member whose node died, back on a node that just started', () => {
-  it('is no join there nor anywhere: the new node counts it present, as the others still do', async () => {
-    const options = {
-      stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
-      sessionSecret: 'a-test-secret-of-enough-bytes',
-      presence: [{ rooms: 'pres:*' }],
-      presenceGraceMs: 20_000,
-      authorizeJoin: () => true,
-    };
-    let dying!: FreezableBroker;
-    const [a] = await cluster.start(1, {
-      ...options,
-      brokerFor: (bus) => (dying = new FreezableBroker({ bus })),
-    });
-    const [b] = await cluster.start(1, options);
-    const heard: string[] = [];
-    b!.on('presence', (_room, change) => heard.push(`b ${change.type} ${change.user}`));
-    const watcher = await V1Peer.connect(b!);
-    watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-    await watcher.peer.next('ack');
-    watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
-    await watcher.peer.next('ack');
-    const ann = await V1Peer.connect(a!);
-    ann.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-    await ann.peer.next('ack');
-    await until(async () => (await b!.presence('pres:1')).users === 2, 5000, 'b to list ann');
-    heard.length = 0;
+describe('a member whose node died, while a node starts in its place', () => {
+  it.each([
+    ['back on the node that just started', 'new'],
+    ['back on a node that was running', 'running'],
+  ] as const)(
+    '%s, is no join there nor anywhere: the new node counts it present, as the others still do',
+    async (_, where) => {
+      const options = {
+        stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
+        sessionSecret: 'a-test-secret-of-enough-bytes',
+        presence: [{ rooms: 'pres:*' }],
+        presenceGraceMs: 20_000,
+        authorizeJoin: () => true,
+      };
+      let dying!: FreezableBroker;
+      const [a] = await cluster.start(1, {
+        ...options,
+        brokerFor: (bus) => (dying = new FreezableBroker({ bus })),
+      });
+      const [b] = await cluster.start(1, options);
+      const heard: string[] = [];
+      b!.on('presence', (_room, change) => heard.push(`b ${change.type} ${change.user}`));
+      const watcher = await V1Peer.connect(b!);
+      watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+      await watcher.peer.next('ack');
+      watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
+      await watcher.peer.next('ack');
+      const ann = await V1Peer.connect(a!);
+      ann.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+      await ann.peer.next('ack');
+      await until(async () => (await b!.presence('pres:1')).users === 2, 5000, 'b to list ann');
+      heard.length = 0;
 
-    // Node a dies (it sends and hears nothing more), and a new node takes its place.
-    dying.frozen = true;
-    ann.peer.ws.terminate();
-    const c = new ScaledWebSocketServer({
-      ...options,
-      port: 0,
-      host: '127.0.0.1',
-      nodeId: 'node-new',
-      broker: new MemoryBroker({ bus: cluster.bus }),
-    });
-    try {
-      c.on('presence', (_room, change) => heard.push(`c ${change.type} ${change.user}`));
-      await c.ready();
-      const back = await V1Peer.connect(c, { session: ann.welcome.session });
-      expect(back.welcome).toMatchObject({ resumed: true, rooms: { 'pres:1': {} } });
-      const listed = (await c.presence('pres:1')).members.map((m) => m.user);
-      expect(listed).toContain(ann.welcome.client);
+      // Node a dies (it sends and hears nothing more), and a new node takes its place.
+      dying.frozen = true;
+      ann.peer.ws.terminate();
+      const c = new ScaledWebSocketServer({
+        ...options,
+        port: 0,
+        host: '127.0.0.1',
+        nodeId: 'node-new',
+        broker: new MemoryBroker({ bus: cluster.bus }),
+      });
+      try {
+        c.on('presence', (_room, change) => heard.push(`c ${change.type} ${change.user}`));
+        await c.ready();
+        const lists = (user: string) => async () =>
+          (await c.presence('pres:1')).members.some((member) => member.user === user);
+        // The new node has b's members before ann comes back (else b's snapshot would bring her).
+        await until(lists(watcher.welcome.client), 3000, 'c to list the watcher');
+        const back = await V1Peer.connect(where === 'new' ? c : b!, {
+          session: ann.welcome.session,
+        });
+        expect(back.welcome).toMatchObject({ resumed: true, rooms: { 'pres:1': {} } });
+        await until(lists(ann.welcome.client), 3000, 'c to list ann');
 
-      // A user who really comes is told, on every node; ann's resume was not, anywhere.
-      const bob = await V1Peer.connect(c);
-      bob.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-      await bob.peer.next('ack');
-      await until(() => heard.length >= 2, 3000, 'both nodes to hear of bob');
-      expect(heard.sort()).toEqual([
-        `b join ${bob.welcome.client}`,
-        `c join ${bob.welcome.client}`,
-      ]);
-      await until(
-        () => watcher.peer.all('pjoin').some((join) => join.u === bob.welcome.client),
-        3000,
-        'the watcher to be told of bob',
-      );
-      expect(watcher.peer.all('pleave')).toEqual([]);
-    } finally {
-      await c.close();
-    }
-  }, 30_000);
+        // A user who really comes is told, on every node; ann's resume was not, anywhere.
+        const bob = await V1Peer.connect(c);
+        bob.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+        await bob.peer.next('ack');
+        await until(() => heard.length >= 2, 3000, 'both nodes to hear of bob');
+        expect(heard.sort()).toEqual([
+          `b join ${bob.welcome.client}`,
+          `c join ${bob.welcome.client}`,
+        ]);
+        await until(
+          () => watcher.peer.all('pjoin').some((join) => join.u === bob.welcome.client),
+          3000,
+          'the watcher to be told of bob',
+        );
+        expect(watcher.peer.all('pleave')).toEqual([]);
+      } finally {
+        await c.close();
+      }
+    },
+    30_000,
+  );
 });
 
 describe('a presence request asked again and again', () => {

@@ -50,12 +50,12 @@ export class Reporter {
   }
 
   /**
-   * Logs a connection closed for breaking the protocol (`warn`), a line a second at most: each
-   * costs an attacker no more than a connection (bound: pass it as a callback).
+   * Counts and logs a connection closed for breaking the protocol (`warn`), a line a second at
+   * most for each close code (what a line says it held back was closed with its code): each costs
+   * an attacker no more than a connection (bound: pass it as a callback).
    */
   readonly violation = (code: number, fields: { client?: string; reason: string }): void => {
     this.violations[code] = (this.violations[code] ?? 0) + 1;
-    // A line a second for each code: what a line says it held back was closed with its code.
     this.#clientLine(`violation ${code}`, `protocol violation: closed ${code}`, fields);
   };
 

@@ -144,9 +144,10 @@ export class PresenceTracker {
 
   /**
    * A local connection is in a room. `holder` names the connection object (a resume makes a new
-   * one). `back`: a resume put it back in a room its session was in. While this node builds its
-   * first view that is no news: the user was present on the node it left, which this one may
-   * never hear from (killed, or drained before this node asked it for a snapshot).
+   * one). `back`: a resume put it back in a room its session was in. To a node that builds its
+   * first view, this one or another (told by the delta), that is no news: the user was present
+   * on the node it left, which that node may never hear from (killed, or drained before it asked
+   * it for a snapshot).
    */
   join(
     holder: object,
@@ -169,13 +170,8 @@ export class PresenceTracker {
     const entry: Entry = { room, conn, user, node: this.nodeId, incarnation: this.incarnation };
     if (info !== undefined) entry.info = info;
     this.#local.set(key, { holder, entry });
-    this.#quiet = back && this.#starting !== undefined;
-    try {
-      this.#add(entry);
-    } finally {
-      this.#quiet = false;
-    }
-    this.#emit({ j: toWire(entry) });
+    this.#addQuietWhileStarting(entry, back);
+    this.#emit(back ? { j: toWire(entry), b: 1 } : { j: toWire(entry) });
   }
 
   /** A local connection left a room on purpose (or closed for good): it leaves now. */
@@ -426,7 +422,8 @@ export class PresenceTracker {
       const key = entryKey(entry.room, entry.conn);
       const old = replica.entries.get(key);
       if (old !== undefined) this.#removeRemote(replica, key, old);
-      this.#addRemote(replica, key, entry);
+      replica.entries.set(key, entry);
+      this.#addQuietWhileStarting(entry, delta.b === 1);
       return;
     }
     const [room, conn] = delta.l;
@@ -462,6 +459,16 @@ export class PresenceTracker {
       if (old?.user === entry.user) continue;
       if (old !== undefined) this.#removeRemote(replica, key, old);
       this.#addRemote(replica, key, entry);
+    }
+  }
+
+  /** Adds an entry; one a resume put `back` makes no event while this node builds its first view. */
+  #addQuietWhileStarting(entry: Entry, back: boolean): void {
+    this.#quiet = back && this.#starting !== undefined;
+    try {
+      this.#add(entry);
+    } finally {
+      this.#quiet = false;
     }
   }
 

@@ -10,7 +10,8 @@ export type EntryWire = [room: string, conn: string, user: string, info?: unknow
 
 /** One change of a node's entries. */
 export type Delta =
-  | { j: EntryWire }
+  /** A join; `b`: a resume put the connection back in a room its session was in (no news). */
+  | { j: EntryWire; b?: 1 }
   /** A leave; `p`: on purpose (a `leave`, a close with 1000), so the same connection kept elsewhere for its grace period leaves too. */
   | { l: [room: string, conn: string]; p?: 1 };
 

@@ -389,8 +389,7 @@ export class V1Endpoint {
     // had no previous connection: nothing it is sent can have been handed on before.
     const named = session.resumed || session.reason === 'unavailable';
     const doubtful =
-      named &&
-      (session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true);
+      named && (session.cleanlyClosed !== true || hello.u === 1 || session.record?.doubt === true);
     const ledger = new UpstreamLedger(session.record, doubtful);
     if (ws.readyState !== WebSocket.OPEN) {
       // Closed meanwhile (a drain): it is paused, so its close handshake would never finish.
