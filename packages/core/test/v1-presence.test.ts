@@ -217,6 +217,53 @@ describe('a member whose node died, while a node starts in its place', () => {
   );
 });
 
+describe('a member whose node died, resumed on another, that leaves on purpose', () => {
+  it.each([
+    ['leaves the room', (peer: V1Peer) => peer.send({ t: 'leave', id: 9, r: 'pres:1' })],
+    ['closes with 1000', (peer: V1Peer) => peer.ws.close(1000)],
+  ] as const)(
+    '%s: it leaves at once, not when the dead node’s entries expire',
+    async (_, end) => {
+      const options = {
+        stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
+        sessionSecret: 'a-test-secret-of-enough-bytes',
+        presence: [{ rooms: 'pres:*' }],
+        presenceGraceMs: 20_000,
+        nodeHeartbeatMs: 100,
+        authorizeJoin: () => true,
+      };
+      let dying!: FreezableBroker;
+      const [a] = await cluster.start(1, {
+        ...options,
+        brokerFor: (bus) => (dying = new FreezableBroker({ bus })),
+      });
+      const [b] = await cluster.start(1, options);
+      const watcher = await V1Peer.connect(b!);
+      watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+      await watcher.peer.next('ack');
+      watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
+      await watcher.peer.next('ack');
+      const ann = await V1Peer.connect(a!);
+      ann.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+      await ann.peer.next('ack');
+      expect(await watcher.peer.next('pjoin')).toMatchObject({ u: ann.welcome.client });
+
+      // Node a dies; b declares it gone and keeps its members for the grace (20 s).
+      dying.frozen = true;
+      ann.peer.ws.terminate();
+      await until(() => !b!.nodes.includes(a!.nodeId), 5000, 'b to declare a gone');
+      const back = await V1Peer.connect(b!, { session: ann.welcome.session });
+      expect(back.welcome.resumed).toBe(true);
+      end(back.peer);
+      expect(await watcher.peer.next('pleave', 2000)).toMatchObject({ u: ann.welcome.client });
+      expect((await b!.presence('pres:1')).members.map((m) => m.user)).toEqual([
+        watcher.welcome.client,
+      ]);
+    },
+    30_000,
+  );
+});
+
 describe('a presence request asked again and again', () => {
   it('in a big room, a burst of them is answered one by one with the same snapshot, and the node stays responsive', async () => {
     const members = 1000;

@@ -432,9 +432,23 @@ export class PresenceTracker {
     if (old !== undefined) this.#removeRemote(replica, key, old);
     if (delta.p !== 1) return;
     // The connection resumed on that node and left on purpose there: what this node kept of it
-    // for a resume is not waiting for one any more.
+    // for a resume is not waiting for one any more, nor what it keeps of a gone node's.
     const local = this.#local.get(key);
     if (local?.away !== undefined) this.#removeLocal(key, local, true);
+    this.#forgetKept(key);
+  }
+
+  /**
+   * A connection left a room on purpose: gone nodes' entries of it (kept for a resume, which came)
+   * go now, not at their deadline. A live node's entry stays: it may be the connection's own
+   * there, heard before this leave; that node removes it itself.
+   */
+  #forgetKept(key: string): void {
+    for (const replica of this.#replicas.values()) {
+      if (replica.deadline === undefined) continue;
+      const kept = replica.entries.get(key);
+      if (kept !== undefined) this.#removeRemote(replica, key, kept);
+    }
   }
 
   /** Makes a replica's entries a snapshot's. */
@@ -524,6 +538,7 @@ export class PresenceTracker {
     this.#remove(local.entry);
     const left: [string, string] = [local.entry.room, local.entry.conn];
     this.#emit(onPurpose ? { l: left, p: 1 } : { l: left });
+    if (onPurpose) this.#forgetKept(key);
   }
 
   #emit(delta: Delta): void {
