@@ -145,30 +145,10 @@ describe('a member whose node died, while a node starts in its place', () => {
   ] as const)(
     '%s, is no join there nor anywhere: the new node counts it present, as the others still do',
     async (_, where) => {
-      const options = {
-        stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
-        sessionSecret: 'a-test-secret-of-enough-bytes',
-        presence: [{ rooms: 'pres:*' }],
-        presenceGraceMs: 20_000,
-        authorizeJoin: () => true,
-      };
-      let dying!: FreezableBroker;
-      const [a] = await cluster.start(1, {
-        ...options,
-        brokerFor: (bus) => (dying = new FreezableBroker({ bus })),
-      });
-      const [b] = await cluster.start(1, options);
+      const { options, dying, b, watcher, ann } = await memberOnDyingNode({});
       const heard: string[] = [];
-      b!.on('presence', (_room, change) => heard.push(`b ${change.type} ${change.user}`));
-      const watcher = await V1Peer.connect(b!);
-      watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-      await watcher.peer.next('ack');
-      watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
-      await watcher.peer.next('ack');
-      const ann = await V1Peer.connect(a!);
-      ann.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-      await ann.peer.next('ack');
-      await until(async () => (await b!.presence('pres:1')).users === 2, 5000, 'b to list ann');
+      b.on('presence', (_room, change) => heard.push(`b ${change.type} ${change.user}`));
+      await until(async () => (await b.presence('pres:1')).users === 2, 5000, 'b to list ann');
       heard.length = 0;
 
       // Node a dies (it sends and hears nothing more), and a new node takes its place.
@@ -188,7 +168,7 @@ describe('a member whose node died, while a node starts in its place', () => {
           (await c.presence('pres:1')).members.some((member) => member.user === user);
         // The new node has b's members before ann comes back (else b's snapshot would bring her).
         await until(lists(watcher.welcome.client), 3000, 'c to list the watcher');
-        const back = await V1Peer.connect(where === 'new' ? c : b!, {
+        const back = await V1Peer.connect(where === 'new' ? c : b, {
           session: ann.welcome.session,
         });
         expect(back.welcome).toMatchObject({ resumed: true, rooms: { 'pres:1': {} } });
@@ -221,40 +201,19 @@ describe('a member whose node died, resumed on another, that leaves on purpose',
   it.each(['leaves the room', 'closes with 1000'])(
     '%s: it leaves at once, not when the dead node’s entries expire',
     async (how) => {
-      const options = {
-        stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
-        sessionSecret: 'a-test-secret-of-enough-bytes',
-        presence: [{ rooms: 'pres:*' }],
-        presenceGraceMs: 20_000,
-        nodeHeartbeatMs: 100,
-        authorizeJoin: () => true,
-      };
-      let dying!: FreezableBroker;
-      const [a] = await cluster.start(1, {
-        ...options,
-        brokerFor: (bus) => (dying = new FreezableBroker({ bus })),
-      });
-      const [b] = await cluster.start(1, options);
-      const watcher = await V1Peer.connect(b!);
-      watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-      await watcher.peer.next('ack');
-      watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
-      await watcher.peer.next('ack');
-      const ann = await V1Peer.connect(a!);
-      ann.peer.send({ t: 'join', id: 1, r: 'pres:1' });
-      await ann.peer.next('ack');
+      const { a, b, dying, watcher, ann } = await memberOnDyingNode({ nodeHeartbeatMs: 100 });
       expect(await watcher.peer.next('pjoin')).toMatchObject({ u: ann.welcome.client });
 
       // Node a dies; b declares it gone and keeps its members for the grace (20 s).
       dying.frozen = true;
       ann.peer.ws.terminate();
-      await until(() => !b!.nodes.includes(a!.nodeId), 5000, 'b to declare a gone');
-      const back = await V1Peer.connect(b!, { session: ann.welcome.session });
+      await until(() => !b.nodes.includes(a.nodeId), 5000, 'b to declare a gone');
+      const back = await V1Peer.connect(b, { session: ann.welcome.session });
       expect(back.welcome.resumed).toBe(true);
       if (how === 'leaves the room') back.peer.send({ t: 'leave', id: 9, r: 'pres:1' });
       else back.peer.ws.close(1000);
       expect(await watcher.peer.next('pleave', 2000)).toMatchObject({ u: ann.welcome.client });
-      expect((await b!.presence('pres:1')).members.map((m) => m.user)).toEqual([
+      expect((await b.presence('pres:1')).members.map((m) => m.user)).toEqual([
         watcher.welcome.client,
       ]);
     },
@@ -375,6 +334,38 @@ describe('a presence request asked again and again', () => {
 interface Tab {
   user: string;
   tab: string;
+}
+
+/**
+ * Nodes a (whose broker the test can freeze: `dying`) and b with `options`; on b a watcher of
+ * `pres:1`, and ann, a member of it on a.
+ */
+async function memberOnDyingNode(extra: { nodeHeartbeatMs?: number }) {
+  const options = {
+    stateStore: new MemoryStateStore({ ttlMs: 30_000 }),
+    sessionSecret: 'a-test-secret-of-enough-bytes',
+    presence: [{ rooms: 'pres:*' }],
+    presenceGraceMs: 20_000,
+    authorizeJoin: () => true,
+    ...extra,
+  };
+  let dying!: FreezableBroker;
+  const [a, b] = [
+    ...(await cluster.start(1, {
+      ...options,
+      brokerFor: (bus) => (dying = new FreezableBroker({ bus })),
+    })),
+    ...(await cluster.start(1, options)),
+  ] as [ScaledWebSocketServer, ScaledWebSocketServer];
+  const watcher = await V1Peer.connect(b);
+  watcher.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+  await watcher.peer.next('ack');
+  watcher.peer.send({ t: 'presence', id: 2, r: 'pres:1' });
+  await watcher.peer.next('ack');
+  const ann = await V1Peer.connect(a);
+  ann.peer.send({ t: 'join', id: 1, r: 'pres:1' });
+  await ann.peer.next('ack');
+  return { options, dying, a, b, watcher, ann };
 }
 
 /**

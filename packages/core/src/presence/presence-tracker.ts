@@ -435,7 +435,7 @@ export class PresenceTracker {
     // for a resume is not waiting for one any more, nor what it keeps of a gone node's.
     const local = this.#local.get(key);
     if (local?.away !== undefined) this.#removeLocal(key, local, true);
-    this.#forgetKept(key);
+    else this.#forgetKept(key);
   }
 
   /**
